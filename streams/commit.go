@@ -1,0 +1,430 @@
+package streams
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// AppendRequest asks the store to append records to one stream.
+type AppendRequest struct {
+	// Stream names the target stream; it is created if missing and the
+	// store's AutoCreate option is set.
+	Stream string
+	// Records are appended in order and get consecutive offsets. The store
+	// assigns Offset and Timestamp; the slice is not retained after Done.
+	Records []Record
+	// NoSync says the caller does not need this request synced before Done
+	// (QoS 0). A group holding any request that needs a sync is synced as a
+	// whole under SyncAlways.
+	NoSync bool
+	// AppliedIndex, if non-zero, is recorded as the store's applied-index
+	// marker in the same batch (for a replicated log in front of the store).
+	AppliedIndex uint64
+	// Done is called once, on the committer goroutine, after the records are
+	// durable under the sync policy (err == nil, first = offset of the first
+	// record) or failed (err != nil: nothing of the request was stored). It
+	// must not block.
+	Done func(first uint64, err error)
+}
+
+type opKind uint8
+
+const (
+	opAppend opKind = iota
+	opCreate
+	opDelete
+	opTrim
+	opKV
+)
+
+// op is one entry of the committer's queue.
+type op struct {
+	kind      opKind
+	stream    string
+	req       AppendRequest // opAppend
+	retention Retention     // opCreate
+	trim      trimCmd       // opTrim
+	kv        []KVWrite     // opKV
+	noSync    bool
+	done      func(first uint64, err error)
+}
+
+// opQueue is the committer's inbox: producers append under mu and wake the
+// committer; the committer takes everything at once.
+type opQueue struct {
+	mu     sync.Mutex // guards ops and closed
+	ops    []*op
+	closed bool
+	wake   chan struct{} // capacity 1: a pending wake-up
+}
+
+func (q *opQueue) push(o *op) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.ops = append(q.ops, o)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (q *opQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for queued ops and swaps them out for spare (which must be
+// empty). It returns closed=true once the queue is closed and drained.
+func (q *opQueue) take(spare []*op) (ops []*op, closed bool) {
+	for {
+		q.mu.Lock()
+		ops, q.ops = q.ops, spare
+		closed = q.closed
+		q.mu.Unlock()
+		if len(ops) > 0 || closed {
+			return ops, closed && len(ops) == 0
+		}
+		// q.ops now holds spare's array: the next swap must hand it a
+		// different one, or producers would write into the ops we return.
+		spare = ops[:0]
+		<-q.wake
+	}
+}
+
+// Submit queues an append and returns at once; req.Done reports the outcome.
+func (s *Store) Submit(req AppendRequest) error {
+	if req.Done == nil {
+		return fmt.Errorf("streams: AppendRequest.Done is nil")
+	}
+	return s.queue.push(&op{kind: opAppend, stream: req.Stream, req: req, noSync: req.NoSync, done: req.Done})
+}
+
+// Append appends records to a stream and waits until they are durable. It
+// returns the offset of the first record.
+func (s *Store) Append(ctx context.Context, stream string, records ...Record) (uint64, error) {
+	type result struct {
+		first uint64
+		err   error
+	}
+	resc := make(chan result, 1)
+	err := s.Submit(AppendRequest{Stream: stream, Records: records, Done: func(first uint64, err error) {
+		resc <- result{first, err}
+	}})
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case r := <-resc:
+		return r.first, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// runCommitter is the single writer: it commits queued ops in groups.
+func (s *Store) runCommitter() {
+	defer s.wg.Done()
+	var spare []*op
+	g := &group{s: s, scratch: make([]byte, 0, 4096)}
+	for {
+		ops, closed := s.queue.take(spare)
+		if closed {
+			return
+		}
+		for len(ops) > 0 {
+			n := g.commit(ops)
+			ops = ops[n:]
+		}
+		spare = ops[:0]
+	}
+}
+
+// group is the committer's scratch state for one commit group.
+type group struct {
+	s       *Store
+	gen     uint64 // increments per group; marks streams touched in it
+	batch   *pebble.Batch
+	ops     []*op
+	results []opResult
+	touched []*stream
+	created []*stream
+	deleted []*stream
+	sync    bool
+	applied uint64
+	nextID  uint64 // s.nextID before the group, for rollback
+	bytes   int
+	now     int64
+	scratch []byte
+	keybuf  []byte
+}
+
+type opResult struct {
+	first uint64
+	err   error // a validation error: the op was not part of the batch
+}
+
+// commit applies a prefix of ops as one batch and returns its length.
+func (g *group) commit(ops []*op) int {
+	s := g.s
+	g.gen++
+	g.batch = s.db.NewBatch()
+	g.ops, g.results = g.ops[:0], g.results[:0]
+	g.touched, g.created, g.deleted = g.touched[:0], g.created[:0], g.deleted[:0]
+	g.sync, g.applied, g.bytes = false, 0, 0
+	g.nextID = s.nextID
+	g.now = s.opts.Now().UnixNano()
+
+	n := 0
+	for _, o := range ops {
+		if n > 0 && g.bytes >= s.opts.MaxGroupBytes {
+			break
+		}
+		n++
+		g.ops = append(g.ops, o)
+		var r opResult
+		switch o.kind {
+		case opAppend:
+			r.first, r.err = g.append(o)
+		case opCreate:
+			_, r.err = g.create(o.stream, o.retention)
+		case opDelete:
+			r.err = g.delete(o.stream)
+		case opTrim:
+			r.err = g.trim(o.trim)
+		case opKV:
+			r.err = g.writeKV(o.kv)
+		}
+		if r.err == nil && !o.noSync {
+			g.sync = true
+		}
+		g.results = append(g.results, r)
+	}
+
+	for _, st := range g.touched {
+		if !st.isDeletedIn(g) {
+			_ = g.batch.Set(stateKey(st.meta.id), encodeState(st.work), nil)
+		}
+	}
+	if s.nextID != g.nextID {
+		_ = g.batch.Set(nextIDKey(), binary.AppendUvarint(nil, s.nextID), nil)
+	}
+	if g.applied != 0 {
+		_ = g.batch.Set(appliedKey(), binary.BigEndian.AppendUint64(nil, g.applied), nil)
+	}
+
+	var err error
+	if !g.batch.Empty() {
+		wo := pebble.NoSync
+		if g.sync && s.opts.Sync == SyncAlways {
+			wo = pebble.Sync
+		}
+		err = g.batch.Commit(wo)
+	}
+	_ = g.batch.Close()
+	g.batch = nil
+	if err != nil {
+		s.log.Error("commit failed", "error", err, "ops", len(g.ops))
+		g.rollback()
+		err = fmt.Errorf("%w: %v", ErrWrite, err)
+	} else {
+		g.publish()
+	}
+	for i, o := range g.ops {
+		r := g.results[i]
+		if r.err == nil && err != nil {
+			r = opResult{err: err}
+		}
+		if o.done != nil {
+			o.done(r.first, r.err)
+		}
+		g.ops[i] = nil
+	}
+	return n
+}
+
+// stream returns the committer's view of a stream, creating it if allowed.
+func (g *group) stream(name string, autoCreate bool) (*stream, error) {
+	if st, ok := g.s.work[name]; ok {
+		return st, nil
+	}
+	if !autoCreate {
+		return nil, fmt.Errorf("%w: %q", ErrStreamNotFound, name)
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	return g.create(name, g.s.opts.DefaultRetention)
+}
+
+func (g *group) touch(st *stream) {
+	if st.touchedGen != g.gen {
+		st.touchedGen = g.gen
+		g.touched = append(g.touched, st)
+	}
+}
+
+func (g *group) append(o *op) (uint64, error) {
+	s := g.s
+	for i := range o.req.Records {
+		if n := encodedSize(&o.req.Records[i]); n > s.opts.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, n, s.opts.MaxRecordBytes)
+		}
+	}
+	st, err := g.stream(o.stream, s.opts.AutoCreate)
+	if err != nil {
+		return 0, err
+	}
+	g.touch(st)
+	first := st.work.next
+	ts := g.now
+	if ts < st.work.lastTS {
+		ts = st.work.lastTS // timestamps never decrease within a stream
+	}
+	for i := range o.req.Records {
+		r := &o.req.Records[i]
+		g.scratch = appendRecord(g.scratch[:0], r, ts)
+		g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
+		_ = g.batch.Set(g.keybuf, g.scratch, nil)
+		r.Offset = st.work.next
+		r.Timestamp = time.Unix(0, ts)
+		st.work.next++
+		st.work.bytes += int64(len(g.scratch))
+		g.bytes += len(g.scratch) + len(g.keybuf)
+	}
+	st.work.lastTS = ts
+	if o.req.AppliedIndex > g.applied {
+		g.applied = o.req.AppliedIndex
+	}
+	return first, nil
+}
+
+func (g *group) create(name string, retention Retention) (*stream, error) {
+	s := g.s
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if _, ok := s.work[name]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrStreamExists, name)
+	}
+	st := &stream{
+		name:   name,
+		meta:   streamMeta{id: s.nextID, created: time.Unix(0, g.now), retention: retention},
+		notify: make(chan struct{}),
+	}
+	s.nextID++
+	s.work[name] = st
+	g.created = append(g.created, st)
+	g.touch(st)
+	_ = g.batch.Set(metaKey(name), encodeMeta(st.meta), nil)
+	return st, nil
+}
+
+func (g *group) delete(name string) error {
+	s := g.s
+	st, ok := s.work[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrStreamNotFound, name)
+	}
+	delete(s.work, name)
+	g.deleted = append(g.deleted, st)
+	_ = g.batch.DeleteRange(recordKey(st.meta.id, 0), streamRecordsEnd(st.meta.id), nil)
+	_ = g.batch.Delete(metaKey(name), nil)
+	_ = g.batch.Delete(stateKey(st.meta.id), nil)
+	return nil
+}
+
+func (st *stream) isDeletedIn(g *group) bool {
+	for _, d := range g.deleted {
+		if d == st {
+			return true
+		}
+	}
+	return false
+}
+
+// rollback restores the committer's view after a failed commit.
+func (g *group) rollback() {
+	s := g.s
+	for _, st := range g.touched {
+		st.work = st.durable
+	}
+	for _, st := range g.created {
+		if s.work[st.name] == st {
+			delete(s.work, st.name)
+		}
+	}
+	for _, st := range g.deleted {
+		if !st.isCreatedIn(g) {
+			s.work[st.name] = st
+		}
+	}
+	s.nextID = g.nextID
+}
+
+func (st *stream) isCreatedIn(g *group) bool {
+	for _, c := range g.created {
+		if c == st {
+			return true
+		}
+	}
+	return false
+}
+
+// publish makes a committed group visible to readers and wakes tail readers.
+func (g *group) publish() {
+	s := g.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range g.deleted {
+		if s.mu.streams[st.name] == st {
+			delete(s.mu.streams, st.name)
+		}
+		st.deleted = true
+		close(st.notify)
+		st.notify = make(chan struct{})
+	}
+	for _, st := range g.created {
+		if !st.isDeletedIn(g) {
+			s.mu.streams[st.name] = st
+		}
+	}
+	for _, st := range g.touched {
+		if st.durable.next != st.work.next {
+			close(st.notify)
+			st.notify = make(chan struct{})
+		}
+		st.durable = st.work
+	}
+}
+
+// runIntervalSync syncs the WAL periodically under SyncInterval.
+func (s *Store) runIntervalSync() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+				s.log.Error("interval sync failed", "error", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,49 @@
+// Package streams is mqstream's durable, ordered record store: named streams of
+// records kept in one Pebble database.
+//
+// # Data model
+//
+// A stream is an append-only sequence of records. Every record gets a per-stream
+// offset (uint64, dense, starting at 0, increasing by one per record) and a server
+// timestamp that never decreases within a stream, so both offsets and timestamps
+// can be searched by bisection and no secondary index is needed.
+//
+// # Key layout
+//
+// All keys live in one Pebble keyspace, distinguished by a one-byte tag:
+//
+//	'x'                         next stream id (uint64)
+//	'm' name                    stream metadata (id, creation time, retention)
+//	's' id(8)                   stream state (first offset, next offset, bytes, last timestamp)
+//	'r' id(8) offset(8)         one record, encoded by encodeRecord
+//	'a'                         the applied-index marker (for a replicated log later)
+//	'k' namespace 0x00 key      small key/value state kept for other packages (see KV)
+//
+// Streams are addressed internally by a numeric id that is never reused, so a
+// stream deleted and created again under the same name never sees old records,
+// even while a range deletion of the old ones is still being compacted away.
+//
+// # Group commit
+//
+// One goroutine, the committer, owns every write. Callers queue append requests
+// (and administrative commands) on a mutex-protected slice and return at once;
+// the committer takes everything queued, assigns offsets and timestamps, writes
+// it as one Pebble batch with one WAL sync (under SyncAlways), and only then
+// makes the new records visible to readers and calls each request's completion.
+// While one batch syncs, the next one accumulates, so the number of fsyncs per
+// second stays near the disk's limit while the records per fsync grow with the
+// load. Because only the committer assigns offsets and writes, the store is a
+// deterministic state machine over its command sequence.
+//
+// # Reads
+//
+// Readers see records up to the committed (durable) watermark of each stream.
+// A tail reader waits on a channel that the committer closes and replaces each
+// time it commits records to the stream, always also watching its context.
+//
+// # Retention
+//
+// A background loop computes, for each stream with limits, the first offset to
+// keep (by age, bytes and record count) and submits a trim command; the committer
+// deletes the range of older records and updates the stream state in one batch.
+package streams

@@ -1,0 +1,149 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// KV is a namespace of small key/value state kept in the store's database for
+// other packages (consumer-group progress, broker state). Writes go through
+// the committer, so they share group commit and ordering with appends.
+type KV struct {
+	s      *Store
+	prefix []byte
+}
+
+// KVWrite is one change to a KV namespace.
+type KVWrite struct {
+	Key   []byte
+	Value []byte
+	// Delete removes Key; DeletePrefix removes every key starting with Key.
+	Delete       bool
+	DeletePrefix bool
+}
+
+// KV returns the key/value namespace ns (which must not contain a 0 byte).
+func (s *Store) KV(ns string) *KV {
+	p := append([]byte{tagKV}, ns...)
+	return &KV{s: s, prefix: append(p, 0)}
+}
+
+func (kv *KV) key(k []byte) []byte {
+	return append(append(make([]byte, 0, len(kv.prefix)+len(k)), kv.prefix...), k...)
+}
+
+// Get returns the value of key, or ok=false if it is absent.
+func (kv *KV) Get(key []byte) (value []byte, ok bool, err error) {
+	v, closer, err := kv.s.db.Get(kv.key(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+// Scan calls fn for every key starting with prefix, in key order. The slices
+// passed to fn are valid only during the call.
+func (kv *KV) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	lo := kv.key(prefix)
+	iter, err := kv.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer iter.Close()
+	for iter.First(); iter.Valid(); iter.Next() {
+		v, err := iter.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(iter.Key()[len(kv.prefix):], v); err != nil {
+			return err
+		}
+	}
+	return iter.Error()
+}
+
+// Submit queues writes to be committed atomically and returns at once; done
+// (called on the committer goroutine, must not block) reports the outcome.
+// noSync says the caller does not need the writes synced before done.
+func (kv *KV) Submit(writes []KVWrite, noSync bool, done func(error)) error {
+	ws := make([]KVWrite, len(writes))
+	for i, w := range writes {
+		w.Key = kv.key(w.Key)
+		ws[i] = w
+	}
+	return kv.s.queue.push(&op{kind: opKV, kv: ws, noSync: noSync, done: func(_ uint64, err error) {
+		if done != nil {
+			done(err)
+		}
+	}})
+}
+
+// Write commits writes atomically and waits until they are durable.
+func (kv *KV) Write(ctx context.Context, writes ...KVWrite) error {
+	errc := make(chan error, 1)
+	if err := kv.Submit(writes, false, func(err error) { errc <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *group) writeKV(writes []KVWrite) error {
+	for _, w := range writes {
+		var err error
+		switch {
+		case w.DeletePrefix:
+			err = g.batch.DeleteRange(w.Key, prefixEnd(w.Key), nil)
+		case w.Delete:
+			err = g.batch.Delete(w.Key, nil)
+		default:
+			err = g.batch.Set(w.Key, w.Value, nil)
+			g.bytes += len(w.Key) + len(w.Value)
+		}
+		if err != nil {
+			return fmt.Errorf("kv write: %w", err)
+		}
+	}
+	return nil
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}
+
+// AppliedIndex returns the applied-index marker (0 if never set).
+func (s *Store) AppliedIndex() (uint64, error) {
+	v, closer, err := s.db.Get(appliedKey())
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: applied index", ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
