@@ -240,7 +240,7 @@ func (g *group) commit(ops []*op) int {
 	if err != nil {
 		s.log.Error("commit failed", "error", err, "ops", len(g.ops))
 		g.rollback()
-		err = fmt.Errorf("%w: %v", ErrWrite, err)
+		err = fmt.Errorf("%w: %w", ErrWrite, err)
 	} else {
 		g.publish()
 	}

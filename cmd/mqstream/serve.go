@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/node"
+)
+
+func newServeCmd() *cobra.Command {
+	var configPath string
+	var printConfig bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node (embedded defaults: MQTT :1883, WebSocket :8083, HTTP :8080, data in ./data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, os.Environ(), boundFlags(cmd.Flags()))
+			if err != nil {
+				return err
+			}
+			if printConfig {
+				out, err := cfg.YAML()
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(out)
+				return err
+			}
+			return serve(cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configPath, "config", "c", "", "YAML configuration file (see mqstream.example.yaml)")
+	f.BoolVar(&printConfig, "print-config", false, "print the effective configuration and exit")
+	f.String("data-dir", "", "data directory (node.data_dir)")
+	f.String("node-id", "", "node id (node.id)")
+	f.String("mqtt", "", "MQTT/TCP listen address (mqtt.tcp)")
+	f.String("ws", "", "MQTT over WebSocket listen address (mqtt.websocket)")
+	f.String("http", "", "HTTP listen address (http.listen)")
+	f.String("sync", "", "sync policy: always, interval or none (storage.sync)")
+	f.String("log-level", "", "debug, info, warn or error (log.level)")
+	return cmd
+}
+
+// flagKeys maps serve's flags to configuration keys.
+var flagKeys = map[string]string{
+	"data-dir":  "node.data_dir",
+	"node-id":   "node.id",
+	"mqtt":      "mqtt.tcp",
+	"ws":        "mqtt.websocket",
+	"http":      "http.listen",
+	"sync":      "storage.sync",
+	"log-level": "log.level",
+}
+
+func boundFlags(fs *pflag.FlagSet) map[string]*pflag.Flag {
+	out := map[string]*pflag.Flag{}
+	for name, key := range flagKeys {
+		if f := fs.Lookup(name); f != nil {
+			out[key] = f
+		}
+	}
+	return out
+}
+
+func serve(cfg config.Config) error {
+	logger := cfg.Logger()
+	n, err := node.Open(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(); err != nil {
+		_ = n.Close(context.Background())
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	logger.Info("signal received, shutting down", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		// A second signal skips the graceful part.
+		<-sigs
+		fmt.Fprintln(os.Stderr, "mqstream: second signal, exiting now")
+		os.Exit(2)
+	}()
+	return n.Close(ctx)
+}

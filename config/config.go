@@ -1,0 +1,268 @@
+// Package config loads mqstream's configuration from a YAML file, MQSTREAM_*
+// environment variables and command-line flags (in increasing precedence),
+// validates it and hands typed structs to the other packages. It is the only
+// package besides cmd that knows viper.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole node configuration.
+type Config struct {
+	Node    Node    `mapstructure:"node" yaml:"node"`
+	Log     Log     `mapstructure:"log" yaml:"log"`
+	MQTT    MQTT    `mapstructure:"mqtt" yaml:"mqtt"`
+	HTTP    HTTP    `mapstructure:"http" yaml:"http"`
+	Storage Storage `mapstructure:"storage" yaml:"storage"`
+	Streams Streams `mapstructure:"streams" yaml:"streams"`
+}
+
+// Node identifies the node and where it keeps its data.
+type Node struct {
+	// ID names the node in logs and APIs; empty means the host name.
+	ID string `mapstructure:"id" yaml:"id"`
+	// DataDir holds the Pebble database.
+	DataDir string `mapstructure:"data_dir" yaml:"data_dir"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `mapstructure:"level" yaml:"level"`   // debug, info, warn, error
+	Format string `mapstructure:"format" yaml:"format"` // text, json
+}
+
+// MQTT configures the broker.
+type MQTT struct {
+	TCP            string   `mapstructure:"tcp" yaml:"tcp"`             // "" disables
+	WebSocket      string   `mapstructure:"websocket" yaml:"websocket"` // "" disables
+	MaxPayload     ByteSize `mapstructure:"max_payload" yaml:"max_payload"`
+	MaxClients     int64    `mapstructure:"max_clients" yaml:"max_clients"`
+	ReceiveMaximum int      `mapstructure:"receive_maximum" yaml:"receive_maximum"`
+	MaxInflight    int      `mapstructure:"max_inflight" yaml:"max_inflight"`
+	KeepaliveMax   int      `mapstructure:"keepalive_max" yaml:"keepalive_max"`
+}
+
+// HTTP configures the HTTP listener (health, REST, metrics).
+type HTTP struct {
+	Listen string `mapstructure:"listen" yaml:"listen"` // "" disables
+}
+
+// Storage configures the stream store.
+type Storage struct {
+	Sync              string        `mapstructure:"sync" yaml:"sync"` // always, interval, none
+	SyncInterval      time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
+	RetentionInterval time.Duration `mapstructure:"retention_interval" yaml:"retention_interval"`
+	CacheSize         ByteSize      `mapstructure:"cache_size" yaml:"cache_size"`
+}
+
+// Streams configures streams and the topic-to-stream mapping.
+type Streams struct {
+	AutoCreate       bool         `mapstructure:"auto_create" yaml:"auto_create"`
+	DefaultRetention Retention    `mapstructure:"default_retention" yaml:"default_retention"`
+	DefaultRule      string       `mapstructure:"default_rule" yaml:"default_rule"` // first-level, none, stream:<name>
+	Rules            []Rule       `mapstructure:"rules" yaml:"rules"`
+	Definitions      []Definition `mapstructure:"definitions" yaml:"definitions"`
+}
+
+// Retention limits a stream; zero means no limit.
+type Retention struct {
+	MaxAge     time.Duration `mapstructure:"max_age" yaml:"max_age"`
+	MaxBytes   ByteSize      `mapstructure:"max_bytes" yaml:"max_bytes"`
+	MaxRecords int64         `mapstructure:"max_records" yaml:"max_records"`
+}
+
+// Rule maps topics matching Filter to Stream.
+type Rule struct {
+	Filter string `mapstructure:"filter" yaml:"filter"`
+	Stream string `mapstructure:"stream" yaml:"stream"`
+}
+
+// Definition declares a stream created at start-up if missing.
+type Definition struct {
+	Name      string    `mapstructure:"name" yaml:"name"`
+	Retention Retention `mapstructure:"retention" yaml:"retention"`
+}
+
+// Default returns the embedded defaults: everything a node needs to run
+// with no file.
+func Default() Config {
+	return Config{
+		Node: Node{DataDir: "./data"},
+		Log:  Log{Level: "info", Format: "text"},
+		MQTT: MQTT{
+			TCP:            ":1883",
+			WebSocket:      ":8083",
+			MaxPayload:     1 << 20,
+			ReceiveMaximum: 1024,
+			MaxInflight:    8192,
+		},
+		HTTP: HTTP{Listen: ":8080"},
+		Storage: Storage{
+			Sync:              "always",
+			SyncInterval:      5 * time.Millisecond,
+			RetentionInterval: time.Minute,
+			CacheSize:         64 << 20,
+		},
+		Streams: Streams{AutoCreate: true, DefaultRule: "first-level"},
+	}
+}
+
+// EnvPrefix prefixes every environment variable: node.data_dir is
+// MQSTREAM_NODE_DATA_DIR.
+const EnvPrefix = "MQSTREAM"
+
+// Load reads the configuration: defaults, then the YAML file at path (if
+// not empty), then MQSTREAM_* variables from env, then the flags of fs that
+// were set and are bound with BindFlag. Unknown keys are errors.
+func Load(path string, env []string, flags map[string]*pflag.Flag) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	def := Default()
+	for key, val := range flatten(def) {
+		v.SetDefault(key, val)
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config file: %w", err)
+		}
+		var raw map[string]any
+		if err := yaml.Unmarshal(data, &raw); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if err := unknownKeys(raw, "", flatten(def)); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	for _, kv := range env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix+"_") {
+			continue
+		}
+		key, known := envKey(v, strings.TrimPrefix(name, EnvPrefix+"_"))
+		if !known {
+			return Config{}, fmt.Errorf("environment variable %s: no configuration key %s", name, key)
+		}
+		v.Set(key, val)
+	}
+	for key, f := range flags {
+		if f.Changed {
+			v.Set(key, f.Value.String())
+		}
+	}
+	var cfg Config
+	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		byteSizeHook,
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", cleanDecodeError(err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// envKey maps an environment variable suffix (NODE_DATA_DIR) to a known
+// configuration key (node.data_dir).
+func envKey(v *viper.Viper, suffix string) (string, bool) {
+	want := strings.ToLower(suffix)
+	for _, k := range v.AllKeys() {
+		if strings.ReplaceAll(k, ".", "_") == want {
+			return k, true
+		}
+	}
+	return strings.ReplaceAll(want, "_", "."), false
+}
+
+// YAML renders the configuration as YAML (for --print-config).
+func (c Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
+
+// flatten lists the leaf keys of a config value as viper keys.
+func flatten(c Config) map[string]any {
+	out := map[string]any{}
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			key := t.Field(i).Tag.Get("mapstructure")
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct && f.Type() != reflect.TypeOf(time.Duration(0)) {
+				walk(key, f)
+				continue
+			}
+			out[key] = f.Interface()
+		}
+	}
+	walk("", reflect.ValueOf(c))
+	return out
+}
+
+// cleanDecodeError rewords mapstructure's errors a little: they already name
+// the key ("'mqtt.max_payload' ...") and list unknown keys.
+func cleanDecodeError(err error) error {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "decoding failed due to the following error(s):\n\n", "")
+	return errors.New(msg)
+}
+
+// unknownKeys reports every key in settings (nested maps, as read from a
+// file) that is neither a known key nor a section holding known keys.
+func unknownKeys(settings map[string]any, prefix string, known map[string]any) error {
+	var errs []error
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		key := strings.ToLower(k)
+		if prefix != "" {
+			key = prefix + "." + strings.ToLower(k)
+		}
+		if _, ok := known[key]; ok {
+			continue
+		}
+		section := false
+		for kk := range known {
+			if strings.HasPrefix(kk, key+".") {
+				section = true
+				break
+			}
+		}
+		sub, isMap := settings[k].(map[string]any)
+		if !section {
+			errs = append(errs, fmt.Errorf("%s: unknown key", key))
+			continue
+		}
+		if !isMap {
+			errs = append(errs, fmt.Errorf("%s: is a section, not a value", key))
+			continue
+		}
+		if err := unknownKeys(sub, key, known); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

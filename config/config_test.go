@@ -1,0 +1,180 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mqstream.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsNeedNoFile(t *testing.T) {
+	cfg, err := Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.TCP != ":1883" || cfg.MQTT.WebSocket != ":8083" || cfg.HTTP.Listen != ":8080" ||
+		cfg.Node.DataDir != "./data" || cfg.Storage.Sync != "always" || !cfg.Streams.AutoCreate ||
+		cfg.Streams.DefaultRule != "first-level" || cfg.MQTT.MaxPayload != 1<<20 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestFileEnvAndFlagsInOrder(t *testing.T) {
+	path := writeFile(t, `
+node:
+  data_dir: /var/lib/mqstream
+mqtt:
+  tcp: 127.0.0.1:1884
+  max_payload: 64KiB
+storage:
+  sync: interval
+  sync_interval: 10ms
+streams:
+  default_rule: none
+  default_retention:
+    max_age: 168h
+    max_bytes: 10GiB
+  rules:
+    - filter: sensors/+/temperature
+      stream: temperatures
+    - filter: jobs/#
+      stream: jobs
+  definitions:
+    - name: temperatures
+      retention:
+        max_records: 1000
+`)
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String("http", "", "")
+	_ = fs.Parse([]string{"--http=127.0.0.1:9999"})
+	cfg, err := Load(path, []string{"MQSTREAM_NODE_DATA_DIR=/tmp/d", "OTHER=1", "MQSTREAM_LOG_LEVEL=debug"},
+		map[string]*pflag.Flag{"http.listen": fs.Lookup("http")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Node.DataDir != "/tmp/d" {
+		t.Errorf("env did not override the file: %q", cfg.Node.DataDir)
+	}
+	if cfg.HTTP.Listen != "127.0.0.1:9999" || cfg.Log.Level != "debug" {
+		t.Errorf("flag/env: %+v %+v", cfg.HTTP, cfg.Log)
+	}
+	if cfg.MQTT.TCP != "127.0.0.1:1884" || cfg.MQTT.MaxPayload != 64<<10 || cfg.MQTT.WebSocket != ":8083" {
+		t.Errorf("mqtt: %+v", cfg.MQTT)
+	}
+	if cfg.Storage.Sync != "interval" || cfg.Storage.SyncInterval != 10*time.Millisecond {
+		t.Errorf("storage: %+v", cfg.Storage)
+	}
+	if cfg.Streams.DefaultRetention.MaxAge != 168*time.Hour || cfg.Streams.DefaultRetention.MaxBytes != 10<<30 {
+		t.Errorf("retention: %+v", cfg.Streams.DefaultRetention)
+	}
+	if len(cfg.Streams.Rules) != 2 || cfg.Streams.Rules[0].Stream != "temperatures" || cfg.Streams.Rules[1].Filter != "jobs/#" {
+		t.Errorf("rules: %+v", cfg.Streams.Rules)
+	}
+	if d := cfg.StreamDefinitions(); d["temperatures"].MaxRecords != 1000 {
+		t.Errorf("definitions: %+v", d)
+	}
+	m, err := cfg.Mapper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := m.StreamFor("sensors/a/temperature"); !ok || s != "temperatures" {
+		t.Errorf("mapper: %q %v", s, ok)
+	}
+	if _, ok := m.StreamFor("other/x"); ok {
+		t.Error("default_rule none still stores")
+	}
+	// The printed configuration loads back to the same values.
+	out, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(writeFile(t, string(out)), nil, nil)
+	if err != nil {
+		t.Fatalf("printed config does not load: %v\n%s", err, out)
+	}
+	if o1, _ := again.YAML(); string(o1) != string(out) {
+		t.Errorf("print/load round trip differs:\n%s\n---\n%s", out, o1)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        []string
+		want       []string
+	}{
+		{"unknown key", "mqtt:\n  tcp: :1883\n  colour: blue\n", nil, []string{"mqtt.colour"}},
+		{"unknown section", "brokers: {}\n", nil, []string{"brokers"}},
+		{"bad values", `
+log: {level: loud}
+mqtt: {tcp: "nonsense", max_payload: -5, receive_maximum: 0}
+storage: {sync: sometimes, sync_interval: 0s}
+`, nil, []string{"log.level", "mqtt.tcp", "mqtt.max_payload", "mqtt.receive_maximum", "storage.sync:", "storage.sync_interval"}},
+		{"bad duration", "storage: {sync_interval: soon}\n", nil, []string{"sync_interval"}},
+		{"bad size", "mqtt: {max_payload: lots}\n", nil, []string{"max_payload", "invalid byte size"}},
+		{"bad rules", `
+streams:
+  default_rule: everything
+  rules:
+    - {filter: "a/#/b", stream: x}
+    - {filter: "ok", stream: "no/slash"}
+  definitions:
+    - {name: dup}
+    - {name: dup}
+`, nil, []string{"streams.default_rule", "streams.rules[0].filter", "streams.rules[1].stream", "streams.definitions[1].name"}},
+		{"unknown env", "", []string{"MQSTREAM_MQTT_PORT=1"}, []string{"MQSTREAM_MQTT_PORT"}},
+		{"bad env value", "", []string{"MQSTREAM_MQTT_MAX_CLIENTS=many"}, []string{"max_clients"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.file != "" {
+				path = writeFile(t, c.file)
+			}
+			_, err := Load(path, c.env, nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), nil, nil); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := Load(writeFile(t, "mqtt: [unclosed\n"), nil, nil); err == nil {
+		t.Error("malformed YAML accepted")
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"512": 512, "64KiB": 64 << 10, "1 MiB": 1 << 20, "2GB": 2e9, "10B": 10} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "1.5MiB", "ten"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", bad)
+		}
+	}
+	if s := ByteSize(64 << 20).String(); s != "64MiB" {
+		t.Errorf("String: %s", s)
+	}
+}

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strings"
+
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Validate reports every invalid value at once, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Node.DataDir == "" {
+		bad("node.data_dir", "must not be empty")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	for key, addr := range map[string]string{"mqtt.tcp": c.MQTT.TCP, "mqtt.websocket": c.MQTT.WebSocket, "http.listen": c.HTTP.Listen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not a host:port address", addr)
+		}
+	}
+	if c.MQTT.TCP == "" && c.MQTT.WebSocket == "" {
+		bad("mqtt.tcp", "no MQTT listener: set mqtt.tcp or mqtt.websocket")
+	}
+	if c.MQTT.MaxPayload < 0 || c.MQTT.MaxPayload > 256<<20 {
+		bad("mqtt.max_payload", "%d is outside 0..256MiB (MQTT's packet limit)", c.MQTT.MaxPayload)
+	}
+	if c.MQTT.MaxClients < 0 {
+		bad("mqtt.max_clients", "must not be negative")
+	}
+	if c.MQTT.ReceiveMaximum < 1 || c.MQTT.ReceiveMaximum > math.MaxUint16 {
+		bad("mqtt.receive_maximum", "%d is outside 1..65535", c.MQTT.ReceiveMaximum)
+	}
+	if c.MQTT.MaxInflight < 1 || c.MQTT.MaxInflight > math.MaxUint16 {
+		bad("mqtt.max_inflight", "%d is outside 1..65535", c.MQTT.MaxInflight)
+	}
+	if c.MQTT.KeepaliveMax < 0 || c.MQTT.KeepaliveMax > math.MaxUint16 {
+		bad("mqtt.keepalive_max", "%d is outside 0..65535", c.MQTT.KeepaliveMax)
+	}
+	if _, err := streams.ParseSyncPolicy(c.Storage.Sync); err != nil {
+		bad("storage.sync", "%v", err)
+	}
+	if c.Storage.SyncInterval <= 0 {
+		bad("storage.sync_interval", "must be positive")
+	}
+	if c.Storage.RetentionInterval <= 0 {
+		bad("storage.retention_interval", "must be positive")
+	}
+	if c.Storage.CacheSize < 0 {
+		bad("storage.cache_size", "must not be negative")
+	}
+	validateRetention := func(key string, r Retention) {
+		if err := r.streams().Validate(); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	validateRetention("streams.default_retention", c.Streams.DefaultRetention)
+	if _, err := mqtt.ParseDefaultRule(c.Streams.DefaultRule); err != nil {
+		bad("streams.default_rule", "%v", err)
+	}
+	if _, err := mqtt.NewMapper(c.mqttRules(), mqtt.DefaultRule{Kind: mqtt.DefaultNone}); err != nil {
+		for _, e := range unjoin(err) {
+			errs = append(errs, fmt.Errorf("streams.%w", e))
+		}
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Streams.Definitions {
+		key := fmt.Sprintf("streams.definitions[%d]", i)
+		if err := streams.ValidateName(d.Name); err != nil {
+			bad(key+".name", "%v", err)
+		}
+		if seen[d.Name] {
+			bad(key+".name", "stream %q is defined twice", d.Name)
+		}
+		seen[d.Name] = true
+		validateRetention(key+".retention", d.Retention)
+	}
+	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join result into its parts.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,231 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Options configure the embedded broker.
+type Options struct {
+	// TCPAddr is the MQTT/TCP listen address ("" disables it).
+	TCPAddr string
+	// WSAddr is the MQTT over WebSocket listen address ("" disables it).
+	WSAddr string
+	// Mapper decides which topics are stored in which stream.
+	Mapper *Mapper
+	// Store receives the records.
+	Store Appender
+	// MaxPayload refuses (reason 0x95) publishes with a larger payload; 0 = no limit.
+	MaxPayload int
+	// MaxClients refuses connections beyond this many; 0 = no limit.
+	MaxClients int64
+	// ReceiveMaximum is the number of QoS 1/2 publishes a client may have
+	// unacknowledged (advertised to MQTT 5 clients; enforced by back-pressure
+	// for all clients: the connection is not read while it is exceeded).
+	ReceiveMaximum uint16
+	// MaxInflight is the number of QoS 1/2 deliveries to a client that may
+	// wait for its ack (mochi's per-client in-flight store); 0 = 8192.
+	MaxInflight uint16
+	// KeepaliveMax caps the keepalive an MQTT 5 client may ask for (sent back
+	// as Server Keep Alive); 0 = no cap.
+	KeepaliveMax uint16
+	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
+	SysTopicInterval int64
+	// Logger receives the broker's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is the embedded MQTT broker with mqstream's hooks.
+type Broker struct {
+	opts   Options
+	server *mochi.Server
+	ingest *ingestHook
+	log    *slog.Logger
+	tcp    *tcpListener
+	ws     *wsListener
+
+	closeOnce sync.Once
+}
+
+// New builds a broker and binds its listeners (so their addresses are
+// known); Start begins serving.
+func New(opts Options) (*Broker, error) {
+	if opts.Mapper == nil || opts.Store == nil {
+		return nil, errors.New("mqtt: Mapper and Store are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ReceiveMaximum == 0 {
+		opts.ReceiveMaximum = 1024
+	}
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.ReceiveMaximum = opts.ReceiveMaximum
+	if opts.MaxInflight > 0 {
+		caps.MaximumInflight = opts.MaxInflight
+	}
+	if opts.MaxClients > 0 {
+		caps.MaximumClients = opts.MaxClients
+	} else {
+		caps.MaximumClients = math.MaxInt64
+	}
+	// mochi expires in-flight and retained messages after 24 h by default,
+	// even for sessions that never expire; 0 keeps them until their own
+	// (MQTT 5) message expiry.
+	caps.MaximumMessageExpiryInterval = 0
+	// The broker never echoes a publish's user properties on its ack.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	if opts.MaxPayload > 0 {
+		// A hard cap on the whole packet protects memory; payloads between
+		// MaxPayload and this get a clean 0x95 ack instead of a disconnect.
+		caps.MaximumPacketSize = uint32(min(int64(opts.MaxPayload)+64<<10, math.MaxUint32))
+	}
+	server := mochi.New(&mochi.Options{
+		Capabilities:           caps,
+		Logger:                 opts.Logger.With("component", "mqtt"),
+		SysTopicResendInterval: opts.SysTopicInterval,
+		InlineClient:           true,
+	})
+	b := &Broker{opts: opts, server: server, log: opts.Logger}
+	b.ingest = &ingestHook{
+		server:     server,
+		store:      opts.Store,
+		mapper:     opts.Mapper,
+		maxPayload: opts.MaxPayload,
+		maxPending: int(opts.ReceiveMaximum),
+		log:        opts.Logger,
+	}
+	if err := server.AddHook(b.ingest, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)
+	}
+	if err := server.AddHook(&openAccessHook{}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
+	}
+	if err := server.AddHook(&limitsHook{keepaliveMax: opts.KeepaliveMax}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add limits hook: %w", err)
+	}
+	if opts.TCPAddr != "" {
+		l, err := newTCPListener("tcp", opts.TCPAddr, nil)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: listen tcp %s: %w", opts.TCPAddr, err)
+		}
+		b.tcp = l
+		if err := server.AddListener(l); err != nil {
+			return nil, err
+		}
+	}
+	if opts.WSAddr != "" {
+		l, err := newWSListener("ws", opts.WSAddr, nil)
+		if err != nil {
+			b.closeListeners()
+			return nil, fmt.Errorf("mqtt: listen websocket %s: %w", opts.WSAddr, err)
+		}
+		b.ws = l
+		if err := server.AddListener(l); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// AddHook adds another hook (consumer groups, auth) before Start.
+func (b *Broker) AddHook(h mochi.Hook) error { return b.server.AddHook(h, nil) }
+
+// Server returns the embedded mochi server (for hooks that deliver messages).
+func (b *Broker) Server() *mochi.Server { return b.server }
+
+// Start begins accepting connections.
+func (b *Broker) Start() error { return b.server.Serve() }
+
+// TCPAddr returns the bound MQTT/TCP address ("" if disabled).
+func (b *Broker) TCPAddr() string {
+	if b.tcp == nil {
+		return ""
+	}
+	return b.tcp.Address()
+}
+
+// WSAddr returns the bound WebSocket address ("" if disabled).
+func (b *Broker) WSAddr() string {
+	if b.ws == nil {
+		return ""
+	}
+	return b.ws.Address()
+}
+
+// Stats are ingest counters.
+type Stats struct {
+	Stored  int64 // publishes stored and acknowledged
+	Refused int64 // publishes refused (not stored)
+}
+
+// Stats returns the ingest counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Stored: b.ingest.stored.Load(), Refused: b.ingest.refused.Load()}
+}
+
+// Close stops the listeners, disconnects every client and waits until every
+// publish already received has been committed (or failed). It does not close
+// the store. It is idempotent.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		_ = b.server.Close()
+		// Every client goroutine ends (so no more publishes are queued)
+		// before we wait for the queued ones to commit.
+		b.server.Listeners.ClientsWg.Wait()
+		b.ingest.Wait()
+	})
+	return nil
+}
+
+func (b *Broker) closeListeners() {
+	noop := func(string) {}
+	if b.tcp != nil {
+		b.tcp.Close(noop)
+	}
+	if b.ws != nil {
+		b.ws.Close(noop)
+	}
+}
+
+// limitsHook applies connection limits mochi has no option for.
+type limitsHook struct {
+	mochi.HookBase
+	keepaliveMax uint16
+}
+
+func (h *limitsHook) ID() string { return "mqstream-limits" }
+
+func (h *limitsHook) Provides(b byte) bool { return b == mochi.OnConnect }
+
+// OnConnect caps an MQTT 5 client's keepalive; the CONNACK tells the client
+// the value to use [MQTT-3.2.2-21]. MQTT 3.1.1 has no way to tell a client,
+// so its keepalive is left alone.
+func (h *limitsHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if h.keepaliveMax > 0 && cl.Properties.ProtocolVersion == 5 &&
+		(cl.State.Keepalive == 0 || cl.State.Keepalive > h.keepaliveMax) {
+		cl.State.Keepalive = h.keepaliveMax
+		cl.State.ServerKeepalive = true
+	}
+	return nil
+}
+
+// openAccessHook lets every client connect, publish and subscribe: the
+// default until authentication and ACLs are configured.
+type openAccessHook struct{ mochi.HookBase }
+
+func (h *openAccessHook) ID() string { return "mqstream-open-access" }
+
+func (h *openAccessHook) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+
+func (h *openAccessHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+
+func (h *openAccessHook) OnACLCheck(*mochi.Client, string, bool) bool { return true }

@@ -1,0 +1,154 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// testLogger discards logs unless MQSTREAM_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("MQSTREAM_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testNode struct {
+	store  *streams.Store
+	broker *Broker
+	addr   string
+}
+
+// startBroker runs a store and a broker on 127.0.0.1 with random ports and
+// data in a temp dir; both stop at the end of the test.
+func startBroker(t testing.TB, rules []Rule, mod func(*Options), storeMod func(*streams.Options)) *testNode {
+	t.Helper()
+	sopts := streams.Options{Dir: t.TempDir(), AutoCreate: true, Logger: testLogger()}
+	if storeMod != nil {
+		storeMod(&sopts)
+	}
+	store, err := streams.Open(sopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper, err := NewMapper(rules, DefaultRule{Kind: DefaultFirstLevel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{TCPAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), MaxPayload: 1 << 20}
+	if mod != nil {
+		mod(&opts)
+	}
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.Close()
+		store.Close()
+	})
+	return &testNode{store: store, broker: b, addr: b.TCPAddr()}
+}
+
+// connectV3 connects an MQTT 3.1.1 paho client.
+func connectV3(t testing.TB, url, id string, mod func(*paho3.ClientOptions)) paho3.Client {
+	t.Helper()
+	o := paho3.NewClientOptions().AddBroker(url).SetClientID(id).SetAutoReconnect(false).
+		SetConnectRetry(false).SetOrderMatters(false).SetConnectTimeout(5 * time.Second)
+	if mod != nil {
+		mod(o)
+	}
+	c := paho3.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return c
+}
+
+// connectV5 connects an MQTT 5 paho client; received publishes go to recv (if not nil).
+func connectV5(t testing.TB, addr, id string, recv chan<- *paho.Publish, mod func(*paho.Connect)) *paho.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
+	if recv != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			recv <- pr.Packet
+			return true, nil
+		}}
+	}
+	c := paho.NewClient(cfg)
+	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
+	if mod != nil {
+		mod(cp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, cp)
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	if ca.ReasonCode != 0 {
+		t.Fatalf("connect %s: reason 0x%02x", id, ca.ReasonCode)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func streamRecords(t testing.TB, s *streams.Store, name string) []streams.Record {
+	t.Helper()
+	var out []streams.Record
+	err := s.Scan(context.Background(), name, 0, 0, func(r streams.Record) (bool, error) {
+		out = append(out, r)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("scan %s: %v", name, err)
+	}
+	return out
+}
+
+func recordCount(s *streams.Store, name string) int64 {
+	info, err := s.DescribeStream(name)
+	if err != nil {
+		return 0
+	}
+	return info.Records
+}
+
+func waitToken(t testing.TB, tok paho3.Token, what string) {
+	t.Helper()
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: %v", what, fmt.Sprint(tok.Error()))
+	}
+}

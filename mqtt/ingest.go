@@ -1,0 +1,449 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Appender is what ingest needs from the stream store.
+type Appender interface {
+	// Submit queues an append; req.Done reports when it is durable or failed.
+	Submit(req streams.AppendRequest) error
+}
+
+// fanoutListener is the listener id of the inline clients that re-publish
+// stored messages to ordinary subscribers. A network client cannot have it.
+const fanoutListener = "mqstream.fanout"
+
+// ingestHook stores every publish whose topic maps to a stream and
+// acknowledges it only once the record is durable.
+//
+// The flow for a stored publish (see docs/design.md):
+//  1. OnPublish (on the publisher's read goroutine) queues the packet on the
+//     connection's FIFO, submits the record to the store's group commit and
+//     returns ErrRejectPacket, so mochi sends no ack and does no fan-out.
+//  2. When the commit completes, a per-connection flush goroutine takes the
+//     completed prefix of the FIFO in arrival order, re-publishes each stored
+//     message to subscribers and retains it (through an inline client that
+//     carries the publisher's id, so No Local holds), and writes all their
+//     PUBACK/PUBREC packets in one write.
+//
+// Publishes whose topic is not stored pass straight through to mochi unless
+// stored ones from the same connection are still pending; then they queue
+// behind them so that the connection's order is kept.
+type ingestHook struct {
+	mochi.HookBase
+	server     *mochi.Server
+	store      Appender
+	mapper     *Mapper
+	maxPayload int
+	maxPending int
+	log        *slog.Logger
+
+	conns sync.Map // *mochi.Client -> *conn
+
+	stored  atomic.Int64 // records acknowledged as stored
+	refused atomic.Int64 // publishes refused (not stored, not acked as success)
+	pending sync.WaitGroup
+}
+
+// conn is the ingest state of one client connection.
+type conn struct {
+	h      *ingestHook
+	cl     *mochi.Client
+	fanout *mochi.Client // inline client with the publisher's id, for fan-out
+
+	mu struct {
+		sync.Mutex
+		// queue holds the publishes not yet acknowledged, in arrival order,
+		// from index head on.
+		queue []*entry
+		head  int
+		// flushing is true while a flush goroutine runs for this connection.
+		flushing bool
+		// qos2 holds the packet ids of QoS 2 publishes queued but not yet
+		// PUBREC'd, so a DUP resend is not stored twice.
+		qos2 map[uint16]struct{}
+		// closed is set once the client has disconnected.
+		closed bool
+		// refusalsLogged holds the reason codes already logged for this connection.
+		refusalsLogged map[byte]bool
+	}
+	space sync.Cond // on mu: signalled when the queue shrinks
+}
+
+// entry is one publish waiting for its ack.
+type entry struct {
+	pk     packets.Packet
+	rec    [1]streams.Record
+	stored bool         // the record goes to a stream
+	done   bool         // commit finished (or nothing to commit)
+	err    error        // why it was refused
+	code   packets.Code // the reason code of a refusal
+}
+
+func (h *ingestHook) ID() string { return "mqstream-ingest" }
+
+func (h *ingestHook) Provides(b byte) bool {
+	return b == mochi.OnPublish || b == mochi.OnDisconnect || b == mochi.OnWillSent
+}
+
+// OnPublish queues a publish for storage; see the type documentation.
+func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Listener == fanoutListener {
+		return pk, nil // our own re-publish of a stored message
+	}
+	stream, store := h.mapper.StreamFor(pk.TopicName)
+	if !store {
+		v, ok := h.conns.Load(cl)
+		if !ok || v.(*conn).idle() {
+			return pk, nil // nothing queued ahead of it: mochi handles it now
+		}
+	}
+	c := h.conn(cl)
+	e := &entry{pk: pk, stored: store}
+	// The topic alias was resolved by mochi; the re-publish must not rebind it.
+	e.pk.Properties.TopicAlias, e.pk.Properties.TopicAliasFlag = 0, false
+	qos := pk.FixedHeader.Qos
+
+	switch {
+	case !store:
+		e.done = true
+	case h.maxPayload > 0 && len(pk.Payload) > h.maxPayload:
+		e.done = true
+		e.code = packets.ErrPacketTooLarge
+		e.err = fmt.Errorf("payload of %d bytes exceeds the limit of %d", len(pk.Payload), h.maxPayload)
+	}
+	if !c.enqueue(e, qos == 2 && store) {
+		return pk, packets.ErrRejectPacket // a DUP of a QoS 2 publish already queued
+	}
+	if e.done {
+		c.kick()
+		return pk, packets.ErrRejectPacket
+	}
+	e.rec[0] = recordFromPacket(cl.ID, &pk)
+	h.pending.Add(1)
+	err := h.store.Submit(streams.AppendRequest{
+		Stream:  stream,
+		Records: e.rec[:],
+		NoSync:  qos == 0,
+		Done:    func(_ uint64, err error) { c.complete(e, err) },
+	})
+	if err != nil {
+		c.complete(e, err)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// OnWillSent stores a will message that was published to subscribers.
+func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
+	stream, ok := h.mapper.StreamFor(pk.TopicName)
+	if !ok {
+		return
+	}
+	rec := recordFromPacket(cl.ID, &pk)
+	err := h.store.Submit(streams.AppendRequest{Stream: stream, Records: []streams.Record{rec}, Done: func(_ uint64, err error) {
+		if err != nil {
+			h.log.Warn("will message not stored", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "error", err)
+		}
+	}})
+	if err != nil {
+		h.log.Warn("will message not stored", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "error", err)
+	}
+}
+
+// OnDisconnect marks the connection closed; queued publishes still complete
+// (stored messages are still fanned out) but their acks are not written.
+func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	v, ok := h.conns.Load(cl)
+	if !ok {
+		return
+	}
+	c := v.(*conn)
+	c.mu.Lock()
+	c.mu.closed = true
+	empty := c.mu.head == len(c.mu.queue) && !c.mu.flushing
+	c.space.Broadcast()
+	c.mu.Unlock()
+	if empty {
+		h.conns.CompareAndDelete(cl, c)
+	}
+}
+
+// Wait blocks until every submitted record has completed (shutdown).
+func (h *ingestHook) Wait() { h.pending.Wait() }
+
+func (h *ingestHook) conn(cl *mochi.Client) *conn {
+	if v, ok := h.conns.Load(cl); ok {
+		return v.(*conn)
+	}
+	fanout := h.server.NewClient(nil, fanoutListener, cl.ID, true)
+	fanout.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+	c := &conn{h: h, cl: cl, fanout: fanout}
+	c.space.L = &c.mu
+	c.mu.qos2 = map[uint16]struct{}{}
+	v, _ := h.conns.LoadOrStore(cl, c)
+	return v.(*conn)
+}
+
+func recordFromPacket(clientID string, pk *packets.Packet) streams.Record {
+	r := streams.Record{
+		Topic:            pk.TopicName,
+		Payload:          pk.Payload,
+		QoS:              pk.FixedHeader.Qos,
+		Retain:           pk.FixedHeader.Retain,
+		ClientID:         clientID,
+		ContentType:      pk.Properties.ContentType,
+		ResponseTopic:    pk.Properties.ResponseTopic,
+		CorrelationData:  pk.Properties.CorrelationData,
+		PayloadFormat:    pk.Properties.PayloadFormat,
+		HasPayloadFormat: pk.Properties.PayloadFormatFlag,
+	}
+	if n := len(pk.Properties.User); n > 0 {
+		r.UserProperties = make([]streams.UserProperty, n)
+		for i, u := range pk.Properties.User {
+			r.UserProperties[i] = streams.UserProperty{Key: u.Key, Value: u.Val}
+		}
+	}
+	return r
+}
+
+// idle reports whether nothing is queued on the connection.
+func (c *conn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.head == len(c.mu.queue)
+}
+
+// enqueue appends e to the FIFO, waiting while the FIFO is full. It returns
+// false (and queues nothing) for a DUP of a QoS 2 publish that is queued.
+func (c *conn) enqueue(e *entry, qos2 bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if qos2 {
+		if _, dup := c.mu.qos2[e.pk.PacketID]; dup {
+			return false
+		}
+		c.mu.qos2[e.pk.PacketID] = struct{}{}
+	}
+	for c.h.maxPending > 0 && len(c.mu.queue)-c.mu.head >= c.h.maxPending && !c.mu.closed {
+		c.space.Wait()
+	}
+	c.mu.queue = append(c.mu.queue, e)
+	return true
+}
+
+// complete records the outcome of a commit; it runs on the store's committer
+// goroutine and must not block.
+func (c *conn) complete(e *entry, err error) {
+	if err != nil {
+		e.err = err
+		e.code = reasonForStoreError(err)
+	}
+	c.mu.Lock()
+	e.done = true
+	start := !c.mu.flushing && c.mu.head < len(c.mu.queue) && c.mu.queue[c.mu.head].done
+	if start {
+		c.mu.flushing = true
+	}
+	c.mu.Unlock()
+	c.h.pending.Done()
+	if start {
+		go c.flush()
+	}
+}
+
+// kick starts a flush if the head of the FIFO is ready.
+func (c *conn) kick() {
+	c.mu.Lock()
+	start := !c.mu.flushing && c.mu.head < len(c.mu.queue) && c.mu.queue[c.mu.head].done
+	if start {
+		c.mu.flushing = true
+	}
+	c.mu.Unlock()
+	if start {
+		go c.flush()
+	}
+}
+
+// flush acknowledges the completed prefix of the FIFO until it reaches an
+// entry still being committed.
+func (c *conn) flush() {
+	var ready []*entry
+	var acks bytes.Buffer
+	for {
+		ready = ready[:0]
+		c.mu.Lock()
+		for c.mu.head < len(c.mu.queue) && c.mu.queue[c.mu.head].done {
+			ready = append(ready, c.mu.queue[c.mu.head])
+			c.mu.queue[c.mu.head] = nil
+			c.mu.head++
+		}
+		if c.mu.head == len(c.mu.queue) {
+			c.mu.queue, c.mu.head = c.mu.queue[:0], 0
+		}
+		if len(ready) == 0 {
+			c.mu.flushing = false
+			drained := c.mu.closed && c.mu.head == len(c.mu.queue)
+			c.mu.Unlock()
+			if drained {
+				c.h.conns.CompareAndDelete(c.cl, c)
+			}
+			return
+		}
+		c.space.Broadcast()
+		c.mu.Unlock()
+
+		acks.Reset()
+		packetsOut, disconnect := c.process(ready, &acks)
+		c.writeAcks(acks.Bytes(), packetsOut)
+		if disconnect != nil {
+			c.cl.Stop(disconnect)
+		}
+	}
+}
+
+// process fans out and builds the acks of completed entries. It returns the
+// number of ack packets written to acks and, for an MQTT 3.1.1 client whose
+// publish was refused, the error to disconnect it with.
+func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
+	h := c.h
+	v5 := c.cl.Properties.ProtocolVersion == 5
+	n := 0
+	var disconnect error
+	for _, e := range ready {
+		qos := e.pk.FixedHeader.Qos
+		if qos == 2 && e.stored {
+			defer c.forgetQoS2(e.pk.PacketID)
+		}
+		if e.err != nil {
+			h.refused.Add(1)
+			c.logRefusal(e)
+			if qos == 0 || disconnect != nil {
+				continue
+			}
+			if !v5 {
+				// MQTT 3.1.1 has no negative ack: disconnect, the client
+				// resends. Later entries are still fanned out, not acked.
+				disconnect = fmt.Errorf("publish refused: %w", e.err)
+				continue
+			}
+			ackType := packets.Puback
+			if qos == 2 {
+				ackType = packets.Pubrec
+			}
+			c.encodeRefusal(acks, ackType, e)
+			n++
+			continue
+		}
+		// Retain and deliver to subscribers before the ack, like mochi does.
+		if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
+			h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
+		}
+		// InjectPacket counted the message as received a second time.
+		atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
+		atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
+		if e.stored {
+			h.stored.Add(1)
+		}
+		if disconnect != nil {
+			continue
+		}
+		switch qos {
+		case 1:
+			acks.Write([]byte{packets.Puback << 4, 2, byte(e.pk.PacketID >> 8), byte(e.pk.PacketID)})
+			n++
+		case 2:
+			// mochi completes the flow on PUBREL; it needs the PUBREC in flight.
+			rec := packets.Packet{
+				FixedHeader: packets.FixedHeader{Type: packets.Pubrec},
+				PacketID:    e.pk.PacketID,
+				Created:     e.pk.Created,
+			}
+			if c.cl.State.Inflight.Set(rec) {
+				atomic.AddInt64(&h.server.Info.Inflight, 1)
+			}
+			acks.Write([]byte{packets.Pubrec << 4, 2, byte(e.pk.PacketID >> 8), byte(e.pk.PacketID)})
+			n++
+		}
+	}
+	return n, disconnect
+}
+
+func (c *conn) forgetQoS2(id uint16) {
+	c.mu.Lock()
+	delete(c.mu.qos2, id)
+	c.mu.Unlock()
+}
+
+// encodeRefusal appends an MQTT 5 PUBACK/PUBREC carrying a failure reason.
+func (c *conn) encodeRefusal(buf *bytes.Buffer, ackType byte, e *entry) {
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: ackType},
+		PacketID:        e.pk.PacketID,
+		ReasonCode:      e.code.Code,
+		ProtocolVersion: 5,
+	}
+	props := c.cl.Properties.Props
+	if !(props.RequestProblemInfoFlag && props.RequestProblemInfo == 0) {
+		pk.Properties.ReasonString = e.code.Reason + ": " + e.err.Error()
+	} else {
+		pk.Mods.DisallowProblemInfo = true
+	}
+	pk.Mods.MaxSize = props.MaximumPacketSize
+	_ = pk.PubackEncode(buf) // PUBACK and PUBREC share one encoding
+}
+
+// writeAcks writes encoded acks to the client in one write.
+func (c *conn) writeAcks(b []byte, count int) {
+	if len(b) == 0 || c.cl.Net.Conn == nil || c.cl.Closed() {
+		return
+	}
+	c.cl.Lock()
+	n, err := c.cl.Net.Conn.Write(b)
+	c.cl.Unlock()
+	atomic.AddInt64(&c.h.server.Info.BytesSent, int64(n))
+	atomic.AddInt64(&c.h.server.Info.PacketsSent, int64(count))
+	if err != nil {
+		c.h.log.Debug("writing acks failed", "client", c.cl.ID, "error", err)
+	}
+}
+
+// logRefusal logs the first refusal of each reason on a connection.
+func (c *conn) logRefusal(e *entry) {
+	c.mu.Lock()
+	if c.mu.refusalsLogged == nil {
+		c.mu.refusalsLogged = map[byte]bool{}
+	}
+	first := !c.mu.refusalsLogged[e.code.Code]
+	c.mu.refusalsLogged[e.code.Code] = true
+	c.mu.Unlock()
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelWarn
+	}
+	c.h.log.Log(context.Background(), level, "publish refused, not stored", "client", c.cl.ID, "topic", e.pk.TopicName,
+		"qos", e.pk.FixedHeader.Qos, "reason_code", fmt.Sprintf("0x%02x", e.code.Code), "error", e.err)
+}
+
+// reasonForStoreError maps a store failure to an MQTT 5 reason code.
+func reasonForStoreError(err error) packets.Code {
+	switch {
+	case errors.Is(err, streams.ErrRecordTooLarge):
+		return packets.ErrPacketTooLarge
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return packets.ErrQuotaExceeded
+	}
+	return packets.ErrUnspecifiedError
+}

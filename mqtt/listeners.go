@@ -1,0 +1,194 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// tcpListener serves MQTT over TCP (or TLS) on a socket bound at
+// construction, so the real address (port 0 in tests) is known before Serve.
+type tcpListener struct {
+	id  string
+	ln  net.Listener
+	log *slog.Logger
+
+	mu     sync.Mutex // guards closed
+	closed bool
+}
+
+func newTCPListener(id, addr string, tlsConfig *tls.Config) (*tcpListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	return &tcpListener{id: id, ln: ln}, nil
+}
+
+func (l *tcpListener) ID() string       { return l.id }
+func (l *tcpListener) Address() string  { return l.ln.Addr().String() }
+func (l *tcpListener) Protocol() string { return "tcp" }
+
+func (l *tcpListener) Init(log *slog.Logger) error {
+	l.log = log
+	return nil
+}
+
+func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if l.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait a little and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed", "listener", l.id, "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		go func() {
+			if err := establish(l.id, c); err != nil && !errors.Is(err, io.EOF) {
+				l.log.Debug("connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (l *tcpListener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if !already {
+		_ = l.ln.Close()
+	}
+	closeClients(l.id)
+}
+
+// wsListener serves MQTT over WebSocket (subprotocol "mqtt", binary frames).
+type wsListener struct {
+	id       string
+	ln       net.Listener
+	srv      *http.Server
+	upgrader websocket.Upgrader
+	log      *slog.Logger
+	estab    listeners.EstablishFn
+}
+
+func newWSListener(id, addr string, tlsConfig *tls.Config) (*wsListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	l := &wsListener{
+		id: id,
+		ln: ln,
+		upgrader: websocket.Upgrader{
+			Subprotocols: []string{"mqtt"},
+			// MQTT clients are not browsers holding cookies for this origin;
+			// authentication happens in CONNECT.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+	l.srv = &http.Server{Handler: http.HandlerFunc(l.handle), ReadHeaderTimeout: 10 * time.Second}
+	return l, nil
+}
+
+func (l *wsListener) ID() string       { return l.id }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+func (l *wsListener) Init(log *slog.Logger) error {
+	l.log = log
+	return nil
+}
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.estab = establish
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l.log.Error("websocket listener stopped", "listener", l.id, "error", err)
+	}
+}
+
+func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
+	ws, err := l.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	defer ws.Close()
+	if err := l.estab(l.id, &wsConn{Conn: ws.UnderlyingConn(), ws: ws}); err != nil && !errors.Is(err, io.EOF) {
+		l.log.Debug("connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
+	}
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.srv.Shutdown(ctx)
+	closeClients(l.id)
+}
+
+// wsConn adapts a WebSocket to the byte stream mochi reads packets from:
+// MQTT packets may span binary messages and a message may hold several.
+// Deadlines go to the embedded TCP connection (safe to set concurrently),
+// not to the websocket, whose deadline setters race with its writers.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	r  io.Reader // the current message, nil between messages
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			mt, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if mt != websocket.BinaryMessage {
+				return 0, errors.New("websocket: MQTT needs binary messages")
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,66 @@
+package mqtt
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// MatchTopic reports whether an MQTT topic filter matches a topic name
+// (MQTT 3.1.1 and 5.0 section 4.7): '+' matches exactly one level, '#' (last)
+// matches any number of levels including the parent level [MQTT-4.7.1-2], and
+// a filter starting with a wildcard does not match a topic starting with '$'
+// [MQTT-4.7.2-1].
+func MatchTopic(filter, topic string) bool {
+	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
+		return false
+	}
+	for {
+		fl, frest, fmore := strings.Cut(filter, "/")
+		if fl == "#" && !fmore {
+			return true
+		}
+		tl, trest, tmore := strings.Cut(topic, "/")
+		if fl != "+" && fl != tl {
+			return false
+		}
+		if !fmore || !tmore {
+			// The topic ends here: "a/#" also matches "a".
+			if !tmore && fmore && frest == "#" {
+				return true
+			}
+			return fmore == tmore
+		}
+		filter, topic = frest, trest
+	}
+}
+
+// ValidateFilter checks an MQTT topic filter: non-empty UTF-8 without NUL,
+// '#' only as the whole last level, '+' only as a whole level.
+func ValidateFilter(filter string) error {
+	if filter == "" {
+		return fmt.Errorf("topic filter is empty")
+	}
+	if !utf8.ValidString(filter) || strings.ContainsRune(filter, 0) {
+		return fmt.Errorf("topic filter %q is not valid UTF-8 or contains NUL", filter)
+	}
+	levels := strings.Split(filter, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return fmt.Errorf("topic filter %q: '#' must be the whole last level", filter)
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return fmt.Errorf("topic filter %q: '+' must be a whole level", filter)
+		}
+	}
+	return nil
+}
+
+// sharePrefix is the prefix of shared subscription filters.
+const sharePrefix = "$share/"
+
+// isSystemTopic reports topics never stored as data: the broker's own $SYS
+// tree and anything that looks like a shared-subscription filter.
+func isSystemTopic(topic string) bool {
+	return strings.HasPrefix(topic, "$SYS") || strings.HasPrefix(topic, sharePrefix) || topic == "$share"
+}

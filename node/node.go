@@ -1,0 +1,175 @@
+// Package node assembles one mqstream node from its parts: the stream store,
+// the MQTT broker with its hooks and the HTTP listener, and runs their
+// start-up and graceful shutdown in the right order.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Version is the mqstream version, set at build time with
+// -ldflags "-X github.com/mqstream/mqstream/node.Version=v1.2.3".
+var Version = "dev"
+
+// Node is one running mqstream node.
+type Node struct {
+	cfg     config.Config
+	id      string
+	log     *slog.Logger
+	store   *streams.Store
+	broker  *mqtt.Broker
+	httpSrv *http.Server
+	httpLn  net.Listener
+	started time.Time
+
+	ready     atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	httpDone  chan struct{}
+}
+
+// Open opens the store, creates the streams the configuration declares and
+// binds every listener. Nothing is served until Start.
+func Open(cfg config.Config, logger *slog.Logger) (*Node, error) {
+	if logger == nil {
+		logger = cfg.Logger()
+	}
+	n := &Node{cfg: cfg, id: cfg.NodeID(), httpDone: make(chan struct{})}
+	n.log = logger.With("node", n.id)
+	mapper, err := cfg.Mapper()
+	if err != nil {
+		return nil, fmt.Errorf("mapping rules: %w", err)
+	}
+	n.store, err = streams.Open(cfg.StoreOptions(n.log))
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	for name, ret := range cfg.StreamDefinitions() {
+		if _, err := n.store.CreateStream(ctx, name, ret); err != nil && !errors.Is(err, streams.ErrStreamExists) {
+			n.store.Close()
+			return nil, fmt.Errorf("stream %q: %w", name, err)
+		}
+	}
+	bopts := cfg.BrokerOptions(n.log)
+	bopts.Mapper, bopts.Store = mapper, n.store
+	n.broker, err = mqtt.New(bopts)
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	if cfg.HTTP.Listen != "" {
+		n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			n.broker.Close()
+			n.store.Close()
+			return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
+		}
+		n.httpSrv = &http.Server{
+			Handler:           n.routes(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		}
+	}
+	return n, nil
+}
+
+// Start serves MQTT and HTTP.
+func (n *Node) Start() error {
+	n.started = time.Now()
+	if err := n.broker.Start(); err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	if n.httpSrv != nil {
+		go func() {
+			defer close(n.httpDone)
+			if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("http listener stopped", "error", err)
+			}
+		}()
+	} else {
+		close(n.httpDone)
+	}
+	n.ready.Store(true)
+	n.log.Info("mqstream node started", "version", Version, "mqtt", n.broker.TCPAddr(), "websocket", n.broker.WSAddr(),
+		"http", n.HTTPAddr(), "data_dir", n.cfg.Node.DataDir, "sync", n.cfg.Storage.Sync)
+	return nil
+}
+
+// Close shuts the node down gracefully: it stops accepting connections,
+// disconnects clients, lets every publish already received commit (and be
+// acknowledged if its client is still there), then closes the store. It is
+// idempotent.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		n.ready.Store(false)
+		n.log.Info("shutting down")
+		if n.httpSrv != nil {
+			if err := n.httpSrv.Shutdown(ctx); err != nil {
+				n.httpSrv.Close()
+			}
+			<-n.httpDone
+		}
+		n.broker.Close()
+		n.closeErr = n.store.Close()
+		n.log.Info("stopped", "error", n.closeErr)
+	})
+	return n.closeErr
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.id }
+
+// Store returns the node's stream store.
+func (n *Node) Store() *streams.Store { return n.store }
+
+// Broker returns the node's MQTT broker.
+func (n *Node) Broker() *mqtt.Broker { return n.broker }
+
+// MQTTAddr returns the bound MQTT/TCP address.
+func (n *Node) MQTTAddr() string { return n.broker.TCPAddr() }
+
+// WSAddr returns the bound WebSocket address.
+func (n *Node) WSAddr() string { return n.broker.WSAddr() }
+
+// HTTPAddr returns the bound HTTP address ("" if disabled).
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+func (n *Node) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !n.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
