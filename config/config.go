@@ -58,6 +58,9 @@ type MQTT struct {
 // HTTP configures the HTTP listener (health, REST, metrics).
 type HTTP struct {
 	Listen string `mapstructure:"listen" yaml:"listen"` // "" disables
+	// Pprof serves Go's profiler under /debug/pprof/ (off by default: it
+	// exposes internals and costs CPU while profiling).
+	Pprof bool `mapstructure:"pprof" yaml:"pprof"`
 }
 
 // Storage configures the stream store.

@@ -100,6 +100,7 @@ func New(opts Options) (*Broker, error) {
 		maxPayload: opts.MaxPayload,
 		maxPending: int(opts.ReceiveMaximum),
 		log:        opts.Logger,
+		subs:       newSubscriberCache(server),
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)

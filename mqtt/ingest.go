@@ -52,6 +52,7 @@ type ingestHook struct {
 	log        *slog.Logger
 
 	conns sync.Map // *mochi.Client -> *conn
+	subs  *subscriberCache
 
 	stored  atomic.Int64 // records acknowledged as stored
 	refused atomic.Int64 // publishes refused (not stored, not acked as success)
@@ -96,8 +97,20 @@ type entry struct {
 func (h *ingestHook) ID() string { return "mqstream-ingest" }
 
 func (h *ingestHook) Provides(b byte) bool {
-	return b == mochi.OnPublish || b == mochi.OnDisconnect || b == mochi.OnWillSent
+	switch b {
+	case mochi.OnPublish, mochi.OnDisconnect, mochi.OnWillSent,
+		mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnSessionEstablished, mochi.OnClientExpired:
+		return true
+	}
+	return false
 }
+
+// Every change to the subscription index invalidates the subscriber cache.
+
+func (h *ingestHook) OnSubscribed(*mochi.Client, packets.Packet, []byte) { h.subs.invalidate() }
+func (h *ingestHook) OnUnsubscribed(*mochi.Client, packets.Packet)       { h.subs.invalidate() }
+func (h *ingestHook) OnSessionEstablished(*mochi.Client, packets.Packet) { h.subs.invalidate() }
+func (h *ingestHook) OnClientExpired(*mochi.Client)                      { h.subs.invalidate() }
 
 // OnPublish queues a publish for storage; see the type documentation.
 func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
@@ -166,6 +179,7 @@ func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 // OnDisconnect marks the connection closed; queued publishes still complete
 // (stored messages are still fanned out) but their acks are not written.
 func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.subs.invalidate()
 	v, ok := h.conns.Load(cl)
 	if !ok {
 		return
@@ -348,12 +362,14 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 			continue
 		}
 		// Retain and deliver to subscribers before the ack, like mochi does.
-		if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
-			h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
+		if e.pk.FixedHeader.Retain || h.subs.hasSubscribers(e.pk.TopicName) {
+			if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
+				h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
+			}
+			// InjectPacket counted the message as received a second time.
+			atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
+			atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
 		}
-		// InjectPacket counted the message as received a second time.
-		atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
-		atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
 		if e.stored {
 			h.stored.Add(1)
 		}

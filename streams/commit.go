@@ -136,6 +136,12 @@ func (s *Store) Append(ctx context.Context, stream string, records ...Record) (u
 	}
 }
 
+// checkpointInterval bounds how often a busy stream's state key is
+// rewritten. Writing it with every commit would put one hot key in every
+// flushed table, so that tables overlap and Pebble must compact them;
+// recovery rolls the state forward over the records after the checkpoint.
+const checkpointInterval = time.Second
+
 // runCommitter is the single writer: it commits queued ops in groups.
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
@@ -144,6 +150,7 @@ func (s *Store) runCommitter() {
 	for {
 		ops, closed := s.queue.take(spare)
 		if closed {
+			g.checkpointAll()
 			return
 		}
 		for len(ops) > 0 {
@@ -156,21 +163,22 @@ func (s *Store) runCommitter() {
 
 // group is the committer's scratch state for one commit group.
 type group struct {
-	s       *Store
-	gen     uint64 // increments per group; marks streams touched in it
-	batch   *pebble.Batch
-	ops     []*op
-	results []opResult
-	touched []*stream
-	created []*stream
-	deleted []*stream
-	sync    bool
-	applied uint64
-	nextID  uint64 // s.nextID before the group, for rollback
-	bytes   int
-	now     int64
-	scratch []byte
-	keybuf  []byte
+	s         *Store
+	gen       uint64 // increments per group; marks streams touched in it
+	batch     *pebble.Batch
+	ops       []*op
+	results   []opResult
+	touched   []*stream
+	created   []*stream
+	deleted   []*stream
+	sync      bool
+	forceSync bool
+	applied   uint64
+	nextID    uint64 // s.nextID before the group, for rollback
+	bytes     int
+	now       int64
+	scratch   []byte
+	keybuf    []byte
 }
 
 type opResult struct {
@@ -185,7 +193,7 @@ func (g *group) commit(ops []*op) int {
 	g.batch = s.db.NewBatch()
 	g.ops, g.results = g.ops[:0], g.results[:0]
 	g.touched, g.created, g.deleted = g.touched[:0], g.created[:0], g.deleted[:0]
-	g.sync, g.applied, g.bytes = false, 0, 0
+	g.sync, g.forceSync, g.applied, g.bytes = false, false, 0, 0
 	g.nextID = s.nextID
 	g.now = s.opts.Now().UnixNano()
 
@@ -212,12 +220,18 @@ func (g *group) commit(ops []*op) int {
 		if r.err == nil && !o.noSync {
 			g.sync = true
 		}
+		if r.err == nil && (o.kind == opCreate || o.kind == opDelete) {
+			// Creating and deleting streams is rare and must survive a
+			// crash whatever the sync policy.
+			g.forceSync = true
+		}
 		g.results = append(g.results, r)
 	}
 
 	for _, st := range g.touched {
-		if !st.isDeletedIn(g) {
+		if !st.isDeletedIn(g) && (st.mustCheckpoint || g.now-st.checkpointAt >= int64(checkpointInterval)) {
 			_ = g.batch.Set(stateKey(st.meta.id), encodeState(st.work), nil)
+			st.checkpointAt, st.mustCheckpoint = g.now, false
 		}
 	}
 	if s.nextID != g.nextID {
@@ -230,7 +244,7 @@ func (g *group) commit(ops []*op) int {
 	var err error
 	if !g.batch.Empty() {
 		wo := pebble.NoSync
-		if g.sync && s.opts.Sync == SyncAlways {
+		if g.forceSync || (g.sync && s.opts.Sync == SyncAlways) {
 			wo = pebble.Sync
 		}
 		err = g.batch.Commit(wo)
@@ -255,6 +269,19 @@ func (g *group) commit(ops []*op) int {
 		g.ops[i] = nil
 	}
 	return n
+}
+
+// checkpointAll writes the state of every stream that changed since its
+// last checkpoint (on close, so a clean restart has nothing to roll forward).
+func (g *group) checkpointAll() {
+	b := g.s.db.NewBatch()
+	defer b.Close()
+	for _, st := range g.s.work {
+		_ = b.Set(stateKey(st.meta.id), encodeState(st.durable), nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		g.s.log.Error("final checkpoint failed", "error", err)
+	}
 }
 
 // stream returns the committer's view of a stream, creating it if allowed.
@@ -326,6 +353,7 @@ func (g *group) create(name string, retention Retention) (*stream, error) {
 		meta:   streamMeta{id: s.nextID, created: time.Unix(0, g.now), retention: retention},
 		notify: make(chan struct{}),
 	}
+	st.mustCheckpoint = true
 	s.nextID++
 	s.work[name] = st
 	g.created = append(g.created, st)
@@ -362,6 +390,7 @@ func (g *group) rollback() {
 	s := g.s
 	for _, st := range g.touched {
 		st.work = st.durable
+		st.mustCheckpoint = true
 	}
 	for _, st := range g.created {
 		if s.work[st.name] == st {

@@ -32,6 +32,7 @@ func (g *group) trim(t trimCmd) error {
 	}
 	_ = g.batch.DeleteRange(recordKey(t.id, t.from), recordKey(t.id, t.to), nil)
 	st.work.first = t.to
+	st.mustCheckpoint = true
 	st.work.bytes -= t.bytes
 	if st.work.bytes < 0 {
 		st.work.bytes = 0

@@ -52,6 +52,10 @@ type stream struct {
 	// group that changed it (committer goroutine only).
 	work       streamState
 	touchedGen uint64
+	// checkpointAt is when the state key was last written (unix ns) and
+	// mustCheckpoint asks the next commit to write it (committer only).
+	checkpointAt   int64
+	mustCheckpoint bool
 
 	// Guarded by Store.mu.
 	durable streamState
@@ -197,6 +201,9 @@ func (s *Store) recover() error {
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", name, err)
 		}
+		if err := s.recoverTail(st); err != nil {
+			return fmt.Errorf("stream %q: %w", name, err)
+		}
 		st.work = st.durable
 		s.mu.streams[name] = st
 		s.work[name] = st
@@ -204,6 +211,42 @@ func (s *Store) recover() error {
 			s.nextID = meta.id + 1
 		}
 		s.log.Debug("recovered stream", "stream", name, "first", st.durable.first, "next", st.durable.next)
+	}
+	return iter.Error()
+}
+
+// recoverTail rolls a stream's checkpointed state forward over the records
+// appended after the checkpoint (the state key is written at most every
+// checkpointInterval, not with every append).
+func (s *Store) recoverTail(st *stream) error {
+	lo, hi := recordKey(st.meta.id, st.durable.next), streamRecordsEnd(st.meta.id)
+	iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer iter.Close()
+	n := 0
+	for iter.First(); iter.Valid(); iter.Next() {
+		off := offsetFromKey(iter.Key())
+		if off != st.durable.next {
+			return fmt.Errorf("%w: record offset %d after checkpointed next offset %d", ErrCorrupt, off, st.durable.next)
+		}
+		v, err := iter.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		ts, err := recordTimestamp(v)
+		if err != nil {
+			return fmt.Errorf("offset %d: %w", off, err)
+		}
+		st.durable.next++
+		st.durable.bytes += int64(len(v))
+		st.durable.lastTS = max(st.durable.lastTS, ts)
+		n++
+	}
+	if n > 0 {
+		st.mustCheckpoint = true
+		s.log.Debug("rolled stream state forward", "stream", st.name, "records", n)
 	}
 	return iter.Error()
 }

@@ -1,0 +1,556 @@
+// Package bench load-tests any MQTT broker: publishers with a window of
+// messages in flight, subscribers (plain or in a $share group), and an
+// accounting of what was published, acknowledged, delivered, lost and
+// duplicated, with end-to-end latency taken from a timestamp in the payload.
+// It is what `mqstream bench` runs.
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Mode selects what runs.
+type Mode string
+
+const (
+	// ModePub runs publishers only and measures acknowledged throughput.
+	ModePub Mode = "pub"
+	// ModeSub runs subscribers only (something else publishes).
+	ModeSub Mode = "sub"
+	// ModeE2E runs publishers and subscribers on the same topics: every
+	// subscriber gets every message.
+	ModeE2E Mode = "e2e"
+	// ModeShare runs publishers and a $share group of subscribers: each
+	// message goes to one member.
+	ModeShare Mode = "share"
+)
+
+// Options configure a run. Every run is bounded by Count and Duration.
+type Options struct {
+	Mode        Mode
+	Broker      string // host:port
+	Publishers  int
+	Subscribers int
+	QoS         byte // publish QoS
+	SubQoS      byte // subscription QoS
+	PayloadSize int
+	// Window is the number of QoS 1/2 messages a publisher keeps in flight.
+	Window int
+	// Rate is the total publish rate in messages/s over all publishers; 0 = as fast as possible.
+	Rate float64
+	// Topic is the publish topic pattern; %d is replaced by the publisher number.
+	Topic string
+	// Group names the $share group in share mode.
+	Group string
+	// Version is the MQTT protocol version: 4 (3.1.1) or 5.
+	Version byte
+	// Count is the total number of messages to publish (over all publishers).
+	Count int
+	// Duration bounds the publishing time.
+	Duration time.Duration
+	// Drain is how long subscribers wait for missing messages after publishing ends.
+	Drain time.Duration
+	// ClientPrefix prefixes client ids.
+	ClientPrefix string
+	// Progress, if not nil, receives a progress line every second.
+	Progress io.Writer
+	// noAckSubscribers makes the first n subscribers never acknowledge what
+	// they receive (tests of redelivery and loss accounting).
+	noAckSubscribers int
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	switch o.Mode {
+	case ModePub, ModeSub, ModeE2E, ModeShare:
+	default:
+		errs = append(errs, fmt.Errorf("mode %q is not one of pub, sub, e2e, share", o.Mode))
+	}
+	if o.Broker == "" {
+		errs = append(errs, errors.New("broker address is empty"))
+	}
+	if o.Mode != ModeSub && o.Publishers < 1 {
+		errs = append(errs, errors.New("publishers must be at least 1"))
+	}
+	if o.Mode != ModePub && o.Subscribers < 1 {
+		errs = append(errs, errors.New("subscribers must be at least 1"))
+	}
+	if o.QoS > 2 || o.SubQoS > 2 {
+		errs = append(errs, errors.New("qos must be 0, 1 or 2"))
+	}
+	if o.PayloadSize < headerSize {
+		errs = append(errs, fmt.Errorf("payload size must be at least %d bytes (sequence and timestamp)", headerSize))
+	}
+	if o.Window < 1 || o.Window > 32767 {
+		errs = append(errs, errors.New("window must be 1..32767"))
+	}
+	if o.Count < 1 {
+		errs = append(errs, errors.New("count must be at least 1"))
+	}
+	if o.Duration <= 0 {
+		errs = append(errs, errors.New("duration must be positive"))
+	}
+	if o.Version != 4 && o.Version != 5 {
+		errs = append(errs, errors.New("version must be 4 (3.1.1) or 5"))
+	}
+	if o.Rate < 0 {
+		errs = append(errs, errors.New("rate must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Result is the summary of a run.
+type Result struct {
+	Mode        Mode    `json:"mode"`
+	Publishers  int     `json:"publishers"`
+	Subscribers int     `json:"subscribers"`
+	QoS         byte    `json:"qos"`
+	PayloadSize int     `json:"payload_size"`
+	Window      int     `json:"window"`
+	Elapsed     float64 `json:"elapsed_s"`
+	// Published counts messages written; Acked those acknowledged with
+	// success (QoS 1/2); Refused those acknowledged with a failure code.
+	Published int64   `json:"published"`
+	Acked     int64   `json:"acked"`
+	Refused   int64   `json:"refused"`
+	PubRate   float64 `json:"publish_rate"`
+	// Received counts deliveries; Expected what should have arrived; Lost and
+	// Duplicated compare the two per (publisher, sequence).
+	Received   int64          `json:"received"`
+	Expected   int64          `json:"expected"`
+	RecvRate   float64        `json:"receive_rate"`
+	Lost       int64          `json:"lost"`
+	Duplicated int64          `json:"duplicated"`
+	Latency    *LatencyReport `json:"latency_us,omitempty"`
+	// PerSubscriber is the number of messages each subscriber received.
+	PerSubscriber []int64 `json:"per_subscriber,omitempty"`
+}
+
+// LatencyReport holds end-to-end latency percentiles in microseconds.
+type LatencyReport struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+}
+
+// headerSize is the payload prefix: publisher (4), sequence (8), send time (8).
+const headerSize = 20
+
+// maxLatencySamples bounds the memory used for latency samples.
+const maxLatencySamples = 5_000_000
+
+// Run executes a benchmark and returns its summary.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Drain == 0 {
+		o.Drain = 5 * time.Second
+	}
+	if o.Topic == "" {
+		o.Topic = "bench/%d"
+	}
+	if o.Group == "" {
+		o.Group = "bench"
+	}
+	if o.ClientPrefix == "" {
+		o.ClientPrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e6)
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	r := &run{o: o, perPub: perPublisher(o)}
+	if o.Mode != ModePub {
+		if err := r.startSubscribers(ctx); err != nil {
+			r.closeSubscribers()
+			return nil, err
+		}
+		defer r.closeSubscribers()
+	}
+	return r.execute(ctx)
+}
+
+func perPublisher(o Options) []int {
+	n := max(o.Publishers, 1)
+	out := make([]int, n)
+	for i := range out {
+		out[i] = o.Count / n
+		if i < o.Count%n {
+			out[i]++
+		}
+	}
+	return out
+}
+
+type run struct {
+	o      Options
+	perPub []int
+	subs   []*subscriber
+
+	published atomic.Int64
+	acked     atomic.Int64
+	refused   atomic.Int64
+	inflight  atomic.Int64
+	received  atomic.Int64
+}
+
+type subscriber struct {
+	c    *client
+	mu   sync.Mutex // guards seen, dups, lat
+	seen [][]uint64 // bitset per publisher
+	dups int64
+	lat  []int32 // microseconds
+	got  atomic.Int64
+}
+
+func (r *run) startSubscribers(ctx context.Context) error {
+	filter := strings.ReplaceAll(r.o.Topic, "%d", "+")
+	if r.o.Mode == ModeShare {
+		filter = "$share/" + r.o.Group + "/" + filter
+	}
+	for i := 0; i < r.o.Subscribers; i++ {
+		c, err := dial(ctx, r.o.Broker, clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60})
+		if err != nil {
+			return fmt.Errorf("subscriber %d: %w", i, err)
+		}
+		s := &subscriber{c: c, seen: make([][]uint64, len(r.perPub))}
+		for p, n := range r.perPub {
+			s.seen[p] = make([]uint64, n/64+1)
+		}
+		c.noAck = i < r.o.noAckSubscribers
+		c.onPublish = func(_ string, _ byte, _ bool, payload []byte) { r.deliver(s, payload) }
+		r.subs = append(r.subs, s)
+		c.start()
+		if err := c.subscribe(filter, r.o.SubQoS); err != nil {
+			return fmt.Errorf("subscriber %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (r *run) closeSubscribers() {
+	for _, s := range r.subs {
+		s.c.close()
+	}
+}
+
+func (r *run) deliver(s *subscriber, payload []byte) {
+	now := time.Now().UnixNano()
+	r.received.Add(1)
+	s.got.Add(1)
+	if len(payload) < headerSize {
+		return
+	}
+	p := int(binary.BigEndian.Uint32(payload))
+	seq := binary.BigEndian.Uint64(payload[4:])
+	sent := int64(binary.BigEndian.Uint64(payload[12:]))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p < len(s.seen) && seq/64 < uint64(len(s.seen[p])) {
+		word, bit := &s.seen[p][seq/64], uint64(1)<<(seq%64)
+		if *word&bit != 0 {
+			s.dups++
+		}
+		*word |= bit
+	}
+	if len(s.lat) < maxLatencySamples {
+		us := (now - sent) / 1000
+		s.lat = append(s.lat, int32(min(us, math.MaxInt32)))
+	}
+}
+
+func (r *run) execute(ctx context.Context) (*Result, error) {
+	o := r.o
+	start := time.Now()
+	deadline := start.Add(o.Duration)
+	stopProgress := r.progress(start)
+	defer stopProgress()
+
+	if o.Mode == ModeSub {
+		// Wait until Count messages arrived or the time is up.
+		for r.received.Load() < int64(o.Count) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return r.result(time.Since(start), time.Since(start)), nil
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, o.Publishers)
+	for p := 0; p < o.Publishers; p++ {
+		c, err := dial(ctx, o.Broker, clientOptions{id: fmt.Sprintf("%s-pub-%d", o.ClientPrefix, p), version: o.Version, keepalive: 60})
+		if err != nil {
+			return nil, fmt.Errorf("publisher %d: %w", p, err)
+		}
+		wg.Add(1)
+		go func(p int, c *client) {
+			defer wg.Done()
+			defer c.close()
+			if err := r.publish(ctx, p, c, deadline); err != nil {
+				errc <- fmt.Errorf("publisher %d: %w", p, err)
+			}
+		}(p, c)
+	}
+	wg.Wait()
+	pubElapsed := time.Since(start)
+	select {
+	case err := <-errc:
+		return nil, err
+	default:
+	}
+	if o.Mode == ModePub {
+		return r.result(pubElapsed, pubElapsed), nil
+	}
+	// Wait for deliveries to arrive; stop early once all expected arrived.
+	expected := r.expected()
+	last, lastCount := time.Now(), r.received.Load()
+	for ctx.Err() == nil {
+		n := r.received.Load()
+		if n >= expected {
+			break
+		}
+		if n != lastCount {
+			last, lastCount = time.Now(), n
+		}
+		if time.Since(last) > o.Drain {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r.result(pubElapsed, time.Since(start)), nil
+}
+
+// expected is the number of deliveries a correct broker makes.
+func (r *run) expected() int64 {
+	base := r.published.Load()
+	if r.o.QoS > 0 {
+		base = r.acked.Load()
+	}
+	if r.o.Mode == ModeE2E {
+		return base * int64(r.o.Subscribers)
+	}
+	return base
+}
+
+func (r *run) publish(ctx context.Context, p int, c *client, deadline time.Time) error {
+	o := r.o
+	count := r.perPub[p]
+	topic := strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(p))
+	payload := make([]byte, o.PayloadSize)
+	binary.BigEndian.PutUint32(payload, uint32(p))
+	slots := make(chan struct{}, o.Window)
+	if o.QoS > 0 {
+		c.onAck = func(_ uint16, reason byte) {
+			if reason >= 0x80 {
+				r.refused.Add(1)
+			} else {
+				r.acked.Add(1)
+			}
+			r.inflight.Add(-1)
+			<-slots
+		}
+	}
+	c.start()
+	var interval time.Duration
+	if o.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(o.Publishers) / o.Rate)
+	}
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		if i%256 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
+			break
+		}
+		if interval > 0 {
+			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+				if err := c.flush(); err != nil {
+					return err
+				}
+				time.Sleep(d)
+			}
+		}
+		if o.QoS > 0 {
+			select {
+			case slots <- struct{}{}:
+			default:
+				// Window full: send what is buffered and wait for an ack.
+				if err := c.flush(); err != nil {
+					return err
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-c.done:
+					return fmt.Errorf("connection lost: %v", c.err)
+				case <-time.After(time.Until(deadline) + o.Drain):
+					return nil // the broker stopped acknowledging; report what we have
+				}
+			}
+			r.inflight.Add(1)
+		}
+		binary.BigEndian.PutUint64(payload[4:], uint64(i))
+		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
+		id := uint16(i%65535) + 1
+		if err := c.publish(topic, o.QoS, id, payload); err != nil {
+			return err
+		}
+		r.published.Add(1)
+		if interval > 0 {
+			if err := c.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	if o.QoS == 0 {
+		return nil
+	}
+	// Wait for the outstanding acks.
+	wait := time.After(time.Until(deadline) + o.Drain)
+	for i := 0; i < o.Window; i++ {
+		select {
+		case slots <- struct{}{}:
+		case <-c.done:
+			return nil
+		case <-wait:
+			return nil
+		}
+	}
+	return nil
+}
+
+func (r *run) progress(start time.Time) func() {
+	if r.o.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var lastPub, lastRecv int64
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				pub, recv := r.published.Load(), r.received.Load()
+				fmt.Fprintf(r.o.Progress, "%5.0fs  pub %9d/s  acked %10d  in flight %6d  recv %9d/s  total recv %10d\n",
+					time.Since(start).Seconds(), pub-lastPub, r.acked.Load(), r.inflight.Load(), recv-lastRecv, recv)
+				lastPub, lastRecv = pub, recv
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+func (r *run) result(pubElapsed, total time.Duration) *Result {
+	o := r.o
+	res := &Result{
+		Mode: o.Mode, Publishers: o.Publishers, Subscribers: o.Subscribers, QoS: o.QoS,
+		PayloadSize: o.PayloadSize, Window: o.Window, Elapsed: total.Seconds(),
+		Published: r.published.Load(), Acked: r.acked.Load(), Refused: r.refused.Load(),
+		Received: r.received.Load(),
+	}
+	if o.Mode == ModeSub {
+		res.Publishers = 0
+	}
+	if s := pubElapsed.Seconds(); s > 0 {
+		if o.QoS > 0 {
+			res.PubRate = float64(res.Acked) / s
+		} else {
+			res.PubRate = float64(res.Published) / s
+		}
+	}
+	if len(r.subs) == 0 {
+		return res
+	}
+	if s := total.Seconds(); s > 0 {
+		res.RecvRate = float64(res.Received) / s
+	}
+	var lat []int32
+	var unique int64
+	for _, s := range r.subs {
+		s.mu.Lock()
+		res.Duplicated += s.dups
+		lat = append(lat, s.lat...)
+		for _, words := range s.seen {
+			for _, w := range words {
+				unique += int64(popcount(w))
+			}
+		}
+		s.mu.Unlock()
+		res.PerSubscriber = append(res.PerSubscriber, s.got.Load())
+	}
+	if o.Mode != ModeSub {
+		res.Expected = r.expected()
+		if o.Mode == ModeShare {
+			// Across the group, each message counts once; a second member
+			// getting it is a duplicate.
+			unique = uniqueAcross(r.subs)
+			res.Duplicated = res.Received - unique
+		}
+		res.Lost = max(res.Expected-unique, 0)
+	}
+	if len(lat) > 0 {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		pct := func(p float64) float64 { return float64(lat[min(int(p*float64(len(lat))), len(lat)-1)]) }
+		res.Latency = &LatencyReport{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), P999: pct(0.999), Max: float64(lat[len(lat)-1])}
+	}
+	return res
+}
+
+// uniqueAcross counts the distinct (publisher, sequence) pairs seen by any subscriber.
+func uniqueAcross(subs []*subscriber) int64 {
+	var n int64
+	for p := range subs[0].seen {
+		for w := range subs[0].seen[p] {
+			var word uint64
+			for _, s := range subs {
+				word |= s.seen[p][w]
+			}
+			n += int64(popcount(word))
+		}
+	}
+	return n
+}
+
+func popcount(x uint64) int {
+	n := 0
+	for x != 0 {
+		x &= x - 1
+		n++
+	}
+	return n
+}
+
+// String renders a result for people.
+func (res *Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode %s: %d publishers, %d subscribers, QoS %d, %d-byte payloads, window %d, %.1fs\n",
+		res.Mode, res.Publishers, res.Subscribers, res.QoS, res.PayloadSize, res.Window, res.Elapsed)
+	if res.Mode != ModeSub {
+		fmt.Fprintf(&b, "  published %d, acked %d, refused %d, publish rate %.0f msg/s\n", res.Published, res.Acked, res.Refused, res.PubRate)
+	}
+	if res.Mode != ModePub {
+		fmt.Fprintf(&b, "  received %d (expected %d), receive rate %.0f msg/s, lost %d, duplicated %d\n",
+			res.Received, res.Expected, res.RecvRate, res.Lost, res.Duplicated)
+		if len(res.PerSubscriber) > 0 {
+			fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
+		}
+	}
+	if l := res.Latency; l != nil {
+		fmt.Fprintf(&b, "  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	return b.String()
+}
