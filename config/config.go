@@ -28,6 +28,19 @@ type Config struct {
 	HTTP    HTTP    `mapstructure:"http" yaml:"http"`
 	Storage Storage `mapstructure:"storage" yaml:"storage"`
 	Streams Streams `mapstructure:"streams" yaml:"streams"`
+	Runtime Runtime `mapstructure:"runtime" yaml:"runtime"`
+}
+
+// Runtime tunes the Go runtime of the serve process. The GOGC and
+// GOMEMLIMIT environment variables, when set, take precedence.
+type Runtime struct {
+	// GCPercent is the garbage collector target (GOGC). Ingest allocates a
+	// few short-lived objects per message; a higher target trades memory
+	// for CPU.
+	GCPercent int `mapstructure:"gc_percent" yaml:"gc_percent"`
+	// MemoryLimit is a soft limit on the Go heap (GOMEMLIMIT); near it the
+	// collector runs more often whatever GCPercent says. 0 = no limit.
+	MemoryLimit ByteSize `mapstructure:"memory_limit" yaml:"memory_limit"`
 }
 
 // Node identifies the node and where it keeps its data.
@@ -120,6 +133,7 @@ func Default() Config {
 			CacheSize:         64 << 20,
 		},
 		Streams: Streams{AutoCreate: true, DefaultRule: "first-level"},
+		Runtime: Runtime{GCPercent: 400},
 	}
 }
 

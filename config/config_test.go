@@ -178,3 +178,18 @@ func TestByteSize(t *testing.T) {
 		t.Errorf("String: %s", s)
 	}
 }
+
+// TestExampleConfigLoads keeps the example file in the repository valid and
+// equal to the embedded defaults.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := Load("../mqstream.example.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := Load("", nil, nil)
+	a, _ := cfg.YAML()
+	b, _ := def.YAML()
+	if string(a) != string(b) {
+		t.Fatalf("the example differs from the defaults:\n%s\n---\n%s", a, b)
+	}
+}

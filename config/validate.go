@@ -68,6 +68,12 @@ func (c Config) Validate() error {
 	if c.Storage.CacheSize < 0 {
 		bad("storage.cache_size", "must not be negative")
 	}
+	if c.Runtime.GCPercent < -1 || c.Runtime.GCPercent == 0 {
+		bad("runtime.gc_percent", "%d: want a positive percentage, or -1 to turn the collector off", c.Runtime.GCPercent)
+	}
+	if c.Runtime.MemoryLimit < 0 {
+		bad("runtime.memory_limit", "must not be negative")
+	}
 	validateRetention := func(key string, r Retention) {
 		if err := r.streams().Validate(); err != nil {
 			bad(key, "%v", err)

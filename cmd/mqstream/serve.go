@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -74,6 +75,7 @@ func boundFlags(fs *pflag.FlagSet) map[string]*pflag.Flag {
 
 func serve(cfg config.Config) error {
 	logger := cfg.Logger()
+	applyRuntime(cfg.Runtime)
 	n, err := node.Open(cfg, logger)
 	if err != nil {
 		return err
@@ -95,4 +97,15 @@ func serve(cfg config.Config) error {
 		os.Exit(2)
 	}()
 	return n.Close(ctx)
+}
+
+// applyRuntime sets the collector target and memory limit unless the
+// standard GOGC / GOMEMLIMIT environment variables already did.
+func applyRuntime(r config.Runtime) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(r.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && r.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(r.MemoryLimit))
+	}
 }
