@@ -418,3 +418,25 @@ func rawPublish(qos byte, id uint16, topic, payload string, dup bool) []byte {
 }
 
 var _ = errors.Is
+
+// TestKeepaliveCap: an MQTT 5 client asking for a longer keepalive than
+// mqtt.keepalive_max is told the server's value in CONNACK.
+func TestKeepaliveCap(t *testing.T) {
+	n := startBroker(t, nil, func(o *Options) { o.KeepaliveMax = 30 }, nil)
+	conn, err := net.Dial("tcp", n.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: "ka", Conn: conn})
+	ca, err := c.Connect(context.Background(), &paho.Connect{ClientID: "ka", KeepAlive: 600, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	if ca.Properties == nil || ca.Properties.ServerKeepAlive == nil || *ca.Properties.ServerKeepAlive != 30 {
+		t.Fatalf("connack properties %+v", ca.Properties)
+	}
+	if got := n.broker.Server().Options.Capabilities.MaximumMessageExpiryInterval; got != 0 {
+		t.Fatalf("in-flight messages would expire after %d s", got)
+	}
+}
