@@ -79,11 +79,15 @@ func NewMapper(rules []Rule, def DefaultRule) (*Mapper, error) {
 		}
 		if err := streams.ValidateName(r.Stream); err != nil {
 			errs = append(errs, fmt.Errorf("rules[%d].stream: %w", i, err))
+		} else if streams.IsReserved(r.Stream) {
+			errs = append(errs, fmt.Errorf("rules[%d].stream: %q: names starting with '$' are reserved", i, r.Stream))
 		}
 	}
 	if def.Kind == DefaultStream {
 		if err := streams.ValidateName(def.Stream); err != nil {
 			errs = append(errs, fmt.Errorf("default rule: %w", err))
+		} else if streams.IsReserved(def.Stream) {
+			errs = append(errs, fmt.Errorf("default rule: %q: names starting with '$' are reserved", def.Stream))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -126,4 +130,41 @@ func (m *Mapper) StreamFor(topic string) (stream string, ok bool) {
 		return first, true
 	}
 	return "", false
+}
+
+// Sources tells which streams can hold records whose topics match filter:
+// the streams of the rules whose filters overlap it, the default stream,
+// and, when the default rule is first-level, the stream named after the
+// filter's first level, or every stream (all = true) if that level is a
+// wildcard. The answer is a superset: a reader still checks each record's
+// topic against the filter. Reserved ('$') streams are never sources.
+func (m *Mapper) Sources(filter string) (names []string, all bool) {
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			names = append(names, s)
+		}
+	}
+	for _, r := range m.rules {
+		if FiltersOverlap(r.Filter, filter) {
+			add(r.Stream)
+		}
+	}
+	if filter != "" && filter[0] == '$' {
+		return names, false // only explicit rules store $-topics
+	}
+	switch m.def.Kind {
+	case DefaultStream:
+		add(m.def.Stream)
+	case DefaultFirstLevel:
+		first, _, _ := strings.Cut(filter, "/")
+		if first == "+" || first == "#" {
+			return names, true
+		}
+		if streams.ValidateName(first) == nil {
+			add(first)
+		}
+	}
+	return names, false
 }

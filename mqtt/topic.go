@@ -64,3 +64,26 @@ const sharePrefix = "$share/"
 func isSystemTopic(topic string) bool {
 	return strings.HasPrefix(topic, "$SYS") || strings.HasPrefix(topic, sharePrefix) || topic == "$share"
 }
+
+// FiltersOverlap reports whether some topic name matches both filters.
+func FiltersOverlap(a, b string) bool {
+	for {
+		al, arest, amore := strings.Cut(a, "/")
+		bl, brest, bmore := strings.Cut(b, "/")
+		if (al == "#" && !amore) || (bl == "#" && !bmore) {
+			return true
+		}
+		if al != "+" && bl != "+" && al != bl {
+			return false
+		}
+		switch {
+		case !amore && !bmore:
+			return true
+		case !amore:
+			return brest == "#" // "a" and "a/#": '#' matches the parent level
+		case !bmore:
+			return arest == "#"
+		}
+		a, b = arest, brest
+	}
+}

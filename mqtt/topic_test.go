@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -116,5 +117,67 @@ func TestMapperRejectsBadRules(t *testing.T) {
 		if _, err := ParseDefaultRule(s); err == nil {
 			t.Errorf("ParseDefaultRule(%q) accepted", s)
 		}
+	}
+}
+
+func TestFiltersOverlap(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+", "a/b", true},
+		{"a/#", "a", true},
+		{"a", "a/#", true},
+		{"a/#", "b/#", false},
+		{"#", "x/y/z", true},
+		{"+/b", "a/+", true},
+		{"+/b", "a/c", false},
+		{"a/b/c", "a/b", false},
+		{"a/+/c", "a/#", true},
+		{"sensors/+/temperature", "sensors/#", true},
+		{"sensors/+/temperature", "jobs/#", false},
+		{"a/+", "a", false},
+	}
+	for _, c := range cases {
+		if got := FiltersOverlap(c.a, c.b); got != c.want {
+			t.Errorf("FiltersOverlap(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+		if got := FiltersOverlap(c.b, c.a); got != c.want {
+			t.Errorf("FiltersOverlap(%q, %q) = %v, want %v (symmetry)", c.b, c.a, got, c.want)
+		}
+	}
+}
+
+func TestMapperSources(t *testing.T) {
+	m, _ := NewMapper([]Rule{
+		{Filter: "sensors/+/temperature", Stream: "temperatures"},
+		{Filter: "jobs/#", Stream: "jobs"},
+	}, DefaultRule{Kind: DefaultFirstLevel})
+	cases := []struct {
+		filter string
+		want   string
+		all    bool
+	}{
+		{"jobs/#", "[jobs]", false},
+		{"sensors/#", "[temperatures sensors]", false},
+		{"sensors/1/humidity", "[sensors]", false},
+		{"+/1/temperature", "[temperatures jobs]", true}, // jobs/1/temperature matches both
+		{"#", "[temperatures jobs]", true},
+		{"other/x", "[other]", false},
+	}
+	for _, c := range cases {
+		names, all := m.Sources(c.filter)
+		if fmt.Sprint(names) != c.want || all != c.all {
+			t.Errorf("Sources(%q) = %v %v, want %s %v", c.filter, names, all, c.want, c.all)
+		}
+	}
+	none, _ := NewMapper(nil, DefaultRule{Kind: DefaultNone})
+	if names, all := none.Sources("jobs/#"); len(names) != 0 || all {
+		t.Errorf("default none: %v %v", names, all)
+	}
+	if _, err := NewMapper([]Rule{{Filter: "x", Stream: "$dlq.x"}}, DefaultRule{}); err == nil {
+		t.Error("rule to a reserved stream accepted")
 	}
 }

@@ -439,6 +439,10 @@ func (g *group) publish() {
 		}
 		st.durable = st.work
 	}
+	if len(g.created) > 0 || len(g.deleted) > 0 {
+		close(s.mu.changed)
+		s.mu.changed = make(chan struct{})
+	}
 }
 
 // runIntervalSync syncs the WAL periodically under SyncInterval.

@@ -34,6 +34,8 @@ type Store struct {
 		// Each stream's durable state and notify channel are guarded by this lock too.
 		streams map[string]*stream
 		closed  bool
+		// changed is closed and replaced whenever a stream is created or deleted.
+		changed chan struct{}
 	}
 
 	done chan struct{} // closed by Close to stop the background loops
@@ -121,6 +123,10 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// IsReserved reports names starting with '$': streams the system creates
+// (dead letters). Mapping rules and users cannot name them.
+func IsReserved(name string) bool { return strings.HasPrefix(name, "$") }
+
 // Open opens (or creates) the store in opts.Dir and recovers every stream's
 // offsets and counters.
 func Open(opts Options) (*Store, error) {
@@ -151,6 +157,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.queue.wake = make(chan struct{}, 1)
 	s.mu.streams = map[string]*stream{}
+	s.mu.changed = make(chan struct{})
 	if err := s.recover(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("streams: recover %s: %w", opts.Dir, err)
@@ -305,6 +312,14 @@ func (s *Store) DescribeStream(name string) (StreamInfo, error) {
 		return StreamInfo{}, fmt.Errorf("%w: %q", ErrStreamNotFound, name)
 	}
 	return st.infoLocked(), nil
+}
+
+// StreamsChanged returns a channel that is closed the next time a stream is
+// created or deleted.
+func (s *Store) StreamsChanged() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.changed
 }
 
 // ListStreams returns every stream, sorted by name.
