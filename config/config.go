@@ -28,7 +28,35 @@ type Config struct {
 	HTTP    HTTP    `mapstructure:"http" yaml:"http"`
 	Storage Storage `mapstructure:"storage" yaml:"storage"`
 	Streams Streams `mapstructure:"streams" yaml:"streams"`
+	Groups  Groups  `mapstructure:"groups" yaml:"groups"`
 	Runtime Runtime `mapstructure:"runtime" yaml:"runtime"`
+}
+
+// Groups configures $share consumer groups: defaults for every group, and
+// groups declared ahead of their members.
+type Groups struct {
+	Strategy       string        `mapstructure:"strategy" yaml:"strategy"`
+	AckTimeout     time.Duration `mapstructure:"ack_timeout" yaml:"ack_timeout"`
+	MaxDeliveries  int           `mapstructure:"max_deliveries" yaml:"max_deliveries"`
+	DeadLetter     string        `mapstructure:"dead_letter" yaml:"dead_letter"`
+	Window         int           `mapstructure:"window" yaml:"window"`
+	MaxWindow      int           `mapstructure:"max_window" yaml:"max_window"`
+	ReadAhead      int           `mapstructure:"read_ahead" yaml:"read_ahead"`
+	MaxUnackedSpan int           `mapstructure:"max_unacked_span" yaml:"max_unacked_span"`
+	FlushInterval  time.Duration `mapstructure:"flush_interval" yaml:"flush_interval"`
+	Declare        []GroupDecl   `mapstructure:"declare" yaml:"declare"`
+}
+
+// GroupDecl declares one group; unset options take the group defaults.
+type GroupDecl struct {
+	Name          string         `mapstructure:"name" yaml:"name"`
+	Filter        string         `mapstructure:"filter" yaml:"filter"`
+	Start         string         `mapstructure:"start" yaml:"start"` // earliest, latest, offset:N, time:RFC3339
+	Strategy      string         `mapstructure:"strategy" yaml:"strategy,omitempty"`
+	AckTimeout    *time.Duration `mapstructure:"ack_timeout" yaml:"ack_timeout,omitempty"`
+	MaxDeliveries *int           `mapstructure:"max_deliveries" yaml:"max_deliveries,omitempty"`
+	DeadLetter    string         `mapstructure:"dead_letter" yaml:"dead_letter,omitempty"`
+	Window        *int           `mapstructure:"window" yaml:"window,omitempty"`
 }
 
 // Runtime tunes the Go runtime of the serve process. The GOGC and
@@ -133,6 +161,7 @@ func Default() Config {
 			CacheSize:         64 << 20,
 		},
 		Streams: Streams{AutoCreate: true, DefaultRule: "first-level"},
+		Groups:  defaultGroups(),
 		Runtime: Runtime{GCPercent: 400},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -73,6 +74,33 @@ func (c Config) Validate() error {
 	}
 	if c.Runtime.MemoryLimit < 0 {
 		bad("runtime.memory_limit", "must not be negative")
+	}
+	if _, err := shared.ParseStrategy(c.Groups.Strategy); err != nil {
+		bad("groups.strategy", "%v", err)
+	} else if err := c.GroupDefaults().Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			bad("groups", "%v", e)
+		}
+	}
+	if c.Groups.FlushInterval <= 0 {
+		bad("groups.flush_interval", "must be positive")
+	}
+	if _, err := c.GroupDeclarations(); err != nil {
+		errs = append(errs, err)
+	}
+	seenGroups := map[string]bool{}
+	for i, d := range c.Groups.Declare {
+		key := fmt.Sprintf("groups.declare[%d]", i)
+		if d.Name == "" || strings.ContainsAny(d.Name, "/+#") {
+			bad(key+".name", "%q: want a non-empty name without '/', '+' or '#'", d.Name)
+		}
+		if err := mqtt.ValidateFilter(d.Filter); err != nil {
+			bad(key+".filter", "%v", err)
+		}
+		if seenGroups[d.Name+"\x00"+d.Filter] {
+			bad(key, "group %s with filter %s is declared twice", d.Name, d.Filter)
+		}
+		seenGroups[d.Name+"\x00"+d.Filter] = true
 	}
 	validateRetention := func(key string, r Retention) {
 		if err := r.streams().Validate(); err != nil {

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,7 +89,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	server := mochi.New(&mochi.Options{
 		Capabilities:           caps,
-		Logger:                 opts.Logger.With("component", "mqtt"),
+		Logger:                 slog.New(infoFloor{opts.Logger.Handler()}).With("component", "mqtt"),
 		SysTopicResendInterval: opts.SysTopicInterval,
 		InlineClient:           true,
 	})
@@ -230,3 +231,13 @@ func (h *openAccessHook) Provides(b byte) bool {
 func (h *openAccessHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
 func (h *openAccessHook) OnACLCheck(*mochi.Client, string, bool) bool { return true }
+
+// infoFloor drops mochi's debug records: it logs every rejected packet in
+// full at debug level, which would drown ours.
+type infoFloor struct{ slog.Handler }
+
+func (h infoFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo && h.Handler.Enabled(ctx, l)
+}
+func (h infoFloor) WithAttrs(a []slog.Attr) slog.Handler { return infoFloor{h.Handler.WithAttrs(a)} }
+func (h infoFloor) WithGroup(n string) slog.Handler      { return infoFloor{h.Handler.WithGroup(n)} }

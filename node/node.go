@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -32,9 +33,14 @@ type Node struct {
 	log     *slog.Logger
 	store   *streams.Store
 	broker  *mqtt.Broker
+	groups  *shared.Manager
 	httpSrv *http.Server
 	httpLn  net.Listener
 	started time.Time
+
+	// groupPersisted, if set, is called whenever a consumer group's
+	// progress has been made durable (crash tests use it).
+	groupPersisted atomic.Pointer[func(name, filter string, acked int64)]
 
 	ready     atomic.Bool
 	closeOnce sync.Once
@@ -72,10 +78,37 @@ func Open(cfg config.Config, logger *slog.Logger) (*Node, error) {
 		n.store.Close()
 		return nil, err
 	}
+	decls, err := cfg.GroupDeclarations()
+	if err != nil {
+		n.broker.Close()
+		n.store.Close()
+		return nil, err
+	}
+	n.groups, err = shared.New(shared.Options{
+		Store:         n.store,
+		Mapper:        mapper,
+		Defaults:      cfg.GroupDefaults(),
+		Declared:      decls,
+		FlushInterval: cfg.Groups.FlushInterval,
+		Logger:        n.log,
+		OnPersist:     n.onGroupPersist,
+	})
+	if err == nil {
+		err = n.broker.AddHook(n.groups)
+	}
+	if err == nil {
+		err = n.groups.Start(n.broker.Server())
+	}
+	if err != nil {
+		n.broker.Close()
+		n.store.Close()
+		return nil, err
+	}
 	if cfg.HTTP.Listen != "" {
 		n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			n.broker.Close()
+			n.groups.Close()
 			n.store.Close()
 			return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 		}
@@ -125,10 +158,25 @@ func (n *Node) Close(ctx context.Context) error {
 			<-n.httpDone
 		}
 		n.broker.Close()
+		n.groups.Close()
 		n.closeErr = n.store.Close()
 		n.log.Info("stopped", "error", n.closeErr)
 	})
 	return n.closeErr
+}
+
+// Groups returns the node's consumer groups.
+func (n *Node) Groups() *shared.Manager { return n.groups }
+
+// OnGroupPersisted sets a function called (on the group's goroutine; it
+// must not block) whenever a consumer group's progress is durable, with the
+// number of acks that progress includes.
+func (n *Node) OnGroupPersisted(f func(name, filter string, acked int64)) { n.groupPersisted.Store(&f) }
+
+func (n *Node) onGroupPersist(name, filter string, acked int64) {
+	if f := n.groupPersisted.Load(); f != nil {
+		(*f)(name, filter, acked)
+	}
 }
 
 // ID returns the node id.

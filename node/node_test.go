@@ -42,6 +42,12 @@ func runChild(dir string) {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
+	var mu sync.Mutex
+	n.OnGroupPersisted(func(name, filter string, acked int64) {
+		mu.Lock()
+		fmt.Printf("PERSISTED %s %s %d\n", name, filter, acked)
+		mu.Unlock()
+	})
 	if err := n.Start(); err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
@@ -57,6 +63,8 @@ func testConfig(dir string) config.Config {
 	cfg.MQTT.TCP = "127.0.0.1:0"
 	cfg.MQTT.WebSocket = ""
 	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Groups.AckTimeout = time.Hour
+	cfg.Groups.FlushInterval = 20 * time.Millisecond
 	return cfg
 }
 
@@ -75,6 +83,12 @@ func startNode(t *testing.T, cfg config.Config) *Node {
 
 // startChild starts the test binary as a server process on dir.
 func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
+	cmd, addr, _ := startChildLines(t, dir)
+	return cmd, addr
+}
+
+// startChildLines also returns the child's further stdout lines.
+func startChildLines(t *testing.T, dir string) (*exec.Cmd, string, <-chan string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
@@ -87,11 +101,26 @@ func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "ADDR ") {
 		t.Fatalf("child did not start: %q %v", line, err)
 	}
-	return cmd, strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	lines := make(chan string, 1024)
+	go func() {
+		defer close(lines)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			select {
+			case lines <- strings.TrimSpace(l):
+			default: // nobody reads: drop
+			}
+		}
+	}()
+	return cmd, strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")), lines
 }
 
 // publishUntil runs publishers with a window of QoS 1 messages in flight

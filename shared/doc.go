@@ -1,0 +1,66 @@
+// Package shared turns MQTT shared subscriptions ($share/<group>/<filter>)
+// into durable consumer groups over the stored streams.
+//
+// # Model
+//
+// A group is identified by its name and topic filter. It reads every stream
+// that can hold topics matching the filter (the mapping rules say which; see
+// mqtt.Mapper.Sources) and hands each stored record whose topic matches to
+// exactly one connected member, waits for the member's PUBACK (PUBCOMP for
+// QoS 2), and redelivers what is not acknowledged. mochi-mqtt still accepts
+// the SUBSCRIBE (so SUBACK, sessions and ACLs work as usual), but its own
+// shared-subscription delivery is switched off: OnSelectSubscribers removes
+// every shared subscription from mochi's fan-out and the group delivers from
+// the stream instead.
+//
+// # One goroutine per group
+//
+// Each group runs one goroutine that owns all of its state: members, cursors,
+// read-ahead buffer, redelivery queue and in-flight deliveries. Hooks (on
+// client goroutines), stream watchers, the committer and API calls never
+// touch that state; they post closures to the group's inbox (a mutex-guarded
+// slice plus a wake-up channel, so posting never blocks) or poke its
+// data-available channel. Writes to members go through a per-member writer
+// goroutine, so a slow member's socket never stalls the group.
+//
+// # Cursors and progress
+//
+// Per source stream a cursor keeps the ack floor (every offset below it is
+// done: acknowledged, skipped because its topic does not match, or
+// dead-lettered), the set of done offsets above the floor, and the delivery
+// count of every delivered but unfinished offset. Changed cursors are
+// persisted every FlushInterval through the store's KV namespace (so they
+// share its group commit); a restart redelivers only records never
+// acknowledged, even above a hole. Reading stops when MaxUnackedSpan offsets
+// separate the floor from the read position, which bounds memory however
+// far behind the group is: a group 10 million records behind holds at most
+// ReadAhead records plus the members' windows in memory.
+//
+// # Dispatch
+//
+// Redeliveries go first, then new records in stream order. round-robin and
+// least-inflight pick any member with room in its window; hash-topic and
+// hash-client assign a record to the member its key hashes to and queue it
+// there until that member has room, which keeps per-key order while
+// membership is stable. A member's window is its MQTT 5 Receive Maximum, or
+// GroupOptions.Window for MQTT 3.1.1, capped by MaxWindow. Delivery QoS is
+// min(subscription QoS, record QoS); a QoS 0 delivery is done when written
+// (at most once).
+//
+// # Acknowledgement, timeout, redelivery
+//
+// Packet ids are reserved with mochi's NextPacketID and kept in the client's
+// in-flight map (so mochi never reuses them and completes the QoS 2
+// handshake), but acks are tracked here, per (connection, packet id), from
+// the PUBACK/PUBCOMP packets the member sends (OnPacketRead); mochi shares
+// one id map between inbound and outbound flows, and an inbound publish that
+// erases our reservation gets it restored (OnPacketProcessed). Like nsqd's
+// in-flight queue, deliveries sit in a min-heap by deadline and one tick
+// loop redelivers the expired ones, preferably to another member, with
+// DUP=1. A member that disconnects releases everything it holds at once, and
+// its reservations are removed from mochi's session so mochi never resends
+// them on reconnect: records are never parked on an offline member. A
+// negative ack (reason >= 0x80) releases the record at once. After
+// MaxDeliveries deliveries a record is appended to the dead-letter stream
+// with the reason and count as user properties, and the group moves on.
+package shared
