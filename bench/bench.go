@@ -50,7 +50,7 @@ type Options struct {
 	Rate float64
 	// Topic is the publish topic pattern; %d is replaced by the publisher number.
 	Topic string
-	// Group names the $share group in share mode.
+	// Group names the $share group in share mode; empty = a new name per run.
 	Group string
 	// Version is the MQTT protocol version: 4 (3.1.1) or 5.
 	Version byte
@@ -160,11 +160,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Topic == "" {
 		o.Topic = "bench/%d"
 	}
-	if o.Group == "" {
-		o.Group = "bench"
-	}
 	if o.ClientPrefix == "" {
 		o.ClientPrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e6)
+	}
+	if o.Group == "" {
+		// A fresh group per run: on a broker with durable groups (mqstream)
+		// a group outlives its members, and a reused one would hand this run
+		// the backlog earlier runs published while it had no members.
+		o.Group = o.ClientPrefix
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err

@@ -94,6 +94,10 @@ type MQTT struct {
 	ReceiveMaximum int      `mapstructure:"receive_maximum" yaml:"receive_maximum"`
 	MaxInflight    int      `mapstructure:"max_inflight" yaml:"max_inflight"`
 	KeepaliveMax   int      `mapstructure:"keepalive_max" yaml:"keepalive_max"`
+	// Fanout says when stored QoS 0/1 messages reach ordinary subscribers:
+	// "immediate" (on arrival, like any broker) or "after-store" (once
+	// durable). QoS 2 is always delivered after storing.
+	Fanout string `mapstructure:"fanout" yaml:"fanout"`
 }
 
 // HTTP configures the HTTP listener (health, REST, metrics).
@@ -152,6 +156,7 @@ func Default() Config {
 			MaxPayload:     1 << 20,
 			ReceiveMaximum: 1024,
 			MaxInflight:    8192,
+			Fanout:         "immediate",
 		},
 		HTTP: HTTP{Listen: ":8080"},
 		Storage: Storage{

@@ -48,14 +48,15 @@ func (c Config) Mapper() (*mqtt.Mapper, error) {
 // BrokerOptions returns the broker's options without Mapper and Store.
 func (c Config) BrokerOptions(logger *slog.Logger) mqtt.Options {
 	return mqtt.Options{
-		TCPAddr:        c.MQTT.TCP,
-		WSAddr:         c.MQTT.WebSocket,
-		MaxPayload:     int(c.MQTT.MaxPayload),
-		MaxClients:     c.MQTT.MaxClients,
-		ReceiveMaximum: uint16(c.MQTT.ReceiveMaximum),
-		MaxInflight:    uint16(c.MQTT.MaxInflight),
-		KeepaliveMax:   uint16(c.MQTT.KeepaliveMax),
-		Logger:         logger,
+		TCPAddr:          c.MQTT.TCP,
+		WSAddr:           c.MQTT.WebSocket,
+		MaxPayload:       int(c.MQTT.MaxPayload),
+		MaxClients:       c.MQTT.MaxClients,
+		ReceiveMaximum:   uint16(c.MQTT.ReceiveMaximum),
+		MaxInflight:      uint16(c.MQTT.MaxInflight),
+		KeepaliveMax:     uint16(c.MQTT.KeepaliveMax),
+		FanoutAfterStore: c.MQTT.Fanout == "after-store",
+		Logger:           logger,
 	}
 }
 

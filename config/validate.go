@@ -57,6 +57,9 @@ func (c Config) Validate() error {
 	if c.MQTT.KeepaliveMax < 0 || c.MQTT.KeepaliveMax > math.MaxUint16 {
 		bad("mqtt.keepalive_max", "%d is outside 0..65535", c.MQTT.KeepaliveMax)
 	}
+	if c.MQTT.Fanout != "immediate" && c.MQTT.Fanout != "after-store" {
+		bad("mqtt.fanout", "%q is not one of immediate, after-store", c.MQTT.Fanout)
+	}
 	if _, err := streams.ParseSyncPolicy(c.Storage.Sync); err != nil {
 		bad("storage.sync", "%v", err)
 	}

@@ -36,6 +36,15 @@ type Options struct {
 	// KeepaliveMax caps the keepalive an MQTT 5 client may ask for (sent back
 	// as Server Keep Alive); 0 = no cap.
 	KeepaliveMax uint16
+	// FanoutAfterStore delivers stored QoS 0/1 messages to ordinary
+	// subscribers only once they are durable. By default they are delivered
+	// as soon as they arrive, like any broker does, and only their PUBACK
+	// waits for the disk. QoS 2 messages are always delivered after storing.
+	FanoutAfterStore bool
+	// GroupsServeShared says consumer groups (package shared) deliver every
+	// $share subscription from the streams, so stored messages are not
+	// re-published for them.
+	GroupsServeShared bool
 	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
 	SysTopicInterval int64
 	// Logger receives the broker's logs; nil means slog.Default().
@@ -100,8 +109,9 @@ func New(opts Options) (*Broker, error) {
 		mapper:     opts.Mapper,
 		maxPayload: opts.MaxPayload,
 		maxPending: int(opts.ReceiveMaximum),
+		early:      !opts.FanoutAfterStore,
 		log:        opts.Logger,
-		subs:       newSubscriberCache(server),
+		subs:       newSubscriberCache(server, opts.GroupsServeShared),
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)

@@ -15,6 +15,9 @@ import (
 // gains a subscriber is never skipped for a message published after SUBACK.
 type subscriberCache struct {
 	server *mochi.Server
+	// ignoreShared: shared subscriptions are served by consumer groups from
+	// the streams, so they are not fan-out targets.
+	ignoreShared bool
 	gen    atomic.Uint64
 	// entries maps topic -> cacheEntry; it is replaced when it grows past
 	// maxCacheEntries so memory stays bounded with many distinct topics.
@@ -29,8 +32,8 @@ type cacheEntry struct {
 
 const maxCacheEntries = 100_000
 
-func newSubscriberCache(s *mochi.Server) *subscriberCache {
-	c := &subscriberCache{server: s}
+func newSubscriberCache(s *mochi.Server, ignoreShared bool) *subscriberCache {
+	c := &subscriberCache{server: s, ignoreShared: ignoreShared}
 	c.entries.Store(new(sync.Map))
 	return c
 }
@@ -49,7 +52,7 @@ func (c *subscriberCache) hasSubscribers(topic string) bool {
 		}
 	}
 	subs := c.server.Topics.Subscribers(topic)
-	has := len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
+	has := len(subs.Subscriptions) > 0 || len(subs.InlineSubscriptions) > 0 || (len(subs.Shared) > 0 && !c.ignoreShared)
 	if _, loaded := m.Swap(topic, cacheEntry{gen: gen, has: has}); !loaded {
 		if c.size.Add(1) > maxCacheEntries {
 			c.entries.Store(new(sync.Map))

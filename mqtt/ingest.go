@@ -49,7 +49,10 @@ type ingestHook struct {
 	mapper     *Mapper
 	maxPayload int
 	maxPending int
-	log        *slog.Logger
+	// early delivers QoS 0/1 messages to subscribers on arrival instead of
+	// after the commit.
+	early bool
+	log   *slog.Logger
 
 	conns sync.Map // *mochi.Client -> *conn
 	subs  *subscriberCache
@@ -89,6 +92,7 @@ type entry struct {
 	pk     packets.Packet
 	rec    [1]streams.Record
 	stored bool         // the record goes to a stream
+	sent   bool         // already delivered to subscribers
 	done   bool         // commit finished (or nothing to commit)
 	err    error        // why it was refused
 	code   packets.Code // the reason code of a refusal
@@ -140,6 +144,10 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	}
 	if !c.enqueue(e, qos == 2 && store) {
 		return pk, packets.ErrRejectPacket // a DUP of a QoS 2 publish already queued
+	}
+	if h.early && qos < 2 && e.err == nil {
+		// Deliver now, in arrival order; only the ack waits for the disk.
+		h.fanout(c, e)
 	}
 	if e.done {
 		c.kick()
@@ -362,13 +370,8 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 			continue
 		}
 		// Retain and deliver to subscribers before the ack, like mochi does.
-		if e.pk.FixedHeader.Retain || h.subs.hasSubscribers(e.pk.TopicName) {
-			if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
-				h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
-			}
-			// InjectPacket counted the message as received a second time.
-			atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
-			atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
+		if !e.sent {
+			h.fanout(c, e)
 		}
 		if e.stored {
 			h.stored.Add(1)
@@ -395,6 +398,21 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 		}
 	}
 	return n, disconnect
+}
+
+// fanout retains the message and delivers it to ordinary subscribers
+// through the publisher's inline client.
+func (h *ingestHook) fanout(c *conn, e *entry) {
+	e.sent = true
+	if !e.pk.FixedHeader.Retain && !h.subs.hasSubscribers(e.pk.TopicName) {
+		return
+	}
+	if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
+		h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
+	}
+	// InjectPacket counted the message as received a second time.
+	atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
+	atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
 }
 
 func (c *conn) forgetQoS2(id uint16) {

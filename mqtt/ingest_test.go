@@ -200,9 +200,11 @@ func TestIngestRefusesOversizedPayload(t *testing.T) {
 
 // TestIngestStoreErrorIsNotAcked: when the store refuses (here: a rule names
 // a stream that does not exist and auto-create is off), MQTT 5 gets 0x80,
-// MQTT 3.1.1 is disconnected, and subscribers get nothing.
+// MQTT 3.1.1 is disconnected, and with fan-out after store, subscribers get
+// nothing.
 func TestIngestStoreErrorIsNotAcked(t *testing.T) {
-	n := startBroker(t, []Rule{{Filter: "missing/#", Stream: "nowhere"}, {Filter: "ok/#", Stream: "ok"}}, nil,
+	n := startBroker(t, []Rule{{Filter: "missing/#", Stream: "nowhere"}, {Filter: "ok/#", Stream: "ok"}},
+		func(o *Options) { o.FanoutAfterStore = true },
 		func(o *streams.Options) { o.AutoCreate = false })
 	if _, err := n.store.CreateStream(context.Background(), "ok", streams.Retention{}); err != nil {
 		t.Fatal(err)
@@ -438,5 +440,32 @@ func TestKeepaliveCap(t *testing.T) {
 	}
 	if got := n.broker.Server().Options.Capabilities.MaximumMessageExpiryInterval; got != 0 {
 		t.Fatalf("in-flight messages would expire after %d s", got)
+	}
+}
+
+// TestEarlyFanoutDeliversBeforeTheCommit: by default QoS 0/1 messages reach
+// subscribers on arrival; a message the store then refuses was delivered but
+// its publisher gets the failure (and the record is not stored).
+func TestEarlyFanoutDeliversBeforeTheCommit(t *testing.T) {
+	n := startBroker(t, []Rule{{Filter: "missing/#", Stream: "nowhere"}}, nil,
+		func(o *streams.Options) { o.AutoCreate = false })
+	got := make(chan paho3.Message, 1)
+	sub := connectV3(t, "tcp://"+n.addr, "watcher", nil)
+	waitToken(t, sub.Subscribe("missing/#", 1, func(_ paho3.Client, m paho3.Message) { got <- m }), "subscribe")
+	pub := connectV5(t, n.addr, "p5", nil, nil)
+	res, err := pub.Publish(context.Background(), &paho.Publish{Topic: "missing/a", QoS: 1, Payload: []byte("x")})
+	if err == nil || res == nil || res.ReasonCode != 0x80 {
+		t.Fatalf("publish: %v %+v", err, res)
+	}
+	select {
+	case m := <-got:
+		if string(m.Payload()) != "x" {
+			t.Fatalf("got %s", m.Payload())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered on arrival")
+	}
+	if recordCount(n.store, "nowhere") != 0 {
+		t.Fatal("refused message stored")
 	}
 }

@@ -73,6 +73,7 @@ func Open(cfg config.Config, logger *slog.Logger) (*Node, error) {
 	}
 	bopts := cfg.BrokerOptions(n.log)
 	bopts.Mapper, bopts.Store = mapper, n.store
+	bopts.GroupsServeShared = true
 	n.broker, err = mqtt.New(bopts)
 	if err != nil {
 		n.store.Close()

@@ -72,7 +72,7 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 	f.IntVarP(&o.Window, "window", "w", 256, "QoS 1/2 messages in flight per publisher")
 	f.Float64Var(&o.Rate, "rate", 0, "total publish rate in msg/s (0 = as fast as possible)")
 	f.StringVarP(&o.Topic, "topic", "t", "bench/%d", "topic pattern (%d = publisher number)")
-	f.StringVar(&o.Group, "group", "bench", "$share group name (share mode)")
+	f.StringVar(&o.Group, "group", "", "$share group name (share mode; default: a new group per run)")
 	f.StringVarP(&version, "mqtt-version", "V", "3.1.1", "MQTT version: 3.1.1 or 5")
 	f.IntVarP(&o.Count, "count", "n", 1_000_000, "total messages to publish")
 	f.DurationVarP(&o.Duration, "duration", "d", 30*time.Second, "time limit for publishing")
