@@ -18,7 +18,7 @@ type subscriberCache struct {
 	// ignoreShared: shared subscriptions are served by consumer groups from
 	// the streams, so they are not fan-out targets.
 	ignoreShared bool
-	gen    atomic.Uint64
+	gen          atomic.Uint64
 	// entries maps topic -> cacheEntry; it is replaced when it grows past
 	// maxCacheEntries so memory stays bounded with many distinct topics.
 	entries atomic.Pointer[sync.Map]
