@@ -10,6 +10,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/mqstream/mqstream/wire"
 )
 
 // client is a lean MQTT 3.1.1/5 client for load generation: it writes
@@ -70,27 +72,8 @@ func dial(ctx context.Context, addr string, o clientOptions) (*client, error) {
 	return c, nil
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-func appendVarint(b []byte, n int) []byte {
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
 func (c *client) connect(o clientOptions) error {
-	body := appendString(nil, "MQTT")
+	body := wire.AppendString(nil, "MQTT")
 	body = append(body, o.version, 0x02) // clean session / clean start
 	body = binary.BigEndian.AppendUint16(body, o.keepalive)
 	if o.version == 5 {
@@ -99,11 +82,11 @@ func (c *client) connect(o clientOptions) error {
 			props = append(props, 0x21)
 			props = binary.BigEndian.AppendUint16(props, o.receiveMaximum)
 		}
-		body = appendVarint(body, len(props))
+		body = wire.AppendVarint(body, len(props))
 		body = append(body, props...)
 	}
-	body = appendString(body, o.id)
-	pk := appendVarint([]byte{0x10}, len(body))
+	body = wire.AppendString(body, o.id)
+	pk := wire.AppendVarint([]byte{0x10}, len(body))
 	if _, err := c.conn.Write(append(pk, body...)); err != nil {
 		return err
 	}
@@ -258,8 +241,8 @@ func (c *client) publish(topic string, qos byte, id uint16, payload []byte) erro
 	}
 	h := c.hdr[:0]
 	h = append(h, 0x30|qos<<1)
-	h = appendVarint(h, n)
-	h = appendString(h, topic)
+	h = wire.AppendVarint(h, n)
+	h = wire.AppendString(h, topic)
 	if qos > 0 {
 		h = binary.BigEndian.AppendUint16(h, id)
 	}
@@ -284,9 +267,9 @@ func (c *client) subscribe(filter string, qos byte) error {
 	if c.version == 5 {
 		body = append(body, 0)
 	}
-	body = appendString(body, filter)
+	body = wire.AppendString(body, filter)
 	body = append(body, qos)
-	pk := appendVarint([]byte{0x82}, len(body))
+	pk := wire.AppendVarint([]byte{0x82}, len(body))
 	c.writeRaw(append(pk, body...))
 	select {
 	case b := <-c.subacks:

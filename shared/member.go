@@ -8,6 +8,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/wire"
 )
 
 // member is one connection subscribed to a group. Fields below "group
@@ -159,20 +161,20 @@ func appendPublish(b []byte, m *member, p *pending, qos byte, id uint16, dup boo
 			props = append(props, 0x01, r.PayloadFormat)
 		}
 		if r.ContentType != "" {
-			props = appendStr(append(props, 0x03), r.ContentType)
+			props = wire.AppendString(append(props, 0x03), r.ContentType)
 		}
 		if r.ResponseTopic != "" {
-			props = appendStr(append(props, 0x08), r.ResponseTopic)
+			props = wire.AppendString(append(props, 0x08), r.ResponseTopic)
 		}
 		if len(r.CorrelationData) > 0 {
 			props = append(append(props, 0x09), byte(len(r.CorrelationData)>>8), byte(len(r.CorrelationData)))
 			props = append(props, r.CorrelationData...)
 		}
 		if m.subID > 0 {
-			props = appendVarint(append(props, 0x0B), m.subID)
+			props = wire.AppendVarint(append(props, 0x0B), m.subID)
 		}
 		for _, up := range r.UserProperties {
-			props = appendStr(appendStr(append(props, 0x26), up.Key), up.Value)
+			props = wire.AppendString(wire.AppendString(append(props, 0x26), up.Key), up.Value)
 		}
 	}
 	n := 2 + len(r.Topic) + len(r.Payload)
@@ -180,7 +182,7 @@ func appendPublish(b []byte, m *member, p *pending, qos byte, id uint16, dup boo
 		n += 2
 	}
 	if v5 {
-		n += varintLen(len(props)) + len(props)
+		n += wire.VarintLen(len(props)) + len(props)
 	}
 	h := byte(packets.Publish<<4) | qos<<1
 	if dup {
@@ -189,42 +191,14 @@ func appendPublish(b []byte, m *member, p *pending, qos byte, id uint16, dup boo
 	if r.Retain && m.rap && v5 {
 		h |= 0x01
 	}
-	b = appendVarint(append(b, h), n)
-	b = appendStr(b, r.Topic)
+	b = wire.AppendVarint(append(b, h), n)
+	b = wire.AppendString(b, r.Topic)
 	if qos > 0 {
 		b = binary.BigEndian.AppendUint16(b, id)
 	}
 	if v5 {
-		b = appendVarint(b, len(props))
+		b = wire.AppendVarint(b, len(props))
 		b = append(b, props...)
 	}
 	return append(b, r.Payload...)
-}
-
-func appendStr(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-func appendVarint(b []byte, n int) []byte {
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-func varintLen(n int) int {
-	l := 1
-	for n >= 128 {
-		n /= 128
-		l++
-	}
-	return l
 }
