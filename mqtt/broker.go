@@ -59,6 +59,9 @@ type Broker struct {
 	log    *slog.Logger
 	tcp    *tcpListener
 	ws     *wsListener
+	// apiClient re-publishes API publishes to subscribers (an inline client
+	// on the fan-out listener, so ingest does not store them twice).
+	apiClient *mochi.Client
 
 	closeOnce sync.Once
 }
@@ -103,6 +106,8 @@ func New(opts Options) (*Broker, error) {
 		InlineClient:           true,
 	})
 	b := &Broker{opts: opts, server: server, log: opts.Logger}
+	b.apiClient = server.NewClient(nil, fanoutListener, apiClientID, true)
+	b.apiClient.Properties.ProtocolVersion = 5
 	b.ingest = &ingestHook{
 		server:     server,
 		store:      opts.Store,

@@ -469,3 +469,39 @@ func TestEarlyFanoutDeliversBeforeTheCommit(t *testing.T) {
 		t.Fatal("refused message stored")
 	}
 }
+
+// TestAPIPublish: Broker.Publish stores like a QoS 1 publish (returning the
+// offset once durable) and delivers to subscribers, properties included.
+func TestAPIPublish(t *testing.T) {
+	n := startBroker(t, testRules, nil, nil)
+	recv := make(chan *paho.Publish, 1)
+	sub := connectV5(t, n.addr, "s", recv, nil)
+	if _, err := sub.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "jobs/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.broker.Publish(context.Background(), Message{Topic: "jobs/1", Payload: []byte("hi"), QoS: 1,
+		ContentType: "text/plain", UserProperties: []streams.UserProperty{{Key: "a", Value: "b"}}})
+	if err != nil || !res.Stored || res.Stream != "jobs" || res.Offset != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	select {
+	case m := <-recv:
+		if string(m.Payload) != "hi" || m.Properties.ContentType != "text/plain" || m.Properties.User.Get("a") != "b" {
+			t.Fatalf("%+v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered")
+	}
+	recs := streamRecords(t, n.store, "jobs")
+	if len(recs) != 1 || recs[0].ClientID != "mqstream-api" || recs[0].ContentType != "text/plain" {
+		t.Fatalf("%+v", recs)
+	}
+	for _, bad := range []string{"", "a/+", "a/#", "$SYS/x"} {
+		if _, err := n.broker.Publish(context.Background(), Message{Topic: bad}); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("topic %q: %v", bad, err)
+		}
+	}
+	if _, err := n.broker.Publish(context.Background(), Message{Topic: "x", Payload: make([]byte, 2<<20)}); !errors.Is(err, streams.ErrRecordTooLarge) {
+		t.Errorf("oversized: %v", err)
+	}
+}

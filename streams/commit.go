@@ -51,6 +51,7 @@ type op struct {
 	trim      trimCmd       // opTrim
 	kv        []KVWrite     // opKV
 	noSync    bool
+	submitted time.Time // for the append latency
 	done      func(first uint64, err error)
 }
 
@@ -111,7 +112,7 @@ func (s *Store) Submit(req AppendRequest) error {
 	if req.Done == nil {
 		return fmt.Errorf("streams: AppendRequest.Done is nil")
 	}
-	return s.queue.push(&op{kind: opAppend, stream: req.Stream, req: req, noSync: req.NoSync, done: req.Done})
+	return s.queue.push(&op{kind: opAppend, stream: req.Stream, req: req, noSync: req.NoSync, done: req.Done, submitted: time.Now()})
 }
 
 // Append appends records to a stream and waits until they are durable. It
@@ -176,6 +177,7 @@ type group struct {
 	applied   uint64
 	nextID    uint64 // s.nextID before the group, for rollback
 	bytes     int
+	records   int
 	now       int64
 	scratch   []byte
 	keybuf    []byte
@@ -193,7 +195,7 @@ func (g *group) commit(ops []*op) int {
 	g.batch = s.db.NewBatch()
 	g.ops, g.results = g.ops[:0], g.results[:0]
 	g.touched, g.created, g.deleted = g.touched[:0], g.created[:0], g.deleted[:0]
-	g.sync, g.forceSync, g.applied, g.bytes = false, false, 0, 0
+	g.sync, g.forceSync, g.applied, g.bytes, g.records = false, false, 0, 0, 0
 	g.nextID = s.nextID
 	g.now = s.opts.Now().UnixNano()
 
@@ -248,17 +250,29 @@ func (g *group) commit(ops []*op) int {
 			wo = pebble.Sync
 		}
 		err = g.batch.Commit(wo)
+		if err == nil {
+			s.stats.commits.Add(1)
+			s.stats.records.Add(int64(g.records))
+			if wo.Sync {
+				s.stats.syncs.Add(1)
+			}
+		}
 	}
 	_ = g.batch.Close()
 	g.batch = nil
 	if err != nil {
 		s.log.Error("commit failed", "error", err, "ops", len(g.ops))
+		s.stats.commitErrors.Add(1)
 		g.rollback()
 		err = fmt.Errorf("%w: %w", ErrWrite, err)
 	} else {
 		g.publish()
 	}
+	completed := time.Now()
 	for i, o := range g.ops {
+		if o.kind == opAppend && !o.submitted.IsZero() {
+			s.stats.appendLatency.observe(completed.Sub(o.submitted))
+		}
 		r := g.results[i]
 		if r.err == nil && err != nil {
 			r = opResult{err: err}
@@ -331,7 +345,9 @@ func (g *group) append(o *op) (uint64, error) {
 		r.Timestamp = time.Unix(0, ts)
 		st.work.next++
 		st.work.bytes += int64(len(g.scratch))
+		st.groupBytes += int64(len(g.scratch))
 		g.bytes += len(g.scratch) + len(g.keybuf)
+		g.records++
 	}
 	st.work.lastTS = ts
 	if o.req.AppliedIndex > g.applied {
@@ -390,6 +406,7 @@ func (g *group) rollback() {
 	s := g.s
 	for _, st := range g.touched {
 		st.work = st.durable
+		st.groupBytes = 0
 		st.mustCheckpoint = true
 	}
 	for _, st := range g.created {
@@ -436,7 +453,10 @@ func (g *group) publish() {
 		if st.durable.next != st.work.next {
 			close(st.notify)
 			st.notify = make(chan struct{})
+			st.counters.appendedRecords.Add(int64(st.work.next - st.durable.next))
+			st.counters.appendedBytes.Add(st.groupBytes)
 		}
+		st.groupBytes = 0
 		st.durable = st.work
 	}
 	if len(g.created) > 0 || len(g.deleted) > 0 {

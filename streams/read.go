@@ -27,18 +27,18 @@ func (o ReadOptions) withDefaults() ReadOptions {
 	return o
 }
 
-// position returns the id and durable bounds of a stream.
-func (s *Store) position(name string) (id, first, next uint64, err error) {
+// position returns the id and durable bounds of a stream, and its counters.
+func (s *Store) position(name string) (id, first, next uint64, c *counters, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.mu.closed {
-		return 0, 0, 0, ErrClosed
+		return 0, 0, 0, nil, ErrClosed
 	}
 	st, ok := s.mu.streams[name]
 	if !ok {
-		return 0, 0, 0, fmt.Errorf("%w: %q", ErrStreamNotFound, name)
+		return 0, 0, 0, nil, fmt.Errorf("%w: %q", ErrStreamNotFound, name)
 	}
-	return st.meta.id, st.durable.first, st.durable.next, nil
+	return st.meta.id, st.durable.first, st.durable.next, &st.counters, nil
 }
 
 // Read returns committed records of a stream starting at offset from (or at
@@ -46,7 +46,7 @@ func (s *Store) position(name string) (id, first, next uint64, err error) {
 // empty slice when no record at or after from exists yet.
 func (s *Store) Read(name string, from uint64, opts ReadOptions) ([]Record, error) {
 	opts = opts.withDefaults()
-	id, first, next, err := s.position(name)
+	id, first, next, ctr, err := s.position(name)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +79,8 @@ func (s *Store) Read(name string, from uint64, opts ReadOptions) ([]Record, erro
 			break
 		}
 	}
+	ctr.readRecords.Add(int64(len(out)))
+	ctr.readBytes.Add(int64(bytes))
 	if err := iter.Error(); err != nil {
 		return out, fmt.Errorf("stream %q: %w", name, err)
 	}
@@ -90,7 +92,7 @@ func (s *Store) Read(name string, from uint64, opts ReadOptions) ([]Record, erro
 // record at the time of the call. It reads the records lazily, so a scan can
 // stop early without touching the rest of the stream.
 func (s *Store) Scan(ctx context.Context, name string, from, to uint64, fn func(Record) (bool, error)) error {
-	id, first, next, err := s.position(name)
+	id, first, next, ctr, err := s.position(name)
 	if err != nil {
 		return err
 	}
@@ -124,6 +126,8 @@ func (s *Store) Scan(ctx context.Context, name string, from, to uint64, fn func(
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", name, err)
 		}
+		ctr.readRecords.Add(1)
+		ctr.readBytes.Add(int64(len(r.Payload)))
 		more, err := fn(r)
 		if err != nil || !more {
 			return err
@@ -139,7 +143,7 @@ func (s *Store) Scan(ctx context.Context, name string, from, to uint64, fn func(
 // or after t; if there is none, it returns the stream's next offset. It
 // bisects over offsets (timestamps never decrease within a stream).
 func (s *Store) OffsetAt(name string, t time.Time) (uint64, error) {
-	id, first, next, err := s.position(name)
+	id, first, next, _, err := s.position(name)
 	if err != nil {
 		return 0, err
 	}

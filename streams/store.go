@@ -23,6 +23,7 @@ type Store struct {
 	log  *slog.Logger
 
 	queue opQueue // appends and commands waiting for the committer
+	stats storeCounters
 
 	// committer-owned state: only the committer goroutine reads or writes it.
 	work   map[string]*stream // the committer's view of the registry, ahead of mu.streams during a group
@@ -58,11 +59,15 @@ type stream struct {
 	// mustCheckpoint asks the next commit to write it (committer only).
 	checkpointAt   int64
 	mustCheckpoint bool
+	// groupBytes is the encoded size appended in the current commit group.
+	groupBytes int64
 
 	// Guarded by Store.mu.
 	durable streamState
 	notify  chan struct{} // closed and replaced when records are committed or the stream is deleted
 	deleted bool
+
+	counters counters // process-lifetime counts (atomics)
 }
 
 // StreamInfo describes a stream.

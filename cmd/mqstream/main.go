@@ -24,6 +24,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentFlags().String("server", "", "HTTP API of the node to talk to (default $MQSTREAM_SERVER or "+defaultServer+")")
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd())
 	return root
 }

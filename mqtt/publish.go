@@ -1,0 +1,114 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Message is a publish made through the API rather than an MQTT connection.
+type Message struct {
+	Topic          string
+	Payload        []byte
+	QoS            byte
+	Retain         bool
+	ContentType    string
+	ResponseTopic  string
+	Correlation    []byte
+	UserProperties []streams.UserProperty
+}
+
+// PublishResult says where a published message was stored.
+type PublishResult struct {
+	Stored bool   `json:"stored"`
+	Stream string `json:"stream,omitempty"`
+	Offset uint64 `json:"offset,omitempty"`
+}
+
+// ErrInvalidTopic: the topic is not a valid MQTT topic name for publishing.
+var ErrInvalidTopic = errors.New("invalid topic name")
+
+// apiClientID is the client id API publishes carry (for No Local and the
+// records' publisher field).
+const apiClientID = "mqstream-api"
+
+// Publish publishes a message as if a client had sent it: the mapping rules
+// store it (Publish returns once the record is durable, like a QoS 1 ack),
+// then it is retained if asked and delivered to subscribers.
+func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) {
+	if err := validateTopicName(m.Topic); err != nil {
+		return PublishResult{}, err
+	}
+	if m.QoS > 2 {
+		return PublishResult{}, fmt.Errorf("qos %d: want 0, 1 or 2", m.QoS)
+	}
+	if b.opts.MaxPayload > 0 && len(m.Payload) > b.opts.MaxPayload {
+		return PublishResult{}, fmt.Errorf("%w: payload of %d bytes exceeds the limit of %d", streams.ErrRecordTooLarge, len(m.Payload), b.opts.MaxPayload)
+	}
+	var res PublishResult
+	if stream, ok := b.ingest.mapper.StreamFor(m.Topic); ok {
+		rec := streams.Record{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, ClientID: apiClientID,
+			ContentType: m.ContentType, ResponseTopic: m.ResponseTopic, CorrelationData: m.Correlation,
+			UserProperties: m.UserProperties}
+		type result struct {
+			first uint64
+			err   error
+		}
+		done := make(chan result, 1)
+		if err := b.opts.Store.Submit(streams.AppendRequest{Stream: stream, Records: []streams.Record{rec},
+			Done: func(first uint64, err error) { done <- result{first, err} }}); err != nil {
+			return res, err
+		}
+		select {
+		case r := <-done:
+			if r.err != nil {
+				return res, r.err
+			}
+			res = PublishResult{Stored: true, Stream: stream, Offset: r.first}
+			b.ingest.stored.Add(1)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
+		TopicName:   m.Topic,
+		Payload:     m.Payload,
+		Properties: packets.Properties{ContentType: m.ContentType, ResponseTopic: m.ResponseTopic,
+			CorrelationData: m.Correlation},
+		PacketID: 1, // the inline client never acknowledges; mochi wants an id on QoS > 0
+	}
+	for _, up := range m.UserProperties {
+		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: up.Key, Val: up.Value})
+	}
+	if m.Retain || b.ingest.subs.hasSubscribers(m.Topic) {
+		if err := b.server.InjectPacket(b.apiClient, pk); err != nil {
+			return res, fmt.Errorf("deliver: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// validateTopicName checks a topic to publish to: non-empty UTF-8 without
+// wildcards or NUL, not a $SYS topic.
+func validateTopicName(t string) error {
+	if t == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+	}
+	if err := ValidateFilter(t); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidTopic, err)
+	}
+	for _, r := range t {
+		if r == '+' || r == '#' {
+			return fmt.Errorf("%w: %q contains a wildcard", ErrInvalidTopic, t)
+		}
+	}
+	if isSystemTopic(t) {
+		return fmt.Errorf("%w: %q is reserved", ErrInvalidTopic, t)
+	}
+	return nil
+}
