@@ -103,6 +103,14 @@ type MQTT struct {
 // HTTP configures the HTTP listener (health, REST, metrics).
 type HTTP struct {
 	Listen string `mapstructure:"listen" yaml:"listen"` // "" disables
+	// MaxBody bounds request bodies (413 beyond).
+	MaxBody ByteSize `mapstructure:"max_body" yaml:"max_body"`
+	// MaxBatch bounds the records of one REST write (413 beyond).
+	MaxBatch int `mapstructure:"max_batch" yaml:"max_batch"`
+	// ReadTimeout bounds reading a request (headers and body).
+	ReadTimeout time.Duration `mapstructure:"read_timeout" yaml:"read_timeout"`
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
 	// Pprof serves Go's profiler under /debug/pprof/ (off by default: it
 	// exposes internals and costs CPU while profiling).
 	Pprof bool `mapstructure:"pprof" yaml:"pprof"`
@@ -158,7 +166,7 @@ func Default() Config {
 			MaxInflight:    8192,
 			Fanout:         "immediate",
 		},
-		HTTP: HTTP{Listen: ":8080"},
+		HTTP: HTTP{Listen: ":8080", MaxBody: 8 << 20, MaxBatch: 10_000, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
 		Storage: Storage{
 			Sync:              "always",
 			SyncInterval:      5 * time.Millisecond,

@@ -42,6 +42,15 @@ func (c Config) Validate() error {
 	if c.MQTT.TCP == "" && c.MQTT.WebSocket == "" {
 		bad("mqtt.tcp", "no MQTT listener: set mqtt.tcp or mqtt.websocket")
 	}
+	if c.HTTP.MaxBody < 1024 {
+		bad("http.max_body", "%d is below 1KiB", c.HTTP.MaxBody)
+	}
+	if c.HTTP.MaxBatch < 1 {
+		bad("http.max_batch", "must be at least 1")
+	}
+	if c.HTTP.ReadTimeout <= 0 || c.HTTP.IdleTimeout <= 0 {
+		bad("http.read_timeout", "read_timeout and idle_timeout must be positive")
+	}
 	if c.MQTT.MaxPayload < 0 || c.MQTT.MaxPayload > 256<<20 {
 		bad("mqtt.max_payload", "%d is outside 0..256MiB (MQTT's packet limit)", c.MQTT.MaxPayload)
 	}

@@ -5,17 +5,16 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
@@ -34,6 +33,7 @@ type Node struct {
 	store   *streams.Store
 	broker  *mqtt.Broker
 	groups  *shared.Manager
+	api     *api.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
 	started time.Time
@@ -113,10 +113,17 @@ func Open(cfg config.Config, logger *slog.Logger) (*Node, error) {
 			n.store.Close()
 			return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 		}
+		n.api = api.New(api.Options{
+			Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
+			MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
+			Pprof: cfg.HTTP.Pprof, Logger: n.log,
+		})
 		n.httpSrv = &http.Server{
-			Handler:           n.routes(),
+			Handler:           n.api.Handler(),
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadTimeout:       cfg.HTTP.ReadTimeout,
+			IdleTimeout:       cfg.HTTP.IdleTimeout,
+			// No write timeout: Server-Sent Events responses are long-lived.
 		}
 	}
 	return n, nil
@@ -203,30 +210,17 @@ func (n *Node) HTTPAddr() string {
 	return n.httpLn.Addr().String()
 }
 
-func (n *Node) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !n.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	if n.cfg.HTTP.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	return mux
-}
+// Ready reports whether the node serves (false while starting or stopping).
+func (n *Node) Ready() bool { return n.ready.Load() }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// StartedAt is when Start was called.
+func (n *Node) StartedAt() time.Time { return n.started }
+
+// Listeners names the bound listener addresses.
+func (n *Node) Listeners() map[string]string {
+	out := map[string]string{"mqtt": n.MQTTAddr(), "http": n.HTTPAddr()}
+	if ws := n.WSAddr(); ws != "" {
+		out["websocket"] = ws
+	}
+	return out
 }

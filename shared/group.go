@@ -159,6 +159,10 @@ func (g *group) loadCursors() error {
 }
 
 func (g *group) addCursor(c *cursor) {
+	if info, err := g.m.opts.Store.DescribeStream(c.stream); err == nil && info.NextOffset > c.next {
+		c.next = info.NextOffset
+		c.nextSeen.Store(c.next)
+	}
 	g.cursors[c.stream] = c
 	g.order = append(g.order, c)
 	stop := make(chan struct{})

@@ -456,3 +456,6 @@ func (m *Manager) Group(ctx context.Context, name, filter string) (GroupStats, e
 	}
 	return g.stats(ctx)
 }
+
+// Defaults returns the options groups get unless they declare others.
+func (m *Manager) Defaults() GroupOptions { return m.opts.Defaults }

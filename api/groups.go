@@ -1,0 +1,166 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mqstream/mqstream/shared"
+)
+
+// groupJSON shows a group with its durations as strings.
+type groupJSON struct {
+	shared.GroupStats
+	OldestUnackedAge string `json:"oldest_unacked_age"`
+}
+
+func toGroupJSON(g shared.GroupStats) groupJSON {
+	out := groupJSON{GroupStats: g, OldestUnackedAge: g.OldestUnackedAge.String()}
+	if out.Members == nil {
+		out.Members = []shared.MemberStats{}
+	}
+	if out.Streams == nil {
+		out.Streams = []shared.CursorStats{}
+	}
+	return out
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	list := []groupJSON{}
+	for _, g := range s.opts.Groups.Groups(r.Context()) {
+		list = append(list, toGroupJSON(g))
+	}
+	return http.StatusOK, map[string]any{"groups": list}, nil
+}
+
+// findGroup resolves /v1/groups/{name}[?filter=...]: the filter may be left
+// out when only one group has that name.
+func (s *Server) findGroup(r *http.Request) (shared.GroupStats, error) {
+	name, filter := r.PathValue("name"), r.URL.Query().Get("filter")
+	if filter != "" {
+		return s.opts.Groups.Group(r.Context(), name, filter)
+	}
+	var found []shared.GroupStats
+	for _, g := range s.opts.Groups.Groups(r.Context()) {
+		if g.Name == name {
+			found = append(found, g)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return shared.GroupStats{}, fmt.Errorf("%w: group %q", shared.ErrGroupNotFound, name)
+	case 1:
+		return found[0], nil
+	}
+	return shared.GroupStats{}, fmt.Errorf("%w: %d groups are named %q; add ?filter=<topic filter>", errBadRequest, len(found), name)
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	g, err := s.findGroup(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, toGroupJSON(g), nil
+}
+
+// groupIn declares a group.
+type groupIn struct {
+	Name          string `json:"name"`
+	Filter        string `json:"filter"`
+	Start         string `json:"start"`
+	Strategy      string `json:"strategy"`
+	AckTimeout    string `json:"ack_timeout"`
+	MaxDeliveries *int   `json:"max_deliveries"`
+	DeadLetter    string `json:"dead_letter"`
+	Window        *int   `json:"window"`
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	var in groupIn
+	if err := s.decodeBody(w, r, &in); err != nil {
+		return 0, nil, err
+	}
+	start, err := shared.ParsePosition(in.Start)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: start: %v", errBadRequest, err)
+	}
+	o := s.opts.Groups.Defaults()
+	if in.Strategy != "" {
+		if o.Strategy, err = shared.ParseStrategy(in.Strategy); err != nil {
+			return 0, nil, fmt.Errorf("%w: strategy: %v", errBadRequest, err)
+		}
+	}
+	if in.AckTimeout != "" {
+		if o.AckTimeout, err = time.ParseDuration(in.AckTimeout); err != nil {
+			return 0, nil, fmt.Errorf("%w: ack_timeout %q is not a duration like 30s", errBadRequest, in.AckTimeout)
+		}
+	}
+	if in.MaxDeliveries != nil {
+		o.MaxDeliveries = *in.MaxDeliveries
+	}
+	if in.DeadLetter != "" {
+		o.DeadLetter = in.DeadLetter
+	}
+	if in.Window != nil {
+		o.Window = *in.Window
+		o.MaxWindow = max(o.MaxWindow, o.Window)
+	}
+	if err := o.Validate(); err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	err = s.opts.Groups.Declare(r.Context(), shared.Declaration{Name: in.Name, Filter: in.Filter, Start: start, Options: o})
+	if err != nil {
+		return 0, nil, err
+	}
+	g, err := s.opts.Groups.Group(r.Context(), in.Name, in.Filter)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, toGroupJSON(g), nil
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	g, err := s.findGroup(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.opts.Groups.Delete(r.Context(), g.Name, g.Filter); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+func (s *Server) seekGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	var in struct {
+		Filter   string `json:"filter"`
+		Stream   string `json:"stream"`
+		Position string `json:"position"`
+	}
+	if err := s.decodeBody(w, r, &in); err != nil {
+		return 0, nil, err
+	}
+	if in.Position == "" {
+		return 0, nil, fmt.Errorf("%w: position is required (earliest, latest, offset:N or time:RFC3339)", errBadRequest)
+	}
+	pos, err := shared.ParsePosition(in.Position)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: position: %v", errBadRequest, err)
+	}
+	if in.Filter != "" {
+		q := r.URL.Query()
+		q.Set("filter", in.Filter)
+		r.URL.RawQuery = q.Encode()
+	}
+	g, err := s.findGroup(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.opts.Groups.Seek(r.Context(), g.Name, g.Filter, in.Stream, pos); err != nil {
+		return 0, nil, err
+	}
+	g, err = s.opts.Groups.Group(r.Context(), g.Name, g.Filter)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, toGroupJSON(g), nil
+}

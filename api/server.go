@@ -1,0 +1,275 @@
+// Package api is mqstream's HTTP interface: the JSON REST API under /v1
+// (streams, records, consumer groups, publish, query, node), Server-Sent
+// Events for following a stream, Prometheus metrics at /metrics and the
+// health endpoints. Handlers return (value, error); one wrapper writes the
+// JSON and maps errors to status codes and the single error shape
+// {"error": {"code": "...", "message": "..."}}.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/shared"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Node is what the API reports about the node it runs in.
+type Node interface {
+	ID() string
+	Ready() bool
+	StartedAt() time.Time
+	Listeners() map[string]string
+}
+
+// Options configure the API.
+type Options struct {
+	Store  *streams.Store
+	Broker *mqtt.Broker
+	Groups *shared.Manager
+	Node   Node
+	// Query serves POST /v1/query (nil: the endpoint answers 503).
+	Query http.Handler
+	// Version is reported by GET /v1/node.
+	Version string
+	// MaxBodyBytes bounds request bodies (413 beyond); 0 = 8 MiB.
+	MaxBodyBytes int64
+	// MaxBatch bounds the records of one write (413 beyond); 0 = 10,000.
+	MaxBatch int
+	// MaxPayload bounds one record's payload (413 beyond); 0 = no limit.
+	MaxPayload int
+	// Pprof mounts Go's profiler under /debug/pprof/.
+	Pprof  bool
+	Logger *slog.Logger
+}
+
+// Server holds the handlers.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	mux      *http.ServeMux
+	registry *prometheus.Registry
+	routes   []route
+}
+
+// route is one registered API route; the OpenAPI test compares them with
+// the document.
+type route struct {
+	method, pattern string
+}
+
+// New builds the API.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 8 << 20
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 10_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), registry: prometheus.NewRegistry()}
+	s.registerMetrics()
+	s.routesTable()
+	return s
+}
+
+// Handler returns the HTTP handler of every route.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Registry is the Prometheus registry served at /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// handlerFunc is an API handler: it returns the value to encode (with the
+// status) or an error.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) (int, any, error)
+
+func (s *Server) handle(method, pattern string, h handlerFunc) {
+	s.routes = append(s.routes, route{method, pattern})
+	s.mux.HandleFunc(method+" "+pattern, func(w http.ResponseWriter, r *http.Request) {
+		status, v, err := h(w, r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if status == 0 {
+			return // the handler wrote the response itself (SSE)
+		}
+		if v == nil {
+			w.WriteHeader(status)
+			return
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+func (s *Server) routesTable() {
+	s.handle("GET", "/healthz", s.healthz)
+	s.handle("GET", "/readyz", s.readyz)
+	s.handle("GET", "/v1/node", s.getNode)
+	s.handle("GET", "/v1/streams", s.listStreams)
+	s.handle("POST", "/v1/streams", s.createStream)
+	s.handle("GET", "/v1/streams/{name}", s.getStream)
+	s.handle("DELETE", "/v1/streams/{name}", s.deleteStream)
+	s.handle("POST", "/v1/streams/{name}/records", s.appendRecords)
+	s.handle("GET", "/v1/streams/{name}/records", s.readRecords)
+	s.handle("POST", "/v1/publish", s.publish)
+	s.handle("GET", "/v1/groups", s.listGroups)
+	s.handle("POST", "/v1/groups", s.createGroup)
+	s.handle("GET", "/v1/groups/{name}", s.getGroup)
+	s.handle("DELETE", "/v1/groups/{name}", s.deleteGroup)
+	s.handle("POST", "/v1/groups/{name}/seek", s.seekGroup)
+	s.handle("POST", "/v1/query", s.query)
+	s.handle("GET", "/v1/openapi.json", s.openAPI)
+	s.routes = append(s.routes, route{"GET", "/metrics"})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slogAdapter{s.log}}))
+	if s.opts.Pprof {
+		mountPprof(s.mux)
+	}
+	s.methodNotAllowed()
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: no route %s %s (see GET /v1/openapi.json)", errNotFound, r.Method, r.URL.Path))
+	})
+}
+
+// methodNotAllowed answers, in the API's error shape, requests whose path
+// matches a route but whose method does not.
+func (s *Server) methodNotAllowed() {
+	allowed := map[string][]string{}
+	var order []string
+	for _, rt := range s.routes {
+		if _, ok := allowed[rt.pattern]; !ok {
+			order = append(order, rt.pattern)
+		}
+		allowed[rt.pattern] = append(allowed[rt.pattern], rt.method)
+	}
+	for _, pattern := range order {
+		methods := strings.Join(allowed[pattern], ", ")
+		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]apiError{"error": {Code: "method_not_allowed",
+				Message: fmt.Sprintf("%s %s: allowed methods are %s", r.Method, r.URL.Path, methods)}})
+		})
+	}
+}
+
+// Errors of the API itself; errors of the store and groups are mapped too.
+var (
+	errBadRequest = errors.New("bad request")
+	errNotFound   = errors.New("not found")
+	errTooLarge   = errors.New("too large")
+	errNotReady   = errors.New("not ready")
+)
+
+// apiError is the body of every error response.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// classify maps an error to a status and a code.
+func classify(err error) (int, string) {
+	switch {
+	case errors.Is(err, errTooLarge), errors.Is(err, streams.ErrRecordTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, errBadRequest), errors.Is(err, streams.ErrInvalidName), errors.Is(err, shared.ErrInvalidGroup),
+		errors.Is(err, shared.ErrNotStorable), errors.Is(err, mqtt.ErrInvalidTopic):
+		return http.StatusBadRequest, "bad_request"
+	case errors.Is(err, errNotFound), errors.Is(err, streams.ErrStreamNotFound), errors.Is(err, shared.ErrGroupNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite):
+		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "timeout"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	if status >= 500 {
+		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+	}
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: err.Error()}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// decodeBody decodes a JSON body strictly: bounded size, no unknown fields,
+// nothing after the value. Errors say what was wrong and where.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var maxErr *http.MaxBytesError
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &maxErr):
+			return fmt.Errorf("%w: request body over %d bytes", errTooLarge, maxErr.Limit)
+		case errors.As(err, &syn):
+			return fmt.Errorf("%w: invalid JSON at byte %d: %v", errBadRequest, syn.Offset, err)
+		case errors.As(err, &typ):
+			return fmt.Errorf("%w: %s: expected %s, got JSON %s (byte %d)", errBadRequest, fieldPath(typ), typ.Type, typ.Value, typ.Offset)
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("%w: empty request body", errBadRequest)
+		}
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: unexpected data after the JSON value", errBadRequest)
+	}
+	return nil
+}
+
+func fieldPath(e *json.UnmarshalTypeError) string {
+	if e.Field != "" {
+		return e.Field
+	}
+	return "body"
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	return http.StatusOK, map[string]string{"status": "ok"}, nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	if s.opts.Node != nil && !s.opts.Node.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		return 0, nil, nil
+	}
+	return http.StatusOK, map[string]string{"status": "ready"}, nil
+}
+
+func (s *Server) query(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	if s.opts.Query == nil {
+		return 0, nil, fmt.Errorf("%w: SQL is not available on this node", errNotReady)
+	}
+	s.opts.Query.ServeHTTP(w, r)
+	return 0, nil, nil
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Println(v ...any) { a.l.Error(fmt.Sprint(v...), "component", "metrics") }

@@ -1,0 +1,80 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+func acceptsSSE(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// sseKeepalive is how often an idle event stream sends a comment, so
+// proxies and clients see the connection alive.
+const sseKeepalive = 15 * time.Second
+
+// follow streams records from offset on as Server-Sent Events (event
+// "record", id = offset) until the client goes away or the stream is
+// deleted (event "end").
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, from uint64) error {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		return fmt.Errorf("%w: streaming is not supported by this connection", errBadRequest)
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fl.Flush()
+	ctx := r.Context()
+	keepalive := time.NewTicker(sseKeepalive)
+	defer keepalive.Stop()
+	next := from
+	for {
+		ch, committed, err := s.opts.Store.Notify(name)
+		if err != nil {
+			if errors.Is(err, streams.ErrStreamNotFound) {
+				fmt.Fprintf(w, "event: end\ndata: {\"reason\":\"stream deleted\"}\n\n")
+				fl.Flush()
+			}
+			return nil
+		}
+		for committed > next {
+			recs, err := s.opts.Store.Read(name, next, streams.ReadOptions{MaxRecords: 500})
+			if err != nil {
+				return nil
+			}
+			if len(recs) == 0 {
+				break
+			}
+			for _, rec := range recs {
+				b, _ := json.Marshal(toRecordJSON(rec))
+				if _, err := fmt.Fprintf(w, "id: %d\nevent: record\ndata: %s\n\n", rec.Offset, b); err != nil {
+					return nil // the client went away
+				}
+				next = rec.Offset + 1
+			}
+			fl.Flush()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+				return nil
+			}
+			fl.Flush()
+		}
+	}
+}

@@ -1,0 +1,247 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// streamJSON is a stream as the API shows it.
+type streamJSON struct {
+	streams.StreamInfo
+	LastOffset *uint64                `json:"last_offset"`
+	Retention  retentionJSON          `json:"retention"`
+	Counters   streams.StreamCounters `json:"counters"`
+}
+
+// retentionJSON shows durations as strings ("168h0m0s") and takes them so.
+type retentionJSON struct {
+	MaxAge     string `json:"max_age,omitempty"`
+	MaxBytes   int64  `json:"max_bytes,omitempty"`
+	MaxRecords int64  `json:"max_records,omitempty"`
+}
+
+func toStreamJSON(info streams.StreamInfo, c streams.StreamCounters) streamJSON {
+	out := streamJSON{StreamInfo: info, Counters: c,
+		Retention: retentionJSON{MaxBytes: info.Retention.MaxBytes, MaxRecords: info.Retention.MaxRecords}}
+	if info.Retention.MaxAge > 0 {
+		out.Retention.MaxAge = info.Retention.MaxAge.String()
+	}
+	if info.Records > 0 {
+		last := info.NextOffset - 1
+		out.LastOffset = &last
+	}
+	return out
+}
+
+func (r retentionJSON) parse() (streams.Retention, error) {
+	out := streams.Retention{MaxBytes: r.MaxBytes, MaxRecords: r.MaxRecords}
+	if r.MaxAge != "" {
+		d, err := time.ParseDuration(r.MaxAge)
+		if err != nil {
+			return out, fmt.Errorf("%w: retention.max_age %q is not a duration like 168h", errBadRequest, r.MaxAge)
+		}
+		out.MaxAge = d
+	}
+	if err := out.Validate(); err != nil {
+		return out, fmt.Errorf("%w: retention: %v", errBadRequest, err)
+	}
+	return out, nil
+}
+
+func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	counters := s.opts.Store.Counters()
+	list := []streamJSON{}
+	for _, info := range s.opts.Store.ListStreams() {
+		list = append(list, toStreamJSON(info, counters[info.Name]))
+	}
+	return http.StatusOK, map[string]any{"streams": list}, nil
+}
+
+func (s *Server) createStream(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	var req struct {
+		Name      string        `json:"name"`
+		Retention retentionJSON `json:"retention"`
+	}
+	if err := s.decodeBody(w, r, &req); err != nil {
+		return 0, nil, err
+	}
+	if streams.IsReserved(req.Name) {
+		return 0, nil, fmt.Errorf("%w: stream names starting with '$' are reserved", errBadRequest)
+	}
+	ret, err := req.Retention.parse()
+	if err != nil {
+		return 0, nil, err
+	}
+	info, err := s.opts.Store.CreateStream(r.Context(), req.Name, ret)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, toStreamJSON(info, streams.StreamCounters{}), nil
+}
+
+func (s *Server) getStream(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	info, err := s.opts.Store.DescribeStream(r.PathValue("name"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, toStreamJSON(info, s.opts.Store.Counters()[info.Name]), nil
+}
+
+func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	if err := s.opts.Store.DeleteStream(r.Context(), r.PathValue("name")); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+// recordIn is one record of a write request.
+type recordIn struct {
+	Topic          string                 `json:"topic"`
+	Payload        json.RawMessage        `json:"payload"`
+	Encoding       string                 `json:"encoding"`
+	QoS            *byte                  `json:"qos"`
+	Retain         bool                   `json:"retain"`
+	ContentType    string                 `json:"content_type"`
+	ResponseTopic  string                 `json:"response_topic"`
+	UserProperties []streams.UserProperty `json:"user_properties"`
+}
+
+// toRecord validates a record of stream name; where names it in errors.
+func (s *Server) toRecord(in recordIn, stream, where string) (streams.Record, error) {
+	payload, err := decodePayload(in.Payload, in.Encoding)
+	if err != nil {
+		return streams.Record{}, fmt.Errorf("%w: %s: %v", errBadRequest, where, err)
+	}
+	if s.opts.MaxPayload > 0 && len(payload) > s.opts.MaxPayload {
+		return streams.Record{}, fmt.Errorf("%w: %s: payload of %d bytes exceeds the limit of %d", errTooLarge, where, len(payload), s.opts.MaxPayload)
+	}
+	rec := streams.Record{Topic: in.Topic, Payload: payload, QoS: 1, Retain: in.Retain,
+		ContentType: in.ContentType, ResponseTopic: in.ResponseTopic, UserProperties: in.UserProperties}
+	if rec.Topic == "" {
+		rec.Topic = stream
+	}
+	if in.QoS != nil {
+		if *in.QoS > 2 {
+			return rec, fmt.Errorf("%w: %s.qos: %d is not 0, 1 or 2", errBadRequest, where, *in.QoS)
+		}
+		rec.QoS = *in.QoS
+	}
+	return rec, nil
+}
+
+// appendRecords writes one record or a batch ({"records": [...]}) and
+// answers with the offsets once they are durable; a batch is all or nothing.
+func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	name := r.PathValue("name")
+	var raw json.RawMessage
+	if err := s.decodeBody(w, r, &raw); err != nil {
+		return 0, nil, err
+	}
+	var batch struct {
+		Records []json.RawMessage `json:"records"`
+	}
+	var ins []json.RawMessage
+	if err := json.Unmarshal(raw, &batch); err == nil && batch.Records != nil {
+		ins = batch.Records
+	} else {
+		ins = []json.RawMessage{raw}
+	}
+	if len(ins) == 0 {
+		return 0, nil, fmt.Errorf("%w: records is empty", errBadRequest)
+	}
+	if len(ins) > s.opts.MaxBatch {
+		return 0, nil, fmt.Errorf("%w: %d records in one request, at most %d", errTooLarge, len(ins), s.opts.MaxBatch)
+	}
+	recs := make([]streams.Record, len(ins))
+	for i, b := range ins {
+		where := "record"
+		if batch.Records != nil {
+			where = fmt.Sprintf("records[%d]", i)
+		}
+		in, err := decodeStrict[recordIn](b)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: %s: %v", errBadRequest, where, err)
+		}
+		if recs[i], err = s.toRecord(in, name, where); err != nil {
+			return 0, nil, err
+		}
+	}
+	first, err := s.opts.Store.Append(r.Context(), name, recs...)
+	if err != nil {
+		return 0, nil, err
+	}
+	offsets := make([]uint64, len(recs))
+	for i := range offsets {
+		offsets[i] = first + uint64(i)
+	}
+	return http.StatusOK, map[string]any{"stream": name, "first_offset": first, "count": len(recs), "offsets": offsets}, nil
+}
+
+// decodeStrict decodes one JSON value into T, refusing unknown fields.
+func decodeStrict[T any](b []byte) (T, error) {
+	var v T
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			return v, fmt.Errorf("%s: expected %s, got JSON %s", fieldPath(typ), typ.Type, typ.Value)
+		}
+		return v, err
+	}
+	return v, nil
+}
+
+// readRecords returns records from an offset or a time; with Accept:
+// text/event-stream it follows the stream live as Server-Sent Events.
+func (s *Server) readRecords(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	info, err := s.opts.Store.DescribeStream(name)
+	if err != nil {
+		return 0, nil, err
+	}
+	from := info.FirstOffset
+	switch {
+	case q.Get("from_offset") != "" && q.Get("from_time") != "":
+		return 0, nil, fmt.Errorf("%w: give from_offset or from_time, not both", errBadRequest)
+	case q.Get("from_offset") != "":
+		if from, err = strconv.ParseUint(q.Get("from_offset"), 10, 64); err != nil {
+			return 0, nil, fmt.Errorf("%w: from_offset %q is not a number", errBadRequest, q.Get("from_offset"))
+		}
+	case q.Get("from_time") != "":
+		t, err := time.Parse(time.RFC3339Nano, q.Get("from_time"))
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: from_time %q is not RFC 3339 (2026-01-02T15:04:05Z)", errBadRequest, q.Get("from_time"))
+		}
+		if from, err = s.opts.Store.OffsetAt(name, t); err != nil {
+			return 0, nil, err
+		}
+	}
+	limit := 100
+	if l := q.Get("limit"); l != "" {
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > 10_000 {
+			return 0, nil, fmt.Errorf("%w: limit %q is not a number in 1..10000", errBadRequest, l)
+		}
+	}
+	if acceptsSSE(r) {
+		return 0, nil, s.follow(w, r, name, from)
+	}
+	recs, err := s.opts.Store.Read(name, from, streams.ReadOptions{MaxRecords: limit})
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]recordJSON, len(recs))
+	next := max(from, info.FirstOffset)
+	for i, rec := range recs {
+		out[i] = toRecordJSON(rec)
+		next = rec.Offset + 1
+	}
+	return http.StatusOK, map[string]any{"stream": name, "records": out, "next_offset": next}, nil
+}
