@@ -24,12 +24,12 @@ import (
 )
 
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	n    *node.Node
 	base string
 }
 
-func startNode(t *testing.T, mod func(*config.Config)) *server {
+func startNode(t testing.TB, mod func(*config.Config)) *server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Node.ID = "api-test"
@@ -105,7 +105,7 @@ func (s *server) mqtt(id string) paho3.Client {
 	return c
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

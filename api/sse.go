@@ -1,11 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -16,8 +14,6 @@ import (
 func acceptsSSE(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // sseKeepalive is how often an idle event stream sends a comment, so
 // proxies and clients see the connection alive.

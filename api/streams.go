@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -139,18 +138,20 @@ func (s *Server) toRecord(in recordIn, stream, where string) (streams.Record, er
 // answers with the offsets once they are durable; a batch is all or nothing.
 func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	name := r.PathValue("name")
-	var raw json.RawMessage
-	if err := s.decodeBody(w, r, &raw); err != nil {
+	// One pass: a batch is {"records": [...]}, a single record is the
+	// record's fields at the top level.
+	var body struct {
+		Records []recordIn `json:"records"`
+		recordIn
+	}
+	if err := s.decodeBody(w, r, &body); err != nil {
 		return 0, nil, err
 	}
-	var batch struct {
-		Records []json.RawMessage `json:"records"`
-	}
-	var ins []json.RawMessage
-	if err := json.Unmarshal(raw, &batch); err == nil && batch.Records != nil {
-		ins = batch.Records
-	} else {
-		ins = []json.RawMessage{raw}
+	ins, batch := body.Records, body.Records != nil
+	if !batch {
+		ins = []recordIn{body.recordIn}
+	} else if body.Payload != nil || body.Topic != "" {
+		return 0, nil, fmt.Errorf("%w: give either one record or {\"records\": [...]}, not both", errBadRequest)
 	}
 	if len(ins) == 0 {
 		return 0, nil, fmt.Errorf("%w: records is empty", errBadRequest)
@@ -159,15 +160,12 @@ func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) (int, any
 		return 0, nil, fmt.Errorf("%w: %d records in one request, at most %d", errTooLarge, len(ins), s.opts.MaxBatch)
 	}
 	recs := make([]streams.Record, len(ins))
-	for i, b := range ins {
+	for i, in := range ins {
 		where := "record"
-		if batch.Records != nil {
+		if batch {
 			where = fmt.Sprintf("records[%d]", i)
 		}
-		in, err := decodeStrict[recordIn](b)
-		if err != nil {
-			return 0, nil, fmt.Errorf("%w: %s: %v", errBadRequest, where, err)
-		}
+		var err error
 		if recs[i], err = s.toRecord(in, name, where); err != nil {
 			return 0, nil, err
 		}
@@ -181,21 +179,6 @@ func (s *Server) appendRecords(w http.ResponseWriter, r *http.Request) (int, any
 		offsets[i] = first + uint64(i)
 	}
 	return http.StatusOK, map[string]any{"stream": name, "first_offset": first, "count": len(recs), "offsets": offsets}, nil
-}
-
-// decodeStrict decodes one JSON value into T, refusing unknown fields.
-func decodeStrict[T any](b []byte) (T, error) {
-	var v T
-	dec := json.NewDecoder(bytesReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) {
-			return v, fmt.Errorf("%s: expected %s, got JSON %s", fieldPath(typ), typ.Type, typ.Value)
-		}
-		return v, err
-	}
-	return v, nil
 }
 
 // readRecords returns records from an offset or a time; with Accept:
