@@ -64,9 +64,10 @@ type Options struct {
 	ClientPrefix string
 	// Progress, if not nil, receives a progress line every second.
 	Progress io.Writer
-	// noAckSubscribers makes the first n subscribers never acknowledge what
-	// they receive (tests of redelivery and loss accounting).
-	noAckSubscribers int
+	// faults, for tests of the accounting: the subscribers drop every
+	// dropEvery-th delivery and count every dupEvery-th one twice, as a
+	// lossy or duplicating broker would.
+	dropEvery, dupEvery int
 }
 
 // Validate checks the options.
@@ -214,6 +215,8 @@ type subscriber struct {
 	dups int64
 	lat  []int32 // microseconds
 	got  atomic.Int64
+	// faults counts deliveries for the test-only fault injection.
+	faults atomic.Int64
 }
 
 func (r *run) startSubscribers(ctx context.Context) error {
@@ -230,7 +233,6 @@ func (r *run) startSubscribers(ctx context.Context) error {
 		for p, n := range r.perPub {
 			s.seen[p] = make([]uint64, n/64+1)
 		}
-		c.noAck = i < r.o.noAckSubscribers
 		c.onPublish = func(_ string, _ byte, _ bool, payload []byte) { r.deliver(s, payload) }
 		r.subs = append(r.subs, s)
 		c.start()
@@ -248,6 +250,16 @@ func (r *run) closeSubscribers() {
 }
 
 func (r *run) deliver(s *subscriber, payload []byte) {
+	if n := s.faults.Add(1); r.o.dropEvery > 0 && n%int64(r.o.dropEvery) == 0 {
+		return
+	} else if r.o.dupEvery > 0 && n%int64(r.o.dupEvery) == 0 {
+		r.account(s, payload)
+	}
+	r.account(s, payload)
+}
+
+// account records one delivery: its latency and whether it was seen before.
+func (r *run) account(s *subscriber, payload []byte) {
 	now := time.Now().UnixNano()
 	r.received.Add(1)
 	s.got.Add(1)

@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/node"
+)
+
+// startNode runs a real mqstream node on 127.0.0.1.
+func startNode(t *testing.T) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.MQTT.TCP, cfg.MQTT.WebSocket, cfg.HTTP.Listen = "127.0.0.1:0", "", ""
+	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	return n.MQTTAddr()
+}
+
+func opts(addr string, mode Mode) Options {
+	return Options{Mode: mode, Broker: addr, Publishers: 2, Subscribers: 1, QoS: 1, SubQoS: 1, PayloadSize: 64,
+		Window: 32, Version: 4, Count: 2000, Duration: 20 * time.Second, Drain: 2 * time.Second}
+}
+
+func TestPubCountsAcks(t *testing.T) {
+	addr := startNode(t)
+	res, err := Run(context.Background(), opts(addr, ModePub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Published != 2000 || res.Acked != 2000 || res.Refused != 0 || res.PubRate <= 0 {
+		t.Fatalf("%+v", res)
+	}
+	o := opts(addr, ModePub)
+	o.Version = 5
+	o.QoS = 2
+	if res, err := Run(context.Background(), o); err != nil || res.Acked != 2000 {
+		t.Fatalf("MQTT 5, QoS 2: %+v %v", res, err)
+	}
+}
+
+// TestE2EAccountsLossAndDuplicates: with a real broker delivering
+// everything, deliberately dropped and duplicated deliveries are counted
+// exactly.
+func TestE2EAccountsLossAndDuplicates(t *testing.T) {
+	addr := startNode(t)
+	clean, err := Run(context.Background(), opts(addr, ModeE2E))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clean.Received != 2000 || clean.Expected != 2000 || clean.Lost != 0 || clean.Duplicated != 0 || clean.Latency == nil {
+		t.Fatalf("clean run %+v", clean)
+	}
+	o := opts(addr, ModeE2E)
+	o.dropEvery, o.dupEvery = 10, 7
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Of 2000 deliveries, every 10th is dropped (200) and every 7th that is
+	// not dropped is counted twice (285 multiples of 7, minus 28 of 70).
+	if res.Lost != 200 || res.Duplicated != 257 || res.Expected != 2000 {
+		t.Fatalf("lost %d duplicated %d expected %d, want 200 257 2000", res.Lost, res.Duplicated, res.Expected)
+	}
+}
+
+// TestShareSpreadsWithoutLoss: a 3-member group on mqstream gets every
+// record once.
+func TestShareSpreadsWithoutLoss(t *testing.T) {
+	addr := startNode(t)
+	o := opts(addr, ModeShare)
+	o.Subscribers = 3
+	o.Count = 3000
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received != 3000 || res.Lost != 0 || res.Duplicated != 0 || len(res.PerSubscriber) != 3 {
+		t.Fatalf("%+v", res)
+	}
+	for _, n := range res.PerSubscriber {
+		if n < 800 || n > 1200 {
+			t.Fatalf("uneven spread %v", res.PerSubscriber)
+		}
+	}
+	if !strings.Contains(res.String(), "lost 0, duplicated 0") {
+		t.Fatalf("summary %q", res.String())
+	}
+}
+
+func TestOptionsAreValidated(t *testing.T) {
+	_, err := Run(context.Background(), Options{Mode: "fast", Window: 0, PayloadSize: 5, Version: 3})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"mode", "broker", "payload size", "window", "count", "duration", "version"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+	if _, err := Run(context.Background(), opts("127.0.0.1:1", ModePub)); err == nil {
+		t.Fatal("connected to nothing")
+	}
+}
