@@ -40,6 +40,7 @@ const (
 	opDelete
 	opTrim
 	opKV
+	opRecover // try to reopen the database after a write failure
 )
 
 // op is one entry of the committer's queue.
@@ -137,6 +138,16 @@ func (s *Store) Append(ctx context.Context, stream string, records ...Record) (u
 	}
 }
 
+// syncWAL forces the write-ahead log to disk.
+func syncWAL(db *pebble.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return db.LogData(nil, pebble.Sync)
+}
+
 // checkpointInterval bounds how often a busy stream's state key is
 // rewritten. Writing it with every commit would put one hot key in every
 // flushed table, so that tables overlap and Pebble must compact them;
@@ -155,6 +166,10 @@ func (s *Store) runCommitter() {
 			return
 		}
 		for len(ops) > 0 {
+			if s.Healthy() != nil {
+				ops = s.refuse(ops)
+				continue
+			}
 			n := g.commit(ops)
 			ops = ops[n:]
 		}
@@ -218,6 +233,8 @@ func (g *group) commit(ops []*op) int {
 			r.err = g.trim(o.trim)
 		case opKV:
 			r.err = g.writeKV(o.kv)
+		case opRecover:
+			// Healthy already: nothing to do.
 		}
 		if r.err == nil && !o.noSync {
 			g.sync = true
@@ -249,7 +266,7 @@ func (g *group) commit(ops []*op) int {
 		if g.forceSync || (g.sync && s.opts.Sync == SyncAlways) {
 			wo = pebble.Sync
 		}
-		err = g.batch.Commit(wo)
+		err = commitBatch(g.batch, wo)
 		if err == nil {
 			s.stats.commits.Add(1)
 			s.stats.records.Add(int64(g.records))
@@ -258,12 +275,15 @@ func (g *group) commit(ops []*op) int {
 			}
 		}
 	}
-	_ = g.batch.Close()
+	func() {
+		defer func() { _ = recover() }() // a batch of a failed database may panic on close
+		_ = g.batch.Close()
+	}()
 	g.batch = nil
 	if err != nil {
-		s.log.Error("commit failed", "error", err, "ops", len(g.ops))
 		s.stats.commitErrors.Add(1)
 		g.rollback()
+		s.fail(err)
 		err = fmt.Errorf("%w: %w", ErrWrite, err)
 	} else {
 		g.publish()
@@ -285,6 +305,26 @@ func (g *group) commit(ops []*op) int {
 	return n
 }
 
+// refuse handles ops while the store cannot write: a recover op tries to
+// reopen the database; every other op fails at once. It returns the ops
+// left once the store is healthy again.
+func (s *Store) refuse(ops []*op) []*op {
+	for i, o := range ops {
+		if o.kind == opRecover {
+			s.tryRecover()
+			if s.Healthy() == nil {
+				return ops[i+1:]
+			}
+			continue
+		}
+		if o.done != nil {
+			o.done(0, s.Healthy())
+		}
+		ops[i] = nil
+	}
+	return nil
+}
+
 // checkpointAll writes the state of every stream that changed since its
 // last checkpoint (on close, so a clean restart has nothing to roll forward).
 func (g *group) checkpointAll() {
@@ -293,7 +333,10 @@ func (g *group) checkpointAll() {
 	for _, st := range g.s.work {
 		_ = b.Set(stateKey(st.meta.id), encodeState(st.durable), nil)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if g.s.Healthy() != nil {
+		return // recovery rolls the state forward on the next open
+	}
+	if err := commitBatch(b, pebble.Sync); err != nil {
 		g.s.log.Error("final checkpoint failed", "error", err)
 	}
 }
@@ -475,8 +518,16 @@ func (s *Store) runIntervalSync() {
 		case <-s.done:
 			return
 		case <-t.C:
-			if err := s.db.LogData(nil, pebble.Sync); err != nil {
-				s.log.Error("interval sync failed", "error", err)
+			if s.Healthy() != nil {
+				continue
+			}
+			db, unlock, err := s.reader()
+			if err == nil {
+				err = syncWAL(db)
+				unlock()
+			}
+			if err != nil {
+				s.fail(fmt.Errorf("interval sync: %w", err))
 			}
 		}
 	}

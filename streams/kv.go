@@ -39,7 +39,12 @@ func (kv *KV) key(k []byte) []byte {
 
 // Get returns the value of key, or ok=false if it is absent.
 func (kv *KV) Get(key []byte) (value []byte, ok bool, err error) {
-	v, closer, err := kv.s.db.Get(kv.key(key))
+	db, unlock, err := kv.s.reader()
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
+	v, closer, err := db.Get(kv.key(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -50,25 +55,41 @@ func (kv *KV) Get(key []byte) (value []byte, ok bool, err error) {
 	return bytes.Clone(v), true, nil
 }
 
-// Scan calls fn for every key starting with prefix, in key order. The slices
-// passed to fn are valid only during the call.
+// Scan calls fn for every key starting with prefix, in key order. It reads
+// them all first (KV namespaces hold small state), so fn runs without locks.
 func (kv *KV) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	lo := kv.key(prefix)
-	iter, err := kv.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return err
-	}
-	defer iter.Close()
-	for iter.First(); iter.Valid(); iter.Next() {
-		v, err := iter.ValueAndErr()
+	type pair struct{ k, v []byte }
+	var pairs []pair
+	err := func() error {
+		db, unlock, err := kv.s.reader()
 		if err != nil {
 			return err
 		}
-		if err := fn(iter.Key()[len(kv.prefix):], v); err != nil {
+		defer unlock()
+		lo := kv.key(prefix)
+		iter, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return err
+		}
+		defer iter.Close()
+		for iter.First(); iter.Valid(); iter.Next() {
+			v, err := iter.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			pairs = append(pairs, pair{bytes.Clone(iter.Key()[len(kv.prefix):]), bytes.Clone(v)})
+		}
+		return iter.Error()
+	}()
+	if err != nil {
+		return err
+	}
+	for _, p := range pairs {
+		if err := fn(p.k, p.v); err != nil {
 			return err
 		}
 	}
-	return iter.Error()
+	return nil
 }
 
 // Submit queues writes to be committed atomically and returns at once; done
@@ -134,7 +155,12 @@ func prefixEnd(p []byte) []byte {
 
 // AppliedIndex returns the applied-index marker (0 if never set).
 func (s *Store) AppliedIndex() (uint64, error) {
-	v, closer, err := s.db.Get(appliedKey())
+	db, unlock, err := s.reader()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	v, closer, err := db.Get(appliedKey())
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}

@@ -97,6 +97,10 @@ type Options struct {
 	MaxGroupBytes int
 	// CacheBytes is Pebble's block cache size; 0 means 64 MiB.
 	CacheBytes int64
+	// MinFreeBytes refuses appends (ErrDiskFull) while the data directory's
+	// disk has less free space, so the store never runs out mid-write;
+	// 0 disables the check.
+	MinFreeBytes int64
 	// Logger receives the store's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now returns the current time (tests); nil means time.Now.

@@ -57,7 +57,12 @@ func (s *Store) Read(name string, from uint64, opts ReadOptions) ([]Record, erro
 		return nil, nil
 	}
 	lo, hi := recordRange(id, from, next)
-	iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	db, unlock, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	iter, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", name, err)
 	}
@@ -89,10 +94,11 @@ func (s *Store) Read(name string, from uint64, opts ReadOptions) ([]Record, erro
 
 // Scan calls fn for each committed record in [from, to) of a stream, in offset
 // order, until fn returns false or an error. to == 0 means up to the newest
-// record at the time of the call. It reads the records lazily, so a scan can
-// stop early without touching the rest of the stream.
+// record at the time of the call. It reads the records lazily, in chunks, so
+// a scan can stop early without touching the rest of the stream; fn runs
+// without any lock held and may call the store.
 func (s *Store) Scan(ctx context.Context, name string, from, to uint64, fn func(Record) (bool, error)) error {
-	id, first, next, ctr, err := s.position(name)
+	_, first, next, _, err := s.position(name)
 	if err != nil {
 		return err
 	}
@@ -102,42 +108,36 @@ func (s *Store) Scan(ctx context.Context, name string, from, to uint64, fn func(
 	if to == 0 || to > next {
 		to = next
 	}
-	if from >= to {
-		return nil
-	}
-	lo, hi := recordRange(id, from, to)
-	iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return fmt.Errorf("stream %q: %w", name, err)
-	}
-	defer iter.Close()
-	n := 0
-	for iter.First(); iter.Valid(); iter.Next() {
-		if n++; n%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		v, err := iter.ValueAndErr()
-		if err != nil {
-			return fmt.Errorf("stream %q: %w", name, err)
-		}
-		r, err := decodeRecord(v, offsetFromKey(iter.Key()))
-		if err != nil {
-			return fmt.Errorf("stream %q: %w", name, err)
-		}
-		ctr.readRecords.Add(1)
-		ctr.readBytes.Add(int64(len(r.Payload)))
-		more, err := fn(r)
-		if err != nil || !more {
+	for from < to {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-	}
-	if err := iter.Error(); err != nil {
-		return fmt.Errorf("stream %q: %w", name, err)
+		recs, err := s.Read(name, from, ReadOptions{MaxRecords: int(min(to-from, scanChunk)), MaxBytes: scanChunkBytes})
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		for _, r := range recs {
+			if r.Offset >= to {
+				return nil
+			}
+			more, err := fn(r)
+			if err != nil || !more {
+				return err
+			}
+			from = r.Offset + 1
+		}
 	}
 	return nil
 }
+
+// Scan reads this many records (or bytes) at a time.
+const (
+	scanChunk      = 512
+	scanChunkBytes = 8 << 20
+)
 
 // OffsetAt returns the offset of the first record kept whose timestamp is at
 // or after t; if there is none, it returns the stream's next offset. It
@@ -151,10 +151,15 @@ func (s *Store) OffsetAt(name string, t time.Time) (uint64, error) {
 }
 
 func (s *Store) offsetAt(id, lo, hi uint64, ts int64) (uint64, error) {
+	db, unlock, err := s.reader()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	// Invariant: records before lo are older than ts; records at hi and later are not.
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		v, closer, err := s.db.Get(recordKey(id, mid))
+		v, closer, err := db.Get(recordKey(id, mid))
 		if err != nil {
 			// A concurrent trim removed it: everything up to mid is gone, search above.
 			if err == pebble.ErrNotFound {

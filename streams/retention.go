@@ -114,7 +114,12 @@ func (s *Store) computeTrim(info StreamInfo) (trimCmd, error) {
 		return cmd, nil
 	}
 	lo, hi := recordRange(info.ID, info.FirstOffset, info.NextOffset)
-	iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	db, unlock, err := s.reader()
+	if err != nil {
+		return cmd, err
+	}
+	defer unlock()
+	iter, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return cmd, err
 	}

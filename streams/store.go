@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -19,8 +20,17 @@ import (
 // are safe for concurrent use.
 type Store struct {
 	opts Options
-	db   *pebble.DB
 	log  *slog.Logger
+
+	// dbMu guards db: readers hold it shared while they use the database;
+	// the committer swaps db under the exclusive lock when it reopens the
+	// database after a write failure. The committer itself, the only
+	// goroutine that swaps it, reads db without the lock.
+	dbMu sync.RWMutex
+	db   *pebble.DB
+
+	// health is nil while the store accepts writes; otherwise why not.
+	health atomic.Pointer[error]
 
 	queue opQueue // appends and commands waiting for the committer
 	stats storeCounters
@@ -139,17 +149,7 @@ func Open(opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("streams: invalid options: %w", err)
 	}
-	cache := pebble.NewCache(opts.CacheBytes)
-	defer cache.Unref()
-	popts := &pebble.Options{
-		FS:     opts.FS,
-		Cache:  cache,
-		Logger: pebbleLogger{opts.Logger},
-		// Records are appended in key order per stream; bigger memtables mean
-		// fewer flushes under sustained ingest.
-		MemTableSize: 64 << 20,
-	}
-	db, err := pebble.Open(opts.Dir, popts)
+	db, err := openPebble(opts)
 	if err != nil {
 		return nil, fmt.Errorf("streams: open %s: %w", opts.Dir, err)
 	}
@@ -167,14 +167,49 @@ func Open(opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("streams: recover %s: %w", opts.Dir, err)
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.runCommitter()
 	go s.runRetention()
+	go s.runHealth()
 	if opts.Sync == SyncInterval {
 		s.wg.Add(1)
 		go s.runIntervalSync()
 	}
 	return s, nil
+}
+
+func openPebble(opts Options) (*pebble.DB, error) {
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref()
+	return pebble.Open(opts.Dir, &pebble.Options{
+		FS:     opts.FS,
+		Cache:  cache,
+		Logger: pebbleLogger{opts.Logger},
+		// Records are appended in key order per stream; bigger memtables mean
+		// fewer flushes under sustained ingest.
+		MemTableSize: 64 << 20,
+	})
+}
+
+// reader returns the database for reading and the function that releases
+// it, or ErrUnavailable while a failed database is being reopened.
+func (s *Store) reader() (*pebble.DB, func(), error) {
+	s.dbMu.RLock()
+	if s.db == nil {
+		s.dbMu.RUnlock()
+		return nil, nil, fmt.Errorf("%w: the database is being reopened", ErrUnavailable)
+	}
+	return s.db, s.dbMu.RUnlock, nil
+}
+
+// Healthy returns nil while the store accepts writes, else the reason it
+// does not (a failed write or sync it has not recovered from yet, or a disk
+// with too little free space).
+func (s *Store) Healthy() error {
+	if p := s.health.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // recover loads every stream's metadata and state.
@@ -273,10 +308,14 @@ func (s *Store) Close() error {
 		s.queue.close()
 		close(s.done)
 		s.wg.Wait()
-		if err := s.db.LogData(nil, pebble.Sync); err != nil {
-			s.closeErr = fmt.Errorf("streams: final sync: %w", err)
+		s.dbMu.Lock()
+		defer s.dbMu.Unlock()
+		if s.Healthy() == nil {
+			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+				s.closeErr = fmt.Errorf("streams: final sync: %w", err)
+			}
 		}
-		if err := s.db.Close(); err != nil && s.closeErr == nil {
+		if err := closePebble(s.db); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("streams: close: %w", err)
 		}
 	})

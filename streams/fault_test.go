@@ -1,0 +1,133 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+// walFaults injects an error into every write and sync of the write-ahead
+// log while switched on.
+func walFaults() *errorfs.Toggle {
+	return &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, "probe.tmp") {
+			switch op.Kind {
+			case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpCreate:
+				return errorfs.ErrInjected
+			}
+		}
+		return nil
+	})}
+}
+
+// TestWriteFailureRefusesThenRecovers: while the disk fails writes, appends
+// fail (nothing is acknowledged), reads keep working and the store reports
+// unhealthy; when writes succeed again it recovers by itself, offsets
+// continue densely and nothing acknowledged is lost.
+func TestWriteFailureRefusesThenRecovers(t *testing.T) {
+	ctx := context.Background()
+	mem := vfs.NewMem()
+	faults := walFaults()
+	s, err := Open(Options{Dir: "/db", FS: errorfs.Wrap(mem, faults), AutoCreate: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acked := map[string]bool{}
+	var mu sync.Mutex
+	appendN := func(prefix string, n int) (ok, failed int) {
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			p := fmt.Sprintf("%s-%d", prefix, i)
+			err := s.Submit(AppendRequest{Stream: "f", Records: []Record{rec("t", p)}, Done: func(_ uint64, err error) {
+				defer wg.Done()
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					acked[p] = true
+					ok++
+				} else {
+					if !errors.Is(err, ErrWrite) && !errors.Is(err, ErrUnavailable) {
+						t.Errorf("append error %v is neither ErrWrite nor ErrUnavailable", err)
+					}
+					failed++
+				}
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Wait()
+		return ok, failed
+	}
+	if ok, _ := appendN("before", 100); ok != 100 {
+		t.Fatalf("%d of 100 appends succeeded before the fault", ok)
+	}
+	faults.On()
+	if ok, failed := appendN("during", 50); ok != 0 || failed != 50 {
+		t.Fatalf("during the fault: %d acked, %d failed", ok, failed)
+	}
+	if s.Healthy() == nil {
+		t.Fatal("store reports healthy while writes fail")
+	}
+	recs, err := s.Read("f", 0, ReadOptions{MaxRecords: 1000})
+	if err != nil || len(recs) != 100 {
+		t.Fatalf("read during the fault: %d records, %v", len(recs), err)
+	}
+	if _, err := s.CreateStream(ctx, "other", Retention{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("create during the fault: %v", err)
+	}
+	faults.Off()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover: %v", s.Healthy())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first, err := s.Append(ctx, "f", rec("t", "after"))
+	if err != nil || first != 100 {
+		t.Fatalf("append after recovery: offset %d, %v (want 100)", first, err)
+	}
+	recs, _ = s.Read("f", 0, ReadOptions{MaxRecords: 1000})
+	for i, r := range recs {
+		if r.Offset != uint64(i) {
+			t.Fatalf("offset %d at position %d", r.Offset, i)
+		}
+	}
+	for p := range acked {
+		found := false
+		for _, r := range recs {
+			if string(r.Payload) == p {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("acknowledged %s lost", p)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(Options{Dir: "/db", FS: mem, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if info, _ := s2.DescribeStream("f"); info.Records != 101 {
+		t.Fatalf("after reopen: %+v", info)
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
