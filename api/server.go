@@ -191,7 +191,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists):
 		return http.StatusConflict, "conflict"
-	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite):
+	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite),
+		errors.Is(err, streams.ErrUnavailable):
 		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout"

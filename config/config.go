@@ -122,6 +122,9 @@ type Storage struct {
 	SyncInterval      time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
 	RetentionInterval time.Duration `mapstructure:"retention_interval" yaml:"retention_interval"`
 	CacheSize         ByteSize      `mapstructure:"cache_size" yaml:"cache_size"`
+	// MinFree refuses writes (MQTT 0x97, HTTP 503) while the data disk has
+	// less free space, so the store never runs out mid-write.
+	MinFree ByteSize `mapstructure:"min_free" yaml:"min_free"`
 }
 
 // Streams configures streams and the topic-to-stream mapping.
@@ -172,6 +175,7 @@ func Default() Config {
 			SyncInterval:      5 * time.Millisecond,
 			RetentionInterval: time.Minute,
 			CacheSize:         64 << 20,
+			MinFree:           128 << 20,
 		},
 		Streams: Streams{AutoCreate: true, DefaultRule: "first-level"},
 		Groups:  defaultGroups(),

@@ -32,6 +32,7 @@ func (c Config) StoreOptions(logger *slog.Logger) streams.Options {
 		DefaultRetention:  c.Streams.DefaultRetention.streams(),
 		RetentionInterval: c.Storage.RetentionInterval,
 		CacheBytes:        int64(c.Storage.CacheSize),
+		MinFreeBytes:      int64(c.Storage.MinFree),
 		Logger:            logger,
 	}
 }

@@ -78,6 +78,9 @@ func (c Config) Validate() error {
 	if c.Storage.RetentionInterval <= 0 {
 		bad("storage.retention_interval", "must be positive")
 	}
+	if c.Storage.MinFree < 0 {
+		bad("storage.min_free", "must not be negative")
+	}
 	if c.Storage.CacheSize < 0 {
 		bad("storage.cache_size", "must not be negative")
 	}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
@@ -48,9 +50,15 @@ type Node struct {
 	httpDone  chan struct{}
 }
 
+// Option adjusts how Open builds a node (tests).
+type Option func(*streams.Options)
+
+// WithFS makes the store use fs (tests inject disk faults with it).
+func WithFS(fs vfs.FS) Option { return func(o *streams.Options) { o.FS = fs } }
+
 // Open opens the store, creates the streams the configuration declares and
 // binds every listener. Nothing is served until Start.
-func Open(cfg config.Config, logger *slog.Logger) (*Node, error) {
+func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, error) {
 	if logger == nil {
 		logger = cfg.Logger()
 	}
@@ -60,7 +68,11 @@ func Open(cfg config.Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping rules: %w", err)
 	}
-	n.store, err = streams.Open(cfg.StoreOptions(n.log))
+	sopts := cfg.StoreOptions(n.log)
+	for _, o := range options {
+		o(&sopts)
+	}
+	n.store, err = streams.Open(sopts)
 	if err != nil {
 		return nil, err
 	}
@@ -210,8 +222,9 @@ func (n *Node) HTTPAddr() string {
 	return n.httpLn.Addr().String()
 }
 
-// Ready reports whether the node serves (false while starting or stopping).
-func (n *Node) Ready() bool { return n.ready.Load() }
+// Ready reports whether the node serves: false while starting or stopping,
+// and while the store refuses writes (a disk fault or a full disk).
+func (n *Node) Ready() bool { return n.ready.Load() && n.store.Healthy() == nil }
 
 // StartedAt is when Start was called.
 func (n *Node) StartedAt() time.Time { return n.started }

@@ -21,6 +21,7 @@ func startTestNode(t *testing.T) *node.Node {
 	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
 	cfg.MQTT.TCP, cfg.MQTT.WebSocket, cfg.HTTP.Listen = "127.0.0.1:0", "", "127.0.0.1:0"
+	cfg.Storage.MinFree = 0 // tests must not depend on the machine's free disk space
 	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

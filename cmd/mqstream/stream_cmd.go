@@ -275,4 +275,3 @@ func streamAppend() *cobra.Command {
 	addOutputFlag(cmd)
 	return cmd
 }
-
