@@ -108,6 +108,12 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, server: server, log: opts.Logger}
 	b.apiClient = server.NewClient(nil, fanoutListener, apiClientID, true)
 	b.apiClient.Properties.ProtocolVersion = 5
+	sel := newSelector(server)
+	// First: the index of "+/#" filters must be updated before ingest
+	// invalidates its subscriber cache on a SUBSCRIBE.
+	if err := server.AddHook(&selectionHook{sel: sel}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add selection hook: %w", err)
+	}
 	b.ingest = &ingestHook{
 		server:     server,
 		store:      opts.Store,
@@ -116,7 +122,7 @@ func New(opts Options) (*Broker, error) {
 		maxPending: int(opts.ReceiveMaximum),
 		early:      !opts.FanoutAfterStore,
 		log:        opts.Logger,
-		subs:       newSubscriberCache(server, opts.GroupsServeShared),
+		subs:       newSubscriberCache(sel, opts.GroupsServeShared),
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)

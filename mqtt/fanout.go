@@ -3,8 +3,6 @@ package mqtt
 import (
 	"sync"
 	"sync/atomic"
-
-	mochi "github.com/mochi-mqtt/server/v2"
 )
 
 // subscriberCache remembers, per topic, whether any subscription matches it,
@@ -14,7 +12,7 @@ import (
 // index and before it acknowledges the change to the client, so a topic that
 // gains a subscriber is never skipped for a message published after SUBACK.
 type subscriberCache struct {
-	server *mochi.Server
+	sel *selector
 	// ignoreShared: shared subscriptions are served by consumer groups from
 	// the streams, so they are not fan-out targets.
 	ignoreShared bool
@@ -32,8 +30,8 @@ type cacheEntry struct {
 
 const maxCacheEntries = 100_000
 
-func newSubscriberCache(s *mochi.Server, ignoreShared bool) *subscriberCache {
-	c := &subscriberCache{server: s, ignoreShared: ignoreShared}
+func newSubscriberCache(sel *selector, ignoreShared bool) *subscriberCache {
+	c := &subscriberCache{sel: sel, ignoreShared: ignoreShared}
 	c.entries.Store(new(sync.Map))
 	return c
 }
@@ -51,7 +49,7 @@ func (c *subscriberCache) hasSubscribers(topic string) bool {
 			return e.has
 		}
 	}
-	subs := c.server.Topics.Subscribers(topic)
+	subs := c.sel.subscribers(topic, "")
 	has := len(subs.Subscriptions) > 0 || len(subs.InlineSubscriptions) > 0 || (len(subs.Shared) > 0 && !c.ignoreShared)
 	if _, loaded := m.Swap(topic, cacheEntry{gen: gen, has: has}); !loaded {
 		if c.size.Add(1) > maxCacheEntries {
