@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -41,6 +43,16 @@ type Options struct {
 	// as soon as they arrive, like any broker does, and only their PUBACK
 	// waits for the disk. QoS 2 messages are always delivered after storing.
 	FanoutAfterStore bool
+	// TLSAddr and WSSAddr are the MQTT over TLS and secure WebSocket
+	// addresses ("" disables); they use TLSConfig.
+	TLSAddr, WSSAddr string
+	TLSConfig        *tls.Config
+	// Access authenticates clients and checks publishes, subscriptions and
+	// deliveries; nil lets everyone do everything.
+	Access mochi.Hook
+	// MaxSubscriptions caps one client's subscriptions (0 = no cap); more
+	// are refused in SUBACK.
+	MaxSubscriptions int
 	// GroupsServeShared says consumer groups (package shared) deliver every
 	// $share subscription from the streams, so stored messages are not
 	// re-published for them.
@@ -59,6 +71,8 @@ type Broker struct {
 	log    *slog.Logger
 	tcp    *tcpListener
 	ws     *wsListener
+	// listeners are all bound listeners (tcp, ws, tls, wss).
+	listeners []listeners.Listener
 	// apiClient re-publishes API publishes to subscribers (an inline client
 	// on the fan-out listener, so ingest does not store them twice).
 	apiClient *mochi.Client
@@ -127,34 +141,77 @@ func New(opts Options) (*Broker, error) {
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)
 	}
-	if err := server.AddHook(&openAccessHook{}, nil); err != nil {
+	// Exactly one hook decides access: mochi allows what any hook allows.
+	var access mochi.Hook = &openAccessHook{}
+	if opts.Access != nil {
+		access = opts.Access
+	}
+	if err := server.AddHook(access, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
 	}
-	if err := server.AddHook(&limitsHook{keepaliveMax: opts.KeepaliveMax}, nil); err != nil {
+	if err := server.AddHook(&limitsHook{keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add limits hook: %w", err)
 	}
-	if opts.TCPAddr != "" {
-		l, err := newTCPListener("tcp", opts.TCPAddr, nil)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt: listen tcp %s: %w", opts.TCPAddr, err)
-		}
-		b.tcp = l
-		if err := server.AddListener(l); err != nil {
-			return nil, err
-		}
-	}
-	if opts.WSAddr != "" {
-		l, err := newWSListener("ws", opts.WSAddr, nil)
-		if err != nil {
-			b.closeListeners()
-			return nil, fmt.Errorf("mqtt: listen websocket %s: %w", opts.WSAddr, err)
-		}
-		b.ws = l
-		if err := server.AddListener(l); err != nil {
-			return nil, err
-		}
+	if err := b.listen(); err != nil {
+		b.closeListeners()
+		return nil, err
 	}
 	return b, nil
+}
+
+// listen binds the configured listeners.
+func (b *Broker) listen() error {
+	o := b.opts
+	for _, l := range []struct {
+		id, addr string
+		tls      bool
+		ws       bool
+	}{{"tcp", o.TCPAddr, false, false}, {"ws", o.WSAddr, false, true}, {"tls", o.TLSAddr, true, false}, {"wss", o.WSSAddr, true, true}} {
+		if l.addr == "" {
+			continue
+		}
+		var cfg *tls.Config
+		if l.tls {
+			if o.TLSConfig == nil {
+				return fmt.Errorf("mqtt: listener %s on %s needs a TLS configuration", l.id, l.addr)
+			}
+			cfg = o.TLSConfig
+		}
+		var ln listeners.Listener
+		var err error
+		if l.ws {
+			var wl *wsListener
+			wl, err = newWSListener(l.id, l.addr, cfg)
+			ln = wl
+			if err == nil && !l.tls {
+				b.ws = wl
+			}
+		} else {
+			var tl *tcpListener
+			tl, err = newTCPListener(l.id, l.addr, cfg)
+			ln = tl
+			if err == nil && !l.tls {
+				b.tcp = tl
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("mqtt: listen %s %s: %w", l.id, l.addr, err)
+		}
+		b.listeners = append(b.listeners, ln)
+		if err := b.server.AddListener(ln); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Addrs returns the bound address of every listener by id (tcp, ws, tls, wss).
+func (b *Broker) Addrs() map[string]string {
+	out := map[string]string{}
+	for _, l := range b.listeners {
+		out[l.ID()] = l.Address()
+	}
+	return out
 }
 
 // AddHook adds another hook (consumer groups, auth) before Start.
@@ -209,23 +266,47 @@ func (b *Broker) Close() error {
 
 func (b *Broker) closeListeners() {
 	noop := func(string) {}
-	if b.tcp != nil {
-		b.tcp.Close(noop)
-	}
-	if b.ws != nil {
-		b.ws.Close(noop)
+	for _, l := range b.listeners {
+		l.Close(noop)
 	}
 }
 
 // limitsHook applies connection limits mochi has no option for.
 type limitsHook struct {
 	mochi.HookBase
-	keepaliveMax uint16
+	keepaliveMax     uint16
+	maxSubscriptions int
+	log              *slog.Logger
 }
 
 func (h *limitsHook) ID() string { return "mqstream-limits" }
 
-func (h *limitsHook) Provides(b byte) bool { return b == mochi.OnConnect }
+func (h *limitsHook) Provides(b byte) bool {
+	return b == mochi.OnConnect || (b == mochi.OnSubscribe && h.maxSubscriptions > 0)
+}
+
+// limitFilter makes mochi refuse a filter (0x8F; 0x80 for MQTT 3.1.1):
+// '#' must be the last level.
+const limitFilter = "#/mqstream-subscription-limit"
+
+// OnSubscribe refuses subscriptions beyond the per-client cap. Filters the
+// client already holds are replaced, not added, so they always pass.
+func (h *limitsHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	have := cl.State.Subscriptions.GetAll()
+	n := len(have)
+	for i, sub := range pk.Filters {
+		if _, ok := have[sub.Filter]; ok {
+			continue
+		}
+		if n >= h.maxSubscriptions {
+			h.log.Warn("subscription refused: limit reached", "client", cl.ID, "filter", sub.Filter, "limit", h.maxSubscriptions)
+			pk.Filters[i].Filter = limitFilter
+			continue
+		}
+		n++
+	}
+	return pk
+}
 
 // OnConnect caps an MQTT 5 client's keepalive; the CONNACK tells the client
 // the value to use [MQTT-3.2.2-21]. MQTT 3.1.1 has no way to tell a client,
