@@ -56,6 +56,7 @@ type ingestHook struct {
 
 	conns sync.Map // *mochi.Client -> *conn
 	subs  *subscriberCache
+	qos2  qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
 
 	stored  atomic.Int64 // records acknowledged as stored
 	refused atomic.Int64 // publishes refused (not stored, not acked as success)
@@ -85,6 +86,11 @@ type conn struct {
 		refusalsLogged map[byte]bool
 	}
 	space sync.Cond // on mu: signalled when the queue shrinks
+
+	// Owned by the client's read goroutine (inbound.go): the QoS 1/2 publish
+	// and the SUBSCRIBE/UNSUBSCRIBE id being processed.
+	in    inboundPublish
+	subID uint16
 }
 
 // entry is one publish waiting for its ack.
@@ -94,6 +100,7 @@ type entry struct {
 	stored bool         // the record goes to a stream
 	sent   bool         // already delivered to subscribers
 	done   bool         // commit finished (or nothing to commit)
+	dedup  bool         // a QoS 2 publish registered in conn.mu.qos2
 	err    error        // why it was refused
 	code   packets.Code // the reason code of a refusal
 }
@@ -103,7 +110,8 @@ func (h *ingestHook) ID() string { return "mqstream-ingest" }
 func (h *ingestHook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnPublish, mochi.OnDisconnect, mochi.OnWillSent,
-		mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnSessionEstablished, mochi.OnClientExpired:
+		mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnSessionEstablished, mochi.OnClientExpired,
+		mochi.OnPacketRead, mochi.OnPacketEncode, mochi.OnPacketProcessed, mochi.OnSessionEstablish:
 		return true
 	}
 	return false
@@ -114,15 +122,30 @@ func (h *ingestHook) Provides(b byte) bool {
 func (h *ingestHook) OnSubscribed(*mochi.Client, packets.Packet, []byte) { h.subs.invalidate() }
 func (h *ingestHook) OnUnsubscribed(*mochi.Client, packets.Packet)       { h.subs.invalidate() }
 func (h *ingestHook) OnSessionEstablished(*mochi.Client, packets.Packet) { h.subs.invalidate() }
-func (h *ingestHook) OnClientExpired(*mochi.Client)                      { h.subs.invalidate() }
+
+func (h *ingestHook) OnClientExpired(cl *mochi.Client) {
+	h.subs.invalidate()
+	h.qos2.drop(cl.ID)
+}
+
+// OnSessionEstablish forgets the QoS 2 flows of a session a clean start
+// discards.
+func (h *ingestHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	if pk.Connect.Clean {
+		h.qos2.drop(cl.ID)
+	}
+}
 
 // OnPublish queues a publish for storage; see the type documentation.
 func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Listener == fanoutListener {
 		return pk, nil // our own re-publish of a stored message
 	}
+	// QoS 1/2 publishes reach mochi as QoS 0 (inbound.go): ingest
+	// acknowledges them all, stored or not.
+	acked := h.takeInbound(cl, &pk)
 	stream, store := h.mapper.StreamFor(pk.TopicName)
-	if !store {
+	if !store && !acked {
 		v, ok := h.conns.Load(cl)
 		if !ok || v.(*conn).idle() {
 			return pk, nil // nothing queued ahead of it: mochi handles it now
@@ -133,6 +156,14 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	// The topic alias was resolved by mochi; the re-publish must not rebind it.
 	e.pk.Properties.TopicAlias, e.pk.Properties.TopicAliasFlag = 0, false
 	qos := pk.FixedHeader.Qos
+	if qos == 2 && h.qos2.awaiting(cl.ID, pk.PacketID) {
+		// Stored and acknowledged with PUBREC already: acknowledge it again,
+		// do not store or deliver it again [MQTT-4.3.3-10].
+		e.stored, e.sent, e.done = false, true, true
+		c.enqueue(e, false)
+		c.kick()
+		return pk, packets.ErrRejectPacket
+	}
 
 	switch {
 	case !store:
@@ -142,7 +173,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		e.code = packets.ErrPacketTooLarge
 		e.err = fmt.Errorf("payload of %d bytes exceeds the limit of %d", len(pk.Payload), h.maxPayload)
 	}
-	if !c.enqueue(e, qos == 2 && store) {
+	if !c.enqueue(e, qos == 2) {
 		return pk, packets.ErrRejectPacket // a DUP of a QoS 2 publish already queued
 	}
 	if h.early && qos < 2 && e.err == nil {
@@ -186,8 +217,11 @@ func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 
 // OnDisconnect marks the connection closed; queued publishes still complete
 // (stored messages are still fanned out) but their acks are not written.
-func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 	h.subs.invalidate()
+	if expire && !cl.IsTakenOver() {
+		h.qos2.drop(cl.ID) // the session ends
+	}
 	v, ok := h.conns.Load(cl)
 	if !ok {
 		return
@@ -258,6 +292,7 @@ func (c *conn) enqueue(e *entry, qos2 bool) bool {
 			return false
 		}
 		c.mu.qos2[e.pk.PacketID] = struct{}{}
+		e.dedup = true
 	}
 	for c.h.maxPending > 0 && len(c.mu.queue)-c.mu.head >= c.h.maxPending && !c.mu.closed {
 		c.space.Wait()
@@ -346,7 +381,7 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 	var disconnect error
 	for _, e := range ready {
 		qos := e.pk.FixedHeader.Qos
-		if qos == 2 && e.stored {
+		if e.dedup {
 			defer c.forgetQoS2(e.pk.PacketID)
 		}
 		if e.err != nil {
@@ -384,15 +419,8 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 			acks.Write([]byte{packets.Puback << 4, 2, byte(e.pk.PacketID >> 8), byte(e.pk.PacketID)})
 			n++
 		case 2:
-			// mochi completes the flow on PUBREL; it needs the PUBREC in flight.
-			rec := packets.Packet{
-				FixedHeader: packets.FixedHeader{Type: packets.Pubrec},
-				PacketID:    e.pk.PacketID,
-				Created:     e.pk.Created,
-			}
-			if c.cl.State.Inflight.Set(rec) {
-				atomic.AddInt64(&h.server.Info.Inflight, 1)
-			}
+			// Awaited before the PUBREC goes out: the PUBREL follows it.
+			h.qos2.add(c.cl.ID, e.pk.PacketID)
 			acks.Write([]byte{packets.Pubrec << 4, 2, byte(e.pk.PacketID >> 8), byte(e.pk.PacketID)})
 			n++
 		}

@@ -1,0 +1,179 @@
+package mqtt
+
+import (
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Inbound packet identifiers.
+//
+// The ids a client gives its PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets are
+// independent of the ids the server gives its deliveries to that client
+// [MQTT-2.2.1-3] [MQTT-2.2.1-4]. mochi v2.7.9 keeps both in the client's one
+// in-flight map, so a client publishing QoS 1 with id N erases the server's
+// pending delivery N (never resent, its PUBACK ignored, the MQTT 5 send
+// window never freed), a QoS 2 PUBREC overwrites it, and a SUBSCRIBE with
+// id N is refused with 0x91.
+//
+// mqstream leaves mochi's in-flight map to the server's deliveries and
+// keeps the client's own ids out of it:
+//   - OnPacketRead hands mochi every QoS 1/2 PUBLISH as QoS 0 without id, so
+//     mochi neither looks the id up nor stores it, and remembers the real QoS
+//     and id; OnPublish restores them and ingest acknowledges the publish
+//     itself, as it does for every stored publish.
+//   - The ids of QoS 2 publishes acknowledged with PUBREC wait for their
+//     PUBREL in qos2Sessions, per client id, so they survive a resumed
+//     session [MQTT-4.3.3-10].
+//   - PUBREL is answered here with PUBCOMP [MQTT-4.3.3-11] and handed to
+//     mochi as a no-op (a PUBACK with id 0, which mochi ignores).
+//   - SUBSCRIBE and UNSUBSCRIBE reach mochi with id 0 (so mochi finds no
+//     collision) and their SUBACK/UNSUBACK get the real id back when encoded.
+
+// inboundPublish is what OnPacketRead remembers of a QoS 1/2 publish it
+// handed to mochi as QoS 0.
+type inboundPublish struct {
+	set bool
+	qos byte
+	dup bool
+	id  uint16
+}
+
+// qos2Sessions holds, per client id, the packet ids of QoS 2 publishes
+// acknowledged with PUBREC and waiting for their PUBREL.
+type qos2Sessions struct {
+	mu  sync.Mutex // guards ids
+	ids map[string]map[uint16]struct{}
+}
+
+func (s *qos2Sessions) add(client string, id uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]map[uint16]struct{}{}
+	}
+	m := s.ids[client]
+	if m == nil {
+		m = map[uint16]struct{}{}
+		s.ids[client] = m
+	}
+	m[id] = struct{}{}
+}
+
+// awaiting reports whether id was acknowledged with PUBREC and its PUBREL
+// has not come yet.
+func (s *qos2Sessions) awaiting(client string, id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.ids[client][id]
+	return ok
+}
+
+// release ends the flow of id; it reports whether the id was awaited.
+func (s *qos2Sessions) release(client string, id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.ids[client]
+	if _, ok := m[id]; !ok {
+		return false
+	}
+	delete(m, id)
+	if len(m) == 0 {
+		delete(s.ids, client)
+	}
+	return true
+}
+
+// drop forgets a session's flows (the session ended).
+func (s *qos2Sessions) drop(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ids, client)
+}
+
+// noop is the packet mochi gets instead of one mqstream handled: mochi
+// ignores a PUBACK for an id that is not in flight, and 0 never is.
+func noop(pk packets.Packet) packets.Packet {
+	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: pk.ProtocolVersion}
+}
+
+// OnPacketRead keeps the client's packet ids away from mochi's in-flight
+// map; see the comment at the top of this file.
+func (h *ingestHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.FixedHeader.Qos == 0 {
+			if v, ok := h.conns.Load(cl); ok {
+				v.(*conn).in = inboundPublish{}
+			}
+			return pk, nil
+		}
+		if pk.PacketID == 0 {
+			return pk, nil // mochi refuses it [MQTT-2.2.1-3]
+		}
+		c := h.conn(cl)
+		c.in = inboundPublish{set: true, qos: pk.FixedHeader.Qos, dup: pk.FixedHeader.Dup, id: pk.PacketID}
+		pk.FixedHeader.Qos, pk.FixedHeader.Dup, pk.PacketID = 0, false, 0
+	case packets.Pubrel:
+		code := packets.CodeSuccess
+		if !h.qos2.release(cl.ID, pk.PacketID) {
+			code = packets.ErrPacketIdentifierNotFound
+		}
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Pubcomp},
+			PacketID:    pk.PacketID,
+			ReasonCode:  code.Code,
+		})
+		return noop(pk), nil
+	case packets.Subscribe, packets.Unsubscribe:
+		if pk.PacketID != 0 {
+			h.conn(cl).subID = pk.PacketID
+			pk.PacketID, pk.FixedHeader.Qos = 0, 0
+		}
+	}
+	return pk, nil
+}
+
+// OnPacketEncode gives a SUBACK or UNSUBACK the id of its request back.
+func (h *ingestHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	if t := pk.FixedHeader.Type; (t == packets.Suback || t == packets.Unsuback) && pk.PacketID == 0 {
+		if v, ok := h.conns.Load(cl); ok {
+			pk.PacketID = v.(*conn).subID
+		}
+	}
+	return pk
+}
+
+// takeInbound restores the QoS, DUP flag and id OnPacketRead took from pk.
+func (h *ingestHook) takeInbound(cl *mochi.Client, pk *packets.Packet) bool {
+	v, ok := h.conns.Load(cl)
+	if !ok {
+		return false
+	}
+	c := v.(*conn)
+	in := c.in
+	if !in.set {
+		return false
+	}
+	c.in = inboundPublish{}
+	pk.FixedHeader.Qos, pk.FixedHeader.Dup, pk.PacketID = in.qos, in.dup, in.id
+	return true
+}
+
+// OnPacketProcessed answers a QoS 1/2 publish that mochi refused before
+// OnPublish saw it. mochi drops publishes to invalid topic names silently
+// (whatever their QoS), which is kept; any other refusal is an ACL denial:
+// MQTT 5 gets reason 0x87, MQTT 3.1.1 is disconnected.
+func (h *ingestHook) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type != packets.Publish || !h.takeInbound(cl, &pk) {
+		return
+	}
+	if cl.Closed() || !mochi.IsValidFilter(pk.TopicName, true) {
+		return
+	}
+	c := h.conn(cl)
+	e := &entry{pk: pk, done: true, sent: true, err: packets.ErrNotAuthorized, code: packets.ErrNotAuthorized}
+	c.enqueue(e, false)
+	c.kick()
+}
