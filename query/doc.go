@@ -1,0 +1,63 @@
+// Package query is mqstream's SQL engine: read-only SQL over the records of
+// streams and over live statistics tables. `mqstream sql` and POST
+// /v1/query (Handler) use it; docs/sql.md is the user's reference.
+//
+// # Front end
+//
+// Statements are parsed by Vitess's MySQL-dialect parser
+// (vitess.io/vitess/go/vt/sqlparser) and converted at once into a small AST
+// of our own (ast.go, convert.go), so the parser's types never leave
+// parse.go and convert.go. The parser's tree has no positions; lex.go
+// tokenizes the text with the parser's own tokenizer and finds where names
+// and literals appear, so errors carry a line and column. SHOW STREAMS is
+// not MySQL and is recognised from its tokens.
+//
+// # Tables
+//
+// A stream is a table: one row per record, with metadata columns (_offset,
+// _timestamp, _topic, ...) and, for JSON-object payloads, one column per
+// top-level field. Streams have no schema, so the fields are discovered by
+// sampling the oldest and newest records (only when a query names a
+// non-metadata column or uses *); a field not seen there is still readable
+// with _payload->>'$.name'. Payload fields have no static type: a value
+// that does not fit an operation (text in arithmetic, text compared with a
+// number) makes it NULL, whereas mismatches between columns of known type
+// or constants are errors before any row is read.
+//
+// The statistics tables (streams, append_throughput, read_throughput,
+// groups, consumers, append_latency) are computed when a query reads them,
+// from the store, the consumer-group manager and the stats sampler, through
+// the small interfaces Store, Groups and Stats.
+//
+// # Execution
+//
+// A SELECT is bound (select.go, expr.go) into closures over a row layout:
+// all tables of the FROM clause side by side, each stream with a hidden
+// slot for its decoded payload. Execution (exec.go) is a push pipeline:
+//
+//  1. every joined table (all but the first) is read once, filtered by
+//     the ON and WHERE conjuncts that concern it alone, and indexed by its
+//     equi-join keys (hash join; nested loops otherwise);
+//  2. the first table is scanned lazily; WHERE conjuncts on it alone are
+//     checked before joining; each row is extended by the joins (LEFT JOIN
+//     fills NULLs) and checked against the rest of WHERE;
+//  3. the sink groups rows (GROUP BY and aggregates, in a hash map), or
+//     buffers them for ORDER BY, or appends them to the result and stops
+//     the scan as soon as OFFSET + LIMIT rows are out.
+//
+// Predicates on a stream's _offset and _timestamp with constant bounds
+// (now() is constant within a statement) narrow its scan: offsets directly,
+// timestamps through the store's OffsetAt bisection (timestamps never
+// decrease within a stream). ORDER BY _offset or _timestamp on the first
+// table needs no sort: ascending follows the scan, descending scans
+// backwards in growing chunks, so "ORDER BY _offset DESC LIMIT 10" reads
+// about 64 records whatever the stream's size.
+//
+// # Budgets
+//
+// Every row read from a table counts against a row budget
+// (Options.MaxRowsScanned) and the whole statement runs under a time budget
+// (Options.Timeout). Either stops the query with a CodeBudget error; a
+// partial answer is never returned. Sorting and grouping hold at most the
+// rows read, so the row budget also bounds memory.
+package query

@@ -1,0 +1,151 @@
+package query
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"vitess.io/vitess/go/vt/sqlparser"
+)
+
+// parser wraps Vitess's MySQL-dialect parser. It is safe for concurrent
+// use (the Vitess parser keeps no per-parse state outside its tokenizer).
+type parser struct {
+	p *sqlparser.Parser
+}
+
+func newParser() (*parser, error) {
+	p, err := sqlparser.New(sqlparser.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("query: sql parser: %w", err)
+	}
+	return &parser{p: p}, nil
+}
+
+// parse parses one statement into the engine's AST. Errors are *Error with
+// CodeSyntax (with the position of the offending token) or CodeSQL (for
+// constructs that parse but that the engine does not run).
+func (ps *parser) parse(sql string) (statement, *source, error) {
+	src := newSource(ps.p, sql)
+	sig := make([]token, 0, len(src.toks))
+	for _, t := range src.toks {
+		if t.typ != sqlparser.COMMENT {
+			sig = append(sig, t)
+		}
+	}
+	// Drop trailing semicolons; more than one statement is an error.
+	for len(sig) > 0 && sig[len(sig)-1].typ == ';' {
+		sig = sig[:len(sig)-1]
+	}
+	if len(sig) == 0 {
+		return nil, src, &Error{Code: CodeSyntax, Message: "empty statement: nothing to run"}
+	}
+	for i, t := range sig {
+		if t.typ == ';' && i+1 < len(sig) && sig[i+1].typ != ';' {
+			p := src.pos(sig[i+1].start)
+			return nil, src, &Error{Code: CodeSyntax, Message: "only one statement can be run at a time",
+				Line: p.Line, Column: p.Column}
+		}
+	}
+	// SHOW STREAMS is ours, not MySQL's: recognise it from its tokens.
+	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "streams") {
+		return &showStmt{what: "streams"}, src, nil
+	}
+	stmt, err := ps.p.ParseStrictDDL(sql)
+	if err != nil {
+		return nil, src, syntaxError(src, err)
+	}
+	st, err := convertStatement(src, stmt)
+	if err != nil {
+		return nil, src, err
+	}
+	return st, src, nil
+}
+
+// syntaxError turns a parser error into a positioned *Error.
+func syntaxError(src *source, err error) *Error {
+	var pe sqlparser.PositionedErr
+	if !errors.As(err, &pe) {
+		return &Error{Code: CodeSyntax, Message: strings.TrimSpace(err.Error())}
+	}
+	// The parser reports the byte offset just after the token it stopped at
+	// (plus one); find that token to point at its start.
+	end := pe.Pos - 1
+	i := src.tokenEndingAt(end)
+	var e *Error
+	switch {
+	case end >= len(src.sql) && (i < 0 || pe.Near == ""):
+		p := src.pos(len(strings.TrimRight(src.sql, " \t\r\n;")))
+		e = &Error{Code: CodeSyntax, Message: "syntax error: unexpected end of statement", Line: p.Line, Column: p.Column}
+	case i >= 0:
+		t := src.toks[i]
+		p := src.pos(t.start)
+		near := strings.TrimSpace(src.sql[t.start:t.end])
+		if t.typ == sqlparser.LEX_ERROR {
+			e = &Error{Code: CodeSyntax, Message: fmt.Sprintf("syntax error: cannot read %s", describeLexError(near)), Line: p.Line, Column: p.Column}
+		} else {
+			e = &Error{Code: CodeSyntax, Message: fmt.Sprintf("syntax error at %q", shorten(near)), Line: p.Line, Column: p.Column}
+		}
+		if hint := reservedHint(src, i); hint != "" {
+			e.Message += ": " + hint
+		}
+	default:
+		p := src.pos(max(0, end))
+		e = &Error{Code: CodeSyntax, Message: "syntax error", Line: p.Line, Column: p.Column}
+		if pe.Near != "" {
+			e.Message = fmt.Sprintf("syntax error near %q", shorten(pe.Near))
+		}
+	}
+	return e
+}
+
+func describeLexError(text string) string {
+	switch {
+	case strings.HasPrefix(text, "'") || strings.HasPrefix(text, `"`):
+		return "an unterminated string: " + shorten(text)
+	case strings.HasPrefix(text, "`"):
+		return "an unterminated quoted name: " + shorten(text)
+	case strings.HasPrefix(text, "/*"):
+		return "an unterminated comment"
+	}
+	return fmt.Sprintf("%q", shorten(text))
+}
+
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
+	}
+	return s
+}
+
+// reservedHint explains the commonest surprise: a column or table of ours
+// whose name is an SQL keyword (group, groups, lag, ...) used unquoted
+// next to where parsing failed.
+func reservedHint(src *source, i int) string {
+	for j := i; j >= max(0, i-2); j-- {
+		t := src.toks[j]
+		if t.typ == sqlparser.ID || sqlparser.KeywordString(t.typ) == "" {
+			continue
+		}
+		name := strings.ToLower(t.text)
+		if knownName(name) {
+			return fmt.Sprintf("%s is a reserved word in SQL; quote it with backquotes: `%s`", name, name)
+		}
+	}
+	return ""
+}
+
+// knownName reports names of statistics tables and columns.
+func knownName(name string) bool {
+	for _, t := range statTableDefs() {
+		if t.name == name {
+			return true
+		}
+		for _, c := range t.cols {
+			if c.name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
