@@ -50,7 +50,10 @@ type Options struct {
 	// MaxPayload bounds one record's payload (413 beyond); 0 = no limit.
 	MaxPayload int
 	// Pprof mounts Go's profiler under /debug/pprof/.
-	Pprof  bool
+	Pprof bool
+	// Tokens, if any, are required as bearer tokens (see Role); without
+	// tokens the API is open.
+	Tokens []Token
 	Logger *slog.Logger
 }
 
@@ -87,7 +90,7 @@ func New(opts Options) *Server {
 }
 
 // Handler returns the HTTP handler of every route.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.authenticate(s.mux) }
 
 // Registry is the Prometheus registry served at /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }

@@ -29,8 +29,49 @@ type Config struct {
 	Storage Storage `mapstructure:"storage" yaml:"storage"`
 	Streams Streams `mapstructure:"streams" yaml:"streams"`
 	Groups  Groups  `mapstructure:"groups" yaml:"groups"`
+	Auth    Auth    `mapstructure:"auth" yaml:"auth"`
 	Runtime Runtime `mapstructure:"runtime" yaml:"runtime"`
 }
+
+// Auth configures who may connect over MQTT and what they may do.
+type Auth struct {
+	// Anonymous lets clients without a username connect.
+	Anonymous bool `mapstructure:"anonymous" yaml:"anonymous"`
+	// UsersFile holds "username:bcrypt-hash" lines (mqstream user add).
+	UsersFile string `mapstructure:"users_file" yaml:"users_file"`
+	// ClientIDPattern, a regular expression, must match every client id.
+	ClientIDPattern string `mapstructure:"client_id_pattern" yaml:"client_id_pattern"`
+	// CertCNAsUsername uses a verified client certificate's common name as
+	// the username on TLS listeners.
+	CertCNAsUsername bool `mapstructure:"cert_cn_as_username" yaml:"cert_cn_as_username"`
+	// ACLDefault decides when no ACL rule matches: allow or deny.
+	ACLDefault string `mapstructure:"acl_default" yaml:"acl_default"`
+	// ACL rules, first match wins.
+	ACL []ACLRule `mapstructure:"acl" yaml:"acl"`
+}
+
+// ACLRule is one access rule (see the auth package).
+type ACLRule struct {
+	User       string   `mapstructure:"user" yaml:"user,omitempty"`
+	ClientID   string   `mapstructure:"client_id" yaml:"client_id,omitempty"`
+	Action     string   `mapstructure:"action" yaml:"action"` // publish, subscribe, all
+	Filter     string   `mapstructure:"filter" yaml:"filter"` // %u, %c substituted
+	Groups     []string `mapstructure:"groups" yaml:"groups,omitempty"`
+	Permission string   `mapstructure:"permission" yaml:"permission"` // allow, deny
+}
+
+// TLS is a certificate and key, and optionally client certificates to verify.
+type TLS struct {
+	Cert string `mapstructure:"cert" yaml:"cert"`
+	Key  string `mapstructure:"key" yaml:"key"`
+	// ClientCA, if set, verifies client certificates against these CAs.
+	ClientCA string `mapstructure:"client_ca" yaml:"client_ca"`
+	// RequireClientCert refuses clients without a valid certificate.
+	RequireClientCert bool `mapstructure:"require_client_cert" yaml:"require_client_cert"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
 
 // Groups configures $share consumer groups: defaults for every group, and
 // groups declared ahead of their members.
@@ -94,6 +135,14 @@ type MQTT struct {
 	ReceiveMaximum int      `mapstructure:"receive_maximum" yaml:"receive_maximum"`
 	MaxInflight    int      `mapstructure:"max_inflight" yaml:"max_inflight"`
 	KeepaliveMax   int      `mapstructure:"keepalive_max" yaml:"keepalive_max"`
+	// TLSListen is the MQTT over TLS address (used when TLS is configured).
+	TLSListen string `mapstructure:"tls_listen" yaml:"tls_listen"`
+	// WSSListen is the MQTT over secure WebSocket address ("" disables).
+	WSSListen string `mapstructure:"wss_listen" yaml:"wss_listen"`
+	// TLS is the certificate of the TLS and WSS listeners.
+	TLS TLS `mapstructure:"tls" yaml:"tls"`
+	// MaxSubscriptions caps the subscriptions of one client (0 = no cap).
+	MaxSubscriptions int `mapstructure:"max_subscriptions" yaml:"max_subscriptions"`
 	// Fanout says when stored QoS 0/1 messages reach ordinary subscribers:
 	// "immediate" (on arrival, like any broker) or "after-store" (once
 	// durable). QoS 2 is always delivered after storing.
@@ -111,9 +160,20 @@ type HTTP struct {
 	ReadTimeout time.Duration `mapstructure:"read_timeout" yaml:"read_timeout"`
 	// IdleTimeout closes idle keep-alive connections.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
+	// TLS serves HTTPS instead of HTTP when a certificate is set.
+	TLS TLS `mapstructure:"tls" yaml:"tls"`
+	// Tokens, if any, are required as bearer tokens; without them the API
+	// is open.
+	Tokens []HTTPToken `mapstructure:"tokens" yaml:"tokens"`
 	// Pprof serves Go's profiler under /debug/pprof/ (off by default: it
 	// exposes internals and costs CPU while profiling).
 	Pprof bool `mapstructure:"pprof" yaml:"pprof"`
+}
+
+// HTTPToken grants a role (read, write, admin) to a bearer token.
+type HTTPToken struct {
+	Token string `mapstructure:"token" yaml:"token"`
+	Role  string `mapstructure:"role" yaml:"role"`
 }
 
 // Storage configures the stream store.
@@ -168,6 +228,7 @@ func Default() Config {
 			ReceiveMaximum: 1024,
 			MaxInflight:    8192,
 			Fanout:         "immediate",
+			TLSListen:      ":8883",
 		},
 		HTTP: HTTP{Listen: ":8080", MaxBody: 8 << 20, MaxBatch: 10_000, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
 		Storage: Storage{
@@ -179,6 +240,7 @@ func Default() Config {
 		},
 		Streams: Streams{AutoCreate: true, DefaultRule: "first-level"},
 		Groups:  defaultGroups(),
+		Auth:    Auth{Anonymous: true, ACLDefault: "allow"},
 		Runtime: Runtime{GCPercent: 400},
 	}
 }

@@ -57,6 +57,7 @@ func (c Config) BrokerOptions(logger *slog.Logger) mqtt.Options {
 		MaxInflight:      uint16(c.MQTT.MaxInflight),
 		KeepaliveMax:     uint16(c.MQTT.KeepaliveMax),
 		FanoutAfterStore: c.MQTT.Fanout == "after-store",
+		MaxSubscriptions: c.MQTT.MaxSubscriptions,
 		Logger:           logger,
 	}
 }

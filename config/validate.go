@@ -117,6 +117,7 @@ func (c Config) Validate() error {
 		}
 		seenGroups[d.Name+"\x00"+d.Filter] = true
 	}
+	c.validateSecurity(bad)
 	validateRetention := func(key string, r Retention) {
 		if err := r.streams().Validate(); err != nil {
 			bad(key, "%v", err)

@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mqstream/mqstream/api"
+	"github.com/mqstream/mqstream/auth"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
@@ -44,6 +46,9 @@ type Node struct {
 	// progress has been made durable (crash tests use it).
 	groupPersisted atomic.Pointer[func(name, filter string, acked int64)]
 
+	// httpScheme is http or https.
+	httpScheme string
+
 	ready     atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -62,7 +67,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 	if logger == nil {
 		logger = cfg.Logger()
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID(), httpDone: make(chan struct{})}
+	n := &Node{cfg: cfg, id: cfg.NodeID(), httpDone: make(chan struct{}), httpScheme: "http"}
 	n.log = logger.With("node", n.id)
 	mapper, err := cfg.Mapper()
 	if err != nil {
@@ -86,6 +91,27 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 	bopts := cfg.BrokerOptions(n.log)
 	bopts.Mapper, bopts.Store = mapper, n.store
 	bopts.GroupsServeShared = true
+	if cfg.MQTT.TLS.Enabled() {
+		if bopts.TLSConfig, err = cfg.MQTT.TLS.Config(); err != nil {
+			n.store.Close()
+			return nil, fmt.Errorf("mqtt.tls: %w", err)
+		}
+		bopts.TLSAddr, bopts.WSSAddr = cfg.MQTT.TLSListen, cfg.MQTT.WSSListen
+	}
+	if cfg.AuthEnabled() {
+		aopts, err := cfg.AuthOptions()
+		if err != nil {
+			n.store.Close()
+			return nil, err
+		}
+		aopts.Logger = n.log
+		if bopts.Access, err = auth.NewHook(aopts); err != nil {
+			n.store.Close()
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	} else {
+		n.log.Warn("MQTT authentication is off: any client may connect, publish and subscribe (set auth.* to restrict)")
+	}
 	n.broker, err = mqtt.New(bopts)
 	if err != nil {
 		n.store.Close()
@@ -128,8 +154,23 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 		n.api = api.New(api.Options{
 			Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 			MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-			Pprof: cfg.HTTP.Pprof, Logger: n.log,
+			Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log,
 		})
+		if len(cfg.HTTP.Tokens) == 0 {
+			n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")
+		}
+		if cfg.HTTP.TLS.Enabled() {
+			tcfg, err := cfg.HTTP.TLS.Config()
+			if err != nil {
+				n.httpLn.Close()
+				n.broker.Close()
+				n.groups.Close()
+				n.store.Close()
+				return nil, fmt.Errorf("http.tls: %w", err)
+			}
+			n.httpLn = tls.NewListener(n.httpLn, tcfg)
+			n.httpScheme = "https"
+		}
 		n.httpSrv = &http.Server{
 			Handler:           n.api.Handler(),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -231,9 +272,13 @@ func (n *Node) StartedAt() time.Time { return n.started }
 
 // Listeners names the bound listener addresses.
 func (n *Node) Listeners() map[string]string {
-	out := map[string]string{"mqtt": n.MQTTAddr(), "http": n.HTTPAddr()}
-	if ws := n.WSAddr(); ws != "" {
-		out["websocket"] = ws
+	out := map[string]string{}
+	names := map[string]string{"tcp": "mqtt", "ws": "websocket", "tls": "mqtt_tls", "wss": "websocket_tls"}
+	for id, addr := range n.broker.Addrs() {
+		out[names[id]] = addr
+	}
+	if a := n.HTTPAddr(); a != "" {
+		out[n.httpScheme] = a
 	}
 	return out
 }

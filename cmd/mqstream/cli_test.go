@@ -11,6 +11,7 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/auth"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/node"
 )
@@ -159,5 +160,27 @@ func TestCLIExplainsUnreachableServer(t *testing.T) {
 	}
 	if _, err := runCmd(t, "stream", "ls", "-o", "yaml", "--server", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--output") {
 		t.Fatalf("bad output flag: %v", err)
+	}
+}
+
+func TestUserCommands(t *testing.T) {
+	file := t.TempDir() + "/users"
+	root := newRootCmd()
+	var out strings.Builder
+	root.SetOut(&out)
+	root.SetIn(strings.NewReader("s3cret\n"))
+	root.SetArgs([]string{"user", "add", "alice", "--file", file})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "user alice saved") {
+		t.Fatalf("%v %q", err, out.String())
+	}
+	users, err := auth.LoadUsers(file)
+	if err != nil || !users.Check("alice", []byte("s3cret")) {
+		t.Fatalf("users file: %v", err)
+	}
+	if out := mustRun(t, "user", "hash", "--password", "x"); !strings.HasPrefix(out, "$2a$10$") {
+		t.Fatalf("hash: %q", out)
+	}
+	if _, err := runCmd(t, "user", "add", "bob"); err == nil || !strings.Contains(err.Error(), "--file") {
+		t.Fatalf("missing --file: %v", err)
 	}
 }
