@@ -441,3 +441,35 @@ func TestNodeAndMetrics(t *testing.T) {
 }
 
 var _ = bytes.NewReader
+
+// TestRESTBatchQueriedBySQL: records written over REST answer SQL over
+// POST /v1/query, and SQL errors come back positioned.
+func TestRESTBatchQueriedBySQL(t *testing.T) {
+	s := startNode(t, nil)
+	recs := make([]string, 10)
+	for i := range recs {
+		recs[i] = fmt.Sprintf(`{"topic":"sensors/%d","payload":{"temp":%d}}`, i%2, 20+i)
+	}
+	if st := s.call("POST", "/v1/streams/temps/records", `{"records":[`+strings.Join(recs, ",")+`]}`, nil); st != 200 {
+		t.Fatalf("write %d", st)
+	}
+	var res struct {
+		Columns []struct{ Name string }
+		Rows    [][]any
+	}
+	if st := s.call("POST", "/v1/query", `{"sql":"SELECT count(*) AS n, max(temp) AS hottest FROM temps WHERE temp > 24"}`, &res); st != 200 {
+		t.Fatalf("query %d %+v", st, res)
+	}
+	if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0]) != "[5 29]" || res.Columns[0].Name != "n" {
+		t.Fatalf("result %+v", res)
+	}
+	var e struct {
+		Error struct {
+			Code         string
+			Line, Column int
+		}
+	}
+	if st := s.call("POST", "/v1/query", `{"sql":"SELECT FROM WHERE"}`, &e); st != 400 || e.Error.Line != 1 || e.Error.Column == 0 {
+		t.Fatalf("bad SQL: %d %+v", st, e)
+	}
+}

@@ -30,7 +30,19 @@ type Config struct {
 	Streams Streams `mapstructure:"streams" yaml:"streams"`
 	Groups  Groups  `mapstructure:"groups" yaml:"groups"`
 	Auth    Auth    `mapstructure:"auth" yaml:"auth"`
+	SQL     SQL     `mapstructure:"sql" yaml:"sql"`
 	Runtime Runtime `mapstructure:"runtime" yaml:"runtime"`
+}
+
+// SQL configures the query engine and the statistics it reads.
+type SQL struct {
+	// MaxRowsScanned stops a query that reads more rows.
+	MaxRowsScanned int64 `mapstructure:"max_rows_scanned" yaml:"max_rows_scanned"`
+	// Timeout stops a query that runs longer.
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout"`
+	// StatsInterval is how often the node samples its counters for the
+	// throughput and latency tables.
+	StatsInterval time.Duration `mapstructure:"stats_interval" yaml:"stats_interval"`
 }
 
 // Auth configures who may connect over MQTT and what they may do.
@@ -241,6 +253,7 @@ func Default() Config {
 		Streams: Streams{AutoCreate: true, DefaultRule: "first-level"},
 		Groups:  defaultGroups(),
 		Auth:    Auth{Anonymous: true, ACLDefault: "allow"},
+		SQL:     SQL{MaxRowsScanned: 1_000_000, Timeout: 30 * time.Second, StatsInterval: 5 * time.Second},
 		Runtime: Runtime{GCPercent: 400},
 	}
 }

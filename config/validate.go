@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
@@ -118,6 +119,15 @@ func (c Config) Validate() error {
 		seenGroups[d.Name+"\x00"+d.Filter] = true
 	}
 	c.validateSecurity(bad)
+	if c.SQL.MaxRowsScanned < 1 {
+		bad("sql.max_rows_scanned", "must be at least 1")
+	}
+	if c.SQL.Timeout <= 0 {
+		bad("sql.timeout", "must be positive")
+	}
+	if c.SQL.StatsInterval < 100*time.Millisecond || c.SQL.StatsInterval > time.Minute {
+		bad("sql.stats_interval", "%s is outside 100ms..1m", c.SQL.StatsInterval)
+	}
 	validateRetention := func(key string, r Retention) {
 		if err := r.streams().Validate(); err != nil {
 			bad(key, "%v", err)

@@ -21,7 +21,9 @@ import (
 	"github.com/mqstream/mqstream/auth"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
+	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -37,6 +39,8 @@ type Node struct {
 	store   *streams.Store
 	broker  *mqtt.Broker
 	groups  *shared.Manager
+	sampler *stats.Sampler
+	engine  *query.Engine
 	api     *api.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -143,6 +147,17 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 		n.store.Close()
 		return nil, err
 	}
+	n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log})
+	if err == nil {
+		n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler,
+			MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
+	}
+	if err != nil {
+		n.broker.Close()
+		n.groups.Close()
+		n.store.Close()
+		return nil, err
+	}
 	if cfg.HTTP.Listen != "" {
 		n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
@@ -154,7 +169,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 		n.api = api.New(api.Options{
 			Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 			MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-			Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log,
+			Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log, Query: query.Handler(n.engine),
 		})
 		if len(cfg.HTTP.Tokens) == 0 {
 			n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")
@@ -185,6 +200,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 // Start serves MQTT and HTTP.
 func (n *Node) Start() error {
 	n.started = time.Now()
+	n.sampler.Start()
 	if err := n.broker.Start(); err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
@@ -220,11 +236,15 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.broker.Close()
 		n.groups.Close()
+		n.sampler.Close()
 		n.closeErr = n.store.Close()
 		n.log.Info("stopped", "error", n.closeErr)
 	})
 	return n.closeErr
 }
+
+// Query returns the node's SQL engine.
+func (n *Node) Query() *query.Engine { return n.engine }
 
 // Groups returns the node's consumer groups.
 func (n *Node) Groups() *shared.Manager { return n.groups }
