@@ -50,8 +50,12 @@ type Options struct {
 	Rate float64
 	// Topic is the publish topic pattern; %d is replaced by the publisher number.
 	Topic string
-	// Group names the $share group in share mode; empty = a new name per run.
+	// Group names the $share group in share mode (empty = a new name per
+	// run); in sub mode a non-empty Group makes the subscribers join it.
 	Group string
+	// Idle opens this many extra connections that only keep alive, held for
+	// the whole run (to measure a broker with many connected clients).
+	Idle int
 	// Version is the MQTT protocol version: 4 (3.1.1) or 5.
 	Version byte
 	// Count is the total number of messages to publish (over all publishers).
@@ -164,7 +168,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.ClientPrefix == "" {
 		o.ClientPrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e6)
 	}
-	if o.Group == "" {
+	if o.Group == "" && o.Mode == ModeShare {
 		// A fresh group per run: on a broker with durable groups (mqstream)
 		// a group outlives its members, and a reused one would hand this run
 		// the backlog earlier runs published while it had no members.
@@ -174,6 +178,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	r := &run{o: o, perPub: perPublisher(o)}
+	if o.Idle > 0 {
+		idle, err := openIdle(ctx, o)
+		defer func() {
+			for _, c := range idle {
+				c.close()
+			}
+		}()
+		if err != nil {
+			return nil, err
+		}
+	}
 	if o.Mode != ModePub {
 		if err := r.startSubscribers(ctx); err != nil {
 			r.closeSubscribers()
@@ -182,6 +197,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer r.closeSubscribers()
 	}
 	return r.execute(ctx)
+}
+
+// openIdle opens o.Idle connections that do nothing but keep alive (their
+// read loops answer PINGRESP), a few at a time.
+func openIdle(ctx context.Context, o Options) ([]*client, error) {
+	out := make([]*client, 0, o.Idle)
+	for i := 0; i < o.Idle; i++ {
+		c, err := dial(ctx, o.Broker, clientOptions{id: fmt.Sprintf("%s-idle-%d", o.ClientPrefix, i), version: o.Version, keepalive: 300})
+		if err != nil {
+			return out, fmt.Errorf("idle connection %d: %w", i, err)
+		}
+		c.start()
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 func perPublisher(o Options) []int {
@@ -221,7 +251,7 @@ type subscriber struct {
 
 func (r *run) startSubscribers(ctx context.Context) error {
 	filter := strings.ReplaceAll(r.o.Topic, "%d", "+")
-	if r.o.Mode == ModeShare {
+	if r.o.Mode == ModeShare || (r.o.Mode == ModeSub && r.o.Group != "") {
 		filter = "$share/" + r.o.Group + "/" + filter
 	}
 	for i := 0; i < r.o.Subscribers; i++ {
