@@ -193,3 +193,41 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("the example differs from the defaults:\n%s\n---\n%s", a, b)
 	}
 }
+
+// FuzzLoad feeds arbitrary configuration files to Load: it never panics, and
+// whatever it accepts passes validation and prints as YAML that loads again.
+func FuzzLoad(f *testing.F) {
+	for _, seed := range []string{
+		"mqtt:\n  tcp: 127.0.0.1:1883\n",
+		"streams:\n  rules:\n    - {filter: a/#, stream: a}\n",
+		"groups:\n  declare:\n    - {name: w, filter: jobs/#, start: earliest}\n",
+		"auth:\n  acl:\n    - {action: publish, filter: 'd/%c/#', permission: allow}\n",
+		"storage: {sync: none}\n", "mqtt: [", "\x00", "log: {level: 5}\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		path := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(path, nil, nil)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("Load accepted an invalid config: %v", err)
+		}
+		out, err := cfg.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(path, nil, nil); err != nil {
+			t.Fatalf("printed config does not load: %v\n%s", err, out)
+		}
+	})
+}
