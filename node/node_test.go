@@ -127,6 +127,11 @@ func startChildLines(t *testing.T, dir string) (*exec.Cmd, string, <-chan string
 // publishUntil runs publishers with a window of QoS 1 messages in flight
 // each, until stop is closed; it returns every payload whose PUBACK arrived.
 func publishUntil(t *testing.T, addr string, publishers, window int, stop <-chan struct{}) map[string]bool {
+	return publishTagged(t, addr, "", publishers, window, stop)
+}
+
+// publishTagged is publishUntil with payloads prefixed by tag.
+func publishTagged(t *testing.T, addr, tag string, publishers, window int, stop <-chan struct{}) map[string]bool {
 	var mu sync.Mutex
 	acked := map[string]bool{}
 	var wg sync.WaitGroup
@@ -149,7 +154,7 @@ func publishUntil(t *testing.T, addr string, publishers, window int, stop <-chan
 					return
 				case sem <- struct{}{}:
 				}
-				payload := fmt.Sprintf("p%d-%d", p, i)
+				payload := fmt.Sprintf("%sp%d-%d", tag, p, i)
 				tok := c.Publish(fmt.Sprintf("crash/%d", p), 1, false, payload)
 				inflight.Add(1)
 				go func() {

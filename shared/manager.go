@@ -459,3 +459,34 @@ func (m *Manager) Group(ctx context.Context, name, filter string) (GroupStats, e
 
 // Defaults returns the options groups get unless they declare others.
 func (m *Manager) Defaults() GroupOptions { return m.opts.Defaults }
+
+// Progress is a group's persisted position in one stream.
+type Progress struct {
+	// AckFloor: every offset below is done.
+	AckFloor uint64
+	// DoneAbove lists, in order, the done offsets above the floor.
+	DoneAbove []uint64
+}
+
+// StoredProgress reads a group's persisted progress, per stream, from a
+// store no manager runs on (tools and crash tests).
+func StoredProgress(store Store, name, filter string) (map[string]Progress, error) {
+	k := groupKey{name, filter}
+	prefix := cursorPrefix(k)
+	out := map[string]Progress{}
+	err := store.KV("groups").Scan(prefix, func(key, v []byte) error {
+		stream := string(key[len(prefix):])
+		c, err := decodeCursor(stream, v)
+		if err != nil {
+			return fmt.Errorf("stream %q: %w", stream, err)
+		}
+		p := Progress{AckFloor: c.floor}
+		for off := range c.done {
+			p.DoneAbove = append(p.DoneAbove, off)
+		}
+		sort.Slice(p.DoneAbove, func(i, j int) bool { return p.DoneAbove[i] < p.DoneAbove[j] })
+		out[stream] = p
+		return nil
+	})
+	return out, err
+}
