@@ -131,18 +131,23 @@ func (x *executor) tableRows(t *tableInst, reverse bool, limitHint int64, fn fun
 	if err != nil {
 		return storeErr(t, err)
 	}
+	if from >= to {
+		return nil // empty range (note that Scan reads to the newest record when to is 0)
+	}
 	fields := t.fieldNames()
 	seg := make([]any, t.width())
 	visit := func(r *streams.Record) (bool, error) {
-		if err := x.count(); err != nil {
-			return false, err
-		}
 		recordRow(seg, r, t.used, fields, t.needDoc)
 		x.offset = r.Offset
 		return fn(seg)
 	}
 	if !reverse {
-		err := x.e.opts.Store.Scan(x.ctx, t.stream.Name, from, to, func(r streams.Record) (bool, error) { return visit(&r) })
+		err := x.e.opts.Store.Scan(x.ctx, t.stream.Name, from, to, func(r streams.Record) (bool, error) {
+			if err := x.count(); err != nil {
+				return false, err
+			}
+			return visit(&r)
+		})
 		return storeErr(t, err)
 	}
 	// Newest first: scan chunks backwards, each forwards, growing the chunk.
@@ -152,6 +157,9 @@ func (x *executor) tableRows(t *tableInst, reverse bool, limitHint int64, fn fun
 		lo := to - min(chunk, to-from)
 		buf = buf[:0]
 		err := x.e.opts.Store.Scan(x.ctx, t.stream.Name, lo, to, func(r streams.Record) (bool, error) {
+			if err := x.count(); err != nil {
+				return false, err
+			}
 			buf = append(buf, r)
 			return true, nil
 		})

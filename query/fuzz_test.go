@@ -1,0 +1,81 @@
+package query
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// badSQL is a corpus of statements that must fail with a positioned error.
+var badSQL = []string{
+	"SELEC 1", "SELECT", "SELECT * FROM", "SELECT * FROM t WHERE", "SELECT (1", "SELECT 1)", "SELECT 'x", "SELECT `x",
+	"SELECT * FROM t WHERE a = = 1", "SELECT a b c FROM t", "SELECT * FROM t ORDER", "SELECT * FROM t LIMIT",
+	"SELECT * FROM t LIMIT 1,", "SELECT * FROM t GROUP", "SELECT count( FROM t", "SELECT * FROM t JOIN", "SELECT * FROM t LEFT JOIN u",
+	"SELECT * FROM t WHERE a IN ()", "SELECT CASE WHEN END", "SELECT 1 +", "SELECT * FROM t t2 t3", "SELECT lag FROM groups",
+	"SELECT * FROM groups WHERE group = 'x'", "SELECT 1; SELECT 2", "SELECT\n\t*\nFROM\n\tt\nWHERE\n\t(", "/* unterminated",
+	"SELECT * FROM jobs WHERE _payload->>", "SELECT x FROM jobs", "SELECT * FROM nope", "SELECT 'a' + 1",
+	"SELECT _offset FROM jobs ORDER BY 3", "SELECT * FROM jobs LIMIT -1", "SELECT sum(sum(_offset)) FROM jobs",
+	"SELECT * FROM jobs, jobs", "SELECT json_extract(_payload, 'x') FROM jobs", "SELECT nofunc()", "UPDATE jobs SET a = 1",
+	"SELECT * FROM jobs WHERE _timestamp > 'soon'", "SELECT j.x FROM jobs j", "SELECT * FROM (SELECT 1) s",
+}
+
+// TestBadSQLCorpus: every bad statement gives one clear error with a
+// position and none panics.
+func TestBadSQLCorpus(t *testing.T) {
+	n := startNode(t, nodeOptions{rules: fixtureRules})
+	fillFixture(n)
+	for _, sql := range badSQL {
+		qe := n.queryErr(sql)
+		if qe.Line < 1 || qe.Column < 1 || qe.Message == "" || qe.Code != CodeSyntax && qe.Code != CodeSQL {
+			t.Errorf("%q: error without a position or code: %+v", sql, qe)
+			continue
+		}
+		lines := strings.Split(sql, "\n")
+		if qe.Line > len(lines) || qe.Column > utf8.RuneCountInString(lines[qe.Line-1])+1 {
+			t.Errorf("%q: position %d:%d is outside the text", sql, qe.Line, qe.Column)
+		}
+	}
+}
+
+// FuzzParse checks the front end (tokenizer, parser, conversion, error
+// positions) never panics and reports errors inside the text.
+func FuzzParse(f *testing.F) {
+	for _, s := range badSQL {
+		f.Add(s)
+	}
+	files, _ := filepath.Glob("testdata/*.sql")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, c := range parseGolden(nil, string(b)) {
+			f.Add(c.sql)
+		}
+	}
+	p, err := newParser()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		stmt, _, err := p.parse(sql)
+		if err == nil {
+			if stmt == nil {
+				t.Fatalf("%q: no statement and no error", sql)
+			}
+			return
+		}
+		qe, ok := err.(*Error)
+		if !ok {
+			t.Fatalf("%q: error %T %v is not *Error", sql, err, err)
+		}
+		if qe.Message == "" || qe.Code != CodeSyntax && qe.Code != CodeSQL {
+			t.Fatalf("%q: %+v", sql, qe)
+		}
+		if qe.Line > strings.Count(sql, "\n")+1 || qe.Line < 0 || qe.Column < 0 {
+			t.Fatalf("%q: position %d:%d outside the text", sql, qe.Line, qe.Column)
+		}
+	})
+}
