@@ -31,9 +31,9 @@ printf '%6s %10s %8s %12s\n' time rss_mib cpu_pct records
 prev_ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
 while kill -0 $share 2>/dev/null || kill -0 $e2e 2>/dev/null; do
   sleep 1
-  curl -sf -X POST $api/v1/streams/soak-rest/records -d '{"records":[{"payload":{"n":1}},{"payload":{"n":2}}]}' >/dev/null || errors=$((errors + 1))
-  curl -sf -X POST $api/v1/query -d '{"sql":"SELECT count(*) FROM soak-rest"}' >/dev/null 2>&1 || \
-    curl -sf -X POST $api/v1/query -d '{"sql":"SELECT name, records FROM streams"}' >/dev/null || errors=$((errors + 1))
+  curl -sf -X POST $api/v1/streams/soakrest/records -d '{"records":[{"payload":{"n":1}},{"payload":{"n":2}}]}' >/dev/null || errors=$((errors + 1))
+  curl -sf -X POST $api/v1/query -d '{"sql":"SELECT count(*) FROM soakrest"}' >/dev/null || errors=$((errors + 1))
+  curl -sf -X POST $api/v1/query -d '{"sql":"SELECT name, records FROM streams"}' >/dev/null || errors=$((errors + 1))
   now=$(date +%s)
   if (( (now - start) % 30 == 0 )); then
     ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
