@@ -3,6 +3,7 @@ package query
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -78,4 +79,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: position %d:%d outside the text", sql, qe.Line, qe.Column)
 		}
 	})
+}
+
+func TestSplitStatements(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+		rest string
+	}{
+		{"SELECT 1;", []string{"SELECT 1;"}, ""},
+		{"SELECT 1; SELECT 2;\n", []string{"SELECT 1;", " SELECT 2;"}, ""},
+		{"SELECT ';' AS semi", nil, "SELECT ';' AS semi"},
+		{"SELECT 'a;\nb';", []string{"SELECT 'a;\nb';"}, ""},
+		{"SELECT 1 -- a comment; still\n", nil, "SELECT 1 -- a comment; still\n"},
+		{"-- only a comment\n;", nil, ""},
+		{";;", nil, ""},
+		{"/* open comment; ", nil, "/* open comment; "},
+		{"SELECT `a;b` FROM t;  SELECT", []string{"SELECT `a;b` FROM t;"}, "  SELECT"},
+	}
+	for _, c := range cases {
+		got, rest := SplitStatements(c.in)
+		if !slices.Equal(got, c.want) || rest != c.rest {
+			t.Errorf("SplitStatements(%q) = %q, %q; want %q, %q", c.in, got, rest, c.want, c.rest)
+		}
+	}
 }

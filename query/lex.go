@@ -153,21 +153,30 @@ func SplitStatements(text string) (stmts []string, rest string) {
 		return nil, text
 	}
 	tkn := p.NewStringTokenizer(text)
-	start := 0
+	start, content := 0, false
 	for {
 		before := tkn.Pos
 		typ, _ := tkn.Scan()
-		if typ == 0 || typ == sqlparser.LEX_ERROR || tkn.Pos <= before {
-			// End of input, or an unterminated string/comment: the
-			// statement goes on in the next line.
+		if typ == sqlparser.LEX_ERROR {
+			// An unterminated string or comment: it goes on in the next line.
+			return stmts, text[start:]
+		}
+		if typ == 0 || tkn.Pos <= before {
 			break
 		}
-		if typ == ';' {
-			if s := text[start:tkn.Pos]; strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), ";")) != "" {
-				stmts = append(stmts, s)
+		switch typ {
+		case ';':
+			if content { // skip empty and comment-only statements
+				stmts = append(stmts, text[start:tkn.Pos])
 			}
-			start = tkn.Pos
+			start, content = tkn.Pos, false
+		case sqlparser.COMMENT:
+		default:
+			content = true
 		}
+	}
+	if !content {
+		return stmts, ""
 	}
 	return stmts, text[start:]
 }

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// sqlServer starts a store and an MQTT broker on 127.0.0.1, publishes a few
+// records over MQTT, and serves POST /v1/query over them. It returns the
+// HTTP address.
+func sqlServer(t *testing.T) string {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper, err := mqtt.NewMapper(nil, mqtt.DefaultRule{Kind: mqtt.DefaultFirstLevel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.Close()
+		store.Close()
+	})
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + b.TCPAddr()).SetClientID("sensor-1").
+		SetAutoReconnect(false).SetOrderMatters(true))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	for _, m := range [][2]string{
+		{"temps/a", `{"sensor":"a","temp":21.5}`},
+		{"temps/b", `{"sensor":"b","temp":31,"note":"line1\nline2"}`},
+		{"temps/a", `{"sensor":"a","temp":33.25}`},
+		{"jobs/x", `job, "quoted"`},
+	} {
+		if tok := c.Publish(m[0], 1, false, m[1]); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	engine, err := query.New(query.Options{Store: store, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/query", query.Handler(engine))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// runSQLCmd runs `mqstream sql args...` under a root command that has the
+// --server flag, as main's does.
+func runSQLCmd(t *testing.T, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	root := &cobra.Command{Use: "mqstream", SilenceUsage: true, SilenceErrors: true}
+	root.PersistentFlags().String("server", "", "")
+	root.AddCommand(newSQLCmd())
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	if stdin != nil {
+		root.SetIn(stdin)
+	}
+	root.SetArgs(append([]string{"sql"}, args...))
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+var summaryRE = regexp.MustCompile(`\((\d+) rows?, (\d+) scanned, [0-9.]+ ms\)\n$`)
+
+func TestSQLExecuteTable(t *testing.T) {
+	url := sqlServer(t)
+	out, _, err := runSQLCmd(t, nil, "--server", url, "-e", "SELECT _offset, sensor, temp, note FROM temps ORDER BY temp DESC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `+---------+--------+-------+--------------+
+| _offset | sensor | temp  | note         |
++---------+--------+-------+--------------+
+|       2 | a      | 33.25 | NULL         |
+|       1 | b      |    31 | line1\nline2 |
+|       0 | a      |  21.5 | NULL         |
++---------+--------+-------+--------------+
+`
+	if !strings.HasPrefix(out, want) || !summaryRE.MatchString(out) || !strings.Contains(out, "(3 rows, 3 scanned") {
+		t.Fatalf("output:\n%s\nwant:\n%s(3 rows, 3 scanned, ... ms)", out, want)
+	}
+}
+
+func TestSQLExecuteCSVAndJSON(t *testing.T) {
+	url := sqlServer(t)
+	out, _, err := runSQLCmd(t, nil, "--server", url, "-o", "csv", "-e", "SELECT jobs._offset, jobs._payload, sensor FROM jobs LEFT JOIN temps ON temps._offset = jobs._offset;")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "_offset,_payload,sensor\n0,\"job, \"\"quoted\"\"\",a\n"; out != want {
+		t.Fatalf("csv:\n%q\nwant\n%q", out, want)
+	}
+	out, _, err = runSQLCmd(t, nil, "--server", url, "-o", "json", "-e", "SELECT sensor, count(*) AS n, max(temp) AS hi FROM temps GROUP BY sensor ORDER BY sensor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[\n  {\"sensor\": \"a\", \"n\": 2, \"hi\": 33.25},\n  {\"sensor\": \"b\", \"n\": 1, \"hi\": 31}\n]\n"
+	if out != want {
+		t.Fatalf("json:\n%s\nwant\n%s", out, want)
+	}
+	if _, _, err := runSQLCmd(t, nil, "--server", url, "-o", "yaml", "-e", "SELECT 1"); err == nil || !strings.Contains(err.Error(), "table, json or csv") {
+		t.Fatalf("bad -o: %v", err)
+	}
+}
+
+func TestSQLErrorsArePositioned(t *testing.T) {
+	url := sqlServer(t)
+	_, _, err := runSQLCmd(t, nil, "--server", url, "-e", "SELECT sensr FROM temps")
+	if err == nil || !strings.Contains(err.Error(), `unknown column "sensr" (did you mean sensor?)`) || !strings.Contains(err.Error(), "(line 1, column 8)") {
+		t.Fatalf("unknown column: %v", err)
+	}
+	_, _, err = runSQLCmd(t, nil, "--server", "127.0.0.1:1", "-e", "SELECT 1")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("no server: %v", err)
+	}
+}
+
+// TestSQLScriptFromStdin: statements read from a pipe, several per line or
+// spread over lines, the last one without ';'; the first error stops.
+func TestSQLScriptFromStdin(t *testing.T) {
+	url := sqlServer(t)
+	script := "SELECT count(*) AS n FROM temps; SELECT 'x' AS a;\n" +
+		"-- a comment;\n" +
+		"SELECT sensor\n  FROM temps\n  WHERE temp > 30\n  ORDER BY sensor;\n" +
+		"SELECT _payload FROM jobs"
+	out, _, err := runSQLCmd(t, strings.NewReader(script), "--server", url, "-o", "csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "n\n3\na\nx\nsensor\na\nb\n_payload\n\"job, \"\"quoted\"\"\"\n"; out != want {
+		t.Fatalf("script output:\n%q\nwant\n%q", out, want)
+	}
+	out, _, err = runSQLCmd(t, strings.NewReader("SELECT 1 AS one;\nSELECT * FROM nowhere;\nSELECT 2 AS two;\n"), "--server", url, "-o", "csv")
+	if err == nil || !strings.Contains(err.Error(), `unknown table "nowhere"`) || out != "one\n1\n" {
+		t.Fatalf("script with an error: out %q, err %v", out, err)
+	}
+}
+
+// TestSQLInteractiveSession drives the shell's terminal line editor with
+// keystrokes: a multi-line statement, an error (shown with a caret, the
+// session goes on), history kept in a file and recalled with the up arrow
+// in a second session.
+func TestSQLInteractiveSession(t *testing.T) {
+	url := sqlServer(t)
+	histFile := filepath.Join(t.TempDir(), "history")
+	session := func(keys string) string {
+		t.Helper()
+		c := &apiClient{base: url, http: &http.Client{Timeout: 30 * time.Second}}
+		var screen bytes.Buffer
+		tty := struct {
+			io.Reader
+			io.Writer
+		}{strings.NewReader(keys), &screen}
+		hist, err := openSQLHistory(histFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := &sqlShell{client: c, format: "table", out: &screen, errOut: &screen}
+		if err := sh.interactive(context.Background(), term.NewTerminal(tty, ""), hist); err != nil {
+			t.Fatal(err)
+		}
+		return screen.String()
+	}
+
+	screen := session("SELECT sensor, count(*) AS n\rFROM temps\rGROUP BY sensor ORDER BY n DESC;\r" +
+		"SELECT nope FROM temps;\r" +
+		"SELECT count(*) AS jobs FROM jobs;\r" +
+		"exit\r")
+	for _, want := range []string{
+		"mqstream> ", "       -> ",
+		"| a      | 2 |", "| b      | 1 |", "(2 rows, 3 scanned",
+		"  SELECT nope FROM temps;\r\n         ^\r\n", `ERROR: unknown column "nope"`,
+		"|    1 |", "(1 row, 1 scanned",
+	} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("screen lacks %q:\n%s", want, screen)
+		}
+	}
+	b, err := os.ReadFile(histFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "SELECT sensor, count(*) AS n\nFROM temps\nGROUP BY sensor ORDER BY n DESC;\nSELECT nope FROM temps;\nSELECT count(*) AS jobs FROM jobs;\nexit\n"; string(b) != want {
+		t.Fatalf("history file:\n%q\nwant\n%q", b, want)
+	}
+
+	// Up arrow twice: "exit" then the jobs count; Enter runs it; Ctrl-D leaves.
+	screen = session("\x1b[A\x1b[A\r\x04")
+	if !strings.Contains(screen, "| jobs |") || strings.Count(screen, "(1 row, 1 scanned") != 1 {
+		t.Fatalf("recalled statement did not run:\n%s", screen)
+	}
+}
+
+func TestSQLHistoryIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h")
+	var lines strings.Builder
+	for i := 0; i < sqlHistoryMax+50; i++ {
+		fmt.Fprintf(&lines, "SELECT %d;\n", i)
+	}
+	if err := os.WriteFile(path, []byte(lines.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := openSQLHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Len() != sqlHistoryMax || h.At(0) != fmt.Sprintf("SELECT %d;", sqlHistoryMax+49) || h.At(h.Len()-1) != "SELECT 50;" {
+		t.Fatalf("len %d, newest %q, oldest %q", h.Len(), h.At(0), h.At(h.Len()-1))
+	}
+	h.Add("SELECT 50;")
+	h.Add("SELECT 50;")
+	if h.Len() != sqlHistoryMax || h.At(0) != "SELECT 50;" || h.At(1) != fmt.Sprintf("SELECT %d;", sqlHistoryMax+49) {
+		t.Fatalf("after adds: len %d, %q %q", h.Len(), h.At(0), h.At(1))
+	}
+}
