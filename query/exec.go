@@ -134,10 +134,9 @@ func (x *executor) tableRows(t *tableInst, reverse bool, limitHint int64, fn fun
 	if from >= to {
 		return nil // empty range (note that Scan reads to the newest record when to is 0)
 	}
-	fields := t.fieldNames()
 	seg := make([]any, t.width())
 	visit := func(r *streams.Record) (bool, error) {
-		recordRow(seg, r, t.used, fields, t.needDoc)
+		recordRow(seg, r, t)
 		x.offset = r.Offset
 		return fn(seg)
 	}

@@ -16,14 +16,16 @@ type tableInst struct {
 	ref   *tableRef
 	label string
 	// Exactly one of stat and stream is set.
-	stat    *statTableDef
-	stream  *streams.StreamInfo
-	fields  []fieldInfo // payload fields (streams)
-	sampled int         // records read to discover them
-	cols    []colDef    // visible columns
-	base    int         // index of the first column in the query's row
-	used    []bool      // columns the query reads (plus the doc slot)
-	needDoc bool        // decode payloads (fields or _payload->... used)
+	stat       *statTableDef
+	stream     *streams.StreamInfo
+	fields     []fieldInfo  // payload fields (streams)
+	sampled    int          // records read to discover them
+	cols       []colDef     // visible columns
+	base       int          // index of the first column in the query's row
+	used       []bool       // columns the query reads (plus the doc slot)
+	needFields bool         // some payload field column is used
+	needDoc    bool         // the whole payload is decoded (for _payload->...)
+	fields2    *fieldReader // extracts the used fields (set when the scan starts)
 
 	// Join with the tables before it (not for the first table).
 	kind     joinKind
@@ -59,7 +61,7 @@ func (t *tableInst) use(i int) {
 	if i >= 0 && i < len(t.used) {
 		t.used[i] = true
 		if t.stream != nil && i >= numMeta && i < len(t.cols) {
-			t.needDoc = true
+			t.needFields = true
 		}
 	}
 }

@@ -296,10 +296,12 @@ func latencyRow(l stats.Latency) []any {
 	return []any{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Mean), l.Count, l.Span.Seconds()}
 }
 
-// recordRow fills the columns of a stream row that the query uses.
-// used[i] says whether column i is needed; payload fields start at numMeta;
-// the last slot holds the decoded payload (for JSON extraction).
-func recordRow(row []any, r *streams.Record, used []bool, fields []string, needDoc bool) {
+// recordRow fills the columns of a stream row that the query uses: the
+// metadata columns, the payload fields (from the decoded payload if the
+// query needs it whole, else by extracting just those fields), and the
+// hidden slot holding the decoded payload.
+func recordRow(row []any, r *streams.Record, t *tableInst) {
+	used := t.used
 	for i := range row {
 		row[i] = nil
 	}
@@ -334,19 +336,30 @@ func recordRow(row []any, r *streams.Record, used []bool, fields []string, needD
 		}
 		row[colUserProps] = props
 	}
-	if !needDoc {
-		return
-	}
-	doc := decodeObject(r.Payload)
-	if doc == nil {
-		return
-	}
-	for i, f := range fields {
-		if used[numMeta+i] {
-			if v, ok := doc[f]; ok {
-				row[numMeta+i] = fromJSON(v)
+	switch {
+	case t.needDoc:
+		doc := decodeObject(r.Payload)
+		if doc == nil {
+			return
+		}
+		for i, f := range t.fields {
+			if used[numMeta+i] {
+				if v, ok := doc[f.name]; ok {
+					row[numMeta+i] = fromJSON(v)
+				}
 			}
 		}
+		row[len(row)-1] = doc
+	case t.needFields:
+		if t.fields2 == nil {
+			names := make([]string, numMeta+len(t.fields))
+			for i, f := range t.fields {
+				names[numMeta+i] = f.name
+			}
+			want := append([]bool(nil), used[:numMeta+len(t.fields)]...)
+			clear(want[:numMeta])
+			t.fields2 = newFieldReader(names, want)
+		}
+		t.fields2.read(r.Payload, row)
 	}
-	row[len(row)-1] = doc
 }

@@ -95,8 +95,10 @@ func typeName(v any) string {
 // objects and arrays stay as they are.
 func fromJSON(v any) any {
 	if n, ok := v.(json.Number); ok {
-		if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-			return i
+		if !strings.ContainsAny(string(n), ".eE") {
+			if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+				return i
+			}
 		}
 		f, err := strconv.ParseFloat(string(n), 64)
 		if err != nil {
