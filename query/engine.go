@@ -145,7 +145,7 @@ func (e *Engine) Query(ctx context.Context, sql string) (*Result, error) {
 func (e *Engine) classify(parent context.Context, err error) *Error {
 	if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
 		return &Error{Code: CodeBudget, Err: err, Message: fmt.Sprintf(
-			"query stopped: it ran longer than %s, the time budget; narrow it with WHERE _timestamp > now() - INTERVAL ... or _offset ranges, add LIMIT, or raise the budget (query.timeout in the node configuration)", e.opts.Timeout)}
+			"query stopped: it ran longer than %s, the time budget; narrow it with WHERE _timestamp > now() - INTERVAL ... or _offset ranges, add LIMIT, or raise the budget (sql.timeout in the node configuration)", e.opts.Timeout)}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &Error{Code: CodeInternal, Message: "query canceled: " + err.Error(), Err: err}

@@ -184,7 +184,7 @@ func TestBudgets(t *testing.T) {
 	n := startNode(t, nodeOptions{maxRows: 100})
 	n.publishMany("p", "b/x", 150, func(i int) string { return fmt.Sprintf(`{"i":%d}`, i) })
 	qe := n.queryErr("SELECT count(*) FROM b")
-	if qe.Code != CodeBudget || !strings.Contains(qe.Message, "more than 100 rows") || !strings.Contains(qe.Message, "query.max_rows_scanned") {
+	if qe.Code != CodeBudget || !strings.Contains(qe.Message, "more than 100 rows") || !strings.Contains(qe.Message, "sql.max_rows_scanned") {
 		t.Fatalf("row budget: %+v", qe)
 	}
 	// A narrower query fits.

@@ -99,7 +99,7 @@ func (x *executor) count() error {
 	x.scanned++
 	if x.scanned > x.maxRows {
 		return &Error{Code: CodeBudget, Message: fmt.Sprintf(
-			"query stopped: it read more than %d rows, the row budget; narrow it with WHERE _timestamp > now() - INTERVAL ... or _offset ranges, add LIMIT, or raise the budget (query.max_rows_scanned in the node configuration)", x.maxRows)}
+			"query stopped: it read more than %d rows, the row budget; narrow it with WHERE _timestamp > now() - INTERVAL ... or _offset ranges, add LIMIT, or raise the budget (sql.max_rows_scanned in the node configuration)", x.maxRows)}
 	}
 	if x.scanned%1024 == 0 {
 		if err := x.ctx.Err(); err != nil {
