@@ -262,3 +262,16 @@ func TestGroupsAndConsumersTables(t *testing.T) {
 		t.Fatalf("append_latency:\n%s", render(res))
 	}
 }
+
+func TestJoinOutputIsBudgeted(t *testing.T) {
+	n := startNode(t, nodeOptions{maxRows: 1000})
+	n.publishMany("p", "j/x", 20, func(i int) string { return fmt.Sprintf(`{"i":%d}`, i) })
+	// 20^2 = 400 rows fit; 20^3 = 8000 do not.
+	if got := rows(n.query("SELECT count(*) FROM j a, j b")); got[0] != "400" {
+		t.Fatalf("two-way cross join: %v", got)
+	}
+	qe := n.queryErr("SELECT count(*) FROM j a, j b, j c")
+	if qe.Code != CodeBudget || !strings.Contains(qe.Message, "joins formed more than 1000 rows") {
+		t.Fatalf("three-way cross join: %+v", qe)
+	}
+}

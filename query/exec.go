@@ -18,7 +18,8 @@ type executor struct {
 	e       *Engine
 	p       *selectPlan
 	maxRows int64
-	scanned int64
+	scanned int64 // rows read from tables
+	joined  int64 // rows formed by joins (also bounded by maxRows)
 
 	row []any // the current input row (all tables side by side), reused
 
@@ -102,6 +103,22 @@ func (x *executor) count() error {
 			"query stopped: it read more than %d rows, the row budget; narrow it with WHERE _timestamp > now() - INTERVAL ... or _offset ranges, add LIMIT, or raise the budget (sql.max_rows_scanned in the node configuration)", x.maxRows)}
 	}
 	if x.scanned%1024 == 0 {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countJoined charges one row formed by the joins to the row budget: a
+// join can form many more rows than its tables hold.
+func (x *executor) countJoined() error {
+	x.joined++
+	if x.joined > x.maxRows {
+		return &Error{Code: CodeBudget, Message: fmt.Sprintf(
+			"query stopped: its joins formed more than %d rows, the row budget; add join conditions (ON a.x = b.y) or WHERE conditions, or raise the budget (sql.max_rows_scanned in the node configuration)", x.maxRows)}
+	}
+	if x.joined%1024 == 0 {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
@@ -290,6 +307,11 @@ func (x *executor) drive() error {
 func (x *executor) join(i int, row []any) (bool, error) {
 	p := x.p
 	if i == len(p.tables) {
+		if i > 1 {
+			if err := x.countJoined(); err != nil {
+				return false, err
+			}
+		}
 		return x.sink(row)
 	}
 	t := p.tables[i]

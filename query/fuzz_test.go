@@ -1,12 +1,18 @@
 package query
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/mqstream/mqstream/streams"
 )
 
 // badSQL is a corpus of statements that must fail with a positioned error.
@@ -103,4 +109,59 @@ func TestSplitStatements(t *testing.T) {
 			t.Errorf("SplitStatements(%q) = %q, %q; want %q, %q", c.in, got, rest, c.want, c.rest)
 		}
 	}
+}
+
+// FuzzQuery runs arbitrary statements through the whole engine (parse,
+// plan, execute) over a small store: it must answer or return an *Error,
+// never panic. Records are appended directly: this is about the engine,
+// not ingest.
+func FuzzQuery(f *testing.F) {
+	for _, s := range badSQL {
+		f.Add(s)
+	}
+	files, _ := filepath.Glob("testdata/*.sql")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, c := range parseGolden(nil, string(b)) {
+			f.Add(c.sql)
+		}
+	}
+	store, err := streams.Open(streams.Options{Dir: f.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: testLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	for i, p := range []string{`{"sensor":"s1","temp":21.5,"unit":"C"}`, `{"sensor":"s2","temp":"n/a","tags":[1,{"a":null}]}`,
+		`not json`, `[1,2]`, `{"id":"s1","site":"north","floor":1}`, `{"sensor":"s1","temp":9223372036854775807}`, ``} {
+		for _, stream := range []string{"temperatures", "devices", "jobs"} {
+			if _, err := store.Append(ctx, stream, streams.Record{Topic: fmt.Sprintf("%s/%d", stream, i), Payload: []byte(p), ClientID: "c"}); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	engine, err := New(Options{Store: store, MaxRowsScanned: 10_000, Timeout: 5 * time.Second, Logger: testLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		res, err := engine.Query(ctx, sql)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("%q: error %T %v is not *Error", sql, err, err)
+			}
+			return
+		}
+		for _, r := range res.Rows {
+			if len(r) != len(res.Columns) {
+				t.Fatalf("%q: row of %d values for %d columns", sql, len(r), len(res.Columns))
+			}
+		}
+		if _, err := json.Marshal(res.Rows); err != nil {
+			t.Fatalf("%q: rows do not encode as JSON: %v", sql, err)
+		}
+	})
 }

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -246,4 +248,81 @@ func TestSQLHistoryIsBounded(t *testing.T) {
 	if h.Len() != sqlHistoryMax || h.At(0) != "SELECT 50;" || h.At(1) != fmt.Sprintf("SELECT %d;", sqlHistoryMax+49) {
 		t.Fatalf("after adds: len %d, %q %q", h.Len(), h.At(0), h.At(1))
 	}
+}
+
+// TestSQLShellOnAPseudoTerminal runs `mqstream sql` with its standard
+// input and output on a pseudo-terminal, as a person at a terminal would:
+// raw mode, line editing (a typo fixed with backspace), a multi-line
+// statement, and exit.
+func TestSQLShellOnAPseudoTerminal(t *testing.T) {
+	url := sqlServer(t)
+	t.Setenv("MQSTREAM_HISTORY", filepath.Join(t.TempDir(), "history"))
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	var screen syncBuffer
+	go io.Copy(&screen, ptmx) // ends when ptmx closes
+
+	root := &cobra.Command{Use: "mqstream", SilenceUsage: true, SilenceErrors: true}
+	root.PersistentFlags().String("server", "", "")
+	root.AddCommand(newSQLCmd())
+	root.SetIn(tty)
+	root.SetOut(tty)
+	root.SetErr(tty)
+	root.SetArgs([]string{"sql", "--server", url})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(context.Background()) }()
+
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(screen.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("screen never showed %q:\n%s", what, screen.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("mqstream> ")
+	// "SELEXT" fixed with two backspaces, the statement on two lines.
+	io.WriteString(ptmx, "SELEXT\x7f\x7fCT count(*) AS n\r")
+	waitFor("-> ")
+	io.WriteString(ptmx, "FROM temps;\r")
+	waitFor("(1 row, 3 scanned")
+	if !strings.Contains(screen.String(), "| 3 |") {
+		t.Fatalf("result missing:\n%s", screen.String())
+	}
+	io.WriteString(ptmx, "exit\r")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("shell did not exit:\n%s", screen.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
