@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/mqstream/mqstream/shared"
@@ -130,9 +131,17 @@ type Result struct {
 }
 
 // Query runs one SQL statement. Errors are *Error.
-func (e *Engine) Query(ctx context.Context, sql string) (*Result, error) {
+func (e *Engine) Query(ctx context.Context, sql string) (res *Result, err error) {
 	start := time.Now()
-	res, err := e.query(ctx, sql)
+	defer func() {
+		// A bug must not take the node down with it: report it as an
+		// internal error (logged with its stack) and keep serving.
+		if r := recover(); r != nil {
+			e.log.Error("query panicked", "sql", sql, "panic", r, "stack", string(debug.Stack()))
+			res, err = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("internal error while running the query: %v", r)}
+		}
+	}()
+	res, err = e.query(ctx, sql)
 	if err != nil {
 		return nil, e.classify(ctx, err)
 	}
