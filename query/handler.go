@@ -107,9 +107,8 @@ func decodeRequest(w http.ResponseWriter, r *http.Request) (Request, int, ErrorD
 		}
 		return req, http.StatusBadRequest, ErrorDetail{Code: "bad_request", Message: "reading the request: " + err.Error()}
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return req, http.StatusBadRequest, ErrorDetail{Code: "bad_request", Message: fmt.Sprintf("Content-Type %q: send application/json", ct)}
-	}
+	// Any Content-Type is accepted (curl -d sends a form type): the body
+	// must be the JSON object either way.
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&req); err != nil {
