@@ -20,6 +20,10 @@ const (
 	LatencyWindow = time.Minute
 	// maxWindow is the longest window: the ring keeps samples this old.
 	maxWindow = Window10m
+	// maxSamples bounds the ring (each sample holds every stream's counters
+	// and a 2 KiB histogram): intervals under 0.5 s cover less than 10
+	// minutes.
+	maxSamples = 1202
 )
 
 // Source is what the sampler reads: cumulative counters since the store
@@ -36,7 +40,8 @@ type Options struct {
 	Source Source
 	// Interval is the sampling period; 0 means 5 s. Shorter intervals make
 	// the windows' spans closer to their nominal length at the cost of
-	// memory (the ring holds 10 minutes of samples).
+	// memory (the ring holds 10 minutes of samples, at most 1202 of them,
+	// so intervals under 0.5 s shorten the longest windows).
 	Interval time.Duration
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
@@ -108,8 +113,9 @@ func New(opts Options) (*Sampler, error) {
 		return nil, fmt.Errorf("stats: invalid options: %w", err)
 	}
 	s := &Sampler{opts: opts, log: opts.Logger, done: make(chan struct{})}
-	// Enough slots for maxWindow plus the sample being replaced and one spare.
-	n := int(maxWindow/opts.Interval) + 2
+	// Enough slots for maxWindow plus the sample being replaced and one
+	// spare, but never more than maxSamples.
+	n := min(int(maxWindow/opts.Interval)+2, maxSamples)
 	s.mu.ring = make([]sample, 0, n)
 	s.Sample()
 	return s, nil

@@ -239,3 +239,19 @@ func TestOptionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+func TestShortIntervalsKeepTheRingBounded(t *testing.T) {
+	store := openStore(t)
+	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	s, err := New(Options{Source: store, Interval: time.Millisecond, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * maxSamples {
+		clk.Advance(time.Millisecond)
+		s.Sample()
+	}
+	if s.Samples() != maxSamples {
+		t.Fatalf("ring holds %d samples, want at most %d", s.Samples(), maxSamples)
+	}
+}
