@@ -33,8 +33,13 @@ type Options struct {
 	// for all clients: the connection is not read while it is exceeded).
 	ReceiveMaximum uint16
 	// MaxInflight is the number of QoS 1/2 deliveries to a client that may
-	// wait for its ack (mochi's per-client in-flight store); 0 = 8192.
+	// wait for its ack (capped by an MQTT 5 client's Receive Maximum);
+	// 0 = 8192.
 	MaxInflight uint16
+	// MaxQueued is the number of deliveries a session holds beyond its
+	// in-flight window (for a slow or absent client); more are dropped and
+	// counted ($SYS/broker/publish/messages/dropped). 0 = 65536.
+	MaxQueued int
 	// KeepaliveMax caps the keepalive an MQTT 5 client may ask for (sent back
 	// as Server Keep Alive); 0 = no cap.
 	KeepaliveMax uint16
@@ -76,6 +81,9 @@ type Broker struct {
 	// apiClient re-publishes API publishes to subscribers (an inline client
 	// on the fan-out listener, so ingest does not store them twice).
 	apiClient *mochi.Client
+	// acl holds the hooks that check access (OnACLCheck): deliveries ask
+	// them as mochi would.
+	acl []mochi.Hook
 
 	closeOnce sync.Once
 }
@@ -128,6 +136,20 @@ func New(opts Options) (*Broker, error) {
 	if err := server.AddHook(&selectionHook{sel: sel}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add selection hook: %w", err)
 	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = 65536
+	}
+	b.opts.MaxQueued = opts.MaxQueued
+	// After the selection hook: it delivers what the selection corrected.
+	if err := server.AddHook(&deliveryHook{
+		server:      server,
+		out:         newOutbound(server, int(caps.MaximumInflight), opts.MaxQueued),
+		acl:         b.aclCheck,
+		serveShared: !opts.GroupsServeShared,
+		sys:         server.NewClient(nil, fanoutListener, "mqstream-sys", true),
+	}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add delivery hook: %w", err)
+	}
 	b.ingest = &ingestHook{
 		server:     server,
 		store:      opts.Store,
@@ -146,7 +168,7 @@ func New(opts Options) (*Broker, error) {
 	if opts.Access != nil {
 		access = opts.Access
 	}
-	if err := server.AddHook(access, nil); err != nil {
+	if err := b.AddHook(access); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
 	}
 	if err := server.AddHook(&limitsHook{keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
@@ -215,7 +237,26 @@ func (b *Broker) Addrs() map[string]string {
 }
 
 // AddHook adds another hook (consumer groups, auth) before Start.
-func (b *Broker) AddHook(h mochi.Hook) error { return b.server.AddHook(h, nil) }
+func (b *Broker) AddHook(h mochi.Hook) error {
+	if err := b.server.AddHook(h, nil); err != nil {
+		return err
+	}
+	if h.Provides(mochi.OnACLCheck) {
+		b.acl = append(b.acl, h)
+	}
+	return nil
+}
+
+// aclCheck says whether cl may receive messages on topic: as for mochi,
+// when any access hook allows it.
+func (b *Broker) aclCheck(cl *mochi.Client, topic string) bool {
+	for _, h := range b.acl {
+		if h.OnACLCheck(cl, topic, false) {
+			return true
+		}
+	}
+	return false
+}
 
 // Server returns the embedded mochi server (for hooks that deliver messages).
 func (b *Broker) Server() *mochi.Server { return b.server }

@@ -146,20 +146,3 @@ func TestConformanceQoS2ResumeResendsEverything(t *testing.T) {
 		return nil
 	}, nil)
 }
-
-// expectOneOf reads the next packet and fails the test unless its type is
-// one of types.
-func (c *rawClient) expectOneOf(types ...byte) packets.Packet {
-	c.t.Helper()
-	pk, err := c.read(5 * time.Second)
-	if err != nil {
-		c.t.Fatalf("waiting for packet types %v: %v", types, err)
-	}
-	for _, typ := range types {
-		if pk.FixedHeader.Type == typ {
-			return pk
-		}
-	}
-	c.t.Fatalf("got packet type %d, want one of %v", pk.FixedHeader.Type, types)
-	return pk
-}

@@ -21,6 +21,9 @@ type rawClient struct {
 	conn    net.Conn
 	r       *bufio.Reader
 	version byte
+	// early holds PUBLISH packets that came before the SUBACK being
+	// waited for (allowed [MQTT-3.8.4]); read returns them first.
+	early []packets.Packet
 }
 
 // dialRaw opens a TCP connection; connect must be called next.
@@ -93,6 +96,11 @@ func (c *rawClient) send(pk packets.Packet) {
 // read returns the next packet from the server, or an error (a timeout
 // included) if none arrives within d.
 func (c *rawClient) read(d time.Duration) (packets.Packet, error) {
+	if len(c.early) > 0 {
+		pk := c.early[0]
+		c.early = c.early[1:]
+		return pk, nil
+	}
 	c.conn.SetReadDeadline(time.Now().Add(d))
 	var pk packets.Packet
 	b, err := c.r.ReadByte()
@@ -151,11 +159,42 @@ func (c *rawClient) expect(typ byte) packets.Packet {
 	return pk
 }
 
+// expectOneOf reads the next packet and fails the test unless its type is
+// one of types.
+func (c *rawClient) expectOneOf(types ...byte) packets.Packet {
+	c.t.Helper()
+	pk, err := c.read(5 * time.Second)
+	if err != nil {
+		c.t.Fatalf("waiting for packet types %v: %v", types, err)
+	}
+	for _, typ := range types {
+		if pk.FixedHeader.Type == typ {
+			return pk
+		}
+	}
+	c.t.Fatalf("got packet type %d, want one of %v", pk.FixedHeader.Type, types)
+	return pk
+}
+
 // subscribe subscribes with packet id id and waits for the SUBACK.
 func (c *rawClient) subscribe(id uint16, subs ...packets.Subscription) packets.Packet {
 	c.t.Helper()
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id, Filters: subs})
-	return c.expect(packets.Suback)
+	return c.suback()
+}
+
+// suback waits for a SUBACK; PUBLISH packets before it are kept for read.
+func (c *rawClient) suback() packets.Packet {
+	c.t.Helper()
+	var early []packets.Packet
+	for {
+		pk := c.expectOneOf(packets.Suback, packets.Publish)
+		if pk.FixedHeader.Type == packets.Suback {
+			c.early = append(c.early, early...)
+			return pk
+		}
+		early = append(early, pk)
+	}
 }
 
 // publish sends a PUBLISH (without waiting for its ack).

@@ -1,0 +1,221 @@
+package mqtt
+
+import (
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/system"
+)
+
+// deliveryHook takes every message mochi fans out to ordinary subscribers
+// and queues it on the subscribers' sessions (outbound.go), delivers
+// retained messages on SUBSCRIBE (retained.go), follows acknowledgements and
+// the sessions' life, and publishes the delivery counters in $SYS.
+type deliveryHook struct {
+	mochi.HookBase
+	server *mochi.Server
+	out    *outbound
+	// acl says whether cl may receive messages on topic.
+	acl func(cl *mochi.Client, topic string) bool
+	// serveShared: no consumer groups; $share subscriptions get live
+	// messages, one member per group.
+	serveShared bool
+	sys         *mochi.Client // publishes the $SYS counters
+	rr          atomic.Uint64 // round robin over shared members
+
+	// subscribing holds, per client, the subscriptions of the SUBSCRIBE
+	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
+	// the client's read goroutine touches its entry.
+	subscribing sync.Map // *mochi.Client -> []retainedRequest
+}
+
+func (h *deliveryHook) ID() string { return "mqstream-delivery" }
+
+func (h *deliveryHook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnSelectSubscribers, mochi.OnQosComplete, mochi.OnQosDropped,
+		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
+		mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSysInfoTick:
+		return true
+	}
+	return false
+}
+
+// OnSelectSubscribers queues the message for every selected subscriber
+// and leaves mochi nobody to send it to.
+func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
+	var msg *packets.Packet // one copy shared by every delivery
+	for id, sub := range subs.Subscriptions {
+		h.deliver(id, sub, &pk, &msg, false)
+	}
+	clear(subs.Subscriptions)
+	if h.serveShared {
+		for _, members := range subs.Shared {
+			if id := h.pickMember(members); id != "" {
+				h.deliver(id, members[id], &pk, &msg, false)
+			}
+		}
+		clear(subs.Shared)
+	}
+	return subs
+}
+
+// deliver queues pk for client id under subscription sub (the merge of the
+// client's matching subscriptions). retained says the message is sent
+// because of a new subscription. *msg is the shared copy of pk, made on
+// first use.
+func (h *deliveryHook) deliver(id string, sub packets.Subscription, pk *packets.Packet, msg **packets.Packet, retained bool) {
+	if sub.NoLocal && pk.Origin == id {
+		return // [MQTT-3.8.3-3]
+	}
+	cl, ok := h.server.Clients.Get(id)
+	if !ok || !h.acl(cl, pk.TopicName) {
+		return
+	}
+	if pk.Expiry > 0 && pk.Expiry <= time.Now().Unix() {
+		return // [MQTT-3.3.2-5]
+	}
+	if *msg == nil {
+		c := *pk
+		*msg = &c
+	}
+	d := &delivery{pk: *msg, qos: min(pk.FixedHeader.Qos, sub.Qos), subIDs: subscriptionIDs(sub)}
+	// The RETAIN flag goes out as published only for retained messages sent
+	// on SUBSCRIBE [MQTT-3.3.1-9] or to MQTT 5 subscriptions with Retain As
+	// Published [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+	d.retain = pk.FixedHeader.Retain && (retained || (cl.Properties.ProtocolVersion == 5 && sub.RetainAsPublished))
+	h.out.session(cl).enqueue(d)
+}
+
+// subscriptionIDs lists the subscription identifiers of the matching
+// subscriptions, ascending; 0 means none and is never sent.
+func subscriptionIDs(sub packets.Subscription) []int {
+	var ids []int
+	if sub.Identifiers == nil && sub.Identifier > 0 {
+		return []int{sub.Identifier}
+	}
+	for _, id := range sub.Identifiers {
+		if id > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// pickMember chooses the member of a shared subscription group that gets
+// a message (without consumer groups): round robin over the connected
+// members, or any member if none is connected.
+func (h *deliveryHook) pickMember(members map[string]packets.Subscription) string {
+	ids := make([]string, 0, len(members))
+	for id := range members {
+		if cl, ok := h.server.Clients.Get(id); ok && !cl.Closed() {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		for id := range members {
+			return id
+		}
+		return ""
+	}
+	sort.Strings(ids)
+	return ids[h.rr.Add(1)%uint64(len(ids))]
+}
+
+// OnQosComplete: the client acknowledged a delivery (PUBACK, PUBCOMP).
+func (h *deliveryHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	if v, ok := h.out.sessions.Load(cl.ID); ok {
+		v.(*session).acked(cl, pk.PacketID)
+	}
+}
+
+// OnQosDropped: a delivery's flow ended without completion (a PUBREC with
+// an error code, or mochi clearing the session).
+func (h *deliveryHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
+	h.OnQosComplete(cl, pk)
+}
+
+// OnSessionEstablish runs before mochi moves a session to a new
+// connection: the old connection's deliveries in flight leave its
+// in-flight map (mochi would resend them all at once, unordered); a clean
+// start ends the session.
+func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	v, ok := h.out.sessions.Load(cl.ID)
+	if !ok {
+		return
+	}
+	s := v.(*session)
+	s.detach(nil)
+	if pk.Connect.Clean {
+		h.end(s)
+	}
+}
+
+// OnSessionEstablished attaches a resumed session to its new connection,
+// after the CONNACK: what was in flight is resent first, in order.
+//
+// It also zeroes mochi's send quota for the client: mqstream does the flow
+// control, and with a quota left mochi looks for parked messages after
+// every packet it reads, in a way that deadlocks (Inflight.NextImmediate
+// read-locks the in-flight map twice; a writer queued in between, e.g. a
+// delivery reserving an id, blocks both forever).
+func (h *deliveryHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
+	if v, ok := h.out.sessions.Load(cl.ID); ok {
+		v.(*session).attach(cl)
+	}
+}
+
+// OnDisconnect ends the session or keeps it for the client's return.
+func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	v, ok := h.out.sessions.Load(cl.ID)
+	if !ok {
+		return
+	}
+	s := v.(*session)
+	if expire && !cl.IsTakenOver() {
+		h.end(s)
+		return
+	}
+	s.detach(cl)
+}
+
+// OnClientExpired ends an absent client's session.
+func (h *deliveryHook) OnClientExpired(cl *mochi.Client) {
+	if v, ok := h.out.sessions.Load(cl.ID); ok {
+		h.end(v.(*session))
+	}
+}
+
+func (h *deliveryHook) end(s *session) {
+	h.out.sessions.CompareAndDelete(s.id, s)
+	s.discard()
+}
+
+// OnSysInfoTick publishes the delivery counters next to mochi's $SYS
+// topics (retained, like them).
+func (h *deliveryHook) OnSysInfoTick(*system.Info) {
+	for topic, v := range map[string]int64{
+		mochi.SysPrefix + "/broker/publish/messages/dropped": h.out.dropped.Load(),
+		mochi.SysPrefix + "/broker/messages/queued":          h.out.queued.Load(),
+	} {
+		err := h.server.InjectPacket(h.sys, packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
+			TopicName:   topic,
+			Payload:     []byte(strconv.FormatInt(v, 10)),
+		})
+		if err == nil {
+			// mochi counts injected packets as received; its own $SYS
+			// messages are not.
+			atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
+			atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
+		}
+	}
+}

@@ -1,0 +1,445 @@
+package mqtt
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Outbound delivery.
+//
+// mqstream, not mochi, sends messages to ordinary subscribers. mochi v2.7.9
+// drops QoS 1/2 deliveries to a client once 8192 are in flight, parks
+// those beyond an MQTT 5 client's Receive Maximum and sends them later in
+// no particular order (and then no longer tracks them), and on reconnect
+// resends everything in flight at once, ordered by one-second timestamps.
+//
+// Each session (client id) has one ordered queue of deliveries. A
+// delivery is sent when the client's window has room: its Receive Maximum
+// (MQTT 5) capped by Options.MaxInflight [MQTT-3.3.4-9]. Beyond the window,
+// deliveries wait in the queue, up to Options.MaxQueued of them per
+// session; more are dropped and counted (Info.InflightDropped for QoS 1/2,
+// $SYS/broker/publish/messages/dropped for all). A persistent session
+// keeps its queue while the client is away; when it resumes, the
+// deliveries that were sent but not acknowledged go out again first, in
+// their original order and with DUP set (PUBREL for QoS 2 deliveries
+// already past PUBREC), then the rest [MQTT-4.4.0-1] [MQTT-4.6.0-1].
+//
+// Packet ids come from mochi (NextPacketID) and each delivery in flight
+// has an entry in the client's mochi in-flight map, so mochi never reuses
+// the id (consumer groups allocate from the same map), runs the QoS 2
+// handshake, and reports acknowledgements (OnQosComplete, OnQosDropped).
+// While no connection is attached the entries are taken out of mochi's
+// map, so mochi never resends them itself.
+
+// outbound owns every session's delivery queue.
+type outbound struct {
+	server      *mochi.Server
+	maxInflight int // window cap for every client
+	maxQueued   int // deliveries waiting beyond the window, per session
+
+	sessions sync.Map // client id -> *session
+
+	dropped atomic.Int64 // deliveries dropped because a session's queue was full
+	queued  atomic.Int64 // deliveries waiting beyond a window, all sessions
+}
+
+// delivery is one message on its way to one session.
+type delivery struct {
+	pk     *packets.Packet // the message as published; shared, never modified
+	qos    byte            // the QoS granted: min(message, subscription)
+	retain bool            // the RETAIN flag to send
+	subIDs []int           // subscription identifiers [MQTT-3.3.4-3]
+
+	// Guarded by the session's mu:
+	id     uint16 // packet id, once sent (QoS 1/2)
+	sent   bool   // sent on the attached connection
+	done   bool   // acknowledged (or sent, for QoS 0), or dropped
+	pubrel bool   // QoS 2 past PUBREC: only the PUBREL is resent
+}
+
+// session is the delivery queue of one client id.
+type session struct {
+	o  *outbound
+	id string
+
+	// sendMu is held by the writer for a whole batch (ids, encoding, write)
+	// and by detach, so a batch never straddles a change of connection.
+	sendMu sync.Mutex
+
+	mu struct {
+		sync.Mutex
+		cl     *mochi.Client // the attached connection; nil while away
+		window int           // QoS 1/2 deliveries cl may have unacknowledged
+		// queue holds deliveries from index head on, oldest first:
+		// queue[head:next] were sent on cl (or are done), queue[next:] were
+		// not (never sent, or sent on an earlier connection).
+		queue    []*delivery
+		head     int
+		next     int
+		inflight int // QoS 1/2 deliveries in queue[head:next] not done
+		unsent   int // deliveries never sent (what MaxQueued bounds)
+		byID     map[uint16]*delivery
+		writing  bool // a writer goroutine is running
+	}
+}
+
+func newOutbound(s *mochi.Server, maxInflight, maxQueued int) *outbound {
+	return &outbound{server: s, maxInflight: maxInflight, maxQueued: maxQueued}
+}
+
+// session returns the session of client cl, creating it (attached to cl if
+// cl is connected) on first use.
+func (o *outbound) session(cl *mochi.Client) *session {
+	if v, ok := o.sessions.Load(cl.ID); ok {
+		return v.(*session)
+	}
+	s := &session{o: o, id: cl.ID}
+	s.mu.byID = map[uint16]*delivery{}
+	if !cl.Closed() && cl.Net.Conn != nil {
+		s.mu.cl, s.mu.window = cl, o.window(cl)
+	}
+	v, loaded := o.sessions.LoadOrStore(cl.ID, s)
+	if !loaded && s.mu.cl != nil && cl.Closed() {
+		s.detach(cl) // it closed meanwhile; OnDisconnect may have run already
+	}
+	return v.(*session)
+}
+
+// window is the number of QoS 1/2 deliveries cl may have unacknowledged.
+func (o *outbound) window(cl *mochi.Client) int {
+	w := o.maxInflight
+	if cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.ReceiveMaximum > 0 {
+		w = min(w, int(cl.Properties.Props.ReceiveMaximum))
+	}
+	return w
+}
+
+// enqueue queues d for the session and starts the writer if d can go out.
+func (s *session) enqueue(d *delivery) {
+	s.mu.Lock()
+	if s.mu.cl == nil && d.qos == 0 {
+		s.mu.Unlock()
+		return // QoS 0 messages are not kept for absent clients
+	}
+	if s.mu.unsent >= s.o.maxQueued {
+		s.mu.Unlock()
+		s.o.drop(d)
+		return
+	}
+	s.mu.queue = append(s.mu.queue, d)
+	s.mu.unsent++
+	s.o.queued.Add(1)
+	start := s.startLocked()
+	s.mu.Unlock()
+	if start {
+		go s.write()
+	}
+}
+
+func (o *outbound) drop(d *delivery) {
+	o.dropped.Add(1)
+	if d.qos > 0 {
+		atomic.AddInt64(&o.server.Info.InflightDropped, 1)
+	}
+}
+
+// startLocked reports whether a writer must be started (and marks it
+// running): a connection is attached and the next delivery fits.
+func (s *session) startLocked() bool {
+	if s.mu.writing || s.mu.cl == nil || s.mu.next >= len(s.mu.queue) {
+		return false
+	}
+	if d := s.mu.queue[s.mu.next]; d.qos > 0 && !d.done && s.mu.inflight >= s.mu.window {
+		return false
+	}
+	s.mu.writing = true
+	return true
+}
+
+// acked marks the delivery with packet id done (PUBACK, PUBCOMP, or a
+// PUBREC with an error code) if cl is the attached connection.
+func (s *session) acked(cl *mochi.Client, id uint16) {
+	s.mu.Lock()
+	d, ok := s.mu.byID[id]
+	if !ok || s.mu.cl != cl {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.mu.byID, id)
+	d.done = true
+	if d.sent {
+		s.mu.inflight--
+	}
+	s.compactLocked()
+	start := s.startLocked()
+	s.mu.Unlock()
+	if start {
+		go s.write()
+	}
+}
+
+// compactLocked drops done deliveries from the head of the queue.
+func (s *session) compactLocked() {
+	for s.mu.head < len(s.mu.queue) && s.mu.head < s.mu.next && s.mu.queue[s.mu.head].done {
+		s.mu.queue[s.mu.head] = nil
+		s.mu.head++
+	}
+	if s.mu.head == len(s.mu.queue) {
+		s.mu.queue, s.mu.head, s.mu.next = s.mu.queue[:0], 0, 0
+	} else if s.mu.head > 1024 && s.mu.head > len(s.mu.queue)/2 {
+		n := copy(s.mu.queue, s.mu.queue[s.mu.head:])
+		clear(s.mu.queue[n:])
+		s.mu.queue, s.mu.next, s.mu.head = s.mu.queue[:n], s.mu.next-s.mu.head, 0
+	}
+}
+
+// attach makes cl the session's connection (a new or resumed session):
+// the deliveries in flight get their ids back in cl's in-flight map and
+// everything unacknowledged is (re)sent in order as the window allows.
+func (s *session) attach(cl *mochi.Client) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.mu.cl == cl {
+		s.mu.Unlock()
+		return
+	}
+	if s.mu.cl != nil {
+		s.detachLocked()
+	}
+	s.mu.cl, s.mu.window = cl, s.o.window(cl)
+	s.mu.next, s.mu.inflight = s.mu.head, 0
+	for _, d := range s.mu.queue[s.mu.head:] {
+		d.sent = false
+		if d.id != 0 && !d.done {
+			s.o.reserve(cl, d, d.id)
+		}
+	}
+	start := s.startLocked()
+	s.mu.Unlock()
+	if start {
+		go s.write()
+	}
+}
+
+// detach takes the session off cl (disconnected or taken over; nil: off
+// whatever connection it is on): its deliveries in flight leave the
+// connection's in-flight map, so mochi does not resend them, and wait to be
+// resent on the next connection.
+func (s *session) detach(cl *mochi.Client) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.cl == nil || (cl != nil && s.mu.cl != cl) {
+		return
+	}
+	s.detachLocked()
+}
+
+// detachLocked detaches the session; sendMu and mu are held.
+func (s *session) detachLocked() {
+	cl := s.mu.cl
+	s.mu.cl = nil
+	for id, d := range s.mu.byID {
+		if pk, ok := cl.State.Inflight.Get(id); ok {
+			d.pubrel = pk.FixedHeader.Type == packets.Pubrel
+			if cl.State.Inflight.Delete(id) {
+				atomic.AddInt64(&s.o.server.Info.Inflight, -1)
+			}
+		}
+	}
+	// Absent clients keep only QoS 1/2 deliveries.
+	kept := s.mu.queue[:s.mu.head]
+	for _, d := range s.mu.queue[s.mu.head:] {
+		switch {
+		case d.done:
+		case d.qos == 0:
+			d.done = true
+			s.mu.unsent--
+			s.o.queued.Add(-1)
+		default:
+			d.sent = false
+			kept = append(kept, d)
+		}
+	}
+	clear(s.mu.queue[len(kept):])
+	s.mu.queue = kept
+	s.mu.next, s.mu.inflight = s.mu.head, 0
+}
+
+// discard drops everything (the session ended).
+func (s *session) discard() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.o.queued.Add(-int64(s.mu.unsent))
+	s.mu.queue, s.mu.head, s.mu.next, s.mu.unsent, s.mu.inflight = nil, 0, 0, 0, 0
+	s.mu.byID = map[uint16]*delivery{}
+	s.mu.cl = nil
+}
+
+// reserve puts d's id in cl's in-flight map, so that mochi does not reuse
+// it and recognises the acknowledgements. The entry is the packet itself.
+func (o *outbound) reserve(cl *mochi.Client, d *delivery, id uint16) {
+	entry := d.packet(cl, id, true)
+	entry.Expiry = 0 // mochi must not expire it: delivery has started [MQTT-3.3.2-5]
+	if d.pubrel {
+		entry = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id, Created: entry.Created}
+	}
+	if cl.State.Inflight.Set(entry) {
+		atomic.AddInt64(&o.server.Info.Inflight, 1)
+	}
+}
+
+// maxBatch bounds the deliveries encoded into one write.
+const maxBatch = 256
+
+// write sends queued deliveries while the window has room; it runs on its
+// own goroutine, one per session at a time.
+func (s *session) write() {
+	var buf bytes.Buffer
+	batch := make([]*delivery, 0, 16)
+	for {
+		s.sendMu.Lock()
+		s.mu.Lock()
+		cl := s.mu.cl
+		batch = batch[:0]
+		for cl != nil && s.mu.next < len(s.mu.queue) && len(batch) < maxBatch {
+			d := s.mu.queue[s.mu.next]
+			if d.done {
+				s.mu.next++
+				continue
+			}
+			if d.qos > 0 && s.mu.inflight >= s.mu.window {
+				break
+			}
+			if d.id == 0 {
+				s.mu.unsent--
+				s.o.queued.Add(-1)
+			}
+			if d.qos > 0 {
+				s.mu.inflight++
+			} else {
+				d.done = true
+			}
+			d.sent = true
+			s.mu.next++
+			batch = append(batch, d)
+		}
+		if len(batch) == 0 {
+			s.mu.writing = false
+			s.compactLocked()
+			s.mu.Unlock()
+			s.sendMu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		buf.Reset()
+		n := s.encode(cl, batch, &buf)
+		if n > 0 && !cl.Closed() && cl.Net.Conn != nil {
+			cl.Lock()
+			written, _ := cl.Net.Conn.Write(buf.Bytes())
+			cl.Unlock()
+			atomic.AddInt64(&s.o.server.Info.BytesSent, int64(written))
+			atomic.AddInt64(&s.o.server.Info.PacketsSent, int64(n))
+			atomic.AddInt64(&s.o.server.Info.MessagesSent, int64(n))
+		}
+		s.sendMu.Unlock()
+	}
+}
+
+// encode gives the batch's new QoS 1/2 deliveries packet ids and appends
+// their packets to buf; it returns the number of packets.
+func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer) int {
+	n := 0
+	now := time.Now().Unix()
+	for _, d := range batch {
+		resend := d.id != 0
+		if !resend && d.pk.Expiry > 0 && d.pk.Expiry <= now {
+			s.finish(d) // expired before delivery started [MQTT-3.3.2-5]
+			continue
+		}
+		if d.qos > 0 && !resend {
+			id, err := cl.NextPacketID()
+			if err != nil {
+				s.finish(d) // every packet id in use: dropped, as mochi does
+				s.o.drop(d)
+				continue
+			}
+			s.o.reserve(cl, d, uint16(id))
+			s.mu.Lock()
+			d.id = uint16(id)
+			s.mu.byID[d.id] = d
+			s.mu.Unlock()
+		}
+		start := buf.Len()
+		var err error
+		if resend && d.pubrel {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: d.id,
+				ProtocolVersion: cl.Properties.ProtocolVersion}
+			err = pk.PubrelEncode(buf)
+		} else {
+			pk := d.packet(cl, d.id, resend)
+			err = pk.PublishEncode(buf)
+		}
+		if max := cl.Properties.Props.MaximumPacketSize; err != nil || (max > 0 && uint32(buf.Len()-start) > max) {
+			// Too large for the client: discard it as if sent [MQTT-3.1.2-25].
+			buf.Truncate(start)
+			if d.id != 0 && cl.State.Inflight.Delete(d.id) {
+				atomic.AddInt64(&s.o.server.Info.Inflight, -1)
+			}
+			s.finish(d)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// finish marks a delivery taken for sending as done without an ack.
+func (s *session) finish(d *delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.done {
+		return
+	}
+	d.done = true
+	if d.id != 0 {
+		delete(s.mu.byID, d.id)
+	}
+	if d.sent && d.qos > 0 {
+		s.mu.inflight--
+	}
+}
+
+// packet builds the PUBLISH of d for cl.
+func (d *delivery) packet(cl *mochi.Client, id uint16, dup bool) packets.Packet {
+	pk := *d.pk
+	pk.FixedHeader = packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain, Dup: dup && d.qos > 0}
+	pk.PacketID = 0
+	if d.qos > 0 {
+		pk.PacketID = id
+	}
+	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	pk.Properties.SubscriptionIdentifier = d.subIDs
+	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false
+	if pk.Expiry > 0 {
+		pk.Properties.MessageExpiryInterval = uint32(max(pk.Expiry-time.Now().Unix(), 1)) // [MQTT-3.3.2-6]
+	}
+	if cl.Properties.Props.TopicAliasMaximum > 0 && !dup {
+		alias, known := cl.State.TopicAliases.Outbound.Set(pk.TopicName)
+		if alias > 0 {
+			pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = alias, true
+			if known {
+				pk.TopicName = ""
+			}
+		}
+	}
+	pk.Mods = packets.Mods{MaxSize: cl.Properties.Props.MaximumPacketSize, AllowResponseInfo: true}
+	return pk
+}

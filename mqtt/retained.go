@@ -1,0 +1,79 @@
+package mqtt
+
+import (
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Retained messages on SUBSCRIBE.
+//
+// mqstream sends them itself, through the session's delivery queue, so they
+// take their place in the session's order and flow control, and carry the
+// subscription identifier [MQTT-3.3.4-3], which mochi leaves out: in
+// OnSubscribe it remembers each new subscription and tells mochi "Retain
+// Handling 2" (send none); OnSubscribed restores the option in the session
+// and queues the retained messages, honouring the subscription's Retain
+// Handling [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Shared subscriptions get none.
+
+// retainedRequest is one subscription of a SUBSCRIBE being processed.
+type retainedRequest struct {
+	index   int                  // position in the SUBSCRIBE
+	sub     packets.Subscription // as the client asked
+	existed bool                 // the session had the subscription already
+}
+
+// OnSubscribe keeps mochi from sending retained messages itself.
+func (h *deliveryHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk
+	}
+	var reqs []retainedRequest
+	for i, sub := range pk.Filters {
+		if mochi.IsSharedFilter(sub.Filter) {
+			continue // no retained messages for shared subscriptions [MQTT-4.8.2]
+		}
+		_, existed := cl.State.Subscriptions.Get(sub.Filter)
+		reqs = append(reqs, retainedRequest{index: i, sub: sub, existed: existed})
+		pk.Filters[i].RetainHandling = 2
+	}
+	if len(reqs) > 0 {
+		h.subscribing.Store(cl, reqs)
+	}
+	return pk
+}
+
+// OnSubscribed puts the client's Retain Handling back into its session and
+// queues the retained messages of the subscriptions just made. It runs once
+// the subscriptions are in mochi's index and before the SUBACK is written
+// (the server may send matching messages before the SUBACK [MQTT-3.8.4]),
+// so a message published after the client got its SUBACK comes live, after
+// the retained ones.
+func (h *deliveryHook) OnSubscribed(cl *mochi.Client, _ packets.Packet, codes []byte) {
+	v, ok := h.subscribing.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	for _, r := range v.([]retainedRequest) {
+		if r.index >= len(codes) || codes[r.index] > 2 {
+			continue // refused
+		}
+		if stored, ok := cl.State.Subscriptions.Get(r.sub.Filter); ok && stored.RetainHandling != r.sub.RetainHandling {
+			stored.RetainHandling = r.sub.RetainHandling
+			cl.State.Subscriptions.Add(r.sub.Filter, stored)
+			h.server.Topics.Subscribe(cl.ID, stored)
+		}
+		if r.sub.RetainHandling == 2 || (r.sub.RetainHandling == 1 && r.existed) {
+			continue // [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+		}
+		for _, m := range retainedMatching(h.server.Topics, r.sub.Filter) {
+			var msg *packets.Packet
+			h.deliver(cl.ID, r.sub, &m, &msg, true)
+		}
+	}
+}
+
+// retainedMatching returns the retained messages whose topics match
+// filter, as mochi's index finds them.
+func retainedMatching(topics *mochi.TopicsIndex, filter string) []packets.Packet {
+	return topics.Messages(filter)
+}
