@@ -1,19 +1,29 @@
 package mqtt
 
 import (
+	"strings"
+
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Retained messages on SUBSCRIBE.
 //
-// mqstream sends them itself, through the session's delivery queue, so they
-// take their place in the session's order and flow control, and carry the
-// subscription identifier [MQTT-3.3.4-3], which mochi leaves out: in
+// mochi v2.7.9 looks retained messages up with a scan of its topic index
+// that misses the parent level of '#' ("foo/#" never gets the retained
+// message on "foo", "foo/+/baz/#" never gets "foo/bar/baz", "+/#" never
+// gets "foo") [MQTT-4.7.1-2], and lets filters starting with a wildcard
+// match topics starting with '$' other than $SYS ("#" gets "$foo/x")
+// [MQTT-4.7.2-1]. It also leaves out the subscription identifier
+// [MQTT-3.3.4-3].
+//
+// mqstream sends them itself, through the session's delivery queue, so
+// they take their place in the session's order and flow control: in
 // OnSubscribe it remembers each new subscription and tells mochi "Retain
 // Handling 2" (send none); OnSubscribed restores the option in the session
-// and queues the retained messages, honouring the subscription's Retain
-// Handling [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Shared subscriptions get none.
+// and queues the retained messages that truly match, honouring the
+// subscription's Retain Handling [MQTT-3.3.1-10] [MQTT-3.3.1-11]. Shared
+// subscriptions get none.
 
 // retainedRequest is one subscription of a SUBSCRIBE being processed.
 type retainedRequest struct {
@@ -73,7 +83,20 @@ func (h *deliveryHook) OnSubscribed(cl *mochi.Client, _ packets.Packet, codes []
 }
 
 // retainedMatching returns the retained messages whose topics match
-// filter, as mochi's index finds them.
+// filter: mochi's scan, plus the parent level of a trailing '#', less what
+// does not match (topics starting with '$' for wildcard filters).
 func retainedMatching(topics *mochi.TopicsIndex, filter string) []packets.Packet {
-	return topics.Messages(filter)
+	msgs := topics.Messages(filter)
+	if parent, ok := strings.CutSuffix(filter, "/#"); ok && parent != "" {
+		msgs = append(msgs, topics.Messages(parent)...) // [MQTT-4.7.1-2]
+	}
+	seen := make(map[string]bool, len(msgs))
+	out := msgs[:0]
+	for _, m := range msgs {
+		if !seen[m.TopicName] && MatchTopic(filter, m.TopicName) {
+			seen[m.TopicName] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }
