@@ -178,7 +178,27 @@ func New(opts Options) (*Broker, error) {
 		b.closeListeners()
 		return nil, err
 	}
+	for _, l := range b.listeners {
+		switch l := l.(type) {
+		case *tcpListener:
+			l.disconnect = b.disconnectListener
+		case *wsListener:
+			l.disconnect = b.disconnectListener
+		}
+	}
 	return b, nil
+}
+
+// disconnectListener disconnects the clients of one listener when the
+// broker closes. mochi's own way (Clients.GetByListener) read-locks its
+// client map twice, and a client leaving in between deadlocks the
+// shutdown; this takes one snapshot.
+func (b *Broker) disconnectListener(id string) {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // listen binds the configured listeners.

@@ -21,6 +21,9 @@ type tcpListener struct {
 	id  string
 	ln  net.Listener
 	log *slog.Logger
+	// disconnect, if set, disconnects the listener's clients on Close
+	// instead of mochi's function (see Broker.disconnectListener).
+	disconnect func(listenerID string)
 
 	mu     sync.Mutex // guards closed
 	closed bool
@@ -83,6 +86,10 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	if !already {
 		_ = l.ln.Close()
 	}
+	if l.disconnect != nil {
+		l.disconnect(l.id)
+		return
+	}
 	closeClients(l.id)
 }
 
@@ -94,6 +101,8 @@ type wsListener struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 	estab    listeners.EstablishFn
+	// disconnect: as for tcpListener.
+	disconnect func(listenerID string)
 }
 
 func newWSListener(id, addr string, tlsConfig *tls.Config) (*wsListener, error) {
@@ -149,6 +158,10 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.srv.Shutdown(ctx)
+	if l.disconnect != nil {
+		l.disconnect(l.id)
+		return
+	}
 	closeClients(l.id)
 }
 
