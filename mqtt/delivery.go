@@ -187,8 +187,12 @@ func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 	s.detach(cl)
 }
 
-// OnClientExpired ends an absent client's session.
+// OnClientExpired ends an absent client's session, subscriptions
+// included: mochi forgets the client but leaves its subscriptions in the
+// topic index, where the next client with that id would inherit their
+// messages [MQTT-3.1.2-23].
 func (h *deliveryHook) OnClientExpired(cl *mochi.Client) {
+	h.server.UnsubscribeClient(cl)
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
 		h.end(v.(*session))
 	}
