@@ -167,6 +167,7 @@ func New(opts Options) (*Broker, error) {
 	var access mochi.Hook = &openAccessHook{}
 	if opts.Access != nil {
 		access = opts.Access
+		b.ingest.aclMayRefuse = true
 	}
 	if err := b.AddHook(access); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)

@@ -20,9 +20,12 @@ import (
 // mqstream leaves mochi's in-flight map to the server's deliveries and
 // keeps the client's own ids out of it:
 //   - OnPacketRead hands mochi every QoS 1/2 PUBLISH as QoS 0 without id, so
-//     mochi neither looks the id up nor stores it, and remembers the real QoS
-//     and id; OnPublish restores them and ingest acknowledges the publish
-//     itself, as it does for every stored publish.
+//     mochi neither looks the id up nor stores it. The real QoS, DUP flag and
+//     id travel with the packet in its Mods field (mochi's encoding controls,
+//     which nothing reads on an inbound packet and no client can set), so
+//     the hot path needs no per-connection lookup; OnPublish restores them
+//     and ingest acknowledges the publish itself, as it does for every
+//     stored publish.
 //   - The ids of QoS 2 publishes acknowledged with PUBREC wait for their
 //     PUBREL in qos2Sessions, per client id, so they survive a resumed
 //     session [MQTT-4.3.3-10].
@@ -31,13 +34,31 @@ import (
 //   - SUBSCRIBE and UNSUBSCRIBE reach mochi with id 0 (so mochi finds no
 //     collision) and their SUBACK/UNSUBACK get the real id back when encoded.
 
-// inboundPublish is what OnPacketRead remembers of a QoS 1/2 publish it
-// handed to mochi as QoS 0.
-type inboundPublish struct {
-	set bool
-	qos byte
-	dup bool
-	id  uint16
+// inboundMark flags, in Mods.MaxSize, a publish OnPacketRead handed to
+// mochi as QoS 0; the low bits hold the QoS (bits 17-18), DUP (bit 16) and
+// packet id.
+const inboundMark = 1 << 31
+
+// markInbound moves pk's QoS, DUP flag and packet id into its Mods.
+func markInbound(pk *packets.Packet) {
+	m := uint32(inboundMark) | uint32(pk.FixedHeader.Qos)<<17 | uint32(pk.PacketID)
+	if pk.FixedHeader.Dup {
+		m |= 1 << 16
+	}
+	pk.Mods.MaxSize = m
+	pk.FixedHeader.Qos, pk.FixedHeader.Dup, pk.PacketID = 0, false, 0
+}
+
+// unmarkInbound restores what markInbound moved; it reports whether pk was
+// marked.
+func unmarkInbound(pk *packets.Packet) bool {
+	m := pk.Mods.MaxSize
+	if m&inboundMark == 0 {
+		return false
+	}
+	pk.Mods.MaxSize = 0
+	pk.FixedHeader.Qos, pk.FixedHeader.Dup, pk.PacketID = byte(m>>17&3), m&(1<<16) != 0, uint16(m)
+	return true
 }
 
 // qos2Sessions holds, per client id, the packet ids of QoS 2 publishes
@@ -103,18 +124,10 @@ func noop(pk packets.Packet) packets.Packet {
 func (h *ingestHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		if pk.FixedHeader.Qos == 0 {
-			if v, ok := h.conns.Load(cl); ok {
-				v.(*conn).in = inboundPublish{}
-			}
-			return pk, nil
+		pk.Mods.MaxSize = 0
+		if pk.FixedHeader.Qos > 0 && pk.PacketID != 0 { // else mochi refuses it [MQTT-2.2.1-3]
+			markInbound(&pk)
 		}
-		if pk.PacketID == 0 {
-			return pk, nil // mochi refuses it [MQTT-2.2.1-3]
-		}
-		c := h.conn(cl)
-		c.in = inboundPublish{set: true, qos: pk.FixedHeader.Qos, dup: pk.FixedHeader.Dup, id: pk.PacketID}
-		pk.FixedHeader.Qos, pk.FixedHeader.Dup, pk.PacketID = 0, false, 0
 	case packets.Pubrel:
 		code := packets.CodeSuccess
 		if !h.qos2.release(cl.ID, pk.PacketID) {
@@ -145,28 +158,18 @@ func (h *ingestHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets
 	return pk
 }
 
-// takeInbound restores the QoS, DUP flag and id OnPacketRead took from pk.
-func (h *ingestHook) takeInbound(cl *mochi.Client, pk *packets.Packet) bool {
-	v, ok := h.conns.Load(cl)
-	if !ok {
-		return false
-	}
-	c := v.(*conn)
-	in := c.in
-	if !in.set {
-		return false
-	}
-	c.in = inboundPublish{}
-	pk.FixedHeader.Qos, pk.FixedHeader.Dup, pk.PacketID = in.qos, in.dup, in.id
-	return true
-}
-
 // OnPacketProcessed answers a QoS 1/2 publish that mochi refused before
-// OnPublish saw it. mochi drops publishes to invalid topic names silently
-// (whatever their QoS), which is kept; any other refusal is an ACL denial:
-// MQTT 5 gets reason 0x87, MQTT 3.1.1 is disconnected.
+// OnPublish saw it (it gets the packet as read, still marked). mochi drops
+// publishes to invalid topic names silently (whatever their QoS), which is
+// kept; any other refusal is an ACL denial: MQTT 5 gets reason 0x87, MQTT
+// 3.1.1 is disconnected. Only an access hook that can refuse makes this
+// necessary (aclMayRefuse).
 func (h *ingestHook) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ error) {
-	if pk.FixedHeader.Type != packets.Publish || !h.takeInbound(cl, &pk) {
+	if !h.aclMayRefuse || pk.FixedHeader.Type != packets.Publish || !unmarkInbound(&pk) {
+		return
+	}
+	if v, ok := h.conns.Load(cl); ok && v.(*conn).published {
+		v.(*conn).published = false // OnPublish took it
 		return
 	}
 	if cl.Closed() || !mochi.IsValidFilter(pk.TopicName, true) {

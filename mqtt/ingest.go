@@ -57,6 +57,8 @@ type ingestHook struct {
 	conns sync.Map // *mochi.Client -> *conn
 	subs  *subscriberCache
 	qos2  qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
+	// aclMayRefuse: the access hook can refuse publishes (inbound.go).
+	aclMayRefuse bool
 
 	stored  atomic.Int64 // records acknowledged as stored
 	refused atomic.Int64 // publishes refused (not stored, not acked as success)
@@ -87,10 +89,11 @@ type conn struct {
 	}
 	space sync.Cond // on mu: signalled when the queue shrinks
 
-	// Owned by the client's read goroutine (inbound.go): the QoS 1/2 publish
-	// and the SUBSCRIBE/UNSUBSCRIBE id being processed.
-	in    inboundPublish
-	subID uint16
+	// Owned by the client's read goroutine (inbound.go): the id of the
+	// SUBSCRIBE/UNSUBSCRIBE being processed, and whether OnPublish took the
+	// QoS 1/2 publish being processed.
+	subID     uint16
+	published bool
 }
 
 // entry is one publish waiting for its ack.
@@ -143,7 +146,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	}
 	// QoS 1/2 publishes reach mochi as QoS 0 (inbound.go): ingest
 	// acknowledges them all, stored or not.
-	acked := h.takeInbound(cl, &pk)
+	acked := unmarkInbound(&pk)
 	stream, store := h.mapper.StreamFor(pk.TopicName)
 	if !store && !acked {
 		v, ok := h.conns.Load(cl)
@@ -152,6 +155,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		}
 	}
 	c := h.conn(cl)
+	c.published = acked
 	e := &entry{pk: pk, stored: store}
 	// The topic alias was resolved by mochi; the re-publish must not rebind it.
 	e.pk.Properties.TopicAlias, e.pk.Properties.TopicAliasFlag = 0, false
