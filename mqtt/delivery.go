@@ -90,7 +90,9 @@ func (h *deliveryHook) deliver(id string, sub packets.Subscription, pk *packets.
 	// on SUBSCRIBE [MQTT-3.3.1-9] or to MQTT 5 subscriptions with Retain As
 	// Published [MQTT-3.3.1-12] [MQTT-3.3.1-13].
 	d.retain = pk.FixedHeader.Retain && (retained || (cl.Properties.ProtocolVersion == 5 && sub.RetainAsPublished))
-	h.out.session(cl).enqueue(d)
+	if s := h.out.session(cl); s != nil {
+		s.enqueue(d)
+	}
 }
 
 // subscriptionIDs lists the subscription identifiers of the matching

@@ -93,21 +93,41 @@ func newOutbound(s *mochi.Server, maxInflight, maxQueued int) *outbound {
 }
 
 // session returns the session of client cl, creating it (attached to cl if
-// cl is connected) on first use.
+// cl is connected) on first use. It returns nil for a client that has left
+// and whose session ended with its connection.
 func (o *outbound) session(cl *mochi.Client) *session {
 	if v, ok := o.sessions.Load(cl.ID); ok {
 		return v.(*session)
 	}
+	if cl.Closed() && endsWithConnection(cl) {
+		return nil
+	}
 	s := &session{o: o, id: cl.ID}
 	s.mu.byID = map[uint16]*delivery{}
-	if !cl.Closed() && cl.Net.Conn != nil {
+	attached := !cl.Closed() && cl.Net.Conn != nil
+	if attached {
 		s.mu.cl, s.mu.window = cl, o.window(cl)
 	}
 	v, loaded := o.sessions.LoadOrStore(cl.ID, s)
-	if !loaded && s.mu.cl != nil && cl.Closed() {
-		s.detach(cl) // it closed meanwhile; OnDisconnect may have run already
+	if !loaded && attached && cl.Closed() {
+		// It closed meanwhile; OnDisconnect may have run already.
+		if endsWithConnection(cl) {
+			o.sessions.CompareAndDelete(cl.ID, s)
+			s.discard()
+			return nil
+		}
+		s.detach(cl)
 	}
 	return v.(*session)
+}
+
+// endsWithConnection reports whether cl's session ends when its connection
+// does (MQTT 5 session expiry 0, MQTT 3.1.1 clean session), as mochi decides.
+func endsWithConnection(cl *mochi.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 // window is the number of QoS 1/2 deliveries cl may have unacknowledged.

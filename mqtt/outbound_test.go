@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -274,4 +275,27 @@ func mustClient(t *testing.T, n *testNode, id string) *mochi.Client {
 		t.Fatalf("no client %s", id)
 	}
 	return cl
+}
+
+// TestNoSessionForAClientThatLeftForGood: a message selected for a client
+// that has just left with a clean session creates no session (which nobody
+// would ever end); for a persistent one it queues in an offline session.
+func TestNoSessionForAClientThatLeftForGood(t *testing.T) {
+	n := startBroker(t, nil, nil, nil)
+	out := newOutbound(n.broker.server, 10, 10)
+	for _, clean := range []bool{true, false} {
+		cl := n.broker.server.NewClient(nil, "tcp", fmt.Sprintf("gone-%v", clean), false)
+		cl.Properties.ProtocolVersion, cl.Properties.Clean = 4, clean
+		cl.Stop(nil)
+		s := out.session(cl)
+		if clean != (s == nil) {
+			t.Fatalf("clean=%v: session %v", clean, s)
+		}
+		if s != nil {
+			s.enqueue(&delivery{pk: &packets.Packet{TopicName: "t"}, qos: 1})
+			if s.mu.cl != nil || len(s.mu.queue) != 1 {
+				t.Fatalf("offline session: attached %v, %d queued", s.mu.cl != nil, len(s.mu.queue))
+			}
+		}
+	}
 }
