@@ -128,3 +128,48 @@ func TestConformanceSlowSubscriberKeepsMessages(t *testing.T) {
 		return nil
 	}, nil)
 }
+
+// TestConformanceServerFlowsLeaveClientQuotaAlone: the Receive Maximum the
+// server announces limits the client's own unacknowledged publishes
+// [MQTT-3.3.4-7]. mochi also counts the server's QoS 2 deliveries waiting
+// for PUBCOMP against it, so a subscriber that is slow to send PUBCOMP is
+// disconnected (0x93) on its next publish, with nothing of its own
+// outstanding.
+func TestConformanceServerFlowsLeaveClientQuotaAlone(t *testing.T) {
+	checkConformance(t, func(t *testing.T, tgt target) error {
+		const n = 1100 // more than the broker's Receive Maximum, 1024
+		sub := dialRaw(t, tgt.addr, 5)
+		sub.connect("rq", true, packets.Properties{})
+		sub.subscribe(1, packets.Subscription{Filter: "rq/t", Qos: 2})
+		pub := connectV3(t, "tcp://"+tgt.addr, "rq-pub", nil)
+		go func() {
+			for i := 0; i < n; i++ {
+				pub.Publish("rq/t", 2, false, strconv.Itoa(i))
+			}
+		}()
+		// PUBREC every delivery; hold back every PUBCOMP.
+		for got := 0; got < n; {
+			pk, err := sub.read(5 * time.Second)
+			if err != nil {
+				return fmt.Errorf("after %d deliveries: %v", got, err)
+			}
+			if pk.FixedHeader.Type == packets.Publish {
+				sub.ack(packets.Pubrec, pk.PacketID)
+				got++
+			}
+		}
+		sub.publish(1, 1, "rq/own", "x", false)
+		for {
+			pk, err := sub.read(2 * time.Second)
+			if err != nil {
+				return fmt.Errorf("own publish not acknowledged: %v", err)
+			}
+			switch pk.FixedHeader.Type {
+			case packets.Puback:
+				return nil
+			case packets.Disconnect:
+				return fmt.Errorf("disconnected with reason 0x%02x for its own first publish", pk.ReasonCode)
+			}
+		}
+	}, nil)
+}

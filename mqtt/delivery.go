@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -163,13 +164,18 @@ func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 // OnSessionEstablished attaches a resumed session to its new connection,
 // after the CONNACK: what was in flight is resent first, in order.
 //
-// It also zeroes mochi's send quota for the client: mqstream does the flow
-// control, and with a quota left mochi looks for parked messages after
-// every packet it reads, in a way that deadlocks (Inflight.NextImmediate
-// read-locks the in-flight map twice; a writer queued in between, e.g. a
-// delivery reserving an id, blocks both forever).
+// It also takes flow control away from mochi's quotas. The send quota is
+// zeroed: mqstream limits deliveries itself, and with a quota left mochi
+// looks for parked messages after every packet it reads, in a way that
+// deadlocks (Inflight.NextImmediate read-locks the in-flight map twice; a
+// writer queued in between, e.g. a delivery reserving an id, blocks both
+// forever). The receive quota is made unlimited: mochi lowers it for every
+// QoS 2 delivery past PUBREC, and disconnects a client whose deliveries
+// wait for PUBCOMP when it publishes [MQTT-3.3.4-7]; ingest bounds the
+// client's own publishes (Options.ReceiveMaximum).
 func (h *deliveryHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(0)
+	cl.State.Inflight.ResetReceiveQuota(math.MaxInt32)
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
 		v.(*session).attach(cl)
 	}
