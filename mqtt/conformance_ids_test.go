@@ -146,3 +146,32 @@ func TestConformanceQoS2ResumeResendsEverything(t *testing.T) {
 		return nil
 	}, nil)
 }
+
+// TestConformancePublishToSysIsAnswered: a QoS 1 publish is answered
+// [MQTT-4.3.2-4], also when the broker does not accept its topic: mochi
+// drops a client's publish to a $SYS topic without a PUBACK, so the client
+// waits forever. mqstream answers like mosquitto: MQTT 5 gets reason 0x87,
+// MQTT 3.1.1 an ordinary PUBACK; the message goes nowhere.
+func TestConformancePublishToSysIsAnswered(t *testing.T) {
+	checkConformance(t, func(t *testing.T, tgt target) error {
+		obs := dialRaw(t, tgt.addr, 4)
+		obs.connect("sys-obs", true, packets.Properties{})
+		obs.subscribe(1, packets.Subscription{Filter: "$SYS/fake/#", Qos: 0})
+		for _, v := range []byte{4, 5} {
+			c := dialRaw(t, tgt.addr, v)
+			c.connect(fmt.Sprintf("sys-pub-%d", v), true, packets.Properties{})
+			c.publish(7, 1, "$SYS/fake/x", "x", false)
+			pk, err := c.read(2 * time.Second)
+			if err != nil {
+				return fmt.Errorf("MQTT version %d: no answer to a QoS 1 publish on $SYS/fake/x (%v)", v, err)
+			}
+			if pk.FixedHeader.Type != packets.Puback || pk.PacketID != 7 || (v == 5 && pk.ReasonCode < 0x80) {
+				return fmt.Errorf("MQTT version %d: answer type %d id %d reason 0x%02x", v, pk.FixedHeader.Type, pk.PacketID, pk.ReasonCode)
+			}
+		}
+		if pk, err := obs.read(quiet); err == nil {
+			return fmt.Errorf("a client's $SYS publish was delivered: %s", pk.TopicName)
+		}
+		return nil
+	}, nil)
+}

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"sync"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -159,20 +160,35 @@ func (h *ingestHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets
 }
 
 // OnPacketProcessed answers a QoS 1/2 publish that mochi refused before
-// OnPublish saw it (it gets the packet as read, still marked). mochi drops
-// publishes to invalid topic names silently (whatever their QoS), which is
-// kept; any other refusal is an ACL denial: MQTT 5 gets reason 0x87, MQTT
-// 3.1.1 is disconnected. Only an access hook that can refuse makes this
-// necessary (aclMayRefuse).
+// OnPublish saw it (it gets the packet as read, still marked), where mochi
+// would leave the client waiting for an ack forever:
+//   - a publish to a $SYS topic (which clients may not publish to) is
+//     refused like mosquitto does: MQTT 5 gets reason 0x87, MQTT 3.1.1 an
+//     ordinary ack, and the message is dropped [MQTT-4.3.2-4];
+//   - with an access hook that can refuse (aclMayRefuse), a publish it
+//     denied gets 0x87 (MQTT 5) or a disconnect (MQTT 3.1.1).
 func (h *ingestHook) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ error) {
-	if !h.aclMayRefuse || pk.FixedHeader.Type != packets.Publish || !unmarkInbound(&pk) {
+	if pk.FixedHeader.Type != packets.Publish || pk.Mods.MaxSize&inboundMark == 0 || cl.Closed() {
 		return
 	}
-	if v, ok := h.conns.Load(cl); ok && v.(*conn).published {
+	unmarkInbound(&pk)
+	v5 := cl.Properties.ProtocolVersion == 5
+	if !mochi.IsValidFilter(pk.TopicName, true) {
+		e := &entry{pk: pk, done: true, sent: true}
+		if v5 {
+			e.err, e.code = errSysTopic, packets.ErrNotAuthorized
+		}
+		c := h.conn(cl)
+		c.enqueue(e, false)
+		c.kick()
+		return
+	}
+	if !h.aclMayRefuse {
+		return
+	}
+	v, ok := h.conns.Load(cl)
+	if ok && v.(*conn).published {
 		v.(*conn).published = false // OnPublish took it
-		return
-	}
-	if cl.Closed() || !mochi.IsValidFilter(pk.TopicName, true) {
 		return
 	}
 	c := h.conn(cl)
@@ -180,3 +196,6 @@ func (h *ingestHook) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ er
 	c.enqueue(e, false)
 	c.kick()
 }
+
+// errSysTopic: clients may not publish to $SYS topics.
+var errSysTopic = errors.New("clients may not publish to $SYS topics")
