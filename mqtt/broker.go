@@ -140,14 +140,16 @@ func New(opts Options) (*Broker, error) {
 		opts.MaxQueued = 65536
 	}
 	b.opts.MaxQueued = opts.MaxQueued
-	// After the selection hook: it delivers what the selection corrected.
-	if err := server.AddHook(&deliveryHook{
+	delivery := &deliveryHook{
 		server:      server,
+		sel:         sel,
 		out:         newOutbound(server, int(caps.MaximumInflight), opts.MaxQueued),
 		acl:         b.aclCheck,
 		serveShared: !opts.GroupsServeShared,
 		sys:         server.NewClient(nil, fanoutListener, "mqstream-sys", true),
-	}, nil); err != nil {
+	}
+	// After the selection hook: it delivers what the selection corrected.
+	if err := server.AddHook(delivery, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add delivery hook: %w", err)
 	}
 	b.ingest = &ingestHook{
@@ -159,6 +161,7 @@ func New(opts Options) (*Broker, error) {
 		early:      !opts.FanoutAfterStore,
 		log:        opts.Logger,
 		subs:       newSubscriberCache(sel, opts.GroupsServeShared),
+		publish:    delivery.publish,
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)

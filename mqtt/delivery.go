@@ -21,6 +21,7 @@ import (
 type deliveryHook struct {
 	mochi.HookBase
 	server *mochi.Server
+	sel    *selector
 	out    *outbound
 	// acl says whether cl may receive messages on topic.
 	acl func(cl *mochi.Client, topic string) bool
@@ -65,6 +66,46 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 		clear(subs.Shared)
 	}
 	return subs
+}
+
+// publish delivers a message ingest accepted from client origin, as mochi
+// does when the message is injected again but without a second pass
+// through mochi's publish processing: retained if flagged [MQTT-3.3.1-5],
+// then queued for every subscriber in subs (the corrected selection of its
+// topic, from ingest's cache; nil if none). mochi's OnRetainMessage and
+// OnPublished hooks are not called (no mqstream hook uses them); messages
+// for inline subscriptions still go through mochi (ingest checks).
+func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Subscribers) {
+	pk.Origin = origin
+	pk.Created = time.Now().Unix()
+	if pk.Properties.MessageExpiryInterval > 0 {
+		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
+	}
+	if pk.FixedHeader.Retain {
+		h.server.Topics.RetainMessage(pk.Copy(false))
+		atomic.StoreInt64(&h.server.Info.Retained, int64(h.server.Topics.Retained.Len()))
+	}
+	if subs == nil {
+		return
+	}
+	var msg *packets.Packet
+	for id, sub := range subs.Subscriptions {
+		if id == origin && sub.NoLocal {
+			own, ok := h.sel.ownSubscription(pk.TopicName, origin) // [MQTT-3.8.3-3]
+			if !ok {
+				continue
+			}
+			sub = own
+		}
+		h.deliver(id, sub, &pk, &msg, false)
+	}
+	if h.serveShared {
+		for _, members := range subs.Shared {
+			if id := h.pickMember(members); id != "" {
+				h.deliver(id, members[id], &pk, &msg, false)
+			}
+		}
+	}
 }
 
 // deliver queues pk for client id under subscription sub (the merge of the

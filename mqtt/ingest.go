@@ -56,7 +56,9 @@ type ingestHook struct {
 
 	conns sync.Map // *mochi.Client -> *conn
 	subs  *subscriberCache
-	qos2  qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
+	// publish retains and delivers a message (deliveryHook.publish).
+	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers)
+	qos2    qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
 	// aclMayRefuse: the access hook can refuse publishes (inbound.go).
 	aclMayRefuse bool
 
@@ -432,11 +434,17 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 	return n, disconnect
 }
 
-// fanout retains the message and delivers it to ordinary subscribers
-// through the publisher's inline client.
+// fanout retains the message and delivers it to ordinary subscribers,
+// directly (deliveryHook.publish) or, when an inline subscription matches,
+// by re-publishing it through the publisher's inline client.
 func (h *ingestHook) fanout(c *conn, e *entry) {
 	e.sent = true
-	if !e.pk.FixedHeader.Retain && !h.subs.hasSubscribers(e.pk.TopicName) {
+	subs, has := h.subs.lookup(e.pk.TopicName)
+	if !has && !e.pk.FixedHeader.Retain {
+		return
+	}
+	if h.publish != nil && (subs == nil || len(subs.InlineSubscriptions) == 0) {
+		h.publish(e.pk, c.cl.ID, subs)
 		return
 	}
 	if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {

@@ -120,21 +120,25 @@ func (s *selector) addParentMatches(subs *mochi.Subscribers, topic string) {
 // leaving out those with No Local; if none is left it gets no copy.
 func (s *selector) withoutNoLocal(subs *mochi.Subscribers, topic, origin string) {
 	delete(subs.Subscriptions, origin)
-	cl, ok := s.server.Clients.Get(origin)
-	if !ok {
-		return
+	if sub, ok := s.ownSubscription(topic, origin); ok {
+		subs.Subscriptions[origin] = sub
 	}
-	var merged packets.Subscription
-	have := false
+}
+
+// ownSubscription merges the subscriptions of the publisher (origin) that
+// match topic and do not have No Local; ok is false if there is none.
+func (s *selector) ownSubscription(topic, origin string) (merged packets.Subscription, ok bool) {
+	cl, found := s.server.Clients.Get(origin)
+	if !found {
+		return merged, false
+	}
 	for filter, sub := range cl.State.Subscriptions.GetAll() {
 		if sub.NoLocal || mochi.IsSharedFilter(filter) || !MatchTopic(filter, topic) {
 			continue
 		}
-		merged, have = mergeSubscription(merged, have, sub), true
+		merged, ok = mergeSubscription(merged, ok, sub), true
 	}
-	if have {
-		subs.Subscriptions[origin] = merged
-	}
+	return merged, ok
 }
 
 // mergeSubscription folds sub into acc (have says whether acc holds one
