@@ -146,7 +146,11 @@ type MQTT struct {
 	MaxClients     int64    `mapstructure:"max_clients" yaml:"max_clients"`
 	ReceiveMaximum int      `mapstructure:"receive_maximum" yaml:"receive_maximum"`
 	MaxInflight    int      `mapstructure:"max_inflight" yaml:"max_inflight"`
-	KeepaliveMax   int      `mapstructure:"keepalive_max" yaml:"keepalive_max"`
+	// MaxQueued is how many deliveries one session holds beyond its
+	// in-flight window (for a slow or offline subscriber) before dropping
+	// and counting them.
+	MaxQueued    int `mapstructure:"max_queued" yaml:"max_queued"`
+	KeepaliveMax int `mapstructure:"keepalive_max" yaml:"keepalive_max"`
 	// TLSListen is the MQTT over TLS address (used when TLS is configured).
 	TLSListen string `mapstructure:"tls_listen" yaml:"tls_listen"`
 	// WSSListen is the MQTT over secure WebSocket address ("" disables).
@@ -239,6 +243,7 @@ func Default() Config {
 			MaxPayload:     1 << 20,
 			ReceiveMaximum: 1024,
 			MaxInflight:    8192,
+			MaxQueued:      65536,
 			Fanout:         "immediate",
 			TLSListen:      ":8883",
 		},

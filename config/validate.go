@@ -64,6 +64,9 @@ func (c Config) Validate() error {
 	if c.MQTT.MaxInflight < 1 || c.MQTT.MaxInflight > math.MaxUint16 {
 		bad("mqtt.max_inflight", "%d is outside 1..65535", c.MQTT.MaxInflight)
 	}
+	if c.MQTT.MaxQueued < 1 {
+		bad("mqtt.max_queued", "must be at least 1")
+	}
 	if c.MQTT.KeepaliveMax < 0 || c.MQTT.KeepaliveMax > math.MaxUint16 {
 		bad("mqtt.keepalive_max", "%d is outside 0..65535", c.MQTT.KeepaliveMax)
 	}

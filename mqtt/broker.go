@@ -102,6 +102,11 @@ func New(opts Options) (*Broker, error) {
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.ReceiveMaximum = opts.ReceiveMaximum
+	// mochi's per-client outbound channel now carries only what mochi
+	// itself writes (SUBACK, PINGRESP, wills, $SYS): deliveries go through
+	// our session queues. 8192 slots (mochi's default) cost 64 KiB per
+	// connection, 640 MiB for 10k idle clients.
+	caps.MaximumClientWritesPending = 256
 	if opts.MaxInflight > 0 {
 		caps.MaximumInflight = opts.MaxInflight
 	}

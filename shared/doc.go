@@ -52,9 +52,9 @@
 // Packet ids are reserved with mochi's NextPacketID and kept in the client's
 // in-flight map (so mochi never reuses them and completes the QoS 2
 // handshake), but acks are tracked here, per (connection, packet id), from
-// the PUBACK/PUBCOMP packets the member sends (OnPacketRead); mochi shares
-// one id map between inbound and outbound flows, and an inbound publish that
-// erases our reservation gets it restored (OnPacketProcessed). Like nsqd's
+// the PUBACK/PUBCOMP packets the member sends (OnPacketRead); inbound
+// publishes never touch mochi's map (package mqtt keeps the client's own
+// packet ids out of it), so a reservation cannot be erased. Like nsqd's
 // in-flight queue, deliveries sit in a min-heap by deadline and one tick
 // loop redelivers the expired ones, preferably to another member, with
 // DUP=1. A member that disconnects releases everything it holds at once, and

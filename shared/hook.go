@@ -22,7 +22,7 @@ func (m *Manager) Provides(b byte) bool {
 	switch b {
 	case mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnDisconnect,
 		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnPacketRead,
-		mochi.OnPacketProcessed, mochi.OnSelectSubscribers:
+		mochi.OnSelectSubscribers:
 		return true
 	}
 	return false
@@ -128,25 +128,6 @@ func (m *Manager) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		mem.g.post(func() { mem.g.ack(mem, id, reason) })
 	}
 	return pk, nil
-}
-
-// OnPacketProcessed restores a reservation an inbound publish erased: mochi
-// keeps inbound and outbound packet ids in one map, so a member publishing
-// QoS 1 with id N deletes our delivery N from it.
-func (m *Manager) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ error) {
-	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 {
-		return
-	}
-	v, ok := m.clients.Load(cl)
-	if !ok || !v.(*clientState).owns(pk.PacketID) {
-		return
-	}
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); !ok {
-		cl.State.Inflight.Set(packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-			PacketID:    pk.PacketID, Created: time.Now().Unix(),
-		})
-	}
 }
 
 // OnSelectSubscribers takes every shared subscription out of mochi's fan-out:

@@ -72,13 +72,6 @@ func (cs *clientState) take(id uint16) *member {
 	return m
 }
 
-func (cs *clientState) owns(id uint16) bool {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	_, ok := cs.ids[id]
-	return ok
-}
-
 // writer sends encoded packets to one member from its own goroutine, so the
 // group never blocks on a member's socket. Everything buffered is written
 // in one write.
