@@ -38,7 +38,9 @@ func FuzzRecordsBody(f *testing.F) {
 				t.Fatalf("200 but wrote %d records, reported %d (%v)", after.Records-before.Records, res.Count, err)
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("%d without the error shape: %s", rec.Code, rec.Body)
 			}
