@@ -149,8 +149,14 @@ type MQTT struct {
 	// MaxQueued is how many deliveries one session holds beyond its
 	// in-flight window (for a slow or offline subscriber) before dropping
 	// and counting them.
-	MaxQueued    int `mapstructure:"max_queued" yaml:"max_queued"`
-	KeepaliveMax int `mapstructure:"keepalive_max" yaml:"keepalive_max"`
+	MaxQueued int `mapstructure:"max_queued" yaml:"max_queued"`
+	// MaxQueuedBytes bounds the topic and payload bytes of those
+	// deliveries per session (0 = no bound).
+	MaxQueuedBytes ByteSize `mapstructure:"max_queued_bytes" yaml:"max_queued_bytes"`
+	// Persistence keeps retained messages and persistent sessions (their
+	// subscriptions and queued messages) in the store across restarts.
+	Persistence  bool `mapstructure:"persistence" yaml:"persistence"`
+	KeepaliveMax int  `mapstructure:"keepalive_max" yaml:"keepalive_max"`
 	// TLSListen is the MQTT over TLS address (used when TLS is configured).
 	TLSListen string `mapstructure:"tls_listen" yaml:"tls_listen"`
 	// WSSListen is the MQTT over secure WebSocket address ("" disables).
@@ -244,6 +250,8 @@ func Default() Config {
 			ReceiveMaximum: 1024,
 			MaxInflight:    8192,
 			MaxQueued:      65536,
+			MaxQueuedBytes: 64 << 20,
+			Persistence:    true,
 			Fanout:         "immediate",
 			TLSListen:      ":8883",
 		},

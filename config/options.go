@@ -55,6 +55,8 @@ func (c Config) BrokerOptions(logger *slog.Logger) mqtt.Options {
 		MaxClients:       c.MQTT.MaxClients,
 		ReceiveMaximum:   uint16(c.MQTT.ReceiveMaximum),
 		MaxInflight:      uint16(c.MQTT.MaxInflight),
+		MaxQueued:        c.MQTT.MaxQueued,
+		MaxQueuedBytes:   int64(c.MQTT.MaxQueuedBytes),
 		KeepaliveMax:     uint16(c.MQTT.KeepaliveMax),
 		FanoutAfterStore: c.MQTT.Fanout == "after-store",
 		MaxSubscriptions: c.MQTT.MaxSubscriptions,

@@ -67,6 +67,9 @@ func (c Config) Validate() error {
 	if c.MQTT.MaxQueued < 1 {
 		bad("mqtt.max_queued", "must be at least 1")
 	}
+	if c.MQTT.MaxQueuedBytes < 0 {
+		bad("mqtt.max_queued_bytes", "must not be negative (0 = no bound)")
+	}
 	if c.MQTT.KeepaliveMax < 0 || c.MQTT.KeepaliveMax > math.MaxUint16 {
 		bad("mqtt.keepalive_max", "%d is outside 0..65535", c.MQTT.KeepaliveMax)
 	}

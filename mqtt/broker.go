@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -40,6 +41,12 @@ type Options struct {
 	// in-flight window (for a slow or absent client); more are dropped and
 	// counted ($SYS/broker/publish/messages/dropped). 0 = 65536.
 	MaxQueued int
+	// MaxQueuedBytes bounds the topic and payload bytes of those
+	// deliveries per session (0 = no bound).
+	MaxQueuedBytes int64
+	// State keeps retained messages and persistent sessions across
+	// restarts (state.go); nil keeps them in memory only.
+	State StateKV
 	// KeepaliveMax caps the keepalive an MQTT 5 client may ask for (sent back
 	// as Server Keep Alive); 0 = no cap.
 	KeepaliveMax uint16
@@ -84,6 +91,16 @@ type Broker struct {
 	// acl holds the hooks that check access (OnACLCheck): deliveries ask
 	// them as mochi would.
 	acl []mochi.Hook
+	// delivery sends to ordinary subscribers; sel corrects selections.
+	delivery *deliveryHook
+	sel      *selector
+	// state writes broker state to disk (nil without Options.State).
+	state *stateStore
+	// willsMu guards wills (restored wills waiting for their delay) and
+	// willsClosed (Close stopped them).
+	willsMu     sync.Mutex
+	wills       []*time.Timer
+	willsClosed bool
 
 	closeOnce sync.Once
 }
@@ -145,10 +162,18 @@ func New(opts Options) (*Broker, error) {
 		opts.MaxQueued = 65536
 	}
 	b.opts.MaxQueued = opts.MaxQueued
+	out := newOutbound(server, int(caps.MaximumInflight), opts.MaxQueued, opts.Logger)
+	out.maxQueuedBytes = opts.MaxQueuedBytes
+	if opts.State != nil {
+		b.state = newStateStore(opts.State, opts.Logger)
+		out.st = b.state
+	}
 	delivery := &deliveryHook{
 		server:      server,
 		sel:         sel,
-		out:         newOutbound(server, int(caps.MaximumInflight), opts.MaxQueued),
+		out:         out,
+		st:          b.state,
+		log:         opts.Logger,
 		acl:         b.aclCheck,
 		serveShared: !opts.GroupsServeShared,
 		sys:         server.NewClient(nil, fanoutListener, "mqstream-sys", true),
@@ -157,6 +182,7 @@ func New(opts Options) (*Broker, error) {
 	if err := server.AddHook(delivery, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add delivery hook: %w", err)
 	}
+	b.delivery, b.sel = delivery, sel
 	b.ingest = &ingestHook{
 		server:     server,
 		store:      opts.Store,
@@ -167,6 +193,7 @@ func New(opts Options) (*Broker, error) {
 		log:        opts.Logger,
 		subs:       newSubscriberCache(sel, opts.GroupsServeShared),
 		publish:    delivery.publish,
+		st:         b.state,
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)
@@ -290,8 +317,16 @@ func (b *Broker) aclCheck(cl *mochi.Client, topic string) bool {
 // Server returns the embedded mochi server (for hooks that deliver messages).
 func (b *Broker) Server() *mochi.Server { return b.server }
 
-// Start begins accepting connections.
-func (b *Broker) Start() error { return b.server.Serve() }
+// Start restores the broker state kept on disk (retained messages,
+// persistent sessions) and begins accepting connections.
+func (b *Broker) Start() error {
+	if b.state != nil {
+		if err := b.restore(); err != nil {
+			return err
+		}
+	}
+	return b.server.Serve()
+}
 
 // TCPAddr returns the bound MQTT/TCP address ("" if disabled).
 func (b *Broker) TCPAddr() string {
@@ -325,11 +360,20 @@ func (b *Broker) Stats() Stats {
 // the store. It is idempotent.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.willsMu.Lock()
+		b.willsClosed = true
+		for _, t := range b.wills {
+			t.Stop()
+		}
+		b.willsMu.Unlock()
 		_ = b.server.Close()
 		// Every client goroutine ends (so no more publishes are queued)
 		// before we wait for the queued ones to commit.
 		b.server.Listeners.ClientsWg.Wait()
 		b.ingest.Wait()
+		if b.state != nil {
+			b.state.wait()
+		}
 	})
 	return nil
 }

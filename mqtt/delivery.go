@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"log/slog"
 	"math"
 	"slices"
 	"sort"
@@ -23,6 +24,8 @@ type deliveryHook struct {
 	server *mochi.Server
 	sel    *selector
 	out    *outbound
+	st     *stateStore // nil: no broker state on disk
+	log    *slog.Logger
 	// acl says whether cl may receive messages on topic.
 	acl func(cl *mochi.Client, topic string) bool
 	// serveShared: no consumer groups; $share subscriptions get live
@@ -45,6 +48,8 @@ func (h *deliveryHook) Provides(b byte) bool {
 		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
 		mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSysInfoTick:
 		return true
+	case mochi.OnUnsubscribed, mochi.OnRetainMessage, mochi.OnRetainedExpired, mochi.OnWillSent:
+		return h.st != nil // sessionstate.go
 	}
 	return false
 }
@@ -73,20 +78,24 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 // through mochi's publish processing: retained if flagged [MQTT-3.3.1-5],
 // then queued for every subscriber in subs (the corrected selection of its
 // topic, from ingest's cache; nil if none). mochi's OnRetainMessage and
-// OnPublished hooks are not called (no mqstream hook uses them); messages
-// for inline subscriptions still go through mochi (ingest checks).
-func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Subscribers) {
+// OnPublished hooks are not called (the retained message is written to
+// disk here); messages for inline subscriptions still go through mochi
+// (ingest checks). It returns the broker-state submission that must be
+// durable before the publisher is acknowledged (0: none).
+func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Subscribers) uint64 {
 	pk.Origin = origin
 	pk.Created = time.Now().Unix()
 	if pk.Properties.MessageExpiryInterval > 0 {
 		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
 	}
+	var mark uint64
 	if pk.FixedHeader.Retain {
 		h.server.Topics.RetainMessage(pk.Copy(false))
 		atomic.StoreInt64(&h.server.Info.Retained, int64(h.server.Topics.Retained.Len()))
+		mark = h.storeRetained(&pk)
 	}
 	if subs == nil {
-		return
+		return mark
 	}
 	var msg *packets.Packet
 	for id, sub := range subs.Subscriptions {
@@ -97,31 +106,33 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 			}
 			sub = own
 		}
-		h.deliver(id, sub, &pk, &msg, false)
+		mark = max(mark, h.deliver(id, sub, &pk, &msg, false))
 	}
 	if h.serveShared {
 		for _, members := range subs.Shared {
 			if id := h.pickMember(members); id != "" {
-				h.deliver(id, members[id], &pk, &msg, false)
+				mark = max(mark, h.deliver(id, members[id], &pk, &msg, false))
 			}
 		}
 	}
+	return mark
 }
 
 // deliver queues pk for client id under subscription sub (the merge of the
 // client's matching subscriptions). retained says the message is sent
 // because of a new subscription. *msg is the shared copy of pk, made on
-// first use.
-func (h *deliveryHook) deliver(id string, sub packets.Subscription, pk *packets.Packet, msg **packets.Packet, retained bool) {
+// first use. It returns the broker-state submission of the delivery (0:
+// none; see session.enqueue).
+func (h *deliveryHook) deliver(id string, sub packets.Subscription, pk *packets.Packet, msg **packets.Packet, retained bool) uint64 {
 	if sub.NoLocal && pk.Origin == id {
-		return // [MQTT-3.8.3-3]
+		return 0 // [MQTT-3.8.3-3]
 	}
 	cl, ok := h.server.Clients.Get(id)
 	if !ok || !h.acl(cl, pk.TopicName) {
-		return
+		return 0
 	}
 	if pk.Expiry > 0 && pk.Expiry <= time.Now().Unix() {
-		return // [MQTT-3.3.2-5]
+		return 0 // [MQTT-3.3.2-5]
 	}
 	if *msg == nil {
 		c := *pk
@@ -133,8 +144,9 @@ func (h *deliveryHook) deliver(id string, sub packets.Subscription, pk *packets.
 	// Published [MQTT-3.3.1-12] [MQTT-3.3.1-13].
 	d.retain = pk.FixedHeader.Retain && (retained || (cl.Properties.ProtocolVersion == 5 && sub.RetainAsPublished))
 	if s := h.out.session(cl); s != nil {
-		s.enqueue(d)
+		return s.enqueue(d)
 	}
+	return 0
 }
 
 // subscriptionIDs lists the subscription identifiers of the matching
@@ -189,16 +201,18 @@ func (h *deliveryHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // OnSessionEstablish runs before mochi moves a session to a new
 // connection: the old connection's deliveries in flight leave its
 // in-flight map (mochi would resend them all at once, unordered); a clean
-// start ends the session.
+// start ends the session. The session of a persistent client is written
+// to disk before its CONNACK (sessionstate.go).
 func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
-	v, ok := h.out.sessions.Load(cl.ID)
-	if !ok {
-		return
+	if v, ok := h.out.sessions.Load(cl.ID); ok {
+		s := v.(*session)
+		s.detach(nil)
+		if pk.Connect.Clean {
+			h.end(s)
+		}
 	}
-	s := v.(*session)
-	s.detach(nil)
-	if pk.Connect.Clean {
-		h.end(s)
+	if h.st != nil {
+		h.saveSession(cl, pk.Connect.Clean)
 	}
 }
 
@@ -224,16 +238,23 @@ func (h *deliveryHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) 
 
 // OnDisconnect ends the session or keeps it for the client's return.
 func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
-	v, ok := h.out.sessions.Load(cl.ID)
-	if !ok {
+	ends := expire && !cl.IsTakenOver()
+	if v, ok := h.out.sessions.Load(cl.ID); ok {
+		s := v.(*session)
+		if ends {
+			h.end(s)
+		} else {
+			s.detach(cl)
+		}
+	}
+	if h.st == nil {
 		return
 	}
-	s := v.(*session)
-	if expire && !cl.IsTakenOver() {
-		h.end(s)
-		return
+	if ends {
+		h.st.endSession(cl.ID)
+	} else {
+		h.leftSession(cl)
 	}
-	s.detach(cl)
 }
 
 // OnClientExpired ends an absent client's session, subscriptions
@@ -245,11 +266,18 @@ func (h *deliveryHook) OnClientExpired(cl *mochi.Client) {
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
 		h.end(v.(*session))
 	}
+	if h.st != nil {
+		h.st.endSession(cl.ID)
+	}
 }
 
+// end forgets a session that ended (the caller deletes it from disk).
 func (h *deliveryHook) end(s *session) {
 	h.out.sessions.CompareAndDelete(s.id, s)
 	s.discard()
+	if h.st != nil {
+		h.st.p.purge(s)
+	}
 }
 
 // OnSysInfoTick publishes the delivery counters next to mochi's $SYS

@@ -56,9 +56,12 @@ type ingestHook struct {
 
 	conns sync.Map // *mochi.Client -> *conn
 	subs  *subscriberCache
-	// publish retains and delivers a message (deliveryHook.publish).
-	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers)
-	qos2    qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
+	// publish retains and delivers a message (deliveryHook.publish); it
+	// returns the broker-state submission to wait for before the ack.
+	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers) uint64
+	// st is the broker state on disk (nil: none).
+	st   *stateStore
+	qos2 qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
 	// aclMayRefuse: the access hook can refuse publishes (inbound.go).
 	aclMayRefuse bool
 
@@ -108,6 +111,9 @@ type entry struct {
 	dedup  bool         // a QoS 2 publish registered in conn.mu.qos2
 	err    error        // why it was refused
 	code   packets.Code // the reason code of a refusal
+	// state is the broker-state submission (retained message, deliveries
+	// queued for persistent sessions) to wait for before the ack.
+	state uint64
 }
 
 func (h *ingestHook) ID() string { return "mqstream-ingest" }
@@ -370,6 +376,13 @@ func (c *conn) flush() {
 
 		acks.Reset()
 		packetsOut, disconnect := c.process(ready, &acks)
+		var state uint64
+		for _, e := range ready {
+			state = max(state, e.state)
+		}
+		if state > 0 {
+			c.h.st.durable(state)
+		}
 		c.writeAcks(acks.Bytes(), packetsOut)
 		if disconnect != nil {
 			c.cl.Stop(disconnect)
@@ -444,11 +457,14 @@ func (h *ingestHook) fanout(c *conn, e *entry) {
 		return
 	}
 	if h.publish != nil && (subs == nil || len(subs.InlineSubscriptions) == 0) {
-		h.publish(e.pk, c.cl.ID, subs)
+		e.state = h.publish(e.pk, c.cl.ID, subs)
 		return
 	}
 	if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
 		h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
+	}
+	if h.st != nil {
+		e.state = h.st.syncedMark()
 	}
 	// InjectPacket counted the message as received a second time.
 	atomic.AddInt64(&h.server.Info.PacketsReceived, -1)

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,17 +36,26 @@ import (
 // handshake, and reports acknowledgements (OnQosComplete, OnQosDropped).
 // While no connection is attached the entries are taken out of mochi's
 // map, so mochi never resends them itself.
+//
+// With broker state kept on disk (Options.State), a persistent session's
+// QoS 1/2 deliveries are also written to the store (sessionstore.go), and
+// while its client is away they are kept on disk only.
 
 // outbound owns every session's delivery queue.
 type outbound struct {
 	server      *mochi.Server
 	maxInflight int // window cap for every client
 	maxQueued   int // deliveries waiting beyond the window, per session
+	// maxQueuedBytes bounds the topic and payload bytes of those
+	// deliveries, per session (0 = no bound).
+	maxQueuedBytes int64
+	st             *stateStore // nil: sessions are kept in memory only
+	log            *slog.Logger
 
 	sessions sync.Map // client id -> *session
 
 	dropped atomic.Int64 // deliveries dropped because a session's queue was full
-	queued  atomic.Int64 // deliveries waiting beyond a window, all sessions
+	queued  atomic.Int64 // deliveries waiting beyond a window or on disk, all sessions
 }
 
 // delivery is one message on its way to one session.
@@ -54,6 +64,8 @@ type delivery struct {
 	qos    byte            // the QoS granted: min(message, subscription)
 	retain bool            // the RETAIN flag to send
 	subIDs []int           // subscription identifiers [MQTT-3.3.4-3]
+	seq    uint64          // its key in the session's queue on disk (0: not on disk)
+	size   int             // topic and payload bytes, for the queue's bound
 
 	// Guarded by the session's mu:
 	id     uint16 // packet id, once sent (QoS 1/2)
@@ -78,18 +90,29 @@ type session struct {
 		// queue holds deliveries from index head on, oldest first:
 		// queue[head:next] were sent on cl (or are done), queue[next:] were
 		// not (never sent, or sent on an earlier connection).
-		queue    []*delivery
-		head     int
-		next     int
-		inflight int // QoS 1/2 deliveries in queue[head:next] not done
-		unsent   int // deliveries never sent (what MaxQueued bounds)
-		byID     map[uint16]*delivery
-		writing  bool // a writer goroutine is running
+		queue       []*delivery
+		head        int
+		next        int
+		inflight    int   // QoS 1/2 deliveries in queue[head:next] not done
+		unsent      int   // deliveries never sent (what MaxQueued bounds)
+		unsentBytes int64 // their topic and payload bytes
+		byID        map[uint16]*delivery
+		writing     bool // a writer goroutine is running
+
+		// Kept on disk (sessionstore.go):
+		persist bool   // QoS 1/2 deliveries are written to the store
+		seq     uint64 // the last queue key used
+		offline struct {
+			count int   // deliveries on disk only (the client is away)
+			bytes int64 // their topic and payload bytes
+		}
+		loading    bool // attach is reading the queue from disk
+		dropLogged bool // a full queue was logged
 	}
 }
 
-func newOutbound(s *mochi.Server, maxInflight, maxQueued int) *outbound {
-	return &outbound{server: s, maxInflight: maxInflight, maxQueued: maxQueued}
+func newOutbound(s *mochi.Server, maxInflight, maxQueued int, log *slog.Logger) *outbound {
+	return &outbound{server: s, maxInflight: maxInflight, maxQueued: maxQueued, log: log}
 }
 
 // session returns the session of client cl, creating it (attached to cl if
@@ -104,6 +127,7 @@ func (o *outbound) session(cl *mochi.Client) *session {
 	}
 	s := &session{o: o, id: cl.ID}
 	s.mu.byID = map[uint16]*delivery{}
+	s.mu.persist = o.st != nil && !endsWithConnection(cl)
 	attached := !cl.Closed() && cl.Net.Conn != nil
 	if attached {
 		s.mu.cl, s.mu.window = cl, o.window(cl)
@@ -140,25 +164,53 @@ func (o *outbound) window(cl *mochi.Client) int {
 }
 
 // enqueue queues d for the session and starts the writer if d can go out.
-func (s *session) enqueue(d *delivery) {
+// It returns the broker-state submission that must be durable before the
+// message's publisher is acknowledged (0: none).
+func (s *session) enqueue(d *delivery) uint64 {
 	s.mu.Lock()
-	if s.mu.cl == nil && d.qos == 0 {
+	absent := s.mu.cl == nil && !s.mu.loading
+	if absent && d.qos == 0 {
 		s.mu.Unlock()
-		return // QoS 0 messages are not kept for absent clients
+		return 0 // QoS 0 messages are not kept for absent clients
 	}
-	if s.mu.unsent >= s.o.maxQueued {
+	d.size = len(d.pk.TopicName) + len(d.pk.Payload)
+	spill := absent && s.mu.persist // kept on disk only
+	count, size := s.mu.unsent, s.mu.unsentBytes
+	if spill {
+		count, size = s.mu.offline.count, s.mu.offline.bytes
+	}
+	if count >= s.o.maxQueued || (s.o.maxQueuedBytes > 0 && size+int64(d.size) > s.o.maxQueuedBytes) {
+		first := !s.mu.dropLogged
+		s.mu.dropLogged = true
 		s.mu.Unlock()
 		s.o.drop(d)
-		return
+		if first {
+			s.o.log.Warn("session queue full: new messages for the client are dropped",
+				"client", s.id, "queued", count, "queued_bytes", size,
+				"max_queued", s.o.maxQueued, "max_queued_bytes", s.o.maxQueuedBytes)
+		}
+		return 0
+	}
+	var mark uint64
+	if s.mu.persist && d.qos > 0 {
+		mark = s.storeLocked(d)
+	}
+	s.o.queued.Add(1)
+	if spill {
+		s.mu.offline.count++
+		s.mu.offline.bytes += int64(d.size)
+		s.mu.Unlock()
+		return mark
 	}
 	s.mu.queue = append(s.mu.queue, d)
 	s.mu.unsent++
-	s.o.queued.Add(1)
+	s.mu.unsentBytes += int64(d.size)
 	start := s.startLocked()
 	s.mu.Unlock()
 	if start {
 		go s.write()
 	}
+	return mark
 }
 
 func (o *outbound) drop(d *delivery) {
@@ -195,6 +247,7 @@ func (s *session) acked(cl *mochi.Client, id uint16) {
 	if d.sent {
 		s.mu.inflight--
 	}
+	s.forgetLocked(d)
 	s.compactLocked()
 	start := s.startLocked()
 	s.mu.Unlock()
@@ -231,6 +284,12 @@ func (s *session) attach(cl *mochi.Client) {
 	}
 	if s.mu.cl != nil {
 		s.detachLocked()
+	}
+	s.mu.persist = s.o.st != nil && !endsWithConnection(cl)
+	if s.mu.offline.count > 0 {
+		s.mu.Unlock()
+		s.load() // with sendMu held: no writer runs meanwhile
+		s.mu.Lock()
 	}
 	s.mu.cl, s.mu.window = cl, s.o.window(cl)
 	s.mu.next, s.mu.inflight = s.mu.head, 0
@@ -282,6 +341,7 @@ func (s *session) detachLocked() {
 		case d.qos == 0:
 			d.done = true
 			s.mu.unsent--
+			s.mu.unsentBytes -= int64(d.size)
 			s.o.queued.Add(-1)
 		default:
 			d.sent = false
@@ -291,14 +351,18 @@ func (s *session) detachLocked() {
 	clear(s.mu.queue[len(kept):])
 	s.mu.queue = kept
 	s.mu.next, s.mu.inflight = s.mu.head, 0
+	if s.mu.persist {
+		s.spillLocked()
+	}
 }
 
 // discard drops everything (the session ended).
 func (s *session) discard() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.o.queued.Add(-int64(s.mu.unsent))
+	s.o.queued.Add(-int64(s.mu.unsent + s.mu.offline.count))
 	s.mu.queue, s.mu.head, s.mu.next, s.mu.unsent, s.mu.inflight = nil, 0, 0, 0, 0
+	s.mu.unsentBytes, s.mu.offline.count, s.mu.offline.bytes = 0, 0, 0
 	s.mu.byID = map[uint16]*delivery{}
 	s.mu.cl = nil
 }
@@ -340,6 +404,7 @@ func (s *session) write() {
 			}
 			if d.id == 0 {
 				s.mu.unsent--
+				s.mu.unsentBytes -= int64(d.size)
 				s.o.queued.Add(-1)
 			}
 			if d.qos > 0 {
@@ -395,6 +460,7 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 			s.mu.Lock()
 			d.id = uint16(id)
 			s.mu.byID[d.id] = d
+			s.sentLocked(d)
 			s.mu.Unlock()
 		}
 		start := buf.Len()
@@ -435,6 +501,7 @@ func (s *session) finish(d *delivery) {
 	if d.sent && d.qos > 0 {
 		s.mu.inflight--
 	}
+	s.forgetLocked(d)
 }
 
 // packet builds the PUBLISH of d for cl.

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -282,7 +283,7 @@ func mustClient(t *testing.T, n *testNode, id string) *mochi.Client {
 // would ever end); for a persistent one it queues in an offline session.
 func TestNoSessionForAClientThatLeftForGood(t *testing.T) {
 	n := startBroker(t, nil, nil, nil)
-	out := newOutbound(n.broker.server, 10, 10)
+	out := newOutbound(n.broker.server, 10, 10, slog.Default())
 	for _, clean := range []bool{true, false} {
 		cl := n.broker.server.NewClient(nil, "tcp", fmt.Sprintf("gone-%v", clean), false)
 		cl.Properties.ProtocolVersion, cl.Properties.Clean = 4, clean

@@ -89,6 +89,11 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 		if err := b.server.InjectPacket(b.apiClient, pk); err != nil {
 			return res, fmt.Errorf("deliver: %w", err)
 		}
+		if b.state != nil {
+			// Queued for persistent sessions and retained: on disk before
+			// the caller is answered, like a publisher's PUBACK.
+			b.state.durable(b.state.syncedMark())
+		}
 	}
 	return res, nil
 }

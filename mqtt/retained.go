@@ -58,7 +58,8 @@ func (h *deliveryHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.
 // (the server may send matching messages before the SUBACK [MQTT-3.8.4]),
 // so a message published after the client got its SUBACK comes live, after
 // the retained ones.
-func (h *deliveryHook) OnSubscribed(cl *mochi.Client, _ packets.Packet, codes []byte) {
+func (h *deliveryHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	defer h.saveSubscriptions(cl, pk, codes) // once Retain Handling is restored
 	v, ok := h.subscribing.LoadAndDelete(cl)
 	if !ok {
 		return

@@ -95,6 +95,9 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 	bopts := cfg.BrokerOptions(n.log)
 	bopts.Mapper, bopts.Store = mapper, n.store
 	bopts.GroupsServeShared = true
+	if cfg.MQTT.Persistence {
+		bopts.State = n.store.KV("mqtt")
+	}
 	if cfg.MQTT.TLS.Enabled() {
 		if bopts.TLSConfig, err = cfg.MQTT.TLS.Config(); err != nil {
 			n.store.Close()

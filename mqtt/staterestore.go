@@ -1,0 +1,220 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Restoring the broker state at start (state.go), before any client
+// connects: retained messages go back into mochi's index; each persistent
+// session that has not expired becomes a disconnected mochi client with
+// its subscriptions (so a client that comes back gets session present and
+// its subscriptions) and an outbound session whose queue is on disk.
+// mochi counts session expiry from the moment it learns of a disconnected
+// client, so a restored MQTT 5 session gets the expiry it has left. A will
+// held back by its delay interval when the node stopped is published when
+// the delay (counted from the disconnect) has passed, if the client has
+// not come back by then; it goes through Broker.Publish (stored, retained
+// and delivered; its publisher shows as the API's client id).
+
+// restoreStats says what a restore found.
+type restoreStats struct {
+	retained, sessions, expired, subscriptions, queued int
+}
+
+// restore reads the broker state back; it runs once, before Serve.
+func (b *Broker) restore() error {
+	start := time.Now()
+	st := b.state
+	now := start.Unix()
+	var rs restoreStats
+	var stale []streams.KVWrite
+
+	err := st.kv.Scan([]byte{keyRetained}, func(k, v []byte) error {
+		pk, err := decodeRetained(v)
+		if err != nil || (pk.Expiry > 0 && pk.Expiry <= now) {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		b.server.Topics.RetainMessage(pk)
+		rs.retained++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt: restore retained messages: %w", err)
+	}
+	atomic.StoreInt64(&b.server.Info.Retained, int64(b.server.Topics.Retained.Len()))
+
+	clients := map[string]*mochi.Client{}
+	err = st.kv.Scan([]byte{keySession}, func(k, v []byte) error {
+		id, rest, ok := splitClientKey(k)
+		if !ok || len(rest) != 0 {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		r, err := decodeSession(v)
+		if err != nil {
+			b.log.Error("dropping an undecodable session", "client", id, "error", err)
+			stale = append(stale, endWrites(id)...)
+			return nil
+		}
+		cl, ok := b.restoreClient(id, r, now)
+		if !ok {
+			rs.expired++
+			stale = append(stale, endWrites(id)...)
+			return nil
+		}
+		clients[id] = cl
+		st.markPersisted(id, true)
+		rs.sessions++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt: restore sessions: %w", err)
+	}
+
+	err = st.kv.Scan([]byte{keySubscription}, func(k, v []byte) error {
+		id, filter, ok := splitClientKey(k)
+		cl := clients[id]
+		if !ok || cl == nil {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		sub, err := decodeSubscription(string(filter), v)
+		if err != nil {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		if b.server.Topics.Subscribe(id, sub) {
+			atomic.AddInt64(&b.server.Info.Subscriptions, 1)
+		}
+		cl.State.Subscriptions.Add(sub.Filter, sub)
+		if isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
+			b.sel.remember(sub.Filter, id)
+		}
+		rs.subscriptions++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt: restore subscriptions: %w", err)
+	}
+
+	// The queues: how many deliveries each session has on disk, and the
+	// last key used.
+	type queueInfo struct {
+		count int
+		size  int64
+		seq   uint64
+	}
+	queues := map[string]*queueInfo{}
+	for _, kind := range []byte{keyQueue, keySent} {
+		err = st.kv.Scan([]byte{kind}, func(k, v []byte) error {
+			id, seq, ok := splitSeqKey(k)
+			if !ok || clients[id] == nil {
+				stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+				return nil
+			}
+			if kind == keySent {
+				return nil
+			}
+			q := queues[id]
+			if q == nil {
+				q = &queueInfo{}
+				queues[id] = q
+			}
+			q.count++
+			q.size += int64(len(v)) // about the topic and payload (read back at attach)
+			q.seq = max(q.seq, seq)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("mqtt: restore session queues: %w", err)
+		}
+	}
+	for id := range clients {
+		q := queues[id]
+		if q == nil {
+			q = &queueInfo{}
+		}
+		b.delivery.out.restoreSession(id, q.count, q.size, q.seq)
+		rs.queued += q.count
+	}
+
+	if len(stale) > 0 {
+		if err := st.write(stale...); err != nil {
+			return fmt.Errorf("mqtt: delete expired broker state: %w", err)
+		}
+	}
+	b.log.Info("broker state restored", "retained", rs.retained, "sessions", rs.sessions,
+		"subscriptions", rs.subscriptions, "queued", rs.queued, "expired_sessions", rs.expired,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// restoreClient adds the disconnected client of a persistent session to
+// mochi, unless the session expired; it schedules a pending will.
+func (b *Broker) restoreClient(id string, r *sessionRecord, now int64) (*mochi.Client, bool) {
+	left := r.DisconnectedAt
+	if left == 0 {
+		left = now // connected when the node stopped
+	}
+	var remaining int64
+	if r.ProtocolVersion == 5 {
+		remaining = left + int64(r.Expiry) - now
+		if r.Expiry == 0 || remaining <= 0 {
+			return nil, false
+		}
+	}
+	cl := b.server.NewClient(nil, r.Listener, id, false)
+	cl.Properties.Username = r.Username
+	cl.Properties.ProtocolVersion = r.ProtocolVersion
+	cl.Properties.Props = packets.Properties{
+		ReceiveMaximum:    r.ReceiveMaximum,
+		MaximumPacketSize: r.MaximumPacketSize,
+		TopicAliasMaximum: r.TopicAliasMaximum,
+	}
+	if r.ProtocolVersion == 5 {
+		cl.Properties.Props.SessionExpiryInterval = uint32(remaining)
+		cl.Properties.Props.SessionExpiryIntervalFlag = true
+	}
+	cl.Stop(packets.ErrServerShuttingDown)
+	b.server.Clients.Add(cl)
+	if r.Will != nil && r.WillDue > 0 {
+		b.scheduleWill(cl, *r.Will, time.Unix(r.WillDue, 0))
+	}
+	return cl, true
+}
+
+// scheduleWill publishes a restored will at due unless its client came
+// back (or the broker closed) first.
+func (b *Broker) scheduleWill(cl *mochi.Client, w mochi.Will, due time.Time) {
+	publish := func() {
+		if cur, ok := b.server.Clients.Get(cl.ID); !ok || cur != cl {
+			return // the client came back, or its session ended
+		}
+		m := Message{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain}
+		for _, u := range w.User {
+			m.UserProperties = append(m.UserProperties, streams.UserProperty{Key: u.Key, Value: u.Val})
+		}
+		if _, err := b.Publish(context.Background(), m); err != nil {
+			b.log.Warn("restored will not published", "client", cl.ID, "topic", w.TopicName, "error", err)
+			return
+		}
+		// The session no longer has a will.
+		b.state.submit([]streams.KVWrite{{Key: clientKey(keySession, cl.ID, 0),
+			Value: encodeSession(sessionOf(cl, cl.StopTime()))}}, false, nil)
+	}
+	b.willsMu.Lock()
+	defer b.willsMu.Unlock()
+	if b.willsClosed {
+		return
+	}
+	b.wills = append(b.wills, time.AfterFunc(max(time.Until(due), 0), publish))
+}
