@@ -438,6 +438,11 @@ func TestNodeAndMetrics(t *testing.T) {
 	if v := value(after, "mqstream_mqtt_connections", ""); v < 1 {
 		t.Errorf("connections %v", v)
 	}
+	for _, name := range []string{"mqstream_mqtt_sessions_absent", "mqstream_mqtt_sessions_persisted", "mqstream_mqtt_queued_messages", "mqstream_mqtt_queue_dropped_total"} {
+		if v := value(after, name, ""); v < 0 {
+			t.Errorf("%s missing", name)
+		}
+	}
 }
 
 var _ = bytes.NewReader

@@ -29,6 +29,10 @@ var (
 	descSubscriptions   = desc("mqtt_subscriptions", "Active subscriptions.")
 	descRetained        = desc("mqtt_retained_messages", "Retained messages.")
 	descInflightDropped = desc("mqtt_inflight_dropped_total", "QoS 1/2 deliveries dropped by the broker because a client's in-flight store was full.")
+	descSessionsAbsent  = desc("mqtt_sessions_absent", "Sessions kept for clients that are away (persistent sessions).")
+	descSessionsStored  = desc("mqtt_sessions_persisted", "Persistent sessions kept on disk across restarts.")
+	descQueued          = desc("mqtt_queued_messages", "Deliveries to ordinary subscribers waiting beyond a client's in-flight window or, for absent clients, on disk.")
+	descQueueDropped    = desc("mqtt_queue_dropped_total", "Deliveries dropped because a session's queue was full (mqtt.max_queued, mqtt.max_queued_bytes).")
 	descStored          = desc("ingest_stored_total", "Publishes stored in a stream and acknowledged.")
 	descRefused         = desc("ingest_refused_total", "Publishes refused (not stored, not acknowledged as a success).")
 	descCommits         = desc("store_commits_total", "Batches committed to the store (group commit).")
@@ -63,7 +67,7 @@ type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descMsgsReceived, descMsgsSent, descBytesReceived, descBytesSent,
-		descSubscriptions, descRetained, descInflightDropped, descStored, descRefused, descCommits, descSyncs, descCommitRecords,
+		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitRecords,
 		descCommitErrors, descAppendLatency, descStreamRecords, descStreamBytes, descStreamAppended, descStreamAppendedB,
 		descStreamRead, descGroupLag, descGroupInflight, descGroupMembers, descGroupDelivered, descGroupAcked, descGroupRedeliv,
 		descGroupDead, descGroupOldest} {
@@ -89,6 +93,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSubscriptions, float64(atomic.LoadInt64(&info.Subscriptions)))
 		gauge(descRetained, float64(atomic.LoadInt64(&info.Retained)))
 		counter(descInflightDropped, float64(atomic.LoadInt64(&info.InflightDropped)))
+		sc := b.SessionCounters()
+		gauge(descSessionsAbsent, float64(sc.Absent))
+		gauge(descSessionsStored, float64(sc.Persistent))
+		gauge(descQueued, float64(sc.Queued))
+		counter(descQueueDropped, float64(sc.QueueDropped))
 		st := b.Stats()
 		counter(descStored, float64(st.Stored))
 		counter(descRefused, float64(st.Refused))

@@ -152,7 +152,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 	}
 	n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log})
 	if err == nil {
-		n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler,
+		n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: n.broker,
 			MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	}
 	if err != nil {

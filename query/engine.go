@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
@@ -30,6 +31,12 @@ type Groups interface {
 	Groups(ctx context.Context) []shared.GroupStats
 }
 
+// Sessions is what the engine reads of the broker's sessions.
+// *mqtt.Broker implements it.
+type Sessions interface {
+	Sessions() []mqtt.SessionInfo
+}
+
 // Stats is what the engine reads from the node's statistics sampler.
 // *stats.Sampler implements it.
 type Stats interface {
@@ -46,6 +53,8 @@ type Options struct {
 	// Stats serves append_throughput, read_throughput and append_latency;
 	// nil makes them an error.
 	Stats Stats
+	// Sessions serves the sessions table; nil makes it an error.
+	Sessions Sessions
 	// MaxRowsScanned stops a query that reads more rows (records and
 	// statistics rows, before filtering); 0 means 1,000,000.
 	MaxRowsScanned int64

@@ -275,3 +275,42 @@ func TestJoinOutputIsBudgeted(t *testing.T) {
 		t.Fatalf("three-way cross join: %+v", qe)
 	}
 }
+
+func TestSessionsTable(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	// A persistent MQTT 3.1.1 session whose client is away, with a
+	// subscription and two queued messages, and a connected clean one.
+	away := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + n.addr).SetClientID("away").
+		SetCleanSession(false).SetAutoReconnect(false))
+	if tok := away.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if tok := away.Subscribe("s/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	away.Disconnect(100)
+	here := n.connect("here")
+	defer here.Disconnect(0)
+	want := []string{"away | false | true | 4 | NULL | 1 | 2 | 0", "here | true | false | 4 | 0 | 0 | 0 | 0"}
+	deadline := time.Now().Add(10 * time.Second)
+	published := false
+	for {
+		res := n.query("SELECT client_id, connected, persistent, protocol_version, expiry, subscriptions, queued, in_flight FROM sessions WHERE client_id IN ('away', 'here') ORDER BY client_id")
+		r := rows(res)
+		if slices.Equal(r, want) {
+			break
+		}
+		if !published && len(r) == 2 && r[0] == "away | false | true | 4 | NULL | 1 | 0 | 0" {
+			n.publish("p", msg{topic: "s/1", payload: "a", qos: 1}, msg{topic: "s/2", payload: "b", qos: 1})
+			published = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions:\n%s", render(res))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res := n.query("SELECT client_id, queued, disconnected_at IS NOT NULL FROM sessions WHERE NOT connected ORDER BY queued DESC LIMIT 10")
+	if r := rows(res); !slices.Equal(r, []string{"away | 2 | true"}) {
+		t.Fatalf("absent sessions:\n%s", render(res))
+	}
+}

@@ -76,7 +76,8 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), GroupsServeShared: true})
+	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), GroupsServeShared: true,
+		State: store.KV("mqtt")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testLogger()})
+	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, Sessions: b, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

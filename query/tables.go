@@ -92,6 +92,17 @@ func statTableDefs() []statTableDef {
 			{"qos", TInt, "QoS of the member's subscription"},
 			{"connected_at", TTime, "when the member joined the group"},
 		}},
+		{name: "sessions", desc: "one row per MQTT session: connected clients and sessions kept for absent ones", cols: []colDef{
+			{"client_id", TText, "MQTT client id"},
+			{"connected", TBool, "the client is connected now"},
+			{"persistent", TBool, "the session outlives its connection (MQTT 3.1.1 clean session 0, MQTT 5 session expiry > 0)"},
+			{"protocol_version", TInt, "MQTT protocol version (4 = 3.1.1, 5 = 5.0)"},
+			{"expiry", TInt, "session expiry interval in seconds (what is left of it after a restart); 0: ends with its connection; NULL: never expires"},
+			{"disconnected_at", TTime, "when an absent client left (NULL while connected)"},
+			{"subscriptions", TInt, "subscriptions of the session"},
+			{"queued", TInt, "messages waiting to be sent to the client (on disk while it is away)"},
+			{"in_flight", TInt, "messages sent and not yet acknowledged"},
+		}},
 		{name: "append_latency", desc: "latency of appends (submit to durable) over the last minute, one row", cols: []colDef{
 			{"p50", TFloat, "median, milliseconds"},
 			{"p90", TFloat, "90th percentile, milliseconds"},
@@ -231,6 +242,23 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			return nil, errorf(Pos{}, "table %s is not available: this node runs no statistics sampler", name)
 		}
 		return [][]any{latencyRow(e.opts.Stats.AppendLatency())}, nil
+	case "sessions":
+		if e.opts.Sessions == nil {
+			return nil, errorf(Pos{}, "table sessions is not available: this node runs no MQTT broker")
+		}
+		var rows [][]any
+		for _, s := range e.opts.Sessions.Sessions() {
+			var expiry, left any = int64(s.Expiry), nil
+			if s.NeverExpires {
+				expiry = nil
+			}
+			if !s.DisconnectedAt.IsZero() {
+				left = s.DisconnectedAt
+			}
+			rows = append(rows, []any{s.ClientID, s.Connected, s.Persistent, int64(s.ProtocolVersion), expiry, left,
+				int64(s.Subscriptions), int64(s.Queued), int64(s.InFlight)})
+		}
+		return rows, nil
 	case "groups", "consumers":
 		if e.opts.Groups == nil {
 			return nil, errorf(Pos{}, "table %s is not available: this node runs no consumer groups", name)

@@ -1,0 +1,93 @@
+package mqtt
+
+import (
+	"sort"
+	"time"
+)
+
+// SessionInfo describes one client session, connected or kept for an
+// absent client.
+type SessionInfo struct {
+	ClientID        string
+	Connected       bool
+	Persistent      bool // kept when the client disconnects (and on disk, with Options.State)
+	ProtocolVersion byte
+	// Expiry is the session expiry interval in seconds (MQTT 5; what is
+	// left of it for a session restored from disk); NeverExpires is set
+	// for MQTT 3.1.1 persistent sessions.
+	Expiry       uint32
+	NeverExpires bool
+	// DisconnectedAt is when an absent client left (zero while connected).
+	DisconnectedAt time.Time
+	Subscriptions  int
+	Queued         int // deliveries waiting to be sent (in memory or on disk)
+	InFlight       int // deliveries sent and not acknowledged
+}
+
+// Sessions lists every session, by client id.
+func (b *Broker) Sessions() []SessionInfo {
+	clients := b.server.Clients.GetAll()
+	out := make([]SessionInfo, 0, len(clients))
+	for id, cl := range clients {
+		if cl.Net.Inline {
+			continue
+		}
+		info := SessionInfo{
+			ClientID:        id,
+			Connected:       !cl.Closed(),
+			Persistent:      !endsWithConnection(cl),
+			ProtocolVersion: cl.Properties.ProtocolVersion,
+			Subscriptions:   cl.State.Subscriptions.Len(),
+		}
+		if cl.Properties.ProtocolVersion == 5 {
+			info.Expiry = cl.Properties.Props.SessionExpiryInterval
+		} else {
+			info.NeverExpires = info.Persistent
+		}
+		if t := cl.StopTime(); t > 0 && !info.Connected {
+			info.DisconnectedAt = time.Unix(t, 0)
+		}
+		if v, ok := b.delivery.out.sessions.Load(id); ok {
+			info.Queued, info.InFlight = v.(*session).counts()
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out
+}
+
+// counts returns the deliveries waiting and in flight.
+func (s *session) counts() (queued, inflight int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.unsent + s.mu.offline.count, s.mu.inflight
+}
+
+// SessionCounters are broker-wide session figures for metrics.
+type SessionCounters struct {
+	Connected    int64 // clients connected
+	Absent       int64 // sessions kept for clients that are away
+	Persistent   int64 // sessions kept on disk
+	Queued       int64 // deliveries waiting beyond a window or on disk
+	QueueDropped int64 // deliveries dropped because a session's queue was full
+}
+
+// SessionCounters returns the session figures.
+func (b *Broker) SessionCounters() SessionCounters {
+	var c SessionCounters
+	for _, cl := range b.server.Clients.GetAll() {
+		switch {
+		case cl.Net.Inline:
+		case cl.Closed():
+			c.Absent++
+		default:
+			c.Connected++
+		}
+	}
+	if b.state != nil {
+		c.Persistent = int64(b.state.persistedCount())
+	}
+	c.Queued = b.delivery.out.queued.Load()
+	c.QueueDropped = b.delivery.out.dropped.Load()
+	return c
+}
