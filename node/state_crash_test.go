@@ -142,3 +142,26 @@ func TestBrokerStateSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 }
+
+// TestPersistentGroupMemberRejoinsAfterRestart: a consumer-group member
+// with a persistent session is still a member after the node restarts,
+// without subscribing again.
+func TestPersistentGroupMemberRejoinsAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, testConfig(dir))
+	m, _ := connectCollector(t, n.MQTTAddr(), "worker", true)
+	if tok := m.c.Subscribe("$share/g/jobs/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	m.c.Disconnect(100)
+	if err := n.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, testConfig(dir))
+	m, present := connectCollector(t, n.MQTTAddr(), "worker", true)
+	if !present {
+		t.Fatal("session not present after restart")
+	}
+	publishWindow(t, n.MQTTAddr(), "jobs/a", "job", 3, false)
+	eventuallyT(t, "the member to get the group's records", func() bool { return len(m.payloads()) == 3 })
+}
