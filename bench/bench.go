@@ -56,6 +56,11 @@ type Options struct {
 	// Idle opens this many extra connections that only keep alive, held for
 	// the whole run (to measure a broker with many connected clients).
 	Idle int
+	// Persistent gives subscribers sessions that outlive their connection
+	// (MQTT 3.1.1 clean session 0, MQTT 5 session expiry 300 s), started
+	// fresh and discarded at the end, to measure a broker's persistent
+	// session path.
+	Persistent bool
 	// Version is the MQTT protocol version: 4 (3.1.1) or 5.
 	Version byte
 	// Count is the total number of messages to publish (over all publishers).
@@ -255,7 +260,18 @@ func (r *run) startSubscribers(ctx context.Context) error {
 		filter = "$share/" + r.o.Group + "/" + filter
 	}
 	for i := 0; i < r.o.Subscribers; i++ {
-		c, err := dial(ctx, r.o.Broker, clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60})
+		co := clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60}
+		if r.o.Persistent {
+			// A clean connection first discards a session left by an
+			// earlier run, so this one starts empty.
+			old, err := dial(ctx, r.o.Broker, co)
+			if err != nil {
+				return fmt.Errorf("subscriber %d: %w", i, err)
+			}
+			old.close()
+			co.persistent = true
+		}
+		c, err := dial(ctx, r.o.Broker, co)
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
@@ -274,8 +290,15 @@ func (r *run) startSubscribers(ctx context.Context) error {
 }
 
 func (r *run) closeSubscribers() {
-	for _, s := range r.subs {
+	for i, s := range r.subs {
 		s.c.close()
+		if r.o.Persistent {
+			// Discard the persistent session: a clean connection ends it.
+			co := clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60}
+			if c, err := dial(context.Background(), r.o.Broker, co); err == nil {
+				c.close()
+			}
+		}
 	}
 }
 

@@ -115,3 +115,21 @@ func TestOptionsAreValidated(t *testing.T) {
 		t.Fatal("connected to nothing")
 	}
 }
+
+// TestE2EPersistentSubscribers: with persistent sessions (both protocol
+// versions) every message arrives once, and the sessions are gone after
+// the run, so a second run starts clean.
+func TestE2EPersistentSubscribers(t *testing.T) {
+	addr := startNode(t)
+	for _, version := range []byte{4, 5, 4} {
+		o := opts(addr, ModeE2E)
+		o.Persistent, o.Version, o.ClientPrefix = true, version, "persist"
+		res, err := Run(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Received != 2000 || res.Lost != 0 || res.Duplicated != 0 {
+			t.Fatalf("MQTT %d persistent run %+v", version, res)
+		}
+	}
+}

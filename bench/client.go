@@ -49,6 +49,9 @@ type clientOptions struct {
 	keepalive uint16
 	// receiveMaximum is sent in an MQTT 5 CONNECT (0 = not sent).
 	receiveMaximum uint16
+	// persistent asks for a session that outlives the connection: clean
+	// session 0 (3.1.1), or session expiry 300 s with clean start (5).
+	persistent bool
 }
 
 func dial(ctx context.Context, addr string, o clientOptions) (*client, error) {
@@ -74,10 +77,18 @@ func dial(ctx context.Context, addr string, o clientOptions) (*client, error) {
 
 func (c *client) connect(o clientOptions) error {
 	body := wire.AppendString(nil, "MQTT")
-	body = append(body, o.version, 0x02) // clean session / clean start
+	flags := byte(0x02) // clean session / clean start
+	if o.persistent && o.version == 4 {
+		flags = 0
+	}
+	body = append(body, o.version, flags)
 	body = binary.BigEndian.AppendUint16(body, o.keepalive)
 	if o.version == 5 {
 		var props []byte
+		if o.persistent {
+			props = append(props, 0x11) // session expiry interval
+			props = binary.BigEndian.AppendUint32(props, 300)
+		}
 		if o.receiveMaximum > 0 {
 			props = append(props, 0x21)
 			props = binary.BigEndian.AppendUint16(props, o.receiveMaximum)

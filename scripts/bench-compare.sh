@@ -5,7 +5,8 @@
 # (user+sys of its process over the run / messages).
 #
 # Usage: scripts/bench-compare.sh [runs] [scenario...]
-#   scenarios: pub8 pub1 e2e share   (default: all)
+#   scenarios: pub8 pub1 e2e share   (default: these four)
+#              e2ep fanp             (persistent-session subscriber: at 10k/s, and as fast as possible)
 # Needs mosquitto: apt-get install -y mosquitto
 set -euo pipefail
 runs=${1:-3}; shift || true
@@ -18,7 +19,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXI
 printf 'listener 18830 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\n' > "$work/mosquitto.conf"
 mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
 mosq_pid=$!
-/tmp/mqstream-bench serve --data-dir "$work/data" --mqtt 127.0.0.1:18831 --ws "" --http 127.0.0.1:18081 --sync always >"$work/mqstream.log" 2>&1 &
+# Session queues unbounded on both sides (mosquitto: max_queued_messages 0).
+MQSTREAM_MQTT_MAX_QUEUED=100000000 MQSTREAM_MQTT_MAX_QUEUED_BYTES=0 \
+  /tmp/mqstream-bench serve --data-dir "$work/data" --mqtt 127.0.0.1:18831 --ws "" --http 127.0.0.1:18081 --sync always >"$work/mqstream.log" 2>&1 &
 mqs_pid=$!
 sleep 1
 
@@ -51,6 +54,8 @@ scenario() {
     pub1)  echo "pub -p 1 -w 256 --size 100 -q 1 -n 1000000 -d 20s" ;;
     e2e)   echo "e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 --rate 10000 -n 150000 -d 20s" ;;
     share) echo "share -p 8 -s 4 -w 256 --size 100 -q 1 --sub-qos 1 -n 1000000 -d 20s" ;;
+    e2ep)  echo "e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 --rate 10000 -n 150000 -d 20s --persistent" ;;
+    fanp)  echo "e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 -n 600000 -d 20s --persistent" ;;
   esac
 }
 

@@ -74,6 +74,7 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 	f.StringVarP(&o.Topic, "topic", "t", "bench/%d", "topic pattern (%d = publisher number)")
 	f.StringVar(&o.Group, "group", "", "$share group name (share mode: default a new group per run; sub mode: join this group)")
 	f.IntVar(&o.Idle, "idle", 0, "extra idle connections held open during the run")
+	f.BoolVar(&o.Persistent, "persistent", false, "subscribers use persistent sessions (started fresh, discarded at the end)")
 	f.StringVarP(&version, "mqtt-version", "V", "3.1.1", "MQTT version: 3.1.1 or 5")
 	f.IntVarP(&o.Count, "count", "n", 1_000_000, "total messages to publish")
 	f.DurationVarP(&o.Duration, "duration", "d", 30*time.Second, "time limit for publishing")
