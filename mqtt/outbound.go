@@ -65,6 +65,7 @@ type delivery struct {
 	retain bool            // the RETAIN flag to send
 	subIDs []int           // subscription identifiers [MQTT-3.3.4-3]
 	seq    uint64          // its key in the session's queue on disk (0: not on disk)
+	idKept bool            // its packet id is on disk too (keySent)
 	size   int             // topic and payload bytes, for the queue's bound
 
 	// Guarded by the session's mu:
@@ -460,7 +461,9 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 			s.mu.Lock()
 			d.id = uint16(id)
 			s.mu.byID[d.id] = d
-			s.sentLocked(d)
+			if d.qos == 2 {
+				s.sentLocked(d) // QoS 1 ids are written only when the client leaves
+			}
 			s.mu.Unlock()
 		}
 		start := buf.Len()

@@ -9,9 +9,12 @@ import (
 // Every QoS 1/2 delivery to a persistent session gets the next sequence
 // number of the session and is written under 'q' cid seq before its
 // publisher is acknowledged (the write is submitted here; ingest waits for
-// it). Its packet id, once sent, is written under 'i' cid seq in the
-// background, and both keys are deleted in the background when the
-// client acknowledges it. While the client is away, its deliveries live on
+// it), and deleted in the background when the client acknowledges it. Its
+// packet id (and whether it is past PUBREC) is written under 'i' cid seq
+// in the background: for QoS 2 when it is sent (so that exactly once holds
+// across a crash as far as the background write got), for QoS 1 only
+// when the client leaves (after a crash a QoS 1 delivery in flight is
+// sent again as new: it may arrive twice, as QoS 1 allows). While the client is away, its deliveries live on
 // disk only: detach releases them from memory (spill) and new ones are
 // only written; attach reads them back (load), in order, before anything
 // newer, and resends those that were in flight with their packet ids.
@@ -37,10 +40,11 @@ func (s *session) forgetLocked(d *delivery) {
 	if d.seq == 0 || s.o.st == nil {
 		return
 	}
-	s.o.st.p.add(s,
-		streams.KVWrite{Key: seqKey(keyQueue, s.id, d.seq), Delete: true},
-		streams.KVWrite{Key: seqKey(keySent, s.id, d.seq), Delete: true})
-	d.seq = 0
+	s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keyQueue, s.id, d.seq), Delete: true})
+	if d.idKept {
+		s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keySent, s.id, d.seq), Delete: true})
+	}
+	d.seq, d.idKept = 0, false
 }
 
 // sentLocked records (in the background) the packet id a delivery on disk
@@ -50,6 +54,7 @@ func (s *session) sentLocked(d *delivery) {
 		return
 	}
 	s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keySent, s.id, d.seq), Value: encodeSent(sentState{id: d.id, pubrel: d.pubrel})})
+	d.idKept = true
 }
 
 // spillLocked releases the queue of a detached persistent session from
@@ -147,8 +152,11 @@ func (o *outbound) readQueue(id string, below uint64) []*delivery {
 		}
 		d.seq = seq
 		d.size = len(d.pk.TopicName) + len(d.pk.Payload)
-		if ss, ok := sent[seq]; ok && ss.id != 0 {
-			d.id, d.pubrel = ss.id, ss.pubrel
+		if ss, ok := sent[seq]; ok {
+			d.idKept = true
+			if ss.id != 0 {
+				d.id, d.pubrel = ss.id, ss.pubrel
+			}
 		}
 		out = append(out, d)
 		return nil
