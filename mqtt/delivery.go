@@ -32,7 +32,10 @@ type deliveryHook struct {
 	// messages, one member per group.
 	serveShared bool
 	sys         *mochi.Client // publishes the $SYS counters
-	rr          atomic.Uint64 // round robin over shared members
+	// retainMu serialises retaining a message and writing it to disk, per
+	// topic (striped), so that disk ends with what memory holds.
+	retainMu [64]sync.Mutex
+	rr       atomic.Uint64 // round robin over shared members
 
 	// subscribing holds, per client, the subscriptions of the SUBSCRIBE
 	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
@@ -90,9 +93,7 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 	}
 	var mark uint64
 	if pk.FixedHeader.Retain {
-		h.server.Topics.RetainMessage(pk.Copy(false))
-		atomic.StoreInt64(&h.server.Info.Retained, int64(h.server.Topics.Retained.Len()))
-		mark = h.storeRetained(&pk)
+		mark = h.retain(&pk)
 	}
 	if subs == nil {
 		return mark
@@ -251,7 +252,7 @@ func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 		return
 	}
 	if ends {
-		h.st.endSession(cl.ID)
+		h.st.endSession(cl.ID, cl)
 	} else {
 		h.leftSession(cl)
 	}
@@ -267,7 +268,7 @@ func (h *deliveryHook) OnClientExpired(cl *mochi.Client) {
 		h.end(v.(*session))
 	}
 	if h.st != nil {
-		h.st.endSession(cl.ID)
+		h.st.endSession(cl.ID, cl)
 	}
 }
 

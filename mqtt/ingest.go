@@ -381,7 +381,13 @@ func (c *conn) flush() {
 			state = max(state, e.state)
 		}
 		if state > 0 {
-			c.h.st.durable(state)
+			if err := c.h.st.durable(state); err != nil {
+				// A queued delivery or retained message is not on disk:
+				// acknowledge nothing; the client sends the publishes again.
+				c.h.log.Warn("broker state not written: disconnecting the publisher without acknowledging", "client", c.cl.ID, "error", err)
+				c.cl.Stop(err)
+				continue
+			}
 		}
 		c.writeAcks(acks.Bytes(), packetsOut)
 		if disconnect != nil {

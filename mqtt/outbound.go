@@ -109,6 +109,7 @@ type session struct {
 		}
 		loading    bool // attach is reading the queue from disk
 		dropLogged bool // a full queue was logged
+		ended      bool // discarded: the session is over, nothing is queued any more
 	}
 }
 
@@ -123,7 +124,7 @@ func (o *outbound) session(cl *mochi.Client) *session {
 	if v, ok := o.sessions.Load(cl.ID); ok {
 		return v.(*session)
 	}
-	if cl.Closed() && endsWithConnection(cl) {
+	if cl.Closed() && (endsWithConnection(cl) || o.expired(cl)) {
 		return nil
 	}
 	s := &session{o: o, id: cl.ID}
@@ -144,6 +145,21 @@ func (o *outbound) session(cl *mochi.Client) *session {
 		s.detach(cl)
 	}
 	return v.(*session)
+}
+
+// expired reports whether absent client cl's session has expired by
+// mochi's reckoning (mochi deletes it at its next check, after
+// OnClientExpired): no session may be made for it.
+func (o *outbound) expired(cl *mochi.Client) bool {
+	left := cl.StopTime()
+	if left == 0 {
+		return false
+	}
+	expiry := int64(o.server.Options.Capabilities.MaximumSessionExpiryInterval)
+	if cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryIntervalFlag {
+		expiry = int64(cl.Properties.Props.SessionExpiryInterval)
+	}
+	return left+expiry < time.Now().Unix()
 }
 
 // endsWithConnection reports whether cl's session ends when its connection
@@ -169,6 +185,10 @@ func (o *outbound) window(cl *mochi.Client) int {
 // message's publisher is acknowledged (0: none).
 func (s *session) enqueue(d *delivery) uint64 {
 	s.mu.Lock()
+	if s.mu.ended {
+		s.mu.Unlock()
+		return 0 // a delivery selected while the session ended
+	}
 	absent := s.mu.cl == nil && !s.mu.loading
 	if absent && d.qos == 0 {
 		s.mu.Unlock()
@@ -327,11 +347,19 @@ func (s *session) detachLocked() {
 	cl := s.mu.cl
 	s.mu.cl = nil
 	for id, d := range s.mu.byID {
-		if pk, ok := cl.State.Inflight.Get(id); ok {
-			d.pubrel = pk.FixedHeader.Type == packets.Pubrel
-			if cl.State.Inflight.Delete(id) {
-				atomic.AddInt64(&s.o.server.Info.Inflight, -1)
-			}
+		pk, ok := cl.State.Inflight.Get(id)
+		if !ok {
+			// mochi takes the entry out before it reports the ack
+			// (OnQosComplete, which finds the session detached): the
+			// client acknowledged this delivery.
+			delete(s.mu.byID, id)
+			d.done = true
+			s.forgetLocked(d)
+			continue
+		}
+		d.pubrel = pk.FixedHeader.Type == packets.Pubrel
+		if cl.State.Inflight.Delete(id) {
+			atomic.AddInt64(&s.o.server.Info.Inflight, -1)
 		}
 	}
 	// Absent clients keep only QoS 1/2 deliveries.
@@ -366,6 +394,7 @@ func (s *session) discard() {
 	s.mu.unsentBytes, s.mu.offline.count, s.mu.offline.bytes = 0, 0, 0
 	s.mu.byID = map[uint16]*delivery{}
 	s.mu.cl = nil
+	s.mu.ended = true
 }
 
 // reserve puts d's id in cl's in-flight map, so that mochi does not reuse

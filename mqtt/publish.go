@@ -92,7 +92,9 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 		if b.state != nil {
 			// Queued for persistent sessions and retained: on disk before
 			// the caller is answered, like a publisher's PUBACK.
-			b.state.durable(b.state.syncedMark())
+			if err := b.state.durable(b.state.syncedMark()); err != nil {
+				return res, fmt.Errorf("deliver: %w", err)
+			}
 		}
 	}
 	return res, nil

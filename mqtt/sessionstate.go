@@ -1,7 +1,9 @@
 package mqtt
 
 import (
+	"hash/fnv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,16 +19,20 @@ import (
 // saveSession runs before the CONNACK of cl: a clean start deletes what
 // was kept for the client id; a persistent session (MQTT 3.1.1 clean
 // session 0, MQTT 5 session expiry > 0) is written and durable before the
-// client is told it exists.
+// client is told it exists, and cl becomes its owner. A kept session
+// resumed by a connection that does not persist (MQTT 5 clean start 0,
+// expiry 0) is rewritten with expiry 0, so a restart drops it.
 func (h *deliveryHook) saveSession(cl *mochi.Client, clean bool) {
 	var writes []streams.KVWrite
-	if clean && h.st.isPersisted(cl.ID) {
-		h.st.markPersisted(cl.ID, false)
+	kept := h.st.owner(cl.ID) != nil
+	if clean && kept {
+		h.st.disown(cl.ID, nil)
 		writes = endWrites(cl.ID)
+		kept = false
 	}
-	if !endsWithConnection(cl) {
+	if !endsWithConnection(cl) || kept {
 		writes = append(writes, streams.KVWrite{Key: clientKey(keySession, cl.ID, 0), Value: encodeSession(sessionOf(cl, 0))})
-		h.st.markPersisted(cl.ID, true)
+		h.st.own(cl.ID, cl)
 	}
 	if len(writes) == 0 {
 		return
@@ -69,12 +75,9 @@ func sessionOf(cl *mochi.Client, left int64) *sessionRecord {
 
 // leftSession records (in the background) when a persistent session's
 // client left, and its will if one is pending, unless another connection
-// took the session over.
+// took the session over (and owns it now).
 func (h *deliveryHook) leftSession(cl *mochi.Client) {
-	if !h.st.isPersisted(cl.ID) || cl.IsTakenOver() {
-		return
-	}
-	if cur, ok := h.server.Clients.Get(cl.ID); ok && cur != cl {
+	if h.st.owner(cl.ID) != cl || cl.IsTakenOver() {
 		return
 	}
 	left := cl.StopTime()
@@ -94,7 +97,7 @@ func (h *deliveryHook) OnWillSent(cl *mochi.Client, _ packets.Packet) {
 // saveSubscriptions writes the subscriptions a persistent session was
 // granted; they are durable before the SUBACK.
 func (h *deliveryHook) saveSubscriptions(cl *mochi.Client, pk packets.Packet, codes []byte) {
-	if h.st == nil || cl.Net.Inline || !h.st.isPersisted(cl.ID) {
+	if h.st == nil || cl.Net.Inline || h.st.owner(cl.ID) != cl {
 		return
 	}
 	var writes []streams.KVWrite
@@ -117,7 +120,7 @@ func (h *deliveryHook) saveSubscriptions(cl *mochi.Client, pk packets.Packet, co
 // OnUnsubscribed deletes a persistent session's subscriptions; they are
 // gone from disk before the UNSUBACK.
 func (h *deliveryHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
-	if cl.Net.Inline || cl.IsTakenOver() || !h.st.isPersisted(cl.ID) {
+	if cl.Net.Inline || cl.IsTakenOver() || h.st.owner(cl.ID) != cl {
 		return
 	}
 	writes := make([]streams.KVWrite, 0, len(pk.Filters))
@@ -133,29 +136,57 @@ func (h *deliveryHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
-// storeRetained writes (or, for an empty payload, deletes) a retained
-// message and returns the submission. $SYS topics are not kept: the broker
-// publishes them again.
-func (h *deliveryHook) storeRetained(pk *packets.Packet) uint64 {
-	if h.st == nil || strings.HasPrefix(pk.TopicName, mochi.SysPrefix) {
+// retain retains pk (an empty payload clears the topic [MQTT-3.3.1-6])
+// and writes the topic's retained message to disk; it returns the
+// submission.
+func (h *deliveryHook) retain(pk *packets.Packet) uint64 {
+	mu := h.retainLock(pk.TopicName)
+	mu.Lock()
+	defer mu.Unlock()
+	h.server.Topics.RetainMessage(pk.Copy(false))
+	atomic.StoreInt64(&h.server.Info.Retained, int64(h.server.Topics.Retained.Len()))
+	return h.storeRetainedLocked(pk.TopicName)
+}
+
+func (h *deliveryHook) retainLock(topic string) *sync.Mutex {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(topic))
+	return &h.retainMu[f.Sum32()%uint32(len(h.retainMu))]
+}
+
+// storeRetainedLocked writes what memory holds for topic now (the message,
+// or its absence) and returns the submission; the topic's retain lock is
+// held, so writes for one topic reach the disk in the order memory
+// changed. $SYS topics are not kept: the broker publishes them again.
+func (h *deliveryHook) storeRetainedLocked(topic string) uint64 {
+	if h.st == nil || strings.HasPrefix(topic, mochi.SysPrefix) {
 		return 0
 	}
-	w := streams.KVWrite{Key: retainedKey(pk.TopicName)}
-	if len(pk.Payload) == 0 {
-		w.Delete = true // [MQTT-3.3.1-6]
+	w := streams.KVWrite{Key: retainedKey(topic)}
+	if pk, ok := h.server.Topics.Retained.Get(topic); ok {
+		w.Value = encodeRetained(&pk)
 	} else {
-		w.Value = encodeRetained(pk)
+		w.Delete = true
 	}
 	return h.st.submit([]streams.KVWrite{w}, false, nil)
+}
+
+// storeRetained writes topic's retained message as memory holds it.
+func (h *deliveryHook) storeRetained(topic string) uint64 {
+	mu := h.retainLock(topic)
+	mu.Lock()
+	defer mu.Unlock()
+	return h.storeRetainedLocked(topic)
 }
 
 // OnRetainMessage writes a message mochi retained itself (a QoS 0 publish
 // it handled, a will).
 func (h *deliveryHook) OnRetainMessage(_ *mochi.Client, pk packets.Packet, _ int64) {
-	h.storeRetained(&pk)
+	h.storeRetained(pk.TopicName)
 }
 
-// OnRetainedExpired deletes a retained message whose expiry passed.
+// OnRetainedExpired deletes a retained message whose expiry passed (unless
+// a newer one took its place meanwhile).
 func (h *deliveryHook) OnRetainedExpired(topic string) {
-	h.st.p.add(nil, streams.KVWrite{Key: retainedKey(topic), Delete: true})
+	h.storeRetained(topic)
 }

@@ -40,9 +40,12 @@ func (s *session) forgetLocked(d *delivery) {
 	if d.seq == 0 || s.o.st == nil {
 		return
 	}
-	s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keyQueue, s.id, d.seq), Delete: true})
+	// One add: both deletions go in the same batch.
 	if d.idKept {
-		s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keySent, s.id, d.seq), Delete: true})
+		s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keyQueue, s.id, d.seq), Delete: true},
+			streams.KVWrite{Key: seqKey(keySent, s.id, d.seq), Delete: true})
+	} else {
+		s.o.st.p.add(s, streams.KVWrite{Key: seqKey(keyQueue, s.id, d.seq), Delete: true})
 	}
 	d.seq, d.idKept = 0, false
 }

@@ -3,9 +3,12 @@ package mqtt
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/mqstream/mqstream/streams"
 )
@@ -110,24 +113,27 @@ type stateStore struct {
 		// submitted numbers the submissions (in store order); synced is
 		// the number of the latest one that asked for a sync.
 		submitted, synced uint64
-		// persisted holds the ids of clients with a session on disk.
-		persisted map[string]bool
+		// owners maps the id of each client with a session on disk to the
+		// connection that owns it (the latest to establish it, or the
+		// client restored at start): only the owner's departure may
+		// rewrite or end it, not an older connection's that was taken over.
+		owners map[string]*mochi.Client
 	}
-	// done guards committed: the number of the latest completed submission.
+	// done guards committed (the number of the latest completed
+	// submission) and failed (the number of the latest that failed).
 	done struct {
 		sync.Mutex
-		committed uint64
-		cond      sync.Cond
+		committed, failed uint64
+		cond              sync.Cond
 	}
 	errLogged atomic.Bool
 }
 
 func newStateStore(kv StateKV, log *slog.Logger) *stateStore {
 	st := &stateStore{kv: kv, log: log}
-	st.mu.persisted = map[string]bool{}
+	st.mu.owners = map[string]*mochi.Client{}
 	st.done.cond.L = &st.done.Mutex
 	st.p.st = st
-	st.p.idle.L = &st.p.mu
 	return st
 }
 
@@ -158,6 +164,9 @@ func (st *stateStore) completed(seq uint64, err error, done func(error)) {
 	}
 	st.done.Lock()
 	st.done.committed = max(st.done.committed, seq)
+	if err != nil {
+		st.done.failed = max(st.done.failed, seq)
+	}
 	st.done.cond.Broadcast()
 	st.done.Unlock()
 	st.pending.Done()
@@ -171,13 +180,25 @@ func (st *stateStore) syncedMark() uint64 {
 	return st.mu.synced
 }
 
+// errStateWrite: a write of broker state failed (the store reports why).
+var errStateWrite = errors.New("mqtt: writing broker state failed")
+
 // durable waits until submission seq (and every one before it) completed.
-func (st *stateStore) durable(seq uint64) {
+// It fails if seq or a later submission failed (conservative: the store is
+// failing writes).
+func (st *stateStore) durable(seq uint64) error {
+	if seq == 0 {
+		return nil // nothing was submitted
+	}
 	st.done.Lock()
+	defer st.done.Unlock()
 	for st.done.committed < seq {
 		st.done.cond.Wait()
 	}
-	st.done.Unlock()
+	if st.done.failed >= seq {
+		return errStateWrite
+	}
+	return nil
 }
 
 // write submits writes and waits until they are durable.
@@ -189,7 +210,7 @@ func (st *stateStore) write(writes ...streams.KVWrite) error {
 
 // barrier waits until every write submitted before it has completed.
 func (st *stateStore) barrier() {
-	st.durable(st.submit(nil, true, nil))
+	_ = st.durable(st.submit(nil, true, nil))
 }
 
 // logError logs the first failure at error level, the rest at debug (the
@@ -202,29 +223,39 @@ func (st *stateStore) logError(msg string, err error) {
 	st.log.Log(context.Background(), level, msg, "error", err)
 }
 
-// markPersisted records that client id has (or no longer has) a session
-// on disk.
-func (st *stateStore) markPersisted(id string, on bool) {
+// own records that connection cl owns client id's session on disk.
+func (st *stateStore) own(id string, cl *mochi.Client) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if on {
-		st.mu.persisted[id] = true
-	} else {
-		delete(st.mu.persisted, id)
-	}
+	st.mu.owners[id] = cl
 }
 
-func (st *stateStore) isPersisted(id string) bool {
+// owner returns the connection owning client id's session on disk (nil:
+// none is kept).
+func (st *stateStore) owner(id string) *mochi.Client {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.mu.persisted[id]
+	return st.mu.owners[id]
+}
+
+// disown forgets client id's session on disk if cl owns it (cl nil: whoever
+// does); it reports whether it did.
+func (st *stateStore) disown(id string, cl *mochi.Client) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	owner, ok := st.mu.owners[id]
+	if !ok || (cl != nil && owner != cl) {
+		return false
+	}
+	delete(st.mu.owners, id)
+	return true
 }
 
 // persistedCount returns the number of sessions on disk.
 func (st *stateStore) persistedCount() int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return len(st.mu.persisted)
+	return len(st.mu.owners)
 }
 
 // endWrites returns the writes that delete everything kept for client id.
@@ -237,15 +268,14 @@ func endWrites(id string) []streams.KVWrite {
 	}
 }
 
-// endSession deletes everything kept for client id. Background writes of
-// its queue must have been purged first (persister.purge), so that none is
-// committed after the deletion.
-func (st *stateStore) endSession(id string) {
-	if !st.isPersisted(id) {
-		return
+// endSession deletes everything kept for client id if connection cl owns
+// it (nil: whoever does). Background writes of its queue must have been
+// purged first (persister.purge), so that none is committed after the
+// deletion.
+func (st *stateStore) endSession(id string, cl *mochi.Client) {
+	if st.disown(id, cl) {
+		st.submit(endWrites(id), false, nil)
 	}
-	st.markPersisted(id, false)
-	st.submit(endWrites(id), false, nil)
 }
 
 // wait blocks until every write submitted so far has completed.
@@ -264,7 +294,6 @@ type persister struct {
 		writes []pendingWrite
 		busy   bool // a batch is being committed
 	}
-	idle sync.Cond // on mu: signalled when a batch completes
 }
 
 // pendingWrite is a background write and the session it belongs to (so
@@ -305,14 +334,19 @@ func (p *persister) submitLocked() {
 	if p.mu.busy || len(p.mu.writes) == 0 {
 		return
 	}
+	p.mu.busy = true
+	p.st.submit(p.takeLocked(), true, p.done)
+}
+
+// takeLocked returns the pending writes and forgets them.
+func (p *persister) takeLocked() []streams.KVWrite {
 	ws := make([]streams.KVWrite, len(p.mu.writes))
 	for i, w := range p.mu.writes {
 		ws[i] = w.w
 	}
 	clear(p.mu.writes)
 	p.mu.writes = p.mu.writes[:0]
-	p.mu.busy = true
-	p.st.submit(ws, true, p.done)
+	return ws
 }
 
 // done runs on the store's committer goroutine when a batch completes
@@ -322,19 +356,19 @@ func (p *persister) done(error) {
 		p.mu.Lock()
 		p.mu.busy = false
 		p.submitLocked()
-		p.idle.Broadcast()
 		p.mu.Unlock()
 	}()
 }
 
-// flush waits until nothing is pending or being committed.
+// flush submits what is pending at once (a batch may be committing: the
+// store keeps submission order) and waits until it and everything
+// submitted before it have completed. It does not wait for writes added
+// later, so steady traffic cannot hold it up.
 func (p *persister) flush() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.mu.busy || len(p.mu.writes) > 0 {
-		if !p.mu.busy {
-			p.submitLocked()
-		}
-		p.idle.Wait()
+	if len(p.mu.writes) > 0 {
+		p.st.submit(p.takeLocked(), true, nil)
 	}
+	p.mu.Unlock()
+	p.st.barrier()
 }

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -379,4 +380,80 @@ func TestDelayedWillSurvivesRestart(t *testing.T) {
 	if err != nil || pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != "gone" {
 		t.Fatalf("no will after restart: %v %+v", err, pk)
 	}
+}
+
+// TestWillOfSessionExpiredWhileDownIsPublished: a will held back by its
+// delay is due no later than its session's expiry; when both passed while
+// the node was down, the will is published at start (to a persistent
+// subscriber's queue here) and the session is gone.
+func TestWillOfSessionExpiredWhileDownIsPublished(t *testing.T) {
+	n := startStateBroker(t, nil)
+	s := dialRaw(t, n.addr, 4)
+	s.connect("watcher", false, packets.Properties{})
+	s.subscribe(1, packets.Subscription{Filter: "will/#", Qos: 1})
+	s.drop()
+	w := dialRaw(t, n.addr, 5)
+	w.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "brief", Keepalive: 30, Clean: true,
+			WillFlag: true, WillTopic: "will/brief", WillPayload: []byte("gone"), WillQos: 1,
+			WillProperties: packets.Properties{WillDelayInterval: 30}},
+		Properties: packets.Properties{SessionExpiryInterval: 1, SessionExpiryIntervalFlag: true},
+	})
+	w.expect(packets.Connack)
+	w.drop()
+	waitGone(t, n.b, "brief")
+	waitGone(t, n.b, "watcher")
+	left := time.Now().Unix()
+	n.close()
+	eventually(t, 5*time.Second, "brief's session to expire", func() bool { return time.Now().Unix() > left+1 })
+	n.open()
+	s = dialRaw(t, n.addr, 4)
+	if ack := s.connect("watcher", false, packets.Properties{}); !ack.SessionPresent {
+		t.Fatal("watcher's session not present")
+	}
+	pk := s.expect(packets.Publish)
+	if pk.TopicName != "will/brief" || string(pk.Payload) != "gone" {
+		t.Fatalf("got %s %q, want the will", pk.TopicName, pk.Payload)
+	}
+	if owner := n.b.state.owner("brief"); owner != nil {
+		t.Fatal("the expired session is still kept")
+	}
+}
+
+// flakyKV completes writes at once, failing them while fail is set.
+type flakyKV struct{ fail bool }
+
+func (f *flakyKV) Scan([]byte, func(k, v []byte) error) error { return nil }
+
+func (f *flakyKV) Submit(_ []streams.KVWrite, _ bool, done func(error)) error {
+	if f.fail {
+		return errors.New("disk says no")
+	}
+	done(nil)
+	return nil
+}
+
+// TestDurableReportsFailedStateWrites: a publisher is acknowledged only if
+// the state writes it waits for succeeded.
+func TestDurableReportsFailedStateWrites(t *testing.T) {
+	kv := &flakyKV{}
+	st := newStateStore(kv, testLogger())
+	if err := st.durable(0); err != nil {
+		t.Fatalf("nothing submitted: %v", err)
+	}
+	ok := st.submit([]streams.KVWrite{{Key: []byte("a"), Value: []byte("1")}}, false, nil)
+	if err := st.durable(ok); err != nil {
+		t.Fatalf("a write that succeeded: %v", err)
+	}
+	kv.fail = true
+	bad := st.submit([]streams.KVWrite{{Key: []byte("b"), Value: []byte("2")}}, false, nil)
+	if err := st.durable(bad); !errors.Is(err, errStateWrite) {
+		t.Fatalf("a write that failed: %v", err)
+	}
+	kv.fail = false
+	if err := st.durable(st.submit(nil, false, nil)); err != nil {
+		t.Fatalf("a write after the store recovered: %v", err)
+	}
+	st.wait()
 }

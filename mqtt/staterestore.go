@@ -21,12 +21,22 @@ import (
 // client, so a restored MQTT 5 session gets the expiry it has left. A will
 // held back by its delay interval when the node stopped is published when
 // the delay (counted from the disconnect) has passed, if the client has
-// not come back by then; it goes through Broker.Publish (stored, retained
-// and delivered; its publisher shows as the API's client id).
+// not come back by then (also when its session expired meanwhile: the will
+// was due first); it goes through Broker.Publish (stored, retained and
+// delivered; its publisher shows as the API's client id).
 
 // restoreStats says what a restore found.
 type restoreStats struct {
 	retained, sessions, expired, subscriptions, queued int
+}
+
+// pendingWill is a will held back by its delay when the node stopped; cl
+// is its restored client (nil if the session has expired since).
+type pendingWill struct {
+	id   string
+	cl   *mochi.Client
+	will mochi.Will
+	due  time.Time
 }
 
 // restore reads the broker state back; it runs once, before Serve.
@@ -36,6 +46,7 @@ func (b *Broker) restore() error {
 	now := start.Unix()
 	var rs restoreStats
 	var stale []streams.KVWrite
+	var wills []pendingWill
 
 	err := st.kv.Scan([]byte{keyRetained}, func(k, v []byte) error {
 		pk, err := decodeRetained(v)
@@ -66,13 +77,18 @@ func (b *Broker) restore() error {
 			return nil
 		}
 		cl, ok := b.restoreClient(id, r, now)
+		if r.Will != nil && r.WillDue > 0 {
+			// A will is due no later than its session's expiry: one
+			// whose session expired meanwhile is published too.
+			wills = append(wills, pendingWill{id: id, cl: cl, will: *r.Will, due: time.Unix(r.WillDue, 0)})
+		}
 		if !ok {
 			rs.expired++
 			stale = append(stale, endWrites(id)...)
 			return nil
 		}
 		clients[id] = cl
-		st.markPersisted(id, true)
+		st.own(id, cl)
 		rs.sessions++
 		return nil
 	})
@@ -107,11 +123,13 @@ func (b *Broker) restore() error {
 	}
 
 	// The queues: how many deliveries each session has on disk, and the
-	// last key used.
+	// last key used (of either kind: a new delivery must not reuse the key
+	// of a packet id left behind by a crash, which is deleted).
 	type queueInfo struct {
 		count int
 		size  int64
 		seq   uint64
+		seqs  map[uint64]bool
 	}
 	queues := map[string]*queueInfo{}
 	for _, kind := range []byte{keyQueue, keySent} {
@@ -121,17 +139,21 @@ func (b *Broker) restore() error {
 				stale = append(stale, streams.KVWrite{Key: k, Delete: true})
 				return nil
 			}
-			if kind == keySent {
-				return nil
-			}
 			q := queues[id]
 			if q == nil {
-				q = &queueInfo{}
+				q = &queueInfo{seqs: map[uint64]bool{}}
 				queues[id] = q
 			}
+			q.seq = max(q.seq, seq)
+			if kind == keySent {
+				if !q.seqs[seq] {
+					stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+				}
+				return nil
+			}
+			q.seqs[seq] = true
 			q.count++
 			q.size += int64(len(v)) // about the topic and payload (read back at attach)
-			q.seq = max(q.seq, seq)
 			return nil
 		})
 		if err != nil {
@@ -151,6 +173,11 @@ func (b *Broker) restore() error {
 		if err := st.write(stale...); err != nil {
 			return fmt.Errorf("mqtt: delete expired broker state: %w", err)
 		}
+	}
+	b.ingest.subs.invalidate()
+	// Once everything is back (subscriptions, queues), the wills.
+	for _, w := range wills {
+		b.scheduleWill(w)
 	}
 	b.log.Info("broker state restored", "retained", rs.retained, "sessions", rs.sessions,
 		"subscriptions", rs.subscriptions, "queued", rs.queued, "expired_sessions", rs.expired,
@@ -186,35 +213,35 @@ func (b *Broker) restoreClient(id string, r *sessionRecord, now int64) (*mochi.C
 	}
 	cl.Stop(packets.ErrServerShuttingDown)
 	b.server.Clients.Add(cl)
-	if r.Will != nil && r.WillDue > 0 {
-		b.scheduleWill(cl, *r.Will, time.Unix(r.WillDue, 0))
-	}
 	return cl, true
 }
 
-// scheduleWill publishes a restored will at due unless its client came
-// back (or the broker closed) first.
-func (b *Broker) scheduleWill(cl *mochi.Client, w mochi.Will, due time.Time) {
+// scheduleWill publishes a restored will when it is due unless its client
+// came back (or the broker closed) first.
+func (b *Broker) scheduleWill(pw pendingWill) {
+	w, cl := pw.will, pw.cl
 	publish := func() {
-		if cur, ok := b.server.Clients.Get(cl.ID); !ok || cur != cl {
-			return // the client came back, or its session ended
+		if cur, ok := b.server.Clients.Get(pw.id); ok && cur != cl {
+			return // the client came back
 		}
 		m := Message{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain}
 		for _, u := range w.User {
 			m.UserProperties = append(m.UserProperties, streams.UserProperty{Key: u.Key, Value: u.Val})
 		}
 		if _, err := b.Publish(context.Background(), m); err != nil {
-			b.log.Warn("restored will not published", "client", cl.ID, "topic", w.TopicName, "error", err)
+			b.log.Warn("restored will not published", "client", pw.id, "topic", w.TopicName, "error", err)
 			return
 		}
-		// The session no longer has a will.
-		b.state.submit([]streams.KVWrite{{Key: clientKey(keySession, cl.ID, 0),
-			Value: encodeSession(sessionOf(cl, cl.StopTime()))}}, false, nil)
+		if cl != nil && b.state.owner(pw.id) == cl {
+			// The session no longer has a will.
+			b.state.submit([]streams.KVWrite{{Key: clientKey(keySession, pw.id, 0),
+				Value: encodeSession(sessionOf(cl, cl.StopTime()))}}, false, nil)
+		}
 	}
 	b.willsMu.Lock()
 	defer b.willsMu.Unlock()
 	if b.willsClosed {
 		return
 	}
-	b.wills = append(b.wills, time.AfterFunc(max(time.Until(due), 0), publish))
+	b.wills = append(b.wills, time.AfterFunc(max(time.Until(pw.due), 0), publish))
 }
