@@ -208,8 +208,15 @@ func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
 		s := v.(*session)
 		s.detach(nil)
-		if pk.Connect.Clean {
+		// mochi hands the session over unless this is a clean start or
+		// the previous connection's MQTT 3.1.1 session was clean
+		// [MQTT-3.1.2-4]; otherwise it ends here, not when the previous
+		// connection's disconnect is processed (which may come later).
+		old, found := h.server.Clients.Get(cl.ID)
+		if pk.Connect.Clean || !found || (old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
 			h.end(s)
+		} else {
+			s.setOwner(cl)
 		}
 	}
 	if h.st != nil {
@@ -243,7 +250,9 @@ func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
 		s := v.(*session)
 		if ends {
-			h.end(s)
+			if s.ownedBy(cl) { // not handed over to a newer connection
+				h.end(s)
+			}
 		} else {
 			s.detach(cl)
 		}
@@ -264,7 +273,7 @@ func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 // messages [MQTT-3.1.2-23].
 func (h *deliveryHook) OnClientExpired(cl *mochi.Client) {
 	h.server.UnsubscribeClient(cl)
-	if v, ok := h.out.sessions.Load(cl.ID); ok {
+	if v, ok := h.out.sessions.Load(cl.ID); ok && v.(*session).ownedBy(cl) {
 		h.end(v.(*session))
 	}
 	if h.st != nil {

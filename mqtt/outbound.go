@@ -86,8 +86,12 @@ type session struct {
 
 	mu struct {
 		sync.Mutex
-		cl     *mochi.Client // the attached connection; nil while away
-		window int           // QoS 1/2 deliveries cl may have unacknowledged
+		cl *mochi.Client // the attached connection; nil while away
+		// owner is the connection the session belongs to (attached or
+		// not; nil for a session restored from disk): only its
+		// departure or expiry ends the session.
+		owner  *mochi.Client
+		window int // QoS 1/2 deliveries cl may have unacknowledged
 		// queue holds deliveries from index head on, oldest first:
 		// queue[head:next] were sent on cl (or are done), queue[next:] were
 		// not (never sent, or sent on an earlier connection).
@@ -130,6 +134,7 @@ func (o *outbound) session(cl *mochi.Client) *session {
 	s := &session{o: o, id: cl.ID}
 	s.mu.byID = map[uint16]*delivery{}
 	s.mu.persist = o.st != nil && !endsWithConnection(cl)
+	s.mu.owner = cl
 	attached := !cl.Closed() && cl.Net.Conn != nil
 	if attached {
 		s.mu.cl, s.mu.window = cl, o.window(cl)
@@ -160,6 +165,21 @@ func (o *outbound) expired(cl *mochi.Client) bool {
 		expiry = int64(cl.Properties.Props.SessionExpiryInterval)
 	}
 	return left+expiry < time.Now().Unix()
+}
+
+// setOwner hands the session to connection cl.
+func (s *session) setOwner(cl *mochi.Client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.owner = cl
+}
+
+// ownedBy reports whether the session belongs to cl (or to no connection
+// yet: restored from disk).
+func (s *session) ownedBy(cl *mochi.Client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.owner == nil || s.mu.owner == cl
 }
 
 // endsWithConnection reports whether cl's session ends when its connection
