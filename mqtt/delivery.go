@@ -13,6 +13,8 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/system"
+
+	"github.com/mqstream/mqstream/streams"
 )
 
 // deliveryHook takes every message mochi fans out to ordinary subscribers
@@ -213,7 +215,7 @@ func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		// [MQTT-3.1.2-4]; otherwise it ends here, not when the previous
 		// connection's disconnect is processed (which may come later).
 		old, found := h.server.Clients.Get(cl.ID)
-		if pk.Connect.Clean || !found || (old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
+		if !found || !inherits(pk, old) {
 			h.end(s)
 		} else {
 			s.setOwner(cl)
@@ -236,12 +238,39 @@ func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 // QoS 2 delivery past PUBREC, and disconnects a client whose deliveries
 // wait for PUBCOMP when it publishes [MQTT-3.3.4-7]; ingest bounds the
 // client's own publishes (Options.ReceiveMaximum).
-func (h *deliveryHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+func (h *deliveryHook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(0)
 	cl.State.Inflight.ResetReceiveQuota(math.MaxInt32)
-	if v, ok := h.out.sessions.Load(cl.ID); ok {
-		v.(*session).attach(cl)
+	v, ok := h.out.sessions.Load(cl.ID)
+	if !ok {
+		return
 	}
+	s := v.(*session)
+	if prev := s.currentOwner(); prev != nil && prev != cl {
+		// Made for the previous connection while this one was being
+		// established (a delivery found it in mochi's client list).
+		if !inherits(pk, prev) {
+			// Not this client's: it has no subscriptions yet, so none of
+			// the session's deliveries, here or on disk, are for it.
+			h.end(s)
+			if h.st != nil {
+				h.st.submit([]streams.KVWrite{
+					{Key: clientKey(keyQueue, cl.ID, 0), DeletePrefix: true},
+					{Key: clientKey(keySent, cl.ID, 0), DeletePrefix: true},
+				}, false, nil)
+			}
+			return
+		}
+		s.setOwner(cl)
+	}
+	s.attach(cl)
+}
+
+// inherits says, as mochi decides, whether a connection with CONNECT pk
+// takes over the session of the previous connection prev: not on a clean
+// start, nor from an MQTT 3.1.1 clean session [MQTT-3.1.2-4].
+func inherits(pk packets.Packet, prev *mochi.Client) bool {
+	return !pk.Connect.Clean && !(prev.Properties.Clean && prev.Properties.ProtocolVersion < 5)
 }
 
 // OnDisconnect ends the session or keeps it for the client's return.
@@ -252,6 +281,8 @@ func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 		if ends {
 			if s.ownedBy(cl) { // not handed over to a newer connection
 				h.end(s)
+			} else {
+				s.detach(cl)
 			}
 		} else {
 			s.detach(cl)

@@ -376,15 +376,26 @@ func (c *conn) flush() {
 
 		acks.Reset()
 		packetsOut, disconnect := c.process(ready, &acks)
-		var state uint64
+		var first, last uint64
 		for _, e := range ready {
-			state = max(state, e.state)
+			if e.state > 0 {
+				if first == 0 || e.state < first {
+					first = e.state
+				}
+				last = max(last, e.state)
+			}
 		}
-		if state > 0 {
-			if err := c.h.st.durable(state); err != nil {
+		if last > 0 {
+			if err := c.h.st.durableRange(first, last); err != nil {
 				// A queued delivery or retained message is not on disk:
-				// acknowledge nothing; the client sends the publishes again.
+				// acknowledge nothing (and await no PUBREL); the client
+				// sends the publishes again.
 				c.h.log.Warn("broker state not written: disconnecting the publisher without acknowledging", "client", c.cl.ID, "error", err)
+				for _, e := range ready {
+					if e.err == nil && e.pk.FixedHeader.Qos == 2 {
+						c.h.qos2.release(c.cl.ID, e.pk.PacketID)
+					}
+				}
 				c.cl.Stop(err)
 				continue
 			}

@@ -174,6 +174,13 @@ func (s *session) setOwner(cl *mochi.Client) {
 	s.mu.owner = cl
 }
 
+// currentOwner returns the connection the session belongs to.
+func (s *session) currentOwner() *mochi.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.owner
+}
+
 // ownedBy reports whether the session belongs to cl (or to no connection
 // yet: restored from disk).
 func (s *session) ownedBy(cl *mochi.Client) bool {

@@ -127,8 +127,7 @@ func (s *session) load() {
 // every write submitted so far has completed.
 func (o *outbound) readQueue(id string, below uint64) []*delivery {
 	st := o.st
-	st.p.flush()
-	st.barrier()
+	st.p.flush() // ends with a barrier: every write submitted so far is done
 	sent := map[uint64]sentState{}
 	err := st.kv.Scan(clientKey(keySent, id, 0), func(k, v []byte) error {
 		if _, seq, ok := splitSeqKey(k); ok {

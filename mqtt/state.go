@@ -187,15 +187,21 @@ var errStateWrite = errors.New("mqtt: writing broker state failed")
 // It fails if seq or a later submission failed (conservative: the store is
 // failing writes).
 func (st *stateStore) durable(seq uint64) error {
-	if seq == 0 {
+	return st.durableRange(seq, seq)
+}
+
+// durableRange waits until submission to (and every one before it)
+// completed; it fails if any submission from from on failed.
+func (st *stateStore) durableRange(from, to uint64) error {
+	if to == 0 {
 		return nil // nothing was submitted
 	}
 	st.done.Lock()
 	defer st.done.Unlock()
-	for st.done.committed < seq {
+	for st.done.committed < to {
 		st.done.cond.Wait()
 	}
-	if st.done.failed >= seq {
+	if st.done.failed >= max(from, 1) {
 		return errStateWrite
 	}
 	return nil

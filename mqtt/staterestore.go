@@ -221,8 +221,9 @@ func (b *Broker) restoreClient(id string, r *sessionRecord, now int64) (*mochi.C
 func (b *Broker) scheduleWill(pw pendingWill) {
 	w, cl := pw.will, pw.cl
 	publish := func() {
-		if cur, ok := b.server.Clients.Get(pw.id); ok && cur != cl {
-			return // the client came back
+		cur, ok := b.server.Clients.Get(pw.id)
+		if (cl != nil && (!ok || cur != cl)) || (cl == nil && ok) {
+			return // the client came back (and may have left again)
 		}
 		m := Message{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain}
 		for _, u := range w.User {
