@@ -457,3 +457,57 @@ func TestDurableReportsFailedStateWrites(t *testing.T) {
 	}
 	st.wait()
 }
+
+// TestTakeoversUnderLoadLoseNothing: a persistent subscriber whose
+// connection is taken over again and again while messages flow (each new
+// connection resumes the session before the old one is closed) receives
+// every message.
+func TestTakeoversUnderLoadLoseNothing(t *testing.T) {
+	n := startStateBroker(t, nil)
+	s := dialRaw(t, n.addr, 4)
+	s.connect("mover", false, packets.Properties{})
+	s.subscribe(1, packets.Subscription{Filter: "load/#", Qos: 1})
+	const total = 600
+	pub := connectV3(t, "tcp://"+n.addr, "loader", nil)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < total; i++ {
+			if tok := pub.Publish("load/x", 1, false, fmt.Sprintf("m-%d", i)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				done <- fmt.Errorf("publish %d: %v", i, tok.Error())
+				return
+			}
+		}
+		done <- nil
+	}()
+	seen := map[string]bool{}
+	read := func(c *rawClient, max int) {
+		for i := 0; i < max; i++ {
+			pk, err := c.read(300 * time.Millisecond)
+			if err != nil {
+				return
+			}
+			if pk.FixedHeader.Type == packets.Publish {
+				seen[string(pk.Payload)] = true
+				c.ack(packets.Puback, pk.PacketID)
+			}
+		}
+	}
+	for round := 0; round < 8; round++ {
+		read(s, 40)
+		next := dialRaw(t, n.addr, 4)
+		if ack := next.connect("mover", false, packets.Properties{}); !ack.SessionPresent {
+			t.Fatalf("round %d: session not present", round)
+		}
+		s = next // the old connection is closed by the server (taken over)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(seen) < total && time.Now().Before(deadline) {
+		read(s, total)
+	}
+	if len(seen) != total {
+		t.Fatalf("received %d distinct messages of %d", len(seen), total)
+	}
+}
