@@ -103,6 +103,7 @@ func (q *opQueue) take(spare []*op) (ops []*op, closed bool) {
 		}
 		// q.ops now holds spare's array: the next swap must hand it a
 		// different one, or producers would write into the ops we return.
+		clear(ops) // completed: keep no references (their done closures) alive
 		spare = ops[:0]
 		<-q.wake
 	}
@@ -160,12 +161,12 @@ func (s *Store) runCommitter() {
 	var spare []*op
 	g := &group{s: s, scratch: make([]byte, 0, 4096)}
 	for {
-		ops, closed := s.queue.take(spare)
+		batch, closed := s.queue.take(spare)
 		if closed {
 			g.checkpointAll()
 			return
 		}
-		for len(ops) > 0 {
+		for ops := batch; len(ops) > 0; {
 			if s.Healthy() != nil {
 				ops = s.refuse(ops)
 				continue
@@ -173,7 +174,10 @@ func (s *Store) runCommitter() {
 			n := g.commit(ops)
 			ops = ops[n:]
 		}
-		spare = ops[:0]
+		// All completed: reuse the array, without keeping the ops (and
+		// what their done callbacks reference) alive.
+		clear(batch)
+		spare = batch[:0]
 	}
 }
 
