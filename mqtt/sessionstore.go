@@ -32,7 +32,7 @@ import (
 func (s *session) storeLocked(d *delivery) uint64 {
 	s.mu.seq++
 	d.seq = s.mu.seq
-	return s.o.st.submit([]streams.KVWrite{{Key: seqKey(keyQueue, s.id, d.seq), Value: encodeDelivery(d, appendMessage(nil, d.pk))}}, false, nil)
+	return s.o.st.submit([]streams.KVWrite{{Key: seqKey(keyQueue, s.id, d.seq), Value: encodeDelivery(d)}}, false, nil)
 }
 
 // forgetLocked deletes a finished delivery from disk (in the background).

@@ -38,7 +38,7 @@ func BenchmarkRestoreSessions(b *testing.B) {
 		}
 		for q := 1; q <= queued; q++ {
 			d := &delivery{pk: &msg, qos: 1}
-			writes = append(writes, streams.KVWrite{Key: seqKey(keyQueue, id, uint64(q)), Value: encodeDelivery(d, appendMessage(nil, &msg))})
+			writes = append(writes, streams.KVWrite{Key: seqKey(keyQueue, id, uint64(q)), Value: encodeDelivery(d)})
 		}
 		if len(writes) > 10_000 {
 			if err := kv.Write(b.Context(), writes...); err != nil {

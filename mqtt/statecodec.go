@@ -122,10 +122,11 @@ func readMessage(d *stateDecoder) packets.Packet {
 }
 
 // encodeDelivery encodes a queued delivery: its own QoS, RETAIN flag and
-// subscription identifiers, then the message (msg, from appendMessage,
-// shared by every session the message is queued for).
-func encodeDelivery(d *delivery, msg []byte) []byte {
-	b := make([]byte, 0, 8+len(msg))
+// subscription identifiers, then the message (appendMessage), in one
+// buffer.
+func encodeDelivery(d *delivery) []byte {
+	p := d.pk
+	b := make([]byte, 0, 32+len(d.subIDs)*2+len(p.TopicName)+len(p.Payload)+len(p.Origin))
 	flags := d.qos & 3
 	if d.retain {
 		flags |= 4
@@ -135,7 +136,7 @@ func encodeDelivery(d *delivery, msg []byte) []byte {
 	for _, id := range d.subIDs {
 		b = binary.AppendUvarint(b, uint64(id))
 	}
-	return append(b, msg...)
+	return appendMessage(b, p)
 }
 
 // decodeDelivery decodes a queued delivery.
