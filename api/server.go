@@ -23,6 +23,7 @@ import (
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Node is what the API reports about the node it runs in.
@@ -188,7 +189,7 @@ func classify(err error) (int, string) {
 	case errors.Is(err, errTooLarge), errors.Is(err, streams.ErrRecordTooLarge):
 		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, errBadRequest), errors.Is(err, streams.ErrInvalidName), errors.Is(err, shared.ErrInvalidGroup),
-		errors.Is(err, shared.ErrNotStorable), errors.Is(err, mqtt.ErrInvalidTopic):
+		errors.Is(err, shared.ErrNotStorable), errors.Is(err, topic.ErrInvalidTopic):
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, errNotFound), errors.Is(err, streams.ErrStreamNotFound), errors.Is(err, shared.ErrGroupNotFound):
 		return http.StatusNotFound, "not_found"

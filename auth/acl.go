@@ -6,7 +6,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Action is what a client wants to do with a topic.
@@ -58,7 +58,7 @@ func (a ACL) Validate() error {
 			errs = append(errs, fmt.Errorf("acl[%d].action: %q is not publish, subscribe or all", i, r.Action))
 		}
 		probe := strings.NewReplacer("%u", "u", "%c", "c").Replace(r.Filter)
-		if err := mqtt.ValidateFilter(probe); err != nil {
+		if err := topic.ValidateFilter(probe); err != nil {
 			errs = append(errs, fmt.Errorf("acl[%d].filter: %v", i, err))
 		}
 		if strings.Contains(r.Filter, "$share") {
@@ -69,13 +69,13 @@ func (a ACL) Validate() error {
 }
 
 // Allowed decides whether the client (username, client id) may perform act
-// on topic: for Publish a topic name, for Subscribe a topic filter
+// on name: for Publish a topic name, for Subscribe a topic filter
 // (possibly $share/<group>/<filter>).
-func (a ACL) Allowed(user, clientID string, act Action, topic string) bool {
+func (a ACL) Allowed(user, clientID string, act Action, name string) bool {
 	group := ""
 	if act == Subscribe {
-		if rest, ok := strings.CutPrefix(topic, "$share/"); ok {
-			group, topic, _ = strings.Cut(rest, "/")
+		if rest, ok := strings.CutPrefix(name, "$share/"); ok {
+			group, name, _ = strings.Cut(rest, "/")
 		}
 	}
 	for _, r := range a.Rules {
@@ -94,9 +94,9 @@ func (a ACL) Allowed(user, clientID string, act Action, topic string) bool {
 		}
 		var match bool
 		if act == Publish {
-			match = mqtt.MatchTopic(filter, topic)
+			match = topic.Match(filter, name)
 		} else {
-			match = FilterCovers(filter, topic)
+			match = FilterCovers(filter, name)
 		}
 		if match {
 			return r.Allow

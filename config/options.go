@@ -7,16 +7,17 @@ import (
 
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 func (r Retention) streams() streams.Retention {
 	return streams.Retention{MaxAge: r.MaxAge, MaxBytes: int64(r.MaxBytes), MaxRecords: r.MaxRecords}
 }
 
-func (c Config) mqttRules() []mqtt.Rule {
-	rules := make([]mqtt.Rule, len(c.Streams.Rules))
+func (c Config) mqttRules() []topic.Rule {
+	rules := make([]topic.Rule, len(c.Streams.Rules))
 	for i, r := range c.Streams.Rules {
-		rules[i] = mqtt.Rule{Filter: r.Filter, Stream: r.Stream}
+		rules[i] = topic.Rule{Filter: r.Filter, Stream: r.Stream}
 	}
 	return rules
 }
@@ -38,12 +39,12 @@ func (c Config) StoreOptions(logger *slog.Logger) streams.Options {
 }
 
 // Mapper returns the topic-to-stream mapper.
-func (c Config) Mapper() (*mqtt.Mapper, error) {
-	def, err := mqtt.ParseDefaultRule(c.Streams.DefaultRule)
+func (c Config) Mapper() (*topic.Mapper, error) {
+	def, err := topic.ParseDefaultRule(c.Streams.DefaultRule)
 	if err != nil {
 		return nil, err
 	}
-	return mqtt.NewMapper(c.mqttRules(), def)
+	return topic.NewMapper(c.mqttRules(), def)
 }
 
 // BrokerOptions returns the broker's options without Mapper and Store.

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Validate reports every invalid value at once, each naming its key.
@@ -116,7 +116,7 @@ func (c Config) Validate() error {
 		if d.Name == "" || strings.ContainsAny(d.Name, "/+#") {
 			bad(key+".name", "%q: want a non-empty name without '/', '+' or '#'", d.Name)
 		}
-		if err := mqtt.ValidateFilter(d.Filter); err != nil {
+		if err := topic.ValidateFilter(d.Filter); err != nil {
 			bad(key+".filter", "%v", err)
 		}
 		if seenGroups[d.Name+"\x00"+d.Filter] {
@@ -140,10 +140,10 @@ func (c Config) Validate() error {
 		}
 	}
 	validateRetention("streams.default_retention", c.Streams.DefaultRetention)
-	if _, err := mqtt.ParseDefaultRule(c.Streams.DefaultRule); err != nil {
+	if _, err := topic.ParseDefaultRule(c.Streams.DefaultRule); err != nil {
 		bad("streams.default_rule", "%v", err)
 	}
-	if _, err := mqtt.NewMapper(c.mqttRules(), mqtt.DefaultRule{Kind: mqtt.DefaultNone}); err != nil {
+	if _, err := topic.NewMapper(c.mqttRules(), topic.DefaultRule{Kind: topic.DefaultNone}); err != nil {
 		for _, e := range unjoin(err) {
 			errs = append(errs, fmt.Errorf("streams.%w", e))
 		}

@@ -13,6 +13,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Options configure the embedded broker.
@@ -22,7 +23,7 @@ type Options struct {
 	// WSAddr is the MQTT over WebSocket listen address ("" disables it).
 	WSAddr string
 	// Mapper decides which topics are stored in which stream.
-	Mapper *Mapper
+	Mapper *topic.Mapper
 	// Store receives the records.
 	Store Appender
 	// MaxPayload refuses (reason 0x95) publishes with a larger payload; 0 = no limit.

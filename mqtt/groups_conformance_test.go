@@ -14,6 +14,7 @@ import (
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // TestSharedWildcardGetsNoDollarTopicsFromGroups (issue item 3, with
@@ -27,7 +28,7 @@ func TestSharedWildcardGetsNoDollarTopicsFromGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapper, err := mqtt.NewMapper([]mqtt.Rule{{Filter: "$foo/#", Stream: "dollar"}}, mqtt.DefaultRule{Kind: mqtt.DefaultFirstLevel})
+	mapper, err := topic.NewMapper([]topic.Rule{{Filter: "$foo/#", Stream: "dollar"}}, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	if err != nil {
 		t.Fatal(err)
 	}

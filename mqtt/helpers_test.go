@@ -14,6 +14,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // testLogger discards logs unless MQSTREAM_TEST_LOG is set.
@@ -32,7 +33,7 @@ type testNode struct {
 
 // startBroker runs a store and a broker on 127.0.0.1 with random ports and
 // data in a temp dir; both stop at the end of the test.
-func startBroker(t testing.TB, rules []Rule, mod func(*Options), storeMod func(*streams.Options)) *testNode {
+func startBroker(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod func(*streams.Options)) *testNode {
 	t.Helper()
 	sopts := streams.Options{Dir: t.TempDir(), AutoCreate: true, Logger: testLogger()}
 	if storeMod != nil {
@@ -42,7 +43,7 @@ func startBroker(t testing.TB, rules []Rule, mod func(*Options), storeMod func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapper, err := NewMapper(rules, DefaultRule{Kind: DefaultFirstLevel})
+	mapper, err := topic.NewMapper(rules, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	if err != nil {
 		t.Fatal(err)
 	}

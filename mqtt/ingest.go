@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Appender is what ingest needs from the stream store.
@@ -46,7 +47,7 @@ type ingestHook struct {
 	mochi.HookBase
 	server     *mochi.Server
 	store      Appender
-	mapper     *Mapper
+	mapper     *topic.Mapper
 	maxPayload int
 	maxPending int
 	// early delivers QoS 0/1 messages to subscribers on arrival instead of

@@ -15,9 +15,10 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
-var testRules = []Rule{
+var testRules = []topic.Rule{
 	{Filter: "sensors/+/temperature", Stream: "temperatures"},
 	{Filter: "sensors/#", Stream: "sensors"},
 	{Filter: "jobs/#", Stream: "jobs"},
@@ -203,7 +204,7 @@ func TestIngestRefusesOversizedPayload(t *testing.T) {
 // MQTT 3.1.1 is disconnected, and with fan-out after store, subscribers get
 // nothing.
 func TestIngestStoreErrorIsNotAcked(t *testing.T) {
-	n := startBroker(t, []Rule{{Filter: "missing/#", Stream: "nowhere"}, {Filter: "ok/#", Stream: "ok"}},
+	n := startBroker(t, []topic.Rule{{Filter: "missing/#", Stream: "nowhere"}, {Filter: "ok/#", Stream: "ok"}},
 		func(o *Options) { o.FanoutAfterStore = true },
 		func(o *streams.Options) { o.AutoCreate = false })
 	if _, err := n.store.CreateStream(context.Background(), "ok", streams.Retention{}); err != nil {
@@ -447,7 +448,7 @@ func TestKeepaliveCap(t *testing.T) {
 // subscribers on arrival; a message the store then refuses was delivered but
 // its publisher gets the failure (and the record is not stored).
 func TestEarlyFanoutDeliversBeforeTheCommit(t *testing.T) {
-	n := startBroker(t, []Rule{{Filter: "missing/#", Stream: "nowhere"}}, nil,
+	n := startBroker(t, []topic.Rule{{Filter: "missing/#", Stream: "nowhere"}}, nil,
 		func(o *streams.Options) { o.AutoCreate = false })
 	got := make(chan paho3.Message, 1)
 	sub := connectV3(t, "tcp://"+n.addr, "watcher", nil)
@@ -497,7 +498,7 @@ func TestAPIPublish(t *testing.T) {
 		t.Fatalf("%+v", recs)
 	}
 	for _, bad := range []string{"", "a/+", "a/#", "$SYS/x"} {
-		if _, err := n.broker.Publish(context.Background(), Message{Topic: bad}); !errors.Is(err, ErrInvalidTopic) {
+		if _, err := n.broker.Publish(context.Background(), Message{Topic: bad}); !errors.Is(err, topic.ErrInvalidTopic) {
 			t.Errorf("topic %q: %v", bad, err)
 		}
 	}

@@ -2,12 +2,12 @@ package mqtt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Message is a publish made through the API rather than an MQTT connection.
@@ -29,9 +29,6 @@ type PublishResult struct {
 	Offset uint64 `json:"offset,omitempty"`
 }
 
-// ErrInvalidTopic: the topic is not a valid MQTT topic name for publishing.
-var ErrInvalidTopic = errors.New("invalid topic name")
-
 // apiClientID is the client id API publishes carry (for No Local and the
 // records' publisher field).
 const apiClientID = "mqstream-api"
@@ -40,7 +37,7 @@ const apiClientID = "mqstream-api"
 // store it (Publish returns once the record is durable, like a QoS 1 ack),
 // then it is retained if asked and delivered to subscribers.
 func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) {
-	if err := validateTopicName(m.Topic); err != nil {
+	if err := topic.ValidateName(m.Topic); err != nil {
 		return PublishResult{}, err
 	}
 	if m.QoS > 2 {
@@ -98,24 +95,4 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 		}
 	}
 	return res, nil
-}
-
-// validateTopicName checks a topic to publish to: non-empty UTF-8 without
-// wildcards or NUL, not a $SYS topic.
-func validateTopicName(t string) error {
-	if t == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidTopic)
-	}
-	if err := ValidateFilter(t); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidTopic, err)
-	}
-	for _, r := range t {
-		if r == '+' || r == '#' {
-			return fmt.Errorf("%w: %q contains a wildcard", ErrInvalidTopic, t)
-		}
-	}
-	if isSystemTopic(t) {
-		return fmt.Errorf("%w: %q is reserved", ErrInvalidTopic, t)
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // Retained messages on SUBSCRIBE.
@@ -94,7 +95,7 @@ func retainedMatching(topics *mochi.TopicsIndex, filter string) []packets.Packet
 	seen := make(map[string]bool, len(msgs))
 	out := msgs[:0]
 	for _, m := range msgs {
-		if !seen[m.TopicName] && MatchTopic(filter, m.TopicName) {
+		if !seen[m.TopicName] && topic.Match(filter, m.TopicName) {
 			seen[m.TopicName] = true
 			out = append(out, m)
 		}

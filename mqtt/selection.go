@@ -7,6 +7,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // selector corrects the subscribers mochi's topic index finds for a
@@ -87,13 +88,13 @@ func (s *selector) correct(subs *mochi.Subscribers, topic, origin string) *mochi
 
 // addParentMatches adds the "+/#" subscriptions mochi missed: those whose
 // '#' stands for the parent level, i.e. with one level more than topic.
-func (s *selector) addParentMatches(subs *mochi.Subscribers, topic string) {
-	levels := strings.Count(topic, "/") + 1
+func (s *selector) addParentMatches(subs *mochi.Subscribers, name string) {
+	levels := strings.Count(name, "/") + 1
 	type hit struct{ filter, client string }
 	var hits []hit
 	s.mu.Lock()
 	for filter, clients := range s.plusHash {
-		if strings.Count(filter, "/") == levels && MatchTopic(filter, topic) {
+		if strings.Count(filter, "/") == levels && topic.Match(filter, name) {
 			for id := range clients {
 				hits = append(hits, hit{filter, id})
 			}
@@ -127,13 +128,13 @@ func (s *selector) withoutNoLocal(subs *mochi.Subscribers, topic, origin string)
 
 // ownSubscription merges the subscriptions of the publisher (origin) that
 // match topic and do not have No Local; ok is false if there is none.
-func (s *selector) ownSubscription(topic, origin string) (merged packets.Subscription, ok bool) {
+func (s *selector) ownSubscription(name, origin string) (merged packets.Subscription, ok bool) {
 	cl, found := s.server.Clients.Get(origin)
 	if !found {
 		return merged, false
 	}
 	for filter, sub := range cl.State.Subscriptions.GetAll() {
-		if sub.NoLocal || mochi.IsSharedFilter(filter) || !MatchTopic(filter, topic) {
+		if sub.NoLocal || mochi.IsSharedFilter(filter) || !topic.Match(filter, name) {
 			continue
 		}
 		merged, ok = mergeSubscription(merged, ok, sub), true

@@ -9,6 +9,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // BenchmarkRestoreSessions measures how long a node takes to restore
@@ -50,7 +51,7 @@ func BenchmarkRestoreSessions(b *testing.B) {
 	if err := kv.Write(b.Context(), writes...); err != nil {
 		b.Fatal(err)
 	}
-	mapper, err := NewMapper(nil, DefaultRule{Kind: DefaultFirstLevel})
+	mapper, err := topic.NewMapper(nil, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // stateBroker runs a broker that keeps its state in a store in dir, and
@@ -36,7 +37,7 @@ func (n *stateBroker) open() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	mapper, err := NewMapper(nil, DefaultRule{Kind: DefaultFirstLevel})
+	mapper, err := topic.NewMapper(nil, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/topic"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of the golden files in testdata/")
 
 // fixtureRules map sensors/<id>/temperature to the stream temperatures;
 // everything else goes to the stream named by the first topic level.
-var fixtureRules = []mqtt.Rule{{Filter: "sensors/+/temperature", Stream: "temperatures"}}
+var fixtureRules = []topic.Rule{{Filter: "sensors/+/temperature", Stream: "temperatures"}}
 
 // fillFixture publishes the golden tests' data through MQTT, one message
 // at a time so offsets follow this order:

@@ -18,6 +18,7 @@ import (
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 func testLogger() *slog.Logger {
@@ -56,12 +57,12 @@ type node struct {
 	sampler *stats.Sampler
 	clock   *clock
 	engine  *Engine
-	mapper  *mqtt.Mapper
+	mapper  *topic.Mapper
 	addr    string
 }
 
 type nodeOptions struct {
-	rules   []mqtt.Rule
+	rules   []topic.Rule
 	maxRows int64
 	timeout time.Duration
 }
@@ -72,7 +73,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapper, err := mqtt.NewMapper(o.rules, mqtt.DefaultRule{Kind: mqtt.DefaultFirstLevel})
+	mapper, err := topic.NewMapper(o.rules, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // BenchmarkDispatchAck measures the group's bookkeeping per record: read
@@ -23,7 +23,7 @@ func BenchmarkDispatchAck(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	mapper, _ := mqtt.NewMapper(nil, mqtt.DefaultRule{Kind: mqtt.DefaultFirstLevel})
+	mapper, _ := topic.NewMapper(nil, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	ctx := context.Background()
 	recs := make([]streams.Record, 1000)
 	for i := range recs {

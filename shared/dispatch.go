@@ -8,8 +8,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // readBatch is the most records read from a stream at once.
@@ -115,7 +115,7 @@ func (g *group) refill() {
 			if c.isDone(r.Offset) {
 				continue
 			}
-			if !mqtt.MatchTopic(g.key.filter, r.Topic) {
+			if !topic.Match(g.key.filter, r.Topic) {
 				c.markDone(r.Offset)
 				g.counters.skipped++
 				continue

@@ -5,7 +5,7 @@
 //
 // A group is identified by its name and topic filter. It reads every stream
 // that can hold topics matching the filter (the mapping rules say which; see
-// mqtt.Mapper.Sources) and hands each stored record whose topic matches to
+// topic.Mapper.Sources) and hands each stored record whose topic matches to
 // exactly one connected member, waits for the member's PUBACK (PUBCOMP for
 // QoS 2), and redelivers what is not acknowledged. mochi-mqtt still accepts
 // the SUBSCRIBE (so SUBACK, sessions and ACLs work as usual), but its own

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // TestRoundRobinDeliversEachRecordOnce: 4 members, 20k QoS 1 records; every
@@ -263,7 +263,7 @@ func TestHashTopicKeepsPerTopicOrder(t *testing.T) {
 // TestUnstorableFilterIsRefused: a group on topics no rule stores gets a
 // failing SUBACK instead of silence.
 func TestUnstorableFilterIsRefused(t *testing.T) {
-	e := startEnv(t, envOptions{rules: []mqtt.Rule{{Filter: "jobs/#", Stream: "jobs"}}, def: mqtt.DefaultRule{Kind: mqtt.DefaultNone}})
+	e := startEnv(t, envOptions{rules: []topic.Rule{{Filter: "jobs/#", Stream: "jobs"}}, def: topic.DefaultRule{Kind: topic.DefaultNone}})
 	c := e.consumer("ok", "$share/g/jobs/#", 1, false)
 	tok := c.c.Subscribe("$share/g/other/#", 1, nil)
 	if !tok.WaitTimeout(5 * time.Second) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 func testLogger() *slog.Logger {
@@ -35,8 +36,8 @@ type env struct {
 }
 
 type envOptions struct {
-	rules    []mqtt.Rule
-	def      mqtt.DefaultRule
+	rules    []topic.Rule
+	def      topic.DefaultRule
 	defaults GroupOptions
 	declared []Declaration
 	dir      string
@@ -51,7 +52,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapper, err := mqtt.NewMapper(o.rules, o.def)
+	mapper, err := topic.NewMapper(o.rules, o.def)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,4 +217,4 @@ func (e *env) stats(name, filter string) GroupStats {
 
 func constTopic(s string) func(int) string { return func(int) string { return s } }
 
-func mqttDefaultNone() mqtt.DefaultRule { return mqtt.DefaultRule{Kind: mqtt.DefaultNone} }
+func mqttDefaultNone() topic.DefaultRule { return topic.DefaultRule{Kind: topic.DefaultNone} }

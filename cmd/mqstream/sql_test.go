@@ -24,6 +24,7 @@ import (
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // sqlServer starts a store and an MQTT broker on 127.0.0.1, publishes a few
@@ -36,7 +37,7 @@ func sqlServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapper, err := mqtt.NewMapper(nil, mqtt.DefaultRule{Kind: mqtt.DefaultFirstLevel})
+	mapper, err := topic.NewMapper(nil, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package mqtt
+package topic
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestMatchTopic(t *testing.T) {
+func TestMatch(t *testing.T) {
 	cases := []struct {
 		filter, topic string
 		want          bool
@@ -36,8 +36,8 @@ func TestMatchTopic(t *testing.T) {
 		{"sensors/+/temperature", "sensors/7/humidity", false},
 	}
 	for _, c := range cases {
-		if got := MatchTopic(c.filter, c.topic); got != c.want {
-			t.Errorf("MatchTopic(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
+		if got := Match(c.filter, c.topic); got != c.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
 		}
 	}
 }

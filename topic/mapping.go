@@ -1,4 +1,4 @@
-package mqtt
+package topic
 
 import (
 	"errors"
@@ -74,7 +74,7 @@ func NewMapper(rules []Rule, def DefaultRule) (*Mapper, error) {
 	for i, r := range rules {
 		if err := ValidateFilter(r.Filter); err != nil {
 			errs = append(errs, fmt.Errorf("rules[%d].filter: %w", i, err))
-		} else if strings.HasPrefix(r.Filter, sharePrefix) || strings.HasPrefix(r.Filter, "$SYS") {
+		} else if strings.HasPrefix(r.Filter, SharePrefix) || strings.HasPrefix(r.Filter, "$SYS") {
 			errs = append(errs, fmt.Errorf("rules[%d].filter: %q: $share and $SYS topics are never stored", i, r.Filter))
 		}
 		if err := streams.ValidateName(r.Stream); err != nil {
@@ -105,11 +105,11 @@ func (m *Mapper) Default() DefaultRule { return m.def }
 // StreamFor returns the stream that stores topic (first matching rule wins,
 // then the default rule), or ok=false if the topic is not stored.
 func (m *Mapper) StreamFor(topic string) (stream string, ok bool) {
-	if topic == "" || isSystemTopic(topic) {
+	if topic == "" || IsSystem(topic) {
 		return "", false
 	}
 	for i := range m.rules {
-		if MatchTopic(m.rules[i].Filter, topic) {
+		if Match(m.rules[i].Filter, topic) {
 			return m.rules[i].Stream, true
 		}
 	}

@@ -1,17 +1,23 @@
-package mqtt
+// Package topic holds MQTT topic names and filters: matching, validation,
+// overlap, and the rules that map topics to streams. It is a leaf: it knows
+// stream names (package streams) and nothing of MQTT transport, so the
+// broker, consumer groups, access control, configuration and SQL can share
+// it without importing each other.
+package topic
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 )
 
-// MatchTopic reports whether an MQTT topic filter matches a topic name
+// Match reports whether an MQTT topic filter matches a topic name
 // (MQTT 3.1.1 and 5.0 section 4.7): '+' matches exactly one level, '#' (last)
 // matches any number of levels including the parent level [MQTT-4.7.1-2], and
 // a filter starting with a wildcard does not match a topic starting with '$'
 // [MQTT-4.7.2-1].
-func MatchTopic(filter, topic string) bool {
+func Match(filter, topic string) bool {
 	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
 		return false
 	}
@@ -56,13 +62,13 @@ func ValidateFilter(filter string) error {
 	return nil
 }
 
-// sharePrefix is the prefix of shared subscription filters.
-const sharePrefix = "$share/"
+// SharePrefix is the prefix of shared subscription filters.
+const SharePrefix = "$share/"
 
-// isSystemTopic reports topics never stored as data: the broker's own $SYS
+// IsSystem reports topics never stored as data: the broker's own $SYS
 // tree and anything that looks like a shared-subscription filter.
-func isSystemTopic(topic string) bool {
-	return strings.HasPrefix(topic, "$SYS") || strings.HasPrefix(topic, sharePrefix) || topic == "$share"
+func IsSystem(topic string) bool {
+	return strings.HasPrefix(topic, "$SYS") || strings.HasPrefix(topic, SharePrefix) || topic == "$share"
 }
 
 // FiltersOverlap reports whether some topic name matches both filters.
@@ -86,4 +92,27 @@ func FiltersOverlap(a, b string) bool {
 		}
 		a, b = arest, brest
 	}
+}
+
+// ErrInvalidTopic: the topic is not a valid MQTT topic name for publishing.
+var ErrInvalidTopic = errors.New("invalid topic name")
+
+// ValidateName checks a topic to publish to: non-empty UTF-8 without
+// wildcards or NUL, not a $SYS topic.
+func ValidateName(t string) error {
+	if t == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+	}
+	if err := ValidateFilter(t); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidTopic, err)
+	}
+	for _, r := range t {
+		if r == '+' || r == '#' {
+			return fmt.Errorf("%w: %q contains a wildcard", ErrInvalidTopic, t)
+		}
+	}
+	if IsSystem(t) {
+		return fmt.Errorf("%w: %q is reserved", ErrInvalidTopic, t)
+	}
+	return nil
 }
