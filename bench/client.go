@@ -10,8 +10,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/mqstream/mqstream/wire"
 )
 
 // client is a lean MQTT 3.1.1/5 client for load generation: it writes
@@ -76,7 +74,7 @@ func dial(ctx context.Context, addr string, o clientOptions) (*client, error) {
 }
 
 func (c *client) connect(o clientOptions) error {
-	body := wire.AppendString(nil, "MQTT")
+	body := appendString(nil, "MQTT")
 	flags := byte(0x02) // clean session / clean start
 	if o.persistent && o.version == 4 {
 		flags = 0
@@ -93,11 +91,11 @@ func (c *client) connect(o clientOptions) error {
 			props = append(props, 0x21)
 			props = binary.BigEndian.AppendUint16(props, o.receiveMaximum)
 		}
-		body = wire.AppendVarint(body, len(props))
+		body = appendVarint(body, len(props))
 		body = append(body, props...)
 	}
-	body = wire.AppendString(body, o.id)
-	pk := wire.AppendVarint([]byte{0x10}, len(body))
+	body = appendString(body, o.id)
+	pk := appendVarint([]byte{0x10}, len(body))
 	if _, err := c.conn.Write(append(pk, body...)); err != nil {
 		return err
 	}
@@ -252,8 +250,8 @@ func (c *client) publish(topic string, qos byte, id uint16, payload []byte) erro
 	}
 	h := c.hdr[:0]
 	h = append(h, 0x30|qos<<1)
-	h = wire.AppendVarint(h, n)
-	h = wire.AppendString(h, topic)
+	h = appendVarint(h, n)
+	h = appendString(h, topic)
 	if qos > 0 {
 		h = binary.BigEndian.AppendUint16(h, id)
 	}
@@ -278,9 +276,9 @@ func (c *client) subscribe(filter string, qos byte) error {
 	if c.version == 5 {
 		body = append(body, 0)
 	}
-	body = wire.AppendString(body, filter)
+	body = appendString(body, filter)
 	body = append(body, qos)
-	pk := wire.AppendVarint([]byte{0x82}, len(body))
+	pk := appendVarint([]byte{0x82}, len(body))
 	c.writeRaw(append(pk, body...))
 	select {
 	case b := <-c.subacks:
@@ -298,4 +296,25 @@ func (c *client) subscribe(filter string, qos byte) error {
 func (c *client) close() {
 	c.writeRaw([]byte{0xe0, 0})
 	c.conn.Close()
+}
+
+// appendVarint appends n as an MQTT variable byte integer.
+func appendVarint(b []byte, n int) []byte {
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+// appendString appends s with its two-byte big-endian length.
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
 }

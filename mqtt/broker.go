@@ -66,10 +66,10 @@ type Options struct {
 	// MaxSubscriptions caps one client's subscriptions (0 = no cap); more
 	// are refused in SUBACK.
 	MaxSubscriptions int
-	// GroupsServeShared says consumer groups (package shared) deliver every
-	// $share subscription from the streams, so stored messages are not
-	// re-published for them.
-	GroupsServeShared bool
+	// Groups serves $share/<group>/<filter> subscriptions as durable
+	// consumer groups over the streams (package shared); nil: shared
+	// subscriptions are accepted but receive nothing.
+	Groups Groups
 	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
 	SysTopicInterval int64
 	// Logger receives the broker's logs; nil means slog.Default().
@@ -170,14 +170,13 @@ func New(opts Options) (*Broker, error) {
 		out.st = b.state
 	}
 	delivery := &deliveryHook{
-		server:      server,
-		sel:         sel,
-		out:         out,
-		st:          b.state,
-		log:         opts.Logger,
-		acl:         b.aclCheck,
-		serveShared: !opts.GroupsServeShared,
-		sys:         server.NewClient(nil, fanoutListener, "mqstream-sys", true),
+		server: server,
+		sel:    sel,
+		out:    out,
+		st:     b.state,
+		log:    opts.Logger,
+		acl:    b.aclCheck,
+		sys:    server.NewClient(nil, fanoutListener, "mqstream-sys", true),
 	}
 	// After the selection hook: it delivers what the selection corrected.
 	if err := server.AddHook(delivery, nil); err != nil {
@@ -192,7 +191,7 @@ func New(opts Options) (*Broker, error) {
 		maxPending: int(opts.ReceiveMaximum),
 		early:      !opts.FanoutAfterStore,
 		log:        opts.Logger,
-		subs:       newSubscriberCache(sel, opts.GroupsServeShared),
+		subs:       newSubscriberCache(sel),
 		publish:    delivery.publish,
 		st:         b.state,
 	}
@@ -210,6 +209,14 @@ func New(opts Options) (*Broker, error) {
 	}
 	if err := server.AddHook(&limitsHook{keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add limits hook: %w", err)
+	}
+	if opts.Groups != nil {
+		// After the delivery hook: a resumed session is attached to its
+		// connection before its members rejoin.
+		groups := &groupsHook{server: server, groups: opts.Groups, out: out, log: opts.Logger}
+		if err := server.AddHook(groups, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add groups hook: %w", err)
+		}
 	}
 	if err := b.listen(); err != nil {
 		b.closeListeners()
@@ -233,6 +240,7 @@ func New(opts Options) (*Broker, error) {
 func (b *Broker) disconnectListener(id string) {
 	for _, cl := range b.server.Clients.GetAll() {
 		if cl.Net.Listener == id && !cl.Closed() {
+			unblockWrites(cl)
 			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
 	}

@@ -24,8 +24,13 @@ type target struct {
 // second run proves that the scenario catches the deviation mqstream
 // corrects, and tells us when a mochi upgrade makes the correction moot.
 func checkConformance(t *testing.T, c conformanceCase, mod func(*Options)) {
+	checkConformanceOf(t, c, func(t *testing.T) *testNode { return startBroker(t, nil, mod, nil) })
+}
+
+// checkConformanceOf is checkConformance with mqstream started by start.
+func checkConformanceOf(t *testing.T, c conformanceCase, start func(t *testing.T) *testNode) {
 	t.Run("mqstream", func(t *testing.T) {
-		n := startBroker(t, nil, mod, nil)
+		n := start(t)
 		if err := c(t, target{addr: n.addr, server: n.broker.server}); err != nil {
 			t.Fatal(err)
 		}

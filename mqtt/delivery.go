@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,14 +29,10 @@ type deliveryHook struct {
 	log    *slog.Logger
 	// acl says whether cl may receive messages on topic.
 	acl func(cl *mochi.Client, topic string) bool
-	// serveShared: no consumer groups; $share subscriptions get live
-	// messages, one member per group.
-	serveShared bool
-	sys         *mochi.Client // publishes the $SYS counters
+	sys *mochi.Client // publishes the $SYS counters
 	// retainMu serialises retaining a message and writing it to disk, per
 	// topic (striped), so that disk ends with what memory holds.
 	retainMu [64]sync.Mutex
-	rr       atomic.Uint64 // round robin over shared members
 
 	// subscribing holds, per client, the subscriptions of the SUBSCRIBE
 	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
@@ -60,21 +55,15 @@ func (h *deliveryHook) Provides(b byte) bool {
 }
 
 // OnSelectSubscribers queues the message for every selected subscriber
-// and leaves mochi nobody to send it to.
+// and leaves mochi nobody to send it to. Shared subscriptions are served by
+// consumer groups from the streams (groups.go), never live.
 func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
 	var msg *packets.Packet // one copy shared by every delivery
 	for id, sub := range subs.Subscriptions {
 		h.deliver(id, sub, &pk, &msg, false)
 	}
 	clear(subs.Subscriptions)
-	if h.serveShared {
-		for _, members := range subs.Shared {
-			if id := h.pickMember(members); id != "" {
-				h.deliver(id, members[id], &pk, &msg, false)
-			}
-		}
-		clear(subs.Shared)
-	}
+	clear(subs.Shared)
 	return subs
 }
 
@@ -110,13 +99,6 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 			sub = own
 		}
 		mark = max(mark, h.deliver(id, sub, &pk, &msg, false))
-	}
-	if h.serveShared {
-		for _, members := range subs.Shared {
-			if id := h.pickMember(members); id != "" {
-				mark = max(mark, h.deliver(id, members[id], &pk, &msg, false))
-			}
-		}
 	}
 	return mark
 }
@@ -168,30 +150,10 @@ func subscriptionIDs(sub packets.Subscription) []int {
 	return ids
 }
 
-// pickMember chooses the member of a shared subscription group that gets
-// a message (without consumer groups): round robin over the connected
-// members, or any member if none is connected.
-func (h *deliveryHook) pickMember(members map[string]packets.Subscription) string {
-	ids := make([]string, 0, len(members))
-	for id := range members {
-		if cl, ok := h.server.Clients.Get(id); ok && !cl.Closed() {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		for id := range members {
-			return id
-		}
-		return ""
-	}
-	sort.Strings(ids)
-	return ids[h.rr.Add(1)%uint64(len(ids))]
-}
-
 // OnQosComplete: the client acknowledged a delivery (PUBACK, PUBCOMP).
 func (h *deliveryHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
-		v.(*session).acked(cl, pk.PacketID)
+		v.(*session).acked(cl, pk.PacketID, pk.ReasonCode)
 	}
 }
 
@@ -207,6 +169,11 @@ func (h *deliveryHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // start ends the session. The session of a persistent client is written
 // to disk before its CONNACK (sessionstate.go).
 func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	if old, found := h.server.Clients.Get(cl.ID); found && old != cl {
+		// mochi writes a DISCONNECT to the old connection before it
+		// closes it; a client that stopped reading must not hold that up.
+		unblockWrites(old)
+	}
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
 		s := v.(*session)
 		s.detach(nil)
@@ -339,5 +306,19 @@ func (h *deliveryHook) OnSysInfoTick(*system.Info) {
 			atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
 			atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
 		}
+	}
+}
+
+// takeoverWriteGrace bounds how long a write to a connection being taken
+// over or shut down may block (a client that stopped reading).
+const takeoverWriteGrace = time.Second
+
+// unblockWrites makes writes to cl's connection, the one blocked now
+// included, fail after takeoverWriteGrace: its session's writer and mochi's
+// own writes hold the client's lock while they write, and mochi takes that
+// lock to send DISCONNECT before it closes a connection.
+func unblockWrites(cl *mochi.Client) {
+	if conn := cl.Net.Conn; conn != nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(takeoverWriteGrace))
 	}
 }

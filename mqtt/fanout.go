@@ -16,10 +16,9 @@ import (
 // gains a subscriber is never skipped for a message published after SUBACK.
 type subscriberCache struct {
 	sel *selector
-	// ignoreShared: shared subscriptions are served by consumer groups from
-	// the streams, so they are not fan-out targets.
-	ignoreShared bool
-	gen          atomic.Uint64
+	// Shared subscriptions are served by consumer groups from the
+	// streams, so they are not fan-out targets.
+	gen atomic.Uint64
 	// entries maps topic -> cacheEntry; it is replaced when it grows past
 	// maxCacheEntries so memory stays bounded with many distinct topics.
 	entries atomic.Pointer[sync.Map]
@@ -42,8 +41,8 @@ const (
 	maxCachedSelection = 256
 )
 
-func newSubscriberCache(sel *selector, ignoreShared bool) *subscriberCache {
-	c := &subscriberCache{sel: sel, ignoreShared: ignoreShared}
+func newSubscriberCache(sel *selector) *subscriberCache {
+	c := &subscriberCache{sel: sel}
 	c.entries.Store(new(sync.Map))
 	return c
 }
@@ -81,7 +80,7 @@ func (c *subscriberCache) entry(topic string) (*mochi.Subscribers, cacheEntry) {
 	}
 	subs := c.sel.subscribers(topic, "")
 	e := cacheEntry{gen: gen}
-	e.has = len(subs.Subscriptions) > 0 || len(subs.InlineSubscriptions) > 0 || (len(subs.Shared) > 0 && !c.ignoreShared)
+	e.has = len(subs.Subscriptions) > 0 || len(subs.InlineSubscriptions) > 0
 	if e.has && len(subs.Subscriptions)+len(subs.Shared) <= maxCachedSelection {
 		e.subs = subs
 	}

@@ -32,19 +32,16 @@ func TestSharedWildcardGetsNoDollarTopicsFromGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: log, GroupsServeShared: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := shared.New(shared.Options{Store: store, Mapper: mapper, Defaults: shared.DefaultGroupOptions(),
+	groups, err := shared.New(shared.Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: shared.DefaultGroupOptions(),
 		FlushInterval: 20 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.AddHook(groups); err != nil {
+	if err := groups.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := groups.Start(b.Server()); err != nil {
+	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Groups: groups, Logger: log})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Start(); err != nil {

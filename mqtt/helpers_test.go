@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -35,6 +36,18 @@ type testNode struct {
 // data in a temp dir; both stop at the end of the test.
 func startBroker(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod func(*streams.Options)) *testNode {
 	t.Helper()
+	return startNode(t, rules, mod, storeMod, false)
+}
+
+// startBrokerWithGroups also runs consumer groups that serve $share
+// subscriptions, as a node does.
+func startBrokerWithGroups(t testing.TB, mod func(*Options)) *testNode {
+	t.Helper()
+	return startNode(t, nil, mod, nil, true)
+}
+
+func startNode(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod func(*streams.Options), withGroups bool) *testNode {
+	t.Helper()
 	sopts := streams.Options{Dir: t.TempDir(), AutoCreate: true, Logger: testLogger()}
 	if storeMod != nil {
 		storeMod(&sopts)
@@ -48,6 +61,18 @@ func startBroker(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod 
 		t.Fatal(err)
 	}
 	opts := Options{TCPAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), MaxPayload: 1 << 20}
+	var groups *shared.Manager
+	if withGroups {
+		groups, err = shared.New(shared.Options{Store: store, Progress: store.KV("groups"), Mapper: mapper,
+			Defaults: shared.DefaultGroupOptions(), FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
+		if err == nil {
+			err = groups.Start()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Groups = groups
+	}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -60,6 +85,9 @@ func startBroker(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod 
 	}
 	t.Cleanup(func() {
 		b.Close()
+		if groups != nil {
+			groups.Close()
+		}
 		store.Close()
 	})
 	return &testNode{store: store, broker: b, addr: b.TCPAddr()}

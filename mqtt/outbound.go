@@ -67,8 +67,15 @@ type delivery struct {
 	seq    uint64          // its key in the session's queue on disk (0: not on disk)
 	idKept bool            // its packet id is on disk too (keySent)
 	size   int             // topic and payload bytes, for the queue's bound
+	// group deliveries come from consumer groups (groups.go): never kept
+	// for an absent client nor written to disk.
+	group bool
+	dup   bool // a group's redelivery: DUP set from the first send
 
 	// Guarded by the session's mu:
+	// acked reports the end of a group delivery (see GroupMember.Deliver).
+	acked func(reason byte)
+
 	id     uint16 // packet id, once sent (QoS 1/2)
 	sent   bool   // sent on the attached connection
 	done   bool   // acknowledged (or sent, for QoS 0), or dropped
@@ -80,8 +87,11 @@ type session struct {
 	o  *outbound
 	id string
 
-	// sendMu is held by the writer for a whole batch (ids, encoding, write)
-	// and by detach, so a batch never straddles a change of connection.
+	// sendMu is held by the writer while it takes a batch, gives it packet
+	// ids and encodes it (not while it writes to the socket), and by
+	// attach and detach, so that a batch's ids are reserved in the
+	// connection it is written to. A client that does not read therefore
+	// never holds up a takeover of its session.
 	sendMu sync.Mutex
 
 	mu struct {
@@ -114,6 +124,9 @@ type session struct {
 		loading    bool // attach is reading the queue from disk
 		dropLogged bool // a full queue was logged
 		ended      bool // discarded: the session is over, nothing is queued any more
+		// wakers are the consumer-group members of the attached
+		// connection, told when its window may have room again.
+		wakers []*groupMember
 	}
 }
 
@@ -243,13 +256,21 @@ func (s *session) enqueue(d *delivery) uint64 {
 	if s.mu.persist && d.qos > 0 {
 		mark = s.storeLocked(d)
 	}
-	s.o.queued.Add(1)
 	if spill {
+		s.o.queued.Add(1)
 		s.mu.offline.count++
 		s.mu.offline.bytes += int64(d.size)
 		s.mu.Unlock()
 		return mark
 	}
+	s.pushUnlock(d)
+	return mark
+}
+
+// pushUnlock appends d to the queue, unlocks mu and starts the writer if d
+// can go out.
+func (s *session) pushUnlock(d *delivery) {
+	s.o.queued.Add(1)
 	s.mu.queue = append(s.mu.queue, d)
 	s.mu.unsent++
 	s.mu.unsentBytes += int64(d.size)
@@ -258,7 +279,86 @@ func (s *session) enqueue(d *delivery) uint64 {
 	if start {
 		go s.write()
 	}
-	return mark
+}
+
+// enqueueGroup queues a consumer group's delivery for connection cl,
+// which must hold the session: group deliveries are never kept for an
+// absent client, nor written to disk, nor bounded by MaxQueued (the group
+// sends only what Room allows).
+func (s *session) enqueueGroup(cl *mochi.Client, d *delivery) error {
+	d.size = len(d.pk.TopicName) + len(d.pk.Payload)
+	s.mu.Lock()
+	if s.mu.ended || s.mu.cl != cl {
+		s.mu.Unlock()
+		return errNotAttached
+	}
+	s.pushUnlock(d)
+	return nil
+}
+
+// cancel withdraws a group delivery (ack timeout, the member left): it is
+// not sent, or no longer expected to be acknowledged, and frees its place
+// in the window.
+func (s *session) cancel(d *delivery) {
+	s.mu.Lock()
+	if d.done {
+		s.mu.Unlock()
+		return
+	}
+	d.done, d.acked = true, nil
+	if d.id != 0 {
+		delete(s.mu.byID, d.id)
+		if cl := s.mu.cl; cl != nil && cl.State.Inflight.Delete(d.id) {
+			atomic.AddInt64(&s.o.server.Info.Inflight, -1)
+		}
+	}
+	switch {
+	case d.sent && d.qos > 0:
+		s.mu.inflight--
+	case !d.sent && d.id == 0:
+		s.mu.unsent--
+		s.mu.unsentBytes -= int64(d.size)
+		s.o.queued.Add(-1)
+	}
+	s.compactLocked()
+	start := s.startLocked()
+	s.mu.Unlock()
+	if start {
+		go s.write()
+	}
+}
+
+// room is how many more deliveries connection cl can take now: its window
+// less what is in flight and what waits to be sent (0 if cl does not hold
+// the session).
+func (s *session) room(cl *mochi.Client) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ended || s.mu.cl != cl {
+		return 0
+	}
+	return s.mu.window - s.mu.inflight - s.mu.unsent
+}
+
+// addWaker registers a group member to be told when the window may have room.
+func (s *session) addWaker(m *groupMember) {
+	s.mu.Lock()
+	s.mu.wakers = append(s.mu.wakers, m)
+	s.mu.Unlock()
+	wake([]*groupMember{m})
+}
+
+// removeWaker unregisters a group member.
+func (s *session) removeWaker(m *groupMember) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, o := range s.mu.wakers {
+		if o == m {
+			// A new slice: callers iterate over copies taken under mu.
+			s.mu.wakers = append(s.mu.wakers[:i:i], s.mu.wakers[i+1:]...)
+			return
+		}
+	}
 }
 
 func (o *outbound) drop(d *delivery) {
@@ -282,8 +382,9 @@ func (s *session) startLocked() bool {
 }
 
 // acked marks the delivery with packet id done (PUBACK, PUBCOMP, or a
-// PUBREC with an error code) if cl is the attached connection.
-func (s *session) acked(cl *mochi.Client, id uint16) {
+// PUBREC with an error code; reason is the packet's reason code) if cl is
+// the attached connection.
+func (s *session) acked(cl *mochi.Client, id uint16, reason byte) {
 	s.mu.Lock()
 	d, ok := s.mu.byID[id]
 	if !ok || s.mu.cl != cl {
@@ -295,13 +396,20 @@ func (s *session) acked(cl *mochi.Client, id uint16) {
 	if d.sent {
 		s.mu.inflight--
 	}
+	fn := d.acked
+	d.acked = nil
 	s.forgetLocked(d)
 	s.compactLocked()
 	start := s.startLocked()
+	wakers := s.mu.wakers
 	s.mu.Unlock()
+	if fn != nil {
+		fn(reason)
+	}
 	if start {
 		go s.write()
 	}
+	wake(wakers)
 }
 
 // compactLocked drops done deliveries from the head of the queue.
@@ -348,10 +456,12 @@ func (s *session) attach(cl *mochi.Client) {
 		}
 	}
 	start := s.startLocked()
+	wakers := s.mu.wakers
 	s.mu.Unlock()
 	if start {
 		go s.write()
 	}
+	wake(wakers)
 }
 
 // detach takes the session off cl (disconnected or taken over; nil: off
@@ -374,6 +484,15 @@ func (s *session) detachLocked() {
 	cl := s.mu.cl
 	s.mu.cl = nil
 	for id, d := range s.mu.byID {
+		if d.group {
+			// Never kept for an absent client: the group releases it
+			// when the member leaves.
+			delete(s.mu.byID, id)
+			if cl.State.Inflight.Delete(id) {
+				atomic.AddInt64(&s.o.server.Info.Inflight, -1)
+			}
+			continue
+		}
 		pk, ok := cl.State.Inflight.Get(id)
 		if !ok {
 			// mochi takes the entry out before it reports the ack
@@ -394,6 +513,13 @@ func (s *session) detachLocked() {
 	for _, d := range s.mu.queue[s.mu.head:] {
 		switch {
 		case d.done:
+		case d.group:
+			d.done, d.acked = true, nil
+			if !d.sent && d.id == 0 {
+				s.mu.unsent--
+				s.mu.unsentBytes -= int64(d.size)
+				s.o.queued.Add(-1)
+			}
 		case d.qos == 0:
 			d.done = true
 			s.mu.unsent--
@@ -483,6 +609,7 @@ func (s *session) write() {
 		s.mu.Unlock()
 		buf.Reset()
 		n := s.encode(cl, batch, &buf)
+		s.sendMu.Unlock()
 		if n > 0 && !cl.Closed() && cl.Net.Conn != nil {
 			cl.Lock()
 			written, _ := cl.Net.Conn.Write(buf.Bytes())
@@ -491,7 +618,10 @@ func (s *session) write() {
 			atomic.AddInt64(&s.o.server.Info.PacketsSent, int64(n))
 			atomic.AddInt64(&s.o.server.Info.MessagesSent, int64(n))
 		}
-		s.sendMu.Unlock()
+		s.mu.Lock()
+		wakers := s.mu.wakers
+		s.mu.Unlock()
+		wake(wakers)
 	}
 }
 
@@ -503,18 +633,23 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 	for _, d := range batch {
 		resend := d.id != 0
 		if !resend && d.pk.Expiry > 0 && d.pk.Expiry <= now {
-			s.finish(d) // expired before delivery started [MQTT-3.3.2-5]
+			s.finish(d, 0) // expired before delivery started [MQTT-3.3.2-5]
 			continue
 		}
 		if d.qos > 0 && !resend {
+			s.mu.Lock()
+			if d.done {
+				s.mu.Unlock()
+				continue // a group delivery withdrawn meanwhile
+			}
 			id, err := cl.NextPacketID()
 			if err != nil {
-				s.finish(d) // every packet id in use: dropped, as mochi does
+				s.mu.Unlock()
+				s.finish(d, packets.ErrReceiveMaximum.Code) // every packet id in use: dropped, as mochi does
 				s.o.drop(d)
 				continue
 			}
 			s.o.reserve(cl, d, uint16(id))
-			s.mu.Lock()
 			d.id = uint16(id)
 			s.mu.byID[d.id] = d
 			if d.qos == 2 {
@@ -538,7 +673,7 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 			if d.id != 0 && cl.State.Inflight.Delete(d.id) {
 				atomic.AddInt64(&s.o.server.Info.Inflight, -1)
 			}
-			s.finish(d)
+			s.finish(d, packets.ErrPacketTooLarge.Code)
 			continue
 		}
 		n++
@@ -546,11 +681,12 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 	return n
 }
 
-// finish marks a delivery taken for sending as done without an ack.
-func (s *session) finish(d *delivery) {
+// finish marks a delivery taken for sending as done without an ack; a
+// group delivery's group hears reason.
+func (s *session) finish(d *delivery, reason byte) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if d.done {
+		s.mu.Unlock()
 		return
 	}
 	d.done = true
@@ -560,13 +696,19 @@ func (s *session) finish(d *delivery) {
 	if d.sent && d.qos > 0 {
 		s.mu.inflight--
 	}
+	fn := d.acked
+	d.acked = nil
 	s.forgetLocked(d)
+	s.mu.Unlock()
+	if fn != nil {
+		fn(reason)
+	}
 }
 
 // packet builds the PUBLISH of d for cl.
 func (d *delivery) packet(cl *mochi.Client, id uint16, dup bool) packets.Packet {
 	pk := *d.pk
-	pk.FixedHeader = packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain, Dup: dup && d.qos > 0}
+	pk.FixedHeader = packets.FixedHeader{Type: packets.Publish, Qos: d.qos, Retain: d.retain, Dup: (dup || d.dup) && d.qos > 0}
 	pk.PacketID = 0
 	if d.qos > 0 {
 		pk.PacketID = id
@@ -577,7 +719,7 @@ func (d *delivery) packet(cl *mochi.Client, id uint16, dup bool) packets.Packet 
 	if pk.Expiry > 0 {
 		pk.Properties.MessageExpiryInterval = uint32(max(pk.Expiry-time.Now().Unix(), 1)) // [MQTT-3.3.2-6]
 	}
-	if cl.Properties.Props.TopicAliasMaximum > 0 && !dup {
+	if cl.Properties.Props.TopicAliasMaximum > 0 && !dup && !d.dup {
 		alias, known := cl.State.TopicAliases.Outbound.Set(pk.TopicName)
 		if alias > 0 {
 			pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = alias, true

@@ -89,7 +89,7 @@ func TestCrashLoop(t *testing.T) {
 				t.Fatalf("round %d: acknowledged %s lost", round, p)
 			}
 		}
-		progress, err := shared.StoredProgress(s, "g", "crash/#")
+		progress, err := shared.StoredProgress(s.KV("groups"), "g", "crash/#")
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}

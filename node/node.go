@@ -94,7 +94,6 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 	}
 	bopts := cfg.BrokerOptions(n.log)
 	bopts.Mapper, bopts.Store = mapper, n.store
-	bopts.GroupsServeShared = true
 	if cfg.MQTT.Persistence {
 		bopts.State = n.store.KV("mqtt")
 	}
@@ -119,19 +118,14 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 	} else {
 		n.log.Warn("MQTT authentication is off: any client may connect, publish and subscribe (set auth.* to restrict)")
 	}
-	n.broker, err = mqtt.New(bopts)
-	if err != nil {
-		n.store.Close()
-		return nil, err
-	}
 	decls, err := cfg.GroupDeclarations()
 	if err != nil {
-		n.broker.Close()
 		n.store.Close()
 		return nil, err
 	}
 	n.groups, err = shared.New(shared.Options{
 		Store:         n.store,
+		Progress:      n.store.KV("groups"),
 		Mapper:        mapper,
 		Defaults:      cfg.GroupDefaults(),
 		Declared:      decls,
@@ -140,13 +134,16 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 		OnPersist:     n.onGroupPersist,
 	})
 	if err == nil {
-		err = n.broker.AddHook(n.groups)
-	}
-	if err == nil {
-		err = n.groups.Start(n.broker.Server())
+		err = n.groups.Start()
 	}
 	if err != nil {
-		n.broker.Close()
+		n.store.Close()
+		return nil, err
+	}
+	bopts.Groups = n.groups
+	n.broker, err = mqtt.New(bopts)
+	if err != nil {
+		n.groups.Close()
 		n.store.Close()
 		return nil, err
 	}

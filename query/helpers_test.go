@@ -77,20 +77,17 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), GroupsServeShared: true,
-		State: store.KV("mqtt")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := shared.New(shared.Options{Store: store, Mapper: mapper, Defaults: shared.DefaultGroupOptions(),
+	groups, err := shared.New(shared.Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: shared.DefaultGroupOptions(),
 		FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.AddHook(groups); err != nil {
+	if err := groups.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := groups.Start(b.Server()); err != nil {
+	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Groups: groups, Logger: testLogger(),
+		State: store.KV("mqtt")})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Start(); err != nil {

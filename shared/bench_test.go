@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -34,39 +31,52 @@ func BenchmarkDispatchAck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	server := mochi.New(&mochi.Options{Logger: testLogger()})
-	m, err := New(Options{Store: store, Mapper: mapper, Logger: testLogger(), FlushInterval: time.Hour})
+	m, err := New(Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Logger: testLogger(), FlushInterval: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.server = server
 	meta := metaFor(groupKey{"g", "jobs/#"}, Position{Kind: StartEarliest}, time.Now(), DefaultGroupOptions(), true)
 	g := newGroup(m, groupKey{"g", "jobs/#"}, meta, Position{Kind: StartEarliest})
 	c := newCursor("jobs", 0)
 	c.next = uint64(((b.N + len(recs) - 1) / len(recs)) * len(recs))
 	g.cursors["jobs"], g.order = c, []*cursor{c}
+	var members []*benchMember
 	for i := 0; i < 4; i++ {
-		cl := server.NewClient(nil, "bench", fmt.Sprintf("member-%d", i), false)
-		cl.Properties.ProtocolVersion = 4
-		cs := &clientState{ids: map[uint16]*member{}, members: map[groupKey]*member{}}
-		g.join(g.newMember(cl, cs, packets.Subscription{Qos: 1}, 1))
+		bm := &benchMember{id: fmt.Sprintf("member-%d", i)}
+		members = append(members, bm)
+		g.join(g.newMember(bm))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	done := 0
 	for done < b.N {
 		g.pump()
-		for _, mem := range g.members {
-			for id := range mem.inflight {
-				mem.cs.take(id)
-				mem.cl.State.Inflight.Delete(id)
-				g.ack(mem, id, 0)
+		for _, bm := range members {
+			for _, acked := range bm.unacked {
+				acked(0)
 				done++
 			}
+			bm.unacked = bm.unacked[:0]
+		}
+		// The acks were posted to the group's inbox: run them.
+		for _, fn := range g.inbox.take(nil) {
+			fn()
 		}
 	}
-	b.StopTimer()
-	for _, mem := range g.members {
-		mem.w.close()
-	}
+}
+
+// benchMember takes every delivery and keeps its ack for the benchmark.
+type benchMember struct {
+	id      string
+	unacked []func(byte)
+}
+
+func (m *benchMember) ClientID() string    { return m.id }
+func (m *benchMember) QoS() byte           { return 1 }
+func (m *benchMember) ReceiveMaximum() int { return 0 }
+func (m *benchMember) Room() int           { return 1 << 20 }
+func (m *benchMember) OnRoom(func())       {}
+func (m *benchMember) Deliver(_ *streams.Record, _ byte, _ bool, acked func(byte)) (func(), error) {
+	m.unacked = append(m.unacked, acked)
+	return func() {}, nil
 }

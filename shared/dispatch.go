@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
-	"sync/atomic"
-
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -200,6 +197,35 @@ func (g *group) deliver(m *member, p *pending) {
 	c := p.cur
 	qos := min(m.qos, p.rec.QoS)
 	dup := p.count > 0
+	if qos == 0 {
+		// At most once: done as soon as it is handed to the member.
+		if _, err := m.out.Deliver(&p.rec, 0, false, nil); err != nil {
+			g.unshift(p) // the client is gone; its leave is on its way
+			return
+		}
+		g.sent(m, p, dup)
+		c.markDone(p.rec.Offset)
+		return
+	}
+	n := p.count + 1
+	acked := func(reason byte) { g.post(func() { g.ack(m, p, n, reason) }) }
+	cancel, err := m.out.Deliver(&p.rec, qos, dup, acked)
+	if err != nil {
+		g.unshift(p)
+		return
+	}
+	g.sent(m, p, dup)
+	now := g.m.opts.Now()
+	c.counts[p.rec.Offset] = p.count
+	c.dirty = true
+	p.member, p.cancel, p.sentAt = m, cancel, now
+	p.deadline = now.Add(g.opts.AckTimeout)
+	m.inflight[p] = struct{}{}
+	g.inflight.add(p)
+}
+
+// sent counts a delivery of p to m.
+func (g *group) sent(m *member, p *pending, dup bool) {
 	p.count++
 	p.last = m
 	m.delivered++
@@ -207,44 +233,6 @@ func (g *group) deliver(m *member, p *pending) {
 	if dup {
 		g.counters.redelivered++
 	}
-	now := g.m.opts.Now()
-	if qos == 0 {
-		// At most once: done as soon as it is handed to the writer.
-		m.w.enqueue(appendPublish(nil, m, p, 0, 0, false))
-		c.markDone(p.rec.Offset)
-		return
-	}
-	id, err := m.cl.NextPacketID()
-	if err != nil {
-		// Every packet id of the client is in use: treat as a full window.
-		p.count--
-		g.unshift(p)
-		return
-	}
-	pid := uint16(id)
-	b := appendPublish(nil, m, p, qos, pid, dup)
-	if max := m.cl.Properties.Props.MaximumPacketSize; max > 0 && uint32(len(b)) > max {
-		// The member cannot take it; count the attempt and let another try.
-		g.counters.rejected++
-		g.release(p, fmt.Sprintf("%d-byte packet exceeds %s's maximum packet size %d", len(b), m.cl.ID, max))
-		return
-	}
-	// Reserve the id in mochi's in-flight map: mochi then never reuses it
-	// and completes the QoS 2 handshake (PUBREC -> PUBREL -> PUBCOMP).
-	if m.cl.State.Inflight.Set(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
-		PacketID:    pid, TopicName: p.rec.Topic, Created: now.Unix(),
-	}) && g.m.server != nil {
-		atomic.AddInt64(&g.m.server.Info.Inflight, 1) // mochi's counter; mochi decrements it on ack
-	}
-	m.cs.register(pid, m)
-	c.counts[p.rec.Offset] = p.count
-	c.dirty = true
-	p.member, p.packetID, p.sentAt = m, pid, now
-	p.deadline = now.Add(g.opts.AckTimeout)
-	m.inflight[pid] = p
-	g.inflight.add(p)
-	m.w.enqueue(b)
 }
 
 // deadLetter appends p's record to the dead-letter stream and marks it done

@@ -20,8 +20,8 @@
 // client goroutines), stream watchers, the committer and API calls never
 // touch that state; they post closures to the group's inbox (a mutex-guarded
 // slice plus a wake-up channel, so posting never blocks) or poke its
-// data-available channel. Writes to members go through a per-member writer
-// goroutine, so a slow member's socket never stalls the group.
+// data-available channel. Member.Deliver only queues: a slow member's socket
+// never stalls the group.
 //
 // # Cursors and progress
 //
@@ -49,18 +49,21 @@
 //
 // # Acknowledgement, timeout, redelivery
 //
-// Packet ids are reserved with mochi's NextPacketID and kept in the client's
-// in-flight map (so mochi never reuses them and completes the QoS 2
-// handshake), but acks are tracked here, per (connection, packet id), from
-// the PUBACK/PUBCOMP packets the member sends (OnPacketRead); inbound
-// publishes never touch mochi's map (package mqtt keeps the client's own
-// packet ids out of it), so a reservation cannot be erased. Like nsqd's
-// in-flight queue, deliveries sit in a min-heap by deadline and one tick
-// loop redelivers the expired ones, preferably to another member, with
-// DUP=1. A member that disconnects releases everything it holds at once, and
-// its reservations are removed from mochi's session so mochi never resends
-// them on reconnect: records are never parked on an offline member. A
-// negative ack (reason >= 0x80) releases the record at once. After
+// A member's deliveries share the client's one window, packet-id space and
+// writer with its ordinary subscriptions and its other groups (package
+// mqtt's session queue), so a client never has more than its Receive
+// Maximum unacknowledged [MQTT-3.3.4-9]; Member.Room says how many more it
+// can take, and the member wakes the group when room frees. The transport
+// reports the end of each delivery (PUBACK, PUBCOMP, a negative PUBACK or
+// PUBREC, a packet too large for the client) through a callback that posts
+// to the group, matched by the delivery itself, never by a packet id that
+// may have been reused. Like nsqd's in-flight queue, deliveries sit in a
+// min-heap by deadline and one tick loop redelivers the expired ones,
+// preferably to another member, with DUP=1, after withdrawing them from the
+// member (Deliver's cancel). A member that disconnects releases everything
+// it holds at once, and its transport drops its deliveries: records are
+// never parked on an offline member, nor resent on reconnect. A negative
+// ack (reason >= 0x80) releases the record at once. After
 // MaxDeliveries deliveries a record is appended to the dead-letter stream
 // with the reason and count as user properties, and the group moves on.
 package shared

@@ -7,11 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
 )
@@ -26,7 +22,7 @@ type group struct {
 	start   Position
 	created time.Time
 	log     *slog.Logger
-	kv      *streams.KV
+	kv      ProgressStore
 
 	inbox    inbox
 	data     chan struct{} // capacity 1: a source stream has new records
@@ -247,7 +243,7 @@ func (g *group) dropPending(c *cursor) {
 		before := len(m.queue)
 		m.queue = keep(m.queue)
 		g.assigned -= before - len(m.queue)
-		for _, p := range m.inflight {
+		for p := range m.inflight {
 			if p.cur == c {
 				p.stale = true
 			}
@@ -257,8 +253,11 @@ func (g *group) dropPending(c *cursor) {
 
 // join adds a member.
 func (g *group) join(m *member) {
+	if m.left {
+		return // left before it joined
+	}
 	g.members = append(g.members, m)
-	g.log.Debug("member joined", "client", m.cl.ID, "window", m.window, "qos", m.qos)
+	g.log.Debug("member joined", "client", m.id, "window", m.window, "qos", m.qos)
 }
 
 // leave removes a member and releases everything it holds at once.
@@ -280,46 +279,45 @@ func (g *group) leave(m *member) {
 		m.queue = nil
 	}
 	released := 0
-	for id, p := range m.inflight {
-		delete(m.inflight, id)
-		g.inflight.remove(p)
-		m.cs.unregister(id, m)
-		g.forgetReservation(m, id)
-		p.member = nil
+	for p := range m.inflight {
+		g.withdraw(m, p)
 		if !p.stale {
 			g.release(p, "member disconnected")
 			released++
 		}
 	}
-	m.w.close()
-	g.log.Debug("member left", "client", m.cl.ID, "released", released)
+	g.log.Debug("member left", "client", m.id, "released", released)
 }
 
-// forgetReservation removes our packet from mochi's in-flight map of the
-// client, so that mochi never resends it (to this session, on reconnect).
-func (g *group) forgetReservation(m *member, id uint16) {
-	if pk, ok := m.cl.State.Inflight.Get(id); ok && pk.FixedHeader.Type != packets.Pubrec {
-		if m.cl.State.Inflight.Delete(id) && g.m.server != nil {
-			atomic.AddInt64(&g.m.server.Info.Inflight, -1)
-		}
-	}
-}
-
-// ack handles a PUBACK/PUBCOMP (or a negative PUBACK/PUBREC) from a member.
-func (g *group) ack(m *member, id uint16, reason byte) {
-	p, ok := m.inflight[id]
-	if !ok {
-		return
-	}
-	delete(m.inflight, id)
+// withdraw takes an in-flight delivery back from its member: the member's
+// transport forgets it (so it is never resent there) and frees its place
+// in the client's window.
+func (g *group) withdraw(m *member, p *pending) {
+	delete(m.inflight, p)
 	g.inflight.remove(p)
+	if p.cancel != nil {
+		p.cancel()
+		p.cancel = nil
+	}
 	p.member = nil
+}
+
+// ack handles the end of delivery attempt n of p to m: a PUBACK/PUBCOMP,
+// a negative PUBACK/PUBREC (reason >= 0x80), or a packet too large for the
+// client.
+func (g *group) ack(m *member, p *pending, n uint16, reason byte) {
+	if p.member != m || p.count != n {
+		return // withdrawn meanwhile (timeout, leave, seek)
+	}
+	delete(m.inflight, p)
+	g.inflight.remove(p)
+	p.member, p.cancel = nil, nil
 	if p.stale {
 		return
 	}
 	if reason >= 0x80 {
 		g.counters.rejected++
-		g.release(p, fmt.Sprintf("rejected by %s with reason 0x%02x", m.cl.ID, reason))
+		g.release(p, fmt.Sprintf("rejected by %s with reason 0x%02x", m.id, reason))
 		return
 	}
 	m.acked++
@@ -331,12 +329,9 @@ func (g *group) ack(m *member, id uint16, reason byte) {
 func (g *group) expire(now time.Time) {
 	for _, p := range g.inflight.expired(now) {
 		m := p.member
-		delete(m.inflight, p.packetID)
-		m.cs.unregister(p.packetID, m)
-		g.forgetReservation(m, p.packetID)
-		p.member = nil
+		g.withdraw(m, p)
 		if !p.stale {
-			g.log.Debug("ack timeout", "client", m.cl.ID, "stream", p.cur.stream, "offset", p.rec.Offset, "deliveries", p.count)
+			g.log.Debug("ack timeout", "client", m.id, "stream", p.cur.stream, "offset", p.rec.Offset, "deliveries", p.count)
 			g.release(p, "ack timeout")
 		}
 	}
@@ -428,11 +423,9 @@ func (g *group) flush(done func(error)) {
 // shutdown persists progress and releases members' reservations.
 func (g *group) shutdown() {
 	for _, m := range append([]*member(nil), g.members...) {
-		for id := range m.inflight {
-			m.cs.unregister(id, m)
-			g.forgetReservation(m, id)
+		for p := range m.inflight {
+			g.withdraw(m, p)
 		}
-		m.w.close()
 	}
 	for _, stop := range g.watchers {
 		close(stop)
@@ -460,20 +453,17 @@ func (g *group) shutdown() {
 	}
 }
 
-// newMember builds a member for a client joining with a subscription.
-func (g *group) newMember(cl *mochi.Client, cs *clientState, sub packets.Subscription, qos byte) *member {
-	window := g.opts.Window
-	if cl.Properties.ProtocolVersion == 5 {
-		window = int(cl.Properties.Props.ReceiveMaximum)
-		if window == 0 {
-			window = 65535 // [MQTT-3.1.2] absent Receive Maximum means 65535
-		}
+// newMember builds a member's state: its window is the client's Receive
+// Maximum (MQTT 5) or the group's Window (MQTT 3.1.1), capped by MaxWindow.
+func (g *group) newMember(out Member) *member {
+	window := out.ReceiveMaximum()
+	if window <= 0 {
+		window = g.opts.Window
 	}
 	window = min(window, g.opts.MaxWindow)
 	return &member{
-		g: g, cl: cl, cs: cs, qos: qos, rap: sub.RetainAsPublished, subID: sub.Identifier,
-		window: window, joinedAt: g.m.opts.Now(), w: newWriter(cl, g.m.server),
-		inflight: map[uint16]*pending{},
+		out: out, id: out.ClientID(), qos: out.QoS(), window: window, joinedAt: g.m.opts.Now(),
+		inflight: map[*pending]struct{}{},
 	}
 }
 

@@ -56,22 +56,19 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), GroupsServeShared: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if o.defaults == (GroupOptions{}) {
 		o.defaults = DefaultGroupOptions()
 	}
-	m, err := New(Options{Store: store, Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
+	m, err := New(Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
 		FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.AddHook(m); err != nil {
+	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Start(b.Server()); err != nil {
+	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Groups: m, Logger: testLogger()})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Start(); err != nil {

@@ -17,7 +17,7 @@ type pending struct {
 
 	// While in flight (member != nil):
 	member   *member
-	packetID uint16
+	cancel   func() // withdraws the delivery from the member's transport
 	deadline time.Time
 	sentAt   time.Time
 	heapIdx  int

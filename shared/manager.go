@@ -11,22 +11,44 @@ import (
 	"sync"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-
 	"github.com/mqstream/mqstream/streams"
 )
 
-// Store is what groups need from the stream store.
-type Store interface {
+// RecordSource is where groups read records: the streams, their growth
+// and their offsets.
+type RecordSource interface {
 	ListStreams() []streams.StreamInfo
 	DescribeStream(name string) (streams.StreamInfo, error)
 	Read(name string, from uint64, opts streams.ReadOptions) ([]streams.Record, error)
-	Notify(name string) (<-chan struct{}, uint64, error)
+	// Notify returns a channel closed when the stream grows past next.
+	Notify(name string) (ch <-chan struct{}, next uint64, err error)
 	OffsetAt(name string, t time.Time) (uint64, error)
+	// StreamsChanged returns a channel closed when a stream is created or deleted.
 	StreamsChanged() <-chan struct{}
+}
+
+// Appender takes dead-lettered records.
+type Appender interface {
 	Submit(req streams.AppendRequest) error
 	CreateStream(ctx context.Context, name string, r streams.Retention) (streams.StreamInfo, error)
-	KV(namespace string) *streams.KV
+}
+
+// Store is what groups need from the stream store: records to read and a
+// place for dead letters.
+type Store interface {
+	RecordSource
+	Appender
+}
+
+// ProgressStore keeps group definitions and progress: a key-value
+// namespace whose writes share the store's group commit.
+type ProgressStore interface {
+	Scan(prefix []byte, fn func(key, value []byte) error) error
+	// Write applies writes durably (under the sync policy) before returning.
+	Write(ctx context.Context, writes ...streams.KVWrite) error
+	// Submit queues writes; done, if not nil, is called once they are
+	// applied (and synced if sync) or failed.
+	Submit(writes []streams.KVWrite, sync bool, done func(error)) error
 }
 
 // Mapper tells which streams can hold topics matching a filter.
@@ -46,21 +68,18 @@ type groupKey struct{ name, filter string }
 
 func (k groupKey) String() string { return "$share/" + k.name + "/" + k.filter }
 
-// Manager runs every consumer group of a node and is the mochi hook that
-// feeds them (see hook.go).
+// Manager runs every consumer group of a node. Transports (package mqtt)
+// join and leave members through Join.
 type Manager struct {
-	mochi.HookBase
-	opts   Options
-	log    *slog.Logger
-	kv     *streams.KV
-	server *mochi.Server
+	opts Options
+	log  *slog.Logger
+	kv   ProgressStore
 
 	mu struct {
 		sync.Mutex
 		groups map[groupKey]*group
 		closed bool
 	}
-	clients sync.Map // *mochi.Client -> *clientState
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -103,8 +122,8 @@ func cursorKey(k groupKey, stream string) []byte { return append(cursorPrefix(k)
 
 // New creates the manager; Start loads the persisted and declared groups.
 func New(opts Options) (*Manager, error) {
-	if opts.Store == nil || opts.Mapper == nil {
-		return nil, errors.New("shared: Store and Mapper are required")
+	if opts.Store == nil || opts.Progress == nil || opts.Mapper == nil {
+		return nil, errors.New("shared: Store, Progress and Mapper are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -129,7 +148,7 @@ func New(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("shared: declared group %s: %w", groupKey{d.Name, d.Filter}, err)
 		}
 	}
-	m := &Manager{opts: opts, log: opts.Logger, kv: opts.Store.KV("groups"), done: make(chan struct{})}
+	m := &Manager{opts: opts, log: opts.Logger, kv: opts.Progress, done: make(chan struct{})}
 	m.mu.groups = map[groupKey]*group{}
 	return m, nil
 }
@@ -152,10 +171,8 @@ func validateKey(name, filter string) error {
 	return nil
 }
 
-// Start loads persisted groups, creates declared ones and starts them. The
-// server is the broker the groups deliver through.
-func (m *Manager) Start(server *mochi.Server) error {
-	m.server = server
+// Start loads persisted groups, creates declared ones and starts them.
+func (m *Manager) Start() error {
 	var metas []groupMeta
 	err := m.kv.Scan([]byte("m/"), func(_, v []byte) error {
 		var meta groupMeta
@@ -469,12 +486,12 @@ type Progress struct {
 }
 
 // StoredProgress reads a group's persisted progress, per stream, from a
-// store no manager runs on (tools and crash tests).
-func StoredProgress(store Store, name, filter string) (map[string]Progress, error) {
+// progress store no manager runs on (tools and crash tests).
+func StoredProgress(progress ProgressStore, name, filter string) (map[string]Progress, error) {
 	k := groupKey{name, filter}
 	prefix := cursorPrefix(k)
 	out := map[string]Progress{}
-	err := store.KV("groups").Scan(prefix, func(key, v []byte) error {
+	err := progress.Scan(prefix, func(key, v []byte) error {
 		stream := string(key[len(prefix):])
 		c, err := decodeCursor(stream, v)
 		if err != nil {

@@ -1,197 +1,65 @@
 package shared
 
 import (
-	"encoding/binary"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/mqstream/mqstream/wire"
+	"github.com/mqstream/mqstream/streams"
 )
 
-// member is one connection subscribed to a group. Fields below "group
-// state" belong to the group goroutine.
+// Member is one subscription of a client to a group, as the group sees it:
+// the transport that carries records to the client (package mqtt for a
+// local connection; later, a member connected to another node). The group
+// calls it only from its own goroutine.
+//
+// It is a type alias of an interface literal so that a transport can
+// declare the identical interface (and a Groups interface with Join) without
+// importing this package; *Manager then satisfies the transport's
+// interface as it is.
+type Member = interface {
+	// ClientID names the client (logs, statistics, hash-client strategy).
+	ClientID() string
+	// QoS is the subscription's granted QoS.
+	QoS() byte
+	// ReceiveMaximum is the window the client announced (MQTT 5 Receive
+	// Maximum); 0 if it announced none (MQTT 3.1.1).
+	ReceiveMaximum() int
+	// Room is how many more deliveries the client can take now: its one
+	// window, shared with its ordinary subscriptions and its other groups
+	// [MQTT-3.3.4-9], less what is already queued for it.
+	Room() int
+	// Deliver sends rec at qos (DUP set if dup). For qos > 0, acked is
+	// called exactly once, from any goroutine, when the delivery ends while
+	// the client is attached: with the reason code of the client's
+	// PUBACK/PUBCOMP/PUBREC, or with 0x95 when the packet is too large for
+	// the client; it must not block. It is not called for a cancelled
+	// delivery, nor when the client leaves (the group learns that through
+	// the Leave of its membership). cancel withdraws the delivery (ack
+	// timeout, leave) and frees its place in the window. An error means
+	// nothing was sent: the client is gone.
+	Deliver(rec *streams.Record, qos byte, dup bool, acked func(reason byte)) (cancel func(), err error)
+	// OnRoom registers wake, called (from any goroutine, must not block)
+	// whenever the client's window may have room again.
+	OnRoom(wake func())
+}
+
+// member is a Member's state in one group. Everything but out is owned by
+// the group goroutine.
 type member struct {
-	g        *group
-	cl       *mochi.Client
-	cs       *clientState
-	qos      byte // granted subscription QoS
-	rap      bool // retain as published
-	subID    int  // MQTT 5 subscription identifier (0 = none)
+	out      Member
+	id       string // out.ClientID()
+	qos      byte
 	window   int
 	joinedAt time.Time
-	w        *writer
 
-	// group state
-	inflight  map[uint16]*pending
+	inflight  map[*pending]struct{}
 	queue     []*pending // hash strategies: assigned, waiting for room
 	delivered int64
 	acked     int64
 	left      bool
 }
 
-// room is how many more records the member may receive now.
+// room is how many more records the member may receive now: the group's
+// window for it and the client's room, whichever is smaller.
 func (m *member) room() int {
-	if m.qos == 0 {
-		return m.window - int(m.w.unwritten.Load())
-	}
-	return m.window - len(m.inflight)
-}
-
-// clientState is what the hooks know about one connection that is a member
-// of one or more groups.
-type clientState struct {
-	mu      sync.Mutex // guards ids and members
-	ids     map[uint16]*member
-	members map[groupKey]*member
-}
-
-func (cs *clientState) register(id uint16, m *member) {
-	cs.mu.Lock()
-	cs.ids[id] = m
-	cs.mu.Unlock()
-}
-
-func (cs *clientState) unregister(id uint16, m *member) {
-	cs.mu.Lock()
-	if cs.ids[id] == m {
-		delete(cs.ids, id)
-	}
-	cs.mu.Unlock()
-}
-
-// take removes and returns the member a packet id was delivered for.
-func (cs *clientState) take(id uint16) *member {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	m := cs.ids[id]
-	delete(cs.ids, id)
-	return m
-}
-
-// writer sends encoded packets to one member from its own goroutine, so the
-// group never blocks on a member's socket. Everything buffered is written
-// in one write.
-type writer struct {
-	cl     *mochi.Client
-	server *mochi.Server
-	mu     sync.Mutex // guards buf, packets, closed
-	buf    []byte
-	npk    int
-	closed bool
-	wake   chan struct{}
-	// unwritten counts packets queued but not yet written.
-	unwritten atomic.Int64
-}
-
-func newWriter(cl *mochi.Client, server *mochi.Server) *writer {
-	w := &writer{cl: cl, server: server, wake: make(chan struct{}, 1)}
-	go w.run()
-	return w
-}
-
-func (w *writer) enqueue(b []byte) {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
-	w.buf = append(w.buf, b...)
-	w.npk++
-	w.mu.Unlock()
-	w.unwritten.Add(1)
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (w *writer) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (w *writer) run() {
-	var spare []byte
-	for range w.wake {
-		w.mu.Lock()
-		buf, n, closed := w.buf, w.npk, w.closed
-		w.buf, w.npk = spare[:0], 0
-		w.mu.Unlock()
-		if len(buf) > 0 && !w.cl.Closed() && w.cl.Net.Conn != nil {
-			w.cl.Lock()
-			written, _ := w.cl.Net.Conn.Write(buf)
-			w.cl.Unlock()
-			if w.server != nil {
-				atomic.AddInt64(&w.server.Info.BytesSent, int64(written))
-				atomic.AddInt64(&w.server.Info.PacketsSent, int64(n))
-				atomic.AddInt64(&w.server.Info.MessagesSent, int64(n))
-			}
-		}
-		w.unwritten.Add(-int64(n))
-		spare = buf
-		if closed {
-			return
-		}
-	}
-}
-
-// appendPublish encodes a PUBLISH for a member (MQTT 3.1.1 or 5).
-func appendPublish(b []byte, m *member, p *pending, qos byte, id uint16, dup bool) []byte {
-	r := &p.rec
-	v5 := m.cl.Properties.ProtocolVersion == 5
-	var props []byte
-	if v5 {
-		if r.HasPayloadFormat {
-			props = append(props, 0x01, r.PayloadFormat)
-		}
-		if r.ContentType != "" {
-			props = wire.AppendString(append(props, 0x03), r.ContentType)
-		}
-		if r.ResponseTopic != "" {
-			props = wire.AppendString(append(props, 0x08), r.ResponseTopic)
-		}
-		if len(r.CorrelationData) > 0 {
-			props = append(append(props, 0x09), byte(len(r.CorrelationData)>>8), byte(len(r.CorrelationData)))
-			props = append(props, r.CorrelationData...)
-		}
-		if m.subID > 0 {
-			props = wire.AppendVarint(append(props, 0x0B), m.subID)
-		}
-		for _, up := range r.UserProperties {
-			props = wire.AppendString(wire.AppendString(append(props, 0x26), up.Key), up.Value)
-		}
-	}
-	n := 2 + len(r.Topic) + len(r.Payload)
-	if qos > 0 {
-		n += 2
-	}
-	if v5 {
-		n += wire.VarintLen(len(props)) + len(props)
-	}
-	h := byte(packets.Publish<<4) | qos<<1
-	if dup {
-		h |= 0x08
-	}
-	if r.Retain && m.rap && v5 {
-		h |= 0x01
-	}
-	b = wire.AppendVarint(append(b, h), n)
-	b = wire.AppendString(b, r.Topic)
-	if qos > 0 {
-		b = binary.BigEndian.AppendUint16(b, id)
-	}
-	if v5 {
-		b = wire.AppendVarint(b, len(props))
-		b = append(b, props...)
-	}
-	return append(b, r.Payload...)
+	return min(m.window-len(m.inflight), m.out.Room())
 }

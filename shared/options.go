@@ -174,8 +174,12 @@ type Declaration struct {
 
 // Options configure the Manager.
 type Options struct {
-	Store  Store
-	Mapper Mapper
+	// Store is where groups read records and append dead letters.
+	Store Store
+	// Progress keeps group definitions and progress (a KV namespace of
+	// the store, so that its writes share the group commit).
+	Progress ProgressStore
+	Mapper   Mapper
 	// Defaults apply to groups created by a first SUBSCRIBE.
 	Defaults GroupOptions
 	// Declared groups are created at start (if missing) and keep their options.

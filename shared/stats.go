@@ -73,7 +73,7 @@ func (g *group) snapshot() GroupStats {
 		st.OldestUnackedAge = g.m.opts.Now().Sub(t)
 	}
 	for _, m := range g.members {
-		st.Members = append(st.Members, MemberStats{ClientID: m.cl.ID, InFlight: len(m.inflight), Window: m.window,
+		st.Members = append(st.Members, MemberStats{ClientID: m.id, InFlight: len(m.inflight), Window: m.window,
 			Delivered: m.delivered, Acked: m.acked, QoS: m.qos, ConnectedAt: m.joinedAt})
 	}
 	for _, c := range g.order {

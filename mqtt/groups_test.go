@@ -1,4 +1,4 @@
-package shared
+package mqtt
 
 import (
 	"bytes"
@@ -10,9 +10,11 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// TestAppendPublishDecodes checks our PUBLISH encoder against mochi's decoder
-// for MQTT 3.1.1 and 5.
-func TestAppendPublishDecodes(t *testing.T) {
+// TestGroupDeliveryPacketDecodes checks the PUBLISH a consumer group's
+// record becomes (record properties, subscription identifier, Retain As
+// Published, DUP of a redelivery) against mochi's decoder, for MQTT 3.1.1
+// and 5.
+func TestGroupDeliveryPacketDecodes(t *testing.T) {
 	rec := streams.Record{Topic: "jobs/1", Payload: []byte("payload"), QoS: 1, Retain: true,
 		ContentType: "text/plain", ResponseTopic: "reply", CorrelationData: []byte{1, 2},
 		PayloadFormat: 1, HasPayloadFormat: true,
@@ -20,8 +22,15 @@ func TestAppendPublishDecodes(t *testing.T) {
 	for _, version := range []byte{4, 5} {
 		cl := &mochi.Client{}
 		cl.Properties.ProtocolVersion = version
-		m := &member{cl: cl, rap: true, subID: 7}
-		b := appendPublish(nil, m, &pending{rec: rec}, 1, 513, true)
+		m := &groupMember{cl: cl, rap: true, subIDs: []int{7}, qos: 1}
+		d := &delivery{pk: recordPacket(&rec), qos: 1, subIDs: m.subIDs, dup: true, group: true,
+			retain: rec.Retain && m.rap && version == 5}
+		var buf bytes.Buffer
+		out := d.packet(cl, 513, false)
+		if err := out.PublishEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		b := buf.Bytes()
 		var fh packets.FixedHeader
 		if err := fh.Decode(b[0]); err != nil {
 			t.Fatal(err)
@@ -36,6 +45,9 @@ func TestAppendPublishDecodes(t *testing.T) {
 		}
 		if pk.TopicName != "jobs/1" || string(pk.Payload) != "payload" || pk.PacketID != 513 || !pk.FixedHeader.Dup || pk.FixedHeader.Qos != 1 {
 			t.Fatalf("v%d: %+v", version, pk)
+		}
+		if version == 4 && pk.FixedHeader.Retain {
+			t.Fatal("v4: RETAIN set on a live delivery")
 		}
 		if version == 5 {
 			p := pk.Properties

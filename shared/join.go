@@ -1,0 +1,45 @@
+package shared
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Check tells whether a subscription to $share/<name>/<filter> can be
+// served: the name and filter are valid and some mapping rule stores
+// topics matching the filter. Transports refuse the subscription otherwise.
+func (m *Manager) Check(name, filter string) error {
+	if err := validateKey(name, filter); err != nil {
+		return err
+	}
+	if !m.storable(filter) {
+		return fmt.Errorf("%w: %q", ErrNotStorable, filter)
+	}
+	return nil
+}
+
+// Join adds a member to group $share/<name>/<filter>, creating the group
+// (at latest, or as declared) on first use. leave removes the member and
+// releases everything it holds at once; it is idempotent. A transport calls
+// Join for every subscription it accepts (a re-SUBSCRIBE is a leave of the
+// old membership and a join of the new one) and leave when the
+// subscription or its connection ends.
+func (m *Manager) Join(name, filter string, mem Member) (leave func(), err error) {
+	k := groupKey{name, filter}
+	g, ok := m.group(k)
+	if !ok {
+		start, opts := m.optionsFor(k)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		g, err = m.create(ctx, k, start, opts, false)
+		cancel()
+		if err != nil && !errors.Is(err, ErrGroupExists) {
+			return nil, err
+		}
+	}
+	mm := g.newMember(mem)
+	mem.OnRoom(g.poke)
+	g.post(func() { g.join(mm) })
+	return func() { g.post(func() { g.leave(mm) }) }, nil
+}
