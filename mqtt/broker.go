@@ -170,17 +170,26 @@ func New(opts Options) (*Broker, error) {
 		out.st = b.state
 	}
 	delivery := &deliveryHook{
-		server: server,
-		sel:    sel,
-		out:    out,
-		st:     b.state,
-		log:    opts.Logger,
-		acl:    b.aclCheck,
-		sys:    server.NewClient(nil, fanoutListener, "mqstream-sys", true),
+		server:   server,
+		sel:      sel,
+		out:      out,
+		st:       b.state,
+		log:      opts.Logger,
+		acl:      b.aclCheck,
+		sys:      server.NewClient(nil, fanoutListener, "mqstream-sys", true),
+		retained: &retainer{server: server, st: b.state},
 	}
 	// After the selection hook: it delivers what the selection corrected.
 	if err := server.AddHook(delivery, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add delivery hook: %w", err)
+	}
+	if b.state != nil {
+		// After the delivery hook: a session is saved once its queue
+		// has been handed over or ended.
+		state := &stateHook{st: b.state, retained: delivery.retained, log: opts.Logger}
+		if err := server.AddHook(state, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add state hook: %w", err)
+		}
 	}
 	b.delivery, b.sel = delivery, sel
 	b.ingest = &ingestHook{

@@ -30,9 +30,8 @@ type deliveryHook struct {
 	// acl says whether cl may receive messages on topic.
 	acl func(cl *mochi.Client, topic string) bool
 	sys *mochi.Client // publishes the $SYS counters
-	// retainMu serialises retaining a message and writing it to disk, per
-	// topic (striped), so that disk ends with what memory holds.
-	retainMu [64]sync.Mutex
+	// retained keeps retained messages (statehook.go).
+	retained *retainer
 
 	// subscribing holds, per client, the subscriptions of the SUBSCRIBE
 	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
@@ -48,8 +47,6 @@ func (h *deliveryHook) Provides(b byte) bool {
 		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
 		mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSysInfoTick:
 		return true
-	case mochi.OnUnsubscribed, mochi.OnRetainMessage, mochi.OnRetainedExpired, mochi.OnWillSent:
-		return h.st != nil // sessionstate.go
 	}
 	return false
 }
@@ -84,7 +81,7 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 	}
 	var mark uint64
 	if pk.FixedHeader.Retain {
-		mark = h.retain(&pk)
+		mark = h.retained.retain(&pk)
 	}
 	if subs == nil {
 		return mark
@@ -167,7 +164,7 @@ func (h *deliveryHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // connection: the old connection's deliveries in flight leave its
 // in-flight map (mochi would resend them all at once, unordered); a clean
 // start ends the session. The session of a persistent client is written
-// to disk before its CONNACK (sessionstate.go).
+// to disk before its CONNACK (statehook.go).
 func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	if old, found := h.server.Clients.Get(cl.ID); found && old != cl {
 		// mochi writes a DISCONNECT to the old connection before it
@@ -187,9 +184,6 @@ func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		} else {
 			s.setOwner(cl)
 		}
-	}
-	if h.st != nil {
-		h.saveSession(cl, pk.Connect.Clean)
 	}
 }
 
@@ -255,14 +249,6 @@ func (h *deliveryHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 			s.detach(cl)
 		}
 	}
-	if h.st == nil {
-		return
-	}
-	if ends {
-		h.st.endSession(cl.ID, cl)
-	} else {
-		h.leftSession(cl)
-	}
 }
 
 // OnClientExpired ends an absent client's session, subscriptions
@@ -273,9 +259,6 @@ func (h *deliveryHook) OnClientExpired(cl *mochi.Client) {
 	h.server.UnsubscribeClient(cl)
 	if v, ok := h.out.sessions.Load(cl.ID); ok && v.(*session).ownedBy(cl) {
 		h.end(v.(*session))
-	}
-	if h.st != nil {
-		h.st.endSession(cl.ID, cl)
 	}
 }
 

@@ -60,7 +60,6 @@ func (h *deliveryHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.
 // so a message published after the client got its SUBACK comes live, after
 // the retained ones.
 func (h *deliveryHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
-	defer h.saveSubscriptions(cl, pk, codes) // once Retain Handling is restored
 	v, ok := h.subscribing.LoadAndDelete(cl)
 	if !ok {
 		return

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"hash/fnv"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +14,53 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// Writing sessions, subscriptions and retained messages to disk
-// (state.go): the deliveryHook's part when Options.State is set.
+// stateHook writes broker state to disk (state.go) when Options.State is
+// set: a persistent session before its CONNACK, its subscriptions before
+// the SUBACK or UNSUBACK, when its client left and its pending will, and
+// the retained messages mochi retains or expires itself. It runs after the
+// delivery hook for the same events. The queues of persistent sessions are
+// kept on disk by their sessions themselves (sessionstore.go).
+type stateHook struct {
+	mochi.HookBase
+	st       *stateStore
+	retained *retainer
+	log      *slog.Logger
+}
+
+func (h *stateHook) ID() string { return "mqstream-state" }
+
+func (h *stateHook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnSessionEstablish, mochi.OnDisconnect, mochi.OnClientExpired, mochi.OnSubscribed,
+		mochi.OnUnsubscribed, mochi.OnWillSent, mochi.OnRetainMessage, mochi.OnRetainedExpired:
+		return true
+	}
+	return false
+}
+
+// OnSessionEstablish saves the session before its CONNACK.
+func (h *stateHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	h.saveSession(cl, pk.Connect.Clean)
+}
+
+// OnDisconnect deletes a session that ends with its connection, or records
+// when a persistent session's client left.
+func (h *stateHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	if expire && !cl.IsTakenOver() {
+		h.st.endSession(cl.ID, cl)
+	} else {
+		h.leftSession(cl)
+	}
+}
+
+// OnClientExpired deletes an absent client's expired session.
+func (h *stateHook) OnClientExpired(cl *mochi.Client) { h.st.endSession(cl.ID, cl) }
+
+// OnSubscribed saves the subscriptions of a persistent session (after the
+// delivery hook restored their Retain Handling).
+func (h *stateHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	h.saveSubscriptions(cl, pk, codes)
+}
 
 // saveSession runs before the CONNACK of cl: a clean start deletes what
 // was kept for the client id; a persistent session (MQTT 3.1.1 clean
@@ -22,7 +68,7 @@ import (
 // client is told it exists, and cl becomes its owner. A kept session
 // resumed by a connection that does not persist (MQTT 5 clean start 0,
 // expiry 0) is rewritten with expiry 0, so a restart drops it.
-func (h *deliveryHook) saveSession(cl *mochi.Client, clean bool) {
+func (h *stateHook) saveSession(cl *mochi.Client, clean bool) {
 	var writes []streams.KVWrite
 	kept := h.st.owner(cl.ID) != nil
 	if clean && kept {
@@ -76,7 +122,7 @@ func sessionOf(cl *mochi.Client, left int64) *sessionRecord {
 // leftSession records (in the background) when a persistent session's
 // client left, and its will if one is pending, unless another connection
 // took the session over (and owns it now).
-func (h *deliveryHook) leftSession(cl *mochi.Client) {
+func (h *stateHook) leftSession(cl *mochi.Client) {
 	if h.st.owner(cl.ID) != cl || cl.IsTakenOver() {
 		return
 	}
@@ -88,7 +134,7 @@ func (h *deliveryHook) leftSession(cl *mochi.Client) {
 }
 
 // OnWillSent: a delayed will was published; the session no longer has one.
-func (h *deliveryHook) OnWillSent(cl *mochi.Client, _ packets.Packet) {
+func (h *stateHook) OnWillSent(cl *mochi.Client, _ packets.Packet) {
 	if cl.Closed() {
 		h.leftSession(cl)
 	}
@@ -96,8 +142,8 @@ func (h *deliveryHook) OnWillSent(cl *mochi.Client, _ packets.Packet) {
 
 // saveSubscriptions writes the subscriptions a persistent session was
 // granted; they are durable before the SUBACK.
-func (h *deliveryHook) saveSubscriptions(cl *mochi.Client, pk packets.Packet, codes []byte) {
-	if h.st == nil || cl.Net.Inline || h.st.owner(cl.ID) != cl {
+func (h *stateHook) saveSubscriptions(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	if cl.Net.Inline || h.st.owner(cl.ID) != cl {
 		return
 	}
 	var writes []streams.KVWrite
@@ -119,7 +165,7 @@ func (h *deliveryHook) saveSubscriptions(cl *mochi.Client, pk packets.Packet, co
 
 // OnUnsubscribed deletes a persistent session's subscriptions; they are
 // gone from disk before the UNSUBACK.
-func (h *deliveryHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
+func (h *stateHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	if cl.Net.Inline || cl.IsTakenOver() || h.st.owner(cl.ID) != cl {
 		return
 	}
@@ -136,57 +182,66 @@ func (h *deliveryHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
+// retainer keeps retained messages, in memory (mochi's index) and on disk.
+type retainer struct {
+	server *mochi.Server
+	st     *stateStore // nil: memory only
+	// mu serialises retaining a message and writing it to disk, per topic
+	// (striped), so that disk ends with what memory holds.
+	mu [64]sync.Mutex
+}
+
 // retain retains pk (an empty payload clears the topic [MQTT-3.3.1-6])
 // and writes the topic's retained message to disk; it returns the
 // submission.
-func (h *deliveryHook) retain(pk *packets.Packet) uint64 {
-	mu := h.retainLock(pk.TopicName)
+func (r *retainer) retain(pk *packets.Packet) uint64 {
+	mu := r.lock(pk.TopicName)
 	mu.Lock()
 	defer mu.Unlock()
-	h.server.Topics.RetainMessage(pk.Copy(false))
-	atomic.StoreInt64(&h.server.Info.Retained, int64(h.server.Topics.Retained.Len()))
-	return h.storeRetainedLocked(pk.TopicName)
+	r.server.Topics.RetainMessage(pk.Copy(false))
+	atomic.StoreInt64(&r.server.Info.Retained, int64(r.server.Topics.Retained.Len()))
+	return r.storeLocked(pk.TopicName)
 }
 
-func (h *deliveryHook) retainLock(topic string) *sync.Mutex {
+func (r *retainer) lock(topic string) *sync.Mutex {
 	f := fnv.New32a()
 	_, _ = f.Write([]byte(topic))
-	return &h.retainMu[f.Sum32()%uint32(len(h.retainMu))]
+	return &r.mu[f.Sum32()%uint32(len(r.mu))]
 }
 
-// storeRetainedLocked writes what memory holds for topic now (the message,
-// or its absence) and returns the submission; the topic's retain lock is
-// held, so writes for one topic reach the disk in the order memory
-// changed. $SYS topics are not kept: the broker publishes them again.
-func (h *deliveryHook) storeRetainedLocked(topic string) uint64 {
-	if h.st == nil || strings.HasPrefix(topic, mochi.SysPrefix) {
+// storeLocked writes what memory holds for topic now (the message, or its
+// absence) and returns the submission; the topic's lock is held, so writes
+// for one topic reach the disk in the order memory changed. $SYS topics
+// are not kept: the broker publishes them again.
+func (r *retainer) storeLocked(topic string) uint64 {
+	if r.st == nil || strings.HasPrefix(topic, mochi.SysPrefix) {
 		return 0
 	}
 	w := streams.KVWrite{Key: retainedKey(topic)}
-	if pk, ok := h.server.Topics.Retained.Get(topic); ok {
+	if pk, ok := r.server.Topics.Retained.Get(topic); ok {
 		w.Value = encodeRetained(&pk)
 	} else {
 		w.Delete = true
 	}
-	return h.st.submit([]streams.KVWrite{w}, false, nil)
+	return r.st.submit([]streams.KVWrite{w}, false, nil)
 }
 
-// storeRetained writes topic's retained message as memory holds it.
-func (h *deliveryHook) storeRetained(topic string) uint64 {
-	mu := h.retainLock(topic)
+// store writes topic's retained message as memory holds it.
+func (r *retainer) store(topic string) uint64 {
+	mu := r.lock(topic)
 	mu.Lock()
 	defer mu.Unlock()
-	return h.storeRetainedLocked(topic)
+	return r.storeLocked(topic)
 }
 
 // OnRetainMessage writes a message mochi retained itself (a QoS 0 publish
 // it handled, a will).
-func (h *deliveryHook) OnRetainMessage(_ *mochi.Client, pk packets.Packet, _ int64) {
-	h.storeRetained(pk.TopicName)
+func (h *stateHook) OnRetainMessage(_ *mochi.Client, pk packets.Packet, _ int64) {
+	h.retained.store(pk.TopicName)
 }
 
 // OnRetainedExpired deletes a retained message whose expiry passed (unless
 // a newer one took its place meanwhile).
-func (h *deliveryHook) OnRetainedExpired(topic string) {
-	h.storeRetained(topic)
+func (h *stateHook) OnRetainedExpired(topic string) {
+	h.retained.store(topic)
 }
