@@ -246,7 +246,9 @@ func (m *groupMember) OnRoom(wake func()) { m.wake = wake }
 
 // Deliver queues a record on the session.
 func (m *groupMember) Deliver(rec *streams.Record, qos byte, dup bool, acked func(reason byte)) (func(), error) {
-	d := &delivery{pk: recordPacket(rec), qos: qos, subIDs: m.subIDs, dup: dup && qos > 0, group: true}
+	gd := &groupDelivery{delivery: delivery{qos: qos, subIDs: m.subIDs, dup: dup && qos > 0, group: true}}
+	d := &gd.delivery
+	d.pk = recordPacket(&gd.pk, rec)
 	// RETAIN goes out as published only with Retain As Published [MQTT-3.3.1-12].
 	d.retain = rec.Retain && m.rap && m.cl.Properties.ProtocolVersion == 5
 	if qos > 0 {
@@ -269,10 +271,16 @@ func (m *groupMember) end() {
 	})
 }
 
-// recordPacket is a stored record as the PUBLISH mochi would have fanned
-// out (delivery.packet fits it to each client).
-func recordPacket(rec *streams.Record) *packets.Packet {
-	pk := &packets.Packet{
+// groupDelivery is a group delivery and its packet, in one allocation.
+type groupDelivery struct {
+	delivery
+	pk packets.Packet
+}
+
+// recordPacket fills pk with a stored record as the PUBLISH mochi would
+// have fanned out (delivery.packet fits it to each client).
+func recordPacket(pk *packets.Packet, rec *streams.Record) *packets.Packet {
+	*pk = packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: rec.QoS, Retain: rec.Retain},
 		TopicName:   rec.Topic,
 		Payload:     rec.Payload,

@@ -23,7 +23,7 @@ func TestGroupDeliveryPacketDecodes(t *testing.T) {
 		cl := &mochi.Client{}
 		cl.Properties.ProtocolVersion = version
 		m := &groupMember{cl: cl, rap: true, subIDs: []int{7}, qos: 1}
-		d := &delivery{pk: recordPacket(&rec), qos: 1, subIDs: m.subIDs, dup: true, group: true,
+		d := &delivery{pk: recordPacket(&packets.Packet{}, &rec), qos: 1, subIDs: m.subIDs, dup: true, group: true,
 			retain: rec.Retain && m.rap && version == 5}
 		var buf bytes.Buffer
 		out := d.packet(cl, 513, false)

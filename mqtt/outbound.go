@@ -401,7 +401,11 @@ func (s *session) acked(cl *mochi.Client, id uint16, reason byte) {
 	s.forgetLocked(d)
 	s.compactLocked()
 	start := s.startLocked()
-	wakers := s.mu.wakers
+	var wakers []*groupMember
+	if !d.group {
+		// A group hears of its own acks (fn) and pumps after them.
+		wakers = s.mu.wakers
+	}
 	s.mu.Unlock()
 	if fn != nil {
 		fn(reason)
@@ -551,12 +555,14 @@ func (s *session) discard() {
 }
 
 // reserve puts d's id in cl's in-flight map, so that mochi does not reuse
-// it and recognises the acknowledgements. The entry is the packet itself.
+// it and recognises the acknowledgements (and runs the QoS 2 handshake).
+// The entry carries only the type, QoS and id: mochi never resends it (the
+// entries are taken out before mochi could, see detach), and no expiry, so
+// mochi never expires it: delivery has started [MQTT-3.3.2-5].
 func (o *outbound) reserve(cl *mochi.Client, d *delivery, id uint16) {
-	entry := d.packet(cl, id, true)
-	entry.Expiry = 0 // mochi must not expire it: delivery has started [MQTT-3.3.2-5]
+	entry := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: d.qos}, PacketID: id, Created: d.pk.Created}
 	if d.pubrel {
-		entry = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id, Created: entry.Created}
+		entry.FixedHeader = packets.FixedHeader{Type: packets.Pubrel, Qos: 1}
 	}
 	if cl.State.Inflight.Set(entry) {
 		atomic.AddInt64(&o.server.Info.Inflight, 1)
@@ -576,6 +582,7 @@ func (s *session) write() {
 		s.mu.Lock()
 		cl := s.mu.cl
 		batch = batch[:0]
+		qos0 := false
 		for cl != nil && s.mu.next < len(s.mu.queue) && len(batch) < maxBatch {
 			d := s.mu.queue[s.mu.next]
 			if d.done {
@@ -594,6 +601,7 @@ func (s *session) write() {
 				s.mu.inflight++
 			} else {
 				d.done = true
+				qos0 = true
 			}
 			d.sent = true
 			s.mu.next++
@@ -618,10 +626,14 @@ func (s *session) write() {
 			atomic.AddInt64(&s.o.server.Info.PacketsSent, int64(n))
 			atomic.AddInt64(&s.o.server.Info.MessagesSent, int64(n))
 		}
-		s.mu.Lock()
-		wakers := s.mu.wakers
-		s.mu.Unlock()
-		wake(wakers)
+		if qos0 {
+			// Written QoS 0 deliveries free room (QoS 1/2 ones only
+			// move from waiting to in flight).
+			s.mu.Lock()
+			wakers := s.mu.wakers
+			s.mu.Unlock()
+			wake(wakers)
+		}
 	}
 }
 
