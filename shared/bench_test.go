@@ -11,9 +11,9 @@ import (
 )
 
 // BenchmarkDispatchAck measures the group's bookkeeping per record: read
-// from the store, pick a member, reserve a packet id, encode, track the
-// deadline, then the ack that marks it done. Members are mochi clients
-// without a connection, so no socket I/O is measured.
+// from the store, pick a member, hand it the record, track the deadline,
+// then the ack that marks it done. Members take every record at once, so
+// no transport is measured.
 func BenchmarkDispatchAck(b *testing.B) {
 	store, err := streams.Open(streams.Options{Dir: b.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: testLogger()})
 	if err != nil {

@@ -6,12 +6,17 @@
 // A group is identified by its name and topic filter. It reads every stream
 // that can hold topics matching the filter (the mapping rules say which; see
 // topic.Mapper.Sources) and hands each stored record whose topic matches to
-// exactly one connected member, waits for the member's PUBACK (PUBCOMP for
-// QoS 2), and redelivers what is not acknowledged. mochi-mqtt still accepts
-// the SUBSCRIBE (so SUBACK, sessions and ACLs work as usual), but its own
-// shared-subscription delivery is switched off: OnSelectSubscribers removes
-// every shared subscription from mochi's fan-out and the group delivers from
-// the stream instead.
+// exactly one connected member, waits for the member's acknowledgement
+// (PUBACK, or PUBCOMP for QoS 2), and redelivers what is not acknowledged.
+//
+// The package knows nothing of MQTT transport. It talks to the outside
+// through small interfaces: a RecordSource to read (Read, Notify, OffsetAt,
+// stream lists), an Appender for dead letters, a ProgressStore for
+// definitions and cursors, and a Member per subscription. Package mqtt
+// implements Member for a local connection: it joins and leaves members on
+// SUBSCRIBE, UNSUBSCRIBE, disconnect and takeover (Manager.Join), and takes
+// shared subscriptions out of mochi's own fan-out. A member connected to
+// another node is just another implementation.
 //
 // # One goroutine per group
 //
