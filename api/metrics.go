@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,15 +83,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
 	}
 	if b := s.opts.Broker; b != nil {
-		info := b.Server().Info
-		gauge(descConnections, float64(atomic.LoadInt64(&info.ClientsConnected)))
-		counter(descMsgsReceived, float64(atomic.LoadInt64(&info.MessagesReceived)))
-		counter(descMsgsSent, float64(atomic.LoadInt64(&info.MessagesSent)))
-		counter(descBytesReceived, float64(atomic.LoadInt64(&info.BytesReceived)))
-		counter(descBytesSent, float64(atomic.LoadInt64(&info.BytesSent)))
-		gauge(descSubscriptions, float64(atomic.LoadInt64(&info.Subscriptions)))
-		gauge(descRetained, float64(atomic.LoadInt64(&info.Retained)))
-		counter(descInflightDropped, float64(atomic.LoadInt64(&info.InflightDropped)))
+		t := b.Traffic()
+		gauge(descConnections, float64(t.ClientsConnected))
+		counter(descMsgsReceived, float64(t.MessagesReceived))
+		counter(descMsgsSent, float64(t.MessagesSent))
+		counter(descBytesReceived, float64(t.BytesReceived))
+		counter(descBytesSent, float64(t.BytesSent))
+		gauge(descSubscriptions, float64(t.Subscriptions))
+		gauge(descRetained, float64(t.Retained))
+		counter(descInflightDropped, float64(t.InflightDropped))
 		sc := b.SessionCounters()
 		gauge(descSessionsAbsent, float64(sc.Absent))
 		gauge(descSessionsStored, float64(sc.Persistent))

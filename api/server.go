@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -36,9 +35,9 @@ type Node interface {
 
 // Options configure the API.
 type Options struct {
-	Store  *streams.Store
-	Broker *mqtt.Broker
-	Groups *shared.Manager
+	Store  Streams
+	Broker Broker
+	Groups Groups
 	Node   Node
 	// Query serves POST /v1/query (nil: the endpoint answers 503).
 	Query http.Handler

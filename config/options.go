@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -45,24 +44,6 @@ func (c Config) Mapper() (*topic.Mapper, error) {
 		return nil, err
 	}
 	return topic.NewMapper(c.mqttRules(), def)
-}
-
-// BrokerOptions returns the broker's options without Mapper and Store.
-func (c Config) BrokerOptions(logger *slog.Logger) mqtt.Options {
-	return mqtt.Options{
-		TCPAddr:          c.MQTT.TCP,
-		WSAddr:           c.MQTT.WebSocket,
-		MaxPayload:       int(c.MQTT.MaxPayload),
-		MaxClients:       c.MQTT.MaxClients,
-		ReceiveMaximum:   uint16(c.MQTT.ReceiveMaximum),
-		MaxInflight:      uint16(c.MQTT.MaxInflight),
-		MaxQueued:        c.MQTT.MaxQueued,
-		MaxQueuedBytes:   int64(c.MQTT.MaxQueuedBytes),
-		KeepaliveMax:     uint16(c.MQTT.KeepaliveMax),
-		FanoutAfterStore: c.MQTT.Fanout == "after-store",
-		MaxSubscriptions: c.MQTT.MaxSubscriptions,
-		Logger:           logger,
-	}
 }
 
 // StreamDefinitions returns the streams declared in the configuration.

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,4 +91,31 @@ func (b *Broker) SessionCounters() SessionCounters {
 	c.Queued = b.delivery.out.queued.Load()
 	c.QueueDropped = b.delivery.out.dropped.Load()
 	return c
+}
+
+// Traffic are the broker-wide client and message counters (mochi's).
+type Traffic struct {
+	ClientsConnected int64
+	MessagesReceived int64
+	MessagesSent     int64
+	BytesReceived    int64
+	BytesSent        int64
+	Subscriptions    int64
+	Retained         int64
+	InflightDropped  int64 // QoS 1/2 deliveries dropped (a full session queue, no packet id)
+}
+
+// Traffic returns the client and message counters.
+func (b *Broker) Traffic() Traffic {
+	info := b.server.Info
+	return Traffic{
+		ClientsConnected: atomic.LoadInt64(&info.ClientsConnected),
+		MessagesReceived: atomic.LoadInt64(&info.MessagesReceived),
+		MessagesSent:     atomic.LoadInt64(&info.MessagesSent),
+		BytesReceived:    atomic.LoadInt64(&info.BytesReceived),
+		BytesSent:        atomic.LoadInt64(&info.BytesSent),
+		Subscriptions:    atomic.LoadInt64(&info.Subscriptions),
+		Retained:         atomic.LoadInt64(&info.Retained),
+		InflightDropped:  atomic.LoadInt64(&info.InflightDropped),
+	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mqstream/mqstream/api"
-	"github.com/mqstream/mqstream/auth"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
@@ -53,10 +52,21 @@ type Node struct {
 	// httpScheme is http or https.
 	httpScheme string
 
-	ready     atomic.Bool
+	ready       atomic.Bool
+	httpServing atomic.Bool   // Start began serving HTTP
+	httpDone    chan struct{} // closed when HTTP serving ends
+	fatal       chan error    // the first fatal error while running (Run)
+
+	// closers undo Open, in reverse order (Close).
+	closers   []closer
 	closeOnce sync.Once
 	closeErr  error
-	httpDone  chan struct{}
+}
+
+// closer is one part of the node to close.
+type closer struct {
+	name string
+	fn   func(context.Context) error
 }
 
 // Option adjusts how Open builds a node (tests).
@@ -66,61 +76,28 @@ type Option func(*streams.Options)
 func WithFS(fs vfs.FS) Option { return func(o *streams.Options) { o.FS = fs } }
 
 // Open opens the store, creates the streams the configuration declares and
-// binds every listener. Nothing is served until Start.
-func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, error) {
+// binds every listener. Nothing is served until Start. On an error, what
+// was opened is closed again, in reverse order.
+func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, err error) {
 	if logger == nil {
 		logger = cfg.Logger()
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID(), httpDone: make(chan struct{}), httpScheme: "http"}
+	n := &Node{cfg: cfg, id: cfg.NodeID(), httpDone: make(chan struct{}), httpScheme: "http", fatal: make(chan error, 1)}
 	n.log = logger.With("node", n.id)
+	defer func() {
+		if err != nil {
+			_ = n.closeAll(context.Background())
+		}
+	}()
 	mapper, err := cfg.Mapper()
 	if err != nil {
 		return nil, fmt.Errorf("mapping rules: %w", err)
 	}
-	sopts := cfg.StoreOptions(n.log)
-	for _, o := range options {
-		o(&sopts)
-	}
-	n.store, err = streams.Open(sopts)
-	if err != nil {
+	if err := n.openStore(options); err != nil {
 		return nil, err
-	}
-	ctx := context.Background()
-	for name, ret := range cfg.StreamDefinitions() {
-		if _, err := n.store.CreateStream(ctx, name, ret); err != nil && !errors.Is(err, streams.ErrStreamExists) {
-			n.store.Close()
-			return nil, fmt.Errorf("stream %q: %w", name, err)
-		}
-	}
-	bopts := cfg.BrokerOptions(n.log)
-	bopts.Mapper, bopts.Store = mapper, n.store
-	if cfg.MQTT.Persistence {
-		bopts.State = n.store.KV("mqtt")
-	}
-	if cfg.MQTT.TLS.Enabled() {
-		if bopts.TLSConfig, err = cfg.MQTT.TLS.Config(); err != nil {
-			n.store.Close()
-			return nil, fmt.Errorf("mqtt.tls: %w", err)
-		}
-		bopts.TLSAddr, bopts.WSSAddr = cfg.MQTT.TLSListen, cfg.MQTT.WSSListen
-	}
-	if cfg.AuthEnabled() {
-		aopts, err := cfg.AuthOptions()
-		if err != nil {
-			n.store.Close()
-			return nil, err
-		}
-		aopts.Logger = n.log
-		if bopts.Access, err = auth.NewHook(aopts); err != nil {
-			n.store.Close()
-			return nil, fmt.Errorf("auth: %w", err)
-		}
-	} else {
-		n.log.Warn("MQTT authentication is off: any client may connect, publish and subscribe (set auth.* to restrict)")
 	}
 	decls, err := cfg.GroupDeclarations()
 	if err != nil {
-		n.store.Close()
 		return nil, err
 	}
 	n.groups, err = shared.New(shared.Options{
@@ -133,68 +110,128 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (*Node, err
 		Logger:        n.log,
 		OnPersist:     n.onGroupPersist,
 	})
-	if err == nil {
-		err = n.groups.Start()
-	}
 	if err != nil {
-		n.store.Close()
 		return nil, err
 	}
-	bopts.Groups = n.groups
-	n.broker, err = mqtt.New(bopts)
-	if err != nil {
-		n.groups.Close()
-		n.store.Close()
+	if err := n.groups.Start(); err != nil {
 		return nil, err
 	}
-	n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log})
-	if err == nil {
-		n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: n.broker,
-			MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
-	}
+	n.onClose("groups", func(context.Context) error { return n.groups.Close() })
+	bopts, err := brokerOptions(cfg, n.log)
 	if err != nil {
-		n.broker.Close()
-		n.groups.Close()
-		n.store.Close()
+		return nil, err
+	}
+	bopts.Mapper, bopts.Store, bopts.Groups = mapper, n.store, n.groups
+	if cfg.MQTT.Persistence {
+		bopts.State = n.store.KV("mqtt")
+	}
+	if n.broker, err = mqtt.New(bopts); err != nil {
+		return nil, err
+	}
+	n.onClose("broker", func(context.Context) error { return n.broker.Close() })
+	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {
+		return nil, err
+	}
+	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
+	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker},
+		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
+	if err != nil {
 		return nil, err
 	}
 	if cfg.HTTP.Listen != "" {
-		n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
-		if err != nil {
-			n.broker.Close()
-			n.groups.Close()
-			n.store.Close()
-			return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
-		}
-		n.api = api.New(api.Options{
-			Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
-			MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-			Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log, Query: query.Handler(n.engine),
-		})
-		if len(cfg.HTTP.Tokens) == 0 {
-			n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")
-		}
-		if cfg.HTTP.TLS.Enabled() {
-			tcfg, err := cfg.HTTP.TLS.Config()
-			if err != nil {
-				n.httpLn.Close()
-				n.broker.Close()
-				n.groups.Close()
-				n.store.Close()
-				return nil, fmt.Errorf("http.tls: %w", err)
-			}
-			n.httpLn = tls.NewListener(n.httpLn, tcfg)
-			n.httpScheme = "https"
-		}
-		n.httpSrv = &http.Server{
-			Handler:           n.api.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       cfg.HTTP.ReadTimeout,
-			IdleTimeout:       cfg.HTTP.IdleTimeout,
-			// No write timeout: Server-Sent Events responses are long-lived.
+		if err := n.openHTTP(); err != nil {
+			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// openStore opens the stream store and creates the declared streams.
+func (n *Node) openStore(options []Option) error {
+	sopts := n.cfg.StoreOptions(n.log)
+	for _, o := range options {
+		o(&sopts)
+	}
+	var err error
+	if n.store, err = streams.Open(sopts); err != nil {
+		return err
+	}
+	n.onClose("store", func(context.Context) error { return n.store.Close() })
+	for name, ret := range n.cfg.StreamDefinitions() {
+		if _, err := n.store.CreateStream(context.Background(), name, ret); err != nil && !errors.Is(err, streams.ErrStreamExists) {
+			return fmt.Errorf("stream %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// openHTTP binds the HTTP listener and builds the API server.
+func (n *Node) openHTTP() error {
+	cfg := n.cfg
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	n.httpLn = ln
+	n.onClose("http", n.closeHTTP)
+	n.api = api.New(api.Options{
+		Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
+		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
+		Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log, Query: query.Handler(n.engine),
+	})
+	if len(cfg.HTTP.Tokens) == 0 {
+		n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")
+	}
+	if cfg.HTTP.TLS.Enabled() {
+		tcfg, err := cfg.HTTP.TLS.Config()
+		if err != nil {
+			return fmt.Errorf("http.tls: %w", err)
+		}
+		n.httpLn = tls.NewListener(n.httpLn, tcfg)
+		n.httpScheme = "https"
+	}
+	n.httpSrv = &http.Server{
+		Handler:           n.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		// No write timeout: Server-Sent Events responses are long-lived.
+	}
+	return nil
+}
+
+// closeHTTP stops the HTTP server gracefully (or only its listener, if it
+// never served).
+func (n *Node) closeHTTP(ctx context.Context) error {
+	if !n.httpServing.Load() {
+		return n.httpLn.Close()
+	}
+	if err := n.httpSrv.Shutdown(ctx); err != nil {
+		n.httpSrv.Close()
+	}
+	<-n.httpDone
+	return nil
+}
+
+// onClose registers what Close undoes, in reverse order of registration.
+func (n *Node) onClose(name string, fn func(context.Context) error) {
+	n.closers = append(n.closers, closer{name, fn})
+}
+
+// closeAll runs the closers in reverse order and returns the first error.
+func (n *Node) closeAll(ctx context.Context) error {
+	var first error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		c := n.closers[i]
+		if err := c.fn(ctx); err != nil {
+			n.log.Error("closing failed", "part", c.name, "error", err)
+			if first == nil {
+				first = fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
+	}
+	n.closers = nil
+	return first
 }
 
 // Start serves MQTT and HTTP.
@@ -205,14 +242,14 @@ func (n *Node) Start() error {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 	if n.httpSrv != nil {
+		n.httpServing.Store(true)
 		go func() {
 			defer close(n.httpDone)
 			if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("http listener stopped", "error", err)
+				n.fail(fmt.Errorf("http: %w", err))
 			}
 		}()
-	} else {
-		close(n.httpDone)
 	}
 	n.ready.Store(true)
 	n.log.Info("mqstream node started", "version", Version, "mqtt", n.broker.TCPAddr(), "websocket", n.broker.WSAddr(),
@@ -220,24 +257,45 @@ func (n *Node) Start() error {
 	return nil
 }
 
+// fail reports a fatal error to Run (the first one wins).
+func (n *Node) fail(err error) {
+	select {
+	case n.fatal <- err:
+	default:
+	}
+}
+
+// Run starts the node and serves until ctx is done or a part fails; then
+// it closes the node gracefully, within shutdownTimeout. It returns the
+// first fatal error (nil after a clean stop on ctx).
+func (n *Node) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+	if err := n.Start(); err != nil {
+		_ = n.Close(context.Background())
+		return err
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-n.fatal:
+		n.log.Error("fatal error, shutting down", "error", runErr)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := n.Close(cctx); runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
 // Close shuts the node down gracefully: it stops accepting connections,
 // disconnects clients, lets every publish already received commit (and be
-// acknowledged if its client is still there), then closes the store. It is
-// idempotent.
+// acknowledged if its client is still there), then closes the store: what
+// Open opened, in reverse order. It is idempotent.
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.ready.Store(false)
 		n.log.Info("shutting down")
-		if n.httpSrv != nil {
-			if err := n.httpSrv.Shutdown(ctx); err != nil {
-				n.httpSrv.Close()
-			}
-			<-n.httpDone
-		}
-		n.broker.Close()
-		n.groups.Close()
-		n.sampler.Close()
-		n.closeErr = n.store.Close()
+		n.closeErr = n.closeAll(ctx)
 		n.log.Info("stopped", "error", n.closeErr)
 	})
 	return n.closeErr

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
@@ -31,10 +30,28 @@ type Groups interface {
 	Groups(ctx context.Context) []shared.GroupStats
 }
 
-// Sessions is what the engine reads of the broker's sessions.
-// *mqtt.Broker implements it.
+// Sessions is what the engine reads of the broker's sessions (node adapts
+// the broker to it).
 type Sessions interface {
-	Sessions() []mqtt.SessionInfo
+	Sessions() []Session
+}
+
+// Session is one MQTT session, connected or kept for an absent client: a
+// row of the sessions table.
+type Session struct {
+	ClientID        string
+	Connected       bool
+	Persistent      bool
+	ProtocolVersion byte
+	// Expiry is the session expiry interval in seconds; NeverExpires is
+	// set for MQTT 3.1.1 persistent sessions.
+	Expiry       uint32
+	NeverExpires bool
+	// DisconnectedAt is when an absent client left (zero while connected).
+	DisconnectedAt time.Time
+	Subscriptions  int
+	Queued         int // deliveries waiting to be sent
+	InFlight       int // deliveries sent and not acknowledged
 }
 
 // Stats is what the engine reads from the node's statistics sampler.

@@ -98,7 +98,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, Sessions: b, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testLogger()})
+	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, Sessions: brokerSessions{b}, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +264,18 @@ func rows(r *Result) []string {
 			parts[i] = renderValue(v)
 		}
 		out = append(out, strings.Join(parts, " | "))
+	}
+	return out
+}
+
+// brokerSessions adapts the broker to the engine's Sessions, as node does.
+type brokerSessions struct{ b *mqtt.Broker }
+
+func (s brokerSessions) Sessions() []Session {
+	infos := s.b.Sessions()
+	out := make([]Session, len(infos))
+	for i := range infos {
+		out[i] = Session(infos[i])
 	}
 	return out
 }

@@ -80,23 +80,20 @@ func serve(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := n.Start(); err != nil {
-		_ = n.Close(context.Background())
-		return err
-	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
-	logger.Info("signal received, shutting down", "signal", sig.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	go func() {
+		sig := <-sigs
+		logger.Info("signal received, shutting down", "signal", sig.String())
+		stop()
 		// A second signal skips the graceful part.
 		<-sigs
 		fmt.Fprintln(os.Stderr, "mqstream: second signal, exiting now")
 		os.Exit(2)
 	}()
-	return n.Close(ctx)
+	return n.Run(ctx, 30*time.Second)
 }
 
 // applyRuntime sets the collector target and memory limit unless the

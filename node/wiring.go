@@ -1,0 +1,62 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/mqstream/mqstream/auth"
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/query"
+)
+
+// brokerOptions builds the broker's options from the configuration, without
+// Mapper, Store, Groups and State.
+func brokerOptions(cfg config.Config, logger *slog.Logger) (mqtt.Options, error) {
+	o := mqtt.Options{
+		TCPAddr:          cfg.MQTT.TCP,
+		WSAddr:           cfg.MQTT.WebSocket,
+		MaxPayload:       int(cfg.MQTT.MaxPayload),
+		MaxClients:       cfg.MQTT.MaxClients,
+		ReceiveMaximum:   uint16(cfg.MQTT.ReceiveMaximum),
+		MaxInflight:      uint16(cfg.MQTT.MaxInflight),
+		MaxQueued:        cfg.MQTT.MaxQueued,
+		MaxQueuedBytes:   int64(cfg.MQTT.MaxQueuedBytes),
+		KeepaliveMax:     uint16(cfg.MQTT.KeepaliveMax),
+		FanoutAfterStore: cfg.MQTT.Fanout == "after-store",
+		MaxSubscriptions: cfg.MQTT.MaxSubscriptions,
+		Logger:           logger,
+	}
+	if cfg.MQTT.TLS.Enabled() {
+		tcfg, err := cfg.MQTT.TLS.Config()
+		if err != nil {
+			return o, fmt.Errorf("mqtt.tls: %w", err)
+		}
+		o.TLSConfig, o.TLSAddr, o.WSSAddr = tcfg, cfg.MQTT.TLSListen, cfg.MQTT.WSSListen
+	}
+	if cfg.AuthEnabled() {
+		aopts, err := cfg.AuthOptions()
+		if err != nil {
+			return o, err
+		}
+		aopts.Logger = logger
+		if o.Access, err = auth.NewHook(aopts); err != nil {
+			return o, fmt.Errorf("auth: %w", err)
+		}
+	} else {
+		logger.Warn("MQTT authentication is off: any client may connect, publish and subscribe (set auth.* to restrict)")
+	}
+	return o, nil
+}
+
+// brokerSessions adapts the broker to the SQL engine's sessions table.
+type brokerSessions struct{ b *mqtt.Broker }
+
+func (s brokerSessions) Sessions() []query.Session {
+	infos := s.b.Sessions()
+	out := make([]query.Session, len(infos))
+	for i := range infos {
+		out[i] = query.Session(infos[i])
+	}
+	return out
+}
