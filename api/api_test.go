@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testnode"
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/node"
 )
 
@@ -31,26 +32,15 @@ type server struct {
 
 func startNode(t testing.TB, mod func(*config.Config)) *server {
 	t.Helper()
-	cfg := config.Default()
+	cfg := testnode.Config(t.TempDir())
 	cfg.Node.ID = "api-test"
-	cfg.Node.DataDir = t.TempDir()
-	cfg.MQTT.TCP, cfg.MQTT.WebSocket, cfg.HTTP.Listen = "127.0.0.1:0", "", "127.0.0.1:0"
 	cfg.MQTT.MaxPayload = 64 << 10
 	cfg.HTTP.MaxBody = 256 << 10
 	cfg.HTTP.MaxBatch = 100
-	cfg.Groups.FlushInterval = 20 * time.Millisecond
-	cfg.Storage.MinFree = 0 // tests must not depend on the machine's free disk space
 	if mod != nil {
 		mod(&cfg)
 	}
-	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	n := testnode.Start(t, cfg)
 	return &server{t: t, n: n, base: "http://" + n.HTTPAddr()}
 }
 
@@ -104,17 +94,6 @@ func (s *server) mqtt(id string) paho3.Client {
 	}
 	s.t.Cleanup(func() { c.Disconnect(0) })
 	return c
-}
-
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestStreamsCRUD(t *testing.T) {
@@ -326,12 +305,12 @@ func TestRESTBatchConsumedByGroup(t *testing.T) {
 		seen[string(m.Payload())] = true
 		mu.Unlock()
 	}).WaitTimeout(5 * time.Second)
-	eventually(t, "all 50 consumed", func() bool {
+	testutil.Eventually(t, 10*time.Second, "all 50 consumed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) == 50
 	})
-	eventually(t, "lag 0", func() bool {
+	testutil.Eventually(t, 10*time.Second, "lag 0", func() bool {
 		var g struct{ Lag, Acked int }
 		s.call("GET", "/v1/groups/workers", "", &g)
 		return g.Lag == 0 && g.Acked == 50
@@ -353,7 +332,7 @@ func TestRESTBatchConsumedByGroup(t *testing.T) {
 	if st := s.call("POST", "/v1/groups/workers/seek", `{"position":"offset:40"}`, &seeked); st != 200 {
 		t.Fatalf("seek %d", st)
 	}
-	eventually(t, "records after seek redelivered", func() bool {
+	testutil.Eventually(t, 10*time.Second, "records after seek redelivered", func() bool {
 		var g struct{ Acked int }
 		s.call("GET", "/v1/groups/workers", "", &g)
 		return g.Acked == 60

@@ -2,32 +2,19 @@ package bench
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mqstream/mqstream/config"
-	"github.com/mqstream/mqstream/node"
+	"github.com/mqstream/mqstream/internal/testnode"
 )
 
 // startNode runs a real mqstream node on 127.0.0.1.
 func startNode(t *testing.T) string {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Node.DataDir = t.TempDir()
-	cfg.MQTT.TCP, cfg.MQTT.WebSocket, cfg.HTTP.Listen = "127.0.0.1:0", "", ""
-	cfg.Storage.MinFree = 0 // tests must not depend on the machine's free disk space
-	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close(context.Background()) })
-	return n.MQTTAddr()
+	cfg := testnode.Config(t.TempDir())
+	cfg.HTTP.Listen = ""
+	return testnode.Start(t, cfg).MQTTAddr()
 }
 
 func opts(addr string, mode Mode) Options {

@@ -2,19 +2,14 @@ package mqtt_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/mqstream/mqstream/mqtt"
-	"github.com/mqstream/mqstream/shared"
-	"github.com/mqstream/mqstream/streams"
-	"github.com/mqstream/mqstream/topic"
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testnode"
 )
 
 // TestSharedWildcardGetsNoDollarTopicsFromGroups (issue item 3, with
@@ -23,36 +18,11 @@ import (
 // store them), since a filter starting with a wildcard does not match
 // topics starting with '$' [MQTT-4.7.2-1]; it gets the other records.
 func TestSharedWildcardGetsNoDollarTopicsFromGroups(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper, err := topic.NewMapper([]topic.Rule{{Filter: "$foo/#", Stream: "dollar"}}, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := shared.New(shared.Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: shared.DefaultGroupOptions(),
-		FlushInterval: 20 * time.Millisecond, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := groups.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Groups: groups, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		b.Close()
-		groups.Close()
-		store.Close()
-	})
-	url := "tcp://" + b.TCPAddr()
+	cfg := testnode.Config(t.TempDir())
+	cfg.Streams.Rules = []config.Rule{{Filter: "$foo/#", Stream: "dollar"}}
+	n := testnode.Start(t, cfg)
+	groups := n.Groups()
+	url := "tcp://" + n.MQTTAddr()
 	connect := func(id string, handler paho3.MessageHandler) paho3.Client {
 		c := paho3.NewClient(paho3.NewClientOptions().AddBroker(url).SetClientID(id).SetAutoReconnect(false).
 			SetDefaultPublishHandler(handler))

@@ -142,18 +142,6 @@ func connectV5(t testing.TB, addr, id string, recv chan<- *paho.Publish, mod fun
 	return c
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func streamRecords(t testing.TB, s *streams.Store, name string) []streams.Record {
 	t.Helper()
 	var out []streams.Record

@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -59,7 +60,7 @@ func TestIngestStoresEveryPublish(t *testing.T) {
 	wg.Wait()
 	perStream := publishers * perPublisher / len(topics)
 	for _, tp := range topics {
-		eventually(t, 10*time.Second, "records in "+tp.stream, func() bool { return recordCount(n.store, tp.stream) == int64(perStream) })
+		testutil.Eventually(t, 10*time.Second, "records in "+tp.stream, func() bool { return recordCount(n.store, tp.stream) == int64(perStream) })
 	}
 	for _, tp := range topics {
 		next := map[string]int{}
@@ -331,7 +332,7 @@ func TestWillIsStored(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("will not delivered")
 	}
-	eventually(t, 5*time.Second, "will stored", func() bool { return recordCount(n.store, "status") == 1 })
+	testutil.Eventually(t, 5*time.Second, "will stored", func() bool { return recordCount(n.store, "status") == 1 })
 	recs := streamRecords(t, n.store, "status")
 	if recs[0].Topic != "status/dev1" || recs[0].ClientID != "dev1" || string(recs[0].Payload) != "offline" {
 		t.Fatalf("will record %+v", recs[0])
@@ -372,7 +373,7 @@ func TestQoS2DuplicateStoredOnce(t *testing.T) {
 			t.Fatalf("unexpected packet % x", buf)
 		}
 	}
-	eventually(t, 2*time.Second, "record", func() bool { return recordCount(n.store, "dup") >= 1 })
+	testutil.Eventually(t, 2*time.Second, "record", func() bool { return recordCount(n.store, "dup") >= 1 })
 	if got := recordCount(n.store, "dup"); got != 1 {
 		t.Fatalf("QoS 2 message stored %d times", got)
 	}

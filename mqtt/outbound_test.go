@@ -12,6 +12,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // Regression tests for mqstream's own delivery to ordinary subscribers
@@ -53,8 +54,8 @@ func TestOutboundQoS2Subscriber(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		waitToken(t, pub.Publish("q2/x", 2, false, strconv.Itoa(i)), "publish")
 	}
-	eventually(t, 5*time.Second, "50 deliveries", func() bool { return got.Load() == 50 })
-	eventually(t, 5*time.Second, "flows complete", func() bool { return atomic.LoadInt64(&n.broker.server.Info.Inflight) == 0 })
+	testutil.Eventually(t, 5*time.Second, "50 deliveries", func() bool { return got.Load() == 50 })
+	testutil.Eventually(t, 5*time.Second, "flows complete", func() bool { return atomic.LoadInt64(&n.broker.server.Info.Inflight) == 0 })
 	if got.Load() != 50 {
 		t.Fatalf("got %d deliveries", got.Load())
 	}
@@ -68,7 +69,7 @@ func TestOutboundOfflineSessionQueueInOrder(t *testing.T) {
 	sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 	pub := dialRaw(t, n.addr, 4)
 	pub.connect("away-pub", true, packets.Properties{})
-	eventually(t, 5*time.Second, "session away", func() bool {
+	testutil.Eventually(t, 5*time.Second, "session away", func() bool {
 		cl, ok := n.broker.server.Clients.Get("away")
 		return ok && cl.Closed()
 	})

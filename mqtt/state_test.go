@@ -8,6 +8,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -106,7 +107,7 @@ func expectPublishes(t *testing.T, c *rawClient, payload string, count int, ack 
 // everything the client sent before it closed the connection).
 func waitGone(t *testing.T, b *Broker, id string) {
 	t.Helper()
-	eventually(t, 5*time.Second, id+" to leave", func() bool {
+	testutil.Eventually(t, 5*time.Second, id+" to leave", func() bool {
 		cl, ok := b.server.Clients.Get(id)
 		return !ok || cl.Closed()
 	})
@@ -139,7 +140,7 @@ func TestRetainedMessagesSurviveRestart(t *testing.T) {
 	published := time.Now().Unix()
 	p.drop()
 	// r/short's one-second expiry must pass.
-	eventually(t, 3*time.Second, "r/short to expire", func() bool { return time.Now().Unix() > published+1 })
+	testutil.Eventually(t, 3*time.Second, "r/short to expire", func() bool { return time.Now().Unix() > published+1 })
 	n.restart()
 
 	s := dialRaw(t, n.addr, 5)
@@ -266,7 +267,7 @@ func TestSessionExpiryAcrossRestart(t *testing.T) {
 	left := time.Now().Unix()
 	n.restart()
 	// mochi checks expiry once a second, with whole seconds: allow for it.
-	eventually(t, 5*time.Second, "brief's expiry to pass", func() bool { return time.Now().Unix() > left+3 })
+	testutil.Eventually(t, 5*time.Second, "brief's expiry to pass", func() bool { return time.Now().Unix() > left+3 })
 	for id, present := range map[string]bool{"brief": false, "lasting": true} {
 		c := dialRaw(t, n.addr, 5)
 		ack := c.connect(id, false, packets.Properties{SessionExpiryInterval: 3600, SessionExpiryIntervalFlag: true})
@@ -407,7 +408,7 @@ func TestWillOfSessionExpiredWhileDownIsPublished(t *testing.T) {
 	waitGone(t, n.b, "watcher")
 	left := time.Now().Unix()
 	n.close()
-	eventually(t, 5*time.Second, "brief's session to expire", func() bool { return time.Now().Unix() > left+1 })
+	testutil.Eventually(t, 5*time.Second, "brief's session to expire", func() bool { return time.Now().Unix() > left+1 })
 	n.open()
 	s = dialRaw(t, n.addr, 4)
 	if ack := s.connect("watcher", false, packets.Properties{}); !ack.SessionPresent {

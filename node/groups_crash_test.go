@@ -10,6 +10,7 @@ import (
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 type member struct {
@@ -71,10 +72,10 @@ func TestGroupProgressSurvivesSIGKILL(t *testing.T) {
 	cmd, addr, lines := startChildLines(t, dir)
 	holder := joinGroup(t, addr, "holder", true)
 	publishN(t, addr, 0, 1)
-	eventuallyT(t, "holder has the first record", func() bool { return len(holder.received()) == 1 })
+	testutil.Eventually(t, 10*time.Second, "holder has the first record", func() bool { return len(holder.received()) == 1 })
 	acker := joinGroup(t, addr, "acker", false)
 	publishN(t, addr, 1, 30)
-	eventuallyT(t, "all delivered", func() bool { return len(holder.received())+len(acker.received()) == 31 })
+	testutil.Eventually(t, 10*time.Second, "all delivered", func() bool { return len(holder.received())+len(acker.received()) == 31 })
 	want := int64(len(acker.received()))
 	// Wait until the child reports durable progress including every ack.
 	deadline := time.After(10 * time.Second)
@@ -98,23 +99,12 @@ func TestGroupProgressSurvivesSIGKILL(t *testing.T) {
 	_, addr, _ = startChildLines(t, dir)
 	again := joinGroup(t, addr, "again", false)
 	unacked := holder.received()
-	eventuallyT(t, "unacked records redelivered", func() bool { return len(again.received()) >= len(unacked) })
+	testutil.Eventually(t, 10*time.Second, "unacked records redelivered", func() bool { return len(again.received()) >= len(unacked) })
 	time.Sleep(200 * time.Millisecond) // nothing acknowledged may come back
 	got := again.received()
 	sort.Strings(got)
 	sort.Strings(unacked)
 	if strings.Join(got, ",") != strings.Join(unacked, ",") {
 		t.Fatalf("after SIGKILL got %v, want only the unacknowledged %v", got, unacked)
-	}
-}
-
-func eventuallyT(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

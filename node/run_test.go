@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // TestOpenFailureClosesWhatItOpened: an HTTP address already in use makes
@@ -43,13 +45,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, 10*time.Second) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for !n.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("node never became ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the node to be ready", n.Ready)
 	conn, err := net.DialTimeout("tcp", n.MQTTAddr(), time.Second)
 	if err != nil {
 		t.Fatalf("MQTT listener not serving: %v", err)

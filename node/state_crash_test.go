@@ -8,6 +8,7 @@ import (
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // collector is an MQTT 3.1.1 paho client with a persistent session that
@@ -100,7 +101,7 @@ func TestBrokerStateSurvivesSIGKILL(t *testing.T) {
 	if !present {
 		t.Fatal("session not present after SIGKILL")
 	}
-	eventuallyT(t, "1000 queued messages", func() bool { return len(sub.payloads()) >= n })
+	testutil.Eventually(t, 10*time.Second, "1000 queued messages", func() bool { return len(sub.payloads()) >= n })
 	for i, p := range sub.payloads()[:n] {
 		if want := fmt.Sprintf("m-%d", i); p != want {
 			t.Fatalf("message %d is %q, want %q", i, p, want)
@@ -110,7 +111,7 @@ func TestBrokerStateSurvivesSIGKILL(t *testing.T) {
 	if tok := reader.c.Subscribe("config/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	eventuallyT(t, "the retained message", func() bool { return len(reader.payloads()) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the retained message", func() bool { return len(reader.payloads()) == 1 })
 	if p := reader.payloads()[0]; p != "cfg-0" || !reader.got[0].Retained() {
 		t.Fatalf("retained after SIGKILL: %q", p)
 	}
@@ -119,7 +120,7 @@ func TestBrokerStateSurvivesSIGKILL(t *testing.T) {
 	// Received and never acknowledged: resent after a kill.
 	holder, _ := connectCollector(t, addr, "away", false)
 	publishWindow(t, addr, "data/y", "late", 5, false)
-	eventuallyT(t, "the late messages", func() bool { return len(holder.payloads()) == 5 })
+	testutil.Eventually(t, 10*time.Second, "the late messages", func() bool { return len(holder.payloads()) == 5 })
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
 	_, addr = startChild(t, dir)
@@ -127,7 +128,7 @@ func TestBrokerStateSurvivesSIGKILL(t *testing.T) {
 	if !present {
 		t.Fatal("session not present after the second SIGKILL")
 	}
-	eventuallyT(t, "the unacknowledged messages resent", func() bool { return len(again.payloads()) >= 5 })
+	testutil.Eventually(t, 10*time.Second, "the unacknowledged messages resent", func() bool { return len(again.payloads()) >= 5 })
 	got := again.payloads()
 	// Acknowledgements of the last moments before a kill may be lost:
 	// some earlier messages may come again (at least once), before these.
@@ -163,5 +164,5 @@ func TestPersistentGroupMemberRejoinsAfterRestart(t *testing.T) {
 		t.Fatal("session not present after restart")
 	}
 	publishWindow(t, n.MQTTAddr(), "jobs/a", "job", 3, false)
-	eventuallyT(t, "the member to get the group's records", func() bool { return len(m.payloads()) == 3 })
+	testutil.Eventually(t, 10*time.Second, "the member to get the group's records", func() bool { return len(m.payloads()) == 3 })
 }

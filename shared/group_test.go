@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -22,7 +23,7 @@ func TestRoundRobinDeliversEachRecordOnce(t *testing.T) {
 	}
 	const total = 20000
 	e.publish(func(i int) string { return fmt.Sprintf("jobs/%d", i%10) }, "job", 0, total)
-	eventually(t, 60*time.Second, "all records delivered", func() bool {
+	testutil.Eventually(t, 60*time.Second, "all records delivered", func() bool {
 		n := 0
 		for _, c := range cs {
 			n += c.count()
@@ -45,7 +46,7 @@ func TestRoundRobinDeliversEachRecordOnce(t *testing.T) {
 	if len(seen) != total {
 		t.Fatalf("%d distinct records delivered, want %d", len(seen), total)
 	}
-	eventually(t, 10*time.Second, "all acked", func() bool {
+	testutil.Eventually(t, 10*time.Second, "all acked", func() bool {
 		st := e.stats("workers", "jobs/#")
 		return st.Acked == total && st.Lag == 0 && st.InFlight == 0
 	})
@@ -62,15 +63,15 @@ func TestAckTimeoutRedeliversToAnotherMember(t *testing.T) {
 	e := startEnv(t, envOptions{defaults: opts})
 	silent := e.consumer("silent", "$share/g/jobs/#", 1, true)
 	e.publish(constTopic("jobs/a"), "early", 0, 5)
-	eventually(t, 5*time.Second, "silent member holds 5", func() bool { return silent.count() == 5 })
+	testutil.Eventually(t, 5*time.Second, "silent member holds 5", func() bool { return silent.count() == 5 })
 	good := e.consumer("good", "$share/g/jobs/#", 1, false)
-	eventually(t, 5*time.Second, "redelivery to the good member", func() bool { return good.count() >= 5 })
+	testutil.Eventually(t, 5*time.Second, "redelivery to the good member", func() bool { return good.count() >= 5 })
 	for _, m := range good.got[:5] {
 		if !m.Duplicate() {
 			t.Fatalf("redelivered %s without DUP", m.Payload())
 		}
 	}
-	eventually(t, 5*time.Second, "acks", func() bool { return e.stats("g", "jobs/#").Acked == 5 })
+	testutil.Eventually(t, 5*time.Second, "acks", func() bool { return e.stats("g", "jobs/#").Acked == 5 })
 	if st := e.stats("g", "jobs/#"); st.Redelivered < 5 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -84,11 +85,11 @@ func TestDisconnectReleasesAtOnce(t *testing.T) {
 	e := startEnv(t, envOptions{defaults: opts})
 	holder := e.consumer("holder", "$share/g/jobs/#", 1, true)
 	e.publish(constTopic("jobs/x"), "r", 0, 20)
-	eventually(t, 5*time.Second, "holder has 20", func() bool { return holder.count() == 20 })
+	testutil.Eventually(t, 5*time.Second, "holder has 20", func() bool { return holder.count() == 20 })
 	other := e.consumer("other", "$share/g/jobs/#", 1, false)
 	holder.c.Disconnect(0)
 	start := time.Now()
-	eventually(t, 5*time.Second, "released records redelivered", func() bool { return other.count() == 20 })
+	testutil.Eventually(t, 5*time.Second, "released records redelivered", func() bool { return other.count() == 20 })
 	if time.Since(start) > 5*time.Second {
 		t.Fatal("redelivery waited for the ack timeout")
 	}
@@ -105,14 +106,14 @@ func TestBuffersWhileNoMemberIsConnected(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	first := e.consumer("w1", "$share/g/jobs/#", 1, false)
 	first.c.Disconnect(0)
-	eventually(t, 5*time.Second, "member gone", func() bool { return len(e.stats("g", "jobs/#").Members) == 0 })
+	testutil.Eventually(t, 5*time.Second, "member gone", func() bool { return len(e.stats("g", "jobs/#").Members) == 0 })
 	const n = 5000
 	e.publish(func(i int) string { return fmt.Sprintf("jobs/%d", i%7) }, "offline", 0, n)
 	if st := e.stats("g", "jobs/#"); st.Lag != n {
 		t.Fatalf("lag %d, want %d", st.Lag, n)
 	}
 	back := e.consumer("w2", "$share/g/jobs/#", 1, false)
-	eventually(t, 30*time.Second, "backlog delivered", func() bool { return back.count() >= n })
+	testutil.Eventually(t, 30*time.Second, "backlog delivered", func() bool { return back.count() >= n })
 	seen := map[string]bool{}
 	for _, p := range back.payloads() {
 		seen[p] = true
@@ -120,7 +121,7 @@ func TestBuffersWhileNoMemberIsConnected(t *testing.T) {
 	if len(seen) != n || back.count() != n {
 		t.Fatalf("got %d records, %d distinct, want %d", back.count(), len(seen), n)
 	}
-	eventually(t, 5*time.Second, "lag 0", func() bool { return e.stats("g", "jobs/#").Lag == 0 })
+	testutil.Eventually(t, 5*time.Second, "lag 0", func() bool { return e.stats("g", "jobs/#").Lag == 0 })
 }
 
 // TestMaxDeliveriesDeadLetters: a record nobody acks goes to the dead-letter
@@ -132,7 +133,7 @@ func TestMaxDeliveriesDeadLetters(t *testing.T) {
 	e := startEnv(t, envOptions{defaults: opts})
 	bad := e.consumer("bad", "$share/g/jobs/#", 1, true)
 	e.publish(constTopic("jobs/poison"), "poison", 0, 1)
-	eventually(t, 10*time.Second, "dead letter", func() bool {
+	testutil.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		info, err := e.store.DescribeStream("$dlq.g")
 		return err == nil && info.Records == 1
 	})
@@ -155,8 +156,8 @@ func TestMaxDeliveriesDeadLetters(t *testing.T) {
 	good := e.consumer("good", "$share/g/jobs/#", 1, false)
 	bad.c.Disconnect(0)
 	e.publish(constTopic("jobs/fine"), "fine", 0, 1)
-	eventually(t, 5*time.Second, "next record", func() bool { return good.count() == 1 })
-	eventually(t, 5*time.Second, "lag 0", func() bool {
+	testutil.Eventually(t, 5*time.Second, "next record", func() bool { return good.count() == 1 })
+	testutil.Eventually(t, 5*time.Second, "lag 0", func() bool {
 		st := e.stats("g", "jobs/#")
 		return st.Lag == 0 && st.DeadLettered == 1
 	})
@@ -171,14 +172,14 @@ func TestRestartRedeliversOnlyUnacked(t *testing.T) {
 	e := startEnv(t, envOptions{dir: dir, defaults: opts})
 	holder := e.consumer("holder", "$share/g/jobs/#", 1, true)
 	e.publish(constTopic("jobs/a"), "x", 0, 1) // offset 0: held, never acked
-	eventually(t, 5*time.Second, "holder has it", func() bool { return holder.count() == 1 })
+	testutil.Eventually(t, 5*time.Second, "holder has it", func() bool { return holder.count() == 1 })
 	acker := e.consumer("acker", "$share/g/jobs/#", 1, false)
 	// With the holder's window occupied by one record, round-robin gives the
 	// next ones to both; force them to the acker by filling the holder's window.
 	e.publish(constTopic("jobs/a"), "x", 1, 30)
-	eventually(t, 5*time.Second, "31 delivered", func() bool { return holder.count()+acker.count() == 31 })
+	testutil.Eventually(t, 5*time.Second, "31 delivered", func() bool { return holder.count()+acker.count() == 31 })
 	heldBy := append([]string(nil), holder.payloads()...)
-	eventually(t, 5*time.Second, "acks", func() bool { return e.stats("g", "jobs/#").Acked == int64(acker.count()) })
+	testutil.Eventually(t, 5*time.Second, "acks", func() bool { return e.stats("g", "jobs/#").Acked == int64(acker.count()) })
 	st := e.stats("g", "jobs/#")
 	if st.Streams[0].AckFloor != 0 || st.Streams[0].AckedAbove != acker.count() {
 		t.Fatalf("cursor %+v", st.Streams[0])
@@ -187,7 +188,7 @@ func TestRestartRedeliversOnlyUnacked(t *testing.T) {
 
 	e2 := startEnv(t, envOptions{dir: dir, defaults: opts})
 	again := e2.consumer("again", "$share/g/jobs/#", 1, false)
-	eventually(t, 5*time.Second, "redelivery", func() bool { return again.count() >= len(heldBy) })
+	testutil.Eventually(t, 5*time.Second, "redelivery", func() bool { return again.count() >= len(heldBy) })
 	time.Sleep(100 * time.Millisecond) // nothing else may arrive
 	got := again.payloads()
 	sort.Strings(got)
@@ -195,7 +196,7 @@ func TestRestartRedeliversOnlyUnacked(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(heldBy) {
 		t.Fatalf("after restart got %v, want only the unacked %v", got, heldBy)
 	}
-	eventually(t, 5*time.Second, "lag 0", func() bool { return e2.stats("g", "jobs/#").Lag == 0 })
+	testutil.Eventually(t, 5*time.Second, "lag 0", func() bool { return e2.stats("g", "jobs/#").Lag == 0 })
 }
 
 // TestWindowIsRespected: a member never holds more unacked records than its
@@ -206,7 +207,7 @@ func TestWindowIsRespected(t *testing.T) {
 	e := startEnv(t, envOptions{defaults: opts})
 	c := e.consumer("slow", "$share/g/jobs/#", 1, true)
 	e.publish(constTopic("jobs/a"), "w", 0, 50)
-	eventually(t, 5*time.Second, "window filled", func() bool { return c.count() == 7 })
+	testutil.Eventually(t, 5*time.Second, "window filled", func() bool { return c.count() == 7 })
 	time.Sleep(50 * time.Millisecond)
 	if c.count() != 7 || c.maxInf != 7 {
 		t.Fatalf("received %d, max in flight %d, window 7", c.count(), c.maxInf)
@@ -214,7 +215,7 @@ func TestWindowIsRespected(t *testing.T) {
 	for round := 0; round < 7 && c.count() < 50; round++ {
 		want := min(c.count()+7, 50)
 		c.ackHeld()
-		eventually(t, 5*time.Second, "next window", func() bool { return c.count() == want })
+		testutil.Eventually(t, 5*time.Second, "next window", func() bool { return c.count() == want })
 	}
 	if c.maxInf > 7 {
 		t.Fatalf("max in flight %d exceeds window 7", c.maxInf)
@@ -233,7 +234,7 @@ func TestHashTopicKeepsPerTopicOrder(t *testing.T) {
 	}
 	const n = 3000
 	e.publish(func(i int) string { return fmt.Sprintf("jobs/key%d", i%12) }, "m", 0, n)
-	eventually(t, 30*time.Second, "all delivered", func() bool {
+	testutil.Eventually(t, 30*time.Second, "all delivered", func() bool {
 		sum := 0
 		for _, c := range cs {
 			sum += c.count()
@@ -296,18 +297,18 @@ func TestDeclaredGroupStartsEarliestAndSeeks(t *testing.T) {
 		t.Fatal("declaring twice succeeded")
 	}
 	c := e.consumer("c", "$share/late/jobs/#", 1, false)
-	eventually(t, 5*time.Second, "old records", func() bool { return c.count() == 10 })
+	testutil.Eventually(t, 5*time.Second, "old records", func() bool { return c.count() == 10 })
 	if err := e.groups.Seek(context.Background(), "late", "jobs/#", "", Position{Kind: StartOffset, Offset: 5}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "records after seek", func() bool { return c.count() == 15 })
+	testutil.Eventually(t, 5*time.Second, "records after seek", func() bool { return c.count() == 15 })
 	if got := c.payloads()[10]; got != "old-5" {
 		t.Fatalf("after seek to 5 got %s first", got)
 	}
 	// A group created by SUBSCRIBE starts at latest.
 	fresh := e.consumer("f", "$share/fresh/jobs/#", 1, false)
 	e.publish(constTopic("jobs/new"), "new", 0, 1)
-	eventually(t, 5*time.Second, "new record", func() bool { return fresh.count() == 1 })
+	testutil.Eventually(t, 5*time.Second, "new record", func() bool { return fresh.count() == 1 })
 	if fresh.payloads()[0] != "new-0" {
 		t.Fatalf("fresh group got %v", fresh.payloads())
 	}

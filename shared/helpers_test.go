@@ -192,17 +192,6 @@ func (e *env) publish(topic func(i int) string, prefix string, start, n int) {
 	}
 }
 
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (e *env) stats(name, filter string) GroupStats {
 	e.t.Helper()
 	st, err := e.groups.Group(context.Background(), name, filter)

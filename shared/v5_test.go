@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // v5member is an MQTT 5 member with manual acks and a Receive Maximum.
@@ -78,7 +79,7 @@ func TestReceiveMaximumIsRespected(t *testing.T) {
 	e.publish(constTopic("jobs/a"), "r", 0, 40)
 	for acked := 0; acked < 40; acked = m.count() {
 		want := min(acked+5, 40)
-		eventually(t, 5*time.Second, "next window", func() bool {
+		testutil.Eventually(t, 5*time.Second, "next window", func() bool {
 			if m.count() > want {
 				t.Fatalf("got %d, more than the window allows (%d)", m.count(), want)
 			}
@@ -90,7 +91,7 @@ func TestReceiveMaximumIsRespected(t *testing.T) {
 	if m.maxInf != 5 {
 		t.Fatalf("max in flight %d, Receive Maximum 5", m.maxInf)
 	}
-	eventually(t, 5*time.Second, "all acked", func() bool { return e.stats("g", "jobs/#").Acked == 40 })
+	testutil.Eventually(t, 5*time.Second, "all acked", func() bool { return e.stats("g", "jobs/#").Acked == 40 })
 }
 
 // TestQoS2MemberAndQoS0Member: a QoS 2 subscription completes the QoS 2 flow
@@ -99,12 +100,12 @@ func TestQoS2MemberAndQoS0Member(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	q2, _ := e.v5member("q2", "$share/two/jobs/#", 2, 100)
 	e.publish(constTopic("jobs/a"), "x", 0, 10)
-	eventually(t, 5*time.Second, "qos 1 records", func() bool { return q2.count() == 10 })
+	testutil.Eventually(t, 5*time.Second, "qos 1 records", func() bool { return q2.count() == 10 })
 	if q2.qos[0] != 1 {
 		t.Fatalf("QoS 1 record delivered at QoS %d to a QoS 2 subscription", q2.qos[0])
 	}
 	q2.ackAll()
-	eventually(t, 5*time.Second, "acked", func() bool { return e.stats("two", "jobs/#").Acked == 10 })
+	testutil.Eventually(t, 5*time.Second, "acked", func() bool { return e.stats("two", "jobs/#").Acked == 10 })
 
 	// QoS 2 records through a QoS 2 subscription.
 	conn, _ := net.Dial("tcp", e.addr)
@@ -119,16 +120,16 @@ func TestQoS2MemberAndQoS0Member(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "qos 2 records", func() bool { return q2.count() == 13 })
+	testutil.Eventually(t, 5*time.Second, "qos 2 records", func() bool { return q2.count() == 13 })
 	if q2.qos[12] != 2 {
 		t.Fatalf("QoS 2 record delivered at QoS %d", q2.qos[12])
 	}
 	q2.ackAll()
-	eventually(t, 5*time.Second, "PUBCOMP acks", func() bool { return e.stats("two", "jobs/#").Acked == 13 })
+	testutil.Eventually(t, 5*time.Second, "PUBCOMP acks", func() bool { return e.stats("two", "jobs/#").Acked == 13 })
 
 	q0, _ := e.v5member("q0", "$share/zero/jobs/#", 0, 100)
 	e.publish(constTopic("jobs/b"), "z", 0, 10)
-	eventually(t, 5*time.Second, "qos 0 records", func() bool { return q0.count() == 10 })
+	testutil.Eventually(t, 5*time.Second, "qos 0 records", func() bool { return q0.count() == 10 })
 	st := e.stats("zero", "jobs/#")
 	if st.InFlight != 0 || st.Lag != 0 || q0.qos[0] != 0 {
 		t.Fatalf("QoS 0 member: %+v qos %v", st, q0.qos)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -12,26 +11,14 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqstream/mqstream/auth"
-	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testnode"
 	"github.com/mqstream/mqstream/node"
 )
 
 // startTestNode runs a real node on 127.0.0.1 random ports.
 func startTestNode(t *testing.T) *node.Node {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Node.DataDir = t.TempDir()
-	cfg.MQTT.TCP, cfg.MQTT.WebSocket, cfg.HTTP.Listen = "127.0.0.1:0", "", "127.0.0.1:0"
-	cfg.Storage.MinFree = 0 // tests must not depend on the machine's free disk space
-	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close(context.Background()) })
-	return n
+	return testnode.Start(t, testnode.Config(t.TempDir()))
 }
 
 func mustRun(t *testing.T, args ...string) string {

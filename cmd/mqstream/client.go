@@ -120,3 +120,52 @@ func (c *apiClient) send(ctx context.Context, method, path string, in any, accep
 	}
 	return resp, nil
 }
+
+// call sends one request to the node named by cmd's flags and decodes the
+// answer into out (if not nil).
+func call(cmd *cobra.Command, method, path string, body, out any) error {
+	c, err := newAPIClient(cmd)
+	if err != nil {
+		return err
+	}
+	return c.do(cmd.Context(), method, path, body, out)
+}
+
+// listSpec describes an "ls" command: GET path, the list under key in the
+// answer, shown as JSON or as a table with header and one row per item.
+type listSpec struct {
+	short, path, key string
+	header           []string
+	row              func(item map[string]any) []string
+}
+
+// listCommand builds an "ls" command from spec.
+func listCommand(spec listSpec) *cobra.Command {
+	cmd := &cobra.Command{
+		Use: "ls", Short: spec.short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := outputFormat(cmd)
+			if err != nil {
+				return err
+			}
+			var res map[string][]map[string]any
+			if err := call(cmd, "GET", spec.path, nil, &res); err != nil {
+				return err
+			}
+			items := res[spec.key]
+			if format == "json" {
+				if items == nil {
+					items = []map[string]any{}
+				}
+				return printJSON(cmd.OutOrStdout(), items)
+			}
+			rows := [][]string{}
+			for _, it := range items {
+				rows = append(rows, spec.row(it))
+			}
+			return printTable(cmd.OutOrStdout(), spec.header, rows)
+		},
+	}
+	addOutputFlag(cmd)
+	return cmd
+}

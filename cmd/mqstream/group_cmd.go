@@ -23,37 +23,15 @@ func groupPath(name, filter, suffix string) string {
 }
 
 func groupLs() *cobra.Command {
-	cmd := &cobra.Command{
-		Use: "ls", Short: "List groups with lag and in-flight counts", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := outputFormat(cmd)
-			if err != nil {
-				return err
-			}
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var res struct {
-				Groups []map[string]any `json:"groups"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/groups", nil, &res); err != nil {
-				return err
-			}
-			if format == "json" {
-				return printJSON(cmd.OutOrStdout(), res.Groups)
-			}
-			rows := [][]string{}
-			for _, g := range res.Groups {
-				members, _ := g["members"].([]any)
-				rows = append(rows, []string{str(g["name"]), str(g["filter"]), fmt.Sprint(len(members)), str(g["lag"]),
-					str(g["in_flight"]), str(g["acked"]), str(g["redelivered"]), str(g["dead_lettered"]), str(g["strategy"])})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"GROUP", "FILTER", "MEMBERS", "LAG", "IN FLIGHT", "ACKED", "REDELIVERED", "DEAD", "STRATEGY"}, rows)
+	return listCommand(listSpec{
+		short: "List groups with lag and in-flight counts", path: "/v1/groups", key: "groups",
+		header: []string{"GROUP", "FILTER", "MEMBERS", "LAG", "IN FLIGHT", "ACKED", "REDELIVERED", "DEAD", "STRATEGY"},
+		row: func(g map[string]any) []string {
+			members, _ := g["members"].([]any)
+			return []string{str(g["name"]), str(g["filter"]), fmt.Sprint(len(members)), str(g["lag"]),
+				str(g["in_flight"]), str(g["acked"]), str(g["redelivered"]), str(g["dead_lettered"]), str(g["strategy"])}
 		},
-	}
-	addOutputFlag(cmd)
-	return cmd
+	})
 }
 
 func groupDescribe() *cobra.Command {
@@ -61,12 +39,8 @@ func groupDescribe() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "describe NAME", Short: "Show a group's members, positions, lag and redeliveries", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
 			var g map[string]any
-			if err := c.do(cmd.Context(), "GET", groupPath(args[0], filter, ""), nil, &g); err != nil {
+			if err := call(cmd, "GET", groupPath(args[0], filter, ""), nil, &g); err != nil {
 				return err
 			}
 			return printResult(cmd, g, func() error {
@@ -115,10 +89,6 @@ func groupCreate() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "create NAME FILTER", Short: "Declare a group ahead of its members", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
 			body := map[string]any{"name": args[0], "filter": args[1], "start": start}
 			if strategy != "" {
 				body["strategy"] = strategy
@@ -136,7 +106,7 @@ func groupCreate() *cobra.Command {
 				body["window"] = window
 			}
 			var g map[string]any
-			if err := c.do(cmd.Context(), "POST", "/v1/groups", body, &g); err != nil {
+			if err := call(cmd, "POST", "/v1/groups", body, &g); err != nil {
 				return err
 			}
 			return printResult(cmd, g, func() error {
@@ -161,13 +131,9 @@ func groupSeek() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "seek NAME POSITION", Short: "Move a group to earliest, latest, offset:N or time:RFC3339", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
 			body := map[string]any{"position": args[1], "filter": filter, "stream": stream}
 			var g map[string]any
-			if err := c.do(cmd.Context(), "POST", groupPath(args[0], "", "/seek"), body, &g); err != nil {
+			if err := call(cmd, "POST", groupPath(args[0], "", "/seek"), body, &g); err != nil {
 				return err
 			}
 			return printResult(cmd, g, func() error {
@@ -187,14 +153,10 @@ func groupRm() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "rm NAME", Short: "Delete a group and its progress", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
+			if err := call(cmd, "DELETE", groupPath(args[0], filter, ""), nil, nil); err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), "DELETE", groupPath(args[0], filter, ""), nil, nil); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "group %s deleted\n", args[0])
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "group %s deleted\n", args[0])
 			return err
 		},
 	}

@@ -12,12 +12,8 @@ func newNodeCmd() *cobra.Command {
 	status := &cobra.Command{
 		Use: "status", Short: "Show the node's id, version, uptime, listeners and counts", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
 			var n map[string]any
-			if err := c.do(cmd.Context(), "GET", "/v1/node", nil, &n); err != nil {
+			if err := call(cmd, "GET", "/v1/node", nil, &n); err != nil {
 				return err
 			}
 			return printResult(cmd, n, func() error {

@@ -19,36 +19,14 @@ func newStreamCmd() *cobra.Command {
 }
 
 func streamLs() *cobra.Command {
-	cmd := &cobra.Command{
-		Use: "ls", Short: "List streams", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := outputFormat(cmd)
-			if err != nil {
-				return err
-			}
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var res struct {
-				Streams []map[string]any `json:"streams"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/streams", nil, &res); err != nil {
-				return err
-			}
-			if format == "json" {
-				return printJSON(cmd.OutOrStdout(), res.Streams)
-			}
-			rows := [][]string{}
-			for _, s := range res.Streams {
-				rows = append(rows, []string{str(s["name"]), str(s["records"]), str(s["bytes"]), str(s["first_offset"]),
-					str(s["last_offset"]), retentionString(s["retention"])})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"NAME", "RECORDS", "BYTES", "FIRST", "LAST", "RETENTION"}, rows)
+	return listCommand(listSpec{
+		short: "List streams", path: "/v1/streams", key: "streams",
+		header: []string{"NAME", "RECORDS", "BYTES", "FIRST", "LAST", "RETENTION"},
+		row: func(s map[string]any) []string {
+			return []string{str(s["name"]), str(s["records"]), str(s["bytes"]), str(s["first_offset"]),
+				str(s["last_offset"]), retentionString(s["retention"])}
 		},
-	}
-	addOutputFlag(cmd)
-	return cmd
+	})
 }
 
 func retentionString(v any) string {
@@ -71,13 +49,9 @@ func streamCreate() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "create NAME", Short: "Create a stream", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
 			body := map[string]any{"name": args[0], "retention": map[string]any{"max_age": maxAge, "max_bytes": maxBytes, "max_records": maxRecords}}
 			var res map[string]any
-			if err := c.do(cmd.Context(), "POST", "/v1/streams", body, &res); err != nil {
+			if err := call(cmd, "POST", "/v1/streams", body, &res); err != nil {
 				return err
 			}
 			return printResult(cmd, res, func() error {
@@ -109,12 +83,8 @@ func streamDescribe() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "describe NAME", Short: "Show a stream's counts, bytes, offsets, retention and counters", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
 			var s map[string]any
-			if err := c.do(cmd.Context(), "GET", "/v1/streams/"+url.PathEscape(args[0]), nil, &s); err != nil {
+			if err := call(cmd, "GET", "/v1/streams/"+url.PathEscape(args[0]), nil, &s); err != nil {
 				return err
 			}
 			return printResult(cmd, s, func() error {
@@ -137,14 +107,10 @@ func streamRm() *cobra.Command {
 	return &cobra.Command{
 		Use: "rm NAME", Short: "Delete a stream and all its records", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
+			if err := call(cmd, "DELETE", "/v1/streams/"+url.PathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), "DELETE", "/v1/streams/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "stream %s deleted\n", args[0])
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "stream %s deleted\n", args[0])
 			return err
 		},
 	}

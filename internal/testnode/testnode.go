@@ -1,0 +1,46 @@
+// Package testnode runs real mqstream nodes for the tests of the packages
+// above node (api, cmd, bench, and external test packages): listeners on
+// 127.0.0.1 random ports, data in a temp dir. Packages below node cannot
+// import it (node imports them) and wire their parts themselves.
+package testnode
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/node"
+)
+
+// Config is the default configuration with data in dir, MQTT/TCP and HTTP
+// on 127.0.0.1 random ports, no WebSocket listener, fast group progress
+// flushes and no free-disk floor (tests must not depend on the machine's
+// free disk space).
+func Config(dir string) config.Config {
+	cfg := config.Default()
+	cfg.Node.ID = "test"
+	cfg.Node.DataDir = dir
+	cfg.MQTT.TCP, cfg.MQTT.WebSocket, cfg.HTTP.Listen = "127.0.0.1:0", "", "127.0.0.1:0"
+	cfg.Groups.FlushInterval = 20 * time.Millisecond
+	cfg.Storage.MinFree = 0
+	return cfg
+}
+
+// Start opens and starts a node with cfg (logs discarded); it is closed
+// when the test ends.
+func Start(t testing.TB, cfg config.Config) *node.Node {
+	t.Helper()
+	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		_ = n.Close(context.Background())
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	return n
+}
