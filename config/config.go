@@ -32,7 +32,35 @@ type Config struct {
 	Auth    Auth    `mapstructure:"auth" yaml:"auth"`
 	SQL     SQL     `mapstructure:"sql" yaml:"sql"`
 	Runtime Runtime `mapstructure:"runtime" yaml:"runtime"`
+	Cluster Cluster `mapstructure:"cluster" yaml:"cluster"`
 }
+
+// Cluster makes the node a member of a cluster; without a name the node
+// runs standalone.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node ("" = standalone).
+	Name string `mapstructure:"name" yaml:"name"`
+	// Gossip is the membership and failure-detection address (TCP and UDP).
+	Gossip string `mapstructure:"gossip" yaml:"gossip"`
+	// RPC is the address for replication and forwarding between nodes.
+	RPC string `mapstructure:"rpc" yaml:"rpc"`
+	// Advertise is the host peers dial, when not the bind addresses' host.
+	Advertise string `mapstructure:"advertise" yaml:"advertise"`
+	// Seeds are gossip addresses of some members to join through.
+	Seeds []string `mapstructure:"seeds" yaml:"seeds"`
+	// BootstrapExpect is how many nodes must have met before the cluster forms.
+	BootstrapExpect int `mapstructure:"bootstrap_expect" yaml:"bootstrap_expect"`
+	// Shards is the number of shards streams are hashed into (fixed when the cluster forms).
+	Shards int `mapstructure:"shards" yaml:"shards"`
+	// ReplicationFactor is the number of nodes holding each shard.
+	ReplicationFactor int `mapstructure:"replication_factor" yaml:"replication_factor"`
+	// DeadNodeTimeout is how long a failed node may stay away before its
+	// replicas are recreated elsewhere.
+	DeadNodeTimeout time.Duration `mapstructure:"dead_node_timeout" yaml:"dead_node_timeout"`
+}
+
+// Enabled reports whether the node runs in cluster mode.
+func (c Cluster) Enabled() bool { return c.Name != "" }
 
 // SQL configures the query engine and the statistics it reads.
 type SQL struct {
@@ -268,6 +296,8 @@ func Default() Config {
 		Auth:    Auth{Anonymous: true, ACLDefault: "allow"},
 		SQL:     SQL{MaxRowsScanned: 1_000_000, Timeout: 30 * time.Second, StatsInterval: 5 * time.Second},
 		Runtime: Runtime{GCPercent: 400},
+		Cluster: Cluster{Gossip: "127.0.0.1:7946", RPC: "127.0.0.1:7947", Seeds: []string{}, BootstrapExpect: 1,
+			Shards: 12, ReplicationFactor: 3, DeadNodeTimeout: 10 * time.Minute},
 	}
 }
 

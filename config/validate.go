@@ -125,6 +125,7 @@ func (c Config) Validate() error {
 		seenGroups[d.Name+"\x00"+d.Filter] = true
 	}
 	c.validateSecurity(bad)
+	c.validateCluster(bad)
 	if c.SQL.MaxRowsScanned < 1 {
 		bad("sql.max_rows_scanned", "must be at least 1")
 	}

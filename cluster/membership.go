@@ -1,0 +1,412 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+)
+
+// Tag keys every member carries.
+const (
+	tagCluster = "cluster"
+	tagRPC     = "rpc"
+	tagMQTT    = "mqtt"
+	tagHTTP    = "http"
+	tagVersion = "version"
+)
+
+// ErrRefused: the cluster refused this node (another cluster's name, or its
+// node id taken by another node).
+var ErrRefused = errors.New("refused by the cluster")
+
+// Member is one node of the cluster as this node sees it.
+type Member struct {
+	ID string `json:"id"`
+	// Status is alive, suspect (missed probes, not yet failed), failed or left.
+	Status  string `json:"status"`
+	Gossip  string `json:"gossip"`
+	RPC     string `json:"rpc"`
+	MQTT    string `json:"mqtt"`
+	HTTP    string `json:"http"`
+	Version string `json:"version"`
+}
+
+// Membership is this node's view of the cluster: who is there, alive or
+// not, and a feed of changes.
+type Membership struct {
+	opts    Options
+	log     *slog.Logger
+	serf    *serf.Serf
+	events  chan serf.Event
+	done    chan struct{}
+	wg      sync.WaitGroup
+	refused atomic.Pointer[error]  // set by the merge delegate
+	self    atomic.Pointer[string] // the bound gossip address, once known
+
+	mu struct {
+		sync.Mutex
+		changed     chan struct{} // closed (and replaced) on every change
+		unreachable map[string]bool
+		joined      bool // met at least one seed (or has none)
+		fatal       bool // OnFatal was called
+		closed      bool
+	}
+}
+
+// Start creates the node's gossip member and joins the cluster through its
+// seeds. A seed that refuses the node (another cluster, a duplicate id)
+// fails Start with ErrRefused; unreachable seeds are retried in the
+// background until one answers.
+func Start(opts Options) (*Membership, error) {
+	if opts.NodeID == "" || opts.Cluster == "" {
+		return nil, errors.New("cluster: NodeID and Cluster are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Timers == (Timers{}) {
+		opts.Timers = DefaultTimers()
+	}
+	if opts.BootstrapExpect < 1 {
+		opts.BootstrapExpect = 1
+	}
+	m := &Membership{opts: opts, log: opts.Logger.With("component", "cluster"), done: make(chan struct{}),
+		events: make(chan serf.Event, 64)}
+	m.mu.changed = make(chan struct{})
+	m.mu.unreachable = map[string]bool{}
+	conf, err := m.serfConfig()
+	if err != nil {
+		return nil, err
+	}
+	if m.serf, err = serf.Create(conf); err != nil {
+		return nil, fmt.Errorf("cluster: gossip on %s: %w", opts.Gossip, err)
+	}
+	addr := m.GossipAddr()
+	m.self.Store(&addr)
+	m.wg.Add(1)
+	go m.watchEvents()
+	seeds := m.otherSeeds()
+	if len(seeds) == 0 {
+		m.setJoined()
+	} else if err := m.join(seeds); err != nil {
+		if errors.Is(err, ErrRefused) {
+			m.shutdown()
+			return nil, err
+		}
+		m.wg.Add(1)
+		go m.retryJoin(seeds)
+	}
+	m.log.Info("cluster member started", "node", opts.NodeID, "cluster", opts.Cluster, "gossip", m.GossipAddr(),
+		"seeds", strings.Join(opts.Seeds, ","))
+	return m, nil
+}
+
+func (m *Membership) serfConfig() (*serf.Config, error) {
+	o, t := m.opts, m.opts.Timers
+	host, port, err := splitAddr("cluster.gossip", o.Gossip)
+	if err != nil {
+		return nil, err
+	}
+	ml := memberlist.DefaultLANConfig()
+	ml.BindAddr, ml.BindPort = host, port
+	if o.Advertise != "" {
+		ml.AdvertiseAddr, ml.AdvertisePort = o.Advertise, port
+	}
+	ml.ProbeInterval, ml.ProbeTimeout, ml.SuspicionMult = t.Probe, t.ProbeTimeout, t.SuspicionMult
+	ml.GossipInterval, ml.PushPullInterval = t.Gossip, t.PushPull
+	ml.TCPTimeout = max(10*t.ProbeTimeout, time.Second)
+	logger := log.New(&logWriter{log: m.log}, "", 0)
+	ml.Logger = logger
+
+	conf := serf.DefaultConfig()
+	conf.Init()
+	conf.NodeName = o.NodeID
+	conf.MemberlistConfig = ml
+	conf.Logger = logger
+	conf.EventCh = m.events
+	conf.CoalescePeriod, conf.QuiescentPeriod = t.Coalesce, t.Quiescent
+	conf.ReapInterval = t.Reap
+	conf.ReconnectInterval = max(t.Reap, time.Second)
+	conf.LeavePropagateDelay = 2 * t.Gossip
+	conf.Merge = &mergeCheck{m: m}
+	conf.Tags = map[string]string{tagCluster: o.Cluster, tagRPC: o.RPC, tagMQTT: o.MQTT, tagHTTP: o.HTTP, tagVersion: o.Version}
+	return conf, nil
+}
+
+// otherSeeds are the seeds that are not this node's own gossip address.
+func (m *Membership) otherSeeds() []string {
+	self := m.GossipAddr()
+	var out []string
+	for _, s := range m.opts.Seeds {
+		if s != self && s != m.opts.Gossip {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// join tries every seed once.
+func (m *Membership) join(seeds []string) error {
+	m.refused.Store(nil)
+	n, err := m.serf.Join(seeds, true)
+	if p := m.refused.Load(); p != nil {
+		return *p
+	}
+	if n > 0 {
+		m.setJoined()
+		return nil
+	}
+	m.mu.Lock()
+	for _, s := range seeds {
+		if !m.mu.unreachable[s] {
+			m.mu.unreachable[s] = true
+			m.log.Warn("cluster seed unreachable; retrying", "seed", s, "error", err)
+		}
+	}
+	m.mu.Unlock()
+	if err == nil {
+		err = errors.New("no seed answered")
+	}
+	return err
+}
+
+// retryJoin retries unreachable seeds with capped exponential backoff.
+func (m *Membership) retryJoin(seeds []string) {
+	defer m.wg.Done()
+	wait := m.opts.Timers.JoinRetryMin
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-time.After(wait):
+		}
+		err := m.join(seeds)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrRefused) {
+			m.fatalErr(err)
+			return
+		}
+		wait = min(2*wait, m.opts.Timers.JoinRetryMax)
+	}
+}
+
+func (m *Membership) setJoined() {
+	m.mu.Lock()
+	first := !m.mu.joined
+	m.mu.joined = true
+	m.mu.Unlock()
+	if first {
+		m.notify()
+	}
+}
+
+func (m *Membership) fatalErr(err error) {
+	m.mu.Lock()
+	call := !m.mu.fatal && m.opts.OnFatal != nil
+	m.mu.fatal = true
+	m.mu.Unlock()
+	m.log.Error("this node was refused by the cluster", "error", err)
+	if call {
+		m.opts.OnFatal(err)
+	}
+}
+
+// watchEvents logs coalesced member events and fires the change feed.
+func (m *Membership) watchEvents() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.done:
+			return
+		case ev := <-m.events:
+			me, ok := ev.(serf.MemberEvent)
+			if !ok {
+				continue
+			}
+			for _, mem := range me.Members {
+				m.log.Info("cluster membership changed", "event", me.Type.String(), "member", mem.Name,
+					"gossip", net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
+			}
+			m.notify()
+		}
+	}
+}
+
+// notify fires the change feed.
+func (m *Membership) notify() {
+	m.mu.Lock()
+	close(m.mu.changed)
+	m.mu.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// Changed returns a channel closed at the next membership change.
+func (m *Membership) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.changed
+}
+
+// GossipAddr is the address peers gossip with (the bound port when
+// Options.Gossip asked for port 0).
+func (m *Membership) GossipAddr() string {
+	if m.serf == nil {
+		return m.opts.Gossip
+	}
+	n := m.serf.Memberlist().LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Members lists the members this node knows of, by id, this node included.
+func (m *Membership) Members() []Member {
+	suspect := map[string]bool{}
+	for _, n := range m.serf.Memberlist().Members() {
+		if n.State == memberlist.StateSuspect {
+			suspect[n.Name] = true
+		}
+	}
+	var out []Member
+	for _, sm := range m.serf.Members() {
+		if sm.Tags[tagCluster] != m.opts.Cluster {
+			continue
+		}
+		st := "alive"
+		switch sm.Status {
+		case serf.StatusFailed:
+			st = "failed"
+		case serf.StatusLeft, serf.StatusLeaving:
+			st = "left"
+		default:
+			if suspect[sm.Name] {
+				st = "suspect"
+			}
+		}
+		out = append(out, Member{ID: sm.Name, Status: st,
+			Gossip: net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port))),
+			RPC:    sm.Tags[tagRPC], MQTT: sm.Tags[tagMQTT], HTTP: sm.Tags[tagHTTP], Version: sm.Tags[tagVersion]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Ready reports whether the cluster has formed from this node's view: it
+// met a seed (or has none) and at least BootstrapExpect members are alive.
+// reason says what is missing.
+func (m *Membership) Ready() (ready bool, reason string) {
+	m.mu.Lock()
+	joined := m.mu.joined
+	var unreachable []string
+	for s := range m.mu.unreachable {
+		unreachable = append(unreachable, s)
+	}
+	m.mu.Unlock()
+	if !joined {
+		sort.Strings(unreachable)
+		return false, "joining the cluster: no seed reachable yet (" + strings.Join(unreachable, ", ") + ")"
+	}
+	alive := 0
+	for _, mem := range m.Members() {
+		if mem.Status == "alive" || mem.Status == "suspect" {
+			alive++
+		}
+	}
+	if alive < m.opts.BootstrapExpect {
+		return false, fmt.Sprintf("waiting for the cluster to form: %d of %d expected nodes alive", alive, m.opts.BootstrapExpect)
+	}
+	return true, ""
+}
+
+// Close leaves the cluster gracefully (peers see "left", not "failed") and
+// stops gossip. Idempotent.
+func (m *Membership) Close() error {
+	m.mu.Lock()
+	if m.mu.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.closed = true
+	m.mu.Unlock()
+	err := m.serf.Leave()
+	m.shutdown()
+	if err != nil {
+		return fmt.Errorf("cluster: leave: %w", err)
+	}
+	return nil
+}
+
+// shutdown stops gossip without leaving (peers see the node fail).
+func (m *Membership) shutdown() {
+	_ = m.serf.Shutdown()
+	select {
+	case <-m.done:
+	default:
+		close(m.done)
+	}
+	m.wg.Wait()
+}
+
+// mergeCheck is Serf's merge delegate: it refuses members of another
+// cluster and a second node with this node's id.
+type mergeCheck struct{ m *Membership }
+
+func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
+	o := c.m.opts
+	self := ""
+	if p := c.m.self.Load(); p != nil {
+		self = *p
+	}
+	for _, mem := range members {
+		addr := net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port)))
+		var err error
+		switch {
+		case mem.Tags[tagCluster] != o.Cluster:
+			err = fmt.Errorf("%w: member %s (%s) belongs to cluster %q, this node %s to cluster %q",
+				ErrRefused, mem.Name, addr, mem.Tags[tagCluster], o.NodeID, o.Cluster)
+		case mem.Name == o.NodeID && self != "" && addr != self:
+			// (While the gossip member is being created, the only member
+			// with this id is this node itself.)
+			err = fmt.Errorf("%w: node id %q is already used by the node at %s (this node gossips on %s)",
+				ErrRefused, o.NodeID, addr, self)
+		}
+		if err != nil {
+			c.m.log.Warn("cluster merge refused", "error", err)
+			c.m.refused.CompareAndSwap(nil, &err)
+			return err
+		}
+	}
+	return nil
+}
+
+// logWriter turns memberlist's and Serf's "[LEVEL] text" log lines into
+// slog records (debug and info lines at debug: they are chatty).
+type logWriter struct{ log *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(line, "[ERR]"):
+		level = slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		level = slog.LevelWarn
+	}
+	w.log.Log(context.Background(), level, line)
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)

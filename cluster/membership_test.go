@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("MQSTREAM_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// start runs a member on 127.0.0.1 with a random gossip port and fast timers.
+func start(t *testing.T, id, cluster string, expect int, seeds ...string) (*Membership, error) {
+	t.Helper()
+	m, err := Start(Options{NodeID: id, Cluster: cluster, Gossip: "127.0.0.1:0", RPC: "127.0.0.1:1" + id,
+		MQTT: "127.0.0.1:2" + id, HTTP: "127.0.0.1:3" + id, Version: "test", Seeds: seeds,
+		BootstrapExpect: expect, Timers: LocalTimers(), Logger: testLogger().With("node", id)})
+	if err == nil {
+		t.Cleanup(func() { _ = m.Close() })
+	}
+	return m, err
+}
+
+func mustStart(t *testing.T, id, cluster string, expect int, seeds ...string) *Membership {
+	t.Helper()
+	m, err := start(t, id, cluster, expect, seeds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// statuses is "id=status ..." of m's view.
+func statuses(m *Membership) string {
+	var parts []string
+	for _, mem := range m.Members() {
+		parts = append(parts, mem.ID+"="+mem.Status)
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestThreeNodesMeetLeaveAndFail(t *testing.T) {
+	a := mustStart(t, "a", "demo", 3)
+	if ok, reason := a.Ready(); ok || !strings.Contains(reason, "1 of 3") {
+		t.Fatalf("alone: ready %v %q", ok, reason)
+	}
+	b := mustStart(t, "b", "demo", 3, a.GossipAddr())
+	c := mustStart(t, "c", "demo", 3, b.GossipAddr()) // any member is a seed
+	for _, m := range []*Membership{a, b, c} {
+		testutil.Eventually(t, 10*time.Second, "three alive members", func() bool { return statuses(m) == "a=alive b=alive c=alive" })
+	}
+	if ok, reason := a.Ready(); !ok {
+		t.Fatalf("three alive, not ready: %s", reason)
+	}
+	mems := a.Members()
+	if mems[1].ID != "b" || mems[1].RPC != "127.0.0.1:1b" || mems[1].MQTT != "127.0.0.1:2b" || mems[1].HTTP != "127.0.0.1:3b" ||
+		mems[1].Version != "test" || mems[1].Gossip != b.GossipAddr() {
+		t.Fatalf("member b as a sees it: %+v", mems[1])
+	}
+	changed := a.Changed()
+	if err := c.Close(); err != nil { // graceful
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "c seen as left", func() bool { return strings.Contains(statuses(a), "c=left") })
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the change feed did not fire")
+	}
+	b.shutdown() // no leave: a crash
+	testutil.Eventually(t, 10*time.Second, "b seen as failed", func() bool { return strings.Contains(statuses(a), "b=failed") })
+	if ok, _ := a.Ready(); ok {
+		t.Fatal("ready with one of three alive")
+	}
+}
+
+func TestOtherClusterIsRefused(t *testing.T) {
+	a := mustStart(t, "a", "demo", 1)
+	_, err := start(t, "x", "other", 1, a.GossipAddr())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `"demo"`) || !strings.Contains(err.Error(), `"other"`) {
+		t.Fatalf("joining another cluster: %v", err)
+	}
+	// A later legitimate join is seen; x never was.
+	mustStart(t, "y", "demo", 1, a.GossipAddr())
+	testutil.Eventually(t, 10*time.Second, "y listed", func() bool { return statuses(a) == "a=alive y=alive" })
+}
+
+func TestDuplicateNodeIDIsRefused(t *testing.T) {
+	a := mustStart(t, "n1", "demo", 1)
+	_, err := start(t, "n1", "demo", 1, a.GossipAddr())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `node id "n1"`) || !strings.Contains(err.Error(), a.GossipAddr()) {
+		t.Fatalf("second node with id n1: %v", err)
+	}
+	if got := statuses(a); got != "n1=alive" {
+		t.Fatalf("first node's view after the refusal: %s", got)
+	}
+	if ok, reason := a.Ready(); !ok {
+		t.Fatalf("first node not ready: %s", reason)
+	}
+}
+
+func TestUnreachableSeedIsRetried(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := l.Addr().String()
+	l.Close()
+	z := mustStart(t, "z", "demo", 2, seed)
+	if ok, reason := z.Ready(); ok || !strings.Contains(reason, seed) {
+		t.Fatalf("with an unreachable seed: ready %v %q", ok, reason)
+	}
+	w, err := Start(Options{NodeID: "w", Cluster: "demo", Gossip: seed, Timers: LocalTimers(), Logger: testLogger()})
+	if err != nil {
+		t.Skipf("the freed port was taken meanwhile: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	testutil.Eventually(t, 10*time.Second, "z to join through the seed once it answers", func() bool { ok, _ := z.Ready(); return ok })
+}

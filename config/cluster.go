@@ -1,0 +1,87 @@
+package config
+
+import (
+	"net"
+	"strconv"
+)
+
+// validateCluster checks the cluster section (only in cluster mode): a
+// node id, parsable addresses that no two listeners share, no wildcard bind
+// address without an advertised host, sane sizes.
+func (c Config) validateCluster(bad func(key, format string, args ...any)) {
+	cl := c.Cluster
+	if !cl.Enabled() {
+		return
+	}
+	if c.Node.ID == "" {
+		bad("node.id", "required in cluster mode (cluster.name is set): every node needs a unique id")
+	}
+	ports := map[string]string{} // "host:port" -> key
+	listen := func(key, addr string) {
+		if addr == "" {
+			return
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			bad(key, "%q is not a host:port address", addr)
+			return
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(key, "%q: port %q is not a number from 0 to 65535", addr, port)
+			return
+		}
+		if port != "0" {
+			for other, otherKey := range ports {
+				oh, op, _ := net.SplitHostPort(other)
+				if op == port && (oh == host || oh == "" || host == "" || oh == "0.0.0.0" || host == "0.0.0.0") {
+					bad(key, "%q uses the port of %s (%q)", addr, otherKey, other)
+				}
+			}
+			ports[addr] = key
+		}
+	}
+	listen("cluster.gossip", cl.Gossip)
+	listen("cluster.rpc", cl.RPC)
+	listen("mqtt.tcp", c.MQTT.TCP)
+	listen("mqtt.websocket", c.MQTT.WebSocket)
+	listen("http.listen", c.HTTP.Listen)
+	if cl.Gossip == "" {
+		bad("cluster.gossip", "required in cluster mode")
+	}
+	if cl.RPC == "" {
+		bad("cluster.rpc", "required in cluster mode")
+	}
+	for _, key := range []string{"cluster.gossip", "cluster.rpc"} {
+		addr := cl.Gossip
+		if key == "cluster.rpc" {
+			addr = cl.RPC
+		}
+		if host, _, err := net.SplitHostPort(addr); err == nil && cl.Advertise == "" {
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				bad(key, "%q binds every interface: set cluster.advertise to the address peers dial", addr)
+			}
+		}
+	}
+	if cl.Advertise != "" {
+		if ip := net.ParseIP(cl.Advertise); ip == nil || ip.IsUnspecified() {
+			bad("cluster.advertise", "%q is not an IP address peers can dial", cl.Advertise)
+		}
+	}
+	for i, s := range cl.Seeds {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			bad("cluster.seeds["+strconv.Itoa(i)+"]", "%q is not a host:port address", s)
+		}
+	}
+	if cl.BootstrapExpect < 1 {
+		bad("cluster.bootstrap_expect", "must be at least 1")
+	}
+	if cl.Shards < 1 || cl.Shards > 4096 {
+		bad("cluster.shards", "%d is outside 1..4096", cl.Shards)
+	}
+	if cl.ReplicationFactor < 1 || cl.ReplicationFactor > 7 {
+		bad("cluster.replication_factor", "%d is outside 1..7", cl.ReplicationFactor)
+	}
+	if cl.DeadNodeTimeout < 0 {
+		bad("cluster.dead_node_timeout", "must not be negative")
+	}
+}

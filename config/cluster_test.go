@@ -1,0 +1,71 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClusterSectionLoads(t *testing.T) {
+	path := writeFile(t, `
+node: {id: node1, data_dir: ./data/node1}
+mqtt: {tcp: "127.0.0.1:1883", websocket: ""}
+http: {listen: "127.0.0.1:8080"}
+cluster:
+  name: demo
+  gossip: 127.0.0.1:7946
+  rpc: 127.0.0.1:7947
+  seeds: [127.0.0.1:7946, 127.0.0.1:7956]
+  bootstrap_expect: 3
+  shards: 12
+  replication_factor: 3
+  dead_node_timeout: 10m
+`)
+	cfg, err := Load(path, []string{"MQSTREAM_CLUSTER_SEEDS=127.0.0.1:7946,127.0.0.1:7966"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cfg.Cluster
+	if !cl.Enabled() || cl.Name != "demo" || cl.BootstrapExpect != 3 || cl.DeadNodeTimeout != 10*time.Minute ||
+		strings.Join(cl.Seeds, " ") != "127.0.0.1:7946 127.0.0.1:7966" {
+		t.Fatalf("cluster %+v", cl)
+	}
+	if cfg, err := Load("", nil, nil); err != nil || cfg.Cluster.Enabled() {
+		t.Fatalf("default is standalone: %+v %v", cfg.Cluster, err)
+	}
+}
+
+func TestClusterErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name, file string
+		want       []string
+	}{
+		{"no node id", "cluster: {name: demo}\n", []string{"node.id"}},
+		{"clashing ports", `
+node: {id: a}
+mqtt: {tcp: "127.0.0.1:7946", websocket: ""}
+cluster: {name: demo, gossip: "127.0.0.1:7946", rpc: "127.0.0.1:7946"}
+`, []string{"cluster.rpc", "mqtt.tcp"}},
+		{"wildcard without advertise", `
+node: {id: a}
+cluster: {name: demo, gossip: "0.0.0.0:7946", rpc: ":7947"}
+`, []string{"cluster.gossip", "cluster.rpc", "cluster.advertise"}},
+		{"bad values", `
+node: {id: a}
+cluster: {name: demo, gossip: "nonsense", seeds: ["x"], shards: 0, replication_factor: 9, bootstrap_expect: 0}
+`, []string{"cluster.gossip", "cluster.seeds[0]", "cluster.shards", "cluster.replication_factor", "cluster.bootstrap_expect"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, c.file), nil, nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
