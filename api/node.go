@@ -1,8 +1,11 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/mqstream/mqstream/cluster"
 )
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -29,10 +32,27 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) (int, any, erro
 	}
 	if n := s.opts.Node; n != nil {
 		out["id"] = n.ID()
-		out["ready"] = n.Ready()
+		out["ready"], _ = n.Readiness()
 		out["started_at"] = n.StartedAt().UTC().Format(time.RFC3339)
 		out["uptime_seconds"] = int64(time.Since(n.StartedAt()).Seconds())
 		out["listeners"] = n.Listeners()
 	}
 	return http.StatusOK, out, nil
+}
+
+// getCluster lists the cluster's members. Shards are listed once streams
+// are replicated; until then the list is empty.
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	if s.opts.Node == nil {
+		return 0, nil, fmt.Errorf("%w: no node information", errNotReady)
+	}
+	members := s.opts.Node.Members()
+	if members == nil {
+		members = []cluster.Member{}
+	}
+	return http.StatusOK, map[string]any{
+		"name":    s.opts.Node.ClusterName(),
+		"members": members,
+		"shards":  []any{},
+	}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -28,9 +29,14 @@ import (
 // Node is what the API reports about the node it runs in.
 type Node interface {
 	ID() string
-	Ready() bool
+	// Readiness says whether the node serves, and if not, why.
+	Readiness() (ready bool, reason string)
 	StartedAt() time.Time
 	Listeners() map[string]string
+	// ClusterName is the cluster's name ("" when standalone).
+	ClusterName() string
+	// Members are the cluster's members (this node alone when standalone).
+	Members() []cluster.Member
 }
 
 // Options configure the API.
@@ -121,6 +127,7 @@ func (s *Server) handle(method, pattern string, h handlerFunc) {
 func (s *Server) routesTable() {
 	s.handle("GET", "/healthz", s.healthz)
 	s.handle("GET", "/readyz", s.readyz)
+	s.handle("GET", "/v1/cluster", s.getCluster)
 	s.handle("GET", "/v1/node", s.getNode)
 	s.handle("GET", "/v1/streams", s.listStreams)
 	s.handle("POST", "/v1/streams", s.createStream)
@@ -259,9 +266,11 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) (int, any, erro
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	if s.opts.Node != nil && !s.opts.Node.Ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
-		return 0, nil, nil
+	if s.opts.Node != nil {
+		if ok, reason := s.opts.Node.Readiness(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
+			return 0, nil, nil
+		}
 	}
 	return http.StatusOK, map[string]string{"status": "ready"}, nil
 }

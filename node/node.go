@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mqstream/mqstream/api"
+	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
@@ -43,6 +44,7 @@ type Node struct {
 	api     *api.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
+	members *cluster.Membership // nil when standalone
 	started time.Time
 
 	// groupPersisted, if set, is called whenever a consumer group's
@@ -133,7 +135,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
-	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker},
+	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker}, Nodes: nodeRows{n},
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err
@@ -143,7 +145,31 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 			return nil, err
 		}
 	}
+	if cfg.Cluster.Enabled() {
+		if err := n.joinCluster(); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// joinCluster starts the node's cluster membership (last: it advertises the
+// bound addresses; first to close: the node leaves gracefully).
+func (n *Node) joinCluster() error {
+	cl := n.cfg.Cluster
+	m, err := cluster.Start(cluster.Options{
+		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
+		RPC: cl.RPC, MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version,
+		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect,
+		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
+		Logger:  n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.members = m
+	n.onClose("cluster", func(context.Context) error { return m.Close() })
+	return nil
 }
 
 // openStore opens the stream store and creates the declared streams.
@@ -342,8 +368,37 @@ func (n *Node) HTTPAddr() string {
 }
 
 // Ready reports whether the node serves: false while starting or stopping,
-// and while the store refuses writes (a disk fault or a full disk).
-func (n *Node) Ready() bool { return n.ready.Load() && n.store.Healthy() == nil }
+// while the store refuses writes (a disk fault or a full disk) and, in
+// cluster mode, until the cluster has formed.
+func (n *Node) Ready() bool {
+	ok, _ := n.Readiness()
+	return ok
+}
+
+// Readiness is Ready with the reason when not ready.
+func (n *Node) Readiness() (bool, string) {
+	if !n.ready.Load() {
+		return false, "starting or stopping"
+	}
+	if err := n.store.Healthy(); err != nil {
+		return false, "store: " + err.Error()
+	}
+	if n.members != nil {
+		return n.members.Ready()
+	}
+	return true, ""
+}
+
+// ClusterName is the cluster's name ("" when standalone).
+func (n *Node) ClusterName() string { return n.cfg.Cluster.Name }
+
+// Members lists the cluster's members; a standalone node lists itself.
+func (n *Node) Members() []cluster.Member {
+	if n.members != nil {
+		return n.members.Members()
+	}
+	return []cluster.Member{{ID: n.id, Status: "alive", MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version}}
+}
 
 // StartedAt is when Start was called.
 func (n *Node) StartedAt() time.Time { return n.started }

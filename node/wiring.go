@@ -60,3 +60,15 @@ func (s brokerSessions) Sessions() []query.Session {
 	}
 	return out
 }
+
+// nodeRows adapts the node's member list to the SQL engine's nodes table.
+type nodeRows struct{ n *Node }
+
+func (r nodeRows) Nodes() []query.NodeRow {
+	members := r.n.Members()
+	out := make([]query.NodeRow, len(members))
+	for i := range members {
+		out[i] = query.NodeRow(members[i])
+	}
+	return out
+}

@@ -36,6 +36,23 @@ type Sessions interface {
 	Sessions() []Session
 }
 
+// Nodes is what the engine reads of the cluster's members (node adapts
+// its membership, or itself when standalone).
+type Nodes interface {
+	Nodes() []NodeRow
+}
+
+// NodeRow is one member of the cluster: a row of the nodes table.
+type NodeRow struct {
+	ID      string
+	Status  string
+	Gossip  string
+	RPC     string
+	MQTT    string
+	HTTP    string
+	Version string
+}
+
 // Session is one MQTT session, connected or kept for an absent client: a
 // row of the sessions table.
 type Session struct {
@@ -72,6 +89,8 @@ type Options struct {
 	Stats Stats
 	// Sessions serves the sessions table; nil makes it an error.
 	Sessions Sessions
+	// Nodes serves the nodes table; nil makes it an error.
+	Nodes Nodes
 	// MaxRowsScanned stops a query that reads more rows (records and
 	// statistics rows, before filtering); 0 means 1,000,000.
 	MaxRowsScanned int64

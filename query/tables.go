@@ -92,6 +92,15 @@ func statTableDefs() []statTableDef {
 			{"qos", TInt, "QoS of the member's subscription"},
 			{"connected_at", TTime, "when the member joined the group"},
 		}},
+		{name: "nodes", desc: "one row per member of the cluster (this node alone when standalone)", cols: []colDef{
+			{"id", TText, "node id"},
+			{"status", TText, "alive, suspect, failed or left"},
+			{"gossip", TText, "membership gossip address (empty when standalone)"},
+			{"rpc", TText, "replication and forwarding address (empty when standalone)"},
+			{"mqtt", TText, "MQTT/TCP address"},
+			{"http", TText, "HTTP address"},
+			{"version", TText, "mqstream version"},
+		}},
 		{name: "sessions", desc: "one row per MQTT session: connected clients and sessions kept for absent ones", cols: []colDef{
 			{"client_id", TText, "MQTT client id"},
 			{"connected", TBool, "the client is connected now"},
@@ -242,6 +251,15 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			return nil, errorf(Pos{}, "table %s is not available: this node runs no statistics sampler", name)
 		}
 		return [][]any{latencyRow(e.opts.Stats.AppendLatency())}, nil
+	case "nodes":
+		if e.opts.Nodes == nil {
+			return nil, errorf(Pos{}, "table nodes is not available on this node")
+		}
+		var rows [][]any
+		for _, n := range e.opts.Nodes.Nodes() {
+			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version})
+		}
+		return rows, nil
 	case "sessions":
 		if e.opts.Sessions == nil {
 			return nil, errorf(Pos{}, "table sessions is not available: this node runs no MQTT broker")

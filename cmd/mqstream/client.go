@@ -148,11 +148,16 @@ func listCommand(spec listSpec) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res map[string][]map[string]any
+			var res map[string]json.RawMessage
 			if err := call(cmd, "GET", spec.path, nil, &res); err != nil {
 				return err
 			}
-			items := res[spec.key]
+			var items []map[string]any
+			if raw, ok := res[spec.key]; ok {
+				if err := json.Unmarshal(raw, &items); err != nil {
+					return fmt.Errorf("%s: %q: %w", spec.path, spec.key, err)
+				}
+			}
 			if format == "json" {
 				if items == nil {
 					items = []map[string]any{}

@@ -8,7 +8,11 @@ import (
 )
 
 func newNodeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "Inspect a node"}
+	cmd := &cobra.Command{Use: "node", Short: "Inspect a node and the cluster's members"}
+	cmd.AddCommand(listCommand(listSpec{
+		short: "List the cluster's members (a standalone node lists itself)", path: "/v1/cluster", key: "members",
+		header: memberHeader, row: memberRow,
+	}))
 	status := &cobra.Command{
 		Use: "status", Short: "Show the node's id, version, uptime, listeners and counts", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -31,6 +35,49 @@ func newNodeCmd() *cobra.Command {
 					}
 				}
 				return printFields(cmd.OutOrStdout(), fields)
+			})
+		},
+	}
+	addOutputFlag(status)
+	cmd.AddCommand(status)
+	return cmd
+}
+
+var memberHeader = []string{"NODE", "STATUS", "MQTT", "HTTP", "GOSSIP", "RPC", "VERSION"}
+
+func memberRow(m map[string]any) []string {
+	return []string{str(m["id"]), str(m["status"]), str(m["mqtt"]), str(m["http"]), str(m["gossip"]), str(m["rpc"]), str(m["version"])}
+}
+
+func newClusterCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster"}
+	status := &cobra.Command{
+		Use: "status", Short: "Show the cluster's name, its members and shards", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cl struct {
+				Name    string           `json:"name"`
+				Members []map[string]any `json:"members"`
+				Shards  []map[string]any `json:"shards"`
+			}
+			if err := call(cmd, "GET", "/v1/cluster", nil, &cl); err != nil {
+				return err
+			}
+			return printResult(cmd, map[string]any{"name": cl.Name, "members": cl.Members, "shards": cl.Shards}, func() error {
+				out := cmd.OutOrStdout()
+				name := cl.Name
+				if name == "" {
+					name = "(standalone)"
+				}
+				if err := printFields(out, [][2]string{{"cluster", name}, {"members", fmt.Sprint(len(cl.Members))},
+					{"shards", fmt.Sprint(len(cl.Shards))}}); err != nil {
+					return err
+				}
+				fmt.Fprintln(out)
+				rows := [][]string{}
+				for _, m := range cl.Members {
+					rows = append(rows, memberRow(m))
+				}
+				return printTable(out, memberHeader, rows)
 			})
 		},
 	}

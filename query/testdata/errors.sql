@@ -12,7 +12,6 @@ error sql_syntax 1:33: syntax error: unexpected end of statement
 > SELECT 'unterminated
 error sql_syntax 1:8: syntax error: cannot read an unterminated string: 'unterminated
 
-
 > SELECT `lag` FROM groups WHERE group = 'x'
 error sql_syntax 1:32: syntax error at "group": group is a reserved word in SQL; quote it with backquotes: `group`
 
