@@ -5,6 +5,7 @@ import (
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // A conformanceCase runs one scenario with real clients against the broker
@@ -56,6 +57,18 @@ func startPlainMochi(t testing.TB) (*mochi.Server, string) {
 	l, err := newTCPListener("plain", "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// mochi's own way of disconnecting a listener's clients at Close
+	// (Clients.GetByListener) read-locks its client map twice and
+	// deadlocks when a client leaves in between (compatibility.md): the
+	// harness disconnects them from one snapshot, as the broker does, so
+	// that a comparison run never hangs the suite.
+	l.disconnect = func(id string) {
+		for _, cl := range s.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = s.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
 	}
 	if err := s.AddListener(l); err != nil {
 		t.Fatal(err)
