@@ -26,6 +26,7 @@ const (
 	tagMQTT    = "mqtt"
 	tagHTTP    = "http"
 	tagVersion = "version"
+	tagSetting = "s:" // prefix of a cluster-wide setting's fingerprint
 )
 
 // ErrRefused: the cluster refused this node (another cluster's name, or its
@@ -143,6 +144,9 @@ func (m *Membership) serfConfig() (*serf.Config, error) {
 	conf.LeavePropagateDelay = 2 * t.Gossip
 	conf.Merge = &mergeCheck{m: m}
 	conf.Tags = map[string]string{tagCluster: o.Cluster, tagRPC: o.RPC, tagMQTT: o.MQTT, tagHTTP: o.HTTP, tagVersion: o.Version}
+	for k, v := range o.Settings {
+		conf.Tags[tagSetting+k] = v
+	}
 	return conf, nil
 }
 
@@ -377,6 +381,9 @@ func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 		case mem.Tags[tagCluster] != o.Cluster:
 			err = fmt.Errorf("%w: member %s (%s) belongs to cluster %q, this node %s to cluster %q",
 				ErrRefused, mem.Name, addr, mem.Tags[tagCluster], o.NodeID, o.Cluster)
+		case len(differingSettings(o.Settings, mem.Tags)) > 0:
+			err = fmt.Errorf("%w: cluster-wide settings differ between this node %s and member %s (%s): %s",
+				ErrRefused, o.NodeID, mem.Name, addr, strings.Join(differingSettings(o.Settings, mem.Tags), ", "))
 		case mem.Name == o.NodeID && self != "" && addr != self:
 			// (While the gossip member is being created, the only member
 			// with this id is this node itself.)
@@ -390,6 +397,26 @@ func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 		}
 	}
 	return nil
+}
+
+// differingSettings lists, sorted, the settings whose fingerprints differ
+// between ours and a member's tags (a key only one side has counts).
+func differingSettings(ours, tags map[string]string) []string {
+	var out []string
+	for k, v := range ours {
+		if tags[tagSetting+k] != v {
+			out = append(out, k)
+		}
+	}
+	for t := range tags {
+		if k, ok := strings.CutPrefix(t, tagSetting); ok {
+			if _, mine := ours[k]; !mine {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // logWriter turns memberlist's and Serf's "[LEVEL] text" log lines into

@@ -128,3 +128,26 @@ func TestUnreachableSeedIsRetried(t *testing.T) {
 	t.Cleanup(func() { _ = w.Close() })
 	testutil.Eventually(t, 10*time.Second, "z to join through the seed once it answers", func() bool { ok, _ := z.Ready(); return ok })
 }
+
+func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
+	startWith := func(id string, settings map[string]string, seeds ...string) (*Membership, error) {
+		m, err := Start(Options{NodeID: id, Cluster: "demo", Gossip: "127.0.0.1:0", Seeds: seeds, Settings: settings,
+			Timers: LocalTimers(), Logger: testLogger()})
+		if err == nil {
+			t.Cleanup(func() { _ = m.Close() })
+		}
+		return m, err
+	}
+	a, err := startWith("a", map[string]string{"cluster.shards": "1111", "streams.rules": "2222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = startWith("b", map[string]string{"cluster.shards": "9999", "streams.rules": "2222"}, a.GossipAddr())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "cluster.shards") || strings.Contains(err.Error(), "streams.rules") {
+		t.Fatalf("different shards: %v", err)
+	}
+	if _, err := startWith("c", map[string]string{"cluster.shards": "1111", "streams.rules": "2222"}, a.GossipAddr()); err != nil {
+		t.Fatalf("same settings: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "a to see only c", func() bool { return statuses(a) == "a=alive c=alive" })
+}

@@ -22,6 +22,10 @@ type Options struct {
 	RPC, MQTT, HTTP string
 	// Version is this node's mqstream version.
 	Version string
+	// Settings are fingerprints of the settings every member must share
+	// (configuration key -> fingerprint); a member whose fingerprint of a
+	// key differs is refused, the key named.
+	Settings map[string]string
 	// Seeds are gossip addresses of members to join through.
 	Seeds []string
 	// BootstrapExpect is how many alive members make the cluster ready.

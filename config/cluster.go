@@ -1,6 +1,9 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
 	"net"
 	"strconv"
 )
@@ -84,4 +87,25 @@ func (c Config) validateCluster(bad func(key, format string, args ...any)) {
 	if cl.DeadNodeTimeout < 0 {
 		bad("cluster.dead_node_timeout", "must not be negative")
 	}
+}
+
+// ClusterWide returns a fingerprint of each setting every member of a
+// cluster must share, by key; members compare them when they meet.
+func (c Config) ClusterWide() map[string]string {
+	out := map[string]string{}
+	for key, v := range map[string]any{
+		"cluster.shards":             c.Cluster.Shards,
+		"cluster.replication_factor": c.Cluster.ReplicationFactor,
+		"streams.rules":              c.Streams.Rules,
+		"streams.default_rule":       c.Streams.DefaultRule,
+		"streams.auto_create":        c.Streams.AutoCreate,
+		"streams.default_retention":  c.Streams.DefaultRetention,
+		"groups":                     c.GroupDefaults(),
+	} {
+		b, _ := json.Marshal(v) // plain values and structs: cannot fail
+		h := fnv.New32a()
+		_, _ = h.Write(b)
+		out[key] = fmt.Sprintf("%08x", h.Sum32())
+	}
+	return out
 }

@@ -27,7 +27,7 @@ func TestInteropPahoPython(t *testing.T) {
 	if python == "" {
 		t.Skip("python3 with paho-mqtt not installed (apt-get install python3-paho-mqtt)")
 	}
-	n := startBroker(t, nil, nil, nil)
+	n := startBrokerWithGroups(t, nil) // $share is served by consumer groups, as on a node
 	host, port, _ := strings.Cut(n.addr, ":")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -124,3 +124,19 @@ func TestStandaloneListsItself(t *testing.T) {
 		t.Fatalf("standalone /v1/cluster: %d %+v", st, cl)
 	}
 }
+
+// TestDifferentClusterWideSettingsAreRefused: a node whose cluster-wide
+// settings differ from the cluster's is refused at start, naming the keys.
+func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
+	n1 := startNode(t, clusterConfig(t, "n1", 1))
+	cfg := clusterConfig(t, "n2", 1, gossipAddr(n1))
+	cfg.Cluster.Shards = 24
+	cfg.Streams.DefaultRule = "none"
+	_, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), "cluster.shards, streams.default_rule") {
+		t.Fatalf("n2 with other shards and default rule: %v", err)
+	}
+	if got := memberStatuses(n1.Members()); got != "n1=alive" {
+		t.Fatalf("n1 lists %s", got)
+	}
+}

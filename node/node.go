@@ -160,7 +160,7 @@ func (n *Node) joinCluster() error {
 	m, err := cluster.Start(cluster.Options{
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
 		RPC: cl.RPC, MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version,
-		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect,
+		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(),
 		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
 		Logger:  n.log,
 	})
@@ -183,6 +183,9 @@ func (n *Node) openStore(options []Option) error {
 		return err
 	}
 	n.onClose("store", func(context.Context) error { return n.store.Close() })
+	if err := n.checkIdentity(); err != nil {
+		return err
+	}
 	for name, ret := range n.cfg.StreamDefinitions() {
 		if _, err := n.store.CreateStream(context.Background(), name, ret); err != nil && !errors.Is(err, streams.ErrStreamExists) {
 			return fmt.Errorf("stream %q: %w", name, err)

@@ -47,8 +47,8 @@ type ProgressStore interface {
 	// Write applies writes durably (under the sync policy) before returning.
 	Write(ctx context.Context, writes ...streams.KVWrite) error
 	// Submit queues writes; done, if not nil, is called once they are
-	// applied (and synced if sync) or failed.
-	Submit(writes []streams.KVWrite, sync bool, done func(error)) error
+	// applied (and synced unless noSync) or failed.
+	Submit(writes []streams.KVWrite, noSync bool, done func(error)) error
 }
 
 // Mapper tells which streams can hold topics matching a filter.
