@@ -62,6 +62,7 @@ type Membership struct {
 		changed     chan struct{} // closed (and replaced) on every change
 		unreachable map[string]bool
 		joined      bool // met at least one seed (or has none)
+		formed      bool // BootstrapExpect members were alive once
 		fatal       bool // OnFatal was called
 		closed      bool
 	}
@@ -246,6 +247,7 @@ func (m *Membership) watchEvents() {
 				m.log.Info("cluster membership changed", "event", me.Type.String(), "member", mem.Name,
 					"gossip", net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
 			}
+			m.Ready() // latches "formed" when enough members are alive
 			m.notify()
 		}
 	}
@@ -309,11 +311,12 @@ func (m *Membership) Members() []Member {
 }
 
 // Ready reports whether the cluster has formed from this node's view: it
-// met a seed (or has none) and at least BootstrapExpect members are alive.
-// reason says what is missing.
+// met a seed (or has none) and BootstrapExpect members were alive at once
+// (later failures do not undo that: losing members is for replication to
+// handle, not a reason to stop serving). reason says what is missing.
 func (m *Membership) Ready() (ready bool, reason string) {
 	m.mu.Lock()
-	joined := m.mu.joined
+	joined, formed := m.mu.joined, m.mu.formed
 	var unreachable []string
 	for s := range m.mu.unreachable {
 		unreachable = append(unreachable, s)
@@ -329,9 +332,15 @@ func (m *Membership) Ready() (ready bool, reason string) {
 			alive++
 		}
 	}
+	if formed {
+		return true, ""
+	}
 	if alive < m.opts.BootstrapExpect {
 		return false, fmt.Sprintf("waiting for the cluster to form: %d of %d expected nodes alive", alive, m.opts.BootstrapExpect)
 	}
+	m.mu.Lock()
+	m.mu.formed = true
+	m.mu.Unlock()
 	return true, ""
 }
 

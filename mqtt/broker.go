@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -70,6 +71,10 @@ type Options struct {
 	// consumer groups over the streams (package shared); nil: shared
 	// subscriptions are accepted but receive nothing.
 	Groups Groups
+	// Admit, if set, is asked on every CONNECT; an error refuses the
+	// client with "server unavailable" (MQTT 5 0x88, MQTT 3.1.1 return
+	// code 3), e.g. while a cluster node has not joined yet.
+	Admit func() error
 	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
 	SysTopicInterval int64
 	// Logger receives the broker's logs; nil means slog.Default().
@@ -216,7 +221,7 @@ func New(opts Options) (*Broker, error) {
 	if err := b.AddHook(access); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
 	}
-	if err := server.AddHook(&limitsHook{keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
+	if err := server.AddHook(&limitsHook{server: server, admit: opts.Admit, keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add limits hook: %w", err)
 	}
 	if opts.Groups != nil {
@@ -406,6 +411,9 @@ func (b *Broker) closeListeners() {
 // limitsHook applies connection limits mochi has no option for.
 type limitsHook struct {
 	mochi.HookBase
+	server           *mochi.Server
+	admit            func() error
+	refusing         atomic.Bool // the last CONNECT was refused by admit (logged once per spell)
 	keepaliveMax     uint16
 	maxSubscriptions int
 	log              *slog.Logger
@@ -444,6 +452,18 @@ func (h *limitsHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Pa
 // the value to use [MQTT-3.2.2-21]. MQTT 3.1.1 has no way to tell a client,
 // so its keepalive is left alone.
 func (h *limitsHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if h.admit != nil {
+		if err := h.admit(); err != nil {
+			if !h.refusing.Swap(true) {
+				h.log.Warn("refusing MQTT connections: server unavailable", "reason", err.Error(), "client", cl.ID)
+			}
+			_ = h.server.SendConnack(cl, packets.ErrServerUnavailable, false, nil)
+			return packets.ErrServerUnavailable
+		}
+		if h.refusing.Swap(false) {
+			h.log.Info("accepting MQTT connections again")
+		}
+	}
 	if h.keepaliveMax > 0 && cl.Properties.ProtocolVersion == 5 &&
 		(cl.State.Keepalive == 0 || cl.State.Keepalive > h.keepaliveMax) {
 		cl.State.Keepalive = h.keepaliveMax

@@ -1,16 +1,19 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -67,6 +70,9 @@ func TestThreeNodesFormACluster(t *testing.T) {
 	if st := getJSON(t, n1, "/readyz", &ready); st != http.StatusServiceUnavailable || !strings.Contains(ready["reason"], "1 of 3") {
 		t.Fatalf("readyz alone: %d %v", st, ready)
 	}
+	if code := connackCode(t, n1.MQTTAddr()); code != 0x88 {
+		t.Fatalf("MQTT 5 CONNECT before the cluster formed: reason 0x%02x, want 0x88 server unavailable", code)
+	}
 	seed := gossipAddr(n1)
 	n2 := startNode(t, clusterConfig(t, "n2", 3, seed))
 	n3 := startNode(t, clusterConfig(t, "n3", 3, seed))
@@ -80,6 +86,9 @@ func TestThreeNodesFormACluster(t *testing.T) {
 			return cl.Name == "test" && memberStatuses(cl.Members) == "n1=alive n2=alive n3=alive"
 		})
 		testutil.Eventually(t, 5*time.Second, n.ID()+" ready", n.Ready)
+	}
+	if code := connackCode(t, n1.MQTTAddr()); code != 0 {
+		t.Fatalf("MQTT 5 CONNECT once formed: reason 0x%02x", code)
 	}
 	res, err := n2.Query().Query(context.Background(), "SELECT id, status, mqtt FROM nodes ORDER BY id")
 	if err != nil {
@@ -139,4 +148,32 @@ func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
 	if got := memberStatuses(n1.Members()); got != "n1=alive" {
 		t.Fatalf("n1 lists %s", got)
 	}
+}
+
+// connackCode connects with MQTT 5 and returns the CONNACK's reason code.
+func connackCode(t *testing.T, addr string) byte {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var buf bytes.Buffer
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "probe", Keepalive: 30, Clean: true}}
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ack := make([]byte, 5)
+	if _, err := io.ReadFull(conn, ack[:4]); err != nil {
+		t.Fatalf("no CONNACK: %v", err)
+	}
+	if ack[0] != packets.Connack<<4 {
+		t.Fatalf("not a CONNACK: % x", ack[:4])
+	}
+	return ack[3]
 }

@@ -124,6 +124,18 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	bopts.Mapper, bopts.Store, bopts.Groups = mapper, n.store, n.groups
+	if cfg.Cluster.Enabled() {
+		// Until the cluster has formed, MQTT clients are told the server is unavailable.
+		bopts.Admit = func() error {
+			if n.members == nil {
+				return errors.New("joining the cluster")
+			}
+			if ok, reason := n.members.Ready(); !ok {
+				return errors.New(reason)
+			}
+			return nil
+		}
+	}
 	if cfg.MQTT.Persistence {
 		bopts.State = n.store.KV("mqtt")
 	}

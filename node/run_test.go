@@ -46,11 +46,12 @@ func TestRunStopsOnCancel(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, 10*time.Second) }()
 	testutil.Eventually(t, 5*time.Second, "the node to be ready", n.Ready)
-	conn, err := net.DialTimeout("tcp", n.MQTTAddr(), time.Second)
-	if err != nil {
-		t.Fatalf("MQTT listener not serving: %v", err)
+	// A whole CONNECT/CONNACK: a connection still being accepted while the
+	// broker closes trips a data race inside mochi (Server.Close against
+	// EstablishConnection), which is not what this test is about.
+	if code := connackCode(t, n.MQTTAddr()); code != 0 {
+		t.Fatalf("CONNACK reason 0x%02x", code)
 	}
-	conn.Close()
 	cancel()
 	select {
 	case err := <-done:
