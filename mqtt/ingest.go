@@ -75,7 +75,11 @@ type ingestHook struct {
 type conn struct {
 	h      *ingestHook
 	cl     *mochi.Client
-	fanout *mochi.Client // inline client with the publisher's id, for fan-out
+	// fanout is an inline client with the publisher's id, made on first use
+	// (a fan-out to inline subscriptions, rare): idle connections, and
+	// those whose messages go straight to sessions, never pay for one.
+	fanout     *mochi.Client
+	fanoutOnce sync.Once
 
 	mu struct {
 		sync.Mutex
@@ -257,9 +261,7 @@ func (h *ingestHook) conn(cl *mochi.Client) *conn {
 	if v, ok := h.conns.Load(cl); ok {
 		return v.(*conn)
 	}
-	fanout := h.server.NewClient(nil, fanoutListener, cl.ID, true)
-	fanout.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
-	c := &conn{h: h, cl: cl, fanout: fanout}
+	c := &conn{h: h, cl: cl}
 	c.space.L = &c.mu
 	c.mu.qos2 = map[uint16]struct{}{}
 	v, _ := h.conns.LoadOrStore(cl, c)
@@ -478,6 +480,10 @@ func (h *ingestHook) fanout(c *conn, e *entry) {
 		e.state = h.publish(e.pk, c.cl.ID, subs)
 		return
 	}
+	c.fanoutOnce.Do(func() {
+		c.fanout = h.server.NewClient(nil, fanoutListener, c.cl.ID, true)
+		c.fanout.Properties.ProtocolVersion = c.cl.Properties.ProtocolVersion
+	})
 	if err := h.server.InjectPacket(c.fanout, e.pk); err != nil {
 		h.log.Warn("fan-out failed", "client", c.cl.ID, "topic", e.pk.TopicName, "error", err)
 	}
