@@ -73,8 +73,8 @@ type ingestHook struct {
 
 // conn is the ingest state of one client connection.
 type conn struct {
-	h      *ingestHook
-	cl     *mochi.Client
+	h  *ingestHook
+	cl *mochi.Client
 	// fanout is an inline client with the publisher's id, made on first use
 	// (a fan-out to inline subscriptions, rare): idle connections, and
 	// those whose messages go straight to sessions, never pay for one.
