@@ -159,7 +159,13 @@ func New(opts Options) (*Broker, error) {
 	b.apiClient = server.NewClient(nil, fanoutListener, apiClientID, true)
 	b.apiClient.Properties.ProtocolVersion = 5
 	sel := newSelector(server)
-	// First: the index of "+/#" filters must be updated before ingest
+	// First: subscription changes take their place in arrival order as
+	// soon as they are read (order.go).
+	order := newSubscriptionOrder()
+	if err := server.AddHook(order, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add subscription order hook: %w", err)
+	}
+	// Then: the index of "+/#" filters must be updated before ingest
 	// invalidates its subscriber cache on a SUBSCRIBE.
 	if err := server.AddHook(&selectionHook{sel: sel}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add selection hook: %w", err)
@@ -206,6 +212,7 @@ func New(opts Options) (*Broker, error) {
 		early:      !opts.FanoutAfterStore,
 		log:        opts.Logger,
 		subs:       newSubscriberCache(sel),
+		order:      order,
 		publish:    delivery.publish,
 		st:         b.state,
 	}

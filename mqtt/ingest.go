@@ -57,6 +57,8 @@ type ingestHook struct {
 
 	conns sync.Map // *mochi.Client -> *conn
 	subs  *subscriberCache
+	// order makes routing wait for subscription changes read before a publish.
+	order *subscriptionOrder
 	// publish retains and delivers a message (deliveryHook.publish); it
 	// returns the broker-state submission to wait for before the ack.
 	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers) uint64
@@ -160,6 +162,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	// QoS 1/2 publishes reach mochi as QoS 0 (inbound.go): ingest
 	// acknowledges them all, stored or not.
 	acked := unmarkInbound(&pk)
+	h.order.wait() // after the subscription changes read before it (order.go)
 	stream, store := h.mapper.StreamFor(pk.TopicName)
 	if !store && !acked {
 		v, ok := h.conns.Load(cl)

@@ -82,6 +82,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 	for _, up := range m.UserProperties {
 		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: up.Key, Val: up.Value})
 	}
+	b.ingest.order.wait() // after the subscription changes read before it (order.go)
 	if m.Retain || b.ingest.subs.hasSubscribers(m.Topic) {
 		if err := b.server.InjectPacket(b.apiClient, pk); err != nil {
 			return res, fmt.Errorf("deliver: %w", err)
