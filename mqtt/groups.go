@@ -44,6 +44,9 @@ type GroupMember = interface {
 // errNotAttached: the member's connection no longer holds its session.
 var errNotAttached = errors.New("mqtt: group member's connection is gone")
 
+// errIDBusy: the packet id mochi offered is still tracked by the session.
+var errIDBusy = errors.New("mqtt: packet id still in use")
+
 // groupsHook joins and leaves the members of consumer groups.
 type groupsHook struct {
 	mochi.HookBase
@@ -246,7 +249,7 @@ func (m *groupMember) OnRoom(wake func()) { m.wake = wake }
 
 // Deliver queues a record on the session.
 func (m *groupMember) Deliver(rec *streams.Record, qos byte, dup bool, acked func(reason byte)) (func(), error) {
-	gd := &groupDelivery{delivery: delivery{qos: qos, subIDs: m.subIDs, dup: dup && qos > 0, group: true}}
+	gd := &groupDelivery{delivery: delivery{qos: qos, subIDs: m.subIDs, dup: dup && qos > 0, group: true, from: m}}
 	d := &gd.delivery
 	d.pk = recordPacket(&gd.pk, rec)
 	// RETAIN goes out as published only with Retain As Published [MQTT-3.3.1-12].

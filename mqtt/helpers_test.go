@@ -36,17 +36,29 @@ type testNode struct {
 // data in a temp dir; both stop at the end of the test.
 func startBroker(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod func(*streams.Options)) *testNode {
 	t.Helper()
-	return startNode(t, rules, mod, storeMod, false)
+	return startNode(t, rules, mod, storeMod, nil)
 }
 
 // startBrokerWithGroups also runs consumer groups that serve $share
 // subscriptions, as a node does.
 func startBrokerWithGroups(t testing.TB, mod func(*Options)) *testNode {
 	t.Helper()
-	return startNode(t, nil, mod, nil, true)
+	return startNode(t, nil, mod, nil, func(*shared.GroupOptions) {})
 }
 
-func startNode(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod func(*streams.Options), withGroups bool) *testNode {
+// startBrokerWithGroupOptions runs consumer groups whose default options
+// groupMod adjusts (nil: the defaults).
+func startBrokerWithGroupOptions(t testing.TB, groupMod func(*shared.GroupOptions)) *testNode {
+	t.Helper()
+	if groupMod == nil {
+		groupMod = func(*shared.GroupOptions) {}
+	}
+	return startNode(t, nil, nil, nil, groupMod)
+}
+
+// startNode runs a store and a broker, and consumer groups if groupMod is
+// not nil.
+func startNode(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod func(*streams.Options), groupMod func(*shared.GroupOptions)) *testNode {
 	t.Helper()
 	sopts := streams.Options{Dir: t.TempDir(), AutoCreate: true, Logger: testLogger()}
 	if storeMod != nil {
@@ -62,9 +74,11 @@ func startNode(t testing.TB, rules []topic.Rule, mod func(*Options), storeMod fu
 	}
 	opts := Options{TCPAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: testLogger(), MaxPayload: 1 << 20}
 	var groups *shared.Manager
-	if withGroups {
+	if groupMod != nil {
+		defaults := shared.DefaultGroupOptions()
+		groupMod(&defaults)
 		groups, err = shared.New(shared.Options{Store: store, Progress: store.KV("groups"), Mapper: mapper,
-			Defaults: shared.DefaultGroupOptions(), FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
+			Defaults: defaults, FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
 		if err == nil {
 			err = groups.Start()
 		}

@@ -70,7 +70,8 @@ type delivery struct {
 	// group deliveries come from consumer groups (groups.go): never kept
 	// for an absent client nor written to disk.
 	group bool
-	dup   bool // a group's redelivery: DUP set from the first send
+	dup   bool         // a group's redelivery: DUP set from the first send
+	from  *groupMember // the group member a group delivery is for
 
 	// Guarded by the session's mu:
 	// acked reports the end of a group delivery (see GroupMember.Deliver).
@@ -301,31 +302,51 @@ func (s *session) enqueueGroup(cl *mochi.Client, d *delivery) error {
 // in the window.
 func (s *session) cancel(d *delivery) {
 	s.mu.Lock()
-	if d.done {
+	if d.done || s.mu.ended {
+		s.mu.Unlock()
+		return
+	}
+	if d.id != 0 {
+		// Sent with a packet id: the client may still acknowledge it, so
+		// the id and the window slot stay taken until it does (or its
+		// connection ends) [MQTT-3.3.4-9]; only the group stops caring.
+		d.acked = nil
 		s.mu.Unlock()
 		return
 	}
 	d.done, d.acked = true, nil
-	if d.id != 0 {
-		delete(s.mu.byID, d.id)
-		if cl := s.mu.cl; cl != nil && cl.State.Inflight.Delete(d.id) {
-			atomic.AddInt64(&s.o.server.Info.Inflight, -1)
-		}
-	}
 	switch {
-	case d.sent && d.qos > 0:
+	case d.sent && d.qos > 0: // taken by the writer, not yet encoded
 		s.mu.inflight--
-	case !d.sent && d.id == 0:
+	case !d.sent:
 		s.mu.unsent--
 		s.mu.unsentBytes -= int64(d.size)
 		s.o.queued.Add(-1)
 	}
 	s.compactLocked()
 	start := s.startLocked()
+	wakers := s.othersLocked(d)
 	s.mu.Unlock()
 	if start {
 		go s.write()
 	}
+	wake(wakers)
+}
+
+// othersLocked lists the group members to wake when d frees a place in
+// the window: all but the member d was for (its group pumps by itself
+// after an ack or a withdrawal). s.mu is held.
+func (s *session) othersLocked(d *delivery) []*groupMember {
+	if d.from == nil {
+		return s.mu.wakers
+	}
+	var out []*groupMember
+	for _, m := range s.mu.wakers {
+		if m != d.from {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // room is how many more deliveries connection cl can take now: its window
@@ -402,8 +423,9 @@ func (s *session) acked(cl *mochi.Client, id uint16, reason byte) {
 	s.compactLocked()
 	start := s.startLocked()
 	var wakers []*groupMember
-	if !d.group {
-		// A group hears of its own acks (fn) and pumps after them.
+	if fn != nil {
+		wakers = s.othersLocked(d) // the delivery's group hears of it (fn) and pumps after it
+	} else {
 		wakers = s.mu.wakers
 	}
 	s.mu.Unlock()
@@ -649,12 +671,22 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 			continue
 		}
 		if d.qos > 0 && !resend {
+			// The id is chosen without s.mu: NextPacketID takes the
+			// client's lock, which mochi holds across a blocked socket
+			// write, and nothing may wait for that with s.mu held (Room,
+			// enqueue and acks need it). Only this writer (holding
+			// sendMu) allocates the session's ids.
+			id, err := cl.NextPacketID()
 			s.mu.Lock()
 			if d.done {
 				s.mu.Unlock()
-				continue // a group delivery withdrawn meanwhile
+				continue // a group delivery withdrawn meanwhile: the id stays unused
 			}
-			id, err := cl.NextPacketID()
+			if _, busy := s.mu.byID[uint16(id)]; err == nil && busy {
+				// mochi released the id (its ack is being reported) but
+				// the session still tracks it: never hand it out twice.
+				err = errIDBusy
+			}
 			if err != nil {
 				s.mu.Unlock()
 				s.finish(d, packets.ErrReceiveMaximum.Code) // every packet id in use: dropped, as mochi does
@@ -711,10 +743,12 @@ func (s *session) finish(d *delivery, reason byte) {
 	fn := d.acked
 	d.acked = nil
 	s.forgetLocked(d)
+	wakers := s.othersLocked(d)
 	s.mu.Unlock()
 	if fn != nil {
 		fn(reason)
 	}
+	wake(wakers)
 }
 
 // packet builds the PUBLISH of d for cl.

@@ -369,9 +369,15 @@ func (m *Manager) positionOffset(stream string, info streams.StreamInfo, p Posit
 	return info.NextOffset
 }
 
+// startGroup starts a group, unless a concurrent create of the same key
+// started one first: then that one is returned.
 func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position) *group {
 	g := newGroup(m, k, meta, start)
 	m.mu.Lock()
+	if existing, ok := m.mu.groups[k]; ok {
+		m.mu.Unlock()
+		return existing
+	}
 	m.mu.groups[k] = g
 	m.mu.Unlock()
 	m.wg.Add(1)
