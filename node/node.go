@@ -215,10 +215,14 @@ func (n *Node) openHTTP() error {
 	}
 	n.httpLn = ln
 	n.onClose("http", n.closeHTTP)
+	tokens, err := apiTokens(cfg)
+	if err != nil {
+		return err
+	}
 	n.api = api.New(api.Options{
 		Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-		Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log, Query: query.Handler(n.engine),
+		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine),
 	})
 	if len(cfg.HTTP.Tokens) == 0 {
 		n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")
