@@ -115,10 +115,12 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err != nil {
 		return nil, err
 	}
+	// Registered before Start: a Start that fails half way may have
+	// started some groups already.
+	n.onClose("groups", func(context.Context) error { return n.groups.Close() })
 	if err := n.groups.Start(); err != nil {
 		return nil, err
 	}
-	n.onClose("groups", func(context.Context) error { return n.groups.Close() })
 	bopts, err := brokerOptions(cfg, n.log)
 	if err != nil {
 		return nil, err
