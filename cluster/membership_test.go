@@ -2,10 +2,7 @@ package cluster
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,19 +10,12 @@ import (
 	"github.com/mqstream/mqstream/internal/testutil"
 )
 
-func testLogger() *slog.Logger {
-	if os.Getenv("MQSTREAM_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // start runs a member on 127.0.0.1 with a random gossip port and fast timers.
 func start(t *testing.T, id, cluster string, expect int, seeds ...string) (*Membership, error) {
 	t.Helper()
 	m, err := Start(Options{NodeID: id, Cluster: cluster, Gossip: "127.0.0.1:0", RPC: "127.0.0.1:1" + id,
 		MQTT: "127.0.0.1:2" + id, HTTP: "127.0.0.1:3" + id, Version: "test", Seeds: seeds,
-		BootstrapExpect: expect, Timers: LocalTimers(), Logger: testLogger().With("node", id)})
+		BootstrapExpect: expect, Timers: LocalTimers(), Logger: testutil.Logger().With("node", id)})
 	if err == nil {
 		t.Cleanup(func() { _ = m.Close() })
 	}
@@ -121,7 +111,7 @@ func TestUnreachableSeedIsRetried(t *testing.T) {
 	if ok, reason := z.Ready(); ok || !strings.Contains(reason, seed) {
 		t.Fatalf("with an unreachable seed: ready %v %q", ok, reason)
 	}
-	w, err := Start(Options{NodeID: "w", Cluster: "demo", Gossip: seed, Timers: LocalTimers(), Logger: testLogger()})
+	w, err := Start(Options{NodeID: "w", Cluster: "demo", Gossip: seed, Timers: LocalTimers(), Logger: testutil.Logger()})
 	if err != nil {
 		t.Skipf("the freed port was taken meanwhile: %v", err)
 	}
@@ -132,7 +122,7 @@ func TestUnreachableSeedIsRetried(t *testing.T) {
 func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
 	startWith := func(id string, settings map[string]string, seeds ...string) (*Membership, error) {
 		m, err := Start(Options{NodeID: id, Cluster: "demo", Gossip: "127.0.0.1:0", Seeds: seeds, Settings: settings,
-			Timers: LocalTimers(), Logger: testLogger()})
+			Timers: LocalTimers(), Logger: testutil.Logger()})
 		if err == nil {
 			t.Cleanup(func() { _ = m.Close() })
 		}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"regexp"
 
-	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/auth"
 )
 
@@ -86,8 +85,10 @@ func (c Config) validateSecurity(bad func(key, format string, args ...any)) {
 		if len(tok.Token) < 16 {
 			bad(fmt.Sprintf("http.tokens[%d].token", i), "must be at least 16 characters")
 		}
-		if _, err := api.ParseRole(tok.Role); err != nil {
-			bad(fmt.Sprintf("http.tokens[%d].role", i), "%v", err)
+		switch tok.Role {
+		case "read", "write", "admin": // api.ParseRole's roles
+		default:
+			bad(fmt.Sprintf("http.tokens[%d].role", i), "role %q is not read, write or admin", tok.Role)
 		}
 	}
 	if c.MQTT.MaxSubscriptions < 0 {
@@ -122,14 +123,4 @@ func (t TLS) Config() (*tls.Config, error) {
 		}
 	}
 	return cfg, nil
-}
-
-// APITokens returns the bearer tokens of the HTTP API.
-func (c Config) APITokens() []api.Token {
-	var out []api.Token
-	for _, t := range c.HTTP.Tokens {
-		role, _ := api.ParseRole(t.Role)
-		out = append(out, api.Token{Token: t.Token, Role: role})
-	}
-	return out
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -110,7 +110,7 @@ func TestThreeNodesFormACluster(t *testing.T) {
 // the first is unaffected.
 func TestSecondNodeWithTheSameIDIsRefused(t *testing.T) {
 	n1 := startNode(t, clusterConfig(t, "dup", 1))
-	_, err := Open(clusterConfig(t, "dup", 1, gossipAddr(n1)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := Open(clusterConfig(t, "dup", 1, gossipAddr(n1)), testutil.Logger())
 	if !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), `"dup"`) || !strings.Contains(err.Error(), gossipAddr(n1)) {
 		t.Fatalf("second node with id dup: %v", err)
 	}
@@ -141,7 +141,7 @@ func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
 	cfg := clusterConfig(t, "n2", 1, gossipAddr(n1))
 	cfg.Cluster.Shards = 24
 	cfg.Streams.DefaultRule = "none"
-	_, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := Open(cfg, testutil.Logger())
 	if !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), "cluster.shards, streams.default_rule") {
 		t.Fatalf("n2 with other shards and default rule: %v", err)
 	}

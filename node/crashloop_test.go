@@ -2,8 +2,6 @@ package node
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"syscall"
 	"testing"
@@ -11,6 +9,7 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 )
@@ -67,7 +66,7 @@ func TestCrashLoop(t *testing.T) {
 		close(stopConsumers)
 		wg.Wait()
 
-		s, err := streams.Open(streams.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		s, err := streams.Open(streams.Options{Dir: dir, Logger: testutil.Logger()})
 		if err != nil {
 			t.Fatalf("round %d: reopen: %v", round, err)
 		}

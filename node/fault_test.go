@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -35,7 +34,7 @@ func TestDiskFaultRefusesPublishesAndRecovers(t *testing.T) {
 		return nil
 	})}
 	cfg := testConfig("/data")
-	n, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithFS(errorfs.Wrap(mem, faults)))
+	n, err := Open(cfg, testutil.Logger(), WithFS(errorfs.Wrap(mem, faults)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,13 @@ package node
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // FuzzRawMQTT writes arbitrary bytes to a live MQTT listener: the node keeps
@@ -23,7 +24,7 @@ func FuzzRawMQTT(f *testing.F) {
 	f.Add([]byte{0x30, 0x02, 0, 0})
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	cfg := testConfig(f.TempDir())
-	n, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Open(cfg, testutil.Logger())
 	if err != nil {
 		f.Fatal(err)
 	}

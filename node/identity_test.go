@@ -3,12 +3,11 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -17,7 +16,7 @@ import (
 // or in the other mode is refused with what to do, and nothing in it is
 // touched.
 func TestDataDirBelongsToOneNode(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger()
 	open := func(cfg config.Config) error {
 		n, err := Open(cfg, log)
 		if err == nil {

@@ -115,10 +115,12 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err != nil {
 		return nil, err
 	}
+	// Registered before Start: a Start that fails half way may have
+	// started some groups already.
+	n.onClose("groups", func(context.Context) error { return n.groups.Close() })
 	if err := n.groups.Start(); err != nil {
 		return nil, err
 	}
-	n.onClose("groups", func(context.Context) error { return n.groups.Close() })
 	bopts, err := brokerOptions(cfg, n.log)
 	if err != nil {
 		return nil, err
@@ -215,10 +217,14 @@ func (n *Node) openHTTP() error {
 	}
 	n.httpLn = ln
 	n.onClose("http", n.closeHTTP)
+	tokens, err := apiTokens(cfg)
+	if err != nil {
+		return err
+	}
 	n.api = api.New(api.Options{
 		Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-		Pprof: cfg.HTTP.Pprof, Tokens: cfg.APITokens(), Logger: n.log, Query: query.Handler(n.engine),
+		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine),
 	})
 	if len(cfg.HTTP.Tokens) == 0 {
 		n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +17,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -37,7 +36,7 @@ func TestMain(m *testing.M) {
 // runChild runs a node until it is killed, printing its MQTT address.
 func runChild(dir string) {
 	cfg := testConfig(dir)
-	n, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Open(cfg, testutil.Logger())
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
@@ -71,7 +70,7 @@ func testConfig(dir string) config.Config {
 
 func startNode(t *testing.T, cfg config.Config) *Node {
 	t.Helper()
-	n, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Open(cfg, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +213,7 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 		t.Fatalf("only %d messages acknowledged before the kill; the test proves little", len(acked))
 	}
 
-	s, err := streams.Open(streams.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := streams.Open(streams.Options{Dir: dir, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatalf("reopen after SIGKILL: %v", err)
 	}
@@ -253,7 +252,7 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 	c.Disconnect(10)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	s, err = streams.Open(streams.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err = streams.Open(streams.Options{Dir: dir, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +268,7 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 // consistent; a restart sees the same data.
 func TestGracefulCloseCommitsEverythingReceived(t *testing.T) {
 	dir := t.TempDir()
-	n, err := Open(testConfig(dir), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Open(testConfig(dir), testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -25,7 +23,7 @@ func TestOpenFailureClosesWhatItOpened(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	cfg.HTTP.Listen = busy.Addr().String()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testutil.Logger()
 	if _, err := Open(cfg, log); err == nil || !strings.Contains(err.Error(), "http: listen") {
 		t.Fatalf("Open with a busy HTTP address: %v", err)
 	}
@@ -38,7 +36,7 @@ func TestOpenFailureClosesWhatItOpened(t *testing.T) {
 // TestRunStopsOnCancel: Run serves until its context ends, then closes the
 // node gracefully and returns nil; Close afterwards is a no-op.
 func TestRunStopsOnCancel(t *testing.T) {
-	n, err := Open(testConfig(t.TempDir()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Open(testConfig(t.TempDir()), testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

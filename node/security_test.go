@@ -10,8 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -25,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -131,7 +130,7 @@ func TestAuthenticationAuthorizationAndTLS(t *testing.T) {
 	}}
 	readToken, adminToken := "read-token-0123456789", "admin-token-0123456789"
 	cfg.HTTP.Tokens = []config.HTTPToken{{Token: readToken, Role: "read"}, {Token: adminToken, Role: "admin"}}
-	n, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := Open(cfg, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

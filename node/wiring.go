@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/auth"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
@@ -47,6 +48,19 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) (mqtt.Options, error)
 		logger.Warn("MQTT authentication is off: any client may connect, publish and subscribe (set auth.* to restrict)")
 	}
 	return o, nil
+}
+
+// apiTokens builds the HTTP API's bearer tokens from http.tokens.
+func apiTokens(cfg config.Config) ([]api.Token, error) {
+	var out []api.Token
+	for i, t := range cfg.HTTP.Tokens {
+		role, err := api.ParseRole(t.Role)
+		if err != nil {
+			return nil, fmt.Errorf("http.tokens[%d].role: %w", i, err)
+		}
+		out = append(out, api.Token{Token: t.Token, Role: role})
+	}
+	return out, nil
 }
 
 // brokerSessions adapts the broker to the SQL engine's sessions table.

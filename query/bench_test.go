@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -32,7 +33,7 @@ func BenchmarkStreamQueries(b *testing.B) {
 	var simNow atomic.Int64 // the store's clock: set before each batch
 	simNow.Store(start.UnixNano())
 	store, err := streams.Open(streams.Options{Dir: b.TempDir(), AutoCreate: true, Sync: streams.SyncNone,
-		Logger: testLogger(), Now: func() time.Time { return time.Unix(0, simNow.Load()) }})
+		Logger: testutil.Logger(), Now: func() time.Time { return time.Unix(0, simNow.Load()) }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func BenchmarkStreamQueries(b *testing.B) {
 	b.Logf("filled %d records in %s", total, time.Since(fillStart).Round(time.Millisecond))
 
 	engine, err := New(Options{Store: store, MaxRowsScanned: int64(total) + 1, Timeout: 10 * time.Minute,
-		Now: func() time.Time { return last.Add(time.Millisecond) }, Logger: testLogger()})
+		Now: func() time.Time { return last.Add(time.Millisecond) }, Logger: testutil.Logger()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -129,7 +130,7 @@ func FuzzQuery(f *testing.F) {
 			f.Add(c.sql)
 		}
 	}
-	store, err := streams.Open(streams.Options{Dir: f.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: testLogger()})
+	store, err := streams.Open(streams.Options{Dir: f.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: testutil.Logger()})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func FuzzQuery(f *testing.F) {
 			}
 		}
 	}
-	engine, err := New(Options{Store: store, MaxRowsScanned: 10_000, Timeout: 5 * time.Second, Logger: testLogger()})
+	engine, err := New(Options{Store: store, MaxRowsScanned: 10_000, Timeout: 5 * time.Second, Logger: testutil.Logger()})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -4,47 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
-
-func testLogger() *slog.Logger {
-	if os.Getenv("MQSTREAM_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// clock is an injectable clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // node is a real store, MQTT broker on 127.0.0.1, consumer-group manager
 // and statistics sampler (on an injected clock), with an SQL engine over
@@ -55,7 +27,7 @@ type node struct {
 	broker  *mqtt.Broker
 	groups  *shared.Manager
 	sampler *stats.Sampler
-	clock   *clock
+	clock   *testutil.Clock
 	engine  *Engine
 	mapper  *topic.Mapper
 	addr    string
@@ -69,7 +41,7 @@ type nodeOptions struct {
 
 func startNode(t testing.TB, o nodeOptions) *node {
 	t.Helper()
-	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: testLogger()})
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,14 +50,14 @@ func startNode(t testing.TB, o nodeOptions) *node {
 		t.Fatal(err)
 	}
 	groups, err := shared.New(shared.Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: shared.DefaultGroupOptions(),
-		FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
+		FlushInterval: 20 * time.Millisecond, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := groups.Start(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Groups: groups, Logger: testLogger(),
+	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Groups: groups, Logger: testutil.Logger(),
 		State: store.KV("mqtt")})
 	if err != nil {
 		t.Fatal(err)
@@ -93,12 +65,12 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	sampler, err := stats.New(stats.Options{Source: store, Interval: time.Second, Now: clk.Now, Logger: testLogger()})
+	clk := testutil.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	sampler, err := stats.New(stats.Options{Source: store, Interval: time.Second, Now: clk.Now, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, Sessions: brokerSessions{b}, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testLogger()})
+	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, Sessions: brokerSessions{b}, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,39 +3,19 @@ package stats
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
-
-// clock is an injectable clock that only moves when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func openStore(t *testing.T) *streams.Store {
 	t.Helper()
 	s, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Sync: streams.SyncNone,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +53,7 @@ func findRates(t *testing.T, all []StreamRates, name string) StreamRates {
 
 func TestRatesAreAveragesOverTheirWindows(t *testing.T) {
 	store := openStore(t)
-	clk := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	s, err := New(Options{Source: store, Interval: time.Second, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +121,7 @@ func TestRatesAreAveragesOverTheirWindows(t *testing.T) {
 
 func TestRingIsBounded(t *testing.T) {
 	store := openStore(t)
-	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	s, err := New(Options{Source: store, Interval: 10 * time.Second, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +149,7 @@ func TestRingIsBounded(t *testing.T) {
 
 func TestAppendLatencyOverLastMinute(t *testing.T) {
 	store := openStore(t)
-	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	s, err := New(Options{Source: store, Interval: time.Second, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +222,7 @@ func TestOptionsAreValidated(t *testing.T) {
 
 func TestShortIntervalsKeepTheRingBounded(t *testing.T) {
 	store := openStore(t)
-	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	s, err := New(Options{Source: store, Interval: time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // walFaults injects an error into every write and sync of the write-ahead
@@ -37,7 +37,7 @@ func TestWriteFailureRefusesThenRecovers(t *testing.T) {
 	ctx := context.Background()
 	mem := vfs.NewMem()
 	faults := walFaults()
-	s, err := Open(Options{Dir: "/db", FS: errorfs.Wrap(mem, faults), AutoCreate: true, Logger: quietLogger()})
+	s, err := Open(Options{Dir: "/db", FS: errorfs.Wrap(mem, faults), AutoCreate: true, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestWriteFailureRefusesThenRecovers(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(Options{Dir: "/db", FS: mem, Logger: quietLogger()})
+	s2, err := Open(Options{Dir: "/db", FS: mem, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +129,3 @@ func TestWriteFailureRefusesThenRecovers(t *testing.T) {
 		t.Fatalf("after reopen: %+v", info)
 	}
 }
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,39 +18,14 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-
-	"github.com/mqstream/mqstream/mqtt"
-	"github.com/mqstream/mqstream/query"
-	"github.com/mqstream/mqstream/streams"
-	"github.com/mqstream/mqstream/topic"
 )
 
-// sqlServer starts a store and an MQTT broker on 127.0.0.1, publishes a few
-// records over MQTT, and serves POST /v1/query over them. It returns the
-// HTTP address.
+// sqlServer starts a node on 127.0.0.1, publishes a few records over MQTT
+// and returns the node's HTTP address (which serves POST /v1/query).
 func sqlServer(t *testing.T) string {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Sync: streams.SyncNone, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper, err := topic.NewMapper(nil, topic.DefaultRule{Kind: topic.DefaultFirstLevel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := mqtt.New(mqtt.Options{TCPAddr: "127.0.0.1:0", Mapper: mapper, Store: store, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		b.Close()
-		store.Close()
-	})
-	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + b.TCPAddr()).SetClientID("sensor-1").
+	n := startTestNode(t)
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + n.MQTTAddr()).SetClientID("sensor-1").
 		SetAutoReconnect(false).SetOrderMatters(true))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
@@ -68,15 +41,7 @@ func sqlServer(t *testing.T) string {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	engine, err := query.New(query.Options{Store: store, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("POST /v1/query", query.Handler(engine))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return "http://" + n.HTTPAddr()
 }
 
 // runSQLCmd runs `mqstream sql args...` under a root command that has the

@@ -6,12 +6,11 @@ package testnode
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/node"
 )
 
@@ -33,7 +32,7 @@ func Config(dir string) config.Config {
 // when the test ends.
 func Start(t testing.TB, cfg config.Config) *node.Node {
 	t.Helper()
-	n, err := node.Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n, err := node.Open(cfg, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

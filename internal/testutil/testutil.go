@@ -1,7 +1,12 @@
-// Package testutil holds helpers shared by the project's tests.
+// Package testutil holds helpers shared by the project's tests. It imports
+// only the standard library, so the tests of every package can use it.
 package testutil
 
 import (
+	"io"
+	"log/slog"
+	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,4 +23,38 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Logger discards what it is given, unless the environment variable
+// MQSTREAM_TEST_LOG is set: then it writes everything, debug included, to
+// standard error.
+func Logger() *slog.Logger {
+	if os.Getenv("MQSTREAM_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Clock is an injectable clock that moves only when told. It is safe for
+// concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock that reads start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now reads the clock.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
