@@ -106,8 +106,12 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 // first use. It returns the broker-state submission of the delivery (0:
 // none; see session.enqueue).
 func (h *deliveryHook) deliver(id string, sub packets.Subscription, pk *packets.Packet, msg **packets.Packet, retained bool) uint64 {
-	if sub.NoLocal && pk.Origin == id {
-		return 0 // [MQTT-3.8.3-3]
+	if sub.NoLocal && pk.Origin == id && !retained {
+		// [MQTT-3.8.3-3] No Local is about forwarding a connection's
+		// publishes back to it; a retained message sent because of a new
+		// SUBSCRIBE is not forwarded, so the client gets its own retained
+		// message like any other (as mosquitto does; compatibility.md).
+		return 0
 	}
 	cl, ok := h.server.Clients.Get(id)
 	if !ok || !h.acl(cl, pk.TopicName) {
