@@ -107,3 +107,47 @@ func TestClientLockDoesNotBlockTheSession(t *testing.T) {
 		t.Fatal("session.room blocked while the client's lock is held elsewhere")
 	}
 }
+
+// TestGroupQoS2PubrelResentOnResume: a persistent QoS 2 member acknowledges
+// a group delivery with PUBREC and loses its connection before PUBCOMP.
+// On resume the server resends PUBREL under the same id first
+// [MQTT-4.4.0-1] (the client still holds that id), and the id is not given
+// to another message before the PUBCOMP.
+func TestGroupQoS2PubrelResentOnResume(t *testing.T) {
+	n := startBrokerWithGroupOptions(t, nil)
+	props := packets.Properties{SessionExpiryInterval: 300, SessionExpiryIntervalFlag: true}
+	x := dialRaw(t, n.addr, 5)
+	x.connect("q2-member", true, props)
+	x.subscribe(1, packets.Subscription{Filter: "$share/g/q2/#", Qos: 2})
+	pub := dialRaw(t, n.addr, 4)
+	pub.connect("q2-pub", true, packets.Properties{})
+	pub.publish(1, 2, "q2/t", "A", false)
+	pub.expect(packets.Pubrec)
+	pub.ack(packets.Pubrel, 1)
+	pub.expect(packets.Pubcomp)
+	a := x.expect(packets.Publish)
+	x.ack(packets.Pubrec, a.PacketID)
+	if rel := x.expect(packets.Pubrel); rel.PacketID != a.PacketID {
+		t.Fatalf("PUBREL id %d, want %d", rel.PacketID, a.PacketID)
+	}
+	x.drop() // before PUBCOMP
+
+	x2 := dialRaw(t, n.addr, 5)
+	if ack := x2.connect("q2-member", false, props); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	first := x2.expectOneOf(packets.Pubrel, packets.Publish)
+	if first.FixedHeader.Type != packets.Pubrel || first.PacketID != a.PacketID {
+		t.Fatalf("first packet on resume: type %d id %d, want PUBREL %d", first.FixedHeader.Type, first.PacketID, a.PacketID)
+	}
+	for {
+		pk, err := x2.read(300 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if pk.FixedHeader.Type == packets.Publish && pk.PacketID == a.PacketID {
+			t.Fatalf("id %d reused for %q before the PUBCOMP", pk.PacketID, pk.Payload)
+		}
+	}
+	x2.ack(packets.Pubcomp, a.PacketID)
+}

@@ -128,6 +128,9 @@ type session struct {
 		// wakers are the consumer-group members of the attached
 		// connection, told when its window may have room again.
 		wakers []*groupMember
+		// pubrels are the ids of group QoS 2 deliveries that were past
+		// PUBREC when the client left: PUBREL is resent on resume.
+		pubrels []uint16
 	}
 }
 
@@ -474,6 +477,7 @@ func (s *session) attach(cl *mochi.Client) {
 		s.mu.Lock()
 	}
 	s.mu.cl, s.mu.window = cl, s.o.window(cl)
+	s.resumePubrelsLocked()
 	s.mu.next, s.mu.inflight = s.mu.head, 0
 	for _, d := range s.mu.queue[s.mu.head:] {
 		d.sent = false
@@ -488,6 +492,28 @@ func (s *session) attach(cl *mochi.Client) {
 		go s.write()
 	}
 	wake(wakers)
+}
+
+// resumePubrelsLocked puts the PUBRELs of group QoS 2 deliveries that
+// were past PUBREC when the client left at the head of the queue, so they
+// are resent first under their ids (kept in memory only: a group's
+// deliveries never reach the disk). s.mu and sendMu are held.
+func (s *session) resumePubrelsLocked() {
+	if len(s.mu.pubrels) == 0 {
+		return
+	}
+	rels := make([]*delivery, 0, len(s.mu.pubrels)+len(s.mu.queue)-s.mu.head)
+	for _, id := range s.mu.pubrels {
+		if _, taken := s.mu.byID[id]; taken {
+			continue // the id came back from disk for another delivery
+		}
+		d := &delivery{pk: &packets.Packet{}, qos: 2, id: id, pubrel: true}
+		s.mu.byID[id] = d
+		rels = append(rels, d)
+	}
+	s.mu.pubrels = nil
+	s.mu.queue = append(rels, s.mu.queue[s.mu.head:]...)
+	s.mu.head, s.mu.next = 0, 0
 }
 
 // detach takes the session off cl (disconnected or taken over; nil: off
@@ -512,8 +538,13 @@ func (s *session) detachLocked() {
 	for id, d := range s.mu.byID {
 		if d.group {
 			// Never kept for an absent client: the group releases it
-			// when the member leaves.
+			// when the member leaves. A QoS 2 delivery past PUBREC keeps
+			// its id, though: the client holds it until it gets PUBREL,
+			// which is resent on resume [MQTT-4.4.0-1].
 			delete(s.mu.byID, id)
+			if pk, ok := cl.State.Inflight.Get(id); ok && pk.FixedHeader.Type == packets.Pubrel {
+				s.mu.pubrels = append(s.mu.pubrels, id)
+			}
 			if cl.State.Inflight.Delete(id) {
 				atomic.AddInt64(&s.o.server.Info.Inflight, -1)
 			}
@@ -572,6 +603,7 @@ func (s *session) discard() {
 	s.mu.queue, s.mu.head, s.mu.next, s.mu.unsent, s.mu.inflight = nil, 0, 0, 0, 0
 	s.mu.unsentBytes, s.mu.offline.count, s.mu.offline.bytes = 0, 0, 0
 	s.mu.byID = map[uint16]*delivery{}
+	s.mu.pubrels = nil
 	s.mu.cl = nil
 	s.mu.ended = true
 }
