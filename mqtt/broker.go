@@ -75,6 +75,10 @@ type Options struct {
 	// client with "server unavailable" (MQTT 5 0x88, MQTT 3.1.1 return
 	// code 3), e.g. while a cluster node has not joined yet.
 	Admit func() error
+	// CatchUpWindow: a new subscription also gets the messages other
+	// clients published this long before it took effect (catchup.go);
+	// 0 = 20 ms, negative = off.
+	CatchUpWindow time.Duration
 	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
 	SysTopicInterval int64
 	// Logger receives the broker's logs; nil means slog.Default().
@@ -189,6 +193,7 @@ func New(opts Options) (*Broker, error) {
 		acl:      b.aclCheck,
 		sys:      server.NewClient(nil, fanoutListener, "mqstream-sys", true),
 		retained: &retainer{server: server, st: b.state},
+		recent:   newRecentPublishes(opts.CatchUpWindow),
 	}
 	// After the selection hook: it delivers what the selection corrected.
 	if err := server.AddHook(delivery, nil); err != nil {
@@ -214,10 +219,18 @@ func New(opts Options) (*Broker, error) {
 		subs:       newSubscriberCache(sel),
 		order:      order,
 		publish:    delivery.publish,
+		recent:     delivery.recent,
 		st:         b.state,
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add ingest hook: %w", err)
+	}
+	if delivery.recent != nil {
+		// After the delivery and ingest hooks' OnSubscribed.
+		catchUp := &catchUpHook{recent: delivery.recent, subs: b.ingest.subs, delivery: delivery}
+		if err := server.AddHook(catchUp, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add catch-up hook: %w", err)
+		}
 	}
 	// Exactly one hook decides access: mochi allows what any hook allows.
 	var access mochi.Hook = &openAccessHook{}

@@ -32,6 +32,8 @@ type deliveryHook struct {
 	sys *mochi.Client // publishes the $SYS counters
 	// retained keeps retained messages (statehook.go).
 	retained *retainer
+	// recent keeps routed messages for catch-up (catchup.go; nil: off).
+	recent *recentPublishes
 
 	// subscribing holds, per client, the subscriptions of the SUBSCRIBE
 	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
@@ -56,6 +58,13 @@ func (h *deliveryHook) Provides(b byte) bool {
 // consumer groups from the streams (groups.go), never live.
 func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
 	var msg *packets.Packet // one copy shared by every delivery
+	if h.recent != nil {
+		ids := make([]string, 0, len(subs.Subscriptions))
+		for id := range subs.Subscriptions {
+			ids = append(ids, id)
+		}
+		msg = h.recent.put(h.recent.reserve(), &pk, nil, ids)
+	}
 	for id, sub := range subs.Subscriptions {
 		h.deliver(id, sub, &pk, &msg, false)
 	}
@@ -68,12 +77,13 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 // does when the message is injected again but without a second pass
 // through mochi's publish processing: retained if flagged [MQTT-3.3.1-5],
 // then queued for every subscriber in subs (the corrected selection of its
-// topic, from ingest's cache; nil if none). mochi's OnRetainMessage and
+// topic, from ingest's cache; nil if none; looked up after seq was
+// reserved for catch-up, catchup.go). mochi's OnRetainMessage and
 // OnPublished hooks are not called (the retained message is written to
 // disk here); messages for inline subscriptions still go through mochi
 // (ingest checks). It returns the broker-state submission that must be
 // durable before the publisher is acknowledged (0: none).
-func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Subscribers) uint64 {
+func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64 {
 	pk.Origin = origin
 	pk.Created = time.Now().Unix()
 	if pk.Properties.MessageExpiryInterval > 0 {
@@ -83,10 +93,10 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 	if pk.FixedHeader.Retain {
 		mark = h.retained.retain(&pk)
 	}
+	msg := h.recent.put(seq, &pk, subs, nil) // one copy shared by every delivery
 	if subs == nil {
 		return mark
 	}
-	var msg *packets.Packet
 	for id, sub := range subs.Subscriptions {
 		if id == origin && sub.NoLocal {
 			own, ok := h.sel.ownSubscription(pk.TopicName, origin) // [MQTT-3.8.3-3]

@@ -61,7 +61,10 @@ type ingestHook struct {
 	order *subscriptionOrder
 	// publish retains and delivers a message (deliveryHook.publish); it
 	// returns the broker-state submission to wait for before the ack.
-	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers) uint64
+	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64
+	// recent numbers and keeps routed messages for catch-up (catchup.go;
+	// nil: off).
+	recent *recentPublishes
 	// st is the broker state on disk (nil: none).
 	st   *stateStore
 	qos2 qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
@@ -475,12 +478,14 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 // by re-publishing it through the publisher's inline client.
 func (h *ingestHook) fanout(c *conn, e *entry) {
 	e.sent = true
+	seq := h.recent.reserve() // before the lookup (catchup.go)
 	subs, has := h.subs.lookup(e.pk.TopicName)
-	if !has && !e.pk.FixedHeader.Retain {
+	if h.publish != nil && (subs == nil || len(subs.InlineSubscriptions) == 0) {
+		e.state = h.publish(e.pk, c.cl.ID, subs, seq)
 		return
 	}
-	if h.publish != nil && (subs == nil || len(subs.InlineSubscriptions) == 0) {
-		e.state = h.publish(e.pk, c.cl.ID, subs)
+	h.recent.skip(seq) // mochi routes it (and records it)
+	if !has && !e.pk.FixedHeader.Retain {
 		return
 	}
 	c.fanoutOnce.Do(func() {
