@@ -47,7 +47,7 @@ func (h *deliveryHook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnSelectSubscribers, mochi.OnQosComplete, mochi.OnQosDropped,
 		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
-		mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSysInfoTick:
+		mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSysInfoTick, mochi.OnRetainMessage:
 		return true
 	}
 	return false
@@ -58,6 +58,9 @@ func (h *deliveryHook) Provides(b byte) bool {
 // consumer groups from the streams (groups.go), never live.
 func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
 	var msg *packets.Packet // one copy shared by every delivery
+	if delayedWill(&pk) {
+		pk.Expiry = 0 // mochi's due time, not an expiry (will.go)
+	}
 	if h.recent != nil {
 		ids := make([]string, 0, len(subs.Subscriptions))
 		for id := range subs.Subscriptions {
