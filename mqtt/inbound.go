@@ -92,6 +92,13 @@ func (s *qos2Sessions) awaiting(client string, id uint16) bool {
 	return ok
 }
 
+// count returns the number of client's flows waiting for PUBREL.
+func (s *qos2Sessions) count(client string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ids[client])
+}
+
 // release ends the flow of id; it reports whether the id was awaited.
 func (s *qos2Sessions) release(client string, id uint16) bool {
 	s.mu.Lock()

@@ -97,6 +97,8 @@ type conn struct {
 		// qos2 holds the packet ids of QoS 2 publishes queued but not yet
 		// PUBREC'd, so a DUP resend is not stored twice.
 		qos2 map[uint16]struct{}
+		// unacked counts the QoS 1/2 publishes in the queue.
+		unacked int
 		// closed is set once the client has disconnected.
 		closed bool
 		// refusalsLogged holds the reason codes already logged for this connection.
@@ -185,6 +187,14 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		e.stored, e.sent, e.done = false, true, true
 		c.enqueue(e, false)
 		c.kick()
+		return pk, packets.ErrRejectPacket
+	}
+	if qos > 0 && h.receiveMaximumExceeded(c) {
+		// [MQTT-3.3.4-9]: an MQTT 5 client that sends more unacknowledged
+		// QoS 1/2 publishes than the Receive Maximum the server announced
+		// is disconnected with 0x93; MQTT 3.1.1 clients, which are not
+		// told a limit, wait instead (enqueue).
+		_ = h.server.DisconnectClient(cl, packets.ErrReceiveMaximum)
 		return pk, packets.ErrRejectPacket
 	}
 
@@ -296,6 +306,19 @@ func recordFromPacket(clientID string, pk *packets.Packet) streams.Record {
 	return r
 }
 
+// receiveMaximumExceeded reports whether c's client is an MQTT 5 client
+// that already has as many QoS 1/2 publishes unacknowledged (queued, or
+// QoS 2 waiting for PUBREL) as the server's Receive Maximum.
+func (h *ingestHook) receiveMaximumExceeded(c *conn) bool {
+	if h.maxPending <= 0 || c.cl.Properties.ProtocolVersion != 5 {
+		return false
+	}
+	c.mu.Lock()
+	n := c.mu.unacked
+	c.mu.Unlock()
+	return n+h.qos2.count(c.cl.ID) >= h.maxPending
+}
+
 // idle reports whether nothing is queued on the connection.
 func (c *conn) idle() bool {
 	c.mu.Lock()
@@ -314,6 +337,9 @@ func (c *conn) enqueue(e *entry, qos2 bool) bool {
 		}
 		c.mu.qos2[e.pk.PacketID] = struct{}{}
 		e.dedup = true
+	}
+	if e.pk.FixedHeader.Qos > 0 {
+		c.mu.unacked++
 	}
 	for c.h.maxPending > 0 && len(c.mu.queue)-c.mu.head >= c.h.maxPending && !c.mu.closed {
 		c.space.Wait()
@@ -365,6 +391,9 @@ func (c *conn) flush() {
 		c.mu.Lock()
 		for c.mu.head < len(c.mu.queue) && c.mu.queue[c.mu.head].done {
 			ready = append(ready, c.mu.queue[c.mu.head])
+			if c.mu.queue[c.mu.head].pk.FixedHeader.Qos > 0 {
+				c.mu.unacked--
+			}
 			c.mu.queue[c.mu.head] = nil
 			c.mu.head++
 		}
