@@ -29,7 +29,9 @@ import (
 //
 // So a new subscription also gets the messages other clients published in
 // the catch-up window (Options.CatchUpWindow, 20 ms) before it took
-// effect and that did not reach the client. The specification orders
+// effect, after the subscriber's CONNACK, and that did not reach the
+// client. (A client that connects just after a burst of messages does
+// not get them: it could not have subscribed before them.) The specification orders
 // messages only per connection, so a message another client published
 // concurrently with the SUBSCRIBE may be delivered or not; delivering it
 // is what a client that sent SUBSCRIBE first expects. Not caught up: the
@@ -212,11 +214,33 @@ type catchUpHook struct {
 	// processed that the client did not hold yet, from OnSubscribe to
 	// OnSubscribed (only the client's read goroutine touches its entry).
 	fresh sync.Map // *mochi.Client -> []string
+	// since holds, per connection, the last message number routed before
+	// its CONNACK: older messages were published before the client could
+	// have subscribed and are never caught up.
+	since sync.Map // *mochi.Client -> uint64
 }
 
 func (h *catchUpHook) ID() string { return "mqstream-catch-up" }
 
-func (h *catchUpHook) Provides(b byte) bool { return b == mochi.OnSubscribe || b == mochi.OnSubscribed }
+func (h *catchUpHook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSessionEstablished, mochi.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// OnSessionEstablished notes where the connection's catch-ups may start.
+func (h *catchUpHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if !cl.Net.Inline {
+		h.since.Store(cl, h.recent.seq.Load())
+	}
+}
+
+func (h *catchUpHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.since.Delete(cl)
+	h.fresh.Delete(cl)
+}
 
 // OnSubscribe notes the new filters: messages matching a subscription the
 // client held already reached it (live, or caught up when it was made).
@@ -262,8 +286,12 @@ func (h *catchUpHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []
 	if len(subs) == 0 {
 		return
 	}
+	var since uint64
+	if v, ok := h.since.Load(cl); ok {
+		since = v.(uint64)
+	}
 	for _, e := range h.recent.upTo(seq) {
-		if e.pk.Origin == cl.ID || e.reached(cl.ID) || matchesAny(held, e.pk.TopicName) {
+		if e.seq <= since || e.pk.Origin == cl.ID || e.reached(cl.ID) || matchesAny(held, e.pk.TopicName) {
 			continue
 		}
 		var merged packets.Subscription

@@ -60,6 +60,9 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 	var msg *packets.Packet // one copy shared by every delivery
 	if delayedWill(&pk) {
 		pk.Expiry = 0 // mochi's due time, not an expiry (will.go)
+		if pk.FixedHeader.Retain {
+			h.retained.retain(&pk) // before it is delivered (will.go)
+		}
 	}
 	if h.recent != nil {
 		ids := make([]string, 0, len(subs.Subscriptions))

@@ -14,7 +14,11 @@ import (
 // test_will_delay waited for it forever). mochi carries no Message Expiry
 // Interval into a will, so such a will has no expiry: the field is cleared
 // before the will is delivered (deliveryHook.OnSelectSubscribers) or
-// retained (OnRetainMessage below).
+// retained (OnRetainMessage below). mochi retains a delayed will only
+// after delivering it, and only while its client is still known: a
+// subscriber that saw the will and subscribed again at once could miss
+// the retained copy. So the delivery hook retains it first, and mochi's
+// retaining it again afterwards changes nothing.
 
 // delayedWill reports a will mochi published after its delay (only those
 // carry a Will Delay Interval).
