@@ -22,9 +22,17 @@ type AppendRequest struct {
 	// (QoS 0). A group holding any request that needs a sync is synced as a
 	// whole under SyncAlways.
 	NoSync bool
-	// AppliedIndex, if non-zero, is recorded as the store's applied-index
-	// marker in the same batch (for a replicated log in front of the store).
+	// AppliedIndex, if non-zero, is recorded as the applied-index marker
+	// of the replicated log AppliedLog ("" names the store's one unnamed
+	// log) in the same batch as the records (for a replicated log in front
+	// of the store: after a crash, the log is applied again from there).
 	AppliedIndex uint64
+	AppliedLog   string
+	// Timestamp, if not zero, is the records' timestamp instead of the
+	// store's clock (a replica applies the timestamp its leader chose);
+	// like the clock's, it is raised to the stream's newest timestamp if
+	// older, so timestamps never decrease within a stream.
+	Timestamp time.Time
 	// Done is called once, on the committer goroutine, after the records are
 	// durable under the sync policy (err == nil, first = offset of the first
 	// record) or failed (err != nil: nothing of the request was stored). It
@@ -41,6 +49,7 @@ const (
 	opTrim
 	opKV
 	opRecover // try to reopen the database after a write failure
+	opSync    // make everything committed before it durable
 )
 
 // op is one entry of the committer's queue.
@@ -139,6 +148,22 @@ func (s *Store) Append(ctx context.Context, stream string, records ...Record) (u
 	}
 }
 
+// Sync waits until everything committed before it is durable, whatever
+// the sync policy (a replicated log calls it before it may forget entries
+// the store applied without syncing).
+func (s *Store) Sync(ctx context.Context) error {
+	resc := make(chan error, 1)
+	if err := s.queue.push(&op{kind: opSync, done: func(_ uint64, err error) { resc <- err }}); err != nil {
+		return err
+	}
+	select {
+	case err := <-resc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // syncWAL forces the write-ahead log to disk.
 func syncWAL(db *pebble.DB) (err error) {
 	defer func() {
@@ -193,7 +218,7 @@ type group struct {
 	deleted   []*stream
 	sync      bool
 	forceSync bool
-	applied   uint64
+	applied   map[string]uint64 // applied-index markers set in this group, by log
 	nextID    uint64 // s.nextID before the group, for rollback
 	bytes     int
 	records   int
@@ -214,7 +239,8 @@ func (g *group) commit(ops []*op) int {
 	g.batch = s.db.NewBatch()
 	g.ops, g.results = g.ops[:0], g.results[:0]
 	g.touched, g.created, g.deleted = g.touched[:0], g.created[:0], g.deleted[:0]
-	g.sync, g.forceSync, g.applied, g.bytes, g.records = false, false, 0, 0, 0
+	g.sync, g.forceSync, g.bytes, g.records = false, false, 0, 0
+	clear(g.applied)
 	g.nextID = s.nextID
 	g.now = s.opts.Now().UnixNano()
 
@@ -239,6 +265,8 @@ func (g *group) commit(ops []*op) int {
 			r.err = g.writeKV(o.kv)
 		case opRecover:
 			// Healthy already: nothing to do.
+		case opSync:
+			g.forceSync = true
 		}
 		if r.err == nil && !o.noSync {
 			g.sync = true
@@ -260,8 +288,8 @@ func (g *group) commit(ops []*op) int {
 	if s.nextID != g.nextID {
 		_ = g.batch.Set(nextIDKey(), binary.AppendUvarint(nil, s.nextID), nil)
 	}
-	if g.applied != 0 {
-		_ = g.batch.Set(appliedKey(), binary.BigEndian.AppendUint64(nil, g.applied), nil)
+	for log, index := range g.applied {
+		_ = g.batch.Set(appliedKey(log), binary.BigEndian.AppendUint64(nil, index), nil)
 	}
 
 	var err error
@@ -277,6 +305,10 @@ func (g *group) commit(ops []*op) int {
 			if wo.Sync {
 				s.stats.syncs.Add(1)
 			}
+		}
+	} else if g.forceSync {
+		if err = syncWAL(s.db); err == nil {
+			s.stats.syncs.Add(1)
 		}
 	}
 	func() {
@@ -380,6 +412,9 @@ func (g *group) append(o *op) (uint64, error) {
 	g.touch(st)
 	first := st.work.next
 	ts := g.now
+	if !o.req.Timestamp.IsZero() {
+		ts = o.req.Timestamp.UnixNano()
+	}
 	if ts < st.work.lastTS {
 		ts = st.work.lastTS // timestamps never decrease within a stream
 	}
@@ -397,8 +432,11 @@ func (g *group) append(o *op) (uint64, error) {
 		g.records++
 	}
 	st.work.lastTS = ts
-	if o.req.AppliedIndex > g.applied {
-		g.applied = o.req.AppliedIndex
+	if o.req.AppliedIndex > g.applied[o.req.AppliedLog] {
+		if g.applied == nil {
+			g.applied = make(map[string]uint64)
+		}
+		g.applied[o.req.AppliedLog] = o.req.AppliedIndex
 	}
 	return first, nil
 }

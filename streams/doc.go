@@ -16,7 +16,7 @@
 //	'm' name                    stream metadata (id, creation time, retention)
 //	's' id(8)                   stream state (first offset, next offset, bytes, last timestamp)
 //	'r' id(8) offset(8)         one record, encoded by encodeRecord
-//	'a'                         the applied-index marker (for a replicated log later)
+//	'a' <log name>              the applied-index marker of a replicated log (a shard's Raft group)
 //	'k' namespace 0x00 key      small key/value state kept for other packages (see KV)
 //
 // Streams are addressed internally by a numeric id that is never reused, so a

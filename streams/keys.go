@@ -17,7 +17,9 @@ const (
 )
 
 func nextIDKey() []byte  { return []byte{tagNextID} }
-func appliedKey() []byte { return []byte{tagApplied} }
+// appliedKey is the applied-index marker of replicated log name ("" for
+// the store's unnamed log, whose key is the tag alone).
+func appliedKey(name string) []byte { return append([]byte{tagApplied}, name...) }
 
 func metaKey(name string) []byte {
 	return append([]byte{tagMeta}, name...)

@@ -153,14 +153,19 @@ func prefixEnd(p []byte) []byte {
 	return nil // p is all 0xff: no upper bound
 }
 
-// AppliedIndex returns the applied-index marker (0 if never set).
-func (s *Store) AppliedIndex() (uint64, error) {
+// AppliedIndex returns the applied-index marker of the unnamed log (0 if
+// never set).
+func (s *Store) AppliedIndex() (uint64, error) { return s.AppliedIndexOf("") }
+
+// AppliedIndexOf returns the applied-index marker of replicated log name
+// (AppendRequest.AppliedLog; 0 if never set).
+func (s *Store) AppliedIndexOf(name string) (uint64, error) {
 	db, unlock, err := s.reader()
 	if err != nil {
 		return 0, err
 	}
 	defer unlock()
-	v, closer, err := db.Get(appliedKey())
+	v, closer, err := db.Get(appliedKey(name))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}

@@ -1,0 +1,95 @@
+package streams
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// submitWait submits req and waits for its outcome.
+func submitWait(t *testing.T, s *Store, req AppendRequest) (uint64, error) {
+	t.Helper()
+	type result struct {
+		first uint64
+		err   error
+	}
+	resc := make(chan result, 1)
+	req.Done = func(first uint64, err error) { resc <- result{first, err} }
+	if err := s.Submit(req); err != nil {
+		return 0, err
+	}
+	r := <-resc
+	return r.first, r.err
+}
+
+// TestAppliedIndexPerLog: each replicated log has its own applied-index
+// marker, written with the records it covers, kept across a reopen; the
+// unnamed log's marker is separate from the named ones.
+func TestAppliedIndexPerLog(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	for _, r := range []AppendRequest{
+		{Stream: "a", Records: []Record{rec("t", "1")}, AppliedLog: "shard-1", AppliedIndex: 5},
+		{Stream: "b", Records: []Record{rec("t", "2")}, AppliedLog: "shard-2", AppliedIndex: 9},
+		{Stream: "a", Records: []Record{rec("t", "3")}, AppliedLog: "shard-1", AppliedIndex: 7},
+	} {
+		if _, err := submitWait(t, s, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		for log, want := range map[string]uint64{"shard-1": 7, "shard-2": 9, "shard-3": 0, "": 0} {
+			if got, err := s.AppliedIndexOf(log); err != nil || got != want {
+				t.Fatalf("applied index of %q: %d %v, want %d", log, got, err, want)
+			}
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openTest(t, dir, nil))
+}
+
+// TestAppendWithGivenTimestamp: a replica's append keeps its leader's
+// timestamp, raised to the stream's newest one if older.
+func TestAppendWithGivenTimestamp(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	leader := time.Unix(1_700_000_000, 123456789)
+	if _, err := submitWait(t, s, AppendRequest{Stream: "ts", Records: []Record{rec("t", "1"), rec("t", "2")}, Timestamp: leader}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := submitWait(t, s, AppendRequest{Stream: "ts", Records: []Record{rec("t", "3")}, Timestamp: leader.Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Read("ts", 0, ReadOptions{})
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("read %d records, %v", len(recs), err)
+	}
+	for i, r := range recs {
+		if !r.Timestamp.Equal(leader) {
+			t.Fatalf("record %d: timestamp %v, want %v", i, r.Timestamp, leader)
+		}
+	}
+}
+
+// TestSyncWaits: Sync returns once earlier commits are durable, under
+// every policy, and fails once the store is closed.
+func TestSyncWaits(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	if _, err := submitWait(t, s, AppendRequest{Stream: "s", Records: []Record{rec("t", "1")}, NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.StoreCounters().Syncs
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := s.StoreCounters().Syncs; after <= before {
+		t.Fatalf("syncs %d -> %d", before, after)
+	}
+	_ = s.Close()
+	if err := s.Sync(context.Background()); err == nil {
+		t.Fatal("Sync on a closed store succeeded")
+	}
+}
