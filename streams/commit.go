@@ -219,7 +219,7 @@ type group struct {
 	sync      bool
 	forceSync bool
 	applied   map[string]uint64 // applied-index markers set in this group, by log
-	nextID    uint64 // s.nextID before the group, for rollback
+	nextID    uint64            // s.nextID before the group, for rollback
 	bytes     int
 	records   int
 	now       int64

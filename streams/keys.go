@@ -16,7 +16,8 @@ const (
 	tagKV      = 'k'
 )
 
-func nextIDKey() []byte  { return []byte{tagNextID} }
+func nextIDKey() []byte { return []byte{tagNextID} }
+
 // appliedKey is the applied-index marker of replicated log name ("" for
 // the store's unnamed log, whose key is the tag alone).
 func appliedKey(name string) []byte { return append([]byte{tagApplied}, name...) }
