@@ -258,3 +258,12 @@ func (d *decoder) bytes() []byte {
 	}
 	return append([]byte(nil), v...)
 }
+
+// AppendEncoded appends r's encoding (its stored form, without offset and
+// with timestamp ts in unix nanoseconds) to dst: how records travel
+// between the replicas of a shard.
+func AppendEncoded(dst []byte, r *Record, ts int64) []byte { return appendRecord(dst, r, ts) }
+
+// DecodeRecord decodes a record encoded by AppendEncoded and gives it
+// offset; the result does not alias b.
+func DecodeRecord(b []byte, offset uint64) (Record, error) { return decodeRecord(b, offset) }

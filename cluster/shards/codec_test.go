@@ -1,0 +1,116 @@
+package shards
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+func TestEntryRoundTripAndCorruption(t *testing.T) {
+	ts := time.Unix(1_700_000_000, 42)
+	cmds := []appendCmd{
+		{stream: "a", records: encodeRecords(recs("x", 3))},
+		{stream: "b", noSync: true, records: encodeRecords([]streams.Record{{Topic: "t", Payload: nil}})},
+	}
+	b := encodeEntry(ts, cmds)
+	gotTS, got, err := decodeEntry(b)
+	if err != nil || !gotTS.Equal(ts) || !reflect.DeepEqual(got, cmds) {
+		t.Fatalf("round trip: %v %v %+v", err, gotTS, got)
+	}
+	r, err := streams.DecodeRecord(got[0].records[1], 7)
+	if err != nil || string(r.Payload) != "x-1" || r.Offset != 7 || r.ClientID != "c1" {
+		t.Fatalf("record: %+v %v", r, err)
+	}
+	for cut := 0; cut < len(b); cut++ {
+		if _, _, err := decodeEntry(b[:cut]); !errors.Is(err, ErrBadEntry) {
+			t.Fatalf("truncated at %d: %v", cut, err)
+		}
+	}
+	if _, _, err := decodeEntry(append(b, 0)); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+	bad := append([]byte{9}, b[1:]...)
+	if _, _, err := decodeEntry(bad); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("unknown version: %v", err)
+	}
+}
+
+func TestForwardRoundTrip(t *testing.T) {
+	cmd := appendCmd{stream: "s", records: encodeRecords(recs("f", 2))}
+	shard, hops, got, err := decodeForward(encodeForward(11, 1, cmd))
+	if err != nil || shard != 11 || hops != 1 || !reflect.DeepEqual(got, cmd) {
+		t.Fatalf("forward: %d %d %+v %v", shard, hops, got, err)
+	}
+	if first, err := decodeForwardResult(encodeForwardResult(99, nil)); err != nil || first != 99 {
+		t.Fatalf("ok result: %d %v", first, err)
+	}
+	for _, sentinel := range []error{streams.ErrRecordTooLarge, streams.ErrStreamNotFound, streams.ErrInvalidName, streams.ErrUnavailable, ErrNoLeader} {
+		_, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("wrapped: %w", sentinel)))
+		if !errors.Is(err, sentinel) {
+			t.Fatalf("%v came back as %v", sentinel, err)
+		}
+	}
+	if _, err := decodeForwardResult(nil); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("empty answer: %v", err)
+	}
+	if _, _, _, err := decodeForward([]byte{1, 2}); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("short forward: %v", err)
+	}
+}
+
+func TestPlanSpreadsReplicasAndLeaders(t *testing.T) {
+	peers := []Peer{{ID: "c", RPC: "c:1"}, {ID: "a", RPC: "a:1"}, {ID: "b", RPC: "b:1"}}
+	l, err := Plan(peers, 12, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led, held := map[string]int{}, map[string]int{}
+	for i, ps := range l.Shards {
+		if len(ps) != 3 {
+			t.Fatalf("shard %d has %d replicas", i, len(ps))
+		}
+		led[ps[0].ID]++
+		for _, p := range ps {
+			held[p.ID]++
+		}
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if led[id] != 4 || held[id] != 12 {
+			t.Fatalf("node %s leads %d holds %d, want 4 and 12", id, led[id], held[id])
+		}
+	}
+	again, _ := Plan([]Peer{peers[2], peers[0], peers[1]}, 12, 3)
+	if !reflect.DeepEqual(l, again) {
+		t.Fatal("the layout depends on the members' order")
+	}
+	b, _ := l.Marshal()
+	if back, err := UnmarshalLayout(b); err != nil || !reflect.DeepEqual(back, l) {
+		t.Fatalf("layout round trip: %v", err)
+	}
+	if l2, _ := Plan(peers[:2], 4, 3); len(l2.Shards[0]) != 2 {
+		t.Fatalf("two members, factor 3: %d replicas", len(l2.Shards[0]))
+	}
+	if _, err := Plan(append(peers, Peer{ID: "a"}), 4, 3); err == nil {
+		t.Fatal("duplicate member accepted")
+	}
+	if _, err := Plan(nil, 4, 3); err == nil {
+		t.Fatal("no members accepted")
+	}
+}
+
+func TestShardOfIsStableAndSpreads(t *testing.T) {
+	if ShardOf("sensors", 12) != ShardOf("sensors", 12) {
+		t.Fatal("unstable")
+	}
+	seen := map[int]bool{}
+	for i := 0; i < 200; i++ {
+		seen[ShardOf(fmt.Sprintf("stream-%d", i), 12)] = true
+	}
+	if len(seen) != 12 {
+		t.Fatalf("200 streams hit %d of 12 shards", len(seen))
+	}
+}

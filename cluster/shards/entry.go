@@ -1,0 +1,177 @@
+package shards
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// entryVersion1 is the first (and current) encoding of a Raft entry.
+const entryVersion1 = 1
+
+// Entry kinds.
+const (
+	kindAppend = 1 // appends to streams of the shard
+)
+
+// ErrBadEntry: a Raft entry or forward request could not be decoded.
+var ErrBadEntry = errors.New("shards: malformed entry")
+
+// appendCmd is one append of an entry: records for one stream.
+type appendCmd struct {
+	stream  string
+	noSync  bool
+	records [][]byte // each encoded by streams.AppendEncoded, timestamp 0
+}
+
+// encodeRecords encodes records for an entry or a forward request.
+func encodeRecords(recs []streams.Record) [][]byte {
+	out := make([][]byte, len(recs))
+	for i := range recs {
+		out[i] = streams.AppendEncoded(nil, &recs[i], 0)
+	}
+	return out
+}
+
+// encodeEntry encodes the appends of one proposal, stamped ts.
+func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
+	n := 16
+	for _, c := range cmds {
+		n += len(c.stream) + 16
+		for _, r := range c.records {
+			n += len(r) + binary.MaxVarintLen32
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, entryVersion1, kindAppend)
+	b = binary.AppendVarint(b, ts.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(cmds)))
+	for _, c := range cmds {
+		b = appendCmdTo(b, c)
+	}
+	return b
+}
+
+func appendCmdTo(b []byte, c appendCmd) []byte {
+	b = appendBytes(b, []byte(c.stream))
+	flags := byte(0)
+	if c.noSync {
+		flags = 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(c.records)))
+	for _, r := range c.records {
+		b = appendBytes(b, r)
+	}
+	return b
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// decodeEntry decodes an entry encoded by encodeEntry; the records alias b.
+func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != entryVersion1 {
+		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
+	}
+	if k := d.byte(); d.err == nil && k != kindAppend {
+		return time.Time{}, nil, fmt.Errorf("%w: kind %d", ErrBadEntry, k)
+	}
+	ts := time.Unix(0, d.varint())
+	n := d.count()
+	cmds := make([]appendCmd, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		cmds = append(cmds, d.appendCmd())
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return time.Time{}, nil, fmt.Errorf("%w: %v", ErrBadEntry, d.err)
+	}
+	return ts, cmds, nil
+}
+
+// decoder reads the entry encoding; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("truncated")
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = errShort
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a number of items, each at least one byte long.
+func (d *decoder) count() int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = errShort
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.count()
+	if d.err != nil {
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) appendCmd() appendCmd {
+	c := appendCmd{stream: string(d.bytes())}
+	c.noSync = d.byte()&1 != 0
+	n := d.count()
+	c.records = make([][]byte, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		c.records = append(c.records, d.bytes())
+	}
+	return c
+}

@@ -1,0 +1,103 @@
+package shards
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// A forwarded append: version, shard, hops, then the append as in an
+// entry. Its answer: a status byte, then the first offset (ok) or the
+// error's message. The status keeps the store's sentinel errors across
+// the hop, so a client gets the same reason code as on the leader.
+
+// Forward answer statuses.
+const (
+	statusOK = iota
+	statusUnavailable
+	statusTooLarge
+	statusNotFound
+	statusInvalidName
+	statusClosed
+	statusOther
+	statusNoLeader
+)
+
+func encodeForward(shard, hops int, cmd appendCmd) []byte {
+	b := []byte{entryVersion1}
+	b = binary.AppendUvarint(b, uint64(shard))
+	b = append(b, byte(hops))
+	return appendCmdTo(b, cmd)
+}
+
+func decodeForward(b []byte) (shard, hops int, cmd appendCmd, err error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != entryVersion1 {
+		return 0, 0, appendCmd{}, fmt.Errorf("%w: forward version %d", ErrBadEntry, v)
+	}
+	shard = int(d.uvarint())
+	hops = int(d.byte())
+	cmd = d.appendCmd()
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return 0, 0, appendCmd{}, fmt.Errorf("%w: %v", ErrBadEntry, d.err)
+	}
+	return shard, hops, cmd, nil
+}
+
+func encodeForwardResult(first uint64, err error) []byte {
+	if err == nil {
+		return binary.AppendUvarint([]byte{statusOK}, first)
+	}
+	status := byte(statusOther)
+	switch {
+	case errors.Is(err, ErrNoLeader):
+		status = statusNoLeader
+	case errors.Is(err, streams.ErrRecordTooLarge):
+		status = statusTooLarge
+	case errors.Is(err, streams.ErrStreamNotFound):
+		status = statusNotFound
+	case errors.Is(err, streams.ErrInvalidName):
+		status = statusInvalidName
+	case errors.Is(err, streams.ErrClosed):
+		status = statusClosed
+	case errors.Is(err, streams.ErrUnavailable), errors.Is(err, streams.ErrWrite):
+		status = statusUnavailable
+	}
+	return append([]byte{status}, err.Error()...)
+}
+
+func decodeForwardResult(b []byte) (uint64, error) {
+	if len(b) == 0 {
+		return 0, fmt.Errorf("%w: empty forward answer", ErrBadEntry)
+	}
+	if b[0] == statusOK {
+		first, n := binary.Uvarint(b[1:])
+		if n <= 0 {
+			return 0, fmt.Errorf("%w: forward answer", ErrBadEntry)
+		}
+		return first, nil
+	}
+	msg := string(b[1:])
+	var sentinel error
+	switch b[0] {
+	case statusTooLarge:
+		sentinel = streams.ErrRecordTooLarge
+	case statusNotFound:
+		sentinel = streams.ErrStreamNotFound
+	case statusInvalidName:
+		sentinel = streams.ErrInvalidName
+	case statusNoLeader:
+		sentinel = ErrNoLeader
+	case statusUnavailable, statusClosed:
+		// A closing leader is, to this node, an unavailable one.
+		sentinel = streams.ErrUnavailable
+	default:
+		return 0, fmt.Errorf("shards: forwarded append: %s", msg)
+	}
+	return 0, fmt.Errorf("%w (from the shard's leader: %s)", sentinel, msg)
+}

@@ -1,0 +1,217 @@
+package shards
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Store is what a shard's replica applies committed entries to: the
+// node's stream store.
+type Store interface {
+	Submit(req streams.AppendRequest) error
+	AppliedIndexOf(log string) (uint64, error)
+	Sync(ctx context.Context) error
+	Healthy() error
+}
+
+// appendResult is the outcome of one append of an entry, as the leader's
+// state machine returns it to the proposer.
+type appendResult struct {
+	first uint64
+	err   error
+}
+
+// fsm is one replica's state machine: it applies a shard's committed
+// entries to the store. Raft calls Apply, Snapshot and Restore from one
+// goroutine; applied is also read by others (status).
+type fsm struct {
+	log     string // the shard's log name, the store's applied-index key
+	store   Store
+	logger  *slog.Logger
+	applied atomic.Uint64 // the last index applied (or found in the store)
+	// retry is the wait between attempts while the store cannot write.
+	retry time.Duration
+	// stop is closed when the replica shuts down: a blocked apply gives up.
+	stop <-chan struct{}
+}
+
+func newFSM(log string, store Store, logger *slog.Logger, stop <-chan struct{}) (*fsm, error) {
+	f := &fsm{log: log, store: store, logger: logger, retry: 100 * time.Millisecond, stop: stop}
+	idx, err := store.AppliedIndexOf(log)
+	if err != nil {
+		return nil, fmt.Errorf("shards: applied index of %s: %w", log, err)
+	}
+	f.applied.Store(idx)
+	return f, nil
+}
+
+// Apply applies one entry.
+func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies committed entries in order (raft.BatchingFSM). The
+// appends of all of them are submitted to the store at once and awaited
+// together; each entry's response is its appends' results.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	type pending struct {
+		entry, cmd int
+		req        streams.AppendRequest
+	}
+	var todo []pending
+	for i, l := range logs {
+		if l.Type != raft.LogCommand || l.Index <= f.applied.Load() {
+			continue // not ours, or already in the store (a replay)
+		}
+		ts, cmds, err := decodeEntry(l.Data)
+		if err != nil {
+			// Every replica decodes the same bytes the same way.
+			f.logger.Error("undecodable shard entry skipped", "shard", f.log, "index", l.Index, "error", err)
+			continue
+		}
+		results := make([]appendResult, len(cmds))
+		out[i] = results
+		for j, c := range cmds {
+			recs := make([]streams.Record, 0, len(c.records))
+			for _, b := range c.records {
+				r, err := streams.DecodeRecord(b, 0)
+				if err != nil {
+					results[j].err = err
+					break
+				}
+				recs = append(recs, r)
+			}
+			if results[j].err != nil {
+				continue
+			}
+			todo = append(todo, pending{entry: i, cmd: j, req: streams.AppendRequest{
+				Stream: c.stream, Records: recs, NoSync: true, Timestamp: ts,
+				AppliedLog: f.log, AppliedIndex: l.Index,
+			}})
+		}
+	}
+	for len(todo) > 0 {
+		reqs := make([]*streams.AppendRequest, len(todo))
+		for i := range todo {
+			reqs[i] = &todo[i].req
+		}
+		errs := f.submitAll(reqs, func(i int, first uint64, err error) {
+			out[todo[i].entry].([]appendResult)[todo[i].cmd] = appendResult{first, err}
+		})
+		// Validation errors (a name, a size, a missing stream) are the
+		// same on every replica and answer the appender. A store that
+		// cannot write must not skip an entry, or this replica would
+		// diverge: retry until it can, or the replica stops.
+		var again []pending
+		for i, err := range errs {
+			if retryable(err) {
+				again = append(again, todo[i])
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		f.logger.Warn("store cannot apply shard entries; retrying", "shard", f.log, "error", errs[0])
+		select {
+		case <-f.stop:
+			return out
+		case <-time.After(f.retry):
+		}
+		todo = again
+	}
+	if n := len(logs); n > 0 && logs[n-1].Index > f.applied.Load() {
+		f.applied.Store(logs[n-1].Index)
+	}
+	return out
+}
+
+// retryable reports a store failure that says nothing about the entry.
+func retryable(err error) bool {
+	return errors.Is(err, streams.ErrWrite) || errors.Is(err, streams.ErrUnavailable)
+}
+
+// submitAll submits the requests and waits for all of them; set records
+// each outcome (on the store's committer goroutine). It returns the errors
+// by request.
+func (f *fsm) submitAll(reqs []*streams.AppendRequest, set func(i int, first uint64, err error)) []error {
+	errs := make([]error, len(reqs))
+	done := make(chan struct{}, len(reqs))
+	for i, r := range reqs {
+		r.Done = func(first uint64, err error) {
+			set(i, first, err)
+			errs[i] = err
+			done <- struct{}{}
+		}
+		if err := f.store.Submit(*r); err != nil {
+			set(i, 0, err)
+			errs[i] = err
+			done <- struct{}{}
+		}
+	}
+	for range reqs {
+		<-done
+	}
+	return errs
+}
+
+// Snapshot captures the applied index. Its Persist syncs the store first:
+// Raft forgets the log up to a persisted snapshot, so what the store
+// applied up to there must be on disk.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{index: f.applied.Load(), store: f.store}, nil
+}
+
+// Restore installs a snapshot: the index up to which the shard's records
+// must be in the store. A store behind it (a replica that was away while
+// the others forgot the log it missed) cannot catch up from the log.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var b [9]byte
+	if _, err := io.ReadFull(rc, b[:]); err != nil {
+		return fmt.Errorf("shards: %s: read snapshot: %w", f.log, err)
+	}
+	if b[0] != entryVersion1 {
+		return fmt.Errorf("%w: snapshot version %d", ErrBadEntry, b[0])
+	}
+	index := binary.BigEndian.Uint64(b[1:])
+	if have := f.applied.Load(); have < index {
+		return fmt.Errorf("%w: %s: the store has applied up to %d, the snapshot needs %d", ErrBehind, f.log, have, index)
+	}
+	return nil
+}
+
+// ErrBehind: a replica's store is behind a snapshot it was sent.
+var ErrBehind = errors.New("shards: replica behind the snapshot")
+
+type snapshot struct {
+	index uint64
+	store Store
+}
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.store.Sync(ctx); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("shards: sync before snapshot: %w", err)
+	}
+	var b [9]byte
+	b[0] = entryVersion1
+	binary.BigEndian.PutUint64(b[1:], s.index)
+	if _, err := sink.Write(b[:]); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

@@ -1,0 +1,162 @@
+package shards
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// cluster is an in-process set of nodes whose Raft groups talk over
+// raft's in-memory transport and whose forwards are direct calls. Each
+// node's store, logs and snapshots survive a stop, so it can restart.
+type cluster struct {
+	t      *testing.T
+	layout Layout
+	nodes  []*testNode
+
+	mu     sync.Mutex // guards groups
+	groups map[string]map[raft.ServerAddress]*raft.InmemTransport
+}
+
+type testNode struct {
+	c     *cluster
+	self  Peer
+	dir   string
+	store *streams.Store
+	set   *Set
+	// Raft state per group, kept across restarts.
+	logs  map[string]*raft.InmemStore
+	snaps map[string]*raft.InmemSnapshotStore
+}
+
+func newCluster(t *testing.T, n, shards, rf int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}}
+	var peers []Peer
+	for i := 0; i < n; i++ {
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RPC: fmt.Sprintf("n%d:7947", i+1)})
+	}
+	var err error
+	if c.layout, err = Plan(peers, shards, rf); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		nd := &testNode{c: c, self: p, dir: t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]*raft.InmemSnapshotStore{}}
+		c.nodes = append(c.nodes, nd)
+		nd.start()
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			nd.stop()
+		}
+	})
+	return c
+}
+
+func (nd *testNode) start() {
+	t := nd.c.t
+	t.Helper()
+	store, err := streams.Open(streams.Options{Dir: nd.dir, AutoCreate: true, MaxRecordBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.store = store
+	nd.set, err = Start(Options{
+		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Forward: nd.c,
+		Timers: LocalTimers(), WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
+	}, nd.c.layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stop shuts the node down (its Raft state and data dir stay).
+func (nd *testNode) stop() {
+	if nd.set == nil {
+		return
+	}
+	_ = nd.set.Close()
+	_ = nd.store.Close()
+	nd.set = nil
+	c := nd.c
+	c.mu.Lock()
+	for _, g := range c.groups {
+		if tr, ok := g[raft.ServerAddress(nd.self.RPC)]; ok {
+			tr.DisconnectAll()
+			delete(g, raft.ServerAddress(nd.self.RPC))
+			for _, other := range g {
+				other.Disconnect(raft.ServerAddress(nd.self.RPC))
+			}
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (nd *testNode) open(group string) (GroupDeps, error) {
+	c := nd.c
+	if nd.logs[group] == nil {
+		nd.logs[group] = raft.NewInmemStore()
+		nd.snaps[group] = raft.NewInmemSnapshotStore()
+	}
+	addr, tr := raft.NewInmemTransport(raft.ServerAddress(nd.self.RPC))
+	c.mu.Lock()
+	g := c.groups[group]
+	if g == nil {
+		g = map[raft.ServerAddress]*raft.InmemTransport{}
+		c.groups[group] = g
+	}
+	for a, other := range g {
+		tr.Connect(a, other)
+		other.Connect(addr, tr)
+	}
+	g[addr] = tr
+	c.mu.Unlock()
+	return GroupDeps{Logs: nd.logs[group], Stable: nd.logs[group], Snapshots: nd.snaps[group], Transport: tr}, nil
+}
+
+// Call delivers a forward to the node at addr, if it runs.
+func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
+	for _, nd := range c.nodes {
+		if nd.self.RPC == addr && nd.set != nil && service == ForwardService {
+			return nd.set.HandleForward(ctx, "", req)
+		}
+	}
+	return nil, fmt.Errorf("%s unreachable", addr)
+}
+
+// waitLeaders waits until every shard has a leader all running replicas
+// agree on, and returns the leaders' node indexes.
+func (c *cluster) waitLeaders() []int {
+	c.t.Helper()
+	leaders := make([]int, len(c.layout.Shards))
+	testutil.Eventually(c.t, 15*time.Second, "every shard to have a leader", func() bool {
+		for i := range c.layout.Shards {
+			leaders[i] = -1
+			for k, nd := range c.nodes {
+				if nd.set != nil && nd.set.replicas[i] != nil && nd.set.replicas[i].isLeader() {
+					leaders[i] = k
+				}
+			}
+			if leaders[i] < 0 {
+				return false
+			}
+			for _, nd := range c.nodes {
+				if nd.set == nil || nd.set.replicas[i] == nil {
+					continue
+				}
+				if p, ok := nd.set.replicas[i].leader(); !ok || p.ID != c.nodes[leaders[i]].self.ID {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return leaders
+}

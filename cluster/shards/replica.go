@@ -1,0 +1,214 @@
+package shards
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// GroupDeps are what one Raft group needs from the node: where its log,
+// its stable state and its snapshots live, and how it reaches its peers.
+type GroupDeps struct {
+	Logs      raft.LogStore
+	Stable    raft.StableStore
+	Snapshots raft.SnapshotStore
+	Transport raft.Transport
+}
+
+// ErrNoLeader: a shard has no leader this node can reach (a majority of
+// its replicas is down or cut off, or an election is under way). Stored
+// publishes are refused as when the store cannot write.
+var ErrNoLeader = fmt.Errorf("%w: the shard has no leader", streams.ErrUnavailable)
+
+// maxEntryBytes bounds the appends gathered into one Raft entry.
+const maxEntryBytes = 1 << 20
+
+// proposal is an append waiting to be proposed by the shard's leader.
+type proposal struct {
+	cmd  appendCmd
+	size int
+	done func(first uint64, err error)
+}
+
+// replica is this node's member of one shard's Raft group.
+type replica struct {
+	shard   int
+	name    string // the group's name and the store's applied-index key
+	raft    *raft.Raft
+	fsm     *fsm
+	log     *slog.Logger
+	timeout time.Duration // how long a proposal may wait to be enqueued
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	mu struct {
+		sync.Mutex // guards queue and closed
+		queue      []proposal
+		closed     bool
+	}
+	wake chan struct{} // capacity 1
+}
+
+func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
+
+// openReplica starts this node's replica of shard: its state machine over
+// store and its Raft group.
+func openReplica(shard int, cfg *raft.Config, store Store, deps GroupDeps, timeout time.Duration, log *slog.Logger) (*replica, error) {
+	r := &replica{shard: shard, name: groupName(shard), log: log.With("shard", shard), timeout: timeout,
+		stop: make(chan struct{}), wake: make(chan struct{}, 1)}
+	var err error
+	if r.fsm, err = newFSM(r.name, store, r.log, r.stop); err != nil {
+		return nil, err
+	}
+	if r.raft, err = raft.NewRaft(cfg, r.fsm, deps.Logs, deps.Stable, deps.Snapshots, deps.Transport); err != nil {
+		return nil, fmt.Errorf("shards: %s: %w", r.name, err)
+	}
+	r.wg.Add(1)
+	go r.proposeLoop()
+	return r, nil
+}
+
+// bootstrap makes peers the group's first configuration; a group that has
+// state already keeps it.
+func (r *replica) bootstrap(peers []Peer) error {
+	servers := make([]raft.Server, len(peers))
+	for i, p := range peers {
+		servers[i] = raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RPC), Suffrage: raft.Voter}
+	}
+	err := r.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("shards: bootstrap %s: %w", r.name, err)
+	}
+	return nil
+}
+
+// isLeader reports whether this replica leads the shard now.
+func (r *replica) isLeader() bool { return r.raft.State() == raft.Leader }
+
+// leader returns the shard's leader as this replica knows it.
+func (r *replica) leader() (Peer, bool) {
+	addr, id := r.raft.LeaderWithID()
+	return Peer{ID: string(id), RPC: string(addr)}, id != ""
+}
+
+// propose queues an append for the leader's next entry; done reports its
+// outcome once committed and applied here, or its failure.
+func (r *replica) propose(cmd appendCmd, done func(first uint64, err error)) {
+	size := len(cmd.stream) + 8
+	for _, rec := range cmd.records {
+		size += len(rec) + 4
+	}
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		done(0, streams.ErrClosed)
+		return
+	}
+	r.mu.queue = append(r.mu.queue, proposal{cmd: cmd, size: size, done: done})
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// proposeLoop turns queued appends into Raft entries: everything queued
+// while the previous entry was being handed to Raft goes into the next.
+func (r *replica) proposeLoop() {
+	defer r.wg.Done()
+	var waiters sync.WaitGroup
+	defer waiters.Wait()
+	for {
+		select {
+		case <-r.stop:
+			r.failQueued(streams.ErrClosed)
+			return
+		case <-r.wake:
+		}
+		r.mu.Lock()
+		queue := r.mu.queue
+		r.mu.queue = nil
+		r.mu.Unlock()
+		for len(queue) > 0 {
+			n, size := 0, 0
+			for n < len(queue) && (n == 0 || size+queue[n].size <= maxEntryBytes) {
+				size += queue[n].size
+				n++
+			}
+			batch := queue[:n:n]
+			queue = queue[n:]
+			cmds := make([]appendCmd, len(batch))
+			for i, p := range batch {
+				cmds[i] = p.cmd
+			}
+			f := r.raft.Apply(encodeEntry(time.Now(), cmds), r.timeout)
+			waiters.Add(1)
+			go func() {
+				defer waiters.Done()
+				r.answer(f, batch)
+			}()
+		}
+	}
+}
+
+// answer waits for an entry to be committed and applied, then answers its
+// appends.
+func (r *replica) answer(f raft.ApplyFuture, batch []proposal) {
+	if err := f.Error(); err != nil {
+		err = raftError(err)
+		for _, p := range batch {
+			p.done(0, err)
+		}
+		return
+	}
+	results, ok := f.Response().([]appendResult)
+	for i, p := range batch {
+		if !ok || i >= len(results) {
+			p.done(0, fmt.Errorf("shards: %s: no result for an applied entry", r.name))
+			continue
+		}
+		p.done(results[i].first, results[i].err)
+	}
+}
+
+// raftError maps a failed proposal to the error an appender sees.
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w (%v)", ErrNoLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return streams.ErrClosed
+	}
+	return fmt.Errorf("%w: %w", streams.ErrUnavailable, err)
+}
+
+func (r *replica) failQueued(err error) {
+	r.mu.Lock()
+	queue := r.mu.queue
+	r.mu.queue, r.mu.closed = nil, true
+	r.mu.Unlock()
+	for _, p := range queue {
+		p.done(0, err)
+	}
+}
+
+// close stops proposing, fails what is queued and shuts the group down.
+func (r *replica) close() error {
+	select {
+	case <-r.stop:
+		return nil
+	default:
+	}
+	close(r.stop)
+	err := r.raft.Shutdown().Error()
+	r.wg.Wait()
+	r.failQueued(streams.ErrClosed)
+	return err
+}

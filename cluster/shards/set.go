@@ -1,0 +1,436 @@
+package shards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Forwarder carries a request to another node (the cluster's RPC mux).
+type Forwarder interface {
+	Call(ctx context.Context, addr, service string, req []byte) ([]byte, error)
+}
+
+// ForwardService is the RPC service name of forwarded appends.
+const ForwardService = "shards.append"
+
+// maxHops bounds how often one append is forwarded.
+const maxHops = 2
+
+// Timers are the Raft timings of every shard group.
+type Timers struct {
+	Heartbeat, Election, LeaderLease, Commit time.Duration
+	// Balance is how often leadership is handed back to preferred leaders.
+	Balance time.Duration
+	// SnapshotInterval and SnapshotThreshold: how often a group checks,
+	// and how many new entries make it take a snapshot (so that the log
+	// can be truncated to TrailingLogs entries).
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
+// DefaultTimers are hashicorp/raft's defaults (sized for LAN round trips
+// and busy machines), with a balancing pass every 5 s and a long trailing
+// log, so a replica that was away for a while catches up from the log.
+func DefaultTimers() Timers {
+	return Timers{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond,
+		Commit: 50 * time.Millisecond, Balance: 5 * time.Second,
+		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536}
+}
+
+// LocalTimers are fast timings for nodes on one machine (tests).
+func LocalTimers() Timers {
+	return Timers{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond, LeaderLease: 100 * time.Millisecond,
+		Commit: 10 * time.Millisecond, Balance: 300 * time.Millisecond,
+		SnapshotInterval: 5 * time.Second, SnapshotThreshold: 16384, TrailingLogs: 65536}
+}
+
+// Options configure a node's shards.
+type Options struct {
+	// Self is this node.
+	Self Peer
+	// Shards is the cluster's shard count.
+	Shards int
+	// Store is the node's stream store, every local replica's state.
+	Store Store
+	// Open returns the Raft dependencies of the named group.
+	Open func(group string) (GroupDeps, error)
+	// Forward reaches other nodes.
+	Forward Forwarder
+	// Alive reports whether a member is up (membership); a leader is
+	// handed back only to a preferred leader that is. Nil: always.
+	Alive func(id string) bool
+	// WriteTimeout bounds how long an append waits for a shard leader
+	// (elections take a few seconds) and for its commit.
+	WriteTimeout time.Duration
+	Timers       Timers
+	Logger       *slog.Logger
+}
+
+// Set is this node's part of the replicated shards: its replicas, and
+// the routing of appends to each shard's leader.
+type Set struct {
+	opts   Options
+	log    *slog.Logger
+	layout Layout
+	// replicas holds this node's replica of each shard (nil where it
+	// holds none); written once by Start.
+	replicas []*replica
+	done     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+	// next rotates forwards to a shard held elsewhere over its replicas.
+	mu struct {
+		sync.Mutex
+		next int
+	}
+}
+
+// Start opens this node's replicas of layout's shards, bootstrapping each
+// new group with the layout, and starts balancing leadership.
+func Start(opts Options, layout Layout) (*Set, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Timers == (Timers{}) {
+		opts.Timers = DefaultTimers()
+	}
+	if opts.Shards != len(layout.Shards) {
+		return nil, fmt.Errorf("shards: the layout has %d shards, the cluster %d", len(layout.Shards), opts.Shards)
+	}
+	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), done: make(chan struct{})}
+	for i, peers := range layout.Shards {
+		if !layout.Holds(i, opts.Self.ID) {
+			continue
+		}
+		deps, err := opts.Open(groupName(i))
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		r, err := openReplica(i, s.raftConfig(), opts.Store, deps, opts.WriteTimeout, s.log)
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		s.replicas[i] = r
+		if err := r.bootstrap(peers); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	s.wg.Add(1)
+	go s.balance()
+	return s, nil
+}
+
+func (s *Set) raftConfig() *raft.Config {
+	t := s.opts.Timers
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(s.opts.Self.ID)
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.Commit
+	c.SnapshotInterval, c.SnapshotThreshold, c.TrailingLogs = t.SnapshotInterval, t.SnapshotThreshold, t.TrailingLogs
+	c.BatchApplyCh = true
+	c.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{s.log}})
+	return c
+}
+
+// slogWriter passes Raft's own log lines on to the node's logger.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn("raft", "message", string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+var _ io.Writer = slogWriter{}
+
+// Submit routes an append to its shard's leader; req.Done reports the
+// outcome once the records are committed on a majority of the shard's
+// replicas (and applied on the leader), or why not.
+func (s *Set) Submit(req streams.AppendRequest) error {
+	if req.Done == nil {
+		return errors.New("shards: AppendRequest.Done is nil")
+	}
+	select {
+	case <-s.done:
+		return streams.ErrClosed
+	default:
+	}
+	cmd := appendCmd{stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records)}
+	recs, done := req.Records, req.Done
+	s.route(ShardOf(req.Stream, s.opts.Shards), cmd, 0, func(first uint64, err error) {
+		if err == nil {
+			for i := range recs {
+				recs[i].Offset = first + uint64(i)
+			}
+		}
+		done(first, err)
+	})
+	return nil
+}
+
+// Append appends records and waits until they are committed.
+func (s *Set) Append(ctx context.Context, stream string, records ...streams.Record) (uint64, error) {
+	type result struct {
+		first uint64
+		err   error
+	}
+	resc := make(chan result, 1)
+	if err := s.Submit(streams.AppendRequest{Stream: stream, Records: records, Done: func(first uint64, err error) {
+		resc <- result{first, err}
+	}}); err != nil {
+		return 0, err
+	}
+	select {
+	case r := <-resc:
+		return r.first, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// route proposes cmd when this node leads the shard, or forwards it.
+func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
+	if r := s.replicas[shard]; r != nil && r.isLeader() {
+		r.propose(cmd, done)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		done(s.forward(shard, cmd, hops))
+	}()
+}
+
+// forward sends cmd to the shard's leader (or, from a node that holds no
+// replica, to a replica holder), waiting for a leader to be known for up
+// to the write timeout.
+func (s *Set) forward(shard int, cmd appendCmd, hops int) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	defer cancel()
+	wait := 20 * time.Millisecond
+	for {
+		if r := s.replicas[shard]; r != nil && r.isLeader() {
+			return s.proposeWait(ctx, r, cmd)
+		}
+		target, ok := s.target(shard)
+		if ok && hops < maxHops {
+			resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmd))
+			if err == nil {
+				return decodeForwardResult(resp)
+			}
+			s.log.Debug("forward failed", "shard", shard, "node", target.ID, "error", err)
+		}
+		select {
+		case <-s.done:
+			return 0, streams.ErrClosed
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// target is where to forward an append of shard: its leader if this node
+// knows it, otherwise the next of its replicas.
+func (s *Set) target(shard int) (Peer, bool) {
+	if r := s.replicas[shard]; r != nil {
+		p, ok := r.leader()
+		return p, ok && p.ID != s.opts.Self.ID
+	}
+	peers := s.layout.Shards[shard]
+	s.mu.Lock()
+	s.mu.next++
+	p := peers[s.mu.next%len(peers)]
+	s.mu.Unlock()
+	return p, true
+}
+
+func (s *Set) proposeWait(ctx context.Context, r *replica, cmd appendCmd) (uint64, error) {
+	type result struct {
+		first uint64
+		err   error
+	}
+	resc := make(chan result, 1)
+	r.propose(cmd, func(first uint64, err error) { resc <- result{first, err} })
+	select {
+	case res := <-resc:
+		return res.first, res.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())
+	}
+}
+
+// HandleForward serves an append forwarded by another node (the
+// ForwardService handler); the answer carries the outcome.
+func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byte, error) {
+	shard, hops, cmd, err := decodeForward(req)
+	if err == nil && shard >= s.opts.Shards {
+		err = fmt.Errorf("%w: shard %d of %d", ErrBadEntry, shard, s.opts.Shards)
+	}
+	if err != nil {
+		return encodeForwardResult(0, err), nil
+	}
+	type result struct {
+		first uint64
+		err   error
+	}
+	resc := make(chan result, 1)
+	s.route(shard, cmd, hops, func(first uint64, err error) { resc <- result{first, err} })
+	select {
+	case r := <-resc:
+		return encodeForwardResult(r.first, r.err), nil
+	case <-ctx.Done():
+		return encodeForwardResult(0, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())), nil
+	}
+}
+
+// balance hands leadership back to each shard's preferred leader when it
+// is alive, so that leaders stay spread over the nodes.
+func (s *Set) balance() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.Timers.Balance)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		for i, r := range s.replicas {
+			if r == nil || !r.isLeader() {
+				continue
+			}
+			pref := s.layout.Shards[i][0]
+			if pref.ID == s.opts.Self.ID || (s.opts.Alive != nil && !s.opts.Alive(pref.ID)) {
+				continue
+			}
+			if !isVoter(r, pref.ID) {
+				continue
+			}
+			s.log.Info("handing shard leadership to its preferred leader", "shard", i, "node", pref.ID)
+			if err := r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC)).Error(); err != nil {
+				s.log.Debug("leadership transfer failed", "shard", i, "node", pref.ID, "error", err)
+			}
+		}
+	}
+}
+
+// isVoter reports whether node id votes in r's group (raft's transfer
+// then brings it up to date before it hands over).
+func isVoter(r *replica, id string) bool {
+	cfg := r.raft.GetConfiguration()
+	if cfg.Error() != nil {
+		return false
+	}
+	for _, srv := range cfg.Configuration().Servers {
+		if string(srv.ID) == id && srv.Suffrage == raft.Voter {
+			return true
+		}
+	}
+	return false
+}
+
+// ShardStatus is one shard as this node sees it.
+type ShardStatus struct {
+	ID       int      `json:"id"`
+	Leader   string   `json:"leader"` // node id; "" while none is known
+	Term     uint64   `json:"term"`
+	Replicas []string `json:"replicas"`
+	// Applied is the last entry this node's replica applied (0 when it
+	// holds none).
+	Applied uint64 `json:"applied"`
+	Local   bool   `json:"local"` // this node holds a replica
+}
+
+// Status lists every shard as this node sees it.
+func (s *Set) Status() []ShardStatus {
+	out := make([]ShardStatus, len(s.layout.Shards))
+	for i, peers := range s.layout.Shards {
+		st := ShardStatus{ID: i}
+		for _, p := range peers {
+			st.Replicas = append(st.Replicas, p.ID)
+		}
+		if r := s.replicas[i]; r != nil {
+			st.Local = true
+			if p, ok := r.leader(); ok {
+				st.Leader = p.ID
+			}
+			st.Term = r.raft.CurrentTerm()
+			st.Applied = r.fsm.applied.Load()
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// Ready reports whether every shard this node holds has a leader.
+func (s *Set) Ready() (bool, string) {
+	var missing []int
+	for i, r := range s.replicas {
+		if r == nil {
+			continue
+		}
+		if _, ok := r.leader(); !ok {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Ints(missing)
+		return false, fmt.Sprintf("shards without a leader: %v", missing)
+	}
+	return true, ""
+}
+
+// Layout returns the shard layout.
+func (s *Set) Layout() Layout { return s.layout }
+
+// Close shuts every replica down; idempotent.
+func (s *Set) Close() error {
+	var errs []error
+	s.once.Do(func() {
+		close(s.done)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, r := range s.replicas {
+			if r == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.close(); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		s.wg.Wait()
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,228 @@
+package shards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// streamOfShard returns a stream name that falls in shard i.
+func streamOfShard(t *testing.T, i, shards int) string {
+	t.Helper()
+	for k := 0; k < 10000; k++ {
+		if name := fmt.Sprintf("s%d", k); ShardOf(name, shards) == i {
+			return name
+		}
+	}
+	t.Fatalf("no stream name for shard %d", i)
+	return ""
+}
+
+func recs(prefix string, n int) []streams.Record {
+	out := make([]streams.Record, n)
+	for i := range out {
+		out[i] = streams.Record{Topic: "t/" + prefix, Payload: fmt.Appendf(nil, "%s-%d", prefix, i), QoS: 1, ClientID: "c1"}
+	}
+	return out
+}
+
+// sameEverywhere checks that every running replica of stream's shard holds
+// exactly want (payloads in order), with the same offsets and timestamps.
+func (c *cluster) sameEverywhere(stream string, want []string) {
+	c.t.Helper()
+	shard := ShardOf(stream, len(c.layout.Shards))
+	var ref []streams.Record
+	testutil.Eventually(c.t, 10*time.Second, "replicas of "+stream+" to converge", func() bool {
+		ref = nil
+		for _, nd := range c.nodes {
+			if nd.set == nil || !c.layout.Holds(shard, nd.self.ID) {
+				continue
+			}
+			got, err := nd.store.Read(stream, 0, streams.ReadOptions{MaxRecords: 100000})
+			if err != nil || len(got) != len(want) {
+				return false
+			}
+			for i, r := range got {
+				if string(r.Payload) != want[i] || r.Offset != uint64(i) {
+					c.t.Fatalf("%s on %s: record %d is %q at offset %d, want %q", stream, nd.self.ID, i, r.Payload, r.Offset, want[i])
+				}
+				if ref != nil && !r.Timestamp.Equal(ref[i].Timestamp) {
+					c.t.Fatalf("%s on %s: record %d has timestamp %v, another replica %v", stream, nd.self.ID, i, r.Timestamp, ref[i].Timestamp)
+				}
+			}
+			ref = got
+		}
+		return ref != nil
+	})
+}
+
+// TestAppendsReplicateFromAnyNode: appends sent to every node, for streams
+// of every shard, are committed once, in order, at the same offsets with
+// the same timestamps on every replica; a follower forwards to the leader.
+func TestAppendsReplicateFromAnyNode(t *testing.T) {
+	c := newCluster(t, 3, 4, 3)
+	c.waitLeaders()
+	ctx := context.Background()
+	for shard := 0; shard < 4; shard++ {
+		stream := streamOfShard(t, shard, 4)
+		var want []string
+		for k, nd := range c.nodes {
+			batch := recs(fmt.Sprintf("%s-%d", stream, k), 3)
+			first, err := nd.set.Append(ctx, stream, batch...)
+			if err != nil {
+				t.Fatalf("append to %s through %s: %v", stream, nd.self.ID, err)
+			}
+			if first != uint64(len(want)) || batch[2].Offset != first+2 {
+				t.Fatalf("append through %s: first offset %d, want %d", nd.self.ID, first, len(want))
+			}
+			for _, r := range batch {
+				want = append(want, string(r.Payload))
+			}
+		}
+		c.sameEverywhere(stream, want)
+	}
+}
+
+// TestConcurrentAppendsKeepPerPublisherOrder: many concurrent appenders
+// on every node; each one's records keep their order and nothing is lost
+// or stored twice.
+func TestConcurrentAppendsKeepPerPublisherOrder(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	c.waitLeaders()
+	stream := streamOfShard(t, 0, 2)
+	const per = 40
+	errc := make(chan error, 6)
+	for k := 0; k < 6; k++ {
+		nd := c.nodes[k%3]
+		go func() {
+			for i := 0; i < per; i++ {
+				r := streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "p%d-%03d", k, i)}
+				if _, err := nd.set.Append(context.Background(), stream, r); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for k := 0; k < 6; k++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader := c.nodes[c.waitLeaders()[0]] // acknowledged: applied on the leader
+	got, err := leader.store.Read(stream, 0, streams.ReadOptions{MaxRecords: 1000})
+	if err != nil || len(got) != 6*per {
+		t.Fatalf("read %d records, %v", len(got), err)
+	}
+	next := map[byte]int{}
+	for _, r := range got {
+		var k byte
+		var i int
+		if _, err := fmt.Sscanf(string(r.Payload), "p%c-%d", &k, &i); err != nil {
+			t.Fatal(err)
+		}
+		if i != next[k] {
+			t.Fatalf("publisher %c: record %d after %d", k, i, next[k]-1)
+		}
+		next[k]++
+	}
+	want := make([]string, len(got))
+	for i, r := range got {
+		want[i] = string(r.Payload)
+	}
+	c.sameEverywhere(stream, want)
+}
+
+// TestLeaderLossLosesNothingAcknowledged: the leader of a shard stops;
+// the others elect a new one and take appends; every acknowledged record
+// is on both survivors, and on the old leader once it is back.
+func TestLeaderLossLosesNothingAcknowledged(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	stream := streamOfShard(t, 0, 1)
+	ctx := context.Background()
+	var want []string
+	appendVia := func(nd *testNode, prefix string, n int) {
+		t.Helper()
+		for _, r := range recs(prefix, n) {
+			if _, err := nd.set.Append(ctx, stream, r); err != nil {
+				t.Fatalf("append %s through %s: %v", prefix, nd.self.ID, err)
+			}
+			want = append(want, string(r.Payload))
+		}
+	}
+	old := c.nodes[leaders[0]]
+	other := c.nodes[(leaders[0]+1)%3]
+	appendVia(old, "before", 20)
+	old.stop()
+	appendVia(other, "after", 20) // waits for the new leader
+	c.sameEverywhere(stream, want)
+	old.start()
+	c.sameEverywhere(stream, want)
+	appendVia(old, "back", 5)
+	c.sameEverywhere(stream, want)
+}
+
+// TestRestartReplaysWithoutDuplicates: a replica restarted from its
+// store and Raft log (which replays entries already applied) ends with
+// each record once.
+func TestRestartReplaysWithoutDuplicates(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	stream := streamOfShard(t, 0, 1)
+	batch := recs("r", 10)
+	if _, err := c.nodes[0].set.Append(context.Background(), stream, batch...); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, r := range batch {
+		want = append(want, string(r.Payload))
+	}
+	c.sameEverywhere(stream, want)
+	follower := c.nodes[(leaders[0]+1)%3]
+	follower.stop()
+	follower.start()
+	c.waitLeaders()
+	c.sameEverywhere(stream, want)
+}
+
+// TestNoMajorityRefusesWrites: with two of three replicas gone, an append
+// fails with ErrUnavailable after the write timeout, and nothing is
+// stored.
+func TestNoMajorityRefusesWrites(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	c.waitLeaders()
+	c.nodes[1].stop()
+	c.nodes[2].stop()
+	nd := c.nodes[0]
+	nd.set.opts.WriteTimeout = 500 * time.Millisecond
+	stream := streamOfShard(t, 0, 1)
+	_, err := nd.set.Append(context.Background(), stream, recs("x", 1)...)
+	if !errors.Is(err, streams.ErrUnavailable) {
+		t.Fatalf("append without a majority: %v, want ErrUnavailable", err)
+	}
+	if _, err := nd.store.DescribeStream(stream); !errors.Is(err, streams.ErrStreamNotFound) {
+		t.Fatalf("stream exists after a refused append: %v", err)
+	}
+}
+
+// TestValidationErrorsComeBackThroughForwards: a record too large is
+// refused with the store's error, also when forwarded.
+func TestValidationErrorsComeBackThroughForwards(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	follower := c.nodes[(leaders[0]+1)%3]
+	big := streams.Record{Topic: "t", Payload: make([]byte, 2<<20)}
+	if _, err := follower.set.Append(context.Background(), streamOfShard(t, 0, 1), big); !errors.Is(err, streams.ErrRecordTooLarge) {
+		t.Fatalf("oversized record through a follower: %v", err)
+	}
+	if _, err := follower.set.Append(context.Background(), "bad/name", recs("x", 1)...); !errors.Is(err, streams.ErrInvalidName) {
+		t.Fatalf("bad stream name: %v", err)
+	}
+}
