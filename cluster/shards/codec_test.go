@@ -13,8 +13,10 @@ import (
 func TestEntryRoundTripAndCorruption(t *testing.T) {
 	ts := time.Unix(1_700_000_000, 42)
 	cmds := []appendCmd{
-		{stream: "a", records: encodeRecords(recs("x", 3))},
-		{stream: "b", noSync: true, records: encodeRecords([]streams.Record{{Topic: "t", Payload: nil}})},
+		{kind: kindAppend, stream: "a", records: encodeRecords(recs("x", 3))},
+		{kind: kindAppend, stream: "b", noSync: true, records: encodeRecords([]streams.Record{{Topic: "t", Payload: nil}})},
+		{kind: kindCreate, stream: "c", retention: streams.Retention{MaxAge: time.Hour, MaxBytes: 1 << 30, MaxRecords: 5}},
+		{kind: kindDelete, stream: "d"},
 	}
 	b := encodeEntry(ts, cmds)
 	gotTS, got, err := decodeEntry(b)
@@ -40,7 +42,7 @@ func TestEntryRoundTripAndCorruption(t *testing.T) {
 }
 
 func TestForwardRoundTrip(t *testing.T) {
-	cmd := appendCmd{stream: "s", records: encodeRecords(recs("f", 2))}
+	cmd := appendCmd{kind: kindAppend, stream: "s", records: encodeRecords(recs("f", 2))}
 	shard, hops, got, err := decodeForward(encodeForward(11, 1, cmd))
 	if err != nil || shard != 11 || hops != 1 || !reflect.DeepEqual(got, cmd) {
 		t.Fatalf("forward: %d %d %+v %v", shard, hops, got, err)
@@ -48,7 +50,7 @@ func TestForwardRoundTrip(t *testing.T) {
 	if first, err := decodeForwardResult(encodeForwardResult(99, nil)); err != nil || first != 99 {
 		t.Fatalf("ok result: %d %v", first, err)
 	}
-	for _, sentinel := range []error{streams.ErrRecordTooLarge, streams.ErrStreamNotFound, streams.ErrInvalidName, streams.ErrUnavailable, ErrNoLeader} {
+	for _, sentinel := range []error{streams.ErrRecordTooLarge, streams.ErrStreamNotFound, streams.ErrInvalidName, streams.ErrUnavailable, ErrNoLeader, streams.ErrStreamExists} {
 		_, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("wrapped: %w", sentinel)))
 		if !errors.Is(err, sentinel) {
 			t.Fatalf("%v came back as %v", sentinel, err)

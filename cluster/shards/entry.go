@@ -12,19 +12,25 @@ import (
 // entryVersion1 is the first (and current) encoding of a Raft entry.
 const entryVersion1 = 1
 
-// Entry kinds.
+// Command kinds.
 const (
-	kindAppend = 1 // appends to streams of the shard
+	kindAppend = 1 // records for a stream
+	kindCreate = 2 // create a stream with a retention
+	kindDelete = 3 // delete a stream and its records
 )
 
 // ErrBadEntry: a Raft entry or forward request could not be decoded.
 var ErrBadEntry = errors.New("shards: malformed entry")
 
-// appendCmd is one append of an entry: records for one stream.
+// appendCmd is one command of an entry: an append of records to one
+// stream (the common case, hence the name), or the creation or deletion
+// of a stream.
 type appendCmd struct {
-	stream  string
-	noSync  bool
-	records [][]byte // each encoded by streams.AppendEncoded, timestamp 0
+	kind      byte
+	stream    string
+	noSync    bool
+	records   [][]byte          // kindAppend: each encoded by streams.AppendEncoded, timestamp 0
+	retention streams.Retention // kindCreate
 }
 
 // encodeRecords encodes records for an entry or a forward request.
@@ -46,7 +52,7 @@ func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 		}
 	}
 	b := make([]byte, 0, n)
-	b = append(b, entryVersion1, kindAppend)
+	b = append(b, entryVersion1)
 	b = binary.AppendVarint(b, ts.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(cmds)))
 	for _, c := range cmds {
@@ -56,7 +62,16 @@ func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 }
 
 func appendCmdTo(b []byte, c appendCmd) []byte {
+	b = append(b, c.kind)
 	b = appendBytes(b, []byte(c.stream))
+	switch c.kind {
+	case kindCreate:
+		b = binary.AppendVarint(b, int64(c.retention.MaxAge))
+		b = binary.AppendVarint(b, c.retention.MaxBytes)
+		return binary.AppendVarint(b, c.retention.MaxRecords)
+	case kindDelete:
+		return b
+	}
 	flags := byte(0)
 	if c.noSync {
 		flags = 1
@@ -79,9 +94,6 @@ func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 	d := decoder{b: b}
 	if v := d.byte(); d.err == nil && v != entryVersion1 {
 		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
-	}
-	if k := d.byte(); d.err == nil && k != kindAppend {
-		return time.Time{}, nil, fmt.Errorf("%w: kind %d", ErrBadEntry, k)
 	}
 	ts := time.Unix(0, d.varint())
 	n := d.count()
@@ -166,7 +178,21 @@ func (d *decoder) bytes() []byte {
 }
 
 func (d *decoder) appendCmd() appendCmd {
-	c := appendCmd{stream: string(d.bytes())}
+	c := appendCmd{kind: d.byte()}
+	c.stream = string(d.bytes())
+	switch c.kind {
+	case kindCreate:
+		c.retention = streams.Retention{MaxAge: time.Duration(d.varint()), MaxBytes: d.varint(), MaxRecords: d.varint()}
+		return c
+	case kindDelete:
+		return c
+	case kindAppend:
+	default:
+		if d.err == nil {
+			d.err = fmt.Errorf("command kind %d", c.kind)
+		}
+		return c
+	}
 	c.noSync = d.byte()&1 != 0
 	n := d.count()
 	c.records = make([][]byte, 0, n)

@@ -23,6 +23,7 @@ const (
 	statusClosed
 	statusOther
 	statusNoLeader
+	statusExists
 )
 
 func encodeForward(shard, hops int, cmd appendCmd) []byte {
@@ -57,6 +58,8 @@ func encodeForwardResult(first uint64, err error) []byte {
 	switch {
 	case errors.Is(err, ErrNoLeader):
 		status = statusNoLeader
+	case errors.Is(err, streams.ErrStreamExists):
+		status = statusExists
 	case errors.Is(err, streams.ErrRecordTooLarge):
 		status = statusTooLarge
 	case errors.Is(err, streams.ErrStreamNotFound):
@@ -93,6 +96,8 @@ func decodeForwardResult(b []byte) (uint64, error) {
 		sentinel = streams.ErrInvalidName
 	case statusNoLeader:
 		sentinel = ErrNoLeader
+	case statusExists:
+		sentinel = streams.ErrStreamExists
 	case statusUnavailable, statusClosed:
 		// A closing leader is, to this node, an unavailable one.
 		sentinel = streams.ErrUnavailable

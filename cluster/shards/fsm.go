@@ -19,6 +19,9 @@ import (
 // node's stream store.
 type Store interface {
 	Submit(req streams.AppendRequest) error
+	CreateStream(ctx context.Context, name string, r streams.Retention) (streams.StreamInfo, error)
+	DeleteStream(ctx context.Context, name string) error
+	DescribeStream(name string) (streams.StreamInfo, error)
 	AppliedIndexOf(log string) (uint64, error)
 	Sync(ctx context.Context) error
 	Healthy() error
@@ -58,16 +61,13 @@ func newFSM(log string, store Store, logger *slog.Logger, stop <-chan struct{}) 
 // Apply applies one entry.
 func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch applies committed entries in order (raft.BatchingFSM). The
-// appends of all of them are submitted to the store at once and awaited
-// together; each entry's response is its appends' results.
+// ApplyBatch applies committed entries in order (raft.BatchingFSM). Runs
+// of appends are submitted to the store at once and awaited together;
+// creating or deleting a stream waits for the appends before it. Each
+// entry's response is its commands' results.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	type pending struct {
-		entry, cmd int
-		req        streams.AppendRequest
-	}
-	var todo []pending
+	var run []pending // appends submitted together
 	for i, l := range logs {
 		if l.Type != raft.LogCommand || l.Index <= f.applied.Load() {
 			continue // not ours, or already in the store (a replay)
@@ -81,6 +81,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		results := make([]appendResult, len(cmds))
 		out[i] = results
 		for j, c := range cmds {
+			if c.kind != kindAppend {
+				f.applyRun(run)
+				run = run[:0]
+				results[j].err = f.admin(c)
+				continue
+			}
 			recs := make([]streams.Record, 0, len(c.records))
 			for _, b := range c.records {
 				r, err := streams.DecodeRecord(b, 0)
@@ -93,45 +99,82 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			if results[j].err != nil {
 				continue
 			}
-			todo = append(todo, pending{entry: i, cmd: j, req: streams.AppendRequest{
+			run = append(run, pending{result: &results[j], req: streams.AppendRequest{
 				Stream: c.stream, Records: recs, NoSync: true, Timestamp: ts,
 				AppliedLog: f.log, AppliedIndex: l.Index,
 			}})
 		}
 	}
-	for len(todo) > 0 {
-		reqs := make([]*streams.AppendRequest, len(todo))
-		for i := range todo {
-			reqs[i] = &todo[i].req
-		}
-		errs := f.submitAll(reqs, func(i int, first uint64, err error) {
-			out[todo[i].entry].([]appendResult)[todo[i].cmd] = appendResult{first, err}
-		})
-		// Validation errors (a name, a size, a missing stream) are the
-		// same on every replica and answer the appender. A store that
-		// cannot write must not skip an entry, or this replica would
-		// diverge: retry until it can, or the replica stops.
-		var again []pending
-		for i, err := range errs {
-			if retryable(err) {
-				again = append(again, todo[i])
-			}
-		}
-		if len(again) == 0 {
-			break
-		}
-		f.logger.Warn("store cannot apply shard entries; retrying", "shard", f.log, "error", errs[0])
-		select {
-		case <-f.stop:
-			return out
-		case <-time.After(f.retry):
-		}
-		todo = again
-	}
+	f.applyRun(run)
 	if n := len(logs); n > 0 && logs[n-1].Index > f.applied.Load() {
 		f.applied.Store(logs[n-1].Index)
 	}
 	return out
+}
+
+// pending is an append of an entry being applied, and where its result goes.
+type pending struct {
+	result *appendResult
+	req    streams.AppendRequest
+}
+
+// applyRun submits a run of appends and waits for them. Validation errors
+// (a name, a size, a missing stream) are the same on every replica and
+// answer the appender. A store that cannot write must not skip an entry,
+// or this replica would diverge: the failed appends (a suffix of the run,
+// as the store refuses everything once a write failed) are retried until
+// they succeed or the replica stops.
+func (f *fsm) applyRun(run []pending) {
+	for len(run) > 0 {
+		errs := f.submitAll(run)
+		var again []pending
+		for i, err := range errs {
+			if retryable(err) {
+				again = append(again, run[i])
+			}
+		}
+		if len(again) == 0 || !f.pause(again[0].result.err) {
+			return
+		}
+		run = again
+	}
+}
+
+// admin creates or deletes a stream, retrying while the store cannot
+// write. Its errors (a stream that exists, or does not) are the same on
+// every replica.
+func (f *fsm) admin(c appendCmd) error {
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { // the replica stopping abandons the call
+			select {
+			case <-f.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		var err error
+		if c.kind == kindCreate {
+			_, err = f.store.CreateStream(ctx, c.stream, c.retention)
+		} else {
+			err = f.store.DeleteStream(ctx, c.stream)
+		}
+		cancel()
+		if !retryable(err) || !f.pause(err) {
+			return err
+		}
+	}
+}
+
+// pause waits before a retry; false once the replica stops.
+func (f *fsm) pause(err error) bool {
+	f.logger.Warn("store cannot apply shard entries; retrying", "shard", f.log, "error", err)
+	select {
+	case <-f.stop:
+		return false
+	case <-time.After(f.retry):
+		return true
+	}
 }
 
 // retryable reports a store failure that says nothing about the entry.
@@ -139,25 +182,26 @@ func retryable(err error) bool {
 	return errors.Is(err, streams.ErrWrite) || errors.Is(err, streams.ErrUnavailable)
 }
 
-// submitAll submits the requests and waits for all of them; set records
-// each outcome (on the store's committer goroutine). It returns the errors
-// by request.
-func (f *fsm) submitAll(reqs []*streams.AppendRequest, set func(i int, first uint64, err error)) []error {
-	errs := make([]error, len(reqs))
-	done := make(chan struct{}, len(reqs))
-	for i, r := range reqs {
-		r.Done = func(first uint64, err error) {
-			set(i, first, err)
+// submitAll submits a run's appends, waits for all of them and records
+// their results. It returns the errors by append.
+func (f *fsm) submitAll(run []pending) []error {
+	errs := make([]error, len(run))
+	done := make(chan struct{}, len(run))
+	for i := range run {
+		p := &run[i]
+		req := p.req
+		req.Done = func(first uint64, err error) {
+			*p.result = appendResult{first, err}
 			errs[i] = err
 			done <- struct{}{}
 		}
-		if err := f.store.Submit(*r); err != nil {
-			set(i, 0, err)
+		if err := f.store.Submit(req); err != nil {
+			*p.result = appendResult{0, err}
 			errs[i] = err
 			done <- struct{}{}
 		}
 	}
-	for range reqs {
+	for range run {
 		<-done
 	}
 	return errs

@@ -178,7 +178,7 @@ func (s *Set) Submit(req streams.AppendRequest) error {
 		return streams.ErrClosed
 	default:
 	}
-	cmd := appendCmd{stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records)}
+	cmd := appendCmd{kind: kindAppend, stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records)}
 	recs, done := req.Records, req.Done
 	s.route(ShardOf(req.Stream, s.opts.Shards), cmd, 0, func(first uint64, err error) {
 		if err == nil {
@@ -208,6 +208,59 @@ func (s *Set) Append(ctx context.Context, stream string, records ...streams.Reco
 		return r.first, r.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	}
+}
+
+// CreateStream creates a stream on every replica of its shard, through
+// the shard's log, and returns it as this node's store has it (when this
+// node holds a replica; otherwise as requested).
+func (s *Set) CreateStream(ctx context.Context, name string, r streams.Retention) (streams.StreamInfo, error) {
+	if err := streams.ValidateName(name); err != nil {
+		return streams.StreamInfo{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return streams.StreamInfo{}, err
+	}
+	if err := s.admin(ctx, appendCmd{kind: kindCreate, stream: name, retention: r}); err != nil {
+		return streams.StreamInfo{}, err
+	}
+	info := streams.StreamInfo{Name: name, Retention: r}
+	if s.replicas[ShardOf(name, s.opts.Shards)] == nil {
+		return info, nil
+	}
+	// Committed; this replica applies it soon if it has not yet.
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		if got, err := s.opts.Store.DescribeStream(name); err == nil {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return info, nil
+		case <-s.done:
+			return info, nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// DeleteStream deletes a stream and its records on every replica.
+func (s *Set) DeleteStream(ctx context.Context, name string) error {
+	return s.admin(ctx, appendCmd{kind: kindDelete, stream: name})
+}
+
+func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
+	select {
+	case <-s.done:
+		return streams.ErrClosed
+	default:
+	}
+	errc := make(chan error, 1)
+	s.route(ShardOf(cmd.stream, s.opts.Shards), cmd, 0, func(_ uint64, err error) { errc <- err })
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -226,3 +226,52 @@ func TestValidationErrorsComeBackThroughForwards(t *testing.T) {
 		t.Fatalf("bad stream name: %v", err)
 	}
 }
+
+// TestCreateAndDeleteStreamsEverywhere: streams created and deleted
+// through any node, with or without auto-create, exist (with their
+// retention) or are gone on every replica; errors come back through
+// forwards.
+func TestCreateAndDeleteStreamsEverywhere(t *testing.T) {
+	c := newCluster(t, 3, 2, 3)
+	leaders := c.waitLeaders()
+	ctx := context.Background()
+	follower := c.nodes[(leaders[0]+1)%3]
+	name := streamOfShard(t, 0, 2)
+	ret := streams.Retention{MaxAge: time.Hour, MaxRecords: 100}
+	info, err := follower.set.CreateStream(ctx, name, ret)
+	if err != nil || info.Name != name || info.Retention != ret {
+		t.Fatalf("create through a follower: %+v %v", info, err)
+	}
+	if _, err := c.nodes[leaders[0]].set.CreateStream(ctx, name, ret); !errors.Is(err, streams.ErrStreamExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	if _, err := follower.set.CreateStream(ctx, "bad name!", ret); !errors.Is(err, streams.ErrInvalidName) {
+		t.Fatalf("bad name: %v", err)
+	}
+	if _, err := follower.set.Append(ctx, name, recs("a", 2)...); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the stream on every replica", func() bool {
+		for _, nd := range c.nodes {
+			got, err := nd.store.DescribeStream(name)
+			if err != nil || got.Retention != ret || got.NextOffset != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := follower.set.DeleteStream(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the stream gone everywhere", func() bool {
+		for _, nd := range c.nodes {
+			if _, err := nd.store.DescribeStream(name); !errors.Is(err, streams.ErrStreamNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := follower.set.DeleteStream(ctx, name); !errors.Is(err, streams.ErrStreamNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
