@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/shards"
 )
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -40,8 +41,8 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) (int, any, erro
 	return http.StatusOK, out, nil
 }
 
-// getCluster lists the cluster's members. Shards are listed once streams
-// are replicated; until then the list is empty.
+// getCluster lists the cluster's members and shards (none when standalone
+// or before the cluster formed).
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if s.opts.Node == nil {
 		return 0, nil, fmt.Errorf("%w: no node information", errNotReady)
@@ -50,9 +51,13 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 	if members == nil {
 		members = []cluster.Member{}
 	}
+	shardList := s.opts.Node.Shards()
+	if shardList == nil {
+		shardList = []shards.ShardStatus{}
+	}
 	return http.StatusOK, map[string]any{
 		"name":    s.opts.Node.ClusterName(),
 		"members": members,
-		"shards":  []any{},
+		"shards":  shardList,
 	}, nil
 }

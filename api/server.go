@@ -22,6 +22,7 @@ import (
 
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/shared"
+	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
@@ -37,6 +38,9 @@ type Node interface {
 	ClusterName() string
 	// Members are the cluster's members (this node alone when standalone).
 	Members() []cluster.Member
+	// Shards are the cluster's shards as this node sees them (none when
+	// standalone or before the cluster formed).
+	Shards() []shards.ShardStatus
 }
 
 // Options configure the API.

@@ -45,6 +45,7 @@ type Node struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	members *cluster.Membership // nil when standalone
+	repl    *replication        // nil when standalone
 	started time.Time
 
 	// groupPersisted, if set, is called whenever a consumer group's
@@ -98,12 +99,24 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err := n.openStore(options); err != nil {
 		return nil, err
 	}
+	// writer is where appends, stream creations and deletions go: the
+	// store, or in cluster mode the shards in front of it.
+	var writer interface {
+		shared.Store
+		api.Streams
+	} = n.store
+	if cfg.Cluster.Enabled() {
+		if err := n.openReplication(); err != nil {
+			return nil, err
+		}
+		writer = n.repl.store
+	}
 	decls, err := cfg.GroupDeclarations()
 	if err != nil {
 		return nil, err
 	}
 	n.groups, err = shared.New(shared.Options{
-		Store:         n.store,
+		Store:         writer,
 		Progress:      n.store.KV("groups"),
 		Mapper:        mapper,
 		Defaults:      cfg.GroupDefaults(),
@@ -125,14 +138,18 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err != nil {
 		return nil, err
 	}
-	bopts.Mapper, bopts.Store, bopts.Groups = mapper, n.store, n.groups
+	bopts.Mapper, bopts.Store, bopts.Groups = mapper, writer, n.groups
 	if cfg.Cluster.Enabled() {
-		// Until the cluster has formed, MQTT clients are told the server is unavailable.
+		// Until the cluster has formed and the shards serve, MQTT clients
+		// are told the server is unavailable.
 		bopts.Admit = func() error {
 			if n.members == nil {
 				return errors.New("joining the cluster")
 			}
 			if ok, reason := n.members.Ready(); !ok {
+				return errors.New(reason)
+			}
+			if ok, reason := n.shardsReady(); !ok {
 				return errors.New(reason)
 			}
 			return nil
@@ -155,7 +172,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	if cfg.HTTP.Listen != "" {
-		if err := n.openHTTP(); err != nil {
+		if err := n.openHTTP(writer); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +190,7 @@ func (n *Node) joinCluster() error {
 	cl := n.cfg.Cluster
 	m, err := cluster.Start(cluster.Options{
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
-		RPC: cl.RPC, MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version,
+		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version,
 		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(),
 		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
 		Logger:  n.log,
@@ -183,6 +200,7 @@ func (n *Node) joinCluster() error {
 	}
 	n.members = m
 	n.onClose("cluster", func(context.Context) error { return m.Close() })
+	n.repl.start()
 	return nil
 }
 
@@ -209,7 +227,7 @@ func (n *Node) openStore(options []Option) error {
 }
 
 // openHTTP binds the HTTP listener and builds the API server.
-func (n *Node) openHTTP() error {
+func (n *Node) openHTTP(writer api.Streams) error {
 	cfg := n.cfg
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -222,7 +240,7 @@ func (n *Node) openHTTP() error {
 		return err
 	}
 	n.api = api.New(api.Options{
-		Store: n.store, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
+		Store: writer, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
 		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine),
 	})
@@ -405,9 +423,11 @@ func (n *Node) Readiness() (bool, string) {
 		return false, "store: " + err.Error()
 	}
 	if n.members != nil {
-		return n.members.Ready()
+		if ok, reason := n.members.Ready(); !ok {
+			return false, reason
+		}
 	}
-	return true, ""
+	return n.shardsReady()
 }
 
 // ClusterName is the cluster's name ("" when standalone).

@@ -1,0 +1,312 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/cluster/raftlog"
+	"github.com/mqstream/mqstream/cluster/rpcmux"
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// errNotFormed: a write reached a cluster node before its shards started.
+var errNotFormed = fmt.Errorf("%w: the cluster has not formed yet", streams.ErrUnavailable)
+
+// replicated is the stream store as writers see it in cluster mode:
+// appends, creations and deletions go through the shards (once the
+// cluster has formed); reads are served by the local store, a replica of
+// every shard while the cluster has no more nodes than the replication
+// factor.
+type replicated struct {
+	*streams.Store
+	set atomic.Pointer[shards.Set] // nil until the cluster formed
+}
+
+func (r *replicated) shards() (*shards.Set, error) {
+	if s := r.set.Load(); s != nil {
+		return s, nil
+	}
+	return nil, errNotFormed
+}
+
+func (r *replicated) Submit(req streams.AppendRequest) error {
+	s, err := r.shards()
+	if err != nil {
+		return err
+	}
+	return s.Submit(req)
+}
+
+func (r *replicated) Append(ctx context.Context, stream string, records ...streams.Record) (uint64, error) {
+	s, err := r.shards()
+	if err != nil {
+		return 0, err
+	}
+	return s.Append(ctx, stream, records...)
+}
+
+func (r *replicated) CreateStream(ctx context.Context, name string, ret streams.Retention) (streams.StreamInfo, error) {
+	s, err := r.shards()
+	if err != nil {
+		return streams.StreamInfo{}, err
+	}
+	return s.CreateStream(ctx, name, ret)
+}
+
+func (r *replicated) DeleteStream(ctx context.Context, name string) error {
+	s, err := r.shards()
+	if err != nil {
+		return err
+	}
+	return s.DeleteStream(ctx, name)
+}
+
+// replication is a cluster node's replication machinery: the RPC mux
+// (Raft traffic and forwards), the Raft log shared by every shard group,
+// and the shards once the cluster has formed.
+type replication struct {
+	n      *Node
+	mux    *rpcmux.Mux
+	logs   *raftlog.DB
+	dir    string // <data_dir>/raft
+	store  *replicated
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// layoutKey is where the shard layout is kept in the store's "cluster"
+// key-value namespace.
+var layoutKey = []byte("layout")
+
+// openReplication binds the RPC address and opens the Raft log. The
+// shards start once the cluster forms (start).
+func (n *Node) openReplication() error {
+	cl := n.cfg.Cluster
+	mux, err := rpcmux.Listen(cl.RPC, rpcmux.Options{NodeID: n.id, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("cluster.rpc: %w", err)
+	}
+	r := &replication{n: n, mux: mux, dir: filepath.Join(n.cfg.Node.DataDir, "raft"), store: &replicated{Store: n.store}, done: make(chan struct{})}
+	n.onClose("rpc", func(context.Context) error { return mux.Close() })
+	if r.logs, err = raftlog.Open(filepath.Join(r.dir, "log"), raftlog.Options{Logger: n.log}); err != nil {
+		return fmt.Errorf("raft log: %w", err)
+	}
+	n.onClose("raft log", func(context.Context) error { return r.logs.Close() })
+	n.onClose("shards", r.close)
+	mux.Handle(shards.ForwardService, r.handleForward)
+	n.repl = r
+	return nil
+}
+
+// RPCAddr is the bound RPC address peers dial (host of the configured
+// address, or the advertised host, and the bound port).
+func (r *replication) rpcAddr() string {
+	addr := r.mux.Addr().String()
+	if adv := r.n.cfg.Cluster.Advertise; adv != "" {
+		_, port, _ := net.SplitHostPort(addr)
+		return net.JoinHostPort(adv, port)
+	}
+	return addr
+}
+
+func (r *replication) handleForward(ctx context.Context, from string, req []byte) ([]byte, error) {
+	s := r.store.set.Load()
+	if s == nil {
+		return nil, errNotFormed
+	}
+	return s.HandleForward(ctx, from, req)
+}
+
+// start waits (in the background) for the cluster to form, then starts
+// this node's shards with the layout kept in the data directory, or lays
+// them out over the founding members and keeps that.
+func (r *replication) start() {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		layout, err := r.awaitLayout()
+		if err != nil {
+			if !errors.Is(err, errStopped) {
+				r.n.fail(fmt.Errorf("cluster: %w", err))
+			}
+			return
+		}
+		cl := r.n.cfg.Cluster
+		set, err := shards.Start(shards.Options{
+			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
+			Open: r.openGroup, Forward: r.mux, Alive: r.alive, Logger: r.n.log,
+		}, layout)
+		if err != nil {
+			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))
+			return
+		}
+		select {
+		case <-r.done:
+			_ = set.Close()
+			return
+		default:
+		}
+		r.store.set.Store(set)
+		r.n.log.Info("shards started", "shards", cl.Shards, "held", heldCount(layout, r.n.id))
+	}()
+}
+
+var errStopped = errors.New("stopped")
+
+func heldCount(l shards.Layout, id string) int {
+	n := 0
+	for i := range l.Shards {
+		if l.Holds(i, id) {
+			n++
+		}
+	}
+	return n
+}
+
+// awaitLayout returns the layout kept in the data directory or, once the
+// cluster has formed, plans one over the founding members (the first
+// bootstrap_expect alive members by id) and keeps it.
+func (r *replication) awaitLayout() (shards.Layout, error) {
+	kv := r.n.store.KV("cluster")
+	if b, ok, err := kv.Get(layoutKey); err != nil {
+		return shards.Layout{}, err
+	} else if ok {
+		return shards.UnmarshalLayout(b)
+	}
+	cl := r.n.cfg.Cluster
+	for {
+		ch := r.n.members.Changed()
+		if ok, _ := r.n.members.Ready(); ok {
+			var peers []shards.Peer
+			for _, m := range r.n.members.Members() {
+				if m.Status == "alive" && m.RPC != "" {
+					peers = append(peers, shards.Peer{ID: m.ID, RPC: m.RPC})
+				}
+			}
+			if len(peers) >= cl.BootstrapExpect {
+				peers = peers[:cl.BootstrapExpect] // Members is sorted by id
+				if !slices.ContainsFunc(peers, func(p shards.Peer) bool { return p.ID == r.n.id }) {
+					return shards.Layout{}, fmt.Errorf("this node is not among the %d founding members %v; add it to a formed cluster is not supported yet", cl.BootstrapExpect, peers)
+				}
+				if cl.ReplicationFactor > len(peers) {
+					r.n.log.Warn("fewer nodes than the replication factor: shards have fewer replicas", "nodes", len(peers), "replication_factor", cl.ReplicationFactor)
+				}
+				layout, err := shards.Plan(peers, cl.Shards, cl.ReplicationFactor)
+				if err != nil {
+					return shards.Layout{}, err
+				}
+				b, err := layout.Marshal()
+				if err != nil {
+					return shards.Layout{}, err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := kv.Write(ctx, streams.KVWrite{Key: layoutKey, Value: b}); err != nil {
+					return shards.Layout{}, fmt.Errorf("keep the shard layout: %w", err)
+				}
+				return layout, nil
+			}
+		}
+		select {
+		case <-r.done:
+			return shards.Layout{}, errStopped
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// openGroup gives a shard's Raft group its log (in the shared Raft log),
+// its snapshots (a directory of its own) and its transport (a channel of
+// the RPC mux).
+func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
+	store := r.logs.Group(group)
+	dir := filepath.Join(r.dir, "snapshots", group)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return shards.GroupDeps{}, err
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft-" + group, Level: hclog.Warn, Output: raftLogWriter{r.n}})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
+	if err != nil {
+		return shards.GroupDeps{}, fmt.Errorf("snapshots of %s: %w", group, err)
+	}
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: r.mux.StreamLayer(group), MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
+	})
+	return shards.GroupDeps{Logs: store, Stable: store, Snapshots: snaps, Transport: tr}, nil
+}
+
+// alive reports whether member id is up.
+func (r *replication) alive(id string) bool {
+	for _, m := range r.n.members.Members() {
+		if m.ID == id {
+			return m.Status == "alive"
+		}
+	}
+	return false
+}
+
+func (r *replication) close(context.Context) error {
+	var err error
+	r.closed.Do(func() {
+		close(r.done)
+		r.wg.Wait()
+		if s := r.store.set.Load(); s != nil {
+			err = s.Close()
+		}
+	})
+	return err
+}
+
+// raftLogWriter passes Raft's own warnings on to the node's logger.
+type raftLogWriter struct{ n *Node }
+
+func (w raftLogWriter) Write(p []byte) (int, error) {
+	w.n.log.Warn("raft", "message", string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+// Shards lists the cluster's shards as this node sees them (nil when
+// standalone or before the cluster formed).
+func (n *Node) Shards() []shards.ShardStatus {
+	if n.repl == nil {
+		return nil
+	}
+	if s := n.repl.store.set.Load(); s != nil {
+		return s.Status()
+	}
+	return nil
+}
+
+// shardsReady reports whether the node's shards serve (always in
+// standalone mode).
+func (n *Node) shardsReady() (bool, string) {
+	if n.repl == nil {
+		return true, ""
+	}
+	s := n.repl.store.set.Load()
+	if s == nil {
+		return false, "starting the shards"
+	}
+	return s.Ready()
+}
