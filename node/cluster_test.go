@@ -110,6 +110,7 @@ func TestThreeNodesFormACluster(t *testing.T) {
 // the first is unaffected.
 func TestSecondNodeWithTheSameIDIsRefused(t *testing.T) {
 	n1 := startNode(t, clusterConfig(t, "dup", 1))
+	testutil.Eventually(t, 10*time.Second, "the first node ready", n1.Ready)
 	_, err := Open(clusterConfig(t, "dup", 1, gossipAddr(n1)), testutil.Logger())
 	if !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), `"dup"`) || !strings.Contains(err.Error(), gossipAddr(n1)) {
 		t.Fatalf("second node with id dup: %v", err)
