@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mqstream/mqstream/cluster"
-	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
 )
