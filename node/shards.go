@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/cluster/raftlog"
@@ -238,7 +237,7 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return shards.GroupDeps{}, err
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "raft-" + group, Level: hclog.Warn, Output: raftLogWriter{r.n}})
+	logger := shards.RaftLogger(r.n.log, "raft-"+group)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
 	if err != nil {
 		return shards.GroupDeps{}, fmt.Errorf("snapshots of %s: %w", group, err)
@@ -269,21 +268,6 @@ func (r *replication) close(context.Context) error {
 		}
 	})
 	return err
-}
-
-// raftLogWriter passes Raft's own warnings on to the node's logger.
-type raftLogWriter struct{ n *Node }
-
-func (w raftLogWriter) Write(p []byte) (int, error) {
-	w.n.log.Warn("raft", "message", string(trimNewline(p)))
-	return len(p), nil
-}
-
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
-	}
-	return p
 }
 
 // Shards lists the cluster's shards as this node sees them (nil when

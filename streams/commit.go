@@ -26,6 +26,8 @@ type AppendRequest struct {
 	// of the replicated log AppliedLog ("" names the store's one unnamed
 	// log) in the same batch as the records (for a replicated log in front
 	// of the store: after a crash, the log is applied again from there).
+	// A request with no Stream, no Records and an AppliedIndex sets the
+	// marker alone (for log entries that stored nothing).
 	AppliedIndex uint64
 	AppliedLog   string
 	// Timestamp, if not zero, is the records' timestamp instead of the
@@ -400,6 +402,10 @@ func (g *group) touch(st *stream) {
 
 func (g *group) append(o *op) (uint64, error) {
 	s := g.s
+	if o.req.Stream == "" && len(o.req.Records) == 0 && o.req.AppliedIndex != 0 {
+		g.markApplied(o.req.AppliedLog, o.req.AppliedIndex) // a marker alone
+		return 0, nil
+	}
 	for i := range o.req.Records {
 		if n := encodedSize(&o.req.Records[i]); n > s.opts.MaxRecordBytes {
 			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, n, s.opts.MaxRecordBytes)
@@ -432,13 +438,18 @@ func (g *group) append(o *op) (uint64, error) {
 		g.records++
 	}
 	st.work.lastTS = ts
-	if o.req.AppliedIndex > g.applied[o.req.AppliedLog] {
+	g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
+	return first, nil
+}
+
+// markApplied sets log's applied-index marker in this group.
+func (g *group) markApplied(log string, index uint64) {
+	if index > g.applied[log] {
 		if g.applied == nil {
 			g.applied = make(map[string]uint64)
 		}
-		g.applied[o.req.AppliedLog] = o.req.AppliedIndex
+		g.applied[log] = index
 	}
-	return first, nil
 }
 
 func (g *group) create(name string, retention Retention) (*stream, error) {

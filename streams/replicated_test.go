@@ -37,9 +37,16 @@ func TestAppliedIndexPerLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A marker alone, for a log entry that stored nothing.
+	if _, err := submitWait(t, s, AppendRequest{AppliedLog: "shard-3", AppliedIndex: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.ListStreams()); n != 2 {
+		t.Fatalf("%d streams after a marker-only request, want 2", n)
+	}
 	check := func(s *Store) {
 		t.Helper()
-		for log, want := range map[string]uint64{"shard-1": 7, "shard-2": 9, "shard-3": 0, "": 0} {
+		for log, want := range map[string]uint64{"shard-1": 7, "shard-2": 9, "shard-3": 4, "shard-4": 0, "": 0} {
 			if got, err := s.AppliedIndexOf(log); err != nil || got != want {
 				t.Fatalf("applied index of %q: %d %v, want %d", log, got, err, want)
 			}

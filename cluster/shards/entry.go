@@ -26,10 +26,16 @@ var ErrBadEntry = errors.New("shards: malformed entry")
 // stream (the common case, hence the name), or the creation or deletion
 // of a stream.
 type appendCmd struct {
-	kind      byte
-	stream    string
-	noSync    bool
-	records   [][]byte          // kindAppend: each encoded by streams.AppendEncoded, timestamp 0
+	kind    byte
+	stream  string
+	noSync  bool
+	records [][]byte // kindAppend: each encoded by streams.AppendEncoded, timestamp 0
+	// id names a kindAppend across retries: the proposing node's
+	// producer (its id and a nonce of its process) and a sequence number.
+	// A retried forward carries the same id, and the state machine
+	// answers it with the first append's result instead of storing the
+	// records again (dedupe.go).
+	id        appendID
 	retention streams.Retention // kindCreate
 }
 
@@ -77,6 +83,8 @@ func appendCmdTo(b []byte, c appendCmd) []byte {
 		flags = 1
 	}
 	b = append(b, flags)
+	b = appendBytes(b, []byte(c.id.producer))
+	b = binary.AppendUvarint(b, c.id.seq)
 	b = binary.AppendUvarint(b, uint64(len(c.records)))
 	for _, r := range c.records {
 		b = appendBytes(b, r)
@@ -194,6 +202,8 @@ func (d *decoder) appendCmd() appendCmd {
 		return c
 	}
 	c.noSync = d.byte()&1 != 0
+	c.id.producer = string(d.bytes())
+	c.id.seq = d.uvarint()
 	n := d.count()
 	c.records = make([][]byte, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {

@@ -42,6 +42,7 @@ type fsm struct {
 	store   Store
 	logger  *slog.Logger
 	applied atomic.Uint64 // the last index applied (or found in the store)
+	dd      *dedupe       // recent append ids (dedupe.go); Raft's goroutine only
 	// retry is the wait between attempts while the store cannot write.
 	retry time.Duration
 	// stop is closed when the replica shuts down: a blocked apply gives up.
@@ -49,7 +50,7 @@ type fsm struct {
 }
 
 func newFSM(log string, store Store, logger *slog.Logger, stop <-chan struct{}) (*fsm, error) {
-	f := &fsm{log: log, store: store, logger: logger, retry: 100 * time.Millisecond, stop: stop}
+	f := &fsm{log: log, store: store, logger: logger, retry: 100 * time.Millisecond, stop: stop, dd: newDedupe()}
 	idx, err := store.AppliedIndexOf(log)
 	if err != nil {
 		return nil, fmt.Errorf("shards: applied index of %s: %w", log, err)
@@ -69,13 +70,25 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	var run []pending // appends submitted together
 	for i, l := range logs {
-		if l.Type != raft.LogCommand || l.Index <= f.applied.Load() {
-			continue // not ours, or already in the store (a replay)
+		if l.Type != raft.LogCommand {
+			continue
 		}
 		ts, cmds, err := decodeEntry(l.Data)
 		if err != nil {
 			// Every replica decodes the same bytes the same way.
 			f.logger.Error("undecodable shard entry skipped", "shard", f.log, "index", l.Index, "error", err)
+			continue
+		}
+		if l.Index <= f.applied.Load() {
+			// Already in the store (a replay after a restart): only
+			// its append ids are remembered again.
+			for _, c := range cmds {
+				if c.kind == kindAppend {
+					if _, dup := f.dd.lookup(c.id); !dup {
+						f.dd.add(c.id, nil)
+					}
+				}
+			}
 			continue
 		}
 		results := make([]appendResult, len(cmds))
@@ -87,6 +100,16 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				results[j].err = f.admin(c)
 				continue
 			}
+			if e, dup := f.dd.lookup(c.id); dup {
+				// A retry of an append applied before: its result.
+				f.applyRun(run)
+				run = run[:0]
+				if e.result != nil {
+					results[j] = *e.result
+				}
+				continue
+			}
+			f.dd.add(c.id, &results[j])
 			recs := make([]streams.Record, 0, len(c.records))
 			for _, b := range c.records {
 				r, err := streams.DecodeRecord(b, 0)
@@ -105,9 +128,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			}})
 		}
 	}
-	f.applyRun(run)
 	if n := len(logs); n > 0 && logs[n-1].Index > f.applied.Load() {
-		f.applied.Store(logs[n-1].Index)
+		last := logs[n-1].Index
+		if len(run) == 0 || run[len(run)-1].req.AppliedIndex != last {
+			// The store's marker covers every entry, also those that
+			// stored nothing (a retry, a stream created, an error), so
+			// that it never lags behind a snapshot of this replica.
+			run = append(run, pending{result: &appendResult{}, req: streams.AppendRequest{
+				NoSync: true, AppliedLog: f.log, AppliedIndex: last}})
+		}
+		f.applyRun(run)
+		f.applied.Store(last)
 	}
 	return out
 }
@@ -207,30 +238,64 @@ func (f *fsm) submitAll(run []pending) []error {
 	return errs
 }
 
-// Snapshot captures the applied index. Its Persist syncs the store first:
-// Raft forgets the log up to a persisted snapshot, so what the store
-// applied up to there must be on disk.
+// Snapshot captures the applied index and the window of recent append
+// ids. Its Persist syncs the store first: Raft forgets the log up to a
+// persisted snapshot, so what the store applied up to there must be on
+// disk.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{index: f.applied.Load(), store: f.store}, nil
+	return &snapshot{index: f.applied.Load(), ids: f.dd.ids(), store: f.store}, nil
 }
 
 // Restore installs a snapshot: the index up to which the shard's records
-// must be in the store. A store behind it (a replica that was away while
-// the others forgot the log it missed) cannot catch up from the log.
+// must be in the store, and the append ids to remember. A store behind it
+// (a replica that was away while the others forgot the log it missed)
+// cannot catch up from the log.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var b [9]byte
-	if _, err := io.ReadFull(rc, b[:]); err != nil {
+	b, err := io.ReadAll(rc)
+	if err != nil {
 		return fmt.Errorf("shards: %s: read snapshot: %w", f.log, err)
 	}
-	if b[0] != entryVersion1 {
-		return fmt.Errorf("%w: snapshot version %d", ErrBadEntry, b[0])
+	index, ids, err := decodeSnapshot(b)
+	if err != nil {
+		return fmt.Errorf("shards: %s: %w", f.log, err)
 	}
-	index := binary.BigEndian.Uint64(b[1:])
 	if have := f.applied.Load(); have < index {
 		return fmt.Errorf("%w: %s: the store has applied up to %d, the snapshot needs %d", ErrBehind, f.log, have, index)
 	}
+	f.dd = newDedupe()
+	for _, id := range ids {
+		f.dd.add(id, nil)
+	}
 	return nil
+}
+
+func encodeSnapshot(index uint64, ids []appendID) []byte {
+	b := []byte{entryVersion1}
+	b = binary.BigEndian.AppendUint64(b, index)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = appendBytes(b, []byte(id.producer))
+		b = binary.AppendUvarint(b, id.seq)
+	}
+	return b
+}
+
+func decodeSnapshot(b []byte) (uint64, []appendID, error) {
+	if len(b) < 9 || b[0] != entryVersion1 {
+		return 0, nil, fmt.Errorf("%w: snapshot header", ErrBadEntry)
+	}
+	index := binary.BigEndian.Uint64(b[1:9])
+	d := decoder{b: b[9:]}
+	n := d.count()
+	ids := make([]appendID, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		ids = append(ids, appendID{producer: string(d.bytes()), seq: d.uvarint()})
+	}
+	if d.err != nil {
+		return 0, nil, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, d.err)
+	}
+	return index, ids, nil
 }
 
 // ErrBehind: a replica's store is behind a snapshot it was sent.
@@ -238,6 +303,7 @@ var ErrBehind = errors.New("shards: replica behind the snapshot")
 
 type snapshot struct {
 	index uint64
+	ids   []appendID
 	store Store
 }
 
@@ -248,10 +314,7 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return fmt.Errorf("shards: sync before snapshot: %w", err)
 	}
-	var b [9]byte
-	b[0] = entryVersion1
-	binary.BigEndian.PutUint64(b[1:], s.index)
-	if _, err := sink.Write(b[:]); err != nil {
+	if _, err := sink.Write(encodeSnapshot(s.index, s.ids)); err != nil {
 		_ = sink.Cancel()
 		return err
 	}

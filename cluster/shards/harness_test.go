@@ -1,8 +1,10 @@
 package shards
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -21,8 +23,11 @@ type cluster struct {
 	layout Layout
 	nodes  []*testNode
 
-	mu     sync.Mutex // guards groups
+	mu     sync.Mutex // guards groups and dropAnswers
 	groups map[string]map[raft.ServerAddress]*raft.InmemTransport
+	// dropAnswers: this many forwards are delivered and served, but their
+	// answers are lost (the caller sees an error).
+	dropAnswers int
 }
 
 type testNode struct {
@@ -125,7 +130,17 @@ func (nd *testNode) open(group string) (GroupDeps, error) {
 func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
 	for _, nd := range c.nodes {
 		if nd.self.RPC == addr && nd.set != nil && service == ForwardService {
-			return nd.set.HandleForward(ctx, "", req)
+			resp, err := nd.set.HandleForward(ctx, "", req)
+			c.mu.Lock()
+			drop := c.dropAnswers > 0
+			if drop {
+				c.dropAnswers--
+			}
+			c.mu.Unlock()
+			if drop {
+				return nil, fmt.Errorf("%s: connection reset after the request was served", addr)
+			}
+			return resp, err
 		}
 	}
 	return nil, fmt.Errorf("%s unreachable", addr)
@@ -160,3 +175,12 @@ func (c *cluster) waitLeaders() []int {
 	})
 	return leaders
 }
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct{ buf []byte }
+
+func (m *memSink) Write(p []byte) (int, error) { m.buf = append(m.buf, p...); return len(p), nil }
+func (m *memSink) Close() error                { return nil }
+func (m *memSink) ID() string                  { return "mem" }
+func (m *memSink) Cancel() error               { return nil }
+func (m *memSink) reader() io.ReadCloser       { return io.NopCloser(bytes.NewReader(m.buf)) }

@@ -177,11 +177,19 @@ func (r *replica) answer(f raft.ApplyFuture, batch []proposal) {
 	}
 }
 
-// raftError maps a failed proposal to the error an appender sees.
+// errNotProposed marks a proposal Raft refused before appending it to
+// its log (this node was not, or no longer, the leader, or a leadership
+// transfer was under way): nothing of it can be committed, so it may be
+// sent again.
+var errNotProposed = errors.New("not proposed")
+
+// raftError maps a failed proposal to the error an appender sees. Only a
+// proposal lost with the leadership may have been committed all the same.
 func raftError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w (%v)", ErrNoLeader, errNotProposed, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w (%v)", ErrNoLeader, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return streams.ErrClosed

@@ -2,15 +2,16 @@ package shards
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/streams"
@@ -90,6 +91,10 @@ type Set struct {
 	done     chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
+	// producer and seq name this node's appends (appendID): the node id
+	// and a nonce of this process, so that numbers never repeat.
+	producer string
+	seq      atomic.Uint64
 	// next rotates forwards to a shard held elsewhere over its replicas.
 	mu struct {
 		sync.Mutex
@@ -112,7 +117,10 @@ func Start(opts Options, layout Layout) (*Set, error) {
 	if opts.Shards != len(layout.Shards) {
 		return nil, fmt.Errorf("shards: the layout has %d shards, the cluster %d", len(layout.Shards), opts.Shards)
 	}
-	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), done: make(chan struct{})}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), done: make(chan struct{}),
+		producer: opts.Self.ID + "/" + hex.EncodeToString(nonce[:])}
 	for i, peers := range layout.Shards {
 		if !layout.Holds(i, opts.Self.ID) {
 			continue
@@ -122,7 +130,7 @@ func Start(opts Options, layout Layout) (*Set, error) {
 			_ = s.Close()
 			return nil, err
 		}
-		r, err := openReplica(i, s.raftConfig(), opts.Store, deps, opts.WriteTimeout, s.log)
+		r, err := openReplica(i, s.raftConfig(groupName(i)), opts.Store, deps, opts.WriteTimeout, s.log)
 		if err != nil {
 			_ = s.Close()
 			return nil, err
@@ -138,33 +146,16 @@ func Start(opts Options, layout Layout) (*Set, error) {
 	return s, nil
 }
 
-func (s *Set) raftConfig() *raft.Config {
+func (s *Set) raftConfig(group string) *raft.Config {
 	t := s.opts.Timers
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(s.opts.Self.ID)
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.Commit
 	c.SnapshotInterval, c.SnapshotThreshold, c.TrailingLogs = t.SnapshotInterval, t.SnapshotThreshold, t.TrailingLogs
 	c.BatchApplyCh = true
-	c.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{s.log}})
+	c.Logger = RaftLogger(s.log, group)
 	return c
 }
-
-// slogWriter passes Raft's own log lines on to the node's logger.
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn("raft", "message", string(trimNewline(p)))
-	return len(p), nil
-}
-
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
-	}
-	return p
-}
-
-var _ io.Writer = slogWriter{}
 
 // Submit routes an append to its shard's leader; req.Done reports the
 // outcome once the records are committed on a majority of the shard's
@@ -178,7 +169,8 @@ func (s *Set) Submit(req streams.AppendRequest) error {
 		return streams.ErrClosed
 	default:
 	}
-	cmd := appendCmd{kind: kindAppend, stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records)}
+	cmd := appendCmd{kind: kindAppend, stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records),
+		id: appendID{producer: s.producer, seq: s.seq.Add(1)}}
 	recs, done := req.Records, req.Done
 	s.route(ShardOf(req.Stream, s.opts.Shards), cmd, 0, func(first uint64, err error) {
 		if err == nil {
@@ -267,9 +259,19 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 // route proposes cmd when this node leads the shard, or forwards it.
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
 	if r := s.replicas[shard]; r != nil && r.isLeader() {
-		r.propose(cmd, done)
+		r.propose(cmd, func(first uint64, err error) {
+			if errors.Is(err, errNotProposed) {
+				s.goForward(shard, cmd, hops, done) // lost leadership before proposing: try again
+				return
+			}
+			done(first, err)
+		})
 		return
 	}
+	s.goForward(shard, cmd, hops, done)
+}
+
+func (s *Set) goForward(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -278,18 +280,21 @@ func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)
 }
 
 // forward sends cmd to the shard's leader (or, from a node that holds no
-// replica, to a replica holder), waiting for a leader to be known for up
-// to the write timeout.
+// replica, to a replica holder), or proposes it when this node has become
+// the leader, waiting for a leader to be known for up to the write
+// timeout. An append that no leader took (Raft refused to propose it, or
+// the forward did not get through) is tried again.
 func (s *Set) forward(shard int, cmd appendCmd, hops int) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
 	for {
 		if r := s.replicas[shard]; r != nil && r.isLeader() {
-			return s.proposeWait(ctx, r, cmd)
-		}
-		target, ok := s.target(shard)
-		if ok && hops < maxHops {
+			first, err := s.proposeWait(ctx, r, cmd)
+			if !errors.Is(err, errNotProposed) {
+				return first, err
+			}
+		} else if target, ok := s.target(shard); ok && hops < maxHops {
 			resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmd))
 			if err == nil {
 				return decodeForwardResult(resp)
@@ -362,11 +367,17 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 }
 
 // balance hands leadership back to each shard's preferred leader when it
-// is alive, so that leaders stay spread over the nodes.
+// is alive, so that leaders stay spread over the nodes. A leader hands
+// over only after leading for a few passes: a leader elected because the
+// preferred one died must not hand back to it before membership has
+// noticed the death (a transfer to a dead node stalls the shard's writes
+// for an election timeout).
 func (s *Set) balance() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.Timers.Balance)
 	defer t.Stop()
+	const settle = 3 // passes a leader leads before it hands over
+	led := make([]int, len(s.replicas))
 	for {
 		select {
 		case <-s.done:
@@ -375,19 +386,21 @@ func (s *Set) balance() {
 		}
 		for i, r := range s.replicas {
 			if r == nil || !r.isLeader() {
+				led[i] = 0
+				continue
+			}
+			if led[i]++; led[i] <= settle {
 				continue
 			}
 			pref := s.layout.Shards[i][0]
-			if pref.ID == s.opts.Self.ID || (s.opts.Alive != nil && !s.opts.Alive(pref.ID)) {
-				continue
-			}
-			if !isVoter(r, pref.ID) {
+			if pref.ID == s.opts.Self.ID || (s.opts.Alive != nil && !s.opts.Alive(pref.ID)) || !isVoter(r, pref.ID) {
 				continue
 			}
 			s.log.Info("handing shard leadership to its preferred leader", "shard", i, "node", pref.ID)
 			if err := r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC)).Error(); err != nil {
-				s.log.Debug("leadership transfer failed", "shard", i, "node", pref.ID, "error", err)
+				s.log.Warn("leadership transfer failed", "shard", i, "node", pref.ID, "error", err)
 			}
+			led[i] = 0
 		}
 	}
 }

@@ -275,3 +275,62 @@ func TestCreateAndDeleteStreamsEverywhere(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+// TestBalancerSpreadsLeaders: whoever wins the first elections, each
+// shard ends up led by its preferred leader, so leaders are spread evenly.
+func TestBalancerSpreadsLeaders(t *testing.T) {
+	c := newCluster(t, 3, 6, 3)
+	testutil.Eventually(t, 20*time.Second, "every shard led by its preferred leader", func() bool {
+		for i, peers := range c.layout.Shards {
+			for _, nd := range c.nodes {
+				if nd.self.ID == peers[0].ID && !nd.set.replicas[i].isLeader() {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// TestWritesSurviveLeadershipTransfers: appends keep succeeding, each
+// stored once, while the shard's leadership moves back and forth.
+func TestWritesSurviveLeadershipTransfers(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	c.waitLeaders()
+	stream := streamOfShard(t, 0, 1)
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	var n int
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "m%05d", n)}
+			if _, err := c.nodes[n%3].set.Append(context.Background(), stream, r); err != nil {
+				errc <- fmt.Errorf("append %d: %w", n, err)
+				return
+			}
+			n++
+		}
+	}()
+	for k := 0; k < 4; k++ {
+		leaders := c.waitLeaders()
+		r := c.nodes[leaders[0]].set.replicas[0]
+		if err := r.raft.LeadershipTransfer().Error(); err != nil {
+			t.Logf("transfer %d: %v", k, err)
+		}
+	}
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprintf("m%05d", i)
+	}
+	c.sameEverywhere(stream, want)
+}
