@@ -76,14 +76,16 @@ func (r *replicated) DeleteStream(ctx context.Context, name string) error {
 // (Raft traffic and forwards), the Raft log shared by every shard group,
 // and the shards once the cluster has formed.
 type replication struct {
-	n      *Node
-	mux    *rpcmux.Mux
-	logs   *raftlog.DB
-	dir    string // <data_dir>/raft
-	store  *replicated
-	done   chan struct{}
-	wg     sync.WaitGroup
-	closed sync.Once
+	n     *Node
+	mux   *rpcmux.Mux
+	logs  *raftlog.DB
+	dir   string // <data_dir>/raft
+	store *replicated
+	// logLimit holds back repeated Raft log lines of every group.
+	logLimit *shards.LogLimit
+	done     chan struct{}
+	wg       sync.WaitGroup
+	closed   sync.Once
 }
 
 // layoutKey is where the shard layout is kept in the store's "cluster"
@@ -98,7 +100,8 @@ func (n *Node) openReplication() error {
 	if err != nil {
 		return fmt.Errorf("cluster.rpc: %w", err)
 	}
-	r := &replication{n: n, mux: mux, dir: filepath.Join(n.cfg.Node.DataDir, "raft"), store: &replicated{Store: n.store}, done: make(chan struct{})}
+	r := &replication{n: n, mux: mux, dir: filepath.Join(n.cfg.Node.DataDir, "raft"), store: &replicated{Store: n.store},
+		logLimit: shards.NewLogLimit(), done: make(chan struct{})}
 	n.onClose("rpc", func(context.Context) error { return mux.Close() })
 	if r.logs, err = raftlog.Open(filepath.Join(r.dir, "log"), raftlog.Options{Logger: n.log}); err != nil {
 		return fmt.Errorf("raft log: %w", err)
@@ -146,7 +149,7 @@ func (r *replication) start() {
 		cl := r.n.cfg.Cluster
 		set, err := shards.Start(shards.Options{
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
-			Open: r.openGroup, Forward: r.mux, Alive: r.alive, Logger: r.n.log,
+			Open: r.openGroup, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
 		}, layout)
 		if err != nil {
 			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))
@@ -237,7 +240,7 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return shards.GroupDeps{}, err
 	}
-	logger := shards.RaftLogger(r.n.log, "raft-"+group)
+	logger := shards.RaftLogger(r.n.log, "raft-"+group, r.logLimit)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
 	if err != nil {
 		return shards.GroupDeps{}, fmt.Errorf("snapshots of %s: %w", group, err)

@@ -116,3 +116,22 @@ func TestShardOfIsStableAndSpreads(t *testing.T) {
 		t.Fatalf("200 streams hit %d of 12 shards", len(seen))
 	}
 }
+
+func TestLogLimitHoldsBackRepeats(t *testing.T) {
+	l := NewLogLimit()
+	now := time.Unix(100, 0)
+	if ok, _ := l.allow("a", now); !ok {
+		t.Fatal("first line held back")
+	}
+	for i := 0; i < 3; i++ {
+		if ok, _ := l.allow("a", now.Add(time.Second)); ok {
+			t.Fatal("repeat passed within the limit")
+		}
+	}
+	if ok, _ := l.allow("b", now); !ok {
+		t.Fatal("another message held back")
+	}
+	if ok, held := l.allow("a", now.Add(limitEvery+time.Second)); !ok || held != 3 {
+		t.Fatalf("after the limit: %v, %d held", ok, held)
+	}
+}

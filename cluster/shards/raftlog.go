@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -14,13 +16,59 @@ import (
 // routine in a cluster (an election after a node left, a peer that is
 // down) and become Info; its errors become Warn; below warnings nothing
 // is passed on.
-func RaftLogger(log *slog.Logger, name string) hclog.Logger {
+//
+// A peer that is down makes every group's leader complain several times a
+// second; limit passes on one line per message every limitEvery and says
+// how many it held back. Share one limit among the loggers of a node.
+func RaftLogger(log *slog.Logger, name string, limit *LogLimit) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, JSONFormat: true, DisableTime: true,
-		Output: raftLines{log: log}})
+		Output: raftLines{log: log, limit: limit}})
+}
+
+// limitEvery is how often one Raft message is passed on at most.
+const limitEvery = 10 * time.Second
+
+// LogLimit holds back repeated Raft log messages; safe for concurrent use.
+type LogLimit struct {
+	mu   sync.Mutex // guards seen
+	seen map[string]*limitState
+}
+
+type limitState struct {
+	last time.Time
+	held int
+}
+
+// NewLogLimit returns an empty limit.
+func NewLogLimit() *LogLimit { return &LogLimit{seen: map[string]*limitState{}} }
+
+// allow reports whether msg may be logged now, and how many were held
+// back since it last was.
+func (l *LogLimit) allow(msg string, now time.Time) (bool, int) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.seen[msg]
+	if st == nil {
+		st = &limitState{}
+		l.seen[msg] = st
+	}
+	if now.Sub(st.last) < limitEvery {
+		st.held++
+		return false, 0
+	}
+	held := st.held
+	st.last, st.held = now, 0
+	return true, held
 }
 
 // raftLines decodes hclog's JSON lines.
-type raftLines struct{ log *slog.Logger }
+type raftLines struct {
+	log   *slog.Logger
+	limit *LogLimit
+}
 
 func (w raftLines) Write(p []byte) (int, error) {
 	var line map[string]any
@@ -33,7 +81,14 @@ func (w raftLines) Write(p []byte) (int, error) {
 		level = slog.LevelWarn
 	}
 	msg, _ := line["@message"].(string)
+	ok, held := w.limit.allow(msg, time.Now())
+	if !ok {
+		return len(p), nil
+	}
 	attrs := []slog.Attr{slog.String("component", "raft")}
+	if held > 0 {
+		attrs = append(attrs, slog.Int("repeats_held_back", held))
+	}
 	if m, ok := line["@module"].(string); ok {
 		attrs = append(attrs, slog.String("group", m))
 	}

@@ -77,6 +77,8 @@ type Options struct {
 	WriteTimeout time.Duration
 	Timers       Timers
 	Logger       *slog.Logger
+	// LogLimit holds back repeated Raft log lines (nil: none held back).
+	LogLimit *LogLimit
 }
 
 // Set is this node's part of the replicated shards: its replicas, and
@@ -153,7 +155,7 @@ func (s *Set) raftConfig(group string) *raft.Config {
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.Commit
 	c.SnapshotInterval, c.SnapshotThreshold, c.TrailingLogs = t.SnapshotInterval, t.SnapshotThreshold, t.TrailingLogs
 	c.BatchApplyCh = true
-	c.Logger = RaftLogger(s.log, group)
+	c.Logger = RaftLogger(s.log, group, s.opts.LogLimit)
 	return c
 }
 
