@@ -38,7 +38,9 @@ const (
 // Options configure a run. Every run is bounded by Count and Duration.
 type Options struct {
 	Mode        Mode
-	Broker      string // host:port
+	// Broker is host:port, or several separated by commas: connections
+	// are spread over them round-robin (the nodes of a cluster).
+	Broker      string
 	Publishers  int
 	Subscribers int
 	QoS         byte // publish QoS
@@ -48,8 +50,12 @@ type Options struct {
 	Window int
 	// Rate is the total publish rate in messages/s over all publishers; 0 = as fast as possible.
 	Rate float64
-	// Topic is the publish topic pattern; %d is replaced by the publisher number.
-	Topic string
+	// Topic is the publish topic pattern; %d is replaced by the publisher
+	// number, or, with Topics > 0, by a topic number from 0 to Topics-1
+	// that each publisher cycles through (publisher p uses p, p+P, p+2P,
+	// ... modulo Topics), so P publishers cover Topics topics evenly.
+	Topic  string
+	Topics int
 	// Group names the $share group in share mode (empty = a new name per
 	// run); in sub mode a non-empty Group makes the subscribers join it.
 	Group string
@@ -116,6 +122,15 @@ func (o *Options) Validate() error {
 	}
 	if o.Rate < 0 {
 		errs = append(errs, errors.New("rate must not be negative"))
+	}
+	if o.Topics < 0 {
+		errs = append(errs, errors.New("topics must not be negative"))
+	}
+	for _, b := range strings.Split(o.Broker, ",") {
+		if o.Broker != "" && strings.TrimSpace(b) == "" {
+			errs = append(errs, fmt.Errorf("broker list %q has an empty address", o.Broker))
+			break
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -209,7 +224,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 func openIdle(ctx context.Context, o Options) ([]*client, error) {
 	out := make([]*client, 0, o.Idle)
 	for i := 0; i < o.Idle; i++ {
-		c, err := dial(ctx, o.Broker, clientOptions{id: fmt.Sprintf("%s-idle-%d", o.ClientPrefix, i), version: o.Version, keepalive: 300})
+		c, err := dial(ctx, brokerFor(o.Broker, i), clientOptions{id: fmt.Sprintf("%s-idle-%d", o.ClientPrefix, i), version: o.Version, keepalive: 300})
 		if err != nil {
 			return out, fmt.Errorf("idle connection %d: %w", i, err)
 		}
@@ -264,14 +279,14 @@ func (r *run) startSubscribers(ctx context.Context) error {
 		if r.o.Persistent {
 			// A clean connection first discards a session left by an
 			// earlier run, so this one starts empty.
-			old, err := dial(ctx, r.o.Broker, co)
+			old, err := dial(ctx, brokerFor(r.o.Broker, i+1), co)
 			if err != nil {
 				return fmt.Errorf("subscriber %d: %w", i, err)
 			}
 			old.close()
 			co.persistent = true
 		}
-		c, err := dial(ctx, r.o.Broker, co)
+		c, err := dial(ctx, brokerFor(r.o.Broker, i+1), co)
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
@@ -295,7 +310,7 @@ func (r *run) closeSubscribers() {
 		if r.o.Persistent {
 			// Discard the persistent session: a clean connection ends it.
 			co := clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60}
-			if c, err := dial(context.Background(), r.o.Broker, co); err == nil {
+			if c, err := dial(context.Background(), brokerFor(r.o.Broker, i+1), co); err == nil {
 				c.close()
 			}
 		}
@@ -355,7 +370,7 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, o.Publishers)
 	for p := 0; p < o.Publishers; p++ {
-		c, err := dial(ctx, o.Broker, clientOptions{id: fmt.Sprintf("%s-pub-%d", o.ClientPrefix, p), version: o.Version, keepalive: 60})
+		c, err := dial(ctx, brokerFor(o.Broker, p), clientOptions{id: fmt.Sprintf("%s-pub-%d", o.ClientPrefix, p), version: o.Version, keepalive: 60})
 		if err != nil {
 			return nil, fmt.Errorf("publisher %d: %w", p, err)
 		}
@@ -412,7 +427,13 @@ func (r *run) expected() int64 {
 func (r *run) publish(ctx context.Context, p int, c *client, deadline time.Time) error {
 	o := r.o
 	count := r.perPub[p]
-	topic := strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(p))
+	topics := []string{strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(p))}
+	if o.Topics > 0 {
+		topics = topics[:0]
+		for t := p % o.Topics; len(topics) == 0 || t != p%o.Topics; t = (t + o.Publishers) % o.Topics {
+			topics = append(topics, strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(t)))
+		}
+	}
 	payload := make([]byte, o.PayloadSize)
 	binary.BigEndian.PutUint32(payload, uint32(p))
 	slots := make(chan struct{}, o.Window)
@@ -466,7 +487,7 @@ func (r *run) publish(ctx context.Context, p int, c *client, deadline time.Time)
 		binary.BigEndian.PutUint64(payload[4:], uint64(i))
 		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
 		id := uint16(i%65535) + 1
-		if err := c.publish(topic, o.QoS, id, payload); err != nil {
+		if err := c.publish(topics[i%len(topics)], o.QoS, id, payload); err != nil {
 			return err
 		}
 		r.published.Add(1)
@@ -621,4 +642,11 @@ func (res *Result) String() string {
 		fmt.Fprintf(&b, "  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	}
 	return b.String()
+}
+
+// brokerFor returns the address connection k dials: the k-th of the
+// comma-separated brokers, round-robin.
+func brokerFor(brokers string, k int) string {
+	list := strings.Split(brokers, ",")
+	return strings.TrimSpace(list[k%len(list)])
 }

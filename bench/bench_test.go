@@ -120,3 +120,22 @@ func TestE2EPersistentSubscribers(t *testing.T) {
 		}
 	}
 }
+
+// TestSpreadOverBrokersAndTopics: connections go round-robin over a list
+// of brokers, and publishers cycle over --topics topics; every message is
+// counted.
+func TestSpreadOverBrokersAndTopics(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	o := opts(a+","+b, ModePub)
+	o.Topic, o.Topics, o.Publishers, o.Count = "spread/%d", 6, 4, 600
+	res, err := Run(context.Background(), o)
+	if err != nil || res.Acked != 600 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if got := brokerFor(a+", "+b, 3); got != b {
+		t.Fatalf("connection 3 of 2 brokers dials %q", got)
+	}
+	if _, err := Run(context.Background(), opts(a+",", ModePub)); err == nil || !strings.Contains(err.Error(), "empty address") {
+		t.Fatalf("a list with an empty address: %v", err)
+	}
+}

@@ -35,7 +35,11 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 		ValidArgs: []string{"pub", "sub", "e2e", "share"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Mode = bench.Mode(args[0])
-			o.Broker = strings.TrimPrefix(strings.TrimPrefix(broker, "tcp://"), "mqtt://")
+			var addrs []string
+			for _, b := range strings.Split(broker, ",") {
+				addrs = append(addrs, strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(b), "tcp://"), "mqtt://"))
+			}
+			o.Broker = strings.Join(addrs, ",")
 			switch version {
 			case "3.1.1", "4":
 				o.Version = 4
@@ -63,7 +67,7 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&broker, "broker", "tcp://127.0.0.1:1883", "broker address")
+	f.StringVar(&broker, "broker", "tcp://127.0.0.1:1883", "broker address; several, comma-separated, spread the connections over them (the nodes of a cluster)")
 	f.IntVarP(&o.Publishers, "publishers", "p", 8, "publisher connections")
 	f.IntVarP(&o.Subscribers, "subscribers", "s", 1, "subscriber connections")
 	f.Uint8VarP(&o.QoS, "qos", "q", 1, "publish QoS")
@@ -71,7 +75,8 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 	f.IntVar(&o.PayloadSize, "size", 100, "payload size in bytes (at least 20)")
 	f.IntVarP(&o.Window, "window", "w", 256, "QoS 1/2 messages in flight per publisher")
 	f.Float64Var(&o.Rate, "rate", 0, "total publish rate in msg/s (0 = as fast as possible)")
-	f.StringVarP(&o.Topic, "topic", "t", "bench/%d", "topic pattern (%d = publisher number)")
+	f.StringVarP(&o.Topic, "topic", "t", "bench/%d", "topic pattern (%d = publisher number, or topic number with --topics)")
+	f.IntVar(&o.Topics, "topics", 0, "spread each publisher's messages over this many topics (%d in --topic = 0..N-1)")
 	f.StringVar(&o.Group, "group", "", "$share group name (share mode: default a new group per run; sub mode: join this group)")
 	f.IntVar(&o.Idle, "idle", 0, "extra idle connections held open during the run")
 	f.BoolVar(&o.Persistent, "persistent", false, "subscribers use persistent sessions (started fresh, discarded at the end)")
