@@ -42,10 +42,18 @@ func TestEntryRoundTripAndCorruption(t *testing.T) {
 }
 
 func TestForwardRoundTrip(t *testing.T) {
-	cmd := appendCmd{kind: kindAppend, stream: "s", records: encodeRecords(recs("f", 2))}
-	shard, hops, got, err := decodeForward(encodeForward(11, 1, cmd))
-	if err != nil || shard != 11 || hops != 1 || !reflect.DeepEqual(got, cmd) {
+	cmds := []appendCmd{{kind: kindAppend, stream: "s", records: encodeRecords(recs("f", 2)), id: appendID{"n1/x", 7}},
+		{kind: kindAppend, stream: "t", records: encodeRecords(recs("g", 1))}}
+	shard, hops, got, err := decodeForward(encodeForward(11, 1, cmds))
+	if err != nil || shard != 11 || hops != 1 || !reflect.DeepEqual(got, cmds) {
 		t.Fatalf("forward: %d %d %+v %v", shard, hops, got, err)
+	}
+	res, err := decodeForwardResults(encodeForwardResults([]appendResult{{first: 5}, {err: streams.ErrRecordTooLarge}}), 2)
+	if err != nil || res[0].first != 5 || !errors.Is(res[1].err, streams.ErrRecordTooLarge) {
+		t.Fatalf("results: %+v %v", res, err)
+	}
+	if _, err := decodeForwardResults(encodeForwardResults([]appendResult{{first: 5}}), 2); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("result count mismatch: %v", err)
 	}
 	if first, err := decodeForwardResult(encodeForwardResult(99, nil)); err != nil || first != 99 {
 		t.Fatalf("ok result: %d %v", first, err)

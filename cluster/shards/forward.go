@@ -8,9 +8,9 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// A forwarded append: version, shard, hops, then the append as in an
-// entry. Its answer: a status byte, then the first offset (ok) or the
-// error's message. The status keeps the store's sentinel errors across
+// A forward: version, shard, hops, then a batch of appends as in an
+// entry. Its answer: one result per append, each a status byte, then the
+// first offset (ok) or the error's message. The status keeps the store's sentinel errors across
 // the hop, so a client gets the same reason code as on the leader.
 
 // Forward answer statuses.
@@ -26,28 +26,62 @@ const (
 	statusExists
 )
 
-func encodeForward(shard, hops int, cmd appendCmd) []byte {
+// encodeForward encodes a batch of appends of one shard.
+func encodeForward(shard, hops int, cmds []appendCmd) []byte {
 	b := []byte{entryVersion1}
 	b = binary.AppendUvarint(b, uint64(shard))
 	b = append(b, byte(hops))
-	return appendCmdTo(b, cmd)
+	b = binary.AppendUvarint(b, uint64(len(cmds)))
+	for _, c := range cmds {
+		b = appendCmdTo(b, c)
+	}
+	return b
 }
 
-func decodeForward(b []byte) (shard, hops int, cmd appendCmd, err error) {
+func decodeForward(b []byte) (shard, hops int, cmds []appendCmd, err error) {
 	d := decoder{b: b}
 	if v := d.byte(); d.err == nil && v != entryVersion1 {
-		return 0, 0, appendCmd{}, fmt.Errorf("%w: forward version %d", ErrBadEntry, v)
+		return 0, 0, nil, fmt.Errorf("%w: forward version %d", ErrBadEntry, v)
 	}
 	shard = int(d.uvarint())
 	hops = int(d.byte())
-	cmd = d.appendCmd()
+	n := d.count()
+	for i := 0; i < n && d.err == nil; i++ {
+		cmds = append(cmds, d.appendCmd())
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}
 	if d.err != nil {
-		return 0, 0, appendCmd{}, fmt.Errorf("%w: %v", ErrBadEntry, d.err)
+		return 0, 0, nil, fmt.Errorf("%w: %v", ErrBadEntry, d.err)
 	}
-	return shard, hops, cmd, nil
+	return shard, hops, cmds, nil
+}
+
+// encodeForwardResults encodes a batch's results, each a length-prefixed
+// encodeForwardResult.
+func encodeForwardResults(results []appendResult) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(results)))
+	for _, r := range results {
+		b = appendBytes(b, encodeForwardResult(r.first, r.err))
+	}
+	return b
+}
+
+func decodeForwardResults(b []byte, n int) ([]appendResult, error) {
+	d := decoder{b: b}
+	if got := d.count(); d.err == nil && got != n {
+		return nil, fmt.Errorf("%w: %d results for %d appends", ErrBadEntry, got, n)
+	}
+	out := make([]appendResult, n)
+	for i := range out {
+		v := d.bytes()
+		if d.err != nil {
+			return nil, fmt.Errorf("%w: forward results: %v", ErrBadEntry, d.err)
+		}
+		out[i].first, out[i].err = decodeForwardResult(v)
+	}
+	return out, nil
 }
 
 func encodeForwardResult(first uint64, err error) []byte {

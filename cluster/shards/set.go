@@ -90,6 +90,8 @@ type Set struct {
 	// replicas holds this node's replica of each shard (nil where it
 	// holds none); written once by Start.
 	replicas []*replica
+	// outboxes hold each shard's appends on their way to its leader.
+	outboxes []outbox
 	done     chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
@@ -121,7 +123,7 @@ func Start(opts Options, layout Layout) (*Set, error) {
 	}
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
-	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), done: make(chan struct{}),
+	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), outboxes: make([]outbox, opts.Shards), done: make(chan struct{}),
 		producer: opts.Self.ID + "/" + hex.EncodeToString(nonce[:])}
 	for i, peers := range layout.Shards {
 		if !layout.Holds(i, opts.Self.ID) {
@@ -263,55 +265,15 @@ func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)
 	if r := s.replicas[shard]; r != nil && r.isLeader() {
 		r.propose(cmd, func(first uint64, err error) {
 			if errors.Is(err, errNotProposed) {
-				s.goForward(shard, cmd, hops, done) // lost leadership before proposing: try again
+				// Lost the leadership before proposing: try again.
+				s.outboxes[shard].add(s, shard, forwardItem{cmd: cmd, hops: hops, done: done})
 				return
 			}
 			done(first, err)
 		})
 		return
 	}
-	s.goForward(shard, cmd, hops, done)
-}
-
-func (s *Set) goForward(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		done(s.forward(shard, cmd, hops))
-	}()
-}
-
-// forward sends cmd to the shard's leader (or, from a node that holds no
-// replica, to a replica holder), or proposes it when this node has become
-// the leader, waiting for a leader to be known for up to the write
-// timeout. An append that no leader took (Raft refused to propose it, or
-// the forward did not get through) is tried again.
-func (s *Set) forward(shard int, cmd appendCmd, hops int) (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
-	defer cancel()
-	wait := 20 * time.Millisecond
-	for {
-		if r := s.replicas[shard]; r != nil && r.isLeader() {
-			first, err := s.proposeWait(ctx, r, cmd)
-			if !errors.Is(err, errNotProposed) {
-				return first, err
-			}
-		} else if target, ok := s.target(shard); ok && hops < maxHops {
-			resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmd))
-			if err == nil {
-				return decodeForwardResult(resp)
-			}
-			s.log.Debug("forward failed", "shard", shard, "node", target.ID, "error", err)
-		}
-		select {
-		case <-s.done:
-			return 0, streams.ErrClosed
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
-	}
+	s.outboxes[shard].add(s, shard, forwardItem{cmd: cmd, hops: hops, done: done})
 }
 
 // target is where to forward an append of shard: its leader if this node
@@ -329,42 +291,32 @@ func (s *Set) target(shard int) (Peer, bool) {
 	return p, true
 }
 
-func (s *Set) proposeWait(ctx context.Context, r *replica, cmd appendCmd) (uint64, error) {
-	type result struct {
-		first uint64
-		err   error
-	}
-	resc := make(chan result, 1)
-	r.propose(cmd, func(first uint64, err error) { resc <- result{first, err} })
-	select {
-	case res := <-resc:
-		return res.first, res.err
-	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())
-	}
-}
-
-// HandleForward serves an append forwarded by another node (the
-// ForwardService handler); the answer carries the outcome.
+// HandleForward serves a batch of appends forwarded by another node (the
+// ForwardService handler); the answer carries each one's outcome.
 func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byte, error) {
-	shard, hops, cmd, err := decodeForward(req)
+	shard, hops, cmds, err := decodeForward(req)
 	if err == nil && shard >= s.opts.Shards {
 		err = fmt.Errorf("%w: shard %d of %d", ErrBadEntry, shard, s.opts.Shards)
 	}
 	if err != nil {
-		return encodeForwardResult(0, err), nil
+		return nil, err
 	}
-	type result struct {
-		first uint64
-		err   error
+	results := make([]appendResult, len(cmds))
+	var wg sync.WaitGroup
+	wg.Add(len(cmds))
+	for i, c := range cmds {
+		s.route(shard, c, hops, func(first uint64, err error) {
+			results[i] = appendResult{first, err}
+			wg.Done()
+		})
 	}
-	resc := make(chan result, 1)
-	s.route(shard, cmd, hops, func(first uint64, err error) { resc <- result{first, err} })
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
 	select {
-	case r := <-resc:
-		return encodeForwardResult(r.first, r.err), nil
+	case <-waited:
+		return encodeForwardResults(results), nil
 	case <-ctx.Done():
-		return encodeForwardResult(0, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())), nil
+		return nil, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())
 	}
 }
 

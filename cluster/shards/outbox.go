@@ -1,0 +1,192 @@
+package shards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Forwarding.
+//
+// Appends for a shard this node does not lead wait in the shard's outbox.
+// One sender per shard takes everything queued (up to maxForwardBytes) and
+// sends it as one request to the shard's leader, then the next batch once
+// that one is answered: a single sender keeps one publisher's appends in
+// order, and the batches grow with the load, so one round trip carries
+// many appends. A batch that does not get through (no leader yet, the
+// leader died, the connection broke) is sent again, to whoever leads then,
+// for up to the write timeout; appends carry ids, so a batch that was
+// committed before its answer was lost is not stored twice (dedupe.go).
+
+// maxForwardBytes bounds one forward request.
+const maxForwardBytes = 4 << 20
+
+// forwardItem is an append waiting in an outbox.
+type forwardItem struct {
+	cmd  appendCmd
+	hops int
+	done func(first uint64, err error)
+}
+
+// outbox is one shard's queue of appends to forward.
+type outbox struct {
+	mu      sync.Mutex // guards queue and sending
+	queue   []forwardItem
+	sending bool // a sender goroutine runs
+}
+
+// add queues an append and starts the shard's sender if none runs.
+func (o *outbox) add(s *Set, shard int, it forwardItem) {
+	o.mu.Lock()
+	o.queue = append(o.queue, it)
+	start := !o.sending
+	o.sending = true
+	o.mu.Unlock()
+	if start {
+		s.wg.Add(1)
+		go s.sendForwards(shard, o)
+	}
+}
+
+// take removes the next batch; none once the queue is empty (and then the
+// sender stops).
+func (o *outbox) take() []forwardItem {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, size := 0, 0
+	for n < len(o.queue) && (n == 0 || size+cmdSize(o.queue[n].cmd) <= maxForwardBytes) {
+		size += cmdSize(o.queue[n].cmd)
+		n++
+	}
+	if n == 0 {
+		o.sending = false
+		return nil
+	}
+	batch := make([]forwardItem, n)
+	copy(batch, o.queue)
+	clear(o.queue[:n])
+	o.queue = o.queue[n:]
+	if len(o.queue) == 0 {
+		o.queue = nil // let the array go
+	}
+	return batch
+}
+
+func cmdSize(c appendCmd) int {
+	n := len(c.stream) + len(c.id.producer) + 16
+	for _, r := range c.records {
+		n += len(r) + 4
+	}
+	return n
+}
+
+// sendForwards is a shard's sender: it forwards batches until the outbox
+// is empty.
+func (s *Set) sendForwards(shard int, o *outbox) {
+	defer s.wg.Done()
+	for {
+		batch := o.take()
+		if batch == nil {
+			return
+		}
+		s.forwardBatch(shard, batch)
+	}
+}
+
+// forwardBatch delivers a batch to the shard's leader (or proposes it, once
+// this node leads the shard) and answers each append.
+func (s *Set) forwardBatch(shard int, batch []forwardItem) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	defer cancel()
+	wait := 20 * time.Millisecond
+	for len(batch) > 0 {
+		if r := s.replicas[shard]; r != nil && r.isLeader() {
+			batch = s.proposeAll(ctx, r, batch)
+		} else if target, ok := s.target(shard); ok {
+			hops := 0
+			for _, it := range batch {
+				hops = max(hops, it.hops)
+			}
+			if hops < maxHops {
+				cmds := make([]appendCmd, len(batch))
+				for i, it := range batch {
+					cmds[i] = it.cmd
+				}
+				resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
+				if err == nil {
+					results, err := decodeForwardResults(resp, len(batch))
+					for i, it := range batch {
+						if err != nil {
+							it.done(0, err)
+						} else {
+							it.done(results[i].first, results[i].err)
+						}
+					}
+					return
+				}
+				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		select {
+		case <-s.done:
+			answerAll(batch, streams.ErrClosed)
+			return
+		case <-ctx.Done():
+			answerAll(batch, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout))
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// proposeAll proposes a batch on this node, the shard's leader, answers
+// each append and returns those Raft refused before proposing (to try
+// again).
+func (s *Set) proposeAll(ctx context.Context, r *replica, batch []forwardItem) []forwardItem {
+	type result struct {
+		first uint64
+		err   error
+	}
+	results := make([]result, len(batch))
+	var wg sync.WaitGroup
+	wg.Add(len(batch))
+	for i, it := range batch {
+		r.propose(it.cmd, func(first uint64, err error) {
+			results[i] = result{first, err}
+			wg.Done()
+		})
+	}
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		// The proposals are answered when Raft settles them; these
+		// appends are reported as failed now.
+		answerAll(batch, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err()))
+		return nil
+	}
+	var again []forwardItem
+	for i, it := range batch {
+		if errors.Is(results[i].err, errNotProposed) {
+			again = append(again, it)
+			continue
+		}
+		it.done(results[i].first, results[i].err)
+	}
+	return again
+}
+
+func answerAll(batch []forwardItem, err error) {
+	for _, it := range batch {
+		it.done(0, err)
+	}
+}

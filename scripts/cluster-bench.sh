@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Three-node cluster (RF 3, 12 shards, fsync on) against one standalone
+# node, same loader, same machine, same sitting: acknowledged publishes/s,
+# PUBACK p99 at a fixed rate, and the CPU time of all server processes per
+# acknowledged publish (user+sys over the run / acks). Everything shares
+# this machine's cores, so the cluster's CPU per ack is the figure that
+# carries over to three machines.
+#
+# Usage: scripts/cluster-bench.sh [runs]
+set -euo pipefail
+runs=${1:-3}
+cd "$(dirname "$0")/.."
+go build -o /tmp/mqstream-cbench ./cmd/mqstream
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+bin=/tmp/mqstream-cbench
+
+# Ports: standalone MQTT 19083; cluster nodes MQTT 19183/19283/19383,
+# HTTP 19180/19280/19380, gossip 19106/19206/19306, RPC 19107/19207/19307.
+$bin serve --data-dir "$work/solo" --mqtt 127.0.0.1:19083 --ws "" --http 127.0.0.1:19080 --sync always >"$work/solo.log" 2>&1 &
+solo=$!
+pids=()
+for i in 1 2 3; do
+  cat >"$work/node$i.yaml" <<YAML
+node: {id: node$i, data_dir: $work/node$i}
+mqtt: {tcp: "127.0.0.1:19${i}83", websocket: ""}
+http: {listen: "127.0.0.1:19${i}80"}
+storage: {sync: always}
+cluster:
+  name: bench
+  gossip: 127.0.0.1:19${i}06
+  rpc: 127.0.0.1:19${i}07
+  seeds: [127.0.0.1:19106, 127.0.0.1:19206, 127.0.0.1:19306]
+  bootstrap_expect: 3
+  shards: 12
+  replication_factor: 3
+YAML
+  $bin serve --config "$work/node$i.yaml" >"$work/node$i.log" 2>&1 &
+  pids+=($!)
+done
+for port in 19080 19180 19280 19380; do
+  for _ in $(seq 1 200); do curl -fs "127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs "127.0.0.1:$port/readyz" >/dev/null || { echo "node on :$port not ready" >&2; tail "$work"/*.log >&2; exit 1; }
+done
+sleep 20 # let the balancer hand leaders back to their preferred nodes
+
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+hz=$(getconf CLK_TCK)
+field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" | head -1; }
+
+# run <label> <brokers> <pids> <bench args...>
+run() {
+  local label=$1 brokers=$2 pids=$3; shift 3
+  local before after out
+  before=$(ticks $pids)
+  out=$($bin bench "$@" --broker "$brokers" --quiet --json)
+  after=$(ticks $pids)
+  local rate acked p99
+  rate=$(field publish_rate <<<"$out"); acked=$(field acked <<<"$out"); p99=$(field p99 <<<"$out")
+  awk -v l="$label" -v r="${rate:-0}" -v a="${acked:-0}" -v p="${p99:-0}" -v t=$((after - before)) -v hz="$hz" \
+    'BEGIN { printf "%-10s acked/s %8.0f  acked %8d  p99 %6.0f us  cpu/ack %6.2f us\n", l, r, a, p, (a > 0 ? t / hz * 1e6 / a : 0) }'
+}
+
+load="pub -p 8 -w 256 --size 100 -q 1 -t s%d/x --topics 24 -n 2000000 -d 20s"
+fixed="e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 -t s%d/x --topics 24 --rate 10000 -n 150000 -d 20s"
+cluster=127.0.0.1:19183,127.0.0.1:19283,127.0.0.1:19383
+echo "# full load: $load"
+for r in $(seq 1 "$runs"); do
+  run standalone 127.0.0.1:19083 "$solo" $load
+  run cluster "$cluster" "${pids[*]}" $load
+done
+echo "# fixed rate 10k/s (p99 is publish-to-delivery; subscriber on the first node): $fixed"
+for r in $(seq 1 "$runs"); do
+  run standalone 127.0.0.1:19083 "$solo" $fixed
+  run cluster "$cluster" "${pids[*]}" $fixed
+done
