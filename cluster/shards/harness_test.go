@@ -19,7 +19,7 @@ import (
 // raft's in-memory transport and whose forwards are direct calls. Each
 // node's store, logs and snapshots survive a stop, so it can restart.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	layout Layout
 	nodes  []*testNode
 
@@ -41,7 +41,7 @@ type testNode struct {
 	snaps map[string]*raft.InmemSnapshotStore
 }
 
-func newCluster(t *testing.T, n, shards, rf int) *cluster {
+func newCluster(t testing.TB, n, shards, rf int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}}
 	var peers []Peer

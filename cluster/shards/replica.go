@@ -118,12 +118,27 @@ func (r *replica) propose(cmd appendCmd, done func(first uint64, err error)) {
 	}
 }
 
+// maxEntriesInFlight bounds the entries of a shard proposed and not yet
+// applied: while they are, appends gather into the next entry, so a busy
+// shard makes few large entries rather than many small ones (each entry
+// costs a log write, a replication round and an apply).
+const maxEntriesInFlight = 2
+
 // proposeLoop turns queued appends into Raft entries: everything queued
-// while the previous entry was being handed to Raft goes into the next.
+// while the previous entries were in flight goes into the next.
 func (r *replica) proposeLoop() {
 	defer r.wg.Done()
 	var waiters sync.WaitGroup
 	defer waiters.Wait()
+	slots := make(chan struct{}, maxEntriesInFlight)
+	acquire := func() bool {
+		select {
+		case <-r.stop:
+			return false
+		case slots <- struct{}{}:
+			return true
+		}
+	}
 	for {
 		select {
 		case <-r.stop:
@@ -131,11 +146,25 @@ func (r *replica) proposeLoop() {
 			return
 		case <-r.wake:
 		}
+		if !acquire() {
+			r.failQueued(streams.ErrClosed)
+			return
+		}
+		// Appends queued while waiting for the slot join this entry.
 		r.mu.Lock()
 		queue := r.mu.queue
 		r.mu.queue = nil
 		r.mu.Unlock()
+		held := true
 		for len(queue) > 0 {
+			if !held && !acquire() {
+				for _, p := range queue {
+					p.done(0, streams.ErrClosed)
+				}
+				r.failQueued(streams.ErrClosed)
+				return
+			}
+			held = false
 			n, size := 0, 0
 			for n < len(queue) && (n == 0 || size+queue[n].size <= maxEntryBytes) {
 				size += queue[n].size
@@ -152,7 +181,11 @@ func (r *replica) proposeLoop() {
 			go func() {
 				defer waiters.Done()
 				r.answer(f, batch)
+				<-slots
 			}()
+		}
+		if held {
+			<-slots // woken with nothing queued
 		}
 	}
 }
