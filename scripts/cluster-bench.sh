@@ -61,8 +61,8 @@ run() {
     'BEGIN { printf "%-10s acked/s %8.0f  acked %8d  p99 %6.0f us  cpu/ack %6.2f us\n", l, r, a, p, (a > 0 ? t / hz * 1e6 / a : 0) }'
 }
 
-load="pub -p 8 -w 256 --size 100 -q 1 -t s%d/x --topics 24 -n 2000000 -d 20s"
-fixed="e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 -t s%d/x --topics 24 --rate 10000 -n 150000 -d 20s"
+load="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 2000000 -d 20s"
+fixed="e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 -t %d/x --topics 24 --rate 10000 -n 150000 -d 20s"
 cluster=127.0.0.1:19183,127.0.0.1:19283,127.0.0.1:19383
 echo "# full load: $load"
 for r in $(seq 1 "$runs"); do
