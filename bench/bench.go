@@ -158,11 +158,14 @@ type Result struct {
 	Lost       int64          `json:"lost"`
 	Duplicated int64          `json:"duplicated"`
 	Latency    *LatencyReport `json:"latency_us,omitempty"`
+	// AckLatency is the time from sending a QoS 1/2 publish to its
+	// PUBACK/PUBREC (a sample of up to maxLatencySamples per publisher).
+	AckLatency *LatencyReport `json:"ack_latency_us,omitempty"`
 	// PerSubscriber is the number of messages each subscriber received.
 	PerSubscriber []int64 `json:"per_subscriber,omitempty"`
 }
 
-// LatencyReport holds end-to-end latency percentiles in microseconds.
+// LatencyReport holds latency percentiles in microseconds.
 type LatencyReport struct {
 	P50  float64 `json:"p50"`
 	P90  float64 `json:"p90"`
@@ -256,6 +259,9 @@ type run struct {
 	refused   atomic.Int64
 	inflight  atomic.Int64
 	received  atomic.Int64
+
+	ackMu  sync.Mutex // guards ackLat
+	ackLat []int32    // PUBACK latencies, microseconds
 }
 
 type subscriber struct {
@@ -437,8 +443,24 @@ func (r *run) publish(ctx context.Context, p int, c *client, deadline time.Time)
 	payload := make([]byte, o.PayloadSize)
 	binary.BigEndian.PutUint32(payload, uint32(p))
 	slots := make(chan struct{}, o.Window)
+	// sent holds each packet id's send time (unix ns) for the ack latency.
+	var sent [65536]atomic.Int64
+	var lat []int32 // this publisher's ack latencies, merged at the end
+	var latMu sync.Mutex
+	defer func() {
+		r.ackMu.Lock()
+		r.ackLat = append(r.ackLat, lat...)
+		r.ackMu.Unlock()
+	}()
 	if o.QoS > 0 {
-		c.onAck = func(_ uint16, reason byte) {
+		c.onAck = func(id uint16, reason byte) {
+			if t := sent[id].Load(); t != 0 {
+				latMu.Lock()
+				if len(lat) < maxLatencySamples {
+					lat = append(lat, int32(min(time.Since(time.Unix(0, t)).Microseconds(), math.MaxInt32)))
+				}
+				latMu.Unlock()
+			}
 			if reason >= 0x80 {
 				r.refused.Add(1)
 			} else {
@@ -487,6 +509,7 @@ func (r *run) publish(ctx context.Context, p int, c *client, deadline time.Time)
 		binary.BigEndian.PutUint64(payload[4:], uint64(i))
 		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
 		id := uint16(i%65535) + 1
+		sent[id].Store(time.Now().UnixNano())
 		if err := c.publish(topics[i%len(topics)], o.QoS, id, payload); err != nil {
 			return err
 		}
@@ -561,6 +584,9 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 			res.PubRate = float64(res.Published) / s
 		}
 	}
+	r.ackMu.Lock()
+	res.AckLatency = latencyReport(r.ackLat)
+	r.ackMu.Unlock()
 	if len(r.subs) == 0 {
 		return res
 	}
@@ -591,12 +617,19 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 		}
 		res.Lost = max(res.Expected-unique, 0)
 	}
-	if len(lat) > 0 {
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		pct := func(p float64) float64 { return float64(lat[min(int(p*float64(len(lat))), len(lat)-1)]) }
-		res.Latency = &LatencyReport{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), P999: pct(0.999), Max: float64(lat[len(lat)-1])}
-	}
+	res.Latency = latencyReport(lat)
 	return res
+}
+
+// latencyReport sorts samples (microseconds) and gives their percentiles;
+// nil without samples.
+func latencyReport(lat []int32) *LatencyReport {
+	if len(lat) == 0 {
+		return nil
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[min(int(p*float64(len(lat))), len(lat)-1)]) }
+	return &LatencyReport{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), P999: pct(0.999), Max: float64(lat[len(lat)-1])}
 }
 
 // uniqueAcross counts the distinct (publisher, sequence) pairs seen by any subscriber.
@@ -637,6 +670,9 @@ func (res *Result) String() string {
 		if len(res.PerSubscriber) > 0 {
 			fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
 		}
+	}
+	if l := res.AckLatency; l != nil {
+		fmt.Fprintf(&b, "  ack latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	}
 	if l := res.Latency; l != nil {
 		fmt.Fprintf(&b, "  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)

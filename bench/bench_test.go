@@ -31,6 +31,9 @@ func TestPubCountsAcks(t *testing.T) {
 	if res.Published != 2000 || res.Acked != 2000 || res.Refused != 0 || res.PubRate <= 0 {
 		t.Fatalf("%+v", res)
 	}
+	if l := res.AckLatency; l == nil || l.P50 <= 0 || l.P99 < l.P50 || !strings.Contains(res.String(), "ack latency us") {
+		t.Fatalf("ack latency %+v", l)
+	}
 	o := opts(addr, ModePub)
 	o.Version = 5
 	o.QoS = 2

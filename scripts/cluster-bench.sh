@@ -56,20 +56,21 @@ run() {
   out=$($bin bench "$@" --broker "$brokers" --quiet --json)
   after=$(ticks $pids)
   local rate acked p99
-  rate=$(field publish_rate <<<"$out"); acked=$(field acked <<<"$out"); p99=$(field p99 <<<"$out")
+  rate=$(field publish_rate <<<"$out"); acked=$(field acked <<<"$out")
+  p99=$(tr -d '\n ' <<<"$out" | sed -n 's/.*"ack_latency_us":{[^}]*"p99":\([0-9.]*\).*/\1/p')
   awk -v l="$label" -v r="${rate:-0}" -v a="${acked:-0}" -v p="${p99:-0}" -v t=$((after - before)) -v hz="$hz" \
-    'BEGIN { printf "%-10s acked/s %8.0f  acked %8d  p99 %6.0f us  cpu/ack %6.2f us\n", l, r, a, p, (a > 0 ? t / hz * 1e6 / a : 0) }'
+    'BEGIN { printf "%-10s acked/s %8.0f  acked %8d  PUBACK p99 %7.0f us  cpu/ack %6.2f us\n", l, r, a, p, (a > 0 ? t / hz * 1e6 / a : 0) }'
 }
 
 load="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 2000000 -d 20s"
-fixed="e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 -t %d/x --topics 24 --rate 10000 -n 150000 -d 20s"
+fixed="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 --rate 10000 -n 150000 -d 20s"
 cluster=127.0.0.1:19183,127.0.0.1:19283,127.0.0.1:19383
 echo "# full load: $load"
 for r in $(seq 1 "$runs"); do
   run standalone 127.0.0.1:19083 "$solo" $load
   run cluster "$cluster" "${pids[*]}" $load
 done
-echo "# fixed rate 10k/s (p99 is publish-to-delivery; subscriber on the first node): $fixed"
+echo "# fixed rate 10k/s: $fixed"
 for r in $(seq 1 "$runs"); do
   run standalone 127.0.0.1:19083 "$solo" $fixed
   run cluster "$cluster" "${pids[*]}" $fixed
