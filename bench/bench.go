@@ -37,7 +37,7 @@ const (
 
 // Options configure a run. Every run is bounded by Count and Duration.
 type Options struct {
-	Mode        Mode
+	Mode Mode
 	// Broker is host:port, or several separated by commas: connections
 	// are spread over them round-robin (the nodes of a cluster).
 	Broker      string
