@@ -17,6 +17,16 @@
 //
 // Member events are coalesced by Serf before the change feed fires, so a
 // burst of joins is acted on once. Membership never alone decides which
-// node may write a shard: that needs agreement (replication, coming next),
-// not gossip.
+// node may write a shard: that needs agreement, not gossip.
+//
+// # Below
+//
+//   - cluster/shards: streams replicated in shards, one Raft group per
+//     shard whose state machine is the stream store; placement, routing,
+//     forwarding and deduplication of retried appends (see its doc.go).
+//   - cluster/raftlog: the Raft log and stable store of every group of a
+//     node in one Pebble database, so their fsyncs coalesce.
+//   - cluster/rpcmux: one TCP listener (cluster.rpc) multiplexing every
+//     group's Raft traffic and the forwarding calls between nodes, with
+//     fault injection for partition tests.
 package cluster
