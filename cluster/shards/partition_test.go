@@ -1,0 +1,81 @@
+package shards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// TestPartitionedLeaderCannotAcknowledge: the leader of a shard is cut off
+// from both other replicas. An append sent to it is never acknowledged
+// (it fails after the write timeout); the majority elects a new leader
+// and takes appends; once the partition heals, the old leader drops what
+// it could not commit and every replica holds exactly the acknowledged
+// records.
+func TestPartitionedLeaderCannotAcknowledge(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	stream := streamOfShard(t, 0, 1)
+	old := c.nodes[leaders[0]]
+	var majority []*testNode
+	for _, nd := range c.nodes {
+		if nd != old {
+			majority = append(majority, nd)
+		}
+	}
+	ctx := context.Background()
+	var want []string
+	for i := 0; i < 5; i++ {
+		r := streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "before-%d", i)}
+		if _, err := old.set.Append(ctx, stream, r); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(r.Payload))
+	}
+	c.sameEverywhere(stream, want)
+
+	c.partition(old)
+	old.set.opts.WriteTimeout = 2 * time.Second
+	lost := make(chan error, 1)
+	go func() {
+		_, err := old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("never acknowledged")})
+		lost <- err
+	}()
+	for i := 0; i < 5; i++ {
+		r := streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "majority-%d", i)}
+		if _, err := majority[i%2].set.Append(ctx, stream, r); err != nil {
+			t.Fatalf("append through the majority: %v", err)
+		}
+		want = append(want, string(r.Payload))
+	}
+	if err := <-lost; !errors.Is(err, streams.ErrUnavailable) {
+		t.Fatalf("append on the cut-off leader: %v, want it refused", err)
+	}
+	c.heal()
+	c.sameEverywhere(stream, want)
+}
+
+// TestMinorityFollowerRejoins: a follower cut off while the others go on
+// catches up once the partition heals.
+func TestMinorityFollowerRejoins(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	stream := streamOfShard(t, 0, 1)
+	leader := c.nodes[leaders[0]]
+	follower := c.nodes[(leaders[0]+1)%3]
+	c.partition(follower)
+	var want []string
+	for i := 0; i < 20; i++ {
+		r := streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "m%d", i)}
+		if _, err := leader.set.Append(context.Background(), stream, r); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(r.Payload))
+	}
+	c.heal()
+	c.sameEverywhere(stream, want)
+}
