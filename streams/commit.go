@@ -30,6 +30,11 @@ type AppendRequest struct {
 	// marker alone (for log entries that stored nothing).
 	AppliedIndex uint64
 	AppliedLog   string
+	// Encoded, if set instead of Records, holds records encoded by
+	// AppendEncoded with timestamp 0 (as a replica receives them from its
+	// leader): they are stored as they are, with the request's timestamp,
+	// without being decoded and encoded again.
+	Encoded [][]byte
 	// Timestamp, if not zero, is the records' timestamp instead of the
 	// store's clock (a replica applies the timestamp its leader chose);
 	// like the clock's, it is raised to the stream's newest timestamp if
@@ -402,13 +407,21 @@ func (g *group) touch(st *stream) {
 
 func (g *group) append(o *op) (uint64, error) {
 	s := g.s
-	if o.req.Stream == "" && len(o.req.Records) == 0 && o.req.AppliedIndex != 0 {
+	if o.req.Stream == "" && len(o.req.Records) == 0 && len(o.req.Encoded) == 0 && o.req.AppliedIndex != 0 {
 		g.markApplied(o.req.AppliedLog, o.req.AppliedIndex) // a marker alone
 		return 0, nil
 	}
 	for i := range o.req.Records {
 		if n := encodedSize(&o.req.Records[i]); n > s.opts.MaxRecordBytes {
 			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, n, s.opts.MaxRecordBytes)
+		}
+	}
+	for _, b := range o.req.Encoded {
+		if len(b) > s.opts.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(b), s.opts.MaxRecordBytes)
+		}
+		if len(b) < 3 || b[0] != recordVersion1 || b[2] != 0 {
+			return 0, fmt.Errorf("%w: an encoded record to append has no zero timestamp", ErrCorrupt)
 		}
 	}
 	st, err := g.stream(o.stream, s.opts.AutoCreate)
@@ -431,15 +444,30 @@ func (g *group) append(o *op) (uint64, error) {
 		_ = g.batch.Set(g.keybuf, g.scratch, nil)
 		r.Offset = st.work.next
 		r.Timestamp = time.Unix(0, ts)
-		st.work.next++
-		st.work.bytes += int64(len(g.scratch))
-		st.groupBytes += int64(len(g.scratch))
-		g.bytes += len(g.scratch) + len(g.keybuf)
-		g.records++
+		g.put(st)
+	}
+	for _, b := range o.req.Encoded {
+		// The encoding up to the timestamp, the timestamp, the rest.
+		g.scratch = append(g.scratch[:0], b[:2]...)
+		g.scratch = binary.AppendVarint(g.scratch, ts)
+		g.scratch = append(g.scratch, b[3:]...)
+		g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
+		_ = g.batch.Set(g.keybuf, g.scratch, nil)
+		g.put(st)
 	}
 	st.work.lastTS = ts
 	g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
 	return first, nil
+}
+
+// put accounts for the record just written to the batch (g.scratch under
+// g.keybuf) as st's next.
+func (g *group) put(st *stream) {
+	st.work.next++
+	st.work.bytes += int64(len(g.scratch))
+	st.groupBytes += int64(len(g.scratch))
+	g.bytes += len(g.scratch) + len(g.keybuf)
+	g.records++
 }
 
 // markApplied sets log's applied-index marker in this group.

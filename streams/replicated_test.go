@@ -2,6 +2,8 @@ package streams
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -98,5 +100,52 @@ func TestSyncWaits(t *testing.T) {
 	_ = s.Close()
 	if err := s.Sync(context.Background()); err == nil {
 		t.Fatal("Sync on a closed store succeeded")
+	}
+}
+
+// TestAppendEncoded: records encoded by AppendEncoded (timestamp 0) are
+// stored as they are, with the request's timestamp, and read back equal;
+// an oversized or malformed one is refused and nothing is stored.
+func TestAppendEncoded(t *testing.T) {
+	s := openTest(t, t.TempDir(), func(o *Options) { o.MaxRecordBytes = 1 << 10 })
+	in := []Record{
+		{Topic: "a/b", Payload: []byte("one"), QoS: 1, ClientID: "c1", ContentType: "text/plain",
+			UserProperties: []UserProperty{{Key: "k", Value: "v"}}, CorrelationData: []byte{1, 2}, ResponseTopic: "r"},
+		{Topic: "a/c", Payload: []byte("two"), Retain: true, HasPayloadFormat: true, PayloadFormat: 1},
+	}
+	var enc [][]byte
+	for i := range in {
+		enc = append(enc, AppendEncoded(nil, &in[i], 0))
+	}
+	ts := time.Unix(1_700_000_123, 0)
+	first, err := submitWait(t, s, AppendRequest{Stream: "e", Encoded: enc, Timestamp: ts})
+	if err != nil || first != 0 {
+		t.Fatalf("append encoded: %d %v", first, err)
+	}
+	got, err := s.Read("e", 0, ReadOptions{})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("read %d, %v", len(got), err)
+	}
+	for i, r := range got {
+		want := in[i]
+		want.Offset, want.Timestamp = uint64(i), ts
+		if !r.Timestamp.Equal(ts) {
+			t.Fatalf("record %d timestamp %v", i, r.Timestamp)
+		}
+		r.Timestamp = ts
+		if fmt.Sprintf("%+v", r) != fmt.Sprintf("%+v", want) {
+			t.Fatalf("record %d:\n got %+v\nwant %+v", i, r, want)
+		}
+	}
+	big := AppendEncoded(nil, &Record{Topic: "t", Payload: make([]byte, 2<<10)}, 0)
+	if _, err := submitWait(t, s, AppendRequest{Stream: "e", Encoded: [][]byte{big}}); !errors.Is(err, ErrRecordTooLarge) {
+		t.Fatalf("oversized: %v", err)
+	}
+	stamped := AppendEncoded(nil, &in[0], 12345)
+	if _, err := submitWait(t, s, AppendRequest{Stream: "e", Encoded: [][]byte{stamped}}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("already stamped: %v", err)
+	}
+	if info, _ := s.DescribeStream("e"); info.NextOffset != 2 {
+		t.Fatalf("%d records after refusals", info.NextOffset)
 	}
 }

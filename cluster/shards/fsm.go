@@ -110,20 +110,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				continue
 			}
 			f.dd.add(c.id, &results[j])
-			recs := make([]streams.Record, 0, len(c.records))
-			for _, b := range c.records {
-				r, err := streams.DecodeRecord(b, 0)
-				if err != nil {
-					results[j].err = err
-					break
-				}
-				recs = append(recs, r)
-			}
-			if results[j].err != nil {
-				continue
-			}
+			// The leader's encoding is stored as it is (with the
+			// entry's timestamp): no decoding, no second encoding.
 			run = append(run, pending{result: &results[j], req: streams.AppendRequest{
-				Stream: c.stream, Records: recs, NoSync: true, Timestamp: ts,
+				Stream: c.stream, Encoded: c.records, NoSync: true, Timestamp: ts,
 				AppliedLog: f.log, AppliedIndex: l.Index,
 			}})
 		}
