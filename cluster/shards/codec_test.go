@@ -42,7 +42,7 @@ func TestEntryRoundTripAndCorruption(t *testing.T) {
 }
 
 func TestForwardRoundTrip(t *testing.T) {
-	cmds := []appendCmd{{kind: kindAppend, stream: "s", records: encodeRecords(recs("f", 2)), id: appendID{"n1/x", 7}},
+	cmds := []appendCmd{{kind: kindAppend, stream: "s", records: encodeRecords(recs("f", 2)), id: appendID{17, 7}},
 		{kind: kindAppend, stream: "t", records: encodeRecords(recs("g", 1))}}
 	shard, hops, got, err := decodeForward(encodeForward(11, 1, cmds))
 	if err != nil || shard != 11 || hops != 1 || !reflect.DeepEqual(got, cmds) {

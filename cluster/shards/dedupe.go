@@ -23,7 +23,7 @@ const dedupeWindow = 1 << 16
 
 // appendID names an append across retries.
 type appendID struct {
-	producer string
+	producer uint64 // 0: an append without id (never deduplicated)
 	seq      uint64
 }
 
@@ -46,7 +46,7 @@ func newDedupe() *dedupe {
 
 // lookup returns the entry of id, if it is in the window.
 func (d *dedupe) lookup(id appendID) (dedupeEntry, bool) {
-	if id.producer == "" {
+	if id.producer == 0 {
 		return dedupeEntry{}, false
 	}
 	pos, ok := d.index[id]
@@ -59,7 +59,7 @@ func (d *dedupe) lookup(id appendID) (dedupeEntry, bool) {
 // add records id (with where its result will be), evicting the oldest
 // id once the window is full.
 func (d *dedupe) add(id appendID, result *appendResult) {
-	if id.producer == "" {
+	if id.producer == 0 {
 		return
 	}
 	e := dedupeEntry{id: id, result: result}

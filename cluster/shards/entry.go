@@ -31,7 +31,8 @@ type appendCmd struct {
 	noSync  bool
 	records [][]byte // kindAppend: each encoded by streams.AppendEncoded, timestamp 0
 	// id names a kindAppend across retries: the proposing node's
-	// producer (its id and a nonce of its process) and a sequence number.
+	// producer (a random number drawn when its shards start) and a
+	// sequence number.
 	// A retried forward carries the same id, and the state machine
 	// answers it with the first append's result instead of storing the
 	// records again (dedupe.go).
@@ -83,7 +84,7 @@ func appendCmdTo(b []byte, c appendCmd) []byte {
 		flags = 1
 	}
 	b = append(b, flags)
-	b = appendBytes(b, []byte(c.id.producer))
+	b = binary.AppendUvarint(b, c.id.producer)
 	b = binary.AppendUvarint(b, c.id.seq)
 	b = binary.AppendUvarint(b, uint64(len(c.records)))
 	for _, r := range c.records {
@@ -202,7 +203,7 @@ func (d *decoder) appendCmd() appendCmd {
 		return c
 	}
 	c.noSync = d.byte()&1 != 0
-	c.id.producer = string(d.bytes())
+	c.id.producer = d.uvarint()
 	c.id.seq = d.uvarint()
 	n := d.count()
 	c.records = make([][]byte, 0, n)

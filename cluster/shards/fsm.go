@@ -265,7 +265,7 @@ func encodeSnapshot(index uint64, ids []appendID) []byte {
 	b = binary.BigEndian.AppendUint64(b, index)
 	b = binary.AppendUvarint(b, uint64(len(ids)))
 	for _, id := range ids {
-		b = appendBytes(b, []byte(id.producer))
+		b = binary.AppendUvarint(b, id.producer)
 		b = binary.AppendUvarint(b, id.seq)
 	}
 	return b
@@ -280,7 +280,7 @@ func decodeSnapshot(b []byte) (uint64, []appendID, error) {
 	n := d.count()
 	ids := make([]appendID, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		ids = append(ids, appendID{producer: string(d.bytes()), seq: d.uvarint()})
+		ids = append(ids, appendID{producer: d.uvarint(), seq: d.uvarint()})
 	}
 	if d.err != nil {
 		return 0, nil, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, d.err)

@@ -77,7 +77,7 @@ func (o *outbox) take() []forwardItem {
 }
 
 func cmdSize(c appendCmd) int {
-	n := len(c.stream) + len(c.id.producer) + 16
+	n := len(c.stream) + 24
 	for _, r := range c.records {
 		n += len(r) + 4
 	}

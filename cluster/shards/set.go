@@ -3,7 +3,7 @@ package shards
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,9 +95,10 @@ type Set struct {
 	done     chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
-	// producer and seq name this node's appends (appendID): the node id
-	// and a nonce of this process, so that numbers never repeat.
-	producer string
+	// producer and seq name this node's appends (appendID): a random
+	// number drawn at start (never 0), so that ids never repeat across
+	// nodes and restarts, and a counter.
+	producer uint64
 	seq      atomic.Uint64
 	// next rotates forwards to a shard held elsewhere over its replicas.
 	mu struct {
@@ -121,10 +122,8 @@ func Start(opts Options, layout Layout) (*Set, error) {
 	if opts.Shards != len(layout.Shards) {
 		return nil, fmt.Errorf("shards: the layout has %d shards, the cluster %d", len(layout.Shards), opts.Shards)
 	}
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
 	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), outboxes: make([]outbox, opts.Shards), done: make(chan struct{}),
-		producer: opts.Self.ID + "/" + hex.EncodeToString(nonce[:])}
+		producer: randomProducer()}
 	for i, peers := range layout.Shards {
 		if !layout.Holds(i, opts.Self.ID) {
 			continue
@@ -453,4 +452,15 @@ func (s *Set) Close() error {
 		s.wg.Wait()
 	})
 	return errors.Join(errs...)
+}
+
+// randomProducer draws a producer number (appendID); 0 means "no id".
+func randomProducer() uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		if p := binary.BigEndian.Uint64(b[:]); p != 0 {
+			return p
+		}
+	}
 }
