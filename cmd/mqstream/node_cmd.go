@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -77,11 +79,40 @@ func newClusterCmd() *cobra.Command {
 				for _, m := range cl.Members {
 					rows = append(rows, memberRow(m))
 				}
-				return printTable(out, memberHeader, rows)
+				if err := printTable(out, memberHeader, rows); err != nil || len(cl.Shards) == 0 {
+					return err
+				}
+				fmt.Fprintln(out)
+				rows = rows[:0]
+				for _, sh := range cl.Shards {
+					rows = append(rows, shardRow(sh))
+				}
+				return printTable(out, []string{"SHARD", "LEADER", "TERM", "REPLICAS", "APPLIED"}, rows)
 			})
 		},
 	}
 	addOutputFlag(status)
 	cmd.AddCommand(status)
 	return cmd
+}
+
+// shardRow is one shard of /v1/cluster as a table row.
+func shardRow(sh map[string]any) []string {
+	var replicas []string
+	if rs, ok := sh["replicas"].([]any); ok {
+		for _, r := range rs {
+			replicas = append(replicas, fmt.Sprint(r))
+		}
+	}
+	leader := fmt.Sprint(sh["leader"])
+	if leader == "" {
+		leader = "(none)"
+	}
+	num := func(k string) string {
+		if f, ok := sh[k].(float64); ok {
+			return strconv.FormatFloat(f, 'f', -1, 64)
+		}
+		return ""
+	}
+	return []string{num("id"), leader, num("term"), strings.Join(replicas, ","), num("applied")}
 }
