@@ -266,11 +266,14 @@ type run struct {
 
 type subscriber struct {
 	c    *client
-	mu   sync.Mutex // guards seen, dups, lat
+	mu   sync.Mutex // guards seen, distinct, dups, lat
 	seen [][]uint64 // bitset per publisher
-	dups int64
-	lat  []int32 // microseconds
-	got  atomic.Int64
+	// distinct counts the bits set in seen: the messages that arrived at
+	// least once.
+	distinct int64
+	dups     int64
+	lat      []int32 // microseconds
+	got      atomic.Int64
 	// faults counts deliveries for the test-only fault injection.
 	faults atomic.Int64
 }
@@ -349,6 +352,8 @@ func (r *run) account(s *subscriber, payload []byte) {
 		word, bit := &s.seen[p][seq/64], uint64(1)<<(seq%64)
 		if *word&bit != 0 {
 			s.dups++
+		} else {
+			s.distinct++
 		}
 		*word |= bit
 	}
@@ -400,14 +405,17 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 		return r.result(pubElapsed, pubElapsed), nil
 	}
 	// Wait for deliveries to arrive; stop early once all expected arrived.
+	// That counts distinct messages, as the result does: received also
+	// counts duplicates, and once they make up for the messages still on
+	// their way it would end the wait before those arrive (and report them
+	// lost).
 	expected := r.expected()
 	last, lastCount := time.Now(), r.received.Load()
 	for ctx.Err() == nil {
-		n := r.received.Load()
-		if n >= expected {
+		if r.arrived(expected) >= expected {
 			break
 		}
-		if n != lastCount {
+		if n := r.received.Load(); n != lastCount {
 			last, lastCount = time.Now(), n
 		}
 		if time.Since(last) > o.Drain {
@@ -416,6 +424,23 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return r.result(pubElapsed, time.Since(start)), nil
+}
+
+// arrived counts the expected deliveries that arrived so far, as the
+// result counts them: per subscriber the distinct messages it got, or in
+// share mode the distinct messages across the group (computed only once
+// the cheaper per-subscriber sum, an upper bound, reaches expected).
+func (r *run) arrived(expected int64) int64 {
+	var n int64
+	for _, s := range r.subs {
+		s.mu.Lock()
+		n += s.distinct
+		s.mu.Unlock()
+	}
+	if r.o.Mode == ModeShare && n >= expected {
+		n = uniqueAcross(r.subs)
+	}
+	return n
 }
 
 // expected is the number of deliveries a correct broker makes.
@@ -599,11 +624,7 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 		s.mu.Lock()
 		res.Duplicated += s.dups
 		lat = append(lat, s.lat...)
-		for _, words := range s.seen {
-			for _, w := range words {
-				unique += int64(popcount(w))
-			}
-		}
+		unique += s.distinct
 		s.mu.Unlock()
 		res.PerSubscriber = append(res.PerSubscriber, s.got.Load())
 	}
@@ -632,8 +653,13 @@ func latencyReport(lat []int32) *LatencyReport {
 	return &LatencyReport{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), P999: pct(0.999), Max: float64(lat[len(lat)-1])}
 }
 
-// uniqueAcross counts the distinct (publisher, sequence) pairs seen by any subscriber.
+// uniqueAcross counts the distinct (publisher, sequence) pairs seen by any
+// subscriber. It holds every subscriber's lock (deliveries may still arrive).
 func uniqueAcross(subs []*subscriber) int64 {
+	for _, s := range subs {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	var n int64
 	for p := range subs[0].seen {
 		for w := range subs[0].seen[p] {
