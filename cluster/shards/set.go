@@ -97,6 +97,8 @@ type Set struct {
 	// and a nonce of this process, so that numbers never repeat.
 	producer string
 	seq      atomic.Uint64
+	// forwards count forward calls: made, served, failed (Counters).
+	forwards struct{ sent, received, failed atomic.Uint64 }
 	// next rotates forwards to a shard held elsewhere over its replicas.
 	mu struct {
 		sync.Mutex
@@ -297,10 +299,12 @@ func (s *Set) forward(shard int, cmd appendCmd, hops int) (uint64, error) {
 				return first, err
 			}
 		} else if target, ok := s.target(shard); ok && hops < maxHops {
+			s.forwards.sent.Add(1)
 			resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmd))
 			if err == nil {
 				return decodeForwardResult(resp)
 			}
+			s.forwards.failed.Add(1)
 			s.log.Debug("forward failed", "shard", shard, "node", target.ID, "error", err)
 		}
 		select {
@@ -347,6 +351,7 @@ func (s *Set) proposeWait(ctx context.Context, r *replica, cmd appendCmd) (uint6
 // HandleForward serves an append forwarded by another node (the
 // ForwardService handler); the answer carries the outcome.
 func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byte, error) {
+	s.forwards.received.Add(1)
 	shard, hops, cmd, err := decodeForward(req)
 	if err == nil && shard >= s.opts.Shards {
 		err = fmt.Errorf("%w: shard %d of %d", ErrBadEntry, shard, s.opts.Shards)
@@ -471,6 +476,19 @@ func (s *Set) Ready() (bool, string) {
 		return false, fmt.Sprintf("shards without a leader: %v", missing)
 	}
 	return true, ""
+}
+
+// ForwardCounters count the writes (appends, stream creations and
+// deletions) this node forwarded to another node and those it served.
+type ForwardCounters struct {
+	Sent     uint64 // forward calls made, retries included
+	Received uint64 // forwards served for other nodes
+	Failed   uint64 // calls that did not get through (then retried)
+}
+
+// Counters returns the forward counters since the shards started.
+func (s *Set) Counters() ForwardCounters {
+	return ForwardCounters{Sent: s.forwards.sent.Load(), Received: s.forwards.received.Load(), Failed: s.forwards.failed.Load()}
 }
 
 // Layout returns the shard layout.
