@@ -424,6 +424,48 @@ func TestNodeAndMetrics(t *testing.T) {
 	}
 }
 
+// TestStandaloneShowsNoPlacement: a standalone node runs no shards, so a
+// stream has no shard, leader or replicas, members no shard counts, and
+// /metrics no cluster metrics.
+func TestStandaloneShowsNoPlacement(t *testing.T) {
+	s := startNode(t, nil)
+	if st := s.call("POST", "/v1/streams", `{"name":"alone"}`, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	var stream map[string]any
+	if st := s.call("GET", "/v1/streams/alone", "", &stream); st != 200 || stream["name"] != "alone" {
+		t.Fatalf("stream %d %v", st, stream)
+	}
+	for _, k := range []string{"shard", "leader", "replicas"} {
+		if v, ok := stream[k]; ok {
+			t.Errorf("standalone stream has %s: %v", k, v)
+		}
+	}
+	var cl struct {
+		Members []map[string]any
+		Shards  []any
+	}
+	if st := s.call("GET", "/v1/cluster", "", &cl); st != 200 || len(cl.Members) != 1 || cl.Shards == nil || len(cl.Shards) != 0 {
+		t.Fatalf("cluster %d %+v", st, cl)
+	}
+	for _, k := range []string{"shards_led", "shards_held"} {
+		if v, ok := cl.Members[0][k]; ok {
+			t.Errorf("standalone member has %s: %v", k, v)
+		}
+	}
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, name := range []string{"mqstream_cluster_members", "mqstream_shard_", "mqstream_forwards_"} {
+		if bytes.Contains(body, []byte(name)) {
+			t.Errorf("standalone /metrics has %s", name)
+		}
+	}
+}
+
 var _ = bytes.NewReader
 
 // TestRESTBatchQueriedBySQL: records written over REST answer SQL over

@@ -11,12 +11,12 @@ import (
 )
 
 // registerMetrics registers the Go runtime and process collectors and our
-// collector, which reads the node's counters at scrape time (the hot paths
-// only bump atomics). Labels are per stream and per group, never per client
-// or topic, so cardinality stays bounded by configuration.
+// collectors, which read the node's counters at scrape time (the hot paths
+// only bump atomics). Labels are per stream, per group and per shard, never
+// per client or topic, so cardinality stays bounded by configuration.
 func (s *Server) registerMetrics() {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.registry.MustRegister(&collector{s: s})
+	s.registry.MustRegister(&collector{s: s}, newClusterCollector(s.opts.Node))
 }
 
 var (

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/mqstream/mqstream/cluster"
@@ -41,23 +42,51 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) (int, any, erro
 	return http.StatusOK, out, nil
 }
 
+// memberJSON is a member with the shards it leads and holds, as this
+// node sees them; the counts are absent while the node runs no shards
+// (standalone, or before the cluster formed).
+type memberJSON struct {
+	cluster.Member
+	ShardsLed  *int `json:"shards_led,omitempty"`
+	ShardsHeld *int `json:"shards_held,omitempty"`
+}
+
 // getCluster lists the cluster's members and shards (none when standalone
 // or before the cluster formed).
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if s.opts.Node == nil {
 		return 0, nil, fmt.Errorf("%w: no node information", errNotReady)
 	}
-	members := s.opts.Node.Members()
-	if members == nil {
-		members = []cluster.Member{}
-	}
 	shardList := s.opts.Node.Shards()
 	if shardList == nil {
 		shardList = []shards.ShardStatus{}
+	}
+	members := []memberJSON{}
+	for _, m := range s.opts.Node.Members() {
+		mj := memberJSON{Member: m}
+		if len(shardList) > 0 {
+			led, held := shardCounts(shardList, m.ID)
+			mj.ShardsLed, mj.ShardsHeld = &led, &held
+		}
+		members = append(members, mj)
 	}
 	return http.StatusOK, map[string]any{
 		"name":    s.opts.Node.ClusterName(),
 		"members": members,
 		"shards":  shardList,
 	}, nil
+}
+
+// shardCounts counts the shards node id leads and those it holds a
+// replica of. Only shards this node holds a replica of know their leader.
+func shardCounts(list []shards.ShardStatus, id string) (led, held int) {
+	for _, st := range list {
+		if st.Leader == id {
+			led++
+		}
+		if slices.Contains(st.Replicas, id) {
+			held++
+		}
+	}
+	return led, held
 }

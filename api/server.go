@@ -41,6 +41,13 @@ type Node interface {
 	// Shards are the cluster's shards as this node sees them (none when
 	// standalone or before the cluster formed).
 	Shards() []shards.ShardStatus
+	// StreamPlacement says where stream name lives: its shard, the
+	// shard's leader ("" while none is known) and the nodes holding its
+	// replicas; ok is false when the node runs no shards.
+	StreamPlacement(name string) (shard int, leader string, replicas []string, ok bool)
+	// ForwardCounters count the writes this node forwarded to other
+	// nodes and served for them.
+	ForwardCounters() shards.ForwardCounters
 }
 
 // Options configure the API.

@@ -16,6 +16,11 @@ type streamJSON struct {
 	LastOffset *uint64                `json:"last_offset"`
 	Retention  retentionJSON          `json:"retention"`
 	Counters   streams.StreamCounters `json:"counters"`
+	// Where the stream lives in cluster mode (GET /v1/streams/{name}
+	// only; absent when the node runs no shards).
+	Shard    *int     `json:"shard,omitempty"`
+	Leader   *string  `json:"leader,omitempty"`
+	Replicas []string `json:"replicas,omitempty"`
 }
 
 // retentionJSON shows durations as strings ("168h0m0s") and takes them so.
@@ -89,7 +94,13 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request) (int, any, er
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, toStreamJSON(info, s.opts.Store.Counters()[info.Name]), nil
+	out := toStreamJSON(info, s.opts.Store.Counters()[info.Name])
+	if s.opts.Node != nil {
+		if shard, leader, replicas, ok := s.opts.Node.StreamPlacement(info.Name); ok {
+			out.Shard, out.Leader, out.Replicas = &shard, &leader, replicas
+		}
+	}
+	return http.StatusOK, out, nil
 }
 
 func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) (int, any, error) {

@@ -166,7 +166,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
-	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker}, Nodes: nodeRows{n},
+	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker}, Nodes: nodeRows{n}, Shards: shardRows{n},
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err

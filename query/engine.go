@@ -53,6 +53,22 @@ type NodeRow struct {
 	Version string
 }
 
+// Shards is what the engine reads of the cluster's shards (node adapts
+// its shards: none when standalone or before the cluster formed).
+type Shards interface {
+	Shards() []ShardRow
+}
+
+// ShardRow is one shard as this node sees it: a row of the shards table.
+type ShardRow struct {
+	ID       int
+	Leader   string // "" while none is known
+	Term     uint64
+	Replicas []string // node ids, the preferred leader first
+	Applied  uint64   // last entry this node's replica applied
+	Local    bool     // this node holds a replica (Term and Applied are known)
+}
+
 // Session is one MQTT session, connected or kept for an absent client: a
 // row of the sessions table.
 type Session struct {
@@ -91,6 +107,8 @@ type Options struct {
 	Sessions Sessions
 	// Nodes serves the nodes table; nil makes it an error.
 	Nodes Nodes
+	// Shards serves the shards table; nil makes it an error.
+	Shards Shards
 	// MaxRowsScanned stops a query that reads more rows (records and
 	// statistics rows, before filtering); 0 means 1,000,000.
 	MaxRowsScanned int64

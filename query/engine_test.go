@@ -216,7 +216,7 @@ func TestStatisticsTablesNeedTheirSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"append_throughput", "read_throughput", "append_latency", "groups", "consumers"} {
+	for _, table := range []string{"append_throughput", "read_throughput", "append_latency", "groups", "consumers", "nodes", "shards"} {
 		_, err := bare.Query(context.Background(), "SELECT * FROM "+table)
 		if qe, ok := err.(*Error); !ok || qe.Code != CodeSQL || !strings.Contains(qe.Message, "not available") {
 			t.Errorf("%s without a source: %v", table, err)
@@ -312,5 +312,52 @@ func TestSessionsTable(t *testing.T) {
 	res := n.query("SELECT client_id, queued, disconnected_at IS NOT NULL FROM sessions WHERE NOT connected ORDER BY queued DESC LIMIT 10")
 	if r := rows(res); !slices.Equal(r, []string{"away | 2 | true"}) {
 		t.Fatalf("absent sessions:\n%s", render(res))
+	}
+}
+
+// fakeShards stands for a cluster node's shards.
+type fakeShards []ShardRow
+
+func (f fakeShards) Shards() []ShardRow { return f }
+
+// TestShardsTable: NULL leader while none is known, NULL term and applied
+// where this node holds no replica, replicas as a JSON array; a node
+// without shards (standalone) has an empty table.
+func TestShardsTable(t *testing.T) {
+	n := startNode(t, nodeOptions{})
+	e, err := New(Options{Store: n.store, Shards: fakeShards{
+		{ID: 0, Leader: "n1", Term: 3, Replicas: []string{"n1", "n2", "n3"}, Applied: 42, Local: true},
+		{ID: 1, Term: 4, Replicas: []string{"n2", "n3", "n1"}, Applied: 7, Local: true},
+		{ID: 2, Replicas: []string{"n3", "n4", "n2"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Query(context.Background(), "SELECT * FROM shards ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`0 | n1 | 3 | ["n1","n2","n3"] | 42 | true`,
+		`1 | NULL | 4 | ["n2","n3","n1"] | 7 | true`,
+		`2 | NULL | NULL | ["n3","n4","n2"] | NULL | false`,
+	}
+	if got := rows(res); !slices.Equal(got, want) {
+		t.Fatalf("shards:\n%s", render(res))
+	}
+	// The example of docs/sql.md: shards not led by their preferred leader.
+	res, err = e.Query(context.Background(), "SELECT id, leader, replicas->>'$[0]' AS preferred FROM shards WHERE leader IS NULL OR leader <> replicas->>'$[0]'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(res); !slices.Equal(got, []string{"1 | NULL | n2", "2 | NULL | n3"}) {
+		t.Fatalf("shards away from their preferred leader:\n%s", render(res))
+	}
+	standalone, err := New(Options{Store: n.store, Shards: fakeShards(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := standalone.Query(context.Background(), "SELECT * FROM shards"); err != nil || len(res.Rows) != 0 || len(res.Columns) != 6 {
+		t.Fatalf("standalone shards: %v %v", res, err)
 	}
 }

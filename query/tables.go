@@ -101,6 +101,14 @@ func statTableDefs() []statTableDef {
 			{"http", TText, "HTTP address"},
 			{"version", TText, "mqstream version"},
 		}},
+		{name: "shards", desc: "one row per shard of the cluster, as this node sees it (none when standalone)", cols: []colDef{
+			{"id", TInt, "shard number (a stream's shard is a hash of its name)"},
+			{"leader", TText, "node id of the shard's leader (NULL while none is known, or when this node holds no replica)"},
+			{"term", TInt, "Raft term of this node's replica (NULL when it holds none)"},
+			{"replicas", TJSON, "node ids holding a replica, the preferred leader first, as a JSON array"},
+			{"applied", TInt, "last Raft entry this node's replica applied (NULL when it holds none)"},
+			{"local", TBool, "this node holds a replica of the shard"},
+		}},
 		{name: "sessions", desc: "one row per MQTT session: connected clients and sessions kept for absent ones", cols: []colDef{
 			{"client_id", TText, "MQTT client id"},
 			{"connected", TBool, "the client is connected now"},
@@ -260,6 +268,15 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version})
 		}
 		return rows, nil
+	case "shards":
+		if e.opts.Shards == nil {
+			return nil, errorf(Pos{}, "table shards is not available on this node")
+		}
+		var rows [][]any
+		for _, s := range e.opts.Shards.Shards() {
+			rows = append(rows, shardRow(s))
+		}
+		return rows, nil
 	case "sessions":
 		if e.opts.Sessions == nil {
 			return nil, errorf(Pos{}, "table sessions is not available: this node runs no MQTT broker")
@@ -325,6 +342,21 @@ func streamRow(info streams.StreamInfo) []any {
 	}
 	return []any{info.Name, info.Records, info.Bytes, int64(info.FirstOffset), last, int64(info.NextOffset),
 		info.CreatedAt, lastAppend, retention, maxAge, maxBytes, maxRecords}
+}
+
+func shardRow(s ShardRow) []any {
+	var leader, term, applied any
+	if s.Leader != "" {
+		leader = s.Leader
+	}
+	if s.Local {
+		term, applied = int64(s.Term), int64(s.Applied)
+	}
+	replicas := make([]any, len(s.Replicas))
+	for i, id := range s.Replicas {
+		replicas[i] = id
+	}
+	return []any{int64(s.ID), leader, term, replicas, applied, s.Local}
 }
 
 func groupRow(g shared.GroupStats) []any {

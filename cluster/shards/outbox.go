@@ -116,6 +116,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 				for i, it := range batch {
 					cmds[i] = it.cmd
 				}
+				s.forwards.sent.Add(1)
 				resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
 				if err == nil {
 					results, err := decodeForwardResults(resp, len(batch))
@@ -128,6 +129,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 					}
 					return
 				}
+				s.forwards.failed.Add(1)
 				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
 			}
 		}

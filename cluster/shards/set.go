@@ -100,6 +100,8 @@ type Set struct {
 	// nodes and restarts, and a counter.
 	producer uint64
 	seq      atomic.Uint64
+	// forwards count forward calls: made, served, failed (Counters).
+	forwards struct{ sent, received, failed atomic.Uint64 }
 	// next rotates forwards to a shard held elsewhere over its replicas.
 	mu struct {
 		sync.Mutex
@@ -293,6 +295,7 @@ func (s *Set) target(shard int) (Peer, bool) {
 // HandleForward serves a batch of appends forwarded by another node (the
 // ForwardService handler); the answer carries each one's outcome.
 func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byte, error) {
+	s.forwards.received.Add(1)
 	shard, hops, cmds, err := decodeForward(req)
 	if err == nil && shard >= s.opts.Shards {
 		err = fmt.Errorf("%w: shard %d of %d", ErrBadEntry, shard, s.opts.Shards)
@@ -422,6 +425,20 @@ func (s *Set) Ready() (bool, string) {
 		return false, fmt.Sprintf("shards without a leader: %v", missing)
 	}
 	return true, ""
+}
+
+// ForwardCounters count the forward requests (each a batch of writes:
+// appends, stream creations and deletions) this node sent to another
+// node, and those it served.
+type ForwardCounters struct {
+	Sent     uint64 // forward requests made, retries included
+	Received uint64 // forward requests served for other nodes
+	Failed   uint64 // requests that did not get through (then retried)
+}
+
+// Counters returns the forward counters since the shards started.
+func (s *Set) Counters() ForwardCounters {
+	return ForwardCounters{Sent: s.forwards.sent.Load(), Received: s.forwards.received.Load(), Failed: s.forwards.failed.Load()}
 }
 
 // Layout returns the shard layout.

@@ -1,0 +1,119 @@
+package api
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqstream/mqstream/cluster/shards"
+)
+
+var (
+	descMembers       = desc("cluster_members", "Cluster members by status, as this node sees them.", "status")
+	descShardLeader   = desc("shard_leader", "1 when this node leads the shard, else 0.", "shard")
+	descShardTerm     = desc("shard_term", "Raft term of this node's replica of the shard.", "shard")
+	descShardApplied  = desc("shard_applied_index", "Last Raft entry this node's replica of the shard applied.", "shard")
+	descLeaderChanges = desc("shard_leader_changes_total", "Leader changes of the shard seen by this node at scrape time (a new leader or a new term since the previous scrape).", "shard")
+	descForwards      = desc("forwards_total", "Forward requests (batches of writes for one shard) sent to another node (retries included) or served for one (received).", "direction")
+	descForwardsFail  = desc("forwards_failed_total", "Forward requests that did not get through (then retried).")
+)
+
+// memberStatuses are always reported, at 0 when no member has them, so
+// that alerts on failed members need no absent().
+var memberStatuses = []string{"alive", "suspect", "failed", "left"}
+
+// clusterCollector reports the cluster as this node sees it; nothing when
+// standalone. Leader changes are counted from successive scrapes: the
+// Raft groups are not watched between them.
+type clusterCollector struct {
+	node Node
+	mu   struct {
+		sync.Mutex // guards seen and changes
+		// seen is each local shard's leader and term at the last scrape
+		// that knew its leader.
+		seen    map[int]leadership
+		changes map[int]uint64
+	}
+}
+
+type leadership struct {
+	leader string
+	term   uint64
+}
+
+func newClusterCollector(n Node) *clusterCollector {
+	c := &clusterCollector{node: n}
+	c.mu.seen, c.mu.changes = map[int]leadership{}, map[int]uint64{}
+	return c
+}
+
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMembers, descShardLeader, descShardTerm, descShardApplied, descLeaderChanges,
+		descForwards, descForwardsFail} {
+		ch <- d
+	}
+}
+
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.node
+	if n == nil || n.ClusterName() == "" {
+		return
+	}
+	byStatus := map[string]int{}
+	for _, s := range memberStatuses {
+		byStatus[s] = 0
+	}
+	for _, m := range n.Members() {
+		byStatus[m.Status]++
+	}
+	for status, count := range byStatus {
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(count), status)
+	}
+	list := n.Shards()
+	if len(list) == 0 {
+		return // the shards have not started yet
+	}
+	changes := c.leaderChanges(list)
+	for _, st := range list {
+		shard := strconv.Itoa(st.ID)
+		leads := 0.0
+		if st.Leader == n.ID() {
+			leads = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descShardLeader, prometheus.GaugeValue, leads, shard)
+		if !st.Local {
+			continue // this node knows no term, index or leader of it
+		}
+		ch <- prometheus.MustNewConstMetric(descShardTerm, prometheus.GaugeValue, float64(st.Term), shard)
+		ch <- prometheus.MustNewConstMetric(descShardApplied, prometheus.GaugeValue, float64(st.Applied), shard)
+		ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(changes[st.ID]), shard)
+	}
+	fc := n.ForwardCounters()
+	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(fc.Sent), "sent")
+	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(fc.Received), "received")
+	ch <- prometheus.MustNewConstMetric(descForwardsFail, prometheus.CounterValue, float64(fc.Failed))
+}
+
+// leaderChanges counts, for each local shard whose leader is known, a
+// change when its leader or term differs from the last scrape that knew
+// one (the first sight counts none), and returns the counts.
+func (c *clusterCollector) leaderChanges(list []shards.ShardStatus) map[int]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range list {
+		if !st.Local || st.Leader == "" {
+			continue
+		}
+		now := leadership{st.Leader, st.Term}
+		if prev, ok := c.mu.seen[st.ID]; ok && prev != now {
+			c.mu.changes[st.ID]++
+		}
+		c.mu.seen[st.ID] = now
+	}
+	out := make(map[int]uint64, len(c.mu.changes))
+	for id, n := range c.mu.changes {
+		out[id] = n
+	}
+	return out
+}

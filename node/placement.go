@@ -1,0 +1,47 @@
+package node
+
+import (
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/query"
+)
+
+// What the API and SQL show of the shards: where a stream lives, the
+// forward counters, and the shards table. Standalone (and before the
+// cluster formed) there are no shards.
+
+// StreamPlacement says where stream name lives: its shard, the shard's
+// leader as this node knows it ("" while none is known, or when this node
+// holds no replica of the shard) and the nodes holding its replicas, the
+// preferred leader first. ok is false when the node runs no shards.
+func (n *Node) StreamPlacement(name string) (shard int, leader string, replicas []string, ok bool) {
+	list := n.Shards()
+	if len(list) == 0 {
+		return 0, "", nil, false
+	}
+	st := list[shards.ShardOf(name, len(list))]
+	return st.ID, st.Leader, st.Replicas, true
+}
+
+// ForwardCounters count the writes this node forwarded to other nodes
+// and served for them (zero when it runs no shards).
+func (n *Node) ForwardCounters() shards.ForwardCounters {
+	if n.repl == nil {
+		return shards.ForwardCounters{}
+	}
+	if s := n.repl.store.set.Load(); s != nil {
+		return s.Counters()
+	}
+	return shards.ForwardCounters{}
+}
+
+// shardRows adapts the node's shards to the SQL engine's shards table.
+type shardRows struct{ n *Node }
+
+func (r shardRows) Shards() []query.ShardRow {
+	list := r.n.Shards()
+	out := make([]query.ShardRow, len(list))
+	for i := range list {
+		out[i] = query.ShardRow(list[i])
+	}
+	return out
+}
