@@ -169,6 +169,13 @@ func New(opts Options) (*Broker, error) {
 	if err := server.AddHook(order, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add subscription order hook: %w", err)
 	}
+	// Before the delivery hook, which looks for the connection a new one
+	// takes over; after the order hook, whose OnDisconnect returns the
+	// leaving connection's ticket without waiting (takeover.go).
+	takeover := newTakeoverHook()
+	if err := server.AddHook(takeover, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add takeover hook: %w", err)
+	}
 	// Then: the index of "+/#" filters must be updated before ingest
 	// invalidates its subscriber cache on a SUBSCRIBE.
 	if err := server.AddHook(&selectionHook{sel: sel}, nil); err != nil {
@@ -259,9 +266,9 @@ func New(opts Options) (*Broker, error) {
 	for _, l := range b.listeners {
 		switch l := l.(type) {
 		case *tcpListener:
-			l.disconnect = b.disconnectListener
+			l.disconnect, l.open = b.disconnectListener, takeover.open
 		case *wsListener:
-			l.disconnect = b.disconnectListener
+			l.disconnect, l.open = b.disconnectListener, takeover.open
 		}
 	}
 	return b, nil

@@ -9,7 +9,9 @@
 //
 //   - broker.go: Options, Broker (New, Start, Close), the hook order, the
 //     limits and open-access hooks. listeners.go: TCP, WebSocket and TLS
-//     listeners.
+//     listeners. takeover.go: a session takeover and the taken-over
+//     connection's departure in an order that keeps the new connection in
+//     mochi's client list.
 //   - Publish to PUBACK: ingest.go (ingestHook: maps a publish to its stream,
 //     queues it for the store's group commit, acknowledges in arrival order
 //     once durable), inbound.go (the client's own packet ids, kept out of

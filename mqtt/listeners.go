@@ -24,6 +24,9 @@ type tcpListener struct {
 	// disconnect, if set, disconnects the listener's clients on Close
 	// instead of mochi's function (see Broker.disconnectListener).
 	disconnect func(listenerID string)
+	// open, if set, is told of each connection before mochi serves it;
+	// the function it returns, once mochi is done with it (takeover.go).
+	open func(net.Conn) (closed func())
 
 	mu     sync.Mutex // guards closed
 	closed bool
@@ -65,6 +68,9 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		}
 		backoff = 0
 		go func() {
+			if l.open != nil {
+				defer l.open(c)()
+			}
 			if err := establish(l.id, c); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "error", err)
 			}
@@ -101,8 +107,9 @@ type wsListener struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 	estab    listeners.EstablishFn
-	// disconnect: as for tcpListener.
+	// disconnect and open: as for tcpListener.
 	disconnect func(listenerID string)
+	open       func(net.Conn) (closed func())
 }
 
 func newWSListener(id, addr string, tlsConfig *tls.Config) (*wsListener, error) {
@@ -149,7 +156,11 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered with an HTTP error
 	}
 	defer ws.Close()
-	if err := l.estab(l.id, &wsConn{Conn: ws.UnderlyingConn(), ws: ws}); err != nil && !errors.Is(err, io.EOF) {
+	conn := &wsConn{Conn: ws.UnderlyingConn(), ws: ws}
+	if l.open != nil {
+		defer l.open(conn)()
+	}
+	if err := l.estab(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
 	}
 }

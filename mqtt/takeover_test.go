@@ -4,7 +4,9 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -42,4 +44,76 @@ func TestStalledSubscriberDoesNotBlockTakeover(t *testing.T) {
 	if pk := again.expect(packets.Publish); string(pk.Payload) != "hello" {
 		t.Fatalf("new connection got %q", pk.Payload)
 	}
+}
+
+// TestTakeoverOrdersDepartureAndEstablishment: a connection whose session
+// ends with it leaves only once a connection taking over its client id is
+// in mochi's client list (or gone), and a connection established while
+// another with its id leaves waits until that one is gone; otherwise the
+// leaving connection's cleanup deletes the new connection from the list.
+func TestTakeoverOrdersDepartureAndEstablishment(t *testing.T) {
+	server := mochi.New(nil)
+	h := newTakeoverHook()
+	client := func(id string) (*mochi.Client, func()) {
+		conn, peer := net.Pipe()
+		t.Cleanup(func() { conn.Close(); peer.Close() })
+		closed := h.open(conn)
+		return server.NewClient(conn, "tcp", id, false), closed
+	}
+	returned := func(f func()) chan struct{} {
+		done := make(chan struct{})
+		go func() { f(); close(done) }()
+		return done
+	}
+	waitFor := func(done chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not return", what)
+		}
+	}
+	notYet := func(done chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-done:
+			t.Fatalf("%s returned too early", what)
+		default:
+		}
+	}
+
+	// Taken over: the old connection's departure waits for the new one.
+	old, oldClosed := client("c")
+	cl, _ := client("c")
+	h.OnSessionEstablish(cl, packets.Packet{})
+	left := returned(func() { h.OnDisconnect(old, nil, true) })
+	notYet(left, "OnDisconnect of the connection taken over")
+	h.OnSessionEstablished(cl, packets.Packet{})
+	waitFor(left, "OnDisconnect after the new connection was established")
+	oldClosed()
+
+	// Leaving on its own: a new connection waits until it is gone.
+	old, oldClosed = client("d")
+	h.OnDisconnect(old, nil, true)
+	cl, _ = client("d")
+	est := returned(func() { h.OnSessionEstablish(cl, packets.Packet{}) })
+	notYet(est, "OnSessionEstablish while a connection with its id leaves")
+	oldClosed()
+	waitFor(est, "OnSessionEstablish after the leaving connection was gone")
+
+	// A new connection that never got established (its CONNACK failed)
+	// holds up no departure once it is gone.
+	old, _ = client("e")
+	cl, clClosed := client("e")
+	h.OnSessionEstablish(cl, packets.Packet{})
+	left = returned(func() { h.OnDisconnect(old, nil, true) })
+	notYet(left, "OnDisconnect while a connection with its id is being established")
+	clClosed()
+	waitFor(left, "OnDisconnect after the new connection was gone")
+
+	// Persistent sessions: mochi deletes nothing, nothing waits.
+	old, _ = client("f")
+	cl, _ = client("f")
+	h.OnSessionEstablish(cl, packets.Packet{})
+	h.OnDisconnect(old, nil, false)
 }

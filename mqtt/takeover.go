@@ -1,0 +1,202 @@
+package mqtt
+
+import (
+	"net"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Session takeover and mochi's client list.
+//
+// When a connection leaves and its session ends with it (MQTT 3.1.1 clean
+// session, MQTT 5 session expiry 0), mochi v2.7.9 checks after OnDisconnect
+// whether the connection was taken over and, if not, deletes its client id
+// from the client list (Clients.Delete by id, whatever connection the id
+// now names). A takeover marks the old connection taken over only after it
+// has closed it, which is what wakes the old connection's goroutine; so
+// that goroutine can check before the mark is set and delete after the new
+// connection was added. The new connection is then missing from the list:
+// messages to its subscriptions find no client and are dropped, and the
+// next connection with its id does not disconnect it.
+//
+// takeoverHook orders the two. A connection whose session ends with it
+// leaves (OnDisconnect) only once every connection with its client id that
+// was being established (OnSessionEstablish) is in the list
+// (OnSessionEstablished) or gone: by then mochi has marked it taken over,
+// if it was. A connection established while another with its id is
+// leaving that way waits (in OnSessionEstablish) until that one is gone,
+// its deletion included, before mochi takes over the session and adds it.
+// "Gone" comes from the listeners: mochi is done with a connection when its
+// establish function returns.
+type takeoverHook struct {
+	mochi.HookBase
+
+	conns sync.Map // net.Conn -> *connection, from open to its close
+
+	mu struct {
+		sync.Mutex
+		// ids holds, per client id, the connections being established and
+		// those leaving; an id with neither has no entry.
+		ids map[string]*idConnections
+	}
+}
+
+// connection is a network connection mochi serves.
+type connection struct {
+	gone chan struct{} // closed when mochi is done with it
+	// Guarded by takeoverHook.mu:
+	// id is the client id it is establishing or leaving under ("": neither).
+	id string
+	// established is closed when the connection is in mochi's client
+	// list (OnSessionEstablished); made when it starts being established
+	// (OnSessionEstablish).
+	established chan struct{}
+}
+
+// idConnections are one client id's connections in a takeover's way.
+type idConnections struct {
+	establishing map[*connection]struct{} // from OnSessionEstablish to OnSessionEstablished or gone
+	leaving      map[*connection]struct{} // past OnDisconnect, their session ending with them, until gone
+}
+
+func newTakeoverHook() *takeoverHook {
+	h := &takeoverHook{}
+	h.mu.ids = map[string]*idConnections{}
+	return h
+}
+
+func (h *takeoverHook) ID() string { return "mqstream-takeover" }
+
+func (h *takeoverHook) Provides(b byte) bool {
+	return b == mochi.OnSessionEstablish || b == mochi.OnSessionEstablished || b == mochi.OnDisconnect
+}
+
+// open registers a network connection before mochi reads its CONNECT; the
+// function returned reports that mochi is done with it (its establish
+// function returned). Listeners call both.
+func (h *takeoverHook) open(conn net.Conn) (closed func()) {
+	c := &connection{gone: make(chan struct{})}
+	h.conns.Store(conn, c)
+	return func() {
+		h.conns.Delete(conn)
+		h.mu.Lock()
+		if ids, ok := h.mu.ids[c.id]; ok {
+			delete(ids.establishing, c)
+			delete(ids.leaving, c)
+			h.forgetLocked(c.id, ids)
+		}
+		h.mu.Unlock()
+		close(c.gone)
+	}
+}
+
+// connection returns cl's connection (nil: not from a listener, or gone).
+func (h *takeoverHook) connection(cl *mochi.Client) *connection {
+	if cl.Net.Conn == nil {
+		return nil
+	}
+	if v, ok := h.conns.Load(cl.Net.Conn); ok {
+		return v.(*connection)
+	}
+	return nil
+}
+
+// idLocked returns client id's entry, made on first use. h.mu is held.
+func (h *takeoverHook) idLocked(id string) *idConnections {
+	ids := h.mu.ids[id]
+	if ids == nil {
+		ids = &idConnections{establishing: map[*connection]struct{}{}, leaving: map[*connection]struct{}{}}
+		h.mu.ids[id] = ids
+	}
+	return ids
+}
+
+// forgetLocked drops id's entry once it holds no connection. h.mu is held.
+func (h *takeoverHook) forgetLocked(id string, ids *idConnections) {
+	if len(ids.establishing) == 0 && len(ids.leaving) == 0 {
+		delete(h.mu.ids, id)
+	}
+}
+
+// OnSessionEstablish waits until the connections with cl's id that are
+// leaving, their sessions ending with them, are gone; then cl is being
+// established until OnSessionEstablished.
+func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
+	c := h.connection(cl)
+	if c == nil {
+		return
+	}
+	for {
+		h.mu.Lock()
+		ids := h.idLocked(cl.ID)
+		var wait []*connection
+		for o := range ids.leaving {
+			wait = append(wait, o)
+		}
+		if len(wait) == 0 {
+			c.id, c.established = cl.ID, make(chan struct{})
+			ids.establishing[c] = struct{}{}
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		for _, o := range wait {
+			<-o.gone
+		}
+	}
+}
+
+// OnSessionEstablished: cl is in mochi's client list.
+func (h *takeoverHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	c := h.connection(cl)
+	if c == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids, ok := h.mu.ids[cl.ID]
+	if !ok {
+		return
+	}
+	if _, ok := ids.establishing[c]; ok {
+		delete(ids.establishing, c)
+		close(c.established)
+		h.forgetLocked(cl.ID, ids)
+	}
+}
+
+// OnDisconnect holds up the departure of a connection whose session ends
+// with it until the connections with its id being established are in the
+// client list or gone (one of them may be taking it over); then it is
+// leaving until gone.
+func (h *takeoverHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	c := h.connection(cl)
+	if c == nil || !expire {
+		return // mochi deletes nothing
+	}
+	for {
+		h.mu.Lock()
+		ids := h.idLocked(cl.ID)
+		var wait []*connection
+		for o := range ids.establishing {
+			if o != c {
+				wait = append(wait, o)
+			}
+		}
+		if len(wait) == 0 {
+			c.id = cl.ID
+			ids.leaving[c] = struct{}{}
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		for _, o := range wait {
+			select {
+			case <-o.established:
+			case <-o.gone:
+			}
+		}
+	}
+}
