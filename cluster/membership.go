@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -27,6 +28,7 @@ const (
 	tagHTTP    = "http"
 	tagVersion = "version"
 	tagSetting = "s:" // prefix of a cluster-wide setting's fingerprint
+	tagFormed  = "formed"
 )
 
 // ErrRefused: the cluster refused this node (another cluster's name, or its
@@ -43,6 +45,10 @@ type Member struct {
 	MQTT    string `json:"mqtt"`
 	HTTP    string `json:"http"`
 	Version string `json:"version"`
+	// Founders are the ids of the members that formed the cluster, as
+	// this member announced them once it laid out the shards (MarkFormed;
+	// none before).
+	Founders []string `json:"-"`
 }
 
 // Membership is this node's view of the cluster: who is there, alive or
@@ -304,7 +310,8 @@ func (m *Membership) Members() []Member {
 		}
 		out = append(out, Member{ID: sm.Name, Status: st,
 			Gossip: net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port))),
-			RPC:    sm.Tags[tagRPC], MQTT: sm.Tags[tagMQTT], HTTP: sm.Tags[tagHTTP], Version: sm.Tags[tagVersion]})
+			RPC:    sm.Tags[tagRPC], MQTT: sm.Tags[tagMQTT], HTTP: sm.Tags[tagHTTP], Version: sm.Tags[tagVersion],
+			Founders: founders(sm.Tags[tagFormed])})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -342,6 +349,25 @@ func (m *Membership) Ready() (ready bool, reason string) {
 	m.mu.formed = true
 	m.mu.Unlock()
 	return true, ""
+}
+
+// MarkFormed tells the other members that the cluster has formed with
+// these founding members, so that founders still laying out the shards
+// take the same ones and a node arriving later knows it came too late.
+func (m *Membership) MarkFormed(founders []string) error {
+	tags := maps.Clone(m.serf.LocalMember().Tags)
+	tags[tagFormed] = strings.Join(founders, ",")
+	if err := m.serf.SetTags(tags); err != nil {
+		return fmt.Errorf("cluster: announce the formed cluster: %w", err)
+	}
+	return nil
+}
+
+func founders(tag string) []string {
+	if tag == "" {
+		return nil
+	}
+	return strings.Split(tag, ",")
 }
 
 // Close leaves the cluster gracefully (peers see "left", not "failed") and

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -172,4 +173,38 @@ func TestClusterStreamAdministrationThroughAnyNode(t *testing.T) {
 			return err != nil
 		})
 	}
+}
+
+// TestNodeCannotJoinAFormedCluster: a fourth node (whose id sorts first,
+// so it would lay out the shards differently) meets a cluster whose
+// shards run: it stops with an error saying the cluster has formed, and
+// the cluster goes on.
+func TestNodeCannotJoinAFormedCluster(t *testing.T) {
+	nodes := startCluster(t)
+	testutil.Eventually(t, 10*time.Second, "the members to announce the formed cluster", func() bool {
+		for _, m := range nodes[0].Members() {
+			if strings.Join(m.Founders, ",") != "n1,n2,n3" {
+				return false
+			}
+		}
+		return true
+	})
+	cfg := clusterConfig(t, "n0", 3, gossipAddr(nodes[0]))
+	cfg.Cluster.Shards = 4
+	late, err := Open(cfg, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- late.Run(context.Background(), 5*time.Second) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, errFormed) || !strings.Contains(err.Error(), "n1, n2, n3") {
+			t.Fatalf("late node stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the late node did not stop")
+	}
+	publishSeq(t, nodes[1].MQTTAddr(), "after-late", "crash/x", "after-late", 3)
+	sameRecords(t, nodes, "crash", 3)
 }

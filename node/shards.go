@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/raftlog"
 	"github.com/mqstream/mqstream/cluster/rpcmux"
 	"github.com/mqstream/mqstream/cluster/shards"
@@ -163,10 +165,67 @@ func (r *replication) start() {
 		}
 		r.store.set.Store(set)
 		r.n.log.Info("shards started", "shards", cl.Shards, "held", heldCount(layout, r.n.id))
+		if err := r.n.members.MarkFormed(layoutMembers(layout)); err != nil {
+			r.n.log.Warn("could not announce the formed cluster", "error", err)
+		}
 	}()
 }
 
 var errStopped = errors.New("stopped")
+
+// founders returns the founding members to lay the shards out over: those
+// a member that formed the cluster announced (an error if this node is not
+// among them: it came too late), or else the first bootstrap_expect alive
+// members by id (fewer while fewer are alive).
+func (r *replication) founders() ([]shards.Peer, error) {
+	members := r.n.members.Members() // sorted by id
+	for _, m := range members {
+		if m.ID == r.n.id || m.Status != "alive" || len(m.Founders) == 0 {
+			continue
+		}
+		if !slices.Contains(m.Founders, r.n.id) {
+			return nil, fmt.Errorf("%w: cluster %q was formed by %s, and nodes cannot join a formed cluster yet; "+
+				"start this node with the data directory it had when the cluster formed", errFormed, r.n.cfg.Cluster.Name, strings.Join(m.Founders, ", "))
+		}
+		var peers []shards.Peer
+		for _, id := range m.Founders {
+			i := slices.IndexFunc(members, func(x cluster.Member) bool { return x.ID == id })
+			if i < 0 || members[i].RPC == "" {
+				return nil, nil // not seen yet: wait
+			}
+			peers = append(peers, shards.Peer{ID: id, RPC: members[i].RPC})
+		}
+		return peers, nil
+	}
+	var peers []shards.Peer
+	for _, m := range members {
+		if m.Status == "alive" && m.RPC != "" && len(peers) < r.n.cfg.Cluster.BootstrapExpect {
+			peers = append(peers, shards.Peer{ID: m.ID, RPC: m.RPC})
+		}
+	}
+	if len(peers) == r.n.cfg.Cluster.BootstrapExpect && !slices.ContainsFunc(peers, func(p shards.Peer) bool { return p.ID == r.n.id }) {
+		return nil, fmt.Errorf("this node is not among the %d founding members (the first by id: %v), and nodes cannot join a formed cluster yet",
+			r.n.cfg.Cluster.BootstrapExpect, peers)
+	}
+	return peers, nil
+}
+
+// layoutMembers lists the nodes a layout places replicas on, by id.
+func layoutMembers(l shards.Layout) []string {
+	var ids []string
+	for _, peers := range l.Shards {
+		for _, p := range peers {
+			if !slices.Contains(ids, p.ID) {
+				ids = append(ids, p.ID)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// errFormed: a new node met a cluster that has formed already.
+var errFormed = errors.New("the cluster has formed already")
 
 func heldCount(l shards.Layout, id string) int {
 	n := 0
@@ -192,17 +251,11 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 	for {
 		ch := r.n.members.Changed()
 		if ok, _ := r.n.members.Ready(); ok {
-			var peers []shards.Peer
-			for _, m := range r.n.members.Members() {
-				if m.Status == "alive" && m.RPC != "" {
-					peers = append(peers, shards.Peer{ID: m.ID, RPC: m.RPC})
-				}
+			peers, err := r.founders()
+			if err != nil {
+				return shards.Layout{}, err
 			}
 			if len(peers) >= cl.BootstrapExpect {
-				peers = peers[:cl.BootstrapExpect] // Members is sorted by id
-				if !slices.ContainsFunc(peers, func(p shards.Peer) bool { return p.ID == r.n.id }) {
-					return shards.Layout{}, fmt.Errorf("this node is not among the %d founding members %v; add it to a formed cluster is not supported yet", cl.BootstrapExpect, peers)
-				}
 				if cl.ReplicationFactor > len(peers) {
 					r.n.log.Warn("fewer nodes than the replication factor: shards have fewer replicas", "nodes", len(peers), "replication_factor", cl.ReplicationFactor)
 				}
@@ -218,6 +271,13 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 				defer cancel()
 				if err := kv.Write(ctx, streams.KVWrite{Key: layoutKey, Value: b}); err != nil {
 					return shards.Layout{}, fmt.Errorf("keep the shard layout: %w", err)
+				}
+				ids := make([]string, len(peers))
+				for i, p := range peers {
+					ids[i] = p.ID
+				}
+				if err := r.n.members.MarkFormed(ids); err != nil {
+					r.n.log.Warn("could not announce the formed cluster", "error", err)
 				}
 				return layout, nil
 			}

@@ -81,8 +81,8 @@ type nodeRows struct{ n *Node }
 func (r nodeRows) Nodes() []query.NodeRow {
 	members := r.n.Members()
 	out := make([]query.NodeRow, len(members))
-	for i := range members {
-		out[i] = query.NodeRow(members[i])
+	for i, m := range members {
+		out[i] = query.NodeRow{ID: m.ID, Status: m.Status, Gossip: m.Gossip, RPC: m.RPC, MQTT: m.MQTT, HTTP: m.HTTP, Version: m.Version}
 	}
 	return out
 }
