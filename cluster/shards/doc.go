@@ -35,9 +35,11 @@
 // When the cluster forms, its first BootstrapExpect members (sorted by
 // id) are laid out round-robin: shard i is replicated on the
 // ReplicationFactor members from i mod n on, and prefers the first of
-// them as its leader. Every founding member computes the same layout,
-// records it in its data directory and bootstraps its Raft groups with
-// it; the groups keep their configuration in their logs from then on. A
+// them as its leader. Every founding member computes the same layout (the
+// node wiring has the first founder to lay it out announce the founders in
+// gossip, and the others take those), records it in its data directory
+// and bootstraps its Raft groups with it; the groups keep their
+// configuration in their logs from then on. A
 // balancer hands leadership back to a shard's preferred leader when it is
 // a healthy voter, so leaders stay spread evenly.
 package shards
