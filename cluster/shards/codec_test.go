@@ -64,6 +64,9 @@ func TestForwardRoundTrip(t *testing.T) {
 			t.Fatalf("%v came back as %v", sentinel, err)
 		}
 	}
+	if _, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: %w", ErrNoLeader, errNotProposed))); !errors.Is(err, errNotProposed) || !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("a not-proposed answer came back as %v", err)
+	}
 	if _, err := decodeForwardResult(nil); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("empty answer: %v", err)
 	}

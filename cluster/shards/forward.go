@@ -24,6 +24,7 @@ const (
 	statusOther
 	statusNoLeader
 	statusExists
+	statusRetry // not taken by any leader: the sender may send it again
 )
 
 // encodeForward encodes a batch of appends of one shard.
@@ -90,6 +91,8 @@ func encodeForwardResult(first uint64, err error) []byte {
 	}
 	status := byte(statusOther)
 	switch {
+	case errors.Is(err, errNotProposed):
+		status = statusRetry
 	case errors.Is(err, ErrNoLeader):
 		status = statusNoLeader
 	case errors.Is(err, streams.ErrStreamExists):
@@ -128,6 +131,8 @@ func decodeForwardResult(b []byte) (uint64, error) {
 		sentinel = streams.ErrStreamNotFound
 	case statusInvalidName:
 		sentinel = streams.ErrInvalidName
+	case statusRetry:
+		return 0, fmt.Errorf("%w: %w (from %s)", ErrNoLeader, errNotProposed, msg)
 	case statusNoLeader:
 		sentinel = ErrNoLeader
 	case statusExists:

@@ -103,34 +103,42 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
+	hops := 0
+	for _, it := range batch {
+		hops = max(hops, it.hops)
+	}
 	for len(batch) > 0 {
 		if r := s.replicas[shard]; r != nil && r.isLeader() {
 			batch = s.proposeAll(ctx, r, batch)
+		} else if hops >= maxHops {
+			// Forwarded here by a node that took this one for the leader:
+			// this node's view is no better, so let the sender look again
+			// rather than wait here.
+			answerAll(batch, fmt.Errorf("%w: %w (forwarded %d times)", ErrNoLeader, errNotProposed, hops))
+			return
 		} else if target, ok := s.target(shard); ok {
-			hops := 0
-			for _, it := range batch {
-				hops = max(hops, it.hops)
+			cmds := make([]appendCmd, len(batch))
+			for i, it := range batch {
+				cmds[i] = it.cmd
 			}
-			if hops < maxHops {
-				cmds := make([]appendCmd, len(batch))
-				for i, it := range batch {
-					cmds[i] = it.cmd
-				}
-				s.forwards.sent.Add(1)
-				resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
-				if err == nil {
-					results, err := decodeForwardResults(resp, len(batch))
-					for i, it := range batch {
-						if err != nil {
-							it.done(0, err)
-						} else {
-							it.done(results[i].first, results[i].err)
-						}
-					}
-					return
-				}
+			s.forwards.sent.Add(1)
+			resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
+			if err != nil {
 				s.forwards.failed.Add(1)
 				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
+			} else if results, err := decodeForwardResults(resp, len(batch)); err != nil {
+				answerAll(batch, err)
+				return
+			} else {
+				var again []forwardItem
+				for i, it := range batch {
+					if errors.Is(results[i].err, errNotProposed) {
+						again = append(again, it) // no leader took it: send it again
+						continue
+					}
+					it.done(results[i].first, results[i].err)
+				}
+				batch = again
 			}
 		}
 		if len(batch) == 0 {

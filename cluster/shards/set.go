@@ -105,6 +105,8 @@ type Set struct {
 	// nodes and restarts, and a counter.
 	producer uint64
 	seq      atomic.Uint64
+	// ready latches once every local shard has had a leader (Ready).
+	ready atomic.Bool
 	// forwards count forward calls: made, served, failed (Counters).
 	forwards struct{ sent, received, failed atomic.Uint64 }
 	// next rotates forwards to a shard held elsewhere over its replicas.
@@ -414,8 +416,14 @@ func (s *Set) Status() []ShardStatus {
 	return out
 }
 
-// Ready reports whether every shard this node holds has a leader.
+// Ready reports whether every shard this node holds has had a leader
+// since the shards started. It latches: an election later (a leader
+// died) makes writes to that shard wait a moment, which is no reason to
+// turn clients away from the node.
 func (s *Set) Ready() (bool, string) {
+	if s.ready.Load() {
+		return true, ""
+	}
 	var missing []int
 	for i, r := range s.replicas {
 		if r == nil {
@@ -429,6 +437,7 @@ func (s *Set) Ready() (bool, string) {
 		sort.Ints(missing)
 		return false, fmt.Sprintf("shards without a leader: %v", missing)
 	}
+	s.ready.Store(true)
 	return true, ""
 }
 
