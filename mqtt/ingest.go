@@ -206,12 +206,14 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		e.code = packets.ErrPacketTooLarge
 		e.err = fmt.Errorf("payload of %d bytes exceeds the limit of %d", len(pk.Payload), h.maxPayload)
 	}
-	if !c.enqueue(e, qos == 2) {
-		return pk, packets.ErrRejectPacket // a DUP of a QoS 2 publish already queued
-	}
 	if h.early && qos < 2 && e.err == nil {
 		// Deliver now, in arrival order; only the ack waits for the disk.
+		// Before the entry is queued: a flush running for earlier entries
+		// would otherwise find it done (not stored) and deliver it too.
 		h.fanout(c, e)
+	}
+	if !c.enqueue(e, qos == 2) {
+		return pk, packets.ErrRejectPacket // a DUP of a QoS 2 publish already queued
 	}
 	if e.done {
 		c.kick()
