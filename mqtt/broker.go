@@ -79,6 +79,10 @@ type Options struct {
 	// clients published this long before it took effect (catchup.go);
 	// 0 = 20 ms, negative = off.
 	CatchUpWindow time.Duration
+	// Remote links the broker to the other nodes of a cluster: their
+	// subscribers get the messages published here (remote.go); nil when
+	// standalone.
+	Remote Remote
 	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
 	SysTopicInterval int64
 	// Logger receives the broker's logs; nil means slog.Default().
@@ -111,6 +115,8 @@ type Broker struct {
 	willsMu     sync.Mutex
 	wills       []*time.Timer
 	willsClosed bool
+	// badForwards counts messages from other nodes that did not decode.
+	badForwards atomic.Int64
 
 	closeOnce sync.Once
 }
@@ -201,6 +207,7 @@ func New(opts Options) (*Broker, error) {
 		sys:      server.NewClient(nil, fanoutListener, "mqstream-sys", true),
 		retained: &retainer{server: server, st: b.state},
 		recent:   newRecentPublishes(opts.CatchUpWindow),
+		remote:   opts.Remote,
 	}
 	// After the selection hook: it delivers what the selection corrected.
 	if err := server.AddHook(delivery, nil); err != nil {
@@ -237,6 +244,13 @@ func New(opts Options) (*Broker, error) {
 		catchUp := &catchUpHook{recent: delivery.recent, subs: b.ingest.subs, delivery: delivery}
 		if err := server.AddHook(catchUp, nil); err != nil {
 			return nil, fmt.Errorf("mqtt: add catch-up hook: %w", err)
+		}
+	}
+	if opts.Remote != nil {
+		// Last of the OnSubscribed hooks before the SUBACK: it waits for
+		// the other nodes to learn the new filters.
+		if err := server.AddHook(&routeHook{remote: opts.Remote}, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add route hook: %w", err)
 		}
 	}
 	// Exactly one hook decides access: mochi allows what any hook allows.
@@ -374,6 +388,9 @@ func (b *Broker) Start() error {
 		if err := b.restore(); err != nil {
 			return err
 		}
+	}
+	if b.opts.Remote != nil {
+		b.syncRoutes()
 	}
 	return b.server.Serve()
 }

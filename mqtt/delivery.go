@@ -34,6 +34,9 @@ type deliveryHook struct {
 	retained *retainer
 	// recent keeps routed messages for catch-up (catchup.go; nil: off).
 	recent *recentPublishes
+	// remote carries messages to other nodes' subscribers (remote.go; nil:
+	// standalone).
+	remote Remote
 
 	// subscribing holds, per client, the subscriptions of the SUBSCRIBE
 	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
@@ -64,6 +67,7 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 			h.retained.retain(&pk) // before it is delivered (will.go)
 		}
 	}
+	h.forward(&pk, pk.Origin)
 	if h.recent != nil {
 		ids := make([]string, 0, len(subs.Subscriptions))
 		for id := range subs.Subscriptions {
@@ -99,10 +103,19 @@ func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Sub
 	if pk.FixedHeader.Retain {
 		mark = h.retained.retain(&pk)
 	}
+	h.forward(&pk, origin)
+	return max(mark, h.deliverAll(pk, origin, subs, seq))
+}
+
+// deliverAll queues pk, published by client origin, for every subscriber
+// in subs (may be nil) and records it for catch-up under seq. It returns
+// the broker-state submission of the deliveries (0: none).
+func (h *deliveryHook) deliverAll(pk packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64 {
 	msg := h.recent.put(seq, &pk, subs, nil) // one copy shared by every delivery
 	if subs == nil {
-		return mark
+		return 0
 	}
+	var mark uint64
 	for id, sub := range subs.Subscriptions {
 		if id == origin && sub.NoLocal {
 			own, ok := h.sel.ownSubscription(pk.TopicName, origin) // [MQTT-3.8.3-3]

@@ -83,7 +83,8 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: up.Key, Val: up.Value})
 	}
 	b.ingest.order.wait() // after the subscription changes read before it (order.go)
-	if m.Retain || b.ingest.subs.hasSubscribers(m.Topic) {
+	remote := b.opts.Remote != nil && b.opts.Remote.Wanted(m.Topic)
+	if m.Retain || remote || b.ingest.subs.hasSubscribers(m.Topic) {
 		if err := b.server.InjectPacket(b.apiClient, pk); err != nil {
 			return res, fmt.Errorf("deliver: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
@@ -46,6 +47,7 @@ type Node struct {
 	httpLn  net.Listener
 	members *cluster.Membership // nil when standalone
 	repl    *replication        // nil when standalone
+	routes  *routes.Router      // nil when standalone
 	started time.Time
 
 	// groupPersisted, if set, is called whenever a consumer group's
@@ -158,10 +160,17 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if cfg.MQTT.Persistence {
 		bopts.State = n.store.KV("mqtt")
 	}
+	if cfg.Cluster.Enabled() {
+		n.openRoutes()
+		bopts.Remote = n.routes
+	}
 	if n.broker, err = mqtt.New(bopts); err != nil {
 		return nil, err
 	}
 	n.onClose("broker", func(context.Context) error { return n.broker.Close() })
+	if n.routes != nil {
+		n.serveRoutes()
+	}
 	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {
 		return nil, err
 	}
@@ -199,6 +208,7 @@ func (n *Node) joinCluster() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	n.members = m
+	n.followMembers()
 	n.onClose("cluster", func(context.Context) error { return m.Close() })
 	n.repl.start()
 	return nil

@@ -12,17 +12,25 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
 // startCluster starts three nodes that form a cluster with 4 shards
 // replicated 3 times, and waits until every shard has a leader.
-func startCluster(t *testing.T) []*Node {
+func startCluster(t *testing.T) []*Node { return startClusterWith(t, nil) }
+
+// startClusterWith is startCluster with each node's configuration adjusted
+// by adjust (nil: none).
+func startClusterWith(t *testing.T, adjust func(*config.Config)) []*Node {
 	t.Helper()
 	cfg := func(id string, seeds ...string) *Node {
 		c := clusterConfig(t, id, 3, seeds...)
 		c.Cluster.Shards = 4
+		if adjust != nil {
+			adjust(&c)
+		}
 		return startNode(t, c)
 	}
 	n1 := cfg("n1")

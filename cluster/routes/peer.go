@@ -1,0 +1,301 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// peer is the link to one other node: a sync loop that keeps the node's
+// copy of the local filters current, and a send loop that carries the
+// messages forwarded to it, in order.
+type peer struct {
+	r      *Router
+	id     string
+	addr   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	// acked is the version of the local filters the peer acknowledged (0:
+	// none; it is sent them whole). Router.mu guards it.
+	acked uint64
+	sync  chan struct{} // wakes the sync loop (capacity 1)
+	out   outbox
+	// overflowLogged is when a full queue was last logged (unix ns).
+	overflowLogged atomic.Int64
+}
+
+// SetPeers replaces the set of other nodes (the alive members). A node
+// that leaves the set has its filters dropped and its queued messages
+// discarded; one that joins gets the local filters whole.
+func (r *Router) SetPeers(peers []Peer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx.Err() != nil {
+		return
+	}
+	want := map[string]Peer{}
+	for _, p := range peers {
+		if p.ID != r.opts.Self {
+			want[p.ID] = p
+		}
+	}
+	changed := false
+	for id, p := range r.peers {
+		if w, ok := want[id]; !ok || w.Addr != p.addr {
+			p.cancel()
+			delete(r.peers, id)
+			r.dropped.Add(int64(p.out.discard()))
+			changed = true
+			if !ok {
+				r.dropRemote(id)
+				r.log.Info("node's routes dropped", "peer", id)
+			}
+		}
+	}
+	for id, w := range want {
+		if _, ok := r.peers[id]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(r.ctx)
+		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1)}
+		p.out.init(r.opts.MaxQueuedBytes)
+		r.peers[id] = p
+		changed = true
+		r.wg.Add(2)
+		go p.syncLoop()
+		go p.sendLoop()
+		p.kickSync()
+	}
+	if changed {
+		snap := make(map[string]*peer, len(r.peers))
+		for id, p := range r.peers {
+			snap[id] = p
+		}
+		r.peerSnap.Store(&snap)
+		// A waiter may have been waiting for a peer that left.
+		close(r.acked)
+		r.acked = make(chan struct{})
+	}
+}
+
+func (p *peer) kickSync() {
+	select {
+	case p.sync <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop sends the peer what it lacks of the local filters whenever they
+// change, and every Resync interval checks it still holds them.
+func (p *peer) syncLoop() {
+	defer p.r.wg.Done()
+	r := p.r
+	tick := time.NewTicker(r.opts.Resync)
+	defer tick.Stop()
+	failures := 0
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.sync:
+		case <-tick.C:
+		}
+		for p.ctx.Err() == nil {
+			err := p.syncOnce()
+			if err == nil {
+				if failures > 0 {
+					r.log.Info("routes reach the peer again", "peer", p.id)
+				}
+				failures = 0
+				break
+			}
+			if failures == 0 {
+				r.log.Warn("cannot send routes to a peer; retrying", "peer", p.id, "error", err)
+			}
+			failures++
+			if !sleep(p.ctx, backoff(failures)) {
+				return
+			}
+		}
+	}
+}
+
+// errStale: the peer asked for the filters whole twice in a row.
+var errStale = errors.New("routes: peer refused the full set")
+
+// syncOnce brings the peer up to date (a delta, or everything if it
+// lacks the delta's base).
+func (p *peer) syncOnce() error {
+	r := p.r
+	for attempt := 0; attempt < 2; attempt++ {
+		r.mu.Lock()
+		u := r.updateFor(p)
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(p.ctx, r.opts.CallTimeout)
+		resp, err := r.opts.Caller.Call(ctx, p.addr, SyncService, encodeUpdate(u))
+		cancel()
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		if len(resp) == 1 && resp[0] == syncOK {
+			if u.version > p.acked {
+				p.acked = u.version
+				close(r.acked)
+				r.acked = make(chan struct{})
+			}
+			r.mu.Unlock()
+			return nil
+		}
+		p.acked = 0 // it lost them (restarted, or dropped us): send them whole
+		r.mu.Unlock()
+	}
+	return errStale
+}
+
+// sendLoop carries the forwarded messages to the peer in batches, one
+// call at a time, so they arrive in the order they were queued. A batch
+// that fails is sent again (the peer may then see it twice) until it
+// goes through or the peer leaves the set.
+func (p *peer) sendLoop() {
+	defer p.r.wg.Done()
+	r := p.r
+	failures := 0
+	for {
+		batch := p.out.take(p.ctx)
+		if batch == nil {
+			return
+		}
+		req := encodeBatch(batch)
+		for {
+			ctx, cancel := context.WithTimeout(p.ctx, r.opts.CallTimeout)
+			_, err := r.opts.Caller.Call(ctx, p.addr, DeliverService, req)
+			cancel()
+			if err == nil {
+				if failures > 0 {
+					r.log.Info("messages reach the peer again", "peer", p.id)
+				}
+				failures = 0
+				break
+			}
+			if p.ctx.Err() != nil {
+				r.dropped.Add(int64(len(batch)))
+				return
+			}
+			if failures == 0 {
+				r.log.Warn("cannot forward messages to a peer; retrying", "peer", p.id, "messages", len(batch), "error", err)
+			}
+			failures++
+			if !sleep(p.ctx, backoff(failures)) {
+				r.dropped.Add(int64(len(batch)))
+				return
+			}
+		}
+		p.out.done()
+	}
+}
+
+func backoff(failures int) time.Duration {
+	d := 50 * time.Millisecond << min(failures-1, 5)
+	return min(d, time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// maxBatchBytes bounds one deliver call.
+const maxBatchBytes = 1 << 20
+
+// outbox holds the messages waiting for one peer, oldest first.
+type outbox struct {
+	mu sync.Mutex // guards msgs, bytes, inflight
+	// msgs are the queued messages; bytes their size.
+	msgs  [][]byte
+	bytes int
+	// inflight is the size of the batch being sent (counted against the
+	// limit until it went through).
+	inflight int
+	limit    int
+	wake     chan struct{} // capacity 1
+}
+
+func (o *outbox) init(limit int) {
+	o.limit = limit
+	o.wake = make(chan struct{}, 1)
+}
+
+// push queues m; when the queue is over its limit the oldest messages are
+// dropped, and push returns how many.
+func (o *outbox) push(m []byte) (dropped int) {
+	o.mu.Lock()
+	o.msgs = append(o.msgs, m)
+	o.bytes += len(m)
+	for o.bytes+o.inflight > o.limit && len(o.msgs) > 1 {
+		o.bytes -= len(o.msgs[0])
+		o.msgs[0] = nil
+		o.msgs = o.msgs[1:]
+		dropped++
+	}
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return dropped
+}
+
+// take waits for queued messages and returns up to maxBatchBytes of them
+// (nil when ctx is done).
+func (o *outbox) take(ctx context.Context) [][]byte {
+	for {
+		o.mu.Lock()
+		if len(o.msgs) > 0 {
+			n, size := 0, 0
+			for n < len(o.msgs) && (n == 0 || size+len(o.msgs[n]) <= maxBatchBytes) {
+				size += len(o.msgs[n])
+				n++
+			}
+			batch := o.msgs[:n:n]
+			o.msgs = o.msgs[n:]
+			if len(o.msgs) == 0 {
+				o.msgs = nil
+			}
+			o.bytes -= size
+			o.inflight = size
+			o.mu.Unlock()
+			return batch
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.wake:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// done releases the batch that went through.
+func (o *outbox) done() {
+	o.mu.Lock()
+	o.inflight = 0
+	o.mu.Unlock()
+}
+
+// discard empties the queue and returns how many messages it held.
+func (o *outbox) discard() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := len(o.msgs)
+	o.msgs, o.bytes = nil, 0
+	return n
+}

@@ -1,0 +1,439 @@
+package routes
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Caller makes a call to a service of another node (rpcmux.Mux.Call).
+type Caller interface {
+	Call(ctx context.Context, addr, service string, req []byte) ([]byte, error)
+}
+
+// Deliverer takes a message another node forwarded, for this node's
+// subscribers. It must not block for long: it is called in order, one
+// message after the other, for every message of a sender.
+type Deliverer interface {
+	DeliverForwarded(msg []byte)
+}
+
+// Peer is another node of the cluster, as membership sees it.
+type Peer struct {
+	ID   string
+	Addr string // its RPC address
+}
+
+// Options configure a Router.
+type Options struct {
+	Self   string // this node's id
+	Caller Caller
+	// Deliver takes the messages other nodes forward here; set it before
+	// peers can call (the handlers use it).
+	Deliver Deliverer
+	// SyncWait bounds how long SetClient waits for the other nodes to
+	// learn of a new filter (default 2 s).
+	SyncWait time.Duration
+	// Resync is how often a node checks that each other node still holds
+	// its current filters, and sends them whole when not (default 15 s).
+	Resync time.Duration
+	// CallTimeout bounds one call to a peer (default 5 s).
+	CallTimeout time.Duration
+	// MaxQueuedBytes bounds the messages waiting for one peer; beyond it
+	// the oldest are dropped and counted (default 64 MiB).
+	MaxQueuedBytes int
+	Logger         *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.SyncWait <= 0 {
+		o.SyncWait = 2 * time.Second
+	}
+	if o.Resync <= 0 {
+		o.Resync = 15 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 5 * time.Second
+	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 64 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// maxLog bounds the local changes kept to bring peers up to date with
+// deltas; a peer further behind gets the filters whole.
+const maxLog = 4096
+
+// Router is a node's share of the cluster's route table: the filters its
+// own clients subscribe to, sent to every other node, and the filters of
+// the other nodes, used to forward messages published here.
+type Router struct {
+	opts        Options
+	log         *slog.Logger
+	incarnation uint64
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+
+	// mu guards local, remotes, index, peers, acked and every peer's
+	// acked version.
+	mu      sync.Mutex
+	local   localRoutes
+	remotes map[string]*remoteRoutes // by node id
+	index   trie                     // the remotes' filters
+	peers   map[string]*peer         // by node id
+	// acked is closed (and replaced) whenever a peer acknowledges a
+	// version of the local filters, waking SetClient's waiters.
+	acked chan struct{}
+
+	// peerSnap is the peer set for the forwarding path, replaced (never
+	// modified) under mu.
+	peerSnap atomic.Pointer[map[string]*peer]
+	cache    matchCache
+
+	forwarded atomic.Int64 // messages queued for another node
+	received  atomic.Int64 // messages delivered here from other nodes
+	dropped   atomic.Int64 // messages dropped: a peer's queue was full or it left
+}
+
+// localRoutes are this node's filters. The Router's mu guards them.
+type localRoutes struct {
+	clients map[string][]string // client id -> its filters, sorted
+	refs    map[string]int      // filter -> number of clients holding it
+	// since is the version at which each filter was added.
+	since   map[string]uint64
+	version uint64
+	// changes are the last changes, versions log[0].version on, one each.
+	changes []change
+}
+
+type change struct {
+	version uint64
+	filter  string
+	add     bool
+}
+
+// remoteRoutes are the filters of another node as it last sent them.
+type remoteRoutes struct {
+	incarnation uint64
+	version     uint64
+	filters     map[string]struct{}
+}
+
+// New makes a router; it starts talking to peers once SetPeers names them.
+func New(o Options) *Router {
+	o.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{opts: o, log: o.Logger.With("component", "routes"), incarnation: rand.Uint64() | 1,
+		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{},
+		acked: make(chan struct{})}
+	r.local = localRoutes{clients: map[string][]string{}, refs: map[string]int{}, since: map[string]uint64{}}
+	r.peerSnap.Store(&map[string]*peer{})
+	r.cache.init()
+	return r
+}
+
+// Close stops every peer link; queued messages are dropped.
+func (r *Router) Close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// SetClient records the filters of client's ordinary (not shared)
+// subscriptions; nil or empty forgets the client. It returns once every
+// peer has learnt of the filters among them that are new to this node (or
+// still on their way), or after Options.SyncWait (logged), so a message
+// published anywhere after the client's SUBACK reaches it.
+func (r *Router) SetClient(client string, filters []string) {
+	filters = slices.Clone(filters)
+	slices.Sort(filters)
+	filters = slices.Compact(filters)
+	r.mu.Lock()
+	old := r.local.clients[client]
+	if len(filters) == 0 {
+		delete(r.local.clients, client)
+	} else {
+		r.local.clients[client] = filters
+	}
+	var need uint64
+	changed := false
+	for _, f := range filters {
+		if !slices.Contains(old, f) {
+			if r.local.refs[f] == 0 {
+				r.record(f, true)
+				changed = true
+			}
+			r.local.refs[f]++
+		}
+		need = max(need, r.local.since[f])
+	}
+	for _, f := range old {
+		if !slices.Contains(filters, f) {
+			if r.local.refs[f]--; r.local.refs[f] <= 0 {
+				delete(r.local.refs, f)
+				r.record(f, false)
+				changed = true
+			}
+		}
+	}
+	if changed {
+		r.kickLocked()
+	}
+	r.mu.Unlock()
+	if need > 0 {
+		r.waitAcked(need)
+	}
+}
+
+// record appends a change to the local filters. r.mu is held.
+func (r *Router) record(filter string, add bool) {
+	r.local.version++
+	if add {
+		r.local.since[filter] = r.local.version
+	} else {
+		delete(r.local.since, filter)
+	}
+	if len(r.local.changes) >= maxLog {
+		r.local.changes = slices.Delete(r.local.changes, 0, maxLog/2)
+	}
+	r.local.changes = append(r.local.changes, change{version: r.local.version, filter: filter, add: add})
+}
+
+// kickLocked wakes every peer's sync loop. r.mu is held.
+func (r *Router) kickLocked() {
+	for _, p := range r.peers {
+		p.kickSync()
+	}
+}
+
+// waitAcked waits until every peer has acknowledged version v of the local
+// filters, or SyncWait passed.
+func (r *Router) waitAcked(v uint64) {
+	deadline := time.NewTimer(r.opts.SyncWait)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		var behind []string
+		for id, p := range r.peers {
+			if p.acked < v {
+				behind = append(behind, id)
+			}
+		}
+		ch := r.acked
+		r.mu.Unlock()
+		if len(behind) == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			slices.Sort(behind)
+			r.log.Warn("peers did not confirm a new subscription in time; messages published on them may miss it until they do",
+				"peers", behind, "wait", r.opts.SyncWait)
+			return
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// updateFor is what peer p needs to catch up with the local filters: the
+// changes since its acknowledged version, or everything. r.mu is held.
+func (r *Router) updateFor(p *peer) update {
+	l := &r.local
+	u := update{incarnation: r.incarnation, base: p.acked, version: l.version}
+	if p.acked > 0 && p.acked <= l.version && (p.acked == l.version || (len(l.changes) > 0 && l.changes[0].version <= p.acked+1)) {
+		// A filter may have changed more than once since: its last
+		// change is what the peer needs.
+		u.kind = syncDelta
+		last := map[string]bool{}
+		for _, c := range l.changes {
+			if c.version > p.acked {
+				last[c.filter] = c.add
+			}
+		}
+		for f, add := range last {
+			if add {
+				u.adds = append(u.adds, f)
+			} else {
+				u.removes = append(u.removes, f)
+			}
+		}
+		return u
+	}
+	u.kind, u.base = syncFull, 0
+	u.adds = make([]string, 0, len(l.refs))
+	for f := range l.refs {
+		u.adds = append(u.adds, f)
+	}
+	slices.Sort(u.adds)
+	return u
+}
+
+// HandleSync serves SyncService: another node's filters.
+func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte, error) {
+	u, err := decodeUpdate(req)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rem := r.remotes[from]
+	if u.kind == syncDelta {
+		if rem == nil || rem.incarnation != u.incarnation || rem.version != u.base {
+			return []byte{syncNeedFull}, nil
+		}
+		for _, f := range u.adds {
+			r.addRemote(rem, from, f)
+		}
+		for _, f := range u.removes {
+			r.removeRemote(rem, from, f)
+		}
+		rem.version = u.version
+		return []byte{syncOK}, nil
+	}
+	if rem == nil {
+		rem = &remoteRoutes{filters: map[string]struct{}{}}
+		r.remotes[from] = rem
+	}
+	want := make(map[string]struct{}, len(u.adds))
+	for _, f := range u.adds {
+		want[f] = struct{}{}
+	}
+	for f := range rem.filters {
+		if _, ok := want[f]; !ok {
+			r.removeRemote(rem, from, f)
+		}
+	}
+	for f := range want {
+		r.addRemote(rem, from, f)
+	}
+	rem.incarnation, rem.version = u.incarnation, u.version
+	return []byte{syncOK}, nil
+}
+
+// addRemote and removeRemote change node's filters. r.mu is held.
+func (r *Router) addRemote(rem *remoteRoutes, node, filter string) {
+	if _, ok := rem.filters[filter]; ok {
+		return
+	}
+	rem.filters[filter] = struct{}{}
+	r.index.add(filter, node)
+	r.cache.invalidate()
+}
+
+func (r *Router) removeRemote(rem *remoteRoutes, node, filter string) {
+	if _, ok := rem.filters[filter]; !ok {
+		return
+	}
+	delete(rem.filters, filter)
+	r.index.remove(filter, node)
+	r.cache.invalidate()
+}
+
+// dropRemote forgets every filter of node. r.mu is held.
+func (r *Router) dropRemote(node string) {
+	rem := r.remotes[node]
+	if rem == nil {
+		return
+	}
+	for f := range rem.filters {
+		r.index.remove(f, node)
+	}
+	delete(r.remotes, node)
+	r.cache.invalidate()
+}
+
+// HandleDeliver serves DeliverService: messages for this node's
+// subscribers, delivered in the order of the batch.
+func (r *Router) HandleDeliver(_ context.Context, _ string, req []byte) ([]byte, error) {
+	msgs, err := decodeBatch(req)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range msgs {
+		r.opts.Deliver.DeliverForwarded(m)
+	}
+	r.received.Add(int64(len(msgs)))
+	return nil, nil
+}
+
+// Wanted reports whether a node other than this one has a subscription
+// matching topic.
+func (r *Router) Wanted(topic string) bool { return len(r.targets(topic)) > 0 }
+
+// Forward queues msg for every other node with a subscription matching
+// topic. Messages for one node leave in the order Forward was called.
+func (r *Router) Forward(topic string, msg []byte) {
+	targets := r.targets(topic)
+	if len(targets) == 0 {
+		return
+	}
+	peers := *r.peerSnap.Load()
+	for _, id := range targets {
+		if p := peers[id]; p != nil {
+			r.forwarded.Add(1)
+			if n := p.out.push(msg); n > 0 {
+				r.overflow(p, n)
+			}
+		}
+	}
+}
+
+// overflow counts messages dropped because p's queue was full, and logs
+// it at most once per Resync interval per peer.
+func (r *Router) overflow(p *peer, n int) {
+	r.dropped.Add(int64(n))
+	now := time.Now().UnixNano()
+	if last := p.overflowLogged.Load(); now-last > int64(r.opts.Resync) && p.overflowLogged.CompareAndSwap(last, now) {
+		r.log.Warn("messages for a peer dropped: its queue is full (the peer is slow or unreachable)",
+			"peer", p.id, "limit_bytes", r.opts.MaxQueuedBytes, "dropped_total", r.dropped.Load())
+	}
+}
+
+// targets returns the nodes with a filter matching topic (shared; do not
+// modify).
+func (r *Router) targets(topic string) []string {
+	if t, ok := r.cache.get(topic); ok {
+		return t
+	}
+	gen := r.cache.generation()
+	set := map[string]struct{}{}
+	r.mu.Lock()
+	r.index.match(topic, set)
+	r.mu.Unlock()
+	var t []string
+	for id := range set {
+		t = append(t, id)
+	}
+	slices.Sort(t)
+	r.cache.put(topic, gen, t)
+	return t
+}
+
+// Stats are the router's counters and sizes.
+type Stats struct {
+	LocalFilters  int            `json:"local_filters"`
+	RemoteFilters map[string]int `json:"remote_filters"` // by node
+	Forwarded     int64          `json:"forwarded"`
+	Received      int64          `json:"received"`
+	Dropped       int64          `json:"dropped"`
+}
+
+func (r *Router) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{LocalFilters: len(r.local.refs), RemoteFilters: map[string]int{},
+		Forwarded: r.forwarded.Load(), Received: r.received.Load(), Dropped: r.dropped.Load()}
+	for id, rem := range r.remotes {
+		s.RemoteFilters[id] = len(rem.filters)
+	}
+	return s
+}

@@ -1,0 +1,282 @@
+package routes
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/cluster/rpcmux"
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// inbox records the messages forwarded to a node.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (b *inbox) DeliverForwarded(m []byte) {
+	b.mu.Lock()
+	b.msgs = append(b.msgs, string(m))
+	b.mu.Unlock()
+}
+
+func (b *inbox) got() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.msgs)
+}
+
+type testNode struct {
+	id  string
+	mux *rpcmux.Mux
+	r   *Router
+	in  *inbox
+}
+
+func (n *testNode) addr() string { return n.mux.Addr().String() }
+
+// fastOptions are timers for tests.
+func fastOptions() Options {
+	return Options{SyncWait: 2 * time.Second, Resync: 50 * time.Millisecond, CallTimeout: time.Second}
+}
+
+// startNode starts a router on a real RPC mux on 127.0.0.1 (addr "" picks a
+// port), stopped when the test ends.
+func startNode(t *testing.T, id, addr string, faults *rpcmux.Faults, o Options) *testNode {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	log := testutil.Logger().With("node", id)
+	mux, err := rpcmux.Listen(addr, rpcmux.Options{NodeID: id, Faults: faults, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{id: id, mux: mux, in: &inbox{}}
+	o.Self, o.Caller, o.Deliver, o.Logger = id, mux, n.in, log
+	n.r = New(o)
+	mux.Handle(SyncService, n.r.HandleSync)
+	mux.Handle(DeliverService, n.r.HandleDeliver)
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *testNode) stop() {
+	n.r.Close()
+	_ = n.mux.Close()
+}
+
+// mesh tells every node of all the others.
+func mesh(nodes ...*testNode) {
+	var peers []Peer
+	for _, n := range nodes {
+		peers = append(peers, Peer{ID: n.id, Addr: n.addr()})
+	}
+	for _, n := range nodes {
+		n.r.SetPeers(peers)
+	}
+}
+
+func TestSubscriptionIsKnownEverywhereWhenSetClientReturns(t *testing.T) {
+	a, b, c := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions()), startNode(t, "c", "", nil, fastOptions())
+	mesh(a, b, c)
+	b.r.SetClient("sub1", []string{"sensors/+/temp"})
+	// No polling: SetClient returned, so both peers hold the route.
+	for _, n := range []*testNode{a, c} {
+		if !n.r.Wanted("sensors/d1/temp") {
+			t.Fatalf("%s does not route sensors/d1/temp to b after SetClient returned", n.id)
+		}
+		if n.r.Wanted("sensors/d1/humidity") {
+			t.Fatalf("%s routes a topic nobody subscribed to", n.id)
+		}
+	}
+	if b.r.Wanted("sensors/d1/temp") {
+		t.Fatal("b routes its own subscription to another node")
+	}
+
+	// 1,000 messages from a arrive at b in order, and not at c.
+	const n = 1000
+	for i := range n {
+		a.r.Forward("sensors/d1/temp", []byte(strconv.Itoa(i)))
+	}
+	testutil.Eventually(t, 10*time.Second, "b receives every message", func() bool { return len(b.in.got()) >= n })
+	for i, m := range b.in.got() {
+		if m != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q: order broken", i, m)
+		}
+	}
+	if got := len(c.in.got()); got != 0 {
+		t.Fatalf("c got %d messages it did not subscribe to", got)
+	}
+	if s := a.r.Stats(); s.Forwarded != n || s.RemoteFilters["b"] != 1 {
+		t.Fatalf("a's stats: %+v", s)
+	}
+}
+
+func TestFiltersAreCountedPerClient(t *testing.T) {
+	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	mesh(a, b)
+	b.r.SetClient("c1", []string{"t/#", "x"})
+	b.r.SetClient("c2", []string{"t/#"})
+	b.r.SetClient("c1", nil) // c1's session ended
+	testutil.Eventually(t, 5*time.Second, "a forgets x", func() bool { return !a.r.Wanted("x") })
+	if !a.r.Wanted("t/1") {
+		t.Fatal("t/# dropped while c2 still holds it")
+	}
+	b.r.SetClient("c2", []string{"y"}) // c2 unsubscribed t/#, subscribed y
+	if !a.r.Wanted("y") {
+		t.Fatal("a does not route y after SetClient returned")
+	}
+	testutil.Eventually(t, 5*time.Second, "a forgets t/#", func() bool { return !a.r.Wanted("t/1") })
+	if s := b.r.Stats(); s.LocalFilters != 1 {
+		t.Fatalf("b's local filters: %+v", s)
+	}
+}
+
+// TestChangesWhileUnreachableConverge: a filter added, removed and added
+// again while the peer cannot be reached (so a delta carries several
+// changes of it), and another removed: after the heal the peer holds
+// exactly the current set. SetClient gives up after SyncWait.
+func TestChangesWhileUnreachableConverge(t *testing.T) {
+	faults := rpcmux.NewFaults()
+	o := fastOptions()
+	o.SyncWait = 200 * time.Millisecond
+	a, b := startNode(t, "a", "", faults, o), startNode(t, "b", "", faults, o)
+	mesh(a, b)
+	b.r.SetClient("c1", []string{"keep", "gone", "flap"})
+	faults.Partition(a.addr(), b.addr())
+	start := time.Now()
+	b.r.SetClient("c1", []string{"keep", "new"})
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("SetClient waited %v with the peer unreachable", waited)
+	}
+	b.r.SetClient("c1", []string{"keep", "new", "flap"})
+	if !a.r.Wanted("gone") || a.r.Wanted("new") {
+		t.Fatal("a learnt of changes during the partition")
+	}
+	faults.Heal()
+	testutil.Eventually(t, 10*time.Second, "a converges", func() bool {
+		return a.r.Wanted("keep") && a.r.Wanted("new") && a.r.Wanted("flap") && !a.r.Wanted("gone")
+	})
+}
+
+// TestRestartedNodeResyncs: a node that restarts (a new process on the
+// same address, knowing nothing) gets the others' filters whole, and the
+// others replace what they knew of it with its new, empty set.
+func TestRestartedNodeResyncs(t *testing.T) {
+	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	mesh(a, b)
+	a.r.SetClient("ca", []string{"from/a"})
+	b.r.SetClient("cb", []string{"from/b"})
+	if !b.r.Wanted("from/a") || !a.r.Wanted("from/b") {
+		t.Fatal("routes not exchanged")
+	}
+	addr := b.addr()
+	b.stop()
+	b2 := startNode(t, "b", addr, nil, fastOptions())
+	mesh(a, b2) // a keeps b in its peer set: membership did not notice
+	testutil.Eventually(t, 10*time.Second, "the new b learns a's filters and a forgets the old b's", func() bool {
+		return b2.r.Wanted("from/a") && !a.r.Wanted("from/b")
+	})
+	// A message on the old b's filter is not sent; one on the new b's
+	// filter is, after it (a peer's messages keep their order).
+	b2.r.SetClient("cb2", []string{"marker"})
+	a.r.Forward("from/b", []byte("stale"))
+	a.r.Forward("marker", []byte("marker"))
+	testutil.Eventually(t, 5*time.Second, "the marker arrives", func() bool { return len(b2.in.got()) > 0 })
+	if got := b2.in.got(); !slices.Equal(got, []string{"marker"}) {
+		t.Fatalf("the new b got %v", got)
+	}
+}
+
+// TestLeavingPeerIsDropped: a node that leaves the peer set has its filters
+// dropped; when it comes back it sends them again.
+func TestLeavingPeerIsDropped(t *testing.T) {
+	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"x/#"})
+	a.r.SetPeers(nil)
+	if a.r.Wanted("x/1") {
+		t.Fatal("a routes to a node that left")
+	}
+	mesh(a, b)
+	testutil.Eventually(t, 10*time.Second, "b's filters come back", func() bool { return a.r.Wanted("x/1") })
+}
+
+func TestQueueBoundDropsOldest(t *testing.T) {
+	faults := rpcmux.NewFaults()
+	o := fastOptions()
+	o.MaxQueuedBytes = 100
+	a, b := startNode(t, "a", "", faults, o), startNode(t, "b", "", faults, o)
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"t"})
+	faults.Partition(a.addr(), b.addr())
+	for i := range 100 {
+		a.r.Forward("t", []byte(fmt.Sprintf("%09d", i))) // 10 bytes each
+	}
+	if d := a.r.Stats().Dropped; d < 80 {
+		t.Fatalf("dropped %d messages of 100 with room for 10", d)
+	}
+	faults.Heal()
+	testutil.Eventually(t, 10*time.Second, "the newest arrive", func() bool {
+		got := b.in.got()
+		return len(got) > 0 && got[len(got)-1] == fmt.Sprintf("%09d", 99)
+	})
+	got := b.in.got()
+	if !slices.IsSorted(got) {
+		t.Fatalf("out of order: %v", got)
+	}
+}
+
+func TestMalformedRequestsAreRefused(t *testing.T) {
+	a := startNode(t, "a", "", nil, fastOptions())
+	for _, req := range [][]byte{nil, {9}, {wireVersion1, 7}, {wireVersion1, syncFull, 1}, append(encodeUpdate(update{kind: syncFull, adds: []string{"x"}}), 0)} {
+		if _, err := a.r.HandleSync(context.Background(), "b", req); err == nil {
+			t.Errorf("sync %x accepted", req)
+		}
+	}
+	for _, req := range [][]byte{nil, {2}, {wireVersion1, 5, 1}, {wireVersion1, 1, 10, 'x'}} {
+		if _, err := a.r.HandleDeliver(context.Background(), "b", req); err == nil {
+			t.Errorf("batch %x accepted", req)
+		}
+	}
+	if s := a.r.Stats(); len(s.RemoteFilters) != 0 || s.Received != 0 {
+		t.Fatalf("state changed by malformed requests: %+v", s)
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	u := update{kind: syncDelta, incarnation: 1 << 60, base: 7, version: 9, adds: []string{"a/+", ""}, removes: []string{"b/#"}}
+	got, err := decodeUpdate(encodeUpdate(u))
+	if err != nil || got.kind != u.kind || got.incarnation != u.incarnation || got.base != 7 || got.version != 9 ||
+		!slices.Equal(got.adds, u.adds) || !slices.Equal(got.removes, u.removes) {
+		t.Fatalf("update round trip: %+v, %v", got, err)
+	}
+	msgs := [][]byte{[]byte("one"), {}, []byte("three")}
+	back, err := decodeBatch(encodeBatch(msgs))
+	if err != nil || len(back) != 3 || string(back[0]) != "one" || len(back[1]) != 0 || string(back[2]) != "three" {
+		t.Fatalf("batch round trip: %q, %v", back, err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encodeUpdate(update{kind: syncFull, adds: []string{"a"}}))
+	f.Add(encodeBatch([][]byte{[]byte("m")}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if u, err := decodeUpdate(b); err == nil {
+			if _, err := decodeUpdate(encodeUpdate(u)); err != nil {
+				t.Fatalf("re-encoded update does not decode: %v", err)
+			}
+		}
+		if m, err := decodeBatch(b); err == nil {
+			if _, err := decodeBatch(encodeBatch(m)); err != nil {
+				t.Fatalf("re-encoded batch does not decode: %v", err)
+			}
+		}
+	})
+}

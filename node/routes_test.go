@@ -1,0 +1,231 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// storedAndLive maps stored/# to the stream "stored" and stores nothing
+// else.
+func storedAndLive(c *config.Config) {
+	c.Streams.DefaultRule = "none"
+	c.Streams.Rules = []config.Rule{{Filter: "stored/#", Stream: "stored"}}
+}
+
+// subscriber is an MQTT 3.1.1 client that records what it receives, by
+// topic, with the QoS it came with.
+type subscriber struct {
+	c    paho3.Client
+	mu   sync.Mutex
+	got  map[string][]string // topic -> payloads in arrival order
+	qos  map[string]byte     // topic -> QoS of the last message
+	seen int
+}
+
+func subscribe(t *testing.T, addr, id string, filters map[string]byte) *subscriber {
+	t.Helper()
+	s := &subscriber{got: map[string][]string{}, qos: map[string]byte{}}
+	o := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetAutoReconnect(false).SetOrderMatters(true)
+	o.SetDefaultPublishHandler(func(_ paho3.Client, m paho3.Message) {
+		s.mu.Lock()
+		s.got[m.Topic()] = append(s.got[m.Topic()], string(m.Payload()))
+		s.qos[m.Topic()] = m.Qos()
+		s.seen++
+		s.mu.Unlock()
+	})
+	s.c = paho3.NewClient(o)
+	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s to %s: %v", id, addr, tok.Error())
+	}
+	t.Cleanup(func() { s.c.Disconnect(0) })
+	if len(filters) > 0 {
+		if tok := s.c.SubscribeMultiple(filters, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("subscribe %s: %v", id, tok.Error())
+		}
+	}
+	return s
+}
+
+func (s *subscriber) payloads(topic string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got[topic])
+}
+
+func (s *subscriber) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen
+}
+
+// publishAll publishes n messages on each topic at qos from one client,
+// interleaved, many in flight, and waits for every acknowledgement.
+func publishAll(t *testing.T, addr, id string, qos byte, n int, topics ...string) {
+	t.Helper()
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetOrderMatters(true))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(0)
+	var toks []paho3.Token
+	for i := range n {
+		for _, tp := range topics {
+			toks = append(toks, c.Publish(tp, qos, false, fmt.Sprintf("%s-%d", tp, i)))
+		}
+	}
+	for _, tok := range toks {
+		if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish through %s: %v", addr, tok.Error())
+		}
+	}
+}
+
+// sequence is what publishAll publishes on topic.
+func sequence(topic string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", topic, i)
+	}
+	return out
+}
+
+// TestSubscribersOnOtherNodesGetMessages: subscribers on every node get
+// what a client publishes on one node, stored or not, at every QoS, in the
+// publisher's order, with the QoS downgraded to the subscription's.
+func TestSubscribersOnOtherNodesGetMessages(t *testing.T) {
+	nodes := startClusterWith(t, storedAndLive)
+	filters := map[string]byte{"stored/#": 2, "live/+": 1, "q0/#": 0}
+	var subs []*subscriber
+	for i, n := range nodes {
+		subs = append(subs, subscribe(t, n.MQTTAddr(), fmt.Sprintf("sub-%d", i), filters))
+	}
+	const n = 200
+	var wg sync.WaitGroup
+	for qos, topics := range map[byte][]string{0: {"q0/a"}, 1: {"stored/a", "live/a"}, 2: {"stored/b", "live/b"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			publishAll(t, nodes[0].MQTTAddr(), fmt.Sprintf("pub-q%d", qos), qos, n, topics...)
+		}()
+	}
+	wg.Wait()
+	topics := []string{"q0/a", "stored/a", "live/a", "stored/b", "live/b"}
+	for i, s := range subs {
+		testutil.Eventually(t, 20*time.Second, fmt.Sprintf("subscriber on %s gets every message", nodes[i].ID()), func() bool {
+			return s.count() >= n*len(topics)
+		})
+		for _, tp := range topics {
+			if got := s.payloads(tp); !slices.Equal(got, sequence(tp, n)) {
+				t.Fatalf("subscriber on %s, %s: %d messages, order or duplicates wrong: %v", nodes[i].ID(), tp, len(got), got)
+			}
+		}
+		s.mu.Lock()
+		if s.qos["live/b"] != 1 || s.qos["stored/b"] != 2 || s.qos["q0/a"] != 0 {
+			t.Errorf("subscriber on %s: QoS not min(publish, subscription): %v", nodes[i].ID(), s.qos)
+		}
+		s.mu.Unlock()
+	}
+	// The stored ones were stored once.
+	sameRecords(t, nodes, "stored", 2*n)
+}
+
+// TestPublishRightAfterSubackReachesAnotherNode: a message published on
+// one node right after a client on another got its SUBACK reaches it:
+// SUBACK waits until the other nodes know the new route.
+func TestPublishRightAfterSubackReachesAnotherNode(t *testing.T) {
+	nodes := startClusterWith(t, storedAndLive)
+	pub := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + nodes[0].MQTTAddr()).SetClientID("pub"))
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(0)
+	sub := subscribe(t, nodes[2].MQTTAddr(), "sub", nil)
+	for i := range 20 {
+		tp := fmt.Sprintf("live/new-%d", i) // a filter new to the cluster each time
+		if tok := sub.c.Subscribe(tp, 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		if tok := pub.Publish(tp, 1, false, "x"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		testutil.Eventually(t, 5*time.Second, tp+" delivered across nodes", func() bool { return len(sub.payloads(tp)) == 1 })
+	}
+	// Unsubscribed: the publishing node stops routing the topic there.
+	if tok := sub.c.Unsubscribe("live/new-0"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	testutil.Eventually(t, 5*time.Second, "n1 forgets the route", func() bool { return !nodes[0].routes.Wanted("live/new-0") })
+	if !nodes[0].routes.Wanted("live/new-1") {
+		t.Fatal("n1 forgot a route still subscribed")
+	}
+	// A session that ends takes its routes with it.
+	sub.c.Disconnect(0)
+	testutil.Eventually(t, 5*time.Second, "n1 forgets the disconnected client's routes", func() bool {
+		return !nodes[0].routes.Wanted("live/new-1")
+	})
+}
+
+// TestMQTT5PropertiesCrossNodes: an MQTT 5 message keeps its properties on
+// the way to another node (the expiry counts down), and the
+// subscription's identifier and Retain As Published apply there.
+func TestMQTT5PropertiesCrossNodes(t *testing.T) {
+	nodes := startClusterWith(t, storedAndLive)
+	got := make(chan *paho.Publish, 10)
+	conn, err := net.Dial("tcp", nodes[1].MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := paho.NewClient(paho.ClientConfig{ClientID: "sub5", Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			got <- pr.Packet
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ca, err := sub.Connect(ctx, &paho.Connect{ClientID: "sub5", KeepAlive: 30, CleanStart: true}); err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect: %v %v", ca, err)
+	}
+	defer sub.Disconnect(&paho.Disconnect{})
+	subID := 7
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Properties: &paho.SubscribeProperties{SubscriptionIdentifier: &subID},
+		Subscriptions: []paho.SubscribeOptions{{Topic: "live/#", QoS: 1, RetainAsPublished: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	pconn, err := net.Dial("tcp", nodes[0].MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := paho.NewClient(paho.ClientConfig{ClientID: "pub5", Conn: pconn})
+	if ca, err := pub.Connect(ctx, &paho.Connect{ClientID: "pub5", KeepAlive: 30, CleanStart: true}); err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect: %v %v", ca, err)
+	}
+	defer pub.Disconnect(&paho.Disconnect{})
+	expiry := uint32(60)
+	if _, err := pub.Publish(ctx, &paho.Publish{Topic: "live/x", QoS: 1, Retain: true, Payload: []byte("hello"),
+		Properties: &paho.PublishProperties{ContentType: "text/plain", ResponseTopic: "live/reply", CorrelationData: []byte{1, 2},
+			MessageExpiry: &expiry, User: paho.UserProperties{{Key: "k", Value: "v"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		pr := p.Properties
+		if string(p.Payload) != "hello" || !p.Retain || pr == nil || pr.ContentType != "text/plain" || pr.ResponseTopic != "live/reply" ||
+			string(pr.CorrelationData) != "\x01\x02" || pr.User.Get("k") != "v" || pr.SubscriptionIdentifier == nil ||
+			*pr.SubscriptionIdentifier != 7 || pr.MessageExpiry == nil || *pr.MessageExpiry > 60 || *pr.MessageExpiry < 55 {
+			t.Fatalf("delivered across nodes as %+v with %+v", p, pr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing delivered across nodes")
+	}
+}
