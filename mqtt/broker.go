@@ -80,9 +80,13 @@ type Options struct {
 	// 0 = 20 ms, negative = off.
 	CatchUpWindow time.Duration
 	// Remote links the broker to the other nodes of a cluster: their
-	// subscribers get the messages published here (remote.go); nil when
-	// standalone.
+	// subscribers get the messages published here (remote.go) and
+	// retained messages are the same on every node (retainsync.go); nil
+	// when standalone.
 	Remote Remote
+	// NodeID names this node among the others (cluster mode: it breaks
+	// ties between retained messages set at the same instant).
+	NodeID string
 	// SysTopicInterval is the $SYS publish period in seconds; 0 = 1.
 	SysTopicInterval int64
 	// Logger receives the broker's logs; nil means slog.Default().
@@ -117,6 +121,10 @@ type Broker struct {
 	willsClosed bool
 	// badForwards counts messages from other nodes that did not decode.
 	badForwards atomic.Int64
+	// restored is closed once Start restored the broker state (or Close
+	// ran first).
+	restored     chan struct{}
+	restoredOnce sync.Once
 
 	closeOnce sync.Once
 }
@@ -165,7 +173,7 @@ func New(opts Options) (*Broker, error) {
 		SysTopicResendInterval: opts.SysTopicInterval,
 		InlineClient:           true,
 	})
-	b := &Broker{opts: opts, server: server, log: opts.Logger}
+	b := &Broker{opts: opts, server: server, log: opts.Logger, restored: make(chan struct{})}
 	b.apiClient = server.NewClient(nil, fanoutListener, apiClientID, true)
 	b.apiClient.Properties.ProtocolVersion = 5
 	sel := newSelector(server)
@@ -220,6 +228,9 @@ func New(opts Options) (*Broker, error) {
 		if err := server.AddHook(state, nil); err != nil {
 			return nil, fmt.Errorf("mqtt: add state hook: %w", err)
 		}
+	}
+	if opts.Remote != nil {
+		delivery.retained.sync = newRetainedSync(opts.Remote, opts.NodeID)
 	}
 	b.delivery, b.sel = delivery, sel
 	b.ingest = &ingestHook{
@@ -389,6 +400,7 @@ func (b *Broker) Start() error {
 			return err
 		}
 	}
+	b.restoredOnce.Do(func() { close(b.restored) })
 	if b.opts.Remote != nil {
 		b.syncRoutes()
 	}
@@ -426,6 +438,7 @@ func (b *Broker) Stats() Stats {
 // publish already received has been committed (or failed). It does not close
 // the store. It is idempotent.
 func (b *Broker) Close() error {
+	b.restoredOnce.Do(func() { close(b.restored) })
 	b.closeOnce.Do(func() {
 		b.willsMu.Lock()
 		b.willsClosed = true

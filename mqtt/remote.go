@@ -28,6 +28,8 @@ type Remote interface {
 	Wanted(topic string) bool
 	// Forward carries msg to the nodes that subscribed to topic.
 	Forward(topic string, msg []byte)
+	// Broadcast carries msg to every other node.
+	Broadcast(msg []byte)
 }
 
 // routeHook tells Remote the ordinary subscriptions of every client as
@@ -115,6 +117,10 @@ func (h *deliveryHook) forward(pk *packets.Packet, origin string) {
 // node's subscribers (as the publisher's own node would, without storing,
 // retaining or forwarding it again).
 func (b *Broker) DeliverForwarded(msg []byte) {
+	if len(msg) > 0 && msg[0] == forwardRetained {
+		b.applyRetained(msg)
+		return
+	}
 	pk, origin, err := decodeForwarded(msg, time.Now().Unix())
 	if err != nil {
 		if b.badForwards.Add(1) == 1 {
@@ -126,6 +132,19 @@ func (b *Broker) DeliverForwarded(msg []byte) {
 	seq := d.recent.reserve() // before the lookup (catchup.go)
 	subs, _ := b.ingest.subs.lookup(pk.TopicName)
 	d.deliverAll(pk, origin, subs, seq)
+}
+
+// applyRetained installs a retained topic's state another node sent.
+func (b *Broker) applyRetained(msg []byte) {
+	r := b.delivery.retained
+	pk, v, err := decodeRetainedState(msg, time.Now().Unix())
+	if err != nil || r.sync == nil {
+		if b.badForwards.Add(1) == 1 {
+			b.log.Warn("a retained message sent by another node was not applied (logged once)", "error", err)
+		}
+		return
+	}
+	r.applyRemote(pk, v)
 }
 
 // forwardVersion1 starts a forwarded message.

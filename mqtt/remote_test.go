@@ -83,3 +83,55 @@ func FuzzDecodeForwarded(f *testing.F) {
 		}
 	})
 }
+
+func TestRetainedStateRoundTrip(t *testing.T) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true}, TopicName: "a/b",
+		Payload: []byte("on"), Origin: "dev-1"}
+	v := rversion{ts: 1 << 62, node: "n2"}
+	msg, err := encodeRetainedState(&pk, v, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gv, err := decodeRetainedState(msg, 0)
+	if err != nil || gv != v || got.TopicName != "a/b" || string(got.Payload) != "on" || got.Origin != "dev-1" || !got.FixedHeader.Retain {
+		t.Fatalf("decoded %+v at %+v: %v", got, gv, err)
+	}
+	// A cleared topic travels as an empty payload.
+	clear := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: "a/b"}
+	if msg, err = encodeRetainedState(&clear, v, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := decodeRetainedState(msg, 0); err != nil || len(got.Payload) != 0 {
+		t.Fatalf("cleared: %+v %v", got, err)
+	}
+	for _, b := range [][]byte{nil, {forwardVersion1}, {forwardRetained}, {forwardRetained, 1, 9, 'n'}, msg[:len(msg)-1]} {
+		if _, _, err := decodeRetainedState(b, 0); !errors.Is(err, errBadForward) {
+			t.Errorf("%x: %v", b, err)
+		}
+	}
+	vb := encodeVersion(v)
+	if back, err := decodeVersion(vb); err != nil || back != v {
+		t.Fatalf("version round trip: %+v %v", back, err)
+	}
+	if _, err := decodeVersion([]byte{stateVersion}); err == nil {
+		t.Fatal("a truncated version decoded")
+	}
+}
+
+func TestRetainedVersionsOrder(t *testing.T) {
+	a, b := rversion{ts: 5, node: "n1"}, rversion{ts: 5, node: "n2"}
+	if !b.newer(a) || a.newer(b) || a.newer(a) || !(rversion{ts: 6}).newer(b) || (rversion{}).newer(a) {
+		t.Fatal("rversion.newer is not a strict order by (ts, node)")
+	}
+	s := newRetainedSync(nil, "n1")
+	v1 := s.stamp("t")
+	if !s.observe("t", rversion{ts: v1.ts + 10, node: "n0"}) || s.observe("t", v1) {
+		t.Fatal("observe keeps only newer versions")
+	}
+	if v2 := s.stamp("t"); v2.ts <= v1.ts+10 {
+		t.Fatalf("the clock did not move past a version it saw: %d after %d", v2.ts, v1.ts+10)
+	}
+	if (s.stamp("$SYS/x") != rversion{}) || ((*retainedSync)(nil).stamp("t") != rversion{}) {
+		t.Fatal("$SYS topics and standalone brokers get versions")
+	}
+}

@@ -50,11 +50,14 @@ type StateKV interface {
 
 // Key kinds.
 const (
-	keyRetained     = 'r'
-	keySession      = 'c'
-	keySubscription = 's'
-	keyQueue        = 'q'
-	keySent         = 'i'
+	keyRetained = 'r'
+	// keyRetainedVersion: a retained topic's version in a cluster
+	// (retainsync.go).
+	keyRetainedVersion = 'v'
+	keySession         = 'c'
+	keySubscription    = 's'
+	keyQueue           = 'q'
+	keySent            = 'i'
 )
 
 // clientKey returns kind + uvarint(len(id)) + id, with room for more.

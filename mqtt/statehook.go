@@ -17,7 +17,8 @@ import (
 // stateHook writes broker state to disk (state.go) when Options.State is
 // set: a persistent session before its CONNACK, its subscriptions before
 // the SUBACK or UNSUBACK, when its client left and its pending will, and
-// the retained messages mochi retains or expires itself. It runs after the
+// the retained messages mochi expires itself (those it retains itself are
+// written by the delivery hook, retained.changed). It runs after the
 // delivery hook for the same events. The queues of persistent sessions are
 // kept on disk by their sessions themselves (sessionstore.go).
 type stateHook struct {
@@ -32,7 +33,7 @@ func (h *stateHook) ID() string { return "mqstream-state" }
 func (h *stateHook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnSessionEstablish, mochi.OnDisconnect, mochi.OnClientExpired, mochi.OnSubscribed,
-		mochi.OnUnsubscribed, mochi.OnWillSent, mochi.OnRetainMessage, mochi.OnRetainedExpired:
+		mochi.OnUnsubscribed, mochi.OnWillSent, mochi.OnRetainedExpired:
 		return true
 	}
 	return false
@@ -182,10 +183,14 @@ func (h *stateHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
-// retainer keeps retained messages, in memory (mochi's index) and on disk.
+// retainer keeps retained messages, in memory (mochi's index) and on disk,
+// and in a cluster keeps them the same on every node (retainsync.go).
 type retainer struct {
 	server *mochi.Server
 	st     *stateStore // nil: memory only
+	// sync versions retained topics and sends them to the other nodes
+	// (nil: standalone).
+	sync *retainedSync
 	// mu serialises retaining a message and writing it to disk, per topic
 	// (striped), so that disk ends with what memory holds.
 	mu [64]sync.Mutex
@@ -199,8 +204,19 @@ func (r *retainer) retain(pk *packets.Packet) uint64 {
 	mu.Lock()
 	defer mu.Unlock()
 	r.server.Topics.RetainMessage(pk.Copy(false))
-	atomic.StoreInt64(&r.server.Info.Retained, int64(r.server.Topics.Retained.Len()))
-	return r.storeLocked(pk.TopicName)
+	return r.changedLocked(pk.TopicName)
+}
+
+// changedLocked writes what memory holds for topic now and, in a cluster,
+// gives the topic a new version and sends its state to the other nodes.
+// The topic's lock is held.
+func (r *retainer) changedLocked(topic string) uint64 {
+	v := r.sync.stamp(topic)
+	mark := r.storeLocked(topic, v)
+	if v.ts != 0 {
+		r.sendLocked(topic, v, nil)
+	}
+	return mark
 }
 
 func (r *retainer) lock(topic string) *sync.Mutex {
@@ -210,38 +226,43 @@ func (r *retainer) lock(topic string) *sync.Mutex {
 }
 
 // storeLocked writes what memory holds for topic now (the message, or its
-// absence) and returns the submission; the topic's lock is held, so writes
-// for one topic reach the disk in the order memory changed. $SYS topics
-// are not kept: the broker publishes them again.
-func (r *retainer) storeLocked(topic string) uint64 {
+// absence) and, if v is not zero, the topic's version, and returns the
+// submission; the topic's lock is held, so writes for one topic reach the
+// disk in the order memory changed. $SYS topics are not kept: the broker
+// publishes them again.
+func (r *retainer) storeLocked(topic string, v rversion) uint64 {
+	atomic.StoreInt64(&r.server.Info.Retained, int64(r.server.Topics.Retained.Len()))
 	if r.st == nil || strings.HasPrefix(topic, mochi.SysPrefix) {
 		return 0
 	}
-	w := streams.KVWrite{Key: retainedKey(topic)}
+	w := []streams.KVWrite{{Key: retainedKey(topic)}}
 	if pk, ok := r.server.Topics.Retained.Get(topic); ok {
-		w.Value = encodeRetained(&pk)
+		w[0].Value = encodeRetained(&pk)
 	} else {
-		w.Delete = true
+		w[0].Delete = true
 	}
-	return r.st.submit([]streams.KVWrite{w}, false, nil)
+	if v.ts != 0 {
+		w = append(w, streams.KVWrite{Key: versionKey(topic), Value: encodeVersion(v)})
+	}
+	return r.st.submit(w, false, nil)
 }
 
-// store writes topic's retained message as memory holds it.
-func (r *retainer) store(topic string) uint64 {
+// changed records a change mochi made itself to topic's retained message
+// (a QoS 0 publish it handled, a will, an API publish): on disk and, in a
+// cluster, on the other nodes.
+func (r *retainer) changed(topic string) {
 	mu := r.lock(topic)
 	mu.Lock()
 	defer mu.Unlock()
-	return r.storeLocked(topic)
-}
-
-// OnRetainMessage writes a message mochi retained itself (a QoS 0 publish
-// it handled, a will).
-func (h *stateHook) OnRetainMessage(_ *mochi.Client, pk packets.Packet, _ int64) {
-	h.retained.store(pk.TopicName)
+	r.changedLocked(topic)
 }
 
 // OnRetainedExpired deletes a retained message whose expiry passed (unless
 // a newer one took its place meanwhile).
 func (h *stateHook) OnRetainedExpired(topic string) {
-	h.retained.store(topic)
+	r := h.retained
+	mu := r.lock(topic)
+	mu.Lock()
+	defer mu.Unlock()
+	r.storeLocked(topic, rversion{}) // every node expires it on its own
 }

@@ -62,6 +62,11 @@ func (b *Broker) restore() error {
 		return fmt.Errorf("mqtt: restore retained messages: %w", err)
 	}
 	atomic.StoreInt64(&b.server.Info.Retained, int64(b.server.Topics.Retained.Len()))
+	staleVersions, err := b.restoreVersions(start)
+	if err != nil {
+		return fmt.Errorf("mqtt: restore retained versions: %w", err)
+	}
+	stale = append(stale, staleVersions...)
 
 	clients := map[string]*mochi.Client{}
 	err = st.kv.Scan([]byte{keySession}, func(k, v []byte) error {

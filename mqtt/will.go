@@ -26,11 +26,13 @@ func delayedWill(pk *packets.Packet) bool {
 	return pk.Connect.WillProperties.WillDelayInterval > 0
 }
 
-// OnRetainMessage retains a delayed will again without its due time as
-// expiry.
+// OnRetainMessage records a message mochi retained itself (retainer.changed);
+// a delayed will is retained again without its due time as expiry.
 func (h *deliveryHook) OnRetainMessage(_ *mochi.Client, pk packets.Packet, _ int64) {
 	if delayedWill(&pk) {
 		pk.Expiry = 0
 		h.retained.retain(&pk)
+		return
 	}
+	h.retained.changed(pk.TopicName)
 }

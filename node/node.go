@@ -162,7 +162,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	}
 	if cfg.Cluster.Enabled() {
 		n.openRoutes()
-		bopts.Remote = n.routes
+		bopts.Remote, bopts.NodeID = n.routes, n.id
 	}
 	if n.broker, err = mqtt.New(bopts); err != nil {
 		return nil, err

@@ -25,20 +25,34 @@ func startCluster(t *testing.T) []*Node { return startClusterWith(t, nil) }
 // by adjust (nil: none).
 func startClusterWith(t *testing.T, adjust func(*config.Config)) []*Node {
 	t.Helper()
+	nodes, _ := startClusterConfigs(t, adjust)
+	return nodes
+}
+
+// startClusterConfigs is startClusterWith that also returns each node's
+// configuration with the addresses it bound, so that a node can be started
+// again as it was.
+func startClusterConfigs(t *testing.T, adjust func(*config.Config)) ([]*Node, []config.Config) {
+	t.Helper()
+	var cfgs []config.Config
 	cfg := func(id string, seeds ...string) *Node {
 		c := clusterConfig(t, id, 3, seeds...)
 		c.Cluster.Shards = 4
 		if adjust != nil {
 			adjust(&c)
 		}
-		return startNode(t, c)
+		n := startNode(t, c)
+		c.MQTT.TCP, c.HTTP.Listen, c.Cluster.Gossip, c.Cluster.RPC = n.MQTTAddr(), n.HTTPAddr(), gossipAddr(n), n.repl.rpcAddr()
+		cfgs = append(cfgs, c)
+		return n
 	}
 	n1 := cfg("n1")
 	nodes := []*Node{n1, cfg("n2", gossipAddr(n1)), cfg("n3", gossipAddr(n1))}
 	for _, n := range nodes {
 		testutil.Eventually(t, 20*time.Second, n.ID()+" ready with its shards", n.Ready)
 	}
-	return nodes
+	cfgs[0].Cluster.Seeds = []string{cfgs[1].Cluster.Gossip, cfgs[2].Cluster.Gossip}
+	return nodes, cfgs
 }
 
 // publishSeq publishes n QoS 1 messages on topic through addr, one at a

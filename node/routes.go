@@ -10,7 +10,10 @@ import (
 // other nodes (cluster mode; before the broker, which tells it its
 // clients' subscriptions).
 func (n *Node) openRoutes() {
-	r := routes.New(routes.Options{Self: n.id, Caller: n.repl.mux, Deliver: forwardedTo{n}, Logger: n.log})
+	var r *routes.Router
+	r = routes.New(routes.Options{Self: n.id, Caller: n.repl.mux, Deliver: forwardedTo{n}, Logger: n.log,
+		// A node that joins or restarted gets every retained message.
+		Joined: func(peer string) { n.broker.SendRetained(func(msg []byte) { r.SendTo(peer, msg) }) }})
 	n.routes = r
 	n.onClose("routes", func(context.Context) error { r.Close(); return nil })
 }

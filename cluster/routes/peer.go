@@ -42,6 +42,7 @@ func (r *Router) SetPeers(peers []Peer) {
 		}
 	}
 	changed := false
+	var joined []string
 	for id, p := range r.peers {
 		if w, ok := want[id]; !ok || w.Addr != p.addr {
 			p.cancel()
@@ -67,6 +68,7 @@ func (r *Router) SetPeers(peers []Peer) {
 		go p.syncLoop()
 		go p.sendLoop()
 		p.kickSync()
+		joined = append(joined, id)
 	}
 	if changed {
 		snap := make(map[string]*peer, len(r.peers))
@@ -77,6 +79,9 @@ func (r *Router) SetPeers(peers []Peer) {
 		// A waiter may have been waiting for a peer that left.
 		close(r.acked)
 		r.acked = make(chan struct{})
+	}
+	for _, id := range joined {
+		r.joinedLocked(id) // once the forwarding path knows it
 	}
 }
 

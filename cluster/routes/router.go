@@ -46,7 +46,12 @@ type Options struct {
 	// MaxQueuedBytes bounds the messages waiting for one peer; beyond it
 	// the oldest are dropped and counted (default 64 MiB).
 	MaxQueuedBytes int
-	Logger         *slog.Logger
+	// Joined, if set, is called (on a goroutine of its own) when a node
+	// joins the peer set or is found to have restarted, so that state
+	// replicated by messages (retained messages) can be sent to it whole
+	// with SendTo.
+	Joined func(peer string)
+	Logger *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -302,6 +307,8 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 	if rem == nil {
 		rem = &remoteRoutes{filters: map[string]struct{}{}}
 		r.remotes[from] = rem
+	} else if rem.incarnation != u.incarnation {
+		r.joinedLocked(from) // it restarted since it last sent its filters
 	}
 	want := make(map[string]struct{}, len(u.adds))
 	for _, f := range u.adds {
@@ -363,6 +370,38 @@ func (r *Router) HandleDeliver(_ context.Context, _ string, req []byte) ([]byte,
 	}
 	r.received.Add(int64(len(msgs)))
 	return nil, nil
+}
+
+// Broadcast queues msg for every other node.
+func (r *Router) Broadcast(msg []byte) {
+	for _, p := range *r.peerSnap.Load() {
+		r.forwarded.Add(1)
+		if n := p.out.push(msg); n > 0 {
+			r.overflow(p, n)
+		}
+	}
+}
+
+// SendTo queues msg for node peer (dropped if it is not a peer).
+func (r *Router) SendTo(peer string, msg []byte) {
+	if p := (*r.peerSnap.Load())[peer]; p != nil {
+		r.forwarded.Add(1)
+		if n := p.out.push(msg); n > 0 {
+			r.overflow(p, n)
+		}
+	}
+}
+
+// joinedLocked calls Options.Joined for peer on a goroutine. r.mu is held.
+func (r *Router) joinedLocked(peer string) {
+	if r.opts.Joined == nil || r.ctx.Err() != nil {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.opts.Joined(peer)
+	}()
 }
 
 // Wanted reports whether a node other than this one has a subscription
