@@ -30,6 +30,12 @@ type cluster struct {
 	dropAnswers int
 	// cut holds the node ids cut off from all others (both ways).
 	cut map[string]bool
+	// fetchFault, if set, is asked before a fetch is served by the node
+	// at addr: an error fails the fetch.
+	fetchFault func(addr string) error
+	// timers are the nodes' Raft timers (LocalTimers unless a test
+	// changes them before the nodes start).
+	timers Timers
 }
 
 type testNode struct {
@@ -45,7 +51,13 @@ type testNode struct {
 
 func newCluster(t testing.TB, n, shards, rf int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}}
+	return newClusterWith(t, n, shards, rf, LocalTimers())
+}
+
+// newClusterWith starts a cluster whose Raft groups use timers.
+func newClusterWith(t testing.TB, n, shards, rf int, timers Timers) *cluster {
+	t.Helper()
+	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}, timers: timers}
 	var peers []Peer
 	for i := 0; i < n; i++ {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RPC: fmt.Sprintf("n%d:7947", i+1)})
@@ -77,7 +89,7 @@ func (nd *testNode) start() {
 	nd.store = store
 	nd.set, err = Start(Options{
 		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Forward: nd.c,
-		Timers: LocalTimers(), WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
+		Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 	}, nd.c.layout)
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +197,17 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 		}
 	}
 	for _, nd := range c.nodes {
+		if nd.self.RPC == addr && nd.set != nil && service == FetchService {
+			c.mu.Lock()
+			fault := c.fetchFault
+			c.mu.Unlock()
+			if fault != nil {
+				if err := fault(addr); err != nil {
+					return nil, err
+				}
+			}
+			return ServeFetch(ctx, nd.store, req)
+		}
 		if nd.self.RPC == addr && nd.set != nil && service == ForwardService {
 			resp, err := nd.set.HandleForward(ctx, "", req)
 			c.mu.Lock()
