@@ -200,9 +200,18 @@ func TestReplicaBehindCompactedLogCatchesUpFromPeers(t *testing.T) {
 // catches up, its fetches fail after a few pages (the peers drop off), and
 // it is stopped midway; restarted with its peers back, it finishes the
 // catch-up where it stood when its Raft group starts, and ends identical
-// to the others.
+// to the others. Snapshots kept in memory or in files (the two newest,
+// as nodes keep them).
 func TestCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T) {
-	c := newClusterWith(t, 3, 1, 3, compactingTimers())
+	for _, files := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory snapshots", true: "file snapshots"}[files], func(t *testing.T) {
+			testCatchUpSurvivesUnreachablePeerAndCrash(t, files)
+		})
+	}
+}
+
+func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool) {
+	c := newClusterWith(t, 3, 1, 3, compactingTimers(), func(c *cluster) { c.fileSnapshots = fileSnapshots })
 	c.waitLeaders()
 	ctx := context.Background()
 	n1, n3 := c.nodes[0], c.nodes[2]

@@ -90,7 +90,7 @@ func newFSM(c fsmConfig) (*fsm, error) {
 		return nil, fmt.Errorf("shards: restore target of %s: %w", f.log, err)
 	}
 	if f.restoring > idx {
-		f.logger.Warn("a catch-up from peers was interrupted; it resumes before the next entry",
+		f.logger.Warn("a catch-up from peers was interrupted; it resumes before anything else is applied",
 			"applied", idx, "target", f.restoring)
 	}
 	return f, nil
@@ -316,9 +316,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("%w: %s: the store has applied up to %d, the snapshot needs %d and does not list the streams",
 			ErrBehind, f.log, f.applied.Load(), snap.index)
 	}
-	if f.pending == nil || f.pending.index <= snap.index {
-		f.pending = &snap
-	}
+	f.pending = &snap
 	f.logger.Info("replica behind a snapshot; catching up from its peers",
 		"applied", f.applied.Load(), "index", snap.index, "streams", len(snap.streams))
 	ctx, cancel := f.stopContext()

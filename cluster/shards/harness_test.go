@@ -36,6 +36,9 @@ type cluster struct {
 	// timers are the nodes' Raft timers (LocalTimers unless a test
 	// changes them before the nodes start).
 	timers Timers
+	// fileSnapshots: the groups keep their snapshots in files (the two
+	// newest, as nodes do) instead of in memory (the newest).
+	fileSnapshots bool
 }
 
 type testNode struct {
@@ -46,7 +49,7 @@ type testNode struct {
 	set   *Set
 	// Raft state per group, kept across restarts.
 	logs  map[string]*raft.InmemStore
-	snaps map[string]*raft.InmemSnapshotStore
+	snaps map[string]raft.SnapshotStore
 }
 
 func newCluster(t testing.TB, n, shards, rf int) *cluster {
@@ -54,10 +57,14 @@ func newCluster(t testing.TB, n, shards, rf int) *cluster {
 	return newClusterWith(t, n, shards, rf, LocalTimers())
 }
 
-// newClusterWith starts a cluster whose Raft groups use timers.
-func newClusterWith(t testing.TB, n, shards, rf int, timers Timers) *cluster {
+// newClusterWith starts a cluster whose Raft groups use timers, after
+// the changes of opts.
+func newClusterWith(t testing.TB, n, shards, rf int, timers Timers, opts ...func(*cluster)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}, timers: timers}
+	for _, o := range opts {
+		o(c)
+	}
 	var peers []Peer
 	for i := 0; i < n; i++ {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RPC: fmt.Sprintf("n%d:7947", i+1)})
@@ -67,7 +74,7 @@ func newClusterWith(t testing.TB, n, shards, rf int, timers Timers) *cluster {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		nd := &testNode{c: c, self: p, dir: t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]*raft.InmemSnapshotStore{}}
+		nd := &testNode{c: c, self: p, dir: t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]raft.SnapshotStore{}}
 		c.nodes = append(c.nodes, nd)
 		nd.start()
 	}
@@ -123,6 +130,13 @@ func (nd *testNode) open(group string) (GroupDeps, error) {
 	if nd.logs[group] == nil {
 		nd.logs[group] = raft.NewInmemStore()
 		nd.snaps[group] = raft.NewInmemSnapshotStore()
+		if c.fileSnapshots {
+			fs, err := raft.NewFileSnapshotStore(nd.c.t.TempDir(), 2, io.Discard)
+			if err != nil {
+				return GroupDeps{}, err
+			}
+			nd.snaps[group] = fs
+		}
 	}
 	addr, tr := raft.NewInmemTransport(raft.ServerAddress(nd.self.RPC))
 	c.mu.Lock()
