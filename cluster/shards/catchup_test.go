@@ -46,15 +46,16 @@ type replicaState struct {
 	records map[string][][]byte // by stream, from offset 0
 }
 
-func (nd *testNode) shardState(shard int) (replicaState, error) {
-	st := replicaState{streams: shardStreams(nd.store, shard, len(nd.c.layout.Shards)), records: map[string][][]byte{}}
+// stateOf returns a store's replica of shard (of n), records from offset 0.
+func stateOf(store Store, shard, n int) (replicaState, error) {
+	st := replicaState{streams: shardStreams(store, shard, n), records: map[string][][]byte{}}
 	for _, s := range st.streams {
-		p, err := nd.store.ReadStored(s.name, 0, 0, 1<<20, 1<<30)
+		p, err := store.ReadStored(s.name, 0, 0, 1<<20, 1<<30)
 		if err != nil {
 			return st, err
 		}
 		if p.From != 0 {
-			return st, fmt.Errorf("%s on %s starts at %d", s.name, nd.self.ID, p.From)
+			return st, fmt.Errorf("%s starts at %d", s.name, p.From)
 		}
 		st.records[s.name] = p.Records
 	}
@@ -88,26 +89,38 @@ func (a replicaState) diff(b replicaState) string {
 // with the same record bytes at the same offsets.
 func (c *cluster) identical() {
 	c.t.Helper()
+	waitIdentical(c.t, len(c.layout.Shards), func(shard int) map[string]Store {
+		out := map[string]Store{}
+		for _, nd := range c.nodes {
+			if nd.set != nil && c.layout.Holds(shard, nd.self.ID) {
+				out[nd.self.ID] = nd.store
+			}
+		}
+		return out
+	})
+}
+
+// waitIdentical waits until the stores holders returns for each of the
+// shards hold the same replica of it.
+func waitIdentical(t testing.TB, shards int, holders func(shard int) map[string]Store) {
+	t.Helper()
 	var why string
 	same := func() bool {
-		for shard := range c.layout.Shards {
+		for shard := 0; shard < shards; shard++ {
 			var ref *replicaState
 			var refID string
-			for _, nd := range c.nodes {
-				if nd.set == nil || !c.layout.Holds(shard, nd.self.ID) {
-					continue
-				}
-				st, err := nd.shardState(shard)
+			for id, store := range holders(shard) {
+				st, err := stateOf(store, shard, shards)
 				if err != nil {
-					why = err.Error()
+					why = fmt.Sprintf("%s: %v", id, err)
 					return false
 				}
 				if ref == nil {
-					ref, refID = &st, nd.self.ID
+					ref, refID = &st, id
 					continue
 				}
 				if d := ref.diff(st); d != "" {
-					why = fmt.Sprintf("shard %d: %s and %s: %s", shard, refID, nd.self.ID, d)
+					why = fmt.Sprintf("shard %d: %s and %s: %s", shard, refID, id, d)
 					return false
 				}
 			}
@@ -117,7 +130,7 @@ func (c *cluster) identical() {
 	// Polls like testutil.Eventually, and says how the replicas differ.
 	for deadline := time.Now().Add(15 * time.Second); !same(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("replicas still differ after 15s: %s", why)
+			t.Fatalf("replicas still differ after 15s: %s", why)
 		}
 	}
 }

@@ -157,13 +157,9 @@ func (r *testReplica) snapshot() *memSink {
 
 // state is the replica's shard as replicaState, records from offset 0.
 func (r *testReplica) state() replicaState {
-	st := replicaState{streams: shardStreams(r.store, 0, 1), records: map[string][][]byte{}}
-	for _, s := range st.streams {
-		p, err := r.store.ReadStored(s.name, 0, 0, 1<<20, 1<<30)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		st.records[s.name] = p.Records
+	st, err := stateOf(r.store, 0, 1)
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	return st
 }
