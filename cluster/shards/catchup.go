@@ -164,6 +164,11 @@ func (c *catchUpRun) stream(want streamState, last bool) error {
 		if err != nil {
 			return err
 		}
+		if page.gone {
+			f.logger.Warn("a stream the peers deleted after the snapshot is left without its records until the log deletes it",
+				"stream", want.name, "node", peer.ID, "from", next, "to", want.next)
+			page.from, verify = want.next, false
+		}
 		if verify {
 			verify = false
 			same, err := c.sameRecord(want.name, next-1, page)
@@ -186,7 +191,7 @@ func (c *catchUpRun) stream(want streamState, last bool) error {
 			// on the peer: the stream is empty at its next offset.
 			at, page.records = want.next, nil
 		}
-		if at > next {
+		if at > next && !page.gone {
 			f.logger.Warn("records trimmed on the peer by retention are skipped", "stream", want.name,
 				"node", peer.ID, "from", next, "to", at)
 		}
@@ -278,12 +283,17 @@ func (c *catchUpRun) sameRecord(stream string, off uint64, page fetchPage) (bool
 // page of want's records, and returns the first usable answer: from a
 // peer whose stream is the snapshot's (same creation time, or the peer
 // has applied the log past the snapshot) and reaches its next offset.
+// When none has one, but a peer has applied the log past the snapshot
+// and deleted the stream since, it returns a page marked gone: the
+// records are gone for good (and the log after the snapshot deletes the
+// stream here too).
 func (c *catchUpRun) fetch(req fetchRequest, want streamState) (fetchPage, Peer, error) {
 	f := c.f
 	if len(c.peers) == 0 {
 		return fetchPage{}, Peer{}, fmt.Errorf("%w: %s: no other replica", ErrNoPeer, f.log)
 	}
 	var errs []error
+	var gone *Peer
 	for i := range c.peers {
 		k := (c.good + i) % len(c.peers)
 		p := c.peers[k]
@@ -301,6 +311,9 @@ func (c *catchUpRun) fetch(req fetchRequest, want streamState) (fetchPage, Peer,
 			if c.ctx.Err() != nil {
 				return fetchPage{}, p, c.ctx.Err()
 			}
+			if errors.Is(err, errGone) && gone == nil {
+				gone = &c.peers[k]
+			}
 			f.logger.Warn("cannot catch up from this peer; trying the next", "stream", want.name, "node", p.ID, "error", err)
 			errs = append(errs, fmt.Errorf("%s: %w", p.ID, err))
 			continue
@@ -308,19 +321,33 @@ func (c *catchUpRun) fetch(req fetchRequest, want streamState) (fetchPage, Peer,
 		c.good = k
 		return page, p, nil
 	}
+	if gone != nil {
+		return fetchPage{gone: true}, *gone, nil
+	}
 	return fetchPage{}, Peer{}, fmt.Errorf("%w: %s, stream %s: %w", ErrNoPeer, f.log, want.name, errors.Join(errs...))
 }
 
-// errPeerBehind: a peer's stream is not yet, or no longer, the one a
-// snapshot describes.
-var errPeerBehind = errors.New("the peer does not hold the snapshot's stream")
+// errPeerBehind: a peer has not applied the log up to a snapshot's
+// stream yet.
+var errPeerBehind = errors.New("the peer is behind the snapshot")
 
+// errGone: a peer applied the log past a snapshot and deleted the
+// snapshot's stream since (or replaced it by a shorter one).
+var errGone = errors.New("the peer deleted the stream after the snapshot")
+
+// usable tells whether a peer's page can catch up want, a stream of the
+// snapshot at index.
 func usable(page fetchPage, want streamState, index uint64) error {
+	past := page.applied >= index
 	switch {
+	case !page.exists && past:
+		return fmt.Errorf("%w: it has no stream %s (applied index %d, the snapshot's %d)", errGone, want.name, page.applied, index)
 	case !page.exists:
 		return fmt.Errorf("%w: it has no stream %s (applied index %d, the snapshot's %d)", errPeerBehind, want.name, page.applied, index)
-	case page.stream.created != want.created && page.applied < index:
+	case page.stream.created != want.created && !past:
 		return fmt.Errorf("%w: another stream %s (applied index %d, the snapshot's %d)", errPeerBehind, want.name, page.applied, index)
+	case page.stream.next < want.next && page.stream.created != want.created:
+		return fmt.Errorf("%w: another stream %s ends at %d, the snapshot's at %d", errGone, want.name, page.stream.next, want.next)
 	case page.stream.next < want.next:
 		return fmt.Errorf("%w: %s ends at %d, the snapshot's at %d", errPeerBehind, want.name, page.stream.next, want.next)
 	}

@@ -45,7 +45,9 @@
 // ("shards.fetch", fetch.go), in pages of at most 4,096 records or 4 MiB,
 // storing the bytes the peer stored: same offsets, same timestamps, no
 // decoding. Records retention trimmed on the peer are skipped: the stream
-// goes on from the peer's first offset. The peers are asked in turn, the
+// goes on from the peer's first offset; a stream the peers deleted after
+// the snapshot is left empty at its next offset (the log after the
+// snapshot deletes it here too). The peers are asked in turn, the
 // leader first, then the servers of the snapshot's configuration and of
 // the layout; a peer that is unreachable, behind the snapshot (its stream
 // is another or shorter) or answers a malformed page is passed over, and

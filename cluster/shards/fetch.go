@@ -45,6 +45,9 @@ type fetchPage struct {
 	first   uint64 // the oldest record the peer keeps
 	from    uint64 // offset of records[0]
 	records [][]byte
+	// gone (not on the wire): no peer has the records, deleted since
+	// the snapshot (catchUpRun.fetch).
+	gone bool
 }
 
 func encodeFetchRequest(r fetchRequest) []byte {

@@ -429,3 +429,31 @@ func TestSnapshotEncodings(t *testing.T) {
 		t.Fatalf("restore of a version 1 snapshot ahead of the store: %v", err)
 	}
 }
+
+// TestRestoreOfAStreamDeletedSinceOnEveryPeer: a stream of the snapshot
+// that every peer deleted after it (they applied the log further) cannot
+// be fetched; the restore leaves it empty at its next offset instead of
+// failing for ever, and the log after the snapshot deletes it.
+func TestRestoreOfAStreamDeletedSinceOnEveryPeer(t *testing.T) {
+	peers := newFakePeers()
+	log := [][]appendCmd{
+		{appendOf("x", 3)},
+		{appendOf("x", 2), appendOf("keep", 1)},
+		{{kind: kindDelete, stream: "x"}},
+		{appendOf("keep", 1)},
+	}
+	rs := replicasFed(t, peers, log, 2, 0, 1)
+	a, b, c := rs[0], rs[1], rs[2]
+	snap := a.snapshot()
+	a.feed(log, len(log))
+	b.feed(log, len(log))
+	if err := c.fsm.Restore(snap.reader()); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.store.DescribeStream("x"); err != nil || info.FirstOffset != 5 || info.NextOffset != 5 {
+		t.Fatalf("x after the restore: %+v %v", info, err)
+	}
+	c.applied = 2
+	c.feed(log, len(log))
+	c.same(a)
+}
