@@ -111,6 +111,11 @@ func (n *Node) openReplication() error {
 	n.onClose("raft log", func(context.Context) error { return r.logs.Close() })
 	n.onClose("shards", r.close)
 	mux.Handle(shards.ForwardService, r.handleForward)
+	// Peers catching up fetch records from this node's store, also
+	// while its own shards start.
+	mux.Handle(shards.FetchService, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
+		return shards.ServeFetch(ctx, n.store, req)
+	})
 	n.repl = r
 	return nil
 }

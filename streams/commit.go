@@ -57,6 +57,7 @@ const (
 	opKV
 	opRecover // try to reopen the database after a write failure
 	opSync    // make everything committed before it durable
+	opInstall // records a replica fetched from a peer (replica.go)
 )
 
 // op is one entry of the committer's queue.
@@ -65,8 +66,10 @@ type op struct {
 	stream    string
 	req       AppendRequest // opAppend
 	retention Retention     // opCreate
-	trim      trimCmd       // opTrim
-	kv        []KVWrite     // opKV
+	created   int64         // opCreate: the creation time (unix ns); 0: the store's clock
+	install   *InstallRequest
+	trim      trimCmd   // opTrim
+	kv        []KVWrite // opKV
 	noSync    bool
 	submitted time.Time // for the append latency
 	done      func(first uint64, err error)
@@ -263,7 +266,7 @@ func (g *group) commit(ops []*op) int {
 		case opAppend:
 			r.first, r.err = g.append(o)
 		case opCreate:
-			_, r.err = g.create(o.stream, o.retention)
+			_, r.err = g.create(o.stream, o.retention, o.created)
 		case opDelete:
 			r.err = g.delete(o.stream)
 		case opTrim:
@@ -274,6 +277,8 @@ func (g *group) commit(ops []*op) int {
 			// Healthy already: nothing to do.
 		case opSync:
 			g.forceSync = true
+		case opInstall:
+			r.err = g.install(o.install)
 		}
 		if r.err == nil && !o.noSync {
 			g.sync = true
@@ -384,8 +389,9 @@ func (g *group) checkpointAll() {
 	}
 }
 
-// stream returns the committer's view of a stream, creating it if allowed.
-func (g *group) stream(name string, autoCreate bool) (*stream, error) {
+// stream returns the committer's view of a stream, creating it if allowed
+// (at time created, unix ns; 0: the store's clock).
+func (g *group) stream(name string, autoCreate bool, created int64) (*stream, error) {
 	if st, ok := g.s.work[name]; ok {
 		return st, nil
 	}
@@ -395,7 +401,7 @@ func (g *group) stream(name string, autoCreate bool) (*stream, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	return g.create(name, g.s.opts.DefaultRetention)
+	return g.create(name, g.s.opts.DefaultRetention, created)
 }
 
 func (g *group) touch(st *stream) {
@@ -424,16 +430,18 @@ func (g *group) append(o *op) (uint64, error) {
 			return 0, fmt.Errorf("%w: an encoded record to append has no zero timestamp", ErrCorrupt)
 		}
 	}
-	st, err := g.stream(o.stream, s.opts.AutoCreate)
+	ts := g.now
+	if !o.req.Timestamp.IsZero() {
+		ts = o.req.Timestamp.UnixNano()
+	}
+	// A stream created by a replica's append is created at its leader's
+	// time, like its records.
+	st, err := g.stream(o.stream, s.opts.AutoCreate, ts)
 	if err != nil {
 		return 0, err
 	}
 	g.touch(st)
 	first := st.work.next
-	ts := g.now
-	if !o.req.Timestamp.IsZero() {
-		ts = o.req.Timestamp.UnixNano()
-	}
 	if ts < st.work.lastTS {
 		ts = st.work.lastTS // timestamps never decrease within a stream
 	}
@@ -444,7 +452,7 @@ func (g *group) append(o *op) (uint64, error) {
 		_ = g.batch.Set(g.keybuf, g.scratch, nil)
 		r.Offset = st.work.next
 		r.Timestamp = time.Unix(0, ts)
-		g.put(st)
+		g.put(st, len(g.scratch))
 	}
 	for _, b := range o.req.Encoded {
 		// The encoding up to the timestamp, the timestamp, the rest.
@@ -453,20 +461,20 @@ func (g *group) append(o *op) (uint64, error) {
 		g.scratch = append(g.scratch, b[3:]...)
 		g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
 		_ = g.batch.Set(g.keybuf, g.scratch, nil)
-		g.put(st)
+		g.put(st, len(g.scratch))
 	}
 	st.work.lastTS = ts
 	g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
 	return first, nil
 }
 
-// put accounts for the record just written to the batch (g.scratch under
-// g.keybuf) as st's next.
-func (g *group) put(st *stream) {
+// put accounts for the record just written to the batch (a value of n
+// bytes under g.keybuf) as st's next.
+func (g *group) put(st *stream, n int) {
 	st.work.next++
-	st.work.bytes += int64(len(g.scratch))
-	st.groupBytes += int64(len(g.scratch))
-	g.bytes += len(g.scratch) + len(g.keybuf)
+	st.work.bytes += int64(n)
+	st.groupBytes += int64(n)
+	g.bytes += n + len(g.keybuf)
 	g.records++
 }
 
@@ -480,8 +488,11 @@ func (g *group) markApplied(log string, index uint64) {
 	}
 }
 
-func (g *group) create(name string, retention Retention) (*stream, error) {
+func (g *group) create(name string, retention Retention, created int64) (*stream, error) {
 	s := g.s
+	if created == 0 {
+		created = g.now
+	}
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -490,7 +501,7 @@ func (g *group) create(name string, retention Retention) (*stream, error) {
 	}
 	st := &stream{
 		name:   name,
-		meta:   streamMeta{id: s.nextID, created: time.Unix(0, g.now), retention: retention},
+		meta:   streamMeta{id: s.nextID, created: time.Unix(0, created), retention: retention},
 		notify: make(chan struct{}),
 	}
 	st.mustCheckpoint = true

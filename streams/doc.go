@@ -41,6 +41,14 @@
 // A tail reader waits on a channel that the committer closes and replaces each
 // time it commits records to the stream, always also watching its context.
 //
+// # Replicas
+//
+// In cluster mode the store is each shard replica's state machine: it
+// applies the records its leader encoded, at the leader's timestamps, and
+// creates streams at the leader's time (CreateStreamAt). A replica that
+// fell behind copies a peer's records in their stored form (ReadStored on
+// the peer, Install here: same bytes, same offsets, no re-encoding).
+//
 // # Retention
 //
 // A background loop computes, for each stream with limits, the first offset to

@@ -16,6 +16,9 @@ var (
 	ErrClosed = errors.New("store closed")
 	// ErrCorrupt: stored data could not be decoded.
 	ErrCorrupt = errors.New("corrupt record")
+	// ErrOffsetMismatch: records copied from a peer (Install) do not
+	// follow the stream's records.
+	ErrOffsetMismatch = errors.New("offset mismatch")
 	// ErrWrite: the store could not write or sync; the records were not stored.
 	ErrWrite = errors.New("store write failed")
 )

@@ -327,19 +327,7 @@ func (s *Store) Options() Options { return s.opts }
 
 // CreateStream creates a stream. A zero retention takes the default retention.
 func (s *Store) CreateStream(ctx context.Context, name string, retention Retention) (StreamInfo, error) {
-	if err := ValidateName(name); err != nil {
-		return StreamInfo{}, err
-	}
-	if err := retention.Validate(); err != nil {
-		return StreamInfo{}, fmt.Errorf("stream %q: %w", name, err)
-	}
-	if retention.IsZero() {
-		retention = s.opts.DefaultRetention
-	}
-	if err := s.runCommand(ctx, &op{kind: opCreate, stream: name, retention: retention}); err != nil {
-		return StreamInfo{}, err
-	}
-	return s.DescribeStream(name)
+	return s.CreateStreamAt(ctx, name, retention, time.Time{})
 }
 
 // DeleteStream deletes a stream and all its records.

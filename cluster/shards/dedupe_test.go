@@ -57,7 +57,7 @@ func TestStateMachineAnswersRetriesFromItsWindow(t *testing.T) {
 	}
 	defer store.Close()
 	stop := make(chan struct{})
-	f, err := newFSM("shard-0", store, testutil.Logger(), stop)
+	f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestStateMachineAnswersRetriesFromItsWindow(t *testing.T) {
 
 	// A new state machine over the same store: a replay of the entries
 	// remembers their ids; a retry after it is not stored.
-	g, _ := newFSM("shard-0", store, testutil.Logger(), stop)
+	g, _ := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
 	applyEntry(t, g, 1, cmd(1, "a"), cmd(2, "b"))
 	applyEntry(t, g, 2, cmd(2, "b"), cmd(3, "c"))
 	if r := applyEntry(t, g, 3, cmd(3, "c")); r[0].err != nil {
@@ -94,7 +94,7 @@ func TestStateMachineAnswersRetriesFromItsWindow(t *testing.T) {
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
-	h, _ := newFSM("shard-0", store, testutil.Logger(), stop)
+	h, _ := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
 	if err := h.Restore(sink.reader()); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStateMachineAnswersRetriesFromItsWindow(t *testing.T) {
 	}
 	// A snapshot ahead of the store is refused.
 	ahead := &memSink{}
-	ahead.Write(encodeSnapshot(99, nil))
+	ahead.Write(encodeSnapshot(shardState{index: 99, complete: true}))
 	if err := h.Restore(ahead.reader()); err == nil {
 		t.Fatal("restored a snapshot the store is behind")
 	}

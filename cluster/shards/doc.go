@@ -27,8 +27,42 @@
 // marker of the shard's log) in the same batch. After a crash the store
 // may have lost its last unsynced batches; Raft replays the log from its
 // latest snapshot, and the state machine skips entries at or below the
-// store's marker. A snapshot carries only that index, taken after the
-// store was synced, so Raft may forget the log up to it.
+// store's marker. A snapshot is taken after the store was synced, so Raft
+// may forget the log up to it.
+//
+// # Snapshots and catching up from a peer
+//
+// A snapshot holds no records: it says what the log up to its index made
+// of the shard (snapshot.go): the applied index, the window of recent
+// append ids, and for every stream of the shard its creation time (the
+// leader's, the same on every replica), retention, next offset and newest
+// timestamp. A replica that was away while the others compacted the log
+// it missed is sent a snapshot instead, and is then behind it. It catches
+// up from its peers (catchup.go): it deletes the shard's streams the
+// snapshot does not list, replaces a stream of the same name but another
+// creation time, creates the ones it lacks, and fetches each stream's
+// missing records from a peer replica over the cluster's RPC connection
+// ("shards.fetch", fetch.go), in pages of at most 4,096 records or 4 MiB,
+// storing the bytes the peer stored: same offsets, same timestamps, no
+// decoding. Records retention trimmed on the peer are skipped: the stream
+// goes on from the peer's first offset; a stream the peers deleted after
+// the snapshot is left empty at its next offset (the log after the
+// snapshot deletes it here too). The peers are asked in turn, the
+// leader first, then the servers of the snapshot's configuration and of
+// the layout; a peer that is unreachable, behind the snapshot (its stream
+// is another or shorter) or answers a malformed page is passed over, and
+// when none can help the restore fails and Raft sends the snapshot again.
+// The applied-index marker goes in the batch of the last page, so the
+// store claims the snapshot's index only once it holds all of it.
+//
+// A catch-up interrupted (a crash, peers gone) leaves some streams ahead
+// of the applied index, where applying the log again would store records
+// twice. Its first write records its target index ("<log>/restore"); while
+// the target is ahead of the applied index the replica takes no snapshot
+// and applies no entry before it has finished the catch-up, which resumes
+// from where each stream stands. Raft restores the newest snapshot when
+// the group starts, so a restarted replica finishes there; if its peers
+// cannot be reached then, it finishes before applying the next entry.
 //
 // # Placement
 //

@@ -2,7 +2,6 @@ package shards
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,12 +18,16 @@ import (
 // node's stream store.
 type Store interface {
 	Submit(req streams.AppendRequest) error
-	CreateStream(ctx context.Context, name string, r streams.Retention) (streams.StreamInfo, error)
+	CreateStreamAt(ctx context.Context, name string, r streams.Retention, created time.Time) (streams.StreamInfo, error)
 	DeleteStream(ctx context.Context, name string) error
 	DescribeStream(name string) (streams.StreamInfo, error)
+	ListStreams() []streams.StreamInfo
 	AppliedIndexOf(log string) (uint64, error)
 	Sync(ctx context.Context) error
 	Healthy() error
+	// ReadStored and Install copy records between replicas (catchup.go).
+	ReadStored(name string, from, to uint64, maxRecords, maxBytes int) (streams.StoredPage, error)
+	Install(ctx context.Context, req streams.InstallRequest) error
 }
 
 // appendResult is the outcome of one append of an entry, as the leader's
@@ -36,26 +39,60 @@ type appendResult struct {
 
 // fsm is one replica's state machine: it applies a shard's committed
 // entries to the store. Raft calls Apply, Snapshot and Restore from one
-// goroutine; applied is also read by others (status).
+// goroutine (Restore also from the one that opens the group, before that
+// goroutine starts); applied is also read by others (status).
 type fsm struct {
-	log     string // the shard's log name, the store's applied-index key
-	store   Store
-	logger  *slog.Logger
+	log    string // the shard's log name, the store's applied-index key
+	shard  int
+	shards int // the cluster's shard count (which streams are the shard's)
+	store  Store
+	logger *slog.Logger
+	// src reaches the peers a replica behind a snapshot catches up from
+	// (nil: none; such a replica cannot catch up).
+	src     *peerSource
 	applied atomic.Uint64 // the last index applied (or found in the store)
 	dd      *dedupe       // recent append ids (dedupe.go); Raft's goroutine only
+	// restoring is the index of the last catch-up started (its marker in
+	// the store); while above applied, the store is between two states
+	// of the log and pending, when known, is the snapshot to finish
+	// (catchup.go). Raft's goroutine only.
+	restoring uint64
+	pending   *shardState
+	// opening is set while Raft starts the group: a restore that fails
+	// then is finished before the next entry, as Raft cannot retry it.
+	opening atomic.Bool
 	// retry is the wait between attempts while the store cannot write.
 	retry time.Duration
+	// pageRecords is how many records a catch-up asks a peer for at once.
+	pageRecords int
 	// stop is closed when the replica shuts down: a blocked apply gives up.
 	stop <-chan struct{}
 }
 
-func newFSM(log string, store Store, logger *slog.Logger, stop <-chan struct{}) (*fsm, error) {
-	f := &fsm{log: log, store: store, logger: logger, retry: 100 * time.Millisecond, stop: stop, dd: newDedupe()}
-	idx, err := store.AppliedIndexOf(log)
+// fsmConfig is what a replica's state machine works with.
+type fsmConfig struct {
+	shard, shards int
+	store         Store
+	logger        *slog.Logger
+	src           *peerSource // nil: no catch-up from peers
+	stop          <-chan struct{}
+}
+
+func newFSM(c fsmConfig) (*fsm, error) {
+	f := &fsm{log: groupName(c.shard), shard: c.shard, shards: c.shards, store: c.store, logger: c.logger, src: c.src,
+		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, dd: newDedupe()}
+	idx, err := c.store.AppliedIndexOf(f.log)
 	if err != nil {
-		return nil, fmt.Errorf("shards: applied index of %s: %w", log, err)
+		return nil, fmt.Errorf("shards: applied index of %s: %w", f.log, err)
 	}
 	f.applied.Store(idx)
+	if f.restoring, err = c.store.AppliedIndexOf(f.log + restoreSuffix); err != nil {
+		return nil, fmt.Errorf("shards: restore target of %s: %w", f.log, err)
+	}
+	if f.restoring > idx {
+		f.logger.Warn("a catch-up from peers was interrupted; it resumes before anything else is applied",
+			"applied", idx, "target", f.restoring)
+	}
 	return f, nil
 }
 
@@ -68,6 +105,9 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 // entry's response is its commands' results.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
+	if f.restoring > f.applied.Load() && !f.finishRestore() {
+		return out // stopping
+	}
 	var run []pending // appends submitted together
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
@@ -76,7 +116,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		ts, cmds, err := decodeEntry(l.Data)
 		if err != nil {
 			// Every replica decodes the same bytes the same way.
-			f.logger.Error("undecodable shard entry skipped", "shard", f.log, "index", l.Index, "error", err)
+			f.logger.Error("undecodable shard entry skipped", "index", l.Index, "error", err)
 			continue
 		}
 		if l.Index <= f.applied.Load() {
@@ -97,7 +137,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			if c.kind != kindAppend {
 				f.applyRun(run)
 				run = run[:0]
-				results[j].err = f.admin(c)
+				results[j].err = f.admin(c, ts)
 				continue
 			}
 			if e, dup := f.dd.lookup(c.id); dup {
@@ -164,19 +204,13 @@ func (f *fsm) applyRun(run []pending) {
 // admin creates or deletes a stream, retrying while the store cannot
 // write. Its errors (a stream that exists, or does not) are the same on
 // every replica.
-func (f *fsm) admin(c appendCmd) error {
+func (f *fsm) admin(c appendCmd, ts time.Time) error {
 	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() { // the replica stopping abandons the call
-			select {
-			case <-f.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := f.stopContext()
 		var err error
 		if c.kind == kindCreate {
-			_, err = f.store.CreateStream(ctx, c.stream, c.retention)
+			// At the leader's time, the same on every replica.
+			_, err = f.store.CreateStreamAt(ctx, c.stream, c.retention, ts)
 		} else {
 			err = f.store.DeleteStream(ctx, c.stream)
 		}
@@ -187,9 +221,22 @@ func (f *fsm) admin(c appendCmd) error {
 	}
 }
 
+// stopContext returns a context cancelled when the replica stops.
+func (f *fsm) stopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-f.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // pause waits before a retry; false once the replica stops.
 func (f *fsm) pause(err error) bool {
-	f.logger.Warn("store cannot apply shard entries; retrying", "shard", f.log, "error", err)
+	f.logger.Warn("store cannot apply shard entries; retrying", "error", err)
 	select {
 	case <-f.stop:
 		return false
@@ -228,87 +275,108 @@ func (f *fsm) submitAll(run []pending) []error {
 	return errs
 }
 
-// Snapshot captures the applied index and the window of recent append
-// ids. Its Persist syncs the store first: Raft forgets the log up to a
-// persisted snapshot, so what the store applied up to there must be on
-// disk.
+// errRestoring: the store is midway through a catch-up, between two
+// states of the log, and no snapshot can describe it.
+var errRestoring = errors.New("shards: a catch-up from peers is under way")
+
+// Snapshot captures the shard's state: the applied index, the window of
+// recent append ids and the shard's streams (snapshot.go). Raft calls it
+// between applies, so the store holds exactly what the log made up to
+// the applied index; its Persist syncs the store first.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{index: f.applied.Load(), ids: f.dd.ids(), store: f.store}, nil
+	if f.restoring > f.applied.Load() {
+		return nil, fmt.Errorf("%w: %s", errRestoring, f.log)
+	}
+	st := shardState{index: f.applied.Load(), ids: f.dd.ids(), complete: true,
+		streams: shardStreams(f.store, f.shard, f.shards)}
+	return &snapshot{state: st, store: f.store}, nil
 }
 
-// Restore installs a snapshot: the index up to which the shard's records
-// must be in the store, and the append ids to remember. A store behind it
+// Restore installs a snapshot. A store that holds the snapshot's index
+// already (Raft restarting) only takes its append ids. A store behind it
 // (a replica that was away while the others forgot the log it missed)
-// cannot catch up from the log.
+// catches up from its peers (catchup.go); if that fails, Raft sends the
+// snapshot again later, and the replica finishes the catch-up before it
+// applies another entry.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return fmt.Errorf("shards: %s: read snapshot: %w", f.log, err)
 	}
-	index, ids, err := decodeSnapshot(b)
+	snap, err := decodeSnapshot(b)
 	if err != nil {
 		return fmt.Errorf("shards: %s: %w", f.log, err)
 	}
-	if have := f.applied.Load(); have < index {
-		return fmt.Errorf("%w: %s: the store has applied up to %d, the snapshot needs %d", ErrBehind, f.log, have, index)
+	if have := f.applied.Load(); have >= snap.index {
+		f.setIDs(snap.ids)
+		return nil
 	}
-	f.dd = newDedupe()
-	for _, id := range ids {
-		f.dd.add(id, nil)
+	if !snap.complete {
+		return fmt.Errorf("%w: %s: the store has applied up to %d, the snapshot needs %d and does not list the streams",
+			ErrBehind, f.log, f.applied.Load(), snap.index)
+	}
+	f.pending = &snap
+	f.logger.Info("replica behind a snapshot; catching up from its peers",
+		"applied", f.applied.Load(), "index", snap.index, "streams", len(snap.streams))
+	ctx, cancel := f.stopContext()
+	defer cancel()
+	if err := f.restore(ctx, snap); err != nil {
+		if f.opening.Load() {
+			f.logger.Warn("catching up failed while the shard starts; it is retried before the next entry", "error", err)
+			return nil
+		}
+		return err
 	}
 	return nil
 }
 
-func encodeSnapshot(index uint64, ids []appendID) []byte {
-	b := []byte{entryVersion1}
-	b = binary.BigEndian.AppendUint64(b, index)
-	b = binary.AppendUvarint(b, uint64(len(ids)))
-	for _, id := range ids {
-		b = binary.AppendUvarint(b, id.producer)
-		b = binary.AppendUvarint(b, id.seq)
-	}
-	return b
-}
-
-func decodeSnapshot(b []byte) (uint64, []appendID, error) {
-	if len(b) < 9 || b[0] != entryVersion1 {
-		return 0, nil, fmt.Errorf("%w: snapshot header", ErrBadEntry)
-	}
-	index := binary.BigEndian.Uint64(b[1:9])
-	d := decoder{b: b[9:]}
-	n := d.count()
-	ids := make([]appendID, 0, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		ids = append(ids, appendID{producer: d.uvarint(), seq: d.uvarint()})
-	}
-	if d.err != nil {
-		return 0, nil, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, d.err)
-	}
-	return index, ids, nil
-}
-
-// ErrBehind: a replica's store is behind a snapshot it was sent.
-var ErrBehind = errors.New("shards: replica behind the snapshot")
-
-type snapshot struct {
-	index uint64
-	ids   []appendID
-	store Store
-}
-
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.store.Sync(ctx); err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("shards: sync before snapshot: %w", err)
-	}
-	if _, err := sink.Write(encodeSnapshot(s.index, s.ids)); err != nil {
-		_ = sink.Cancel()
+// restore catches up to snap and takes its state.
+func (f *fsm) restore(ctx context.Context, snap shardState) error {
+	if err := f.catchUp(ctx, snap); err != nil {
 		return err
 	}
-	return sink.Close()
+	f.applied.Store(snap.index)
+	f.setIDs(snap.ids)
+	f.pending = nil
+	return nil
 }
 
-func (s *snapshot) Release() {}
+// finishRestore finishes an interrupted catch-up before an entry is
+// applied over it, retrying until it succeeds; false if the replica
+// stops first.
+func (f *fsm) finishRestore() bool {
+	if f.pending == nil {
+		// Raft restores the newest snapshot when it starts, so this
+		// one is known unless the snapshot store lost it.
+		f.logger.Error("a catch-up from peers was interrupted and its snapshot is gone; entries are applied over it",
+			"applied", f.applied.Load(), "target", f.restoring)
+		f.restoring = 0
+		return true
+	}
+	for {
+		ctx, cancel := f.stopContext()
+		err := f.restore(ctx, *f.pending)
+		cancel()
+		if err == nil {
+			return true
+		}
+		f.logger.Warn("cannot finish catching up from peers; retrying", "error", err)
+		select {
+		case <-f.stop:
+			return false
+		case <-time.After(10 * f.retry):
+		}
+	}
+}
+
+func (f *fsm) setIDs(ids []appendID) {
+	f.dd = newDedupe()
+	for _, id := range ids {
+		f.dd.add(id, nil)
+	}
+}
+
+// ErrBehind: a replica's store is behind a snapshot it was sent and
+// cannot catch up from it (a snapshot of the first encoding).
+var ErrBehind = errors.New("shards: replica behind the snapshot")

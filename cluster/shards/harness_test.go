@@ -30,6 +30,15 @@ type cluster struct {
 	dropAnswers int
 	// cut holds the node ids cut off from all others (both ways).
 	cut map[string]bool
+	// fetchFault, if set, is asked before a fetch is served by the node
+	// at addr: an error fails the fetch.
+	fetchFault func(addr string) error
+	// timers are the nodes' Raft timers (LocalTimers unless a test
+	// changes them before the nodes start).
+	timers Timers
+	// fileSnapshots: the groups keep their snapshots in files (the two
+	// newest, as nodes do) instead of in memory (the newest).
+	fileSnapshots bool
 }
 
 type testNode struct {
@@ -40,12 +49,22 @@ type testNode struct {
 	set   *Set
 	// Raft state per group, kept across restarts.
 	logs  map[string]*raft.InmemStore
-	snaps map[string]*raft.InmemSnapshotStore
+	snaps map[string]raft.SnapshotStore
 }
 
 func newCluster(t testing.TB, n, shards, rf int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}}
+	return newClusterWith(t, n, shards, rf, LocalTimers())
+}
+
+// newClusterWith starts a cluster whose Raft groups use timers, after
+// the changes of opts.
+func newClusterWith(t testing.TB, n, shards, rf int, timers Timers, opts ...func(*cluster)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, groups: map[string]map[raft.ServerAddress]*raft.InmemTransport{}, timers: timers}
+	for _, o := range opts {
+		o(c)
+	}
 	var peers []Peer
 	for i := 0; i < n; i++ {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RPC: fmt.Sprintf("n%d:7947", i+1)})
@@ -55,7 +74,7 @@ func newCluster(t testing.TB, n, shards, rf int) *cluster {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		nd := &testNode{c: c, self: p, dir: t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]*raft.InmemSnapshotStore{}}
+		nd := &testNode{c: c, self: p, dir: t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]raft.SnapshotStore{}}
 		c.nodes = append(c.nodes, nd)
 		nd.start()
 	}
@@ -77,7 +96,7 @@ func (nd *testNode) start() {
 	nd.store = store
 	nd.set, err = Start(Options{
 		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Forward: nd.c,
-		Timers: LocalTimers(), WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
+		Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 	}, nd.c.layout)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +130,13 @@ func (nd *testNode) open(group string) (GroupDeps, error) {
 	if nd.logs[group] == nil {
 		nd.logs[group] = raft.NewInmemStore()
 		nd.snaps[group] = raft.NewInmemSnapshotStore()
+		if c.fileSnapshots {
+			fs, err := raft.NewFileSnapshotStore(nd.c.t.TempDir(), 2, io.Discard)
+			if err != nil {
+				return GroupDeps{}, err
+			}
+			nd.snaps[group] = fs
+		}
 	}
 	addr, tr := raft.NewInmemTransport(raft.ServerAddress(nd.self.RPC))
 	c.mu.Lock()
@@ -185,6 +211,17 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 		}
 	}
 	for _, nd := range c.nodes {
+		if nd.self.RPC == addr && nd.set != nil && service == FetchService {
+			c.mu.Lock()
+			fault := c.fetchFault
+			c.mu.Unlock()
+			if fault != nil {
+				if err := fault(addr); err != nil {
+					return nil, err
+				}
+			}
+			return ServeFetch(ctx, nd.store, req)
+		}
 		if nd.self.RPC == addr && nd.set != nil && service == ForwardService {
 			resp, err := nd.set.HandleForward(ctx, "", req)
 			c.mu.Lock()

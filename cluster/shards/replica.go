@@ -58,16 +58,24 @@ type replica struct {
 func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 
 // openReplica starts this node's replica of shard: its state machine over
-// store and its Raft group.
-func openReplica(shard int, cfg *raft.Config, store Store, deps GroupDeps, timeout time.Duration, log *slog.Logger) (*replica, error) {
-	r := &replica{shard: shard, name: groupName(shard), log: log.With("shard", shard), timeout: timeout,
+// fc.store (catching up from the peers of fc.src when it is behind) and
+// its Raft group.
+func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration) (*replica, error) {
+	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout,
 		stop: make(chan struct{}), wake: make(chan struct{}, 1)}
+	fc.stop = r.stop
 	var err error
-	if r.fsm, err = newFSM(r.name, store, r.log, r.stop); err != nil {
+	if r.fsm, err = newFSM(fc); err != nil {
 		return nil, err
 	}
-	if r.raft, err = raft.NewRaft(cfg, r.fsm, deps.Logs, deps.Stable, deps.Snapshots, deps.Transport); err != nil {
+	r.fsm.opening.Store(true)
+	r.raft, err = raft.NewRaft(cfg, r.fsm, deps.Logs, deps.Stable, deps.Snapshots, deps.Transport)
+	r.fsm.opening.Store(false)
+	if err != nil {
 		return nil, fmt.Errorf("shards: %s: %w", r.name, err)
+	}
+	if fc.src != nil {
+		fc.src.raft.Store(r.raft)
 	}
 	r.wg.Add(1)
 	go r.proposeLoop()

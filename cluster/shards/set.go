@@ -142,7 +142,12 @@ func Start(opts Options, layout Layout) (*Set, error) {
 			_ = s.Close()
 			return nil, err
 		}
-		r, err := openReplica(i, s.raftConfig(groupName(i)), opts.Store, deps, opts.WriteTimeout, s.log)
+		src := &peerSource{self: opts.Self.ID, layout: peers, call: opts.Forward, snapshots: deps.Snapshots}
+		if opts.Forward == nil {
+			src = nil
+		}
+		fc := fsmConfig{shard: i, shards: opts.Shards, store: opts.Store, logger: s.log.With("shard", i), src: src}
+		r, err := openReplica(fc, s.raftConfig(groupName(i)), deps, opts.WriteTimeout)
 		if err != nil {
 			_ = s.Close()
 			return nil, err

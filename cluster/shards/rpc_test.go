@@ -1,0 +1,171 @@
+package shards
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/cluster/rpcmux"
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// tcpNode is a node whose Raft groups and calls go over an rpcmux
+// listener on 127.0.0.1, as a node's do (node/shards.go), with snapshots
+// in files; its Raft logs, snapshots and store survive a restart.
+type tcpNode struct {
+	t        *testing.T
+	self     Peer
+	layout   Layout
+	timers   Timers
+	dir      string
+	snapDirs map[string]string
+	logs     map[string]*raft.InmemStore
+	mux      *rpcmux.Mux
+	// store and set are read by the mux's handlers.
+	store   atomic.Pointer[streams.Store]
+	set     atomic.Pointer[Set]
+	closers []func()
+}
+
+func (n *tcpNode) listen(addr string) {
+	var err error
+	if n.mux, err = rpcmux.Listen(addr, rpcmux.Options{NodeID: n.self.ID, Logger: testutil.Logger()}); err != nil {
+		n.t.Fatal(err)
+	}
+	n.self.RPC = n.mux.Addr().String()
+	n.mux.Handle(ForwardService, func(ctx context.Context, from string, req []byte) ([]byte, error) {
+		if s := n.set.Load(); s != nil {
+			return s.HandleForward(ctx, from, req)
+		}
+		return nil, ErrNoLeader
+	})
+	n.mux.Handle(FetchService, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
+		store := n.store.Load()
+		if store == nil {
+			return nil, streams.ErrClosed
+		}
+		return ServeFetch(ctx, store, req)
+	})
+}
+
+func (n *tcpNode) start() {
+	store, err := streams.Open(streams.Options{Dir: n.dir, AutoCreate: true, Logger: testutil.Logger()})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.store.Store(store)
+	if n.mux == nil {
+		n.listen(n.self.RPC)
+	}
+	set, err := Start(Options{Self: n.self, Shards: len(n.layout.Shards), Store: store, Open: n.open, Forward: n.mux,
+		Timers: n.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger()}, n.layout)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.set.Store(set)
+}
+
+func (n *tcpNode) open(group string) (GroupDeps, error) {
+	if n.logs[group] == nil {
+		n.logs[group], n.snapDirs[group] = raft.NewInmemStore(), n.t.TempDir()
+	}
+	snaps, err := raft.NewFileSnapshotStore(n.snapDirs[group], 2, io.Discard)
+	if err != nil {
+		return GroupDeps{}, err
+	}
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: n.mux.StreamLayer(group), MaxPool: 3,
+		Timeout: 2 * time.Second, Logger: RaftLogger(testutil.Logger(), group, nil)})
+	n.closers = append(n.closers, func() { _ = tr.Close() })
+	return GroupDeps{Logs: n.logs[group], Stable: n.logs[group], Snapshots: snaps, Transport: tr}, nil
+}
+
+// stop shuts the node down, its listener included.
+func (n *tcpNode) stop() {
+	if s := n.set.Swap(nil); s != nil {
+		_ = s.Close()
+	}
+	for _, c := range n.closers {
+		c()
+	}
+	n.closers = nil
+	if n.mux != nil {
+		_ = n.mux.Close()
+		n.mux = nil
+	}
+	if s := n.store.Swap(nil); s != nil {
+		_ = s.Close()
+	}
+}
+
+// TestCatchUpOverRPCMux: the catch-up of a replica behind a compacted log
+// over the transports nodes use: Raft's network transport sends the
+// snapshot, and the replica fetches the records over the RPC mux.
+func TestCatchUpOverRPCMux(t *testing.T) {
+	timers := compactingTimers()
+	var nodes []*tcpNode
+	var peers []Peer
+	for i := 1; i <= 3; i++ {
+		n := &tcpNode{t: t, self: Peer{ID: fmt.Sprintf("n%d", i)}, timers: timers, dir: t.TempDir(),
+			snapDirs: map[string]string{}, logs: map[string]*raft.InmemStore{}}
+		n.listen("127.0.0.1:0")
+		nodes = append(nodes, n)
+		peers = append(peers, n.self)
+	}
+	layout, err := Plan(peers, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		n.layout = layout
+		n.start()
+		t.Cleanup(n.stop)
+	}
+	holders := func(int) map[string]Store {
+		out := map[string]Store{}
+		for _, n := range nodes {
+			if n.set.Load() != nil {
+				out[n.self.ID] = n.store.Load()
+			}
+		}
+		return out
+	}
+	ctx := context.Background()
+	appendAll := func(k int) {
+		t.Helper()
+		for _, s := range []string{streamOfShard(t, 0, 2), streamOfShard(t, 1, 2)} {
+			// Through n2, which forwards to the leaders it does not lead.
+			testutil.Eventually(t, 10*time.Second, "an append to "+s, func() bool {
+				_, err := nodes[1].set.Load().Append(ctx, s, recs(fmt.Sprint(s, k), 50)...)
+				return err == nil
+			})
+		}
+	}
+	appendAll(0)
+	waitIdentical(t, 2, holders)
+
+	n3 := nodes[2]
+	n3.stop()
+	for k := 1; k <= 20; k++ {
+		appendAll(k)
+	}
+	for _, n := range nodes[:2] {
+		for _, r := range n.set.Load().replicas {
+			if err := r.raft.Snapshot().Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n3.start()
+	waitIdentical(t, 2, holders)
+	for shard := 0; shard < 2; shard++ {
+		if got, _ := n3.store.Load().AppliedIndexOf(groupName(shard) + restoreSuffix); got == 0 {
+			t.Fatalf("shard %d: caught up without a snapshot", shard)
+		}
+	}
+}

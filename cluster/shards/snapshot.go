@@ -1,0 +1,152 @@
+package shards
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// A snapshot describes a shard's state at a log index: what the log up
+// to there made of the shard's streams, without their records. A replica
+// whose store holds that state needs nothing more; one that is behind
+// (catchup.go) creates and deletes streams to match it and fetches the
+// records it lacks from a peer.
+//
+// Encodings (version byte first):
+//
+//	1: index (uint64, big endian), append ids (count, then producer and seq
+//	   uvarints). The first encoding: no streams, so a replica behind it
+//	   cannot catch up.
+//	2: index, append ids as in 1, then the shard's streams: count, then per
+//	   stream its name (length-prefixed), creation time (varint unix ns),
+//	   retention (max age ns, max bytes, max records: varints), next offset
+//	   (uvarint) and newest timestamp (varint unix ns, 0 if none).
+const (
+	snapshotVersion1 = 1
+	snapshotVersion2 = 2
+)
+
+// shardState is a decoded snapshot.
+type shardState struct {
+	index uint64
+	ids   []appendID
+	// complete: the snapshot lists the shard's streams (version 2 on).
+	complete bool
+	streams  []streamState // sorted by name
+}
+
+// streamState is one stream of a shard as the log made it: what every
+// replica that applied the log up to the snapshot's index holds, except
+// for the records retention trimmed (each replica trims on its own).
+type streamState struct {
+	name      string
+	created   int64 // unix ns: tells two streams of one name apart
+	retention streams.Retention
+	next      uint64 // the offset the next record gets
+	lastTS    int64  // the newest record's timestamp (unix ns; 0: none yet)
+}
+
+// streamStateOf returns a stream's replicated state as info describes it.
+func streamStateOf(info streams.StreamInfo) streamState {
+	st := streamState{name: info.Name, created: info.CreatedAt.UnixNano(), retention: info.Retention, next: info.NextOffset}
+	if !info.LastAppend.IsZero() {
+		st.lastTS = info.LastAppend.UnixNano()
+	}
+	return st
+}
+
+// shardStreams lists the streams of shard (of n) in store, sorted by name.
+func shardStreams(store Store, shard, n int) []streamState {
+	var out []streamState
+	for _, info := range store.ListStreams() { // sorted by name
+		if ShardOf(info.Name, n) == shard {
+			out = append(out, streamStateOf(info))
+		}
+	}
+	return out
+}
+
+func encodeSnapshot(s shardState) []byte {
+	b := []byte{snapshotVersion2}
+	b = binary.BigEndian.AppendUint64(b, s.index)
+	b = binary.AppendUvarint(b, uint64(len(s.ids)))
+	for _, id := range s.ids {
+		b = binary.AppendUvarint(b, id.producer)
+		b = binary.AppendUvarint(b, id.seq)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.streams)))
+	for _, st := range s.streams {
+		b = appendBytes(b, []byte(st.name))
+		b = binary.AppendVarint(b, st.created)
+		b = binary.AppendVarint(b, int64(st.retention.MaxAge))
+		b = binary.AppendVarint(b, st.retention.MaxBytes)
+		b = binary.AppendVarint(b, st.retention.MaxRecords)
+		b = binary.AppendUvarint(b, st.next)
+		b = binary.AppendVarint(b, st.lastTS)
+	}
+	return b
+}
+
+func decodeSnapshot(b []byte) (shardState, error) {
+	if len(b) < 9 || (b[0] != snapshotVersion1 && b[0] != snapshotVersion2) {
+		return shardState{}, fmt.Errorf("%w: snapshot header", ErrBadEntry)
+	}
+	s := shardState{index: binary.BigEndian.Uint64(b[1:9]), complete: b[0] >= snapshotVersion2}
+	d := decoder{b: b[9:]}
+	n := d.count()
+	s.ids = make([]appendID, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		s.ids = append(s.ids, appendID{producer: d.uvarint(), seq: d.uvarint()})
+	}
+	if s.complete {
+		n = d.count()
+		s.streams = make([]streamState, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			st := streamState{name: string(d.bytes()), created: d.varint()}
+			st.retention = streams.Retention{MaxAge: time.Duration(d.varint()), MaxBytes: d.varint(), MaxRecords: d.varint()}
+			st.next, st.lastTS = d.uvarint(), d.varint()
+			s.streams = append(s.streams, st)
+		}
+		if d.err == nil && !sort.SliceIsSorted(s.streams, func(i, j int) bool { return s.streams[i].name < s.streams[j].name }) {
+			d.err = fmt.Errorf("streams out of order")
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return shardState{}, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, d.err)
+	}
+	return s, nil
+}
+
+// snapshot is a shard's state captured by fsm.Snapshot; Persist writes it.
+type snapshot struct {
+	state shardState
+	store Store
+}
+
+// Persist syncs the store, then writes the snapshot: Raft forgets the log
+// up to a persisted snapshot, so what the store applied up to there must
+// be on disk.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.store.Sync(ctx); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("shards: sync before snapshot: %w", err)
+	}
+	if _, err := sink.Write(encodeSnapshot(s.state)); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
