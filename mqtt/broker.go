@@ -119,6 +119,10 @@ type Broker struct {
 	willsMu     sync.Mutex
 	wills       []*time.Timer
 	willsClosed bool
+	// takeover orders takeovers of a session on this node; claims orders
+	// them across the cluster (nil: standalone).
+	takeover *takeoverHook
+	claims   *claimHook
 	// badForwards counts messages from other nodes that did not decode.
 	badForwards atomic.Int64
 	// restored is closed once Start restored the broker state (or Close
@@ -189,6 +193,15 @@ func New(opts Options) (*Broker, error) {
 	takeover := newTakeoverHook()
 	if err := server.AddHook(takeover, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add takeover hook: %w", err)
+	}
+	b.takeover = takeover
+	if opts.Remote != nil {
+		// After the takeover hook: a client id is claimed from the other
+		// nodes once a connection with it leaving here is gone.
+		b.claims = newClaimHook(b, opts.Remote, opts.NodeID)
+		if err := server.AddHook(b.claims, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add claim hook: %w", err)
+		}
 	}
 	// Then: the index of "+/#" filters must be updated before ingest
 	// invalidates its subscriber cache on a SUBSCRIBE.

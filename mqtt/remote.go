@@ -30,6 +30,10 @@ type Remote interface {
 	Forward(topic string, msg []byte)
 	// Broadcast carries msg to every other node.
 	Broadcast(msg []byte)
+	// Claim asks every other node to give up a client id
+	// (Broker.HandleClaim there) and returns the answers of those that
+	// answered within timeout.
+	Claim(req []byte, timeout time.Duration) [][]byte
 }
 
 // routeHook tells Remote the ordinary subscriptions of every client as

@@ -135,3 +135,16 @@ func TestRetainedVersionsOrder(t *testing.T) {
 		t.Fatal("$SYS topics and standalone brokers get versions")
 	}
 }
+
+func TestClaimCodec(t *testing.T) {
+	v := rversion{ts: 12345, node: "n3"}
+	id, got, err := decodeClaim(encodeClaim("client/1", v))
+	if err != nil || id != "client/1" || got != v {
+		t.Fatalf("claim round trip: %q %+v %v", id, got, err)
+	}
+	for _, b := range [][]byte{nil, {2}, {claimVersion1}, {claimVersion1, 1, 5, 'n'}, encodeClaim("", v)} {
+		if _, _, err := decodeClaim(b); !errors.Is(err, errBadForward) {
+			t.Errorf("%x: %v", b, err)
+		}
+	}
+}

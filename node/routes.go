@@ -11,7 +11,7 @@ import (
 // clients' subscriptions).
 func (n *Node) openRoutes() {
 	var r *routes.Router
-	r = routes.New(routes.Options{Self: n.id, Caller: n.repl.mux, Deliver: forwardedTo{n}, Logger: n.log,
+	r = routes.New(routes.Options{Self: n.id, Caller: n.repl.mux, Deliver: forwardedTo{n}, Claims: forwardedTo{n}, Logger: n.log,
 		// A node that joins or restarted gets every retained message.
 		Joined: func(peer string) { n.broker.SendRetained(func(msg []byte) { r.SendTo(peer, msg) }) }})
 	n.routes = r
@@ -23,12 +23,16 @@ func (n *Node) openRoutes() {
 func (n *Node) serveRoutes() {
 	n.repl.mux.Handle(routes.SyncService, n.routes.HandleSync)
 	n.repl.mux.Handle(routes.DeliverService, n.routes.HandleDeliver)
+	n.repl.mux.Handle(routes.ClaimService, n.routes.HandleClaim)
 }
 
-// forwardedTo delivers messages other nodes forward to the node's broker.
+// forwardedTo hands the node's broker what other nodes send: messages for
+// its subscribers and claims of client ids.
 type forwardedTo struct{ n *Node }
 
 func (f forwardedTo) DeliverForwarded(msg []byte) { f.n.broker.DeliverForwarded(msg) }
+
+func (f forwardedTo) HandleClaim(req []byte) ([]byte, error) { return f.n.broker.HandleClaim(req) }
 
 // followMembers keeps the router's peers the members that are up (alive
 // or suspect: a suspect may come back; failed and left members are

@@ -315,3 +315,88 @@ func TestRetainedMessagesAreClusterWide(t *testing.T) {
 		t.Fatalf("live/race ended as %q, not one node's last set", got)
 	}
 }
+
+// liveOn reports whether client id has an open connection on n.
+func liveOn(n *Node, id string) bool {
+	cl, ok := n.broker.Server().Clients.Get(id)
+	return ok && !cl.Closed()
+}
+
+// connectV3 connects client id to addr (MQTT 3.1.1, clean session as
+// given); lost is closed when the server drops the connection.
+func connectV3(t *testing.T, addr, id string, clean bool) (paho3.Client, chan struct{}) {
+	t.Helper()
+	lost := make(chan struct{})
+	var once sync.Once
+	o := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).SetAutoReconnect(false).
+		SetConnectionLostHandler(func(paho3.Client, error) { once.Do(func() { close(lost) }) })
+	c := paho3.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s to %s: %v", id, addr, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, lost
+}
+
+// TestClientIDIsTakenOverAcrossNodes: a client id connected on one node
+// and connecting on another is disconnected on the first, whose session
+// (and its routes) ends; an id flapping between nodes, one after the
+// other or at once, ends with exactly one live connection.
+func TestClientIDIsTakenOverAcrossNodes(t *testing.T) {
+	nodes := startClusterWith(t, storedAndLive)
+	c1, lost1 := connectV3(t, nodes[0].MQTTAddr(), "dev", false)
+	if tok := c1.Subscribe("live/dev", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if !nodes[1].routes.Wanted("live/dev") {
+		t.Fatal("n2 does not route live/dev to n1")
+	}
+	connectV3(t, nodes[2].MQTTAddr(), "dev", false)
+	select {
+	case <-lost1:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection on n1 was not taken over")
+	}
+	testutil.Eventually(t, 5*time.Second, "n1 ends dev's session and its routes", func() bool {
+		_, held := nodes[0].broker.Server().Clients.Get("dev")
+		return !held && !nodes[1].routes.Wanted("live/dev")
+	})
+	if !liveOn(nodes[2], "dev") {
+		t.Fatal("dev is not connected on n3")
+	}
+
+	// One after the other: n1, n2, n1.
+	for _, i := range []int{0, 1, 0} {
+		connectV3(t, nodes[i].MQTTAddr(), "flap", true)
+	}
+	testutil.Eventually(t, 5*time.Second, "flap connected on n1 only", func() bool {
+		return liveOn(nodes[0], "flap") && !liveOn(nodes[1], "flap") && !liveOn(nodes[2], "flap")
+	})
+
+	// At once on all three nodes, a few times: exactly one stays.
+	for round := range 5 {
+		id := fmt.Sprintf("race-%d", round)
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := paho3.NewClientOptions().AddBroker("tcp://" + n.MQTTAddr()).SetClientID(id).SetAutoReconnect(false)
+				c := paho3.NewClient(o)
+				if tok := c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+					t.Cleanup(func() { c.Disconnect(0) })
+				}
+			}()
+		}
+		wg.Wait()
+		testutil.Eventually(t, 10*time.Second, id+" live on exactly one node", func() bool {
+			live := 0
+			for _, n := range nodes {
+				if liveOn(n, id) {
+					live++
+				}
+			}
+			return live == 1
+		})
+	}
+}

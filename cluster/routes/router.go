@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -13,6 +14,12 @@ import (
 // Caller makes a call to a service of another node (rpcmux.Mux.Call).
 type Caller interface {
 	Call(ctx context.Context, addr, service string, req []byte) ([]byte, error)
+}
+
+// Claimer answers another node's claim of an MQTT client id
+// (mqtt.Broker.HandleClaim).
+type Claimer interface {
+	HandleClaim(req []byte) ([]byte, error)
 }
 
 // Deliverer takes a message another node forwarded, for this node's
@@ -32,9 +39,11 @@ type Peer struct {
 type Options struct {
 	Self   string // this node's id
 	Caller Caller
-	// Deliver takes the messages other nodes forward here; set it before
-	// peers can call (the handlers use it).
+	// Deliver takes the messages other nodes forward here, and Claims
+	// their claims of client ids; set them before peers can call (the
+	// handlers use them).
 	Deliver Deliverer
+	Claims  Claimer
 	// SyncWait bounds how long SetClient waits for the other nodes to
 	// learn of a new filter (default 2 s).
 	SyncWait time.Duration
@@ -370,6 +379,48 @@ func (r *Router) HandleDeliver(_ context.Context, _ string, req []byte) ([]byte,
 	}
 	r.received.Add(int64(len(msgs)))
 	return nil, nil
+}
+
+// Claim sends a claim of a client id to every other node at once and
+// returns the answers that came back within timeout; a node that did not
+// answer is logged and left out.
+func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
+	peers := *r.peerSnap.Load()
+	if len(peers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	defer cancel()
+	type answer struct {
+		peer string
+		resp []byte
+		err  error
+	}
+	answers := make(chan answer, len(peers))
+	for id, p := range peers {
+		go func() {
+			resp, err := r.opts.Caller.Call(ctx, p.addr, ClaimService, req)
+			answers <- answer{id, resp, err}
+		}()
+	}
+	var out [][]byte
+	for range peers {
+		a := <-answers
+		if a.err != nil {
+			r.log.Warn("a node did not answer a client id claim; the id may stay connected there", "peer", a.peer, "error", a.err)
+			continue
+		}
+		out = append(out, a.resp)
+	}
+	return out
+}
+
+// HandleClaim serves ClaimService.
+func (r *Router) HandleClaim(_ context.Context, _ string, req []byte) ([]byte, error) {
+	if r.opts.Claims == nil {
+		return nil, errors.New("routes: this node does not take claims")
+	}
+	return r.opts.Claims.HandleClaim(req)
 }
 
 // Broadcast queues msg for every other node.

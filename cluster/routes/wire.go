@@ -14,6 +14,9 @@ const (
 	// DeliverService takes a batch of messages for the receiver's
 	// subscribers, in the order they were published on the sender.
 	DeliverService = "routes.deliver"
+	// ClaimService takes another node's claim of an MQTT client id that
+	// connected there.
+	ClaimService = "sessions.claim"
 )
 
 // ErrBadFrame: a request that does not decode.

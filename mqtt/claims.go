@@ -1,0 +1,224 @@
+package mqtt
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// One session per client id in a cluster.
+//
+// A client that connects on one node claims its client id from the others
+// (Remote.Claim) before its CONNACK: a node where the id is connected
+// disconnects that connection as taken over (MQTT 5 reason 0x8E) and ends
+// the session it held there, persistent or not, so the client starts on
+// its new node with a session of that node's (its session does not move
+// yet). Claims carry a hybrid-logical-clock stamp: when two nodes claim
+// one id at once, the newer claim wins on every node, the older
+// connection is disconnected as taken over once established, and exactly
+// one connection remains. A node that cannot be reached within the claim
+// timeout is skipped (logged): during a partition a client id can be
+// connected on both sides.
+
+// claimTimeout bounds how long a CONNECT waits for the other nodes.
+const claimTimeout = 2 * time.Second
+
+// claimHook claims client ids from the other nodes and answers their
+// claims.
+type claimHook struct {
+	mochi.HookBase
+	b      *Broker
+	remote Remote
+	node   string
+
+	// mu guards claims, byConn and clock.
+	mu sync.Mutex
+	// claims holds, per client id, the claim of its connection here (from
+	// OnSessionEstablish until it disconnects or a newer claim wins).
+	claims map[string]*claim
+	// byConn finds a connection's claim (also after a newer one won).
+	byConn map[*mochi.Client]*claim
+	clock  uint64
+}
+
+type claim struct {
+	stamp rversion
+	conn  *mochi.Client
+	// established: the connection got its CONNACK; lost: a newer claim
+	// won, so it is to be disconnected (at once, or once established).
+	established, lost bool
+}
+
+func newClaimHook(b *Broker, remote Remote, node string) *claimHook {
+	return &claimHook{b: b, remote: remote, node: node, claims: map[string]*claim{}, byConn: map[*mochi.Client]*claim{}}
+}
+
+func (h *claimHook) ID() string { return "mqstream-claims" }
+
+func (h *claimHook) Provides(b byte) bool {
+	return b == mochi.OnSessionEstablish || b == mochi.OnSessionEstablished || b == mochi.OnDisconnect
+}
+
+// OnSessionEstablish claims cl's id from the other nodes (after the client
+// authenticated, before its session is set up and its CONNACK sent).
+func (h *claimHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	h.mu.Lock()
+	h.clock = max(uint64(time.Now().UnixNano()), h.clock+1)
+	c := &claim{stamp: rversion{ts: h.clock, node: h.node}, conn: cl}
+	if old := h.claims[cl.ID]; old != nil {
+		delete(h.byConn, old.conn) // taken over here, by mochi
+	}
+	h.claims[cl.ID], h.byConn[cl] = c, c
+	h.mu.Unlock()
+
+	refused := false
+	for _, answer := range h.remote.Claim(encodeClaim(cl.ID, c.stamp), claimTimeout) {
+		if len(answer) == 1 && answer[0] == claimRefused {
+			refused = true
+		}
+	}
+	if refused {
+		h.mu.Lock()
+		c.lost = true
+		if h.claims[cl.ID] == c {
+			delete(h.claims, cl.ID)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// OnSessionEstablished disconnects a connection whose claim lost while it
+// was being established.
+func (h *claimHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	h.mu.Lock()
+	c := h.byConn[cl]
+	lost := c != nil && c.lost
+	if c != nil {
+		c.established = true
+	}
+	h.mu.Unlock()
+	if lost {
+		h.b.log.Info("client connected on another node at the same time; this connection is taken over", "client", cl.ID)
+		_ = h.b.server.DisconnectClient(cl, packets.ErrSessionTakenOver)
+	}
+}
+
+func (h *claimHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.mu.Lock()
+	if c := h.byConn[cl]; c != nil {
+		delete(h.byConn, cl)
+		if h.claims[cl.ID] == c {
+			delete(h.claims, cl.ID)
+		}
+	}
+	h.mu.Unlock()
+}
+
+// Answers to a claim.
+const (
+	claimGranted byte = 0
+	claimRefused byte = 1 // the id connected here after the claim's stamp
+)
+
+// HandleClaim answers another node's claim of a client id (cluster mode):
+// granted, after disconnecting the id's connection here as taken over and
+// ending its session here; refused when the id connected here later than
+// the claim.
+func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
+	h := b.claims
+	if h == nil {
+		return nil, fmt.Errorf("mqtt: claims need cluster mode")
+	}
+	id, stamp, err := decodeClaim(req)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.clock = max(h.clock, stamp.ts)
+	c := h.claims[id]
+	if c != nil && c.stamp.newer(stamp) {
+		h.mu.Unlock()
+		return []byte{claimRefused}, nil
+	}
+	var conn *mochi.Client
+	if c != nil {
+		c.lost = true
+		delete(h.claims, id)
+		if c.established {
+			conn = c.conn
+		}
+	}
+	h.mu.Unlock()
+	if conn != nil {
+		_ = b.server.DisconnectClient(conn, packets.ErrSessionTakenOver)
+	}
+	b.endSessionOf(id)
+	return []byte{claimGranted}, nil
+}
+
+// endSessionOf ends the session client id holds on this node, if any, once
+// its connection is gone: its subscriptions, queue and state, as if it
+// had expired.
+func (b *Broker) endSessionOf(id string) {
+	cl, ok := b.server.Clients.Get(id)
+	if !ok || cl.Net.Inline {
+		return
+	}
+	if c := b.takeover.connection(cl); c != nil {
+		select {
+		case <-c.gone:
+		case <-time.After(claimTimeout):
+			b.log.Warn("a connection taken over by another node did not close in time; its session is ended anyway", "client", id)
+		}
+	}
+	if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
+		return // a newer connection here took it over meanwhile
+	}
+	b.server.UnsubscribeClient(cl)
+	b.server.Clients.Delete(id)
+	b.delivery.OnClientExpired(cl)
+	b.ingest.OnClientExpired(cl)
+	if b.state != nil {
+		b.state.endSession(id, cl)
+	}
+	b.opts.Remote.SetClient(id, nil)
+}
+
+const claimVersion1 = 1
+
+func encodeClaim(id string, v rversion) []byte {
+	b := []byte{claimVersion1}
+	b = binary.AppendUvarint(b, v.ts)
+	b = binary.AppendUvarint(b, uint64(len(v.node)))
+	b = append(b, v.node...)
+	return append(b, id...)
+}
+
+func decodeClaim(b []byte) (string, rversion, error) {
+	if len(b) < 1 || b[0] != claimVersion1 {
+		return "", rversion{}, fmt.Errorf("%w: claim version", errBadForward)
+	}
+	b = b[1:]
+	ts, n := binary.Uvarint(b)
+	if n <= 0 {
+		return "", rversion{}, fmt.Errorf("%w: claim stamp", errBadForward)
+	}
+	b = b[n:]
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return "", rversion{}, fmt.Errorf("%w: claim node", errBadForward)
+	}
+	v := rversion{ts: ts, node: string(b[n : n+int(l)])}
+	id := string(b[n+int(l):])
+	if id == "" {
+		return "", rversion{}, fmt.Errorf("%w: claim without a client id", errBadForward)
+	}
+	return id, v, nil
+}
