@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -14,18 +15,27 @@ import (
 //
 // A client that connects on one node claims its client id from the others
 // (Remote.Claim) before its CONNACK: a node where the id is connected
-// disconnects that connection as taken over (MQTT 5 reason 0x8E) and ends
-// the session it held there, persistent or not, so the client starts on
-// its new node with a session of that node's (its session does not move
-// yet). Claims carry a hybrid-logical-clock stamp: when two nodes claim
+// disconnects that connection as taken over (MQTT 5 reason 0x8E). A clean
+// start ends the session held there; otherwise that node hands the
+// session over in its answer (what it keeps on disk for the client: the
+// session, its subscriptions, its queue and in-flight messages), ends it
+// there, and the claiming node installs it before mochi takes it over, so
+// the client gets session present and what was queued for it. With
+// mqtt.persistence off there is nothing to hand over: the session ends.
+// Claims carry a hybrid-logical-clock stamp: when two nodes claim
 // one id at once, the newer claim wins on every node, the older
 // connection is disconnected as taken over once established, and exactly
 // one connection remains. A node that cannot be reached within the claim
 // timeout is skipped (logged): during a partition a client id can be
 // connected on both sides.
 
-// claimTimeout bounds how long a CONNECT waits for the other nodes.
-const claimTimeout = 2 * time.Second
+// claimTimeout bounds how long a CONNECT waits for the other nodes;
+// goneTimeout how long a node waits for a connection it disconnected to
+// close before it ends or hands over its session.
+const (
+	claimTimeout = 5 * time.Second
+	goneTimeout  = 3 * time.Second
+)
 
 // claimHook claims client ids from the other nodes and answers their
 // claims.
@@ -64,8 +74,9 @@ func (h *claimHook) Provides(b byte) bool {
 }
 
 // OnSessionEstablish claims cl's id from the other nodes (after the client
-// authenticated, before its session is set up and its CONNACK sent).
-func (h *claimHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
+// authenticated, before its session is set up and its CONNACK sent) and
+// installs the session one of them handed over.
+func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
@@ -79,10 +90,21 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	h.mu.Unlock()
 
 	refused := false
-	for _, answer := range h.remote.Claim(encodeClaim(cl.ID, c.stamp), claimTimeout) {
-		if len(answer) == 1 && answer[0] == claimRefused {
+	var session []byte
+	for _, answer := range h.remote.Claim(encodeClaim(cl.ID, c.stamp, pk.Connect.Clean), claimTimeout) {
+		switch {
+		case len(answer) == 1 && answer[0] == claimRefused:
 			refused = true
+		case len(answer) > 1 && answer[0] == claimGranted:
+			if session != nil {
+				h.b.log.Warn("two nodes handed over a session for one client; the first is kept", "client", cl.ID)
+				continue
+			}
+			session = answer[1:]
 		}
+	}
+	if session != nil && !refused {
+		h.b.importSession(cl.ID, session)
 	}
 	if refused {
 		h.mu.Lock()
@@ -136,7 +158,7 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if h == nil {
 		return nil, fmt.Errorf("mqtt: claims need cluster mode")
 	}
-	id, stamp, err := decodeClaim(req)
+	id, stamp, clean, err := decodeClaim(req)
 	if err != nil {
 		return nil, err
 	}
@@ -159,66 +181,83 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if conn != nil {
 		_ = b.server.DisconnectClient(conn, packets.ErrSessionTakenOver)
 	}
-	b.endSessionOf(id)
-	return []byte{claimGranted}, nil
+	return append([]byte{claimGranted}, b.releaseSession(id, !clean)...), nil
 }
 
-// endSessionOf ends the session client id holds on this node, if any, once
-// its connection is gone: its subscriptions, queue and state, as if it
-// had expired.
-func (b *Broker) endSessionOf(id string) {
+// releaseSession ends the session client id holds on this node, if any,
+// once its connection is gone: its subscriptions, queue and state, as if
+// it had expired. With export, it returns what was kept on disk for it
+// first (exportSession; nil: nothing).
+func (b *Broker) releaseSession(id string, export bool) []byte {
 	cl, ok := b.server.Clients.Get(id)
 	if !ok || cl.Net.Inline {
-		return
+		return nil
 	}
 	if c := b.takeover.connection(cl); c != nil {
 		select {
 		case <-c.gone:
-		case <-time.After(claimTimeout):
+		case <-time.After(goneTimeout):
 			b.log.Warn("a connection taken over by another node did not close in time; its session is ended anyway", "client", id)
 		}
 	}
 	if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
-		return // a newer connection here took it over meanwhile
+		return nil // a newer connection here took it over meanwhile
 	}
-	b.server.UnsubscribeClient(cl)
+	// Out of the topic index, so nothing more is queued for it; its
+	// subscriptions stay in the session (and on disk) to be handed over.
+	for filter := range cl.State.Subscriptions.GetAll() {
+		if b.server.Topics.Unsubscribe(filter, id) {
+			atomic.AddInt64(&b.server.Info.Subscriptions, -1)
+		}
+	}
+	b.ingest.subs.invalidate()
+	b.opts.Remote.SetClient(id, nil)
+	var out []byte
+	if export && b.state != nil && b.state.owner(id) == cl {
+		b.state.wait() // its queue on disk
+		out = b.exportSession(id)
+	}
 	b.server.Clients.Delete(id)
-	b.delivery.OnClientExpired(cl)
+	b.delivery.OnClientExpired(cl) // unsubscribes it for good too
 	b.ingest.OnClientExpired(cl)
 	if b.state != nil {
 		b.state.endSession(id, cl)
 	}
-	b.opts.Remote.SetClient(id, nil)
+	return out
 }
 
 const claimVersion1 = 1
 
-func encodeClaim(id string, v rversion) []byte {
-	b := []byte{claimVersion1}
+func encodeClaim(id string, v rversion, clean bool) []byte {
+	b := []byte{claimVersion1, 0}
+	if clean {
+		b[1] = 1
+	}
 	b = binary.AppendUvarint(b, v.ts)
 	b = binary.AppendUvarint(b, uint64(len(v.node)))
 	b = append(b, v.node...)
 	return append(b, id...)
 }
 
-func decodeClaim(b []byte) (string, rversion, error) {
-	if len(b) < 1 || b[0] != claimVersion1 {
-		return "", rversion{}, fmt.Errorf("%w: claim version", errBadForward)
+func decodeClaim(b []byte) (id string, v rversion, clean bool, err error) {
+	if len(b) < 2 || b[0] != claimVersion1 || b[1] > 1 {
+		return "", rversion{}, false, fmt.Errorf("%w: claim header", errBadForward)
 	}
-	b = b[1:]
+	clean = b[1] == 1
+	b = b[2:]
 	ts, n := binary.Uvarint(b)
 	if n <= 0 {
-		return "", rversion{}, fmt.Errorf("%w: claim stamp", errBadForward)
+		return "", rversion{}, false, fmt.Errorf("%w: claim stamp", errBadForward)
 	}
 	b = b[n:]
 	l, n := binary.Uvarint(b)
 	if n <= 0 || l > uint64(len(b)-n) {
-		return "", rversion{}, fmt.Errorf("%w: claim node", errBadForward)
+		return "", rversion{}, false, fmt.Errorf("%w: claim node", errBadForward)
 	}
-	v := rversion{ts: ts, node: string(b[n : n+int(l)])}
-	id := string(b[n+int(l):])
+	v = rversion{ts: ts, node: string(b[n : n+int(l)])}
+	id = string(b[n+int(l):])
 	if id == "" {
-		return "", rversion{}, fmt.Errorf("%w: claim without a client id", errBadForward)
+		return "", rversion{}, false, fmt.Errorf("%w: claim without a client id", errBadForward)
 	}
-	return id, v, nil
+	return id, v, clean, nil
 }

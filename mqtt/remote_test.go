@@ -138,12 +138,37 @@ func TestRetainedVersionsOrder(t *testing.T) {
 
 func TestClaimCodec(t *testing.T) {
 	v := rversion{ts: 12345, node: "n3"}
-	id, got, err := decodeClaim(encodeClaim("client/1", v))
-	if err != nil || id != "client/1" || got != v {
-		t.Fatalf("claim round trip: %q %+v %v", id, got, err)
+	id, got, clean, err := decodeClaim(encodeClaim("client/1", v, true))
+	if err != nil || id != "client/1" || got != v || !clean {
+		t.Fatalf("claim round trip: %q %+v %v %v", id, got, clean, err)
 	}
-	for _, b := range [][]byte{nil, {2}, {claimVersion1}, {claimVersion1, 1, 5, 'n'}, encodeClaim("", v)} {
-		if _, _, err := decodeClaim(b); !errors.Is(err, errBadForward) {
+	if _, _, clean, _ := decodeClaim(encodeClaim("c", v, false)); clean {
+		t.Fatal("clean start off decoded as on")
+	}
+	for _, b := range [][]byte{nil, {2}, {claimVersion1}, {claimVersion1, 2, 1, 1, 'n', 'c'}, {claimVersion1, 0, 1, 5, 'n'}, encodeClaim("", v, false)} {
+		if _, _, _, err := decodeClaim(b); !errors.Is(err, errBadForward) {
+			t.Errorf("%x: %v", b, err)
+		}
+	}
+}
+
+func TestSessionMoveRejectsForeignKeys(t *testing.T) {
+	own := clientKey(keySession, "a", 0)
+	other := clientKey(keySession, "ab", 0)
+	enc := func(keys ...[]byte) []byte {
+		b := []byte{byte(len(keys))}
+		for _, k := range keys {
+			b = append(b, byte(len(k)))
+			b = append(b, k...)
+			b = append(b, 1, 'v')
+		}
+		return b
+	}
+	if w, err := decodeSessionMove("a", enc(own)); err != nil || len(w) != 1 || string(w[0].Value) != "v" {
+		t.Fatalf("own key: %v %v", w, err)
+	}
+	for _, b := range [][]byte{enc(other), enc(own, []byte("r/topic")), append(enc(own), 0), {5}, {1, 9}} {
+		if _, err := decodeSessionMove("a", b); !errors.Is(err, errBadForward) {
 			t.Errorf("%x: %v", b, err)
 		}
 	}

@@ -68,111 +68,11 @@ func (b *Broker) restore() error {
 	}
 	stale = append(stale, staleVersions...)
 
-	clients := map[string]*mochi.Client{}
-	err = st.kv.Scan([]byte{keySession}, func(k, v []byte) error {
-		id, rest, ok := splitClientKey(k)
-		if !ok || len(rest) != 0 {
-			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-			return nil
-		}
-		r, err := decodeSession(v)
-		if err != nil {
-			b.log.Error("dropping an undecodable session", "client", id, "error", err)
-			stale = append(stale, endWrites(id)...)
-			return nil
-		}
-		cl, ok := b.restoreClient(id, r, now)
-		if r.Will != nil && r.WillDue > 0 {
-			// A will is due no later than its session's expiry: one
-			// whose session expired meanwhile is published too.
-			wills = append(wills, pendingWill{id: id, cl: cl, will: *r.Will, due: time.Unix(r.WillDue, 0)})
-		}
-		if !ok {
-			rs.expired++
-			stale = append(stale, endWrites(id)...)
-			return nil
-		}
-		clients[id] = cl
-		st.own(id, cl)
-		rs.sessions++
-		return nil
-	})
+	sessStale, sessWills, err := b.restoreSessions(func(kind byte) []byte { return []byte{kind} }, now, &rs)
 	if err != nil {
-		return fmt.Errorf("mqtt: restore sessions: %w", err)
+		return err
 	}
-
-	err = st.kv.Scan([]byte{keySubscription}, func(k, v []byte) error {
-		id, filter, ok := splitClientKey(k)
-		cl := clients[id]
-		if !ok || cl == nil {
-			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-			return nil
-		}
-		sub, err := decodeSubscription(string(filter), v)
-		if err != nil {
-			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-			return nil
-		}
-		if b.server.Topics.Subscribe(id, sub) {
-			atomic.AddInt64(&b.server.Info.Subscriptions, 1)
-		}
-		cl.State.Subscriptions.Add(sub.Filter, sub)
-		if isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
-			b.sel.remember(sub.Filter, id)
-		}
-		rs.subscriptions++
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mqtt: restore subscriptions: %w", err)
-	}
-
-	// The queues: how many deliveries each session has on disk, and the
-	// last key used (of either kind: a new delivery must not reuse the key
-	// of a packet id left behind by a crash, which is deleted).
-	type queueInfo struct {
-		count int
-		size  int64
-		seq   uint64
-		seqs  map[uint64]bool
-	}
-	queues := map[string]*queueInfo{}
-	for _, kind := range []byte{keyQueue, keySent} {
-		err = st.kv.Scan([]byte{kind}, func(k, v []byte) error {
-			id, seq, ok := splitSeqKey(k)
-			if !ok || clients[id] == nil {
-				stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-				return nil
-			}
-			q := queues[id]
-			if q == nil {
-				q = &queueInfo{seqs: map[uint64]bool{}}
-				queues[id] = q
-			}
-			q.seq = max(q.seq, seq)
-			if kind == keySent {
-				if !q.seqs[seq] {
-					stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-				}
-				return nil
-			}
-			q.seqs[seq] = true
-			q.count++
-			q.size += int64(len(v)) // about the topic and payload (read back at attach)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("mqtt: restore session queues: %w", err)
-		}
-	}
-	for id := range clients {
-		q := queues[id]
-		if q == nil {
-			q = &queueInfo{}
-		}
-		b.delivery.out.restoreSession(id, q.count, q.size, q.seq)
-		rs.queued += q.count
-	}
+	stale, wills = append(stale, sessStale...), append(wills, sessWills...)
 
 	if len(stale) > 0 {
 		if err := st.write(stale...); err != nil {
@@ -250,4 +150,118 @@ func (b *Broker) scheduleWill(pw pendingWill) {
 		return
 	}
 	b.wills = append(b.wills, time.AfterFunc(max(time.Until(pw.due), 0), publish))
+}
+
+// restoreSessions brings back the persistent sessions whose keys start
+// with prefix(kind) for each kind of session key (every session, or one
+// client's): their clients, subscriptions and queues. It returns the keys
+// to delete (expired or undecodable state) and the wills to schedule.
+func (b *Broker) restoreSessions(prefix func(kind byte) []byte, now int64, rs *restoreStats) (stale []streams.KVWrite, wills []pendingWill, err error) {
+	st := b.state
+	clients := map[string]*mochi.Client{}
+	err = st.kv.Scan(prefix(keySession), func(k, v []byte) error {
+		id, rest, ok := splitClientKey(k)
+		if !ok || len(rest) != 0 {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		r, err := decodeSession(v)
+		if err != nil {
+			b.log.Error("dropping an undecodable session", "client", id, "error", err)
+			stale = append(stale, endWrites(id)...)
+			return nil
+		}
+		cl, ok := b.restoreClient(id, r, now)
+		if r.Will != nil && r.WillDue > 0 {
+			// A will is due no later than its session's expiry: one
+			// whose session expired meanwhile is published too.
+			wills = append(wills, pendingWill{id: id, cl: cl, will: *r.Will, due: time.Unix(r.WillDue, 0)})
+		}
+		if !ok {
+			rs.expired++
+			stale = append(stale, endWrites(id)...)
+			return nil
+		}
+		clients[id] = cl
+		st.own(id, cl)
+		rs.sessions++
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mqtt: restore sessions: %w", err)
+	}
+
+	err = st.kv.Scan(prefix(keySubscription), func(k, v []byte) error {
+		id, filter, ok := splitClientKey(k)
+		cl := clients[id]
+		if !ok || cl == nil {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		sub, err := decodeSubscription(string(filter), v)
+		if err != nil {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		if b.server.Topics.Subscribe(id, sub) {
+			atomic.AddInt64(&b.server.Info.Subscriptions, 1)
+		}
+		cl.State.Subscriptions.Add(sub.Filter, sub)
+		if isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
+			b.sel.remember(sub.Filter, id)
+		}
+		rs.subscriptions++
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mqtt: restore subscriptions: %w", err)
+	}
+
+	// The queues: how many deliveries each session has on disk, and the
+	// last key used (of either kind: a new delivery must not reuse the key
+	// of a packet id left behind by a crash, which is deleted).
+	type queueInfo struct {
+		count int
+		size  int64
+		seq   uint64
+		seqs  map[uint64]bool
+	}
+	queues := map[string]*queueInfo{}
+	for _, kind := range []byte{keyQueue, keySent} {
+		err = st.kv.Scan(prefix(kind), func(k, v []byte) error {
+			id, seq, ok := splitSeqKey(k)
+			if !ok || clients[id] == nil {
+				stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+				return nil
+			}
+			q := queues[id]
+			if q == nil {
+				q = &queueInfo{seqs: map[uint64]bool{}}
+				queues[id] = q
+			}
+			q.seq = max(q.seq, seq)
+			if kind == keySent {
+				if !q.seqs[seq] {
+					stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+				}
+				return nil
+			}
+			q.seqs[seq] = true
+			q.count++
+			q.size += int64(len(v)) // about the topic and payload (read back at attach)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("mqtt: restore session queues: %w", err)
+		}
+	}
+	for id := range clients {
+		q := queues[id]
+		if q == nil {
+			q = &queueInfo{}
+		}
+		b.delivery.out.restoreSession(id, q.count, q.size, q.seq)
+		rs.queued += q.count
+	}
+	return stale, wills, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/mqtt"
 )
 
 // storedAndLive maps stored/# to the stream "stored" and stores nothing
@@ -399,4 +400,81 @@ func TestClientIDIsTakenOverAcrossNodes(t *testing.T) {
 			return live == 1
 		})
 	}
+}
+
+// sessionOn returns client id's session on n (ok false: none).
+func sessionOn(n *Node, id string) (mqtt.SessionInfo, bool) {
+	for _, s := range n.broker.Sessions() {
+		if s.ClientID == id {
+			return s, true
+		}
+	}
+	return mqtt.SessionInfo{}, false
+}
+
+// TestPersistentSessionMovesToAnotherNode: a persistent session with 1,000
+// queued QoS 1 messages moves with its client from n1 to n3 (session
+// present, every message once, in order, its subscription with it), and
+// again from n3 to n2 while connected with messages in flight.
+func TestPersistentSessionMovesToAnotherNode(t *testing.T) {
+	nodes := startClusterWith(t, storedAndLive)
+	c, _ := connectCollector(t, nodes[0].MQTTAddr(), "mover", true)
+	if tok := c.c.Subscribe("live/m", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	c.c.Disconnect(0)
+	testutil.Eventually(t, 5*time.Second, "mover's session kept on n1", func() bool {
+		s, ok := sessionOn(nodes[0], "mover")
+		return ok && !s.Connected
+	})
+	const n = 1000
+	publishWindow(t, nodes[1].MQTTAddr(), "live/m", "m", n, false) // queued on n1 from n2
+	testutil.Eventually(t, 10*time.Second, "1,000 queued for mover on n1", func() bool {
+		s, _ := sessionOn(nodes[0], "mover")
+		return s.Queued == n
+	})
+
+	moved, present := connectCollector(t, nodes[2].MQTTAddr(), "mover", true)
+	if !present {
+		t.Fatal("no session present on n3: the session did not move")
+	}
+	testutil.Eventually(t, 20*time.Second, "mover gets the 1,000 messages on n3", func() bool { return len(moved.payloads()) >= n })
+	want := sequenceOf("m", n)
+	if got := moved.payloads(); !slices.Equal(got, want) {
+		t.Fatalf("on n3: %d messages, lost, duplicated or out of order", len(got))
+	}
+	if _, ok := sessionOn(nodes[0], "mover"); ok {
+		t.Fatal("n1 still holds mover's session")
+	}
+	// The subscription moved too: a new message reaches the client on n3.
+	publishWindow(t, nodes[0].MQTTAddr(), "live/m", "after", 1, false)
+	testutil.Eventually(t, 10*time.Second, "a message published after the move", func() bool {
+		got := moved.payloads()
+		return len(got) == n+1 && got[n] == "after-0"
+	})
+
+	// Connected, with unacknowledged messages: they move too.
+	moved.c.Disconnect(0)
+	unacked, _ := connectCollector(t, nodes[2].MQTTAddr(), "mover", false)
+	publishWindow(t, nodes[0].MQTTAddr(), "live/m", "late", 20, false)
+	testutil.Eventually(t, 10*time.Second, "20 in flight on n3", func() bool { return len(unacked.payloads()) == 20 })
+	again, present := connectCollector(t, nodes[1].MQTTAddr(), "mover", true)
+	if !present {
+		t.Fatal("no session present on n2")
+	}
+	testutil.Eventually(t, 10*time.Second, "the 20 unacknowledged are sent again on n2", func() bool {
+		return len(again.payloads()) >= 20
+	})
+	if got := again.payloads(); !slices.Equal(got[:20], sequenceOf("late", 20)) {
+		t.Fatalf("on n2: %v", got)
+	}
+}
+
+// sequenceOf is what publishWindow publishes.
+func sequenceOf(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
 }

@@ -1,0 +1,145 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Moving a persistent session to another node (claims.go): the node that
+// held it sends what it keeps on disk for the client (its session record,
+// subscriptions, queued and in-flight deliveries) as key/value pairs; the
+// claiming node writes them into its own broker state and restores that
+// one client as if it had just started, so mochi's takeover finds a
+// disconnected client with the session and the outbound session reads its
+// queue from disk.
+
+// maxSessionMove bounds a handed-over session; queued deliveries beyond it
+// are left out (logged), so the answer fits one RPC frame.
+const maxSessionMove = 32 << 20
+
+// sessionKinds are the kinds of keys that make up a client's session.
+var sessionKinds = []byte{keySession, keySubscription, keyQueue, keySent}
+
+// exportSession encodes what the broker state holds for client id (its
+// writes must have completed).
+func (b *Broker) exportSession(id string) []byte {
+	var out []byte
+	n, size, dropped := 0, 0, 0
+	var pairs []byte
+	for _, kind := range sessionKinds {
+		err := b.state.kv.Scan(clientKey(kind, id, 0), func(k, v []byte) error {
+			if size+len(k)+len(v) > maxSessionMove && kind != keySession {
+				dropped++
+				return nil
+			}
+			pairs = binary.AppendUvarint(pairs, uint64(len(k)))
+			pairs = append(pairs, k...)
+			pairs = binary.AppendUvarint(pairs, uint64(len(v)))
+			pairs = append(pairs, v...)
+			n++
+			size += len(k) + len(v)
+			return nil
+		})
+		if err != nil {
+			b.log.Warn("session not handed over: reading it failed", "client", id, "error", err)
+			return nil
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if dropped > 0 {
+		b.log.Warn("session handed over without its newest queued messages: too large", "client", id,
+			"dropped", dropped, "limit_bytes", maxSessionMove)
+	}
+	out = binary.AppendUvarint(out, uint64(n))
+	return append(out, pairs...)
+}
+
+// importSession installs a session another node handed over for client
+// id, replacing any this node kept for it, unless the client is connected
+// here (mochi then takes the local session over).
+func (b *Broker) importSession(id string, payload []byte) {
+	if b.state == nil {
+		b.log.Warn("a session handed over by another node is dropped: mqtt.persistence is off", "client", id)
+		return
+	}
+	writes, err := decodeSessionMove(id, payload)
+	if err != nil {
+		b.log.Warn("a session handed over by another node is dropped", "client", id, "error", err)
+		return
+	}
+	if cl, ok := b.server.Clients.Get(id); ok && !cl.Closed() {
+		b.log.Warn("a session handed over by another node is dropped: the client is connected here too", "client", id)
+		return
+	}
+	b.releaseSession(id, false)
+	if err := b.state.write(append(endWrites(id), writes...)...); err != nil {
+		b.log.Warn("a session handed over by another node is dropped: writing it failed", "client", id, "error", err)
+		return
+	}
+	var rs restoreStats
+	stale, wills, err := b.restoreSessions(func(kind byte) []byte { return clientKey(kind, id, 0) }, time.Now().Unix(), &rs)
+	if err != nil {
+		b.log.Warn("a session handed over by another node is dropped: restoring it failed", "client", id, "error", err)
+		return
+	}
+	if len(stale) > 0 {
+		if err := b.state.write(stale...); err != nil {
+			b.log.Warn("deleting expired state of a handed-over session failed", "client", id, "error", err)
+		}
+	}
+	b.ingest.subs.invalidate()
+	for _, w := range wills {
+		b.scheduleWill(w)
+	}
+	b.log.Info("session taken over from another node", "client", id, "subscriptions", rs.subscriptions, "queued", rs.queued)
+}
+
+// decodeSessionMove reads the key/value pairs of a handed-over session;
+// every key must belong to client id.
+func decodeSessionMove(id string, b []byte) ([]streams.KVWrite, error) {
+	r := bytes.NewReader(b)
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: session pairs", errBadForward)
+	}
+	prefixes := make([][]byte, len(sessionKinds))
+	for i, kind := range sessionKinds {
+		prefixes[i] = clientKey(kind, id, 0)
+	}
+	out := make([]streams.KVWrite, 0, n)
+	for range n {
+		k, err1 := readBytes(r)
+		v, err2 := readBytes(r)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%w: session pair", errBadForward)
+		}
+		ok := false
+		for _, p := range prefixes {
+			ok = ok || bytes.HasPrefix(k, p)
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: a key of another client in a handed-over session", errBadForward)
+		}
+		out = append(out, streams.KVWrite{Key: k, Value: v})
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%w: trailing bytes after the session", errBadForward)
+	}
+	return out, nil
+}
+
+func readBytes(r *bytes.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > uint64(r.Len()) {
+		return nil, errBadForward
+	}
+	b := make([]byte, n)
+	_, _ = r.Read(b)
+	return b, nil
+}
