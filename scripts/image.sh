@@ -9,7 +9,7 @@
 # Environment: IMAGE (repository name, default mqstream), VERSION (default
 # from git describe), SOURCE_DATE_EPOCH (build date, default now), GOARCH
 # (default the host's; the image is for linux/$GOARCH).
-# Prints the tags and the image size; fails above 40 MB.
+# Prints the tags and the image size; fails above 40 MB (40,000,000 bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -50,6 +50,7 @@ for n in "${names[@]}"; do tags+=(-t "$n"); done
 # Without the buildx plugin, docker's BuildKit front end is missing; the
 # classic builder handles this Dockerfile (COPY and metadata only).
 if ! docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0; fi
+previous=$(docker image inspect -f '{{.Id}}' "$image:dev" 2>/dev/null || true)
 if ! docker build -q "${tags[@]}" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision$dirty" --build-arg CREATED="$created" \
   "$ctx" >"$ctx/build.log" 2>&1; then
@@ -57,10 +58,14 @@ if ! docker build -q "${tags[@]}" \
   exit 1
 fi
 
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$image:dev")" ]; then
+  docker rmi "$previous" >/dev/null 2>&1 || true # the build it replaced, unless something still uses it
+fi
+
 size=$(docker image inspect -f '{{.Size}}' "$image:dev")
-echo "image: ${names[*]}, $((size / 1024 / 1024)) MB ($size bytes)"
+echo "image: ${names[*]}, $(awk -v b="$size" 'BEGIN {printf "%.1f", b / 1e6}') MB ($size bytes)"
 docker run --rm "$image:dev" version
-if [ "$size" -gt $((40 * 1024 * 1024)) ]; then
+if [ "$size" -gt 40000000 ]; then
   echo "image: larger than 40 MB" >&2
   exit 1
 fi
