@@ -33,8 +33,18 @@ func newVersionCmd() *cobra.Command {
 // versionLine is "mqstream v1.2.3 (0123456789ab, built 2026-01-02T15:04:05Z)
 // go1.26.8 linux/amd64"; the parenthesis is left out when nothing is known.
 func versionLine() string {
-	rev, date := commit, buildDate
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	bi, _ := debug.ReadBuildInfo()
+	return describeVersion(node.Version, commit, buildDate, bi)
+}
+
+// describeVersion fills what the build did not stamp from the build info:
+// the module version of `go install ...@v1.2.3` builds and the commit of
+// builds inside a git checkout.
+func describeVersion(version, rev, date string, bi *debug.BuildInfo) string {
+	if bi != nil {
+		if m := bi.Main.Version; version == "dev" && m != "" && m != "(devel)" {
+			version = m
+		}
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && rev == "" {
 				rev = s.Value
@@ -55,5 +65,5 @@ func versionLine() string {
 	if len(about) > 0 {
 		paren = " (" + strings.Join(about, ", ") + ")"
 	}
-	return fmt.Sprintf("mqstream %s%s %s %s/%s", node.Version, paren, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("mqstream %s%s %s %s/%s", version, paren, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
