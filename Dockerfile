@@ -32,8 +32,8 @@ LABEL org.opencontainers.image.title="mqstream" \
 
 COPY etc/ /etc/
 COPY --chown=65532:65532 data/ /data/
-COPY tmp/ /tmp/
-COPY mqstream /mqstream
+COPY --chown=65532:65532 tmp/ /tmp/
+COPY mqstream /usr/local/bin/mqstream
 
 USER 65532:65532
 WORKDIR /
@@ -45,6 +45,6 @@ STOPSIGNAL SIGTERM
 # healthcheck reads http.listen from the defaults and MQSTREAM_* variables;
 # when a mounted file moves it, pass the file: healthcheck -c <file>.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/mqstream", "healthcheck"]
-ENTRYPOINT ["/mqstream"]
+  CMD ["/usr/local/bin/mqstream", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/mqstream"]
 CMD ["serve"]

@@ -29,11 +29,12 @@ fi
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
+# The image's directories: /data and /tmp owned by its user (the Dockerfile
+# chowns them), /etc with the user's name.
 mkdir -p "$ctx/data" "$ctx/tmp" "$ctx/etc"
-chmod 0755 "$ctx/data" "$ctx/etc"
-chmod 1777 "$ctx/tmp"
-# Names for the numeric user, for tools that look them up (ls, ps).
-echo "mqstream:x:65532:65532:mqstream:/data:/sbin/nologin" >"$ctx/etc/passwd"
+# Names for the numeric user (ls, ps); HOME is /tmp, so `docker exec ...
+# mqstream sql` keeps its history there rather than in the data volume.
+echo "mqstream:x:65532:65532:mqstream:/tmp:/sbin/nologin" >"$ctx/etc/passwd"
 echo "mqstream:x:65532:" >"$ctx/etc/group"
 cp Dockerfile "$ctx/Dockerfile"
 
