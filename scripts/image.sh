@@ -41,7 +41,7 @@ cp Dockerfile "$ctx/Dockerfile"
 echo "image: building mqstream $version ($revision) for linux/${GOARCH:-$(go env GOARCH)}"
 CGO_ENABLED=0 GOOS=linux go build -trimpath -o "$ctx/mqstream" -ldflags "-s -w \
   -X github.com/mqstream/mqstream/node.Version=$version \
-  -X main.commit=$revision$dirty \
+  -X main.buildCommit=$revision$dirty \
   -X main.buildDate=$created" ./cmd/mqstream
 
 names=("$image:dev")

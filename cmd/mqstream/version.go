@@ -13,11 +13,11 @@ import (
 
 // The commit and build date of a release build, stamped by scripts/image.sh:
 //
-//	-ldflags "-X main.commit=<sha> -X main.buildDate=<RFC 3339>"
+//	-ldflags "-X main.buildCommit=<sha> -X main.buildDate=<RFC 3339>"
 //
 // Without them, version falls back to the commit the Go toolchain records
 // (vcs.revision, present for builds inside a git checkout) and no date.
-var commit, buildDate string
+var buildCommit, buildDate string
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
@@ -34,7 +34,7 @@ func newVersionCmd() *cobra.Command {
 // go1.26.8 linux/amd64"; the parenthesis is left out when nothing is known.
 func versionLine() string {
 	bi, _ := debug.ReadBuildInfo()
-	return describeVersion(node.Version, commit, buildDate, bi)
+	return describeVersion(node.Version, buildCommit, buildDate, bi)
 }
 
 // describeVersion fills what the build did not stamp from the build info:

@@ -7,8 +7,8 @@ import (
 )
 
 func TestVersionShowsStampedCommitAndDate(t *testing.T) {
-	defer func(c, d string) { commit, buildDate = c, d }(commit, buildDate)
-	commit, buildDate = "0123456789abcdef0123", "2026-01-02T15:04:05Z"
+	defer func(c, d string) { buildCommit, buildDate = c, d }(buildCommit, buildDate)
+	buildCommit, buildDate = "0123456789abcdef0123", "2026-01-02T15:04:05Z"
 	out := mustRun(t, "version")
 	if !strings.Contains(out, "(0123456789ab, built 2026-01-02T15:04:05Z)") {
 		t.Fatalf("%q", out)
