@@ -123,6 +123,8 @@ type Broker struct {
 	// them across the cluster (nil: standalone).
 	takeover *takeoverHook
 	claims   *claimHook
+	// peerWills holds other nodes' clients' wills (nil: standalone).
+	peerWills *clusterWills
 	// badForwards counts messages from other nodes that did not decode.
 	badForwards atomic.Int64
 	// restored is closed once Start restored the broker state (or Close
@@ -201,6 +203,10 @@ func New(opts Options) (*Broker, error) {
 		b.claims = newClaimHook(b, opts.Remote, opts.NodeID)
 		if err := server.AddHook(b.claims, nil); err != nil {
 			return nil, fmt.Errorf("mqtt: add claim hook: %w", err)
+		}
+		b.peerWills = newClusterWills(b, opts.NodeID)
+		if err := server.AddHook(&willHook{w: b.peerWills}, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add cluster will hook: %w", err)
 		}
 	}
 	// Then: the index of "+/#" filters must be updated before ingest
@@ -452,6 +458,9 @@ func (b *Broker) Stats() Stats {
 // the store. It is idempotent.
 func (b *Broker) Close() error {
 	b.restoredOnce.Do(func() { close(b.restored) })
+	if b.peerWills != nil {
+		b.peerWills.close()
+	}
 	b.closeOnce.Do(func() {
 		b.willsMu.Lock()
 		b.willsClosed = true

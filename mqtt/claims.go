@@ -80,6 +80,7 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
+	h.b.peerWills.reconnected(cl.ID) // a failed node's will for it is void
 	h.mu.Lock()
 	h.clock = max(uint64(time.Now().UnixNano()), h.clock+1)
 	c := &claim{stamp: rversion{ts: h.clock, node: h.node}, conn: cl}
@@ -162,6 +163,7 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.peerWills.reconnected(id)
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
 	c := h.claims[id]

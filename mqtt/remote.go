@@ -34,6 +34,9 @@ type Remote interface {
 	// (Broker.HandleClaim there) and returns the answers of those that
 	// answered within timeout.
 	Claim(req []byte, timeout time.Duration) [][]byte
+	// Designated reports whether this node is the one to act for node
+	// except (which failed): the node with the lowest id among those up.
+	Designated(except string) bool
 }
 
 // routeHook tells Remote the ordinary subscriptions of every client as
@@ -123,6 +126,15 @@ func (h *deliveryHook) forward(pk *packets.Packet, origin string) {
 func (b *Broker) DeliverForwarded(msg []byte) {
 	if len(msg) > 0 && msg[0] == forwardRetained {
 		b.applyRetained(msg)
+		return
+	}
+	if len(msg) > 0 && msg[0] >= forwardWillSet && msg[0] <= forwardHello {
+		if b.peerWills == nil {
+			return
+		}
+		if err := b.peerWills.apply(msg); err != nil && b.badForwards.Add(1) == 1 {
+			b.log.Warn("a will sent by another node does not decode; dropped (logged once)", "error", err)
+		}
 		return
 	}
 	pk, origin, err := decodeForwarded(msg, time.Now().Unix())

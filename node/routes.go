@@ -12,8 +12,12 @@ import (
 func (n *Node) openRoutes() {
 	var r *routes.Router
 	r = routes.New(routes.Options{Self: n.id, Caller: n.repl.mux, Deliver: forwardedTo{n}, Claims: forwardedTo{n}, Logger: n.log,
-		// A node that joins or restarted gets every retained message.
-		Joined: func(peer string) { n.broker.SendRetained(func(msg []byte) { r.SendTo(peer, msg) }) }})
+		// A node that joins or restarted learns this broker's process and
+		// gets every retained message.
+		Joined: func(peer string) {
+			r.SendTo(peer, n.broker.Hello())
+			n.broker.SendRetained(func(msg []byte) { r.SendTo(peer, msg) })
+		}})
 	n.routes = r
 	n.onClose("routes", func(context.Context) error { r.Close(); return nil })
 }
@@ -36,22 +40,34 @@ func (f forwardedTo) HandleClaim(req []byte) ([]byte, error) { return f.n.broker
 
 // followMembers keeps the router's peers the members that are up (alive
 // or suspect: a suspect may come back; failed and left members are
-// dropped), until the node closes.
+// dropped), and tells the broker of members that went (the wills of a
+// failed one's clients are published), until the node closes.
 func (n *Node) followMembers() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	n.onClose("route peers", func(context.Context) error { close(done); <-stopped; return nil })
 	go func() {
 		defer close(stopped)
+		up := map[string]bool{}
 		for {
 			ch := n.members.Changed()
 			var peers []routes.Peer
+			now := map[string]bool{}
+			status := map[string]string{}
 			for _, m := range n.members.Members() {
+				status[m.ID] = m.Status
 				if m.ID != n.id && m.RPC != "" && (m.Status == "alive" || m.Status == "suspect") {
 					peers = append(peers, routes.Peer{ID: m.ID, Addr: m.RPC})
+					now[m.ID] = true
 				}
 			}
 			n.routes.SetPeers(peers)
+			for id := range up {
+				if !now[id] {
+					n.broker.NodeGone(id, status[id] != "left")
+				}
+			}
+			up = now
 			select {
 			case <-ch:
 			case <-done:

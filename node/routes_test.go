@@ -253,7 +253,7 @@ func retainedEverywhere(t *testing.T, nodes []*Node, topic, want string) {
 
 func publishRetained(t *testing.T, addr, topic, payload string) {
 	t.Helper()
-	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("retainer-" + topic))
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("retainer-%s-%s-%s", addr, topic, payload)))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
@@ -358,9 +358,10 @@ func TestClientIDIsTakenOverAcrossNodes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection on n1 was not taken over")
 	}
-	testutil.Eventually(t, 5*time.Second, "n1 ends dev's session and its routes", func() bool {
+	testutil.Eventually(t, 5*time.Second, "dev's session, with its subscription, moved from n1 to n3", func() bool {
 		_, held := nodes[0].broker.Server().Clients.Get("dev")
-		return !held && !nodes[1].routes.Wanted("live/dev")
+		s, ok := sessionOn(nodes[2], "dev")
+		return !held && ok && s.Subscriptions == 1
 	})
 	if !liveOn(nodes[2], "dev") {
 		t.Fatal("dev is not connected on n3")

@@ -189,7 +189,7 @@ func TestRestartRedeliversOnlyUnacked(t *testing.T) {
 	e2 := startEnv(t, envOptions{dir: dir, defaults: opts})
 	again := e2.consumer("again", "$share/g/jobs/#", 1, false)
 	testutil.Eventually(t, 20*time.Second, "redelivery", func() bool { return again.count() >= len(heldBy) }) // slow on a loaded machine
-	time.Sleep(100 * time.Millisecond) // nothing else may arrive
+	time.Sleep(100 * time.Millisecond)                                                                        // nothing else may arrive
 	got := again.payloads()
 	sort.Strings(got)
 	sort.Strings(heldBy)

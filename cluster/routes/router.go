@@ -415,6 +415,17 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 	return out
 }
 
+// Designated reports whether this node has the lowest id among the nodes
+// up (itself and its peers), not counting except.
+func (r *Router) Designated(except string) bool {
+	for id := range *r.peerSnap.Load() {
+		if id != except && id < r.opts.Self {
+			return false
+		}
+	}
+	return r.opts.Self != except
+}
+
 // HandleClaim serves ClaimService.
 func (r *Router) HandleClaim(_ context.Context, _ string, req []byte) ([]byte, error) {
 	if r.opts.Claims == nil {

@@ -651,6 +651,14 @@ func TestProcessClusterSurvivesLeaderKill(t *testing.T) {
 		// The balancer may have moved the leadership meanwhile: kill the
 		// leader of now.
 		killed = c.node(t, shardLeader(t, c.nodes, stream))
+		// A client with a will on the node about to die, a subscriber to
+		// it on another node: the cluster publishes the will.
+		wills := watchWills(t, c.nodes[(slices.Index(c.nodes, killed)+1)%3])
+		dying := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://"+killed.mqtt).SetClientID("dying").
+			SetAutoReconnect(false).SetWill("wills/dying", "gone", 1, false))
+		if tok := dying.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect with a will to %s: %v", killed.id, tok.Error())
+		}
 		killed.kill(t)
 		killedAt := time.Now()
 		for _, nd := range c.nodes {
@@ -675,6 +683,15 @@ func TestProcessClusterSurvivesLeaderKill(t *testing.T) {
 		}
 		recs := sameStream(t, survivors, stream, acked, 20*time.Second)
 		t.Logf("survivors hold %d records (%d acknowledged, %d stored without a PUBACK seen)", len(recs), len(acked), len(recs)-len(acked))
+		select {
+		case w := <-wills:
+			t.Logf("the will of a client of %s was published %s after the kill", killed.id, time.Since(killedAt).Round(time.Millisecond))
+			if w != "wills/dying=gone" {
+				t.Fatalf("will received as %q", w)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the will of a client of the killed node was not published within 30 s")
+		}
 	}) {
 		return
 	}
@@ -696,4 +713,26 @@ func TestProcessClusterSurvivesLeaderKill(t *testing.T) {
 			t.Fatalf("%d records after 10 more publishes on %d", len(recs), len(ref))
 		}
 	})
+}
+
+// watchWills subscribes to wills/# through nd and returns what arrives as
+// "topic=payload".
+func watchWills(t *testing.T, nd *procNode) <-chan string {
+	t.Helper()
+	got := make(chan string, 16)
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + nd.mqtt).SetClientID("will-watcher").SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to %s: %v", nd.id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	tok := c.Subscribe("wills/#", 1, func(_ paho3.Client, m paho3.Message) {
+		select {
+		case got <- m.Topic() + "=" + string(m.Payload()):
+		default:
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe through %s: %v", nd.id, tok.Error())
+	}
+	return got
 }

@@ -1,0 +1,90 @@
+package mqtt
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// aloneRemote is the Remote of a node that is alone in its cluster: no
+// other node subscribes, answers claims or gets broadcasts, so it acts for
+// every failed node.
+type aloneRemote struct{}
+
+func (aloneRemote) SetClient(string, []string)           {}
+func (aloneRemote) Wanted(string) bool                   { return false }
+func (aloneRemote) Forward(string, []byte)               {}
+func (aloneRemote) Broadcast([]byte)                     {}
+func (aloneRemote) Claim([]byte, time.Duration) [][]byte { return nil }
+func (aloneRemote) Designated(except string) bool        { return except != "n1" }
+
+// TestWillsOfAFailedNodeArePublished: the wills another node told of are
+// published when that node restarts (a new incarnation) or fails, once
+// their delay passed, unless their client connected again; cleared wills
+// are not.
+func TestWillsOfAFailedNodeArePublished(t *testing.T) {
+	n := startBroker(t, nil, func(o *Options) { o.Remote, o.NodeID = aloneRemote{}, "n1" }, nil)
+	var mu sync.Mutex
+	var got []string
+	sub := connectV3(t, "tcp://"+n.addr, "watcher", nil)
+	waitToken(t, sub.Subscribe("wills/#", 1, func(_ paho3.Client, m paho3.Message) {
+		mu.Lock()
+		got = append(got, m.Topic()+"="+string(m.Payload()))
+		mu.Unlock()
+	}), "subscribe")
+	received := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	b := n.broker
+	will := func(topic string) Message { return Message{Topic: topic, Payload: []byte("gone"), QoS: 1} }
+	b.DeliverForwarded(encodeWillSet("n2", 1, "c1", will("wills/c1"), 0))
+	b.DeliverForwarded(encodeWillSet("n2", 1, "c2", will("wills/c2"), 0))
+	b.DeliverForwarded(encodeWillClear("n2", 1, "c2")) // c2 disconnected normally
+	b.DeliverForwarded(append([]byte{forwardHello}, appendUvarintString("n2", 2)...))
+	testutil.Eventually(t, 5*time.Second, "c1's will, its node restarted", func() bool { return len(received()) == 1 })
+	if r := received(); r[0] != "wills/c1=gone" {
+		t.Fatalf("got %v", r)
+	}
+
+	b.DeliverForwarded(encodeWillSet("n2", 2, "c3", will("wills/c3"), time.Second))
+	b.DeliverForwarded(encodeWillSet("n2", 2, "c4", will("wills/c4"), 2*time.Second))
+	b.NodeGone("n2", true)
+	if _, err := b.HandleClaim(encodeClaim("c3", rversion{ts: 1, node: "n3"}, true)); err != nil { // c3 came back elsewhere
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "c4's will after its delay", func() bool { return len(received()) == 2 })
+	if r := received(); r[1] != "wills/c4=gone" {
+		t.Fatalf("got %v: c3 connected again, its will must not be published", r)
+	}
+	// A node that left gracefully published its clients' wills itself.
+	b.DeliverForwarded(encodeWillSet("n3", 1, "c5", will("wills/c5"), 0))
+	b.NodeGone("n3", false)
+	b.DeliverForwarded(encodeWillSet("n4", 1, "c6", will("wills/c6"), 0))
+	b.NodeGone("n4", true)
+	testutil.Eventually(t, 5*time.Second, "c6's will", func() bool { return len(received()) == 3 })
+	if r := received(); r[2] != "wills/c6=gone" {
+		t.Fatalf("got %v", r)
+	}
+	// Malformed frames are refused.
+	for _, bad := range [][]byte{{forwardWillSet}, {forwardWillClear, 1, 'n'}, append(encodeWillClear("n", 1, "c"), 0)} {
+		if err := b.peerWills.apply(bad); err == nil {
+			t.Errorf("%x applied", bad)
+		}
+	}
+}
+
+func appendUvarintString(s string, v uint64) []byte {
+	b := appendStr(nil, s)
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
