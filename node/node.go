@@ -170,12 +170,13 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	n.onClose("broker", func(context.Context) error { return n.broker.Close() })
 	if n.routes != nil {
 		n.serveRoutes()
+		n.serveStats()
 	}
 	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {
 		return nil, err
 	}
 	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
-	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker}, Nodes: nodeRows{n}, Shards: shardRows{n},
+	n.engine, err = query.New(query.Options{Store: n.store, Groups: clusterGroups{n}, Stats: n.sampler, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n},
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err

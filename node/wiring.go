@@ -63,18 +63,6 @@ func apiTokens(cfg config.Config) ([]api.Token, error) {
 	return out, nil
 }
 
-// brokerSessions adapts the broker to the SQL engine's sessions table.
-type brokerSessions struct{ b *mqtt.Broker }
-
-func (s brokerSessions) Sessions() []query.Session {
-	infos := s.b.Sessions()
-	out := make([]query.Session, len(infos))
-	for i := range infos {
-		out[i] = query.Session(infos[i])
-	}
-	return out
-}
-
 // nodeRows adapts the node's member list to the SQL engine's nodes table.
 type nodeRows struct{ n *Node }
 

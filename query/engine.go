@@ -83,8 +83,9 @@ type Session struct {
 	// DisconnectedAt is when an absent client left (zero while connected).
 	DisconnectedAt time.Time
 	Subscriptions  int
-	Queued         int // deliveries waiting to be sent
-	InFlight       int // deliveries sent and not acknowledged
+	Queued         int    // deliveries waiting to be sent
+	InFlight       int    // deliveries sent and not acknowledged
+	Node           string // the node holding the session
 }
 
 // Stats is what the engine reads from the node's statistics sampler.

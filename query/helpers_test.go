@@ -246,8 +246,10 @@ type brokerSessions struct{ b *mqtt.Broker }
 func (s brokerSessions) Sessions() []Session {
 	infos := s.b.Sessions()
 	out := make([]Session, len(infos))
-	for i := range infos {
-		out[i] = Session(infos[i])
+	for i, s := range infos {
+		out[i] = Session{ClientID: s.ClientID, Connected: s.Connected, Persistent: s.Persistent,
+			ProtocolVersion: s.ProtocolVersion, Expiry: s.Expiry, NeverExpires: s.NeverExpires,
+			DisconnectedAt: s.DisconnectedAt, Subscriptions: s.Subscriptions, Queued: s.Queued, InFlight: s.InFlight, Node: "test"}
 	}
 	return out
 }

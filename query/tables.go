@@ -80,6 +80,7 @@ func statTableDefs() []statTableDef {
 			{"oldest_unacked_age", TFloat, "seconds the oldest unacknowledged delivery has waited (0 if none)"},
 			{"dead_letter_stream", TText, "stream receiving dead letters"},
 			{"created_at", TTime, "when the group was created"},
+			{"node", TText, "node running the group (in a cluster every node runs its own)"},
 		}},
 		{name: "consumers", desc: "one row per connected member of a consumer group", cols: []colDef{
 			{"group", TText, "group name (a reserved word: write `group`)"},
@@ -91,6 +92,7 @@ func statTableDefs() []statTableDef {
 			{"acked", TInt, "acknowledgements from this member since it joined"},
 			{"qos", TInt, "QoS of the member's subscription"},
 			{"connected_at", TTime, "when the member joined the group"},
+			{"node", TText, "node the member is connected to"},
 		}},
 		{name: "nodes", desc: "one row per member of the cluster (this node alone when standalone)", cols: []colDef{
 			{"id", TText, "node id"},
@@ -119,6 +121,7 @@ func statTableDefs() []statTableDef {
 			{"subscriptions", TInt, "subscriptions of the session"},
 			{"queued", TInt, "messages waiting to be sent to the client (on disk while it is away)"},
 			{"in_flight", TInt, "messages sent and not yet acknowledged"},
+			{"node", TText, "node holding the session (every node's sessions are listed)"},
 		}},
 		{name: "append_latency", desc: "latency of appends (submit to durable) over the last minute, one row", cols: []colDef{
 			{"p50", TFloat, "median, milliseconds"},
@@ -291,7 +294,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 				left = s.DisconnectedAt
 			}
 			rows = append(rows, []any{s.ClientID, s.Connected, s.Persistent, int64(s.ProtocolVersion), expiry, left,
-				int64(s.Subscriptions), int64(s.Queued), int64(s.InFlight)})
+				int64(s.Subscriptions), int64(s.Queued), int64(s.InFlight), s.Node})
 		}
 		return rows, nil
 	case "groups", "consumers":
@@ -306,7 +309,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			}
 			for _, m := range g.Members {
 				rows = append(rows, []any{g.Name, g.Filter, m.ClientID, int64(m.InFlight), int64(m.Window),
-					m.Delivered, m.Acked, int64(m.QoS), m.ConnectedAt})
+					m.Delivered, m.Acked, int64(m.QoS), m.ConnectedAt, g.Node})
 			}
 		}
 		return rows, nil
@@ -361,7 +364,7 @@ func shardRow(s ShardRow) []any {
 
 func groupRow(g shared.GroupStats) []any {
 	return []any{g.Name, g.Filter, string(g.Strategy), int64(len(g.Members)), g.Lag, g.InFlight, g.Delivered, g.Acked,
-		g.Redelivered, g.DeadLettered, g.OldestUnackedAge.Seconds(), g.DeadLetter, g.Created}
+		g.Redelivered, g.DeadLettered, g.OldestUnackedAge.Seconds(), g.DeadLetter, g.Created, g.Node}
 }
 
 func latencyRow(l stats.Latency) []any {

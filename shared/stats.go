@@ -32,6 +32,10 @@ type GroupStats struct {
 	Members          []MemberStats  `json:"members"`
 	Streams          []CursorStats  `json:"streams"`
 	Options          map[string]any `json:"options"`
+	// Node is the node whose group this is (set by the node's wiring in
+	// cluster mode, where every node runs its own groups; empty
+	// otherwise).
+	Node string `json:"node,omitempty"`
 }
 
 // MemberStats describes one member of a group.

@@ -80,6 +80,7 @@ dead_lettered | int | records moved to the dead-letter stream since the node sta
 oldest_unacked_age | float | seconds the oldest unacknowledged delivery has waited (0 if none)
 dead_letter_stream | text | stream receiving dead letters
 created_at | timestamp | when the group was created
+node | text | node running the group (in a cluster every node runs its own)
 
 > SELECT stream_name, throughput_1min, bytes_10min FROM append_throughput ORDER BY stream_name
 stream_name:text | throughput_1min:float | bytes_10min:float
@@ -88,10 +89,10 @@ jobs | 0 | 0
 temperatures | 0 | 0
 
 > SELECT * FROM stats.groups
-group:text | filter:text | strategy:text | members:int | lag:int | in_flight:int | delivered:int | acked:int | redelivered:int | dead_lettered:int | oldest_unacked_age:float | dead_letter_stream:text | created_at:timestamp
+group:text | filter:text | strategy:text | members:int | lag:int | in_flight:int | delivered:int | acked:int | redelivered:int | dead_lettered:int | oldest_unacked_age:float | dead_letter_stream:text | created_at:timestamp | node:text
 
 > SELECT * FROM consumers
-group:text | filter:text | client_id:text | in_flight:int | window:int | delivered:int | acked:int | qos:int | connected_at:timestamp
+group:text | filter:text | client_id:text | in_flight:int | window:int | delivered:int | acked:int | qos:int | connected_at:timestamp | node:text
 
 > SELECT count(*) FROM stream.jobs
 count(*):int

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/shared"
+)
+
+// Cluster-wide statistics tables: in a cluster every node holds its own
+// clients' sessions and runs its own consumer groups, so the sessions,
+// groups and consumers tables of any node list this node's rows and every
+// other node's, asked over RPC (each row says its node). A node that does
+// not answer within statsTimeout is left out and logged.
+
+// Services the node answers for the statistics tables of others.
+const (
+	sessionsService = "stats.sessions"
+	groupsService   = "stats.groups"
+)
+
+const statsTimeout = 2 * time.Second
+
+// serveStats registers the statistics services (cluster mode).
+func (n *Node) serveStats() {
+	n.repl.mux.Handle(sessionsService, func(context.Context, string, []byte) ([]byte, error) {
+		return json.Marshal(n.broker.Sessions())
+	})
+	n.repl.mux.Handle(groupsService, func(ctx context.Context, _ string, _ []byte) ([]byte, error) {
+		return json.Marshal(n.groups.Groups(ctx))
+	})
+}
+
+// fromPeers calls service on every other member that is up, at once, and
+// decodes each JSON answer into a new T; it returns them by node id.
+func fromPeers[T any](ctx context.Context, n *Node, service string) map[string]T {
+	out := map[string]T{}
+	if n.members == nil || n.repl == nil {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	var mu sync.Mutex // guards out
+	var wg sync.WaitGroup
+	for _, m := range n.members.Members() {
+		if m.ID == n.id || m.RPC == "" || (m.Status != "alive" && m.Status != "suspect") {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := n.repl.mux.Call(ctx, m.RPC, service, nil)
+			var v T
+			if err == nil {
+				err = json.Unmarshal(resp, &v)
+			}
+			if err != nil {
+				n.log.Warn("a node's statistics are left out", "peer", m.ID, "service", service, "error", err)
+				return
+			}
+			mu.Lock()
+			out[m.ID] = v
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// clusterSessions serves the sessions table.
+type clusterSessions struct{ n *Node }
+
+func (s clusterSessions) Sessions() []query.Session {
+	rows := sessionRows(s.n.broker.Sessions(), s.n.id)
+	for node, infos := range fromPeers[[]mqtt.SessionInfo](context.Background(), s.n, sessionsService) {
+		rows = append(rows, sessionRows(infos, node)...)
+	}
+	return rows
+}
+
+func sessionRows(infos []mqtt.SessionInfo, node string) []query.Session {
+	out := make([]query.Session, len(infos))
+	for i, s := range infos {
+		out[i] = query.Session{ClientID: s.ClientID, Connected: s.Connected, Persistent: s.Persistent,
+			ProtocolVersion: s.ProtocolVersion, Expiry: s.Expiry, NeverExpires: s.NeverExpires,
+			DisconnectedAt: s.DisconnectedAt, Subscriptions: s.Subscriptions, Queued: s.Queued, InFlight: s.InFlight, Node: node}
+	}
+	return out
+}
+
+// clusterGroups serves the groups and consumers tables.
+type clusterGroups struct{ n *Node }
+
+func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
+	out := g.n.groups.Groups(ctx)
+	for i := range out {
+		out[i].Node = g.n.id
+	}
+	for node, groups := range fromPeers[[]shared.GroupStats](ctx, g.n, groupsService) {
+		for _, gs := range groups {
+			gs.Node = node
+			out = append(out, gs)
+		}
+	}
+	return out
+}
