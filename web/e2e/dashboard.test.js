@@ -34,8 +34,12 @@ describe('dashboard', () => {
       await p.page.goto(srv.base + '/');
       await p.page.waitForSelector('[data-card=nodes] .value:not(:empty)');
       await eventually('the overview cards to fill', async () => (await text(p.page, '[data-card=nodes] .value')) === '1 / 1');
-      const ready = Date.now() - t0;
-      assert.ok(ready < 500 || width !== 1280, 'first view ready in ' + ready + ' ms, want < 500');
+      // Ready: the first overview figures shown, measured by the page from
+      // the start of the navigation (the test's own round trips to the
+      // browser are not the page's time).
+      const ready = await p.page.evaluate(() => performance.getEntriesByType('mark').find((m) => m.name === 'mq-first-data')?.startTime);
+      console.log('first view ready after ' + Math.round(ready) + ' ms (' + (Date.now() - t0) + ' ms as the test saw it) at width ' + width);
+      assert.ok(ready < 500, 'first view ready in ' + ready + ' ms, want < 500');
       await p.page.waitForSelector('.uplot');
       assert.equal(await p.page.locator('table.nodes tbody tr').count(), 1);
       assert.ok(p.bytes() < 200 * 1024, 'transferred ' + p.bytes() + ' bytes, want < 200 KB');

@@ -1,12 +1,13 @@
 // Chart wraps uPlot: a time series chart that fills its container's width
 // and follows resizes. data is [times (Unix seconds), series...]; null
-// values are gaps and break the line.
+// values are gaps and break the line. span (seconds), if given, fixes the
+// time axis to the last span seconds, however few points there are yet.
 
 import { html, useEffect, useRef } from './lib.js';
 
 const colors = ['#1f6feb', '#2da44e', '#cf222e', '#bf8700', '#8250df'];
 
-export function Chart({ title, series, data, height, fmt }) {
+export function Chart({ title, series, data, height, fmt, span }) {
   const box = useRef(null);
   const plot = useRef(null);
   const names = series.join('|');
@@ -17,7 +18,7 @@ export function Chart({ title, series, data, height, fmt }) {
       height: height || 180,
       legend: { show: true, live: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: { x: span ? { time: true, range: () => { const now = Date.now() / 1000; return [now - span, now]; } } : { time: true } },
       axes: [{ stroke: '#57606a', grid: { stroke: '#eaeef2' } },
         { stroke: '#57606a', grid: { stroke: '#eaeef2' }, size: 56, values: (u, vals) => vals.map((v) => (fmt ? fmt(v) : v)) }],
       series: [{}].concat(series.map((name, i) => ({ label: name, stroke: colors[i % colors.length], width: 1.5, spanGaps: false, points: { show: false } }))),
@@ -28,7 +29,7 @@ export function Chart({ title, series, data, height, fmt }) {
     });
     ro.observe(el);
     return () => { ro.disconnect(); plot.current.destroy(); plot.current = null; };
-  }, [names]);
+  }, [names, span]);
   useEffect(() => {
     if (plot.current) plot.current.setData(data);
   }, [data]);

@@ -4,6 +4,8 @@
 import { html, useState, useRef, usePoll, api, enc, fmtNum, fmtSecs, ErrorBox, Confirm } from './lib.js';
 import { Chart } from './chart.js';
 
+const spans = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400 };
+
 const trendText = {
   growing: 'growing', draining: 'draining', stalled: 'stalled', steady: 'steady',
   caught_up: 'caught up', no_members: 'no members',
@@ -88,7 +90,7 @@ export function GroupDetail({ name, filter }) {
     <div class="toolbar" role="group" aria-label="Chart range">
       ${['15m', '1h', '6h', '24h'].map((r) => html`<button class=${r === range ? 'on' : ''} onClick=${() => setRange(r)}>${r}</button>`)}
     </div>
-    ${hist && html`<${Chart} title="Lag (records)" series=${['lag']} data=${[hist.time, hist.lag]} fmt=${fmtNum} />`}
+    ${hist && html`<${Chart} title="Lag (records)" series=${['lag']} data=${[hist.time, hist.lag]} fmt=${fmtNum} span=${spans[range]} />`}
     <h2>Members</h2>
     ${g && g.members.length === 0 && html`<p class="empty">No member connected.</p>`}
     <div class="scroll"><table>

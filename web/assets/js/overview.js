@@ -24,6 +24,7 @@ export function Overview() {
   }, [range]);
   useSSE('/v1/events', (ev, d) => {
     if (ev !== 'overview') return;
+    if (!performance.getEntriesByName('mq-first-data').length) performance.mark('mq-first-data');
     setOv(d);
     // On the fine range, each event is the newest point: extend the charts.
     if (range !== '15m') return;
@@ -61,9 +62,9 @@ export function Overview() {
     </div>
     ${hist && html`<div class="charts">
       <${Chart} title="Messages per second" series=${['in', 'out', 'dropped']}
-        data=${[hist.time, hist.in_per_sec, hist.out_per_sec, hist.dropped_per_sec]} fmt=${fmtNum} />
-      <${Chart} title="Append p99 (ms)" series=${['p99 ms']} data=${[hist.time, hist.append_p99_ms]} />
-      <${Chart} title="Total group lag (records)" series=${['lag']} data=${[hist.time, hist.group_lag]} fmt=${fmtNum} />
+        data=${[hist.time, hist.in_per_sec, hist.out_per_sec, hist.dropped_per_sec]} fmt=${fmtNum} span=${keep[range]} />
+      <${Chart} title="Append p99 (ms)" series=${['p99 ms']} data=${[hist.time, hist.append_p99_ms]} span=${keep[range]} />
+      <${Chart} title="Total group lag (records)" series=${['lag']} data=${[hist.time, hist.group_lag]} fmt=${fmtNum} span=${keep[range]} />
     </div>`}
     <${Nodes} self=${o.node} />
   </section>`;
