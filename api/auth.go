@@ -55,8 +55,12 @@ func requiredRole(r *http.Request) Role {
 	return RoleAdmin
 }
 
-// open paths need no token: health checks must work for orchestrators.
-func openPath(p string) bool { return p == "/healthz" || p == "/readyz" }
+// open paths need no token: health checks must work for orchestrators, and
+// a browser cannot send a bearer token when it loads the dashboard (its
+// files hold no data; the page sends the token with its /v1 requests).
+func openPath(p string) bool {
+	return p == "/healthz" || p == "/readyz" || p == "/" || p == "/favicon.ico" || strings.HasPrefix(p, "/ui/")
+}
 
 // authenticate wraps h with bearer-token checks when tokens are configured:
 // 401 without a valid token, 403 when its role is not enough.

@@ -2,20 +2,30 @@ package api
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/mqstream/mqstream/shared"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // groupJSON shows a group with its durations as strings.
 type groupJSON struct {
 	shared.GroupStats
 	OldestUnackedAge string `json:"oldest_unacked_age"`
+	// LagSeconds is the age of the oldest record not yet done (0 at no lag).
+	LagSeconds float64 `json:"lag_seconds"`
+	// Trend says where the lag is going (history.Trend*); absent until the
+	// node sampled the group.
+	Trend string `json:"trend,omitempty"`
 }
 
-func toGroupJSON(g shared.GroupStats) groupJSON {
-	out := groupJSON{GroupStats: g, OldestUnackedAge: g.OldestUnackedAge.String()}
+func (s *Server) toGroupJSON(g shared.GroupStats) groupJSON {
+	out := groupJSON{GroupStats: g, OldestUnackedAge: g.OldestUnackedAge.String(), LagSeconds: s.lagSeconds(g)}
+	if s.history != nil {
+		out.Trend = s.history.Trend(g.Name, g.Filter)
+	}
 	if out.Members == nil {
 		out.Members = []shared.MemberStats{}
 	}
@@ -25,10 +35,33 @@ func toGroupJSON(g shared.GroupStats) groupJSON {
 	return out
 }
 
+// lagSeconds is the age of the oldest record the group has not done: the
+// record at the lowest ack floor of its streams that lag. Reading it
+// counts as a read in the stream's counters.
+func (s *Server) lagSeconds(g shared.GroupStats) float64 {
+	var oldest time.Time
+	for _, c := range g.Streams {
+		if c.Lag <= 0 || c.AckFloor >= c.Next || s.opts.Store == nil {
+			continue
+		}
+		recs, err := s.opts.Store.Read(c.Stream, c.AckFloor, streams.ReadOptions{MaxRecords: 1, MaxBytes: 1})
+		if err != nil || len(recs) == 0 {
+			continue
+		}
+		if t := recs[0].Timestamp; oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return math.Round(max(0, time.Since(oldest).Seconds())*1000) / 1000
+}
+
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	list := []groupJSON{}
 	for _, g := range s.opts.Groups.Groups(r.Context()) {
-		list = append(list, toGroupJSON(g))
+		list = append(list, s.toGroupJSON(g))
 	}
 	return http.StatusOK, map[string]any{"groups": list}, nil
 }
@@ -60,7 +93,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) (int, any, err
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, toGroupJSON(g), nil
+	return http.StatusOK, s.toGroupJSON(g), nil
 }
 
 // groupIn declares a group.
@@ -116,7 +149,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) (int, any, 
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, toGroupJSON(g), nil
+	return http.StatusCreated, s.toGroupJSON(g), nil
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -162,5 +195,35 @@ func (s *Server) seekGroup(w http.ResponseWriter, r *http.Request) (int, any, er
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, toGroupJSON(g), nil
+	return http.StatusOK, s.toGroupJSON(g), nil
+}
+
+// groupHistoryJSON is a group's lag over a range (null marks a gap).
+type groupHistoryJSON struct {
+	Name       string   `json:"name"`
+	Filter     string   `json:"filter"`
+	IntervalMS int64    `json:"interval_ms"`
+	Time       []int64  `json:"time"`
+	Lag        []*int64 `json:"lag"`
+	Members    []*int64 `json:"members"`
+}
+
+// groupHistory is GET /v1/groups/{name}/history: the group's lag over
+// ?range= (default 15m).
+func (s *Server) groupHistory(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	span, err := historyRange(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	g, err := s.findGroup(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := groupHistoryJSON{Name: g.Name, Filter: g.Filter, Time: []int64{}, Lag: []*int64{}, Members: []*int64{}}
+	if s.history != nil {
+		if h, ok := s.history.GroupSeries(g.Name, g.Filter, span); ok {
+			out.IntervalMS, out.Time, out.Lag, out.Members = h.Interval.Milliseconds(), h.Time, h.Lag, h.Members
+		}
+	}
+	return http.StatusOK, out, nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/history"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -71,7 +72,13 @@ type Options struct {
 	// Tokens, if any, are required as bearer tokens (see Role); without
 	// tokens the API is open.
 	Tokens []Token
-	Logger *slog.Logger
+	// UI, if set, is the dashboard: served at / and under /ui/ without a
+	// token (the files hold no data; the page sends the token to /v1).
+	UI http.Handler
+	// Clients lists and disconnects MQTT clients (nil: /v1/clients answers
+	// 503).
+	Clients Clients
+	Logger  *slog.Logger
 }
 
 // Server holds the handlers.
@@ -81,6 +88,10 @@ type Server struct {
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 	routes   []route
+	// history records the overview figures over time (nil without a
+	// store, broker and groups); peers asks other nodes for theirs.
+	history *history.Recorder
+	peers   *http.Client
 }
 
 // route is one registered API route; the OpenAPI test compares them with
@@ -89,7 +100,8 @@ type route struct {
 	method, pattern string
 }
 
-// New builds the API.
+// New builds the API and starts recording the overview figures; Close
+// stops it.
 func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 8 << 20
@@ -100,10 +112,29 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), registry: prometheus.NewRegistry()}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), registry: prometheus.NewRegistry(),
+		peers: &http.Client{Timeout: peerTimeout}}
+	if opts.Store != nil && opts.Broker != nil && opts.Groups != nil {
+		// The options are fixed and valid: New cannot fail. Should it, the
+		// node serves without figures over time (those routes answer 503).
+		rec, err := history.New(history.Options{Source: history.SourceFunc(s.reading), Logger: opts.Logger})
+		if err != nil {
+			s.log.Error("api: not recording the overview figures", "error", err)
+		}
+		s.history = rec
+	}
 	s.registerMetrics()
 	s.routesTable()
 	return s
+}
+
+// Close stops recording the overview figures and ends the event streams
+// (GET /v1/events); it is idempotent.
+func (s *Server) Close() error {
+	if s.history != nil {
+		return s.history.Close()
+	}
+	return nil
 }
 
 // Handler returns the HTTP handler of every route.
@@ -154,6 +185,17 @@ func (s *Server) routesTable() {
 	s.handle("POST", "/v1/groups/{name}/seek", s.seekGroup)
 	s.handle("POST", "/v1/query", s.query)
 	s.handle("GET", "/v1/openapi.json", s.openAPI)
+	s.handle("GET", "/v1/overview", s.getOverview)
+	s.handle("GET", "/v1/events", s.events)
+	s.handle("GET", "/v1/history", s.getHistory)
+	s.handle("GET", "/v1/groups/{name}/history", s.groupHistory)
+	s.handle("GET", "/v1/clients", s.listClients)
+	s.handle("DELETE", "/v1/clients/{id}", s.disconnectClient)
+	if s.opts.UI != nil {
+		s.mux.Handle("GET /{$}", s.opts.UI)
+		s.mux.Handle("GET /ui/", s.opts.UI)
+		s.mux.Handle("GET /favicon.ico", s.opts.UI)
+	}
 	s.routes = append(s.routes, route{"GET", "/metrics"})
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{ErrorLog: slogAdapter{s.log}}))
 	if s.opts.Pprof {

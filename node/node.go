@@ -26,6 +26,7 @@ import (
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
+	"github.com/mqstream/mqstream/web"
 )
 
 // Version is the mqstream version, set at build time with
@@ -250,11 +251,17 @@ func (n *Node) openHTTP(writer api.Streams) error {
 	if err != nil {
 		return err
 	}
+	ui, err := web.New()
+	if err != nil {
+		return err
+	}
 	n.api = api.New(api.Options{
 		Store: writer, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
 		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine),
+		UI: ui, Clients: brokerClients{n.broker, n.id},
 	})
+	n.onClose("api", func(context.Context) error { return n.api.Close() })
 	if len(cfg.HTTP.Tokens) == 0 {
 		n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")
 	}

@@ -1,0 +1,77 @@
+// SQL console: POST /v1/query, a table of the result, the error with its
+// position marked in the statement, and a history kept in the browser.
+
+import { html, useState, api, ErrorBox } from './lib.js';
+
+const historyKey = 'mqstream-sql-history';
+const example = 'SELECT streams.name, sum(append_throughput.throughput_1min) AS total_throughput\n' +
+  'FROM append_throughput LEFT JOIN streams ON streams.name = append_throughput.stream_name\n' +
+  'GROUP BY stream_name ORDER BY total_throughput DESC LIMIT 0, 5';
+
+function loadHistory() {
+  try {
+    return JSON.parse(localStorage.getItem(historyKey) || '[]');
+  } catch (e) {
+    return [];
+  }
+}
+
+function cell(v) {
+  if (v === null || v === undefined) return html`<span class="null">NULL</span>`;
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+// ErrorAt shows the statement's line with a caret under the column.
+function ErrorAt({ sql, error }) {
+  if (!error.line) return null;
+  const line = sql.split('\n')[error.line - 1] || '';
+  const caret = ' '.repeat(Math.max(0, error.column - 1)) + '^';
+  return html`<pre class="errpos" data-line=${error.line} data-column=${error.column}>${'line ' + error.line + ', column ' + error.column + ':\n' + line + '\n' + caret}</pre>`;
+}
+
+export function SQL() {
+  const [sql, setSQL] = useState(() => loadHistory()[0] || example);
+  const [res, setRes] = useState(null);
+  const [err, setErr] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [hist, setHist] = useState(loadHistory);
+  const run = async () => {
+    const text = sql.trim();
+    if (!text) return;
+    setBusy(true); setErr(null);
+    try {
+      setRes(await api('POST', '/v1/query', { sql: text }));
+    } catch (e) {
+      setRes(null); setErr(e);
+    }
+    setBusy(false);
+    const next = [text].concat(hist.filter((h) => h !== text)).slice(0, 30);
+    setHist(next);
+    localStorage.setItem(historyKey, JSON.stringify(next));
+  };
+  const onKey = (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); }
+  };
+  return html`<section>
+    <h1>SQL</h1>
+    <p class="hint">Streams are tables; so are <code>streams</code>, <code>groups</code>, <code>consumers</code>, <code>sessions</code>,
+      <code>append_throughput</code>, <code>read_throughput</code>, <code>append_latency</code>, <code>nodes</code>, <code>shards</code>.
+      <code>DESCRIBE &lt;table&gt;</code> lists columns. Ctrl+Enter runs.</p>
+    <textarea class="sql" aria-label="SQL statement" rows="6" spellcheck="false" value=${sql}
+      onInput=${(e) => setSQL(e.target.value)} onKeyDown=${onKey}></textarea>
+    <div class="form">
+      <button class="primary" onClick=${run} disabled=${busy}>${busy ? 'Running…' : 'Run'}</button>
+      ${hist.length > 0 && html`<select aria-label="History" onChange=${(e) => { if (e.target.value !== '') setSQL(hist[+e.target.value]); e.target.value = ''; }}>
+        <option value="">History (${hist.length})</option>
+        ${hist.map((hq, i) => html`<option value=${i}>${hq.length > 80 ? hq.slice(0, 80) + '…' : hq}</option>`)}
+      </select>`}
+    </div>
+    ${err && html`<div class="sqlerr"><${ErrorBox} error=${err} /><${ErrorAt} sql=${sql.trim()} error=${err} /></div>`}
+    ${res && html`<p class="meta" data-rows=${res.rows.length}>${res.rows.length} rows · ${res.rows_scanned} scanned · ${res.elapsed_ms.toFixed(1)} ms</p>
+      <div class="scroll"><table class="result">
+        <thead><tr>${res.columns.map((c) => html`<th>${c.name}</th>`)}</tr></thead>
+        <tbody>${res.rows.map((r) => html`<tr>${r.map((v) => html`<td>${cell(v)}</td>`)}</tr>`)}</tbody>
+      </table></div>`}
+  </section>`;
+}
