@@ -23,8 +23,9 @@ type Continuous struct {
 	// Topic is the MQTT topic of the output records (WITH (topic = ...);
 	// by default the stream's name).
 	Topic string
-	// Source is the input stream.
-	Source string
+	// Source is the input stream, named at SourceAt in SQL.
+	Source   string
+	SourceAt Pos
 	// Window is the query's tumbling window.
 	Window Window
 	// SQL is the statement as written.
@@ -122,7 +123,7 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 		return nil, err
 	}
 	ref := s.from.(*tableRef)
-	c.Source = ref.name
+	c.Source, c.SourceAt = ref.name, ref.pos
 
 	// The window: exactly one window call in GROUP BY.
 	var keys []expr
