@@ -21,6 +21,7 @@ import (
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/cq"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
@@ -42,6 +43,7 @@ type Node struct {
 	groups  *shared.Manager
 	sampler *stats.Sampler
 	engine  *query.Engine
+	queries *cq.Manager // continuous queries (queries.go)
 	api     *api.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -175,7 +177,10 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
-	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker}, Nodes: nodeRows{n}, Shards: shardRows{n},
+	if err := n.openQueries(writer); err != nil {
+		return nil, err
+	}
+	n.engine, err = query.New(query.Options{Store: n.store, Groups: n.groups, Stats: n.sampler, Sessions: brokerSessions{n.broker}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err
