@@ -257,7 +257,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 	n.api = api.New(api.Options{
 		Store: writer, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine),
+		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queries,
 	})
 	if len(cfg.HTTP.Tokens) == 0 {
 		n.log.Warn("HTTP API authentication is off: anyone who reaches " + cfg.HTTP.Listen + " may use it (set http.tokens to require bearer tokens)")

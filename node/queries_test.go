@@ -3,11 +3,14 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
@@ -166,5 +169,52 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	if strings.Join(live, "\n") != strings.Join(ref, "\n") {
 		t.Fatalf("output after SIGKILLs differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s",
 			len(live), strings.Join(live, "\n"), len(ref), strings.Join(ref, "\n"))
+	}
+}
+
+// TestQueriesOverHTTP: continuous queries are created with POST /v1/query,
+// listed and terminated under /v1/queries; with tokens, creating and
+// terminating need the admin role.
+func TestQueriesOverHTTP(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	readToken, adminToken := "read-token-0123456789", "admin-token-0123456789"
+	cfg.HTTP.Tokens = []config.HTTPToken{{Token: readToken, Role: "read"}, {Token: adminToken, Role: "admin"}}
+	n := startNode(t, cfg)
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	create := `{"sql": "CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 1 SECOND)"}`
+	for _, c := range []struct {
+		method, path, token, body string
+		want                      int
+		has                       string
+	}{
+		{"POST", "/v1/query", readToken, create, 403, "needs the admin role"},
+		{"POST", "/v1/query", adminToken, create, 200, "query hot created"},
+		{"POST", "/v1/query", readToken, `{"sql": "SHOW QUERIES"}`, 200, `"hot","running"`},
+		{"GET", "/v1/queries", readToken, "", 200, `"sink":"hot"`},
+		{"GET", "/v1/queries/hot", readToken, "", 200, `"source":"temps"`},
+		{"GET", "/v1/queries/cold", readToken, "", 404, "not_found"},
+		{"POST", "/v1/query", readToken, `{"sql": "TERMINATE QUERY hot"}`, 403, "forbidden"},
+		{"DELETE", "/v1/queries/hot", readToken, "", 403, "forbidden"},
+		{"DELETE", "/v1/queries/hot", adminToken, "", 204, ""},
+		{"DELETE", "/v1/queries/hot", adminToken, "", 404, "not_found"},
+		{"GET", "/v1/queries", readToken, "", 200, `{"queries":[]}`},
+	} {
+		got, body := call(c.method, c.path, c.token, c.body)
+		if got != c.want || !strings.Contains(body, c.has) {
+			t.Errorf("%s %s %s: %d %s, want %d ...%s...", c.method, c.path, c.body, got, body, c.want, c.has)
+		}
 	}
 }

@@ -65,10 +65,22 @@ func queryRow(q QueryInfo) []any {
 		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), errText, opt(q.Created), q.SQL}
 }
 
+type readOnlyKey struct{}
+
+// ReadOnly marks ctx so that the engine refuses statements that change
+// the node (CREATE STREAM ... AS, TERMINATE QUERY) with CodeForbidden:
+// for callers allowed to read only.
+func ReadOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readOnlyKey{}, true)
+}
+
 // continuous runs the statements about continuous queries.
 func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Result, error) {
 	if e.opts.Queries == nil {
 		return nil, errorf(Pos{}, "continuous queries are not available on this node")
+	}
+	if _, isShow := st.(*showStmt); !isShow && ctx.Value(readOnlyKey{}) != nil {
+		return nil, &Error{Code: CodeForbidden, Message: "creating and terminating continuous queries needs the admin role"}
 	}
 	switch s := st.(type) {
 	case *showStmt:
