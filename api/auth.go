@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/mqstream/mqstream/query"
 )
 
 // Role is what a bearer token may do.
@@ -96,6 +98,10 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, map[string]apiError{"error": {Code: "forbidden",
 				Message: fmt.Sprintf("%s %s needs the %s role; this token has %s", r.Method, r.URL.Path, need, role)}})
 			return
+		}
+		if role < RoleAdmin {
+			// SQL that creates or stops continuous queries needs admin.
+			r = r.WithContext(query.ReadOnly(r.Context()))
 		}
 		h.ServeHTTP(w, r)
 	})

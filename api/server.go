@@ -59,6 +59,8 @@ type Options struct {
 	Node   Node
 	// Query serves POST /v1/query (nil: the endpoint answers 503).
 	Query http.Handler
+	// Queries serves /v1/queries (nil: 503).
+	Queries Queries
 	// Version is reported by GET /v1/node.
 	Version string
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 = 8 MiB.
@@ -184,6 +186,9 @@ func (s *Server) routesTable() {
 	s.handle("DELETE", "/v1/groups/{name}", s.deleteGroup)
 	s.handle("POST", "/v1/groups/{name}/seek", s.seekGroup)
 	s.handle("POST", "/v1/query", s.query)
+	s.handle("GET", "/v1/queries", s.listQueries)
+	s.handle("GET", "/v1/queries/{id}", s.getQuery)
+	s.handle("DELETE", "/v1/queries/{id}", s.deleteQuery)
 	s.handle("GET", "/v1/openapi.json", s.openAPI)
 	s.handle("GET", "/v1/overview", s.getOverview)
 	s.handle("GET", "/v1/events", s.events)

@@ -21,6 +21,7 @@ import (
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/cq"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
@@ -43,6 +44,7 @@ type Node struct {
 	groups  *shared.Manager
 	sampler *stats.Sampler
 	engine  *query.Engine
+	queries *cq.Manager // continuous queries (queries.go)
 	api     *api.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -177,7 +179,10 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
-	n.engine, err = query.New(query.Options{Store: n.store, Groups: clusterGroups{n}, Stats: n.sampler, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n},
+	if err := n.openQueries(writer); err != nil {
+		return nil, err
+	}
+	n.engine, err = query.New(query.Options{Store: n.store, Groups: clusterGroups{n}, Stats: n.sampler, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err
@@ -258,7 +263,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 	n.api = api.New(api.Options{
 		Store: writer, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine),
+		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queries,
 		UI: ui, Clients: brokerClients{n.broker, n.id},
 	})
 	n.onClose("api", func(context.Context) error { return n.api.Close() })

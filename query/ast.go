@@ -4,7 +4,8 @@ package query
 // nothing outside parse.go and convert*.go knows the parser's types. Every
 // node that can be the subject of an error carries its position.
 
-// statement is one parsed statement: *selectStmt, *showStmt or *describeStmt.
+// statement is one parsed statement: *selectStmt, *showStmt,
+// *describeStmt, *createStreamStmt or *terminateStmt.
 type statement interface{ isStatement() }
 
 type selectStmt struct {
@@ -35,9 +36,24 @@ type orderItem struct {
 	desc bool
 }
 
-// showStmt is SHOW STREAMS or SHOW TABLES.
+// showStmt is SHOW STREAMS, SHOW TABLES or SHOW QUERIES.
 type showStmt struct {
-	what string // "streams" or "tables"
+	what string // "streams", "tables" or "queries"
+}
+
+// createStreamStmt is CREATE STREAM name [WITH (...)] AS SELECT ...
+// [EMIT ...]: a continuous query (continuous.go).
+type createStreamStmt struct {
+	create *createClause
+	sel    *selectStmt
+	emit   string // "", "changes" or "final"
+	emitAt Pos
+}
+
+// terminateStmt is TERMINATE [QUERY] id.
+type terminateStmt struct {
+	id  string
+	pos Pos
 }
 
 // describeStmt is DESCRIBE <table>.
@@ -45,9 +61,11 @@ type describeStmt struct {
 	table tableRef
 }
 
-func (*selectStmt) isStatement()   {}
-func (*showStmt) isStatement()     {}
-func (*describeStmt) isStatement() {}
+func (*selectStmt) isStatement()       {}
+func (*showStmt) isStatement()         {}
+func (*describeStmt) isStatement()     {}
+func (*createStreamStmt) isStatement() {}
+func (*terminateStmt) isStatement()    {}
 
 // fromExpr is a table reference or a join.
 type fromExpr interface{ isFrom() }

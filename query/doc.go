@@ -1,6 +1,7 @@
-// Package query is mqstream's SQL engine: read-only SQL over the records of
-// streams and over live statistics tables. `mqstream sql` and POST
-// /v1/query (Handler) use it; docs/sql.md is the user's reference.
+// Package query is mqstream's SQL engine: SQL over the records of streams
+// and over live statistics tables, and the compiler of continuous queries
+// (CREATE STREAM ... AS SELECT, which package cq runs). `mqstream sql` and
+// POST /v1/query (Handler) use it; docs/sql.md is the user's reference.
 //
 // # Front end
 //
@@ -9,8 +10,23 @@
 // of our own (ast.go, convert.go), so the parser's types never leave
 // parse.go and convert.go. The parser's tree has no positions; lex.go
 // tokenizes the text with the parser's own tokenizer and finds where names
-// and literals appear, so errors carry a line and column. SHOW STREAMS is
-// not MySQL and is recognised from its tokens.
+// and literals appear, so errors carry a line and column. SHOW STREAMS,
+// SHOW QUERIES and TERMINATE QUERY are not MySQL and are recognised from
+// their tokens. peel.go takes the continuous-query additions off the text
+// before Vitess sees it (CREATE STREAM name [WITH (...)] AS, a trailing
+// EMIT, INTERVAL n UNIT inside window calls), blanking them in place so
+// every offset still points into the user's text.
+//
+// # Continuous queries
+//
+// CompileContinuous binds the SELECT of a CREATE STREAM statement like an
+// ad-hoc one (selectPlan.bind), but against one stream whose every unknown
+// name is a payload field (no sampling: the stream may be empty) plus the
+// window_start and window_end columns, and returns a Continuous that
+// evaluates one record at a time: Eval (WHERE and the group key), NewGroup
+// and Add (the aggregates' accumulators), Result (HAVING and the output
+// record's JSON). The engine hands CREATE STREAM, SHOW QUERIES and
+// TERMINATE QUERY to Options.Queries.
 //
 // # Tables
 //

@@ -115,6 +115,9 @@ type Options struct {
 	MaxRowsScanned int64
 	// Timeout stops a query that runs longer; 0 means 30 s.
 	Timeout time.Duration
+	// Queries runs continuous queries (CREATE STREAM ... AS SELECT, SHOW
+	// QUERIES, TERMINATE QUERY); nil makes them an error.
+	Queries Queries
 	// Now returns the current time (now() in SQL); nil means time.Now.
 	Now func() time.Time
 	// Logger receives the engine's logs; nil means slog.Default().
@@ -239,7 +242,12 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 	}
 	now := e.opts.Now()
 	switch s := stmt.(type) {
+	case *createStreamStmt, *terminateStmt:
+		return e.continuous(ctx, s, sql)
 	case *showStmt:
+		if s.what == "queries" {
+			return e.continuous(ctx, s, sql)
+		}
 		if s.what == "tables" {
 			return e.showTables(), nil
 		}

@@ -14,6 +14,9 @@ const (
 	CodeSQL = "sql_error"
 	// CodeBudget: the query hit its row or time budget and was stopped.
 	CodeBudget = "query_budget"
+	// CodeForbidden: the caller may not run this statement (it changes
+	// the node and the caller may only read).
+	CodeForbidden = "forbidden"
 	// CodeInternal: the store or another part of the node failed.
 	CodeInternal = "internal"
 )

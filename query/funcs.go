@@ -636,6 +636,9 @@ func castValue(v any, to Type) (any, error) {
 
 // compileCall binds a scalar function call.
 func (b *binder) compileCall(x *call, sc *scope) (*compiled, error) {
+	if windowFuncs[x.name] {
+		return nil, errorf(x.pos, "%s() is a window: it goes in the GROUP BY of a continuous query (CREATE STREAM <name> AS SELECT ... GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))", x.name)
+	}
 	if x.distinct || x.star {
 		return nil, errorf(x.pos, "%s() is not an aggregate: DISTINCT and * do not apply", x.name)
 	}

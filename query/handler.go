@@ -48,6 +48,7 @@ type ErrorDetail struct {
 //	400 query_budget           the row or time budget stopped the query
 //	400 bad_request            the request is not {"sql": "..."}
 //	405 bad_request            not a POST
+//	403 forbidden              CREATE STREAM or TERMINATE QUERY by a caller that may only read
 //	413 too_large              body over 1 MiB
 //	500 internal               anything else (logged)
 func Handler(e *Engine) http.Handler {
@@ -69,8 +70,11 @@ func Handler(e *Engine) http.Handler {
 				qe = asError(err)
 			}
 			status := http.StatusBadRequest
-			if qe.Code == CodeInternal {
+			switch qe.Code {
+			case CodeInternal:
 				status = http.StatusInternalServerError
+			case CodeForbidden:
+				status = http.StatusForbidden
 			}
 			writeError(w, status, ErrorDetail{Code: qe.Code, Message: qe.Message, Line: qe.Line, Column: qe.Column})
 			return

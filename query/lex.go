@@ -18,7 +18,11 @@ type token struct {
 // offsets to line/column and finds where names appear, since the parser's
 // tree carries no positions.
 type source struct {
-	sql    string
+	sql string
+	// user is the text as the user wrote it, when sql is that text with
+	// parts blanked out (peel.go; same byte length): positions count
+	// the user's characters.
+	user   string
 	toks   []token
 	cursor int // token index after the last name found (names are mostly looked up in text order)
 }
@@ -55,15 +59,19 @@ func isSpace(c byte) bool {
 // pos converts a byte offset into a 1-based line and column (columns count
 // characters, not bytes).
 func (s *source) pos(offset int) Pos {
-	offset = max(0, min(offset, len(s.sql)))
+	text := s.sql
+	if s.user != "" {
+		text = s.user
+	}
+	offset = max(0, min(offset, len(text)))
 	line, lineStart := 1, 0
 	for i := 0; i < offset; i++ {
-		if s.sql[i] == '\n' {
+		if text[i] == '\n' {
 			line++
 			lineStart = i + 1
 		}
 	}
-	return Pos{Line: line, Column: utf8.RuneCountInString(s.sql[lineStart:offset]) + 1}
+	return Pos{Line: line, Column: utf8.RuneCountInString(text[lineStart:offset]) + 1}
 }
 
 // significant reports tokens that are neither comments nor errors.

@@ -51,13 +51,46 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "streams") {
 		return &showStmt{what: "streams"}, src, nil
 	}
-	stmt, err := ps.p.ParseStrictDDL(sql)
+	// SHOW QUERIES and TERMINATE [QUERY] id are ours too.
+	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "queries") {
+		return &showStmt{what: "queries"}, src, nil
+	}
+	if sig[0].typ == sqlparser.ID && strings.EqualFold(sig[0].text, "terminate") {
+		rest := sig[1:]
+		if len(rest) > 0 && strings.EqualFold(rest[0].text, "query") {
+			rest = rest[1:]
+		}
+		if len(rest) != 1 || !nameToken(rest[0]) {
+			p := src.pos(sig[0].start)
+			return nil, src, &Error{Code: CodeSyntax, Message: "syntax error: write TERMINATE QUERY <id> (SHOW QUERIES lists them)", Line: p.Line, Column: p.Column}
+		}
+		return &terminateStmt{id: rest[0].text, pos: src.pos(rest[0].start)}, src, nil
+	}
+	pl, err := peel(src, sig)
+	if err != nil {
+		return nil, src, err
+	}
+	if pl.sql != sql {
+		user := sql
+		src = newSource(ps.p, pl.sql)
+		src.user = user
+	}
+	stmt, err := ps.p.ParseStrictDDL(pl.sql)
 	if err != nil {
 		return nil, src, syntaxError(src, err)
 	}
 	st, err := convertStatement(src, stmt)
 	if err != nil {
 		return nil, src, err
+	}
+	sel, isSelect := st.(*selectStmt)
+	switch {
+	case pl.create != nil && !isSelect:
+		return nil, src, errorf(pl.create.namePos, "CREATE STREAM %s AS needs a SELECT", pl.create.name)
+	case pl.create != nil:
+		return &createStreamStmt{create: pl.create, sel: sel, emit: pl.emit, emitAt: pl.emitAt}, src, nil
+	case pl.emit != "":
+		return nil, src, errorf(pl.emitAt, "push queries (SELECT ... EMIT CHANGES) are not supported yet: use CREATE STREAM <name> AS SELECT ... to run a query continuously")
 	}
 	return st, src, nil
 }

@@ -68,6 +68,16 @@ func (e *Engine) planSelect(ctx context.Context, s *selectStmt, src *source, now
 			}
 		}
 	}
+	if err := p.bind(b, s); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// bind binds the statement to the plan's tables (resolved, with their
+// payload fields): the joins, WHERE, GROUP BY, the select list, HAVING,
+// ORDER BY and LIMIT.
+func (p *selectPlan) bind(b *binder, s *selectStmt) error {
 	var cols []scopeCol
 	for ti, t := range p.tables {
 		t.base = len(cols)
@@ -84,13 +94,13 @@ func (e *Engine) planSelect(ctx context.Context, s *selectStmt, src *source, now
 	plain := &scope{cols: cols}
 
 	if err := p.bindJoins(b, plain); err != nil {
-		return nil, err
+		return err
 	}
 	if err := p.bindWhere(b, s.where, plain); err != nil {
-		return nil, err
+		return err
 	}
 
-	p.agg = len(s.groupBy) > 0 || s.having != nil && hasAggregate(s.having)
+	p.agg = p.agg || len(s.groupBy) > 0 || s.having != nil && hasAggregate(s.having)
 	for _, it := range s.items {
 		p.agg = p.agg || !it.star && hasAggregate(it.e)
 	}
@@ -98,7 +108,7 @@ func (e *Engine) planSelect(ctx context.Context, s *selectStmt, src *source, now
 		p.agg = p.agg || hasAggregate(o.e)
 	}
 	if err := p.bindGroupBy(b, s, plain); err != nil {
-		return nil, err
+		return err
 	}
 
 	// The select list.
@@ -123,16 +133,16 @@ func (e *Engine) planSelect(ctx context.Context, s *selectStmt, src *source, now
 				}
 			}
 			if len(p.tables) == 0 {
-				return nil, errorf(it.starPos, "SELECT * needs a FROM clause")
+				return errorf(it.starPos, "SELECT * needs a FROM clause")
 			}
 			if n == 0 {
-				return nil, errorf(it.starPos, "unknown table %q in %s.*: the tables of this query are %s", it.starTable, it.starTable, b.tableList())
+				return errorf(it.starPos, "unknown table %q in %s.*: the tables of this query are %s", it.starTable, it.starTable, b.tableList())
 			}
 			continue
 		}
 		c, err := b.compile(it.e, itemScope)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		name := it.alias
 		if name == "" {
@@ -152,23 +162,23 @@ func (e *Engine) planSelect(ctx context.Context, s *selectStmt, src *source, now
 	if s.having != nil {
 		h, err := b.compile(s.having, late)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.having = h
 	}
 	for _, o := range s.orderBy {
 		c, err := p.bindOrderItem(b, o.e, late)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.order = append(p.order, c)
 		p.desc = append(p.desc, o.desc)
 	}
 	if err := p.bindLimit(b, s); err != nil {
-		return nil, err
+		return err
 	}
 	p.natural = p.naturalOrder(b, s, plain)
-	return p, nil
+	return nil
 }
 
 // bindJoins binds each join's ON condition and derives, per joined table,

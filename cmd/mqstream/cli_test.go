@@ -171,3 +171,24 @@ func TestUserCommands(t *testing.T) {
 		t.Fatalf("missing --file: %v", err)
 	}
 }
+
+func TestQueryCommands(t *testing.T) {
+	n := startTestNode(t)
+	srv := "--server=" + n.HTTPAddr()
+	mustRun(t, "stream", "create", "temps", srv)
+	if out := mustRun(t, "sql", "-e", "CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 1 SECOND)", srv); !strings.Contains(out, "query hot created") {
+		t.Fatalf("create: %q", out)
+	}
+	if out := mustRun(t, "query", "ls", srv); !strings.Contains(out, "hot") || !strings.Contains(out, "running") || !strings.Contains(out, "temps") {
+		t.Fatalf("ls: %q", out)
+	}
+	if out := mustRun(t, "query", "describe", "hot", srv); !strings.Contains(out, "CREATE STREAM hot") || !strings.Contains(out, "sink:") {
+		t.Fatalf("describe: %q", out)
+	}
+	if out := mustRun(t, "query", "rm", "hot", srv); !strings.Contains(out, "query hot terminated") {
+		t.Fatalf("rm: %q", out)
+	}
+	if _, err := runCmd(t, "query", "rm", "hot", srv); err == nil || !strings.Contains(err.Error(), `query "hot"`) {
+		t.Fatalf("rm again: %v", err)
+	}
+}

@@ -25,6 +25,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("server", "", "HTTP API of the node to talk to (default $MQSTREAM_SERVER or "+defaultServer+")")
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newStreamCmd(), newGroupCmd(), newNodeCmd(), newClusterCmd(), newUserCmd(), newSQLCmd(), newHealthcheckCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newStreamCmd(), newGroupCmd(), newNodeCmd(), newClusterCmd(), newUserCmd(), newSQLCmd(), newQueryCmd(), newHealthcheckCmd())
 	return root
 }

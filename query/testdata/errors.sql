@@ -164,3 +164,18 @@ error sql_error 0:0: variables and placeholders are not supported: @x
 # Run-time errors that are not about types name the record.
 > SELECT _offset FROM temperatures WHERE _topic REGEXP concat('(', sensor)
 error sql_error 1:40: bad regular expression "(s1": error parsing regexp: missing closing ): `(s1` (stream temperatures, offset 0)
+
+> SELECT count(*) FROM temperatures GROUP BY TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:44: tumbling() is a window: it goes in the GROUP BY of a continuous query (CREATE STREAM <name> AS SELECT ... GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
+
+> SELECT count(*) FROM temperatures EMIT CHANGES
+error sql_error 1:35: push queries (SELECT ... EMIT CHANGES) are not supported yet: use CREATE STREAM <name> AS SELECT ... to run a query continuously
+
+> SHOW QUERIES
+error sql_error 0:0: continuous queries are not available on this node
+
+> TERMINATE QUERY
+error sql_syntax 1:1: syntax error: write TERMINATE QUERY <id> (SHOW QUERIES lists them)
+
+> CREATE STREAM hot AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 0:0: continuous queries are not available on this node

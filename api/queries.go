@@ -1,0 +1,70 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/mqstream/mqstream/query"
+)
+
+// Queries are the node's continuous queries (created with CREATE STREAM
+// ... AS SELECT through POST /v1/query).
+type Queries interface {
+	List() []query.QueryInfo
+	Terminate(ctx context.Context, id string) error
+}
+
+func (s *Server) queries() (Queries, error) {
+	if s.opts.Queries == nil {
+		return nil, fmt.Errorf("%w: this node runs no continuous queries", errNotReady)
+	}
+	return s.opts.Queries, nil
+}
+
+func (s *Server) listQueries(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	qs, err := s.queries()
+	if err != nil {
+		return 0, nil, err
+	}
+	list := qs.List()
+	if list == nil {
+		list = []query.QueryInfo{}
+	}
+	return http.StatusOK, map[string]any{"queries": list}, nil
+}
+
+// pathQuery returns the queries and the one /v1/queries/{id} names, or
+// errNotFound.
+func (s *Server) pathQuery(r *http.Request) (Queries, query.QueryInfo, error) {
+	qs, err := s.queries()
+	if err != nil {
+		return nil, query.QueryInfo{}, err
+	}
+	id := r.PathValue("id")
+	for _, q := range qs.List() {
+		if q.ID == id {
+			return qs, q, nil
+		}
+	}
+	return nil, query.QueryInfo{}, fmt.Errorf("%w: query %q", errNotFound, id)
+}
+
+func (s *Server) getQuery(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	_, q, err := s.pathQuery(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, q, nil
+}
+
+func (s *Server) deleteQuery(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	qs, q, err := s.pathQuery(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := qs.Terminate(r.Context(), q.ID); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}

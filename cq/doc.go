@@ -1,0 +1,63 @@
+// Package cq runs continuous queries: CREATE STREAM name AS SELECT ...
+// FROM source ... GROUP BY keys, TUMBLING(size), compiled by package query
+// (query.CompileContinuous) and run here, one goroutine per query, for as
+// long as the query exists, across restarts.
+//
+// # Windows
+//
+// Windows are tumbling, half-open [start, start + size) and aligned to the
+// Unix epoch (plus an optional offset). Event time is the record's
+// _timestamp, the time it was appended, which never decreases within a
+// stream. The state is one accumulator set per key and open window
+// (query.Group), never the records themselves (window.go).
+//
+// The watermark says which windows are complete. A record at time ts
+// raises it to ts: no later record of the stream can be older. When the
+// query has read every record of its input, it also rises to
+// now - IdleTimeout, so windows close when input stops instead of waiting
+// for the next record. This never changes what a window holds, only when
+// it closes: a record appended later is stamped later than now. A window
+// closes once the watermark reaches its end; it then outputs one record
+// per key (EMIT FINAL), unless HAVING drops it, and its state is freed. A
+// record whose window the watermark has already passed is late: it is
+// counted (SHOW QUERIES), never silently dropped. With _timestamp as event
+// time this only happens if the clock of whoever stamps records goes
+// backwards.
+//
+// # Exactly once
+//
+// The output of a query is a function of its input: the same records
+// give the same windows, the same rows in the same order. What must not
+// happen is output lost or written twice across a crash. The query's
+// progress is therefore carried by its output itself:
+//
+//   - all the rows of the windows one watermark closes are appended as one
+//     request, which the store commits whole or not at all (one Pebble
+//     batch; in cluster mode one replicated entry), and every record
+//     carries the query's id and that watermark in its user properties
+//     (mqstream-query, mqstream-watermark);
+//   - the runner waits until that request is durable before it goes on, so
+//     output requests are durable in watermark order;
+//   - at start, the progress is the watermark of the newest output record
+//     of the query, or a newer hint from the key/value namespace (written
+//     after the output it covers was durable, and every second while the
+//     watermark moves without closing windows that have rows). Every
+//     window ending at or before it has been output; the first one that
+//     has not starts at Window.Start(watermark). The runner reads the
+//     input again from the first record at or after that instant
+//     (OffsetAt: timestamps never decrease, so this is a bisection) and
+//     rebuilds the open windows from it.
+//
+// A crash before an output request is durable leaves none of it, and the
+// windows are rebuilt and output again; a crash after it leaves its marker,
+// and they are not. There is no moment where output and progress disagree,
+// so there is no separate checkpoint to keep in step with the output, and
+// the state that must survive a restart is just one number. The cost is
+// re-reading the input of the open windows at start-up (at most one window
+// of input, plus the idle time).
+//
+// Limits of this first part: tumbling windows on _timestamp only, EMIT
+// FINAL only; a query runs on the node where it was created (in cluster
+// mode its output goes through the shards like any write, but the query
+// does not move on failover).
+package cq

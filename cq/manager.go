@@ -1,0 +1,297 @@
+package cq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Reader reads the streams: the local store (*streams.Store).
+type Reader interface {
+	DescribeStream(name string) (streams.StreamInfo, error)
+	Read(name string, from uint64, opts streams.ReadOptions) ([]streams.Record, error)
+	// Notify returns a channel closed when the stream grows past next.
+	Notify(name string) (ch <-chan struct{}, next uint64, err error)
+	// OffsetAt returns the first offset whose timestamp is at or after t.
+	OffsetAt(name string, t time.Time) (uint64, error)
+}
+
+// Writer creates output streams and appends to them: the store, or in
+// cluster mode the shards in front of it.
+type Writer interface {
+	Submit(req streams.AppendRequest) error
+	CreateStream(ctx context.Context, name string, r streams.Retention) (streams.StreamInfo, error)
+}
+
+// KV keeps the query definitions and progress hints (*streams.KV).
+type KV interface {
+	Get(key []byte) (value []byte, ok bool, err error)
+	Scan(prefix []byte, fn func(key, value []byte) error) error
+	Write(ctx context.Context, writes ...streams.KVWrite) error
+	Submit(writes []streams.KVWrite, noSync bool, done func(error)) error
+}
+
+// Options configure a Manager.
+type Options struct {
+	Reader Reader // required
+	Writer Writer // required
+	KV     KV     // required
+	// IdleTimeout closes windows when input stops: once the query has read
+	// every record, the watermark is at least now - IdleTimeout. 0 means
+	// 10 s.
+	IdleTimeout time.Duration
+	// Tick is how often an idle query checks for windows to close; 0 means
+	// 250 ms.
+	Tick time.Duration
+	// HintInterval bounds how often an idle query records a watermark that
+	// moved without output; 0 means 1 s.
+	HintInterval time.Duration
+	// Now is the clock of the idle timeout; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+
+	// afterOutput, if set, is called once a request of output records is
+	// durable, before its progress hint is written; returning true stops
+	// the query there, as a crash would (tests).
+	afterOutput func(id string) (crash bool)
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 10 * time.Second // a few missed sensor reports; well over commit latency
+	}
+	if o.Tick == 0 {
+		o.Tick = 250 * time.Millisecond // windows close within IdleTimeout + Tick
+	}
+	if o.HintInterval == 0 {
+		o.HintInterval = time.Second // at most one small write per second per idle query
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with the options at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Reader == nil {
+		errs = append(errs, errors.New("reader is nil"))
+	}
+	if o.Writer == nil {
+		errs = append(errs, errors.New("writer is nil"))
+	}
+	if o.KV == nil {
+		errs = append(errs, errors.New("kv is nil"))
+	}
+	if o.IdleTimeout < 0 || o.Tick < 0 || o.HintInterval < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Manager runs the continuous queries of a node: one runner goroutine per
+// query. It implements query.Queries.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+	ctx  context.Context // canceled by Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		// queries are the running queries by id; closed refuses new ones.
+		queries map[string]*runner
+		closed  bool
+	}
+}
+
+var _ query.Queries = (*Manager)(nil)
+
+// New creates a manager; Start restores the persisted queries.
+func New(opts Options) (*Manager, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("cq: invalid options: %w", err)
+	}
+	m := &Manager{opts: opts, log: opts.Logger.With("component", "cq")}
+	m.ctx, m.stop = context.WithCancel(context.Background())
+	m.mu.queries = map[string]*runner{}
+	return m, nil
+}
+
+// Start restores the queries kept in the key/value namespace and starts
+// them. A query whose SQL no longer compiles is listed with an error.
+func (m *Manager) Start() error {
+	var defs []definition
+	err := m.opts.KV.Scan([]byte(defPrefix), func(_, v []byte) error {
+		d, err := decodeDefinition(v)
+		if err != nil {
+			return fmt.Errorf("cq: query definition: %w", err)
+		}
+		defs = append(defs, d)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range defs {
+		c, err := query.CompileContinuous(d.SQL)
+		r := newRunner(m, d, c)
+		if err != nil {
+			r.fail(fmt.Errorf("the query no longer compiles: %w", err))
+			r.cancel()
+			close(r.done) // it never runs
+			m.log.Error("continuous query not restored", "query", d.ID, "error", err)
+		}
+		if !m.add(r) {
+			return errors.New("cq: manager closed")
+		}
+		if c != nil {
+			m.launch(r)
+			m.log.Info("continuous query restored", "query", d.ID, "source", c.Source)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) add(r *runner) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		return false
+	}
+	m.mu.queries[r.def.ID] = r
+	return true
+}
+
+func (m *Manager) launch(r *runner) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		r.run()
+	}()
+}
+
+// Create compiles sql, keeps its definition, creates its output stream
+// and starts it.
+func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, error) {
+	c, err := query.CompileContinuous(sql)
+	if err != nil {
+		return query.QueryInfo{}, err
+	}
+	at := func(p query.Pos, format string, args ...any) error {
+		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf(format, args...), Line: p.Line, Column: p.Column}
+	}
+	if _, err := m.opts.Reader.DescribeStream(c.Source); errors.Is(err, streams.ErrStreamNotFound) {
+		return query.QueryInfo{}, at(c.SourceAt, "unknown stream %q: a continuous query reads an existing stream (SHOW STREAMS lists them)", c.Source)
+	} else if err != nil {
+		return query.QueryInfo{}, err
+	}
+	if c.Source == c.Name {
+		return query.QueryInfo{}, at(c.SourceAt, "a query cannot read the stream it writes")
+	}
+	if _, err := m.opts.Reader.DescribeStream(c.Name); err == nil {
+		return query.QueryInfo{}, at(query.Pos{}, "stream %s already exists: a continuous query creates its output stream (choose another name, or delete the stream)", c.Name)
+	}
+	d := definition{ID: c.Name, SQL: strings.TrimSpace(sql), Created: m.opts.Now().UTC()}
+	r := newRunner(m, d, c)
+	m.mu.Lock()
+	switch {
+	case m.mu.closed:
+		m.mu.Unlock()
+		return query.QueryInfo{}, errors.New("cq: manager closed")
+	case m.mu.queries[d.ID] != nil:
+		m.mu.Unlock()
+		return query.QueryInfo{}, at(query.Pos{}, "query %s already exists (SHOW QUERIES lists them)", d.ID)
+	}
+	m.mu.queries[d.ID] = r // reserves the id
+	m.mu.Unlock()
+	undo := func(err error) (query.QueryInfo, error) {
+		m.mu.Lock()
+		delete(m.mu.queries, d.ID)
+		m.mu.Unlock()
+		return query.QueryInfo{}, err
+	}
+	v, err := encodeDefinition(d)
+	if err != nil {
+		return undo(err)
+	}
+	// The definition first: a crash before the stream exists leaves a
+	// query that creates it when restored, never a stream without query.
+	if err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(d.ID), Value: v}); err != nil {
+		return undo(fmt.Errorf("cq: keep query %s: %w", d.ID, err))
+	}
+	if _, err := m.opts.Writer.CreateStream(ctx, c.Name, streams.Retention{}); err != nil {
+		_ = m.opts.KV.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true})
+		if errors.Is(err, streams.ErrStreamExists) {
+			return undo(at(query.Pos{}, "stream %s already exists: a continuous query creates its output stream", c.Name))
+		}
+		return undo(fmt.Errorf("cq: create stream %s: %w", c.Name, err))
+	}
+	m.launch(r)
+	m.log.Info("continuous query created", "query", d.ID, "source", c.Source, "window", c.Window.Size)
+	return r.info(), nil
+}
+
+// List returns every query, sorted by id.
+func (m *Manager) List() []query.QueryInfo {
+	m.mu.Lock()
+	rs := make([]*runner, 0, len(m.mu.queries))
+	for _, r := range m.mu.queries {
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	out := make([]query.QueryInfo, len(rs))
+	for i, r := range rs {
+		out[i] = r.info()
+	}
+	slices.SortFunc(out, func(a, b query.QueryInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// ErrNotFound: no query has the id.
+var ErrNotFound = errors.New("query not found")
+
+// Terminate stops query id and forgets it; its output stream stays.
+func (m *Manager) Terminate(ctx context.Context, id string) error {
+	m.mu.Lock()
+	r := m.mu.queries[id]
+	m.mu.Unlock()
+	if r == nil {
+		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown query %q (SHOW QUERIES lists them)", id), Err: ErrNotFound}
+	}
+	r.terminate()
+	err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true})
+	if err != nil {
+		return fmt.Errorf("cq: forget query %s: %w", id, err)
+	}
+	m.mu.Lock()
+	delete(m.mu.queries, id)
+	m.mu.Unlock()
+	m.log.Info("continuous query terminated", "query", id)
+	return nil
+}
+
+// Close stops every query (they resume from their progress at the next
+// Start). It is idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.mu.closed = true
+	m.mu.Unlock()
+	m.stop()
+	m.wg.Wait()
+	return nil
+}

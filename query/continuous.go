@@ -1,0 +1,476 @@
+package query
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Continuous is a compiled continuous query, CREATE STREAM name AS SELECT
+// ... FROM source [WHERE ...] GROUP BY k, ..., TUMBLING(size): the plan of
+// its SELECT bound to one input stream, evaluated one record at a time.
+// Package cq runs it; this type only evaluates (it reads no store).
+//
+// The evaluation methods share one row buffer: a Continuous is used by one
+// goroutine at a time.
+type Continuous struct {
+	// Name is the output stream (and the query's id).
+	Name string
+	// Topic is the MQTT topic of the output records (WITH (topic = ...);
+	// by default the stream's name).
+	Topic string
+	// Source is the input stream, named at SourceAt in SQL.
+	Source   string
+	SourceAt Pos
+	// Window is the query's tumbling window.
+	Window Window
+	// SQL is the statement as written.
+	SQL string
+	// Columns are the keys of the output records' JSON objects, in order:
+	// window_start and window_end (unless the select list names them),
+	// then the select list.
+	Columns []string
+
+	p      *selectPlan
+	t      *tableInst
+	ws, we int // row slots of window_start and window_end
+	lead   int // window columns prepended to the output: 0 or 2
+	row    []any
+	key    []byte
+	post   []any
+	names  [][]byte // Columns, JSON-encoded
+}
+
+// Window is a tumbling window: windows are [start, start + Size), their
+// starts aligned to the Unix epoch plus Offset.
+type Window struct {
+	Size   time.Duration
+	Offset time.Duration
+}
+
+// Start returns the start of the window holding t.
+func (w Window) Start(t time.Time) time.Time {
+	ns, size := t.UnixNano()-int64(w.Offset), int64(w.Size)
+	m := ns % size
+	if m < 0 {
+		m += size
+	}
+	return time.Unix(0, ns-m+int64(w.Offset)).UTC()
+}
+
+// Group is the state of one key in one window: its first row (for the
+// columns that are neither grouped nor aggregated) and its aggregates'
+// accumulators. It never holds more than one row.
+type Group struct {
+	first  []any
+	states []aggState
+}
+
+// CompileContinuous parses and binds a CREATE STREAM ... AS SELECT
+// statement. Errors are *Error with positions in sql.
+func CompileContinuous(sql string) (*Continuous, error) {
+	ps, err := newParser()
+	if err != nil {
+		return nil, err
+	}
+	st, src, err := ps.parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	cs, ok := st.(*createStreamStmt)
+	if !ok {
+		first := Pos{}
+		if len(src.toks) > 0 {
+			first = src.pos(src.toks[0].start)
+		}
+		return nil, errorf(first, "a continuous query is written CREATE STREAM <name> AS SELECT ...")
+	}
+	return planContinuous(cs, src, sql)
+}
+
+// windowColumns are the columns a windowed query adds to its input.
+const (
+	colWindowStart = "window_start"
+	colWindowEnd   = "window_end"
+)
+
+func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous, error) {
+	s := cs.sel
+	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, SQL: sql}
+	if err := streams.ValidateName(c.Name); err != nil || streams.IsReserved(c.Name) {
+		return nil, errorf(cs.create.namePos, "%q cannot name a stream: 1 to 255 characters without spaces, '/', '+', '#', not starting with '$'", c.Name)
+	}
+	for _, o := range cs.create.with {
+		switch o.key {
+		case "topic":
+			t, ok := o.value.(string)
+			if !ok || t == "" || strings.ContainsAny(t, "+#") {
+				return nil, errorf(o.pos, "topic must be a topic name in quotes, without wildcards")
+			}
+			c.Topic = t
+		default:
+			return nil, errorf(o.pos, "unknown option %s in WITH (...): the options are topic", o.key)
+		}
+	}
+	if cs.emit == "changes" {
+		return nil, errorf(cs.emitAt, "EMIT CHANGES is not supported yet: windows emit one final row per key (EMIT FINAL)")
+	}
+	if err := checkContinuous(s, src); err != nil {
+		return nil, err
+	}
+	ref := s.from.(*tableRef)
+	c.Source, c.SourceAt = ref.name, ref.pos
+
+	// The window: exactly one window call in GROUP BY.
+	var keys []expr
+	var win *call
+	for _, g := range s.groupBy {
+		if w, ok := g.(*call); ok && windowFuncs[w.name] {
+			if win != nil {
+				return nil, errorf(w.pos, "a query has one window")
+			}
+			win = w
+			continue
+		}
+		keys = append(keys, g)
+	}
+	if win == nil {
+		at := src.findKeyword("group")
+		if at.Line == 0 {
+			at = ref.pos
+		}
+		return nil, errorf(at, "a continuous query needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (queries without a window are not supported yet)")
+	}
+	var err error
+	if c.Window, err = windowOf(win); err != nil {
+		return nil, err
+	}
+
+	// The input: the stream's metadata columns, every other name the query
+	// uses as a payload field (streams have no schema, and the stream may
+	// still be empty), and the window's bounds.
+	t := &tableInst{ref: ref, label: ref.label(), stream: &streams.StreamInfo{Name: ref.name}, cols: metaColumns(), rng: fullRange()}
+	for _, name := range payloadNames(s, ref) {
+		t.fields = append(t.fields, fieldInfo{name: name})
+		t.cols = append(t.cols, colDef{name: name, typ: TAny, desc: "payload field"})
+	}
+	c.ws, c.we = len(t.cols), len(t.cols)+1
+	t.cols = append(t.cols, colDef{colWindowStart, TTime, "start of the window"}, colDef{colWindowEnd, TTime, "end of the window (excluded)"})
+	c.t = t
+	c.p = &selectPlan{aggs: &aggSet{}, limit: -1, outs: new([]any), tables: []*tableInst{t}, agg: true}
+	bound := *s
+	bound.groupBy = keys
+	b := &binder{src: src, funcs: builtinFuncs()}
+	if err := c.p.bind(b, &bound); err != nil {
+		return nil, err
+	}
+	named := map[string]bool{}
+	for _, n := range c.p.names {
+		named[strings.ToLower(n)] = true
+	}
+	if !named[colWindowStart] && !named[colWindowEnd] {
+		c.lead = 2
+		c.Columns = append(c.Columns, colWindowStart, colWindowEnd)
+	}
+	seen := map[string]int{}
+	for _, n := range c.p.names {
+		seen[n]++
+		if seen[n] > 1 {
+			n = fmt.Sprintf("%s_%d", n, seen[n])
+		}
+		c.Columns = append(c.Columns, n)
+	}
+	for _, n := range c.Columns {
+		k, _ := json.Marshal(n)
+		c.names = append(c.names, k)
+	}
+	c.row = make([]any, c.p.width)
+	c.post = make([]any, c.p.width+len(c.p.aggs.specs))
+	return c, nil
+}
+
+// checkContinuous refuses what a continuous query cannot do (yet), with
+// the position of the construct.
+func checkContinuous(s *selectStmt, src *source) error {
+	ref, single := s.from.(*tableRef)
+	switch {
+	case s.from == nil:
+		return errorf(Pos{}, "a continuous query reads a stream: CREATE STREAM <name> AS SELECT ... FROM <stream> ...")
+	case !single:
+		return errorf(src.findKeyword("join"), "joins are not supported in continuous queries yet")
+	case strings.EqualFold(ref.schema, schemaStats):
+		return errorf(ref.pos, "a continuous query reads a stream, not a statistics table")
+	case ref.schema != "" && !strings.EqualFold(ref.schema, schemaStream):
+		return errorf(ref.pos, "unknown schema %q: a continuous query reads a stream", ref.schema)
+	case s.distinct:
+		return errorf(src.findKeyword("distinct"), "SELECT DISTINCT is not supported in continuous queries")
+	case len(s.orderBy) > 0:
+		return errorf(src.findKeyword("order"), "ORDER BY is not supported in continuous queries: output records are in window order")
+	case s.limit != nil:
+		return errorf(src.findKeyword("limit"), "LIMIT is not supported in continuous queries")
+	}
+	for _, it := range s.items {
+		if it.star {
+			return errorf(it.starPos, "SELECT * is not supported in continuous queries: name the columns")
+		}
+	}
+	var bad *call
+	check := func(e expr) {
+		walk(e, func(x expr) bool {
+			if c, ok := x.(*call); ok && c.name == "now" && bad == nil {
+				bad = c
+			}
+			return bad == nil
+		})
+	}
+	for _, it := range s.items {
+		check(it.e)
+	}
+	for _, e := range append([]expr{s.where, s.having}, s.groupBy...) {
+		check(e)
+	}
+	if bad != nil {
+		return errorf(bad.pos, "now() is not allowed in a continuous query: its rows must not depend on when they are computed (use _timestamp or window_start)")
+	}
+	return nil
+}
+
+// windowOf reads a window call: TUMBLING(size), TUMBLE(_timestamp, size
+// [, offset]) or TUMBLINGWINDOW(unit, n).
+func windowOf(w *call) (Window, error) {
+	var sizeArg, offsetArg expr
+	switch w.name {
+	case "tumbling":
+		if len(w.args) != 1 {
+			return Window{}, errorf(w.pos, "TUMBLING takes the window size: TUMBLING(INTERVAL 10 SECOND)")
+		}
+		sizeArg = w.args[0]
+	case "tumble":
+		if len(w.args) < 2 || len(w.args) > 3 {
+			return Window{}, errorf(w.pos, "TUMBLE takes the time column, the size and an optional offset: TUMBLE(_timestamp, INTERVAL 10 SECOND)")
+		}
+		ts, ok := w.args[0].(*columnRef)
+		if !ok || !strings.EqualFold(ts.name, "_timestamp") {
+			return Window{}, errorf(w.args[0].position(), "windows run on _timestamp (the append time) for now: event time from the payload is not supported yet")
+		}
+		sizeArg = w.args[1]
+		if len(w.args) == 3 {
+			offsetArg = w.args[2]
+		}
+	case "tumblingwindow":
+		if len(w.args) != 2 {
+			return Window{}, errorf(w.pos, "TUMBLINGWINDOW takes a unit and a number: TUMBLINGWINDOW(ss, 10)")
+		}
+		unit, ok := w.args[0].(*columnRef)
+		n, isNum := literalValue(w.args[1]).(int64)
+		if !ok || !isNum {
+			return Window{}, errorf(w.pos, "TUMBLINGWINDOW takes a unit (ms, ss, mi, hh, dd) and a whole number: TUMBLINGWINDOW(ss, 10)")
+		}
+		d, err := durationOf(strconv.FormatInt(n, 10)+" "+ekuiperUnits[strings.ToLower(unit.name)], w.pos)
+		if err != nil {
+			return Window{}, err
+		}
+		return Window{Size: d}, nil
+	default:
+		return Window{}, errorf(w.pos, "%s windows are not supported yet: only tumbling windows (TUMBLING, TUMBLE, TUMBLINGWINDOW)", strings.ToUpper(w.name))
+	}
+	var out Window
+	var err error
+	if out.Size, err = durationArg(sizeArg); err != nil {
+		return Window{}, err
+	}
+	if offsetArg != nil {
+		if out.Offset, err = durationArg(offsetArg); err != nil {
+			return Window{}, err
+		}
+		if out.Offset >= out.Size {
+			return Window{}, errorf(offsetArg.position(), "the window offset must be smaller than its size")
+		}
+	}
+	return out, nil
+}
+
+var ekuiperUnits = map[string]string{"ms": "millisecond", "ss": "second", "mi": "minute", "hh": "hour", "dd": "day"}
+
+func literalValue(e expr) any {
+	if l, ok := e.(*literal); ok {
+		return l.val
+	}
+	return nil
+}
+
+// durationArg reads a window size: INTERVAL n UNIT (which peel turned into
+// the literal 'n unit') or a Go duration in quotes ('10s').
+func durationArg(e expr) (time.Duration, error) {
+	s, ok := literalValue(e).(string)
+	if !ok {
+		return 0, errorf(e.position(), "a window size is written INTERVAL <whole number> <unit>, e.g. INTERVAL 10 SECOND")
+	}
+	return durationOf(s, e.position())
+}
+
+var windowUnits = map[string]time.Duration{
+	"millisecond": time.Millisecond, "second": time.Second, "minute": time.Minute,
+	"hour": time.Hour, "day": 24 * time.Hour, "week": 7 * 24 * time.Hour,
+}
+
+func durationOf(s string, pos Pos) (time.Duration, error) {
+	var d time.Duration
+	if n, unit, ok := strings.Cut(s, " "); ok {
+		u, known := windowUnits[strings.TrimSuffix(strings.ToLower(unit), "s")]
+		v, err := strconv.ParseInt(n, 10, 64)
+		if !known || err != nil || v <= 0 || v > int64(1<<62)/int64(u) {
+			return 0, errorf(pos, "bad window size %q: a positive whole number of millisecond, second, minute, hour, day or week", s)
+		}
+		d = time.Duration(v) * u
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+			return 0, errorf(pos, "bad window size %q: write INTERVAL 10 SECOND (or '10s')", s)
+		}
+	}
+	if d < time.Millisecond {
+		return 0, errorf(pos, "a window is at least 1 millisecond long")
+	}
+	return d, nil
+}
+
+// payloadNames returns the names the query uses that are not metadata or
+// window columns, in order of first use: they are read from the payload.
+// A name that is only a select alias (in HAVING or GROUP BY) is not one.
+func payloadNames(s *selectStmt, ref *tableRef) []string {
+	aliases := map[string]bool{}
+	for _, it := range s.items {
+		if it.alias != "" {
+			aliases[strings.ToLower(it.alias)] = true
+		}
+	}
+	var out []string
+	seen := map[string]bool{}
+	collect := func(e expr, aliasesToo bool) {
+		walk(e, func(x expr) bool {
+			c, ok := x.(*columnRef)
+			if !ok || c.table != "" && !strings.EqualFold(c.table, ref.label()) {
+				return true
+			}
+			low := strings.ToLower(c.name)
+			switch {
+			case isMetaName(c.name), low == colWindowStart, low == colWindowEnd, seen[c.name]:
+			case !aliasesToo && aliases[low]:
+			default:
+				seen[c.name] = true
+				out = append(out, c.name)
+			}
+			return true
+		})
+	}
+	collect(s.where, true)
+	for _, it := range s.items {
+		collect(it.e, true)
+	}
+	for _, g := range s.groupBy {
+		collect(g, false)
+	}
+	collect(s.having, false)
+	return out
+}
+
+// Eval reads one input record into the row buffer, in the window starting
+// at start, and checks WHERE: ok is false for a record the query skips.
+// key identifies the record's group within the window; it is valid until
+// the next call. Errors are *Error (a bad value met while evaluating).
+func (c *Continuous) Eval(r *streams.Record, start time.Time) (key []byte, ok bool, err error) {
+	recordRow(c.row, r, c.t)
+	c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
+	for _, cc := range c.p.pre {
+		if ok, err := cond(cc, c.row); err != nil || !ok {
+			return nil, false, c.decorate(err, r)
+		}
+	}
+	for _, cc := range c.p.post {
+		if ok, err := cond(cc, c.row); err != nil || !ok {
+			return nil, false, c.decorate(err, r)
+		}
+	}
+	c.key = c.key[:0]
+	for _, g := range c.p.groupBy {
+		v, err := g.eval(c.row)
+		if err != nil {
+			return nil, false, c.decorate(err, r)
+		}
+		c.key = appendKey(c.key, v)
+	}
+	return c.key, true, nil
+}
+
+func (c *Continuous) decorate(err error, r *streams.Record) error {
+	if err == nil {
+		return nil
+	}
+	qe := asError(err)
+	cp := *qe
+	cp.Message = fmt.Sprintf("%s (stream %s, offset %d)", qe.Message, c.Source, r.Offset)
+	return &cp
+}
+
+// NewGroup starts a group with the record Eval read last.
+func (c *Continuous) NewGroup() *Group {
+	return &Group{first: append([]any(nil), c.row...), states: c.p.aggs.newStates()}
+}
+
+// Add adds the record Eval read last to g's aggregates.
+func (c *Continuous) Add(g *Group) error {
+	return c.p.aggs.accumulate(g.states, c.row)
+}
+
+// Result computes g's output: the payload of its output record (a JSON
+// object with the keys Columns), or ok=false if HAVING drops it.
+func (c *Continuous) Result(g *Group) (payload []byte, ok bool, err error) {
+	copy(c.post, g.first)
+	for i, st := range g.states {
+		c.post[c.p.width+i] = st.result()
+	}
+	vals := make([]any, len(c.p.items))
+	for i, it := range c.p.items {
+		if vals[i], err = it.eval(c.post); err != nil {
+			return nil, false, err
+		}
+	}
+	*c.p.outs = vals
+	if c.p.having != nil {
+		if ok, err := cond(c.p.having, c.post); err != nil || !ok {
+			return nil, false, err
+		}
+	}
+	out := append(make([]byte, 0, 128), '{')
+	write := func(i int, v any) error {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, c.names[i]...)
+		out = append(out, ':')
+		if t, isTime := v.(time.Time); isTime {
+			v = t.UTC().Format(time.RFC3339Nano)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("column %s: %w", c.Columns[i], err)
+		}
+		out = append(out, b...)
+		return nil
+	}
+	if c.lead == 2 {
+		_ = write(0, g.first[c.ws])
+		_ = write(1, g.first[c.we])
+	}
+	for i, v := range vals {
+		if err := write(c.lead+i, v); err != nil {
+			return nil, false, err
+		}
+	}
+	return append(out, '}'), true, nil
+}

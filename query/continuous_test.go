@@ -1,0 +1,141 @@
+package query
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+func TestCompileContinuous(t *testing.T) {
+	c, err := CompileContinuous("CREATE STREAM hot WITH (topic = 'alerts/hot') AS\n" +
+		"SELECT sensor, count(*) AS n, avg(temp) AS mean FROM temps WHERE temp > 20\n" +
+		"GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND) HAVING n > 1 EMIT FINAL;")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "hot" || c.Topic != "alerts/hot" || c.Source != "temps" || c.Window != (Window{Size: 10 * time.Second}) {
+		t.Fatalf("compiled %+v", c)
+	}
+	if got := strings.Join(c.Columns, ","); got != "window_start,window_end,sensor,n,mean" {
+		t.Fatalf("columns %s", got)
+	}
+	for sql, want := range map[string]Window{
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLE(_timestamp, INTERVAL 1 MINUTE, INTERVAL 15 SECOND)": {Size: time.Minute, Offset: 15 * time.Second},
+		"create stream w as select count(*) from s group by tumblingwindow(ss, 10)":                                    {Size: 10 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLING('250ms')":                                         {Size: 250 * time.Millisecond},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLING(INTERVAL 2 HOURS)":                                {Size: 2 * time.Hour},
+	} {
+		c, err := CompileContinuous(sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if c.Window != want {
+			t.Errorf("%s: window %+v, want %+v", sql, c.Window, want)
+		}
+	}
+}
+
+// TestContinuousErrors: bad statements give SQL errors that point into
+// the text as the user wrote it, including after the peeled parts.
+func TestContinuousErrors(t *testing.T) {
+	for _, tc := range []struct{ sql, code, at, msg string }{
+		{"CREATE STREAM hot AS SELECT sensor,, count(*) FROM t GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)", CodeSyntax, "1:36", `syntax error at ","`},
+		{"CREATE STREAM `héat` AS\n  SELECT sensor, count(*) FROM t\n  GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND) HAVING count(*) >", CodeSyntax, "3:66", "unexpected end"},
+		{"CREATE STREAM `héat` AS SELECT sensor, count(*) FRM t GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)", CodeSyntax, "1:53", `syntax error at "t"`},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL 10 FORTNIGHT)", CodeSQL, "1:69", `bad window size "10 fortnight"`},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL x SECOND)", CodeSQL, "1:69", "INTERVAL <whole number> <unit>"},
+		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor", CodeSQL, "1:53", "needs a window"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)", CodeSQL, "1:60", "HOPPING windows are not supported yet"},
+		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND)", CodeSQL, "1:61", "event time from the payload"},
+		{"CREATE STREAM hot AS SELECT * FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "SELECT *"},
+		{"CREATE STREAM hot AS SELECT now() FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "now() is not allowed"},
+		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:83", "EMIT CHANGES is not supported yet"},
+		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT SOMETIMES", CodeSQL, "1:88", "EMIT must be followed by CHANGES or FINAL"},
+		{"CREATE STREAM hot WITH (qos = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "unknown option qos"},
+		{"CREATE STREAM hot WITH (topic 'x') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSyntax, "1:25", "expected <option> = <value>"},
+		{"CREATE STREAM hot SELECT count(*) FROM t", CodeSyntax, "1:19", "expected AS"},
+		{"CREATE STREAM a/b AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSyntax, "1:16", "expected AS"},
+		{"CREATE STREAM hot AS SELECT count(*) FROM t ORDER BY 1", CodeSQL, "1:45", "ORDER BY is not supported"},
+		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor, TUMBLING(INTERVAL 1 SECOND) HAVING x.tmp > 1", CodeSQL, "1:105", `unknown table "x"`},
+		{"SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:1", "CREATE STREAM <name> AS SELECT"},
+	} {
+		_, err := CompileContinuous(tc.sql)
+		var qe *Error
+		if !errors.As(err, &qe) {
+			t.Errorf("%s: error %v, want *Error", tc.sql, err)
+			continue
+		}
+		if got := fmt.Sprintf("%d:%d", qe.Line, qe.Column); qe.Code != tc.code || got != tc.at || !strings.Contains(qe.Message, tc.msg) {
+			t.Errorf("%s:\n got %s %s %s\nwant %s %s ...%s...", tc.sql, qe.Code, got, qe.Message, tc.code, tc.at, tc.msg)
+		}
+	}
+}
+
+// TestContinuousEval evaluates records one at a time as package cq does:
+// WHERE, keys, aggregates, HAVING, and the output record's JSON.
+func TestContinuousEval(t *testing.T) {
+	c, err := CompileContinuous("CREATE STREAM hot AS SELECT sensor, count(*) AS n, max(temp) AS hi, sum(temp) FROM temps " +
+		"WHERE _topic LIKE 'sensors/%' GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND) HAVING n >= 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	groups := map[string]*Group{}
+	var order []string
+	for i, p := range []string{`{"sensor":"a","temp":1}`, `{"sensor":"b","temp":5}`, `{"sensor":"a","temp":2.5}`, `not json`, `{"sensor":"a","temp":null}`} {
+		r := streams.Record{Offset: uint64(i), Timestamp: base.Add(time.Duration(i) * time.Second), Topic: "sensors/x", Payload: []byte(p)}
+		start := c.Window.Start(r.Timestamp)
+		if !start.Equal(base) {
+			t.Fatalf("window start %s", start)
+		}
+		key, ok, err := c.Eval(&r, start)
+		if err != nil || !ok {
+			t.Fatalf("eval %s: %v %v", p, ok, err)
+		}
+		g := groups[string(key)]
+		if g == nil {
+			g = c.NewGroup()
+			groups[string(key)] = g
+			order = append(order, string(key))
+		}
+		if err := c.Add(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := streams.Record{Timestamp: base, Topic: "other", Payload: []byte(`{"sensor":"a"}`)}
+	if _, ok, err := c.Eval(&r, base); ok || err != nil {
+		t.Fatalf("WHERE let %v through (%v)", r, err)
+	}
+	var out []string
+	for _, k := range order {
+		p, ok, err := c.Result(groups[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			out = append(out, string(p))
+		}
+	}
+	want := []string{
+		`{"window_start":"2026-01-02T03:04:00Z","window_end":"2026-01-02T03:04:10Z","sensor":"a","n":3,"hi":2.5,"sum(temp)":3.5}`,
+		`{"window_start":"2026-01-02T03:04:00Z","window_end":"2026-01-02T03:04:10Z","sensor":null,"n":1,"hi":null,"sum(temp)":null}`,
+	}
+	// b has one record (HAVING drops it); the non-JSON record has a NULL sensor.
+	if strings.Join(out, "\n") != strings.Join(want[:1], "\n") {
+		t.Fatalf("output\n%s\nwant\n%s", strings.Join(out, "\n"), want[0])
+	}
+}
+
+func TestWindowStart(t *testing.T) {
+	w := Window{Size: 10 * time.Second, Offset: 3 * time.Second}
+	for _, tc := range []struct{ at, want int64 }{{0, -7}, {3, 3}, {12, 3}, {13, 13}, {-8, -17}, {-7, -7}} {
+		got := w.Start(time.Unix(tc.at, 0)).Unix()
+		if got != tc.want {
+			t.Errorf("start of %d: %d, want %d", tc.at, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Queries runs continuous queries (package cq implements it): the engine
+// hands it CREATE STREAM ... AS SELECT, SHOW QUERIES and TERMINATE QUERY.
+type Queries interface {
+	// Create starts the continuous query sql (a CREATE STREAM statement)
+	// and keeps it across restarts. Errors are *Error where the SQL is at
+	// fault.
+	Create(ctx context.Context, sql string) (QueryInfo, error)
+	// List returns every query, sorted by id.
+	List() []QueryInfo
+	// Terminate stops a query for good; its output stream stays.
+	Terminate(ctx context.Context, id string) error
+}
+
+// QueryInfo describes one continuous query: a row of SHOW QUERIES.
+type QueryInfo struct {
+	ID      string    `json:"id"`
+	SQL     string    `json:"sql"`
+	Source  string    `json:"source"`
+	Sink    string    `json:"sink"`
+	Status  string    `json:"status"` // running, error
+	Error   string    `json:"error,omitempty"`
+	Created time.Time `json:"created_at"`
+	// Offset is the next input offset to read; Lag the records after it.
+	Offset uint64 `json:"input_offset"`
+	Lag    int64  `json:"lag"`
+	// Watermark: every window ending at or before it is closed.
+	Watermark   time.Time `json:"watermark"`
+	OpenWindows int       `json:"open_windows"`
+	Groups      int       `json:"groups"`
+	// Counters since the query started on this node.
+	RecordsIn int64     `json:"records_in"`
+	RowsOut   int64     `json:"rows_out"`
+	Late      int64     `json:"late"`
+	Skipped   int64     `json:"skipped"` // records whose evaluation failed
+	LastEmit  time.Time `json:"last_emit"`
+}
+
+// queryColumns are the columns of SHOW QUERIES.
+var queryColumns = []Column{
+	{"id", "text"}, {"status", "text"}, {"source", "text"}, {"sink", "text"}, {"input_offset", "int"}, {"lag", "int"},
+	{"watermark", "timestamp"}, {"open_windows", "int"}, {"groups", "int"}, {"records_in", "int"}, {"rows_out", "int"},
+	{"late", "int"}, {"skipped", "int"}, {"last_emit", "timestamp"}, {"error", "text"}, {"created_at", "timestamp"}, {"sql", "text"},
+}
+
+func queryRow(q QueryInfo) []any {
+	opt := func(t time.Time) any {
+		if t.IsZero() {
+			return nil
+		}
+		return t.UTC()
+	}
+	var errText any
+	if q.Error != "" {
+		errText = q.Error
+	}
+	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
+		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), errText, opt(q.Created), q.SQL}
+}
+
+type readOnlyKey struct{}
+
+// ReadOnly marks ctx so that the engine refuses statements that change
+// the node (CREATE STREAM ... AS, TERMINATE QUERY) with CodeForbidden:
+// for callers allowed to read only.
+func ReadOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readOnlyKey{}, true)
+}
+
+// continuous runs the statements about continuous queries.
+func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Result, error) {
+	if e.opts.Queries == nil {
+		return nil, errorf(Pos{}, "continuous queries are not available on this node")
+	}
+	if _, isShow := st.(*showStmt); !isShow && ctx.Value(readOnlyKey{}) != nil {
+		return nil, &Error{Code: CodeForbidden, Message: "creating and terminating continuous queries needs the admin role"}
+	}
+	switch s := st.(type) {
+	case *showStmt:
+		res := &Result{Columns: queryColumns, Rows: [][]any{}}
+		for _, q := range e.opts.Queries.List() {
+			res.Rows = append(res.Rows, queryRow(q))
+		}
+		return res, nil
+	case *terminateStmt:
+		if err := e.opts.Queries.Terminate(ctx, s.id); err != nil {
+			return nil, withPos(err, s.pos)
+		}
+		return message("query " + s.id + " terminated"), nil
+	case *createStreamStmt:
+		q, err := e.opts.Queries.Create(ctx, sql)
+		if err != nil {
+			return nil, withPos(err, s.create.namePos)
+		}
+		return message(fmt.Sprintf("query %s created: it reads stream %s and writes stream %s", q.ID, q.Source, q.Sink)), nil
+	}
+	return nil, errorf(Pos{}, "unsupported statement")
+}
+
+func message(text string) *Result {
+	return &Result{Columns: []Column{{"result", "text"}}, Rows: [][]any{{text}}}
+}
