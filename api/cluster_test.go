@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/streams"
 )
@@ -28,6 +29,10 @@ func (f *fakeClusterNode) Listeners() map[string]string { return nil }
 func (f *fakeClusterNode) ClusterName() string          { return "test" }
 func (f *fakeClusterNode) Members() []cluster.Member    { return f.members }
 func (f *fakeClusterNode) Shards() []shards.ShardStatus { return f.shards }
+func (f *fakeClusterNode) Routes() routes.Stats {
+	return routes.Stats{LocalFilters: 2, RemoteFilters: map[string]int{"n2": 3}, Forwarded: 7, Received: 4}
+}
+
 func (f *fakeClusterNode) ForwardCounters() shards.ForwardCounters {
 	return shards.ForwardCounters{Sent: 5, Received: 3, Failed: 1}
 }
@@ -136,6 +141,8 @@ func TestClusterViews(t *testing.T) {
 		"mqstream_shard_term 0": 2, "mqstream_shard_applied_index 1": 11,
 		"mqstream_shard_leader_changes_total 0": 0, "mqstream_shard_leader_changes_total 2": 0,
 		"mqstream_forwards_total sent": 5, "mqstream_forwards_total received": 3, "mqstream_forwards_failed_total": 1,
+		"mqstream_route_filters  local": 2, "mqstream_route_filters n2 remote": 3, // labels by name: peer, scope
+		"mqstream_routed_messages_total forwarded": 7, "mqstream_routed_messages_total received": 4, "mqstream_routed_messages_total dropped": 0,
 	})
 	for _, k := range []string{"mqstream_shard_term 3", "mqstream_shard_leader_changes_total 3"} {
 		if _, ok := m[k]; ok {

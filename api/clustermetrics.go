@@ -17,6 +17,8 @@ var (
 	descLeaderChanges = desc("shard_leader_changes_total", "Leader changes of the shard seen by this node at scrape time (a new leader or a new term since the previous scrape).", "shard")
 	descForwards      = desc("forwards_total", "Forward requests (batches of writes for one shard) sent to another node (retries included) or served for one (received).", "direction")
 	descForwardsFail  = desc("forwards_failed_total", "Forward requests that did not get through (then retried).")
+	descRouteFilters  = desc("route_filters", "Topic filters in the MQTT route table: this node's clients' (local) and every other node's (remote, per node).", "scope", "peer")
+	descRouted        = desc("routed_messages_total", "MQTT messages carried between nodes: queued for other nodes (forwarded), delivered here from them (received), dropped (a peer's queue was full, or it left).", "direction")
 )
 
 // memberStatuses are always reported, at 0 when no member has them, so
@@ -50,7 +52,7 @@ func newClusterCollector(n Node) *clusterCollector {
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMembers, descShardLeader, descShardTerm, descShardApplied, descLeaderChanges,
-		descForwards, descForwardsFail} {
+		descForwards, descForwardsFail, descRouteFilters, descRouted} {
 		ch <- d
 	}
 }
@@ -70,6 +72,14 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	for status, count := range byStatus {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(count), status)
 	}
+	rs := n.Routes()
+	ch <- prometheus.MustNewConstMetric(descRouteFilters, prometheus.GaugeValue, float64(rs.LocalFilters), "local", "")
+	for peer, count := range rs.RemoteFilters {
+		ch <- prometheus.MustNewConstMetric(descRouteFilters, prometheus.GaugeValue, float64(count), "remote", peer)
+	}
+	ch <- prometheus.MustNewConstMetric(descRouted, prometheus.CounterValue, float64(rs.Forwarded), "forwarded")
+	ch <- prometheus.MustNewConstMetric(descRouted, prometheus.CounterValue, float64(rs.Received), "received")
+	ch <- prometheus.MustNewConstMetric(descRouted, prometheus.CounterValue, float64(rs.Dropped), "dropped")
 	list := n.Shards()
 	if len(list) == 0 {
 		return // the shards have not started yet

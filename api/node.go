@@ -70,11 +70,15 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 		}
 		members = append(members, mj)
 	}
-	return http.StatusOK, map[string]any{
+	out := map[string]any{
 		"name":    s.opts.Node.ClusterName(),
 		"members": members,
 		"shards":  shardList,
-	}, nil
+	}
+	if s.opts.Node.ClusterName() != "" {
+		out["routes"] = s.opts.Node.Routes()
+	}
+	return http.StatusOK, out, nil
 }
 
 // shardCounts counts the shards node id leads and those it holds a

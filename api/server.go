@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/history"
 	"github.com/mqstream/mqstream/shared"
@@ -49,6 +50,9 @@ type Node interface {
 	// ForwardCounters count the writes this node forwarded to other
 	// nodes and served for them.
 	ForwardCounters() shards.ForwardCounters
+	// Routes is this node's share of the cluster's MQTT route table and
+	// its forwarding counters (zero when standalone).
+	Routes() routes.Stats
 }
 
 // Options configure the API.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/query"
 )
@@ -32,6 +33,15 @@ func (n *Node) ForwardCounters() shards.ForwardCounters {
 		return s.Counters()
 	}
 	return shards.ForwardCounters{}
+}
+
+// Routes is this node's share of the MQTT route table and its forwarding
+// counters (zero when standalone).
+func (n *Node) Routes() routes.Stats {
+	if n.routes == nil {
+		return routes.Stats{}
+	}
+	return n.routes.Stats()
 }
 
 // shardRows adapts the node's shards to the SQL engine's shards table.
