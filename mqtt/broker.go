@@ -260,6 +260,9 @@ func New(opts Options) (*Broker, error) {
 	if err := b.AddHook(access); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
 	}
+	if err := server.AddHook(&lingerHook{}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add linger hook: %w", err)
+	}
 	if err := server.AddHook(&limitsHook{server: server, admit: opts.Admit, keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add limits hook: %w", err)
 	}
