@@ -260,6 +260,9 @@ func New(opts Options) (*Broker, error) {
 	if err := b.AddHook(access); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
 	}
+	if err := server.AddHook(&connectHook{maxPacketSize: caps.MaximumPacketSize, log: opts.Logger}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add connect hook: %w", err)
+	}
 	if err := server.AddHook(&lingerHook{}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add linger hook: %w", err)
 	}
