@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -93,8 +94,8 @@ func (h *Hook) authenticate(cl *mochi.Client, pk packets.Packet) error {
 // verifiedCN is the common name of the client's verified certificate, if
 // it connected over TLS with one.
 func verifiedCN(cl *mochi.Client) string {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
+	tc := tlsConn(cl.Net.Conn)
+	if tc == nil {
 		return ""
 	}
 	st := tc.ConnectionState()
@@ -102,6 +103,22 @@ func verifiedCN(cl *mochi.Client) string {
 		return ""
 	}
 	return st.PeerCertificates[0].Subject.CommonName
+}
+
+// tlsConn returns the TLS connection under the layers a listener may wrap
+// it in (each offering NetConn, as tls.Conn does); nil if there is none.
+func tlsConn(conn net.Conn) *tls.Conn {
+	for conn != nil {
+		if tc, ok := conn.(*tls.Conn); ok {
+			return tc
+		}
+		u, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		conn = u.NetConn()
+	}
+	return nil
 }
 
 // OnACLCheck decides a publish (write) or a subscription or delivery (read).

@@ -88,6 +88,10 @@ type Auth struct {
 	ACLDefault string `mapstructure:"acl_default" yaml:"acl_default"`
 	// ACL rules, first match wins.
 	ACL []ACLRule `mapstructure:"acl" yaml:"acl"`
+	// HideDenialReason answers MQTT 5 subscriptions and publishes the ACL
+	// refuses with reason 0x80 (unspecified error) instead of 0x87 (not
+	// authorized), not telling the client why.
+	HideDenialReason bool `mapstructure:"hide_denial_reason" yaml:"hide_denial_reason"`
 }
 
 // ACLRule is one access rule (see the auth package).

@@ -231,3 +231,21 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestPahoInteropProfileLoads keeps examples/paho-interop.yaml valid and
+// checks the settings the Paho suites need (docs/compatibility.md).
+func TestPahoInteropProfileLoads(t *testing.T) {
+	cfg, err := Load("../examples/paho-interop.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Auth
+	if cfg.MQTT.KeepaliveMax != 60 || !a.HideDenialReason || a.ACLDefault != "allow" || len(a.ACL) != 1 ||
+		a.ACL[0].Filter != "test/nosubscribe" || a.ACL[0].Permission != "deny" || !cfg.AuthEnabled() {
+		t.Fatalf("profile: mqtt.keepalive_max %d, auth %+v", cfg.MQTT.KeepaliveMax, a)
+	}
+	env, err := Load("", []string{"MQSTREAM_AUTH_HIDE_DENIAL_REASON=true"}, nil)
+	if err != nil || !env.Auth.HideDenialReason {
+		t.Fatalf("MQSTREAM_AUTH_HIDE_DENIAL_REASON: %v %v", err, env.Auth.HideDenialReason)
+	}
+}

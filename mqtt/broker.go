@@ -64,6 +64,12 @@ type Options struct {
 	// Access authenticates clients and checks publishes, subscriptions and
 	// deliveries; nil lets everyone do everything.
 	Access mochi.Hook
+	// HideDenialReason answers what Access refuses with reason 0x80
+	// (unspecified error) instead of 0x87 (not authorized) in MQTT 5
+	// SUBACK, PUBACK and PUBREC: a server that does not wish to reveal why
+	// may [MQTT-3.9.3]. MQTT 3.1.1 is unchanged (SUBACK 0x80, and a refused
+	// QoS 1/2 publish disconnects).
+	HideDenialReason bool
 	// MaxSubscriptions caps one client's subscriptions (0 = no cap); more
 	// are refused in SUBACK.
 	MaxSubscriptions int
@@ -168,6 +174,8 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumMessageExpiryInterval = 0
 	// The broker never echoes a publish's user properties on its ack.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	// SUBACK of a subscription Access refuses: 0x80 instead of 0x87.
+	caps.Compatibilities.ObscureNotAuthorized = opts.HideDenialReason
 	if opts.MaxPayload > 0 {
 		// A hard cap on the whole packet protects memory; payloads between
 		// MaxPayload and this get a clean 0x95 ack instead of a disconnect.
@@ -288,9 +296,19 @@ func New(opts Options) (*Broker, error) {
 	if opts.Access != nil {
 		access = opts.Access
 		b.ingest.aclMayRefuse = true
+		b.ingest.denied = packets.ErrNotAuthorized
+		if opts.HideDenialReason {
+			b.ingest.denied = packets.ErrUnspecifiedError
+		}
 	}
 	if err := b.AddHook(access); err != nil {
 		return nil, fmt.Errorf("mqtt: add access hook: %w", err)
+	}
+	if err := server.AddHook(&connectHook{maxPacketSize: caps.MaximumPacketSize, log: opts.Logger}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add connect hook: %w", err)
+	}
+	if err := server.AddHook(&lingerHook{}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add linger hook: %w", err)
 	}
 	if err := server.AddHook(&limitsHook{server: server, admit: opts.Admit, keepaliveMax: opts.KeepaliveMax, maxSubscriptions: opts.MaxSubscriptions, log: opts.Logger}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add limits hook: %w", err)

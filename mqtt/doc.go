@@ -9,7 +9,11 @@
 //
 //   - broker.go: Options, Broker (New, Start, Close), the hook order, the
 //     limits and open-access hooks. listeners.go: TCP, WebSocket and TLS
-//     listeners. takeover.go: a session takeover and the taken-over
+//     listeners; linger.go: a connection the server ends with a reason
+//     (DISCONNECT, refusing CONNACK) lingers so the client can read it.
+//     connect.go: CONNECT refusals with MQTT 3.1.1's own return codes, and
+//     the Maximum Packet Size in an MQTT 5 CONNACK.
+//     takeover.go: a session takeover and the taken-over
 //     connection's departure in an order that keeps the new connection in
 //     mochi's client list.
 //   - Publish to PUBACK: ingest.go (ingestHook: maps a publish to its stream,

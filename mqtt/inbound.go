@@ -173,7 +173,8 @@ func (h *ingestHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets
 //     refused like mosquitto does: MQTT 5 gets reason 0x87, MQTT 3.1.1 an
 //     ordinary ack, and the message is dropped [MQTT-4.3.2-4];
 //   - with an access hook that can refuse (aclMayRefuse), a publish it
-//     denied gets 0x87 (MQTT 5) or a disconnect (MQTT 3.1.1).
+//     denied gets 0x87, or 0x80 with Options.HideDenialReason (MQTT 5), or
+//     a disconnect (MQTT 3.1.1).
 func (h *ingestHook) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ error) {
 	if pk.FixedHeader.Type != packets.Publish || pk.Mods.MaxSize&inboundMark == 0 || cl.Closed() {
 		return
@@ -199,10 +200,14 @@ func (h *ingestHook) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ er
 		return
 	}
 	c := h.conn(cl)
-	e := &entry{pk: pk, done: true, sent: true, err: packets.ErrNotAuthorized, code: packets.ErrNotAuthorized}
+	e := &entry{pk: pk, done: true, sent: true, err: errDenied, code: h.denied}
 	c.enqueue(e, false)
 	c.kick()
 }
 
-// errSysTopic: clients may not publish to $SYS topics.
-var errSysTopic = errors.New("clients may not publish to $SYS topics")
+var (
+	// errSysTopic: clients may not publish to $SYS topics.
+	errSysTopic = errors.New("clients may not publish to $SYS topics")
+	// errDenied: the access hook refused a publish.
+	errDenied = errors.New("denied by the access rules")
+)

@@ -68,8 +68,10 @@ type ingestHook struct {
 	// st is the broker state on disk (nil: none).
 	st   *stateStore
 	qos2 qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
-	// aclMayRefuse: the access hook can refuse publishes (inbound.go).
+	// aclMayRefuse: the access hook can refuse publishes (inbound.go);
+	// denied is the reason code of its refusals (Options.HideDenialReason).
 	aclMayRefuse bool
+	denied       packets.Code
 
 	stored  atomic.Int64 // records acknowledged as stored
 	refused atomic.Int64 // publishes refused (not stored, not acked as success)
@@ -550,7 +552,12 @@ func (c *conn) encodeRefusal(buf *bytes.Buffer, ackType byte, e *entry) {
 	}
 	props := c.cl.Properties.Props
 	if !(props.RequestProblemInfoFlag && props.RequestProblemInfo == 0) {
-		pk.Properties.ReasonString = e.code.Reason + ": " + e.err.Error()
+		pk.Properties.ReasonString = e.code.Reason
+		if !errors.Is(e.err, errDenied) {
+			// A denial's detail would repeat the code, or tell what the
+			// code hides (Options.HideDenialReason).
+			pk.Properties.ReasonString += ": " + e.err.Error()
+		}
 	} else {
 		pk.Mods.DisallowProblemInfo = true
 	}

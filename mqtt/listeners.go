@@ -27,6 +27,8 @@ type tcpListener struct {
 	// open, if set, is told of each connection before mochi serves it;
 	// the function it returns, once mochi is done with it (takeover.go).
 	open func(net.Conn) (closed func())
+	// lingers closes connections the server ended with a reason (linger.go).
+	lingers *lingering
 
 	mu     sync.Mutex // guards closed
 	closed bool
@@ -40,7 +42,7 @@ func newTCPListener(id, addr string, tlsConfig *tls.Config) (*tcpListener, error
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
-	return &tcpListener{id: id, ln: ln}, nil
+	return &tcpListener{id: id, ln: ln, lingers: newLingering(lingerTimeout)}, nil
 }
 
 func (l *tcpListener) ID() string       { return l.id }
@@ -67,12 +69,13 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		conn := l.lingers.wrap(c)
 		go func() {
 			if l.open != nil {
-				defer l.open(c)()
+				defer l.open(conn)()
 			}
-			if err := establish(l.id, c); err != nil && !errors.Is(err, io.EOF) {
-				l.log.Debug("connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "error", err)
+			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
 	}
@@ -92,6 +95,7 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	if !already {
 		_ = l.ln.Close()
 	}
+	defer l.lingers.stop()
 	if l.disconnect != nil {
 		l.disconnect(l.id)
 		return
@@ -107,9 +111,10 @@ type wsListener struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 	estab    listeners.EstablishFn
-	// disconnect and open: as for tcpListener.
+	// disconnect, open and lingers: as for tcpListener.
 	disconnect func(listenerID string)
 	open       func(net.Conn) (closed func())
+	lingers    *lingering
 }
 
 func newWSListener(id, addr string, tlsConfig *tls.Config) (*wsListener, error) {
@@ -121,8 +126,9 @@ func newWSListener(id, addr string, tlsConfig *tls.Config) (*wsListener, error) 
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	l := &wsListener{
-		id: id,
-		ln: ln,
+		id:      id,
+		ln:      ln,
+		lingers: newLingering(lingerTimeout),
 		upgrader: websocket.Upgrader{
 			Subprotocols: []string{"mqtt"},
 			// MQTT clients are not browsers holding cookies for this origin;
@@ -155,8 +161,8 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
-	defer ws.Close()
-	conn := &wsConn{Conn: ws.UnderlyingConn(), ws: ws}
+	conn := l.lingers.wrap(&wsConn{Conn: ws.UnderlyingConn(), ws: ws})
+	defer conn.Close() // as ws.Close does, or lingering (linger.go)
 	if l.open != nil {
 		defer l.open(conn)()
 	}
@@ -169,6 +175,7 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.srv.Shutdown(ctx)
+	defer l.lingers.stop()
 	if l.disconnect != nil {
 		l.disconnect(l.id)
 		return

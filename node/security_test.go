@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mqstream/mqstream/config"
@@ -257,3 +258,83 @@ func TestAuthenticationAuthorizationAndTLS(t *testing.T) {
 }
 
 var readAll = streams.ReadOptions{MaxRecords: 10000}
+
+// TestHideDenialReason: what the ACL refuses gets MQTT 5 reason 0x87 (not
+// authorized) by default and 0x80 (unspecified error) with
+// auth.hide_denial_reason, in SUBACK, PUBACK and PUBREC, without a reason
+// string that tells; MQTT 3.1.1 answers are the same either way (SUBACK
+// 0x80, a refused QoS 1 publish disconnects). Denied publishes are never
+// stored.
+func TestHideDenialReason(t *testing.T) {
+	for _, hide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hide=%v", hide), func(t *testing.T) {
+			cfg := testConfig(t.TempDir())
+			cfg.Auth.ACL = []config.ACLRule{
+				{Action: "subscribe", Filter: "test/nosubscribe", Permission: "deny"},
+				{Action: "publish", Filter: "test/nopublish", Permission: "deny"},
+			}
+			cfg.Auth.HideDenialReason = hide
+			n := startNode(t, cfg)
+			want, wantReason := byte(0x87), "not authorized"
+			if hide {
+				want, wantReason = 0x80, "unspecified error"
+			}
+
+			conn, err := net.Dial("tcp", n.MQTTAddr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := v5(t, conn, "hide-v5", "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+				{Topic: "test/nosubscribe", QoS: 2}, {Topic: "test/ok", QoS: 1}}})
+			if sa == nil {
+				t.Fatalf("subscribe: %v", err)
+			}
+			if len(sa.Reasons) != 2 || sa.Reasons[0] != want || sa.Reasons[1] != 1 {
+				t.Fatalf("SUBACK reasons %v, want [0x%02x 1]", sa.Reasons, want)
+			}
+			for _, qos := range []byte{1, 2} {
+				res, _ := c.Publish(ctx, &paho.Publish{Topic: "test/nopublish", QoS: qos, Payload: []byte("x")})
+				if res == nil || res.ReasonCode != want {
+					t.Fatalf("QoS %d publish refused by the ACL: %+v, want reason 0x%02x", qos, res, want)
+				}
+				if res.Properties == nil || res.Properties.ReasonString != wantReason {
+					t.Fatalf("QoS %d refusal's reason string %+v, want %q", qos, res.Properties, wantReason)
+				}
+			}
+			if res, err := c.Publish(ctx, &paho.Publish{Topic: "test/ok", QoS: 1, Payload: []byte("y")}); err != nil || res.ReasonCode != 0 {
+				t.Fatalf("allowed publish: %v %+v", err, res)
+			}
+			if recs, _ := n.Store().Read("test", 0, readAll); len(recs) != 1 || string(recs[0].Payload) != "y" {
+				t.Fatalf("stored %d records, want only the allowed one", len(recs))
+			}
+
+			lost := make(chan error, 1)
+			v3 := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + n.MQTTAddr()).SetClientID("hide-v3").
+				SetAutoReconnect(false).SetConnectRetry(false).
+				SetConnectionLostHandler(func(_ paho3.Client, err error) { lost <- err }))
+			if tok := v3.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatalf("MQTT 3.1.1 connect: %v", tok.Error())
+			}
+			defer v3.Disconnect(50)
+			tok := v3.SubscribeMultiple(map[string]byte{"test/nosubscribe": 1}, nil)
+			if !tok.WaitTimeout(5 * time.Second) {
+				t.Fatal("MQTT 3.1.1 SUBACK did not come")
+			}
+			if got := tok.(*paho3.SubscribeToken).Result()["test/nosubscribe"]; got != 0x80 {
+				t.Fatalf("MQTT 3.1.1 SUBACK 0x%02x, want 0x80", got)
+			}
+			v3.Publish("test/nopublish", 1, false, "z")
+			select {
+			case <-lost:
+			case <-ctx.Done():
+				t.Fatal("MQTT 3.1.1 client whose QoS 1 publish the ACL refused was not disconnected")
+			}
+		})
+	}
+}

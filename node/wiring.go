@@ -26,6 +26,7 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) (mqtt.Options, error)
 		KeepaliveMax:     uint16(cfg.MQTT.KeepaliveMax),
 		FanoutAfterStore: cfg.MQTT.Fanout == "after-store",
 		MaxSubscriptions: cfg.MQTT.MaxSubscriptions,
+		HideDenialReason: cfg.Auth.HideDenialReason,
 		Logger:           logger,
 	}
 	if cfg.MQTT.TLS.Enabled() {
