@@ -3,8 +3,11 @@ package mqtt
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/streams"
 )
 
 func TestForwardedMessageRoundTrip(t *testing.T) {
@@ -68,21 +71,39 @@ func TestMalformedForwardedMessages(t *testing.T) {
 	}
 }
 
+// FuzzDecodeForwarded feeds every frame another node can send: forwarded
+// messages, retained states, will frames, claims and handed-over sessions.
 func FuzzDecodeForwarded(f *testing.F) {
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "t", Payload: []byte("p"),
 		Properties: packets.Properties{ContentType: "x", User: []packets.UserProperty{{Key: "a", Val: "b"}}}}
 	good, _ := encodeForwarded(&pk, "c", 0)
 	f.Add(good)
+	retained, _ := encodeRetainedState(&pk, rversion{ts: 5, node: "n"}, 0)
+	f.Add(retained)
+	f.Add(encodeWillSet("n2", 1, "c", Message{Topic: "w", Payload: []byte("x"), UserProperties: []streams.UserProperty{{Key: "k", Value: "v"}}}, 0))
+	f.Add(encodeWillClear("n2", 1, "c"))
+	f.Add(encodeClaim("c", rversion{ts: 1, node: "n"}, false))
+	f.Add([]byte{1, 1, 'c', 1, 'v'})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, origin, err := decodeForwarded(b, 0)
-		if err != nil {
-			return
+		if got, origin, err := decodeForwarded(b, 0); err == nil {
+			if _, err := encodeForwarded(&got, origin, 0); err != nil && got.Properties.MessageExpiryInterval == 0 {
+				t.Fatalf("a decoded message does not encode again: %v", err)
+			}
 		}
-		if _, err := encodeForwarded(&got, origin, 0); err != nil && got.Properties.MessageExpiryInterval == 0 {
-			t.Fatalf("a decoded message does not encode again: %v", err)
+		_, _, _ = decodeRetainedState(b, 0)
+		_, _, _, _ = decodeClaim(b)
+		_, _ = decodeSessionMove("c", b)
+		if len(b) > 0 && b[0] >= forwardWillSet && b[0] <= forwardHello {
+			w := &clusterWills{b: &Broker{opts: Options{Remote: quietRemote{}}}, peers: map[string]*peerWills{}, pending: map[string]*time.Timer{}}
+			_ = w.apply(b)
 		}
 	})
 }
+
+// quietRemote is a Remote that never acts for another node.
+type quietRemote struct{ aloneRemote }
+
+func (quietRemote) Designated(string) bool { return false }
 
 func TestRetainedStateRoundTrip(t *testing.T) {
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true}, TopicName: "a/b",
