@@ -104,16 +104,23 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 			session = answer[1:]
 		}
 	}
-	if session != nil && !refused {
-		h.b.importSession(cl.ID, session)
-	}
+	h.mu.Lock()
 	if refused {
-		h.mu.Lock()
 		c.lost = true
 		if h.claims[cl.ID] == c {
 			delete(h.claims, cl.ID)
 		}
-		h.mu.Unlock()
+	}
+	lost := c.lost // refused, or a newer claim won meanwhile
+	h.mu.Unlock()
+	switch {
+	case session != nil && lost:
+		// Two connections with this id at once on two nodes, a third
+		// node handed its session to the one that lost: it is dropped
+		// (docs/operations.md).
+		h.b.log.Warn("a session handed over by another node is dropped: a newer connection with this client id won", "client", cl.ID)
+	case session != nil:
+		h.b.importSession(cl.ID, session)
 	}
 }
 
@@ -129,7 +136,11 @@ func (h *claimHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	h.mu.Unlock()
 	if lost {
 		h.b.log.Info("client connected on another node at the same time; this connection is taken over", "client", cl.ID)
+		unblockWrites(cl)
 		_ = h.b.server.DisconnectClient(cl, packets.ErrSessionTakenOver)
+		// The newer claim found no session here to end: end it now, so
+		// it is not kept (and routed to) beside the winner's.
+		go h.b.releaseSession(cl.ID, false)
 	}
 }
 
@@ -163,6 +174,7 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	<-b.restored // the sessions kept on disk are back (or the broker closed)
 	b.peerWills.reconnected(id)
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
@@ -181,6 +193,8 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	}
 	h.mu.Unlock()
 	if conn != nil {
+		// A client that stopped reading must not hold the DISCONNECT up.
+		unblockWrites(conn)
 		_ = b.server.DisconnectClient(conn, packets.ErrSessionTakenOver)
 	}
 	return append([]byte{claimGranted}, b.releaseSession(id, !clean)...), nil

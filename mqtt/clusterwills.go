@@ -200,14 +200,33 @@ func (w *clusterWills) publish(node string, wills map[string]heldWill, why strin
 	}
 }
 
-// reconnected cancels the pending will of a client that connected again.
+// reconnected cancels the pending will of a client that connected again,
+// and forgets the will another node held for it: that connection is being
+// taken over (a node that died before it could say so must not have the
+// will published for it).
 func (w *clusterWills) reconnected(client string) {
 	w.mu.Lock()
 	if t := w.pending[client]; t != nil {
 		t.Stop()
 		delete(w.pending, client)
 	}
+	for _, p := range w.peers {
+		delete(p.wills, client)
+	}
 	w.mu.Unlock()
+}
+
+// Wills are what a node that joined or restarted is sent: the wills of the
+// clients connected here (cluster mode).
+func (b *Broker) Wills(send func(msg []byte)) {
+	if b.peerWills == nil {
+		return
+	}
+	for _, cl := range b.server.Clients.GetAll() {
+		if m, delay, ok := willOf(cl); ok && !cl.Net.Inline && !cl.Closed() {
+			send(encodeWillSet(b.peerWills.node, b.peerWills.incarnation, cl.ID, m, delay))
+		}
+	}
 }
 
 func (w *clusterWills) close() {

@@ -124,6 +124,7 @@ func (h *deliveryHook) forward(pk *packets.Packet, origin string) {
 // node's subscribers (as the publisher's own node would, without storing,
 // retaining or forwarding it again).
 func (b *Broker) DeliverForwarded(msg []byte) {
+	<-b.restored // retained messages and sessions kept on disk are back
 	if len(msg) > 0 && msg[0] == forwardRetained {
 		b.applyRetained(msg)
 		return

@@ -73,11 +73,14 @@ func (b *Broker) importSession(id string, payload []byte) {
 		b.log.Warn("a session handed over by another node is dropped", "client", id, "error", err)
 		return
 	}
-	if cl, ok := b.server.Clients.Get(id); ok && !cl.Closed() {
-		b.log.Warn("a session handed over by another node is dropped: the client is connected here too", "client", id)
+	if _, ok := b.server.Clients.Get(id); ok {
+		// This node keeps a session of the client too: the client was
+		// here last, or is connected here again (mochi takes the local
+		// session over). The other copy is older: one restored by a node
+		// that was down while the client moved on (docs/operations.md).
+		b.log.Warn("a session handed over by another node is dropped: this node holds one for the client", "client", id)
 		return
 	}
-	b.releaseSession(id, false)
 	if err := b.state.write(append(endWrites(id), writes...)...); err != nil {
 		b.log.Warn("a session handed over by another node is dropped: writing it failed", "client", id, "error", err)
 		return
@@ -97,6 +100,11 @@ func (b *Broker) importSession(id string, payload []byte) {
 	for _, w := range wills {
 		b.scheduleWill(w)
 	}
+	if cl, ok := b.server.Clients.Get(id); ok && b.opts.Remote != nil {
+		// The other nodes route to this one before the CONNACK, so no
+		// message published after it misses the moved subscriptions.
+		b.opts.Remote.SetClient(id, routedFilters(cl))
+	}
 	b.log.Info("session taken over from another node", "client", id, "subscriptions", rs.subscriptions, "queued", rs.queued)
 }
 
@@ -105,14 +113,14 @@ func (b *Broker) importSession(id string, payload []byte) {
 func decodeSessionMove(id string, b []byte) ([]streams.KVWrite, error) {
 	r := bytes.NewReader(b)
 	n, err := binary.ReadUvarint(r)
-	if err != nil || n > uint64(len(b)) {
+	if err != nil || n > uint64(len(b)) || n > 1<<20 { // a session holds far fewer keys
 		return nil, fmt.Errorf("%w: session pairs", errBadForward)
 	}
 	prefixes := make([][]byte, len(sessionKinds))
 	for i, kind := range sessionKinds {
 		prefixes[i] = clientKey(kind, id, 0)
 	}
-	out := make([]streams.KVWrite, 0, n)
+	out := make([]streams.KVWrite, 0, min(n, 4096)) // n comes from the frame
 	for range n {
 		k, err1 := readBytes(r)
 		v, err2 := readBytes(r)

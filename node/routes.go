@@ -12,12 +12,16 @@ import (
 func (n *Node) openRoutes() {
 	var r *routes.Router
 	r = routes.New(routes.Options{Self: n.id, Caller: n.repl.mux, Deliver: forwardedTo{n}, Claims: forwardedTo{n}, Logger: n.log,
-		// A node that joins or restarted learns this broker's process and
-		// gets every retained message.
+		// A node that joins or restarted learns this broker's process, the
+		// wills of the clients connected here and every retained message.
 		Joined: func(peer string) {
-			r.SendTo(peer, n.broker.Hello())
-			n.broker.SendRetained(func(msg []byte) { r.SendTo(peer, msg) })
-		}})
+			send := func(msg []byte) { r.SendTo(peer, msg) }
+			send(n.broker.Hello())
+			n.broker.Wills(send)
+			n.broker.SendRetained(send)
+		},
+		// Only a live node acts for a failed one (a suspect may be dead too).
+		Alive: func(peer string) bool { return n.repl.alive(peer) }})
 	n.routes = r
 	n.onClose("routes", func(context.Context) error { r.Close(); return nil })
 }

@@ -479,3 +479,57 @@ func sequenceOf(prefix string, n int) []string {
 	}
 	return out
 }
+
+// TestStaleSessionOfARestartedNodeYields: a client moves to n2 while n1,
+// which held its session, is down; n1 comes back with the old session
+// from its disk. At the client's next connect on n2 it keeps the session
+// it has there (its subscription, not the old one), and n1's copy ends.
+func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, storedAndLive)
+	old, _ := connectCollector(t, nodes[0].MQTTAddr(), "wanderer", true)
+	if tok := old.c.Subscribe("live/old", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	old.c.Disconnect(0)
+	if err := nodes[0].Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "n2 no longer counts n1 up", func() bool {
+		for _, m := range nodes[1].Members() {
+			if m.ID == "n1" {
+				return m.Status != "alive" && m.Status != "suspect"
+			}
+		}
+		return true
+	})
+	moved, present := connectCollector(t, nodes[1].MQTTAddr(), "wanderer", true)
+	if present {
+		t.Fatal("a session present on n2 although n1, which held it, was down")
+	}
+	if tok := moved.c.Subscribe("live/new", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	moved.c.Disconnect(0)
+
+	n1 := startNode(t, cfgs[0])
+	testutil.Eventually(t, 20*time.Second, "n1 ready again", n1.Ready)
+	if s, ok := sessionOn(n1, "wanderer"); !ok || s.Subscriptions != 1 {
+		t.Fatalf("n1 did not restore its old copy: %+v %v", s, ok)
+	}
+	again, present := connectCollector(t, nodes[1].MQTTAddr(), "wanderer", true)
+	if !present {
+		t.Fatal("no session present on n2")
+	}
+	publishWindow(t, nodes[2].MQTTAddr(), "live/new", "new", 1, false)
+	testutil.Eventually(t, 10*time.Second, "n2's own subscription delivers", func() bool { return len(again.payloads()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "n1's stale copy ended", func() bool {
+		_, ok := sessionOn(n1, "wanderer")
+		return !ok
+	})
+	publishWindow(t, nodes[2].MQTTAddr(), "live/old", "old", 1, false)
+	publishWindow(t, nodes[2].MQTTAddr(), "live/new", "new2", 1, false)
+	testutil.Eventually(t, 10*time.Second, "the next message on live/new", func() bool { return len(again.payloads()) == 2 })
+	if got := again.payloads(); got[0] != "new-0" || got[1] != "new2-0" {
+		t.Fatalf("got %v: the old subscription came back", got)
+	}
+}

@@ -20,8 +20,11 @@ type peer struct {
 	// acked is the version of the local filters the peer acknowledged (0:
 	// none; it is sent them whole). Router.mu guards it.
 	acked uint64
-	sync  chan struct{} // wakes the sync loop (capacity 1)
-	out   outbox
+	// lagging: the peer missed a SetClient deadline; waiters skip it
+	// until it acknowledges the current version. Router.mu guards it.
+	lagging bool
+	sync    chan struct{} // wakes the sync loop (capacity 1)
+	out     outbox
 	// overflowLogged is when a full queue was last logged (unix ns).
 	overflowLogged atomic.Int64
 }
@@ -146,6 +149,9 @@ func (p *peer) syncOnce() error {
 		}
 		r.mu.Lock()
 		if len(resp) == 1 && resp[0] == syncOK {
+			if u.version >= r.local.version {
+				p.lagging = false
+			}
 			if u.version > p.acked {
 				p.acked = u.version
 				close(r.acked)
@@ -266,7 +272,7 @@ func (o *outbox) take(ctx context.Context) [][]byte {
 		o.mu.Lock()
 		if len(o.msgs) > 0 {
 			n, size := 0, 0
-			for n < len(o.msgs) && (n == 0 || size+len(o.msgs[n]) <= maxBatchBytes) {
+			for n < len(o.msgs) && n < maxBatchMessages && (n == 0 || size+len(o.msgs[n]) <= maxBatchBytes) {
 				size += len(o.msgs[n])
 				n++
 			}

@@ -60,6 +60,9 @@ type Options struct {
 	// replicated by messages (retained messages) can be sent to it whole
 	// with SendTo.
 	Joined func(peer string)
+	// Alive, if set, says whether a peer is alive (not merely suspect);
+	// Designated counts only those.
+	Alive  func(peer string) bool
 	Logger *slog.Logger
 }
 
@@ -236,7 +239,10 @@ func (r *Router) waitAcked(v uint64) {
 		r.mu.Lock()
 		var behind []string
 		for id, p := range r.peers {
-			if p.acked < v {
+			// A peer that already missed a deadline is not waited for
+			// again until it caught up, so one unreachable peer does
+			// not slow every SUBSCRIBE down.
+			if p.acked < v && !p.lagging {
 				behind = append(behind, id)
 			}
 		}
@@ -249,6 +255,13 @@ func (r *Router) waitAcked(v uint64) {
 		case <-ch:
 		case <-deadline.C:
 			slices.Sort(behind)
+			r.mu.Lock()
+			for _, id := range behind {
+				if p := r.peers[id]; p != nil && p.acked < v {
+					p.lagging = true
+				}
+			}
+			r.mu.Unlock()
 			r.log.Warn("peers did not confirm a new subscription in time; messages published on them may miss it until they do",
 				"peers", behind, "wait", r.opts.SyncWait)
 			return
@@ -312,6 +325,15 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		}
 		rem.version = u.version
 		return []byte{syncOK}, nil
+	}
+	if rem == nil || rem.incarnation != u.incarnation {
+		// A node new to this one, restarted, or that this one dropped:
+		// it may have lost this node's filters too, so send them whole
+		// now rather than at the next check.
+		if p := r.peers[from]; p != nil && p.acked > 0 {
+			p.acked = 0
+			p.kickSync()
+		}
 	}
 	if rem == nil {
 		rem = &remoteRoutes{filters: map[string]struct{}{}}
@@ -416,10 +438,12 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 }
 
 // Designated reports whether this node has the lowest id among the nodes
-// up (itself and its peers), not counting except.
+// up (itself and its peers; with Options.Alive, only the peers it calls
+// alive: a suspect that is in fact dead must not be waited for), not
+// counting except.
 func (r *Router) Designated(except string) bool {
 	for id := range *r.peerSnap.Load() {
-		if id != except && id < r.opts.Self {
+		if id != except && id < r.opts.Self && (r.opts.Alive == nil || r.opts.Alive(id)) {
 			return false
 		}
 	}

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -169,7 +170,11 @@ func TestChangesWhileUnreachableConverge(t *testing.T) {
 // same address, knowing nothing) gets the others' filters whole, and the
 // others replace what they knew of it with its new, empty set.
 func TestRestartedNodeResyncs(t *testing.T) {
-	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	// No periodic check within the test: a restarted peer must be sent
+	// the filters as soon as it shows itself, not at the next check.
+	slow := fastOptions()
+	slow.Resync = time.Hour
+	a, b := startNode(t, "a", "", nil, slow), startNode(t, "b", "", nil, slow)
 	mesh(a, b)
 	a.r.SetClient("ca", []string{"from/a"})
 	b.r.SetClient("cb", []string{"from/b"})
@@ -178,7 +183,7 @@ func TestRestartedNodeResyncs(t *testing.T) {
 	}
 	addr := b.addr()
 	b.stop()
-	b2 := startNode(t, "b", addr, nil, fastOptions())
+	b2 := startNode(t, "b", addr, nil, slow)
 	mesh(a, b2) // a keeps b in its peer set: membership did not notice
 	testutil.Eventually(t, 10*time.Second, "the new b learns a's filters and a forgets the old b's", func() bool {
 		return b2.r.Wanted("from/a") && !a.r.Wanted("from/b")
@@ -279,4 +284,74 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUnreachablePeerDelaysOneSubscribeOnly: with a peer unreachable, the
+// first SetClient waits SyncWait; later ones for filters already waiting
+// on that peer do not wait again until it caught up.
+func TestUnreachablePeerDelaysOneSubscribeOnly(t *testing.T) {
+	faults := rpcmux.NewFaults()
+	o := fastOptions()
+	o.SyncWait = time.Second
+	a, b := startNode(t, "a", "", faults, o), startNode(t, "b", "", faults, o)
+	mesh(a, b)
+	faults.Partition(a.addr(), b.addr())
+	b.r.SetClient("c0", []string{"same", "own/0"}) // waits SyncWait
+	b.r.mu.Lock()
+	lagging := b.r.peers["a"].lagging
+	b.r.mu.Unlock()
+	if !lagging {
+		t.Fatal("a peer that missed the deadline is not marked lagging")
+	}
+	// Were a waited for again, these would take 9 s at least.
+	start := time.Now()
+	for i := 1; i < 10; i++ {
+		b.r.SetClient(fmt.Sprintf("c%d", i), []string{"same", fmt.Sprintf("own/%d", i)})
+	}
+	if took := time.Since(start); took > 6*o.SyncWait {
+		t.Fatalf("9 subscriptions with a lagging peer took %v (SyncWait %v)", took, o.SyncWait)
+	}
+	faults.Heal()
+	testutil.Eventually(t, 10*time.Second, "a learns every filter", func() bool { return a.r.Wanted("same") && a.r.Wanted("own/9") })
+	// Caught up: it is waited for again.
+	b.r.SetClient("late", []string{"late"})
+	if !a.r.Wanted("late") {
+		t.Fatal("SetClient returned before the caught-up peer knew the filter")
+	}
+}
+
+func TestDesignatedCountsOnlyAlivePeers(t *testing.T) {
+	alive := map[string]bool{"a": true, "c": true}
+	o := fastOptions()
+	o.Alive = func(id string) bool { return alive[id] }
+	n := map[string]*testNode{}
+	for _, id := range []string{"a", "b", "c"} {
+		n[id] = startNode(t, id, "", nil, o)
+	}
+	mesh(n["a"], n["b"], n["c"])
+	// b is suspect (not alive): c acts for a failed a, not waiting for b.
+	if !n["c"].r.Designated("a") {
+		t.Fatal("c does not act for a while b, lower, is only suspect")
+	}
+	if n["c"].r.Designated("x") {
+		t.Fatal("c acts for x while a, alive and lower, is up")
+	}
+	if n["a"].r.Designated("a") {
+		t.Fatal("a node acts for itself")
+	}
+}
+
+func TestHugeCountsAreRefused(t *testing.T) {
+	// A frame of 1,000,000 empty messages is refused, not decoded into a
+	// million slices.
+	b := []byte{wireVersion1, 0xc0, 0x84, 0x3d} // uvarint 1,000,000
+	b = append(b, make([]byte, 1_000_000)...)
+	if _, err := decodeBatch(b); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("a batch of 1,000,000 messages: %v", err)
+	}
+	// The most a sender puts in one batch decodes.
+	msgs := make([][]byte, maxBatchMessages)
+	if got, err := decodeBatch(encodeBatch(msgs)); err != nil || len(got) != maxBatchMessages {
+		t.Fatalf("a full batch: %d, %v", len(got), err)
+	}
 }

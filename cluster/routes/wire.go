@@ -24,6 +24,16 @@ var ErrBadFrame = errors.New("routes: malformed frame")
 
 const wireVersion1 = 1
 
+// maxPrealloc bounds what a count read from a frame preallocates, and
+// maxBatchMessages and maxFilters how many items a frame may hold: a frame
+// of empty items must not make a node allocate gigabytes (a sender's
+// batch holds at most maxBatchBytes, so far fewer messages).
+const (
+	maxPrealloc      = 4096
+	maxBatchMessages = 1 << 17
+	maxFilters       = 1 << 21
+)
+
 // syncKind says whether an update holds all of a node's filters.
 const (
 	syncDelta byte = 0
@@ -101,7 +111,10 @@ func decodeBatch(b []byte) ([][]byte, error) {
 	}
 	d := reader{b: b[1:]}
 	n := d.count()
-	msgs := make([][]byte, 0, n)
+	if n > maxBatchMessages {
+		return nil, fmt.Errorf("%w: %d messages in a batch", ErrBadFrame, n)
+	}
+	msgs := make([][]byte, 0, min(n, maxPrealloc))
 	for i := 0; i < n && d.err == nil; i++ {
 		msgs = append(msgs, d.bytes())
 	}
@@ -166,7 +179,11 @@ func (d *reader) bytes() []byte {
 
 func (d *reader) strings() []string {
 	n := d.count()
-	out := make([]string, 0, n)
+	if n > maxFilters {
+		d.err = ErrBadFrame
+		return nil
+	}
+	out := make([]string, 0, min(n, maxPrealloc))
 	for i := 0; i < n && d.err == nil; i++ {
 		out = append(out, string(d.bytes()))
 	}
