@@ -32,8 +32,8 @@ func (b *Broker) exportSession(id string) []byte {
 	var pairs []byte
 	for _, kind := range sessionKinds {
 		err := b.state.kv.Scan(clientKey(kind, id, 0), func(k, v []byte) error {
-			if size+len(k)+len(v) > maxSessionMove && kind != keySession {
-				dropped++
+			if dropped > 0 || (size+len(k)+len(v) > maxSessionMove && kind != keySession) {
+				dropped++ // and every later one: no gap in the queue
 				return nil
 			}
 			pairs = binary.AppendUvarint(pairs, uint64(len(k)))
