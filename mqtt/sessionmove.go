@@ -22,7 +22,7 @@ import (
 const maxSessionMove = 32 << 20
 
 // sessionKinds are the kinds of keys that make up a client's session.
-var sessionKinds = []byte{keySession, keySubscription, keyQueue, keySent}
+var sessionKinds = []byte{keySession, keySubscription, keySent, keyQueue} // in-flight before queued: kept first when too large
 
 // exportSession encodes what the broker state holds for client id (its
 // writes must have completed).
