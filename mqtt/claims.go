@@ -92,7 +92,11 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 
 	refused := false
 	var session []byte
-	for _, answer := range h.remote.Claim(encodeClaim(cl.ID, c.stamp, pk.Connect.Clean), claimTimeout) {
+	var will []byte
+	if m, delay, ok := willOf(cl); ok {
+		will = encodeWillSet(h.b.peerWills.node, h.b.peerWills.incarnation, cl.ID, m, delay)
+	}
+	for _, answer := range h.remote.Claim(encodeClaim(cl.ID, c.stamp, pk.Connect.Clean, will), claimTimeout) {
 		switch {
 		case len(answer) == 1 && answer[0] == claimRefused:
 			refused = true
@@ -170,12 +174,19 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if h == nil {
 		return nil, fmt.Errorf("mqtt: claims need cluster mode")
 	}
-	id, stamp, clean, err := decodeClaim(req)
+	id, stamp, clean, will, err := decodeClaim(req)
 	if err != nil {
 		return nil, err
 	}
 	<-b.restored // the sessions kept on disk are back (or the broker closed)
 	b.peerWills.reconnected(id)
+	if will != nil {
+		// Known here before the client's CONNACK: if its node dies the
+		// moment after, its will is still published.
+		if err := b.peerWills.apply(will); err != nil {
+			return nil, err
+		}
+	}
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
 	c := h.claims[id]
@@ -244,36 +255,37 @@ func (b *Broker) releaseSession(id string, export bool) []byte {
 
 const claimVersion1 = 1
 
-func encodeClaim(id string, v rversion, clean bool) []byte {
+// encodeClaim frames a claim of client id at stamp v; will, if not nil, is
+// the client's will as a will frame (clusterwills.go), so that every node
+// knows it before the client gets its CONNACK.
+func encodeClaim(id string, v rversion, clean bool, will []byte) []byte {
 	b := []byte{claimVersion1, 0}
 	if clean {
 		b[1] = 1
 	}
 	b = binary.AppendUvarint(b, v.ts)
-	b = binary.AppendUvarint(b, uint64(len(v.node)))
-	b = append(b, v.node...)
-	return append(b, id...)
+	b = appendStr(b, v.node)
+	b = appendStr(b, id)
+	return append(b, will...)
 }
 
-func decodeClaim(b []byte) (id string, v rversion, clean bool, err error) {
+func decodeClaim(b []byte) (id string, v rversion, clean bool, will []byte, err error) {
 	if len(b) < 2 || b[0] != claimVersion1 || b[1] > 1 {
-		return "", rversion{}, false, fmt.Errorf("%w: claim header", errBadForward)
+		return "", rversion{}, false, nil, fmt.Errorf("%w: claim header", errBadForward)
 	}
 	clean = b[1] == 1
-	b = b[2:]
-	ts, n := binary.Uvarint(b)
-	if n <= 0 {
-		return "", rversion{}, false, fmt.Errorf("%w: claim stamp", errBadForward)
+	d := &stateDecoder{b: b[2:]}
+	v.ts = d.uvarint()
+	v.node = d.str()
+	id = d.str()
+	if d.err != nil || id == "" {
+		return "", rversion{}, false, nil, fmt.Errorf("%w: claim body", errBadForward)
 	}
-	b = b[n:]
-	l, n := binary.Uvarint(b)
-	if n <= 0 || l > uint64(len(b)-n) {
-		return "", rversion{}, false, fmt.Errorf("%w: claim node", errBadForward)
+	if len(d.b) > 0 {
+		will = d.b
+		if will[0] != forwardWillSet {
+			return "", rversion{}, false, nil, fmt.Errorf("%w: claim will", errBadForward)
+		}
 	}
-	v = rversion{ts: ts, node: string(b[n : n+int(l)])}
-	id = string(b[n+int(l):])
-	if id == "" {
-		return "", rversion{}, false, fmt.Errorf("%w: claim without a client id", errBadForward)
-	}
-	return id, v, clean, nil
+	return id, v, clean, will, nil
 }

@@ -56,7 +56,7 @@ func TestWillsOfAFailedNodeArePublished(t *testing.T) {
 	b.DeliverForwarded(encodeWillSet("n2", 2, "c3", will("wills/c3"), time.Second))
 	b.DeliverForwarded(encodeWillSet("n2", 2, "c4", will("wills/c4"), 2*time.Second))
 	b.NodeGone("n2", true)
-	if _, err := b.HandleClaim(encodeClaim("c3", rversion{ts: 1, node: "n3"}, true)); err != nil { // c3 came back elsewhere
+	if _, err := b.HandleClaim(encodeClaim("c3", rversion{ts: 1, node: "n3"}, true, nil)); err != nil { // c3 came back elsewhere
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "c4's will after its delay", func() bool { return len(received()) == 2 })

@@ -82,7 +82,7 @@ func FuzzDecodeForwarded(f *testing.F) {
 	f.Add(retained)
 	f.Add(encodeWillSet("n2", 1, "c", Message{Topic: "w", Payload: []byte("x"), UserProperties: []streams.UserProperty{{Key: "k", Value: "v"}}}, 0))
 	f.Add(encodeWillClear("n2", 1, "c"))
-	f.Add(encodeClaim("c", rversion{ts: 1, node: "n"}, false))
+	f.Add(encodeClaim("c", rversion{ts: 1, node: "n"}, false, encodeWillClear("n", 1, "c")))
 	f.Add([]byte{1, 1, 'c', 1, 'v'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if got, origin, err := decodeForwarded(b, 0); err == nil {
@@ -91,7 +91,7 @@ func FuzzDecodeForwarded(f *testing.F) {
 			}
 		}
 		_, _, _ = decodeRetainedState(b, 0)
-		_, _, _, _ = decodeClaim(b)
+		_, _, _, _, _ = decodeClaim(b)
 		_, _ = decodeSessionMove("c", b)
 		if len(b) > 0 && b[0] >= forwardWillSet && b[0] <= forwardHello {
 			w := &clusterWills{b: &Broker{opts: Options{Remote: quietRemote{}}}, peers: map[string]*peerWills{}, pending: map[string]*time.Timer{}}
@@ -159,15 +159,17 @@ func TestRetainedVersionsOrder(t *testing.T) {
 
 func TestClaimCodec(t *testing.T) {
 	v := rversion{ts: 12345, node: "n3"}
-	id, got, clean, err := decodeClaim(encodeClaim("client/1", v, true))
-	if err != nil || id != "client/1" || got != v || !clean {
-		t.Fatalf("claim round trip: %q %+v %v %v", id, got, clean, err)
+	will := encodeWillSet("n3", 7, "client/1", Message{Topic: "w", Payload: []byte("gone")}, 0)
+	id, got, clean, w, err := decodeClaim(encodeClaim("client/1", v, true, will))
+	if err != nil || id != "client/1" || got != v || !clean || string(w) != string(will) {
+		t.Fatalf("claim round trip: %q %+v %v %x %v", id, got, clean, w, err)
 	}
-	if _, _, clean, _ := decodeClaim(encodeClaim("c", v, false)); clean {
-		t.Fatal("clean start off decoded as on")
+	if _, _, clean, w, _ := decodeClaim(encodeClaim("c", v, false, nil)); clean || w != nil {
+		t.Fatal("clean start off decoded as on, or a will out of nothing")
 	}
-	for _, b := range [][]byte{nil, {2}, {claimVersion1}, {claimVersion1, 2, 1, 1, 'n', 'c'}, {claimVersion1, 0, 1, 5, 'n'}, encodeClaim("", v, false)} {
-		if _, _, _, err := decodeClaim(b); !errors.Is(err, errBadForward) {
+	for _, b := range [][]byte{nil, {2}, {claimVersion1}, {claimVersion1, 2, 1, 1, 'n', 1, 'c'}, {claimVersion1, 0, 1, 5, 'n'},
+		encodeClaim("", v, false, nil), append(encodeClaim("c", v, false, nil), forwardHello)} {
+		if _, _, _, _, err := decodeClaim(b); !errors.Is(err, errBadForward) {
 			t.Errorf("%x: %v", b, err)
 		}
 	}
