@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,7 +21,8 @@ type ClientInfo struct {
 	Subscriptions   int    `json:"subscriptions"`
 	InFlight        int    `json:"in_flight"`
 	Queued          int    `json:"queued"`
-	// Node is the id of the node the client is connected to.
+	// Node is the id of the node holding the session: the one the client
+	// is connected to, or was last.
 	Node string `json:"node"`
 	// DisconnectedAt is when an absent client left (zero while connected).
 	DisconnectedAt time.Time `json:"disconnected_at,omitzero"`
@@ -30,21 +32,34 @@ type ClientInfo struct {
 // already disconnected client.
 var ErrClientNotFound = errors.New("client not found")
 
-// Clients are the node's MQTT sessions.
+// Clients are the MQTT sessions: in a cluster, those of every node.
 type Clients interface {
-	// Clients lists the sessions, by client id.
-	Clients() []ClientInfo
-	// Disconnect closes a connected client's connection (its session
-	// stays, as after any disconnect); ErrClientNotFound if it is not
+	// Clients lists the sessions (in a cluster, of every node that
+	// answers in time).
+	Clients(ctx context.Context) []ClientInfo
+	// Disconnect closes a connected client's connection, on whichever
+	// node it is connected to (its session stays, as after any
+	// disconnect); ErrClientNotFound if no node that answered has it
 	// connected.
-	Disconnect(id string) error
+	Disconnect(ctx context.Context, id string) error
+	// Totals counts the connected clients and their subscriptions (in a
+	// cluster, summed over the nodes that answer in time).
+	Totals(ctx context.Context) ClientTotals
+}
+
+// ClientTotals are the overview's client figures.
+type ClientTotals struct {
+	Connections   int64
+	Subscriptions int64
+	// Nodes is how many nodes the figures cover.
+	Nodes int
 }
 
 func (s *Server) listClients(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if s.opts.Clients == nil {
 		return 0, nil, fmt.Errorf("%w: no MQTT broker on this node", errNotReady)
 	}
-	list := s.opts.Clients.Clients()
+	list := s.opts.Clients.Clients(r.Context())
 	if list == nil {
 		list = []ClientInfo{}
 	}
@@ -52,16 +67,16 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request) (int, any, 
 }
 
 // disconnectClient is DELETE /v1/clients/{id}: the client's connection is
-// closed, as if the network dropped it (its will is sent, its persistent
-// session stays).
+// closed, on whichever node holds it, as if the network dropped it (its
+// will is sent, its persistent session stays).
 func (s *Server) disconnectClient(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if s.opts.Clients == nil {
 		return 0, nil, fmt.Errorf("%w: no MQTT broker on this node", errNotReady)
 	}
 	id := r.PathValue("id")
-	if err := s.opts.Clients.Disconnect(id); err != nil {
+	if err := s.opts.Clients.Disconnect(r.Context(), id); err != nil {
 		if errors.Is(err, ErrClientNotFound) {
-			return 0, nil, fmt.Errorf("%w: client %q is not connected to this node", errNotFound, id)
+			return 0, nil, fmt.Errorf("%w: client %q is not connected to any node that answered", errNotFound, id)
 		}
 		return 0, nil, fmt.Errorf("disconnecting client %q: %w", id, err)
 	}

@@ -32,13 +32,13 @@ func TestOverviewAndHistoryShapes(t *testing.T) {
 	if st := s.call("GET", "/v1/overview", "", &ov); st != 200 {
 		t.Fatalf("overview: %d", st)
 	}
-	want := []string{"append_p99_ms", "bytes", "bytes", "connections", "dropped_per_sec", "group_lag", "groups", "in_per_sec", "node",
+	want := []string{"append_p99_ms", "bytes", "bytes", "client_nodes", "connections", "dropped_per_sec", "group_lag", "groups", "in_per_sec", "node",
 		"nodes", "nodes_alive", "out_per_sec", "records", "refused_per_sec", "stored_per_sec", "streams", "subscriptions", "time", "uptime_seconds"}
 	want = slices.Compact(want)
 	if got := keys(ov); !slices.Equal(got, want) {
 		t.Fatalf("overview keys %v, want %v", got, want)
 	}
-	if ov["streams"] != 1.0 || ov["records"] != 1.0 || ov["nodes"] != 1.0 || ov["node"] != "api-test" {
+	if ov["streams"] != 1.0 || ov["records"] != 1.0 || ov["nodes"] != 1.0 || ov["node"] != "api-test" || ov["client_nodes"] != 1.0 {
 		t.Fatalf("overview %v", ov)
 	}
 	var h map[string]any

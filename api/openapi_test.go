@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -46,5 +47,36 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	sort.Strings(extra)
 	if len(missing) > 0 || len(extra) > 0 {
 		t.Fatalf("routes not in openapi.json: %v\ndocumented routes the server lacks: %v", missing, extra)
+	}
+}
+
+// TestOpenAPISchemasMatchJSON: the documented fields of the dashboard's
+// answers are those the handlers write.
+func TestOpenAPISchemasMatchJSON(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	for name, v := range map[string]any{"Overview": overviewJSON{}, "Client": ClientInfo{}} {
+		var written []string
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			written = append(written, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		}
+		var documented []string
+		for p := range doc.Components.Schemas[name].Properties {
+			documented = append(documented, p)
+		}
+		sort.Strings(written)
+		sort.Strings(documented)
+		if strings.Join(written, " ") != strings.Join(documented, " ") {
+			t.Errorf("schema %s documents %v, the handlers write %v", name, documented, written)
+		}
 	}
 }

@@ -15,8 +15,9 @@ import (
 // figures over time (GET /v1/history), recorded by a history.Recorder the
 // Server owns.
 
-// overviewJSON is every figure of the dashboard's overview, as this node
-// sees them.
+// overviewJSON is every figure of the dashboard's overview. Nodes,
+// connections and subscriptions cover the cluster (ClientNodes says how
+// many nodes answered for the client figures); the rest are this node's.
 type overviewJSON struct {
 	Node          string  `json:"node"`
 	Time          string  `json:"time"`
@@ -25,6 +26,7 @@ type overviewJSON struct {
 	NodesAlive    int     `json:"nodes_alive"`
 	Connections   int64   `json:"connections"`
 	Subscriptions int64   `json:"subscriptions"`
+	ClientNodes   int     `json:"client_nodes"`
 	Streams       int     `json:"streams"`
 	Records       int64   `json:"records"`
 	Bytes         int64   `json:"bytes"`
@@ -71,8 +73,13 @@ func (s *Server) overview(ctx context.Context) overviewJSON {
 			}
 		}
 	}
-	t := s.opts.Broker.Traffic()
-	out.Connections, out.Subscriptions = t.ClientsConnected, t.Subscriptions
+	if s.opts.Clients != nil {
+		tot := s.opts.Clients.Totals(ctx)
+		out.Connections, out.Subscriptions, out.ClientNodes = tot.Connections, tot.Subscriptions, tot.Nodes
+	} else {
+		t := s.opts.Broker.Traffic()
+		out.Connections, out.Subscriptions, out.ClientNodes = t.ClientsConnected, t.Subscriptions, 1
+	}
 	for _, info := range s.opts.Store.ListStreams() {
 		out.Streams++
 		out.Records += info.Records

@@ -83,6 +83,9 @@ type Options struct {
 	// dropEvery-th delivery and count every dupEvery-th one twice, as a
 	// lossy or duplicating broker would.
 	dropEvery, dupEvery int
+	// onAcked, for tests, is called with each acknowledged publish's
+	// publisher and sequence number (from the connections' read loops).
+	onAcked func(p int, seq uint64)
 }
 
 // Validate checks the options.
@@ -163,6 +166,22 @@ type Result struct {
 	AckLatency *LatencyReport `json:"ack_latency_us,omitempty"`
 	// PerSubscriber is the number of messages each subscriber received.
 	PerSubscriber []int64 `json:"per_subscriber,omitempty"`
+	// Disconnects counts connections of publishers and subscribers that
+	// dropped (their node died or closed them); Reconnects those made
+	// again, each to the next broker of the list. Fewer reconnects than
+	// disconnects: a client found no broker before the run ended.
+	Disconnects int64 `json:"disconnects"`
+	Reconnects  int64 `json:"reconnects"`
+	// Resent counts QoS 1/2 publishes sent again on a new connection
+	// because the old one dropped before acknowledging them.
+	Resent int64 `json:"resent"`
+	// Unacked counts QoS 1/2 publishes neither acknowledged nor refused
+	// when the run ended.
+	Unacked int64 `json:"unacked"`
+	// MaxAckGapMS is the longest time a publisher with publishes in flight
+	// went without an ack (QoS 1/2): a node's failover as the clients see
+	// it.
+	MaxAckGapMS float64 `json:"max_ack_gap_ms"`
 }
 
 // LatencyReport holds latency percentiles in microseconds.
@@ -253,6 +272,9 @@ type run struct {
 	o      Options
 	perPub []int
 	subs   []*subscriber
+	// stopKeepers ends the subscribers' reconnection goroutines (keepers).
+	stopKeepers context.CancelFunc
+	keepers     sync.WaitGroup
 
 	published atomic.Int64
 	acked     atomic.Int64
@@ -260,70 +282,15 @@ type run struct {
 	inflight  atomic.Int64
 	received  atomic.Int64
 
-	ackMu  sync.Mutex // guards ackLat
-	ackLat []int32    // PUBACK latencies, microseconds
-}
+	// Connections dropped and made again, publishes sent again on a new
+	// connection.
+	disconnects atomic.Int64
+	reconnects  atomic.Int64
+	resent      atomic.Int64
 
-type subscriber struct {
-	c    *client
-	mu   sync.Mutex // guards seen, distinct, dups, lat
-	seen [][]uint64 // bitset per publisher
-	// distinct counts the bits set in seen: the messages that arrived at
-	// least once.
-	distinct int64
-	dups     int64
-	lat      []int32 // microseconds
-	got      atomic.Int64
-	// faults counts deliveries for the test-only fault injection.
-	faults atomic.Int64
-}
-
-func (r *run) startSubscribers(ctx context.Context) error {
-	filter := strings.ReplaceAll(r.o.Topic, "%d", "+")
-	if r.o.Mode == ModeShare || (r.o.Mode == ModeSub && r.o.Group != "") {
-		filter = "$share/" + r.o.Group + "/" + filter
-	}
-	for i := 0; i < r.o.Subscribers; i++ {
-		co := clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60}
-		if r.o.Persistent {
-			// A clean connection first discards a session left by an
-			// earlier run, so this one starts empty.
-			old, err := dial(ctx, brokerFor(r.o.Broker, i+1), co)
-			if err != nil {
-				return fmt.Errorf("subscriber %d: %w", i, err)
-			}
-			old.close()
-			co.persistent = true
-		}
-		c, err := dial(ctx, brokerFor(r.o.Broker, i+1), co)
-		if err != nil {
-			return fmt.Errorf("subscriber %d: %w", i, err)
-		}
-		s := &subscriber{c: c, seen: make([][]uint64, len(r.perPub))}
-		for p, n := range r.perPub {
-			s.seen[p] = make([]uint64, n/64+1)
-		}
-		c.onPublish = func(_ string, _ byte, _ bool, payload []byte) { r.deliver(s, payload) }
-		r.subs = append(r.subs, s)
-		c.start()
-		if err := c.subscribe(filter, r.o.SubQoS); err != nil {
-			return fmt.Errorf("subscriber %d: %w", i, err)
-		}
-	}
-	return nil
-}
-
-func (r *run) closeSubscribers() {
-	for i, s := range r.subs {
-		s.c.close()
-		if r.o.Persistent {
-			// Discard the persistent session: a clean connection ends it.
-			co := clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60}
-			if c, err := dial(context.Background(), brokerFor(r.o.Broker, i+1), co); err == nil {
-				c.close()
-			}
-		}
-	}
+	ackMu     sync.Mutex    // guards ackLat and maxAckGap
+	ackLat    []int32       // PUBACK latencies, microseconds
+	maxAckGap time.Duration // the longest wait of a publisher for an ack
 }
 
 func (r *run) deliver(s *subscriber, payload []byte) {
@@ -379,28 +346,21 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, o.Publishers)
 	for p := 0; p < o.Publishers; p++ {
-		c, err := dial(ctx, brokerFor(o.Broker, p), clientOptions{id: fmt.Sprintf("%s-pub-%d", o.ClientPrefix, p), version: o.Version, keepalive: 60})
+		c, conns, err := dialAny(ctx, o.Broker, p, clientOptions{id: fmt.Sprintf("%s-pub-%d", o.ClientPrefix, p), version: o.Version, keepalive: 60})
 		if err != nil {
 			return nil, fmt.Errorf("publisher %d: %w", p, err)
 		}
+		pb := r.newPublisher(p, c, deadline)
+		pb.conns = conns
 		wg.Add(1)
-		go func(p int, c *client) {
+		go func() {
 			defer wg.Done()
-			defer c.close()
-			if err := r.publish(ctx, p, c, deadline); err != nil {
-				errc <- fmt.Errorf("publisher %d: %w", p, err)
-			}
-		}(p, c)
+			pb.run(ctx, r.perPub[p], deadline)
+		}()
 	}
 	wg.Wait()
 	pubElapsed := time.Since(start)
-	select {
-	case err := <-errc:
-		return nil, err
-	default:
-	}
 	if o.Mode == ModePub {
 		return r.result(pubElapsed, pubElapsed), nil
 	}
@@ -455,116 +415,6 @@ func (r *run) expected() int64 {
 	return base
 }
 
-func (r *run) publish(ctx context.Context, p int, c *client, deadline time.Time) error {
-	o := r.o
-	count := r.perPub[p]
-	topics := []string{strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(p))}
-	if o.Topics > 0 {
-		topics = topics[:0]
-		for t := p % o.Topics; len(topics) == 0 || t != p%o.Topics; t = (t + o.Publishers) % o.Topics {
-			topics = append(topics, strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(t)))
-		}
-	}
-	payload := make([]byte, o.PayloadSize)
-	binary.BigEndian.PutUint32(payload, uint32(p))
-	slots := make(chan struct{}, o.Window)
-	// sent holds each packet id's send time (unix ns) for the ack latency.
-	var sent [65536]atomic.Int64
-	var lat []int32 // this publisher's ack latencies, merged at the end
-	var latMu sync.Mutex
-	defer func() {
-		r.ackMu.Lock()
-		r.ackLat = append(r.ackLat, lat...)
-		r.ackMu.Unlock()
-	}()
-	if o.QoS > 0 {
-		c.onAck = func(id uint16, reason byte) {
-			if t := sent[id].Load(); t != 0 {
-				latMu.Lock()
-				if len(lat) < maxLatencySamples {
-					lat = append(lat, int32(min(time.Since(time.Unix(0, t)).Microseconds(), math.MaxInt32)))
-				}
-				latMu.Unlock()
-			}
-			if reason >= 0x80 {
-				r.refused.Add(1)
-			} else {
-				r.acked.Add(1)
-			}
-			r.inflight.Add(-1)
-			<-slots
-		}
-	}
-	c.start()
-	var interval time.Duration
-	if o.Rate > 0 {
-		interval = time.Duration(float64(time.Second) * float64(o.Publishers) / o.Rate)
-	}
-	start := time.Now()
-	for i := 0; i < count; i++ {
-		if i%256 == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
-			break
-		}
-		if interval > 0 {
-			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-				if err := c.flush(); err != nil {
-					return err
-				}
-				time.Sleep(d)
-			}
-		}
-		if o.QoS > 0 {
-			select {
-			case slots <- struct{}{}:
-			default:
-				// Window full: send what is buffered and wait for an ack.
-				if err := c.flush(); err != nil {
-					return err
-				}
-				select {
-				case slots <- struct{}{}:
-				case <-c.done:
-					return fmt.Errorf("connection lost: %v", c.err)
-				case <-time.After(time.Until(deadline) + o.Drain):
-					return nil // the broker stopped acknowledging; report what we have
-				}
-			}
-			r.inflight.Add(1)
-		}
-		binary.BigEndian.PutUint64(payload[4:], uint64(i))
-		binary.BigEndian.PutUint64(payload[12:], uint64(time.Now().UnixNano()))
-		id := uint16(i%65535) + 1
-		sent[id].Store(time.Now().UnixNano())
-		if err := c.publish(topics[i%len(topics)], o.QoS, id, payload); err != nil {
-			return err
-		}
-		r.published.Add(1)
-		if interval > 0 {
-			if err := c.flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := c.flush(); err != nil {
-		return err
-	}
-	if o.QoS == 0 {
-		return nil
-	}
-	// Wait for the outstanding acks.
-	wait := time.After(time.Until(deadline) + o.Drain)
-	for i := 0; i < o.Window; i++ {
-		select {
-		case slots <- struct{}{}:
-		case <-c.done:
-			return nil
-		case <-wait:
-			return nil
-		}
-	}
-	return nil
-}
-
 func (r *run) progress(start time.Time) func() {
 	if r.o.Progress == nil {
 		return func() {}
@@ -582,8 +432,8 @@ func (r *run) progress(start time.Time) func() {
 				return
 			case <-t.C:
 				pub, recv := r.published.Load(), r.received.Load()
-				fmt.Fprintf(r.o.Progress, "%5.0fs  pub %9d/s  acked %10d  in flight %6d  recv %9d/s  total recv %10d\n",
-					time.Since(start).Seconds(), pub-lastPub, r.acked.Load(), r.inflight.Load(), recv-lastRecv, recv)
+				fmt.Fprintf(r.o.Progress, "%5.0fs  pub %9d/s  acked %10d  in flight %6d  recv %9d/s  total recv %10d  reconnects %d\n",
+					time.Since(start).Seconds(), pub-lastPub, r.acked.Load(), r.inflight.Load(), recv-lastRecv, recv, r.reconnects.Load())
 				lastPub, lastRecv = pub, recv
 			}
 		}
@@ -609,8 +459,13 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 			res.PubRate = float64(res.Published) / s
 		}
 	}
+	res.Disconnects, res.Reconnects, res.Resent = r.disconnects.Load(), r.reconnects.Load(), r.resent.Load()
+	if o.QoS > 0 && o.Mode != ModeSub {
+		res.Unacked = max(res.Published-res.Acked-res.Refused, 0)
+	}
 	r.ackMu.Lock()
 	res.AckLatency = latencyReport(r.ackLat)
+	res.MaxAckGapMS = float64(r.maxAckGap.Microseconds()) / 1000
 	r.ackMu.Unlock()
 	if len(r.subs) == 0 {
 		return res
@@ -697,6 +552,10 @@ func (res *Result) String() string {
 			fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
 		}
 	}
+	if res.Disconnects > 0 || res.Unacked > 0 || (res.Mode != ModeSub && res.QoS > 0) {
+		fmt.Fprintf(&b, "  connections lost %d, reconnected %d, resent %d, unacked %d, longest wait for an ack %.0f ms\n",
+			res.Disconnects, res.Reconnects, res.Resent, res.Unacked, res.MaxAckGapMS)
+	}
 	if l := res.AckLatency; l != nil {
 		fmt.Fprintf(&b, "  ack latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	}
@@ -704,6 +563,23 @@ func (res *Result) String() string {
 		fmt.Fprintf(&b, "  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	}
 	return b.String()
+}
+
+// dialAny connects connection k to the k-th broker of the list, or if
+// that fails to the next ones in turn, each tried once; conns is how many
+// brokers it tried (connection k's next broker is brokerFor(brokers,
+// k+conns)).
+func dialAny(ctx context.Context, brokers string, k int, co clientOptions) (c *client, conns int, err error) {
+	var errs []error
+	for conns < len(strings.Split(brokers, ",")) {
+		c, err = dial(ctx, brokerFor(brokers, k+conns), co)
+		conns++
+		if err == nil {
+			return c, conns, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, conns, errors.Join(errs...)
 }
 
 // brokerFor returns the address connection k dials: the k-th of the

@@ -29,6 +29,9 @@ type client struct {
 	// onAck is called from the read loop for PUBACK and PUBCOMP (the end of
 	// a QoS 1/2 publish) with the packet id and reason code.
 	onAck func(id uint16, reason byte)
+	// onRec is called from the read loop for a successful PUBREC (QoS 2:
+	// the broker has the message) before the PUBREL is sent.
+	onRec func(id uint16)
 	// onPublish is called from the read loop for every incoming PUBLISH; the
 	// payload is valid only during the call.
 	onPublish func(topic string, qos byte, dup bool, payload []byte)
@@ -176,6 +179,9 @@ func (c *client) readLoop() {
 				}
 				continue
 			}
+			if len(b) >= 2 && c.onRec != nil {
+				c.onRec(binary.BigEndian.Uint16(b))
+			}
 			c.writeRaw([]byte{0x62, 2, b[0], b[1]})
 		case 6: // PUBREL: answer PUBCOMP
 			c.writeRaw([]byte{0x70, 2, b[0], b[1]})
@@ -271,7 +277,7 @@ func (c *client) flush() error {
 }
 
 // subscribe sends SUBSCRIBE and waits for the SUBACK (the read loop must run).
-func (c *client) subscribe(filter string, qos byte) error {
+func (c *client) subscribe(ctx context.Context, filter string, qos byte) error {
 	body := []byte{0, 1}
 	if c.version == 5 {
 		body = append(body, 0)
@@ -288,6 +294,8 @@ func (c *client) subscribe(filter string, qos byte) error {
 		return nil
 	case <-c.done:
 		return fmt.Errorf("subscribe %s: connection closed: %v", filter, c.err)
+	case <-ctx.Done():
+		return fmt.Errorf("subscribe %s: %w", filter, ctx.Err())
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("subscribe %s: no SUBACK", filter)
 	}

@@ -25,8 +25,10 @@ const (
 
 const statsTimeout = 2 * time.Second
 
-// serveStats registers the statistics services (cluster mode).
+// serveStats registers the statistics services, and those of the API's
+// client views (cluster mode).
 func (n *Node) serveStats() {
+	n.serveClients()
 	n.repl.mux.Handle(sessionsService, func(context.Context, string, []byte) ([]byte, error) {
 		return json.Marshal(n.broker.Sessions())
 	})
@@ -35,9 +37,11 @@ func (n *Node) serveStats() {
 	})
 }
 
-// fromPeers calls service on every other member that is up, at once, and
-// decodes each JSON answer into a new T; it returns them by node id.
-func fromPeers[T any](ctx context.Context, n *Node, service string) map[string]T {
+// fromPeers calls service with req on every other member that is up, at
+// once, and decodes each JSON answer into a new T; it returns them by node
+// id. A member that fails or does not answer within statsTimeout (or ctx)
+// is left out and logged.
+func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) map[string]T {
 	out := map[string]T{}
 	if n.members == nil || n.repl == nil {
 		return out
@@ -53,13 +57,13 @@ func fromPeers[T any](ctx context.Context, n *Node, service string) map[string]T
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := n.repl.mux.Call(ctx, m.RPC, service, nil)
+			resp, err := n.repl.mux.Call(ctx, m.RPC, service, req)
 			var v T
 			if err == nil {
 				err = json.Unmarshal(resp, &v)
 			}
 			if err != nil {
-				n.log.Warn("a node's statistics are left out", "peer", m.ID, "service", service, "error", err)
+				n.log.Warn("a node's answer is left out", "peer", m.ID, "service", service, "error", err)
 				return
 			}
 			mu.Lock()
@@ -76,7 +80,7 @@ type clusterSessions struct{ n *Node }
 
 func (s clusterSessions) Sessions() []query.Session {
 	rows := sessionRows(s.n.broker.Sessions(), s.n.id)
-	for node, infos := range fromPeers[[]mqtt.SessionInfo](context.Background(), s.n, sessionsService) {
+	for node, infos := range fromPeers[[]mqtt.SessionInfo](context.Background(), s.n, sessionsService, nil) {
 		rows = append(rows, sessionRows(infos, node)...)
 	}
 	return rows
@@ -100,7 +104,7 @@ func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
 	for i := range out {
 		out[i].Node = g.n.id
 	}
-	for node, groups := range fromPeers[[]shared.GroupStats](ctx, g.n, groupsService) {
+	for node, groups := range fromPeers[[]shared.GroupStats](ctx, g.n, groupsService, nil) {
 		for _, gs := range groups {
 			gs.Node = node
 			out = append(out, gs)

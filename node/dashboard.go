@@ -9,8 +9,9 @@ import (
 	"github.com/mqstream/mqstream/mqtt"
 )
 
-// brokerClients adapts the broker to the API's client list and its
-// disconnect action (the dashboard's Clients view).
+// brokerClients adapts the broker to the API's client list, its
+// disconnect action and the overview's client figures (the dashboard's
+// Clients view), for this node's clients.
 type brokerClients struct {
 	b    *mqtt.Broker
 	node string
@@ -23,12 +24,9 @@ func (c brokerClients) Clients() []api.ClientInfo {
 	for _, s := range sessions {
 		ci := api.ClientInfo{ClientID: s.ClientID, ProtocolVersion: s.ProtocolVersion, Connected: s.Connected,
 			Persistent: s.Persistent, Subscriptions: s.Subscriptions, InFlight: s.InFlight, Queued: s.Queued,
-			DisconnectedAt: s.DisconnectedAt}
+			DisconnectedAt: s.DisconnectedAt, Node: c.node}
 		if cl, ok := all[s.ClientID]; ok {
 			ci.Username, ci.Address, ci.KeepAlive = string(cl.Properties.Username), cl.Net.Remote, int(cl.State.Keepalive)
-		}
-		if s.Connected {
-			ci.Node = c.node
 		}
 		out = append(out, ci)
 	}
@@ -49,4 +47,10 @@ func (c brokerClients) Disconnect(id string) error {
 	}
 	cl.Stop(packets.ErrAdministrativeAction) // MQTT 3.1.1 has no server DISCONNECT [MQTT-3.14.0]; idempotent
 	return nil
+}
+
+// totals counts the node's connected clients and their subscriptions.
+func (c brokerClients) totals() api.ClientTotals {
+	t := c.b.Traffic()
+	return api.ClientTotals{Connections: t.ClientsConnected, Subscriptions: t.Subscriptions, Nodes: 1}
 }

@@ -264,7 +264,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 		Store: writer, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
 		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queries,
-		UI: ui, Clients: brokerClients{n.broker, n.id},
+		UI: ui, Clients: clusterClients{n},
 	})
 	n.onClose("api", func(context.Context) error { return n.api.Close() })
 	if len(cfg.HTTP.Tokens) == 0 {

@@ -30,7 +30,15 @@ func newBenchCmd() *cobra.Command {
 
 Payloads carry the publisher, a sequence number and the send time, so loss,
 duplicates and end-to-end latency are measured exactly. Every run stops after
---count messages or --duration, whichever comes first.`,
+--count messages or --duration, whichever comes first.
+
+With several brokers (--broker a,b,c: the nodes of a cluster) the
+connections are spread over them. A connection that drops is made again to
+the next broker of the list (backing off up to 2 s between failed attempts,
+until the run ends); a publisher then sends again every QoS 1/2 publish not
+yet acknowledged, with the same payload, and a subscriber subscribes again.
+The summary reports the connections lost and made again, the publishes
+resent, those never acknowledged and the longest wait for an ack.`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"pub", "sub", "e2e", "share"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,7 +75,7 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&broker, "broker", "tcp://127.0.0.1:1883", "broker address; several, comma-separated, spread the connections over them (the nodes of a cluster)")
+	f.StringVar(&broker, "broker", "tcp://127.0.0.1:1883", "broker address; several, comma-separated, spread the connections over them (the nodes of a cluster), and a dropped connection is made again to the next")
 	f.IntVarP(&o.Publishers, "publishers", "p", 8, "publisher connections")
 	f.IntVarP(&o.Subscribers, "subscribers", "s", 1, "subscriber connections")
 	f.Uint8VarP(&o.QoS, "qos", "q", 1, "publish QoS")

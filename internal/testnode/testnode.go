@@ -43,3 +43,34 @@ func Start(t testing.TB, cfg config.Config) *node.Node {
 	t.Cleanup(func() { _ = n.Close(context.Background()) })
 	return n
 }
+
+// StartCluster starts a three-node cluster (ids n1, n2, n3, cluster
+// "test", 4 shards, replication factor 3) on 127.0.0.1 with each node's
+// configuration adjusted by adjust (nil: none), and waits until every node
+// is ready. The nodes are closed when the test ends; a test may close one
+// before.
+func StartCluster(t testing.TB, adjust func(*config.Config)) []*node.Node {
+	t.Helper()
+	var nodes []*node.Node
+	for _, id := range []string{"n1", "n2", "n3"} {
+		cfg := Config(t.TempDir())
+		cfg.Node.ID = id
+		cfg.Cluster.Name, cfg.Cluster.BootstrapExpect, cfg.Cluster.Shards = "test", 3, 4
+		cfg.Cluster.Gossip, cfg.Cluster.RPC = "127.0.0.1:0", "127.0.0.1:0"
+		if len(nodes) > 0 {
+			for _, m := range nodes[0].Members() {
+				if m.ID == nodes[0].ID() {
+					cfg.Cluster.Seeds = []string{m.Gossip}
+				}
+			}
+		}
+		if adjust != nil {
+			adjust(&cfg)
+		}
+		nodes = append(nodes, Start(t, cfg))
+	}
+	for _, n := range nodes {
+		testutil.Eventually(t, 20*time.Second, n.ID()+" ready with its shards", n.Ready)
+	}
+	return nodes
+}

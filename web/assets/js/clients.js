@@ -1,5 +1,6 @@
-// Clients: the node's MQTT sessions (GET /v1/clients) with a disconnect
-// action (DELETE /v1/clients/{id}).
+// Clients: the MQTT sessions of every node (GET /v1/clients) with a
+// disconnect action (DELETE /v1/clients/{id}, on whichever node holds the
+// client).
 
 import { html, useState, usePoll, api, enc, fmtAge, ErrorBox, Confirm } from './lib.js';
 
@@ -26,7 +27,7 @@ export function Clients() {
         <td>${c.protocol_version === 5 ? '5.0' : c.protocol_version === 4 ? '3.1.1' : c.protocol_version || '—'}</td>
         <td class="num">${c.keep_alive ? c.keep_alive + 's' : '—'}</td><td class="num">${c.subscriptions}</td>
         <td class="num">${c.in_flight}</td><td class="num">${c.queued}</td>
-        <td>${c.connected ? c.node : 'away ' + fmtAge(c.disconnected_at)}</td>
+        <td>${c.connected ? c.node : 'away ' + fmtAge(c.disconnected_at) + (c.node ? ' (' + c.node + ')' : '')}</td>
         <td>${c.connected && html`<${Confirm} label="Disconnect" question=${'Disconnect ' + c.client_id + '?'} onConfirm=${() => disconnect(c.client_id)} />`}</td>
       </tr>`)}</tbody></table></div>
   </section>`;

@@ -1,4 +1,5 @@
-// Overview: cards with the node's figures (live from GET /v1/events),
+// Overview: cards with the figures (live from GET /v1/events; connections
+// and subscriptions cover the cluster, the rest this node),
 // charts over 15 minutes to 24 hours (GET /v1/history, extended live) and
 // the cluster's nodes.
 
@@ -42,12 +43,14 @@ export function Overview() {
     });
   });
   const o = ov || {};
+  // Some members did not answer: the client figures leave them out.
+  const partial = ov && o.client_nodes < o.nodes_alive;
   return html`<section>
     <h1>Overview</h1>
     <${ErrorBox} error=${err} />
     <div class="cards">
       <${Card} id="nodes" label="Nodes" value=${ov ? o.nodes_alive + ' / ' + o.nodes : '—'} />
-      <${Card} id="connections" label="Connections" value=${fmtNum(o.connections)} />
+      <${Card} id="connections" label=${partial ? 'Connections (' + o.client_nodes + ' of ' + o.nodes_alive + ' nodes)' : 'Connections'} value=${fmtNum(o.connections)} />
       <${Card} id="subscriptions" label="Subscriptions" value=${fmtNum(o.subscriptions)} />
       <${Card} id="streams" label="Streams" value=${fmtNum(o.streams)} />
       <${Card} id="groups" label="Groups" value=${fmtNum(o.groups)} />
