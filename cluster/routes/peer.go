@@ -27,6 +27,9 @@ type peer struct {
 	out     outbox
 	// overflowLogged is when a full queue was last logged (unix ns).
 	overflowLogged atomic.Int64
+	// repair: messages were dropped; once the queue drained, Joined runs
+	// again for the peer.
+	repair atomic.Bool
 }
 
 // SetPeers replaces the set of other nodes (the alive members). A node
@@ -205,6 +208,14 @@ func (p *peer) sendLoop() {
 			}
 		}
 		p.out.done()
+		if p.out.empty() && p.repair.CompareAndSwap(true, false) {
+			// The queue overflowed and has drained: what Joined sends
+			// (retained messages, wills) may have been among the dropped
+			// messages, so it is sent again.
+			r.mu.Lock()
+			r.joinedLocked(p.id)
+			r.mu.Unlock()
+		}
 	}
 }
 
@@ -300,6 +311,13 @@ func (o *outbox) done() {
 	o.mu.Lock()
 	o.inflight = 0
 	o.mu.Unlock()
+}
+
+// empty reports whether nothing is queued.
+func (o *outbox) empty() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.msgs) == 0
 }
 
 // discard empties the queue and returns how many messages it held.

@@ -516,6 +516,7 @@ func (r *Router) Forward(topic string, msg []byte) {
 // it at most once per Resync interval per peer.
 func (r *Router) overflow(p *peer, n int) {
 	r.dropped.Add(int64(n))
+	p.repair.Store(true) // state sent as messages may have been dropped
 	now := time.Now().UnixNano()
 	if last := p.overflowLogged.Load(); now-last > int64(r.opts.Resync) && p.overflowLogged.CompareAndSwap(last, now) {
 		r.log.Warn("messages for a peer dropped: its queue is full (the peer is slow or unreachable)",

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,6 +218,12 @@ func TestQueueBoundDropsOldest(t *testing.T) {
 	faults := rpcmux.NewFaults()
 	o := fastOptions()
 	o.MaxQueuedBytes = 100
+	var joined atomic.Int64 // a's Joined calls for b: at the start, and after the overflow drained
+	o.Joined = func(peer string) {
+		if peer == "b" {
+			joined.Add(1)
+		}
+	}
 	a, b := startNode(t, "a", "", faults, o), startNode(t, "b", "", faults, o)
 	mesh(a, b)
 	b.r.SetClient("cb", []string{"t"})
@@ -228,6 +235,7 @@ func TestQueueBoundDropsOldest(t *testing.T) {
 		t.Fatalf("dropped %d messages of 100 with room for 10", d)
 	}
 	faults.Heal()
+	testutil.Eventually(t, 10*time.Second, "Joined runs again once the queue drained", func() bool { return joined.Load() >= 2 })
 	testutil.Eventually(t, 10*time.Second, "the newest arrive", func() bool {
 		got := b.in.got()
 		return len(got) > 0 && got[len(got)-1] == fmt.Sprintf("%09d", 99)
