@@ -33,8 +33,8 @@ import (
 // goneTimeout how long a node waits for a connection it disconnected to
 // close before it ends or hands over its session.
 const (
-	claimTimeout = 5 * time.Second
-	goneTimeout  = 3 * time.Second
+	claimTimeout = 3 * time.Second
+	goneTimeout  = time.Second
 )
 
 // claimHook claims client ids from the other nodes and answers their

@@ -30,6 +30,9 @@ type peer struct {
 	// repair: messages were dropped; once the queue drained, Joined runs
 	// again for the peer.
 	repair atomic.Bool
+	// unreachable: the last call to the peer failed (claims skip it until
+	// one goes through).
+	unreachable atomic.Bool
 }
 
 // SetPeers replaces the set of other nodes (the alive members). A node
@@ -115,6 +118,7 @@ func (p *peer) syncLoop() {
 		}
 		for p.ctx.Err() == nil {
 			err := p.syncOnce()
+			p.unreachable.Store(err != nil)
 			if err == nil {
 				if failures > 0 {
 					r.log.Info("routes reach the peer again", "peer", p.id)
@@ -187,6 +191,7 @@ func (p *peer) sendLoop() {
 			ctx, cancel := context.WithTimeout(p.ctx, r.opts.CallTimeout)
 			_, err := r.opts.Caller.Call(ctx, p.addr, DeliverService, req)
 			cancel()
+			p.unreachable.Store(err != nil)
 			if err == nil {
 				if failures > 0 {
 					r.log.Info("messages reach the peer again", "peer", p.id)

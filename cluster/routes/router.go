@@ -419,14 +419,25 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 		err  error
 	}
 	answers := make(chan answer, len(peers))
+	asked := 0
 	for id, p := range peers {
+		if p.unreachable.Load() {
+			// Its last call failed: a partition must not make every
+			// CONNECT wait out the timeout. It is asked again once a
+			// call to it went through (the route check every Resync).
+			continue
+		}
+		asked++
 		go func() {
 			resp, err := r.opts.Caller.Call(ctx, p.addr, ClaimService, req)
+			if err != nil {
+				p.unreachable.Store(true)
+			}
 			answers <- answer{id, resp, err}
 		}()
 	}
 	var out [][]byte
-	for range peers {
+	for range asked {
 		a := <-answers
 		if a.err != nil {
 			r.log.Warn("a node did not answer a client id claim; the id may stay connected there", "peer", a.peer, "error", a.err)

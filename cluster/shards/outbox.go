@@ -97,6 +97,9 @@ func (s *Set) sendForwards(shard int, o *outbox) {
 	}
 }
 
+// forwardAttemptTimeout bounds one forward call to a shard's leader.
+const forwardAttemptTimeout = 2 * time.Second
+
 // forwardBatch delivers a batch to the shard's leader (or proposes it, once
 // this node leads the shard) and answers each append.
 func (s *Set) forwardBatch(shard int, batch []forwardItem) {
@@ -122,7 +125,13 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 				cmds[i] = it.cmd
 			}
 			s.forwards.sent.Add(1)
-			resp, err := s.opts.Forward.Call(ctx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
+			// One attempt is bounded on its own: a leader cut off by a
+			// partition that drops packets answers nothing, and the
+			// batch must go to the new leader once there is one (a
+			// retried append is deduplicated by its id).
+			actx, acancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+			resp, err := s.opts.Forward.Call(actx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
+			acancel()
 			if err != nil {
 				s.forwards.failed.Add(1)
 				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)

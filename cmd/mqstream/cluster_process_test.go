@@ -82,6 +82,9 @@ func builtBinary(t *testing.T) string {
 type procNode struct {
 	id, config, log string
 	mqtt, http      string // addresses
+	// ns, if set, is the network namespace the process runs in
+	// (partition_test.go).
+	ns string
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd has been waited for
@@ -203,6 +206,10 @@ func (c *procCluster) start(t *testing.T, nd *procNode) {
 	}
 	fmt.Fprintf(f, "=== test: %s serve --config %s at %s\n", c.bin, nd.config, time.Now().Format(time.RFC3339Nano))
 	nd.cmd = exec.Command(c.bin, "serve", "--config", nd.config)
+	if nd.ns != "" {
+		// ip execs the binary: the process (and its pid) is mqstream's.
+		nd.cmd = exec.Command("ip", "netns", "exec", nd.ns, c.bin, "serve", "--config", nd.config)
+	}
 	nd.cmd.Stdout, nd.cmd.Stderr = f, f
 	if err := nd.cmd.Start(); err != nil {
 		f.Close()
