@@ -176,13 +176,7 @@ cluster:
 	}
 	// Cleanups run last registered first: the logs are printed after the
 	// processes stopped.
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, nd := range c.nodes {
-				t.Logf("last lines of %s's log:\n%s", nd.id, tailLines(nd.log, 60))
-			}
-		}
-	})
+	t.Cleanup(func() { c.logsIfFailed(t) })
 	t.Cleanup(func() {
 		start := time.Now()
 		c.stopAll(t, 20*time.Second)
@@ -195,6 +189,15 @@ cluster:
 	c.waitReady(t, c.nodes, 30*time.Second)
 	t.Logf("three processes ready in %s", time.Since(start).Round(time.Millisecond))
 	return c
+}
+
+// logsIfFailed prints the end of every node's log when the test failed.
+func (c *procCluster) logsIfFailed(t *testing.T) {
+	if t.Failed() {
+		for _, nd := range c.nodes {
+			t.Logf("last lines of %s's log:\n%s", nd.id, tailLines(nd.log, 60))
+		}
+	}
 }
 
 // start runs nd's process, its output appended to nd's log file.

@@ -161,13 +161,7 @@ cluster:
 		}
 		c.nodes = append(c.nodes, nd)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, nd := range c.nodes {
-				t.Logf("last lines of %s's log:\n%s", nd.id, tailLines(nd.log, 40))
-			}
-		}
-	})
+	t.Cleanup(func() { c.logsIfFailed(t) })
 	t.Cleanup(func() { c.stopAll(t, 20*time.Second) })
 	for _, nd := range c.nodes {
 		c.start(t, nd)
