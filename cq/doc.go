@@ -56,8 +56,16 @@
 // re-reading the input of the open windows at start-up (at most one window
 // of input, plus the idle time).
 //
-// Limits of this first part: tumbling windows on _timestamp only, EMIT
-// FINAL only; a query runs on the node where it was created (in cluster
-// mode its output goes through the shards like any write, but the query
-// does not move on failover).
+// # Publication on MQTT
+//
+// With WITH (topic = ...), a second loop of the query publishes its
+// output records through Options.Publisher (publish.go). It follows the
+// output stream rather than the windows, from an offset kept in the
+// key/value namespace and written after each delivered batch: the stream
+// gets each row exactly once, MQTT at least once.
+//
+// Limits: windows on _timestamp only, EMIT FINAL only; a query runs on
+// the node where it was created (in cluster mode its output goes through
+// the shards like any write, and is published to subscribers on every
+// node, but the query does not move on failover).
 package cq

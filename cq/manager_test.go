@@ -21,6 +21,7 @@ type env struct {
 	t     *testing.T
 	store *streams.Store
 	clock *testutil.Clock
+	pub   *fakePublisher
 	m     *Manager
 	// crashNext makes the next output stop its query before the hint, as
 	// a crash would; crashed tells it happened.
@@ -39,7 +40,7 @@ func newEnv(t *testing.T) *env {
 	if _, err := store.CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, clock: testutil.NewClock(base)}
+	e := &env{t: t, store: store, clock: testutil.NewClock(base), pub: &fakePublisher{}}
 	e.start()
 	return e
 }
@@ -47,7 +48,7 @@ func newEnv(t *testing.T) *env {
 // start starts a manager (again), restoring the kept queries.
 func (e *env) start() {
 	e.t.Helper()
-	m, err := New(Options{Reader: e.store, Writer: e.store, KV: e.store.KV("queries"), IdleTimeout: idle, Tick: 5 * time.Millisecond,
+	m, err := New(Options{Reader: e.store, Writer: e.store, KV: e.store.KV("queries"), Publisher: e.pub, IdleTimeout: idle, Tick: 5 * time.Millisecond,
 		HintInterval: time.Nanosecond, Now: e.clock.Now, Logger: testutil.Logger(),
 		afterOutput: func(string) bool {
 			if e.crashNext.CompareAndSwap(true, false) {

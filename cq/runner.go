@@ -63,28 +63,26 @@ func (r *runner) terminate() {
 	<-r.done
 }
 
-// run runs the query until its context ends. After an error it starts
-// again from its durable progress, after a growing pause: an output
-// request that failed left nothing behind, and the windows are rebuilt
-// from the input.
+// run runs the query until its context ends, and its publication on
+// MQTT if it has one. After an error each starts again from its durable
+// progress, after a growing pause: an output request that failed left
+// nothing behind, and the windows are rebuilt from the input.
 func (r *runner) run() {
 	defer close(r.done)
-	log := r.m.log.With("query", r.def.ID)
-	pause := 100 * time.Millisecond
-	for {
-		err := r.runOnce(r.ctx)
-		if r.ctx.Err() != nil || errors.Is(err, errCrash) {
-			return
+	var wg sync.WaitGroup
+	if r.c.Publish {
+		if err := r.initPublished(); err != nil {
+			r.setPublishError(err)
+			r.m.log.Error("continuous query publication progress not initialised", "query", r.def.ID, "error", err)
 		}
-		r.fail(err)
-		log.Error("continuous query failed; restarting from its progress", "error", err, "pause", pause)
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-time.After(pause):
-		}
-		pause = min(pause*2, 30*time.Second)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.retry("publish", r.publishOnce, r.setPublishError)
+		}()
 	}
+	r.retry("query", r.runOnce, r.fail)
+	wg.Wait()
 }
 
 // runOnce recovers the query's progress and runs it until an error.
@@ -173,11 +171,11 @@ func (r *runner) runOnce(ctx context.Context) error {
 // output appends the rows of closed windows to the output stream as one
 // request, each record carrying the watermark that closed them, and waits
 // until they are durable. A request is stored whole or not at all.
-func (r *runner) output(rows [][]byte, wm int64) error {
+func (r *runner) output(rows []query.Output, wm int64) error {
 	recs := make([]streams.Record, len(rows))
 	props := markers(r.def.ID, wm)
-	for i, p := range rows {
-		recs[i] = streams.Record{Topic: r.c.Topic, Payload: p, QoS: 1, ContentType: "application/json", UserProperties: props}
+	for i, o := range rows {
+		recs[i] = streams.Record{Topic: o.Topic, Payload: o.Payload, QoS: r.c.QoS, Retain: r.c.Retain, ContentType: "application/json", UserProperties: props}
 	}
 	done := make(chan error, 1)
 	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: r.c.Name, Records: recs, Done: func(_ uint64, err error) { done <- err }})

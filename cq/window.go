@@ -3,6 +3,7 @@ package cq
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
@@ -115,11 +116,11 @@ func (w *windower) groups() int {
 // rows computes the output of closed windows (their records' payloads),
 // in window order and, within a window, in order of each key's first
 // record. A group whose output cannot be computed is skipped and counted.
-func (w *windower) rows(closed []*window) [][]byte {
-	var out [][]byte
+func (w *windower) rows(closed []*window) []query.Output {
+	var out []query.Output
 	for _, win := range closed {
 		for _, g := range win.order {
-			p, ok, err := w.c.Result(g)
+			p, ok, err := w.c.Result(g, time.Unix(0, win.start))
 			if err != nil {
 				w.skipped++
 				w.lastErr = err

@@ -32,7 +32,7 @@ func feed(w *windower, at time.Duration, payloads ...string) {
 func closedRows(w *windower) string {
 	var out []string
 	for _, r := range w.rows(w.due()) {
-		out = append(out, string(r))
+		out = append(out, string(r.Payload))
 	}
 	return strings.Join(out, "\n")
 }

@@ -20,9 +20,17 @@ import (
 type Continuous struct {
 	// Name is the output stream (and the query's id).
 	Name string
-	// Topic is the MQTT topic of the output records (WITH (topic = ...);
-	// by default the stream's name).
+	// Topic is the MQTT topic of the output records as written in WITH
+	// (topic = ...), {column} templates included; by default the stream's
+	// name. Output.Topic is the filled-in topic of each record.
 	Topic string
+	// Publish is set when WITH (topic = ...) was given: the output
+	// records are also published on MQTT, each on its topic.
+	Publish bool
+	// QoS and Retain are the output records' QoS and retain flag, and
+	// those of their MQTT publication (WITH (qos = ..., retain = ...)).
+	QoS    byte
+	Retain bool
 	// Source is the input stream, named at SourceAt in SQL.
 	Source   string
 	SourceAt Pos
@@ -42,7 +50,9 @@ type Continuous struct {
 	row    []any
 	key    []byte
 	post   []any
-	names  [][]byte // Columns, JSON-encoded
+	names  [][]byte    // Columns, JSON-encoded
+	topic  []topicPart // the topic template, nil without templates
+	vals   []any       // every output column of the last Result
 }
 
 // Window is a tumbling window: windows are [start, start + Size), their
@@ -100,21 +110,13 @@ const (
 
 func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous, error) {
 	s := cs.sel
-	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, SQL: sql}
+	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, QoS: 1, SQL: sql}
 	if err := streams.ValidateName(c.Name); err != nil || streams.IsReserved(c.Name) {
 		return nil, errorf(cs.create.namePos, "%q cannot name a stream: 1 to 255 characters without spaces, '/', '+', '#', not starting with '$'", c.Name)
 	}
-	for _, o := range cs.create.with {
-		switch o.key {
-		case "topic":
-			t, ok := o.value.(string)
-			if !ok || t == "" || strings.ContainsAny(t, "+#") {
-				return nil, errorf(o.pos, "topic must be a topic name in quotes, without wildcards")
-			}
-			c.Topic = t
-		default:
-			return nil, errorf(o.pos, "unknown option %s in WITH (...): the options are topic", o.key)
-		}
+	topicOpt, err := c.options(cs.create.with)
+	if err != nil {
+		return nil, err
 	}
 	if cs.emit == "changes" {
 		return nil, errorf(cs.emitAt, "EMIT CHANGES is not supported yet: windows emit one final row per key (EMIT FINAL)")
@@ -145,7 +147,6 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 		}
 		return nil, errorf(at, "a continuous query needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (queries without a window are not supported yet)")
 	}
-	var err error
 	if c.Window, err = windowOf(win); err != nil {
 		return nil, err
 	}
@@ -188,8 +189,14 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 		k, _ := json.Marshal(n)
 		c.names = append(c.names, k)
 	}
+	if topicOpt != nil {
+		if err := c.compileTopic(topicOpt); err != nil {
+			return nil, err
+		}
+	}
 	c.row = make([]any, c.p.width)
 	c.post = make([]any, c.p.width+len(c.p.aggs.specs))
+	c.vals = make([]any, len(c.Columns))
 	return c, nil
 }
 
@@ -427,50 +434,49 @@ func (c *Continuous) Add(g *Group) error {
 	return c.p.aggs.accumulate(g.states, c.row)
 }
 
-// Result computes g's output: the payload of its output record (a JSON
-// object with the keys Columns), or ok=false if HAVING drops it.
-func (c *Continuous) Result(g *Group) (payload []byte, ok bool, err error) {
+// Result computes g's output record in the window starting at start, or
+// ok=false if HAVING drops it. The payload is a JSON object with the keys
+// Columns; the topic is Topic with its templates filled in.
+func (c *Continuous) Result(g *Group, start time.Time) (out Output, ok bool, err error) {
 	copy(c.post, g.first)
+	c.post[c.ws], c.post[c.we] = start, start.Add(c.Window.Size)
 	for i, st := range g.states {
 		c.post[c.p.width+i] = st.result()
 	}
-	vals := make([]any, len(c.p.items))
+	vals := c.vals[c.lead:]
 	for i, it := range c.p.items {
 		if vals[i], err = it.eval(c.post); err != nil {
-			return nil, false, err
+			return Output{}, false, err
 		}
 	}
 	*c.p.outs = vals
 	if c.p.having != nil {
 		if ok, err := cond(c.p.having, c.post); err != nil || !ok {
-			return nil, false, err
+			return Output{}, false, err
 		}
 	}
-	out := append(make([]byte, 0, 128), '{')
-	write := func(i int, v any) error {
+	if c.lead == 2 {
+		c.vals[0], c.vals[1] = c.post[c.ws], c.post[c.we]
+	}
+	p := append(make([]byte, 0, 128), '{')
+	for i, v := range c.vals {
 		if i > 0 {
-			out = append(out, ',')
+			p = append(p, ',')
 		}
-		out = append(out, c.names[i]...)
-		out = append(out, ':')
+		p = append(p, c.names[i]...)
+		p = append(p, ':')
 		if t, isTime := v.(time.Time); isTime {
 			v = t.UTC().Format(time.RFC3339Nano)
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("column %s: %w", c.Columns[i], err)
+			return Output{}, false, fmt.Errorf("column %s: %w", c.Columns[i], err)
 		}
-		out = append(out, b...)
-		return nil
+		p = append(p, b...)
 	}
-	if c.lead == 2 {
-		_ = write(0, g.first[c.ws])
-		_ = write(1, g.first[c.we])
+	t, err := c.renderTopic(c.vals)
+	if err != nil {
+		return Output{}, false, err
 	}
-	for i, v := range vals {
-		if err := write(c.lead+i, v); err != nil {
-			return nil, false, err
-		}
-	}
-	return append(out, '}'), true, nil
+	return Output{Payload: append(p, '}'), Topic: t}, true, nil
 }

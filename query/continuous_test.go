@@ -55,7 +55,15 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT now() FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "now() is not allowed"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:83", "EMIT CHANGES is not supported yet"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT SOMETIMES", CodeSQL, "1:88", "EMIT must be followed by CHANGES or FINAL"},
-		{"CREATE STREAM hot WITH (qos = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "unknown option qos"},
+		{"CREATE STREAM hot WITH (qos = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "give a topic too"},
+		{"CREATE STREAM hot WITH (topic = 'a', qos = 3) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:44", "qos is 0, 1 or 2"},
+		{"CREATE STREAM hot WITH (topic = 'a', retain = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:47", "retain is TRUE or FALSE"},
+		{"CREATE STREAM hot WITH (topic = 'a', topic = 'b') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:38", "given twice"},
+		{"CREATE STREAM hot WITH (tpoic = 'a') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "unknown option tpoic"},
+		{"CREATE STREAM hot WITH (topic = 'a/+') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "wildcard"},
+		{"CREATE STREAM hot WITH (topic = 'a/{k}') AS SELECT count(*) AS n FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "{k} is not an output column (the columns are window_start, window_end, n)"},
+		{"CREATE STREAM hot WITH (topic = 'a/{n') AS SELECT count(*) AS n FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "a { without }"},
+		{"CREATE STREAM hot WITH (topic = '$SYS/{n}') AS SELECT count(*) AS n FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "reserved"},
 		{"CREATE STREAM hot WITH (topic 'x') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSyntax, "1:25", "expected <option> = <value>"},
 		{"CREATE STREAM hot SELECT count(*) FROM t", CodeSyntax, "1:19", "expected AS"},
 		{"CREATE STREAM a/b AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSyntax, "1:16", "expected AS"},
@@ -112,12 +120,12 @@ func TestContinuousEval(t *testing.T) {
 	}
 	var out []string
 	for _, k := range order {
-		p, ok, err := c.Result(groups[k])
+		o, ok, err := c.Result(groups[k], base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ok {
-			out = append(out, string(p))
+			out = append(out, string(o.Payload))
 		}
 	}
 	want := []string{
@@ -137,5 +145,42 @@ func TestWindowStart(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("start of %d: %d, want %d", tc.at, got, tc.want)
 		}
+	}
+}
+
+// TestContinuousTopic: {column} templates are filled in with the output
+// values, one topic level each.
+func TestContinuousTopic(t *testing.T) {
+	c, err := CompileContinuous("CREATE STREAM hot WITH (topic = 'alerts/{sensor}/{ n }/{hi}/{window_start}') AS " +
+		"SELECT sensor, count(*) AS n, max(temp) AS hi FROM temps GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Publish || c.QoS != 1 || c.Retain {
+		t.Fatalf("publish %v qos %d retain %v", c.Publish, c.QoS, c.Retain)
+	}
+	base := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	var got []string
+	for _, p := range []string{`{"sensor":"a/b","temp":1.5}`, `{"temp":2}`} {
+		r := streams.Record{Timestamp: base, Payload: []byte(p)}
+		if _, ok, err := c.Eval(&r, base); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		g := c.NewGroup()
+		if err := c.Add(g); err != nil {
+			t.Fatal(err)
+		}
+		o, _, err := c.Result(g, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, o.Topic)
+	}
+	if want := "alerts/a_b/1/1.5/2026-01-02T03:04:00Z alerts/null/1/2/2026-01-02T03:04:00Z"; strings.Join(got, " ") != want {
+		t.Fatalf("topics %v, want %s", got, want)
+	}
+	c, err = CompileContinuous("CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 10 SECOND)")
+	if err != nil || c.Publish || c.Topic != "hot" {
+		t.Fatalf("without a topic: %v %v %q", err, c.Publish, c.Topic)
 	}
 }

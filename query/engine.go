@@ -242,7 +242,14 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 	}
 	now := e.opts.Now()
 	switch s := stmt.(type) {
-	case *createStreamStmt, *terminateStmt:
+	case *createStreamStmt:
+		// Compiled here too, so that a bad statement gets its positioned
+		// error even on a node without continuous queries.
+		if _, err := planContinuous(s, src, sql); err != nil {
+			return nil, err
+		}
+		return e.continuous(ctx, s, sql)
+	case *terminateStmt:
 		return e.continuous(ctx, s, sql)
 	case *showStmt:
 		if s.what == "queries" {

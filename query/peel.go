@@ -43,9 +43,10 @@ type createClause struct {
 
 // withOption is one key = value of WITH (...).
 type withOption struct {
-	key   string
-	value any // string, int64 or bool
-	pos   Pos
+	key    string
+	value  any // string, int64 or bool
+	pos    Pos // of the key
+	valPos Pos // of the value
 }
 
 // peel recognises the additions in sig (the significant tokens of src,
@@ -149,7 +150,7 @@ func peelCreate(src *source, sig []token) (*createClause, int, error) {
 			if i+2 >= len(sig) || !nameToken(sig[i]) || sig[i+1].typ != '=' {
 				return nil, 0, syntaxAt(at(i), "expected <option> = <value> in WITH (...)")
 			}
-			opt := withOption{key: strings.ToLower(sig[i].text), pos: at(i)}
+			opt := withOption{key: strings.ToLower(sig[i].text), pos: at(i), valPos: at(i + 2)}
 			v := sig[i+2]
 			switch {
 			case v.typ == sqlparser.STRING:

@@ -41,13 +41,17 @@ type QueryInfo struct {
 	Late      int64     `json:"late"`
 	Skipped   int64     `json:"skipped"` // records whose evaluation failed
 	LastEmit  time.Time `json:"last_emit"`
+	// Published counts the output records published on MQTT (WITH (topic
+	// = ...)); PublishError is the last error publishing them.
+	Published    int64  `json:"published"`
+	PublishError string `json:"publish_error,omitempty"`
 }
 
 // queryColumns are the columns of SHOW QUERIES.
 var queryColumns = []Column{
 	{"id", "text"}, {"status", "text"}, {"source", "text"}, {"sink", "text"}, {"input_offset", "int"}, {"lag", "int"},
 	{"watermark", "timestamp"}, {"open_windows", "int"}, {"groups", "int"}, {"records_in", "int"}, {"rows_out", "int"},
-	{"late", "int"}, {"skipped", "int"}, {"last_emit", "timestamp"}, {"error", "text"}, {"created_at", "timestamp"}, {"sql", "text"},
+	{"late", "int"}, {"skipped", "int"}, {"last_emit", "timestamp"}, {"published", "int"}, {"error", "text"}, {"created_at", "timestamp"}, {"sql", "text"},
 }
 
 func queryRow(q QueryInfo) []any {
@@ -58,11 +62,14 @@ func queryRow(q QueryInfo) []any {
 		return t.UTC()
 	}
 	var errText any
-	if q.Error != "" {
+	switch {
+	case q.Error != "":
 		errText = q.Error
+	case q.PublishError != "":
+		errText = "publishing: " + q.PublishError
 	}
 	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
-		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), errText, opt(q.Created), q.SQL}
+		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL}
 }
 
 type readOnlyKey struct{}
