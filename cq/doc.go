@@ -5,11 +5,14 @@
 //
 // # Windows
 //
-// Windows are tumbling, half-open [start, start + size) and aligned to the
-// Unix epoch (plus an optional offset). Event time is the record's
-// _timestamp, the time it was appended, which never decreases within a
-// stream. The state is one accumulator set per key and open window
-// (query.Group), never the records themselves (window.go).
+// Windows are half-open [start, start + size) and aligned to the Unix
+// epoch (plus an optional offset): tumbling, or hopping (starting every
+// slide, overlapping). Event time is the record's _timestamp, the time it
+// was appended, which never decreases within a stream. The state is one
+// accumulator set per key and pane (query.Group), never the records
+// themselves: panes are gcd(size, slide) long, a window is made of whole
+// panes, and closing it combines them (window.go explains how, at a cost
+// independent of size/slide).
 //
 // The watermark says which windows are complete. A record at time ts
 // raises it to ts: no later record of the stream can be older. When the
@@ -43,7 +46,7 @@
 //     after the output it covers was durable, and every second while the
 //     watermark moves without closing windows that have rows). Every
 //     window ending at or before it has been output; the first one that
-//     has not starts at Window.Start(watermark). The runner reads the
+//     has not starts at Window.FirstOpen(watermark). The runner reads the
 //     input again from the first record at or after that instant
 //     (OffsetAt: timestamps never decrease, so this is a bisection) and
 //     rebuilds the open windows from it.

@@ -271,15 +271,26 @@ func TestCrashBetweenOutputAndHint(t *testing.T) {
 // the output with that of the same query run once, uninterrupted, over the
 // same input: byte for byte.
 func TestRestartsGiveTheUninterruptedOutput(t *testing.T) {
+	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, min(temp) AS lo FROM temps " +
+		"GROUP BY sensor, TUMBLE(_timestamp, INTERVAL 2 SECOND) HAVING n > 1"
 	for seed := int64(1); seed <= 5; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, seed) })
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, sql, seed) })
 	}
 }
 
-func testRestarts(t *testing.T, seed int64) {
+// TestHoppingRestartsGiveTheUninterruptedOutput is the same for hopping
+// windows: a restart reads input again from the first window not output,
+// which starts before the watermark.
+func TestHoppingRestartsGiveTheUninterruptedOutput(t *testing.T) {
+	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, max(temp) AS hi FROM temps " +
+		"GROUP BY sensor, HOP(_timestamp, INTERVAL 3 SECOND, INTERVAL 1 SECOND) HAVING n > 1"
+	for seed := int64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, sql, seed) })
+	}
+}
+
+func testRestarts(t *testing.T, sql string, seed int64) {
 	e := newEnv(t)
-	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, min(temp) AS lo FROM temps " +
-		"GROUP BY sensor, TUMBLE(_timestamp, INTERVAL 2 SECOND) HAVING n > 1"
 	e.create(fmt.Sprintf(sql, "live"))
 	rng := rand.New(rand.NewSource(seed))
 	at := time.Duration(0)

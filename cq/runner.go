@@ -101,9 +101,9 @@ func (r *runner) runOnce(ctx context.Context) error {
 	var pos uint64
 	if resumed {
 		// Every window ending at or before wm has been output; the first
-		// one that has not starts at Start(wm): read again from there.
+		// one that has not starts at FirstOpen(wm): read again from there.
 		w.resume(wm)
-		if pos, err = m.opts.Reader.OffsetAt(c.Source, c.Window.Start(time.Unix(0, wm))); err != nil {
+		if pos, err = m.opts.Reader.OffsetAt(c.Source, c.Window.FirstOpen(time.Unix(0, wm))); err != nil {
 			return fmt.Errorf("stream %s: %w", c.Source, err)
 		}
 	}
@@ -134,8 +134,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 			// complete.
 			w.advance(now.Add(-m.opts.IdleTimeout).UnixNano())
 		}
-		if closed := w.due(); len(closed) > 0 {
-			rows := w.rows(closed)
+		if rows, closed := w.closeDue(); closed > 0 {
 			if len(rows) > 0 {
 				if err := r.output(rows, w.wm); err != nil {
 					return err
@@ -218,7 +217,7 @@ func (r *runner) report(w *windower, pos, next uint64, out int64, lastEmit time.
 	if w.started {
 		in.Watermark = time.Unix(0, w.wm).UTC()
 	}
-	in.OpenWindows, in.Groups = len(w.open), w.groups()
+	in.OpenWindows, in.Groups = w.openWindows(), w.groups()
 	in.RecordsIn, in.RowsOut, in.Late, in.Skipped, in.LastEmit = w.in, out, w.late, w.skipped, lastEmit
 	if w.lastErr != nil {
 		in.Error = "record skipped: " + w.lastErr.Error()

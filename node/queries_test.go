@@ -218,3 +218,24 @@ func TestQueriesOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestHoppingQueryThroughSQL: a hopping window's rows, each record
+// counted in size/slide windows, through a node.
+func TestHoppingQueryThroughSQL(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	runSQL(t, n, "CREATE STREAM hop AS SELECT count(*) AS n, max(temp) AS hi FROM temps GROUP BY HOPPINGWINDOW(ss, 2, 1)")
+	t0 := time.Now().Truncate(time.Second).Add(time.Second)
+	appendAt(t, n.Store(), "temps", t0, `{"temp":1}`)
+	appendAt(t, n.Store(), "temps", t0.Add(time.Second), `{"temp":2}`)
+	appendAt(t, n.Store(), "temps", t0.Add(2*time.Second), `{"temp":3}`)
+	w := func(s time.Duration) string { return t0.Add(s).UTC().Format(time.RFC3339) }
+	testutil.Eventually(t, 5*time.Second, "two windows", func() bool { return len(payloads(t, n.Store(), "hop")) == 2 })
+	want := fmt.Sprintf(`{"window_start":%q,"window_end":%q,"n":1,"hi":1}`+"\n"+`{"window_start":%q,"window_end":%q,"n":2,"hi":2}`,
+		w(-time.Second), w(time.Second), w(0), w(2*time.Second))
+	if got := strings.Join(payloads(t, n.Store(), "hop"), "\n"); got != want {
+		t.Fatalf("rows\n%s\nwant\n%s", got, want)
+	}
+}

@@ -3,7 +3,6 @@ package query
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,23 +52,6 @@ type Continuous struct {
 	names  [][]byte    // Columns, JSON-encoded
 	topic  []topicPart // the topic template, nil without templates
 	vals   []any       // every output column of the last Result
-}
-
-// Window is a tumbling window: windows are [start, start + Size), their
-// starts aligned to the Unix epoch plus Offset.
-type Window struct {
-	Size   time.Duration
-	Offset time.Duration
-}
-
-// Start returns the start of the window holding t.
-func (w Window) Start(t time.Time) time.Time {
-	ns, size := t.UnixNano()-int64(w.Offset), int64(w.Size)
-	m := ns % size
-	if m < 0 {
-		m += size
-	}
-	return time.Unix(0, ns-m+int64(w.Offset)).UTC()
 }
 
 // Group is the state of one key in one window: its first row (for the
@@ -149,6 +131,11 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 	}
 	if c.Window, err = windowOf(win); err != nil {
 		return nil, err
+	}
+	if c.Window.Hopping() {
+		if err := noWindowColumns(append([]expr{s.where}, keys...)); err != nil {
+			return nil, err
+		}
 	}
 
 	// The input: the stream's metadata columns, every other name the query
@@ -246,104 +233,23 @@ func checkContinuous(s *selectStmt, src *source) error {
 	return nil
 }
 
-// windowOf reads a window call: TUMBLING(size), TUMBLE(_timestamp, size
-// [, offset]) or TUMBLINGWINDOW(unit, n).
-func windowOf(w *call) (Window, error) {
-	var sizeArg, offsetArg expr
-	switch w.name {
-	case "tumbling":
-		if len(w.args) != 1 {
-			return Window{}, errorf(w.pos, "TUMBLING takes the window size: TUMBLING(INTERVAL 10 SECOND)")
-		}
-		sizeArg = w.args[0]
-	case "tumble":
-		if len(w.args) < 2 || len(w.args) > 3 {
-			return Window{}, errorf(w.pos, "TUMBLE takes the time column, the size and an optional offset: TUMBLE(_timestamp, INTERVAL 10 SECOND)")
-		}
-		ts, ok := w.args[0].(*columnRef)
-		if !ok || !strings.EqualFold(ts.name, "_timestamp") {
-			return Window{}, errorf(w.args[0].position(), "windows run on _timestamp (the append time) for now: event time from the payload is not supported yet")
-		}
-		sizeArg = w.args[1]
-		if len(w.args) == 3 {
-			offsetArg = w.args[2]
-		}
-	case "tumblingwindow":
-		if len(w.args) != 2 {
-			return Window{}, errorf(w.pos, "TUMBLINGWINDOW takes a unit and a number: TUMBLINGWINDOW(ss, 10)")
-		}
-		unit, ok := w.args[0].(*columnRef)
-		n, isNum := literalValue(w.args[1]).(int64)
-		if !ok || !isNum {
-			return Window{}, errorf(w.pos, "TUMBLINGWINDOW takes a unit (ms, ss, mi, hh, dd) and a whole number: TUMBLINGWINDOW(ss, 10)")
-		}
-		d, err := durationOf(strconv.FormatInt(n, 10)+" "+ekuiperUnits[strings.ToLower(unit.name)], w.pos)
-		if err != nil {
-			return Window{}, err
-		}
-		return Window{Size: d}, nil
-	default:
-		return Window{}, errorf(w.pos, "%s windows are not supported yet: only tumbling windows (TUMBLING, TUMBLE, TUMBLINGWINDOW)", strings.ToUpper(w.name))
+// noWindowColumns refuses window_start and window_end in es: the WHERE
+// and GROUP BY keys of a query with hopping windows, evaluated once per
+// record when the record is in several windows.
+func noWindowColumns(es []expr) error {
+	var bad *columnRef
+	for _, e := range es {
+		walk(e, func(x expr) bool {
+			if c, ok := x.(*columnRef); ok && bad == nil && (strings.EqualFold(c.name, colWindowStart) || strings.EqualFold(c.name, colWindowEnd)) {
+				bad = c
+			}
+			return bad == nil
+		})
 	}
-	var out Window
-	var err error
-	if out.Size, err = durationArg(sizeArg); err != nil {
-		return Window{}, err
-	}
-	if offsetArg != nil {
-		if out.Offset, err = durationArg(offsetArg); err != nil {
-			return Window{}, err
-		}
-		if out.Offset >= out.Size {
-			return Window{}, errorf(offsetArg.position(), "the window offset must be smaller than its size")
-		}
-	}
-	return out, nil
-}
-
-var ekuiperUnits = map[string]string{"ms": "millisecond", "ss": "second", "mi": "minute", "hh": "hour", "dd": "day"}
-
-func literalValue(e expr) any {
-	if l, ok := e.(*literal); ok {
-		return l.val
+	if bad != nil {
+		return errorf(bad.pos, "%s cannot be used in WHERE or GROUP BY with hopping windows: a record is in several windows (use it in the select list or HAVING)", strings.ToLower(bad.name))
 	}
 	return nil
-}
-
-// durationArg reads a window size: INTERVAL n UNIT (which peel turned into
-// the literal 'n unit') or a Go duration in quotes ('10s').
-func durationArg(e expr) (time.Duration, error) {
-	s, ok := literalValue(e).(string)
-	if !ok {
-		return 0, errorf(e.position(), "a window size is written INTERVAL <whole number> <unit>, e.g. INTERVAL 10 SECOND")
-	}
-	return durationOf(s, e.position())
-}
-
-var windowUnits = map[string]time.Duration{
-	"millisecond": time.Millisecond, "second": time.Second, "minute": time.Minute,
-	"hour": time.Hour, "day": 24 * time.Hour, "week": 7 * 24 * time.Hour,
-}
-
-func durationOf(s string, pos Pos) (time.Duration, error) {
-	var d time.Duration
-	if n, unit, ok := strings.Cut(s, " "); ok {
-		u, known := windowUnits[strings.TrimSuffix(strings.ToLower(unit), "s")]
-		v, err := strconv.ParseInt(n, 10, 64)
-		if !known || err != nil || v <= 0 || v > int64(1<<62)/int64(u) {
-			return 0, errorf(pos, "bad window size %q: a positive whole number of millisecond, second, minute, hour, day or week", s)
-		}
-		d = time.Duration(v) * u
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
-			return 0, errorf(pos, "bad window size %q: write INTERVAL 10 SECOND (or '10s')", s)
-		}
-	}
-	if d < time.Millisecond {
-		return 0, errorf(pos, "a window is at least 1 millisecond long")
-	}
-	return d, nil
 }
 
 // payloadNames returns the names the query uses that are not metadata or
@@ -386,13 +292,20 @@ func payloadNames(s *selectStmt, ref *tableRef) []string {
 	return out
 }
 
-// Eval reads one input record into the row buffer, in the window starting
-// at start, and checks WHERE: ok is false for a record the query skips.
-// key identifies the record's group within the window; it is valid until
-// the next call. Errors are *Error (a bad value met while evaluating).
-func (c *Continuous) Eval(r *streams.Record, start time.Time) (key []byte, ok bool, err error) {
+// Eval reads one input record into the row buffer and checks WHERE: ok
+// is false for a record the query skips. key identifies the record's
+// group within a window (or pane); it is valid until the next call. With
+// tumbling windows, window_start and window_end are those of the
+// record's window; with hopping windows, whose records are in several,
+// the query may not use them before grouping (planContinuous). Errors
+// are *Error (a bad value met while evaluating).
+func (c *Continuous) Eval(r *streams.Record) (key []byte, ok bool, err error) {
 	recordRow(c.row, r, c.t)
-	c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
+	c.row[c.ws], c.row[c.we] = nil, nil
+	if !c.Window.Hopping() {
+		start := c.Window.Start(r.Timestamp)
+		c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
+	}
 	for _, cc := range c.p.pre {
 		if ok, err := cond(cc, c.row); err != nil || !ok {
 			return nil, false, c.decorate(err, r)
@@ -432,6 +345,20 @@ func (c *Continuous) NewGroup() *Group {
 // Add adds the record Eval read last to g's aggregates.
 func (c *Continuous) Add(g *Group) error {
 	return c.p.aggs.accumulate(g.states, c.row)
+}
+
+// Combine returns a new group holding what a and b hold: a's first row
+// (a is the older) and both's aggregates. a and b are not changed.
+func (c *Continuous) Combine(a, b *Group) (*Group, error) {
+	out := &Group{first: a.first, states: c.p.aggs.newStates()}
+	for _, g := range [2]*Group{a, b} {
+		for i, st := range g.states {
+			if err := out.states[i].merge(st); err != nil {
+				return nil, wrapErr(err, c.p.aggs.specs[i].pos)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Result computes g's output record in the window starting at start, or

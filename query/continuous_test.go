@@ -28,6 +28,10 @@ func TestCompileContinuous(t *testing.T) {
 		"create stream w as select count(*) from s group by tumblingwindow(ss, 10)":                                    {Size: 10 * time.Second},
 		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLING('250ms')":                                         {Size: 250 * time.Millisecond},
 		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLING(INTERVAL 2 HOURS)":                                {Size: 2 * time.Hour},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)":            {Size: 10 * time.Second, Slide: 5 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOP(_timestamp, INTERVAL 1 HOUR, INTERVAL 10 SECOND)":      {Size: time.Hour, Slide: 10 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOPPINGWINDOW(ss, 10, 5)":                                  {Size: 10 * time.Second, Slide: 5 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOPPING('10s', '10s')":                                     {Size: 10 * time.Second},
 	} {
 		c, err := CompileContinuous(sql)
 		if err != nil {
@@ -49,7 +53,14 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL 10 FORTNIGHT)", CodeSQL, "1:69", `bad window size "10 fortnight"`},
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL x SECOND)", CodeSQL, "1:69", "INTERVAL <whole number> <unit>"},
 		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor", CodeSQL, "1:53", "needs a window"},
-		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)", CodeSQL, "1:60", "HOPPING windows are not supported yet"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND)", CodeSQL, "1:60", "SESSION windows are not supported yet"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 5 SECOND, INTERVAL 10 SECOND)", CodeSQL, "1:87", "the slide (10s) is longer than the window (5s)"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 1 DAY, INTERVAL 7 MILLISECOND)", CodeSQL, "1:84", "made of 86400000 panes of 1ms"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 5 SECOND)", CodeSQL, "1:60", "HOPPING takes the window size and the slide"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOP(ts, INTERVAL 5 SECOND, INTERVAL 1 SECOND)", CodeSQL, "1:64", "event time from the payload"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPINGWINDOW(ss, 10)", CodeSQL, "1:60", "HOPPINGWINDOW takes a unit"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPINGWINDOW(yy, 10, 5)", CodeSQL, "1:74", "HOPPINGWINDOW takes a unit"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t WHERE window_end > 0 GROUP BY sensor, HOPPING('10s', '5s')", CodeSQL, "1:49", "window_end cannot be used in WHERE or GROUP BY with hopping windows"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND)", CodeSQL, "1:61", "event time from the payload"},
 		{"CREATE STREAM hot AS SELECT * FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "SELECT *"},
 		{"CREATE STREAM hot AS SELECT now() FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "now() is not allowed"},
@@ -100,7 +111,7 @@ func TestContinuousEval(t *testing.T) {
 		if !start.Equal(base) {
 			t.Fatalf("window start %s", start)
 		}
-		key, ok, err := c.Eval(&r, start)
+		key, ok, err := c.Eval(&r)
 		if err != nil || !ok {
 			t.Fatalf("eval %s: %v %v", p, ok, err)
 		}
@@ -115,7 +126,7 @@ func TestContinuousEval(t *testing.T) {
 		}
 	}
 	r := streams.Record{Timestamp: base, Topic: "other", Payload: []byte(`{"sensor":"a"}`)}
-	if _, ok, err := c.Eval(&r, base); ok || err != nil {
+	if _, ok, err := c.Eval(&r); ok || err != nil {
 		t.Fatalf("WHERE let %v through (%v)", r, err)
 	}
 	var out []string
@@ -135,6 +146,30 @@ func TestContinuousEval(t *testing.T) {
 	// b has one record (HAVING drops it); the non-JSON record has a NULL sensor.
 	if strings.Join(out, "\n") != strings.Join(want[:1], "\n") {
 		t.Fatalf("output\n%s\nwant\n%s", strings.Join(out, "\n"), want[0])
+	}
+}
+
+// TestHoppingWindow: panes of gcd(size, slide), the first and last
+// window holding an instant, and where input is needed again after a
+// watermark.
+func TestHoppingWindow(t *testing.T) {
+	w := Window{Size: 10 * time.Second, Slide: 4 * time.Second}
+	sec := func(s int64) int64 { return s * int64(time.Second) }
+	if w.Pane() != 2*time.Second || !w.Hopping() || w.Hop() != 4*time.Second {
+		t.Fatalf("pane %s hop %s", w.Pane(), w.Hop())
+	}
+	for _, tc := range []struct{ at, pane, first, last int64 }{{0, 0, -8, 0}, {3, 2, -4, 0}, {9, 8, 0, 8}, {-1, -2, -8, -4}} {
+		if got := [3]int64{w.PaneStart(sec(tc.at)), w.FirstStart(sec(tc.at)), w.LastStart(sec(tc.at))}; got != [3]int64{sec(tc.pane), sec(tc.first), sec(tc.last)} {
+			t.Errorf("at %d: pane, first, last %v, want %d %d %d (s)", tc.at, got, tc.pane, tc.first, tc.last)
+		}
+	}
+	// Windows ending at or before 12 s are out: [4, 14) is the first open.
+	if got := w.FirstOpen(time.Unix(12, 0)).Unix(); got != 4 {
+		t.Fatalf("first open after 12 s: %d", got)
+	}
+	tumbling := Window{Size: 10 * time.Second}
+	if got := tumbling.FirstOpen(time.Unix(14, 0)).Unix(); got != 10 || tumbling.Pane() != 10*time.Second {
+		t.Fatalf("tumbling first open %d, pane %s", got, tumbling.Pane())
 	}
 }
 
@@ -163,7 +198,7 @@ func TestContinuousTopic(t *testing.T) {
 	var got []string
 	for _, p := range []string{`{"sensor":"a/b","temp":1.5}`, `{"temp":2}`} {
 		r := streams.Record{Timestamp: base, Payload: []byte(p)}
-		if _, ok, err := c.Eval(&r, base); !ok || err != nil {
+		if _, ok, err := c.Eval(&r); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		g := c.NewGroup()

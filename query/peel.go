@@ -26,6 +26,9 @@ var windowFuncs = map[string]bool{
 	"session": true, "sessionwindow": true,
 }
 
+// sessionAlias stands for the keyword SESSION as a window call.
+const sessionAlias = "sessio_"
+
 // peeled is a statement with the continuous-query additions taken off.
 type peeled struct {
 	sql    string        // what Vitess parses: the statement, blanked where peeled
@@ -80,7 +83,12 @@ func peel(src *source, sig []token) (*peeled, error) {
 		sig = sig[:n-2]
 	}
 	for i := 0; i+1 < len(sig); i++ {
-		if sig[i].typ != sqlparser.ID || !windowFuncs[strings.ToLower(sig[i].text)] || sig[i+1].typ != '(' {
+		name := strings.ToLower(sig[i].text)
+		if name == "session" && sig[i].typ != sqlparser.ID && sig[i+1].typ == '(' {
+			// SESSION is a MySQL keyword: the call is renamed in place
+			// to a name of the same length that Vitess parses.
+			copy(buf[sig[i].start:], sessionAlias)
+		} else if sig[i].typ != sqlparser.ID || !windowFuncs[name] || sig[i+1].typ != '(' {
 			continue
 		}
 		depth := 0

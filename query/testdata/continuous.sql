@@ -23,3 +23,22 @@ error sql_error 1:56: retain is TRUE or FALSE
 
 > CREATE STREAM hot WITH (partitions = 3) AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
 error sql_error 1:25: unknown option partitions in WITH (...): the options are topic, qos and retain
+
+# Hopping windows: size, then slide.
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOP(_timestamp, INTERVAL 5 SECOND, INTERVAL 10 SECOND)
+error sql_error 1:125: the slide (10s) is longer than the window (5s): records between windows would be in none; HOP and HOPPING take the size first, then the slide
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPINGWINDOW(ss, 10)
+error sql_error 1:90: HOPPINGWINDOW takes a unit (ms, ss, mi, hh, dd), the window size and the slide: HOPPINGWINDOW(ss, 10, 5)
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures WHERE window_start > '2026-01-01' GROUP BY sensor, HOPPINGWINDOW(ss, 10, 5)
+error sql_error 1:79: window_start cannot be used in WHERE or GROUP BY with hopping windows: a record is in several windows (use it in the select list or HAVING)
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPING(INTERVAL 1 DAY, INTERVAL 7 SECOND)
+error sql_error 1:114: a window of 24h0m0s sliding by 7s is made of 86400 panes of 1s (gcd of the two): at most 10000; choose a slide that divides the size
+
+> CREATE STREAM s AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor, SESSION(INTERVAL 30 SECOND)
+error sql_error 1:79: SESSION windows are not supported yet: only tumbling and hopping windows (TUMBLING, TUMBLE, TUMBLINGWINDOW, HOPPING, HOP, HOPPINGWINDOW)
