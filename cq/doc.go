@@ -67,8 +67,16 @@
 // key/value namespace and written after each delivered batch: the stream
 // gets each row exactly once, MQTT at least once.
 //
-// Limits: windows on _timestamp only, EMIT FINAL only; a query runs on
-// the node where it was created (in cluster mode its output goes through
+// # Changes and push queries
+//
+// A query with EMIT CHANGES, or without a window (a filter), outputs the
+// updated rows of each input record instead (changes.go); its progress is
+// the last input offset it has processed, carried by its output the same
+// way. A push query (push.go) runs the same machinery for one caller, from
+// the end of its input, keeping nothing.
+//
+// Limits: windows on _timestamp only; a query runs on the node where it
+// was created (in cluster mode its output goes through
 // the shards like any write, and is published to subscribers on every
 // node, but the query does not move on failover).
 package cq

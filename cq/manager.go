@@ -115,8 +115,10 @@ type Manager struct {
 
 	mu struct {
 		sync.Mutex
-		// queries are the running queries by id; closed refuses new ones.
+		// queries are the running queries by id; pushes counts the push
+		// queries running; closed refuses new ones.
 		queries map[string]*runner
+		pushes  int
 		closed  bool
 	}
 }
@@ -286,7 +288,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	}
 	r.terminate()
 	err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
-		streams.KVWrite{Key: pubKey(id), Delete: true})
+		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

@@ -310,7 +310,8 @@ func testRestarts(t *testing.T, sql string, seed int64) {
 			if err := e.m.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.store.KV("queries").Write(context.Background(), streams.KVWrite{Key: hintKey("live"), Delete: true}); err != nil {
+			if err := e.store.KV("queries").Write(context.Background(), streams.KVWrite{Key: hintKey("live"), Delete: true},
+				streams.KVWrite{Key: inputKey("live"), Delete: true}); err != nil {
 				t.Fatal(err)
 			}
 			e.start()

@@ -149,7 +149,7 @@ func (r *runner) publishBatch(ctx context.Context, recs []streams.Record) (int64
 	var order []string
 	for i := range recs {
 		rec := &recs[i]
-		if _, ok := markerOf(rec, id); !ok {
+		if !writtenBy(rec, id) {
 			continue // not the query's: someone else's publish, delivered by the broker already
 		}
 		mine = append(mine, rec)

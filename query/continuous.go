@@ -3,6 +3,7 @@ package query
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,8 +34,20 @@ type Continuous struct {
 	// Source is the input stream, named at SourceAt in SQL.
 	Source   string
 	SourceAt Pos
-	// Window is the query's tumbling window.
+	// Window is the query's window; its Size is 0 for a query without
+	// one (a filter or transform, or a push query aggregating over all
+	// time).
 	Window Window
+	// Emit is "final" (a row per key when its window closes: the default
+	// with a window) or "changes" (a row per input record, updated).
+	Emit string
+	// Stateful is set for a query that aggregates (aggregates or GROUP BY
+	// keys): its rows depend on earlier records.
+	Stateful bool
+	// Push is set for a push query (SELECT ... EMIT ..., never kept);
+	// Limit, if not negative, ends it after that many rows.
+	Push  bool
+	Limit int64
 	// SQL is the statement as written.
 	SQL string
 	// Columns are the keys of the output records' JSON objects, in order:
@@ -65,23 +78,44 @@ type Group struct {
 // CompileContinuous parses and binds a CREATE STREAM ... AS SELECT
 // statement. Errors are *Error with positions in sql.
 func CompileContinuous(sql string) (*Continuous, error) {
-	ps, err := newParser()
-	if err != nil {
-		return nil, err
-	}
-	st, src, err := ps.parse(sql)
+	st, src, err := parseOne(sql)
 	if err != nil {
 		return nil, err
 	}
 	cs, ok := st.(*createStreamStmt)
 	if !ok {
-		first := Pos{}
-		if len(src.toks) > 0 {
-			first = src.pos(src.toks[0].start)
-		}
-		return nil, errorf(first, "a continuous query is written CREATE STREAM <name> AS SELECT ...")
+		return nil, errorf(firstPos(src), "a continuous query is written CREATE STREAM <name> AS SELECT ...")
 	}
 	return planContinuous(cs, src, sql)
+}
+
+// CompilePush parses and binds a push query: SELECT ... EMIT CHANGES or
+// EMIT FINAL. Errors are *Error with positions in sql.
+func CompilePush(sql string) (*Continuous, error) {
+	st, src, err := parseOne(sql)
+	if err != nil {
+		return nil, err
+	}
+	ps, ok := st.(*pushStmt)
+	if !ok {
+		return nil, errorf(firstPos(src), "a push query is written SELECT ... EMIT CHANGES")
+	}
+	return planPush(ps, src, sql)
+}
+
+func parseOne(sql string) (statement, *source, error) {
+	ps, err := newParser()
+	if err != nil {
+		return nil, nil, err
+	}
+	return ps.parse(sql)
+}
+
+func firstPos(src *source) Pos {
+	if len(src.toks) > 0 {
+		return src.pos(src.toks[0].start)
+	}
+	return Pos{}
 }
 
 // windowColumns are the columns a windowed query adds to its input.
@@ -91,8 +125,7 @@ const (
 )
 
 func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous, error) {
-	s := cs.sel
-	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, QoS: 1, SQL: sql}
+	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, QoS: 1, SQL: sql, Limit: -1}
 	if err := streams.ValidateName(c.Name); err != nil || streams.IsReserved(c.Name) {
 		return nil, errorf(cs.create.namePos, "%q cannot name a stream: 1 to 255 characters without spaces, '/', '+', '#', not starting with '$'", c.Name)
 	}
@@ -100,42 +133,71 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 	if err != nil {
 		return nil, err
 	}
-	if cs.emit == "changes" {
-		return nil, errorf(cs.emitAt, "EMIT CHANGES is not supported yet: windows emit one final row per key (EMIT FINAL)")
-	}
-	if err := checkContinuous(s, src); err != nil {
+	if err := c.plan(cs.sel, src, cs.emit, cs.emitAt); err != nil {
 		return nil, err
+	}
+	if topicOpt != nil {
+		if err := c.compileTopic(topicOpt); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func planPush(ps *pushStmt, src *source, sql string) (*Continuous, error) {
+	c := &Continuous{SQL: sql, Push: true, Limit: -1}
+	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// plan binds the SELECT of a continuous or push query.
+func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) error {
+	if err := checkContinuous(s, src, c.Push); err != nil {
+		return err
 	}
 	ref := s.from.(*tableRef)
 	c.Source, c.SourceAt = ref.name, ref.pos
 
-	// The window: exactly one window call in GROUP BY.
+	// The window: at most one window call in GROUP BY.
 	var keys []expr
 	var win *call
 	for _, g := range s.groupBy {
 		if w, ok := g.(*call); ok && windowFuncs[w.name] {
 			if win != nil {
-				return nil, errorf(w.pos, "a query has one window")
+				return errorf(w.pos, "a query has one window")
 			}
 			win = w
 			continue
 		}
 		keys = append(keys, g)
 	}
-	if win == nil {
-		at := src.findKeyword("group")
-		if at.Line == 0 {
-			at = ref.pos
+	if win != nil {
+		var err error
+		if c.Window, err = windowOf(win); err != nil {
+			return err
 		}
-		return nil, errorf(at, "a continuous query needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (queries without a window are not supported yet)")
-	}
-	if c.Window, err = windowOf(win); err != nil {
-		return nil, err
-	}
-	if c.Window.Hopping() {
-		if err := noWindowColumns(append([]expr{s.where}, keys...)); err != nil {
-			return nil, err
+		if c.Window.Hopping() {
+			if err := noWindowColumns(append([]expr{s.where}, keys...)); err != nil {
+				return err
+			}
 		}
+	}
+	for _, it := range s.items {
+		if it.star && (win != nil || len(keys) > 0) {
+			return errorf(it.starPos, "SELECT * is not supported with GROUP BY or a window: name the columns")
+		}
+	}
+	c.Emit = emit
+	switch {
+	case emit == "":
+		c.Emit = "changes"
+		if win != nil {
+			c.Emit = "final"
+		}
+	case emit == "final" && win == nil:
+		return errorf(emitAt, "EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))")
 	}
 
 	// The input: the stream's metadata columns, every other name the query
@@ -146,21 +208,36 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 		t.fields = append(t.fields, fieldInfo{name: name})
 		t.cols = append(t.cols, colDef{name: name, typ: TAny, desc: "payload field"})
 	}
-	c.ws, c.we = len(t.cols), len(t.cols)+1
-	t.cols = append(t.cols, colDef{colWindowStart, TTime, "start of the window"}, colDef{colWindowEnd, TTime, "end of the window (excluded)"})
+	c.ws, c.we = -1, -1
+	if win != nil {
+		c.ws, c.we = len(t.cols), len(t.cols)+1
+		t.cols = append(t.cols, colDef{colWindowStart, TTime, "start of the window"}, colDef{colWindowEnd, TTime, "end of the window (excluded)"})
+	}
 	c.t = t
 	c.p = &selectPlan{aggs: &aggSet{}, limit: -1, outs: new([]any), tables: []*tableInst{t}, agg: true}
 	bound := *s
 	bound.groupBy = keys
 	b := &binder{src: src, funcs: builtinFuncs()}
 	if err := c.p.bind(b, &bound); err != nil {
-		return nil, err
+		return err
 	}
+	c.Stateful = len(keys) > 0 || len(c.p.aggs.specs) > 0
+	if c.Stateful && win == nil && !c.Push {
+		at := src.findKeyword("group")
+		if at.Line == 0 {
+			at = c.p.aggs.specs[0].pos
+		}
+		return errorf(at, "a continuous query that aggregates needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (a push query, SELECT ... EMIT CHANGES, aggregates without one)")
+	}
+	if s.offset != nil {
+		return errorf(s.offset.position(), "OFFSET is not supported in push queries")
+	}
+	c.Limit = c.p.limit
 	named := map[string]bool{}
 	for _, n := range c.p.names {
 		named[strings.ToLower(n)] = true
 	}
-	if !named[colWindowStart] && !named[colWindowEnd] {
+	if win != nil && !named[colWindowStart] && !named[colWindowEnd] {
 		c.lead = 2
 		c.Columns = append(c.Columns, colWindowStart, colWindowEnd)
 	}
@@ -176,20 +253,32 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 		k, _ := json.Marshal(n)
 		c.names = append(c.names, k)
 	}
-	if topicOpt != nil {
-		if err := c.compileTopic(topicOpt); err != nil {
-			return nil, err
-		}
-	}
 	c.row = make([]any, c.p.width)
 	c.post = make([]any, c.p.width+len(c.p.aggs.specs))
 	c.vals = make([]any, len(c.Columns))
-	return c, nil
+	return nil
+}
+
+// Windowed reports whether the query has a window.
+func (c *Continuous) Windowed() bool { return c.Window.Size > 0 }
+
+// ColumnTypes returns the type of each of Columns, as SQL results name
+// them ("any" for payload fields, known only at run time).
+func (c *Continuous) ColumnTypes() []Column {
+	out := make([]Column, 0, len(c.Columns))
+	for i, n := range c.Columns {
+		typ := TTime
+		if i >= c.lead {
+			typ = c.p.items[i-c.lead].typ
+		}
+		out = append(out, Column{Name: n, Type: typ.String()})
+	}
+	return out
 }
 
 // checkContinuous refuses what a continuous query cannot do (yet), with
 // the position of the construct.
-func checkContinuous(s *selectStmt, src *source) error {
+func checkContinuous(s *selectStmt, src *source, push bool) error {
 	ref, single := s.from.(*tableRef)
 	switch {
 	case s.from == nil:
@@ -203,14 +292,11 @@ func checkContinuous(s *selectStmt, src *source) error {
 	case s.distinct:
 		return errorf(src.findKeyword("distinct"), "SELECT DISTINCT is not supported in continuous queries")
 	case len(s.orderBy) > 0:
-		return errorf(src.findKeyword("order"), "ORDER BY is not supported in continuous queries: output records are in window order")
-	case s.limit != nil:
-		return errorf(src.findKeyword("limit"), "LIMIT is not supported in continuous queries")
-	}
-	for _, it := range s.items {
-		if it.star {
-			return errorf(it.starPos, "SELECT * is not supported in continuous queries: name the columns")
-		}
+		return errorf(src.findKeyword("order"), "ORDER BY is not supported in continuous queries: rows come in input order")
+	case s.limit != nil && !push:
+		return errorf(src.findKeyword("limit"), "LIMIT is not supported in continuous queries (push queries take it)")
+	case push:
+		return nil // now() is fine in rows nobody replays
 	}
 	var bad *call
 	check := func(e expr) {
@@ -301,8 +387,11 @@ func payloadNames(s *selectStmt, ref *tableRef) []string {
 // are *Error (a bad value met while evaluating).
 func (c *Continuous) Eval(r *streams.Record) (key []byte, ok bool, err error) {
 	recordRow(c.row, r, c.t)
-	c.row[c.ws], c.row[c.we] = nil, nil
-	if !c.Window.Hopping() {
+	switch {
+	case !c.Windowed():
+	case c.Window.Hopping():
+		c.row[c.ws], c.row[c.we] = nil, nil
+	default:
 		start := c.Window.Start(r.Timestamp)
 		c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
 	}
@@ -366,7 +455,9 @@ func (c *Continuous) Combine(a, b *Group) (*Group, error) {
 // Columns; the topic is Topic with its templates filled in.
 func (c *Continuous) Result(g *Group, start time.Time) (out Output, ok bool, err error) {
 	copy(c.post, g.first)
-	c.post[c.ws], c.post[c.we] = start, start.Add(c.Window.Size)
+	if c.Windowed() {
+		c.post[c.ws], c.post[c.we] = start, start.Add(c.Window.Size)
+	}
 	for i, st := range g.states {
 		c.post[c.p.width+i] = st.result()
 	}
@@ -405,5 +496,9 @@ func (c *Continuous) Result(g *Group, start time.Time) (out Output, ok bool, err
 	if err != nil {
 		return Output{}, false, err
 	}
-	return Output{Payload: append(p, '}'), Topic: t}, true, nil
+	out = Output{Payload: append(p, '}'), Topic: t}
+	if c.Push {
+		out.Values = slices.Clone(c.vals)
+	}
+	return out, true, nil
 }

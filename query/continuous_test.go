@@ -64,7 +64,14 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND)", CodeSQL, "1:61", "event time from the payload"},
 		{"CREATE STREAM hot AS SELECT * FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "SELECT *"},
 		{"CREATE STREAM hot AS SELECT now() FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "now() is not allowed"},
-		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:83", "EMIT CHANGES is not supported yet"},
+		{"CREATE STREAM hot AS SELECT count(*) FROM t", CodeSQL, "1:29", "a continuous query that aggregates needs a window"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t EMIT FINAL", CodeSQL, "1:43", "EMIT FINAL needs a window"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t LIMIT 3", CodeSQL, "1:43", "LIMIT is not supported in continuous queries"},
+		{"SELECT sensor, count(*) FROM t GROUP BY sensor EMIT FINAL", CodeSQL, "1:48", "EMIT FINAL needs a window"},
+		{"SELECT sensor FROM t LIMIT 1, 2 EMIT CHANGES", CodeSQL, "1:28", "OFFSET is not supported in push queries"},
+		{"SELECT sensor FROM t LIMIT -1 EMIT CHANGES", CodeSQL, "1:29", "LIMIT must be a non-negative integer"},
+		{"SELECT *, count(*) FROM t GROUP BY TUMBLING('1s') EMIT CHANGES", CodeSQL, "1:8", "SELECT * is not supported with GROUP BY or a window"},
+		{"SELECT window_start FROM t EMIT CHANGES", CodeSQL, "1:8", "unknown column"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT SOMETIMES", CodeSQL, "1:88", "EMIT must be followed by CHANGES or FINAL"},
 		{"CREATE STREAM hot WITH (qos = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "give a topic too"},
 		{"CREATE STREAM hot WITH (topic = 'a', qos = 3) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:44", "qos is 0, 1 or 2"},
@@ -82,7 +89,11 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor, TUMBLING(INTERVAL 1 SECOND) HAVING x.tmp > 1", CodeSQL, "1:105", `unknown table "x"`},
 		{"SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:1", "CREATE STREAM <name> AS SELECT"},
 	} {
-		_, err := CompileContinuous(tc.sql)
+		compile := CompileContinuous
+		if strings.HasPrefix(tc.sql, "SELECT") && strings.Contains(tc.sql, "EMIT") {
+			compile = CompilePush
+		}
+		_, err := compile(tc.sql)
 		var qe *Error
 		if !errors.As(err, &qe) {
 			t.Errorf("%s: error %v, want *Error", tc.sql, err)
@@ -179,6 +190,43 @@ func TestWindowStart(t *testing.T) {
 		got := w.Start(time.Unix(tc.at, 0)).Unix()
 		if got != tc.want {
 			t.Errorf("start of %d: %d, want %d", tc.at, got, tc.want)
+		}
+	}
+}
+
+// TestCompileChangesAndPush: queries without a window emit changes;
+// push queries take EMIT CHANGES or FINAL, LIMIT (also after EMIT, as in
+// ksqlDB), now() and SELECT * without state.
+func TestCompileChangesAndPush(t *testing.T) {
+	for _, tc := range []struct {
+		sql, emit      string
+		push, stateful bool
+		limit          int64
+		cols           string
+	}{
+		{"CREATE STREAM hot AS SELECT sensor, temp * 2 AS t2 FROM temps WHERE temp > 30", "changes", false, false, -1, "sensor:any,t2:any"},
+		{"CREATE STREAM hot AS SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLING('10s') EMIT CHANGES", "changes", false, true, -1,
+			"window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		{"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor EMIT CHANGES", "changes", true, true, -1, "sensor:any,n:int"},
+		{"SELECT * FROM temps EMIT CHANGES LIMIT 3", "changes", true, false, 3, "_offset:int,_timestamp:timestamp,_topic:text,_client_id:text,_qos:int,_retain:bool,_payload:text,_content_type:text,_user_properties:json"},
+		{"SELECT now() AS at, temp FROM temps LIMIT 2 EMIT CHANGES", "changes", true, false, 2, "at:timestamp,temp:any"},
+		{"SELECT count(*) AS n FROM temps GROUP BY HOPPING('10s', '5s') EMIT FINAL", "final", true, true, -1, "window_start:timestamp,window_end:timestamp,n:int"},
+	} {
+		compile := CompileContinuous
+		if tc.push {
+			compile = CompilePush
+		}
+		c, err := compile(tc.sql)
+		if err != nil {
+			t.Errorf("%s: %v", tc.sql, err)
+			continue
+		}
+		var cols []string
+		for _, col := range c.ColumnTypes() {
+			cols = append(cols, col.Name+":"+col.Type)
+		}
+		if c.Emit != tc.emit || c.Push != tc.push || c.Stateful != tc.stateful || c.Limit != tc.limit || strings.Join(cols, ",") != tc.cols {
+			t.Errorf("%s: emit %s push %v stateful %v limit %d columns %s", tc.sql, c.Emit, c.Push, c.Stateful, c.Limit, strings.Join(cols, ","))
 		}
 	}
 }

@@ -25,6 +25,8 @@ type Output struct {
 	Payload []byte
 	// Topic is Continuous.Topic with its templates filled in.
 	Topic string
+	// Values are the row's values, one per column (push queries only).
+	Values []any
 }
 
 // topicPart is a piece of a topic template: literal text, or the value

@@ -195,6 +195,10 @@ type Result struct {
 	// of streams, rows of statistics tables) before filtering.
 	RowsScanned int64
 	Elapsed     time.Duration
+	// Push, set for a push query (SELECT ... EMIT ...) instead of Rows,
+	// runs it: it calls emit with each row as it comes, until ctx ends
+	// (it then returns nil), emit fails, or the query's LIMIT is reached.
+	Push func(ctx context.Context, emit func(row []any) error) error
 }
 
 // Query runs one SQL statement. Errors are *Error.
@@ -251,6 +255,12 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 		return e.continuous(ctx, s, sql)
 	case *terminateStmt:
 		return e.continuous(ctx, s, sql)
+	case *pushStmt:
+		c, err := planPush(s, src, sql)
+		if err != nil {
+			return nil, err
+		}
+		return e.push(c)
 	case *showStmt:
 		if s.what == "queries" {
 			return e.continuous(ctx, s, sql)

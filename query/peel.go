@@ -73,14 +73,20 @@ func peel(src *source, sig []token) (*peeled, error) {
 		blank(sig[0].start, sig[n-1].end)
 		sig = sig[n:]
 	}
-	if n := len(sig); n >= 2 && sig[n-2].typ == sqlparser.ID && strings.EqualFold(sig[n-2].text, "emit") {
+	// EMIT CHANGES|FINAL ends the statement, or comes before LIMIT n
+	// (ksqlDB's order).
+	end := len(sig)
+	if n := len(sig); n >= 4 && sig[n-2].typ == sqlparser.LIMIT && sig[n-1].typ == sqlparser.INTEGRAL {
+		end = n - 2
+	}
+	if n := end; n >= 2 && sig[n-2].typ == sqlparser.ID && strings.EqualFold(sig[n-2].text, "emit") {
 		mode := strings.ToLower(sig[n-1].text)
 		if mode != "changes" && mode != "final" {
 			return nil, errorf(src.pos(sig[n-1].start), "EMIT must be followed by CHANGES or FINAL, not %q", sig[n-1].text)
 		}
 		out.emit, out.emitAt = mode, src.pos(sig[n-2].start)
 		blank(sig[n-2].start, sig[n-1].end)
-		sig = sig[:n-2]
+		sig = append(sig[:n-2:n-2], sig[n:]...)
 	}
 	for i := 0; i+1 < len(sig); i++ {
 		name := strings.ToLower(sig[i].text)

@@ -17,6 +17,11 @@ type Queries interface {
 	List() []QueryInfo
 	// Terminate stops a query for good; its output stream stays.
 	Terminate(ctx context.Context, id string) error
+	// Push runs push query c from the end of its input: it calls emit
+	// with each output row (Output.Values set) until ctx ends (then it
+	// returns nil), emit fails, or c's LIMIT is reached. Errors are
+	// *Error where the SQL is at fault.
+	Push(ctx context.Context, c *Continuous, emit func(Output) error) error
 }
 
 // QueryInfo describes one continuous query: a row of SHOW QUERIES.
@@ -109,6 +114,17 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		return message(fmt.Sprintf("query %s created: it reads stream %s and writes stream %s", q.ID, q.Source, q.Sink)), nil
 	}
 	return nil, errorf(Pos{}, "unsupported statement")
+}
+
+// push answers a push query: its columns, and a Push that runs it.
+func (e *Engine) push(c *Continuous) (*Result, error) {
+	if e.opts.Queries == nil {
+		return nil, errorf(Pos{}, "push queries are not available on this node")
+	}
+	qs := e.opts.Queries
+	return &Result{Columns: c.ColumnTypes(), Push: func(ctx context.Context, emit func([]any) error) error {
+		return qs.Push(ctx, c, func(o Output) error { return emit(o.Values) })
+	}}, nil
 }
 
 func message(text string) *Result {

@@ -42,3 +42,22 @@ error sql_error 1:114: a window of 24h0m0s sliding by 7s is made of 86400 panes 
 
 > CREATE STREAM s AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor, SESSION(INTERVAL 30 SECOND)
 error sql_error 1:79: SESSION windows are not supported yet: only tumbling and hopping windows (TUMBLING, TUMBLE, TUMBLINGWINDOW, HOPPING, HOP, HOPPINGWINDOW)
+
+# Push queries and EMIT CHANGES.
+> SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor EMIT CHANGES
+error sql_error 0:0: push queries are not available on this node
+
+> SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor EMIT FINAL
+error sql_error 1:64: EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
+
+> SELECT sensor FROM temperatures EMIT SOON
+error sql_error 1:38: EMIT must be followed by CHANGES or FINAL, not "SOON"
+
+> SELECT sensor FROM temperatures LIMIT 3 OFFSET 1 EMIT CHANGES
+error sql_error 1:48: OFFSET is not supported in push queries
+
+> CREATE STREAM counts AS SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor EMIT CHANGES
+error sql_error 1:72: a continuous query that aggregates needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (a push query, SELECT ... EMIT CHANGES, aggregates without one)
+
+> CREATE STREAM hot AS SELECT sensor, temp FROM temperatures WHERE temp > 30 EMIT FINAL
+error sql_error 1:76: EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
