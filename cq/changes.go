@@ -53,6 +53,7 @@ func newChanger(c *query.Continuous) *changer {
 func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []query.Output {
 	ch.in++
 	ts := r.Timestamp.UnixNano()
+	ch.lastTS = ts
 	var first, last int64 // the windows holding the record
 	if ch.size > 0 {
 		first, last = ch.c.Window.FirstStart(ts), ch.c.Window.LastStart(ts)

@@ -251,9 +251,13 @@ func (r *runner) report(v view) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := &r.mu.info
-	in.Offset, in.Lag = v.pos, int64(v.next)-int64(v.pos)
+	in.Offset, in.Lag, in.LagSeconds = v.pos, int64(v.next)-int64(v.pos), 0
 	if in.Lag < 0 {
 		in.Lag = 0
+	}
+	if in.Lag > 0 && v.counts.lastTS != 0 {
+		// Records wait: how old is the last one read.
+		in.LagSeconds = max(0, r.m.opts.Now().Sub(time.Unix(0, v.counts.lastTS)).Seconds())
 	}
 	if v.started {
 		in.Watermark = time.Unix(0, v.wm).UTC()

@@ -53,6 +53,7 @@ type windower struct {
 type counts struct {
 	in, late, skipped int64
 	lastErr           error // the last evaluation error (skipped record)
+	lastTS            int64 // the timestamp of the last record read (unix ns)
 }
 
 // keyPanes are one key's groups, one per pane, oldest first.
@@ -85,6 +86,7 @@ func (w *windower) resume(wm int64) { w.wm, w.closedTo, w.started = wm, wm, true
 func (w *windower) add(r *streams.Record) {
 	w.in++
 	ts := r.Timestamp.UnixNano()
+	w.lastTS = ts
 	if w.started && w.c.Window.LastStart(ts)+w.size <= w.wm {
 		w.late++
 		return

@@ -81,6 +81,20 @@ func TestContinuousQueryThroughSQL(t *testing.T) {
 	if len(show.Rows) != 1 || show.Rows[0][0] != "hot" || show.Rows[0][1] != "running" || show.Columns[0].Name != "id" {
 		t.Fatalf("SHOW QUERIES: %v", show.Rows)
 	}
+	testutil.Eventually(t, 5*time.Second, "the figures reported", func() bool {
+		q, _ := queryInfo(n, "hot")
+		return q.RowsOut == 1 && q.RecordsIn == 4
+	})
+	if got := fmt.Sprint(runSQL(t, n, "SELECT id, status, rows_out, lag_seconds FROM queries").Rows); got != "[[hot running 1 0]]" {
+		t.Fatalf("the table queries: %s", got)
+	}
+	metrics := scrape(t, n)
+	for _, m := range []string{`mqstream_query_rows_out_total{query="hot"} 1`, `mqstream_query_records_in_total{query="hot"} 4`,
+		`mqstream_query_running{query="hot"} 1`, `mqstream_query_lag_records{query="hot"} 0`, `mqstream_query_late_records_total{query="hot"} 0`} {
+		if !strings.Contains(metrics, m+"\n") {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 	rows := runSQL(t, n, "SELECT _topic, sensor, hi FROM hot")
 	if fmt.Sprint(rows.Rows) != "[[alerts/hot a 35]]" {
 		t.Fatalf("the output read with SQL: %v", rows.Rows)

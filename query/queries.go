@@ -33,9 +33,11 @@ type QueryInfo struct {
 	Status  string    `json:"status"` // running, error
 	Error   string    `json:"error,omitempty"`
 	Created time.Time `json:"created_at"`
-	// Offset is the next input offset to read; Lag the records after it.
-	Offset uint64 `json:"input_offset"`
-	Lag    int64  `json:"lag"`
+	// Offset is the next input offset to read; Lag the records after it;
+	// LagSeconds, while records wait, the age of the last one read.
+	Offset     uint64  `json:"input_offset"`
+	Lag        int64   `json:"lag"`
+	LagSeconds float64 `json:"lag_seconds"`
 	// Watermark: every window ending at or before it is closed.
 	Watermark   time.Time `json:"watermark"`
 	OpenWindows int       `json:"open_windows"`
@@ -52,11 +54,29 @@ type QueryInfo struct {
 	PublishError string `json:"publish_error,omitempty"`
 }
 
-// queryColumns are the columns of SHOW QUERIES.
-var queryColumns = []Column{
-	{"id", "text"}, {"status", "text"}, {"source", "text"}, {"sink", "text"}, {"input_offset", "int"}, {"lag", "int"},
-	{"watermark", "timestamp"}, {"open_windows", "int"}, {"groups", "int"}, {"records_in", "int"}, {"rows_out", "int"},
-	{"late", "int"}, {"skipped", "int"}, {"last_emit", "timestamp"}, {"published", "int"}, {"error", "text"}, {"created_at", "timestamp"}, {"sql", "text"},
+// queryCols are the columns of SHOW QUERIES and of the table queries.
+func queryCols() []colDef {
+	return []colDef{
+		{"id", TText, "query id: the name of its output stream"},
+		{"status", TText, "starting, running or error (a failed query restarts from its progress after a pause)"},
+		{"source", TText, "input stream"},
+		{"sink", TText, "output stream"},
+		{"input_offset", TInt, "next input offset to read"},
+		{"lag", TInt, "input records not read yet (a reserved word: write `lag`)"},
+		{"lag_seconds", TFloat, "while input records wait, the age of the last one read, in seconds (0 when caught up)"},
+		{"watermark", TTime, "every window ending at or before it is closed"},
+		{"open_windows", TInt, "windows holding state"},
+		{"groups", TInt, "groups held: keys times panes (a reserved word: write `groups`)"},
+		{"records_in", TInt, "input records read since the query started on this node"},
+		{"rows_out", TInt, "rows output since then"},
+		{"late", TInt, "records for windows already closed, counted, not added"},
+		{"skipped", TInt, "records whose evaluation failed"},
+		{"last_emit", TTime, "when rows were last output (NULL if never)"},
+		{"published", TInt, "output records published on MQTT since then (WITH (topic = ...))"},
+		{"error", TText, "the query's error, else its publication's (NULL if none)"},
+		{"created_at", TTime, "when the query was created"},
+		{"sql", TText, "the CREATE STREAM statement"},
+	}
 }
 
 func queryRow(q QueryInfo) []any {
@@ -73,7 +93,7 @@ func queryRow(q QueryInfo) []any {
 	case q.PublishError != "":
 		errText = "publishing: " + q.PublishError
 	}
-	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
+	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, q.LagSeconds, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
 		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL}
 }
 
@@ -96,7 +116,10 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 	}
 	switch s := st.(type) {
 	case *showStmt:
-		res := &Result{Columns: queryColumns, Rows: [][]any{}}
+		res := &Result{Rows: [][]any{}}
+		for _, c := range queryCols() {
+			res.Columns = append(res.Columns, Column{Name: c.name, Type: c.typ.String()})
+		}
 		for _, q := range e.opts.Queries.List() {
 			res.Rows = append(res.Rows, queryRow(q))
 		}

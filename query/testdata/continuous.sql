@@ -61,3 +61,7 @@ error sql_error 1:72: a continuous query that aggregates needs a window: GROUP B
 
 > CREATE STREAM hot AS SELECT sensor, temp FROM temperatures WHERE temp > 30 EMIT FINAL
 error sql_error 1:76: EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
+
+# The table queries: SHOW QUERIES as a table.
+> SELECT id, lag_seconds FROM queries WHERE status = 'error'
+error sql_error 0:0: table queries is not available: this node runs no continuous queries
