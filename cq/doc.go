@@ -73,7 +73,9 @@
 // updated rows of each input record instead (changes.go); its progress is
 // the last input offset it has processed, carried by its output the same
 // way. A push query (push.go) runs the same machinery for one caller, from
-// the end of its input, keeping nothing.
+// the end of its input, keeping nothing; it may also use session windows
+// (session.go), which persistent queries refuse: their restart rebuilds
+// state from a bounded stretch of input, and a session can be any length.
 //
 // Limits: windows on _timestamp only; a query runs on the node where it
 // was created (in cluster mode its output goes through

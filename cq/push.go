@@ -76,9 +76,13 @@ func (p *pusher) run(ctx context.Context) error {
 	}
 	var w *windower
 	var ch *changer
-	if c.Emit == "final" {
+	var ss *sessioner
+	switch {
+	case c.Window.Sessions():
+		ss = newSessioner(c)
+	case c.Emit == "final":
 		w = newWindower(c)
-	} else {
+	default:
 		ch = newChanger(c)
 	}
 	var rows []query.Output
@@ -89,13 +93,17 @@ func (p *pusher) run(ctx context.Context) error {
 		}
 		for i := range recs {
 			p.pos = recs[i].Offset + 1
-			if ch != nil {
+			switch {
+			case ch != nil:
 				rows = ch.add(&recs[i], rows[:0], false)
-				if err := p.send(rows); err != nil {
-					return err
-				}
-			} else {
+			case ss != nil:
+				rows = ss.add(&recs[i], rows[:0])
+			default:
 				w.add(&recs[i])
+				continue
+			}
+			if err := p.send(rows); err != nil {
+				return err
 			}
 		}
 		notify, end, err := m.opts.Reader.Notify(c.Source)
@@ -104,7 +112,8 @@ func (p *pusher) run(ctx context.Context) error {
 		}
 		atTail := p.pos >= end
 		idleWM := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
-		if w != nil {
+		switch {
+		case w != nil:
 			if atTail {
 				w.advance(idleWM)
 			}
@@ -112,7 +121,15 @@ func (p *pusher) run(ctx context.Context) error {
 			if err := p.send(out); err != nil {
 				return err
 			}
-		} else if atTail {
+		case ss != nil:
+			wm := ss.wm
+			if atTail {
+				wm = idleWM
+			}
+			if err := p.send(ss.advance(wm, rows[:0])); err != nil {
+				return err
+			}
+		case atTail:
 			ch.advance(idleWM)
 		}
 		if atTail {

@@ -178,10 +178,13 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) e
 		if c.Window, err = windowOf(win); err != nil {
 			return err
 		}
-		if c.Window.Hopping() {
+		if c.Window.Hopping() || c.Window.Sessions() {
 			if err := noWindowColumns(append([]expr{s.where}, keys...)); err != nil {
 				return err
 			}
+		}
+		if c.Window.Sessions() && !c.Push {
+			return errorf(win.pos, "SESSION windows run in push queries (SELECT ... EMIT ...) only for now: after a restart a persistent query rebuilds its state from a bounded stretch of input, and a session can be any length")
 		}
 	}
 	for _, it := range s.items {
@@ -260,7 +263,7 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) e
 }
 
 // Windowed reports whether the query has a window.
-func (c *Continuous) Windowed() bool { return c.Window.Size > 0 }
+func (c *Continuous) Windowed() bool { return c.Window.Size > 0 || c.Window.Sessions() }
 
 // ColumnTypes returns the type of each of Columns, as SQL results name
 // them ("any" for payload fields, known only at run time).
@@ -320,8 +323,9 @@ func checkContinuous(s *selectStmt, src *source, push bool) error {
 }
 
 // noWindowColumns refuses window_start and window_end in es: the WHERE
-// and GROUP BY keys of a query with hopping windows, evaluated once per
-// record when the record is in several windows.
+// and GROUP BY keys of a query with hopping windows (evaluated once per
+// record when the record is in several windows) or sessions (whose bounds
+// move).
 func noWindowColumns(es []expr) error {
 	var bad *columnRef
 	for _, e := range es {
@@ -333,7 +337,7 @@ func noWindowColumns(es []expr) error {
 		})
 	}
 	if bad != nil {
-		return errorf(bad.pos, "%s cannot be used in WHERE or GROUP BY with hopping windows: a record is in several windows (use it in the select list or HAVING)", strings.ToLower(bad.name))
+		return errorf(bad.pos, "%s cannot be used in WHERE or GROUP BY with hopping or session windows: a record is in several windows, or its session's bounds are not known yet (use it in the select list or HAVING)", strings.ToLower(bad.name))
 	}
 	return nil
 }
@@ -389,7 +393,7 @@ func (c *Continuous) Eval(r *streams.Record) (key []byte, ok bool, err error) {
 	recordRow(c.row, r, c.t)
 	switch {
 	case !c.Windowed():
-	case c.Window.Hopping():
+	case c.Window.Hopping() || c.Window.Sessions():
 		c.row[c.ws], c.row[c.we] = nil, nil
 	default:
 		start := c.Window.Start(r.Timestamp)
@@ -454,9 +458,14 @@ func (c *Continuous) Combine(a, b *Group) (*Group, error) {
 // ok=false if HAVING drops it. The payload is a JSON object with the keys
 // Columns; the topic is Topic with its templates filled in.
 func (c *Continuous) Result(g *Group, start time.Time) (out Output, ok bool, err error) {
+	return c.ResultSpan(g, start, start.Add(c.Window.Size))
+}
+
+// ResultSpan is Result for the window [start, end): a session.
+func (c *Continuous) ResultSpan(g *Group, start, end time.Time) (out Output, ok bool, err error) {
 	copy(c.post, g.first)
 	if c.Windowed() {
-		c.post[c.ws], c.post[c.we] = start, start.Add(c.Window.Size)
+		c.post[c.ws], c.post[c.we] = start, end
 	}
 	for i, st := range g.states {
 		c.post[c.p.width+i] = st.result()

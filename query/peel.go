@@ -24,6 +24,7 @@ var windowFuncs = map[string]bool{
 	"tumbling": true, "tumble": true, "tumblingwindow": true,
 	"hopping": true, "hop": true, "hoppingwindow": true,
 	"session": true, "sessionwindow": true,
+	"slidingwindow": true, "countwindow": true, // eKuiper's, refused by name
 }
 
 // sessionAlias stands for the keyword SESSION as a window call.

@@ -15,7 +15,14 @@ type Window struct {
 	Size   time.Duration
 	Slide  time.Duration // 0: tumbling
 	Offset time.Duration
+	// Gap, for session windows (Size 0), ends a key's session when no
+	// record of the key comes for that long; MaxSession, if not 0, bounds
+	// a session's length.
+	Gap, MaxSession time.Duration
 }
+
+// Sessions reports whether the windows are sessions.
+func (w Window) Sessions() bool { return w.Gap > 0 }
 
 // Hopping reports whether windows overlap.
 func (w Window) Hopping() bool { return w.Slide > 0 && w.Slide < w.Size }
@@ -112,10 +119,12 @@ func windowOf(w *call) (Window, error) {
 			return Window{}, err
 		}
 		sizeArg, slideArg = w.args[1], w.args[2]
-	case "tumblingwindow", "hoppingwindow":
+	case "tumblingwindow", "hoppingwindow", "sessionwindow":
 		return ekuiperWindow(w)
+	case "session":
+		return sessionOf(w)
 	default:
-		return Window{}, errorf(w.pos, "%s windows are not supported yet: only tumbling and hopping windows (TUMBLING, TUMBLE, TUMBLINGWINDOW, HOPPING, HOP, HOPPINGWINDOW)", strings.ToUpper(w.name))
+		return Window{}, errorf(w.pos, "%s windows are not supported: tumbling, hopping and session windows are (TUMBLING, TUMBLE, TUMBLINGWINDOW, HOPPING, HOP, HOPPINGWINDOW, SESSION, SESSIONWINDOW)", strings.ToUpper(w.name))
 	}
 	var out Window
 	var err error
@@ -139,6 +148,36 @@ func windowOf(w *call) (Window, error) {
 		}
 	}
 	return normalize(out), nil
+}
+
+// sessionOf reads SESSION([_timestamp,] gap [, max]).
+func sessionOf(w *call) (Window, error) {
+	args := w.args
+	if len(args) > 0 {
+		if _, isCol := args[0].(*columnRef); isCol {
+			if err := timeColumn(args[0]); err != nil {
+				return Window{}, err
+			}
+			args = args[1:]
+		}
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return Window{}, errorf(w.pos, "SESSION takes the gap that ends a session and an optional maximum length: SESSION(_timestamp, INTERVAL 30 SECOND[, INTERVAL 1 HOUR])")
+	}
+	var out Window
+	var err error
+	if out.Gap, err = durationArg(args[0]); err != nil {
+		return Window{}, err
+	}
+	if len(args) == 2 {
+		if out.MaxSession, err = durationArg(args[1]); err != nil {
+			return Window{}, err
+		}
+		if out.MaxSession < out.Gap {
+			return Window{}, errorf(args[1].position(), "a session's maximum length (%s) is shorter than its gap (%s)", out.MaxSession, out.Gap)
+		}
+	}
+	return out, nil
 }
 
 // timeColumn checks the time column of TUMBLE and HOP.
@@ -180,8 +219,12 @@ func normalize(w Window) Window {
 func ekuiperWindow(w *call) (Window, error) {
 	usage := "TUMBLINGWINDOW takes a unit (ms, ss, mi, hh, dd) and a whole number: TUMBLINGWINDOW(ss, 10)"
 	want := 2
-	if w.name == "hoppingwindow" {
+	switch w.name {
+	case "hoppingwindow":
 		usage = "HOPPINGWINDOW takes a unit (ms, ss, mi, hh, dd), the window size and the slide: HOPPINGWINDOW(ss, 10, 5)"
+		want = 3
+	case "sessionwindow":
+		usage = "SESSIONWINDOW takes a unit (ms, ss, mi, hh, dd), the maximum length of a session and the gap that ends it: SESSIONWINDOW(mi, 60, 5)"
 		want = 3
 	}
 	if len(w.args) != want {
@@ -202,6 +245,12 @@ func ekuiperWindow(w *call) (Window, error) {
 			return Window{}, err
 		}
 		ds = append(ds, d)
+	}
+	if w.name == "sessionwindow" {
+		if ds[0] < ds[1] {
+			return Window{}, errorf(w.args[1].position(), "a session's maximum length (%s) is shorter than its gap (%s)", ds[0], ds[1])
+		}
+		return Window{Gap: ds[1], MaxSession: ds[0]}, nil
 	}
 	out := Window{Size: ds[0]}
 	if len(ds) == 2 {
