@@ -146,11 +146,15 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	const sql = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, min(_offset) AS first, max(_offset) AS last " +
 		"FROM crash GROUP BY _topic, TUMBLING(INTERVAL 50 MILLISECOND)"
+	// The same for a query emitting changes over hopping windows.
+	const changes = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, max(_offset) AS last " +
+		"FROM crash GROUP BY _topic, HOPPING(INTERVAL 100 MILLISECOND, INTERVAL 50 MILLISECOND) EMIT CHANGES"
 	n := startNode(t, testConfig(dir))
 	if _, err := n.Store().CreateStream(context.Background(), "crash", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
 	runSQL(t, n, fmt.Sprintf(sql, "live"))
+	runSQL(t, n, fmt.Sprintf(changes, "live_changes"))
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -166,23 +170,26 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	}
 	n = startNode(t, testConfig(dir))
 	runSQL(t, n, fmt.Sprintf(sql, "reference"))
-	var live, ref []string
-	testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
-		for _, id := range []string{"live", "reference"} {
-			if q, ok := queryInfo(n, id); !ok || q.Status != "running" || q.Lag != 0 || q.RecordsIn == 0 {
-				return false
+	runSQL(t, n, fmt.Sprintf(changes, "reference_changes"))
+	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}} {
+		var live, ref []string
+		testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
+			for _, id := range pair {
+				if q, ok := queryInfo(n, id); !ok || q.Status != "running" || q.Lag != 0 || q.RecordsIn == 0 {
+					return false
+				}
 			}
+			live, ref = payloads(t, n.Store(), pair[0]), payloads(t, n.Store(), pair[1])
+			return len(live) == len(ref)
+		})
+		t.Logf("%s: %d rows", pair[0], len(ref))
+		if len(ref) < 10 {
+			t.Fatalf("only %d reference rows: a weak test", len(ref))
 		}
-		live, ref = payloads(t, n.Store(), "live"), payloads(t, n.Store(), "reference")
-		return len(live) == len(ref)
-	})
-	t.Logf("%d rows", len(ref))
-	if len(ref) < 10 {
-		t.Fatalf("only %d reference rows: a weak test", len(ref))
-	}
-	if strings.Join(live, "\n") != strings.Join(ref, "\n") {
-		t.Fatalf("output after SIGKILLs differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s",
-			len(live), strings.Join(live, "\n"), len(ref), strings.Join(ref, "\n"))
+		if strings.Join(live, "\n") != strings.Join(ref, "\n") {
+			t.Fatalf("%s after SIGKILLs differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s",
+				pair[0], len(live), strings.Join(live, "\n"), len(ref), strings.Join(ref, "\n"))
+		}
 	}
 }
 
