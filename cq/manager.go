@@ -111,7 +111,10 @@ type Manager struct {
 	log  *slog.Logger
 	ctx  context.Context // canceled by Close
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	// pushCtx ends the push queries: canceled by EndPushes and Close.
+	pushCtx   context.Context
+	endPushes context.CancelFunc
+	wg        sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
@@ -133,6 +136,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{opts: opts, log: opts.Logger.With("component", "cq")}
 	m.ctx, m.stop = context.WithCancel(context.Background())
+	m.pushCtx, m.endPushes = context.WithCancel(m.ctx)
 	m.mu.queries = map[string]*runner{}
 	return m, nil
 }

@@ -24,9 +24,9 @@ func (m *Manager) Push(ctx context.Context, c *query.Continuous, emit func(query
 		return err
 	}
 	m.mu.Lock()
-	if m.mu.closed {
+	if m.mu.closed || m.pushCtx.Err() != nil {
 		m.mu.Unlock()
-		return errors.New("cq: manager closed")
+		return errors.New("cq: the node is shutting down")
 	}
 	m.wg.Add(1)
 	m.mu.pushes++
@@ -39,16 +39,20 @@ func (m *Manager) Push(ctx context.Context, c *query.Continuous, emit func(query
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer context.AfterFunc(m.ctx, cancel)()
+	defer context.AfterFunc(m.pushCtx, cancel)()
 	p := &pusher{m: m, c: c, emit: emit, pos: info.NextOffset}
 	m.log.Debug("push query started", "source", c.Source, "emit", c.Emit)
 	err = p.run(ctx)
 	if ctx.Err() != nil || errors.Is(err, errLimit) {
-		err = nil
+		err = nil // the caller, or the node, stopped it; or its LIMIT
 	}
 	m.log.Debug("push query ended", "source", c.Source, "rows", p.rows, "error", err)
 	return err
 }
+
+// EndPushes ends the push queries running now, and refuses new ones (a
+// node shutting down).
+func (m *Manager) EndPushes() { m.endPushes() }
 
 // Pushes returns how many push queries run now.
 func (m *Manager) Pushes() int {

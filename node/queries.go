@@ -29,6 +29,15 @@ func (n *Node) openQueries(writer cq.Writer) error {
 	return nil
 }
 
+// endPushQueries ends the push queries when the HTTP server shuts down:
+// their answers end (with an end message) instead of holding the shutdown
+// until its deadline.
+func (n *Node) endPushQueries() {
+	if n.queries != nil {
+		n.queries.EndPushes()
+	}
+}
+
 // Queries returns the node's continuous queries.
 func (n *Node) Queries() *cq.Manager { return n.queries }
 

@@ -103,3 +103,28 @@ func TestPushQueryOverHTTP(t *testing.T) {
 	cancel()
 	testutil.Eventually(t, 5*time.Second, "push queries gone with their clients", func() bool { return n.Queries().Pushes() == 0 })
 }
+
+// TestPushQueryEndsWithTheNode: a node shutting down ends its push
+// queries' answers (with an end message) rather than waiting for them.
+func TestPushQueryEndsWithTheNode(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	_, lines := pushLines(t, n, context.Background(), "SELECT temp FROM temps EMIT CHANGES", "application/x-ndjson", "")
+	next(t, lines) // the columns
+	testutil.Eventually(t, 5*time.Second, "the push query running", func() bool { return n.Queries().Pushes() == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close(context.Background()) }()
+	if got := next(t, lines); got != `{"end":{"rows":0}}` {
+		t.Fatalf("last line %s", got)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node did not close within 10 s")
+	}
+}
