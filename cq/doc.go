@@ -5,11 +5,14 @@
 //
 // # Windows
 //
-// Windows are tumbling, half-open [start, start + size) and aligned to the
-// Unix epoch (plus an optional offset). Event time is the record's
-// _timestamp, the time it was appended, which never decreases within a
-// stream. The state is one accumulator set per key and open window
-// (query.Group), never the records themselves (window.go).
+// Windows are half-open [start, start + size) and aligned to the Unix
+// epoch (plus an optional offset): tumbling, or hopping (starting every
+// slide, overlapping). Event time is the record's _timestamp, the time it
+// was appended, which never decreases within a stream. The state is one
+// accumulator set per key and pane (query.Group), never the records
+// themselves: panes are gcd(size, slide) long, a window is made of whole
+// panes, and closing it combines them (window.go explains how, at a cost
+// independent of size/slide).
 //
 // The watermark says which windows are complete. A record at time ts
 // raises it to ts: no later record of the stream can be older. When the
@@ -43,7 +46,7 @@
 //     after the output it covers was durable, and every second while the
 //     watermark moves without closing windows that have rows). Every
 //     window ending at or before it has been output; the first one that
-//     has not starts at Window.Start(watermark). The runner reads the
+//     has not starts at Window.FirstOpen(watermark). The runner reads the
 //     input again from the first record at or after that instant
 //     (OffsetAt: timestamps never decrease, so this is a bisection) and
 //     rebuilds the open windows from it.
@@ -56,8 +59,26 @@
 // re-reading the input of the open windows at start-up (at most one window
 // of input, plus the idle time).
 //
-// Limits of this first part: tumbling windows on _timestamp only, EMIT
-// FINAL only; a query runs on the node where it was created (in cluster
-// mode its output goes through the shards like any write, but the query
-// does not move on failover).
+// # Publication on MQTT
+//
+// With WITH (topic = ...), a second loop of the query publishes its
+// output records through Options.Publisher (publish.go). It follows the
+// output stream rather than the windows, from an offset kept in the
+// key/value namespace and written after each delivered batch: the stream
+// gets each row exactly once, MQTT at least once.
+//
+// # Changes and push queries
+//
+// A query with EMIT CHANGES, or without a window (a filter), outputs the
+// updated rows of each input record instead (changes.go); its progress is
+// the last input offset it has processed, carried by its output the same
+// way. A push query (push.go) runs the same machinery for one caller, from
+// the end of its input, keeping nothing; it may also use session windows
+// (session.go), which persistent queries refuse: their restart rebuilds
+// state from a bounded stretch of input, and a session can be any length.
+//
+// Limits: windows on _timestamp only; a query runs on the node where it
+// was created (in cluster mode its output goes through
+// the shards like any write, and is published to subscribers on every
+// node, but the query does not move on failover).
 package cq

@@ -44,6 +44,9 @@ type Options struct {
 	Reader Reader // required
 	Writer Writer // required
 	KV     KV     // required
+	// Publisher publishes the output of queries with WITH (topic = ...)
+	// on MQTT; nil refuses such queries.
+	Publisher Publisher
 	// IdleTimeout closes windows when input stops: once the query has read
 	// every record, the watermark is at least now - IdleTimeout. 0 means
 	// 10 s.
@@ -108,12 +111,17 @@ type Manager struct {
 	log  *slog.Logger
 	ctx  context.Context // canceled by Close
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	// pushCtx ends the push queries: canceled by EndPushes and Close.
+	pushCtx   context.Context
+	endPushes context.CancelFunc
+	wg        sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
-		// queries are the running queries by id; closed refuses new ones.
+		// queries are the running queries by id; pushes counts the push
+		// queries running; closed refuses new ones.
 		queries map[string]*runner
+		pushes  int
 		closed  bool
 	}
 }
@@ -128,6 +136,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{opts: opts, log: opts.Logger.With("component", "cq")}
 	m.ctx, m.stop = context.WithCancel(context.Background())
+	m.pushCtx, m.endPushes = context.WithCancel(m.ctx)
 	m.mu.queries = map[string]*runner{}
 	return m, nil
 }
@@ -203,6 +212,9 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	if c.Source == c.Name {
 		return query.QueryInfo{}, at(c.SourceAt, "a query cannot read the stream it writes")
 	}
+	if c.Publish && m.opts.Publisher == nil {
+		return query.QueryInfo{}, at(query.Pos{}, "this node cannot publish on MQTT: leave out WITH (topic = ...)")
+	}
 	if _, err := m.opts.Reader.DescribeStream(c.Name); err == nil {
 		return query.QueryInfo{}, at(query.Pos{}, "stream %s already exists: a continuous query creates its output stream (choose another name, or delete the stream)", c.Name)
 	}
@@ -231,11 +243,16 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	}
 	// The definition first: a crash before the stream exists leaves a
 	// query that creates it when restored, never a stream without query.
-	if err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(d.ID), Value: v}); err != nil {
+	// With it, where its publication starts: at its first output record.
+	writes := []streams.KVWrite{{Key: defKey(d.ID), Value: v}}
+	if c.Publish {
+		writes = append(writes, streams.KVWrite{Key: pubKey(d.ID), Value: encodeHint(0)})
+	}
+	if err := m.opts.KV.Write(ctx, writes...); err != nil {
 		return undo(fmt.Errorf("cq: keep query %s: %w", d.ID, err))
 	}
 	if _, err := m.opts.Writer.CreateStream(ctx, c.Name, streams.Retention{}); err != nil {
-		_ = m.opts.KV.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true})
+		_ = m.opts.KV.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true}, streams.KVWrite{Key: pubKey(d.ID), Delete: true})
 		if errors.Is(err, streams.ErrStreamExists) {
 			return undo(at(query.Pos{}, "stream %s already exists: a continuous query creates its output stream", c.Name))
 		}
@@ -274,7 +291,8 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown query %q (SHOW QUERIES lists them)", id), Err: ErrNotFound}
 	}
 	r.terminate()
-	err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true})
+	err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
+		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

@@ -21,6 +21,7 @@ type env struct {
 	t     *testing.T
 	store *streams.Store
 	clock *testutil.Clock
+	pub   *fakePublisher
 	m     *Manager
 	// crashNext makes the next output stop its query before the hint, as
 	// a crash would; crashed tells it happened.
@@ -39,7 +40,7 @@ func newEnv(t *testing.T) *env {
 	if _, err := store.CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, clock: testutil.NewClock(base)}
+	e := &env{t: t, store: store, clock: testutil.NewClock(base), pub: &fakePublisher{}}
 	e.start()
 	return e
 }
@@ -47,7 +48,7 @@ func newEnv(t *testing.T) *env {
 // start starts a manager (again), restoring the kept queries.
 func (e *env) start() {
 	e.t.Helper()
-	m, err := New(Options{Reader: e.store, Writer: e.store, KV: e.store.KV("queries"), IdleTimeout: idle, Tick: 5 * time.Millisecond,
+	m, err := New(Options{Reader: e.store, Writer: e.store, KV: e.store.KV("queries"), Publisher: e.pub, IdleTimeout: idle, Tick: 5 * time.Millisecond,
 		HintInterval: time.Nanosecond, Now: e.clock.Now, Logger: testutil.Logger(),
 		afterOutput: func(string) bool {
 			if e.crashNext.CompareAndSwap(true, false) {
@@ -270,15 +271,26 @@ func TestCrashBetweenOutputAndHint(t *testing.T) {
 // the output with that of the same query run once, uninterrupted, over the
 // same input: byte for byte.
 func TestRestartsGiveTheUninterruptedOutput(t *testing.T) {
+	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, min(temp) AS lo FROM temps " +
+		"GROUP BY sensor, TUMBLE(_timestamp, INTERVAL 2 SECOND) HAVING n > 1"
 	for seed := int64(1); seed <= 5; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, seed) })
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, sql, seed) })
 	}
 }
 
-func testRestarts(t *testing.T, seed int64) {
+// TestHoppingRestartsGiveTheUninterruptedOutput is the same for hopping
+// windows: a restart reads input again from the first window not output,
+// which starts before the watermark.
+func TestHoppingRestartsGiveTheUninterruptedOutput(t *testing.T) {
+	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, max(temp) AS hi FROM temps " +
+		"GROUP BY sensor, HOP(_timestamp, INTERVAL 3 SECOND, INTERVAL 1 SECOND) HAVING n > 1"
+	for seed := int64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, sql, seed) })
+	}
+}
+
+func testRestarts(t *testing.T, sql string, seed int64) {
 	e := newEnv(t)
-	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, min(temp) AS lo FROM temps " +
-		"GROUP BY sensor, TUMBLE(_timestamp, INTERVAL 2 SECOND) HAVING n > 1"
 	e.create(fmt.Sprintf(sql, "live"))
 	rng := rand.New(rand.NewSource(seed))
 	at := time.Duration(0)
@@ -298,7 +310,8 @@ func testRestarts(t *testing.T, seed int64) {
 			if err := e.m.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.store.KV("queries").Write(context.Background(), streams.KVWrite{Key: hintKey("live"), Delete: true}); err != nil {
+			if err := e.store.KV("queries").Write(context.Background(), streams.KVWrite{Key: hintKey("live"), Delete: true},
+				streams.KVWrite{Key: inputKey("live"), Delete: true}); err != nil {
 				t.Fatal(err)
 			}
 			e.start()

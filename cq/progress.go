@@ -11,9 +11,13 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// Keys of the manager's key/value namespace.
-func defKey(id string) []byte  { return []byte("d/" + id) }
-func hintKey(id string) []byte { return []byte("w/" + id) }
+// Keys of the manager's key/value namespace: a query's definition, its
+// progress hints (the watermark of an EMIT FINAL query, the next input
+// offset of an EMIT CHANGES one) and its publication progress
+// (publish.go).
+func defKey(id string) []byte   { return []byte("d/" + id) }
+func hintKey(id string) []byte  { return []byte("w/" + id) }
+func inputKey(id string) []byte { return []byte("i/" + id) }
 
 const defPrefix = "d/"
 
@@ -25,33 +29,47 @@ type definition struct {
 }
 
 // User properties of every output record: the query that wrote it and
-// the query's watermark once the record's request is durable. The newest
-// output record of a query is its progress (see doc.go).
+// its progress once the record's request is durable: the watermark of an
+// EMIT FINAL query, the last input offset an EMIT CHANGES query has
+// processed. The newest output record of a query is its progress (see
+// doc.go).
 const (
 	propQuery     = "mqstream-query"
 	propWatermark = "mqstream-watermark"
+	propInput     = "mqstream-input-offset"
 )
 
-func markers(id string, wm int64) []streams.UserProperty {
-	return []streams.UserProperty{{Key: propQuery, Value: id}, {Key: propWatermark, Value: strconv.FormatInt(wm, 10)}}
+func markers(id, prop string, v int64) []streams.UserProperty {
+	return []streams.UserProperty{{Key: propQuery, Value: id}, {Key: prop, Value: strconv.FormatInt(v, 10)}}
 }
 
-// markerOf returns the watermark an output record of query id carries.
-func markerOf(r *streams.Record, id string) (int64, bool) {
-	var q, w string
+// markerOf returns the value of prop an output record of query id
+// carries.
+func markerOf(r *streams.Record, id, prop string) (int64, bool) {
+	var q, v string
 	for _, p := range r.UserProperties {
 		switch p.Key {
 		case propQuery:
 			q = p.Value
-		case propWatermark:
-			w = p.Value
+		case prop:
+			v = p.Value
 		}
 	}
 	if q != id {
 		return 0, false
 	}
-	wm, err := strconv.ParseInt(w, 10, 64)
-	return wm, err == nil
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
+
+// writtenBy reports whether query id wrote output record r.
+func writtenBy(r *streams.Record, id string) bool {
+	for _, p := range r.UserProperties {
+		if p.Key == propQuery {
+			return p.Value == id
+		}
+	}
+	return false
 }
 
 func encodeHint(wm int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(wm)) }
@@ -69,7 +87,25 @@ func decodeHint(b []byte) (int64, error) {
 // covers was durable, and also when the watermark moved without output).
 // ok is false for a query that has made no progress yet.
 func recoverWatermark(r Reader, kv KV, id, sink string) (wm int64, ok bool, err error) {
-	v, found, err := kv.Get(hintKey(id))
+	return recoverProgress(r, kv, id, sink, hintKey(id), propWatermark)
+}
+
+// recoverInput returns the next input offset of EMIT CHANGES query id:
+// after the last one its newest output record covers, or the hint if
+// newer (0 for a query that has made no progress).
+func recoverInput(r Reader, kv KV, id, sink string) (uint64, error) {
+	next, ok, err := recoverProgress(r, kv, id, sink, inputKey(id), propInput)
+	if !ok || err != nil {
+		return 0, err
+	}
+	return uint64(next), nil
+}
+
+// recoverProgress returns the greater of the hint at key and the value of
+// prop plus 1 (input offsets) or as is (watermarks) in the query's newest
+// output record.
+func recoverProgress(r Reader, kv KV, id, sink string, key []byte, prop string) (wm int64, ok bool, err error) {
+	v, found, err := kv.Get(key)
 	if err != nil {
 		return 0, false, fmt.Errorf("progress hint: %w", err)
 	}
@@ -79,9 +115,12 @@ func recoverWatermark(r Reader, kv KV, id, sink string) (wm int64, ok bool, err 
 		}
 		ok = true
 	}
-	out, found, err := lastMarker(r, id, sink)
+	out, found, err := lastMarker(r, id, sink, prop)
 	if err != nil {
 		return 0, false, err
+	}
+	if prop == propInput {
+		out++ // the marker is the last offset processed
 	}
 	if found && (!ok || out > wm) {
 		wm, ok = out, true
@@ -92,7 +131,7 @@ func recoverWatermark(r Reader, kv KV, id, sink string) (wm int64, ok bool, err 
 // lastMarker scans the output stream backwards for the newest record of
 // query id (normally the newest record of all: the query is the stream's
 // only writer).
-func lastMarker(r Reader, id, sink string) (int64, bool, error) {
+func lastMarker(r Reader, id, sink, prop string) (int64, bool, error) {
 	info, err := r.DescribeStream(sink)
 	if errors.Is(err, streams.ErrStreamNotFound) {
 		return 0, false, nil
@@ -119,7 +158,7 @@ func lastMarker(r Reader, id, sink string) (int64, bool, error) {
 			if recs[i].Offset >= hi {
 				continue
 			}
-			if wm, ok := markerOf(&recs[i], id); ok {
+			if wm, ok := markerOf(&recs[i], id, prop); ok {
 				return wm, true, nil
 			}
 		}

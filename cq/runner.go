@@ -63,37 +63,37 @@ func (r *runner) terminate() {
 	<-r.done
 }
 
-// run runs the query until its context ends. After an error it starts
-// again from its durable progress, after a growing pause: an output
-// request that failed left nothing behind, and the windows are rebuilt
-// from the input.
+// run runs the query until its context ends, and its publication on
+// MQTT if it has one. After an error each starts again from its durable
+// progress, after a growing pause: an output request that failed left
+// nothing behind, and the windows are rebuilt from the input.
 func (r *runner) run() {
 	defer close(r.done)
-	log := r.m.log.With("query", r.def.ID)
-	pause := 100 * time.Millisecond
-	for {
-		err := r.runOnce(r.ctx)
-		if r.ctx.Err() != nil || errors.Is(err, errCrash) {
-			return
+	var wg sync.WaitGroup
+	if r.c.Publish {
+		if err := r.initPublished(); err != nil {
+			r.setPublishError(err)
+			r.m.log.Error("continuous query publication progress not initialised", "query", r.def.ID, "error", err)
 		}
-		r.fail(err)
-		log.Error("continuous query failed; restarting from its progress", "error", err, "pause", pause)
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-time.After(pause):
-		}
-		pause = min(pause*2, 30*time.Second)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.retry("publish", r.publishOnce, r.setPublishError)
+		}()
 	}
+	once := r.runOnce
+	if r.c.Emit == "changes" {
+		once = r.runChanges
+	}
+	r.retry("query", once, r.fail)
+	wg.Wait()
 }
 
 // runOnce recovers the query's progress and runs it until an error.
 func (r *runner) runOnce(ctx context.Context) error {
 	m, c, id := r.m, r.c, r.def.ID
-	if _, err := m.opts.Reader.DescribeStream(c.Name); errors.Is(err, streams.ErrStreamNotFound) {
-		if _, err := m.opts.Writer.CreateStream(ctx, c.Name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
-			return fmt.Errorf("create output stream %s: %w", c.Name, err)
-		}
+	if err := r.ensureOutput(ctx); err != nil {
+		return err
 	}
 	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, c.Name)
 	if err != nil {
@@ -103,18 +103,16 @@ func (r *runner) runOnce(ctx context.Context) error {
 	var pos uint64
 	if resumed {
 		// Every window ending at or before wm has been output; the first
-		// one that has not starts at Start(wm): read again from there.
+		// one that has not starts at FirstOpen(wm): read again from there.
 		w.resume(wm)
-		if pos, err = m.opts.Reader.OffsetAt(c.Source, c.Window.Start(time.Unix(0, wm))); err != nil {
+		if pos, err = m.opts.Reader.OffsetAt(c.Source, c.Window.FirstOpen(time.Unix(0, wm))); err != nil {
 			return fmt.Errorf("stream %s: %w", c.Source, err)
 		}
 	}
 	hinted, hintedAt := wm, m.opts.Now()
 	var out int64
 	var lastEmit time.Time
-	r.mu.Lock()
-	r.mu.info.Status, r.mu.info.Error = "running", ""
-	r.mu.Unlock()
+	r.setRunning()
 	for {
 		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
@@ -136,10 +134,9 @@ func (r *runner) runOnce(ctx context.Context) error {
 			// complete.
 			w.advance(now.Add(-m.opts.IdleTimeout).UnixNano())
 		}
-		if closed := w.due(); len(closed) > 0 {
-			rows := w.rows(closed)
+		if rows, closed := w.closeDue(); closed > 0 {
 			if len(rows) > 0 {
-				if err := r.output(rows, w.wm); err != nil {
+				if err := r.output(rows, markers(id, propWatermark, w.wm)); err != nil {
 					return err
 				}
 				out += int64(len(rows))
@@ -154,30 +151,58 @@ func (r *runner) runOnce(ctx context.Context) error {
 			r.hint(w.wm)
 			hinted, hintedAt = w.wm, now
 		}
-		r.report(w, pos, next, out, lastEmit)
+		r.report(view{wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
 		if !atTail {
 			continue
 		}
-		t := time.NewTimer(m.opts.Tick)
-		select {
-		case <-notify:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := r.wait(ctx, notify); err != nil {
+			return err
 		}
-		t.Stop()
 	}
 }
 
-// output appends the rows of closed windows to the output stream as one
-// request, each record carrying the watermark that closed them, and waits
-// until they are durable. A request is stored whole or not at all.
-func (r *runner) output(rows [][]byte, wm int64) error {
+// ensureOutput creates the output stream if it is missing (a crash
+// between a query's definition and its stream, or a stream deleted).
+func (r *runner) ensureOutput(ctx context.Context) error {
+	name := r.c.Name
+	if _, err := r.m.opts.Reader.DescribeStream(name); errors.Is(err, streams.ErrStreamNotFound) {
+		if _, err := r.m.opts.Writer.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
+			return fmt.Errorf("create output stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) setRunning() {
+	r.mu.Lock()
+	r.mu.info.Status, r.mu.info.Error = "running", ""
+	r.mu.Unlock()
+}
+
+func (r *runner) wait(ctx context.Context, notify <-chan struct{}) error {
+	return waitInput(ctx, notify, r.m.opts.Tick)
+}
+
+// waitInput waits for input (notify), the next tick or the end of ctx.
+func waitInput(ctx context.Context, notify <-chan struct{}, tick time.Duration) error {
+	t := time.NewTimer(tick)
+	defer t.Stop()
+	select {
+	case <-notify:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// output appends rows to the output stream as one request, each record
+// carrying the query's progress (props), and waits until they are
+// durable. A request is stored whole or not at all.
+func (r *runner) output(rows []query.Output, props []streams.UserProperty) error {
 	recs := make([]streams.Record, len(rows))
-	props := markers(r.def.ID, wm)
-	for i, p := range rows {
-		recs[i] = streams.Record{Topic: r.c.Topic, Payload: p, QoS: 1, ContentType: "application/json", UserProperties: props}
+	for i, o := range rows {
+		recs[i] = streams.Record{Topic: o.Topic, Payload: o.Payload, QoS: r.c.QoS, Retain: r.c.Retain, ContentType: "application/json", UserProperties: props}
 	}
 	done := make(chan error, 1)
 	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: r.c.Name, Records: recs, Done: func(_ uint64, err error) { done <- err }})
@@ -197,9 +222,11 @@ func (r *runner) output(rows [][]byte, wm int64) error {
 // hint records the watermark in the key/value namespace. It is written
 // only once the output it covers is durable, and is a hint: losing it
 // costs re-reading input, never a duplicate (the output carries it too).
-func (r *runner) hint(wm int64) {
+func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), wm) }
+
+func (r *runner) hintAt(key []byte, v int64) {
 	id := r.def.ID
-	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: hintKey(id), Value: encodeHint(wm)}}, true, func(err error) {
+	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: key, Value: encodeHint(v)}}, true, func(err error) {
 		if err != nil {
 			r.m.log.Warn("continuous query progress hint not written", "query", id, "error", err)
 		}
@@ -209,20 +236,35 @@ func (r *runner) hint(wm int64) {
 	}
 }
 
-func (r *runner) report(w *windower, pos, next uint64, out int64, lastEmit time.Time) {
+// view is what SHOW QUERIES shows of a query's state.
+type view struct {
+	wm            int64
+	started       bool
+	windows, keys int
+	counts        *counts
+	out           int64
+	lastEmit      time.Time
+	pos, next     uint64
+}
+
+func (r *runner) report(v view) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := &r.mu.info
-	in.Offset, in.Lag = pos, int64(next)-int64(pos)
+	in.Offset, in.Lag, in.LagSeconds = v.pos, int64(v.next)-int64(v.pos), 0
 	if in.Lag < 0 {
 		in.Lag = 0
 	}
-	if w.started {
-		in.Watermark = time.Unix(0, w.wm).UTC()
+	if in.Lag > 0 && v.counts.lastTS != 0 {
+		// Records wait: how old is the last one read.
+		in.LagSeconds = max(0, r.m.opts.Now().Sub(time.Unix(0, v.counts.lastTS)).Seconds())
 	}
-	in.OpenWindows, in.Groups = len(w.open), w.groups()
-	in.RecordsIn, in.RowsOut, in.Late, in.Skipped, in.LastEmit = w.in, out, w.late, w.skipped, lastEmit
-	if w.lastErr != nil {
-		in.Error = "record skipped: " + w.lastErr.Error()
+	if v.started {
+		in.Watermark = time.Unix(0, v.wm).UTC()
+	}
+	in.OpenWindows, in.Groups = v.windows, v.keys
+	in.RecordsIn, in.RowsOut, in.Late, in.Skipped, in.LastEmit = v.counts.in, v.out, v.counts.late, v.counts.skipped, v.lastEmit
+	if v.counts.lastErr != nil {
+		in.Error = "record skipped: " + v.counts.lastErr.Error()
 	}
 }

@@ -3,25 +3,48 @@ package cq
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
 )
 
-// windower is the state of one query's open windows: accumulators per key
-// and open window, never buffered records. It is deterministic: the same
-// records and watermarks give the same closed windows. One goroutine (the
-// query's runner) owns it.
+// windower is the state of one query's open windows: one accumulator set
+// per key and pane, never buffered records. A pane is a slice of time of
+// gcd(size, slide) (the window's size for tumbling windows); a window is
+// the union of size/pane consecutive panes. A pane is freed once the last
+// window holding it has closed.
+//
+// Closing a window combines, for each key, its panes in the window. To
+// keep that cost independent of size/slide, panes are grouped in blocks of
+// the window's size on a fixed grid (the tumbling windows of that size):
+// a window is a suffix of one block and a prefix of the next, and each
+// pane caches the combination of its block's panes up to it (pre) and
+// from it (suf). Each pane is combined into one prefix and one suffix,
+// each window costs one combination per key. The grid is fixed, so the
+// order in which accumulators are combined, hence every float rounding,
+// depends on the input only, never on when the query (re)started.
+//
+// It is deterministic: the same records and watermarks give the same
+// closed windows. One goroutine (the query's runner) owns it.
 type windower struct {
-	c    *query.Continuous
-	size int64 // window size, ns
+	c         *query.Continuous
+	size, hop int64
 
-	open map[int64]*window // by start (unix ns)
+	keys map[string]*keyPanes
+	// starts are the starts of the panes holding a group, sorted, with
+	// the number of keys each holds.
+	starts []int64
+	held   map[int64]int
+	seq    int64 // numbers groups in order of creation
 	// wm is the watermark (unix ns): every window ending at or before it
-	// is closed, and a record in such a window is late. started is false
-	// until a watermark is known (a new query).
+	// is closed, and a record all of whose windows are closed is late.
+	// started is false until a watermark is known (a new query).
 	wm      int64
 	started bool
+	// closedTo is the watermark up to which windows have been closed
+	// (output, or empty); 0 for a new query.
+	closedTo int64
 
 	counts
 }
@@ -30,48 +53,47 @@ type windower struct {
 type counts struct {
 	in, late, skipped int64
 	lastErr           error // the last evaluation error (skipped record)
+	lastTS            int64 // the timestamp of the last record read (unix ns)
 }
 
-// window is one open window.
-type window struct {
-	start  int64
-	groups map[string]*query.Group
-	order  []*query.Group // first appearance: the output order
+// keyPanes are one key's groups, one per pane, oldest first.
+type keyPanes struct {
+	key   string
+	panes []paneGroup
+}
+
+// paneGroup is a key's group in one pane, with the cached combinations of
+// its block (nil until computed, at a window's close, when the panes they
+// cover are complete).
+type paneGroup struct {
+	start    int64
+	seq      int64 // when the key's first record in the pane came
+	g        *query.Group
+	pre, suf *query.Group
 }
 
 func newWindower(c *query.Continuous) *windower {
-	return &windower{c: c, size: int64(c.Window.Size), open: map[int64]*window{}}
+	return &windower{c: c, size: int64(c.Window.Size), hop: int64(c.Window.Hop()), keys: map[string]*keyPanes{}, held: map[int64]int{}}
 }
 
-// resume sets the watermark a restarted query had reached.
-func (w *windower) resume(wm int64) { w.wm, w.started = wm, true }
+// resume sets the watermark a restarted query had reached: every window
+// ending at or before it has been output.
+func (w *windower) resume(wm int64) { w.wm, w.closedTo, w.started = wm, wm, true }
 
-// add feeds one record; the event time is its timestamp. A record in a
-// window the watermark has passed is late: counted, not added. A record
-// whose evaluation fails is skipped: counted, its error kept.
+// add feeds one record; the event time is its timestamp. A record whose
+// windows the watermark has all passed is late: counted, not added. A
+// record whose evaluation fails is skipped: counted, its error kept.
 func (w *windower) add(r *streams.Record) {
 	w.in++
 	ts := r.Timestamp.UnixNano()
-	start := w.c.Window.Start(r.Timestamp)
-	s := start.UnixNano()
-	if w.started && s+w.size <= w.wm {
+	w.lastTS = ts
+	if w.started && w.c.Window.LastStart(ts)+w.size <= w.wm {
 		w.late++
 		return
 	}
-	key, ok, err := w.c.Eval(r, start)
+	key, ok, err := w.c.Eval(r)
 	if err == nil && ok {
-		win := w.open[s]
-		if win == nil {
-			win = &window{start: s, groups: map[string]*query.Group{}}
-			w.open[s] = win
-		}
-		g := win.groups[string(key)]
-		if g == nil {
-			g = w.c.NewGroup()
-			win.groups[string(key)] = g
-			win.order = append(win.order, g)
-		}
-		err = w.c.Add(g)
+		err = w.c.Add(w.group(string(key), w.c.Window.PaneStart(ts)))
 	}
 	if err != nil {
 		w.skipped++
@@ -82,6 +104,38 @@ func (w *windower) add(r *streams.Record) {
 	w.advance(ts)
 }
 
+// group returns key's group in the pane starting at p, created with the
+// record Eval read last if it is new.
+func (w *windower) group(key string, p int64) *query.Group {
+	kp := w.keys[key]
+	if kp == nil {
+		kp = &keyPanes{key: key}
+		w.keys[key] = kp
+	}
+	n := len(kp.panes)
+	if n > 0 && kp.panes[n-1].start == p && kp.panes[n-1].pre == nil && kp.panes[n-1].suf == nil {
+		return kp.panes[n-1].g // the common case: the key's newest pane
+	}
+	i, found := slices.BinarySearchFunc(kp.panes, p, byStart)
+	if found {
+		// A pane whose combinations were computed changes (only if
+		// timestamps went back): compute them again.
+		for j := range kp.panes {
+			kp.panes[j].pre, kp.panes[j].suf = nil, nil
+		}
+		return kp.panes[i].g
+	}
+	w.seq++
+	g := w.c.NewGroup()
+	kp.panes = slices.Insert(kp.panes, i, paneGroup{start: p, seq: w.seq, g: g})
+	if w.held[p] == 0 {
+		j, _ := slices.BinarySearch(w.starts, p)
+		w.starts = slices.Insert(w.starts, j, p)
+	}
+	w.held[p]++
+	return g
+}
+
 // advance raises the watermark to wm (it never goes back).
 func (w *windower) advance(wm int64) {
 	if !w.started || wm > w.wm {
@@ -89,46 +143,210 @@ func (w *windower) advance(wm int64) {
 	}
 }
 
-// due removes and returns the windows the watermark has closed, oldest
-// first.
-func (w *windower) due() []*window {
-	var out []*window
-	for s, win := range w.open {
-		if s+w.size <= w.wm {
-			out = append(out, win)
-			delete(w.open, s)
+// closeDue outputs the windows the watermark has closed since the last
+// call, oldest first, and frees the panes no open window holds; closed
+// counts the windows holding records it closed. Within a window, rows are
+// in order of each key's first record. A group whose output cannot be
+// computed is skipped and counted. Empty windows output nothing.
+func (w *windower) closeDue() (out []query.Output, closed int) {
+	if !w.started {
+		return nil, 0
+	}
+	if len(w.starts) > 0 {
+		// Windows ending in (closedTo, wm] that hold a pane.
+		s := max(w.c.Window.FirstStart(w.starts[0]), w.c.Window.FirstStart(w.closedTo))
+		last := w.c.Window.LastStart(w.starts[len(w.starts)-1])
+		for ; s+w.size <= w.wm && s <= last; s += w.hop {
+			if w.holds(s) {
+				out = w.output(out, s)
+				closed++
+			}
 		}
 	}
-	slices.SortFunc(out, func(a, b *window) int { return cmp.Compare(a.start, b.start) })
+	w.closedTo = w.wm
+	w.free()
+	return out, closed
+}
+
+// holds reports whether the window starting at s holds a pane.
+func (w *windower) holds(s int64) bool {
+	i, _ := slices.BinarySearch(w.starts, s)
+	return i < len(w.starts) && w.starts[i] < s+w.size
+}
+
+// free drops the panes whose last window has closed: the window starting
+// at LastStart(pane).
+func (w *windower) free() {
+	gone := func(p int64) bool { return w.c.Window.LastStart(p)+w.size <= w.wm }
+	if len(w.starts) == 0 || !gone(w.starts[0]) {
+		return
+	}
+	n := 0
+	for n < len(w.starts) && gone(w.starts[n]) {
+		delete(w.held, w.starts[n])
+		n++
+	}
+	// Resliced rather than shifted: appends reallocate, dropping the head.
+	w.starts = w.starts[n:]
+	for k, kp := range w.keys {
+		m := 0
+		for m < len(kp.panes) && gone(kp.panes[m].start) {
+			m++
+		}
+		clear(kp.panes[:m]) // the groups go to the collector
+		kp.panes = kp.panes[m:]
+		if len(kp.panes) == 0 {
+			delete(w.keys, k)
+		}
+	}
+}
+
+func byStart(pg paneGroup, t int64) int { return cmp.Compare(pg.start, t) }
+
+// windowRow is one key's group in a closing window.
+type windowRow struct {
+	seq int64
+	g   *query.Group
+}
+
+// output appends the rows of the window [s, s + size).
+func (w *windower) output(out []query.Output, s int64) []query.Output {
+	e := s + w.size
+	var rows []windowRow
+	for _, kp := range w.keys {
+		lo, _ := slices.BinarySearchFunc(kp.panes, s, byStart)
+		hi, _ := slices.BinarySearchFunc(kp.panes, e, byStart)
+		if lo == hi {
+			continue
+		}
+		g, err := w.combine(kp, s, lo, hi)
+		if err != nil {
+			w.skip(err)
+			continue
+		}
+		rows = append(rows, windowRow{seq: kp.panes[lo].seq, g: g})
+	}
+	slices.SortFunc(rows, func(a, b windowRow) int { return cmp.Compare(a.seq, b.seq) })
+	start := time.Unix(0, s).UTC()
+	for _, r := range rows {
+		o, ok, err := w.c.Result(r.g, start)
+		if err != nil {
+			w.skip(err)
+			continue
+		}
+		if ok {
+			out = append(out, o)
+		}
+	}
 	return out
 }
 
-// groups counts the groups of the open windows.
+// combine returns the group of kp's panes lo..hi-1, those of the window
+// starting at s: the suffix of the block holding s (unless s starts it),
+// then the prefix of the next.
+func (w *windower) combine(kp *keyPanes, s int64, lo, hi int) (*query.Group, error) {
+	b := w.c.Window.BlockStart(s)
+	if b == s {
+		return w.pre(kp, hi-1) // the window is one block
+	}
+	// The first pane of the next block, if the window holds one.
+	m, _ := slices.BinarySearchFunc(kp.panes[lo:hi], b+w.size, byStart)
+	m += lo
+	switch {
+	case m == lo:
+		return w.pre(kp, hi-1)
+	case m == hi:
+		return w.suf(kp, lo)
+	}
+	suf, err := w.suf(kp, lo)
+	if err != nil {
+		return nil, err
+	}
+	pre, err := w.pre(kp, hi-1)
+	if err != nil {
+		return nil, err
+	}
+	return w.c.Combine(suf, pre)
+}
+
+// pre returns the combination of kp's panes from the start of pane j's
+// block up to pane j.
+func (w *windower) pre(kp *keyPanes, j int) (*query.Group, error) {
+	ps := kp.panes
+	if ps[j].pre != nil {
+		return ps[j].pre, nil
+	}
+	b := w.c.Window.BlockStart(ps[j].start)
+	i := j
+	for i > 0 && ps[i-1].pre == nil && w.c.Window.BlockStart(ps[i-1].start) == b {
+		i--
+	}
+	for ; i <= j; i++ {
+		if i == 0 || w.c.Window.BlockStart(ps[i-1].start) != b {
+			ps[i].pre = ps[i].g
+			continue
+		}
+		g, err := w.c.Combine(ps[i-1].pre, ps[i].g)
+		if err != nil {
+			return nil, err
+		}
+		ps[i].pre = g
+	}
+	return ps[j].pre, nil
+}
+
+// suf returns the combination of kp's panes from pane j to the end of its
+// block (which must be complete).
+func (w *windower) suf(kp *keyPanes, j int) (*query.Group, error) {
+	ps := kp.panes
+	if ps[j].suf != nil {
+		return ps[j].suf, nil
+	}
+	b := w.c.Window.BlockStart(ps[j].start)
+	i := j
+	for i+1 < len(ps) && ps[i+1].suf == nil && w.c.Window.BlockStart(ps[i+1].start) == b {
+		i++
+	}
+	for ; i >= j; i-- {
+		if i+1 == len(ps) || w.c.Window.BlockStart(ps[i+1].start) != b {
+			ps[i].suf = ps[i].g
+			continue
+		}
+		g, err := w.c.Combine(ps[i].g, ps[i+1].suf)
+		if err != nil {
+			return nil, err
+		}
+		ps[i].suf = g
+	}
+	return ps[j].suf, nil
+}
+
+func (w *windower) skip(err error) {
+	w.skipped++
+	w.lastErr = err
+}
+
+// openWindows counts the windows not closed yet that hold a pane.
+func (w *windower) openWindows() int {
+	if len(w.starts) == 0 {
+		return 0
+	}
+	first := w.c.Window.FirstStart(w.starts[0])
+	if w.started {
+		first = max(first, w.c.Window.FirstStart(w.wm))
+	}
+	last := w.c.Window.LastStart(w.starts[len(w.starts)-1])
+	if last < first {
+		return 0
+	}
+	return int((last-first)/w.hop) + 1
+}
+
+// groups counts the groups held: keys times panes.
 func (w *windower) groups() int {
 	n := 0
-	for _, win := range w.open {
-		n += len(win.order)
+	for _, c := range w.held {
+		n += c
 	}
 	return n
-}
-
-// rows computes the output of closed windows (their records' payloads),
-// in window order and, within a window, in order of each key's first
-// record. A group whose output cannot be computed is skipped and counted.
-func (w *windower) rows(closed []*window) [][]byte {
-	var out [][]byte
-	for _, win := range closed {
-		for _, g := range win.order {
-			p, ok, err := w.c.Result(g)
-			if err != nil {
-				w.skipped++
-				w.lastErr = err
-				continue
-			}
-			if ok {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }

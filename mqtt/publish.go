@@ -20,6 +20,9 @@ type Message struct {
 	ResponseTopic  string
 	Correlation    []byte
 	UserProperties []streams.UserProperty
+	// NoStore delivers the message without storing it: its sender has
+	// stored it already (a continuous query's output).
+	NoStore bool
 }
 
 // PublishResult says where a published message was stored.
@@ -47,7 +50,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 		return PublishResult{}, fmt.Errorf("%w: payload of %d bytes exceeds the limit of %d", streams.ErrRecordTooLarge, len(m.Payload), b.opts.MaxPayload)
 	}
 	var res PublishResult
-	if stream, ok := b.ingest.mapper.StreamFor(m.Topic); ok {
+	if stream, ok := b.ingest.mapper.StreamFor(m.Topic); ok && !m.NoStore {
 		rec := streams.Record{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, ClientID: apiClientID,
 			ContentType: m.ContentType, ResponseTopic: m.ResponseTopic, CorrelationData: m.Correlation,
 			UserProperties: m.UserProperties}

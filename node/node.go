@@ -285,6 +285,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		// No write timeout: Server-Sent Events responses are long-lived.
 	}
+	n.httpSrv.RegisterOnShutdown(n.endPushQueries) // queries.go
 	return nil
 }
 

@@ -4,13 +4,20 @@ import (
 	"context"
 
 	"github.com/mqstream/mqstream/cq"
+	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/topic"
 )
 
 // openQueries starts the continuous queries kept in the store. They read
 // the local store and write through writer (the shards in cluster mode),
-// like every other writer of the node.
+// like every other writer of the node, and publish through the broker.
 func (n *Node) openQueries(writer cq.Writer) error {
-	m, err := cq.New(cq.Options{Reader: n.store, Writer: writer, KV: n.store.KV("queries"), Logger: n.log})
+	mapper, err := n.cfg.Mapper()
+	if err != nil {
+		return err
+	}
+	m, err := cq.New(cq.Options{Reader: n.store, Writer: writer, KV: n.store.KV("queries"),
+		Publisher: queryPublisher{n.broker, mapper}, Logger: n.log})
 	if err != nil {
 		return err
 	}
@@ -22,5 +29,30 @@ func (n *Node) openQueries(writer cq.Writer) error {
 	return nil
 }
 
+// endPushQueries ends the push queries when the HTTP server shuts down:
+// their answers end (with an end message) instead of holding the shutdown
+// until its deadline.
+func (n *Node) endPushQueries() {
+	if n.queries != nil {
+		n.queries.EndPushes()
+	}
+}
+
 // Queries returns the node's continuous queries.
 func (n *Node) Queries() *cq.Manager { return n.queries }
+
+// queryPublisher publishes the output of continuous queries through the
+// broker, as POST /v1/publish does, but without storing it again: the
+// query stores it (cq.Publisher).
+type queryPublisher struct {
+	broker *mqtt.Broker
+	mapper *topic.Mapper
+}
+
+func (p queryPublisher) Deliver(ctx context.Context, m cq.Message) error {
+	_, err := p.broker.Publish(ctx, mqtt.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		ContentType: m.ContentType, UserProperties: m.UserProperties, NoStore: true})
+	return err
+}
+
+func (p queryPublisher) StreamFor(topic string) (string, bool) { return p.mapper.StreamFor(topic) }

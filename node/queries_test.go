@@ -81,6 +81,20 @@ func TestContinuousQueryThroughSQL(t *testing.T) {
 	if len(show.Rows) != 1 || show.Rows[0][0] != "hot" || show.Rows[0][1] != "running" || show.Columns[0].Name != "id" {
 		t.Fatalf("SHOW QUERIES: %v", show.Rows)
 	}
+	testutil.Eventually(t, 5*time.Second, "the figures reported", func() bool {
+		q, _ := queryInfo(n, "hot")
+		return q.RowsOut == 1 && q.RecordsIn == 4
+	})
+	if got := fmt.Sprint(runSQL(t, n, "SELECT id, status, rows_out, lag_seconds FROM queries").Rows); got != "[[hot running 1 0]]" {
+		t.Fatalf("the table queries: %s", got)
+	}
+	metrics := scrape(t, n)
+	for _, m := range []string{`mqstream_query_rows_out_total{query="hot"} 1`, `mqstream_query_records_in_total{query="hot"} 4`,
+		`mqstream_query_running{query="hot"} 1`, `mqstream_query_lag_records{query="hot"} 0`, `mqstream_query_late_records_total{query="hot"} 0`} {
+		if !strings.Contains(metrics, m+"\n") {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 	rows := runSQL(t, n, "SELECT _topic, sensor, hi FROM hot")
 	if fmt.Sprint(rows.Rows) != "[[alerts/hot a 35]]" {
 		t.Fatalf("the output read with SQL: %v", rows.Rows)
@@ -132,11 +146,15 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	const sql = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, min(_offset) AS first, max(_offset) AS last " +
 		"FROM crash GROUP BY _topic, TUMBLING(INTERVAL 50 MILLISECOND)"
+	// The same for a query emitting changes over hopping windows.
+	const changes = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, max(_offset) AS last " +
+		"FROM crash GROUP BY _topic, HOPPING(INTERVAL 100 MILLISECOND, INTERVAL 50 MILLISECOND) EMIT CHANGES"
 	n := startNode(t, testConfig(dir))
 	if _, err := n.Store().CreateStream(context.Background(), "crash", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
 	runSQL(t, n, fmt.Sprintf(sql, "live"))
+	runSQL(t, n, fmt.Sprintf(changes, "live_changes"))
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -152,23 +170,26 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	}
 	n = startNode(t, testConfig(dir))
 	runSQL(t, n, fmt.Sprintf(sql, "reference"))
-	var live, ref []string
-	testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
-		for _, id := range []string{"live", "reference"} {
-			if q, ok := queryInfo(n, id); !ok || q.Status != "running" || q.Lag != 0 || q.RecordsIn == 0 {
-				return false
+	runSQL(t, n, fmt.Sprintf(changes, "reference_changes"))
+	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}} {
+		var live, ref []string
+		testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
+			for _, id := range pair {
+				if q, ok := queryInfo(n, id); !ok || q.Status != "running" || q.Lag != 0 || q.RecordsIn == 0 {
+					return false
+				}
 			}
+			live, ref = payloads(t, n.Store(), pair[0]), payloads(t, n.Store(), pair[1])
+			return len(live) == len(ref)
+		})
+		t.Logf("%s: %d rows", pair[0], len(ref))
+		if len(ref) < 10 {
+			t.Fatalf("only %d reference rows: a weak test", len(ref))
 		}
-		live, ref = payloads(t, n.Store(), "live"), payloads(t, n.Store(), "reference")
-		return len(live) == len(ref)
-	})
-	t.Logf("%d rows", len(ref))
-	if len(ref) < 10 {
-		t.Fatalf("only %d reference rows: a weak test", len(ref))
-	}
-	if strings.Join(live, "\n") != strings.Join(ref, "\n") {
-		t.Fatalf("output after SIGKILLs differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s",
-			len(live), strings.Join(live, "\n"), len(ref), strings.Join(ref, "\n"))
+		if strings.Join(live, "\n") != strings.Join(ref, "\n") {
+			t.Fatalf("%s after SIGKILLs differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s",
+				pair[0], len(live), strings.Join(live, "\n"), len(ref), strings.Join(ref, "\n"))
+		}
 	}
 }
 
@@ -216,5 +237,26 @@ func TestQueriesOverHTTP(t *testing.T) {
 		if got != c.want || !strings.Contains(body, c.has) {
 			t.Errorf("%s %s %s: %d %s, want %d ...%s...", c.method, c.path, c.body, got, body, c.want, c.has)
 		}
+	}
+}
+
+// TestHoppingQueryThroughSQL: a hopping window's rows, each record
+// counted in size/slide windows, through a node.
+func TestHoppingQueryThroughSQL(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	runSQL(t, n, "CREATE STREAM hop AS SELECT count(*) AS n, max(temp) AS hi FROM temps GROUP BY HOPPINGWINDOW(ss, 2, 1)")
+	t0 := time.Now().Truncate(time.Second).Add(time.Second)
+	appendAt(t, n.Store(), "temps", t0, `{"temp":1}`)
+	appendAt(t, n.Store(), "temps", t0.Add(time.Second), `{"temp":2}`)
+	appendAt(t, n.Store(), "temps", t0.Add(2*time.Second), `{"temp":3}`)
+	w := func(s time.Duration) string { return t0.Add(s).UTC().Format(time.RFC3339) }
+	testutil.Eventually(t, 5*time.Second, "two windows", func() bool { return len(payloads(t, n.Store(), "hop")) == 2 })
+	want := fmt.Sprintf(`{"window_start":%q,"window_end":%q,"n":1,"hi":1}`+"\n"+`{"window_start":%q,"window_end":%q,"n":2,"hi":2}`,
+		w(-time.Second), w(time.Second), w(0), w(2*time.Second))
+	if got := strings.Join(payloads(t, n.Store(), "hop"), "\n"); got != want {
+		t.Fatalf("rows\n%s\nwant\n%s", got, want)
 	}
 }

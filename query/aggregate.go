@@ -87,6 +87,9 @@ func (a *aggSet) accumulate(states []aggState, row []any) error {
 type aggState interface {
 	add(v any) error // v is never NULL (COUNT(*) gets nil for each row)
 	result() any
+	// merge adds the values another accumulator of the same aggregate
+	// has seen (a hopping window's panes, package cq).
+	merge(o aggState) error
 }
 
 type countState struct {
@@ -96,6 +99,8 @@ type countState struct {
 
 func (c *countState) add(any) error { c.n++; return nil }
 func (c *countState) result() any   { return c.n }
+
+func (c *countState) merge(o aggState) error { c.n += o.(*countState).n; return nil }
 
 // sumState sums integers exactly while they fit; a float input or an
 // overflow switches to float.
@@ -129,6 +134,17 @@ func (s *sumState) add(v any) error {
 	return nil
 }
 
+func (s *sumState) merge(o aggState) error {
+	x := o.(*sumState)
+	switch {
+	case !x.any:
+		return nil
+	case x.isFloat:
+		return s.add(x.f)
+	}
+	return s.add(x.i)
+}
+
 func (s *sumState) result() any {
 	switch {
 	case !s.any:
@@ -154,6 +170,13 @@ func (s *avgState) add(v any) error {
 	return nil
 }
 
+func (s *avgState) merge(o aggState) error {
+	x := o.(*avgState)
+	s.n += x.n
+	s.sum += x.sum
+	return nil
+}
+
 func (s *avgState) result() any {
 	if s.n == 0 {
 		return nil
@@ -176,10 +199,19 @@ func (s *extremeState) add(v any) error {
 
 func (s *extremeState) result() any { return s.v }
 
-// distinctState passes each distinct value to inner once.
+func (s *extremeState) merge(o aggState) error {
+	if v := o.(*extremeState).v; v != nil {
+		return s.add(v)
+	}
+	return nil
+}
+
+// distinctState passes each distinct value to inner once. It keeps the
+// values, in the order first seen, to be merged.
 type distinctState struct {
 	inner aggState
 	seen  map[string]struct{}
+	vals  []any
 	buf   []byte
 }
 
@@ -189,7 +221,17 @@ func (d *distinctState) add(v any) error {
 		return nil
 	}
 	d.seen[string(d.buf)] = struct{}{}
+	d.vals = append(d.vals, v)
 	return d.inner.add(v)
 }
 
 func (d *distinctState) result() any { return d.inner.result() }
+
+func (d *distinctState) merge(o aggState) error {
+	for _, v := range o.(*distinctState).vals {
+		if err := d.add(v); err != nil && !isTypeError(err) {
+			return err
+		}
+	}
+	return nil
+}

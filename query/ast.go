@@ -50,6 +50,14 @@ type createStreamStmt struct {
 	emitAt Pos
 }
 
+// pushStmt is SELECT ... EMIT CHANGES|FINAL: a push query, whose rows
+// stream to the caller until it stops (continuous.go).
+type pushStmt struct {
+	sel    *selectStmt
+	emit   string // "changes" or "final"
+	emitAt Pos
+}
+
 // terminateStmt is TERMINATE [QUERY] id.
 type terminateStmt struct {
 	id  string
@@ -66,6 +74,7 @@ func (*showStmt) isStatement()         {}
 func (*describeStmt) isStatement()     {}
 func (*createStreamStmt) isStatement() {}
 func (*terminateStmt) isStatement()    {}
+func (*pushStmt) isStatement()         {}
 
 // fromExpr is a table reference or a join.
 type fromExpr interface{ isFrom() }

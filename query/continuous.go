@@ -3,7 +3,7 @@ package query
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,14 +20,34 @@ import (
 type Continuous struct {
 	// Name is the output stream (and the query's id).
 	Name string
-	// Topic is the MQTT topic of the output records (WITH (topic = ...);
-	// by default the stream's name).
+	// Topic is the MQTT topic of the output records as written in WITH
+	// (topic = ...), {column} templates included; by default the stream's
+	// name. Output.Topic is the filled-in topic of each record.
 	Topic string
+	// Publish is set when WITH (topic = ...) was given: the output
+	// records are also published on MQTT, each on its topic.
+	Publish bool
+	// QoS and Retain are the output records' QoS and retain flag, and
+	// those of their MQTT publication (WITH (qos = ..., retain = ...)).
+	QoS    byte
+	Retain bool
 	// Source is the input stream, named at SourceAt in SQL.
 	Source   string
 	SourceAt Pos
-	// Window is the query's tumbling window.
+	// Window is the query's window; its Size is 0 for a query without
+	// one (a filter or transform, or a push query aggregating over all
+	// time).
 	Window Window
+	// Emit is "final" (a row per key when its window closes: the default
+	// with a window) or "changes" (a row per input record, updated).
+	Emit string
+	// Stateful is set for a query that aggregates (aggregates or GROUP BY
+	// keys): its rows depend on earlier records.
+	Stateful bool
+	// Push is set for a push query (SELECT ... EMIT ..., never kept);
+	// Limit, if not negative, ends it after that many rows.
+	Push  bool
+	Limit int64
 	// SQL is the statement as written.
 	SQL string
 	// Columns are the keys of the output records' JSON objects, in order:
@@ -42,24 +62,9 @@ type Continuous struct {
 	row    []any
 	key    []byte
 	post   []any
-	names  [][]byte // Columns, JSON-encoded
-}
-
-// Window is a tumbling window: windows are [start, start + Size), their
-// starts aligned to the Unix epoch plus Offset.
-type Window struct {
-	Size   time.Duration
-	Offset time.Duration
-}
-
-// Start returns the start of the window holding t.
-func (w Window) Start(t time.Time) time.Time {
-	ns, size := t.UnixNano()-int64(w.Offset), int64(w.Size)
-	m := ns % size
-	if m < 0 {
-		m += size
-	}
-	return time.Unix(0, ns-m+int64(w.Offset)).UTC()
+	names  [][]byte    // Columns, JSON-encoded
+	topic  []topicPart // the topic template, nil without templates
+	vals   []any       // every output column of the last Result
 }
 
 // Group is the state of one key in one window: its first row (for the
@@ -73,23 +78,44 @@ type Group struct {
 // CompileContinuous parses and binds a CREATE STREAM ... AS SELECT
 // statement. Errors are *Error with positions in sql.
 func CompileContinuous(sql string) (*Continuous, error) {
-	ps, err := newParser()
-	if err != nil {
-		return nil, err
-	}
-	st, src, err := ps.parse(sql)
+	st, src, err := parseOne(sql)
 	if err != nil {
 		return nil, err
 	}
 	cs, ok := st.(*createStreamStmt)
 	if !ok {
-		first := Pos{}
-		if len(src.toks) > 0 {
-			first = src.pos(src.toks[0].start)
-		}
-		return nil, errorf(first, "a continuous query is written CREATE STREAM <name> AS SELECT ...")
+		return nil, errorf(firstPos(src), "a continuous query is written CREATE STREAM <name> AS SELECT ...")
 	}
 	return planContinuous(cs, src, sql)
+}
+
+// CompilePush parses and binds a push query: SELECT ... EMIT CHANGES or
+// EMIT FINAL. Errors are *Error with positions in sql.
+func CompilePush(sql string) (*Continuous, error) {
+	st, src, err := parseOne(sql)
+	if err != nil {
+		return nil, err
+	}
+	ps, ok := st.(*pushStmt)
+	if !ok {
+		return nil, errorf(firstPos(src), "a push query is written SELECT ... EMIT CHANGES")
+	}
+	return planPush(ps, src, sql)
+}
+
+func parseOne(sql string) (statement, *source, error) {
+	ps, err := newParser()
+	if err != nil {
+		return nil, nil, err
+	}
+	return ps.parse(sql)
+}
+
+func firstPos(src *source) Pos {
+	if len(src.toks) > 0 {
+		return src.pos(src.toks[0].start)
+	}
+	return Pos{}
 }
 
 // windowColumns are the columns a windowed query adds to its input.
@@ -99,55 +125,82 @@ const (
 )
 
 func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous, error) {
-	s := cs.sel
-	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, SQL: sql}
+	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, QoS: 1, SQL: sql, Limit: -1}
 	if err := streams.ValidateName(c.Name); err != nil || streams.IsReserved(c.Name) {
 		return nil, errorf(cs.create.namePos, "%q cannot name a stream: 1 to 255 characters without spaces, '/', '+', '#', not starting with '$'", c.Name)
 	}
-	for _, o := range cs.create.with {
-		switch o.key {
-		case "topic":
-			t, ok := o.value.(string)
-			if !ok || t == "" || strings.ContainsAny(t, "+#") {
-				return nil, errorf(o.pos, "topic must be a topic name in quotes, without wildcards")
-			}
-			c.Topic = t
-		default:
-			return nil, errorf(o.pos, "unknown option %s in WITH (...): the options are topic", o.key)
+	topicOpt, err := c.options(cs.create.with)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.plan(cs.sel, src, cs.emit, cs.emitAt); err != nil {
+		return nil, err
+	}
+	if topicOpt != nil {
+		if err := c.compileTopic(topicOpt); err != nil {
+			return nil, err
 		}
 	}
-	if cs.emit == "changes" {
-		return nil, errorf(cs.emitAt, "EMIT CHANGES is not supported yet: windows emit one final row per key (EMIT FINAL)")
-	}
-	if err := checkContinuous(s, src); err != nil {
+	return c, nil
+}
+
+func planPush(ps *pushStmt, src *source, sql string) (*Continuous, error) {
+	c := &Continuous{SQL: sql, Push: true, Limit: -1}
+	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
 		return nil, err
+	}
+	return c, nil
+}
+
+// plan binds the SELECT of a continuous or push query.
+func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) error {
+	if err := checkContinuous(s, src, c.Push); err != nil {
+		return err
 	}
 	ref := s.from.(*tableRef)
 	c.Source, c.SourceAt = ref.name, ref.pos
 
-	// The window: exactly one window call in GROUP BY.
+	// The window: at most one window call in GROUP BY.
 	var keys []expr
 	var win *call
 	for _, g := range s.groupBy {
 		if w, ok := g.(*call); ok && windowFuncs[w.name] {
 			if win != nil {
-				return nil, errorf(w.pos, "a query has one window")
+				return errorf(w.pos, "a query has one window")
 			}
 			win = w
 			continue
 		}
 		keys = append(keys, g)
 	}
-	if win == nil {
-		at := src.findKeyword("group")
-		if at.Line == 0 {
-			at = ref.pos
+	if win != nil {
+		var err error
+		if c.Window, err = windowOf(win); err != nil {
+			return err
 		}
-		return nil, errorf(at, "a continuous query needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (queries without a window are not supported yet)")
+		if c.Window.Hopping() || c.Window.Sessions() {
+			if err := noWindowColumns(append([]expr{s.where}, keys...)); err != nil {
+				return err
+			}
+		}
+		if c.Window.Sessions() && !c.Push {
+			return errorf(win.pos, "SESSION windows run in push queries (SELECT ... EMIT ...) only for now: after a restart a persistent query rebuilds its state from a bounded stretch of input, and a session can be any length")
+		}
 	}
-	var err error
-	if c.Window, err = windowOf(win); err != nil {
-		return nil, err
+	for _, it := range s.items {
+		if it.star && (win != nil || len(keys) > 0) {
+			return errorf(it.starPos, "SELECT * is not supported with GROUP BY or a window: name the columns")
+		}
+	}
+	c.Emit = emit
+	switch {
+	case emit == "":
+		c.Emit = "changes"
+		if win != nil {
+			c.Emit = "final"
+		}
+	case emit == "final" && win == nil:
+		return errorf(emitAt, "EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))")
 	}
 
 	// The input: the stream's metadata columns, every other name the query
@@ -158,21 +211,36 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 		t.fields = append(t.fields, fieldInfo{name: name})
 		t.cols = append(t.cols, colDef{name: name, typ: TAny, desc: "payload field"})
 	}
-	c.ws, c.we = len(t.cols), len(t.cols)+1
-	t.cols = append(t.cols, colDef{colWindowStart, TTime, "start of the window"}, colDef{colWindowEnd, TTime, "end of the window (excluded)"})
+	c.ws, c.we = -1, -1
+	if win != nil {
+		c.ws, c.we = len(t.cols), len(t.cols)+1
+		t.cols = append(t.cols, colDef{colWindowStart, TTime, "start of the window"}, colDef{colWindowEnd, TTime, "end of the window (excluded)"})
+	}
 	c.t = t
 	c.p = &selectPlan{aggs: &aggSet{}, limit: -1, outs: new([]any), tables: []*tableInst{t}, agg: true}
 	bound := *s
 	bound.groupBy = keys
 	b := &binder{src: src, funcs: builtinFuncs()}
 	if err := c.p.bind(b, &bound); err != nil {
-		return nil, err
+		return err
 	}
+	c.Stateful = len(keys) > 0 || len(c.p.aggs.specs) > 0
+	if c.Stateful && win == nil && !c.Push {
+		at := src.findKeyword("group")
+		if at.Line == 0 {
+			at = c.p.aggs.specs[0].pos
+		}
+		return errorf(at, "a continuous query that aggregates needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (a push query, SELECT ... EMIT CHANGES, aggregates without one)")
+	}
+	if s.offset != nil {
+		return errorf(s.offset.position(), "OFFSET is not supported in push queries")
+	}
+	c.Limit = c.p.limit
 	named := map[string]bool{}
 	for _, n := range c.p.names {
 		named[strings.ToLower(n)] = true
 	}
-	if !named[colWindowStart] && !named[colWindowEnd] {
+	if win != nil && !named[colWindowStart] && !named[colWindowEnd] {
 		c.lead = 2
 		c.Columns = append(c.Columns, colWindowStart, colWindowEnd)
 	}
@@ -190,12 +258,30 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 	}
 	c.row = make([]any, c.p.width)
 	c.post = make([]any, c.p.width+len(c.p.aggs.specs))
-	return c, nil
+	c.vals = make([]any, len(c.Columns))
+	return nil
+}
+
+// Windowed reports whether the query has a window.
+func (c *Continuous) Windowed() bool { return c.Window.Size > 0 || c.Window.Sessions() }
+
+// ColumnTypes returns the type of each of Columns, as SQL results name
+// them ("any" for payload fields, known only at run time).
+func (c *Continuous) ColumnTypes() []Column {
+	out := make([]Column, 0, len(c.Columns))
+	for i, n := range c.Columns {
+		typ := TTime
+		if i >= c.lead {
+			typ = c.p.items[i-c.lead].typ
+		}
+		out = append(out, Column{Name: n, Type: typ.String()})
+	}
+	return out
 }
 
 // checkContinuous refuses what a continuous query cannot do (yet), with
 // the position of the construct.
-func checkContinuous(s *selectStmt, src *source) error {
+func checkContinuous(s *selectStmt, src *source, push bool) error {
 	ref, single := s.from.(*tableRef)
 	switch {
 	case s.from == nil:
@@ -209,14 +295,11 @@ func checkContinuous(s *selectStmt, src *source) error {
 	case s.distinct:
 		return errorf(src.findKeyword("distinct"), "SELECT DISTINCT is not supported in continuous queries")
 	case len(s.orderBy) > 0:
-		return errorf(src.findKeyword("order"), "ORDER BY is not supported in continuous queries: output records are in window order")
-	case s.limit != nil:
-		return errorf(src.findKeyword("limit"), "LIMIT is not supported in continuous queries")
-	}
-	for _, it := range s.items {
-		if it.star {
-			return errorf(it.starPos, "SELECT * is not supported in continuous queries: name the columns")
-		}
+		return errorf(src.findKeyword("order"), "ORDER BY is not supported in continuous queries: rows come in input order")
+	case s.limit != nil && !push:
+		return errorf(src.findKeyword("limit"), "LIMIT is not supported in continuous queries (push queries take it)")
+	case push:
+		return nil // now() is fine in rows nobody replays
 	}
 	var bad *call
 	check := func(e expr) {
@@ -239,104 +322,24 @@ func checkContinuous(s *selectStmt, src *source) error {
 	return nil
 }
 
-// windowOf reads a window call: TUMBLING(size), TUMBLE(_timestamp, size
-// [, offset]) or TUMBLINGWINDOW(unit, n).
-func windowOf(w *call) (Window, error) {
-	var sizeArg, offsetArg expr
-	switch w.name {
-	case "tumbling":
-		if len(w.args) != 1 {
-			return Window{}, errorf(w.pos, "TUMBLING takes the window size: TUMBLING(INTERVAL 10 SECOND)")
-		}
-		sizeArg = w.args[0]
-	case "tumble":
-		if len(w.args) < 2 || len(w.args) > 3 {
-			return Window{}, errorf(w.pos, "TUMBLE takes the time column, the size and an optional offset: TUMBLE(_timestamp, INTERVAL 10 SECOND)")
-		}
-		ts, ok := w.args[0].(*columnRef)
-		if !ok || !strings.EqualFold(ts.name, "_timestamp") {
-			return Window{}, errorf(w.args[0].position(), "windows run on _timestamp (the append time) for now: event time from the payload is not supported yet")
-		}
-		sizeArg = w.args[1]
-		if len(w.args) == 3 {
-			offsetArg = w.args[2]
-		}
-	case "tumblingwindow":
-		if len(w.args) != 2 {
-			return Window{}, errorf(w.pos, "TUMBLINGWINDOW takes a unit and a number: TUMBLINGWINDOW(ss, 10)")
-		}
-		unit, ok := w.args[0].(*columnRef)
-		n, isNum := literalValue(w.args[1]).(int64)
-		if !ok || !isNum {
-			return Window{}, errorf(w.pos, "TUMBLINGWINDOW takes a unit (ms, ss, mi, hh, dd) and a whole number: TUMBLINGWINDOW(ss, 10)")
-		}
-		d, err := durationOf(strconv.FormatInt(n, 10)+" "+ekuiperUnits[strings.ToLower(unit.name)], w.pos)
-		if err != nil {
-			return Window{}, err
-		}
-		return Window{Size: d}, nil
-	default:
-		return Window{}, errorf(w.pos, "%s windows are not supported yet: only tumbling windows (TUMBLING, TUMBLE, TUMBLINGWINDOW)", strings.ToUpper(w.name))
+// noWindowColumns refuses window_start and window_end in es: the WHERE
+// and GROUP BY keys of a query with hopping windows (evaluated once per
+// record when the record is in several windows) or sessions (whose bounds
+// move).
+func noWindowColumns(es []expr) error {
+	var bad *columnRef
+	for _, e := range es {
+		walk(e, func(x expr) bool {
+			if c, ok := x.(*columnRef); ok && bad == nil && (strings.EqualFold(c.name, colWindowStart) || strings.EqualFold(c.name, colWindowEnd)) {
+				bad = c
+			}
+			return bad == nil
+		})
 	}
-	var out Window
-	var err error
-	if out.Size, err = durationArg(sizeArg); err != nil {
-		return Window{}, err
-	}
-	if offsetArg != nil {
-		if out.Offset, err = durationArg(offsetArg); err != nil {
-			return Window{}, err
-		}
-		if out.Offset >= out.Size {
-			return Window{}, errorf(offsetArg.position(), "the window offset must be smaller than its size")
-		}
-	}
-	return out, nil
-}
-
-var ekuiperUnits = map[string]string{"ms": "millisecond", "ss": "second", "mi": "minute", "hh": "hour", "dd": "day"}
-
-func literalValue(e expr) any {
-	if l, ok := e.(*literal); ok {
-		return l.val
+	if bad != nil {
+		return errorf(bad.pos, "%s cannot be used in WHERE or GROUP BY with hopping or session windows: a record is in several windows, or its session's bounds are not known yet (use it in the select list or HAVING)", strings.ToLower(bad.name))
 	}
 	return nil
-}
-
-// durationArg reads a window size: INTERVAL n UNIT (which peel turned into
-// the literal 'n unit') or a Go duration in quotes ('10s').
-func durationArg(e expr) (time.Duration, error) {
-	s, ok := literalValue(e).(string)
-	if !ok {
-		return 0, errorf(e.position(), "a window size is written INTERVAL <whole number> <unit>, e.g. INTERVAL 10 SECOND")
-	}
-	return durationOf(s, e.position())
-}
-
-var windowUnits = map[string]time.Duration{
-	"millisecond": time.Millisecond, "second": time.Second, "minute": time.Minute,
-	"hour": time.Hour, "day": 24 * time.Hour, "week": 7 * 24 * time.Hour,
-}
-
-func durationOf(s string, pos Pos) (time.Duration, error) {
-	var d time.Duration
-	if n, unit, ok := strings.Cut(s, " "); ok {
-		u, known := windowUnits[strings.TrimSuffix(strings.ToLower(unit), "s")]
-		v, err := strconv.ParseInt(n, 10, 64)
-		if !known || err != nil || v <= 0 || v > int64(1<<62)/int64(u) {
-			return 0, errorf(pos, "bad window size %q: a positive whole number of millisecond, second, minute, hour, day or week", s)
-		}
-		d = time.Duration(v) * u
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
-			return 0, errorf(pos, "bad window size %q: write INTERVAL 10 SECOND (or '10s')", s)
-		}
-	}
-	if d < time.Millisecond {
-		return 0, errorf(pos, "a window is at least 1 millisecond long")
-	}
-	return d, nil
 }
 
 // payloadNames returns the names the query uses that are not metadata or
@@ -379,13 +382,23 @@ func payloadNames(s *selectStmt, ref *tableRef) []string {
 	return out
 }
 
-// Eval reads one input record into the row buffer, in the window starting
-// at start, and checks WHERE: ok is false for a record the query skips.
-// key identifies the record's group within the window; it is valid until
-// the next call. Errors are *Error (a bad value met while evaluating).
-func (c *Continuous) Eval(r *streams.Record, start time.Time) (key []byte, ok bool, err error) {
+// Eval reads one input record into the row buffer and checks WHERE: ok
+// is false for a record the query skips. key identifies the record's
+// group within a window (or pane); it is valid until the next call. With
+// tumbling windows, window_start and window_end are those of the
+// record's window; with hopping windows, whose records are in several,
+// the query may not use them before grouping (planContinuous). Errors
+// are *Error (a bad value met while evaluating).
+func (c *Continuous) Eval(r *streams.Record) (key []byte, ok bool, err error) {
 	recordRow(c.row, r, c.t)
-	c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
+	switch {
+	case !c.Windowed():
+	case c.Window.Hopping() || c.Window.Sessions():
+		c.row[c.ws], c.row[c.we] = nil, nil
+	default:
+		start := c.Window.Start(r.Timestamp)
+		c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
+	}
 	for _, cc := range c.p.pre {
 		if ok, err := cond(cc, c.row); err != nil || !ok {
 			return nil, false, c.decorate(err, r)
@@ -427,50 +440,74 @@ func (c *Continuous) Add(g *Group) error {
 	return c.p.aggs.accumulate(g.states, c.row)
 }
 
-// Result computes g's output: the payload of its output record (a JSON
-// object with the keys Columns), or ok=false if HAVING drops it.
-func (c *Continuous) Result(g *Group) (payload []byte, ok bool, err error) {
+// Combine returns a new group holding what a and b hold: a's first row
+// (a is the older) and both's aggregates. a and b are not changed.
+func (c *Continuous) Combine(a, b *Group) (*Group, error) {
+	out := &Group{first: a.first, states: c.p.aggs.newStates()}
+	for _, g := range [2]*Group{a, b} {
+		for i, st := range g.states {
+			if err := out.states[i].merge(st); err != nil {
+				return nil, wrapErr(err, c.p.aggs.specs[i].pos)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Result computes g's output record in the window starting at start, or
+// ok=false if HAVING drops it. The payload is a JSON object with the keys
+// Columns; the topic is Topic with its templates filled in.
+func (c *Continuous) Result(g *Group, start time.Time) (out Output, ok bool, err error) {
+	return c.ResultSpan(g, start, start.Add(c.Window.Size))
+}
+
+// ResultSpan is Result for the window [start, end): a session.
+func (c *Continuous) ResultSpan(g *Group, start, end time.Time) (out Output, ok bool, err error) {
 	copy(c.post, g.first)
+	if c.Windowed() {
+		c.post[c.ws], c.post[c.we] = start, end
+	}
 	for i, st := range g.states {
 		c.post[c.p.width+i] = st.result()
 	}
-	vals := make([]any, len(c.p.items))
+	vals := c.vals[c.lead:]
 	for i, it := range c.p.items {
 		if vals[i], err = it.eval(c.post); err != nil {
-			return nil, false, err
+			return Output{}, false, err
 		}
 	}
 	*c.p.outs = vals
 	if c.p.having != nil {
 		if ok, err := cond(c.p.having, c.post); err != nil || !ok {
-			return nil, false, err
+			return Output{}, false, err
 		}
 	}
-	out := append(make([]byte, 0, 128), '{')
-	write := func(i int, v any) error {
+	if c.lead == 2 {
+		c.vals[0], c.vals[1] = c.post[c.ws], c.post[c.we]
+	}
+	p := append(make([]byte, 0, 128), '{')
+	for i, v := range c.vals {
 		if i > 0 {
-			out = append(out, ',')
+			p = append(p, ',')
 		}
-		out = append(out, c.names[i]...)
-		out = append(out, ':')
+		p = append(p, c.names[i]...)
+		p = append(p, ':')
 		if t, isTime := v.(time.Time); isTime {
 			v = t.UTC().Format(time.RFC3339Nano)
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("column %s: %w", c.Columns[i], err)
+			return Output{}, false, fmt.Errorf("column %s: %w", c.Columns[i], err)
 		}
-		out = append(out, b...)
-		return nil
+		p = append(p, b...)
 	}
-	if c.lead == 2 {
-		_ = write(0, g.first[c.ws])
-		_ = write(1, g.first[c.we])
+	t, err := c.renderTopic(c.vals)
+	if err != nil {
+		return Output{}, false, err
 	}
-	for i, v := range vals {
-		if err := write(c.lead+i, v); err != nil {
-			return nil, false, err
-		}
+	out = Output{Payload: append(p, '}'), Topic: t}
+	if c.Push {
+		out.Values = slices.Clone(c.vals)
 	}
-	return append(out, '}'), true, nil
+	return out, true, nil
 }

@@ -28,6 +28,10 @@ func TestCompileContinuous(t *testing.T) {
 		"create stream w as select count(*) from s group by tumblingwindow(ss, 10)":                                    {Size: 10 * time.Second},
 		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLING('250ms')":                                         {Size: 250 * time.Millisecond},
 		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY TUMBLING(INTERVAL 2 HOURS)":                                {Size: 2 * time.Hour},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)":            {Size: 10 * time.Second, Slide: 5 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOP(_timestamp, INTERVAL 1 HOUR, INTERVAL 10 SECOND)":      {Size: time.Hour, Slide: 10 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOPPINGWINDOW(ss, 10, 5)":                                  {Size: 10 * time.Second, Slide: 5 * time.Second},
+		"CREATE STREAM w AS SELECT count(*) FROM s GROUP BY HOPPING('10s', '10s')":                                     {Size: 10 * time.Second},
 	} {
 		c, err := CompileContinuous(sql)
 		if err != nil {
@@ -49,13 +53,39 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL 10 FORTNIGHT)", CodeSQL, "1:69", `bad window size "10 fortnight"`},
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL x SECOND)", CodeSQL, "1:69", "INTERVAL <whole number> <unit>"},
 		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor", CodeSQL, "1:53", "needs a window"},
-		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)", CodeSQL, "1:60", "HOPPING windows are not supported yet"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND)", CodeSQL, "1:60", "SESSION windows run in push queries"},
+		{"SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND, INTERVAL 5 SECOND) EMIT FINAL", CodeSQL, "1:67", "maximum length (5s) is shorter than its gap (10s)"},
+		{"SELECT sensor FROM t GROUP BY sensor, SESSION(ts, INTERVAL 10 SECOND) EMIT FINAL", CodeSQL, "1:47", "event time from the payload"},
+		{"SELECT sensor FROM t GROUP BY sensor, SESSION() EMIT FINAL", CodeSQL, "1:39", "SESSION takes the gap"},
+		{"SELECT sensor FROM t GROUP BY sensor, SLIDINGWINDOW(ss, 10) EMIT FINAL", CodeSQL, "1:39", "SLIDINGWINDOW windows are not supported"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 5 SECOND, INTERVAL 10 SECOND)", CodeSQL, "1:87", "the slide (10s) is longer than the window (5s)"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 1 DAY, INTERVAL 7 MILLISECOND)", CodeSQL, "1:84", "made of 86400000 panes of 1ms"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 5 SECOND)", CodeSQL, "1:60", "HOPPING takes the window size and the slide"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOP(ts, INTERVAL 5 SECOND, INTERVAL 1 SECOND)", CodeSQL, "1:64", "event time from the payload"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPINGWINDOW(ss, 10)", CodeSQL, "1:60", "HOPPINGWINDOW takes a unit"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPINGWINDOW(yy, 10, 5)", CodeSQL, "1:74", "HOPPINGWINDOW takes a unit"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t WHERE window_end > 0 GROUP BY sensor, HOPPING('10s', '5s')", CodeSQL, "1:49", "window_end cannot be used in WHERE or GROUP BY with hopping or session windows"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND)", CodeSQL, "1:61", "event time from the payload"},
 		{"CREATE STREAM hot AS SELECT * FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "SELECT *"},
 		{"CREATE STREAM hot AS SELECT now() FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND)", CodeSQL, "1:29", "now() is not allowed"},
-		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:83", "EMIT CHANGES is not supported yet"},
+		{"CREATE STREAM hot AS SELECT count(*) FROM t", CodeSQL, "1:29", "a continuous query that aggregates needs a window"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t EMIT FINAL", CodeSQL, "1:43", "EMIT FINAL needs a window"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t LIMIT 3", CodeSQL, "1:43", "LIMIT is not supported in continuous queries"},
+		{"SELECT sensor, count(*) FROM t GROUP BY sensor EMIT FINAL", CodeSQL, "1:48", "EMIT FINAL needs a window"},
+		{"SELECT sensor FROM t LIMIT 1, 2 EMIT CHANGES", CodeSQL, "1:28", "OFFSET is not supported in push queries"},
+		{"SELECT sensor FROM t LIMIT -1 EMIT CHANGES", CodeSQL, "1:29", "LIMIT must be a non-negative integer"},
+		{"SELECT *, count(*) FROM t GROUP BY TUMBLING('1s') EMIT CHANGES", CodeSQL, "1:8", "SELECT * is not supported with GROUP BY or a window"},
+		{"SELECT window_start FROM t EMIT CHANGES", CodeSQL, "1:8", "unknown column"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT SOMETIMES", CodeSQL, "1:88", "EMIT must be followed by CHANGES or FINAL"},
-		{"CREATE STREAM hot WITH (qos = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "unknown option qos"},
+		{"CREATE STREAM hot WITH (qos = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "give a topic too"},
+		{"CREATE STREAM hot WITH (topic = 'a', qos = 3) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:44", "qos is 0, 1 or 2"},
+		{"CREATE STREAM hot WITH (topic = 'a', retain = 1) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:47", "retain is TRUE or FALSE"},
+		{"CREATE STREAM hot WITH (topic = 'a', topic = 'b') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:38", "given twice"},
+		{"CREATE STREAM hot WITH (tpoic = 'a') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:25", "unknown option tpoic"},
+		{"CREATE STREAM hot WITH (topic = 'a/+') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "wildcard"},
+		{"CREATE STREAM hot WITH (topic = 'a/{k}') AS SELECT count(*) AS n FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "{k} is not an output column (the columns are window_start, window_end, n)"},
+		{"CREATE STREAM hot WITH (topic = 'a/{n') AS SELECT count(*) AS n FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "a { without }"},
+		{"CREATE STREAM hot WITH (topic = '$SYS/{n}') AS SELECT count(*) AS n FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:33", "reserved"},
 		{"CREATE STREAM hot WITH (topic 'x') AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSyntax, "1:25", "expected <option> = <value>"},
 		{"CREATE STREAM hot SELECT count(*) FROM t", CodeSyntax, "1:19", "expected AS"},
 		{"CREATE STREAM a/b AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSyntax, "1:16", "expected AS"},
@@ -63,7 +93,11 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor, TUMBLING(INTERVAL 1 SECOND) HAVING x.tmp > 1", CodeSQL, "1:105", `unknown table "x"`},
 		{"SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:1", "CREATE STREAM <name> AS SELECT"},
 	} {
-		_, err := CompileContinuous(tc.sql)
+		compile := CompileContinuous
+		if strings.HasPrefix(tc.sql, "SELECT") && strings.Contains(tc.sql, "EMIT") {
+			compile = CompilePush
+		}
+		_, err := compile(tc.sql)
 		var qe *Error
 		if !errors.As(err, &qe) {
 			t.Errorf("%s: error %v, want *Error", tc.sql, err)
@@ -92,7 +126,7 @@ func TestContinuousEval(t *testing.T) {
 		if !start.Equal(base) {
 			t.Fatalf("window start %s", start)
 		}
-		key, ok, err := c.Eval(&r, start)
+		key, ok, err := c.Eval(&r)
 		if err != nil || !ok {
 			t.Fatalf("eval %s: %v %v", p, ok, err)
 		}
@@ -107,17 +141,17 @@ func TestContinuousEval(t *testing.T) {
 		}
 	}
 	r := streams.Record{Timestamp: base, Topic: "other", Payload: []byte(`{"sensor":"a"}`)}
-	if _, ok, err := c.Eval(&r, base); ok || err != nil {
+	if _, ok, err := c.Eval(&r); ok || err != nil {
 		t.Fatalf("WHERE let %v through (%v)", r, err)
 	}
 	var out []string
 	for _, k := range order {
-		p, ok, err := c.Result(groups[k])
+		o, ok, err := c.Result(groups[k], base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ok {
-			out = append(out, string(p))
+			out = append(out, string(o.Payload))
 		}
 	}
 	want := []string{
@@ -130,6 +164,30 @@ func TestContinuousEval(t *testing.T) {
 	}
 }
 
+// TestHoppingWindow: panes of gcd(size, slide), the first and last
+// window holding an instant, and where input is needed again after a
+// watermark.
+func TestHoppingWindow(t *testing.T) {
+	w := Window{Size: 10 * time.Second, Slide: 4 * time.Second}
+	sec := func(s int64) int64 { return s * int64(time.Second) }
+	if w.Pane() != 2*time.Second || !w.Hopping() || w.Hop() != 4*time.Second {
+		t.Fatalf("pane %s hop %s", w.Pane(), w.Hop())
+	}
+	for _, tc := range []struct{ at, pane, first, last int64 }{{0, 0, -8, 0}, {3, 2, -4, 0}, {9, 8, 0, 8}, {-1, -2, -8, -4}} {
+		if got := [3]int64{w.PaneStart(sec(tc.at)), w.FirstStart(sec(tc.at)), w.LastStart(sec(tc.at))}; got != [3]int64{sec(tc.pane), sec(tc.first), sec(tc.last)} {
+			t.Errorf("at %d: pane, first, last %v, want %d %d %d (s)", tc.at, got, tc.pane, tc.first, tc.last)
+		}
+	}
+	// Windows ending at or before 12 s are out: [4, 14) is the first open.
+	if got := w.FirstOpen(time.Unix(12, 0)).Unix(); got != 4 {
+		t.Fatalf("first open after 12 s: %d", got)
+	}
+	tumbling := Window{Size: 10 * time.Second}
+	if got := tumbling.FirstOpen(time.Unix(14, 0)).Unix(); got != 10 || tumbling.Pane() != 10*time.Second {
+		t.Fatalf("tumbling first open %d, pane %s", got, tumbling.Pane())
+	}
+}
+
 func TestWindowStart(t *testing.T) {
 	w := Window{Size: 10 * time.Second, Offset: 3 * time.Second}
 	for _, tc := range []struct{ at, want int64 }{{0, -7}, {3, 3}, {12, 3}, {13, 13}, {-8, -17}, {-7, -7}} {
@@ -137,5 +195,81 @@ func TestWindowStart(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("start of %d: %d, want %d", tc.at, got, tc.want)
 		}
+	}
+}
+
+// TestCompileChangesAndPush: queries without a window emit changes;
+// push queries take EMIT CHANGES or FINAL, LIMIT (also after EMIT, as in
+// ksqlDB), now() and SELECT * without state.
+func TestCompileChangesAndPush(t *testing.T) {
+	for _, tc := range []struct {
+		sql, emit      string
+		push, stateful bool
+		limit          int64
+		cols           string
+	}{
+		{"CREATE STREAM hot AS SELECT sensor, temp * 2 AS t2 FROM temps WHERE temp > 30", "changes", false, false, -1, "sensor:any,t2:any"},
+		{"CREATE STREAM hot AS SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLING('10s') EMIT CHANGES", "changes", false, true, -1,
+			"window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		{"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor EMIT CHANGES", "changes", true, true, -1, "sensor:any,n:int"},
+		{"SELECT * FROM temps EMIT CHANGES LIMIT 3", "changes", true, false, 3, "_offset:int,_timestamp:timestamp,_topic:text,_client_id:text,_qos:int,_retain:bool,_payload:text,_content_type:text,_user_properties:json"},
+		{"SELECT now() AS at, temp FROM temps LIMIT 2 EMIT CHANGES", "changes", true, false, 2, "at:timestamp,temp:any"},
+		{"SELECT count(*) AS n FROM temps GROUP BY HOPPING('10s', '5s') EMIT FINAL", "final", true, true, -1, "window_start:timestamp,window_end:timestamp,n:int"},
+		{"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSION(_timestamp, '30s', '1h') EMIT FINAL", "final", true, true, -1, "window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		{"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSIONWINDOW(mi, 60, 5) EMIT CHANGES", "changes", true, true, -1, "window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+	} {
+		compile := CompileContinuous
+		if tc.push {
+			compile = CompilePush
+		}
+		c, err := compile(tc.sql)
+		if err != nil {
+			t.Errorf("%s: %v", tc.sql, err)
+			continue
+		}
+		var cols []string
+		for _, col := range c.ColumnTypes() {
+			cols = append(cols, col.Name+":"+col.Type)
+		}
+		if c.Emit != tc.emit || c.Push != tc.push || c.Stateful != tc.stateful || c.Limit != tc.limit || strings.Join(cols, ",") != tc.cols {
+			t.Errorf("%s: emit %s push %v stateful %v limit %d columns %s", tc.sql, c.Emit, c.Push, c.Stateful, c.Limit, strings.Join(cols, ","))
+		}
+	}
+}
+
+// TestContinuousTopic: {column} templates are filled in with the output
+// values, one topic level each.
+func TestContinuousTopic(t *testing.T) {
+	c, err := CompileContinuous("CREATE STREAM hot WITH (topic = 'alerts/{sensor}/{ n }/{hi}/{window_start}') AS " +
+		"SELECT sensor, count(*) AS n, max(temp) AS hi FROM temps GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Publish || c.QoS != 1 || c.Retain {
+		t.Fatalf("publish %v qos %d retain %v", c.Publish, c.QoS, c.Retain)
+	}
+	base := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	var got []string
+	for _, p := range []string{`{"sensor":"a/b","temp":1.5}`, `{"temp":2}`} {
+		r := streams.Record{Timestamp: base, Payload: []byte(p)}
+		if _, ok, err := c.Eval(&r); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		g := c.NewGroup()
+		if err := c.Add(g); err != nil {
+			t.Fatal(err)
+		}
+		o, _, err := c.Result(g, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, o.Topic)
+	}
+	if want := "alerts/a_b/1/1.5/2026-01-02T03:04:00Z alerts/null/1/2/2026-01-02T03:04:00Z"; strings.Join(got, " ") != want {
+		t.Fatalf("topics %v, want %s", got, want)
+	}
+	c, err = CompileContinuous("CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 10 SECOND)")
+	if err != nil || c.Publish || c.Topic != "hot" {
+		t.Fatalf("without a topic: %v %v %q", err, c.Publish, c.Topic)
 	}
 }

@@ -628,6 +628,9 @@ func convertCall(src *source, name string, args []sqlparser.Expr, distinct bool)
 	if c.pos.Line == 0 && len(c.args) > 0 {
 		c.pos = c.args[0].position()
 	}
+	if name == sessionAlias {
+		c.name = "session" // renamed by peel
+	}
 	return c, nil
 }
 

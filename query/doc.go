@@ -24,9 +24,11 @@
 // name is a payload field (no sampling: the stream may be empty) plus the
 // window_start and window_end columns, and returns a Continuous that
 // evaluates one record at a time: Eval (WHERE and the group key), NewGroup
-// and Add (the aggregates' accumulators), Result (HAVING and the output
-// record's JSON). The engine hands CREATE STREAM, SHOW QUERIES and
-// TERMINATE QUERY to Options.Queries.
+// and Add (the aggregates' accumulators), Combine (the accumulators of
+// two panes of a hopping window), Result (HAVING, the output record's
+// JSON and its topic, cqoutput.go). window.go reads the window calls. The
+// engine hands CREATE STREAM, SHOW QUERIES and TERMINATE QUERY to
+// Options.Queries.
 //
 // # Tables
 //

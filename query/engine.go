@@ -195,6 +195,10 @@ type Result struct {
 	// of streams, rows of statistics tables) before filtering.
 	RowsScanned int64
 	Elapsed     time.Duration
+	// Push, set for a push query (SELECT ... EMIT ...) instead of Rows,
+	// runs it: it calls emit with each row as it comes, until ctx ends
+	// (it then returns nil), emit fails, or the query's LIMIT is reached.
+	Push func(ctx context.Context, emit func(row []any) error) error
 }
 
 // Query runs one SQL statement. Errors are *Error.
@@ -242,8 +246,21 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 	}
 	now := e.opts.Now()
 	switch s := stmt.(type) {
-	case *createStreamStmt, *terminateStmt:
+	case *createStreamStmt:
+		// Compiled here too, so that a bad statement gets its positioned
+		// error even on a node without continuous queries.
+		if _, err := planContinuous(s, src, sql); err != nil {
+			return nil, err
+		}
 		return e.continuous(ctx, s, sql)
+	case *terminateStmt:
+		return e.continuous(ctx, s, sql)
+	case *pushStmt:
+		c, err := planPush(s, src, sql)
+		if err != nil {
+			return nil, err
+		}
+		return e.push(c)
 	case *showStmt:
 		if s.what == "queries" {
 			return e.continuous(ctx, s, sql)

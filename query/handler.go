@@ -49,6 +49,10 @@ type ErrorDetail struct {
 //	400 bad_request            the request is not {"sql": "..."}
 //	405 bad_request            not a POST
 //	403 forbidden              CREATE STREAM or TERMINATE QUERY by a caller that may only read
+//
+// A push query (SELECT ... EMIT CHANGES) answers 200 at once and streams
+// its rows until the client goes away (push.go).
+//
 //	413 too_large              body over 1 MiB
 //	500 internal               anything else (logged)
 func Handler(e *Engine) http.Handler {
@@ -77,6 +81,10 @@ func Handler(e *Engine) http.Handler {
 				status = http.StatusForbidden
 			}
 			writeError(w, status, ErrorDetail{Code: qe.Code, Message: qe.Message, Line: qe.Line, Column: qe.Column})
+			return
+		}
+		if res.Push != nil {
+			e.streamPush(w, r, res)
 			return
 		}
 		body := Response{Columns: res.Columns, Rows: res.Rows, RowsScanned: res.RowsScanned,

@@ -89,8 +89,10 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 		return nil, src, errorf(pl.create.namePos, "CREATE STREAM %s AS needs a SELECT", pl.create.name)
 	case pl.create != nil:
 		return &createStreamStmt{create: pl.create, sel: sel, emit: pl.emit, emitAt: pl.emitAt}, src, nil
+	case pl.emit != "" && !isSelect:
+		return nil, src, errorf(pl.emitAt, "EMIT ends a push query: SELECT ... EMIT CHANGES")
 	case pl.emit != "":
-		return nil, src, errorf(pl.emitAt, "push queries (SELECT ... EMIT CHANGES) are not supported yet: use CREATE STREAM <name> AS SELECT ... to run a query continuously")
+		return &pushStmt{sel: sel, emit: pl.emit, emitAt: pl.emitAt}, src, nil
 	}
 	return st, src, nil
 }

@@ -24,7 +24,11 @@ var windowFuncs = map[string]bool{
 	"tumbling": true, "tumble": true, "tumblingwindow": true,
 	"hopping": true, "hop": true, "hoppingwindow": true,
 	"session": true, "sessionwindow": true,
+	"slidingwindow": true, "countwindow": true, // eKuiper's, refused by name
 }
+
+// sessionAlias stands for the keyword SESSION as a window call.
+const sessionAlias = "sessio_"
 
 // peeled is a statement with the continuous-query additions taken off.
 type peeled struct {
@@ -43,9 +47,10 @@ type createClause struct {
 
 // withOption is one key = value of WITH (...).
 type withOption struct {
-	key   string
-	value any // string, int64 or bool
-	pos   Pos
+	key    string
+	value  any // string, int64 or bool
+	pos    Pos // of the key
+	valPos Pos // of the value
 }
 
 // peel recognises the additions in sig (the significant tokens of src,
@@ -69,17 +74,28 @@ func peel(src *source, sig []token) (*peeled, error) {
 		blank(sig[0].start, sig[n-1].end)
 		sig = sig[n:]
 	}
-	if n := len(sig); n >= 2 && sig[n-2].typ == sqlparser.ID && strings.EqualFold(sig[n-2].text, "emit") {
+	// EMIT CHANGES|FINAL ends the statement, or comes before LIMIT n
+	// (ksqlDB's order).
+	end := len(sig)
+	if n := len(sig); n >= 4 && sig[n-2].typ == sqlparser.LIMIT && sig[n-1].typ == sqlparser.INTEGRAL {
+		end = n - 2
+	}
+	if n := end; n >= 2 && sig[n-2].typ == sqlparser.ID && strings.EqualFold(sig[n-2].text, "emit") {
 		mode := strings.ToLower(sig[n-1].text)
 		if mode != "changes" && mode != "final" {
 			return nil, errorf(src.pos(sig[n-1].start), "EMIT must be followed by CHANGES or FINAL, not %q", sig[n-1].text)
 		}
 		out.emit, out.emitAt = mode, src.pos(sig[n-2].start)
 		blank(sig[n-2].start, sig[n-1].end)
-		sig = sig[:n-2]
+		sig = append(sig[:n-2:n-2], sig[n:]...)
 	}
 	for i := 0; i+1 < len(sig); i++ {
-		if sig[i].typ != sqlparser.ID || !windowFuncs[strings.ToLower(sig[i].text)] || sig[i+1].typ != '(' {
+		name := strings.ToLower(sig[i].text)
+		if name == "session" && sig[i].typ != sqlparser.ID && sig[i+1].typ == '(' {
+			// SESSION is a MySQL keyword: the call is renamed in place
+			// to a name of the same length that Vitess parses.
+			copy(buf[sig[i].start:], sessionAlias)
+		} else if sig[i].typ != sqlparser.ID || !windowFuncs[name] || sig[i+1].typ != '(' {
 			continue
 		}
 		depth := 0
@@ -149,7 +165,7 @@ func peelCreate(src *source, sig []token) (*createClause, int, error) {
 			if i+2 >= len(sig) || !nameToken(sig[i]) || sig[i+1].typ != '=' {
 				return nil, 0, syntaxAt(at(i), "expected <option> = <value> in WITH (...)")
 			}
-			opt := withOption{key: strings.ToLower(sig[i].text), pos: at(i)}
+			opt := withOption{key: strings.ToLower(sig[i].text), pos: at(i), valPos: at(i + 2)}
 			v := sig[i+2]
 			switch {
 			case v.typ == sqlparser.STRING:

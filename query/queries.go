@@ -17,6 +17,11 @@ type Queries interface {
 	List() []QueryInfo
 	// Terminate stops a query for good; its output stream stays.
 	Terminate(ctx context.Context, id string) error
+	// Push runs push query c from the end of its input: it calls emit
+	// with each output row (Output.Values set) until ctx ends (then it
+	// returns nil), emit fails, or c's LIMIT is reached. Errors are
+	// *Error where the SQL is at fault.
+	Push(ctx context.Context, c *Continuous, emit func(Output) error) error
 }
 
 // QueryInfo describes one continuous query: a row of SHOW QUERIES.
@@ -28,9 +33,11 @@ type QueryInfo struct {
 	Status  string    `json:"status"` // running, error
 	Error   string    `json:"error,omitempty"`
 	Created time.Time `json:"created_at"`
-	// Offset is the next input offset to read; Lag the records after it.
-	Offset uint64 `json:"input_offset"`
-	Lag    int64  `json:"lag"`
+	// Offset is the next input offset to read; Lag the records after it;
+	// LagSeconds, while records wait, the age of the last one read.
+	Offset     uint64  `json:"input_offset"`
+	Lag        int64   `json:"lag"`
+	LagSeconds float64 `json:"lag_seconds"`
 	// Watermark: every window ending at or before it is closed.
 	Watermark   time.Time `json:"watermark"`
 	OpenWindows int       `json:"open_windows"`
@@ -41,13 +48,35 @@ type QueryInfo struct {
 	Late      int64     `json:"late"`
 	Skipped   int64     `json:"skipped"` // records whose evaluation failed
 	LastEmit  time.Time `json:"last_emit"`
+	// Published counts the output records published on MQTT (WITH (topic
+	// = ...)); PublishError is the last error publishing them.
+	Published    int64  `json:"published"`
+	PublishError string `json:"publish_error,omitempty"`
 }
 
-// queryColumns are the columns of SHOW QUERIES.
-var queryColumns = []Column{
-	{"id", "text"}, {"status", "text"}, {"source", "text"}, {"sink", "text"}, {"input_offset", "int"}, {"lag", "int"},
-	{"watermark", "timestamp"}, {"open_windows", "int"}, {"groups", "int"}, {"records_in", "int"}, {"rows_out", "int"},
-	{"late", "int"}, {"skipped", "int"}, {"last_emit", "timestamp"}, {"error", "text"}, {"created_at", "timestamp"}, {"sql", "text"},
+// queryCols are the columns of SHOW QUERIES and of the table queries.
+func queryCols() []colDef {
+	return []colDef{
+		{"id", TText, "query id: the name of its output stream"},
+		{"status", TText, "starting, running or error (a failed query restarts from its progress after a pause)"},
+		{"source", TText, "input stream"},
+		{"sink", TText, "output stream"},
+		{"input_offset", TInt, "next input offset to read"},
+		{"lag", TInt, "input records not read yet (a reserved word: write `lag`)"},
+		{"lag_seconds", TFloat, "while input records wait, the age of the last one read, in seconds (0 when caught up)"},
+		{"watermark", TTime, "every window ending at or before it is closed"},
+		{"open_windows", TInt, "windows holding state"},
+		{"groups", TInt, "groups held: keys times panes (a reserved word: write `groups`)"},
+		{"records_in", TInt, "input records read since the query started on this node"},
+		{"rows_out", TInt, "rows output since then"},
+		{"late", TInt, "records for windows already closed, counted, not added"},
+		{"skipped", TInt, "records whose evaluation failed"},
+		{"last_emit", TTime, "when rows were last output (NULL if never)"},
+		{"published", TInt, "output records published on MQTT since then (WITH (topic = ...))"},
+		{"error", TText, "the query's error, else its publication's (NULL if none)"},
+		{"created_at", TTime, "when the query was created"},
+		{"sql", TText, "the CREATE STREAM statement"},
+	}
 }
 
 func queryRow(q QueryInfo) []any {
@@ -58,11 +87,14 @@ func queryRow(q QueryInfo) []any {
 		return t.UTC()
 	}
 	var errText any
-	if q.Error != "" {
+	switch {
+	case q.Error != "":
 		errText = q.Error
+	case q.PublishError != "":
+		errText = "publishing: " + q.PublishError
 	}
-	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
-		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), errText, opt(q.Created), q.SQL}
+	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, q.LagSeconds, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
+		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL}
 }
 
 type readOnlyKey struct{}
@@ -84,7 +116,10 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 	}
 	switch s := st.(type) {
 	case *showStmt:
-		res := &Result{Columns: queryColumns, Rows: [][]any{}}
+		res := &Result{Rows: [][]any{}}
+		for _, c := range queryCols() {
+			res.Columns = append(res.Columns, Column{Name: c.name, Type: c.typ.String()})
+		}
 		for _, q := range e.opts.Queries.List() {
 			res.Rows = append(res.Rows, queryRow(q))
 		}
@@ -102,6 +137,17 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		return message(fmt.Sprintf("query %s created: it reads stream %s and writes stream %s", q.ID, q.Source, q.Sink)), nil
 	}
 	return nil, errorf(Pos{}, "unsupported statement")
+}
+
+// push answers a push query: its columns, and a Push that runs it.
+func (e *Engine) push(c *Continuous) (*Result, error) {
+	if e.opts.Queries == nil {
+		return nil, errorf(Pos{}, "push queries are not available on this node")
+	}
+	qs := e.opts.Queries
+	return &Result{Columns: c.ColumnTypes(), Push: func(ctx context.Context, emit func([]any) error) error {
+		return qs.Push(ctx, c, func(o Output) error { return emit(o.Values) })
+	}}, nil
 }
 
 func message(text string) *Result {

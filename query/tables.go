@@ -123,6 +123,7 @@ func statTableDefs() []statTableDef {
 			{"in_flight", TInt, "messages sent and not yet acknowledged"},
 			{"node", TText, "node holding the session (every node's sessions are listed)"},
 		}},
+		{name: "queries", desc: "one row per continuous query of this node (SHOW QUERIES)", cols: queryCols()},
 		{name: "append_latency", desc: "latency of appends (submit to durable) over the last minute, one row", cols: []colDef{
 			{"p50", TFloat, "median, milliseconds"},
 			{"p90", TFloat, "90th percentile, milliseconds"},
@@ -295,6 +296,15 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			}
 			rows = append(rows, []any{s.ClientID, s.Connected, s.Persistent, int64(s.ProtocolVersion), expiry, left,
 				int64(s.Subscriptions), int64(s.Queued), int64(s.InFlight), s.Node})
+		}
+		return rows, nil
+	case "queries":
+		if e.opts.Queries == nil {
+			return nil, errorf(Pos{}, "table queries is not available: this node runs no continuous queries")
+		}
+		var rows [][]any
+		for _, q := range e.opts.Queries.List() {
+			rows = append(rows, queryRow(q))
 		}
 		return rows, nil
 	case "groups", "consumers":

@@ -34,8 +34,8 @@ func queryDescribe() *cobra.Command {
 			}
 			return printResult(cmd, q, func() error {
 				var fields [][2]string
-				for _, k := range []string{"id", "status", "error", "sql", "source", "sink", "created_at", "input_offset", "lag", "watermark",
-					"open_windows", "groups", "records_in", "rows_out", "late", "skipped", "last_emit"} {
+				for _, k := range []string{"id", "status", "error", "sql", "source", "sink", "created_at", "input_offset", "lag", "lag_seconds", "watermark",
+					"open_windows", "groups", "records_in", "rows_out", "late", "skipped", "last_emit", "published", "publish_error"} {
 					fields = append(fields, [2]string{k, str(q[k])})
 				}
 				return printFields(cmd.OutOrStdout(), fields)

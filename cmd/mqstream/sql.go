@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,10 +47,14 @@ $MQSTREAM_HISTORY; set it to "" to keep none); type exit or press Ctrl-D to
 leave. When standard input is not a terminal, read statements from it and
 stop at the first error.
 
+A push query (SELECT ... EMIT CHANGES) prints its rows as they come,
+until its LIMIT or Ctrl-C.
+
 Examples:
   mqstream sql -e "SHOW TABLES"
   mqstream sql -e "SELECT temp FROM temperatures WHERE temp > 30" -o csv
   echo "SELECT * FROM append_throughput;" | mqstream sql -o json
+  mqstream sql -e "SELECT sensor, count(*) FROM temperatures GROUP BY sensor EMIT CHANGES"
 
 docs/sql.md describes the dialect, the tables and their columns.`,
 		Args: cobra.NoArgs,
@@ -64,7 +69,7 @@ docs/sql.md describes the dialect, the tables and their columns.`,
 			if err != nil {
 				return err
 			}
-			sh := &sqlShell{client: c, format: format, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
+			sh := &sqlShell{client: streamingClient(c), format: format, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
 			if cmd.Flags().Changed("execute") {
 				stmt, _ := cmd.Flags().GetString("execute")
 				return sh.run(cmd.Context(), stmt)
@@ -87,6 +92,9 @@ type sqlShell struct {
 	format string
 	out    io.Writer
 	errOut io.Writer
+	// cooked, on a terminal in raw mode, restores its normal mode while a
+	// push query runs (so Ctrl-C stops it) and returns what goes back.
+	cooked func() (raw func())
 }
 
 // run sends one statement and prints its result.
@@ -94,9 +102,23 @@ func (s *sqlShell) run(ctx context.Context, stmt string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	var res sqlResult
-	if err := s.client.do(ctx, "POST", "/v1/query", map[string]string{"sql": stmt}, &res); err != nil {
+	// Ctrl-C stops the statement rather than the shell.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	resp, err := s.client.send(ctx, "POST", "/v1/query", map[string]string{"sql": stmt}, "application/json, application/x-ndjson")
+	if err != nil {
 		return err
+	}
+	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
+		if s.cooked != nil {
+			defer s.cooked()() // in raw mode Ctrl-C is no signal
+		}
+		return s.printPush(ctx, resp.Body)
+	}
+	var res sqlResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return fmt.Errorf("POST /v1/query: decoding the response: %w", err)
 	}
 	return s.print(&res)
 }
@@ -150,6 +172,10 @@ func (s *sqlShell) interactiveTTY(ctx context.Context, f *os.File) error {
 	t := term.NewTerminal(rw, "")
 	if w, h, err := term.GetSize(fd); err == nil {
 		_ = t.SetSize(w, h)
+	}
+	s.cooked = func() func() {
+		_ = term.Restore(fd, old)
+		return func() { _, _ = term.MakeRaw(fd) }
 	}
 	return s.interactive(ctx, t, hist)
 }

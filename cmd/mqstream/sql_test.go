@@ -18,6 +18,9 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // sqlServer starts a node on 127.0.0.1, publishes a few records over MQTT
@@ -291,4 +294,39 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestSQLPushQuery: a push query prints its rows as they come, until its
+// LIMIT; -o json prints one object per row.
+func TestSQLPushQuery(t *testing.T) {
+	n := startTestNode(t)
+	url := "http://" + n.HTTPAddr()
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ format, want string }{
+		{"table", "+----------+----------+\n| sensor   | temp     |\n+----------+----------+\n| a        | 20       |\n| b        | 30       |\n+----------+----------+\n(2 rows)\n"},
+		{"json", "{\"sensor\": \"a\", \"temp\": 20}\n{\"sensor\": \"b\", \"temp\": 30}\n"},
+	} {
+		type result struct {
+			out string
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			out, _, err := runSQLCmd(t, nil, "--server", url, "-o", tc.format, "-e", "SELECT sensor, temp FROM temps WHERE temp > 10 EMIT CHANGES LIMIT 2")
+			done <- result{out, err}
+		}()
+		testutil.Eventually(t, 10*time.Second, "the push query running", func() bool { return n.Queries().Pushes() == 1 })
+		for _, p := range []string{`{"sensor":"a","temp":20}`, `{"sensor":"x","temp":1}`, `{"sensor":"b","temp":30}`, `{"sensor":"c","temp":40}`} {
+			if _, err := n.Store().Append(context.Background(), "temps", streams.Record{Topic: "temps", Payload: []byte(p)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := <-done
+		if r.err != nil || r.out != tc.want {
+			t.Fatalf("%s: %v\n%s\nwant\n%s", tc.format, r.err, r.out, tc.want)
+		}
+		testutil.Eventually(t, 10*time.Second, "the push query gone", func() bool { return n.Queries().Pushes() == 0 })
+	}
 }

@@ -8,6 +8,7 @@ consumers | statistics | one row per connected member of a consumer group
 nodes | statistics | one row per member of the cluster (this node alone when standalone)
 shards | statistics | one row per shard of the cluster, as this node sees it (none when standalone)
 sessions | statistics | one row per MQTT session: connected clients and sessions kept for absent ones
+queries | statistics | one row per continuous query of this node (SHOW QUERIES)
 append_latency | statistics | latency of appends (submit to durable) over the last minute, one row
 devices | stream | stream: 4 records, offsets 0..4
 jobs | stream | stream: 3 records, offsets 0..3

@@ -169,7 +169,7 @@ error sql_error 1:40: bad regular expression "(s1": error parsing regexp: missin
 error sql_error 1:44: tumbling() is a window: it goes in the GROUP BY of a continuous query (CREATE STREAM <name> AS SELECT ... GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
 
 > SELECT count(*) FROM temperatures EMIT CHANGES
-error sql_error 1:35: push queries (SELECT ... EMIT CHANGES) are not supported yet: use CREATE STREAM <name> AS SELECT ... to run a query continuously
+error sql_error 0:0: push queries are not available on this node
 
 > SHOW QUERIES
 error sql_error 0:0: continuous queries are not available on this node

@@ -1,0 +1,254 @@
+package cq
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// A query that emits changes (EMIT CHANGES, and every query without a
+// window) outputs, for each input record, the updated row of each window
+// holding it: one for a tumbling window, size/slide for a hopping one,
+// one per record for a filter or transform without state.
+//
+// Exactly once: each output request carries, in the mqstream-input-offset
+// user property, the offset of the last input record whose rows it
+// completes. The row of a record depends on the records before it in its
+// windows only, so after a restart the query reads its input again from
+// the start of the first window holding the next record, rebuilding the
+// state without output, and outputs from the next record on: the same
+// rows as an uninterrupted run. A window's state is freed once the
+// watermark passes its end.
+
+// changer is the state of a query that emits changes: a group per window
+// and key (per key for a push query aggregating without a window; none
+// for a query without state). One goroutine owns it.
+type changer struct {
+	c         *query.Continuous
+	size, hop int64
+	// windows holds the groups by window start (0 without a window).
+	windows map[int64]map[string]*query.Group
+	wm      int64 // as windower.wm
+	started bool
+	groups  int
+	counts
+}
+
+func newChanger(c *query.Continuous) *changer {
+	ch := &changer{c: c, windows: map[int64]map[string]*query.Group{}}
+	if c.Windowed() {
+		ch.size, ch.hop = int64(c.Window.Size), int64(c.Window.Hop())
+	}
+	return ch
+}
+
+// add feeds one record and appends the rows it updates to out, in window
+// order, unless quiet (a restart rebuilding its state). A record whose
+// windows have all closed is late: counted, not added.
+func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []query.Output {
+	ch.in++
+	ts := r.Timestamp.UnixNano()
+	ch.lastTS = ts
+	var first, last int64 // the windows holding the record
+	if ch.size > 0 {
+		first, last = ch.c.Window.FirstStart(ts), ch.c.Window.LastStart(ts)
+		if ch.started {
+			first = max(first, ch.c.Window.FirstStart(ch.wm))
+		}
+		if first > last {
+			ch.late++
+			return out
+		}
+	}
+	defer ch.advance(ts)
+	key, ok, err := ch.c.Eval(r)
+	if err != nil {
+		ch.skip(err)
+		return out
+	}
+	if !ok {
+		return out
+	}
+	if !ch.c.Stateful && ch.size == 0 {
+		// A filter or transform: the record alone makes its row.
+		g := ch.c.NewGroup()
+		if err := ch.c.Add(g); err != nil {
+			ch.skip(err)
+			return out
+		}
+		return ch.result(out, g, time.Time{}, quiet)
+	}
+	for s := first; s <= last; s += max(ch.hop, 1) {
+		w := ch.windows[s]
+		if w == nil {
+			w = map[string]*query.Group{}
+			ch.windows[s] = w
+		}
+		g := w[string(key)]
+		if g == nil {
+			g = ch.c.NewGroup()
+			w[string(key)] = g
+			ch.groups++
+		}
+		if err := ch.c.Add(g); err != nil {
+			ch.skip(err)
+			continue
+		}
+		out = ch.result(out, g, time.Unix(0, s).UTC(), quiet)
+		if ch.size == 0 {
+			break
+		}
+	}
+	return out
+}
+
+func (ch *changer) result(out []query.Output, g *query.Group, start time.Time, quiet bool) []query.Output {
+	if quiet {
+		return out
+	}
+	o, ok, err := ch.c.Result(g, start)
+	if err != nil {
+		ch.skip(err)
+		return out
+	}
+	if ok {
+		out = append(out, o)
+	}
+	return out
+}
+
+func (ch *changer) skip(err error) {
+	ch.skipped++
+	ch.lastErr = err
+}
+
+// advance raises the watermark to wm and frees the windows it closes.
+func (ch *changer) advance(wm int64) {
+	if ch.started && wm <= ch.wm {
+		return
+	}
+	ch.wm, ch.started = wm, true
+	if ch.size == 0 {
+		return
+	}
+	for s, w := range ch.windows {
+		if s+ch.size <= wm {
+			ch.groups -= len(w)
+			delete(ch.windows, s)
+		}
+	}
+}
+
+// openWindows returns the starts of the open windows, sorted.
+func (ch *changer) openWindows() []int64 {
+	out := make([]int64, 0, len(ch.windows))
+	for s := range ch.windows {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, cmp.Compare[int64])
+	return out
+}
+
+// maxRequestRows bounds the rows of one output request of a query that
+// emits changes: a batch of input records is split into requests of
+// whole records.
+const maxRequestRows = 1000
+
+// runChanges recovers the progress of a query that emits changes and runs
+// it until an error.
+func (r *runner) runChanges(ctx context.Context) error {
+	m, c, id := r.m, r.c, r.def.ID
+	if err := r.ensureOutput(ctx); err != nil {
+		return err
+	}
+	next, err := recoverInput(m.opts.Reader, m.opts.KV, id, c.Name)
+	if err != nil {
+		return err
+	}
+	ch := newChanger(c)
+	pos := next
+	if next > 0 && c.Stateful {
+		// Rebuild the windows holding the next record: from the first
+		// window holding the last record processed.
+		if pos, err = r.rebuildFrom(next - 1); err != nil {
+			return err
+		}
+	}
+	hinted, hintedAt := int64(next), m.opts.Now()
+	var outCount int64
+	var lastEmit time.Time
+	r.setRunning()
+	for {
+		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
+		if err != nil {
+			return fmt.Errorf("read stream %s: %w", c.Source, err)
+		}
+		var rows []query.Output
+		for i := range recs {
+			rec := &recs[i]
+			rows = ch.add(rec, rows, rec.Offset < next)
+			pos = rec.Offset + 1
+			if len(rows) >= maxRequestRows || i == len(recs)-1 && len(rows) > 0 {
+				if err := r.output(rows, markers(id, propInput, int64(rec.Offset))); err != nil {
+					return err
+				}
+				outCount += int64(len(rows))
+				lastEmit = m.opts.Now()
+				rows = rows[:0]
+				if m.opts.afterOutput != nil && m.opts.afterOutput(id) {
+					return errCrash
+				}
+				r.hintAt(inputKey(id), int64(pos))
+				hinted, hintedAt = int64(pos), m.opts.Now()
+			}
+		}
+		notify, end, err := m.opts.Reader.Notify(c.Source)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", c.Source, err)
+		}
+		now := m.opts.Now()
+		atTail := pos >= end
+		if atTail {
+			ch.advance(now.Add(-m.opts.IdleTimeout).UnixNano()) // frees windows input has left behind
+		}
+		if int64(pos) > hinted && pos > next && now.Sub(hintedAt) >= m.opts.HintInterval {
+			r.hintAt(inputKey(id), int64(pos)) // records that made no rows
+			hinted, hintedAt = int64(pos), now
+		}
+		r.report(view{wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,
+			out: outCount, lastEmit: lastEmit, pos: pos, next: end})
+		if !atTail {
+			continue
+		}
+		if err := r.wait(ctx, notify); err != nil {
+			return err
+		}
+	}
+}
+
+// rebuildFrom returns where a restarted query that emits changes reads
+// its input again: the start of the first window holding the record at
+// offset last (the last processed), so that the windows holding the
+// records after it are whole again.
+func (r *runner) rebuildFrom(last uint64) (uint64, error) {
+	m, c := r.m, r.c
+	recs, err := m.opts.Reader.Read(c.Source, last, streams.ReadOptions{MaxRecords: 1})
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", c.Source, err)
+	}
+	if len(recs) == 0 || recs[0].Offset != last || !c.Windowed() {
+		// Trimmed by retention (or no window to rebuild): from what is kept.
+		return last + 1, nil
+	}
+	start := c.Window.FirstStart(recs[0].Timestamp.UnixNano())
+	pos, err := m.opts.Reader.OffsetAt(c.Source, time.Unix(0, start))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", c.Source, err)
+	}
+	return pos, nil
+}

@@ -1,0 +1,159 @@
+package cq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Push runs push query c (SELECT ... EMIT CHANGES|FINAL) from the end of
+// its input: records appended from now on. It calls emit with each row
+// until ctx ends or the manager closes (it then returns nil), emit fails,
+// or c's LIMIT is reached. Nothing of it is kept: a push query is gone
+// with its caller. It implements query.Queries.
+func (m *Manager) Push(ctx context.Context, c *query.Continuous, emit func(query.Output) error) error {
+	info, err := m.opts.Reader.DescribeStream(c.Source)
+	if errors.Is(err, streams.ErrStreamNotFound) {
+		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown stream %q: a push query reads an existing stream (SHOW STREAMS lists them)", c.Source),
+			Line: c.SourceAt.Line, Column: c.SourceAt.Column}
+	}
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.mu.closed || m.pushCtx.Err() != nil {
+		m.mu.Unlock()
+		return errors.New("cq: the node is shutting down")
+	}
+	m.wg.Add(1)
+	m.mu.pushes++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.mu.pushes--
+		m.mu.Unlock()
+		m.wg.Done()
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.pushCtx, cancel)()
+	p := &pusher{m: m, c: c, emit: emit, pos: info.NextOffset}
+	m.log.Debug("push query started", "source", c.Source, "emit", c.Emit)
+	err = p.run(ctx)
+	if ctx.Err() != nil || errors.Is(err, errLimit) {
+		err = nil // the caller, or the node, stopped it; or its LIMIT
+	}
+	m.log.Debug("push query ended", "source", c.Source, "rows", p.rows, "error", err)
+	return err
+}
+
+// EndPushes ends the push queries running now, and refuses new ones (a
+// node shutting down).
+func (m *Manager) EndPushes() { m.endPushes() }
+
+// Pushes returns how many push queries run now.
+func (m *Manager) Pushes() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.pushes
+}
+
+// pusher runs one push query; its goroutine owns it.
+type pusher struct {
+	m    *Manager
+	c    *query.Continuous
+	emit func(query.Output) error
+	pos  uint64 // next input offset
+	rows int64
+}
+
+// errLimit ends a push query that has emitted its LIMIT of rows.
+var errLimit = errors.New("limit reached")
+
+func (p *pusher) run(ctx context.Context) error {
+	m, c := p.m, p.c
+	if c.Limit == 0 {
+		return nil
+	}
+	var w *windower
+	var ch *changer
+	var ss *sessioner
+	switch {
+	case c.Window.Sessions():
+		ss = newSessioner(c)
+	case c.Emit == "final":
+		w = newWindower(c)
+	default:
+		ch = newChanger(c)
+	}
+	var rows []query.Output
+	for {
+		recs, err := m.opts.Reader.Read(c.Source, p.pos, streams.ReadOptions{MaxRecords: readBatch})
+		if err != nil {
+			return fmt.Errorf("read stream %s: %w", c.Source, err)
+		}
+		for i := range recs {
+			p.pos = recs[i].Offset + 1
+			switch {
+			case ch != nil:
+				rows = ch.add(&recs[i], rows[:0], false)
+			case ss != nil:
+				rows = ss.add(&recs[i], rows[:0])
+			default:
+				w.add(&recs[i])
+				continue
+			}
+			if err := p.send(rows); err != nil {
+				return err
+			}
+		}
+		notify, end, err := m.opts.Reader.Notify(c.Source)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", c.Source, err)
+		}
+		atTail := p.pos >= end
+		idleWM := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
+		switch {
+		case w != nil:
+			if atTail {
+				w.advance(idleWM)
+			}
+			out, _ := w.closeDue()
+			if err := p.send(out); err != nil {
+				return err
+			}
+		case ss != nil:
+			wm := ss.wm
+			if atTail {
+				wm = idleWM
+			}
+			if err := p.send(ss.advance(wm, rows[:0])); err != nil {
+				return err
+			}
+		case atTail:
+			ch.advance(idleWM)
+		}
+		if atTail {
+			if err := waitInput(ctx, notify, m.opts.Tick); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// send emits rows, up to the query's limit.
+func (p *pusher) send(rows []query.Output) error {
+	for _, o := range rows {
+		if err := p.emit(o); err != nil {
+			return err
+		}
+		p.rows++
+		if p.c.Limit >= 0 && p.rows >= p.c.Limit {
+			return errLimit
+		}
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// pushLines starts a push query with POST /v1/query and returns its
+// answer's lines (NDJSON, or SSE "event: ..."/"data: ..." lines) as they
+// come, and the response.
+func pushLines(t *testing.T, n *Node, ctx context.Context, sql, accept, token string) (*http.Response, <-chan string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+n.HTTPAddr()+"/v1/query", strings.NewReader(fmt.Sprintf(`{"sql": %q}`, sql)))
+	req.Header.Set("Accept", accept)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() != "" {
+				lines <- sc.Text()
+			}
+		}
+	}()
+	return resp, lines
+}
+
+func next(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("the answer ended")
+		}
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatal("no line within 10 s")
+	}
+	return ""
+}
+
+// TestPushQueryOverHTTP: SELECT ... EMIT CHANGES through POST /v1/query
+// streams NDJSON (or SSE) rows for records appended after it started,
+// until the client goes away or its LIMIT; a read token may run it.
+func TestPushQueryOverHTTP(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	readToken := "read-token-0123456789"
+	cfg.HTTP.Tokens = []config.HTTPToken{{Token: readToken, Role: "read"}}
+	n := startNode(t, cfg)
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	appendAt(t, n.Store(), "temps", time.Now(), `{"sensor":"old","temp":1}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, nd := pushLines(t, n, ctx, "SELECT sensor, count(*) AS n FROM temps GROUP BY sensor EMIT CHANGES", "application/x-ndjson", readToken)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if got := next(t, nd); got != `{"columns":[{"name":"sensor","type":"any"},{"name":"n","type":"int"}]}` {
+		t.Fatalf("header %s", got)
+	}
+	_, sse := pushLines(t, n, ctx, "SELECT sensor, temp FROM temps WHERE temp > 10 EMIT CHANGES LIMIT 2", "text/event-stream", readToken)
+	if got := next(t, sse) + " " + next(t, sse); got != `event: columns data: {"columns":[{"name":"sensor","type":"any"},{"name":"temp","type":"any"}]}` {
+		t.Fatalf("SSE header %s", got)
+	}
+	testutil.Eventually(t, 5*time.Second, "both push queries running", func() bool { return n.Queries().Pushes() == 2 })
+	for _, p := range []string{`{"sensor":"a","temp":20}`, `{"sensor":"a","temp":5}`, `{"sensor":"b","temp":30}`, `{"sensor":"c","temp":40}`} {
+		appendAt(t, n.Store(), "temps", time.Now(), p)
+	}
+	var got []string
+	for range 4 {
+		got = append(got, next(t, nd))
+	}
+	if strings.Join(got, " ") != `["a",1] ["a",2] ["b",1] ["c",1]` {
+		t.Fatalf("NDJSON rows %v", got)
+	}
+	got = nil
+	for range 6 {
+		got = append(got, next(t, sse))
+	}
+	want := `event: row|data: ["a",20]|event: row|data: ["b",30]|event: end|data: {"end":{"rows":2}}`
+	if strings.Join(got, "|") != want {
+		t.Fatalf("SSE\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	cancel()
+	testutil.Eventually(t, 5*time.Second, "push queries gone with their clients", func() bool { return n.Queries().Pushes() == 0 })
+}
+
+// TestPushQueryEndsWithTheNode: a node shutting down ends its push
+// queries' answers (with an end message) rather than waiting for them.
+func TestPushQueryEndsWithTheNode(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	_, lines := pushLines(t, n, context.Background(), "SELECT temp FROM temps EMIT CHANGES", "application/x-ndjson", "")
+	next(t, lines) // the columns
+	testutil.Eventually(t, 5*time.Second, "the push query running", func() bool { return n.Queries().Pushes() == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close(context.Background()) }()
+	if got := next(t, lines); got != `{"end":{"rows":0}}` {
+		t.Fatalf("last line %s", got)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node did not close within 10 s")
+	}
+}

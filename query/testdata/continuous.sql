@@ -1,0 +1,67 @@
+# Continuous queries: this node runs none, so a statement that compiles
+# says so; a bad one gets its positioned error first.
+> CREATE STREAM hot WITH (topic = 'alerts/{sensor}', qos = 2, retain = true) AS SELECT sensor, max(temp) AS hi FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM hot WITH (topic = 'alerts/{sensr}') AS SELECT sensor, max(temp) AS hi FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:33: topic "alerts/{sensr}": {sensr} is not an output column (the columns are window_start, window_end, sensor, hi)
+
+> CREATE STREAM hot WITH (topic = 'alerts/#') AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:33: topic "alerts/#": invalid topic name: "alerts/#" contains a wildcard
+
+> CREATE STREAM hot WITH (topic = 'alerts/{sensor') AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:33: topic "alerts/{sensor": a { without }: templates are written {column}
+
+> CREATE STREAM hot WITH (topic = 'alerts/hot', qos = 3) AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:53: qos is 0, 1 or 2
+
+> CREATE STREAM hot WITH (retain = true) AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:25: qos and retain apply to the MQTT publication of the output: give a topic too, e.g. WITH (topic = 'alerts/hot', qos = 1)
+
+> CREATE STREAM hot WITH (topic = 'alerts/hot', retain = 'yes') AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:56: retain is TRUE or FALSE
+
+> CREATE STREAM hot WITH (partitions = 3) AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:25: unknown option partitions in WITH (...): the options are topic, qos and retain
+
+# Hopping windows: size, then slide.
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOP(_timestamp, INTERVAL 5 SECOND, INTERVAL 10 SECOND)
+error sql_error 1:125: the slide (10s) is longer than the window (5s): records between windows would be in none; HOP and HOPPING take the size first, then the slide
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPINGWINDOW(ss, 10)
+error sql_error 1:90: HOPPINGWINDOW takes a unit (ms, ss, mi, hh, dd), the window size and the slide: HOPPINGWINDOW(ss, 10, 5)
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures WHERE window_start > '2026-01-01' GROUP BY sensor, HOPPINGWINDOW(ss, 10, 5)
+error sql_error 1:79: window_start cannot be used in WHERE or GROUP BY with hopping or session windows: a record is in several windows, or its session's bounds are not known yet (use it in the select list or HAVING)
+
+> CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPING(INTERVAL 1 DAY, INTERVAL 7 SECOND)
+error sql_error 1:114: a window of 24h0m0s sliding by 7s is made of 86400 panes of 1s (gcd of the two): at most 10000; choose a slide that divides the size
+
+> CREATE STREAM s AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor, SESSION(INTERVAL 30 SECOND)
+error sql_error 1:79: SESSION windows run in push queries (SELECT ... EMIT ...) only for now: after a restart a persistent query rebuilds its state from a bounded stretch of input, and a session can be any length
+
+# Push queries and EMIT CHANGES.
+> SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor EMIT CHANGES
+error sql_error 0:0: push queries are not available on this node
+
+> SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor EMIT FINAL
+error sql_error 1:64: EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
+
+> SELECT sensor FROM temperatures EMIT SOON
+error sql_error 1:38: EMIT must be followed by CHANGES or FINAL, not "SOON"
+
+> SELECT sensor FROM temperatures LIMIT 3 OFFSET 1 EMIT CHANGES
+error sql_error 1:48: OFFSET is not supported in push queries
+
+> CREATE STREAM counts AS SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor EMIT CHANGES
+error sql_error 1:72: a continuous query that aggregates needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (a push query, SELECT ... EMIT CHANGES, aggregates without one)
+
+> CREATE STREAM hot AS SELECT sensor, temp FROM temperatures WHERE temp > 30 EMIT FINAL
+error sql_error 1:76: EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))
+
+# The table queries: SHOW QUERIES as a table.
+> SELECT id, lag_seconds FROM queries WHERE status = 'error'
+error sql_error 0:0: table queries is not available: this node runs no continuous queries
