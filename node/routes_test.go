@@ -516,6 +516,11 @@ func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
 	if s, ok := sessionOn(n1, "wanderer"); !ok || s.Subscriptions != 1 {
 		t.Fatalf("n1 did not restore its old copy: %+v %v", s, ok)
 	}
+	// Claims go to the nodes a node routes to: wait until n2 counts n1
+	// again (membership events reach it a moment after n1 is back).
+	testutil.Eventually(t, 10*time.Second, "n2 routes to n1 again", func() bool {
+		return slices.Contains(nodes[1].routes.Stats().Peers, "n1")
+	})
 	again, present := connectCollector(t, nodes[1].MQTTAddr(), "wanderer", true)
 	if !present {
 		t.Fatal("no session present on n2")

@@ -3,6 +3,7 @@ package routes
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,9 @@ type peer struct {
 	// repair: messages were dropped; once the queue drained, Joined runs
 	// again for the peer.
 	repair atomic.Bool
-	// unreachable: the last call to the peer failed (claims skip it until
-	// one goes through).
+	// unreachable: the last call to the peer timed out (claims skip it
+	// until one goes through; a call refused at once costs nothing, so it
+	// does not count).
 	unreachable atomic.Bool
 }
 
@@ -118,7 +120,7 @@ func (p *peer) syncLoop() {
 		}
 		for p.ctx.Err() == nil {
 			err := p.syncOnce()
-			p.unreachable.Store(err != nil)
+			p.noteCall(err)
 			if err == nil {
 				if failures > 0 {
 					r.log.Info("routes reach the peer again", "peer", p.id)
@@ -191,7 +193,7 @@ func (p *peer) sendLoop() {
 			ctx, cancel := context.WithTimeout(p.ctx, r.opts.CallTimeout)
 			_, err := r.opts.Caller.Call(ctx, p.addr, DeliverService, req)
 			cancel()
-			p.unreachable.Store(err != nil)
+			p.noteCall(err)
 			if err == nil {
 				if failures > 0 {
 					r.log.Info("messages reach the peer again", "peer", p.id)
@@ -222,6 +224,22 @@ func (p *peer) sendLoop() {
 			r.mu.Unlock()
 		}
 	}
+}
+
+// noteCall records how the last call to the peer went.
+func (p *peer) noteCall(err error) {
+	switch {
+	case err == nil:
+		p.unreachable.Store(false)
+	case timedOut(err):
+		p.unreachable.Store(true)
+	}
+}
+
+// timedOut reports a call that failed by waiting out a deadline (a peer
+// cut off by a partition that drops packets), not one refused at once.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 func backoff(failures int) time.Duration {

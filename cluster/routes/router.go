@@ -422,7 +422,7 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 	asked := 0
 	for id, p := range peers {
 		if p.unreachable.Load() {
-			// Its last call failed: a partition must not make every
+			// Its last call timed out: a partition must not make every
 			// CONNECT wait out the timeout. It is asked again once a
 			// call to it went through (the route check every Resync).
 			continue
@@ -430,9 +430,7 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 		asked++
 		go func() {
 			resp, err := r.opts.Caller.Call(ctx, p.addr, ClaimService, req)
-			if err != nil {
-				p.unreachable.Store(true)
-			}
+			p.noteCall(err)
 			answers <- answer{id, resp, err}
 		}()
 	}
@@ -557,6 +555,9 @@ func (r *Router) targets(topic string) []string {
 
 // Stats are the router's counters and sizes.
 type Stats struct {
+	// Peers are the other nodes this node routes to and claims client
+	// ids from now.
+	Peers         []string       `json:"peers"`
 	LocalFilters  int            `json:"local_filters"`
 	RemoteFilters map[string]int `json:"remote_filters"` // by node
 	Forwarded     int64          `json:"forwarded"`
@@ -572,5 +573,9 @@ func (r *Router) Stats() Stats {
 	for id, rem := range r.remotes {
 		s.RemoteFilters[id] = len(rem.filters)
 	}
+	for id := range r.peers {
+		s.Peers = append(s.Peers, id)
+	}
+	slices.Sort(s.Peers)
 	return s
 }
