@@ -23,6 +23,7 @@ type group struct {
 	created time.Time
 	log     *slog.Logger
 	kv      ProgressStore
+	epoch   uint64 // of the ownership the group runs under (Options.Owner)
 
 	inbox    inbox
 	data     chan struct{} // capacity 1: a source stream has new records

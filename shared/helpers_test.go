@@ -41,6 +41,7 @@ type envOptions struct {
 	defaults GroupOptions
 	declared []Declaration
 	dir      string
+	owner    func(name, filter string) (uint64, bool)
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
@@ -60,7 +61,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 		o.defaults = DefaultGroupOptions()
 	}
 	m, err := New(Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
-		FlushInterval: 20 * time.Millisecond, Logger: testLogger()})
+		FlushInterval: 20 * time.Millisecond, Logger: testLogger(), Owner: o.owner})
 	if err != nil {
 		t.Fatal(err)
 	}

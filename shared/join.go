@@ -28,8 +28,14 @@ func (m *Manager) Check(name, filter string) error {
 // subscription or its connection ends.
 func (m *Manager) Join(name, filter string, mem Member) (leave func(), err error) {
 	k := groupKey{name, filter}
-	g, ok := m.group(k)
-	if !ok {
+	if _, ok := m.owns(k); !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotOwner, k)
+	}
+	g, err := m.load(k)
+	if err != nil {
+		return nil, fmt.Errorf("load group %s: %w", k, err)
+	}
+	if g == nil {
 		start, opts := m.optionsFor(k)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		g, err = m.create(ctx, k, start, opts, false)

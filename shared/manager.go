@@ -62,6 +62,8 @@ var (
 	ErrGroupExists   = errors.New("group already exists")
 	ErrNotStorable   = errors.New("no mapping rule stores topics matching the filter")
 	ErrInvalidGroup  = errors.New("invalid group")
+	// ErrNotOwner: another node runs the group (cluster mode).
+	ErrNotOwner = errors.New("the group is run by another node")
 )
 
 type groupKey struct{ name, filter string }
@@ -173,6 +175,30 @@ func validateKey(name, filter string) error {
 
 // Start loads persisted groups, creates declared ones and starts them.
 func (m *Manager) Start() error {
+	metas, err := m.persistedGroups()
+	if err != nil {
+		return err
+	}
+	for _, meta := range metas {
+		if err := meta.options().Validate(); err != nil {
+			return fmt.Errorf("shared: group %s: %w", groupKey{meta.Name, meta.Filter}, err)
+		}
+		k := groupKey{meta.Name, meta.Filter}
+		if epoch, ok := m.owns(k); ok {
+			start, _ := ParsePosition(meta.Start)
+			m.startGroup(k, meta, start, epoch)
+		}
+	}
+	if err := m.createDeclared(); err != nil {
+		return err
+	}
+	m.wg.Add(1)
+	go m.watchStreams()
+	return nil
+}
+
+// persistedGroups reads every persisted group definition.
+func (m *Manager) persistedGroups() ([]groupMeta, error) {
 	var metas []groupMeta
 	err := m.kv.Scan([]byte("m/"), func(_, v []byte) error {
 		var meta groupMeta
@@ -183,24 +209,108 @@ func (m *Manager) Start() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("shared: load groups: %w", err)
+		return nil, fmt.Errorf("shared: load groups: %w", err)
 	}
-	for _, meta := range metas {
-		if err := meta.options().Validate(); err != nil {
-			return fmt.Errorf("shared: group %s: %w", groupKey{meta.Name, meta.Filter}, err)
-		}
-		start, _ := ParsePosition(meta.Start)
-		m.startGroup(groupKey{meta.Name, meta.Filter}, meta, start)
+	return metas, nil
+}
+
+// owns reports whether this node runs group k now, and the epoch.
+func (m *Manager) owns(k groupKey) (uint64, bool) {
+	if m.opts.Owner == nil {
+		return 0, true
 	}
+	return m.opts.Owner(k.name, k.filter)
+}
+
+// createDeclared creates the declared groups this node owns that are
+// missing.
+func (m *Manager) createDeclared() error {
 	for _, d := range m.opts.Declared {
 		k := groupKey{d.Name, d.Filter}
+		if _, ok := m.owns(k); !ok {
+			continue
+		}
+		if g, err := m.load(k); err != nil || g != nil {
+			if err != nil {
+				return fmt.Errorf("shared: declared group %s: %w", k, err)
+			}
+			continue
+		}
 		if _, err := m.create(context.Background(), k, d.Start, d.Options, true); err != nil && !errors.Is(err, ErrGroupExists) {
 			return fmt.Errorf("shared: declared group %s: %w", k, err)
 		}
 	}
-	m.wg.Add(1)
-	go m.watchStreams()
 	return nil
+}
+
+// Refresh applies changes of ownership (Options.Owner): groups this node
+// no longer runs, or runs in a new epoch, stop (their members are
+// released; a group in a new epoch starts again from its persisted
+// progress); persisted and declared groups it now owns start. Standalone
+// (no Owner) it does nothing.
+func (m *Manager) Refresh() error {
+	if m.opts.Owner == nil {
+		return nil
+	}
+	m.mu.Lock()
+	if m.mu.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	var stale []*group
+	for k, g := range m.mu.groups {
+		if epoch, ok := m.opts.Owner(k.name, k.filter); !ok || epoch != g.epoch {
+			delete(m.mu.groups, k)
+			stale = append(stale, g)
+		}
+	}
+	m.mu.Unlock()
+	for _, g := range stale {
+		g.stop()
+		<-g.finished
+		g.log.Info("consumer group handed over: stopped here")
+	}
+	metas, err := m.persistedGroups()
+	if err != nil {
+		return err
+	}
+	for _, meta := range metas {
+		k := groupKey{meta.Name, meta.Filter}
+		epoch, ok := m.owns(k)
+		if _, running := m.group(k); !ok || running || meta.options().Validate() != nil {
+			continue
+		}
+		start, _ := ParsePosition(meta.Start)
+		m.startGroup(k, meta, start, epoch).log.Info("consumer group taken over: running here")
+	}
+	return m.createDeclared()
+}
+
+// load starts group k from its persisted definition, if it has one and
+// is not running; it returns the running group (nil if none is
+// persisted).
+func (m *Manager) load(k groupKey) (*group, error) {
+	if g, ok := m.group(k); ok {
+		return g, nil
+	}
+	var meta *groupMeta
+	key := metaKey(k)
+	err := m.kv.Scan(key, func(got, v []byte) error {
+		if string(got) != string(key) {
+			return nil
+		}
+		meta = new(groupMeta)
+		return json.Unmarshal(v, meta)
+	})
+	if err != nil || meta == nil {
+		return nil, err
+	}
+	if err := meta.options().Validate(); err != nil {
+		return nil, fmt.Errorf("group %s: %w", k, err)
+	}
+	epoch, _ := m.owns(k)
+	start, _ := ParsePosition(meta.Start)
+	return m.startGroup(k, *meta, start, epoch), nil
 }
 
 // Close stops every group after persisting its progress. Idempotent.
@@ -293,7 +403,8 @@ func (m *Manager) create(ctx context.Context, k groupKey, start Position, o Grou
 		return nil, fmt.Errorf("create group %s: %w", k, err)
 	}
 	m.log.Info("consumer group created", "group", k.name, "filter", k.filter, "start", start.String(), "strategy", o.Strategy)
-	return m.startGroup(k, meta, start), nil
+	epoch, _ := m.owns(k)
+	return m.startGroup(k, meta, start, epoch), nil
 }
 
 func mustJSON(v any) []byte {
@@ -371,8 +482,9 @@ func (m *Manager) positionOffset(stream string, info streams.StreamInfo, p Posit
 
 // startGroup starts a group, unless a concurrent create of the same key
 // started one first: then that one is returned.
-func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position) *group {
+func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position, epoch uint64) *group {
 	g := newGroup(m, k, meta, start)
+	g.epoch = epoch
 	m.mu.Lock()
 	if existing, ok := m.mu.groups[k]; ok {
 		m.mu.Unlock()
@@ -388,6 +500,26 @@ func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position) *group 
 	return g
 }
 
+// ownerCheck returns ErrNotOwner if another node runs group k.
+func (m *Manager) ownerCheck(k groupKey) error {
+	if _, ok := m.owns(k); !ok {
+		return fmt.Errorf("%w: %s", ErrNotOwner, k)
+	}
+	return nil
+}
+
+// running returns group k if it runs here: ErrNotOwner if another node
+// runs it, ErrGroupNotFound if none does.
+func (m *Manager) running(k groupKey) (*group, error) {
+	if g, ok := m.group(k); ok {
+		return g, nil
+	}
+	if err := m.ownerCheck(k); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: %s", ErrGroupNotFound, k)
+}
+
 func (m *Manager) group(k groupKey) (*group, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -400,6 +532,15 @@ func (m *Manager) Declare(ctx context.Context, d Declaration) error {
 	if d.Options == (GroupOptions{}) {
 		d.Options = m.opts.Defaults
 	}
+	if err := m.ownerCheck(groupKey{d.Name, d.Filter}); err != nil {
+		return err
+	}
+	if g, err := m.load(groupKey{d.Name, d.Filter}); err != nil || g != nil {
+		if err == nil {
+			err = fmt.Errorf("%w: %s", ErrGroupExists, groupKey{d.Name, d.Filter})
+		}
+		return err
+	}
 	_, err := m.create(ctx, groupKey{d.Name, d.Filter}, d.Start, d.Options, true)
 	return err
 }
@@ -409,6 +550,9 @@ func (m *Manager) Declare(ctx context.Context, d Declaration) error {
 // creates the group again.
 func (m *Manager) Delete(ctx context.Context, name, filter string) error {
 	k := groupKey{name, filter}
+	if err := m.ownerCheck(k); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	g, ok := m.mu.groups[k]
 	if ok {
@@ -432,9 +576,9 @@ func (m *Manager) Delete(ctx context.Context, name, filter string) error {
 // stream, if not empty). Records in flight are forgotten: their acks are
 // ignored.
 func (m *Manager) Seek(ctx context.Context, name, filter, stream string, p Position) error {
-	g, ok := m.group(groupKey{name, filter})
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrGroupNotFound, groupKey{name, filter})
+	g, err := m.running(groupKey{name, filter})
+	if err != nil {
+		return err
 	}
 	errc := make(chan error, 1)
 	g.post(func() { errc <- g.seek(stream, p) })
@@ -473,9 +617,9 @@ func (m *Manager) Groups(ctx context.Context) []GroupStats {
 
 // Group returns the statistics of one group.
 func (m *Manager) Group(ctx context.Context, name, filter string) (GroupStats, error) {
-	g, ok := m.group(groupKey{name, filter})
-	if !ok {
-		return GroupStats{}, fmt.Errorf("%w: %s", ErrGroupNotFound, groupKey{name, filter})
+	g, err := m.running(groupKey{name, filter})
+	if err != nil {
+		return GroupStats{}, err
 	}
 	return g.stats(ctx)
 }

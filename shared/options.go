@@ -193,4 +193,11 @@ type Options struct {
 	// (on the group goroutine; it must not block) with the number of acks
 	// the durable progress includes. Crash tests use it.
 	OnPersist func(name, filter string, acked int64)
+	// Owner, if set, says whether this node runs the group
+	// $share/<name>/<filter> now, and the epoch of that ownership (in
+	// cluster mode: whether this node leads the group's shard, and the
+	// leadership's Raft term). Nil means every group runs here
+	// (standalone). Groups not owned are neither loaded nor joined
+	// (ErrNotOwner); Refresh applies changes of ownership.
+	Owner func(name, filter string) (epoch uint64, ok bool)
 }
