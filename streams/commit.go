@@ -64,7 +64,7 @@ const (
 type op struct {
 	kind      opKind
 	stream    string
-	req       AppendRequest // opAppend
+	req       AppendRequest // opAppend; opKV: its applied-index marker
 	retention Retention     // opCreate
 	created   int64         // opCreate: the creation time (unix ns); 0: the store's clock
 	install   *InstallRequest
@@ -272,7 +272,9 @@ func (g *group) commit(ops []*op) int {
 		case opTrim:
 			r.err = g.trim(o.trim)
 		case opKV:
-			r.err = g.writeKV(o.kv)
+			if r.err = g.writeKV(o.kv); r.err == nil {
+				g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
+			}
 		case opRecover:
 			// Healthy already: nothing to do.
 		case opSync:

@@ -96,16 +96,42 @@ func (kv *KV) Scan(prefix []byte, fn func(key, value []byte) error) error {
 // (called on the committer goroutine, must not block) reports the outcome.
 // noSync says the caller does not need the writes synced before done.
 func (kv *KV) Submit(writes []KVWrite, noSync bool, done func(error)) error {
-	ws := make([]KVWrite, len(writes))
-	for i, w := range writes {
+	return kv.SubmitRequest(KVRequest{Writes: writes, NoSync: noSync, Done: done})
+}
+
+// KVRequest asks the store to commit writes to a namespace atomically.
+type KVRequest struct {
+	Writes []KVWrite
+	// NoSync says the caller does not need the writes synced before Done.
+	NoSync bool
+	// AppliedIndex, if non-zero, is recorded as the applied-index marker
+	// of the replicated log AppliedLog in the same batch as the writes,
+	// as for AppendRequest (a replicated log in front of the namespace:
+	// after a crash it applies its entries again from the marker on).
+	AppliedIndex uint64
+	AppliedLog   string
+	// Done, if not nil, is called once on the committer goroutine with
+	// the outcome; it must not block.
+	Done func(error)
+}
+
+// SubmitRequest queues req and returns at once. Writes are queued with
+// the store's appends: they are committed after everything submitted
+// before them.
+func (kv *KV) SubmitRequest(req KVRequest) error {
+	ws := make([]KVWrite, len(req.Writes))
+	for i, w := range req.Writes {
 		w.Key = kv.key(w.Key)
 		ws[i] = w
 	}
-	return kv.s.queue.push(&op{kind: opKV, kv: ws, noSync: noSync, done: func(_ uint64, err error) {
-		if done != nil {
-			done(err)
-		}
-	}})
+	done := req.Done
+	return kv.s.queue.push(&op{kind: opKV, kv: ws, noSync: req.NoSync,
+		req: AppendRequest{AppliedLog: req.AppliedLog, AppliedIndex: req.AppliedIndex},
+		done: func(_ uint64, err error) {
+			if done != nil {
+				done(err)
+			}
+		}})
 }
 
 // Write commits writes atomically and waits until they are durable.

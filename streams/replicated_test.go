@@ -149,3 +149,50 @@ func TestAppendEncoded(t *testing.T) {
 		t.Fatalf("%d records after refusals", info.NextOffset)
 	}
 }
+
+// TestKVWithAppliedIndex: a replicated log's key/value writes carry its
+// applied-index marker in their batch, and are committed after the
+// appends submitted before them.
+func TestKVWithAppliedIndex(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	kv := s.KV("shardkv/3")
+	errc := make(chan error, 2)
+	var first uint64
+	if err := s.Submit(AppendRequest{Stream: "a", Records: []Record{rec("t", "1")}, AppliedLog: "shard-3", AppliedIndex: 5,
+		Done: func(_ uint64, err error) { errc <- err }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.SubmitRequest(KVRequest{Writes: []KVWrite{{Key: []byte("k"), Value: []byte("v")}}, NoSync: true,
+		AppliedLog: "shard-3", AppliedIndex: 6, Done: func(err error) {
+			// Committed after the append before it.
+			if info, e := s.DescribeStream("a"); e == nil {
+				first = info.NextOffset
+			}
+			errc <- err
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first != 1 {
+		t.Fatalf("the write was committed before the append submitted before it (next offset %d)", first)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		if got, err := s.AppliedIndexOf("shard-3"); err != nil || got != 6 {
+			t.Fatalf("applied index %d %v, want 6", got, err)
+		}
+		if v, ok, err := s.KV("shardkv/3").Get([]byte("k")); err != nil || !ok || string(v) != "v" {
+			t.Fatalf("get: %q %v %v", v, ok, err)
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openTest(t, dir, nil))
+}

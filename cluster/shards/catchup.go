@@ -102,6 +102,11 @@ func (f *fsm) catchUp(ctx context.Context, snap shardState) error {
 		}
 		f.restoring = snap.index
 	}
+	// The namespace is replaced at once (a catch-up resumed writes it
+	// again): it is small, and the peers may have changed theirs since.
+	if err := f.replaceKV(snap.kv); err != nil {
+		return fmt.Errorf("shards: %s: replace the key/value namespace: %w", f.log, err)
+	}
 	want := make(map[string]bool, len(snap.streams))
 	for _, st := range snap.streams {
 		want[st.name] = true

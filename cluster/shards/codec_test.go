@@ -146,3 +146,76 @@ func TestLogLimitHoldsBackRepeats(t *testing.T) {
 		t.Fatalf("after the limit: %v, %d held", ok, held)
 	}
 }
+
+// TestKVEntryEncoding: an entry with key/value writes is of version 2 and
+// round-trips; one without is of version 1 as before; key/value writes
+// in an entry of version 1, with an unknown flag, or in a forward, are
+// refused.
+func TestKVEntryEncoding(t *testing.T) {
+	ts := time.Unix(1_700_000_000, 0)
+	appends := []appendCmd{{kind: kindAppend, stream: "a", records: encodeRecords(recs("x", 1))}}
+	if b := encodeEntry(ts, appends); b[0] != entryVersion1 {
+		t.Fatalf("an entry of appends is of version %d", b[0])
+	}
+	cmds := append(appends, appendCmd{kind: kindKV, term: 7, kv: []streams.KVWrite{
+		{Key: []byte("k"), Value: []byte("v")}, {Key: []byte("e"), Value: []byte{}},
+		{Key: []byte("d"), Delete: true}, {Key: []byte("p/"), DeletePrefix: true}}})
+	b := encodeEntry(ts, cmds)
+	if b[0] != entryVersion2 {
+		t.Fatalf("an entry with key/value writes is of version %d", b[0])
+	}
+	_, got, err := decodeEntry(b)
+	if err != nil || !reflect.DeepEqual(got, cmds) {
+		t.Fatalf("round trip: %v\n%+v\n%+v", err, got, cmds)
+	}
+	for cut := 0; cut < len(b); cut++ {
+		if _, _, err := decodeEntry(b[:cut]); !errors.Is(err, ErrBadEntry) {
+			t.Fatalf("truncated at %d: %v", cut, err)
+		}
+	}
+	v1 := append([]byte{entryVersion1}, b[1:]...)
+	if _, _, err := decodeEntry(v1); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("key/value writes in version 1: %v", err)
+	}
+	one := encodeEntry(time.Unix(0, 0), []appendCmd{{kind: kindKV, term: 1, kv: []streams.KVWrite{{Key: []byte("k"), Value: []byte("v")}}}})
+	// A byte each: version, ts, count, kind, stream, term, writes; then
+	// the first write's flag.
+	const flag = 7
+	if one[flag] != kvPut {
+		t.Fatalf("the layout of the encoding moved: % x", one)
+	}
+	one[flag] = 9
+	if _, _, err := decodeEntry(one); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+	if _, _, _, err := decodeForward(encodeForward(0, 0, cmds)); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("key/value writes in a forward: %v", err)
+	}
+}
+
+// FuzzDecodeEntry: decoding arbitrary bytes fails cleanly or yields
+// commands that encode back to an entry decoding the same.
+func FuzzDecodeEntry(f *testing.F) {
+	ts := time.Unix(1_700_000_000, 0)
+	f.Add(encodeEntry(ts, []appendCmd{{kind: kindAppend, stream: "a", records: encodeRecords(recs("x", 2))}}))
+	f.Add(encodeEntry(ts, []appendCmd{{kind: kindCreate, stream: "c"}, {kind: kindDelete, stream: "d"}}))
+	f.Add(encodeEntry(ts, []appendCmd{{kind: kindKV, term: 3, kv: []streams.KVWrite{{Key: []byte("k"), Value: []byte("v")}, {Key: []byte("p"), DeletePrefix: true}}}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		gotTS, cmds, err := decodeEntry(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadEntry) {
+				t.Fatalf("error not ErrBadEntry: %v", err)
+			}
+			return
+		}
+		ts2, again, err := decodeEntry(encodeEntry(gotTS, cmds))
+		if err != nil || !ts2.Equal(gotTS) || len(again) != len(cmds) {
+			t.Fatalf("re-encoding: %v", err)
+		}
+		for i := range cmds {
+			if fmt.Sprint(again[i]) != fmt.Sprint(cmds[i]) {
+				t.Fatalf("command %d: %+v, then %+v", i, cmds[i], again[i])
+			}
+		}
+	})
+}

@@ -9,14 +9,31 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// entryVersion1 is the first (and current) encoding of a Raft entry.
-const entryVersion1 = 1
+// Encodings of a Raft entry (version byte first): version 1 holds
+// appends, creations and deletions of streams; version 2 may also hold
+// key/value writes (kindKV). An entry without key/value writes is
+// encoded as version 1, byte for byte as before version 2 existed. A
+// node that only knows version 1 cannot decode a version 2 entry (it
+// logs and skips it), so every node must run a version that knows it
+// before the shards' key/value namespaces are written.
+const (
+	entryVersion1 = 1
+	entryVersion2 = 2
+)
 
 // Command kinds.
 const (
 	kindAppend = 1 // records for a stream
 	kindCreate = 2 // create a stream with a retention
 	kindDelete = 3 // delete a stream and its records
+	kindKV     = 4 // writes to the shard's key/value namespace (version 2)
+)
+
+// KV write flags of the encoding.
+const (
+	kvPut          = 0
+	kvDelete       = 1
+	kvDeletePrefix = 2
 )
 
 // ErrBadEntry: a Raft entry or forward request could not be decoded.
@@ -38,6 +55,11 @@ type appendCmd struct {
 	// records again (dedupe.go).
 	id        appendID
 	retention streams.Retention // kindCreate
+	// kindKV: the writes, and the term of the leadership that proposed
+	// them; the state machine applies them only in an entry of that
+	// term (kv.go). The command's stream is empty.
+	kv   []streams.KVWrite
+	term uint64
 }
 
 // encodeRecords encodes records for an entry or a forward request.
@@ -52,14 +74,21 @@ func encodeRecords(recs []streams.Record) [][]byte {
 // encodeEntry encodes the appends of one proposal, stamped ts.
 func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 	n := 16
+	version := byte(entryVersion1)
 	for _, c := range cmds {
 		n += len(c.stream) + 16
 		for _, r := range c.records {
 			n += len(r) + binary.MaxVarintLen32
 		}
+		if c.kind == kindKV {
+			version = entryVersion2
+			for _, w := range c.kv {
+				n += len(w.Key) + len(w.Value) + 1 + 2*binary.MaxVarintLen32
+			}
+		}
 	}
 	b := make([]byte, 0, n)
-	b = append(b, entryVersion1)
+	b = append(b, version)
 	b = binary.AppendVarint(b, ts.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(cmds)))
 	for _, c := range cmds {
@@ -77,6 +106,24 @@ func appendCmdTo(b []byte, c appendCmd) []byte {
 		b = binary.AppendVarint(b, c.retention.MaxBytes)
 		return binary.AppendVarint(b, c.retention.MaxRecords)
 	case kindDelete:
+		return b
+	case kindKV:
+		b = binary.AppendUvarint(b, c.term)
+		b = binary.AppendUvarint(b, uint64(len(c.kv)))
+		for _, w := range c.kv {
+			flag := byte(kvPut)
+			switch {
+			case w.DeletePrefix:
+				flag = kvDeletePrefix
+			case w.Delete:
+				flag = kvDelete
+			}
+			b = append(b, flag)
+			b = appendBytes(b, w.Key)
+			if flag == kvPut {
+				b = appendBytes(b, w.Value)
+			}
+		}
 		return b
 	}
 	flags := byte(0)
@@ -101,14 +148,19 @@ func appendBytes(b, v []byte) []byte {
 // decodeEntry decodes an entry encoded by encodeEntry; the records alias b.
 func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != entryVersion1 {
+	v := d.byte()
+	if d.err == nil && v != entryVersion1 && v != entryVersion2 {
 		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
 	}
 	ts := time.Unix(0, d.varint())
 	n := d.count()
 	cmds := make([]appendCmd, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		cmds = append(cmds, d.appendCmd())
+		c := d.appendCmd()
+		if c.kind == kindKV && v < entryVersion2 && d.err == nil {
+			d.err = fmt.Errorf("key/value writes in an entry of version %d", v)
+		}
+		cmds = append(cmds, c)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
@@ -194,6 +246,27 @@ func (d *decoder) appendCmd() appendCmd {
 		c.retention = streams.Retention{MaxAge: time.Duration(d.varint()), MaxBytes: d.varint(), MaxRecords: d.varint()}
 		return c
 	case kindDelete:
+		return c
+	case kindKV:
+		c.term = d.uvarint()
+		n := d.count()
+		c.kv = make([]streams.KVWrite, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			var w streams.KVWrite
+			switch flag := d.byte(); flag {
+			case kvPut:
+				w.Key, w.Value = d.bytes(), d.bytes()
+			case kvDelete:
+				w.Key, w.Delete = d.bytes(), true
+			case kvDeletePrefix:
+				w.Key, w.DeletePrefix = d.bytes(), true
+			default:
+				if d.err == nil {
+					d.err = fmt.Errorf("key/value write flag %d", flag)
+				}
+			}
+			c.kv = append(c.kv, w)
+		}
 		return c
 	case kindAppend:
 	default:

@@ -48,7 +48,12 @@ func decodeForward(b []byte) (shard, hops int, cmds []appendCmd, err error) {
 	hops = int(d.byte())
 	n := d.count()
 	for i := 0; i < n && d.err == nil; i++ {
-		cmds = append(cmds, d.appendCmd())
+		c := d.appendCmd()
+		if c.kind == kindKV && d.err == nil {
+			// Proposed only by the leader that wrote them (kv.go).
+			d.err = errors.New("key/value writes are never forwarded")
+		}
+		cmds = append(cmds, c)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))

@@ -28,6 +28,8 @@ type Store interface {
 	// ReadStored and Install copy records between replicas (catchup.go).
 	ReadStored(name string, from, to uint64, maxRecords, maxBytes int) (streams.StoredPage, error)
 	Install(ctx context.Context, req streams.InstallRequest) error
+	// KV holds each shard's replicated key/value namespace (kv.go).
+	KV(ns string) *streams.KV
 }
 
 // appendResult is the outcome of one append of an entry, as the leader's
@@ -49,7 +51,9 @@ type fsm struct {
 	logger *slog.Logger
 	// src reaches the peers a replica behind a snapshot catches up from
 	// (nil: none; such a replica cannot catch up).
-	src     *peerSource
+	src *peerSource
+	// kv is the shard's key/value namespace in the store (kv.go).
+	kv      *streams.KV
 	applied atomic.Uint64 // the last index applied (or found in the store)
 	dd      *dedupe       // recent append ids (dedupe.go); Raft's goroutine only
 	// restoring is the index of the last catch-up started (its marker in
@@ -80,7 +84,8 @@ type fsmConfig struct {
 
 func newFSM(c fsmConfig) (*fsm, error) {
 	f := &fsm{log: groupName(c.shard), shard: c.shard, shards: c.shards, store: c.store, logger: c.logger, src: c.src,
-		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, dd: newDedupe()}
+		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, dd: newDedupe(),
+		kv: c.store.KV(kvNamespace(c.shard))}
 	idx, err := c.store.AppliedIndexOf(f.log)
 	if err != nil {
 		return nil, fmt.Errorf("shards: applied index of %s: %w", f.log, err)
@@ -100,7 +105,8 @@ func newFSM(c fsmConfig) (*fsm, error) {
 func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies committed entries in order (raft.BatchingFSM). Runs
-// of appends are submitted to the store at once and awaited together;
+// of appends and key/value writes are submitted to the store at once and
+// awaited together (the store commits them in the order submitted);
 // creating or deleting a stream waits for the appends before it. Each
 // entry's response is its commands' results.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
@@ -134,6 +140,20 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		results := make([]appendResult, len(cmds))
 		out[i] = results
 		for j, c := range cmds {
+			if c.kind == kindKV {
+				// Fenced: applied only in an entry of the term that
+				// wrote it, the same decision on every replica.
+				if l.Term != c.term {
+					results[j].err = fmt.Errorf("%w: shard %d: written in term %d, committed in term %d", ErrFenced, f.shard, c.term, l.Term)
+					continue
+				}
+				if len(c.kv) == 0 {
+					continue // a fenced barrier: nothing to write
+				}
+				run = append(run, pending{result: &results[j], kv: c.kv, req: streams.AppendRequest{
+					NoSync: true, AppliedLog: f.log, AppliedIndex: l.Index}})
+				continue
+			}
 			if c.kind != kindAppend {
 				f.applyRun(run)
 				run = run[:0]
@@ -173,10 +193,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	return out
 }
 
-// pending is an append of an entry being applied, and where its result goes.
+// pending is an append of an entry being applied, or its key/value
+// writes, and where its result goes.
 type pending struct {
 	result *appendResult
 	req    streams.AppendRequest
+	// kv, if not empty, are key/value writes: req holds only their
+	// applied-index marker.
+	kv []streams.KVWrite
 }
 
 // applyRun submits a run of appends and waits for them. Validation errors
@@ -263,7 +287,14 @@ func (f *fsm) submitAll(run []pending) []error {
 			errs[i] = err
 			done <- struct{}{}
 		}
-		if err := f.store.Submit(req); err != nil {
+		var err error
+		if len(p.kv) > 0 {
+			err = f.kv.SubmitRequest(streams.KVRequest{Writes: p.kv, NoSync: req.NoSync,
+				AppliedLog: req.AppliedLog, AppliedIndex: req.AppliedIndex, Done: func(err error) { req.Done(0, err) }})
+		} else {
+			err = f.store.Submit(req)
+		}
+		if err != nil {
 			*p.result = appendResult{0, err}
 			errs[i] = err
 			done <- struct{}{}
@@ -280,7 +311,8 @@ func (f *fsm) submitAll(run []pending) []error {
 var errRestoring = errors.New("shards: a catch-up from peers is under way")
 
 // Snapshot captures the shard's state: the applied index, the window of
-// recent append ids and the shard's streams (snapshot.go). Raft calls it
+// recent append ids, the shard's streams and its key/value namespace
+// (snapshot.go). Raft calls it
 // between applies, so the store holds exactly what the log made up to
 // the applied index; its Persist syncs the store first.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
@@ -289,6 +321,15 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	st := shardState{index: f.applied.Load(), ids: f.dd.ids(), complete: true,
 		streams: shardStreams(f.store, f.shard, f.shards)}
+	// The namespace is small state, read here because the store holds
+	// the applied index's state only until the next apply.
+	err := f.kv.Scan(nil, func(k, v []byte) error {
+		st.kv = append(st.kv, kvPair{key: k, value: v})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shards: %s: read the key/value namespace: %w", f.log, err)
+	}
 	return &snapshot{state: st, store: f.store}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -46,6 +47,10 @@ type replica struct {
 	timeout time.Duration // how long a proposal may wait to be enqueued
 	stop    chan struct{}
 	wg      sync.WaitGroup
+	// led is the term in which this replica last became a leader that
+	// has applied every entry of the terms before (kv.go): it leads now
+	// if raft says it leads in that term.
+	led atomic.Uint64
 
 	mu struct {
 		sync.Mutex // guards queue and closed
@@ -59,8 +64,9 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 
 // openReplica starts this node's replica of shard: its state machine over
 // fc.store (catching up from the peers of fc.src when it is behind) and
-// its Raft group.
-func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration) (*replica, error) {
+// its Raft group. changed is called at each change of the shard's
+// leadership as this replica sees it (kv.go).
+func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func()) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout,
 		stop: make(chan struct{}), wake: make(chan struct{}, 1)}
 	fc.stop = r.stop
@@ -77,8 +83,9 @@ func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Du
 	if fc.src != nil {
 		fc.src.raft.Store(r.raft)
 	}
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.proposeLoop()
+	go r.watchLeadership(changed)
 	return r, nil
 }
 
@@ -111,6 +118,9 @@ func (r *replica) propose(cmd appendCmd, done func(first uint64, err error)) {
 	size := len(cmd.stream) + 8
 	for _, rec := range cmd.records {
 		size += len(rec) + 4
+	}
+	for _, w := range cmd.kv {
+		size += len(w.Key) + len(w.Value) + 5
 	}
 	r.mu.Lock()
 	if r.mu.closed {

@@ -109,6 +109,8 @@ type Set struct {
 	ready atomic.Bool
 	// forwards count forward calls: made, served, failed (Counters).
 	forwards struct{ sent, received, failed atomic.Uint64 }
+	// changes wakes the callers of LeadershipChanged (kv.go).
+	changes changes
 	// next rotates forwards to a shard held elsewhere over its replicas.
 	mu struct {
 		sync.Mutex
@@ -147,7 +149,7 @@ func Start(opts Options, layout Layout) (*Set, error) {
 			src = nil
 		}
 		fc := fsmConfig{shard: i, shards: opts.Shards, store: opts.Store, logger: s.log.With("shard", i), src: src}
-		r, err := openReplica(fc, s.raftConfig(groupName(i)), deps, opts.WriteTimeout)
+		r, err := openReplica(fc, s.raftConfig(groupName(i)), deps, opts.WriteTimeout, s.changes.notify)
 		if err != nil {
 			_ = s.Close()
 			return nil, err
@@ -486,6 +488,7 @@ func (s *Set) Close() error {
 		}
 		wg.Wait()
 		s.wg.Wait()
+		s.changes.notify() // every local leadership is over
 	})
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package shards
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -27,9 +28,13 @@ import (
 //	   stream its name (length-prefixed), creation time (varint unix ns),
 //	   retention (max age ns, max bytes, max records: varints), next offset
 //	   (uvarint) and newest timestamp (varint unix ns, 0 if none).
+//	3: as 2, then the shard's key/value namespace (kv.go): count, then per
+//	   key, in key order, the key and its value (both length-prefixed).
+//	   A snapshot of an older encoding has an empty namespace.
 const (
 	snapshotVersion1 = 1
 	snapshotVersion2 = 2
+	snapshotVersion3 = 3
 )
 
 // shardState is a decoded snapshot.
@@ -39,7 +44,11 @@ type shardState struct {
 	// complete: the snapshot lists the shard's streams (version 2 on).
 	complete bool
 	streams  []streamState // sorted by name
+	kv       []kvPair      // the key/value namespace, sorted by key
 }
+
+// kvPair is a key of a shard's key/value namespace and its value.
+type kvPair struct{ key, value []byte }
 
 // streamState is one stream of a shard as the log made it: what every
 // replica that applied the log up to the snapshot's index holds, except
@@ -73,7 +82,7 @@ func shardStreams(store Store, shard, n int) []streamState {
 }
 
 func encodeSnapshot(s shardState) []byte {
-	b := []byte{snapshotVersion2}
+	b := []byte{snapshotVersion3}
 	b = binary.BigEndian.AppendUint64(b, s.index)
 	b = binary.AppendUvarint(b, uint64(len(s.ids)))
 	for _, id := range s.ids {
@@ -90,11 +99,16 @@ func encodeSnapshot(s shardState) []byte {
 		b = binary.AppendUvarint(b, st.next)
 		b = binary.AppendVarint(b, st.lastTS)
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.kv)))
+	for _, p := range s.kv {
+		b = appendBytes(b, p.key)
+		b = appendBytes(b, p.value)
+	}
 	return b
 }
 
 func decodeSnapshot(b []byte) (shardState, error) {
-	if len(b) < 9 || (b[0] != snapshotVersion1 && b[0] != snapshotVersion2) {
+	if len(b) < 9 || b[0] < snapshotVersion1 || b[0] > snapshotVersion3 {
 		return shardState{}, fmt.Errorf("%w: snapshot header", ErrBadEntry)
 	}
 	s := shardState{index: binary.BigEndian.Uint64(b[1:9]), complete: b[0] >= snapshotVersion2}
@@ -115,6 +129,17 @@ func decodeSnapshot(b []byte) (shardState, error) {
 		}
 		if d.err == nil && !sort.SliceIsSorted(s.streams, func(i, j int) bool { return s.streams[i].name < s.streams[j].name }) {
 			d.err = fmt.Errorf("streams out of order")
+		}
+	}
+	if b[0] >= snapshotVersion3 {
+		n = d.count()
+		s.kv = make([]kvPair, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			p := kvPair{key: d.bytes(), value: d.bytes()}
+			if d.err == nil && i > 0 && bytes.Compare(s.kv[i-1].key, p.key) >= 0 {
+				d.err = fmt.Errorf("key/value pairs out of order")
+			}
+			s.kv = append(s.kv, p)
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
