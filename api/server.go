@@ -264,7 +264,7 @@ func classify(err error) (int, string) {
 	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists):
 		return http.StatusConflict, "conflict"
 	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite),
-		errors.Is(err, streams.ErrUnavailable):
+		errors.Is(err, streams.ErrUnavailable), errors.Is(err, shared.ErrNotOwner):
 		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout"

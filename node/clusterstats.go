@@ -12,7 +12,8 @@ import (
 )
 
 // Cluster-wide statistics tables: in a cluster every node holds its own
-// clients' sessions and runs its own consumer groups, so the sessions,
+// clients' sessions and runs the consumer groups whose shards it leads
+// (sharegroups.go), so the sessions,
 // groups and consumers tables of any node list this node's rows and every
 // other node's, asked over RPC (each row says its node). A node that does
 // not answer within statsTimeout is left out and logged.

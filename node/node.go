@@ -19,6 +19,7 @@ import (
 
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/groups"
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/cq"
@@ -50,8 +51,12 @@ type Node struct {
 	httpLn  net.Listener
 	members *cluster.Membership // nil when standalone
 	repl    *replication        // nil when standalone
-	routes  *routes.Router      // nil when standalone
-	started time.Time
+	// relay and groupPlace run consumer groups across nodes (nil when
+	// standalone).
+	relay      *groups.Relay
+	groupPlace *groupPlacement
+	routes     *routes.Router // nil when standalone
+	started    time.Time
 
 	// groupPersisted, if set, is called whenever a consumer group's
 	// progress has been made durable (crash tests use it).
@@ -120,9 +125,16 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err != nil {
 		return nil, err
 	}
+	var progress shared.ProgressStore = n.store.KV("groups")
+	var owner func(name, filter string) (uint64, bool)
+	if cfg.Cluster.Enabled() {
+		n.groupPlace = &groupPlacement{n: n}
+		progress, owner = groupProgress{n.repl.store}, n.groupPlace.owner
+	}
 	n.groups, err = shared.New(shared.Options{
 		Store:         writer,
-		Progress:      n.store.KV("groups"),
+		Progress:      progress,
+		Owner:         owner,
 		Mapper:        mapper,
 		Defaults:      cfg.GroupDefaults(),
 		Declared:      decls,
@@ -165,7 +177,8 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	}
 	if cfg.Cluster.Enabled() {
 		n.openRoutes()
-		bopts.Remote, bopts.NodeID = n.routes, n.id
+		n.openGroupRelay()
+		bopts.Remote, bopts.NodeID, bopts.Groups = n.routes, n.id, n.relay
 	}
 	if n.broker, err = mqtt.New(bopts); err != nil {
 		return nil, err
@@ -174,6 +187,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if n.routes != nil {
 		n.serveRoutes()
 		n.serveStats()
+		n.serveGroupAdmin()
 	}
 	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {
 		return nil, err
@@ -218,6 +232,7 @@ func (n *Node) joinCluster() error {
 	n.followMembers()
 	n.onClose("cluster", func(context.Context) error { return m.Close() })
 	n.repl.start()
+	n.followGroupLeaders()
 	return nil
 }
 
@@ -261,7 +276,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 		return err
 	}
 	n.api = api.New(api.Options{
-		Store: writer, Broker: n.broker, Groups: n.groups, Node: n, Version: Version,
+		Store: writer, Broker: n.broker, Groups: n.apiGroups(), Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
 		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queries,
 		UI: ui, Clients: clusterClients{n},

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 
+	"github.com/mqstream/mqstream/cluster/groups"
 	"github.com/mqstream/mqstream/cluster/routes"
 )
 
@@ -38,7 +39,13 @@ func (n *Node) serveRoutes() {
 // its subscribers and claims of client ids.
 type forwardedTo struct{ n *Node }
 
-func (f forwardedTo) DeliverForwarded(msg []byte) { f.n.broker.DeliverForwarded(msg) }
+func (f forwardedTo) DeliverForwarded(msg []byte) {
+	if groups.IsFrame(msg) {
+		f.n.relay.HandleFrame(msg)
+		return
+	}
+	f.n.broker.DeliverForwarded(msg)
+}
 
 func (f forwardedTo) HandleClaim(req []byte) ([]byte, error) { return f.n.broker.HandleClaim(req) }
 
@@ -69,6 +76,7 @@ func (n *Node) followMembers() {
 			for id := range up {
 				if !now[id] {
 					n.broker.NodeGone(id, status[id] != "left")
+					n.relay.NodeGone(id)
 				}
 			}
 			up = now

@@ -318,8 +318,12 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 				continue
 			}
 			for _, m := range g.Members {
+				node := m.Node // a member connected to another node than its group's
+				if node == "" {
+					node = g.Node
+				}
 				rows = append(rows, []any{g.Name, g.Filter, m.ClientID, int64(m.InFlight), int64(m.Window),
-					m.Delivered, m.Acked, int64(m.QoS), m.ConnectedAt, g.Node})
+					m.Delivered, m.Acked, int64(m.QoS), m.ConnectedAt, node})
 			}
 		}
 		return rows, nil

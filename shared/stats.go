@@ -47,6 +47,9 @@ type MemberStats struct {
 	Acked       int64     `json:"acked"`
 	QoS         byte      `json:"qos"`
 	ConnectedAt time.Time `json:"connected_at"`
+	// Node is the node the member's client is connected to, when another
+	// than the group's (cluster mode); empty for a local member.
+	Node string `json:"node,omitempty"`
 }
 
 // CursorStats describes a group's position in one source stream.
@@ -77,8 +80,12 @@ func (g *group) snapshot() GroupStats {
 		st.OldestUnackedAge = g.m.opts.Now().Sub(t)
 	}
 	for _, m := range g.members {
-		st.Members = append(st.Members, MemberStats{ClientID: m.id, InFlight: len(m.inflight), Window: m.window,
-			Delivered: m.delivered, Acked: m.acked, QoS: m.qos, ConnectedAt: m.joinedAt})
+		ms := MemberStats{ClientID: m.id, InFlight: len(m.inflight), Window: m.window,
+			Delivered: m.delivered, Acked: m.acked, QoS: m.qos, ConnectedAt: m.joinedAt}
+		if r, ok := m.out.(interface{ Node() string }); ok {
+			ms.Node = r.Node()
+		}
+		st.Members = append(st.Members, ms)
 	}
 	for _, c := range g.order {
 		if seen := c.nextSeen.Load(); seen > c.next {

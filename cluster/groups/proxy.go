@@ -40,7 +40,10 @@ type proxy struct {
 	exit   func() // the group's leave
 }
 
-func (p *proxy) ClientID() string    { return p.clientID }
+func (p *proxy) ClientID() string { return p.clientID }
+
+// Node is the node the member's client is connected to (statistics).
+func (p *proxy) Node() string        { return p.key.node }
 func (p *proxy) QoS() byte           { return p.qos }
 func (p *proxy) ReceiveMaximum() int { return p.rmax }
 

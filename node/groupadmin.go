@@ -1,0 +1,171 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/mqstream/mqstream/api"
+	"github.com/mqstream/mqstream/shared"
+)
+
+// Consumer-group administration in cluster mode: one node runs each group,
+// so a REST call about a group (stats, declare, delete, seek) that reaches
+// another node is carried to the one running it, and its answer, sentinel
+// error included, comes back.
+
+// groupAdminService is the service that runs group administration here.
+const groupAdminService = "groups.admin"
+
+// groupAdmin is what the REST API gets as its consumer groups: the local
+// manager standalone, the cluster-wide view in cluster mode.
+type groupAdmin struct {
+	n *Node
+	clusterGroups
+}
+
+// adminRequest is a group administration call.
+type adminRequest struct {
+	Op       string              `json:"op"` // group, declare, delete, seek
+	Name     string              `json:"name"`
+	Filter   string              `json:"filter"`
+	Stream   string              `json:"stream,omitempty"`
+	Position string              `json:"position,omitempty"`
+	Options  shared.GroupOptions `json:"options"`
+}
+
+// adminAnswer carries a result or an error with its kind.
+type adminAnswer struct {
+	Stats *shared.GroupStats `json:"stats,omitempty"`
+	Kind  string             `json:"kind,omitempty"`
+	Error string             `json:"error,omitempty"`
+}
+
+// adminKinds names the sentinel errors that cross nodes.
+var adminKinds = map[string]error{
+	"not_found":    shared.ErrGroupNotFound,
+	"exists":       shared.ErrGroupExists,
+	"not_storable": shared.ErrNotStorable,
+	"invalid":      shared.ErrInvalidGroup,
+	"not_owner":    shared.ErrNotOwner,
+}
+
+func (g groupAdmin) Group(ctx context.Context, name, filter string) (shared.GroupStats, error) {
+	st, err := g.n.groups.Group(ctx, name, filter)
+	if errors.Is(err, shared.ErrNotOwner) {
+		ans, ferr := g.forward(ctx, adminRequest{Op: "group", Name: name, Filter: filter})
+		if ferr != nil || ans.Stats == nil {
+			return shared.GroupStats{}, ferr
+		}
+		return *ans.Stats, nil
+	}
+	st.Node = g.n.id
+	return st, err
+}
+
+func (g groupAdmin) Declare(ctx context.Context, d shared.Declaration) error {
+	err := g.n.groups.Declare(ctx, d)
+	if errors.Is(err, shared.ErrNotOwner) {
+		_, err = g.forward(ctx, adminRequest{Op: "declare", Name: d.Name, Filter: d.Filter, Position: d.Start.String(), Options: d.Options})
+	}
+	return err
+}
+
+func (g groupAdmin) Delete(ctx context.Context, name, filter string) error {
+	err := g.n.groups.Delete(ctx, name, filter)
+	if errors.Is(err, shared.ErrNotOwner) {
+		_, err = g.forward(ctx, adminRequest{Op: "delete", Name: name, Filter: filter})
+	}
+	return err
+}
+
+func (g groupAdmin) Seek(ctx context.Context, name, filter, stream string, p shared.Position) error {
+	err := g.n.groups.Seek(ctx, name, filter, stream, p)
+	if errors.Is(err, shared.ErrNotOwner) {
+		_, err = g.forward(ctx, adminRequest{Op: "seek", Name: name, Filter: filter, Stream: stream, Position: p.String()})
+	}
+	return err
+}
+
+// apiGroups returns the consumer groups the REST API administers.
+func (n *Node) apiGroups() api.Groups {
+	if n.groupPlace == nil {
+		return n.groups
+	}
+	return groupAdmin{n: n, clusterGroups: clusterGroups{n}}
+}
+
+func (g groupAdmin) Defaults() shared.GroupOptions { return g.n.groups.Defaults() }
+
+// forward sends req to the node running the group.
+func (g groupAdmin) forward(ctx context.Context, req adminRequest) (adminAnswer, error) {
+	var ans adminAnswer
+	if g.n.groupPlace == nil {
+		return ans, fmt.Errorf("%w: $share/%s/%s", shared.ErrNotOwner, req.Name, req.Filter)
+	}
+	node, _, ok := g.n.groupPlace.Dispatcher(req.Name, req.Filter)
+	if !ok || node == g.n.id {
+		return ans, fmt.Errorf("%w: no node runs $share/%s/%s now (an election); try again", shared.ErrNotOwner, req.Name, req.Filter)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return ans, err
+	}
+	resp, err := relayTransport{g.n}.Call(ctx, node, groupAdminService, body)
+	if err != nil {
+		return ans, fmt.Errorf("%w: %s runs $share/%s/%s and did not answer: %v", shared.ErrNotOwner, node, req.Name, req.Filter, err)
+	}
+	if err := json.Unmarshal(resp, &ans); err != nil {
+		return ans, fmt.Errorf("group administration answer from %s: %w", node, err)
+	}
+	if ans.Error != "" {
+		if sentinel, ok := adminKinds[ans.Kind]; ok {
+			return ans, fmt.Errorf("%w: %s", sentinel, ans.Error)
+		}
+		return ans, errors.New(ans.Error)
+	}
+	return ans, nil
+}
+
+// serveGroupAdmin runs group administration other nodes forward here.
+func (n *Node) serveGroupAdmin() {
+	n.repl.mux.Handle(groupAdminService, func(ctx context.Context, _ string, body []byte) ([]byte, error) {
+		var req adminRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("group administration request: %w", err)
+		}
+		var ans adminAnswer
+		var err error
+		switch req.Op {
+		case "group":
+			var st shared.GroupStats
+			if st, err = n.groups.Group(ctx, req.Name, req.Filter); err == nil {
+				st.Node = n.id
+				ans.Stats = &st
+			}
+		case "declare", "seek":
+			var p shared.Position
+			if p, err = shared.ParsePosition(req.Position); err != nil {
+				err = fmt.Errorf("%w: %v", shared.ErrInvalidGroup, err)
+			} else if req.Op == "declare" {
+				err = n.groups.Declare(ctx, shared.Declaration{Name: req.Name, Filter: req.Filter, Start: p, Options: req.Options})
+			} else {
+				err = n.groups.Seek(ctx, req.Name, req.Filter, req.Stream, p)
+			}
+		case "delete":
+			err = n.groups.Delete(ctx, req.Name, req.Filter)
+		default:
+			err = fmt.Errorf("unknown group administration op %q", req.Op)
+		}
+		if err != nil {
+			ans.Error = err.Error()
+			for kind, sentinel := range adminKinds {
+				if errors.Is(err, sentinel) {
+					ans.Kind = kind
+				}
+			}
+		}
+		return json.Marshal(ans)
+	})
+}
