@@ -6,9 +6,13 @@
 # this machine's cores, so the cluster's CPU per ack is the figure that
 # carries over to three machines.
 #
-# Usage: scripts/cluster-bench.sh [runs]
+# With "share", the load is a $share group instead: 8 publishers and 4
+# members spread over the nodes, delivered/s, lost and duplicated.
+#
+# Usage: scripts/cluster-bench.sh [runs] [pub|share]
 set -euo pipefail
 runs=${1:-3}
+what=${2:-pub}
 cd "$(dirname "$0")/.."
 go build -o /tmp/mqstream-cbench ./cmd/mqstream
 work=$(mktemp -d)
@@ -62,9 +66,32 @@ run() {
     'BEGIN { printf "%-10s acked/s %8.0f  acked %8d  PUBACK p99 %7.0f us  cpu/ack %6.2f us\n", l, r, a, p, (a > 0 ? t / hz * 1e6 / a : 0) }'
 }
 
+share() {
+  local label=$1 brokers=$2 pids=$3; shift 3
+  local before after out
+  before=$(ticks $pids)
+  out=$($bin bench "$@" --broker "$brokers" --quiet --json)
+  after=$(ticks $pids)
+  local rate recv lost dup
+  rate=$(field receive_rate <<<"$out"); recv=$(field received <<<"$out")
+  lost=$(field lost <<<"$out"); dup=$(field duplicated <<<"$out")
+  awk -v l="$label" -v r="${rate:-0}" -v n="${recv:-0}" -v lo="${lost:-0}" -v d="${dup:-0}" -v t=$((after - before)) -v hz="$hz" \
+    'BEGIN { printf "%-10s delivered/s %8.0f  delivered %8d  lost %d  duplicated %d  cpu/delivery %6.2f us\n", l, r, n, lo, d, (n > 0 ? t / hz * 1e6 / n : 0) }'
+}
+
+cluster=127.0.0.1:19183,127.0.0.1:19283,127.0.0.1:19383
+if [ "$what" = share ]; then
+  group="share -p 8 -s 4 --size 100 -q 1 -n 300000 -d 20s"
+  echo "# \$share group: $group"
+  for r in $(seq 1 "$runs"); do
+    share standalone 127.0.0.1:19083 "$solo" $group --group "solo$r"
+    share cluster "$cluster" "${pids[*]}" $group --group "cluster$r"
+  done
+  exit 0
+fi
+
 load="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 2000000 -d 20s"
 fixed="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 --rate 10000 -n 150000 -d 20s"
-cluster=127.0.0.1:19183,127.0.0.1:19283,127.0.0.1:19383
 echo "# full load: $load"
 for r in $(seq 1 "$runs"); do
   run standalone 127.0.0.1:19083 "$solo" $load

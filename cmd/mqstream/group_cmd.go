@@ -45,13 +45,17 @@ func groupDescribe() *cobra.Command {
 			}
 			return printResult(cmd, g, func() error {
 				out := cmd.OutOrStdout()
-				err := printFields(out, [][2]string{
-					{"group", str(g["name"])}, {"filter", str(g["filter"])}, {"strategy", str(g["strategy"])},
+				fields := [][2]string{{"group", str(g["name"])}, {"filter", str(g["filter"])}}
+				if g["node"] != nil { // cluster mode: the node running the group
+					fields = append(fields, [2]string{"node", str(g["node"])})
+				}
+				err := printFields(out, append(fields, [][2]string{
+					{"strategy", str(g["strategy"])},
 					{"start", str(g["start"])}, {"created", str(g["created"])}, {"lag", str(g["lag"])},
 					{"in flight", str(g["in_flight"])}, {"delivered", str(g["delivered"])}, {"acked", str(g["acked"])},
 					{"redelivered", str(g["redelivered"])}, {"dead-lettered", str(g["dead_lettered"]) + " (to " + str(g["dead_letter"]) + ")"},
 					{"oldest unacked", str(g["oldest_unacked_age"])},
-				})
+				}...))
 				if err != nil {
 					return err
 				}
@@ -60,10 +64,14 @@ func groupDescribe() *cobra.Command {
 				members, _ := g["members"].([]any)
 				for _, m := range members {
 					mm, _ := m.(map[string]any)
-					rows = append(rows, []string{str(mm["client_id"]), str(mm["in_flight"]), str(mm["window"]),
+					node := str(mm["node"]) // connected to another node than the group's
+					if node == "" {
+						node = str(g["node"])
+					}
+					rows = append(rows, []string{str(mm["client_id"]), node, str(mm["in_flight"]), str(mm["window"]),
 						str(mm["delivered"]), str(mm["acked"]), str(mm["connected_at"])})
 				}
-				if err := printTable(out, []string{"MEMBER", "IN FLIGHT", "WINDOW", "DELIVERED", "ACKED", "CONNECTED"}, rows); err != nil {
+				if err := printTable(out, []string{"MEMBER", "NODE", "IN FLIGHT", "WINDOW", "DELIVERED", "ACKED", "CONNECTED"}, rows); err != nil {
 					return err
 				}
 				fmt.Fprintln(out)
