@@ -106,7 +106,7 @@ func noBalance() Timers {
 // deletes, prefix deletes) are the same on every replica; a follower
 // refuses to write; bad writes are refused with a clear error.
 func TestKVReplicatesFromTheLeader(t *testing.T) {
-	c := newCluster(t, 3, 2, 3)
+	c := newClusterWith(t, 3, 2, 3, noBalance())
 	ctx := context.Background()
 	for shard := 0; shard < 2; shard++ {
 		leader, term := c.leadOf(shard)
