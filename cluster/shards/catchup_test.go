@@ -44,6 +44,7 @@ func (c *cluster) snapshotAll() {
 type replicaState struct {
 	streams []streamState
 	records map[string][][]byte // by stream, from offset 0
+	kv      []kvPair            // the shard's key/value namespace
 }
 
 // stateOf returns a store's replica of shard (of n), records from offset 0.
@@ -59,11 +60,18 @@ func stateOf(store Store, shard, n int) (replicaState, error) {
 		}
 		st.records[s.name] = p.Records
 	}
-	return st, nil
+	err := store.KV(kvNamespace(shard)).Scan(nil, func(k, v []byte) error {
+		st.kv = append(st.kv, kvPair{key: k, value: v})
+		return nil
+	})
+	return st, err
 }
 
 // diff describes how b differs from a ("" if it does not).
 func (a replicaState) diff(b replicaState) string {
+	if ka, kb := fmt.Sprintf("%q", a.kv), fmt.Sprintf("%q", b.kv); ka != kb {
+		return fmt.Sprintf("key/value namespace %s, %s", ka, kb)
+	}
 	if len(a.streams) != len(b.streams) {
 		return fmt.Sprintf("%d streams, %d", len(a.streams), len(b.streams))
 	}
