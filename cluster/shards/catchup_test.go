@@ -236,6 +236,8 @@ func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool
 	c.waitLeaders()
 	ctx := context.Background()
 	n1, n3 := c.nodes[0], c.nodes[2]
+	c.writeKV(0, put("g/old", "1"), put("g/kept", "1"))
+	c.sameKV(0, "g/kept=1 g/old=1")
 	n3.stop()
 	var names []string
 	for i := 0; i < 6; i++ {
@@ -246,7 +248,9 @@ func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool
 				t.Fatal(err)
 			}
 		}
+		c.writeKV(0, put(fmt.Sprintf("g/%d", i), s))
 	}
+	c.writeKV(0, streams.KVWrite{Key: []byte("g/old"), Delete: true})
 	c.snapshotAll()
 
 	// Each stream is fetched in one page; three succeed, then every
@@ -272,7 +276,7 @@ func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool
 	c.fetchFault = nil
 	c.mu.Unlock()
 	n3.start()
-	c.identical()
+	c.identical() // the key/value namespace too
 	applied, _ = n3.storeIndex(0)
 	if target := n3.restoreTarget(0); applied < target {
 		t.Fatalf("after the restart: applied %d, restore target %d", applied, target)

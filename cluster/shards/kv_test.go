@@ -92,6 +92,22 @@ func (c *cluster) transfer(shard int, from, to *testNode) uint64 {
 	return term
 }
 
+// writeKV writes on shard's leader, again if leadership moved meanwhile.
+func (c *cluster) writeKV(shard int, writes ...streams.KVWrite) {
+	c.t.Helper()
+	for {
+		leader, term := c.leadOf(shard)
+		err := leader.set.WriteKV(context.Background(), shard, term, writes)
+		if errors.Is(err, ErrNoLeader) || errors.Is(err, ErrFenced) {
+			continue // the balancer, or an election
+		}
+		if err != nil {
+			c.t.Fatalf("shard %d: %v", shard, err)
+		}
+		return
+	}
+}
+
 func put(k, v string) streams.KVWrite { return streams.KVWrite{Key: []byte(k), Value: []byte(v)} }
 
 // noBalance are fast timers without the balancer, so that leadership
@@ -263,20 +279,7 @@ func TestKVFencedByTerm(t *testing.T) {
 func TestKVSurvivesRestartsAndCatchUp(t *testing.T) {
 	c := newClusterWith(t, 3, 2, 3, compactingTimers())
 	ctx := context.Background()
-	write := func(shard int, writes ...streams.KVWrite) {
-		t.Helper()
-		for {
-			leader, term := c.leadOf(shard)
-			err := leader.set.WriteKV(ctx, shard, term, writes)
-			if errors.Is(err, ErrNoLeader) || errors.Is(err, ErrFenced) {
-				continue // leadership moved meanwhile (the balancer)
-			}
-			if err != nil {
-				t.Fatalf("shard %d: %v", shard, err)
-			}
-			return
-		}
-	}
+	write := c.writeKV
 	stream := streamOfShard(t, 0, 2)
 	for i := 0; i < 5; i++ {
 		write(0, put(fmt.Sprintf("g/%d", i), "a"), put("cursor", fmt.Sprint(i)))
