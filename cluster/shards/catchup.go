@@ -17,7 +17,8 @@ import (
 //
 // A replica that was away while the others compacted the log it missed
 // receives a snapshot instead (snapshot.go): the shard's streams at an
-// index, without records. Restore makes the store match it: it deletes
+// index, without records, and its key/value namespace. Restore makes the
+// store match it: it replaces the namespace (kv.go) at once, deletes
 // the shard's streams the snapshot does not list, creates the ones it
 // lacks (at their leader's creation time, which tells two streams of one
 // name apart), and fetches the records each stream lacks from a peer

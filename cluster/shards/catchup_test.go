@@ -44,6 +44,7 @@ func (c *cluster) snapshotAll() {
 type replicaState struct {
 	streams []streamState
 	records map[string][][]byte // by stream, from offset 0
+	kv      []kvPair            // the shard's key/value namespace
 }
 
 // stateOf returns a store's replica of shard (of n), records from offset 0.
@@ -59,11 +60,18 @@ func stateOf(store Store, shard, n int) (replicaState, error) {
 		}
 		st.records[s.name] = p.Records
 	}
-	return st, nil
+	err := store.KV(kvNamespace(shard)).Scan(nil, func(k, v []byte) error {
+		st.kv = append(st.kv, kvPair{key: k, value: v})
+		return nil
+	})
+	return st, err
 }
 
 // diff describes how b differs from a ("" if it does not).
 func (a replicaState) diff(b replicaState) string {
+	if ka, kb := fmt.Sprintf("%q", a.kv), fmt.Sprintf("%q", b.kv); ka != kb {
+		return fmt.Sprintf("key/value namespace %s, %s", ka, kb)
+	}
 	if len(a.streams) != len(b.streams) {
 		return fmt.Sprintf("%d streams, %d", len(a.streams), len(b.streams))
 	}
@@ -228,6 +236,8 @@ func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool
 	c.waitLeaders()
 	ctx := context.Background()
 	n1, n3 := c.nodes[0], c.nodes[2]
+	c.writeKV(0, put("g/old", "1"), put("g/kept", "1"))
+	c.sameKV(0, "g/kept=1 g/old=1")
 	n3.stop()
 	var names []string
 	for i := 0; i < 6; i++ {
@@ -238,7 +248,9 @@ func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool
 				t.Fatal(err)
 			}
 		}
+		c.writeKV(0, put(fmt.Sprintf("g/%d", i), s))
 	}
+	c.writeKV(0, streams.KVWrite{Key: []byte("g/old"), Delete: true})
 	c.snapshotAll()
 
 	// Each stream is fetched in one page; three succeed, then every
@@ -264,7 +276,7 @@ func testCatchUpSurvivesUnreachablePeerAndCrash(t *testing.T, fileSnapshots bool
 	c.fetchFault = nil
 	c.mu.Unlock()
 	n3.start()
-	c.identical()
+	c.identical() // the key/value namespace too
 	applied, _ = n3.storeIndex(0)
 	if target := n3.restoreTarget(0); applied < target {
 		t.Fatalf("after the restart: applied %d, restore target %d", applied, target)

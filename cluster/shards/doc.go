@@ -34,9 +34,9 @@
 //
 // A snapshot holds no records: it says what the log up to its index made
 // of the shard (snapshot.go): the applied index, the window of recent
-// append ids, and for every stream of the shard its creation time (the
+// append ids, for every stream of the shard its creation time (the
 // leader's, the same on every replica), retention, next offset and newest
-// timestamp. A replica that was away while the others compacted the log
+// timestamp, and the shard's key/value namespace. A replica that was away while the others compacted the log
 // it missed is sent a snapshot instead, and is then behind it. It catches
 // up from its peers (catchup.go): it deletes the shard's streams the
 // snapshot does not list, replaces a stream of the same name but another
@@ -63,6 +63,23 @@
 // from where each stream stands. Raft restores the newest snapshot when
 // the group starts, so a restarted replica finishes there; if its peers
 // cannot be reached then, it finishes before applying the next entry.
+//
+// # Key/value namespaces
+//
+// Every shard has a small key/value namespace replicated through its log
+// (kv.go), for state that must follow the shard's leadership, such as the
+// progress of the consumer groups its leader dispatches. The leader
+// writes with the Raft term of its leadership (Set.Lead), in the same
+// entries as appends; each replica applies the writes to the store's
+// namespace "shardkv/<shard>" in log order with the appends, the entry's
+// index as the applied-index marker in the same batch. Fencing: a write
+// is applied only in an entry of the term it carries, so a write of a
+// deposed leader that reaches the log in a later term is applied nowhere
+// (ErrFenced). Lead reports a leader only once it has applied the entries
+// before its term, so its namespace holds what its predecessors wrote.
+// Snapshots carry the namespace (encoding 3); a replica catching up from
+// peers takes it in place of its own, first thing, and a snapshot of an
+// older encoding leaves it empty.
 //
 // # Placement
 //

@@ -23,7 +23,9 @@ import (
 // kind, and every replica applies them to the namespace "shardkv/<shard>"
 // of its store, in log order with the appends, the entry's index as the
 // applied-index marker in the same batch: a replay after a crash applies
-// again exactly the writes the store lost.
+// again exactly the writes the store lost. (Applying again any suffix of
+// the writes over the state they made would leave it unchanged anyway:
+// each key ends with the last write of the suffix that touches it.)
 //
 // Writes are fenced by term: a leader writes with the term of its
 // leadership (Lead), and the state machine applies a write only in an
@@ -76,7 +78,9 @@ func (s *Set) LeadershipChanged() <-chan struct{} { return s.changes.wait() }
 // ErrFenced too when term is over). It returns once the writes are
 // committed and applied on this node: durable as appends are, in the
 // Raft log of a majority of the replicas. Writes with no keys replicate
-// nothing but are fenced all the same (a barrier of the term).
+// nothing but are fenced all the same (a barrier of the term). When ctx
+// ends first, WriteKV returns its error and the writes may still be
+// applied.
 //
 // Each write needs a key (a DeletePrefix deletes the keys starting with
 // it); the writes of one call are at most 512 KiB of keys and values.
