@@ -79,6 +79,12 @@ func (p *proxy) Deliver(rec *streams.Record, qos byte, dup bool, acked func(byte
 		p.mu.Lock()
 		_, open := p.acks[id]
 		delete(p.acks, id)
+		if open {
+			// Withdrawn (ack timeout, the group stops): its place is
+			// free again, also when the delivery or its ack was lost on
+			// the way, which no room report would ever tell.
+			p.room++
+		}
 		p.mu.Unlock()
 		if open {
 			r.opts.Transport.Send(p.key.node, encodeFrame(frame{kind: frameCancel, from: r.opts.Self, ref: p.key.ref, id: id}))

@@ -396,3 +396,49 @@ func TestBadFramesAreDropped(t *testing.T) {
 		t.Error("a join with a bad version was accepted")
 	}
 }
+
+// TestCutOffMemberRecordsGoElsewhere: a member whose node cannot reach
+// the dispatcher (frames both ways lost, no failure declared) holds its
+// records only until the ack timeout: they go to reachable members.
+func TestCutOffMemberRecordsGoElsewhere(t *testing.T) {
+	c := startCluster(t, 300*time.Millisecond, "a", "b")
+	cut := &client{id: "cut", window: 10}
+	if _, err := c.relays["b"].Join("g", "jobs/#", cut); err != nil {
+		t.Fatal(err)
+	}
+	reachable := &client{id: "reachable", window: 10}
+	if _, err := c.relays["a"].Join("g", "jobs/#", reachable); err != nil {
+		t.Fatal(err)
+	}
+	c.net.mu.Lock()
+	c.net.cut["b"] = true
+	c.net.mu.Unlock()
+	c.publish("x", 30)
+	testutil.Eventually(t, 10*time.Second, "every record acked through the reachable member", func() bool { return c.acked("a") == 30 })
+	if got := distinct(reachable.payloads()); len(got) != 30 {
+		t.Fatalf("the reachable member got %d distinct records, want 30", len(got))
+	}
+}
+
+// TestMemberRecoversAfterLostFrames: frames lost both ways while a member
+// held a full window do not starve it afterwards: the timed-out
+// deliveries free their places.
+func TestMemberRecoversAfterLostFrames(t *testing.T) {
+	c := startCluster(t, 300*time.Millisecond, "a", "b")
+	cl := &client{id: "w", window: 4}
+	if _, err := c.relays["b"].Join("g", "jobs/#", cl); err != nil {
+		t.Fatal(err)
+	}
+	c.net.mu.Lock()
+	c.net.cut["b"] = true
+	c.net.mu.Unlock()
+	c.publish("x", 10)
+	testutil.Eventually(t, 5*time.Second, "the proxy's window used up by lost deliveries", func() bool {
+		st, err := c.groups["a"].Group(context.Background(), "g", "jobs/#")
+		return err == nil && st.Delivered >= 4
+	})
+	c.net.mu.Lock()
+	c.net.cut["b"] = false
+	c.net.mu.Unlock()
+	testutil.Eventually(t, 10*time.Second, "every record acked once the frames get through", func() bool { return c.acked("a") == 10 })
+}
