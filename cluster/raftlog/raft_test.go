@@ -103,9 +103,12 @@ func (c *raftCluster) start(nd *raftNode) {
 		}
 		conf := raft.DefaultConfig()
 		conf.LocalID = nd.id
-		conf.HeartbeatTimeout = 200 * time.Millisecond
-		conf.ElectionTimeout = 200 * time.Millisecond
-		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+		// Fast, but not so fast that a loaded CI machine (-race, two
+		// cores) misses heartbeats and the test's applies lose their
+		// leader ("leadership lost while committing log").
+		conf.HeartbeatTimeout = 600 * time.Millisecond
+		conf.ElectionTimeout = 600 * time.Millisecond
+		conf.LeaderLeaseTimeout = 300 * time.Millisecond
 		conf.CommitTimeout = 5 * time.Millisecond
 		conf.Logger = hclog.New(&hclog.LoggerOptions{Name: string(nd.id) + "/" + g, Level: hclog.Error, Output: io.Discard})
 		store := db.Group(g)
