@@ -16,6 +16,9 @@ func (n *Node) openRoutes() {
 		// A node that joins or restarted learns this broker's process, the
 		// wills of the clients connected here and every retained message.
 		Joined: func(peer string) {
+			// A restarted node's consumer-group members (and the
+			// groups it ran) are those of its new process.
+			n.relay.NodeGone(peer)
 			send := func(msg []byte) { r.SendTo(peer, msg) }
 			send(n.broker.Hello())
 			n.broker.Wills(send)

@@ -21,7 +21,9 @@ func (m *Manager) Check(name, filter string) error {
 }
 
 // Join adds a member to group $share/<name>/<filter>, creating the group
-// (at latest, or as declared) on first use. leave removes the member and
+// (at latest, or as declared) on first use; a member with a JoinedAt
+// method (one that subscribed before it could join, in cluster mode)
+// creates it at that time instead of latest. leave removes the member and
 // releases everything it holds at once; it is idempotent. A transport calls
 // Join for every subscription it accepts (a re-SUBSCRIBE is a leave of the
 // old membership and a join of the new one) and leave when the
@@ -37,6 +39,11 @@ func (m *Manager) Join(name, filter string, mem Member) (leave func(), err error
 	}
 	if g == nil {
 		start, opts := m.optionsFor(k)
+		if j, ok := mem.(interface{ JoinedAt() time.Time }); ok && start.Kind == StartLatest && !j.JoinedAt().IsZero() {
+			// A member that subscribed a moment ago (on another node,
+			// in cluster mode) gets what was published since.
+			start = Position{Kind: StartTime, Time: j.JoinedAt()}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		g, err = m.create(ctx, k, start, opts, false)
 		cancel()

@@ -117,6 +117,7 @@ type joinRequest struct {
 	qos          byte
 	receiveMax   uint64
 	room         int64
+	since        int64 // when the client subscribed (unix ns): a group created by the join starts there
 }
 
 func encodeJoin(j joinRequest) []byte {
@@ -127,7 +128,8 @@ func encodeJoin(j joinRequest) []byte {
 	}
 	b = append(b, j.qos)
 	b = binary.AppendUvarint(b, j.receiveMax)
-	return binary.AppendVarint(b, j.room)
+	b = binary.AppendVarint(b, j.room)
+	return binary.AppendVarint(b, j.since)
 }
 
 func decodeJoin(b []byte) (joinRequest, error) {
@@ -141,6 +143,7 @@ func decodeJoin(b []byte) (joinRequest, error) {
 	j.qos = d.Byte()
 	j.receiveMax = d.Uvarint()
 	j.room = d.Varint()
+	j.since = d.Varint()
 	if d.Err == nil && (len(d.B) > 0 || j.qos > 2 || j.receiveMax > 65535) {
 		d.Err = errors.New("bad field or trailing bytes")
 	}

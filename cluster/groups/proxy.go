@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/mqstream/mqstream/internal/bincode"
 	"github.com/mqstream/mqstream/streams"
@@ -28,6 +29,7 @@ type proxy struct {
 	epoch    uint64 // the placement epoch it joined in
 	name     string
 	filter   string
+	since    time.Time // when the client subscribed
 
 	mu sync.Mutex // guards the fields below
 	// room is the client's room as its node last reported it, less what
@@ -41,6 +43,10 @@ type proxy struct {
 }
 
 func (p *proxy) ClientID() string { return p.clientID }
+
+// JoinedAt is when the client subscribed: a group its join creates
+// starts there (package shared).
+func (p *proxy) JoinedAt() time.Time { return p.since }
 
 // Node is the node the member's client is connected to (statistics).
 func (p *proxy) Node() string        { return p.key.node }
@@ -122,6 +128,9 @@ func (r *Relay) HandleJoin(_ context.Context, from string, req []byte) ([]byte, 
 	}
 	p := &proxy{r: r, key: proxyKey{from, j.ref}, clientID: j.clientID, qos: j.qos, rmax: int(j.receiveMax),
 		epoch: epoch, name: j.name, filter: j.filter, room: int(j.room), acks: map[uint64]func(byte){}}
+	if j.since != 0 {
+		p.since = time.Unix(0, j.since)
+	}
 	// Registered first: frames (room) may come as soon as it joined.
 	r.pmu.Lock()
 	old := r.proxies[p.key]

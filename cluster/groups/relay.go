@@ -139,6 +139,7 @@ func (r *Relay) Reconcile() {
 type membership struct {
 	name, filter string
 	m            Member
+	since        time.Time // when the client subscribed
 
 	// Guarded by Relay.mu.
 	left bool
@@ -166,7 +167,7 @@ func (r *Relay) Join(name, filter string, m Member) (leave func(), err error) {
 	if err := r.opts.Local.Check(name, filter); err != nil {
 		return nil, err
 	}
-	ms := &membership{name: name, filter: filter, m: m}
+	ms := &membership{name: name, filter: filter, m: m, since: time.Now()}
 	m.OnRoom(func() { r.roomed(ms) })
 	r.mu.Lock()
 	if r.closed {
@@ -248,7 +249,7 @@ func (r *Relay) attachRemote(ms *membership, node string, epoch uint64) error {
 	ref := r.nextRef
 	r.mu.Unlock()
 	req := encodeJoin(joinRequest{ref: ref, name: ms.name, filter: ms.filter, clientID: ms.m.ClientID(),
-		qos: ms.m.QoS(), receiveMax: uint64(max(ms.m.ReceiveMaximum(), 0)), room: int64(ms.m.Room())})
+		qos: ms.m.QoS(), receiveMax: uint64(max(ms.m.ReceiveMaximum(), 0)), room: int64(ms.m.Room()), since: ms.since.UnixNano()})
 	// Registered before the call: the dispatcher may deliver before it
 	// answers.
 	r.mu.Lock()
@@ -337,7 +338,10 @@ func (r *Relay) loop() {
 }
 
 // NodeGone releases at once the members that node had attached here, and
-// moves this node's memberships off it.
+// moves this node's memberships off it. Call it when the node failed or
+// left, and when it is found to have restarted (its new process knows
+// nothing of the old one's memberships: each is told to attach again by
+// a detach frame, dropped if the node is really gone).
 func (r *Relay) NodeGone(node string) {
 	r.pmu.Lock()
 	var gone []*proxy
@@ -350,6 +354,7 @@ func (r *Relay) NodeGone(node string) {
 	r.pmu.Unlock()
 	for _, p := range gone {
 		p.leave()
+		r.opts.Transport.Send(node, encodeFrame(frame{kind: frameDetach, from: r.opts.Self, ref: p.key.ref}))
 	}
 	r.mu.Lock()
 	var moved []*membership
@@ -508,6 +513,7 @@ type localMember struct {
 }
 
 func (l localMember) ClientID() string    { return l.ms.m.ClientID() }
+func (l localMember) JoinedAt() time.Time { return l.ms.since }
 func (l localMember) QoS() byte           { return l.ms.m.QoS() }
 func (l localMember) ReceiveMaximum() int { return l.ms.m.ReceiveMaximum() }
 func (l localMember) Room() int           { return l.ms.m.Room() }

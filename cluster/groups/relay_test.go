@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -241,8 +242,10 @@ func (c *cluster) moveTo(node string, epoch uint64) {
 	c.t.Helper()
 	old, _, _ := c.place.Dispatcher("", "")
 	c.place.move(node, epoch)
-	if err := c.groups[old].Refresh(); err != nil {
-		c.t.Fatal(err)
+	if m := c.groups[old]; m != nil {
+		if err := m.Refresh(); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	for id, m := range c.groups {
 		if id == old {
@@ -469,4 +472,48 @@ func TestMemberRecoversAfterLostFrames(t *testing.T) {
 	c.net.cut["b"] = false
 	c.net.mu.Unlock()
 	testutil.Eventually(t, 10*time.Second, "every record acked once the frames get through", func() bool { return c.acked("a") == 10 })
+}
+
+// TestMemberNodeFoundRestartedAttachesAgain: when the dispatcher finds a
+// member's node restarted (NodeGone while it is up), it drops that node's
+// proxies and tells it; the member's node attaches its memberships again
+// and delivery goes on.
+func TestMemberNodeFoundRestartedAttachesAgain(t *testing.T) {
+	c := startCluster(t, time.Hour, "a", "b")
+	cl := &client{id: "w", window: 8}
+	if _, err := c.relays["b"].Join("g", "jobs/#", cl); err != nil {
+		t.Fatal(err)
+	}
+	c.publish("x", 10)
+	testutil.Eventually(t, 10*time.Second, "10 acked", func() bool { return c.acked("a") == 10 })
+	c.relays["a"].NodeGone("b")
+	testutil.Eventually(t, 10*time.Second, "the member attached again", func() bool {
+		c.relays["a"].pmu.Lock()
+		defer c.relays["a"].pmu.Unlock()
+		return len(c.relays["a"].proxies) == 1
+	})
+	c.publish("y", 10)
+	testutil.Eventually(t, 10*time.Second, "10 more acked", func() bool { return c.acked("a") == 20 })
+}
+
+// TestSubscribedWhileNoDispatcherGetsWhatFollowed: a member that
+// subscribed while no node ran its group (an election) gets, once one
+// does, every record published since it subscribed, and none from
+// before.
+func TestSubscribedWhileNoDispatcherGetsWhatFollowed(t *testing.T) {
+	c := startCluster(t, time.Hour, "a", "b")
+	c.publish("before", 5)
+	c.place.move("", 0)
+	cl := &client{id: "w", window: 8}
+	if _, err := c.relays["b"].Join("g", "jobs/#", cl); err != nil {
+		t.Fatal(err)
+	}
+	c.publish("after", 5)
+	c.moveTo("a", 2)
+	testutil.Eventually(t, 10*time.Second, "the 5 records published after the subscription", func() bool { return c.acked("a") == 5 })
+	for _, p := range cl.payloads() {
+		if !strings.HasPrefix(p, "after-") {
+			t.Fatalf("got %q, published before the member subscribed", p)
+		}
+	}
 }
