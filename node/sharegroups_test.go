@@ -93,10 +93,19 @@ func TestSharedGroupSpansNodes(t *testing.T) {
 	for i, n := range nodes {
 		ws = append(ws, groupMember(t, n.MQTTAddr(), fmt.Sprintf("w%d", i), "$share/g/stored/#"))
 	}
-	const n = 300
-	publishAll(t, nodes[1].MQTTAddr(), "pub", 1, n, "stored/a")
+	// Eight publishers spread over the three nodes, 50 messages each.
+	const n = 400
+	var wg sync.WaitGroup
+	for p := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			publishAll(t, nodes[p%3].MQTTAddr(), fmt.Sprintf("pub%d", p), 1, n/8, fmt.Sprintf("stored/p%d", p))
+		}()
+	}
+	wg.Wait()
 	testutil.Eventually(t, 20*time.Second, "every record delivered to a member", func() bool {
-		d, _ := distinctAcross("stored/a-", ws...)
+		d, _ := distinctAcross("stored/p", ws...)
 		return d == n
 	})
 	for i, w := range ws {
@@ -104,7 +113,7 @@ func TestSharedGroupSpansNodes(t *testing.T) {
 			t.Errorf("the member on %s got nothing: records are not shared across nodes", nodes[i].ID())
 		}
 	}
-	if _, dups := distinctAcross("stored/a-", ws...); dups != 0 {
+	if _, dups := distinctAcross("stored/p", ws...); dups != 0 {
 		t.Errorf("%d records delivered twice without a failure", dups)
 	}
 	owner := dispatcherOf(t, nodes[0], "g", "stored/#")
