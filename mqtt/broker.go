@@ -139,6 +139,9 @@ type Broker struct {
 	restoredOnce sync.Once
 
 	closeOnce sync.Once
+	// sweepStop ends the retained-tombstone sweep (cluster mode) and
+	// sweepDone says it ended; set by Start.
+	sweepStop, sweepDone chan struct{}
 }
 
 // New builds a broker and binds its listeners (so their addresses are
@@ -441,6 +444,10 @@ func (b *Broker) Start() error {
 	if b.opts.Remote != nil {
 		b.syncRoutes()
 	}
+	if b.delivery.retained.sync != nil {
+		b.sweepStop, b.sweepDone = make(chan struct{}), make(chan struct{})
+		go b.sweepLoop(b.sweepStop, b.sweepDone)
+	}
 	return b.server.Serve()
 }
 
@@ -480,6 +487,10 @@ func (b *Broker) Close() error {
 		b.peerWills.close()
 	}
 	b.closeOnce.Do(func() {
+		if b.sweepStop != nil {
+			close(b.sweepStop)
+			<-b.sweepDone
+		}
 		b.willsMu.Lock()
 		b.willsClosed = true
 		for _, t := range b.wills {

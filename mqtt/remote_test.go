@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/streams"
@@ -194,5 +195,32 @@ func TestSessionMoveRejectsForeignKeys(t *testing.T) {
 		if _, err := decodeSessionMove("a", b); !errors.Is(err, errBadForward) {
 			t.Errorf("%x: %v", b, err)
 		}
+	}
+}
+
+// TestSweepForgetsOldTombstones: a running node forgets the versions of
+// topics cleared more than tombstoneTTL ago, and keeps those of retained
+// topics and of recent clears.
+func TestSweepForgetsOldTombstones(t *testing.T) {
+	server := mochi.New(nil)
+	r := &retainer{server: server, sync: newRetainedSync(nil, "n1")}
+	now := time.Now()
+	old := uint64(now.Add(-tombstoneTTL - time.Minute).UnixNano())
+	recent := uint64(now.Add(-time.Minute).UnixNano())
+	r.sync.versions["old/cleared"] = rversion{ts: old, node: "n1"}
+	r.sync.versions["old/held"] = rversion{ts: old, node: "n2"}
+	r.sync.versions["recent/cleared"] = rversion{ts: recent, node: "n1"}
+	server.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
+		TopicName: "old/held", Payload: []byte("kept")})
+	if n := r.sweepTombstones(now); n != 1 {
+		t.Fatalf("swept %d, want 1", n)
+	}
+	for topic, want := range map[string]bool{"old/cleared": false, "old/held": true, "recent/cleared": true} {
+		if _, ok := r.sync.version(topic); ok != want {
+			t.Errorf("%s kept: %v, want %v", topic, ok, want)
+		}
+	}
+	if n := (&retainer{server: server}).sweepTombstones(now); n != 0 {
+		t.Fatalf("standalone swept %d", n)
 	}
 }

@@ -25,7 +25,7 @@ import (
 // it holds, so nodes that receive updates in different orders end with the
 // same message (last writer wins). A cleared topic keeps its version as a
 // tombstone, so an older copy cannot come back; tombstones older than a
-// day are forgotten when the node starts. A node that joins (or restarts)
+// day are forgotten when the node starts and every 10 minutes. A node that joins (or restarts)
 // is sent every topic's state by every other node, which brings back what
 // it missed while away. Versions are kept on disk beside the retained
 // messages.
@@ -42,6 +42,11 @@ func (v rversion) newer(than rversion) bool {
 
 // tombstoneTTL is how long a cleared topic's version is kept.
 const tombstoneTTL = 24 * time.Hour
+
+// tombstoneSweep is how often a running node forgets tombstones older than
+// tombstoneTTL (a node that clears many distinct topics would otherwise
+// keep every one until it restarts).
+const tombstoneSweep = 10 * time.Minute
 
 // retainedSync versions retained topics and sends their states to the
 // other nodes.
@@ -172,6 +177,68 @@ func decodeVersion(b []byte) (rversion, error) {
 		return rversion{}, fmt.Errorf("%w: retained version", errStateCorrupt)
 	}
 	return rversion{ts: ts, node: string(b[1+n:])}, nil
+}
+
+// staleTombstones lists the topics whose version is older than horizon
+// (candidates: sweepTombstones checks each under its topic's lock).
+func (s *retainedSync) staleTombstones(horizon uint64) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for t, v := range s.versions {
+		if v.ts < horizon {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// sweepTombstones forgets, in memory and on disk, the versions of cleared
+// topics older than tombstoneTTL; it returns how many. Each topic is
+// checked under its own lock (one at a time), so a concurrent retain wins.
+func (r *retainer) sweepTombstones(now time.Time) int {
+	if r.sync == nil {
+		return 0
+	}
+	horizon := uint64(now.Add(-tombstoneTTL).UnixNano())
+	n := 0
+	for _, topic := range r.sync.staleTombstones(horizon) {
+		mu := r.lock(topic)
+		mu.Lock()
+		_, held := r.server.Topics.Retained.Get(topic)
+		r.sync.mu.Lock()
+		v, ok := r.sync.versions[topic]
+		forget := ok && !held && v.ts < horizon
+		if forget {
+			delete(r.sync.versions, topic)
+		}
+		r.sync.mu.Unlock()
+		if forget {
+			n++
+			if r.st != nil {
+				r.st.submit([]streams.KVWrite{{Key: versionKey(topic), Delete: true}}, true, nil)
+			}
+		}
+		mu.Unlock()
+	}
+	return n
+}
+
+// sweepLoop runs sweepTombstones every tombstoneSweep until stop closes.
+func (b *Broker) sweepLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(tombstoneSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			if n := b.delivery.retained.sweepTombstones(now); n > 0 {
+				b.log.Debug("forgot old retained tombstones", "count", n)
+			}
+		}
+	}
 }
 
 // restoreVersions reads the retained topics' versions back, forgetting
