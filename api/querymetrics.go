@@ -8,7 +8,7 @@ import (
 // id: bounded by the queries users create), read from Queries.List at
 // scrape time. Counters count since the query (re)started on this node.
 var (
-	descQueryRunning   = desc("query_running", "1 if the continuous query runs, 0 if it is failing (it restarts from its progress).", "query")
+	descQueryRunning   = desc("query_running", "1 if the continuous query runs, 0 if it is failing (it restarts from its progress) or paused.", "query")
 	descQueryIn        = desc("query_records_in_total", "Input records the continuous query read.", "query")
 	descQueryOut       = desc("query_rows_out_total", "Rows the continuous query wrote to its output stream.", "query")
 	descQueryLate      = desc("query_late_records_total", "Input records for windows already closed (counted, not added).", "query")

@@ -119,8 +119,10 @@ type Manager struct {
 	mu struct {
 		sync.Mutex
 		// queries are the running queries by id; pushes counts the push
-		// queries running; closed refuses new ones.
+		// queries running; closed refuses new ones; busy holds the ids
+		// that a Terminate, Pause or Resume is changing (control.go).
 		queries map[string]*runner
+		busy    map[string]bool
 		pushes  int
 		closed  bool
 	}
@@ -138,6 +140,7 @@ func New(opts Options) (*Manager, error) {
 	m.ctx, m.stop = context.WithCancel(context.Background())
 	m.pushCtx, m.endPushes = context.WithCancel(m.ctx)
 	m.mu.queries = map[string]*runner{}
+	m.mu.busy = map[string]bool{}
 	return m, nil
 }
 
@@ -157,20 +160,13 @@ func (m *Manager) Start() error {
 		return err
 	}
 	for _, d := range defs {
-		c, err := query.CompileContinuous(d.SQL)
-		r := newRunner(m, d, c)
-		if err != nil {
-			r.fail(fmt.Errorf("the query no longer compiles: %w", err))
-			r.cancel()
-			close(r.done) // it never runs
-			m.log.Error("continuous query not restored", "query", d.ID, "error", err)
-		}
+		r := m.prepare(d)
 		if !m.add(r) {
 			return errors.New("cq: manager closed")
 		}
-		if c != nil {
+		if r.runnable() {
 			m.launch(r)
-			m.log.Info("continuous query restored", "query", d.ID, "source", c.Source)
+			m.log.Info("continuous query restored", "query", d.ID, "source", r.c.Source)
 		}
 	}
 	return nil
@@ -284,14 +280,13 @@ var ErrNotFound = errors.New("query not found")
 
 // Terminate stops query id and forgets it; its output stream stays.
 func (m *Manager) Terminate(ctx context.Context, id string) error {
-	m.mu.Lock()
-	r := m.mu.queries[id]
-	m.mu.Unlock()
-	if r == nil {
-		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown query %q (SHOW QUERIES lists them)", id), Err: ErrNotFound}
+	r, err := m.claim(id)
+	if err != nil {
+		return err
 	}
+	defer m.release(id)
 	r.terminate()
-	err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
+	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
 		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)

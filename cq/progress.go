@@ -26,6 +26,9 @@ type definition struct {
 	ID      string    `json:"id"`
 	SQL     string    `json:"sql"`
 	Created time.Time `json:"created_at"`
+	// Paused is set by PAUSE QUERY: the query is not run (its progress
+	// is kept) until RESUME QUERY.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // User properties of every output record: the query that wrote it and

@@ -58,10 +58,11 @@ type pushStmt struct {
 	emitAt Pos
 }
 
-// terminateStmt is TERMINATE [QUERY] id.
+// terminateStmt is TERMINATE, PAUSE or RESUME [QUERY] id.
 type terminateStmt struct {
-	id  string
-	pos Pos
+	verb string // "terminate", "pause" or "resume"
+	id   string
+	pos  Pos
 }
 
 // describeStmt is DESCRIBE <table>.

@@ -55,16 +55,8 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "queries") {
 		return &showStmt{what: "queries"}, src, nil
 	}
-	if sig[0].typ == sqlparser.ID && strings.EqualFold(sig[0].text, "terminate") {
-		rest := sig[1:]
-		if len(rest) > 0 && strings.EqualFold(rest[0].text, "query") {
-			rest = rest[1:]
-		}
-		if len(rest) != 1 || !nameToken(rest[0]) {
-			p := src.pos(sig[0].start)
-			return nil, src, &Error{Code: CodeSyntax, Message: "syntax error: write TERMINATE QUERY <id> (SHOW QUERIES lists them)", Line: p.Line, Column: p.Column}
-		}
-		return &terminateStmt{id: rest[0].text, pos: src.pos(rest[0].start)}, src, nil
+	if st, ok, err := parseControl(src, sig); ok {
+		return st, src, err
 	}
 	pl, err := peel(src, sig)
 	if err != nil {
@@ -183,4 +175,27 @@ func knownName(name string) bool {
 		}
 	}
 	return false
+}
+
+// parseControl recognises TERMINATE, PAUSE and RESUME [QUERY] id. ok is
+// false for other statements.
+func parseControl(src *source, sig []token) (st statement, ok bool, err error) {
+	verb := strings.ToLower(sig[0].text)
+	switch verb {
+	case "terminate", "pause", "resume":
+	default:
+		return nil, false, nil
+	}
+	rest := sig[1:]
+	if len(rest) > 0 && strings.EqualFold(rest[0].text, "query") {
+		rest = rest[1:]
+	}
+	if len(rest) != 1 || !nameToken(rest[0]) {
+		p := src.pos(sig[0].start)
+		if len(rest) > 1 {
+			p = src.pos(rest[1].start)
+		}
+		return nil, true, &Error{Code: CodeSyntax, Message: fmt.Sprintf("syntax error: write %s QUERY <id> (SHOW QUERIES lists them)", strings.ToUpper(verb)), Line: p.Line, Column: p.Column}
+	}
+	return &terminateStmt{verb: verb, id: rest[0].text, pos: src.pos(rest[0].start)}, true, nil
 }

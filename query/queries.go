@@ -17,6 +17,11 @@ type Queries interface {
 	List() []QueryInfo
 	// Terminate stops a query for good; its output stream stays.
 	Terminate(ctx context.Context, id string) error
+	// Pause stops a query, keeping its progress, until Resume runs it
+	// again from there; the paused state survives restarts. Both change
+	// nothing for a query already in the state asked for.
+	Pause(ctx context.Context, id string) (QueryInfo, error)
+	Resume(ctx context.Context, id string) (QueryInfo, error)
 	// Push runs push query c from the end of its input: it calls emit
 	// with each output row (Output.Values set) until ctx ends (then it
 	// returns nil), emit fails, or c's LIMIT is reached. Errors are
@@ -30,7 +35,7 @@ type QueryInfo struct {
 	SQL     string    `json:"sql"`
 	Source  string    `json:"source"`
 	Sink    string    `json:"sink"`
-	Status  string    `json:"status"` // running, error
+	Status  string    `json:"status"` // starting, running, paused, error
 	Error   string    `json:"error,omitempty"`
 	Created time.Time `json:"created_at"`
 	// Offset is the next input offset to read; Lag the records after it;
@@ -58,7 +63,7 @@ type QueryInfo struct {
 func queryCols() []colDef {
 	return []colDef{
 		{"id", TText, "query id: the name of its output stream"},
-		{"status", TText, "starting, running or error (a failed query restarts from its progress after a pause)"},
+		{"status", TText, "starting, running, paused (PAUSE QUERY) or error (a failed query restarts from its progress after a pause)"},
 		{"source", TText, "input stream"},
 		{"sink", TText, "output stream"},
 		{"input_offset", TInt, "next input offset to read"},
@@ -112,7 +117,7 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		return nil, errorf(Pos{}, "continuous queries are not available on this node")
 	}
 	if _, isShow := st.(*showStmt); !isShow && ctx.Value(readOnlyKey{}) != nil {
-		return nil, &Error{Code: CodeForbidden, Message: "creating and terminating continuous queries needs the admin role"}
+		return nil, &Error{Code: CodeForbidden, Message: "creating, terminating, pausing and resuming continuous queries needs the admin role"}
 	}
 	switch s := st.(type) {
 	case *showStmt:
@@ -125,10 +130,7 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		}
 		return res, nil
 	case *terminateStmt:
-		if err := e.opts.Queries.Terminate(ctx, s.id); err != nil {
-			return nil, withPos(err, s.pos)
-		}
-		return message("query " + s.id + " terminated"), nil
+		return e.control(ctx, s)
 	case *createStreamStmt:
 		q, err := e.opts.Queries.Create(ctx, sql)
 		if err != nil {
@@ -137,6 +139,31 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		return message(fmt.Sprintf("query %s created: it reads stream %s and writes stream %s", q.ID, q.Source, q.Sink)), nil
 	}
 	return nil, errorf(Pos{}, "unsupported statement")
+}
+
+// control runs TERMINATE, PAUSE and RESUME QUERY.
+func (e *Engine) control(ctx context.Context, s *terminateStmt) (*Result, error) {
+	qs := e.opts.Queries
+	var q QueryInfo
+	var err error
+	switch s.verb {
+	case "pause":
+		q, err = qs.Pause(ctx, s.id)
+	case "resume":
+		q, err = qs.Resume(ctx, s.id)
+	default:
+		err = qs.Terminate(ctx, s.id)
+	}
+	if err != nil {
+		return nil, withPos(err, s.pos)
+	}
+	switch s.verb {
+	case "pause":
+		return message("query " + s.id + " paused: it keeps its progress; RESUME QUERY " + s.id + " runs it again from there"), nil
+	case "resume":
+		return message("query " + s.id + " resumed: status " + q.Status), nil
+	}
+	return message("query " + s.id + " terminated"), nil
 }
 
 // push answers a push query: its columns, and a Push that runs it.

@@ -179,3 +179,12 @@ error sql_syntax 1:1: syntax error: write TERMINATE QUERY <id> (SHOW QUERIES lis
 
 > CREATE STREAM hot AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
 error sql_error 0:0: continuous queries are not available on this node
+
+> PAUSE QUERY
+error sql_syntax 1:1: syntax error: write PAUSE QUERY <id> (SHOW QUERIES lists them)
+
+> RESUME QUERY hot now
+error sql_syntax 1:18: syntax error: write RESUME QUERY <id> (SHOW QUERIES lists them)
+
+> PAUSE QUERY hot
+error sql_error 0:0: continuous queries are not available on this node
