@@ -166,7 +166,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	next, err := recoverInput(m.opts.Reader, m.opts.KV, id, c.Name)
+	next, err := recoverInput(m.opts.Reader, m.opts.KV, id, r.sink())
 	if err != nil {
 		return err
 	}

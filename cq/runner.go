@@ -39,7 +39,7 @@ func newRunner(m *Manager, d definition, c *query.Continuous) *runner {
 	r.ctx, r.cancel = context.WithCancel(m.ctx)
 	r.mu.info = query.QueryInfo{ID: d.ID, SQL: d.SQL, Created: d.Created, Status: "starting"}
 	if c != nil {
-		r.mu.info.Source, r.mu.info.Sink = c.Source, c.Name
+		r.mu.info.Source, r.mu.info.Sink, r.mu.info.Kind = c.Source, c.Name, c.Kind
 	}
 	return r
 }
@@ -95,7 +95,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, c.Name)
+	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
 	if err != nil {
 		return err
 	}
@@ -161,11 +161,19 @@ func (r *runner) runOnce(ctx context.Context) error {
 	}
 }
 
-// ensureOutput creates the output stream if it is missing (a crash
-// between a query's definition and its stream, or a stream deleted).
+// sink is the output stream, where the search for progress stops.
+func (r *runner) sink() streamFrom { return streamFrom{name: r.c.Name, from: r.def.From} }
+
+// ensureOutput creates the output stream of a CREATE STREAM query if it
+// is missing (a crash between a query's definition and its stream, or a
+// stream deleted). INSERT INTO fails instead: it writes an existing
+// stream.
 func (r *runner) ensureOutput(ctx context.Context) error {
 	name := r.c.Name
 	if _, err := r.m.opts.Reader.DescribeStream(name); errors.Is(err, streams.ErrStreamNotFound) {
+		if r.c.Kind == query.KindInsert {
+			return fmt.Errorf("stream %s does not exist: INSERT INTO writes an existing stream (create it again, or TERMINATE QUERY %s)", name, r.def.ID)
+		}
 		if _, err := r.m.opts.Writer.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
 			return fmt.Errorf("create output stream %s: %w", name, err)
 		}

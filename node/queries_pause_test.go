@@ -98,3 +98,49 @@ func TestPauseResumeOverREST(t *testing.T) {
 		t.Fatalf("PAUSE QUERY: %d %v", st, res.Rows)
 	}
 }
+
+// TestInsertIntoOverREST: INSERT INTO through POST /v1/query writes the
+// rows of what is published on MQTT into an existing stream; a missing
+// stream is an error at its position.
+func TestInsertIntoOverREST(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	for _, s := range []string{"input", "merged"} {
+		if _, err := n.Store().CreateStream(context.Background(), s, streams.Retention{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var e struct {
+		Error struct {
+			Code, Message string
+			Line, Column  int
+		} `json:"error"`
+	}
+	if st := postAPI(t, n, "/v1/query", `{"sql":"INSERT INTO nope SELECT _payload AS p FROM input"}`, &e); st != http.StatusBadRequest ||
+		e.Error.Code != "sql_error" || e.Error.Line != 1 || e.Error.Column != 13 || !strings.Contains(e.Error.Message, `unknown stream "nope"`) {
+		t.Fatalf("missing stream: %d %+v", st, e)
+	}
+	var res struct {
+		Rows [][]any `json:"rows"`
+	}
+	if st := postAPI(t, n, "/v1/query", `{"sql":"INSERT INTO merged SELECT _payload AS p FROM input WHERE _payload LIKE 'x%'"}`, &res); st != http.StatusOK ||
+		!strings.Contains(fmt.Sprint(res.Rows), "query merged_insert_1 created: it reads stream input and writes stream merged") {
+		t.Fatalf("insert: %d %v", st, res.Rows)
+	}
+	publishSeq(t, n.MQTTAddr(), "p1", "input/x", "x", 2)
+	publishSeq(t, n.MQTTAddr(), "p2", "input/x", "y", 1)
+	publishSeq(t, n.MQTTAddr(), "p3", "merged/m", "direct", 1)
+	testutil.Eventually(t, 10*time.Second, "3 records in merged", func() bool { return len(payloads(t, n.Store(), "merged")) >= 3 })
+	var rows []string
+	for _, p := range payloads(t, n.Store(), "merged") {
+		if strings.HasPrefix(p, "{") {
+			rows = append(rows, p)
+		}
+	}
+	if strings.Join(rows, " ") != `{"p":"x-0"} {"p":"x-1"}` {
+		t.Fatalf("merged holds %v", payloads(t, n.Store(), "merged"))
+	}
+	var q query.QueryInfo
+	if getJSON(t, n, "/v1/queries/merged_insert_1", &q); q.Kind != "insert" || q.Sink != "merged" {
+		t.Fatalf("query %+v", q)
+	}
+}

@@ -78,7 +78,8 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 	sel, isSelect := st.(*selectStmt)
 	switch {
 	case pl.create != nil && !isSelect:
-		return nil, src, errorf(pl.create.namePos, "CREATE STREAM %s AS needs a SELECT", pl.create.name)
+		return nil, src, errorf(pl.create.namePos, "%s needs a SELECT", map[string]string{KindStream: "CREATE STREAM " + pl.create.name + " AS",
+			KindView: "CREATE VIEW " + pl.create.name + " AS", KindInsert: "INSERT INTO " + pl.create.name}[pl.create.kind])
 	case pl.create != nil:
 		return &createStreamStmt{create: pl.create, sel: sel, emit: pl.emit, emitAt: pl.emitAt}, src, nil
 	case pl.emit != "" && !isSelect:

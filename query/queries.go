@@ -31,11 +31,14 @@ type Queries interface {
 
 // QueryInfo describes one continuous query: a row of SHOW QUERIES.
 type QueryInfo struct {
-	ID      string    `json:"id"`
-	SQL     string    `json:"sql"`
-	Source  string    `json:"source"`
-	Sink    string    `json:"sink"`
-	Status  string    `json:"status"` // starting, running, paused, error
+	ID     string `json:"id"`
+	SQL    string `json:"sql"`
+	Source string `json:"source"`
+	Sink   string `json:"sink"`
+	Status string `json:"status"` // starting, running, paused, error
+	// Kind is stream (CREATE STREAM), insert (INSERT INTO) or view
+	// (CREATE VIEW); empty for a query whose SQL no longer compiles.
+	Kind    string    `json:"kind"`
 	Error   string    `json:"error,omitempty"`
 	Created time.Time `json:"created_at"`
 	// Offset is the next input offset to read; Lag the records after it;
@@ -62,7 +65,7 @@ type QueryInfo struct {
 // queryCols are the columns of SHOW QUERIES and of the table queries.
 func queryCols() []colDef {
 	return []colDef{
-		{"id", TText, "query id: the name of its output stream"},
+		{"id", TText, "query id: the name of its output stream or view (INSERT INTO: <stream>_insert_<n>)"},
 		{"status", TText, "starting, running, paused (PAUSE QUERY) or error (a failed query restarts from its progress after a pause)"},
 		{"source", TText, "input stream"},
 		{"sink", TText, "output stream"},
@@ -80,7 +83,8 @@ func queryCols() []colDef {
 		{"published", TInt, "output records published on MQTT since then (WITH (topic = ...))"},
 		{"error", TText, "the query's error, else its publication's (NULL if none)"},
 		{"created_at", TTime, "when the query was created"},
-		{"sql", TText, "the CREATE STREAM statement"},
+		{"sql", TText, "the CREATE STREAM, INSERT INTO or CREATE VIEW statement"},
+		{"kind", TText, "stream (CREATE STREAM ... AS), insert (INSERT INTO) or view (CREATE VIEW)"},
 	}
 }
 
@@ -99,7 +103,7 @@ func queryRow(q QueryInfo) []any {
 		errText = "publishing: " + q.PublishError
 	}
 	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, q.LagSeconds, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
-		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL}
+		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL, q.Kind}
 }
 
 type readOnlyKey struct{}
@@ -135,6 +139,9 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		q, err := e.opts.Queries.Create(ctx, sql)
 		if err != nil {
 			return nil, withPos(err, s.create.namePos)
+		}
+		if s.create.kind == KindView {
+			return message(fmt.Sprintf("view %s created: it reads stream %s; SELECT ... FROM %s reads it", q.ID, q.Source, q.ID)), nil
 		}
 		return message(fmt.Sprintf("query %s created: it reads stream %s and writes stream %s", q.ID, q.Source, q.Sink)), nil
 	}

@@ -188,3 +188,18 @@ error sql_syntax 1:18: syntax error: write RESUME QUERY <id> (SHOW QUERIES lists
 
 > PAUSE QUERY hot
 error sql_error 0:0: continuous queries are not available on this node
+
+> INSERT INTO jobs VALUES (1)
+error sql_error 1:1: only SELECT, SHOW STREAMS, SHOW TABLES and DESCRIBE <table> are supported: SQL here is read-only
+
+> INSERT INTO jobs (a) SELECT sensor FROM temperatures
+error sql_error 1:18: INSERT INTO <stream> SELECT ... takes no column list: the output records' fields are the select list's names (use AS to rename)
+
+> INSERT INTO
+error sql_syntax 1:12: syntax error: unexpected end of statement
+
+> INSERT INTO jobs SELECT count(*) FROM temperatures
+error sql_error 1:25: a continuous query that aggregates needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (a push query, SELECT ... EMIT CHANGES, aggregates without one)
+
+> INSERT INTO jobs SELECT sensor FROM temperatures
+error sql_error 0:0: continuous queries are not available on this node
