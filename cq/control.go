@@ -87,6 +87,9 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (query.
 		return query.QueryInfo{}, err
 	}
 	defer m.release(id)
+	if r.view != nil {
+		return query.QueryInfo{}, sqlError(query.Pos{}, "%s is a view: a view cannot be paused (DROP VIEW %s, and CREATE VIEW again later: it is rebuilt from its source)", id, id)
+	}
 	if r.def.Paused == paused {
 		return r.info(), nil
 	}

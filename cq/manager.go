@@ -338,7 +338,7 @@ func (m *Manager) List() []query.QueryInfo {
 }
 
 // ErrNotFound: no query has the id.
-var ErrNotFound = errors.New("query not found")
+var ErrNotFound = query.ErrQueryNotFound
 
 // Terminate stops query id and forgets it; its output stream stays.
 func (m *Manager) Terminate(ctx context.Context, id string) error {

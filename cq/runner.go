@@ -16,6 +16,8 @@ type runner struct {
 	m   *Manager
 	def definition
 	c   *query.Continuous // nil if the SQL no longer compiles
+	// view is the state of a view (CREATE VIEW), nil for other queries.
+	view *viewState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -38,6 +40,9 @@ func newRunner(m *Manager, d definition, c *query.Continuous) *runner {
 	r := &runner{m: m, def: d, c: c, done: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(m.ctx)
 	r.mu.info = query.QueryInfo{ID: d.ID, SQL: d.SQL, Created: d.Created, Status: "starting"}
+	if c != nil && c.Kind == query.KindView {
+		r.view = newViewState(c)
+	}
 	if c != nil {
 		r.mu.info.Source, r.mu.info.Sink, r.mu.info.Kind = c.Source, c.Name, c.Kind
 	}
@@ -82,7 +87,10 @@ func (r *runner) run() {
 		}()
 	}
 	once := r.runOnce
-	if r.c.Emit == "changes" {
+	switch {
+	case r.c.Kind == query.KindView:
+		once = r.runView
+	case r.c.Emit == "changes":
 		once = r.runChanges
 	}
 	r.retry("query", once, r.fail)

@@ -36,9 +36,9 @@ type orderItem struct {
 	desc bool
 }
 
-// showStmt is SHOW STREAMS, SHOW TABLES or SHOW QUERIES.
+// showStmt is SHOW STREAMS, SHOW TABLES, SHOW QUERIES or SHOW VIEWS.
 type showStmt struct {
-	what string // "streams", "tables" or "queries"
+	what string // "streams", "tables", "queries" or "views"
 }
 
 // createStreamStmt is CREATE STREAM name [WITH (...)] AS SELECT ...
@@ -58,11 +58,13 @@ type pushStmt struct {
 	emitAt Pos
 }
 
-// terminateStmt is TERMINATE, PAUSE or RESUME [QUERY] id.
+// terminateStmt is TERMINATE, PAUSE or RESUME [QUERY] id, or DROP VIEW
+// [IF EXISTS] id.
 type terminateStmt struct {
-	verb string // "terminate", "pause" or "resume"
-	id   string
-	pos  Pos
+	verb     string // "terminate", "pause", "resume" or "drop view"
+	id       string
+	pos      Pos
+	ifExists bool
 }
 
 // describeStmt is DESCRIBE <table>.

@@ -293,12 +293,22 @@ func (c *Continuous) Windowed() bool { return c.Window.Size > 0 || c.Window.Sess
 // them ("any" for payload fields, known only at run time).
 func (c *Continuous) ColumnTypes() []Column {
 	out := make([]Column, 0, len(c.Columns))
+	for _, d := range c.viewColumns() {
+		out = append(out, Column{Name: d.name, Type: d.typ.String()})
+	}
+	return out
+}
+
+// viewColumns are the columns of a view read as a table: ColumnTypes,
+// with descriptions.
+func (c *Continuous) viewColumns() []colDef {
+	out := make([]colDef, 0, len(c.Columns))
 	for i, n := range c.Columns {
-		typ := TTime
+		typ, desc := TTime, "window bound"
 		if i >= c.lead {
-			typ = c.p.items[i-c.lead].typ
+			typ, desc = c.p.items[i-c.lead].typ, "view column"
 		}
-		out = append(out, Column{Name: n, Type: typ.String()})
+		out = append(out, colDef{name: n, typ: typ, desc: desc})
 	}
 	return out
 }

@@ -55,6 +55,9 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "queries") {
 		return &showStmt{what: "queries"}, src, nil
 	}
+	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "views") {
+		return &showStmt{what: "views"}, src, nil
+	}
 	if st, ok, err := parseControl(src, sig); ok {
 		return st, src, err
 	}
@@ -184,6 +187,11 @@ func parseControl(src *source, sig []token) (st statement, ok bool, err error) {
 	verb := strings.ToLower(sig[0].text)
 	switch verb {
 	case "terminate", "pause", "resume":
+	case "drop":
+		if len(sig) < 2 || !strings.EqualFold(sig[1].text, "view") {
+			return nil, false, nil
+		}
+		return parseDropView(src, sig)
 	default:
 		return nil, false, nil
 	}
@@ -199,4 +207,23 @@ func parseControl(src *source, sig []token) (st statement, ok bool, err error) {
 		return nil, true, &Error{Code: CodeSyntax, Message: fmt.Sprintf("syntax error: write %s QUERY <id> (SHOW QUERIES lists them)", strings.ToUpper(verb)), Line: p.Line, Column: p.Column}
 	}
 	return &terminateStmt{verb: verb, id: rest[0].text, pos: src.pos(rest[0].start)}, true, nil
+}
+
+// parseDropView reads DROP VIEW [IF EXISTS] name.
+func parseDropView(src *source, sig []token) (statement, bool, error) {
+	rest := sig[2:]
+	st := &terminateStmt{verb: "drop view"}
+	if len(rest) >= 2 && rest[0].typ == sqlparser.IF && strings.EqualFold(rest[1].text, "exists") {
+		st.ifExists = true
+		rest = rest[2:]
+	}
+	if len(rest) != 1 || !nameToken(rest[0]) {
+		p := src.pos(len(strings.TrimRight(src.sql, " \t\r\n;")))
+		if len(rest) > 1 {
+			p = src.pos(rest[1].start)
+		}
+		return nil, true, &Error{Code: CodeSyntax, Message: "syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)", Line: p.Line, Column: p.Column}
+	}
+	st.id, st.pos = rest[0].text, src.pos(rest[0].start)
+	return st, true, nil
 }

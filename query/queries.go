@@ -2,9 +2,14 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrQueryNotFound: no continuous query (or view) has the id; Queries
+// implementations wrap it.
+var ErrQueryNotFound = errors.New("query not found")
 
 // Queries runs continuous queries (package cq implements it): the engine
 // hands it CREATE STREAM ... AS SELECT, SHOW QUERIES and TERMINATE QUERY.
@@ -27,6 +32,28 @@ type Queries interface {
 	// returns nil), emit fails, or c's LIMIT is reached. Errors are
 	// *Error where the SQL is at fault.
 	Push(ctx context.Context, c *Continuous, emit func(Output) error) error
+	// View returns the view (CREATE VIEW) named name, if there is one.
+	View(name string) (ViewReader, bool)
+	// DropView terminates a view; it is an error if name is another kind
+	// of query.
+	DropView(ctx context.Context, name string) error
+}
+
+// ViewReader reads a view: a table kept up to date by a persistent query.
+type ViewReader interface {
+	// Plan is the view's compiled query.
+	Plan() *Continuous
+	// Rows returns the view's current rows (the columns of Plan), waiting
+	// while it rebuilds its state after a start; ctx bounds the wait.
+	Rows(ctx context.Context) ([][]any, error)
+}
+
+// view returns the view named name, if the node has one.
+func (e *Engine) view(name string) (ViewReader, bool) {
+	if e.opts.Queries == nil {
+		return nil, false
+	}
+	return e.opts.Queries.View(name)
 }
 
 // QueryInfo describes one continuous query: a row of SHOW QUERIES.
@@ -125,6 +152,9 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 	}
 	switch s := st.(type) {
 	case *showStmt:
+		if s.what == "views" {
+			return e.showViews(), nil
+		}
 		res := &Result{Rows: [][]any{}}
 		for _, c := range queryCols() {
 			res.Columns = append(res.Columns, Column{Name: c.name, Type: c.typ.String()})
@@ -158,6 +188,11 @@ func (e *Engine) control(ctx context.Context, s *terminateStmt) (*Result, error)
 		q, err = qs.Pause(ctx, s.id)
 	case "resume":
 		q, err = qs.Resume(ctx, s.id)
+	case "drop view":
+		err = qs.DropView(ctx, s.id)
+		if s.ifExists && errors.Is(err, ErrQueryNotFound) {
+			return message("view " + s.id + " does not exist"), nil
+		}
 	default:
 		err = qs.Terminate(ctx, s.id)
 	}
@@ -169,6 +204,8 @@ func (e *Engine) control(ctx context.Context, s *terminateStmt) (*Result, error)
 		return message("query " + s.id + " paused: it keeps its progress; RESUME QUERY " + s.id + " runs it again from there"), nil
 	case "resume":
 		return message("query " + s.id + " resumed: status " + q.Status), nil
+	case "drop view":
+		return message("view " + s.id + " dropped"), nil
 	}
 	return message("query " + s.id + " terminated"), nil
 }
@@ -186,4 +223,21 @@ func (e *Engine) push(c *Continuous) (*Result, error) {
 
 func message(text string) *Result {
 	return &Result{Columns: []Column{{"result", "text"}}, Rows: [][]any{{text}}}
+}
+
+// showViews answers SHOW VIEWS: the views among the queries.
+func (e *Engine) showViews() *Result {
+	res := &Result{Columns: []Column{{"name", "text"}, {"status", "text"}, {"source", "text"}, {"groups", "int"},
+		{"records_in", "int"}, {"error", "text"}, {"sql", "text"}}, Rows: [][]any{}}
+	for _, q := range e.opts.Queries.List() {
+		if q.Kind != KindView {
+			continue
+		}
+		var errText any
+		if q.Error != "" {
+			errText = q.Error
+		}
+		res.Rows = append(res.Rows, []any{q.ID, q.Status, q.Source, int64(q.Groups), q.RecordsIn, errText, q.SQL})
+	}
+	return res
 }

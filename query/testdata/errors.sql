@@ -203,3 +203,21 @@ error sql_error 1:25: a continuous query that aggregates needs a window: GROUP B
 
 > INSERT INTO jobs SELECT sensor FROM temperatures
 error sql_error 0:0: continuous queries are not available on this node
+
+> DROP VIEW
+error sql_syntax 1:10: syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)
+
+> DROP VIEW a b
+error sql_syntax 1:13: syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)
+
+> SHOW VIEWS
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE VIEW v AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE VIEW v AS SELECT sensor FROM temperatures
+error sql_error 1:18: a view aggregates: CREATE VIEW <name> AS SELECT <keys>, count(*) ... GROUP BY <keys>[, <window>] (a filter writes a stream: CREATE STREAM <name> AS SELECT ...)
+
+> CREATE VIEW v AS INSERT INTO x VALUES (1)
+error sql_error 1:18: only SELECT, SHOW STREAMS, SHOW TABLES and DESCRIBE <table> are supported: SQL here is read-only
