@@ -59,6 +59,12 @@ func TestViewOverREST(t *testing.T) {
 	if got := sqlRows(t, n, "DESCRIBE per_topic"); !strings.HasPrefix(got, "[[k text view column] [n int view column] [last int view column]]") {
 		t.Fatalf("DESCRIBE: %s", got)
 	}
+	if got := sqlRows(t, n, "EXPLAIN SELECT n FROM per_topic WHERE k = 'input/d1'"); !strings.Contains(got, "[source view per_topic: its current rows, kept in memory by its query] [filter k = 'input/d1']") {
+		t.Fatalf("EXPLAIN: %s", got)
+	}
+	if got := sqlRows(t, n, "EXPLAIN CREATE VIEW w AS SELECT count(*) FROM inputs"); got != `400 1:47 unknown stream "inputs": a continuous query reads an existing stream (SHOW STREAMS lists them)` {
+		t.Fatalf("EXPLAIN with an error: %s", got)
+	}
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,21 @@ type selectStmt struct {
 	orderBy  []orderItem
 	limit    expr // nil: no LIMIT
 	offset   expr // nil: no OFFSET
+	texts    selectTexts
+}
+
+// selectTexts are clauses of a SELECT as the parser prints them back
+// (EXPLAIN shows them).
+type selectTexts struct {
+	where, having    string
+	groupBy, orderBy []string
+}
+
+// explainStmt is EXPLAIN <statement>: the plan of stmt, as rows.
+type explainStmt struct {
+	stmt statement
+	src  *source
+	sql  string // the statement explained, EXPLAIN blanked out
 }
 
 // selectItem is one entry of the select list: an expression with an
@@ -78,6 +93,7 @@ func (*describeStmt) isStatement()     {}
 func (*createStreamStmt) isStatement() {}
 func (*terminateStmt) isStatement()    {}
 func (*pushStmt) isStatement()         {}
+func (*explainStmt) isStatement()      {}
 
 // fromExpr is a table reference or a join.
 type fromExpr interface{ isFrom() }

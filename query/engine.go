@@ -271,6 +271,8 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 		return e.runSelect(ctx, e.showStreamsStmt(), src, now)
 	case *describeStmt:
 		return e.describe(ctx, &s.table)
+	case *explainStmt:
+		return e.explain(ctx, s, now)
 	case *selectStmt:
 		return e.runSelect(ctx, s, src, now)
 	}

@@ -47,6 +47,9 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 				Line: p.Line, Column: p.Column}
 		}
 	}
+	if strings.EqualFold(sig[0].text, "explain") {
+		return ps.parseExplain(src, sig)
+	}
 	// SHOW STREAMS is ours, not MySQL's: recognise it from its tokens.
 	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "streams") {
 		return &showStmt{what: "streams"}, src, nil
@@ -226,4 +229,26 @@ func parseDropView(src *source, sig []token) (statement, bool, error) {
 	}
 	st.id, st.pos = rest[0].text, src.pos(rest[0].start)
 	return st, true, nil
+}
+
+// parseExplain parses EXPLAIN <statement>: the statement with EXPLAIN
+// blanked out, so that its errors point into the user's text.
+func (ps *parser) parseExplain(src *source, sig []token) (statement, *source, error) {
+	if len(sig) == 1 || strings.EqualFold(sig[1].text, "explain") {
+		p := src.pos(sig[0].start)
+		if len(sig) > 1 {
+			p = src.pos(sig[1].start)
+		}
+		return nil, src, &Error{Code: CodeSyntax, Message: "syntax error: write EXPLAIN <statement>: EXPLAIN SELECT ..., EXPLAIN CREATE STREAM ..., EXPLAIN INSERT INTO ... or EXPLAIN CREATE VIEW ...", Line: p.Line, Column: p.Column}
+	}
+	buf := []byte(src.sql)
+	for i := sig[0].start; i < sig[0].end; i++ {
+		buf[i] = ' '
+	}
+	inner := string(buf)
+	st, isrc, err := ps.parse(inner)
+	if err != nil {
+		return nil, isrc, err
+	}
+	return &explainStmt{stmt: st, src: isrc, sql: inner}, isrc, nil
 }
