@@ -47,6 +47,8 @@ func TestInsertInto(t *testing.T) {
 	}
 	e.appendAt(time.Second, `{"sensor":"a","temp":31}`, `{"sensor":"b","temp":3}`)
 	e.waitOutput("merged", `{"old":1}`, `{"sensor":"a","temp":31}`)
+	// Past that output's crash point before arming the next crash.
+	testutil.Eventually(t, 5*time.Second, "the first output reported", func() bool { return e.info(q.ID).RowsOut == 1 })
 	e.crashNext.Store(true)
 	e.appendAt(2*time.Second, `{"sensor":"c","temp":32}`)
 	e.waitOutput("merged", `{"old":1}`, `{"sensor":"a","temp":31}`, `{"sensor":"c","temp":32}`)

@@ -237,7 +237,9 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 		return query.QueryInfo{}, sqlError(query.Pos{}, "query %s already exists (SHOW QUERIES lists them)", d.ID)
 	}
 	m.mu.queries[d.ID] = r // reserves the id
+	m.mu.busy[d.ID] = true // until launched: TERMINATE, PAUSE wait for a running query
 	m.mu.Unlock()
+	defer m.release(d.ID)
 	undo := func(err error) (query.QueryInfo, error) {
 		m.mu.Lock()
 		delete(m.mu.queries, d.ID)

@@ -174,7 +174,11 @@ func (r *runner) runView(ctx context.Context) error {
 			}
 		}
 		ch := v.ch
-		r.report(view{wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts, pos: pos, next: next})
+		windows := len(ch.windows)
+		if !c.Windowed() {
+			windows = 0 // one map of groups, no window
+		}
+		r.report(view{wm: ch.wm, started: ch.started, windows: windows, keys: ch.groups, counts: &ch.counts, pos: pos, next: next})
 		if !atTail {
 			continue
 		}
