@@ -190,7 +190,6 @@ func (r *runner) runChanges(ctx context.Context) error {
 	hinted, hintedAt := int64(next), m.opts.Now()
 	var outCount int64
 	var lastEmit time.Time
-	r.setRunning()
 	for {
 		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
@@ -228,7 +227,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 			r.hintAt(inputKey(id), int64(pos)) // records that made no rows
 			hinted, hintedAt = int64(pos), now
 		}
-		r.report(view{wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,
+		r.report(view{running: true, wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,
 			out: outCount, lastEmit: lastEmit, pos: pos, next: end})
 		if !atTail {
 			continue

@@ -330,13 +330,13 @@ func testRestarts(t *testing.T, sql string, seed int64) {
 			e.restart()
 		}
 	}
+	e.crashNext.Store(false)
 	if e.crashed.Load() {
 		e.restart()
 	}
 	if paused {
 		e.setPaused("live", false)
 	}
-	e.crashNext.Store(false)
 	e.clock.Advance(at + time.Hour)
 	e.create(fmt.Sprintf(sql, "reference"))
 	testutil.Eventually(t, 10*time.Second, "both queries caught up", func() bool {

@@ -120,7 +120,6 @@ func (r *runner) runOnce(ctx context.Context) error {
 	hinted, hintedAt := wm, m.opts.Now()
 	var out int64
 	var lastEmit time.Time
-	r.setRunning()
 	for {
 		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
@@ -159,7 +158,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 			r.hint(w.wm)
 			hinted, hintedAt = w.wm, now
 		}
-		r.report(view{wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
+		r.report(view{running: true, wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
 		if !atTail {
 			continue
 		}
@@ -252,8 +251,11 @@ func (r *runner) hintAt(key []byte, v int64) {
 	}
 }
 
-// view is what SHOW QUERIES shows of a query's state.
+// view is what SHOW QUERIES shows of a query's state. running makes the
+// status running (with the figures, at once: never running with the
+// figures of a runner that has not reported yet).
 type view struct {
+	running       bool
 	wm            int64
 	started       bool
 	windows, keys int
@@ -267,6 +269,9 @@ func (r *runner) report(v view) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := &r.mu.info
+	if v.running {
+		in.Status, in.Error = "running", ""
+	}
 	in.Offset, in.Lag, in.LagSeconds = v.pos, int64(v.next)-int64(v.pos), 0
 	if in.Lag < 0 {
 		in.Lag = 0
