@@ -76,6 +76,9 @@ func TestPauseResumeOverREST(t *testing.T) {
 	if getJSON(t, n, "/v1/queries/copy", &q); q.Status != "paused" || q.Sink != "copy" {
 		t.Fatalf("after a restart: %+v", q)
 	}
+	if m := scrape(t, n); !strings.Contains(m, `mqstream_query_paused{query="copy"} 1`+"\n") || !strings.Contains(m, `mqstream_query_running{query="copy"} 0`+"\n") {
+		t.Fatal("/metrics does not show the query paused")
+	}
 	publishSeq(t, n.MQTTAddr(), "p3", "input/x", "c", 2)
 	if got := payloads(t, n.Store(), "copy"); strings.Join(got, "\n") != strings.Join(want(3), "\n") {
 		t.Fatalf("a paused query wrote:\n%s", strings.Join(got, "\n"))
