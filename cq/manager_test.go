@@ -18,7 +18,7 @@ import (
 // env is a real store in a temporary directory and a manager over it, on
 // a fake clock (record timestamps are given explicitly).
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store *streams.Store
 	clock *testutil.Clock
 	pub   *fakePublisher
