@@ -32,11 +32,12 @@ import (
 // them.
 type viewState struct {
 	c *query.Continuous
-	// mu guards ch and ready, and the Continuous's evaluation buffers
-	// (which updates and reads share).
+	// mu guards ch, ready and err, and the Continuous's evaluation
+	// buffers (which updates and reads share).
 	mu    sync.Mutex
 	ch    *changer
 	ready chan struct{} // closed once the state covers the source as it was when the (re)build began
+	err   error         // why the last (re)build failed, until one is ready
 }
 
 func newViewState(c *query.Continuous) *viewState {
@@ -71,8 +72,15 @@ func (v *viewState) Plan() *query.Continuous { return v.c }
 // their encoding). It waits while the view (re)builds its state.
 func (v *viewState) Rows(ctx context.Context) ([][]any, error) {
 	v.mu.Lock()
-	ready := v.ready
+	ready, failed := v.ready, v.err
 	v.mu.Unlock()
+	select {
+	case <-ready:
+	default:
+		if failed != nil {
+			return nil, fmt.Errorf("view %s cannot be read: %w", v.c.Name, failed)
+		}
+	}
 	select {
 	case <-ready:
 	case <-ctx.Done():
@@ -129,8 +137,19 @@ func (m *Manager) DropView(ctx context.Context, name string) error {
 }
 
 // runView (re)builds a view's state from its source's first record kept
-// and keeps it up to date until an error.
+// and keeps it up to date until an error, which reads of a view not
+// rebuilt yet then answer at once.
 func (r *runner) runView(ctx context.Context) error {
+	err := r.keepView(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.view.mu.Lock()
+		r.view.err = err
+		r.view.mu.Unlock()
+	}
+	return err
+}
+
+func (r *runner) keepView(ctx context.Context) error {
 	m, c, v := r.m, r.c, r.view
 	v.reset()
 	info, err := m.opts.Reader.DescribeStream(c.Source)
@@ -169,7 +188,10 @@ func (r *runner) runView(ctx context.Context) error {
 			select {
 			case <-v.ready:
 			default:
+				v.mu.Lock()
 				close(v.ready)
+				v.err = nil
+				v.mu.Unlock()
 				r.setRunning()
 			}
 		}

@@ -187,3 +187,28 @@ func BenchmarkViewRebuild(b *testing.B) {
 	e.m.Close()
 	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestViewOfDeletedStream: a view whose source is gone answers its reads
+// with the reason at once rather than waiting for a rebuild.
+func TestViewOfDeletedStream(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.store.CreateStream(context.Background(), "gone", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	e.create("CREATE VIEW v AS SELECT count(*) AS n FROM gone")
+	e.waitView("v", "")
+	if err := e.store.DeleteStream(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	v, _ := e.m.View("v")
+	testutil.Eventually(t, 5*time.Second, "the view's error", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := v.Rows(ctx)
+		return err != nil && strings.Contains(err.Error(), "view v cannot be read: stream gone")
+	})
+	if q := e.info("v"); q.Status != "error" {
+		t.Fatalf("info %+v", q)
+	}
+}
