@@ -84,7 +84,8 @@
 // repeats anything; the paused state is kept in its definition. INSERT
 // INTO writes an existing stream that others may write: its id is numbered
 // (never reused) and the search for its progress in the stream stops at the
-// stream's end when it was created. A view (view.go) writes nothing: its
+// stream's end when it was created, or when its last progress hint was
+// written (the hint carries it). A view (view.go) writes nothing: its
 // runner keeps its groups in memory, rebuilt from the source at start-up,
 // and SQL reads them through query.ViewReader.
 //

@@ -2,6 +2,7 @@ package cq
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -105,5 +106,46 @@ func TestInsertIntoErrors(t *testing.T) {
 	}
 	if n := len(e.m.List()); n != 0 {
 		t.Fatalf("%d queries after failed creations", n)
+	}
+}
+
+// TestHintBoundsTheSearch: a hint carries the output stream's end when it
+// was written, and the search for the query's newest output record stops
+// there (what came before, the hint covers).
+func TestHintBoundsTheSearch(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.store.CreateStream(context.Background(), "out", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	mark := func(v int64) {
+		done := make(chan error, 1)
+		_ = e.store.Submit(streams.AppendRequest{Stream: "out", Records: []streams.Record{{Topic: "out", Payload: []byte("{}"),
+			UserProperties: markers("q", propWatermark, v)}}, Done: func(_ uint64, err error) { done <- err }})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark(100) // offset 0: before the hint's end, so not searched
+	e.appendTo("out", "{}", "{}")
+	kv := e.store.KV("queries")
+	hint := binary.BigEndian.AppendUint64(encodeHint(7), 3)
+	if err := kv.Write(context.Background(), streams.KVWrite{Key: hintKey("q"), Value: hint}); err != nil {
+		t.Fatal(err)
+	}
+	e.appendTo("out", "{}")
+	if wm, ok, err := recoverWatermark(e.store, kv, "q", streamFrom{name: "out"}); err != nil || !ok || wm != 7 {
+		t.Fatalf("watermark %d %v %v, want the hint's 7", wm, ok, err)
+	}
+	mark(9) // after the hint's end: found
+	if wm, _, _ := recoverWatermark(e.store, kv, "q", streamFrom{name: "out"}); wm != 9 {
+		t.Fatalf("watermark %d, want 9", wm)
+	}
+	// An 8-byte hint (before the end was kept) searches the whole stream.
+	if err := kv.Write(context.Background(), streams.KVWrite{Key: hintKey("q"), Value: encodeHint(7)}); err != nil {
+		t.Fatal(err)
+	}
+	e.appendTo("out", "{}")
+	if wm, _, _ := recoverWatermark(e.store, kv, "q", streamFrom{name: "out"}); wm != 9 {
+		t.Fatalf("watermark %d, want 9", wm)
 	}
 }

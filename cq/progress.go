@@ -120,6 +120,13 @@ func recoverProgress(r Reader, kv KV, id string, sink streamFrom, key []byte, pr
 		return 0, false, fmt.Errorf("progress hint: %w", err)
 	}
 	if found {
+		if len(v) == 16 {
+			// The output stream's end when the hint was written: output
+			// written since, if any, is at or after it; what came before
+			// it the hint covers.
+			sink.from = max(sink.from, binary.BigEndian.Uint64(v[8:]))
+			v = v[:8]
+		}
 		if wm, err = decodeHint(v); err != nil {
 			return 0, false, err
 		}

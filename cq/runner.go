@@ -2,6 +2,7 @@ package cq
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -237,11 +238,19 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 // hint records the watermark in the key/value namespace. It is written
 // only once the output it covers is durable, and is a hint: losing it
 // costs re-reading input, never a duplicate (the output carries it too).
+// With it goes the output stream's end (when known): the query's later
+// output comes after it, so the search for the newest output record stops
+// there (recoverProgress), however much others wrote before it (INSERT
+// INTO).
 func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), wm) }
 
 func (r *runner) hintAt(key []byte, v int64) {
 	id := r.def.ID
-	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: key, Value: encodeHint(v)}}, true, func(err error) {
+	val := encodeHint(v)
+	if info, err := r.m.opts.Reader.DescribeStream(r.c.Name); err == nil {
+		val = binary.BigEndian.AppendUint64(val, info.NextOffset)
+	}
+	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: key, Value: val}}, true, func(err error) {
 		if err != nil {
 			r.m.log.Warn("continuous query progress hint not written", "query", id, "error", err)
 		}
