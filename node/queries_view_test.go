@@ -50,6 +50,13 @@ func TestViewOverREST(t *testing.T) {
 	if got := sqlRows(t, n, "SELECT sum(n) FROM per_topic"); got != "[[5]]" {
 		t.Fatalf("sum: %s", got)
 	}
+	// A view joins like any table: each record with its topic's totals.
+	if got := sqlRows(t, n, "SELECT i._payload, v.n FROM input i JOIN per_topic v ON v.k = i._topic WHERE i._offset = 4"); got != "[[b-1 2]]" {
+		t.Fatalf("join with the view: %s", got)
+	}
+	if got := sqlRows(t, n, "SHOW TABLES"); !strings.Contains(got, "[per_topic view view over stream input: CREATE VIEW per_topic") {
+		t.Fatalf("SHOW TABLES: %s", got)
+	}
 	if got := sqlRows(t, n, "SHOW VIEWS"); !strings.Contains(got, "per_topic running input 2 5") {
 		t.Fatalf("SHOW VIEWS: %s", got)
 	}
