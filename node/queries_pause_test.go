@@ -100,6 +100,15 @@ func TestPauseResumeOverREST(t *testing.T) {
 	if st := postAPI(t, n, "/v1/query", `{"sql":"PAUSE QUERY copy"}`, &res); st != http.StatusOK || !strings.Contains(fmt.Sprint(res.Rows), "query copy paused") {
 		t.Fatalf("PAUSE QUERY: %d %v", st, res.Rows)
 	}
+	for _, c := range [][2]string{
+		{"PAUSE QUERY nope", `400 1:13 unknown query "nope" (SHOW QUERIES lists them)`},
+		{"RESUME copy", "[[query copy resumed: status "},
+		{"RESUME QUERY copy extra", "400 1:19 syntax error: write RESUME QUERY <id>"},
+	} {
+		if got := sqlRows(t, n, c[0]); !strings.HasPrefix(got, c[1]) {
+			t.Errorf("%s: %s, want %s", c[0], got, c[1])
+		}
+	}
 }
 
 // TestInsertIntoOverREST: INSERT INTO through POST /v1/query writes the
