@@ -15,7 +15,7 @@ import (
 // queries (CREATE STREAM, INSERT INTO, CREATE VIEW).
 
 // explainCols are the columns of EXPLAIN's answer.
-var explainCols = []Column{{"step", "text"}, {"detail", "text"}}
+func explainCols() []Column { return []Column{{"step", "text"}, {"detail", "text"}} }
 
 // plan accumulates EXPLAIN's rows.
 type plan struct{ rows [][]any }
@@ -47,7 +47,7 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 	default:
 		return nil, errorf(firstPos(s.src), "EXPLAIN explains queries: SELECT ..., CREATE STREAM ... AS SELECT ..., INSERT INTO ... SELECT ... or CREATE VIEW ... AS SELECT ...")
 	}
-	return &Result{Columns: explainCols, Rows: p.rows}, nil
+	return &Result{Columns: explainCols(), Rows: p.rows}, nil
 }
 
 // planQuery compiles a persistent or push query's statement.
