@@ -13,6 +13,8 @@ import (
 type Queries interface {
 	List() []query.QueryInfo
 	Terminate(ctx context.Context, id string) error
+	Pause(ctx context.Context, id string) (query.QueryInfo, error)
+	Resume(ctx context.Context, id string) (query.QueryInfo, error)
 }
 
 func (s *Server) queries() (Queries, error) {
@@ -67,4 +69,26 @@ func (s *Server) deleteQuery(w http.ResponseWriter, r *http.Request) (int, any, 
 		return 0, nil, err
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// pauseQuery and resumeQuery answer the query as it is afterwards
+// (status paused, or starting/running).
+func (s *Server) pauseQuery(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	return s.setPaused(r, Queries.Pause)
+}
+
+func (s *Server) resumeQuery(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	return s.setPaused(r, Queries.Resume)
+}
+
+func (s *Server) setPaused(r *http.Request, op func(Queries, context.Context, string) (query.QueryInfo, error)) (int, any, error) {
+	qs, q, err := s.pathQuery(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	q, err = op(qs, r.Context(), q.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, q, nil
 }

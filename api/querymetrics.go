@@ -8,7 +8,8 @@ import (
 // id: bounded by the queries users create), read from Queries.List at
 // scrape time. Counters count since the query (re)started on this node.
 var (
-	descQueryRunning   = desc("query_running", "1 if the continuous query runs, 0 if it is failing (it restarts from its progress).", "query")
+	descQueryRunning   = desc("query_running", "1 if the continuous query runs, 0 if it is failing (it restarts from its progress) or paused.", "query")
+	descQueryPaused    = desc("query_paused", "1 while the continuous query is paused (PAUSE QUERY), else 0.", "query")
 	descQueryIn        = desc("query_records_in_total", "Input records the continuous query read.", "query")
 	descQueryOut       = desc("query_rows_out_total", "Rows the continuous query wrote to its output stream.", "query")
 	descQueryLate      = desc("query_late_records_total", "Input records for windows already closed (counted, not added).", "query")
@@ -23,7 +24,7 @@ var (
 type queryCollector struct{ qs Queries }
 
 func (c queryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueryRunning, descQueryIn, descQueryOut, descQueryLate, descQuerySkipped, descQueryPublished,
+	for _, d := range []*prometheus.Desc{descQueryRunning, descQueryPaused, descQueryIn, descQueryOut, descQueryLate, descQuerySkipped, descQueryPublished,
 		descQueryLag, descQueryLagSecs, descQueryWatermark, descQueryGroups} {
 		ch <- d
 	}
@@ -42,6 +43,11 @@ func (c queryCollector) Collect(ch chan<- prometheus.Metric) {
 			running = 1
 		}
 		metric(descQueryRunning, prometheus.GaugeValue, running)
+		paused := 0.0
+		if q.Status == "paused" {
+			paused = 1
+		}
+		metric(descQueryPaused, prometheus.GaugeValue, paused)
 		metric(descQueryIn, prometheus.CounterValue, float64(q.RecordsIn))
 		metric(descQueryOut, prometheus.CounterValue, float64(q.RowsOut))
 		metric(descQueryLate, prometheus.CounterValue, float64(q.Late))

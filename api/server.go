@@ -193,6 +193,8 @@ func (s *Server) routesTable() {
 	s.handle("GET", "/v1/queries", s.listQueries)
 	s.handle("GET", "/v1/queries/{id}", s.getQuery)
 	s.handle("DELETE", "/v1/queries/{id}", s.deleteQuery)
+	s.handle("POST", "/v1/queries/{id}/pause", s.pauseQuery)
+	s.handle("POST", "/v1/queries/{id}/resume", s.resumeQuery)
 	s.handle("GET", "/v1/openapi.json", s.openAPI)
 	s.handle("GET", "/v1/overview", s.getOverview)
 	s.handle("GET", "/v1/events", s.events)

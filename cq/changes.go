@@ -36,6 +36,11 @@ type changer struct {
 	wm      int64 // as windower.wm
 	started bool
 	groups  int
+	// keep (views) keeps every window: the watermark frees none and no
+	// record is late; floor is the earliest window start a view makes
+	// (windows before it hold records retention deleted).
+	keep  bool
+	floor int64
 	counts
 }
 
@@ -57,7 +62,7 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 	var first, last int64 // the windows holding the record
 	if ch.size > 0 {
 		first, last = ch.c.Window.FirstStart(ts), ch.c.Window.LastStart(ts)
-		if ch.started {
+		if ch.started && !ch.keep {
 			first = max(first, ch.c.Window.FirstStart(ch.wm))
 		}
 		if first > last {
@@ -84,6 +89,9 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 		return ch.result(out, g, time.Time{}, quiet)
 	}
 	for s := first; s <= last; s += max(ch.hop, 1) {
+		if ch.size > 0 && s < ch.floor {
+			continue
+		}
 		w := ch.windows[s]
 		if w == nil {
 			w = map[string]*query.Group{}
@@ -133,7 +141,7 @@ func (ch *changer) advance(wm int64) {
 		return
 	}
 	ch.wm, ch.started = wm, true
-	if ch.size == 0 {
+	if ch.size == 0 || ch.keep {
 		return
 	}
 	for s, w := range ch.windows {
@@ -166,7 +174,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	next, err := recoverInput(m.opts.Reader, m.opts.KV, id, c.Name)
+	next, err := recoverInput(m.opts.Reader, m.opts.KV, id, r.sink())
 	if err != nil {
 		return err
 	}
@@ -182,7 +190,6 @@ func (r *runner) runChanges(ctx context.Context) error {
 	hinted, hintedAt := int64(next), m.opts.Now()
 	var outCount int64
 	var lastEmit time.Time
-	r.setRunning()
 	for {
 		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
@@ -220,7 +227,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 			r.hintAt(inputKey(id), int64(pos)) // records that made no rows
 			hinted, hintedAt = int64(pos), now
 		}
-		r.report(view{wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,
+		r.report(view{running: true, wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,
 			out: outCount, lastEmit: lastEmit, pos: pos, next: end})
 		if !atTail {
 			continue

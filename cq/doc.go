@@ -77,6 +77,18 @@
 // (session.go), which persistent queries refuse: their restart rebuilds
 // state from a bounded stretch of input, and a session can be any length.
 //
+// # Pausing, INSERT INTO and views
+//
+// PAUSE stops a query's runner as a shutdown does and RESUME starts a new
+// one as a start does (control.go), so its output neither loses nor
+// repeats anything; the paused state is kept in its definition. INSERT
+// INTO writes an existing stream that others may write: its id is numbered
+// (never reused) and the search for its progress in the stream stops at the
+// stream's end when it was created, or when its last progress hint was
+// written (the hint carries it). A view (view.go) writes nothing: its
+// runner keeps its groups in memory, rebuilt from the source at start-up,
+// and SQL reads them through query.ViewReader.
+//
 // Limits: windows on _timestamp only; a query runs on the node where it
 // was created (in cluster mode its output goes through
 // the shards like any write, and is published to subscribers on every

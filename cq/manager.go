@@ -119,8 +119,11 @@ type Manager struct {
 	mu struct {
 		sync.Mutex
 		// queries are the running queries by id; pushes counts the push
-		// queries running; closed refuses new ones.
+		// queries running; closed refuses new ones; busy holds the ids
+		// that a Terminate, Pause or Resume is changing (control.go).
 		queries map[string]*runner
+		busy    map[string]bool
+		seq     uint64 // numbers INSERT INTO queries (seqKey)
 		pushes  int
 		closed  bool
 	}
@@ -138,6 +141,7 @@ func New(opts Options) (*Manager, error) {
 	m.ctx, m.stop = context.WithCancel(context.Background())
 	m.pushCtx, m.endPushes = context.WithCancel(m.ctx)
 	m.mu.queries = map[string]*runner{}
+	m.mu.busy = map[string]bool{}
 	return m, nil
 }
 
@@ -156,21 +160,27 @@ func (m *Manager) Start() error {
 	if err != nil {
 		return err
 	}
-	for _, d := range defs {
-		c, err := query.CompileContinuous(d.SQL)
-		r := newRunner(m, d, c)
+	v, ok, err := m.opts.KV.Get([]byte(seqKey))
+	if err != nil {
+		return fmt.Errorf("cq: query numbers: %w", err)
+	}
+	if ok {
+		n, err := decodeHint(v)
 		if err != nil {
-			r.fail(fmt.Errorf("the query no longer compiles: %w", err))
-			r.cancel()
-			close(r.done) // it never runs
-			m.log.Error("continuous query not restored", "query", d.ID, "error", err)
+			return err
 		}
+		m.mu.Lock()
+		m.mu.seq = uint64(n)
+		m.mu.Unlock()
+	}
+	for _, d := range defs {
+		r := m.prepare(d)
 		if !m.add(r) {
 			return errors.New("cq: manager closed")
 		}
-		if c != nil {
+		if r.runnable() {
 			m.launch(r)
-			m.log.Info("continuous query restored", "query", d.ID, "source", c.Source)
+			m.log.Info("continuous query restored", "query", d.ID, "source", r.c.Source)
 		}
 	}
 	return nil
@@ -194,43 +204,42 @@ func (m *Manager) launch(r *runner) {
 	}()
 }
 
-// Create compiles sql, keeps its definition, creates its output stream
-// and starts it.
+// Create compiles sql (CREATE STREAM, INSERT INTO or CREATE VIEW), keeps
+// its definition, creates its output stream (CREATE STREAM) and starts
+// it.
 func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, error) {
 	c, err := query.CompileContinuous(sql)
 	if err != nil {
 		return query.QueryInfo{}, err
 	}
-	at := func(p query.Pos, format string, args ...any) error {
-		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf(format, args...), Line: p.Line, Column: p.Column}
-	}
-	if _, err := m.opts.Reader.DescribeStream(c.Source); errors.Is(err, streams.ErrStreamNotFound) {
-		return query.QueryInfo{}, at(c.SourceAt, "unknown stream %q: a continuous query reads an existing stream (SHOW STREAMS lists them)", c.Source)
-	} else if err != nil {
+	d := definition{ID: c.Name, SQL: strings.TrimSpace(sql), Created: m.opts.Now().UTC()}
+	if d.From, err = m.checkCreate(c); err != nil {
 		return query.QueryInfo{}, err
 	}
-	if c.Source == c.Name {
-		return query.QueryInfo{}, at(c.SourceAt, "a query cannot read the stream it writes")
-	}
-	if c.Publish && m.opts.Publisher == nil {
-		return query.QueryInfo{}, at(query.Pos{}, "this node cannot publish on MQTT: leave out WITH (topic = ...)")
-	}
-	if _, err := m.opts.Reader.DescribeStream(c.Name); err == nil {
-		return query.QueryInfo{}, at(query.Pos{}, "stream %s already exists: a continuous query creates its output stream (choose another name, or delete the stream)", c.Name)
-	}
-	d := definition{ID: c.Name, SQL: strings.TrimSpace(sql), Created: m.opts.Now().UTC()}
 	r := newRunner(m, d, c)
 	m.mu.Lock()
+	if c.Kind == query.KindInsert {
+		// A new id, never one a terminated query had: its output records
+		// may still be in the stream, and would be taken as progress.
+		for d.ID == c.Name || m.mu.queries[d.ID] != nil {
+			m.mu.seq++
+			d.ID = fmt.Sprintf("%s_insert_%d", c.Name, m.mu.seq)
+		}
+		r = newRunner(m, d, c)
+	}
+	seq := m.mu.seq
 	switch {
 	case m.mu.closed:
 		m.mu.Unlock()
 		return query.QueryInfo{}, errors.New("cq: manager closed")
 	case m.mu.queries[d.ID] != nil:
 		m.mu.Unlock()
-		return query.QueryInfo{}, at(query.Pos{}, "query %s already exists (SHOW QUERIES lists them)", d.ID)
+		return query.QueryInfo{}, sqlError(query.Pos{}, "query %s already exists (SHOW QUERIES lists them)", d.ID)
 	}
 	m.mu.queries[d.ID] = r // reserves the id
+	m.mu.busy[d.ID] = true // until launched: TERMINATE, PAUSE wait for a running query
 	m.mu.Unlock()
+	defer m.release(d.ID)
 	undo := func(err error) (query.QueryInfo, error) {
 		m.mu.Lock()
 		delete(m.mu.queries, d.ID)
@@ -248,19 +257,70 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	if c.Publish {
 		writes = append(writes, streams.KVWrite{Key: pubKey(d.ID), Value: encodeHint(0)})
 	}
+	if c.Kind == query.KindInsert {
+		writes = append(writes, streams.KVWrite{Key: []byte(seqKey), Value: encodeHint(int64(seq))})
+	}
 	if err := m.opts.KV.Write(ctx, writes...); err != nil {
 		return undo(fmt.Errorf("cq: keep query %s: %w", d.ID, err))
 	}
-	if _, err := m.opts.Writer.CreateStream(ctx, c.Name, streams.Retention{}); err != nil {
-		_ = m.opts.KV.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true}, streams.KVWrite{Key: pubKey(d.ID), Delete: true})
-		if errors.Is(err, streams.ErrStreamExists) {
-			return undo(at(query.Pos{}, "stream %s already exists: a continuous query creates its output stream", c.Name))
+	if c.Kind == query.KindStream {
+		if _, err := m.opts.Writer.CreateStream(ctx, c.Name, streams.Retention{}); err != nil {
+			_ = m.opts.KV.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true}, streams.KVWrite{Key: pubKey(d.ID), Delete: true})
+			if errors.Is(err, streams.ErrStreamExists) {
+				return undo(sqlError(c.NameAt, "stream %s already exists: a continuous query creates its output stream", c.Name))
+			}
+			return undo(fmt.Errorf("cq: create stream %s: %w", c.Name, err))
 		}
-		return undo(fmt.Errorf("cq: create stream %s: %w", c.Name, err))
 	}
-	m.launch(r)
-	m.log.Info("continuous query created", "query", d.ID, "source", c.Source, "window", c.Window.Size)
+	m.mu.Lock()
+	m.launch(r) // under the lock: Close waits for what was launched before it
+	m.mu.Unlock()
+	m.log.Info("continuous query created", "query", d.ID, "kind", c.Kind, "source", c.Source, "window", c.Window.Size)
 	return r.info(), nil
+}
+
+// sqlError is an error of the statement, at p.
+func sqlError(p query.Pos, format string, args ...any) error {
+	return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf(format, args...), Line: p.Line, Column: p.Column}
+}
+
+// checkCreate checks the streams a new query names. For INSERT INTO it
+// returns the output stream's next offset: the query's output comes
+// after it.
+func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
+	if _, err := m.opts.Reader.DescribeStream(c.Source); errors.Is(err, streams.ErrStreamNotFound) {
+		return 0, sqlError(c.SourceAt, "unknown stream %q: a continuous query reads an existing stream (SHOW STREAMS lists them)", c.Source)
+	} else if err != nil {
+		return 0, err
+	}
+	if c.Publish && m.opts.Publisher == nil {
+		return 0, sqlError(query.Pos{}, "this node cannot publish on MQTT: leave out WITH (topic = ...)")
+	}
+	if c.Source == c.Name && c.Kind != query.KindView {
+		return 0, sqlError(c.SourceAt, "a query cannot read the stream it writes")
+	}
+	sink, err := m.opts.Reader.DescribeStream(c.Name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
+		return 0, err
+	}
+	switch c.Kind {
+	case query.KindInsert:
+		if !exists {
+			return 0, sqlError(c.NameAt, "unknown stream %q: INSERT INTO writes an existing stream (CREATE STREAM %s AS SELECT ... creates one)", c.Name, c.Name)
+		}
+		from = sink.NextOffset
+	case query.KindView:
+		if exists {
+			return 0, sqlError(c.NameAt, "%s is a stream: a view needs a name of its own", c.Name)
+		}
+		return 0, nil
+	default:
+		if exists {
+			return 0, sqlError(c.NameAt, "stream %s already exists: a continuous query creates its output stream (choose another name, delete the stream, or write into it with INSERT INTO %s SELECT ...)", c.Name, c.Name)
+		}
+	}
+	return from, nil
 }
 
 // List returns every query, sorted by id.
@@ -280,18 +340,17 @@ func (m *Manager) List() []query.QueryInfo {
 }
 
 // ErrNotFound: no query has the id.
-var ErrNotFound = errors.New("query not found")
+var ErrNotFound = query.ErrQueryNotFound
 
 // Terminate stops query id and forgets it; its output stream stays.
 func (m *Manager) Terminate(ctx context.Context, id string) error {
-	m.mu.Lock()
-	r := m.mu.queries[id]
-	m.mu.Unlock()
-	if r == nil {
-		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown query %q (SHOW QUERIES lists them)", id), Err: ErrNotFound}
+	r, err := m.claim(id)
+	if err != nil {
+		return err
 	}
+	defer m.release(id)
 	r.terminate()
-	err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
+	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
 		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)

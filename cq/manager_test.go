@@ -18,7 +18,7 @@ import (
 // env is a real store in a temporary directory and a manager over it, on
 // a fake clock (record timestamps are given explicitly).
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store *streams.Store
 	clock *testutil.Clock
 	pub   *fakePublisher
@@ -294,6 +294,7 @@ func testRestarts(t *testing.T, sql string, seed int64) {
 	e.create(fmt.Sprintf(sql, "live"))
 	rng := rand.New(rand.NewSource(seed))
 	at := time.Duration(0)
+	paused := false
 	for i := 0; i < 60; i++ {
 		at += time.Duration(rng.Intn(700)) * time.Millisecond
 		var batch []string
@@ -315,6 +316,13 @@ func testRestarts(t *testing.T, sql string, seed int64) {
 				t.Fatal(err)
 			}
 			e.start()
+		case 3, 4:
+			// PAUSE or RESUME; a restart keeps a paused query paused.
+			paused = !paused
+			e.setPaused("live", paused)
+		}
+		if paused && e.info("live").Status != statusPaused {
+			t.Fatalf("a paused query is %s", e.info("live").Status)
 		}
 		if e.crashed.Load() && rng.Intn(3) == 0 {
 			// A crashed query has stopped: the node restarts.
@@ -322,10 +330,13 @@ func testRestarts(t *testing.T, sql string, seed int64) {
 			e.restart()
 		}
 	}
+	e.crashNext.Store(false)
 	if e.crashed.Load() {
 		e.restart()
 	}
-	e.crashNext.Store(false)
+	if paused {
+		e.setPaused("live", false)
+	}
 	e.clock.Advance(at + time.Hour)
 	e.create(fmt.Sprintf(sql, "reference"))
 	testutil.Eventually(t, 10*time.Second, "both queries caught up", func() bool {

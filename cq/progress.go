@@ -21,11 +21,21 @@ func inputKey(id string) []byte { return []byte("i/" + id) }
 
 const defPrefix = "d/"
 
+// seqKey keeps the number of the last INSERT INTO query created.
+const seqKey = "n/insert"
+
 // definition is what is kept of a query to restore it at start-up.
 type definition struct {
 	ID      string    `json:"id"`
 	SQL     string    `json:"sql"`
 	Created time.Time `json:"created_at"`
+	// Paused is set by PAUSE QUERY: the query is not run (its progress
+	// is kept) until RESUME QUERY.
+	Paused bool `json:"paused,omitempty"`
+	// From is the next offset of the output stream when an INSERT INTO
+	// query was created: its output records come after it, so the search
+	// for its progress stops there.
+	From uint64 `json:"sink_from,omitempty"`
 }
 
 // User properties of every output record: the query that wrote it and
@@ -86,14 +96,14 @@ func decodeHint(b []byte) (int64, error) {
 // the hint kept in the key/value namespace (written after the output it
 // covers was durable, and also when the watermark moved without output).
 // ok is false for a query that has made no progress yet.
-func recoverWatermark(r Reader, kv KV, id, sink string) (wm int64, ok bool, err error) {
+func recoverWatermark(r Reader, kv KV, id string, sink streamFrom) (wm int64, ok bool, err error) {
 	return recoverProgress(r, kv, id, sink, hintKey(id), propWatermark)
 }
 
 // recoverInput returns the next input offset of EMIT CHANGES query id:
 // after the last one its newest output record covers, or the hint if
 // newer (0 for a query that has made no progress).
-func recoverInput(r Reader, kv KV, id, sink string) (uint64, error) {
+func recoverInput(r Reader, kv KV, id string, sink streamFrom) (uint64, error) {
 	next, ok, err := recoverProgress(r, kv, id, sink, inputKey(id), propInput)
 	if !ok || err != nil {
 		return 0, err
@@ -104,12 +114,19 @@ func recoverInput(r Reader, kv KV, id, sink string) (uint64, error) {
 // recoverProgress returns the greater of the hint at key and the value of
 // prop plus 1 (input offsets) or as is (watermarks) in the query's newest
 // output record.
-func recoverProgress(r Reader, kv KV, id, sink string, key []byte, prop string) (wm int64, ok bool, err error) {
+func recoverProgress(r Reader, kv KV, id string, sink streamFrom, key []byte, prop string) (wm int64, ok bool, err error) {
 	v, found, err := kv.Get(key)
 	if err != nil {
 		return 0, false, fmt.Errorf("progress hint: %w", err)
 	}
 	if found {
+		if len(v) == 16 {
+			// The output stream's end when the hint was written: output
+			// written since, if any, is at or after it; what came before
+			// it the hint covers.
+			sink.from = max(sink.from, binary.BigEndian.Uint64(v[8:]))
+			v = v[:8]
+		}
 		if wm, err = decodeHint(v); err != nil {
 			return 0, false, err
 		}
@@ -128,10 +145,20 @@ func recoverProgress(r Reader, kv KV, id, sink string, key []byte, prop string) 
 	return wm, ok, nil
 }
 
+// streamFrom is an output stream and the offset before which it holds
+// no output of the query (INSERT INTO: the stream's end when the query
+// was created; else 0).
+type streamFrom struct {
+	name string
+	from uint64
+}
+
 // lastMarker scans the output stream backwards for the newest record of
-// query id (normally the newest record of all: the query is the stream's
-// only writer).
-func lastMarker(r Reader, id, sink, prop string) (int64, bool, error) {
+// query id: normally the newest record of all when the query is the
+// stream's only writer; with INSERT INTO, others may have written after
+// it, and the scan stops at sink.from.
+func lastMarker(r Reader, id string, sf streamFrom, prop string) (int64, bool, error) {
+	sink := sf.name
 	info, err := r.DescribeStream(sink)
 	if errors.Is(err, streams.ErrStreamNotFound) {
 		return 0, false, nil
@@ -140,8 +167,9 @@ func lastMarker(r Reader, id, sink, prop string) (int64, bool, error) {
 		return 0, false, err
 	}
 	chunk := uint64(64)
-	for hi := info.NextOffset; hi > info.FirstOffset; {
-		lo := hi - min(chunk, hi-info.FirstOffset)
+	floor := max(info.FirstOffset, sf.from)
+	for hi := info.NextOffset; hi > floor; {
+		lo := hi - min(chunk, hi-floor)
 		var recs []streams.Record
 		for from := lo; from < hi; {
 			got, err := r.Read(sink, from, streams.ReadOptions{MaxRecords: int(hi - from)})

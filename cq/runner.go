@@ -2,6 +2,7 @@ package cq
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -16,6 +17,8 @@ type runner struct {
 	m   *Manager
 	def definition
 	c   *query.Continuous // nil if the SQL no longer compiles
+	// view is the state of a view (CREATE VIEW), nil for other queries.
+	view *viewState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -38,8 +41,11 @@ func newRunner(m *Manager, d definition, c *query.Continuous) *runner {
 	r := &runner{m: m, def: d, c: c, done: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(m.ctx)
 	r.mu.info = query.QueryInfo{ID: d.ID, SQL: d.SQL, Created: d.Created, Status: "starting"}
+	if c != nil && c.Kind == query.KindView {
+		r.view = newViewState(c)
+	}
 	if c != nil {
-		r.mu.info.Source, r.mu.info.Sink = c.Source, c.Name
+		r.mu.info.Source, r.mu.info.Sink, r.mu.info.Kind = c.Source, c.Name, c.Kind
 	}
 	return r
 }
@@ -82,7 +88,10 @@ func (r *runner) run() {
 		}()
 	}
 	once := r.runOnce
-	if r.c.Emit == "changes" {
+	switch {
+	case r.c.Kind == query.KindView:
+		once = r.runView
+	case r.c.Emit == "changes":
 		once = r.runChanges
 	}
 	r.retry("query", once, r.fail)
@@ -95,7 +104,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, c.Name)
+	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
 	if err != nil {
 		return err
 	}
@@ -112,7 +121,6 @@ func (r *runner) runOnce(ctx context.Context) error {
 	hinted, hintedAt := wm, m.opts.Now()
 	var out int64
 	var lastEmit time.Time
-	r.setRunning()
 	for {
 		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
@@ -151,7 +159,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 			r.hint(w.wm)
 			hinted, hintedAt = w.wm, now
 		}
-		r.report(view{wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
+		r.report(view{running: true, wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
 		if !atTail {
 			continue
 		}
@@ -161,11 +169,19 @@ func (r *runner) runOnce(ctx context.Context) error {
 	}
 }
 
-// ensureOutput creates the output stream if it is missing (a crash
-// between a query's definition and its stream, or a stream deleted).
+// sink is the output stream, where the search for progress stops.
+func (r *runner) sink() streamFrom { return streamFrom{name: r.c.Name, from: r.def.From} }
+
+// ensureOutput creates the output stream of a CREATE STREAM query if it
+// is missing (a crash between a query's definition and its stream, or a
+// stream deleted). INSERT INTO fails instead: it writes an existing
+// stream.
 func (r *runner) ensureOutput(ctx context.Context) error {
 	name := r.c.Name
 	if _, err := r.m.opts.Reader.DescribeStream(name); errors.Is(err, streams.ErrStreamNotFound) {
+		if r.c.Kind == query.KindInsert {
+			return fmt.Errorf("stream %s does not exist: INSERT INTO writes an existing stream (create it again, or TERMINATE QUERY %s)", name, r.def.ID)
+		}
 		if _, err := r.m.opts.Writer.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
 			return fmt.Errorf("create output stream %s: %w", name, err)
 		}
@@ -222,11 +238,19 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 // hint records the watermark in the key/value namespace. It is written
 // only once the output it covers is durable, and is a hint: losing it
 // costs re-reading input, never a duplicate (the output carries it too).
+// With it goes the output stream's end (when known): the query's later
+// output comes after it, so the search for the newest output record stops
+// there (recoverProgress), however much others wrote before it (INSERT
+// INTO).
 func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), wm) }
 
 func (r *runner) hintAt(key []byte, v int64) {
 	id := r.def.ID
-	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: key, Value: encodeHint(v)}}, true, func(err error) {
+	val := encodeHint(v)
+	if info, err := r.m.opts.Reader.DescribeStream(r.c.Name); err == nil {
+		val = binary.BigEndian.AppendUint64(val, info.NextOffset)
+	}
+	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: key, Value: val}}, true, func(err error) {
 		if err != nil {
 			r.m.log.Warn("continuous query progress hint not written", "query", id, "error", err)
 		}
@@ -236,8 +260,11 @@ func (r *runner) hintAt(key []byte, v int64) {
 	}
 }
 
-// view is what SHOW QUERIES shows of a query's state.
+// view is what SHOW QUERIES shows of a query's state. running makes the
+// status running (with the figures, at once: never running with the
+// figures of a runner that has not reported yet).
 type view struct {
+	running       bool
 	wm            int64
 	started       bool
 	windows, keys int
@@ -251,6 +278,9 @@ func (r *runner) report(v view) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := &r.mu.info
+	if v.running {
+		in.Status, in.Error = "running", ""
+	}
 	in.Offset, in.Lag, in.LagSeconds = v.pos, int64(v.next)-int64(v.pos), 0
 	if in.Lag < 0 {
 		in.Lag = 0

@@ -18,6 +18,21 @@ type selectStmt struct {
 	orderBy  []orderItem
 	limit    expr // nil: no LIMIT
 	offset   expr // nil: no OFFSET
+	texts    selectTexts
+}
+
+// selectTexts are clauses of a SELECT as the parser prints them back
+// (EXPLAIN shows them).
+type selectTexts struct {
+	where, having    string
+	groupBy, orderBy []string
+}
+
+// explainStmt is EXPLAIN <statement>: the plan of stmt, as rows.
+type explainStmt struct {
+	stmt statement
+	src  *source
+	sql  string // the statement explained, EXPLAIN blanked out
 }
 
 // selectItem is one entry of the select list: an expression with an
@@ -36,9 +51,9 @@ type orderItem struct {
 	desc bool
 }
 
-// showStmt is SHOW STREAMS, SHOW TABLES or SHOW QUERIES.
+// showStmt is SHOW STREAMS, SHOW TABLES, SHOW QUERIES or SHOW VIEWS.
 type showStmt struct {
-	what string // "streams", "tables" or "queries"
+	what string // "streams", "tables", "queries" or "views"
 }
 
 // createStreamStmt is CREATE STREAM name [WITH (...)] AS SELECT ...
@@ -58,10 +73,13 @@ type pushStmt struct {
 	emitAt Pos
 }
 
-// terminateStmt is TERMINATE [QUERY] id.
+// terminateStmt is TERMINATE, PAUSE or RESUME [QUERY] id, or DROP VIEW
+// [IF EXISTS] id.
 type terminateStmt struct {
-	id  string
-	pos Pos
+	verb     string // "terminate", "pause", "resume" or "drop view"
+	id       string
+	pos      Pos
+	ifExists bool
 }
 
 // describeStmt is DESCRIBE <table>.
@@ -75,6 +93,7 @@ func (*describeStmt) isStatement()     {}
 func (*createStreamStmt) isStatement() {}
 func (*terminateStmt) isStatement()    {}
 func (*pushStmt) isStatement()         {}
+func (*explainStmt) isStatement()      {}
 
 // fromExpr is a table reference or a join.
 type fromExpr interface{ isFrom() }

@@ -18,8 +18,14 @@ import (
 // The evaluation methods share one row buffer: a Continuous is used by one
 // goroutine at a time.
 type Continuous struct {
-	// Name is the output stream (and the query's id).
-	Name string
+	// Kind is KindStream (CREATE STREAM name AS SELECT: Name is a new
+	// stream and the query's id), KindInsert (INSERT INTO name SELECT:
+	// Name is an existing stream) or KindView (CREATE VIEW name AS
+	// SELECT: Name is the view and the query's id; nothing is written).
+	Kind string
+	// Name is the output stream, or the view, named at NameAt in SQL.
+	Name   string
+	NameAt Pos
 	// Topic is the MQTT topic of the output records as written in WITH
 	// (topic = ...), {column} templates included; by default the stream's
 	// name. Output.Topic is the filled-in topic of each record.
@@ -75,8 +81,9 @@ type Group struct {
 	states []aggState
 }
 
-// CompileContinuous parses and binds a CREATE STREAM ... AS SELECT
-// statement. Errors are *Error with positions in sql.
+// CompileContinuous parses and binds a persistent query: CREATE STREAM
+// ... AS SELECT, INSERT INTO ... SELECT or CREATE VIEW ... AS SELECT.
+// Errors are *Error with positions in sql.
 func CompileContinuous(sql string) (*Continuous, error) {
 	st, src, err := parseOne(sql)
 	if err != nil {
@@ -84,7 +91,7 @@ func CompileContinuous(sql string) (*Continuous, error) {
 	}
 	cs, ok := st.(*createStreamStmt)
 	if !ok {
-		return nil, errorf(firstPos(src), "a continuous query is written CREATE STREAM <name> AS SELECT ...")
+		return nil, errorf(firstPos(src), "a continuous query is written CREATE STREAM <name> AS SELECT ..., INSERT INTO <stream> SELECT ... or CREATE VIEW <name> AS SELECT ...")
 	}
 	return planContinuous(cs, src, sql)
 }
@@ -125,9 +132,23 @@ const (
 )
 
 func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous, error) {
-	c := &Continuous{Name: cs.create.name, Topic: cs.create.name, QoS: 1, SQL: sql, Limit: -1}
+	c := &Continuous{Kind: cs.create.kind, Name: cs.create.name, NameAt: cs.create.namePos, Topic: cs.create.name, QoS: 1, SQL: sql, Limit: -1}
+	what := "a stream"
+	if c.Kind == KindView {
+		what = "a view"
+	}
 	if err := streams.ValidateName(c.Name); err != nil || streams.IsReserved(c.Name) {
-		return nil, errorf(cs.create.namePos, "%q cannot name a stream: 1 to 255 characters without spaces, '/', '+', '#', not starting with '$'", c.Name)
+		return nil, errorf(cs.create.namePos, "%q cannot name %s: 1 to 255 characters without spaces, '/', '+', '#', not starting with '$'", c.Name, what)
+	}
+	if c.Kind == KindView {
+		for _, d := range statTableDefs() {
+			if strings.EqualFold(d.name, c.Name) {
+				return nil, errorf(cs.create.namePos, "%s is a statistics table: choose another name for the view", d.name)
+			}
+		}
+		if cs.emit != "" {
+			return nil, errorf(cs.emitAt, "a view is kept up to date with every record: leave out EMIT")
+		}
 	}
 	topicOpt, err := c.options(cs.create.with)
 	if err != nil {
@@ -225,7 +246,10 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) e
 		return err
 	}
 	c.Stateful = len(keys) > 0 || len(c.p.aggs.specs) > 0
-	if c.Stateful && win == nil && !c.Push {
+	if c.Kind == KindView && !c.Stateful {
+		return errorf(firstPos(src), "a view aggregates: CREATE VIEW <name> AS SELECT <keys>, count(*) ... GROUP BY <keys>[, <window>] (a filter writes a stream: CREATE STREAM <name> AS SELECT ...)")
+	}
+	if c.Stateful && win == nil && !c.Push && c.Kind != KindView {
 		at := src.findKeyword("group")
 		if at.Line == 0 {
 			at = c.p.aggs.specs[0].pos
@@ -269,12 +293,22 @@ func (c *Continuous) Windowed() bool { return c.Window.Size > 0 || c.Window.Sess
 // them ("any" for payload fields, known only at run time).
 func (c *Continuous) ColumnTypes() []Column {
 	out := make([]Column, 0, len(c.Columns))
+	for _, d := range c.viewColumns() {
+		out = append(out, Column{Name: d.name, Type: d.typ.String()})
+	}
+	return out
+}
+
+// viewColumns are the columns of a view read as a table: ColumnTypes,
+// with descriptions.
+func (c *Continuous) viewColumns() []colDef {
+	out := make([]colDef, 0, len(c.Columns))
 	for i, n := range c.Columns {
-		typ := TTime
+		typ, desc := TTime, "window bound"
 		if i >= c.lead {
-			typ = c.p.items[i-c.lead].typ
+			typ, desc = c.p.items[i-c.lead].typ, "view column"
 		}
-		out = append(out, Column{Name: n, Type: typ.String()})
+		out = append(out, colDef{name: n, typ: typ, desc: desc})
 	}
 	return out
 }
@@ -506,7 +540,7 @@ func (c *Continuous) ResultSpan(g *Group, start, end time.Time) (out Output, ok 
 		return Output{}, false, err
 	}
 	out = Output{Payload: append(p, '}'), Topic: t}
-	if c.Push {
+	if c.Push || c.Kind == KindView {
 		out.Values = slices.Clone(c.vals)
 	}
 	return out, true, nil

@@ -31,7 +31,7 @@ func convertStatement(src *source, stmt sqlparser.Statement) (statement, error) 
 	case *sqlparser.CommentOnly:
 		return nil, &Error{Code: CodeSyntax, Message: "empty statement: nothing to run (only comments)"}
 	case *sqlparser.ExplainStmt:
-		return nil, errorf(src.findKeyword("explain"), "EXPLAIN is not supported")
+		return nil, errorf(src.findKeyword("explain"), "EXPLAIN takes a statement: EXPLAIN SELECT ..., EXPLAIN CREATE STREAM ..., EXPLAIN INSERT INTO ... or EXPLAIN CREATE VIEW ...")
 	}
 	first := Pos{}
 	if len(src.toks) > 0 {
@@ -59,6 +59,20 @@ func convertSelect(src *source, s *sqlparser.Select) (*selectStmt, error) {
 		return nil, errorf(src.findKeyword("window"), "window functions are not supported")
 	}
 	out := &selectStmt{distinct: s.Distinct}
+	if s.Where != nil {
+		out.texts.where = sqlparser.String(s.Where.Expr)
+	}
+	if s.Having != nil {
+		out.texts.having = sqlparser.String(s.Having.Expr)
+	}
+	if s.GroupBy != nil {
+		for _, g := range s.GroupBy.Exprs {
+			out.texts.groupBy = append(out.texts.groupBy, sqlparser.String(g))
+		}
+	}
+	for _, o := range s.OrderBy {
+		out.texts.orderBy = append(out.texts.orderBy, sqlparser.String(o))
+	}
 	// Convert in text order (select list, FROM, WHERE, ...) so that names
 	// are found at the right place when they repeat.
 	if s.SelectExprs != nil {

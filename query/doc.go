@@ -1,6 +1,7 @@
 // Package query is mqstream's SQL engine: SQL over the records of streams
 // and over live statistics tables, and the compiler of continuous queries
-// (CREATE STREAM ... AS SELECT, which package cq runs). `mqstream sql` and
+// (CREATE STREAM ... AS SELECT, INSERT INTO ... SELECT, CREATE VIEW ... AS
+// SELECT, which package cq runs). `mqstream sql` and
 // POST /v1/query (Handler) use it; docs/sql.md is the user's reference.
 //
 // # Front end
@@ -11,11 +12,14 @@
 // parse.go and convert.go. The parser's tree has no positions; lex.go
 // tokenizes the text with the parser's own tokenizer and finds where names
 // and literals appear, so errors carry a line and column. SHOW STREAMS,
-// SHOW QUERIES and TERMINATE QUERY are not MySQL and are recognised from
-// their tokens. peel.go takes the continuous-query additions off the text
-// before Vitess sees it (CREATE STREAM name [WITH (...)] AS, a trailing
-// EMIT, INTERVAL n UNIT inside window calls), blanking them in place so
-// every offset still points into the user's text.
+// SHOW QUERIES, SHOW VIEWS, TERMINATE, PAUSE and RESUME QUERY and DROP
+// VIEW are not MySQL and are recognised from their tokens. peel.go takes
+// the continuous-query additions off the text before Vitess sees it
+// (CREATE STREAM name [WITH (...)] AS, INSERT INTO name, CREATE VIEW name
+// AS, a trailing EMIT, INTERVAL n UNIT inside window calls), blanking them
+// in place so every offset still points into the user's text; EXPLAIN is
+// blanked the same way and the rest parsed as a statement (explain.go
+// answers its plan as rows).
 //
 // # Continuous queries
 //
@@ -27,8 +31,8 @@
 // and Add (the aggregates' accumulators), Combine (the accumulators of
 // two panes of a hopping window), Result (HAVING, the output record's
 // JSON and its topic, cqoutput.go). window.go reads the window calls. The
-// engine hands CREATE STREAM, SHOW QUERIES and TERMINATE QUERY to
-// Options.Queries.
+// engine hands the persistent queries' statements to Options.Queries, and
+// reads a view (ViewReader) as a table whose rows the view's query keeps.
 //
 // # Tables
 //

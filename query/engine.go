@@ -262,7 +262,7 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 		}
 		return e.push(c)
 	case *showStmt:
-		if s.what == "queries" {
+		if s.what == "queries" || s.what == "views" {
 			return e.continuous(ctx, s, sql)
 		}
 		if s.what == "tables" {
@@ -271,6 +271,8 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 		return e.runSelect(ctx, e.showStreamsStmt(), src, now)
 	case *describeStmt:
 		return e.describe(ctx, &s.table)
+	case *explainStmt:
+		return e.explain(ctx, s, now)
 	case *selectStmt:
 		return e.runSelect(ctx, s, src, now)
 	}
@@ -344,6 +346,13 @@ func (e *Engine) showTables() *Result {
 	res := &Result{Columns: []Column{{"name", "text"}, {"kind", "text"}, {"description", "text"}}}
 	for _, t := range e.statTables {
 		res.Rows = append(res.Rows, []any{t.name, "statistics", t.desc})
+	}
+	if e.opts.Queries != nil {
+		for _, q := range e.opts.Queries.List() {
+			if q.Kind == KindView {
+				res.Rows = append(res.Rows, []any{q.ID, "view", "view over stream " + q.Source + ": " + q.SQL})
+			}
+		}
 	}
 	for _, s := range e.opts.Store.ListStreams() {
 		res.Rows = append(res.Rows, []any{s.Name, "stream", fmt.Sprintf("stream: %d records, offsets %d..%d", s.Records, s.FirstOffset, s.NextOffset)})

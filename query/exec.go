@@ -130,7 +130,13 @@ func (x *executor) countJoined() error {
 // until it returns false.
 func (x *executor) tableRows(t *tableInst, reverse bool, limitHint int64, fn func(seg []any) (bool, error)) error {
 	if t.stat != nil {
-		rows, err := x.e.statRows(x.ctx, t.stat.name)
+		var rows [][]any
+		var err error
+		if t.view != nil {
+			rows, err = t.view.Rows(x.ctx)
+		} else {
+			rows, err = x.e.statRows(x.ctx, t.stat.name)
+		}
 		if err != nil {
 			return err
 		}

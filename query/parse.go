@@ -47,6 +47,9 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 				Line: p.Line, Column: p.Column}
 		}
 	}
+	if strings.EqualFold(sig[0].text, "explain") {
+		return ps.parseExplain(src, sig)
+	}
 	// SHOW STREAMS is ours, not MySQL's: recognise it from its tokens.
 	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "streams") {
 		return &showStmt{what: "streams"}, src, nil
@@ -55,16 +58,11 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "queries") {
 		return &showStmt{what: "queries"}, src, nil
 	}
-	if sig[0].typ == sqlparser.ID && strings.EqualFold(sig[0].text, "terminate") {
-		rest := sig[1:]
-		if len(rest) > 0 && strings.EqualFold(rest[0].text, "query") {
-			rest = rest[1:]
-		}
-		if len(rest) != 1 || !nameToken(rest[0]) {
-			p := src.pos(sig[0].start)
-			return nil, src, &Error{Code: CodeSyntax, Message: "syntax error: write TERMINATE QUERY <id> (SHOW QUERIES lists them)", Line: p.Line, Column: p.Column}
-		}
-		return &terminateStmt{id: rest[0].text, pos: src.pos(rest[0].start)}, src, nil
+	if len(sig) == 2 && sig[0].typ == sqlparser.SHOW && strings.EqualFold(sig[1].text, "views") {
+		return &showStmt{what: "views"}, src, nil
+	}
+	if st, ok, err := parseControl(src, sig); ok {
+		return st, src, err
 	}
 	pl, err := peel(src, sig)
 	if err != nil {
@@ -86,7 +84,8 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 	sel, isSelect := st.(*selectStmt)
 	switch {
 	case pl.create != nil && !isSelect:
-		return nil, src, errorf(pl.create.namePos, "CREATE STREAM %s AS needs a SELECT", pl.create.name)
+		return nil, src, errorf(pl.create.namePos, "%s needs a SELECT", map[string]string{KindStream: "CREATE STREAM " + pl.create.name + " AS",
+			KindView: "CREATE VIEW " + pl.create.name + " AS", KindInsert: "INSERT INTO " + pl.create.name}[pl.create.kind])
 	case pl.create != nil:
 		return &createStreamStmt{create: pl.create, sel: sel, emit: pl.emit, emitAt: pl.emitAt}, src, nil
 	case pl.emit != "" && !isSelect:
@@ -183,4 +182,73 @@ func knownName(name string) bool {
 		}
 	}
 	return false
+}
+
+// parseControl recognises TERMINATE, PAUSE and RESUME [QUERY] id. ok is
+// false for other statements.
+func parseControl(src *source, sig []token) (st statement, ok bool, err error) {
+	verb := strings.ToLower(sig[0].text)
+	switch verb {
+	case "terminate", "pause", "resume":
+	case "drop":
+		if len(sig) < 2 || !strings.EqualFold(sig[1].text, "view") {
+			return nil, false, nil
+		}
+		return parseDropView(src, sig)
+	default:
+		return nil, false, nil
+	}
+	rest := sig[1:]
+	if len(rest) > 0 && strings.EqualFold(rest[0].text, "query") {
+		rest = rest[1:]
+	}
+	if len(rest) != 1 || !nameToken(rest[0]) {
+		p := src.pos(sig[0].start)
+		if len(rest) > 1 {
+			p = src.pos(rest[1].start)
+		}
+		return nil, true, &Error{Code: CodeSyntax, Message: fmt.Sprintf("syntax error: write %s QUERY <id> (SHOW QUERIES lists them)", strings.ToUpper(verb)), Line: p.Line, Column: p.Column}
+	}
+	return &terminateStmt{verb: verb, id: rest[0].text, pos: src.pos(rest[0].start)}, true, nil
+}
+
+// parseDropView reads DROP VIEW [IF EXISTS] name.
+func parseDropView(src *source, sig []token) (statement, bool, error) {
+	rest := sig[2:]
+	st := &terminateStmt{verb: "drop view"}
+	if len(rest) >= 2 && rest[0].typ == sqlparser.IF && strings.EqualFold(rest[1].text, "exists") {
+		st.ifExists = true
+		rest = rest[2:]
+	}
+	if len(rest) != 1 || !nameToken(rest[0]) {
+		p := src.pos(len(strings.TrimRight(src.sql, " \t\r\n;")))
+		if len(rest) > 1 {
+			p = src.pos(rest[1].start)
+		}
+		return nil, true, &Error{Code: CodeSyntax, Message: "syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)", Line: p.Line, Column: p.Column}
+	}
+	st.id, st.pos = rest[0].text, src.pos(rest[0].start)
+	return st, true, nil
+}
+
+// parseExplain parses EXPLAIN <statement>: the statement with EXPLAIN
+// blanked out, so that its errors point into the user's text.
+func (ps *parser) parseExplain(src *source, sig []token) (statement, *source, error) {
+	if len(sig) == 1 || strings.EqualFold(sig[1].text, "explain") {
+		p := src.pos(sig[0].start)
+		if len(sig) > 1 {
+			p = src.pos(sig[1].start)
+		}
+		return nil, src, &Error{Code: CodeSyntax, Message: "syntax error: write EXPLAIN <statement>: EXPLAIN SELECT ..., EXPLAIN CREATE STREAM ..., EXPLAIN INSERT INTO ... or EXPLAIN CREATE VIEW ...", Line: p.Line, Column: p.Column}
+	}
+	buf := []byte(src.sql)
+	for i := sig[0].start; i < sig[0].end; i++ {
+		buf[i] = ' '
+	}
+	inner := string(buf)
+	st, isrc, err := ps.parse(inner)
+	if err != nil {
+		return nil, isrc, err
+	}
+	return &explainStmt{stmt: st, src: isrc, sql: inner}, isrc, nil
 }

@@ -38,8 +38,10 @@ type peeled struct {
 	emitAt Pos
 }
 
-// createClause is the CREATE STREAM name [WITH (...)] AS prefix.
+// createClause is the prefix of a persistent query: CREATE STREAM name
+// [WITH (...)] AS, INSERT INTO name, or CREATE VIEW name AS.
 type createClause struct {
+	kind    string // KindStream, KindInsert or KindView
 	name    string
 	namePos Pos
 	with    []withOption
@@ -65,8 +67,8 @@ func peel(src *source, sig []token) (*peeled, error) {
 		}
 	}
 	out := &peeled{}
-	if len(sig) >= 2 && sig[0].typ == sqlparser.CREATE && strings.EqualFold(sig[1].text, "stream") {
-		c, n, err := peelCreate(src, sig)
+	if kind := persistentKind(sig); kind != "" {
+		c, n, err := peelCreate(src, sig, kind)
 		if err != nil {
 			return nil, err
 		}
@@ -141,21 +143,62 @@ func peelInterval(src *source, sig []token, i int, buf []byte) error {
 	return nil
 }
 
-// peelCreate reads CREATE STREAM name [WITH (k = v, ...)] AS and returns
-// it with the number of tokens it spans.
-func peelCreate(src *source, sig []token) (*createClause, int, error) {
+// Kinds of persistent queries: CREATE STREAM ... AS SELECT (a new
+// output stream), INSERT INTO stream SELECT (an existing one), CREATE
+// VIEW ... AS SELECT (a table kept up to date in memory).
+const (
+	KindStream = "stream"
+	KindInsert = "insert"
+	KindView   = "view"
+)
+
+// persistentKind recognises the start of a persistent query's statement.
+// INSERT INTO is one only when a SELECT (or a column list, refused by
+// peelCreate) follows the stream's name: INSERT ... VALUES stays an
+// ordinary, refused, statement.
+func persistentKind(sig []token) string {
+	switch {
+	case len(sig) >= 2 && sig[0].typ == sqlparser.CREATE && strings.EqualFold(sig[1].text, "stream"):
+		return KindStream
+	case len(sig) >= 2 && sig[0].typ == sqlparser.CREATE && strings.EqualFold(sig[1].text, "view"):
+		return KindView
+	case len(sig) >= 4 && sig[0].typ == sqlparser.INSERT && sig[1].typ == sqlparser.INTO && (sig[3].typ == sqlparser.SELECT || sig[3].typ == '('):
+		return KindInsert
+	}
+	return ""
+}
+
+// peelCreate reads CREATE STREAM name [WITH (k = v, ...)] AS, CREATE VIEW
+// name AS or INSERT INTO name and returns it with the number of tokens it
+// spans.
+func peelCreate(src *source, sig []token, kind string) (*createClause, int, error) {
 	at := func(i int) Pos {
 		if i < len(sig) {
 			return src.pos(sig[i].start)
 		}
 		return src.pos(len(strings.TrimRight(src.sql, " \t\r\n;")))
 	}
-	want := "CREATE STREAM <name> [WITH (<option> = <value>, ...)] AS SELECT ..."
-	if len(sig) < 3 || !nameToken(sig[2]) {
-		return nil, 0, &Error{Code: CodeSyntax, Message: "syntax error: expected a stream name: " + want, Line: at(2).Line, Column: at(2).Column}
+	want, what := "CREATE STREAM <name> [WITH (<option> = <value>, ...)] AS SELECT ...", "a stream name"
+	switch kind {
+	case KindView:
+		want, what = "CREATE VIEW <name> AS SELECT ... GROUP BY ...", "a view name"
+	case KindInsert:
+		want = "INSERT INTO <stream> SELECT ..."
 	}
-	c := &createClause{name: sig[2].text, namePos: at(2)}
+	if len(sig) < 3 || !nameToken(sig[2]) {
+		return nil, 0, &Error{Code: CodeSyntax, Message: "syntax error: expected " + what + ": " + want, Line: at(2).Line, Column: at(2).Column}
+	}
+	c := &createClause{kind: kind, name: sig[2].text, namePos: at(2)}
 	i := 3
+	if kind == KindInsert {
+		if sig[i].typ == '(' {
+			return nil, 0, errorf(at(i), "INSERT INTO <stream> SELECT ... takes no column list: the output records' fields are the select list's names (use AS to rename)")
+		}
+		return c, i, nil
+	}
+	if i < len(sig) && sig[i].typ == sqlparser.WITH && kind == KindView {
+		return nil, 0, errorf(at(i), "a view takes no WITH options: it is kept in memory, not written to a stream")
+	}
 	if i < len(sig) && sig[i].typ == sqlparser.WITH {
 		i++
 		if i >= len(sig) || sig[i].typ != '(' {

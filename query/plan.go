@@ -15,8 +15,10 @@ import (
 type tableInst struct {
 	ref   *tableRef
 	label string
-	// Exactly one of stat and stream is set.
+	// Exactly one of stat and stream is set; view too for a view (whose
+	// stat describes its columns).
 	stat       *statTableDef
+	view       ViewReader
 	stream     *streams.StreamInfo
 	fields     []fieldInfo  // payload fields (streams)
 	sampled    int          // records read to discover them
@@ -111,6 +113,14 @@ func (e *Engine) resolveTable(ref *tableRef) (*tableInst, error) {
 		}
 		if schema == schemaStats {
 			return nil, errorf(ref.pos, "unknown statistics table %q: SHOW TABLES lists them", ref.name)
+		}
+		if v, ok := e.view(ref.name); ok {
+			c := v.Plan()
+			t.view = v
+			t.stat = &statTableDef{name: c.Name, desc: "view: " + c.SQL, cols: c.viewColumns()}
+			t.cols = t.stat.cols
+			t.used = make([]bool, t.width())
+			return t, nil
 		}
 	}
 	info, err := e.opts.Store.DescribeStream(ref.name)

@@ -2,9 +2,14 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrQueryNotFound: no continuous query (or view) has the id; Queries
+// implementations wrap it.
+var ErrQueryNotFound = errors.New("query not found")
 
 // Queries runs continuous queries (package cq implements it): the engine
 // hands it CREATE STREAM ... AS SELECT, SHOW QUERIES and TERMINATE QUERY.
@@ -17,20 +22,50 @@ type Queries interface {
 	List() []QueryInfo
 	// Terminate stops a query for good; its output stream stays.
 	Terminate(ctx context.Context, id string) error
+	// Pause stops a query, keeping its progress, until Resume runs it
+	// again from there; the paused state survives restarts. Both change
+	// nothing for a query already in the state asked for.
+	Pause(ctx context.Context, id string) (QueryInfo, error)
+	Resume(ctx context.Context, id string) (QueryInfo, error)
 	// Push runs push query c from the end of its input: it calls emit
 	// with each output row (Output.Values set) until ctx ends (then it
 	// returns nil), emit fails, or c's LIMIT is reached. Errors are
 	// *Error where the SQL is at fault.
 	Push(ctx context.Context, c *Continuous, emit func(Output) error) error
+	// View returns the view (CREATE VIEW) named name, if there is one.
+	View(name string) (ViewReader, bool)
+	// DropView terminates a view; it is an error if name is another kind
+	// of query.
+	DropView(ctx context.Context, name string) error
+}
+
+// ViewReader reads a view: a table kept up to date by a persistent query.
+type ViewReader interface {
+	// Plan is the view's compiled query.
+	Plan() *Continuous
+	// Rows returns the view's current rows (the columns of Plan), waiting
+	// while it rebuilds its state after a start; ctx bounds the wait.
+	Rows(ctx context.Context) ([][]any, error)
+}
+
+// view returns the view named name, if the node has one.
+func (e *Engine) view(name string) (ViewReader, bool) {
+	if e.opts.Queries == nil {
+		return nil, false
+	}
+	return e.opts.Queries.View(name)
 }
 
 // QueryInfo describes one continuous query: a row of SHOW QUERIES.
 type QueryInfo struct {
-	ID      string    `json:"id"`
-	SQL     string    `json:"sql"`
-	Source  string    `json:"source"`
-	Sink    string    `json:"sink"`
-	Status  string    `json:"status"` // running, error
+	ID     string `json:"id"`
+	SQL    string `json:"sql"`
+	Source string `json:"source"`
+	Sink   string `json:"sink"`
+	Status string `json:"status"` // starting, running, paused, error
+	// Kind is stream (CREATE STREAM), insert (INSERT INTO) or view
+	// (CREATE VIEW); empty for a query whose SQL no longer compiles.
+	Kind    string    `json:"kind"`
 	Error   string    `json:"error,omitempty"`
 	Created time.Time `json:"created_at"`
 	// Offset is the next input offset to read; Lag the records after it;
@@ -57,8 +92,8 @@ type QueryInfo struct {
 // queryCols are the columns of SHOW QUERIES and of the table queries.
 func queryCols() []colDef {
 	return []colDef{
-		{"id", TText, "query id: the name of its output stream"},
-		{"status", TText, "starting, running or error (a failed query restarts from its progress after a pause)"},
+		{"id", TText, "query id: the name of its output stream or view (INSERT INTO: <stream>_insert_<n>)"},
+		{"status", TText, "starting, running, paused (PAUSE QUERY) or error (a failed query restarts from its progress after a pause)"},
 		{"source", TText, "input stream"},
 		{"sink", TText, "output stream"},
 		{"input_offset", TInt, "next input offset to read"},
@@ -75,7 +110,8 @@ func queryCols() []colDef {
 		{"published", TInt, "output records published on MQTT since then (WITH (topic = ...))"},
 		{"error", TText, "the query's error, else its publication's (NULL if none)"},
 		{"created_at", TTime, "when the query was created"},
-		{"sql", TText, "the CREATE STREAM statement"},
+		{"sql", TText, "the CREATE STREAM, INSERT INTO or CREATE VIEW statement"},
+		{"kind", TText, "stream (CREATE STREAM ... AS), insert (INSERT INTO) or view (CREATE VIEW)"},
 	}
 }
 
@@ -94,7 +130,7 @@ func queryRow(q QueryInfo) []any {
 		errText = "publishing: " + q.PublishError
 	}
 	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, q.LagSeconds, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
-		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL}
+		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL, q.Kind}
 }
 
 type readOnlyKey struct{}
@@ -112,10 +148,13 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		return nil, errorf(Pos{}, "continuous queries are not available on this node")
 	}
 	if _, isShow := st.(*showStmt); !isShow && ctx.Value(readOnlyKey{}) != nil {
-		return nil, &Error{Code: CodeForbidden, Message: "creating and terminating continuous queries needs the admin role"}
+		return nil, &Error{Code: CodeForbidden, Message: "creating, terminating, pausing and resuming continuous queries needs the admin role"}
 	}
 	switch s := st.(type) {
 	case *showStmt:
+		if s.what == "views" {
+			return e.showViews(), nil
+		}
 		res := &Result{Rows: [][]any{}}
 		for _, c := range queryCols() {
 			res.Columns = append(res.Columns, Column{Name: c.name, Type: c.typ.String()})
@@ -125,18 +164,50 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		}
 		return res, nil
 	case *terminateStmt:
-		if err := e.opts.Queries.Terminate(ctx, s.id); err != nil {
-			return nil, withPos(err, s.pos)
-		}
-		return message("query " + s.id + " terminated"), nil
+		return e.control(ctx, s)
 	case *createStreamStmt:
 		q, err := e.opts.Queries.Create(ctx, sql)
 		if err != nil {
 			return nil, withPos(err, s.create.namePos)
 		}
+		if s.create.kind == KindView {
+			return message(fmt.Sprintf("view %s created: it reads stream %s; SELECT ... FROM %s reads it", q.ID, q.Source, q.ID)), nil
+		}
 		return message(fmt.Sprintf("query %s created: it reads stream %s and writes stream %s", q.ID, q.Source, q.Sink)), nil
 	}
 	return nil, errorf(Pos{}, "unsupported statement")
+}
+
+// control runs TERMINATE, PAUSE and RESUME QUERY.
+func (e *Engine) control(ctx context.Context, s *terminateStmt) (*Result, error) {
+	qs := e.opts.Queries
+	var q QueryInfo
+	var err error
+	switch s.verb {
+	case "pause":
+		q, err = qs.Pause(ctx, s.id)
+	case "resume":
+		q, err = qs.Resume(ctx, s.id)
+	case "drop view":
+		err = qs.DropView(ctx, s.id)
+		if s.ifExists && errors.Is(err, ErrQueryNotFound) {
+			return message("view " + s.id + " does not exist"), nil
+		}
+	default:
+		err = qs.Terminate(ctx, s.id)
+	}
+	if err != nil {
+		return nil, withPos(err, s.pos)
+	}
+	switch s.verb {
+	case "pause":
+		return message("query " + s.id + " paused: it keeps its progress; RESUME QUERY " + s.id + " runs it again from there"), nil
+	case "resume":
+		return message("query " + s.id + " resumed: status " + q.Status), nil
+	case "drop view":
+		return message("view " + s.id + " dropped"), nil
+	}
+	return message("query " + s.id + " terminated"), nil
 }
 
 // push answers a push query: its columns, and a Push that runs it.
@@ -152,4 +223,21 @@ func (e *Engine) push(c *Continuous) (*Result, error) {
 
 func message(text string) *Result {
 	return &Result{Columns: []Column{{"result", "text"}}, Rows: [][]any{{text}}}
+}
+
+// showViews answers SHOW VIEWS: the views among the queries.
+func (e *Engine) showViews() *Result {
+	res := &Result{Columns: []Column{{"name", "text"}, {"status", "text"}, {"source", "text"}, {"groups", "int"},
+		{"records_in", "int"}, {"error", "text"}, {"sql", "text"}}, Rows: [][]any{}}
+	for _, q := range e.opts.Queries.List() {
+		if q.Kind != KindView {
+			continue
+		}
+		var errText any
+		if q.Error != "" {
+			errText = q.Error
+		}
+		res.Rows = append(res.Rows, []any{q.ID, q.Status, q.Source, int64(q.Groups), q.RecordsIn, errText, q.SQL})
+	}
+	return res
 }

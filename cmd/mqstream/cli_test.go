@@ -185,6 +185,18 @@ func TestQueryCommands(t *testing.T) {
 	if out := mustRun(t, "query", "describe", "hot", srv); !strings.Contains(out, "CREATE STREAM hot") || !strings.Contains(out, "sink:") {
 		t.Fatalf("describe: %q", out)
 	}
+	if out := mustRun(t, "query", "pause", "hot", srv); out != "query hot paused: status paused\n" {
+		t.Fatalf("pause: %q", out)
+	}
+	if out := mustRun(t, "query", "ls", srv); !strings.Contains(out, "paused") {
+		t.Fatalf("ls after pause: %q", out)
+	}
+	if out := mustRun(t, "query", "resume", "hot", srv); !strings.HasPrefix(out, "query hot resumed: status ") || strings.Contains(out, "paused") {
+		t.Fatalf("resume: %q", out)
+	}
+	if _, err := runCmd(t, "query", "pause", "nope", srv); err == nil || !strings.Contains(err.Error(), `query "nope"`) {
+		t.Fatalf("pause of an unknown query: %v", err)
+	}
 	if out := mustRun(t, "query", "rm", "hot", srv); !strings.Contains(out, "query hot terminated") {
 		t.Fatalf("rm: %q", out)
 	}

@@ -9,7 +9,7 @@ import (
 
 func newQueryCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "query", Short: "Manage continuous queries (create them with mqstream sql: CREATE STREAM name AS SELECT ...)"}
-	cmd.AddCommand(queryLs(), queryDescribe(), queryRm())
+	cmd.AddCommand(queryLs(), queryDescribe(), queryRm(), queryPause("pause"), queryPause("resume"))
 	return cmd
 }
 
@@ -54,6 +54,25 @@ func queryRm() *cobra.Command {
 				return err
 			}
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "query %s terminated\n", args[0])
+			return err
+		},
+	}
+}
+
+// queryPause makes query pause and query resume.
+func queryPause(verb string) *cobra.Command {
+	short := "Pause a continuous query: it stops, keeping its progress, until resumed (also across restarts)"
+	if verb == "resume" {
+		short = "Resume a paused continuous query from where it stopped"
+	}
+	return &cobra.Command{
+		Use: verb + " ID", Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var q map[string]any
+			if err := call(cmd, "POST", "/v1/queries/"+url.PathEscape(args[0])+"/"+verb, nil, &q); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "query %s %sd: status %s\n", args[0], verb, str(q["status"]))
 			return err
 		},
 	}

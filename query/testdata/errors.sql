@@ -179,3 +179,45 @@ error sql_syntax 1:1: syntax error: write TERMINATE QUERY <id> (SHOW QUERIES lis
 
 > CREATE STREAM hot AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
 error sql_error 0:0: continuous queries are not available on this node
+
+> PAUSE QUERY
+error sql_syntax 1:1: syntax error: write PAUSE QUERY <id> (SHOW QUERIES lists them)
+
+> RESUME QUERY hot now
+error sql_syntax 1:18: syntax error: write RESUME QUERY <id> (SHOW QUERIES lists them)
+
+> PAUSE QUERY hot
+error sql_error 0:0: continuous queries are not available on this node
+
+> INSERT INTO jobs VALUES (1)
+error sql_error 1:1: only SELECT, SHOW STREAMS, SHOW TABLES and DESCRIBE <table> are supported: SQL here is read-only
+
+> INSERT INTO jobs (a) SELECT sensor FROM temperatures
+error sql_error 1:18: INSERT INTO <stream> SELECT ... takes no column list: the output records' fields are the select list's names (use AS to rename)
+
+> INSERT INTO
+error sql_syntax 1:12: syntax error: unexpected end of statement
+
+> INSERT INTO jobs SELECT count(*) FROM temperatures
+error sql_error 1:25: a continuous query that aggregates needs a window: GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND) (a push query, SELECT ... EMIT CHANGES, aggregates without one)
+
+> INSERT INTO jobs SELECT sensor FROM temperatures
+error sql_error 0:0: continuous queries are not available on this node
+
+> DROP VIEW
+error sql_syntax 1:10: syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)
+
+> DROP VIEW a b
+error sql_syntax 1:13: syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)
+
+> SHOW VIEWS
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE VIEW v AS SELECT sensor, count(*) FROM temperatures GROUP BY sensor
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE VIEW v AS SELECT sensor FROM temperatures
+error sql_error 1:18: a view aggregates: CREATE VIEW <name> AS SELECT <keys>, count(*) ... GROUP BY <keys>[, <window>] (a filter writes a stream: CREATE STREAM <name> AS SELECT ...)
+
+> CREATE VIEW v AS INSERT INTO x VALUES (1)
+error sql_error 1:18: only SELECT, SHOW STREAMS, SHOW TABLES and DESCRIBE <table> are supported: SQL here is read-only

@@ -1,0 +1,245 @@
+package cq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// A view (CREATE VIEW v AS SELECT k, count(*) ... GROUP BY k[, window])
+// is a query that writes nothing: its runner keeps a group per key (and
+// window) in memory, updated with each input record, and SELECT ... FROM
+// v reads the groups' current rows. Windows are never closed by the
+// watermark: a view holds every window of the records its source keeps.
+//
+// Its state is rebuilt from the source stream at start-up (and after an
+// error): the rows are a function of the records kept, so the rebuilt
+// view equals the one that ran. Reads wait until the rebuild has reached
+// the end the source had when it began. Retention: windows starting
+// before the source's oldest record kept are dropped (live and rebuilt
+// views drop the same ones); a view without a window counts every record
+// it has read, which after a restart are the records still kept.
+
+// viewState is a view's groups, read by SQL while the runner updates
+// them.
+type viewState struct {
+	c *query.Continuous
+	// mu guards ch, ready and err, and the Continuous's evaluation
+	// buffers (which updates and reads share).
+	mu    sync.Mutex
+	ch    *changer
+	ready chan struct{} // closed once the state covers the source as it was when the (re)build began
+	err   error         // why the last (re)build failed, until one is ready
+}
+
+func newViewState(c *query.Continuous) *viewState {
+	v := &viewState{c: c}
+	v.reset()
+	return v
+}
+
+// reset empties the state for a (re)build; readers wait until it is
+// done (those waiting already keep waiting).
+func (v *viewState) reset() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ch = newChanger(v.c)
+	v.ch.keep = true
+	if v.ready != nil {
+		select {
+		case <-v.ready:
+		default:
+			return
+		}
+	}
+	v.ready = make(chan struct{})
+}
+
+var _ query.ViewReader = (*viewState)(nil)
+
+// Plan returns the view's compiled query.
+func (v *viewState) Plan() *query.Continuous { return v.c }
+
+// Rows returns the view's rows: by window, then by key (in the order of
+// their encoding). It waits while the view (re)builds its state.
+func (v *viewState) Rows(ctx context.Context) ([][]any, error) {
+	v.mu.Lock()
+	ready, failed := v.ready, v.err
+	v.mu.Unlock()
+	select {
+	case <-ready:
+	default:
+		if failed != nil {
+			return nil, fmt.Errorf("view %s cannot be read: %w", v.c.Name, failed)
+		}
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("view %s is rebuilding its state from stream %s: %w", v.c.Name, v.c.Source, ctx.Err())
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var rows [][]any
+	for _, s := range v.ch.openWindows() {
+		w := v.ch.windows[s]
+		keys := make([]string, 0, len(w))
+		for k := range w {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b string) int { return bytes.Compare([]byte(a), []byte(b)) })
+		for _, k := range keys {
+			o, ok, err := v.c.Result(w[k], time.Unix(0, s).UTC())
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				rows = append(rows, o.Values)
+			}
+		}
+	}
+	return rows, nil
+}
+
+// View returns the view named name.
+func (m *Manager) View(name string) (query.ViewReader, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, r := range m.mu.queries {
+		if r.view != nil && strings.EqualFold(id, name) {
+			return r.view, true
+		}
+	}
+	return nil, false
+}
+
+// DropView terminates view name; it is an error if name is another kind
+// of query.
+func (m *Manager) DropView(ctx context.Context, name string) error {
+	m.mu.Lock()
+	r := m.mu.queries[name]
+	m.mu.Unlock()
+	if r != nil && r.view == nil {
+		return sqlError(query.Pos{}, "%s is not a view: TERMINATE QUERY %s stops it", name, name)
+	}
+	if r == nil {
+		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown view %q (SHOW VIEWS lists them)", name), Err: ErrNotFound}
+	}
+	return m.Terminate(ctx, name)
+}
+
+// runView (re)builds a view's state from its source's first record kept
+// and keeps it up to date until an error, which reads of a view not
+// rebuilt yet then answer at once.
+func (r *runner) runView(ctx context.Context) error {
+	err := r.keepView(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.view.mu.Lock()
+		r.view.err = err
+		r.view.mu.Unlock()
+	}
+	return err
+}
+
+func (r *runner) keepView(ctx context.Context) error {
+	m, c, v := r.m, r.c, r.view
+	v.reset()
+	info, err := m.opts.Reader.DescribeStream(c.Source)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", c.Source, err)
+	}
+	pos, target := info.FirstOffset, info.NextOffset
+	var trimmedTo uint64
+	if c.Windowed() {
+		if trimmedTo, err = r.dropTrimmed(0, true); err != nil {
+			return err
+		}
+	}
+	for {
+		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
+		if err != nil {
+			return fmt.Errorf("read stream %s: %w", c.Source, err)
+		}
+		v.mu.Lock()
+		for i := range recs {
+			v.ch.add(&recs[i], nil, true)
+			pos = recs[i].Offset + 1
+		}
+		v.mu.Unlock()
+		notify, next, err := m.opts.Reader.Notify(c.Source)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", c.Source, err)
+		}
+		atTail := pos >= next
+		if atTail && c.Windowed() {
+			if trimmedTo, err = r.dropTrimmed(trimmedTo, false); err != nil {
+				return err
+			}
+		}
+		if pos >= target {
+			select {
+			case <-v.ready:
+			default:
+				v.mu.Lock()
+				close(v.ready)
+				v.err = nil
+				v.mu.Unlock()
+				r.setRunning()
+			}
+		}
+		ch := v.ch
+		windows := len(ch.windows)
+		if !c.Windowed() {
+			windows = 0 // one map of groups, no window
+		}
+		r.report(view{wm: ch.wm, started: ch.started, windows: windows, keys: ch.groups, counts: &ch.counts, pos: pos, next: next})
+		if !atTail {
+			continue
+		}
+		if err := r.wait(ctx, notify); err != nil {
+			return err
+		}
+	}
+}
+
+// dropTrimmed drops the windows starting before the source's oldest
+// record kept, and keeps such windows from being made again, once
+// retention has deleted records: when the oldest offset kept is past
+// checked (or force is set, at a (re)build). It returns the oldest offset
+// kept. Without deletions (oldest offset 0) nothing is dropped.
+func (r *runner) dropTrimmed(checked uint64, force bool) (uint64, error) {
+	m, c, v := r.m, r.c, r.view
+	info, err := m.opts.Reader.DescribeStream(c.Source)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", c.Source, err)
+	}
+	if info.FirstOffset == 0 || !force && info.FirstOffset == checked {
+		return info.FirstOffset, nil
+	}
+	recs, err := m.opts.Reader.Read(c.Source, info.FirstOffset, streams.ReadOptions{MaxRecords: 1})
+	if err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
+		return 0, fmt.Errorf("read stream %s: %w", c.Source, err)
+	}
+	if len(recs) == 0 {
+		return info.FirstOffset, nil
+	}
+	first := recs[0].Timestamp.UnixNano()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ch.floor = max(v.ch.floor, first)
+	for s, w := range v.ch.windows {
+		if s < v.ch.floor {
+			v.ch.groups -= len(w)
+			delete(v.ch.windows, s)
+		}
+	}
+	return info.FirstOffset, nil
+}

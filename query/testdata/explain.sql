@@ -1,0 +1,132 @@
+# EXPLAIN answers a query's plan as rows (step, detail) without running it.
+> EXPLAIN SELECT sensor, avg(temp) AS mean FROM temperatures WHERE temp > 20 AND _offset < 5 GROUP BY sensor HAVING mean > 25 ORDER BY mean DESC LIMIT 2
+step:text | detail:text
+statement | ad-hoc query: reads what the tables hold now and answers once
+source | stream temperatures: scans offsets [0, 5), 5 records of 8 kept (_offset bounded by WHERE)
+filter | temp > 20 and _offset < 5
+grouping | sensor
+having | mean > 25
+projection | sensor, avg(temp) AS mean
+order | mean desc (sorted in memory)
+limit | 2 (offset 0)
+output | rows to the caller, at once
+
+> EXPLAIN SELECT _offset FROM temperatures ORDER BY _offset DESC LIMIT 3
+step:text | detail:text
+statement | ad-hoc query: reads what the tables hold now and answers once
+source | stream temperatures: scans offsets [0, 8), 8 records of 8 kept, newest first
+projection | _offset
+order | _offset desc (in scan order: no sort)
+limit | 3 (offset 0)
+output | rows to the caller, at once
+
+> EXPLAIN SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON d.id = t.sensor
+step:text | detail:text
+statement | ad-hoc query: reads what the tables hold now and answers once
+source | stream temperatures: scans offsets [0, 8), 8 records of 8 kept (as t)
+join | left join of stream devices: scans offsets [0, 4), 4 records of 4 kept (as d), hashed on 1 equality key(s)
+projection | sensor, site
+output | rows to the caller, at once
+
+> EXPLAIN SELECT name FROM streams
+step:text | detail:text
+statement | ad-hoc query: reads what the tables hold now and answers once
+source | statistics table streams: computed when read
+projection | name
+output | rows to the caller, at once
+
+> EXPLAIN SELECT 1 + 1
+step:text | detail:text
+statement | ad-hoc query: reads what the tables hold now and answers once
+source | none: the select list is evaluated once
+projection | 1 + 1
+output | rows to the caller, at once
+
+> EXPLAIN CREATE STREAM hot WITH (topic = 'alerts/{sensor}', qos = 1) AS SELECT sensor, count(*) AS n, max(temp) AS hi FROM temperatures WHERE temp IS NOT NULL GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND) HAVING hi > 30
+step:text | detail:text
+statement | persistent query hot (CREATE STREAM): runs across restarts until TERMINATE QUERY hot
+source | stream temperatures, from its first record kept, one record at a time
+filter | temp is not null
+grouping | sensor
+having | hi > 30
+window | tumbling: 10s long, half-open [start, end), aligned to the epoch
+time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n, max(temp) AS hi
+columns | window_start, window_end, sensor, n, hi
+emit | final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)
+output | new stream hot, exactly once; published on MQTT topic alerts/{sensor} (QoS 1, retain false), at least once
+
+> EXPLAIN CREATE STREAM ch AS SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor, HOP(_timestamp, INTERVAL 1 MINUTE, INTERVAL 10 SECOND) EMIT CHANGES
+step:text | detail:text
+statement | persistent query ch (CREATE STREAM): runs across restarts until TERMINATE QUERY ch
+source | stream temperatures, from its first record kept, one record at a time
+grouping | sensor
+window | hopping: 1m0s long, starting every 10s, half-open [start, end), aligned to the epoch
+time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
+state | one accumulator set per key and pane of 10s (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | changes: the updated row of each window holding a record, for each record
+output | new stream ch, exactly once (topic ch)
+
+> EXPLAIN INSERT INTO jobs SELECT sensor, temp FROM temperatures WHERE temp > 30
+step:text | detail:text
+statement | persistent query (INSERT INTO jobs): runs across restarts until TERMINATE QUERY
+source | stream temperatures, from its first record kept, one record at a time
+filter | temp > 30
+window | none
+state | none: each record makes its own row
+projection | sensor, temp
+columns | sensor, temp
+emit | changes: one row per record that passes the filter
+output | existing stream jobs, exactly once (topic jobs, QoS 1)
+
+> EXPLAIN CREATE VIEW per_sensor AS SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor
+step:text | detail:text
+statement | view per_sensor: a table kept up to date by a persistent query, until DROP VIEW per_sensor
+source | stream temperatures, from its first record kept (again at every start: the view is rebuilt), one record at a time
+grouping | sensor
+window | none
+state | one accumulator set per key (never the records)
+projection | sensor, count(*) AS n
+columns | sensor, n
+emit | none: the view's rows are updated with each record and read with SELECT ... FROM per_sensor
+output | view per_sensor, in memory
+
+> EXPLAIN SELECT sensor, count(*) FROM temperatures GROUP BY sensor, SESSION(INTERVAL 30 SECOND) EMIT FINAL LIMIT 5
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+grouping | sensor
+window | session: a key's records less than 30s apart
+time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*)
+columns | window_start, window_end, sensor, count(*)
+emit | final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
+limit | 5 rows, then the push query ends
+
+# Errors point into the statement as written.
+> EXPLAIN SELECT tmp FROM temperatures
+error sql_error 1:16: unknown column "tmp" (did you mean temp?); stream temperatures has the columns _offset, _timestamp, _topic, _client_id, _qos, _retain, _payload, _content_type, _user_properties, sensor, temp, unit, tags (payload fields as seen in 8 sampled records); to read a payload field not seen there, use _payload->>'$.tmp'
+
+> EXPLAIN
+>   CREATE STREAM x AS SELECT count(*) FROM tmps GROUP BY TUMBLING(INTERVAL 1 SECOND)
+error sql_error 2:43: unknown stream "tmps": a continuous query reads an existing stream (SHOW STREAMS lists them)
+
+> EXPLAIN INSERT INTO nope SELECT sensor FROM temperatures
+error sql_error 1:21: unknown stream "nope": INSERT INTO writes an existing stream (CREATE STREAM nope AS SELECT ... creates one)
+
+> EXPLAIN
+error sql_syntax 1:1: syntax error: write EXPLAIN <statement>: EXPLAIN SELECT ..., EXPLAIN CREATE STREAM ..., EXPLAIN INSERT INTO ... or EXPLAIN CREATE VIEW ...
+
+> EXPLAIN EXPLAIN SELECT 1
+error sql_syntax 1:9: syntax error: write EXPLAIN <statement>: EXPLAIN SELECT ..., EXPLAIN CREATE STREAM ..., EXPLAIN INSERT INTO ... or EXPLAIN CREATE VIEW ...
+
+> EXPLAIN SHOW TABLES
+error sql_error 1:9: EXPLAIN explains queries: SELECT ..., CREATE STREAM ... AS SELECT ..., INSERT INTO ... SELECT ... or CREATE VIEW ... AS SELECT ...
+
+> EXPLAIN SELECT FROM temperatures
+error sql_syntax 1:16: syntax error at "FROM"
