@@ -324,6 +324,11 @@ func New(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("mqtt: add groups hook: %w", err)
 		}
 	}
+	// Last of the hooks that handle OnSessionEstablished: a connection
+	// with the same client id waits until they all ran (takeover.go).
+	if err := server.AddHook(&takeoverSettledHook{h: takeover}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add takeover settled hook: %w", err)
+	}
 	if err := b.listen(); err != nil {
 		b.closeListeners()
 		return nil, err

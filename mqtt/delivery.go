@@ -198,25 +198,35 @@ func (h *deliveryHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // in-flight map (mochi would resend them all at once, unordered); a clean
 // start ends the session. The session of a persistent client is written
 // to disk before its CONNACK (statehook.go).
+//
+// Connections with one client id are established one at a time
+// (takeover.go): the previous connection's OnSessionEstablished has run, so
+// the session is not attached to it again after this.
 func (h *deliveryHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
-	if old, found := h.server.Clients.Get(cl.ID); found && old != cl {
+	old, found := h.server.Clients.Get(cl.ID)
+	if found && old != cl {
 		// mochi writes a DISCONNECT to the old connection before it
 		// closes it; a client that stopped reading must not hold that up.
 		unblockWrites(old)
 	}
+	// mochi hands the session over unless this is a clean start or the
+	// previous connection's MQTT 3.1.1 session was clean [MQTT-3.1.2-4];
+	// otherwise it ends here, not when the previous connection's
+	// disconnect is processed (which may come later).
+	handedOver := found && old != cl && inherits(pk, old)
+	var s *session
 	if v, ok := h.out.sessions.Load(cl.ID); ok {
-		s := v.(*session)
-		s.detach(nil)
-		// mochi hands the session over unless this is a clean start or
-		// the previous connection's MQTT 3.1.1 session was clean
-		// [MQTT-3.1.2-4]; otherwise it ends here, not when the previous
-		// connection's disconnect is processed (which may come later).
-		old, found := h.server.Clients.Get(cl.ID)
-		if !found || !inherits(pk, old) {
-			h.end(s)
-		} else {
-			s.setOwner(cl)
-		}
+		s = v.(*session)
+	} else if handedOver {
+		s = h.out.handover(cl)
+	} else {
+		return
+	}
+	s.detach(nil)
+	if handedOver {
+		s.setOwner(cl)
+	} else {
+		h.end(s)
 	}
 }
 

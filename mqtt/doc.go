@@ -15,7 +15,8 @@
 //     the Maximum Packet Size in an MQTT 5 CONNACK.
 //     takeover.go: a session takeover and the taken-over
 //     connection's departure in an order that keeps the new connection in
-//     mochi's client list.
+//     mochi's client list; connections with one client id established
+//     one at a time.
 //   - Publish to PUBACK: ingest.go (ingestHook: maps a publish to its stream,
 //     queues it for the store's group commit, acknowledges in arrival order
 //     once durable), inbound.go (the client's own packet ids, kept out of

@@ -148,10 +148,7 @@ func (o *outbound) session(cl *mochi.Client) *session {
 	if cl.Closed() && (endsWithConnection(cl) || o.expired(cl)) {
 		return nil
 	}
-	s := &session{o: o, id: cl.ID}
-	s.mu.byID = map[uint16]*delivery{}
-	s.mu.persist = o.st != nil && !endsWithConnection(cl)
-	s.mu.owner = cl
+	s := o.newSession(cl)
 	attached := !cl.Closed() && cl.Net.Conn != nil
 	if attached {
 		s.mu.cl, s.mu.window = cl, o.window(cl)
@@ -166,6 +163,25 @@ func (o *outbound) session(cl *mochi.Client) *session {
 		}
 		s.detach(cl)
 	}
+	return v.(*session)
+}
+
+// newSession makes a session owned by cl, attached to no connection.
+func (o *outbound) newSession(cl *mochi.Client) *session {
+	s := &session{o: o, id: cl.ID}
+	s.mu.byID = map[uint16]*delivery{}
+	s.mu.persist = o.st != nil && !endsWithConnection(cl)
+	s.mu.owner = cl
+	return s
+}
+
+// handover returns the session of client cl, which is taking it over
+// from another connection, making it (owned by cl, attached to no
+// connection) if there is none yet: a message delivered from now on is
+// kept for cl, never put in flight on the connection being taken over,
+// whose in-flight map mochi is about to clear.
+func (o *outbound) handover(cl *mochi.Client) *session {
+	v, _ := o.sessions.LoadOrStore(cl.ID, o.newSession(cl))
 	return v.(*session)
 }
 

@@ -21,15 +21,31 @@ import (
 // messages to its subscriptions find no client and are dropped, and the
 // next connection with its id does not disconnect it.
 //
-// takeoverHook orders the two. A connection whose session ends with it
-// leaves (OnDisconnect) only once every connection with its client id that
-// was being established (OnSessionEstablish) is in the list
-// (OnSessionEstablished) or gone: by then mochi has marked it taken over,
-// if it was. A connection established while another with its id is
-// leaving that way waits (in OnSessionEstablish) until that one is gone,
-// its deletion included, before mochi takes over the session and adds it.
-// "Gone" comes from the listeners: mochi is done with a connection when its
-// establish function returns.
+// Nor does mochi order two establishments of one client id: a connection
+// sends its CONNACK before its OnSessionEstablished hooks run, so its
+// client can connect again at once, and the next connection's
+// OnSessionEstablish, takeover (mochi clears the taken-over connection's
+// in-flight map, reporting every entry dropped) and OnSessionEstablished
+// can all run before the first connection's OnSessionEstablished. The
+// delivery hook would then attach the session to the connection already
+// taken over: messages in flight there were lost (their in-flight entries
+// cleared as if acknowledged) or the new connection got nothing more.
+//
+// takeoverHook orders them. A connection is being established from
+// OnSessionEstablish until every hook's OnSessionEstablished has run (the
+// takeoverSettledHook, added last) or it is gone; a connection with the
+// same client id waits in OnSessionEstablish until then, so every
+// establishment of an id sees the previous one complete, its session
+// attached, before it takes the session over.
+//
+// A connection whose session ends with it leaves (OnDisconnect) only once
+// every connection with its client id that was being established is
+// established or gone: by then mochi has marked it taken over, if it was.
+// A connection established while another with its id is leaving that way
+// waits (in OnSessionEstablish) until that one is gone, its deletion
+// included, before mochi takes over the session and adds it. "Gone" comes
+// from the listeners: mochi is done with a connection when its establish
+// function returns.
 type takeoverHook struct {
 	mochi.HookBase
 
@@ -37,8 +53,8 @@ type takeoverHook struct {
 
 	mu struct {
 		sync.Mutex
-		// ids holds, per client id, the connections being established and
-		// those leaving; an id with neither has no entry.
+		// ids holds, per client id, the connection being established,
+		// those leaving and how many wait; an id with none has no entry.
 		ids map[string]*idConnections
 	}
 }
@@ -49,16 +65,17 @@ type connection struct {
 	// Guarded by takeoverHook.mu:
 	// id is the client id it is establishing or leaving under ("": neither).
 	id string
-	// established is closed when the connection is in mochi's client
-	// list (OnSessionEstablished); made when it starts being established
-	// (OnSessionEstablish).
+	// established is closed when every hook's OnSessionEstablished has
+	// run for the connection (it is in mochi's client list, its session
+	// attached); made when it starts being established (OnSessionEstablish).
 	established chan struct{}
 }
 
 // idConnections are one client id's connections in a takeover's way.
 type idConnections struct {
-	establishing map[*connection]struct{} // from OnSessionEstablish to OnSessionEstablished or gone
+	establishing map[*connection]struct{} // from OnSessionEstablish to established or gone (at most one)
 	leaving      map[*connection]struct{} // past OnDisconnect, their session ending with them, until gone
+	waiting      int                      // connections waiting in OnSessionEstablish
 }
 
 func newTakeoverHook() *takeoverHook {
@@ -70,7 +87,7 @@ func newTakeoverHook() *takeoverHook {
 func (h *takeoverHook) ID() string { return "mqstream-takeover" }
 
 func (h *takeoverHook) Provides(b byte) bool {
-	return b == mochi.OnSessionEstablish || b == mochi.OnSessionEstablished || b == mochi.OnDisconnect
+	return b == mochi.OnSessionEstablish || b == mochi.OnDisconnect
 }
 
 // open registers a network connection before mochi reads its CONNECT; the
@@ -115,41 +132,57 @@ func (h *takeoverHook) idLocked(id string) *idConnections {
 
 // forgetLocked drops id's entry once it holds no connection. h.mu is held.
 func (h *takeoverHook) forgetLocked(id string, ids *idConnections) {
-	if len(ids.establishing) == 0 && len(ids.leaving) == 0 {
+	if len(ids.establishing) == 0 && len(ids.leaving) == 0 && ids.waiting == 0 {
 		delete(h.mu.ids, id)
 	}
 }
 
 // OnSessionEstablish waits until the connections with cl's id that are
-// leaving, their sessions ending with them, are gone; then cl is being
-// established until OnSessionEstablished.
+// being established are established or gone, and those leaving, their
+// sessions ending with them, are gone; then cl is being established until
+// settled.
 func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	c := h.connection(cl)
 	if c == nil {
 		return
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for {
-		h.mu.Lock()
 		ids := h.idLocked(cl.ID)
-		var wait []*connection
-		for o := range ids.leaving {
-			wait = append(wait, o)
+		var establishing, leaving []*connection
+		for o := range ids.establishing {
+			if o != c {
+				establishing = append(establishing, o)
+			}
 		}
-		if len(wait) == 0 {
+		for o := range ids.leaving {
+			leaving = append(leaving, o)
+		}
+		if len(establishing) == 0 && len(leaving) == 0 {
 			c.id, c.established = cl.ID, make(chan struct{})
 			ids.establishing[c] = struct{}{}
-			h.mu.Unlock()
 			return
 		}
+		ids.waiting++
 		h.mu.Unlock()
-		for _, o := range wait {
+		for _, o := range establishing {
+			select {
+			case <-o.established:
+			case <-o.gone:
+			}
+		}
+		for _, o := range leaving {
 			<-o.gone
 		}
+		h.mu.Lock()
+		ids.waiting--
 	}
 }
 
-// OnSessionEstablished: cl is in mochi's client list.
-func (h *takeoverHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+// settled: every hook's OnSessionEstablished has run for cl (see
+// takeoverSettledHook).
+func (h *takeoverHook) settled(cl *mochi.Client) {
 	c := h.connection(cl)
 	if c == nil {
 		return
@@ -167,10 +200,39 @@ func (h *takeoverHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) 
 	}
 }
 
+// waiting returns the number of connections with client id waiting for an
+// earlier one to be established or gone.
+func (h *takeoverHook) waiting(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ids, ok := h.mu.ids[id]; ok {
+		return ids.waiting
+	}
+	return 0
+}
+
+// takeoverSettledHook tells the takeover hook that a connection is
+// established; it is added after every hook that handles
+// OnSessionEstablished.
+type takeoverSettledHook struct {
+	mochi.HookBase
+	h *takeoverHook
+}
+
+func (s *takeoverSettledHook) ID() string { return "mqstream-takeover-settled" }
+
+func (s *takeoverSettledHook) Provides(b byte) bool { return b == mochi.OnSessionEstablished }
+
+// OnSessionEstablished: cl is in mochi's client list and every other
+// hook's OnSessionEstablished has run for it.
+func (s *takeoverSettledHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	s.h.settled(cl)
+}
+
 // OnDisconnect holds up the departure of a connection whose session ends
-// with it until the connections with its id being established are in the
-// client list or gone (one of them may be taking it over); then it is
-// leaving until gone.
+// with it until the connections with its id being established are
+// established (in the client list) or gone (one of them may be taking it
+// over); then it is leaving until gone.
 func (h *takeoverHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 	c := h.connection(cl)
 	if c == nil || !expire {
