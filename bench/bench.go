@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -657,7 +658,14 @@ func (res *Result) String() string {
 		fmt.Fprintf(&b, "  received %d (expected %d), receive rate %.0f msg/s, lost %d, duplicated %d\n",
 			res.Received, res.Expected, res.RecvRate, res.Lost, res.Duplicated)
 		if len(res.PerSubscriber) > 0 {
-			fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
+			if n := len(res.PerSubscriber); n > 16 {
+				// A thousand fan-out subscribers: their spread, not a list.
+				sorted := slices.Clone(res.PerSubscriber)
+				slices.Sort(sorted)
+				fmt.Fprintf(&b, "  per subscriber (%d): min %d, median %d, max %d\n", n, sorted[0], sorted[n/2], sorted[n-1])
+			} else {
+				fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
+			}
 		}
 	}
 	if res.Disconnects > 0 || res.Unacked > 0 || (res.Mode != ModeSub && res.QoS > 0) {

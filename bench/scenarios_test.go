@@ -91,6 +91,9 @@ func TestFanoutDeliversToEverySubscriber(t *testing.T) {
 		if qos == 1 && (res.Received != 2000 || res.Lost != 0 || res.Duplicated != 0) {
 			t.Fatalf("QoS 1: %+v", res)
 		}
+		if strings.Contains(res.String(), "per subscriber:") != (len(res.PerSubscriber) <= 16) {
+			t.Fatalf("summary %q", res.String())
+		}
 		if res.ServerCPUPerOp <= 0 && res.ServerCPU > 0 {
 			t.Fatalf("server CPU per message %+v", res)
 		}
@@ -154,5 +157,17 @@ func TestServerPIDIsChecked(t *testing.T) {
 	o.ServerPID = 1 << 30
 	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "server process") {
 		t.Fatalf("a pid that does not exist: %v", err)
+	}
+}
+
+// TestSummaryOfManySubscribers: a thousand subscribers' counts are
+// summarised, not listed.
+func TestSummaryOfManySubscribers(t *testing.T) {
+	res := &Result{Mode: ModeFanout}
+	for i := range 20 {
+		res.PerSubscriber = append(res.PerSubscriber, int64(100+i))
+	}
+	if s := res.String(); !strings.Contains(s, "per subscriber (20): min 100, median 110, max 119") {
+		t.Fatalf("summary %q", s)
 	}
 }
