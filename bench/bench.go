@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,7 +34,22 @@ const (
 	// ModeShare runs publishers and a $share group of subscribers: each
 	// message goes to one member.
 	ModeShare Mode = "share"
+	// ModeFanout runs publishers on one topic and subscribers to it:
+	// every subscriber gets every message (deliveries/s).
+	ModeFanout Mode = "fanout"
+	// ModeRoutes subscribes Filters distinct filters with + and # and
+	// publishes on random topics, each matching one filter (routes.go).
+	ModeRoutes Mode = "routes"
+	// ModeConn connects Count clients, each subscribing to a topic of its
+	// own: completed connections per second (conns.go).
+	ModeConn Mode = "conn"
+	// ModeIdle connects Count clients as ModeConn does, holds them idle
+	// for Hold and reports the broker's memory per connection.
+	ModeIdle Mode = "idle"
 )
+
+// modes lists the modes (for errors).
+const modes = "pub, sub, e2e, share, fanout, routes, conn, idle"
 
 // Options configure a run. Every run is bounded by Count and Duration.
 type Options struct {
@@ -62,6 +78,22 @@ type Options struct {
 	// Idle opens this many extra connections that only keep alive, held for
 	// the whole run (to measure a broker with many connected clients).
 	Idle int
+	// Filters is the number of distinct subscriptions in routes mode.
+	Filters int
+	// Concurrency is the number of connections being opened at once in
+	// conn and idle mode (0 = 64).
+	Concurrency int
+	// Hold is how long idle mode holds its connections once open (0 =
+	// 10 s); the broker's RSS is read at its end.
+	Hold time.Duration
+	// SourceIPs spreads the connections of conn and idle mode over this
+	// many loopback source addresses (127.0.0.1, 127.0.0.2, ...): one
+	// address pair has only ~28k ephemeral ports. Loopback brokers only.
+	SourceIPs int
+	// ServerPID is the broker's process on this machine (0 = unknown):
+	// the summary then gives its CPU time per message (or connection) and
+	// its RSS before and after.
+	ServerPID int
 	// Persistent gives subscribers sessions that outlive their connection
 	// (MQTT 3.1.1 clean session 0, MQTT 5 session expiry 300 s), started
 	// fresh and discarded at the end, to measure a broker's persistent
@@ -92,18 +124,25 @@ type Options struct {
 func (o *Options) Validate() error {
 	var errs []error
 	switch o.Mode {
-	case ModePub, ModeSub, ModeE2E, ModeShare:
+	case ModePub, ModeSub, ModeE2E, ModeShare, ModeFanout, ModeRoutes, ModeConn, ModeIdle:
 	default:
-		errs = append(errs, fmt.Errorf("mode %q is not one of pub, sub, e2e, share", o.Mode))
+		errs = append(errs, fmt.Errorf("mode %q is not one of %s", o.Mode, modes))
 	}
 	if o.Broker == "" {
 		errs = append(errs, errors.New("broker address is empty"))
 	}
-	if o.Mode != ModeSub && o.Publishers < 1 {
+	conns := o.Mode == ModeConn || o.Mode == ModeIdle
+	if !conns && o.Mode != ModeSub && o.Publishers < 1 {
 		errs = append(errs, errors.New("publishers must be at least 1"))
 	}
-	if o.Mode != ModePub && o.Subscribers < 1 {
+	if !conns && o.Mode != ModePub && o.Subscribers < 1 {
 		errs = append(errs, errors.New("subscribers must be at least 1"))
+	}
+	if o.Mode == ModeRoutes && o.Filters < o.Subscribers {
+		errs = append(errs, fmt.Errorf("routes: filters (%d) must be at least the number of subscribers (%d)", o.Filters, o.Subscribers))
+	}
+	if o.Concurrency < 0 || o.Hold < 0 || o.SourceIPs < 0 || o.SourceIPs > 65000 || o.ServerPID < 0 {
+		errs = append(errs, errors.New("concurrency, hold, source IPs (at most 65000) and server pid must not be negative"))
 	}
 	if o.QoS > 2 || o.SubQoS > 2 {
 		errs = append(errs, errors.New("qos must be 0, 1 or 2"))
@@ -153,6 +192,26 @@ type Result struct {
 	Acked     int64   `json:"acked"`
 	Refused   int64   `json:"refused"`
 	PubRate   float64 `json:"publish_rate"`
+	// Persistent: the sessions outlive their connections.
+	Persistent bool `json:"persistent,omitempty"`
+	// Connected counts the connections of conn and idle mode that
+	// completed CONNECT and SUBSCRIBE, ConnectFailed those that did not
+	// (FirstError says why), ConnectRate how many completed per second.
+	Connected     int64   `json:"connected,omitempty"`
+	ConnectFailed int64   `json:"connect_failed,omitempty"`
+	ConnectRate   float64 `json:"connect_rate,omitempty"`
+	FirstError    string  `json:"first_error,omitempty"`
+	// ConnectLatency is the time from dialing to the SUBACK.
+	ConnectLatency *LatencyReport `json:"connect_latency_us,omitempty"`
+	// The broker's process (Options.ServerPID): CPU time over the run,
+	// per message (the larger of acknowledged or published, and
+	// received) or per connection, and RSS at the start and the end; in
+	// idle mode RSSPerConn is the growth per connection.
+	ServerCPU       float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUPerOp  float64 `json:"server_cpu_us_per_op,omitempty"`
+	ServerRSSBefore int64   `json:"server_rss_before,omitempty"`
+	ServerRSSAfter  int64   `json:"server_rss_after,omitempty"`
+	RSSPerConn      float64 `json:"server_rss_per_conn,omitempty"`
 	// Received counts deliveries; Expected what should have arrived; Lost and
 	// Duplicated compare the two per (publisher, sequence).
 	Received   int64          `json:"received"`
@@ -210,6 +269,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.ClientPrefix == "" {
 		o.ClientPrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e6)
 	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 64
+	}
+	if o.Hold == 0 {
+		o.Hold = 10 * time.Second
+	}
+	if o.Mode == ModeFanout {
+		// One topic for every publisher, subscribed as it is.
+		o.Topic, o.Topics = strings.ReplaceAll(o.Topic, "%d", "0"), 0
+	}
 	if o.Group == "" && o.Mode == ModeShare {
 		// A fresh group per run: on a broker with durable groups (mqstream)
 		// a group outlives its members, and a reused one would hand this run
@@ -219,7 +288,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	r := &run{o: o, perPub: perPublisher(o)}
+	server, err := watchServer(o.ServerPID)
+	if err != nil {
+		return nil, err
+	}
+	if o.Mode == ModeConn || o.Mode == ModeIdle {
+		return runConns(ctx, o, server)
+	}
+	r := &run{o: o, perPub: perPublisher(o), server: server}
+	if o.Mode == ModeRoutes {
+		r.routeTopics = routeTopics(o)
+	}
 	if o.Idle > 0 {
 		idle, err := openIdle(ctx, o)
 		defer func() {
@@ -246,7 +325,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 func openIdle(ctx context.Context, o Options) ([]*client, error) {
 	out := make([]*client, 0, o.Idle)
 	for i := 0; i < o.Idle; i++ {
-		c, err := dial(ctx, brokerFor(o.Broker, i), clientOptions{id: fmt.Sprintf("%s-idle-%d", o.ClientPrefix, i), version: o.Version, keepalive: 300})
+		c, err := dial(ctx, brokerFor(o.Broker, i), clientOptions{id: fmt.Sprintf("%s-idle-%d", o.ClientPrefix, i), version: o.Version, keepalive: 300,
+			bufSize: connBufSize, local: sourceIP(o, i)})
 		if err != nil {
 			return out, fmt.Errorf("idle connection %d: %w", i, err)
 		}
@@ -271,7 +351,11 @@ func perPublisher(o Options) []int {
 type run struct {
 	o      Options
 	perPub []int
-	subs   []*subscriber
+	// server follows the broker's process (nil: not given).
+	server *serverWatch
+	// routeTopics are the topics of routes mode.
+	routeTopics []string
+	subs        []*subscriber
 	// stopKeepers ends the subscribers' reconnection goroutines (keepers).
 	stopKeepers context.CancelFunc
 	keepers     sync.WaitGroup
@@ -324,7 +408,7 @@ func (r *run) account(s *subscriber, payload []byte) {
 		}
 		*word |= bit
 	}
-	if len(s.lat) < maxLatencySamples {
+	if len(s.lat) < maxLatencySamples/max(r.o.Subscribers, 1) {
 		us := (now - sent) / 1000
 		s.lat = append(s.lat, int32(min(us, math.MaxInt32)))
 	}
@@ -342,7 +426,7 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 		for r.received.Load() < int64(o.Count) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
-		return r.result(time.Since(start), time.Since(start)), nil
+		return r.finish(r.result(time.Since(start), time.Since(start)))
 	}
 
 	var wg sync.WaitGroup
@@ -362,7 +446,7 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 	wg.Wait()
 	pubElapsed := time.Since(start)
 	if o.Mode == ModePub {
-		return r.result(pubElapsed, pubElapsed), nil
+		return r.finish(r.result(pubElapsed, pubElapsed))
 	}
 	// Wait for deliveries to arrive; stop early once all expected arrived.
 	// That counts distinct messages, as the result does: received also
@@ -383,7 +467,19 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return r.result(pubElapsed, time.Since(start)), nil
+	return r.finish(r.result(pubElapsed, time.Since(start)))
+}
+
+// finish adds the broker process's figures to a result.
+func (r *run) finish(res *Result) (*Result, error) {
+	msgs := max(res.Published, res.Acked, res.Received)
+	if r.o.QoS > 0 {
+		msgs = max(res.Acked, res.Received)
+	}
+	if err := r.server.finish(res, msgs); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // arrived counts the expected deliveries that arrived so far, as the
@@ -397,7 +493,7 @@ func (r *run) arrived(expected int64) int64 {
 		n += s.distinct
 		s.mu.Unlock()
 	}
-	if r.o.Mode == ModeShare && n >= expected {
+	if (r.o.Mode == ModeShare || r.o.Mode == ModeRoutes) && n >= expected {
 		n = uniqueAcross(r.subs)
 	}
 	return n
@@ -409,36 +505,45 @@ func (r *run) expected() int64 {
 	if r.o.QoS > 0 {
 		base = r.acked.Load()
 	}
-	if r.o.Mode == ModeE2E {
+	if r.o.Mode == ModeE2E || r.o.Mode == ModeFanout {
 		return base * int64(r.o.Subscribers)
 	}
 	return base
 }
 
 func (r *run) progress(start time.Time) func() {
-	if r.o.Progress == nil {
+	var lastPub, lastRecv int64
+	return everySecond(r.o.Progress, func() string {
+		pub, recv := r.published.Load(), r.received.Load()
+		line := fmt.Sprintf("%5.0fs  pub %9d/s  acked %10d  in flight %6d  recv %9d/s  total recv %10d  reconnects %d",
+			time.Since(start).Seconds(), pub-lastPub, r.acked.Load(), r.inflight.Load(), recv-lastRecv, recv, r.reconnects.Load())
+		lastPub, lastRecv = pub, recv
+		return line
+	})
+}
+
+// everySecond writes line() to w every second until the returned function
+// is called; nothing without w.
+func everySecond(w io.Writer, line func() string) (stop func()) {
+	if w == nil {
 		return func() {}
 	}
-	stop := make(chan struct{})
+	stopc := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		var lastPub, lastRecv int64
 		for {
 			select {
-			case <-stop:
+			case <-stopc:
 				return
 			case <-t.C:
-				pub, recv := r.published.Load(), r.received.Load()
-				fmt.Fprintf(r.o.Progress, "%5.0fs  pub %9d/s  acked %10d  in flight %6d  recv %9d/s  total recv %10d  reconnects %d\n",
-					time.Since(start).Seconds(), pub-lastPub, r.acked.Load(), r.inflight.Load(), recv-lastRecv, recv, r.reconnects.Load())
-				lastPub, lastRecv = pub, recv
+				fmt.Fprintln(w, line())
 			}
 		}
 	}()
-	return func() { close(stop); <-done }
+	return func() { close(stopc); <-done }
 }
 
 func (r *run) result(pubElapsed, total time.Duration) *Result {
@@ -485,8 +590,8 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 	}
 	if o.Mode != ModeSub {
 		res.Expected = r.expected()
-		if o.Mode == ModeShare {
-			// Across the group, each message counts once; a second member
+		if o.Mode == ModeShare || o.Mode == ModeRoutes {
+			// Across the group (routes: the subscribers), each message counts once; a second member
 			// getting it is a duplicate.
 			unique = uniqueAcross(r.subs)
 			res.Duplicated = res.Received - unique
@@ -540,6 +645,10 @@ func popcount(x uint64) int {
 // String renders a result for people.
 func (res *Result) String() string {
 	var b strings.Builder
+	if res.Mode == ModeConn || res.Mode == ModeIdle {
+		res.connString(&b)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "mode %s: %d publishers, %d subscribers, QoS %d, %d-byte payloads, window %d, %.1fs\n",
 		res.Mode, res.Publishers, res.Subscribers, res.QoS, res.PayloadSize, res.Window, res.Elapsed)
 	if res.Mode != ModeSub {
@@ -549,7 +658,14 @@ func (res *Result) String() string {
 		fmt.Fprintf(&b, "  received %d (expected %d), receive rate %.0f msg/s, lost %d, duplicated %d\n",
 			res.Received, res.Expected, res.RecvRate, res.Lost, res.Duplicated)
 		if len(res.PerSubscriber) > 0 {
-			fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
+			if n := len(res.PerSubscriber); n > 16 {
+				// A thousand fan-out subscribers: their spread, not a list.
+				sorted := slices.Clone(res.PerSubscriber)
+				slices.Sort(sorted)
+				fmt.Fprintf(&b, "  per subscriber (%d): min %d, median %d, max %d\n", n, sorted[0], sorted[n/2], sorted[n-1])
+			} else {
+				fmt.Fprintf(&b, "  per subscriber: %v\n", res.PerSubscriber)
+			}
 		}
 	}
 	if res.Disconnects > 0 || res.Unacked > 0 || (res.Mode != ModeSub && res.QoS > 0) {
@@ -562,7 +678,38 @@ func (res *Result) String() string {
 	if l := res.Latency; l != nil {
 		fmt.Fprintf(&b, "  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	}
+	res.serverString(&b, "message")
 	return b.String()
+}
+
+// connString renders a result of conn or idle mode.
+func (res *Result) connString(b *strings.Builder) {
+	session := "clean"
+	if res.Persistent {
+		session = "persistent"
+	}
+	fmt.Fprintf(b, "mode %s: %d connections (%s sessions, 1 subscription each), %d failed, %.1fs\n",
+		res.Mode, res.Connected, session, res.ConnectFailed, res.Elapsed)
+	if res.FirstError != "" {
+		fmt.Fprintf(b, "  first failure: %s\n", res.FirstError)
+	}
+	fmt.Fprintf(b, "  connect rate %.0f/s (CONNECT+SUBSCRIBE completed)\n", res.ConnectRate)
+	if l := res.ConnectLatency; l != nil {
+		fmt.Fprintf(b, "  connect latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	res.serverString(b, "connection")
+	if res.Mode == ModeIdle && res.ServerRSSAfter > 0 {
+		fmt.Fprintf(b, "  server RSS per idle connection %.1f KiB\n", res.RSSPerConn/1024)
+	}
+}
+
+// serverString renders the broker process's figures, if taken.
+func (res *Result) serverString(b *strings.Builder, per string) {
+	if res.ServerRSSAfter == 0 {
+		return
+	}
+	fmt.Fprintf(b, "  server CPU %.2fs, %.2f us per %s; RSS %.1f MiB -> %.1f MiB\n", res.ServerCPU, res.ServerCPUPerOp, per,
+		float64(res.ServerRSSBefore)/(1<<20), float64(res.ServerRSSAfter)/(1<<20))
 }
 
 // dialAny connects connection k to the k-th broker of the list, or if

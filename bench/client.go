@@ -53,18 +53,32 @@ type clientOptions struct {
 	// persistent asks for a session that outlives the connection: clean
 	// session 0 (3.1.1), or session expiry 300 s with clean start (5).
 	persistent bool
+	// bufSize sizes the read and write buffers (0 = 64 KiB, for clients
+	// that carry the load; connections of the conn and idle scenarios
+	// take small ones so the loader can hold many).
+	bufSize int
+	// local, if set, is the source address (several loopback sources
+	// give more than one source port range to many connections).
+	local net.IP
 }
 
 func dial(ctx context.Context, addr string, o clientOptions) (*client, error) {
 	var d net.Dialer
+	if o.local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: o.local}
+	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	size := o.bufSize
+	if size == 0 {
+		size = 64 << 10
+	}
 	c := &client{
 		conn:    conn,
-		r:       bufio.NewReaderSize(conn, 64<<10),
-		w:       bufio.NewWriterSize(conn, 64<<10),
+		r:       bufio.NewReaderSize(conn, size),
+		w:       bufio.NewWriterSize(conn, size),
 		version: o.version,
 		subacks: make(chan []byte, 1),
 		done:    make(chan struct{}),
@@ -276,28 +290,42 @@ func (c *client) flush() error {
 	return c.w.Flush()
 }
 
-// subscribe sends SUBSCRIBE and waits for the SUBACK (the read loop must run).
-func (c *client) subscribe(ctx context.Context, filter string, qos byte) error {
+// subscribe sends one SUBSCRIBE with the filters and waits for its SUBACK
+// (the read loop must run); an error if any filter is refused.
+func (c *client) subscribe(ctx context.Context, qos byte, filters ...string) error {
 	body := []byte{0, 1}
 	if c.version == 5 {
 		body = append(body, 0)
 	}
-	body = appendString(body, filter)
-	body = append(body, qos)
+	for _, f := range filters {
+		body = appendString(body, f)
+		body = append(body, qos)
+	}
 	pk := appendVarint([]byte{0x82}, len(body))
 	c.writeRaw(append(pk, body...))
+	what := filters[0]
+	if len(filters) > 1 {
+		what = fmt.Sprintf("%s and %d more filters", filters[0], len(filters)-1)
+	}
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
 	select {
 	case b := <-c.subacks:
-		if len(b) == 0 || b[len(b)-1] >= 0x80 {
-			return fmt.Errorf("subscribe %s refused: % x", filter, b)
+		if len(b) < len(filters) {
+			return fmt.Errorf("subscribe %s: short SUBACK % x", what, b)
+		}
+		for _, code := range b[len(b)-len(filters):] {
+			if code >= 0x80 {
+				return fmt.Errorf("subscribe %s refused: % x", what, b)
+			}
 		}
 		return nil
 	case <-c.done:
-		return fmt.Errorf("subscribe %s: connection closed: %v", filter, c.err)
+		return fmt.Errorf("subscribe %s: connection closed: %v", what, c.err)
 	case <-ctx.Done():
-		return fmt.Errorf("subscribe %s: %w", filter, ctx.Err())
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("subscribe %s: no SUBACK", filter)
+		return fmt.Errorf("subscribe %s: %w", what, ctx.Err())
+	case <-timer.C:
+		return fmt.Errorf("subscribe %s: no SUBACK", what)
 	}
 }
 

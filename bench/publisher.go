@@ -27,10 +27,13 @@ const (
 )
 
 type publisher struct {
-	r       *run
-	p       int
-	topics  []string
-	payload []byte
+	r      *run
+	p      int
+	topics []string
+	// topicOff is where in topics the publisher starts (routes mode:
+	// publishers share one long list).
+	topicOff uint64
+	payload  []byte
 	// slots holds a token per publish in flight (the window).
 	slots chan struct{}
 	// limit is when the publisher gives up waiting for acks or a broker.
@@ -71,8 +74,13 @@ func (r *run) newPublisher(p int, c *client, deadline time.Time) *publisher {
 			topics = append(topics, strings.ReplaceAll(o.Topic, "%d", fmt.Sprint(t)))
 		}
 	}
+	var off uint64
+	if o.Mode == ModeRoutes {
+		topics = r.routeTopics
+		off = uint64(p * len(topics) / o.Publishers)
+	}
 	pb := &publisher{r: r, p: p, topics: topics, payload: make([]byte, o.PayloadSize), slots: make(chan struct{}, o.Window),
-		limit: deadline.Add(o.Drain), c: c, conns: 1}
+		topicOff: off, limit: deadline.Add(o.Drain), c: c, conns: 1}
 	if o.QoS > 0 {
 		pb.pending = new([65536]pendingPub)
 	}
@@ -132,7 +140,7 @@ func (pb *publisher) rec(id uint16) {
 func (pb *publisher) write(seq uint64, sent int64, id uint16) error {
 	binary.BigEndian.PutUint64(pb.payload[4:], seq)
 	binary.BigEndian.PutUint64(pb.payload[12:], uint64(sent))
-	return pb.c.publish(pb.topics[seq%uint64(len(pb.topics))], pb.r.o.QoS, id, pb.payload)
+	return pb.c.publish(pb.topics[(pb.topicOff+seq)%uint64(len(pb.topics))], pb.r.o.QoS, id, pb.payload)
 }
 
 // send publishes seq for the first time (QoS 1/2: under a free packet id,

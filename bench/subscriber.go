@@ -18,6 +18,8 @@ import (
 type subscriber struct {
 	i  int
 	co clientOptions
+	// filters are the subscriber's subscriptions (many in routes mode).
+	filters []string
 	// c is the current connection and conns counts the connections made
 	// (the next goes to the next broker): the keeper goroutine's, read by
 	// closeSubscribers once it has stopped.
@@ -40,15 +42,32 @@ type subscriber struct {
 // broker after publisher i's.
 func (s *subscriber) broker() int { return s.i + 1 }
 
+// subscriberBufSize sizes a subscriber's buffers: the full size for a
+// few subscribers, less for many (fan-out to a thousand).
+func subscriberBufSize(subscribers int) int {
+	if subscribers > 16 {
+		return 8 << 10
+	}
+	return 64 << 10
+}
+
 func (r *run) startSubscribers(ctx context.Context) error {
 	filter := strings.ReplaceAll(r.o.Topic, "%d", "+")
 	if r.o.Mode == ModeShare || (r.o.Mode == ModeSub && r.o.Group != "") {
 		filter = "$share/" + r.o.Group + "/" + filter
 	}
+	var routes [][]string
+	if r.o.Mode == ModeRoutes {
+		routes = routeFilters(r.o)
+	}
 	ctx, r.stopKeepers = context.WithCancel(ctx)
 	for i := 0; i < r.o.Subscribers; i++ {
-		s := &subscriber{i: i, co: clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60},
-			seen: make([][]uint64, len(r.perPub))}
+		s := &subscriber{i: i, co: clientOptions{id: fmt.Sprintf("%s-sub-%d", r.o.ClientPrefix, i), version: r.o.Version, keepalive: 60,
+			bufSize: subscriberBufSize(r.o.Subscribers)},
+			seen: make([][]uint64, len(r.perPub)), filters: []string{filter}}
+		if routes != nil {
+			s.filters = routes[i]
+		}
 		for p, n := range r.perPub {
 			s.seen[p] = make([]uint64, n/64+1)
 		}
@@ -67,7 +86,7 @@ func (r *run) startSubscribers(ctx context.Context) error {
 		}
 		s.c, s.conns = c, conns
 		r.subs = append(r.subs, s)
-		if err := r.subscribe(ctx, s, filter); err != nil {
+		if err := r.subscribe(ctx, s); err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
 	}
@@ -75,22 +94,30 @@ func (r *run) startSubscribers(ctx context.Context) error {
 		r.keepers.Add(1)
 		go func() {
 			defer r.keepers.Done()
-			r.keepSubscribed(ctx, s, filter)
+			r.keepSubscribed(ctx, s)
 		}()
 	}
 	return nil
 }
 
+// subscribeBatch is the number of filters per SUBSCRIBE.
+const subscribeBatch = 100
+
 // subscribe starts the subscriber's new connection and subscribes.
-func (r *run) subscribe(ctx context.Context, s *subscriber, filter string) error {
+func (r *run) subscribe(ctx context.Context, s *subscriber) error {
 	s.c.onPublish = func(_ string, _ byte, _ bool, payload []byte) { r.deliver(s, payload) }
 	s.c.start()
-	return s.c.subscribe(ctx, filter, r.o.SubQoS)
+	for f := s.filters; len(f) > 0; f = f[min(subscribeBatch, len(f)):] {
+		if err := s.c.subscribe(ctx, r.o.SubQoS, f[:min(subscribeBatch, len(f))]...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // keepSubscribed replaces the subscriber's connection whenever it drops,
 // until ctx ends (the run is over).
-func (r *run) keepSubscribed(ctx context.Context, s *subscriber, filter string) {
+func (r *run) keepSubscribed(ctx context.Context, s *subscriber) {
 	limit := time.Now().Add(r.o.Duration + r.o.Drain)
 	for {
 		select {
@@ -105,7 +132,7 @@ func (r *run) keepSubscribed(ctx context.Context, s *subscriber, filter string) 
 				return
 			}
 			s.c = c
-			if err := r.subscribe(ctx, s, filter); err == nil {
+			if err := r.subscribe(ctx, s); err == nil {
 				break
 			}
 			c.conn.Close()

@@ -158,11 +158,13 @@ func New(opts Options) (*Broker, error) {
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.ReceiveMaximum = opts.ReceiveMaximum
-	// mochi's per-client outbound channel now carries only what mochi
-	// itself writes (SUBACK, PINGRESP, wills, $SYS): deliveries go through
-	// our session queues. 8192 slots (mochi's default) cost 64 KiB per
-	// connection, 640 MiB for 10k idle clients.
-	caps.MaximumClientWritesPending = 256
+	// mochi's per-client outbound channel carries only what mochi's own
+	// publishToClient sends, and every delivery (messages, retained
+	// messages on SUBSCRIBE, wills, $SYS) goes through our session queues
+	// instead (delivery.go, retained.go); mochi writes CONNACK, SUBACK and
+	// PINGRESP directly. 8192 slots (mochi's default) cost 64 KiB per
+	// connection, 256 cost 2 KiB: a tenth of an idle connection's budget.
+	caps.MaximumClientWritesPending = 16
 	if opts.MaxInflight > 0 {
 		caps.MaximumInflight = opts.MaxInflight
 	}
@@ -189,6 +191,8 @@ func New(opts Options) (*Broker, error) {
 		Logger:                 slog.New(infoFloor{opts.Logger.Handler()}).With("component", "mqtt"),
 		SysTopicResendInterval: opts.SysTopicInterval,
 		InlineClient:           true,
+		// Small: busy connections read in pooled bursts (readburst.go).
+		ClientNetReadBufferSize: mochiReadBuffer,
 	})
 	b := &Broker{opts: opts, server: server, log: opts.Logger, restored: make(chan struct{})}
 	b.apiClient = server.NewClient(nil, fanoutListener, apiClientID, true)

@@ -10,7 +10,9 @@
 //   - broker.go: Options, Broker (New, Start, Close), the hook order, the
 //     limits and open-access hooks. listeners.go: TCP, WebSocket and TLS
 //     listeners; linger.go: a connection the server ends with a reason
-//     (DISCONNECT, refusing CONNACK) lingers so the client can read it.
+//     (DISCONNECT, refusing CONNACK) lingers so the client can read it;
+//     readburst.go: an idle connection holds a small read buffer, a busy
+//     one reads in pooled bursts.
 //     connect.go: CONNECT refusals with MQTT 3.1.1's own return codes, and
 //     the Maximum Packet Size in an MQTT 5 CONNACK.
 //     takeover.go: a session takeover and the taken-over

@@ -47,8 +47,9 @@ type lingerConn struct {
 	// writes nothing more.
 	closing atomic.Bool
 	// readMu is held while mochi reads: the linger reads the socket only
-	// once mochi's read has returned.
+	// once mochi's read has returned. It guards burst.
 	readMu sync.Mutex
+	burst  burstReader
 	// deadlineMu orders mochi's read deadlines before the linger's: once
 	// closing is set, mochi's are ignored.
 	deadlineMu sync.Mutex
@@ -60,7 +61,7 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 	if c.closing.Load() {
 		return 0, net.ErrClosed
 	}
-	return c.Conn.Read(p)
+	return c.burst.read(c.Conn, p)
 }
 
 func (c *lingerConn) Write(p []byte) (int, error) {
@@ -121,8 +122,10 @@ func (c *lingerConn) socket() net.Conn {
 // lingering tracks a listener's lingering connections.
 type lingering struct {
 	timeout time.Duration
-	wg      sync.WaitGroup
-	mu      struct {
+	// bursts holds the read buffers of busy connections (readburst.go).
+	bursts *sync.Pool
+	wg     sync.WaitGroup
+	mu     struct {
 		sync.Mutex
 		stopped bool                     // the listener closed: no more lingers
 		conns   map[*lingerConn]struct{} // lingering now
@@ -130,14 +133,14 @@ type lingering struct {
 }
 
 func newLingering(timeout time.Duration) *lingering {
-	l := &lingering{timeout: timeout}
+	l := &lingering{timeout: timeout, bursts: newBurstPool()}
 	l.mu.conns = map[*lingerConn]struct{}{}
 	return l
 }
 
 // wrap returns conn as mochi gets it.
 func (l *lingering) wrap(conn net.Conn) *lingerConn {
-	return &lingerConn{Conn: conn, lingers: l}
+	return &lingerConn{Conn: conn, lingers: l, burst: burstReader{pool: l.bursts}}
 }
 
 // start begins c's lingering close; false if the listener is closed (close

@@ -7,23 +7,60 @@
 # Usage: scripts/bench-compare.sh [runs] [scenario...]
 #   scenarios: pub8 pub1 e2e share   (default: these four)
 #              e2ep fanp             (persistent-session subscriber: at 10k/s, and as fast as possible)
+#              conn connp idle       (connect storm, clean and persistent sessions; idle connections'
+#                                     memory: CONNS clients, default 10000; fresh brokers for each)
+#              fanout0 fanout1       (1 publisher, FANOUT_SUBS subscribers (1000) on one topic, QoS 0 / 1)
+#              routes10 routes100k   (10 / 100,000 subscriptions with + and #, publishes on random topics)
+# Ports: BENCH_PORT (mosquitto; mqstream's MQTT is BENCH_PORT+1, its HTTP with
+# pprof BENCH_PORT+2), default 18830.
 # Needs mosquitto: apt-get install -y mosquitto
 set -euo pipefail
 runs=${1:-3}; shift || true
 scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(pub8 pub1 e2e share)
+conns=${CONNS:-10000}
+fanout_subs=${FANOUT_SUBS:-1000}
+port=${BENCH_PORT:-18830}
+mosq_port=$port mqs_port=$((port + 1)) http_port=$((port + 2))
 cd "$(dirname "$0")/.."
 go build -o /tmp/mqstream-bench ./cmd/mqstream
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-printf 'listener 18830 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\n' > "$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-mosq_pid=$!
-# Session queues unbounded on both sides (mosquitto: max_queued_messages 0).
-MQSTREAM_MQTT_MAX_QUEUED=100000000 MQSTREAM_MQTT_MAX_QUEUED_BYTES=0 \
-  /tmp/mqstream-bench serve --data-dir "$work/data" --mqtt 127.0.0.1:18831 --ws "" --http 127.0.0.1:18081 --sync always >"$work/mqstream.log" 2>&1 &
-mqs_pid=$!
-sleep 1
+# Many connections: each takes a file descriptor in the loader and in the
+# broker, and one loopback source address has ~28k ports.
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((conns + fanout_subs + 1000)) ]; then
+  ulimit -n "$(ulimit -Hn)" && echo "raised the open-files limit to $(ulimit -n)" >&2
+fi
+source_ips=$(( conns / 20000 + 1 ))
+[ "$source_ips" -le 1 ] || echo "connections spread over $source_ips source addresses 127.0.0.1-$source_ips" >&2
+
+mosq_pid= mqs_pid=
+start_brokers() {
+  printf 'listener %d 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\nmax_connections -1\n' "$mosq_port" > "$work/mosquitto.conf"
+  mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+  mosq_pid=$!
+  rm -rf "$work/data"
+  # Session queues unbounded on both sides (mosquitto: max_queued_messages 0).
+  MQSTREAM_MQTT_MAX_QUEUED=100000000 MQSTREAM_MQTT_MAX_QUEUED_BYTES=0 MQSTREAM_HTTP_PPROF=true \
+    /tmp/mqstream-bench serve --data-dir "$work/data" --mqtt "127.0.0.1:$mqs_port" --ws "" --http "127.0.0.1:$http_port" --sync always >"$work/mqstream.log" 2>&1 &
+  mqs_pid=$!
+  sleep 1
+}
+stop_brokers() {
+  kill "$mosq_pid" "$mqs_pid" 2>/dev/null || true
+  wait "$mosq_pid" "$mqs_pid" 2>/dev/null || true
+}
+start_brokers
+
+# run_conns <pid> <bench args...>: prints "conn_per_s rss_kib_per_conn cpu_us_per_conn failed"
+run_conns() {
+  local pid=$1; shift
+  local out
+  out=$(/tmp/mqstream-bench bench "$@" --server-pid "$pid" --quiet --json)
+  awk -v r="$(field connect_rate <<<"$out")" -v m="$(field server_rss_per_conn <<<"$out")" \
+      -v c="$(field server_cpu_us_per_op <<<"$out")" -v f="$(field connect_failed <<<"$out")" \
+      'BEGIN { printf "%.0f %.1f %.1f %d\n", r, m / 1024, c, f }'
+}
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
@@ -56,12 +93,37 @@ scenario() {
     share) echo "share -p 8 -s 4 -w 256 --size 100 -q 1 --sub-qos 1 -n 1000000 -d 20s" ;;
     e2ep)  echo "e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 --rate 10000 -n 150000 -d 20s --persistent" ;;
     fanp)  echo "e2e -p 8 -s 1 -w 256 --size 100 -q 1 --sub-qos 1 -n 600000 -d 20s --persistent" ;;
+    conn)  echo "conn -n $conns -c 64 -d 60s --source-ips $source_ips" ;;
+    connp) echo "conn -n $conns -c 64 -d 60s --source-ips $source_ips --persistent" ;;
+    idle)  echo "idle -n $conns -c 64 -d 120s --hold 10s --source-ips $source_ips" ;;
+    fanout0) echo "fanout -p 1 -s $fanout_subs -w 256 --size 100 -q 0 --sub-qos 0 -n 20000 -d 20s" ;;
+    fanout1) echo "fanout -p 1 -s $fanout_subs -w 256 --size 100 -q 1 --sub-qos 1 -n 20000 -d 20s" ;;
+    routes10)   echo "routes -p 8 -s 10 --filters 10 -w 256 --size 100 -q 1 --sub-qos 1 -n 1000000 -d 20s" ;;
+    routes100k) echo "routes -p 8 -s 10 --filters 100000 -w 256 --size 100 -q 1 --sub-qos 1 -n 1000000 -d 20s" ;;
   esac
 }
 
 printf '%-6s %-10s %-70s %s\n' scen broker "runs (pub/s recv/s lost dup p50us p99us cpu-us/msg)" "medians"
+printf '%-6s %-10s %-70s %s\n' "" "" "conn, connp, idle: (conn/s rss-KiB/conn cpu-us/conn failed)" ""
 for sc in "${scenarios[@]}"; do
-  for target in mosquitto:18830:$mosq_pid mqstream:18831:$mqs_pid; do
+  case $sc in
+    conn|connp|idle)
+      for target in mosquitto mqstream; do
+        cs=() ms=() us=() all=()
+        for i in $(seq "$runs"); do
+          stop_brokers; start_brokers # fresh brokers: memory grows from their idle size
+          pid=$mosq_pid bport=$mosq_port
+          [ "$target" = mosquitto ] || pid=$mqs_pid bport=$mqs_port
+          # shellcheck disable=SC2046
+          read -r a b c d < <(run_conns "$pid" $(scenario "$sc") --broker "127.0.0.1:$bport")
+          cs+=("$a"); ms+=("$b"); us+=("$c"); all+=("[$a $b $c $d]")
+        done
+        printf '%-6s %-10s %-70s conn/s %s rss-KiB/conn %s cpu-us/conn %s\n' "$sc" "$target" "${all[*]}" \
+          "$(median "${cs[@]}")" "$(median "${ms[@]}")" "$(median "${us[@]}")"
+      done
+      continue ;;
+  esac
+  for target in mosquitto:$mosq_port:$mosq_pid mqstream:$mqs_port:$mqs_pid; do
     IFS=: read -r name port pid <<<"$target"
     rs=() rr=() ls=() ds=() p5=() p9=() cpu=() all=()
     for i in $(seq "$runs"); do

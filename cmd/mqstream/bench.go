@@ -19,7 +19,7 @@ func newBenchCmd() *cobra.Command {
 	var jsonOut, quiet bool
 	var version string
 	cmd := &cobra.Command{
-		Use:   "bench pub|sub|e2e|share",
+		Use:   "bench pub|sub|e2e|share|fanout|routes|conn|idle",
 		Short: "Load-test any MQTT broker (bounded by --count and --duration)",
 		Long: `Load-test any MQTT broker.
 
@@ -27,10 +27,23 @@ func newBenchCmd() *cobra.Command {
   sub    subscribers only: receive rate and latency of what others publish
   e2e    publishers and subscribers on the same topics: rate, loss, duplicates, latency
   share  publishers and a $share group of subscribers: each message to one member
+  fanout publishers on one topic, --subscribers on it: deliveries/s (QoS --qos, --sub-qos)
+  routes --filters distinct subscriptions with + and # over the subscribers;
+         publishers publish on random topics, each matching one filter: publish rate
+  conn   connect storm: --count clients (--concurrency at a time) CONNECT and
+         SUBSCRIBE to a topic each (--persistent: persistent sessions): completed/s
+  idle   as conn (clean sessions, keep-alive 60 s), then hold them all for --hold:
+         with --server-pid, the broker's RSS per idle connection
 
 Payloads carry the publisher, a sequence number and the send time, so loss,
 duplicates and end-to-end latency are measured exactly. Every run stops after
---count messages or --duration, whichever comes first.
+--count messages or --duration, whichever comes first (conn and idle:
+--count connections; idle holds them --hold more).
+
+With --server-pid (a broker on this machine) the summary gives the broker
+process's CPU time per message (or connection) and its RSS before and after,
+read from /proc. Many connections from one loopback address run out of
+source ports (~28k): --source-ips N spreads them over 127.0.0.1..N.
 
 With several brokers (--broker a,b,c: the nodes of a cluster) the
 connections are spread over them. A connection that drops is made again to
@@ -40,7 +53,7 @@ yet acknowledged, with the same payload, and a subscriber subscribes again.
 The summary reports the connections lost and made again, the publishes
 resent, those never acknowledged and the longest wait for an ack.`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"pub", "sub", "e2e", "share"},
+		ValidArgs: []string{"pub", "sub", "e2e", "share", "fanout", "routes", "conn", "idle"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Mode = bench.Mode(args[0])
 			var addrs []string
@@ -87,9 +100,14 @@ resent, those never acknowledged and the longest wait for an ack.`,
 	f.IntVar(&o.Topics, "topics", 0, "spread each publisher's messages over this many topics (%d in --topic = 0..N-1)")
 	f.StringVar(&o.Group, "group", "", "$share group name (share mode: default a new group per run; sub mode: join this group)")
 	f.IntVar(&o.Idle, "idle", 0, "extra idle connections held open during the run")
-	f.BoolVar(&o.Persistent, "persistent", false, "subscribers use persistent sessions (started fresh, discarded at the end)")
+	f.BoolVar(&o.Persistent, "persistent", false, "subscribers (conn: the clients) use persistent sessions (started fresh, discarded at the end)")
+	f.IntVar(&o.Filters, "filters", 10000, "routes: distinct subscriptions, spread over the subscribers")
+	f.IntVarP(&o.Concurrency, "concurrency", "c", 64, "conn, idle: connections being opened at once")
+	f.DurationVar(&o.Hold, "hold", 10*time.Second, "idle: how long to hold the connections once open")
+	f.IntVar(&o.SourceIPs, "source-ips", 0, "conn, idle, --idle: spread connections over source addresses 127.0.0.1..N (loopback brokers)")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "the broker's process id on this machine: report its CPU per message and RSS")
 	f.StringVarP(&version, "mqtt-version", "V", "3.1.1", "MQTT version: 3.1.1 or 5")
-	f.IntVarP(&o.Count, "count", "n", 1_000_000, "total messages to publish")
+	f.IntVarP(&o.Count, "count", "n", 1_000_000, "total messages to publish (conn, idle: connections)")
 	f.DurationVarP(&o.Duration, "duration", "d", 30*time.Second, "time limit for publishing")
 	f.DurationVar(&o.Drain, "drain", 5*time.Second, "how long to wait for missing deliveries after publishing")
 	f.BoolVar(&jsonOut, "json", false, "print the summary as JSON")
