@@ -264,14 +264,14 @@ func (r *replica) watchLeadership(changed func()) {
 // up when the replica stops leading in term.
 func (r *replica) awaitPredecessors(term uint64) {
 	for r.raft.State() == raft.Leader && r.raft.CurrentTerm() == term {
-		err := r.raft.Barrier(r.timeout).Error()
+		err := r.wait(r.raft.Barrier(r.timeout))
 		if err == nil {
 			if r.raft.CurrentTerm() == term {
 				r.led.Store(term)
 			}
 			return
 		}
-		if errors.Is(err, raft.ErrRaftShutdown) {
+		if errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, streams.ErrClosed) {
 			return
 		}
 		r.log.Warn("a new shard leader cannot apply the entries before its term yet; retrying", "term", term, "error", err)

@@ -46,7 +46,10 @@ type replica struct {
 	log     *slog.Logger
 	timeout time.Duration // how long a proposal may wait to be enqueued
 	stop    chan struct{}
-	wg      sync.WaitGroup
+	// raftDown is closed once Raft has shut down (close): a future it
+	// has not answered by then it never will.
+	raftDown chan struct{}
+	wg       sync.WaitGroup
 	// led is the term in which this replica last became a leader that
 	// has applied every entry of the terms before (kv.go): it leads now
 	// if raft says it leads in that term.
@@ -68,7 +71,7 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 // leadership as this replica sees it (kv.go).
 func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func()) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout,
-		stop: make(chan struct{}), wake: make(chan struct{}, 1)}
+		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1)}
 	fc.stop = r.stop
 	var err error
 	if r.fsm, err = newFSM(fc); err != nil {
@@ -211,7 +214,7 @@ func (r *replica) proposeLoop() {
 // answer waits for an entry to be committed and applied, then answers its
 // appends.
 func (r *replica) answer(f raft.ApplyFuture, batch []proposal) {
-	if err := f.Error(); err != nil {
+	if err := r.wait(f); err != nil {
 		err = raftError(err)
 		for _, p := range batch {
 			p.done(0, err)
@@ -225,6 +228,26 @@ func (r *replica) answer(f raft.ApplyFuture, batch []proposal) {
 			continue
 		}
 		p.done(results[i].first, results[i].err)
+	}
+}
+
+// wait returns f's outcome. Raft leaves some futures unanswered when it
+// shuts down (one waiting in its apply queue, or for the state machine):
+// once Raft is down, such an entry's outcome is unknown (ErrClosed), and
+// waiting for it would hold the replica's close forever.
+func (r *replica) wait(f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-r.raftDown:
+		select {
+		case err := <-errc:
+			return err
+		default:
+			return fmt.Errorf("%w: shard %d: the entry's outcome is unknown", streams.ErrClosed, r.shard)
+		}
 	}
 }
 
@@ -267,6 +290,7 @@ func (r *replica) close() error {
 	}
 	close(r.stop)
 	err := r.raft.Shutdown().Error()
+	close(r.raftDown)
 	r.wg.Wait()
 	r.failQueued(streams.ErrClosed)
 	return err
