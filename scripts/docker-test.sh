@@ -249,7 +249,10 @@ stop_ms=$(ms_since "$stop_start")
 stop_load single
 load=$(cat "$work/single.json")
 case $load in *'"interrupted": true'*) ;; *) fail "the load was not interrupted by docker stop: $load" ;; esac
-docker logs "$container" 2>&1 | grep -q 'signal received, shutting down.*signal=terminated' ||
+# The logs are read whole before grep: with pipefail, grep -q leaving
+# early would fail the pipeline on docker logs' SIGPIPE.
+logs=$(docker logs "$container" 2>&1)
+grep -q 'signal received, shutting down.*signal=terminated' <<<"$logs" ||
   fail "mqstream (PID 1) did not log SIGTERM"
 exit_code=$(docker inspect -f '{{.State.ExitCode}}' "$container")
 [ "$exit_code" = 0 ] || fail "mqstream exited with $exit_code after docker stop"
