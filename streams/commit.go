@@ -73,6 +73,9 @@ type op struct {
 	noSync    bool
 	submitted time.Time // for the append latency
 	done      func(first uint64, err error)
+	// linked: the op is committed in the same group (one Pebble batch)
+	// as the op after it: a Unit's ops but the last.
+	linked bool
 }
 
 // opQueue is the committer's inbox: producers append under mu and wake the
@@ -91,6 +94,22 @@ func (q *opQueue) push(o *op) error {
 		return ErrClosed
 	}
 	q.ops = append(q.ops, o)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// pushAll queues ops at once: the committer takes all or none of them.
+func (q *opQueue) pushAll(ops []*op) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.ops = append(q.ops, ops...)
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -134,6 +153,48 @@ func (s *Store) Submit(req AppendRequest) error {
 		return fmt.Errorf("streams: AppendRequest.Done is nil")
 	}
 	return s.queue.push(&op{kind: opAppend, stream: req.Stream, req: req, noSync: req.NoSync, done: req.Done, submitted: time.Now()})
+}
+
+// A Unit gathers appends and key/value writes that are committed in one
+// batch: after a crash either all of them are in the store or none. A
+// replicated log applies each of its entries as one, since every part
+// carries the entry's index as the applied marker: were an entry split
+// over two batches, a crash between them (the first made durable by
+// someone's sync) would leave the rest of the entry unapplied for good.
+// A unit is not split when it exceeds MaxGroupBytes; the log bounds it.
+type Unit struct {
+	s   *Store
+	ops []*op
+}
+
+// NewUnit starts an empty unit.
+func (s *Store) NewUnit() *Unit { return &Unit{s: s} }
+
+// Append adds an append (as Submit would queue it) to the unit.
+func (u *Unit) Append(req AppendRequest) error {
+	if req.Done == nil {
+		return fmt.Errorf("streams: AppendRequest.Done is nil")
+	}
+	u.ops = append(u.ops, &op{kind: opAppend, stream: req.Stream, req: req, noSync: req.NoSync, done: req.Done, submitted: time.Now()})
+	return nil
+}
+
+// KV adds key/value writes to namespace kv (as kv.SubmitRequest would
+// queue them) to the unit.
+func (u *Unit) KV(kv *KV, req KVRequest) {
+	u.ops = append(u.ops, kv.op(req))
+}
+
+// Submit queues the unit's parts, in the order they were added; each
+// reports its outcome through its own Done.
+func (u *Unit) Submit() error {
+	if len(u.ops) == 0 {
+		return nil
+	}
+	for _, o := range u.ops[:len(u.ops)-1] {
+		o.linked = true
+	}
+	return u.s.queue.pushAll(u.ops)
 }
 
 // Append appends records to a stream and waits until they are durable. It
@@ -256,7 +317,7 @@ func (g *group) commit(ops []*op) int {
 
 	n := 0
 	for _, o := range ops {
-		if n > 0 && g.bytes >= s.opts.MaxGroupBytes {
+		if n > 0 && g.bytes >= s.opts.MaxGroupBytes && !ops[n-1].linked {
 			break
 		}
 		n++

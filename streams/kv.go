@@ -119,19 +119,24 @@ type KVRequest struct {
 // the store's appends: they are committed after everything submitted
 // before them.
 func (kv *KV) SubmitRequest(req KVRequest) error {
+	return kv.s.queue.push(kv.op(req))
+}
+
+// op makes the committer's op of req.
+func (kv *KV) op(req KVRequest) *op {
 	ws := make([]KVWrite, len(req.Writes))
 	for i, w := range req.Writes {
 		w.Key = kv.key(w.Key)
 		ws[i] = w
 	}
 	done := req.Done
-	return kv.s.queue.push(&op{kind: opKV, kv: ws, noSync: req.NoSync,
+	return &op{kind: opKV, kv: ws, noSync: req.NoSync,
 		req: AppendRequest{AppliedLog: req.AppliedLog, AppliedIndex: req.AppliedIndex},
 		done: func(_ uint64, err error) {
 			if done != nil {
 				done(err)
 			}
-		}})
+		}}
 }
 
 // Write commits writes atomically and waits until they are durable.

@@ -30,6 +30,8 @@ type Store interface {
 	Install(ctx context.Context, req streams.InstallRequest) error
 	// KV holds each shard's replicated key/value namespace (kv.go).
 	KV(ns string) *streams.KV
+	// NewUnit gathers one entry's writes into one store batch.
+	NewUnit() *streams.Unit
 }
 
 // appendResult is the outcome of one append of an entry, as the leader's
@@ -274,32 +276,56 @@ func retryable(err error) bool {
 	return errors.Is(err, streams.ErrWrite) || errors.Is(err, streams.ErrUnavailable)
 }
 
-// submitAll submits a run's appends, waits for all of them and records
-// their results. It returns the errors by append.
+// submitAll submits a run's appends and key/value writes, waits for all
+// of them and records their results. It returns the errors by part. The
+// parts of one entry (the same applied index) go to the store as one
+// unit, committed in one batch: a crash never leaves an entry half
+// applied under its marker.
 func (f *fsm) submitAll(run []pending) []error {
 	errs := make([]error, len(run))
 	done := make(chan struct{}, len(run))
+	fail := func(i int, err error) {
+		*run[i].result = appendResult{0, err}
+		errs[i] = err
+		done <- struct{}{}
+	}
+	var unit *streams.Unit
+	var parts []int // indexes of run in unit
+	submit := func() {
+		if unit == nil {
+			return
+		}
+		if err := unit.Submit(); err != nil {
+			for _, i := range parts {
+				fail(i, err)
+			}
+		}
+		unit, parts = nil, parts[:0]
+	}
 	for i := range run {
 		p := &run[i]
+		if unit != nil && p.req.AppliedIndex != run[i-1].req.AppliedIndex {
+			submit() // the next entry
+		}
+		if unit == nil {
+			unit = f.store.NewUnit()
+		}
 		req := p.req
 		req.Done = func(first uint64, err error) {
 			*p.result = appendResult{first, err}
 			errs[i] = err
 			done <- struct{}{}
 		}
-		var err error
 		if len(p.kv) > 0 {
-			err = f.kv.SubmitRequest(streams.KVRequest{Writes: p.kv, NoSync: req.NoSync,
+			unit.KV(f.kv, streams.KVRequest{Writes: p.kv, NoSync: req.NoSync,
 				AppliedLog: req.AppliedLog, AppliedIndex: req.AppliedIndex, Done: func(err error) { req.Done(0, err) }})
-		} else {
-			err = f.store.Submit(req)
+		} else if err := unit.Append(req); err != nil {
+			fail(i, err)
+			continue
 		}
-		if err != nil {
-			*p.result = appendResult{0, err}
-			errs[i] = err
-			done <- struct{}{}
-		}
+		parts = append(parts, i)
 	}
+	submit()
 	for range run {
 		<-done
 	}

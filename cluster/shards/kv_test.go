@@ -533,3 +533,35 @@ func TestKVInSnapshots(t *testing.T) {
 		t.Fatalf("namespace after restoring encoding 2: %q, want it empty", got)
 	}
 }
+
+// TestEntryAppliedInOneBatch: the appends and key/value writes of one
+// entry reach the store in one batch with the entry's marker, even past
+// the store's group size limit, so a crash can never leave an entry half
+// applied under its marker (the rest would never be applied again).
+func TestEntryAppliedInOneBatch(t *testing.T) {
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, MaxGroupBytes: 1, Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := store.StoreCounters().Commits
+	l := &raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: encodeEntry(time.Unix(1_700_000_000, 0),
+		[]appendCmd{appendOf("s1", 3), appendOf("s2", 2), kvCmd(1, put("k", "v")), appendOf("s3", 1)})}
+	for _, res := range f.ApplyBatch([]*raft.Log{l})[0].([]appendResult) {
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	if n := store.StoreCounters().Commits - before; n != 1 {
+		t.Fatalf("one entry took %d store commits, want 1", n)
+	}
+	if idx, _ := store.AppliedIndexOf(f.log); idx != 1 {
+		t.Fatalf("applied marker %d", idx)
+	}
+}
