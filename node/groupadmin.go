@@ -42,21 +42,42 @@ type adminAnswer struct {
 	Error string             `json:"error,omitempty"`
 }
 
-// adminKinds names the sentinel errors that cross nodes.
-var adminKinds = map[string]error{
-	"not_found":    shared.ErrGroupNotFound,
-	"exists":       shared.ErrGroupExists,
-	"not_storable": shared.ErrNotStorable,
-	"invalid":      shared.ErrInvalidGroup,
-	"not_owner":    shared.ErrNotOwner,
+// adminKind names the sentinel error err wraps, for the answer.
+func adminKind(err error) string {
+	switch {
+	case errors.Is(err, shared.ErrGroupNotFound):
+		return "not_found"
+	case errors.Is(err, shared.ErrGroupExists):
+		return "exists"
+	case errors.Is(err, shared.ErrNotStorable):
+		return "not_storable"
+	case errors.Is(err, shared.ErrInvalidGroup):
+		return "invalid"
+	case errors.Is(err, shared.ErrNotOwner):
+		return "not_owner"
+	}
+	return ""
+}
+
+// adminSentinel is the sentinel error an answer's kind names (nil: none).
+func adminSentinel(kind string) error {
+	for _, err := range []error{shared.ErrGroupNotFound, shared.ErrGroupExists, shared.ErrNotStorable, shared.ErrInvalidGroup, shared.ErrNotOwner} {
+		if adminKind(err) == kind {
+			return err
+		}
+	}
+	return nil
 }
 
 func (g groupAdmin) Group(ctx context.Context, name, filter string) (shared.GroupStats, error) {
 	st, err := g.n.groups.Group(ctx, name, filter)
 	if errors.Is(err, shared.ErrNotOwner) {
 		ans, ferr := g.forward(ctx, adminRequest{Op: "group", Name: name, Filter: filter})
-		if ferr != nil || ans.Stats == nil {
+		if ferr != nil {
 			return shared.GroupStats{}, ferr
+		}
+		if ans.Stats == nil {
+			return shared.GroupStats{}, fmt.Errorf("the node running $share/%s/%s answered without statistics", name, filter)
 		}
 		return *ans.Stats, nil
 	}
@@ -106,7 +127,7 @@ func (g groupAdmin) forward(ctx context.Context, req adminRequest) (adminAnswer,
 	}
 	node, _, ok := g.n.groupPlace.Dispatcher(req.Name, req.Filter)
 	if !ok || node == g.n.id {
-		return ans, fmt.Errorf("%w: no node runs $share/%s/%s now (an election); try again", shared.ErrNotOwner, req.Name, req.Filter)
+		return ans, fmt.Errorf("%w: $share/%s/%s is changing hands (a shard election); try again", shared.ErrNotOwner, req.Name, req.Filter)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -120,7 +141,7 @@ func (g groupAdmin) forward(ctx context.Context, req adminRequest) (adminAnswer,
 		return ans, fmt.Errorf("group administration answer from %s: %w", node, err)
 	}
 	if ans.Error != "" {
-		if sentinel, ok := adminKinds[ans.Kind]; ok {
+		if sentinel := adminSentinel(ans.Kind); sentinel != nil {
 			return ans, fmt.Errorf("%w: %s", sentinel, ans.Error)
 		}
 		return ans, errors.New(ans.Error)
@@ -160,11 +181,7 @@ func (n *Node) serveGroupAdmin() {
 		}
 		if err != nil {
 			ans.Error = err.Error()
-			for kind, sentinel := range adminKinds {
-				if errors.Is(err, sentinel) {
-					ans.Kind = kind
-				}
-			}
+			ans.Kind = adminKind(err)
 		}
 		return json.Marshal(ans)
 	})

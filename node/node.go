@@ -129,7 +129,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	var owner func(name, filter string) (uint64, bool)
 	if cfg.Cluster.Enabled() {
 		n.groupPlace = &groupPlacement{n: n}
-		progress, owner = groupProgress{n.repl.store}, n.groupPlace.owner
+		progress, owner = groupProgress{r: n.repl.store, self: n.id}, n.groupPlace.owner
 	}
 	n.groups, err = shared.New(shared.Options{
 		Store:         writer,

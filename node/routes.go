@@ -18,7 +18,7 @@ func (n *Node) openRoutes() {
 		Joined: func(peer string) {
 			// A restarted node's consumer-group members (and the
 			// groups it ran) are those of its new process.
-			n.relay.NodeGone(peer)
+			n.relay.NodeReset(peer)
 			send := func(msg []byte) { r.SendTo(peer, msg) }
 			send(n.broker.Hello())
 			n.broker.Wills(send)

@@ -91,7 +91,10 @@ func (p *groupPlacement) owner(name, filter string) (uint64, bool) {
 // groupProgress is shared.ProgressStore over the shards' replicated
 // key-value namespaces: a group's definition and cursors live in its
 // shard's, written by that shard's leader only, fenced by its term.
-type groupProgress struct{ r *replicated }
+type groupProgress struct {
+	r    *replicated
+	self string // this node's id
+}
 
 // errGroupsNotFormed: group progress was written before the shards started.
 var errGroupsNotFormed = errors.New("consumer groups: the cluster has not formed yet")
@@ -103,7 +106,11 @@ func (g groupProgress) Scan(prefix []byte, fn func(key, value []byte) error) err
 	if set == nil {
 		return nil
 	}
-	for i := range set.Layout().Shards {
+	layout := set.Layout()
+	for i := range layout.Shards {
+		if !layout.Holds(i, g.self) {
+			continue // no replica here (more nodes than the replication factor): nor a group it leads
+		}
 		if err := set.ScanKV(i, prefix, fn); err != nil {
 			return err
 		}

@@ -160,7 +160,7 @@ func TestSharedGroupSurvivesDispatcherLoss(t *testing.T) {
 	})
 	testutil.Eventually(t, 10*time.Second, "the acks replicated to the survivors", func() bool {
 		for _, n := range survivors {
-			p, err := shared.StoredProgress(groupProgress{n.repl.store}, "g", "stored/#")
+			p, err := shared.StoredProgress(groupProgress{r: n.repl.store, self: n.id}, "g", "stored/#")
 			if err != nil || p["stored"].AckFloor != 100 {
 				return false
 			}

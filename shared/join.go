@@ -51,6 +51,12 @@ func (m *Manager) Join(name, filter string, mem Member) (leave func(), err error
 			return nil, err
 		}
 	}
+	// The group of another epoch (ownership moved and came back, and
+	// Refresh has not stopped it yet): joining it would leave the member
+	// in a group about to stop. The caller tries again.
+	if epoch, ok := m.owns(k); !ok || g.epoch != epoch {
+		return nil, fmt.Errorf("%w: %s is changing hands", ErrNotOwner, k)
+	}
 	mm := g.newMember(mem)
 	mem.OnRoom(g.poke)
 	g.post(func() { g.join(mm) })

@@ -230,13 +230,15 @@ func (m *Manager) createDeclared() error {
 		if _, ok := m.owns(k); !ok {
 			continue
 		}
+		// Ownership may move meanwhile (ErrNotOwner): the next owner
+		// creates the group.
 		if g, err := m.load(k); err != nil || g != nil {
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrNotOwner) {
 				return fmt.Errorf("shared: declared group %s: %w", k, err)
 			}
 			continue
 		}
-		if _, err := m.create(context.Background(), k, d.Start, d.Options, true); err != nil && !errors.Is(err, ErrGroupExists) {
+		if _, err := m.create(context.Background(), k, d.Start, d.Options, true); err != nil && !errors.Is(err, ErrGroupExists) && !errors.Is(err, ErrNotOwner) {
 			return fmt.Errorf("shared: declared group %s: %w", k, err)
 		}
 	}
@@ -267,6 +269,8 @@ func (m *Manager) Refresh() error {
 	m.mu.Unlock()
 	for _, g := range stale {
 		g.stop()
+	}
+	for _, g := range stale {
 		<-g.finished
 		g.log.Info("consumer group handed over: stopped here")
 	}
@@ -281,7 +285,9 @@ func (m *Manager) Refresh() error {
 			continue
 		}
 		start, _ := ParsePosition(meta.Start)
-		m.startGroup(k, meta, start, epoch).log.Info("consumer group taken over: running here")
+		if g := m.startGroup(k, meta, start, epoch); g != nil {
+			g.log.Info("consumer group taken over: running here")
+		}
 	}
 	return m.createDeclared()
 }
@@ -310,7 +316,10 @@ func (m *Manager) load(k groupKey) (*group, error) {
 	}
 	epoch, _ := m.owns(k)
 	start, _ := ParsePosition(meta.Start)
-	return m.startGroup(k, *meta, start, epoch), nil
+	if g := m.startGroup(k, *meta, start, epoch); g != nil {
+		return g, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNotOwner, k)
 }
 
 // Close stops every group after persisting its progress. Idempotent.
@@ -404,7 +413,10 @@ func (m *Manager) create(ctx context.Context, k groupKey, start Position, o Grou
 	}
 	m.log.Info("consumer group created", "group", k.name, "filter", k.filter, "start", start.String(), "strategy", o.Strategy)
 	epoch, _ := m.owns(k)
-	return m.startGroup(k, meta, start, epoch), nil
+	if g := m.startGroup(k, meta, start, epoch); g != nil {
+		return g, nil
+	}
+	return nil, fmt.Errorf("%w: %s (ownership moved while it was created)", ErrNotOwner, k)
 }
 
 func mustJSON(v any) []byte {
@@ -482,6 +494,11 @@ func (m *Manager) positionOffset(stream string, info streams.StreamInfo, p Posit
 
 // startGroup starts a group, unless a concurrent create of the same key
 // started one first: then that one is returned.
+//
+// It returns nil, starting nothing, if the manager is closed or, when an
+// Owner is set, this node does not own k in epoch now (ownership moved
+// since the caller looked: Refresh may have run already, and a group
+// started now would run where it is not owned).
 func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position, epoch uint64) *group {
 	g := newGroup(m, k, meta, start)
 	g.epoch = epoch
@@ -489,6 +506,10 @@ func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position, epoch u
 	if existing, ok := m.mu.groups[k]; ok {
 		m.mu.Unlock()
 		return existing
+	}
+	if now, ok := m.owns(k); m.mu.closed || !ok || now != epoch {
+		m.mu.Unlock()
+		return nil
 	}
 	m.mu.groups[k] = g
 	m.mu.Unlock()

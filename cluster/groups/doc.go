@@ -26,7 +26,14 @@
 //
 // Frames may be lost (a peer's queue overflowed, a node restarted): a lost
 // delivery or ack costs an ack timeout and a redelivery, never a record,
-// as at-least-once delivery allows. Joins and leaves are calls, answered.
+// as at-least-once delivery allows. Joins and leaves are calls, answered;
+// a failed one is followed by a leave. Both sides heal what the other
+// forgot: a delivery for an attachment the member's node does not know
+// is answered "gone" (the dispatcher drops that proxy, releasing its
+// records), and an ack or room report for a proxy the dispatcher does not
+// hold is answered "detach" (the member's node attaches again). Refs are
+// drawn from a random start per process, so a restarted node's
+// attachments never collide with its old process's.
 //
 // # Hand-over
 //
@@ -39,5 +46,6 @@
 // dispatcher. A membership that cannot attach (no leader yet, the call
 // failed) is retried every RetryInterval. When a node fails (NodeGone),
 // the dispatcher releases its members at once, so their records go to
-// members elsewhere.
+// members elsewhere (NodeGone); a node found restarted, or whose frames
+// were dropped, has every attachment with it started afresh (NodeReset).
 package groups

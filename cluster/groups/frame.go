@@ -18,7 +18,8 @@ const (
 	frameAck                   // member node -> dispatcher: a delivery ended
 	frameRoom                  // member node -> dispatcher: the client's room
 	frameDetach                // dispatcher -> member node: the membership ended
-	frameLast    = frameDetach
+	frameGone                  // member node -> dispatcher: no such membership here
+	frameLast    = frameGone
 )
 
 // IsFrame reports whether msg, received over the per-peer channel, is one

@@ -88,7 +88,11 @@ func (p *proxy) Deliver(rec *streams.Record, qos byte, dup bool, acked func(byte
 		if open {
 			// Withdrawn (ack timeout, the group stops): its place is
 			// free again, also when the delivery or its ack was lost on
-			// the way, which no room report would ever tell.
+			// the way, which no room report would ever tell. (A delivery
+			// the client holds unacknowledged keeps its place in the
+			// session's window: the proxy may then send a few records
+			// more than the client can take, which wait in its session,
+			// bounded by the group's window.)
 			p.room++
 		}
 		p.mu.Unlock()
@@ -178,10 +182,23 @@ func (r *Relay) HandleLeave(_ context.Context, from string, req []byte) ([]byte,
 // proxyFrame handles what a member's node sends back: the end of a
 // delivery, or the client's room.
 func (r *Relay) proxyFrame(f frame) {
+	k := proxyKey{f.from, f.ref}
 	r.pmu.Lock()
-	p := r.proxies[proxyKey{f.from, f.ref}]
+	p := r.proxies[k]
+	if p != nil && f.kind == frameGone {
+		delete(r.proxies, k)
+	}
 	r.pmu.Unlock()
-	if p == nil {
+	switch {
+	case p == nil && f.kind != frameGone:
+		// The member's node thinks it is attached here and is not (a
+		// detach lost): it attaches again.
+		r.opts.Transport.Send(f.from, encodeFrame(frame{kind: frameDetach, from: r.opts.Self, ref: f.ref}))
+		return
+	case p == nil:
+		return
+	case f.kind == frameGone:
+		p.leave() // its records go to other members at once
 		return
 	}
 	p.mu.Lock()

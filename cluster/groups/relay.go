@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -103,6 +104,11 @@ func New(o Options) *Relay {
 		o.Logger = slog.Default()
 	}
 	r := &Relay{opts: o, log: o.Logger, members: map[*membership]struct{}{}, byRef: map[uint64]*membership{},
+		// Refs start at a random point: a restarted node's new
+		// attachments never reuse one its old process had, which a
+		// dispatcher may still hold (its frames would reach the wrong
+		// membership).
+		nextRef: rand.Uint64() >> 1,
 		proxies: map[proxyKey]*proxy{}, kick: make(chan struct{}, 1), roomKick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.wg.Add(2)
 	go r.loop()
@@ -140,6 +146,10 @@ type membership struct {
 	name, filter string
 	m            Member
 	since        time.Time // when the client subscribed
+	// attached: the membership was attached once; later attachments
+	// (hand-overs) create no group: a group deleted meanwhile stays
+	// deleted until a SUBSCRIBE creates it.
+	attached bool
 
 	// Guarded by Relay.mu.
 	left bool
@@ -198,8 +208,8 @@ func (r *Relay) leave(ms *membership) {
 
 // attach joins ms to the group's dispatcher, unless already attached to
 // the current one. The answer of a remote join is awaited without holding
-// r.mu. A node in unreachable is not called (a join to it failed moments
-// ago); one whose join fails is added to it.
+// r.mu. A node listed in unreachable is not called (a join to it failed
+// moments ago); one whose join fails is added to it.
 func (r *Relay) attach(ms *membership, unreachable map[string]bool) error {
 	node, epoch, ok := r.opts.Placement.Dispatcher(ms.name, ms.filter)
 	if !ok {
@@ -238,7 +248,7 @@ func (r *Relay) attachLocal(ms *membership, epoch uint64) error {
 		go leave()
 		return nil
 	}
-	ms.at, ms.epoch, ms.leave = r.opts.Self, epoch, leave
+	ms.at, ms.epoch, ms.leave, ms.attached = r.opts.Self, epoch, leave, true
 	return nil
 }
 
@@ -248,8 +258,14 @@ func (r *Relay) attachRemote(ms *membership, node string, epoch uint64) error {
 	r.nextRef++
 	ref := r.nextRef
 	r.mu.Unlock()
+	var since int64
+	r.mu.Lock()
+	if !ms.attached {
+		since = ms.since.UnixNano()
+	}
+	r.mu.Unlock()
 	req := encodeJoin(joinRequest{ref: ref, name: ms.name, filter: ms.filter, clientID: ms.m.ClientID(),
-		qos: ms.m.QoS(), receiveMax: uint64(max(ms.m.ReceiveMaximum(), 0)), room: int64(ms.m.Room()), since: ms.since.UnixNano()})
+		qos: ms.m.QoS(), receiveMax: uint64(max(ms.m.ReceiveMaximum(), 0)), room: int64(ms.m.Room()), since: since})
 	// Registered before the call: the dispatcher may deliver before it
 	// answers.
 	r.mu.Lock()
@@ -264,12 +280,21 @@ func (r *Relay) attachRemote(ms *membership, node string, epoch uint64) error {
 	defer cancel()
 	if _, err := r.opts.Transport.Call(ctx, node, JoinService, req); err != nil {
 		r.mu.Lock()
-		if ms.ref == ref {
-			r.unattachLocked(ms)
-		}
+		mine := ms.ref == ref
 		r.mu.Unlock()
+		if mine {
+			// The dispatcher may have joined all the same (the answer
+			// was lost or late): leave there too.
+			r.detach(ms)
+		}
 		return fmt.Errorf("join at %s: %w", node, err)
 	}
+	r.mu.Lock()
+	ms.attached = true
+	r.mu.Unlock()
+	// A room report sent while the call was under way may have reached
+	// the dispatcher before the proxy existed: report again.
+	r.roomed(ms)
 	return nil
 }
 
@@ -282,13 +307,20 @@ func (r *Relay) detach(ms *membership) {
 	r.unattachLocked(ms)
 	r.mu.Unlock()
 	for _, cancel := range pending {
-		cancel()
+		if cancel != nil {
+			cancel()
+		}
 	}
 	if leave != nil {
 		leave()
 	}
-	if ref != 0 {
-		r.wg.Add(1)
+	r.mu.Lock()
+	call := ref != 0 && !r.closed
+	if call {
+		r.wg.Add(1) // under mu: Close sets closed under it before it waits
+	}
+	r.mu.Unlock()
+	if call {
 		go func() {
 			defer r.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), r.opts.CallTimeout)
@@ -337,12 +369,56 @@ func (r *Relay) loop() {
 	}
 }
 
-// NodeGone releases at once the members that node had attached here, and
-// moves this node's memberships off it. Call it when the node failed or
-// left, and when it is found to have restarted (its new process knows
-// nothing of the old one's memberships: each is told to attach again by
-// a detach frame, dropped if the node is really gone).
+// NodeGone releases at once the members a failed or departed node had
+// attached here, and moves this node's memberships off it (no leave call:
+// the node is gone).
 func (r *Relay) NodeGone(node string) {
+	r.dropProxies(node)
+	for _, ms := range r.attachedTo(node) {
+		r.mu.Lock()
+		var pending map[uint64]func()
+		if ms.at == node {
+			pending = ms.pending
+			r.unattachLocked(ms)
+		}
+		r.mu.Unlock()
+		for _, cancel := range pending {
+			if cancel != nil {
+				cancel()
+			}
+		}
+	}
+	r.Reconcile()
+}
+
+// NodeReset handles a node found restarted, or whose frames may have been
+// lost (its queue overflowed): its proxies here are dropped and it is
+// told (detach frames), and this node's memberships attached to it leave
+// there (a call) and attach again; state kept on either side that the
+// other may have lost is started afresh.
+func (r *Relay) NodeReset(node string) {
+	r.dropProxies(node)
+	for _, ms := range r.attachedTo(node) {
+		r.detach(ms)
+	}
+	r.Reconcile()
+}
+
+// attachedTo lists the memberships attached to node.
+func (r *Relay) attachedTo(node string) []*membership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*membership
+	for ms := range r.members {
+		if ms.at == node {
+			out = append(out, ms)
+		}
+	}
+	return out
+}
+
+// dropProxies releases the members node attached here and tells it.
+func (r *Relay) dropProxies(node string) {
 	r.pmu.Lock()
 	var gone []*proxy
 	for k, p := range r.proxies {
@@ -356,28 +432,6 @@ func (r *Relay) NodeGone(node string) {
 		p.leave()
 		r.opts.Transport.Send(node, encodeFrame(frame{kind: frameDetach, from: r.opts.Self, ref: p.key.ref}))
 	}
-	r.mu.Lock()
-	var moved []*membership
-	for ms := range r.members {
-		if ms.at == node {
-			moved = append(moved, ms)
-		}
-	}
-	r.mu.Unlock()
-	for _, ms := range moved {
-		r.mu.Lock()
-		if ms.at == node {
-			pending := ms.pending
-			r.unattachLocked(ms)
-			r.mu.Unlock()
-			for _, cancel := range pending {
-				cancel()
-			}
-			continue
-		}
-		r.mu.Unlock()
-	}
-	r.Reconcile()
 }
 
 // HandleFrame takes a frame another node sent over the per-peer channel.
@@ -390,7 +444,7 @@ func (r *Relay) HandleFrame(msg []byte) {
 	switch f.kind {
 	case frameDeliver, frameCancel, frameDetach:
 		r.memberFrame(f)
-	case frameAck, frameRoom:
+	case frameAck, frameRoom, frameGone:
 		r.proxyFrame(f)
 	}
 }
@@ -401,7 +455,12 @@ func (r *Relay) memberFrame(f frame) {
 	ms := r.byRef[f.ref]
 	if ms == nil || ms.at != f.from {
 		r.mu.Unlock()
-		return // an attachment that ended: its deliveries are redelivered elsewhere
+		if f.kind == frameDeliver {
+			// An attachment that ended (a leave lost, a restart): the
+			// dispatcher drops its proxy, whose records go elsewhere.
+			r.opts.Transport.Send(f.from, encodeFrame(frame{kind: frameGone, from: r.opts.Self, ref: f.ref}))
+		}
+		return
 	}
 	switch f.kind {
 	case frameCancel:
@@ -417,13 +476,20 @@ func (r *Relay) memberFrame(f frame) {
 		r.unattachLocked(ms)
 		r.mu.Unlock()
 		for _, cancel := range pending {
-			cancel()
+			if cancel != nil {
+				cancel()
+			}
 		}
 		r.Reconcile()
 		return
 	}
-	r.mu.Unlock()
 	ref, id, node := f.ref, f.id, f.from
+	if f.qos > 0 {
+		// A place held before Deliver: the client may ack before Deliver
+		// returns, and the ack must find (and remove) it.
+		ms.pending[id] = nil
+	}
+	r.mu.Unlock()
 	var acked func(byte)
 	if f.qos > 0 {
 		acked = func(reason byte) {
@@ -436,17 +502,24 @@ func (r *Relay) memberFrame(f frame) {
 		}
 	}
 	cancel, err := ms.m.Deliver(f.rec, f.qos, f.dup, acked)
-	if err != nil || f.qos == 0 {
-		return // the client is gone: its leave follows
+	if f.qos == 0 {
+		return
 	}
 	r.mu.Lock()
-	if ms.ref == ref {
+	_, open := ms.pending[id]
+	if ms.ref == ref && open && err == nil {
 		ms.pending[id] = cancel
 		r.mu.Unlock()
 		return
 	}
+	if ms.ref == ref {
+		delete(ms.pending, id) // not delivered: the client is gone, its leave follows
+	}
+	detached := ms.ref != ref
 	r.mu.Unlock()
-	cancel() // detached meanwhile
+	if detached && err == nil && open {
+		cancel() // detached meanwhile
+	}
 }
 
 // roomed runs when a member's client may have room again: a local group

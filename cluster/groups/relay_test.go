@@ -189,6 +189,12 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, ackTimeout time.Duration, nodes ...string) *cluster {
+	return startClusterWith(t, ackTimeout, nil, nodes...)
+}
+
+// startClusterWith is startCluster with each node's transport wrapped by
+// wrap (nil: none).
+func startClusterWith(t *testing.T, ackTimeout time.Duration, wrap func(node string, tr Transport) Transport, nodes ...string) *cluster {
 	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +222,11 @@ func startCluster(t *testing.T, ackTimeout time.Duration, nodes ...string) *clus
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		r := New(Options{Self: node, Local: m, Placement: c.place, Transport: transport{c.net, node},
+		var tr Transport = transport{c.net, node}
+		if wrap != nil {
+			tr = wrap(node, tr)
+		}
+		r := New(Options{Self: node, Local: m, Placement: c.place, Transport: tr,
 			RetryInterval: 20 * time.Millisecond, CallTimeout: time.Second, Logger: testutil.Logger().With("node", node)})
 		t.Cleanup(r.Close)
 		c.net.add(t, r)
@@ -475,7 +485,7 @@ func TestMemberRecoversAfterLostFrames(t *testing.T) {
 }
 
 // TestMemberNodeFoundRestartedAttachesAgain: when the dispatcher finds a
-// member's node restarted (NodeGone while it is up), it drops that node's
+// member's node restarted (NodeReset), it drops that node's
 // proxies and tells it; the member's node attaches its memberships again
 // and delivery goes on.
 func TestMemberNodeFoundRestartedAttachesAgain(t *testing.T) {
@@ -486,7 +496,7 @@ func TestMemberNodeFoundRestartedAttachesAgain(t *testing.T) {
 	}
 	c.publish("x", 10)
 	testutil.Eventually(t, 10*time.Second, "10 acked", func() bool { return c.acked("a") == 10 })
-	c.relays["a"].NodeGone("b")
+	c.relays["a"].NodeReset("b")
 	testutil.Eventually(t, 10*time.Second, "the member attached again", func() bool {
 		c.relays["a"].pmu.Lock()
 		defer c.relays["a"].pmu.Unlock()
