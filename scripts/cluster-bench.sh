@@ -7,9 +7,11 @@
 # carries over to three machines.
 #
 # With "share", the load is a $share group instead: 8 publishers and 4
-# members spread over the nodes, delivered/s, lost and duplicated.
+# members spread over the nodes, delivered/s, lost and duplicated. With
+# "steady", 60 s of full load and the shard leader changes it caused
+# (issue 14's bar: none).
 #
-# Usage: scripts/cluster-bench.sh [runs] [pub|share]
+# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady]
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
@@ -86,6 +88,25 @@ if [ "$what" = share ]; then
   for r in $(seq 1 "$runs"); do
     share standalone 127.0.0.1:19083 "$solo" $group --group "solo$r"
     share cluster "$cluster" "${pids[*]}" $group --group "cluster$r"
+  done
+  exit 0
+fi
+
+leader_changes() {
+  local total=0 port n
+  for port in 19180 19280 19380; do
+    n=$(curl -fsS "127.0.0.1:$port/metrics" | awk '/^mqstream_shard_leader_changes_total/ { s += $2 } END { print s + 0 }')
+    total=$((total + n))
+  done
+  echo "$total"
+}
+if [ "$what" = steady ]; then
+  steady="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 100000000 -d 60s"
+  echo "# 60 s of full load: $steady"
+  for r in $(seq 1 "$runs"); do
+    before=$(leader_changes)
+    run cluster "$cluster" "${pids[*]}" $steady
+    echo "leader changes during the run: $(( $(leader_changes) - before ))"
   done
   exit 0
 fi
