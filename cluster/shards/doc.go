@@ -28,7 +28,10 @@
 // may have lost its last unsynced batches; Raft replays the log from its
 // latest snapshot, and the state machine skips entries at or below the
 // store's marker. A snapshot is taken after the store was synced, so Raft
-// may forget the log up to it.
+// may forget the log up to it. All of one entry's writes (appends to
+// several streams, key/value writes) go to the store as one streams.Unit,
+// committed in one batch: a crash never keeps part of an entry with its
+// marker and loses the rest.
 //
 // # Snapshots and catching up from a peer
 //
