@@ -55,9 +55,11 @@ func DefaultTimers() Timers {
 		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536}
 }
 
-// LocalTimers are fast timings for nodes on one machine (tests).
+// LocalTimers are fast timings for nodes on one machine (tests), though
+// not so fast that a loaded two-core machine running -race tests misses
+// heartbeats (leadership lost while committing: 150 ms did now and then).
 func LocalTimers() Timers {
-	return Timers{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond, LeaderLease: 100 * time.Millisecond,
+	return Timers{Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 200 * time.Millisecond,
 		Commit: 10 * time.Millisecond, Balance: 300 * time.Millisecond,
 		SnapshotInterval: 5 * time.Second, SnapshotThreshold: 16384, TrailingLogs: 65536}
 }
