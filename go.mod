@@ -3,6 +3,7 @@ module github.com/mqstream/mqstream
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/creack/pty v1.1.24
 	github.com/eclipse/paho.golang v0.23.0

@@ -93,14 +93,26 @@ func (nd *testNode) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd.store = store
-	nd.set, err = Start(Options{
+	set, err := Start(Options{
 		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Forward: nd.c,
 		Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 	}, nd.c.layout)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Under c.mu: forwards from other nodes' goroutines look them up
+	// (running).
+	nd.c.mu.Lock()
+	nd.store, nd.set = store, set
+	nd.c.mu.Unlock()
+}
+
+// running returns the node's Set and store, nil while it is stopped;
+// safe to call from any goroutine.
+func (nd *testNode) running() (*Set, *streams.Store) {
+	nd.c.mu.Lock()
+	defer nd.c.mu.Unlock()
+	return nd.set, nd.store
 }
 
 // stop shuts the node down (its Raft state and data dir stay).
@@ -108,10 +120,13 @@ func (nd *testNode) stop() {
 	if nd.set == nil {
 		return
 	}
-	_ = nd.set.Close()
-	_ = nd.store.Close()
-	nd.set = nil
 	c := nd.c
+	c.mu.Lock()
+	set, store := nd.set, nd.store
+	nd.set = nil
+	c.mu.Unlock()
+	_ = set.Close()
+	_ = store.Close()
 	c.mu.Lock()
 	for _, g := range c.groups {
 		if tr, ok := g[raft.ServerAddress(nd.self.RPC)]; ok {
@@ -176,6 +191,20 @@ func (c *cluster) partition(nd *testNode) {
 	}
 }
 
+// cutOneWay stops node nd's Raft messages to the others (its requests
+// and so its answers through them), while theirs still reach it, until
+// heal. Forwards are not affected (the harness cannot tell their sender).
+func (c *cluster) cutOneWay(nd *testNode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	self := raft.ServerAddress(nd.self.RPC)
+	for _, g := range c.groups {
+		if tr, ok := g[self]; ok {
+			tr.DisconnectAll()
+		}
+	}
+}
+
 // heal reconnects every running node's transports.
 func (c *cluster) heal() {
 	c.mu.Lock()
@@ -211,7 +240,8 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 		}
 	}
 	for _, nd := range c.nodes {
-		if nd.self.RPC == addr && nd.set != nil && service == FetchService {
+		set, store := nd.running()
+		if nd.self.RPC == addr && set != nil && service == FetchService {
 			c.mu.Lock()
 			fault := c.fetchFault
 			c.mu.Unlock()
@@ -220,10 +250,10 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 					return nil, err
 				}
 			}
-			return ServeFetch(ctx, nd.store, req)
+			return ServeFetch(ctx, store, req)
 		}
-		if nd.self.RPC == addr && nd.set != nil && service == ForwardService {
-			resp, err := nd.set.HandleForward(ctx, "", req)
+		if nd.self.RPC == addr && set != nil && service == ForwardService {
+			resp, err := set.HandleForward(ctx, "", req)
 			c.mu.Lock()
 			drop := c.dropAnswers > 0
 			if drop {
