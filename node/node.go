@@ -239,6 +239,7 @@ func (n *Node) joinCluster() error {
 // openStore opens the stream store and creates the declared streams.
 func (n *Node) openStore(options []Option) error {
 	sopts := n.cfg.StoreOptions(n.log)
+	sopts.QuietCompactions = n.cfg.Cluster.Enabled() // an idle cluster node wakes less
 	for _, o := range options {
 		o(&sopts)
 	}

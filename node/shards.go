@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/heartbeat"
 	"github.com/mqstream/mqstream/cluster/raftlog"
 	"github.com/mqstream/mqstream/cluster/rpcmux"
 	"github.com/mqstream/mqstream/cluster/shards"
@@ -80,6 +81,7 @@ func (r *replicated) DeleteStream(ctx context.Context, name string) error {
 type replication struct {
 	n     *Node
 	mux   *rpcmux.Mux
+	beats *heartbeat.Coalescer // the shard groups' heartbeats, batched per peer node
 	logs  *raftlog.DB
 	dir   string // <data_dir>/raft
 	store *replicated
@@ -105,6 +107,12 @@ func (n *Node) openReplication() error {
 	r := &replication{n: n, mux: mux, dir: filepath.Join(n.cfg.Node.DataDir, "raft"), store: &replicated{Store: n.store},
 		logLimit: shards.NewLogLimit(), done: make(chan struct{})}
 	n.onClose("rpc", func(context.Context) error { return mux.Close() })
+	// In proportion to the groups' heartbeat timeout: see heartbeat.Options.
+	hbOpts := heartbeat.ForHeartbeatTimeout(shards.DefaultTimers().Heartbeat)
+	hbOpts.Logger = n.log
+	r.beats = heartbeat.New(mux, hbOpts)
+	mux.Handle(heartbeat.Service, r.beats.Serve)
+	n.onClose("heartbeats", func(context.Context) error { return r.beats.Close() })
 	if r.logs, err = raftlog.Open(filepath.Join(r.dir, "log"), raftlog.Options{Logger: n.log}); err != nil {
 		return fmt.Errorf("raft log: %w", err)
 	}
@@ -298,7 +306,8 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 
 // openGroup gives a shard's Raft group its log (in the shared Raft log),
 // its snapshots (a directory of its own) and its transport (a channel of
-// the RPC mux).
+// the RPC mux, with its heartbeats batched with the other groups' per
+// peer node).
 func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	store := r.logs.Group(group)
 	dir := filepath.Join(r.dir, "snapshots", group)
@@ -313,7 +322,7 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: r.mux.StreamLayer(group), MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 	})
-	return shards.GroupDeps{Logs: store, Stable: store, Snapshots: snaps, Transport: tr}, nil
+	return shards.GroupDeps{Logs: store, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, tr)}, nil
 }
 
 // alive reports whether member id is up.

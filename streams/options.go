@@ -97,6 +97,11 @@ type Options struct {
 	MaxGroupBytes int
 	// CacheBytes is Pebble's block cache size; 0 means 64 MiB.
 	CacheBytes int64
+	// QuietCompactions schedules Pebble's compactions with
+	// internal/pebblesched, which wakes only while a compaction waits
+	// (Pebble's own scheduler wakes ten times a second, forever). Cluster
+	// nodes set it: an idle node wakes less.
+	QuietCompactions bool
 	// MinFreeBytes refuses appends (ErrDiskFull) while the data directory's
 	// disk has less free space, so the store never runs out mid-write;
 	// 0 disables the check.

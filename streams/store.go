@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mqstream/mqstream/internal/pebblesched"
 )
 
 // Store is a set of named streams kept in one Pebble database. All methods
@@ -181,14 +183,18 @@ func Open(opts Options) (*Store, error) {
 func openPebble(opts Options) (*pebble.DB, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	return pebble.Open(opts.Dir, &pebble.Options{
+	popts := &pebble.Options{
 		FS:     opts.FS,
 		Cache:  cache,
 		Logger: pebbleLogger{opts.Logger},
 		// Records are appended in key order per stream; bigger memtables mean
 		// fewer flushes under sustained ingest.
 		MemTableSize: 64 << 20,
-	})
+	}
+	if opts.QuietCompactions {
+		popts.Experimental.CompactionScheduler = pebblesched.New()
+	}
+	return pebble.Open(opts.Dir, popts)
 }
 
 // reader returns the database for reading and the function that releases

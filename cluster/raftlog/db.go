@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mqstream/mqstream/internal/pebblesched"
 )
 
 // ErrClosed is returned by every operation on a closed DB.
@@ -58,12 +60,15 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("raftlog: create %s: %w", dir, err)
 	}
-	pdb, err := pebble.Open(dir, &pebble.Options{
+	popts := &pebble.Options{
 		Logger: pebbleLogger{opts.Logger},
 		// Entries are deleted once a snapshot covers them: with a large
 		// memtable most are deleted before they are ever flushed.
 		MemTableSize: 64 << 20,
-	})
+	}
+	// Quiet while no compaction waits (an idle node wakes less).
+	popts.Experimental.CompactionScheduler = pebblesched.New()
+	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 	}

@@ -31,7 +31,9 @@
 //
 // StreamLayer returns a raft.StreamLayer for one channel, for
 // raft.NewNetworkTransport. After the header the connection is the
-// channel's: rpcmux adds no framing and reads nothing more from it.
+// channel's: rpcmux adds no framing and reads nothing more from it. (A
+// node's groups send their heartbeats in batches through a call service
+// instead, "raft.heartbeats": see package cluster/heartbeat.)
 //
 // # Calls
 //

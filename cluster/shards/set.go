@@ -41,17 +41,22 @@ type Timers struct {
 	TrailingLogs      uint64
 }
 
-// DefaultTimers are hashicorp/raft's defaults (sized for LAN round trips
-// and busy machines) except the commit timeout, with a balancing pass
-// every 5 s and a long trailing log, so a replica that was away for a
-// while catches up from the log. The commit timeout is how often an idle
-// leader tells each follower the commit index anyway (busy leaders tell
-// them with every entry): raft's 50 ms made an idle three-node cluster of
-// 12 shards spend a fifth of a core on it; at 500 ms, a follower applies
-// the last entries of a burst within half a second.
+// DefaultTimers are hashicorp/raft's heartbeat and election timeouts
+// (sized for LAN round trips and busy machines; they decide how soon a
+// dead leader is replaced), with a balancing pass every 5 s and a long
+// trailing log, so a replica that was away for a while catches up from
+// the log. Two timings are longer than raft's, for an idle cluster's sake
+// (see "Transport and timings" in the package doc): the leader lease is
+// as long as the heartbeat timeout (raft: half), so that heartbeats
+// batched per peer node every 500 ms (cluster/heartbeat) keep it with
+// room to spare; and the commit timeout, how often an idle leader tells
+// each follower the commit index anyway (busy leaders tell them with
+// every entry), is 1 s: raft's 50 ms made an idle three-node cluster of
+// 12 shards spend a fifth of a core on it, and a follower applies the
+// last entries of a burst within 1-2 s.
 func DefaultTimers() Timers {
-	return Timers{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond,
-		Commit: 500 * time.Millisecond, Balance: 5 * time.Second,
+	return Timers{Heartbeat: time.Second, Election: time.Second, LeaderLease: time.Second,
+		Commit: time.Second, Balance: 5 * time.Second,
 		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536}
 }
 
