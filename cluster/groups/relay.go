@@ -342,16 +342,19 @@ func (r *Relay) unattachLocked(ms *membership) {
 
 // loop attaches memberships whose dispatcher changed, on Reconcile and
 // every RetryInterval while some are not attached.
+//
+// It wakes only when told (Reconcile) or, while some membership could not
+// attach, every RetryInterval: an idle node with every membership in
+// place does not wake at all.
 func (r *Relay) loop() {
 	defer r.wg.Done()
-	t := time.NewTicker(r.opts.RetryInterval)
-	defer t.Stop()
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-r.done:
 			return
 		case <-r.kick:
-		case <-t.C:
+		case <-retry:
 		}
 		r.reconcileProxies()
 		r.mu.Lock()
@@ -361,10 +364,16 @@ func (r *Relay) loop() {
 		}
 		r.mu.Unlock()
 		unreachable := map[string]bool{}
+		waiting := false
 		for _, ms := range check {
 			if err := r.attach(ms, unreachable); err != nil {
+				waiting = true
 				r.log.Debug("shared subscription not attached yet", "client", ms.m.ClientID(), "group", ms.name, "error", err)
 			}
+		}
+		retry = nil
+		if waiting {
+			retry = time.After(r.opts.RetryInterval)
 		}
 	}
 }
