@@ -18,7 +18,11 @@ import (
 // after delivering it, and only while its client is still known: a
 // subscriber that saw the will and subscribed again at once could miss
 // the retained copy. So the delivery hook retains it first, and mochi's
-// retaining it again afterwards changes nothing.
+// retaining it again afterwards changes nothing but for a moment: mochi
+// stores its copy (with the past due time as expiry) before its
+// OnRetainMessage hook lets us replace it, and a subscription made in
+// that moment (microseconds) misses the retained will; the live
+// subscribers got it.
 
 // delayedWill reports a will mochi published after its delay (only those
 // carry a Will Delay Interval).
