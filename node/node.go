@@ -23,6 +23,7 @@ import (
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/cq"
+	"github.com/mqstream/mqstream/internal/pebblesched"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
@@ -239,7 +240,9 @@ func (n *Node) joinCluster() error {
 // openStore opens the stream store and creates the declared streams.
 func (n *Node) openStore(options []Option) error {
 	sopts := n.cfg.StoreOptions(n.log)
-	sopts.QuietCompactions = n.cfg.Cluster.Enabled() // an idle cluster node wakes less
+	if n.cfg.Cluster.Enabled() {
+		sopts.CompactionScheduler = pebblesched.New() // an idle cluster node wakes less
+	}
 	for _, o := range options {
 		o(&sopts)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -97,11 +98,12 @@ type Options struct {
 	MaxGroupBytes int
 	// CacheBytes is Pebble's block cache size; 0 means 64 MiB.
 	CacheBytes int64
-	// QuietCompactions schedules Pebble's compactions with
-	// internal/pebblesched, which wakes only while a compaction waits
-	// (Pebble's own scheduler wakes ten times a second, forever). Cluster
-	// nodes set it: an idle node wakes less.
-	QuietCompactions bool
+	// CompactionScheduler, if set, schedules Pebble's compactions instead
+	// of Pebble's own scheduler (which wakes ten times a second, forever).
+	// Cluster nodes give one that wakes only while a compaction waits
+	// (internal/pebblesched), so an idle node wakes less; the store itself
+	// depends on nothing of ours.
+	CompactionScheduler pebble.CompactionScheduler
 	// MinFreeBytes refuses appends (ErrDiskFull) while the data directory's
 	// disk has less free space, so the store never runs out mid-write;
 	// 0 disables the check.

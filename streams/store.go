@@ -14,8 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/mqstream/mqstream/internal/pebblesched"
 )
 
 // Store is a set of named streams kept in one Pebble database. All methods
@@ -191,8 +189,8 @@ func openPebble(opts Options) (*pebble.DB, error) {
 		// fewer flushes under sustained ingest.
 		MemTableSize: 64 << 20,
 	}
-	if opts.QuietCompactions {
-		popts.Experimental.CompactionScheduler = pebblesched.New()
+	if opts.CompactionScheduler != nil {
+		popts.Experimental.CompactionScheduler = opts.CompactionScheduler
 	}
 	return pebble.Open(opts.Dir, popts)
 }
