@@ -1,10 +1,15 @@
 package shards
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -32,4 +37,66 @@ func TestWaitGivesUpOnceRaftIsDown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("wait still blocked after Raft shut down")
 	}
+}
+
+// TestSubmitsRacingCloseAreAnswered: appends submitted (and forwards
+// served) while a node's set closes are each answered, and starting an
+// outbox sender never races with Close waiting for the senders (bench's
+// failover test saw that race: a forward served during Node.Close).
+func TestSubmitsRacingCloseAreAnswered(t *testing.T) {
+	c := newCluster(t, 3, 4, 2)
+	c.waitLeaders()
+	nd := c.nodes[0]
+	set, _ := nd.running()
+	var answered, refused atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := set.Submit(streams.AppendRequest{Stream: fmt.Sprintf("s%d-%d", g, i%8),
+					Records: []streams.Record{{Payload: []byte("x")}},
+					Done:    func(uint64, error) { answered.Add(1) }})
+				if err != nil {
+					refused.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	// Forwards from other nodes keep arriving (HandleForward does not
+	// look at whether the set closes: its appends are refused by route).
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cmd := appendCmd{kind: kindAppend, stream: fmt.Sprintf("f%d", i%8), records: encodeRecords([]streams.Record{{Payload: []byte("y")}}),
+					id: appendID{producer: uint64(1000 + g), seq: uint64(i + 1)}}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, _ = set.HandleForward(ctx, "n2", encodeForward(ShardOf(cmd.stream, 4), 1, []appendCmd{cmd}))
+				cancel()
+			}
+		}()
+	}
+	testutil.Eventually(t, 10*time.Second, "appends in flight", func() bool { return answered.Load() > 50 })
+	nd.stop()
+	close(stop)
+	wg.Wait()
+	submitted := func() int64 { return int64(set.seq.Load()) }
+	testutil.Eventually(t, 10*time.Second, "every submitted append answered", func() bool {
+		return answered.Load() == submitted()
+	})
 }

@@ -46,9 +46,11 @@ func (o *outbox) add(s *Set, shard int, it forwardItem) {
 	start := !o.sending
 	o.sending = true
 	o.mu.Unlock()
-	if start {
-		s.wg.Add(1)
-		go s.sendForwards(shard, o)
+	if start && !s.spawn(func() { s.sendForwards(shard, o) }) {
+		// The set is closing: nothing will send what waits here.
+		for batch := o.take(); batch != nil; batch = o.take() {
+			answerAll(batch, streams.ErrClosed)
+		}
 	}
 }
 
@@ -87,7 +89,6 @@ func cmdSize(c appendCmd) int {
 // sendForwards is a shard's sender: it forwards batches until the outbox
 // is empty.
 func (s *Set) sendForwards(shard int, o *outbox) {
-	defer s.wg.Done()
 	for {
 		batch := o.take()
 		if batch == nil {

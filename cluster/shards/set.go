@@ -105,8 +105,14 @@ type Set struct {
 	// outboxes hold each shard's appends on their way to its leader.
 	outboxes []outbox
 	done     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
+	// wg counts the set's goroutines (balance, the outboxes' senders);
+	// life guards starting one against Close waiting for them (spawn).
+	wg   sync.WaitGroup
+	life struct {
+		sync.Mutex
+		closed bool // Close has begun: no goroutine starts any more
+	}
+	once sync.Once
 	// producer and seq name this node's appends (appendID): a random
 	// number drawn at start (never 0), so that ids never repeat across
 	// nodes and restarts, and a counter.
@@ -167,8 +173,7 @@ func Start(opts Options, layout Layout) (*Set, error) {
 			return nil, err
 		}
 	}
-	s.wg.Add(1)
-	go s.balance()
+	s.spawn(s.balance)
 	return s, nil
 }
 
@@ -350,7 +355,6 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 // noticed the death (a transfer to a dead node stalls the shard's writes
 // for an election timeout).
 func (s *Set) balance() {
-	defer s.wg.Done()
 	t := time.NewTicker(s.opts.Timers.Balance)
 	defer t.Stop()
 	const settle = 3 // passes a leader leads before it hands over
@@ -476,6 +480,9 @@ func (s *Set) Layout() Layout { return s.layout }
 func (s *Set) Close() error {
 	var errs []error
 	s.once.Do(func() {
+		s.life.Lock()
+		s.life.closed = true
+		s.life.Unlock()
 		close(s.done)
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -498,6 +505,23 @@ func (s *Set) Close() error {
 		s.changes.notify() // every local leadership is over
 	})
 	return errors.Join(errs...)
+}
+
+// spawn runs f on a goroutine of the set's, unless the set is closing
+// (then it reports false): a goroutine started while Close waits for
+// them all would race with that wait.
+func (s *Set) spawn(f func()) bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.life.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // randomProducer draws a producer number (appendID); 0 means "no id".
