@@ -48,10 +48,11 @@ func TestSubmitsRacingCloseAreAnswered(t *testing.T) {
 	c.waitLeaders()
 	nd := c.nodes[0]
 	set, _ := nd.running()
-	var answered, refused atomic.Int64
+	var answered atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	for g := 0; g < 4; g++ {
+	// loop runs step on a goroutine until stop closes or step says no.
+	loop := func(step func(i int) bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -61,35 +62,30 @@ func TestSubmitsRacingCloseAreAnswered(t *testing.T) {
 					return
 				default:
 				}
-				err := set.Submit(streams.AppendRequest{Stream: fmt.Sprintf("s%d-%d", g, i%8),
-					Records: []streams.Record{{Payload: []byte("x")}},
-					Done:    func(uint64, error) { answered.Add(1) }})
-				if err != nil {
-					refused.Add(1)
+				if !step(i) {
 					return
 				}
 			}
 		}()
 	}
+	for g := 0; g < 4; g++ {
+		loop(func(i int) bool {
+			return set.Submit(streams.AppendRequest{Stream: fmt.Sprintf("s%d-%d", g, i%8),
+				Records: []streams.Record{{Payload: []byte("x")}},
+				Done:    func(uint64, error) { answered.Add(1) }}) == nil
+		})
+	}
 	// Forwards from other nodes keep arriving (HandleForward does not
 	// look at whether the set closes: its appends are refused by route).
 	for g := 0; g < 2; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				cmd := appendCmd{kind: kindAppend, stream: fmt.Sprintf("f%d", i%8), records: encodeRecords([]streams.Record{{Payload: []byte("y")}}),
-					id: appendID{producer: uint64(1000 + g), seq: uint64(i + 1)}}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_, _ = set.HandleForward(ctx, "n2", encodeForward(ShardOf(cmd.stream, 4), 1, []appendCmd{cmd}))
-				cancel()
-			}
-		}()
+		loop(func(i int) bool {
+			cmd := appendCmd{kind: kindAppend, stream: fmt.Sprintf("f%d", i%8), records: encodeRecords([]streams.Record{{Payload: []byte("y")}}),
+				id: appendID{producer: uint64(1000 + g), seq: uint64(i + 1)}}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _ = set.HandleForward(ctx, "n2", encodeForward(ShardOf(cmd.stream, 4), 1, []appendCmd{cmd}))
+			return true
+		})
 	}
 	testutil.Eventually(t, 10*time.Second, "appends in flight", func() bool { return answered.Load() > 50 })
 	nd.stop()
