@@ -18,7 +18,10 @@ type Peer struct {
 // Layout says which nodes replicate each shard, the preferred leader
 // first. It is fixed when the cluster forms.
 type Layout struct {
-	Shards [][]Peer `json:"shards"`
+	// Version grows with each change of the layout (0: the founding
+	// layout, kept before layouts had versions).
+	Version uint64   `json:"version,omitempty"`
+	Shards  [][]Peer `json:"shards"`
 }
 
 // ShardOf returns the shard of stream: FNV-1a of its name modulo shards.

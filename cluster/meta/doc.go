@@ -1,0 +1,19 @@
+// Package meta keeps the cluster's metadata in a Raft group of its own
+// (hashicorp/raft), apart from the shards' groups: the shard layout
+// (which nodes replicate each shard, the preferred leader first), under
+// a version that grows with each change, and the nodes removed for good.
+//
+// Every node of the cluster is a member of the group: up to three voters
+// (the founders, then whoever replaces one), the others non-voters, so
+// every node applies the same metadata in the same order and follows each
+// new layout (node wiring hands it to the shards). Writes go to the
+// group's leader, forwarded over the cluster's RPC connection from any
+// node (service "meta.ops"): a new layout is applied only over the
+// version it was planned from (compare and set), so two planners never
+// overwrite each other; a removal is applied once and for good. A node
+// asks to join the group (Join) before anything else: the leader refuses
+// a removed node and adds any other as a non-voter.
+//
+// The state is small (a layout of a few hundred peers at most); a
+// snapshot is the whole state in JSON.
+package meta

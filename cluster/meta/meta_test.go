@@ -1,0 +1,177 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// net is an in-memory cluster: Raft over raft.InmemTransport, and the
+// group's operations delivered to the member at an address.
+type net struct {
+	mu      sync.Mutex // guards members and trs
+	members map[string]*Meta
+	trs     map[string]*raft.InmemTransport
+}
+
+func (n *net) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
+	n.mu.Lock()
+	m := n.members[addr]
+	n.mu.Unlock()
+	if m == nil || service != Service {
+		return nil, fmt.Errorf("%s unreachable", addr)
+	}
+	return m.Handle(ctx, "", req)
+}
+
+func (n *net) open(t *testing.T, id string) *Meta {
+	t.Helper()
+	addr, tr := raft.NewInmemTransport(raft.ServerAddress(id + ":7947"))
+	n.mu.Lock()
+	for a, other := range n.trs {
+		tr.Connect(raft.ServerAddress(a), other)
+		other.Connect(addr, tr)
+	}
+	n.trs[string(addr)] = tr
+	n.mu.Unlock()
+	store := raft.NewInmemStore()
+	m, err := Open(Options{Self: shards.Peer{ID: id, RPC: string(addr)}, Call: n, Logger: testutil.Logger(),
+		Timers: shards.LocalTimers(),
+		Deps:   shards.GroupDeps{Logs: store, Stable: store, Snapshots: raft.NewInmemSnapshotStore(), Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.members[string(addr)] = m
+	n.mu.Unlock()
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+func newNet(t *testing.T, ids ...string) (*net, []*Meta) {
+	n := &net{members: map[string]*Meta{}, trs: map[string]*raft.InmemTransport{}}
+	var ms []*Meta
+	var founders []shards.Peer
+	for _, id := range ids {
+		m := n.open(t, id)
+		ms = append(ms, m)
+		founders = append(founders, m.self)
+	}
+	for _, m := range ms {
+		if err := m.Bootstrap(founders); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, ms
+}
+
+func follower(t *testing.T, ms []*Meta) *Meta {
+	t.Helper()
+	var f *Meta
+	testutil.Eventually(t, 10*time.Second, "a leader of the metadata group", func() bool {
+		for _, m := range ms {
+			if m.IsLeader() {
+				for _, o := range ms {
+					if o != m {
+						f = o
+					}
+				}
+				return true
+			}
+		}
+		return false
+	})
+	return f
+}
+
+func layoutOf(version uint64, ids ...string) shards.Layout {
+	var peers []shards.Peer
+	for _, id := range ids {
+		peers = append(peers, shards.Peer{ID: id, RPC: id + ":7947"})
+	}
+	l, _ := shards.Plan(peers, 4, 3)
+	l.Version = version
+	return l
+}
+
+func TestLayoutChangesEverywhereAndOnlyOverItsVersion(t *testing.T) {
+	_, ms := newNet(t, "n1", "n2", "n3")
+	f := follower(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.SetLayout(ctx, 0, layoutOf(1, "n1", "n2", "n3")); err != nil {
+		t.Fatalf("set the first layout through a follower: %v", err)
+	}
+	for _, m := range ms {
+		testutil.Eventually(t, 10*time.Second, "every member to apply version 1", func() bool { return m.State().Layout.Version == 1 })
+	}
+	if err := f.SetLayout(ctx, 0, layoutOf(2, "n1", "n2")); !errors.Is(err, ErrStale) {
+		t.Fatalf("a layout planned from version 0 over version 1: %v, want ErrStale", err)
+	}
+	if err := ms[0].SetLayout(ctx, 1, layoutOf(1, "n1", "n2")); err == nil {
+		t.Fatal("a layout whose version does not grow was applied")
+	}
+	if got := ms[2].State().Layout.Version; got != 1 {
+		t.Fatalf("version %d after refused changes, want 1", got)
+	}
+}
+
+func TestRemovedNodeCannotJoinAndAnotherVotesInItsPlace(t *testing.T) {
+	n, ms := newNet(t, "n1", "n2", "n3")
+	follower(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n4 := n.open(t, "n4")
+	if n4.Bootstrapped() {
+		t.Fatal("a new member has state")
+	}
+	if err := n4.Join(ctx, ms[0].self.RPC); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	if err := ms[1].SetLayout(ctx, 0, layoutOf(1, "n1", "n2", "n4")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the new member to apply the layout", func() bool { return n4.State().Layout.Version == 1 })
+	// Remove n3 (the layout no longer places it).
+	if err := ms[0].Remove(ctx, "n3"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "n4 to vote in n3's place", func() bool {
+		var l *Meta
+		for _, m := range []*Meta{ms[0], ms[1], n4} {
+			if m.IsLeader() {
+				l = m
+			}
+		}
+		if l == nil {
+			return false
+		}
+		cfg := l.raft.GetConfiguration()
+		if cfg.Error() != nil {
+			return false
+		}
+		voters := map[string]bool{}
+		for _, s := range cfg.Configuration().Servers {
+			voters[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+		_, has3 := voters["n3"]
+		return !has3 && voters["n4"] && voters["n1"] && voters["n2"]
+	})
+	if !n4.State().IsRemoved("n3") {
+		t.Fatal("n3 not listed as removed")
+	}
+	if err := ms[2].Join(ctx, ms[0].self.RPC); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("a removed node joined: %v, want ErrRemoved", err)
+	}
+	if err := ms[0].SetLayout(ctx, 1, layoutOf(2, "n1", "n2", "n3")); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("a layout placing a removed node: %v, want ErrRemoved", err)
+	}
+}

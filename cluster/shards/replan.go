@@ -1,0 +1,165 @@
+package shards
+
+import "slices"
+
+// Layout changes.
+//
+// Replan is the planner of a cluster whose members change: it starts from
+// the current layout and moves as few replicas as it can, so that every
+// shard is on min(rf, nodes) nodes, every node holds within one replica
+// of the others and prefers to lead within one shard of the others.
+
+// Candidate is a node Replan may place replicas on.
+type Candidate struct {
+	Peer
+	// Place: the node may be given replicas (it is up). A candidate that
+	// may not (down, but not yet given up for dead) keeps the replicas it
+	// has and is given none.
+	Place bool
+}
+
+// Replan returns cur changed as little as it can so that it places every
+// shard on min(rf, len(cands)) of cands, spread evenly; nodes not among
+// cands lose their replicas. The result has cur's version when nothing
+// changed, the next version otherwise. Every node computes the same plan
+// from the same inputs.
+func Replan(cur Layout, cands []Candidate, rf int) Layout {
+	byID := make(map[string]Candidate, len(cands))
+	for _, c := range cands {
+		byID[c.ID] = c
+	}
+	ids := make([]string, 0, len(cands))
+	for _, c := range cands {
+		ids = append(ids, c.ID)
+	}
+	slices.Sort(ids)
+	want := min(rf, len(cands))
+	out := Layout{Version: cur.Version, Shards: make([][]Peer, len(cur.Shards))}
+	held := map[string]int{}
+	for i, peers := range cur.Shards {
+		for _, p := range peers {
+			if c, ok := byID[p.ID]; ok && len(out.Shards[i]) < want {
+				out.Shards[i] = append(out.Shards[i], c.Peer) // the candidate's address is the current one
+				held[p.ID]++
+			}
+		}
+	}
+	holds := func(i int, id string) bool {
+		return slices.ContainsFunc(out.Shards[i], func(p Peer) bool { return p.ID == id })
+	}
+	// fewest returns the placeable node not holding shard i that holds
+	// the fewest replicas (the first by id among equals).
+	fewest := func(i int) (string, bool) {
+		best, found := "", false
+		for _, id := range ids {
+			if !byID[id].Place || holds(i, id) {
+				continue
+			}
+			if !found || held[id] < held[best] {
+				best, found = id, true
+			}
+		}
+		return best, found
+	}
+	// Fill the shards that lack replicas.
+	for i := range out.Shards {
+		for len(out.Shards[i]) < want {
+			id, ok := fewest(i)
+			if !ok {
+				break
+			}
+			out.Shards[i] = append(out.Shards[i], byID[id].Peer)
+			held[id]++
+		}
+	}
+	// Move replicas from the most to the least loaded placeable nodes
+	// until they are within one of each other.
+	for moves := 0; moves < len(out.Shards)*max(want, 1); moves++ {
+		hi, lo := "", ""
+		for _, id := range ids {
+			if !byID[id].Place {
+				continue
+			}
+			if hi == "" || held[id] > held[hi] {
+				hi = id
+			}
+			if lo == "" || held[id] < held[lo] {
+				lo = id
+			}
+		}
+		if hi == "" || held[hi]-held[lo] <= 1 {
+			break
+		}
+		moved := false
+		for i := range out.Shards {
+			j := slices.IndexFunc(out.Shards[i], func(p Peer) bool { return p.ID == hi })
+			if j < 0 || holds(i, lo) {
+				continue
+			}
+			out.Shards[i][j] = byID[lo].Peer
+			held[hi]--
+			held[lo]++
+			moved = true
+			break
+		}
+		if !moved {
+			break
+		}
+	}
+	spreadLeaders(out)
+	if !sameShards(cur, out) {
+		out.Version = cur.Version + 1
+	}
+	return out
+}
+
+// spreadLeaders reorders each shard's replicas so that the preferred
+// leaders (the first of each) are spread within one per node, moving as
+// few as it can.
+func spreadLeaders(l Layout) {
+	led := map[string]int{}
+	for _, peers := range l.Shards {
+		if len(peers) > 0 {
+			led[peers[0].ID]++
+		}
+	}
+	for range len(l.Shards) * 2 {
+		changed := false
+		for i, peers := range l.Shards {
+			if len(peers) < 2 {
+				continue
+			}
+			// The replica of this shard that leads the fewest shards.
+			j := 0
+			for k := range peers {
+				if led[peers[k].ID] < led[peers[j].ID] {
+					j = k
+				}
+			}
+			if led[peers[0].ID]-led[peers[j].ID] > 1 {
+				led[peers[0].ID]--
+				led[peers[j].ID]++
+				peers[0], peers[j] = peers[j], peers[0]
+				l.Shards[i] = peers
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+}
+
+// sameShards reports whether a and b place the same replicas in the same
+// order with the same addresses.
+func sameShards(a, b Layout) bool {
+	if len(a.Shards) != len(b.Shards) {
+		return false
+	}
+	for i := range a.Shards {
+		if !slices.Equal(a.Shards[i], b.Shards[i]) {
+			return false
+		}
+	}
+	return true
+}
