@@ -115,6 +115,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	var writer interface {
 		shared.Store
 		api.Streams
+		query.Store
 	} = n.store
 	if cfg.Cluster.Enabled() {
 		if err := n.openReplication(); err != nil {
@@ -197,7 +198,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err := n.openQueries(writer); err != nil {
 		return nil, err
 	}
-	n.engine, err = query.New(query.Options{Store: n.store, Groups: clusterGroups{n}, Stats: n.sampler, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
+	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: n.sampler, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err
