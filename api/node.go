@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -93,4 +94,26 @@ func shardCounts(list []shards.ShardStatus, id string) (led, held int) {
 		}
 	}
 	return led, held
+}
+
+// NodeRemover removes a node from the cluster for good (the node, in
+// cluster mode).
+type NodeRemover interface {
+	RemoveNode(ctx context.Context, id string) error
+}
+
+// removeNode removes a node that is down from the cluster for good
+// (`mqstream node remove`).
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	rm, ok := s.opts.Node.(NodeRemover)
+	if !ok || s.opts.Node.ClusterName() == "" {
+		return 0, nil, cluster.ErrStandalone
+	}
+	id := r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := rm.RemoveNode(ctx, id); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]string{"removed": id}, nil
 }

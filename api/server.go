@@ -177,6 +177,7 @@ func (s *Server) routesTable() {
 	s.handle("GET", "/readyz", s.readyz)
 	s.handle("GET", "/v1/cluster", s.getCluster)
 	s.handle("GET", "/v1/node", s.getNode)
+	s.handle("DELETE", "/v1/cluster/nodes/{id}", s.removeNode)
 	s.handle("GET", "/v1/streams", s.listStreams)
 	s.handle("POST", "/v1/streams", s.createStream)
 	s.handle("GET", "/v1/streams/{name}", s.getStream)
@@ -263,7 +264,10 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, errNotFound), errors.Is(err, streams.ErrStreamNotFound), errors.Is(err, shared.ErrGroupNotFound):
 		return http.StatusNotFound, "not_found"
-	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists):
+	case errors.Is(err, cluster.ErrUnknownNode):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists), errors.Is(err, cluster.ErrNodeAlive),
+		errors.Is(err, cluster.ErrRemoveSelf), errors.Is(err, cluster.ErrStandalone):
 		return http.StatusConflict, "conflict"
 	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite),
 		errors.Is(err, streams.ErrUnavailable), errors.Is(err, shared.ErrNotOwner):

@@ -370,6 +370,16 @@ func founders(tag string) []string {
 	return strings.Split(tag, ",")
 }
 
+// Forget drops a failed or departed member from the member list for good
+// (`node remove`); an alive member is not affected.
+func (m *Membership) Forget(id string) error {
+	if err := m.serf.RemoveFailedNodePrune(id); err != nil {
+		return fmt.Errorf("cluster: forget %s: %w", id, err)
+	}
+	m.notify()
+	return nil
+}
+
 // Close leaves the cluster gracefully (peers see "left", not "failed") and
 // stops gossip. Idempotent.
 func (m *Membership) Close() error {

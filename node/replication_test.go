@@ -11,6 +11,7 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/cluster/meta"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -197,11 +198,12 @@ func TestClusterStreamAdministrationThroughAnyNode(t *testing.T) {
 	}
 }
 
-// TestNodeCannotJoinAFormedCluster: a fourth node (whose id sorts first,
-// so it would lay out the shards differently) meets a cluster whose
-// shards run: it stops with an error saying the cluster has formed, and
-// the cluster goes on.
-func TestNodeCannotJoinAFormedCluster(t *testing.T) {
+// TestNodeBeyondTheReplicationFactorIsRefused: a fourth node (whose id
+// sorts first, so it would lay out the shards differently) meets a
+// cluster of three whose shards are replicated three times: every node
+// serves reads from its own replicas, so the metadata group refuses it,
+// naming the replication factor; the cluster goes on.
+func TestNodeBeyondTheReplicationFactorIsRefused(t *testing.T) {
 	nodes := startCluster(t)
 	testutil.Eventually(t, 10*time.Second, "the members to announce the formed cluster", func() bool {
 		for _, m := range nodes[0].Members() {
@@ -221,7 +223,7 @@ func TestNodeCannotJoinAFormedCluster(t *testing.T) {
 	go func() { errc <- late.Run(context.Background(), 5*time.Second) }()
 	select {
 	case err := <-errc:
-		if !errors.Is(err, errFormed) || !strings.Contains(err.Error(), "n1, n2, n3") {
+		if !errors.Is(err, meta.ErrRefused) || !strings.Contains(err.Error(), "replication_factor is 3") {
 			t.Fatalf("late node stopped with %v", err)
 		}
 	case <-time.After(30 * time.Second):

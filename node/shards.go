@@ -17,6 +17,7 @@ import (
 
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/heartbeat"
+	"github.com/mqstream/mqstream/cluster/meta"
 	"github.com/mqstream/mqstream/cluster/raftlog"
 	"github.com/mqstream/mqstream/cluster/reads"
 	"github.com/mqstream/mqstream/cluster/rpcmux"
@@ -86,6 +87,7 @@ type replication struct {
 	logs  *raftlog.DB
 	dir   string // <data_dir>/raft
 	store *replicated
+	meta  *meta.Meta // the metadata group's member here (metadata.go)
 	// logLimit holds back repeated Raft log lines of every group.
 	logLimit *shards.LogLimit
 	done     chan struct{}
@@ -119,6 +121,9 @@ func (n *Node) openReplication() error {
 	}
 	n.onClose("raft log", func(context.Context) error { return r.logs.Close() })
 	n.onClose("shards", r.close)
+	if err := r.openMeta(); err != nil {
+		return fmt.Errorf("metadata group: %w", err)
+	}
 	mux.Handle(shards.ForwardService, r.handleForward)
 	r.serveReads()
 	// Peers catching up fetch records from this node's store, also
@@ -151,7 +156,9 @@ func (r *replication) handleForward(ctx context.Context, from string, req []byte
 
 // start waits (in the background) for the cluster to form, then starts
 // this node's shards with the layout kept in the data directory, or lays
-// them out over the founding members and keeps that.
+// them out over the founding members and keeps that, or (a node meeting
+// a formed cluster) joins the metadata group and takes its layout. Then
+// it follows the metadata group's layouts (metadata.go).
 func (r *replication) start() {
 	r.wg.Add(1)
 	go func() {
@@ -166,7 +173,7 @@ func (r *replication) start() {
 		cl := r.n.cfg.Cluster
 		set, err := shards.Start(shards.Options{
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
-			Open: r.openGroup, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
+			Open: r.openGroup, Drop: r.dropGroup, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
 		}, layout)
 		if err != nil {
 			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))
@@ -179,10 +186,13 @@ func (r *replication) start() {
 		default:
 		}
 		r.store.set.Store(set)
-		r.n.log.Info("shards started", "shards", cl.Shards, "held", heldCount(layout, r.n.id))
+		r.n.log.Info("shards started", "shards", cl.Shards, "held", heldCount(layout, r.n.id), "layout", layout.Version)
 		if err := r.n.members.MarkFormed(layoutMembers(layout)); err != nil {
 			r.n.log.Warn("could not announce the formed cluster", "error", err)
 		}
+		r.wg.Add(2)
+		go r.follow(set)
+		go r.plan(layout)
 	}()
 }
 
@@ -199,8 +209,7 @@ func (r *replication) founders() ([]shards.Peer, error) {
 			continue
 		}
 		if !slices.Contains(m.Founders, r.n.id) {
-			return nil, fmt.Errorf("%w: cluster %q was formed by %s, and nodes cannot join a formed cluster yet; "+
-				"start this node with the data directory it had when the cluster formed", errFormed, r.n.cfg.Cluster.Name, strings.Join(m.Founders, ", "))
+			return nil, fmt.Errorf("%w: cluster %q was formed by %s", errFormed, r.n.cfg.Cluster.Name, strings.Join(m.Founders, ", "))
 		}
 		var peers []shards.Peer
 		for _, id := range m.Founders {
@@ -219,8 +228,8 @@ func (r *replication) founders() ([]shards.Peer, error) {
 		}
 	}
 	if len(peers) == r.n.cfg.Cluster.BootstrapExpect && !slices.ContainsFunc(peers, func(p shards.Peer) bool { return p.ID == r.n.id }) {
-		return nil, fmt.Errorf("this node is not among the %d founding members (the first by id: %v), and nodes cannot join a formed cluster yet",
-			r.n.cfg.Cluster.BootstrapExpect, peers)
+		return nil, fmt.Errorf("%w: this node is not among the %d founding members (the first by id: %v)",
+			errFormed, r.n.cfg.Cluster.BootstrapExpect, peers)
 	}
 	return peers, nil
 }
@@ -252,21 +261,31 @@ func heldCount(l shards.Layout, id string) int {
 	return n
 }
 
-// awaitLayout returns the layout kept in the data directory or, once the
-// cluster has formed, plans one over the founding members (the first
-// bootstrap_expect alive members by id) and keeps it.
+// awaitLayout returns the layout kept in the data directory (checking
+// that the node was not removed meanwhile) or, once the cluster has
+// formed, plans one over the founding members (the first
+// bootstrap_expect alive members by id) and keeps it, or joins the
+// formed cluster and takes the metadata group's layout.
 func (r *replication) awaitLayout() (shards.Layout, error) {
 	kv := r.n.store.KV("cluster")
 	if b, ok, err := kv.Get(layoutKey); err != nil {
 		return shards.Layout{}, err
 	} else if ok {
-		return shards.UnmarshalLayout(b)
+		layout, err := shards.UnmarshalLayout(b)
+		if err != nil {
+			return shards.Layout{}, err
+		}
+		return layout, r.restarted(layout)
 	}
 	cl := r.n.cfg.Cluster
 	for {
 		ch := r.n.members.Changed()
 		if ok, _ := r.n.members.Ready(); ok {
 			peers, err := r.founders()
+			if errors.Is(err, errFormed) {
+				r.n.log.Info("the cluster has formed already: joining it", "reason", err)
+				return r.joinFormed()
+			}
 			if err != nil {
 				return shards.Layout{}, err
 			}
@@ -278,14 +297,11 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 				if err != nil {
 					return shards.Layout{}, err
 				}
-				b, err := layout.Marshal()
-				if err != nil {
+				if err := r.keepLayout(layout); err != nil {
 					return shards.Layout{}, err
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				if err := kv.Write(ctx, streams.KVWrite{Key: layoutKey, Value: b}); err != nil {
-					return shards.Layout{}, fmt.Errorf("keep the shard layout: %w", err)
+				if err := r.meta.Bootstrap(peers); err != nil {
+					return shards.Layout{}, err
 				}
 				ids := make([]string, len(peers))
 				for i, p := range peers {
@@ -302,6 +318,44 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 			return shards.Layout{}, errStopped
 		case <-ch:
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// restarted prepares the metadata group of a node that starts with a
+// layout in its data directory: a founder of a cluster formed before the
+// group existed bootstraps it with the layout's nodes; then the node asks
+// the group whether it was removed meanwhile (for up to a few seconds,
+// and on in the background when no member answers: after a full
+// restart the group has no leader until enough nodes are up).
+func (r *replication) restarted(layout shards.Layout) error {
+	if !r.meta.Bootstrapped() {
+		var peers []shards.Peer
+		for _, id := range layoutMembers(layout) {
+			peers = append(peers, peerIn(layout, id))
+		}
+		if err := r.meta.Bootstrap(peers); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := r.tryJoin()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, meta.ErrRemoved) {
+			return r.removedErr()
+		}
+		if time.Now().After(deadline) {
+			r.wg.Add(1)
+			go r.checkNotRemoved()
+			return nil
+		}
+		select {
+		case <-r.done:
+			return errStopped
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
@@ -344,6 +398,9 @@ func (r *replication) close(context.Context) error {
 		r.wg.Wait()
 		if s := r.store.set.Load(); s != nil {
 			err = s.Close()
+		}
+		if r.meta != nil {
+			err = errors.Join(err, r.meta.Close())
 		}
 	})
 	return err

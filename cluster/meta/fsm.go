@@ -44,6 +44,9 @@ var ErrStale = errors.New("meta: the layout changed meanwhile")
 // ErrRemoved: the node was removed from the cluster for good.
 var ErrRemoved = errors.New("meta: the node was removed from the cluster")
 
+// ErrRefused: the leader refused to take a node in (Options.Admit).
+var ErrRefused = errors.New("meta: the cluster refused the node")
+
 // command is one change of the metadata, an entry of the group's log.
 type command struct {
 	Op string `json:"op"` // "layout" or "remove"
@@ -93,10 +96,10 @@ func (f *fsm) apply(c command) error {
 		if c.Layout == nil {
 			return errors.New("meta: a layout change without a layout")
 		}
-		if f.st.Layout.Version != c.From {
+		if len(f.st.Layout.Shards) > 0 && f.st.Layout.Version != c.From {
 			return fmt.Errorf("%w: planned from version %d, now %d", ErrStale, c.From, f.st.Layout.Version)
 		}
-		if c.Layout.Version <= c.From {
+		if len(f.st.Layout.Shards) > 0 && c.Layout.Version <= c.From {
 			return fmt.Errorf("meta: layout version %d does not follow %d", c.Layout.Version, c.From)
 		}
 		for _, peers := range c.Layout.Shards {

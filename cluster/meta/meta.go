@@ -39,6 +39,9 @@ type Options struct {
 	Logger *slog.Logger
 	// LogLimit holds back repeated Raft log lines (nil: none).
 	LogLimit *shards.LogLimit
+	// Admit, when set, is asked by the leader before it takes a new node
+	// in; its error refuses the node (ErrRefused).
+	Admit func(p shards.Peer, st State) error
 }
 
 // Meta is this node's member of the metadata group.
@@ -47,6 +50,7 @@ type Meta struct {
 	raft    *raft.Raft
 	fsm     *fsm
 	call    Caller
+	admitFn func(shards.Peer, State) error
 	log     *slog.Logger
 	changes broadcast.Signal
 }
@@ -60,7 +64,7 @@ func Open(opts Options) (*Meta, error) {
 	if opts.Timers == (shards.Timers{}) {
 		opts.Timers = shards.DefaultTimers()
 	}
-	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group)}
+	m := &Meta{self: opts.Self, call: opts.Call, admitFn: opts.Admit, log: opts.Logger.With("group", Group)}
 	m.fsm = &fsm{changed: m.changes.Notify}
 	t := opts.Timers
 	c := raft.DefaultConfig()
@@ -108,6 +112,20 @@ func (m *Meta) State() State { return m.fsm.state() }
 // Changed returns a channel closed at the next applied change.
 func (m *Meta) Changed() <-chan struct{} { return m.changes.Wait() }
 
+// Servers lists the group's members by id (voters and non-voters) as
+// this member knows them.
+func (m *Meta) Servers() []string {
+	cfg := m.raft.GetConfiguration()
+	if cfg.Error() != nil {
+		return nil
+	}
+	var ids []string
+	for _, s := range cfg.Configuration().Servers {
+		ids = append(ids, string(s.ID))
+	}
+	return ids
+}
+
 // IsLeader reports whether this member leads the group now.
 func (m *Meta) IsLeader() bool { return m.raft.State() == raft.Leader }
 
@@ -129,6 +147,7 @@ type request struct {
 type response struct {
 	Err     string `json:"err,omitempty"`
 	Removed bool   `json:"removed,omitempty"` // Err is ErrRemoved
+	Refused bool   `json:"refused,omitempty"` // Err is ErrRefused
 	Stale   bool   `json:"stale,omitempty"`   // Err is ErrStale
 }
 
@@ -270,7 +289,8 @@ func (m *Meta) admit(p shards.Peer, timeout time.Duration) error {
 	if p.ID == "" || p.RPC == "" {
 		return errors.New("meta: a join without a node id or address")
 	}
-	if m.State().IsRemoved(p.ID) {
+	st := m.State()
+	if st.IsRemoved(p.ID) {
 		return fmt.Errorf("%w: %s", ErrRemoved, p.ID)
 	}
 	cfg := m.raft.GetConfiguration()
@@ -284,6 +304,11 @@ func (m *Meta) admit(p shards.Peer, timeout time.Duration) error {
 		}
 		if s.Suffrage == raft.Voter && string(s.ID) != p.ID {
 			voters++
+		}
+	}
+	if m.admitFn != nil {
+		if err := m.admitFn(p, st); err != nil {
+			return fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 	}
 	var f raft.IndexFuture
@@ -347,6 +372,7 @@ func encodeResponse(err error) []byte {
 		r.Err = err.Error()
 		r.Removed = errors.Is(err, ErrRemoved)
 		r.Stale = errors.Is(err, ErrStale)
+		r.Refused = errors.Is(err, ErrRefused)
 		if errors.Is(err, errNoLeader) {
 			r.Err = errNoLeader.Error()
 		}
@@ -365,6 +391,8 @@ func decodeResponse(b []byte) error {
 		return nil
 	case r.Removed:
 		return fmt.Errorf("%w (%s)", ErrRemoved, r.Err)
+	case r.Refused:
+		return fmt.Errorf("%w (%s)", ErrRefused, r.Err)
 	case r.Stale:
 		return fmt.Errorf("%w (%s)", ErrStale, r.Err)
 	case r.Err == errNoLeader.Error():

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,18 @@ func newNodeCmd() *cobra.Command {
 	}
 	addOutputFlag(status)
 	cmd.AddCommand(status)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "remove ID",
+		Short: "Remove a node that is down from the cluster for good (its replicas are dropped; a node that joins later takes its place)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := call(cmd, "DELETE", "/v1/cluster/nodes/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "node %s removed from the cluster\n", args[0])
+			return err
+		},
+	})
 	return cmd
 }
 

@@ -1,0 +1,16 @@
+package cluster
+
+import "errors"
+
+// Errors of removing a node from the cluster (`mqstream node remove`).
+var (
+	// ErrUnknownNode: no member, replica holder or metadata group member
+	// has the id.
+	ErrUnknownNode = errors.New("no such node in the cluster")
+	// ErrNodeAlive: a node must be down before it is removed.
+	ErrNodeAlive = errors.New("the node is alive")
+	// ErrRemoveSelf: a node does not remove itself.
+	ErrRemoveSelf = errors.New("a node cannot remove itself")
+	// ErrStandalone: a standalone node has no cluster.
+	ErrStandalone = errors.New("this node is not in cluster mode")
+)

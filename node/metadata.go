@@ -1,0 +1,350 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/meta"
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// The metadata group at work on a node (cluster/meta): every node follows
+// the layout it keeps (hands each new one to the shards and keeps it in
+// the data directory), and the group's leader plans the layout when the
+// members change. A node that meets a formed cluster joins the group,
+// which refuses it when it was removed for good (or when the cluster
+// would have more nodes than the replication factor), and starts its
+// shards once the group has told it the layout.
+
+// ErrNodeRemoved: a node removed for good with `mqstream node remove`
+// cannot come back with its data.
+var ErrNodeRemoved = errors.New("this node was removed from the cluster")
+
+// openMeta opens this node's member of the metadata group.
+func (r *replication) openMeta() error {
+	deps, err := r.openGroup(meta.Group)
+	if err != nil {
+		return err
+	}
+	m, err := meta.Open(meta.Options{Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Deps: deps, Call: r.mux,
+		Logger: r.n.log, LogLimit: r.logLimit, Admit: r.admit})
+	if err != nil {
+		return err
+	}
+	r.meta = m
+	r.mux.Handle(meta.Service, m.Handle)
+	return nil
+}
+
+// admit is the metadata leader's check of a joining node: the cluster
+// places replicas on at most replication_factor nodes (a node reads the
+// shards it serves from its own replicas), so a node beyond them is
+// refused until one is removed.
+func (r *replication) admit(p shards.Peer, st meta.State) error {
+	placed := layoutMembers(st.Layout)
+	rf := r.n.cfg.Cluster.ReplicationFactor
+	if slices.Contains(placed, p.ID) || len(placed) < rf || len(st.Layout.Shards) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the cluster has %d nodes (%v) and cluster.replication_factor is %d: a node beyond the replication factor "+
+		"cannot join yet (every node serves reads from its own replicas); remove a node first with `mqstream node remove <id>`",
+		len(placed), placed, rf)
+}
+
+// joinFormed makes this node, not a founder, a member of a formed
+// cluster: it joins the metadata group through any member, waits until
+// the group has told it the layout, keeps the layout and returns it.
+func (r *replication) joinFormed() (shards.Layout, error) {
+	logged := false
+	for {
+		err := r.tryJoin()
+		switch {
+		case err == nil:
+			return r.awaitMetaLayout()
+		case errors.Is(err, meta.ErrRemoved):
+			return shards.Layout{}, r.removedErr()
+		case errors.Is(err, meta.ErrRefused):
+			return shards.Layout{}, fmt.Errorf("cluster %q refused this node: %w", r.n.cfg.Cluster.Name, err)
+		}
+		if !logged {
+			r.n.log.Info("joining the formed cluster: waiting for its metadata group", "error", err)
+			logged = true
+		}
+		select {
+		case <-r.done:
+			return shards.Layout{}, errStopped
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// tryJoin asks the alive members in turn to take this node in.
+func (r *replication) tryJoin() error {
+	var last error = errors.New("no other member is alive")
+	for _, m := range r.n.members.Members() {
+		if m.ID == r.n.id || m.Status != "alive" || m.RPC == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := r.meta.Join(ctx, m.RPC)
+		cancel()
+		if err == nil || errors.Is(err, meta.ErrRemoved) || errors.Is(err, meta.ErrRefused) {
+			return err
+		}
+		last = err
+	}
+	return last
+}
+
+func (r *replication) removedErr() error {
+	return fmt.Errorf("%w: node %q was removed from cluster %q with `mqstream node remove` and cannot come back with its data; "+
+		"delete its data directory (%s) and start it with a new node.id", ErrNodeRemoved, r.n.id, r.n.cfg.Cluster.Name, r.n.cfg.Node.DataDir)
+}
+
+// awaitMetaLayout waits until the metadata group has told this node a
+// layout, and keeps it.
+func (r *replication) awaitMetaLayout() (shards.Layout, error) {
+	for {
+		ch := r.meta.Changed()
+		st := r.meta.State()
+		if st.IsRemoved(r.n.id) {
+			return shards.Layout{}, r.removedErr()
+		}
+		if len(st.Layout.Shards) > 0 {
+			if err := r.keepLayout(st.Layout); err != nil {
+				return shards.Layout{}, err
+			}
+			return st.Layout, nil
+		}
+		select {
+		case <-r.done:
+			return shards.Layout{}, errStopped
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// keepLayout writes the layout to the data directory, so that a restart
+// starts the shards with it before the metadata group has a leader.
+func (r *replication) keepLayout(l shards.Layout) error {
+	b, err := l.Marshal()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.n.store.KV("cluster").Write(ctx, streams.KVWrite{Key: layoutKey, Value: b}); err != nil {
+		return fmt.Errorf("keep the shard layout: %w", err)
+	}
+	return nil
+}
+
+// checkNotRemoved asks the metadata group, in the background, whether
+// this node (restarted with its data) was removed meanwhile; it stops the
+// node if so.
+func (r *replication) checkNotRemoved() {
+	defer r.wg.Done()
+	for {
+		err := r.tryJoin()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, meta.ErrRemoved) {
+			r.n.fail(r.removedErr())
+			return
+		}
+		select {
+		case <-r.done:
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// follow hands every new layout of the metadata group to the shards and
+// keeps it; it stops the node when the group says it was removed.
+func (r *replication) follow(set *shards.Set) {
+	defer r.wg.Done()
+	for {
+		ch := r.meta.Changed()
+		st := r.meta.State()
+		if st.IsRemoved(r.n.id) {
+			r.n.fail(r.removedErr())
+			return
+		}
+		if cur := set.Layout(); len(st.Layout.Shards) > 0 && st.Layout.Version > cur.Version {
+			if err := set.Update(st.Layout); err != nil {
+				r.n.log.Warn("cannot follow the new shard layout", "version", st.Layout.Version, "error", err)
+			} else {
+				r.n.log.Info("following a new shard layout", "version", st.Layout.Version, "held", heldCount(st.Layout, r.n.id))
+				if err := r.keepLayout(st.Layout); err != nil {
+					r.n.log.Warn("cannot keep the shard layout", "error", err)
+				}
+			}
+		}
+		select {
+		case <-r.done:
+			return
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// plan runs on every node and acts while it leads the metadata group:
+// it gives the group the layout the cluster formed with, then replans
+// when members join (placing replicas on a node that joined in place of
+// a removed one).
+func (r *replication) plan(founding shards.Layout) {
+	defer r.wg.Done()
+	for {
+		changed := r.n.members.Changed()
+		mc := r.meta.Changed()
+		if r.meta.IsLeader() {
+			if err := r.planOnce(founding); err != nil && !errors.Is(err, meta.ErrStale) {
+				r.n.log.Warn("cannot plan the shard layout", "error", err)
+			}
+		}
+		select {
+		case <-r.done:
+			return
+		case <-changed:
+		case <-mc:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *replication) planOnce(founding shards.Layout) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st := r.meta.State()
+	if len(st.Layout.Shards) == 0 {
+		return r.meta.SetLayout(ctx, 0, founding)
+	}
+	next := shards.Replan(st.Layout, r.candidates(st), r.n.cfg.Cluster.ReplicationFactor)
+	if next.Version == st.Layout.Version {
+		return nil
+	}
+	r.n.log.Info("new shard layout", "version", next.Version, "nodes", layoutMembers(next))
+	return r.meta.SetLayout(ctx, st.Layout.Version, next)
+}
+
+// candidates are the nodes the layout may use: those it places (given
+// more replicas only while alive), and alive members of the metadata
+// group it does not place yet, while the layout places fewer than
+// replication_factor nodes. Only `node remove` takes a node out.
+func (r *replication) candidates(st meta.State) []shards.Candidate {
+	members := map[string]shards.Peer{}
+	alive := map[string]bool{}
+	for _, m := range r.n.members.Members() {
+		members[m.ID] = shards.Peer{ID: m.ID, RPC: m.RPC}
+		alive[m.ID] = m.Status == "alive" && m.RPC != ""
+	}
+	var out []shards.Candidate
+	placed := layoutMembers(st.Layout)
+	for _, id := range placed {
+		p := peerIn(st.Layout, id)
+		if m, ok := members[id]; ok && alive[id] {
+			p = m
+		}
+		out = append(out, shards.Candidate{Peer: p, Place: alive[id]})
+	}
+	room := r.n.cfg.Cluster.ReplicationFactor - len(placed)
+	for _, id := range r.meta.Servers() {
+		if room <= 0 {
+			break
+		}
+		if slices.Contains(placed, id) || !alive[id] || st.IsRemoved(id) {
+			continue
+		}
+		out = append(out, shards.Candidate{Peer: members[id], Place: true})
+		room--
+	}
+	return out
+}
+
+// peerIn returns node id as layout l places it.
+func peerIn(l shards.Layout, id string) shards.Peer {
+	for _, peers := range l.Shards {
+		for _, p := range peers {
+			if p.ID == id {
+				return p
+			}
+		}
+	}
+	return shards.Peer{ID: id}
+}
+
+// RemoveNode removes node id from the cluster for good: the layout no
+// longer places it (its shards keep their other replicas, and a node that
+// joins later takes its place), it leaves the metadata group, and it can
+// never come back with its data. The node must be down.
+func (n *Node) RemoveNode(ctx context.Context, id string) error {
+	if n.repl == nil || n.repl.meta == nil {
+		return cluster.ErrStandalone
+	}
+	r := n.repl
+	if id == n.id {
+		return fmt.Errorf("%w: ask another node to remove %s", cluster.ErrRemoveSelf, id)
+	}
+	known := false
+	for _, m := range n.members.Members() {
+		if m.ID == id {
+			known = true
+			if m.Status == "alive" || m.Status == "suspect" {
+				return fmt.Errorf("%w: stop %s before removing it (it is %s)", cluster.ErrNodeAlive, id, m.Status)
+			}
+		}
+	}
+	for {
+		st := r.meta.State()
+		if st.IsRemoved(id) {
+			return nil
+		}
+		placed := slices.Contains(layoutMembers(st.Layout), id)
+		if !known && !placed && !slices.Contains(r.meta.Servers(), id) {
+			return fmt.Errorf("%w: %q", cluster.ErrUnknownNode, id)
+		}
+		cands := slices.DeleteFunc(r.candidates(st), func(c shards.Candidate) bool { return c.ID == id })
+		next := shards.Replan(st.Layout, cands, n.cfg.Cluster.ReplicationFactor)
+		if next.Version != st.Layout.Version {
+			err := r.meta.SetLayout(ctx, st.Layout.Version, next)
+			if errors.Is(err, meta.ErrStale) {
+				continue // another change came first: plan again
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := r.meta.Remove(ctx, id); err != nil {
+			return err
+		}
+		if err := n.members.Forget(id); err != nil {
+			n.log.Warn("membership still lists the removed node", "node", id, "error", err)
+		}
+		n.log.Info("node removed from the cluster", "node", id)
+		return nil
+	}
+}
+
+// dropGroup deletes what a shard's Raft group keeps on this node (its log
+// and stable state in the shared Raft log, its snapshots) once the
+// shard's replica moved away from it (shards.Options.Drop).
+func (r *replication) dropGroup(group string) error {
+	if err := r.logs.DeleteGroup(group); err != nil {
+		return fmt.Errorf("drop the Raft log of %s: %w", group, err)
+	}
+	if err := os.RemoveAll(filepath.Join(r.dir, "snapshots", group)); err != nil {
+		return fmt.Errorf("drop the snapshots of %s: %w", group, err)
+	}
+	return nil
+}

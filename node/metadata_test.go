@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// deleteNode asks n's REST API to remove node id and returns the status.
+func deleteNode(t *testing.T, n *Node, id string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("DELETE", "http://"+n.HTTPAddr()+"/v1/cluster/nodes/"+id, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error struct{ Message string } `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Error.Message
+}
+
+// replicasOn reports whether every shard, as n sees it, is replicated on
+// exactly the nodes ids.
+func replicasOn(n *Node, ids ...string) bool {
+	list := n.Shards()
+	if len(list) == 0 {
+		return false
+	}
+	for _, s := range list {
+		got := slices.Clone(s.Replicas)
+		slices.Sort(got)
+		if !slices.Equal(got, ids) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDeadNodeRemovedAndReplaced: a node of three is stopped for good and
+// removed with `node remove` (REST): the shards go on with the other two,
+// writes keep being acknowledged; a new node joins in its place, receives
+// every shard and every record at the same offsets; the removed node,
+// started again with its data, is refused.
+func TestDeadNodeRemovedAndReplaced(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	publishSeq(t, n3.MQTTAddr(), "before", "crash/x", "before", 20)
+	sameRecords(t, nodes, "crash", 20)
+
+	// Bad requests first: an alive node, this node, an unknown one.
+	if code, msg := deleteNode(t, n1, "n2"); code != http.StatusConflict || !strings.Contains(msg, "alive") {
+		t.Fatalf("removing an alive node: %d %q, want 409 saying it is alive", code, msg)
+	}
+	if code, _ := deleteNode(t, n1, "n1"); code != http.StatusConflict {
+		t.Fatalf("a node removing itself: %d, want 409", code)
+	}
+	if code, _ := deleteNode(t, n1, "nope"); code != http.StatusNotFound {
+		t.Fatalf("removing an unknown node: %d, want 404", code)
+	}
+
+	if err := n3.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, "n3 seen down", func() bool {
+		for _, m := range n1.Members() {
+			if m.ID == "n3" {
+				return m.Status != "alive" && m.Status != "suspect"
+			}
+		}
+		return true
+	})
+	if code, msg := deleteNode(t, n2, "n3"); code != http.StatusOK {
+		t.Fatalf("remove n3: %d %s", code, msg)
+	}
+	for _, n := range []*Node{n1, n2} {
+		testutil.Eventually(t, 20*time.Second, n.ID()+": every shard on n1 and n2 only", func() bool { return replicasOn(n, "n1", "n2") })
+	}
+	publishSeq(t, n1.MQTTAddr(), "after-remove", "crash/x", "removed", 20)
+	sameRecords(t, []*Node{n1, n2}, "crash", 40)
+	if code, _ := deleteNode(t, n1, "n3"); code != http.StatusOK {
+		t.Fatalf("removing a removed node again: %d, want 200", code)
+	}
+
+	// A new node takes n3's place.
+	c4 := clusterConfig(t, "n4", 3, cfgs[0].Cluster.Gossip)
+	c4.Cluster.Shards = 4
+	n4 := startNode(t, c4)
+	testutil.Eventually(t, 30*time.Second, "n4 ready with its shards", n4.Ready)
+	for _, n := range []*Node{n1, n2, n4} {
+		testutil.Eventually(t, 30*time.Second, n.ID()+": every shard on n1, n2 and n4", func() bool { return replicasOn(n, "n1", "n2", "n4") })
+	}
+	publishSeq(t, n4.MQTTAddr(), "after-join", "crash/x", "joined", 20)
+	sameRecords(t, []*Node{n1, n2, n4}, "crash", 60)
+
+	// n3 comes back with its data: refused.
+	old, err := Open(cfgs[2], testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- old.Run(context.Background(), 5*time.Second) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrNodeRemoved) {
+			t.Fatalf("the removed node stopped with %v, want ErrNodeRemoved", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the removed node did not stop")
+	}
+	sameRecords(t, []*Node{n1, n2, n4}, "crash", 60)
+}
