@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/mqstream/mqstream/cluster"
@@ -18,10 +19,13 @@ import (
 // The metadata group at work on a node (cluster/meta): every node follows
 // the layout it keeps (hands each new one to the shards and keeps it in
 // the data directory), and the group's leader plans the layout when the
-// members change. A node that meets a formed cluster joins the group,
-// which refuses it when it was removed for good (or when the cluster
-// would have more nodes than the replication factor), and starts its
-// shards once the group has told it the layout.
+// members change: a node that joins is given its share of the replicas
+// and preferred leaders, a node down for longer than
+// cluster.dead_node_timeout has its replicas recreated on the others
+// (while enough others are up), a removed node loses its replicas. A
+// node that meets a formed cluster joins the group, which refuses it when
+// it was removed for good, and starts its shards once the group has told
+// it the layout.
 
 // ErrNodeRemoved: a node removed for good with `mqstream node remove`
 // cannot come back with its data.
@@ -34,28 +38,13 @@ func (r *replication) openMeta() error {
 		return err
 	}
 	m, err := meta.Open(meta.Options{Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Deps: deps, Call: r.mux,
-		Logger: r.n.log, LogLimit: r.logLimit, Admit: r.admit})
+		Logger: r.n.log, LogLimit: r.logLimit})
 	if err != nil {
 		return err
 	}
 	r.meta = m
 	r.mux.Handle(meta.Service, m.Handle)
 	return nil
-}
-
-// admit is the metadata leader's check of a joining node: the cluster
-// places replicas on at most replication_factor nodes (a node reads the
-// shards it serves from its own replicas), so a node beyond them is
-// refused until one is removed.
-func (r *replication) admit(p shards.Peer, st meta.State) error {
-	placed := layoutMembers(st.Layout)
-	rf := r.n.cfg.Cluster.ReplicationFactor
-	if slices.Contains(placed, p.ID) || len(placed) < rf || len(st.Layout.Shards) == 0 {
-		return nil
-	}
-	return fmt.Errorf("the cluster has %d nodes (%v) and cluster.replication_factor is %d: a node beyond the replication factor "+
-		"cannot join yet (every node serves reads from its own replicas); remove a node first with `mqstream node remove <id>`",
-		len(placed), placed, rf)
 }
 
 // joinFormed makes this node, not a founder, a member of a formed
@@ -70,8 +59,6 @@ func (r *replication) joinFormed() (shards.Layout, error) {
 			return r.awaitMetaLayout()
 		case errors.Is(err, meta.ErrRemoved):
 			return shards.Layout{}, r.removedErr()
-		case errors.Is(err, meta.ErrRefused):
-			return shards.Layout{}, fmt.Errorf("cluster %q refused this node: %w", r.n.cfg.Cluster.Name, err)
 		}
 		if !logged {
 			r.n.log.Info("joining the formed cluster: waiting for its metadata group", "error", err)
@@ -95,7 +82,7 @@ func (r *replication) tryJoin() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := r.meta.Join(ctx, m.RPC)
 		cancel()
-		if err == nil || errors.Is(err, meta.ErrRemoved) || errors.Is(err, meta.ErrRefused) {
+		if err == nil || errors.Is(err, meta.ErrRemoved) {
 			return err
 		}
 		last = err
@@ -201,8 +188,8 @@ func (r *replication) follow(set *shards.Set) {
 
 // plan runs on every node and acts while it leads the metadata group:
 // it gives the group the layout the cluster formed with, then replans
-// when members join (placing replicas on a node that joined in place of
-// a removed one).
+// when members join, fail or stay away (candidates), at least once a
+// second.
 func (r *replication) plan(founding shards.Layout) {
 	defer r.wg.Done()
 	for {
@@ -238,10 +225,12 @@ func (r *replication) planOnce(founding shards.Layout) error {
 	return r.meta.SetLayout(ctx, st.Layout.Version, next)
 }
 
-// candidates are the nodes the layout may use: those it places (given
-// more replicas only while alive), and alive members of the metadata
-// group it does not place yet, while the layout places fewer than
-// replication_factor nodes. Only `node remove` takes a node out.
+// candidates are the nodes the layout may use: the alive members of the
+// metadata group that were not removed, and the nodes the layout places
+// that are down (they keep their replicas but are given none), except
+// those down for longer than cluster.dead_node_timeout while at least
+// replication_factor nodes are up: their replicas are recreated on the
+// others.
 func (r *replication) candidates(st meta.State) []shards.Candidate {
 	members := map[string]shards.Peer{}
 	alive := map[string]bool{}
@@ -249,27 +238,70 @@ func (r *replication) candidates(st meta.State) []shards.Candidate {
 		members[m.ID] = shards.Peer{ID: m.ID, RPC: m.RPC}
 		alive[m.ID] = m.Status == "alive" && m.RPC != ""
 	}
-	var out []shards.Candidate
-	placed := layoutMembers(st.Layout)
-	for _, id := range placed {
-		p := peerIn(st.Layout, id)
-		if m, ok := members[id]; ok && alive[id] {
-			p = m
+	var ids []string
+	for _, id := range append(layoutMembers(st.Layout), r.meta.Servers()...) {
+		if !slices.Contains(ids, id) && !st.IsRemoved(id) {
+			ids = append(ids, id)
 		}
-		out = append(out, shards.Candidate{Peer: p, Place: alive[id]})
 	}
-	room := r.n.cfg.Cluster.ReplicationFactor - len(placed)
-	for _, id := range r.meta.Servers() {
-		if room <= 0 {
-			break
+	slices.Sort(ids)
+	up := 0
+	for _, id := range ids {
+		if alive[id] {
+			up++
 		}
-		if slices.Contains(placed, id) || !alive[id] || st.IsRemoved(id) {
-			continue
+	}
+	dead := r.down.deadFor(ids, alive, r.n.cfg.Cluster.DeadNodeTimeout)
+	placed := layoutMembers(st.Layout)
+	var out []shards.Candidate
+	for _, id := range ids {
+		switch {
+		case alive[id]:
+			out = append(out, shards.Candidate{Peer: members[id], Place: true})
+		case !slices.Contains(placed, id):
+			// Joined the metadata group, not up: nothing to keep.
+		case dead[id] && up >= r.n.cfg.Cluster.ReplicationFactor:
+			// Given up for dead: its replicas go to the others.
+		default:
+			out = append(out, shards.Candidate{Peer: peerIn(st.Layout, id), Place: false})
 		}
-		out = append(out, shards.Candidate{Peer: members[id], Place: true})
-		room--
 	}
 	return out
+}
+
+// downSince tracks since when each node has been seen down, for
+// dead_node_timeout; safe for concurrent use (the planner and node
+// removals ask).
+type downSince struct {
+	mu    sync.Mutex // guards since
+	since map[string]time.Time
+}
+
+// deadFor notes which of ids are down now and returns those down for
+// longer than timeout (none when timeout is 0).
+func (d *downSince) deadFor(ids []string, alive map[string]bool, timeout time.Duration) map[string]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.since == nil {
+		d.since = map[string]time.Time{}
+	}
+	now := time.Now()
+	dead := map[string]bool{}
+	for _, id := range ids {
+		if alive[id] {
+			delete(d.since, id)
+			continue
+		}
+		first, ok := d.since[id]
+		if !ok {
+			d.since[id] = now
+			continue
+		}
+		if timeout > 0 && now.Sub(first) > timeout {
+			dead[id] = true
+		}
+	}
+	return dead
 }
 
 // peerIn returns node id as layout l places it.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
 )
 
@@ -118,4 +121,102 @@ func TestDeadNodeRemovedAndReplaced(t *testing.T) {
 		t.Fatal("the removed node did not stop")
 	}
 	sameRecords(t, []*Node{n1, n2, n4}, "crash", 60)
+}
+
+// holdersOf returns the nodes (of nodes) whose replica of stream's shard
+// is open, as each sees itself.
+func holdersOf(nodes []*Node, stream string) []*Node {
+	var out []*Node
+	for _, n := range nodes {
+		list := n.Shards()
+		if len(list) > 0 && list[shards.ShardOf(stream, len(list))].Local {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// spread reports whether n sees every shard on rf replicas, every node
+// of ids holding within one of the others.
+func spread(n *Node, rf int, ids ...string) bool {
+	held := map[string]int{}
+	for _, s := range n.Shards() {
+		if len(s.Replicas) != rf {
+			return false
+		}
+		for _, id := range s.Replicas {
+			held[id]++
+		}
+	}
+	lo, hi := 1<<30, 0
+	for _, id := range ids {
+		lo, hi = min(lo, held[id]), max(hi, held[id])
+	}
+	return len(held) == len(ids) && hi-lo <= 1 && lo > 0
+}
+
+// TestFourthNodeJoinsAndTakesItsShare: a node (whose id sorts first)
+// meets a formed cluster of three (replication factor 3): it joins, the
+// metadata group's leader gives it its share of the replicas and of the
+// preferred leaders, writes go on through every node meanwhile, and every
+// node reads every stream.
+func TestFourthNodeJoinsAndTakesItsShare(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, nil)
+	publishSeq(t, nodes[0].MQTTAddr(), "before", "crash/x", "before", 20)
+	c0 := clusterConfig(t, "n0", 3, cfgs[1].Cluster.Gossip)
+	c0.Cluster.Shards = 4
+	n0 := startNode(t, c0)
+	all := append([]*Node{n0}, nodes...)
+	testutil.Eventually(t, 30*time.Second, "n0 ready with its shards", n0.Ready)
+	for _, n := range all {
+		testutil.Eventually(t, 30*time.Second, n.ID()+" sees the shards spread over four nodes", func() bool {
+			return spread(n, 3, "n0", "n1", "n2", "n3")
+		})
+	}
+	testutil.Eventually(t, 30*time.Second, "n0 leads a shard", func() bool {
+		for _, s := range n0.Shards() {
+			if s.Leader == "n0" {
+				return true
+			}
+		}
+		return false
+	})
+	for i, n := range all {
+		publishSeq(t, n.MQTTAddr(), fmt.Sprintf("after-%d", i), "crash/x", fmt.Sprintf("after-%d", i), 5)
+	}
+	sameRecords(t, holdersOf(all, "crash"), "crash", 40)
+	for _, n := range all {
+		info, err := n.repl.store.DescribeStream("crash")
+		if err != nil || info.Records != 40 {
+			t.Fatalf("%s describes crash: %+v %v", n.ID(), info, err)
+		}
+	}
+}
+
+// TestDeadNodeReplacedAfterTimeout: a node of four stays down past
+// cluster.dead_node_timeout: its replicas are recreated on the three
+// others (every shard back on three replicas), nothing acknowledged is
+// lost, and writes go on.
+func TestDeadNodeReplacedAfterTimeout(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, func(c *config.Config) { c.Cluster.DeadNodeTimeout = 2 * time.Second })
+	c4 := clusterConfig(t, "n4", 3, cfgs[0].Cluster.Gossip)
+	c4.Cluster.Shards, c4.Cluster.DeadNodeTimeout = 4, 2*time.Second
+	n4 := startNode(t, c4)
+	all := append(nodes, n4)
+	testutil.Eventually(t, 30*time.Second, "n4 ready with its shards", n4.Ready)
+	testutil.Eventually(t, 30*time.Second, "the shards spread over four nodes", func() bool {
+		return spread(nodes[0], 3, "n1", "n2", "n3", "n4")
+	})
+	publishSeq(t, n4.MQTTAddr(), "before", "crash/x", "before", 20)
+	sameRecords(t, holdersOf(all, "crash"), "crash", 20)
+	if err := n4.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		testutil.Eventually(t, 40*time.Second, n.ID()+": every shard back on n1, n2 and n3", func() bool {
+			return replicasOn(n, "n1", "n2", "n3")
+		})
+	}
+	publishSeq(t, nodes[1].MQTTAddr(), "after", "crash/x", "after", 20)
+	sameRecords(t, nodes, "crash", 40)
 }

@@ -11,7 +11,6 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/mqstream/mqstream/cluster/meta"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -198,37 +197,3 @@ func TestClusterStreamAdministrationThroughAnyNode(t *testing.T) {
 	}
 }
 
-// TestNodeBeyondTheReplicationFactorIsRefused: a fourth node (whose id
-// sorts first, so it would lay out the shards differently) meets a
-// cluster of three whose shards are replicated three times: every node
-// serves reads from its own replicas, so the metadata group refuses it,
-// naming the replication factor; the cluster goes on.
-func TestNodeBeyondTheReplicationFactorIsRefused(t *testing.T) {
-	nodes := startCluster(t)
-	testutil.Eventually(t, 10*time.Second, "the members to announce the formed cluster", func() bool {
-		for _, m := range nodes[0].Members() {
-			if strings.Join(m.Founders, ",") != "n1,n2,n3" {
-				return false
-			}
-		}
-		return true
-	})
-	cfg := clusterConfig(t, "n0", 3, gossipAddr(nodes[0]))
-	cfg.Cluster.Shards = 4
-	late, err := Open(cfg, testutil.Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- late.Run(context.Background(), 5*time.Second) }()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, meta.ErrRefused) || !strings.Contains(err.Error(), "replication_factor is 3") {
-			t.Fatalf("late node stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the late node did not stop")
-	}
-	publishSeq(t, nodes[1].MQTTAddr(), "after-late", "crash/x", "after-late", 3)
-	sameRecords(t, nodes, "crash", 3)
-}

@@ -88,6 +88,7 @@ type replication struct {
 	dir   string // <data_dir>/raft
 	store *replicated
 	meta  *meta.Meta // the metadata group's member here (metadata.go)
+	down  downSince  // since when nodes are down (metadata.go)
 	// logLimit holds back repeated Raft log lines of every group.
 	logLimit *shards.LogLimit
 	done     chan struct{}

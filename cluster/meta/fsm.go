@@ -44,9 +44,6 @@ var ErrStale = errors.New("meta: the layout changed meanwhile")
 // ErrRemoved: the node was removed from the cluster for good.
 var ErrRemoved = errors.New("meta: the node was removed from the cluster")
 
-// ErrRefused: the leader refused to take a node in (Options.Admit).
-var ErrRefused = errors.New("meta: the cluster refused the node")
-
 // command is one change of the metadata, an entry of the group's log.
 type command struct {
 	Op string `json:"op"` // "layout" or "remove"

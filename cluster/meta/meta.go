@@ -39,9 +39,6 @@ type Options struct {
 	Logger *slog.Logger
 	// LogLimit holds back repeated Raft log lines (nil: none).
 	LogLimit *shards.LogLimit
-	// Admit, when set, is asked by the leader before it takes a new node
-	// in; its error refuses the node (ErrRefused).
-	Admit func(p shards.Peer, st State) error
 }
 
 // Meta is this node's member of the metadata group.
@@ -50,7 +47,6 @@ type Meta struct {
 	raft    *raft.Raft
 	fsm     *fsm
 	call    Caller
-	admitFn func(shards.Peer, State) error
 	log     *slog.Logger
 	changes broadcast.Signal
 }
@@ -64,7 +60,7 @@ func Open(opts Options) (*Meta, error) {
 	if opts.Timers == (shards.Timers{}) {
 		opts.Timers = shards.DefaultTimers()
 	}
-	m := &Meta{self: opts.Self, call: opts.Call, admitFn: opts.Admit, log: opts.Logger.With("group", Group)}
+	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group)}
 	m.fsm = &fsm{changed: m.changes.Notify}
 	t := opts.Timers
 	c := raft.DefaultConfig()
@@ -147,7 +143,6 @@ type request struct {
 type response struct {
 	Err     string `json:"err,omitempty"`
 	Removed bool   `json:"removed,omitempty"` // Err is ErrRemoved
-	Refused bool   `json:"refused,omitempty"` // Err is ErrRefused
 	Stale   bool   `json:"stale,omitempty"`   // Err is ErrStale
 }
 
@@ -306,11 +301,6 @@ func (m *Meta) admit(p shards.Peer, timeout time.Duration) error {
 			voters++
 		}
 	}
-	if m.admitFn != nil {
-		if err := m.admitFn(p, st); err != nil {
-			return fmt.Errorf("%w: %w", ErrRefused, err)
-		}
-	}
 	var f raft.IndexFuture
 	if voters < maxVoters {
 		f = m.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RPC), 0, timeout)
@@ -372,7 +362,6 @@ func encodeResponse(err error) []byte {
 		r.Err = err.Error()
 		r.Removed = errors.Is(err, ErrRemoved)
 		r.Stale = errors.Is(err, ErrStale)
-		r.Refused = errors.Is(err, ErrRefused)
 		if errors.Is(err, errNoLeader) {
 			r.Err = errNoLeader.Error()
 		}
@@ -391,8 +380,6 @@ func decodeResponse(b []byte) error {
 		return nil
 	case r.Removed:
 		return fmt.Errorf("%w (%s)", ErrRemoved, r.Err)
-	case r.Refused:
-		return fmt.Errorf("%w (%s)", ErrRefused, r.Err)
 	case r.Stale:
 		return fmt.Errorf("%w (%s)", ErrStale, r.Err)
 	case r.Err == errNoLeader.Error():
