@@ -79,6 +79,11 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 	if s.opts.Node.ClusterName() != "" {
 		out["routes"] = s.opts.Node.Routes()
 	}
+	if md, ok := s.opts.Node.(Metadata); ok {
+		if version, leader, ok := md.Metadata(); ok {
+			out["metadata"] = map[string]any{"layout_version": version, "leader": leader}
+		}
+	}
 	return http.StatusOK, out, nil
 }
 
@@ -94,6 +99,13 @@ func shardCounts(list []shards.ShardStatus, id string) (led, held int) {
 		}
 	}
 	return led, held
+}
+
+// Metadata tells the metadata group's view (the node, in cluster mode):
+// the shard layout's version and the group's leader ("" while none);
+// ok is false before the node has joined the group.
+type Metadata interface {
+	Metadata() (layoutVersion uint64, leader string, ok bool)
 }
 
 // NodeRemover removes a node from the cluster for good (the node, in

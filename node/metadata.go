@@ -368,6 +368,21 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 	}
 }
 
+// Metadata returns the shard layout's version the metadata group has
+// applied here and the group's leader; ok is false when standalone or
+// before the group has a layout.
+func (n *Node) Metadata() (layoutVersion uint64, leader string, ok bool) {
+	if n.repl == nil || n.repl.meta == nil {
+		return 0, "", false
+	}
+	st := n.repl.meta.State()
+	if len(st.Layout.Shards) == 0 {
+		return 0, "", false
+	}
+	l, _ := n.repl.meta.Leader()
+	return st.Layout.Version, l.ID, true
+}
+
 // dropGroup deletes what a shard's Raft group keeps on this node (its log
 // and stable state in the shared Raft log, its snapshots) once the
 // shard's replica moved away from it (shards.Options.Drop).
