@@ -72,19 +72,28 @@ func newClusterCmd() *cobra.Command {
 			var cl struct {
 				Name    string           `json:"name"`
 				Members []map[string]any `json:"members"`
-				Shards  []map[string]any `json:"shards"`
+				Shards   []map[string]any `json:"shards"`
+				Metadata map[string]any   `json:"metadata"`
 			}
 			if err := call(cmd, "GET", "/v1/cluster", nil, &cl); err != nil {
 				return err
 			}
-			return printResult(cmd, map[string]any{"name": cl.Name, "members": cl.Members, "shards": cl.Shards}, func() error {
+			whole := map[string]any{"name": cl.Name, "members": cl.Members, "shards": cl.Shards}
+			if cl.Metadata != nil {
+				whole["metadata"] = cl.Metadata
+			}
+			return printResult(cmd, whole, func() error {
 				out := cmd.OutOrStdout()
 				name := cl.Name
 				if name == "" {
 					name = "(standalone)"
 				}
-				if err := printFields(out, [][2]string{{"cluster", name}, {"members", fmt.Sprint(len(cl.Members))},
-					{"shards", fmt.Sprint(len(cl.Shards))}}); err != nil {
+				fields := [][2]string{{"cluster", name}, {"members", fmt.Sprint(len(cl.Members))}, {"shards", fmt.Sprint(len(cl.Shards))}}
+				if cl.Metadata != nil {
+					fields = append(fields, [2]string{"layout version", str(cl.Metadata["layout_version"])},
+						[2]string{"metadata leader", str(cl.Metadata["leader"])})
+				}
+				if err := printFields(out, fields); err != nil {
 					return err
 				}
 				fmt.Fprintln(out)
