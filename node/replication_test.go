@@ -196,4 +196,3 @@ func TestClusterStreamAdministrationThroughAnyNode(t *testing.T) {
 		})
 	}
 }
-

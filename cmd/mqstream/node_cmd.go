@@ -70,8 +70,8 @@ func newClusterCmd() *cobra.Command {
 		Use: "status", Short: "Show the cluster's name, its members and shards", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cl struct {
-				Name    string           `json:"name"`
-				Members []map[string]any `json:"members"`
+				Name     string           `json:"name"`
+				Members  []map[string]any `json:"members"`
 				Shards   []map[string]any `json:"shards"`
 				Metadata map[string]any   `json:"metadata"`
 			}
