@@ -396,12 +396,14 @@ func (r *replication) close(context.Context) error {
 	var err error
 	r.closed.Do(func() {
 		close(r.done)
+		// The metadata member first: a layout change waiting for its
+		// commit then fails at once, and the loops (follow, plan) end.
+		if r.meta != nil {
+			err = r.meta.Close()
+		}
 		r.wg.Wait()
 		if s := r.store.set.Load(); s != nil {
-			err = s.Close()
-		}
-		if r.meta != nil {
-			err = errors.Join(err, r.meta.Close())
+			err = errors.Join(err, s.Close())
 		}
 	})
 	return err
