@@ -20,6 +20,7 @@ type net struct {
 	mu      sync.Mutex // guards members and trs
 	members map[string]*Meta
 	trs     map[string]*raft.InmemTransport
+	deps    map[string]shards.GroupDeps // by node id: kept across restarts
 }
 
 func (n *net) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
@@ -43,9 +44,12 @@ func (n *net) open(t *testing.T, id string) *Meta {
 	n.trs[string(addr)] = tr
 	n.mu.Unlock()
 	store := raft.NewInmemStore()
+	deps := shards.GroupDeps{Logs: store, Stable: store, Snapshots: raft.NewInmemSnapshotStore(), Transport: tr}
+	n.mu.Lock()
+	n.deps[id] = deps
+	n.mu.Unlock()
 	m, err := Open(Options{Self: shards.Peer{ID: id, RPC: string(addr)}, Call: n, Logger: testutil.Logger(),
-		Timers: shards.LocalTimers(),
-		Deps:   shards.GroupDeps{Logs: store, Stable: store, Snapshots: raft.NewInmemSnapshotStore(), Transport: tr}})
+		Timers: shards.LocalTimers(), Deps: deps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +61,7 @@ func (n *net) open(t *testing.T, id string) *Meta {
 }
 
 func newNet(t *testing.T, ids ...string) (*net, []*Meta) {
-	n := &net{members: map[string]*Meta{}, trs: map[string]*raft.InmemTransport{}}
+	n := &net{members: map[string]*Meta{}, trs: map[string]*raft.InmemTransport{}, deps: map[string]shards.GroupDeps{}}
 	var ms []*Meta
 	var founders []shards.Peer
 	for _, id := range ids {
@@ -174,4 +178,52 @@ func TestRemovedNodeCannotJoinAndAnotherVotesInItsPlace(t *testing.T) {
 	if err := ms[0].SetLayout(ctx, 1, layoutOf(2, "n1", "n2", "n3")); !errors.Is(err, ErrRemoved) {
 		t.Fatalf("a layout placing a removed node: %v, want ErrRemoved", err)
 	}
+}
+
+// TestMemberRestartsWithTheState: a member restarted on its log and
+// snapshots (one taken after many changes) has the latest layout and the
+// removed nodes again, once the group has a leader.
+func TestMemberRestartsWithTheState(t *testing.T) {
+	n, ms := newNet(t, "n1", "n2", "n3")
+	follower(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for v := uint64(0); v < 80; v++ {
+		if err := ms[0].SetLayout(ctx, v, layoutOf(v+1, "n1", "n2", "n3")); err != nil {
+			t.Fatalf("layout %d: %v", v+1, err)
+		}
+	}
+	if err := ms[1].Remove(ctx, "n9"); err != nil {
+		t.Fatal(err)
+	}
+	m3 := ms[2]
+	testutil.Eventually(t, 10*time.Second, "n3 to apply everything", func() bool { return m3.State().IsRemoved("n9") })
+	if err := m3.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if err := ms[0].SetLayout(ctx, 80, layoutOf(81, "n1", "n2", "n3")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "n3 to apply version 81", func() bool { return m3.State().Layout.Version == 81 })
+	n.mu.Lock()
+	deps := n.deps["n3"]
+	n.mu.Unlock()
+	if err := m3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(Options{Self: m3.self, Call: n, Logger: testutil.Logger(), Timers: shards.LocalTimers(), Deps: deps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Close() })
+	n.mu.Lock()
+	n.members[m3.self.RPC] = again
+	n.mu.Unlock()
+	if !again.Bootstrapped() {
+		t.Fatal("a restarted member has no state")
+	}
+	testutil.Eventually(t, 10*time.Second, "the restarted member has the state", func() bool {
+		st := again.State()
+		return st.Layout.Version == 81 && st.IsRemoved("n9")
+	})
 }
