@@ -44,6 +44,7 @@ func (r *replication) openMeta() error {
 	}
 	r.meta = m
 	r.mux.Handle(meta.Service, m.Handle)
+	r.serveLoad()
 	return nil
 }
 
@@ -192,13 +193,23 @@ func (r *replication) follow(set *shards.Set) {
 // second.
 func (r *replication) plan(founding shards.Layout) {
 	defer r.wg.Done()
+	var meter loadMeter
+	var measured time.Time
 	for {
 		changed := r.n.members.Changed()
 		mc := r.meta.Changed()
 		if r.meta.IsLeader() {
+			if time.Since(measured) >= loadEvery {
+				measured = time.Now()
+				rates := meter.measure(r)
+				r.load.Store(&rates)
+			}
 			if err := r.planOnce(founding); err != nil && !errors.Is(err, meta.ErrStale) {
 				r.n.log.Warn("cannot plan the shard layout", "error", err)
 			}
+		} else {
+			measured = time.Time{}
+			meter = loadMeter{}
 		}
 		select {
 		case <-r.done:
@@ -210,6 +221,15 @@ func (r *replication) plan(founding shards.Layout) {
 	}
 }
 
+// loadRates returns the shards' measured appends per second (nil when
+// unknown).
+func (r *replication) loadRates() []float64 {
+	if p := r.load.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 func (r *replication) planOnce(founding shards.Layout) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -217,7 +237,7 @@ func (r *replication) planOnce(founding shards.Layout) error {
 	if len(st.Layout.Shards) == 0 {
 		return r.meta.SetLayout(ctx, 0, founding)
 	}
-	next := shards.Replan(st.Layout, r.candidates(st), r.n.cfg.Cluster.ReplicationFactor)
+	next := shards.Replan(st.Layout, r.candidates(st), r.n.cfg.Cluster.ReplicationFactor, r.loadRates())
 	if next.Version == st.Layout.Version {
 		return nil
 	}
@@ -347,7 +367,7 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 			return fmt.Errorf("%w: %q", cluster.ErrUnknownNode, id)
 		}
 		cands := slices.DeleteFunc(r.candidates(st), func(c shards.Candidate) bool { return c.ID == id })
-		next := shards.Replan(st.Layout, cands, n.cfg.Cluster.ReplicationFactor)
+		next := shards.Replan(st.Layout, cands, n.cfg.Cluster.ReplicationFactor, r.loadRates())
 		if next.Version != st.Layout.Version {
 			err := r.meta.SetLayout(ctx, st.Layout.Version, next)
 			if errors.Is(err, meta.ErrStale) {

@@ -89,6 +89,9 @@ type replication struct {
 	store *replicated
 	meta  *meta.Meta // the metadata group's member here (metadata.go)
 	down  downSince  // since when nodes are down (metadata.go)
+	// load is the shards' appends per second as the metadata leader
+	// last measured them (load.go); nil until measured.
+	load atomic.Pointer[[]float64]
 	// logLimit holds back repeated Raft log lines of every group.
 	logLimit *shards.LogLimit
 	done     chan struct{}

@@ -20,10 +20,12 @@ type Candidate struct {
 
 // Replan returns cur changed as little as it can so that it places every
 // shard on min(rf, len(cands)) of cands, spread evenly; nodes not among
-// cands lose their replicas. The result has cur's version when nothing
-// changed, the next version otherwise. Every node computes the same plan
-// from the same inputs.
-func Replan(cur Layout, cands []Candidate, rf int) Layout {
+// cands lose their replicas. Preferred leaders are spread by load when
+// load gives each shard's appends per second (and some shard has any),
+// otherwise by count. The result has cur's version when nothing changed,
+// the next version otherwise. Every node computes the same plan from the
+// same inputs.
+func Replan(cur Layout, cands []Candidate, rf int, load []float64) Layout {
 	byID := make(map[string]Candidate, len(cands))
 	for _, c := range cands {
 		byID[c.ID] = c
@@ -106,7 +108,11 @@ func Replan(cur Layout, cands []Candidate, rf int) Layout {
 			break
 		}
 	}
-	spreadLeaders(out)
+	if byLoad(out, load) {
+		out = Rebalance(out, load, func(id string) bool { return byID[id].Place })
+	} else {
+		spreadLeaders(out)
+	}
 	if !sameShards(cur, out) {
 		out.Version = cur.Version + 1
 	}
@@ -162,4 +168,101 @@ func sameShards(a, b Layout) bool {
 		}
 	}
 	return true
+}
+
+// Leaders by load.
+//
+// Spreading preferred leaders by count leaves the appends uneven when
+// the streams are: a shard's appends all go to its leader. Rebalance
+// reorders each shard's replicas by measured load instead, moving no
+// replica, so that every node leads a near-equal share of the appends.
+
+// rebalanceSlack is how far above the mean a node's share of the load
+// may be before Rebalance moves a preferred leader (so that measurement
+// noise does not move leaders back and forth).
+const rebalanceSlack = 1.2
+
+// byLoad reports whether load can place the leaders of l.
+func byLoad(l Layout, load []float64) bool {
+	if len(load) != len(l.Shards) {
+		return false
+	}
+	for _, x := range load {
+		if x > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Rebalance returns l with preferred leaders chosen so that no node
+// leads more than rebalanceSlack times the mean load while a move helps;
+// load[i] is shard i's appends per second (any unit). It changes as few
+// shards as it can, and returns l as it is (same version) when the
+// leaders are balanced enough or the loads are unknown. Nodes that may
+// not lead (nil: any may) are left out.
+func Rebalance(l Layout, load []float64, canLead func(id string) bool) Layout {
+	if len(load) != len(l.Shards) {
+		return l
+	}
+	out := Layout{Version: l.Version, Shards: make([][]Peer, len(l.Shards))}
+	led := map[string]float64{}
+	var total float64
+	nodes := map[string]bool{}
+	for i, peers := range l.Shards {
+		out.Shards[i] = slices.Clone(peers)
+		for _, p := range peers {
+			if canLead == nil || canLead(p.ID) {
+				nodes[p.ID] = true
+			}
+		}
+		if len(peers) > 0 {
+			led[peers[0].ID] += load[i]
+		}
+		total += load[i]
+	}
+	if total <= 0 || len(nodes) < 2 {
+		return l
+	}
+	mean := total / float64(len(nodes))
+	for range len(l.Shards) {
+		// The node leading the most load.
+		var hi string
+		for id := range nodes {
+			if hi == "" || led[id] > led[hi] || (led[id] == led[hi] && id < hi) {
+				hi = id
+			}
+		}
+		if led[hi] <= rebalanceSlack*mean {
+			break
+		}
+		// The move of one of hi's shards to another of its replicas
+		// that lowers the larger of the two loads the most.
+		bestShard, bestTo, bestMax := -1, -1, led[hi]
+		for i, peers := range out.Shards {
+			if len(peers) < 2 || peers[0].ID != hi || load[i] <= 0 {
+				continue
+			}
+			for j := 1; j < len(peers); j++ {
+				to := peers[j].ID
+				if !nodes[to] {
+					continue
+				}
+				if m := max(led[hi]-load[i], led[to]+load[i]); m < bestMax {
+					bestShard, bestTo, bestMax = i, j, m
+				}
+			}
+		}
+		if bestShard < 0 {
+			break
+		}
+		peers := out.Shards[bestShard]
+		led[hi] -= load[bestShard]
+		led[peers[bestTo].ID] += load[bestShard]
+		peers[0], peers[bestTo] = peers[bestTo], peers[0]
+	}
+	if !sameShards(l, out) {
+		out.Version = l.Version + 1
+	}
+	return out
 }

@@ -69,7 +69,7 @@ func moved(a, b Layout) int {
 func TestReplanKeepsAPlannedLayout(t *testing.T) {
 	ps := peersN(3)
 	l, _ := Plan(ps, 12, 3)
-	got := Replan(l, up(ps...), 3)
+	got := Replan(l, up(ps...), 3, nil)
 	if got.Version != l.Version || !sameShards(got, l) {
 		t.Fatalf("a balanced layout changed: %v -> %v", l, got)
 	}
@@ -79,7 +79,7 @@ func TestReplanReplacesARemovedNode(t *testing.T) {
 	ps := peersN(4)
 	l, _ := Plan(ps[:3], 12, 3)
 	// n3 removed: two replicas each.
-	two := Replan(l, up(ps[0], ps[1]), 3)
+	two := Replan(l, up(ps[0], ps[1]), 3, nil)
 	if two.Version != 1 {
 		t.Fatalf("version %d, want 1", two.Version)
 	}
@@ -88,12 +88,12 @@ func TestReplanReplacesARemovedNode(t *testing.T) {
 		t.Fatalf("removing a node moved %d replicas", moved(l, two))
 	}
 	// n4 joins in its place: every shard gets it, nothing else moves.
-	three := Replan(two, up(ps[0], ps[1], ps[3]), 3)
+	three := Replan(two, up(ps[0], ps[1], ps[3]), 3, nil)
 	checkSpread(t, three, up(ps[0], ps[1], ps[3]), 3)
 	if three.Version != 2 || moved(two, three) != 12 {
 		t.Fatalf("version %d, %d replicas added; want 2 and 12", three.Version, moved(two, three))
 	}
-	if again := Replan(three, up(ps[0], ps[1], ps[3]), 3); again.Version != three.Version {
+	if again := Replan(three, up(ps[0], ps[1], ps[3]), 3, nil); again.Version != three.Version {
 		t.Fatal("planning twice changed the layout")
 	}
 }
@@ -101,14 +101,14 @@ func TestReplanReplacesARemovedNode(t *testing.T) {
 func TestReplanSpreadsOverMoreNodesThanTheFactor(t *testing.T) {
 	ps := peersN(4)
 	l, _ := Plan(ps[:3], 12, 3)
-	four := Replan(l, up(ps...), 3)
+	four := Replan(l, up(ps...), 3, nil)
 	checkSpread(t, four, up(ps...), 3)
 	// 36 replicas over 4 nodes: the new node gets 9, all of them moved.
 	if m := moved(l, four); m != 9 {
 		t.Fatalf("%d replicas moved, want 9", m)
 	}
 	// Back to three: the shards return to three replicas each.
-	three := Replan(four, up(ps[:3]...), 3)
+	three := Replan(four, up(ps[:3]...), 3, nil)
 	checkSpread(t, three, up(ps[:3]...), 3)
 }
 
@@ -117,7 +117,7 @@ func TestReplanLeavesADownNodesReplicas(t *testing.T) {
 	l, _ := Plan(ps, 8, 3)
 	cands := up(ps...)
 	cands[3].Place = false // n4 is down, not yet given up
-	got := Replan(l, cands, 3)
+	got := Replan(l, cands, 3, nil)
 	for i := range l.Shards {
 		if l.Holds(i, "n4") != got.Holds(i, "n4") {
 			t.Fatalf("shard %d: n4's replica moved while n4 is only down", i)
@@ -129,8 +129,104 @@ func TestReplanFollowsANewAddress(t *testing.T) {
 	ps := peersN(3)
 	l, _ := Plan(ps, 4, 3)
 	ps[1].RPC = "127.0.0.1:9999"
-	got := Replan(l, up(ps...), 3)
+	got := Replan(l, up(ps...), 3, nil)
 	if got.Version != l.Version+1 || got.Shards[0][1].RPC != "127.0.0.1:9999" && got.Shards[0][0].RPC != "127.0.0.1:9999" && got.Shards[0][2].RPC != "127.0.0.1:9999" {
 		t.Fatalf("the new address of n2 is not in the plan: %v", got)
+	}
+}
+
+// ledShare returns each node's share of the load it leads.
+func ledShare(l Layout, load []float64) map[string]float64 {
+	var total float64
+	led := map[string]float64{}
+	for i, peers := range l.Shards {
+		led[peers[0].ID] += load[i]
+		total += load[i]
+	}
+	for id := range led {
+		led[id] /= total
+	}
+	return led
+}
+
+// TestRebalanceSpreadsTheAppends: 24 equally busy streams hashed into 12
+// shards on three nodes: whatever the hash does, after Rebalance no node
+// leads more than 40% of the appends; no replica moves.
+func TestRebalanceSpreadsTheAppends(t *testing.T) {
+	ps := peersN(3)
+	base, _ := Plan(ps, 12, 3)
+	for _, pattern := range []string{"s%d", "sensors/%d", "dev-%d", "x%dy", "t%d"} {
+		load := make([]float64, 12)
+		for i := range 24 {
+			load[ShardOf(fmt.Sprintf(pattern, i), 12)] += 1000
+		}
+		got := Rebalance(base, load, nil)
+		for id, share := range ledShare(got, load) {
+			if share > 0.40 {
+				t.Errorf("%s: %s leads %.0f%% of the appends: %v", pattern, id, share*100, ledShare(got, load))
+			}
+		}
+		if moved(base, got) != 0 {
+			t.Fatalf("%s: Rebalance moved replicas", pattern)
+		}
+		if again := Rebalance(got, load, nil); again.Version != got.Version {
+			t.Fatalf("%s: a balanced layout was rebalanced again", pattern)
+		}
+	}
+}
+
+func TestRebalanceLeavesAnEvenLoadAndUnknownLoads(t *testing.T) {
+	ps := peersN(3)
+	base, _ := Plan(ps, 12, 3)
+	even := make([]float64, 12)
+	for i := range even {
+		even[i] = 500
+	}
+	if got := Rebalance(base, even, nil); got.Version != base.Version {
+		t.Fatal("an even load moved leaders")
+	}
+	if got := Rebalance(base, make([]float64, 12), nil); got.Version != base.Version {
+		t.Fatal("no load moved leaders")
+	}
+	if got := Rebalance(base, []float64{1}, nil); got.Version != base.Version {
+		t.Fatal("loads of another shard count moved leaders")
+	}
+	// One hot shard: it stays where it is (moving it only moves the
+	// hot spot), the others move away from its leader.
+	hot := make([]float64, 12)
+	hot[0] = 10000
+	for i := 1; i < 12; i++ {
+		hot[i] = 100
+	}
+	got := Rebalance(base, hot, nil)
+	if got.Shards[0][0].ID != base.Shards[0][0].ID {
+		t.Fatal("the hot shard's leader moved")
+	}
+	for i := 1; i < 12; i++ {
+		if got.Shards[i][0].ID == got.Shards[0][0].ID {
+			t.Fatalf("shard %d still led with the hot shard", i)
+		}
+	}
+}
+
+// TestReplanByLoadIsStable: planned with loads, a layout planned again
+// with the same loads does not change (count-spreading does not undo the
+// leaders placed by load).
+func TestReplanByLoadIsStable(t *testing.T) {
+	ps := peersN(3)
+	base, _ := Plan(ps, 12, 3)
+	load := make([]float64, 12)
+	for i := range 24 {
+		load[ShardOf(fmt.Sprintf("s%d", i), 12)] += 1000
+	}
+	load[3] += 9000
+	first := Replan(base, up(ps...), 3, load)
+	if again := Replan(first, up(ps...), 3, load); again.Version != first.Version {
+		t.Fatal("planning again with the same loads changed the leaders")
+	}
+	for id, share := range ledShare(first, load) {
+		if share > 0.45 {
+			t.Errorf("%s leads %.0f%%", id, share*100)
+		}
 	}
 }
