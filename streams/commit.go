@@ -58,6 +58,7 @@ const (
 	opRecover // try to reopen the database after a write failure
 	opSync    // make everything committed before it durable
 	opInstall // records a replica fetched from a peer (replica.go)
+	opForget  // delete applied-index markers (replica.go)
 )
 
 // op is one entry of the committer's queue.
@@ -68,6 +69,7 @@ type op struct {
 	retention Retention     // opCreate
 	created   int64         // opCreate: the creation time (unix ns); 0: the store's clock
 	install   *InstallRequest
+	forget    []string  // opForget: the logs whose markers go
 	trim      trimCmd   // opTrim
 	kv        []KVWrite // opKV
 	noSync    bool
@@ -342,11 +344,13 @@ func (g *group) commit(ops []*op) int {
 			g.forceSync = true
 		case opInstall:
 			r.err = g.install(o.install)
+		case opForget:
+			g.forget(o.forget)
 		}
 		if r.err == nil && !o.noSync {
 			g.sync = true
 		}
-		if r.err == nil && (o.kind == opCreate || o.kind == opDelete) {
+		if r.err == nil && (o.kind == opCreate || o.kind == opDelete || o.kind == opForget) {
 			// Creating and deleting streams is rare and must survive a
 			// crash whatever the sync policy.
 			g.forceSync = true

@@ -177,3 +177,19 @@ func (g *group) install(req *InstallRequest) error {
 	g.markApplied(req.AppliedLog, req.AppliedIndex)
 	return nil
 }
+
+// ForgetApplied deletes the applied-index markers of the replicated logs
+// named (AppendRequest.AppliedLog), synced: a replica dropped from this
+// node starts from nothing if it comes back. A marker set later in the
+// same batch is kept.
+func (s *Store) ForgetApplied(ctx context.Context, logs ...string) error {
+	return s.runCommand(ctx, &op{kind: opForget, forget: logs})
+}
+
+// forget deletes the markers of logs in the group's batch.
+func (g *group) forget(logs []string) {
+	for _, log := range logs {
+		delete(g.applied, log)
+		_ = g.batch.Delete(appliedKey(log), nil)
+	}
+}

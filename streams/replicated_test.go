@@ -196,3 +196,44 @@ func TestKVWithAppliedIndex(t *testing.T) {
 	}
 	check(openTest(t, dir, nil))
 }
+
+// TestForgetApplied: forgetting markers deletes them (durably), leaves the
+// other logs' markers, and a marker set again afterwards counts from 0.
+func TestForgetApplied(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	mark := func(log string, index uint64) {
+		t.Helper()
+		errc := make(chan error, 1)
+		if err := s.Submit(AppendRequest{AppliedLog: log, AppliedIndex: index, Done: func(_ uint64, err error) { errc <- err }}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(s *Store, log string, index uint64) {
+		t.Helper()
+		if got, err := s.AppliedIndexOf(log); err != nil || got != index {
+			t.Fatalf("%s: applied index %d %v, want %d", log, got, err, index)
+		}
+	}
+	mark("shard-1", 9)
+	mark("shard-1/restore", 12)
+	mark("shard-2", 4)
+	if err := s.ForgetApplied(ctx, "shard-1", "shard-1/restore"); err != nil {
+		t.Fatal(err)
+	}
+	want(s, "shard-1", 0)
+	want(s, "shard-1/restore", 0)
+	want(s, "shard-2", 4)
+	mark("shard-1", 2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, nil)
+	want(s, "shard-1", 2)
+	want(s, "shard-1/restore", 0)
+	want(s, "shard-2", 4)
+}

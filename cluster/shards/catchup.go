@@ -45,8 +45,9 @@ var ErrNoPeer = errors.New("shards: no peer can catch this replica up")
 
 // peerSource is how a replica reaches its peers to catch up.
 type peerSource struct {
-	self   string
-	layout []Peer // the shard's replicas as laid out
+	self string
+	// layout returns the shard's replicas in the current layout.
+	layout func() []Peer
 	call   Forwarder
 	// snapshots hold the group's snapshots, whose configurations name
 	// the group's servers.
@@ -82,8 +83,10 @@ func (s *peerSource) peers() []Peer {
 			}
 		}
 	}
-	for _, p := range s.layout {
-		add(p)
+	if s.layout != nil {
+		for _, p := range s.layout() {
+			add(p)
+		}
 	}
 	return out
 }

@@ -29,7 +29,8 @@ func (c *cluster) snapshotAll() {
 		if nd.set == nil {
 			continue
 		}
-		for i, r := range nd.set.replicas {
+		for i := range nd.set.replicas {
+			r := nd.set.replica(i)
 			if r == nil {
 				continue
 			}

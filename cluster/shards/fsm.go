@@ -32,6 +32,9 @@ type Store interface {
 	KV(ns string) *streams.KV
 	// NewUnit gathers one entry's writes into one store batch.
 	NewUnit() *streams.Unit
+	// ForgetApplied deletes applied-index markers (a replica dropped
+	// from this node, reconfigure.go).
+	ForgetApplied(ctx context.Context, logs ...string) error
 }
 
 // appendResult is the outcome of one append of an entry, as the leader's

@@ -278,7 +278,7 @@ func (c *cluster) waitLeaders() []int {
 		for i := range c.layout.Shards {
 			leaders[i] = -1
 			for k, nd := range c.nodes {
-				if nd.set != nil && nd.set.replicas[i] != nil && nd.set.replicas[i].isLeader() {
+				if nd.set != nil && nd.set.replica(i) != nil && nd.set.replica(i).isLeader() {
 					leaders[i] = k
 				}
 			}
@@ -286,10 +286,10 @@ func (c *cluster) waitLeaders() []int {
 				return false
 			}
 			for _, nd := range c.nodes {
-				if nd.set == nil || nd.set.replicas[i] == nil {
+				if nd.set == nil || nd.set.replica(i) == nil {
 					continue
 				}
-				if p, ok := nd.set.replicas[i].leader(); !ok || p.ID != c.nodes[leaders[i]].self.ID {
+				if p, ok := nd.set.replica(i).leader(); !ok || p.ID != c.nodes[leaders[i]].self.ID {
 					return false
 				}
 			}

@@ -57,10 +57,14 @@ func kvNamespace(shard int) string { return "shardkv/" + strconv.Itoa(shard) }
 // every entry committed before its term, so ScanKV shows all that the
 // shard's earlier leaders wrote.
 func (s *Set) Lead(shard int) (term uint64, ok bool) {
-	if shard < 0 || shard >= len(s.replicas) || s.replicas[shard] == nil {
+	if shard < 0 || shard >= len(s.replicas) {
 		return 0, false
 	}
-	return s.replicas[shard].lead()
+	r := s.replica(shard)
+	if r == nil {
+		return 0, false
+	}
+	return r.lead()
 }
 
 // LeadershipChanged returns a channel closed at the next change of
@@ -98,7 +102,7 @@ func (s *Set) WriteKV(ctx context.Context, shard int, term uint64, writes []stre
 		return streams.ErrClosed
 	default:
 	}
-	r := s.replicas[shard]
+	r := s.replica(shard)
 	if r == nil {
 		return fmt.Errorf("%w: this node holds no replica of shard %d", ErrNoLeader, shard)
 	}
@@ -128,7 +132,7 @@ func (s *Set) ScanKV(shard int, prefix []byte, fn func(key, value []byte) error)
 	if shard < 0 || shard >= len(s.replicas) {
 		return fmt.Errorf("%w: shard %d of %d", ErrInvalidKV, shard, len(s.replicas))
 	}
-	r := s.replicas[shard]
+	r := s.replica(shard)
 	if r == nil {
 		return fmt.Errorf("shards: this node holds no replica of shard %d", shard)
 	}
@@ -166,14 +170,17 @@ func cloneKV(writes []streams.KVWrite) []streams.KVWrite {
 
 // replaceKV makes the namespace hold pairs only (a replica catching up
 // to a snapshot), in one batch.
-func (f *fsm) replaceKV(pairs []kvPair) error {
+func (f *fsm) replaceKV(pairs []kvPair) error { return replaceNamespace(f.kv, pairs) }
+
+// replaceNamespace makes kv hold pairs only, in one batch.
+func replaceNamespace(kv *streams.KV, pairs []kvPair) error {
 	writes := make([]streams.KVWrite, 0, len(pairs)+1)
 	writes = append(writes, streams.KVWrite{DeletePrefix: true}) // every key
 	for _, p := range pairs {
 		writes = append(writes, streams.KVWrite{Key: p.key, Value: p.value})
 	}
 	errc := make(chan error, 1)
-	if err := f.kv.SubmitRequest(streams.KVRequest{Writes: writes, NoSync: true, Done: func(err error) { errc <- err }}); err != nil {
+	if err := kv.SubmitRequest(streams.KVRequest{Writes: writes, NoSync: true, Done: func(err error) { errc <- err }}); err != nil {
 		return err
 	}
 	return <-errc

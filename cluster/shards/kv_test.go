@@ -79,7 +79,7 @@ func (c *cluster) leadOf(shard int) (*testNode, uint64) {
 // waits until to reports it leads; it returns the new term.
 func (c *cluster) transfer(shard int, from, to *testNode) uint64 {
 	c.t.Helper()
-	r := from.set.replicas[shard]
+	r := from.set.replica(shard)
 	if err := r.raft.LeadershipTransferToServer(raft.ServerID(to.self.ID), raft.ServerAddress(to.self.RPC)).Error(); err != nil {
 		c.t.Fatalf("transfer shard %d from %s to %s: %v", shard, from.self.ID, to.self.ID, err)
 	}
@@ -255,7 +255,7 @@ func TestKVFencedByTerm(t *testing.T) {
 	}
 	// A stale write proposed past the check reaches the log: the state
 	// machines apply it nowhere, and the proposer is told.
-	r := first.set.replicas[0]
+	r := first.set.replica(0)
 	errc := make(chan error, 1)
 	r.propose(appendCmd{kind: kindKV, term: t2, kv: []streams.KVWrite{put("stale", "in the log"), {Key: []byte("owner"), Delete: true}}},
 		func(_ uint64, err error) { errc <- err })

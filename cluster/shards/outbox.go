@@ -112,7 +112,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 		hops = max(hops, it.hops)
 	}
 	for len(batch) > 0 {
-		if r := s.replicas[shard]; r != nil && r.isLeader() {
+		if r := s.replica(shard); r != nil && r.isLeader() {
 			batch = s.proposeAll(ctx, r, batch)
 		} else if hops >= maxHops {
 			// Forwarded here by a node that took this one for the leader:

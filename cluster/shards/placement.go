@@ -2,6 +2,7 @@ package shards
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -16,10 +17,11 @@ type Peer struct {
 }
 
 // Layout says which nodes replicate each shard, the preferred leader
-// first. It is fixed when the cluster forms.
+// first. The founding layout (Plan) is version 0; each change of it
+// (Replan) has the next version, and a running Set follows it (Update).
 type Layout struct {
 	// Version grows with each change of the layout (0: the founding
-	// layout, kept before layouts had versions).
+	// layout, also a layout kept before layouts had versions).
 	Version uint64   `json:"version,omitempty"`
 	Shards  [][]Peer `json:"shards"`
 }
@@ -74,4 +76,43 @@ func UnmarshalLayout(b []byte) (Layout, error) {
 		return Layout{}, fmt.Errorf("shards: layout has no shards")
 	}
 	return l, nil
+}
+
+// ErrBadLayout: a layout that does not fit the cluster (another shard
+// count, a shard without replicas, a replica listed twice or without an
+// id or address).
+var ErrBadLayout = errors.New("shards: bad layout")
+
+// ErrStaleLayout: a layout older than the one a Set follows.
+var ErrStaleLayout = errors.New("shards: layout older than the current one")
+
+// validate checks that l lays out shards shards.
+func (l Layout) validate(shards int) error {
+	if len(l.Shards) != shards {
+		return fmt.Errorf("%w: %d shards, the cluster has %d", ErrBadLayout, len(l.Shards), shards)
+	}
+	var errs []error
+	for i, peers := range l.Shards {
+		if len(peers) == 0 {
+			errs = append(errs, fmt.Errorf("%w: shard %d has no replicas", ErrBadLayout, i))
+		}
+		for j, p := range peers {
+			switch {
+			case p.ID == "" || p.RPC == "":
+				errs = append(errs, fmt.Errorf("%w: shard %d: replica %d has no id or no address (%q, %q)", ErrBadLayout, i, j, p.ID, p.RPC))
+			case slices.ContainsFunc(peers[:j], func(q Peer) bool { return q.ID == p.ID }):
+				errs = append(errs, fmt.Errorf("%w: shard %d: %q listed twice", ErrBadLayout, i, p.ID))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// clone returns a copy of l that shares nothing with it.
+func (l Layout) clone() Layout {
+	out := Layout{Version: l.Version, Shards: make([][]Peer, len(l.Shards))}
+	for i, peers := range l.Shards {
+		out.Shards[i] = slices.Clone(peers)
+	}
+	return out
 }

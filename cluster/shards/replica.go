@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ type replica struct {
 	fsm     *fsm
 	log     *slog.Logger
 	timeout time.Duration // how long a proposal may wait to be enqueued
+	opened  time.Time     // when the replica started (reconfigure.go)
 	stop    chan struct{}
 	// raftDown is closed once Raft has shut down (close): a future it
 	// has not answered by then it never will.
@@ -70,7 +72,7 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 // its Raft group. changed is called at each change of the shard's
 // leadership as this replica sees it (kv.go).
 func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func()) (*replica, error) {
-	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout,
+	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(),
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1)}
 	fc.stop = r.stop
 	var err error
@@ -104,6 +106,16 @@ func (r *replica) bootstrap(peers []Peer) error {
 		return fmt.Errorf("shards: bootstrap %s: %w", r.name, err)
 	}
 	return nil
+}
+
+// member reports whether node id is a server (voter or not) of the
+// group's latest configuration as this replica knows it.
+func (r *replica) member(id string) bool {
+	cfg := r.raft.GetConfiguration()
+	if cfg.Error() != nil {
+		return false
+	}
+	return slices.ContainsFunc(cfg.Configuration().Servers, func(srv raft.Server) bool { return string(srv.ID) == id })
 }
 
 // isLeader reports whether this replica leads the shard now.

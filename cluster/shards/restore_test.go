@@ -100,7 +100,7 @@ func (r *testReplica) open(peers *fakePeers, layout []Peer) {
 		r.t.Fatal(err)
 	}
 	r.stop = make(chan struct{})
-	src := &peerSource{self: r.id, layout: layout, call: peers}
+	src := &peerSource{self: r.id, layout: func() []Peer { return layout }, call: peers}
 	if r.fsm, err = newFSM(fsmConfig{shards: 1, store: r.store, logger: testutil.Logger(), src: src, stop: r.stop}); err != nil {
 		r.t.Fatal(err)
 	}

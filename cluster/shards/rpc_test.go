@@ -155,8 +155,9 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 		appendAll(k)
 	}
 	for _, n := range nodes[:2] {
-		for _, r := range n.set.Load().replicas {
-			if err := r.raft.Snapshot().Error(); err != nil {
+		set := n.set.Load()
+		for i := range set.replicas {
+			if err := set.replica(i).raft.Snapshot().Error(); err != nil {
 				t.Fatal(err)
 			}
 		}

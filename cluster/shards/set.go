@@ -39,6 +39,11 @@ type Timers struct {
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// Orphaned is how long a replica the layout no longer places on
+	// this node may go without hearing from its group's leader before
+	// it is dropped all the same (reconfigure.go): its group removed it
+	// while it was cut off, so it never learnt it.
+	Orphaned time.Duration
 }
 
 // DefaultTimers are hashicorp/raft's heartbeat and election timeouts
@@ -57,7 +62,8 @@ type Timers struct {
 func DefaultTimers() Timers {
 	return Timers{Heartbeat: time.Second, Election: time.Second, LeaderLease: time.Second,
 		Commit: time.Second, Balance: 5 * time.Second,
-		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536}
+		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536,
+		Orphaned: time.Minute}
 }
 
 // LocalTimers are fast timings for nodes on one machine (tests), though
@@ -66,7 +72,8 @@ func DefaultTimers() Timers {
 func LocalTimers() Timers {
 	return Timers{Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 200 * time.Millisecond,
 		Commit: 10 * time.Millisecond, Balance: 300 * time.Millisecond,
-		SnapshotInterval: 5 * time.Second, SnapshotThreshold: 16384, TrailingLogs: 65536}
+		SnapshotInterval: 5 * time.Second, SnapshotThreshold: 16384, TrailingLogs: 65536,
+		Orphaned: 5 * time.Second}
 }
 
 // Options configure a node's shards.
@@ -77,12 +84,21 @@ type Options struct {
 	Shards int
 	// Store is the node's stream store, every local replica's state.
 	Store Store
-	// Open returns the Raft dependencies of the named group.
+	// Open returns the Raft dependencies of the named group. A group
+	// is opened again after Drop (a replica given back to this node).
 	Open func(group string) (GroupDeps, error)
+	// Drop deletes the named group's Raft state (its log, stable state
+	// and snapshots) once its replica has closed because the layout
+	// moved it away, so that the next Open returns empty ones and a
+	// replica given back later starts clean. Nil: the Raft state is
+	// kept (the store's part of the shard is dropped all the same), and
+	// a replica given back restarts from it like one that was away.
+	Drop func(group string) error
 	// Forward reaches other nodes.
 	Forward Forwarder
 	// Alive reports whether a member is up (membership); a leader is
-	// handed back only to a preferred leader that is. Nil: always.
+	// handed back only to a preferred leader that is, adds only replicas
+	// that are, and removes replicas that are not first. Nil: always.
 	Alive func(id string) bool
 	// WriteTimeout bounds how long an append waits for a shard leader
 	// (elections take a few seconds) and for its commit.
@@ -96,12 +112,20 @@ type Options struct {
 // Set is this node's part of the replicated shards: its replicas, and
 // the routing of appends to each shard's leader.
 type Set struct {
-	opts   Options
-	log    *slog.Logger
-	layout Layout
+	opts Options
+	log  *slog.Logger
+	// layout is the target layout (Update); a stored Layout is never
+	// modified, so a reader of one sees it whole.
+	layout atomic.Pointer[Layout]
 	// replicas holds this node's replica of each shard (nil where it
-	// holds none); written once by Start.
-	replicas []*replica
+	// holds none). Start and the manager goroutine (reconfigure.go)
+	// write them; anyone reads them (replica) and may find a replica
+	// that has just closed: its calls then fail, as after Close.
+	replicas []atomic.Pointer[replica]
+	// reconf wakes the manager (capacity 1): a new layout.
+	reconf chan struct{}
+	// managed is done once the manager goroutine has returned.
+	managed sync.WaitGroup
 	// outboxes hold each shard's appends on their way to its leader.
 	outboxes []outbox
 	done     chan struct{}
@@ -131,8 +155,11 @@ type Set struct {
 	}
 }
 
-// Start opens this node's replicas of layout's shards, bootstrapping each
-// new group with the layout, and starts balancing leadership.
+// Start opens this node's replicas of layout's shards and starts
+// following layout changes (Update) and balancing leadership. The
+// founding layout (Version 0) bootstraps each new group with its
+// replicas; a replica of a later layout waits for its group's leader to
+// add it (reconfigure.go).
 func Start(opts Options, layout Layout) (*Set, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -143,39 +170,36 @@ func Start(opts Options, layout Layout) (*Set, error) {
 	if opts.Timers == (Timers{}) {
 		opts.Timers = DefaultTimers()
 	}
-	if opts.Shards != len(layout.Shards) {
-		return nil, fmt.Errorf("shards: the layout has %d shards, the cluster %d", len(layout.Shards), opts.Shards)
+	if opts.Timers.Orphaned <= 0 {
+		opts.Timers.Orphaned = DefaultTimers().Orphaned
 	}
-	s := &Set{opts: opts, log: opts.Logger, layout: layout, replicas: make([]*replica, opts.Shards), outboxes: make([]outbox, opts.Shards), done: make(chan struct{}),
+	if err := layout.validate(opts.Shards); err != nil {
+		return nil, err
+	}
+	s := &Set{opts: opts, log: opts.Logger, replicas: make([]atomic.Pointer[replica], opts.Shards),
+		reconf: make(chan struct{}, 1), outboxes: make([]outbox, opts.Shards), done: make(chan struct{}),
 		producer: randomProducer()}
-	for i, peers := range layout.Shards {
+	layout = layout.clone()
+	s.layout.Store(&layout)
+	for i := range layout.Shards {
 		if !layout.Holds(i, opts.Self.ID) {
 			continue
 		}
-		deps, err := opts.Open(groupName(i))
-		if err != nil {
-			_ = s.Close()
-			return nil, err
-		}
-		src := &peerSource{self: opts.Self.ID, layout: peers, call: opts.Forward, snapshots: deps.Snapshots}
-		if opts.Forward == nil {
-			src = nil
-		}
-		fc := fsmConfig{shard: i, shards: opts.Shards, store: opts.Store, logger: s.log.With("shard", i), src: src}
-		r, err := openReplica(fc, s.raftConfig(groupName(i)), deps, opts.WriteTimeout, s.changes.notify)
-		if err != nil {
-			_ = s.Close()
-			return nil, err
-		}
-		s.replicas[i] = r
-		if err := r.bootstrap(peers); err != nil {
+		if err := s.open(i, layout.Version == 0); err != nil {
 			_ = s.Close()
 			return nil, err
 		}
 	}
-	s.spawn(s.balance)
+	s.managed.Add(1)
+	go func() {
+		defer s.managed.Done()
+		s.manage()
+	}()
 	return s, nil
 }
+
+// replica returns this node's replica of shard, nil if it holds none.
+func (s *Set) replica(shard int) *replica { return s.replicas[shard].Load() }
 
 func (s *Set) raftConfig(group string) *raft.Config {
 	t := s.opts.Timers
@@ -248,7 +272,7 @@ func (s *Set) CreateStream(ctx context.Context, name string, r streams.Retention
 		return streams.StreamInfo{}, err
 	}
 	info := streams.StreamInfo{Name: name, Retention: r}
-	if s.replicas[ShardOf(name, s.opts.Shards)] == nil {
+	if s.replica(ShardOf(name, s.opts.Shards)) == nil {
 		return info, nil
 	}
 	// Committed; this replica applies it soon if it has not yet.
@@ -289,7 +313,7 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 
 // route proposes cmd when this node leads the shard, or forwards it.
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
-	if r := s.replicas[shard]; r != nil && r.isLeader() {
+	if r := s.replica(shard); r != nil && r.isLeader() {
 		r.propose(cmd, func(first uint64, err error) {
 			if errors.Is(err, errNotProposed) {
 				// Lost the leadership before proposing: try again.
@@ -304,13 +328,24 @@ func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)
 }
 
 // target is where to forward an append of shard: its leader if this node
-// knows it, otherwise the next of its replicas.
+// knows it, otherwise the next of its replicas in the current layout
+// (when this node holds none, or holds one its group has not added yet).
 func (s *Set) target(shard int) (Peer, bool) {
-	if r := s.replicas[shard]; r != nil {
+	if r := s.replica(shard); r != nil {
 		p, ok := r.leader()
-		return p, ok && p.ID != s.opts.Self.ID
+		if ok || r.member(s.opts.Self.ID) {
+			return p, ok && p.ID != s.opts.Self.ID
+		}
 	}
-	peers := s.layout.Shards[shard]
+	var peers []Peer
+	for _, p := range s.layout.Load().Shards[shard] {
+		if p.ID != s.opts.Self.ID {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return Peer{}, false
+	}
 	s.mu.Lock()
 	s.mu.next++
 	p := peers[s.mu.next%len(peers)]
@@ -348,59 +383,6 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 	}
 }
 
-// balance hands leadership back to each shard's preferred leader when it
-// is alive, so that leaders stay spread over the nodes. A leader hands
-// over only after leading for a few passes: a leader elected because the
-// preferred one died must not hand back to it before membership has
-// noticed the death (a transfer to a dead node stalls the shard's writes
-// for an election timeout).
-func (s *Set) balance() {
-	t := time.NewTicker(s.opts.Timers.Balance)
-	defer t.Stop()
-	const settle = 3 // passes a leader leads before it hands over
-	led := make([]int, len(s.replicas))
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		for i, r := range s.replicas {
-			if r == nil || !r.isLeader() {
-				led[i] = 0
-				continue
-			}
-			if led[i]++; led[i] <= settle {
-				continue
-			}
-			pref := s.layout.Shards[i][0]
-			if pref.ID == s.opts.Self.ID || (s.opts.Alive != nil && !s.opts.Alive(pref.ID)) || !isVoter(r, pref.ID) {
-				continue
-			}
-			s.log.Info("handing shard leadership to its preferred leader", "shard", i, "node", pref.ID)
-			if err := r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC)).Error(); err != nil {
-				s.log.Warn("leadership transfer failed", "shard", i, "node", pref.ID, "error", err)
-			}
-			led[i] = 0
-		}
-	}
-}
-
-// isVoter reports whether node id votes in r's group (raft's transfer
-// then brings it up to date before it hands over).
-func isVoter(r *replica, id string) bool {
-	cfg := r.raft.GetConfiguration()
-	if cfg.Error() != nil {
-		return false
-	}
-	for _, srv := range cfg.Configuration().Servers {
-		if string(srv.ID) == id && srv.Suffrage == raft.Voter {
-			return true
-		}
-	}
-	return false
-}
-
 // ShardStatus is one shard as this node sees it.
 type ShardStatus struct {
 	ID       int      `json:"id"`
@@ -415,13 +397,14 @@ type ShardStatus struct {
 
 // Status lists every shard as this node sees it.
 func (s *Set) Status() []ShardStatus {
-	out := make([]ShardStatus, len(s.layout.Shards))
-	for i, peers := range s.layout.Shards {
+	l := s.layout.Load()
+	out := make([]ShardStatus, len(l.Shards))
+	for i, peers := range l.Shards {
 		st := ShardStatus{ID: i}
 		for _, p := range peers {
 			st.Replicas = append(st.Replicas, p.ID)
 		}
-		if r := s.replicas[i]; r != nil {
+		if r := s.replica(i); r != nil {
 			st.Local = true
 			if p, ok := r.leader(); ok {
 				st.Leader = p.ID
@@ -443,7 +426,8 @@ func (s *Set) Ready() (bool, string) {
 		return true, ""
 	}
 	var missing []int
-	for i, r := range s.replicas {
+	for i := range s.replicas {
+		r := s.replica(i)
 		if r == nil {
 			continue
 		}
@@ -473,8 +457,9 @@ func (s *Set) Counters() ForwardCounters {
 	return ForwardCounters{Sent: s.forwards.sent.Load(), Received: s.forwards.received.Load(), Failed: s.forwards.failed.Load()}
 }
 
-// Layout returns the shard layout.
-func (s *Set) Layout() Layout { return s.layout }
+// Layout returns the shard layout this node follows (the last given to
+// Start or Update).
+func (s *Set) Layout() Layout { return s.layout.Load().clone() }
 
 // Close shuts every replica down; idempotent.
 func (s *Set) Close() error {
@@ -484,9 +469,13 @@ func (s *Set) Close() error {
 		s.life.closed = true
 		s.life.Unlock()
 		close(s.done)
+		// The manager opens and closes replicas: once it is gone, the
+		// replicas are these.
+		s.managed.Wait()
 		var mu sync.Mutex
 		var wg sync.WaitGroup
-		for _, r := range s.replicas {
+		for i := range s.replicas {
+			r := s.replica(i)
 			if r == nil {
 				continue
 			}

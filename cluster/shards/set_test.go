@@ -283,7 +283,7 @@ func TestBalancerSpreadsLeaders(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, "every shard led by its preferred leader", func() bool {
 		for i, peers := range c.layout.Shards {
 			for _, nd := range c.nodes {
-				if nd.self.ID == peers[0].ID && !nd.set.replicas[i].isLeader() {
+				if nd.self.ID == peers[0].ID && !nd.set.replica(i).isLeader() {
 					return false
 				}
 			}
@@ -319,7 +319,7 @@ func TestWritesSurviveLeadershipTransfers(t *testing.T) {
 	}()
 	for k := 0; k < 4; k++ {
 		leaders := c.waitLeaders()
-		r := c.nodes[leaders[0]].set.replicas[0]
+		r := c.nodes[leaders[0]].set.replica(0)
 		if err := r.raft.LeadershipTransfer().Error(); err != nil {
 			t.Logf("transfer %d: %v", k, err)
 		}

@@ -1,0 +1,409 @@
+package shards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Following layout changes.
+//
+// Update gives the Set the layout to reach; one goroutine, the manager
+// (manage), owns the node's replicas and moves them toward it, once a
+// balancing period and soon after a new layout or a change of
+// leadership:
+//
+//   - a shard the layout places here and that has no local replica gets
+//     one, started without bootstrapping its group (only the founding
+//     layout bootstraps, in Start): it waits for the leader to add it and
+//     send it the log, or a snapshot it then catches up to from its peers.
+//   - the leader of each shard changes its group's configuration toward
+//     the layout's replicas, one change at a time, each awaited: it
+//     removes the servers the layout dropped that are down, adds the
+//     layout's replicas that are up and not voters, then removes the
+//     other servers the layout dropped. Removing dead servers first keeps
+//     a majority reachable: replacing a dead node of three goes through
+//     two voters, never four of which two would be needed and one is
+//     dead. A leader the layout dropped hands its leadership to a
+//     replica of the layout first, and that one removes it.
+//   - a replica the layout no longer places here is closed once its group
+//     removed it (its latest configuration lacks this node), or once it
+//     has heard from no leader for Timers.Orphaned (removed while it was
+//     away, it never learnt it). Its part of the store goes with it: the
+//     shard's streams, its key/value namespace, its applied-index and
+//     restore markers, and its Raft state (Options.Drop). A replica given
+//     back later starts clean and is caught up like a new one.
+
+// Update makes l the layout this node follows; the replicas follow it in
+// the background. A layout with another shard count, or otherwise not
+// valid, is refused (ErrBadLayout), as is one older than the current
+// (ErrStaleLayout) or another of the same version; the current one again
+// is ignored.
+func (s *Set) Update(l Layout) error {
+	if err := l.validate(s.opts.Shards); err != nil {
+		return err
+	}
+	select {
+	case <-s.done:
+		return streams.ErrClosed
+	default:
+	}
+	l = l.clone()
+	for {
+		cur := s.layout.Load()
+		switch {
+		case l.Version < cur.Version:
+			return fmt.Errorf("%w: version %d, this node follows version %d", ErrStaleLayout, l.Version, cur.Version)
+		case l.Version == cur.Version && sameShards(l, *cur):
+			return nil
+		case l.Version == cur.Version:
+			return fmt.Errorf("%w: version %d again, with other replicas", ErrBadLayout, l.Version)
+		}
+		if s.layout.CompareAndSwap(cur, &l) {
+			break
+		}
+	}
+	s.log.Info("shard layout changed", "version", l.Version, "held", heldBy(l, s.opts.Self.ID))
+	select {
+	case s.reconf <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// heldBy lists the shards l places on node id.
+func heldBy(l Layout, id string) []int {
+	var out []int
+	for i := range l.Shards {
+		if l.Holds(i, id) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// open starts this node's replica of shard; bootstrap: with the current
+// layout's replicas as its group's first configuration (the founding
+// layout). Start and the manager call it.
+func (s *Set) open(shard int, bootstrap bool) error {
+	group := groupName(shard)
+	deps, err := s.opts.Open(group)
+	if err != nil {
+		return err
+	}
+	if err := s.clearLeftovers(shard, deps); err != nil {
+		return err
+	}
+	src := &peerSource{self: s.opts.Self.ID, call: s.opts.Forward, snapshots: deps.Snapshots,
+		layout: func() []Peer { return s.layout.Load().Shards[shard] }}
+	if s.opts.Forward == nil {
+		src = nil
+	}
+	fc := fsmConfig{shard: shard, shards: s.opts.Shards, store: s.opts.Store, logger: s.log.With("shard", shard), src: src}
+	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.changes.notify)
+	if err != nil {
+		return err
+	}
+	s.replicas[shard].Store(r)
+	if bootstrap {
+		return r.bootstrap(s.layout.Load().Shards[shard])
+	}
+	return nil
+}
+
+// clearLeftovers drops what the store holds of shard when its group has
+// no Raft state here: the store's part of a replica dropped before
+// (Drop deletes the Raft state first, the markers last), which must not
+// hide what the group's log holds from the replica opened now.
+func (s *Set) clearLeftovers(shard int, deps GroupDeps) error {
+	group := groupName(shard)
+	has, err := raft.HasExistingState(deps.Logs, deps.Stable, deps.Snapshots)
+	if err != nil {
+		return fmt.Errorf("shards: %s: %w", group, err)
+	}
+	if has {
+		return nil
+	}
+	applied, err := s.opts.Store.AppliedIndexOf(group)
+	if err != nil {
+		return fmt.Errorf("shards: applied index of %s: %w", group, err)
+	}
+	target, err := s.opts.Store.AppliedIndexOf(group + restoreSuffix)
+	if err != nil {
+		return fmt.Errorf("shards: restore target of %s: %w", group, err)
+	}
+	if applied == 0 && target == 0 {
+		return nil
+	}
+	s.log.Warn("the store holds a shard its Raft group has no state of (a replica dropped midway); clearing it",
+		"shard", shard, "applied", applied)
+	return s.clearStore(shard)
+}
+
+// manage runs until Close: each balancing period, and soon after a new
+// layout or a change of leadership, it moves the replicas toward the
+// layout (reconcile).
+func (s *Set) manage() {
+	t := time.NewTicker(s.opts.Timers.Balance)
+	defer t.Stop()
+	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}}
+	for {
+		changed := s.changes.wait()
+		tick := false
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			tick = true
+		case <-s.reconf:
+		case <-changed:
+		}
+		s.reconcile(m, tick)
+	}
+}
+
+// manager is the manager goroutine's state.
+type manager struct {
+	// led counts the balancing periods each local replica has led for.
+	led []int
+	// dropped holds the shards whose replica closed but whose data is
+	// not dropped yet (a failure: tried again each pass).
+	dropped map[int]bool
+}
+
+// settle is how many balancing periods a leader leads before it hands
+// over to the preferred leader: a leader elected because the preferred
+// one died must not hand back to it before membership has noticed the
+// death (a transfer to a dead node stalls the shard's writes for an
+// election timeout).
+const settle = 3
+
+// reconcile is one pass of the manager over every shard.
+func (s *Set) reconcile(m *manager, tick bool) {
+	l := s.layout.Load()
+	self := s.opts.Self.ID
+	for i := range l.Shards {
+		if s.stopping() {
+			return
+		}
+		if m.dropped[i] {
+			if err := s.drop(i); err != nil {
+				s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", i, "error", err)
+				continue
+			}
+			delete(m.dropped, i)
+		}
+		r := s.replica(i)
+		if r == nil {
+			m.led[i] = 0
+			if l.Holds(i, self) {
+				s.log.Info("starting a replica the layout places here", "shard", i, "version", l.Version)
+				if err := s.open(i, false); err != nil {
+					s.log.Warn("cannot start a replica the layout places here; retrying", "shard", i, "error", err)
+				}
+			}
+			continue
+		}
+		if !r.isLeader() {
+			m.led[i] = 0
+			if !l.Holds(i, self) && s.removed(r) {
+				s.retire(m, i, r)
+			}
+			continue
+		}
+		// One change at a time, each awaited, while there are any.
+		for k := 0; k < 2*len(l.Shards[i])+2 && s.reconfigure(i, r, l.Shards[i]); k++ {
+		}
+		if tick {
+			m.led[i]++
+		}
+		if m.led[i] > settle && s.balance(i, r, l.Shards[i][0]) {
+			m.led[i] = 0
+		}
+	}
+}
+
+func (s *Set) stopping() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Set) alive(id string) bool { return s.opts.Alive == nil || s.opts.Alive(id) }
+
+// reconfigure makes one change of shard's group configuration toward
+// want, the layout's replicas, if one is due, and reports whether it made
+// one. r leads the shard.
+func (s *Set) reconfigure(shard int, r *replica, want []Peer) bool {
+	cfg := r.raft.GetConfiguration()
+	if cfg.Error() != nil {
+		return false
+	}
+	servers := cfg.Configuration().Servers
+	self := s.opts.Self.ID
+	wanted := func(id raft.ServerID) bool {
+		return slices.ContainsFunc(want, func(p Peer) bool { return p.ID == string(id) })
+	}
+	// The servers the layout dropped that are down, first.
+	for _, srv := range servers {
+		if string(srv.ID) != self && !wanted(srv.ID) && !s.alive(string(srv.ID)) {
+			return s.change(shard, r, "removing a replica the layout dropped, which is down", string(srv.ID),
+				r.raft.RemoveServer(srv.ID, 0, s.opts.WriteTimeout))
+		}
+	}
+	// The layout's replicas that are up and not voters (or at another
+	// address).
+	for _, p := range want {
+		k := slices.IndexFunc(servers, func(srv raft.Server) bool { return string(srv.ID) == p.ID })
+		if k >= 0 && servers[k].Suffrage == raft.Voter && string(servers[k].Address) == p.RPC {
+			continue
+		}
+		if p.ID == self || !s.alive(p.ID) {
+			continue
+		}
+		return s.change(shard, r, "adding a replica the layout places", p.ID,
+			r.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RPC), 0, s.opts.WriteTimeout))
+	}
+	if !wanted(raft.ServerID(self)) {
+		// Another replica of the layout leads, and removes this one.
+		for _, p := range want {
+			if isVoterIn(servers, p.ID) && s.alive(p.ID) {
+				s.log.Info("handing the leadership of a shard the layout moved away to a replica of the layout", "shard", shard, "node", p.ID)
+				if err := s.await(r, r.raft.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.RPC))); err != nil {
+					s.log.Warn("leadership transfer failed", "shard", shard, "node", p.ID, "error", err)
+				}
+				return false
+			}
+		}
+		return false
+	}
+	// The other servers the layout dropped.
+	for _, srv := range servers {
+		if string(srv.ID) != self && !wanted(srv.ID) {
+			return s.change(shard, r, "removing a replica the layout dropped", string(srv.ID),
+				r.raft.RemoveServer(srv.ID, 0, s.opts.WriteTimeout))
+		}
+	}
+	return false
+}
+
+// change awaits a configuration change and logs it; true if it was made.
+func (s *Set) change(shard int, r *replica, what, node string, f raft.IndexFuture) bool {
+	if err := s.await(r, f); err != nil {
+		s.log.Warn("shard configuration change failed", "shard", shard, "node", node, "change", what, "error", err)
+		return false
+	}
+	s.log.Info("shard configuration changed: "+what, "shard", shard, "node", node, "index", f.Index())
+	return true
+}
+
+// await waits for f, or until the set or the replica closes.
+func (s *Set) await(r *replica, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-s.done:
+		return streams.ErrClosed
+	case <-r.raftDown:
+		return streams.ErrClosed
+	}
+}
+
+// balance hands shard's leadership, which r holds, to its preferred
+// leader pref when that one is another node, up and a voter; true if it
+// tried.
+func (s *Set) balance(shard int, r *replica, pref Peer) bool {
+	if pref.ID == s.opts.Self.ID || !s.alive(pref.ID) {
+		return false
+	}
+	cfg := r.raft.GetConfiguration()
+	if cfg.Error() != nil || !isVoterIn(cfg.Configuration().Servers, pref.ID) {
+		return false
+	}
+	s.log.Info("handing shard leadership to its preferred leader", "shard", shard, "node", pref.ID)
+	if err := s.await(r, r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC))); err != nil {
+		s.log.Warn("leadership transfer failed", "shard", shard, "node", pref.ID, "error", err)
+	}
+	return true
+}
+
+// isVoterIn reports whether node id votes among servers.
+func isVoterIn(servers []raft.Server, id string) bool {
+	return slices.ContainsFunc(servers, func(srv raft.Server) bool {
+		return string(srv.ID) == id && srv.Suffrage == raft.Voter
+	})
+}
+
+// removed reports whether r's group no longer counts this node: its
+// latest configuration lacks it, or no leader has been heard of for
+// Timers.Orphaned.
+func (s *Set) removed(r *replica) bool {
+	if !r.member(s.opts.Self.ID) {
+		return true
+	}
+	last := r.raft.LastContact()
+	if last.Before(r.opened) {
+		last = r.opened
+	}
+	return time.Since(last) > s.opts.Timers.Orphaned
+}
+
+// retire closes shard's replica r, which the layout moved away and its
+// group removed, and drops its data.
+func (s *Set) retire(m *manager, shard int, r *replica) {
+	s.log.Info("closing a replica the layout moved away; dropping its data", "shard", shard)
+	s.replicas[shard].Store(nil)
+	if err := r.close(); err != nil {
+		s.log.Warn("closing a replica moved away", "shard", shard, "error", err)
+	}
+	s.changes.notify()
+	if err := s.drop(shard); err != nil {
+		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
+		m.dropped[shard] = true
+	}
+}
+
+// drop deletes the Raft state of shard's group (Options.Drop), then the
+// shard's part of the store. The markers go last: a store that still has
+// them without the group's Raft state is cleared when the replica opens
+// again (clearLeftovers).
+func (s *Set) drop(shard int) error {
+	if s.opts.Drop != nil {
+		if err := s.opts.Drop(groupName(shard)); err != nil {
+			return fmt.Errorf("shards: drop the Raft state of %s: %w", groupName(shard), err)
+		}
+	}
+	return s.clearStore(shard)
+}
+
+// clearStore deletes the shard's streams, its key/value namespace and its
+// applied-index and restore markers from this node's store, without
+// going through the shard's log.
+func (s *Set) clearStore(shard int) error {
+	group := groupName(shard)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	defer cancel()
+	for _, st := range shardStreams(s.opts.Store, shard, s.opts.Shards) {
+		if err := s.opts.Store.DeleteStream(ctx, st.name); err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
+			return fmt.Errorf("shards: %s: delete %s: %w", group, st.name, err)
+		}
+	}
+	if err := replaceNamespace(s.opts.Store.KV(kvNamespace(shard)), nil); err != nil {
+		return fmt.Errorf("shards: %s: clear the key/value namespace: %w", group, err)
+	}
+	if err := s.opts.Store.ForgetApplied(ctx, group, group+restoreSuffix); err != nil {
+		return fmt.Errorf("shards: %s: forget the applied index: %w", group, err)
+	}
+	return nil
+}
