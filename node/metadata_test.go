@@ -136,6 +136,27 @@ func holdersOf(nodes []*Node, stream string) []*Node {
 	return out
 }
 
+// settled reports whether the nodes agree on every shard's replicas and
+// each holds an open replica exactly where the layout places one.
+func settled(nodes []*Node) bool {
+	var ref []shards.ShardStatus
+	for _, n := range nodes {
+		list := n.Shards()
+		if len(list) == 0 {
+			return false
+		}
+		if ref == nil {
+			ref = list
+		}
+		for i, s := range list {
+			if !slices.Equal(s.Replicas, ref[i].Replicas) || s.Local != slices.Contains(s.Replicas, n.ID()) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // spread reports whether n sees every shard on rf replicas, every node
 // of ids holding within one of the others.
 func spread(n *Node, rf int, ids ...string) bool {
@@ -181,6 +202,7 @@ func TestFourthNodeJoinsAndTakesItsShare(t *testing.T) {
 		}
 		return false
 	})
+	testutil.Eventually(t, 30*time.Second, "every node's replicas where the layout places them", func() bool { return settled(all) })
 	for i, n := range all {
 		publishSeq(t, n.MQTTAddr(), fmt.Sprintf("after-%d", i), "crash/x", fmt.Sprintf("after-%d", i), 5)
 	}
@@ -205,7 +227,7 @@ func TestDeadNodeReplacedAfterTimeout(t *testing.T) {
 	all := append(nodes, n4)
 	testutil.Eventually(t, 30*time.Second, "n4 ready with its shards", n4.Ready)
 	testutil.Eventually(t, 30*time.Second, "the shards spread over four nodes", func() bool {
-		return spread(nodes[0], 3, "n1", "n2", "n3", "n4")
+		return spread(nodes[0], 3, "n1", "n2", "n3", "n4") && settled(all)
 	})
 	publishSeq(t, n4.MQTTAddr(), "before", "crash/x", "before", 20)
 	sameRecords(t, holdersOf(all, "crash"), "crash", 20)
@@ -217,6 +239,7 @@ func TestDeadNodeReplacedAfterTimeout(t *testing.T) {
 			return replicasOn(n, "n1", "n2", "n3")
 		})
 	}
+	testutil.Eventually(t, 30*time.Second, "every node's replicas where the layout places them", func() bool { return settled(nodes) })
 	publishSeq(t, nodes[1].MQTTAddr(), "after", "crash/x", "after", 20)
 	sameRecords(t, nodes, "crash", 40)
 }
