@@ -368,6 +368,104 @@ func TestReplicaMovedAwayAndBack(t *testing.T) {
 	c.identical() // n3 included again
 	appendN(s0, 3)
 	c.identical()
+
+	// Restarted with a later layout, n3 opens its replicas without
+	// bootstrapping them and goes on.
+	n3.stop()
+	appendN(s0, 2)
+	n3.start()
+	c.waitLeaders()
+	appendN(s0, 2)
+	c.identical()
+}
+
+// TestFourthNodeJoins: a fourth node joins a three-node cluster (RF 3)
+// under load and is given its share of the replicas (Replan): live nodes
+// hand shards over to it, every group ends with the layout's replicas,
+// the nodes that lost a shard drop its data, and the stores holding each
+// shard are identical. The new node's store held stale data of a shard it
+// is given (a marker far ahead, a stream, a key): it is cleared, not
+// applied over.
+func TestFourthNodeJoins(t *testing.T) {
+	const shards = 6
+	c := newCluster(t, 3, shards, 3)
+	c.waitLeaders()
+	w := startWriter(t, shards, c.nodes...)
+	w.waitMore(t, 30)
+
+	n4 := c.addNode(Peer{ID: "n4", RPC: "n4:7947"})
+	var cands []Candidate
+	for _, nd := range c.nodes {
+		cands = append(cands, Candidate{Peer: nd.self, Place: true})
+	}
+	next := Replan(c.layout, cands, 3)
+	given := heldBy(next, "n4")
+	if len(given) == 0 {
+		t.Fatalf("the plan gives n4 nothing: %+v", next)
+	}
+	stale := streamOfShard(t, given[0], shards)
+	errc := make(chan error, 1)
+	if err := n4.store.Submit(streams.AppendRequest{Stream: stale, Records: recs("stale", 3), AppliedLog: groupName(given[0]),
+		AppliedIndex: 1 << 30, Done: func(_ uint64, err error) { errc <- err }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.store.KV(kvNamespace(given[0])).Write(context.Background(), streams.KVWrite{Key: []byte("stale"), Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+
+	c.update(next)
+	c.waitConfigured()
+	for i := 0; i < shards; i++ {
+		for _, nd := range c.nodes {
+			if !next.Holds(i, nd.self.ID) {
+				nd.waitDropped(t, i, shards)
+			}
+		}
+	}
+	w.waitMore(t, 30)
+	w.stop()
+	c.identical()
+	for _, nd := range c.nodes {
+		if set, _ := nd.running(); set != nil {
+			for i, st := range set.Status() {
+				if st.Local != next.Holds(i, nd.self.ID) {
+					t.Fatalf("shard %d on %s: %+v, layout %v", i, nd.self.ID, st, next.Shards[i])
+				}
+			}
+		}
+	}
+	t.Logf("%d appends acknowledged, %d refused (the last: %v)", w.count(), w.refused.Load(), w.lastErr)
+}
+
+// TestDataOfAShardMovedAwayWhileDownIsDropped: n3 is down while the
+// layout moves all its shards to n4; restarted with that layout, it opens
+// no replica and drops what its store and Raft state kept of them.
+func TestDataOfAShardMovedAwayWhileDownIsDropped(t *testing.T) {
+	const shards = 3
+	timers := LocalTimers()
+	timers.Orphaned = 500 * time.Millisecond
+	c := newClusterWith(t, 3, shards, 3, timers)
+	c.waitLeaders()
+	ctx := context.Background()
+	n1, n3 := c.nodes[0], c.nodes[2]
+	for i := 0; i < shards; i++ {
+		if _, err := n1.set.Append(ctx, streamOfShard(t, i, shards), recs("a", 2)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.identical()
+	n3.stop()
+	n4 := c.addNode(Peer{ID: "n4", RPC: "n4:7947"})
+	c.update(replaced(c.layout, "n3", &n4.self))
+	c.waitConfigured()
+	n3.start()
+	for i := 0; i < shards; i++ {
+		n3.waitDropped(t, i, shards)
+	}
+	c.identical()
 }
 
 // TestUpdateRefusesBadLayouts: another shard count, an older version,
