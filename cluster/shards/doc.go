@@ -113,4 +113,45 @@
 // configuration in their logs from then on. A
 // balancer hands leadership back to a shard's preferred leader when it is
 // a healthy voter, so leaders stay spread evenly.
+//
+// # Layout changes
+//
+// Layouts have versions: the founding one is 0 (Plan), and each change
+// (Replan, agreed in the cluster's metadata group) the next. Only a
+// founding layout bootstraps groups, in Start; the node hands each later
+// layout to Update, which refuses one with another shard count or an
+// older version and ignores the current one again. The layout is kept
+// behind an atomic pointer and never modified, so every reader (Status,
+// forwarding, the balancer, catch-up's peer list) sees one whole layout;
+// replicas sit behind atomic pointers too, and one goroutine, the
+// manager (reconfigure.go), opens and closes them:
+//
+//   - a shard placed on this node that has no replica here gets one,
+//     without bootstrapping: its group's leader adds it as a voter and
+//     sends it the log, or a snapshot it then catches up to from its peers
+//     (an empty store fetches every stream's records).
+//   - each shard's leader changes its group's configuration toward the
+//     layout, one awaited change at a time: it removes the servers the
+//     layout dropped that are down (Options.Alive), adds the layout's
+//     replicas that are up, then removes the other servers the layout
+//     dropped, once the layout's replicas have applied what the leader
+//     had (a fetch of no stream answers a store's applied index). A leader
+//     the layout dropped hands its leadership over first (after the same
+//     wait), and the new leader removes it. Each change is logged.
+//   - a replica the layout moved away closes once its group's
+//     configuration lacks it (the leader sends a removed server the entry
+//     that removes it), or after Timers.Orphaned without a leader (it was
+//     removed while cut off). The shard's part of the store goes: its
+//     streams (deleted locally, not through the log), its key/value
+//     namespace, its applied-index and restore markers, and its Raft log
+//     and snapshots (Options.Drop, first). A replica given back later
+//     starts clean; a store left with a shard's markers by a drop that
+//     was interrupted is cleared before the replica opens (its group has
+//     no Raft state), and the data of a shard moved away while the node
+//     was down is dropped after Timers.Orphaned.
+//
+// A replica dropped on the Orphaned rule while its group still counted it
+// (a leader that could not remove it) and given back later rejoins with
+// no Raft state, which Raft does not expect of a voter; the planner moving
+// a replica away and back within that time is what makes it possible.
 package shards

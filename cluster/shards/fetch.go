@@ -27,7 +27,9 @@ const (
 // has the stream (0 ends the answer), the stream's creation time,
 // retention, first and next offsets and newest timestamp, the offset of
 // the first record returned, and the records in their stored encoding
-// (count, then each length-prefixed).
+// (count, then each length-prefixed). A fetch of the stream "" (no
+// stream has that name) answers the applied index alone: whether a
+// replica has caught up (reconfigure.go).
 const fetchVersion1 = 1
 
 type fetchRequest struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,11 +20,13 @@ import (
 // raft's in-memory transport and whose forwards are direct calls. Each
 // node's store, logs and snapshots survive a stop, so it can restart.
 type cluster struct {
-	t      testing.TB
+	t testing.TB
+	// layout is the layout nodes start with and the last given to them
+	// (update); the test goroutine's.
 	layout Layout
 	nodes  []*testNode
 
-	mu     sync.Mutex // guards groups and dropAnswers
+	mu     sync.Mutex // guards groups, dropAnswers, the nodes' Raft state maps
 	groups map[string]map[raft.ServerAddress]*raft.InmemTransport
 	// dropAnswers: this many forwards are delivered and served, but their
 	// answers are lost (the caller sees an error).
@@ -47,7 +50,8 @@ type testNode struct {
 	dir   string
 	store *streams.Store
 	set   *Set
-	// Raft state per group, kept across restarts.
+	// Raft state per group, kept across restarts, deleted by Drop;
+	// under c.mu.
 	logs  map[string]*raft.InmemStore
 	snaps map[string]raft.SnapshotStore
 }
@@ -74,9 +78,7 @@ func newClusterWith(t testing.TB, n, shards, rf int, timers Timers, opts ...func
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		nd := &testNode{c: c, self: p, dir: t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]raft.SnapshotStore{}}
-		c.nodes = append(c.nodes, nd)
-		nd.start()
+		c.addNode(p)
 	}
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
@@ -84,6 +86,50 @@ func newClusterWith(t testing.TB, n, shards, rf int, timers Timers, opts ...func
 		}
 	})
 	return c
+}
+
+// addNode starts a node with an empty store and the cluster's current
+// layout (which may place nothing on it).
+func (c *cluster) addNode(p Peer) *testNode {
+	c.t.Helper()
+	nd := &testNode{c: c, self: p, dir: c.t.TempDir(), logs: map[string]*raft.InmemStore{}, snaps: map[string]raft.SnapshotStore{}}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, nd) // read by other goroutines under c.mu
+	c.mu.Unlock()
+	nd.start()
+	return nd
+}
+
+// nodeList returns the nodes; safe to call from any goroutine.
+func (c *cluster) nodeList() []*testNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.nodes)
+}
+
+// update makes l the cluster's layout and gives it to every running node.
+func (c *cluster) update(l Layout) {
+	c.t.Helper()
+	c.layout = l
+	for _, nd := range c.nodes {
+		if set, _ := nd.running(); set != nil {
+			if err := set.Update(l); err != nil {
+				c.t.Fatalf("update %s to version %d: %v", nd.self.ID, l.Version, err)
+			}
+		}
+	}
+}
+
+// alive reports whether node id runs (the nodes' Options.Alive).
+func (c *cluster) alive(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, nd := range c.nodes {
+		if nd.self.ID == id {
+			return nd.set != nil
+		}
+	}
+	return false
 }
 
 func (nd *testNode) start() {
@@ -94,8 +140,8 @@ func (nd *testNode) start() {
 		t.Fatal(err)
 	}
 	set, err := Start(Options{
-		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Forward: nd.c,
-		Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
+		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, Forward: nd.c,
+		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 	}, nd.c.layout)
 	if err != nil {
 		t.Fatal(err)
@@ -142,31 +188,49 @@ func (nd *testNode) stop() {
 
 func (nd *testNode) open(group string) (GroupDeps, error) {
 	c := nd.c
-	if nd.logs[group] == nil {
-		nd.logs[group] = raft.NewInmemStore()
-		nd.snaps[group] = raft.NewInmemSnapshotStore()
-		if c.fileSnapshots {
-			fs, err := raft.NewFileSnapshotStore(nd.c.t.TempDir(), 2, io.Discard)
-			if err != nil {
-				return GroupDeps{}, err
-			}
-			nd.snaps[group] = fs
+	var snaps raft.SnapshotStore = raft.NewInmemSnapshotStore()
+	if c.fileSnapshots {
+		fs, err := raft.NewFileSnapshotStore(nd.c.t.TempDir(), 2, io.Discard)
+		if err != nil {
+			return GroupDeps{}, err
 		}
+		snaps = fs
 	}
 	addr, tr := raft.NewInmemTransport(raft.ServerAddress(nd.self.RPC))
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if nd.logs[group] == nil {
+		nd.logs[group], nd.snaps[group] = raft.NewInmemStore(), snaps
+	}
 	g := c.groups[group]
 	if g == nil {
 		g = map[raft.ServerAddress]*raft.InmemTransport{}
 		c.groups[group] = g
 	}
 	for a, other := range g {
-		tr.Connect(a, other)
-		other.Connect(addr, tr)
+		if a != addr {
+			tr.Connect(a, other)
+			other.Connect(addr, tr)
+		}
 	}
 	g[addr] = tr
-	c.mu.Unlock()
 	return GroupDeps{Logs: nd.logs[group], Stable: nd.logs[group], Snapshots: nd.snaps[group], Transport: tr}, nil
+}
+
+// drop deletes the group's Raft state (Options.Drop).
+func (nd *testNode) drop(group string) error {
+	nd.c.mu.Lock()
+	defer nd.c.mu.Unlock()
+	delete(nd.logs, group)
+	delete(nd.snaps, group)
+	return nil
+}
+
+// hasRaftState reports whether the node keeps Raft state of group.
+func (nd *testNode) hasRaftState(group string) bool {
+	nd.c.mu.Lock()
+	defer nd.c.mu.Unlock()
+	return nd.logs[group] != nil
 }
 
 // partition cuts node nd off from the others (Raft traffic and forwards,
@@ -230,7 +294,7 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 		// Any forward to or from a cut node fails; callers are found by
 		// address only on the receiving side, so the test forwards only
 		// between nodes that are not cut, or expects the failure.
-		for _, nd := range c.nodes {
+		for _, nd := range c.nodeList() {
 			c.mu.Lock()
 			isCut := c.cut[nd.self.ID]
 			c.mu.Unlock()
@@ -239,7 +303,7 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 			}
 		}
 	}
-	for _, nd := range c.nodes {
+	for _, nd := range c.nodeList() {
 		set, store := nd.running()
 		if nd.self.RPC == addr && set != nil && service == FetchService {
 			c.mu.Lock()

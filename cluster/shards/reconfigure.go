@@ -38,7 +38,16 @@ import (
 //     away, it never learnt it). Its part of the store goes with it: the
 //     shard's streams, its key/value namespace, its applied-index and
 //     restore markers, and its Raft state (Options.Drop). A replica given
-//     back later starts clean and is caught up like a new one.
+//     back later starts clean and is caught up like a new one. The data
+//     of a shard moved away while this node was down (no replica opens
+//     for it) is dropped too, after Timers.Orphaned.
+//
+// A server the layout dropped that is up is removed, and a leader the
+// layout dropped hands over, only once the layout's other replicas have
+// applied the log up to the configuration that added them (their stores' applied index, asked over
+// FetchService): a replica just added has no copy of the log yet, and
+// removing a server that has one would leave the group's majority
+// hanging on it.
 
 // Update makes l the layout this node follows; the replicas follow it in
 // the background. A layout with another shard count, or otherwise not
@@ -152,7 +161,8 @@ func (s *Set) clearLeftovers(shard int, deps GroupDeps) error {
 func (s *Set) manage() {
 	t := time.NewTicker(s.opts.Timers.Balance)
 	defer t.Stop()
-	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}}
+	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{},
+		caughtUp: map[int]uint64{}}
 	for {
 		changed := s.changes.wait()
 		tick := false
@@ -175,6 +185,14 @@ type manager struct {
 	// dropped holds the shards whose replica closed but whose data is
 	// not dropped yet (a failure: tried again each pass).
 	dropped map[int]bool
+	// leftover holds when the manager first found data of a shard the
+	// layout does not place here and no replica holds (dropLeftover).
+	leftover map[int]time.Time
+	// caughtUp holds, by shard, the log index the layout's replicas must
+	// have applied before a server the layout dropped is removed, or a
+	// leader the layout dropped hands over: what the leader had applied
+	// once the replicas were all added (gate).
+	caughtUp map[int]uint64
 }
 
 // settle is how many balancing periods a leader leads before it hands
@@ -203,11 +221,14 @@ func (s *Set) reconcile(m *manager, tick bool) {
 		if r == nil {
 			m.led[i] = 0
 			if l.Holds(i, self) {
+				delete(m.leftover, i)
 				s.log.Info("starting a replica the layout places here", "shard", i, "version", l.Version)
 				if err := s.open(i, false); err != nil {
 					s.log.Warn("cannot start a replica the layout places here; retrying", "shard", i, "error", err)
 				}
+				continue
 			}
+			s.dropLeftover(m, i)
 			continue
 		}
 		if !r.isLeader() {
@@ -218,7 +239,7 @@ func (s *Set) reconcile(m *manager, tick bool) {
 			continue
 		}
 		// One change at a time, each awaited, while there are any.
-		for k := 0; k < 2*len(l.Shards[i])+2 && s.reconfigure(i, r, l.Shards[i]); k++ {
+		for k := 0; k < 2*len(l.Shards[i])+2 && s.reconfigure(m, i, r, l.Shards[i]); k++ {
 		}
 		if tick {
 			m.led[i]++
@@ -243,7 +264,7 @@ func (s *Set) alive(id string) bool { return s.opts.Alive == nil || s.opts.Alive
 // reconfigure makes one change of shard's group configuration toward
 // want, the layout's replicas, if one is due, and reports whether it made
 // one. r leads the shard.
-func (s *Set) reconfigure(shard int, r *replica, want []Peer) bool {
+func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 	cfg := r.raft.GetConfiguration()
 	if cfg.Error() != nil {
 		return false
@@ -256,6 +277,7 @@ func (s *Set) reconfigure(shard int, r *replica, want []Peer) bool {
 	// The servers the layout dropped that are down, first.
 	for _, srv := range servers {
 		if string(srv.ID) != self && !wanted(srv.ID) && !s.alive(string(srv.ID)) {
+			delete(m.caughtUp, shard)
 			return s.change(shard, r, "removing a replica the layout dropped, which is down", string(srv.ID),
 				r.raft.RemoveServer(srv.ID, 0, s.opts.WriteTimeout))
 		}
@@ -270,11 +292,16 @@ func (s *Set) reconfigure(shard int, r *replica, want []Peer) bool {
 		if p.ID == self || !s.alive(p.ID) {
 			continue
 		}
+		delete(m.caughtUp, shard)
 		return s.change(shard, r, "adding a replica the layout places", p.ID,
 			r.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RPC), 0, s.opts.WriteTimeout))
 	}
 	if !wanted(raft.ServerID(self)) {
-		// Another replica of the layout leads, and removes this one.
+		// Another replica of the layout leads, and removes this one,
+		// once they have caught up.
+		if !s.gate(m, shard, r, want) {
+			return false
+		}
 		for _, p := range want {
 			if isVoterIn(servers, p.ID) && s.alive(p.ID) {
 				s.log.Info("handing the leadership of a shard the layout moved away to a replica of the layout", "shard", shard, "node", p.ID)
@@ -286,14 +313,59 @@ func (s *Set) reconfigure(shard int, r *replica, want []Peer) bool {
 		}
 		return false
 	}
-	// The other servers the layout dropped.
+	// The other servers the layout dropped, once the layout's replicas
+	// have caught up: until then the group may need them for a majority.
 	for _, srv := range servers {
 		if string(srv.ID) != self && !wanted(srv.ID) {
+			if !s.gate(m, shard, r, want) {
+				return false
+			}
 			return s.change(shard, r, "removing a replica the layout dropped", string(srv.ID),
 				r.raft.RemoveServer(srv.ID, 0, s.opts.WriteTimeout))
 		}
 	}
 	return false
+}
+
+// gate reports whether the layout's replicas of shard, all voters of its
+// group, have caught up with the log (caughtUp) to where it was when
+// they were first found all added.
+func (s *Set) gate(m *manager, shard int, r *replica, want []Peer) bool {
+	if m.caughtUp[shard] == 0 {
+		// What this leader's store has applied (not its Raft's last
+		// index: entries the state machine never sees, such as a new
+		// term's no-op, leave no trace in the stores).
+		m.caughtUp[shard] = max(r.fsm.applied.Load(), 1)
+	}
+	return s.caughtUp(shard, want, m.caughtUp[shard])
+}
+
+// caughtUp reports whether every other replica of want has applied
+// shard's log up to index, as its store says (a fetch of no stream answers the applied
+// index alone). Without a Forwarder it cannot tell and says yes.
+func (s *Set) caughtUp(shard int, want []Peer, index uint64) bool {
+	if s.opts.Forward == nil {
+		return true
+	}
+	req := fetchRequest{shard: shard}
+	for _, p := range want {
+		if p.ID == s.opts.Self.ID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), forwardAttemptTimeout)
+		resp, err := s.opts.Forward.Call(ctx, p.RPC, FetchService, encodeFetchRequest(req))
+		cancel()
+		var page fetchPage
+		if err == nil {
+			page, err = decodeFetchPage(resp, req)
+		}
+		if err != nil || page.applied < index {
+			s.log.Debug("a replica of the layout has not caught up yet", "shard", shard, "node", p.ID,
+				"applied", page.applied, "index", index, "error", err)
+			return false
+		}
+	}
+	return true
 }
 
 // change awaits a configuration change and logs it; true if it was made.
@@ -372,6 +444,33 @@ func (s *Set) retire(m *manager, shard int, r *replica) {
 		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
 		m.dropped[shard] = true
 	}
+}
+
+// dropLeftover drops the data of shard, which the layout does not place
+// here and no local replica holds, when the store still has some (its
+// applied-index marker): a replica the layout moved away while this node
+// was down. The data is given Timers.Orphaned to be claimed first, as
+// the layout this node started with may be older than the cluster's.
+func (s *Set) dropLeftover(m *manager, shard int) {
+	applied, err := s.opts.Store.AppliedIndexOf(groupName(shard))
+	if err != nil || applied == 0 {
+		delete(m.leftover, shard)
+		return
+	}
+	since, ok := m.leftover[shard]
+	if !ok {
+		m.leftover[shard] = time.Now()
+		return
+	}
+	if time.Since(since) < s.opts.Timers.Orphaned {
+		return
+	}
+	s.log.Info("dropping the data of a shard the layout moved away while this node was down", "shard", shard, "applied", applied)
+	if err := s.drop(shard); err != nil {
+		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
+		return
+	}
+	delete(m.leftover, shard)
 }
 
 // drop deletes the Raft state of shard's group (Options.Drop), then the
