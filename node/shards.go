@@ -329,9 +329,9 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 // restarted prepares the metadata group of a node that starts with a
 // layout in its data directory: a founder of a cluster formed before the
 // group existed bootstraps it with the layout's nodes; then the node asks
-// the group whether it was removed meanwhile (for up to a few seconds,
-// and on in the background when no member answers: after a full
-// restart the group has no leader until enough nodes are up).
+// the group whether it was removed meanwhile: once now, and on in the
+// background when no member answers (after a full restart the group has
+// no leader until enough nodes are up, and the shards must not wait).
 func (r *replication) restarted(layout shards.Layout) error {
 	if !r.meta.Bootstrapped() {
 		var peers []shards.Peer
@@ -342,26 +342,15 @@ func (r *replication) restarted(layout shards.Layout) error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := r.tryJoin()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, meta.ErrRemoved) {
-			return r.removedErr()
-		}
-		if time.Now().After(deadline) {
-			r.wg.Add(1)
-			go r.checkNotRemoved()
-			return nil
-		}
-		select {
-		case <-r.done:
-			return errStopped
-		case <-time.After(500 * time.Millisecond):
-		}
+	switch err := r.tryJoin(); {
+	case err == nil:
+		return nil
+	case errors.Is(err, meta.ErrRemoved):
+		return r.removedErr()
 	}
+	r.wg.Add(1)
+	go r.checkNotRemoved()
+	return nil
 }
 
 // openGroup gives a shard's Raft group its log (in the shared Raft log),
