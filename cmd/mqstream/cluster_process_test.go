@@ -94,6 +94,7 @@ type procNode struct {
 
 // procCluster is three nodes that found a cluster together.
 type procCluster struct {
+	dir   string // configurations, data dirs and logs
 	bin   string
 	nodes []*procNode
 }
@@ -138,8 +139,8 @@ func startProcCluster(t *testing.T) *procCluster {
 	if testing.Short() {
 		t.Skip("multi-process cluster test: skipped with -short")
 	}
-	c := &procCluster{bin: builtBinary(t)}
-	dir := t.TempDir()
+	c := &procCluster{bin: builtBinary(t), dir: t.TempDir()}
+	dir := c.dir
 	ports := freePorts(t, 12) // per node: MQTT, HTTP, gossip, RPC
 	var seeds []string
 	for i := range 3 {
@@ -148,30 +149,7 @@ func startProcCluster(t *testing.T) *procCluster {
 	for i := range 3 {
 		nd := &procNode{id: fmt.Sprintf("node%d", i+1),
 			mqtt: fmt.Sprintf("127.0.0.1:%d", ports[4*i]), http: fmt.Sprintf("127.0.0.1:%d", ports[4*i+1])}
-		nd.config = filepath.Join(dir, nd.id+".yaml")
-		nd.log = filepath.Join(dir, nd.id+".log")
-		yaml := fmt.Sprintf(`node:
-  id: %s
-  data_dir: %s
-mqtt:
-  tcp: %s
-  websocket: ""
-http:
-  listen: %s
-storage:
-  min_free: 0
-cluster:
-  name: proctest
-  gossip: %s
-  rpc: 127.0.0.1:%d
-  seeds: [%s]
-  bootstrap_expect: 3
-  shards: %d
-  replication_factor: 3
-`, nd.id, filepath.Join(dir, nd.id), nd.mqtt, nd.http, seeds[i], ports[4*i+3], strings.Join(seeds, ", "), procShards)
-		if err := os.WriteFile(nd.config, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeProcConfig(t, nd, dir, seeds[i], ports[4*i+3], seeds)
 		c.nodes = append(c.nodes, nd)
 	}
 	// Cleanups run last registered first: the logs are printed after the
@@ -189,6 +167,36 @@ cluster:
 	c.waitReady(t, c.nodes, 30*time.Second)
 	t.Logf("three processes ready in %s", time.Since(start).Round(time.Millisecond))
 	return c
+}
+
+// writeProcConfig writes nd's configuration (its data dir and log under
+// dir) for a cluster member gossiping on gossip, with RPC on rpcPort.
+func writeProcConfig(t *testing.T, nd *procNode, dir, gossip string, rpcPort int, seeds []string) {
+	t.Helper()
+	nd.config = filepath.Join(dir, nd.id+".yaml")
+	nd.log = filepath.Join(dir, nd.id+".log")
+	yaml := fmt.Sprintf(`node:
+  id: %s
+  data_dir: %s
+mqtt:
+  tcp: %s
+  websocket: ""
+http:
+  listen: %s
+storage:
+  min_free: 0
+cluster:
+  name: proctest
+  gossip: %s
+  rpc: 127.0.0.1:%d
+  seeds: [%s]
+  bootstrap_expect: 3
+  shards: %d
+  replication_factor: 3
+`, nd.id, filepath.Join(dir, nd.id), nd.mqtt, nd.http, gossip, rpcPort, strings.Join(seeds, ", "), procShards)
+	if err := os.WriteFile(nd.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // logsIfFailed prints the end of every node's log when the test failed.
