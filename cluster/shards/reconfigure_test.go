@@ -398,7 +398,7 @@ func TestFourthNodeJoins(t *testing.T) {
 	for _, nd := range c.nodes {
 		cands = append(cands, Candidate{Peer: nd.self, Place: true})
 	}
-	next := Replan(c.layout, cands, 3)
+	next := Replan(c.layout, cands, 3, nil)
 	given := heldBy(next, "n4")
 	if len(given) == 0 {
 		t.Fatalf("the plan gives n4 nothing: %+v", next)
