@@ -458,8 +458,9 @@ func (s *Set) Counters() ForwardCounters {
 }
 
 // Layout returns the shard layout this node follows (the last given to
-// Start or Update).
-func (s *Set) Layout() Layout { return s.layout.Load().clone() }
+// Start or Update). It is shared, not copied (reads look it up often):
+// callers must not modify it.
+func (s *Set) Layout() Layout { return *s.layout.Load() }
 
 // Close shuts every replica down; idempotent.
 func (s *Set) Close() error {
