@@ -111,11 +111,8 @@ func (n *tcpNode) stop() {
 	}
 }
 
-// TestCatchUpOverRPCMux: the catch-up of a replica behind a compacted log
-// over the transports nodes use: Raft's network transport sends the
-// snapshot, and the replica fetches the records over the RPC mux.
-func TestCatchUpOverRPCMux(t *testing.T) {
-	timers := compactingTimers()
+// startTCPNodes starts three tcpNodes holding shards shards (RF 3).
+func startTCPNodes(t *testing.T, shards int, timers Timers) ([]*tcpNode, Layout) {
 	var nodes []*tcpNode
 	var peers []Peer
 	for i := 1; i <= 3; i++ {
@@ -125,7 +122,7 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 		nodes = append(nodes, n)
 		peers = append(peers, n.self)
 	}
-	layout, err := Plan(peers, 2, 3)
+	layout, err := Plan(peers, shards, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +131,14 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 		n.start()
 		t.Cleanup(n.stop)
 	}
+	return nodes, layout
+}
+
+// TestCatchUpOverRPCMux: the catch-up of a replica behind a compacted log
+// over the transports nodes use: Raft's network transport sends the
+// snapshot, and the replica fetches the records over the RPC mux.
+func TestCatchUpOverRPCMux(t *testing.T) {
+	nodes, _ := startTCPNodes(t, 2, compactingTimers())
 	holders := func(int) map[string]Store {
 		out := map[string]Store{}
 		for _, n := range nodes {
@@ -183,24 +188,7 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 // and given back reopens its group's channel of the RPC mux (the closed
 // transport gave it up) and catches up over it.
 func TestReplicaMovedAwayAndBackOverRPCMux(t *testing.T) {
-	var nodes []*tcpNode
-	var peers []Peer
-	for i := 1; i <= 3; i++ {
-		n := &tcpNode{t: t, self: Peer{ID: fmt.Sprintf("n%d", i)}, timers: LocalTimers(), dir: t.TempDir(),
-			snapDirs: map[string]string{}, logs: map[string]*raft.InmemStore{}}
-		n.listen("127.0.0.1:0")
-		nodes = append(nodes, n)
-		peers = append(peers, n.self)
-	}
-	layout, err := Plan(peers, 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		n.layout = layout
-		n.start()
-		t.Cleanup(n.stop)
-	}
+	nodes, layout := startTCPNodes(t, 1, LocalTimers())
 	update := func(l Layout) {
 		t.Helper()
 		for _, n := range nodes {
