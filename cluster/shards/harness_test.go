@@ -42,6 +42,9 @@ type cluster struct {
 	// fileSnapshots: the groups keep their snapshots in files (the two
 	// newest, as nodes do) instead of in memory (the newest).
 	fileSnapshots bool
+	// noDrop: the nodes give no Options.Drop (a replica moved away keeps
+	// its Raft state).
+	noDrop bool
 }
 
 type testNode struct {
@@ -139,10 +142,14 @@ func (nd *testNode) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := Start(Options{
+	opts := Options{
 		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, Forward: nd.c,
 		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
-	}, nd.c.layout)
+	}
+	if nd.c.noDrop {
+		opts.Drop = nil
+	}
+	set, err := Start(opts, nd.c.layout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,14 @@ func (s *Set) open(shard int, bootstrap bool) error {
 	if err != nil {
 		return err
 	}
+	opened := false
+	defer func() {
+		// A replica that did not start gives its transport back (the
+		// node's is a channel of the RPC mux, which opens once).
+		if c, ok := deps.Transport.(raft.WithClose); ok && !opened {
+			_ = c.Close()
+		}
+	}()
 	if err := s.clearLeftovers(shard, deps); err != nil {
 		return err
 	}
@@ -119,6 +127,7 @@ func (s *Set) open(shard int, bootstrap bool) error {
 	if err != nil {
 		return err
 	}
+	opened = true
 	s.replicas[shard].Store(r)
 	if bootstrap {
 		return r.bootstrap(s.layout.Load().Shards[shard])

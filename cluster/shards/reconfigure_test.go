@@ -234,7 +234,7 @@ func TestReplaceADeadNode(t *testing.T) {
 }
 
 // TestRemoveANode: n3, alive, is removed from every shard of a
-// three-node cluster (RF 3): it hands over the shards it leads, the
+// three-node cluster (RF 3): it hands over the shard it leads, the
 // groups go on with n1 and n2, n3 closes its replicas and drops their
 // data, and appends go on succeeding.
 func TestRemoveANode(t *testing.T) {
@@ -244,6 +244,11 @@ func TestRemoveANode(t *testing.T) {
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
 	w := startWriter(t, shards, n1, n2, n3)
 	w.waitMore(t, 30)
+	// n3 leads the shard it prefers (2): it must hand it over.
+	testutil.Eventually(t, 15*time.Second, "n3 to lead shard 2", func() bool {
+		r := n3.set.replica(2)
+		return r != nil && r.isLeader()
+	})
 
 	c.update(replaced(c.layout, "n3", nil))
 	c.waitConfigured()
@@ -290,7 +295,7 @@ func (nd *testNode) held(shard, shards int) string {
 	if nd.set.replica(shard) != nil {
 		return "a replica"
 	}
-	if nd.hasRaftState(groupName(shard)) {
+	if nd.hasRaftState(groupName(shard)) && !nd.c.noDrop {
 		return "Raft state"
 	}
 	if st := shardStreams(nd.store, shard, shards); len(st) > 0 {
@@ -312,10 +317,19 @@ func (nd *testNode) held(shard, shards int) string {
 // shard stays): n3 closes that replica and drops its streams, key/value
 // namespace, markers and Raft state; given back later, while writes went
 // on, it starts clean, is added again and catches up to the same
-// records, offsets and namespace as the others.
+// records, offsets and namespace as the others. Without Options.Drop,
+// the replica given back restarts from the Raft state it kept.
 func TestReplicaMovedAwayAndBack(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "drop Raft state", true: "keep Raft state"}[keep], func(t *testing.T) {
+			testReplicaMovedAwayAndBack(t, keep)
+		})
+	}
+}
+
+func testReplicaMovedAwayAndBack(t *testing.T, keepRaftState bool) {
 	const shards = 2
-	c := newCluster(t, 3, shards, 3)
+	c := newClusterWith(t, 3, shards, 3, LocalTimers(), func(c *cluster) { c.noDrop = keepRaftState })
 	c.waitLeaders()
 	ctx := context.Background()
 	n1, n3 := c.nodes[0], c.nodes[2]

@@ -63,7 +63,7 @@ func (n *tcpNode) start() {
 	if n.mux == nil {
 		n.listen(n.self.RPC)
 	}
-	set, err := Start(Options{Self: n.self, Shards: len(n.layout.Shards), Store: store, Open: n.open, Forward: n.mux,
+	set, err := Start(Options{Self: n.self, Shards: len(n.layout.Shards), Store: store, Open: n.open, Drop: n.drop, Forward: n.mux,
 		Timers: n.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger()}, n.layout)
 	if err != nil {
 		n.t.Fatal(err)
@@ -85,6 +85,14 @@ func (n *tcpNode) open(group string) (GroupDeps, error) {
 	return GroupDeps{Logs: n.logs[group], Stable: n.logs[group], Snapshots: snaps, Transport: tr}, nil
 }
 
+// drop forgets the group's Raft state (Options.Drop); the manager
+// goroutine calls it, as it calls open.
+func (n *tcpNode) drop(group string) error {
+	delete(n.logs, group)
+	delete(n.snapDirs, group)
+	return nil
+}
+
 // stop shuts the node down, its listener included.
 func (n *tcpNode) stop() {
 	if s := n.set.Swap(nil); s != nil {
@@ -103,11 +111,8 @@ func (n *tcpNode) stop() {
 	}
 }
 
-// TestCatchUpOverRPCMux: the catch-up of a replica behind a compacted log
-// over the transports nodes use: Raft's network transport sends the
-// snapshot, and the replica fetches the records over the RPC mux.
-func TestCatchUpOverRPCMux(t *testing.T) {
-	timers := compactingTimers()
+// startTCPNodes starts three tcpNodes holding shards shards (RF 3).
+func startTCPNodes(t *testing.T, shards int, timers Timers) ([]*tcpNode, Layout) {
 	var nodes []*tcpNode
 	var peers []Peer
 	for i := 1; i <= 3; i++ {
@@ -117,7 +122,7 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 		nodes = append(nodes, n)
 		peers = append(peers, n.self)
 	}
-	layout, err := Plan(peers, 2, 3)
+	layout, err := Plan(peers, shards, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +131,14 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 		n.start()
 		t.Cleanup(n.stop)
 	}
+	return nodes, layout
+}
+
+// TestCatchUpOverRPCMux: the catch-up of a replica behind a compacted log
+// over the transports nodes use: Raft's network transport sends the
+// snapshot, and the replica fetches the records over the RPC mux.
+func TestCatchUpOverRPCMux(t *testing.T) {
+	nodes, _ := startTCPNodes(t, 2, compactingTimers())
 	holders := func(int) map[string]Store {
 		out := map[string]Store{}
 		for _, n := range nodes {
@@ -168,5 +181,54 @@ func TestCatchUpOverRPCMux(t *testing.T) {
 		if got, _ := n3.store.Load().AppliedIndexOf(groupName(shard) + restoreSuffix); got == 0 {
 			t.Fatalf("shard %d: caught up without a snapshot", shard)
 		}
+	}
+}
+
+// TestReplicaMovedAwayAndBackOverRPCMux: a replica moved away from a node
+// and given back reopens its group's channel of the RPC mux (the closed
+// transport gave it up) and catches up over it.
+func TestReplicaMovedAwayAndBackOverRPCMux(t *testing.T) {
+	nodes, layout := startTCPNodes(t, 1, LocalTimers())
+	update := func(l Layout) {
+		t.Helper()
+		for _, n := range nodes {
+			if err := n.set.Load().Update(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	holders := func(l Layout) func(int) map[string]Store {
+		return func(int) map[string]Store {
+			out := map[string]Store{}
+			for _, n := range nodes {
+				if l.Holds(0, n.self.ID) {
+					out[n.self.ID] = n.store.Load()
+				}
+			}
+			return out
+		}
+	}
+	ctx := context.Background()
+	appendSome := func(k int) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, "an append", func() bool {
+			_, err := nodes[0].set.Load().Append(ctx, "s", recs(fmt.Sprint("s", k), 5)...)
+			return err == nil
+		})
+	}
+	appendSome(0)
+	away := replaced(layout, "n3", nil)
+	update(away)
+	n3 := nodes[2].set.Load()
+	testutil.Eventually(t, 15*time.Second, "n3 to close its replica", func() bool { return n3.replica(0) == nil })
+	appendSome(1)
+	back := away.clone()
+	back.Version++
+	back.Shards[0] = append(back.Shards[0], nodes[2].self)
+	update(back)
+	appendSome(2)
+	waitIdentical(t, 1, holders(back))
+	if n3.replica(0) == nil {
+		t.Fatal("n3 has no replica of the shard given back")
 	}
 }

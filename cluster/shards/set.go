@@ -159,7 +159,9 @@ type Set struct {
 // following layout changes (Update) and balancing leadership. The
 // founding layout (Version 0) bootstraps each new group with its
 // replicas; a replica of a later layout waits for its group's leader to
-// add it (reconfigure.go).
+// add it (reconfigure.go). A node that restarts passes the newest layout
+// it knows: given the founding layout again after the cluster moved on,
+// it would bootstrap the groups of shards it no longer holds.
 func Start(opts Options, layout Layout) (*Set, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -458,8 +460,9 @@ func (s *Set) Counters() ForwardCounters {
 }
 
 // Layout returns the shard layout this node follows (the last given to
-// Start or Update).
-func (s *Set) Layout() Layout { return s.layout.Load().clone() }
+// Start or Update). It is shared, not copied (reads look it up often):
+// callers must not modify it.
+func (s *Set) Layout() Layout { return *s.layout.Load() }
 
 // Close shuts every replica down; idempotent.
 func (s *Set) Close() error {
