@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clusterView is what a node's GET /v1/cluster says of the layout.
+type clusterView struct {
+	Shards []struct {
+		ID       int      `json:"id"`
+		Replicas []string `json:"replicas"`
+		Local    bool     `json:"local"`
+	} `json:"shards"`
+	Metadata struct {
+		LayoutVersion uint64 `json:"layout_version"`
+		Leader        string `json:"leader"`
+	} `json:"metadata"`
+}
+
+// everyShardOn waits until nd sees every shard replicated on exactly ids.
+func everyShardOn(t *testing.T, nd *procNode, timeout time.Duration, ids ...string) clusterView {
+	t.Helper()
+	var cv clusterView
+	waitFor(t, timeout, fmt.Sprintf("%s: every shard on %v", nd.id, ids), func() (bool, string) {
+		cv = clusterView{}
+		if code, err := nd.getJSON("/v1/cluster", &cv); code != http.StatusOK || err != nil {
+			return false, fmt.Sprint(code, err)
+		}
+		for _, s := range cv.Shards {
+			got := slices.Clone(s.Replicas)
+			slices.Sort(got)
+			if !slices.Equal(got, ids) || !s.Local {
+				return false, fmt.Sprintf("shard %d on %v (local %v)", s.ID, s.Replicas, s.Local)
+			}
+		}
+		return len(cv.Shards) == procShards, fmt.Sprint(len(cv.Shards), " shards")
+	})
+	return cv
+}
+
+// TestProcessNodeRemovedAndReplaced: of three `mqstream serve` processes,
+// one is SIGKILLed for good; `mqstream node remove` (the CLI, through
+// another node's HTTP API) takes it out, the shards go on with two
+// replicas and take writes; a fourth process, a new node id with the same
+// seeds, joins and is given every shard with every record; the removed
+// node, started again with its data, exits saying it was removed.
+func TestProcessNodeRemovedAndReplaced(t *testing.T) {
+	c := startProcCluster(t)
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	acked := map[string]bool{}
+	publishSeq(t, n1, "before", "members/a", "before", 50, acked)
+	sameStream(t, c.nodes, "members", acked, 20*time.Second)
+
+	if out, err := runCmd(t, "node", "remove", "node2", "--server", n1.http); err == nil || !strings.Contains(err.Error(), "alive") {
+		t.Fatalf("removing an alive node: %v\n%s", err, out)
+	}
+	n3.kill(t)
+	c.nodes = c.nodes[:2] // node3 is not stopped at the end: it is gone
+	waitFor(t, 30*time.Second, "node3 seen down", func() (bool, string) {
+		var cl struct {
+			Members []struct{ ID, Status string } `json:"members"`
+		}
+		_, _ = n1.getJSON("/v1/cluster", &cl)
+		for _, m := range cl.Members {
+			if m.ID == "node3" {
+				return m.Status == "failed" || m.Status == "left", m.Status
+			}
+		}
+		return true, "gone"
+	})
+	out, err := runCmd(t, "node", "remove", "node3", "--server", n2.http)
+	if err != nil || !strings.Contains(out, "node node3 removed") {
+		t.Fatalf("node remove node3: %v\n%s", err, out)
+	}
+	everyShardOn(t, n1, 30*time.Second, "node1", "node2")
+	publishSeq(t, n2, "after-remove", "members/a", "removed", 50, acked)
+	sameStream(t, c.nodes, "members", acked, 20*time.Second)
+
+	// A new node in node3's place: a new id, the same seeds.
+	ports := freePorts(t, 4)
+	n4 := &procNode{id: "node4", mqtt: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	gossip := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	var seeds []string
+	for _, nd := range c.nodes {
+		var cl struct {
+			Members []struct{ ID, Gossip string } `json:"members"`
+		}
+		_, _ = nd.getJSON("/v1/cluster", &cl)
+		for _, m := range cl.Members {
+			if m.ID == nd.id {
+				seeds = append(seeds, m.Gossip)
+			}
+		}
+	}
+	writeProcConfig(t, n4, c.dir, gossip, ports[3], seeds)
+	c.nodes = append(c.nodes, n4)
+	c.start(t, n4)
+	c.waitReady(t, []*procNode{n4}, 60*time.Second)
+	cv := everyShardOn(t, n4, 60*time.Second, "node1", "node2", "node4")
+	if cv.Metadata.LayoutVersion < 2 || cv.Metadata.Leader == "" {
+		t.Fatalf("metadata after two layout changes: %+v", cv.Metadata)
+	}
+	publishSeq(t, n4, "after-join", "members/a", "joined", 50, acked)
+	sameStream(t, c.nodes, "members", acked, 30*time.Second)
+	if out, err := runCmd(t, "cluster", "status", "--server", n4.http); err != nil || !strings.Contains(out, "layout version") {
+		t.Fatalf("cluster status: %v\n%s", err, out)
+	}
+
+	// node3 comes back with its data: it stops, saying why.
+	c.start(t, n3)
+	select {
+	case <-n3.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the removed node is still running")
+	}
+	if n3.waitErr == nil || !strings.Contains(tailLines(n3.log, 20), "was removed from cluster") {
+		t.Fatalf("the removed node exited with %v:\n%s", n3.waitErr, tailLines(n3.log, 20))
+	}
+}
