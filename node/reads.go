@@ -36,20 +36,24 @@ func (p shardPlacement) ShardOf(stream string) int {
 	return shards.ShardOf(stream, n)
 }
 
-// Holders: the layout's replicas of shard i, the preferred leader (most
-// often the leader) first.
+// Holders: local when this node's replica of shard i serves reads (open
+// and, when a layout change just placed it here, caught up); otherwise
+// the layout's other replicas, the preferred leader (most often the
+// leader) first.
 func (p shardPlacement) Holders(i int) (bool, []string) {
 	s := p.r.set.Load()
 	if s == nil {
 		return true, nil
 	}
 	l := s.Layout()
-	if i >= len(l.Shards) || l.Holds(i, p.self) {
+	if i >= len(l.Shards) || s.Serves(i) {
 		return true, nil
 	}
 	addrs := make([]string, 0, len(l.Shards[i]))
 	for _, peer := range l.Shards[i] {
-		addrs = append(addrs, peer.RPC)
+		if peer.ID != p.self {
+			addrs = append(addrs, peer.RPC)
+		}
 	}
 	return false, addrs
 }

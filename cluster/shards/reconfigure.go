@@ -99,8 +99,10 @@ func heldBy(l Layout, id string) []int {
 
 // open starts this node's replica of shard; bootstrap: with the current
 // layout's replicas as its group's first configuration (the founding
-// layout). Start and the manager call it.
-func (s *Set) open(shard int, bootstrap bool) error {
+// layout); serving: it serves reads at once (Start's replicas; one a
+// layout change adds serves once caught up). Start and the manager call
+// it.
+func (s *Set) open(shard int, bootstrap, serving bool) error {
 	group := groupName(shard)
 	deps, err := s.opts.Open(group)
 	if err != nil {
@@ -128,6 +130,7 @@ func (s *Set) open(shard int, bootstrap bool) error {
 		return err
 	}
 	opened = true
+	r.serving.Store(serving)
 	s.replicas[shard].Store(r)
 	if bootstrap {
 		return r.bootstrap(s.layout.Load().Shards[shard])
@@ -232,7 +235,7 @@ func (s *Set) reconcile(m *manager, tick bool) {
 			if l.Holds(i, self) {
 				delete(m.leftover, i)
 				s.log.Info("starting a replica the layout places here", "shard", i, "version", l.Version)
-				if err := s.open(i, false); err != nil {
+				if err := s.open(i, false, false); err != nil {
 					s.log.Warn("cannot start a replica the layout places here; retrying", "shard", i, "error", err)
 				}
 				continue

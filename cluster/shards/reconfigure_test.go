@@ -201,7 +201,7 @@ func TestReplaceADeadNode(t *testing.T) {
 	n3.stop()
 	w.waitMore(t, 20)
 	n4 := c.addNode(Peer{ID: "n4", RPC: "n4:7947"})
-	if st := n4.set.Status(); st[0].Local {
+	if st := n4.set.Status(); st[0].Local || n4.set.Serves(0) {
 		t.Fatalf("n4 holds shard 0 before the layout places it there: %+v", st[0])
 	}
 	c.update(replaced(c.layout, "n3", &n4.self))
@@ -226,6 +226,9 @@ func TestReplaceADeadNode(t *testing.T) {
 		}
 		if st := n4.set.Status()[i]; !st.Local || !slices.Contains(st.Replicas, "n4") || slices.Contains(st.Replicas, "n3") {
 			t.Fatalf("shard %d on n4: %+v", i, st)
+		}
+		if !n4.set.Serves(i) {
+			t.Fatalf("shard %d: n4's caught-up replica does not serve reads", i)
 		}
 	}
 	if ok, why := n4.set.Ready(); !ok {

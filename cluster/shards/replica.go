@@ -52,6 +52,11 @@ type replica struct {
 	// has not answered by then it never will.
 	raftDown chan struct{}
 	wg       sync.WaitGroup
+	// serving latches once the replica serves reads: at once for a
+	// replica opened when the node started, and for one a layout change
+	// added once it has applied everything its group had committed when
+	// it first heard of it (Set.Serves).
+	serving atomic.Bool
 	// led is the term in which this replica last became a leader that
 	// has applied every entry of the terms before (kv.go): it leads now
 	// if raft says it leads in that term.
@@ -116,6 +121,18 @@ func (r *replica) member(id string) bool {
 		return false
 	}
 	return slices.ContainsFunc(cfg.Configuration().Servers, func(srv raft.Server) bool { return string(srv.ID) == id })
+}
+
+// serves reports whether the replica serves reads (serving).
+func (r *replica) serves() bool {
+	if r.serving.Load() {
+		return true
+	}
+	if c := r.raft.CommitIndex(); c > 0 && r.fsm.applied.Load() >= c {
+		r.serving.Store(true)
+		return true
+	}
+	return false
 }
 
 // isLeader reports whether this replica leads the shard now.

@@ -187,7 +187,7 @@ func Start(opts Options, layout Layout) (*Set, error) {
 		if !layout.Holds(i, opts.Self.ID) {
 			continue
 		}
-		if err := s.open(i, layout.Version == 0); err != nil {
+		if err := s.open(i, layout.Version == 0, true); err != nil {
 			_ = s.Close()
 			return nil, err
 		}
@@ -383,6 +383,15 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())
 	}
+}
+
+// Serves reports whether this node's replica of shard i serves reads:
+// it is open and, when a layout change placed it here, it has caught up
+// with its group once (before, the node reads the shard from another
+// replica, as one it does not hold).
+func (s *Set) Serves(i int) bool {
+	r := s.replica(i)
+	return r != nil && r.serves()
 }
 
 // ShardStatus is one shard as this node sees it.
