@@ -59,11 +59,18 @@ func (n *Node) figures() api.NodeFigures {
 	return f
 }
 
+// figuresTimeout bounds the wait for the other nodes' figures: GET
+// /v1/cluster and the nodes table answer within it even while a member
+// that looks up does not answer.
+const figuresTimeout = time.Second
+
 // nodesFigures serves the nodes' figures: this node's and every other
-// member's that answers in time (standalone, this node's).
+// member's that answers within figuresTimeout (standalone, this node's).
 type nodesFigures struct{ n *Node }
 
 func (f nodesFigures) NodeFigures(ctx context.Context) map[string]api.NodeFigures {
+	ctx, cancel := context.WithTimeout(ctx, figuresTimeout)
+	defer cancel()
 	out := fromPeers[api.NodeFigures](ctx, f.n, figuresService, nil)
 	out[f.n.id] = f.n.figures()
 	return out
