@@ -27,6 +27,7 @@ export function Queries({ reloadKey }) {
     reload();
   };
   return html`<h2>Continuous queries</h2>
+    <p class="hint">A continuous query runs on the node where it was created: these are this node's.</p>
     <${ErrorBox} error=${err || actErr} />
     ${data && list.length === 0 && html`<p class="empty">No continuous queries. The console starts one
       with <code>CREATE STREAM … AS SELECT</code>, <code>INSERT INTO … SELECT</code> or <code>CREATE VIEW … AS SELECT</code>.</p>`}
