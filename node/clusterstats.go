@@ -17,7 +17,9 @@ import (
 // (sharegroups.go), so the sessions,
 // groups and consumers tables of any node list this node's rows and every
 // other node's, asked over RPC (each row says its node). A node that does
-// not answer within statsTimeout is left out and logged.
+// not answer within statsTimeout is left out and logged. The same way,
+// GET /v1/cluster and the nodes table show each node's own figures (disk
+// space of its data directory, uptime), waiting at most figuresTimeout.
 
 // Services the node answers for the statistics tables of others.
 const (
