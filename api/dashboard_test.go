@@ -33,7 +33,7 @@ func TestOverviewAndHistoryShapes(t *testing.T) {
 		t.Fatalf("overview: %d", st)
 	}
 	want := []string{"append_p99_ms", "bytes", "bytes", "client_nodes", "connections", "dropped_per_sec", "group_lag", "groups", "in_per_sec", "node",
-		"nodes", "nodes_alive", "out_per_sec", "records", "refused_per_sec", "stored_per_sec", "streams", "subscriptions", "time", "uptime_seconds"}
+		"nodes", "nodes_alive", "out_per_sec", "queries", "records", "refused_per_sec", "stored_per_sec", "streams", "subscriptions", "time", "uptime_seconds"}
 	want = slices.Compact(want)
 	if got := keys(ov); !slices.Equal(got, want) {
 		t.Fatalf("overview keys %v, want %v", got, want)

@@ -34,6 +34,8 @@ describe('dashboard', () => {
       await p.page.goto(srv.base + '/');
       await p.page.waitForSelector('[data-card=nodes] .value:not(:empty)');
       await eventually('the overview cards to fill', async () => (await text(p.page, '[data-card=nodes] .value')) === '1 / 1');
+      const ov = await rest(srv, 'GET', '/v1/overview');
+      assert.equal(await text(p.page, '[data-card=queries] .value'), String(ov.queries), 'the queries card shows the overview figure');
       // Ready: the first overview figures shown, measured by the page from
       // the start of the navigation (the test's own round trips to the
       // browser are not the page's time).

@@ -55,6 +55,7 @@ export function Overview() {
       <${Card} id="streams" label="Streams" value=${fmtNum(o.streams)} />
       <${Card} id="groups" label="Groups" value=${fmtNum(o.groups)} />
       <${Card} id="lag" label="Group lag" value=${fmtNum(o.group_lag)} />
+      <${Card} id="queries" label="Queries" value=${fmtNum(o.queries)} />
       <${Card} id="in" label="Messages in /s" value=${fmtNum(o.in_per_sec)} />
       <${Card} id="out" label="Messages out /s" value=${fmtNum(o.out_per_sec)} />
       <${Card} id="records" label="Records stored" value=${fmtNum(o.records)} />
