@@ -284,7 +284,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 		Store: writer, Broker: n.broker, Groups: n.apiGroups(), Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
 		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queries,
-		UI: ui, Clients: clusterClients{n},
+		UI: ui, Clients: clusterClients{n}, Figures: nodesFigures{n},
 	})
 	n.onClose("api", func(context.Context) error { return n.api.Close() })
 	if len(cfg.HTTP.Tokens) == 0 {
