@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -71,7 +70,7 @@ func (s *Set) Lead(shard int) (term uint64, ok bool) {
 // leadership of any local shard (gained, as Lead reports it; lost; or
 // another node became leader), and when the shards close; call again for
 // the next change.
-func (s *Set) LeadershipChanged() <-chan struct{} { return s.changes.wait() }
+func (s *Set) LeadershipChanged() <-chan struct{} { return s.changes.Wait() }
 
 // WriteKV replicates writes to the shard's key/value namespace on every
 // replica, through the shard's Raft log, atomically. It is proposed only
@@ -184,30 +183,6 @@ func replaceNamespace(kv *streams.KV, pairs []kvPair) error {
 		return err
 	}
 	return <-errc
-}
-
-// changes is a broadcast of leadership changes.
-type changes struct {
-	mu sync.Mutex    // guards ch
-	ch chan struct{} // closed and replaced at each change; nil until asked for
-}
-
-func (c *changes) wait() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch == nil {
-		c.ch = make(chan struct{})
-	}
-	return c.ch
-}
-
-func (c *changes) notify() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch != nil {
-		close(c.ch)
-		c.ch = nil
-	}
 }
 
 // lead reports whether this replica leads its shard now, and in which

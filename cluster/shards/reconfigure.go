@@ -125,7 +125,7 @@ func (s *Set) open(shard int, bootstrap, serving bool) error {
 		src = nil
 	}
 	fc := fsmConfig{shard: shard, shards: s.opts.Shards, store: s.opts.Store, logger: s.log.With("shard", shard), src: src}
-	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.changes.notify)
+	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.changes.Notify)
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func (s *Set) manage() {
 	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{},
 		caughtUp: map[int]uint64{}}
 	for {
-		changed := s.changes.wait()
+		changed := s.changes.Wait()
 		tick := false
 		select {
 		case <-s.done:
@@ -451,7 +451,7 @@ func (s *Set) retire(m *manager, shard int, r *replica) {
 	if err := r.close(); err != nil {
 		s.log.Warn("closing a replica moved away", "shard", shard, "error", err)
 	}
-	s.changes.notify()
+	s.changes.Notify()
 	if err := s.drop(shard); err != nil {
 		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
 		m.dropped[shard] = true

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/mqstream/mqstream/internal/broadcast"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -147,7 +148,7 @@ type Set struct {
 	// forwards count forward calls: made, served, failed (Counters).
 	forwards struct{ sent, received, failed atomic.Uint64 }
 	// changes wakes the callers of LeadershipChanged (kv.go).
-	changes changes
+	changes broadcast.Signal
 	// next rotates forwards to a shard held elsewhere over its replicas.
 	mu struct {
 		sync.Mutex
@@ -503,7 +504,7 @@ func (s *Set) Close() error {
 		}
 		wg.Wait()
 		s.wg.Wait()
-		s.changes.notify() // every local leadership is over
+		s.changes.Notify() // every local leadership is over
 	})
 	return errors.Join(errs...)
 }
