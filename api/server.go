@@ -24,6 +24,7 @@ import (
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/history"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -263,7 +264,7 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, errNotFound), errors.Is(err, streams.ErrStreamNotFound), errors.Is(err, shared.ErrGroupNotFound):
 		return http.StatusNotFound, "not_found"
-	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists):
+	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists), errors.Is(err, query.ErrStreamInUse):
 		return http.StatusConflict, "conflict"
 	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite),
 		errors.Is(err, streams.ErrUnavailable), errors.Is(err, shared.ErrNotOwner):

@@ -89,6 +89,10 @@
 // runner keeps its groups in memory, rebuilt from the source at start-up,
 // and SQL reads them through query.ViewReader.
 //
+// DropStream (drop.go) deletes a stream for DROP STREAM and DELETE
+// /v1/streams/{name}, and refuses while a query or view reads or writes
+// it, naming them.
+//
 // Limits: windows on _timestamp only; a query runs on the node where it
 // was created (in cluster mode its output goes through
 // the shards like any write, and is published to subscribers on every

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -204,17 +202,6 @@ func TestQueriesOverHTTP(t *testing.T) {
 	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	call := func(method, path, token, body string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 	create := `{"sql": "CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 1 SECOND)"}`
 	for _, c := range []struct {
 		method, path, token, body string
@@ -229,11 +216,13 @@ func TestQueriesOverHTTP(t *testing.T) {
 		{"GET", "/v1/queries/cold", readToken, "", 404, "not_found"},
 		{"POST", "/v1/query", readToken, `{"sql": "TERMINATE QUERY hot"}`, 403, "forbidden"},
 		{"DELETE", "/v1/queries/hot", readToken, "", 403, "forbidden"},
+		{"POST", "/v1/query", readToken, `{"sql": "DROP STREAM temps"}`, 403, "dropping streams and views, needs the admin role"},
+		{"DELETE", "/v1/streams/temps", adminToken, "", 409, "stream temps is in use: read by hot"},
 		{"DELETE", "/v1/queries/hot", adminToken, "", 204, ""},
 		{"DELETE", "/v1/queries/hot", adminToken, "", 404, "not_found"},
 		{"GET", "/v1/queries", readToken, "", 200, `{"queries":[]}`},
 	} {
-		got, body := call(c.method, c.path, c.token, c.body)
+		got, body := callAPI(t, n, c.method, c.path, c.token, c.body)
 		if got != c.want || !strings.Contains(body, c.has) {
 			t.Errorf("%s %s %s: %d %s, want %d ...%s...", c.method, c.path, c.body, got, body, c.want, c.has)
 		}

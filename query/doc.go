@@ -12,8 +12,10 @@
 // parse.go and convert.go. The parser's tree has no positions; lex.go
 // tokenizes the text with the parser's own tokenizer and finds where names
 // and literals appear, so errors carry a line and column. SHOW STREAMS,
-// SHOW QUERIES, SHOW VIEWS, TERMINATE, PAUSE and RESUME QUERY and DROP
-// VIEW are not MySQL and are recognised from their tokens. peel.go takes
+// SHOW QUERIES, SHOW VIEWS, TERMINATE, PAUSE and RESUME QUERY, DROP
+// VIEW and DROP STREAM are not MySQL and are recognised from their
+// tokens; DROP STREAM goes to Queries.DropStream, which refuses while
+// queries use the stream. peel.go takes
 // the continuous-query additions off the text before Vitess sees it
 // (CREATE STREAM name [WITH (...)] AS, INSERT INTO name, CREATE VIEW name
 // AS, a trailing EMIT, INTERVAL n UNIT inside window calls), blanking them
