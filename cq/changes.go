@@ -210,7 +210,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 				if m.opts.afterOutput != nil && m.opts.afterOutput(id) {
 					return errCrash
 				}
-				r.hintAt(inputKey(id), int64(pos))
+				r.hintAt(inputKey(id), encodeHint(int64(pos)))
 				hinted, hintedAt = int64(pos), m.opts.Now()
 			}
 		}
@@ -224,7 +224,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 			ch.advance(now.Add(-m.opts.IdleTimeout).UnixNano()) // frees windows input has left behind
 		}
 		if int64(pos) > hinted && pos > next && now.Sub(hintedAt) >= m.opts.HintInterval {
-			r.hintAt(inputKey(id), int64(pos)) // records that made no rows
+			r.hintAt(inputKey(id), encodeHint(int64(pos))) // records that made no rows
 			hinted, hintedAt = int64(pos), now
 		}
 		r.report(view{running: true, wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,

@@ -73,9 +73,22 @@
 // updated rows of each input record instead (changes.go); its progress is
 // the last input offset it has processed, carried by its output the same
 // way. A push query (push.go) runs the same machinery for one caller, from
-// the end of its input, keeping nothing; it may also use session windows
-// (session.go), which persistent queries refuse: their restart rebuilds
-// state from a bounded stretch of input, and a session can be any length.
+// the end of its input, keeping nothing.
+//
+// # Sessions
+//
+// Session windows (session.go) keep one accumulator set per key and open
+// session. A session query's output also carries mqstream-resume, the
+// start of the oldest session open at its watermark (and so does its
+// hint, under its own key): a restart reads the input again from there.
+// Sessions are cut at every multiple of their maximum length on the
+// epoch's grid, never at their start plus the maximum, so that whether two
+// records share a session depends on those two records only: reading from
+// any instant rebuilds every session starting after it whole, and those
+// it rebuilds in part had ended at or before the watermark (output
+// already, they close without output). Sessions close in order of their
+// ends, so the rows do not depend on how the watermark moved. EMIT
+// CHANGES with sessions runs in push queries only.
 //
 // # Pausing, INSERT INTO and views
 //

@@ -363,7 +363,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	defer m.release(id)
 	r.terminate()
 	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
-		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true})
+		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

@@ -289,6 +289,17 @@ func TestHoppingRestartsGiveTheUninterruptedOutput(t *testing.T) {
 	}
 }
 
+// TestSessionRestartsGiveTheUninterruptedOutput is the same for session
+// windows: a restart reads input again from the start of the oldest
+// session open at the watermark its output carries.
+func TestSessionRestartsGiveTheUninterruptedOutput(t *testing.T) {
+	const sql = "CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total, max(temp) AS hi FROM temps " +
+		"GROUP BY sensor, SESSION(_timestamp, INTERVAL 1 SECOND, INTERVAL 3 SECOND) HAVING n > 1"
+	for seed := int64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { testRestarts(t, sql, seed) })
+	}
+}
+
 func testRestarts(t *testing.T, sql string, seed int64) {
 	e := newEnv(t)
 	e.create(fmt.Sprintf(sql, "live"))
@@ -312,7 +323,7 @@ func testRestarts(t *testing.T, sql string, seed int64) {
 				t.Fatal(err)
 			}
 			if err := e.store.KV("queries").Write(context.Background(), streams.KVWrite{Key: hintKey("live"), Delete: true},
-				streams.KVWrite{Key: inputKey("live"), Delete: true}); err != nil {
+				streams.KVWrite{Key: inputKey("live"), Delete: true}, streams.KVWrite{Key: sessionKey("live"), Delete: true}); err != nil {
 				t.Fatal(err)
 			}
 			e.start()

@@ -126,11 +126,11 @@ func (p *pusher) run(ctx context.Context) error {
 				return err
 			}
 		case ss != nil:
-			wm := ss.wm
 			if atTail {
-				wm = idleWM
+				ss.advance(idleWM)
 			}
-			if err := p.send(ss.advance(wm, rows[:0])); err != nil {
+			out, _ := ss.closeDue()
+			if err := p.send(out); err != nil {
 				return err
 			}
 		case atTail:

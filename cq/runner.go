@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -104,21 +105,12 @@ func (r *runner) runOnce(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
+	st, pos, err := r.recoverFinal()
 	if err != nil {
 		return err
 	}
-	w := newWindower(c)
-	var pos uint64
-	if resumed {
-		// Every window ending at or before wm has been output; the first
-		// one that has not starts at FirstOpen(wm): read again from there.
-		w.resume(wm)
-		if pos, err = m.opts.Reader.OffsetAt(c.Source, c.Window.FirstOpen(time.Unix(0, wm))); err != nil {
-			return fmt.Errorf("stream %s: %w", c.Source, err)
-		}
-	}
-	hinted, hintedAt := wm, m.opts.Now()
+	hinted, _ := st.watermark()
+	hintedAt := m.opts.Now()
 	var out int64
 	var lastEmit time.Time
 	for {
@@ -127,7 +119,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
 		}
 		for i := range recs {
-			w.add(&recs[i])
+			st.feed(&recs[i])
 			pos = recs[i].Offset + 1
 		}
 		notify, next, err := m.opts.Reader.Notify(c.Source)
@@ -140,11 +132,12 @@ func (r *runner) runOnce(ctx context.Context) error {
 			// Input stopped: records appended from now on have timestamps
 			// after now, so windows ending before now - IdleTimeout are
 			// complete.
-			w.advance(now.Add(-m.opts.IdleTimeout).UnixNano())
+			st.advance(now.Add(-m.opts.IdleTimeout).UnixNano())
 		}
-		if rows, closed := w.closeDue(); closed > 0 {
+		wm, started := st.watermark()
+		if rows, closed := st.closeDue(); closed > 0 {
 			if len(rows) > 0 {
-				if err := r.output(rows, markers(id, propWatermark, w.wm)); err != nil {
+				if err := r.output(rows, st.marks(id)); err != nil {
 					return err
 				}
 				out += int64(len(rows))
@@ -153,13 +146,14 @@ func (r *runner) runOnce(ctx context.Context) error {
 					return errCrash
 				}
 			}
-			r.hint(w.wm)
-			hinted, hintedAt = w.wm, now
-		} else if w.started && w.wm > hinted && now.Sub(hintedAt) >= m.opts.HintInterval {
-			r.hint(w.wm)
-			hinted, hintedAt = w.wm, now
+			st.hint(r)
+			hinted, hintedAt = wm, now
+		} else if started && wm > hinted && now.Sub(hintedAt) >= m.opts.HintInterval {
+			st.hint(r)
+			hinted, hintedAt = wm, now
 		}
-		r.report(view{running: true, wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
+		windows, keys, cs := st.figures()
+		r.report(view{running: true, wm: wm, started: started, windows: windows, keys: keys, counts: cs, out: out, lastEmit: lastEmit, pos: pos, next: next})
 		if !atTail {
 			continue
 		}
@@ -168,6 +162,84 @@ func (r *runner) runOnce(ctx context.Context) error {
 		}
 	}
 }
+
+// finalState is the state of a query outputting final rows: its windows
+// (windower) or its sessions (sessioner), and the progress its output
+// carries.
+type finalState interface {
+	feed(r *streams.Record)
+	advance(wm int64)
+	closeDue() (out []query.Output, closed int)
+	watermark() (wm int64, started bool)
+	// marks are the user properties of an output request: the query's
+	// progress once it is durable.
+	marks(id string) []streams.UserProperty
+	// hint writes the same progress in the key/value namespace.
+	hint(r *runner)
+	// figures are the open windows, the groups held and the counters.
+	figures() (windows, groups int, c *counts)
+}
+
+// recoverFinal rebuilds nothing yet: it returns the state of a query
+// restarting from its durable progress, and the input offset to read
+// again from, where the first window (session) not output yet starts.
+func (r *runner) recoverFinal() (finalState, uint64, error) {
+	m, c, id := r.m, r.c, r.def.ID
+	var st finalState
+	var resumed bool
+	var from time.Time
+	if c.Window.Sessions() {
+		wm, start, ok, err := recoverSessions(m.opts.Reader, m.opts.KV, id, r.sink())
+		if err != nil {
+			return nil, 0, err
+		}
+		x := newSessioner(c)
+		if ok {
+			x.resume(wm)
+		}
+		st, resumed, from = sessionState{x}, ok, time.Unix(0, start)
+	} else {
+		wm, ok, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
+		if err != nil {
+			return nil, 0, err
+		}
+		w := newWindower(c)
+		if ok {
+			// Every window ending at or before wm has been output; the
+			// first one that has not starts at FirstOpen(wm).
+			w.resume(wm)
+		}
+		st, resumed, from = windowState{w}, ok, c.Window.FirstOpen(time.Unix(0, wm))
+	}
+	if !resumed {
+		return st, 0, nil
+	}
+	pos, err := m.opts.Reader.OffsetAt(c.Source, from)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream %s: %w", c.Source, err)
+	}
+	return st, pos, nil
+}
+
+type windowState struct{ *windower }
+
+func (w windowState) feed(r *streams.Record)                 { w.add(r) }
+func (w windowState) watermark() (int64, bool)               { return w.wm, w.started }
+func (w windowState) marks(id string) []streams.UserProperty { return markers(id, propWatermark, w.wm) }
+func (w windowState) hint(r *runner)                         { r.hint(w.wm) }
+func (w windowState) figures() (int, int, *counts)           { return w.openWindows(), w.groups(), &w.counts }
+
+type sessionState struct{ *sessioner }
+
+func (x sessionState) feed(r *streams.Record)   { x.add(r, nil) }
+func (x sessionState) watermark() (int64, bool) { return x.wm, x.started }
+func (x sessionState) marks(id string) []streams.UserProperty {
+	return append(markers(id, propWatermark, x.wm), streams.UserProperty{Key: propResume, Value: strconv.FormatInt(x.resumeFrom(), 10)})
+}
+func (x sessionState) hint(r *runner) {
+	r.hintAt(sessionKey(r.def.ID), binary.BigEndian.AppendUint64(encodeHint(x.wm), uint64(x.resumeFrom())))
+}
+func (x sessionState) figures() (int, int, *counts) { return x.open, x.open, &x.counts }
 
 // sink is the output stream, where the search for progress stops.
 func (r *runner) sink() streamFrom { return streamFrom{name: r.c.Name, from: r.def.From} }
@@ -242,11 +314,11 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 // output comes after it, so the search for the newest output record stops
 // there (recoverProgress), however much others wrote before it (INSERT
 // INTO).
-func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), wm) }
+func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), encodeHint(wm)) }
 
-func (r *runner) hintAt(key []byte, v int64) {
+// hintAt writes hint val at key, followed by the output stream's end.
+func (r *runner) hintAt(key []byte, val []byte) {
 	id := r.def.ID
-	val := encodeHint(v)
 	if info, err := r.m.opts.Reader.DescribeStream(r.c.Name); err == nil {
 		val = binary.BigEndian.AppendUint64(val, info.NextOffset)
 	}

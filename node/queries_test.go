@@ -147,12 +147,16 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	// The same for a query emitting changes over hopping windows.
 	const changes = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, max(_offset) AS last " +
 		"FROM crash GROUP BY _topic, HOPPING(INTERVAL 100 MILLISECOND, INTERVAL 50 MILLISECOND) EMIT CHANGES"
+	// And for session windows, cut at every 200 ms.
+	const sessions = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, min(_offset) AS first, max(_offset) AS last " +
+		"FROM crash GROUP BY _topic, SESSION(_timestamp, INTERVAL 30 MILLISECOND, INTERVAL 200 MILLISECOND)"
 	n := startNode(t, testConfig(dir))
 	if _, err := n.Store().CreateStream(context.Background(), "crash", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
 	runSQL(t, n, fmt.Sprintf(sql, "live"))
 	runSQL(t, n, fmt.Sprintf(changes, "live_changes"))
+	runSQL(t, n, fmt.Sprintf(sessions, "live_sessions"))
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +173,8 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	n = startNode(t, testConfig(dir))
 	runSQL(t, n, fmt.Sprintf(sql, "reference"))
 	runSQL(t, n, fmt.Sprintf(changes, "reference_changes"))
-	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}} {
+	runSQL(t, n, fmt.Sprintf(sessions, "reference_sessions"))
+	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}, {"live_sessions", "reference_sessions"}} {
 		var live, ref []string
 		testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
 			for _, id := range pair {

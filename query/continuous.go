@@ -205,7 +205,12 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) e
 			}
 		}
 		if c.Window.Sessions() && !c.Push {
-			return errorf(win.pos, "SESSION windows run in push queries (SELECT ... EMIT ...) only for now: after a restart a persistent query rebuilds its state from a bounded stretch of input, and a session can be any length")
+			switch {
+			case c.Kind == KindView:
+				return errorf(win.pos, "a view cannot use SESSION windows: it keeps tumbling or hopping windows (or none); CREATE STREAM ... AS SELECT ... GROUP BY ..., SESSION(...) outputs each session once it closes")
+			case emit == "changes":
+				return errorf(emitAt, "a persistent query with SESSION windows outputs one final row per session (EMIT FINAL, the default): EMIT CHANGES with sessions runs in push queries only for now")
+			}
 		}
 	}
 	for _, it := range s.items {

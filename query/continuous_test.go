@@ -53,7 +53,7 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL 10 FORTNIGHT)", CodeSQL, "1:69", `bad window size "10 fortnight"`},
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, TUMBLING(INTERVAL x SECOND)", CodeSQL, "1:69", "INTERVAL <whole number> <unit>"},
 		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor", CodeSQL, "1:53", "needs a window"},
-		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND)", CodeSQL, "1:60", "SESSION windows run in push queries"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:88", "a persistent query with SESSION windows outputs one final row per session"},
 		{"SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND, INTERVAL 5 SECOND) EMIT FINAL", CodeSQL, "1:67", "maximum length (5s) is shorter than its gap (10s)"},
 		{"SELECT sensor FROM t GROUP BY sensor, SESSION(ts, INTERVAL 10 SECOND) EMIT FINAL", CodeSQL, "1:47", "event time from the payload"},
 		{"SELECT sensor FROM t GROUP BY sensor, SESSION() EMIT FINAL", CodeSQL, "1:39", "SESSION takes the gap"},

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,19 @@ type Window struct {
 
 // Sessions reports whether the windows are sessions.
 func (w Window) Sessions() bool { return w.Gap > 0 }
+
+// CellEnd returns where a session holding instant t (unix ns) is cut at
+// the latest: the next multiple of MaxSession after t on the epoch's grid
+// (as Azure Stream Analytics checks a session's length at multiples of
+// its maximum). A session never spans such an instant, so it is at most
+// MaxSession long, and where it is cut depends on its records only, never
+// on where reading them started. Without MaxSession, never (MaxInt64).
+func (w Window) CellEnd(t int64) int64 {
+	if w.MaxSession <= 0 {
+		return math.MaxInt64
+	}
+	return w.align(t, w.MaxSession) + int64(w.MaxSession)
+}
 
 // Hopping reports whether windows overlap.
 func (w Window) Hopping() bool { return w.Slide > 0 && w.Slide < w.Size }
