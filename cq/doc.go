@@ -7,8 +7,9 @@
 //
 // Windows are half-open [start, start + size) and aligned to the Unix
 // epoch (plus an optional offset): tumbling, or hopping (starting every
-// slide, overlapping). Event time is the record's _timestamp, the time it
-// was appended, which never decreases within a stream. The state is one
+// slide, overlapping). A record's time is its _timestamp, the time it
+// was appended, which never decreases within a stream, unless the query
+// runs on event time (below). The state is one
 // accumulator set per key and pane (query.Group), never the records
 // themselves: panes are gcd(size, slide) long, a window is made of whole
 // panes, and closing it combines them (window.go explains how, at a cost
@@ -106,7 +107,24 @@
 // /v1/streams/{name}, and refuses while a query or view reads or writes
 // it, naming them.
 //
-// Limits: windows on _timestamp only; a query runs on the node where it
+// # Event time
+//
+// A window on an expression of the record (Continuous.EventTime) takes
+// records in any time order. The watermark (clock, eventtime.go) is the
+// newest event time less GRACE, or the newest record's append time less
+// the idle timeout, or now less it at the input's end; read off the
+// records, the idle term makes whether a record is late a function of the
+// records alone. Progress is then carried by input offsets: each output
+// request carries the watermark, the offset of the first record of the
+// oldest open window or session, the watermark before that record, and
+// the next input offset. A restart replays from that record with that
+// watermark: the same decisions, the open windows rebuilt exactly, the
+// closed ones not output again (windower.closedTo, sessioner.quietTo).
+// Windows close as soon as the watermark passes them, before the next
+// record is added (a hopping window's pane is shared with open windows),
+// so closed windows never depend on when closeDue runs.
+//
+// Limits: a query runs on the node where it
 // was created (in cluster mode its output goes through
 // the shards like any write, and is published to subscribers on every
 // node, but the query does not move on failover).

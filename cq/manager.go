@@ -220,6 +220,13 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	if d.From, err = m.checkCreate(c); err != nil {
 		return query.QueryInfo{}, err
 	}
+	if c.Hints.StartLatest {
+		info, err := m.opts.Reader.DescribeStream(c.Source)
+		if err != nil {
+			return query.QueryInfo{}, fmt.Errorf("cq: stream %s: %w", c.Source, err)
+		}
+		d.Start = info.NextOffset
+	}
 	r := newRunner(m, d, c)
 	m.mu.Lock()
 	if c.Kind == query.KindInsert {
@@ -363,7 +370,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	defer m.release(id)
 	r.terminate()
 	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
-		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true})
+		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

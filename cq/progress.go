@@ -40,6 +40,9 @@ type definition struct {
 	// query was created: its output records come after it, so the search
 	// for its progress stops there.
 	From uint64 `json:"sink_from,omitempty"`
+	// Start is the input offset a query with START('latest') reads from
+	// until it has progress: the source's end when it was created.
+	Start uint64 `json:"input_start,omitempty"`
 }
 
 // User properties of every output record: the query that wrote it and

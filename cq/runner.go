@@ -132,7 +132,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 			// Input stopped: records appended from now on have timestamps
 			// after now, so windows ending before now - IdleTimeout are
 			// complete.
-			st.advance(now.Add(-m.opts.IdleTimeout).UnixNano())
+			st.advance(now.Add(-m.idleOf(c.Hints.IdleTimeout)).UnixNano())
 		}
 		wm, started := st.watermark()
 		if rows, closed := st.closeDue(); closed > 0 {
@@ -182,37 +182,61 @@ type finalState interface {
 
 // recoverFinal rebuilds nothing yet: it returns the state of a query
 // restarting from its durable progress, and the input offset to read
-// again from, where the first window (session) not output yet starts.
+// again from: where the first window (session) not output yet starts, on
+// _timestamp a bisection away; on event time, the offset its progress
+// names.
 func (r *runner) recoverFinal() (finalState, uint64, error) {
 	m, c, id := r.m, r.c, r.def.ID
+	idle := int64(m.idleOf(c.Hints.IdleTimeout))
+	var w *windower
+	var x *sessioner
 	var st finalState
+	if c.Window.Sessions() {
+		x = newSessioner(c)
+		x.idle = idle
+		st = sessionState{x}
+	} else {
+		w = newWindower(c)
+		w.idle = idle
+		st = windowState{w}
+	}
 	var resumed bool
 	var from time.Time
-	if c.Window.Sessions() {
+	switch {
+	case c.EventTime:
+		p, ok, err := recoverEvent(m.opts.Reader, m.opts.KV, id, r.sink())
+		if err != nil || !ok {
+			return st, r.def.Start, err
+		}
+		if x != nil {
+			x.resumeEvent(p)
+		} else {
+			w.resumeEvent(p)
+		}
+		return st, p.from, nil
+	case x != nil:
 		wm, start, ok, err := recoverSessions(m.opts.Reader, m.opts.KV, id, r.sink())
 		if err != nil {
 			return nil, 0, err
 		}
-		x := newSessioner(c)
 		if ok {
 			x.resume(wm)
 		}
-		st, resumed, from = sessionState{x}, ok, time.Unix(0, start)
-	} else {
+		resumed, from = ok, time.Unix(0, start)
+	default:
 		wm, ok, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
 		if err != nil {
 			return nil, 0, err
 		}
-		w := newWindower(c)
 		if ok {
 			// Every window ending at or before wm has been output; the
 			// first one that has not starts at FirstOpen(wm).
 			w.resume(wm)
 		}
-		st, resumed, from = windowState{w}, ok, c.Window.FirstOpen(time.Unix(0, wm))
+		resumed, from = ok, c.Window.FirstOpen(time.Unix(0, wm))
 	}
 	if !resumed {
-		return st, 0, nil
+		return st, r.def.Start, nil
 	}
 	pos, err := m.opts.Reader.OffsetAt(c.Source, from)
 	if err != nil {
@@ -223,21 +247,41 @@ func (r *runner) recoverFinal() (finalState, uint64, error) {
 
 type windowState struct{ *windower }
 
-func (w windowState) feed(r *streams.Record)                 { w.add(r) }
-func (w windowState) watermark() (int64, bool)               { return w.wm, w.started }
-func (w windowState) marks(id string) []streams.UserProperty { return markers(id, propWatermark, w.wm) }
-func (w windowState) hint(r *runner)                         { r.hint(w.wm) }
-func (w windowState) figures() (int, int, *counts)           { return w.openWindows(), w.groups(), &w.counts }
+func (w windowState) feed(r *streams.Record)   { w.add(r) }
+func (w windowState) watermark() (int64, bool) { return max(w.wm, w.closedTo), w.started }
+func (w windowState) marks(id string) []streams.UserProperty {
+	if w.c.EventTime {
+		return w.progress().marks(id)
+	}
+	return markers(id, propWatermark, w.wm)
+}
+func (w windowState) hint(r *runner) {
+	if w.c.EventTime {
+		r.hintAt(eventKey(r.def.ID), w.progress().encode())
+		return
+	}
+	r.hint(w.wm)
+}
+func (w windowState) figures() (int, int, *counts) { return w.openWindows(), w.groups(), &w.counts }
 
 type sessionState struct{ *sessioner }
 
 func (x sessionState) feed(r *streams.Record)   { x.add(r, nil) }
-func (x sessionState) watermark() (int64, bool) { return x.wm, x.started }
+func (x sessionState) watermark() (int64, bool) { return max(x.wm, x.quietTo), x.started }
 func (x sessionState) marks(id string) []streams.UserProperty {
-	return append(markers(id, propWatermark, x.wm), streams.UserProperty{Key: propResume, Value: strconv.FormatInt(x.resumeFrom(), 10)})
+	if x.c.EventTime {
+		return x.progress().marks(id)
+	}
+	// Never below the watermark the query resumed at (a replay runs
+	// below it): what was output up to there stays output.
+	return append(markers(id, propWatermark, max(x.wm, x.quietTo)), streams.UserProperty{Key: propResume, Value: strconv.FormatInt(x.resumeFrom(), 10)})
 }
 func (x sessionState) hint(r *runner) {
-	r.hintAt(sessionKey(r.def.ID), binary.BigEndian.AppendUint64(encodeHint(x.wm), uint64(x.resumeFrom())))
+	if x.c.EventTime {
+		r.hintAt(eventKey(r.def.ID), x.progress().encode())
+		return
+	}
+	r.hintAt(sessionKey(r.def.ID), binary.BigEndian.AppendUint64(encodeHint(max(x.wm, x.quietTo)), uint64(x.resumeFrom())))
 }
 func (x sessionState) figures() (int, int, *counts) { return x.open, x.open, &x.counts }
 

@@ -44,19 +44,13 @@ type sessioner struct {
 	// keys are the open sessions of each key, by start.
 	keys map[string][]*session
 	open int // sessions open, over all keys
-	// wm is the watermark (unix ns); started is false until one is known.
-	// quietTo: sessions ending at or before it were output before a
-	// restart, and close without output.
-	wm      int64
-	started bool
-	quietTo int64
-	// grace holds the watermark back behind the newest record, for
-	// records that come out of time order (0 with _timestamp as time).
-	grace int64
+	// intake holds the watermark (unix ns) and the counters; sessions
+	// ending at or before its quietTo were output before a restart, and
+	// close without output.
+	intake
 	// minEnd is at most the end of every open session: closeDue has
 	// nothing to do below it (sessions' ends only grow).
 	minEnd int64
-	counts
 }
 
 // session is one open session of a key.
@@ -64,10 +58,12 @@ type session struct {
 	key         string
 	start, last int64
 	g           *query.Group
+	first       firstRecord // its record of the lowest offset
 }
 
 func newSessioner(c *query.Continuous) *sessioner {
-	return &sessioner{c: c, gap: int64(c.Window.Gap), final: c.Emit == "final", keys: map[string][]*session{}, minEnd: math.MaxInt64}
+	return &sessioner{c: c, gap: int64(c.Window.Gap), final: c.Emit == "final", keys: map[string][]*session{}, minEnd: math.MaxInt64,
+		intake: newIntake(c)}
 }
 
 // end is when s closes if no record of its key comes.
@@ -80,33 +76,47 @@ func (x *sessioner) end(s *session) int64 {
 // the oldest session open then (resumeFrom, kept with the watermark).
 func (x *sessioner) resume(wm int64) { x.quietTo = wm }
 
+// progress is the progress an output request of an event-time query
+// carries: the oldest record of the open sessions.
+func (x *sessioner) progress() eventProgress {
+	return x.intake.progress(func(yield func(firstRecord) bool) {
+		for _, ss := range x.keys {
+			for _, s := range ss {
+				if !yield(s.first) {
+					return
+				}
+			}
+		}
+	})
+}
+
 // add feeds one record and, with EMIT CHANGES, appends its session's
-// updated row to out. The watermark rises to the record's time; sessions
-// it ends close at the next closeDue.
+// updated row to out. The watermark rises to the record's time (less the
+// grace); sessions it ends close at the next closeDue.
 func (x *sessioner) add(r *streams.Record, out []query.Output) []query.Output {
-	x.in++
-	ts := r.Timestamp.UnixNano()
-	x.lastTS = ts
+	x.begin(r)
 	key, ok, err := x.c.Eval(r)
 	if err != nil {
-		x.skip(err)
+		x.skipRecord(err, x.c.EventTime)
 		return out
 	}
+	ts := x.c.Time()
 	if ok {
 		var s *session
-		if s, err = x.insert(string(key), ts); err != nil {
+		if s, err = x.insert(string(key), ts, r.Offset >= x.quietBefore); err != nil {
 			x.skip(err)
 		} else if s != nil && !x.final {
 			out = x.result(out, s)
 		}
 	}
-	x.advance(ts - x.grace)
+	x.after(ts)
 	return out
 }
 
 // insert adds the record Eval read last, at ts, to key's session holding
-// it, merging the sessions it bridges; nil if the record is late.
-func (x *sessioner) insert(key string, ts int64) (*session, error) {
+// it, merging the sessions it bridges; nil if the record is late (counted
+// if count).
+func (x *sessioner) insert(key string, ts int64, count bool) (*session, error) {
 	ss := x.keys[key]
 	cell := x.c.Window.CellEnd(ts)
 	// The sessions the record's [ts, ts + gap) overlaps, in its cell.
@@ -126,10 +136,12 @@ func (x *sessioner) insert(key string, ts int64) (*session, error) {
 	}
 	if lo == len(ss) {
 		if x.started && min(ts+x.gap, cell) <= x.wm {
-			x.late++ // its session would have closed already
+			if count {
+				x.late++ // its session would have closed already
+			}
 			return nil, nil
 		}
-		s := &session{key: key, start: ts, last: ts, g: x.c.NewGroup()}
+		s := &session{key: key, start: ts, last: ts, g: x.c.NewGroup(), first: x.cur}
 		if err := x.c.Add(s.g); err != nil {
 			return nil, err
 		}
@@ -162,19 +174,15 @@ func (x *sessioner) insert(key string, ts int64) (*session, error) {
 			return nil, err
 		}
 		s.g, s.last = merged, max(s.last, o.last)
+		if o.first.off < s.first.off {
+			s.first = o.first
+		}
 	}
 	if hi-lo > 1 {
 		x.keys[key] = slices.Delete(ss, lo+1, hi)
 		x.open -= hi - lo - 1
 	}
 	return s, nil
-}
-
-// advance raises the watermark to wm (it never goes back).
-func (x *sessioner) advance(wm int64) {
-	if !x.started || wm > x.wm {
-		x.wm, x.started = wm, true
-	}
 }
 
 // closeDue closes the sessions the watermark has reached the end of, in
@@ -237,9 +245,4 @@ func (x *sessioner) result(out []query.Output, s *session) []query.Output {
 		out = append(out, o)
 	}
 	return out
-}
-
-func (x *sessioner) skip(err error) {
-	x.skipped++
-	x.lastErr = err
 }

@@ -1,25 +1,16 @@
 package node
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/mqstream/mqstream/streams"
 )
 
 // TestDropStream: DROP STREAM through POST /v1/query and DELETE
 // /v1/streams/{name} delete a stream and its records, and refuse, naming
 // them, while queries or views read it or write into it.
 func TestDropStream(t *testing.T) {
-	n := startNode(t, testConfig(t.TempDir()))
-	ctx := context.Background()
-	for _, s := range []string{"temps", "alerts", "scratch"} {
-		if _, err := n.Store().CreateStream(ctx, s, streams.Retention{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n := startNodeWith(t, "temps", "alerts", "scratch")
 	publishSeq(t, n.MQTTAddr(), "p1", "scratch/a", "x", 3)
 	del := func(name string) (int, string) { return callAPI(t, n, "DELETE", "/v1/streams/"+name, "", "") }
 	for _, sql := range []string{

@@ -32,7 +32,10 @@
 // evaluates one record at a time: Eval (WHERE and the group key), NewGroup
 // and Add (the aggregates' accumulators), Combine (the accumulators of
 // two panes of a hopping window), Result (HAVING, the output record's
-// JSON and its topic, cqoutput.go). window.go reads the window calls. The
+// JSON and its topic, cqoutput.go). window.go reads the window calls; a
+// window whose time is not _timestamp makes the query run on event time
+// (Time, evaluated per record). hints.go reads the query's options from
+// /*+ GRACE('5s') IDLE_TIMEOUT('30s') START('latest') */ comments. The
 // engine hands the persistent queries' statements to Options.Queries, and
 // reads a view (ViewReader) as a table whose rows the view's query keeps.
 //

@@ -211,6 +211,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		from = "from its end: records appended after the query starts"
 	case c.Kind == KindView:
 		from = "from its first record kept (again at every start: the view is rebuilt)"
+	case c.Hints.StartLatest:
+		from = "from its end when the query is created (START('latest'))"
 	}
 	p.add("source", "stream %s, %s, one record at a time", c.Source, from)
 	var keys []string
@@ -227,7 +229,14 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 	}
 	explainClauses(p, s.texts.where, keys, s.texts.having)
 	p.add("window", "%s", windowWords(c.Window))
-	if c.Windowed() {
+	switch {
+	case c.EventTime:
+		idle := "the node's idle timeout"
+		if c.Hints.IdleTimeout > 0 {
+			idle = fmt.Sprintf("IDLE_TIMEOUT (%s)", c.Hints.IdleTimeout)
+		}
+		p.add("time", "event time, the window's first argument, per record: the watermark is the newest event time less GRACE (%s), or the newest record's append time less %s; records for closed windows are late (counted, not added)", c.Hints.Grace, idle)
+	case c.Windowed():
 		p.add("time", "_timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows")
 	}
 	switch {

@@ -121,6 +121,19 @@ columns | window_start, window_end, sensor, n
 emit | final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)
 output | new stream visits, exactly once (topic visits)
 
+> EXPLAIN CREATE STREAM per10s AS SELECT /*+ GRACE('5s') IDLE_TIMEOUT('1m') START('latest') */ sensor, count(*) AS n FROM temperatures GROUP BY sensor, TUMBLE(at, INTERVAL 10 SECOND)
+step:text | detail:text
+statement | persistent query per10s (CREATE STREAM): runs across restarts until TERMINATE QUERY per10s
+source | stream temperatures, from its end when the query is created (START('latest')), one record at a time
+grouping | sensor
+window | tumbling: 10s long, half-open [start, end), aligned to the epoch
+time | event time, the window's first argument, per record: the watermark is the newest event time less GRACE (5s), or the newest record's append time less IDLE_TIMEOUT (1m0s); records for closed windows are late (counted, not added)
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)
+output | new stream per10s, exactly once (topic per10s)
+
 # Errors point into the statement as written.
 > EXPLAIN SELECT tmp FROM temperatures
 error sql_error 1:16: unknown column "tmp" (did you mean temp?); stream temperatures has the columns _offset, _timestamp, _topic, _client_id, _qos, _retain, _payload, _content_type, _user_properties, sensor, temp, unit, tags (payload fields as seen in 8 sampled records); to read a payload field not seen there, use _payload->>'$.tmp'
