@@ -122,7 +122,10 @@
 // closed ones not output again (windower.closedTo, sessioner.quietTo).
 // Windows close as soon as the watermark passes them, before the next
 // record is added (a hopping window's pane is shared with open windows),
-// so closed windows never depend on when closeDue runs.
+// so closed windows never depend on when closeDue runs. With WITH (late
+// = TRUE), late records are appended to <query>_late before the output
+// request of their batch, each carrying its input offset; a restart
+// skips those the late stream holds (intake.lateFrom).
 //
 // Limits: a query runs on the node where it
 // was created (in cluster mode its output goes through

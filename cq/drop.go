@@ -35,7 +35,7 @@ func (m *Manager) DropStream(ctx context.Context, name string) error {
 		if r.c.Source == name {
 			readers = append(readers, label)
 		}
-		if r.c.Name == name && r.view == nil {
+		if r.c.Name == name && r.view == nil || r.c.LateStream == name {
 			writers = append(writers, label)
 		}
 	}

@@ -82,10 +82,34 @@ type intake struct {
 	next        uint64
 	quietTo     int64
 	quietBefore uint64
+	// keepLate keeps the late records (WITH (late = TRUE)) in lates,
+	// those from offset lateFrom on (the others were written already).
+	keepLate bool
+	lateFrom uint64
+	lates    []streams.Record
+}
+
+// lateRecord counts late record r (unless read before a restart) and
+// keeps it if the query writes its late records.
+func (in *intake) lateRecord(r *streams.Record) {
+	if r.Offset >= in.quietBefore {
+		in.late++
+	}
+	if in.keepLate && r.Offset >= in.lateFrom {
+		in.lates = append(in.lates, *r)
+		in.lateFrom = r.Offset + 1
+	}
+}
+
+// takeLate returns the late records kept since it was last called.
+func (in *intake) takeLate() []streams.Record {
+	out := in.lates
+	in.lates = nil
+	return out
 }
 
 func newIntake(c *query.Continuous) intake {
-	return intake{clock: clock{grace: int64(c.Hints.Grace)}}
+	return intake{clock: clock{grace: int64(c.Hints.Grace)}, keepLate: c.LateStream != ""}
 }
 
 // begin starts adding record r: counts it, applies its append time to

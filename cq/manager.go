@@ -339,6 +339,13 @@ func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
 			return 0, sqlError(c.NameAt, "stream %s already exists: a continuous query creates its output stream (choose another name, delete the stream, or write into it with INSERT INTO %s SELECT ...)", c.Name, c.Name)
 		}
 	}
+	if c.LateStream != "" {
+		if _, err := m.opts.Reader.DescribeStream(c.LateStream); err == nil {
+			return 0, sqlError(c.NameAt, "stream %s already exists: late = TRUE creates it for the query's late records (DROP STREAM %s, or choose another name)", c.LateStream, c.LateStream)
+		} else if !errors.Is(err, streams.ErrStreamNotFound) {
+			return 0, err
+		}
+	}
 	return from, nil
 }
 

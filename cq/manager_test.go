@@ -315,7 +315,7 @@ func TestEventTimeRestartsGiveTheUninterruptedOutput(t *testing.T) {
 			// The idle timeout rules the watermark with 1 s, the newest
 			// event time with 3 s.
 			idle := []string{"1s", "3s"}[seed%2]
-			sql := "CREATE STREAM %s AS SELECT /*+ GRACE('500ms') IDLE_TIMEOUT('" + idle + "') */ sensor, count(*) AS n, sum(temp) AS total, max(temp) AS hi FROM temps " +
+			sql := "CREATE STREAM %s WITH (late = TRUE) AS SELECT /*+ GRACE('500ms') IDLE_TIMEOUT('" + idle + "') */ sensor, count(*) AS n, sum(temp) AS total, max(temp) AS hi FROM temps " +
 				"GROUP BY sensor, " + win + " HAVING n > 1"
 			t.Run(fmt.Sprint(strings.Fields(win)[0], seed), func(t *testing.T) {
 				e := testRestarts(t, sql, seed)
@@ -323,6 +323,11 @@ func TestEventTimeRestartsGiveTheUninterruptedOutput(t *testing.T) {
 				// 3 s hopping windows, jitter of 1.5 s never makes one.)
 				if e.info("reference").Late == 0 && !strings.HasPrefix(win, "HOP") {
 					t.Fatal("no late records: a weak test")
+				}
+				// The late records, each once, in input order.
+				live, ref := e.output("live_late"), e.output("reference_late")
+				if strings.Join(live, "\n") != strings.Join(ref, "\n") || int64(len(ref)) != e.info("reference").Late {
+					t.Fatalf("late records: live %d, reference %d, counted %d", len(live), len(ref), e.info("reference").Late)
 				}
 			})
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -122,6 +123,11 @@ func (r *runner) runOnce(ctx context.Context) error {
 			st.feed(&recs[i])
 			pos = recs[i].Offset + 1
 		}
+		// Late records before the output their batch allows: once output
+		// is durable, so are they (a restart skips those written).
+		if err := r.writeLate(st.takeLate()); err != nil {
+			return err
+		}
 		notify, next, err := m.opts.Reader.Notify(c.Source)
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", c.Source, err)
@@ -178,6 +184,8 @@ type finalState interface {
 	hint(r *runner)
 	// figures are the open windows, the groups held and the counters.
 	figures() (windows, groups int, c *counts)
+	// takeLate returns the late records to write (WITH (late = TRUE)).
+	takeLate() []streams.Record
 }
 
 // recoverFinal rebuilds nothing yet: it returns the state of a query
@@ -191,14 +199,23 @@ func (r *runner) recoverFinal() (finalState, uint64, error) {
 	var w *windower
 	var x *sessioner
 	var st finalState
+	var in *intake
 	if c.Window.Sessions() {
 		x = newSessioner(c)
-		x.idle = idle
-		st = sessionState{x}
+		st, in = sessionState{x}, &x.intake
 	} else {
 		w = newWindower(c)
-		w.idle = idle
-		st = windowState{w}
+		st, in = windowState{w}, &w.intake
+	}
+	in.idle = idle
+	if c.LateStream != "" {
+		last, found, err := lastMarker(m.opts.Reader, id, streamFrom{name: c.LateStream}, propInput)
+		if err != nil {
+			return nil, 0, err
+		}
+		if found {
+			in.lateFrom = uint64(last) + 1
+		}
 	}
 	var resumed bool
 	var from time.Time
@@ -285,6 +302,20 @@ func (x sessionState) hint(r *runner) {
 }
 func (x sessionState) figures() (int, int, *counts) { return x.open, x.open, &x.counts }
 
+// writeLate appends late records to the query's late stream, each
+// carrying its input offset, and waits until they are durable.
+func (r *runner) writeLate(recs []streams.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]streams.Record, len(recs))
+	for i, rec := range recs {
+		props := append(slices.Clip(rec.UserProperties), markers(r.def.ID, propInput, int64(rec.Offset))...)
+		out[i] = streams.Record{Topic: rec.Topic, Payload: rec.Payload, QoS: rec.QoS, ContentType: rec.ContentType, UserProperties: props}
+	}
+	return r.appendWait(r.c.LateStream, out)
+}
+
 // sink is the output stream, where the search for progress stops.
 func (r *runner) sink() streamFrom { return streamFrom{name: r.c.Name, from: r.def.From} }
 
@@ -300,6 +331,13 @@ func (r *runner) ensureOutput(ctx context.Context) error {
 		}
 		if _, err := r.m.opts.Writer.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
 			return fmt.Errorf("create output stream %s: %w", name, err)
+		}
+	}
+	if late := r.c.LateStream; late != "" {
+		if _, err := r.m.opts.Reader.DescribeStream(late); errors.Is(err, streams.ErrStreamNotFound) {
+			if _, err := r.m.opts.Writer.CreateStream(ctx, late, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
+				return fmt.Errorf("create late stream %s: %w", late, err)
+			}
 		}
 	}
 	return nil
@@ -336,8 +374,14 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 	for i, o := range rows {
 		recs[i] = streams.Record{Topic: o.Topic, Payload: o.Payload, QoS: r.c.QoS, Retain: r.c.Retain, ContentType: "application/json", UserProperties: props}
 	}
+	return r.appendWait(r.c.Name, recs)
+}
+
+// appendWait appends recs to stream as one request and waits until it is
+// durable (or failed).
+func (r *runner) appendWait(stream string, recs []streams.Record) error {
 	done := make(chan error, 1)
-	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: r.c.Name, Records: recs, Done: func(_ uint64, err error) { done <- err }})
+	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: stream, Records: recs, Done: func(_ uint64, err error) { done <- err }})
 	if err == nil {
 		// Even when stopping: the query's next start must find the
 		// request's marker if the request is stored, so it may not stop
@@ -346,7 +390,7 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 		err = <-done
 	}
 	if err != nil {
-		return fmt.Errorf("append to stream %s: %w", r.c.Name, err)
+		return fmt.Errorf("append to stream %s: %w", stream, err)
 	}
 	return nil
 }

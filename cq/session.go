@@ -102,10 +102,13 @@ func (x *sessioner) add(r *streams.Record, out []query.Output) []query.Output {
 	}
 	ts := x.c.Time()
 	if ok {
-		var s *session
-		if s, err = x.insert(string(key), ts, r.Offset >= x.quietBefore); err != nil {
+		s, late, err := x.insert(string(key), ts)
+		switch {
+		case err != nil:
 			x.skip(err)
-		} else if s != nil && !x.final {
+		case late:
+			x.lateRecord(r)
+		case !x.final:
 			out = x.result(out, s)
 		}
 	}
@@ -114,9 +117,9 @@ func (x *sessioner) add(r *streams.Record, out []query.Output) []query.Output {
 }
 
 // insert adds the record Eval read last, at ts, to key's session holding
-// it, merging the sessions it bridges; nil if the record is late (counted
-// if count).
-func (x *sessioner) insert(key string, ts int64, count bool) (*session, error) {
+// it, merging the sessions it bridges; late if its session would have
+// closed already (then s is nil).
+func (x *sessioner) insert(key string, ts int64) (s *session, late bool, err error) {
 	ss := x.keys[key]
 	cell := x.c.Window.CellEnd(ts)
 	// The sessions the record's [ts, ts + gap) overlaps, in its cell.
@@ -136,42 +139,39 @@ func (x *sessioner) insert(key string, ts int64, count bool) (*session, error) {
 	}
 	if lo == len(ss) {
 		if x.started && min(ts+x.gap, cell) <= x.wm {
-			if count {
-				x.late++ // its session would have closed already
-			}
-			return nil, nil
+			return nil, true, nil
 		}
-		s := &session{key: key, start: ts, last: ts, g: x.c.NewGroup(), first: x.cur}
+		s = &session{key: key, start: ts, last: ts, g: x.c.NewGroup(), first: x.cur}
 		if err := x.c.Add(s.g); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		i, _ := slices.BinarySearchFunc(ss, ts, func(s *session, t int64) int { return cmp.Compare(s.start, t) })
 		x.keys[key] = slices.Insert(ss, i, s)
 		x.open++
 		x.minEnd = min(x.minEnd, x.end(s))
-		return s, nil
+		return s, false, nil
 	}
 	// Merge ss[lo:hi] (overlapping ones are consecutive by start) and the
 	// record, oldest first: the older group's first row stays.
-	s := ss[lo]
+	s = ss[lo]
 	if ts < s.start {
 		g := x.c.NewGroup()
 		if err := x.c.Add(g); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		merged, err := x.c.Combine(g, s.g)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		s.g, s.start = merged, ts
 	} else if err := x.c.Add(s.g); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.last = max(s.last, ts)
 	for _, o := range ss[lo+1 : hi] {
 		merged, err := x.c.Combine(s.g, o.g)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		s.g, s.last = merged, max(s.last, o.last)
 		if o.first.off < s.first.off {
@@ -182,7 +182,7 @@ func (x *sessioner) insert(key string, ts int64, count bool) (*session, error) {
 		x.keys[key] = slices.Delete(ss, lo+1, hi)
 		x.open -= hi - lo - 1
 	}
-	return s, nil
+	return s, false, nil
 }
 
 // closeDue closes the sessions the watermark has reached the end of, in

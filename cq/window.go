@@ -125,9 +125,7 @@ func (w *windower) add(r *streams.Record) {
 	}
 	ts := w.c.Time()
 	if w.started && w.c.Window.LastStart(ts)+w.size <= w.wm {
-		if r.Offset >= w.quietBefore {
-			w.late++
-		}
+		w.lateRecord(r)
 		return
 	}
 	if ok {

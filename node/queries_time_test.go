@@ -65,8 +65,8 @@ func TestSessionQueryThroughSQL(t *testing.T) {
 // TestEventTimeQueryThroughSQL: a query windowed on a payload field with
 // GRACE and START('latest') hints, created through POST /v1/query: records
 // before its creation are not read, records out of order within the grace
-// count, a record past it is late (SHOW QUERIES), and the rows carry the
-// event-time windows.
+// count, a record past it is late (SHOW QUERIES, and written to
+// per10s_late), and the rows carry the event-time windows.
 func TestEventTimeQueryThroughSQL(t *testing.T) {
 	n := startNodeWith(t, "readings")
 	// Event times ahead of the clock: the idle timeout (now - 10 s) does
@@ -75,7 +75,7 @@ func TestEventTimeQueryThroughSQL(t *testing.T) {
 	t0 := now.Truncate(10 * time.Second).Add(10 * time.Second).UTC()
 	at := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
 	appendAt(t, n.Store(), "readings", now, fmt.Sprintf(`{"sensor":"a","at":%d}`, at(time.Second))) // before the query: not read
-	create := "CREATE STREAM per10s AS SELECT /*+ GRACE('5s') START('latest') */ sensor, count(*) AS n FROM readings " +
+	create := "CREATE STREAM per10s WITH (late = TRUE) AS SELECT /*+ GRACE('5s') START('latest') */ sensor, count(*) AS n FROM readings " +
 		"GROUP BY sensor, TUMBLE(at, INTERVAL 10 SECOND)"
 	if got := sqlRows(t, n, create); !strings.Contains(got, "query per10s created") {
 		t.Fatalf("create: %s", got)
@@ -91,6 +91,13 @@ func TestEventTimeQueryThroughSQL(t *testing.T) {
 	}
 	if got := sqlRows(t, n, "SELECT records_in, late FROM queries WHERE id = 'per10s'"); got != "[[6 1]]" {
 		t.Fatalf("counts %s", got)
+	}
+	// The late record, as it came, in per10s_late; which per10s writes.
+	if got := sqlRows(t, n, fmt.Sprintf("SELECT at = %d FROM per10s_late", at(9*time.Second))); got != "[[true]]" {
+		t.Fatalf("late records %s", got)
+	}
+	if got := sqlRows(t, n, "DROP STREAM per10s_late"); !strings.Contains(got, "stream per10s_late is in use: written by per10s") {
+		t.Fatalf("DROP STREAM of the late stream: %s", got)
 	}
 	if got := sqlRows(t, n, "EXPLAIN "+create); !strings.Contains(got, "event time, the window's first argument") {
 		t.Fatalf("EXPLAIN: %s", got)

@@ -53,6 +53,10 @@ type Continuous struct {
 	EventTime bool
 	// Hints are the query's options (GRACE, IDLE_TIMEOUT, START).
 	Hints Hints
+	// LateStream, with WITH (late = TRUE), is the stream the records
+	// found late are written to: <Name>_late.
+	LateStream string
+	lateAt     Pos
 	// Stateful is set for a query that aggregates (aggregates or GROUP BY
 	// keys): its rows depend on earlier records.
 	Stateful bool
@@ -167,6 +171,14 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 	}
 	if c.EventTime && c.Emit == "changes" {
 		return nil, errorf(cs.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet in persistent queries: use EMIT FINAL")
+	}
+	if c.LateStream != "" {
+		if err := streams.ValidateName(c.LateStream); err != nil {
+			return nil, errorf(c.lateAt, "late = TRUE writes the stream %q, not a valid name: %v", c.LateStream, err)
+		}
+		if !c.Windowed() || c.Emit != "final" {
+			return nil, errorf(c.lateAt, "late = TRUE applies to windows with EMIT FINAL: a record is late when its windows have closed")
+		}
 	}
 	if c.EventTime && c.Kind == KindView {
 		return nil, errorf(cs.create.namePos, "a view's windows run on _timestamp: event time (a window on another expression) is for CREATE STREAM ... AS and INSERT INTO")

@@ -70,6 +70,8 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT /*+ GRACE('5s') */ sensor FROM t", CodeSQL, "1:33", "GRACE applies to windows"},
 		{"SELECT /*+ START('latest') */ count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND) EMIT FINAL", CodeSQL, "1:12", "START applies to persistent queries"},
 		{"CREATE VIEW v AS SELECT /*+ GRACE('1s') */ count(*) FROM t GROUP BY TUMBLING(INTERVAL 1 SECOND)", CodeSQL, "1:29", "GRACE does not apply to views"},
+		{"CREATE STREAM hot WITH (late = 3) AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND)", CodeSQL, "1:32", "late is TRUE"},
+		{"CREATE STREAM hot WITH (late = TRUE) AS SELECT sensor FROM t", CodeSQL, "1:25", "late = TRUE applies to windows with EMIT FINAL"},
 		{"SELECT sensor FROM t GROUP BY sensor, SESSION() EMIT FINAL", CodeSQL, "1:39", "SESSION takes the time, the gap"},
 		{"SELECT sensor FROM t GROUP BY sensor, SLIDINGWINDOW(ss, 10) EMIT FINAL", CodeSQL, "1:39", "SLIDINGWINDOW windows are not supported"},
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, HOPPING(INTERVAL 5 SECOND, INTERVAL 10 SECOND)", CodeSQL, "1:87", "the slide (10s) is longer than the window (5s)"},

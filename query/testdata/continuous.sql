@@ -22,7 +22,7 @@ error sql_error 1:25: qos and retain apply to the MQTT publication of the output
 error sql_error 1:56: retain is TRUE or FALSE
 
 > CREATE STREAM hot WITH (partitions = 3) AS SELECT sensor FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)
-error sql_error 1:25: unknown option partitions in WITH (...): the options are topic, qos and retain
+error sql_error 1:25: unknown option partitions in WITH (...): the options are topic, qos, retain and late
 
 # Hopping windows: size, then slide.
 > CREATE STREAM hop AS SELECT sensor, avg(temp) AS mean FROM temperatures GROUP BY sensor, HOPPING(INTERVAL 10 SECOND, INTERVAL 5 SECOND)
