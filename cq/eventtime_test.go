@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // event is a payload whose event time "at" is base+at, for key k.
@@ -60,4 +62,17 @@ func TestIdleTimeoutAndStartHints(t *testing.T) {
 	if q := e.info("quick"); q.RecordsIn != 1 {
 		t.Fatalf("records read %d", q.RecordsIn)
 	}
+}
+
+// TestEventTimePushQuery: a push query on event time outputs a window
+// once the newest event time, less the grace, passes its end.
+func TestEventTimePushQuery(t *testing.T) {
+	e := newEnv(t)
+	p, stop := e.startPush("SELECT /*+ GRACE('2s') */ k, count(*) AS n FROM temps GROUP BY k, TUMBLE(at, INTERVAL 10 SECOND) EMIT FINAL")
+	e.appendAt(time.Second, event("a", 5*time.Second), event("a", 11*time.Second), event("a", 9*time.Second), event("a", 12*time.Second))
+	testutil.Eventually(t, 5*time.Second, "the window [0, 10) out", func() bool { return p.got() != "" })
+	if got := p.got(); got != "2026-03-01 12:00:00 +0000 UTC 2026-03-01 12:00:10 +0000 UTC a 2" {
+		t.Fatalf("pushed %q", got)
+	}
+	stop()
 }

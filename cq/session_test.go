@@ -2,7 +2,6 @@ package cq
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"math/rand"
 	"slices"
@@ -203,24 +202,12 @@ func TestSessionChanges(t *testing.T) {
 // watermark when input stops.
 func TestSessionPushQuery(t *testing.T) {
 	e := newEnv(t)
-	c, err := query.CompilePush("SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSION(INTERVAL 5 SECOND) EMIT FINAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p := &pushed{}
-	done := make(chan error, 1)
-	go func() { done <- e.m.Push(ctx, c, p.emit) }()
-	testutil.Eventually(t, 5*time.Second, "the push query running", func() bool { return e.m.Pushes() == 1 })
+	p, stop := e.startPush("SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSION(INTERVAL 5 SECOND) EMIT FINAL")
 	e.appendAt(time.Second, `{"sensor":"a"}`, `{"sensor":"a"}`)
 	e.clock.Advance(time.Second + 5*time.Second + idle)
 	testutil.Eventually(t, 5*time.Second, "the session closed by the idle watermark", func() bool { return p.got() != "" })
 	if got := p.got(); got != "2026-03-01 12:00:01 +0000 UTC 2026-03-01 12:00:06 +0000 UTC a 2" {
 		t.Fatalf("pushed %q", got)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }

@@ -104,14 +104,12 @@ func (c *Continuous) checkHints(given []string, src *source) error {
 	}
 	for _, name := range given {
 		switch {
-		case name == "GRACE" && !c.Windowed():
-			return errorf(at(name), "GRACE applies to windows: the watermark waits that long for records out of order before closing them")
+		case (name == "GRACE" || name == "IDLE_TIMEOUT") && c.Kind == KindView:
+			return errorf(at(name), "%s does not apply to views: their windows are kept, not closed", name)
+		case name == "GRACE" && (!c.Windowed() || c.Emit != "final"):
+			return errorf(at(name), "GRACE applies to windows with EMIT FINAL: the watermark waits that long for records out of order before closing them")
 		case name == "START" && (c.Push || c.Kind == KindView):
 			return errorf(at(name), "START applies to persistent queries that write a stream: a push query reads from the stream's end, a view from its first record kept")
-		case name == "IDLE_TIMEOUT" && c.Kind == KindView:
-			return errorf(at(name), "IDLE_TIMEOUT does not apply to views: their windows are kept, not closed")
-		case name == "GRACE" && c.Kind == KindView:
-			return errorf(at(name), "GRACE does not apply to views: their windows are kept, not closed")
 		}
 	}
 	return nil
