@@ -34,9 +34,10 @@ import (
 // batches the watermark moved in.
 //
 // With _timestamp as time, records come in time order and sessions only
-// ever grow at their end; merging is there for records that come out of
-// order (a clock that went back). A record whose session would already
-// have closed is late: counted, not added. One goroutine owns it.
+// ever grow at their end; merging is for event time, where records come
+// in any order (the restart then replays from an offset: eventtime.go).
+// A record whose session would already have closed is late: counted, not
+// added. One goroutine owns it.
 type sessioner struct {
 	c     *query.Continuous
 	gap   int64
