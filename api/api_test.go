@@ -318,6 +318,7 @@ func TestRESTBatchConsumedByGroup(t *testing.T) {
 	var desc struct {
 		Members []struct {
 			ClientID string `json:"client_id"`
+			Node     string `json:"node"`
 		}
 		Streams []struct {
 			Stream   string
@@ -325,7 +326,8 @@ func TestRESTBatchConsumedByGroup(t *testing.T) {
 		}
 	}
 	s.call("GET", "/v1/groups/workers?filter=jobs/%23", "", &desc)
-	if len(desc.Members) != 1 || desc.Members[0].ClientID != "worker" || desc.Streams[0].AckFloor != 50 {
+	// Standalone, every member is on this node, and says so.
+	if len(desc.Members) != 1 || desc.Members[0].ClientID != "worker" || desc.Members[0].Node != "api-test" || desc.Streams[0].AckFloor != 50 {
 		t.Fatalf("describe %+v", desc)
 	}
 	var seeked struct{ Lag int }
@@ -452,6 +454,13 @@ func TestStandaloneShowsNoPlacement(t *testing.T) {
 		if v, ok := cl.Members[0][k]; ok {
 			t.Errorf("standalone member has %s: %v", k, v)
 		}
+	}
+	// Its figures: the space of its data directory's filesystem, its uptime.
+	m := cl.Members[0]
+	free, okFree := m["disk_free_bytes"].(float64)
+	total, okTotal := m["disk_total_bytes"].(float64)
+	if up, ok := m["uptime_seconds"].(float64); !ok || up < 0 || !okFree || !okTotal || total <= 0 || free < 0 || free > total {
+		t.Errorf("standalone member's figures: %v", m)
 	}
 	resp, err := http.Get(s.base + "/metrics")
 	if err != nil {

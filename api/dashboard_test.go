@@ -33,7 +33,7 @@ func TestOverviewAndHistoryShapes(t *testing.T) {
 		t.Fatalf("overview: %d", st)
 	}
 	want := []string{"append_p99_ms", "bytes", "bytes", "client_nodes", "connections", "dropped_per_sec", "group_lag", "groups", "in_per_sec", "node",
-		"nodes", "nodes_alive", "out_per_sec", "records", "refused_per_sec", "stored_per_sec", "streams", "subscriptions", "time", "uptime_seconds"}
+		"nodes", "nodes_alive", "out_per_sec", "queries", "records", "refused_per_sec", "stored_per_sec", "streams", "subscriptions", "time", "uptime_seconds"}
 	want = slices.Compact(want)
 	if got := keys(ov); !slices.Equal(got, want) {
 		t.Fatalf("overview keys %v, want %v", got, want)
@@ -203,5 +203,61 @@ func TestDashboardAuth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Errorf("DELETE /v1/clients with a read token: %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestQueriesAndExplainShapes: what the SQL view reads and does: the
+// continuous queries listed with every field, paused, resumed and
+// terminated; EXPLAIN's plan as step and detail rows, and its errors
+// positioned in the statement sent.
+func TestQueriesAndExplainShapes(t *testing.T) {
+	s := startNode(t, nil)
+	s.call("POST", "/v1/streams", `{"name":"cqin"}`, nil)
+	if st := s.call("POST", "/v1/query", `{"sql":"CREATE STREAM cqout AS SELECT _payload AS p FROM cqin"}`, nil); st != 200 {
+		t.Fatalf("create query: %d", st)
+	}
+	var list struct {
+		Queries []map[string]any `json:"queries"`
+	}
+	s.call("GET", "/v1/queries", "", &list)
+	want := []string{"created_at", "groups", "id", "input_offset", "kind", "lag", "lag_seconds", "last_emit", "late", "open_windows",
+		"published", "records_in", "rows_out", "sink", "skipped", "source", "sql", "status", "watermark"} // error, publish_error: only when set
+	if len(list.Queries) != 1 || !slices.Equal(keys(list.Queries[0]), want) {
+		t.Fatalf("queries %v, want one with keys %v", list.Queries, want)
+	}
+	if q := list.Queries[0]; q["id"] != "cqout" || q["kind"] != "stream" || q["source"] != "cqin" || q["sink"] != "cqout" {
+		t.Fatalf("query %v", q)
+	}
+	var q struct{ Status string }
+	if st := s.call("POST", "/v1/queries/cqout/pause", "", &q); st != 200 || q.Status != "paused" {
+		t.Fatalf("pause: %d %+v", st, q)
+	}
+	if st := s.call("POST", "/v1/queries/cqout/resume", "", &q); st != 200 || q.Status == "paused" {
+		t.Fatalf("resume: %d %+v", st, q)
+	}
+
+	var plan struct {
+		Columns []struct{ Name string } `json:"columns"`
+		Rows    [][]string              `json:"rows"`
+	}
+	if st := s.call("POST", "/v1/query", `{"sql":"EXPLAIN SELECT name FROM streams WHERE records > 3"}`, &plan); st != 200 ||
+		len(plan.Columns) != 2 || plan.Columns[0].Name != "step" || plan.Columns[1].Name != "detail" || len(plan.Rows) < 2 {
+		t.Fatalf("EXPLAIN: %d %+v", st, plan)
+	}
+	var e struct {
+		Error struct {
+			Code         string
+			Line, Column int
+		} `json:"error"`
+	}
+	if st := s.call("POST", "/v1/query", `{"sql":"EXPLAIN SELECT nosuch FROM streams"}`, &e); st != 400 || e.Error.Line != 1 || e.Error.Column != 16 {
+		t.Fatalf("EXPLAIN of a bad statement: %d %+v, want 400 at 1:16", st, e)
+	}
+
+	if st := s.call("DELETE", "/v1/queries/cqout", "", nil); st != 204 {
+		t.Fatalf("terminate: %d", st)
+	}
+	if s.call("GET", "/v1/queries", "", &list); len(list.Queries) != 0 {
+		t.Fatalf("queries after terminate: %v", list.Queries)
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// groupJSON shows a group with its durations as strings.
+// groupJSON shows a group with its durations as strings, each member
+// with its node.
 type groupJSON struct {
 	shared.GroupStats
 	OldestUnackedAge string `json:"oldest_unacked_age"`
@@ -26,8 +27,18 @@ func (s *Server) toGroupJSON(g shared.GroupStats) groupJSON {
 	if s.history != nil {
 		out.Trend = s.history.Trend(g.Name, g.Filter)
 	}
-	if out.Members == nil {
-		out.Members = []shared.MemberStats{}
+	// Every member says its node: one connected to another node than the
+	// group's says so already; the others are on the group's node.
+	here := g.Node
+	if here == "" && s.opts.Node != nil {
+		here = s.opts.Node.ID() // standalone
+	}
+	out.Members = make([]shared.MemberStats, len(g.Members))
+	for i, m := range g.Members {
+		if m.Node == "" {
+			m.Node = here
+		}
+		out.Members[i] = m
 	}
 	if out.Streams == nil {
 		out.Streams = []shared.CursorStats{}

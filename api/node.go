@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -42,13 +43,33 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) (int, any, erro
 	return http.StatusOK, out, nil
 }
 
+// NodeFigures are a node's own figures that membership does not carry,
+// shown in the dashboard's nodes table.
+type NodeFigures struct {
+	// DiskFreeBytes and DiskTotalBytes are the space available to the
+	// store and the size of the filesystem holding the node's data
+	// directory; absent where the filesystem reports none.
+	DiskFreeBytes  *int64 `json:"disk_free_bytes,omitempty"`
+	DiskTotalBytes *int64 `json:"disk_total_bytes,omitempty"`
+	UptimeSeconds  int64  `json:"uptime_seconds"`
+}
+
+// NodesFigures gathers every node's figures.
+type NodesFigures interface {
+	// NodeFigures returns the figures by node id: this node's and, in a
+	// cluster, those of every other member that answers in time.
+	NodeFigures(ctx context.Context) map[string]NodeFigures
+}
+
 // memberJSON is a member with the shards it leads and holds, as this
-// node sees them; the counts are absent while the node runs no shards
-// (standalone, or before the cluster formed).
+// node sees them (absent while the node runs no shards: standalone, or
+// before the cluster formed), and its figures (absent for a member that
+// did not answer, or without Options.Figures).
 type memberJSON struct {
 	cluster.Member
 	ShardsLed  *int `json:"shards_led,omitempty"`
 	ShardsHeld *int `json:"shards_held,omitempty"`
+	*NodeFigures
 }
 
 // getCluster lists the cluster's members and shards (none when standalone
@@ -61,9 +82,16 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 	if shardList == nil {
 		shardList = []shards.ShardStatus{}
 	}
+	var figures map[string]NodeFigures
+	if s.opts.Figures != nil {
+		figures = s.opts.Figures.NodeFigures(r.Context())
+	}
 	members := []memberJSON{}
 	for _, m := range s.opts.Node.Members() {
 		mj := memberJSON{Member: m}
+		if f, ok := figures[m.ID]; ok {
+			mj.NodeFigures = &f
+		}
 		if len(shardList) > 0 {
 			led, held := shardCounts(shardList, m.ID)
 			mj.ShardsLed, mj.ShardsHeld = &led, &held

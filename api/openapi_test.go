@@ -6,6 +6,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/shared"
 )
 
 // TestOpenAPIListsEveryRoute compares the embedded OpenAPI document with the
@@ -63,12 +66,9 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
-	for name, v := range map[string]any{"Overview": overviewJSON{}, "Client": ClientInfo{}} {
-		var written []string
-		typ := reflect.TypeOf(v)
-		for i := range typ.NumField() {
-			written = append(written, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
-		}
+	for name, v := range map[string]any{"Overview": overviewJSON{}, "Client": ClientInfo{}, "Member": memberJSON{},
+		"GroupMember": shared.MemberStats{}, "Query": query.QueryInfo{}} {
+		written := jsonFields(reflect.TypeOf(v))
 		var documented []string
 		for p := range doc.Components.Schemas[name].Properties {
 			documented = append(documented, p)
@@ -79,4 +79,26 @@ func TestOpenAPISchemasMatchJSON(t *testing.T) {
 			t.Errorf("schema %s documents %v, the handlers write %v", name, documented, written)
 		}
 	}
+}
+
+// jsonFields are the names encoding/json writes for struct type typ,
+// with those of embedded structs (or pointers to them) in place.
+func jsonFields(typ reflect.Type) []string {
+	var out []string
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name := strings.Split(f.Tag.Get("json"), ",")[0]
+		if name == "-" {
+			continue
+		}
+		if ft := f.Type; f.Anonymous && name == "" {
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			out = append(out, jsonFields(ft)...)
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
 }

@@ -19,19 +19,21 @@ import (
 // connections and subscriptions cover the cluster (ClientNodes says how
 // many nodes answered for the client figures); the rest are this node's.
 type overviewJSON struct {
-	Node          string  `json:"node"`
-	Time          string  `json:"time"`
-	UptimeSeconds int64   `json:"uptime_seconds"`
-	Nodes         int     `json:"nodes"`
-	NodesAlive    int     `json:"nodes_alive"`
-	Connections   int64   `json:"connections"`
-	Subscriptions int64   `json:"subscriptions"`
-	ClientNodes   int     `json:"client_nodes"`
-	Streams       int     `json:"streams"`
-	Records       int64   `json:"records"`
-	Bytes         int64   `json:"bytes"`
-	Groups        int     `json:"groups"`
-	GroupLag      int64   `json:"group_lag"`
+	Node          string `json:"node"`
+	Time          string `json:"time"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	Nodes         int    `json:"nodes"`
+	NodesAlive    int    `json:"nodes_alive"`
+	Connections   int64  `json:"connections"`
+	Subscriptions int64  `json:"subscriptions"`
+	ClientNodes   int    `json:"client_nodes"`
+	Streams       int    `json:"streams"`
+	Records       int64  `json:"records"`
+	Bytes         int64  `json:"bytes"`
+	Groups        int    `json:"groups"`
+	GroupLag      int64  `json:"group_lag"`
+	// Queries counts this node's continuous queries and views.
+	Queries       int     `json:"queries"`
 	InPerSec      float64 `json:"in_per_sec"`
 	OutPerSec     float64 `json:"out_per_sec"`
 	DroppedPerSec float64 `json:"dropped_per_sec"`
@@ -88,6 +90,9 @@ func (s *Server) overview(ctx context.Context) overviewJSON {
 	for _, g := range s.opts.Groups.Groups(ctx) {
 		out.Groups++
 		out.GroupLag += g.Lag
+	}
+	if s.opts.Queries != nil {
+		out.Queries = len(s.opts.Queries.List())
 	}
 	if s.history != nil {
 		if p, ok := s.history.Latest(); ok {

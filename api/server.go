@@ -85,6 +85,9 @@ type Options struct {
 	// Clients lists and disconnects MQTT clients (nil: /v1/clients answers
 	// 503).
 	Clients Clients
+	// Figures are the nodes' figures in GET /v1/cluster's members (disk
+	// space, uptime); nil leaves them out.
+	Figures NodesFigures
 	Logger  *slog.Logger
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
@@ -16,12 +17,17 @@ import (
 // (sharegroups.go), so the sessions,
 // groups and consumers tables of any node list this node's rows and every
 // other node's, asked over RPC (each row says its node). A node that does
-// not answer within statsTimeout is left out and logged.
+// not answer within statsTimeout is left out and logged. The same way,
+// GET /v1/cluster and the nodes table show each node's own figures (disk
+// space of its data directory, uptime), waiting at most figuresTimeout.
 
 // Services the node answers for the statistics tables of others.
 const (
 	sessionsService = "stats.sessions"
 	groupsService   = "stats.groups"
+	// figuresService answers the node's api.NodeFigures (disk space,
+	// uptime) for GET /v1/cluster and the nodes table.
+	figuresService = "stats.node"
 )
 
 const statsTimeout = 2 * time.Second
@@ -36,6 +42,40 @@ func (n *Node) serveStats() {
 	n.repl.mux.Handle(groupsService, func(ctx context.Context, _ string, _ []byte) ([]byte, error) {
 		return json.Marshal(n.groups.Groups(ctx))
 	})
+	n.repl.mux.Handle(figuresService, func(context.Context, string, []byte) ([]byte, error) {
+		return json.Marshal(n.figures())
+	})
+}
+
+// figures are this node's own figures: the space of its data directory's
+// filesystem (left out, and logged, when the filesystem reports none) and
+// its uptime.
+func (n *Node) figures() api.NodeFigures {
+	f := api.NodeFigures{UptimeSeconds: int64(time.Since(n.started).Seconds())}
+	u, err := n.store.DiskUsage()
+	if err != nil {
+		n.log.Debug("no disk figures", "error", err)
+		return f
+	}
+	f.DiskFreeBytes, f.DiskTotalBytes = &u.FreeBytes, &u.TotalBytes
+	return f
+}
+
+// figuresTimeout bounds the wait for the other nodes' figures: GET
+// /v1/cluster and the nodes table answer within it even while a member
+// that looks up does not answer.
+const figuresTimeout = time.Second
+
+// nodesFigures serves the nodes' figures: this node's and every other
+// member's that answers within figuresTimeout (standalone, this node's).
+type nodesFigures struct{ n *Node }
+
+func (f nodesFigures) NodeFigures(ctx context.Context) map[string]api.NodeFigures {
+	ctx, cancel := context.WithTimeout(ctx, figuresTimeout)
+	defer cancel()
+	out := fromPeers[api.NodeFigures](ctx, f.n, figuresService, nil)
+	out[f.n.id] = f.n.figures()
+	return out
 }
 
 // fromPeers calls service with req on every other member that is up, at

@@ -49,6 +49,38 @@ func TestStatsTablesCoverEveryNode(t *testing.T) {
 	if got := query(nodes[0], "SELECT `group`, node FROM groups WHERE `group` = 'workers'"); !slices.Equal(got, []string{"workers" + owner}) {
 		t.Fatalf("groups on n1: %v, want it once, on %s", got, owner)
 	}
+	// The REST group detail says the member's node too, wherever the
+	// group runs.
+	var g struct {
+		Members []struct {
+			ClientID string `json:"client_id"`
+			Node     string `json:"node"`
+		} `json:"members"`
+	}
+	if st := getJSON(t, nodes[0], "/v1/groups/workers", &g); st != 200 || len(g.Members) != 1 || g.Members[0].Node != "n3" {
+		t.Fatalf("group workers on n1: %d %+v, want member-3 on n3", st, g)
+	}
+	// Every node's disk space, from any node: the nodes table and the
+	// members of GET /v1/cluster.
+	if got := query(nodes[1], "SELECT id FROM nodes WHERE disk_free_bytes >= 0 AND disk_total_bytes > 0 AND disk_free_bytes <= disk_total_bytes"); strings.Join(got, ",") != "n1,n2,n3" {
+		t.Fatalf("nodes with disk figures on n2: %v", got)
+	}
+	var cl struct {
+		Members []struct {
+			ID        string `json:"id"`
+			DiskFree  *int64 `json:"disk_free_bytes"`
+			DiskTotal *int64 `json:"disk_total_bytes"`
+			Uptime    *int64 `json:"uptime_seconds"`
+		} `json:"members"`
+	}
+	if st := getJSON(t, nodes[2], "/v1/cluster", &cl); st != 200 || len(cl.Members) != 3 {
+		t.Fatalf("cluster on n3: %d %+v", st, cl)
+	}
+	for _, m := range cl.Members {
+		if m.DiskFree == nil || m.DiskTotal == nil || m.Uptime == nil || *m.DiskTotal <= 0 || *m.DiskFree > *m.DiskTotal || *m.Uptime < 0 {
+			t.Errorf("member %s's figures on n3: free %v, total %v, uptime %v", m.ID, m.DiskFree, m.DiskTotal, m.Uptime)
+		}
+	}
 }
 
 func connectCollectorTo(t *testing.T, addr, id string) paho3.Client {

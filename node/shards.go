@@ -18,6 +18,7 @@ import (
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/heartbeat"
 	"github.com/mqstream/mqstream/cluster/raftlog"
+	"github.com/mqstream/mqstream/cluster/reads"
 	"github.com/mqstream/mqstream/cluster/rpcmux"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/streams"
@@ -26,14 +27,14 @@ import (
 // errNotFormed: a write reached a cluster node before its shards started.
 var errNotFormed = fmt.Errorf("%w: the cluster has not formed yet", streams.ErrUnavailable)
 
-// replicated is the stream store as writers see it in cluster mode:
+// replicated is the stream store as its users see it in cluster mode:
 // appends, creations and deletions go through the shards (once the
-// cluster has formed); reads are served by the local store, a replica of
-// every shard while the cluster has no more nodes than the replication
-// factor.
+// cluster has formed); reads are served by the local store for the
+// shards this node holds and by another node for the others (reads.go).
 type replicated struct {
 	*streams.Store
-	set atomic.Pointer[shards.Set] // nil until the cluster formed
+	set   atomic.Pointer[shards.Set] // nil until the cluster formed
+	reads *reads.Reader              // set once by serveReads
 }
 
 func (r *replicated) shards() (*shards.Set, error) {
@@ -119,6 +120,7 @@ func (n *Node) openReplication() error {
 	n.onClose("raft log", func(context.Context) error { return r.logs.Close() })
 	n.onClose("shards", r.close)
 	mux.Handle(shards.ForwardService, r.handleForward)
+	r.serveReads()
 	// Peers catching up fetch records from this node's store, also
 	// while its own shards start.
 	mux.Handle(shards.FetchService, func(ctx context.Context, _ string, req []byte) ([]byte, error) {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -67,11 +68,16 @@ func apiTokens(cfg config.Config) ([]api.Token, error) {
 // nodeRows adapts the node's member list to the SQL engine's nodes table.
 type nodeRows struct{ n *Node }
 
+// Each row carries the member's disk space when it answers in time.
 func (r nodeRows) Nodes() []query.NodeRow {
 	members := r.n.Members()
+	figures := nodesFigures{r.n}.NodeFigures(context.Background())
 	out := make([]query.NodeRow, len(members))
 	for i, m := range members {
 		out[i] = query.NodeRow{ID: m.ID, Status: m.Status, Gossip: m.Gossip, RPC: m.RPC, MQTT: m.MQTT, HTTP: m.HTTP, Version: m.Version}
+		if f, ok := figures[m.ID]; ok {
+			out[i].DiskFreeBytes, out[i].DiskTotalBytes = f.DiskFreeBytes, f.DiskTotalBytes
+		}
 	}
 	return out
 }

@@ -51,6 +51,10 @@ type NodeRow struct {
 	MQTT    string
 	HTTP    string
 	Version string
+	// DiskFreeBytes and DiskTotalBytes: the space of the filesystem holding
+	// the node's data directory (nil when unknown: the node did not answer
+	// or its filesystem reports none).
+	DiskFreeBytes, DiskTotalBytes *int64
 }
 
 // Shards is what the engine reads of the cluster's shards (node adapts

@@ -102,6 +102,8 @@ func statTableDefs() []statTableDef {
 			{"mqtt", TText, "MQTT/TCP address"},
 			{"http", TText, "HTTP address"},
 			{"version", TText, "mqstream version"},
+			{"disk_free_bytes", TInt, "bytes available on the filesystem of the node's data directory (NULL when unknown)"},
+			{"disk_total_bytes", TInt, "size in bytes of the filesystem of the node's data directory (NULL when unknown)"},
 		}},
 		{name: "shards", desc: "one row per shard of the cluster, as this node sees it (none when standalone)", cols: []colDef{
 			{"id", TInt, "shard number (a stream's shard is a hash of its name)"},
@@ -269,7 +271,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 		}
 		var rows [][]any
 		for _, n := range e.opts.Nodes.Nodes() {
-			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version})
+			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version, optInt(n.DiskFreeBytes), optInt(n.DiskTotalBytes)})
 		}
 		return rows, nil
 	case "shards":
@@ -457,4 +459,12 @@ func recordRow(row []any, r *streams.Record, t *tableInst) {
 		}
 		t.fields2.read(r.Payload, row)
 	}
+}
+
+// optInt is *v, or NULL when v is nil.
+func optInt(v *int64) any {
+	if v == nil {
+		return nil
+	}
+	return *v
 }

@@ -48,7 +48,8 @@ type MemberStats struct {
 	QoS         byte      `json:"qos"`
 	ConnectedAt time.Time `json:"connected_at"`
 	// Node is the node the member's client is connected to, when another
-	// than the group's (cluster mode); empty for a local member.
+	// than the group's (cluster mode); empty for a local member (the REST
+	// API fills it in with the group's node).
 	Node string `json:"node,omitempty"`
 }
 

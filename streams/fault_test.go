@@ -129,3 +129,26 @@ func TestWriteFailureRefusesThenRecovers(t *testing.T) {
 		t.Fatalf("after reopen: %+v", info)
 	}
 }
+
+// TestDiskUsage: the data directory's filesystem on the OS reports its
+// space; a filesystem that reports none is an error, one that does is
+// passed through (free means available to the store).
+func TestDiskUsage(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	u, err := s.DiskUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.TotalBytes <= 0 || u.FreeBytes < 0 || u.FreeBytes > u.TotalBytes {
+		t.Fatalf("disk usage %+v: want 0 <= free <= total, total > 0", u)
+	}
+	mem := vfs.NewMem()
+	m := openTest(t, "/db", func(o *Options) { o.FS = mem })
+	if _, err := m.DiskUsage(); err == nil {
+		t.Fatal("an in-memory filesystem reported disk usage")
+	}
+	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 10, UsedBytes: 88, TotalBytes: 100})
+	if u, err := m.DiskUsage(); err != nil || u != (DiskUsage{FreeBytes: 10, TotalBytes: 100}) {
+		t.Fatalf("disk usage %+v, %v; want 10 free of 100", u, err)
+	}
+}

@@ -181,15 +181,11 @@ func (s *Store) checkDiskSpace() {
 	if s.opts.MinFreeBytes <= 0 {
 		return
 	}
-	fs := s.opts.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
-	u, err := fs.GetDiskUsage(s.opts.Dir)
+	u, err := s.DiskUsage()
 	if err != nil {
 		return // not every filesystem reports usage
 	}
-	free := int64(u.AvailBytes)
+	free := u.FreeBytes
 	cur := s.Healthy()
 	switch {
 	case cur == nil && free < s.opts.MinFreeBytes:
@@ -200,4 +196,28 @@ func (s *Store) checkDiskSpace() {
 		s.log.Info("disk space available again: accepting writes", "dir", s.opts.Dir, "free_bytes", free)
 		s.health.Store(nil)
 	}
+}
+
+// DiskUsage is the space of the filesystem holding the store's directory.
+type DiskUsage struct {
+	// FreeBytes is the space the store may still use (what df shows as
+	// available: statfs f_bavail, without the blocks reserved for root).
+	FreeBytes  int64
+	TotalBytes int64
+}
+
+// DiskUsage reports the space of the filesystem holding the store's
+// directory, through the store's filesystem (Options.FS): statfs on Unix,
+// GetDiskFreeSpaceEx on Windows. It fails where the filesystem reports no
+// usage (in-memory filesystems, some platforms).
+func (s *Store) DiskUsage() (DiskUsage, error) {
+	fs := s.opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	u, err := fs.GetDiskUsage(s.opts.Dir)
+	if err != nil {
+		return DiskUsage{}, fmt.Errorf("disk usage of %s: %w", s.opts.Dir, err)
+	}
+	return DiskUsage{FreeBytes: int64(u.AvailBytes), TotalBytes: int64(u.TotalBytes)}, nil
 }

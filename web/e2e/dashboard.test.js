@@ -34,6 +34,8 @@ describe('dashboard', () => {
       await p.page.goto(srv.base + '/');
       await p.page.waitForSelector('[data-card=nodes] .value:not(:empty)');
       await eventually('the overview cards to fill', async () => (await text(p.page, '[data-card=nodes] .value')) === '1 / 1');
+      const ov = await rest(srv, 'GET', '/v1/overview');
+      assert.equal(await text(p.page, '[data-card=queries] .value'), String(ov.queries), 'the queries card shows the overview figure');
       // Ready: the first overview figures shown, measured by the page from
       // the start of the navigation (the test's own round trips to the
       // browser are not the page's time).
@@ -42,6 +44,14 @@ describe('dashboard', () => {
       assert.ok(ready < 500, 'first view ready in ' + ready + ' ms, want < 500');
       await p.page.waitForSelector('.uplot');
       assert.equal(await p.page.locator('table.nodes tbody tr').count(), 1);
+      // Disk free: the bytes free on the node's data disk, a plausible
+      // figure (more than nothing, no more than the disk), shown in units.
+      assert.equal(await text(p.page, 'table.nodes thead th:nth-child(6)'), 'Disk free');
+      const disk = await p.page.waitForSelector('table.nodes [data-col=disk_free] [data-bytes]');
+      const free = Number(await disk.getAttribute('data-bytes'));
+      const cl = await rest(srv, 'GET', '/v1/cluster');
+      assert.ok(free > 0 && free <= cl.members[0].disk_total_bytes, 'disk free ' + free + ' of ' + cl.members[0].disk_total_bytes);
+      assert.match(await disk.textContent(), /^\s*[\d.]+ (B|KiB|MiB|GiB|TiB)\s+of [\d.]+ (B|KiB|MiB|GiB|TiB)\s*$/);
       assert.ok(p.bytes() < 200 * 1024, 'transferred ' + p.bytes() + ' bytes, want < 200 KB');
       await p.shot('overview');
       await p.check();
@@ -125,6 +135,9 @@ describe('dashboard', () => {
       (await p.page.locator(trend).getAttribute('data-trend')) === 'draining');
     await p.page.click('tr[data-group=g1] a');
     await p.page.waitForSelector('[data-value=lag]');
+    // The member's node: standalone, this node, by its id.
+    const node = (await rest(srv, 'GET', '/v1/node')).id;
+    await eventually('worker-1 on ' + node, async () => (await text(p.page, 'tr[data-member=worker-1] [data-col=node]')) === node);
     await p.page.waitForSelector('.uplot');
     await p.shot('group-detail');
     await p.page.selectOption('select[aria-label=Position]', 'latest');
@@ -153,6 +166,53 @@ describe('dashboard', () => {
     await p.ctx.close();
   });
 
+  test('sql: EXPLAIN shows the plan, its errors point into the statement', async () => {
+    const p = await openPage(browser, srv, { expected: ['/v1/query'] });
+    await p.page.goto(srv.base + '/#/sql');
+    await p.page.fill('textarea.sql', 'SELECT name, records FROM streams WHERE records > 3');
+    await p.page.click('button:has-text("Explain")');
+    await p.page.waitForSelector('table.plan th:has-text("step")');
+    const steps = await p.page.locator('table.plan tbody tr td:first-child').allTextContents();
+    assert.ok(steps.length >= 2, 'plan steps ' + steps);
+    assert.ok(await p.page.locator('table.plan td:has-text("streams")').count() >= 1, 'the plan names the table it reads');
+    await p.shot('sql-explain');
+    // The caret counts in the EXPLAIN statement sent: column 8 + 8.
+    await p.page.fill('textarea.sql', 'SELECT nosuch FROM streams');
+    await p.page.click('button:has-text("Explain")');
+    const pos = await p.page.waitForSelector('pre.errpos');
+    assert.equal(await pos.getAttribute('data-column'), '16');
+    assert.match(await pos.textContent(), /EXPLAIN SELECT nosuch FROM streams\n {15}\^/);
+    await p.check();
+    await p.ctx.close();
+  });
+
+  test('sql: continuous queries listed, paused, resumed and terminated', async () => {
+    await rest(srv, 'POST', '/v1/streams', { name: 'cqin' });
+    await rest(srv, 'POST', '/v1/query', { sql: 'CREATE STREAM cqout AS SELECT _payload AS p FROM cqin' });
+    const p = await openPage(browser, srv);
+    await p.page.goto(srv.base + '/#/sql');
+    const row = 'tr[data-query=cqout]';
+    const status = row + ' [data-status]';
+    await eventually('cqout running', async () => (await p.page.locator(status).getAttribute('data-status')) === 'running');
+    await p.shot('sql-queries');
+    await p.page.click(row + ' button:has-text("Pause")');
+    await eventually('cqout paused', async () => (await p.page.locator(status).getAttribute('data-status')) === 'paused');
+    assert.equal((await rest(srv, 'GET', '/v1/queries/cqout')).status, 'paused');
+    await p.page.click(row + ' button:has-text("Resume")');
+    await eventually('cqout resumed', async () => (await p.page.locator(status).getAttribute('data-status')) !== 'paused');
+    assert.notEqual((await rest(srv, 'GET', '/v1/queries/cqout')).status, 'paused');
+    // Terminate asks first: cancelling keeps the query.
+    await p.page.click(row + ' button:has-text("Terminate")');
+    await p.page.click(row + ' button:has-text("Cancel")');
+    assert.equal((await rest(srv, 'GET', '/v1/queries')).queries.length, 1);
+    await p.page.click(row + ' button:has-text("Terminate")');
+    await p.page.click(row + ' button:has-text("Confirm")');
+    await p.page.waitForSelector(row, { state: 'detached' });
+    assert.deepEqual((await rest(srv, 'GET', '/v1/queries')).queries, []);
+    await p.check();
+    await p.ctx.close();
+  });
+
   test('clients: listed and disconnected', async () => {
     const c = await Client.connect(srv.mqttPort, 'dash-client');
     let closed = false;
@@ -169,9 +229,10 @@ describe('dashboard', () => {
   });
 
   test('every view at 390 px: no overflow, no errors', async () => {
+    await rest(srv, 'POST', '/v1/query', { sql: 'CREATE STREAM narrow AS SELECT _payload AS p FROM weather' });
     const p = await openPage(browser, srv, { width: 390, height: 844 });
     for (const [route, sel] of [['#/streams', 'table.streams'], ['#/streams/sensors', 'dl.facts'], ['#/groups', 'table.groups'],
-      ['#/groups/g1?filter=jobs%2F%23', '[data-value=lag]'], ['#/browse/weather', 'ol.records li'], ['#/clients', 'table.clients'], ['#/sql', 'textarea.sql']]) {
+      ['#/groups/g1?filter=jobs%2F%23', '[data-value=lag]'], ['#/browse/weather', 'ol.records li'], ['#/clients', 'table.clients'], ['#/sql', 'table.queries tr[data-query=narrow]']]) {
       await p.page.goto(srv.base + '/' + route);
       await p.page.waitForSelector(sel);
       await p.shot(route.replace(/[#/?%=]+/g, '_').replace(/^_|_$/g, '') || 'overview');

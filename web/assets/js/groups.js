@@ -95,7 +95,7 @@ export function GroupDetail({ name, filter }) {
     ${g && g.members.length === 0 && html`<p class="empty">No member connected.</p>`}
     <div class="scroll"><table>
       <thead><tr><th>Client</th><th>Node</th><th class="num">In flight</th><th class="num">Window</th><th class="num">Delivered</th><th class="num">Acked</th><th>QoS</th></tr></thead>
-      <tbody>${g && g.members.map((m) => html`<tr><td>${m.client_id}</td><td>${m.node || 'this node'}</td><td class="num">${m.in_flight}</td>
+      <tbody>${g && g.members.map((m) => html`<tr data-member=${m.client_id}><td>${m.client_id}</td><td data-col="node">${m.node || '—'}</td><td class="num">${m.in_flight}</td>
         <td class="num">${m.window}</td><td class="num">${m.delivered}</td><td class="num">${m.acked}</td><td>${m.qos}</td></tr>`)}</tbody>
     </table></div>
     <h2>Streams</h2>

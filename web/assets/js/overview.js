@@ -55,6 +55,7 @@ export function Overview() {
       <${Card} id="streams" label="Streams" value=${fmtNum(o.streams)} />
       <${Card} id="groups" label="Groups" value=${fmtNum(o.groups)} />
       <${Card} id="lag" label="Group lag" value=${fmtNum(o.group_lag)} />
+      <${Card} id="queries" label="Queries" value=${fmtNum(o.queries)} />
       <${Card} id="in" label="Messages in /s" value=${fmtNum(o.in_per_sec)} />
       <${Card} id="out" label="Messages out /s" value=${fmtNum(o.out_per_sec)} />
       <${Card} id="records" label="Records stored" value=${fmtNum(o.records)} />
@@ -73,20 +74,34 @@ export function Overview() {
   </section>`;
 }
 
+// DiskFree shows the space left on a node's data disk, and of how much;
+// '—' for a node that did not answer or whose filesystem reports none.
+function DiskFree({ m }) {
+  if (m.disk_free_bytes === undefined) return '—';
+  const pct = m.disk_total_bytes > 0 ? Math.round((100 * m.disk_free_bytes) / m.disk_total_bytes) : null;
+  const title = pct === null ? '' : pct + '% free';
+  return html`<span data-bytes=${m.disk_free_bytes} title=${title}>${fmtBytes(m.disk_free_bytes)} <span class="muted">of ${fmtBytes(m.disk_total_bytes)}</span></span>`;
+}
+
+// Nodes lists the cluster's members (GET /v1/cluster: any node answers
+// for all, each member with its own uptime and disk space when it
+// answered in time).
 function Nodes({ self }) {
   const [cl, err] = usePoll((s) => api('GET', '/v1/cluster', undefined, s), 5000, []);
   const [node] = usePoll((s) => api('GET', '/v1/node', undefined, s), 5000, []);
   const members = (cl && cl.members) || [];
+  const uptime = (m) => (m.uptime_seconds !== undefined ? m.uptime_seconds : node && m.id === node.id ? node.uptime_seconds : undefined);
   return html`<h2>Nodes</h2>
     <${ErrorBox} error=${err} />
     <div class="scroll"><table class="nodes">
-      <thead><tr><th>Node</th><th>Status</th><th>Version</th><th>Uptime</th><th>Shards led</th><th>HTTP</th></tr></thead>
-      <tbody>${members.map((m) => html`<tr>
+      <thead><tr><th>Node</th><th>Status</th><th>Version</th><th>Uptime</th><th>Shards led</th><th>Disk free</th><th>HTTP</th></tr></thead>
+      <tbody>${members.map((m) => html`<tr data-node=${m.id}>
         <td>${m.id}${m.id === self ? ' (this node)' : ''}</td>
         <td><span class=${'badge ' + m.status}>${m.status}</span></td>
         <td>${m.version || (node && m.id === node.id ? node.version : '—')}</td>
-        <td>${node && m.id === node.id ? fmtSecs(node.uptime_seconds) : '—'}</td>
+        <td>${fmtSecs(uptime(m))}</td>
         <td>${m.shards_led === undefined ? '—' : m.shards_led}</td>
+        <td data-col="disk_free"><${DiskFree} m=${m} /></td>
         <td>${m.http || '—'}</td></tr>`)}
       </tbody></table></div>`;
 }

@@ -1,0 +1,18 @@
+// Package reads serves a cluster node's reads of every stream, wherever
+// its shard is held: a stream whose shard this node replicates is read
+// from the local store; any other is read from a node that replicates it,
+// over the cluster's RPC connection (service "reads"). With more nodes
+// than the replication factor a node holds only some shards, and REST
+// reads and follows, SQL and the consumer groups it runs still see every
+// stream.
+//
+// A remote read sees what the answering replica has applied: the shard's
+// leader when this node knows it, else its other replicas in turn (a
+// follower applies an entry a moment after the leader acknowledged it).
+// Listing the streams asks one holder of every shard this node does not
+// hold, and the answer is kept for a short while, so that pages polling
+// the list do not multiply the calls. Waiting for a remote stream to grow
+// (Notify) is a long poll: the holder answers when the stream grows past
+// the offset asked for, or after a few seconds, and the waiter reads
+// again either way.
+package reads

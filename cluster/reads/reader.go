@@ -1,0 +1,293 @@
+package reads
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Caller carries a request to another node (the cluster's RPC mux).
+type Caller interface {
+	Call(ctx context.Context, addr, service string, req []byte) ([]byte, error)
+}
+
+// Placement says where the shards are, as this node knows it.
+type Placement interface {
+	// Shards is the cluster's shard count (0 before the cluster formed:
+	// everything is read locally then).
+	Shards() int
+	// ShardOf returns a stream's shard.
+	ShardOf(stream string) int
+	// Holders reports whether this node holds shard i and, when not, the
+	// RPC addresses of the nodes that do, the leader first if known.
+	Holders(i int) (local bool, addrs []string)
+}
+
+// Reader reads every stream of the cluster; it implements the read side
+// of the store the API, SQL and consumer groups use.
+type Reader struct {
+	local Store
+	place Placement
+	call  Caller
+	log   *slog.Logger
+	// timeout bounds one remote read.
+	timeout time.Duration
+
+	mu struct {
+		sync.Mutex // guards the cached listing
+		listed     time.Time
+		infos      []streams.StreamInfo // the unheld shards' streams
+	}
+}
+
+// listFor is how long a listing of the other nodes' streams is kept.
+const listFor = 500 * time.Millisecond
+
+// New returns a reader over the local store and the nodes place names.
+func New(local Store, place Placement, call Caller, log *slog.Logger) *Reader {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Reader{local: local, place: place, call: call, log: log, timeout: 5 * time.Second}
+}
+
+// where returns the holders of stream's shard, nil when it is read here.
+func (r *Reader) where(stream string) []string {
+	if r.place.Shards() == 0 {
+		return nil
+	}
+	local, addrs := r.place.Holders(r.place.ShardOf(stream))
+	if local {
+		return nil
+	}
+	return addrs
+}
+
+// ErrNoHolder: no node holding a stream's shard answered.
+var ErrNoHolder = fmt.Errorf("%w: no replica of the stream's shard answered", streams.ErrUnavailable)
+
+// ask sends req to the holders in turn and returns the first answer's
+// body (or the error it carries: a holder's "not found" is an answer).
+func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, error) {
+	if len(addrs) == 0 {
+		return nil, ErrNoHolder
+	}
+	b := encodeRequest(req)
+	var last error
+	for _, addr := range addrs {
+		cctx, cancel := context.WithTimeout(ctx, r.timeout+req.wait)
+		resp, err := r.call.Call(cctx, addr, Service, b)
+		cancel()
+		if err != nil {
+			last = err
+			continue
+		}
+		return decodeStatus(resp)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoHolder, last)
+}
+
+// ListStreams lists every stream of the cluster, sorted by name: the
+// local store's for the shards held here, a holder's for the others.
+func (r *Reader) ListStreams() []streams.StreamInfo {
+	n := r.place.Shards()
+	if n == 0 {
+		return r.local.ListStreams()
+	}
+	var out []streams.StreamInfo
+	for _, info := range r.local.ListStreams() {
+		if local, _ := r.place.Holders(r.place.ShardOf(info.Name)); local {
+			out = append(out, info)
+		}
+	}
+	out = append(out, r.remoteStreams(n)...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// remoteStreams lists the streams of the shards not held here (kept for
+// listFor).
+func (r *Reader) remoteStreams(n int) []streams.StreamInfo {
+	r.mu.Lock()
+	if time.Since(r.mu.listed) < listFor {
+		infos := slices.Clone(r.mu.infos)
+		r.mu.Unlock()
+		return infos
+	}
+	r.mu.Unlock()
+	var infos []streams.StreamInfo
+	ctx := context.Background()
+	for i := range n {
+		local, addrs := r.place.Holders(i)
+		if local {
+			continue
+		}
+		body, err := r.ask(ctx, addrs, request{op: opList, shard: i})
+		if err == nil {
+			var got []streams.StreamInfo
+			if got, err = decodeInfos(body); err == nil {
+				infos = append(infos, got...)
+				continue
+			}
+		}
+		r.log.Warn("cannot list the streams of a shard held elsewhere", "shard", i, "error", err)
+	}
+	r.mu.Lock()
+	r.mu.listed, r.mu.infos = time.Now(), infos
+	r.mu.Unlock()
+	return slices.Clone(infos)
+}
+
+// DescribeStream describes a stream wherever it is held.
+func (r *Reader) DescribeStream(name string) (streams.StreamInfo, error) {
+	addrs := r.where(name)
+	if addrs == nil {
+		return r.local.DescribeStream(name)
+	}
+	body, err := r.ask(context.Background(), addrs, request{op: opDescribe, shard: r.place.ShardOf(name), stream: name})
+	if err != nil {
+		return streams.StreamInfo{}, err
+	}
+	infos, err := decodeInfos(body)
+	if err != nil {
+		return streams.StreamInfo{}, err
+	}
+	if len(infos) != 1 {
+		return streams.StreamInfo{}, fmt.Errorf("%w: %d stream infos", ErrBadRequest, len(infos))
+	}
+	return infos[0], nil
+}
+
+// Read reads a page of a stream's records wherever it is held.
+func (r *Reader) Read(name string, from uint64, opts streams.ReadOptions) ([]streams.Record, error) {
+	addrs := r.where(name)
+	if addrs == nil {
+		return r.local.Read(name, from, opts)
+	}
+	if opts.MaxRecords <= 0 {
+		opts.MaxRecords = 1000
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 4 << 20
+	}
+	body, err := r.ask(context.Background(), addrs, request{op: opRead, shard: r.place.ShardOf(name), stream: name,
+		from: from, maxRecords: min(opts.MaxRecords, maxPageRecords), maxBytes: min(opts.MaxBytes, maxPageBytes)})
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecords(body)
+}
+
+// Scan calls fn for the records in [from, to) in offset order, page by
+// page, wherever the stream is held.
+func (r *Reader) Scan(ctx context.Context, name string, from, to uint64, fn func(streams.Record) (bool, error)) error {
+	if r.where(name) == nil {
+		return r.local.Scan(ctx, name, from, to, fn)
+	}
+	for from < to {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		page, err := r.Read(name, from, streams.ReadOptions{MaxRecords: int(min(to-from, maxPageRecords))})
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, rec := range page {
+			if rec.Offset >= to {
+				return nil
+			}
+			more, err := fn(rec)
+			if err != nil || !more {
+				return err
+			}
+		}
+		from = page[len(page)-1].Offset + 1
+	}
+	return nil
+}
+
+// OffsetAt returns the first offset at or after t, wherever the stream
+// is held.
+func (r *Reader) OffsetAt(name string, t time.Time) (uint64, error) {
+	addrs := r.where(name)
+	if addrs == nil {
+		return r.local.OffsetAt(name, t)
+	}
+	body, err := r.ask(context.Background(), addrs, request{op: opOffsetAt, shard: r.place.ShardOf(name), stream: name, at: t.UnixNano()})
+	if err != nil {
+		return 0, err
+	}
+	return decodeOffset(body)
+}
+
+// longPoll is how long a holder keeps a remote Notify waiting.
+const longPoll = 5 * time.Second
+
+// Notify returns a channel closed when the stream grows past next. For a
+// stream held elsewhere the channel closes when the holder says it grew,
+// or after the long poll (the caller reads again and finds nothing new).
+func (r *Reader) Notify(name string) (<-chan struct{}, uint64, error) {
+	addrs := r.where(name)
+	if addrs == nil {
+		return r.local.Notify(name)
+	}
+	info, err := r.DescribeStream(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		_, err := r.ask(context.Background(), addrs, request{op: opWait, shard: r.place.ShardOf(name), stream: name,
+			from: info.NextOffset, wait: longPoll})
+		if err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
+			// No holder answered: do not spin.
+			time.Sleep(time.Second)
+		}
+	}()
+	return ch, info.NextOffset, nil
+}
+
+// changedEvery is how often the consumers of StreamsChanged look again
+// when streams are held elsewhere (their creations are not signalled).
+const changedEvery = time.Second
+
+// StreamsChanged returns a channel closed when a stream is created or
+// deleted here, or, when other nodes hold shards, after a second.
+func (r *Reader) StreamsChanged() <-chan struct{} {
+	local := r.local.StreamsChanged()
+	if r.place.Shards() == 0 {
+		return local
+	}
+	all := true
+	for i := range r.place.Shards() {
+		if held, _ := r.place.Holders(i); !held {
+			all = false
+			break
+		}
+	}
+	if all {
+		return local
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		t := time.NewTimer(changedEvery)
+		defer t.Stop()
+		select {
+		case <-local:
+		case <-t.C:
+		}
+	}()
+	return ch
+}

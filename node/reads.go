@@ -1,0 +1,88 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/mqstream/mqstream/cluster/reads"
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Reads in cluster mode: a stream whose shard this node replicates is
+// read from the local store, any other from a node that replicates it
+// (cluster/reads). The API, SQL, continuous queries and the consumer
+// groups read through replicated, so they see every stream from any node.
+
+// shardPlacement tells the reads where the shards are, from the layout
+// the node's shards follow (reads.Placement).
+type shardPlacement struct {
+	r    *replicated
+	self string
+}
+
+func (p shardPlacement) Shards() int {
+	if s := p.r.set.Load(); s != nil {
+		return len(s.Layout().Shards)
+	}
+	return 0
+}
+
+func (p shardPlacement) ShardOf(stream string) int {
+	n := p.Shards()
+	if n == 0 {
+		return 0
+	}
+	return shards.ShardOf(stream, n)
+}
+
+// Holders: the layout's replicas of shard i, the preferred leader (most
+// often the leader) first.
+func (p shardPlacement) Holders(i int) (bool, []string) {
+	s := p.r.set.Load()
+	if s == nil {
+		return true, nil
+	}
+	l := s.Layout()
+	if i >= len(l.Shards) || l.Holds(i, p.self) {
+		return true, nil
+	}
+	addrs := make([]string, 0, len(l.Shards[i]))
+	for _, peer := range l.Shards[i] {
+		addrs = append(addrs, peer.RPC)
+	}
+	return false, addrs
+}
+
+// serveReads answers the other nodes' reads of this node's replicas.
+func (r *replication) serveReads() {
+	place := shardPlacement{r: r.store, self: r.n.id}
+	r.store.reads = reads.New(r.n.store, place, r.mux, r.n.log)
+	r.mux.Handle(reads.Service, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
+		return reads.Serve(ctx, r.n.store, place.ShardOf, req)
+	})
+}
+
+func (r *replicated) ListStreams() []streams.StreamInfo { return r.reads.ListStreams() }
+
+func (r *replicated) DescribeStream(name string) (streams.StreamInfo, error) {
+	return r.reads.DescribeStream(name)
+}
+
+func (r *replicated) Read(name string, from uint64, opts streams.ReadOptions) ([]streams.Record, error) {
+	return r.reads.Read(name, from, opts)
+}
+
+func (r *replicated) Scan(ctx context.Context, name string, from, to uint64, fn func(streams.Record) (bool, error)) error {
+	return r.reads.Scan(ctx, name, from, to, fn)
+}
+
+func (r *replicated) Notify(name string) (<-chan struct{}, uint64, error) {
+	return r.reads.Notify(name)
+}
+
+func (r *replicated) OffsetAt(name string, t time.Time) (uint64, error) {
+	return r.reads.OffsetAt(name, t)
+}
+
+func (r *replicated) StreamsChanged() <-chan struct{} { return r.reads.StreamsChanged() }

@@ -1,0 +1,140 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// oneStreamPerShard returns stream names, one on each of 4 shards.
+func oneStreamPerShard() []string {
+	names := make([]string, 4)
+	for i, found := 0, 0; found < 4; i++ {
+		name := fmt.Sprintf("s%d", i)
+		if sh := shards.ShardOf(name, 4); names[sh] == "" {
+			names[sh] = name
+			found++
+		}
+	}
+	return names
+}
+
+// TestReadsOfShardsHeldElsewhere: three nodes, replication factor 2, so
+// no node holds every shard. Every node lists every stream with its
+// records, reads the records of streams it holds no replica of (REST
+// and SQL), and a $share group over streams on every shard delivers each
+// record once, whichever node runs it.
+func TestReadsOfShardsHeldElsewhere(t *testing.T) {
+	names := oneStreamPerShard()
+	nodes := startClusterWith(t, func(c *config.Config) {
+		c.Cluster.ReplicationFactor = 2
+		c.Streams.DefaultRule = "none"
+		c.Streams.Rules = nil
+		for _, name := range names {
+			c.Streams.Rules = append(c.Streams.Rules, config.Rule{Filter: "stored/" + name + "/#", Stream: name})
+		}
+	})
+	for _, n := range nodes {
+		held := 0
+		for _, s := range n.Shards() {
+			if s.Local {
+				held++
+			}
+		}
+		if held == 4 {
+			t.Fatalf("%s holds every shard with replication factor 2", n.ID())
+		}
+	}
+	var ws []*groupWorker
+	for i, n := range nodes {
+		ws = append(ws, groupMember(t, n.MQTTAddr(), fmt.Sprintf("w%d", i), "$share/g/stored/#"))
+	}
+	var topics []string
+	for _, name := range names {
+		topics = append(topics, "stored/"+name+"/x")
+	}
+	const per = 25
+	publishAll(t, nodes[0].MQTTAddr(), "pub", 1, per, topics...)
+
+	for _, n := range nodes {
+		var list struct {
+			Streams []streams.StreamInfo `json:"streams"`
+		}
+		testutil.Eventually(t, 10*time.Second, n.ID()+" lists every stream with its records", func() bool {
+			if st := getJSON(t, n, "/v1/streams", &list); st != http.StatusOK {
+				return false
+			}
+			got := map[string]int64{}
+			for _, s := range list.Streams {
+				got[s.Name] = s.Records
+			}
+			for _, name := range names {
+				if got[name] != per {
+					return false
+				}
+			}
+			return true
+		})
+		for _, name := range names {
+			var recs struct {
+				Records []struct {
+					Offset  uint64 `json:"offset"`
+					Payload string `json:"payload"`
+				} `json:"records"`
+			}
+			if st := getJSON(t, n, "/v1/streams/"+name+"/records?from_offset=0&limit=100", &recs); st != http.StatusOK || len(recs.Records) != per {
+				t.Fatalf("%s: GET records of %s: %d, %d records", n.ID(), name, st, len(recs.Records))
+			}
+			for i, r := range recs.Records {
+				if r.Offset != uint64(i) || r.Payload != fmt.Sprintf("stored/%s/x-%d", name, i) {
+					t.Fatalf("%s: %s record %d is %+v", n.ID(), name, i, r)
+				}
+			}
+			var res struct {
+				Rows [][]any `json:"rows"`
+			}
+			sql := fmt.Sprintf(`{"sql":"SELECT count(*) AS n FROM %s"}`, name)
+			if st := postAPI(t, n, "/v1/query", sql, &res); st != http.StatusOK || fmt.Sprint(res.Rows) != fmt.Sprintf("[[%d]]", per) {
+				t.Fatalf("%s: SQL count of %s: %d %v", n.ID(), name, st, res.Rows)
+			}
+		}
+	}
+	total := per * len(names)
+	testutil.Eventually(t, 30*time.Second, "every record delivered to the group's members", func() bool {
+		d, _ := distinctAcross("stored/", ws...)
+		return d == total
+	})
+	if _, dups := distinctAcross("stored/", ws...); dups != 0 {
+		t.Errorf("%d records delivered twice without a failure", dups)
+	}
+	owner := dispatcherOf(t, nodes[0], "g", "stored/#")
+	for _, n := range nodes {
+		if n.ID() != owner {
+			continue
+		}
+		var local []int
+		for _, s := range n.Shards() {
+			if s.Local {
+				local = append(local, s.ID)
+			}
+		}
+		t.Logf("the group runs on %s, which holds shards %v of 4", owner, local)
+		if len(local) == 4 {
+			t.Fatal("the dispatcher holds every shard: the test does not read across nodes")
+		}
+		st, err := n.Groups().Group(context.Background(), "g", "stored/#")
+		if err != nil || st.Acked != int64(total) {
+			testutil.Eventually(t, 10*time.Second, "the dispatcher counts every ack", func() bool {
+				st, err = n.Groups().Group(context.Background(), "g", "stored/#")
+				return err == nil && st.Acked == int64(total)
+			})
+		}
+	}
+}
