@@ -15,6 +15,9 @@ type Queries interface {
 	Terminate(ctx context.Context, id string) error
 	Pause(ctx context.Context, id string) (query.QueryInfo, error)
 	Resume(ctx context.Context, id string) (query.QueryInfo, error)
+	// DropStream deletes a stream unless queries read or write it
+	// (query.ErrStreamInUse).
+	DropStream(ctx context.Context, name string) error
 }
 
 func (s *Server) queries() (Queries, error) {

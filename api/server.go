@@ -24,6 +24,7 @@ import (
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/history"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -270,7 +271,7 @@ func classify(err error) (int, string) {
 	case errors.Is(err, cluster.ErrUnknownNode):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists), errors.Is(err, cluster.ErrNodeAlive),
-		errors.Is(err, cluster.ErrRemoveSelf), errors.Is(err, cluster.ErrStandalone):
+		errors.Is(err, cluster.ErrRemoveSelf), errors.Is(err, cluster.ErrStandalone), errors.Is(err, query.ErrStreamInUse):
 		return http.StatusConflict, "conflict"
 	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite),
 		errors.Is(err, streams.ErrUnavailable), errors.Is(err, shared.ErrNotOwner):

@@ -103,8 +103,14 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request) (int, any, er
 	return http.StatusOK, out, nil
 }
 
+// deleteStream deletes a stream; where continuous queries run, through
+// them, which refuse (409) while some read or write the stream.
 func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	if err := s.opts.Store.DeleteStream(r.Context(), r.PathValue("name")); err != nil {
+	drop := s.opts.Store.DeleteStream
+	if s.opts.Queries != nil {
+		drop = s.opts.Queries.DropStream
+	}
+	if err := drop(r.Context(), r.PathValue("name")); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusNoContent, nil, nil

@@ -180,6 +180,9 @@ func (r *runner) runChanges(ctx context.Context) error {
 	}
 	ch := newChanger(c)
 	pos := next
+	if next == 0 {
+		pos = r.def.Start // no progress yet: START('latest') reads from the end it had
+	}
 	if next > 0 && c.Stateful {
 		// Rebuild the windows holding the next record: from the first
 		// window holding the last record processed.
@@ -210,7 +213,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 				if m.opts.afterOutput != nil && m.opts.afterOutput(id) {
 					return errCrash
 				}
-				r.hintAt(inputKey(id), int64(pos))
+				r.hintAt(inputKey(id), encodeHint(int64(pos)))
 				hinted, hintedAt = int64(pos), m.opts.Now()
 			}
 		}
@@ -221,10 +224,10 @@ func (r *runner) runChanges(ctx context.Context) error {
 		now := m.opts.Now()
 		atTail := pos >= end
 		if atTail {
-			ch.advance(now.Add(-m.opts.IdleTimeout).UnixNano()) // frees windows input has left behind
+			ch.advance(now.Add(-m.idleOf(c.Hints.IdleTimeout)).UnixNano()) // frees windows input has left behind
 		}
 		if int64(pos) > hinted && pos > next && now.Sub(hintedAt) >= m.opts.HintInterval {
-			r.hintAt(inputKey(id), int64(pos)) // records that made no rows
+			r.hintAt(inputKey(id), encodeHint(int64(pos))) // records that made no rows
 			hinted, hintedAt = int64(pos), now
 		}
 		r.report(view{running: true, wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,

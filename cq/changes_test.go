@@ -85,6 +85,29 @@ func (p *pushed) got() string {
 	return strings.Join(p.rows, "|")
 }
 
+// startPush runs push query sql until the returned stop, which checks
+// that it ended without error; it returns once the query runs.
+func (e *env) startPush(sql string) (p *pushed, stop func()) {
+	e.t.Helper()
+	c, err := query.CompilePush(sql)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p = &pushed{}
+	done := make(chan error, 1)
+	n := e.m.Pushes()
+	go func() { done <- e.m.Push(ctx, c, p.emit) }()
+	testutil.Eventually(e.t, 5*time.Second, "the push query running", func() bool { return e.m.Pushes() == n+1 })
+	return p, func() {
+		e.t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
 // TestPushQuery: a push query sees records appended after it started,
 // until cancelled; LIMIT ends it; EMIT FINAL pushes closed windows.
 func TestPushQuery(t *testing.T) {

@@ -7,8 +7,9 @@
 //
 // Windows are half-open [start, start + size) and aligned to the Unix
 // epoch (plus an optional offset): tumbling, or hopping (starting every
-// slide, overlapping). Event time is the record's _timestamp, the time it
-// was appended, which never decreases within a stream. The state is one
+// slide, overlapping). A record's time is its _timestamp, the time it
+// was appended, which never decreases within a stream, unless the query
+// runs on event time (below). The state is one
 // accumulator set per key and pane (query.Group), never the records
 // themselves: panes are gcd(size, slide) long, a window is made of whole
 // panes, and closing it combines them (window.go explains how, at a cost
@@ -73,9 +74,22 @@
 // updated rows of each input record instead (changes.go); its progress is
 // the last input offset it has processed, carried by its output the same
 // way. A push query (push.go) runs the same machinery for one caller, from
-// the end of its input, keeping nothing; it may also use session windows
-// (session.go), which persistent queries refuse: their restart rebuilds
-// state from a bounded stretch of input, and a session can be any length.
+// the end of its input, keeping nothing.
+//
+// # Sessions
+//
+// Session windows (session.go) keep one accumulator set per key and open
+// session. A session query's output also carries mqstream-resume, the
+// start of the oldest session open at its watermark (and so does its
+// hint, under its own key): a restart reads the input again from there.
+// Sessions are cut at every multiple of their maximum length on the
+// epoch's grid, never at their start plus the maximum, so that whether two
+// records share a session depends on those two records only: reading from
+// any instant rebuilds every session starting after it whole, and those
+// it rebuilds in part had ended at or before the watermark (output
+// already, they close without output). Sessions close in order of their
+// ends, so the rows do not depend on how the watermark moved. EMIT
+// CHANGES with sessions runs in push queries only.
 //
 // # Pausing, INSERT INTO and views
 //
@@ -89,7 +103,31 @@
 // runner keeps its groups in memory, rebuilt from the source at start-up,
 // and SQL reads them through query.ViewReader.
 //
-// Limits: windows on _timestamp only; a query runs on the node where it
+// DropStream (drop.go) deletes a stream for DROP STREAM and DELETE
+// /v1/streams/{name}, and refuses while a query or view reads or writes
+// it, naming them.
+//
+// # Event time
+//
+// A window on an expression of the record (Continuous.EventTime) takes
+// records in any time order. The watermark (clock, eventtime.go) is the
+// newest event time less GRACE, or the newest record's append time less
+// the idle timeout, or now less it at the input's end; read off the
+// records, the idle term makes whether a record is late a function of the
+// records alone. Progress is then carried by input offsets: each output
+// request carries the watermark, the offset of the first record of the
+// oldest open window or session, the watermark before that record, and
+// the next input offset. A restart replays from that record with that
+// watermark: the same decisions, the open windows rebuilt exactly, the
+// closed ones not output again (windower.closedTo, sessioner.quietTo).
+// Windows close as soon as the watermark passes them, before the next
+// record is added (a hopping window's pane is shared with open windows),
+// so closed windows never depend on when closeDue runs. With WITH (late
+// = TRUE), late records are appended to <query>_late before the output
+// request of their batch, each carrying its input offset; a restart
+// skips those the late stream holds (intake.lateFrom).
+//
+// Limits: a query runs on the node where it
 // was created (in cluster mode its output goes through
 // the shards like any write, and is published to subscribers on every
 // node, but the query does not move on failover).

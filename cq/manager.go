@@ -29,6 +29,7 @@ type Reader interface {
 type Writer interface {
 	Submit(req streams.AppendRequest) error
 	CreateStream(ctx context.Context, name string, r streams.Retention) (streams.StreamInfo, error)
+	DeleteStream(ctx context.Context, name string) error
 }
 
 // KV keeps the query definitions and progress hints (*streams.KV).
@@ -120,12 +121,14 @@ type Manager struct {
 		sync.Mutex
 		// queries are the running queries by id; pushes counts the push
 		// queries running; closed refuses new ones; busy holds the ids
-		// that a Terminate, Pause or Resume is changing (control.go).
-		queries map[string]*runner
-		busy    map[string]bool
-		seq     uint64 // numbers INSERT INTO queries (seqKey)
-		pushes  int
-		closed  bool
+		// that a Terminate, Pause or Resume is changing (control.go);
+		// dropping the streams a DropStream is deleting (drop.go).
+		queries  map[string]*runner
+		busy     map[string]bool
+		dropping map[string]bool
+		seq      uint64 // numbers INSERT INTO queries (seqKey)
+		pushes   int
+		closed   bool
 	}
 }
 
@@ -142,6 +145,7 @@ func New(opts Options) (*Manager, error) {
 	m.pushCtx, m.endPushes = context.WithCancel(m.ctx)
 	m.mu.queries = map[string]*runner{}
 	m.mu.busy = map[string]bool{}
+	m.mu.dropping = map[string]bool{}
 	return m, nil
 }
 
@@ -216,6 +220,13 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	if d.From, err = m.checkCreate(c); err != nil {
 		return query.QueryInfo{}, err
 	}
+	if c.Hints.StartLatest {
+		info, err := m.opts.Reader.DescribeStream(c.Source)
+		if err != nil {
+			return query.QueryInfo{}, fmt.Errorf("cq: stream %s: %w", c.Source, err)
+		}
+		d.Start = info.NextOffset
+	}
 	r := newRunner(m, d, c)
 	m.mu.Lock()
 	if c.Kind == query.KindInsert {
@@ -235,6 +246,9 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	case m.mu.queries[d.ID] != nil:
 		m.mu.Unlock()
 		return query.QueryInfo{}, sqlError(query.Pos{}, "query %s already exists (SHOW QUERIES lists them)", d.ID)
+	case m.mu.dropping[c.Source] || m.mu.dropping[c.Name] && c.Kind != query.KindView:
+		m.mu.Unlock()
+		return query.QueryInfo{}, sqlError(query.Pos{}, "a stream the query names is being dropped (DROP STREAM)")
 	}
 	m.mu.queries[d.ID] = r // reserves the id
 	m.mu.busy[d.ID] = true // until launched: TERMINATE, PAUSE wait for a running query
@@ -245,6 +259,11 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 		delete(m.mu.queries, d.ID)
 		m.mu.Unlock()
 		return query.QueryInfo{}, err
+	}
+	// Reserved, the query keeps a DROP STREAM of its source from
+	// starting; one that ended since checkCreate took the source away.
+	if _, err := m.opts.Reader.DescribeStream(c.Source); err != nil {
+		return undo(sqlError(c.SourceAt, "stream %s: %v", c.Source, err))
 	}
 	v, err := encodeDefinition(d)
 	if err != nil {
@@ -320,6 +339,13 @@ func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
 			return 0, sqlError(c.NameAt, "stream %s already exists: a continuous query creates its output stream (choose another name, delete the stream, or write into it with INSERT INTO %s SELECT ...)", c.Name, c.Name)
 		}
 	}
+	if c.LateStream != "" {
+		if _, err := m.opts.Reader.DescribeStream(c.LateStream); err == nil {
+			return 0, sqlError(c.NameAt, "stream %s already exists: late = TRUE creates it for the query's late records (DROP STREAM %s, or choose another name)", c.LateStream, c.LateStream)
+		} else if !errors.Is(err, streams.ErrStreamNotFound) {
+			return 0, err
+		}
+	}
 	return from, nil
 }
 
@@ -351,7 +377,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	defer m.release(id)
 	r.terminate()
 	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
-		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true})
+		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

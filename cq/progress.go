@@ -19,6 +19,10 @@ func defKey(id string) []byte   { return []byte("d/" + id) }
 func hintKey(id string) []byte  { return []byte("w/" + id) }
 func inputKey(id string) []byte { return []byte("i/" + id) }
 
+// sessionKey keeps the progress hint of a query with session windows:
+// its watermark and where its input is read again from.
+func sessionKey(id string) []byte { return []byte("s/" + id) }
+
 const defPrefix = "d/"
 
 // seqKey keeps the number of the last INSERT INTO query created.
@@ -36,6 +40,9 @@ type definition struct {
 	// query was created: its output records come after it, so the search
 	// for its progress stops there.
 	From uint64 `json:"sink_from,omitempty"`
+	// Start is the input offset a query with START('latest') reads from
+	// until it has progress: the source's end when it was created.
+	Start uint64 `json:"input_start,omitempty"`
 }
 
 // User properties of every output record: the query that wrote it and
@@ -47,6 +54,10 @@ const (
 	propQuery     = "mqstream-query"
 	propWatermark = "mqstream-watermark"
 	propInput     = "mqstream-input-offset"
+	// propResume, with session windows, is where the input is read again
+	// from after a restart (unix ns): the start of the oldest session
+	// open at the record's watermark.
+	propResume = "mqstream-resume"
 )
 
 func markers(id, prop string, v int64) []streams.UserProperty {
@@ -153,18 +164,30 @@ type streamFrom struct {
 	from uint64
 }
 
-// lastMarker scans the output stream backwards for the newest record of
-// query id: normally the newest record of all when the query is the
-// stream's only writer; with INSERT INTO, others may have written after
-// it, and the scan stops at sink.from.
+// lastMarker returns the value of prop in the newest output record of
+// query id carrying it.
 func lastMarker(r Reader, id string, sf streamFrom, prop string) (int64, bool, error) {
+	var v int64
+	found, err := lastOutput(r, sf, func(rec *streams.Record) bool {
+		var ok bool
+		v, ok = markerOf(rec, id, prop)
+		return ok
+	})
+	return v, found, err
+}
+
+// lastOutput scans the output stream backwards for the newest record
+// that is the query's (mine): normally the newest record of all when the
+// query is the stream's only writer; with INSERT INTO, others may have
+// written after it, and the scan stops at sink.from.
+func lastOutput(r Reader, sf streamFrom, mine func(*streams.Record) bool) (bool, error) {
 	sink := sf.name
 	info, err := r.DescribeStream(sink)
 	if errors.Is(err, streams.ErrStreamNotFound) {
-		return 0, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return false, err
 	}
 	chunk := uint64(64)
 	floor := max(info.FirstOffset, sf.from)
@@ -174,7 +197,7 @@ func lastMarker(r Reader, id string, sf streamFrom, prop string) (int64, bool, e
 		for from := lo; from < hi; {
 			got, err := r.Read(sink, from, streams.ReadOptions{MaxRecords: int(hi - from)})
 			if err != nil {
-				return 0, false, fmt.Errorf("reading stream %s: %w", sink, err)
+				return false, fmt.Errorf("reading stream %s: %w", sink, err)
 			}
 			if len(got) == 0 {
 				break // trimmed meanwhile
@@ -186,14 +209,52 @@ func lastMarker(r Reader, id string, sf streamFrom, prop string) (int64, bool, e
 			if recs[i].Offset >= hi {
 				continue
 			}
-			if wm, ok := markerOf(&recs[i], id, prop); ok {
-				return wm, true, nil
+			if mine(&recs[i]) {
+				return true, nil
 			}
 		}
 		hi = lo
 		chunk = min(chunk*2, 4096)
 	}
-	return 0, false, nil
+	return false, nil
+}
+
+// recoverSessions returns the progress of session query id: the
+// watermark up to which its output is durable and where its input is read
+// again from (the start of the oldest session open at that watermark),
+// from the newest output record or the hint at sessionKey, whichever has
+// the greater watermark. ok is false for a query that has made no
+// progress yet.
+func recoverSessions(r Reader, kv KV, id string, sink streamFrom) (wm, from int64, ok bool, err error) {
+	v, found, err := kv.Get(sessionKey(id))
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("progress hint: %w", err)
+	}
+	if found {
+		if len(v) != 16 && len(v) != 24 {
+			return 0, 0, false, fmt.Errorf("cq: session progress hint of %d bytes", len(v))
+		}
+		wm, from, ok = int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), true
+		if len(v) == 24 {
+			// Output written since the hint is at or after the output
+			// stream's end then (see recoverProgress).
+			sink.from = max(sink.from, binary.BigEndian.Uint64(v[16:]))
+		}
+	}
+	var owm, ofrom int64
+	out, err := lastOutput(r, sink, func(rec *streams.Record) bool {
+		var okW, okF bool
+		owm, okW = markerOf(rec, id, propWatermark)
+		ofrom, okF = markerOf(rec, id, propResume)
+		return okW && okF
+	})
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if out && (!ok || owm > wm) {
+		wm, from, ok = owm, ofrom, true
+	}
+	return wm, from, ok, nil
 }
 
 func encodeDefinition(d definition) ([]byte, error) { return json.Marshal(d) }

@@ -81,11 +81,14 @@ func (p *pusher) run(ctx context.Context) error {
 	var w *windower
 	var ch *changer
 	var ss *sessioner
+	idle := m.idleOf(c.Hints.IdleTimeout)
 	switch {
 	case c.Window.Sessions():
 		ss = newSessioner(c)
+		ss.idle = int64(idle)
 	case c.Emit == "final":
 		w = newWindower(c)
+		w.idle = int64(idle)
 	default:
 		ch = newChanger(c)
 	}
@@ -115,7 +118,7 @@ func (p *pusher) run(ctx context.Context) error {
 			return fmt.Errorf("stream %s: %w", c.Source, err)
 		}
 		atTail := p.pos >= end
-		idleWM := m.opts.Now().Add(-m.opts.IdleTimeout).UnixNano()
+		idleWM := m.opts.Now().Add(-idle).UnixNano()
 		switch {
 		case w != nil:
 			if atTail {
@@ -126,11 +129,11 @@ func (p *pusher) run(ctx context.Context) error {
 				return err
 			}
 		case ss != nil:
-			wm := ss.wm
 			if atTail {
-				wm = idleWM
+				ss.advance(idleWM)
 			}
-			if err := p.send(ss.advance(wm, rows[:0])); err != nil {
+			out, _ := ss.closeDue()
+			if err := p.send(out); err != nil {
 				return err
 			}
 		case atTail:

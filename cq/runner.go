@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -104,21 +106,12 @@ func (r *runner) runOnce(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	wm, resumed, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
+	st, pos, err := r.recoverFinal()
 	if err != nil {
 		return err
 	}
-	w := newWindower(c)
-	var pos uint64
-	if resumed {
-		// Every window ending at or before wm has been output; the first
-		// one that has not starts at FirstOpen(wm): read again from there.
-		w.resume(wm)
-		if pos, err = m.opts.Reader.OffsetAt(c.Source, c.Window.FirstOpen(time.Unix(0, wm))); err != nil {
-			return fmt.Errorf("stream %s: %w", c.Source, err)
-		}
-	}
-	hinted, hintedAt := wm, m.opts.Now()
+	hinted, _ := st.watermark()
+	hintedAt := m.opts.Now()
 	var out int64
 	var lastEmit time.Time
 	for {
@@ -127,8 +120,13 @@ func (r *runner) runOnce(ctx context.Context) error {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
 		}
 		for i := range recs {
-			w.add(&recs[i])
+			st.feed(&recs[i])
 			pos = recs[i].Offset + 1
+		}
+		// Late records before the output their batch allows: once output
+		// is durable, so are they (a restart skips those written).
+		if err := r.writeLate(st.takeLate()); err != nil {
+			return err
 		}
 		notify, next, err := m.opts.Reader.Notify(c.Source)
 		if err != nil {
@@ -140,11 +138,12 @@ func (r *runner) runOnce(ctx context.Context) error {
 			// Input stopped: records appended from now on have timestamps
 			// after now, so windows ending before now - IdleTimeout are
 			// complete.
-			w.advance(now.Add(-m.opts.IdleTimeout).UnixNano())
+			st.advance(now.Add(-m.idleOf(c.Hints.IdleTimeout)).UnixNano())
 		}
-		if rows, closed := w.closeDue(); closed > 0 {
+		wm, started := st.watermark()
+		if rows, closed := st.closeDue(); closed > 0 {
 			if len(rows) > 0 {
-				if err := r.output(rows, markers(id, propWatermark, w.wm)); err != nil {
+				if err := r.output(rows, st.marks(id)); err != nil {
 					return err
 				}
 				out += int64(len(rows))
@@ -153,13 +152,14 @@ func (r *runner) runOnce(ctx context.Context) error {
 					return errCrash
 				}
 			}
-			r.hint(w.wm)
-			hinted, hintedAt = w.wm, now
-		} else if w.started && w.wm > hinted && now.Sub(hintedAt) >= m.opts.HintInterval {
-			r.hint(w.wm)
-			hinted, hintedAt = w.wm, now
+			st.hint(r)
+			hinted, hintedAt = wm, now
+		} else if started && wm > hinted && now.Sub(hintedAt) >= m.opts.HintInterval {
+			st.hint(r)
+			hinted, hintedAt = wm, now
 		}
-		r.report(view{running: true, wm: w.wm, started: w.started, windows: w.openWindows(), keys: w.groups(), counts: &w.counts, out: out, lastEmit: lastEmit, pos: pos, next: next})
+		windows, keys, cs := st.figures()
+		r.report(view{running: true, wm: wm, started: started, windows: windows, keys: keys, counts: cs, out: out, lastEmit: lastEmit, pos: pos, next: next})
 		if !atTail {
 			continue
 		}
@@ -167,6 +167,153 @@ func (r *runner) runOnce(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// finalState is the state of a query outputting final rows: its windows
+// (windower) or its sessions (sessioner), and the progress its output
+// carries.
+type finalState interface {
+	feed(r *streams.Record)
+	advance(wm int64)
+	closeDue() (out []query.Output, closed int)
+	watermark() (wm int64, started bool)
+	// marks are the user properties of an output request: the query's
+	// progress once it is durable.
+	marks(id string) []streams.UserProperty
+	// hint writes the same progress in the key/value namespace.
+	hint(r *runner)
+	// figures are the open windows, the groups held and the counters.
+	figures() (windows, groups int, c *counts)
+	// takeLate returns the late records to write (WITH (late = TRUE)).
+	takeLate() []streams.Record
+}
+
+// recoverFinal rebuilds nothing yet: it returns the state of a query
+// restarting from its durable progress, and the input offset to read
+// again from: where the first window (session) not output yet starts, on
+// _timestamp a bisection away; on event time, the offset its progress
+// names.
+func (r *runner) recoverFinal() (finalState, uint64, error) {
+	m, c, id := r.m, r.c, r.def.ID
+	idle := int64(m.idleOf(c.Hints.IdleTimeout))
+	var w *windower
+	var x *sessioner
+	var st finalState
+	var in *intake
+	if c.Window.Sessions() {
+		x = newSessioner(c)
+		st, in = sessionState{x}, &x.intake
+	} else {
+		w = newWindower(c)
+		st, in = windowState{w}, &w.intake
+	}
+	in.idle = idle
+	if c.LateStream != "" {
+		last, found, err := lastMarker(m.opts.Reader, id, streamFrom{name: c.LateStream}, propInput)
+		if err != nil {
+			return nil, 0, err
+		}
+		if found {
+			in.lateFrom = uint64(last) + 1
+		}
+	}
+	var resumed bool
+	var from time.Time
+	switch {
+	case c.EventTime:
+		p, ok, err := recoverEvent(m.opts.Reader, m.opts.KV, id, r.sink())
+		if err != nil || !ok {
+			return st, r.def.Start, err
+		}
+		if x != nil {
+			x.resumeEvent(p)
+		} else {
+			w.resumeEvent(p)
+		}
+		return st, p.from, nil
+	case x != nil:
+		wm, start, ok, err := recoverSessions(m.opts.Reader, m.opts.KV, id, r.sink())
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			x.resume(wm)
+		}
+		resumed, from = ok, time.Unix(0, start)
+	default:
+		wm, ok, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			// Every window ending at or before wm has been output; the
+			// first one that has not starts at FirstOpen(wm).
+			w.resume(wm)
+		}
+		resumed, from = ok, c.Window.FirstOpen(time.Unix(0, wm))
+	}
+	if !resumed {
+		return st, r.def.Start, nil
+	}
+	pos, err := m.opts.Reader.OffsetAt(c.Source, from)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream %s: %w", c.Source, err)
+	}
+	return st, pos, nil
+}
+
+type windowState struct{ *windower }
+
+func (w windowState) feed(r *streams.Record)   { w.add(r) }
+func (w windowState) watermark() (int64, bool) { return max(w.wm, w.closedTo), w.started }
+func (w windowState) marks(id string) []streams.UserProperty {
+	if w.c.EventTime {
+		return w.progress().marks(id)
+	}
+	return markers(id, propWatermark, w.wm)
+}
+func (w windowState) hint(r *runner) {
+	if w.c.EventTime {
+		r.hintAt(eventKey(r.def.ID), w.progress().encode())
+		return
+	}
+	r.hint(w.wm)
+}
+func (w windowState) figures() (int, int, *counts) { return w.openWindows(), w.groups(), &w.counts }
+
+type sessionState struct{ *sessioner }
+
+func (x sessionState) feed(r *streams.Record)   { x.add(r, nil) }
+func (x sessionState) watermark() (int64, bool) { return max(x.wm, x.quietTo), x.started }
+func (x sessionState) marks(id string) []streams.UserProperty {
+	if x.c.EventTime {
+		return x.progress().marks(id)
+	}
+	// Never below the watermark the query resumed at (a replay runs
+	// below it): what was output up to there stays output.
+	return append(markers(id, propWatermark, max(x.wm, x.quietTo)), streams.UserProperty{Key: propResume, Value: strconv.FormatInt(x.resumeFrom(), 10)})
+}
+func (x sessionState) hint(r *runner) {
+	if x.c.EventTime {
+		r.hintAt(eventKey(r.def.ID), x.progress().encode())
+		return
+	}
+	r.hintAt(sessionKey(r.def.ID), binary.BigEndian.AppendUint64(encodeHint(max(x.wm, x.quietTo)), uint64(x.resumeFrom())))
+}
+func (x sessionState) figures() (int, int, *counts) { return x.open, x.open, &x.counts }
+
+// writeLate appends late records to the query's late stream, each
+// carrying its input offset, and waits until they are durable.
+func (r *runner) writeLate(recs []streams.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]streams.Record, len(recs))
+	for i, rec := range recs {
+		props := append(slices.Clip(rec.UserProperties), markers(r.def.ID, propInput, int64(rec.Offset))...)
+		out[i] = streams.Record{Topic: rec.Topic, Payload: rec.Payload, QoS: rec.QoS, ContentType: rec.ContentType, UserProperties: props}
+	}
+	return r.appendWait(r.c.LateStream, out)
 }
 
 // sink is the output stream, where the search for progress stops.
@@ -184,6 +331,13 @@ func (r *runner) ensureOutput(ctx context.Context) error {
 		}
 		if _, err := r.m.opts.Writer.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
 			return fmt.Errorf("create output stream %s: %w", name, err)
+		}
+	}
+	if late := r.c.LateStream; late != "" {
+		if _, err := r.m.opts.Reader.DescribeStream(late); errors.Is(err, streams.ErrStreamNotFound) {
+			if _, err := r.m.opts.Writer.CreateStream(ctx, late, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
+				return fmt.Errorf("create late stream %s: %w", late, err)
+			}
 		}
 	}
 	return nil
@@ -220,8 +374,14 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 	for i, o := range rows {
 		recs[i] = streams.Record{Topic: o.Topic, Payload: o.Payload, QoS: r.c.QoS, Retain: r.c.Retain, ContentType: "application/json", UserProperties: props}
 	}
+	return r.appendWait(r.c.Name, recs)
+}
+
+// appendWait appends recs to stream as one request and waits until it is
+// durable (or failed).
+func (r *runner) appendWait(stream string, recs []streams.Record) error {
 	done := make(chan error, 1)
-	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: r.c.Name, Records: recs, Done: func(_ uint64, err error) { done <- err }})
+	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: stream, Records: recs, Done: func(_ uint64, err error) { done <- err }})
 	if err == nil {
 		// Even when stopping: the query's next start must find the
 		// request's marker if the request is stored, so it may not stop
@@ -230,7 +390,7 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 		err = <-done
 	}
 	if err != nil {
-		return fmt.Errorf("append to stream %s: %w", r.c.Name, err)
+		return fmt.Errorf("append to stream %s: %w", stream, err)
 	}
 	return nil
 }
@@ -242,11 +402,11 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 // output comes after it, so the search for the newest output record stops
 // there (recoverProgress), however much others wrote before it (INSERT
 // INTO).
-func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), wm) }
+func (r *runner) hint(wm int64) { r.hintAt(hintKey(r.def.ID), encodeHint(wm)) }
 
-func (r *runner) hintAt(key []byte, v int64) {
+// hintAt writes hint val at key, followed by the output stream's end.
+func (r *runner) hintAt(key []byte, val []byte) {
 	id := r.def.ID
-	val := encodeHint(v)
 	if info, err := r.m.opts.Reader.DescribeStream(r.c.Name); err == nil {
 		val = binary.BigEndian.AppendUint64(val, info.NextOffset)
 	}

@@ -100,7 +100,7 @@ func TestViews(t *testing.T) {
 		"CREATE VIEW queries AS SELECT count(*) FROM temps":                             "queries is a statistics table",
 		"CREATE VIEW totals AS SELECT count(*) FROM temps":                              "query totals already exists",
 		"CREATE VIEW v AS SELECT count(*) FROM tmps":                                    `unknown stream "tmps"`,
-		"CREATE VIEW v AS SELECT count(*) FROM temps GROUP BY SESSION(INTERVAL 1 HOUR)": "SESSION windows run in push queries",
+		"CREATE VIEW v AS SELECT count(*) FROM temps GROUP BY SESSION(INTERVAL 1 HOUR)": "a view cannot use SESSION windows",
 	} {
 		_, err := e.m.Create(context.Background(), sql)
 		var qe *query.Error

@@ -37,16 +37,21 @@ type windower struct {
 	starts []int64
 	held   map[int64]int
 	seq    int64 // numbers groups in order of creation
-	// wm is the watermark (unix ns): every window ending at or before it
-	// is closed, and a record all of whose windows are closed is late.
-	// started is false until a watermark is known (a new query).
-	wm      int64
-	started bool
+	// intake holds the watermark (unix ns: every window ending at or
+	// before it is closed, and a record all of whose windows are closed
+	// is late) and the counters.
+	intake
 	// closedTo is the watermark up to which windows have been closed
-	// (output, or empty); 0 for a new query.
+	// (output, or empty); 0 for a new query. A replay on event time runs
+	// with the watermark below it.
 	closedTo int64
-
-	counts
+	// first holds the first record of each pane in starts (event time:
+	// where a replay starts).
+	first map[int64]firstRecord
+	// pending are the rows of the windows closed since closeDue last
+	// returned (closed counts those windows).
+	pending       []query.Output
+	pendingClosed int
 }
 
 // counts are a runner's counters since it started.
@@ -73,35 +78,65 @@ type paneGroup struct {
 }
 
 func newWindower(c *query.Continuous) *windower {
-	return &windower{c: c, size: int64(c.Window.Size), hop: int64(c.Window.Hop()), keys: map[string]*keyPanes{}, held: map[int64]int{}}
+	return &windower{c: c, size: int64(c.Window.Size), hop: int64(c.Window.Hop()), keys: map[string]*keyPanes{}, held: map[int64]int{},
+		first: map[int64]firstRecord{}, intake: newIntake(c)}
+}
+
+// resumeEvent sets the progress of a restarted query on event time: its
+// input is read again from p.from, with the watermark it had then, and
+// the windows ending at or before p.wm, output already, are not output
+// again.
+func (w *windower) resumeEvent(p eventProgress) {
+	w.intake.resumeEvent(p)
+	w.closedTo = p.wm
+}
+
+// progress is the progress an output request of an event-time query
+// carries: the oldest record of the open panes.
+func (w *windower) progress() eventProgress {
+	return w.intake.progress(func(yield func(firstRecord) bool) {
+		for _, s := range w.starts {
+			if !yield(w.first[s]) {
+				return
+			}
+		}
+	})
 }
 
 // resume sets the watermark a restarted query had reached: every window
 // ending at or before it has been output.
 func (w *windower) resume(wm int64) { w.wm, w.closedTo, w.started = wm, wm, true }
 
-// add feeds one record; the event time is its timestamp. A record whose
-// windows the watermark has all passed is late: counted, not added. A
-// record whose evaluation fails is skipped: counted, its error kept.
+// add feeds one record; its time is its _timestamp or its event time
+// (Continuous.Time). A record whose windows the watermark has all passed
+// is late: counted, not added. A record whose evaluation fails is
+// skipped: counted, its error kept.
 func (w *windower) add(r *streams.Record) {
-	w.in++
-	ts := r.Timestamp.UnixNano()
-	w.lastTS = ts
-	if w.started && w.c.Window.LastStart(ts)+w.size <= w.wm {
-		w.late++
+	w.begin(r)
+	// Windows the watermark has passed close now, before the record can
+	// reach them through a pane they share with open ones (hopping
+	// windows on event time): a closed window's rows never depend on
+	// when closeDue is called.
+	w.closeTo()
+	key, ok, err := w.c.Eval(r)
+	if err != nil {
+		w.skipRecord(err, w.c.EventTime)
 		return
 	}
-	key, ok, err := w.c.Eval(r)
-	if err == nil && ok {
-		err = w.c.Add(w.group(string(key), w.c.Window.PaneStart(ts)))
+	ts := w.c.Time()
+	if w.started && w.c.Window.LastStart(ts)+w.size <= w.wm {
+		w.lateRecord(r)
+		return
 	}
-	if err != nil {
-		w.skipped++
-		w.lastErr = err
+	if ok {
+		if err := w.c.Add(w.group(string(key), w.c.Window.PaneStart(ts))); err != nil {
+			w.skip(err)
+		}
 	}
-	// Timestamps never decrease within a stream, so once a record at ts
-	// arrived every window ending at or before ts has all its records.
-	w.advance(ts)
+	// With _timestamp as time (never decreasing within a stream), once a
+	// record at ts arrived every window ending at or before ts has all its
+	// records; with event time, once the grace has passed too.
+	w.after(ts)
 }
 
 // group returns key's group in the pane starting at p, created with the
@@ -131,16 +166,10 @@ func (w *windower) group(key string, p int64) *query.Group {
 	if w.held[p] == 0 {
 		j, _ := slices.BinarySearch(w.starts, p)
 		w.starts = slices.Insert(w.starts, j, p)
+		w.first[p] = w.cur
 	}
 	w.held[p]++
 	return g
-}
-
-// advance raises the watermark to wm (it never goes back).
-func (w *windower) advance(wm int64) {
-	if !w.started || wm > w.wm {
-		w.wm, w.started = wm, true
-	}
 }
 
 // closeDue outputs the windows the watermark has closed since the last
@@ -149,9 +178,19 @@ func (w *windower) advance(wm int64) {
 // in order of each key's first record. A group whose output cannot be
 // computed is skipped and counted. Empty windows output nothing.
 func (w *windower) closeDue() (out []query.Output, closed int) {
+	w.closeTo()
+	out, closed = w.pending, w.pendingClosed
+	w.pending, w.pendingClosed = nil, 0
+	return out, closed
+}
+
+// closeTo closes the windows ending at or before the watermark into
+// pending.
+func (w *windower) closeTo() {
 	if !w.started {
-		return nil, 0
+		return
 	}
+	out := w.pending
 	if len(w.starts) > 0 {
 		// Windows ending in (closedTo, wm] that hold a pane.
 		s := max(w.c.Window.FirstStart(w.starts[0]), w.c.Window.FirstStart(w.closedTo))
@@ -159,13 +198,13 @@ func (w *windower) closeDue() (out []query.Output, closed int) {
 		for ; s+w.size <= w.wm && s <= last; s += w.hop {
 			if w.holds(s) {
 				out = w.output(out, s)
-				closed++
+				w.pendingClosed++
 			}
 		}
 	}
-	w.closedTo = w.wm
+	w.pending = out
+	w.closedTo = max(w.closedTo, w.wm)
 	w.free()
-	return out, closed
 }
 
 // holds reports whether the window starting at s holds a pane.
@@ -184,6 +223,7 @@ func (w *windower) free() {
 	n := 0
 	for n < len(w.starts) && gone(w.starts[n]) {
 		delete(w.held, w.starts[n])
+		delete(w.first, w.starts[n])
 		n++
 	}
 	// Resliced rather than shifted: appends reallocate, dropping the head.
@@ -319,11 +359,6 @@ func (w *windower) suf(kp *keyPanes, j int) (*query.Group, error) {
 		ps[i].suf = g
 	}
 	return ps[j].suf, nil
-}
-
-func (w *windower) skip(err error) {
-	w.skipped++
-	w.lastErr = err
 }
 
 // openWindows counts the windows not closed yet that hold a pane.

@@ -142,14 +142,23 @@ func BenchmarkHopVersusTumble(b *testing.B) {
 	}
 }
 
+// BenchmarkSessioner is BenchmarkWindower's load (10,000 keys, each
+// every 10 s) in sessions of 30 s gap cut every minute.
+func BenchmarkSessioner(b *testing.B) {
+	benchWindower(b, "CREATE STREAM o AS SELECT k, count(*), avg(v), max(v) FROM i GROUP BY k, SESSION(_timestamp, INTERVAL 30 SECOND, INTERVAL 1 MINUTE)", 10000)
+}
+
 // benchWindower feeds a record per millisecond over keys keys, closing
-// windows every 1000 records.
+// windows (or sessions) every 1000 records.
 func benchWindower(b *testing.B, sql string, keys int) {
 	c, err := query.CompileContinuous(sql)
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := newWindower(c)
+	var w finalState = windowState{newWindower(c)}
+	if c.Window.Sessions() {
+		w = sessionState{newSessioner(c)}
+	}
 	recs := make([]streams.Record, keys)
 	for i := range recs {
 		recs[i].Payload = []byte(fmt.Sprintf(`{"k":"key-%d","v":%d}`, i, i))
@@ -158,7 +167,7 @@ func benchWindower(b *testing.B, sql string, keys int) {
 	for i := 0; i < b.N; i++ {
 		r := &recs[i%len(recs)]
 		r.Timestamp = base.Add(time.Duration(i) * time.Millisecond)
-		w.add(r)
+		w.feed(r)
 		if i%1000 == 0 {
 			w.closeDue()
 		}

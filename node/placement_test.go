@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -137,14 +136,6 @@ func TestClusterShowsPlacement(t *testing.T) {
 // scrape returns a node's /metrics.
 func scrape(t *testing.T, n *Node) string {
 	t.Helper()
-	resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	_, body := callAPI(t, n, "GET", "/metrics", "", "")
+	return body
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,6 +30,29 @@ func postAPI(t *testing.T, n *Node, path, body string, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// callAPI makes a request to the node's HTTP API (with a bearer token
+// unless token is empty) and returns the status and the body.
+func callAPI(t *testing.T, n *Node, method, path, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // TestPauseResumeOverREST: a query paused through the REST API outputs

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,12 +147,21 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	// The same for a query emitting changes over hopping windows.
 	const changes = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, max(_offset) AS last " +
 		"FROM crash GROUP BY _topic, HOPPING(INTERVAL 100 MILLISECOND, INTERVAL 50 MILLISECOND) EMIT CHANGES"
+	// And for session windows, cut at every 200 ms.
+	const sessions = "CREATE STREAM %s AS SELECT _topic AS topic, count(*) AS n, min(_offset) AS first, max(_offset) AS last " +
+		"FROM crash GROUP BY _topic, SESSION(_timestamp, INTERVAL 30 MILLISECOND, INTERVAL 200 MILLISECOND)"
+	// And on event time, up to 60 ms out of order against a grace of 20
+	// ms, its late records kept.
+	const events = "CREATE STREAM %s WITH (late = TRUE) AS SELECT /*+ GRACE('20ms') IDLE_TIMEOUT('1s') */ _topic AS topic, count(*) AS n, min(_offset) AS first " +
+		"FROM crash GROUP BY _topic, TUMBLE(from_unixtime(unix_timestamp(_timestamp) - (_offset %% 4) * 0.02), INTERVAL 50 MILLISECOND)"
 	n := startNode(t, testConfig(dir))
 	if _, err := n.Store().CreateStream(context.Background(), "crash", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
 	runSQL(t, n, fmt.Sprintf(sql, "live"))
 	runSQL(t, n, fmt.Sprintf(changes, "live_changes"))
+	runSQL(t, n, fmt.Sprintf(sessions, "live_sessions"))
+	runSQL(t, n, fmt.Sprintf(events, "live_events"))
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -171,10 +178,14 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	n = startNode(t, testConfig(dir))
 	runSQL(t, n, fmt.Sprintf(sql, "reference"))
 	runSQL(t, n, fmt.Sprintf(changes, "reference_changes"))
-	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}} {
+	runSQL(t, n, fmt.Sprintf(sessions, "reference_sessions"))
+	runSQL(t, n, fmt.Sprintf(events, "reference_events"))
+	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}, {"live_sessions", "reference_sessions"},
+		{"live_events", "reference_events"}, {"live_events_late", "reference_events_late"}} {
 		var live, ref []string
 		testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
 			for _, id := range pair {
+				id = strings.TrimSuffix(id, "_late")
 				if q, ok := queryInfo(n, id); !ok || q.Status != "running" || q.Lag != 0 || q.RecordsIn == 0 {
 					return false
 				}
@@ -183,7 +194,7 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 			return len(live) == len(ref)
 		})
 		t.Logf("%s: %d rows", pair[0], len(ref))
-		if len(ref) < 10 {
+		if len(ref) < 10 && !strings.HasSuffix(pair[0], "_late") {
 			t.Fatalf("only %d reference rows: a weak test", len(ref))
 		}
 		if strings.Join(live, "\n") != strings.Join(ref, "\n") {
@@ -204,17 +215,6 @@ func TestQueriesOverHTTP(t *testing.T) {
 	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	call := func(method, path, token, body string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 	create := `{"sql": "CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 1 SECOND)"}`
 	for _, c := range []struct {
 		method, path, token, body string
@@ -229,11 +229,13 @@ func TestQueriesOverHTTP(t *testing.T) {
 		{"GET", "/v1/queries/cold", readToken, "", 404, "not_found"},
 		{"POST", "/v1/query", readToken, `{"sql": "TERMINATE QUERY hot"}`, 403, "forbidden"},
 		{"DELETE", "/v1/queries/hot", readToken, "", 403, "forbidden"},
+		{"POST", "/v1/query", readToken, `{"sql": "DROP STREAM temps"}`, 403, "dropping streams and views, needs the admin role"},
+		{"DELETE", "/v1/streams/temps", adminToken, "", 409, "stream temps is in use: read by hot"},
 		{"DELETE", "/v1/queries/hot", adminToken, "", 204, ""},
 		{"DELETE", "/v1/queries/hot", adminToken, "", 404, "not_found"},
 		{"GET", "/v1/queries", readToken, "", 200, `{"queries":[]}`},
 	} {
-		got, body := call(c.method, c.path, c.token, c.body)
+		got, body := callAPI(t, n, c.method, c.path, c.token, c.body)
 		if got != c.want || !strings.Contains(body, c.has) {
 			t.Errorf("%s %s %s: %d %s, want %d ...%s...", c.method, c.path, c.body, got, body, c.want, c.has)
 		}

@@ -74,9 +74,9 @@ type pushStmt struct {
 }
 
 // terminateStmt is TERMINATE, PAUSE or RESUME [QUERY] id, or DROP VIEW
-// [IF EXISTS] id.
+// or DROP STREAM [IF EXISTS] id.
 type terminateStmt struct {
-	verb     string // "terminate", "pause", "resume" or "drop view"
+	verb     string // "terminate", "pause", "resume", "drop view" or "drop stream"
 	id       string
 	pos      Pos
 	ifExists bool

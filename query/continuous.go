@@ -47,6 +47,16 @@ type Continuous struct {
 	// Emit is "final" (a row per key when its window closes: the default
 	// with a window) or "changes" (a row per input record, updated).
 	Emit string
+	// EventTime is set when the window's time is an expression over the
+	// record (TUMBLE(ts, ...) with ts not _timestamp): Time then returns
+	// it for each record, which may come out of order.
+	EventTime bool
+	// Hints are the query's options (GRACE, IDLE_TIMEOUT, START).
+	Hints Hints
+	// LateStream, with WITH (late = TRUE), is the stream the records
+	// found late are written to: <Name>_late.
+	LateStream string
+	lateAt     Pos
 	// Stateful is set for a query that aggregates (aggregates or GROUP BY
 	// keys): its rows depend on earlier records.
 	Stateful bool
@@ -62,6 +72,8 @@ type Continuous struct {
 	Columns []string
 
 	p      *selectPlan
+	timeFn *compiled // the event time (EventTime)
+	ts     int64     // the time of the record Eval read last (unix ns)
 	t      *tableInst
 	ws, we int // row slots of window_start and window_end
 	lead   int // window columns prepended to the output: 0 or 2
@@ -157,6 +169,20 @@ func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous,
 	if err := c.plan(cs.sel, src, cs.emit, cs.emitAt); err != nil {
 		return nil, err
 	}
+	if c.EventTime && c.Emit == "changes" {
+		return nil, errorf(cs.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet in persistent queries: use EMIT FINAL")
+	}
+	if c.LateStream != "" {
+		if err := streams.ValidateName(c.LateStream); err != nil {
+			return nil, errorf(c.lateAt, "late = TRUE writes the stream %q, not a valid name: %v", c.LateStream, err)
+		}
+		if !c.Windowed() || c.Emit != "final" {
+			return nil, errorf(c.lateAt, "late = TRUE applies to windows with EMIT FINAL: a record is late when its windows have closed")
+		}
+	}
+	if c.EventTime && c.Kind == KindView {
+		return nil, errorf(cs.create.namePos, "a view's windows run on _timestamp: event time (a window on another expression) is for CREATE STREAM ... AS and INSERT INTO")
+	}
 	if topicOpt != nil {
 		if err := c.compileTopic(topicOpt); err != nil {
 			return nil, err
@@ -170,20 +196,34 @@ func planPush(ps *pushStmt, src *source, sql string) (*Continuous, error) {
 	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
 		return nil, err
 	}
+	if c.EventTime && c.Emit == "changes" {
+		return nil, errorf(ps.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet: use EMIT FINAL")
+	}
 	return c, nil
 }
 
 // plan binds the SELECT of a continuous or push query.
-func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) error {
+func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (rerr error) {
 	if err := checkContinuous(s, src, c.Push); err != nil {
 		return err
 	}
+	hints, given, err := readHints(src)
+	if err != nil {
+		return err
+	}
+	c.Hints = hints
+	defer func() {
+		if rerr == nil {
+			rerr = c.checkHints(given, src)
+		}
+	}()
 	ref := s.from.(*tableRef)
 	c.Source, c.SourceAt = ref.name, ref.pos
 
 	// The window: at most one window call in GROUP BY.
 	var keys []expr
 	var win *call
+	var tsExpr expr
 	for _, g := range s.groupBy {
 		if w, ok := g.(*call); ok && windowFuncs[w.name] {
 			if win != nil {
@@ -195,17 +235,22 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) e
 		keys = append(keys, g)
 	}
 	if win != nil {
-		var err error
-		if c.Window, err = windowOf(win); err != nil {
+		if c.Window, tsExpr, err = windowOf(win); err != nil {
 			return err
 		}
+		c.EventTime = tsExpr != nil
 		if c.Window.Hopping() || c.Window.Sessions() {
 			if err := noWindowColumns(append([]expr{s.where}, keys...)); err != nil {
 				return err
 			}
 		}
 		if c.Window.Sessions() && !c.Push {
-			return errorf(win.pos, "SESSION windows run in push queries (SELECT ... EMIT ...) only for now: after a restart a persistent query rebuilds its state from a bounded stretch of input, and a session can be any length")
+			switch {
+			case c.Kind == KindView:
+				return errorf(win.pos, "a view cannot use SESSION windows: it keeps tumbling or hopping windows (or none); CREATE STREAM ... AS SELECT ... GROUP BY ..., SESSION(...) outputs each session once it closes")
+			case emit == "changes":
+				return errorf(emitAt, "a persistent query with SESSION windows outputs one final row per session (EMIT FINAL, the default): EMIT CHANGES with sessions runs in push queries only for now")
+			}
 		}
 	}
 	for _, it := range s.items {
@@ -241,9 +286,26 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) e
 	c.p = &selectPlan{aggs: &aggSet{}, limit: -1, outs: new([]any), tables: []*tableInst{t}, agg: true}
 	bound := *s
 	bound.groupBy = keys
+	if tsExpr != nil {
+		// Bound as a last GROUP BY expression (the same names), then
+		// taken off.
+		bound.groupBy = append(slices.Clip(keys), tsExpr)
+	}
 	b := &binder{src: src, funcs: builtinFuncs()}
 	if err := c.p.bind(b, &bound); err != nil {
 		return err
+	}
+	if tsExpr != nil {
+		n := len(c.p.groupBy) - 1
+		c.timeFn, c.p.groupBy = c.p.groupBy[n], c.p.groupBy[:n]
+		switch c.timeFn.typ {
+		case TAny, TTime, TInt, TFloat, TText:
+		default:
+			return errorf(tsExpr.position(), "the window's time is a %s: it must be a timestamp, text holding one, or a number of Unix milliseconds", c.timeFn.typ)
+		}
+		if c.timeFn.konst {
+			return errorf(tsExpr.position(), "the window's time is a constant: name a payload field (TUMBLE(ts, ...)) or _timestamp")
+		}
 	}
 	c.Stateful = len(keys) > 0 || len(c.p.aggs.specs) > 0
 	if c.Kind == KindView && !c.Stateful {
@@ -425,12 +487,19 @@ func payloadNames(s *selectStmt, ref *tableRef) []string {
 // are *Error (a bad value met while evaluating).
 func (c *Continuous) Eval(r *streams.Record) (key []byte, ok bool, err error) {
 	recordRow(c.row, r, c.t)
+	at := r.Timestamp
+	if c.timeFn != nil {
+		if at, err = c.eventTime(); err != nil {
+			return nil, false, c.decorate(err, r)
+		}
+	}
+	c.ts = at.UnixNano()
 	switch {
 	case !c.Windowed():
 	case c.Window.Hopping() || c.Window.Sessions():
 		c.row[c.ws], c.row[c.we] = nil, nil
 	default:
-		start := c.Window.Start(r.Timestamp)
+		start := c.Window.Start(at)
 		c.row[c.ws], c.row[c.we] = start, start.Add(c.Window.Size)
 	}
 	for _, cc := range c.p.pre {
@@ -452,6 +521,33 @@ func (c *Continuous) Eval(r *streams.Record) (key []byte, ok bool, err error) {
 		c.key = appendKey(c.key, v)
 	}
 	return c.key, true, nil
+}
+
+// Time returns the time of the record Eval read last (unix ns): its
+// event time (EventTime), else its _timestamp. Valid once Eval returned
+// without an error, even when it skipped the record.
+func (c *Continuous) Time() int64 { return c.ts }
+
+// eventTime evaluates the window's time expression on the row: a
+// timestamp, text holding one, or a number of Unix milliseconds.
+func (c *Continuous) eventTime() (time.Time, error) {
+	v, err := c.timeFn.eval(c.row)
+	if err != nil {
+		return time.Time{}, err
+	}
+	switch x := v.(type) {
+	case nil:
+		return time.Time{}, errorf(c.timeFn.pos, "the record has no event time (NULL)")
+	case int64:
+		return time.UnixMilli(x).UTC(), nil
+	case float64:
+		return time.Unix(0, int64(x*1e6)).UTC(), nil
+	}
+	t, err := asTime(v)
+	if err != nil {
+		return time.Time{}, errorf(c.timeFn.pos, "the record's event time is not a time: %v", err)
+	}
+	return t, nil
 }
 
 func (c *Continuous) decorate(err error, r *streams.Record) error {

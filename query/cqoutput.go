@@ -66,12 +66,27 @@ func (c *Continuous) options(with []withOption) (*withOption, error) {
 				return nil, errorf(o.valPos, "retain is TRUE or FALSE")
 			}
 			c.Retain = r
+		case "late":
+			keep, ok := o.value.(bool)
+			if !ok {
+				return nil, errorf(o.valPos, "late is TRUE (late records are written to the stream <name>_late) or FALSE")
+			}
+			if keep {
+				c.LateStream, c.lateAt = c.Name+"_late", o.pos
+			}
 		default:
-			return nil, errorf(o.pos, "unknown option %s in WITH (...): the options are topic, qos and retain", o.key)
+			return nil, errorf(o.pos, "unknown option %s in WITH (...): the options are topic, qos, retain and late", o.key)
 		}
 	}
 	if topicOpt == nil && (seen["qos"] || seen["retain"]) {
-		return nil, errorf(with[0].pos, "qos and retain apply to the MQTT publication of the output: give a topic too, e.g. WITH (topic = 'alerts/hot', qos = 1)")
+		at := with[0].pos
+		for _, o := range with {
+			if o.key == "qos" || o.key == "retain" {
+				at = o.pos
+				break
+			}
+		}
+		return nil, errorf(at, "qos and retain apply to the MQTT publication of the output: give a topic too, e.g. WITH (topic = 'alerts/hot', qos = 1)")
 	}
 	return topicOpt, nil
 }

@@ -12,8 +12,10 @@
 // parse.go and convert.go. The parser's tree has no positions; lex.go
 // tokenizes the text with the parser's own tokenizer and finds where names
 // and literals appear, so errors carry a line and column. SHOW STREAMS,
-// SHOW QUERIES, SHOW VIEWS, TERMINATE, PAUSE and RESUME QUERY and DROP
-// VIEW are not MySQL and are recognised from their tokens. peel.go takes
+// SHOW QUERIES, SHOW VIEWS, TERMINATE, PAUSE and RESUME QUERY, DROP
+// VIEW and DROP STREAM are not MySQL and are recognised from their
+// tokens; DROP STREAM goes to Queries.DropStream, which refuses while
+// queries use the stream. peel.go takes
 // the continuous-query additions off the text before Vitess sees it
 // (CREATE STREAM name [WITH (...)] AS, INSERT INTO name, CREATE VIEW name
 // AS, a trailing EMIT, INTERVAL n UNIT inside window calls), blanking them
@@ -30,7 +32,10 @@
 // evaluates one record at a time: Eval (WHERE and the group key), NewGroup
 // and Add (the aggregates' accumulators), Combine (the accumulators of
 // two panes of a hopping window), Result (HAVING, the output record's
-// JSON and its topic, cqoutput.go). window.go reads the window calls. The
+// JSON and its topic, cqoutput.go). window.go reads the window calls; a
+// window whose time is not _timestamp makes the query run on event time
+// (Time, evaluated per record). hints.go reads the query's options from
+// /*+ GRACE('5s') IDLE_TIMEOUT('30s') START('latest') */ comments. The
 // engine hands the persistent queries' statements to Options.Queries, and
 // reads a view (ViewReader) as a table whose rows the view's query keeps.
 //

@@ -211,6 +211,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		from = "from its end: records appended after the query starts"
 	case c.Kind == KindView:
 		from = "from its first record kept (again at every start: the view is rebuilt)"
+	case c.Hints.StartLatest:
+		from = "from its end when the query is created (START('latest'))"
 	}
 	p.add("source", "stream %s, %s, one record at a time", c.Source, from)
 	var keys []string
@@ -227,12 +229,23 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 	}
 	explainClauses(p, s.texts.where, keys, s.texts.having)
 	p.add("window", "%s", windowWords(c.Window))
-	if c.Windowed() {
+	switch {
+	case c.EventTime:
+		idle := "the node's idle timeout"
+		if c.Hints.IdleTimeout > 0 {
+			idle = fmt.Sprintf("IDLE_TIMEOUT (%s)", c.Hints.IdleTimeout)
+		}
+		p.add("time", "event time, the window's first argument, per record: the watermark is the newest event time less GRACE (%s), or the newest record's append time less %s; records for closed windows are late (counted, not added)", c.Hints.Grace, idle)
+	case c.Windowed():
 		p.add("time", "_timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows")
 	}
 	switch {
 	case c.Stateful && c.Window.Hopping():
 		p.add("state", "one accumulator set per key and pane of %s (never the records)", c.Window.Pane())
+	case c.Stateful && c.Window.Sessions() && !c.Push:
+		p.add("state", "one accumulator set per key and open session (never the records); a restart reads the input again from the start of the oldest open session")
+	case c.Stateful && c.Window.Sessions():
+		p.add("state", "one accumulator set per key and open session (never the records)")
 	case c.Stateful && c.Windowed():
 		p.add("state", "one accumulator set per key and open window (never the records)")
 	case c.Stateful:
@@ -247,6 +260,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("emit", "none: the view's rows are updated with each record and read with SELECT ... FROM %s", c.Name)
 	case !c.Stateful && !c.Windowed():
 		p.add("emit", "changes: one row per record that passes the filter")
+	case c.Emit == "final" && c.Window.Sessions():
+		p.add("emit", "final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)")
 	case c.Emit == "final":
 		p.add("emit", "final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)")
 	default:
@@ -273,9 +288,9 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 func windowWords(w Window) string {
 	switch {
 	case w.Sessions():
-		s := fmt.Sprintf("session: a key's records less than %s apart", w.Gap)
+		s := fmt.Sprintf("session: a key's records less than %s apart; [first record, last record + %s)", w.Gap, w.Gap)
 		if w.MaxSession > 0 {
-			s += fmt.Sprintf(", at most %s long", w.MaxSession)
+			s += fmt.Sprintf(", cut at every multiple of %s on the epoch's grid (at most that long)", w.MaxSession)
 		}
 		return s
 	case w.Size == 0:

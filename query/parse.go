@@ -191,10 +191,10 @@ func parseControl(src *source, sig []token) (st statement, ok bool, err error) {
 	switch verb {
 	case "terminate", "pause", "resume":
 	case "drop":
-		if len(sig) < 2 || !strings.EqualFold(sig[1].text, "view") {
+		if len(sig) < 2 || !strings.EqualFold(sig[1].text, "view") && !strings.EqualFold(sig[1].text, "stream") {
 			return nil, false, nil
 		}
-		return parseDropView(src, sig)
+		return parseDrop(src, sig)
 	default:
 		return nil, false, nil
 	}
@@ -212,10 +212,11 @@ func parseControl(src *source, sig []token) (st statement, ok bool, err error) {
 	return &terminateStmt{verb: verb, id: rest[0].text, pos: src.pos(rest[0].start)}, true, nil
 }
 
-// parseDropView reads DROP VIEW [IF EXISTS] name.
-func parseDropView(src *source, sig []token) (statement, bool, error) {
+// parseDrop reads DROP VIEW|STREAM [IF EXISTS] name.
+func parseDrop(src *source, sig []token) (statement, bool, error) {
 	rest := sig[2:]
-	st := &terminateStmt{verb: "drop view"}
+	what := strings.ToLower(sig[1].text)
+	st := &terminateStmt{verb: "drop " + what}
 	if len(rest) >= 2 && rest[0].typ == sqlparser.IF && strings.EqualFold(rest[1].text, "exists") {
 		st.ifExists = true
 		rest = rest[2:]
@@ -225,7 +226,7 @@ func parseDropView(src *source, sig []token) (statement, bool, error) {
 		if len(rest) > 1 {
 			p = src.pos(rest[1].start)
 		}
-		return nil, true, &Error{Code: CodeSyntax, Message: "syntax error: write DROP VIEW [IF EXISTS] <name> (SHOW VIEWS lists them)", Line: p.Line, Column: p.Column}
+		return nil, true, &Error{Code: CodeSyntax, Message: fmt.Sprintf("syntax error: write DROP %s [IF EXISTS] <name> (SHOW %sS lists them)", strings.ToUpper(what), strings.ToUpper(what)), Line: p.Line, Column: p.Column}
 	}
 	st.id, st.pos = rest[0].text, src.pos(rest[0].start)
 	return st, true, nil

@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mqstream/mqstream/streams"
 )
 
 // ErrQueryNotFound: no continuous query (or view) has the id; Queries
 // implementations wrap it.
 var ErrQueryNotFound = errors.New("query not found")
+
+// ErrStreamInUse: a stream cannot be dropped while continuous queries or
+// views read it or write into it; Queries.DropStream wraps it.
+var ErrStreamInUse = errors.New("stream in use by continuous queries")
 
 // Queries runs continuous queries (package cq implements it): the engine
 // hands it CREATE STREAM ... AS SELECT, SHOW QUERIES and TERMINATE QUERY.
@@ -37,6 +43,11 @@ type Queries interface {
 	// DropView terminates a view; it is an error if name is another kind
 	// of query.
 	DropView(ctx context.Context, name string) error
+	// DropStream deletes a stream and its records. It refuses, with an
+	// error wrapping ErrStreamInUse that names them, while queries or
+	// views read the stream or write into it; a stream that does not
+	// exist is an error wrapping streams.ErrStreamNotFound.
+	DropStream(ctx context.Context, name string) error
 }
 
 // ViewReader reads a view: a table kept up to date by a persistent query.
@@ -148,7 +159,7 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 		return nil, errorf(Pos{}, "continuous queries are not available on this node")
 	}
 	if _, isShow := st.(*showStmt); !isShow && ctx.Value(readOnlyKey{}) != nil {
-		return nil, &Error{Code: CodeForbidden, Message: "creating, terminating, pausing and resuming continuous queries needs the admin role"}
+		return nil, &Error{Code: CodeForbidden, Message: "creating, terminating, pausing and resuming continuous queries, and dropping streams and views, needs the admin role"}
 	}
 	switch s := st.(type) {
 	case *showStmt:
@@ -193,6 +204,14 @@ func (e *Engine) control(ctx context.Context, s *terminateStmt) (*Result, error)
 		if s.ifExists && errors.Is(err, ErrQueryNotFound) {
 			return message("view " + s.id + " does not exist"), nil
 		}
+	case "drop stream":
+		err = qs.DropStream(ctx, s.id)
+		if errors.Is(err, streams.ErrStreamNotFound) {
+			if s.ifExists {
+				return message("stream " + s.id + " does not exist"), nil
+			}
+			err = errorf(s.pos, "unknown stream %q (SHOW STREAMS lists them)", s.id)
+		}
 	default:
 		err = qs.Terminate(ctx, s.id)
 	}
@@ -206,6 +225,8 @@ func (e *Engine) control(ctx context.Context, s *terminateStmt) (*Result, error)
 		return message("query " + s.id + " resumed: status " + q.Status), nil
 	case "drop view":
 		return message("view " + s.id + " dropped"), nil
+	case "drop stream":
+		return message("stream " + s.id + " dropped, with its records"), nil
 	}
 	return message("query " + s.id + " terminated"), nil
 }

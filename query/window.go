@@ -1,6 +1,7 @@
 package query
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,19 @@ type Window struct {
 
 // Sessions reports whether the windows are sessions.
 func (w Window) Sessions() bool { return w.Gap > 0 }
+
+// CellEnd returns where a session holding instant t (unix ns) is cut at
+// the latest: the next multiple of MaxSession after t on the epoch's grid
+// (as Azure Stream Analytics checks a session's length at multiples of
+// its maximum). A session never spans such an instant, so it is at most
+// MaxSession long, and where it is cut depends on its records only, never
+// on where reading them started. Without MaxSession, never (MaxInt64).
+func (w Window) CellEnd(t int64) int64 {
+	if w.MaxSession <= 0 {
+		return math.MaxInt64
+	}
+	return w.align(t, w.MaxSession) + int64(w.MaxSession)
+}
 
 // Hopping reports whether windows overlap.
 func (w Window) Hopping() bool { return w.Slide > 0 && w.Slide < w.Size }
@@ -84,10 +98,36 @@ func (w Window) FirstOpen(wm time.Time) time.Time {
 	return time.Unix(0, w.FirstStart(wm.UnixNano())).UTC()
 }
 
-// windowOf reads a window call: TUMBLING(size), TUMBLE(_timestamp, size
-// [, offset]), TUMBLINGWINDOW(unit, n), HOPPING(size, slide),
-// HOP(_timestamp, size, slide) or HOPPINGWINDOW(unit, size, slide).
-func windowOf(w *call) (Window, error) {
+// windowOf reads a window call: TUMBLING(size), TUMBLE(ts, size
+// [, offset]), TUMBLINGWINDOW(unit, n), HOPPING(size, slide), HOP(ts,
+// size, slide), HOPPINGWINDOW(unit, size, slide), SESSION([ts,] gap[,
+// max]) or SESSIONWINDOW(unit, max, gap). ts is the time expression when
+// it is not _timestamp (event time), else nil.
+func windowOf(w *call) (win Window, ts expr, err error) {
+	switch w.name {
+	case "tumble", "hop":
+		if len(w.args) > 0 {
+			ts = timeArg(w.args[0])
+		}
+	case "session":
+		if len(w.args) > 1 && literalValue(w.args[0]) == nil {
+			ts = timeArg(w.args[0])
+		}
+	}
+	win, err = windowSpec(w)
+	return win, ts, err
+}
+
+// timeArg returns the time expression e of a window call, nil for
+// _timestamp (the append time).
+func timeArg(e expr) expr {
+	if c, ok := e.(*columnRef); ok && strings.EqualFold(c.name, "_timestamp") {
+		return nil
+	}
+	return e
+}
+
+func windowSpec(w *call) (Window, error) {
 	var sizeArg, slideArg, offsetArg expr
 	switch w.name {
 	case "tumbling":
@@ -98,9 +138,6 @@ func windowOf(w *call) (Window, error) {
 	case "tumble":
 		if len(w.args) < 2 || len(w.args) > 3 {
 			return Window{}, errorf(w.pos, "TUMBLE takes the time column, the size and an optional offset: TUMBLE(_timestamp, INTERVAL 10 SECOND)")
-		}
-		if err := timeColumn(w.args[0]); err != nil {
-			return Window{}, err
 		}
 		sizeArg = w.args[1]
 		if len(w.args) == 3 {
@@ -114,9 +151,6 @@ func windowOf(w *call) (Window, error) {
 	case "hop":
 		if len(w.args) != 3 {
 			return Window{}, errorf(w.pos, "HOP takes the time column, the window size and the slide: HOP(_timestamp, INTERVAL 10 SECOND, INTERVAL 5 SECOND)")
-		}
-		if err := timeColumn(w.args[0]); err != nil {
-			return Window{}, err
 		}
 		sizeArg, slideArg = w.args[1], w.args[2]
 	case "tumblingwindow", "hoppingwindow", "sessionwindow":
@@ -150,19 +184,14 @@ func windowOf(w *call) (Window, error) {
 	return normalize(out), nil
 }
 
-// sessionOf reads SESSION([_timestamp,] gap [, max]).
+// sessionOf reads SESSION([ts,] gap [, max]).
 func sessionOf(w *call) (Window, error) {
 	args := w.args
-	if len(args) > 0 {
-		if _, isCol := args[0].(*columnRef); isCol {
-			if err := timeColumn(args[0]); err != nil {
-				return Window{}, err
-			}
-			args = args[1:]
-		}
+	if len(args) > 1 && literalValue(args[0]) == nil {
+		args = args[1:] // the time expression (windowOf)
 	}
 	if len(args) < 1 || len(args) > 2 {
-		return Window{}, errorf(w.pos, "SESSION takes the gap that ends a session and an optional maximum length: SESSION(_timestamp, INTERVAL 30 SECOND[, INTERVAL 1 HOUR])")
+		return Window{}, errorf(w.pos, "SESSION takes the time, the gap that ends a session and an optional maximum length: SESSION(_timestamp, INTERVAL 30 SECOND[, INTERVAL 1 HOUR])")
 	}
 	var out Window
 	var err error
@@ -178,15 +207,6 @@ func sessionOf(w *call) (Window, error) {
 		}
 	}
 	return out, nil
-}
-
-// timeColumn checks the time column of TUMBLE and HOP.
-func timeColumn(e expr) error {
-	ts, ok := e.(*columnRef)
-	if !ok || !strings.EqualFold(ts.name, "_timestamp") {
-		return errorf(e.position(), "windows run on _timestamp (the append time) for now: event time from the payload is not supported yet")
-	}
-	return nil
 }
 
 // checkSlide refuses a slide longer than the window (gaps between

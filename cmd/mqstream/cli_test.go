@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqstream/mqstream/auth"
 	"github.com/mqstream/mqstream/internal/testnode"
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/node"
 )
 
@@ -179,8 +180,13 @@ func TestQueryCommands(t *testing.T) {
 	if out := mustRun(t, "sql", "-e", "CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 1 SECOND)", srv); !strings.Contains(out, "query hot created") {
 		t.Fatalf("create: %q", out)
 	}
-	if out := mustRun(t, "query", "ls", srv); !strings.Contains(out, "hot") || !strings.Contains(out, "running") || !strings.Contains(out, "temps") {
-		t.Fatalf("ls: %q", out)
+	// Created, the query is starting until its runner has read its input.
+	testutil.Eventually(t, 10*time.Second, "the query running", func() bool {
+		out := mustRun(t, "query", "ls", srv)
+		return strings.Contains(out, "hot") && strings.Contains(out, "running") && strings.Contains(out, "temps")
+	})
+	if _, err := runCmd(t, "stream", "rm", "temps", srv); err == nil || !strings.Contains(err.Error(), "stream temps is in use: read by hot") {
+		t.Fatalf("rm of a stream a query reads: %v", err)
 	}
 	if out := mustRun(t, "query", "describe", "hot", srv); !strings.Contains(out, "CREATE STREAM hot") || !strings.Contains(out, "sink:") {
 		t.Fatalf("describe: %q", out)

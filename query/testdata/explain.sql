@@ -99,14 +99,40 @@ step:text | detail:text
 statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
 source | stream temperatures, from its end: records appended after the query starts, one record at a time
 grouping | sensor
-window | session: a key's records less than 30s apart
+window | session: a key's records less than 30s apart; [first record, last record + 30s)
 time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
-state | one accumulator set per key and open window (never the records)
+state | one accumulator set per key and open session (never the records)
 projection | sensor, count(*)
 columns | window_start, window_end, sensor, count(*)
-emit | final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)
+emit | final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)
 output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
 limit | 5 rows, then the push query ends
+
+> EXPLAIN CREATE STREAM visits AS SELECT sensor, count(*) AS n FROM temperatures GROUP BY sensor, SESSION(_timestamp, INTERVAL 30 SECOND, INTERVAL 1 HOUR)
+step:text | detail:text
+statement | persistent query visits (CREATE STREAM): runs across restarts until TERMINATE QUERY visits
+source | stream temperatures, from its first record kept, one record at a time
+grouping | sensor
+window | session: a key's records less than 30s apart; [first record, last record + 30s), cut at every multiple of 1h0m0s on the epoch's grid (at most that long)
+time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
+state | one accumulator set per key and open session (never the records); a restart reads the input again from the start of the oldest open session
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)
+output | new stream visits, exactly once (topic visits)
+
+> EXPLAIN CREATE STREAM per10s AS SELECT /*+ GRACE('5s') IDLE_TIMEOUT('1m') START('latest') */ sensor, count(*) AS n FROM temperatures GROUP BY sensor, TUMBLE(at, INTERVAL 10 SECOND)
+step:text | detail:text
+statement | persistent query per10s (CREATE STREAM): runs across restarts until TERMINATE QUERY per10s
+source | stream temperatures, from its end when the query is created (START('latest')), one record at a time
+grouping | sensor
+window | tumbling: 10s long, half-open [start, end), aligned to the epoch
+time | event time, the window's first argument, per record: the watermark is the newest event time less GRACE (5s), or the newest record's append time less IDLE_TIMEOUT (1m0s); records for closed windows are late (counted, not added)
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)
+output | new stream per10s, exactly once (topic per10s)
 
 # Errors point into the statement as written.
 > EXPLAIN SELECT tmp FROM temperatures
