@@ -321,6 +321,13 @@ func TestUnreachablePeerDelaysOneSubscribeOnly(t *testing.T) {
 	}
 	faults.Heal()
 	testutil.Eventually(t, 10*time.Second, "a learns every filter", func() bool { return a.r.Wanted("same") && a.r.Wanted("own/9") })
+	// b learns that a caught up (a's answer) a moment after a has the
+	// filters.
+	testutil.Eventually(t, 10*time.Second, "b to see a caught up", func() bool {
+		b.r.mu.Lock()
+		defer b.r.mu.Unlock()
+		return !b.r.peers["a"].lagging
+	})
 	// Caught up: it is waited for again.
 	b.r.SetClient("late", []string{"late"})
 	if !a.r.Wanted("late") {
