@@ -207,6 +207,10 @@ func (r *replication) plan(founding shards.Layout) {
 			if err := r.planOnce(founding); err != nil && !errors.Is(err, meta.ErrStale) {
 				r.n.log.Warn("cannot plan the shard layout", "error", err)
 			}
+			timeout := r.n.cfg.Cluster.DeadNodeTimeout
+			if err := r.meta.KeepVoters(r.alive, func(id string) bool { return r.down.dead(id, timeout) }); err != nil {
+				r.n.log.Warn("cannot hand a dead node's metadata vote to a live one", "error", err)
+			}
 		} else {
 			measured = time.Time{}
 			meter = loadMeter{}
@@ -295,6 +299,15 @@ func (r *replication) candidates(st meta.State) []shards.Candidate {
 type downSince struct {
 	mu    sync.Mutex // guards since
 	since map[string]time.Time
+}
+
+// dead reports whether node id has been seen down (deadFor) for longer
+// than timeout (never when timeout is 0).
+func (d *downSince) dead(id string, timeout time.Duration) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first, ok := d.since[id]
+	return ok && timeout > 0 && time.Since(first) > timeout
 }
 
 // deadFor notes which of ids are down now and returns those down for

@@ -122,6 +122,22 @@ func (m *Meta) Servers() []string {
 	return ids
 }
 
+// Voters lists the group's voting members by id as this member knows
+// them.
+func (m *Meta) Voters() []string {
+	cfg := m.raft.GetConfiguration()
+	if cfg.Error() != nil {
+		return nil
+	}
+	var ids []string
+	for _, s := range cfg.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	return ids
+}
+
 // IsLeader reports whether this member leads the group now.
 func (m *Meta) IsLeader() bool { return m.raft.State() == raft.Leader }
 
@@ -353,6 +369,42 @@ func (m *Meta) forget(id string, timeout time.Duration) error {
 		}
 		m.log.Info("node votes in the metadata group now", "node", string(promote.ID))
 	}
+	return nil
+}
+
+// KeepVoters, on the leader, hands the vote of a member given up for
+// dead to a member that is up: a dead voter is made a non-voter and a
+// live non-voter a voter, one at a time, so the group keeps a majority
+// of live voters when a node is lost for good without being removed.
+// Elsewhere it does nothing.
+func (m *Meta) KeepVoters(alive, dead func(id string) bool) error {
+	if !m.IsLeader() {
+		return nil
+	}
+	cfg := m.raft.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		return leaderErr(err)
+	}
+	var gone, spare *raft.Server
+	for _, s := range cfg.Configuration().Servers {
+		switch {
+		case s.Suffrage == raft.Voter && string(s.ID) != m.self.ID && dead(string(s.ID)) && gone == nil:
+			gone = &s
+		case s.Suffrage == raft.Nonvoter && alive(string(s.ID)) && spare == nil:
+			spare = &s
+		}
+	}
+	if gone == nil || spare == nil {
+		return nil
+	}
+	const timeout = 10 * time.Second
+	if err := m.raft.DemoteVoter(gone.ID, 0, timeout).Error(); err != nil {
+		return leaderErr(err)
+	}
+	if err := m.raft.AddVoter(spare.ID, spare.Address, 0, timeout).Error(); err != nil {
+		return leaderErr(err)
+	}
+	m.log.Info("metadata vote handed from a dead node to a live one", "dead", string(gone.ID), "node", string(spare.ID))
 	return nil
 }
 

@@ -225,3 +225,54 @@ func TestMemberRestartsWithTheState(t *testing.T) {
 		return st.Layout.Version == 81 && st.IsRemoved("n9")
 	})
 }
+
+// TestDeadVoterHandsItsVote: a voter given up for dead loses its vote to
+// a live non-voter; the group then commits without it.
+func TestDeadVoterHandsItsVote(t *testing.T) {
+	n, ms := newNet(t, "n1", "n2", "n3")
+	follower(t, ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n4 := n.open(t, "n4")
+	if err := n4.Join(ctx, ms[0].self.RPC); err != nil {
+		t.Fatal(err)
+	}
+	var leader, victim *Meta
+	testutil.Eventually(t, 10*time.Second, "a leader", func() bool {
+		for _, m := range ms {
+			if m.IsLeader() {
+				leader = m
+			}
+		}
+		return leader != nil
+	})
+	for _, m := range ms {
+		if m != leader {
+			victim = m
+			break
+		}
+	}
+	_ = victim.Close()
+	dead := func(id string) bool { return id == victim.self.ID }
+	alive := func(id string) bool { return id != victim.self.ID }
+	if err := leader.KeepVoters(alive, dead); err != nil {
+		t.Fatal(err)
+	}
+	cfg := leader.raft.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		t.Fatal(err)
+	}
+	voters := map[string]bool{}
+	for _, s := range cfg.Configuration().Servers {
+		voters[string(s.ID)] = s.Suffrage == raft.Voter
+	}
+	if voters[victim.self.ID] || !voters["n4"] {
+		t.Fatalf("votes after KeepVoters: %v", voters)
+	}
+	if err := n4.SetLayout(ctx, 0, layoutOf(1, "n1", "n2", "n4")); err != nil {
+		t.Fatalf("a change after the vote moved: %v", err)
+	}
+	if err := leader.KeepVoters(alive, dead); err != nil {
+		t.Fatalf("nothing left to hand: %v", err)
+	}
+}
