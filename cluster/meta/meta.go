@@ -110,28 +110,20 @@ func (m *Meta) Changed() <-chan struct{} { return m.changes.Wait() }
 
 // Servers lists the group's members by id (voters and non-voters) as
 // this member knows them.
-func (m *Meta) Servers() []string {
-	cfg := m.raft.GetConfiguration()
-	if cfg.Error() != nil {
-		return nil
-	}
-	var ids []string
-	for _, s := range cfg.Configuration().Servers {
-		ids = append(ids, string(s.ID))
-	}
-	return ids
-}
+func (m *Meta) Servers() []string { return m.members(false) }
 
 // Voters lists the group's voting members by id as this member knows
 // them.
-func (m *Meta) Voters() []string {
+func (m *Meta) Voters() []string { return m.members(true) }
+
+func (m *Meta) members(votersOnly bool) []string {
 	cfg := m.raft.GetConfiguration()
 	if cfg.Error() != nil {
 		return nil
 	}
 	var ids []string
 	for _, s := range cfg.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
+		if !votersOnly || s.Suffrage == raft.Voter {
 			ids = append(ids, string(s.ID))
 		}
 	}
