@@ -96,6 +96,19 @@ func follower(t *testing.T, ms []*Meta) *Meta {
 	return f
 }
 
+// join makes m join the group through via, which may not know the
+// group's leader yet (a join is then answered "no leader": try again).
+func join(t *testing.T, m, via *Meta) {
+	t.Helper()
+	var err error
+	testutil.Eventually(t, 10*time.Second, m.self.ID+" to join", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = m.Join(ctx, via.self.RPC)
+		return err == nil
+	})
+}
+
 func layoutOf(version uint64, ids ...string) shards.Layout {
 	var peers []shards.Peer
 	for _, id := range ids {
@@ -137,9 +150,7 @@ func TestRemovedNodeCannotJoinAndAnotherVotesInItsPlace(t *testing.T) {
 	if n4.Bootstrapped() {
 		t.Fatal("a new member has state")
 	}
-	if err := n4.Join(ctx, ms[0].self.RPC); err != nil {
-		t.Fatalf("join: %v", err)
-	}
+	join(t, n4, ms[0])
 	if err := ms[1].SetLayout(ctx, 0, layoutOf(1, "n1", "n2", "n4")); err != nil {
 		t.Fatal(err)
 	}
@@ -234,9 +245,7 @@ func TestDeadVoterHandsItsVote(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n4 := n.open(t, "n4")
-	if err := n4.Join(ctx, ms[0].self.RPC); err != nil {
-		t.Fatal(err)
-	}
+	join(t, n4, ms[0])
 	var leader, victim *Meta
 	testutil.Eventually(t, 10*time.Second, "a leader", func() bool {
 		for _, m := range ms {
