@@ -54,6 +54,9 @@ type routeNode struct {
 	// selection is subs as a selection, shared by the lookups until subs
 	// changes (nil: not made since).
 	selection atomic.Pointer[mochi.Subscribers]
+	// subsShared says a selection handed out holds subs itself (not a
+	// copy), so subs is copied before it changes.
+	subsShared atomic.Bool
 }
 
 func newRouteIndex() *routeIndex { return &routeIndex{root: &routeNode{}} }
@@ -65,12 +68,22 @@ func (x *routeIndex) add(client string, sub packets.Subscription) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	n := x.node(sub.Filter)
+	x.node(sub.Filter).changeSubs()[client] = sub
+}
+
+// changeSubs returns n.subs to be changed (copied first if a selection
+// handed out holds it) and forgets n's selection. The caller holds the
+// write lock.
+func (n *routeNode) changeSubs() map[string]packets.Subscription {
+	if n.subsShared.Load() {
+		n.subs = maps.Clone(n.subs)
+		n.subsShared.Store(false)
+	}
 	if n.subs == nil {
 		n.subs = map[string]packets.Subscription{}
 	}
-	n.subs[client] = sub
 	n.selection.Store(nil)
+	return n.subs
 }
 
 // addInline records an inline subscription: lookups report it (without
@@ -107,7 +120,11 @@ func (x *routeIndex) remove(filter, client string) {
 	if mochi.IsSharedFilter(filter) {
 		return
 	}
-	x.forget(filter, func(n *routeNode) { delete(n.subs, client) })
+	x.forget(filter, func(n *routeNode) {
+		if _, ok := n.subs[client]; ok {
+			delete(n.changeSubs(), client)
+		}
+	})
 }
 
 // removeInline forgets the inline subscription id to filter.
@@ -254,14 +271,17 @@ func (x *routeIndex) subscribers(topic string) *mochi.Subscribers {
 
 // selected returns the selection of the subscriptions ending at n, made
 // on first use after a change (the caller holds the index's read lock;
-// every change clears it under the write lock).
+// every change clears it under the write lock). It holds n.subs itself,
+// not a copy: a later change copies the map first (changeSubs).
 func (n *routeNode) selected() *mochi.Subscribers {
 	if subs := n.selection.Load(); subs != nil {
 		return subs
 	}
-	subs := &mochi.Subscribers{Subscriptions: maps.Clone(n.subs)}
-	if subs.Subscriptions == nil {
+	subs := &mochi.Subscribers{Subscriptions: n.subs}
+	if n.subs == nil {
 		subs.Subscriptions = map[string]packets.Subscription{}
+	} else {
+		n.subsShared.Store(true) // callers racing here share it too
 	}
 	n.addInline(subs)
 	n.selection.Store(subs) // callers racing here store equal selections

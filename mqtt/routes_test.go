@@ -228,3 +228,23 @@ func TestRouteIndexReportsInlineSubscriptions(t *testing.T) {
 		t.Fatal("everything removed, yet something is left")
 	}
 }
+
+// TestRouteIndexSelectionsDoNotChange: a selection handed out is shared
+// and never modified; later subscription changes make new ones.
+func TestRouteIndexSelectionsDoNotChange(t *testing.T) {
+	x := newRouteIndex()
+	x.add("c1", packets.Subscription{Filter: "t", Qos: 1})
+	first, _ := x.lookup("t")
+	if again, _ := x.lookup("t"); again != first {
+		t.Fatal("two lookups without a change between them made two selections")
+	}
+	x.add("c2", packets.Subscription{Filter: "t", Qos: 0})
+	x.remove("t", "c1")
+	if len(first.Subscriptions) != 1 || first.Subscriptions["c1"].Qos != 1 {
+		t.Fatalf("the selection handed out changed: %+v", first.Subscriptions)
+	}
+	now, _ := x.lookup("t")
+	if _, ok := now.Subscriptions["c2"]; !ok || len(now.Subscriptions) != 1 {
+		t.Fatalf("selection after the changes: %+v", now.Subscriptions)
+	}
+}
