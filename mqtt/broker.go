@@ -224,8 +224,9 @@ func New(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("mqtt: add cluster will hook: %w", err)
 		}
 	}
-	// Then: the index of "+/#" filters must be updated before ingest
-	// invalidates its subscriber cache on a SUBSCRIBE.
+	// Then: the selector's indexes ("+/#" filters, routes) are updated
+	// before the other hooks' OnSubscribed (the catch-up's reads the
+	// routes' new state).
 	if err := server.AddHook(&selectionHook{sel: sel}, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add selection hook: %w", err)
 	}
@@ -275,7 +276,7 @@ func New(opts Options) (*Broker, error) {
 		maxPending: int(opts.ReceiveMaximum),
 		early:      !opts.FanoutAfterStore,
 		log:        opts.Logger,
-		subs:       newSubscriberCache(sel),
+		subs:       sel.routes,
 		order:      order,
 		publish:    delivery.publish,
 		recent:     delivery.recent,

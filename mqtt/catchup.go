@@ -45,8 +45,8 @@ import (
 // How it is exact: every routed message takes a sequence number before
 // its subscribers are looked up and is then recorded, with the set of
 // clients it was delivered to, in a ring. The catch-up runs in
-// OnSubscribed, after mochi put the subscription in its index: it
-// invalidates the subscriber cache, reads the sequence number S, and
+// OnSubscribed, after the subscription is in mochi's index and the
+// selector's route index (routes.go): it reads the sequence number S, and
 // takes the recorded messages up to S that did not go to the client.
 // Messages numbered after S were looked up after the subscription was in
 // the index and reach the client live. The catch-up is queued before the
@@ -208,7 +208,7 @@ func (r *recentPublishes) upTo(seq uint64) []*recentPublish {
 type catchUpHook struct {
 	mochi.HookBase
 	recent   *recentPublishes
-	subs     *subscriberCache
+	subs     *routeIndex
 	delivery *deliveryHook
 	// fresh holds, per client, the filters of the SUBSCRIBE being
 	// processed that the client did not hold yet, from OnSubscribe to
@@ -269,17 +269,18 @@ func (h *catchUpHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []
 		return
 	}
 	fresh := v.([]string)
-	// Lookups numbered after seq see the new subscriptions.
-	h.subs.invalidate()
+	// Lookups numbered after seq see the new subscriptions (the
+	// selection hook put them in the route index).
 	seq := h.recent.seq.Load()
-	var subs, held []packets.Subscription
-	for filter, sub := range cl.State.Subscriptions.GetAll() {
-		switch {
-		case !slices.Contains(fresh, filter):
-			if !mochi.IsSharedFilter(filter) {
-				held = append(held, sub)
-			}
-		case accepted(pk, codes, filter):
+	// Only the new filters are looked at here, not every subscription the
+	// client holds: a client subscribing 100,000 filters 100 at a time
+	// would copy them all at each SUBSCRIBE (docs/performance.md).
+	var subs []packets.Subscription
+	for i, filter := range fresh {
+		if slices.Contains(fresh[:i], filter) || !accepted(pk, codes, filter) {
+			continue
+		}
+		if sub, ok := cl.State.Subscriptions.Get(filter); ok {
 			subs = append(subs, sub)
 		}
 	}
@@ -290,8 +291,16 @@ func (h *catchUpHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []
 	if v, ok := h.since.Load(cl); ok {
 		since = v.(uint64)
 	}
+	var held []packets.Subscription // read on the first message to catch up
+	heldRead := false
 	for _, e := range h.recent.upTo(seq) {
-		if e.seq <= since || e.pk.Origin == cl.ID || e.reached(cl.ID) || matchesAny(held, e.pk.TopicName) {
+		if e.seq <= since || e.pk.Origin == cl.ID || e.reached(cl.ID) {
+			continue
+		}
+		if !heldRead {
+			held, heldRead = heldSubscriptions(cl, fresh), true
+		}
+		if matchesAny(held, e.pk.TopicName) {
 			continue
 		}
 		var merged packets.Subscription
@@ -310,6 +319,18 @@ func (h *catchUpHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []
 			h.delivery.deliver(cl.ID, merged, &e.pk, &msg, false)
 		}
 	}
+}
+
+// heldSubscriptions returns cl's plain subscriptions other than those to
+// the fresh filters: messages matching them reached the client already.
+func heldSubscriptions(cl *mochi.Client, fresh []string) []packets.Subscription {
+	var held []packets.Subscription
+	for filter, sub := range cl.State.Subscriptions.GetAll() {
+		if !slices.Contains(fresh, filter) && !mochi.IsSharedFilter(filter) {
+			held = append(held, sub)
+		}
+	}
+	return held
 }
 
 // accepted reports whether the SUBACK granted filter.

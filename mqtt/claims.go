@@ -236,8 +236,8 @@ func (b *Broker) releaseSession(id string, export bool) []byte {
 		if b.server.Topics.Unsubscribe(filter, id) {
 			atomic.AddInt64(&b.server.Info.Subscriptions, -1)
 		}
+		b.sel.routes.remove(filter, id)
 	}
-	b.ingest.subs.invalidate()
 	b.opts.Remote.SetClient(id, nil)
 	var out []byte
 	if export && b.state != nil && b.state.owner(id) == cl {

@@ -24,7 +24,8 @@
 //     once durable), inbound.go (the client's own packet ids, kept out of
 //     mochi's in-flight map), publish.go (Broker.Publish, for the REST API).
 //   - Message to subscriber: selection.go (corrections to mochi's choice of
-//     subscribers), fanout.go (per-topic cache of that choice),
+//     subscribers), routes.go (the selector's own index of the plain
+//     subscriptions, which ingest's fan-out selects from),
 //     delivery.go (deliveryHook: queues each message on its subscribers'
 //     sessions, follows acks and the sessions' life, $SYS counters),
 //     outbound.go (a session's one queue, window, packet ids and writer),

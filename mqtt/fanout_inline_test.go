@@ -45,4 +45,21 @@ func TestStoredPublishReachesInlineSubscription(t *testing.T) {
 	if recs := streamRecords(t, n.store, "inl"); len(recs) != 2 {
 		t.Fatalf("%d records stored", len(recs))
 	}
+	got = nil
+	mu.Unlock()
+
+	// Once unsubscribed, stored publishes go straight to the sessions
+	// again, and the inline handler gets nothing.
+	if err := n.broker.Server().Unsubscribe("inl/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	if subs, has := n.broker.sel.routes.lookup("inl/t"); has {
+		t.Fatalf("after unsubscribing, inl/t still has a selection: %+v", subs)
+	}
+	pub.publish(3, 1, "inl/t", "c", false)
+	pub.expect(packets.Puback)
+	mu.Lock()
+	if len(got) != 0 {
+		t.Fatalf("the inline subscription got %v after unsubscribing", got)
+	}
 }

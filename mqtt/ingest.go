@@ -55,8 +55,8 @@ type ingestHook struct {
 	early bool
 	log   *slog.Logger
 
-	conns sync.Map // *mochi.Client -> *conn
-	subs  *subscriberCache
+	conns sync.Map    // *mochi.Client -> *conn
+	subs  *routeIndex // the selector's, for the fan-out
 	// order makes routing wait for subscription changes read before a publish.
 	order *subscriptionOrder
 	// publish retains and delivers a message (deliveryHook.publish); it
@@ -134,22 +134,14 @@ func (h *ingestHook) ID() string { return "mqstream-ingest" }
 
 func (h *ingestHook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnPublish, mochi.OnDisconnect, mochi.OnWillSent,
-		mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnSessionEstablished, mochi.OnClientExpired,
+	case mochi.OnPublish, mochi.OnDisconnect, mochi.OnWillSent, mochi.OnClientExpired,
 		mochi.OnPacketRead, mochi.OnPacketEncode, mochi.OnPacketProcessed, mochi.OnSessionEstablish:
 		return true
 	}
 	return false
 }
 
-// Every change to the subscription index invalidates the subscriber cache.
-
-func (h *ingestHook) OnSubscribed(*mochi.Client, packets.Packet, []byte) { h.subs.invalidate() }
-func (h *ingestHook) OnUnsubscribed(*mochi.Client, packets.Packet)       { h.subs.invalidate() }
-func (h *ingestHook) OnSessionEstablished(*mochi.Client, packets.Packet) { h.subs.invalidate() }
-
 func (h *ingestHook) OnClientExpired(cl *mochi.Client) {
-	h.subs.invalidate()
 	h.qos2.drop(cl.ID)
 }
 
@@ -255,7 +247,6 @@ func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 // OnDisconnect marks the connection closed; queued publishes still complete
 // (stored messages are still fanned out) but their acks are not written.
 func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
-	h.subs.invalidate()
 	if expire && !cl.IsTakenOver() {
 		h.qos2.drop(cl.ID) // the session ends
 	}

@@ -71,6 +71,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		backoff = 0
 		conn := l.lingers.wrap(c)
 		go func() {
+			growStack()
 			if l.open != nil {
 				defer l.open(conn)()
 			}
@@ -80,6 +81,30 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		}()
 	}
 }
+
+// connectionStackPad is the frame growStack takes: a connection's
+// goroutine (mochi's read loop) reaches about 32 KiB of stack while
+// mochi processes CONNECT and the first SUBSCRIBE, which pass packets
+// (about 800 bytes each) by value through deep call chains.
+const connectionStackPad = 16 << 10
+
+// growStack grows the calling goroutine's stack to 32 KiB at once, while
+// it is nearly empty. Growing it later, deep in CONNECT or SUBSCRIBE
+// processing, copies a full stack and adjusts the pointers of every
+// frame, twice (8 to 16 to 32 KiB): runtime.newstack was 17% of the
+// broker's CPU in a connect storm (docs/performance.md, round two). An
+// idle connection's stack is shrunk by the collector as before.
+//
+//go:noinline
+func growStack() {
+	var pad [connectionStackPad]byte
+	touchStack(pad[:])
+}
+
+// touchStack keeps growStack's frame from being optimised away.
+//
+//go:noinline
+func touchStack(b []byte) { b[len(b)-1] = 0 }
 
 func (l *tcpListener) isClosed() bool {
 	l.mu.Lock()

@@ -73,7 +73,7 @@ func (o *subscriptionOrder) OnPacketRead(cl *mochi.Client, pk packets.Packet) (p
 }
 
 // OnPacketProcessed returns the ticket: the change is in mochi's index
-// (and the subscriber cache was invalidated by then).
+// (and in the selector's route index).
 func (o *subscriptionOrder) OnPacketProcessed(cl *mochi.Client, _ packets.Packet, _ error) {
 	o.release(cl)
 }

@@ -72,6 +72,7 @@ func (h *deliveryHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes [
 			stored.RetainHandling = r.sub.RetainHandling
 			cl.State.Subscriptions.Add(r.sub.Filter, stored)
 			h.server.Topics.Subscribe(cl.ID, stored)
+			h.sel.routes.add(cl.ID, stored)
 		}
 		if r.sub.RetainHandling == 2 || (r.sub.RetainHandling == 1 && r.existed) {
 			continue // [MQTT-3.3.1-10] [MQTT-3.3.1-11]

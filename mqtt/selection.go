@@ -31,6 +31,9 @@ import (
 // topic, and removes it again from every selection.
 type selector struct {
 	server *mochi.Server
+	// routes indexes the plain subscriptions for ingest's fan-out, which
+	// selects from it instead of from mochi's index (routes.go).
+	routes *routeIndex
 
 	// plusHashN is the number of filters in plusHash; the selection skips
 	// the index while it is 0.
@@ -51,7 +54,7 @@ const (
 )
 
 func newSelector(s *mochi.Server) *selector {
-	sel := &selector{server: s, plusHash: map[string]map[string]struct{}{}}
+	sel := &selector{server: s, routes: newRouteIndex(), plusHash: map[string]map[string]struct{}{}}
 	s.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: sentinelFilter})
 	return sel
 }
@@ -165,6 +168,12 @@ func mergeSubscription(acc packets.Subscription, have bool, sub packets.Subscrip
 	return acc
 }
 
+// isInlineSubscriber reports whether cl is mochi's inline client, which
+// subscribes for the inline subscriptions (Server.Subscribe).
+func isInlineSubscriber(cl *mochi.Client) bool {
+	return cl.Net.Inline && cl.ID == mochi.InlineClientId
+}
+
 // isPlusHash reports filters whose last two levels are "+/#".
 func isPlusHash(filter string) bool {
 	return filter == "+/#" || strings.HasSuffix(filter, "/+/#")
@@ -208,7 +217,7 @@ func (s *selector) forget(filter, client string) {
 }
 
 // selectionHook applies the selector to every publish mochi fans out and
-// keeps the selector's index of "+/#" subscriptions.
+// keeps the selector's indexes: of "+/#" subscriptions and of routes.
 type selectionHook struct {
 	mochi.HookBase
 	sel *selector
@@ -224,18 +233,37 @@ func (h *selectionHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.
 	return h.sel.correct(subs, pk.TopicName, pk.Origin)
 }
 
+// OnSubscribed runs before the other hooks' OnSubscribed (the catch-up's
+// relies on it) and before the SUBACK, so a publish routed after the
+// SUBACK finds the new subscriptions.
 func (h *selectionHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 	for i, sub := range pk.Filters {
-		if i < len(codes) && codes[i] <= 2 && isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
+		if i >= len(codes) || codes[i] > 2 || mochi.IsSharedFilter(sub.Filter) {
+			continue
+		}
+		if isInlineSubscriber(cl) {
+			h.sel.routes.addInline(sub)
+			continue
+		}
+		if isPlusHash(sub.Filter) {
 			h.sel.remember(sub.Filter, cl.ID)
 		}
+		if stored, ok := cl.State.Subscriptions.Get(sub.Filter); ok {
+			sub = stored // as mochi indexed it
+		}
+		h.sel.routes.add(cl.ID, sub)
 	}
 }
 
 func (h *selectionHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	for _, sub := range pk.Filters {
+		if isInlineSubscriber(cl) {
+			h.sel.routes.removeInline(sub.Filter, sub.Identifier)
+			continue
+		}
 		if isPlusHash(sub.Filter) {
 			h.sel.forget(sub.Filter, cl.ID)
 		}
+		h.sel.routes.remove(sub.Filter, cl.ID)
 	}
 }

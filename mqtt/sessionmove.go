@@ -96,7 +96,6 @@ func (b *Broker) importSession(id string, payload []byte) {
 			b.log.Warn("deleting expired state of a handed-over session failed", "client", id, "error", err)
 		}
 	}
-	b.ingest.subs.invalidate()
 	for _, w := range wills {
 		b.scheduleWill(w)
 	}

@@ -79,7 +79,6 @@ func (b *Broker) restore() error {
 			return fmt.Errorf("mqtt: delete expired broker state: %w", err)
 		}
 	}
-	b.ingest.subs.invalidate()
 	// Once everything is back (subscriptions, queues), the wills.
 	for _, w := range wills {
 		b.scheduleWill(w)
@@ -210,6 +209,7 @@ func (b *Broker) restoreSessions(prefix func(kind byte) []byte, now int64, rs *r
 		if isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
 			b.sel.remember(sub.Filter, id)
 		}
+		b.sel.routes.add(id, sub)
 		rs.subscriptions++
 		return nil
 	})
