@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/shared"
@@ -85,28 +86,45 @@ func (g groupAdmin) Group(ctx context.Context, name, filter string) (shared.Grou
 	return st, err
 }
 
-func (g groupAdmin) Declare(ctx context.Context, d shared.Declaration) error {
-	err := g.n.groups.Declare(ctx, d)
-	if errors.Is(err, shared.ErrNotOwner) {
-		_, err = g.forward(ctx, adminRequest{Op: "declare", Name: d.Name, Filter: d.Filter, Position: d.Start.String(), Options: d.Options})
+// ownerWait bounds how long a group change waits for a node to run the
+// group: while a shard elects a leader, or its new leader takes the
+// group over, no node does (a moment, as an append waits for a leader).
+const ownerWait = 5 * time.Second
+
+// change runs a group change here if this node runs the group, otherwise
+// on the node that does (req), trying again while no node does, for up
+// to ownerWait.
+func (g groupAdmin) change(ctx context.Context, local func() error, req adminRequest) error {
+	deadline := time.Now().Add(ownerWait)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		err := local()
+		if errors.Is(err, shared.ErrNotOwner) {
+			_, err = g.forward(ctx, req)
+		}
+		if !errors.Is(err, shared.ErrNotOwner) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
-	return err
+}
+
+func (g groupAdmin) Declare(ctx context.Context, d shared.Declaration) error {
+	return g.change(ctx, func() error { return g.n.groups.Declare(ctx, d) },
+		adminRequest{Op: "declare", Name: d.Name, Filter: d.Filter, Position: d.Start.String(), Options: d.Options})
 }
 
 func (g groupAdmin) Delete(ctx context.Context, name, filter string) error {
-	err := g.n.groups.Delete(ctx, name, filter)
-	if errors.Is(err, shared.ErrNotOwner) {
-		_, err = g.forward(ctx, adminRequest{Op: "delete", Name: name, Filter: filter})
-	}
-	return err
+	return g.change(ctx, func() error { return g.n.groups.Delete(ctx, name, filter) },
+		adminRequest{Op: "delete", Name: name, Filter: filter})
 }
 
 func (g groupAdmin) Seek(ctx context.Context, name, filter, stream string, p shared.Position) error {
-	err := g.n.groups.Seek(ctx, name, filter, stream, p)
-	if errors.Is(err, shared.ErrNotOwner) {
-		_, err = g.forward(ctx, adminRequest{Op: "seek", Name: name, Filter: filter, Stream: stream, Position: p.String()})
-	}
-	return err
+	return g.change(ctx, func() error { return g.n.groups.Seek(ctx, name, filter, stream, p) },
+		adminRequest{Op: "seek", Name: name, Filter: filter, Stream: stream, Position: p.String()})
 }
 
 // apiGroups returns the consumer groups the REST API administers.
