@@ -9,9 +9,13 @@
 # With "share", the load is a $share group instead: 8 publishers and 4
 # members spread over the nodes, delivered/s, lost and duplicated. With
 # "steady", 60 s of full load and the shard leader changes it caused
-# (issue 14's bar: none).
+# (issue 14's bar: none). With "catchup", node 3 is SIGKILLed, 1,000,000
+# QoS 1 publishes go through nodes 1 and 2, then node 3 restarts while
+# publishes go on at 5k/s, and the script reports how long node 3 took to
+# be in sync (every shard applied at least as far as its leader was a
+# second before; issue 14's bar: 120 s).
 #
-# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady]
+# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup]
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
@@ -109,6 +113,60 @@ if [ "$what" = steady ]; then
     echo "leader changes during the run: $(( $(leader_changes) - before ))"
   done
   exit 0
+fi
+
+# applied <http port>: "shard:applied" of every shard this node holds.
+applied() {
+  curl -fsS "127.0.0.1:$1/v1/cluster" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["shards"]:
+    if s["local"]:
+        print("%d:%d" % (s["id"], s["applied"]))'
+}
+# leaders_applied: "shard:applied" of every shard's leader, asked of the
+# leader itself.
+leaders_applied() {
+  for port in 19180 19280; do
+    curl -fsS "127.0.0.1:$port/v1/cluster" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+me = [m["id"] for m in d["members"] if m["http"] == sys.argv[1]][0]
+for s in d["shards"]:
+    if s["local"] and s["leader"] == me:
+        print("%d:%d" % (s["id"], s["applied"]))' "127.0.0.1:$port"
+  done
+}
+if [ "$what" = catchup ]; then
+  kill -9 "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
+  echo "# node3 SIGKILLed; 1,000,000 publishes through node1 and node2"
+  t0=$(date +%s)
+  run cluster 127.0.0.1:19183,127.0.0.1:19283 "${pids[0]} ${pids[1]}" pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 1000000 -d 300s
+  echo "  took $(( $(date +%s) - t0 )) s"
+  $bin bench pub -p 2 -w 64 --size 100 -q 1 -t %d/x --topics 24 --rate 5000 -n 1500000 -d 240s \
+    --broker 127.0.0.1:19183,127.0.0.1:19283 --quiet --json >"$work/during.json" &
+  during=$!
+  sleep 2
+  $bin serve --config "$work/node3.yaml" >>"$work/node3.log" 2>&1 &
+  pids[2]=$!
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 240); do
+    want=$(leaders_applied | sort)
+    sleep 1
+    have=$(applied 19380 2>/dev/null | sort || true)
+    if [ -n "$have" ] && python3 - "$want" "$have" <<'PY'
+import sys
+want = dict(l.split(":") for l in sys.argv[1].split())
+have = dict(l.split(":") for l in sys.argv[2].split())
+sys.exit(0 if want and all(int(have.get(k, 0)) >= int(v) for k, v in want.items()) else 1)
+PY
+    then
+      awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "node3 in sync %.1f s after it was restarted, publishes going on at 5k/s\n", b - a }'
+      kill "$during" 2>/dev/null || true
+      exit 0
+    fi
+  done
+  echo "node3 not in sync after 240 s" >&2
+  exit 1
 fi
 
 load="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 2000000 -d 20s"
