@@ -182,7 +182,7 @@ func (r *replication) follow(set *shards.Set) {
 		case <-r.done:
 			return
 		case <-ch:
-		case <-time.After(time.Second):
+		case <-time.After(10 * time.Second): // a missed signal, at worst
 		}
 	}
 }
@@ -190,7 +190,8 @@ func (r *replication) follow(set *shards.Set) {
 // plan runs on every node and acts while it leads the metadata group:
 // it gives the group the layout the cluster formed with, then replans
 // when members join, fail or stay away (candidates), at least once a
-// second.
+// second; a node that does not lead looks every 5 s whether it does now
+// (an idle cluster wakes little).
 func (r *replication) plan(founding shards.Layout) {
 	defer r.wg.Done()
 	var meter loadMeter
@@ -198,7 +199,9 @@ func (r *replication) plan(founding shards.Layout) {
 	for {
 		changed := r.n.members.Changed()
 		mc := r.meta.Changed()
+		every := 5 * time.Second
 		if r.meta.IsLeader() {
+			every = time.Second
 			if time.Since(measured) >= loadEvery {
 				measured = time.Now()
 				rates := meter.measure(r)
@@ -220,7 +223,7 @@ func (r *replication) plan(founding shards.Layout) {
 			return
 		case <-changed:
 		case <-mc:
-		case <-time.After(time.Second):
+		case <-time.After(every):
 		}
 	}
 }
