@@ -18,6 +18,7 @@ var (
 	descForwards      = desc("forwards_total", "Forward requests (batches of writes for one shard) sent to another node (retries included) or served for one (received).", "direction")
 	descForwardsFail  = desc("forwards_failed_total", "Forward requests that did not get through (then retried).")
 	descRouteFilters  = desc("route_filters", "Topic filters in the MQTT route table: this node's clients' (local) and every other node's (remote, per node).", "scope", "peer")
+	descLayoutVersion = desc("cluster_layout_version", "Version of the shard layout this node's metadata group member has applied (it grows with each change: a node joined, was removed or given up for dead, leaders moved by load).")
 	descRouted        = desc("routed_messages_total", "MQTT messages carried between nodes: queued for other nodes (forwarded), delivered here from them (received), dropped (a peer's queue was full, or it left).", "direction")
 )
 
@@ -52,7 +53,7 @@ func newClusterCollector(n Node) *clusterCollector {
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMembers, descShardLeader, descShardTerm, descShardApplied, descLeaderChanges,
-		descForwards, descForwardsFail, descRouteFilters, descRouted} {
+		descForwards, descForwardsFail, descRouteFilters, descRouted, descLayoutVersion} {
 		ch <- d
 	}
 }
@@ -71,6 +72,11 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for status, count := range byStatus {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(count), status)
+	}
+	if md, ok := n.(Metadata); ok {
+		if version, _, ok := md.Metadata(); ok {
+			ch <- prometheus.MustNewConstMetric(descLayoutVersion, prometheus.GaugeValue, float64(version))
+		}
 	}
 	rs := n.Routes()
 	ch <- prometheus.MustNewConstMetric(descRouteFilters, prometheus.GaugeValue, float64(rs.LocalFilters), "local", "")

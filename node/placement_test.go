@@ -99,7 +99,8 @@ func TestClusterShowsPlacement(t *testing.T) {
 		leaders := 0
 		for _, n := range nodes {
 			body := scrape(t, n)
-			if !strings.Contains(body, "mqstream_shard_leader{") || !strings.Contains(body, `mqstream_cluster_members{status="alive"} 3`) {
+			if !strings.Contains(body, "mqstream_shard_leader{") || !strings.Contains(body, `mqstream_cluster_members{status="alive"} 3`) ||
+				!strings.Contains(body, "mqstream_cluster_layout_version 0") {
 				return false
 			}
 			for _, line := range strings.Split(body, "\n") {
