@@ -143,15 +143,16 @@
 //     that removes it), or after Timers.Orphaned without a leader (it was
 //     removed while cut off). The shard's part of the store goes: its
 //     streams (deleted locally, not through the log), its key/value
-//     namespace, its applied-index and restore markers, and its Raft log
-//     and snapshots (Options.Drop, first). A replica given back later
+//     namespace, its applied-index and restore markers, and, only when
+//     its group's configuration lacks this node, its Raft log and
+//     snapshots (Options.Drop, first). A replica retired on the Orphaned
+//     rule may still count as a voter, and a voter must never come back
+//     with an empty log (it could vote in a leader that lacks committed
+//     entries): its Raft state stays, and given back later it restarts
+//     from it like a replica that was away (its store catches up from the
+//     snapshot and its peers). A replica given back after a full drop
 //     starts clean; a store left with a shard's markers by a drop that
 //     was interrupted is cleared before the replica opens (its group has
 //     no Raft state), and the data of a shard moved away while the node
-//     was down is dropped after Timers.Orphaned.
-//
-// A replica dropped on the Orphaned rule while its group still counted it
-// (a leader that could not remove it) and given back later rejoins with
-// no Raft state, which Raft does not expect of a voter; the planner moving
-// a replica away and back within that time is what makes it possible.
+//     was down is dropped after Timers.Orphaned, its Raft state kept.
 package shards

@@ -37,10 +37,13 @@ import (
 //     has heard from no leader for Timers.Orphaned (removed while it was
 //     away, it never learnt it). Its part of the store goes with it: the
 //     shard's streams, its key/value namespace, its applied-index and
-//     restore markers, and its Raft state (Options.Drop). A replica given
-//     back later starts clean and is caught up like a new one. The data
+//     restore markers; its Raft state (Options.Drop) only when the group's
+//     configuration no longer lists this node (a voter must never come
+//     back with an empty log: it could elect a leader lacking committed
+//     entries). A replica given back later starts clean, or from its
+//     kept Raft state like one that was away, and is caught up. The data
 //     of a shard moved away while this node was down (no replica opens
-//     for it) is dropped too, after Timers.Orphaned.
+//     for it) is dropped too, after Timers.Orphaned, its Raft state kept.
 //
 // A server the layout dropped that is up is removed, and a leader the
 // layout dropped hands over, only once the layout's other replicas have
@@ -195,7 +198,8 @@ type manager struct {
 	// led counts the balancing periods each local replica has led for.
 	led []int
 	// dropped holds the shards whose replica closed but whose data is
-	// not dropped yet (a failure: tried again each pass).
+	// not dropped yet (a failure: tried again each pass), and whether
+	// their Raft state goes too (retire).
 	dropped map[int]bool
 	// leftover holds when the manager first found data of a shard the
 	// layout does not place here and no replica holds (dropLeftover).
@@ -222,8 +226,8 @@ func (s *Set) reconcile(m *manager, tick bool) {
 		if s.stopping() {
 			return
 		}
-		if m.dropped[i] {
-			if err := s.drop(i); err != nil {
+		if raftToo, ok := m.dropped[i]; ok {
+			if err := s.drop(i, raftToo); err != nil {
 				s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", i, "error", err)
 				continue
 			}
@@ -444,17 +448,23 @@ func (s *Set) removed(r *replica) bool {
 }
 
 // retire closes shard's replica r, which the layout moved away and its
-// group removed, and drops its data.
+// group removed, and drops its data. Its Raft state goes too only when
+// the group's configuration no longer lists this node: a replica retired
+// because no leader was heard of for Timers.Orphaned may still count as
+// a voter, and a voter must never come back with an empty log (it could
+// vote for a candidate that lacks committed entries); given back later,
+// it restarts from its Raft state like a replica that was away.
 func (s *Set) retire(m *manager, shard int, r *replica) {
-	s.log.Info("closing a replica the layout moved away; dropping its data", "shard", shard)
+	raftToo := !r.member(s.opts.Self.ID)
+	s.log.Info("closing a replica the layout moved away; dropping its data", "shard", shard, "raft_state", raftToo)
 	s.replicas[shard].Store(nil)
 	if err := r.close(); err != nil {
 		s.log.Warn("closing a replica moved away", "shard", shard, "error", err)
 	}
 	s.changes.Notify()
-	if err := s.drop(shard); err != nil {
+	if err := s.drop(shard, raftToo); err != nil {
 		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
-		m.dropped[shard] = true
+		m.dropped[shard] = raftToo
 	}
 }
 
@@ -478,19 +488,21 @@ func (s *Set) dropLeftover(m *manager, shard int) {
 		return
 	}
 	s.log.Info("dropping the data of a shard the layout moved away while this node was down", "shard", shard, "applied", applied)
-	if err := s.drop(shard); err != nil {
+	// The Raft state stays: whether the group still counts this node is
+	// unknown here (see retire).
+	if err := s.drop(shard, false); err != nil {
 		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
 		return
 	}
 	delete(m.leftover, shard)
 }
 
-// drop deletes the Raft state of shard's group (Options.Drop), then the
-// shard's part of the store. The markers go last: a store that still has
-// them without the group's Raft state is cleared when the replica opens
-// again (clearLeftovers).
-func (s *Set) drop(shard int) error {
-	if s.opts.Drop != nil {
+// drop deletes the Raft state of shard's group (Options.Drop) when
+// raftToo, then the shard's part of the store. The markers go last: a
+// store that still has them without the group's Raft state is cleared
+// when the replica opens again (clearLeftovers).
+func (s *Set) drop(shard int, raftToo bool) error {
+	if raftToo && s.opts.Drop != nil {
 		if err := s.opts.Drop(groupName(shard)); err != nil {
 			return fmt.Errorf("shards: drop the Raft state of %s: %w", groupName(shard), err)
 		}
