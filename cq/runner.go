@@ -164,7 +164,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 			stateBytes: size, stateKeys: nkeys})
 		// Over the limit once the windows due are output and freed: stop
 		// here, the output durable up to the progress it carries.
-		if err := m.checkState(size, nkeys); err != nil {
+		if err := r.checkState(size, nkeys); err != nil {
 			return err
 		}
 		if !atTail {

@@ -34,11 +34,16 @@ const (
 type stateLimitError struct {
 	bytes, limit int64
 	keys         int
+	view         bool
 }
 
 func (e *stateLimitError) Error() string {
-	return fmt.Sprintf("state limit: the query's state (about %s over %d keys) passed queries.max_state_bytes (%s); it is paused: raise the limit (fewer keys or shorter windows need less), restart the node and RESUME QUERY",
-		formatBytes(e.bytes), e.keys, formatBytes(e.limit))
+	what, then := "query", "it is paused: raise the limit (fewer keys or shorter windows need less), restart the node and RESUME QUERY"
+	if e.view {
+		what, then = "view", "it stopped: raise the limit (fewer keys or shorter windows need less) and restart the node, which rebuilds it"
+	}
+	return fmt.Sprintf("state limit: the %s's state (about %s over %d keys) passed queries.max_state_bytes (%s); %s",
+		what, formatBytes(e.bytes), e.keys, formatBytes(e.limit), then)
 }
 
 // ErrStateLimit matches the error of a query paused for its state.
@@ -62,9 +67,9 @@ func formatBytes(n int64) string {
 
 // checkState returns a *stateLimitError if bytes passes the manager's
 // limit.
-func (m *Manager) checkState(bytes int64, keys int) error {
-	if limit := m.opts.MaxStateBytes; limit > 0 && bytes > limit {
-		return &stateLimitError{bytes: bytes, limit: limit, keys: keys}
+func (r *runner) checkState(bytes int64, keys int) error {
+	if limit := r.m.opts.MaxStateBytes; limit > 0 && bytes > limit {
+		return &stateLimitError{bytes: bytes, limit: limit, keys: keys, view: r.view != nil}
 	}
 	return nil
 }
@@ -72,11 +77,22 @@ func (m *Manager) checkState(bytes int64, keys int) error {
 // stateLimited records that r stopped for its state, and keeps the pause
 // in its definition (from another goroutine: the pause waits for r to
 // end).
+//
+// A view cannot be paused: it stops with status error instead (reads of
+// it answer the error) until the node restarts, when it is rebuilt.
 func (r *runner) stateLimited(err error) {
+	status := statusPaused
+	if r.view != nil {
+		status = "error"
+	}
 	r.mu.Lock()
-	r.mu.info.Status, r.mu.info.Error = statusPaused, err.Error()
+	r.mu.info.Status, r.mu.info.Error = status, err.Error()
 	r.mu.info.StateLimitPauses++
 	r.mu.Unlock()
+	if r.view != nil {
+		r.m.log.Error("view stopped: its state passed queries.max_state_bytes; it is rebuilt at the next start", "query", r.def.ID, "error", err)
+		return
+	}
 	r.m.log.Error("continuous query paused: its state passed queries.max_state_bytes", "query", r.def.ID, "error", err)
 	r.m.wg.Add(1)
 	go func() {

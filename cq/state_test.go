@@ -55,6 +55,19 @@ func TestStateAccounting(t *testing.T) {
 	if x.bytes != 0 {
 		t.Fatalf("all sessions closed: %d bytes", x.bytes)
 	}
+
+	// Changes: a group per key and window, freed with its window.
+	ch := newChanger(compile(t, "CREATE STREAM o AS SELECT k, count(*) AS n FROM i GROUP BY k, TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES"))
+	for i := range 20 {
+		ch.add(&streams.Record{Timestamp: base.Add(time.Duration(i%2) * 10 * time.Second), Payload: []byte(fmt.Sprintf(`{"k":"k%d"}`, i%10))}, nil, true)
+	}
+	if b, keys := ch.stateSize(); keys != 5 || b < 10*keyOverhead {
+		t.Fatalf("changes: %d bytes, %d keys", b, keys)
+	}
+	ch.advance(base.Add(time.Minute).UnixNano())
+	if b, _ := ch.stateSize(); b != 0 || ch.groups != 0 {
+		t.Fatalf("changes, all closed: %d bytes, %d groups", b, ch.groups)
+	}
 }
 
 // TestStateLimitPausesQuery: a query whose keys pass the limit is paused
@@ -116,4 +129,48 @@ func TestStateLimitError(t *testing.T) {
 	if _, err := New(Options{Reader: &streams.Store{}, Writer: &streams.Store{}, KV: &streams.KV{}, MaxStateBytes: -1}); err == nil || !strings.Contains(err.Error(), "max state bytes") {
 		t.Fatalf("negative limit: %v", err)
 	}
+}
+
+// TestStateLimitChangesAndViews: an EMIT CHANGES query is paused like a
+// final one, keeping the rows it output; a view stops with an error that
+// its reads answer, its groups freed.
+func TestStateLimitChangesAndViews(t *testing.T) {
+	e := newEnv(t)
+	e.restartWith(8 << 10)
+	e.create("CREATE STREAM live AS SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES")
+	e.create("CREATE VIEW per AS SELECT sensor, count(*) AS n FROM temps GROUP BY sensor")
+	many := make([]string, 100)
+	for i := range many {
+		many[i] = fmt.Sprintf(`{"sensor":"s%03d","temp":%d}`, i, i)
+	}
+	e.appendAt(time.Second, many...)
+	testutil.Eventually(t, 5*time.Second, "both stopped for their state", func() bool {
+		return e.info("live").Status == statusPaused && e.info("per").Status == "error"
+	})
+	if q := e.info("live"); !strings.Contains(q.Error, "the query's state") || !strings.Contains(q.Error, "RESUME QUERY") {
+		t.Fatalf("changes: %q", q.Error)
+	}
+	v, _ := e.m.View("per")
+	if _, err := v.Rows(t.Context()); err == nil || !strings.Contains(err.Error(), "the view's state") || !strings.Contains(err.Error(), "restart the node") {
+		t.Fatalf("view read: %v", err)
+	}
+	if b, _ := v.(*viewState).ch.stateSize(); b != 0 {
+		t.Fatalf("the stopped view holds %d bytes", b)
+	}
+	// The rows output before the pause stay, and a resume with no limit
+	// outputs the others once: one row per record.
+	e.restartWith(0)
+	e.setPaused("live", false)
+	testutil.Eventually(t, 5*time.Second, "100 rows", func() bool { return len(e.output("live")) >= 100 })
+	testutil.Eventually(t, 5*time.Second, "caught up", func() bool { q := e.info("live"); return q.Lag == 0 && q.Status == "running" })
+	if got := e.output("live"); len(got) != 100 {
+		t.Fatalf("%d rows", len(got))
+	}
+	e.waitView("per", func() string {
+		var b strings.Builder
+		for i := range 100 {
+			fmt.Fprintf(&b, "[s%03d 1] ", i)
+		}
+		return strings.TrimSpace(b.String())
+	}())
 }
