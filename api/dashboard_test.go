@@ -221,7 +221,7 @@ func TestQueriesAndExplainShapes(t *testing.T) {
 	}
 	s.call("GET", "/v1/queries", "", &list)
 	want := []string{"created_at", "groups", "id", "input_offset", "kind", "lag", "lag_seconds", "last_emit", "late", "open_windows",
-		"published", "records_in", "rows_out", "sink", "skipped", "source", "sql", "status", "watermark"} // error, publish_error: only when set
+		"published", "records_in", "rows_out", "sink", "skipped", "source", "sql", "state_bytes", "state_keys", "state_limit_pauses", "status", "watermark"} // error, publish_error: only when set
 	if len(list.Queries) != 1 || !slices.Equal(keys(list.Queries[0]), want) {
 		t.Fatalf("queries %v, want one with keys %v", list.Queries, want)
 	}

@@ -19,13 +19,16 @@ var (
 	descQueryLagSecs   = desc("query_lag_seconds", "While input records wait, the age of the last one read.", "query")
 	descQueryWatermark = desc("query_watermark_seconds", "The query's watermark (Unix time): windows ending at or before it are closed.", "query")
 	descQueryGroups    = desc("query_groups", "Groups held in memory: keys times panes of the open windows.", "query")
+	descQueryState     = desc("query_state_bytes", "Estimated memory of the groups the continuous query holds (queries.max_state_bytes pauses it past the limit).", "query")
+	descQueryStateKeys = desc("query_state_keys", "Keys the groups the continuous query holds belong to.", "query")
+	descQueryStateStop = desc("query_state_limit_pauses_total", "Times the continuous query was paused because its state passed queries.max_state_bytes.", "query")
 )
 
 type queryCollector struct{ qs Queries }
 
 func (c queryCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueryRunning, descQueryPaused, descQueryIn, descQueryOut, descQueryLate, descQuerySkipped, descQueryPublished,
-		descQueryLag, descQueryLagSecs, descQueryWatermark, descQueryGroups} {
+		descQueryLag, descQueryLagSecs, descQueryWatermark, descQueryGroups, descQueryState, descQueryStateKeys, descQueryStateStop} {
 		ch <- d
 	}
 }
@@ -59,5 +62,8 @@ func (c queryCollector) Collect(ch chan<- prometheus.Metric) {
 			metric(descQueryWatermark, prometheus.GaugeValue, float64(q.Watermark.UnixNano())/1e9)
 		}
 		metric(descQueryGroups, prometheus.GaugeValue, float64(q.Groups))
+		metric(descQueryState, prometheus.GaugeValue, float64(q.StateBytes))
+		metric(descQueryStateKeys, prometheus.GaugeValue, float64(q.StateKeys))
+		metric(descQueryStateStop, prometheus.CounterValue, float64(q.StateLimitPauses))
 	}
 }

@@ -31,6 +31,7 @@ type Config struct {
 	Groups  Groups  `mapstructure:"groups" yaml:"groups"`
 	Auth    Auth    `mapstructure:"auth" yaml:"auth"`
 	SQL     SQL     `mapstructure:"sql" yaml:"sql"`
+	Queries Queries `mapstructure:"queries" yaml:"queries"`
 	Runtime Runtime `mapstructure:"runtime" yaml:"runtime"`
 	Cluster Cluster `mapstructure:"cluster" yaml:"cluster"`
 }
@@ -71,6 +72,15 @@ type SQL struct {
 	// StatsInterval is how often the node samples its counters for the
 	// throughput and latency tables.
 	StatsInterval time.Duration `mapstructure:"stats_interval" yaml:"stats_interval"`
+}
+
+// Queries configures the continuous queries (CREATE STREAM ... AS SELECT,
+// CREATE VIEW).
+type Queries struct {
+	// MaxStateBytes pauses a query whose state (the accumulators of its
+	// open windows, sessions or view groups, estimated) grows past it; 0
+	// means no limit.
+	MaxStateBytes ByteSize `mapstructure:"max_state_bytes" yaml:"max_state_bytes"`
 }
 
 // Auth configures who may connect over MQTT and what they may do.
@@ -299,6 +309,7 @@ func Default() Config {
 		Groups:  defaultGroups(),
 		Auth:    Auth{Anonymous: true, ACLDefault: "allow"},
 		SQL:     SQL{MaxRowsScanned: 1_000_000, Timeout: 30 * time.Second, StatsInterval: 5 * time.Second},
+		Queries: Queries{MaxStateBytes: 256 << 20},
 		Runtime: Runtime{GCPercent: 400},
 		Cluster: Cluster{Gossip: "127.0.0.1:7946", RPC: "127.0.0.1:7947", Seeds: []string{}, BootstrapExpect: 1,
 			Shards: 12, ReplicationFactor: 3, DeadNodeTimeout: 10 * time.Minute},

@@ -134,6 +134,9 @@ streams:
     - {name: dup}
     - {name: dup}
 `, nil, []string{"streams.default_rule", "streams.rules[0].filter", "streams.rules[1].stream", "streams.definitions[1].name"}},
+		{"negative state limit", "queries: {max_state_bytes: -1}\n", nil, []string{"queries.max_state_bytes", "must not be negative"}},
+		{"bad state limit", "queries: {max_state_bytes: plenty}\n", nil, []string{"max_state_bytes", "invalid byte size"}},
+		{"bad state limit env", "", []string{"MQSTREAM_QUERIES_MAX_STATE_BYTES=-5"}, []string{"queries.max_state_bytes"}},
 		{"unknown env", "", []string{"MQSTREAM_MQTT_PORT=1"}, []string{"MQSTREAM_MQTT_PORT"}},
 		{"bad env value", "", []string{"MQSTREAM_MQTT_MAX_CLIENTS=many"}, []string{"max_clients"}},
 	}
@@ -243,6 +246,10 @@ func TestPahoInteropProfileLoads(t *testing.T) {
 	if cfg.MQTT.KeepaliveMax != 60 || !a.HideDenialReason || a.ACLDefault != "allow" || len(a.ACL) != 1 ||
 		a.ACL[0].Filter != "test/nosubscribe" || a.ACL[0].Permission != "deny" || !cfg.AuthEnabled() {
 		t.Fatalf("profile: mqtt.keepalive_max %d, auth %+v", cfg.MQTT.KeepaliveMax, a)
+	}
+	q, err := Load("", []string{"MQSTREAM_QUERIES_MAX_STATE_BYTES=1MiB"}, nil)
+	if err != nil || q.Queries.MaxStateBytes != 1<<20 {
+		t.Fatalf("MQSTREAM_QUERIES_MAX_STATE_BYTES: %v %v", err, q.Queries.MaxStateBytes)
 	}
 	env, err := Load("", []string{"MQSTREAM_AUTH_HIDE_DENIAL_REASON=true"}, nil)
 	if err != nil || !env.Auth.HideDenialReason {

@@ -126,6 +126,9 @@ func (c Config) Validate() error {
 	}
 	c.validateSecurity(bad)
 	c.validateCluster(bad)
+	if c.Queries.MaxStateBytes < 0 {
+		bad("queries.max_state_bytes", "must not be negative (0 = no limit)")
+	}
 	if c.SQL.MaxRowsScanned < 1 {
 		bad("sql.max_rows_scanned", "must be at least 1")
 	}

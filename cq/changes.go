@@ -36,6 +36,7 @@ type changer struct {
 	wm      int64 // as windower.wm
 	started bool
 	groups  int
+	bytes   int64 // the estimated memory of the groups (state.go)
 	// keep (views) keeps every window: the watermark frees none and no
 	// record is late; floor is the earliest window start a view makes
 	// (windows before it hold records retention deleted).
@@ -102,6 +103,7 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 			g = ch.c.NewGroup()
 			w[string(key)] = g
 			ch.groups++
+			ch.bytes += ch.groupBytes(string(key), g)
 		}
 		if err := ch.c.Add(g); err != nil {
 			ch.skip(err)
@@ -144,12 +146,35 @@ func (ch *changer) advance(wm int64) {
 	if ch.size == 0 || ch.keep {
 		return
 	}
-	for s, w := range ch.windows {
+	for s := range ch.windows {
 		if s+ch.size <= wm {
-			ch.groups -= len(w)
-			delete(ch.windows, s)
+			ch.drop(s)
 		}
 	}
+}
+
+// groupBytes estimates the memory of key's group g in a window.
+func (ch *changer) groupBytes(key string, g *query.Group) int64 {
+	return keyOverhead + int64(len(key)) + ch.c.GroupBytes(g)
+}
+
+// drop frees the window starting at s.
+func (ch *changer) drop(s int64) {
+	w := ch.windows[s]
+	for k, g := range w {
+		ch.bytes -= ch.groupBytes(k, g)
+	}
+	ch.groups -= len(w)
+	delete(ch.windows, s)
+}
+
+// stateSize is the estimated memory of the groups, and the keys of the
+// window holding most.
+func (ch *changer) stateSize() (bytes int64, keys int) {
+	for _, w := range ch.windows {
+		keys = max(keys, len(w))
+	}
+	return ch.bytes, keys
 }
 
 // openWindows returns the starts of the open windows, sorted.
@@ -230,8 +255,12 @@ func (r *runner) runChanges(ctx context.Context) error {
 			r.hintAt(inputKey(id), encodeHint(int64(pos))) // records that made no rows
 			hinted, hintedAt = int64(pos), now
 		}
+		size, nkeys := ch.stateSize()
 		r.report(view{running: true, wm: ch.wm, started: ch.started, windows: len(ch.windows), keys: ch.groups, counts: &ch.counts,
-			out: outCount, lastEmit: lastEmit, pos: pos, next: end})
+			out: outCount, lastEmit: lastEmit, pos: pos, next: end, stateBytes: size, stateKeys: nkeys})
+		if err := r.checkState(size, nkeys); err != nil {
+			return err // its output is durable up to pos
+		}
 		if !atTail {
 			continue
 		}

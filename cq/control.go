@@ -27,7 +27,7 @@ func (m *Manager) prepare(d definition) *runner {
 		m.log.Error("continuous query not restored", "query", d.ID, "error", err)
 	case d.Paused:
 		r.mu.Lock()
-		r.mu.info.Status = statusPaused
+		r.mu.info.Status, r.mu.info.Error = statusPaused, d.PauseError
 		r.mu.Unlock()
 		r.park()
 	}
@@ -94,7 +94,7 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (query.
 		return r.info(), nil
 	}
 	d := r.def
-	d.Paused = paused
+	d.Paused, d.PauseError = paused, ""
 	v, err := encodeDefinition(d)
 	if err != nil {
 		return query.QueryInfo{}, err
@@ -106,6 +106,7 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (query.
 	}
 	r.terminate() // its output requests are durable or not made: see runner.output
 	nr := m.prepare(d)
+	nr.carry(r)
 	m.mu.Lock()
 	m.mu.queries[id] = nr
 	switch {

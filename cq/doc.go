@@ -107,6 +107,12 @@
 // /v1/streams/{name}, and refuses while a query or view reads or writes
 // it, naming them.
 //
+// # State limit
+//
+// Each runner keeps a running estimate of the memory of its groups, and
+// a query whose estimate passes Options.MaxStateBytes is paused with an
+// error, a view stopped (state.go).
+//
 // # Event time
 //
 // A window on an expression of the record (Continuous.EventTime) takes

@@ -58,6 +58,9 @@ type Options struct {
 	// HintInterval bounds how often an idle query records a watermark that
 	// moved without output; 0 means 1 s.
 	HintInterval time.Duration
+	// MaxStateBytes pauses a query whose state (estimated: state.go)
+	// grows past it; 0 means no limit.
+	MaxStateBytes int64
 	// Now is the clock of the idle timeout; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -101,6 +104,9 @@ func (o *Options) Validate() error {
 	}
 	if o.IdleTimeout < 0 || o.Tick < 0 || o.HintInterval < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if o.MaxStateBytes < 0 {
+		errs = append(errs, errors.New("max state bytes must not be negative (0 = no limit)"))
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,8 @@ type env struct {
 	// crashNext makes the next output stop its query before the hint, as
 	// a crash would; crashed tells it happened.
 	crashNext, crashed atomic.Bool
+	// maxState is Options.MaxStateBytes at the next start.
+	maxState int64
 }
 
 const idle = 30 * time.Second
@@ -49,7 +51,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) start() {
 	e.t.Helper()
 	m, err := New(Options{Reader: e.store, Writer: e.store, KV: e.store.KV("queries"), Publisher: e.pub, IdleTimeout: idle, Tick: 5 * time.Millisecond,
-		HintInterval: time.Nanosecond, Now: e.clock.Now, Logger: testutil.Logger(),
+		HintInterval: time.Nanosecond, Now: e.clock.Now, Logger: testutil.Logger(), MaxStateBytes: e.maxState,
 		afterOutput: func(string) bool {
 			if e.crashNext.CompareAndSwap(true, false) {
 				e.crashed.Store(true)

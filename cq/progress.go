@@ -36,6 +36,9 @@ type definition struct {
 	// Paused is set by PAUSE QUERY: the query is not run (its progress
 	// is kept) until RESUME QUERY.
 	Paused bool `json:"paused,omitempty"`
+	// PauseError is why the node paused the query itself (its state
+	// passed queries.max_state_bytes); RESUME QUERY clears it.
+	PauseError string `json:"pause_error,omitempty"`
 	// From is the next offset of the output stream when an INSERT INTO
 	// query was created: its output records come after it, so the search
 	// for its progress stops there.

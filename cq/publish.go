@@ -229,6 +229,10 @@ func (r *runner) retry(what string, once func(context.Context) error, fail func(
 		if r.ctx.Err() != nil || errors.Is(err, errCrash) {
 			return
 		}
+		if errors.Is(err, ErrStateLimit) {
+			r.stateLimited(err)
+			return
+		}
 		fail(err)
 		log.Error("continuous query failed; restarting from its progress", "loop", what, "error", err, "pause", pause)
 		select {

@@ -159,7 +159,14 @@ func (r *runner) runOnce(ctx context.Context) error {
 			hinted, hintedAt = wm, now
 		}
 		windows, keys, cs := st.figures()
-		r.report(view{running: true, wm: wm, started: started, windows: windows, keys: keys, counts: cs, out: out, lastEmit: lastEmit, pos: pos, next: next})
+		size, nkeys := st.size()
+		r.report(view{running: true, wm: wm, started: started, windows: windows, keys: keys, counts: cs, out: out, lastEmit: lastEmit, pos: pos, next: next,
+			stateBytes: size, stateKeys: nkeys})
+		// Over the limit once the windows due are output and freed: stop
+		// here, the output durable up to the progress it carries.
+		if err := r.checkState(size, nkeys); err != nil {
+			return err
+		}
 		if !atTail {
 			continue
 		}
@@ -184,6 +191,9 @@ type finalState interface {
 	hint(r *runner)
 	// figures are the open windows, the groups held and the counters.
 	figures() (windows, groups int, c *counts)
+	// size is the estimated memory of the groups held (state.go) and
+	// the number of keys they belong to.
+	size() (bytes int64, keys int)
 	// takeLate returns the late records to write (WITH (late = TRUE)).
 	takeLate() []streams.Record
 }
@@ -280,6 +290,7 @@ func (w windowState) hint(r *runner) {
 	r.hint(w.wm)
 }
 func (w windowState) figures() (int, int, *counts) { return w.openWindows(), w.groups(), &w.counts }
+func (w windowState) size() (int64, int)           { return w.bytes, len(w.keys) }
 
 type sessionState struct{ *sessioner }
 
@@ -301,6 +312,7 @@ func (x sessionState) hint(r *runner) {
 	r.hintAt(sessionKey(r.def.ID), binary.BigEndian.AppendUint64(encodeHint(max(x.wm, x.quietTo)), uint64(x.resumeFrom())))
 }
 func (x sessionState) figures() (int, int, *counts) { return x.open, x.open, &x.counts }
+func (x sessionState) size() (int64, int)           { return x.bytes, len(x.keys) }
 
 // writeLate appends late records to the query's late stream, each
 // carrying its input offset, and waits until they are durable.
@@ -432,6 +444,8 @@ type view struct {
 	out           int64
 	lastEmit      time.Time
 	pos, next     uint64
+	stateBytes    int64
+	stateKeys     int
 }
 
 func (r *runner) report(v view) {
@@ -453,6 +467,7 @@ func (r *runner) report(v view) {
 		in.Watermark = time.Unix(0, v.wm).UTC()
 	}
 	in.OpenWindows, in.Groups = v.windows, v.keys
+	in.StateBytes, in.StateKeys = v.stateBytes, v.stateKeys
 	in.RecordsIn, in.RowsOut, in.Late, in.Skipped, in.LastEmit = v.counts.in, v.out, v.counts.late, v.counts.skipped, v.lastEmit
 	if v.counts.lastErr != nil {
 		in.Error = "record skipped: " + v.counts.lastErr.Error()

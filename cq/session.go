@@ -45,6 +45,8 @@ type sessioner struct {
 	// keys are the open sessions of each key, by start.
 	keys map[string][]*session
 	open int // sessions open, over all keys
+	// bytes estimates the memory of the open sessions (state.go).
+	bytes int64
 	// intake holds the watermark (unix ns) and the counters; sessions
 	// ending at or before its quietTo were output before a restart, and
 	// close without output.
@@ -60,6 +62,7 @@ type session struct {
 	start, last int64
 	g           *query.Group
 	first       firstRecord // its record of the lowest offset
+	bytes       int64       // its estimated memory (state.go)
 }
 
 func newSessioner(c *query.Continuous) *sessioner {
@@ -149,6 +152,8 @@ func (x *sessioner) insert(key string, ts int64) (s *session, late bool, err err
 		i, _ := slices.BinarySearchFunc(ss, ts, func(s *session, t int64) int { return cmp.Compare(s.start, t) })
 		x.keys[key] = slices.Insert(ss, i, s)
 		x.open++
+		s.bytes = sessionOverhead + int64(len(key)) + x.c.GroupBytes(s.g)
+		x.bytes += s.bytes
 		x.minEnd = min(x.minEnd, x.end(s))
 		return s, false, nil
 	}
@@ -175,6 +180,7 @@ func (x *sessioner) insert(key string, ts int64) (s *session, late bool, err err
 			return nil, false, err
 		}
 		s.g, s.last = merged, max(s.last, o.last)
+		x.bytes -= o.bytes
 		if o.first.off < s.first.off {
 			s.first = o.first
 		}
@@ -215,6 +221,9 @@ func (x *sessioner) closeDue() (out []query.Output, closed int) {
 		}
 	}
 	x.open -= len(done)
+	for _, s := range done {
+		x.bytes -= s.bytes
+	}
 	slices.SortFunc(done, func(a, b *session) int {
 		return cmp.Or(cmp.Compare(x.end(a), x.end(b)), cmp.Compare(a.start, b.start), cmp.Compare(a.key, b.key))
 	})

@@ -200,7 +200,14 @@ func (r *runner) keepView(ctx context.Context) error {
 		if !c.Windowed() {
 			windows = 0 // one map of groups, no window
 		}
-		r.report(view{wm: ch.wm, started: ch.started, windows: windows, keys: ch.groups, counts: &ch.counts, pos: pos, next: next})
+		v.mu.Lock()
+		size, nkeys := ch.stateSize()
+		v.mu.Unlock()
+		r.report(view{wm: ch.wm, started: ch.started, windows: windows, keys: ch.groups, counts: &ch.counts, pos: pos, next: next, stateBytes: size, stateKeys: nkeys})
+		if err := r.checkState(size, nkeys); err != nil {
+			v.reset() // frees the groups; reads answer err
+			return err
+		}
 		if !atTail {
 			continue
 		}
@@ -235,10 +242,9 @@ func (r *runner) dropTrimmed(checked uint64, force bool) (uint64, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.ch.floor = max(v.ch.floor, first)
-	for s, w := range v.ch.windows {
+	for s := range v.ch.windows {
 		if s < v.ch.floor {
-			v.ch.groups -= len(w)
-			delete(v.ch.windows, s)
+			v.ch.drop(s)
 		}
 	}
 	return info.FirstOffset, nil

@@ -32,6 +32,9 @@ type windower struct {
 	size, hop int64
 
 	keys map[string]*keyPanes
+	// bytes estimates the memory of keys (state.go), kept up to date as
+	// groups come and go.
+	bytes int64
 	// starts are the starts of the panes holding a group, sorted, with
 	// the number of keys each holds.
 	starts []int64
@@ -73,6 +76,7 @@ type keyPanes struct {
 type paneGroup struct {
 	start    int64
 	seq      int64 // when the key's first record in the pane came
+	bytes    int64 // the estimated memory of g (state.go)
 	g        *query.Group
 	pre, suf *query.Group
 }
@@ -146,6 +150,7 @@ func (w *windower) group(key string, p int64) *query.Group {
 	if kp == nil {
 		kp = &keyPanes{key: key}
 		w.keys[key] = kp
+		w.bytes += keyOverhead + int64(len(key))
 	}
 	n := len(kp.panes)
 	if n > 0 && kp.panes[n-1].start == p && kp.panes[n-1].pre == nil && kp.panes[n-1].suf == nil {
@@ -162,7 +167,9 @@ func (w *windower) group(key string, p int64) *query.Group {
 	}
 	w.seq++
 	g := w.c.NewGroup()
-	kp.panes = slices.Insert(kp.panes, i, paneGroup{start: p, seq: w.seq, g: g})
+	b := paneOverhead + w.c.GroupBytes(g)
+	w.bytes += b
+	kp.panes = slices.Insert(kp.panes, i, paneGroup{start: p, seq: w.seq, g: g, bytes: b})
 	if w.held[p] == 0 {
 		j, _ := slices.BinarySearch(w.starts, p)
 		w.starts = slices.Insert(w.starts, j, p)
@@ -231,12 +238,14 @@ func (w *windower) free() {
 	for k, kp := range w.keys {
 		m := 0
 		for m < len(kp.panes) && gone(kp.panes[m].start) {
+			w.bytes -= kp.panes[m].bytes
 			m++
 		}
 		clear(kp.panes[:m]) // the groups go to the collector
 		kp.panes = kp.panes[m:]
 		if len(kp.panes) == 0 {
 			delete(w.keys, k)
+			w.bytes -= keyOverhead + int64(len(k))
 		}
 	}
 }

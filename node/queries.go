@@ -17,7 +17,7 @@ func (n *Node) openQueries(writer cq.Writer) error {
 		return err
 	}
 	m, err := cq.New(cq.Options{Reader: n.store, Writer: writer, KV: n.store.KV("queries"),
-		Publisher: queryPublisher{n.broker, mapper}, Logger: n.log})
+		Publisher: queryPublisher{n.broker, mapper}, MaxStateBytes: int64(n.cfg.Queries.MaxStateBytes), Logger: n.log})
 	if err != nil {
 		return err
 	}

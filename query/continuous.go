@@ -565,6 +565,32 @@ func (c *Continuous) NewGroup() *Group {
 	return &Group{first: append([]any(nil), c.row...), states: c.p.aggs.newStates()}
 }
 
+// Estimated costs of a group in memory (GroupBytes): the Group with its
+// two slice headers, each value of its first row (an interface), each
+// accumulator (a pointer to a small struct).
+const (
+	groupOverhead = 64
+	valueBytes    = 16
+	aggStateBytes = 48
+)
+
+// GroupBytes estimates the memory g holds, cheaply (no walk of the
+// accumulators): a fixed cost per group, value and aggregate, plus the
+// strings of its first row. Package cq sums it over the groups a query
+// holds (queries.max_state_bytes).
+func (c *Continuous) GroupBytes(g *Group) int64 {
+	n := int64(groupOverhead + len(g.first)*valueBytes + len(g.states)*aggStateBytes)
+	for _, v := range g.first {
+		switch x := v.(type) {
+		case string:
+			n += int64(len(x))
+		case []byte:
+			n += int64(len(x))
+		}
+	}
+	return n
+}
+
 // Add adds the record Eval read last to g's aggregates.
 func (c *Continuous) Add(g *Group) error {
 	return c.p.aggs.accumulate(g.states, c.row)

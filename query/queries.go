@@ -88,6 +88,14 @@ type QueryInfo struct {
 	Watermark   time.Time `json:"watermark"`
 	OpenWindows int       `json:"open_windows"`
 	Groups      int       `json:"groups"`
+	// StateBytes estimates the memory the groups hold; StateKeys counts
+	// the keys they belong to. A query whose StateBytes passes
+	// queries.max_state_bytes is paused with an error.
+	StateBytes int64 `json:"state_bytes"`
+	StateKeys  int   `json:"state_keys"`
+	// StateLimitPauses counts the times the query was paused for its
+	// state since the node started.
+	StateLimitPauses int64 `json:"state_limit_pauses"`
 	// Counters since the query started on this node.
 	RecordsIn int64     `json:"records_in"`
 	RowsOut   int64     `json:"rows_out"`
@@ -104,7 +112,7 @@ type QueryInfo struct {
 func queryCols() []colDef {
 	return []colDef{
 		{"id", TText, "query id: the name of its output stream or view (INSERT INTO: <stream>_insert_<n>)"},
-		{"status", TText, "starting, running, paused (PAUSE QUERY) or error (a failed query restarts from its progress after a pause)"},
+		{"status", TText, "starting, running, paused (PAUSE QUERY, or its state passed queries.max_state_bytes: see error) or error (a failed query restarts from its progress after a pause)"},
 		{"source", TText, "input stream"},
 		{"sink", TText, "output stream"},
 		{"input_offset", TInt, "next input offset to read"},
@@ -113,6 +121,8 @@ func queryCols() []colDef {
 		{"watermark", TTime, "every window ending at or before it is closed"},
 		{"open_windows", TInt, "windows holding state"},
 		{"groups", TInt, "groups held: keys times panes (a reserved word: write `groups`)"},
+		{"state_bytes", TInt, "estimated memory of the groups held (queries.max_state_bytes pauses a query past it)"},
+		{"state_keys", TInt, "keys the groups held belong to"},
 		{"records_in", TInt, "input records read since the query started on this node"},
 		{"rows_out", TInt, "rows output since then"},
 		{"late", TInt, "records for windows already closed, counted, not added"},
@@ -140,7 +150,7 @@ func queryRow(q QueryInfo) []any {
 	case q.PublishError != "":
 		errText = "publishing: " + q.PublishError
 	}
-	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, q.LagSeconds, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups),
+	return []any{q.ID, q.Status, q.Source, q.Sink, int64(q.Offset), q.Lag, q.LagSeconds, opt(q.Watermark), int64(q.OpenWindows), int64(q.Groups), q.StateBytes, int64(q.StateKeys),
 		q.RecordsIn, q.RowsOut, q.Late, q.Skipped, opt(q.LastEmit), q.Published, errText, opt(q.Created), q.SQL, q.Kind}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,8 +19,9 @@ func newBenchCmd() *cobra.Command {
 	var broker string
 	var jsonOut, quiet bool
 	var version string
+	var cqo bench.CQOptions
 	cmd := &cobra.Command{
-		Use:   "bench pub|sub|e2e|share|fanout|routes|conn|idle",
+		Use:   "bench pub|sub|e2e|share|fanout|routes|conn|idle|cq",
 		Short: "Load-test any MQTT broker (bounded by --count and --duration)",
 		Long: `Load-test any MQTT broker.
 
@@ -34,6 +36,12 @@ func newBenchCmd() *cobra.Command {
          SUBSCRIBE to a topic each (--persistent: persistent sessions): completed/s
   idle   as conn (clean sessions, keep-alive 60 s), then hold them all for --hold:
          with --server-pid, the broker's RSS per idle connection
+  cq     an mqstream continuous query: creates it over the REST API (--api;
+         --sql, default count/avg/max per key over 10 s tumbling windows),
+         publishes --count JSON records with --keys distinct keys over MQTT
+         (QoS 1) and reports the query's processing rate (its records_in
+         over the run) and lag; --replay stores the records first, then
+         creates the query (from the first record) and times its catch-up
 
 Payloads carry the publisher, a sequence number and the send time, so loss,
 duplicates and end-to-end latency are measured exactly. Every run stops after
@@ -53,7 +61,7 @@ yet acknowledged, with the same payload, and a subscriber subscribes again.
 The summary reports the connections lost and made again, the publishes
 resent, those never acknowledged and the longest wait for an ack.`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"pub", "sub", "e2e", "share", "fanout", "routes", "conn", "idle"},
+		ValidArgs: []string{"pub", "sub", "e2e", "share", "fanout", "routes", "conn", "idle", "cq"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Mode = bench.Mode(args[0])
 			var addrs []string
@@ -61,6 +69,10 @@ resent, those never acknowledged and the longest wait for an ack.`,
 				addrs = append(addrs, strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(b), "tcp://"), "mqtt://"))
 			}
 			o.Broker = strings.Join(addrs, ",")
+			if o.Mode == "cq" {
+				cqo.Broker, cqo.Count, cqo.Duration, cqo.Publishers, cqo.Window = addrs[0], o.Count, o.Duration, o.Publishers, o.Window
+				return runBenchCQ(cmd, cqo, jsonOut, quiet)
+			}
 			switch version {
 			case "3.1.1", "4":
 				o.Version = 4
@@ -78,13 +90,7 @@ resent, those never acknowledged and the longest wait for an ack.`,
 			if err != nil {
 				return err
 			}
-			if jsonOut {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			_, err = cmd.OutOrStdout().Write([]byte(res.String()))
-			return err
+			return printBench(cmd, res, jsonOut)
 		},
 	}
 	f := cmd.Flags()
@@ -110,7 +116,37 @@ resent, those never acknowledged and the longest wait for an ack.`,
 	f.IntVarP(&o.Count, "count", "n", 1_000_000, "total messages to publish (conn, idle: connections)")
 	f.DurationVarP(&o.Duration, "duration", "d", 30*time.Second, "time limit for publishing")
 	f.DurationVar(&o.Drain, "drain", 5*time.Second, "how long to wait for missing deliveries after publishing")
+	f.StringVar(&cqo.API, "api", "http://127.0.0.1:8080", "cq: the node's HTTP API")
+	f.StringVar(&cqo.Token, "api-token", "", "cq: bearer token for the API (an admin's)")
+	f.IntVar(&cqo.Keys, "keys", 10000, "cq: distinct keys")
+	f.BoolVar(&cqo.Replay, "replay", false, "cq: store the records first, then create the query and time its catch-up")
+	f.StringVar(&cqo.SQL, "sql", bench.DefaultCQSQL, "cq: the query ({in}, {out}: the input and output streams bench_cq_in, bench_cq_out)")
 	f.BoolVar(&jsonOut, "json", false, "print the summary as JSON")
 	f.BoolVar(&quiet, "quiet", false, "no progress lines")
 	return cmd
+}
+
+// runBenchCQ runs the cq scenario and prints its summary.
+func runBenchCQ(cmd *cobra.Command, o bench.CQOptions, jsonOut, quiet bool) error {
+	if !quiet {
+		o.Progress = cmd.ErrOrStderr()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := bench.RunCQ(ctx, o)
+	if err != nil {
+		return err
+	}
+	return printBench(cmd, res, jsonOut)
+}
+
+// printBench prints a run's summary, as text or JSON.
+func printBench(cmd *cobra.Command, res fmt.Stringer, jsonOut bool) error {
+	if jsonOut {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	_, err := cmd.OutOrStdout().Write([]byte(res.String()))
+	return err
 }

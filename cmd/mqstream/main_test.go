@@ -21,11 +21,11 @@ func runCmd(t *testing.T, args ...string) (string, error) {
 
 func TestPrintConfigShowsEffectiveValues(t *testing.T) {
 	t.Setenv("MQSTREAM_STORAGE_SYNC", "interval")
-	out, err := runCmd(t, "serve", "--print-config", "--mqtt", "127.0.0.1:1999", "--data-dir", "/tmp/x")
+	out, err := runCmd(t, "serve", "--print-config", "--mqtt", "127.0.0.1:1999", "--data-dir", "/tmp/x", "--max-query-state", "1MiB")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tcp: 127.0.0.1:1999", "data_dir: /tmp/x", "sync: interval", "default_rule: first-level"} {
+	for _, want := range []string{"max_state_bytes: 1MiB", "tcp: 127.0.0.1:1999", "data_dir: /tmp/x", "sync: interval", "default_rule: first-level"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--print-config output lacks %q:\n%s", want, out)
 		}

@@ -49,18 +49,20 @@ func newServeCmd() *cobra.Command {
 	f.String("http", "", "HTTP listen address (http.listen)")
 	f.String("sync", "", "sync policy: always, interval or none (storage.sync)")
 	f.String("log-level", "", "debug, info, warn or error (log.level)")
+	f.String("max-query-state", "", "pause a continuous query whose state grows past this size, e.g. 256MiB; 0 = no limit (queries.max_state_bytes)")
 	return cmd
 }
 
 // flagKeys maps serve's flags to configuration keys.
 var flagKeys = map[string]string{
-	"data-dir":  "node.data_dir",
-	"node-id":   "node.id",
-	"mqtt":      "mqtt.tcp",
-	"ws":        "mqtt.websocket",
-	"http":      "http.listen",
-	"sync":      "storage.sync",
-	"log-level": "log.level",
+	"data-dir":        "node.data_dir",
+	"node-id":         "node.id",
+	"mqtt":            "mqtt.tcp",
+	"ws":              "mqtt.websocket",
+	"http":            "http.listen",
+	"sync":            "storage.sync",
+	"log-level":       "log.level",
+	"max-query-state": "queries.max_state_bytes",
 }
 
 func boundFlags(fs *pflag.FlagSet) map[string]*pflag.Flag {
