@@ -133,7 +133,20 @@ func TestLeadershipHoldsOverBatchedHeartbeats(t *testing.T) {
 	const hb = time.Second
 	c := startRaftCluster(t, nil, 3, 6, false, hb)
 	before := c.leaders(t)
-	terms := c.terms()
+	// Every follower knows its leader's term (one may not have heard
+	// from it yet right after the election).
+	var terms map[string][]uint64
+	testutil.Eventually(t, 10*time.Second, "every replica in its leader's term", func() bool {
+		terms = c.terms()
+		for _, ts := range terms {
+			for _, term := range ts {
+				if term == 0 || term != ts[0] {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	callsBefore, beatsBefore := c.sent()
 	// Four heartbeat timeouts: any missed lease or heartbeat timeout
 	// would have moved a term on.

@@ -61,18 +61,20 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 	}
 	n3.kill(t)
 	c.nodes = c.nodes[:2] // node3 is not stopped at the end: it is gone
-	waitFor(t, 30*time.Second, "node3 seen down", func() (bool, string) {
-		var cl struct {
-			Members []struct{ ID, Status string } `json:"members"`
-		}
-		_, _ = n1.getJSON("/v1/cluster", &cl)
-		for _, m := range cl.Members {
-			if m.ID == "node3" {
-				return m.Status == "failed" || m.Status == "left", m.Status
+	for _, nd := range c.nodes {
+		waitFor(t, 30*time.Second, nd.id+" sees node3 down", func() (bool, string) {
+			var cl struct {
+				Members []struct{ ID, Status string } `json:"members"`
 			}
-		}
-		return true, "gone"
-	})
+			_, _ = nd.getJSON("/v1/cluster", &cl)
+			for _, m := range cl.Members {
+				if m.ID == "node3" {
+					return m.Status == "failed" || m.Status == "left", m.Status
+				}
+			}
+			return true, "gone"
+		})
+	}
 	out, err := runCmd(t, "node", "remove", "node3", "--server", n2.http)
 	if err != nil || !strings.Contains(out, "node node3 removed") {
 		t.Fatalf("node remove node3: %v\n%s", err, out)
