@@ -19,6 +19,8 @@
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
+# P: the first two digits of every port (19: 19083, 19183, ...).
+P=${P:-19}
 cd "$(dirname "$0")/.."
 go build -o /tmp/mqstream-cbench ./cmd/mqstream
 work=$(mktemp -d)
@@ -27,20 +29,20 @@ bin=/tmp/mqstream-cbench
 
 # Ports: standalone MQTT 19083; cluster nodes MQTT 19183/19283/19383,
 # HTTP 19180/19280/19380, gossip 19106/19206/19306, RPC 19107/19207/19307.
-$bin serve --data-dir "$work/solo" --mqtt 127.0.0.1:19083 --ws "" --http 127.0.0.1:19080 --sync always >"$work/solo.log" 2>&1 &
+$bin serve --data-dir "$work/solo" --mqtt 127.0.0.1:${P}083 --ws "" --http 127.0.0.1:${P}080 --sync always >"$work/solo.log" 2>&1 &
 solo=$!
 pids=()
 for i in 1 2 3; do
   cat >"$work/node$i.yaml" <<YAML
 node: {id: node$i, data_dir: $work/node$i}
-mqtt: {tcp: "127.0.0.1:19${i}83", websocket: ""}
-http: {listen: "127.0.0.1:19${i}80"}
+mqtt: {tcp: "127.0.0.1:${P}${i}83", websocket: ""}
+http: {listen: "127.0.0.1:${P}${i}80"}
 storage: {sync: always}
 cluster:
   name: bench
-  gossip: 127.0.0.1:19${i}06
-  rpc: 127.0.0.1:19${i}07
-  seeds: [127.0.0.1:19106, 127.0.0.1:19206, 127.0.0.1:19306]
+  gossip: 127.0.0.1:${P}${i}06
+  rpc: 127.0.0.1:${P}${i}07
+  seeds: [127.0.0.1:${P}106, 127.0.0.1:${P}206, 127.0.0.1:${P}306]
   bootstrap_expect: 3
   shards: 12
   replication_factor: 3
@@ -48,7 +50,7 @@ YAML
   $bin serve --config "$work/node$i.yaml" >"$work/node$i.log" 2>&1 &
   pids+=($!)
 done
-for port in 19080 19180 19280 19380; do
+for port in ${P}080 ${P}180 ${P}280 ${P}380; do
   for _ in $(seq 1 200); do curl -fs "127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs "127.0.0.1:$port/readyz" >/dev/null || { echo "node on :$port not ready" >&2; tail "$work"/*.log >&2; exit 1; }
 done
@@ -85,12 +87,12 @@ share() {
     'BEGIN { printf "%-10s delivered/s %8.0f  delivered %8d  lost %d  duplicated %d  cpu/delivery %6.2f us\n", l, r, n, lo, d, (n > 0 ? t / hz * 1e6 / n : 0) }'
 }
 
-cluster=127.0.0.1:19183,127.0.0.1:19283,127.0.0.1:19383
+cluster=127.0.0.1:${P}183,127.0.0.1:${P}283,127.0.0.1:${P}383
 if [ "$what" = share ]; then
   group="share -p 8 -s 4 --size 100 -q 1 -n 300000 -d 20s"
   echo "# \$share group: $group"
   for r in $(seq 1 "$runs"); do
-    share standalone 127.0.0.1:19083 "$solo" $group --group "solo$r"
+    share standalone 127.0.0.1:${P}083 "$solo" $group --group "solo$r"
     share cluster "$cluster" "${pids[*]}" $group --group "cluster$r"
   done
   exit 0
@@ -98,7 +100,7 @@ fi
 
 leader_changes() {
   local total=0 port n
-  for port in 19180 19280 19380; do
+  for port in ${P}180 ${P}280 ${P}380; do
     n=$(curl -fsS "127.0.0.1:$port/metrics" | awk '/^mqstream_shard_leader_changes_total/ { s += $2 } END { print s + 0 }')
     total=$((total + n))
   done
@@ -173,11 +175,11 @@ load="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 2000000 -d 20s"
 fixed="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 --rate 10000 -n 150000 -d 20s"
 echo "# full load: $load"
 for r in $(seq 1 "$runs"); do
-  run standalone 127.0.0.1:19083 "$solo" $load
+  run standalone 127.0.0.1:${P}083 "$solo" $load
   run cluster "$cluster" "${pids[*]}" $load
 done
 echo "# fixed rate 10k/s: $fixed"
 for r in $(seq 1 "$runs"); do
-  run standalone 127.0.0.1:19083 "$solo" $fixed
+  run standalone 127.0.0.1:${P}083 "$solo" $fixed
   run cluster "$cluster" "${pids[*]}" $fixed
 done
