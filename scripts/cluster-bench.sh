@@ -128,7 +128,7 @@ for s in json.load(sys.stdin)["shards"]:
 # leaders_applied: "shard:applied" of every shard's leader, asked of the
 # leader itself.
 leaders_applied() {
-  for port in 19180 19280; do
+  for port in ${P}180 ${P}280; do
     curl -fsS "127.0.0.1:$port/v1/cluster" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -142,10 +142,10 @@ if [ "$what" = catchup ]; then
   kill -9 "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
   echo "# node3 SIGKILLed; 1,000,000 publishes through node1 and node2"
   t0=$(date +%s)
-  run cluster 127.0.0.1:19183,127.0.0.1:19283 "${pids[0]} ${pids[1]}" pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 1000000 -d 300s
+  run cluster 127.0.0.1:${P}183,127.0.0.1:${P}283 "${pids[0]} ${pids[1]}" pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 1000000 -d 300s
   echo "  took $(( $(date +%s) - t0 )) s"
   $bin bench pub -p 2 -w 64 --size 100 -q 1 -t %d/x --topics 24 --rate 5000 -n 1500000 -d 240s \
-    --broker 127.0.0.1:19183,127.0.0.1:19283 --quiet --json >"$work/during.json" &
+    --broker 127.0.0.1:${P}183,127.0.0.1:${P}283 --quiet --json >"$work/during.json" &
   during=$!
   sleep 2
   $bin serve --config "$work/node3.yaml" >>"$work/node3.log" 2>&1 &
@@ -154,7 +154,7 @@ if [ "$what" = catchup ]; then
   for _ in $(seq 1 240); do
     want=$(leaders_applied | sort)
     sleep 1
-    have=$(applied 19380 2>/dev/null | sort || true)
+    have=$(applied ${P}380 2>/dev/null | sort || true)
     if [ -n "$have" ] && python3 - "$want" "$have" <<'PY'
 import sys
 want = dict(l.split(":") for l in sys.argv[1].split())
