@@ -15,7 +15,11 @@
 # be in sync (every shard applied at least as far as its leader was a
 # second before; issue 14's bar: 120 s).
 #
-# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup]
+# With "spread", 24 equally busy streams for 60 s, then each node's share
+# of the appends of the shards it leads (issue 14's bar: at most 40% on
+# one node of three; preferred leaders follow the measured load).
+#
+# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread]
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
@@ -138,6 +142,34 @@ for s in d["shards"]:
         print("%d:%d" % (s["id"], s["applied"]))' "127.0.0.1:$port"
   done
 }
+if [ "$what" = spread ]; then
+  for r in $(seq 1 "$runs"); do
+    before=$(curl -fsS "127.0.0.1:${P}180/v1/streams")
+    run cluster "$cluster" "${pids[*]}" pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 100000000 -d 60s
+    after=$(curl -fsS "127.0.0.1:${P}180/v1/streams")
+    shards=$(curl -fsS "127.0.0.1:${P}180/v1/cluster")
+    python3 - "$before" "$after" "$shards" <<'PY'
+import json, sys, zlib
+before = {s["name"]: s["next_offset"] for s in json.loads(sys.argv[1])["streams"]}
+after = {s["name"]: s["next_offset"] for s in json.loads(sys.argv[2])["streams"]}
+shards = json.loads(sys.argv[3])["shards"]
+def fnv(name):
+    h = 2166136261
+    for b in name.encode():
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return h
+led = {}
+for name, nxt in after.items():
+    n = nxt - before.get(name, 0)
+    leader = shards[fnv(name) % len(shards)]["leader"]
+    led[leader] = led.get(leader, 0) + n
+total = sum(led.values()) or 1
+print("appends led per node over the run: " + ", ".join("%s %.1f%%" % (k, 100.0 * v / total) for k, v in sorted(led.items())))
+PY
+  done
+  exit 0
+fi
+
 if [ "$what" = catchup ]; then
   kill -9 "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true
   echo "# node3 SIGKILLed; 1,000,000 publishes through node1 and node2"
