@@ -371,8 +371,21 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: r.mux.StreamLayer(group), MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 	})
-	return shards.GroupDeps{Logs: store, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, tr)}, nil
+	// The cache keeps the group's latest entries in memory: the leader
+	// reads each entry back to replicate it, and without the cache every
+	// read was a Pebble lookup (5% of the cluster's CPU at 10k msg/s).
+	logs, err := raft.NewLogCache(logCacheEntries, store)
+	if err != nil {
+		return shards.GroupDeps{}, fmt.Errorf("log cache of %s: %w", group, err)
+	}
+	return shards.GroupDeps{Logs: logs, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, tr)}, nil
 }
+
+// logCacheEntries is how many of a group's latest Raft entries stay in
+// memory for replication: one AppendEntries carries at most 64 (raft's
+// MaxAppendEntries), so a follower a request or so behind is served
+// from memory. An entry holds at most 1 MiB of appends.
+const logCacheEntries = 64
 
 // alive reports whether member id is up.
 func (r *replication) alive(id string) bool {
