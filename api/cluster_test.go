@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -35,6 +36,13 @@ func (f *fakeClusterNode) Routes() routes.Stats {
 
 func (f *fakeClusterNode) ForwardCounters() shards.ForwardCounters {
 	return shards.ForwardCounters{Sent: 5, Received: 3, Failed: 1}
+}
+func (f *fakeClusterNode) LeaderHandoffs() uint64 { return 2 }
+
+// ShardLags: shards 0 and 1 lag 4 and 0 entries; the others' replicas
+// did not answer.
+func (f *fakeClusterNode) ShardLags(context.Context) map[int]uint64 {
+	return map[int]uint64{0: 4, 1: 0}
 }
 func (f *fakeClusterNode) StreamPlacement(name string) (int, string, []string, bool) {
 	st := f.shards[shards.ShardOf(name, len(f.shards))]
@@ -83,9 +91,21 @@ func TestClusterViews(t *testing.T) {
 			ShardsLed  *int `json:"shards_led"`
 			ShardsHeld *int `json:"shards_held"`
 		}
-		Shards []shards.ShardStatus
+		Shards []struct {
+			shards.ShardStatus
+			Lag *uint64
+		}
 	}
 	get("/v1/cluster", &cl)
+	if len(cl.Shards) != 4 {
+		t.Fatalf("/v1/cluster: %+v", cl)
+	}
+	ptr := func(v uint64) *uint64 { return &v }
+	for i, want := range []*uint64{ptr(uint64(4)), ptr(uint64(0)), nil, nil} {
+		if got := cl.Shards[i].Lag; (got == nil) != (want == nil) || got != nil && *got != *want {
+			t.Errorf("shard %d: lag %v, want %v", i, got, want)
+		}
+	}
 	want := map[string][2]int{"n1": {1, 3}, "n2": {1, 4}, "n3": {0, 4}}
 	for _, m := range cl.Members {
 		if m.ShardsLed == nil || m.ShardsHeld == nil || [2]int{*m.ShardsLed, *m.ShardsHeld} != want[m.ID] {
@@ -141,9 +161,13 @@ func TestClusterViews(t *testing.T) {
 		"mqstream_shard_term 0": 2, "mqstream_shard_applied_index 1": 11,
 		"mqstream_shard_leader_changes_total 0": 0, "mqstream_shard_leader_changes_total 2": 0,
 		"mqstream_forwards_total sent": 5, "mqstream_forwards_total received": 3, "mqstream_forwards_failed_total": 1,
+		"mqstream_shard_leader_handoffs_total": 2, "mqstream_shard_replication_lag_entries 0": 4,
 		"mqstream_route_filters  local": 2, "mqstream_route_filters n2 remote": 3, // labels by name: peer, scope
 		"mqstream_routed_messages_total forwarded": 7, "mqstream_routed_messages_total received": 4, "mqstream_routed_messages_total dropped": 0,
 	})
+	if _, ok := m["mqstream_shard_replication_lag_entries 1"]; ok {
+		t.Error("shard 1's lag reported by n1: its leader, n2, reports it")
+	}
 	for _, k := range []string{"mqstream_shard_term 3", "mqstream_shard_leader_changes_total 3"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("%s reported for a shard this node holds no replica of", k)

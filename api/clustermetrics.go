@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,6 +19,8 @@ var (
 	descShardApplied  = desc("shard_applied_index", "Last Raft entry this node's replica of the shard applied.", "shard")
 	descLeaderChanges = desc("shard_leader_changes_total", "Leader changes of the shard seen by this node at scrape time (a new leader or a new term since the previous scrape).", "shard")
 	descForwards      = desc("forwards_total", "Forward requests (batches of writes for one shard) sent to another node (retries included) or served for one (received).", "direction")
+	descHandoffs      = desc("shard_leader_handoffs_total", "Shard leaderships this node handed to their preferred leader (leaders spread by count, or moved by measured load); each is also a leader change.")
+	descLag           = desc("shard_replication_lag_entries", "For each shard this node leads: how many Raft entries its slowest replica has applied fewer than its most advanced one (replicas that do not answer within 1 s are left out).", "shard")
 	descForwardsFail  = desc("forwards_failed_total", "Forward requests that did not get through (then retried).")
 	descRouteFilters  = desc("route_filters", "Topic filters in the MQTT route table: this node's clients' (local) and every other node's (remote, per node).", "scope", "peer")
 	descLayoutVersion = desc("cluster_layout_version", "Version of the shard layout this node's metadata group member has applied (it grows with each change: a node joined, was removed or given up for dead, leaders moved by load).")
@@ -53,7 +58,7 @@ func newClusterCollector(n Node) *clusterCollector {
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMembers, descShardLeader, descShardTerm, descShardApplied, descLeaderChanges,
-		descForwards, descForwardsFail, descRouteFilters, descRouted, descLayoutVersion} {
+		descForwards, descForwardsFail, descHandoffs, descLag, descRouteFilters, descRouted, descLayoutVersion} {
 		ch <- d
 	}
 }
@@ -91,6 +96,12 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		return // the shards have not started yet
 	}
 	changes := c.leaderChanges(list)
+	var lags map[int]uint64
+	if sl, ok := n.(ShardLags); ok && slices.ContainsFunc(list, func(st shards.ShardStatus) bool { return st.Leader == n.ID() }) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		lags = sl.ShardLags(ctx)
+		cancel()
+	}
 	for _, st := range list {
 		shard := strconv.Itoa(st.ID)
 		leads := 0.0
@@ -98,6 +109,9 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 			leads = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descShardLeader, prometheus.GaugeValue, leads, shard)
+		if lag, ok := lags[st.ID]; ok && leads == 1 {
+			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), shard)
+		}
 		if !st.Local {
 			continue // this node knows no term, index or leader of it
 		}
@@ -109,6 +123,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(fc.Sent), "sent")
 	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(fc.Received), "received")
 	ch <- prometheus.MustNewConstMetric(descForwardsFail, prometheus.CounterValue, float64(fc.Failed))
+	ch <- prometheus.MustNewConstMetric(descHandoffs, prometheus.CounterValue, float64(n.LeaderHandoffs()))
 }
 
 // leaderChanges counts, for each local shard whose leader is known, a

@@ -79,8 +79,16 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 		return 0, nil, fmt.Errorf("%w: no node information", errNotReady)
 	}
 	shardList := s.opts.Node.Shards()
-	if shardList == nil {
-		shardList = []shards.ShardStatus{}
+	var lags map[int]uint64
+	if sl, ok := s.opts.Node.(ShardLags); ok && len(shardList) > 0 {
+		lags = sl.ShardLags(r.Context())
+	}
+	shardOut := make([]shardJSON, len(shardList))
+	for i, st := range shardList {
+		shardOut[i].ShardStatus = st
+		if lag, ok := lags[st.ID]; ok {
+			shardOut[i].Lag = &lag
+		}
 	}
 	var figures map[string]NodeFigures
 	if s.opts.Figures != nil {
@@ -101,7 +109,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 	out := map[string]any{
 		"name":    s.opts.Node.ClusterName(),
 		"members": members,
-		"shards":  shardList,
+		"shards":  shardOut,
 	}
 	if s.opts.Node.ClusterName() != "" {
 		out["routes"] = s.opts.Node.Routes()
@@ -133,6 +141,21 @@ func shardCounts(list []shards.ShardStatus, id string) (led, held int) {
 // ok is false before the node has joined the group.
 type Metadata interface {
 	Metadata() (layoutVersion uint64, leader string, ok bool)
+}
+
+// ShardLags gives each shard's replication lag: how many entries its
+// slowest replica has applied fewer than its most advanced one, among
+// the replicas that answered (the node, in cluster mode).
+type ShardLags interface {
+	ShardLags(ctx context.Context) map[int]uint64
+}
+
+// shardJSON is a shard as GET /v1/cluster shows it: its status as this
+// node sees it and its replication lag (absent when fewer than two of
+// its replicas answered).
+type shardJSON struct {
+	shards.ShardStatus
+	Lag *uint64 `json:"lag,omitempty"`
 }
 
 // NodeRemover removes a node from the cluster for good (the node, in

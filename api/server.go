@@ -51,6 +51,9 @@ type Node interface {
 	// ForwardCounters count the writes this node forwarded to other
 	// nodes and served for them.
 	ForwardCounters() shards.ForwardCounters
+	// LeaderHandoffs counts the shard leaderships this node handed to
+	// their preferred leaders.
+	LeaderHandoffs() uint64
 	// Routes is this node's share of the cluster's MQTT route table and
 	// its forwarding counters (zero when standalone).
 	Routes() routes.Stats

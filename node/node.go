@@ -189,6 +189,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if n.routes != nil {
 		n.serveRoutes()
 		n.serveStats()
+		n.serveApplied()
 		n.serveGroupAdmin()
 	}
 	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {

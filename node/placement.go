@@ -35,6 +35,18 @@ func (n *Node) ForwardCounters() shards.ForwardCounters {
 	return shards.ForwardCounters{}
 }
 
+// LeaderHandoffs counts the shard leaderships this node handed to their
+// preferred leaders (zero when it runs no shards).
+func (n *Node) LeaderHandoffs() uint64 {
+	if n.repl == nil {
+		return 0
+	}
+	if s := n.repl.store.set.Load(); s != nil {
+		return s.Handoffs()
+	}
+	return 0
+}
+
 // Routes is this node's share of the MQTT route table and its forwarding
 // counters (zero when standalone).
 func (n *Node) Routes() routes.Stats {

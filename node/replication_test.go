@@ -133,6 +133,22 @@ func TestClusterReplicatesPublishesAndSurvivesLeaderLoss(t *testing.T) {
 	if getJSON(t, nodes[1], "/v1/cluster", &cl); len(cl.Shards) != 4 || len(cl.Shards[0].Replicas) != 3 || cl.Shards[0].Leader == "" {
 		t.Fatalf("/v1/cluster shards: %+v", cl.Shards)
 	}
+	// Every replica has applied everything: each shard's lag, from the
+	// three nodes' applied indexes, comes down to 0.
+	testutil.Eventually(t, 10*time.Second, "every shard's replication lag 0", func() bool {
+		var lags struct {
+			Shards []struct {
+				Lag *uint64 `json:"lag"`
+			} `json:"shards"`
+		}
+		getJSON(t, nodes[2], "/v1/cluster", &lags)
+		for _, s := range lags.Shards {
+			if s.Lag == nil || *s.Lag != 0 {
+				return false
+			}
+		}
+		return len(lags.Shards) == 4
+	})
 
 	leader := leaderOf(t, nodes[0], "crash")
 	var survivors []*Node

@@ -420,6 +420,7 @@ func (s *Set) balance(shard int, r *replica, pref Peer) bool {
 		return false
 	}
 	s.log.Info("handing shard leadership to its preferred leader", "shard", shard, "node", pref.ID)
+	s.handoffs.Add(1)
 	if err := s.await(r, r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC))); err != nil {
 		s.log.Warn("leadership transfer failed", "shard", shard, "node", pref.ID, "error", err)
 	}

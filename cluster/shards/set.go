@@ -147,6 +147,9 @@ type Set struct {
 	ready atomic.Bool
 	// forwards count forward calls: made, served, failed (Counters).
 	forwards struct{ sent, received, failed atomic.Uint64 }
+	// handoffs counts the leadership transfers this node started to hand
+	// a shard to its preferred leader (balance).
+	handoffs atomic.Uint64
 	// changes wakes the callers of LeadershipChanged (kv.go).
 	changes broadcast.Signal
 	// next rotates forwards to a shard held elsewhere over its replicas.
@@ -468,6 +471,10 @@ type ForwardCounters struct {
 func (s *Set) Counters() ForwardCounters {
 	return ForwardCounters{Sent: s.forwards.sent.Load(), Received: s.forwards.received.Load(), Failed: s.forwards.failed.Load()}
 }
+
+// Handoffs returns how many times this node handed a shard's leadership
+// to its preferred leader (leaders placed by count or by measured load).
+func (s *Set) Handoffs() uint64 { return s.handoffs.Load() }
 
 // Layout returns the shard layout this node follows (the last given to
 // Start or Update). It is shared, not copied (reads look it up often):

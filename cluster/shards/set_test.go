@@ -280,7 +280,7 @@ func TestCreateAndDeleteStreamsEverywhere(t *testing.T) {
 // shard ends up led by its preferred leader, so leaders are spread evenly.
 func TestBalancerSpreadsLeaders(t *testing.T) {
 	c := newCluster(t, 3, 6, 3)
-	testutil.Eventually(t, 20*time.Second, "every shard led by its preferred leader", func() bool {
+	preferred := func() bool {
 		for i, peers := range c.layout.Shards {
 			for _, nd := range c.nodes {
 				if nd.self.ID == peers[0].ID && !nd.set.replica(i).isLeader() {
@@ -289,7 +289,28 @@ func TestBalancerSpreadsLeaders(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}
+	handoffs := func() (n uint64) {
+		for _, nd := range c.nodes {
+			n += nd.set.Handoffs()
+		}
+		return n
+	}
+	testutil.Eventually(t, 20*time.Second, "every shard led by its preferred leader", preferred)
+
+	// Shard 0's leadership moved away from its preferred leader comes
+	// back, and the node that hands it back counts the handoff.
+	before := handoffs()
+	for _, nd := range c.nodes {
+		if r := nd.set.replica(0); r.isLeader() {
+			if err := r.raft.LeadershipTransfer().Error(); err != nil {
+				t.Fatalf("transfer: %v", err)
+			}
+			break // the next node may lead it now
+		}
+	}
+	testutil.Eventually(t, 20*time.Second, "a handoff counted", func() bool { return handoffs() > before })
+	testutil.Eventually(t, 20*time.Second, "shard 0 led by its preferred leader again", preferred)
 }
 
 // TestWritesSurviveLeadershipTransfers: appends keep succeeding, each

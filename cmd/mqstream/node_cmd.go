@@ -109,7 +109,7 @@ func newClusterCmd() *cobra.Command {
 				for _, sh := range cl.Shards {
 					rows = append(rows, shardRow(sh))
 				}
-				return printTable(out, []string{"SHARD", "LEADER", "TERM", "REPLICAS", "APPLIED"}, rows)
+				return printTable(out, []string{"SHARD", "LEADER", "TERM", "REPLICAS", "APPLIED", "LAG"}, rows)
 			})
 		},
 	}
@@ -136,5 +136,9 @@ func shardRow(sh map[string]any) []string {
 		}
 		return ""
 	}
-	return []string{num("id"), leader, num("term"), strings.Join(replicas, ","), num("applied")}
+	lag := num("lag")
+	if lag == "" {
+		lag = "?" // fewer than two replicas answered
+	}
+	return []string{num("id"), leader, num("term"), strings.Join(replicas, ","), num("applied"), lag}
 }
