@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/meta"
+	"github.com/mqstream/mqstream/cluster/raftlog"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/streams"
 )
@@ -417,6 +418,18 @@ func (n *Node) Metadata() (layoutVersion uint64, leader string, ok bool) {
 	}
 	l, _ := n.repl.meta.Leader()
 	return st.Layout.Version, l.ID, true
+}
+
+// hasRaftState reports whether a shard's Raft group has a log, a term or
+// a vote on this node (shards.Options.HasRaftState); a read error counts
+// as state (dropping it still waits for the group's leader to confirm).
+func (r *replication) hasRaftState(group string) bool {
+	st := r.logs.Group(group)
+	if last, err := st.LastIndex(); err != nil || last > 0 {
+		return true
+	}
+	_, err := st.GetUint64([]byte("CurrentTerm"))
+	return !errors.Is(err, raftlog.ErrKeyNotFound)
 }
 
 // dropGroup deletes what a shard's Raft group keeps on this node (its log

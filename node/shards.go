@@ -129,6 +129,13 @@ func (n *Node) openReplication() error {
 		return fmt.Errorf("metadata group: %w", err)
 	}
 	mux.Handle(shards.ForwardService, r.handleForward)
+	mux.Handle(shards.MembersService, func(ctx context.Context, from string, req []byte) ([]byte, error) {
+		s := r.store.set.Load()
+		if s == nil {
+			return nil, errNotFormed
+		}
+		return s.HandleMembers(ctx, from, req)
+	})
 	r.serveReads()
 	// Peers catching up fetch records from this node's store, also
 	// while its own shards start.
@@ -177,7 +184,7 @@ func (r *replication) start() {
 		cl := r.n.cfg.Cluster
 		set, err := shards.Start(shards.Options{
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
-			Open: r.openGroup, Drop: r.dropGroup, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
+			Open: r.openGroup, Drop: r.dropGroup, HasRaftState: r.hasRaftState, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
 		}, layout)
 		if err != nil {
 			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))

@@ -154,5 +154,10 @@
 //     starts clean; a store left with a shard's markers by a drop that
 //     was interrupted is cleared before the replica opens (its group has
 //     no Raft state), and the data of a shard moved away while the node
-//     was down is dropped after Timers.Orphaned, its Raft state kept.
+//     was down is dropped after Timers.Orphaned. Raft state kept this way
+//     (Options.HasRaftState says which groups have some) is dropped once
+//     the shard's leader says, over MembersService, that a committed
+//     configuration of its group no longer lists this node (it reads its
+//     latest configuration, then commits a barrier); the node asks once
+//     per Timers.Orphaned (leftover.go).
 package shards

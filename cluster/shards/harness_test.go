@@ -143,7 +143,7 @@ func (nd *testNode) start() {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, Forward: nd.c,
+		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, HasRaftState: nd.hasRaftState, Forward: nd.c,
 		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 	}
 	if nd.c.noDrop {
@@ -322,6 +322,9 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 				}
 			}
 			return ServeFetch(ctx, store, req)
+		}
+		if nd.self.RPC == addr && set != nil && service == MembersService {
+			return set.HandleMembers(ctx, "", req)
 		}
 		if nd.self.RPC == addr && set != nil && service == ForwardService {
 			resp, err := set.HandleForward(ctx, "", req)

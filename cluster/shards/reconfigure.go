@@ -176,7 +176,7 @@ func (s *Set) clearLeftovers(shard int, deps GroupDeps) error {
 func (s *Set) manage() {
 	t := time.NewTicker(s.opts.Timers.Balance)
 	defer t.Stop()
-	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{},
+	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{}, raftLeft: map[int]time.Time{},
 		caughtUp: map[int]uint64{}}
 	for {
 		changed := s.changes.Wait()
@@ -204,6 +204,10 @@ type manager struct {
 	// leftover holds when the manager first found data of a shard the
 	// layout does not place here and no replica holds (dropLeftover).
 	leftover map[int]time.Time
+	// raftLeft holds, for shards with Raft state here that the layout
+	// does not place here and no replica holds, when to ask next whether
+	// their group still lists this node (dropLeftoverRaft).
+	raftLeft map[int]time.Time
 	// caughtUp holds, by shard, the log index the layout's replicas must
 	// have applied before a server the layout dropped is removed, or a
 	// leader the layout dropped hands over: what the leader had applied
@@ -238,6 +242,7 @@ func (s *Set) reconcile(m *manager, tick bool) {
 			m.led[i] = 0
 			if l.Holds(i, self) {
 				delete(m.leftover, i)
+				delete(m.raftLeft, i)
 				s.log.Info("starting a replica the layout places here", "shard", i, "version", l.Version)
 				if err := s.open(i, false, false); err != nil {
 					s.log.Warn("cannot start a replica the layout places here; retrying", "shard", i, "error", err)
@@ -245,6 +250,7 @@ func (s *Set) reconcile(m *manager, tick bool) {
 				continue
 			}
 			s.dropLeftover(m, i)
+			s.dropLeftoverRaft(m, i)
 			continue
 		}
 		if !r.isLeader() {

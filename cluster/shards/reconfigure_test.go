@@ -467,8 +467,8 @@ func TestFourthNodeJoins(t *testing.T) {
 
 // TestDataOfAShardMovedAwayWhileDownIsDropped: n3 is down while the
 // layout moves all its shards to n4; restarted with that layout, it opens
-// no replica and drops what its store kept of them (keeping their Raft
-// state: it cannot know whether the groups still count it).
+// no replica, drops what its store kept of them, and their Raft state
+// once each shard's leader says the group no longer lists it.
 func TestDataOfAShardMovedAwayWhileDownIsDropped(t *testing.T) {
 	const shards = 3
 	timers := LocalTimers()
@@ -489,9 +489,10 @@ func TestDataOfAShardMovedAwayWhileDownIsDropped(t *testing.T) {
 	c.waitConfigured()
 	n3.start()
 	for i := 0; i < shards; i++ {
-		// Its Raft state stays: n3 cannot know whether the groups still
-		// count it (a voter must not come back with an empty log).
-		n3.waitDroppedKeeping(t, i, shards, true)
+		// Its Raft state goes too, once the shard's leader has said that
+		// a committed configuration no longer lists n3 (a voter must not
+		// come back with an empty log, so n3 does not drop it before).
+		n3.waitDroppedKeeping(t, i, shards, false)
 	}
 	c.identical()
 }

@@ -95,6 +95,12 @@ type Options struct {
 	// kept (the store's part of the shard is dropped all the same), and
 	// a replica given back restarts from it like one that was away.
 	Drop func(group string) error
+	// HasRaftState reports whether the named group has Raft state on
+	// this node (a log, a term or a vote). With Drop, the Raft state of
+	// a shard the layout moved away is dropped once the group's leader
+	// says its committed configuration no longer lists this node
+	// (leftover.go). Nil: such state is kept.
+	HasRaftState func(group string) bool
 	// Forward reaches other nodes.
 	Forward Forwarder
 	// Alive reports whether a member is up (membership); a leader is
