@@ -20,7 +20,11 @@
 # of the appends of the shards it leads (issue 14's bar: at most 40% on
 # one node of three; preferred leaders follow the measured load).
 #
-# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread]
+# With "failover", KILLS (default 5) SIGKILLs of one node at a time under
+# 10k msg/s, each followed by the time until every shard takes writes
+# again, and at the end whether every acknowledged publish is stored.
+#
+# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread|failover]
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
@@ -207,6 +211,41 @@ PY
   done
   echo "node3 not in sync after 240 s" >&2
   exit 1
+fi
+
+if [ "$what" = failover ]; then
+  # Under 10k msg/s spread over the three nodes (the loader reconnects to
+  # another node and resends what was not acknowledged), SIGKILL node 1,
+  # 2, 3, 1, 2 in turn (KILLS of them); after each, time until every
+  # shard takes a write again (scripts/failover-probe.py, REST writes
+  # through the survivors), then restart the node and wait until it is
+  # ready and its leaders are handed back. At the end: every
+  # acknowledged publish is stored (issue 14's bar: every shard writable
+  # within 5 s, median of 5 kills <= 3 s, nothing acknowledged lost).
+  kills=${KILLS:-5}
+  $bin bench pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 --rate 10000 -n 100000000 -d 600s \
+    --broker "$cluster" --quiet --json >"$work/load.json" 2>"$work/load.err" &
+  load=$!
+  sleep 10
+  for k in $(seq 1 "$kills"); do
+    i=$(( (k - 1) % 3 ))
+    survivors=()
+    for j in 0 1 2; do [ "$j" != "$i" ] && survivors+=("127.0.0.1:${P}$((j + 1))80"); done
+    kill -9 "${pids[$i]}"; wait "${pids[$i]}" 2>/dev/null || true
+    probe=$(python3 scripts/failover-probe.py 12 "${survivors[@]}" || true)
+    echo "kill $k (node$((i + 1))): $probe"
+    $bin serve --config "$work/node$((i + 1)).yaml" >>"$work/node$((i + 1)).log" 2>&1 &
+    pids[$i]=$!
+    for _ in $(seq 1 600); do curl -fs "127.0.0.1:${P}$((i + 1))80/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    sleep 20 # the restarted node's preferred leaderships are handed back (3 balancing periods of 5 s)
+  done
+  kill -INT "$load"; wait "$load" || true
+  acked=$(field acked <"$work/load.json"); refused=$(field refused <"$work/load.json")
+  stored=$(curl -fsS "127.0.0.1:${P}180/v1/streams" | python3 -c '
+import json, sys
+print(sum(s["next_offset"] for s in json.load(sys.stdin)["streams"] if not s["name"].startswith("failover-probe-")))')
+  echo "load: acked $acked, refused $refused, stored $stored (stored >= acked: $([ "$stored" -ge "$acked" ] && echo yes || echo NO))"
+  exit 0
 fi
 
 load="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 -n 2000000 -d 20s"
