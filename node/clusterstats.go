@@ -17,7 +17,9 @@ import (
 // (sharegroups.go), so the sessions,
 // groups and consumers tables of any node list this node's rows and every
 // other node's, asked over RPC (each row says its node). A node that does
-// not answer within statsTimeout is left out and logged. The same way,
+// not answer within statsTimeout is left out and logged. The rate and
+// latency tables gather every node's figures too (clusterrates.go). The
+// same way,
 // GET /v1/cluster and the nodes table show each node's own figures (disk
 // space of its data directory, uptime), waiting at most figuresTimeout.
 
@@ -36,6 +38,7 @@ const statsTimeout = 2 * time.Second
 // client views (cluster mode).
 func (n *Node) serveStats() {
 	n.serveClients()
+	n.serveRates()
 	n.repl.mux.Handle(sessionsService, func(context.Context, string, []byte) ([]byte, error) {
 		return json.Marshal(n.broker.Sessions())
 	})

@@ -186,20 +186,21 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		return nil, err
 	}
 	n.onClose("broker", func(context.Context) error { return n.broker.Close() })
+	// Before serveStats: the other nodes ask for its figures.
+	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {
+		return nil, err
+	}
+	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
 	if n.routes != nil {
 		n.serveRoutes()
 		n.serveStats()
 		n.serveApplied()
 		n.serveGroupAdmin()
 	}
-	if n.sampler, err = stats.New(stats.Options{Source: n.store, Interval: cfg.SQL.StatsInterval, Logger: n.log}); err != nil {
-		return nil, err
-	}
-	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
 	if err := n.openQueries(writer); err != nil {
 		return nil, err
 	}
-	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: n.sampler, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
+	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: clusterStats{n}, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err

@@ -26,12 +26,11 @@ func oneStreamPerShard() []string {
 	return names
 }
 
-// TestReadsOfShardsHeldElsewhere: three nodes, replication factor 2, so
-// no node holds every shard. Every node lists every stream with its
-// records, reads the records of streams it holds no replica of (REST
-// and SQL), and a $share group over streams on every shard delivers each
-// record once, whichever node runs it.
-func TestReadsOfShardsHeldElsewhere(t *testing.T) {
+// startSpreadCluster starts three nodes with replication factor 2, so no
+// node holds every shard, and one stream per shard: stored/<name>/# goes
+// to stream <name>.
+func startSpreadCluster(t *testing.T) ([]string, []*Node) {
+	t.Helper()
 	names := oneStreamPerShard()
 	nodes := startClusterWith(t, func(c *config.Config) {
 		c.Cluster.ReplicationFactor = 2
@@ -41,6 +40,16 @@ func TestReadsOfShardsHeldElsewhere(t *testing.T) {
 			c.Streams.Rules = append(c.Streams.Rules, config.Rule{Filter: "stored/" + name + "/#", Stream: name})
 		}
 	})
+	return names, nodes
+}
+
+// TestReadsOfShardsHeldElsewhere: three nodes, replication factor 2, so
+// no node holds every shard. Every node lists every stream with its
+// records, reads the records of streams it holds no replica of (REST
+// and SQL), and a $share group over streams on every shard delivers each
+// record once, whichever node runs it.
+func TestReadsOfShardsHeldElsewhere(t *testing.T) {
+	names, nodes := startSpreadCluster(t)
 	for _, n := range nodes {
 		held := 0
 		for _, s := range n.Shards() {

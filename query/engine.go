@@ -92,11 +92,23 @@ type Session struct {
 	Node           string // the node holding the session
 }
 
-// Stats is what the engine reads from the node's statistics sampler.
-// *stats.Sampler implements it.
+// Stats is what the engine reads of the statistics samplers: the node's
+// own, and in a cluster every node's (node adapts them).
 type Stats interface {
-	StreamRates() []stats.StreamRates
-	AppendLatency() stats.Latency
+	// StreamRates returns one entry per stream, each record counted once
+	// (in a cluster: appends as one replica counted them, reads summed
+	// over the nodes that served them), sorted by stream name.
+	StreamRates(ctx context.Context) []stats.StreamRates
+	// AppendLatencies returns one entry per node that answered, sorted by
+	// node.
+	AppendLatencies(ctx context.Context) []NodeLatency
+}
+
+// NodeLatency is one node's append latency: a row of the append_latency
+// table.
+type NodeLatency struct {
+	Node string
+	stats.Latency
 }
 
 // Options configure an Engine.

@@ -70,7 +70,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := New(Options{Store: store, Groups: groups, Stats: sampler, Sessions: brokerSessions{b}, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testutil.Logger()})
+	engine, err := New(Options{Store: store, Groups: groups, Stats: samplerStats{sampler}, Sessions: brokerSessions{b}, MaxRowsScanned: o.maxRows, Timeout: o.timeout, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,4 +252,14 @@ func (s brokerSessions) Sessions() []Session {
 			DisconnectedAt: s.DisconnectedAt, Subscriptions: s.Subscriptions, Queued: s.Queued, InFlight: s.InFlight, Node: "test"}
 	}
 	return out
+}
+
+// samplerStats serves the rate and latency tables from one sampler, as a
+// standalone node does.
+type samplerStats struct{ s *stats.Sampler }
+
+func (s samplerStats) StreamRates(context.Context) []stats.StreamRates { return s.s.StreamRates() }
+
+func (s samplerStats) AppendLatencies(context.Context) []NodeLatency {
+	return []NodeLatency{{Node: "test", Latency: s.s.AppendLatency()}}
 }

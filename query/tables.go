@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/shared"
-	"github.com/mqstream/mqstream/stats"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -62,9 +61,9 @@ func statTableDefs() []statTableDef {
 			{"retention_max_bytes", TInt, "the oldest records are deleted beyond this many bytes (NULL: no limit)"},
 			{"retention_max_records", TInt, "the oldest records are deleted beyond this many records (NULL: no limit)"},
 		}},
-		{name: "append_throughput", desc: "records and bytes appended per second, per stream, on this node",
+		{name: "append_throughput", desc: "records and bytes appended per second, per stream (each record counted once across the cluster)",
 			cols: rateCols("records appended", "encoded bytes appended")},
-		{name: "read_throughput", desc: "records and bytes read per second, per stream, on this node (consumer groups, REST, SQL)",
+		{name: "read_throughput", desc: "records and bytes read per second, per stream, on every node (consumer groups, REST, SQL)",
 			cols: rateCols("records read", "payload bytes read")},
 		{name: "groups", desc: "one row per consumer group ($share/<group>/<filter>)", cols: []colDef{
 			{"group", TText, "group name (a reserved word: write `group`)"},
@@ -126,7 +125,7 @@ func statTableDefs() []statTableDef {
 			{"node", TText, "node holding the session (every node's sessions are listed)"},
 		}},
 		{name: "queries", desc: "one row per continuous query of this node (SHOW QUERIES)", cols: queryCols()},
-		{name: "append_latency", desc: "latency of appends (submit to durable) over the last minute, one row", cols: []colDef{
+		{name: "append_latency", desc: "latency of appends (submit to durable) over the last minute, one row per node", cols: []colDef{
 			{"p50", TFloat, "median, milliseconds"},
 			{"p90", TFloat, "90th percentile, milliseconds"},
 			{"p99", TFloat, "99th percentile, milliseconds"},
@@ -134,6 +133,7 @@ func statTableDefs() []statTableDef {
 			{"mean", TFloat, "mean, milliseconds"},
 			{"appends", TInt, "append requests completed in the window"},
 			{"window_s", TFloat, "seconds the figures cover (60, or the node's uptime if shorter)"},
+			{"node", TText, "node whose store the appends completed on"},
 		}},
 	}
 }
@@ -251,7 +251,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			return nil, errorf(Pos{}, "table %s is not available: this node runs no statistics sampler", name)
 		}
 		var rows [][]any
-		for _, r := range e.opts.Stats.StreamRates() {
+		for _, r := range e.opts.Stats.StreamRates(ctx) {
 			rs := r.Append
 			if name == "read_throughput" {
 				rs = r.Read
@@ -264,7 +264,11 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 		if e.opts.Stats == nil {
 			return nil, errorf(Pos{}, "table %s is not available: this node runs no statistics sampler", name)
 		}
-		return [][]any{latencyRow(e.opts.Stats.AppendLatency())}, nil
+		var rows [][]any
+		for _, l := range e.opts.Stats.AppendLatencies(ctx) {
+			rows = append(rows, latencyRow(l))
+		}
+		return rows, nil
 	case "nodes":
 		if e.opts.Nodes == nil {
 			return nil, errorf(Pos{}, "table nodes is not available on this node")
@@ -383,14 +387,14 @@ func groupRow(g shared.GroupStats) []any {
 		g.Redelivered, g.DeadLettered, g.OldestUnackedAge.Seconds(), g.DeadLetter, g.Created, g.Node}
 }
 
-func latencyRow(l stats.Latency) []any {
+func latencyRow(l NodeLatency) []any {
 	ms := func(d time.Duration) any {
 		if l.Count == 0 {
 			return nil
 		}
 		return float64(d) / float64(time.Millisecond)
 	}
-	return []any{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Mean), l.Count, l.Span.Seconds()}
+	return []any{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Mean), l.Count, l.Span.Seconds(), l.Node}
 }
 
 // recordRow fills the columns of a stream row that the query uses: the

@@ -1,15 +1,15 @@
 > SHOW TABLES
 name:text | kind:text | description:text
 streams | statistics | one row per stream: size, offsets, retention
-append_throughput | statistics | records and bytes appended per second, per stream, on this node
-read_throughput | statistics | records and bytes read per second, per stream, on this node (consumer groups, REST, SQL)
+append_throughput | statistics | records and bytes appended per second, per stream (each record counted once across the cluster)
+read_throughput | statistics | records and bytes read per second, per stream, on every node (consumer groups, REST, SQL)
 groups | statistics | one row per consumer group ($share/<group>/<filter>)
 consumers | statistics | one row per connected member of a consumer group
 nodes | statistics | one row per member of the cluster (this node alone when standalone)
 shards | statistics | one row per shard of the cluster, as this node sees it (none when standalone)
 sessions | statistics | one row per MQTT session: connected clients and sessions kept for absent ones
 queries | statistics | one row per continuous query of this node (SHOW QUERIES)
-append_latency | statistics | latency of appends (submit to durable) over the last minute, one row
+append_latency | statistics | latency of appends (submit to durable) over the last minute, one row per node
 devices | stream | stream: 4 records, offsets 0..4
 jobs | stream | stream: 3 records, offsets 0..3
 temperatures | stream | stream: 8 records, offsets 0..8

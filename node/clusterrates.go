@@ -1,0 +1,166 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/stats"
+)
+
+// The rate and latency tables in a cluster: each node samples its own
+// store (package stats), which counts the records it appends as it applies
+// its replicas' logs and the records it reads for anyone (its own clients,
+// and the other nodes' reads of its replicas, cluster/reads). A node asked
+// for append_throughput, read_throughput or append_latency gathers every
+// node's figures (service stats.rates, fromPeers: a node that does not
+// answer within statsTimeout is left out and logged) and
+//   - counts a stream's appends once: from its own replica when it serves
+//     the stream's shard, else from the shard's leader, else from the
+//     serving replica with the smallest node id; a stream no serving
+//     replica answered for has no row;
+//   - sums a stream's reads over the nodes, each read being counted by the
+//     one store that served it;
+//   - lists append latencies one row per node, with its node.
+
+// ratesService answers the node's rateReport.
+const ratesService = "stats.rates"
+
+// rateReport is one node's figures for the rate and latency tables.
+type rateReport struct {
+	Streams []streamRates `json:"streams"`
+	Latency stats.Latency `json:"latency"`
+}
+
+// streamRates are one stream's rates on one node, and where the node
+// stands in the stream's shard.
+type streamRates struct {
+	stats.StreamRates
+	// Serves: the node's replica of the stream's shard serves reads (it
+	// applied every record the others did), so its append counts are the
+	// stream's; always true standalone. Leads: it leads the shard.
+	Serves bool `json:"serves"`
+	Leads  bool `json:"leads"`
+}
+
+// serveRates registers ratesService (cluster mode).
+func (n *Node) serveRates() {
+	n.repl.mux.Handle(ratesService, func(context.Context, string, []byte) ([]byte, error) {
+		return json.Marshal(n.rateReport())
+	})
+}
+
+// rateReport is this node's figures, from its sampler.
+func (n *Node) rateReport() rateReport {
+	set := n.shardSet()
+	led := map[int]bool{}
+	if set != nil {
+		for _, s := range set.Status() {
+			led[s.ID] = s.Local && s.Leader == n.id
+		}
+	}
+	rates := n.sampler.StreamRates()
+	out := rateReport{Streams: make([]streamRates, len(rates)), Latency: n.sampler.AppendLatency()}
+	for i, r := range rates {
+		out.Streams[i] = streamRates{StreamRates: r, Serves: true}
+		if set != nil {
+			shard := shards.ShardOf(r.Stream, len(set.Layout().Shards))
+			out.Streams[i].Serves, out.Streams[i].Leads = set.Serves(shard), led[shard]
+		}
+	}
+	return out
+}
+
+// shardSet is the node's shards: nil standalone and until the cluster
+// formed.
+func (n *Node) shardSet() *shards.Set {
+	if n.repl == nil {
+		return nil
+	}
+	if s := n.repl.store.set.Load(); s != nil && len(s.Layout().Shards) > 0 {
+		return s
+	}
+	return nil
+}
+
+// servesStream reports whether this node's replica of the stream's shard
+// serves (always standalone and until the cluster formed).
+func (n *Node) servesStream(name string) bool {
+	set := n.shardSet()
+	return set == nil || set.Serves(shards.ShardOf(name, len(set.Layout().Shards)))
+}
+
+// clusterStats serves the rate and latency tables: every node's figures
+// when clustered, this node's alone when standalone (query.Stats).
+type clusterStats struct{ n *Node }
+
+func (c clusterStats) reports(ctx context.Context) map[string]rateReport {
+	out := fromPeers[rateReport](ctx, c.n, ratesService, nil)
+	out[c.n.id] = c.n.rateReport()
+	return out
+}
+
+func (c clusterStats) StreamRates(ctx context.Context) []stats.StreamRates {
+	return mergeRates(c.n.id, c.reports(ctx))
+}
+
+func (c clusterStats) AppendLatencies(ctx context.Context) []query.NodeLatency {
+	var out []query.NodeLatency
+	for node, r := range c.reports(ctx) {
+		out = append(out, query.NodeLatency{Node: node, Latency: r.Latency})
+	}
+	slices.SortFunc(out, func(a, b query.NodeLatency) int { return strings.Compare(a.Node, b.Node) })
+	return out
+}
+
+// mergeRates makes one row per stream from the nodes' reports, as the
+// comment at the top of this file says; self is the answering node.
+func mergeRates(self string, reports map[string]rateReport) []stats.StreamRates {
+	type pick struct {
+		node  string
+		rank  int // 0: self, 1: the shard's leader, 2: another serving replica
+		rates stats.StreamRates
+	}
+	picked := map[string]pick{}
+	reads := map[string]stats.Rates{}
+	for node, rep := range reports {
+		for _, s := range rep.Streams {
+			reads[s.Stream] = addRates(reads[s.Stream], s.Read)
+			if !s.Serves {
+				continue
+			}
+			rank := 2
+			switch {
+			case node == self:
+				rank = 0
+			case s.Leads:
+				rank = 1
+			}
+			if p, ok := picked[s.Stream]; ok && (p.rank < rank || p.rank == rank && p.node < node) {
+				continue
+			}
+			picked[s.Stream] = pick{node: node, rank: rank, rates: s.StreamRates}
+		}
+	}
+	out := make([]stats.StreamRates, 0, len(picked))
+	for name, p := range picked {
+		r := p.rates
+		r.Read = reads[name]
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Stream < out[j].Stream })
+	return out
+}
+
+// addRates sums two nodes' rates of a stream; the span is the longer one.
+func addRates(a, b stats.Rates) stats.Rates {
+	add := func(x, y stats.Rate) stats.Rate {
+		return stats.Rate{RecordsPerSec: x.RecordsPerSec + y.RecordsPerSec, BytesPerSec: x.BytesPerSec + y.BytesPerSec,
+			Span: max(x.Span, y.Span)}
+	}
+	return stats.Rates{M1: add(a.M1, b.M1), M5: add(a.M5, b.M5), M10: add(a.M10, b.M10)}
+}

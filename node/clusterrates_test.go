@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/stats"
+)
+
+// TestMergeRatesCountsEachRecordOnce: a stream's appends come from one
+// replica that serves its shard (the answering node's, else the leader's,
+// else the smallest node id's), its reads are summed over the nodes, and
+// a stream no serving replica reported has no row.
+func TestMergeRatesCountsEachRecordOnce(t *testing.T) {
+	rates := func(stream string, appended, read float64, serves, leads bool) streamRates {
+		r := stats.Rate{RecordsPerSec: appended, BytesPerSec: 10 * appended, Span: time.Minute}
+		rd := stats.Rate{RecordsPerSec: read, BytesPerSec: 10 * read, Span: time.Minute}
+		return streamRates{StreamRates: stats.StreamRates{Stream: stream, Append: stats.Rates{M1: r, M5: r, M10: r},
+			Read: stats.Rates{M1: rd, M5: rd, M10: rd}}, Serves: serves, Leads: leads}
+	}
+	reports := map[string]rateReport{
+		"n1": {Streams: []streamRates{rates("a", 1, 1, true, false), rates("stale", 7, 0, false, false)}},
+		"n2": {Streams: []streamRates{rates("a", 2, 2, true, true), rates("b", 3, 4, true, false)}},
+		"n3": {Streams: []streamRates{rates("b", 5, 8, true, false), rates("c", 6, 0, true, false), rates("a", 9, 0, false, false)}},
+		"n4": {Streams: []streamRates{rates("b", 7, 16, true, true), rates("c", 8, 0, true, false)}},
+	}
+	got := func(self string) string {
+		var out []string
+		for _, r := range mergeRates(self, reports) {
+			out = append(out, fmt.Sprintf("%s:%g/%g,%g/%g", r.Stream, r.Append.M1.RecordsPerSec, r.Append.M10.BytesPerSec,
+				r.Read.M5.RecordsPerSec, r.Read.M10.BytesPerSec))
+		}
+		return strings.Join(out, " ")
+	}
+	for self, want := range map[string]string{
+		// a: n1's own replica; b: the leader n4; c: the smallest id, n3.
+		"n1": "a:1/10,3/30 b:7/70,28/280 c:6/60,0/0",
+		// a: the leader n2, not n3 (not serving); b and c: n3's own.
+		"n3": "a:2/20,3/30 b:5/50,28/280 c:6/60,0/0",
+		"n9": "a:2/20,3/30 b:7/70,28/280 c:6/60,0/0",
+	} {
+		if g := got(self); g != want {
+			t.Errorf("asked on %s: %s, want %s", self, g, want)
+		}
+	}
+}
+
+// TestRateTablesCoverShardsHeldElsewhere: three nodes, replication
+// factor 2, so no node holds every shard. From every node, the rate
+// tables have one row per stream, each record counted once: the appends
+// as the shard's leader counted them (not summed over its replicas), the
+// reads summed over the nodes that served them; append_latency has a row
+// per node.
+func TestRateTablesCoverShardsHeldElsewhere(t *testing.T) {
+	names, nodes := startSpreadCluster(t)
+	var topics []string
+	for _, name := range names {
+		topics = append(topics, "stored/"+name+"/x")
+	}
+	const per = 25
+	publishAll(t, nodes[0].MQTTAddr(), "pub", 1, per, topics...)
+	// Every replica applied every record: the append counts no longer move.
+	testutil.Eventually(t, 10*time.Second, "every replica applied every record", func() bool {
+		for _, n := range nodes {
+			for _, s := range n.rateReport().Streams {
+				if c := n.store.Counters()[s.Stream]; s.Serves && c.AppendedRecords != per {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// Each node reads each stream once (SQL, through the node serving it).
+	for _, n := range nodes {
+		for _, name := range names {
+			res, err := n.Query().Query(context.Background(), "SELECT count(*) FROM "+name)
+			if err != nil || fmt.Sprint(res.Rows) != fmt.Sprintf("[[%d]]", per) {
+				t.Fatalf("count of %s on %s: %v %v", name, n.ID(), res, err)
+			}
+		}
+	}
+	leaderOf := func(stream string) *Node {
+		for _, n := range nodes {
+			for _, s := range n.rateReport().Streams {
+				if s.Stream == stream && s.Leads {
+					return n
+				}
+			}
+		}
+		t.Fatalf("no leader of %s's shard", stream)
+		return nil
+	}
+	localRates := func(n *Node, stream string) stats.StreamRates {
+		for _, r := range n.sampler.StreamRates() {
+			if r.Stream == stream {
+				return r
+			}
+		}
+		return stats.StreamRates{}
+	}
+	readSum := func(stream string) float64 {
+		sum := 0.0
+		for _, n := range nodes {
+			sum += localRates(n, stream).Read.M1.RecordsPerSec
+		}
+		return sum
+	}
+	table := func(n *Node, sql string) map[string][]float64 {
+		res, err := n.Query().Query(context.Background(), sql)
+		if err != nil {
+			t.Fatalf("%s on %s: %v", sql, n.ID(), err)
+		}
+		out := map[string][]float64{}
+		for _, r := range res.Rows {
+			name := r[0].(string)
+			if _, dup := out[name]; dup {
+				t.Fatalf("%s on %s: two rows for %s", sql, n.ID(), name)
+			}
+			out[name] = []float64{r[1].(float64)}
+		}
+		return out
+	}
+	elsewhere := 0
+	for _, n := range nodes {
+		for _, name := range names {
+			if n.servesStream(name) {
+				continue
+			}
+			elsewhere++
+			// The figures of n's table lie between the leader's (appends)
+			// or the nodes' summed (reads) figures taken just before and
+			// just after: with no new records, a rate only falls as its
+			// span grows. Twice the count would fall outside.
+			leader := leaderOf(name)
+			before := localRates(leader, name).Append.M1.RecordsPerSec
+			got := table(n, "SELECT stream_name, throughput_1min FROM append_throughput")
+			after := localRates(leader, name).Append.M1.RecordsPerSec
+			if len(got) != len(names) || len(got[name]) != 1 || got[name][0] > before || got[name][0] < after || after <= 0 {
+				t.Errorf("append_throughput on %s: %v; %s's leader %s: %g then %g", n.ID(), got, name, leader.ID(), before, after)
+			}
+			before = readSum(name)
+			got = table(n, "SELECT stream_name, throughput_1min FROM read_throughput")
+			after = readSum(name)
+			if len(got) != len(names) || len(got[name]) != 1 || got[name][0] > before || got[name][0] < after || after <= 0 {
+				t.Errorf("read_throughput on %s: %v; %s's reads on every node: %g then %g", n.ID(), got, name, before, after)
+			}
+		}
+		res, err := n.Query().Query(context.Background(), "SELECT node FROM append_latency WHERE appends > 0")
+		if err != nil || fmt.Sprint(res.Rows) != "[[n1] [n2] [n3]]" {
+			t.Errorf("append_latency on %s: %v %v", n.ID(), res, err)
+		}
+	}
+	if elsewhere == 0 {
+		t.Fatal("every node serves every shard with replication factor 2")
+	}
+}
+
+// TestRateTablesWithoutANode: a node that is gone leaves the tables
+// answering with the others' figures.
+func TestRateTablesWithoutANode(t *testing.T) {
+	nodes := startClusterWith(t, func(c *config.Config) { c.Cluster.ReplicationFactor = 2 })
+	publishAll(t, nodes[0].MQTTAddr(), "pub", 1, 5, "stored/a", "stored/b")
+	if err := nodes[2].Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := nodes[0].Query().Query(context.Background(), "SELECT node FROM append_latency")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range res.Rows {
+		got = append(got, r[0].(string))
+	}
+	if !slices.Equal(got, []string{"n1", "n2"}) {
+		t.Fatalf("append_latency without n3: %v", got)
+	}
+}
