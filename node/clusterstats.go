@@ -1,8 +1,11 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,20 +16,23 @@ import (
 )
 
 // Cluster-wide statistics tables: in a cluster every node holds its own
-// clients' sessions and runs the consumer groups whose shards it leads
-// (sharegroups.go), so the sessions,
-// groups and consumers tables of any node list this node's rows and every
-// other node's, asked over RPC (each row says its node). A node that does
-// not answer within statsTimeout is left out and logged. The rate and
-// latency tables gather every node's figures too (clusterrates.go). The
-// same way,
-// GET /v1/cluster and the nodes table show each node's own figures (disk
-// space of its data directory, uptime), waiting at most figuresTimeout.
+// clients' sessions, runs the consumer groups whose shards it leads
+// (sharegroups.go) and the continuous queries created on it, so the
+// sessions, groups, consumers and queries tables of any node list this
+// node's rows and every other node's, asked over RPC (each row says its
+// node). The rate and latency tables gather every node's figures too
+// (clusterrates.go). A node that does not answer within statsTimeout is
+// left out and logged. The same way, GET /v1/cluster and the nodes table
+// show each node's own figures (disk space of its data directory,
+// uptime), waiting at most figuresTimeout.
 
 // Services the node answers for the statistics tables of others.
 const (
 	sessionsService = "stats.sessions"
 	groupsService   = "stats.groups"
+	// queriesService answers the node's continuous queries (the queries
+	// table).
+	queriesService = "stats.queries"
 	// figuresService answers the node's api.NodeFigures (disk space,
 	// uptime) for GET /v1/cluster and the nodes table.
 	figuresService = "stats.node"
@@ -44,6 +50,9 @@ func (n *Node) serveStats() {
 	})
 	n.repl.mux.Handle(groupsService, func(ctx context.Context, _ string, _ []byte) ([]byte, error) {
 		return json.Marshal(n.groups.Groups(ctx))
+	})
+	n.repl.mux.Handle(queriesService, func(context.Context, string, []byte) ([]byte, error) {
+		return json.Marshal(n.queries.List())
 	})
 	n.repl.mux.Handle(figuresService, func(context.Context, string, []byte) ([]byte, error) {
 		return json.Marshal(n.figures())
@@ -154,5 +163,24 @@ func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
 			out = append(out, gs)
 		}
 	}
+	return out
+}
+
+// clusterQueries serves the queries table: this node's continuous queries
+// and every other node's (a query runs on the node it was created on).
+type clusterQueries struct{ n *Node }
+
+func (q clusterQueries) QueryRows(ctx context.Context) []query.NodeQuery {
+	all := fromPeers[[]query.QueryInfo](ctx, q.n, queriesService, nil)
+	all[q.n.id] = q.n.queries.List()
+	var out []query.NodeQuery
+	for node, list := range all {
+		for _, qi := range list {
+			out = append(out, query.NodeQuery{Node: node, QueryInfo: qi})
+		}
+	}
+	slices.SortFunc(out, func(a, b query.NodeQuery) int {
+		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Node, b.Node))
+	})
 	return out
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/mqstream/mqstream/internal/testutil"
 )
 
-// TestStatsTablesCoverEveryNode: the sessions, groups and consumers tables
-// of any node list the rows of every node, each with its node.
+// TestStatsTablesCoverEveryNode: the sessions, groups, consumers and
+// queries tables of any node list the rows of every node, each with its
+// node.
 func TestStatsTablesCoverEveryNode(t *testing.T) {
 	nodes := startClusterWith(t, storedAndLive)
 	for i, n := range nodes {
@@ -59,6 +60,16 @@ func TestStatsTablesCoverEveryNode(t *testing.T) {
 	}
 	if st := getJSON(t, nodes[0], "/v1/groups/workers", &g); st != 200 || len(g.Members) != 1 || g.Members[0].Node != "n3" {
 		t.Fatalf("group workers on n1: %d %+v, want member-3 on n3", st, g)
+	}
+	// A continuous query runs on the node it was created on; the queries
+	// table of any node lists it with that node, SHOW QUERIES only there.
+	publishSeq(t, nodes[0].MQTTAddr(), "pub", "stored/x", "a", 1)
+	runSQL(t, nodes[2], "CREATE STREAM hot AS SELECT count(*) AS n FROM `stored` GROUP BY TUMBLING(INTERVAL 1 SECOND)")
+	if got := query(nodes[0], "SELECT id, node FROM queries"); !slices.Equal(got, []string{"hotn3"}) {
+		t.Fatalf("queries on n1: %v", got)
+	}
+	if got := query(nodes[0], "SHOW QUERIES"); len(got) != 0 {
+		t.Fatalf("SHOW QUERIES on n1: %v", got)
 	}
 	// Every node's disk space, from any node: the nodes table and the
 	// members of GET /v1/cluster.

@@ -200,7 +200,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err := n.openQueries(writer); err != nil {
 		return nil, err
 	}
-	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: clusterStats{n}, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries,
+	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: clusterStats{n}, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries, QueryTable: clusterQueries{n},
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err

@@ -134,6 +134,8 @@ type Options struct {
 	// Queries runs continuous queries (CREATE STREAM ... AS SELECT, SHOW
 	// QUERIES, TERMINATE QUERY); nil makes them an error.
 	Queries Queries
+	// QueryTable serves the queries table; nil makes it an error.
+	QueryTable QueryTable
 	// Now returns the current time (now() in SQL); nil means time.Now.
 	Now func() time.Time
 	// Logger receives the engine's logs; nil means slog.Default().

@@ -50,6 +50,19 @@ type Queries interface {
 	DropStream(ctx context.Context, name string) error
 }
 
+// QueryTable serves the queries table: the continuous queries of every
+// node of the cluster, each with its node (node adapts them).
+type QueryTable interface {
+	QueryRows(ctx context.Context) []NodeQuery
+}
+
+// NodeQuery is one continuous query and the node running it: a row of the
+// queries table.
+type NodeQuery struct {
+	Node string
+	QueryInfo
+}
+
 // ViewReader reads a view: a table kept up to date by a persistent query.
 type ViewReader interface {
 	// Plan is the view's compiled query.
@@ -133,6 +146,8 @@ func queryCols() []colDef {
 		{"created_at", TTime, "when the query was created"},
 		{"sql", TText, "the CREATE STREAM, INSERT INTO or CREATE VIEW statement"},
 		{"kind", TText, "stream (CREATE STREAM ... AS), insert (INSERT INTO) or view (CREATE VIEW)"},
+		// Last, the queries table's only: SHOW QUERIES lists this node's.
+		{"node", TText, "node running the query: the node it was created on (every node's queries are listed)"},
 	}
 }
 
@@ -177,7 +192,8 @@ func (e *Engine) continuous(ctx context.Context, st statement, sql string) (*Res
 			return e.showViews(), nil
 		}
 		res := &Result{Rows: [][]any{}}
-		for _, c := range queryCols() {
+		cols := queryCols()
+		for _, c := range cols[:len(cols)-1] { // all but node
 			res.Columns = append(res.Columns, Column{Name: c.name, Type: c.typ.String()})
 		}
 		for _, q := range e.opts.Queries.List() {

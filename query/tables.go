@@ -124,7 +124,7 @@ func statTableDefs() []statTableDef {
 			{"in_flight", TInt, "messages sent and not yet acknowledged"},
 			{"node", TText, "node holding the session (every node's sessions are listed)"},
 		}},
-		{name: "queries", desc: "one row per continuous query of this node (SHOW QUERIES)", cols: queryCols()},
+		{name: "queries", desc: "one row per continuous query of every node (SHOW QUERIES: this node's)", cols: queryCols()},
 		{name: "append_latency", desc: "latency of appends (submit to durable) over the last minute, one row per node", cols: []colDef{
 			{"p50", TFloat, "median, milliseconds"},
 			{"p90", TFloat, "90th percentile, milliseconds"},
@@ -305,12 +305,12 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 		}
 		return rows, nil
 	case "queries":
-		if e.opts.Queries == nil {
+		if e.opts.QueryTable == nil {
 			return nil, errorf(Pos{}, "table queries is not available: this node runs no continuous queries")
 		}
 		var rows [][]any
-		for _, q := range e.opts.Queries.List() {
-			rows = append(rows, queryRow(q))
+		for _, q := range e.opts.QueryTable.QueryRows(ctx) {
+			rows = append(rows, append(queryRow(q.QueryInfo), q.Node))
 		}
 		return rows, nil
 	case "groups", "consumers":

@@ -8,7 +8,7 @@ consumers | statistics | one row per connected member of a consumer group
 nodes | statistics | one row per member of the cluster (this node alone when standalone)
 shards | statistics | one row per shard of the cluster, as this node sees it (none when standalone)
 sessions | statistics | one row per MQTT session: connected clients and sessions kept for absent ones
-queries | statistics | one row per continuous query of this node (SHOW QUERIES)
+queries | statistics | one row per continuous query of every node (SHOW QUERIES: this node's)
 append_latency | statistics | latency of appends (submit to durable) over the last minute, one row per node
 devices | stream | stream: 4 records, offsets 0..4
 jobs | stream | stream: 3 records, offsets 0..3
