@@ -3,13 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/stats"
 )
 
@@ -65,17 +64,7 @@ func TestRateTablesCoverShardsHeldElsewhere(t *testing.T) {
 	}
 	const per = 25
 	publishAll(t, nodes[0].MQTTAddr(), "pub", 1, per, topics...)
-	// Every replica applied every record: the append counts no longer move.
-	testutil.Eventually(t, 10*time.Second, "every replica applied every record", func() bool {
-		for _, n := range nodes {
-			for _, s := range n.rateReport().Streams {
-				if c := n.store.Counters()[s.Stream]; s.Serves && c.AppendedRecords != per {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	allApplied(t, nodes, names, per)
 	// Each node reads each stream once (SQL, through the node serving it).
 	for _, n := range nodes {
 		for _, name := range names {
@@ -161,23 +150,61 @@ func TestRateTablesCoverShardsHeldElsewhere(t *testing.T) {
 	}
 }
 
-// TestRateTablesWithoutANode: a node that is gone leaves the tables
-// answering with the others' figures.
+// TestRateTablesWithoutANode: a node that stops answering calls (its RPC
+// mux closes; gossip still has it up) leaves the tables answering with
+// the others' figures, every stream still counted from a replica that
+// answers, and the result says which node is missing.
 func TestRateTablesWithoutANode(t *testing.T) {
-	nodes := startClusterWith(t, func(c *config.Config) { c.Cluster.ReplicationFactor = 2 })
-	publishAll(t, nodes[0].MQTTAddr(), "pub", 1, 5, "stored/a", "stored/b")
-	if err := nodes[2].Close(context.Background()); err != nil {
+	names, nodes := startSpreadCluster(t)
+	var topics []string
+	for _, name := range names {
+		topics = append(topics, "stored/"+name+"/x")
+	}
+	publishAll(t, nodes[0].MQTTAddr(), "pub", 1, 5, topics...)
+	allApplied(t, nodes, names, 5)
+	if err := nodes[2].repl.mux.Close(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := nodes[0].Query().Query(context.Background(), "SELECT node FROM append_latency")
-	if err != nil {
-		t.Fatal(err)
+	run := func(sql string) *query.Result {
+		res, err := nodes[0].Query().Query(context.Background(), sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "node n3 did not answer (") ||
+			!strings.HasSuffix(res.Warnings[0], "): its figures are left out") {
+			t.Errorf("%s: warnings %q", sql, res.Warnings)
+		}
+		return res
 	}
-	var got []string
-	for _, r := range res.Rows {
-		got = append(got, r[0].(string))
+	if got := fmt.Sprint(run("SELECT node FROM append_latency").Rows); got != "[[n1] [n2]]" {
+		t.Errorf("append_latency without n3: %s", got)
 	}
-	if !slices.Equal(got, []string{"n1", "n2"}) {
-		t.Fatalf("append_latency without n3: %v", got)
+	if got := fmt.Sprint(run("SELECT count(*), count(DISTINCT stream_name) FROM append_throughput WHERE throughput_10min > 0").Rows); got != "[[4 4]]" {
+		t.Errorf("streams in append_throughput without n3: %s", got)
 	}
+	// POST /v1/query carries the warnings.
+	var body struct {
+		Rows     [][]any  `json:"rows"`
+		Warnings []string `json:"warnings"`
+	}
+	if st := postAPI(t, nodes[1], "/v1/query", `{"sql":"SELECT node FROM append_latency"}`, &body); st != 200 || len(body.Rows) != 2 ||
+		len(body.Warnings) != 1 || !strings.HasPrefix(body.Warnings[0], "node n3 did not answer") {
+		t.Fatalf("POST /v1/query on n2 without n3: %d %+v", st, body)
+	}
+}
+
+// allApplied waits until every replica of each stream applied its per
+// records: the append counts no longer move.
+func allApplied(t *testing.T, nodes []*Node, names []string, per int64) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "every replica applied every record", func() bool {
+		for _, n := range nodes {
+			for _, name := range names {
+				if n.servesStream(name) && n.store.Counters()[name].AppendedRecords != per {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -93,7 +94,8 @@ func (f nodesFigures) NodeFigures(ctx context.Context) map[string]api.NodeFigure
 // fromPeers calls service with req on every other member that is up, at
 // once, and decodes each JSON answer into a new T; it returns them by node
 // id. A member that fails or does not answer within statsTimeout (or ctx)
-// is left out and logged.
+// is left out and logged, and so is a failed member; when ctx is a SQL
+// query's, its result says so (query.Warn).
 func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) map[string]T {
 	out := map[string]T{}
 	if n.members == nil || n.repl == nil {
@@ -104,6 +106,10 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 	var mu sync.Mutex // guards out
 	var wg sync.WaitGroup
 	for _, m := range n.members.Members() {
+		if m.Status == "failed" {
+			n.log.Warn("a failed node's answer is left out", "peer", m.ID, "service", service)
+			query.Warn(ctx, fmt.Sprintf("node %s is failed: its figures are left out", m.ID))
+		}
 		if m.ID == n.id || m.RPC == "" || (m.Status != "alive" && m.Status != "suspect") {
 			continue
 		}
@@ -117,6 +123,7 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 			}
 			if err != nil {
 				n.log.Warn("a node's answer is left out", "peer", m.ID, "service", service, "error", err)
+				query.Warn(ctx, fmt.Sprintf("node %s did not answer (%v): its figures are left out", m.ID, err))
 				return
 			}
 			mu.Lock()
@@ -131,9 +138,9 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 // clusterSessions serves the sessions table.
 type clusterSessions struct{ n *Node }
 
-func (s clusterSessions) Sessions() []query.Session {
+func (s clusterSessions) Sessions(ctx context.Context) []query.Session {
 	rows := sessionRows(s.n.broker.Sessions(), s.n.id)
-	for node, infos := range fromPeers[[]mqtt.SessionInfo](context.Background(), s.n, sessionsService, nil) {
+	for node, infos := range fromPeers[[]mqtt.SessionInfo](ctx, s.n, sessionsService, nil) {
 		rows = append(rows, sessionRows(infos, node)...)
 	}
 	return rows

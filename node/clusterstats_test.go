@@ -64,7 +64,10 @@ func TestStatsTablesCoverEveryNode(t *testing.T) {
 	// A continuous query runs on the node it was created on; the queries
 	// table of any node lists it with that node, SHOW QUERIES only there.
 	publishSeq(t, nodes[0].MQTTAddr(), "pub", "stored/x", "a", 1)
-	runSQL(t, nodes[2], "CREATE STREAM hot AS SELECT count(*) AS n FROM `stored` GROUP BY TUMBLING(INTERVAL 1 SECOND)")
+	testutil.Eventually(t, 5*time.Second, "a query created on n3 once it sees the stream", func() bool {
+		_, err := nodes[2].Query().Query(context.Background(), "CREATE STREAM hot AS SELECT count(*) AS n FROM `stored` GROUP BY TUMBLING(INTERVAL 1 SECOND)")
+		return err == nil
+	})
 	if got := query(nodes[0], "SELECT id, node FROM queries"); !slices.Equal(got, []string{"hotn3"}) {
 		t.Fatalf("queries on n1: %v", got)
 	}

@@ -33,7 +33,7 @@ type Groups interface {
 // Sessions is what the engine reads of the broker's sessions (node adapts
 // the broker to it).
 type Sessions interface {
-	Sessions() []Session
+	Sessions(ctx context.Context) []Session
 }
 
 // Nodes is what the engine reads of the cluster's members (node adapts
@@ -213,6 +213,9 @@ type Result struct {
 	// of streams, rows of statistics tables) before filtering.
 	RowsScanned int64
 	Elapsed     time.Duration
+	// Warnings say what the rows may lack: in a cluster, the rows of a
+	// node that did not answer (Warn).
+	Warnings []string
 	// Push, set for a push query (SELECT ... EMIT ...) instead of Rows,
 	// runs it: it calls emit with each row as it comes, until ctx ends
 	// (it then returns nil), emit fails, or the query's LIMIT is reached.
@@ -230,10 +233,12 @@ func (e *Engine) Query(ctx context.Context, sql string) (res *Result, err error)
 			res, err = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("internal error while running the query: %v", r)}
 		}
 	}()
-	res, err = e.query(ctx, sql)
+	qctx, warned := withWarnings(ctx)
+	res, err = e.query(qctx, sql)
 	if err != nil {
 		return nil, e.classify(ctx, err)
 	}
+	res.Warnings = warned.take()
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

@@ -25,6 +25,8 @@ type Response struct {
 	Rows        [][]any  `json:"rows"`
 	RowsScanned int64    `json:"rows_scanned"`
 	ElapsedMS   float64  `json:"elapsed_ms"`
+	// Warnings say what the rows may lack (absent when nothing).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrorBody is the error shape of the HTTP API.
@@ -42,7 +44,7 @@ type ErrorDetail struct {
 }
 
 // Handler serves POST /v1/query: {"sql": "..."} in; 200 with columns,
-// rows, rows_scanned and elapsed_ms, or an error:
+// rows, rows_scanned, elapsed_ms and warnings (when any), or an error:
 //
 //	400 sql_syntax, sql_error  the statement (with line and column)
 //	400 query_budget           the row or time budget stopped the query
@@ -88,7 +90,7 @@ func Handler(e *Engine) http.Handler {
 			return
 		}
 		body := Response{Columns: res.Columns, Rows: res.Rows, RowsScanned: res.RowsScanned,
-			ElapsedMS: float64(res.Elapsed) / float64(time.Millisecond)}
+			ElapsedMS: float64(res.Elapsed) / float64(time.Millisecond), Warnings: res.Warnings}
 		if body.Columns == nil {
 			body.Columns = []Column{}
 		}

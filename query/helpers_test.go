@@ -243,7 +243,7 @@ func rows(r *Result) []string {
 // brokerSessions adapts the broker to the engine's Sessions, as node does.
 type brokerSessions struct{ b *mqtt.Broker }
 
-func (s brokerSessions) Sessions() []Session {
+func (s brokerSessions) Sessions(context.Context) []Session {
 	infos := s.b.Sessions()
 	out := make([]Session, len(infos))
 	for i, s := range infos {

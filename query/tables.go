@@ -292,7 +292,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			return nil, errorf(Pos{}, "table sessions is not available: this node runs no MQTT broker")
 		}
 		var rows [][]any
-		for _, s := range e.opts.Sessions.Sessions() {
+		for _, s := range e.opts.Sessions.Sessions(ctx) {
 			var expiry, left any = int64(s.Expiry), nil
 			if s.NeverExpires {
 				expiry = nil

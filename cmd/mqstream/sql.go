@@ -29,6 +29,7 @@ type sqlResult struct {
 	Rows        [][]json.RawMessage `json:"rows"`
 	RowsScanned int64               `json:"rows_scanned"`
 	ElapsedMS   float64             `json:"elapsed_ms"`
+	Warnings    []string            `json:"warnings"`
 }
 
 // sqlHistoryMax is how many lines the shell's history keeps.
@@ -259,8 +260,12 @@ func (s *sqlShell) printError(stmt string, err error) {
 	fmt.Fprintf(s.errOut, "ERROR: %v\n", err)
 }
 
-// print writes a result in the shell's format.
+// print writes a result in the shell's format, and its warnings (rows a
+// node did not answer with) on the error output.
 func (s *sqlShell) print(res *sqlResult) error {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(s.errOut, "WARNING: %s\n", w)
+	}
 	switch s.format {
 	case "json":
 		return printSQLJSON(s.out, res)

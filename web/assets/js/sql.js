@@ -86,6 +86,7 @@ export function SQL() {
     </div>
     ${err && html`<div class="sqlerr"><${ErrorBox} error=${err} /><${ErrorAt} sql=${sent.sql} error=${err} /></div>`}
     ${res && sent.plan && html`<h2>Plan</h2>`}
+    ${res && (res.warnings || []).map((w) => html`<p class="meta warning" role="status">Warning: ${w}</p>`)}
     ${res && html`<p class="meta" data-rows=${res.rows.length}>${res.rows.length} rows · ${res.rows_scanned} scanned · ${res.elapsed_ms.toFixed(1)} ms</p>
       <div class="scroll"><table class=${sent.plan ? 'result plan' : 'result'}>
         <thead><tr>${res.columns.map((c) => html`<th>${c.name}</th>`)}</tr></thead>

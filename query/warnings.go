@@ -1,0 +1,50 @@
+package query
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// Warnings: a statistics table gathered from the nodes of a cluster
+// answers with the rows of the nodes that answered; its source calls Warn
+// for each node left out, and the query's result carries the warnings
+// (Result.Warnings, "warnings" in POST /v1/query, printed by the shell).
+
+type warningsKey struct{}
+
+// warnings collects the warnings of one query.
+type warnings struct {
+	mu   sync.Mutex // guards list
+	list []string
+}
+
+// Warn adds msg to the warnings of the query running under ctx, once
+// however often it is given; it does nothing outside a query. Sources of
+// statistics tables call it when they answer with part of their rows.
+func Warn(ctx context.Context, msg string) {
+	w, ok := ctx.Value(warningsKey{}).(*warnings)
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Contains(w.list, msg) {
+		w.list = append(w.list, msg)
+	}
+}
+
+// withWarnings returns ctx carrying a new collector of warnings.
+func withWarnings(ctx context.Context) (context.Context, *warnings) {
+	w := &warnings{}
+	return context.WithValue(ctx, warningsKey{}, w), w
+}
+
+// take returns the warnings collected, sorted (nil if none).
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := slices.Clone(w.list)
+	slices.Sort(out)
+	return out
+}
