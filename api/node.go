@@ -79,6 +79,9 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 		return 0, nil, fmt.Errorf("%w: no node information", errNotReady)
 	}
 	shardList := s.opts.Node.Shards()
+	if cs, ok := s.opts.Node.(ClusterShards); ok {
+		shardList = cs.ClusterShards(r.Context())
+	}
 	var lags map[int]uint64
 	if sl, ok := s.opts.Node.(ShardLags); ok && len(shardList) > 0 {
 		lags = sl.ShardLags(r.Context())
@@ -123,7 +126,8 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) (int, any, e
 }
 
 // shardCounts counts the shards node id leads and those it holds a
-// replica of. Only shards this node holds a replica of know their leader.
+// replica of, from the leaders the list knows (the node's ClusterShards:
+// every shard's but those none of whose replicas answered).
 func shardCounts(list []shards.ShardStatus, id string) (led, held int) {
 	for _, st := range list {
 		if st.Leader == id {
@@ -141,6 +145,13 @@ func shardCounts(list []shards.ShardStatus, id string) (led, held int) {
 // ok is false before the node has joined the group.
 type Metadata interface {
 	Metadata() (layoutVersion uint64, leader string, ok bool)
+}
+
+// ClusterShards gives the shards with the leader of each, also of those
+// this node holds no replica of, as their replicas see it (the node, in
+// cluster mode); without it GET /v1/cluster shows Node.Shards.
+type ClusterShards interface {
+	ClusterShards(ctx context.Context) []shards.ShardStatus
 }
 
 // ShardLags gives each shard's replication lag: how many entries its

@@ -148,6 +148,54 @@ func TestRateTablesCoverShardsHeldElsewhere(t *testing.T) {
 	if elsewhere == 0 {
 		t.Fatal("every node serves every shard with replication factor 2")
 	}
+	// Every node knows every shard's leader, also of the shards it holds
+	// no replica of: the shards table and GET /v1/cluster.
+	leaders := map[int]string{}
+	for _, n := range nodes {
+		for _, s := range n.Shards() {
+			if s.Local {
+				leaders[s.ID] = s.Leader
+			}
+		}
+	}
+	want := fmt.Sprint(leaders)
+	for _, n := range nodes {
+		res, err := n.Query().Query(context.Background(), "SELECT id, leader FROM shards")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[int]string{}
+		for _, r := range res.Rows {
+			if l, ok := r[1].(string); ok {
+				got[int(r[0].(int64))] = l
+			}
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("shard leaders in the shards table on %s: %v, want %v", n.ID(), got, want)
+		}
+		var cl struct {
+			Members []struct {
+				ID  string `json:"id"`
+				Led int    `json:"shards_led"`
+			} `json:"members"`
+			Shards []struct {
+				ID     int    `json:"id"`
+				Leader string `json:"leader"`
+			} `json:"shards"`
+		}
+		getJSON(t, n, "/v1/cluster", &cl)
+		got = map[int]string{}
+		for _, s := range cl.Shards {
+			got[s.ID] = s.Leader
+		}
+		led := 0
+		for _, m := range cl.Members {
+			led += m.Led
+		}
+		if fmt.Sprint(got) != want || led != len(names) {
+			t.Errorf("GET /v1/cluster on %s: leaders %v, want %v; %d shards led", n.ID(), got, want, led)
+		}
+	}
 }
 
 // TestRateTablesWithoutANode: a node that stops answering calls (its RPC

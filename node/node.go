@@ -195,6 +195,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		n.serveRoutes()
 		n.serveStats()
 		n.serveApplied()
+		n.serveLeaders()
 		n.serveGroupAdmin()
 	}
 	if err := n.openQueries(writer); err != nil {

@@ -3,11 +3,10 @@ package node
 import (
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
-	"github.com/mqstream/mqstream/query"
 )
 
-// What the API and SQL show of the shards: where a stream lives, the
-// forward counters, and the shards table. Standalone (and before the
+// What the API and SQL show of the shards: where a stream lives and the
+// forward counters (the shards table: shardleaders.go). Standalone (and before the
 // cluster formed) there are no shards.
 
 // StreamPlacement says where stream name lives: its shard, the shard's
@@ -54,16 +53,4 @@ func (n *Node) Routes() routes.Stats {
 		return routes.Stats{}
 	}
 	return n.routes.Stats()
-}
-
-// shardRows adapts the node's shards to the SQL engine's shards table.
-type shardRows struct{ n *Node }
-
-func (r shardRows) Shards() []query.ShardRow {
-	list := r.n.Shards()
-	out := make([]query.ShardRow, len(list))
-	for i := range list {
-		out[i] = query.ShardRow(list[i])
-	}
-	return out
 }

@@ -60,7 +60,7 @@ type NodeRow struct {
 // Shards is what the engine reads of the cluster's shards (node adapts
 // its shards: none when standalone or before the cluster formed).
 type Shards interface {
-	Shards() []ShardRow
+	Shards(ctx context.Context) []ShardRow
 }
 
 // ShardRow is one shard as this node sees it: a row of the shards table.

@@ -318,7 +318,7 @@ func TestSessionsTable(t *testing.T) {
 // fakeShards stands for a cluster node's shards.
 type fakeShards []ShardRow
 
-func (f fakeShards) Shards() []ShardRow { return f }
+func (f fakeShards) Shards(context.Context) []ShardRow { return f }
 
 // TestShardsTable: NULL leader while none is known, NULL term and applied
 // where this node holds no replica, replicas as a JSON array; a node

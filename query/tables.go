@@ -106,7 +106,7 @@ func statTableDefs() []statTableDef {
 		}},
 		{name: "shards", desc: "one row per shard of the cluster, as this node sees it (none when standalone)", cols: []colDef{
 			{"id", TInt, "shard number (a stream's shard is a hash of its name)"},
-			{"leader", TText, "node id of the shard's leader (NULL while none is known, or when this node holds no replica)"},
+			{"leader", TText, "node id of the shard's leader, asked of its replicas when this node holds none (NULL while none is known)"},
 			{"term", TInt, "Raft term of this node's replica (NULL when it holds none)"},
 			{"replicas", TJSON, "node ids holding a replica, the preferred leader first, as a JSON array"},
 			{"applied", TInt, "last Raft entry this node's replica applied (NULL when it holds none)"},
@@ -283,7 +283,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			return nil, errorf(Pos{}, "table shards is not available on this node")
 		}
 		var rows [][]any
-		for _, s := range e.opts.Shards.Shards() {
+		for _, s := range e.opts.Shards.Shards(ctx) {
 			rows = append(rows, shardRow(s))
 		}
 		return rows, nil
