@@ -201,7 +201,9 @@ func TestRateTablesCoverShardsHeldElsewhere(t *testing.T) {
 // TestRateTablesWithoutANode: a node that stops answering calls (its RPC
 // mux closes; gossip still has it up) leaves the tables answering with
 // the others' figures, every stream still counted from a replica that
-// answers, and the result says which node is missing.
+// answers, and the result says which node is missing; a shard none of
+// whose replicas answers is missing from the streams table, which says
+// so.
 func TestRateTablesWithoutANode(t *testing.T) {
 	names, nodes := startSpreadCluster(t)
 	var topics []string
@@ -239,6 +241,24 @@ func TestRateTablesWithoutANode(t *testing.T) {
 		len(body.Warnings) != 1 || !strings.HasPrefix(body.Warnings[0], "node n3 did not answer") {
 		t.Fatalf("POST /v1/query on n2 without n3: %d %+v", st, body)
 	}
+	// n2 stops answering too: the streams table of n1 lacks the streams
+	// of the shards held by n2 and n3 alone, and says so.
+	var want []string
+	for _, sh := range nodes[0].Shards() {
+		if !sh.Local {
+			want = append(want, fmt.Sprintf("no replica of shard %d answered: its streams are left out", sh.ID))
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("n1 holds every shard with replication factor 2")
+	}
+	if err := nodes[1].repl.mux.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the streams table of n1 warns of the shards it cannot list", func() bool {
+		res, err := nodes[0].Query().Query(context.Background(), "SELECT name FROM streams")
+		return err == nil && len(res.Rows) < len(names) && fmt.Sprint(res.Warnings) == fmt.Sprint(want)
+	})
 }
 
 // allApplied waits until every replica of each stream applied its per

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/mqstream/mqstream/cluster/reads"
 	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -68,6 +70,17 @@ func (r *replication) serveReads() {
 }
 
 func (r *replicated) ListStreams() []streams.StreamInfo { return r.reads.ListStreams() }
+
+// ListStreamsContext lists the streams for the SQL streams table: the
+// shards none of whose holders answered are left out and warned of in the
+// query's result (query.ContextLister).
+func (r *replicated) ListStreamsContext(ctx context.Context) []streams.StreamInfo {
+	infos, unlisted := r.reads.Listing()
+	for _, shard := range unlisted {
+		query.Warn(ctx, fmt.Sprintf("no replica of shard %d answered: its streams are left out", shard))
+	}
+	return infos
+}
 
 func (r *replicated) DescribeStream(name string) (streams.StreamInfo, error) {
 	return r.reads.DescribeStream(name)

@@ -24,6 +24,13 @@ type Store interface {
 	OffsetAt(name string, t time.Time) (uint64, error)
 }
 
+// ContextLister is what a Store may add: the streams listed under the
+// query's context, for the streams table (a cluster node warns there of
+// the streams it could not list: Warn).
+type ContextLister interface {
+	ListStreamsContext(ctx context.Context) []streams.StreamInfo
+}
+
 // Groups is what the engine reads about consumer groups. *shared.Manager
 // implements it.
 type Groups interface {

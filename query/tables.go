@@ -241,8 +241,12 @@ func (f fieldInfo) describeTypes() string {
 func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 	switch name {
 	case "streams":
+		list := e.opts.Store.ListStreams
+		if cl, ok := e.opts.Store.(ContextLister); ok {
+			list = func() []streams.StreamInfo { return cl.ListStreamsContext(ctx) }
+		}
 		var rows [][]any
-		for _, info := range e.opts.Store.ListStreams() {
+		for _, info := range list() {
 			rows = append(rows, streamRow(info))
 		}
 		return rows, nil

@@ -44,6 +44,7 @@ type Reader struct {
 		sync.Mutex // guards the cached listing
 		listed     time.Time
 		infos      []streams.StreamInfo // the unheld shards' streams
+		unlisted   []int                // the unheld shards no holder listed
 	}
 }
 
@@ -96,10 +97,19 @@ func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, 
 
 // ListStreams lists every stream of the cluster, sorted by name: the
 // local store's for the shards held here, a holder's for the others.
+// The streams of a shard no holder of which answered are left out
+// (logged; Listing says which shards).
 func (r *Reader) ListStreams() []streams.StreamInfo {
+	infos, _ := r.Listing()
+	return infos
+}
+
+// Listing is ListStreams, and the shards whose streams it lacks because
+// none of their holders answered, sorted.
+func (r *Reader) Listing() ([]streams.StreamInfo, []int) {
 	n := r.place.Shards()
 	if n == 0 {
-		return r.local.ListStreams()
+		return r.local.ListStreams(), nil
 	}
 	var out []streams.StreamInfo
 	for _, info := range r.local.ListStreams() {
@@ -107,22 +117,24 @@ func (r *Reader) ListStreams() []streams.StreamInfo {
 			out = append(out, info)
 		}
 	}
-	out = append(out, r.remoteStreams(n)...)
+	remote, unlisted := r.remoteStreams(n)
+	out = append(out, remote...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, unlisted
 }
 
-// remoteStreams lists the streams of the shards not held here (kept for
-// listFor).
-func (r *Reader) remoteStreams(n int) []streams.StreamInfo {
+// remoteStreams lists the streams of the shards not held here, and the
+// shards no holder listed (both kept for listFor).
+func (r *Reader) remoteStreams(n int) ([]streams.StreamInfo, []int) {
 	r.mu.Lock()
 	if time.Since(r.mu.listed) < listFor {
-		infos := slices.Clone(r.mu.infos)
+		infos, unlisted := slices.Clone(r.mu.infos), slices.Clone(r.mu.unlisted)
 		r.mu.Unlock()
-		return infos
+		return infos, unlisted
 	}
 	r.mu.Unlock()
 	var infos []streams.StreamInfo
+	var unlisted []int
 	ctx := context.Background()
 	for i := range n {
 		local, addrs := r.place.Holders(i)
@@ -137,12 +149,13 @@ func (r *Reader) remoteStreams(n int) []streams.StreamInfo {
 				continue
 			}
 		}
+		unlisted = append(unlisted, i)
 		r.log.Warn("cannot list the streams of a shard held elsewhere", "shard", i, "error", err)
 	}
 	r.mu.Lock()
-	r.mu.listed, r.mu.infos = time.Now(), infos
+	r.mu.listed, r.mu.infos, r.mu.unlisted = time.Now(), infos, unlisted
 	r.mu.Unlock()
-	return slices.Clone(infos)
+	return slices.Clone(infos), slices.Clone(unlisted)
 }
 
 // DescribeStream describes a stream wherever it is held.

@@ -128,7 +128,8 @@ func TestReadsOfStreamsHeldElsewhere(t *testing.T) {
 }
 
 // TestRemoteReadErrors: a stream missing on its holder is "not found"
-// (as a local one is); a holder that does not answer is "unavailable".
+// (as a local one is); a holder that does not answer is "unavailable",
+// and a listing says which shards it lacks.
 func TestRemoteReadErrors(t *testing.T) {
 	a, b := startNode(t, "a"), startNode(t, "b")
 	r := New(a.store, twoShards{mine: 0, addrs: []string{b.mux.Addr().String()}}, a.mux, testutil.Logger())
@@ -142,6 +143,13 @@ func TestRemoteReadErrors(t *testing.T) {
 	down.timeout = time.Second
 	if _, err := down.DescribeStream("beta"); !errors.Is(err, streams.ErrUnavailable) {
 		t.Fatalf("describe with no holder answering: %v", err)
+	}
+	appendN(t, a.store, "alpha", 1)
+	if list, unlisted := down.Listing(); len(list) != 1 || list[0].Name != "alpha" || fmt.Sprint(unlisted) != "[1]" {
+		t.Fatalf("listing with no holder of shard 1 answering: %+v, unlisted %v", list, unlisted)
+	}
+	if list, unlisted := r.Listing(); len(list) != 1 || unlisted != nil {
+		t.Fatalf("listing with every holder answering: %+v, unlisted %v", list, unlisted)
 	}
 	if _, err := Serve(context.Background(), b.store, twoShards{}.ShardOf, []byte{9, 0, 0}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("unknown operation: %v", err)
