@@ -36,7 +36,7 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 			return nil, err
 		}
 	case *createStreamStmt, *pushStmt:
-		c, sel, err := planQuery(st, s.src, s.sql)
+		c, sel, err := planQuery(st, s.src, s.sql, e.viewPlan)
 		if err != nil {
 			return nil, err
 		}
@@ -51,13 +51,13 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 }
 
 // planQuery compiles a persistent or push query's statement.
-func planQuery(st statement, src *source, sql string) (*Continuous, *selectStmt, error) {
+func planQuery(st statement, src *source, sql string, views ViewPlans) (*Continuous, *selectStmt, error) {
 	if ps, ok := st.(*pushStmt); ok {
 		c, err := planPush(ps, src, sql)
 		return c, ps.sel, err
 	}
 	cs := st.(*createStreamStmt)
-	c, err := planContinuous(cs, src, sql)
+	c, err := planContinuous(cs, src, sql, views)
 	return c, cs.sel, err
 }
 
@@ -66,6 +66,11 @@ func planQuery(st statement, src *source, sql string) (*Continuous, *selectStmt,
 func (e *Engine) checkStreams(c *Continuous) error {
 	if _, err := e.opts.Store.DescribeStream(c.Source); err != nil {
 		return errorf(c.SourceAt, "unknown stream %q: a continuous query reads an existing stream (SHOW STREAMS lists them)", c.Source)
+	}
+	if j := c.Join; j != nil && j.Kind == JoinInterval {
+		if _, err := e.opts.Store.DescribeStream(j.Right); err != nil {
+			return errorf(j.RightAt, "unknown stream or view %q: a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)", j.Right)
+		}
 	}
 	if c.Kind == KindInsert {
 		if _, err := e.opts.Store.DescribeStream(c.Name); err != nil {
