@@ -92,15 +92,10 @@ func TestIntervalJoinRestartsGiveTheUninterruptedOutput(t *testing.T) {
 				}
 				e.appendStamped(names[side], at[side], batch...)
 				e.disturb(rng.Intn(6), joinKey("live"))
-				if e.crashed.Load() && rng.Intn(3) == 0 {
-					e.crashed.Store(false)
-					e.restart()
-				}
+				e.afterCrash(rng)
 			}
 			e.crashNext.Store(false)
-			if e.crashed.Load() {
-				e.restart()
-			}
+			e.afterCrash(nil)
 			e.clock.Advance(time.Hour)
 			e.create(fmt.Sprintf(sql, "reference"))
 			testutil.Eventually(t, 10*time.Second, "both queries caught up", func() bool {

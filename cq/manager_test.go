@@ -374,16 +374,10 @@ func testRestarts(t *testing.T, sql string, seed int64) *env {
 		if paused && e.info("live").Status != statusPaused {
 			t.Fatalf("a paused query is %s", e.info("live").Status)
 		}
-		if e.crashed.Load() && rng.Intn(3) == 0 {
-			// A crashed query has stopped: the node restarts.
-			e.crashed.Store(false)
-			e.restart()
-		}
+		e.afterCrash(rng)
 	}
 	e.crashNext.Store(false)
-	if e.crashed.Load() {
-		e.restart()
-	}
+	e.afterCrash(nil)
 	if paused {
 		e.setPaused("live", false)
 	}
@@ -423,6 +417,17 @@ func (e *env) disturb(what int, keys ...[]byte) {
 			e.t.Fatal(err)
 		}
 		e.start()
+	}
+}
+
+// afterCrash restarts the manager if a query has crashed (it has
+// stopped, as a crashed node does): one time in three with rng, always
+// with nil.
+func (e *env) afterCrash(rng *rand.Rand) {
+	e.t.Helper()
+	if e.crashed.Load() && (rng == nil || rng.Intn(3) == 0) {
+		e.crashed.Store(false)
+		e.restart()
 	}
 }
 
