@@ -80,6 +80,20 @@ func (e *Engine) checkStreams(c *Continuous) error {
 	return nil
 }
 
+// explainJoin describes the join of a persistent query.
+func explainJoin(p *plan, c *Continuous, j *Join) {
+	on := fmt.Sprintf(" on %d key(s)", len(c.jp.right.keyL))
+	if j.Kind == JoinLookup {
+		kind := "inner: a record without a row is dropped"
+		if j.Left {
+			kind = "left: a record without a row gets NULL columns"
+		}
+		p.add("join", "lookup of view %s%s: each record with the view's current row(s) for its key, as the view is when the record is processed (%s)", j.Right, on, kind)
+		return
+	}
+	p.add("join", "interval join with stream %s%s: pairs with %s._timestamp - %s._timestamp within [%s, %s], output when the later record of the pair is processed; both streams are read in _timestamp order", j.Right, on, c.jp.right.label, c.t.label, j.Lo, j.Hi)
+}
+
 // explainSelect describes an ad-hoc SELECT's plan.
 func (e *Engine) explainSelect(p *plan, sp *selectPlan, s *selectStmt) error {
 	p.add("statement", "ad-hoc query: reads what the tables hold now and answers once")
@@ -220,6 +234,9 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		from = "from its end when the query is created (START('latest'))"
 	}
 	p.add("source", "stream %s, %s, one record at a time", c.Source, from)
+	if j := c.Join; j != nil {
+		explainJoin(p, c, j)
+	}
 	var keys []string
 	for i, g := range s.groupBy {
 		if w, ok := g.(*call); ok && windowFuncs[w.name] {
@@ -255,6 +272,10 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("state", "one accumulator set per key and open window (never the records)")
 	case c.Stateful:
 		p.add("state", "one accumulator set per key (never the records)")
+	case c.Join != nil && c.Join.Kind == JoinInterval:
+		p.add("state", "the records of both streams within the interval, by key: a record of %s is kept until the records processed are %s past it, one of %s until they are %s past it", c.Source, c.Join.Hi, c.Join.Right, -c.Join.Lo)
+	case c.Join != nil:
+		p.add("state", "none: the view keeps its rows")
 	default:
 		p.add("state", "none: each record makes its own row")
 	}
@@ -263,6 +284,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 	switch {
 	case c.Kind == KindView:
 		p.add("emit", "none: the view's rows are updated with each record and read with SELECT ... FROM %s", c.Name)
+	case c.Join != nil:
+		p.add("emit", "changes: one row per joined pair that passes the filter")
 	case !c.Stateful && !c.Windowed():
 		p.add("emit", "changes: one row per record that passes the filter")
 	case c.Emit == "final" && c.Window.Sessions():
