@@ -104,6 +104,9 @@ func TestJoinsOverMQTT(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the lookups", func() bool {
 		return rows("SELECT _payload FROM placed ORDER BY _offset") == `[[{"sensor":"s1","temp":21,"floor":4}] [{"sensor":"s2","temp":22,"floor":null}]]`
 	})
+	if s := rows("EXPLAIN CREATE STREAM x AS SELECT t.temp, d.floor FROM temps t JOIN devs d ON d.id = t.sensor"); !strings.Contains(s, "lookup of view devs on 1 key(s)") {
+		t.Fatalf("EXPLAIN of a lookup: %s", s)
+	}
 	if s := rows("SELECT id, status FROM queries WHERE id = 'paid'"); !strings.Contains(s, "running") {
 		t.Fatalf("SHOW QUERIES: %s", s)
 	}

@@ -200,6 +200,8 @@ func TestJoinErrors(t *testing.T) {
 			"1:61: a lookup of view devs equates each of its GROUP BY keys with an expression of o in ON: missing d.id"},
 		{"CREATE STREAM o AS SELECT o.id FROM orders o JOIN devs d ON o.id = d.id JOIN temps t ON t.id = o.id",
 			"1:78: a continuous query joins two inputs, not 3"},
+		{"CREATE STREAM o AS SELECT /*+ START('latest') */ a.id FROM orders a JOIN temps b ON a.id = b.id AND b._timestamp BETWEEN a._timestamp AND a._timestamp",
+			"1:69: START('latest') is not supported in joins of two streams yet"},
 		{"CREATE STREAM orders_x AS SELECT a.id FROM orders a JOIN orders_x b ON a.id = b.id AND b._timestamp BETWEEN a._timestamp AND a._timestamp",
 			`1:58: unknown stream or view "orders_x"`},
 	} {

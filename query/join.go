@@ -112,9 +112,6 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 	if emit == "final" {
 		return errorf(emitAt, "EMIT FINAL needs a window; a join query emits each joined pair (EMIT CHANGES, the default)")
 	}
-	if c.Hints.StartLatest {
-		return errorf(j.pos, "START('latest') is not supported in join queries yet: they read their inputs from the start")
-	}
 	c.Source, c.SourceAt, c.Emit = left.name, left.pos, "changes"
 	c.Join = &Join{Right: right.name, RightAt: right.pos, Kind: JoinInterval, Left: j.kind == joinLeft}
 	var vc *Continuous
@@ -129,6 +126,9 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 		case !isStream:
 			return errorf(right.pos, "unknown stream or view %q: a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)", right.name)
 		}
+	}
+	if c.Join.Kind == JoinInterval && c.Hints.StartLatest {
+		return errorf(j.pos, "START('latest') is not supported in joins of two streams yet: they read their inputs from the first record kept")
 	}
 	if c.Join.Kind == JoinInterval && c.Join.Left {
 		return errorf(j.pos, "LEFT JOIN of two streams is not supported yet: an interval join is inner (JOIN); LEFT JOIN looks a view up")
