@@ -297,3 +297,19 @@ func BenchmarkLookupJoin(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestLookupOfWindowedView: a windowed view gives a record one row per
+// window holding its key, in window order.
+func TestLookupOfWindowedView(t *testing.T) {
+	e := newEnv(t)
+	e.createStreams("probe")
+	e.create("CREATE VIEW pm AS SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLING(INTERVAL 10 SECOND)")
+	e.create("CREATE STREAM seen AS SELECT p.sensor, v.window_start, v.n FROM probe p JOIN pm v ON v.sensor = p.sensor")
+	e.appendAt(time.Second, `{"sensor":"s1"}`, `{"sensor":"s2"}`)
+	e.appendAt(12*time.Second, `{"sensor":"s1"}`, `{"sensor":"s1"}`)
+	e.waitView("pm", "[0s 10s s1 1] [0s 10s s2 1] [10s 20s s1 2]")
+	e.appendTo("probe", `{"sensor":"s1"}`, `{"sensor":"s3"}`, `{"sensor":"s2"}`)
+	w := func(s int) string { return base.Add(time.Duration(s) * time.Second).Format(time.RFC3339) }
+	e.waitOutput("seen", fmt.Sprintf(`{"sensor":"s1","window_start":%q,"n":1}`, w(0)), fmt.Sprintf(`{"sensor":"s1","window_start":%q,"n":2}`, w(10)),
+		fmt.Sprintf(`{"sensor":"s2","window_start":%q,"n":1}`, w(0)))
+}
