@@ -140,8 +140,10 @@
 // shows a later record or, read to its end, once the record is older than
 // now - IdleTimeout: the order, and so the pairs, are a function of the
 // records. It keeps the records of the interval, by key, and drops them
-// once the records processed have left the interval behind. Its output
-// carries both inputs' next offsets; a restart reads each input again from
+// once the records processed have left the interval behind (with LEFT
+// JOIN, a record of the first input that nothing joined is then output
+// alone). Its output carries both inputs' next offsets and that frontier;
+// a restart reads each input again from
 // the first record it may still need, rebuilds the kept records from
 // those it had processed, without output, and goes on. A lookup of a view
 // (query.JoinLookup) is a query without state that emits changes: each

@@ -48,12 +48,14 @@ const propJoin = "mqstream-join-offsets"
 func joinKey(id string) []byte { return []byte("j/" + id) }
 
 // joinRow is a record an interval join keeps: its time, join key and
-// columns.
+// columns, and (LEFT JOIN, first input) whether a record of the second
+// has joined it.
 type joinRow struct {
-	ts    int64
-	key   string
-	vals  []any
-	bytes int64
+	ts      int64
+	key     string
+	vals    []any
+	bytes   int64
+	matched bool
 }
 
 // joinSide is the records kept of one input, in processing order (their
@@ -67,30 +69,36 @@ type joinSide struct {
 // joiner is the state of an interval join. One goroutine owns it.
 type joiner struct {
 	c     *query.Continuous
+	left  bool // LEFT JOIN: a record of a that nothing joined is output alone
 	sides [2]joinSide
 	// keep is how long past its time a record of each input may still
 	// join one processed later: Hi for a, -Lo for b.
 	keep     [2]int64
 	frontier int64 // the time of the last record processed (or the idle floor)
-	bytes    int64
+	// quietTo, after a restart, is the frontier its progress carries:
+	// the records of a evicted below it were output alone before (LEFT
+	// JOIN), if they had to be.
+	quietTo int64
+	bytes   int64
 	counts
 }
 
 func newJoiner(c *query.Continuous) *joiner {
-	j := &joiner{c: c, keep: [2]int64{int64(c.Join.Hi), -int64(c.Join.Lo)}, frontier: -1 << 63}
+	j := &joiner{c: c, left: c.Join.Left, keep: [2]int64{int64(c.Join.Hi), -int64(c.Join.Lo)}, frontier: -1 << 63, quietTo: -1 << 63}
 	for i := range j.sides {
 		j.sides[i].byKey = map[string][]*joinRow{}
 	}
 	return j
 }
 
-// add processes record r of input side (0: a, 1: b) and appends the pairs
-// it completes to out, unless quiet (a restart rebuilding its state).
+// add processes record r of input side (0: a, 1: b) and appends the rows
+// it completes to out, unless quiet (a restart rebuilding its state):
+// first those of the records of a it evicts (LEFT JOIN), then its pairs.
 func (j *joiner) add(side int, r *streams.Record, out []query.Output, quiet bool) []query.Output {
 	j.in++
 	ts := r.Timestamp.UnixNano()
 	j.lastTS = ts
-	j.evict(ts)
+	out = j.evict(ts, out)
 	key, vals, ok, err := j.c.JoinInput(side, r)
 	if err != nil {
 		j.skip(err)
@@ -99,30 +107,53 @@ func (j *joiner) add(side int, r *streams.Record, out []query.Output, quiet bool
 	if !ok {
 		return out
 	}
-	if !quiet {
-		for _, o := range j.sides[1-side].byKey[string(key)] {
-			l, rt := vals, o.vals
+	jr := &joinRow{ts: ts, key: string(key), vals: vals}
+	if !quiet || j.left {
+		for _, o := range j.sides[1-side].byKey[jr.key] {
+			l, rt, lr := vals, o.vals, jr
 			if side == 1 {
-				l, rt = o.vals, vals
+				l, rt, lr = o.vals, vals, o
 			}
-			row, _, ok, err := j.c.Pair(l, rt)
+			row, matched, ok, err := j.c.Pair(l, rt)
 			if err != nil {
 				j.skip(err)
 				continue
 			}
-			if ok {
+			lr.matched = lr.matched || matched
+			if ok && !quiet {
 				out = append(out, row)
 			}
 		}
 	}
 	if ts+j.keep[side] < j.frontier {
-		return out // joins nothing processed later
+		// Joins nothing processed later.
+		if side == 0 {
+			out = j.alone(jr, out)
+		}
+		return out
 	}
 	s := &j.sides[side]
-	jr := &joinRow{ts: ts, key: string(key), vals: vals, bytes: keyOverhead + j.c.RowBytes(key, vals)}
+	jr.bytes = keyOverhead + j.c.RowBytes(key, vals)
 	s.rows = append(s.rows, jr)
 	s.byKey[jr.key] = append(s.byKey[jr.key], jr)
 	j.bytes += jr.bytes
+	return out
+}
+
+// alone appends the row of a record of a leaving the state unjoined
+// (LEFT JOIN) to out, unless it was output before a restart.
+func (j *joiner) alone(jr *joinRow, out []query.Output) []query.Output {
+	if !j.left || jr.matched || jr.ts+j.keep[0] < j.quietTo {
+		return out
+	}
+	row, _, ok, err := j.c.Pair(jr.vals, nil)
+	if err != nil {
+		j.skip(err)
+		return out
+	}
+	if ok {
+		out = append(out, row)
+	}
 	return out
 }
 
@@ -132,10 +163,11 @@ func (j *joiner) skip(err error) {
 }
 
 // evict raises the frontier to t and drops the records no record at or
-// after t can join.
-func (j *joiner) evict(t int64) {
+// after t can join, appending the rows of those of a output alone (LEFT
+// JOIN) to out, in their order.
+func (j *joiner) evict(t int64, out []query.Output) []query.Output {
 	if t <= j.frontier {
-		return
+		return out
 	}
 	j.frontier = t
 	for i := range j.sides {
@@ -151,12 +183,16 @@ func (j *joiner) evict(t int64) {
 				delete(s.byKey, jr.key)
 			}
 			j.bytes -= jr.bytes
+			if i == 0 {
+				out = j.alone(jr, out)
+			}
 		}
 		if s.head > 1024 && s.head*2 > len(s.rows) {
 			s.rows = append([]*joinRow(nil), s.rows[s.head:]...)
 			s.head = 0
 		}
 	}
+	return out
 }
 
 // size is the estimated memory of the records kept, and their keys.
@@ -212,10 +248,11 @@ func (r *runner) runInterval(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	next, found, err := recoverJoin(m.opts.Reader, m.opts.KV, id, r.sink())
+	p, found, err := recoverJoin(m.opts.Reader, m.opts.KV, id, r.sink())
 	if err != nil {
 		return err
 	}
+	next := p.next
 	in := [2]*joinInput{{name: c.Source}, {name: c.Join.Right}}
 	for i := range in {
 		in[i].pos, in[i].next = next[i], next[i]
@@ -226,6 +263,9 @@ func (r *runner) runInterval(ctx context.Context) error {
 		}
 	}
 	j := newJoiner(c)
+	if found {
+		j.quietTo = p.frontier
+	}
 	idle := m.idleOf(c.Hints.IdleTimeout)
 	hinted, hintedAt := next, m.opts.Now()
 	var outCount int64
@@ -252,28 +292,30 @@ func (r *runner) runInterval(ctx context.Context) error {
 			x.buf = x.buf[1:]
 			processed = true
 			if len(rows) >= maxRequestRows || len(x.buf) == 0 && len(rows) > 0 {
-				if err := r.outputRows(rows, joinMarkers(id, in), &outCount, &lastEmit); err != nil {
+				if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
 					return err
 				}
 				rows = rows[:0]
-				hinted, hintedAt = r.hintJoin(in), m.opts.Now()
+				hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
 			}
 			if len(x.buf) == 0 {
 				break // read on before going further
 			}
 		}
-		if len(rows) > 0 {
-			if err := r.outputRows(rows, joinMarkers(id, in), &outCount, &lastEmit); err != nil {
-				return err
-			}
-			hinted, hintedAt = r.hintJoin(in), m.opts.Now()
-		}
 		atTail := in[0].drained() && in[1].drained()
 		if atTail {
-			j.evict(floor) // records appended from now on are stamped after floor
+			// Records appended from now on are stamped after floor: the
+			// records of a before it leave, with their rows (LEFT JOIN).
+			rows = j.evict(floor, rows)
+		}
+		if len(rows) > 0 {
+			if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+				return err
+			}
+			hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
 		}
 		if (in[0].pos > hinted[0] || in[1].pos > hinted[1]) && now.Sub(hintedAt) >= m.opts.HintInterval {
-			hinted, hintedAt = r.hintJoin(in), now // records that made no rows
+			hinted, hintedAt = r.hintJoin(in, j.frontier), now // records that made no rows
 		}
 		size, nkeys := j.size()
 		r.report(view{running: true, wm: j.frontier, started: j.in > 0, windows: 0, keys: j.kept(), counts: &j.counts,
@@ -341,7 +383,9 @@ func waitEither(ctx context.Context, a, b <-chan struct{}, tick time.Duration) e
 
 // rewindJoin moves each input back to the first record a restarted join
 // may still need: from the time T of the last record processed, T - Hi
-// for a, T + Lo for b (never past the next offset).
+// for a, T + Lo for b (never past the next offset). With LEFT JOIN, b
+// from T - Hi + Lo: the records that joined those of a kept, which
+// must know whether they were joined.
 func (r *runner) rewindJoin(in [2]*joinInput) error {
 	rd, c := r.m.opts.Reader, r.c
 	var last int64
@@ -361,7 +405,11 @@ func (r *runner) rewindJoin(in [2]*joinInput) error {
 	if !known {
 		return nil // trimmed by retention: from what is kept
 	}
-	for i, back := range [2]time.Duration{-c.Join.Hi, c.Join.Lo} {
+	back := [2]time.Duration{-c.Join.Hi, c.Join.Lo}
+	if c.Join.Left {
+		back[1] = c.Join.Lo - max(c.Join.Hi, 0)
+	}
+	for i, back := range back {
 		x := in[i]
 		from, err := rd.OffsetAt(x.name, time.Unix(0, last).Add(back))
 		if err != nil {
@@ -372,68 +420,85 @@ func (r *runner) rewindJoin(in [2]*joinInput) error {
 	return nil
 }
 
-func joinMarkers(id string, in [2]*joinInput) []streams.UserProperty {
-	return []streams.UserProperty{{Key: propQuery, Value: id}, {Key: propJoin, Value: strconv.FormatUint(in[0].pos, 10) + "," + strconv.FormatUint(in[1].pos, 10)}}
+// joinProgress is the progress of an interval join: the next offset of
+// each input, and the frontier (its records of a evicted below it were
+// output alone, with LEFT JOIN, if they had to be).
+type joinProgress struct {
+	next     [2]uint64
+	frontier int64
 }
 
-// hintJoin records the inputs' next offsets in the key/value namespace
-// (after the output they cover is durable) and returns them.
-func (r *runner) hintJoin(in [2]*joinInput) [2]uint64 {
+func joinMarkers(id string, in [2]*joinInput, frontier int64) []streams.UserProperty {
+	return []streams.UserProperty{{Key: propQuery, Value: id}, {Key: propJoin, Value: strconv.FormatUint(in[0].pos, 10) + "," +
+		strconv.FormatUint(in[1].pos, 10) + "," + strconv.FormatInt(frontier, 10)}}
+}
+
+// hintJoin records the inputs' next offsets and the frontier in the
+// key/value namespace (after the output they cover is durable) and
+// returns the offsets.
+func (r *runner) hintJoin(in [2]*joinInput, frontier int64) [2]uint64 {
 	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, in[0].pos), in[1].pos)
-	r.hintAt(joinKey(r.def.ID), v)
+	r.hintAt(joinKey(r.def.ID), binary.BigEndian.AppendUint64(v, uint64(frontier)))
 	return [2]uint64{in[0].pos, in[1].pos}
 }
 
-// recoverJoin returns the next offset of each input of interval join
-// id: the newer of its hint and its newest output record's marker.
-func recoverJoin(rd Reader, kv KV, id string, sink streamFrom) (next [2]uint64, ok bool, err error) {
+// recoverJoin returns the progress of interval join id: the newer of
+// its hint and its newest output record's marker.
+func recoverJoin(rd Reader, kv KV, id string, sink streamFrom) (p joinProgress, ok bool, err error) {
 	v, found, err := kv.Get(joinKey(id))
 	if err != nil {
-		return next, false, fmt.Errorf("progress hint: %w", err)
+		return p, false, fmt.Errorf("progress hint: %w", err)
 	}
 	if found {
-		if len(v) != 16 && len(v) != 24 {
-			return next, false, fmt.Errorf("cq: join progress hint of %d bytes", len(v))
+		if len(v) != 24 && len(v) != 32 {
+			return p, false, fmt.Errorf("cq: join progress hint of %d bytes", len(v))
 		}
-		next, ok = [2]uint64{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}, true
-		if len(v) == 24 {
-			sink.from = max(sink.from, binary.BigEndian.Uint64(v[16:]))
+		u := func(i int) uint64 { return binary.BigEndian.Uint64(v[8*i:]) }
+		p, ok = joinProgress{next: [2]uint64{u(0), u(1)}, frontier: int64(u(2))}, true
+		if len(v) == 32 {
+			// Output written since the hint is at or after the output
+			// stream's end then (see recoverProgress).
+			sink.from = max(sink.from, u(3))
 		}
 	}
-	var out [2]uint64
+	var out joinProgress
 	seen, err := lastOutput(rd, sink, func(rec *streams.Record) bool {
 		var parsed bool
 		out, parsed = joinMarkerOf(rec, id)
 		return parsed
 	})
 	if err != nil {
-		return next, false, err
+		return p, false, err
 	}
-	// Both are prefixes of one order: the further one has both offsets
-	// at least as high.
-	if seen && (!ok || out[0]+out[1] > next[0]+next[1]) {
-		next, ok = out, true
+	// Both are points of one order: the further one has both offsets and
+	// the frontier at least as high.
+	if seen && (!ok || out.next[0]+out.next[1] > p.next[0]+p.next[1] || out.next == p.next && out.frontier > p.frontier) {
+		p, ok = out, true
 	}
-	return next, ok, nil
+	return p, ok, nil
 }
 
-// joinMarkerOf reads the offsets an output record of interval join id
+// joinMarkerOf reads the progress an output record of interval join id
 // carries.
-func joinMarkerOf(rec *streams.Record, id string) ([2]uint64, bool) {
+func joinMarkerOf(rec *streams.Record, id string) (joinProgress, bool) {
 	if !writtenBy(rec, id) {
-		return [2]uint64{}, false
+		return joinProgress{}, false
 	}
-	for _, p := range rec.UserProperties {
-		if p.Key != propJoin {
+	for _, prop := range rec.UserProperties {
+		if prop.Key != propJoin {
 			continue
 		}
-		a, b, cut := strings.Cut(p.Value, ",")
-		x, err1 := strconv.ParseUint(a, 10, 64)
-		y, err2 := strconv.ParseUint(b, 10, 64)
-		if !cut || err1 != nil || err2 != nil {
-			return [2]uint64{}, false
+		f := strings.Split(prop.Value, ",")
+		if len(f) != 3 {
+			return joinProgress{}, false
 		}
-		return [2]uint64{x, y}, true
+		a, err1 := strconv.ParseUint(f[0], 10, 64)
+		b, err2 := strconv.ParseUint(f[1], 10, 64)
+		fr, err3 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return joinProgress{}, false
+		}
+		return joinProgress{next: [2]uint64{a, b}, frontier: fr}, true
 	}
-	return [2]uint64{}, false
+	return joinProgress{}, false
 }

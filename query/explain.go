@@ -91,7 +91,11 @@ func explainJoin(p *plan, c *Continuous, j *Join) {
 		p.add("join", "lookup of view %s%s: each record with the view's current row(s) for its key, as the view is when the record is processed (%s)", j.Right, on, kind)
 		return
 	}
-	p.add("join", "interval join with stream %s%s: pairs with %s._timestamp - %s._timestamp within [%s, %s], output when the later record of the pair is processed; both streams are read in _timestamp order", j.Right, on, c.jp.right.label, c.t.label, j.Lo, j.Hi)
+	left := ""
+	if j.Left {
+		left = fmt.Sprintf("; left: a record of %s that nothing joined is output alone (NULL columns) once the interval has passed", c.Source)
+	}
+	p.add("join", "interval join with stream %s%s: pairs with %s._timestamp - %s._timestamp within [%s, %s], output when the later record of the pair is processed; both streams are read in _timestamp order%s", j.Right, on, c.jp.right.label, c.t.label, j.Lo, j.Hi, left)
 }
 
 // explainSelect describes an ad-hoc SELECT's plan.

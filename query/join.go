@@ -16,7 +16,8 @@ import (
 //     a._timestamp - INTERVAL 5 SECOND AND a._timestamp + INTERVAL 5
 //     SECOND, or the same with >= and <=), the way Flink SQL writes its
 //     interval joins; the bounds say how long a record waits for its
-//     partners, so they bound the state. Inner joins only.
+//     partners, so they bound the state. JOIN, or LEFT JOIN: a record of
+//     a that nothing joined within the interval is output alone.
 //   - b is a view (CREATE VIEW): a lookup. Each record of a is joined
 //     with the view's current row(s) for its key; ON equates every GROUP
 //     BY key of the view with an expression of a. JOIN drops a record
@@ -41,7 +42,8 @@ type Join struct {
 	// Right is the second input, named at RightAt in SQL.
 	Right   string
 	RightAt Pos
-	// Left is set for LEFT JOIN (lookups only).
+	// Left is set for LEFT JOIN: a record of Source that nothing joins
+	// is output alone, the right side's columns NULL.
 	Left bool
 	// Lo and Hi bound an interval join: a pair joins only if the right
 	// record's _timestamp minus the left one's is within [Lo, Hi].
@@ -129,9 +131,6 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 	}
 	if c.Join.Kind == JoinInterval && c.Hints.StartLatest {
 		return errorf(j.pos, "START('latest') is not supported in joins of two streams yet: they read their inputs from the first record kept")
-	}
-	if c.Join.Kind == JoinInterval && c.Join.Left {
-		return errorf(j.pos, "LEFT JOIN of two streams is not supported yet: an interval join is inner (JOIN); LEFT JOIN looks a view up")
 	}
 
 	// The inputs: the left stream's payload fields, and the right
@@ -427,7 +426,8 @@ func (p *selectPlan) scopeCols() []scopeCol {
 // side): ok is false for a record the join skips. key is its join key
 // (the view's group key for a lookup's left side), vals its columns, to
 // keep and hand to Pair; both are fresh copies. A NULL key joins nothing:
-// key is then nil (a LEFT lookup still outputs the record).
+// key is then nil for a record of Source in a LEFT JOIN (still output,
+// alone), and the record is skipped otherwise.
 func (c *Continuous) JoinInput(side int, r *streams.Record) (key []byte, vals []any, ok bool, err error) {
 	t := c.t
 	conds, keys := c.p.pre, c.jp.right.keyL
@@ -455,7 +455,7 @@ func (c *Continuous) JoinInput(side int, r *streams.Record) (key []byte, vals []
 		}
 		key = appendKey(key, v)
 	}
-	if key == nil && !c.Join.Left {
+	if key == nil && (side == 1 || !c.Join.Left) {
 		return nil, nil, false, nil
 	}
 	return key, append([]any(nil), seg...), true, nil

@@ -96,7 +96,10 @@ error sql_error 1:100: a continuous query joins two inputs, not 3: join two of t
 error sql_error 1:42: qualify site in a join of two streams: t.site or d.site (streams have no schema, so an unqualified payload field could be in either)
 
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
-error sql_error 1:66: LEFT JOIN of two streams is not supported yet: an interval join is inner (JOIN); LEFT JOIN looks a view up
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor FROM temperatures t RIGHT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 1:61: RIGHT JOIN is not supported: swap the tables and use LEFT JOIN
 
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp + INTERVAL 5 SECOND AND t._timestamp
 error sql_error 1:79: the time bounds of the join are empty: d._timestamp - t._timestamp between 5s and 0s
