@@ -117,11 +117,17 @@ func (v *viewState) Lookup(ctx context.Context, key []byte) ([][]any, error) {
 		}
 		return rows, nil
 	}
-	for _, s := range v.ch.openWindows() {
-		g := v.ch.windows[s][string(key)]
-		if g == nil {
-			continue
+	// The windows holding the key, in order: a pass over the windows,
+	// then a sort of those few.
+	var starts []int64
+	for s, w := range v.ch.windows {
+		if w[string(key)] != nil {
+			starts = append(starts, s)
 		}
+	}
+	slices.Sort(starts)
+	for _, s := range starts {
+		g := v.ch.windows[s][string(key)]
 		o, ok, err := v.c.Result(g, time.Unix(0, s).UTC())
 		if err != nil {
 			return nil, err
