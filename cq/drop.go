@@ -32,7 +32,7 @@ func (m *Manager) DropStream(ctx context.Context, name string) error {
 		if r.view != nil {
 			label += " (view)"
 		}
-		if r.c.Source == name {
+		if r.c.Source == name || r.c.Join != nil && r.c.Join.Right == name {
 			readers = append(readers, label)
 		}
 		if r.c.Name == name && r.view == nil || r.c.LateStream == name {
