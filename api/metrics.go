@@ -36,6 +36,7 @@ var (
 	descRefused         = desc("ingest_refused_total", "Publishes refused (not stored, not acknowledged as a success).")
 	descCommits         = desc("store_commits_total", "Batches committed to the store (group commit).")
 	descSyncs           = desc("store_fsync_batches_total", "Committed batches that were fsynced.")
+	descCommitDelays    = desc("store_commit_delays_total", "Commits held back by storage.commit_delay so that more publishes share their fsync.")
 	descCommitRecords   = desc("store_committed_records_total", "Records committed.")
 	descCommitErrors    = desc("store_commit_errors_total", "Batches that failed to commit.")
 	descAppendLatency   = desc("store_append_latency_seconds", "Time from submitting an append to its durable completion.")
@@ -66,7 +67,7 @@ type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descMsgsReceived, descMsgsSent, descBytesReceived, descBytesSent,
-		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitRecords,
+		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitDelays, descCommitRecords,
 		descCommitErrors, descAppendLatency, descStreamRecords, descStreamBytes, descStreamAppended, descStreamAppendedB,
 		descStreamRead, descGroupLag, descGroupInflight, descGroupMembers, descGroupDelivered, descGroupAcked, descGroupRedeliv,
 		descGroupDead, descGroupOldest} {
@@ -105,6 +106,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		sc := store.StoreCounters()
 		counter(descCommits, float64(sc.Commits))
 		counter(descSyncs, float64(sc.Syncs))
+		counter(descCommitDelays, float64(sc.Delays))
 		counter(descCommitRecords, float64(sc.Records))
 		counter(descCommitErrors, float64(sc.CommitErrors))
 		ch <- latencyHistogram(sc.AppendLatency)

@@ -242,8 +242,11 @@ type HTTPToken struct {
 
 // Storage configures the stream store.
 type Storage struct {
-	Sync              string        `mapstructure:"sync" yaml:"sync"` // always, interval, none
-	SyncInterval      time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
+	Sync         string        `mapstructure:"sync" yaml:"sync"` // always, interval, none
+	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
+	// CommitDelay (sync: always) spaces synced commits at least this far
+	// apart, so that publishes arriving meanwhile share one fsync.
+	CommitDelay       time.Duration `mapstructure:"commit_delay" yaml:"commit_delay"`
 	RetentionInterval time.Duration `mapstructure:"retention_interval" yaml:"retention_interval"`
 	CacheSize         ByteSize      `mapstructure:"cache_size" yaml:"cache_size"`
 	// MinFree refuses writes (MQTT 0x97, HTTP 503) while the data disk has

@@ -120,8 +120,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad values", `
 log: {level: loud}
 mqtt: {tcp: "nonsense", max_payload: -5, receive_maximum: 0}
-storage: {sync: sometimes, sync_interval: 0s}
-`, nil, []string{"log.level", "mqtt.tcp", "mqtt.max_payload", "mqtt.receive_maximum", "storage.sync:", "storage.sync_interval"}},
+storage: {sync: sometimes, sync_interval: 0s, commit_delay: -1ms}
+`, nil, []string{"log.level", "mqtt.tcp", "mqtt.max_payload", "mqtt.receive_maximum", "storage.sync:", "storage.sync_interval", "storage.commit_delay"}},
 		{"bad duration", "storage: {sync_interval: soon}\n", nil, []string{"sync_interval"}},
 		{"bad size", "mqtt: {max_payload: lots}\n", nil, []string{"max_payload", "invalid byte size"}},
 		{"bad rules", `

@@ -28,6 +28,7 @@ func (c Config) StoreOptions(logger *slog.Logger) streams.Options {
 		Dir:               c.Node.DataDir,
 		Sync:              sync,
 		SyncInterval:      c.Storage.SyncInterval,
+		CommitDelay:       c.Storage.CommitDelay,
 		AutoCreate:        c.Streams.AutoCreate,
 		DefaultRetention:  c.Streams.DefaultRetention.streams(),
 		RetentionInterval: c.Storage.RetentionInterval,

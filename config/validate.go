@@ -82,6 +82,9 @@ func (c Config) Validate() error {
 	if c.Storage.SyncInterval <= 0 {
 		bad("storage.sync_interval", "must be positive")
 	}
+	if c.Storage.CommitDelay < 0 || c.Storage.CommitDelay > 100*time.Millisecond {
+		bad("storage.commit_delay", "%s: want 0 (off) to 100ms", c.Storage.CommitDelay)
+	}
 	if c.Storage.RetentionInterval <= 0 {
 		bad("storage.retention_interval", "must be positive")
 	}

@@ -42,6 +42,10 @@ type changer struct {
 	// (windows before it hold records retention deleted).
 	keep  bool
 	floor int64
+	// look is the view a lookup join (query.JoinLookup) reads; ctx ends
+	// the waits for it.
+	look *viewState
+	ctx  context.Context
 	counts
 }
 
@@ -60,6 +64,10 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 	ch.in++
 	ts := r.Timestamp.UnixNano()
 	ch.lastTS = ts
+	if ch.look != nil {
+		defer ch.advance(ts)
+		return ch.lookup(r, out, quiet)
+	}
 	var first, last int64 // the windows holding the record
 	if ch.size > 0 {
 		first, last = ch.c.Window.FirstStart(ts), ch.c.Window.LastStart(ts)
@@ -204,6 +212,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 		return err
 	}
 	ch := newChanger(c)
+	ch.ctx = ctx
 	pos := next
 	if next == 0 {
 		pos = r.def.Start // no progress yet: START('latest') reads from the end it had
@@ -219,6 +228,12 @@ func (r *runner) runChanges(ctx context.Context) error {
 	var outCount int64
 	var lastEmit time.Time
 	for {
+		if c.Join != nil {
+			// Each batch: a view paused and resumed has a new state.
+			if ch.look, err = r.lookedUp(ctx); err != nil {
+				return err
+			}
+		}
 		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
@@ -229,15 +244,10 @@ func (r *runner) runChanges(ctx context.Context) error {
 			rows = ch.add(rec, rows, rec.Offset < next)
 			pos = rec.Offset + 1
 			if len(rows) >= maxRequestRows || i == len(recs)-1 && len(rows) > 0 {
-				if err := r.output(rows, markers(id, propInput, int64(rec.Offset))); err != nil {
+				if err := r.outputRows(rows, markers(id, propInput, int64(rec.Offset)), &outCount, &lastEmit); err != nil {
 					return err
 				}
-				outCount += int64(len(rows))
-				lastEmit = m.opts.Now()
 				rows = rows[:0]
-				if m.opts.afterOutput != nil && m.opts.afterOutput(id) {
-					return errCrash
-				}
 				r.hintAt(inputKey(id), encodeHint(int64(pos)))
 				hinted, hintedAt = int64(pos), m.opts.Now()
 			}

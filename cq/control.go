@@ -18,7 +18,7 @@ import (
 // prepare makes the runner of a kept definition: paused, failed (its SQL
 // no longer compiles) or ready to launch (runnable).
 func (m *Manager) prepare(d definition) *runner {
-	c, err := query.CompileContinuous(d.SQL)
+	c, err := query.CompileContinuousIn(d.SQL, m.resolve)
 	r := newRunner(m, d, c)
 	switch {
 	case err != nil:

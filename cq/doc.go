@@ -133,6 +133,23 @@
 // request of their batch, each carrying its input offset; a restart
 // skips those the late stream holds (intake.lateFrom).
 //
+// # Joins
+//
+// An interval join of two streams (join.go) processes the records of both
+// in one order, by (_timestamp, input, offset), each once the other input
+// shows a later record or, read to its end, once the record is older than
+// now - IdleTimeout: the order, and so the pairs, are a function of the
+// records. It keeps the records of the interval, by key, and drops them
+// once the records processed have left the interval behind (with LEFT
+// JOIN, a record of the first input that nothing joined is then output
+// alone). Its output carries both inputs' next offsets and that frontier;
+// a restart reads each input again from
+// the first record it may still need, rebuilds the kept records from
+// those it had processed, without output, and goes on. A lookup of a view
+// (query.JoinLookup) is a query without state that emits changes: each
+// record is joined with the view's current rows for its key
+// (viewState.Lookup), so its output depends on when it runs.
+//
 // Limits: a query runs on the node where it
 // was created (in cluster mode its output goes through
 // the shards like any write, and is published to subscribers on every

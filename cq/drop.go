@@ -23,25 +23,10 @@ func (m *Manager) DropStream(ctx context.Context, name string) error {
 		m.mu.Unlock()
 		return sqlError(query.Pos{}, "%s is a view: DROP VIEW %s removes it", name, name)
 	}
-	var readers, writers []string
-	for id, r := range m.mu.queries {
-		if r.c == nil { // no longer compiles: it reads and writes nothing
-			continue
-		}
-		label := id
-		if r.view != nil {
-			label += " (view)"
-		}
-		if r.c.Source == name {
-			readers = append(readers, label)
-		}
-		if r.c.Name == name && r.view == nil || r.c.LateStream == name {
-			writers = append(writers, label)
-		}
-	}
+	readers, writers := m.usersLocked(name)
 	if len(readers)+len(writers) > 0 {
 		m.mu.Unlock()
-		return &query.Error{Code: query.CodeSQL, Message: inUseMessage(name, readers, writers), Err: query.ErrStreamInUse}
+		return InUse(name, readers, writers)
 	}
 	if m.mu.dropping[name] {
 		m.mu.Unlock()
@@ -62,6 +47,41 @@ func (m *Manager) DropStream(ctx context.Context, name string) error {
 	}
 	m.log.Info("stream dropped", "stream", name)
 	return nil
+}
+
+// Users names the queries and views of this node that read stream name
+// (readers) or write into it (writers): what keeps DropStream from
+// dropping it. A view is labelled "(view)".
+func (m *Manager) Users(name string) (readers, writers []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.usersLocked(name)
+}
+
+func (m *Manager) usersLocked(name string) (readers, writers []string) {
+	for id, r := range m.mu.queries {
+		if r.c == nil { // no longer compiles: it reads and writes nothing
+			continue
+		}
+		label := id
+		if r.view != nil {
+			label += " (view)"
+		}
+		if r.c.Source == name || r.c.Join != nil && r.c.Join.Right == name {
+			readers = append(readers, label)
+		}
+		if r.c.Name == name && r.view == nil || r.c.LateStream == name {
+			writers = append(writers, label)
+		}
+	}
+	return readers, writers
+}
+
+// InUse is the error of a DROP STREAM refused because queries read stream
+// name or write into it (readers and writers, as Users names them): it
+// wraps query.ErrStreamInUse and names them.
+func InUse(name string, readers, writers []string) error {
+	return &query.Error{Code: query.CodeSQL, Message: inUseMessage(name, readers, writers), Err: query.ErrStreamInUse}
 }
 
 // inUseMessage says which queries keep stream name from being dropped,

@@ -16,18 +16,7 @@ import (
 // appendTo appends payloads to stream name, as another writer would.
 func (e *env) appendTo(name string, payloads ...string) {
 	e.t.Helper()
-	recs := make([]streams.Record, len(payloads))
-	for i, p := range payloads {
-		recs[i] = streams.Record{Topic: name, Payload: []byte(p)}
-	}
-	done := make(chan error, 1)
-	err := e.store.Submit(streams.AppendRequest{Stream: name, Records: recs, Done: func(_ uint64, err error) { done <- err }})
-	if err == nil {
-		err = <-done
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.appendRecords(name, name, time.Time{}, payloads)
 }
 
 // TestInsertInto: INSERT INTO writes an existing stream that others write

@@ -183,6 +183,23 @@ func (m *Manager) Start() error {
 		m.mu.seq = uint64(n)
 		m.mu.Unlock()
 	}
+	// Views first: a join resolves the views it looks up when compiled.
+	views := map[string]bool{}
+	for _, d := range defs {
+		if c, err := query.CompileContinuous(d.SQL); err == nil && c.Kind == query.KindView {
+			views[d.ID] = true
+		}
+	}
+	slices.SortStableFunc(defs, func(a, b definition) int {
+		va, vb := views[a.ID], views[b.ID]
+		switch {
+		case va && !vb:
+			return -1
+		case vb && !va:
+			return 1
+		}
+		return 0
+	})
 	for _, d := range defs {
 		r := m.prepare(d)
 		if !m.add(r) {
@@ -218,7 +235,7 @@ func (m *Manager) launch(r *runner) {
 // its definition, creates its output stream (CREATE STREAM) and starts
 // it.
 func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, error) {
-	c, err := query.CompileContinuous(sql)
+	c, err := query.CompileContinuousIn(sql, m.resolve)
 	if err != nil {
 		return query.QueryInfo{}, err
 	}
@@ -304,6 +321,17 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	return r.info(), nil
 }
 
+// resolve tells a query's compiler what the names of a join are: the
+// views this manager runs (Start restores them first) and the streams
+// the store has (query.ViewPlans).
+func (m *Manager) resolve(name string) (*query.Continuous, bool) {
+	if v, ok := m.View(name); ok {
+		return v.Plan(), false
+	}
+	_, err := m.opts.Reader.DescribeStream(name)
+	return nil, err == nil
+}
+
 // sqlError is an error of the statement, at p.
 func sqlError(p query.Pos, format string, args ...any) error {
 	return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf(format, args...), Line: p.Line, Column: p.Column}
@@ -323,6 +351,16 @@ func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
 	}
 	if c.Source == c.Name && c.Kind != query.KindView {
 		return 0, sqlError(c.SourceAt, "a query cannot read the stream it writes")
+	}
+	if j := c.Join; j != nil && j.Kind == query.JoinInterval {
+		if _, err := m.opts.Reader.DescribeStream(j.Right); errors.Is(err, streams.ErrStreamNotFound) {
+			return 0, sqlError(j.RightAt, "unknown stream or view %q: a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)", j.Right)
+		} else if err != nil {
+			return 0, err
+		}
+		if j.Right == c.Name {
+			return 0, sqlError(j.RightAt, "a query cannot read the stream it writes")
+		}
 	}
 	sink, err := m.opts.Reader.DescribeStream(c.Name)
 	exists := err == nil
@@ -383,7 +421,8 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	defer m.release(id)
 	r.terminate()
 	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
-		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true})
+		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true},
+		streams.KVWrite{Key: joinKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

@@ -80,12 +80,19 @@ func (e *env) restart() {
 // appendAt appends payloads to temps stamped base+at.
 func (e *env) appendAt(at time.Duration, payloads ...string) {
 	e.t.Helper()
+	e.appendRecords("temps", "sensors", base.Add(at), payloads)
+}
+
+// appendRecords appends payloads to stream name on topic, stamped ts
+// (zero: when stored), as one request, and waits until it is durable.
+func (e *env) appendRecords(name, topic string, ts time.Time, payloads []string) {
+	e.t.Helper()
 	recs := make([]streams.Record, len(payloads))
 	for i, p := range payloads {
-		recs[i] = streams.Record{Topic: "sensors", Payload: []byte(p)}
+		recs[i] = streams.Record{Topic: topic, Payload: []byte(p)}
 	}
 	done := make(chan error, 1)
-	err := e.store.Submit(streams.AppendRequest{Stream: "temps", Records: recs, Timestamp: base.Add(at), Done: func(_ uint64, err error) { done <- err }})
+	err := e.store.Submit(streams.AppendRequest{Stream: name, Records: recs, Timestamp: ts, Done: func(_ uint64, err error) { done <- err }})
 	if err == nil {
 		err = <-done
 	}
@@ -356,21 +363,9 @@ func testRestarts(t *testing.T, sql string, seed int64) *env {
 			e.clock.Advance(base.Add(at).Sub(now))
 		}
 		e.appendAt(at, batch...)
-		switch rng.Intn(6) {
-		case 0:
-			e.restart()
-		case 1:
-			e.crashNext.Store(true)
-		case 2:
-			if err := e.m.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.store.KV("queries").Write(context.Background(), streams.KVWrite{Key: hintKey("live"), Delete: true},
-				streams.KVWrite{Key: inputKey("live"), Delete: true}, streams.KVWrite{Key: sessionKey("live"), Delete: true},
-				streams.KVWrite{Key: eventKey("live"), Delete: true}); err != nil {
-				t.Fatal(err)
-			}
-			e.start()
+		switch c := rng.Intn(6); c {
+		default:
+			e.disturb(c, hintKey("live"), inputKey("live"), sessionKey("live"), eventKey("live"))
 		case 3, 4:
 			// PAUSE or RESUME; a restart keeps a paused query paused.
 			paused = !paused
@@ -379,16 +374,10 @@ func testRestarts(t *testing.T, sql string, seed int64) *env {
 		if paused && e.info("live").Status != statusPaused {
 			t.Fatalf("a paused query is %s", e.info("live").Status)
 		}
-		if e.crashed.Load() && rng.Intn(3) == 0 {
-			// A crashed query has stopped: the node restarts.
-			e.crashed.Store(false)
-			e.restart()
-		}
+		e.afterCrash(rng)
 	}
 	e.crashNext.Store(false)
-	if e.crashed.Load() {
-		e.restart()
-	}
+	e.afterCrash(nil)
 	if paused {
 		e.setPaused("live", false)
 	}
@@ -403,12 +392,54 @@ func testRestarts(t *testing.T, sql string, seed int64) *env {
 		}
 		return true
 	})
-	live, ref := e.output("live"), e.output("reference")
-	if len(ref) < 20 {
-		t.Fatalf("only %d reference rows: a weak test", len(ref))
-	}
-	if strings.Join(live, "\n") != strings.Join(ref, "\n") {
-		t.Fatalf("restarted output differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s", len(live), strings.Join(live, "\n"), len(ref), strings.Join(ref, "\n"))
-	}
+	e.sameOutput("live", "reference")
 	return e
+}
+
+// disturb restarts the manager (what 0), makes the next output crash
+// (1), or restarts it without the progress hints at keys (2).
+func (e *env) disturb(what int, keys ...[]byte) {
+	e.t.Helper()
+	switch what {
+	case 0:
+		e.restart()
+	case 1:
+		e.crashNext.Store(true)
+	case 2:
+		if err := e.m.Close(); err != nil {
+			e.t.Fatal(err)
+		}
+		var ws []streams.KVWrite
+		for _, k := range keys {
+			ws = append(ws, streams.KVWrite{Key: k, Delete: true})
+		}
+		if err := e.store.KV("queries").Write(context.Background(), ws...); err != nil {
+			e.t.Fatal(err)
+		}
+		e.start()
+	}
+}
+
+// afterCrash restarts the manager if a query has crashed (it has
+// stopped, as a crashed node does): one time in three with rng, always
+// with nil.
+func (e *env) afterCrash(rng *rand.Rand) {
+	e.t.Helper()
+	if e.crashed.Load() && (rng == nil || rng.Intn(3) == 0) {
+		e.crashed.Store(false)
+		e.restart()
+	}
+}
+
+// sameOutput fails unless streams live and ref hold the same records, at
+// least 20.
+func (e *env) sameOutput(live, ref string) {
+	e.t.Helper()
+	got, want := e.output(live), e.output(ref)
+	if len(want) < 20 {
+		e.t.Fatalf("only %d reference rows: a weak test", len(want))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		e.t.Fatalf("restarted output differs from the uninterrupted one:\nlive (%d)\n%s\nreference (%d)\n%s", len(got), strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
+	}
 }

@@ -154,7 +154,7 @@ func (r *runner) publishBatch(ctx context.Context, recs []streams.Record) (int64
 		}
 		mine = append(mine, rec)
 		to, ok := m.opts.Publisher.StreamFor(rec.Topic)
-		if !ok || to == c.Name || to == c.Source {
+		if !ok || to == c.Name || to == c.Source || c.Join != nil && to == c.Join.Right {
 			continue
 		}
 		if copies[to] == nil {

@@ -93,6 +93,8 @@ func (r *runner) run() {
 	switch {
 	case r.c.Kind == query.KindView:
 		once = r.runView
+	case r.c.Join != nil && r.c.Join.Kind == query.JoinInterval:
+		once = r.runInterval
 	case r.c.Emit == "changes":
 		once = r.runChanges
 	}

@@ -71,20 +71,8 @@ func (v *viewState) Plan() *query.Continuous { return v.c }
 // Rows returns the view's rows: by window, then by key (in the order of
 // their encoding). It waits while the view (re)builds its state.
 func (v *viewState) Rows(ctx context.Context) ([][]any, error) {
-	v.mu.Lock()
-	ready, failed := v.ready, v.err
-	v.mu.Unlock()
-	select {
-	case <-ready:
-	default:
-		if failed != nil {
-			return nil, fmt.Errorf("view %s cannot be read: %w", v.c.Name, failed)
-		}
-	}
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("view %s is rebuilding its state from stream %s: %w", v.c.Name, v.c.Source, ctx.Err())
+	if err := v.waitReady(ctx); err != nil {
+		return nil, err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -107,6 +95,70 @@ func (v *viewState) Rows(ctx context.Context) ([][]any, error) {
 		}
 	}
 	return rows, nil
+}
+
+// Lookup returns the view's rows for group key key (as
+// query.Continuous.JoinInput makes it): one per window holding the key,
+// in window order. It waits while the view (re)builds its state.
+func (v *viewState) Lookup(ctx context.Context, key []byte) ([][]any, error) {
+	if err := v.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var rows [][]any
+	if !v.c.Windowed() {
+		if g := v.ch.windows[0][string(key)]; g != nil {
+			o, ok, err := v.c.Result(g, time.Time{})
+			if err != nil || !ok {
+				return nil, err
+			}
+			rows = append(rows, o.Values)
+		}
+		return rows, nil
+	}
+	// The windows holding the key, in order: a pass over the windows,
+	// then a sort of those few.
+	var starts []int64
+	for s, w := range v.ch.windows {
+		if w[string(key)] != nil {
+			starts = append(starts, s)
+		}
+	}
+	slices.Sort(starts)
+	for _, s := range starts {
+		g := v.ch.windows[s][string(key)]
+		o, ok, err := v.c.Result(g, time.Unix(0, s).UTC())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			rows = append(rows, o.Values)
+		}
+	}
+	return rows, nil
+}
+
+// waitReady waits while the view (re)builds its state; it fails at once
+// if the last (re)build failed.
+func (v *viewState) waitReady(ctx context.Context) error {
+	v.mu.Lock()
+	ready, failed := v.ready, v.err
+	v.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	default:
+		if failed != nil {
+			return fmt.Errorf("view %s cannot be read: %w", v.c.Name, failed)
+		}
+	}
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("view %s is rebuilding its state from stream %s: %w", v.c.Name, v.c.Source, ctx.Err())
+	}
 }
 
 // View returns the view named name.
@@ -132,6 +184,9 @@ func (m *Manager) DropView(ctx context.Context, name string) error {
 	}
 	if r == nil {
 		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown view %q (SHOW VIEWS lists them)", name), Err: ErrNotFound}
+	}
+	if users := m.lookups(name); len(users) > 0 {
+		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("view %s is looked up by %s: terminate them first", name, strings.Join(users, ", ")), Err: query.ErrStreamInUse}
 	}
 	return m.Terminate(ctx, name)
 }
@@ -248,4 +303,72 @@ func (r *runner) dropTrimmed(checked uint64, force bool) (uint64, error) {
 		}
 	}
 	return info.FirstOffset, nil
+}
+
+// lookups returns the queries that look view name up, sorted.
+func (m *Manager) lookups(name string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for id, r := range m.mu.queries {
+		if r.c != nil && r.c.Join != nil && r.c.Join.Kind == query.JoinLookup && strings.EqualFold(r.c.Join.Right, name) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// lookedUp returns the view a lookup join reads, once it has built its
+// state.
+func (r *runner) lookedUp(ctx context.Context) (*viewState, error) {
+	vr, ok := r.m.View(r.c.Join.Right)
+	if !ok {
+		return nil, fmt.Errorf("view %s does not exist: the query looks it up (create it again, or TERMINATE QUERY %s)", r.c.Join.Right, r.def.ID)
+	}
+	v := vr.(*viewState)
+	if err := v.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// lookup joins record rec with the view's rows for its key and appends
+// the output rows to out, unless quiet.
+func (ch *changer) lookup(rec *streams.Record, out []query.Output, quiet bool) []query.Output {
+	key, vals, ok, err := ch.c.JoinInput(0, rec)
+	if err != nil || !ok {
+		if err != nil {
+			ch.skip(err)
+		}
+		return out
+	}
+	var rows [][]any
+	if key != nil {
+		if rows, err = ch.look.Lookup(ch.ctx, key); err != nil {
+			ch.skip(err)
+			return out
+		}
+	}
+	matched := false
+	for _, row := range rows {
+		o, on, ok, err := ch.c.Pair(vals, row)
+		matched = matched || on
+		if err != nil {
+			ch.skip(err)
+			continue
+		}
+		if ok && !quiet {
+			out = append(out, o)
+		}
+	}
+	if !matched && ch.c.Join.Left {
+		o, _, ok, err := ch.c.Pair(vals, nil)
+		if err != nil {
+			ch.skip(err)
+		} else if ok && !quiet {
+			out = append(out, o)
+		}
+	}
+	return out
 }

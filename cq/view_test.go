@@ -150,28 +150,25 @@ func TestViewRetention(t *testing.T) {
 	}
 }
 
-// BenchmarkViewRebuild measures a view's rebuild at start-up: 200,000
-// records over 10,000 keys read again from the store until the view
-// answers (count, avg and max per key).
-func BenchmarkViewRebuild(b *testing.B) {
-	e := &env{t: b}
-	store, err := streams.Open(streams.Options{Dir: b.TempDir(), Sync: streams.SyncNone, Logger: testutil.Logger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	if _, err := store.CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
-		b.Fatal(err)
-	}
-	e.store, e.clock = store, testutil.NewClock(base)
-	const records, keys = 200_000, 10_000
-	for i := 0; i < records; i += 1000 {
+// fillTemps appends n readings over keys sensors to temps, 1000 per
+// millisecond of time.
+func (e *env) fillTemps(n, keys int) {
+	for i := 0; i < n; i += 1000 {
 		batch := make([]string, 1000)
 		for j := range batch {
 			batch[j] = fmt.Sprintf(`{"sensor":"s%d","temp":%d}`, (i+j)%keys, j)
 		}
 		e.appendAt(time.Duration(i)*time.Millisecond, batch...)
 	}
+}
+
+// BenchmarkViewRebuild measures a view's rebuild at start-up: 200,000
+// records over 10,000 keys read again from the store until the view
+// answers (count, avg and max per key).
+func BenchmarkViewRebuild(b *testing.B) {
+	e := benchEnv(b, base, "temps")
+	const records, keys = 200_000, 10_000
+	e.fillTemps(records, keys)
 	e.start()
 	e.create("CREATE VIEW v AS SELECT sensor, count(*) AS n, avg(temp) AS mean, max(temp) AS hi FROM temps GROUP BY sensor")
 	b.ResetTimer()

@@ -173,11 +173,11 @@ func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
 	return out
 }
 
-// clusterQueries serves the queries table: this node's continuous queries
+// queryTable serves the queries table: this node's continuous queries
 // and every other node's (a query runs on the node it was created on).
-type clusterQueries struct{ n *Node }
+type queryTable struct{ n *Node }
 
-func (q clusterQueries) QueryRows(ctx context.Context) []query.NodeQuery {
+func (q queryTable) QueryRows(ctx context.Context) []query.NodeQuery {
 	all := fromPeers[[]query.QueryInfo](ctx, q.n, queriesService, nil)
 	all[q.n.id] = q.n.queries.List()
 	var out []query.NodeQuery

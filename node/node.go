@@ -201,7 +201,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	if err := n.openQueries(writer); err != nil {
 		return nil, err
 	}
-	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: clusterStats{n}, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queries, QueryTable: clusterQueries{n},
+	n.engine, err = query.New(query.Options{Store: writer, Groups: clusterGroups{n}, Stats: clusterStats{n}, Sessions: clusterSessions{n}, Nodes: nodeRows{n}, Shards: shardRows{n}, Queries: n.queriesFront(), QueryTable: queryTable{n},
 		MaxRowsScanned: cfg.SQL.MaxRowsScanned, Timeout: cfg.SQL.Timeout, Logger: n.log})
 	if err != nil {
 		return nil, err
@@ -286,7 +286,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 	n.api = api.New(api.Options{
 		Store: writer, Broker: n.broker, Groups: n.apiGroups(), Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
-		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queries,
+		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queriesFront(),
 		UI: ui, Clients: clusterClients{n}, Figures: nodesFigures{n},
 	})
 	n.onClose("api", func(context.Context) error { return n.api.Close() })

@@ -26,6 +26,9 @@ func (n *Node) openQueries(writer cq.Writer) error {
 		return err
 	}
 	n.queries = m
+	if n.repl != nil {
+		n.serveQueryUsers() // it reads n.queries: registered once it is set
+	}
 	return nil
 }
 

@@ -65,3 +65,29 @@ func TestDropStream(t *testing.T) {
 		t.Errorf("query on a dropped stream: %s", got)
 	}
 }
+
+// TestDropStreamChecksEveryNode: in a cluster, a query runs on the node
+// that created it; DROP STREAM and DELETE /v1/streams/{name} on another
+// node refuse while it reads the stream, naming it and its node, and drop
+// the stream once it is terminated.
+func TestDropStreamChecksEveryNode(t *testing.T) {
+	nodes := startCluster(t)
+	publishSeq(t, nodes[0].MQTTAddr(), "p1", "temps/a", "x", 3)
+	sql := "CREATE STREAM hot AS SELECT count(*) AS n FROM temps GROUP BY TUMBLING(INTERVAL 1 SECOND)"
+	if got := sqlRows(t, nodes[1], sql); !strings.Contains(got, "created") {
+		t.Fatalf("%s: %s", sql, got)
+	}
+	want := "400 1:13 stream temps is in use: read by hot (on " + nodes[1].ID() + ")"
+	if got := sqlRows(t, nodes[2], "DROP STREAM temps"); !strings.HasPrefix(got, want) {
+		t.Errorf("DROP STREAM temps on %s: %s, want %s", nodes[2].ID(), got, want)
+	}
+	if st, body := callAPI(t, nodes[0], "DELETE", "/v1/streams/temps", "", ""); st != http.StatusConflict || !strings.Contains(body, "read by hot (on "+nodes[1].ID()+")") {
+		t.Errorf("DELETE /v1/streams/temps on %s: %d %s", nodes[0].ID(), st, body)
+	}
+	if got := sqlRows(t, nodes[1], "TERMINATE QUERY hot"); strings.HasPrefix(got, "4") {
+		t.Fatalf("TERMINATE QUERY hot: %s", got)
+	}
+	if got := sqlRows(t, nodes[2], "DROP STREAM temps"); got != "[[stream temps dropped, with its records]]" {
+		t.Errorf("DROP STREAM temps once hot is terminated: %s", got)
+	}
+}

@@ -93,6 +93,18 @@ func TestSharedGroupSpansNodes(t *testing.T) {
 	for i, n := range nodes {
 		ws = append(ws, groupMember(t, n.MQTTAddr(), fmt.Sprintf("w%d", i), "$share/g/stored/#"))
 	}
+	// The members on other nodes reach the group through its dispatcher's
+	// relay: publish once it counts all three, or a fast group could hand
+	// every record to the members it knows before the others join.
+	owner := dispatcherOf(t, nodes[0], "g", "stored/#")
+	for _, nd := range nodes {
+		if nd.ID() == owner {
+			testutil.Eventually(t, 10*time.Second, "the dispatcher counts three members", func() bool {
+				st, err := nd.Groups().Group(context.Background(), "g", "stored/#")
+				return err == nil && len(st.Members) == 3
+			})
+		}
+	}
 	// Eight publishers spread over the three nodes, 50 messages each.
 	const n = 400
 	var wg sync.WaitGroup
@@ -116,7 +128,6 @@ func TestSharedGroupSpansNodes(t *testing.T) {
 	if _, dups := distinctAcross("stored/p", ws...); dups != 0 {
 		t.Errorf("%d records delivered twice without a failure", dups)
 	}
-	owner := dispatcherOf(t, nodes[0], "g", "stored/#")
 	for _, nd := range nodes {
 		st, err := nd.Groups().Group(context.Background(), "g", "stored/#")
 		if nd.ID() != owner {

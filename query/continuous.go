@@ -64,6 +64,8 @@ type Continuous struct {
 	// Limit, if not negative, ends it after that many rows.
 	Push  bool
 	Limit int64
+	// Join is the query's join (FROM a JOIN b ...), nil without one.
+	Join *Join
 	// SQL is the statement as written.
 	SQL string
 	// Columns are the keys of the output records' JSON objects, in order:
@@ -71,18 +73,24 @@ type Continuous struct {
 	// then the select list.
 	Columns []string
 
-	p      *selectPlan
-	timeFn *compiled // the event time (EventTime)
-	ts     int64     // the time of the record Eval read last (unix ns)
-	t      *tableInst
-	ws, we int // row slots of window_start and window_end
-	lead   int // window columns prepended to the output: 0 or 2
-	row    []any
-	key    []byte
-	post   []any
-	names  [][]byte    // Columns, JSON-encoded
-	topic  []topicPart // the topic template, nil without templates
-	vals   []any       // every output column of the last Result
+	p     *selectPlan
+	jp    *joinPlan // the join (Join)
+	views ViewPlans // resolves a join's view while planning
+	// keyCols are the output column of each GROUP BY key (-1 for a key
+	// that is not a plain column of the select list): a view is looked
+	// up by them.
+	keyCols []int
+	timeFn  *compiled // the event time (EventTime)
+	ts      int64     // the time of the record Eval read last (unix ns)
+	t       *tableInst
+	ws, we  int // row slots of window_start and window_end
+	lead    int // window columns prepended to the output: 0 or 2
+	row     []any
+	key     []byte
+	post    []any
+	names   [][]byte    // Columns, JSON-encoded
+	topic   []topicPart // the topic template, nil without templates
+	vals    []any       // every output column of the last Result
 }
 
 // Group is the state of one key in one window: its first row (for the
@@ -97,6 +105,12 @@ type Group struct {
 // ... AS SELECT, INSERT INTO ... SELECT or CREATE VIEW ... AS SELECT.
 // Errors are *Error with positions in sql.
 func CompileContinuous(sql string) (*Continuous, error) {
+	return CompileContinuousIn(sql, nil)
+}
+
+// CompileContinuousIn is CompileContinuous where views names the views a
+// query may join (a nil views knows none).
+func CompileContinuousIn(sql string, views ViewPlans) (*Continuous, error) {
 	st, src, err := parseOne(sql)
 	if err != nil {
 		return nil, err
@@ -105,7 +119,7 @@ func CompileContinuous(sql string) (*Continuous, error) {
 	if !ok {
 		return nil, errorf(firstPos(src), "a continuous query is written CREATE STREAM <name> AS SELECT ..., INSERT INTO <stream> SELECT ... or CREATE VIEW <name> AS SELECT ...")
 	}
-	return planContinuous(cs, src, sql)
+	return planContinuous(cs, src, sql, views)
 }
 
 // CompilePush parses and binds a push query: SELECT ... EMIT CHANGES or
@@ -143,8 +157,8 @@ const (
 	colWindowEnd   = "window_end"
 )
 
-func planContinuous(cs *createStreamStmt, src *source, sql string) (*Continuous, error) {
-	c := &Continuous{Kind: cs.create.kind, Name: cs.create.name, NameAt: cs.create.namePos, Topic: cs.create.name, QoS: 1, SQL: sql, Limit: -1}
+func planContinuous(cs *createStreamStmt, src *source, sql string, views ViewPlans) (*Continuous, error) {
+	c := &Continuous{Kind: cs.create.kind, Name: cs.create.name, NameAt: cs.create.namePos, Topic: cs.create.name, QoS: 1, SQL: sql, Limit: -1, views: views}
 	what := "a stream"
 	if c.Kind == KindView {
 		what = "a view"
@@ -217,6 +231,9 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (
 			rerr = c.checkHints(given, src)
 		}
 	}()
+	if j, isJoin := s.from.(*joinExpr); isJoin {
+		return c.planJoin(s, src, j, emit, emitAt)
+	}
 	ref := s.from.(*tableRef)
 	c.Source, c.SourceAt = ref.name, ref.pos
 
@@ -330,6 +347,14 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (
 		c.lead = 2
 		c.Columns = append(c.Columns, colWindowStart, colWindowEnd)
 	}
+	c.finishColumns()
+	c.keyCols = keyColumns(keys, s.items, c.lead)
+	return nil
+}
+
+// finishColumns appends the select list's names to Columns (numbered
+// when repeated) and makes the evaluation buffers.
+func (c *Continuous) finishColumns() {
 	seen := map[string]int{}
 	for _, n := range c.p.names {
 		seen[n]++
@@ -345,7 +370,31 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (
 	c.row = make([]any, c.p.width)
 	c.post = make([]any, c.p.width+len(c.p.aggs.specs))
 	c.vals = make([]any, len(c.Columns))
-	return nil
+}
+
+// keyColumns returns the output column of each GROUP BY key: a select
+// item that is the same column, or whose alias the key names (-1 if
+// none).
+func keyColumns(keys []expr, items []selectItem, lead int) []int {
+	out := make([]int, len(keys))
+	for i, k := range keys {
+		out[i] = -1
+		ref, ok := k.(*columnRef)
+		if !ok {
+			continue
+		}
+		for j, it := range items {
+			if it.star {
+				continue
+			}
+			col, isCol := it.e.(*columnRef)
+			if isCol && strings.EqualFold(col.name, ref.name) && strings.EqualFold(col.table, ref.table) || ref.table == "" && strings.EqualFold(it.alias, ref.name) {
+				out[i] = j + lead
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Windowed reports whether the query has a window.
@@ -382,11 +431,9 @@ func checkContinuous(s *selectStmt, src *source, push bool) error {
 	switch {
 	case s.from == nil:
 		return errorf(Pos{}, "a continuous query reads a stream: CREATE STREAM <name> AS SELECT ... FROM <stream> ...")
-	case !single:
-		return errorf(src.findKeyword("join"), "joins are not supported in continuous queries yet")
-	case strings.EqualFold(ref.schema, schemaStats):
+	case single && strings.EqualFold(ref.schema, schemaStats):
 		return errorf(ref.pos, "a continuous query reads a stream, not a statistics table")
-	case ref.schema != "" && !strings.EqualFold(ref.schema, schemaStream):
+	case single && ref.schema != "" && !strings.EqualFold(ref.schema, schemaStream):
 		return errorf(ref.pos, "unknown schema %q: a continuous query reads a stream", ref.schema)
 	case s.distinct:
 		return errorf(src.findKeyword("distinct"), "SELECT DISTINCT is not supported in continuous queries")
@@ -641,6 +688,12 @@ func (c *Continuous) ResultSpan(g *Group, start, end time.Time) (out Output, ok 
 	if c.lead == 2 {
 		c.vals[0], c.vals[1] = c.post[c.ws], c.post[c.we]
 	}
+	out, err = c.encode()
+	return out, err == nil, err
+}
+
+// encode makes the output record of the values of Columns in c.vals.
+func (c *Continuous) encode() (Output, error) {
 	p := append(make([]byte, 0, 128), '{')
 	for i, v := range c.vals {
 		if i > 0 {
@@ -653,17 +706,17 @@ func (c *Continuous) ResultSpan(g *Group, start, end time.Time) (out Output, ok 
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return Output{}, false, fmt.Errorf("column %s: %w", c.Columns[i], err)
+			return Output{}, fmt.Errorf("column %s: %w", c.Columns[i], err)
 		}
 		p = append(p, b...)
 	}
 	t, err := c.renderTopic(c.vals)
 	if err != nil {
-		return Output{}, false, err
+		return Output{}, err
 	}
-	out = Output{Payload: append(p, '}'), Topic: t}
+	out := Output{Payload: append(p, '}'), Topic: t}
 	if c.Push || c.Kind == KindView {
 		out.Values = slices.Clone(c.vals)
 	}
-	return out, true, nil
+	return out, nil
 }

@@ -35,9 +35,13 @@
 // JSON and its topic, cqoutput.go). window.go reads the window calls; a
 // window whose time is not _timestamp makes the query run on event time
 // (Time, evaluated per record). hints.go reads the query's options from
-// /*+ GRACE('5s') IDLE_TIMEOUT('30s') START('latest') */ comments. The
-// engine hands the persistent queries' statements to Options.Queries, and
-// reads a view (ViewReader) as a table whose rows the view's query keeps.
+// /*+ GRACE('5s') IDLE_TIMEOUT('30s') START('latest') */ comments. A
+// persistent query may join two inputs (join.go): two streams within a
+// time interval read off ON, or a stream and a view (CompileContinuousIn
+// resolves which); JoinInput and Pair evaluate it one record and one
+// pair at a time. The engine hands the persistent queries' statements to
+// Options.Queries, and reads a view (ViewReader) as a table whose rows
+// the view's query keeps.
 //
 // # Tables
 //

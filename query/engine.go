@@ -279,7 +279,7 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 	case *createStreamStmt:
 		// Compiled here too, so that a bad statement gets its positioned
 		// error even on a node without continuous queries.
-		if _, err := planContinuous(s, src, sql); err != nil {
+		if _, err := planContinuous(s, src, sql, e.viewPlan); err != nil {
 			return nil, err
 		}
 		return e.continuous(ctx, s, sql)

@@ -36,7 +36,7 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 			return nil, err
 		}
 	case *createStreamStmt, *pushStmt:
-		c, sel, err := planQuery(st, s.src, s.sql)
+		c, sel, err := planQuery(st, s.src, s.sql, e.viewPlan)
 		if err != nil {
 			return nil, err
 		}
@@ -51,13 +51,13 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 }
 
 // planQuery compiles a persistent or push query's statement.
-func planQuery(st statement, src *source, sql string) (*Continuous, *selectStmt, error) {
+func planQuery(st statement, src *source, sql string, views ViewPlans) (*Continuous, *selectStmt, error) {
 	if ps, ok := st.(*pushStmt); ok {
 		c, err := planPush(ps, src, sql)
 		return c, ps.sel, err
 	}
 	cs := st.(*createStreamStmt)
-	c, err := planContinuous(cs, src, sql)
+	c, err := planContinuous(cs, src, sql, views)
 	return c, cs.sel, err
 }
 
@@ -67,12 +67,35 @@ func (e *Engine) checkStreams(c *Continuous) error {
 	if _, err := e.opts.Store.DescribeStream(c.Source); err != nil {
 		return errorf(c.SourceAt, "unknown stream %q: a continuous query reads an existing stream (SHOW STREAMS lists them)", c.Source)
 	}
+	if j := c.Join; j != nil && j.Kind == JoinInterval {
+		if _, err := e.opts.Store.DescribeStream(j.Right); err != nil {
+			return errorf(j.RightAt, "unknown stream or view %q: a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)", j.Right)
+		}
+	}
 	if c.Kind == KindInsert {
 		if _, err := e.opts.Store.DescribeStream(c.Name); err != nil {
 			return errorf(c.NameAt, "unknown stream %q: INSERT INTO writes an existing stream (CREATE STREAM %s AS SELECT ... creates one)", c.Name, c.Name)
 		}
 	}
 	return nil
+}
+
+// explainJoin describes the join of a persistent query.
+func explainJoin(p *plan, c *Continuous, j *Join) {
+	on := fmt.Sprintf(" on %d key(s)", len(c.jp.right.keyL))
+	if j.Kind == JoinLookup {
+		kind := "inner: a record without a row is dropped"
+		if j.Left {
+			kind = "left: a record without a row gets NULL columns"
+		}
+		p.add("join", "lookup of view %s%s: each record with the view's current row(s) for its key, as the view is when the record is processed (%s)", j.Right, on, kind)
+		return
+	}
+	left := ""
+	if j.Left {
+		left = fmt.Sprintf("; left: a record of %s that nothing joined is output alone (NULL columns) once the interval has passed", c.Source)
+	}
+	p.add("join", "interval join with stream %s%s: pairs with %s._timestamp - %s._timestamp within [%s, %s], output when the later record of the pair is processed; both streams are read in _timestamp order%s", j.Right, on, c.jp.right.label, c.t.label, j.Lo, j.Hi, left)
 }
 
 // explainSelect describes an ad-hoc SELECT's plan.
@@ -215,6 +238,9 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		from = "from its end when the query is created (START('latest'))"
 	}
 	p.add("source", "stream %s, %s, one record at a time", c.Source, from)
+	if j := c.Join; j != nil {
+		explainJoin(p, c, j)
+	}
 	var keys []string
 	for i, g := range s.groupBy {
 		if w, ok := g.(*call); ok && windowFuncs[w.name] {
@@ -250,6 +276,10 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("state", "one accumulator set per key and open window (never the records)")
 	case c.Stateful:
 		p.add("state", "one accumulator set per key (never the records)")
+	case c.Join != nil && c.Join.Kind == JoinInterval:
+		p.add("state", "the records of both streams within the interval, by key: a record of %s is kept until the records processed are %s past it, one of %s until they are %s past it", c.Source, c.Join.Hi, c.Join.Right, -c.Join.Lo)
+	case c.Join != nil:
+		p.add("state", "none: the view keeps its rows")
 	default:
 		p.add("state", "none: each record makes its own row")
 	}
@@ -258,6 +288,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 	switch {
 	case c.Kind == KindView:
 		p.add("emit", "none: the view's rows are updated with each record and read with SELECT ... FROM %s", c.Name)
+	case c.Join != nil:
+		p.add("emit", "changes: one row per joined pair that passes the filter")
 	case !c.Stateful && !c.Windowed():
 		p.add("emit", "changes: one row per record that passes the filter")
 	case c.Emit == "final" && c.Window.Sessions():

@@ -80,6 +80,15 @@ func (e *Engine) view(name string) (ViewReader, bool) {
 	return e.opts.Queries.View(name)
 }
 
+// viewPlan tells whether name is a view or a stream (ViewPlans).
+func (e *Engine) viewPlan(name string) (*Continuous, bool) {
+	if v, ok := e.view(name); ok {
+		return v.Plan(), false
+	}
+	_, err := e.opts.Store.DescribeStream(name)
+	return nil, err == nil
+}
+
 // QueryInfo describes one continuous query: a row of SHOW QUERIES.
 type QueryInfo struct {
 	ID     string `json:"id"`

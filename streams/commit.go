@@ -130,6 +130,13 @@ func (q *opQueue) close() {
 	}
 }
 
+// pending reports whether ops are queued.
+func (q *opQueue) pending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.ops) > 0
+}
+
 // take waits for queued ops and swaps them out for spare (which must be
 // empty). It returns closed=true once the queue is closed and drained.
 func (q *opQueue) take(spare []*op) (ops []*op, closed bool) {
@@ -259,6 +266,19 @@ func (s *Store) runCommitter() {
 	var spare []*op
 	g := &group{s: s, scratch: make([]byte, 0, 4096)}
 	for {
+		slept := false
+		if d := s.opts.CommitDelay; d > 0 && !g.lastSync.IsZero() {
+			// Gather what arrives until d after the last synced commit
+			// began (Options.CommitDelay).
+			if wait := d - time.Since(g.lastSync); wait > 0 {
+				time.Sleep(wait)
+				slept = true
+			}
+			g.lastSync = time.Time{}
+		}
+		if slept && s.queue.pending() {
+			s.stats.delays.Add(1) // what is queued by now waited
+		}
 		batch, closed := s.queue.take(spare)
 		if closed {
 			g.checkpointAll()
@@ -291,13 +311,16 @@ type group struct {
 	deleted   []*stream
 	sync      bool
 	forceSync bool
-	applied   map[string]uint64 // applied-index markers set in this group, by log
-	nextID    uint64            // s.nextID before the group, for rollback
-	bytes     int
-	records   int
-	now       int64
-	scratch   []byte
-	keybuf    []byte
+	// lastSync is when the last synced commit began, while
+	// Options.CommitDelay may hold the next one back (runCommitter).
+	lastSync time.Time
+	applied  map[string]uint64 // applied-index markers set in this group, by log
+	nextID   uint64            // s.nextID before the group, for rollback
+	bytes    int
+	records  int
+	now      int64
+	scratch  []byte
+	keybuf   []byte
 }
 
 type opResult struct {
@@ -376,6 +399,12 @@ func (g *group) commit(ops []*op) int {
 		wo := pebble.NoSync
 		if g.forceSync || (g.sync && s.opts.Sync == SyncAlways) {
 			wo = pebble.Sync
+			if len(g.ops) > 1 {
+				// Appends from more than one producer share this sync:
+				// the next may gather more if it waits a little. A lone
+				// append (one producer waiting for each ack) never waits.
+				g.lastSync = time.Now()
+			}
 		}
 		err = commitBatch(g.batch, wo)
 		if err == nil {

@@ -37,14 +37,16 @@ type StoreCounters struct {
 	Records int64 `json:"records"`
 	// CommitErrors counts failed batches.
 	CommitErrors int64 `json:"commit_errors"`
+	// Delays counts the commits held back by Options.CommitDelay.
+	Delays int64 `json:"commit_delays"`
 	// AppendLatency is the distribution of the time from Submit to the
 	// request's completion (durable under the sync policy).
 	AppendLatency Histogram `json:"-"`
 }
 
 type storeCounters struct {
-	commits, syncs, records, commitErrors atomic.Int64
-	appendLatency                         histogram
+	commits, syncs, records, commitErrors, delays atomic.Int64
+	appendLatency                                 histogram
 }
 
 // Counters returns every stream's counters, by name.
@@ -62,7 +64,7 @@ func (s *Store) Counters() map[string]StreamCounters {
 func (s *Store) StoreCounters() StoreCounters {
 	return StoreCounters{
 		Commits: s.stats.commits.Load(), Syncs: s.stats.syncs.Load(), Records: s.stats.records.Load(),
-		CommitErrors: s.stats.commitErrors.Load(), AppendLatency: s.stats.appendLatency.snapshot(),
+		CommitErrors: s.stats.commitErrors.Load(), Delays: s.stats.delays.Load(), AppendLatency: s.stats.appendLatency.snapshot(),
 	}
 }
 

@@ -71,3 +71,41 @@ error sql_error 1:76: EMIT FINAL needs a window: a final row per key comes when 
 # The table queries: SHOW QUERIES as a table.
 > SELECT id, lag_seconds FROM queries WHERE status = 'error'
 error sql_error 0:0: table queries is not available: this node runs no continuous queries
+
+# Joins: of two streams within a time interval, or of a stream with a
+# view (none here). Bad joins get positioned errors.
+> CREATE STREAM paired AS SELECT t.sensor, t.temp, d.site FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp - INTERVAL 5 SECOND AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t JOIN devices d ON d.id = t.sensor AND t._timestamp >= d._timestamp - INTERVAL 1 MINUTE AND t._timestamp < d._timestamp
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t JOIN devices d ON t.sensor = d.id
+error sql_error 1:87: a join of two streams needs time bounds in ON, which bound its state: AND d._timestamp BETWEEN t._timestamp - INTERVAL 5 SECOND AND t._timestamp + INTERVAL 5 SECOND (to look rows up instead, join a view)
+
+> CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t JOIN devices d ON d._timestamp BETWEEN t._timestamp - INTERVAL 5 SECOND AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 1:87: a join needs a key equality in ON, between an expression of t and one of d: ON t.k = d.k
+
+> CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t JOIN nowhere d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 1:74: unknown stream or view "nowhere": a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)
+
+> CREATE STREAM paired AS SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id JOIN jobs j ON j._payload = t.sensor
+error sql_error 1:100: a continuous query joins two inputs, not 3: join two of them into a stream with one query, then join that stream with the next
+
+> CREATE STREAM paired AS SELECT t.sensor, site FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 1:42: qualify site in a join of two streams: t.site or d.site (streams have no schema, so an unqualified payload field could be in either)
+
+> CREATE STREAM paired AS SELECT t.sensor FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor FROM temperatures t RIGHT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 1:61: RIGHT JOIN is not supported: swap the tables and use LEFT JOIN
+
+> CREATE STREAM paired AS SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp + INTERVAL 5 SECOND AND t._timestamp
+error sql_error 1:79: the time bounds of the join are empty: d._timestamp - t._timestamp between 5s and 0s
+
+> CREATE STREAM paired AS SELECT t.sensor, count(*) FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND GROUP BY t.sensor, TUMBLING(INTERVAL 10 SECOND)
+error sql_error 1:180: a join query outputs one row per joined pair: no GROUP BY, HAVING or window (aggregate its output stream with another query)
+
+> SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id EMIT CHANGES
+error sql_error 1:37: joins run in persistent queries (CREATE STREAM ... AS SELECT ... FROM a JOIN b ...), not in push queries yet

@@ -156,3 +156,28 @@ error sql_error 1:9: EXPLAIN explains queries: SELECT ..., CREATE STREAM ... AS 
 
 > EXPLAIN SELECT FROM temperatures
 error sql_syntax 1:16: syntax error at "FROM"
+
+# A join of two streams within a time interval.
+> EXPLAIN CREATE STREAM paired AS SELECT t.sensor, t.temp, d.site FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp - INTERVAL 1 MINUTE AND t._timestamp + INTERVAL 10 SECOND
+step:text | detail:text
+statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
+source | stream temperatures, from its first record kept, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [-1m0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 1m0s past it
+projection | sensor, temp, site
+columns | sensor, temp, site
+emit | changes: one row per joined pair that passes the filter
+output | new stream paired, exactly once (topic paired)
+
+> EXPLAIN CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND
+step:text | detail:text
+statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
+source | stream temperatures, from its first record kept, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; left: a record of temperatures that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | new stream paired, exactly once (topic paired)
