@@ -56,9 +56,12 @@
 // or constants are errors before any row is read.
 //
 // The statistics tables (streams, append_throughput, read_throughput,
-// groups, consumers, append_latency) are computed when a query reads them,
-// from the store, the consumer-group manager and the stats sampler, through
-// the small interfaces Store, Groups and Stats.
+// groups, consumers, sessions, queries, nodes, shards, append_latency) are
+// computed when a query reads them, through small interfaces (Store,
+// Groups, Stats, Sessions, QueryTable, Nodes, Shards) that the node
+// implements over the whole cluster. A source that answers with part of
+// its rows (a node that did not answer) says so with Warn: the result's
+// Warnings (warnings.go).
 //
 // # Execution
 //
