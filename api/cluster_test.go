@@ -44,7 +44,7 @@ func (f *fakeClusterNode) LeaderHandoffs() uint64 { return 2 }
 func (f *fakeClusterNode) ShardLags(context.Context) map[int]uint64 {
 	return map[int]uint64{0: 4, 1: 0}
 }
-func (f *fakeClusterNode) StreamPlacement(name string) (int, string, []string, bool) {
+func (f *fakeClusterNode) StreamPlacement(_ context.Context, name string) (int, string, []string, bool) {
 	st := f.shards[shards.ShardOf(name, len(f.shards))]
 	return st.ID, st.Leader, st.Replicas, true
 }

@@ -47,7 +47,7 @@ type Node interface {
 	// StreamPlacement says where stream name lives: its shard, the
 	// shard's leader ("" while none is known) and the nodes holding its
 	// replicas; ok is false when the node runs no shards.
-	StreamPlacement(name string) (shard int, leader string, replicas []string, ok bool)
+	StreamPlacement(ctx context.Context, name string) (shard int, leader string, replicas []string, ok bool)
 	// ForwardCounters count the writes this node forwarded to other
 	// nodes and served for them.
 	ForwardCounters() shards.ForwardCounters

@@ -96,7 +96,7 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request) (int, any, er
 	}
 	out := toStreamJSON(info, s.opts.Store.Counters()[info.Name])
 	if s.opts.Node != nil {
-		if shard, leader, replicas, ok := s.opts.Node.StreamPlacement(info.Name); ok {
+		if shard, leader, replicas, ok := s.opts.Node.StreamPlacement(r.Context(), info.Name); ok {
 			out.Shard, out.Leader, out.Replicas = &shard, &leader, replicas
 		}
 	}

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+
 	"github.com/mqstream/mqstream/cluster/routes"
 	"github.com/mqstream/mqstream/cluster/shards"
 )
@@ -10,15 +12,23 @@ import (
 // cluster formed) there are no shards.
 
 // StreamPlacement says where stream name lives: its shard, the shard's
-// leader as this node knows it ("" while none is known, or when this node
-// holds no replica of the shard) and the nodes holding its replicas, the
-// preferred leader first. ok is false when the node runs no shards.
-func (n *Node) StreamPlacement(name string) (shard int, leader string, replicas []string, ok bool) {
+// leader ("" while none is known) and the nodes holding its replicas, the
+// preferred leader first. The leader of a shard this node holds no
+// replica of is the one its replicas name (ClusterShards: they are asked,
+// at most figuresTimeout), "" when none of them answers. ok is false when
+// the node runs no shards.
+func (n *Node) StreamPlacement(ctx context.Context, name string) (shard int, leader string, replicas []string, ok bool) {
 	list := n.Shards()
 	if len(list) == 0 {
 		return 0, "", nil, false
 	}
-	st := list[shards.ShardOf(name, len(list))]
+	i := shards.ShardOf(name, len(list))
+	if !list[i].Local {
+		if all := n.ClusterShards(ctx); i < len(all) {
+			list = all
+		}
+	}
+	st := list[i]
 	return st.ID, st.Leader, st.Replicas, true
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -97,6 +98,11 @@ func TestReadsOfShardsHeldElsewhere(t *testing.T) {
 					Offset  uint64 `json:"offset"`
 					Payload string `json:"payload"`
 				} `json:"records"`
+			}
+			// Its placement names the leader also where no replica is.
+			var p placementJSON
+			if st := getJSON(t, n, "/v1/streams/"+name, &p); st != http.StatusOK || p.Leader == nil || !slices.Contains(p.Replicas, *p.Leader) || len(p.Replicas) != 2 {
+				t.Fatalf("%s: GET /v1/streams/%s: %d, leader %v of replicas %v", n.ID(), name, st, p.Leader, p.Replicas)
 			}
 			if st := getJSON(t, n, "/v1/streams/"+name+"/records?from_offset=0&limit=100", &recs); st != http.StatusOK || len(recs.Records) != per {
 				t.Fatalf("%s: GET records of %s: %d, %d records", n.ID(), name, st, len(recs.Records))
