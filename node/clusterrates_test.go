@@ -201,7 +201,8 @@ func TestRateTablesCoverShardsHeldElsewhere(t *testing.T) {
 // TestRateTablesWithoutANode: a node that stops answering calls (its RPC
 // mux closes; gossip still has it up) leaves the tables answering with
 // the others' figures, every stream still counted from a replica that
-// answers, and the result says which node is missing; a shard none of
+// answers, the nodes table lists it without its figures, and the result
+// says which node is missing; a shard none of
 // whose replicas answers is missing from the streams table, which says
 // so.
 func TestRateTablesWithoutANode(t *testing.T) {
@@ -231,6 +232,10 @@ func TestRateTablesWithoutANode(t *testing.T) {
 	}
 	if got := fmt.Sprint(run("SELECT count(*), count(DISTINCT stream_name) FROM append_throughput WHERE throughput_10min > 0").Rows); got != "[[4 4]]" {
 		t.Errorf("streams in append_throughput without n3: %s", got)
+	}
+	// The nodes table lists n3 (gossip has it up) without its disk figures.
+	if got := fmt.Sprint(run("SELECT id, disk_free_bytes IS NULL FROM nodes ORDER BY id").Rows); got != "[[n1 false] [n2 false] [n3 true]]" {
+		t.Errorf("nodes without n3's answer: %s", got)
 	}
 	// POST /v1/query carries the warnings.
 	var body struct {

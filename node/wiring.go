@@ -68,10 +68,11 @@ func apiTokens(cfg config.Config) ([]api.Token, error) {
 // nodeRows adapts the node's member list to the SQL engine's nodes table.
 type nodeRows struct{ n *Node }
 
-// Each row carries the member's disk space when it answers in time.
-func (r nodeRows) Nodes() []query.NodeRow {
+// Each row carries the member's disk space when it answers in time; the
+// query's result warns of a member that did not.
+func (r nodeRows) Nodes(ctx context.Context) []query.NodeRow {
 	members := r.n.Members()
-	figures := nodesFigures{r.n}.NodeFigures(context.Background())
+	figures := nodesFigures{r.n}.NodeFigures(ctx)
 	out := make([]query.NodeRow, len(members))
 	for i, m := range members {
 		out[i] = query.NodeRow{ID: m.ID, Status: m.Status, Gossip: m.Gossip, RPC: m.RPC, MQTT: m.MQTT, HTTP: m.HTTP, Version: m.Version}

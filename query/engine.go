@@ -44,9 +44,10 @@ type Sessions interface {
 }
 
 // Nodes is what the engine reads of the cluster's members (node adapts
-// its membership, or itself when standalone).
+// its membership, or itself when standalone). Figures left out of a row
+// (a member that did not answer) are reported with Warn(ctx, ...).
 type Nodes interface {
-	Nodes() []NodeRow
+	Nodes(ctx context.Context) []NodeRow
 }
 
 // NodeRow is one member of the cluster: a row of the nodes table.

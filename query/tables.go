@@ -278,7 +278,7 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 			return nil, errorf(Pos{}, "table nodes is not available on this node")
 		}
 		var rows [][]any
-		for _, n := range e.opts.Nodes.Nodes() {
+		for _, n := range e.opts.Nodes.Nodes(ctx) {
 			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version, optInt(n.DiskFreeBytes), optInt(n.DiskTotalBytes)})
 		}
 		return rows, nil
