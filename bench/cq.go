@@ -39,8 +39,13 @@ type CQOptions struct {
 	// Replay stores the records before creating the query.
 	Replay     bool
 	Publishers int
-	Window     int // QoS 1 publishes in flight per publisher
+	Window     int     // QoS 1 publishes in flight per publisher
+	Rate       float64 // total publishes per second (0: as fast as acknowledged)
 	Duration   time.Duration
+	// IdleWait (live runs) is how long to wait after the query read the
+	// last record for its open windows to close on its idle timeout
+	// (0: not waited for).
+	IdleWait time.Duration
 	// Input and Output name the streams; SQL is the query, with
 	// {in} and {out} replaced by them (empty: count, avg, max per key
 	// over 10 s tumbling windows).
@@ -73,6 +78,9 @@ type CQResult struct {
 	StateBytes int64   `json:"state_bytes"`
 	Status     string  `json:"status"`
 	Error      string  `json:"error,omitempty"`
+	// Emit says how soon windows came out (live runs of windowed
+	// queries: cqemit.go).
+	Emit *EmitFigures `json:"emit,omitempty"`
 }
 
 func (o *CQOptions) defaults() {
@@ -104,6 +112,9 @@ func (o *CQOptions) Validate() error {
 	}
 	if o.Duration <= 0 {
 		errs = append(errs, errors.New("duration must be positive"))
+	}
+	if o.Rate < 0 || o.IdleWait < 0 {
+		errs = append(errs, errors.New("rate and idle wait must not be negative"))
 	}
 	if !strings.Contains(o.SQL, "{in}") || !strings.Contains(o.SQL, "{out}") {
 		errs = append(errs, errors.New("the query must name {in} and {out}"))
@@ -187,6 +198,11 @@ func RunCQ(ctx context.Context, o CQOptions) (*CQResult, error) {
 	res.Seconds = time.Since(start).Seconds()
 	res.RecordsIn, res.RowsOut, res.Lag, res.LagSeconds, res.StateBytes, res.Status, res.Error = q.RecordsIn, q.RowsOut, q.Lag, q.LagSeconds, q.StateBytes, q.Status, q.Error
 	res.Rate = float64(res.RecordsIn) / res.Seconds
+	if !o.Replay && res.Published > 0 && q.Status == "running" {
+		if err := o.measureEmit(ctx, api, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -266,7 +282,9 @@ func (o *CQOptions) publisher(ctx context.Context, p int, deadline time.Time, ne
 	}
 	topic := o.Input + "/" + strconv.Itoa(p)
 	var buf []byte
+	pace := newPacer(o.Rate / float64(o.Publishers))
 	for ctx.Err() == nil && time.Now().Before(deadline) {
+		pace.wait(ctx)
 		i := next.Add(1) - 1
 		if i >= int64(o.Count) {
 			break
@@ -283,6 +301,22 @@ func (o *CQOptions) publisher(ctx context.Context, p int, deadline time.Time, ne
 		}
 	}
 	return wait(inflight)
+}
+
+// measureEmit waits up to IdleWait for the query's windows to close, then
+// reads its output back for res.Emit.
+func (o *CQOptions) measureEmit(ctx context.Context, api *apiClient, res *CQResult) error {
+	if o.IdleWait > 0 {
+		if err := waitWindowsClosed(ctx, api, o.Output, o.IdleWait); err != nil {
+			return err
+		}
+	}
+	last, err := lastTimestamp(ctx, api, o.Input, res.Published)
+	if err != nil {
+		return err
+	}
+	res.Emit, err = emitDelays(ctx, api, o.Output, last)
+	return err
 }
 
 // waitStored waits until stream holds n records.
@@ -366,6 +400,13 @@ func (r *CQResult) String() string {
 	fmt.Fprintf(&b, "at the end: status %s, lag %d records (%.2f s), state %d bytes\n", r.Status, r.Lag, r.LagSeconds, r.StateBytes)
 	if r.Error != "" {
 		fmt.Fprintf(&b, "error: %s\n", r.Error)
+	}
+	if e := r.Emit; e != nil {
+		fmt.Fprintf(&b, "windows out after their end: %d rows, p50 %.1f ms, p99 %.1f ms, max %.1f ms", e.Rows, e.P50Ms, e.P99Ms, e.MaxMs)
+		if e.Truncated {
+			fmt.Fprintf(&b, " (first %d rows)", maxEmitRows)
+		}
+		fmt.Fprintf(&b, "\nwindows closed while the input was idle: %d rows, the last out %.2f s after its end\n", e.IdleRows, e.IdleMaxS)
 	}
 	return b.String()
 }

@@ -41,7 +41,10 @@ func newBenchCmd() *cobra.Command {
          publishes --count JSON records with --keys distinct keys over MQTT
          (QoS 1) and reports the query's processing rate (its records_in
          over the run) and lag; --replay stores the records first, then
-         creates the query (from the first record) and times its catch-up
+         creates the query (from the first record) and times its catch-up;
+         live runs of windowed queries report how soon windows came out
+         after their end (--rate paces the input, --idle-wait waits for
+         the last windows to close on the query's idle timeout)
 
 Payloads carry the publisher, a sequence number and the send time, so loss,
 duplicates and end-to-end latency are measured exactly. Every run stops after
@@ -70,7 +73,7 @@ resent, those never acknowledged and the longest wait for an ack.`,
 			}
 			o.Broker = strings.Join(addrs, ",")
 			if o.Mode == "cq" {
-				cqo.Broker, cqo.Count, cqo.Duration, cqo.Publishers, cqo.Window = addrs[0], o.Count, o.Duration, o.Publishers, o.Window
+				cqo.Broker, cqo.Count, cqo.Duration, cqo.Publishers, cqo.Window, cqo.Rate = addrs[0], o.Count, o.Duration, o.Publishers, o.Window, o.Rate
 				return runBenchCQ(cmd, cqo, jsonOut, quiet)
 			}
 			switch version {
@@ -119,6 +122,7 @@ resent, those never acknowledged and the longest wait for an ack.`,
 	f.StringVar(&cqo.API, "api", "http://127.0.0.1:8080", "cq: the node's HTTP API")
 	f.StringVar(&cqo.Token, "api-token", "", "cq: bearer token for the API (an admin's)")
 	f.IntVar(&cqo.Keys, "keys", 10000, "cq: distinct keys")
+	f.DurationVar(&cqo.IdleWait, "idle-wait", 0, "cq, live: wait up to this long after the query read everything for its windows to close on its idle timeout")
 	f.BoolVar(&cqo.Replay, "replay", false, "cq: store the records first, then create the query and time its catch-up")
 	f.StringVar(&cqo.SQL, "sql", bench.DefaultCQSQL, "cq: the query ({in}, {out}: the input and output streams bench_cq_in, bench_cq_out)")
 	f.BoolVar(&jsonOut, "json", false, "print the summary as JSON")
