@@ -37,6 +37,8 @@ var (
 	descCommits         = desc("store_commits_total", "Batches committed to the store (group commit).")
 	descSyncs           = desc("store_fsync_batches_total", "Committed batches that were fsynced.")
 	descCommitDelays    = desc("store_commit_delays_total", "Commits held back by storage.commit_delay so that more publishes share their fsync.")
+	descCommitDelayOn   = desc("store_commit_delay_on", "1 while storage.commit_delay: auto holds commits back, 0 otherwise.")
+	descDelaySwitches   = desc("store_commit_delay_switches_total", "Changes of decision of storage.commit_delay: auto.")
 	descCommitRecords   = desc("store_committed_records_total", "Records committed.")
 	descCommitErrors    = desc("store_commit_errors_total", "Batches that failed to commit.")
 	descAppendLatency   = desc("store_append_latency_seconds", "Time from submitting an append to its durable completion.")
@@ -67,7 +69,7 @@ type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descMsgsReceived, descMsgsSent, descBytesReceived, descBytesSent,
-		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitDelays, descCommitRecords,
+		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitDelays, descCommitDelayOn, descDelaySwitches, descCommitRecords,
 		descCommitErrors, descAppendLatency, descStreamRecords, descStreamBytes, descStreamAppended, descStreamAppendedB,
 		descStreamRead, descGroupLag, descGroupInflight, descGroupMembers, descGroupDelivered, descGroupAcked, descGroupRedeliv,
 		descGroupDead, descGroupOldest} {
@@ -107,6 +109,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCommits, float64(sc.Commits))
 		counter(descSyncs, float64(sc.Syncs))
 		counter(descCommitDelays, float64(sc.Delays))
+		on := 0.0
+		if sc.DelayOn {
+			on = 1
+		}
+		gauge(descCommitDelayOn, on)
+		counter(descDelaySwitches, float64(sc.DelaySwitches))
 		counter(descCommitRecords, float64(sc.Records))
 		counter(descCommitErrors, float64(sc.CommitErrors))
 		ch <- latencyHistogram(sc.AppendLatency)

@@ -245,8 +245,10 @@ type Storage struct {
 	Sync         string        `mapstructure:"sync" yaml:"sync"` // always, interval, none
 	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
 	// CommitDelay (sync: always) spaces synced commits at least this far
-	// apart, so that publishes arriving meanwhile share one fsync.
-	CommitDelay       time.Duration `mapstructure:"commit_delay" yaml:"commit_delay"`
+	// apart, so that publishes arriving meanwhile share one fsync: a
+	// duration (0s: off), or "auto" (AutoCommitDelay while the store
+	// finds it pays: streams.Options.CommitDelayAuto).
+	CommitDelay       string        `mapstructure:"commit_delay" yaml:"commit_delay"`
 	RetentionInterval time.Duration `mapstructure:"retention_interval" yaml:"retention_interval"`
 	CacheSize         ByteSize      `mapstructure:"cache_size" yaml:"cache_size"`
 	// MinFree refuses writes (MQTT 0x97, HTTP 503) while the data disk has
@@ -304,6 +306,7 @@ func Default() Config {
 		Storage: Storage{
 			Sync:              "always",
 			SyncInterval:      5 * time.Millisecond,
+			CommitDelay:       "auto",
 			RetentionInterval: time.Minute,
 			CacheSize:         64 << 20,
 			MinFree:           128 << 20,

@@ -31,6 +31,45 @@ func TestDefaultsNeedNoFile(t *testing.T) {
 	}
 }
 
+// TestCommitDelay: auto (the default) turns the store's controller on
+// with AutoCommitDelay; a duration is a fixed delay; anything else names
+// the key.
+func TestCommitDelay(t *testing.T) {
+	for _, c := range []struct {
+		env   string
+		delay time.Duration
+		auto  bool
+		bad   bool
+	}{
+		{"", AutoCommitDelay, true, false},
+		{"AUTO", AutoCommitDelay, true, false},
+		{"2ms", 2 * time.Millisecond, false, false},
+		{"0s", 0, false, false},
+		{"soon", 0, false, true},
+		{"1s", 0, false, true},
+		{"-1ms", 0, false, true},
+	} {
+		var env []string
+		if c.env != "" {
+			env = []string{"MQSTREAM_STORAGE_COMMIT_DELAY=" + c.env}
+		}
+		cfg, err := Load("", env, nil)
+		if c.bad {
+			if err == nil || !strings.Contains(err.Error(), "storage.commit_delay") || !strings.Contains(err.Error(), "want auto or a duration") {
+				t.Errorf("%q: error %v", c.env, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.env, err)
+		}
+		o := cfg.StoreOptions(nil)
+		if o.CommitDelay != c.delay || o.CommitDelayAuto != c.auto {
+			t.Errorf("%q: delay %s auto %v, want %s %v", c.env, o.CommitDelay, o.CommitDelayAuto, c.delay, c.auto)
+		}
+	}
+}
+
 func TestFileEnvAndFlagsInOrder(t *testing.T) {
 	path := writeFile(t, `
 node:

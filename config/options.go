@@ -1,9 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mqstream/mqstream/streams"
 	"github.com/mqstream/mqstream/topic"
@@ -24,11 +26,13 @@ func (c Config) mqttRules() []topic.Rule {
 // StoreOptions returns the stream store's options (Dir is the data dir).
 func (c Config) StoreOptions(logger *slog.Logger) streams.Options {
 	sync, _ := streams.ParseSyncPolicy(c.Storage.Sync) // validated
+	delay, auto, _ := c.Storage.commitDelay()          // validated
 	return streams.Options{
 		Dir:               c.Node.DataDir,
 		Sync:              sync,
 		SyncInterval:      c.Storage.SyncInterval,
-		CommitDelay:       c.Storage.CommitDelay,
+		CommitDelay:       delay,
+		CommitDelayAuto:   auto,
 		AutoCreate:        c.Streams.AutoCreate,
 		DefaultRetention:  c.Streams.DefaultRetention.streams(),
 		RetentionInterval: c.Storage.RetentionInterval,
@@ -76,4 +80,24 @@ func (c Config) Logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// AutoCommitDelay is the delay storage.commit_delay: auto applies while the
+// store finds it pays (docs/performance.md, "Commit delay").
+const AutoCommitDelay = 500 * time.Microsecond
+
+// commitDelay parses storage.commit_delay: "auto", or a duration from 0
+// (off) to 100ms.
+func (s Storage) commitDelay() (d time.Duration, auto bool, err error) {
+	if strings.EqualFold(strings.TrimSpace(s.CommitDelay), "auto") {
+		return AutoCommitDelay, true, nil
+	}
+	d, err = time.ParseDuration(strings.TrimSpace(s.CommitDelay))
+	if err != nil {
+		return 0, false, fmt.Errorf("%q: want auto or a duration from 0s (off) to 100ms", s.CommitDelay)
+	}
+	if d < 0 || d > 100*time.Millisecond {
+		return 0, false, fmt.Errorf("%s: want auto or a duration from 0s (off) to 100ms", d)
+	}
+	return d, false, nil
 }

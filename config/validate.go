@@ -82,8 +82,8 @@ func (c Config) Validate() error {
 	if c.Storage.SyncInterval <= 0 {
 		bad("storage.sync_interval", "must be positive")
 	}
-	if c.Storage.CommitDelay < 0 || c.Storage.CommitDelay > 100*time.Millisecond {
-		bad("storage.commit_delay", "%s: want 0 (off) to 100ms", c.Storage.CommitDelay)
+	if _, _, err := c.Storage.commitDelay(); err != nil {
+		bad("storage.commit_delay", "%v", err)
 	}
 	if c.Storage.RetentionInterval <= 0 {
 		bad("storage.retention_interval", "must be positive")

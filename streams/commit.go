@@ -265,9 +265,17 @@ func (s *Store) runCommitter() {
 	defer s.wg.Done()
 	var spare []*op
 	g := &group{s: s, scratch: make([]byte, 0, 4096)}
+	if s.opts.CommitDelayAuto && s.opts.Sync == SyncAlways {
+		g.auto = newAutoDelay(s.opts.CommitDelay, time.Now())
+	}
 	for {
 		slept := false
-		if d := s.opts.CommitDelay; d > 0 && !g.lastSync.IsZero() {
+		d := s.opts.CommitDelay
+		if g.auto != nil {
+			d = g.auto.current()
+			s.stats.delayOn.Store(d > 0 && g.auto.on)
+		}
+		if d > 0 && !g.lastSync.IsZero() {
 			// Gather what arrives until d after the last synced commit
 			// began (Options.CommitDelay).
 			if wait := d - time.Since(g.lastSync); wait > 0 {
@@ -314,13 +322,16 @@ type group struct {
 	// lastSync is when the last synced commit began, while
 	// Options.CommitDelay may hold the next one back (runCommitter).
 	lastSync time.Time
-	applied  map[string]uint64 // applied-index markers set in this group, by log
-	nextID   uint64            // s.nextID before the group, for rollback
-	bytes    int
-	records  int
-	now      int64
-	scratch  []byte
-	keybuf   []byte
+	// auto decides whether to hold commits back (Options.CommitDelayAuto;
+	// nil otherwise).
+	auto    *autoDelay
+	applied map[string]uint64 // applied-index markers set in this group, by log
+	nextID  uint64            // s.nextID before the group, for rollback
+	bytes   int
+	records int
+	now     int64
+	scratch []byte
+	keybuf  []byte
 }
 
 type opResult struct {
@@ -412,6 +423,10 @@ func (g *group) commit(ops []*op) int {
 			s.stats.records.Add(int64(g.records))
 			if wo.Sync {
 				s.stats.syncs.Add(1)
+				if g.auto != nil {
+					g.auto.committed(len(g.ops), time.Now())
+					s.stats.delaySwitches.Store(g.auto.switches)
+				}
 			}
 		}
 	} else if g.forceSync {

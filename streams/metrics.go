@@ -39,6 +39,10 @@ type StoreCounters struct {
 	CommitErrors int64 `json:"commit_errors"`
 	// Delays counts the commits held back by Options.CommitDelay.
 	Delays int64 `json:"commit_delays"`
+	// DelayOn says Options.CommitDelayAuto holds commits back now;
+	// DelaySwitches counts its changes of decision.
+	DelayOn       bool  `json:"commit_delay_on"`
+	DelaySwitches int64 `json:"commit_delay_switches"`
 	// AppendLatency is the distribution of the time from Submit to the
 	// request's completion (durable under the sync policy).
 	AppendLatency Histogram `json:"-"`
@@ -46,6 +50,8 @@ type StoreCounters struct {
 
 type storeCounters struct {
 	commits, syncs, records, commitErrors, delays atomic.Int64
+	delaySwitches                                 atomic.Int64
+	delayOn                                       atomic.Bool
 	appendLatency                                 histogram
 }
 
@@ -65,6 +71,7 @@ func (s *Store) StoreCounters() StoreCounters {
 	return StoreCounters{
 		Commits: s.stats.commits.Load(), Syncs: s.stats.syncs.Load(), Records: s.stats.records.Load(),
 		CommitErrors: s.stats.commitErrors.Load(), Delays: s.stats.delays.Load(), AppendLatency: s.stats.appendLatency.snapshot(),
+		DelayOn: s.stats.delayOn.Load(), DelaySwitches: s.stats.delaySwitches.Load(),
 	}
 }
 

@@ -95,6 +95,12 @@ type Options struct {
 	// in turn is never slowed. 0: a commit starts as soon as the previous
 	// one ended.
 	CommitDelay time.Duration
+	// CommitDelayAuto (under SyncAlways) lets the store decide when to
+	// apply CommitDelay: it tries with and without it now and then, and
+	// keeps it while producers arrive as fast with it and each fsync
+	// carries clearly more (autodelay.go). CommitDelay must then be
+	// positive: the delay applied while on.
+	CommitDelayAuto bool
 	// AutoCreate creates a stream on its first append.
 	AutoCreate bool
 	// DefaultRetention applies to auto-created streams and to CreateStream
@@ -157,6 +163,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Sync < SyncAlways || o.Sync > SyncNone {
 		errs = append(errs, fmt.Errorf("sync policy %d is unknown", int(o.Sync)))
+	}
+	if o.CommitDelayAuto && o.CommitDelay <= 0 {
+		errs = append(errs, fmt.Errorf("automatic commit delay needs a positive delay, not %s", o.CommitDelay))
 	}
 	if o.CommitDelay < 0 {
 		errs = append(errs, fmt.Errorf("commit delay %s is negative", o.CommitDelay))
