@@ -259,6 +259,23 @@ func (nd *procNode) kill(t *testing.T) {
 	<-nd.exited
 }
 
+// stop sends nd SIGTERM and waits until it exits, cleanly, within
+// timeout.
+func (nd *procNode) stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	if err := nd.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", nd.id, err)
+	}
+	select {
+	case <-nd.exited:
+		if nd.waitErr != nil {
+			t.Fatalf("%s exited with %v after SIGTERM", nd.id, nd.waitErr)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("%s still running %s after SIGTERM", nd.id, timeout)
+	}
+}
+
 // stopAll sends SIGTERM to every running node and waits for them to exit.
 // A node that exited on its own before, that exits with an error, or that
 // is still running after timeout (it is SIGKILLed then) fails the test.
@@ -624,7 +641,8 @@ func (l *load) finish() (map[string]bool, map[string]int) {
 // offsets; under load, the leader of the stream's shard is SIGKILLed and
 // every acknowledged publish is stored exactly once on both survivors,
 // writes resuming through the survivors; restarted with its configuration
-// and data, the killed node catches up to the same stream and takes writes.
+// and data, the killed node catches up to the same stream and takes writes;
+// then a rolling restart under load loses and duplicates nothing.
 func TestProcessClusterSurvivesLeaderKill(t *testing.T) {
 	c := startProcCluster(t)
 	const stream = "crash"
@@ -714,7 +732,7 @@ func TestProcessClusterSurvivesLeaderKill(t *testing.T) {
 		return
 	}
 
-	t.Run("restart the killed node", func(t *testing.T) {
+	if !t.Run("restart the killed node", func(t *testing.T) {
 		ref := sameStream(t, survivors, stream, acked, 10*time.Second)
 		start := time.Now()
 		c.start(t, killed)
@@ -730,7 +748,61 @@ func TestProcessClusterSurvivesLeaderKill(t *testing.T) {
 		if len(recs) != len(ref)+10 {
 			t.Fatalf("%d records after 10 more publishes on %d", len(recs), len(ref))
 		}
+	}) {
+		return
+	}
+
+	t.Run("rolling restart under load", func(t *testing.T) { rollingRestart(t, c, stream, acked) })
+}
+
+// rollingRestart restarts the nodes one after the other (SIGTERM, start,
+// ready) while a publisher on each node keeps publishing to stream,
+// reconnecting to its node when it is back: every acknowledged publish
+// ends up stored once on every node, and writes flow through every node
+// afterwards.
+func rollingRestart(t *testing.T, c *procCluster, stream string, acked map[string]bool) {
+	l := newLoad()
+	for _, nd := range c.nodes {
+		l.publish(nd, "roll-"+nd.id, stream+"/roll-"+nd.id, 8)
+	}
+	defer func() {
+		select {
+		case <-l.stop:
+		default:
+			l.finish()
+		}
+	}()
+	for _, nd := range c.nodes {
+		before, _ := l.ackedSince(time.Time{})
+		waitFor(t, 20*time.Second, "writes flowing before "+nd.id+" restarts", func() (bool, string) {
+			n, _ := l.ackedSince(time.Time{})
+			return n >= before+100, fmt.Sprintf("%d acknowledged", n-before)
+		})
+		start := time.Now()
+		nd.stop(t, 20*time.Second)
+		c.start(t, nd)
+		c.waitReady(t, []*procNode{nd}, 30*time.Second)
+		t.Logf("%s stopped, restarted and ready in %s", nd.id, time.Since(start).Round(time.Millisecond))
+	}
+	after := time.Now()
+	waitFor(t, 30*time.Second, "writes through every node after the rolling restart", func() (bool, string) {
+		n, _ := l.ackedSince(after)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for name, conns := range l.mu.connections {
+			if conns < 2 {
+				return false, name + " has not reconnected"
+			}
+		}
+		return n >= 300, fmt.Sprintf("%d acknowledged since", n)
 	})
+	loadAcked, connections := l.finish()
+	for p := range loadAcked {
+		acked[p] = true
+	}
+	recs := sameStream(t, c.nodes, stream, acked, 30*time.Second)
+	t.Logf("rolling restart: %d publishes acknowledged during it, connections %v; %d records on every node for %d acknowledged",
+		len(loadAcked), connections, len(recs), len(acked))
 }
 
 // watchWills subscribes to wills/# through nd and returns what arrives as
