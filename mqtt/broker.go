@@ -507,6 +507,11 @@ func (b *Broker) Close() error {
 			t.Stop()
 		}
 		b.willsMu.Unlock()
+		// Publishes already taken are acknowledged before their clients
+		// are disconnected (drain); new ones are turned away.
+		if !b.ingest.drain(drainTimeout) {
+			b.log.Warn("publishes still not committed when stopping: their clients get no acknowledgement", "after", drainTimeout)
+		}
 		_ = b.server.Close()
 		// Every client goroutine ends (so no more publishes are queued)
 		// before we wait for the queued ones to commit.
@@ -525,6 +530,11 @@ func (b *Broker) closeListeners() {
 		l.Close(noop)
 	}
 }
+
+// drainTimeout bounds how long a stopping broker waits for the publishes
+// it took to be committed and acknowledged before it disconnects their
+// clients (ingestHook.drain).
+const drainTimeout = 5 * time.Second
 
 // limitsHook applies connection limits mochi has no option for.
 type limitsHook struct {

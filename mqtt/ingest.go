@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -76,6 +77,11 @@ type ingestHook struct {
 	stored  atomic.Int64 // records acknowledged as stored
 	refused atomic.Int64 // publishes refused (not stored, not acked as success)
 	pending sync.WaitGroup
+	// queued counts the entries taken into a connection's queue and not
+	// yet through its flush (acknowledged, or refused); draining turns
+	// away publishes while the broker stops (drain).
+	queued   atomic.Int64
+	draining atomic.Bool
 }
 
 // conn is the ingest state of one client connection.
@@ -157,6 +163,11 @@ func (h *ingestHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Listener == fanoutListener {
 		return pk, nil // our own re-publish of a stored message
+	}
+	if h.draining.Load() {
+		// The broker is stopping (drain): neither stored nor
+		// acknowledged; the client sends it again elsewhere or later.
+		return pk, packets.ErrRejectPacket
 	}
 	// QoS 1/2 publishes reach mochi as QoS 0 (inbound.go): ingest
 	// acknowledges them all, stored or not.
@@ -340,6 +351,7 @@ func (c *conn) enqueue(e *entry, qos2 bool) bool {
 		c.space.Wait()
 	}
 	c.mu.queue = append(c.mu.queue, e)
+	c.h.queued.Add(1)
 	return true
 }
 
@@ -430,14 +442,33 @@ func (c *conn) flush() {
 					}
 				}
 				c.cl.Stop(err)
+				c.h.queued.Add(-int64(len(ready)))
 				continue
 			}
 		}
 		c.writeAcks(acks.Bytes(), packetsOut)
+		c.h.queued.Add(-int64(len(ready)))
 		if disconnect != nil {
 			c.cl.Stop(disconnect)
 		}
 	}
+}
+
+// drain turns away new publishes and waits, at most timeout, until every
+// publish already taken is through: committed and acknowledged to its
+// client, which is still connected (Broker.Close then disconnects it). So
+// a stopping node acknowledges what it stored, and its clients need not
+// send those publishes again. It reports whether everything went through.
+func (h *ingestHook) drain(timeout time.Duration) bool {
+	h.draining.Store(true)
+	deadline := time.Now().Add(timeout)
+	for h.queued.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }
 
 // process fans out and builds the acks of completed entries. It returns the
