@@ -148,7 +148,9 @@
 // those it had processed, without output, and goes on. A lookup of a view
 // (query.JoinLookup) is a query without state that emits changes: each
 // record is joined with the view's current rows for its key
-// (viewState.Lookup), so its output depends on when it runs.
+// (viewState.Lookup), so its output depends on when it runs. A push
+// query joins with the same code (Manager.joinLoop, changer.lookup), from
+// the ends of its inputs, without output stream or progress.
 //
 // Limits: a query runs on the node where it
 // was created (in cluster mode its output goes through

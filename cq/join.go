@@ -266,10 +266,38 @@ func (r *runner) runInterval(ctx context.Context) error {
 	if found {
 		j.quietTo = p.frontier
 	}
-	idle := m.idleOf(c.Hints.IdleTimeout)
 	hinted, hintedAt := next, m.opts.Now()
 	var outCount int64
 	var lastEmit time.Time
+	flush := func(rows []query.Output) error {
+		if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+			return err
+		}
+		hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
+		return nil
+	}
+	round := func(now time.Time) error {
+		if (in[0].pos > hinted[0] || in[1].pos > hinted[1]) && now.Sub(hintedAt) >= m.opts.HintInterval {
+			hinted, hintedAt = r.hintJoin(in, j.frontier), now // records that made no rows
+		}
+		size, nkeys := j.size()
+		r.report(view{running: true, wm: j.frontier, started: j.in > 0, windows: 0, keys: j.kept(), counts: &j.counts,
+			out: outCount, lastEmit: lastEmit, pos: in[0].pos + in[1].pos, next: in[0].end + in[1].end, stateBytes: size, stateKeys: nkeys})
+		// Over the limit: stop here, the output durable up to the
+		// offsets it carries.
+		return r.checkState(size, nkeys)
+	}
+	return m.joinLoop(ctx, c, in, j, flush, round)
+}
+
+// joinLoop runs an interval join over its inputs until ctx ends or a
+// callback fails: it reads both, processes their records in the join's
+// order, hands the rows to flush in batches of whole records (at most
+// maxRequestRows, unless one record makes more), and calls round after
+// each pass.
+func (m *Manager) joinLoop(ctx context.Context, c *query.Continuous, in [2]*joinInput, j *joiner,
+	flush func(rows []query.Output) error, round func(now time.Time) error) error {
+	idle := m.idleOf(c.Hints.IdleTimeout)
 	for {
 		for _, x := range in {
 			if err := x.fill(m.opts.Reader); err != nil {
@@ -292,11 +320,10 @@ func (r *runner) runInterval(ctx context.Context) error {
 			x.buf = x.buf[1:]
 			processed = true
 			if len(rows) >= maxRequestRows || len(x.buf) == 0 && len(rows) > 0 {
-				if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+				if err := flush(rows); err != nil {
 					return err
 				}
 				rows = rows[:0]
-				hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
 			}
 			if len(x.buf) == 0 {
 				break // read on before going further
@@ -309,19 +336,12 @@ func (r *runner) runInterval(ctx context.Context) error {
 			rows = j.evict(floor, rows)
 		}
 		if len(rows) > 0 {
-			if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+			if err := flush(rows); err != nil {
 				return err
 			}
-			hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
 		}
-		if (in[0].pos > hinted[0] || in[1].pos > hinted[1]) && now.Sub(hintedAt) >= m.opts.HintInterval {
-			hinted, hintedAt = r.hintJoin(in, j.frontier), now // records that made no rows
-		}
-		size, nkeys := j.size()
-		r.report(view{running: true, wm: j.frontier, started: j.in > 0, windows: 0, keys: j.kept(), counts: &j.counts,
-			out: outCount, lastEmit: lastEmit, pos: in[0].pos + in[1].pos, next: in[0].end + in[1].end, stateBytes: size, stateKeys: nkeys})
-		if err := r.checkState(size, nkeys); err != nil {
-			return err // its output is durable up to the offsets it carries
+		if err := round(now); err != nil {
+			return err
 		}
 		if processed && !atTail {
 			continue

@@ -356,3 +356,66 @@ func TestLookupOfWindowedView(t *testing.T) {
 	e.waitOutput("seen", fmt.Sprintf(`{"sensor":"s1","window_start":%q,"n":1}`, w(0)), fmt.Sprintf(`{"sensor":"s1","window_start":%q,"n":2}`, w(10)),
 		fmt.Sprintf(`{"sensor":"s2","window_start":%q,"n":1}`, w(0)))
 }
+
+// TestPushJoins: push queries join too, from the ends of their inputs: an
+// interval join (until its LIMIT) and a lookup of a view.
+func TestPushJoins(t *testing.T) {
+	e := newEnv(t)
+	e.createStreams("orders", "payments", "registry")
+	e.create(devicesView)
+	e.appendStamped("orders", 0, `{"id":1,"amount":1}`) // before the query: not joined
+	views := func(name string) (*query.Continuous, bool) { return e.m.resolve(name) }
+	run := func(sql string, p *pushed) chan error {
+		c, err := query.CompilePushIn(sql, views)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.m.Push(context.Background(), c, p.emit) }()
+		return done
+	}
+	paid, placed := &pushed{}, &pushed{}
+	d1 := run("SELECT o.id, p.method FROM orders o JOIN payments p ON o.id = p.order_id AND p._timestamp BETWEEN o._timestamp - INTERVAL 5 SECOND AND o._timestamp + INTERVAL 5 SECOND EMIT CHANGES LIMIT 2", paid)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := query.CompilePushIn("SELECT t.sensor, d.floor FROM temps t LEFT JOIN devs d ON t.sensor = d.id EMIT CHANGES", views)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2 := make(chan error, 1)
+	go func() { d2 <- e.m.Push(ctx, c, placed.emit) }()
+	testutil.Eventually(t, 5*time.Second, "push queries started", func() bool { return e.m.Pushes() == 2 })
+	e.appendTo("registry", `{"id":"s1","floor":2}`)
+	e.waitView("devs", "[s1 2 1]")
+	e.appendStamped("payments", time.Second, `{"order_id":1,"method":"card"}`, `{"order_id":2,"method":"cash"}`)
+	e.appendStamped("orders", 2*time.Second, `{"id":2,"amount":2}`, `{"id":3,"amount":3}`)
+	e.appendStamped("payments", 3*time.Second, `{"order_id":3,"method":"iou"}`)
+	// The payment at 3 s completes the last pair; it is processed once
+	// the orders show a later record, or, the orders read to their end,
+	// once the idle timeout has passed it (the previous attempt at this
+	// test hung here: the fake clock never moved).
+	testutil.Eventually(t, 5*time.Second, "the first pair pushed", func() bool { return paid.got() == "2 cash" })
+	e.clock.Advance(3*time.Second + idle + time.Millisecond)
+	if err := waitErr(t, d1); err != nil || paid.got() != "2 cash|3 iou" {
+		t.Fatalf("interval push: %v %q", err, paid.got())
+	}
+	e.appendAt(time.Second, `{"sensor":"s1","temp":1}`, `{"sensor":"s2","temp":2}`)
+	testutil.Eventually(t, 5*time.Second, "lookups pushed", func() bool { return placed.got() == "s1 2|s2 <nil>" })
+	cancel()
+	if err := waitErr(t, d2); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "no push query left", func() bool { return e.m.Pushes() == 0 })
+}
+
+// waitErr returns what done delivers, failing the test after 10 s.
+func waitErr(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ended within 10 s")
+	}
+	return nil
+}

@@ -125,6 +125,12 @@ func CompileContinuousIn(sql string, views ViewPlans) (*Continuous, error) {
 // CompilePush parses and binds a push query: SELECT ... EMIT CHANGES or
 // EMIT FINAL. Errors are *Error with positions in sql.
 func CompilePush(sql string) (*Continuous, error) {
+	return CompilePushIn(sql, nil)
+}
+
+// CompilePushIn is CompilePush where views names the views a query may
+// join.
+func CompilePushIn(sql string, views ViewPlans) (*Continuous, error) {
 	st, src, err := parseOne(sql)
 	if err != nil {
 		return nil, err
@@ -133,7 +139,7 @@ func CompilePush(sql string) (*Continuous, error) {
 	if !ok {
 		return nil, errorf(firstPos(src), "a push query is written SELECT ... EMIT CHANGES")
 	}
-	return planPush(ps, src, sql)
+	return planPush(ps, src, sql, views)
 }
 
 func parseOne(sql string) (statement, *source, error) {
@@ -205,8 +211,8 @@ func planContinuous(cs *createStreamStmt, src *source, sql string, views ViewPla
 	return c, nil
 }
 
-func planPush(ps *pushStmt, src *source, sql string) (*Continuous, error) {
-	c := &Continuous{SQL: sql, Push: true, Limit: -1}
+func planPush(ps *pushStmt, src *source, sql string, views ViewPlans) (*Continuous, error) {
+	c := &Continuous{SQL: sql, Push: true, Limit: -1, views: views}
 	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
 		return nil, err
 	}

@@ -53,7 +53,7 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 // planQuery compiles a persistent or push query's statement.
 func planQuery(st statement, src *source, sql string, views ViewPlans) (*Continuous, *selectStmt, error) {
 	if ps, ok := st.(*pushStmt); ok {
-		c, err := planPush(ps, src, sql)
+		c, err := planPush(ps, src, sql, views)
 		return c, ps.sel, err
 	}
 	cs := st.(*createStreamStmt)

@@ -8,8 +8,9 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// Joins in persistent queries (CREATE STREAM ... AS SELECT ... FROM a JOIN
-// b ON ...) come in two kinds, told apart by what b is:
+// Joins in continuous queries (CREATE STREAM ... AS SELECT ... FROM a JOIN
+// b ON ..., and push queries: SELECT ... FROM a JOIN b ON ... EMIT
+// CHANGES) come in two kinds, told apart by what b is:
 //
 //   - b is a stream: an interval join. ON equates keys of the two
 //     streams and bounds b's _timestamp by a's (b._timestamp BETWEEN
@@ -34,7 +35,7 @@ const (
 	JoinLookup   = "lookup"
 )
 
-// Join describes the join of a persistent query; Continuous.Source is
+// Join describes the join of a continuous query; Continuous.Source is
 // its left input.
 type Join struct {
 	// Kind is JoinInterval (Right is a stream) or JoinLookup (a view).
@@ -91,11 +92,9 @@ func joinOf(j *joinExpr) (left, right *tableRef, err error) {
 	return left, right, nil
 }
 
-// planJoin binds the SELECT of a persistent query joining two inputs.
+// planJoin binds the SELECT of a persistent or push query joining two
+// inputs.
 func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit string, emitAt Pos) error {
-	if c.Push {
-		return errorf(j.pos, "joins run in persistent queries (CREATE STREAM ... AS SELECT ... FROM a JOIN b ...), not in push queries yet")
-	}
 	if c.Kind == KindView {
 		return errorf(j.pos, "a view reads one stream: join in a CREATE STREAM ... AS query, then make a view of its output")
 	}
@@ -173,7 +172,10 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 	} else if c.Join.Lo, c.Join.Hi, err = intervalOf(j, tl, tr); err != nil {
 		return err
 	}
-	c.Limit = -1
+	if s.offset != nil {
+		return errorf(s.offset.position(), "OFFSET is not supported in push queries")
+	}
+	c.Limit = c.p.limit
 	c.finishColumns()
 	return nil
 }

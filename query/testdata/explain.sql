@@ -158,6 +158,19 @@ error sql_error 1:9: EXPLAIN explains queries: SELECT ..., CREATE STREAM ... AS 
 error sql_syntax 1:16: syntax error at "FROM"
 
 # A join of two streams within a time interval.
+> EXPLAIN SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND EMIT CHANGES LIMIT 5
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; left: a record of temperatures that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
+limit | 5 rows, then the push query ends
+
 > EXPLAIN CREATE STREAM paired AS SELECT t.sensor, t.temp, d.site FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp - INTERVAL 1 MINUTE AND t._timestamp + INTERVAL 10 SECOND
 step:text | detail:text
 statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
