@@ -142,7 +142,7 @@
 // records. It keeps the records of the interval, by key, and drops them
 // once the records processed have left the interval behind (with LEFT
 // JOIN, a record of the first input that nothing joined is then output
-// alone). Its output carries both inputs' next offsets and that frontier;
+// alone; RIGHT JOIN the same for the second, FULL JOIN for both). Its output carries both inputs' next offsets and that frontier;
 // a restart reads each input again from
 // the first record it may still need, rebuilds the kept records from
 // those it had processed, without output, and goes on. A lookup of a view

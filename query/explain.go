@@ -92,8 +92,13 @@ func explainJoin(p *plan, c *Continuous, j *Join) {
 		return
 	}
 	left := ""
-	if j.Left {
+	switch {
+	case j.Left && j.RightOuter:
+		left = fmt.Sprintf("; full: a record of %s or %s that nothing joined is output alone (NULL columns) once the interval has passed", c.Source, j.Right)
+	case j.Left:
 		left = fmt.Sprintf("; left: a record of %s that nothing joined is output alone (NULL columns) once the interval has passed", c.Source)
+	case j.RightOuter:
+		left = fmt.Sprintf("; right: a record of %s that nothing joined is output alone (NULL columns) once the interval has passed", j.Right)
 	}
 	p.add("join", "interval join with stream %s%s: pairs with %s._timestamp - %s._timestamp within [%s, %s], output when the later record of the pair is processed; both streams are read in _timestamp order%s", j.Right, on, c.jp.right.label, c.t.label, j.Lo, j.Hi, left)
 }

@@ -36,6 +36,9 @@ type peeled struct {
 	create *createClause // CREATE STREAM ... AS, or nil
 	emit   string        // "", "changes" or "final"
 	emitAt Pos
+	// fullAt is where FULL [OUTER] JOIN was written: Vitess parses MySQL,
+	// which has no FULL JOIN, so FULL is rewritten LEFT (same length).
+	fullAt []Pos
 }
 
 // createClause is the prefix of a persistent query: CREATE STREAM name
@@ -90,6 +93,13 @@ func peel(src *source, sig []token) (*peeled, error) {
 		out.emit, out.emitAt = mode, src.pos(sig[n-2].start)
 		blank(sig[n-2].start, sig[n-1].end)
 		sig = append(sig[:n-2:n-2], sig[n:]...)
+	}
+	for i := 0; i+1 < len(sig); i++ {
+		if sig[i].typ == sqlparser.FULL && (sig[i+1].typ == sqlparser.JOIN || sig[i+1].typ == sqlparser.OUTER && i+2 < len(sig) && sig[i+2].typ == sqlparser.JOIN) {
+			copy(buf[sig[i].start:], "LEFT")
+			out.fullAt = append(out.fullAt, src.pos(sig[i].start))
+			continue
+		}
 	}
 	for i := 0; i+1 < len(sig); i++ {
 		name := strings.ToLower(sig[i].text)

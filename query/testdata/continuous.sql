@@ -98,8 +98,22 @@ error sql_error 1:42: qualify site in a join of two streams: t.site or d.site (s
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
 error sql_error 0:0: continuous queries are not available on this node
 
+# RIGHT and FULL [OUTER] JOIN of two streams (MySQL has no FULL JOIN:
+# it is read at the token level).
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t RIGHT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
-error sql_error 1:61: RIGHT JOIN is not supported: swap the tables and use LEFT JOIN
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor, d.id FROM temperatures t FULL OUTER JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor, d.id FROM temperatures t FULL JOIN devices d ON t.sensor = d.id
+error sql_error 1:90: a join of two streams needs time bounds in ON, which bound its state: AND d._timestamp BETWEEN t._timestamp - INTERVAL 5 SECOND AND t._timestamp + INTERVAL 5 SECOND (to look rows up instead, join a view)
+
+> SELECT t.sensor, d.id FROM temperatures t FULL JOIN devices d ON t.sensor = d.id
+error sql_error 1:43: FULL JOIN is not supported in ad-hoc queries (interval joins of continuous queries take it)
+
+> SELECT t.sensor, d.id FROM temperatures t RIGHT OUTER JOIN devices d ON t.sensor = d.id
+error sql_error 1:43: RIGHT JOIN is not supported: swap the tables and use LEFT JOIN
 
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp + INTERVAL 5 SECOND AND t._timestamp
 error sql_error 1:79: the time bounds of the join are empty: d._timestamp - t._timestamp between 5s and 0s

@@ -183,6 +183,30 @@ columns | sensor, temp, site
 emit | changes: one row per joined pair that passes the filter
 output | new stream paired, exactly once (topic paired)
 
+> EXPLAIN CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t FULL JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND
+step:text | detail:text
+statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
+source | stream temperatures, from its first record kept, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; full: a record of temperatures or devices that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | new stream paired, exactly once (topic paired)
+
+> EXPLAIN SELECT t.sensor, d.site FROM temperatures t RIGHT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND EMIT CHANGES
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; right: a record of devices that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
+
 > EXPLAIN CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND
 step:text | detail:text
 statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
