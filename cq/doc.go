@@ -74,7 +74,9 @@
 // updated rows of each input record instead (changes.go); its progress is
 // the last input offset it has processed, carried by its output the same
 // way. A push query (push.go) runs the same machinery for one caller, from
-// the end of its input, keeping nothing.
+// the end of its input, keeping nothing. EMIT_INTERVAL rate-limits the
+// updates per group in record time (limit.go), so that they too are a
+// function of the input.
 //
 // # Sessions
 //

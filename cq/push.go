@@ -168,6 +168,11 @@ func (p *pusher) run(ctx context.Context) error {
 				return err
 			}
 		case atTail:
+			// Held updates (EMIT_INTERVAL) due by now: a record appended
+			// later is stamped later.
+			if err := p.send(ch.flushTo(m.opts.Now().UnixNano(), rows[:0], false)); err != nil {
+				return err
+			}
 			ch.advance(idleWM)
 		}
 		if atTail {

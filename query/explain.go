@@ -301,6 +301,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("emit", "final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)")
 	case c.Emit == "final":
 		p.add("emit", "final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)")
+	case c.Hints.EmitInterval > 0:
+		p.add("emit", "changes: the updated row of each group (key, window) at most once per %v of record time (EMIT_INTERVAL), the latest held back output when due or when its window ends", c.Hints.EmitInterval)
 	default:
 		p.add("emit", "changes: the updated row of each window holding a record, for each record")
 	}

@@ -157,6 +157,19 @@ error sql_error 1:9: EXPLAIN explains queries: SELECT ..., CREATE STREAM ... AS 
 > EXPLAIN SELECT FROM temperatures
 error sql_syntax 1:16: syntax error at "FROM"
 
+> EXPLAIN SELECT /*+ EMIT_INTERVAL('1s') */ sensor, count(*) AS n FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 1 MINUTE) EMIT CHANGES
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+grouping | sensor
+window | tumbling: 1m0s long, half-open [start, end), aligned to the epoch
+time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | changes: the updated row of each group (key, window) at most once per 1s of record time (EMIT_INTERVAL), the latest held back output when due or when its window ends
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
+
 # A join of two streams within a time interval.
 > EXPLAIN SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND EMIT CHANGES LIMIT 5
 step:text | detail:text
