@@ -101,7 +101,9 @@
 // INTO writes an existing stream that others may write: its id is numbered
 // (never reused) and the search for its progress in the stream stops at the
 // stream's end when it was created, or when its last progress hint was
-// written (the hint carries it). A view (view.go) writes nothing: its
+// written (the hint carries it); with late = TRUE its late records go to
+// <id>_late, named once the id is known (newRunner). A view (view.go)
+// writes nothing: its
 // runner keeps its groups in memory, rebuilt from the source at start-up,
 // and SQL reads them through query.ViewReader.
 //

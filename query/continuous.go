@@ -54,7 +54,9 @@ type Continuous struct {
 	// Hints are the query's options (GRACE, IDLE_TIMEOUT, START).
 	Hints Hints
 	// LateStream, with WITH (late = TRUE), is the stream the records
-	// found late are written to: <Name>_late.
+	// found late are written to: <Name>_late, or for INSERT INTO
+	// <query>_late, the query's id being given when it is created (package
+	// cq sets it).
 	LateStream string
 	lateAt     Pos
 	// Stateful is set for a query that aggregates (aggregates or GROUP BY
