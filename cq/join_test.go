@@ -445,7 +445,7 @@ func TestLookupOfWindowedView(t *testing.T) {
 
 // TestPushJoins: push queries join too, from the ends of their inputs:
 // interval joins, inner and RIGHT (until their LIMIT), and a lookup of a
-// view (until cancelled).
+// view (until the view is dropped).
 func TestPushJoins(t *testing.T) {
 	e := newEnv(t)
 	e.createStreams("orders", "payments", "registry")
@@ -496,9 +496,12 @@ func TestPushJoins(t *testing.T) {
 	}
 	e.appendAt(time.Second, `{"sensor":"s1","temp":1}`, `{"sensor":"s2","temp":2}`)
 	testutil.Eventually(t, 5*time.Second, "lookups pushed", func() bool { return placed.got() == "s1 2|s2 <nil>" })
-	cancel()
-	if err := waitErr(t, d2); err != nil {
+	// The view dropped: the lookup ends with an error naming it.
+	if err := e.m.DropView(context.Background(), "devs"); err != nil {
 		t.Fatal(err)
+	}
+	if err := waitErr(t, d2); err == nil || !strings.Contains(err.Error(), "view devs does not exist") {
+		t.Fatalf("lookup of a dropped view: %v", err)
 	}
 	testutil.Eventually(t, 5*time.Second, "no push query left", func() bool { return e.m.Pushes() == 0 })
 }
