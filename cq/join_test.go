@@ -86,13 +86,17 @@ func TestLeftIntervalJoin(t *testing.T) {
 // TestRightAndFullIntervalJoins: with RIGHT JOIN, a payment that no order
 // joined within the interval is output alone once the interval has
 // passed (one without a key, or failing ON's condition on payments
-// alone, too), in order with the pairs; FULL JOIN does it for both.
+// alone, too), in order with the pairs; FULL JOIN does it for both; WHERE
+// on orders applies to the joined rows.
 func TestRightAndFullIntervalJoins(t *testing.T) {
 	e := newEnv(t)
 	e.createStreams("orders", "payments", "registry")
 	sql := fmt.Sprintf(matchedSQL, "%s") + " AND p.method <> 'void'"
 	e.create(strings.Replace(fmt.Sprintf(sql, "right"), " JOIN ", " RIGHT JOIN ", 1))
 	e.create(strings.Replace(fmt.Sprintf(sql, "full"), " JOIN ", " FULL OUTER JOIN ", 1))
+	// WHERE on the first stream applies to joined rows: order 1's pair
+	// fails it, and its payment, joined, is not output alone either.
+	e.create(strings.Replace(fmt.Sprintf(sql, "filtered"), " JOIN ", " RIGHT JOIN ", 1) + " WHERE o.amount > 15 OR o.amount IS NULL")
 	e.appendStamped("orders", 1*time.Second, `{"id":1,"amount":10}`, `{"id":2,"amount":20}`)
 	e.appendStamped("payments", 3*time.Second, `{"order_id":1,"method":"card"}`, `{"order_id":9,"method":"cash"}`)
 	e.appendStamped("payments", 4*time.Second, `{"method":"nokey"}`, `{"order_id":2,"method":"void"}`)
@@ -107,10 +111,12 @@ func TestRightAndFullIntervalJoins(t *testing.T) {
 	full := []string{`{"id":1,"amount":10,"method":"card"}`, `{"id":2,"amount":20,"method":null}`, `{"id":null,"amount":null,"method":"cash"}`,
 		`{"id":null,"amount":null,"method":"nokey"}`, `{"id":null,"amount":null,"method":"void"}`}
 	e.waitOutput("full", full...)
+	e.waitOutput("filtered", right[1:]...)
 	e.appendStamped("payments", 20*time.Second, `{"order_id":4,"method":"iou"}`)
 	e.clock.Advance(time.Minute)
 	e.waitOutput("right", append(right, `{"id":3,"amount":30,"method":"card"}`, `{"id":null,"amount":null,"method":"iou"}`)...)
 	e.waitOutput("full", append(full, `{"id":3,"amount":30,"method":"card"}`, `{"id":null,"amount":null,"method":"iou"}`)...)
+	e.waitOutput("filtered", append(right[1:], `{"id":3,"amount":30,"method":"card"}`, `{"id":null,"amount":null,"method":"iou"}`)...)
 	views := func(name string) (*query.Continuous, bool) { return e.m.resolve(name) }
 	e.create(devicesView)
 	_, err := query.CompileContinuousIn("CREATE STREAM x AS SELECT t.sensor, d.floor FROM temps t RIGHT JOIN devs d ON t.sensor = d.id", views)
