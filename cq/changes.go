@@ -187,7 +187,7 @@ func (ch *changer) drop(s int64) {
 		ch.bytes -= ch.groupBytes(k, g)
 	}
 	if ch.limit != nil {
-		ch.limit.forget(s, w)
+		ch.forget(s, w)
 	}
 	ch.groups -= len(w)
 	delete(ch.windows, s)

@@ -100,6 +100,9 @@ func newLimiter(every time.Duration) *limiter {
 func (ch *changer) limited(out []query.Output, ref groupRef, g *query.Group, ts int64, quiet bool) []query.Output {
 	l := ch.limit
 	last, seen := l.last[ref]
+	if !seen {
+		ch.bytes += limitBytes + int64(len(ref.key)) // counted with the groups (state.go)
+	}
 	if !seen || ts >= last+l.every {
 		l.last[ref] = ts
 		return ch.result(out, g, time.Unix(0, ref.start).UTC(), quiet)
@@ -132,10 +135,18 @@ func (ch *changer) flushTo(t int64, out []query.Output, quiet bool) []query.Outp
 	return out
 }
 
+// limitBytes estimates the memory of a group's entry in the rate limit,
+// besides its key.
+const limitBytes = 64
+
 // forget drops the rate limit's memory of the groups of the window
 // starting at s, which closes (its held updates were due by its end).
-func (l *limiter) forget(s int64, w map[string]*query.Group) {
+func (ch *changer) forget(s int64, w map[string]*query.Group) {
 	for k := range w {
-		delete(l.last, groupRef{s, k})
+		ref := groupRef{s, k}
+		if _, ok := ch.limit.last[ref]; ok {
+			delete(ch.limit.last, ref)
+			ch.bytes -= limitBytes + int64(len(k))
+		}
 	}
 }

@@ -52,6 +52,30 @@ func TestEmitIntervalWindows(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, rows, func() bool { return p.got() == rows })
 }
 
+// TestEmitIntervalState: the rate limit's memory counts in the state
+// estimate, and is freed with its windows.
+func TestEmitIntervalState(t *testing.T) {
+	sizes := map[string]int64{}
+	for _, hint := range []string{"", "/*+ EMIT_INTERVAL('1s') */"} {
+		ch := newChanger(compile(t, "CREATE STREAM o AS SELECT "+hint+" k, count(*) AS n FROM i GROUP BY k, TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES"))
+		for i, k := range []string{"a", "b", "a"} {
+			r := streams.Record{Timestamp: base.Add(time.Duration(i) * time.Millisecond), Payload: []byte(fmt.Sprintf(`{"k":%q}`, k))}
+			ch.add(&r, nil, false)
+		}
+		sizes[hint], _ = ch.stateSize()
+		if rows := ch.flushTo(base.Add(10*time.Second).UnixNano(), nil, false); hint != "" && len(rows) != 1 {
+			t.Fatalf("held rows at the window's end: %d", len(rows))
+		}
+		ch.advance(base.Add(10 * time.Second).UnixNano())
+		if n, _ := ch.stateSize(); n != 0 {
+			t.Fatalf("%q: %d bytes after the window closed", hint, n)
+		}
+	}
+	if d := sizes["/*+ EMIT_INTERVAL('1s') */"] - sizes[""]; d <= 2*limitBytes || d > 2*(limitBytes+8) { // two groups, their keys
+		t.Fatalf("state sizes %v", sizes)
+	}
+}
+
 // BenchmarkChanger: a record per millisecond over 100 keys,
 // TUMBLING(10s) with EMIT CHANGES, every update output (a row per record)
 // or rate-limited to one per key and second (about a row per 10 records).
