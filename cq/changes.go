@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/mqstream/mqstream/query"
@@ -46,6 +47,10 @@ type changer struct {
 	// the waits for it.
 	look *viewState
 	ctx  context.Context
+	// limit rate-limits the updates (EMIT_INTERVAL, limit.go), if set.
+	// Its held updates must be flushed (flushTo) up to a watermark
+	// before advance frees the windows it closes.
+	limit *limiter
 	counts
 }
 
@@ -54,11 +59,15 @@ func newChanger(c *query.Continuous) *changer {
 	if c.Windowed() {
 		ch.size, ch.hop = int64(c.Window.Size), int64(c.Window.Hop())
 	}
+	if c.Hints.EmitInterval > 0 {
+		ch.limit = newLimiter(c.Hints.EmitInterval)
+	}
 	return ch
 }
 
 // add feeds one record and appends the rows it updates to out, in window
-// order, unless quiet (a restart rebuilding its state). A record whose
+// order, unless quiet (a restart rebuilding its state); with
+// EMIT_INTERVAL, first the held updates due by its time. A record whose
 // windows have all closed is late: counted, not added.
 func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []query.Output {
 	ch.in++
@@ -68,6 +77,7 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 		defer ch.advance(ts)
 		return ch.lookup(r, out, quiet)
 	}
+	out = ch.flushTo(ts, out, quiet)
 	var first, last int64 // the windows holding the record
 	if ch.size > 0 {
 		first, last = ch.c.Window.FirstStart(ts), ch.c.Window.LastStart(ts)
@@ -117,7 +127,11 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 			ch.skip(err)
 			continue
 		}
-		out = ch.result(out, g, time.Unix(0, s).UTC(), quiet)
+		if ch.limit != nil {
+			out = ch.limited(out, groupRef{s, string(key)}, g, ts, quiet)
+		} else {
+			out = ch.result(out, g, time.Unix(0, s).UTC(), quiet)
+		}
 		if ch.size == 0 {
 			break
 		}
@@ -172,6 +186,9 @@ func (ch *changer) drop(s int64) {
 	for k, g := range w {
 		ch.bytes -= ch.groupBytes(k, g)
 	}
+	if ch.limit != nil {
+		ch.forget(s, w)
+	}
 	ch.groups -= len(w)
 	delete(ch.windows, s)
 }
@@ -213,6 +230,11 @@ func (r *runner) runChanges(ctx context.Context) error {
 	}
 	ch := newChanger(c)
 	ch.ctx = ctx
+	if ch.limit != nil {
+		if ch.limit.quietTo, _, err = recoverProgress(m.opts.Reader, m.opts.KV, id, r.sink(), flushKey(id), propFlushed); err != nil {
+			return err
+		}
+	}
 	pos := next
 	if next == 0 {
 		pos = r.def.Start // no progress yet: START('latest') reads from the end it had
@@ -244,11 +266,11 @@ func (r *runner) runChanges(ctx context.Context) error {
 			rows = ch.add(rec, rows, rec.Offset < next)
 			pos = rec.Offset + 1
 			if len(rows) >= maxRequestRows || i == len(recs)-1 && len(rows) > 0 {
-				if err := r.outputRows(rows, markers(id, propInput, int64(rec.Offset)), &outCount, &lastEmit); err != nil {
+				if err := r.outputRows(rows, r.changeMarkers(ch, rec.Offset), &outCount, &lastEmit); err != nil {
 					return err
 				}
 				rows = rows[:0]
-				r.hintAt(inputKey(id), encodeHint(int64(pos)))
+				r.hintChanges(ch, pos)
 				hinted, hintedAt = int64(pos), m.opts.Now()
 			}
 		}
@@ -259,10 +281,20 @@ func (r *runner) runChanges(ctx context.Context) error {
 		now := m.opts.Now()
 		atTail := pos >= end
 		if atTail {
-			ch.advance(now.Add(-m.idleOf(c.Hints.IdleTimeout)).UnixNano()) // frees windows input has left behind
+			wm := now.Add(-m.idleOf(c.Hints.IdleTimeout)).UnixNano()
+			// Held updates (EMIT_INTERVAL) due by then: a record appended
+			// later is stamped later.
+			if rows := ch.flushTo(wm, nil, false); len(rows) > 0 {
+				if err := r.outputRows(rows, r.changeMarkers(ch, pos-1), &outCount, &lastEmit); err != nil {
+					return err
+				}
+				r.hintChanges(ch, pos)
+				hinted, hintedAt = int64(pos), now
+			}
+			ch.advance(wm) // frees windows input has left behind
 		}
 		if int64(pos) > hinted && pos > next && now.Sub(hintedAt) >= m.opts.HintInterval {
-			r.hintAt(inputKey(id), encodeHint(int64(pos))) // records that made no rows
+			r.hintChanges(ch, pos) // records that made no rows
 			hinted, hintedAt = int64(pos), now
 		}
 		size, nkeys := ch.stateSize()
@@ -277,6 +309,26 @@ func (r *runner) runChanges(ctx context.Context) error {
 		if err := r.wait(ctx, notify); err != nil {
 			return err
 		}
+	}
+}
+
+// changeMarkers are the user properties of an output request of a query
+// emitting changes whose rows the input record at offset last completes.
+func (r *runner) changeMarkers(ch *changer, last uint64) []streams.UserProperty {
+	props := markers(r.def.ID, propInput, int64(last))
+	if ch.limit != nil {
+		props = append(props, streams.UserProperty{Key: propFlushed, Value: strconv.FormatInt(ch.limit.flushed, 10)})
+	}
+	return props
+}
+
+// hintChanges writes the progress hints of a query emitting changes once
+// its output is durable: the next input offset, and the time up to which
+// held updates were output (EMIT_INTERVAL).
+func (r *runner) hintChanges(ch *changer, next uint64) {
+	r.hintAt(inputKey(r.def.ID), encodeHint(int64(next)))
+	if ch.limit != nil {
+		r.hintAt(flushKey(r.def.ID), encodeHint(ch.limit.flushed))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +55,9 @@ func TestFilterQuery(t *testing.T) {
 }
 
 // TestChangesRestartsGiveTheUninterruptedOutput: the restart test of
-// tumbling windows, for a query emitting changes and for a filter.
+// tumbling windows, for a query emitting changes (rate-limited by
+// EMIT_INTERVAL too: held updates output at the input's end, the idle
+// timeout short, are not output again after a restart) and for a filter.
 func TestChangesRestartsGiveTheUninterruptedOutput(t *testing.T) {
 	for _, sql := range []string{
 		"CREATE STREAM %s AS SELECT sensor, count(*) AS n, sum(temp) AS total FROM temps GROUP BY sensor, HOP(_timestamp, INTERVAL 2 SECOND, INTERVAL 1 SECOND) EMIT CHANGES",
@@ -63,6 +66,36 @@ func TestChangesRestartsGiveTheUninterruptedOutput(t *testing.T) {
 		for seed := int64(1); seed <= 3; seed++ {
 			t.Run(fmt.Sprint(strings.Fields(sql)[5], seed), func(t *testing.T) { testRestarts(t, sql, seed) })
 		}
+	}
+	const limited = "CREATE STREAM %s AS SELECT /*+ EMIT_INTERVAL('700ms') IDLE_TIMEOUT('300ms') */ sensor, count(*) AS n, sum(temp) AS total " +
+		"FROM temps GROUP BY sensor, TUMBLE(_timestamp, INTERVAL 3 SECOND) EMIT CHANGES"
+	for seed := int64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint("EMIT_INTERVAL", seed), func(t *testing.T) {
+			e := testRestartsIdle(t, limited, seed, 300*time.Millisecond)
+			// The last row of each window and key is the one every update
+			// gives: no final value lost.
+			e.create(strings.Replace(fmt.Sprintf(limited, "every"), "EMIT_INTERVAL('700ms') ", "", 1))
+			testutil.Eventually(t, 10*time.Second, "every update", func() bool {
+				q := e.info("every")
+				return q.Status == "running" && q.RecordsIn > 0 && q.Lag == 0 && q.OpenWindows == 0
+			})
+			lastOf := func(name string) map[string]string {
+				out := map[string]string{}
+				for _, row := range e.output(name) {
+					out[row[:strings.Index(row, `,"n":`)]] = row
+				}
+				return out
+			}
+			live, every := lastOf("live"), lastOf("every")
+			if len(e.output("live")) >= len(e.output("every")) || !maps.Equal(live, every) {
+				for k, v := range every {
+					if live[k] != v {
+						t.Errorf("last row %s, want %s", live[k], v)
+					}
+				}
+				t.Fatalf("rate-limited: %d rows (%d groups), every update: %d rows (%d groups)", len(e.output("live")), len(live), len(e.output("every")), len(every))
+			}
+		})
 	}
 }
 

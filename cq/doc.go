@@ -74,7 +74,9 @@
 // updated rows of each input record instead (changes.go); its progress is
 // the last input offset it has processed, carried by its output the same
 // way. A push query (push.go) runs the same machinery for one caller, from
-// the end of its input, keeping nothing.
+// the end of its input, keeping nothing. EMIT_INTERVAL rate-limits the
+// updates per group in record time (limit.go), so that they too are a
+// function of the input.
 //
 // # Sessions
 //
@@ -99,7 +101,9 @@
 // INTO writes an existing stream that others may write: its id is numbered
 // (never reused) and the search for its progress in the stream stops at the
 // stream's end when it was created, or when its last progress hint was
-// written (the hint carries it). A view (view.go) writes nothing: its
+// written (the hint carries it); with late = TRUE its late records go to
+// <id>_late, named once the id is known (newRunner). A view (view.go)
+// writes nothing: its
 // runner keeps its groups in memory, rebuilt from the source at start-up,
 // and SQL reads them through query.ViewReader.
 //
@@ -142,13 +146,15 @@
 // records. It keeps the records of the interval, by key, and drops them
 // once the records processed have left the interval behind (with LEFT
 // JOIN, a record of the first input that nothing joined is then output
-// alone). Its output carries both inputs' next offsets and that frontier;
+// alone; RIGHT JOIN the same for the second, FULL JOIN for both). Its output carries both inputs' next offsets and that frontier;
 // a restart reads each input again from
 // the first record it may still need, rebuilds the kept records from
 // those it had processed, without output, and goes on. A lookup of a view
 // (query.JoinLookup) is a query without state that emits changes: each
 // record is joined with the view's current rows for its key
-// (viewState.Lookup), so its output depends on when it runs.
+// (viewState.Lookup), so its output depends on when it runs. A push
+// query joins with the same code (Manager.joinLoop, changer.lookup), from
+// the ends of its inputs, without output stream or progress.
 //
 // Limits: a query runs on the node where it
 // was created (in cluster mode its output goes through

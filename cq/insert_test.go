@@ -78,14 +78,17 @@ func TestInsertInto(t *testing.T) {
 func TestInsertIntoErrors(t *testing.T) {
 	e := newEnv(t)
 	for sql, want := range map[string]string{
-		"INSERT INTO nope SELECT sensor FROM temps":                  `unknown stream "nope": INSERT INTO writes an existing stream (CREATE STREAM nope AS SELECT ... creates one) (line 1, column 13)`,
-		"INSERT INTO temps SELECT sensor FROM temps":                 "a query cannot read the stream it writes (line 1, column 38)",
-		"INSERT INTO temps SELECT sensor FROM tmps":                  `unknown stream "tmps"`,
-		"INSERT INTO temps (a, b) SELECT sensor FROM temps":          "takes no column list: the output records' fields are the select list's names (use AS to rename) (line 1, column 19)",
-		"INSERT INTO temps SELECT FROM temps":                        `syntax error at "FROM" (line 1, column 26)`,
-		"INSERT INTO temps SELECT count(*) FROM temps":               "a continuous query that aggregates needs a window",
-		"INSERT INTO temps SELECT sensor FROM temps EMIT FINAL":      "EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND)) (line 1, column 44)",
-		"INSERT INTO temps\n  SELECT sensor FROM temps WHERE tmp(1)": "(line 2, column",
+		"INSERT INTO nope SELECT sensor FROM temps":                        `unknown stream "nope": INSERT INTO writes an existing stream (CREATE STREAM nope AS SELECT ... creates one) (line 1, column 13)`,
+		"INSERT INTO temps SELECT sensor FROM temps":                       "a query cannot read the stream it writes (line 1, column 38)",
+		"INSERT INTO temps SELECT sensor FROM tmps":                        `unknown stream "tmps"`,
+		"INSERT INTO temps (a, b) SELECT sensor FROM temps":                "takes no column list: the output records' fields are the select list's names (use AS to rename) (line 1, column 19)",
+		"INSERT INTO temps SELECT FROM temps":                              `syntax error at "FROM" (line 1, column 26)`,
+		"INSERT INTO temps SELECT count(*) FROM temps":                     "a continuous query that aggregates needs a window",
+		"INSERT INTO temps SELECT sensor FROM temps EMIT FINAL":            "EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND)) (line 1, column 44)",
+		"INSERT INTO temps\n  SELECT sensor FROM temps WHERE tmp(1)":       "(line 2, column",
+		"INSERT INTO temps WITH (topic = 'x') SELECT sensor FROM temps":    "published (or not) as that one says (line 1, column 25)",
+		"INSERT INTO temps WITH (late = TRUE) AS SELECT sensor FROM temps": "syntax error: expected SELECT: INSERT INTO <stream> [WITH (late = TRUE)] SELECT ... (line 1, column 38)",
+		"INSERT INTO temps WITH (late = TRUE) SELECT sensor FROM temps":    "late = TRUE applies to windows with EMIT FINAL",
 	} {
 		_, err := e.m.Create(context.Background(), sql)
 		var qe *query.Error
@@ -136,5 +139,38 @@ func TestHintBoundsTheSearch(t *testing.T) {
 	e.appendTo("out", "{}")
 	if wm, _, _ := recoverWatermark(e.store, kv, "q", streamFrom{name: "out"}); wm != 9 {
 		t.Fatalf("watermark %d, want 9", wm)
+	}
+}
+
+// TestInsertIntoLate: INSERT INTO ... WITH (late = TRUE) writes its late
+// records to <query>_late, each once across a restart.
+func TestInsertIntoLate(t *testing.T) {
+	e := newEnv(t)
+	e.createStreams("merged")
+	q, err := e.m.Create(context.Background(), "INSERT INTO merged WITH (late = TRUE) SELECT /*+ GRACE('1s') */ k, count(*) AS n FROM temps GROUP BY k, TUMBLE(at, INTERVAL 10 SECOND)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.ID != "merged_insert_1" {
+		t.Fatalf("query %+v", q)
+	}
+	e.appendAt(time.Second, event("a", time.Second), event("a", 12*time.Second)) // watermark 11 s: [0, 10) closes
+	e.waitOutput("merged", row(0, 10, `"k":"a","n":1`))
+	// Late: its window closed. A restart replays from the first record of
+	// the open window [10, 20), before it: the late record is not
+	// written again.
+	e.appendAt(2*time.Second, event("late", 5*time.Second))
+	e.waitOutput("merged_insert_1_late", event("late", 5*time.Second))
+	e.restart()
+	e.appendAt(3*time.Second, event("late", 6*time.Second), event("a", 25*time.Second))
+	e.waitOutput("merged_insert_1_late", event("late", 5*time.Second), event("late", 6*time.Second))
+	e.waitOutput("merged", row(0, 10, `"k":"a","n":1`), row(10, 20, `"k":"a","n":1`))
+	// Its late stream exists: a second such query gets its own.
+	q2, err := e.m.Create(context.Background(), "INSERT INTO merged WITH (late = TRUE) SELECT k, count(*) AS n FROM temps GROUP BY k, TUMBLE(at, INTERVAL 10 SECOND)")
+	if err != nil || q2.ID != "merged_insert_2" {
+		t.Fatalf("second query %+v %v", q2, err)
+	}
+	if _, err := e.m.Create(context.Background(), "CREATE STREAM merged_insert_3 AS SELECT k FROM temps"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -48,8 +48,8 @@ const propJoin = "mqstream-join-offsets"
 func joinKey(id string) []byte { return []byte("j/" + id) }
 
 // joinRow is a record an interval join keeps: its time, join key and
-// columns, and (LEFT JOIN, first input) whether a record of the second
-// has joined it.
+// columns, and (outer joins) whether a record of the other input has
+// joined it.
 type joinRow struct {
 	ts      int64
 	key     string
@@ -68,23 +68,25 @@ type joinSide struct {
 
 // joiner is the state of an interval join. One goroutine owns it.
 type joiner struct {
-	c     *query.Continuous
-	left  bool // LEFT JOIN: a record of a that nothing joined is output alone
+	c *query.Continuous
+	// outer says, per input, whether a record of it that nothing joined
+	// is output alone: a for LEFT and FULL JOIN, b for RIGHT and FULL.
+	outer [2]bool
 	sides [2]joinSide
 	// keep is how long past its time a record of each input may still
 	// join one processed later: Hi for a, -Lo for b.
 	keep     [2]int64
 	frontier int64 // the time of the last record processed (or the idle floor)
 	// quietTo, after a restart, is the frontier its progress carries:
-	// the records of a evicted below it were output alone before (LEFT
-	// JOIN), if they had to be.
+	// the records evicted below it were output alone before (outer
+	// joins), if they had to be.
 	quietTo int64
 	bytes   int64
 	counts
 }
 
 func newJoiner(c *query.Continuous) *joiner {
-	j := &joiner{c: c, left: c.Join.Left, keep: [2]int64{int64(c.Join.Hi), -int64(c.Join.Lo)}, frontier: -1 << 63, quietTo: -1 << 63}
+	j := &joiner{c: c, outer: [2]bool{c.Join.Left, c.Join.RightOuter}, keep: [2]int64{int64(c.Join.Hi), -int64(c.Join.Lo)}, frontier: -1 << 63, quietTo: -1 << 63}
 	for i := range j.sides {
 		j.sides[i].byKey = map[string][]*joinRow{}
 	}
@@ -93,7 +95,8 @@ func newJoiner(c *query.Continuous) *joiner {
 
 // add processes record r of input side (0: a, 1: b) and appends the rows
 // it completes to out, unless quiet (a restart rebuilding its state):
-// first those of the records of a it evicts (LEFT JOIN), then its pairs.
+// first those of the records it evicts (outer joins), then its pairs. A
+// record without a key (JoinInput) joins nothing.
 func (j *joiner) add(side int, r *streams.Record, out []query.Output, quiet bool) []query.Output {
 	j.in++
 	ts := r.Timestamp.UnixNano()
@@ -108,18 +111,19 @@ func (j *joiner) add(side int, r *streams.Record, out []query.Output, quiet bool
 		return out
 	}
 	jr := &joinRow{ts: ts, key: string(key), vals: vals}
-	if !quiet || j.left {
+	if key != nil && (!quiet || j.outer[0] || j.outer[1]) {
 		for _, o := range j.sides[1-side].byKey[jr.key] {
-			l, rt, lr := vals, o.vals, jr
+			l, rt := vals, o.vals
 			if side == 1 {
-				l, rt, lr = o.vals, vals, o
+				l, rt = o.vals, vals
 			}
 			row, matched, ok, err := j.c.Pair(l, rt)
 			if err != nil {
 				j.skip(err)
 				continue
 			}
-			lr.matched = lr.matched || matched
+			o.matched = o.matched || matched
+			jr.matched = jr.matched || matched
 			if ok && !quiet {
 				out = append(out, row)
 			}
@@ -127,10 +131,7 @@ func (j *joiner) add(side int, r *streams.Record, out []query.Output, quiet bool
 	}
 	if ts+j.keep[side] < j.frontier {
 		// Joins nothing processed later.
-		if side == 0 {
-			out = j.alone(jr, out)
-		}
-		return out
+		return j.alone(side, jr, out)
 	}
 	s := &j.sides[side]
 	jr.bytes = keyOverhead + j.c.RowBytes(key, vals)
@@ -140,13 +141,17 @@ func (j *joiner) add(side int, r *streams.Record, out []query.Output, quiet bool
 	return out
 }
 
-// alone appends the row of a record of a leaving the state unjoined
-// (LEFT JOIN) to out, unless it was output before a restart.
-func (j *joiner) alone(jr *joinRow, out []query.Output) []query.Output {
-	if !j.left || jr.matched || jr.ts+j.keep[0] < j.quietTo {
+// alone appends the row of a record of input side leaving the state
+// unjoined (outer joins) to out, unless it was output before a restart.
+func (j *joiner) alone(side int, jr *joinRow, out []query.Output) []query.Output {
+	if !j.outer[side] || jr.matched || jr.ts+j.keep[side] < j.quietTo {
 		return out
 	}
-	row, _, ok, err := j.c.Pair(jr.vals, nil)
+	l, r := jr.vals, []any(nil)
+	if side == 1 {
+		l, r = nil, jr.vals
+	}
+	row, _, ok, err := j.c.Pair(l, r)
 	if err != nil {
 		j.skip(err)
 		return out
@@ -163,8 +168,8 @@ func (j *joiner) skip(err error) {
 }
 
 // evict raises the frontier to t and drops the records no record at or
-// after t can join, appending the rows of those of a output alone (LEFT
-// JOIN) to out, in their order.
+// after t can join, appending the rows of those output alone (outer
+// joins) to out: a's first, then b's, each in their order.
 func (j *joiner) evict(t int64, out []query.Output) []query.Output {
 	if t <= j.frontier {
 		return out
@@ -183,9 +188,7 @@ func (j *joiner) evict(t int64, out []query.Output) []query.Output {
 				delete(s.byKey, jr.key)
 			}
 			j.bytes -= jr.bytes
-			if i == 0 {
-				out = j.alone(jr, out)
-			}
+			out = j.alone(i, jr, out)
 		}
 		if s.head > 1024 && s.head*2 > len(s.rows) {
 			s.rows = append([]*joinRow(nil), s.rows[s.head:]...)
@@ -266,10 +269,38 @@ func (r *runner) runInterval(ctx context.Context) error {
 	if found {
 		j.quietTo = p.frontier
 	}
-	idle := m.idleOf(c.Hints.IdleTimeout)
 	hinted, hintedAt := next, m.opts.Now()
 	var outCount int64
 	var lastEmit time.Time
+	flush := func(rows []query.Output) error {
+		if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+			return err
+		}
+		hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
+		return nil
+	}
+	round := func(now time.Time) error {
+		if (in[0].pos > hinted[0] || in[1].pos > hinted[1]) && now.Sub(hintedAt) >= m.opts.HintInterval {
+			hinted, hintedAt = r.hintJoin(in, j.frontier), now // records that made no rows
+		}
+		size, nkeys := j.size()
+		r.report(view{running: true, wm: j.frontier, started: j.in > 0, windows: 0, keys: j.kept(), counts: &j.counts,
+			out: outCount, lastEmit: lastEmit, pos: in[0].pos + in[1].pos, next: in[0].end + in[1].end, stateBytes: size, stateKeys: nkeys})
+		// Over the limit: stop here, the output durable up to the
+		// offsets it carries.
+		return r.checkState(size, nkeys)
+	}
+	return m.joinLoop(ctx, c, in, j, flush, round)
+}
+
+// joinLoop runs an interval join over its inputs until ctx ends or a
+// callback fails: it reads both, processes their records in the join's
+// order, hands the rows to flush in batches of whole records (at most
+// maxRequestRows, unless one record makes more), and calls round after
+// each pass.
+func (m *Manager) joinLoop(ctx context.Context, c *query.Continuous, in [2]*joinInput, j *joiner,
+	flush func(rows []query.Output) error, round func(now time.Time) error) error {
+	idle := m.idleOf(c.Hints.IdleTimeout)
 	for {
 		for _, x := range in {
 			if err := x.fill(m.opts.Reader); err != nil {
@@ -292,11 +323,10 @@ func (r *runner) runInterval(ctx context.Context) error {
 			x.buf = x.buf[1:]
 			processed = true
 			if len(rows) >= maxRequestRows || len(x.buf) == 0 && len(rows) > 0 {
-				if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+				if err := flush(rows); err != nil {
 					return err
 				}
 				rows = rows[:0]
-				hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
 			}
 			if len(x.buf) == 0 {
 				break // read on before going further
@@ -309,19 +339,12 @@ func (r *runner) runInterval(ctx context.Context) error {
 			rows = j.evict(floor, rows)
 		}
 		if len(rows) > 0 {
-			if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
+			if err := flush(rows); err != nil {
 				return err
 			}
-			hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
 		}
-		if (in[0].pos > hinted[0] || in[1].pos > hinted[1]) && now.Sub(hintedAt) >= m.opts.HintInterval {
-			hinted, hintedAt = r.hintJoin(in, j.frontier), now // records that made no rows
-		}
-		size, nkeys := j.size()
-		r.report(view{running: true, wm: j.frontier, started: j.in > 0, windows: 0, keys: j.kept(), counts: &j.counts,
-			out: outCount, lastEmit: lastEmit, pos: in[0].pos + in[1].pos, next: in[0].end + in[1].end, stateBytes: size, stateKeys: nkeys})
-		if err := r.checkState(size, nkeys); err != nil {
-			return err // its output is durable up to the offsets it carries
+		if err := round(now); err != nil {
+			return err
 		}
 		if processed && !atTail {
 			continue
@@ -385,7 +408,8 @@ func waitEither(ctx context.Context, a, b <-chan struct{}, tick time.Duration) e
 // may still need: from the time T of the last record processed, T - Hi
 // for a, T + Lo for b (never past the next offset). With LEFT JOIN, b
 // from T - Hi + Lo: the records that joined those of a kept, which
-// must know whether they were joined.
+// must know whether they were joined; with RIGHT JOIN, a from T + Lo -
+// Hi, for those of b kept.
 func (r *runner) rewindJoin(in [2]*joinInput) error {
 	rd, c := r.m.opts.Reader, r.c
 	var last int64
@@ -408,6 +432,9 @@ func (r *runner) rewindJoin(in [2]*joinInput) error {
 	back := [2]time.Duration{-c.Join.Hi, c.Join.Lo}
 	if c.Join.Left {
 		back[1] = c.Join.Lo - max(c.Join.Hi, 0)
+	}
+	if c.Join.RightOuter {
+		back[0] = min(c.Join.Lo, 0) - c.Join.Hi
 	}
 	for i, back := range back {
 		x := in[i]

@@ -57,7 +57,7 @@ func publishBoth(t *testing.T, addr, tag string, stop <-chan struct{}) {
 }
 
 // TestIntervalJoinSurvivesSIGKILL kills a server process three times while
-// both inputs of an interval join (JOIN and LEFT JOIN) are published to
+// both inputs of an interval join (JOIN and FULL JOIN) are published to
 // over MQTT; each join's output must then equal, byte for byte, that of
 // the same join run once over the same stored records.
 func TestIntervalJoinSurvivesSIGKILL(t *testing.T) {
@@ -80,9 +80,9 @@ func TestIntervalJoinSurvivesSIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	left := strings.Replace(sql, " JOIN ", " LEFT JOIN ", 1)
+	full := strings.Replace(sql, " JOIN ", " FULL JOIN ", 1) // LEFT and RIGHT at once
 	run(n, fmt.Sprintf(sql, "live"))
-	run(n, fmt.Sprintf(left, "live_left"))
+	run(n, fmt.Sprintf(full, "live_full"))
 	if err := n.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestIntervalJoinSurvivesSIGKILL(t *testing.T) {
 	})
 	n = testnode.Start(t, testnode.Config(dir))
 	run(n, fmt.Sprintf(sql, "reference"))
-	run(n, fmt.Sprintf(left, "reference_left"))
+	run(n, fmt.Sprintf(full, "reference_full"))
 	info := func(id string) query.QueryInfo {
 		for _, q := range n.Queries().List() {
 			if q.ID == id {
@@ -110,7 +110,7 @@ func TestIntervalJoinSurvivesSIGKILL(t *testing.T) {
 		}
 		return out
 	}
-	for _, pair := range [][2]string{{"live", "reference"}, {"live_left", "reference_left"}} {
+	for _, pair := range [][2]string{{"live", "reference"}, {"live_full", "reference_full"}} {
 		var live, ref []string
 		testutil.Eventually(t, 30*time.Second, "both joins caught up with the same output", func() bool {
 			for _, id := range pair {

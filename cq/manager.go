@@ -288,6 +288,11 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	if _, err := m.opts.Reader.DescribeStream(c.Source); err != nil {
 		return undo(sqlError(c.SourceAt, "stream %s: %v", c.Source, err))
 	}
+	if c.Kind == query.KindInsert {
+		if err := m.checkLate(c); err != nil {
+			return undo(err)
+		}
+	}
 	v, err := encodeDefinition(d)
 	if err != nil {
 		return undo(err)
@@ -383,14 +388,28 @@ func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
 			return 0, sqlError(c.NameAt, "stream %s already exists: a continuous query creates its output stream (choose another name, delete the stream, or write into it with INSERT INTO %s SELECT ...)", c.Name, c.Name)
 		}
 	}
-	if c.LateStream != "" {
-		if _, err := m.opts.Reader.DescribeStream(c.LateStream); err == nil {
-			return 0, sqlError(c.NameAt, "stream %s already exists: late = TRUE creates it for the query's late records (DROP STREAM %s, or choose another name)", c.LateStream, c.LateStream)
-		} else if !errors.Is(err, streams.ErrStreamNotFound) {
+	if c.Kind != query.KindInsert { // its late stream is named once its id is known
+		if err := m.checkLate(c); err != nil {
 			return 0, err
 		}
 	}
 	return from, nil
+}
+
+// checkLate refuses a query whose late stream (late = TRUE) exists.
+func (m *Manager) checkLate(c *query.Continuous) error {
+	if c.LateStream == "" {
+		return nil
+	}
+	if err := streams.ValidateName(c.LateStream); err != nil {
+		return sqlError(c.NameAt, "late = TRUE writes the stream %q, not a valid name: %v", c.LateStream, err)
+	}
+	if _, err := m.opts.Reader.DescribeStream(c.LateStream); err == nil {
+		return sqlError(c.NameAt, "stream %s already exists: late = TRUE creates it for the query's late records (DROP STREAM %s, or choose another name)", c.LateStream, c.LateStream)
+	} else if !errors.Is(err, streams.ErrStreamNotFound) {
+		return err
+	}
+	return nil
 }
 
 // List returns every query, sorted by id.
@@ -422,7 +441,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	r.terminate()
 	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
 		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true},
-		streams.KVWrite{Key: joinKey(id), Delete: true})
+		streams.KVWrite{Key: joinKey(id), Delete: true}, streams.KVWrite{Key: flushKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

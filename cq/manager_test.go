@@ -344,6 +344,15 @@ func TestEventTimeRestartsGiveTheUninterruptedOutput(t *testing.T) {
 }
 
 func testRestarts(t *testing.T, sql string, seed int64) *env {
+	return testRestartsIdle(t, sql, seed, 0)
+}
+
+// testRestartsIdle is testRestarts where, if idle is not 0 (the query's
+// IDLE_TIMEOUT), the clock reaches each batch's time before it is
+// appended and the test waits until the running query has seen it (its
+// watermark now - idle): what the query does at the input's end happens
+// between records, and restarts follow it.
+func testRestartsIdle(t *testing.T, sql string, seed int64, idle time.Duration) *env {
 	e := newEnv(t)
 	e.create(fmt.Sprintf(sql, "live"))
 	rng := rand.New(rand.NewSource(seed))
@@ -362,10 +371,16 @@ func testRestarts(t *testing.T, sql string, seed int64) *env {
 		if now := e.clock.Now(); now.Before(base.Add(at)) {
 			e.clock.Advance(base.Add(at).Sub(now))
 		}
+		if idle > 0 && !paused {
+			testutil.Eventually(t, 5*time.Second, "the query at the input's end", func() bool {
+				q := e.info("live")
+				return e.crashed.Load() || q.Status == "running" && !q.Watermark.Before(base.Add(at-idle))
+			})
+		}
 		e.appendAt(at, batch...)
 		switch c := rng.Intn(6); c {
 		default:
-			e.disturb(c, hintKey("live"), inputKey("live"), sessionKey("live"), eventKey("live"))
+			e.disturb(c, hintKey("live"), inputKey("live"), sessionKey("live"), eventKey("live"), flushKey("live"))
 		case 3, 4:
 			// PAUSE or RESUME; a restart keeps a paused query paused.
 			paused = !paused

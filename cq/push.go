@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
@@ -15,13 +16,15 @@ import (
 // or c's LIMIT is reached. Nothing of it is kept: a push query is gone
 // with its caller. It implements query.Queries.
 func (m *Manager) Push(ctx context.Context, c *query.Continuous, emit func(query.Output) error) error {
-	info, err := m.opts.Reader.DescribeStream(c.Source)
-	if errors.Is(err, streams.ErrStreamNotFound) {
-		return &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown stream %q: a push query reads an existing stream (SHOW STREAMS lists them)", c.Source),
-			Line: c.SourceAt.Line, Column: c.SourceAt.Column}
-	}
+	pos, err := m.pushStart(c.Source, c.SourceAt)
 	if err != nil {
 		return err
+	}
+	var rightPos uint64
+	if j := c.Join; j != nil && j.Kind == query.JoinInterval {
+		if rightPos, err = m.pushStart(j.Right, j.RightAt); err != nil {
+			return err
+		}
 	}
 	m.mu.Lock()
 	if m.mu.closed || m.pushCtx.Err() != nil {
@@ -40,14 +43,32 @@ func (m *Manager) Push(ctx context.Context, c *query.Continuous, emit func(query
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(m.pushCtx, cancel)()
-	p := &pusher{m: m, c: c, emit: emit, pos: info.NextOffset}
+	p := &pusher{m: m, c: c, emit: emit, pos: pos, rightPos: rightPos}
 	m.log.Debug("push query started", "source", c.Source, "emit", c.Emit)
-	err = p.run(ctx)
+	if c.Join != nil && c.Join.Kind == query.JoinInterval {
+		err = p.runInterval(ctx)
+	} else {
+		err = p.run(ctx)
+	}
 	if ctx.Err() != nil || errors.Is(err, errLimit) {
 		err = nil // the caller, or the node, stopped it; or its LIMIT
 	}
 	m.log.Debug("push query ended", "source", c.Source, "rows", p.rows, "error", err)
 	return err
+}
+
+// pushStart returns where a push query starts reading stream name (named
+// at pos in its SQL): its end.
+func (m *Manager) pushStart(name string, at query.Pos) (uint64, error) {
+	info, err := m.opts.Reader.DescribeStream(name)
+	if errors.Is(err, streams.ErrStreamNotFound) {
+		return 0, &query.Error{Code: query.CodeSQL, Message: fmt.Sprintf("unknown stream %q: a push query reads an existing stream (SHOW STREAMS lists them)", name),
+			Line: at.Line, Column: at.Column}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return info.NextOffset, nil
 }
 
 // EndPushes ends the push queries running now, and refuses new ones (a
@@ -67,7 +88,9 @@ type pusher struct {
 	c    *query.Continuous
 	emit func(query.Output) error
 	pos  uint64 // next input offset
-	rows int64
+	// rightPos is the next offset of an interval join's second input.
+	rightPos uint64
+	rows     int64
 }
 
 // errLimit ends a push query that has emitted its LIMIT of rows.
@@ -91,9 +114,17 @@ func (p *pusher) run(ctx context.Context) error {
 		w.idle = int64(idle)
 	default:
 		ch = newChanger(c)
+		ch.ctx = ctx
 	}
 	var rows []query.Output
 	for {
+		if ch != nil && c.Join != nil {
+			// A lookup: the view, each batch (see runChanges).
+			var err error
+			if ch.look, err = p.lookedUp(ctx); err != nil {
+				return err
+			}
+		}
 		recs, err := m.opts.Reader.Read(c.Source, p.pos, streams.ReadOptions{MaxRecords: readBatch})
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
@@ -137,6 +168,11 @@ func (p *pusher) run(ctx context.Context) error {
 				return err
 			}
 		case atTail:
+			// Held updates (EMIT_INTERVAL) due by now: a record appended
+			// later is stamped later.
+			if err := p.send(ch.flushTo(m.opts.Now().UnixNano(), rows[:0], false)); err != nil {
+				return err
+			}
 			ch.advance(idleWM)
 		}
 		if atTail {
@@ -159,4 +195,21 @@ func (p *pusher) send(rows []query.Output) error {
 		}
 	}
 	return nil
+}
+
+// lookedUp returns the view a push query looks up, once it has built its
+// state.
+func (p *pusher) lookedUp(ctx context.Context) (*viewState, error) {
+	return p.m.lookedUp(ctx, p.c.Join.Right, "the push query")
+}
+
+// runInterval runs a push query joining two streams within an interval,
+// from their ends.
+func (p *pusher) runInterval(ctx context.Context) error {
+	m, c := p.m, p.c
+	if c.Limit == 0 {
+		return nil
+	}
+	in := [2]*joinInput{{name: c.Source, pos: p.pos}, {name: c.Join.Right, pos: p.rightPos}}
+	return m.joinLoop(ctx, c, in, newJoiner(c), p.send, func(time.Time) error { return nil })
 }

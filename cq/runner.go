@@ -48,6 +48,9 @@ func newRunner(m *Manager, d definition, c *query.Continuous) *runner {
 	}
 	if c != nil {
 		r.mu.info.Source, r.mu.info.Sink, r.mu.info.Kind = c.Source, c.Name, c.Kind
+		if c.Kind == query.KindInsert && c.LateStream != "" {
+			c.LateStream = d.ID + "_late" // named after the query: many write a stream
+		}
 	}
 	return r
 }

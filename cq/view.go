@@ -322,9 +322,15 @@ func (m *Manager) lookups(name string) []string {
 // lookedUp returns the view a lookup join reads, once it has built its
 // state.
 func (r *runner) lookedUp(ctx context.Context) (*viewState, error) {
-	vr, ok := r.m.View(r.c.Join.Right)
+	return r.m.lookedUp(ctx, r.c.Join.Right, fmt.Sprintf("the query looks it up (create it again, or TERMINATE QUERY %s)", r.def.ID))
+}
+
+// lookedUp returns view name once it has built its state; who says who
+// looks it up, for the error if it does not exist.
+func (m *Manager) lookedUp(ctx context.Context, name, who string) (*viewState, error) {
+	vr, ok := m.View(name)
 	if !ok {
-		return nil, fmt.Errorf("view %s does not exist: the query looks it up (create it again, or TERMINATE QUERY %s)", r.c.Join.Right, r.def.ID)
+		return nil, fmt.Errorf("view %s does not exist: %s", name, who)
 	}
 	v := vr.(*viewState)
 	if err := v.waitReady(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +128,59 @@ func TestPushQueryEndsWithTheNode(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the node did not close within 10 s")
 	}
+}
+
+// TestPushJoinsOverHTTP: push queries join over POST /v1/query: an
+// interval join of two streams (NDJSON, until cancelled) and a lookup of
+// a view (SSE, until its LIMIT); a bad join is refused with its position
+// before anything streams; cancelled, no push query goroutine is left.
+func TestPushJoinsOverHTTP(t *testing.T) {
+	n := startNodeWith(t, "orders", "payments", "registry", "temps")
+	if got := sqlRows(t, n, "CREATE VIEW devs AS SELECT id, max(floor) AS floor FROM registry GROUP BY id"); !strings.Contains(got, "view devs created") {
+		t.Fatalf("create view: %s", got)
+	}
+	bad := "SELECT o.id FROM orders o JOIN payments p ON o.id = p.order_id EMIT CHANGES"
+	if got := sqlRows(t, n, bad); !strings.HasPrefix(got, "400 1:46 a join of two streams needs time bounds in ON") {
+		t.Fatalf("bad join: %s", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, paid := pushLines(t, n, ctx, "SELECT o.id, p.method FROM orders o JOIN payments p ON o.id = p.order_id "+
+		"AND p._timestamp BETWEEN o._timestamp - INTERVAL 5 SECOND AND o._timestamp + INTERVAL 5 SECOND EMIT CHANGES", "application/x-ndjson", "")
+	if got := next(t, paid); got != `{"columns":[{"name":"id","type":"any"},{"name":"method","type":"any"}]}` {
+		t.Fatalf("header %s", got)
+	}
+	_, placed := pushLines(t, n, ctx, "SELECT t.sensor, d.floor FROM temps t LEFT JOIN devs d ON t.sensor = d.id EMIT CHANGES LIMIT 2", "text/event-stream", "")
+	next(t, placed)
+	next(t, placed) // event: columns, its data
+	testutil.Eventually(t, 5*time.Second, "both push queries running", func() bool { return n.Queries().Pushes() == 2 })
+
+	// The interval join: the payment completes its pair once the orders
+	// show a later record.
+	t0 := time.Now()
+	appendAt(t, n.Store(), "orders", t0, `{"id":1}`)
+	appendAt(t, n.Store(), "payments", t0.Add(time.Second), `{"order_id":1,"method":"card"}`)
+	appendAt(t, n.Store(), "orders", t0.Add(2*time.Second), `{"id":2}`)
+	if got := next(t, paid); got != `[1,"card"]` {
+		t.Fatalf("interval join row %s", got)
+	}
+	// The lookup: each reading with its device's row as the view holds it.
+	appendAt(t, n.Store(), "registry", time.Now(), `{"id":"s1","floor":2}`)
+	testutil.Eventually(t, 5*time.Second, "the view's row", func() bool { return sqlRows(t, n, "SELECT floor FROM devs WHERE id = 's1'") == "[[2]]" })
+	appendAt(t, n.Store(), "temps", time.Now(), `{"sensor":"s1"}`)
+	appendAt(t, n.Store(), "temps", time.Now(), `{"sensor":"s2"}`)
+	var got []string
+	for range 6 {
+		got = append(got, next(t, placed))
+	}
+	if want := `event: row|data: ["s1",2]|event: row|data: ["s2",null]|event: end|data: {"end":{"rows":2}}`; strings.Join(got, "|") != want {
+		t.Fatalf("lookup\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	cancel()
+	testutil.Eventually(t, 5*time.Second, "push queries gone with their clients", func() bool { return n.Queries().Pushes() == 0 })
+	testutil.Eventually(t, 5*time.Second, "no push query goroutine left", func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return !strings.Contains(stacks, "cq.(*pusher)") && !strings.Contains(stacks, "cq.(*Manager).joinLoop")
+	})
 }

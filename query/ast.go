@@ -110,10 +110,13 @@ type joinKind uint8
 const (
 	joinInner joinKind = iota // INNER JOIN ... ON, or JOIN without ON / comma (cross)
 	joinLeft
+	joinRight // continuous interval joins only
+	joinFull  // FULL [OUTER] JOIN (peel.go): continuous interval joins only
 )
 
 type joinExpr struct {
 	kind        joinKind
+	kindAt      Pos // of LEFT, RIGHT or FULL
 	left, right fromExpr
 	on          expr // nil: cross join
 	pos         Pos

@@ -54,7 +54,9 @@ type Continuous struct {
 	// Hints are the query's options (GRACE, IDLE_TIMEOUT, START).
 	Hints Hints
 	// LateStream, with WITH (late = TRUE), is the stream the records
-	// found late are written to: <Name>_late.
+	// found late are written to: <Name>_late, or for INSERT INTO
+	// <query>_late, the query's id being given when it is created (package
+	// cq sets it).
 	LateStream string
 	lateAt     Pos
 	// Stateful is set for a query that aggregates (aggregates or GROUP BY
@@ -125,6 +127,12 @@ func CompileContinuousIn(sql string, views ViewPlans) (*Continuous, error) {
 // CompilePush parses and binds a push query: SELECT ... EMIT CHANGES or
 // EMIT FINAL. Errors are *Error with positions in sql.
 func CompilePush(sql string) (*Continuous, error) {
+	return CompilePushIn(sql, nil)
+}
+
+// CompilePushIn is CompilePush where views names the views a query may
+// join.
+func CompilePushIn(sql string, views ViewPlans) (*Continuous, error) {
 	st, src, err := parseOne(sql)
 	if err != nil {
 		return nil, err
@@ -133,7 +141,7 @@ func CompilePush(sql string) (*Continuous, error) {
 	if !ok {
 		return nil, errorf(firstPos(src), "a push query is written SELECT ... EMIT CHANGES")
 	}
-	return planPush(ps, src, sql)
+	return planPush(ps, src, sql, views)
 }
 
 func parseOne(sql string) (statement, *source, error) {
@@ -205,8 +213,8 @@ func planContinuous(cs *createStreamStmt, src *source, sql string, views ViewPla
 	return c, nil
 }
 
-func planPush(ps *pushStmt, src *source, sql string) (*Continuous, error) {
-	c := &Continuous{SQL: sql, Push: true, Limit: -1}
+func planPush(ps *pushStmt, src *source, sql string, views ViewPlans) (*Continuous, error) {
+	c := &Continuous{SQL: sql, Push: true, Limit: -1, views: views}
 	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
 		return nil, err
 	}

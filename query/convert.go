@@ -196,9 +196,14 @@ func convertTableExpr(src *source, te sqlparser.TableExpr) (fromExpr, error) {
 		case sqlparser.NormalJoinType, sqlparser.StraightJoinType:
 			j.kind = joinInner
 		case sqlparser.LeftJoinType:
-			j.kind = joinLeft
+			j.kind, j.kindAt = joinLeft, src.findKeyword("left")
+			if len(src.fullAt) > 0 {
+				// FULL JOIN, rewritten by peel (a continuous query has
+				// one join).
+				j.kind, j.kindAt = joinFull, src.fullAt[0]
+			}
 		case sqlparser.RightJoinType:
-			return nil, errorf(src.findKeyword("right"), "RIGHT JOIN is not supported: swap the tables and use LEFT JOIN")
+			j.kind, j.kindAt = joinRight, src.findKeyword("right")
 		default:
 			return nil, errorf(src.findKeyword("natural"), "NATURAL JOIN is not supported: use JOIN ... ON")
 		}

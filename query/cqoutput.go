@@ -47,6 +47,9 @@ func (c *Continuous) options(with []withOption) (*withOption, error) {
 			return nil, errorf(o.pos, "option %s is given twice", o.key)
 		}
 		seen[o.key] = true
+		if c.Kind == KindInsert && o.key != "late" {
+			return nil, errorf(o.pos, "INSERT INTO takes one option, late = TRUE: the stream it writes is another's, published (or not) as that one says")
+		}
 		switch o.key {
 		case "topic":
 			t, ok := o.value.(string)

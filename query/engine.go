@@ -287,7 +287,7 @@ func (e *Engine) query(parent context.Context, sql string) (*Result, error) {
 	case *terminateStmt:
 		return e.continuous(ctx, s, sql)
 	case *pushStmt:
-		c, err := planPush(s, src, sql)
+		c, err := planPush(s, src, sql, e.viewPlan)
 		if err != nil {
 			return nil, err
 		}

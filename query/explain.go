@@ -53,7 +53,7 @@ func (e *Engine) explain(ctx context.Context, s *explainStmt, now time.Time) (*R
 // planQuery compiles a persistent or push query's statement.
 func planQuery(st statement, src *source, sql string, views ViewPlans) (*Continuous, *selectStmt, error) {
 	if ps, ok := st.(*pushStmt); ok {
-		c, err := planPush(ps, src, sql)
+		c, err := planPush(ps, src, sql, views)
 		return c, ps.sel, err
 	}
 	cs := st.(*createStreamStmt)
@@ -92,8 +92,13 @@ func explainJoin(p *plan, c *Continuous, j *Join) {
 		return
 	}
 	left := ""
-	if j.Left {
+	switch {
+	case j.Left && j.RightOuter:
+		left = fmt.Sprintf("; full: a record of %s or %s that nothing joined is output alone (NULL columns) once the interval has passed", c.Source, j.Right)
+	case j.Left:
 		left = fmt.Sprintf("; left: a record of %s that nothing joined is output alone (NULL columns) once the interval has passed", c.Source)
+	case j.RightOuter:
+		left = fmt.Sprintf("; right: a record of %s that nothing joined is output alone (NULL columns) once the interval has passed", j.Right)
 	}
 	p.add("join", "interval join with stream %s%s: pairs with %s._timestamp - %s._timestamp within [%s, %s], output when the later record of the pair is processed; both streams are read in _timestamp order%s", j.Right, on, c.jp.right.label, c.t.label, j.Lo, j.Hi, left)
 }
@@ -296,6 +301,8 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("emit", "final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)")
 	case c.Emit == "final":
 		p.add("emit", "final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)")
+	case c.Hints.EmitInterval > 0:
+		p.add("emit", "changes: the updated row of each group (key, window) at most once per %v of record time (EMIT_INTERVAL), the latest held back output when due or when its window ends", c.Hints.EmitInterval)
 	default:
 		p.add("emit", "changes: the updated row of each window holding a record, for each record")
 	}

@@ -23,6 +23,10 @@ type Hints struct {
 	// stream's end when it is created instead of its first record kept
 	// (START('latest'); START('earliest') is the default).
 	StartLatest bool
+	// EmitInterval, if not 0, rate-limits the updates of a query that
+	// emits changes: each group's row at most once per interval of
+	// record time, the latest held back never lost (EMIT_INTERVAL).
+	EmitInterval time.Duration
 }
 
 // hintRE reads one hint: NAME('value').
@@ -83,9 +87,12 @@ func (h *Hints) set(name, val string, at Pos) error {
 			err = errorf(at, "START('%s'): 'earliest' (the first record kept, the default) or 'latest' (records appended after the query is created)", val)
 		}
 	case "EMIT_INTERVAL":
-		err = errorf(at, "EMIT_INTERVAL is not supported: rate-limited updates would depend on when they are computed, and a restarted query could not give the same rows; EMIT CHANGES outputs every update, EMIT FINAL one row per window")
+		h.EmitInterval, err = dur()
+		if err == nil && h.EmitInterval == 0 {
+			err = errorf(at, "EMIT_INTERVAL must be longer than 0")
+		}
 	default:
-		err = errorf(at, "unknown hint %s: the hints are GRACE, IDLE_TIMEOUT and START", name)
+		err = errorf(at, "unknown hint %s: the hints are GRACE, IDLE_TIMEOUT, START and EMIT_INTERVAL", name)
 	}
 	return err
 }
@@ -108,6 +115,8 @@ func (c *Continuous) checkHints(given []string, src *source) error {
 			return errorf(at(name), "%s does not apply to views: their windows are kept, not closed", name)
 		case name == "GRACE" && (!c.Windowed() || c.Emit != "final"):
 			return errorf(at(name), "GRACE applies to windows with EMIT FINAL: the watermark waits that long for records out of order before closing them")
+		case name == "EMIT_INTERVAL" && (c.Emit != "changes" || !c.Stateful || c.Join != nil || c.Window.Sessions() || c.Kind == KindView):
+			return errorf(at(name), "EMIT_INTERVAL rate-limits the updates of each group of a query that aggregates with EMIT CHANGES (GROUP BY, no session window, no join, not a view): a filter outputs each record once, EMIT FINAL one row per window")
 		case name == "START" && (c.Push || c.Kind == KindView):
 			return errorf(at(name), "START applies to persistent queries that write a stream: a push query reads from the stream's end, a view from its first record kept")
 		}

@@ -8,8 +8,9 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// Joins in persistent queries (CREATE STREAM ... AS SELECT ... FROM a JOIN
-// b ON ...) come in two kinds, told apart by what b is:
+// Joins in continuous queries (CREATE STREAM ... AS SELECT ... FROM a JOIN
+// b ON ..., and push queries: SELECT ... FROM a JOIN b ON ... EMIT
+// CHANGES) come in two kinds, told apart by what b is:
 //
 //   - b is a stream: an interval join. ON equates keys of the two
 //     streams and bounds b's _timestamp by a's (b._timestamp BETWEEN
@@ -17,7 +18,8 @@ import (
 //     SECOND, or the same with >= and <=), the way Flink SQL writes its
 //     interval joins; the bounds say how long a record waits for its
 //     partners, so they bound the state. JOIN, or LEFT JOIN: a record of
-//     a that nothing joined within the interval is output alone.
+//     a that nothing joined within the interval is output alone; RIGHT
+//     JOIN the same for b, FULL JOIN for both.
 //   - b is a view (CREATE VIEW): a lookup. Each record of a is joined
 //     with the view's current row(s) for its key; ON equates every GROUP
 //     BY key of the view with an expression of a. JOIN drops a record
@@ -34,7 +36,7 @@ const (
 	JoinLookup   = "lookup"
 )
 
-// Join describes the join of a persistent query; Continuous.Source is
+// Join describes the join of a continuous query; Continuous.Source is
 // its left input.
 type Join struct {
 	// Kind is JoinInterval (Right is a stream) or JoinLookup (a view).
@@ -42,9 +44,13 @@ type Join struct {
 	// Right is the second input, named at RightAt in SQL.
 	Right   string
 	RightAt Pos
-	// Left is set for LEFT JOIN: a record of Source that nothing joins
-	// is output alone, the right side's columns NULL.
+	// Left is set for LEFT and FULL JOIN: a record of Source that
+	// nothing joins is output alone, the right side's columns NULL.
 	Left bool
+	// RightOuter is set for RIGHT and FULL JOIN (interval joins): a
+	// record of Right that nothing joins is output alone, the left
+	// side's columns NULL.
+	RightOuter bool
 	// Lo and Hi bound an interval join: a pair joins only if the right
 	// record's _timestamp minus the left one's is within [Lo, Hi].
 	Lo, Hi time.Duration
@@ -91,11 +97,9 @@ func joinOf(j *joinExpr) (left, right *tableRef, err error) {
 	return left, right, nil
 }
 
-// planJoin binds the SELECT of a persistent query joining two inputs.
+// planJoin binds the SELECT of a persistent or push query joining two
+// inputs.
 func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit string, emitAt Pos) error {
-	if c.Push {
-		return errorf(j.pos, "joins run in persistent queries (CREATE STREAM ... AS SELECT ... FROM a JOIN b ...), not in push queries yet")
-	}
 	if c.Kind == KindView {
 		return errorf(j.pos, "a view reads one stream: join in a CREATE STREAM ... AS query, then make a view of its output")
 	}
@@ -115,7 +119,8 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 		return errorf(emitAt, "EMIT FINAL needs a window; a join query emits each joined pair (EMIT CHANGES, the default)")
 	}
 	c.Source, c.SourceAt, c.Emit = left.name, left.pos, "changes"
-	c.Join = &Join{Right: right.name, RightAt: right.pos, Kind: JoinInterval, Left: j.kind == joinLeft}
+	c.Join = &Join{Right: right.name, RightAt: right.pos, Kind: JoinInterval, Left: j.kind == joinLeft || j.kind == joinFull,
+		RightOuter: j.kind == joinRight || j.kind == joinFull}
 	var vc *Continuous
 	if c.views != nil {
 		if v, _ := c.views(left.name); v != nil && !strings.EqualFold(left.schema, schemaStream) {
@@ -125,6 +130,9 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 		switch {
 		case v != nil && !strings.EqualFold(right.schema, schemaStream):
 			vc, c.Join.Kind = v, JoinLookup
+			if c.Join.RightOuter {
+				return errorf(j.kindAt, "a lookup joins each record of the stream with the view's rows: JOIN or LEFT JOIN, not RIGHT or FULL JOIN")
+			}
 		case !isStream:
 			return errorf(right.pos, "unknown stream or view %q: a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)", right.name)
 		}
@@ -173,7 +181,10 @@ func (c *Continuous) planJoin(s *selectStmt, src *source, j *joinExpr, emit stri
 	} else if c.Join.Lo, c.Join.Hi, err = intervalOf(j, tl, tr); err != nil {
 		return err
 	}
-	c.Limit = -1
+	if s.offset != nil {
+		return errorf(s.offset.position(), "OFFSET is not supported in push queries")
+	}
+	c.Limit = c.p.limit
 	c.finishColumns()
 	return nil
 }
@@ -426,8 +437,10 @@ func (p *selectPlan) scopeCols() []scopeCol {
 // side): ok is false for a record the join skips. key is its join key
 // (the view's group key for a lookup's left side), vals its columns, to
 // keep and hand to Pair; both are fresh copies. A NULL key joins nothing:
-// key is then nil for a record of Source in a LEFT JOIN (still output,
-// alone), and the record is skipped otherwise.
+// key is then nil for a record of Source in a LEFT or FULL JOIN, or of
+// Right in a RIGHT or FULL JOIN (still output, alone), and the record is
+// skipped otherwise; so is key for a record of Right that fails ON's
+// conditions on it alone in a RIGHT or FULL JOIN.
 func (c *Continuous) JoinInput(side int, r *streams.Record) (key []byte, vals []any, ok bool, err error) {
 	t := c.t
 	conds, keys := c.p.pre, c.jp.right.keyL
@@ -437,10 +450,15 @@ func (c *Continuous) JoinInput(side int, r *streams.Record) (key []byte, vals []
 	} else if c.jp.lookup != nil {
 		keys = c.jp.lookup
 	}
+	outer := side == 0 && c.Join.Left || side == 1 && c.Join.RightOuter
 	seg := c.row[t.base : t.base+t.width()]
 	recordRow(seg, r, t)
 	for _, cc := range conds {
 		if ok, err := cond(cc, c.row); err != nil || !ok {
+			if err == nil && side == 1 && outer {
+				// ON false for every pair: output alone.
+				return nil, append([]any(nil), seg...), true, nil
+			}
 			return nil, nil, false, c.decorateSide(err, side, r)
 		}
 	}
@@ -455,7 +473,7 @@ func (c *Continuous) JoinInput(side int, r *streams.Record) (key []byte, vals []
 		}
 		key = appendKey(key, v)
 	}
-	if key == nil && (side == 1 || !c.Join.Left) {
+	if key == nil && !outer {
 		return nil, nil, false, nil
 	}
 	return key, append([]any(nil), seg...), true, nil
@@ -473,15 +491,21 @@ func (c *Continuous) decorateSide(err error, side int, r *streams.Record) error 
 
 // Pair returns the output row of a left and a right input, as JoinInput
 // returned their columns (right: a view row, for a lookup), or ok=false
-// if ON or WHERE drops it; matched is false if ON does (LEFT JOIN then
-// outputs the left input alone if nothing matched). A nil right makes
-// the NULL-extended row of a LEFT JOIN (ON is not checked).
+// if ON or WHERE drops it; matched is false if ON does (an outer join
+// then outputs the input alone if nothing matched). A nil right (left)
+// makes the NULL-extended row of a LEFT (RIGHT) JOIN: ON is not checked.
 func (c *Continuous) Pair(left, right []any) (out Output, matched, ok bool, err error) {
 	tr := c.jp.right
-	copy(c.row[c.t.base:], left)
+	if left == nil {
+		clear(c.row[c.t.base : c.t.base+c.t.width()])
+	} else {
+		copy(c.row[c.t.base:], left)
+	}
 	seg := c.row[tr.base : tr.base+tr.width()]
 	if right == nil {
 		clear(seg)
+	} else if left == nil {
+		copy(seg, right)
 	} else {
 		copy(seg, right)
 		if ok, err := cond(tr.on, c.row); err != nil || !ok {

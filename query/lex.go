@@ -25,6 +25,8 @@ type source struct {
 	user   string
 	toks   []token
 	cursor int // token index after the last name found (names are mostly looked up in text order)
+	// fullAt is where FULL JOIN was written (peel rewrites it LEFT JOIN).
+	fullAt []Pos
 }
 
 // newSource tokenizes sql with the parser's own tokenizer (so strings,

@@ -72,6 +72,7 @@ func (ps *parser) parse(sql string) (statement, *source, error) {
 		user := sql
 		src = newSource(ps.p, pl.sql)
 		src.user = user
+		src.fullAt = pl.fullAt
 	}
 	stmt, err := ps.p.ParseStrictDDL(pl.sql)
 	if err != nil {

@@ -36,6 +36,9 @@ type peeled struct {
 	create *createClause // CREATE STREAM ... AS, or nil
 	emit   string        // "", "changes" or "final"
 	emitAt Pos
+	// fullAt is where FULL [OUTER] JOIN was written: Vitess parses MySQL,
+	// which has no FULL JOIN, so FULL is rewritten LEFT (same length).
+	fullAt []Pos
 }
 
 // createClause is the prefix of a persistent query: CREATE STREAM name
@@ -90,6 +93,13 @@ func peel(src *source, sig []token) (*peeled, error) {
 		out.emit, out.emitAt = mode, src.pos(sig[n-2].start)
 		blank(sig[n-2].start, sig[n-1].end)
 		sig = append(sig[:n-2:n-2], sig[n:]...)
+	}
+	for i := 0; i+1 < len(sig); i++ {
+		if sig[i].typ == sqlparser.FULL && (sig[i+1].typ == sqlparser.JOIN || sig[i+1].typ == sqlparser.OUTER && i+2 < len(sig) && sig[i+2].typ == sqlparser.JOIN) {
+			copy(buf[sig[i].start:], "LEFT")
+			out.fullAt = append(out.fullAt, src.pos(sig[i].start))
+			continue
+		}
 	}
 	for i := 0; i+1 < len(sig); i++ {
 		name := strings.ToLower(sig[i].text)
@@ -153,8 +163,8 @@ const (
 )
 
 // persistentKind recognises the start of a persistent query's statement.
-// INSERT INTO is one only when a SELECT (or a column list, refused by
-// peelCreate) follows the stream's name: INSERT ... VALUES stays an
+// INSERT INTO is one only when a SELECT, WITH (or a column list, refused
+// by peelCreate) follows the stream's name: INSERT ... VALUES stays an
 // ordinary, refused, statement.
 func persistentKind(sig []token) string {
 	switch {
@@ -162,7 +172,7 @@ func persistentKind(sig []token) string {
 		return KindStream
 	case len(sig) >= 2 && sig[0].typ == sqlparser.CREATE && strings.EqualFold(sig[1].text, "view"):
 		return KindView
-	case len(sig) >= 4 && sig[0].typ == sqlparser.INSERT && sig[1].typ == sqlparser.INTO && (sig[3].typ == sqlparser.SELECT || sig[3].typ == '('):
+	case len(sig) >= 4 && sig[0].typ == sqlparser.INSERT && sig[1].typ == sqlparser.INTO && (sig[3].typ == sqlparser.SELECT || sig[3].typ == '(' || sig[3].typ == sqlparser.WITH):
 		return KindInsert
 	}
 	return ""
@@ -183,18 +193,15 @@ func peelCreate(src *source, sig []token, kind string) (*createClause, int, erro
 	case KindView:
 		want, what = "CREATE VIEW <name> AS SELECT ... GROUP BY ...", "a view name"
 	case KindInsert:
-		want = "INSERT INTO <stream> SELECT ..."
+		want = "INSERT INTO <stream> [WITH (late = TRUE)] SELECT ..."
 	}
 	if len(sig) < 3 || !nameToken(sig[2]) {
 		return nil, 0, &Error{Code: CodeSyntax, Message: "syntax error: expected " + what + ": " + want, Line: at(2).Line, Column: at(2).Column}
 	}
 	c := &createClause{kind: kind, name: sig[2].text, namePos: at(2)}
 	i := 3
-	if kind == KindInsert {
-		if sig[i].typ == '(' {
-			return nil, 0, errorf(at(i), "INSERT INTO <stream> SELECT ... takes no column list: the output records' fields are the select list's names (use AS to rename)")
-		}
-		return c, i, nil
+	if kind == KindInsert && sig[i].typ == '(' {
+		return nil, 0, errorf(at(i), "INSERT INTO <stream> SELECT ... takes no column list: the output records' fields are the select list's names (use AS to rename)")
 	}
 	if i < len(sig) && sig[i].typ == sqlparser.WITH && kind == KindView {
 		return nil, 0, errorf(at(i), "a view takes no WITH options: it is kept in memory, not written to a stream")
@@ -235,6 +242,12 @@ func peelCreate(src *source, sig []token, kind string) (*createClause, int, erro
 			}
 			return nil, 0, syntaxAt(at(i), "expected , or ) in WITH (...)")
 		}
+	}
+	if kind == KindInsert {
+		if i >= len(sig) || sig[i].typ != sqlparser.SELECT {
+			return nil, 0, syntaxAt(at(i), "expected SELECT: "+want)
+		}
+		return c, i, nil
 	}
 	if i >= len(sig) || sig[i].typ != sqlparser.AS {
 		return nil, 0, syntaxAt(at(i), "expected AS: "+want)

@@ -53,8 +53,14 @@ func (e *Engine) planSelect(ctx context.Context, s *selectStmt, src *source, now
 				return nil, errorf(ref.pos, "table %s appears twice in FROM: give each an alias (FROM %s a JOIN %s b ...)", t.label, ref.name, ref.name)
 			}
 			seen[strings.ToLower(t.label)] = true
-			if joins[i] != nil {
-				t.kind, t.onExpr = joins[i].kind, joins[i].on
+			if j := joins[i]; j != nil {
+				switch j.kind {
+				case joinRight:
+					return nil, errorf(j.kindAt, "RIGHT JOIN is not supported: swap the tables and use LEFT JOIN")
+				case joinFull:
+					return nil, errorf(j.kindAt, "FULL JOIN is not supported in ad-hoc queries (interval joins of continuous queries take it)")
+				}
+				t.kind, t.onExpr = j.kind, j.on
 			}
 			p.tables = append(p.tables, t)
 		}
@@ -281,7 +287,7 @@ func (p *selectPlan) bindWhere(b *binder, where expr, plain *scope) error {
 			}
 		}
 		switch {
-		case single == 0:
+		case single == 0 && !p.firstOuter():
 			p.pre = append(p.pre, cc)
 			b.narrow(p.tables[0], 0, c, ws)
 		case single > 0 && p.tables[single].kind == joinInner:
@@ -294,6 +300,12 @@ func (p *selectPlan) bindWhere(b *binder, where expr, plain *scope) error {
 		}
 	}
 	return nil
+}
+
+// firstOuter reports whether the first table's side may be NULL (RIGHT
+// or FULL JOIN): WHERE on it alone is then checked on joined rows.
+func (p *selectPlan) firstOuter() bool {
+	return len(p.tables) > 1 && (p.tables[1].kind == joinRight || p.tables[1].kind == joinFull)
 }
 
 // bindGroupBy binds GROUP BY: a number names a select item, a name that is

@@ -98,8 +98,22 @@ error sql_error 1:42: qualify site in a join of two streams: t.site or d.site (s
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
 error sql_error 0:0: continuous queries are not available on this node
 
+# RIGHT and FULL [OUTER] JOIN of two streams (MySQL has no FULL JOIN:
+# it is read at the token level).
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t RIGHT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
-error sql_error 1:61: RIGHT JOIN is not supported: swap the tables and use LEFT JOIN
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor, d.id FROM temperatures t FULL OUTER JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND
+error sql_error 0:0: continuous queries are not available on this node
+
+> CREATE STREAM paired AS SELECT t.sensor, d.id FROM temperatures t FULL JOIN devices d ON t.sensor = d.id
+error sql_error 1:90: a join of two streams needs time bounds in ON, which bound its state: AND d._timestamp BETWEEN t._timestamp - INTERVAL 5 SECOND AND t._timestamp + INTERVAL 5 SECOND (to look rows up instead, join a view)
+
+> SELECT t.sensor, d.id FROM temperatures t FULL JOIN devices d ON t.sensor = d.id
+error sql_error 1:43: FULL JOIN is not supported in ad-hoc queries (interval joins of continuous queries take it)
+
+> SELECT t.sensor, d.id FROM temperatures t RIGHT OUTER JOIN devices d ON t.sensor = d.id
+error sql_error 1:43: RIGHT JOIN is not supported: swap the tables and use LEFT JOIN
 
 > CREATE STREAM paired AS SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp + INTERVAL 5 SECOND AND t._timestamp
 error sql_error 1:79: the time bounds of the join are empty: d._timestamp - t._timestamp between 5s and 0s
@@ -107,5 +121,15 @@ error sql_error 1:79: the time bounds of the join are empty: d._timestamp - t._t
 > CREATE STREAM paired AS SELECT t.sensor, count(*) FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND GROUP BY t.sensor, TUMBLING(INTERVAL 10 SECOND)
 error sql_error 1:180: a join query outputs one row per joined pair: no GROUP BY, HAVING or window (aggregate its output stream with another query)
 
+# Push queries join too; a bad join gets the same positioned errors.
 > SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id EMIT CHANGES
-error sql_error 1:37: joins run in persistent queries (CREATE STREAM ... AS SELECT ... FROM a JOIN b ...), not in push queries yet
+error sql_error 1:55: a join of two streams needs time bounds in ON, which bound its state: AND d._timestamp BETWEEN t._timestamp - INTERVAL 5 SECOND AND t._timestamp + INTERVAL 5 SECOND (to look rows up instead, join a view)
+
+> SELECT t.sensor, site FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND EMIT CHANGES
+error sql_error 1:18: qualify site in a join of two streams: t.site or d.site (streams have no schema, so an unqualified payload field could be in either)
+
+> SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND EMIT FINAL
+error sql_error 1:146: EMIT FINAL needs a window; a join query emits each joined pair (EMIT CHANGES, the default)
+
+> SELECT t.sensor FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 5 SECOND LIMIT 2 OFFSET 1 EMIT CHANGES
+error sql_error 1:161: OFFSET is not supported in push queries

@@ -157,7 +157,33 @@ error sql_error 1:9: EXPLAIN explains queries: SELECT ..., CREATE STREAM ... AS 
 > EXPLAIN SELECT FROM temperatures
 error sql_syntax 1:16: syntax error at "FROM"
 
+> EXPLAIN SELECT /*+ EMIT_INTERVAL('1s') */ sensor, count(*) AS n FROM temperatures GROUP BY sensor, TUMBLING(INTERVAL 1 MINUTE) EMIT CHANGES
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+grouping | sensor
+window | tumbling: 1m0s long, half-open [start, end), aligned to the epoch
+time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | changes: the updated row of each group (key, window) at most once per 1s of record time (EMIT_INTERVAL), the latest held back output when due or when its window ends
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
+
 # A join of two streams within a time interval.
+> EXPLAIN SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND EMIT CHANGES LIMIT 5
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; left: a record of temperatures that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
+limit | 5 rows, then the push query ends
+
 > EXPLAIN CREATE STREAM paired AS SELECT t.sensor, t.temp, d.site FROM temperatures t JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp - INTERVAL 1 MINUTE AND t._timestamp + INTERVAL 10 SECOND
 step:text | detail:text
 statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
@@ -169,6 +195,30 @@ projection | sensor, temp, site
 columns | sensor, temp, site
 emit | changes: one row per joined pair that passes the filter
 output | new stream paired, exactly once (topic paired)
+
+> EXPLAIN CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t FULL JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND
+step:text | detail:text
+statement | persistent query paired (CREATE STREAM): runs across restarts until TERMINATE QUERY paired
+source | stream temperatures, from its first record kept, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; full: a record of temperatures or devices that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | new stream paired, exactly once (topic paired)
+
+> EXPLAIN SELECT t.sensor, d.site FROM temperatures t RIGHT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND EMIT CHANGES
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+join | interval join with stream devices on 1 key(s): pairs with d._timestamp - t._timestamp within [0s, 10s], output when the later record of the pair is processed; both streams are read in _timestamp order; right: a record of devices that nothing joined is output alone (NULL columns) once the interval has passed
+window | none
+state | the records of both streams within the interval, by key: a record of temperatures is kept until the records processed are 10s past it, one of devices until they are 0s past it
+projection | sensor, site
+columns | sensor, site
+emit | changes: one row per joined pair that passes the filter
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
 
 > EXPLAIN CREATE STREAM paired AS SELECT t.sensor, d.site FROM temperatures t LEFT JOIN devices d ON t.sensor = d.id AND d._timestamp BETWEEN t._timestamp AND t._timestamp + INTERVAL 10 SECOND
 step:text | detail:text
