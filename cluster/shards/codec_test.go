@@ -67,6 +67,13 @@ func TestForwardRoundTrip(t *testing.T) {
 	if _, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: %w", ErrNoLeader, errNotProposed))); !errors.Is(err, errNotProposed) || !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("a not-proposed answer came back as %v", err)
 	}
+	// A leader that was closing: sent again by forwardBatch (deduplicated
+	// by the appends' ids); not a "not proposed" answer, which others may
+	// send again without deduplication.
+	if _, err := decodeForwardResult(encodeForwardResult(0, streams.ErrClosed)); !errors.Is(err, errLeaderClosing) || !errors.Is(err, ErrNoLeader) ||
+		errors.Is(err, errNotProposed) {
+		t.Fatalf("a closing leader's answer came back as %v", err)
+	}
 	if _, err := decodeForwardResult(nil); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("empty answer: %v", err)
 	}

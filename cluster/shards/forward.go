@@ -142,8 +142,12 @@ func decodeForwardResult(b []byte) (uint64, error) {
 		sentinel = ErrNoLeader
 	case statusExists:
 		sentinel = streams.ErrStreamExists
-	case statusUnavailable, statusClosed:
-		// A closing leader is, to this node, an unavailable one.
+	case statusClosed:
+		// The leader is stopping: the append may have been committed
+		// or not; the new leader has it, or takes it again (a retried
+		// append is deduplicated by its id).
+		return 0, fmt.Errorf("%w: %w (from the shard's leader: %s)", ErrNoLeader, errLeaderClosing, msg)
+	case statusUnavailable:
 		sentinel = streams.ErrUnavailable
 	default:
 		return 0, fmt.Errorf("shards: forwarded append: %s", msg)

@@ -142,8 +142,10 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			} else {
 				var again []forwardItem
 				for i, it := range batch {
-					if errors.Is(results[i].err, errNotProposed) {
-						again = append(again, it) // no leader took it: send it again
+					if errors.Is(results[i].err, errNotProposed) || errors.Is(results[i].err, errLeaderClosing) {
+						// No leader took it, or the leader stopped with
+						// it: send it again (deduplicated by its id).
+						again = append(again, it)
 						continue
 					}
 					it.done(results[i].first, results[i].err)

@@ -286,6 +286,11 @@ func (r *replica) wait(f raft.Future) error {
 // sent again.
 var errNotProposed = errors.New("not proposed")
 
+// errLeaderClosing marks an append a forward's leader answered while it
+// was stopping: it may or may not have been committed, so only a sender
+// whose retries are deduplicated (forwardBatch) sends it again.
+var errLeaderClosing = errors.New("the leader is stopping")
+
 // raftError maps a failed proposal to the error an appender sees. Only a
 // proposal lost with the leadership may have been committed all the same.
 func raftError(err error) error {
@@ -311,6 +316,23 @@ func (r *replica) failQueued(err error) {
 }
 
 // close stops proposing, fails what is queued and shuts the group down.
+// handOver, when this replica leads its shard and the node is stopping,
+// hands the leadership to the most up-to-date other voter and waits for
+// it (at most raft's election timeout): the shard keeps a leader while
+// this node goes, instead of having none until its followers time out.
+// Appends being proposed here fail as not proposed and their senders
+// send them to the new leader.
+func (r *replica) handOver(log *slog.Logger, shard int) {
+	if !r.isLeader() {
+		return
+	}
+	if err := r.raft.LeadershipTransfer().Error(); err != nil {
+		log.Debug("no leadership handover before stopping", "shard", shard, "error", err)
+		return
+	}
+	log.Info("handed shard leadership over before stopping", "shard", shard)
+}
+
 func (r *replica) close() error {
 	select {
 	case <-r.stop:

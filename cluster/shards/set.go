@@ -508,6 +508,7 @@ func (s *Set) Close() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				r.handOver(s.log, i)
 				if err := r.close(); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
