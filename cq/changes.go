@@ -249,6 +249,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 	hinted, hintedAt := int64(next), m.opts.Now()
 	var outCount int64
 	var lastEmit time.Time
+	ahead := newReadAhead(m.opts.Reader, c.Source)
 	for {
 		if c.Join != nil {
 			// Each batch: a view paused and resumed has a new state.
@@ -256,7 +257,7 @@ func (r *runner) runChanges(ctx context.Context) error {
 				return err
 			}
 		}
-		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
+		recs, err := ahead.read(pos)
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
 		}

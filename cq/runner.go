@@ -119,8 +119,9 @@ func (r *runner) runOnce(ctx context.Context) error {
 	hintedAt := m.opts.Now()
 	var out int64
 	var lastEmit time.Time
+	ahead := newReadAhead(m.opts.Reader, c.Source)
 	for {
-		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
+		recs, err := ahead.read(pos)
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
 		}

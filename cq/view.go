@@ -218,8 +218,9 @@ func (r *runner) keepView(ctx context.Context) error {
 			return err
 		}
 	}
+	ahead := newReadAhead(m.opts.Reader, c.Source)
 	for {
-		recs, err := m.opts.Reader.Read(c.Source, pos, streams.ReadOptions{MaxRecords: readBatch})
+		recs, err := ahead.read(pos)
 		if err != nil {
 			return fmt.Errorf("read stream %s: %w", c.Source, err)
 		}
