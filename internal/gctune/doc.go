@@ -25,6 +25,9 @@
 // their heap slowly, and a small node under a modest load is not mistaken
 // for an idle one.
 //
+//   - It starts at High: a node that just started often takes its
+//     clients' reconnections at once (a connect storm), and the low target
+//     would slow it down; an idle node is at Low DownAfter readings later.
 //   - At Low, one reading with a turnover of Up or more switches to High at
 //     once: a burst of ingest gets the cheap collector within an Interval.
 //   - At High, DownAfter consecutive readings below Down switch back to Low.

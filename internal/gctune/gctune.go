@@ -108,13 +108,15 @@ type Policy struct {
 	calm int
 }
 
-// NewPolicy returns a policy at opts.Low (defaults filled in).
+// NewPolicy returns a policy at opts.High (defaults filled in): a node
+// that just started is often taking its clients' reconnections, a
+// connect storm; it goes to Low after DownAfter calm readings.
 func NewPolicy(opts Options) (*Policy, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("gctune: %w", err)
 	}
-	return &Policy{opts: opts, target: opts.Low}, nil
+	return &Policy{opts: opts, target: opts.High}, nil
 }
 
 // Target is the current target.
@@ -168,7 +170,7 @@ const (
 	metricGOGC   = "/gc/gogc:percent"
 )
 
-// Run sets the Low target, then reads the allocation every Interval and
+// Run sets the High target, then reads the allocation every Interval and
 // follows the policy until ctx ends. It leaves the last target in place.
 func (c *Controller) Run(ctx context.Context) {
 	log := c.opts.Logger

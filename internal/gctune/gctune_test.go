@@ -29,6 +29,9 @@ func TestPolicyDecisions(t *testing.T) {
 		want    int
 		changed bool
 	}{
+		{"starts high: idle 1", at(0.04), 400, false},
+		{"idle 2", at(0.01), 400, false},
+		{"idle 3: down", at(0.04), 100, true},
 		{"idle stays low", at(0.04), 100, false},
 		{"between the thresholds stays low", at(0.9), 100, false},
 		{"load goes high at once", at(1.0), 400, true},
@@ -64,10 +67,11 @@ func TestPolicyScalesWithTheHeap(t *testing.T) {
 		{100 * mib, 100},  // 0.4: between the thresholds, stays low
 		{1000 * mib, 100}, // 0.04
 	} {
-		p, err := NewPolicy(Options{})
+		p, err := NewPolicy(Options{DownAfter: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
+		p.Observe(Reading{}) // from the start (High) to Low
 		if got, _ := p.Observe(Reading{Rate: rate, Live: c.live}); got != c.want {
 			t.Errorf("live %d MiB: target %d, want %d (turnover %.2f)", c.live/mib, got, c.want, p.Turnover(Reading{Rate: rate, Live: c.live}))
 		}
@@ -97,7 +101,7 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-// TestControllerRuns: Run sets the low target at start and returns when
+// TestControllerRuns: Run sets the high target at start and returns when
 // its context ends. The setter is replaced, so the process's collector is
 // left alone.
 func TestControllerRuns(t *testing.T) {
@@ -119,7 +123,7 @@ func TestControllerRuns(t *testing.T) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	if len(set) == 0 || set[0] != 100 {
+	if len(set) == 0 || set[0] != 400 {
 		t.Fatalf("targets set: %v", set)
 	}
 }
