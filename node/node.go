@@ -439,7 +439,14 @@ func (n *Node) Store() *streams.Store { return n.store }
 
 // Metrics is the Prometheus registry served at /metrics, for collectors
 // owned by the serving process (the collector target, package gctune).
-func (n *Node) Metrics() prometheus.Registerer { return n.api.Registry() }
+// Without an HTTP listener nothing is served: collectors registered then
+// are never read.
+func (n *Node) Metrics() prometheus.Registerer {
+	if n.api == nil {
+		return prometheus.NewRegistry()
+	}
+	return n.api.Registry()
+}
 
 // Broker returns the node's MQTT broker.
 func (n *Node) Broker() *mqtt.Broker { return n.broker }

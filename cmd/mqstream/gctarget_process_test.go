@@ -22,17 +22,21 @@ func TestServeCollectorTarget(t *testing.T) {
 	bin := builtBinary(t)
 	for _, c := range []struct {
 		name, setting string
-		want          []string // acceptable gauge values
+		want          []string // acceptable gauge values; none: no HTTP listener
 		controller    bool
 	}{
 		// auto starts at 400; it goes to 100 after 30 calm seconds.
 		{"auto", "auto", []string{"400"}, true},
 		{"fixed", "250", []string{"250"}, false},
+		{"auto without HTTP", "auto", nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ports := freePorts(t, 2)
 			httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+			if c.want == nil {
+				httpAddr = ""
+			}
 			cfgPath := filepath.Join(dir, "mqstream.yaml")
 			yaml := fmt.Sprintf("node: {data_dir: %s}\nmqtt: {tcp: \"127.0.0.1:%d\", websocket: \"\"}\nhttp: {listen: %q}\n"+
 				"storage: {min_free: 0}\nlog: {level: debug}\nruntime: {gc_percent: %s}\n",
@@ -70,6 +74,18 @@ func TestServeCollectorTarget(t *testing.T) {
 					t.Logf("log:\n%s", tailLines(logPath, 40))
 				}
 			}()
+			if c.want == nil {
+				waitFor(t, 15*time.Second, "the node to start", func() (bool, string) {
+					return strings.Contains(tailLines(logPath, 1000), "msg=\"gc target\" percent=400 reason=start"), ""
+				})
+				select {
+				case err := <-exited:
+					exited <- err // for the deferred stop
+					t.Fatalf("serve exited: %v", err)
+				default:
+				}
+				return
+			}
 			var got string
 			waitFor(t, 15*time.Second, "the gauge", func() (bool, string) {
 				v, err := gaugeValue("http://"+httpAddr+"/metrics", "mqstream_runtime_gc_percent")
