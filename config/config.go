@@ -157,10 +157,11 @@ type GroupDecl struct {
 // Runtime tunes the Go runtime of the serve process. The GOGC and
 // GOMEMLIMIT environment variables, when set, take precedence.
 type Runtime struct {
-	// GCPercent is the garbage collector target (GOGC). Ingest allocates a
-	// few short-lived objects per message; a higher target trades memory
-	// for CPU.
-	GCPercent int `mapstructure:"gc_percent" yaml:"gc_percent"`
+	// GCPercent is the garbage collector target (GOGC): "auto" (the
+	// default) uses 100 while the process allocates slowly, as with idle
+	// connections, and 400 under load, where ingest's short-lived objects
+	// make a higher target save CPU; a number fixes it.
+	GCPercent GCTarget `mapstructure:"gc_percent" yaml:"gc_percent"`
 	// MemoryLimit is a soft limit on the Go heap (GOMEMLIMIT); near it the
 	// collector runs more often whatever GCPercent says. 0 = no limit.
 	MemoryLimit ByteSize `mapstructure:"memory_limit" yaml:"memory_limit"`
@@ -316,7 +317,7 @@ func Default() Config {
 		Auth:    Auth{Anonymous: true, ACLDefault: "allow"},
 		SQL:     SQL{MaxRowsScanned: 1_000_000, Timeout: 30 * time.Second, StatsInterval: 5 * time.Second},
 		Queries: Queries{MaxStateBytes: 256 << 20},
-		Runtime: Runtime{GCPercent: 400},
+		Runtime: Runtime{GCPercent: GCAuto},
 		Cluster: Cluster{Gossip: "127.0.0.1:7946", RPC: "127.0.0.1:7947", Seeds: []string{}, BootstrapExpect: 1,
 			Shards: 12, ReplicationFactor: 3, DeadNodeTimeout: 10 * time.Minute},
 	}
@@ -371,6 +372,7 @@ func Load(path string, env []string, flags map[string]*pflag.Flag) (Config, erro
 	var cfg Config
 	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		byteSizeHook,
+		gcTargetHook,
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
 	)))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,6 +177,9 @@ streams:
 		{"negative state limit", "queries: {max_state_bytes: -1}\n", nil, []string{"queries.max_state_bytes", "must not be negative"}},
 		{"bad state limit", "queries: {max_state_bytes: plenty}\n", nil, []string{"max_state_bytes", "invalid byte size"}},
 		{"bad state limit env", "", []string{"MQSTREAM_QUERIES_MAX_STATE_BYTES=-5"}, []string{"queries.max_state_bytes"}},
+		{"bad gc target", "runtime: {gc_percent: sometimes}\n", nil, []string{"runtime.gc_percent", "want auto"}},
+		{"zero gc target", "runtime: {gc_percent: 0}\n", nil, []string{"runtime.gc_percent"}},
+		{"bad gc target env", "", []string{"MQSTREAM_RUNTIME_GC_PERCENT=-2"}, []string{"runtime.gc_percent"}},
 		{"unknown env", "", []string{"MQSTREAM_MQTT_PORT=1"}, []string{"MQSTREAM_MQTT_PORT"}},
 		{"bad env value", "", []string{"MQSTREAM_MQTT_MAX_CLIENTS=many"}, []string{"max_clients"}},
 	}
@@ -218,6 +222,49 @@ func TestByteSize(t *testing.T) {
 	}
 	if s := ByteSize(64 << 20).String(); s != "64MiB" {
 		t.Errorf("String: %s", s)
+	}
+}
+
+// TestGCTarget: runtime.gc_percent is "auto" by default, and a number from
+// a file, the environment or a flag is a fixed target.
+func TestGCTarget(t *testing.T) {
+	def, err := Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, auto, err := def.Runtime.GCPercent.Parse(); !auto || err != nil {
+		t.Fatalf("default gc_percent %q: auto %v, %v", def.Runtime.GCPercent, auto, err)
+	}
+	for _, c := range []struct {
+		file string
+		env  []string
+		want int
+	}{
+		{"runtime: {gc_percent: 100}\n", nil, 100},
+		{"runtime: {gc_percent: \"250\"}\n", nil, 250},
+		{"runtime: {gc_percent: -1}\n", nil, -1},
+		{"", []string{"MQSTREAM_RUNTIME_GC_PERCENT=150"}, 150},
+	} {
+		path := ""
+		if c.file != "" {
+			path = writeFile(t, c.file)
+		}
+		cfg, err := Load(path, c.env, nil)
+		if err != nil {
+			t.Fatalf("%q %v: %v", c.file, c.env, err)
+		}
+		if n, auto, err := cfg.Runtime.GCPercent.Parse(); n != c.want || auto || err != nil {
+			t.Errorf("%q %v: %d auto %v, %v; want %d", c.file, c.env, n, auto, err, c.want)
+		}
+		out, _ := cfg.YAML()
+		if !strings.Contains(string(out), fmt.Sprintf("gc_percent: %d\n", c.want)) {
+			t.Errorf("printed config:\n%s", out)
+		}
+	}
+	for _, s := range []string{"AUTO", " auto "} {
+		if _, auto, err := GCTarget(s).Parse(); !auto || err != nil {
+			t.Errorf("%q: auto %v, %v", s, auto, err)
+		}
 	}
 }
 

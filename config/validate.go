@@ -94,8 +94,8 @@ func (c Config) Validate() error {
 	if c.Storage.CacheSize < 0 {
 		bad("storage.cache_size", "must not be negative")
 	}
-	if c.Runtime.GCPercent < -1 || c.Runtime.GCPercent == 0 {
-		bad("runtime.gc_percent", "%d: want a positive percentage, or -1 to turn the collector off", c.Runtime.GCPercent)
+	if _, _, err := c.Runtime.GCPercent.Parse(); err != nil {
+		bad("runtime.gc_percent", "%v", err)
 	}
 	if c.Runtime.MemoryLimit < 0 {
 		bad("runtime.memory_limit", "must not be negative")

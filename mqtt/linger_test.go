@@ -18,19 +18,28 @@ func lingerPair(t *testing.T, l *lingering) (*lingerConn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	server, client := acceptPair(t, ln)
+	c := l.wrap(server)
+	c.linger.Store(true)
+	return c, client
+}
+
+// acceptPair dials ln, accepts the connection and closes ln; both sides
+// are closed when the test ends.
+func acceptPair(t *testing.T, ln net.Listener) (server, client net.Conn) {
+	t.Helper()
 	defer ln.Close()
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	server, err := ln.Accept()
+	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := l.wrap(server)
-	c.linger.Store(true)
-	return c, client
+	t.Cleanup(func() { server.Close() })
+	return server, client
 }
 
 func lingeringNow(l *lingering) int {

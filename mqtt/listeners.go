@@ -35,7 +35,7 @@ type tcpListener struct {
 }
 
 func newTCPListener(id, addr string, tlsConfig *tls.Config) (*tcpListener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ type wsListener struct {
 }
 
 func newWSListener(id, addr string, tlsConfig *tls.Config) (*wsListener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,22 @@ func (h *deliveryHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes [
 // retainedMatching returns the retained messages whose topics match
 // filter: mochi's scan, plus the parent level of a trailing '#', less what
 // does not match (topics starting with '$' for wildcard filters).
+//
+// A filter without wildcards matches its own topic only, which is looked
+// up without the scan, as when no message is retained at all: the scan's
+// first frame alone takes 4 KiB of stack, which on top of mochi's
+// SUBSCRIBE processing grew every subscribing connection's stack to
+// 32 KiB (docs/performance.md, connect storm).
 func retainedMatching(topics *mochi.TopicsIndex, filter string) []packets.Packet {
+	if topics.Retained.Len() == 0 {
+		return nil
+	}
+	if !strings.ContainsAny(filter, "+#") {
+		if pk, ok := topics.Retained.Get(filter); ok {
+			return []packets.Packet{pk}
+		}
+		return nil
+	}
 	msgs := topics.Messages(filter)
 	if parent, ok := strings.CutSuffix(filter, "/#"); ok && parent != "" {
 		msgs = append(msgs, topics.Messages(parent)...) // [MQTT-4.7.1-2]

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/cluster"
@@ -435,6 +436,17 @@ func (n *Node) ID() string { return n.id }
 
 // Store returns the node's stream store.
 func (n *Node) Store() *streams.Store { return n.store }
+
+// Metrics is the Prometheus registry served at /metrics, for collectors
+// owned by the serving process (the collector target, package gctune).
+// Without an HTTP listener nothing is served: collectors registered then
+// are never read.
+func (n *Node) Metrics() prometheus.Registerer {
+	if n.api == nil {
+		return prometheus.NewRegistry()
+	}
+	return n.api.Registry()
+}
 
 // Broker returns the node's MQTT broker.
 func (n *Node) Broker() *mqtt.Broker { return n.broker }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mqstream/mqstream/config"
+	"github.com/mqstream/mqstream/internal/gctune"
 	"github.com/mqstream/mqstream/node"
 )
 
@@ -77,10 +79,16 @@ func boundFlags(fs *pflag.FlagSet) map[string]*pflag.Flag {
 
 func serve(cfg config.Config) error {
 	logger := cfg.Logger()
-	applyRuntime(cfg.Runtime)
+	gc, err := applyRuntime(cfg.Runtime, logger)
+	if err != nil {
+		return err
+	}
 	n, err := node.Open(cfg, logger)
 	if err != nil {
 		return err
+	}
+	if err := n.Metrics().Register(gctune.Collector()); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -95,16 +103,29 @@ func serve(cfg config.Config) error {
 		fmt.Fprintln(os.Stderr, "mqstream: second signal, exiting now")
 		os.Exit(2)
 	}()
+	if gc != nil {
+		go gc.Run(ctx)
+	}
 	return n.Run(ctx, 30*time.Second)
 }
 
 // applyRuntime sets the collector target and memory limit unless the
-// standard GOGC / GOMEMLIMIT environment variables already did.
-func applyRuntime(r config.Runtime) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(r.GCPercent)
-	}
+// standard GOGC / GOMEMLIMIT environment variables already did. With
+// runtime.gc_percent: auto it returns the controller that serve runs.
+func applyRuntime(r config.Runtime, logger *slog.Logger) (*gctune.Controller, error) {
 	if os.Getenv("GOMEMLIMIT") == "" && r.MemoryLimit > 0 {
 		debug.SetMemoryLimit(int64(r.MemoryLimit))
 	}
+	if os.Getenv("GOGC") != "" {
+		return nil, nil
+	}
+	percent, auto, err := r.GCPercent.Parse()
+	if err != nil {
+		return nil, fmt.Errorf("runtime.gc_percent: %w", err)
+	}
+	if !auto {
+		debug.SetGCPercent(percent)
+		return nil, nil
+	}
+	return gctune.New(gctune.Options{Logger: logger})
 }
