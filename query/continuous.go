@@ -709,14 +709,10 @@ func (c *Continuous) encode() (Output, error) {
 		}
 		p = append(p, c.names[i]...)
 		p = append(p, ':')
-		if t, isTime := v.(time.Time); isTime {
-			v = t.UTC().Format(time.RFC3339Nano)
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
+		var err error
+		if p, err = appendJSONValue(p, v); err != nil {
 			return Output{}, fmt.Errorf("column %s: %w", c.Columns[i], err)
 		}
-		p = append(p, b...)
 	}
 	t, err := c.renderTopic(c.vals)
 	if err != nil {
