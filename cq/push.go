@@ -175,12 +175,29 @@ func (p *pusher) run(ctx context.Context) error {
 			}
 			ch.advance(idleWM)
 		}
+		// Over queries.max_state_bytes: the push query ends with the
+		// reason (it keeps nothing, so there is nothing to pause).
+		if err := m.checkPushState(p.stateSize(w, ss, ch)); err != nil {
+			return err
+		}
 		if atTail {
 			if err := waitInput(ctx, notify, m.opts.Tick); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// stateSize is the estimated memory of the push query's state and its
+// keys, whichever of the operators it runs.
+func (p *pusher) stateSize(w *windower, ss *sessioner, ch *changer) (int64, int) {
+	switch {
+	case w != nil:
+		return w.bytes, len(w.keys)
+	case ss != nil:
+		return ss.bytes, len(ss.keys)
+	}
+	return ch.stateSize()
 }
 
 // send emits rows, up to the query's limit.
@@ -211,5 +228,6 @@ func (p *pusher) runInterval(ctx context.Context) error {
 		return nil
 	}
 	in := [2]*joinInput{{name: c.Source, pos: p.pos}, {name: c.Join.Right, pos: p.rightPos}}
-	return m.joinLoop(ctx, c, in, newJoiner(c), p.send, func(time.Time) error { return nil })
+	j := newJoiner(c)
+	return m.joinLoop(ctx, c, in, j, p.send, func(time.Time) error { return m.checkPushState(j.size()) })
 }

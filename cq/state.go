@@ -34,13 +34,17 @@ const (
 type stateLimitError struct {
 	bytes, limit int64
 	keys         int
-	view         bool
+	view         bool // a view: it stops
+	push         bool // a push query: it ends
 }
 
 func (e *stateLimitError) Error() string {
 	what, then := "query", "it is paused: raise the limit (fewer keys or shorter windows need less), restart the node and RESUME QUERY"
-	if e.view {
+	switch {
+	case e.view:
 		what, then = "view", "it stopped: raise the limit (fewer keys or shorter windows need less) and restart the node, which rebuilds it"
+	case e.push:
+		what, then = "push query", "it ended: narrow it (fewer keys, shorter windows or a shorter join interval need less) or raise the limit"
 	}
 	return fmt.Sprintf("state limit: the %s's state (about %s over %d keys) passed queries.max_state_bytes (%s); %s",
 		what, formatBytes(e.bytes), e.keys, formatBytes(e.limit), then)
@@ -63,6 +67,14 @@ func formatBytes(n int64) string {
 		u++
 	}
 	return fmt.Sprintf("%.1f %s", f, [...]string{"B", "KiB", "MiB", "GiB"}[u])
+}
+
+// checkPushState is checkState for a push query, which ends.
+func (m *Manager) checkPushState(bytes int64, keys int) error {
+	if limit := m.opts.MaxStateBytes; limit > 0 && bytes > limit {
+		return &stateLimitError{bytes: bytes, limit: limit, keys: keys, push: true}
+	}
+	return nil
 }
 
 // checkState returns a *stateLimitError if bytes passes the manager's

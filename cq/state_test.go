@@ -1,6 +1,7 @@
 package cq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -173,4 +175,46 @@ func TestStateLimitChangesAndViews(t *testing.T) {
 		}
 		return strings.TrimSpace(b.String())
 	}())
+}
+
+// TestPushQueryStateLimit: a push query whose state passes
+// queries.max_state_bytes ends with the reason (a push query keeps
+// nothing to pause), whichever operator it runs; under the limit it runs
+// on.
+func TestPushQueryStateLimit(t *testing.T) {
+	e := newEnv(t)
+	e.maxState = 4 << 10
+	e.restart()
+	if _, err := e.store.CreateStream(context.Background(), "other", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor EMIT CHANGES",
+		"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLING('10s') EMIT FINAL",
+		"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSION(INTERVAL 5 SECOND) EMIT FINAL",
+		"SELECT t.sensor, o.sensor AS other FROM temps t JOIN other o ON t.sensor = o.sensor AND o._timestamp BETWEEN t._timestamp - INTERVAL 1 HOUR AND t._timestamp + INTERVAL 1 HOUR EMIT CHANGES",
+	} {
+		c, err := query.CompilePush(sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.m.Push(context.Background(), c, (&pushed{}).emit) }()
+		testutil.Eventually(t, 5*time.Second, "the push query started", func() bool { return e.m.Pushes() == 1 })
+		var payloads []string
+		for i := range 200 {
+			payloads = append(payloads, fmt.Sprintf(`{"sensor":"s%03d"}`, i))
+		}
+		e.appendAt(time.Second, payloads...)
+		// The join reads each stream up to the other's time.
+		e.appendRecords("other", "other", base.Add(2*time.Second), []string{`{"sensor":"x"}`})
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrStateLimit) || !strings.Contains(err.Error(), "the push query's state") || !strings.Contains(err.Error(), "it ended") {
+				t.Fatalf("%s: ended with %v", sql, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still running past the state limit", sql)
+		}
+	}
 }
