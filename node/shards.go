@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/cluster"
+	"github.com/mqstream/mqstream/cluster/appends"
 	"github.com/mqstream/mqstream/cluster/heartbeat"
 	"github.com/mqstream/mqstream/cluster/meta"
 	"github.com/mqstream/mqstream/cluster/raftlog"
@@ -84,6 +85,9 @@ type replication struct {
 	n     *Node
 	mux   *rpcmux.Mux
 	beats *heartbeat.Coalescer // the shard groups' heartbeats, batched per peer node
+	// appends carries the shard groups' AppendEntries, batched per peer
+	// node over one connection.
+	appends *appends.Batcher
 	logs  *raftlog.DB
 	dir   string // <data_dir>/raft
 	store *replicated
@@ -120,6 +124,8 @@ func (n *Node) openReplication() error {
 	r.beats = heartbeat.New(mux, hbOpts)
 	mux.Handle(heartbeat.Service, r.beats.Serve)
 	n.onClose("heartbeats", func(context.Context) error { return r.beats.Close() })
+	r.appends = appends.New(mux.StreamLayer(appends.Channel), appends.Options{Logger: n.log})
+	n.onClose("appends", func(context.Context) error { return r.appends.Close() })
 	if r.logs, err = raftlog.Open(filepath.Join(r.dir, "log"), raftlog.Options{Logger: n.log}); err != nil {
 		return fmt.Errorf("raft log: %w", err)
 	}
@@ -362,8 +368,8 @@ func (r *replication) restarted(layout shards.Layout) error {
 
 // openGroup gives a shard's Raft group its log (in the shared Raft log),
 // its snapshots (a directory of its own) and its transport (a channel of
-// the RPC mux, with its heartbeats batched with the other groups' per
-// peer node).
+// the RPC mux for votes and snapshots; its appends and heartbeats go with
+// the other groups' per peer node).
 func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	store := r.logs.Group(group)
 	dir := filepath.Join(r.dir, "snapshots", group)
@@ -385,7 +391,7 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	if err != nil {
 		return shards.GroupDeps{}, fmt.Errorf("log cache of %s: %w", group, err)
 	}
-	return shards.GroupDeps{Logs: logs, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, tr)}, nil
+	return shards.GroupDeps{Logs: logs, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, r.appends.Wrap(group, tr))}, nil
 }
 
 // logCacheEntries is how many of a group's latest Raft entries stay in
