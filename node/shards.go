@@ -88,11 +88,11 @@ type replication struct {
 	// appends carries the shard groups' AppendEntries, batched per peer
 	// node over one connection.
 	appends *appends.Batcher
-	logs  *raftlog.DB
-	dir   string // <data_dir>/raft
-	store *replicated
-	meta  *meta.Meta // the metadata group's member here (metadata.go)
-	down  downSince  // since when nodes are down (metadata.go)
+	logs    *raftlog.DB
+	dir     string // <data_dir>/raft
+	store   *replicated
+	meta    *meta.Meta // the metadata group's member here (metadata.go)
+	down    downSince  // since when nodes are down (metadata.go)
 	// load is the shards' appends per second as the metadata leader
 	// last measured them (load.go); nil until measured.
 	load atomic.Pointer[[]float64]

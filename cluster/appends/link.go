@@ -170,12 +170,11 @@ func (l *link) flush(buf *[]byte) bool {
 		_ = cn.c.SetWriteDeadline(now.Add(l.b.opts.Timeout))
 		cn.writeArmed = now
 	}
-	if _, err := cn.c.Write(b); err != nil {
-		l.broken(cn, err)
-		return true
-	}
 	l.b.frames.Add(1)
 	l.b.requests.Add(int64(len(batch)))
+	if _, err := cn.c.Write(b); err != nil {
+		l.broken(cn, err)
+	}
 	return true
 }
 

@@ -26,13 +26,16 @@ type pipeline struct {
 		sent   uint64             // sequence number of the next request
 		next   uint64             // sequence number of the next to deliver
 		ready  map[uint64]*future // settled out of order, not delivered yet
+		// overflow holds, in order, the futures delivered while done
+		// was full; drain passes them on. They keep their slots, so
+		// that raft cannot send more while it does not read.
+		overflow []*future
+		draining bool // a drain goroutine runs
 	}
 }
 
-// doneRoom is how many settled futures wait for raft beyond those in
-// flight. Raft reads them as they come; only once it stopped reading
-// (it closes the pipeline next) can they pile up, and past this many
-// they are dropped.
+// doneRoom is how many settled futures wait in done for raft (which
+// reads them as they come) before the next ones wait in overflow.
 const doneRoom = 64
 
 func newPipeline(t *Transport, l *link) *pipeline {
@@ -97,15 +100,60 @@ func (p *pipeline) deliver(f *future) {
 		return
 	}
 	for f != nil {
-		select {
-		case p.done <- f:
-		default:
-			// Raft stopped reading (see doneRoom).
-		}
-		<-p.slots
+		p.pushLocked(f)
 		p.mu.next++
 		f = p.mu.ready[p.mu.next]
 		delete(p.mu.ready, p.mu.next)
+	}
+}
+
+// pushLocked hands f to raft, behind those waiting in overflow; a future
+// in done gives its slot back.
+func (p *pipeline) pushLocked(f *future) {
+	if len(p.mu.overflow) == 0 {
+		select {
+		case p.done <- f:
+			<-p.slots
+			return
+		default:
+		}
+	}
+	p.mu.overflow = append(p.mu.overflow, f)
+	if !p.mu.draining {
+		p.mu.draining = true
+		go p.drain()
+	}
+}
+
+// drain passes the futures in overflow on to raft, waiting for it to
+// read them, until there are none or the pipeline closes.
+func (p *pipeline) drain() {
+	for {
+		p.mu.Lock()
+		if p.mu.closed || len(p.mu.overflow) == 0 {
+			p.mu.draining = false
+			p.mu.Unlock()
+			return
+		}
+		f := p.mu.overflow[0]
+		p.mu.Unlock()
+		pushed := false
+		select {
+		case p.done <- f:
+			pushed = true
+		case <-p.closed:
+		case <-p.t.closed:
+		}
+		p.mu.Lock()
+		if !pushed || p.mu.closed {
+			p.mu.draining = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.overflow[0] = nil
+		p.mu.overflow = p.mu.overflow[1:]
+		<-p.slots
+		p.mu.Unlock()
 	}
 }
 

@@ -115,12 +115,12 @@ func (sc *serverConn) writeAnswers() {
 			_ = sc.c.SetWriteDeadline(now.Add(sc.b.opts.Timeout))
 			armed = now
 		}
+		sc.b.answerFrames.Add(1)
+		sc.b.answers.Add(int64(len(batch)))
 		if _, err := sc.c.Write(buf); err != nil {
 			_ = sc.c.Close() // the reader stops too
 			return
 		}
-		sc.b.answerFrames.Add(1)
-		sc.b.answers.Add(int64(len(batch)))
 	}
 }
 
