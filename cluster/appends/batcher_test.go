@@ -2,6 +2,8 @@ package appends
 
 import (
 	"errors"
+	"io"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -20,7 +22,7 @@ type testNode struct {
 	b   *Batcher
 }
 
-func newNode(t *testing.T, id string, faults *rpcmux.Faults, opts Options) *testNode {
+func newNode(t testing.TB, id string, faults *rpcmux.Faults, opts Options) *testNode {
 	t.Helper()
 	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: id, Faults: faults, Logger: testutil.Logger().With("node", id)})
 	if err != nil {
@@ -239,5 +241,61 @@ func TestCloseFailsAppends(t *testing.T) {
 	}
 	if _, err := send.AppendEntriesPipeline("b", b.addr()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("pipeline after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestIdleConnectionKept: a connection idle past Timeout is kept (the
+// read deadline only counts while requests are in flight), and a peer
+// that takes requests but never answers fails them after Timeout.
+func TestIdleConnectionKept(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	a, b := newNode(t, "a", nil, Options{Timeout: timeout}), newNode(t, "b", nil, Options{})
+	stop := make(chan struct{})
+	defer close(stop)
+	send := a.group(t, "g")
+	go serveAll(b.group(t, "g"), stop)
+	var resp raft.AppendEntriesResponse
+	if err := send.AppendEntries("b", b.addr(), appendReq(1), &resp); err != nil {
+		t.Fatal(err)
+	}
+	l := a.b.link(string(b.addr()))
+	l.mu.Lock()
+	first := l.mu.conn
+	l.mu.Unlock()
+	// Idle for a few timeouts: the reader hits its deadline and carries on.
+	testutil.Eventually(t, 5*time.Second, "the idle deadline to pass", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.mu.conn == first && first.readArmed.IsZero()
+	})
+	if err := send.AppendEntries("b", b.addr(), appendReq(2), &resp); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	same := l.mu.conn == first
+	l.mu.Unlock()
+	if !same {
+		t.Fatal("the idle connection was replaced")
+	}
+
+	// A peer that reads requests and never answers.
+	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "mute", Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+	layer := mux.StreamLayer(Channel)
+	go func() {
+		for {
+			c, err := layer.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	err = send.AppendEntries("mute", raft.ServerAddress(mux.Addr().String()), appendReq(1), &resp)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("append to a peer that does not answer: %v, want a deadline error", err)
 	}
 }

@@ -17,6 +17,14 @@
 // gets to it in one frame, and the answers that are ready come back in
 // one frame: the groups' entries share system calls and wake-ups.
 //
+// The node leaves it off (batchAppends in node/shards.go): in-process it
+// halves the transport's CPU per replicated entry (BenchmarkReplicate),
+// but three nodes on a shared two-core machine showed no difference in
+// CPU per acknowledged publish or PUBACK latency beyond the noise
+// (docs/performance.md, "AppendEntries batched per peer node"). Every
+// node of a cluster must agree: a node without a Batcher refuses the
+// connections of the channel, so its peers' appends to it fail.
+//
 // # Sending
 //
 // Each group's transport is wrapped (Batcher.Wrap). AppendEntries and

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -228,16 +229,20 @@ func (l *link) read(cn *conn) {
 	for {
 		body, err := readFrame(r)
 		if errors.Is(err, errIdle) {
+			// Nothing in flight, or requests written since the deadline
+			// passed (the writer moved it on): not a silent peer.
 			l.mu.Lock()
 			idle := cn.pending != nil && len(cn.pending) == 0
 			if idle {
 				_ = cn.c.SetReadDeadline(time.Time{})
 				cn.readArmed = time.Time{}
 			}
+			moved := cn.pending != nil && time.Since(cn.readArmed) < l.b.opts.Timeout
 			l.mu.Unlock()
-			if idle {
+			if idle || moved {
 				continue
 			}
+			err = fmt.Errorf("no answer within %s: %w", l.b.opts.Timeout, os.ErrDeadlineExceeded)
 		}
 		if err != nil {
 			l.broken(cn, err)

@@ -35,10 +35,13 @@ func (nopSnapshot) Release()                          {}
 // appends through the node's Batcher and its heartbeats through the
 // node's heartbeat coalescer.
 type raftCluster struct {
-	t      *testing.T
+	t      testing.TB
 	nodes  []*raftNode
 	groups []string
 	hb     time.Duration
+	// direct: the appends go through the groups' own transports, not
+	// the Batchers (to compare, in benchmarks).
+	direct bool
 }
 
 // raftNode is one node: its mux, Batcher and coalescer, and its replica
@@ -52,9 +55,13 @@ type raftNode struct {
 	logs  map[string]*raft.InmemStore
 }
 
-func startRaftCluster(t *testing.T, faults *rpcmux.Faults, nodes, groups int) *raftCluster {
+func startRaftCluster(t testing.TB, faults *rpcmux.Faults, nodes, groups int) *raftCluster {
+	return startRaftClusterWith(t, faults, nodes, groups, false)
+}
+
+func startRaftClusterWith(t testing.TB, faults *rpcmux.Faults, nodes, groups int, direct bool) *raftCluster {
 	t.Helper()
-	c := &raftCluster{t: t, hb: 500 * time.Millisecond}
+	c := &raftCluster{t: t, hb: 500 * time.Millisecond, direct: direct}
 	for i := range nodes {
 		id := "n" + strconv.Itoa(i+1)
 		tn := newNode(t, id, faults, Options{})
@@ -93,7 +100,11 @@ func (c *raftCluster) start(n *raftNode, group string) {
 	conf.CommitTimeout = 20 * time.Millisecond
 	conf.Logger = raftLogger(n.id + "/" + group)
 	inner := raft.NewNetworkTransport(n.mux.StreamLayer(group), 3, 2*time.Second, io.Discard)
-	trans := n.beats.Wrap(group, n.b.Wrap(group, inner))
+	var trans raft.Transport = inner
+	if !c.direct {
+		trans = n.b.Wrap(group, inner)
+	}
+	trans = n.beats.Wrap(group, trans)
 	fsm := &countFSM{}
 	logs := n.logs[group]
 	r, err := raft.NewRaft(conf, fsm, logs, logs, raft.NewInmemSnapshotStore(), trans)

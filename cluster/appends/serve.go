@@ -75,8 +75,13 @@ func (b *Batcher) serveConn(c net.Conn) {
 	}
 }
 
-// answer queues a for the peer.
+// answer queues a for the peer; dropped once the connection is gone.
 func (sc *serverConn) answer(a answer) {
+	select {
+	case <-sc.done:
+		return
+	default:
+	}
 	sc.mu.Lock()
 	sc.answers = append(sc.answers, a)
 	sc.mu.Unlock()
@@ -124,9 +129,18 @@ func (sc *serverConn) writeAnswers() {
 	}
 }
 
-// receive queues an append from a peer for the group.
+// receive queues an append from a peer for the group; a closed group's
+// is answered at once. (serve takes what is queued, under the same lock,
+// once the transport is closed.)
 func (t *Transport) receive(in incoming) {
 	t.in.Lock()
+	select {
+	case <-t.closed:
+		t.in.Unlock()
+		in.to.answer(answer{id: in.id, err: ErrClosed.Error()})
+		return
+	default:
+	}
 	t.in.queue = append(t.in.queue, in)
 	t.in.Unlock()
 	select {
