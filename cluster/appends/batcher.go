@@ -28,16 +28,18 @@ var (
 type Options struct {
 	// Timeout bounds writing a frame, and waiting for answers while
 	// requests are in flight (default 10 s, the groups' own transports'
-	// timeout): a connection that stays silent that long is closed and
-	// its requests fail.
+	// timeout): a connection that stays silent that long (from 3/4 of it
+	// on: deadlines are moved at most every Timeout/4) is closed and its
+	// requests fail.
 	Timeout time.Duration
 	// DialTimeout bounds connecting to a peer (default 2 s: peers are on
 	// one network, a slower connect is a fault to report).
 	DialTimeout time.Duration
 	// AnswerTimeout is how long the receiving side waits for a group to
-	// take and answer one request (default Timeout/2): the request is
-	// then answered with an error, before the sender gives up on the
-	// whole connection.
+	// take and answer one request (default Timeout/2; a ticker of half
+	// of it checks, so a request fails between AnswerTimeout/2 and
+	// AnswerTimeout): the request is then answered with an error, before
+	// the sender gives up on the whole connection.
 	AnswerTimeout time.Duration
 	// MaxInFlight is how many requests a group's pipeline to one peer has
 	// in flight at most (default 2, as raft's NetworkTransport: the

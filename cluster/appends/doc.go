@@ -69,7 +69,8 @@
 // has answered, and one goroutine per connection writes the answers that
 // are ready in one frame: a group whose log write is slow holds up its
 // own answers, not the others'. A group that does not take or answer a
-// request within Options.AnswerTimeout (5 s) is answered with an error,
+// request within Options.AnswerTimeout (5 s; checked by a ticker per
+// group, so between half of it and all of it) is answered with an error,
 // before the sender would give up on the whole connection.
 //
 // Per group, the order of the requests is kept: one link and one

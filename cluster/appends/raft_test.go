@@ -53,7 +53,44 @@ type raftNode struct {
 	fsms  map[string]*countFSM
 	trans map[string]raft.Transport
 	logs  map[string]*raft.InmemStore
+	gates map[string]*gate // hold the replica's log writes while shut
 }
+
+// gate holds log writes while shut.
+type gate struct {
+	mu sync.Mutex    // guards ch
+	ch chan struct{} // nil: open
+}
+
+func (g *gate) shut() { g.mu.Lock(); g.ch = make(chan struct{}); g.mu.Unlock() }
+
+func (g *gate) open() {
+	g.mu.Lock()
+	if g.ch != nil {
+		close(g.ch)
+		g.ch = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	ch := g.ch
+	g.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// gatedLogs is a log whose writes wait at its gate: a slow disk.
+type gatedLogs struct {
+	*raft.InmemStore
+	g *gate
+}
+
+func (l gatedLogs) StoreLog(e *raft.Log) error { l.g.wait(); return l.InmemStore.StoreLog(e) }
+
+func (l gatedLogs) StoreLogs(es []*raft.Log) error { l.g.wait(); return l.InmemStore.StoreLogs(es) }
 
 func startRaftCluster(t testing.TB, faults *rpcmux.Faults, nodes, groups int) *raftCluster {
 	return startRaftClusterWith(t, faults, nodes, groups, false)
@@ -68,7 +105,8 @@ func startRaftClusterWith(t testing.TB, faults *rpcmux.Faults, nodes, groups int
 		hbOpts := heartbeat.ForHeartbeatTimeout(c.hb)
 		hbOpts.Logger = testutil.Logger().With("node", id)
 		n := &raftNode{testNode: tn, beats: heartbeat.New(tn.mux, hbOpts), rafts: map[string]*raft.Raft{},
-			fsms: map[string]*countFSM{}, trans: map[string]raft.Transport{}, logs: map[string]*raft.InmemStore{}}
+			fsms: map[string]*countFSM{}, trans: map[string]raft.Transport{}, logs: map[string]*raft.InmemStore{},
+			gates: map[string]*gate{}}
 		tn.mux.Handle(heartbeat.Service, n.beats.Serve)
 		t.Cleanup(func() { _ = n.beats.Close() })
 		c.nodes = append(c.nodes, n)
@@ -78,6 +116,7 @@ func startRaftClusterWith(t testing.TB, faults *rpcmux.Faults, nodes, groups int
 		c.groups = append(c.groups, group)
 		for _, n := range c.nodes {
 			n.logs[group] = raft.NewInmemStore()
+			n.gates[group] = &gate{}
 			c.start(n, group)
 		}
 		// The group's first leader: spread over the nodes.
@@ -107,7 +146,7 @@ func (c *raftCluster) start(n *raftNode, group string) {
 	trans = n.beats.Wrap(group, trans)
 	fsm := &countFSM{}
 	logs := n.logs[group]
-	r, err := raft.NewRaft(conf, fsm, logs, logs, raft.NewInmemSnapshotStore(), trans)
+	r, err := raft.NewRaft(conf, fsm, gatedLogs{logs, n.gates[group]}, logs, raft.NewInmemSnapshotStore(), trans)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -266,4 +305,38 @@ func otherNodes(all []*raftNode, except *raftNode) []*raftNode {
 		}
 	}
 	return out
+}
+
+// TestRaftSlowGroupDoesNotHoldOthers: while one group's followers cannot
+// write their logs (their appends wait), another group, whose appends
+// share the same connections, goes on committing; once the writes go
+// through, the slow group commits too.
+func TestRaftSlowGroupDoesNotHoldOthers(t *testing.T) {
+	c := startRaftCluster(t, nil, 3, 2)
+	slow, fast := c.groups[0], c.groups[1]
+	c.apply(slow, 5)
+	c.apply(fast, 5)
+	leader := c.leader(slow)
+	for _, n := range otherNodes(c.nodes, leader) {
+		n.gates[slow].shut()
+	}
+	t.Cleanup(func() { // before the replicas shut down
+		for _, n := range c.nodes {
+			n.gates[slow].open()
+		}
+	})
+	// It cannot commit: neither follower can store it.
+	stuck := leader.rafts[slow].Apply([]byte("x"), 30*time.Second)
+	c.apply(fast, 50)
+	c.applied(fast, 55, c.nodes...)
+	for _, n := range c.nodes {
+		n.gates[slow].open()
+	}
+	// The command waiting on the slow followers commits, unless the
+	// leadership moved meanwhile; then it is applied again.
+	if err := stuck.Error(); err != nil {
+		t.Logf("the slow group's command failed (%v); applied again", err)
+		c.apply(slow, 1)
+	}
+	c.applied(slow, 6, c.nodes...)
 }
