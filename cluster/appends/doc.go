@@ -18,10 +18,11 @@
 // one frame: the groups' entries share system calls and wake-ups.
 //
 // The node leaves it off (batchAppends in node/shards.go): in-process it
-// halves the transport's CPU per replicated entry (BenchmarkReplicate),
-// but three nodes on a shared two-core machine showed no difference in
-// CPU per acknowledged publish or PUBACK latency beyond the noise
-// (docs/performance.md, "AppendEntries batched per peer node"). Every
+// saves 20 to 25 us of CPU per replicated entry, half for small entries
+// (BenchmarkReplicate), but three nodes on a shared two-core machine
+// showed no difference in CPU per acknowledged publish or PUBACK latency
+// beyond the noise (docs/performance.md, "AppendEntries batched per peer
+// node"). Every
 // node of a cluster must agree: a node without a Batcher refuses the
 // connections of the channel, so its peers' appends to it fail.
 //
