@@ -25,16 +25,21 @@
 # again, and at the end whether every acknowledged publish is stored.
 #
 # Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread|failover]
+# BIN=path runs that mqstream binary instead of building this checkout's
+# (to compare two builds, alternating).
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
 # P: the first two digits of every port (19: 19083, 19183, ...).
 P=${P:-19}
 cd "$(dirname "$0")/.."
-go build -o /tmp/mqstream-cbench ./cmd/mqstream
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+  go build -o /tmp/mqstream-cbench ./cmd/mqstream
+  bin=/tmp/mqstream-cbench
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-bin=/tmp/mqstream-cbench
 
 # Ports: standalone MQTT 19083; cluster nodes MQTT 19183/19283/19383,
 # HTTP 19180/19280/19380, gossip 19106/19206/19306, RPC 19107/19207/19307.

@@ -22,7 +22,8 @@
 // does on the receiving side, queues it for the peer node's address and
 // blocks, as raft expects, until the answer comes. Everything else (appends
 // with entries or a commit index, votes, snapshots, TimeoutNow) goes
-// through the group's own transport, untouched.
+// through the transport it wraps, untouched: the group's own, or package
+// cluster/appends's, which batches the other appends per peer node.
 //
 // The heartbeats queued for one peer go in one call of the rpcmux service
 // "raft.heartbeats", no sooner than Options.Interval after the previous

@@ -91,7 +91,9 @@
 // RPC mux named after the group, wrapped so that the group's heartbeats
 // go to each peer node in one batch with the other groups' (package
 // cluster/heartbeat); appends, votes and snapshots keep the group's own
-// connections. DefaultTimers keep hashicorp/raft's heartbeat and election
+// connections (package cluster/appends can carry the appends of all
+// groups to each peer node over one connection; the node leaves it off,
+// see batchAppends in node/shards.go). DefaultTimers keep hashicorp/raft's heartbeat and election
 // timeouts (1 s: how soon followers notice a dead leader, so failover is
 // as fast as with raft's defaults) but set the leader lease as long as the
 // heartbeat timeout (raft: 500 ms), so that batched heartbeats, 500 ms

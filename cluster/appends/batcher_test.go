@@ -1,0 +1,301 @@
+package appends
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/cluster/rpcmux"
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// testNode is a mux with a Batcher on its channel.
+type testNode struct {
+	id  string
+	mux *rpcmux.Mux
+	b   *Batcher
+}
+
+func newNode(t testing.TB, id string, faults *rpcmux.Faults, opts Options) *testNode {
+	t.Helper()
+	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: id, Faults: faults, Logger: testutil.Logger().With("node", id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = testutil.Logger().With("node", id)
+	}
+	n := &testNode{id: id, mux: mux, b: New(mux.StreamLayer(Channel), opts)}
+	t.Cleanup(func() {
+		_ = n.b.Close()
+		_ = mux.Close()
+	})
+	return n
+}
+
+func (n *testNode) addr() raft.ServerAddress { return raft.ServerAddress(n.mux.Addr().String()) }
+
+// group wraps a fresh in-memory transport for the named group.
+func (n *testNode) group(t *testing.T, name string) raft.Transport {
+	_, inner := raft.NewInmemTransport(n.addr())
+	tr := n.b.Wrap(name, inner)
+	t.Cleanup(func() { _ = tr.(raft.WithClose).Close() })
+	return tr
+}
+
+// serveAll answers every append that reaches tr's consumer with success
+// and LastLog the request's last entry's index (or previous index),
+// until stop closes.
+func serveAll(tr raft.Transport, stop <-chan struct{}) {
+	for {
+		select {
+		case rpc := <-tr.Consumer():
+			req := rpc.Command.(*raft.AppendEntriesRequest)
+			last := req.PrevLogEntry
+			if n := len(req.Entries); n > 0 {
+				last = req.Entries[n-1].Index
+			}
+			rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: last, Success: true}, nil)
+		case <-stop:
+			return
+		}
+	}
+}
+
+func appendReq(index uint64) *raft.AppendEntriesRequest {
+	return &raft.AppendEntriesRequest{Term: 1, Leader: []byte("l"), PrevLogEntry: index - 1, PrevLogTerm: 1, LeaderCommitIndex: index - 1,
+		Entries: []*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: []byte("x" + strconv.FormatUint(index, 10))}}}
+}
+
+// TestAppendsReachTheirGroups: synchronous appends of several groups to
+// one peer are answered by the right groups.
+func TestAppendsReachTheirGroups(t *testing.T) {
+	a, b := newNode(t, "a", nil, Options{}), newNode(t, "b", nil, Options{})
+	stop := make(chan struct{})
+	defer close(stop)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		name := "shard-" + strconv.Itoa(g)
+		send := a.group(t, name)
+		go serveAll(b.group(t, name), stop)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint64(1); i <= 50; i++ {
+				var resp raft.AppendEntriesResponse
+				if err := send.AppendEntries("b", b.addr(), appendReq(i), &resp); err != nil {
+					t.Errorf("%s: append %d: %v", name, i, err)
+					return
+				}
+				if !resp.Success || resp.LastLog != i {
+					t.Errorf("%s: append %d answered %+v", name, i, resp)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := a.b.Stats()
+	t.Logf("%d requests in %d frames", st.Requests, st.Frames)
+	if st.Requests != 200 || st.Frames == 0 || st.Frames > st.Requests {
+		t.Fatalf("stats %+v, want 200 requests in 1..200 frames", st)
+	}
+}
+
+// TestPipelineKeepsOrder: a pipeline's futures come back in the order
+// the appends were sent, each with its own answer.
+func TestPipelineKeepsOrder(t *testing.T) {
+	a, b := newNode(t, "a", nil, Options{MaxInFlight: 4}), newNode(t, "b", nil, Options{})
+	stop := make(chan struct{})
+	defer close(stop)
+	go serveAll(b.group(t, "g"), stop)
+	p, err := a.group(t, "g").AppendEntriesPipeline("b", b.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n = 200
+	go func() {
+		for i := uint64(1); i <= n; i++ {
+			if _, err := p.AppendEntries(appendReq(i), new(raft.AppendEntriesResponse)); err != nil {
+				t.Errorf("append %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	for i := uint64(1); i <= n; i++ {
+		f := <-p.Consumer()
+		if err := f.Error(); err != nil {
+			t.Fatalf("future %d: %v", i, err)
+		}
+		if got := f.Request().Entries[0].Index; got != i {
+			t.Fatalf("future %d is the append of entry %d", i, got)
+		}
+		if r := f.Response(); !r.Success || r.LastLog != i {
+			t.Fatalf("future %d answered %+v", i, r)
+		}
+	}
+}
+
+// TestSlowGroupDoesNotHoldOthers: a group that does not take its appends
+// holds up neither the other groups' answers on the same connection, nor
+// beyond AnswerTimeout its own, which then fails.
+func TestSlowGroupDoesNotHoldOthers(t *testing.T) {
+	a := newNode(t, "a", nil, Options{})
+	b := newNode(t, "b", nil, Options{AnswerTimeout: 300 * time.Millisecond})
+	stop := make(chan struct{})
+	defer close(stop)
+	slowSend, fastSend := a.group(t, "slow"), a.group(t, "fast")
+	b.group(t, "slow") // never answers
+	go serveAll(b.group(t, "fast"), stop)
+
+	slowDone := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		slowDone <- slowSend.AppendEntries("b", b.addr(), appendReq(1), &resp)
+	}()
+	for i := uint64(1); i <= 20; i++ {
+		var resp raft.AppendEntriesResponse
+		if err := fastSend.AppendEntries("b", b.addr(), appendReq(i), &resp); err != nil || !resp.Success {
+			t.Fatalf("fast group, append %d: %+v, %v", i, resp, err)
+		}
+		select {
+		case err := <-slowDone:
+			if i < 20 {
+				t.Logf("slow group answered after %d fast appends: %v", i, err)
+			}
+			slowDone <- err
+		default:
+		}
+	}
+	if err := <-slowDone; !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("slow group: %v, want ErrNoAnswer", err)
+	}
+}
+
+// TestGroupNotOpen: an append for a group the peer does not run fails
+// with ErrNoAnswer, and one for a closed group too.
+func TestGroupNotOpen(t *testing.T) {
+	a, b := newNode(t, "a", nil, Options{}), newNode(t, "b", nil, Options{})
+	send := a.group(t, "g")
+	var resp raft.AppendEntriesResponse
+	if err := send.AppendEntries("b", b.addr(), appendReq(1), &resp); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("append to a group not open: %v, want ErrNoAnswer", err)
+	}
+	recv := b.group(t, "g")
+	_ = recv.(raft.WithClose).Close()
+	if err := send.AppendEntries("b", b.addr(), appendReq(1), &resp); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("append to a closed group: %v, want ErrNoAnswer", err)
+	}
+}
+
+// TestPeerDownFailsWithoutBlockingOthers: appends to a peer that is gone
+// fail, appends to another peer go on, and once the peer is back (a new
+// node on the same address would do; here the partition heals) appends
+// to it succeed again.
+func TestPeerDownFailsWithoutBlockingOthers(t *testing.T) {
+	faults := rpcmux.NewFaults()
+	a := newNode(t, "a", faults, Options{})
+	b, c := newNode(t, "b", faults, Options{}), newNode(t, "c", faults, Options{})
+	stop := make(chan struct{})
+	defer close(stop)
+	send := a.group(t, "g")
+	go serveAll(b.group(t, "g"), stop)
+	go serveAll(c.group(t, "g"), stop)
+	var resp raft.AppendEntriesResponse
+	for _, n := range []*testNode{b, c} {
+		if err := send.AppendEntries(raft.ServerID(n.id), n.addr(), appendReq(1), &resp); err != nil {
+			t.Fatalf("append to %s: %v", n.id, err)
+		}
+	}
+	faults.Partition(string(a.addr()), string(c.addr()))
+	if err := send.AppendEntries("c", c.addr(), appendReq(2), &resp); err == nil {
+		t.Fatal("an append to a partitioned peer succeeded")
+	}
+	for i := uint64(2); i <= 10; i++ {
+		if err := send.AppendEntries("b", b.addr(), appendReq(i), &resp); err != nil {
+			t.Fatalf("append %d to b while c is away: %v", i, err)
+		}
+	}
+	faults.Heal()
+	if err := send.AppendEntries("c", c.addr(), appendReq(2), &resp); err != nil || !resp.Success {
+		t.Fatalf("append to c after the heal: %+v, %v", resp, err)
+	}
+}
+
+// TestCloseFailsAppends: once the Batcher closes, appends and pipelines
+// fail with ErrClosed.
+func TestCloseFailsAppends(t *testing.T) {
+	a, b := newNode(t, "a", nil, Options{}), newNode(t, "b", nil, Options{})
+	send := a.group(t, "g")
+	_ = a.b.Close()
+	var resp raft.AppendEntriesResponse
+	if err := send.AppendEntries("b", b.addr(), appendReq(1), &resp); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after Close: %v, want ErrClosed", err)
+	}
+	if _, err := send.AppendEntriesPipeline("b", b.addr()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("pipeline after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestIdleConnectionKept: a connection idle past Timeout is kept (the
+// read deadline only counts while requests are in flight), and a peer
+// that takes requests but never answers fails them after Timeout.
+func TestIdleConnectionKept(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	a, b := newNode(t, "a", nil, Options{Timeout: timeout}), newNode(t, "b", nil, Options{})
+	stop := make(chan struct{})
+	defer close(stop)
+	send := a.group(t, "g")
+	go serveAll(b.group(t, "g"), stop)
+	var resp raft.AppendEntriesResponse
+	if err := send.AppendEntries("b", b.addr(), appendReq(1), &resp); err != nil {
+		t.Fatal(err)
+	}
+	l := a.b.link(string(b.addr()))
+	l.mu.Lock()
+	first := l.mu.conn
+	l.mu.Unlock()
+	// Idle for a few timeouts: the reader hits its deadline and carries on.
+	testutil.Eventually(t, 5*time.Second, "the idle deadline to pass", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.mu.conn == first && first.readArmed.IsZero()
+	})
+	if err := send.AppendEntries("b", b.addr(), appendReq(2), &resp); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	same := l.mu.conn == first
+	l.mu.Unlock()
+	if !same {
+		t.Fatal("the idle connection was replaced")
+	}
+
+	// A peer that reads requests and never answers.
+	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "mute", Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+	layer := mux.StreamLayer(Channel)
+	go func() {
+		for {
+			c, err := layer.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	err = send.AppendEntries("mute", raft.ServerAddress(mux.Addr().String()), appendReq(1), &resp)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("append to a peer that does not answer: %v, want a deadline error", err)
+	}
+}

@@ -1,0 +1,138 @@
+package appends
+
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Transport is one Raft group's transport: its AppendEntries go through
+// the node's Batcher, everything else (votes, snapshots, TimeoutNow, and
+// heartbeats when a heartbeat coalescer wraps it) through the group's own
+// transport, which it embeds. Its Consumer carries both the RPCs of the
+// group's own transport and the appends peers' Batchers send the group.
+type Transport struct {
+	raft.Transport
+	b      *Batcher
+	group  string
+	rpcs   chan raft.RPC // Consumer: what raft handles
+	closed chan struct{} // closed by Close
+	once   sync.Once
+	wg     sync.WaitGroup // forward and serve
+
+	// The receiving side: appends from peers, in the order they came,
+	// handed to raft one at a time by serve.
+	wake chan struct{} // capacity 1: something was queued
+	in   struct {
+		sync.Mutex // guards queue
+		queue      []incoming
+	}
+}
+
+// preVoteTransport is a Transport over a transport with pre-vote: raft
+// asks for pre-votes only when its transport has RequestPreVote.
+type preVoteTransport struct {
+	*Transport
+	preVote raft.WithPreVote
+}
+
+func (t preVoteTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return t.preVote.RequestPreVote(id, target, args, resp)
+}
+
+// Wrap returns the transport of the Raft group named group (the same name
+// on every node) over inner, its own transport: its appends go through b,
+// in frames with the other groups' to the same peer node, and the appends
+// peers send it reach it. A group wrapped again replaces the earlier
+// transport as the receiver of the group's appends.
+func (b *Batcher) Wrap(group string, inner raft.Transport) raft.Transport {
+	t := &Transport{Transport: inner, b: b, group: group, rpcs: make(chan raft.RPC),
+		closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	b.mu.Lock()
+	b.mu.groups[group] = t
+	b.mu.Unlock()
+	t.wg.Add(2)
+	go t.forward()
+	go t.serve()
+	if pv, ok := inner.(raft.WithPreVote); ok {
+		return preVoteTransport{Transport: t, preVote: pv}
+	}
+	return t
+}
+
+// Consumer returns the RPCs for the group's raft: its own transport's and
+// the appends from peers' Batchers.
+func (t *Transport) Consumer() <-chan raft.RPC { return t.rpcs }
+
+// forward passes the RPCs of the group's own transport on to Consumer.
+func (t *Transport) forward() {
+	defer t.wg.Done()
+	from := t.Transport.Consumer()
+	for {
+		select {
+		case rpc := <-from:
+			select {
+			case t.rpcs <- rpc:
+			case <-t.closed:
+				return
+			}
+		case <-t.closed:
+			return
+		}
+	}
+}
+
+// AppendEntries sends an append through the Batcher and waits for the
+// follower's answer, or for the call to fail (see Options.Timeout).
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	l := t.b.link(string(target))
+	if l == nil {
+		return ErrClosed
+	}
+	ch := make(chan error, 1)
+	c := &call{group: t.group, req: args, done: func(_ *call, err error) { ch <- err }}
+	l.enqueue(c)
+	select {
+	case err := <-ch:
+		if err == nil {
+			*resp = c.resp
+		}
+		return err
+	case <-t.closed:
+		return ErrClosed
+	}
+}
+
+// AppendEntriesPipeline returns a pipeline of appends to target through
+// the Batcher.
+func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	l := t.b.link(string(target))
+	if l == nil {
+		return nil, ErrClosed
+	}
+	return newPipeline(t, l), nil
+}
+
+// Close stops the group's appends through the Batcher (those waiting
+// fail) and closes the group's own transport if it can be closed.
+func (t *Transport) Close() error {
+	var err error
+	t.once.Do(func() {
+		close(t.closed)
+		t.b.forget(t)
+		t.wg.Wait()
+		if wc, ok := t.Transport.(raft.WithClose); ok {
+			err = wc.Close()
+		}
+	})
+	return err
+}
+
+// forget stops handing peers' appends to t.
+func (b *Batcher) forget(t *Transport) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.groups[t.group] == t {
+		delete(b.mu.groups, t.group)
+	}
+}
