@@ -29,6 +29,7 @@ const (
 	tagVersion = "version"
 	tagSetting = "s:" // prefix of a cluster-wide setting's fingerprint
 	tagFormed  = "formed"
+	tagFeature = "f:" // prefix of a feature the member announces (Options.Features)
 )
 
 // ErrRefused: the cluster refused this node (another cluster's name, or its
@@ -45,6 +46,9 @@ type Member struct {
 	MQTT    string `json:"mqtt"`
 	HTTP    string `json:"http"`
 	Version string `json:"version"`
+	// Features are what the member announces it understands
+	// (Options.Features).
+	Features []string `json:"-"`
 	// Founders are the ids of the members that formed the cluster, as
 	// this member announced them once it laid out the shards (MarkFormed;
 	// none before).
@@ -153,6 +157,9 @@ func (m *Membership) serfConfig() (*serf.Config, error) {
 	conf.Tags = map[string]string{tagCluster: o.Cluster, tagRPC: o.RPC, tagMQTT: o.MQTT, tagHTTP: o.HTTP, tagVersion: o.Version}
 	for k, v := range o.Settings {
 		conf.Tags[tagSetting+k] = v
+	}
+	for _, f := range o.Features {
+		conf.Tags[tagFeature+f] = "1"
 	}
 	return conf, nil
 }
@@ -311,7 +318,7 @@ func (m *Membership) Members() []Member {
 		out = append(out, Member{ID: sm.Name, Status: st,
 			Gossip: net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port))),
 			RPC:    sm.Tags[tagRPC], MQTT: sm.Tags[tagMQTT], HTTP: sm.Tags[tagHTTP], Version: sm.Tags[tagVersion],
-			Founders: founders(sm.Tags[tagFormed])})
+			Features: features(sm.Tags), Founders: founders(sm.Tags[tagFormed])})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -482,3 +489,15 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*logWriter)(nil)
+
+// features are the features a member's tags announce, sorted.
+func features(tags map[string]string) []string {
+	var out []string
+	for k := range tags {
+		if f, ok := strings.CutPrefix(k, tagFeature); ok {
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

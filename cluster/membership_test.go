@@ -14,7 +14,7 @@ import (
 func start(t *testing.T, id, cluster string, expect int, seeds ...string) (*Membership, error) {
 	t.Helper()
 	m, err := Start(Options{NodeID: id, Cluster: cluster, Gossip: "127.0.0.1:0", RPC: "127.0.0.1:1" + id,
-		MQTT: "127.0.0.1:2" + id, HTTP: "127.0.0.1:3" + id, Version: "test", Seeds: seeds,
+		MQTT: "127.0.0.1:2" + id, HTTP: "127.0.0.1:3" + id, Version: "test", Seeds: seeds, Features: []string{"f2", "f1"},
 		BootstrapExpect: expect, Timers: LocalTimers(), Logger: testutil.Logger().With("node", id)})
 	if err == nil {
 		t.Cleanup(func() { _ = m.Close() })
@@ -55,7 +55,7 @@ func TestThreeNodesMeetLeaveAndFail(t *testing.T) {
 	}
 	mems := a.Members()
 	if mems[1].ID != "b" || mems[1].RPC != "127.0.0.1:1b" || mems[1].MQTT != "127.0.0.1:2b" || mems[1].HTTP != "127.0.0.1:3b" ||
-		mems[1].Version != "test" || mems[1].Gossip != b.GossipAddr() {
+		mems[1].Version != "test" || mems[1].Gossip != b.GossipAddr() || strings.Join(mems[1].Features, ",") != "f1,f2" {
 		t.Fatalf("member b as a sees it: %+v", mems[1])
 	}
 	changed := a.Changed()

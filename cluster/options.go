@@ -22,6 +22,11 @@ type Options struct {
 	RPC, MQTT, HTTP string
 	// Version is this node's mqstream version.
 	Version string
+	// Features name what this node's RPC side understands beyond the
+	// base protocol (e.g. batched appends), so that a peer uses a feature
+	// only with members that announce it: nodes of different versions
+	// keep working together during a rolling upgrade.
+	Features []string
 	// Settings are fingerprints of the settings every member must share
 	// (configuration key -> fingerprint); a member whose fingerprint of a
 	// key differs is refused, the key named.

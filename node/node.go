@@ -226,7 +226,7 @@ func (n *Node) joinCluster() error {
 	cl := n.cfg.Cluster
 	m, err := cluster.Start(cluster.Options{
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
-		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version,
+		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version, Features: clusterFeatures(),
 		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(),
 		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
 		Logger:  n.log,

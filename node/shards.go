@@ -125,7 +125,7 @@ func (n *Node) openReplication() error {
 	mux.Handle(heartbeat.Service, r.beats.Serve)
 	n.onClose("heartbeats", func(context.Context) error { return r.beats.Close() })
 	if batchAppends {
-		r.appends = appends.New(mux.StreamLayer(appends.Channel), appends.Options{Logger: n.log})
+		r.appends = appends.New(mux.StreamLayer(appends.Channel), appends.Options{Logger: n.log, Supports: n.peerTakesBatchedAppends})
 		n.onClose("appends", func(context.Context) error { return r.appends.Close() })
 	}
 	if r.logs, err = raftlog.Open(filepath.Join(r.dir, "log"), raftlog.Options{Logger: n.log}); err != nil {
@@ -403,14 +403,40 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 // batchAppends sends the shard groups' AppendEntries through
 // cluster/appends (to each peer node over one connection, several groups'
 // requests in one frame, no msgpack) rather than over each group's own
-// connections. Off: in-process it saves 20 to 25 us of CPU per
-// replicated entry (half, for small entries), but three nodes on this
-// two-core machine showed no difference in CPU per acknowledged publish
-// or PUBACK p99 beyond the noise (docs/performance.md, "AppendEntries
-// batched per peer node").
-// Every node of a cluster must run with the same setting: a node without
-// it does not accept the batched appends.
-const batchAppends = false
+// connections: in-process it saves 20 to 25 us of CPU per replicated
+// entry, three nodes on a quiet two-core machine about 7% of the CPU per
+// acknowledged publish at full load (docs/performance.md, "AppendEntries
+// batched per peer node"). Only to peers that announce featureAppends:
+// a node of an earlier version, which does not take batched appends,
+// gets each group's own transport, so a rolling upgrade keeps
+// replicating.
+const batchAppends = true
+
+// featureAppends is the cluster feature a node announces when it takes
+// batched appends (cluster.Options.Features).
+const featureAppends = "appends1"
+
+// clusterFeatures are the features this node announces to its peers.
+func clusterFeatures() []string {
+	if batchAppends {
+		return []string{featureAppends}
+	}
+	return nil
+}
+
+// peerTakesBatchedAppends tells whether the member at RPC address target
+// announces featureAppends.
+func (n *Node) peerTakesBatchedAppends(target string) bool {
+	if n.members == nil {
+		return false
+	}
+	for _, m := range n.members.Members() {
+		if m.RPC == target {
+			return slices.Contains(m.Features, featureAppends)
+		}
+	}
+	return false
+}
 
 // logCacheEntries is how many of a group's latest Raft entries stay in
 // memory for replication: one AppendEntries carries at most 64 (raft's

@@ -49,6 +49,11 @@ type Options struct {
 	// split over several frames (default 1 MiB), so that one group's
 	// large append does not hold back the others' for long.
 	MaxFrame int
+	// Supports tells whether the peer at an RPC address takes batched
+	// appends (it announces the feature); appends to a peer that does
+	// not go through the group's own transport, as without a Batcher.
+	// Nil: every peer does.
+	Supports func(target string) bool
 	// Logger receives the batcher's logs (nil = slog.Default()).
 	Logger *slog.Logger
 }

@@ -299,3 +299,44 @@ func TestIdleConnectionKept(t *testing.T) {
 		t.Fatalf("append to a peer that does not answer: %v, want a deadline error", err)
 	}
 }
+
+// TestPeerWithoutTheFeature: appends to a peer that does not take batched
+// appends (Options.Supports says so: an earlier version, during a rolling
+// upgrade) go through the group's own transport, synchronous and
+// pipelined, and the Batcher sends nothing.
+func TestPeerWithoutTheFeature(t *testing.T) {
+	a := newNode(t, "a", nil, Options{Supports: func(string) bool { return false }})
+	addrA, innerA := raft.NewInmemTransport(a.addr())
+	addrB, innerB := raft.NewInmemTransport("")
+	innerA.Connect(addrB, innerB)
+	innerB.Connect(addrA, innerA)
+	send := a.b.Wrap("shard-0", innerA)
+	t.Cleanup(func() { _ = send.(raft.WithClose).Close() })
+	stop := make(chan struct{})
+	defer close(stop)
+	go serveAll(innerB, stop) // the old peer: its own transport only
+
+	var resp raft.AppendEntriesResponse
+	if err := send.AppendEntries("b", addrB, appendReq(1), &resp); err != nil || !resp.Success || resp.LastLog != 1 {
+		t.Fatalf("append to a peer without the feature: %+v, %v", resp, err)
+	}
+	p, err := send.AppendEntriesPipeline("b", addrB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.AppendEntries(appendReq(2), &raft.AppendEntriesResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-p.Consumer():
+		if f.Error() != nil || !f.Response().Success || f.Response().LastLog != 2 {
+			t.Fatalf("pipelined append: %+v, %v", f.Response(), f.Error())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer through the group's own pipeline")
+	}
+	if st := a.b.Stats(); st.Requests != 0 || st.Frames != 0 {
+		t.Fatalf("the Batcher sent %+v to a peer without the feature", st)
+	}
+}

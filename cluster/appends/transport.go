@@ -85,6 +85,9 @@ func (t *Transport) forward() {
 // AppendEntries sends an append through the Batcher and waits for the
 // follower's answer, or for the call to fail (see Options.Timeout).
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if !t.b.supports(string(target)) {
+		return t.Transport.AppendEntries(id, target, args, resp)
+	}
 	l := t.b.link(string(target))
 	if l == nil {
 		return ErrClosed
@@ -106,6 +109,9 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 // AppendEntriesPipeline returns a pipeline of appends to target through
 // the Batcher.
 func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if !t.b.supports(string(target)) {
+		return t.Transport.AppendEntriesPipeline(id, target)
+	}
 	l := t.b.link(string(target))
 	if l == nil {
 		return nil, ErrClosed
@@ -126,6 +132,11 @@ func (t *Transport) Close() error {
 		}
 	})
 	return err
+}
+
+// supports tells whether target takes batched appends (Options.Supports).
+func (b *Batcher) supports(target string) bool {
+	return b.opts.Supports == nil || b.opts.Supports(target)
 }
 
 // forget stops handing peers' appends to t.

@@ -92,8 +92,8 @@
 // go to each peer node in one batch with the other groups' (package
 // cluster/heartbeat); appends, votes and snapshots keep the group's own
 // connections (package cluster/appends can carry the appends of all
-// groups to each peer node over one connection; the node leaves it off,
-// see batchAppends in node/shards.go). DefaultTimers keep hashicorp/raft's heartbeat and election
+// groups to each peer node over one connection: the node uses it towards
+// peers that announce it, see batchAppends in node/shards.go). DefaultTimers keep hashicorp/raft's heartbeat and election
 // timeouts (1 s: how soon followers notice a dead leader, so failover is
 // as fast as with raft's defaults) but set the leader lease as long as the
 // heartbeat timeout (raft: 500 ms), so that batched heartbeats, 500 ms
