@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/mqstream/mqstream/cluster/raftwire"
 	"github.com/mqstream/mqstream/internal/bincode"
 )
 
@@ -37,12 +38,6 @@ type answer struct {
 const (
 	answerOK    byte = 0
 	answerError byte = 1
-)
-
-// Answer flag bits.
-const (
-	flagSuccess        byte = 1 << 0
-	flagNoRetryBackoff byte = 1 << 1
 )
 
 // appendBatch encodes heartbeats: version, count, then per item its
@@ -94,20 +89,7 @@ func appendAnswers(b []byte, answers []answer) []byte {
 			continue
 		}
 		b = append(b, answerOK)
-		r := &a.resp
-		b = binary.AppendUvarint(b, uint64(r.ProtocolVersion))
-		b = bincode.AppendBytes(b, r.ID)
-		b = bincode.AppendBytes(b, r.Addr)
-		b = binary.AppendUvarint(b, r.Term)
-		b = binary.AppendUvarint(b, r.LastLog)
-		var flags byte
-		if r.Success {
-			flags |= flagSuccess
-		}
-		if r.NoRetryBackoff {
-			flags |= flagNoRetryBackoff
-		}
-		b = append(b, flags)
+		b = raftwire.AppendResponse(b, &a.resp)
 	}
 	return b
 }
@@ -126,15 +108,7 @@ func decodeAnswers(b []byte) ([]answer, error) {
 				a.err = "no reason given"
 			}
 		case answerOK:
-			r := &a.resp
-			r.ProtocolVersion = raft.ProtocolVersion(d.Uvarint())
-			r.ID = d.bytes()
-			r.Addr = d.bytes()
-			r.Term = d.Uvarint()
-			r.LastLog = d.Uvarint()
-			flags := d.Byte()
-			r.Success = flags&flagSuccess != 0
-			r.NoRetryBackoff = flags&flagNoRetryBackoff != 0
+			raftwire.ReadResponse(&d.Reader, &a.resp, true)
 		default:
 			if d.Err == nil {
 				d.Err = errors.New("bad answer status")
