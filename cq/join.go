@@ -169,28 +169,44 @@ func (j *joiner) skip(err error) {
 
 // evict raises the frontier to t and drops the records no record at or
 // after t can join, appending the rows of those output alone (outer
-// joins) to out: a's first, then b's, each in their order.
+// joins) to out in the order they expire (a record's time plus its
+// side's keep; a's first on a tie). That order does not depend on how
+// far each call moves the frontier, so a restart, which moves it in
+// other steps, outputs the same rows in the same order.
 func (j *joiner) evict(t int64, out []query.Output) []query.Output {
 	if t <= j.frontier {
 		return out
 	}
 	j.frontier = t
-	for i := range j.sides {
-		s := &j.sides[i]
-		for s.head < len(s.rows) && s.rows[s.head].ts+j.keep[i] < t {
-			jr := s.rows[s.head]
-			s.rows[s.head] = nil
-			s.head++
-			if list := s.byKey[jr.key]; len(list) > 1 {
-				list[0] = nil
-				s.byKey[jr.key] = list[1:]
-			} else {
-				delete(s.byKey, jr.key)
+	for {
+		i := -1
+		var first int64
+		for k := range j.sides {
+			s := &j.sides[k]
+			if s.head < len(s.rows) {
+				if exp := s.rows[s.head].ts + j.keep[k]; exp < t && (i < 0 || exp < first) {
+					i, first = k, exp
+				}
 			}
-			j.bytes -= jr.bytes
-			out = j.alone(i, jr, out)
 		}
-		if s.head > 1024 && s.head*2 > len(s.rows) {
+		if i < 0 {
+			break
+		}
+		s := &j.sides[i]
+		jr := s.rows[s.head]
+		s.rows[s.head] = nil
+		s.head++
+		if list := s.byKey[jr.key]; len(list) > 1 {
+			list[0] = nil
+			s.byKey[jr.key] = list[1:]
+		} else {
+			delete(s.byKey, jr.key)
+		}
+		j.bytes -= jr.bytes
+		out = j.alone(i, jr, out)
+	}
+	for k := range j.sides {
+		if s := &j.sides[k]; s.head > 1024 && s.head*2 > len(s.rows) {
 			s.rows = append([]*joinRow(nil), s.rows[s.head:]...)
 			s.head = 0
 		}
