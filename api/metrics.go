@@ -38,6 +38,7 @@ var (
 	descSyncs           = desc("store_fsync_batches_total", "Committed batches that were fsynced.")
 	descCommitDelays    = desc("store_commit_delays_total", "Commits held back by storage.commit_delay so that more publishes share their fsync.")
 	descCommitDelayOn   = desc("store_commit_delay_on", "1 while storage.commit_delay: auto holds commits back, 0 otherwise.")
+	descCommitDelay     = desc("store_commit_delay_seconds", "How long storage.commit_delay: auto holds commits back now (a step of its ladder; 0 while off).")
 	descDelaySwitches   = desc("store_commit_delay_switches_total", "Changes of decision of storage.commit_delay: auto.")
 	descCommitRecords   = desc("store_committed_records_total", "Records committed.")
 	descCommitErrors    = desc("store_commit_errors_total", "Batches that failed to commit.")
@@ -69,7 +70,7 @@ type collector struct{ s *Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descMsgsReceived, descMsgsSent, descBytesReceived, descBytesSent,
-		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitDelays, descCommitDelayOn, descDelaySwitches, descCommitRecords,
+		descSubscriptions, descRetained, descInflightDropped, descSessionsAbsent, descSessionsStored, descQueued, descQueueDropped, descStored, descRefused, descCommits, descSyncs, descCommitDelays, descCommitDelayOn, descCommitDelay, descDelaySwitches, descCommitRecords,
 		descCommitErrors, descAppendLatency, descStreamRecords, descStreamBytes, descStreamAppended, descStreamAppendedB,
 		descStreamRead, descGroupLag, descGroupInflight, descGroupMembers, descGroupDelivered, descGroupAcked, descGroupRedeliv,
 		descGroupDead, descGroupOldest} {
@@ -114,6 +115,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			on = 1
 		}
 		gauge(descCommitDelayOn, on)
+		gauge(descCommitDelay, sc.Delay.Seconds())
 		counter(descDelaySwitches, float64(sc.DelaySwitches))
 		counter(descCommitRecords, float64(sc.Records))
 		counter(descCommitErrors, float64(sc.CommitErrors))

@@ -82,8 +82,9 @@ func (c Config) Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// AutoCommitDelay is the delay storage.commit_delay: auto applies while the
-// store finds it pays (docs/performance.md, "Commit delay").
+// AutoCommitDelay is the first step of the delays storage.commit_delay:
+// auto applies while the store finds they pay (twice and four times it are
+// the next steps; docs/performance.md, "Commit delay").
 const AutoCommitDelay = 500 * time.Microsecond
 
 // commitDelay parses storage.commit_delay: "auto", or a duration from 0

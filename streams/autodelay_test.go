@@ -6,53 +6,98 @@ import (
 	"time"
 )
 
-// load is how appends arrive without the delay (off) and with it (on):
-// appends per second and per synced commit.
-type load struct {
-	offRate, offPer, onRate, onPer float64
-}
+// load is how appends arrive with a commit delay d (0: none): appends per
+// second and per synced commit.
+type load func(d time.Duration) (rate, per float64)
 
 // drive feeds the controller commits for d of simulated time from *now,
-// each carrying the appends the load gives in the current mode.
+// each carrying the appends the load gives with the current delay.
 func drive(a *autoDelay, now *time.Time, d time.Duration, l load) {
 	end := now.Add(d)
 	for now.Before(end) {
-		rate, per := l.offRate, l.offPer
-		if a.current() > 0 {
-			rate, per = l.onRate, l.onPer
-		}
+		rate, per := l(a.current())
 		*now = now.Add(time.Duration(per / rate * float64(time.Second)))
 		a.committed(int(per), *now)
 	}
 }
 
+// gathered is an open load of rate appends/s: the delay gathers what
+// arrives meanwhile (3 per commit without it).
+func gathered(rate float64, d time.Duration) (float64, float64) {
+	if d == 0 {
+		return rate, 3
+	}
+	return rate, max(3, rate*d.Seconds())
+}
+
 var (
-	// Devices on their own schedule: the delay gathers more per fsync at
-	// the same rate.
-	openLoop = load{offRate: 10000, offPer: 2.5, onRate: 10000, onPer: 11}
-	// Producers waiting for each ack: the delay slows them down.
-	closedLoop = load{offRate: 5000, offPer: 2, onRate: 2500, onPer: 2}
+	// Devices on their own schedule: the longer the delay, the more per
+	// fsync at the same rate.
+	openLoop load = func(d time.Duration) (float64, float64) { return gathered(10000, d) }
+	// Producers waiting for each ack: any delay slows them down.
+	closedLoop load = func(d time.Duration) (float64, float64) {
+		if d == 0 {
+			return 5000, 2
+		}
+		return 2500, 2
+	}
+	// Producers with enough in flight to hide a delay up to 1ms, not 2ms.
+	upTo1ms load = func(d time.Duration) (float64, float64) {
+		if d > time.Millisecond {
+			return gathered(8000, d)
+		}
+		return gathered(10000, d)
+	}
 	// Full load: commits take longer than the delay, nothing changes.
-	fullLoad = load{offRate: 200000, offPer: 400, onRate: 200000, onPer: 400}
+	fullLoad load = func(time.Duration) (float64, float64) { return 200000, 400 }
 	// Too little to judge.
-	trickle = load{offRate: 100, offPer: 2, onRate: 100, onPer: 4}
+	trickle load = func(d time.Duration) (float64, float64) {
+		if d == 0 {
+			return 100, 2
+		}
+		return 100, 4
+	}
 )
 
-func TestAutoDelayTurnsOnForAnOpenLoop(t *testing.T) {
+func TestAutoDelayClimbsForAnOpenLoop(t *testing.T) {
 	now := time.Unix(1000, 0)
 	a := newAutoDelay(500*time.Microsecond, now)
 	if a.current() != 0 {
 		t.Fatal("on before any probe")
 	}
-	// One window, then the two probes: on.
+	// One window, then the two probes: the first step.
 	drive(a, &now, 3500*time.Millisecond, openLoop)
-	if !a.on || a.current() != 500*time.Microsecond || a.hold != autoMinHold || a.switches != 1 {
-		t.Fatalf("after the first probe: on %v, delay %s, hold %s, switches %d", a.on, a.current(), a.hold, a.switches)
+	if !a.on() || a.current() != 500*time.Microsecond || a.hold != autoMinHold || a.switches != 1 {
+		t.Fatalf("after the first probe: on %v, delay %s, hold %s, switches %d", a.on(), a.current(), a.hold, a.switches)
 	}
-	// Each probe that confirms doubles the hold, up to autoMaxHold.
+	// A step per probe, up to the top of the ladder (four times the
+	// first); each probe that confirms it doubles the hold, up to
+	// autoMaxHold.
 	drive(a, &now, 10*time.Minute, openLoop)
-	if !a.on || a.hold != autoMaxHold || a.switches != 1 {
-		t.Fatalf("after confirming probes: on %v, hold %s, switches %d", a.on, a.hold, a.switches)
+	if a.level != autoLevels || a.at(a.level) != 2*time.Millisecond || a.hold != autoMaxHold || a.switches != 1 {
+		t.Fatalf("after confirming probes: level %d (%s), hold %s, switches %d", a.level, a.at(a.level), a.hold, a.switches)
+	}
+}
+
+func TestAutoDelayStopsWhereTheRateDrops(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newAutoDelay(500*time.Microsecond, now)
+	// The 2ms step slows the producers: the delay stays at 1ms, and
+	// the probes that confirm it grow the hold.
+	for range 10 {
+		drive(a, &now, time.Minute, upTo1ms)
+		if a.phase == autoHolding && a.at(a.level) > time.Millisecond {
+			t.Fatalf("delay %s while the load slows above 1ms", a.at(a.level))
+		}
+	}
+	if a.at(a.level) != time.Millisecond || a.hold < 4*autoMinHold || a.switches != 1 {
+		t.Fatalf("level %d (%s), hold %s, switches %d", a.level, a.at(a.level), a.hold, a.switches)
+	}
+	// The producers start waiting for each ack: neither the candidate
+	// nor the delay held pays, so the delay goes off.
+	drive(a, &now, 5*time.Minute, closedLoop)
+	if a.on() || a.switches != 2 {
+		t.Fatalf("closed loop after 1ms: on %v, switches %d", a.on(), a.switches)
 	}
 }
 
@@ -60,8 +105,8 @@ func TestAutoDelayStaysOffForAClosedLoop(t *testing.T) {
 	now := time.Unix(1000, 0)
 	a := newAutoDelay(500*time.Microsecond, now)
 	drive(a, &now, 3500*time.Millisecond, closedLoop)
-	if a.on || a.switches != 0 {
-		t.Fatalf("closed loop: on %v, switches %d", a.on, a.switches)
+	if a.on() || a.switches != 0 {
+		t.Fatalf("closed loop: on %v, switches %d", a.on(), a.switches)
 	}
 	// Probing costs: over five minutes, at most a few seconds were spent
 	// with the delay (one probe window per hold, the holds growing).
@@ -72,8 +117,8 @@ func TestAutoDelayStaysOffForAClosedLoop(t *testing.T) {
 			probed++
 		}
 	}
-	if a.on || probed > 8 || a.hold < 4*autoMinHold {
-		t.Fatalf("closed loop over 5 minutes: on %v, %d s probing with the delay, hold %s", a.on, probed, a.hold)
+	if a.on() || probed > 8 || a.hold < 4*autoMinHold {
+		t.Fatalf("closed loop over 5 minutes: on %v, %d s probing with the delay, hold %s", a.on(), probed, a.hold)
 	}
 }
 
@@ -81,24 +126,24 @@ func TestAutoDelayFollowsTheLoad(t *testing.T) {
 	now := time.Unix(1000, 0)
 	a := newAutoDelay(time.Millisecond, now)
 	drive(a, &now, time.Minute, openLoop)
-	if !a.on {
+	if !a.on() {
 		t.Fatal("open loop: off")
 	}
 	// The producers start waiting for each ack: the next probe turns the
 	// delay off, and the hold starts short again.
-	drive(a, &now, 2*time.Minute, closedLoop)
-	if a.on || a.switches != 2 {
-		t.Fatalf("closed loop after open: on %v, switches %d", a.on, a.switches)
+	drive(a, &now, 4*time.Minute, closedLoop)
+	if a.on() || a.switches != 2 {
+		t.Fatalf("closed loop after open: on %v, switches %d", a.on(), a.switches)
 	}
 	// Full load: the delay gathers nothing more per fsync, so it stays
 	// off; a trickle is too little to judge, off.
 	drive(a, &now, 2*time.Minute, fullLoad)
-	if a.on {
+	if a.on() {
 		t.Fatal("full load: on")
 	}
 	drive(a, &now, time.Minute, openLoop)
 	drive(a, &now, 5*time.Minute, trickle)
-	if a.on {
+	if a.on() {
 		t.Fatal("trickle: on")
 	}
 }

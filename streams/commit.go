@@ -273,7 +273,9 @@ func (s *Store) runCommitter() {
 		d := s.opts.CommitDelay
 		if g.auto != nil {
 			d = g.auto.current()
-			s.stats.delayOn.Store(d > 0 && g.auto.on)
+			held := g.auto.at(g.auto.level)
+			s.stats.delayOn.Store(held > 0)
+			s.stats.delay.Store(int64(held))
 		}
 		if d > 0 && !g.lastSync.IsZero() {
 			// Gather what arrives until d after the last synced commit

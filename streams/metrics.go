@@ -39,10 +39,12 @@ type StoreCounters struct {
 	CommitErrors int64 `json:"commit_errors"`
 	// Delays counts the commits held back by Options.CommitDelay.
 	Delays int64 `json:"commit_delays"`
-	// DelayOn says Options.CommitDelayAuto holds commits back now;
-	// DelaySwitches counts its changes of decision.
-	DelayOn       bool  `json:"commit_delay_on"`
-	DelaySwitches int64 `json:"commit_delay_switches"`
+	// DelayOn says Options.CommitDelayAuto holds commits back now, and
+	// Delay for how long (a step of its ladder); DelaySwitches counts
+	// its changes of decision between on and off.
+	DelayOn       bool          `json:"commit_delay_on"`
+	Delay         time.Duration `json:"commit_delay"`
+	DelaySwitches int64         `json:"commit_delay_switches"`
 	// AppendLatency is the distribution of the time from Submit to the
 	// request's completion (durable under the sync policy).
 	AppendLatency Histogram `json:"-"`
@@ -50,7 +52,7 @@ type StoreCounters struct {
 
 type storeCounters struct {
 	commits, syncs, records, commitErrors, delays atomic.Int64
-	delaySwitches                                 atomic.Int64
+	delaySwitches, delay                          atomic.Int64
 	delayOn                                       atomic.Bool
 	appendLatency                                 histogram
 }
@@ -71,7 +73,7 @@ func (s *Store) StoreCounters() StoreCounters {
 	return StoreCounters{
 		Commits: s.stats.commits.Load(), Syncs: s.stats.syncs.Load(), Records: s.stats.records.Load(),
 		CommitErrors: s.stats.commitErrors.Load(), Delays: s.stats.delays.Load(), AppendLatency: s.stats.appendLatency.snapshot(),
-		DelayOn: s.stats.delayOn.Load(), DelaySwitches: s.stats.delaySwitches.Load(),
+		DelayOn: s.stats.delayOn.Load(), Delay: time.Duration(s.stats.delay.Load()), DelaySwitches: s.stats.delaySwitches.Load(),
 	}
 }
 
