@@ -33,6 +33,14 @@
 //   - At High, DownAfter consecutive readings below Down switch back to Low.
 //     Between Down and Up nothing changes (hysteresis), and a short pause in
 //     the load does not flip the target back and forth.
+//   - Going down to Low, the process has turned idle: the Controller runs a
+//     collection at once and returns the free pages to the OS
+//     (debug.FreeOSMemory). Left alone, the heap a connect storm or a busy
+//     spell grew would be collected only when allocation resumes (or by
+//     the runtime's forced collection, every two minutes), and its pages
+//     returned slowly; the goroutine stacks that grew during the spell
+//     (every MQTT connection's reader needs 32 KiB for mochi's SUBSCRIBE
+//     handling) shrink only in a collection.
 //
 // The Policy holds the decision alone and takes readings as arguments, so
 // tests feed it rates; the Controller owns the ticker, the runtime reads and

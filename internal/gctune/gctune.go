@@ -37,6 +37,12 @@ type Options struct {
 	// SetGCPercent sets the target; nil means debug.SetGCPercent. Tests
 	// replace it so that they leave the process's collector alone.
 	SetGCPercent func(int) int
+	// Release runs once each time the target goes down to Low: the
+	// process has turned idle, and what its busy spell left behind can
+	// go. nil means debug.FreeOSMemory (a collection at the new target,
+	// which also shrinks the goroutine stacks that grew, then every free
+	// page back to the OS).
+	Release func()
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -67,6 +73,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.SetGCPercent == nil {
 		o.SetGCPercent = debug.SetGCPercent
+	}
+	if o.Release == nil {
+		o.Release = debug.FreeOSMemory
 	}
 }
 
@@ -198,6 +207,9 @@ func (c *Controller) Run(ctx context.Context) {
 				c.opts.SetGCPercent(target)
 				log.Debug("gc target", "percent", target, "alloc_bytes_per_second", int64(r.Rate),
 					"live_bytes", r.Live, "turnover", c.policy.Turnover(r))
+				if target == c.opts.Low {
+					c.opts.Release()
+				}
 			}
 		}
 	}

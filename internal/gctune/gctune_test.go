@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 const mib = 1 << 20
@@ -125,6 +127,45 @@ func TestControllerRuns(t *testing.T) {
 	defer mu.Unlock()
 	if len(set) == 0 || set[0] != 400 {
 		t.Fatalf("targets set: %v", set)
+	}
+}
+
+// TestControllerReleasesWhenIdle: going down to Low, the controller runs
+// Release once, after setting the target (the process turned idle).
+func TestControllerReleasesWhenIdle(t *testing.T) {
+	var mu sync.Mutex // guards set and released
+	var set []int
+	released := 0
+	// Any real turnover is far below Down: the first reading goes to Low.
+	c, err := New(Options{Interval: time.Millisecond, Up: 1e12, Down: 1e11, DownAfter: 1,
+		SetGCPercent: func(p int) int {
+			mu.Lock()
+			defer mu.Unlock()
+			set = append(set, p)
+			return 100
+		},
+		Release: func() {
+			mu.Lock()
+			defer mu.Unlock()
+			released++
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	testutil.Eventually(t, 5*time.Second, "the controller going to Low", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return released > 0
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(set) != 2 || set[0] != 400 || set[1] != 100 || released != 1 {
+		t.Fatalf("targets set %v, released %d times; want [400 100], once", set, released)
 	}
 }
 
