@@ -191,15 +191,12 @@ func planContinuous(cs *createStreamStmt, src *source, sql string, views ViewPla
 	if err := c.plan(cs.sel, src, cs.emit, cs.emitAt); err != nil {
 		return nil, err
 	}
-	if c.EventTime && c.Emit == "changes" {
-		return nil, errorf(cs.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet in persistent queries: use EMIT FINAL")
-	}
 	if c.LateStream != "" {
 		if err := streams.ValidateName(c.LateStream); err != nil {
 			return nil, errorf(c.lateAt, "late = TRUE writes the stream %q, not a valid name: %v", c.LateStream, err)
 		}
-		if !c.Windowed() || c.Emit != "final" {
-			return nil, errorf(c.lateAt, "late = TRUE applies to windows with EMIT FINAL: a record is late when its windows have closed")
+		if !c.Windowed() || c.Emit != "final" && !c.EventTime {
+			return nil, errorf(c.lateAt, "late = TRUE applies to windows with EMIT FINAL, or EMIT CHANGES on event time: a record is late when its windows have closed")
 		}
 	}
 	if c.EventTime && c.Kind == KindView {
@@ -217,9 +214,6 @@ func planPush(ps *pushStmt, src *source, sql string, views ViewPlans) (*Continuo
 	c := &Continuous{SQL: sql, Push: true, Limit: -1, views: views}
 	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
 		return nil, err
-	}
-	if c.EventTime && c.Emit == "changes" {
-		return nil, errorf(ps.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet: use EMIT FINAL")
 	}
 	return c, nil
 }
@@ -292,6 +286,8 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (
 		}
 	case emit == "final" && win == nil:
 		return errorf(emitAt, "EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))")
+	case c.Emit == "changes" && c.EventTime && c.Window.Sessions():
+		return errorf(emitAt, "EMIT CHANGES with event time runs with TUMBLE and HOP windows: a SESSION window on event time outputs one final row per session (EMIT FINAL)")
 	}
 
 	// The input: the stream's metadata columns, every other name the query
