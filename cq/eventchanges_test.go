@@ -171,3 +171,23 @@ func TestEventTimeChangesRestartsGiveTheUninterruptedOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestEventTimeChangesInsertInto: INSERT INTO an existing stream emits
+// changes on event time, its late records in <id>_late; a restart
+// neither repeats nor loses rows or late records.
+func TestEventTimeChangesInsertInto(t *testing.T) {
+	e := newEnv(t)
+	e.createStreams("merged")
+	e.appendTo("merged", `{"other":"writer"}`)
+	e.create("INSERT INTO merged WITH (late = TRUE) SELECT /*+ GRACE('1s') */ k, count(*) AS n FROM temps GROUP BY k, TUMBLE(at, INTERVAL 10 SECOND) EMIT CHANGES")
+	e.appendAt(time.Second, event("a", time.Second), event("a", 12*time.Second), event("a", 9*time.Second)) // watermark 11 s: 9 s is late
+	e.waitOutput("merged", `{"other":"writer"}`, row(0, 10, `"k":"a","n":1`), row(10, 20, `"k":"a","n":1`))
+	e.waitOutput("merged_insert_1_late", event("a", 9*time.Second))
+	e.restart()
+	e.appendAt(2*time.Second, event("a", 11*time.Second), event("a", 5*time.Second))
+	e.waitOutput("merged", `{"other":"writer"}`, row(0, 10, `"k":"a","n":1`), row(10, 20, `"k":"a","n":1`), row(10, 20, `"k":"a","n":2`))
+	e.waitOutput("merged_insert_1_late", event("a", 9*time.Second), event("a", 5*time.Second))
+	if q := e.info("merged_insert_1"); q.Late != 1 || q.OpenWindows != 1 {
+		t.Fatalf("after the restart: %d late, %d open windows", q.Late, q.OpenWindows)
+	}
+}
