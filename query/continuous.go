@@ -286,8 +286,6 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (
 		}
 	case emit == "final" && win == nil:
 		return errorf(emitAt, "EMIT FINAL needs a window: a final row per key comes when its window closes (GROUP BY <keys>, TUMBLING(INTERVAL 10 SECOND))")
-	case c.Emit == "changes" && c.EventTime && c.Window.Sessions():
-		return errorf(emitAt, "EMIT CHANGES with event time runs with TUMBLE and HOP windows: a SESSION window on event time outputs one final row per session (EMIT FINAL)")
 	}
 
 	// The input: the stream's metadata columns, every other name the query
