@@ -17,13 +17,14 @@ import (
 // holding it: one for a tumbling window, size/slide for a hopping one,
 // one per record for a filter or transform without state.
 //
-// Exactly once: each output request carries, in the mqstream-input-offset
-// user property, the offset of the last input record whose rows it
-// completes. The row of a record depends on the records before it in its
-// windows only, so after a restart the query reads its input again from
-// the start of the first window holding the next record, rebuilding the
-// state without output, and outputs from the next record on: the same
-// rows as an uninterrupted run. A window's state is freed once the
+// Exactly once (on _timestamp; on event time, see eventchanges.go): each
+// output request carries, in the mqstream-input-offset user property,
+// the offset of the last input record whose rows it completes. The row
+// of a record depends on the records before it in its windows only, so
+// after a restart the query reads its input again from the start of the
+// first window holding the next record, rebuilding the state without
+// output, and outputs from the next record on: the same rows as an
+// uninterrupted run. A window's state is freed once the
 // watermark passes its end.
 
 // changer is the state of a query that emits changes: a group per window

@@ -213,3 +213,27 @@ func TestEventTimeSessionChangesPushQuery(t *testing.T) {
 		t.Fatalf("pushed %s\nwant %s", got, want)
 	}
 }
+
+// TestEventTimeChangesState: the state is keys x open windows, never
+// records: with 10 keys, 10 s windows and a grace of 2 s, at most two
+// windows are open whatever the number of records, and closing them
+// frees everything (the rate limit's memory too).
+func TestEventTimeChangesState(t *testing.T) {
+	for _, hint := range []string{"GRACE('2s')", "GRACE('2s') EMIT_INTERVAL('1s')"} {
+		ch := newChanger(compile(t, "CREATE STREAM o AS SELECT /*+ "+hint+" */ k, count(*) AS n FROM i GROUP BY k, TUMBLE(at, INTERVAL 10 SECOND) EMIT CHANGES"))
+		ch.idle = int64(idle)
+		for i := range 5000 {
+			at := time.Duration(i)*20*time.Millisecond - time.Duration(i%7)*300*time.Millisecond
+			feedChanges(ch, time.Duration(i)*20*time.Millisecond, event(fmt.Sprint("k", i%10), at))
+			if len(ch.windows) > 2 || ch.groups > 20 {
+				t.Fatalf("%s: record %d: %d windows, %d groups", hint, i, len(ch.windows), ch.groups)
+			}
+		}
+		end := base.Add(time.Hour).UnixNano()
+		ch.flushTo(end, nil, false)
+		ch.advance(end - ch.idle)
+		if n, _ := ch.stateSize(); n != 0 || ch.groups != 0 || len(ch.first) != 0 || ch.limit != nil && (len(ch.limit.last) != 0 || len(ch.limit.held) != 0 || len(ch.limit.due) != 0) {
+			t.Fatalf("%s: %d bytes, %d groups, %d first records left", hint, n, ch.groups, len(ch.first))
+		}
+	}
+}
