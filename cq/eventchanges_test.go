@@ -172,6 +172,22 @@ func TestEventTimeChangesRestartsGiveTheUninterruptedOutput(t *testing.T) {
 	}
 }
 
+// TestEventTimeChangesRestartsAtInputEnds is the restart test with
+// EMIT_INTERVAL where the query reaches the input's end between batches
+// (held updates come there, at now - idle, and windows close at now - 2 x
+// idle): a restart does not output them again.
+func TestEventTimeChangesRestartsAtInputEnds(t *testing.T) {
+	const sql = "CREATE STREAM %s WITH (late = TRUE) AS SELECT /*+ EMIT_INTERVAL('700ms') GRACE('500ms') IDLE_TIMEOUT('300ms') */ sensor, count(*) AS n, sum(temp) AS total " +
+		"FROM temps GROUP BY sensor, TUMBLE(at, INTERVAL 3 SECOND) EMIT CHANGES"
+	for seed := int64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			e := testRestartsIdle(t, sql, seed, 600*time.Millisecond)
+			e.sameLate(false)
+			e.sameLastRows(fmt.Sprintf(strings.Replace(sql, "EMIT_INTERVAL('700ms') ", "", 1), "every"), "live")
+		})
+	}
+}
+
 // TestEventTimeChangesInsertInto: INSERT INTO an existing stream emits
 // changes on event time, its late records in <id>_late; a restart
 // neither repeats nor loses rows or late records.
