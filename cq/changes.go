@@ -17,13 +17,14 @@ import (
 // holding it: one for a tumbling window, size/slide for a hopping one,
 // one per record for a filter or transform without state.
 //
-// Exactly once: each output request carries, in the mqstream-input-offset
-// user property, the offset of the last input record whose rows it
-// completes. The row of a record depends on the records before it in its
-// windows only, so after a restart the query reads its input again from
-// the start of the first window holding the next record, rebuilding the
-// state without output, and outputs from the next record on: the same
-// rows as an uninterrupted run. A window's state is freed once the
+// Exactly once (on _timestamp; on event time, see eventchanges.go): each
+// output request carries, in the mqstream-input-offset user property,
+// the offset of the last input record whose rows it completes. The row
+// of a record depends on the records before it in its windows only, so
+// after a restart the query reads its input again from the start of the
+// first window holding the next record, rebuilding the state without
+// output, and outputs from the next record on: the same rows as an
+// uninterrupted run. A window's state is freed once the
 // watermark passes its end.
 
 // changer is the state of a query that emits changes: a group per window
@@ -34,8 +35,6 @@ type changer struct {
 	size, hop int64
 	// windows holds the groups by window start (0 without a window).
 	windows map[int64]map[string]*query.Group
-	wm      int64 // as windower.wm
-	started bool
 	groups  int
 	bytes   int64 // the estimated memory of the groups (state.go)
 	// keep (views) keeps every window: the watermark frees none and no
@@ -51,13 +50,24 @@ type changer struct {
 	// Its held updates must be flushed (flushTo) up to a watermark
 	// before advance frees the windows it closes.
 	limit *limiter
-	counts
+	// intake holds the watermark (as windower's) and the counters; on
+	// event time also where a replay stands and the late records
+	// (eventchanges.go). Its idle timeout is 0 on append time.
+	intake
+	// first holds the first record of each window (event time: where a
+	// replay starts).
+	first map[int64]firstRecord
+	// nextEnd is at most the earliest end of the windows (closing).
+	nextEnd int64
 }
 
 func newChanger(c *query.Continuous) *changer {
-	ch := &changer{c: c, windows: map[int64]map[string]*query.Group{}}
+	ch := &changer{c: c, windows: map[int64]map[string]*query.Group{}, intake: newIntake(c)}
 	if c.Windowed() {
 		ch.size, ch.hop = int64(c.Window.Size), int64(c.Window.Hop())
+	}
+	if c.EventTime {
+		ch.first = map[int64]firstRecord{}
 	}
 	if c.Hints.EmitInterval > 0 {
 		ch.limit = newLimiter(c.Hints.EmitInterval)
@@ -70,6 +80,9 @@ func newChanger(c *query.Continuous) *changer {
 // EMIT_INTERVAL, first the held updates due by its time. A record whose
 // windows have all closed is late: counted, not added.
 func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []query.Output {
+	if ch.c.EventTime {
+		return ch.addEvent(r, out, quiet)
+	}
 	ch.in++
 	ts := r.Timestamp.UnixNano()
 	ch.lastTS = ts
@@ -107,6 +120,13 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 		}
 		return ch.result(out, g, time.Time{}, quiet)
 	}
+	return ch.update(string(key), first, last, ts, out, quiet)
+}
+
+// update adds the record Eval read last, of key, to the windows starting
+// from first to last (a group per key without a window), and appends
+// their updated rows to out (held back by EMIT_INTERVAL, at time ts).
+func (ch *changer) update(key string, first, last, ts int64, out []query.Output, quiet bool) []query.Output {
 	for s := first; s <= last; s += max(ch.hop, 1) {
 		if ch.size > 0 && s < ch.floor {
 			continue
@@ -115,20 +135,24 @@ func (ch *changer) add(r *streams.Record, out []query.Output, quiet bool) []quer
 		if w == nil {
 			w = map[string]*query.Group{}
 			ch.windows[s] = w
+			ch.nextEnd = min(ch.nextEnd, s+ch.size)
+			if ch.first != nil {
+				ch.first[s] = ch.cur
+			}
 		}
-		g := w[string(key)]
+		g := w[key]
 		if g == nil {
 			g = ch.c.NewGroup()
-			w[string(key)] = g
+			w[key] = g
 			ch.groups++
-			ch.bytes += ch.groupBytes(string(key), g)
+			ch.bytes += ch.groupBytes(key, g)
 		}
 		if err := ch.c.Add(g); err != nil {
 			ch.skip(err)
 			continue
 		}
 		if ch.limit != nil {
-			out = ch.limited(out, groupRef{s, string(key)}, g, ts, quiet)
+			out = ch.limited(out, groupRef{s, key}, g, ts, quiet)
 		} else {
 			out = ch.result(out, g, time.Unix(0, s).UTC(), quiet)
 		}
@@ -154,24 +178,14 @@ func (ch *changer) result(out []query.Output, g *query.Group, start time.Time, q
 	return out
 }
 
-func (ch *changer) skip(err error) {
-	ch.skipped++
-	ch.lastErr = err
-}
-
 // advance raises the watermark to wm and frees the windows it closes.
 func (ch *changer) advance(wm int64) {
 	if ch.started && wm <= ch.wm {
 		return
 	}
 	ch.wm, ch.started = wm, true
-	if ch.size == 0 || ch.keep {
-		return
-	}
-	for s := range ch.windows {
-		if s+ch.size <= wm {
-			ch.drop(s)
-		}
+	for _, s := range ch.closing() {
+		ch.drop(s)
 	}
 }
 
@@ -191,6 +205,7 @@ func (ch *changer) drop(s int64) {
 	}
 	ch.groups -= len(w)
 	delete(ch.windows, s)
+	delete(ch.first, s)
 }
 
 // stateSize is the estimated memory of the groups, and the keys of the
@@ -220,31 +235,19 @@ const maxRequestRows = 1000
 // runChanges recovers the progress of a query that emits changes and runs
 // it until an error.
 func (r *runner) runChanges(ctx context.Context) error {
-	m, c, id := r.m, r.c, r.def.ID
+	m, c := r.m, r.c
 	if err := r.ensureOutput(ctx); err != nil {
-		return err
-	}
-	next, err := recoverInput(m.opts.Reader, m.opts.KV, id, r.sink())
-	if err != nil {
 		return err
 	}
 	ch := newChanger(c)
 	ch.ctx = ctx
-	if ch.limit != nil {
-		if ch.limit.quietTo, _, err = recoverProgress(m.opts.Reader, m.opts.KV, id, r.sink(), flushKey(id), propFlushed); err != nil {
-			return err
-		}
+	recoverChanges := r.recoverChanges
+	if c.EventTime {
+		recoverChanges = r.recoverEventChanges
 	}
-	pos := next
-	if next == 0 {
-		pos = r.def.Start // no progress yet: START('latest') reads from the end it had
-	}
-	if next > 0 && c.Stateful {
-		// Rebuild the windows holding the next record: from the first
-		// window holding the last record processed.
-		if pos, err = r.rebuildFrom(next - 1); err != nil {
-			return err
-		}
+	pos, next, err := recoverChanges(ch)
+	if err != nil {
+		return err
 	}
 	hinted, hintedAt := int64(next), m.opts.Now()
 	var outCount int64
@@ -267,13 +270,17 @@ func (r *runner) runChanges(ctx context.Context) error {
 			rows = ch.add(rec, rows, rec.Offset < next)
 			pos = rec.Offset + 1
 			if len(rows) >= maxRequestRows || i == len(recs)-1 && len(rows) > 0 {
-				if err := r.outputRows(rows, r.changeMarkers(ch, rec.Offset), &outCount, &lastEmit); err != nil {
+				if err := r.outputChanges(ch, rows, rec.Offset, &outCount, &lastEmit); err != nil {
 					return err
 				}
 				rows = rows[:0]
 				r.hintChanges(ch, pos)
 				hinted, hintedAt = int64(pos), m.opts.Now()
 			}
+		}
+		// Late records that made no rows, before a hint covers them.
+		if err := r.writeLate(ch.takeLate()); err != nil {
+			return err
 		}
 		notify, end, err := m.opts.Reader.Notify(c.Source)
 		if err != nil {
@@ -286,13 +293,16 @@ func (r *runner) runChanges(ctx context.Context) error {
 			// Held updates (EMIT_INTERVAL) due by then: a record appended
 			// later is stamped later.
 			if rows := ch.flushTo(wm, nil, false); len(rows) > 0 {
-				if err := r.outputRows(rows, r.changeMarkers(ch, pos-1), &outCount, &lastEmit); err != nil {
+				if err := r.outputChanges(ch, rows, pos-1, &outCount, &lastEmit); err != nil {
 					return err
 				}
 				r.hintChanges(ch, pos)
 				hinted, hintedAt = int64(pos), now
 			}
-			ch.advance(wm) // frees windows input has left behind
+			// Frees windows input has left behind. On event time, wm is
+			// the append time a next record would have, whose idle term
+			// is wm - idle (eventchanges.go).
+			ch.advance(wm - ch.idle)
 		}
 		if int64(pos) > hinted && pos > next && now.Sub(hintedAt) >= m.opts.HintInterval {
 			r.hintChanges(ch, pos) // records that made no rows
@@ -313,9 +323,23 @@ func (r *runner) runChanges(ctx context.Context) error {
 	}
 }
 
+// outputChanges writes the late records kept (event time), then rows,
+// the rows of a query emitting changes up to the input record at offset
+// last.
+func (r *runner) outputChanges(ch *changer, rows []query.Output, last uint64, count *int64, lastEmit *time.Time) error {
+	if err := r.writeLate(ch.takeLate()); err != nil {
+		return err
+	}
+	return r.outputRows(rows, r.changeMarkers(ch, last), count, lastEmit)
+}
+
 // changeMarkers are the user properties of an output request of a query
-// emitting changes whose rows the input record at offset last completes.
+// emitting changes whose rows the input record at offset last completes
+// (on event time, its event-time progress instead).
 func (r *runner) changeMarkers(ch *changer, last uint64) []streams.UserProperty {
+	if r.c.EventTime {
+		return ch.changeProgress().marks(r.def.ID)
+	}
 	props := markers(r.def.ID, propInput, int64(last))
 	if ch.limit != nil {
 		props = append(props, streams.UserProperty{Key: propFlushed, Value: strconv.FormatInt(ch.limit.flushed, 10)})
@@ -327,10 +351,39 @@ func (r *runner) changeMarkers(ch *changer, last uint64) []streams.UserProperty 
 // its output is durable: the next input offset, and the time up to which
 // held updates were output (EMIT_INTERVAL).
 func (r *runner) hintChanges(ch *changer, next uint64) {
+	if r.c.EventTime {
+		r.hintAt(eventChangesKey(r.def.ID), ch.changeProgress().encode())
+		return
+	}
 	r.hintAt(inputKey(r.def.ID), encodeHint(int64(next)))
 	if ch.limit != nil {
 		r.hintAt(flushKey(r.def.ID), encodeHint(ch.limit.flushed))
 	}
+}
+
+// recoverChanges sets up changer ch of a restarting query on append
+// time: it returns the input offset to read again from and the next one
+// to output rows for (0 for a query without progress).
+func (r *runner) recoverChanges(ch *changer) (pos, next uint64, err error) {
+	m, c, id := r.m, r.c, r.def.ID
+	if next, err = recoverInput(m.opts.Reader, m.opts.KV, id, r.sink()); err != nil {
+		return 0, 0, err
+	}
+	if ch.limit != nil {
+		if ch.limit.quietTo, _, err = recoverProgress(m.opts.Reader, m.opts.KV, id, r.sink(), flushKey(id), propFlushed); err != nil {
+			return 0, 0, err
+		}
+	}
+	if next == 0 {
+		return r.def.Start, 0, nil // no progress yet: START('latest') reads from the end it had
+	}
+	if !c.Stateful {
+		return next, next, nil
+	}
+	// Rebuild the windows holding the next record: from the first window
+	// holding the last record processed.
+	pos, err = r.rebuildFrom(next - 1)
+	return pos, next, err
 }
 
 // rebuildFrom returns where a restarted query that emits changes reads

@@ -74,27 +74,7 @@ func TestChangesRestartsGiveTheUninterruptedOutput(t *testing.T) {
 			e := testRestartsIdle(t, limited, seed, 300*time.Millisecond)
 			// The last row of each window and key is the one every update
 			// gives: no final value lost.
-			e.create(strings.Replace(fmt.Sprintf(limited, "every"), "EMIT_INTERVAL('700ms') ", "", 1))
-			testutil.Eventually(t, 10*time.Second, "every update", func() bool {
-				q := e.info("every")
-				return q.Status == "running" && q.RecordsIn > 0 && q.Lag == 0 && q.OpenWindows == 0
-			})
-			lastOf := func(name string) map[string]string {
-				out := map[string]string{}
-				for _, row := range e.output(name) {
-					out[row[:strings.Index(row, `,"n":`)]] = row
-				}
-				return out
-			}
-			live, every := lastOf("live"), lastOf("every")
-			if len(e.output("live")) >= len(e.output("every")) || !maps.Equal(live, every) {
-				for k, v := range every {
-					if live[k] != v {
-						t.Errorf("last row %s, want %s", live[k], v)
-					}
-				}
-				t.Fatalf("rate-limited: %d rows (%d groups), every update: %d rows (%d groups)", len(e.output("live")), len(live), len(e.output("every")), len(every))
-			}
+			e.sameLastRows(strings.Replace(fmt.Sprintf(limited, "every"), "EMIT_INTERVAL('700ms') ", "", 1), "live")
 		})
 	}
 }
@@ -185,5 +165,34 @@ func TestPushQuery(t *testing.T) {
 	var qe *query.Error
 	if err := e.m.Push(context.Background(), c, (&pushed{}).emit); !errors.As(err, &qe) || qe.Column != 15 {
 		t.Fatalf("unknown stream: %v", err)
+	}
+}
+
+// sameLastRows runs query sql (CREATE STREAM every ...) over the input to
+// its end, and fails unless the last row of each window and key in it
+// and in stream name are the same: an update held back by EMIT_INTERVAL
+// is never lost.
+func (e *env) sameLastRows(sql, name string) {
+	e.t.Helper()
+	e.create(sql)
+	testutil.Eventually(e.t, 10*time.Second, "every update", func() bool {
+		q := e.info("every")
+		return q.Status == "running" && q.RecordsIn > 0 && q.Lag == 0 && q.OpenWindows == 0
+	})
+	lastOf := func(name string) map[string]string {
+		out := map[string]string{}
+		for _, row := range e.output(name) {
+			out[row[:strings.Index(row, `,"n":`)]] = row
+		}
+		return out
+	}
+	got, every := lastOf(name), lastOf("every")
+	if len(e.output(name)) >= len(e.output("every")) || !maps.Equal(got, every) {
+		for k, v := range every {
+			if got[k] != v {
+				e.t.Errorf("last row %s, want %s", got[k], v)
+			}
+		}
+		e.t.Fatalf("rate-limited: %d rows (%d groups), every update: %d rows (%d groups)", len(e.output(name)), len(got), len(e.output("every")), len(every))
 	}
 }

@@ -76,7 +76,10 @@
 // way. A push query (push.go) runs the same machinery for one caller, from
 // the end of its input, keeping nothing. EMIT_INTERVAL rate-limits the
 // updates per group in record time (limit.go), so that they too are a
-// function of the input.
+// function of the input. On event time (eventchanges.go) a record within
+// the grace of an older open window outputs its corrected row, late
+// records are handled as with EMIT FINAL, and progress is the event-time
+// progress below, with the time up to which held updates were output.
 //
 // # Sessions
 //

@@ -18,7 +18,9 @@ import (
 // once if t is at least the group's last output time plus the interval,
 // and otherwise held (pending). A held update is due at that last time
 // plus the interval, or at its window's end if sooner (the final value
-// of a closing window). Due updates are output, with the group's row as
+// of a closing window; on event time, the end plus the idle timeout, or
+// at once when the newest event time closes the window:
+// eventchanges.go). Due updates are output, with the group's row as
 // it is then, before the first record at or after their due time is
 // processed, or when the input has been read to its end and the query's
 // flush time (now for a push query) has passed them: a record appended
@@ -111,7 +113,9 @@ func (ch *changer) limited(out []query.Output, ref groupRef, g *query.Group, ts 
 		l.held[ref] = true
 		due := last + l.every
 		if ch.size > 0 {
-			due = min(due, ref.start+ch.size)
+			// On event time the window closes at the latest once the
+			// records' append time is the idle timeout past its end.
+			due = min(due, ref.start+ch.size+ch.idle)
 		}
 		heap.Push(&l.due, heldRow{due: due, ref: ref, g: g})
 	}
@@ -128,6 +132,9 @@ func (ch *changer) flushTo(t int64, out []query.Output, quiet bool) []query.Outp
 	l.flushed = max(l.flushed, t)
 	for len(l.due) > 0 && l.due[0].due <= t {
 		h := heap.Pop(&l.due).(heldRow)
+		if !l.held[h.ref] {
+			continue // output when its window closed (event time)
+		}
 		delete(l.held, h.ref)
 		l.last[h.ref] = h.due
 		out = ch.result(out, h.g, time.Unix(0, h.ref.start).UTC(), quiet || h.due <= l.quietTo)
@@ -148,5 +155,6 @@ func (ch *changer) forget(s int64, w map[string]*query.Group) {
 			delete(ch.limit.last, ref)
 			ch.bytes -= limitBytes + int64(len(k))
 		}
+		delete(ch.limit.held, ref)
 	}
 }

@@ -441,7 +441,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	r.terminate()
 	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
 		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true},
-		streams.KVWrite{Key: joinKey(id), Delete: true}, streams.KVWrite{Key: flushKey(id), Delete: true})
+		streams.KVWrite{Key: joinKey(id), Delete: true}, streams.KVWrite{Key: flushKey(id), Delete: true}, streams.KVWrite{Key: eventChangesKey(id), Delete: true})
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

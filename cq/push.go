@@ -115,6 +115,9 @@ func (p *pusher) run(ctx context.Context) error {
 	default:
 		ch = newChanger(c)
 		ch.ctx = ctx
+		if c.EventTime {
+			ch.idle = int64(idle) // EMIT CHANGES on event time (eventchanges.go)
+		}
 	}
 	var rows []query.Output
 	for {

@@ -224,14 +224,8 @@ func (r *runner) recoverFinal() (finalState, uint64, error) {
 		st, in = windowState{w}, &w.intake
 	}
 	in.idle = idle
-	if c.LateStream != "" {
-		last, found, err := lastMarker(m.opts.Reader, id, streamFrom{name: c.LateStream}, propInput)
-		if err != nil {
-			return nil, 0, err
-		}
-		if found {
-			in.lateFrom = uint64(last) + 1
-		}
+	if err := r.recoverLate(in); err != nil {
+		return nil, 0, err
 	}
 	var resumed bool
 	var from time.Time

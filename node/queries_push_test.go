@@ -184,3 +184,38 @@ func TestPushJoinsOverHTTP(t *testing.T) {
 		return !strings.Contains(stacks, "cq.(*pusher)") && !strings.Contains(stacks, "cq.(*Manager).joinLoop")
 	})
 }
+
+// TestEventTimeChangesPushOverHTTP: a push query emitting changes on
+// event time streams over POST /v1/query the updated row of each record's
+// window, a corrected row for a record within the grace of an older
+// window, and nothing for a record past it.
+func TestEventTimeChangesPushOverHTTP(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	if _, err := n.Store().CreateStream(context.Background(), "readings", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, lines := pushLines(t, n, ctx, "SELECT /*+ GRACE('5s') */ k, count(*) AS n FROM readings GROUP BY k, TUMBLE(at, INTERVAL 10 SECOND) EMIT CHANGES",
+		"application/x-ndjson", "")
+	if got := next(t, lines); !strings.Contains(got, `{"name":"k","type":"any"},{"name":"n","type":"int"}`) {
+		t.Fatalf("header %s", got)
+	}
+	testutil.Eventually(t, 5*time.Second, "the push query running", func() bool { return n.Queries().Pushes() == 1 })
+	// Event times in 2100: ahead of the idle timeout's term.
+	future := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, s := range []int{3, 12, 8, 16, 9, 17} { // the watermark: 7 s after 12, 11 s after 16 (9 is late)
+		appendAt(t, n.Store(), "readings", time.Now(), fmt.Sprintf(`{"k":"a","at":%d}`, future.Add(time.Duration(s)*time.Second).UnixMilli()))
+	}
+	w0, w1 := `"2100-01-01T00:00:00Z","2100-01-01T00:00:10Z"`, `"2100-01-01T00:00:10Z","2100-01-01T00:00:20Z"`
+	want := []string{"[" + w0 + `,"a",1]`, "[" + w1 + `,"a",1]`, "[" + w0 + `,"a",2]`, "[" + w1 + `,"a",2]`, "[" + w1 + `,"a",3]`}
+	var got []string
+	for range want {
+		got = append(got, next(t, lines))
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("rows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	cancel()
+	testutil.Eventually(t, 5*time.Second, "the push query gone with its client", func() bool { return n.Queries().Pushes() == 0 })
+}

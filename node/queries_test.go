@@ -154,6 +154,10 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	// ms, its late records kept.
 	const events = "CREATE STREAM %s WITH (late = TRUE) AS SELECT /*+ GRACE('20ms') IDLE_TIMEOUT('1s') */ _topic AS topic, count(*) AS n, min(_offset) AS first " +
 		"FROM crash GROUP BY _topic, TUMBLE(from_unixtime(unix_timestamp(_timestamp) - (_offset %% 4) * 0.02), INTERVAL 50 MILLISECOND)"
+	// And emitting changes on event time, rate-limited (held updates at
+	// the input's end and when windows close).
+	const eventChanges = "CREATE STREAM %s WITH (late = TRUE) AS SELECT /*+ GRACE('20ms') IDLE_TIMEOUT('1s') EMIT_INTERVAL('30ms') */ _topic AS topic, count(*) AS n, max(_offset) AS last " +
+		"FROM crash GROUP BY _topic, TUMBLE(from_unixtime(unix_timestamp(_timestamp) - (_offset %% 4) * 0.02), INTERVAL 50 MILLISECOND) EMIT CHANGES"
 	n := startNode(t, testConfig(dir))
 	if _, err := n.Store().CreateStream(context.Background(), "crash", streams.Retention{}); err != nil {
 		t.Fatal(err)
@@ -162,6 +166,7 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	runSQL(t, n, fmt.Sprintf(changes, "live_changes"))
 	runSQL(t, n, fmt.Sprintf(sessions, "live_sessions"))
 	runSQL(t, n, fmt.Sprintf(events, "live_events"))
+	runSQL(t, n, fmt.Sprintf(eventChanges, "live_ec"))
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +185,9 @@ func TestContinuousQuerySurvivesSIGKILL(t *testing.T) {
 	runSQL(t, n, fmt.Sprintf(changes, "reference_changes"))
 	runSQL(t, n, fmt.Sprintf(sessions, "reference_sessions"))
 	runSQL(t, n, fmt.Sprintf(events, "reference_events"))
+	runSQL(t, n, fmt.Sprintf(eventChanges, "reference_ec"))
 	for _, pair := range [][2]string{{"live", "reference"}, {"live_changes", "reference_changes"}, {"live_sessions", "reference_sessions"},
-		{"live_events", "reference_events"}, {"live_events_late", "reference_events_late"}} {
+		{"live_events", "reference_events"}, {"live_events_late", "reference_events_late"}, {"live_ec", "reference_ec"}, {"live_ec_late", "reference_ec_late"}} {
 		var live, ref []string
 		testutil.Eventually(t, 30*time.Second, "both queries caught up with the same output", func() bool {
 			for _, id := range pair {

@@ -191,15 +191,12 @@ func planContinuous(cs *createStreamStmt, src *source, sql string, views ViewPla
 	if err := c.plan(cs.sel, src, cs.emit, cs.emitAt); err != nil {
 		return nil, err
 	}
-	if c.EventTime && c.Emit == "changes" {
-		return nil, errorf(cs.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet in persistent queries: use EMIT FINAL")
-	}
 	if c.LateStream != "" {
 		if err := streams.ValidateName(c.LateStream); err != nil {
 			return nil, errorf(c.lateAt, "late = TRUE writes the stream %q, not a valid name: %v", c.LateStream, err)
 		}
-		if !c.Windowed() || c.Emit != "final" {
-			return nil, errorf(c.lateAt, "late = TRUE applies to windows with EMIT FINAL: a record is late when its windows have closed")
+		if !c.Windowed() || c.Emit != "final" && !c.EventTime {
+			return nil, errorf(c.lateAt, "late = TRUE applies to windows with EMIT FINAL, or EMIT CHANGES on event time: a record is late when its windows have closed")
 		}
 	}
 	if c.EventTime && c.Kind == KindView {
@@ -217,9 +214,6 @@ func planPush(ps *pushStmt, src *source, sql string, views ViewPlans) (*Continuo
 	c := &Continuous{SQL: sql, Push: true, Limit: -1, views: views}
 	if err := c.plan(ps.sel, src, ps.emit, ps.emitAt); err != nil {
 		return nil, err
-	}
-	if c.EventTime && c.Emit == "changes" {
-		return nil, errorf(ps.emitAt, "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet: use EMIT FINAL")
 	}
 	return c, nil
 }

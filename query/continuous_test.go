@@ -55,8 +55,9 @@ func TestContinuousErrors(t *testing.T) {
 		{"CREATE STREAM hot AS SELECT sensor, count(*) FROM t GROUP BY sensor", CodeSQL, "1:53", "needs a window"},
 		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:88", "a persistent query with SESSION windows outputs one final row per session"},
 		{"SELECT sensor FROM t GROUP BY sensor, SESSION(INTERVAL 10 SECOND, INTERVAL 5 SECOND) EMIT FINAL", CodeSQL, "1:67", "maximum length (5s) is shorter than its gap (10s)"},
-		{"SELECT sensor FROM t GROUP BY sensor, SESSION(ts, INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:71", "EMIT CHANGES with event time"},
-		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:85", "EMIT CHANGES with event time (a window on an expression other than _timestamp) is not supported yet in persistent queries"},
+		{"CREATE STREAM hot AS SELECT sensor FROM t GROUP BY sensor, SESSION(ts, INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:92", "a persistent query with SESSION windows outputs one final row per session"},
+		{"CREATE STREAM hot AS SELECT /*+ GRACE('5s') */ count(*) FROM t GROUP BY TUMBLE(_timestamp, INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:33", "GRACE applies to windows with EMIT FINAL, or EMIT CHANGES on event time"},
+		{"CREATE STREAM hot WITH (late = TRUE) AS SELECT count(*) FROM t GROUP BY TUMBLING(INTERVAL 10 SECOND) EMIT CHANGES", CodeSQL, "1:25", "late = TRUE applies to windows with EMIT FINAL, or EMIT CHANGES on event time"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY TUMBLE(ts > 3, INTERVAL 10 SECOND)", CodeSQL, "1:61", "the window's time is a bool"},
 		{"CREATE STREAM hot AS SELECT count(*) FROM t GROUP BY HOP(1 + 2, INTERVAL 10 SECOND, INTERVAL 5 SECOND)", CodeSQL, "1:58", "the window's time is a constant"},
 		{"CREATE VIEW v AS SELECT count(*) FROM t GROUP BY TUMBLE(ts, INTERVAL 10 SECOND)", CodeSQL, "1:13", "a view's windows run on _timestamp"},
@@ -236,6 +237,15 @@ func TestCompileChangesAndPush(t *testing.T) {
 		{"SELECT count(*) AS n FROM temps GROUP BY HOPPING('10s', '5s') EMIT FINAL", "final", true, true, -1, "window_start:timestamp,window_end:timestamp,n:int"},
 		{"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSION(_timestamp, '30s', '1h') EMIT FINAL", "final", true, true, -1, "window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
 		{"SELECT sensor, count(*) AS n FROM temps GROUP BY sensor, SESSIONWINDOW(mi, 60, 5) EMIT CHANGES", "changes", true, true, -1, "window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		// EMIT CHANGES on event time, with GRACE, EMIT_INTERVAL and late = TRUE.
+		{"CREATE STREAM hot WITH (late = TRUE) AS SELECT /*+ GRACE('5s') EMIT_INTERVAL('1s') */ sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLE(at, INTERVAL 10 SECOND) EMIT CHANGES",
+			"changes", false, true, -1, "window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		{"INSERT INTO out WITH (late = TRUE) SELECT /*+ GRACE('5s') */ sensor, count(*) AS n FROM temps GROUP BY sensor, HOP(at, INTERVAL 10 SECOND, INTERVAL 5 SECOND) EMIT CHANGES",
+			"changes", false, true, -1, "window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		{"SELECT /*+ GRACE('2s') */ sensor, count(*) AS n FROM temps GROUP BY sensor, TUMBLE(at, INTERVAL 10 SECOND) EMIT CHANGES", "changes", true, true, -1,
+			"window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
+		{"SELECT /*+ GRACE('2s') */ sensor, count(*) AS n FROM temps GROUP BY sensor, SESSION(at, INTERVAL 10 SECOND) EMIT CHANGES", "changes", true, true, -1,
+			"window_start:timestamp,window_end:timestamp,sensor:any,n:int"},
 	} {
 		compile := CompileContinuous
 		if tc.push {

@@ -271,7 +271,7 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("time", "_timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows")
 	}
 	switch {
-	case c.Stateful && c.Window.Hopping():
+	case c.Stateful && c.Window.Hopping() && c.Emit == "final":
 		p.add("state", "one accumulator set per key and pane of %s (never the records)", c.Window.Pane())
 	case c.Stateful && c.Window.Sessions() && !c.Push:
 		p.add("state", "one accumulator set per key and open session (never the records); a restart reads the input again from the start of the oldest open session")
@@ -301,6 +301,10 @@ func explainContinuous(p *plan, c *Continuous, s *selectStmt) {
 		p.add("emit", "final: one row per session when it closes (the watermark passes its end, or the idle timeout when input stops)")
 	case c.Emit == "final":
 		p.add("emit", "final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)")
+	case c.EventTime && c.Hints.EmitInterval > 0:
+		p.add("emit", "changes: the updated row of each open window holding a record not late (a record within the grace of an older window corrects it), each group (key, window) at most once per %v of append time (EMIT_INTERVAL), the latest held back output when due or when its window closes", c.Hints.EmitInterval)
+	case c.EventTime:
+		p.add("emit", "changes: the updated row of each open window holding a record not late; a record within the grace of an older window corrects it")
 	case c.Hints.EmitInterval > 0:
 		p.add("emit", "changes: the updated row of each group (key, window) at most once per %v of record time (EMIT_INTERVAL), the latest held back output when due or when its window ends", c.Hints.EmitInterval)
 	default:

@@ -113,8 +113,8 @@ func (c *Continuous) checkHints(given []string, src *source) error {
 		switch {
 		case (name == "GRACE" || name == "IDLE_TIMEOUT") && c.Kind == KindView:
 			return errorf(at(name), "%s does not apply to views: their windows are kept, not closed", name)
-		case name == "GRACE" && (!c.Windowed() || c.Emit != "final"):
-			return errorf(at(name), "GRACE applies to windows with EMIT FINAL: the watermark waits that long for records out of order before closing them")
+		case name == "GRACE" && (!c.Windowed() || c.Emit != "final" && !c.EventTime):
+			return errorf(at(name), "GRACE applies to windows with EMIT FINAL, or EMIT CHANGES on event time: the watermark waits that long for records out of order before closing them")
 		case name == "EMIT_INTERVAL" && (c.Emit != "changes" || !c.Stateful || c.Join != nil || c.Window.Sessions() || c.Kind == KindView):
 			return errorf(at(name), "EMIT_INTERVAL rate-limits the updates of each group of a query that aggregates with EMIT CHANGES (GROUP BY, no session window, no join, not a view): a filter outputs each record once, EMIT FINAL one row per window")
 		case name == "START" && (c.Push || c.Kind == KindView):

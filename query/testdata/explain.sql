@@ -64,7 +64,7 @@ source | stream temperatures, from its first record kept, one record at a time
 grouping | sensor
 window | hopping: 1m0s long, starting every 10s, half-open [start, end), aligned to the epoch
 time | _timestamp, the append time: never decreases within a stream, so no record is late and a replay gives the same windows
-state | one accumulator set per key and pane of 10s (never the records)
+state | one accumulator set per key and open window (never the records)
 projection | sensor, count(*) AS n
 columns | window_start, window_end, sensor, n
 emit | changes: the updated row of each window holding a record, for each record
@@ -133,6 +133,32 @@ projection | sensor, count(*) AS n
 columns | window_start, window_end, sensor, n
 emit | final: one row per key when its window closes (the watermark passes its end, or the idle timeout when input stops)
 output | new stream per10s, exactly once (topic per10s)
+
+> EXPLAIN CREATE STREAM running WITH (late = TRUE) AS SELECT /*+ GRACE('5s') EMIT_INTERVAL('1s') */ sensor, count(*) AS n FROM temperatures GROUP BY sensor, HOP(at, INTERVAL 10 SECOND, INTERVAL 5 SECOND) EMIT CHANGES
+step:text | detail:text
+statement | persistent query running (CREATE STREAM): runs across restarts until TERMINATE QUERY running
+source | stream temperatures, from its first record kept, one record at a time
+grouping | sensor
+window | hopping: 10s long, starting every 5s, half-open [start, end), aligned to the epoch
+time | event time, the window's first argument, per record: the watermark is the newest event time less GRACE (5s), or the newest record's append time less the node's idle timeout; records for closed windows are late (counted, not added)
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | changes: the updated row of each open window holding a record not late (a record within the grace of an older window corrects it), each group (key, window) at most once per 1s of append time (EMIT_INTERVAL), the latest held back output when due or when its window closes
+output | new stream running, exactly once (topic running)
+
+> EXPLAIN SELECT /*+ GRACE('5s') */ sensor, count(*) AS n FROM temperatures GROUP BY sensor, TUMBLE(at, INTERVAL 10 SECOND) EMIT CHANGES
+step:text | detail:text
+statement | push query: streams its rows to the caller until cancelled or its LIMIT; never kept
+source | stream temperatures, from its end: records appended after the query starts, one record at a time
+grouping | sensor
+window | tumbling: 10s long, half-open [start, end), aligned to the epoch
+time | event time, the window's first argument, per record: the watermark is the newest event time less GRACE (5s), or the newest record's append time less the node's idle timeout; records for closed windows are late (counted, not added)
+state | one accumulator set per key and open window (never the records)
+projection | sensor, count(*) AS n
+columns | window_start, window_end, sensor, n
+emit | changes: the updated row of each open window holding a record not late; a record within the grace of an older window corrects it
+output | rows to the caller as they come (NDJSON or Server-Sent Events over HTTP)
 
 # Errors point into the statement as written.
 > EXPLAIN SELECT tmp FROM temperatures
