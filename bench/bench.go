@@ -265,6 +265,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Topic == "" {
 		o.Topic = "bench/%d"
+		if o.Mode == ModeConn || o.Mode == ModeIdle {
+			// Their clients' subscriptions must not catch another
+			// scenario's publishes run at the same time (pub's
+			// bench/0..7): idle clients that receive are not idle.
+			o.Topic = "idle/%d"
+		}
 	}
 	if o.ClientPrefix == "" {
 		o.ClientPrefix = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e6)

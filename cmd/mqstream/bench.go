@@ -105,7 +105,7 @@ resent, those never acknowledged and the longest wait for an ack.`,
 	f.IntVar(&o.PayloadSize, "size", 100, "payload size in bytes (at least 20)")
 	f.IntVarP(&o.Window, "window", "w", 256, "QoS 1/2 messages in flight per publisher")
 	f.Float64Var(&o.Rate, "rate", 0, "total publish rate in msg/s (0 = as fast as possible)")
-	f.StringVarP(&o.Topic, "topic", "t", "bench/%d", "topic pattern (%d = publisher number, or topic number with --topics)")
+	f.StringVarP(&o.Topic, "topic", "t", "", "topic pattern (%d = publisher number, or topic number with --topics; conn, idle: client number); default bench/%d, for conn and idle idle/%d")
 	f.IntVar(&o.Topics, "topics", 0, "spread each publisher's messages over this many topics (%d in --topic = 0..N-1)")
 	f.StringVar(&o.Group, "group", "", "$share group name (share mode: default a new group per run; sub mode: join this group)")
 	f.IntVar(&o.Idle, "idle", 0, "extra idle connections held open during the run")
