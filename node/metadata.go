@@ -208,7 +208,7 @@ func (r *replication) plan(founding shards.Layout) {
 				rates := meter.measure(r)
 				r.load.Store(&rates)
 			}
-			if err := r.planOnce(founding); err != nil && !errors.Is(err, meta.ErrStale) {
+			if err := r.planOnce(founding); err != nil && !errors.Is(err, meta.ErrStale) && !errors.Is(err, meta.ErrClosed) {
 				r.n.log.Warn("cannot plan the shard layout", "error", err)
 			}
 			timeout := r.n.cfg.Cluster.DeadNodeTimeout

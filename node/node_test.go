@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,7 +71,13 @@ func testConfig(dir string) config.Config {
 
 func startNode(t *testing.T, cfg config.Config) *Node {
 	t.Helper()
-	n, err := Open(cfg, testutil.Logger())
+	return startNodeLogged(t, cfg, testutil.Logger())
+}
+
+// startNodeLogged is startNode with the node logging to log.
+func startNodeLogged(t *testing.T, cfg config.Config, log *slog.Logger) *Node {
+	t.Helper()
+	n, err := Open(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -33,6 +34,13 @@ func startClusterWith(t *testing.T, adjust func(*config.Config)) []*Node {
 // again as it was.
 func startClusterConfigs(t *testing.T, adjust func(*config.Config)) ([]*Node, []config.Config) {
 	t.Helper()
+	return startClusterLogged(t, adjust, nil)
+}
+
+// startClusterLogged is startClusterConfigs with each node logging to
+// logger(node id) (nil: testutil.Logger).
+func startClusterLogged(t *testing.T, adjust func(*config.Config), logger func(id string) *slog.Logger) ([]*Node, []config.Config) {
+	t.Helper()
 	var cfgs []config.Config
 	cfg := func(id string, seeds ...string) *Node {
 		c := clusterConfig(t, id, 3, seeds...)
@@ -40,7 +48,11 @@ func startClusterConfigs(t *testing.T, adjust func(*config.Config)) ([]*Node, []
 		if adjust != nil {
 			adjust(&c)
 		}
-		n := startNode(t, c)
+		log := testutil.Logger()
+		if logger != nil {
+			log = logger(id)
+		}
+		n := startNodeLogged(t, c, log)
 		c.MQTT.TCP, c.HTTP.Listen, c.Cluster.Gossip, c.Cluster.RPC = n.MQTTAddr(), n.HTTPAddr(), gossipAddr(n), n.repl.rpcAddr()
 		cfgs = append(cfgs, c)
 		return n

@@ -103,6 +103,25 @@ func (c *raftCluster) leaders(t *testing.T, except ...int) map[string]int {
 	return out
 }
 
+// configured waits until every replica of every group knows the group's
+// servers (its leader's bootstrap configuration has reached it): a
+// replica that does not yet is no candidate, so a group cut off from its
+// first leader before then could never elect another.
+func (c *raftCluster) configured(t *testing.T) {
+	t.Helper()
+	testutil.Eventually(t, 15*time.Second, "every replica to know its group's servers", func() bool {
+		for _, g := range c.groups {
+			for _, r := range c.rafts[g] {
+				f := r.GetConfiguration()
+				if f.Error() != nil || len(f.Configuration().Servers) != len(c.nodes) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
 func contains(s []int, x int) bool {
 	for _, v := range s {
 		if v == x {
@@ -173,12 +192,14 @@ func TestLeadershipHoldsOverBatchedHeartbeats(t *testing.T) {
 }
 
 // TestPartitionedLeaderStepsDown: a leader cut off from both followers
-// gets no heartbeat answers, loses its lease and steps down in every
+// (once they have its groups' configurations) gets no heartbeat answers, loses its lease and steps down in every
 // group it led; the others elect leaders among themselves, and after the
 // heal every group has one leader.
 func TestPartitionedLeaderStepsDown(t *testing.T) {
 	faults := rpcmux.NewFaults()
 	c := startRaftCluster(t, faults, 3, 6, true, 250*time.Millisecond)
+	// Cut only once the followers can elect a leader without it.
+	c.configured(t)
 	leaders := c.leaders(t)
 	cut := leaders[c.groups[0]]
 	var led []string

@@ -14,6 +14,14 @@
 // asks to join the group (Join) before anything else: the leader refuses
 // a removed node and adds any other as a non-voter.
 //
+// A member that leads the group hands the leadership to another voter
+// when it closes (a node stopping gracefully), so the group has a leader
+// again at once rather than after the followers' election timeout. A
+// write the closing leader could not finish is answered "no leader" and
+// its sender tries it on the new leader: a layout that was committed all
+// the same then fails as stale (planners plan again), and removals and
+// joins are idempotent.
+//
 // The state is small (a layout of a few hundred peers at most); a
 // snapshot is the whole state in JSON.
 package meta

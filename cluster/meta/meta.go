@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -39,6 +41,11 @@ type Options struct {
 	Logger *slog.Logger
 	// LogLimit holds back repeated Raft log lines (nil: none).
 	LogLimit *shards.LogLimit
+	// HandOverTimeout bounds how long Close waits for another voter to
+	// take the leadership over (0: twice Timers.Election, the most raft
+	// itself gives a transfer: one election timeout for the target to
+	// catch up and be told, one more for it to win).
+	HandOverTimeout time.Duration
 }
 
 // Meta is this node's member of the metadata group.
@@ -49,7 +56,17 @@ type Meta struct {
 	call    Caller
 	log     *slog.Logger
 	changes broadcast.Signal
+	// handOver bounds the leadership transfer on Close.
+	handOver time.Duration
+	// closing is closed when Close starts: operations started here from
+	// then on fail with ErrClosed.
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error // set once, by Close
 }
+
+// ErrClosed: this node's member of the group is stopping or stopped.
+var ErrClosed = errors.New("meta: the metadata group member is closed")
 
 // Open starts this node's member of the group. A new member neither
 // votes nor knows the state until it has joined (Bootstrap or Join).
@@ -60,9 +77,13 @@ func Open(opts Options) (*Meta, error) {
 	if opts.Timers == (shards.Timers{}) {
 		opts.Timers = shards.DefaultTimers()
 	}
-	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group)}
-	m.fsm = &fsm{changed: m.changes.Notify}
 	t := opts.Timers
+	if opts.HandOverTimeout <= 0 {
+		opts.HandOverTimeout = 2 * t.Election
+	}
+	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group),
+		handOver: opts.HandOverTimeout, closing: make(chan struct{})}
+	m.fsm = &fsm{changed: m.changes.Notify}
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(opts.Self.ID)
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.Commit
@@ -146,6 +167,12 @@ type request struct {
 	// Voters (op set-voters) asks the leader to drop a member from the
 	// group (Forget).
 	Forget string `json:"forget,omitempty"`
+	// Forwarded is set by the member that passed the request on to the
+	// leader it knows: the receiver, if it does not lead, answers "no
+	// leader" rather than passing it on again (members that each think
+	// another leads, one of them out of date, would otherwise send it
+	// round in a circle).
+	Forwarded bool `json:"fwd,omitempty"`
 }
 
 type response struct {
@@ -188,14 +215,24 @@ func (m *Meta) Join(ctx context.Context, via string) error {
 }
 
 // do runs an operation on the leader: here if this member leads, else
-// forwarded to the leader (waiting for one for up to ctx).
+// forwarded to the leader (waiting for one for up to ctx). An operation
+// the leader could not finish because it lost the leadership or stopped
+// (errNoLeader) is tried again on the next leader, unless this member is
+// the one stopping (ErrClosed).
 func (m *Meta) do(ctx context.Context, req request) error {
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		select {
+		case <-m.closing:
+			return ErrClosed
+		default:
+		}
 		err := m.tryDo(ctx, req)
 		if !errors.Is(err, errNoLeader) {
 			return err
 		}
 		select {
+		case <-m.closing:
+			return ErrClosed
 		case <-ctx.Done():
 			return fmt.Errorf("meta: %w: %w", errNoLeader, ctx.Err())
 		case <-time.After(wait):
@@ -235,8 +272,12 @@ func (m *Meta) Handle(ctx context.Context, _ string, b []byte) ([]byte, error) {
 	var err error
 	if m.IsLeader() {
 		err = m.serve(ctx, req)
-	} else if leader, ok := m.Leader(); ok && leader.ID != m.self.ID {
+	} else if leader, ok := m.Leader(); ok && leader.ID != m.self.ID && !req.Forwarded {
 		// Forward once; the leader answers for itself.
+		req.Forwarded = true
+		if b, err = json.Marshal(req); err != nil {
+			return nil, err
+		}
 		resp, cerr := m.call.Call(ctx, leader.RPC, Service, b)
 		if cerr != nil {
 			return nil, cerr
@@ -254,6 +295,9 @@ func (m *Meta) serve(ctx context.Context, req request) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
+	if timeout <= 0 {
+		return fmt.Errorf("meta: %w", context.DeadlineExceeded)
+	}
 	switch {
 	case req.Cmd != nil:
 		b, err := json.Marshal(req.Cmd)
@@ -261,7 +305,7 @@ func (m *Meta) serve(ctx context.Context, req request) error {
 			return err
 		}
 		f := m.raft.Apply(b, timeout)
-		if err := f.Error(); err != nil {
+		if err := wait(ctx, f); err != nil {
 			return leaderErr(err)
 		}
 		if err, ok := f.Response().(error); ok {
@@ -269,17 +313,39 @@ func (m *Meta) serve(ctx context.Context, req request) error {
 		}
 		return nil
 	case req.Join != nil:
-		return m.admit(*req.Join, timeout)
+		return m.admit(ctx, *req.Join, timeout)
 	case req.Forget != "":
-		return m.forget(req.Forget, timeout)
+		return m.forget(ctx, req.Forget, timeout)
 	}
 	return errors.New("meta: empty request")
 }
 
+// wait waits for f, at most until ctx is done: raft bounds an
+// operation's wait to be taken (its timeout), not to be committed. An
+// operation given up on may be committed all the same.
+func wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("meta: %w", ctx.Err())
+	}
+}
+
 // leaderErr turns Raft's "not the leader" errors into errNoLeader (the
-// caller tries the new leader).
+// caller tries the new leader). A leader shut down while it served an
+// operation (raft.ErrRaftShutdown: its node is stopping, and has handed
+// the leadership over) is one of them: the operation may have been
+// committed or not, and trying it again on the new leader is safe, since
+// a layout is applied only over the version it was planned from (a
+// retried one that was committed fails with ErrStale, which planners
+// expect), and a removal, a join and a forget change nothing the second
+// time.
 func leaderErr(err error) error {
-	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrRaftShutdown) {
 		return errNoLeader
 	}
 	return err
@@ -288,7 +354,7 @@ func leaderErr(err error) error {
 // admit adds node p to the group: a voter while the group has fewer than
 // maxVoters, otherwise a non-voter. A removed node is refused; a member
 // already in the group with this address is left as it is.
-func (m *Meta) admit(p shards.Peer, timeout time.Duration) error {
+func (m *Meta) admit(ctx context.Context, p shards.Peer, timeout time.Duration) error {
 	if p.ID == "" || p.RPC == "" {
 		return errors.New("meta: a join without a node id or address")
 	}
@@ -315,7 +381,7 @@ func (m *Meta) admit(p shards.Peer, timeout time.Duration) error {
 	} else {
 		f = m.raft.AddNonvoter(raft.ServerID(p.ID), raft.ServerAddress(p.RPC), 0, timeout)
 	}
-	if err := f.Error(); err != nil {
+	if err := wait(ctx, f); err != nil {
 		return leaderErr(err)
 	}
 	m.log.Info("node joined the metadata group", "node", p.ID, "voter", voters < maxVoters)
@@ -324,10 +390,10 @@ func (m *Meta) admit(p shards.Peer, timeout time.Duration) error {
 
 // forget drops node id from the group and, if it voted, makes a
 // non-voter a voter in its place.
-func (m *Meta) forget(id string, timeout time.Duration) error {
+func (m *Meta) forget(ctx context.Context, id string, timeout time.Duration) error {
 	if id == m.self.ID {
 		// The leader leaves last: hand over first.
-		if err := m.raft.LeadershipTransfer().Error(); err != nil {
+		if err := wait(ctx, m.raft.LeadershipTransfer()); err != nil {
 			return fmt.Errorf("meta: hand the metadata group over before removing this node: %w", err)
 		}
 		return errNoLeader
@@ -350,13 +416,13 @@ func (m *Meta) forget(id string, timeout time.Duration) error {
 		}
 	}
 	if found {
-		if err := m.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error(); err != nil {
+		if err := wait(ctx, m.raft.RemoveServer(raft.ServerID(id), 0, timeout)); err != nil {
 			return leaderErr(err)
 		}
 		m.log.Info("node left the metadata group", "node", id)
 	}
 	if voters < maxVoters && promote.ID != "" {
-		if err := m.raft.AddVoter(promote.ID, promote.Address, 0, timeout).Error(); err != nil {
+		if err := wait(ctx, m.raft.AddVoter(promote.ID, promote.Address, 0, timeout)); err != nil {
 			return leaderErr(err)
 		}
 		m.log.Info("node votes in the metadata group now", "node", string(promote.ID))
@@ -432,9 +498,46 @@ func decodeResponse(b []byte) error {
 	return errors.New(r.Err)
 }
 
-// Close shuts this member down.
+// Close shuts this member down; idempotent. A member that leads the
+// group hands the leadership over to another voter first (handOverLeader),
+// so that the group's operations go on at once on the new leader instead
+// of waiting for the followers' election timeout.
 func (m *Meta) Close() error {
-	err := m.raft.Shutdown().Error()
-	m.changes.Notify()
-	return err
+	m.closeOnce.Do(func() {
+		close(m.closing)
+		m.handOverLeader()
+		m.closeErr = m.raft.Shutdown().Error()
+		m.changes.Notify()
+	})
+	return m.closeErr
+}
+
+// handOverLeader, when this member leads the group, transfers the
+// leadership to the most up-to-date other voter (raft's choice) and
+// waits for it, at most m.handOver. It only logs a failure: the node
+// stops anyway, and the others elect a leader after their election
+// timeout, as they do when a node dies. Operations this leader was
+// serving fail as "no leader" and their senders try the new one.
+func (m *Meta) handOverLeader() {
+	if !m.IsLeader() {
+		return
+	}
+	if !slices.ContainsFunc(m.Voters(), func(id string) bool { return id != m.self.ID }) {
+		m.log.Debug("no other voter to hand the metadata group over to")
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), m.handOver)
+	defer cancel()
+	if err := wait(ctx, m.raft.LeadershipTransfer()); err != nil {
+		m.log.Warn("stopping without handing the metadata group's leadership over", "error", err,
+			"elapsed", time.Since(start))
+		return
+	}
+	attrs := []any{"elapsed", time.Since(start)}
+	if leader, ok := m.Leader(); ok && leader.ID != m.self.ID {
+		// Known once the new leader's first heartbeat came.
+		attrs = append(attrs, "node", leader.ID)
+	}
+	m.log.Info("handed the metadata group's leadership over before stopping", attrs...)
 }

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -35,6 +36,12 @@ func (n *net) Call(ctx context.Context, addr, service string, req []byte) ([]byt
 
 func (n *net) open(t *testing.T, id string) *Meta {
 	t.Helper()
+	return n.openWith(t, id, nil)
+}
+
+// openWith opens member id with options tune changes (nil: none).
+func (n *net) openWith(t *testing.T, id string, tune func(*Options)) *Meta {
+	t.Helper()
 	addr, tr := raft.NewInmemTransport(raft.ServerAddress(id + ":7947"))
 	n.mu.Lock()
 	for a, other := range n.trs {
@@ -48,8 +55,12 @@ func (n *net) open(t *testing.T, id string) *Meta {
 	n.mu.Lock()
 	n.deps[id] = deps
 	n.mu.Unlock()
-	m, err := Open(Options{Self: shards.Peer{ID: id, RPC: string(addr)}, Call: n, Logger: testutil.Logger(),
-		Timers: shards.LocalTimers(), Deps: deps})
+	opts := Options{Self: shards.Peer{ID: id, RPC: string(addr)}, Call: n, Logger: testutil.Logger(),
+		Timers: shards.LocalTimers(), Deps: deps}
+	if tune != nil {
+		tune(&opts)
+	}
+	m, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +72,17 @@ func (n *net) open(t *testing.T, id string) *Meta {
 }
 
 func newNet(t *testing.T, ids ...string) (*net, []*Meta) {
+	return newNetWith(t, nil, ids...)
+}
+
+// newNetWith founds a group of members ids, opened with options tune
+// changes (nil: none).
+func newNetWith(t *testing.T, tune func(*Options), ids ...string) (*net, []*Meta) {
 	n := &net{members: map[string]*Meta{}, trs: map[string]*raft.InmemTransport{}, deps: map[string]shards.GroupDeps{}}
 	var ms []*Meta
 	var founders []shards.Peer
 	for _, id := range ids {
-		m := n.open(t, id)
+		m := n.openWith(t, id, tune)
 		ms = append(ms, m)
 		founders = append(founders, m.self)
 	}
@@ -284,4 +301,39 @@ func TestDeadVoterHandsItsVote(t *testing.T) {
 	if err := leader.KeepVoters(alive, dead); err != nil {
 		t.Fatalf("nothing left to hand: %v", err)
 	}
+}
+
+// TestForwardedOnlyOnce: a member passes an operation on to the leader
+// it knows, once: one passed on already and reaching a member that does
+// not lead is answered "no leader" (its sender tries again), so members
+// with out-of-date views of the leader never send it round in a circle.
+func TestForwardedOnlyOnce(t *testing.T) {
+	_, ms := newNet(t, "n1", "n2", "n3")
+	f := follower(t, ms)
+	// A follower just elected over does not know its leader until the
+	// first heartbeat.
+	testutil.Eventually(t, 10*time.Second, "the follower to know the leader", func() bool {
+		l, ok := f.Leader()
+		return ok && l.ID != f.self.ID
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := &command{Op: "remove", Node: "n9"}
+	for _, tc := range []struct {
+		forwarded bool
+		want      error
+	}{{true, errNoLeader}, {false, nil}} {
+		b, err := json.Marshal(request{Cmd: cmd, Forwarded: tc.forwarded})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := f.Handle(ctx, "", b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeResponse(resp); !errors.Is(err, tc.want) {
+			t.Fatalf("forwarded %v, at a follower: %v, want %v", tc.forwarded, err, tc.want)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "the follower to apply the removal", func() bool { return f.State().IsRemoved("n9") })
 }

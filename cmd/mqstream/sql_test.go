@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -235,7 +234,7 @@ func TestSQLShellOnAPseudoTerminal(t *testing.T) {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
-	var screen syncBuffer
+	var screen testutil.Buffer
 	go io.Copy(&screen, ptmx) // ends when ptmx closes
 
 	root := &cobra.Command{Use: "mqstream", SilenceUsage: true, SilenceErrors: true}
@@ -276,24 +275,6 @@ func TestSQLShellOnAPseudoTerminal(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("shell did not exit:\n%s", screen.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestSQLPushQuery: a push query prints its rows as they come, until its
