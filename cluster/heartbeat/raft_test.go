@@ -167,16 +167,24 @@ func TestLeadershipHoldsOverBatchedHeartbeats(t *testing.T) {
 		return true
 	})
 	callsBefore, beatsBefore := c.sent()
-	// Four heartbeat timeouts: any missed lease or heartbeat timeout
-	// would have moved a term on.
-	deadline := time.Now().Add(4 * hb)
-	for time.Now().Before(deadline) {
+	// Ten heartbeat rounds to each follower, counted rather than timed
+	// (each batch carries one round to one follower; with this timeout a
+	// round goes out about every 0.4 s, so about four heartbeat timeouts):
+	// any missed lease or heartbeat timeout would have moved a term on.
+	want := int64(10 * 2)
+	lost := ""
+	testutil.Eventually(t, 30*hb, "ten heartbeat rounds to each follower", func() bool {
 		for _, g := range c.groups {
 			if r := c.rafts[g][before[g]]; r.State() != raft.Leader {
-				t.Fatalf("%s: node %d lost its leadership (%s)", g, before[g], r.State())
+				lost = fmt.Sprintf("%s: node %d lost its leadership (%s)", g, before[g], r.State())
+				return true
 			}
 		}
-		time.Sleep(hb / 10)
+		calls, _ := c.sent()
+		return calls-callsBefore >= want
+	})
+	if lost != "" {
+		t.Fatal(lost)
 	}
 	if after := c.terms(); fmt.Sprint(after) != fmt.Sprint(terms) {
 		t.Fatalf("terms moved without a fault: %v, then %v", terms, after)
