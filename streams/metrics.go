@@ -43,7 +43,7 @@ type StoreCounters struct {
 	// Delay for how long (a step of its ladder); DelaySwitches counts
 	// its changes of decision between on and off.
 	DelayOn       bool          `json:"commit_delay_on"`
-	Delay         time.Duration `json:"commit_delay"`
+	Delay         time.Duration `json:"commit_delay_ns"`
 	DelaySwitches int64         `json:"commit_delay_switches"`
 	// AppendLatency is the distribution of the time from Submit to the
 	// request's completion (durable under the sync policy).
