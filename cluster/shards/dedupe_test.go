@@ -3,6 +3,8 @@ package shards
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,4 +124,146 @@ func TestStateMachineAnswersRetriesFromItsWindow(t *testing.T) {
 	if ids := d.ids(); len(ids) != dedupeWindow || ids[0].seq != 5 {
 		t.Fatalf("window %d ids from %d", len(ids), ids[0].seq)
 	}
+}
+
+// mapDedupe is the window as a plain map of every id: the model the
+// per-producer runs must agree with.
+type mapDedupe struct {
+	window int
+	ring   []dedupeEntry
+	next   int
+	index  map[appendID]int
+}
+
+func (m *mapDedupe) lookup(id appendID) (*appendResult, bool) {
+	if id.producer == 0 {
+		return nil, false
+	}
+	pos, ok := m.index[id]
+	if !ok {
+		return nil, false
+	}
+	return m.ring[pos].result, true
+}
+
+func (m *mapDedupe) add(id appendID, result *appendResult) {
+	if id.producer == 0 {
+		return
+	}
+	e := dedupeEntry{id: id, result: result}
+	if len(m.ring) < m.window {
+		m.index[id] = len(m.ring)
+		m.ring = append(m.ring, e)
+		return
+	}
+	old := m.ring[m.next]
+	if pos, ok := m.index[old.id]; ok && pos == m.next {
+		delete(m.index, old.id)
+	}
+	m.ring[m.next] = e
+	m.index[id] = m.next
+	m.next = (m.next + 1) % m.window
+}
+
+// TestDedupeAgreesWithAMapOfIDs drives the window and the model with the
+// same ids: mostly in order per producer, some swapped, retries of ids in
+// and past the window, ids applied twice, three producers and appends
+// without id. Every lookup and the snapshot's ids must agree.
+func TestDedupeAgreesWithAMapOfIDs(t *testing.T) {
+	for _, window := range []int{1, 7, 64, 1000} {
+		rng := rand.New(rand.NewPCG(uint64(window), 99))
+		d := newDedupeWindow(window)
+		m := &mapDedupe{window: window, index: make(map[appendID]int)}
+		next := map[uint64]uint64{}
+		var applied []appendID
+		for step := 0; step < 20000; step++ {
+			var id appendID
+			switch r := rng.IntN(100); {
+			case r < 3:
+				id = appendID{0, rng.Uint64N(100)}
+			case r < 10 && len(applied) > 0: // a retry, recent or old
+				back := 1 + rng.IntN(min(len(applied), 3*window))
+				id = applied[len(applied)-back]
+			case r < 15: // two of a producer swapped
+				p := 1 + rng.Uint64N(3)
+				next[p] += 2
+				id = appendID{p, next[p]}
+				res := new(appendResult)
+				d.add(id, res)
+				m.add(id, res)
+				applied = append(applied, id)
+				id = appendID{p, next[p] - 1}
+			default:
+				p := 1 + rng.Uint64N(3)
+				next[p]++
+				id = appendID{p, next[p]}
+			}
+			got, gok := d.lookup(id)
+			want, wok := m.lookup(id)
+			if gok != wok || (gok && got.result != want) {
+				t.Fatalf("window %d step %d: lookup %v = %v %v, the model says %v %v", window, step, id, got.result, gok, want, wok)
+			}
+			if id.producer != 0 && (!gok || rng.IntN(4) == 0) { // an id applied again now and then
+				res := new(appendResult)
+				d.add(id, res)
+				m.add(id, res)
+				applied = append(applied, id)
+			}
+		}
+		// The snapshot's ids: the model's ring, oldest first.
+		var want []appendID
+		for i := range m.ring {
+			want = append(want, m.ring[(m.next+i)%len(m.ring)].id)
+		}
+		if got := d.ids(); !slices.Equal(got, want) {
+			t.Fatalf("window %d: ids %v, the model's %v", window, got[:min(len(got), 5)], want[:min(len(want), 5)])
+		}
+		// Restored from them, every id is there.
+		r := newDedupeWindow(window)
+		for _, id := range want {
+			r.add(id, nil)
+		}
+		for _, id := range want {
+			if _, ok := r.lookup(id); !ok {
+				t.Fatalf("window %d: the restored window lacks %v", window, id)
+			}
+		}
+	}
+}
+
+// BenchmarkDedupe is the state machine's work per append on a full
+// window: a lookup and an add, three producers taking turns, twelve
+// shards' windows (as on a node at full load); against the map model.
+func BenchmarkDedupe(b *testing.B) {
+	run := func(b *testing.B, lookup func(int, appendID) bool, add func(int, appendID)) {
+		seq := uint64(0)
+		for i := 0; i < 12*dedupeWindow; i++ {
+			seq++
+			add(i%12, appendID{1 + seq%3, seq})
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			seq++
+			id := appendID{1 + seq%3, seq}
+			if !lookup(i%12, id) {
+				add(i%12, id)
+			}
+		}
+	}
+	b.Run("runs", func(b *testing.B) {
+		var ds [12]*dedupe
+		for i := range ds {
+			ds[i] = newDedupe()
+		}
+		run(b, func(s int, id appendID) bool { _, ok := ds[s].lookup(id); return ok },
+			func(s int, id appendID) { ds[s].add(id, nil) })
+	})
+	b.Run("map", func(b *testing.B) {
+		var ms [12]*mapDedupe
+		for i := range ms {
+			ms[i] = &mapDedupe{window: dedupeWindow, index: make(map[appendID]int)}
+		}
+		run(b, func(s int, id appendID) bool { _, ok := ms[s].lookup(id); return ok },
+			func(s int, id appendID) { ms[s].add(id, nil) })
+	})
 }
