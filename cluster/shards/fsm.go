@@ -61,6 +61,9 @@ type fsm struct {
 	kv      *streams.KV
 	applied atomic.Uint64 // the last index applied (or found in the store)
 	dd      *dedupe       // recent append ids (dedupe.go); Raft's goroutine only
+	// run is ApplyBatch's buffer of appends submitted together, kept
+	// between calls (its entries are large). Raft's goroutine only.
+	run []pending
 	// restoring is the index of the last catch-up started (its marker in
 	// the store); while above applied, the store is between two states
 	// of the log and pending, when known, is the snapshot to finish
@@ -119,7 +122,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	if f.restoring > f.applied.Load() && !f.finishRestore() {
 		return out // stopping
 	}
-	var run []pending // appends submitted together
+	run := f.run[:0] // appends submitted together
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -195,6 +198,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.applyRun(run)
 		f.applied.Store(last)
 	}
+	clear(run) // let go of the records
+	f.run = run[:0]
 	return out
 }
 
