@@ -8,8 +8,9 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
-// A query's state is its groups: one per key and pane (windows), per
-// open session, or per key and window (views). Each runner keeps a
+// A query's state is its groups: one per key and pane (windows, with the
+// combinations of panes a hopping window caches), per open session, or
+// per key and window (views). Each runner keeps a
 // running estimate of their memory, updated as groups are created and
 // freed (query.Continuous.GroupBytes plus the fixed costs below), never
 // by walking them. After each batch of input, once the windows it closed

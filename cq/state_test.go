@@ -72,6 +72,36 @@ func TestStateAccounting(t *testing.T) {
 	}
 }
 
+// TestStateAccountingHop: a hopping window's cached combinations of panes
+// count in the estimate while they are kept, and leave it with their panes.
+func TestStateAccountingHop(t *testing.T) {
+	w := newWindower(compile(t, "CREATE STREAM o AS SELECT k, count(*) AS n FROM i GROUP BY k, HOPPING(INTERVAL 10 SECOND, INTERVAL 2 SECOND)"))
+	panes := func() int64 {
+		var n int64
+		for k, kp := range w.keys {
+			n += keyOverhead + int64(len(k))
+			for _, pg := range kp.panes {
+				n += pg.bytes
+			}
+		}
+		return n
+	}
+	for sec := range 30 { // one key, a record every second: 15 panes
+		feed(w, time.Duration(sec)*time.Second, `{"k":"a"}`)
+	}
+	if rows, _ := w.closeDue(); len(rows) == 0 {
+		t.Fatal("no window closed")
+	}
+	if w.bytes <= panes() {
+		t.Fatalf("combinations not counted: %d bytes, the panes alone %d", w.bytes, panes())
+	}
+	w.advance(base.Add(time.Hour).UnixNano())
+	w.closeDue()
+	if w.bytes != 0 || len(w.keys) != 0 {
+		t.Fatalf("all closed: %d bytes, %d keys", w.bytes, len(w.keys))
+	}
+}
+
 // TestStateLimitPausesQuery: a query whose keys pass the limit is paused
 // with an error naming the limit and its keys, stays paused across a
 // restart, and once the limit is raised, resumes without losing or

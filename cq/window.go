@@ -79,6 +79,7 @@ type paneGroup struct {
 	bytes    int64 // the estimated memory of g (state.go)
 	g        *query.Group
 	pre, suf *query.Group
+	cached   int64 // the estimated memory of pre and suf where they are not g
 }
 
 func newWindower(c *query.Continuous) *windower {
@@ -162,6 +163,8 @@ func (w *windower) group(key string, p int64) *query.Group {
 		// timestamps went back): compute them again.
 		for j := range kp.panes {
 			kp.panes[j].pre, kp.panes[j].suf = nil, nil
+			w.bytes -= kp.panes[j].cached
+			kp.panes[j].cached = 0
 		}
 		return kp.panes[i].g
 	}
@@ -238,7 +241,7 @@ func (w *windower) free() {
 	for k, kp := range w.keys {
 		m := 0
 		for m < len(kp.panes) && gone(kp.panes[m].start) {
-			w.bytes -= kp.panes[m].bytes
+			w.bytes -= kp.panes[m].bytes + kp.panes[m].cached
 			m++
 		}
 		clear(kp.panes[:m]) // the groups go to the collector
@@ -340,6 +343,7 @@ func (w *windower) pre(kp *keyPanes, j int) (*query.Group, error) {
 			return nil, err
 		}
 		ps[i].pre = g
+		w.cache(&ps[i], g)
 	}
 	return ps[j].pre, nil
 }
@@ -366,8 +370,18 @@ func (w *windower) suf(kp *keyPanes, j int) (*query.Group, error) {
 			return nil, err
 		}
 		ps[i].suf = g
+		w.cache(&ps[i], g)
 	}
 	return ps[j].suf, nil
+}
+
+// cache counts a combination g kept with pane pg in the state's size: a
+// hopping window's panes hold up to two (window.go's header), freed with
+// the pane or when it changes.
+func (w *windower) cache(pg *paneGroup, g *query.Group) {
+	b := w.c.GroupBytes(g)
+	pg.cached += b
+	w.bytes += b
 }
 
 // openWindows counts the windows not closed yet that hold a pane.
