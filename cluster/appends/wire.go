@@ -111,9 +111,7 @@ func appendRequests(b []byte, reqs []*call) []byte {
 // term, commit index, then the entries, each with its index, term, type,
 // data, extensions and append time (Unix nanoseconds, 0 for none).
 func appendRequest(b []byte, r *raft.AppendEntriesRequest) []byte {
-	b = binary.AppendUvarint(b, uint64(r.ProtocolVersion))
-	b = bincode.AppendBytes(b, r.ID)
-	b = bincode.AppendBytes(b, r.Addr)
+	b = raftwire.AppendHeader(b, &r.RPCHeader)
 	b = binary.AppendUvarint(b, r.Term)
 	b = bincode.AppendBytes(b, r.Leader)
 	b = binary.AppendUvarint(b, r.PrevLogEntry)
@@ -153,9 +151,7 @@ func decodeRequests(b []byte) ([]request, error) {
 
 // request reads appendRequest's encoding into r.
 func (d *reader) request(r *raft.AppendEntriesRequest) {
-	r.ProtocolVersion = raft.ProtocolVersion(d.Uvarint())
-	r.ID = d.bytes()
-	r.Addr = d.bytes()
+	raftwire.ReadHeader(&d.Reader, &r.RPCHeader, false)
 	r.Term = d.Uvarint()
 	r.Leader = d.bytes()
 	r.PrevLogEntry = d.Uvarint()
@@ -257,12 +253,7 @@ func (d *reader) header() int {
 
 // bytes returns the next length-prefixed bytes, nil when empty (as
 // msgpack decodes them), aliasing the frame.
-func (d *reader) bytes() []byte {
-	if b := d.Bytes(); len(b) > 0 {
-		return b[:len(b):len(b)]
-	}
-	return nil
-}
+func (d *reader) bytes() []byte { return raftwire.Field(&d.Reader, false) }
 
 // end reports the first failure, or trailing bytes, as errMalformed.
 func (d *reader) end() error {

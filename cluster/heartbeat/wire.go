@@ -48,9 +48,7 @@ func appendBatch(b []byte, items []item) []byte {
 	b = binary.AppendUvarint(b, uint64(len(items)))
 	for _, it := range items {
 		b = bincode.AppendString(b, it.group)
-		b = binary.AppendUvarint(b, uint64(it.req.ProtocolVersion))
-		b = bincode.AppendBytes(b, it.req.ID)
-		b = bincode.AppendBytes(b, it.req.Addr)
+		b = raftwire.AppendHeader(b, &it.req.RPCHeader)
 		b = bincode.AppendBytes(b, it.req.Leader)
 		b = binary.AppendUvarint(b, it.req.Term)
 	}
@@ -65,9 +63,7 @@ func decodeBatch(b []byte) ([]item, error) {
 	for i := 0; i < n && d.Err == nil; i++ {
 		var it item
 		it.group = string(d.bytes())
-		it.req.ProtocolVersion = raft.ProtocolVersion(d.Uvarint())
-		it.req.ID = d.bytes()
-		it.req.Addr = d.bytes()
+		raftwire.ReadHeader(&d.Reader, &it.req.RPCHeader, true)
 		it.req.Leader = d.bytes()
 		it.req.Term = d.Uvarint()
 		items = append(items, it)
@@ -138,12 +134,7 @@ func (d *reader) header() int {
 
 // bytes returns the next length-prefixed bytes (nil when empty), copied
 // out of the frame.
-func (d *reader) bytes() []byte {
-	if b := d.Bytes(); len(b) > 0 {
-		return append([]byte(nil), b...)
-	}
-	return nil
-}
+func (d *reader) bytes() []byte { return raftwire.Field(&d.Reader, true) }
 
 // end reports the first failure, or trailing bytes, as errMalformed.
 func (d *reader) end() error {

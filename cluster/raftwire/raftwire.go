@@ -18,12 +18,26 @@ const (
 	flagNoRetryBackoff byte = 1 << 1
 )
 
-// AppendResponse appends r: protocol version, server id, address, term,
-// last log index and a flags byte (success, no retry backoff).
+// AppendHeader appends the header every Raft RPC carries: protocol
+// version, server id and address.
+func AppendHeader(b []byte, h *raft.RPCHeader) []byte {
+	b = binary.AppendUvarint(b, uint64(h.ProtocolVersion))
+	b = bincode.AppendBytes(b, h.ID)
+	return bincode.AppendBytes(b, h.Addr)
+}
+
+// ReadHeader reads AppendHeader's encoding into h (byte fields as Field
+// returns them).
+func ReadHeader(d *bincode.Reader, h *raft.RPCHeader, own bool) {
+	h.ProtocolVersion = raft.ProtocolVersion(d.Uvarint())
+	h.ID = Field(d, own)
+	h.Addr = Field(d, own)
+}
+
+// AppendResponse appends r: its header (AppendHeader), term, last log
+// index and a flags byte (success, no retry backoff).
 func AppendResponse(b []byte, r *raft.AppendEntriesResponse) []byte {
-	b = binary.AppendUvarint(b, uint64(r.ProtocolVersion))
-	b = bincode.AppendBytes(b, r.ID)
-	b = bincode.AppendBytes(b, r.Addr)
+	b = AppendHeader(b, &r.RPCHeader)
 	b = binary.AppendUvarint(b, r.Term)
 	b = binary.AppendUvarint(b, r.LastLog)
 	var flags byte
@@ -40,9 +54,7 @@ func AppendResponse(b []byte, r *raft.AppendEntriesResponse) []byte {
 // sticks). The byte fields are nil when empty, as msgpack decodes them;
 // with own they are copied out of the frame, else they alias it.
 func ReadResponse(d *bincode.Reader, r *raft.AppendEntriesResponse, own bool) {
-	r.ProtocolVersion = raft.ProtocolVersion(d.Uvarint())
-	r.ID = field(d, own)
-	r.Addr = field(d, own)
+	ReadHeader(d, &r.RPCHeader, own)
 	r.Term = d.Uvarint()
 	r.LastLog = d.Uvarint()
 	flags := d.Byte()
@@ -50,7 +62,10 @@ func ReadResponse(d *bincode.Reader, r *raft.AppendEntriesResponse, own bool) {
 	r.NoRetryBackoff = flags&flagNoRetryBackoff != 0
 }
 
-func field(d *bincode.Reader, own bool) []byte {
+// Field reads a byte field: nil when empty, as msgpack decodes it; with
+// own a copy, else an alias of the frame (capacity capped, so that an
+// append to it cannot write into the frame).
+func Field(d *bincode.Reader, own bool) []byte {
 	b := d.Bytes()
 	switch {
 	case len(b) == 0:
