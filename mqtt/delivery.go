@@ -73,7 +73,9 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 		for id := range subs.Subscriptions {
 			ids = append(ids, id)
 		}
-		msg = h.recent.put(h.recent.reserve(), &pk, nil, ids)
+		shared := pk // pk itself stays this hook's to change
+		msg = &shared
+		h.recent.put(h.recent.reserve(), msg, nil, ids)
 	}
 	for id, sub := range subs.Subscriptions {
 		h.deliver(id, sub, &pk, &msg, false)
@@ -92,26 +94,31 @@ func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.P
 // OnPublished hooks are not called (the retained message is written to
 // disk here); messages for inline subscriptions still go through mochi
 // (ingest checks). It returns the broker-state submission that must be
-// durable before the publisher is acknowledged (0: none).
-func (h *deliveryHook) publish(pk packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64 {
-	pk.Origin = origin
-	pk.Created = time.Now().Unix()
-	if pk.Properties.MessageExpiryInterval > 0 {
-		pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
+// durable before the publisher is acknowledged (0: none). pk is shared
+// from then on (deliverAll): the caller does not change it any more.
+func (h *deliveryHook) publish(pk *packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64 {
+	if pk.Origin != origin || pk.Created == 0 { // mochi sets them as it reads a publish
+		pk.Origin = origin
+		pk.Created = time.Now().Unix()
+		if pk.Properties.MessageExpiryInterval > 0 {
+			pk.Expiry = pk.Created + int64(pk.Properties.MessageExpiryInterval)
+		}
 	}
 	var mark uint64
 	if pk.FixedHeader.Retain {
-		mark = h.retained.retain(&pk)
+		mark = h.retained.retain(pk)
 	}
-	h.forward(&pk, origin)
+	h.forward(pk, origin)
 	return max(mark, h.deliverAll(pk, origin, subs, seq))
 }
 
 // deliverAll queues pk, published by client origin, for every subscriber
 // in subs (may be nil) and records it for catch-up under seq. It returns
-// the broker-state submission of the deliveries (0: none).
-func (h *deliveryHook) deliverAll(pk packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64 {
-	msg := h.recent.put(seq, &pk, subs, nil) // one copy shared by every delivery
+// the broker-state submission of the deliveries (0: none). The deliveries
+// and the catch-up ring share pk: nobody changes it afterwards.
+func (h *deliveryHook) deliverAll(pk *packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64 {
+	h.recent.put(seq, pk, subs, nil)
+	msg := pk // shared by every delivery
 	if subs == nil {
 		return 0
 	}
@@ -124,7 +131,7 @@ func (h *deliveryHook) deliverAll(pk packets.Packet, origin string, subs *mochi.
 			}
 			sub = own
 		}
-		mark = max(mark, h.deliver(id, sub, &pk, &msg, false))
+		mark = max(mark, h.deliver(id, sub, pk, &msg, false))
 	}
 	return mark
 }

@@ -62,7 +62,7 @@ type ingestHook struct {
 	order *subscriptionOrder
 	// publish retains and delivers a message (deliveryHook.publish); it
 	// returns the broker-state submission to wait for before the ack.
-	publish func(pk packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64
+	publish func(pk *packets.Packet, origin string, subs *mochi.Subscribers, seq uint64) uint64
 	// recent numbers and keeps routed messages for catch-up (catchup.go;
 	// nil: off).
 	recent *recentPublishes
@@ -536,7 +536,7 @@ func (h *ingestHook) fanout(c *conn, e *entry) {
 	seq := h.recent.reserve() // before the lookup (catchup.go)
 	subs, has := h.subs.lookup(e.pk.TopicName)
 	if h.publish != nil && (subs == nil || len(subs.InlineSubscriptions) == 0) {
-		e.state = h.publish(e.pk, c.cl.ID, subs, seq)
+		e.state = h.publish(&e.pk, c.cl.ID, subs, seq) // e.pk is not changed any more
 		return
 	}
 	h.recent.skip(seq) // mochi routes it (and records it)

@@ -148,7 +148,7 @@ func (b *Broker) DeliverForwarded(msg []byte) {
 	d := b.delivery
 	seq := d.recent.reserve() // before the lookup (catchup.go)
 	subs, _ := b.ingest.subs.lookup(pk.TopicName)
-	d.deliverAll(pk, origin, subs, seq)
+	d.deliverAll(&pk, origin, subs, seq)
 }
 
 // applyRetained installs a retained topic's state another node sent.
