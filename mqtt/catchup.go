@@ -81,6 +81,7 @@ type recentPublish struct {
 	seq  uint64
 	at   int64 // unix nanoseconds
 	kept bool
+	size int64 // the bytes of pk counted in recentMaxBytes, when kept
 	pk   *packets.Packet
 	// The clients it was queued for: the selection (read-only) or, when
 	// mochi routed it, their ids.
@@ -118,7 +119,7 @@ func (r *recentPublishes) put(seq uint64, pk *packets.Packet, subs *mochi.Subscr
 	e := &recentPublish{seq: seq, at: time.Now().UnixNano(), subs: subs, ids: ids}
 	if size := int64(len(pk.Payload) + len(pk.TopicName)); len(pk.Payload) <= recentMaxPayload {
 		if r.bytes.Add(size) <= recentMaxBytes {
-			e.kept = true
+			e.kept, e.size = true, size
 			e.pk = pk
 		} else {
 			r.bytes.Add(-size)
@@ -152,7 +153,7 @@ func (r *recentPublishes) store(e *recentPublish) {
 // release gives back e's share of the byte budget.
 func (e *recentPublish) release(r *recentPublishes) {
 	if e != nil && e.kept {
-		r.bytes.Add(-int64(len(e.pk.Payload) + len(e.pk.TopicName)))
+		r.bytes.Add(-e.size) // not read off e.pk: a cold cache line by now
 	}
 }
 
