@@ -279,15 +279,10 @@ func (r *runner) runChanges(ctx context.Context) error {
 			}
 		}
 		// Late records that made no rows, before a hint covers them.
-		if err := r.writeLate(ch.takeLate()); err != nil {
+		notify, end, atTail, now, err := r.endOfBatch(ch.takeLate(), pos)
+		if err != nil {
 			return err
 		}
-		notify, end, err := m.opts.Reader.Notify(c.Source)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", c.Source, err)
-		}
-		now := m.opts.Now()
-		atTail := pos >= end
 		if atTail {
 			wm := now.Add(-m.idleOf(c.Hints.IdleTimeout)).UnixNano()
 			// Held updates (EMIT_INTERVAL) due by then: a record appended

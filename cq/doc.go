@@ -93,8 +93,10 @@
 // any instant rebuilds every session starting after it whole, and those
 // it rebuilds in part had ended at or before the watermark (output
 // already, they close without output). Sessions close in order of their
-// ends, so the rows do not depend on how the watermark moved. EMIT
-// CHANGES with sessions runs in push queries only.
+// ends, so the rows do not depend on how the watermark moved. With EMIT
+// CHANGES each record outputs its session's row and a persistent query
+// carries the event-time progress below, on _timestamp too
+// (sessionchanges.go).
 //
 // # Pausing, INSERT INTO and views
 //

@@ -98,6 +98,8 @@ func (r *runner) run() {
 		once = r.runView
 	case r.c.Join != nil && r.c.Join.Kind == query.JoinInterval:
 		once = r.runInterval
+	case r.c.Emit == "changes" && r.c.Window.Sessions():
+		once = r.runSessionChanges
 	case r.c.Emit == "changes":
 		once = r.runChanges
 	}
@@ -131,15 +133,10 @@ func (r *runner) runOnce(ctx context.Context) error {
 		}
 		// Late records before the output their batch allows: once output
 		// is durable, so are they (a restart skips those written).
-		if err := r.writeLate(st.takeLate()); err != nil {
+		notify, next, atTail, now, err := r.endOfBatch(st.takeLate(), pos)
+		if err != nil {
 			return err
 		}
-		notify, next, err := m.opts.Reader.Notify(c.Source)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", c.Source, err)
-		}
-		now := m.opts.Now()
-		atTail := pos >= next
 		if atTail {
 			// Input stopped: records appended from now on have timestamps
 			// after now, so windows ending before now - IdleTimeout are
@@ -313,6 +310,20 @@ func (x sessionState) hint(r *runner) {
 }
 func (x sessionState) figures() (int, int, *counts) { return x.open, x.open, &x.counts }
 func (x sessionState) size() (int64, int)           { return x.bytes, len(x.keys) }
+
+// endOfBatch ends a batch of input read up to pos: it writes the late
+// records kept (before any later progress covers them), then returns
+// what the query waits on at the input's end (a channel closed when the
+// source grows past end), whether pos is there, and the time.
+func (r *runner) endOfBatch(late []streams.Record, pos uint64) (notify <-chan struct{}, end uint64, atTail bool, now time.Time, err error) {
+	if err = r.writeLate(late); err != nil {
+		return nil, 0, false, time.Time{}, err
+	}
+	if notify, end, err = r.m.opts.Reader.Notify(r.c.Source); err != nil {
+		return nil, 0, false, time.Time{}, fmt.Errorf("stream %s: %w", r.c.Source, err)
+	}
+	return notify, end, pos >= end, r.m.opts.Now(), nil
+}
 
 // writeLate appends late records to the query's late stream, each
 // carrying its input offset, and waits until they are durable.

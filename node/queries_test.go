@@ -268,3 +268,28 @@ func TestHoppingQueryThroughSQL(t *testing.T) {
 		t.Fatalf("rows\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestSessionChangesThroughSQL: a persistent query with session windows
+// and EMIT CHANGES, created through SQL on a real node: each record
+// outputs its session's row as it stands.
+func TestSessionChangesThroughSQL(t *testing.T) {
+	n := startNode(t, testConfig(t.TempDir()))
+	if _, err := n.Store().CreateStream(context.Background(), "temps", streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	runSQL(t, n, "CREATE STREAM sess AS SELECT k, count(*) AS n FROM temps GROUP BY k, SESSION(INTERVAL 10 SECOND) EMIT CHANGES")
+	t0 := time.Now().Truncate(time.Second).Add(time.Second)
+	appendAt(t, n.Store(), "temps", t0, `{"k":"a"}`)
+	appendAt(t, n.Store(), "temps", t0.Add(time.Second), `{"k":"a"}`)
+	appendAt(t, n.Store(), "temps", t0.Add(2*time.Second), `{"k":"b"}`)
+	w := func(s time.Duration) string { return t0.Add(s).UTC().Format(time.RFC3339) }
+	testutil.Eventually(t, 5*time.Second, "three rows", func() bool { return len(payloads(t, n.Store(), "sess")) == 3 })
+	want := strings.Join([]string{
+		fmt.Sprintf(`{"window_start":%q,"window_end":%q,"k":"a","n":1}`, w(0), w(10*time.Second)),
+		fmt.Sprintf(`{"window_start":%q,"window_end":%q,"k":"a","n":2}`, w(0), w(11*time.Second)),
+		fmt.Sprintf(`{"window_start":%q,"window_end":%q,"k":"b","n":1}`, w(2*time.Second), w(12*time.Second)),
+	}, "\n")
+	if got := strings.Join(payloads(t, n.Store(), "sess"), "\n"); got != want {
+		t.Fatalf("rows\n%s\nwant\n%s", got, want)
+	}
+}

@@ -267,8 +267,6 @@ func (c *Continuous) plan(s *selectStmt, src *source, emit string, emitAt Pos) (
 			switch {
 			case c.Kind == KindView:
 				return errorf(win.pos, "a view cannot use SESSION windows: it keeps tumbling or hopping windows (or none); CREATE STREAM ... AS SELECT ... GROUP BY ..., SESSION(...) outputs each session once it closes")
-			case emit == "changes":
-				return errorf(emitAt, "a persistent query with SESSION windows outputs one final row per session (EMIT FINAL, the default): EMIT CHANGES with sessions runs in push queries only for now")
 			}
 		}
 	}
