@@ -19,7 +19,11 @@ import (
 // Progress is the event-time progress (eventtime.go), on _timestamp too:
 // each output request carries the offset of the first record of the
 // oldest open session, the watermark before it, and the next input
-// offset. A restart reads the input again from that record with that
+// offset. It is kept as the changes of windows keep theirs
+// (changeProgress, with nothing held back), so that a restart takes the
+// output's progress or the hint's, whichever was taken last by input
+// offset: the watermark alone does not tell (on event time it stays put
+// while older records come). A restart reads the input again from that record with that
 // watermark, rebuilding the open sessions whole, and outputs only the
 // rows of records from the next offset on: the rows of the others were
 // output before. Sessions are a function of the records (session.go),
@@ -39,14 +43,15 @@ func (r *runner) runSessionChanges(ctx context.Context) error {
 		return err
 	}
 	pos := r.def.Start
-	p, found, err := recoverEvent(m.opts.Reader, m.opts.KV, id, r.sink())
+	p, found, err := recoverEventChanges(m.opts.Reader, m.opts.KV, id, r.sink())
 	if err != nil {
 		return err
 	}
 	if found {
-		x.resumeEvent(p)
+		x.resumeEvent(p.eventProgress)
 		pos = p.from
 	}
+	progress := func() changeProgress { return changeProgress{eventProgress: x.progress()} }
 	quietBefore := x.quietBefore
 	hinted, hintedAt := pos, m.opts.Now()
 	var outCount int64
@@ -57,7 +62,7 @@ func (r *runner) runSessionChanges(ctx context.Context) error {
 		if err := r.writeLate(x.takeLate()); err != nil {
 			return err
 		}
-		if err := r.output(rows, x.progress().marks(id)); err != nil {
+		if err := r.output(rows, progress().marks(id)); err != nil {
 			return err
 		}
 		outCount += int64(len(rows))
@@ -100,7 +105,7 @@ func (r *runner) runSessionChanges(ctx context.Context) error {
 		}
 		x.closeDue() // frees the sessions over; their last rows are out
 		if pos > hinted && now.Sub(hintedAt) >= m.opts.HintInterval {
-			r.hintAt(eventKey(id), x.progress().encode()) // records that made no rows
+			r.hintAt(eventChangesKey(id), progress().encode()) // records that made no rows
 			hinted, hintedAt = pos, now
 		}
 		wm, started := max(x.wm, x.quietTo), x.started
