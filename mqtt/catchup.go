@@ -224,14 +224,18 @@ func (h *catchUpHook) ID() string { return "mqstream-catch-up" }
 
 func (h *catchUpHook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSessionEstablished, mochi.OnDisconnect:
+	case mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnSessionEstablish, mochi.OnDisconnect:
 		return true
 	}
 	return false
 }
 
-// OnSessionEstablished notes where the connection's catch-ups may start.
-func (h *catchUpHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+// OnSessionEstablish notes where the connection's catch-ups may start.
+// It runs before mochi sends the CONNACK: OnSessionEstablished runs after
+// it, and a client that got its CONNACK could have another client publish
+// (and the message be routed) before that goroutine got a CPU, so its
+// subscription missed the message for good (seen in CI under load).
+func (h *catchUpHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	if !cl.Net.Inline {
 		h.since.Store(cl, h.recent.seq.Load())
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -117,5 +118,51 @@ func TestCatchUpStartsAtConnack(t *testing.T) {
 	a.expect(packets.Puback)
 	if pk := nextPublish(t, b, "B"); string(pk.Payload) != "after" {
 		t.Fatalf("B got %q, want after", pk.Payload)
+	}
+}
+
+// slowAfterConnack holds up the connection of client id just after its
+// CONNACK was sent, as a busy machine may.
+type slowAfterConnack struct {
+	mochi.HookBase
+	id string
+}
+
+func (h *slowAfterConnack) ID() string { return "test-slow-after-connack" }
+
+func (h *slowAfterConnack) Provides(b byte) bool { return b == mochi.OnSessionEstablished }
+
+func (h *slowAfterConnack) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if cl.ID == h.id {
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestCatchUpAfterASlowStart: a message published after B's CONNACK is
+// caught up even when B's connection goroutine got no CPU between sending
+// the CONNACK and reading the SUBSCRIBE until the message was routed. The
+// catch-up's starting point used to be read there (OnSessionEstablished),
+// after the message, and TestSubscribeCatchesUpConcurrentPublish failed
+// in CI under load; the same 300 ms sleep put at the start of that old
+// OnSessionEstablished made it fail every time. (The sleep here runs
+// after the catch-up hook's own hooks, which mochi calls in the order
+// they were added, so this test shows that nothing after the CONNACK
+// matters any more; it did not fail on the old code.)
+func TestCatchUpAfterASlowStart(t *testing.T) {
+	n := startBroker(t, nil, func(o *Options) { o.CatchUpWindow = 5 * time.Second }, nil)
+	if err := n.broker.server.AddHook(&slowAfterConnack{id: "cus-b"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	a := dialRaw(t, n.addr, 5)
+	a.connect("cus-a", true, packets.Properties{})
+	b := dialRaw(t, n.addr, 5)
+	b.connect("cus-b", true, packets.Properties{})
+	b.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "cus/t", Qos: 1}}})
+	a.publish(1, 1, "cus/t", "request", false)
+	a.expect(packets.Puback)
+	b.suback()
+	if pk := nextPublish(t, b, "B"); string(pk.Payload) != "request" {
+		t.Fatalf("B got %q, want request", pk.Payload)
 	}
 }
