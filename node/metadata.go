@@ -243,7 +243,16 @@ func (r *replication) planOnce(founding shards.Layout) error {
 	defer cancel()
 	st := r.meta.State()
 	if len(st.Layout.Shards) == 0 {
-		return r.meta.SetLayout(ctx, 0, founding)
+		layout := founding
+		if len(st.Removed) > 0 {
+			// A node the founding layout places was removed before the
+			// group recorded any layout (the cluster formed, then lost
+			// it at once): the group refuses a layout placing it for
+			// good, so record the founding one replanned without it.
+			layout = shards.Replan(founding, r.candidates(meta.State{Layout: founding, Removed: st.Removed}), r.n.cfg.Cluster.ReplicationFactor, r.loadRates())
+			r.n.log.Info("recording the founding shard layout without the removed nodes", "version", layout.Version, "nodes", layoutMembers(layout), "removed", st.Removed)
+		}
+		return r.meta.SetLayout(ctx, 0, layout)
 	}
 	next := shards.Replan(st.Layout, r.candidates(st), r.n.cfg.Cluster.ReplicationFactor, r.loadRates())
 	if next.Version == st.Layout.Version {

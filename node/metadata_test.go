@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -54,17 +53,13 @@ func replicasOn(n *Node, ids ...string) bool {
 // removed with `node remove` (REST): the shards go on with the other two,
 // writes keep being acknowledged; a new node joins in its place, receives
 // every shard and every record at the same offsets; the removed node,
-// started again with its data, is refused.
+// started again with its data, is refused. (When the planners start late,
+// as when announcing the formed cluster times out, n3 is removed before any
+// layout is recorded: the founding layout is then recorded without it.
+// A 12 s sleep at the start of replication.plan reproduces that every
+// time; before the fix the metadata group refused the founding layout
+// forever and this test failed about one CI run in two.)
 func TestDeadNodeRemovedAndReplaced(t *testing.T) {
-	if os.Getenv("MQSTREAM_TEST_NODE_REMOVE") == "" {
-		// Known bug, open in issue 14 (2026-12-05): about one run in
-		// three, after n3 is removed, n1's planner keeps proposing a
-		// layout that places n3 and the metadata group refuses it
-		// ("meta: the node was removed from the cluster: n3 is placed on
-		// a shard") every second, so the shards never drop n3. Run it
-		// with MQSTREAM_TEST_NODE_REMOVE=1 while fixing that.
-		t.Skip("known bug: the layout can keep a removed node (see the comment); MQSTREAM_TEST_NODE_REMOVE=1 runs it")
-	}
 	nodes, cfgs := startClusterConfigs(t, nil)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	publishSeq(t, n3.MQTTAddr(), "before", "crash/x", "before", 20)
