@@ -83,6 +83,11 @@ type ingestHook struct {
 	// away publishes while the broker stops (drain).
 	queued   atomic.Int64
 	draining atomic.Bool
+	// entering counts the OnPublish calls under way: one that found
+	// draining unset queues its entry before it returns, so drain waits
+	// for it too (it once stored a publish after drain had found nothing
+	// queued, and the client was disconnected without its ack).
+	entering atomic.Int64
 }
 
 // conn is the ingest state of one client connection.
@@ -190,6 +195,10 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		return pk, nil // our own re-publish of a stored message
 	}
 	taken := takenFrom(pk.FixedHeader.Qos)
+	// Counted before draining is read: drain waits for every publish
+	// that saw it unset to be queued (and then through its flush).
+	h.entering.Add(1)
+	defer h.entering.Add(-1)
 	if h.draining.Load() {
 		// The broker is stopping (drain): neither stored nor
 		// acknowledged; the client sends it again elsewhere or later.
@@ -488,7 +497,7 @@ func (c *conn) flush() {
 func (h *ingestHook) drain(timeout time.Duration) bool {
 	h.draining.Store(true)
 	deadline := time.Now().Add(timeout)
-	for h.queued.Load() > 0 {
+	for h.queued.Load() > 0 || h.entering.Load() > 0 {
 		if time.Now().After(deadline) {
 			return false
 		}
