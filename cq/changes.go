@@ -270,12 +270,13 @@ func (r *runner) runChanges(ctx context.Context) error {
 			rows = ch.add(rec, rows, rec.Offset < next)
 			pos = rec.Offset + 1
 			if len(rows) >= maxRequestRows || i == len(recs)-1 && len(rows) > 0 {
+				at := m.opts.Now() // before the write, as in sessionchanges.go
 				if err := r.outputChanges(ch, rows, rec.Offset, &outCount, &lastEmit); err != nil {
 					return err
 				}
 				rows = rows[:0]
 				r.hintChanges(ch, pos)
-				hinted, hintedAt = int64(pos), m.opts.Now()
+				hinted, hintedAt = int64(pos), at
 			}
 		}
 		// Late records that made no rows, before a hint covers them.

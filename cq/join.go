@@ -289,10 +289,11 @@ func (r *runner) runInterval(ctx context.Context) error {
 	var outCount int64
 	var lastEmit time.Time
 	flush := func(rows []query.Output) error {
+		at := m.opts.Now() // before the write, as in sessionchanges.go
 		if err := r.outputRows(rows, joinMarkers(id, in, j.frontier), &outCount, &lastEmit); err != nil {
 			return err
 		}
-		hinted, hintedAt = r.hintJoin(in, j.frontier), m.opts.Now()
+		hinted, hintedAt = r.hintJoin(in, j.frontier), at
 		return nil
 	}
 	round := func(now time.Time) error {

@@ -87,11 +87,16 @@ func (r *runner) runSessionChanges(ctx context.Context) error {
 			}
 			pos = rec.Offset + 1
 			if len(rows) >= maxRequestRows || i == len(recs)-1 && len(rows) > 0 {
-				if err := output(rows, m.opts.Now()); err != nil {
+				at := m.opts.Now()
+				if err := output(rows, at); err != nil {
 					return err
 				}
 				rows = rows[:0]
-				hinted, hintedAt = pos, m.opts.Now()
+				// The time before the write: a reader that saw the rows
+				// and moved the clock on must see the next hint taken
+				// (TestSessionChangesCrashAfterAHintAtTheSameWatermark
+				// advances a fake clock right after the rows appear).
+				hinted, hintedAt = pos, at
 			}
 		}
 		notify, end, atTail, now, err := r.endOfBatch(x.takeLate(), pos)
