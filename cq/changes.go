@@ -362,11 +362,11 @@ func (r *runner) hintChanges(ch *changer, next uint64) {
 // to output rows for (0 for a query without progress).
 func (r *runner) recoverChanges(ch *changer) (pos, next uint64, err error) {
 	m, c, id := r.m, r.c, r.def.ID
-	if next, err = recoverInput(m.opts.Reader, m.opts.KV, id, r.sink()); err != nil {
+	if next, err = recoverInput(m.opts.Reader, r.place.kv, id, r.sink()); err != nil {
 		return 0, 0, err
 	}
 	if ch.limit != nil {
-		if ch.limit.quietTo, _, err = recoverProgress(m.opts.Reader, m.opts.KV, id, r.sink(), flushKey(id), propFlushed); err != nil {
+		if ch.limit.quietTo, _, err = recoverProgress(m.opts.Reader, r.place.kv, id, r.sink(), flushKey(id), propFlushed); err != nil {
 			return 0, 0, err
 		}
 	}

@@ -18,8 +18,13 @@ import (
 // prepare makes the runner of a kept definition: paused, failed (its SQL
 // no longer compiles) or ready to launch (runnable).
 func (m *Manager) prepare(d definition) *runner {
+	return m.prepareAt(d, place{kv: m.opts.KV, w: m.opts.Writer})
+}
+
+// prepareAt is prepare for a runner at p.
+func (m *Manager) prepareAt(d definition, p place) *runner {
 	c, err := query.CompileContinuousIn(d.SQL, m.resolve)
-	r := newRunner(m, d, c)
+	r := newRunner(m, d, c, p)
 	switch {
 	case err != nil:
 		r.fail(fmt.Errorf("the query no longer compiles: %w", err))
@@ -87,6 +92,9 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (query.
 		return query.QueryInfo{}, err
 	}
 	defer m.release(id)
+	if err := m.elsewhere(r); err != nil {
+		return query.QueryInfo{}, err
+	}
 	if r.view != nil {
 		return query.QueryInfo{}, sqlError(query.Pos{}, "%s is a view: a view cannot be paused (DROP VIEW %s, and CREATE VIEW again later: it is rebuilt from its source)", id, id)
 	}
@@ -101,11 +109,11 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (query.
 	}
 	// The definition first: once PAUSE has answered, a restart finds the
 	// query paused.
-	if err := m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Value: v}); err != nil {
+	if err := r.place.kv.Write(ctx, streams.KVWrite{Key: defKey(id), Value: v}); err != nil {
 		return query.QueryInfo{}, fmt.Errorf("cq: keep query %s: %w", id, err)
 	}
 	r.terminate() // its output requests are durable or not made: see runner.output
-	nr := m.prepare(d)
+	nr := m.prepareAt(d, r.place)
 	nr.carry(r)
 	m.mu.Lock()
 	m.mu.queries[id] = nr

@@ -223,7 +223,7 @@ func (r *runner) recoverEventChanges(ch *changer) (pos, next uint64, err error) 
 	if err := r.recoverLate(&ch.intake); err != nil {
 		return 0, 0, err
 	}
-	p, ok, err := recoverEventChanges(m.opts.Reader, m.opts.KV, id, r.sink())
+	p, ok, err := recoverEventChanges(m.opts.Reader, r.place.kv, id, r.sink())
 	if err != nil || !ok {
 		return r.def.Start, 0, err
 	}

@@ -267,7 +267,7 @@ func (r *runner) runInterval(ctx context.Context) error {
 	if err := r.ensureOutput(ctx); err != nil {
 		return err
 	}
-	p, found, err := recoverJoin(m.opts.Reader, m.opts.KV, id, r.sink())
+	p, found, err := recoverJoin(m.opts.Reader, r.place.kv, id, r.sink())
 	if err != nil {
 		return err
 	}

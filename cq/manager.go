@@ -48,6 +48,10 @@ type Options struct {
 	// Publisher publishes the output of queries with WITH (topic = ...)
 	// on MQTT; nil refuses such queries.
 	Publisher Publisher
+	// Homes, in a cluster, runs each query on the node leading its home
+	// shard (homes.go); KV then reads every definition this node's
+	// replicas hold. Nil runs every query here, kept in KV.
+	Homes Homes
 	// IdleTimeout closes windows when input stops: once the query has read
 	// every record, the watermark is at least now - IdleTimeout. 0 means
 	// 10 s.
@@ -156,50 +160,24 @@ func New(opts Options) (*Manager, error) {
 }
 
 // Start restores the queries kept in the key/value namespace and starts
-// them. A query whose SQL no longer compiles is listed with an error.
+// them. A query whose SQL no longer compiles is listed with an error. In
+// a cluster it does nothing: Reconcile starts the queries this node
+// leads once the shards run.
 func (m *Manager) Start() error {
-	var defs []definition
-	err := m.opts.KV.Scan([]byte(defPrefix), func(_, v []byte) error {
-		d, err := decodeDefinition(v)
-		if err != nil {
-			return fmt.Errorf("cq: query definition: %w", err)
-		}
-		defs = append(defs, d)
+	if m.opts.Homes != nil {
 		return nil
-	})
+	}
+	defs, err := m.definitions()
 	if err != nil {
 		return err
 	}
-	v, ok, err := m.opts.KV.Get([]byte(seqKey))
+	seq, err := nextInsertSeq(m.opts.KV)
 	if err != nil {
 		return fmt.Errorf("cq: query numbers: %w", err)
 	}
-	if ok {
-		n, err := decodeHint(v)
-		if err != nil {
-			return err
-		}
-		m.mu.Lock()
-		m.mu.seq = uint64(n)
-		m.mu.Unlock()
-	}
-	// Views first: a join resolves the views it looks up when compiled.
-	views := map[string]bool{}
-	for _, d := range defs {
-		if c, err := query.CompileContinuous(d.SQL); err == nil && c.Kind == query.KindView {
-			views[d.ID] = true
-		}
-	}
-	slices.SortStableFunc(defs, func(a, b definition) int {
-		va, vb := views[a.ID], views[b.ID]
-		switch {
-		case va && !vb:
-			return -1
-		case vb && !va:
-			return 1
-		}
-		return 0
-	})
+	m.mu.Lock()
+	m.mu.seq = seq
+	m.mu.Unlock()
 	for _, d := range defs {
 		r := m.prepare(d)
 		if !m.add(r) {
@@ -250,8 +228,28 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 		}
 		d.Start = info.NextOffset
 	}
-	r := newRunner(m, d, c)
+	p, err := m.placeOf(homeOf(c))
+	if err != nil {
+		return query.QueryInfo{}, err
+	}
+	var kept uint64 // the number of the last INSERT INTO kept at p
+	if m.opts.Homes != nil {
+		d.Home, d.Everywhere = homeOf(c), c.Kind == query.KindView
+		if kept, err = nextInsertSeq(p.kv); err != nil {
+			return query.QueryInfo{}, fmt.Errorf("cq: query numbers: %w", err)
+		}
+		if c.Kind != query.KindInsert {
+			if dup, err := m.definedElsewhere(d.ID); err != nil || dup {
+				if err == nil {
+					err = sqlError(query.Pos{}, "query %s already exists (SHOW QUERIES lists them)", d.ID)
+				}
+				return query.QueryInfo{}, err
+			}
+		}
+	}
+	r := newRunner(m, d, c, p)
 	m.mu.Lock()
+	m.mu.seq = max(m.mu.seq, kept)
 	if c.Kind == query.KindInsert {
 		// A new id, never one a terminated query had: its output records
 		// may still be in the stream, and would be taken as progress.
@@ -259,7 +257,7 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 			m.mu.seq++
 			d.ID = fmt.Sprintf("%s_insert_%d", c.Name, m.mu.seq)
 		}
-		r = newRunner(m, d, c)
+		r = newRunner(m, d, c, p)
 	}
 	seq := m.mu.seq
 	switch {
@@ -307,12 +305,12 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	if c.Kind == query.KindInsert {
 		writes = append(writes, streams.KVWrite{Key: []byte(seqKey), Value: encodeHint(int64(seq))})
 	}
-	if err := m.opts.KV.Write(ctx, writes...); err != nil {
+	if err := p.kv.Write(ctx, writes...); err != nil {
 		return undo(fmt.Errorf("cq: keep query %s: %w", d.ID, err))
 	}
 	if c.Kind == query.KindStream {
-		if _, err := m.opts.Writer.CreateStream(ctx, c.Name, streams.Retention{}); err != nil {
-			_ = m.opts.KV.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true}, streams.KVWrite{Key: pubKey(d.ID), Delete: true})
+		if _, err := p.w.CreateStream(ctx, c.Name, streams.Retention{}); err != nil {
+			_ = p.kv.Write(context.Background(), streams.KVWrite{Key: defKey(d.ID), Delete: true}, streams.KVWrite{Key: pubKey(d.ID), Delete: true})
 			if errors.Is(err, streams.ErrStreamExists) {
 				return undo(sqlError(c.NameAt, "stream %s already exists: a continuous query creates its output stream", c.Name))
 			}
@@ -420,9 +418,11 @@ func (m *Manager) List() []query.QueryInfo {
 		rs = append(rs, r)
 	}
 	m.mu.Unlock()
-	out := make([]query.QueryInfo, len(rs))
-	for i, r := range rs {
-		out[i] = r.info()
+	out := make([]query.QueryInfo, 0, len(rs))
+	for _, r := range rs {
+		if m.elsewhere(r) == nil { // a view's replica: its leader lists it
+			out = append(out, r.info())
+		}
 	}
 	slices.SortFunc(out, func(a, b query.QueryInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out
@@ -438,8 +438,12 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 		return err
 	}
 	defer m.release(id)
+	p, err := m.adminPlace(r)
+	if err != nil {
+		return err
+	}
 	r.terminate()
-	err = m.opts.KV.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
+	err = p.kv.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
 		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true},
 		streams.KVWrite{Key: joinKey(id), Delete: true}, streams.KVWrite{Key: flushKey(id), Delete: true}, streams.KVWrite{Key: eventChangesKey(id), Delete: true})
 	if err != nil {

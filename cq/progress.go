@@ -46,6 +46,11 @@ type definition struct {
 	// Start is the input offset a query with START('latest') reads from
 	// until it has progress: the source's end when it was created.
 	Start uint64 `json:"input_start,omitempty"`
+	// Home, in a cluster, is the stream whose shard's leader runs the
+	// query and keeps this definition (homes.go); Everywhere says that
+	// every node holding that shard runs it too (views).
+	Home       string `json:"home,omitempty"`
+	Everywhere bool   `json:"everywhere,omitempty"`
 }
 
 // User properties of every output record: the query that wrote it and

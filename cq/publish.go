@@ -101,7 +101,7 @@ func (r *runner) publishOnce(ctx context.Context) error {
 
 // publishedUpTo returns the offset of the output stream to publish from.
 func (r *runner) publishedUpTo() (uint64, error) {
-	v, found, err := r.m.opts.KV.Get(pubKey(r.def.ID))
+	v, found, err := r.place.kv.Get(pubKey(r.def.ID))
 	if err != nil {
 		return 0, fmt.Errorf("publication progress: %w", err)
 	}
@@ -117,7 +117,7 @@ func (r *runner) publishedUpTo() (uint64, error) {
 // existed), its output so far was never meant for MQTT, and it publishes
 // from the output's current end.
 func (r *runner) initPublished() error {
-	kv := r.m.opts.KV
+	kv := r.place.kv
 	if _, found, err := kv.Get(pubKey(r.def.ID)); err != nil || found {
 		return err
 	}
@@ -200,7 +200,7 @@ func (r *runner) publishBatch(ctx context.Context, recs []streams.Record) (int64
 // again, never loses a publication.
 func (r *runner) hintPublished(next uint64) {
 	id := r.def.ID
-	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: pubKey(id), Value: encodeHint(int64(next))}}, true, func(err error) {
+	err := r.place.kv.Submit([]streams.KVWrite{{Key: pubKey(id), Value: encodeHint(int64(next))}}, true, func(err error) {
 		if err != nil {
 			r.m.log.Warn("continuous query publication progress not written", "query", id, "error", err)
 		}

@@ -21,6 +21,8 @@ type runner struct {
 	c   *query.Continuous // nil if the SQL no longer compiles
 	// view is the state of a view (CREATE VIEW), nil for other queries.
 	view *viewState
+	// place is where its state and output go (homes.go).
+	place place
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -39,8 +41,8 @@ const readBatch = 1000
 // errCrash stops a runner as a crash would (Options.afterOutput).
 var errCrash = errors.New("cq: simulated crash")
 
-func newRunner(m *Manager, d definition, c *query.Continuous) *runner {
-	r := &runner{m: m, def: d, c: c, done: make(chan struct{})}
+func newRunner(m *Manager, d definition, c *query.Continuous, p place) *runner {
+	r := &runner{m: m, def: d, c: c, place: p, done: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(m.ctx)
 	r.mu.info = query.QueryInfo{ID: d.ID, SQL: d.SQL, Created: d.Created, Status: "starting"}
 	if c != nil && c.Kind == query.KindView {
@@ -228,7 +230,7 @@ func (r *runner) recoverFinal() (finalState, uint64, error) {
 	var from time.Time
 	switch {
 	case c.EventTime:
-		p, ok, err := recoverEvent(m.opts.Reader, m.opts.KV, id, r.sink())
+		p, ok, err := recoverEvent(m.opts.Reader, r.place.kv, id, r.sink())
 		if err != nil || !ok {
 			return st, r.def.Start, err
 		}
@@ -239,7 +241,7 @@ func (r *runner) recoverFinal() (finalState, uint64, error) {
 		}
 		return st, p.from, nil
 	case x != nil:
-		wm, start, ok, err := recoverSessions(m.opts.Reader, m.opts.KV, id, r.sink())
+		wm, start, ok, err := recoverSessions(m.opts.Reader, r.place.kv, id, r.sink())
 		if err != nil {
 			return nil, 0, err
 		}
@@ -248,7 +250,7 @@ func (r *runner) recoverFinal() (finalState, uint64, error) {
 		}
 		resumed, from = ok, time.Unix(0, start)
 	default:
-		wm, ok, err := recoverWatermark(m.opts.Reader, m.opts.KV, id, r.sink())
+		wm, ok, err := recoverWatermark(m.opts.Reader, r.place.kv, id, r.sink())
 		if err != nil {
 			return nil, 0, err
 		}
@@ -352,7 +354,7 @@ func (r *runner) ensureOutput(ctx context.Context) error {
 		if r.c.Kind == query.KindInsert {
 			return fmt.Errorf("stream %s does not exist: INSERT INTO writes an existing stream (create it again, or TERMINATE QUERY %s)", name, r.def.ID)
 		}
-		if _, err := r.m.opts.Writer.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
+		if _, err := r.place.w.CreateStream(ctx, name, streams.Retention{}); err != nil && !errors.Is(err, streams.ErrStreamExists) {
 			return fmt.Errorf("create output stream %s: %w", name, err)
 		}
 	}
@@ -400,11 +402,21 @@ func (r *runner) output(rows []query.Output, props []streams.UserProperty) error
 	return r.appendWait(r.c.Name, recs)
 }
 
+// writerOf is the writer of stream: the runner's place's (fenced by its
+// term in a cluster) for its output stream; the manager's for others (a
+// late stream, on a shard this node may not lead).
+func (r *runner) writerOf(stream string) Writer {
+	if stream == r.c.Name {
+		return r.place.w
+	}
+	return r.m.opts.Writer
+}
+
 // appendWait appends recs to stream as one request and waits until it is
 // durable (or failed).
 func (r *runner) appendWait(stream string, recs []streams.Record) error {
 	done := make(chan error, 1)
-	err := r.m.opts.Writer.Submit(streams.AppendRequest{Stream: stream, Records: recs, Done: func(_ uint64, err error) { done <- err }})
+	err := r.writerOf(stream).Submit(streams.AppendRequest{Stream: stream, Records: recs, Done: func(_ uint64, err error) { done <- err }})
 	if err == nil {
 		// Even when stopping: the query's next start must find the
 		// request's marker if the request is stored, so it may not stop
@@ -433,7 +445,7 @@ func (r *runner) hintAt(key []byte, val []byte) {
 	if info, err := r.m.opts.Reader.DescribeStream(r.c.Name); err == nil {
 		val = binary.BigEndian.AppendUint64(val, info.NextOffset)
 	}
-	err := r.m.opts.KV.Submit([]streams.KVWrite{{Key: key, Value: val}}, true, func(err error) {
+	err := r.place.kv.Submit([]streams.KVWrite{{Key: key, Value: val}}, true, func(err error) {
 		if err != nil {
 			r.m.log.Warn("continuous query progress hint not written", "query", id, "error", err)
 		}

@@ -43,7 +43,7 @@ func (r *runner) runSessionChanges(ctx context.Context) error {
 		return err
 	}
 	pos := r.def.Start
-	p, found, err := recoverEventChanges(m.opts.Reader, m.opts.KV, id, r.sink())
+	p, found, err := recoverEventChanges(m.opts.Reader, r.place.kv, id, r.sink())
 	if err != nil {
 		return err
 	}

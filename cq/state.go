@@ -141,14 +141,14 @@ func (m *Manager) pauseForState(r *runner, reason string) {
 	d.Paused, d.PauseError = true, reason
 	v, err := encodeDefinition(d)
 	if err == nil {
-		err = m.opts.KV.Write(m.ctx, streams.KVWrite{Key: defKey(id), Value: v})
+		err = r.place.kv.Write(m.ctx, streams.KVWrite{Key: defKey(id), Value: v})
 	}
 	if err != nil {
 		// Not kept: the runner stays stopped (paused) until a restart.
 		m.log.Error("continuous query pause not kept", "query", id, "error", err)
 		return
 	}
-	nr := m.prepare(d)
+	nr := m.prepareAt(d, r.place)
 	nr.carry(r)
 	m.mu.Lock()
 	m.mu.queries[id] = nr

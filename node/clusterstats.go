@@ -174,7 +174,7 @@ func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
 }
 
 // queryTable serves the queries table: this node's continuous queries
-// and every other node's (a query runs on the node it was created on).
+// and every other node's (a query runs on the leader of its home shard).
 type queryTable struct{ n *Node }
 
 func (q queryTable) QueryRows(ctx context.Context) []query.NodeQuery {

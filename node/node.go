@@ -239,6 +239,7 @@ func (n *Node) joinCluster() error {
 	n.onClose("cluster", func(context.Context) error { return m.Close() })
 	n.repl.start()
 	n.followGroupLeaders()
+	n.followQueryHomes()
 	return nil
 }
 

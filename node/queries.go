@@ -16,8 +16,14 @@ func (n *Node) openQueries(writer cq.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := cq.New(cq.Options{Reader: n.store, Writer: writer, KV: n.store.KV("queries"),
-		Publisher: queryPublisher{n.broker, mapper}, MaxStateBytes: int64(n.cfg.Queries.MaxStateBytes), Logger: n.log})
+	opts := cq.Options{Reader: n.store, Writer: writer, KV: n.store.KV("queries"),
+		Publisher: queryPublisher{n.broker, mapper}, MaxStateBytes: int64(n.cfg.Queries.MaxStateBytes), Logger: n.log}
+	if n.repl != nil {
+		// Each query runs on the leader of its home shard (queryhomes.go).
+		homes := queryHomes{n}
+		opts.Homes, opts.KV = homes, heldDefinitions{homes}
+	}
+	m, err := cq.New(opts)
 	if err != nil {
 		return err
 	}
@@ -27,7 +33,8 @@ func (n *Node) openQueries(writer cq.Writer) error {
 	}
 	n.queries = m
 	if n.repl != nil {
-		n.serveQueryUsers() // it reads n.queries: registered once it is set
+		n.serveQueryUsers() // they read n.queries: registered once it is set
+		n.serveQueryAdmin()
 	}
 	return nil
 }

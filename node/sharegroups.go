@@ -149,15 +149,23 @@ func (g groupProgress) Write(ctx context.Context, writes ...streams.KVWrite) err
 
 // Submit writes in the background; done gets the outcome.
 func (g groupProgress) Submit(writes []streams.KVWrite, _ bool, done func(error)) error {
+	writeInBackground(g.Write, writes, done)
+	return nil
+}
+
+// writeInBackground runs write(writes) on a goroutine of its own, for at
+// most 10 s, and passes its outcome to done (if not nil): the Submit of a
+// key/value namespace replicated through a shard, whose writes wait for
+// their commit.
+func writeInBackground(write func(context.Context, ...streams.KVWrite) error, writes []streams.KVWrite, done func(error)) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		err := g.Write(ctx, writes...)
+		err := write(ctx, writes...)
 		if done != nil {
 			done(err)
 		}
 	}()
-	return nil
 }
 
 // groupOfKey returns the group a progress key belongs to: package
@@ -209,9 +217,25 @@ func (n *Node) openGroupRelay() {
 // from their replicated progress, groups it no longer leads stop, and the
 // relay moves memberships to the new dispatchers.
 func (n *Node) followGroupLeaders() {
+	failed := false
+	n.followLeaders("group leaders", func(set *shards.Set) {
+		if n.groupPlace.refresh(set) || failed {
+			err := n.groups.Refresh()
+			if failed = err != nil; failed {
+				n.log.Error("consumer groups: applying a change of shard leaders failed; retrying", "error", err)
+			}
+			n.relay.Reconcile()
+		}
+	})
+}
+
+// followLeaders calls step once the shards started, then at every change
+// of their leaders and every second, on a goroutine of its own, until the
+// node closes (name is its part in the node's shutdown).
+func (n *Node) followLeaders(name string, step func(set *shards.Set)) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	n.onClose("group leaders", func(context.Context) error { close(done); wg.Wait(); return nil })
+	n.onClose(name, func(context.Context) error { close(done); wg.Wait(); return nil })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -228,16 +252,9 @@ func (n *Node) followGroupLeaders() {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		failed := false
 		for {
 			ch := set.LeadershipChanged()
-			if n.groupPlace.refresh(set) || failed {
-				err := n.groups.Refresh()
-				if failed = err != nil; failed {
-					n.log.Error("consumer groups: applying a change of shard leaders failed; retrying", "error", err)
-				}
-				n.relay.Reconcile()
-			}
+			step(set)
 			select {
 			case <-done:
 				return

@@ -11,14 +11,17 @@ import (
 
 // Encodings of a Raft entry (version byte first): version 1 holds
 // appends, creations and deletions of streams; version 2 may also hold
-// key/value writes (kindKV). An entry without key/value writes is
-// encoded as version 1, byte for byte as before version 2 existed. A
-// node that only knows version 1 cannot decode a version 2 entry (it
-// logs and skips it), so every node must run a version that knows it
-// before the shards' key/value namespaces are written.
+// key/value writes (kindKV); version 3 may also hold appends fenced by a
+// term (SubmitFenced). An entry is encoded in the lowest version that
+// holds it, byte for byte as before the higher versions existed. A node
+// that only knows a lower version cannot decode the entry (it logs and
+// skips it), so every node must run a version that knows it before the
+// shards' key/value namespaces are written, or queries run (fenced
+// appends).
 const (
 	entryVersion1 = 1
 	entryVersion2 = 2
+	entryVersion3 = 3
 )
 
 // Command kinds.
@@ -27,6 +30,12 @@ const (
 	kindCreate = 2 // create a stream with a retention
 	kindDelete = 3 // delete a stream and its records
 	kindKV     = 4 // writes to the shard's key/value namespace (version 2)
+)
+
+// Append flags of the encoding.
+const (
+	appendNoSync = 1
+	appendFenced = 2 // a term follows the producer and sequence (version 3)
 )
 
 // KV write flags of the encoding.
@@ -57,7 +66,8 @@ type appendCmd struct {
 	retention streams.Retention // kindCreate
 	// kindKV: the writes, and the term of the leadership that proposed
 	// them; the state machine applies them only in an entry of that
-	// term (kv.go). The command's stream is empty.
+	// term (kv.go). The command's stream is empty. A kindAppend with a
+	// term is fenced the same way (SubmitFenced); 0 is not fenced.
 	kv   []streams.KVWrite
 	term uint64
 }
@@ -80,8 +90,11 @@ func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 		for _, r := range c.records {
 			n += len(r) + binary.MaxVarintLen32
 		}
+		if c.kind == kindAppend && c.term != 0 {
+			version = entryVersion3
+		}
 		if c.kind == kindKV {
-			version = entryVersion2
+			version = max(version, entryVersion2)
 			for _, w := range c.kv {
 				n += len(w.Key) + len(w.Value) + 1 + 2*binary.MaxVarintLen32
 			}
@@ -128,11 +141,17 @@ func appendCmdTo(b []byte, c appendCmd) []byte {
 	}
 	flags := byte(0)
 	if c.noSync {
-		flags = 1
+		flags |= appendNoSync
+	}
+	if c.term != 0 {
+		flags |= appendFenced
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, c.id.producer)
 	b = binary.AppendUvarint(b, c.id.seq)
+	if c.term != 0 {
+		b = binary.AppendUvarint(b, c.term)
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.records)))
 	for _, r := range c.records {
 		b = appendBytes(b, r)
@@ -149,7 +168,7 @@ func appendBytes(b, v []byte) []byte {
 func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 	d := decoder{b: b}
 	v := d.byte()
-	if d.err == nil && v != entryVersion1 && v != entryVersion2 {
+	if d.err == nil && (v < entryVersion1 || v > entryVersion3) {
 		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
 	}
 	ts := time.Unix(0, d.varint())
@@ -159,6 +178,9 @@ func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 		c := d.appendCmd()
 		if c.kind == kindKV && v < entryVersion2 && d.err == nil {
 			d.err = fmt.Errorf("key/value writes in an entry of version %d", v)
+		}
+		if c.kind == kindAppend && c.term != 0 && v < entryVersion3 && d.err == nil {
+			d.err = fmt.Errorf("a fenced append in an entry of version %d", v)
 		}
 		cmds = append(cmds, c)
 	}
@@ -275,9 +297,15 @@ func (d *decoder) appendCmd() appendCmd {
 		}
 		return c
 	}
-	c.noSync = d.byte()&1 != 0
+	flags := d.byte()
+	c.noSync = flags&appendNoSync != 0
 	c.id.producer = d.uvarint()
 	c.id.seq = d.uvarint()
+	if flags&appendFenced != 0 {
+		if c.term = d.uvarint(); c.term == 0 && d.err == nil {
+			d.err = errors.New("a fenced append with term 0")
+		}
+	}
 	n := d.count()
 	c.records = make([][]byte, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {

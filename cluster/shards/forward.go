@@ -49,9 +49,9 @@ func decodeForward(b []byte) (shard, hops int, cmds []appendCmd, err error) {
 	n := d.count()
 	for i := 0; i < n && d.err == nil; i++ {
 		c := d.appendCmd()
-		if c.kind == kindKV && d.err == nil {
+		if (c.kind == kindKV || c.term != 0) && d.err == nil {
 			// Proposed only by the leader that wrote them (kv.go).
-			d.err = errors.New("key/value writes are never forwarded")
+			d.err = errors.New("key/value writes and fenced appends are never forwarded")
 		}
 		cmds = append(cmds, c)
 	}

@@ -137,7 +137,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			// Already in the store (a replay after a restart): only
 			// its append ids are remembered again.
 			for _, c := range cmds {
-				if c.kind == kindAppend {
+				if c.kind == kindAppend && !fenced(c, l) {
 					if _, dup := f.dd.lookup(c.id); !dup {
 						f.dd.add(c.id, nil)
 					}
@@ -166,6 +166,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				f.applyRun(run)
 				run = run[:0]
 				results[j].err = f.admin(c, ts)
+				continue
+			}
+			if fenced(c, l) {
+				// Not remembered in the window either: the same on a
+				// replica that replays the entry (above).
+				results[j].err = fmt.Errorf("%w: shard %d: append written in term %d, committed in term %d", ErrFenced, f.shard, c.term, l.Term)
 				continue
 			}
 			if e, dup := f.dd.lookup(c.id); dup {
@@ -202,6 +208,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.run = run[:0]
 	return out
 }
+
+// fenced reports whether c is an append fenced by a term (SubmitFenced)
+// that entry l, of another term, must not apply.
+func fenced(c appendCmd, l *raft.Log) bool { return c.term != 0 && l.Term != c.term }
 
 // pending is an append of an entry being applied, or its key/value
 // writes, and where its result goes.

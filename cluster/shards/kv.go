@@ -101,18 +101,9 @@ func (s *Set) WriteKV(ctx context.Context, shard int, term uint64, writes []stre
 		return streams.ErrClosed
 	default:
 	}
-	r := s.replica(shard)
-	if r == nil {
-		return fmt.Errorf("%w: this node holds no replica of shard %d", ErrNoLeader, shard)
-	}
-	now, ok := r.lead()
-	switch {
-	case !ok && term < r.raft.CurrentTerm():
-		return fmt.Errorf("%w: %w: shard %d: not led by this node, term %d is over", ErrNoLeader, ErrFenced, shard, term)
-	case !ok:
-		return fmt.Errorf("%w: shard %d: not led by this node", ErrNoLeader, shard)
-	case now != term:
-		return fmt.Errorf("%w: shard %d is led by this node in term %d, not %d", ErrFenced, shard, now, term)
+	r, err := s.leading(shard, term)
+	if err != nil {
+		return err
 	}
 	cmd := appendCmd{kind: kindKV, term: term, kv: cloneKV(writes)}
 	errc := make(chan error, 1)
@@ -123,6 +114,68 @@ func (s *Set) WriteKV(ctx context.Context, shard int, term uint64, writes []stre
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// SubmitFenced appends like Submit, fenced as WriteKV is: proposed only
+// on this node (never forwarded), only if this node leads the stream's
+// shard in term, and applied only in an entry of that term. An append of
+// a leadership that ended before its entry reached the log is applied
+// nowhere, and req.Done gets an error wrapping ErrFenced (and
+// ErrNoLeader when this node no longer leads). For writers whose work
+// moves with a shard's leadership: the continuous queries, whose
+// successor must not see an append of its predecessor land after it
+// took over. Term 0 is refused.
+func (s *Set) SubmitFenced(req streams.AppendRequest, term uint64) error {
+	if req.Done == nil {
+		return errors.New("shards: AppendRequest.Done is nil")
+	}
+	if term == 0 {
+		return errors.New("shards: a fenced append needs a term")
+	}
+	select {
+	case <-s.done:
+		return streams.ErrClosed
+	default:
+	}
+	shard := ShardOf(req.Stream, s.opts.Shards)
+	r, err := s.leading(shard, term)
+	if err != nil {
+		return err
+	}
+	cmd := appendCmd{kind: kindAppend, stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records),
+		id: appendID{producer: s.producer, seq: s.seq.Add(1)}, term: term}
+	recs, done := req.Records, req.Done
+	r.propose(cmd, func(first uint64, err error) {
+		switch {
+		case errors.Is(err, errNotProposed):
+			err = fmt.Errorf("%w: %w: shard %d: the leadership of term %d ended before the append was proposed", ErrNoLeader, ErrFenced, shard, term)
+		case err == nil:
+			for i := range recs {
+				recs[i].Offset = first + uint64(i)
+			}
+		}
+		done(first, err)
+	})
+	return nil
+}
+
+// leading returns this node's replica of shard if it leads the shard in
+// term, or why not: ErrNoLeader (with ErrFenced when term is over), or
+// ErrFenced when it leads in another term.
+func (s *Set) leading(shard int, term uint64) (*replica, error) {
+	r := s.replica(shard)
+	if r == nil {
+		return nil, fmt.Errorf("%w: this node holds no replica of shard %d", ErrNoLeader, shard)
+	}
+	switch now, ok := r.lead(); {
+	case !ok && term < r.raft.CurrentTerm():
+		return nil, fmt.Errorf("%w: %w: shard %d: not led by this node, term %d is over", ErrNoLeader, ErrFenced, shard, term)
+	case !ok:
+		return nil, fmt.Errorf("%w: shard %d: not led by this node", ErrNoLeader, shard)
+	case now != term:
+		return nil, fmt.Errorf("%w: shard %d is led by this node in term %d, not %d", ErrFenced, shard, now, term)
+	}
+	return r, nil
 }
 
 // ScanKV reads this node's replica of the shard's namespace: fn is called
