@@ -2,6 +2,8 @@ package api
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqstream/mqstream/query"
 )
 
 // Continuous queries' figures, one series per query (labelled with its
@@ -26,6 +28,11 @@ var (
 
 type queryCollector struct{ qs Queries }
 
+// localLister is a cluster's queries: List covers every node's, LocalList
+// the queries this node runs, the ones its metrics report (each query's
+// series come from one node).
+type localLister interface{ LocalList() []query.QueryInfo }
+
 func (c queryCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueryRunning, descQueryPaused, descQueryIn, descQueryOut, descQueryLate, descQuerySkipped, descQueryPublished,
 		descQueryLag, descQueryLagSecs, descQueryWatermark, descQueryGroups, descQueryState, descQueryStateKeys, descQueryStateStop} {
@@ -37,7 +44,11 @@ func (c queryCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.qs == nil {
 		return
 	}
-	for _, q := range c.qs.List() {
+	list := c.qs.List
+	if l, ok := c.qs.(localLister); ok {
+		list = l.LocalList
+	}
+	for _, q := range list() {
 		metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, t, v, q.ID)
 		}

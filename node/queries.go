@@ -9,8 +9,9 @@ import (
 )
 
 // openQueries starts the continuous queries kept in the store. They read
-// the local store and write through writer (the shards in cluster mode),
-// like every other writer of the node, and publish through the broker.
+// the local store and write through writer (the shards in cluster mode,
+// where they read every stream wherever it is held), like every other
+// writer of the node, and publish through the broker.
 func (n *Node) openQueries(writer cq.Writer) error {
 	mapper, err := n.cfg.Mapper()
 	if err != nil {
@@ -19,9 +20,12 @@ func (n *Node) openQueries(writer cq.Writer) error {
 	opts := cq.Options{Reader: n.store, Writer: writer, KV: n.store.KV("queries"),
 		Publisher: queryPublisher{n.broker, mapper}, MaxStateBytes: int64(n.cfg.Queries.MaxStateBytes), Logger: n.log}
 	if n.repl != nil {
-		// Each query runs on the leader of its home shard (queryhomes.go).
+		// Each query runs on the leader of its home shard (queryhomes.go)
+		// and reads its inputs wherever they are held: locally when this
+		// node holds their shard (as the leader does its output's, where
+		// it finds its progress), from another replica otherwise.
 		homes := queryHomes{n}
-		opts.Homes, opts.KV = homes, heldDefinitions{homes}
+		opts.Homes, opts.KV, opts.Reader = homes, heldDefinitions{homes}, n.repl.store
 	}
 	m, err := cq.New(opts)
 	if err != nil {

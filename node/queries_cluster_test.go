@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mqstream/mqstream/cluster/shards"
+	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
@@ -91,6 +94,15 @@ func TestQueryMovesWithItsHome(t *testing.T) {
 			t.Fatalf("queries table on %s: %s, want %s", nodes[i].ID(), got, want)
 		}
 	}
+	// Its metrics come from its node only; SHOW QUERIES lists it on all.
+	for _, n := range nodes {
+		if has := strings.Contains(scrape(t, n), `mqstream_query_running{query="hot"} 1`); has != (n.ID() == home) {
+			t.Errorf("hot's metrics on %s: %v, want them only on %s", n.ID(), has, home)
+		}
+		if got := sqlRows(t, n, "SHOW QUERIES"); !strings.Contains(got, "hot") {
+			t.Errorf("SHOW QUERIES on %s: %s", n.ID(), got)
+		}
+	}
 	for _, n := range nodes {
 		testutil.Eventually(t, 10*time.Second, "the view on "+n.ID(), func() bool {
 			return sqlRows(t, n, "SELECT n FROM per_i WHERE i = 19") == "[[1]]"
@@ -152,5 +164,43 @@ func TestQueryMovesWithItsHome(t *testing.T) {
 		testutil.Eventually(t, 10*time.Second, "the view gone on "+n.ID(), func() bool {
 			return strings.HasPrefix(sqlRows(t, n, "SELECT n FROM per_i"), "4")
 		})
+	}
+}
+
+// TestQueryReadsAnInputHeldElsewhere: with replication factor 2 of three
+// nodes, a query whose output's leader holds no replica of its input's
+// shard reads the input from another node, and its output is exact.
+func TestQueryReadsAnInputHeldElsewhere(t *testing.T) {
+	nodes := startClusterWith(t, func(c *config.Config) { c.Cluster.ReplicationFactor = 2 })
+	publishJSON(t, nodes[0].MQTTAddr(), "p1", "temps/a", 0, 20)
+	st := nodes[0].Shards()
+	in := st[shards.ShardOf("temps", len(st))]
+	out := ""
+	for i := 0; i < 200 && out == ""; i++ {
+		name := fmt.Sprintf("far%d", i)
+		if o := st[shards.ShardOf(name, len(st))]; o.Leader != "" && !slices.Contains(in.Replicas, o.Leader) {
+			out = name
+		}
+	}
+	if out == "" {
+		t.Fatalf("no shard led by a node without a replica of temps' shard: %+v", st)
+	}
+	if got := sqlRows(t, nodes[0], "CREATE STREAM "+out+" AS SELECT i FROM temps WHERE i >= 0"); !strings.Contains(got, "created") {
+		t.Fatalf("CREATE: %s", got)
+	}
+	publishJSON(t, nodes[1].MQTTAddr(), "p2", "temps/a", 20, 40)
+	home := func() *Node {
+		id := leaderOf(t, nodes[0], out)
+		for _, n := range nodes {
+			if n.ID() == id {
+				return n
+			}
+		}
+		t.Fatalf("no node %q", id)
+		return nil
+	}
+	outputIs(t, home(), out, 40)
+	if got := sqlRows(t, nodes[2], "SELECT status, `lag` FROM queries WHERE id = '"+out+"'"); got != "[[running 0]]" {
+		t.Errorf("the query in the queries table: %s", got)
 	}
 }

@@ -225,6 +225,10 @@ func (q clusterQueries) List() []query.QueryInfo {
 	return out
 }
 
+// LocalList returns the queries this node runs (their metrics come from
+// here).
+func (q clusterQueries) LocalList() []query.QueryInfo { return q.Manager.List() }
+
 func (q clusterQueries) Create(ctx context.Context, sql string) (query.QueryInfo, error) {
 	return q.admin(ctx, queryAdminRequest{Op: "create", SQL: sql})
 }

@@ -123,7 +123,7 @@ func (w fencedWriter) Submit(req streams.AppendRequest) error {
 }
 
 // heldDefinitions is the queries' cq.Options.KV in a cluster: Scan reads
-// every shard namespace this node's replicas hold (the definitions
+// every shard namespace this node's serving replicas hold (the definitions
 // Reconcile goes through); every other access goes through a query's
 // home (queryHomes.KV).
 type heldDefinitions struct{ h queryHomes }
@@ -137,7 +137,9 @@ func (d heldDefinitions) Scan(prefix []byte, fn func(key, value []byte) error) e
 	}
 	layout := set.Layout()
 	for i := range layout.Shards {
-		if !layout.Holds(i, d.h.n.id) {
+		if !layout.Holds(i, d.h.n.id) || !set.Serves(i) {
+			// Not here, or not open and caught up yet: nothing of it
+			// runs here (a leader's replica serves).
 			continue
 		}
 		if err := set.ScanKV(i, prefix, fn); err != nil {
