@@ -94,6 +94,21 @@ func TestQueryMovesWithItsHome(t *testing.T) {
 			t.Fatalf("queries table on %s: %s, want %s", nodes[i].ID(), got, want)
 		}
 	}
+	// Its definition is in hot's shard's namespace on every replica, under
+	// the queries' prefix, away from the consumer groups' keys.
+	for _, n := range nodes {
+		var keys []string
+		set := n.repl.store.set.Load()
+		if err := set.ScanKV(shards.ShardOf("hot", 4), nil, func(k, _ []byte) error {
+			keys = append(keys, string(k))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(keys, "cq/d/hot") || slices.ContainsFunc(keys, func(k string) bool { return !strings.HasPrefix(k, "cq/") }) {
+			t.Fatalf("hot's shard's namespace on %s: %q", n.ID(), keys)
+		}
+	}
 	// Its metrics come from its node only; SHOW QUERIES lists it on all.
 	for _, n := range nodes {
 		if has := strings.Contains(scrape(t, n), `mqstream_query_running{query="hot"} 1`); has != (n.ID() == home) {
@@ -173,24 +188,36 @@ func TestQueryMovesWithItsHome(t *testing.T) {
 func TestQueryReadsAnInputHeldElsewhere(t *testing.T) {
 	nodes := startClusterWith(t, func(c *config.Config) { c.Cluster.ReplicationFactor = 2 })
 	publishJSON(t, nodes[0].MQTTAddr(), "p1", "temps/a", 0, 20)
-	st := nodes[0].Shards()
-	in := st[shards.ShardOf("temps", len(st))]
-	out := ""
-	for i := 0; i < 200 && out == ""; i++ {
-		name := fmt.Sprintf("far%d", i)
-		if o := st[shards.ShardOf(name, len(st))]; o.Leader != "" && !slices.Contains(in.Replicas, o.Leader) {
-			out = name
+	// A node knows the leaders of the shards it holds: ask them all.
+	leaders := func() []string {
+		out := make([]string, 4)
+		for _, n := range nodes {
+			for _, s := range n.Shards() {
+				if s.Local && s.Leader != "" {
+					out[s.ID] = s.Leader
+				}
+			}
 		}
+		return out
 	}
-	if out == "" {
-		t.Fatalf("no shard led by a node without a replica of temps' shard: %+v", st)
-	}
+	in := nodes[0].Shards()[shards.ShardOf("temps", 4)]
+	out := ""
+	testutil.Eventually(t, 20*time.Second, "a shard led by a node without a replica of temps' shard", func() bool {
+		l := leaders()
+		for i := 0; i < 200 && out == ""; i++ {
+			name := fmt.Sprintf("far%d", i)
+			if o := l[shards.ShardOf(name, 4)]; o != "" && !slices.Contains(in.Replicas, o) {
+				out = name
+			}
+		}
+		return out != ""
+	})
 	if got := sqlRows(t, nodes[0], "CREATE STREAM "+out+" AS SELECT i FROM temps WHERE i >= 0"); !strings.Contains(got, "created") {
 		t.Fatalf("CREATE: %s", got)
 	}
 	publishJSON(t, nodes[1].MQTTAddr(), "p2", "temps/a", 20, 40)
 	home := func() *Node {
-		id := leaderOf(t, nodes[0], out)
+		id := leaders()[shards.ShardOf(out, 4)]
 		for _, n := range nodes {
 			if n.ID() == id {
 				return n

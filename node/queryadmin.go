@@ -157,13 +157,13 @@ func (q clusterQueries) admin(ctx context.Context, req queryAdminRequest) (query
 	}
 }
 
-// carry sends req to the leader of stream's shard.
+// carry sends req to the leader of stream's shard (as its replicas see
+// it: this node may hold none).
 func (q clusterQueries) carry(ctx context.Context, stream string, req queryAdminRequest) (query.QueryInfo, error) {
-	set := q.n.repl.store.set.Load()
-	if set == nil {
+	st := q.n.ClusterShards(ctx)
+	if len(st) == 0 {
 		return query.QueryInfo{}, errQueriesNotFormed
 	}
-	st := set.Status()
 	node := st[shards.ShardOf(stream, len(st))].Leader
 	if node == "" || node == q.n.id {
 		return query.QueryInfo{}, &cq.ElsewhereError{Stream: stream} // an election: try again

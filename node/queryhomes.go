@@ -23,6 +23,19 @@ import (
 // started.
 var errQueriesNotFormed = errors.New("continuous queries: the cluster has not formed yet")
 
+// queryKeys prefixes the continuous queries' keys in a shard's key/value
+// namespace, which the consumer groups' progress shares (their keys start
+// "m/" and "c/", as some of the queries' do).
+const queryKeys = "cq/"
+
+func queryKey(key []byte) []byte { return append([]byte(queryKeys), key...) }
+
+// scanQueryKeys calls fn for the queries' keys starting with prefix in
+// shard's namespace, without their queryKeys prefix.
+func scanQueryKeys(set *shards.Set, shard int, prefix []byte, fn func(key, value []byte) error) error {
+	return set.ScanKV(shard, queryKey(prefix), func(k, v []byte) error { return fn(k[len(queryKeys):], v) })
+}
+
 // queryHomes is cq.Homes over the node's shards.
 type queryHomes struct{ n *Node }
 
@@ -74,7 +87,7 @@ func (k shardKV) Get(key []byte) ([]byte, bool, error) {
 	}
 	var value []byte
 	found := false
-	err = set.ScanKV(i, key, func(k, v []byte) error {
+	err = scanQueryKeys(set, i, key, func(k, v []byte) error {
 		if bytes.Equal(k, key) {
 			value, found = bytes.Clone(v), true
 		}
@@ -88,7 +101,7 @@ func (k shardKV) Scan(prefix []byte, fn func(key, value []byte) error) error {
 	if err != nil {
 		return err
 	}
-	return set.ScanKV(i, prefix, fn)
+	return scanQueryKeys(set, i, prefix, fn)
 }
 
 func (k shardKV) Write(ctx context.Context, writes ...streams.KVWrite) error {
@@ -99,7 +112,12 @@ func (k shardKV) Write(ctx context.Context, writes ...streams.KVWrite) error {
 	if k.term == 0 {
 		return fmt.Errorf("continuous queries: shard %d is led by another node (%w)", i, shards.ErrNoLeader)
 	}
-	return set.WriteKV(ctx, i, k.term, writes)
+	prefixed := make([]streams.KVWrite, len(writes))
+	for j, w := range writes {
+		w.Key = queryKey(w.Key)
+		prefixed[j] = w
+	}
+	return set.WriteKV(ctx, i, k.term, prefixed)
 }
 
 // Submit writes in the background; done gets the outcome.
@@ -142,7 +160,7 @@ func (d heldDefinitions) Scan(prefix []byte, fn func(key, value []byte) error) e
 			// runs here (a leader's replica serves).
 			continue
 		}
-		if err := set.ScanKV(i, prefix, fn); err != nil {
+		if err := scanQueryKeys(set, i, prefix, fn); err != nil {
 			return err
 		}
 	}
