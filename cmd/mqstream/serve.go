@@ -83,6 +83,9 @@ func serve(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	if gc != nil {
+		gc.Start() // before the node serves its metrics, which report the target
+	}
 	n, err := node.Open(cfg, logger)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,8 +160,9 @@ func (p *Policy) Observe(r Reading) (target int, changed bool) {
 
 // Controller applies a Policy to the process every Interval.
 type Controller struct {
-	opts   Options
-	policy *Policy
+	opts    Options
+	policy  *Policy
+	started sync.Once // the High target set (Start)
 }
 
 // New returns a controller; Run starts it.
@@ -179,12 +181,22 @@ const (
 	metricGOGC   = "/gc/gogc:percent"
 )
 
-// Run sets the High target, then reads the allocation every Interval and
-// follows the policy until ctx ends. It leaves the last target in place.
+// Start sets the High target, once. Call it before the process serves
+// anything that reports the target (the metrics), so that nothing reads
+// the runtime's default meanwhile; Run calls it too.
+func (c *Controller) Start() {
+	c.started.Do(func() {
+		c.opts.SetGCPercent(c.policy.Target())
+		c.opts.Logger.Debug("gc target", "percent", c.policy.Target(), "reason", "start")
+	})
+}
+
+// Run sets the High target (Start), then reads the allocation every
+// Interval and follows the policy until ctx ends. It leaves the last
+// target in place.
 func (c *Controller) Run(ctx context.Context) {
 	log := c.opts.Logger
-	c.opts.SetGCPercent(c.policy.Target())
-	log.Debug("gc target", "percent", c.policy.Target(), "reason", "start")
+	c.Start()
 	samples := []metrics.Sample{{Name: metricAllocs}, {Name: metricLive}}
 	metrics.Read(samples)
 	prevAllocs, prevAt := samples[0].Value.Uint64(), time.Now()
