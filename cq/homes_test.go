@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -260,4 +261,33 @@ func TestQueriesMoveWithTheLeadership(t *testing.T) {
 		t.Fatalf("the windows count %d records, want %d", n, records)
 	}
 	t.Logf("%d writes of a deposed leader fenced", f.fenced)
+}
+
+// TestCreateWaitsForAnInputNotSeenYet: in a cluster, an input stream
+// created a moment ago through another node may not have reached this
+// node's replica yet: CREATE waits for it (up to inputWait), and a
+// stream that does not come is still an error at its position.
+func TestCreateWaitsForAnInputNotSeenYet(t *testing.T) {
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), Sync: streams.SyncNone, Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := fakeHomes{"a", newFakeLeadership(store, "a")}.manager(t, time.Now)
+	ctx := context.Background()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		if _, err := store.CreateStream(ctx, "late_src", streams.Retention{}); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := m.Create(ctx, "CREATE STREAM copied AS SELECT v FROM late_src"); err != nil {
+		t.Fatalf("CREATE over a stream that arrives 300 ms later: %v", err)
+	}
+	start := time.Now()
+	_, err = m.Create(ctx, "CREATE STREAM never AS SELECT v FROM nosuch")
+	var qe *query.Error
+	if !errors.As(err, &qe) || qe.Column != 38 || time.Since(start) < inputWait {
+		t.Fatalf("CREATE over a stream that never comes: %v after %v", err, time.Since(start))
+	}
 }

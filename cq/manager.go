@@ -218,7 +218,7 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 		return query.QueryInfo{}, err
 	}
 	d := definition{ID: c.Name, SQL: strings.TrimSpace(sql), Created: m.opts.Now().UTC()}
-	if d.From, err = m.checkCreate(c); err != nil {
+	if d.From, err = m.checkCreate(ctx, c); err != nil {
 		return query.QueryInfo{}, err
 	}
 	if c.Hints.StartLatest {
@@ -343,8 +343,8 @@ func sqlError(p query.Pos, format string, args ...any) error {
 // checkCreate checks the streams a new query names. For INSERT INTO it
 // returns the output stream's next offset: the query's output comes
 // after it.
-func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
-	if _, err := m.opts.Reader.DescribeStream(c.Source); errors.Is(err, streams.ErrStreamNotFound) {
+func (m *Manager) checkCreate(ctx context.Context, c *query.Continuous) (from uint64, err error) {
+	if _, err := m.describeInput(ctx, c.Source); errors.Is(err, streams.ErrStreamNotFound) {
 		return 0, sqlError(c.SourceAt, "unknown stream %q: a continuous query reads an existing stream (SHOW STREAMS lists them)", c.Source)
 	} else if err != nil {
 		return 0, err
@@ -356,7 +356,7 @@ func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
 		return 0, sqlError(c.SourceAt, "a query cannot read the stream it writes")
 	}
 	if j := c.Join; j != nil && j.Kind == query.JoinInterval {
-		if _, err := m.opts.Reader.DescribeStream(j.Right); errors.Is(err, streams.ErrStreamNotFound) {
+		if _, err := m.describeInput(ctx, j.Right); errors.Is(err, streams.ErrStreamNotFound) {
 			return 0, sqlError(j.RightAt, "unknown stream or view %q: a join reads an existing stream (SHOW STREAMS lists them) or view (SHOW VIEWS)", j.Right)
 		} else if err != nil {
 			return 0, err
@@ -392,6 +392,31 @@ func (m *Manager) checkCreate(c *query.Continuous) (from uint64, err error) {
 		}
 	}
 	return from, nil
+}
+
+// inputWait is how long, in a cluster, a query being created waits for
+// an input stream this node does not see yet: one created a moment ago
+// through another node reaches this node's replica within a second or
+// two (a follower applies the leader's entries a moment later).
+const inputWait = 2 * time.Second
+
+// describeInput describes input stream name; in a cluster it waits up to
+// inputWait for a stream not found.
+func (m *Manager) describeInput(ctx context.Context, name string) (streams.StreamInfo, error) {
+	info, err := m.opts.Reader.DescribeStream(name)
+	if m.opts.Homes == nil {
+		return info, err
+	}
+	deadline := time.Now().Add(inputWait)
+	for errors.Is(err, streams.ErrStreamNotFound) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return info, err
+		case <-time.After(50 * time.Millisecond):
+		}
+		info, err = m.opts.Reader.DescribeStream(name)
+	}
+	return info, err
 }
 
 // checkLate refuses a query whose late stream (late = TRUE) exists.
