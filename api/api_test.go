@@ -424,6 +424,30 @@ func TestNodeAndMetrics(t *testing.T) {
 			t.Errorf("%s missing", name)
 		}
 	}
+	// The store's engine: the publishes went through its WAL; a
+	// standalone node has no Raft log.
+	engine := func(fams map[string]*dto.MetricFamily, name, db string) float64 {
+		for _, m := range fams[name].GetMetric() {
+			if len(m.Label) == 1 && m.Label[0].GetName() == "db" && m.Label[0].GetValue() == db {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	if d := engine(after, "mqstream_engine_wal_bytes_total", "store") - max(engine(before, "mqstream_engine_wal_bytes_total", "store"), 0); d <= 0 {
+		t.Errorf("store WAL bytes moved by %v", d)
+	}
+	if v := engine(after, "mqstream_engine_disk_bytes", "store"); v <= 0 {
+		t.Errorf("store disk bytes %v", v)
+	}
+	for _, name := range []string{"mqstream_engine_compaction_debt_bytes", "mqstream_engine_l0_files", "mqstream_engine_write_stalls_total", "mqstream_engine_memtable_bytes"} {
+		if v := engine(after, name, "store"); v < 0 {
+			t.Errorf("%s{db=store} missing", name)
+		}
+	}
+	if v := engine(after, "mqstream_engine_wal_bytes_total", "raftlog"); v != -1 {
+		t.Errorf("a standalone node reports a Raft log: %v", v)
+	}
 }
 
 // TestStandaloneShowsNoPlacement: a standalone node runs no shards, so a

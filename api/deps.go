@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mqstream/mqstream/internal/pebblestats"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
@@ -27,6 +28,12 @@ type Streams interface {
 	OffsetAt(name string, t time.Time) (uint64, error)
 	Counters() map[string]streams.StreamCounters
 	StoreCounters() streams.StoreCounters
+}
+
+// Engines are the node's storage engines (Pebble databases): their
+// figures by database name ("store", "raftlog").
+type Engines interface {
+	EngineStats() map[string]pebblestats.Stats
 }
 
 // Broker is the MQTT broker: REST publishes and its counters.

@@ -16,7 +16,7 @@ import (
 // per client or topic, so cardinality stays bounded by configuration.
 func (s *Server) registerMetrics() {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.registry.MustRegister(&collector{s: s}, newClusterCollector(s.opts.Node), queryCollector{s.opts.Queries})
+	s.registry.MustRegister(&collector{s: s}, newClusterCollector(s.opts.Node), queryCollector{s.opts.Queries}, engineCollector{s.opts.Engines})
 }
 
 var (

@@ -91,6 +91,9 @@ type Options struct {
 	// Figures are the nodes' figures in GET /v1/cluster's members (disk
 	// space, uptime); nil leaves them out.
 	Figures NodesFigures
+	// Engines gives the storage engines' figures for /metrics; nil
+	// leaves them out.
+	Engines Engines
 	Logger  *slog.Logger
 }
 

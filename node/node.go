@@ -25,6 +25,7 @@ import (
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/cq"
 	"github.com/mqstream/mqstream/internal/pebblesched"
+	"github.com/mqstream/mqstream/internal/pebblestats"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
@@ -289,7 +290,7 @@ func (n *Node) openHTTP(writer api.Streams) error {
 		Store: writer, Broker: n.broker, Groups: n.apiGroups(), Node: n, Version: Version,
 		MaxBodyBytes: int64(cfg.HTTP.MaxBody), MaxBatch: cfg.HTTP.MaxBatch, MaxPayload: int(cfg.MQTT.MaxPayload),
 		Pprof: cfg.HTTP.Pprof, Tokens: tokens, Logger: n.log, Query: query.Handler(n.engine), Queries: n.queriesFront(),
-		UI: ui, Clients: clusterClients{n}, Figures: nodesFigures{n},
+		UI: ui, Clients: clusterClients{n}, Figures: nodesFigures{n}, Engines: n,
 	})
 	n.onClose("api", func(context.Context) error { return n.api.Close() })
 	if len(cfg.HTTP.Tokens) == 0 {
@@ -437,6 +438,21 @@ func (n *Node) ID() string { return n.id }
 
 // Store returns the node's stream store.
 func (n *Node) Store() *streams.Store { return n.store }
+
+// EngineStats gives the storage engines' figures by database: the stream
+// store's ("store") and, in cluster mode, the Raft log's ("raftlog").
+func (n *Node) EngineStats() map[string]pebblestats.Stats {
+	out := make(map[string]pebblestats.Stats, 2)
+	if st, ok := n.store.EngineStats(); ok {
+		out["store"] = st
+	}
+	if n.repl != nil && n.repl.logs != nil {
+		if st, ok := n.repl.logs.EngineStats(); ok {
+			out["raftlog"] = st
+		}
+	}
+	return out
+}
 
 // Metrics is the Prometheus registry served at /metrics, for collectors
 // owned by the serving process (the collector target, package gctune).

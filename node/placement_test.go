@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,23 @@ func TestClusterShowsPlacement(t *testing.T) {
 		}
 		return leaders == 4
 	})
+
+	// Every node's Raft log is a storage engine of its own in /metrics:
+	// its WAL carried the entries.
+	for _, n := range nodes {
+		body := scrape(t, n)
+		for _, db := range []string{"store", "raftlog"} {
+			series := `mqstream_engine_wal_bytes_total{db="` + db + `"} `
+			i := strings.Index(body, series)
+			if i < 0 {
+				t.Fatalf("%s: no %s", n.ID(), series)
+			}
+			v, err := strconv.ParseFloat(strings.Fields(body[i+len(series):])[0], 64)
+			if err != nil || v <= 0 {
+				t.Fatalf("%s: %s%s (%v)", n.ID(), series, strings.Fields(body[i+len(series):])[0], err)
+			}
+		}
+	}
 
 	// A write through a node that does not lead the shard is forwarded.
 	name := byShard[0]

@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqstream/mqstream/internal/pebblestats"
 )
 
 // StreamCounters are cumulative counts for one stream since the store opened.
@@ -171,4 +173,18 @@ func (h Histogram) Quantile(q float64) time.Duration {
 		}
 	}
 	return BucketUpper(len(h.Counts) - 1)
+}
+
+// EngineStats returns the figures of the store's Pebble database
+// (flushes, compactions, WAL, L0, memtables, disk space, block cache,
+// write stalls); ok is false while the database is being reopened after
+// a failure.
+func (s *Store) EngineStats() (stats pebblestats.Stats, ok bool) {
+	db, release, err := s.reader()
+	if err != nil {
+		return pebblestats.Stats{}, false
+	}
+	m := db.Metrics()
+	release()
+	return pebblestats.From(m, s.stalls), true
 }

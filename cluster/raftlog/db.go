@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/mqstream/mqstream/internal/pebblesched"
+	"github.com/mqstream/mqstream/internal/pebblestats"
 )
 
 // ErrClosed is returned by every operation on a closed DB.
@@ -29,6 +30,8 @@ type Options struct {
 // many groups. It is safe for concurrent use.
 type DB struct {
 	pdb *pebble.DB
+	// stalls counts the database's write stalls.
+	stalls *pebblestats.Stalls
 	// write syncs unless Options.NoSync.
 	write *pebble.WriteOptions
 	// closed mirrors mu.closed for the paths that do not touch pdb.
@@ -60,8 +63,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("raftlog: create %s: %w", dir, err)
 	}
+	stalls := pebblestats.NewStalls(opts.Logger, "raftlog")
 	popts := &pebble.Options{
-		Logger: pebbleLogger{opts.Logger},
+		Logger:        pebbleLogger{opts.Logger},
+		EventListener: stalls.Listener(),
 		// Entries are deleted once a snapshot covers them: with a large
 		// memtable most are deleted before they are ever flushed.
 		MemTableSize: 64 << 20,
@@ -72,7 +77,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 	}
-	d := &DB{pdb: pdb, write: pebble.Sync, done: make(chan struct{})}
+	d := &DB{pdb: pdb, stalls: stalls, write: pebble.Sync, done: make(chan struct{})}
 	if opts.NoSync {
 		d.write = pebble.NoSync
 	}
@@ -144,6 +149,18 @@ func (d *DB) Close() error {
 
 // acquire registers an operation on pdb, or returns ErrClosed. Every
 // successful acquire is paired with a release.
+// EngineStats returns the figures of the database (flushes, compactions,
+// WAL, L0, memtables, disk space, block cache, write stalls); ok is false
+// once it is closed.
+func (d *DB) EngineStats() (stats pebblestats.Stats, ok bool) {
+	if err := d.acquire(); err != nil {
+		return pebblestats.Stats{}, false
+	}
+	m := d.pdb.Metrics()
+	d.release()
+	return pebblestats.From(m, d.stalls), true
+}
+
 func (d *DB) acquire() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
