@@ -206,12 +206,16 @@ type Result struct {
 	// The broker's process (Options.ServerPID): CPU time over the run,
 	// per message (the larger of acknowledged or published, and
 	// received) or per connection, and RSS at the start and the end; in
-	// idle mode RSSPerConn is the growth per connection.
-	ServerCPU       float64 `json:"server_cpu_s,omitempty"`
-	ServerCPUPerOp  float64 `json:"server_cpu_us_per_op,omitempty"`
-	ServerRSSBefore int64   `json:"server_rss_before,omitempty"`
-	ServerRSSAfter  int64   `json:"server_rss_after,omitempty"`
-	RSSPerConn      float64 `json:"server_rss_per_conn,omitempty"`
+	// idle mode RSSPerConn is the growth per connection. ServerFaults
+	// are its minor page faults over the run (fresh memory touched),
+	// also per message or connection.
+	ServerCPU         float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUPerOp    float64 `json:"server_cpu_us_per_op,omitempty"`
+	ServerRSSBefore   int64   `json:"server_rss_before,omitempty"`
+	ServerRSSAfter    int64   `json:"server_rss_after,omitempty"`
+	RSSPerConn        float64 `json:"server_rss_per_conn,omitempty"`
+	ServerFaults      int64   `json:"server_page_faults,omitempty"`
+	ServerFaultsPerOp float64 `json:"server_page_faults_per_op,omitempty"`
 	// Received counts deliveries; Expected what should have arrived; Lost and
 	// Duplicated compare the two per (publisher, sequence).
 	Received   int64          `json:"received"`
@@ -714,8 +718,8 @@ func (res *Result) serverString(b *strings.Builder, per string) {
 	if res.ServerRSSAfter == 0 {
 		return
 	}
-	fmt.Fprintf(b, "  server CPU %.2fs, %.2f us per %s; RSS %.1f MiB -> %.1f MiB\n", res.ServerCPU, res.ServerCPUPerOp, per,
-		float64(res.ServerRSSBefore)/(1<<20), float64(res.ServerRSSAfter)/(1<<20))
+	fmt.Fprintf(b, "  server CPU %.2fs, %.2f us per %s; RSS %.1f MiB -> %.1f MiB; page faults %d, %.2f per %s\n", res.ServerCPU, res.ServerCPUPerOp, per,
+		float64(res.ServerRSSBefore)/(1<<20), float64(res.ServerRSSAfter)/(1<<20), res.ServerFaults, res.ServerFaultsPerOp, per)
 }
 
 // dialAny connects connection k to the k-th broker of the list, or if

@@ -258,5 +258,9 @@ func (w *serverWatch) finish(res *Result, ops int64) error {
 		res.ServerCPUPerOp = float64(cpu.Microseconds()) / float64(ops)
 	}
 	res.ServerRSSBefore, res.ServerRSSAfter = w.before.rss, st.rss
+	res.ServerFaults = st.faults - w.before.faults
+	if ops > 0 {
+		res.ServerFaultsPerOp = float64(res.ServerFaults) / float64(ops)
+	}
 	return nil
 }

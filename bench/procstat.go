@@ -10,10 +10,14 @@ import (
 )
 
 // procStat is what /proc says of a broker process on this machine: its
-// CPU time (user+sys) and resident memory.
+// CPU time (user+sys), resident memory and page faults.
 type procStat struct {
 	cpu time.Duration
 	rss int64 // bytes
+	// faults counts minor page faults: first touches of fresh memory
+	// (new heap, goroutine stacks, memtables), whose cost varies by
+	// machine (tens of microseconds each on some virtual machines).
+	faults int64
 }
 
 // clockTick is the unit of /proc/PID/stat's utime and stime (USER_HZ,
@@ -34,16 +38,19 @@ func readProc(pid int) (procStat, error) {
 		return st, fmt.Errorf("server process: malformed /proc/%d/stat", pid)
 	}
 	f := strings.Fields(string(stat[i+1:]))
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	// f[0] is field 3 (state); minflt is field 10, utime and stime are
+	// fields 14 and 15.
 	if len(f) < 13 {
 		return st, fmt.Errorf("server process: short /proc/%d/stat", pid)
 	}
+	minflt, err0 := strconv.ParseInt(f[7], 10, 64)
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
+	if err0 != nil || err1 != nil || err2 != nil {
 		return st, fmt.Errorf("server process: malformed /proc/%d/stat", pid)
 	}
 	st.cpu = time.Duration(utime+stime) * clockTick
+	st.faults = minflt
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return st, fmt.Errorf("server process: %w", err)

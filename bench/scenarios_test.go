@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +63,12 @@ func TestIdleHoldsConnections(t *testing.T) {
 	if want := float64(res.ServerRSSAfter-res.ServerRSSBefore) / 120; res.RSSPerConn != want {
 		t.Fatalf("RSS per connection %v, want %v", res.RSSPerConn, want)
 	}
-	if s := res.String(); !strings.Contains(s, "mode idle: 120 connections") || !strings.Contains(s, "per idle connection") {
+	// The server here is this process: 120 connections' goroutines and
+	// buffers touch fresh memory.
+	if res.ServerFaults <= 0 || res.ServerFaultsPerOp != float64(res.ServerFaults)/120 {
+		t.Fatalf("page faults %d, %v per connection", res.ServerFaults, res.ServerFaultsPerOp)
+	}
+	if s := res.String(); !strings.Contains(s, "mode idle: 120 connections") || !strings.Contains(s, "per idle connection") || !strings.Contains(s, "per connection; RSS") || !strings.Contains(s, "page faults") {
 		t.Fatalf("summary %q", s)
 	}
 	if ip := sourceIP(o, 4); ip.String() != "127.0.0.2" {
@@ -169,5 +175,32 @@ func TestSummaryOfManySubscribers(t *testing.T) {
 	}
 	if s := res.String(); !strings.Contains(s, "per subscriber (20): min 100, median 110, max 119") {
 		t.Fatalf("summary %q", s)
+	}
+}
+
+// TestReadProcCountsPageFaults: touching memory never touched before
+// shows in the process's page faults, which only grow.
+func TestReadProcCountsPageFaults(t *testing.T) {
+	before, err := readProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := syscall.Mmap(-1, 0, 64<<12, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(b)
+	for i := 0; i < len(b); i += 1 << 12 {
+		b[i] = 1 // each page's first touch is a fault
+	}
+	after, err := readProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.faults-before.faults < 64 || after.rss <= 0 || after.cpu < before.cpu {
+		t.Fatalf("64 fresh pages touched: faults %d -> %d, rss %d, cpu %v -> %v", before.faults, after.faults, after.rss, before.cpu, after.cpu)
+	}
+	if _, err := readProc(1 << 30); err == nil {
+		t.Fatal("no error for a process that does not exist")
 	}
 }

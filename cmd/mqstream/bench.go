@@ -52,9 +52,10 @@ duplicates and end-to-end latency are measured exactly. Every run stops after
 --count connections; idle holds them --hold more).
 
 With --server-pid (a broker on this machine) the summary gives the broker
-process's CPU time per message (or connection) and its RSS before and after,
-read from /proc. Many connections from one loopback address run out of
-source ports (~28k): --source-ips N spreads them over 127.0.0.1..N.
+process's CPU time per message (or connection), its RSS before and after
+and its page faults, read from /proc. Many connections from one loopback
+address run out of source ports (~28k): --source-ips N spreads them over
+127.0.0.1..N.
 
 With several brokers (--broker a,b,c: the nodes of a cluster) the
 connections are spread over them. A connection that drops is made again to
@@ -114,7 +115,7 @@ resent, those never acknowledged and the longest wait for an ack.`,
 	f.IntVarP(&o.Concurrency, "concurrency", "c", 64, "conn, idle: connections being opened at once")
 	f.DurationVar(&o.Hold, "hold", 10*time.Second, "idle: how long to hold the connections once open")
 	f.IntVar(&o.SourceIPs, "source-ips", 0, "conn, idle, --idle: spread connections over source addresses 127.0.0.1..N (loopback brokers)")
-	f.IntVar(&o.ServerPID, "server-pid", 0, "the broker's process id on this machine: report its CPU per message and RSS")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "the broker's process id on this machine: report its CPU per message, RSS and page faults")
 	f.StringVarP(&version, "mqtt-version", "V", "3.1.1", "MQTT version: 3.1.1 or 5")
 	f.IntVarP(&o.Count, "count", "n", 1_000_000, "total messages to publish (conn, idle: connections)")
 	f.DurationVarP(&o.Duration, "duration", "d", 30*time.Second, "time limit for publishing")
