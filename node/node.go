@@ -40,20 +40,22 @@ var Version = "dev"
 
 // Node is one running mqstream node.
 type Node struct {
-	cfg     config.Config
-	id      string
-	log     *slog.Logger
-	store   *streams.Store
-	broker  *mqtt.Broker
-	groups  *shared.Manager
-	sampler *stats.Sampler
-	engine  *query.Engine
-	queries *cq.Manager // continuous queries (queries.go)
-	api     *api.Server
-	httpSrv *http.Server
-	httpLn  net.Listener
-	members *cluster.Membership // nil when standalone
-	repl    *replication        // nil when standalone
+	cfg   config.Config
+	id    string
+	log   *slog.Logger
+	store *streams.Store
+	// storeStalls counts the store's write stalls (set before it opens).
+	storeStalls *pebblestats.Stalls
+	broker      *mqtt.Broker
+	groups      *shared.Manager
+	sampler     *stats.Sampler
+	engine      *query.Engine
+	queries     *cq.Manager // continuous queries (queries.go)
+	api         *api.Server
+	httpSrv     *http.Server
+	httpLn      net.Listener
+	members     *cluster.Membership // nil when standalone
+	repl        *replication        // nil when standalone
 	// relay and groupPlace run consumer groups across nodes (nil when
 	// standalone).
 	relay      *groups.Relay
@@ -250,6 +252,8 @@ func (n *Node) openStore(options []Option) error {
 	if n.cfg.Cluster.Enabled() {
 		sopts.CompactionScheduler = pebblesched.New() // an idle cluster node wakes less
 	}
+	n.storeStalls = pebblestats.NewStalls(n.log, "store")
+	sopts.EngineEvents = n.storeStalls.Listener()
 	for _, o := range options {
 		o(&sopts)
 	}
@@ -443,8 +447,8 @@ func (n *Node) Store() *streams.Store { return n.store }
 // store's ("store") and, in cluster mode, the Raft log's ("raftlog").
 func (n *Node) EngineStats() map[string]pebblestats.Stats {
 	out := make(map[string]pebblestats.Stats, 2)
-	if st, ok := n.store.EngineStats(); ok {
-		out["store"] = st
+	if m, ok := n.store.EngineMetrics(); ok {
+		out["store"] = pebblestats.From(m, n.storeStalls)
 	}
 	if n.repl != nil && n.repl.logs != nil {
 		if st, ok := n.repl.logs.EngineStats(); ok {

@@ -79,7 +79,7 @@ func (s *Store) tryRecover() {
 	defer s.dbMu.Unlock()
 	_ = closePebble(s.db)
 	s.db = nil
-	db, err := openPebble(s.opts, s.stalls)
+	db, err := openPebble(s.opts)
 	if err != nil {
 		s.log.Warn("reopening the store failed; will retry", "error", err)
 		return

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mqstream/mqstream/internal/pebblestats"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // StreamCounters are cumulative counts for one stream since the store opened.
@@ -175,16 +175,13 @@ func (h Histogram) Quantile(q float64) time.Duration {
 	return BucketUpper(len(h.Counts) - 1)
 }
 
-// EngineStats returns the figures of the store's Pebble database
-// (flushes, compactions, WAL, L0, memtables, disk space, block cache,
-// write stalls); ok is false while the database is being reopened after
-// a failure.
-func (s *Store) EngineStats() (stats pebblestats.Stats, ok bool) {
+// EngineMetrics returns the store's Pebble metrics; ok is false while the
+// database is being reopened after a failure.
+func (s *Store) EngineMetrics() (m *pebble.Metrics, ok bool) {
 	db, release, err := s.reader()
 	if err != nil {
-		return pebblestats.Stats{}, false
+		return nil, false
 	}
-	m := db.Metrics()
-	release()
-	return pebblestats.From(m, s.stalls), true
+	defer release()
+	return db.Metrics(), true
 }

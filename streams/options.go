@@ -120,6 +120,10 @@ type Options struct {
 	// (internal/pebblesched), so an idle node wakes less; the store itself
 	// depends on nothing of ours.
 	CompactionScheduler pebble.CompactionScheduler
+	// EngineEvents, if set, receives the Pebble database's events (the
+	// node counts write stalls with it); it is given to every database
+	// the store opens, a reopened one included.
+	EngineEvents *pebble.EventListener
 	// MinFreeBytes refuses appends (ErrDiskFull) while the data directory's
 	// disk has less free space, so the store never runs out mid-write;
 	// 0 disables the check.

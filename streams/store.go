@@ -14,8 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/mqstream/mqstream/internal/pebblestats"
 )
 
 // Store is a set of named streams kept in one Pebble database. All methods
@@ -33,8 +31,6 @@ type Store struct {
 
 	// health is nil while the store accepts writes; otherwise why not.
 	health atomic.Pointer[error]
-	// stalls counts the database's write stalls, across reopenings.
-	stalls *pebblestats.Stalls
 
 	queue opQueue // appends and commands waiting for the committer
 	stats storeCounters
@@ -153,18 +149,16 @@ func Open(opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("streams: invalid options: %w", err)
 	}
-	stalls := pebblestats.NewStalls(opts.Logger, "store")
-	db, err := openPebble(opts, stalls)
+	db, err := openPebble(opts)
 	if err != nil {
 		return nil, fmt.Errorf("streams: open %s: %w", opts.Dir, err)
 	}
 	s := &Store{
-		opts:   opts,
-		stalls: stalls,
-		db:     db,
-		log:    opts.Logger,
-		work:   map[string]*stream{},
-		done:   make(chan struct{}),
+		opts: opts,
+		db:   db,
+		log:  opts.Logger,
+		work: map[string]*stream{},
+		done: make(chan struct{}),
 	}
 	s.queue.wake = make(chan struct{}, 1)
 	s.mu.streams = map[string]*stream{}
@@ -184,20 +178,23 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-func openPebble(opts Options, stalls *pebblestats.Stalls) (*pebble.DB, error) {
+func openPebble(opts Options) (*pebble.DB, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	popts := &pebble.Options{
-		FS:            opts.FS,
-		Cache:         cache,
-		Logger:        pebbleLogger{opts.Logger},
-		EventListener: stalls.Listener(),
+		FS:     opts.FS,
+		Cache:  cache,
+		Logger: pebbleLogger{opts.Logger},
 		// Records are appended in key order per stream; bigger memtables mean
 		// fewer flushes under sustained ingest.
 		MemTableSize: 64 << 20,
 	}
 	if opts.CompactionScheduler != nil {
 		popts.Experimental.CompactionScheduler = opts.CompactionScheduler
+	}
+	if opts.EngineEvents != nil {
+		events := *opts.EngineEvents // Pebble fills in the defaults of its copy
+		popts.EventListener = &events
 	}
 	return pebble.Open(opts.Dir, popts)
 }

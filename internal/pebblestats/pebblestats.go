@@ -1,8 +1,9 @@
 // Package pebblestats turns a Pebble database's metrics into the plain
 // figures mqstream exports (flushes, compactions, WAL, L0, memtables,
-// disk space, block cache, write stalls), so that the packages owning a
-// database (the stream store, the Raft log) report them the same way and
-// their users need not import Pebble.
+// disk space, block cache, write stalls), so that the stream store's and
+// the Raft log's are reported the same way (the node converts the store's:
+// the streams package imports nothing of ours) and the API need not import
+// Pebble.
 //
 // Write stalls are not in Pebble's metrics: Stalls counts them through
 // the database's event listener and logs each one, since a stall holds
