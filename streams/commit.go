@@ -334,6 +334,10 @@ type group struct {
 	now     int64
 	scratch []byte
 	keybuf  []byte
+	// blocks are the streams with records pending in a block, spareBlks
+	// buffers for the next blocks (block.go).
+	blocks    []*stream
+	spareBlks [][]byte
 }
 
 type opResult struct {
@@ -361,6 +365,9 @@ func (g *group) commit(ops []*op) int {
 		n++
 		g.ops = append(g.ops, o)
 		var r opResult
+		if o.kind != opAppend && o.kind != opKV && o.kind != opSync && o.kind != opRecover {
+			g.writeBlocks()
+		}
 		switch o.kind {
 		case opAppend:
 			r.first, r.err = g.append(o)
@@ -394,6 +401,7 @@ func (g *group) commit(ops []*op) int {
 		g.results = append(g.results, r)
 	}
 
+	g.writeBlocks()
 	for _, st := range g.touched {
 		if !st.isDeletedIn(g) && (st.mustCheckpoint || g.now-st.checkpointAt >= int64(checkpointInterval)) {
 			_ = g.batch.Set(stateKey(st.meta.id), encodeState(st.work), nil)
@@ -561,20 +569,16 @@ func (g *group) append(o *op) (uint64, error) {
 	for i := range o.req.Records {
 		r := &o.req.Records[i]
 		g.scratch = appendRecord(g.scratch[:0], r, ts)
-		g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
-		_ = g.batch.Set(g.keybuf, g.scratch, nil)
 		r.Offset = st.work.next
 		r.Timestamp = time.Unix(0, ts)
-		g.put(st, len(g.scratch))
+		g.addToBlock(st, g.scratch)
 	}
 	for _, b := range o.req.Encoded {
 		// The encoding up to the timestamp, the timestamp, the rest.
 		g.scratch = append(g.scratch[:0], b[:2]...)
 		g.scratch = binary.AppendVarint(g.scratch, ts)
 		g.scratch = append(g.scratch, b[3:]...)
-		g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
-		_ = g.batch.Set(g.keybuf, g.scratch, nil)
-		g.put(st, len(g.scratch))
+		g.addToBlock(st, g.scratch)
 	}
 	st.work.lastTS = ts
 	g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
@@ -652,6 +656,7 @@ func (st *stream) isDeletedIn(g *group) bool {
 // rollback restores the committer's view after a failed commit.
 func (g *group) rollback() {
 	s := g.s
+	g.dropBlocks()
 	for _, st := range g.touched {
 		st.work = st.durable
 		st.groupBytes = 0

@@ -15,9 +15,15 @@
 //	'x'                         next stream id (uint64)
 //	'm' name                    stream metadata (id, creation time, retention)
 //	's' id(8)                   stream state (first offset, next offset, bytes, last timestamp)
-//	'r' id(8) offset(8)         one record, encoded by encodeRecord
+//	'r' id(8) offset(8)         the records one commit group appended to the stream
+//	                            from that offset: a block (block.go), or one record
+//	                            alone, encoded by appendRecord
 //	'a' <log name>              the applied-index marker of a replicated log (a shard's Raft group)
 //	'k' namespace 0x00 key      small key/value state kept for other packages (see KV)
+//
+// A block keeps the per-record work of the database (memtable inserts,
+// flushes, compactions) to one key per stream and commit group. A read from
+// any offset starts at the block that holds it. Blocks are cut at 32 KiB.
 //
 // Streams are addressed internally by a numeric id that is never reused, so a
 // stream deleted and created again under the same name never sees old records,
@@ -54,4 +60,6 @@
 // A background loop computes, for each stream with limits, the first offset to
 // keep (by age, bytes and record count) and submits a trim command; the committer
 // deletes the range of older records and updates the stream state in one batch.
+// The block that holds the first record kept stays whole until a later trim
+// passes it; its records before the first offset are never read again.
 package streams

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // ReadOptions bound one read.
@@ -56,37 +54,30 @@ func (s *Store) Read(name string, from uint64, opts ReadOptions) ([]Record, erro
 	if from >= next {
 		return nil, nil
 	}
-	lo, hi := recordRange(id, from, next)
 	db, unlock, err := s.reader()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	iter, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	iter, err := newBlockIter(db, id, next)
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", name, err)
 	}
 	defer iter.Close()
 	var out []Record
 	bytes := 0
-	for iter.First(); iter.Valid(); iter.Next() {
-		v, err := iter.ValueAndErr()
+	err = iter.each(from, func(off uint64, v []byte) (bool, error) {
+		r, err := decodeRecord(v, off)
 		if err != nil {
-			return out, fmt.Errorf("stream %q: %w", name, err)
-		}
-		r, err := decodeRecord(v, offsetFromKey(iter.Key()))
-		if err != nil {
-			return out, fmt.Errorf("stream %q: %w", name, err)
+			return false, err
 		}
 		out = append(out, r)
 		bytes += len(r.Payload)
-		if len(out) >= opts.MaxRecords || bytes >= opts.MaxBytes {
-			break
-		}
-	}
+		return len(out) < opts.MaxRecords && bytes < opts.MaxBytes, nil
+	})
 	ctr.readRecords.Add(int64(len(out)))
 	ctr.readBytes.Add(int64(bytes))
-	if err := iter.Error(); err != nil {
+	if err != nil {
 		return out, fmt.Errorf("stream %q: %w", name, err)
 	}
 	return out, nil
@@ -159,19 +150,14 @@ func (s *Store) offsetAt(id, lo, hi uint64, ts int64) (uint64, error) {
 	// Invariant: records before lo are older than ts; records at hi and later are not.
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		v, closer, err := db.Get(recordKey(id, mid))
-		if err != nil {
-			// A concurrent trim removed it: everything up to mid is gone, search above.
-			if err == pebble.ErrNotFound {
-				lo = mid + 1
-				continue
-			}
-			return 0, err
-		}
-		rts, err := recordTimestamp(v)
-		closer.Close()
+		rts, found, err := recordTimestampAt(db, id, mid)
 		if err != nil {
 			return 0, fmt.Errorf("offset %d: %w", mid, err)
+		}
+		if !found {
+			// A concurrent trim removed it: everything up to mid is gone, search above.
+			lo = mid + 1
+			continue
 		}
 		if rts < ts {
 			lo = mid + 1

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // What a replicated log in front of the store needs beyond appends: a
@@ -74,36 +72,31 @@ func (s *Store) ReadStored(name string, from, to uint64, maxRecords, maxBytes in
 	if page.From >= to {
 		return page, nil
 	}
-	lo, hi := recordRange(info.ID, page.From, to)
 	db, unlock, err := s.reader()
 	if err != nil {
 		return page, err
 	}
 	defer unlock()
-	iter, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	iter, err := newBlockIter(db, info.ID, to)
 	if err != nil {
 		return page, fmt.Errorf("stream %q: %w", name, err)
 	}
 	defer iter.Close()
 	bytes := 0
-	for iter.First(); iter.Valid(); iter.Next() {
-		off := offsetFromKey(iter.Key())
+	err = iter.each(page.From, func(off uint64, v []byte) (bool, error) {
+		if off >= to {
+			return false, nil
+		}
 		if len(page.Records) == 0 {
 			page.From = off // a trim since the stream was described
 		} else if off != page.From+uint64(len(page.Records)) {
-			return page, fmt.Errorf("%w: stream %q: offset %d after %d", ErrCorrupt, name, off, page.From+uint64(len(page.Records))-1)
-		}
-		v, err := iter.ValueAndErr()
-		if err != nil {
-			return page, fmt.Errorf("stream %q: %w", name, err)
+			return false, fmt.Errorf("%w: offset %d after %d", ErrCorrupt, off, page.From+uint64(len(page.Records))-1)
 		}
 		page.Records = append(page.Records, append([]byte(nil), v...))
 		bytes += len(v)
-		if len(page.Records) >= maxRecords || bytes >= maxBytes {
-			break
-		}
-	}
-	if err := iter.Error(); err != nil {
+		return len(page.Records) < maxRecords && bytes < maxBytes, nil
+	})
+	if err != nil {
 		return page, fmt.Errorf("stream %q: %w", name, err)
 	}
 	return page, nil
@@ -163,15 +156,14 @@ func (g *group) install(req *InstallRequest) error {
 		// starts again at At. The state is checkpointed in this batch,
 		// as recovery rolls it forward only over dense offsets.
 		if st.work.next > st.work.first {
-			_ = g.batch.DeleteRange(recordKey(st.meta.id, st.work.first), recordKey(st.meta.id, st.work.next), nil)
+			// From 0: a block begun before the first record kept goes too.
+			_ = g.batch.DeleteRange(recordKey(st.meta.id, 0), recordKey(st.meta.id, st.work.next), nil)
 		}
 		st.work.first, st.work.next, st.work.bytes = req.At, req.At, 0
 		st.mustCheckpoint = true
 	}
 	for _, b := range req.Records {
-		g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
-		_ = g.batch.Set(g.keybuf, b, nil)
-		g.put(st, len(b))
+		g.addToBlock(st, b)
 	}
 	st.work.lastTS = max(st.work.lastTS, lastTS)
 	g.markApplied(req.AppliedLog, req.AppliedIndex)

@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
-// trimCmd removes the records [from, to) of a stream, whose encoded size is bytes.
+// trimCmd removes the records [from, to) of a stream, whose encoded size is
+// bytes. keyTo is where the block holding offset to begins (block.go): the
+// keys before it go, and the records of that block before to stay on disk
+// until a later trim, never read again.
 type trimCmd struct {
 	id       uint64
 	from, to uint64
+	keyTo    uint64
 	bytes    int64
 }
 
@@ -30,7 +32,10 @@ func (g *group) trim(t trimCmd) error {
 	if st == nil || st.work.first != t.from || t.to > st.work.next || t.to <= t.from {
 		return errTrimStale
 	}
-	_ = g.batch.DeleteRange(recordKey(t.id, t.from), recordKey(t.id, t.to), nil)
+	if t.keyTo > t.to {
+		return fmt.Errorf("%w: trim to %d would delete a block beginning at %d", ErrCorrupt, t.to, t.keyTo)
+	}
+	_ = g.batch.DeleteRange(recordKey(t.id, 0), recordKey(t.id, t.keyTo), nil)
 	st.work.first = t.to
 	st.mustCheckpoint = true
 	st.work.bytes -= t.bytes
@@ -113,28 +118,27 @@ func (s *Store) computeTrim(info StreamInfo) (trimCmd, error) {
 	if cmd.to == cmd.from && !needBytes {
 		return cmd, nil
 	}
-	lo, hi := recordRange(info.ID, info.FirstOffset, info.NextOffset)
 	db, unlock, err := s.reader()
 	if err != nil {
 		return cmd, err
 	}
 	defer unlock()
-	iter, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	iter, err := newBlockIter(db, info.ID, info.NextOffset)
 	if err != nil {
 		return cmd, err
 	}
 	defer iter.Close()
-	for iter.First(); iter.Valid(); iter.Next() {
-		off := offsetFromKey(iter.Key())
+	err = iter.each(info.FirstOffset, func(off uint64, v []byte) (bool, error) {
 		if off >= cmd.to && !(needBytes && info.Bytes-cmd.bytes > r.MaxBytes) {
-			break
-		}
-		v, err := iter.ValueAndErr()
-		if err != nil {
-			return cmd, err
+			return false, nil
 		}
 		cmd.bytes += int64(len(v))
 		cmd.to = max(cmd.to, off+1)
+		return true, nil
+	})
+	if err != nil {
+		return cmd, err
 	}
-	return cmd, iter.Error()
+	cmd.keyTo, err = blockStart(db, info.ID, cmd.to)
+	return cmd, err
 }

@@ -71,6 +71,12 @@ type stream struct {
 	mustCheckpoint bool
 	// groupBytes is the encoded size appended in the current commit group.
 	groupBytes int64
+	// blk gathers the records appended in the current commit group, from
+	// offset blkFirst, into one value (block.go; committer only; nil
+	// between groups).
+	blk      []byte
+	blkFirst uint64
+	blkCount int
 
 	// Guarded by Store.mu.
 	durable streamState
@@ -282,22 +288,29 @@ func (s *Store) recoverTail(st *stream) error {
 	defer iter.Close()
 	n := 0
 	for iter.First(); iter.Valid(); iter.Next() {
-		off := offsetFromKey(iter.Key())
-		if off != st.durable.next {
+		// A commit group's blocks begin where the checkpoint of the
+		// group before it ends.
+		if off := offsetFromKey(iter.Key()); off != st.durable.next {
 			return fmt.Errorf("%w: record offset %d after checkpointed next offset %d", ErrCorrupt, off, st.durable.next)
 		}
 		v, err := iter.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		ts, err := recordTimestamp(v)
+		err = eachInBlock(v, st.durable.next, func(off uint64, rec []byte) (bool, error) {
+			ts, err := recordTimestamp(rec)
+			if err != nil {
+				return false, fmt.Errorf("offset %d: %w", off, err)
+			}
+			st.durable.next++
+			st.durable.bytes += int64(len(rec))
+			st.durable.lastTS = max(st.durable.lastTS, ts)
+			n++
+			return true, nil
+		})
 		if err != nil {
-			return fmt.Errorf("offset %d: %w", off, err)
+			return err
 		}
-		st.durable.next++
-		st.durable.bytes += int64(len(v))
-		st.durable.lastTS = max(st.durable.lastTS, ts)
-		n++
 	}
 	if n > 0 {
 		st.mustCheckpoint = true
