@@ -35,7 +35,19 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 	benchmarkAppendInflight(b, 8, 256)
 }
 
+// BenchmarkAppendConcurrentStreams: the same over 24 streams, each writer
+// going round them (the cluster benchmark's shape, --topics 24): many
+// streams' keys in every memtable, so flushes overlap and compactions
+// rewrite.
+func BenchmarkAppendConcurrentStreams(b *testing.B) {
+	benchmarkAppendInflightOver(b, 8, 256, 24)
+}
+
 func benchmarkAppendInflight(b *testing.B, writers, window int) {
+	benchmarkAppendInflightOver(b, writers, window, 1)
+}
+
+func benchmarkAppendInflightOver(b *testing.B, writers, window, streams int) {
 	s := openTest(b, b.TempDir(), nil)
 	b.SetBytes(int64(len(benchPayload)))
 	b.ResetTimer()
@@ -49,7 +61,11 @@ func benchmarkAppendInflight(b *testing.B, writers, window int) {
 			for i := 0; i < per; i++ {
 				sem <- struct{}{}
 				r := Record{Topic: fmt.Sprintf("bench/%d", w), Payload: benchPayload, QoS: 1}
-				err := s.Submit(AppendRequest{Stream: "bench", Records: []Record{r}, Done: func(_ uint64, err error) {
+				stream := "bench"
+				if streams > 1 {
+					stream = fmt.Sprintf("bench%d", (w+i)%streams)
+				}
+				err := s.Submit(AppendRequest{Stream: stream, Records: []Record{r}, Done: func(_ uint64, err error) {
 					if err != nil {
 						b.Error(err)
 					}
