@@ -97,6 +97,9 @@ func eachInBlock(v []byte, first uint64, fn func(off uint64, rec []byte) (bool, 
 		_, err := fn(first, v)
 		return err
 	case blockVersion1:
+		if len(v) == 1 {
+			return fmt.Errorf("%w: offset %d: empty block", ErrCorrupt, first)
+		}
 	default:
 		return fmt.Errorf("%w: offset %d: unknown record version %d", ErrCorrupt, first, v[0])
 	}
