@@ -29,7 +29,8 @@
 #
 # Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread|failover]
 # BIN=path runs that mqstream binary instead of building this checkout's
-# (to compare two builds, alternating).
+# (to compare two builds, alternating). SHARDS sets the cluster's shard
+# count (default 12).
 set -euo pipefail
 runs=${1:-3}
 what=${2:-pub}
@@ -61,7 +62,7 @@ cluster:
   rpc: 127.0.0.1:${P}${i}07
   seeds: [127.0.0.1:${P}106, 127.0.0.1:${P}206, 127.0.0.1:${P}306]
   bootstrap_expect: 3
-  shards: 12
+  shards: ${SHARDS:-12}
   replication_factor: 3
 YAML
   $bin serve --config "$work/node$i.yaml" >"$work/node$i.log" 2>&1 &
