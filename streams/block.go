@@ -14,7 +14,7 @@ import (
 //	encoding (record.go).
 //
 // A block of one record is stored as the record alone, the layout of every
-// record before blocks existed, so both are read alike (decodeBlock). A
+// record before blocks existed, so both are read alike (eachInBlock). A
 // block is cut at maxBlockBytes.
 const blockVersion1 = 0xB1
 
@@ -40,7 +40,7 @@ func (g *group) addToBlock(st *stream, rec []byte) {
 	st.blk = binary.AppendUvarint(st.blk, uint64(len(rec)))
 	st.blk = append(st.blk, rec...)
 	st.blkCount++
-	g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next)
+	g.keybuf = appendRecordKey(g.keybuf[:0], st.meta.id, st.work.next) // put counts a key's bytes per record
 	g.put(st, len(rec))
 }
 
@@ -198,21 +198,15 @@ func blockStart(db *pebble.DB, id, off uint64) (uint64, error) {
 	return off, nil
 }
 
-// recordTimestampAt returns the timestamp of the record at offset off of
-// stream id; found is false if the stream holds no record there.
-func recordTimestampAt(db *pebble.DB, id, off uint64) (ts int64, found bool, err error) {
-	iter, err := newBlockIter(db, id, off+1)
-	if err != nil {
-		return 0, false, err
-	}
-	defer iter.Close()
-	err = iter.each(off, func(o uint64, rec []byte) (bool, error) {
+// timestampAt returns the timestamp of the record at offset off of the
+// iterator's stream; found is false if the stream holds no record there.
+func (b *blockIter) timestampAt(off uint64) (ts int64, found bool, err error) {
+	err = b.each(off, func(o uint64, rec []byte) (bool, error) {
 		if o == off {
 			ts, err = recordTimestamp(rec)
 			found = err == nil
-			return false, err
 		}
-		return false, nil
+		return false, err
 	})
 	return ts, found, err
 }

@@ -328,3 +328,14 @@ func FuzzEachInBlock(f *testing.F) {
 		}
 	})
 }
+
+// TestOffsetAtOfAnEmptyStream: nothing to search, the next offset.
+func TestOffsetAtOfAnEmptyStream(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	if _, err := s.CreateStream(context.Background(), "e", Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.OffsetAt("e", time.Now()); err != nil || got != 0 {
+		t.Fatalf("OffsetAt of an empty stream: %d, %v", got, err)
+	}
+}

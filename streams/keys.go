@@ -40,15 +40,6 @@ func appendRecordKey(dst []byte, id, offset uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, offset)
 }
 
-// recordRange returns the key bounds [lo, hi) of records [from, to) of stream id.
-func recordRange(id, from, to uint64) (lo, hi []byte) {
-	lo = recordKey(id, from)
-	if to == 0 {
-		return lo, lo
-	}
-	return lo, recordKey(id, to)
-}
-
 // streamRecordsEnd is the exclusive upper bound of every record key of stream id.
 func streamRecordsEnd(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{tagRecord}, id+1)

@@ -142,15 +142,23 @@ func (s *Store) OffsetAt(name string, t time.Time) (uint64, error) {
 }
 
 func (s *Store) offsetAt(id, lo, hi uint64, ts int64) (uint64, error) {
+	if lo >= hi {
+		return lo, nil // no record to search
+	}
 	db, unlock, err := s.reader()
 	if err != nil {
 		return 0, err
 	}
 	defer unlock()
+	iter, err := newBlockIter(db, id, hi)
+	if err != nil {
+		return 0, err
+	}
+	defer iter.Close()
 	// Invariant: records before lo are older than ts; records at hi and later are not.
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		rts, found, err := recordTimestampAt(db, id, mid)
+		rts, found, err := iter.timestampAt(mid)
 		if err != nil {
 			return 0, fmt.Errorf("offset %d: %w", mid, err)
 		}

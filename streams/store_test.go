@@ -262,7 +262,7 @@ func TestDeleteRemovesRecordsAndRecreateStartsAtZero(t *testing.T) {
 	}
 	// The old id's records are gone from the database.
 	n := 0
-	lo, hi := recordRange(old.ID, 0, old.NextOffset)
+	lo, hi := recordKey(old.ID, 0), streamRecordsEnd(old.ID)
 	iter, _ := s.db.NewIter(nil)
 	for iter.SeekGE(lo); iter.Valid() && string(iter.Key()) < string(hi); iter.Next() {
 		n++
