@@ -78,6 +78,9 @@ func Open(opts Options) (*Meta, error) {
 		opts.Timers = shards.DefaultTimers()
 	}
 	t := opts.Timers
+	if t.MetaCommit <= 0 {
+		t.MetaCommit = t.Commit
+	}
 	if opts.HandOverTimeout <= 0 {
 		opts.HandOverTimeout = 2 * t.Election
 	}
@@ -86,7 +89,7 @@ func Open(opts Options) (*Meta, error) {
 	m.fsm = &fsm{changed: m.changes.Notify}
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(opts.Self.ID)
-	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.Commit
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.MetaCommit
 	// The state is tiny: snapshot often so the log stays short.
 	c.SnapshotInterval, c.SnapshotThreshold, c.TrailingLogs = t.SnapshotInterval, 64, 128
 	c.Logger = shards.RaftLogger(opts.Logger, Group, opts.LogLimit)

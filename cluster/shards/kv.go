@@ -304,6 +304,9 @@ func (r *replica) awaitPredecessors(term uint64) {
 			if r.raft.CurrentTerm() == term {
 				r.led.Store(term)
 			}
+			// The followers learn that the entries before the
+			// term (and its own first one) are committed.
+			r.settle()
 			return
 		}
 		if errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, streams.ErrClosed) {

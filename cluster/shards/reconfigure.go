@@ -397,6 +397,7 @@ func (s *Set) change(shard int, r *replica, what, node string, f raft.IndexFutur
 		return false
 	}
 	s.log.Info("shard configuration changed: "+what, "shard", shard, "node", node, "index", f.Index())
+	r.settle() // the followers learn that it is committed
 	return true
 }
 

@@ -68,6 +68,11 @@ type replica struct {
 		closed     bool
 	}
 	wake chan struct{} // capacity 1
+	// settled (capacity 1) tells proposeLoop that an entry of this
+	// replica was answered, or that it became a leader that has applied
+	// its predecessors' entries: if nothing else is in flight or queued,
+	// the followers are told the commit index (commit notices, below).
+	settled chan struct{}
 }
 
 func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
@@ -78,7 +83,8 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 // leadership as this replica sees it (kv.go).
 func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func()) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(),
-		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1)}
+		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
+		settled: make(chan struct{}, 1)}
 	fc.stop = r.stop
 	var err error
 	if r.fsm, err = newFSM(fc); err != nil {
@@ -174,8 +180,26 @@ func (r *replica) propose(cmd appendCmd, done func(first uint64, err error)) {
 // costs a log write, a replication round and an apply).
 const maxEntriesInFlight = 2
 
+// Commit notices. A follower learns that entries are committed from the
+// leader's next AppendEntries: the next entry's, or raft's commit-timeout
+// one (Timers.Commit, seconds long so that an idle cluster stays quiet).
+// Without more, a follower would apply the last entries of a burst, and
+// every record of a shard written now and then, that much later, and
+// readers, groups and queries on the follower's node would see them as
+// late. So once a leader's entries have all been applied and nothing is
+// queued for noticeDelay, it proposes an empty barrier entry (raft's: it
+// never reaches the state machine) whose replication carries the commit
+// index; no more than one every noticeSpacing, so a shard written a few
+// times a second costs a barrier per write at most, one busier none
+// (its next entry tells the followers).
+const (
+	noticeDelay   = 10 * time.Millisecond
+	noticeSpacing = 100 * time.Millisecond
+)
+
 // proposeLoop turns queued appends into Raft entries: everything queued
-// while the previous entries were in flight goes into the next.
+// while the previous entries were in flight goes into the next. It also
+// sends the commit notices.
 func (r *replica) proposeLoop() {
 	defer r.wg.Done()
 	var waiters sync.WaitGroup
@@ -189,12 +213,29 @@ func (r *replica) proposeLoop() {
 			return true
 		}
 	}
+	notice := time.NewTimer(time.Hour)
+	notice.Stop()
+	defer notice.Stop()
+	var lastNotice time.Time
 	for {
 		select {
 		case <-r.stop:
 			r.failQueued(streams.ErrClosed)
 			return
+		case <-r.settled:
+			if len(slots) == 0 && r.queued() == 0 {
+				notice.Reset(max(noticeDelay, time.Until(lastNotice.Add(noticeSpacing))))
+			}
+			continue
+		case <-notice.C:
+			if len(slots) == 0 && r.queued() == 0 && r.isLeader() {
+				lastNotice = time.Now()
+				// Not awaited: the barrier's outcome changes nothing.
+				r.raft.Barrier(r.timeout)
+			}
+			continue
 		case <-r.wake:
+			notice.Stop() // the next entry tells the followers
 		}
 		if !acquire() {
 			r.failQueued(streams.ErrClosed)
@@ -232,12 +273,28 @@ func (r *replica) proposeLoop() {
 				defer waiters.Done()
 				r.answer(f, batch)
 				<-slots
+				r.settle()
 			}()
 		}
 		if held {
 			<-slots // woken with nothing queued
 		}
 	}
+}
+
+// settle wakes proposeLoop to consider a commit notice.
+func (r *replica) settle() {
+	select {
+	case r.settled <- struct{}{}:
+	default:
+	}
+}
+
+// queued returns how many appends wait to be proposed.
+func (r *replica) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.mu.queue)
 }
 
 // answer waits for an entry to be committed and applied, then answers its

@@ -31,7 +31,13 @@ const maxHops = 2
 
 // Timers are the Raft timings of every shard group.
 type Timers struct {
-	Heartbeat, Election, LeaderLease, Commit time.Duration
+	Heartbeat, Election, LeaderLease time.Duration
+	// Commit is raft's commit timeout for the shard groups: how often an
+	// idle leader tells each follower the commit index anyway. Busy
+	// leaders tell them with every entry, and a leader whose entries
+	// stop sends a commit notice (replica.go), so it can be long.
+	// MetaCommit is the metadata group's, which sends no notices.
+	Commit, MetaCommit time.Duration
 	// Balance is how often leadership is handed back to preferred leaders.
 	Balance time.Duration
 	// SnapshotInterval and SnapshotThreshold: how often a group checks,
@@ -56,13 +62,13 @@ type Timers struct {
 // as long as the heartbeat timeout (raft: half), so that heartbeats
 // batched per peer node every 500 ms (cluster/heartbeat) keep it with
 // room to spare; and the commit timeout, how often an idle leader tells
-// each follower the commit index anyway (busy leaders tell them with
-// every entry), is 1 s: raft's 50 ms made an idle three-node cluster of
-// 12 shards spend a fifth of a core on it, and a follower applies the
-// last entries of a burst within 1-2 s.
+// each follower the commit index anyway, is 5 s for the shard groups
+// (their leaders send commit notices after their last entries instead)
+// and 1 s for the metadata group: raft's 50 ms made an idle three-node
+// cluster of 12 shards spend a fifth of a core on it.
 func DefaultTimers() Timers {
 	return Timers{Heartbeat: time.Second, Election: time.Second, LeaderLease: time.Second,
-		Commit: time.Second, Balance: 5 * time.Second,
+		Commit: 5 * time.Second, MetaCommit: time.Second, Balance: 5 * time.Second,
 		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536,
 		Orphaned: time.Minute}
 }
@@ -72,7 +78,7 @@ func DefaultTimers() Timers {
 // heartbeats (leadership lost while committing: 150 ms did now and then).
 func LocalTimers() Timers {
 	return Timers{Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 200 * time.Millisecond,
-		Commit: 10 * time.Millisecond, Balance: 300 * time.Millisecond,
+		Commit: 10 * time.Millisecond, MetaCommit: 10 * time.Millisecond, Balance: 300 * time.Millisecond,
 		SnapshotInterval: 5 * time.Second, SnapshotThreshold: 16384, TrailingLogs: 65536,
 		Orphaned: 5 * time.Second}
 }
