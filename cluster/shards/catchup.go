@@ -98,13 +98,13 @@ func (f *fsm) catchUp(ctx context.Context, snap shardState) error {
 	if f.src == nil {
 		return fmt.Errorf("%w: %s: no peers to fetch from", ErrNoPeer, f.log)
 	}
-	if f.restoring != snap.index {
+	if f.restoring.Load() != snap.index {
 		// Also lower than a catch-up under way (a new leader sent an
 		// older snapshot): the store then matches that one.
 		if err := f.submitWait(streams.AppendRequest{AppliedLog: f.log + restoreSuffix, AppliedIndex: snap.index, NoSync: true}); err != nil {
 			return fmt.Errorf("shards: %s: record the restore target: %w", f.log, err)
 		}
-		f.restoring = snap.index
+		f.restoring.Store(snap.index)
 	}
 	// The namespace is replaced at once (a catch-up resumed writes it
 	// again): it is small, and the peers may have changed theirs since.

@@ -67,8 +67,9 @@ type fsm struct {
 	// restoring is the index of the last catch-up started (its marker in
 	// the store); while above applied, the store is between two states
 	// of the log and pending, when known, is the snapshot to finish
-	// (catchup.go). Raft's goroutine only.
-	restoring uint64
+	// (catchup.go). Written by Raft's goroutine only; read also by
+	// replica.serves.
+	restoring atomic.Uint64
 	pending   *shardState
 	// opening is set while Raft starts the group: a restore that fails
 	// then is finished before the next entry, as Raft cannot retry it.
@@ -99,15 +100,21 @@ func newFSM(c fsmConfig) (*fsm, error) {
 		return nil, fmt.Errorf("shards: applied index of %s: %w", f.log, err)
 	}
 	f.applied.Store(idx)
-	if f.restoring, err = c.store.AppliedIndexOf(f.log + restoreSuffix); err != nil {
+	restoring, err := c.store.AppliedIndexOf(f.log + restoreSuffix)
+	if err != nil {
 		return nil, fmt.Errorf("shards: restore target of %s: %w", f.log, err)
 	}
-	if f.restoring > idx {
+	f.restoring.Store(restoring)
+	if restoring > idx {
 		f.logger.Warn("a catch-up from peers was interrupted; it resumes before anything else is applied",
-			"applied", idx, "target", f.restoring)
+			"applied", idx, "target", restoring)
 	}
 	return f, nil
 }
+
+// behind reports whether a catch-up from peers has started and not
+// finished: the store is between two states of the log.
+func (f *fsm) behind() bool { return f.restoring.Load() > f.applied.Load() }
 
 // Apply applies one entry.
 func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
@@ -119,7 +126,7 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 // entry's response is its commands' results.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	if f.restoring > f.applied.Load() && !f.finishRestore() {
+	if f.behind() && !f.finishRestore() {
 		return out // stopping
 	}
 	run := f.run[:0] // appends submitted together
@@ -360,7 +367,7 @@ var errRestoring = errors.New("shards: a catch-up from peers is under way")
 // between applies, so the store holds exactly what the log made up to
 // the applied index; its Persist syncs the store first.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	if f.restoring > f.applied.Load() {
+	if f.behind() {
 		return nil, fmt.Errorf("%w: %s", errRestoring, f.log)
 	}
 	st := shardState{index: f.applied.Load(), ids: f.dd.ids(), complete: true,
@@ -435,8 +442,8 @@ func (f *fsm) finishRestore() bool {
 		// Raft restores the newest snapshot when it starts, so this
 		// one is known unless the snapshot store lost it.
 		f.logger.Error("a catch-up from peers was interrupted and its snapshot is gone; entries are applied over it",
-			"applied", f.applied.Load(), "target", f.restoring)
-		f.restoring = 0
+			"applied", f.applied.Load(), "target", f.restoring.Load())
+		f.restoring.Store(0)
 		return true
 	}
 	for {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mqstream/mqstream/internal/testutil"
 )
 
 // TestCommitNoticeTellsFollowers: with a commit timeout far longer than
@@ -28,5 +30,28 @@ func TestCommitNoticeTellsFollowers(t *testing.T) {
 		}
 		want = append(want, string(batch[0].Payload))
 		c.sameEverywhere(stream, want)
+	}
+}
+
+// TestAReplicaAddedWhileIdleServes: a replica a layout change adds to an
+// idle cluster, whose shards' last entries are commit notices (barriers,
+// which the state machine never sees), catches up and serves reads.
+func TestAReplicaAddedWhileIdleServes(t *testing.T) {
+	const shards = 2
+	c := newCluster(t, 3, shards, 3)
+	c.waitLeaders()
+	for i := 0; i < shards; i++ {
+		stream := streamOfShard(t, i, shards)
+		batch := recs(stream, 2)
+		if _, err := c.nodes[0].set.Append(context.Background(), stream, batch...); err != nil {
+			t.Fatal(err)
+		}
+		c.sameEverywhere(stream, []string{string(batch[0].Payload), string(batch[1].Payload)})
+	}
+	n4 := c.addNode(Peer{ID: "n4", RPC: "n4:7947"})
+	c.update(replaced(c.layout, "n3", &n4.self))
+	c.waitConfigured()
+	for i := 0; i < shards; i++ {
+		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("n4's replica of shard %d to serve reads", i), func() bool { return n4.set.Serves(i) })
 	}
 }

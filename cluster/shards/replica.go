@@ -129,12 +129,22 @@ func (r *replica) member(id string) bool {
 	return slices.ContainsFunc(cfg.Configuration().Servers, func(srv raft.Server) bool { return string(srv.ID) == id })
 }
 
-// serves reports whether the replica serves reads (serving).
+// serves reports whether the replica serves reads (serving): once it has
+// applied every entry its group had committed when it asked. The state
+// machine sees commands and configurations only, so an idle shard's log
+// that ends with barriers (commit notices, a new leader's) or a no-op
+// leaves fsm.applied short of the commit index for good; raft's applied
+// index counts those too (it is where raft has handed every entry up to
+// it to the state machine, which applies them in order).
 func (r *replica) serves() bool {
 	if r.serving.Load() {
 		return true
 	}
-	if c := r.raft.CommitIndex(); c > 0 && r.fsm.applied.Load() >= c {
+	c := r.raft.CommitIndex()
+	if c == 0 || r.fsm.behind() {
+		return false
+	}
+	if r.fsm.applied.Load() >= c || r.raft.AppliedIndex() >= c {
 		r.serving.Store(true)
 		return true
 	}

@@ -304,8 +304,8 @@ func TestRestoreResumesAfterACrash(t *testing.T) {
 		t.Fatalf("keep at %d: nothing fetched before the failure", info.NextOffset)
 	}
 	c.crash(peers, testLayout)
-	if c.fsm.restoring != uint64(len(log)) || c.fsm.applied.Load() != 4 {
-		t.Fatalf("after the crash: restoring %d, applied %d", c.fsm.restoring, c.fsm.applied.Load())
+	if c.fsm.restoring.Load() != uint64(len(log)) || c.fsm.applied.Load() != 4 {
+		t.Fatalf("after the crash: restoring %d, applied %d", c.fsm.restoring.Load(), c.fsm.applied.Load())
 	}
 	if _, err := c.fsm.Snapshot(); !errors.Is(err, errRestoring) {
 		t.Fatalf("snapshot of a half-restored store: %v", err)
