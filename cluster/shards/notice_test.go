@@ -33,6 +33,39 @@ func TestCommitNoticeTellsFollowers(t *testing.T) {
 	}
 }
 
+// TestCommitNoticeAfterALeaderChange: the leader of a shard stops; under
+// its successor, lone appends still reach every running replica at once
+// (the new leader sends notices too), with a commit timeout far longer
+// than the test.
+func TestCommitNoticeAfterALeaderChange(t *testing.T) {
+	timers := LocalTimers()
+	timers.Commit = time.Hour
+	c := newClusterWith(t, 3, 1, 3, timers)
+	leader := c.nodes[c.waitLeaders()[0]]
+	stream := streamOfShard(t, 0, 1)
+	first := recs("before", 1)
+	if _, err := leader.set.Append(context.Background(), stream, first...); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{string(first[0].Payload)}
+	c.sameEverywhere(stream, want)
+	leader.stop()
+	c.waitLeaders()
+	for round := 0; round < 3; round++ {
+		for _, nd := range c.nodes {
+			if nd == leader {
+				continue
+			}
+			batch := recs(fmt.Sprintf("after-%s-%d", nd.self.ID, round), 1)
+			if _, err := nd.set.Append(context.Background(), stream, batch...); err != nil {
+				t.Fatalf("append through %s: %v", nd.self.ID, err)
+			}
+			want = append(want, string(batch[0].Payload))
+			c.sameEverywhere(stream, want)
+		}
+	}
+}
+
 // TestAReplicaAddedWhileIdleServes: a replica a layout change adds to an
 // idle cluster, whose shards' last entries are commit notices (barriers,
 // which the state machine never sees), catches up and serves reads.
