@@ -38,6 +38,7 @@ func (f *fakeClusterNode) ForwardCounters() shards.ForwardCounters {
 	return shards.ForwardCounters{Sent: 5, Received: 3, Failed: 1}
 }
 func (f *fakeClusterNode) LeaderHandoffs() uint64 { return 2 }
+func (f *fakeClusterNode) CommitNotices() uint64  { return 6 }
 
 // ShardLags: shards 0 and 1 lag 4 and 0 entries; the others' replicas
 // did not answer.
@@ -161,7 +162,7 @@ func TestClusterViews(t *testing.T) {
 		"mqstream_shard_term 0": 2, "mqstream_shard_applied_index 1": 11,
 		"mqstream_shard_leader_changes_total 0": 0, "mqstream_shard_leader_changes_total 2": 0,
 		"mqstream_forwards_total sent": 5, "mqstream_forwards_total received": 3, "mqstream_forwards_failed_total": 1,
-		"mqstream_shard_leader_handoffs_total": 2, "mqstream_shard_replication_lag_entries 0": 4,
+		"mqstream_shard_leader_handoffs_total": 2, "mqstream_shard_commit_notices_total": 6, "mqstream_shard_replication_lag_entries 0": 4,
 		"mqstream_route_filters  local": 2, "mqstream_route_filters n2 remote": 3, // labels by name: peer, scope
 		"mqstream_routed_messages_total forwarded": 7, "mqstream_routed_messages_total received": 4, "mqstream_routed_messages_total dropped": 0,
 	})

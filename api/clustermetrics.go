@@ -20,6 +20,7 @@ var (
 	descLeaderChanges = desc("shard_leader_changes_total", "Leader changes of the shard seen by this node at scrape time (a new leader or a new term since the previous scrape).", "shard")
 	descForwards      = desc("forwards_total", "Forward requests (batches of writes for one shard) sent to another node (retries included) or served for one (received).", "direction")
 	descHandoffs      = desc("shard_leader_handoffs_total", "Shard leaderships this node handed to their preferred leader (leaders spread by count, or moved by measured load); each is also a leader change.")
+	descNotices       = desc("shard_commit_notices_total", "Commit notices this node's shard leaders sent: empty barrier entries that tell the followers the commit index once a leader's last entries are applied and nothing more is queued.")
 	descLag           = desc("shard_replication_lag_entries", "For each shard this node leads: how many Raft entries its slowest replica has applied fewer than its most advanced one (replicas that do not answer within 1 s are left out).", "shard")
 	descForwardsFail  = desc("forwards_failed_total", "Forward requests that did not get through (then retried).")
 	descRouteFilters  = desc("route_filters", "Topic filters in the MQTT route table: this node's clients' (local) and every other node's (remote, per node).", "scope", "peer")
@@ -58,7 +59,7 @@ func newClusterCollector(n Node) *clusterCollector {
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMembers, descShardLeader, descShardTerm, descShardApplied, descLeaderChanges,
-		descForwards, descForwardsFail, descHandoffs, descLag, descRouteFilters, descRouted, descLayoutVersion} {
+		descForwards, descForwardsFail, descHandoffs, descNotices, descLag, descRouteFilters, descRouted, descLayoutVersion} {
 		ch <- d
 	}
 }
@@ -124,6 +125,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descForwards, prometheus.CounterValue, float64(fc.Received), "received")
 	ch <- prometheus.MustNewConstMetric(descForwardsFail, prometheus.CounterValue, float64(fc.Failed))
 	ch <- prometheus.MustNewConstMetric(descHandoffs, prometheus.CounterValue, float64(n.LeaderHandoffs()))
+	ch <- prometheus.MustNewConstMetric(descNotices, prometheus.CounterValue, float64(n.CommitNotices()))
 }
 
 // leaderChanges counts, for each local shard whose leader is known, a

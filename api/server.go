@@ -54,6 +54,9 @@ type Node interface {
 	// LeaderHandoffs counts the shard leaderships this node handed to
 	// their preferred leaders.
 	LeaderHandoffs() uint64
+	// CommitNotices counts the commit notices this node's shard
+	// leaders sent.
+	CommitNotices() uint64
 	// Routes is this node's share of the cluster's MQTT route table and
 	// its forwarding counters (zero when standalone).
 	Routes() routes.Stats

@@ -35,10 +35,7 @@ func (n *Node) StreamPlacement(ctx context.Context, name string) (shard int, lea
 // ForwardCounters count the writes this node forwarded to other nodes
 // and served for them (zero when it runs no shards).
 func (n *Node) ForwardCounters() shards.ForwardCounters {
-	if n.repl == nil {
-		return shards.ForwardCounters{}
-	}
-	if s := n.repl.store.set.Load(); s != nil {
+	if s := n.shardSet(); s != nil {
 		return s.Counters()
 	}
 	return shards.ForwardCounters{}
@@ -47,11 +44,17 @@ func (n *Node) ForwardCounters() shards.ForwardCounters {
 // LeaderHandoffs counts the shard leaderships this node handed to their
 // preferred leaders (zero when it runs no shards).
 func (n *Node) LeaderHandoffs() uint64 {
-	if n.repl == nil {
-		return 0
-	}
-	if s := n.repl.store.set.Load(); s != nil {
+	if s := n.shardSet(); s != nil {
 		return s.Handoffs()
+	}
+	return 0
+}
+
+// CommitNotices counts the commit notices this node's shard leaders sent
+// (zero when it runs no shards).
+func (n *Node) CommitNotices() uint64 {
+	if s := n.shardSet(); s != nil {
+		return s.CommitNotices()
 	}
 	return 0
 }

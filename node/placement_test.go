@@ -150,6 +150,16 @@ func TestClusterShowsPlacement(t *testing.T) {
 		}
 		return sent > 0 && received > 0 && strings.Contains(scrape(t, nodes[0]), `mqstream_forwards_total{direction="sent"}`)
 	})
+
+	// Once those writes stopped, their shards' leaders told the
+	// followers with commit notices.
+	testutil.Eventually(t, 10*time.Second, "commit notices counted", func() bool {
+		var notices uint64
+		for _, n := range nodes {
+			notices += n.CommitNotices()
+		}
+		return notices > 0 && strings.Contains(scrape(t, nodes[0]), "mqstream_shard_commit_notices_total ")
+	})
 }
 
 // scrape returns a node's /metrics.

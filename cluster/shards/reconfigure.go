@@ -128,7 +128,7 @@ func (s *Set) open(shard int, bootstrap, serving bool) error {
 		src = nil
 	}
 	fc := fsmConfig{shard: shard, shards: s.opts.Shards, store: s.opts.Store, logger: s.log.With("shard", shard), src: src}
-	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.changes.Notify)
+	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.changes.Notify, &s.notices)
 	if err != nil {
 		return err
 	}

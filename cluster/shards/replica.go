@@ -73,6 +73,7 @@ type replica struct {
 	// its predecessors' entries: if nothing else is in flight or queued,
 	// the followers are told the commit index (commit notices, below).
 	settled chan struct{}
+	notices *atomic.Uint64 // the Set's count of commit notices sent
 }
 
 func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
@@ -80,9 +81,10 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 // openReplica starts this node's replica of shard: its state machine over
 // fc.store (catching up from the peers of fc.src when it is behind) and
 // its Raft group. changed is called at each change of the shard's
-// leadership as this replica sees it (kv.go).
-func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func()) (*replica, error) {
-	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(),
+// leadership as this replica sees it (kv.go); notices counts the commit
+// notices it sends.
+func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(), notices *atomic.Uint64) (*replica, error) {
+	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(), notices: notices,
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
 		settled: make(chan struct{}, 1)}
 	fc.stop = r.stop
@@ -242,6 +244,7 @@ func (r *replica) proposeLoop() {
 				lastNotice = time.Now()
 				// Not awaited: the barrier's outcome changes nothing.
 				r.raft.Barrier(r.timeout)
+				r.notices.Add(1)
 			}
 			continue
 		case <-r.wake:

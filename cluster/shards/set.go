@@ -162,6 +162,9 @@ type Set struct {
 	// handoffs counts the leadership transfers this node started to hand
 	// a shard to its preferred leader (balance).
 	handoffs atomic.Uint64
+	// notices counts the commit notices this node's leaders sent
+	// (replica.go).
+	notices atomic.Uint64
 	// changes wakes the callers of LeadershipChanged (kv.go).
 	changes broadcast.Signal
 	// next rotates forwards to a shard held elsewhere over its replicas.
@@ -487,6 +490,11 @@ func (s *Set) Counters() ForwardCounters {
 // Handoffs returns how many times this node handed a shard's leadership
 // to its preferred leader (leaders placed by count or by measured load).
 func (s *Set) Handoffs() uint64 { return s.handoffs.Load() }
+
+// CommitNotices returns how many commit notices (empty barrier entries
+// that tell followers the commit index after a leader's last entries)
+// this node's shard leaders proposed.
+func (s *Set) CommitNotices() uint64 { return s.notices.Load() }
 
 // Layout returns the shard layout this node follows (the last given to
 // Start or Update). It is shared, not copied (reads look it up often):
