@@ -286,11 +286,19 @@ func (r *replica) proposeLoop() {
 				defer waiters.Done()
 				r.answer(f, batch)
 				<-slots
-				r.settle()
+				if len(slots) == 0 {
+					// The last in flight: only then may a notice be
+					// due (a busy shard's proposer is not woken for
+					// every entry).
+					r.settle()
+				}
 			}()
 		}
 		if held {
 			<-slots // woken with nothing queued
+			// An entry answered while this slot was held saw it
+			// taken and left the notice to this loop.
+			r.settle()
 		}
 	}
 }
