@@ -63,9 +63,13 @@ func FuzzDecodeCursor(f *testing.F) {
 	c.markDone(9)
 	c.counts[8] = 1
 	f.Add(c.encode())
+	// The same decoder with a small bound on done offsets: at the real
+	// bound (10M) one input takes seconds, and the fuzzer, finding such
+	// inputs interesting, stalled on them.
+	const limit = 100_000
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if c, err := decodeCursor("s", b); err == nil {
-			if _, err := decodeCursor("s", c.encode()); err != nil {
+		if c, err := decodeCursorUpTo("s", b, limit); err == nil {
+			if _, err := decodeCursorUpTo("s", c.encode(), limit); err != nil {
 				t.Fatalf("re-encode does not decode: %v", err)
 			}
 		}
