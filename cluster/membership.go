@@ -29,6 +29,7 @@ const (
 	tagVersion = "version"
 	tagSetting = "s:" // prefix of a cluster-wide setting's fingerprint
 	tagFormed  = "formed"
+	tagVouched = "vouched"
 	tagFeature = "f:" // prefix of a feature the member announces (Options.Features)
 )
 
@@ -53,6 +54,9 @@ type Member struct {
 	// this member announced them once it laid out the shards (MarkFormed;
 	// none before).
 	Founders []string `json:"-"`
+	// Vouched: the member's data directory is registered with the
+	// metadata group (MarkVouched), so the cluster has run with it.
+	Vouched bool `json:"-"`
 }
 
 // Membership is this node's view of the cluster: who is there, alive or
@@ -160,6 +164,9 @@ func (m *Membership) serfConfig() (*serf.Config, error) {
 	}
 	for _, f := range o.Features {
 		conf.Tags[tagFeature+f] = "1"
+	}
+	if o.Vouched {
+		conf.Tags[tagVouched] = "1"
 	}
 	return conf, nil
 }
@@ -318,7 +325,8 @@ func (m *Membership) Members() []Member {
 		out = append(out, Member{ID: sm.Name, Status: st,
 			Gossip: net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port))),
 			RPC:    sm.Tags[tagRPC], MQTT: sm.Tags[tagMQTT], HTTP: sm.Tags[tagHTTP], Version: sm.Tags[tagVersion],
-			Features: features(sm.Tags), Founders: founders(sm.Tags[tagFormed])})
+			Features: features(sm.Tags), Founders: founders(sm.Tags[tagFormed]),
+			Vouched: sm.Tags[tagVouched] != ""})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -366,6 +374,22 @@ func (m *Membership) MarkFormed(founders []string) error {
 	tags[tagFormed] = strings.Join(founders, ",")
 	if err := m.serf.SetTags(tags); err != nil {
 		return fmt.Errorf("cluster: announce the formed cluster: %w", err)
+	}
+	return nil
+}
+
+// MarkVouched tells the other members that the metadata group has
+// registered this node's data directory: from then on a node that starts
+// with a new data directory asks the group about it before it takes any
+// part (node.replication).
+func (m *Membership) MarkVouched() error {
+	tags := maps.Clone(m.serf.LocalMember().Tags)
+	if tags[tagVouched] != "" {
+		return nil
+	}
+	tags[tagVouched] = "1"
+	if err := m.serf.SetTags(tags); err != nil {
+		return fmt.Errorf("cluster: announce the registered data directory: %w", err)
 	}
 	return nil
 }

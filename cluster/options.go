@@ -27,6 +27,9 @@ type Options struct {
 	// only with members that announce it: nodes of different versions
 	// keep working together during a rolling upgrade.
 	Features []string
+	// Vouched announces from the start that the metadata group has
+	// registered this node's data directory (Membership.MarkVouched).
+	Vouched bool
 	// Settings are fingerprints of the settings every member must share
 	// (configuration key -> fingerprint); a member whose fingerprint of a
 	// key differs is refused, the key named.

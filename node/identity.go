@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,18 @@ var ErrDataDirMismatch = errors.New("data directory belongs elsewhere")
 type identity struct {
 	Cluster string `json:"cluster"` // "" = standalone
 	NodeID  string `json:"node_id"`
+	// Incarnation names this data directory (random, drawn when it is
+	// created, or by the first version that knew it). In cluster mode the
+	// metadata group records it, so that a node that comes back with an
+	// empty data directory is recognised (replication.vouch).
+	Incarnation string `json:"incarnation,omitempty"`
+}
+
+// newIncarnation draws a data directory's incarnation.
+func newIncarnation() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 var identityKey = []byte("identity")
@@ -44,15 +58,19 @@ func (n *Node) checkIdentity() error {
 	case n.holdsData():
 		have = identity{} // an earlier version's standalone data
 	default:
-		b, _ := json.Marshal(want)
-		if err := kv.Write(context.Background(), streams.KVWrite{Key: identityKey, Value: b}); err != nil {
-			return fmt.Errorf("data dir identity: %w", err)
-		}
-		return nil
+		want.Incarnation = newIncarnation()
+		return n.writeIdentity(want)
 	}
 	dir := n.cfg.Node.DataDir
 	switch {
-	case have == want:
+	case have.Cluster == want.Cluster && have.NodeID == want.NodeID:
+		if have.Incarnation == "" {
+			// Written by an earlier version: this directory's incarnation
+			// starts now.
+			have.Incarnation = newIncarnation()
+			return n.writeIdentity(have)
+		}
+		n.incarnation = have.Incarnation
 		return nil
 	case have.Cluster == "":
 		return fmt.Errorf("%w: %s holds a standalone node's data; cluster mode (cluster.name %q) starts from an empty node.data_dir: "+
@@ -67,6 +85,16 @@ func (n *Node) checkIdentity() error {
 		return fmt.Errorf("%w: %s holds the data of node %q of cluster %q, not of node %q; set node.id: %s, or use an empty node.data_dir",
 			ErrDataDirMismatch, dir, have.NodeID, have.Cluster, want.NodeID, have.NodeID)
 	}
+}
+
+// writeIdentity records id in the data directory.
+func (n *Node) writeIdentity(id identity) error {
+	b, _ := json.Marshal(id)
+	if err := n.store.KV("node").Write(context.Background(), streams.KVWrite{Key: identityKey, Value: b}); err != nil {
+		return fmt.Errorf("data dir identity: %w", err)
+	}
+	n.incarnation = id.Incarnation
+	return nil
 }
 
 // holdsData reports whether the store has streams or broker or group state.

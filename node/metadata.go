@@ -34,6 +34,11 @@ var ErrNodeRemoved = errors.New("this node was removed from the cluster")
 
 // openMeta opens this node's member of the metadata group.
 func (r *replication) openMeta() error {
+	r.metaMu.Lock()
+	defer r.metaMu.Unlock()
+	if r.metaShut {
+		return errStopped
+	}
 	deps, err := r.openGroup(meta.Group)
 	if err != nil {
 		return err
@@ -44,6 +49,7 @@ func (r *replication) openMeta() error {
 		return err
 	}
 	r.meta = m
+	r.metaOpen.Store(m)
 	r.mux.Handle(meta.Service, m.Handle)
 	r.serveLoad()
 	return nil
@@ -367,7 +373,7 @@ func peerIn(l shards.Layout, id string) shards.Peer {
 // joins later takes its place), it leaves the metadata group, and it can
 // never come back with its data. The node must be down.
 func (n *Node) RemoveNode(ctx context.Context, id string) error {
-	if n.repl == nil || n.repl.meta == nil {
+	if n.repl == nil || n.repl.metaOpen.Load() == nil {
 		return cluster.ErrStandalone
 	}
 	r := n.repl
@@ -418,14 +424,15 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 // applied here and the group's leader; ok is false when standalone or
 // before the group has a layout.
 func (n *Node) Metadata() (layoutVersion uint64, leader string, ok bool) {
-	if n.repl == nil || n.repl.meta == nil {
+	if n.repl == nil || n.repl.metaOpen.Load() == nil {
 		return 0, "", false
 	}
-	st := n.repl.meta.State()
+	m := n.repl.metaOpen.Load()
+	st := m.State()
 	if len(st.Layout.Shards) == 0 {
 		return 0, "", false
 	}
-	l, _ := n.repl.meta.Leader()
+	l, _ := m.Leader()
 	return st.Layout.Version, l.ID, true
 }
 

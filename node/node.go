@@ -44,6 +44,9 @@ type Node struct {
 	id    string
 	log   *slog.Logger
 	store *streams.Store
+	// incarnation names the data directory (identity.go); set before the
+	// cluster parts open.
+	incarnation string
 	// storeStalls counts the store's write stalls (set before it opens).
 	storeStalls *pebblestats.Stalls
 	broker      *mqtt.Broker
@@ -230,7 +233,7 @@ func (n *Node) joinCluster() error {
 	m, err := cluster.Start(cluster.Options{
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
 		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version, Features: clusterFeatures(),
-		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(),
+		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(), Vouched: n.repl.vouched(),
 		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
 		Logger:  n.log,
 	})

@@ -91,8 +91,16 @@ type replication struct {
 	logs    *raftlog.DB
 	dir     string // <data_dir>/raft
 	store   *replicated
-	meta    *meta.Meta // the metadata group's member here (metadata.go)
-	down    downSince  // since when nodes are down (metadata.go)
+	// meta is the metadata group's member here (metadata.go): opened
+	// with the replication when the data directory has cluster state,
+	// else once the cluster vouched for the new directory (awaitLayout).
+	// Written once, before the loops that use it start; metaMu guards
+	// the opening against close, metaOpen publishes it to the API.
+	meta     *meta.Meta
+	metaMu   sync.Mutex // guards metaShut and the opening of meta
+	metaShut bool       // close has run: meta must not open any more
+	metaOpen atomic.Pointer[meta.Meta]
+	down     downSince // since when nodes are down (metadata.go)
 	// load is the shards' appends per second as the metadata leader
 	// last measured them (load.go); nil until measured.
 	load atomic.Pointer[[]float64]
@@ -133,8 +141,15 @@ func (n *Node) openReplication() error {
 	}
 	n.onClose("raft log", func(context.Context) error { return r.logs.Close() })
 	n.onClose("shards", r.close)
-	if err := r.openMeta(); err != nil {
-		return fmt.Errorf("metadata group: %w", err)
+	// A new data directory opens its member of the metadata group only
+	// once the cluster has vouched for it (awaitLayout): a member with no
+	// state votes for any candidate.
+	if kept, err := r.keptLayout(); err != nil {
+		return err
+	} else if kept || r.hasRaftState(meta.Group) {
+		if err := r.openMeta(); err != nil {
+			return fmt.Errorf("metadata group: %w", err)
+		}
 	}
 	mux.Handle(shards.ForwardService, r.handleForward)
 	mux.Handle(shards.MembersService, func(ctx context.Context, from string, req []byte) ([]byte, error) {
@@ -206,6 +221,8 @@ func (r *replication) start() {
 		}
 		r.store.set.Store(set)
 		r.n.log.Info("shards started", "shards", cl.Shards, "held", heldCount(layout, r.n.id), "layout", layout.Version)
+		r.wg.Add(1)
+		go r.register()
 		if err := r.n.members.MarkFormed(layoutMembers(layout)); err != nil {
 			r.n.log.Warn("could not announce the formed cluster", "error", err)
 		}
@@ -300,6 +317,14 @@ func (r *replication) awaitLayout() (shards.Layout, error) {
 	for {
 		ch := r.n.members.Changed()
 		if ok, _ := r.n.members.Ready(); ok {
+			if r.meta == nil {
+				if err := r.vouch(); err != nil {
+					return shards.Layout{}, err
+				}
+				if err := r.openMeta(); err != nil {
+					return shards.Layout{}, fmt.Errorf("metadata group: %w", err)
+				}
+			}
 			peers, err := r.founders()
 			if errors.Is(err, errFormed) {
 				r.n.log.Info("the cluster has formed already: joining it", "reason", err)
@@ -460,8 +485,12 @@ func (r *replication) close(context.Context) error {
 		close(r.done)
 		// The metadata member first: a layout change waiting for its
 		// commit then fails at once, and the loops (follow, plan) end.
-		if r.meta != nil {
-			err = r.meta.Close()
+		r.metaMu.Lock()
+		r.metaShut = true
+		m := r.meta
+		r.metaMu.Unlock()
+		if m != nil {
+			err = m.Close()
 		}
 		r.wg.Wait()
 		if s := r.store.set.Load(); s != nil {

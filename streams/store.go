@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -156,6 +157,10 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("streams: invalid options: %w", err)
 	}
 	db, err := openPebble(opts)
+	if errors.Is(err, syscall.EAGAIN) {
+		// flock(2) refused: the directory's LOCK file is held.
+		return nil, fmt.Errorf("streams: open %s: the data directory is in use by another process (is another mqstream running with this node.data_dir?): %w", opts.Dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("streams: open %s: %w", opts.Dir, err)
 	}

@@ -1,7 +1,11 @@
 // Package meta keeps the cluster's metadata in a Raft group of its own
 // (hashicorp/raft), apart from the shards' groups: the shard layout
 // (which nodes replicate each shard, the preferred leader first), under
-// a version that grows with each change, and the nodes removed for good.
+// a version that grows with each change, the nodes removed for good, and
+// each node's data directory incarnation (Register; Vouch for a node with
+// a new directory, before it opens its member: the group refuses an id it
+// knows with another directory, ErrLostData, since a member that lost its
+// log must not vote).
 //
 // Every node of the cluster is a member of the group: up to three voters
 // (the founders, then whoever replaces one), the others non-voters, so

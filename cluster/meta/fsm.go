@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -20,11 +21,15 @@ type State struct {
 	Layout shards.Layout `json:"layout"`
 	// Removed lists the nodes removed for good, sorted.
 	Removed []string `json:"removed,omitempty"`
+	// Incarnations records, by node id, the data directory each node
+	// registered (its identity's incarnation): a node that comes back with
+	// another one lost its data (ErrLostData).
+	Incarnations map[string]string `json:"incarnations,omitempty"`
 }
 
 // clone returns a deep copy of st.
 func (st State) clone() State {
-	out := State{Layout: shards.Layout{Version: st.Layout.Version}, Removed: slices.Clone(st.Removed)}
+	out := State{Layout: shards.Layout{Version: st.Layout.Version}, Removed: slices.Clone(st.Removed), Incarnations: maps.Clone(st.Incarnations)}
 	for _, peers := range st.Layout.Shards {
 		out.Layout.Shards = append(out.Layout.Shards, slices.Clone(peers))
 	}
@@ -44,15 +49,23 @@ var ErrStale = errors.New("meta: the layout changed meanwhile")
 // ErrRemoved: the node was removed from the cluster for good.
 var ErrRemoved = errors.New("meta: the node was removed from the cluster")
 
+// ErrLostData: a node came back with another data directory than the one
+// the cluster knows it by (its data was lost, or node.data_dir points
+// elsewhere). Letting it take part would let it vote with an empty log,
+// which can undo acknowledged writes.
+var ErrLostData = errors.New("meta: the node is known with another data directory")
+
 // command is one change of the metadata, an entry of the group's log.
 type command struct {
-	Op string `json:"op"` // "layout" or "remove"
+	Op string `json:"op"` // "layout", "remove" or "incarnation"
 	// Layout (op "layout") replaces the layout if the current version is
 	// From.
 	Layout *shards.Layout `json:"layout,omitempty"`
 	From   uint64         `json:"from,omitempty"`
-	// Node (op "remove") is removed for good.
-	Node string `json:"node,omitempty"`
+	// Node (op "remove") is removed for good; (op "incarnation") has
+	// data directory Incarnation.
+	Node        string `json:"node,omitempty"`
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // fsm applies the group's log to the metadata state.
@@ -113,6 +126,23 @@ func (f *fsm) apply(c command) error {
 		}
 		if i, ok := slices.BinarySearch(f.st.Removed, c.Node); !ok {
 			f.st.Removed = slices.Insert(f.st.Removed, i, c.Node)
+		}
+	case "incarnation":
+		if c.Node == "" || c.Incarnation == "" {
+			return errors.New("meta: an incarnation without a node or an incarnation")
+		}
+		if f.st.IsRemoved(c.Node) {
+			return fmt.Errorf("%w: %s", ErrRemoved, c.Node)
+		}
+		switch have := f.st.Incarnations[c.Node]; have {
+		case c.Incarnation:
+		case "":
+			if f.st.Incarnations == nil {
+				f.st.Incarnations = map[string]string{}
+			}
+			f.st.Incarnations[c.Node] = c.Incarnation
+		default:
+			return fmt.Errorf("%w: node %s registered data directory %s, this one is %s", ErrLostData, c.Node, have, c.Incarnation)
 		}
 	default:
 		return fmt.Errorf("meta: unknown change %q", c.Op)

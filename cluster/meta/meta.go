@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,6 +183,8 @@ type response struct {
 	Err     string `json:"err,omitempty"`
 	Removed bool   `json:"removed,omitempty"` // Err is ErrRemoved
 	Stale   bool   `json:"stale,omitempty"`   // Err is ErrStale
+	// LostData: Err is ErrLostData.
+	LostData bool `json:"lost_data,omitempty"`
 }
 
 // SetLayout replaces the layout planned from version from (ErrStale if
@@ -198,6 +201,32 @@ func (m *Meta) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	return m.do(ctx, request{Forget: id})
+}
+
+// Register records that node id runs on the data directory incarnation
+// (through the leader). It fails with ErrLostData when the group knows
+// the node by another one, and with ErrRemoved for a removed node.
+func (m *Meta) Register(ctx context.Context, id, incarnation string) error {
+	return m.do(ctx, request{Cmd: &command{Op: "incarnation", Node: id, Incarnation: incarnation}})
+}
+
+// Vouch is Register for a node that is not yet a member of the group (its
+// data directory is new): it asks the member at via, which passes the
+// request on to the leader. Until the group has a leader it fails with an
+// error that says so. The node must not open its member of the group
+// before Vouch succeeds: a member with no state grants its vote to any
+// candidate, and one that lost its data would help elect a leader that
+// lacks acknowledged entries.
+func Vouch(ctx context.Context, call Caller, via, id, incarnation string) error {
+	b, err := json.Marshal(request{Cmd: &command{Op: "incarnation", Node: id, Incarnation: incarnation}})
+	if err != nil {
+		return err
+	}
+	resp, err := call.Call(ctx, via, Service, b)
+	if err != nil {
+		return err
+	}
+	return decodeResponse(resp)
 }
 
 // Join asks the group's leader to take this node in (as a non-voter; the
@@ -475,6 +504,7 @@ func encodeResponse(err error) []byte {
 		r.Err = err.Error()
 		r.Removed = errors.Is(err, ErrRemoved)
 		r.Stale = errors.Is(err, ErrStale)
+		r.LostData = errors.Is(err, ErrLostData)
 		if errors.Is(err, errNoLeader) {
 			r.Err = errNoLeader.Error()
 		}
@@ -495,6 +525,8 @@ func decodeResponse(b []byte) error {
 		return fmt.Errorf("%w (%s)", ErrRemoved, r.Err)
 	case r.Stale:
 		return fmt.Errorf("%w (%s)", ErrStale, r.Err)
+	case r.LostData:
+		return fmt.Errorf("%w%s", ErrLostData, strings.TrimPrefix(r.Err, ErrLostData.Error()))
 	case r.Err == errNoLeader.Error():
 		return errNoLeader
 	}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mqstream/mqstream/cluster/meta"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// A node that lost its data directory must not rejoin under its old id.
+//
+// Raft's safety rests on every voter remembering what it acknowledged. A
+// node that comes back with an empty directory is still a voter of its
+// groups (the metadata group's and its shards'), and a member with no log
+// grants its vote to any candidate: with one other node down, it can help
+// elect a leader that lacks acknowledged entries, which the group then
+// overwrites on every replica.
+//
+// So every data directory has an incarnation (identity.go), and the
+// metadata group records each node's (register, once its shards run). A
+// node with a new directory opens no Raft group before the group has
+// vouched for it (vouch): when any alive member announces that its own
+// directory is registered (the cluster has run), the new node asks the
+// group's leader, which refuses an id registered with another directory
+// (meta.ErrLostData). Until the group has a leader the new node waits:
+// a cluster that lost a node's data and another node is unavailable
+// rather than wrong. The operator removes the lost node (`mqstream node
+// remove`) and starts it again with a new node.id.
+//
+// Not covered: a node whose data is lost in the seconds between the
+// cluster forming and its registration, and clusters whose members all
+// run versions from before incarnations (they announce none).
+
+// vouchedKey marks, in the store's "cluster" namespace, that the metadata
+// group has registered this data directory.
+var vouchedKey = []byte("vouched")
+
+// keptLayout reports whether the data directory holds a shard layout (the
+// node has run in a formed cluster).
+func (r *replication) keptLayout() (bool, error) {
+	_, ok, err := r.n.store.KV("cluster").Get(layoutKey)
+	if err != nil {
+		return false, fmt.Errorf("cluster: read the kept shard layout: %w", err)
+	}
+	return ok, nil
+}
+
+// vouched reports whether the metadata group registered this data
+// directory before (it is announced from the start).
+func (r *replication) vouched() bool {
+	_, ok, err := r.n.store.KV("cluster").Get(vouchedKey)
+	return ok && err == nil
+}
+
+// vouch runs before a node with a new data directory opens any Raft
+// group: if an alive member announces a registered directory, it asks
+// the metadata group to register this one, waiting while the group has no
+// leader. It fails for an id the group knows with another directory, or
+// removed for good.
+func (r *replication) vouch() error {
+	logged := false
+	for {
+		var vias []string
+		for _, m := range r.n.members.Members() {
+			if m.ID != r.n.id && m.Status == "alive" && m.RPC != "" && m.Vouched {
+				vias = append(vias, m.RPC)
+			}
+		}
+		if len(vias) == 0 {
+			return nil // a cluster forming now (or of earlier versions)
+		}
+		var last error
+		for _, via := range vias {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := meta.Vouch(ctx, r.mux, via, r.n.id, r.n.incarnation)
+			cancel()
+			switch {
+			case err == nil:
+				r.n.log.Info("the metadata group registered this node's new data directory", "incarnation", r.n.incarnation)
+				return nil
+			case errors.Is(err, meta.ErrLostData):
+				return r.lostDataErr(err)
+			case errors.Is(err, meta.ErrRemoved):
+				return r.removedErr()
+			}
+			last = err
+		}
+		if !logged {
+			r.n.log.Warn("new data directory: waiting for the metadata group to register it before taking part", "error", last)
+			logged = true
+		}
+		select {
+		case <-r.done:
+			return errStopped
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// ErrLostData: the node came back with a new data directory under an id
+// the cluster knows with another one.
+var ErrLostData = errors.New("this node's data directory is not the one the cluster knows")
+
+func (r *replication) lostDataErr(err error) error {
+	return fmt.Errorf("%w: node %q of cluster %q ran with another data directory, and %s is new: its data was lost, or node.data_dir points to the wrong place. "+
+		"Taking part with it could undo acknowledged writes. If the data is elsewhere, set node.data_dir to it; if it is gone, run `mqstream node remove %s` on another node "+
+		"and start this one with a new node.id (%v)", ErrLostData, r.n.id, r.n.cfg.Cluster.Name, r.n.cfg.Node.DataDir, r.n.id, err)
+}
+
+// register records this node's data directory with the metadata group
+// once its shards run, retrying until the group answers, then marks it in
+// the directory and announces it (Membership.MarkVouched).
+func (r *replication) register() {
+	defer r.wg.Done()
+	logged := false
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.meta.Register(ctx, r.n.id, r.n.incarnation)
+		cancel()
+		switch {
+		case err == nil:
+			r.n.log.Info("data directory registered with the metadata group", "incarnation", r.n.incarnation)
+			if !r.vouched() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				werr := r.n.store.KV("cluster").Write(ctx, streams.KVWrite{Key: vouchedKey, Value: []byte(r.n.incarnation)})
+				cancel()
+				if werr != nil {
+					r.n.log.Warn("cannot mark the registered data directory", "error", werr)
+				}
+			}
+			if err := r.n.members.MarkVouched(); err != nil {
+				r.n.log.Warn("cannot announce the registered data directory", "error", err)
+			}
+			return
+		case errors.Is(err, meta.ErrLostData):
+			r.n.fail(r.lostDataErr(err))
+			return
+		case errors.Is(err, meta.ErrRemoved), errors.Is(err, meta.ErrClosed):
+			return // follow stops a removed node
+		}
+		if !logged {
+			r.n.log.Debug("cannot register the data directory yet; retrying", "error", err)
+			logged = true
+		}
+		select {
+		case <-r.done:
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
