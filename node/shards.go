@@ -100,6 +100,8 @@ type replication struct {
 	metaMu   sync.Mutex // guards metaShut and the opening of meta
 	metaShut bool       // close has run: meta must not open any more
 	metaOpen atomic.Pointer[meta.Meta]
+	// vouching: a new data directory waits for the metadata group (vouch).
+	vouching atomic.Bool
 	down     downSince // since when nodes are down (metadata.go)
 	// load is the shards' appends per second as the metadata leader
 	// last measured them (load.go); nil until measured.
@@ -519,6 +521,9 @@ func (n *Node) shardsReady() (bool, string) {
 		return true, ""
 	}
 	s := n.repl.store.set.Load()
+	if s == nil && n.repl.vouching.Load() {
+		return false, "new data directory: waiting for the metadata group to register it (is another node down?)"
+	}
 	if s == nil {
 		return false, "starting the shards"
 	}

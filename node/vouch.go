@@ -91,6 +91,8 @@ func (r *replication) vouch() error {
 		if !logged {
 			r.n.log.Warn("new data directory: waiting for the metadata group to register it before taking part", "error", last)
 			logged = true
+			r.vouching.Store(true)
+			defer r.vouching.Store(false)
 		}
 		select {
 		case <-r.done:

@@ -52,17 +52,24 @@ func TestProcessNodeThatLostItsDataIsRefused(t *testing.T) {
 	stopped = false
 
 	// node2 away: the new node1 waits and is not ready.
+	reason := ""
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
 		if !n1.running() {
 			t.Fatalf("node1 with a new data directory exited while node2 was down: %v", n1.waitErr)
 		}
-		if code, _ := n1.getJSON("/readyz", nil); code == http.StatusOK {
+		var body map[string]string
+		if code, _ := n1.getJSON("/readyz", &body); code == http.StatusOK {
 			t.Fatal("node1 with a new data directory is ready while node2 is down")
+		} else if code == http.StatusServiceUnavailable {
+			reason = body["reason"]
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	if !strings.Contains(reason, "waiting for the metadata group") {
+		t.Errorf("node1's /readyz reason while it waits: %q, want it to say it waits for the metadata group", reason)
+	}
 	c.start(t, n2)
 	select {
 	case <-n1.exited:
