@@ -33,12 +33,8 @@ import (
 var ErrNodeRemoved = errors.New("this node was removed from the cluster")
 
 // openMeta opens this node's member of the metadata group.
+// A member opened after close began is closed again (errStopped).
 func (r *replication) openMeta() error {
-	r.metaMu.Lock()
-	defer r.metaMu.Unlock()
-	if r.metaShut {
-		return errStopped
-	}
 	deps, err := r.openGroup(meta.Group)
 	if err != nil {
 		return err
@@ -48,8 +44,17 @@ func (r *replication) openMeta() error {
 	if err != nil {
 		return err
 	}
-	r.meta = m
-	r.metaOpen.Store(m)
+	r.metaMu.Lock()
+	shut := r.metaShut
+	if !shut {
+		r.meta = m
+		r.metaOpen.Store(m)
+	}
+	r.metaMu.Unlock()
+	if shut {
+		_ = m.Close()
+		return errStopped
+	}
 	r.mux.Handle(meta.Service, m.Handle)
 	r.serveLoad()
 	return nil

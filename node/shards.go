@@ -94,10 +94,10 @@ type replication struct {
 	// meta is the metadata group's member here (metadata.go): opened
 	// with the replication when the data directory has cluster state,
 	// else once the cluster vouched for the new directory (awaitLayout).
-	// Written once, before the loops that use it start; metaMu guards
-	// the opening against close, metaOpen publishes it to the API.
+	// Written once (under metaMu), before the loops that use it start;
+	// metaOpen publishes it to the API.
 	meta     *meta.Meta
-	metaMu   sync.Mutex // guards metaShut and the opening of meta
+	metaMu   sync.Mutex // guards metaShut and the write of meta
 	metaShut bool       // close has run: meta must not open any more
 	metaOpen atomic.Pointer[meta.Meta]
 	// vouching: a new data directory waits for the metadata group (vouch).
