@@ -61,9 +61,11 @@ func TestViews(t *testing.T) {
 	e.waitView("totals", "[<nil> 1 <nil>] [d2 1 30]") // HAVING n < 3 drops d1
 	want := "[0s 10s d1 1] [0s 10s d2 1] [10s 20s <nil> 1] [10s 20s d1 2]"
 	e.waitView("tens", want)
-	if q := e.info("tens"); q.Kind != query.KindView || q.Source != "temps" || q.Groups != 4 || q.OpenWindows != 2 {
-		t.Fatalf("info %+v", q)
-	}
+	// The figures are reported after the batch's output is written.
+	testutil.Eventually(t, 5*time.Second, "the view's figures", func() bool {
+		q := e.info("tens")
+		return q.Kind == query.KindView && q.Source == "temps" && q.Groups == 4 && q.OpenWindows == 2
+	})
 
 	e.restart()
 	if got := e.viewRows("tens"); got != want { // waits for the rebuild
@@ -141,9 +143,11 @@ func TestViewRetention(t *testing.T) {
 	add(15 * time.Second)
 	add(21 * time.Second)
 	e.waitView("v", "[20s 30s 1]")
-	if q := e.info("v"); q.Groups != 1 || q.OpenWindows != 1 || q.Lag != 0 {
-		t.Fatalf("info %+v", q)
-	}
+	// The figures are reported after the batch's output is written.
+	testutil.Eventually(t, 5*time.Second, "1 group, 1 open window, no lag", func() bool {
+		q := e.info("v")
+		return q.Groups == 1 && q.OpenWindows == 1 && q.Lag == 0
+	})
 	e.restart()
 	if got := e.viewRows("v"); got != "[20s 30s 1]" {
 		t.Fatalf("rebuilt: %s", got)
