@@ -142,6 +142,9 @@ func (n *Node) openReplication() error {
 		return fmt.Errorf("raft log: %w", err)
 	}
 	n.onClose("raft log", func(context.Context) error { return r.logs.Close() })
+	if err := r.checkRaftDir(); err != nil {
+		return err
+	}
 	n.onClose("shards", r.close)
 	// A new data directory opens its member of the metadata group only
 	// once the cluster has vouched for it (awaitLayout): a member with no

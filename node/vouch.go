@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/mqstream/mqstream/cluster/meta"
+	"github.com/mqstream/mqstream/cluster/raftlog"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -30,6 +32,10 @@ import (
 // rather than wrong. The operator removes the lost node (`mqstream node
 // remove`) and starts it again with a new node.id.
 //
+// The Raft log (<data_dir>/raft) carries the incarnation too
+// (checkRaftDir): a node whose Raft log was lost while its store stayed,
+// or the other way round, is refused at start, before it opens anything.
+//
 // Not covered: a node whose data is lost in the seconds between the
 // cluster forming and its registration, and clusters whose members all
 // run versions from before incarnations (they announce none).
@@ -37,6 +43,43 @@ import (
 // vouchedKey marks, in the store's "cluster" namespace, that the metadata
 // group has registered this data directory.
 var vouchedKey = []byte("vouched")
+
+// raftIncarnationKey is where the Raft log keeps the incarnation of the
+// data directory it belongs to (the metadata group's stable keys).
+var raftIncarnationKey = []byte("mqstream-incarnation")
+
+// checkRaftDir refuses a Raft log that does not go with the store: one
+// emptied while the store holds the node's shard layout (its votes and
+// acknowledged entries are gone), or one of another incarnation (the
+// store was replaced). A Raft log without the mark gets it.
+func (r *replication) checkRaftDir() error {
+	st := r.logs.Group(meta.Group)
+	mark, err := st.Get(raftIncarnationKey)
+	raftDir := filepath.Join(r.dir, "log")
+	switch {
+	case err == nil && string(mark) == r.n.incarnation:
+		return nil
+	case err == nil:
+		return fmt.Errorf("%w: node %q: the Raft log in %s belongs to data directory %s, the store in %s to %s: part of the data directory was replaced. "+
+			"Restore the matching parts, or run `mqstream node remove %s` on another node and start this one with a new node.id and an empty node.data_dir",
+			ErrLostData, r.n.id, raftDir, mark, r.n.cfg.Node.DataDir, r.n.incarnation, r.n.id)
+	case !errors.Is(err, raftlog.ErrKeyNotFound):
+		return fmt.Errorf("cluster: read the Raft log's incarnation: %w", err)
+	}
+	kept, err := r.keptLayout()
+	if err != nil {
+		return err
+	}
+	if kept && !r.hasRaftState(meta.Group) {
+		return fmt.Errorf("%w: node %q: the store in %s holds the node's shard layout, but the Raft log in %s is empty: its Raft state was lost. "+
+			"Taking part without it could undo acknowledged writes. Restore it, or run `mqstream node remove %s` on another node and start this one with a new node.id and an empty node.data_dir",
+			ErrLostData, r.n.id, r.n.cfg.Node.DataDir, raftDir, r.n.id)
+	}
+	if err := st.Set(raftIncarnationKey, []byte(r.n.incarnation)); err != nil {
+		return fmt.Errorf("cluster: mark the Raft log's incarnation: %w", err)
+	}
+	return nil
+}
 
 // keptLayout reports whether the data directory holds a shard layout (the
 // node has run in a formed cluster).
