@@ -20,6 +20,9 @@
 # of the appends of the shards it leads (issue 14's bar: at most 40% on
 # one node of three; preferred leaders follow the measured load).
 #
+# With "rates", the fixed-rate load at each of RATES msg/s (default
+# "500 2000 10000"), standalone then cluster, 20 s each.
+#
 # With "failover", KILLS (default 5) SIGKILLs of one node at a time under
 # 10k msg/s, each followed by the time until every shard takes writes
 # again, and at the end whether every acknowledged publish is stored.
@@ -27,7 +30,7 @@
 # The default mode (pub) first warms every node with WARMUP s (30) of
 # full load, not measured.
 #
-# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread|failover]
+# Usage: scripts/cluster-bench.sh [runs] [pub|share|steady|catchup|spread|rates|failover]
 # BIN=path runs that mqstream binary instead of building this checkout's
 # (to compare two builds, alternating). SHARDS sets the cluster's shard
 # count (default 12).
@@ -112,6 +115,20 @@ if [ "$what" = share ]; then
   for r in $(seq 1 "$runs"); do
     share standalone 127.0.0.1:${P}083 "$solo" $group --group "solo$r"
     share cluster "$cluster" "${pids[*]}" $group --group "cluster$r"
+  done
+  exit 0
+fi
+
+if [ "$what" = rates ]; then
+  # The same fixed-rate load at each of RATES msg/s (default 500 2000
+  # 10000): how the CPU per ack and the PUBACK latency follow the rate.
+  for rate in ${RATES:-500 2000 10000}; do
+    fixed_at="pub -p 8 -w 256 --size 100 -q 1 -t %d/x --topics 24 --rate $rate -n $((rate * 20)) -d 25s"
+    echo "# $rate msg/s: $fixed_at"
+    for r in $(seq 1 "$runs"); do
+      run standalone 127.0.0.1:${P}083 "$solo" $fixed_at
+      run cluster "$cluster" "${pids[*]}" $fixed_at
+    done
   done
   exit 0
 fi
