@@ -40,7 +40,7 @@ type AppendRequest struct {
 	// like the clock's, it is raised to the stream's newest timestamp if
 	// older, so timestamps never decrease within a stream.
 	Timestamp time.Time
-	// Done is called once, on the committer goroutine, after the records are
+	// Done is called once, by the committer (Store.writer), after the records are
 	// durable under the sync policy (err == nil, first = offset of the first
 	// record) or failed (err != nil: nothing of the request was stored). It
 	// must not block.
@@ -137,23 +137,29 @@ func (q *opQueue) pending() bool {
 	return len(q.ops) > 0
 }
 
-// take waits for queued ops and swaps them out for spare (which must be
-// empty). It returns closed=true once the queue is closed and drained.
-func (q *opQueue) take(spare []*op) (ops []*op, closed bool) {
+// wait waits until ops are queued or the queue is closed.
+func (q *opQueue) wait() {
 	for {
 		q.mu.Lock()
-		ops, q.ops = q.ops, spare
-		closed = q.closed
+		ready := len(q.ops) > 0 || q.closed
 		q.mu.Unlock()
-		if len(ops) > 0 || closed {
-			return ops, closed && len(ops) == 0
+		if ready {
+			return
 		}
-		// q.ops now holds spare's array: the next swap must hand it a
-		// different one, or producers would write into the ops we return.
-		clear(ops) // completed: keep no references (their done closures) alive
-		spare = ops[:0]
 		<-q.wake
 	}
+}
+
+// take swaps the queued ops out for spare (which must be empty and held by
+// no one else) without waiting. closed reports a closed, drained queue.
+// Only the writer role takes (Store.writer), so that what is taken is
+// committed before anything queued after it.
+func (q *opQueue) take(spare []*op) (ops []*op, closed bool) {
+	q.mu.Lock()
+	ops, q.ops = q.ops, spare
+	closed = q.closed && len(ops) == 0
+	q.mu.Unlock()
+	return ops, closed
 }
 
 // Submit queues an append and returns at once; req.Done reports the outcome.
@@ -197,13 +203,50 @@ func (u *Unit) KV(kv *KV, req KVRequest) {
 // Submit queues the unit's parts, in the order they were added; each
 // reports its outcome through its own Done.
 func (u *Unit) Submit() error {
-	if len(u.ops) == 0 {
+	if !u.link() {
 		return nil
+	}
+	return u.s.queue.pushAll(u.ops)
+}
+
+// Commit commits the unit on the calling goroutine when no commit is under
+// way, together with whatever is queued before it, calling their Done
+// before it returns; otherwise it queues the unit as Submit does. A caller
+// that waits for each unit (a replicated log's state machine applying
+// entries) so spares two wake-ups: the committer's, and its own when the
+// committer is done. Either way nothing queued before the unit is
+// committed after it. Commit does not wait out Options.CommitDelay: it is
+// meant for unsynced writes (NoSync), whose commit costs no fsync.
+func (u *Unit) Commit() error {
+	if !u.link() {
+		return nil
+	}
+	s := u.s
+	if !s.writer.TryLock() {
+		return s.queue.pushAll(u.ops)
+	}
+	defer s.writer.Unlock()
+	if s.writer.closed {
+		return ErrClosed
+	}
+	ops, _ := s.queue.take(s.writer.spare)
+	ops = append(ops, u.ops...)
+	s.commitAll(s.writer.g, ops)
+	clear(ops)
+	s.writer.spare = ops[:0]
+	return nil
+}
+
+// link marks the unit's ops but the last as committed with the next; false
+// if the unit is empty.
+func (u *Unit) link() bool {
+	if len(u.ops) == 0 {
+		return false
 	}
 	for _, o := range u.ops[:len(u.ops)-1] {
 		o.linked = true
 	}
-	return u.s.queue.pushAll(u.ops)
+	return true
 }
 
 // Append appends records to a stream and waits until they are durable. It
@@ -261,15 +304,15 @@ func syncWAL(db *pebble.DB) (err error) {
 const checkpointInterval = time.Second
 
 // runCommitter is the single writer: it commits queued ops in groups.
+// It takes the writer role (Store.writer) for each group; a caller that
+// commits a Unit itself (Unit.Commit) holds it in between.
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
 	var spare []*op
-	g := &group{s: s, scratch: make([]byte, 0, 4096)}
-	if s.opts.CommitDelayAuto && s.opts.Sync == SyncAlways {
-		g.auto = newAutoDelay(s.opts.CommitDelay, time.Now())
-	}
+	g := s.writer.g // set by Open; used only with the writer role held
 	for {
 		slept := false
+		s.writer.Lock()
 		d := s.opts.CommitDelay
 		if g.auto != nil {
 			d = g.auto.current()
@@ -277,36 +320,62 @@ func (s *Store) runCommitter() {
 			s.stats.delayOn.Store(held > 0)
 			s.stats.delay.Store(int64(held))
 		}
+		var wait time.Duration
 		if d > 0 && !g.lastSync.IsZero() {
 			// Gather what arrives until d after the last synced commit
 			// began (Options.CommitDelay).
-			if wait := d - time.Since(g.lastSync); wait > 0 {
-				time.Sleep(wait)
-				slept = true
-			}
+			wait = d - time.Since(g.lastSync)
 			g.lastSync = time.Time{}
+		}
+		s.writer.Unlock()
+		if wait > 0 {
+			time.Sleep(wait)
+			slept = true
 		}
 		if slept && s.queue.pending() {
 			s.stats.delays.Add(1) // what is queued by now waited
 		}
+		s.queue.wait()
+		// Taken with the writer role held: a Unit.Commit in between
+		// commits what is queued before its own ops, never after.
+		s.writer.Lock()
 		batch, closed := s.queue.take(spare)
 		if closed {
 			g.checkpointAll()
+			s.writer.closed = true
+			s.writer.Unlock()
 			return
 		}
-		for ops := batch; len(ops) > 0; {
-			if s.Healthy() != nil {
-				ops = s.refuse(ops)
-				continue
-			}
-			n := g.commit(ops)
-			ops = ops[n:]
-		}
-		// All completed: reuse the array, without keeping the ops (and
-		// what their done callbacks reference) alive.
+		s.commitAll(g, batch)
+		s.writer.Unlock()
+		// All completed (or none was left: a Unit.Commit took them):
+		// reuse the array, without keeping the ops (and what their done
+		// callbacks reference) alive.
 		clear(batch)
 		spare = batch[:0]
 	}
+}
+
+// commitAll commits ops in groups, or refuses them while the store
+// cannot write. The caller holds the writer role.
+func (s *Store) commitAll(g *group, ops []*op) {
+	for len(ops) > 0 {
+		if s.Healthy() != nil {
+			ops = s.refuse(ops)
+			continue
+		}
+		n := g.commit(ops)
+		ops = ops[n:]
+	}
+}
+
+// newGroup returns the committer's scratch state.
+func newGroup(s *Store) *group {
+	g := &group{s: s, scratch: make([]byte, 0, 4096)}
+	if s.opts.CommitDelayAuto && s.opts.Sync == SyncAlways {
+		g.auto = newAutoDelay(s.opts.CommitDelay, time.Now())
+	}
+	return g
 }
 
 // group is the committer's scratch state for one commit group.

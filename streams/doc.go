@@ -41,6 +41,12 @@
 // load. Because only the committer assigns offsets and writes, the store is a
 // deterministic state machine over its command sequence.
 //
+// The committer is a role (Store.writer), not only a goroutine: a caller
+// that waits for each of its writes anyway (a shard's state machine
+// applying Raft entries, unsynced) commits its Unit on its own goroutine
+// when the committer is idle (Unit.Commit), together with whatever was
+// queued before it, and so spares two goroutine wake-ups per entry.
+//
 // # Reads
 //
 // Readers see records up to the committed (durable) watermark of each stream.

@@ -93,7 +93,7 @@ func (kv *KV) Scan(prefix []byte, fn func(key, value []byte) error) error {
 }
 
 // Submit queues writes to be committed atomically and returns at once; done
-// (called on the committer goroutine, must not block) reports the outcome.
+// (called by the committer, must not block) reports the outcome.
 // noSync says the caller does not need the writes synced before done.
 func (kv *KV) Submit(writes []KVWrite, noSync bool, done func(error)) error {
 	return kv.SubmitRequest(KVRequest{Writes: writes, NoSync: noSync, Done: done})
@@ -110,7 +110,7 @@ type KVRequest struct {
 	// after a crash it applies its entries again from the marker on).
 	AppliedIndex uint64
 	AppliedLog   string
-	// Done, if not nil, is called once on the committer goroutine with
+	// Done, if not nil, is called once by the committer with
 	// the outcome; it must not block.
 	Done func(error)
 }

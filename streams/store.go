@@ -36,7 +36,18 @@ type Store struct {
 	queue opQueue // appends and commands waiting for the committer
 	stats storeCounters
 
-	// committer-owned state: only the committer goroutine reads or writes it.
+	// writer is the committer role. Whoever holds it (the committer
+	// goroutine, or a caller committing a Unit itself: Unit.Commit) owns
+	// work, nextID, g and the committer-only fields of every stream. It
+	// is the single writer's turn, held across a commit's disk write by
+	// design; readers never take it.
+	writer struct {
+		sync.Mutex
+		g      *group // the committer's scratch state (set by Open)
+		spare  []*op  // Unit.Commit's array to swap with the queue's (opQueue.take)
+		closed bool   // the committer has stopped: nothing more is committed
+	}
+	// committer-owned state (the writer role's).
 	work   map[string]*stream // the committer's view of the registry, ahead of mu.streams during a group
 	nextID uint64             // next stream id to assign
 
@@ -63,7 +74,7 @@ type stream struct {
 	meta streamMeta // immutable after creation
 
 	// work is the committer's tentative state and touchedGen the last commit
-	// group that changed it (committer goroutine only).
+	// group that changed it (the committer only: Store.writer).
 	work       streamState
 	touchedGen uint64
 	// checkpointAt is when the state key was last written (unix ns) and
@@ -178,6 +189,7 @@ func Open(opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("streams: recover %s: %w", opts.Dir, err)
 	}
+	s.writer.g = newGroup(s)
 	s.wg.Add(3)
 	go s.runCommitter()
 	go s.runRetention()

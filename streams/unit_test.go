@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -59,5 +60,114 @@ func TestUnitCommitsInOneBatch(t *testing.T) {
 	}
 	if err := s.NewUnit().Submit(); err != nil {
 		t.Fatalf("an empty unit: %v", err)
+	}
+}
+
+// TestUnitCommitOnCaller: Commit commits on the calling goroutine when the
+// committer is idle (every Done has run when it returns), queues the unit
+// for the committer while another commit holds the writer role, and
+// refuses once the store is closed. Units committed both ways, from many
+// goroutines, with plain appends in between, keep every stream's offsets
+// dense and in each producer's order.
+func TestUnitCommitOnCaller(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), AutoCreate: true, Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	done := 0
+	u := s.NewUnit()
+	for range 3 {
+		if err := u.Append(AppendRequest{Stream: "inline", Records: []Record{{Payload: []byte("p")}}, NoSync: true,
+			AppliedLog: "log", AppliedIndex: 3, Done: func(_ uint64, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				done++ // the caller's goroutine: no lock needed when inline
+			}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := u.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if done != 3 {
+		t.Fatalf("%d of 3 parts done when Commit returned on an idle store", done)
+	}
+	if idx, err := s.AppliedIndexOf("log"); err != nil || idx != 3 {
+		t.Fatalf("applied marker %d %v", idx, err)
+	}
+
+	// While the writer role is held, the unit goes to the committer.
+	s.writer.Lock()
+	ch := make(chan error, 1)
+	u = s.NewUnit()
+	if err := u.Append(AppendRequest{Stream: "inline", Records: []Record{{Payload: []byte("q")}}, NoSync: true,
+		Done: func(first uint64, err error) {
+			if err == nil && first != 3 {
+				err = fmt.Errorf("offset %d, want 3", first)
+			}
+			ch <- err
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ch:
+		t.Fatalf("a unit committed while the writer role was held: %v", err)
+	default:
+	}
+	s.writer.Unlock()
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+
+	// Many producers, both paths: each stream dense and in order.
+	const producers, per = 4, 200
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("p%d", p)
+			for i := range per {
+				res := make(chan error, 1)
+				want := uint64(i)
+				req := AppendRequest{Stream: name, Records: []Record{{Payload: []byte(fmt.Sprint(i))}}, NoSync: true,
+					Done: func(first uint64, err error) {
+						if err == nil && first != want {
+							err = fmt.Errorf("%s: record %d at offset %d", name, want, first)
+						}
+						res <- err
+					}}
+				var err error
+				if i%3 == 0 {
+					err = s.Submit(req)
+				} else {
+					u := s.NewUnit()
+					if err = u.Append(req); err == nil {
+						err = u.Commit()
+					}
+				}
+				if err == nil {
+					err = <-res
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	s.Close()
+	u = s.NewUnit()
+	_ = u.Append(AppendRequest{Stream: "inline", Records: []Record{{Payload: []byte("late")}}, Done: func(uint64, error) {}})
+	if err := u.Commit(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Commit after Close: %v, want ErrClosed", err)
 	}
 }
