@@ -88,3 +88,24 @@ func TestAReplicaAddedWhileIdleServes(t *testing.T) {
 		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("n4's replica of shard %d to serve reads", i), func() bool { return n4.set.Serves(i) })
 	}
 }
+
+// TestNoticeWait: a shard written every few tens of milliseconds waits
+// twice its gap before a notice (its next entry usually tells the
+// followers first); one written more often or more rarely than that
+// waits noticeDelay.
+func TestNoticeWait(t *testing.T) {
+	for _, tc := range []struct{ gap, want time.Duration }{
+		{0, noticeDelay},
+		{2 * time.Millisecond, noticeDelay},
+		{5 * time.Millisecond, noticeDelay},
+		{6 * time.Millisecond, 12 * time.Millisecond},
+		{24 * time.Millisecond, 48 * time.Millisecond},
+		{50 * time.Millisecond, noticeSpacing},
+		{51 * time.Millisecond, noticeDelay},
+		{time.Second, noticeDelay},
+	} {
+		if got := noticeWait(tc.gap); got != tc.want {
+			t.Errorf("noticeWait(%v) = %v, want %v", tc.gap, got, tc.want)
+		}
+	}
+}
