@@ -200,26 +200,21 @@ func (u *Unit) KV(kv *KV, req KVRequest) {
 	u.ops = append(u.ops, kv.op(req))
 }
 
-// Submit queues the unit's parts, in the order they were added; each
-// reports its outcome through its own Done.
-func (u *Unit) Submit() error {
-	if !u.link() {
-		return nil
-	}
-	return u.s.queue.pushAll(u.ops)
-}
-
 // Commit commits the unit on the calling goroutine when no commit is under
 // way, together with whatever is queued before it, calling their Done
-// before it returns; otherwise it queues the unit as Submit does. A caller
+// before it returns; otherwise it queues the unit for the committer, and
+// each part reports its outcome through its own Done. A caller
 // that waits for each unit (a replicated log's state machine applying
 // entries) so spares two wake-ups: the committer's, and its own when the
 // committer is done. Either way nothing queued before the unit is
 // committed after it. Commit does not wait out Options.CommitDelay: it is
 // meant for unsynced writes (NoSync), whose commit costs no fsync.
 func (u *Unit) Commit() error {
-	if !u.link() {
+	if len(u.ops) == 0 {
 		return nil
+	}
+	for _, o := range u.ops[:len(u.ops)-1] {
+		o.linked = true // committed in one group with the next
 	}
 	s := u.s
 	if !s.writer.TryLock() {
@@ -235,18 +230,6 @@ func (u *Unit) Commit() error {
 	clear(ops)
 	s.writer.spare = ops[:0]
 	return nil
-}
-
-// link marks the unit's ops but the last as committed with the next; false
-// if the unit is empty.
-func (u *Unit) link() bool {
-	if len(u.ops) == 0 {
-		return false
-	}
-	for _, o := range u.ops[:len(u.ops)-1] {
-		o.linked = true
-	}
-	return true
 }
 
 // Append appends records to a stream and waits until they are durable. It

@@ -40,7 +40,7 @@ func TestUnitCommitsInOneBatch(t *testing.T) {
 	}
 	wg.Add(1)
 	u.KV(kv, KVRequest{Writes: []KVWrite{{Key: []byte("k"), Value: []byte("v")}}, NoSync: true, AppliedLog: "log", AppliedIndex: 7, Done: report})
-	if err := u.Submit(); err != nil {
+	if err := u.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -58,7 +58,7 @@ func TestUnitCommitsInOneBatch(t *testing.T) {
 	if err := s.NewUnit().Append(AppendRequest{Stream: "x"}); err == nil {
 		t.Fatal("an append without Done was accepted")
 	}
-	if err := s.NewUnit().Submit(); err != nil {
+	if err := s.NewUnit().Commit(); err != nil {
 		t.Fatalf("an empty unit: %v", err)
 	}
 }
