@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -67,12 +69,15 @@ func TestForwardRoundTrip(t *testing.T) {
 	if _, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: %w", ErrNoLeader, errNotProposed))); !errors.Is(err, errNotProposed) || !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("a not-proposed answer came back as %v", err)
 	}
-	// A leader that was closing: sent again by forwardBatch (deduplicated
-	// by the appends' ids); not a "not proposed" answer, which others may
-	// send again without deduplication.
-	if _, err := decodeForwardResult(encodeForwardResult(0, streams.ErrClosed)); !errors.Is(err, errLeaderClosing) || !errors.Is(err, ErrNoLeader) ||
-		errors.Is(err, errNotProposed) {
-		t.Fatalf("a closing leader's answer came back as %v", err)
+	// A leader that was closing, or that lost its leadership with the
+	// append in flight: sent again by forwardBatch (deduplicated by the
+	// appends' ids); not a "not proposed" answer, which others may send
+	// again without deduplication.
+	for _, unknown := range []error{streams.ErrClosed, raftError(raft.ErrLeadershipLost)} {
+		if _, err := decodeForwardResult(encodeForwardResult(0, unknown)); !errors.Is(err, errOutcomeUnknown) || !errors.Is(err, ErrNoLeader) ||
+			errors.Is(err, errNotProposed) {
+			t.Fatalf("%v came back as %v", unknown, err)
+		}
 	}
 	if _, err := decodeForwardResult(nil); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("empty answer: %v", err)

@@ -72,6 +72,13 @@ type appendCmd struct {
 	term uint64
 }
 
+// retriable reports whether c may be proposed again after an attempt
+// whose outcome is unknown (errOutcomeUnknown): an unfenced append with
+// an id, which the state machine stores at most once.
+func (c *appendCmd) retriable() bool {
+	return c.kind == kindAppend && c.id.producer != 0 && c.term == 0
+}
+
 // encodeRecords encodes records for an entry or a forward request.
 func encodeRecords(recs []streams.Record) [][]byte {
 	out := make([][]byte, len(recs))

@@ -98,6 +98,10 @@ func encodeForwardResult(first uint64, err error) []byte {
 	switch {
 	case errors.Is(err, errNotProposed):
 		status = statusRetry
+	case errors.Is(err, errOutcomeUnknown):
+		// Decoded as errOutcomeUnknown, like an append its stopping
+		// leader could not settle.
+		status = statusClosed
 	case errors.Is(err, ErrNoLeader):
 		status = statusNoLeader
 	case errors.Is(err, streams.ErrStreamExists):
@@ -143,10 +147,10 @@ func decodeForwardResult(b []byte) (uint64, error) {
 	case statusExists:
 		sentinel = streams.ErrStreamExists
 	case statusClosed:
-		// The leader is stopping: the append may have been committed
-		// or not; the new leader has it, or takes it again (a retried
-		// append is deduplicated by its id).
-		return 0, fmt.Errorf("%w: %w (from the shard's leader: %s)", ErrNoLeader, errLeaderClosing, msg)
+		// The leader stopped or lost its leadership: the append may
+		// have been committed or not; the new leader has it, or takes
+		// it again (a retried append is deduplicated by its id).
+		return 0, fmt.Errorf("%w: %w (from the shard's leader: %s)", ErrNoLeader, errOutcomeUnknown, msg)
 	case statusUnavailable:
 		sentinel = streams.ErrUnavailable
 	default:

@@ -142,9 +142,10 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			} else {
 				var again []forwardItem
 				for i, it := range batch {
-					if errors.Is(results[i].err, errNotProposed) || errors.Is(results[i].err, errLeaderClosing) {
-						// No leader took it, or the leader stopped with
-						// it: send it again (deduplicated by its id).
+					if errors.Is(results[i].err, errNotProposed) || errors.Is(results[i].err, errOutcomeUnknown) && it.cmd.retriable() {
+						// No leader took it, or the leader stopped or
+						// lost its leadership with it in flight: send it
+						// again (deduplicated by its id).
 						again = append(again, it)
 						continue
 					}
@@ -198,7 +199,7 @@ func (s *Set) proposeAll(ctx context.Context, r *replica, batch []forwardItem) [
 	}
 	var again []forwardItem
 	for i, it := range batch {
-		if errors.Is(results[i].err, errNotProposed) {
+		if errors.Is(results[i].err, errNotProposed) || errors.Is(results[i].err, errOutcomeUnknown) && it.cmd.retriable() {
 			again = append(again, it)
 			continue
 		}

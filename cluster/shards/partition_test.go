@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -78,4 +79,53 @@ func TestMinorityFollowerRejoins(t *testing.T) {
 	}
 	c.heal()
 	c.sameEverywhere(stream, want)
+}
+
+// TestAppendInFlightWhenLeadershipIsLostIsSentAgain: an append proposed
+// by a leader that loses its leadership before the entry is committed
+// (cut off from the other replicas, it steps down) has an unknown
+// outcome on that node: it is sent again, to the new leader once the
+// partition heals within the write timeout, and stored once.
+func TestAppendInFlightWhenLeadershipIsLostIsSentAgain(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	stream := streamOfShard(t, 0, 1)
+	old := c.nodes[leaders[0]]
+	ctx := context.Background()
+	if _, err := old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	c.partition(old)
+	old.set.opts.WriteTimeout = 20 * time.Second
+	res := make(chan error, 1)
+	go func() {
+		_, err := old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("in flight")})
+		res <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, "the cut-off leader to step down", func() bool {
+		return !old.set.replica(0).isLeader()
+	})
+	var newLeader *testNode
+	testutil.Eventually(t, 10*time.Second, "a new leader among the others", func() bool {
+		for _, nd := range c.nodes {
+			if nd != old && nd.set.replica(0).isLeader() {
+				newLeader = nd
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := newLeader.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("majority")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-res:
+		t.Fatalf("append on the cut-off leader answered before the partition healed: %v", err)
+	default:
+	}
+	c.heal()
+	if err := <-res; err != nil {
+		t.Fatalf("append in flight on the old leader: %v", err)
+	}
+	c.sameEverywhere(stream, []string{"before", "majority", "in flight"})
 }

@@ -395,10 +395,13 @@ func (r *replica) wait(f raft.Future) error {
 // sent again.
 var errNotProposed = errors.New("not proposed")
 
-// errLeaderClosing marks an append a forward's leader answered while it
-// was stopping: it may or may not have been committed, so only a sender
-// whose retries are deduplicated (forwardBatch) sends it again.
-var errLeaderClosing = errors.New("the leader is stopping")
+// errOutcomeUnknown marks an append whose leader stopped, or lost its
+// leadership, with the append's entry in its log but not known to be
+// committed: the next leader may commit it or drop it. Only a sender whose
+// retries are deduplicated sends it again (route, forwardBatch): an
+// append with an id, which the state machine answers from its window
+// (dedupe.go) if the first entry was committed after all.
+var errOutcomeUnknown = errors.New("the outcome is unknown: the leader stopped or lost its leadership with the append in flight")
 
 // raftError maps a failed proposal to the error an appender sees. Only a
 // proposal lost with the leadership may have been committed all the same.
@@ -407,7 +410,7 @@ func raftError(err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("%w: %w (%v)", ErrNoLeader, errNotProposed, err)
 	case errors.Is(err, raft.ErrLeadershipLost):
-		return fmt.Errorf("%w (%v)", ErrNoLeader, err)
+		return fmt.Errorf("%w: %w (%v)", ErrNoLeader, errOutcomeUnknown, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return streams.ErrClosed
 	}

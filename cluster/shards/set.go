@@ -336,8 +336,10 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
 	if r := s.replica(shard); r != nil && r.isLeader() {
 		r.propose(cmd, func(first uint64, err error) {
-			if errors.Is(err, errNotProposed) {
-				// Lost the leadership before proposing: try again.
+			if errors.Is(err, errNotProposed) || errors.Is(err, errOutcomeUnknown) && cmd.retriable() {
+				// Lost the leadership before proposing, or before
+				// learning whether the entry was committed: try again
+				// through whoever leads now.
 				s.outboxes[shard].add(s, shard, forwardItem{cmd: cmd, hops: hops, done: done})
 				return
 			}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
@@ -352,6 +356,97 @@ func TestWritesSurviveLeadershipTransfers(t *testing.T) {
 	want := make([]string, n)
 	for i := range want {
 		want[i] = fmt.Sprintf("m%05d", i)
+	}
+	c.sameEverywhere(stream, want)
+}
+
+// TestStoppingLeadersRefuseNothing: appenders on two nodes keep
+// appending while the third, leading the shard, stops (handing its
+// leadership over with entries in flight) and comes back, three times.
+// Each append is acknowledged, none refused, and each is stored once, in
+// its appender's order: an entry whose outcome the old leader could not
+// know is sent again to the new one, which answers it from its window if
+// it was committed.
+func TestStoppingLeadersRefuseNothing(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	stopping := c.nodes[c.waitLeaders()[0]]
+	stream := streamOfShard(t, 0, 1)
+	var mu sync.Mutex // guards acked and failed
+	acked := 0
+	var failed []error
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for k := 0; k < 8; k++ {
+		nd := c.nodes[(slices.Index(c.nodes, stopping)+1+k%2)%3]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "p%d-%05d", k, i)}
+				_, err := nd.set.Append(context.Background(), stream, r)
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, fmt.Errorf("appender %d, append %d: %w", k, i, err))
+				} else {
+					acked++
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	ackedNow := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return acked
+	}
+	for round := 0; round < 3; round++ {
+		if round > 0 {
+			testutil.Eventually(t, 10*time.Second, stopping.self.ID+" leading again", func() bool {
+				for _, nd := range c.nodes {
+					if r := nd.set.replica(0); nd != stopping && r.isLeader() {
+						_ = r.raft.LeadershipTransferToServer(raft.ServerID(stopping.self.ID), raft.ServerAddress(stopping.self.RPC)).Error()
+					}
+				}
+				return stopping.set.replica(0).isLeader()
+			})
+		}
+		before := ackedNow()
+		testutil.Eventually(t, 10*time.Second, "appends flowing", func() bool { return ackedNow() >= before+200 })
+		stopping.stop()
+		before = ackedNow()
+		testutil.Eventually(t, 10*time.Second, "appends flowing after the leader stopped", func() bool { return ackedNow() >= before+200 })
+		stopping.start()
+	}
+	close(stop)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d appends refused, first: %v", len(failed), failed[0])
+	}
+	leader := c.nodes[c.waitLeaders()[0]]
+	got, err := leader.store.Read(stream, 0, streams.ReadOptions{MaxRecords: 1 << 20})
+	if err != nil || len(got) != acked {
+		t.Fatalf("read %d records for %d acknowledged, %v", len(got), acked, err)
+	}
+	next := map[int]int{}
+	want := make([]string, len(got))
+	for j, r := range got {
+		var k, i int
+		if _, err := fmt.Sscanf(string(r.Payload), "p%d-%d", &k, &i); err != nil {
+			t.Fatal(err)
+		}
+		if i != next[k] {
+			t.Fatalf("appender %d: record %d stored after %d", k, i, next[k]-1)
+		}
+		next[k]++
+		want[j] = string(r.Payload)
 	}
 	c.sameEverywhere(stream, want)
 }

@@ -9,6 +9,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -160,6 +161,7 @@ func startProcCluster(t *testing.T) *procCluster {
 		c.stopAll(t, 20*time.Second)
 		t.Logf("the nodes stopped (SIGTERM) in %s", time.Since(start).Round(time.Millisecond))
 	})
+	t.Cleanup(func() { c.stateIfFailed(t) })
 	start := time.Now()
 	for _, nd := range c.nodes {
 		c.start(t, nd)
@@ -183,6 +185,7 @@ mqtt:
   websocket: ""
 http:
   listen: %s
+  pprof: true
 storage:
   min_free: 0
 cluster:
@@ -206,6 +209,53 @@ func (c *procCluster) logsIfFailed(t *testing.T) {
 			t.Logf("last lines of %s's log:\n%s", nd.id, tailLines(nd.log, 60))
 		}
 	}
+}
+
+// stateIfFailed, when the test failed, logs what every running node says
+// of the cluster (GET /v1/cluster: leaders, terms, lags) and saves it,
+// the node's goroutines and its whole log in a directory that outlives
+// the test, so that a replica that did not catch up can be told from a
+// stuck state machine afterwards.
+func (c *procCluster) stateIfFailed(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	dir, err := os.MkdirTemp("", "mqstream-failed-")
+	if err != nil {
+		t.Logf("no directory for the nodes' goroutines: %v", err)
+		return
+	}
+	for _, nd := range c.nodes {
+		if b, err := os.ReadFile(nd.log); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, nd.id+".log"), b, 0o600)
+		}
+		if !nd.running() {
+			continue
+		}
+		for _, get := range []struct{ path, file string }{
+			{"/v1/cluster", nd.id + "-cluster.json"},
+			{"/debug/pprof/goroutine?debug=2", nd.id + "-goroutines.txt"},
+		} {
+			resp, err := procHTTP.Get("http://" + nd.http + get.path)
+			if err != nil {
+				t.Logf("%s: GET %s: %v", nd.id, get.path, err)
+				continue
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Logf("%s: GET %s: %v", nd.id, get.path, err)
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(dir, get.file), b, 0o600); err != nil {
+				t.Logf("%s: %v", nd.id, err)
+			}
+			if strings.HasSuffix(get.file, ".json") {
+				t.Logf("%s: GET %s:\n%s", nd.id, get.path, b)
+			}
+		}
+	}
+	t.Logf("the nodes' logs, cluster state and goroutines are in %s", dir)
 }
 
 // start runs nd's process, its output appended to nd's log file.
