@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/cluster"
@@ -413,9 +414,7 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	if err != nil {
 		return shards.GroupDeps{}, fmt.Errorf("snapshots of %s: %w", group, err)
 	}
-	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: r.mux.StreamLayer(group), MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
-	})
+	tr := groupTransport(r.mux.StreamLayer(group), logger)
 	// The cache keeps the group's latest entries in memory: the leader
 	// reads each entry back to replicate it, and without the cache every
 	// read was a Pebble lookup (5% of the cluster's CPU at 10k msg/s).
@@ -428,6 +427,19 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 		trans = r.appends.Wrap(group, tr)
 	}
 	return shards.GroupDeps{Logs: logs, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, trans)}, nil
+}
+
+// groupTransport is a group's own Raft transport, over its channel of the
+// RPC mux. It keeps no idle connections: with the appends and heartbeats
+// carried by cluster/appends and cluster/heartbeat, what is left for it
+// is rare (votes, leadership transfers' TimeoutNow, snapshots), and an
+// idle connection kept for those is dead by the time it is used if the
+// peer restarted meanwhile (raft's NetworkTransport does not retry: the
+// call fails with EOF, and a leadership handover or a vote with it).
+func groupTransport(layer raft.StreamLayer, logger hclog.Logger) *raft.NetworkTransport {
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 0, Timeout: 10 * time.Second, Logger: logger,
+	})
 }
 
 // batchAppends sends the shard groups' AppendEntries through

@@ -90,10 +90,13 @@
 // (GroupDeps): in the node, raft's NetworkTransport over a channel of the
 // RPC mux named after the group, wrapped so that the group's heartbeats
 // go to each peer node in one batch with the other groups' (package
-// cluster/heartbeat); appends, votes and snapshots keep the group's own
-// connections (package cluster/appends can carry the appends of all
-// groups to each peer node over one connection: the node uses it towards
-// peers that announce it, see batchAppends in node/shards.go). DefaultTimers keep hashicorp/raft's heartbeat and election
+// cluster/heartbeat) and its appends over one connection per peer node
+// with the other groups' (package cluster/appends, towards peers that
+// announce it: batchAppends in node/shards.go). Votes, the TimeoutNow of
+// leadership transfers and snapshots keep the group's own connections, a
+// new one per call (groupTransport in node/shards.go: a connection kept
+// idle is dead once the peer restarted, and raft does not retry a call
+// that fails on it). DefaultTimers keep hashicorp/raft's heartbeat and election
 // timeouts (1 s: how soon followers notice a dead leader, so failover is
 // as fast as with raft's defaults) but set the leader lease as long as the
 // heartbeat timeout (raft: 500 ms), so that batched heartbeats, 500 ms
@@ -101,7 +104,8 @@
 // idle leader repeats the commit index to its followers, to 5 s (raft: 50
 // ms; 1 s for the metadata group). A follower learns that an entry is
 // committed from the next entry, so a leader whose last entries have been
-// applied, with nothing queued for 10 ms, proposes an empty barrier entry
+// applied, with nothing queued for a while (10 ms, or twice the shard's
+// usual gap between entries when that is 10 to 100 ms), proposes an empty barrier entry
 // that tells its followers (a commit notice, at most one every 100 ms per
 // shard; replica.go): a follower applies the last entries of a burst, and
 // the records of a shard written now and then, about as soon as the
