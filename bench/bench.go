@@ -245,6 +245,9 @@ type Result struct {
 	// went without an ack (QoS 1/2): a node's failover as the clients see
 	// it.
 	MaxAckGapMS float64 `json:"max_ack_gap_ms"`
+	// MaxAckGapEnd is when that longest wait ended (RFC 3339, UTC, ms), to
+	// set beside the times of the faults that caused it.
+	MaxAckGapEnd string `json:"max_ack_gap_end,omitempty"`
 }
 
 // LatencyReport holds latency percentiles in microseconds.
@@ -382,9 +385,11 @@ type run struct {
 	reconnects  atomic.Int64
 	resent      atomic.Int64
 
-	ackMu     sync.Mutex    // guards ackLat and maxAckGap
+	ackMu     sync.Mutex    // guards ackLat, maxAckGap and maxAckGapEnd
 	ackLat    []int32       // PUBACK latencies, microseconds
 	maxAckGap time.Duration // the longest wait of a publisher for an ack
+	// maxAckGapEnd is when the wait of maxAckGap ended.
+	maxAckGapEnd time.Time
 }
 
 func (r *run) deliver(s *subscriber, payload []byte) {
@@ -581,6 +586,9 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 	r.ackMu.Lock()
 	res.AckLatency = latencyReport(r.ackLat)
 	res.MaxAckGapMS = float64(r.maxAckGap.Microseconds()) / 1000
+	if !r.maxAckGapEnd.IsZero() {
+		res.MaxAckGapEnd = r.maxAckGapEnd.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
 	r.ackMu.Unlock()
 	if len(r.subs) == 0 {
 		return res
@@ -679,8 +687,12 @@ func (res *Result) String() string {
 		}
 	}
 	if res.Disconnects > 0 || res.Unacked > 0 || (res.Mode != ModeSub && res.QoS > 0) {
-		fmt.Fprintf(&b, "  connections lost %d, reconnected %d, resent %d, unacked %d, longest wait for an ack %.0f ms\n",
+		fmt.Fprintf(&b, "  connections lost %d, reconnected %d, resent %d, unacked %d, longest wait for an ack %.0f ms",
 			res.Disconnects, res.Reconnects, res.Resent, res.Unacked, res.MaxAckGapMS)
+		if res.MaxAckGapEnd != "" {
+			fmt.Fprintf(&b, " (ended %s)", res.MaxAckGapEnd)
+		}
+		b.WriteString("\n")
 	}
 	if l := res.AckLatency; l != nil {
 		fmt.Fprintf(&b, "  ack latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l.P50, l.P90, l.P99, l.P999, l.Max)

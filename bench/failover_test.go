@@ -62,6 +62,7 @@ func TestFailoverReconnectsAndResends(t *testing.T) {
 	// n3 stops answering: its publishers fill their windows with publishes
 	// the cluster stores and nobody acknowledges.
 	proxies[2].hold.Store(true)
+	held := time.Now()
 	testutil.Eventually(t, 10*time.Second, "publishes stored and not acknowledged", func() bool {
 		return storedTotal(t, nodes[0]) >= int64(ackedNow())+2*int64(o.Window)
 	})
@@ -91,6 +92,11 @@ func TestFailoverReconnectsAndResends(t *testing.T) {
 	}
 	if res.Resent < 2*int64(o.Window) || res.MaxAckGapMS <= 0 {
 		t.Fatalf("resent %d (want at least %d), longest wait for an ack %.0f ms", res.Resent, 2*o.Window, res.MaxAckGapMS)
+	}
+	// The longest wait is the held node's publishers': it ended after
+	// the hold began.
+	if end, err := time.Parse(time.RFC3339Nano, res.MaxAckGapEnd); err != nil || end.Before(held) || end.After(time.Now()) {
+		t.Fatalf("the longest wait for an ack ended at %q (%v), not between the hold (%s) and now", res.MaxAckGapEnd, err, held.UTC().Format(time.RFC3339Nano))
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -53,7 +53,8 @@ type publisher struct {
 	// none in flight; maxGap is the longest wait for an ack since then.
 	lastAck time.Time
 	maxGap  time.Duration
-	lat     []int32 // ack latencies, microseconds
+	maxEnd  time.Time // when the wait of maxGap ended
+	lat     []int32   // ack latencies, microseconds
 }
 
 // pendingPub is a QoS 1/2 publish sent and not yet acknowledged.
@@ -112,7 +113,7 @@ func (pb *publisher) ack(id uint16, reason byte) {
 	if len(pb.lat) < maxLatencySamples {
 		pb.lat = append(pb.lat, int32(min(now.Sub(time.Unix(0, m.sent)).Microseconds(), math.MaxInt32)))
 	}
-	pb.maxGap = max(pb.maxGap, now.Sub(pb.lastAck))
+	pb.noteGapLocked(now.Sub(pb.lastAck), now)
 	pb.lastAck = now
 	pb.mu.Unlock()
 	if reason >= 0x80 {
@@ -177,10 +178,13 @@ func (pb *publisher) run(ctx context.Context, count int, deadline time.Time) {
 	defer func() {
 		pb.c.close()
 		pb.mu.Lock()
-		pb.maxGap = max(pb.maxGap, pb.openGapLocked(time.Now()))
+		now := time.Now()
+		pb.noteGapLocked(pb.openGapLocked(now), now)
 		pb.r.ackMu.Lock()
 		pb.r.ackLat = append(pb.r.ackLat, pb.lat...)
-		pb.r.maxAckGap = max(pb.r.maxAckGap, pb.maxGap)
+		if pb.maxGap > pb.r.maxAckGap {
+			pb.r.maxAckGap, pb.r.maxAckGapEnd = pb.maxGap, pb.maxEnd
+		}
 		pb.r.ackMu.Unlock()
 		pb.mu.Unlock()
 	}()
@@ -330,6 +334,14 @@ func (pb *publisher) resend() error {
 		pb.r.resent.Add(1)
 	}
 	return pb.c.flush()
+}
+
+// noteGapLocked records a wait for an ack that ended at end, if it is the
+// longest yet.
+func (pb *publisher) noteGapLocked(gap time.Duration, end time.Time) {
+	if gap > pb.maxGap {
+		pb.maxGap, pb.maxEnd = gap, end
+	}
 }
 
 // openGapLocked is how long the publisher has been waiting for an ack at

@@ -80,6 +80,7 @@ python3 - "$work/share.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 keys = ["published", "acked", "unacked", "received", "lost", "duplicated", "reconnects", "resent", "max_ack_gap_ms"]
-print(" ".join(f"{k}={round(d[k]) if isinstance(d[k], float) else d[k]}" for k in keys))
+print(" ".join(f"{k}={round(d[k]) if isinstance(d[k], float) else d[k]}" for k in keys),
+      f"max_ack_gap_end={d.get('max_ack_gap_end', '')}")
 sys.exit(1 if d["lost"] else 0)
 PY
