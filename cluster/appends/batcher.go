@@ -35,6 +35,16 @@ type Options struct {
 	// DialTimeout bounds connecting to a peer (default 2 s: peers are on
 	// one network, a slower connect is a fault to report).
 	DialTimeout time.Duration
+	// DialHold is how long the requests queued for a peer that cannot be
+	// reached wait for it before they fail (default 1 s; dialed again
+	// every DialHold/10; negative: they fail at the first failed dial).
+	// Raft waits before its next request to a follower after each failed
+	// one, twice as long each time up to 10 s: failed at once, the
+	// requests to a follower down for ten seconds left its leader
+	// waiting up to ten more seconds once it was back. Held, they fail
+	// about once a second, and a follower that restarts is reached
+	// within DialHold/10.
+	DialHold time.Duration
 	// AnswerTimeout is how long the receiving side waits for a group to
 	// take and answer one request (default Timeout/2; a ticker of half
 	// of it checks, so a request fails between AnswerTimeout/2 and
@@ -65,6 +75,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 2 * time.Second
+	}
+	if o.DialHold == 0 {
+		o.DialHold = time.Second
 	}
 	if o.AnswerTimeout <= 0 {
 		o.AnswerTimeout = o.Timeout / 2

@@ -340,3 +340,56 @@ func TestPeerWithoutTheFeature(t *testing.T) {
 		t.Fatalf("the Batcher sent %+v to a peer without the feature", st)
 	}
 }
+
+// TestAppendWaitsForAPeerComingBack: an append to a peer that cannot be
+// reached waits for it, up to DialHold, rather than failing at once (raft
+// backs off longer after each failure); a peer that starts meanwhile on
+// that address answers it. With a negative DialHold it fails at once.
+func TestAppendWaitsForAPeerComingBack(t *testing.T) {
+	a := newNode(t, "a", nil, Options{DialHold: 5 * time.Second})
+	down := newNode(t, "b", nil, Options{})
+	addr := down.addr()
+	_ = down.b.Close()
+	_ = down.mux.Close()
+	send := a.group(t, "g")
+	errc := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		err := send.AppendEntries("b", addr, appendReq(1), &resp)
+		if err == nil && !resp.Success {
+			err = errors.New("not a success")
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("the append to a peer that is down ended before it came back: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The peer comes back on its address.
+	var mux *rpcmux.Mux
+	testutil.Eventually(t, 5*time.Second, "the peer listening again", func() bool {
+		m, err := rpcmux.Listen(string(addr), rpcmux.Options{NodeID: "b", Logger: testutil.Logger()})
+		mux = m
+		return err == nil
+	})
+	b := New(mux.StreamLayer(Channel), Options{Logger: testutil.Logger()})
+	t.Cleanup(func() {
+		_ = b.Close()
+		_ = mux.Close()
+	})
+	_, inner := raft.NewInmemTransport(addr)
+	recv := b.Wrap("g", inner)
+	stop := make(chan struct{})
+	defer close(stop)
+	go serveAll(recv, stop)
+	if err := <-errc; err != nil {
+		t.Fatalf("the append held for the peer: %v", err)
+	}
+
+	c := newNode(t, "c", nil, Options{DialHold: -1})
+	var resp raft.AppendEntriesResponse
+	if err := c.group(t, "g").AppendEntries("d", "127.0.0.1:1", appendReq(1), &resp); err == nil {
+		t.Fatal("an append to an address nobody listens on succeeded")
+	}
+}

@@ -50,7 +50,12 @@
 //
 // Failures fail requests, as raft expects of a transport, and never
 // block another peer: each link writes and dials on its own goroutine. A
-// dial that fails fails the requests queued for that peer; a connection
+// peer that cannot be reached is dialed again every Options.DialHold/10
+// while its requests wait, and they fail once DialHold (1 s) has passed:
+// raft waits before its next request to a follower after each failure,
+// doubling the wait up to 10 s, so requests failed at once to a follower
+// down for ten seconds left its leader waiting up to ten more once it was
+// back; held, a follower that restarts is reached at once. A connection
 // that breaks, or stays silent for Options.Timeout (10 s) while requests
 // are in flight, is closed and its requests in flight fail, in the order
 // they were sent; the next request dials again. A failed pipelined

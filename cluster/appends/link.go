@@ -135,7 +135,7 @@ func (l *link) flush(buf *[]byte) bool {
 	}
 	if cn == nil {
 		var err error
-		if cn, err = l.dial(); err != nil {
+		if cn, err = l.dialHeld(); err != nil {
 			l.failQueued(fmt.Errorf("appends: to %s: %w", l.addr, err))
 			return false
 		}
@@ -195,6 +195,27 @@ func (l *link) armLocked(cn *conn, now time.Time) {
 // is to be moved at now: it is less than three quarters of timeout away.
 func rearm(armed, now time.Time, timeout time.Duration) bool {
 	return armed.IsZero() || now.Sub(armed) > timeout/4
+}
+
+// dialHeld dials the peer until it answers, the Batcher closes or
+// Options.DialHold has passed since the first failure (see there); the
+// requests queued meanwhile wait.
+func (l *link) dialHeld() (*conn, error) {
+	hold := l.b.opts.DialHold
+	deadline := time.Now().Add(hold)
+	for {
+		cn, err := l.dial()
+		if err == nil || errors.Is(err, ErrClosed) || hold < 0 || !time.Now().Before(deadline) {
+			return cn, err
+		}
+		retry := time.NewTimer(min(hold/10, time.Until(deadline)))
+		select {
+		case <-l.b.closed:
+			retry.Stop()
+			return nil, ErrClosed
+		case <-retry.C:
+		}
+	}
 }
 
 // dial connects to the peer and starts reading its answers.
