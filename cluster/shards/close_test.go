@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
@@ -95,4 +98,62 @@ func TestSubmitsRacingCloseAreAnswered(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "every submitted append answered", func() bool {
 		return answered.Load() == submitted()
 	})
+}
+
+// failedEntry is an ApplyFuture that fails with err once released;
+// settled closes when Error has returned.
+type failedEntry struct {
+	release, settled chan struct{}
+	err              error
+}
+
+func (f failedEntry) Error() error { <-f.release; defer close(f.settled); return f.err }
+func (failedEntry) Index() uint64  { return 0 }
+func (failedEntry) Response() any  { return nil }
+
+// TestEntriesAnswerInProposalOrder: two entries in flight lose the
+// leadership, the second's future settling first; the first's appends
+// are answered (sent again, by route) before the second's, so one
+// publisher's appends keep their order across the retry.
+func TestEntriesAnswerInProposalOrder(t *testing.T) {
+	r := &replica{shard: 1, raftDown: make(chan struct{})}
+	var mu sync.Mutex
+	var order []string
+	record := func(name string) func(uint64, error) {
+		return func(_ uint64, err error) {
+			if !errors.Is(err, errOutcomeUnknown) {
+				t.Errorf("%s answered with %v, want an unknown outcome", name, err)
+			}
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+		}
+	}
+	first := failedEntry{release: make(chan struct{}), settled: make(chan struct{}), err: raft.ErrLeadershipLost}
+	second := failedEntry{release: make(chan struct{}), settled: make(chan struct{}), err: raft.ErrLeadershipLost}
+	firstDone := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		r.answer(first, []proposal{{done: record("a1")}, {done: record("a2")}}, nil)
+		close(firstDone)
+	}()
+	go func() {
+		defer wg.Done()
+		r.answer(second, []proposal{{done: record("b1")}}, firstDone)
+	}()
+	close(second.release)
+	<-second.settled
+	mu.Lock()
+	early := slices.Clone(order)
+	mu.Unlock()
+	if len(early) > 0 {
+		t.Fatalf("%v answered before the first entry settled", early)
+	}
+	close(first.release)
+	wg.Wait()
+	if want := []string{"a1", "a2", "b1"}; !slices.Equal(order, want) {
+		t.Fatalf("answered in the order %v, want %v", order, want)
+	}
 }

@@ -255,6 +255,10 @@ func (r *replica) proposeLoop() {
 	defer notice.Stop()
 	var lastNotice, lastWake time.Time
 	gap := noticeSpacing // the running average gap between entries (noticeWait)
+	// answered is closed once the appends of the last entry proposed
+	// have been answered: each entry's answers wait for the previous
+	// entry's (answer).
+	var answered chan struct{}
 	for {
 		select {
 		case <-r.stop:
@@ -312,10 +316,13 @@ func (r *replica) proposeLoop() {
 				cmds[i] = p.cmd
 			}
 			f := r.raft.Apply(encodeEntry(time.Now(), cmds), r.timeout)
+			before, done := answered, make(chan struct{})
+			answered = done
 			waiters.Add(1)
 			go func() {
 				defer waiters.Done()
-				r.answer(f, batch)
+				r.answer(f, batch, before)
+				close(done)
 				<-slots
 				if len(slots) == 0 {
 					// The last in flight: only then may a notice be
@@ -349,10 +356,18 @@ func (r *replica) queued() int {
 	return len(r.mu.queue)
 }
 
-// answer waits for an entry to be committed and applied, then answers its
-// appends.
-func (r *replica) answer(f raft.ApplyFuture, batch []proposal) {
-	if err := r.wait(f); err != nil {
+// answer waits for an entry to be committed and applied, and for the
+// previous entry's appends to be answered (before is closed then; nil:
+// none), then answers its appends. Answers in proposal order keep one
+// publisher's appends in order when they are sent again: entries that
+// fail together (the leadership lost with both in flight) put theirs
+// back in the outbox in the order they were proposed.
+func (r *replica) answer(f raft.ApplyFuture, batch []proposal, before <-chan struct{}) {
+	err := r.wait(f)
+	if before != nil {
+		<-before
+	}
+	if err != nil {
 		err = raftError(err)
 		for _, p := range batch {
 			p.done(0, err)
