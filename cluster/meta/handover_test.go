@@ -180,3 +180,30 @@ func TestLoneLeaderCloses(t *testing.T) {
 		t.Fatalf("close again: %v", err)
 	}
 }
+
+// unanswered is a Raft future Raft dropped at shutdown.
+type unanswered struct{ block chan struct{} }
+
+func (f unanswered) Error() error { <-f.block; return nil }
+
+// TestWaitGivesUpOnceRaftIsDown: an operation whose future Raft left
+// unanswered when it shut down (still in its apply queue) fails as "no
+// leader" once Raft is down, so its sender tries the new leader, instead
+// of holding the sender until its deadline (a layout change of
+// TestLeaderHandsOverWhenClosing waited out its 15 s this way in CI).
+func TestWaitGivesUpOnceRaftIsDown(t *testing.T) {
+	m := &Meta{raftDown: make(chan struct{})}
+	f := unanswered{block: make(chan struct{})}
+	defer close(f.block)
+	done := make(chan error, 1)
+	go func() { done <- m.wait(context.Background(), f) }()
+	close(m.raftDown)
+	select {
+	case err := <-done:
+		if !errors.Is(leaderErr(err), errNoLeader) {
+			t.Fatalf("wait: %v, want it taken for no leader", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait still blocked after Raft shut down")
+	}
+}

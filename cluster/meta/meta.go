@@ -61,7 +61,9 @@ type Meta struct {
 	handOver time.Duration
 	// closing is closed when Close starts: operations started here from
 	// then on fail with ErrClosed.
-	closing   chan struct{}
+	closing chan struct{}
+	// raftDown is closed once Close has shut the group's Raft down.
+	raftDown  chan struct{}
 	closeOnce sync.Once
 	closeErr  error // set once, by Close
 }
@@ -86,7 +88,7 @@ func Open(opts Options) (*Meta, error) {
 		opts.HandOverTimeout = 2 * t.Election
 	}
 	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group),
-		handOver: opts.HandOverTimeout, closing: make(chan struct{})}
+		handOver: opts.HandOverTimeout, closing: make(chan struct{}), raftDown: make(chan struct{})}
 	m.fsm = &fsm{changed: m.changes.Notify}
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(opts.Self.ID)
@@ -337,7 +339,7 @@ func (m *Meta) serve(ctx context.Context, req request) error {
 			return err
 		}
 		f := m.raft.Apply(b, timeout)
-		if err := wait(ctx, f); err != nil {
+		if err := m.wait(ctx, f); err != nil {
 			return leaderErr(err)
 		}
 		if err, ok := f.Response().(error); ok {
@@ -354,8 +356,12 @@ func (m *Meta) serve(ctx context.Context, req request) error {
 
 // wait waits for f, at most until ctx is done: raft bounds an
 // operation's wait to be taken (its timeout), not to be committed. An
-// operation given up on may be committed all the same.
-func wait(ctx context.Context, f raft.Future) error {
+// operation given up on may be committed all the same. Raft leaves some
+// futures unanswered when it shuts down (one still in its apply queue):
+// once it is down, such an operation fails as raft.ErrRaftShutdown ("no
+// leader": its sender tries the new leader) instead of holding its
+// caller, or a forwarding member, until ctx is done.
+func (m *Meta) wait(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -363,6 +369,13 @@ func wait(ctx context.Context, f raft.Future) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("meta: %w", ctx.Err())
+	case <-m.raftDown:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return fmt.Errorf("meta: an operation left unanswered when the group shut down: %w", raft.ErrRaftShutdown)
+		}
 	}
 }
 
@@ -413,7 +426,7 @@ func (m *Meta) admit(ctx context.Context, p shards.Peer, timeout time.Duration) 
 	} else {
 		f = m.raft.AddNonvoter(raft.ServerID(p.ID), raft.ServerAddress(p.RPC), 0, timeout)
 	}
-	if err := wait(ctx, f); err != nil {
+	if err := m.wait(ctx, f); err != nil {
 		return leaderErr(err)
 	}
 	m.log.Info("node joined the metadata group", "node", p.ID, "voter", voters < maxVoters)
@@ -425,7 +438,7 @@ func (m *Meta) admit(ctx context.Context, p shards.Peer, timeout time.Duration) 
 func (m *Meta) forget(ctx context.Context, id string, timeout time.Duration) error {
 	if id == m.self.ID {
 		// The leader leaves last: hand over first.
-		if err := wait(ctx, m.raft.LeadershipTransfer()); err != nil {
+		if err := m.wait(ctx, m.raft.LeadershipTransfer()); err != nil {
 			return fmt.Errorf("meta: hand the metadata group over before removing this node: %w", err)
 		}
 		return errNoLeader
@@ -448,13 +461,13 @@ func (m *Meta) forget(ctx context.Context, id string, timeout time.Duration) err
 		}
 	}
 	if found {
-		if err := wait(ctx, m.raft.RemoveServer(raft.ServerID(id), 0, timeout)); err != nil {
+		if err := m.wait(ctx, m.raft.RemoveServer(raft.ServerID(id), 0, timeout)); err != nil {
 			return leaderErr(err)
 		}
 		m.log.Info("node left the metadata group", "node", id)
 	}
 	if voters < maxVoters && promote.ID != "" {
-		if err := wait(ctx, m.raft.AddVoter(promote.ID, promote.Address, 0, timeout)); err != nil {
+		if err := m.wait(ctx, m.raft.AddVoter(promote.ID, promote.Address, 0, timeout)); err != nil {
 			return leaderErr(err)
 		}
 		m.log.Info("node votes in the metadata group now", "node", string(promote.ID))
@@ -542,6 +555,7 @@ func (m *Meta) Close() error {
 		close(m.closing)
 		m.handOverLeader()
 		m.closeErr = m.raft.Shutdown().Error()
+		close(m.raftDown)
 		m.changes.Notify()
 	})
 	return m.closeErr
@@ -564,7 +578,7 @@ func (m *Meta) handOverLeader() {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), m.handOver)
 	defer cancel()
-	if err := wait(ctx, m.raft.LeadershipTransfer()); err != nil {
+	if err := m.wait(ctx, m.raft.LeadershipTransfer()); err != nil {
 		m.log.Warn("stopping without handing the metadata group's leadership over", "error", err,
 			"elapsed", time.Since(start))
 		return
