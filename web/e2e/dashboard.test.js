@@ -132,13 +132,15 @@ describe('dashboard', () => {
     await eventually('lag 6 and growing', async () => (await text(p.page, lagCell)) === '6' &&
       (await p.page.locator(trend).getAttribute('data-trend')) === 'growing');
     await p.shot('groups');
-    member.ack(3); // resumes: the lag falls below what it was
-    // The trend compares the lag with its value 10 s before (history.TrendWindow):
-    // "draining" shows once that point has lag 6, up to 10 s plus a sample period
-    // after the lag became 6, so the wait is longer than the default 10 s (40 s:
-    // CI runs this right after the docker test, and 20 s timed out once there).
+    // The trend compares the lag with its value 10 s before (history.TrendWindow).
+    // Hold the lag at 6 until that comparison sees no change ("stalled": nothing
+    // acknowledged either); a lag that falls after that shows "draining" for a
+    // whole window, whatever the machine's pace.
+    await eventually('stalled at lag 6', async () => (await text(p.page, lagCell)) === '6' &&
+      (await p.page.locator(trend).getAttribute('data-trend')) === 'stalled', 30000);
+    member.ack(3); // resumes: the lag falls below what it was 10 s before
     await eventually('draining', async () => (await text(p.page, lagCell)) === '3' &&
-      (await p.page.locator(trend).getAttribute('data-trend')) === 'draining', 40000);
+      (await p.page.locator(trend).getAttribute('data-trend')) === 'draining', 20000);
     await p.page.click('tr[data-group=g1] a');
     await p.page.waitForSelector('[data-value=lag]');
     // The member's node: standalone, this node, by its id.
