@@ -18,9 +18,17 @@ import (
 // retry that another skipped: it is a function of the log alone (the ids
 // of the last dedupeWindow appends in log order), it travels in snapshots,
 // and a replica replaying entries its store already holds still records
-// their ids. A replayed append's result (its first offset) is not known
-// again; a retry of it is answered with offset 0 and no error (MQTT
-// acknowledgements carry no offset; a REST retry of that case reports 0).
+// their ids.
+//
+// The results travel in snapshots too (encoding 4, snapshot.go), and a
+// replica that replays entries its store holds derives their results
+// again (replay.go): each stream's next offset as the snapshot left it,
+// advanced by every replayed append, and checked against the store once
+// the replay reaches the store's applied index. A result still unknown
+// (a snapshot of an older encoding, or a replay whose check failed)
+// answers a retry with offset 0 and no error: the records are stored
+// once, as the retry asked (MQTT acknowledgements carry no offset; a REST
+// retry of that case reports 0).
 
 // dedupeWindow is how many appends' ids a shard remembers: minutes of
 // retries at thousands of appends per second.
@@ -136,6 +144,31 @@ func (d *dedupe) ids() []appendID {
 	}
 	out = append(out, d.ring[d.next:]...)
 	return append(out, d.ring[:d.next]...)
+}
+
+// results returns the results of ids (as ids returns them): nil where
+// none is known.
+func (d *dedupe) results(ids []appendID) []*appendResult {
+	out := make([]*appendResult, len(ids))
+	for i, id := range ids {
+		if e, ok := d.lookup(id); ok {
+			out[i] = e.result
+		}
+	}
+	return out
+}
+
+// learn sets the result of id, if it is in the window without one.
+func (d *dedupe) learn(id appendID, r appendResult) {
+	pw := d.producers[id.producer]
+	if pw == nil {
+		return
+	}
+	if i, ok := pw.find(id.seq); ok {
+		if e := &pw.entries[pw.head+i]; e.result == nil {
+			e.result = &r
+		}
+	}
 }
 
 // nearEnds is how far from either end of a run find looks one by one

@@ -61,6 +61,9 @@ type fsm struct {
 	kv      *streams.KV
 	applied atomic.Uint64 // the last index applied (or found in the store)
 	dd      *dedupe       // recent append ids (dedupe.go); Raft's goroutine only
+	// replay derives the results of the entries replayed from the store
+	// (replay.go); nil when none is under way. Raft's goroutine only.
+	replay *replayTally
 	// run is ApplyBatch's buffer of appends submitted together, kept
 	// between calls (its entries are large). Raft's goroutine only.
 	run []pending
@@ -100,6 +103,11 @@ func newFSM(c fsmConfig) (*fsm, error) {
 		return nil, fmt.Errorf("shards: applied index of %s: %w", f.log, err)
 	}
 	f.applied.Store(idx)
+	if idx > 0 {
+		// Raft replays its log from the start unless it restores a
+		// snapshot first (Restore then starts from that).
+		f.replay = newReplayTally(0, idx, nil)
+	}
 	restoring, err := c.store.AppliedIndexOf(f.log + restoreSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("shards: restore target of %s: %w", f.log, err)
@@ -131,25 +139,29 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	run := f.run[:0] // appends submitted together
 	for i, l := range logs {
+		// Already in the store (a replay after a restart): only its
+		// append ids are remembered again, and their results derived.
+		replayed := l.Index <= f.applied.Load()
+		if !replayed && f.replay != nil {
+			f.finishReplay() // the store's last entry was not a command
+		}
 		if l.Type != raft.LogCommand {
+			if replayed {
+				f.replayed(l, nil)
+			}
 			continue
 		}
 		ts, cmds, err := decodeEntry(l.Data)
 		if err != nil {
 			// Every replica decodes the same bytes the same way.
 			f.logger.Error("undecodable shard entry skipped", "index", l.Index, "error", err)
+			cmds = nil
+		}
+		if replayed {
+			f.replayed(l, cmds)
 			continue
 		}
-		if l.Index <= f.applied.Load() {
-			// Already in the store (a replay after a restart): only
-			// its append ids are remembered again.
-			for _, c := range cmds {
-				if c.kind == kindAppend && !fenced(c, l) {
-					if _, dup := f.dd.lookup(c.id); !dup {
-						f.dd.add(c.id, nil)
-					}
-				}
-			}
+		if err != nil {
 			continue
 		}
 		results := make([]appendResult, len(cmds))
@@ -374,6 +386,8 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	st := shardState{index: f.applied.Load(), ids: f.dd.ids(), complete: true,
 		streams: shardStreams(f.store, f.shard, f.shards)}
+	// The results are never written again once their entry is applied.
+	st.results = f.dd.results(st.ids)
 	// The namespace is small state, read here because the store holds
 	// the applied index's state only until the next apply.
 	err := f.kv.Scan(nil, func(k, v []byte) error {
@@ -403,7 +417,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("shards: %s: %w", f.log, err)
 	}
 	if have := f.applied.Load(); have >= snap.index {
-		f.setIDs(snap.ids)
+		f.setIDs(snap.ids, snap.results)
+		f.replay = nil
+		if have > snap.index && snap.complete {
+			f.replay = newReplayTally(snap.index, have, snap.streams)
+		}
 		return nil
 	}
 	if !snap.complete {
@@ -431,7 +449,8 @@ func (f *fsm) restore(ctx context.Context, snap shardState) error {
 		return err
 	}
 	f.applied.Store(snap.index)
-	f.setIDs(snap.ids)
+	f.setIDs(snap.ids, snap.results)
+	f.replay = nil
 	f.pending = nil
 	return nil
 }
@@ -464,10 +483,16 @@ func (f *fsm) finishRestore() bool {
 	}
 }
 
-func (f *fsm) setIDs(ids []appendID) {
+// setIDs replaces the window with a snapshot's ids and their results
+// (nil, or one per id, nil where not known).
+func (f *fsm) setIDs(ids []appendID, results []*appendResult) {
 	f.dd = newDedupe()
-	for _, id := range ids {
-		f.dd.add(id, nil)
+	for i, id := range ids {
+		var r *appendResult
+		if results != nil {
+			r = results[i]
+		}
+		f.dd.add(id, r)
 	}
 }
 

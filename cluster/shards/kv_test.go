@@ -515,9 +515,7 @@ func TestKVInSnapshots(t *testing.T) {
 	v2 := append([]byte(nil), snap.buf...)
 	st, _ := decodeSnapshot(v2)
 	st.kv = nil
-	v2 = encodeSnapshot(st)
-	v2 = v2[:len(v2)-1] // the namespace's count, 0
-	v2[0] = snapshotVersion2
+	v2 = encodeSnapshotAs(st, snapshotVersion2)
 	if got, err := decodeSnapshot(v2); err != nil || len(got.kv) != 0 || len(got.streams) != len(st.streams) {
 		t.Fatalf("encoding 2: %+v %v", got, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -31,16 +33,28 @@ import (
 //	3: as 2, then the shard's key/value namespace (kv.go): count, then per
 //	   key, in key order, the key and its value (both length-prefixed).
 //	   A snapshot of an older encoding has an empty namespace.
+//	4: as 3, then the results of the append ids (dedupe.go): count (that
+//	   of the ids, or 0 when none is known), then per id, in the ids'
+//	   order, its result encoded as a forwarded append's (forward.go),
+//	   length-prefixed; empty when not known. Only successes and the
+//	   store's deterministic refusals (a missing stream, a bad name, a
+//	   record too large) are written: other errors are not the log's.
+//	   A snapshot of an older encoding knows no results: retries of its
+//	   ids are answered with offset 0.
 const (
 	snapshotVersion1 = 1
 	snapshotVersion2 = 2
 	snapshotVersion3 = 3
+	snapshotVersion4 = 4
 )
 
 // shardState is a decoded snapshot.
 type shardState struct {
 	index uint64
 	ids   []appendID
+	// results[i] is ids[i]'s result, nil when not known; results is nil
+	// when none is.
+	results []*appendResult
 	// complete: the snapshot lists the shard's streams (version 2 on).
 	complete bool
 	streams  []streamState // sorted by name
@@ -81,8 +95,12 @@ func shardStreams(store Store, shard, n int) []streamState {
 	return out
 }
 
-func encodeSnapshot(s shardState) []byte {
-	b := []byte{snapshotVersion3}
+func encodeSnapshot(s shardState) []byte { return encodeSnapshotAs(s, snapshotVersion4) }
+
+// encodeSnapshotAs writes s in encoding version (2 to 4), leaving out
+// what that encoding lacks: encodeSnapshot, and tests of the older ones.
+func encodeSnapshotAs(s shardState, version byte) []byte {
+	b := []byte{version}
 	b = binary.BigEndian.AppendUint64(b, s.index)
 	b = binary.AppendUvarint(b, uint64(len(s.ids)))
 	for _, id := range s.ids {
@@ -99,16 +117,46 @@ func encodeSnapshot(s shardState) []byte {
 		b = binary.AppendUvarint(b, st.next)
 		b = binary.AppendVarint(b, st.lastTS)
 	}
+	if version < snapshotVersion3 {
+		return b
+	}
 	b = binary.AppendUvarint(b, uint64(len(s.kv)))
 	for _, p := range s.kv {
 		b = appendBytes(b, p.key)
 		b = appendBytes(b, p.value)
 	}
+	if version < snapshotVersion4 {
+		return b
+	}
+	return appendResults(b, s.ids, s.results)
+}
+
+// appendResults writes the results section of encoding 4.
+func appendResults(b []byte, ids []appendID, results []*appendResult) []byte {
+	if !slices.ContainsFunc(results, func(r *appendResult) bool { return r != nil }) {
+		return binary.AppendUvarint(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	var buf []byte
+	for i := range ids {
+		buf = buf[:0]
+		if r := results[i]; r != nil && logResult(r.err) {
+			buf = encodeForwardResult(r.first, r.err)
+		}
+		b = appendBytes(b, buf)
+	}
 	return b
 }
 
+// logResult reports whether err (nil included) is an append's result
+// that the log alone decides, the same on every replica.
+func logResult(err error) bool {
+	return err == nil || errors.Is(err, streams.ErrStreamNotFound) ||
+		errors.Is(err, streams.ErrInvalidName) || errors.Is(err, streams.ErrRecordTooLarge)
+}
+
 func decodeSnapshot(b []byte) (shardState, error) {
-	if len(b) < 9 || b[0] < snapshotVersion1 || b[0] > snapshotVersion3 {
+	if len(b) < 9 || b[0] < snapshotVersion1 || b[0] > snapshotVersion4 {
 		return shardState{}, fmt.Errorf("%w: snapshot header", ErrBadEntry)
 	}
 	s := shardState{index: binary.BigEndian.Uint64(b[1:9]), complete: b[0] >= snapshotVersion2}
@@ -142,6 +190,9 @@ func decodeSnapshot(b []byte) (shardState, error) {
 			s.kv = append(s.kv, p)
 		}
 	}
+	if b[0] >= snapshotVersion4 && d.err == nil {
+		s.results, d.err = decodeResults(&d, len(s.ids))
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}
@@ -149,6 +200,33 @@ func decodeSnapshot(b []byte) (shardState, error) {
 		return shardState{}, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, d.err)
 	}
 	return s, nil
+}
+
+// decodeResults reads the results section of encoding 4 for ids ids.
+func decodeResults(d *decoder, ids int) ([]*appendResult, error) {
+	n := d.count()
+	if d.err != nil || n == 0 {
+		return nil, d.err
+	}
+	if n != ids {
+		return nil, fmt.Errorf("%d results for %d append ids", n, ids)
+	}
+	out := make([]*appendResult, n)
+	for i := range out {
+		v := d.bytes()
+		if d.err != nil {
+			return nil, d.err
+		}
+		if len(v) == 0 {
+			continue
+		}
+		first, err := decodeForwardResult(v)
+		if errors.Is(err, ErrBadEntry) || !logResult(err) {
+			return nil, fmt.Errorf("result %d: %v", i, err)
+		}
+		out[i] = &appendResult{first: first, err: err}
+	}
+	return out, nil
 }
 
 // snapshot is a shard's state captured by fsm.Snapshot; Persist writes it.

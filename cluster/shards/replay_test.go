@@ -1,0 +1,233 @@
+package shards
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// replayLog is a log of appends with ids over streams that are created,
+// deleted and created again, with a retry, appends without id and a
+// no-op entry (index 5: raft hands the state machine none).
+func replayLog() map[uint64][]appendCmd {
+	app := func(stream string, seq uint64, n int) appendCmd {
+		recs := make([]streams.Record, n)
+		for i := range recs {
+			recs[i] = streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "%s-%d-%d", stream, seq, i)}
+		}
+		return appendCmd{kind: kindAppend, stream: stream, id: appendID{7, seq}, records: encodeRecords(recs)}
+	}
+	noID := app("a", 0, 1)
+	noID.id = appendID{}
+	return map[uint64][]appendCmd{
+		1: {app("a", 1, 2), app("b", 2, 1)},
+		2: {{kind: kindCreate, stream: "c"}, app("c", 3, 3)},
+		3: {app("a", 4, 1), app("a", 1, 2)}, // seq 1 again: a retry
+		4: {noID, app("b", 5, 2)},
+		6: {{kind: kindDelete, stream: "b"}, app("a", 6, 1)},
+		7: {app("b", 7, 1), app("c", 8, 2)}, // b created again by its append
+		8: {app("nope/x", 9, 1)},            // an invalid name: refused
+		9: {app("c", 10, 1)},
+	}
+}
+
+// applyLog applies the log's entries from..to (inclusive) to f, one batch
+// per entry, and returns the results by append id.
+func applyLog(t *testing.T, f *fsm, log map[uint64][]appendCmd, from, to uint64, got map[appendID]appendResult) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		cmds, ok := log[i]
+		if !ok {
+			continue // a no-op: not handed to the state machine
+		}
+		out := f.ApplyBatch([]*raft.Log{{Index: i, Type: raft.LogCommand, Data: encodeEntry(time.Now(), cmds)}})
+		res, _ := out[0].([]appendResult)
+		for j, c := range cmds {
+			if got != nil && c.kind == kindAppend && c.id.producer != 0 && res != nil {
+				if _, seen := got[c.id]; !seen {
+					got[c.id] = res[j]
+				}
+			}
+		}
+	}
+}
+
+// retryAll sends every id of want again in one entry at index and checks
+// that each is answered as it was first.
+func retryAll(t *testing.T, f *fsm, index uint64, log map[uint64][]appendCmd, want map[appendID]appendResult) {
+	t.Helper()
+	var cmds []appendCmd
+	for i := uint64(1); i < index; i++ {
+		for _, c := range log[i] {
+			if c.kind == kindAppend && c.id.producer != 0 {
+				cmds = append(cmds, c)
+			}
+		}
+	}
+	res := applyEntry(t, f, index, cmds...)
+	for j, c := range cmds {
+		w := want[c.id]
+		if res[j].first != w.first || (res[j].err == nil) != (w.err == nil) {
+			t.Errorf("retry of %v: %d %v, first answered %d %v", c.id, res[j].first, res[j].err, w.first, w.err)
+		}
+		if w.err != nil && !errors.Is(res[j].err, streams.ErrInvalidName) {
+			t.Errorf("retry of %v: %v, want an invalid name", c.id, res[j].err)
+		}
+	}
+}
+
+// TestReplayedAppendsAnswerRetriesWithTheirOffsets: a state machine that
+// restarts over its store, from the snapshot or from the start of the
+// log, answers a retry of any append in its window with the result the
+// first apply gave (offset, or refusal), and stores nothing again.
+func TestReplayedAppendsAnswerRetriesWithTheirOffsets(t *testing.T) {
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stop := make(chan struct{})
+	open := func() *fsm {
+		f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	log := replayLog()
+	live := map[appendID]appendResult{}
+	f := open()
+	applyLog(t, f, log, 1, 3, live)
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	applyLog(t, f, log, 4, 9, live)
+	if r := live[appendID{7, 9}]; !errors.Is(r.err, streams.ErrInvalidName) {
+		t.Fatalf("the invalid name was answered %+v", r)
+	}
+	if r := live[appendID{7, 7}]; r.first != 0 || r.err != nil {
+		t.Fatalf("b created again: %+v", r)
+	}
+	before := shardStreams(store, 0, 1)
+
+	// From the snapshot (index 3), replaying 4 to 9.
+	g := open()
+	if err := g.Restore(sink.reader()); err != nil {
+		t.Fatal(err)
+	}
+	applyLog(t, g, log, 4, 9, nil)
+	if g.replay != nil {
+		t.Fatal("the replay did not end at the store's index")
+	}
+	retryAll(t, g, 10, log, live)
+
+	// From the start of the log (no snapshot), over a fresh store copy:
+	// the retries of entry 10 changed nothing, so the same store serves.
+	if after := shardStreams(store, 0, 1); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the retries stored something: %v, before %v", after, before)
+	}
+	h := open()
+	applyLog(t, h, log, 1, 10, nil) // 10: the retries, in the store too
+	retryAll(t, h, 11, log, live)
+
+	// The results travel in the next snapshot.
+	snap, _ = h.Snapshot()
+	sink = &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	k := open()
+	if err := k.Restore(sink.reader()); err != nil {
+		t.Fatal(err)
+	}
+	retryAll(t, k, 12, log, live)
+}
+
+// TestReplayThatDisagreesWithTheStoreLearnsNothing: the derivation takes
+// an append to a missing stream for one that creates it; a store without
+// auto_create refused it, so the derived offsets disagree with the store
+// and no result is learned: a retry is answered with offset 0, and
+// nothing is stored twice.
+func TestReplayThatDisagreesWithTheStoreLearnsNothing(t *testing.T) {
+	store, err := streams.Open(streams.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stop := make(chan struct{})
+	one := func(seq uint64, stream string) appendCmd {
+		return appendCmd{kind: kindAppend, stream: stream, id: appendID{3, seq},
+			records: encodeRecords([]streams.Record{{Topic: "t", Payload: []byte("x")}})}
+	}
+	log := map[uint64][]appendCmd{
+		1: {one(1, "s")}, // refused: no such stream
+		2: {{kind: kindCreate, stream: "s"}, one(2, "s"), one(3, "s")},
+	}
+	f, _ := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+	live := map[appendID]appendResult{}
+	applyLog(t, f, log, 1, 2, live)
+	if r := live[appendID{3, 1}]; !errors.Is(r.err, streams.ErrStreamNotFound) || live[appendID{3, 3}].first != 1 {
+		t.Fatalf("first applies: %+v", live)
+	}
+	g, _ := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+	applyLog(t, g, log, 1, 2, nil)
+	res := applyEntry(t, g, 3, one(3, "s"))
+	if res[0].first != 0 || res[0].err != nil {
+		t.Fatalf("retry after a replay that disagreed: %+v", res)
+	}
+	if info, _ := store.DescribeStream("s"); info.NextOffset != 2 {
+		t.Fatalf("%d records, want 2", info.NextOffset)
+	}
+}
+
+// TestSnapshotResultsEncoding: encoding 4 carries the window's results,
+// refusals with their sentinel; results that are not the log's (a store
+// that failed) are written as unknown; a count that differs from the
+// ids' is refused.
+func TestSnapshotResultsEncoding(t *testing.T) {
+	s := shardState{index: 5, ids: []appendID{{1, 1}, {1, 2}, {1, 3}, {1, 4}}, complete: true,
+		results: []*appendResult{{first: 42}, nil, {err: fmt.Errorf("x: %w", streams.ErrStreamNotFound)},
+			{err: fmt.Errorf("disk: %w", streams.ErrWrite)}}}
+	got, err := decodeSnapshot(encodeSnapshot(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got.results
+	if len(r) != 4 || r[0] == nil || r[0].first != 42 || r[0].err != nil || r[1] != nil ||
+		r[2] == nil || !errors.Is(r[2].err, streams.ErrStreamNotFound) || r[3] != nil {
+		t.Fatalf("results %v", r)
+	}
+	s.results = []*appendResult{nil, nil, nil, nil}
+	if got, err := decodeSnapshot(encodeSnapshot(s)); err != nil || got.results != nil {
+		t.Fatalf("no result known: %v %v", got.results, err)
+	}
+	s.results = []*appendResult{{first: 1}, nil, nil, nil}
+	b := encodeSnapshot(s)
+	for cut := 0; cut < len(b); cut++ {
+		if _, err := decodeSnapshot(b[:cut]); !errors.Is(err, ErrBadEntry) {
+			t.Fatalf("truncated at %d: %v", cut, err)
+		}
+	}
+	s.ids = s.ids[:3] // the results' count no longer matches
+	s.results = s.results[:3]
+	b = encodeSnapshot(s)
+	// The section is 3, then [2: ok, offset 1], [0], [0]; make it 4 results.
+	if tail := b[len(b)-6:]; fmt.Sprint(tail) != "[3 2 0 1 0 0]" {
+		t.Fatalf("results section %v", tail)
+	}
+	b = append(b[:len(b)-6], 4, 2, 0, 1, 0, 0, 0)
+	if _, err := decodeSnapshot(b); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("4 results for 3 ids: %v", err)
+	}
+}
