@@ -244,6 +244,38 @@ func TestCloseFailsAppends(t *testing.T) {
 	}
 }
 
+// TestPipelineOpenWhenTheBatcherCloses: a pipeline made before its
+// Batcher closed fails its next append with ErrClosed (delivered to the
+// consumer) instead of settling it under its own lock, which hung the
+// sending goroutine.
+func TestPipelineOpenWhenTheBatcherCloses(t *testing.T) {
+	a, b := newNode(t, "a", nil, Options{}), newNode(t, "b", nil, Options{})
+	p, err := a.group(t, "g").AppendEntriesPipeline("b", b.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_ = a.b.Close()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := p.AppendEntries(appendReq(1), new(raft.AppendEntriesResponse))
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		if err != nil && !errors.Is(err, ErrClosed) {
+			t.Fatalf("append: %v", err)
+		}
+		if err == nil {
+			if f := <-p.Consumer(); !errors.Is(f.Error(), ErrClosed) {
+				t.Fatalf("future: %v, want ErrClosed", f.Error())
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the append on a pipeline of a closed Batcher hangs")
+	}
+}
+
 // TestIdleConnectionKept: a connection idle past Timeout is kept (the
 // read deadline only counts while requests are in flight), and a peer
 // that takes requests but never answers fails them after Timeout.

@@ -73,13 +73,14 @@ func newLink(b *Batcher, addr string) *link {
 }
 
 // enqueue queues c for the peer; it is settled (c.done) once answered,
-// or when its connection fails or the Batcher closes.
-func (l *link) enqueue(c *call) {
+// or when its connection fails or the Batcher closes. On a closed link it
+// returns false and c is not queued: the caller settles it (enqueue may
+// be called with the caller's locks held, which c.done may take).
+func (l *link) enqueue(c *call) bool {
 	l.mu.Lock()
 	if l.mu.closed {
 		l.mu.Unlock()
-		c.done(c, ErrClosed)
-		return
+		return false
 	}
 	l.mu.queue = append(l.mu.queue, c)
 	l.mu.Unlock()
@@ -87,6 +88,7 @@ func (l *link) enqueue(c *call) {
 	case l.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // failQueued fails the calls not written yet; with ErrClosed, the link

@@ -64,8 +64,11 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	f.seq = p.mu.sent
 	p.mu.sent++
 	// Queued under mu, so that the link has them in sequence order.
-	p.l.enqueue(&f.c)
+	queued := p.l.enqueue(&f.c)
 	p.mu.Unlock()
+	if !queued {
+		f.settle(&f.c, ErrClosed) // the Batcher closed: delivered failed
+	}
 	return f, nil
 }
 

@@ -94,7 +94,9 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	}
 	ch := make(chan error, 1)
 	c := &call{group: t.group, req: args, done: func(_ *call, err error) { ch <- err }}
-	l.enqueue(c)
+	if !l.enqueue(c) {
+		return ErrClosed
+	}
 	select {
 	case err := <-ch:
 		if err == nil {
