@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -423,5 +424,81 @@ func TestAppendWaitsForAPeerComingBack(t *testing.T) {
 	var resp raft.AppendEntriesResponse
 	if err := c.group(t, "g").AppendEntries("d", "127.0.0.1:1", appendReq(1), &resp); err == nil {
 		t.Fatal("an append to an address nobody listens on succeeded")
+	}
+}
+
+// TestMissingAnswerFailsItsConnection: a peer that answers every request
+// but one group's keeps the connection's read deadline moving; the
+// request left unanswered still fails, after twice Timeout, instead of
+// holding its group's pipeline for ever.
+func TestMissingAnswerFailsItsConnection(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	a := newNode(t, "a", nil, Options{Timeout: timeout})
+	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "picky", Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+	layer := mux.StreamLayer(Channel)
+	go func() { // answers every request except those of group "lost"
+		for {
+			c, err := layer.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					body, err := readFrame(c)
+					if err != nil {
+						return
+					}
+					reqs, err := decodeRequests(body)
+					if err != nil {
+						return
+					}
+					var answers []answer
+					for _, q := range reqs {
+						if q.group != "lost" {
+							answers = append(answers, answer{id: q.id, resp: raft.AppendEntriesResponse{Success: true}})
+						}
+					}
+					if len(answers) > 0 {
+						b, at := beginFrame(nil)
+						if _, err := c.Write(endFrame(appendAnswers(b, answers), at)); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	peer := raft.ServerAddress(mux.Addr().String())
+	busy, lost := a.group(t, "g"), a.group(t, "lost")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // answered appends keep the connection talking
+		for i := uint64(1); ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			var resp raft.AppendEntriesResponse
+			_ = busy.AppendEntries("picky", peer, appendReq(i), &resp)
+		}
+	}()
+	failed := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		failed <- lost.AppendEntries("picky", peer, appendReq(1), &resp)
+	}()
+	select {
+	case err := <-failed:
+		if err == nil || !strings.Contains(err.Error(), "unanswered") {
+			t.Fatalf("the unanswered append: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an append whose answer is missing waits for ever while the connection carries other answers")
 	}
 }

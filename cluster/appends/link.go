@@ -22,6 +22,8 @@ type call struct {
 	group string
 	req   *raft.AppendEntriesRequest
 	resp  raft.AppendEntriesResponse // the follower's, once answered
+	// written is when c went out on its connection (guarded by link.mu).
+	written time.Time
 	// done is called once, from whichever goroutine settles the call:
 	// err nil means resp holds the follower's response.
 	done func(c *call, err error)
@@ -63,6 +65,9 @@ type conn struct {
 	pending map[uint64]*call // written, not yet answered; nil once broken
 	// readArmed is when the read deadline was last set (zero: none).
 	readArmed time.Time
+	// checked is when pending was last searched for a request
+	// unanswered past its bound (overdueLocked).
+	checked time.Time
 	// writeArmed is when the write deadline was last set; only the
 	// link's writer uses it.
 	writeArmed time.Time
@@ -157,12 +162,13 @@ func (l *link) flush(buf *[]byte) bool {
 	batch := slices.Clone(l.mu.queue[:n])
 	clear(l.mu.queue[:n])
 	l.mu.queue = l.mu.queue[n:]
+	now := time.Now()
 	for _, c := range batch {
 		c.id = cn.next
 		cn.next++
+		c.written = now
 		cn.pending[c.id] = c
 	}
-	now := time.Now()
 	l.armLocked(cn, now)
 	l.mu.Unlock()
 
@@ -277,6 +283,7 @@ func (l *link) read(cn *conn) {
 			return
 		}
 		done = done[:0]
+		var overdue *call
 		l.mu.Lock()
 		for i := range answers {
 			// An id not pending cannot be (answered twice, or never
@@ -287,14 +294,49 @@ func (l *link) read(cn *conn) {
 			}
 		}
 		if cn.pending != nil {
-			l.armLocked(cn, time.Now())
+			now := time.Now()
+			l.armLocked(cn, now)
+			overdue = l.overdueLocked(cn, now)
+		}
+		var late string
+		if overdue != nil {
+			late = fmt.Sprintf("request %d (group %s) unanswered for %s while others were answered",
+				overdue.id, overdue.group, time.Since(overdue.written).Round(time.Millisecond))
 		}
 		l.mu.Unlock()
 		for i, s := range done {
 			l.settle(s.c, s.a)
 			done[i] = settled{}
 		}
+		if overdue != nil {
+			l.b.log.Warn("append connection closed: an answer is missing", "peer", l.addr, "err", late)
+			l.broken(cn, errors.New(late))
+			return
+		}
 	}
+}
+
+// overdueLocked returns a request of cn written more than twice Timeout
+// ago, if there is one; it searches at most every Timeout/4. The read
+// deadline catches a connection that falls silent, not one whose other
+// requests are answered while one answer is missing (lost by a fault of
+// the peer's): its group's pipeline would wait for that answer for ever.
+// A peer's group answers each request within AnswerTimeout of taking it
+// and takes one at a time, so an answer later than twice Timeout (with
+// AnswerTimeout at most Timeout/2 and two requests in flight per group)
+// is not coming.
+func (l *link) overdueLocked(cn *conn, now time.Time) *call {
+	bound := l.b.opts.Timeout
+	if now.Sub(cn.checked) < bound/4 {
+		return nil
+	}
+	cn.checked = now
+	for _, c := range cn.pending {
+		if now.Sub(c.written) > 2*bound {
+			return c
+		}
+	}
+	return nil
 }
 
 // settle hands c its answer.
