@@ -161,6 +161,28 @@ type ShardLags interface {
 	ShardLags(ctx context.Context) map[int]uint64
 }
 
+// RaftStats gives hashicorp/raft's own figures of each Raft group the
+// node holds a member of, by group name (the node, in cluster mode).
+type RaftStats interface {
+	RaftStats() map[string]map[string]string
+}
+
+// getRaftStats answers GET /v1/cluster/raft: the Raft groups this node
+// holds a member of, each with raft's figures (state, term, last log,
+// commit and applied index, last contact, configuration). 404 when
+// standalone.
+func (s *Server) getRaftStats(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	rs, ok := s.opts.Node.(RaftStats)
+	var groups map[string]map[string]string
+	if ok {
+		groups = rs.RaftStats()
+	}
+	if groups == nil {
+		return 0, nil, fmt.Errorf("%w: a standalone node has no Raft groups", errNotFound)
+	}
+	return http.StatusOK, map[string]any{"groups": groups}, nil
+}
+
 // shardJSON is a shard as GET /v1/cluster shows it: its status as this
 // node sees it and its replication lag (absent when fewer than two of
 // its replicas answered).

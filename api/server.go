@@ -189,6 +189,7 @@ func (s *Server) routesTable() {
 	s.handle("GET", "/healthz", s.healthz)
 	s.handle("GET", "/readyz", s.readyz)
 	s.handle("GET", "/v1/cluster", s.getCluster)
+	s.handle("GET", "/v1/cluster/raft", s.getRaftStats)
 	s.handle("GET", "/v1/node", s.getNode)
 	s.handle("DELETE", "/v1/cluster/nodes/{id}", s.removeNode)
 	s.handle("GET", "/v1/streams", s.listStreams)

@@ -133,6 +133,14 @@ func TestStandaloneListsItself(t *testing.T) {
 		cl.Members[0].ID != "test" || cl.Members[0].MQTT != n.MQTTAddr() || cl.Shards == nil {
 		t.Fatalf("standalone /v1/cluster: %d %+v", st, cl)
 	}
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if st := getJSON(t, n, "/v1/cluster/raft", &e); st != 404 || !strings.Contains(e.Error.Message, "standalone") {
+		t.Fatalf("standalone /v1/cluster/raft: %d %+v", st, e)
+	}
 }
 
 // TestDifferentClusterWideSettingsAreRefused: a node whose cluster-wide

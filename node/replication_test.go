@@ -161,6 +161,16 @@ func TestClusterReplicatesPublishesAndSurvivesLeaderLoss(t *testing.T) {
 		}
 		return len(lags.Shards) == 4
 	})
+	// Raft's own figures of every group the node holds: the four shards
+	// and the metadata group.
+	var rs struct {
+		Groups map[string]map[string]string `json:"groups"`
+	}
+	if st := getJSON(t, nodes[2], "/v1/cluster/raft", &rs); st != 200 || len(rs.Groups) != 5 ||
+		rs.Groups["meta"]["state"] == "" || rs.Groups["shard-0"]["commit_index"] == "" ||
+		rs.Groups["shard-3"]["last_log_index"] == "" {
+		t.Fatalf("/v1/cluster/raft: %d %+v", st, rs.Groups)
+	}
 
 	leader := leaderOf(t, nodes[0], "crash")
 	var survivors []*Node

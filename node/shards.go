@@ -544,3 +544,20 @@ func (n *Node) shardsReady() (bool, string) {
 	}
 	return s.Ready()
 }
+
+// RaftStats returns hashicorp/raft's own figures of every Raft group this
+// node holds a member of (its shards' and the metadata group's), by group
+// name; nil in standalone mode.
+func (n *Node) RaftStats() map[string]map[string]string {
+	if n.repl == nil {
+		return nil
+	}
+	out := map[string]map[string]string{}
+	if s := n.repl.store.set.Load(); s != nil {
+		out = s.RaftStats()
+	}
+	if m := n.repl.metaOpen.Load(); m != nil {
+		out[meta.Group] = m.RaftStats()
+	}
+	return out
+}

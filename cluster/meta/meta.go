@@ -157,6 +157,10 @@ func (m *Meta) members(votersOnly bool) []string {
 	return ids
 }
 
+// RaftStats returns hashicorp/raft's own figures of the metadata group's
+// member on this node (raft.Stats).
+func (m *Meta) RaftStats() map[string]string { return m.raft.Stats() }
+
 // IsLeader reports whether this member leads the group now.
 func (m *Meta) IsLeader() bool { return m.raft.State() == raft.Leader }
 

@@ -427,6 +427,20 @@ type ShardStatus struct {
 	Local   bool   `json:"local"` // this node holds a replica
 }
 
+// RaftStats returns hashicorp/raft's own figures (raft.Stats: state, term,
+// last log index, commit and applied index, last contact, configuration)
+// of each Raft group this node holds, by group name: what to look at when
+// a replica falls behind.
+func (s *Set) RaftStats() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for i := range s.replicas {
+		if r := s.replica(i); r != nil {
+			out[r.name] = r.raft.Stats()
+		}
+	}
+	return out
+}
+
 // Status lists every shard as this node sees it.
 func (s *Set) Status() []ShardStatus {
 	l := s.layout.Load()

@@ -234,6 +234,7 @@ func (c *procCluster) stateIfFailed(t *testing.T) {
 		}
 		for _, get := range []struct{ path, file string }{
 			{"/v1/cluster", nd.id + "-cluster.json"},
+			{"/v1/cluster/raft", nd.id + "-raft.json"},
 			{"/debug/pprof/goroutine?debug=2", nd.id + "-goroutines.txt"},
 		} {
 			resp, err := procHTTP.Get("http://" + nd.http + get.path)
