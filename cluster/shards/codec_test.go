@@ -1,9 +1,12 @@
 package shards
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +159,23 @@ func TestLogLimitHoldsBackRepeats(t *testing.T) {
 	}
 	if ok, held := l.allow("a", now.Add(limitEvery+time.Second)); !ok || held != 3 {
 		t.Fatalf("after the limit: %v, %d held", ok, held)
+	}
+}
+
+// TestRaftLoggerLimitsPerGroup: the limit holds back a group's repeats,
+// not another group's line with the same message.
+func TestRaftLoggerLimitsPerGroup(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	limit := NewLogLimit()
+	a, b := RaftLogger(log, "shard-0", limit), RaftLogger(log, "shard-1", limit)
+	a.Warn("failed to appendEntries to", "peer", "x")
+	a.Warn("failed to appendEntries to", "peer", "x") // held back
+	b.Warn("failed to appendEntries to", "peer", "x")
+	out := buf.String()
+	if n := strings.Count(out, "failed to appendEntries to"); n != 2 ||
+		!strings.Contains(out, "group=shard-0") || !strings.Contains(out, "group=shard-1") {
+		t.Fatalf("%d lines:\n%s", n, out)
 	}
 }
 

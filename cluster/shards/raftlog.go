@@ -18,8 +18,10 @@ import (
 // is passed on.
 //
 // A peer that is down makes every group's leader complain several times a
-// second; limit passes on one line per message every limitEvery and says
-// how many it held back. Share one limit among the loggers of a node.
+// second; limit passes on one line per message and group every limitEvery
+// and says how many it held back (per group, so that a group that keeps
+// failing shows beside the others'). Share one limit among the loggers
+// of a node.
 func RaftLogger(log *slog.Logger, name string, limit *LogLimit) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, JSONFormat: true, DisableTime: true,
 		Output: raftLines{log: log, limit: limit}})
@@ -42,8 +44,8 @@ type limitState struct {
 // NewLogLimit returns an empty limit.
 func NewLogLimit() *LogLimit { return &LogLimit{seen: map[string]*limitState{}} }
 
-// allow reports whether msg may be logged now, and how many were held
-// back since it last was.
+// allow reports whether the line keyed msg (a group and its message) may
+// be logged now, and how many were held back since it last was.
 func (l *LogLimit) allow(msg string, now time.Time) (bool, int) {
 	if l == nil {
 		return true, 0
@@ -81,7 +83,8 @@ func (w raftLines) Write(p []byte) (int, error) {
 		level = slog.LevelWarn
 	}
 	msg, _ := line["@message"].(string)
-	ok, held := w.limit.allow(msg, time.Now())
+	group, _ := line["@module"].(string)
+	ok, held := w.limit.allow(group+"\x00"+msg, time.Now())
 	if !ok {
 		return len(p), nil
 	}
@@ -89,8 +92,8 @@ func (w raftLines) Write(p []byte) (int, error) {
 	if held > 0 {
 		attrs = append(attrs, slog.Int("repeats_held_back", held))
 	}
-	if m, ok := line["@module"].(string); ok {
-		attrs = append(attrs, slog.String("group", m))
+	if group != "" {
+		attrs = append(attrs, slog.String("group", group))
 	}
 	for k, v := range line {
 		if len(k) > 0 && k[0] != '@' {
