@@ -234,7 +234,9 @@ func TestDeadNodeReplacedAfterTimeout(t *testing.T) {
 	n4 := startNode(t, c4)
 	all := append(nodes, n4)
 	testutil.Eventually(t, 30*time.Second, "n4 ready with its shards", n4.Ready)
-	testutil.Eventually(t, 30*time.Second, "the shards spread over four nodes", func() bool {
+	// 60 s: a fourth node takes its replicas by snapshots and fetches,
+	// slow under -race and the whole suite's load (30 s timed out once).
+	testutil.Eventually(t, 60*time.Second, "the shards spread over four nodes", func() bool {
 		return spread(nodes[0], 3, "n1", "n2", "n3", "n4") && settled(all)
 	})
 	publishSeq(t, n4.MQTTAddr(), "before", "crash/x", "before", 20)

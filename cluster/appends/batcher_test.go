@@ -429,8 +429,8 @@ func TestAppendWaitsForAPeerComingBack(t *testing.T) {
 
 // TestMissingAnswerFailsItsConnection: a peer that answers every request
 // but one group's keeps the connection's read deadline moving; the
-// request left unanswered still fails, after twice Timeout, instead of
-// holding its group's pipeline for ever.
+// request left unanswered still fails, after answerBound Timeouts,
+// instead of holding its group's pipeline for ever.
 func TestMissingAnswerFailsItsConnection(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	a := newNode(t, "a", nil, Options{Timeout: timeout})

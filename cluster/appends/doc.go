@@ -59,10 +59,10 @@
 // that breaks, or stays silent for Options.Timeout (10 s) while requests
 // are in flight, is closed and its requests in flight fail, in the order
 // they were sent; the next request dials again. So is one on which a
-// request stays unanswered for twice Timeout while others are answered
-// (the peer's groups answer within AnswerTimeout): a lost answer would
-// otherwise hold its group's pipeline for ever, as the other answers keep
-// moving the read deadline. A failed pipelined
+// request stays unanswered for six Timeouts (a minute) while others are
+// answered (the peer's groups answer each request within AnswerTimeout,
+// one at a time): a lost answer would otherwise hold its group's
+// pipeline for ever, as the other answers keep moving the read deadline. A failed pipelined
 // request settles with a zero response (no success), which ends raft's
 // pipeline; raft then retries with synchronous appends and backs off as
 // after any failed RPC.

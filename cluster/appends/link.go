@@ -316,28 +316,33 @@ func (l *link) read(cn *conn) {
 	}
 }
 
-// overdueLocked returns a request of cn written more than twice Timeout
-// ago, if there is one; it searches at most every Timeout/4. The read
-// deadline catches a connection that falls silent, not one whose other
-// requests are answered while one answer is missing (lost by a fault of
-// the peer's): its group's pipeline would wait for that answer for ever.
-// A peer's group answers each request within AnswerTimeout of taking it
-// and takes one at a time, so an answer later than twice Timeout (with
-// AnswerTimeout at most Timeout/2 and two requests in flight per group)
-// is not coming.
+// overdueLocked returns a request of cn written more than
+// answerBound*Timeout ago, if there is one; it searches at most every
+// Timeout/4. The read deadline catches a connection that falls silent,
+// not one whose other requests are answered while one answer is missing
+// (lost by a fault of the peer's): its group's pipeline would wait for
+// that answer for ever.
 func (l *link) overdueLocked(cn *conn, now time.Time) *call {
-	bound := l.b.opts.Timeout
-	if now.Sub(cn.checked) < bound/4 {
+	if now.Sub(cn.checked) < l.b.opts.Timeout/4 {
 		return nil
 	}
 	cn.checked = now
 	for _, c := range cn.pending {
-		if now.Sub(c.written) > 2*bound {
+		if now.Sub(c.written) > answerBound*l.b.opts.Timeout {
 			return c
 		}
 	}
 	return nil
 }
+
+// answerBound is how many Timeouts a request may wait for its answer
+// while others are answered. A peer's group answers each request within
+// AnswerTimeout (Timeout/2) of taking it, and takes its requests one at a
+// time, so a group that does not answer (busy restoring a snapshot) holds
+// its queue for AnswerTimeout per request: a pipeline's two, those of a
+// pipeline raft has just given up on, and a synchronous one, about five.
+// Six Timeouts (a minute) leave room for that; a lost answer still ends.
+const answerBound = 6
 
 // settle hands c its answer.
 func (l *link) settle(c *call, a *answer) {
