@@ -27,7 +27,9 @@ type AppendRequest struct {
 	// log) in the same batch as the records (for a replicated log in front
 	// of the store: after a crash, the log is applied again from there).
 	// A request with no Stream, no Records and an AppliedIndex sets the
-	// marker alone (for log entries that stored nothing).
+	// marker alone (for log entries that stored nothing). A refused
+	// append (a name, a size, a missing stream) sets its marker too: the
+	// refusal is the entry's result.
 	AppliedIndex uint64
 	AppliedLog   string
 	// Encoded, if set instead of Records, holds records encoded by
@@ -584,11 +586,20 @@ func (g *group) touch(st *stream) {
 	}
 }
 
+// append adds o's records to the batch and sets its applied-index
+// marker, also when it refuses them: a refusal (a name, a size, a missing
+// stream) is the entry's result, the same on every replica of a
+// replicated log, and the entry is applied all the same.
 func (g *group) append(o *op) (uint64, error) {
+	first, err := g.appendRecords(o)
+	g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
+	return first, err
+}
+
+func (g *group) appendRecords(o *op) (uint64, error) {
 	s := g.s
 	if o.req.Stream == "" && len(o.req.Records) == 0 && len(o.req.Encoded) == 0 && o.req.AppliedIndex != 0 {
-		g.markApplied(o.req.AppliedLog, o.req.AppliedIndex) // a marker alone
-		return 0, nil
+		return 0, nil // a marker alone
 	}
 	for i := range o.req.Records {
 		if n := encodedSize(&o.req.Records[i]); n > s.opts.MaxRecordBytes {
@@ -633,7 +644,6 @@ func (g *group) append(o *op) (uint64, error) {
 		g.addToBlock(st, g.scratch)
 	}
 	st.work.lastTS = ts
-	g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
 	return first, nil
 }
 

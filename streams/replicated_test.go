@@ -61,6 +61,44 @@ func TestAppliedIndexPerLog(t *testing.T) {
 	check(openTest(t, dir, nil))
 }
 
+// TestRefusedAppendSetsItsMarker: a replicated log's entry whose append
+// the store refuses (a missing stream, a record too large) is applied
+// all the same, its refusal being its result: the
+// marker moves, kept across a reopen, and nothing is stored.
+func TestRefusedAppendSetsItsMarker(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, func(o *Options) { o.AutoCreate = false; o.MaxRecordBytes = 64 })
+	if _, err := s.CreateStream(context.Background(), "a", Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		req  AppendRequest
+		want error
+	}{
+		{AppendRequest{Stream: "a", Records: []Record{rec("t", "1")}}, nil},
+		{AppendRequest{Stream: "missing", Records: []Record{rec("t", "3")}}, ErrStreamNotFound},
+		{AppendRequest{Stream: "a", Records: []Record{rec("t", string(make([]byte, 100)))}}, ErrRecordTooLarge},
+	} {
+		c.req.AppliedLog, c.req.AppliedIndex = "shard-1", uint64(i+1)
+		if _, err := submitWait(t, s, c.req); !errors.Is(err, c.want) {
+			t.Fatalf("append %d: %v, want %v", i+1, err, c.want)
+		}
+		if got, err := s.AppliedIndexOf("shard-1"); err != nil || got != uint64(i+1) {
+			t.Fatalf("marker after append %d: %d %v", i+1, got, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, nil)
+	if got, err := s.AppliedIndexOf("shard-1"); err != nil || got != 3 {
+		t.Fatalf("marker after a reopen: %d %v, want 3", got, err)
+	}
+	if info, err := s.DescribeStream("a"); err != nil || info.NextOffset != 1 || len(s.ListStreams()) != 1 {
+		t.Fatalf("stream a: %+v %v; %d streams", info, err, len(s.ListStreams()))
+	}
+}
+
 // TestAppendWithGivenTimestamp: a replica's append keeps its leader's
 // timestamp, raised to the stream's newest one if older.
 func TestAppendWithGivenTimestamp(t *testing.T) {

@@ -2,6 +2,7 @@ package shards
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/raft"
 
@@ -27,7 +28,11 @@ import (
 // are checked against the store's streams; the results are learned only
 // if every stream agrees. Any refusal the derivation did not foresee
 // shifts a stream's offsets and fails the check, and the replay's
-// results then stay unknown (answered with offset 0, dedupe.go).
+// results then stay unknown (answered with offset 0, dedupe.go). A
+// deletion takes a stream out of both the derivation and the store, and
+// with it whatever the check could have said about it: the results
+// derived for the stream until then are dropped (unknown too), or a
+// refusal followed by a deletion would be learned as a stored append.
 
 // replayTally derives the results of a replay. Raft's goroutine only.
 type replayTally struct {
@@ -43,6 +48,7 @@ type replayTally struct {
 
 type derivedResult struct {
 	id     appendID
+	stream string
 	result appendResult
 }
 
@@ -78,7 +84,10 @@ func (t *replayTally) entry(l *raft.Log, cmds []appendCmd, isNew []bool) {
 				t.streams[c.stream] = 0
 			}
 		case kindDelete:
+			// The store no longer holds what the derivation said of this
+			// stream: nothing derived for it can be checked any more.
 			delete(t.streams, c.stream)
+			t.derived = slices.DeleteFunc(t.derived, func(d derivedResult) bool { return d.stream == c.stream })
 		case kindAppend:
 			if fenced(c, l) || !isNew[j] {
 				continue // stored nothing
@@ -91,7 +100,7 @@ func (t *replayTally) entry(l *raft.Log, cmds []appendCmd, isNew []bool) {
 				t.streams[c.stream] = uint64(len(c.records)) // created by its append
 			}
 			if c.id.producer != 0 {
-				t.derived = append(t.derived, derivedResult{id: c.id, result: r})
+				t.derived = append(t.derived, derivedResult{id: c.id, stream: c.stream, result: r})
 				if len(t.derived) >= 2*dedupeWindow {
 					n := copy(t.derived, t.derived[len(t.derived)-dedupeWindow:])
 					t.derived = t.derived[:n]
@@ -133,8 +142,10 @@ func (f *fsm) finishReplay() {
 			"reason", why)
 		return
 	}
-	for _, d := range t.derived {
-		f.dd.learn(d.id, d.result)
+	// Newest first: an id in the list twice (evicted, stored again) has
+	// the newest copy's result, as the window does.
+	for i := len(t.derived) - 1; i >= 0; i-- {
+		f.dd.learn(t.derived[i].id, t.derived[i].result)
 	}
 }
 

@@ -3,6 +3,7 @@ package shards
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,6 +38,32 @@ func replayLog() map[uint64][]appendCmd {
 	}
 }
 
+// replayStore opens a store (auto_create as given) and returns it with a
+// function that opens a state machine over it, as a replica that starts
+// or restarts does.
+func replayStore(t *testing.T, autoCreate bool) (*streams.Store, func() *fsm) {
+	t.Helper()
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: autoCreate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	stop := make(chan struct{})
+	return store, func() *fsm {
+		f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+}
+
+// oneRecord is an append of one record to stream with id {3, seq}.
+func oneRecord(seq uint64, stream string) appendCmd {
+	return appendCmd{kind: kindAppend, stream: stream, id: appendID{3, seq},
+		records: encodeRecords([]streams.Record{{Topic: "t", Payload: []byte("x")}})}
+}
+
 // applyLog applies the log's entries from..to (inclusive) to f, one batch
 // per entry, and returns the results by append id.
 func applyLog(t *testing.T, f *fsm, log map[uint64][]appendCmd, from, to uint64, got map[appendID]appendResult) {
@@ -59,8 +86,9 @@ func applyLog(t *testing.T, f *fsm, log map[uint64][]appendCmd, from, to uint64,
 }
 
 // retryAll sends every id of want again in one entry at index and checks
-// that each is answered as it was first.
-func retryAll(t *testing.T, f *fsm, index uint64, log map[uint64][]appendCmd, want map[appendID]appendResult) {
+// that each is answered as it was first, or with offset 0 and no error
+// for the ids of unknown (results the state machine cannot know).
+func retryAll(t *testing.T, f *fsm, index uint64, log map[uint64][]appendCmd, want map[appendID]appendResult, unknown ...appendID) {
 	t.Helper()
 	var cmds []appendCmd
 	for i := uint64(1); i < index; i++ {
@@ -73,6 +101,9 @@ func retryAll(t *testing.T, f *fsm, index uint64, log map[uint64][]appendCmd, wa
 	res := applyEntry(t, f, index, cmds...)
 	for j, c := range cmds {
 		w := want[c.id]
+		if slices.Contains(unknown, c.id) {
+			w = appendResult{}
+		}
 		if res[j].first != w.first || (res[j].err == nil) != (w.err == nil) {
 			t.Errorf("retry of %v: %d %v, first answered %d %v", c.id, res[j].first, res[j].err, w.first, w.err)
 		}
@@ -85,21 +116,11 @@ func retryAll(t *testing.T, f *fsm, index uint64, log map[uint64][]appendCmd, wa
 // TestReplayedAppendsAnswerRetriesWithTheirOffsets: a state machine that
 // restarts over its store, from the snapshot or from the start of the
 // log, answers a retry of any append in its window with the result the
-// first apply gave (offset, or refusal), and stores nothing again.
+// first apply gave (offset, or refusal), and stores nothing again. The
+// appends the replay derived for stream b before b was deleted are
+// unknown (offset 0): the store can no longer confirm them.
 func TestReplayedAppendsAnswerRetriesWithTheirOffsets(t *testing.T) {
-	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	stop := make(chan struct{})
-	open := func() *fsm {
-		f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
+	store, open := replayStore(t, true)
 	log := replayLog()
 	live := map[appendID]appendResult{}
 	f := open()
@@ -130,7 +151,7 @@ func TestReplayedAppendsAnswerRetriesWithTheirOffsets(t *testing.T) {
 	if g.replay != nil {
 		t.Fatal("the replay did not end at the store's index")
 	}
-	retryAll(t, g, 10, log, live)
+	retryAll(t, g, 10, log, live, appendID{7, 5})
 
 	// From the start of the log (no snapshot), over a fresh store copy:
 	// the retries of entry 10 changed nothing, so the same store serves.
@@ -139,7 +160,7 @@ func TestReplayedAppendsAnswerRetriesWithTheirOffsets(t *testing.T) {
 	}
 	h := open()
 	applyLog(t, h, log, 1, 10, nil) // 10: the retries, in the store too
-	retryAll(t, h, 11, log, live)
+	retryAll(t, h, 11, log, live, appendID{7, 2}, appendID{7, 5})
 
 	// The results travel in the next snapshot.
 	snap, _ = h.Snapshot()
@@ -151,7 +172,7 @@ func TestReplayedAppendsAnswerRetriesWithTheirOffsets(t *testing.T) {
 	if err := k.Restore(sink.reader()); err != nil {
 		t.Fatal(err)
 	}
-	retryAll(t, k, 12, log, live)
+	retryAll(t, k, 12, log, live, appendID{7, 2}, appendID{7, 5})
 }
 
 // TestReplayThatDisagreesWithTheStoreLearnsNothing: the derivation takes
@@ -160,27 +181,19 @@ func TestReplayedAppendsAnswerRetriesWithTheirOffsets(t *testing.T) {
 // and no result is learned: a retry is answered with offset 0, and
 // nothing is stored twice.
 func TestReplayThatDisagreesWithTheStoreLearnsNothing(t *testing.T) {
-	store, err := streams.Open(streams.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	stop := make(chan struct{})
-	one := func(seq uint64, stream string) appendCmd {
-		return appendCmd{kind: kindAppend, stream: stream, id: appendID{3, seq},
-			records: encodeRecords([]streams.Record{{Topic: "t", Payload: []byte("x")}})}
-	}
+	store, open := replayStore(t, false)
+	one := oneRecord
 	log := map[uint64][]appendCmd{
 		1: {one(1, "s")}, // refused: no such stream
 		2: {{kind: kindCreate, stream: "s"}, one(2, "s"), one(3, "s")},
 	}
-	f, _ := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+	f := open()
 	live := map[appendID]appendResult{}
 	applyLog(t, f, log, 1, 2, live)
 	if r := live[appendID{3, 1}]; !errors.Is(r.err, streams.ErrStreamNotFound) || live[appendID{3, 3}].first != 1 {
 		t.Fatalf("first applies: %+v", live)
 	}
-	g, _ := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
+	g := open()
 	applyLog(t, g, log, 1, 2, nil)
 	res := applyEntry(t, g, 3, one(3, "s"))
 	if res[0].first != 0 || res[0].err != nil {
@@ -188,6 +201,95 @@ func TestReplayThatDisagreesWithTheStoreLearnsNothing(t *testing.T) {
 	}
 	if info, _ := store.DescribeStream("s"); info.NextOffset != 2 {
 		t.Fatalf("%d records, want 2", info.NextOffset)
+	}
+}
+
+// TestReplayForgetsWhatADeletionHides: with auto_create off, appends to a
+// deleted stream are refused, and the derivation takes them for stored.
+// Deleting the stream again takes it out of both the derivation and the
+// store, so the final check agrees; what was derived for the stream must
+// go with it, or a retry of a refused append would be answered as stored.
+func TestReplayForgetsWhatADeletionHides(t *testing.T) {
+	_, open := replayStore(t, false)
+	one := oneRecord
+	log := map[uint64][]appendCmd{
+		1: {{kind: kindCreate, stream: "s"}, one(1, "s")},
+		2: {{kind: kindDelete, stream: "s"}},
+		3: {one(2, "s")},                     // refused: s is gone
+		4: {one(3, "s")},                     // refused
+		5: {{kind: kindDelete, stream: "s"}}, // a retried deletion: refused
+		6: {{kind: kindCreate, stream: "u"}, one(4, "u"), one(5, "u")},
+	}
+	f := open()
+	live := map[appendID]appendResult{}
+	applyLog(t, f, log, 1, 6, live)
+	if r := live[appendID{3, 3}]; !errors.Is(r.err, streams.ErrStreamNotFound) {
+		t.Fatalf("first apply of seq 3: %+v", r)
+	}
+	g := open()
+	applyLog(t, g, log, 1, 6, nil)
+	if g.replay != nil {
+		t.Fatal("the replay did not end at the store's index")
+	}
+	res := applyEntry(t, g, 7, one(3, "s"), one(5, "u"))
+	if res[0].first != 0 || res[0].err != nil {
+		t.Fatalf("retry of a refused append: %d %v, want unknown (offset 0)", res[0].first, res[0].err)
+	}
+	if res[1].first != 1 || res[1].err != nil {
+		t.Fatalf("retry of the second append to u: %d %v, want offset 1", res[1].first, res[1].err)
+	}
+}
+
+// TestReplayLearnsTheNewestResultOfAnID: an id that left the window and
+// was stored again is in the replay twice; a retry is answered with the
+// newer copy's offset, as the live window answers it.
+func TestReplayLearnsTheNewestResultOfAnID(t *testing.T) {
+	_, open := replayStore(t, true)
+	rec := encodeRecords([]streams.Record{{Topic: "t", Payload: []byte("x")}})
+	x := appendCmd{kind: kindAppend, stream: "s", id: appendID{9, 1}, records: rec}
+	filler := appendCmd{kind: kindAppend, stream: "s", records: encodeRecords(make([]streams.Record, 5))}
+	log := map[uint64][]appendCmd{1: {filler, x}} // x at offset 5
+	index := uint64(2)
+	for seq := uint64(1); seq <= dedupeWindow; index++ {
+		var cmds []appendCmd
+		for k := 0; k < 4096 && seq <= dedupeWindow; k++ {
+			cmds = append(cmds, appendCmd{kind: kindAppend, stream: "t", id: appendID{8, seq}, records: rec})
+			seq++
+		}
+		log[index] = cmds
+	}
+	log[index] = []appendCmd{x} // out of the window by now: stored again, at offset 6
+	f := open()
+	live := map[appendID]appendResult{}
+	applyLog(t, f, log, 1, index-1, nil)
+	applyLog(t, f, log, index, index, live)
+	if r := live[x.id]; r.first != 6 || r.err != nil {
+		t.Fatalf("x stored again: %+v, want offset 6", r)
+	}
+	g := open()
+	applyLog(t, g, log, 1, index, nil)
+	if g.replay != nil {
+		t.Fatal("the replay did not end at the store's index")
+	}
+	if r := applyEntry(t, g, index+1, x); r[0].first != 6 || r[0].err != nil {
+		t.Fatalf("retry after the replay: %d %v, want offset 6", r[0].first, r[0].err)
+	}
+}
+
+// TestRefusedAppendMovesTheStoresMarker: an entry whose only append
+// the store refuses still moves the store's applied index to the state
+// machine's, or a snapshot taken then would find the store behind it
+// after a restart and catch up from a peer for nothing.
+func TestRefusedAppendMovesTheStoresMarker(t *testing.T) {
+	store, open := replayStore(t, true)
+	f := open()
+	applyEntry(t, f, 1, oneRecord(1, "a"))
+	res := applyEntry(t, f, 2, oneRecord(2, "bad/x"))
+	if !errors.Is(res[0].err, streams.ErrInvalidName) {
+		t.Fatalf("append to an invalid name: %v", res[0].err)
+	}
+	if got, err := store.AppliedIndexOf(f.log); err != nil || got != 2 || f.applied.Load() != 2 {
+		t.Fatalf("store's marker %d (%v), state machine applied %d; want 2", got, err, f.applied.Load())
 	}
 }
 
