@@ -37,11 +37,12 @@ const sqlHistoryMax = 1000
 
 func newSQLCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "sql",
-		Short: "Run SQL over streams and live statistics (interactive shell, or -e)",
+		Use:   "sql [statement]",
+		Short: "Run SQL over streams and live statistics (interactive shell, or one statement)",
 		Long: `Run SQL statements on a node (POST /v1/query).
 
-With -e, run one statement and exit. Otherwise, when standard input is a
+With a statement as the argument, or with -e, run that statement and
+exit. Otherwise, when standard input is a
 terminal, open an interactive shell: statements end with ';' and may span
 lines; arrow keys browse the history (kept in ~/.mqstream_history, or
 $MQSTREAM_HISTORY; set it to "" to keep none); type exit or press Ctrl-D to
@@ -52,14 +53,14 @@ A push query (SELECT ... EMIT CHANGES) prints its rows as they come,
 until its LIMIT or Ctrl-C.
 
 Examples:
-  mqstream sql -e "SHOW TABLES"
+  mqstream sql "SHOW TABLES"
   mqstream sql -e "SELECT temp FROM temperatures WHERE temp > 30" -o csv
   echo "SELECT * FROM append_throughput;" | mqstream sql -o json
   mqstream sql -e "SELECT sensor, count(*) FROM temperatures GROUP BY sensor EMIT CHANGES"
 
 docs/sql.md describes the dialect, the tables and their columns.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			format, _ := cmd.Flags().GetString("output")
 			switch format {
 			case "table", "json", "csv":
@@ -71,6 +72,12 @@ docs/sql.md describes the dialect, the tables and their columns.`,
 				return err
 			}
 			sh := &sqlShell{client: streamingClient(c), format: format, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
+			if len(args) == 1 {
+				if cmd.Flags().Changed("execute") {
+					return fmt.Errorf("a statement as the argument and one with -e: give one of them")
+				}
+				return sh.run(cmd.Context(), args[0])
+			}
 			if cmd.Flags().Changed("execute") {
 				stmt, _ := cmd.Flags().GetString("execute")
 				return sh.run(cmd.Context(), stmt)

@@ -105,6 +105,17 @@ func TestSQLExecuteCSVAndJSON(t *testing.T) {
 	if _, _, err := runSQLCmd(t, nil, "--server", url, "-o", "yaml", "-e", "SELECT 1"); err == nil || !strings.Contains(err.Error(), "table, json or csv") {
 		t.Fatalf("bad -o: %v", err)
 	}
+	// The statement as the argument, as with -e; not both, not two.
+	out, _, err = runSQLCmd(t, nil, "--server", url, "-o", "csv", "SELECT count(*) AS n FROM temps")
+	if err != nil || out != "n\n3\n" {
+		t.Fatalf("statement as the argument: %q %v", out, err)
+	}
+	if _, _, err := runSQLCmd(t, nil, "--server", url, "-e", "SELECT 1", "SELECT 2"); err == nil || !strings.Contains(err.Error(), "give one of them") {
+		t.Fatalf("argument and -e: %v", err)
+	}
+	if _, _, err := runSQLCmd(t, nil, "--server", url, "SELECT 1", "SELECT 2"); err == nil || !strings.Contains(err.Error(), "accepts at most 1 arg") {
+		t.Fatalf("two arguments: %v", err)
+	}
 }
 
 func TestSQLErrorsArePositioned(t *testing.T) {
