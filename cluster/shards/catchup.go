@@ -235,7 +235,11 @@ func (c *catchUpRun) stream(want streamState, last bool) error {
 // prepare makes the local stream one the snapshot's can be fetched onto
 // and returns its next offset, and whether its newest record must be
 // compared with a peer's first (same name, same position, but a creation
-// time that differs, as for streams created by each node on its own).
+// time that differs, as for streams created by each node on its own). A
+// stream without records whose creation time differs is created again
+// with the snapshot's: kept, it would pass its own creation time on in
+// this replica's snapshots, and a replica catching up from those would
+// keep an older stream's records of that name.
 func (c *catchUpRun) prepare(want streamState) (next uint64, verify bool, err error) {
 	info, err := c.f.store.DescribeStream(want.name)
 	if errors.Is(err, streams.ErrStreamNotFound) {
@@ -250,8 +254,6 @@ func (c *catchUpRun) prepare(want streamState) (next uint64, verify bool, err er
 		// Not the snapshot's stream: its records cannot be kept.
 	case have.created == want.created:
 		return have.next, false, nil
-	case have.next == 0:
-		return 0, false, nil
 	case info.FirstOffset < info.NextOffset:
 		return have.next, true, nil
 	}

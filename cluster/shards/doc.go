@@ -31,7 +31,10 @@
 // may forget the log up to it. All of one entry's writes (appends to
 // several streams, key/value writes) go to the store as one streams.Unit,
 // committed in one batch: a crash never keeps part of an entry with its
-// marker and loses the rest.
+// marker and loses the rest. A stream's creation or deletion is a write
+// of its own, so the leader never puts one after other commands in an
+// entry (replica.go, admin): it starts the entry, and a replay that
+// finds it done already refuses it and applies the rest.
 //
 // # Snapshots and catching up from a peer
 //

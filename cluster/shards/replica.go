@@ -237,6 +237,28 @@ const gapWeight = 8
 // proposeLoop turns queued appends into Raft entries: everything queued
 // while the previous entries were in flight goes into the next. It also
 // sends the commit notices.
+// admin reports whether c creates or deletes a stream. Such a command
+// only ever starts an entry: the state machine commits an entry's
+// earlier appends and key/value writes, with the entry's applied index,
+// before it creates or deletes (a write of its own), so a crash between
+// the two would leave the entry marked applied without its creation or
+// deletion, and the replay would skip it. Appends after it in the entry
+// are safe: replayed, the creation or deletion is refused as done
+// already, and the appends are applied.
+func admin(c appendCmd) bool { return c.kind == kindCreate || c.kind == kindDelete }
+
+// entryLength returns how many of queue's proposals (not empty) go in the
+// next entry: at least one, no more than maxEntryBytes together, and
+// none that creates or deletes a stream after the first (admin).
+func entryLength(queue []proposal) int {
+	n, size := 1, queue[0].size
+	for n < len(queue) && size+queue[n].size <= maxEntryBytes && !admin(queue[n].cmd) {
+		size += queue[n].size
+		n++
+	}
+	return n
+}
+
 func (r *replica) proposeLoop() {
 	defer r.wg.Done()
 	var waiters sync.WaitGroup
@@ -304,11 +326,7 @@ func (r *replica) proposeLoop() {
 				return
 			}
 			held = false
-			n, size := 0, 0
-			for n < len(queue) && (n == 0 || size+queue[n].size <= maxEntryBytes) {
-				size += queue[n].size
-				n++
-			}
+			n := entryLength(queue)
 			batch := queue[:n:n]
 			queue = queue[n:]
 			cmds := make([]appendCmd, len(batch))

@@ -1,6 +1,7 @@
 package shards
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -456,4 +457,43 @@ func TestRestoreOfAStreamDeletedSinceOnEveryPeer(t *testing.T) {
 	c.applied = 2
 	c.feed(log, len(log))
 	c.same(a)
+}
+
+// TestRestoreRecreatesAnEmptyStreamOfAnotherCreation: a replica holding
+// an empty stream x (created at C1) catches up to a snapshot where x was
+// deleted and created again (C2) with records. It must take C2, or its
+// own snapshots would say x(C1) with C2's records, and a replica that
+// still holds the old x(C1) with records would keep them under C2's.
+func TestRestoreRecreatesAnEmptyStreamOfAnotherCreation(t *testing.T) {
+	peers := newFakePeers()
+	log := [][]appendCmd{
+		{{kind: kindCreate, stream: "x"}},
+		{{kind: kindAppend, stream: "x", records: encodeRecords(recs("old", 3))}},
+		{{kind: kindDelete, stream: "x"}},
+		{{kind: kindCreate, stream: "x"}},
+		{{kind: kindAppend, stream: "x", records: encodeRecords(recs("new", 5))}},
+	}
+	rs := replicasFed(t, peers, log, len(log), 1, 2)
+	a, b, c := rs[0], rs[1], rs[2]
+	if err := b.fsm.Restore(a.snapshot().reader()); err != nil {
+		t.Fatal(err)
+	}
+	if ax, bx := streamStatesByName(a)["x"], streamStatesByName(b)["x"]; ax.created != bx.created {
+		t.Fatalf("after b's catch-up: x created %d on a, %d on b", ax.created, bx.created)
+	}
+	// c, away since it stored the old x's records, catches up from b's
+	// snapshot.
+	if err := c.fsm.Restore(b.snapshot().reader()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := a.store.ReadStored("x", 0, 0, 100, 1<<20)
+	got, _ := c.store.ReadStored("x", 0, 0, 100, 1<<20)
+	if len(got.Records) != len(want.Records) {
+		t.Fatalf("c holds %d records of x, a %d", len(got.Records), len(want.Records))
+	}
+	for i := range want.Records {
+		if !bytes.Equal(got.Records[i], want.Records[i]) {
+			t.Errorf("c's x offset %d differs from a's", i)
+		}
+	}
 }

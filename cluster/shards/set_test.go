@@ -450,3 +450,24 @@ func TestStoppingLeadersRefuseNothing(t *testing.T) {
 	}
 	c.sameEverywhere(stream, want)
 }
+
+// TestEntryLengthStartsAnEntryAtEachCreationOrDeletion: a stream's
+// creation or deletion never follows other commands in one entry (admin),
+// appends gather up to maxEntryBytes, and an entry holds at least one.
+func TestEntryLengthStartsAnEntryAtEachCreationOrDeletion(t *testing.T) {
+	p := func(kind byte, size int) proposal {
+		return proposal{cmd: appendCmd{kind: kind, stream: "s"}, size: size}
+	}
+	var got []int
+	queue := []proposal{p(kindAppend, 10), p(kindKV, 10), p(kindDelete, 1), p(kindAppend, 10),
+		p(kindCreate, 1), p(kindCreate, 1), p(kindAppend, maxEntryBytes), p(kindAppend, 1), p(kindAppend, 1)}
+	for len(queue) > 0 {
+		n := entryLength(queue)
+		got = append(got, n)
+		queue = queue[n:]
+	}
+	// [append, kv] [delete, append] [create] [create] [the big append] [append, append]
+	if fmt.Sprint(got) != "[2 2 1 1 1 2]" {
+		t.Fatalf("entries of %v proposals, want [2 2 1 1 1 2]", got)
+	}
+}
