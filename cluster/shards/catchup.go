@@ -36,6 +36,13 @@ import (
 // restoreSuffix names the marker of a restore's target index.
 const restoreSuffix = "/restore"
 
+// clearingSuffix names the marker a node sets (to 1) before it clears a
+// shard's part of its store outside the log (clearStore), and deletes
+// last with the others: while it is set, the node answers no fetch for
+// the shard, since a stream it deleted already would read as one the log
+// deleted.
+const clearingSuffix = "/clearing"
+
 // fetchTimeout bounds one fetch from a peer.
 const fetchTimeout = 10 * time.Second
 
@@ -373,10 +380,13 @@ func timeOf(ns int64) time.Time {
 }
 
 // submitWait submits a request to the store and waits for its outcome.
-func (f *fsm) submitWait(req streams.AppendRequest) error {
+func (f *fsm) submitWait(req streams.AppendRequest) error { return submitWait(f.store, req) }
+
+// submitWait submits req to store and waits for its outcome.
+func submitWait(store Store, req streams.AppendRequest) error {
 	errc := make(chan error, 1)
 	req.Done = func(_ uint64, err error) { errc <- err }
-	if err := f.store.Submit(req); err != nil {
+	if err := store.Submit(req); err != nil {
 		return err
 	}
 	return <-errc

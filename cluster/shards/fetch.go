@@ -155,8 +155,16 @@ func ServeFetch(_ context.Context, store Store, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	group := groupName(r.shard)
+	// A shard being cleared here has streams deleted outside its log,
+	// which would read as deleted by the log: no answer from it.
+	if clearing, err := store.AppliedIndexOf(group + clearingSuffix); err != nil {
+		return nil, fmt.Errorf("shards: fetch: %w", err)
+	} else if clearing != 0 {
+		return nil, fmt.Errorf("%w: shard %d is being cleared from this node", streams.ErrUnavailable, r.shard)
+	}
 	// The applied index first: the stream read after it is at least as new.
-	applied, err := store.AppliedIndexOf(groupName(r.shard))
+	applied, err := store.AppliedIndexOf(group)
 	if err != nil {
 		return nil, fmt.Errorf("shards: fetch: %w", err)
 	}

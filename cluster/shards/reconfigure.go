@@ -144,12 +144,24 @@ func (s *Set) open(shard int, bootstrap, serving bool) error {
 // clearLeftovers drops what the store holds of shard when its group has
 // no Raft state here: the store's part of a replica dropped before
 // (Drop deletes the Raft state first, the markers last), which must not
-// hide what the group's log holds from the replica opened now.
+// hide what the group's log holds from the replica opened now. A clear
+// cut short (its clearing marker still set) is finished either way.
 func (s *Set) clearLeftovers(shard int, deps GroupDeps) error {
 	group := groupName(shard)
 	has, err := raft.HasExistingState(deps.Logs, deps.Stable, deps.Snapshots)
 	if err != nil {
 		return fmt.Errorf("shards: %s: %w", group, err)
+	}
+	clearing, err := s.opts.Store.AppliedIndexOf(group + clearingSuffix)
+	if err != nil {
+		return fmt.Errorf("shards: clearing marker of %s: %w", group, err)
+	}
+	if clearing != 0 {
+		// A clear that did not finish (the node stopped midway): the store
+		// lacks streams its marker says it holds. Cleared, the replica
+		// catches up from its Raft state and its peers.
+		s.log.Warn("the store holds a shard cleared only partly; clearing it", "shard", shard)
+		return s.clearStore(shard)
 	}
 	if has {
 		return nil
@@ -520,11 +532,16 @@ func (s *Set) drop(shard int, raftToo bool) error {
 
 // clearStore deletes the shard's streams, its key/value namespace and its
 // applied-index and restore markers from this node's store, without
-// going through the shard's log.
+// going through the shard's log. The clearing marker goes first and last:
+// meanwhile the node serves no fetch of the shard (ServeFetch).
 func (s *Set) clearStore(shard int) error {
 	group := groupName(shard)
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
+	// Synced by the first deletion at the latest (deletions are synced).
+	if err := submitWait(s.opts.Store, streams.AppendRequest{AppliedLog: group + clearingSuffix, AppliedIndex: 1}); err != nil {
+		return fmt.Errorf("shards: %s: mark the shard as being cleared: %w", group, err)
+	}
 	for _, st := range shardStreams(s.opts.Store, shard, s.opts.Shards) {
 		if err := s.opts.Store.DeleteStream(ctx, st.name); err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
 			return fmt.Errorf("shards: %s: delete %s: %w", group, st.name, err)
@@ -533,7 +550,7 @@ func (s *Set) clearStore(shard int) error {
 	if err := replaceNamespace(s.opts.Store.KV(kvNamespace(shard)), nil); err != nil {
 		return fmt.Errorf("shards: %s: clear the key/value namespace: %w", group, err)
 	}
-	if err := s.opts.Store.ForgetApplied(ctx, group, group+restoreSuffix); err != nil {
+	if err := s.opts.Store.ForgetApplied(ctx, group, group+restoreSuffix, group+clearingSuffix); err != nil {
 		return fmt.Errorf("shards: %s: forget the applied index: %w", group, err)
 	}
 	return nil

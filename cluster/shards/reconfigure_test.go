@@ -552,3 +552,41 @@ func TestUpdateRefusesBadLayouts(t *testing.T) {
 		t.Fatalf("update of a closed set: %v", err)
 	}
 }
+
+// TestClearCutShortIsFinished: a node that stopped while clearing its
+// part of a shard whose Raft state it keeps (the clearing marker set, a
+// stream deleted, the applied-index marker still there) finishes the
+// clear when it opens the replica again, and catches up from its log:
+// its store must not claim entries whose streams it lost.
+func TestClearCutShortIsFinished(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	c.waitLeaders()
+	ctx := context.Background()
+	n1, n3 := c.nodes[0], c.nodes[2]
+	for _, stream := range []string{"a", "b"} {
+		if _, err := n1.set.Append(ctx, stream, recs(stream, 3)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.identical()
+	n3.stop()
+	store, err := streams.Open(streams.Options{Dir: n3.dir, AutoCreate: true, MaxRecordBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := submitWait(store, streams.AppendRequest{AppliedLog: groupName(0) + clearingSuffix, AppliedIndex: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteStream(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n3.start()
+	c.identical()
+	_, st := n3.running()
+	if v, err := st.AppliedIndexOf(groupName(0) + clearingSuffix); err != nil || v != 0 {
+		t.Fatalf("clearing marker after the restart: %d %v", v, err)
+	}
+}

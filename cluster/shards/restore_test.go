@@ -497,3 +497,35 @@ func TestRestoreRecreatesAnEmptyStreamOfAnotherCreation(t *testing.T) {
 		}
 	}
 }
+
+// TestNoFetchFromAShardBeingCleared: a node clearing its part of a shard
+// (clearStore: the clearing marker, then the streams, the markers last)
+// has streams deleted outside the log. Answering a fetch, it would make
+// them look deleted by the log, and a replica whose other peers failed
+// once would restore without their records. It answers none meanwhile:
+// the restore fails, and succeeds once a good peer answers.
+func TestNoFetchFromAShardBeingCleared(t *testing.T) {
+	peers := newFakePeers()
+	log := [][]appendCmd{{appendOf("keep", 3)}, {appendOf("keep", 2)}}
+	rs := replicasFed(t, peers, log, len(log), len(log), 0)
+	a, b, c := rs[0], rs[1], rs[2]
+	snap := a.snapshot()
+	// b is clearing the shard: its marker set, its stream deleted already.
+	if err := submitWait(b.store, streams.AppendRequest{AppliedLog: b.fsm.log + clearingSuffix, AppliedIndex: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.DeleteStream(context.Background(), "keep"); err != nil {
+		t.Fatal(err)
+	}
+	peers.set(func(p *fakePeers) { p.down["a"] = true })
+	if err := c.fsm.Restore(snap.reader()); !errors.Is(err, ErrNoPeer) {
+		t.Fatalf("restore with only a peer clearing the shard: %v, want ErrNoPeer", err)
+	}
+	peers.set(func(p *fakePeers) { p.down["a"] = false })
+	if err := c.fsm.Restore(snap.reader()); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := c.store.DescribeStream("keep"); info.NextOffset-info.FirstOffset != 5 {
+		t.Fatalf("keep after the restore: %+v, want 5 records", info)
+	}
+}
