@@ -36,6 +36,9 @@ type cluster struct {
 	// fetchFault, if set, is asked before a fetch is served by the node
 	// at addr: an error fails the fetch.
 	fetchFault func(addr string) error
+	// forwardFault, if set, is asked before a forward to addr is
+	// delivered: an error fails it (the call may block first).
+	forwardFault func(addr string) error
 	// timers are the nodes' Raft timers (LocalTimers unless a test
 	// changes them before the nodes start).
 	timers Timers
@@ -327,6 +330,14 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 			return set.HandleMembers(ctx, "", req)
 		}
 		if nd.self.RPC == addr && set != nil && service == ForwardService {
+			c.mu.Lock()
+			fault := c.forwardFault
+			c.mu.Unlock()
+			if fault != nil {
+				if err := fault(addr); err != nil {
+					return nil, err
+				}
+			}
 			resp, err := set.HandleForward(ctx, "", req)
 			c.mu.Lock()
 			drop := c.dropAnswers > 0

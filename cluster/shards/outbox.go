@@ -21,6 +21,9 @@ import (
 // leader died, the connection broke) is sent again, to whoever leads then,
 // for up to the write timeout; appends carry ids, so a batch that was
 // committed before its answer was lost is not stored twice (dedupe.go).
+// When this node takes the leadership while appends wait here, new
+// appends queue behind them until the sender has proposed them here
+// (busy, handOver), so a publisher's appends keep their order.
 
 // maxForwardBytes bounds one forward request.
 const maxForwardBytes = 4 << 20
@@ -34,9 +37,14 @@ type forwardItem struct {
 
 // outbox is one shard's queue of appends to forward.
 type outbox struct {
-	mu      sync.Mutex // guards queue and sending
+	mu      sync.Mutex // guards queue, sending and held
 	queue   []forwardItem
 	sending bool // a sender goroutine runs
+	// held: the sender holds appends not yet proposed on this node nor
+	// answered (being forwarded, or waiting to be sent again). While it
+	// does, or while the queue is not empty, appends queue behind them
+	// even when this node leads the shard (busy, Set.route).
+	held bool
 }
 
 // add queues an append and starts the shard's sender if none runs.
@@ -54,6 +62,38 @@ func (o *outbox) add(s *Set, shard int, it forwardItem) {
 	}
 }
 
+// busy reports whether appends wait here that a new one must not
+// overtake: queued, or held by the sender.
+func (o *outbox) busy() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue) > 0 || o.held
+}
+
+// hold marks appends as held by the sender again (retried after they
+// failed on this node).
+func (o *outbox) hold() {
+	o.mu.Lock()
+	o.held = true
+	o.mu.Unlock()
+}
+
+// handOver is called by the sender once it has proposed what it held on
+// this node, the shard's leader (the replica's queue keeps their order
+// from then on): it returns what queued meanwhile, to be proposed too,
+// or, when nothing did, lets new appends be proposed directly again.
+func (o *outbox) handOver() []forwardItem {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.queue) == 0 {
+		o.held = false
+		return nil
+	}
+	more := o.queue
+	o.queue = nil
+	return more
+}
+
 // take removes the next batch; none once the queue is empty (and then the
 // sender stops).
 func (o *outbox) take() []forwardItem {
@@ -65,9 +105,10 @@ func (o *outbox) take() []forwardItem {
 		n++
 	}
 	if n == 0 {
-		o.sending = false
+		o.sending, o.held = false, false
 		return nil
 	}
+	o.held = true
 	batch := make([]forwardItem, n)
 	copy(batch, o.queue)
 	clear(o.queue[:n])
@@ -94,7 +135,7 @@ func (s *Set) sendForwards(shard int, o *outbox) {
 		if batch == nil {
 			return
 		}
-		s.forwardBatch(shard, batch)
+		s.forwardBatch(shard, o, batch)
 	}
 }
 
@@ -103,7 +144,7 @@ const forwardAttemptTimeout = 2 * time.Second
 
 // forwardBatch delivers a batch to the shard's leader (or proposes it, once
 // this node leads the shard) and answers each append.
-func (s *Set) forwardBatch(shard int, batch []forwardItem) {
+func (s *Set) forwardBatch(shard int, o *outbox, batch []forwardItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
@@ -113,7 +154,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 	}
 	for len(batch) > 0 {
 		if r := s.replica(shard); r != nil && r.isLeader() {
-			batch = s.proposeAll(ctx, r, batch)
+			batch = s.proposeAll(ctx, r, o, batch)
 		} else if hops >= maxHops {
 			// Forwarded here by a node that took this one for the leader:
 			// this node's view is no better, so let the sender look again
@@ -170,22 +211,32 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 	}
 }
 
-// proposeAll proposes a batch on this node, the shard's leader, answers
-// each append and returns those Raft refused before proposing (to try
-// again).
-func (s *Set) proposeAll(ctx context.Context, r *replica, batch []forwardItem) []forwardItem {
+// proposeAll proposes a batch on this node, the shard's leader, with
+// what the outbox queued meanwhile (handOver), answers each append and
+// returns those Raft refused before proposing (to try again).
+func (s *Set) proposeAll(ctx context.Context, r *replica, o *outbox, batch []forwardItem) []forwardItem {
 	type result struct {
 		first uint64
 		err   error
 	}
-	results := make([]result, len(batch))
+	var results []*result
 	var wg sync.WaitGroup
-	wg.Add(len(batch))
-	for i, it := range batch {
-		r.propose(it.cmd, func(first uint64, err error) {
-			results[i] = result{first, err}
-			wg.Done()
-		})
+	for proposed := 0; ; {
+		for _, it := range batch[proposed:] {
+			res := &result{}
+			results = append(results, res)
+			wg.Add(1)
+			r.propose(it.cmd, func(first uint64, err error) {
+				*res = result{first, err}
+				wg.Done()
+			})
+		}
+		proposed = len(batch)
+		more := o.handOver()
+		if more == nil {
+			break
+		}
+		batch = append(batch, more...)
 	}
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()
@@ -204,6 +255,9 @@ func (s *Set) proposeAll(ctx context.Context, r *replica, batch []forwardItem) [
 			continue
 		}
 		it.done(results[i].first, results[i].err)
+	}
+	if len(again) > 0 {
+		o.hold()
 	}
 	return again
 }

@@ -332,9 +332,13 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 	}
 }
 
-// route proposes cmd when this node leads the shard, or forwards it.
+// route proposes cmd when this node leads the shard, or forwards it. An
+// append queues behind what the shard's outbox holds even when this node
+// leads now (the sender proposes it here then, in order): proposed at
+// once, it would overtake a publisher's earlier appends still waiting to
+// be forwarded from before this node took the leadership.
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
-	if r := s.replica(shard); r != nil && r.isLeader() {
+	if r := s.replica(shard); r != nil && r.isLeader() && !s.outboxes[shard].busy() {
 		r.propose(cmd, func(first uint64, err error) {
 			if errors.Is(err, errNotProposed) || errors.Is(err, errOutcomeUnknown) && cmd.retriable() {
 				// Lost the leadership before proposing, or before

@@ -471,3 +471,64 @@ func TestEntryLengthStartsAnEntryAtEachCreationOrDeletion(t *testing.T) {
 		t.Fatalf("entries of %v proposals, want [2 2 1 1 1 2]", got)
 	}
 }
+
+// TestOutboxKeepsItsOrderWhenTheNodeTakesTheLead: one publisher's A1
+// waits in its node's outbox (the forward to the old leader is stuck); the
+// node then takes the shard's leadership; the publisher's A2 must not be
+// proposed ahead of A1.
+func TestOutboxKeepsItsOrderWhenTheNodeTakesTheLead(t *testing.T) {
+	timers := LocalTimers()
+	timers.Balance = time.Hour // no hand-back meanwhile
+	c := newClusterWith(t, 3, 1, 3, timers)
+	leaders := c.waitLeaders()
+	old, b := c.nodes[leaders[0]], c.nodes[(leaders[0]+1)%3]
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.mu.Lock()
+	c.forwardFault = func(string) error {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return nil
+		}
+		close(entered)
+		<-release
+		return errors.New("forward timed out (the leader is gone)")
+	}
+	c.mu.Unlock()
+	stream := streamOfShard(t, 0, 1)
+	type answer struct {
+		first uint64
+		err   error
+	}
+	submit := func(payload string) chan answer {
+		ch := make(chan answer, 1)
+		if err := b.set.Submit(streams.AppendRequest{Stream: stream, Records: recs(payload, 1),
+			Done: func(first uint64, err error) { ch <- answer{first, err} }}); err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	a1 := submit("A1")
+	<-entered // A1's forward is stuck
+	if err := old.set.replica(0).raft.LeadershipTransferToServer(raft.ServerID(b.self.ID), raft.ServerAddress(b.self.RPC)).Error(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "b to lead", func() bool { return b.set.replica(0).isLeader() })
+	a2 := submit("A2")
+	close(release)
+	var got [2]answer
+	for i, ch := range []chan answer{a1, a2} {
+		select {
+		case got[i] = <-ch:
+			if got[i].err != nil {
+				t.Fatalf("A%d: %v", i+1, got[i].err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("A%d: no answer", i+1)
+		}
+	}
+	if got[0].first > got[1].first {
+		t.Fatalf("one publisher's appends reordered: A1 at offset %d, A2 at %d", got[0].first, got[1].first)
+	}
+}
