@@ -170,8 +170,8 @@
 //     no Raft state, or the clearing marker, set before the first stream
 //     goes and deleted with the other markers, is still there; while it
 //     is set the node answers no fetch of the shard, whose streams it
-//     deleted outside the log), and the data of a shard moved away while the node
-//     was down is dropped after Timers.Orphaned. Raft state kept this way
+//     deleted outside the log), and the data of a shard moved away while
+//     the node was down is dropped after Timers.Orphaned. Raft state kept this way
 //     (Options.HasRaftState says which groups have some) is dropped once
 //     the shard's leader says, over MembersService, that a committed
 //     configuration of its group no longer lists this node (it reads its

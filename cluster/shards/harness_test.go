@@ -316,13 +316,8 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 	for _, nd := range c.nodeList() {
 		set, store := nd.running()
 		if nd.self.RPC == addr && set != nil && service == FetchService {
-			c.mu.Lock()
-			fault := c.fetchFault
-			c.mu.Unlock()
-			if fault != nil {
-				if err := fault(addr); err != nil {
-					return nil, err
-				}
+			if err := c.fault(&c.fetchFault, addr); err != nil {
+				return nil, err
 			}
 			return ServeFetch(ctx, store, req)
 		}
@@ -330,13 +325,8 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 			return set.HandleMembers(ctx, "", req)
 		}
 		if nd.self.RPC == addr && set != nil && service == ForwardService {
-			c.mu.Lock()
-			fault := c.forwardFault
-			c.mu.Unlock()
-			if fault != nil {
-				if err := fault(addr); err != nil {
-					return nil, err
-				}
+			if err := c.fault(&c.forwardFault, addr); err != nil {
+				return nil, err
 			}
 			resp, err := set.HandleForward(ctx, "", req)
 			c.mu.Lock()
@@ -352,6 +342,18 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 		}
 	}
 	return nil, fmt.Errorf("%s unreachable", addr)
+}
+
+// fault asks the fault hook *hook (read under c.mu) about a call to
+// addr: nil when no hook is set.
+func (c *cluster) fault(hook *func(addr string) error, addr string) error {
+	c.mu.Lock()
+	f := *hook
+	c.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(addr)
 }
 
 // waitLeaders waits until every shard has a leader all running replicas
