@@ -21,9 +21,20 @@ import (
 // leader died, the connection broke) is sent again, to whoever leads then,
 // for up to the write timeout; appends carry ids, so a batch that was
 // committed before its answer was lost is not stored twice (dedupe.go).
-// When this node takes the leadership while appends wait here, new
-// appends queue behind them until the sender has proposed them here
-// (busy, handOver), so a publisher's appends keep their order.
+//
+// The outbox is also where appends proposed on this node come back when
+// the node loses the shard's leadership with them in flight, and it keeps
+// a publisher's order across both changes of leadership:
+//   - while this node leads, appends are proposed at once (route) only if
+//     the outbox holds nothing; otherwise they queue behind what it holds,
+//     and once the sender finds the node leading it proposes what it
+//     holds, then what queued meanwhile, before new appends go directly
+//     again (proposeHeld, handOver);
+//   - appends proposed here and not yet answered are counted (direct);
+//     while any is, the sender sends nothing. One that fails because the
+//     leadership was lost is put back ahead of everything that queued
+//     after it was proposed (answered), so a publisher's A1, in flight when
+//     the leader stepped down, is sent before its A2, queued afterwards.
 
 // maxForwardBytes bounds one forward request.
 const maxForwardBytes = 4 << 20
@@ -37,24 +48,42 @@ type forwardItem struct {
 
 // outbox is one shard's queue of appends to forward.
 type outbox struct {
-	mu      sync.Mutex // guards queue, sending and held
+	mu      sync.Mutex // guards every field below
 	queue   []forwardItem
 	sending bool // a sender goroutine runs
 	// held: the sender holds appends not yet proposed on this node nor
 	// answered (being forwarded, or waiting to be sent again). While it
-	// does, or while the queue is not empty, appends queue behind them
-	// even when this node leads the shard (busy, Set.route).
+	// does, or while anything is queued or retried, appends queue behind
+	// them even when this node leads the shard (claimDirect).
 	held bool
+	// direct counts the appends proposed on this node and not answered
+	// yet. While any is, the sender takes nothing (take): one of them may
+	// still come back to be sent again, ahead of what queued after it.
+	direct int
+	// retried holds appends proposed here that failed with the leadership
+	// lost, in the order they were proposed (their answers come in that
+	// order), until the last direct one is answered: they then go to the
+	// front of the queue.
+	retried []forwardItem
 }
 
-// add queues an append and starts the shard's sender if none runs.
+// add queues an append and starts the shard's sender if none runs and no
+// append proposed here is unanswered.
 func (o *outbox) add(s *Set, shard int, it forwardItem) {
 	o.mu.Lock()
 	o.queue = append(o.queue, it)
-	start := !o.sending
-	o.sending = true
+	start := !o.sending && o.direct == 0
+	o.sending = o.sending || start
 	o.mu.Unlock()
-	if start && !s.spawn(func() { s.sendForwards(shard, o) }) {
+	if start {
+		s.startSender(shard, o)
+	}
+}
+
+// startSender runs the shard's sender (its sending flag set by the
+// caller).
+func (s *Set) startSender(shard int, o *outbox) {
+	if !s.spawn(func() { s.sendForwards(shard, o) }) {
 		// The set is closing: nothing will send what waits here.
 		for batch := o.take(); batch != nil; batch = o.take() {
 			answerAll(batch, streams.ErrClosed)
@@ -62,26 +91,79 @@ func (o *outbox) add(s *Set, shard int, it forwardItem) {
 	}
 }
 
-// busy reports whether appends wait here that a new one must not
-// overtake: queued, or held by the sender.
-func (o *outbox) busy() bool {
+// claimDirect reports whether a new append may be proposed on this node
+// at once, the outbox holding nothing it must not overtake, and counts it
+// as direct if so.
+func (o *outbox) claimDirect() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.queue) > 0 || o.held
+	if len(o.queue) > 0 || o.held || len(o.retried) > 0 {
+		return false
+	}
+	o.direct++
+	return true
 }
 
-// hold marks appends as held by the sender again (retried after they
-// failed on this node).
-func (o *outbox) hold() {
+// answered is told the outcome of an append proposed on this node: sent
+// again (retry) or answered. Once none is unanswered, what was retried
+// goes to the front of the queue and the sender starts if anything waits.
+func (o *outbox) answered(s *Set, shard int, it forwardItem, retry bool) {
 	o.mu.Lock()
-	o.held = true
+	if retry {
+		o.retried = append(o.retried, it)
+	}
+	o.direct--
+	start := false
+	if o.direct == 0 {
+		if len(o.retried) > 0 {
+			o.queue = append(o.retried, o.queue...)
+			o.retried = nil
+		}
+		start = len(o.queue) > 0 && !o.sending
+		o.sending = o.sending || start
+	}
 	o.mu.Unlock()
+	if start {
+		s.startSender(shard, o)
+	}
 }
 
-// handOver is called by the sender once it has proposed what it held on
-// this node, the shard's leader (the replica's queue keeps their order
-// from then on): it returns what queued meanwhile, to be proposed too,
-// or, when nothing did, lets new appends be proposed directly again.
+// proposeDirect proposes items on r, this node's replica leading the
+// shard, each already counted in direct: answered, or sent again through
+// the outbox when the leadership was lost before it was proposed, or
+// before its entry was known to be committed.
+func (s *Set) proposeDirect(shard int, r *replica, items []forwardItem) {
+	o := &s.outboxes[shard]
+	for _, it := range items {
+		r.propose(it.cmd, func(first uint64, err error) {
+			if errors.Is(err, errNotProposed) || errors.Is(err, errOutcomeUnknown) && it.cmd.retriable() {
+				o.answered(s, shard, it, true)
+				return
+			}
+			it.done(first, err)
+			o.answered(s, shard, it, false)
+		})
+	}
+}
+
+// proposeHeld proposes what the sender holds on this node, the shard's
+// leader, then what queued meanwhile, until nothing more has: only then
+// may new appends be proposed directly again (the replica's queue keeps
+// their order from then on).
+func (s *Set) proposeHeld(shard int, r *replica, batch []forwardItem) {
+	o := &s.outboxes[shard]
+	o.mu.Lock()
+	o.direct += len(batch)
+	o.mu.Unlock()
+	for batch != nil {
+		s.proposeDirect(shard, r, batch)
+		batch = o.handOver()
+	}
+}
+
+// handOver returns what queued while the sender proposed what it held,
+// counted as direct, to be proposed too; or, when nothing did, lets new
+// appends be proposed directly again.
 func (o *outbox) handOver() []forwardItem {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -91,16 +173,18 @@ func (o *outbox) handOver() []forwardItem {
 	}
 	more := o.queue
 	o.queue = nil
+	o.direct += len(more)
 	return more
 }
 
-// take removes the next batch; none once the queue is empty (and then the
-// sender stops).
+// take removes the next batch; none once the queue is empty, or while an
+// append proposed here is unanswered (and then the sender stops; answered
+// starts it again).
 func (o *outbox) take() []forwardItem {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n, size := 0, 0
-	for n < len(o.queue) && (n == 0 || size+cmdSize(o.queue[n].cmd) <= maxForwardBytes) {
+	for o.direct == 0 && n < len(o.queue) && (n == 0 || size+cmdSize(o.queue[n].cmd) <= maxForwardBytes) {
 		size += cmdSize(o.queue[n].cmd)
 		n++
 	}
@@ -135,7 +219,7 @@ func (s *Set) sendForwards(shard int, o *outbox) {
 		if batch == nil {
 			return
 		}
-		s.forwardBatch(shard, o, batch)
+		s.forwardBatch(shard, batch)
 	}
 }
 
@@ -144,7 +228,7 @@ const forwardAttemptTimeout = 2 * time.Second
 
 // forwardBatch delivers a batch to the shard's leader (or proposes it, once
 // this node leads the shard) and answers each append.
-func (s *Set) forwardBatch(shard int, o *outbox, batch []forwardItem) {
+func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
@@ -154,7 +238,8 @@ func (s *Set) forwardBatch(shard int, o *outbox, batch []forwardItem) {
 	}
 	for len(batch) > 0 {
 		if r := s.replica(shard); r != nil && r.isLeader() {
-			batch = s.proposeAll(ctx, r, o, batch)
+			s.proposeHeld(shard, r, batch)
+			return
 		} else if hops >= maxHops {
 			// Forwarded here by a node that took this one for the leader:
 			// this node's view is no better, so let the sender look again
@@ -209,57 +294,6 @@ func (s *Set) forwardBatch(shard int, o *outbox, batch []forwardItem) {
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
-}
-
-// proposeAll proposes a batch on this node, the shard's leader, with
-// what the outbox queued meanwhile (handOver), answers each append and
-// returns those Raft refused before proposing (to try again).
-func (s *Set) proposeAll(ctx context.Context, r *replica, o *outbox, batch []forwardItem) []forwardItem {
-	type result struct {
-		first uint64
-		err   error
-	}
-	var results []*result
-	var wg sync.WaitGroup
-	for proposed := 0; ; {
-		for _, it := range batch[proposed:] {
-			res := &result{}
-			results = append(results, res)
-			wg.Add(1)
-			r.propose(it.cmd, func(first uint64, err error) {
-				*res = result{first, err}
-				wg.Done()
-			})
-		}
-		proposed = len(batch)
-		more := o.handOver()
-		if more == nil {
-			break
-		}
-		batch = append(batch, more...)
-	}
-	waited := make(chan struct{})
-	go func() { wg.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-ctx.Done():
-		// The proposals are answered when Raft settles them; these
-		// appends are reported as failed now.
-		answerAll(batch, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err()))
-		return nil
-	}
-	var again []forwardItem
-	for i, it := range batch {
-		if errors.Is(results[i].err, errNotProposed) || errors.Is(results[i].err, errOutcomeUnknown) && it.cmd.retriable() {
-			again = append(again, it)
-			continue
-		}
-		it.done(results[i].first, results[i].err)
-	}
-	if len(again) > 0 {
-		o.hold()
-	}
-	return again
 }
 
 func answerAll(batch []forwardItem, err error) {

@@ -332,26 +332,20 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 	}
 }
 
-// route proposes cmd when this node leads the shard, or forwards it. An
-// append queues behind what the shard's outbox holds even when this node
-// leads now (the sender proposes it here then, in order): proposed at
-// once, it would overtake a publisher's earlier appends still waiting to
-// be forwarded from before this node took the leadership.
+// route proposes cmd when this node leads the shard and its outbox holds
+// nothing, or queues it in the outbox (outbox.go): behind appends still
+// waiting to be forwarded from before this node took the leadership, or
+// behind appends proposed here when it lost the leadership, which come
+// back to be sent again; either way a publisher's appends keep their
+// order.
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
-	if r := s.replica(shard); r != nil && r.isLeader() && !s.outboxes[shard].busy() {
-		r.propose(cmd, func(first uint64, err error) {
-			if errors.Is(err, errNotProposed) || errors.Is(err, errOutcomeUnknown) && cmd.retriable() {
-				// Lost the leadership before proposing, or before
-				// learning whether the entry was committed: try again
-				// through whoever leads now.
-				s.outboxes[shard].add(s, shard, forwardItem{cmd: cmd, hops: hops, done: done})
-				return
-			}
-			done(first, err)
-		})
+	o := &s.outboxes[shard]
+	it := forwardItem{cmd: cmd, hops: hops, done: done}
+	if r := s.replica(shard); r != nil && r.isLeader() && o.claimDirect() {
+		s.proposeDirect(shard, r, []forwardItem{it})
 		return
 	}
-	s.outboxes[shard].add(s, shard, forwardItem{cmd: cmd, hops: hops, done: done})
+	o.add(s, shard, it)
 }
 
 // target is where to forward an append of shard: its leader if this node

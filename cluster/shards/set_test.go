@@ -497,28 +497,42 @@ func TestOutboxKeepsItsOrderWhenTheNodeTakesTheLead(t *testing.T) {
 	}
 	c.mu.Unlock()
 	stream := streamOfShard(t, 0, 1)
-	type answer struct {
-		first uint64
-		err   error
-	}
-	submit := func(payload string) chan answer {
-		ch := make(chan answer, 1)
-		if err := b.set.Submit(streams.AppendRequest{Stream: stream, Records: recs(payload, 1),
-			Done: func(first uint64, err error) { ch <- answer{first, err} }}); err != nil {
-			t.Fatal(err)
-		}
-		return ch
-	}
-	a1 := submit("A1")
+	a1 := submitOne(t, b.set, stream, "A1")
 	<-entered // A1's forward is stuck
 	if err := old.set.replica(0).raft.LeadershipTransferToServer(raft.ServerID(b.self.ID), raft.ServerAddress(b.self.RPC)).Error(); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, "b to lead", func() bool { return b.set.replica(0).isLeader() })
-	a2 := submit("A2")
+	a2 := submitOne(t, b.set, stream, "A2")
 	close(release)
-	var got [2]answer
-	for i, ch := range []chan answer{a1, a2} {
+	expectInOrder(t, a1, a2)
+}
+
+// submitted is the answer to an append of a test's.
+type submitted struct {
+	first uint64
+	err   error
+}
+
+// submitOne submits one record to stream through set; the channel gets
+// its answer.
+func submitOne(t *testing.T, set *Set, stream, payload string) chan submitted {
+	t.Helper()
+	ch := make(chan submitted, 1)
+	if err := set.Submit(streams.AppendRequest{Stream: stream, Records: recs(payload, 1),
+		Done: func(first uint64, err error) { ch <- submitted{first, err} }}); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// expectInOrder waits for one publisher's appends to be answered and
+// fails the test unless each succeeded at a higher offset than the one
+// submitted before.
+func expectInOrder(t *testing.T, chans ...chan submitted) {
+	t.Helper()
+	got := make([]submitted, len(chans))
+	for i, ch := range chans {
 		select {
 		case got[i] = <-ch:
 			if got[i].err != nil {
@@ -527,8 +541,58 @@ func TestOutboxKeepsItsOrderWhenTheNodeTakesTheLead(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("A%d: no answer", i+1)
 		}
+		if i > 0 && got[i-1].first > got[i].first {
+			t.Fatalf("one publisher's appends reordered: A%d at offset %d, A%d at %d", i, got[i-1].first, i+1, got[i].first)
+		}
 	}
-	if got[0].first > got[1].first {
-		t.Fatalf("one publisher's appends reordered: A1 at offset %d, A2 at %d", got[0].first, got[1].first)
+}
+
+// TestOutboxKeepsItsOrderWhenTheLeaderStepsDown: the leader has a
+// publisher's A1 in flight when a partition deposes it; the publisher's
+// A2, submitted after the step-down, goes to the outbox at once, while A1
+// comes back there only when its failure is answered. A1 must still be
+// sent first.
+func TestOutboxKeepsItsOrderWhenTheLeaderStepsDown(t *testing.T) {
+	timers := LocalTimers()
+	timers.Balance = time.Hour // no hand-back meanwhile
+	c := newClusterWith(t, 3, 1, 3, timers)
+	leaders := c.waitLeaders()
+	l := c.nodes[leaders[0]]
+	stream := streamOfShard(t, 0, 1)
+	var term uint64
+	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
+		var ok bool
+		term, ok = l.set.replica(0).lead()
+		return ok
+	})
+	fenced := func(payload string, done func()) {
+		if err := l.set.SubmitFenced(streams.AppendRequest{Stream: stream, Records: recs(payload, 1),
+			Done: func(uint64, error) { done() }}, term); err != nil {
+			t.Fatal(err)
+		}
 	}
+
+	c.partition(l)
+	// A leader answers its appends in the order it proposed them. E0's
+	// answer (a fenced append's, never sent again) waits for release, so
+	// A1's failure comes after A2 is queued; E2's tells when A1's failure
+	// has been answered.
+	release, a1Answered := make(chan struct{}), make(chan struct{})
+	fenced("E0", func() { <-release })
+	a1 := submitOne(t, l.set, stream, "A1")
+	fenced("E2", func() { close(a1Answered) })
+	testutil.Eventually(t, 5*time.Second, "the partitioned leader to step down", func() bool { return !l.set.replica(0).isLeader() })
+	a2 := submitOne(t, l.set, stream, "A2")
+	testutil.Eventually(t, 10*time.Second, "a new leader", func() bool {
+		for _, nd := range c.nodes {
+			if nd != l && nd.set.replica(0).isLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	close(release)
+	<-a1Answered // A1 is back in the outbox, A2 queued before it
+	c.heal()
+	expectInOrder(t, a1, a2)
 }
