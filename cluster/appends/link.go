@@ -82,12 +82,18 @@ func newLink(b *Batcher, addr string) *link {
 // returns false and c is not queued: the caller settles it (enqueue may
 // be called with the caller's locks held, which c.done may take).
 func (l *link) enqueue(c *call) bool {
+	return l.enqueueAll([]*call{c})
+}
+
+// enqueueAll queues calls, in order and with nothing between them; false
+// when the link takes no more (none is queued then).
+func (l *link) enqueueAll(calls []*call) bool {
 	l.mu.Lock()
 	if l.mu.closed {
 		l.mu.Unlock()
 		return false
 	}
-	l.mu.queue = append(l.mu.queue, c)
+	l.mu.queue = append(l.mu.queue, calls...)
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:

@@ -55,7 +55,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		return nil, ErrClosed
 	}
 	f := &future{p: p, start: time.Now(), req: args, resp: resp, settled: make(chan struct{})}
-	f.c = call{group: p.t.group, req: args, done: f.settle}
+	m := newMultiCall(p.t.group, args, f.settle)
 	p.mu.Lock()
 	if p.mu.closed {
 		p.mu.Unlock()
@@ -64,10 +64,10 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	f.seq = p.mu.sent
 	p.mu.sent++
 	// Queued under mu, so that the link has them in sequence order.
-	queued := p.l.enqueue(&f.c)
+	queued := m.send(p.l)
 	p.mu.Unlock()
 	if !queued {
-		f.settle(&f.c, ErrClosed) // the Batcher closed: delivered failed
+		m.fail(ErrClosed) // the Batcher closed: delivered failed
 	}
 	return f, nil
 }
@@ -163,7 +163,6 @@ func (p *pipeline) drain() {
 // future is one pipelined append.
 type future struct {
 	p       *pipeline
-	c       call
 	seq     uint64
 	start   time.Time
 	req     *raft.AppendEntriesRequest
@@ -172,11 +171,12 @@ type future struct {
 	settled chan struct{} // closed once err and resp are final
 }
 
-// settle is f.c's done: it fills in raft's response and delivers f.
-func (f *future) settle(c *call, err error) {
+// settle is the done of f's calls (multiCall): it fills in raft's
+// response and delivers f.
+func (f *future) settle(resp raft.AppendEntriesResponse, err error) {
 	f.err = err
 	if err == nil {
-		*f.resp = c.resp
+		*f.resp = resp
 	}
 	close(f.settled)
 	f.p.deliver(f)

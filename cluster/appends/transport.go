@@ -92,17 +92,21 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	if l == nil {
 		return ErrClosed
 	}
-	ch := make(chan error, 1)
-	c := &call{group: t.group, req: args, done: func(_ *call, err error) { ch <- err }}
-	if !l.enqueue(c) {
+	type answer struct {
+		resp raft.AppendEntriesResponse
+		err  error
+	}
+	ch := make(chan answer, 1)
+	m := newMultiCall(t.group, args, func(resp raft.AppendEntriesResponse, err error) { ch <- answer{resp, err} })
+	if !m.send(l) {
 		return ErrClosed
 	}
 	select {
-	case err := <-ch:
-		if err == nil {
-			*resp = c.resp
+	case a := <-ch:
+		if a.err == nil {
+			*resp = a.resp
 		}
-		return err
+		return a.err
 	case <-t.closed:
 		return ErrClosed
 	}

@@ -17,9 +17,10 @@ import (
 // wireVersion is the first byte of every frame body.
 const wireVersion byte = 1
 
-// maxFrame bounds a frame's body: one request carries at most 64 entries
-// (raft's MaxAppendEntries) of at most 1 MiB each, and a frame at least
-// one request.
+// maxFrame bounds a frame's body: a frame holds requests past
+// Options.MaxFrame only when its first is larger, and a request is at
+// most maxRequestBytes (split.go), or one entry, which cluster/shards
+// bounds at 32 MiB.
 const maxFrame = 128 << 20
 
 // maxItems bounds the requests or answers of one frame.

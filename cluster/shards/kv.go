@@ -144,6 +144,9 @@ func (s *Set) SubmitFenced(req streams.AppendRequest, term uint64) error {
 	}
 	cmd := appendCmd{kind: kindAppend, stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records),
 		id: appendID{producer: s.producer, seq: s.seq.Add(1)}, term: term}
+	if err := checkAppendSize(cmd); err != nil {
+		return err
+	}
 	recs, done := req.Records, req.Done
 	r.propose(cmd, func(first uint64, err error) {
 		switch {

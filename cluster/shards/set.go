@@ -247,6 +247,9 @@ func (s *Set) Submit(req streams.AppendRequest) error {
 	}
 	cmd := appendCmd{kind: kindAppend, stream: req.Stream, noSync: req.NoSync, records: encodeRecords(req.Records),
 		id: appendID{producer: s.producer, seq: s.seq.Add(1)}}
+	if err := checkAppendSize(cmd); err != nil {
+		return err
+	}
 	recs, done := req.Records, req.Done
 	s.route(ShardOf(req.Stream, s.opts.Shards), cmd, 0, func(first uint64, err error) {
 		if err == nil {
@@ -256,6 +259,21 @@ func (s *Set) Submit(req streams.AppendRequest) error {
 		}
 		done(first, err)
 	})
+	return nil
+}
+
+// maxAppendBytes bounds one append: it travels between nodes whole, in
+// one forward request (rpcmux frames of 64 MiB), in one Raft entry (sent
+// in requests that cluster/appends splits at 32 MiB, but never within an
+// entry) and in one fetch page when a replica catches up.
+const maxAppendBytes = 32 << 20
+
+// checkAppendSize refuses an append larger than maxAppendBytes.
+func checkAppendSize(cmd appendCmd) error {
+	if n := cmdSize(cmd); n > maxAppendBytes {
+		return fmt.Errorf("%w: an append of %d bytes to stream %q; a cluster node takes at most %d in one",
+			streams.ErrRecordTooLarge, n, cmd.stream, maxAppendBytes)
+	}
 	return nil
 }
 

@@ -596,3 +596,34 @@ func TestOutboxKeepsItsOrderWhenTheLeaderStepsDown(t *testing.T) {
 	c.heal()
 	expectInOrder(t, a1, a2)
 }
+
+// TestAppendLargerThanANodeTakesIsRefused: an append past maxAppendBytes
+// is refused as too large, before it is queued; one below the limit is
+// stored.
+func TestAppendLargerThanANodeTakesIsRefused(t *testing.T) {
+	c := newCluster(t, 1, 1, 1)
+	c.waitLeaders()
+	set := c.nodes[0].set
+	stream := streamOfShard(t, 0, 1)
+	records := func(n int) []streams.Record {
+		out := make([]streams.Record, n)
+		for i := range out {
+			out[i] = streams.Record{Topic: "t", Payload: make([]byte, 800<<10)}
+		}
+		return out
+	}
+	tooMany := records(maxAppendBytes/(800<<10) + 1)
+	err := set.Submit(streams.AppendRequest{Stream: stream, Records: tooMany,
+		Done: func(uint64, error) { t.Error("a refused append was answered") }})
+	if !errors.Is(err, streams.ErrRecordTooLarge) {
+		t.Fatalf("Submit: %v, want ErrRecordTooLarge", err)
+	}
+	if _, err := set.Append(context.Background(), stream, tooMany...); !errors.Is(err, streams.ErrRecordTooLarge) {
+		t.Fatalf("Append: %v, want ErrRecordTooLarge", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := set.Append(ctx, stream, records(maxAppendBytes/(800<<10)-1)...); err != nil {
+		t.Fatalf("an append within the limit: %v", err)
+	}
+}
