@@ -8,6 +8,10 @@ import (
 	"strconv"
 )
 
+// MaxClusterPayload bounds mqtt.max_payload in cluster mode: a message
+// travels between nodes whole (cluster/shards takes no append past 32 MiB).
+const MaxClusterPayload = 32 << 20
+
 // validateCluster checks the cluster section (only in cluster mode): a
 // node id, parsable addresses that no two listeners share, no wildcard bind
 // address without an advertised host, sane sizes.
@@ -74,6 +78,9 @@ func (c Config) validateCluster(bad func(key, format string, args ...any)) {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			bad("cluster.seeds["+strconv.Itoa(i)+"]", "%q is not a host:port address", s)
 		}
+	}
+	if c.MQTT.MaxPayload > MaxClusterPayload {
+		bad("mqtt.max_payload", "%d is over 32MiB, the most one message may be in cluster mode (it travels between nodes whole)", c.MQTT.MaxPayload)
 	}
 	if cl.BootstrapExpect < 1 {
 		bad("cluster.bootstrap_expect", "must be at least 1")

@@ -54,6 +54,11 @@ cluster: {name: demo, gossip: "0.0.0.0:7946", rpc: ":7947"}
 node: {id: a}
 cluster: {name: demo, gossip: "nonsense", seeds: ["x"], shards: 0, replication_factor: 9, bootstrap_expect: 0}
 `, []string{"cluster.gossip", "cluster.seeds[0]", "cluster.shards", "cluster.replication_factor", "cluster.bootstrap_expect"}},
+		{"a payload larger than a node forwards", `
+node: {id: a}
+mqtt: {max_payload: 33MiB}
+cluster: {name: demo, gossip: "127.0.0.1:7946", rpc: "127.0.0.1:7947"}
+`, []string{"mqtt.max_payload", "32MiB"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
