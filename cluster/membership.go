@@ -70,12 +70,15 @@ type Membership struct {
 	wg      sync.WaitGroup
 	refused atomic.Pointer[error]  // set by the merge delegate
 	self    atomic.Pointer[string] // the bound gossip address, once known
+	// joinedCh is closed once the node has joined (setJoined): a seed
+	// answered, it has none, or another member joined it.
+	joinedCh chan struct{}
 
 	mu struct {
 		sync.Mutex
 		changed     chan struct{} // closed (and replaced) on every change
 		unreachable map[string]bool
-		joined      bool // met at least one seed (or has none)
+		joined      bool // met a seed, has none, or was joined by a member
 		formed      bool // BootstrapExpect members were alive once
 		fatal       bool // OnFatal was called
 		closed      bool
@@ -100,7 +103,7 @@ func Start(opts Options) (*Membership, error) {
 		opts.BootstrapExpect = 1
 	}
 	m := &Membership{opts: opts, log: opts.Logger.With("component", "cluster"), done: make(chan struct{}),
-		events: make(chan serf.Event, 64)}
+		events: make(chan serf.Event, 64), joinedCh: make(chan struct{})}
 	m.mu.changed = make(chan struct{})
 	m.mu.unreachable = map[string]bool{}
 	conf, err := m.serfConfig()
@@ -183,38 +186,49 @@ func (m *Membership) otherSeeds() []string {
 	return out
 }
 
-// join tries every seed once.
+// join tries every seed once, each on its own so that an unreachable
+// seed is logged with its own error.
 func (m *Membership) join(seeds []string) error {
 	m.refused.Store(nil)
-	n, err := m.serf.Join(seeds, true)
-	if p := m.refused.Load(); p != nil {
-		return *p
-	}
-	if n > 0 {
-		m.setJoined()
-		return nil
-	}
-	m.mu.Lock()
+	joined := false
+	var errs []error
 	for _, s := range seeds {
+		n, err := m.serf.Join([]string{s}, true)
+		if p := m.refused.Load(); p != nil {
+			return *p
+		}
+		if n > 0 {
+			joined = true
+			continue
+		}
+		if err == nil {
+			err = errors.New("no answer")
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", s, err))
+		m.mu.Lock()
 		if !m.mu.unreachable[s] {
 			m.mu.unreachable[s] = true
 			m.log.Warn("cluster seed unreachable; retrying", "seed", s, "error", err)
 		}
+		m.mu.Unlock()
 	}
-	m.mu.Unlock()
-	if err == nil {
-		err = errors.New("no seed answered")
+	if joined {
+		m.setJoined()
+		return nil
 	}
-	return err
+	return errors.Join(errs...)
 }
 
-// retryJoin retries unreachable seeds with capped exponential backoff.
+// retryJoin retries unreachable seeds with capped exponential backoff,
+// until one answers or another member joins this one (joinedBy).
 func (m *Membership) retryJoin(seeds []string) {
 	defer m.wg.Done()
 	wait := m.opts.Timers.JoinRetryMin
 	for {
 		select {
 		case <-m.done:
+			return
+		case <-m.joinedCh:
 			return
 		case <-time.After(wait):
 		}
@@ -230,12 +244,27 @@ func (m *Membership) retryJoin(seeds []string) {
 	}
 }
 
+// joinedBy latches "joined" when another member of this cluster is alive
+// in this node's view: it joined this node through its own seeds (the
+// merge check let it in), so waiting for this node's seeds to answer
+// would only keep it unready.
+func (m *Membership) joinedBy() {
+	self := m.opts.NodeID
+	for _, mem := range m.Members() {
+		if mem.ID != self && (mem.Status == "alive" || mem.Status == "suspect") {
+			m.setJoined()
+			return
+		}
+	}
+}
+
 func (m *Membership) setJoined() {
 	m.mu.Lock()
 	first := !m.mu.joined
 	m.mu.joined = true
 	m.mu.Unlock()
 	if first {
+		close(m.joinedCh)
 		m.notify()
 	}
 }
@@ -267,6 +296,7 @@ func (m *Membership) watchEvents() {
 				m.log.Info("cluster membership changed", "event", me.Type.String(), "member", mem.Name,
 					"gossip", net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
 			}
+			m.joinedBy()
 			m.Ready() // latches "formed" when enough members are alive
 			m.notify()
 		}

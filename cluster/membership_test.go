@@ -100,13 +100,20 @@ func TestDuplicateNodeIDIsRefused(t *testing.T) {
 	}
 }
 
-func TestUnreachableSeedIsRetried(t *testing.T) {
+// unusedAddr returns a 127.0.0.1 address nothing listens on (a port the
+// system just handed out and that was closed again).
+func unusedAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestUnreachableSeedIsRetried(t *testing.T) {
+	seed := unusedAddr(t)
 	z := mustStart(t, "z", "demo", 2, seed)
 	if ok, reason := z.Ready(); ok || !strings.Contains(reason, seed) {
 		t.Fatalf("with an unreachable seed: ready %v %q", ok, reason)
@@ -140,4 +147,24 @@ func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
 		t.Fatalf("same settings: %v", err)
 	}
 	testutil.Eventually(t, 10*time.Second, "a to see only c", func() bool { return statuses(a) == "a=alive c=alive" })
+}
+
+// TestJoinedByAnotherMember: a node whose seeds are unreachable, waiting
+// long between retries, is joined by a member that reaches it; it counts
+// as joined at once (ready), without waiting for its next retry.
+func TestJoinedByAnotherMember(t *testing.T) {
+	seed := unusedAddr(t)
+	timers := LocalTimers()
+	timers.JoinRetryMin, timers.JoinRetryMax = time.Hour, time.Hour
+	a, err := Start(Options{NodeID: "a", Cluster: "demo", Gossip: "127.0.0.1:0", Seeds: []string{seed}, BootstrapExpect: 2,
+		Timers: timers, Logger: testutil.Logger().With("node", "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	if ok, reason := a.Ready(); ok || !strings.Contains(reason, "no seed reachable") {
+		t.Fatalf("with an unreachable seed: ready %v %q", ok, reason)
+	}
+	mustStart(t, "b", "demo", 2, a.GossipAddr())
+	testutil.Eventually(t, 10*time.Second, "a to count as joined once b joined it", func() bool { ok, _ := a.Ready(); return ok })
 }
