@@ -491,7 +491,8 @@ func (n *Node) HTTPAddr() string {
 
 // Ready reports whether the node serves: false while starting or stopping,
 // while the store refuses writes (a disk fault or a full disk) and, in
-// cluster mode, until the cluster has formed.
+// cluster mode, until the cluster has formed and this node's replicas
+// have caught up with their leaders (caughtup.go).
 func (n *Node) Ready() bool {
 	ok, _ := n.Readiness()
 	return ok
@@ -510,7 +511,13 @@ func (n *Node) Readiness() (bool, string) {
 			return false, reason
 		}
 	}
-	return n.shardsReady()
+	if ok, reason := n.shardsReady(); !ok {
+		return false, reason
+	}
+	if n.repl != nil {
+		return n.repl.caught.state()
+	}
+	return true, ""
 }
 
 // ClusterName is the cluster's name ("" when standalone).

@@ -109,9 +109,12 @@ type replication struct {
 	load atomic.Pointer[[]float64]
 	// logLimit holds back repeated Raft log lines of every group.
 	logLimit *shards.LogLimit
-	done     chan struct{}
-	wg       sync.WaitGroup
-	closed   sync.Once
+	// caught latches once this node's replicas have caught up with their
+	// leaders (caughtup.go); /readyz waits for it.
+	caught caughtUp
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
 }
 
 // layoutKey is where the shard layout is kept in the store's "cluster"
@@ -232,9 +235,10 @@ func (r *replication) start() {
 		if err := r.n.members.MarkFormed(layoutMembers(layout)); err != nil {
 			r.n.log.Warn("could not announce the formed cluster", "error", err)
 		}
-		r.wg.Add(2)
+		r.wg.Add(3)
 		go r.follow(set)
 		go r.plan(layout)
+		go r.awaitCaughtUp()
 	}()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,7 +223,14 @@ func (n *Node) followGroupLeaders() {
 		if n.groupPlace.refresh(set) || failed {
 			err := n.groups.Refresh()
 			if failed = err != nil; failed {
-				n.log.Error("consumer groups: applying a change of shard leaders failed; retrying", "error", err)
+				// A shard without a leader here, or one this node no
+				// longer holds, is the usual passing state while a
+				// layout changes: a warning; anything else an error.
+				level := slog.LevelError
+				if errors.Is(err, shards.ErrNoLeader) || errors.Is(err, shards.ErrNotHeld) {
+					level = slog.LevelWarn
+				}
+				n.log.Log(context.Background(), level, "consumer groups: applying a change of shard leaders failed; retrying", "error", err)
 			}
 			n.relay.Reconcile()
 		}

@@ -189,10 +189,14 @@ func (s *Set) ScanKV(shard int, prefix []byte, fn func(key, value []byte) error)
 	}
 	r := s.replica(shard)
 	if r == nil {
-		return fmt.Errorf("shards: this node holds no replica of shard %d", shard)
+		return fmt.Errorf("%w: shard %d", ErrNotHeld, shard)
 	}
 	return r.fsm.kv.Scan(prefix, fn)
 }
+
+// ErrNotHeld: this node holds no replica of the shard (ScanKV), as when a
+// layout change has just moved it away.
+var ErrNotHeld = errors.New("shards: this node holds no replica of the shard")
 
 // validateKV checks writes for WriteKV.
 func validateKV(writes []streams.KVWrite) error {

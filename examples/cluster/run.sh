@@ -9,10 +9,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-bin=$(mktemp -d)/mqstream
-(cd "$root" && go build -o "$bin" ./cmd/mqstream)
+tmp=$(mktemp -d)
+bin=$tmp/mqstream
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT INT TERM
+(cd "$root" && go build -o "$bin" ./cmd/mqstream)
 for i in 1 2 3; do
   "$bin" serve --config "$here/node$i.yaml" >"node$i.log" 2>&1 &
   pids+=($!)
