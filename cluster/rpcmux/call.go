@@ -38,7 +38,8 @@ func (m *Mux) Handle(service string, h Handler) {
 // cancel, a call waits as long as the handler takes. Errors wrap
 // ErrRemote (the handler failed; its message follows), ErrUnreachable (no
 // connection, or it broke before the response), ErrClosed (this mux is
-// closed), ErrTooLarge, or ctx's error. Calls may run concurrently: each
+// closed), ErrTooLarge, or ctx's error; and ErrNotSent too when none of
+// the request was written. Calls may run concurrently: each
 // uses its own connection, from a pool of idle ones (see the package doc).
 func (m *Mux) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
 	what := fmt.Sprintf("rpcmux: call %q at %s", service, addr)
@@ -47,20 +48,20 @@ func (m *Mux) Call(ctx context.Context, addr, service string, req []byte) ([]byt
 		return nil, err
 	}
 	if err := m.sleep(ctx, m.faults.latency()); err != nil {
-		return nil, m.failed(ctx, what, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, m.failed(ctx, what, err))
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, m.failed(ctx, what, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, m.failed(ctx, what, err))
 	}
 	key := poolKey{addr: addr, service: service}
 	cc, err := m.idleConn(key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotSent, what, err)
 	}
 	if cc == nil {
 		c, err := m.dial(ctx, addr, m.opts.DialTimeout, header{kind: kindCall, name: service, nodeID: m.opts.NodeID}, nil)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 		}
 		cc = &callConn{c: c, r: bufio.NewReader(c)}
 	}

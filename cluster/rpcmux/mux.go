@@ -25,6 +25,10 @@ var (
 	ErrUnreachable = errors.New("rpcmux: unreachable")
 	// ErrTooLarge: a request or response is over MaxFrame.
 	ErrTooLarge = errors.New("rpcmux: frame too large")
+	// ErrNotSent comes with a call's error when none of the request was
+	// written (no connection, or the call's context ended first): the
+	// handler did not run, so sending it again cannot run it twice.
+	ErrNotSent = errors.New("rpcmux: request not sent")
 )
 
 // HeaderTimeout bounds how long an accepted connection may take to send

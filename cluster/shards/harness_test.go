@@ -3,6 +3,7 @@ package shards
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/mqstream/mqstream/cluster/rpcmux"
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/streams"
 )
@@ -309,7 +311,7 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 			isCut := c.cut[nd.self.ID]
 			c.mu.Unlock()
 			if isCut && nd.self.RPC == addr {
-				return nil, fmt.Errorf("%s unreachable (partitioned)", addr)
+				return nil, fmt.Errorf("%w: %s unreachable (partitioned)", rpcmux.ErrNotSent, addr)
 			}
 		}
 	}
@@ -341,7 +343,38 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 			return resp, err
 		}
 	}
-	return nil, fmt.Errorf("%s unreachable", addr)
+	return nil, fmt.Errorf("%w: %s unreachable", rpcmux.ErrNotSent, addr)
+}
+
+// newSteadyCluster starts n nodes holding one shard on three replicas,
+// whose balancer does not move the leadership during the test (the
+// tests that move it themselves).
+func newSteadyCluster(t testing.TB, n int) *cluster {
+	t.Helper()
+	timers := LocalTimers()
+	timers.Balance = time.Hour
+	return newClusterWith(t, n, 1, 3, timers)
+}
+
+// stallFirstForward makes the next forward call wait until release is
+// closed and then fail, as one to a leader that died (the later calls go
+// through); entered is closed once it waits.
+func (c *cluster) stallFirstForward() (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.mu.Lock()
+	c.forwardFault = func(string) error {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return nil
+		}
+		close(entered)
+		<-release
+		return errors.New("forward timed out (the leader is gone)")
+	}
+	c.mu.Unlock()
+	return entered, release
 }
 
 // fault asks the fault hook *hook (read under c.mu) about a call to

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mqstream/mqstream/cluster/rpcmux"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -232,20 +233,29 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
-	hops := 0
-	for _, it := range batch {
-		hops = max(hops, it.hops)
-	}
 	for len(batch) > 0 {
+		hops := 0
+		for _, it := range batch {
+			hops = max(hops, it.hops)
+		}
 		if r := s.replica(shard); r != nil && r.isLeader() {
 			s.proposeHeld(shard, r, batch)
 			return
 		} else if hops >= maxHops {
 			// Forwarded here by a node that took this one for the leader:
 			// this node's view is no better, so let the sender look again
-			// rather than wait here.
-			answerAll(batch, fmt.Errorf("%w: %w (forwarded %d times)", ErrNoLeader, errNotProposed, hops))
-			return
+			// rather than wait here. Only those: the others (this node's
+			// own appends among them) go on to the leader.
+			var rest []forwardItem
+			for _, it := range batch {
+				if it.hops >= maxHops {
+					it.done(0, fmt.Errorf("%w: %w (forwarded %d times)", ErrNoLeader, errNotProposed, it.hops))
+				} else {
+					rest = append(rest, it)
+				}
+			}
+			batch = rest
+			continue
 		} else if target, ok := s.target(shard); ok {
 			cmds := make([]appendCmd, len(batch))
 			for i, it := range batch {
@@ -262,6 +272,9 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			if err != nil {
 				s.forwards.failed.Add(1)
 				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
+				if !errors.Is(err, rpcmux.ErrNotSent) {
+					batch = s.unsent(batch, target, err)
+				}
 			} else if results, err := decodeForwardResults(resp, len(batch)); err != nil {
 				answerAll(batch, err)
 				return
@@ -294,6 +307,25 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
+}
+
+// unsent handles a batch whose forward failed after it may have been
+// served (the answer lost, the connection broken midway): appends with
+// ids are returned to be sent again (a repeat is answered from the
+// state machine's window); the other commands (a stream's creation or
+// deletion, fenced appends), which the state machine would apply again,
+// are answered with the outcome unknown. Sent again, a deletion whose
+// first copy was applied could delete the stream created anew since.
+func (s *Set) unsent(batch []forwardItem, target Peer, err error) []forwardItem {
+	var again []forwardItem
+	for _, it := range batch {
+		if it.cmd.retriable() {
+			again = append(again, it)
+			continue
+		}
+		it.done(0, fmt.Errorf("%w: %w: the forward to %s failed after it was sent (%v)", streams.ErrUnavailable, errOutcomeUnknown, target.ID, err))
+	}
+	return again
 }
 
 func answerAll(batch []forwardItem, err error) {

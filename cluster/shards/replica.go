@@ -35,6 +35,9 @@ const maxEntryBytes = 1 << 20
 type proposal struct {
 	cmd  appendCmd
 	size int
+	// term is raft's current term when the append was queued: one still
+	// queued once the term has moved on is not proposed (staleTerm).
+	term uint64
 	done func(first uint64, err error)
 }
 
@@ -178,7 +181,7 @@ func (r *replica) propose(cmd appendCmd, done func(first uint64, err error)) {
 		done(0, streams.ErrClosed)
 		return
 	}
-	r.mu.queue = append(r.mu.queue, proposal{cmd: cmd, size: size, done: done})
+	r.mu.queue = append(r.mu.queue, proposal{cmd: cmd, size: size, term: r.raft.CurrentTerm(), done: done})
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -259,6 +262,28 @@ func entryLength(queue []proposal) int {
 	return n
 }
 
+// staleTerm returns how many of queue's first proposals were queued in a
+// term before term. Such an append was routed here while this replica led
+// an earlier term: since then it lost the leadership, and an append of
+// that term already in flight failed and is sent again through the
+// outbox. Proposed now, in a term this replica leads again, it would be
+// stored ahead of that one; it fails as not proposed instead, and is sent
+// again after it (answers go in proposal order).
+func staleTerm(queue []proposal, term uint64) int {
+	n := 0
+	for n < len(queue) && queue[n].term != term {
+		n++
+	}
+	return n
+}
+
+// failedFuture is the outcome of an entry never proposed.
+type failedFuture struct{ err error }
+
+func (f failedFuture) Error() error  { return f.err }
+func (f failedFuture) Index() uint64 { return 0 }
+func (f failedFuture) Response() any { return nil }
+
 func (r *replica) proposeLoop() {
 	defer r.wg.Done()
 	var waiters sync.WaitGroup
@@ -326,14 +351,24 @@ func (r *replica) proposeLoop() {
 				return
 			}
 			held = false
-			n := entryLength(queue)
+			var f raft.ApplyFuture
+			n := staleTerm(queue, r.raft.CurrentTerm())
+			if n > 0 {
+				// Queued in an earlier term: failed as not proposed,
+				// answered in their turn.
+				f = failedFuture{raft.ErrNotLeader}
+			} else {
+				n = entryLength(queue)
+			}
 			batch := queue[:n:n]
 			queue = queue[n:]
-			cmds := make([]appendCmd, len(batch))
-			for i, p := range batch {
-				cmds[i] = p.cmd
+			if f == nil {
+				cmds := make([]appendCmd, len(batch))
+				for i, p := range batch {
+					cmds[i] = p.cmd
+				}
+				f = r.raft.Apply(encodeEntry(time.Now(), cmds), r.timeout)
 			}
-			f := r.raft.Apply(encodeEntry(time.Now(), cmds), r.timeout)
 			before, done := answered, make(chan struct{})
 			answered = done
 			waiters.Add(1)

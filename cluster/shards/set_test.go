@@ -477,25 +477,10 @@ func TestEntryLengthStartsAnEntryAtEachCreationOrDeletion(t *testing.T) {
 // node then takes the shard's leadership; the publisher's A2 must not be
 // proposed ahead of A1.
 func TestOutboxKeepsItsOrderWhenTheNodeTakesTheLead(t *testing.T) {
-	timers := LocalTimers()
-	timers.Balance = time.Hour // no hand-back meanwhile
-	c := newClusterWith(t, 3, 1, 3, timers)
+	c := newSteadyCluster(t, 3)
 	leaders := c.waitLeaders()
 	old, b := c.nodes[leaders[0]], c.nodes[(leaders[0]+1)%3]
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	c.mu.Lock()
-	c.forwardFault = func(string) error {
-		first := false
-		once.Do(func() { first = true })
-		if !first {
-			return nil
-		}
-		close(entered)
-		<-release
-		return errors.New("forward timed out (the leader is gone)")
-	}
-	c.mu.Unlock()
+	entered, release := c.stallFirstForward()
 	stream := streamOfShard(t, 0, 1)
 	a1 := submitOne(t, b.set, stream, "A1")
 	<-entered // A1's forward is stuck
@@ -526,6 +511,22 @@ func submitOne(t *testing.T, set *Set, stream, payload string) chan submitted {
 	return ch
 }
 
+// expectStored waits for an append's answer and fails the test unless
+// it was stored.
+func expectStored(t *testing.T, what string, ch chan submitted) submitted {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if got.err != nil {
+			t.Fatalf("%s: %v", what, got.err)
+		}
+		return got
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no answer", what)
+	}
+	return submitted{}
+}
+
 // expectInOrder waits for one publisher's appends to be answered and
 // fails the test unless each succeeded at a higher offset than the one
 // submitted before.
@@ -533,14 +534,7 @@ func expectInOrder(t *testing.T, chans ...chan submitted) {
 	t.Helper()
 	got := make([]submitted, len(chans))
 	for i, ch := range chans {
-		select {
-		case got[i] = <-ch:
-			if got[i].err != nil {
-				t.Fatalf("A%d: %v", i+1, got[i].err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("A%d: no answer", i+1)
-		}
+		got[i] = expectStored(t, fmt.Sprintf("A%d", i+1), ch)
 		if i > 0 && got[i-1].first > got[i].first {
 			t.Fatalf("one publisher's appends reordered: A%d at offset %d, A%d at %d", i, got[i-1].first, i+1, got[i].first)
 		}
@@ -553,9 +547,7 @@ func expectInOrder(t *testing.T, chans ...chan submitted) {
 // comes back there only when its failure is answered. A1 must still be
 // sent first.
 func TestOutboxKeepsItsOrderWhenTheLeaderStepsDown(t *testing.T) {
-	timers := LocalTimers()
-	timers.Balance = time.Hour // no hand-back meanwhile
-	c := newClusterWith(t, 3, 1, 3, timers)
+	c := newSteadyCluster(t, 3)
 	leaders := c.waitLeaders()
 	l := c.nodes[leaders[0]]
 	stream := streamOfShard(t, 0, 1)

@@ -1,0 +1,326 @@
+package shards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mqstream/mqstream/cluster/rpcmux"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
+)
+
+// Order and at-most-once across forwards and changes of leadership: the
+// cases a review of the forwarding path found.
+
+// TestQueuedAppendIsNotProposedInALaterTerm: the
+// leader L has a publisher's A1 in flight (its entry in L's log only, L
+// cut off) and its A2, claimed as direct too, waiting in the replica's
+// queue for a slot (maxEntriesInFlight entries in flight). L steps down:
+// A1's entry fails with the leadership lost (retried) and is dropped by
+// the next leader. L takes the leadership back before the slot frees;
+// A2 must not be proposed in L's new term ahead of A1, put back in the
+// outbox (staleTerm).
+func TestQueuedAppendIsNotProposedInALaterTerm(t *testing.T) {
+	c := newSteadyCluster(t, 3)
+	leaders := c.waitLeaders()
+	l := c.nodes[leaders[0]]
+	r := l.set.replica(0)
+	stream := streamOfShard(t, 0, 1)
+	var term uint64
+	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
+		var ok bool
+		term, ok = r.lead()
+		return ok
+	})
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // so that a failed setup does not hold the nodes' close
+	directNow := func() int {
+		o := &l.set.outboxes[0]
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.direct
+	}
+
+	c.partition(l) // nothing L proposes now reaches a majority
+	// E0: a fenced append whose answer is slow (held until release); it
+	// takes one of the two slots, and A1's entry the other.
+	if err := l.set.SubmitFenced(streams.AppendRequest{Stream: stream, Records: recs("E0", 1),
+		Done: func(uint64, error) { <-release }}, term); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, time.Second, "E0 proposed", func() bool { return r.queued() == 0 })
+	a1 := submitOne(t, l.set, stream, "A1")
+	testutil.Eventually(t, time.Second, "A1 proposed", func() bool { return r.queued() == 0 })
+	a2 := submitOne(t, l.set, stream, "A2")
+	if d := directNow(); d != 2 {
+		t.Fatalf("setup: %d direct appends, want 2 (L stepped down too soon)", d)
+	}
+	if q := r.queued(); q != 1 {
+		t.Fatalf("setup: %d appends queued in the replica, want 1 (A2 waiting for a slot)", q)
+	}
+	testutil.Eventually(t, 5*time.Second, "L to step down", func() bool { return !r.isLeader() })
+	testutil.Eventually(t, 10*time.Second, "a new leader among the others", func() bool {
+		for _, nd := range c.nodes {
+			if nd != l && nd.set.replica(0).isLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	c.heal()
+	// Another node leads (and overwrites A1's uncommitted entry on L),
+	// then hands the leadership back to L.
+	testutil.Eventually(t, 15*time.Second, "L to know the new leader", func() bool {
+		p, ok := r.leader()
+		return ok && p.ID != l.self.ID && r.raft.LastIndex() == c.nodes[slices.IndexFunc(c.nodes, func(nd *testNode) bool { return nd.self.ID == p.ID })].set.replica(0).raft.LastIndex()
+	})
+	testutil.Eventually(t, 15*time.Second, "L leading again", func() bool {
+		for _, nd := range c.nodes {
+			if o := nd.set.replica(0); nd != l && o.isLeader() {
+				_ = o.raft.LeadershipTransferToServer(raft.ServerID(l.self.ID), raft.ServerAddress(l.self.RPC)).Error()
+			}
+		}
+		return r.isLeader()
+	})
+	t.Logf("L leads again in term %d (was %d); A2 still queued: %v", r.raft.CurrentTerm(), term, r.queued() == 1)
+	free()
+	expectInOrder(t, a1, a2)
+}
+
+// TestOwnAppendBatchedWithATwiceForwardedOneGoesOn: a
+// follower Y's outbox holds an append forwarded to it twice already (a
+// node took Y for the leader) and, behind it, an append of Y's own
+// publisher. Only the twice forwarded one is answered "not proposed";
+// the local append, never forwarded, goes on to the leader (before, the
+// whole batch was refused).
+func TestOwnAppendBatchedWithATwiceForwardedOneGoesOn(t *testing.T) {
+	c := newSteadyCluster(t, 3)
+	leaders := c.waitLeaders()
+	y := c.nodes[(leaders[0]+1)%3]
+	stream := streamOfShard(t, 0, 1)
+	entered, release := c.stallFirstForward()
+	a0 := submitOne(t, y.set, stream, "A0")
+	<-entered // Y's sender is busy with A0
+
+	// A forward that reached Y after one hop already (hops 2 in the request).
+	f := appendCmd{kind: kindAppend, stream: stream, records: encodeRecords(recs("F", 1)), id: appendID{producer: 4242, seq: 1}}
+	fwd := make(chan error, 1)
+	go func() {
+		_, err := y.set.HandleForward(context.Background(), "", encodeForward(0, 2, []appendCmd{f}))
+		fwd <- err
+	}()
+	o := &y.set.outboxes[0]
+	testutil.Eventually(t, 5*time.Second, "F queued in Y's outbox", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.queue) == 1
+	})
+	a1 := submitOne(t, y.set, stream, "A1") // Y's own publisher, hops 0
+	close(release)
+	expectStored(t, "local append A0", a0)
+	expectStored(t, "local append A1 (never forwarded, the shard has a leader)", a1)
+	<-fwd
+}
+
+// callerForwarder wraps the test cluster's forwards of one node with a
+// hook that knows the caller.
+type callerForwarder struct {
+	c    *cluster
+	from string
+	hook func(from, addr string, req []byte) error
+}
+
+func (f *callerForwarder) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
+	if service == ForwardService {
+		if err := f.hook(f.from, addr, req); err != nil {
+			return nil, err
+		}
+	}
+	return f.c.Call(ctx, addr, service, req)
+}
+
+// TestForwardedPairStaysInOrderThroughAFollower: node O
+// holds no replica of the shard and forwards a publisher's A1 and A2 in
+// one request to a follower L (target rotates over the replicas). L's
+// outbox holds, ahead of them, an append F forwarded twice already. L's
+// sender takes [F, A1] (A2 does not fit in the same 4 MiB batch). Only
+// F may be answered "not proposed": were A1 too (the batch's highest hop
+// count once decided for all), L would forward [A2] to the leader, O
+// would get A1: retry, A2: ok, and send A1 again, to be stored after A2.
+func TestForwardedPairStaysInOrderThroughAFollower(t *testing.T) {
+	c := newSteadyCluster(t, 4)
+	leaders := c.waitLeaders()
+	ld := c.nodes[leaders[0]]
+	var o, l *testNode
+	for _, nd := range c.nodes {
+		switch {
+		case !c.layout.Holds(0, nd.self.ID):
+			o = nd
+		case nd != ld && l == nil:
+			l = nd
+		}
+	}
+	stream := streamOfShard(t, 0, 1)
+	t.Logf("leader %s, follower L %s, O %s (no replica)", ld.self.ID, l.self.ID, o.self.ID)
+
+	lEntered, lRelease := make(chan struct{}), make(chan struct{})
+	oEntered, oRelease := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	calls := map[string]int{}
+	hook := func(from, addr string, req []byte) error {
+		mu.Lock()
+		calls[from]++
+		n := calls[from]
+		mu.Unlock()
+		_, _, cmds, err := decodeForward(req)
+		if err != nil {
+			return err
+		}
+		switch {
+		case from == l.self.ID && n == 1: // L's own X0: L's sender stays busy
+			close(lEntered)
+			<-lRelease
+			return errors.New("forward timed out")
+		case from == o.self.ID && n == 1: // O's A0: O's sender stays busy
+			close(oEntered)
+			<-oRelease
+			return errors.New("forward timed out")
+		case from == o.self.ID && cmds[0].stream == stream && addr != l.self.RPC:
+			return errors.New("unreachable") // A1 and A2 reach L only
+		case from == o.self.ID && cmds[0].stream != stream && addr == l.self.RPC:
+			return errors.New("unreachable") // A0 stays out of L's outbox
+		}
+		return nil
+	}
+	o.set.opts.Forward = &callerForwarder{c: c, from: o.self.ID, hook: hook}
+	l.set.opts.Forward = &callerForwarder{c: c, from: l.self.ID, hook: hook}
+
+	submit := func(set *Set, stream, payload string, n, size int) chan submitted {
+		ch := make(chan submitted, 1)
+		rs := make([]streams.Record, n)
+		for i := range rs {
+			p := make([]byte, size)
+			copy(p, payload)
+			rs[i] = streams.Record{Topic: "t", Payload: p}
+		}
+		if err := set.Submit(streams.AppendRequest{Stream: stream, Records: rs,
+			Done: func(first uint64, err error) { ch <- submitted{first, err} }}); err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	x0 := submit(l.set, "x", "X0", 1, 10)
+	<-lEntered
+	a0 := submit(o.set, "y", "A0", 1, 10)
+	<-oEntered
+	// F, forwarded to L by a node that took L for the leader (hops 2).
+	fRecs := make([]streams.Record, 1)
+	fRecs[0] = streams.Record{Topic: "t", Payload: make([]byte, 600<<10)}
+	f := appendCmd{kind: kindAppend, stream: "z", records: encodeRecords(fRecs), id: appendID{producer: 4242, seq: 1}}
+	go func() { _, _ = l.set.HandleForward(context.Background(), "", encodeForward(0, 2, []appendCmd{f})) }()
+	lq := func() int {
+		ob := &l.set.outboxes[0]
+		ob.mu.Lock()
+		defer ob.mu.Unlock()
+		return len(ob.queue)
+	}
+	testutil.Eventually(t, 5*time.Second, "F queued on L", func() bool { return lq() == 1 })
+	// One publisher on O: A1 (small) then A2 (3.6 MB in 4 records), one
+	// batch of O's (under 4 MiB).
+	a1 := submit(o.set, stream, "A1", 1, 10)
+	a2 := submit(o.set, stream, "A2", 4, 900<<10)
+	close(oRelease)
+	testutil.Eventually(t, 10*time.Second, "A1 and A2 queued on L behind F", func() bool { return lq() == 3 })
+	close(lRelease)
+	expectStored(t, "X0", x0)
+	expectStored(t, "A0", a0)
+	expectInOrder(t, a1, a2)
+}
+
+// TestLostAnswerToAForwardedDeletionIsNotSentAgain: a follower forwards
+// a stream's deletion; the leader applies it but the answer is lost.
+// Sent again, the deletion (a command without an id, which the state
+// machine would apply again) could delete the stream another client
+// created anew meanwhile, with its acknowledged records: it is answered
+// with the outcome unknown instead.
+func TestLostAnswerToAForwardedDeletionIsNotSentAgain(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	leader, follower := c.nodes[leaders[0]], c.nodes[(leaders[0]+1)%3]
+	stream := streamOfShard(t, 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := leader.set.CreateStream(ctx, stream, streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := 0
+	c.mu.Lock()
+	c.dropAnswers = 1 // the deletion is applied, its answer lost
+	c.forwardFault = func(string) error {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	err := follower.set.DeleteStream(ctx, stream)
+	if !errors.Is(err, errOutcomeUnknown) || !errors.Is(err, streams.ErrUnavailable) {
+		t.Fatalf("DeleteStream with its answer lost: %v, want the outcome unknown (unavailable)", err)
+	}
+	mu.Lock()
+	n := calls
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the deletion was forwarded %d times, want once", n)
+	}
+	// Another client creates the stream anew and has a record
+	// acknowledged: nothing deletes them.
+	if _, err := leader.set.CreateStream(ctx, stream, streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.set.Append(ctx, stream, recs("R", 1)...); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the new stream's record on every replica", func() bool {
+		for _, nd := range c.nodes {
+			if got, err := nd.store.Read(stream, 0, streams.ReadOptions{MaxRecords: 10}); err != nil || len(got) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestForwardNotSentIsSentAgain: a forward that never left the node (no
+// connection) is sent again, creations and deletions included: the
+// leader never saw it.
+func TestForwardNotSentIsSentAgain(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	follower := c.nodes[(leaders[0]+1)%3]
+	stream := streamOfShard(t, 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var once sync.Once
+	c.mu.Lock()
+	c.forwardFault = func(addr string) error {
+		err := error(nil)
+		once.Do(func() { err = fmt.Errorf("%w: dial %s: connection refused", rpcmux.ErrNotSent, addr) })
+		return err
+	}
+	c.mu.Unlock()
+	if _, err := follower.set.CreateStream(ctx, stream, streams.Retention{}); err != nil {
+		t.Fatalf("CreateStream after a forward that was not sent: %v", err)
+	}
+}
