@@ -261,8 +261,56 @@ func Rebalance(l Layout, load []float64, canLead func(id string) bool) Layout {
 		led[peers[bestTo].ID] += load[bestShard]
 		peers[0], peers[bestTo] = peers[bestTo], peers[0]
 	}
+	spreadCounts(out, load, led, nodes, rebalanceSlack*mean)
 	if !sameShards(l, out) {
 		out.Version = l.Version + 1
 	}
 	return out
+}
+
+// spreadCounts moves preferred leaders of l from the node leading the
+// most shards to a replica leading at least two fewer, while one of its
+// shards can go to such a replica without taking that node's load (led)
+// past limit (an idle shard always can): the load stays balanced, and the counts come within one
+// per node as far as it allows (a node joining a cluster whose shards
+// are idle would otherwise lead whichever shards it was given first).
+func spreadCounts(l Layout, load []float64, led map[string]float64, nodes map[string]bool, limit float64) {
+	count := map[string]int{}
+	for _, peers := range l.Shards {
+		if len(peers) > 0 {
+			count[peers[0].ID]++
+		}
+	}
+	for range len(l.Shards) {
+		moved := false
+		for i, peers := range l.Shards {
+			if len(peers) < 2 {
+				continue
+			}
+			from := peers[0].ID
+			best := -1
+			for j := 1; j < len(peers); j++ {
+				to := peers[j].ID
+				if !nodes[to] || count[from]-count[to] < 2 || load[i] > 0 && led[to]+load[i] > limit {
+					continue
+				}
+				if best < 0 || count[to] < count[peers[best].ID] {
+					best = j
+				}
+			}
+			if best < 0 {
+				continue
+			}
+			to := peers[best].ID
+			count[from]--
+			count[to]++
+			led[from] -= load[i]
+			led[to] += load[i]
+			peers[0], peers[best] = peers[best], peers[0]
+			moved = true
+		}
+		if !moved {
+			return
+		}
+	}
 }

@@ -230,3 +230,20 @@ func TestReplanByLoadIsStable(t *testing.T) {
 		}
 	}
 }
+
+// TestReplanByLoadSpreadsIdleShardsLeaders: a fourth node joins three
+// whose shards are mostly idle; leaders follow the load, and the idle
+// shards' leaders are spread within one per node too, instead of staying
+// with whichever node the new replicas put first (the new node led 8 of
+// 12 in a hands-on test).
+func TestReplanByLoadSpreadsIdleShardsLeaders(t *testing.T) {
+	ps := peersN(4)
+	l, _ := Plan(ps[:3], 12, 3)
+	load := make([]float64, 12)
+	load[1], load[6] = 20, 15
+	four := Replan(l, up(ps...), 3, load)
+	checkSpread(t, four, up(ps...), 3)
+	if again := Replan(four, up(ps...), 3, load); again.Version != four.Version {
+		t.Fatalf("a second plan over the same load moved leaders again: %v, then %v", four.Shards, again.Shards)
+	}
+}
