@@ -62,6 +62,13 @@ func (n *Node) checkIdentity() error {
 		return n.writeIdentity(want)
 	}
 	dir := n.cfg.Node.DataDir
+	// empty notes a directory of another identity that holds nothing: a
+	// start that was refused (a duplicate node.id, say) stamps it all
+	// the same.
+	empty := ""
+	if !n.holdsData() && !n.holdsLayout() {
+		empty = " (it holds no records, state or shard layout: deleting it is safe)"
+	}
 	switch {
 	case have.Cluster == want.Cluster && have.NodeID == want.NodeID:
 		if have.Incarnation == "" {
@@ -79,12 +86,19 @@ func (n *Node) checkIdentity() error {
 		return fmt.Errorf("%w: %s holds the data of node %q of cluster %q; start it with that cluster's configuration, or give this standalone node an empty node.data_dir",
 			ErrDataDirMismatch, dir, have.NodeID, have.Cluster)
 	case have.Cluster != want.Cluster:
-		return fmt.Errorf("%w: %s holds the data of node %q of cluster %q, not of cluster %q; use an empty node.data_dir to join %q",
-			ErrDataDirMismatch, dir, have.NodeID, have.Cluster, want.Cluster, want.Cluster)
+		return fmt.Errorf("%w: %s holds the data of node %q of cluster %q, not of cluster %q; use an empty node.data_dir to join %q%s",
+			ErrDataDirMismatch, dir, have.NodeID, have.Cluster, want.Cluster, want.Cluster, empty)
 	default:
-		return fmt.Errorf("%w: %s holds the data of node %q of cluster %q, not of node %q; set node.id: %s, or use an empty node.data_dir",
-			ErrDataDirMismatch, dir, have.NodeID, have.Cluster, want.NodeID, have.NodeID)
+		return fmt.Errorf("%w: %s holds the data of node %q of cluster %q, not of node %q; set node.id: %s, or use an empty node.data_dir%s",
+			ErrDataDirMismatch, dir, have.NodeID, have.Cluster, want.NodeID, have.NodeID, empty)
 	}
+}
+
+// holdsLayout reports whether the store keeps a cluster's shard layout
+// (the node ran in a formed cluster).
+func (n *Node) holdsLayout() bool {
+	_, ok, err := n.store.KV("cluster").Get(layoutKey)
+	return ok || err != nil
 }
 
 // writeIdentity records id in the data directory.

@@ -61,4 +61,16 @@ func TestDataDirBelongsToOneNode(t *testing.T) {
 	if err := open(c); err != nil {
 		t.Fatalf("the same node again: %v", err)
 	}
+
+	// A directory whose cluster never formed (two nodes expected, one
+	// started) holds nothing, and the refusal says so: a start refused
+	// for a duplicate node.id leaves such a directory stamped.
+	lone := clusterConfig(t, "n1", 2)
+	if err := open(lone); err != nil {
+		t.Fatal(err)
+	}
+	lone.Node.ID = "n2"
+	if err := open(lone); !errors.Is(err, ErrDataDirMismatch) || !strings.Contains(err.Error(), "deleting it is safe") {
+		t.Errorf("an empty directory of another node: %v", err)
+	}
 }
