@@ -324,3 +324,80 @@ func TestForwardNotSentIsSentAgain(t *testing.T) {
 		t.Fatalf("CreateStream after a forward that was not sent: %v", err)
 	}
 }
+
+// TestNewTermAppendWaitsForTheOldTermsOnes: the leader L has a
+// publisher's A1 queued in its replica in term T (both slots taken by
+// entries whose answers are slow). L loses the leadership and takes it
+// back (term T+2) before the slots free. The publisher's A2, submitted
+// now, must not be proposed in T+2 while A1, which staleTerm fails as not
+// proposed once the slots free, is still unanswered: it waits in the
+// outbox (directTerm) and is sent after A1.
+func TestNewTermAppendWaitsForTheOldTermsOnes(t *testing.T) {
+	c := newSteadyCluster(t, 3)
+	leaders := c.waitLeaders()
+	l := c.nodes[leaders[0]]
+	r := l.set.replica(0)
+	stream := streamOfShard(t, 0, 1)
+	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
+		_, ok := r.lead()
+		return ok
+	})
+	term := r.raft.CurrentTerm()
+	release := make(chan struct{})
+	released := false
+	free := func() {
+		if !released {
+			released = true
+			close(release)
+		}
+	}
+	defer free()
+	entered := make(chan struct{}, 2)
+	slow := func(payload string) {
+		if err := l.set.Submit(streams.AppendRequest{Stream: stream, Records: recs(payload, 1),
+			Done: func(uint64, error) { entered <- struct{}{}; <-release }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// X1, X2: committed, their answers held: both slots taken.
+	slow("X1")
+	testutil.Eventually(t, 5*time.Second, "X1 proposed", func() bool { return r.queued() == 0 })
+	slow("X2")
+	testutil.Eventually(t, 5*time.Second, "X2 proposed", func() bool { return r.queued() == 0 })
+	select {
+	case <-entered: // X1 answered, its answer held; X2's waits behind it
+	case <-time.After(5 * time.Second):
+		t.Fatal("X1 not answered")
+	}
+	testutil.Eventually(t, 5*time.Second, "X2 applied", func() bool { return r.raft.AppliedIndex() >= r.raft.LastIndex() })
+	a1 := submitOne(t, l.set, stream, "A1")
+	if q := r.queued(); q != 1 {
+		t.Fatalf("setup: %d queued in the replica, want 1 (A1 waiting for a slot)", q)
+	}
+	// Hand the leadership away and back.
+	var other *testNode
+	for _, nd := range c.nodes {
+		if nd != l {
+			other = nd
+			break
+		}
+	}
+	if err := r.raft.LeadershipTransferToServer(raft.ServerID(other.self.ID), raft.ServerAddress(other.self.RPC)).Error(); err != nil {
+		t.Fatalf("transfer away: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the other node to lead", func() bool { return other.set.replica(0).isLeader() })
+	testutil.Eventually(t, 15*time.Second, "L leading again", func() bool {
+		if o := other.set.replica(0); o.isLeader() {
+			_ = o.raft.LeadershipTransferToServer(raft.ServerID(l.self.ID), raft.ServerAddress(l.self.RPC)).Error()
+		}
+		return r.isLeader()
+	})
+	t.Logf("L leads again in term %d (A1 queued in term %d); A1 still queued: %v", r.raft.CurrentTerm(), term, r.queued() == 1)
+	a2 := submitOne(t, l.set, stream, "A2")
+	o := &l.set.outboxes[0]
+	o.mu.Lock()
+	t.Logf("outbox: direct %d, queue %d, retried %d, held %v", o.direct, len(o.queue), len(o.retried), o.held)
+	o.mu.Unlock()
+	free()
+	expectInOrder(t, a1, a2)
+}

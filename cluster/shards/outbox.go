@@ -61,6 +61,11 @@ type outbox struct {
 	// yet. While any is, the sender takes nothing (take): one of them may
 	// still come back to be sent again, ahead of what queued after it.
 	direct int
+	// directTerm is the Raft term in which those were proposed. An append
+	// of a later term (this node lost the leadership and leads again)
+	// queues here until they are answered: proposed at once, it could be
+	// stored before one of them that fails and is sent again (staleTerm).
+	directTerm uint64
 	// retried holds appends proposed here that failed with the leadership
 	// lost, in the order they were proposed (their answers come in that
 	// order), until the last direct one is answered: they then go to the
@@ -93,15 +98,16 @@ func (s *Set) startSender(shard int, o *outbox) {
 }
 
 // claimDirect reports whether a new append may be proposed on this node
-// at once, the outbox holding nothing it must not overtake, and counts it
-// as direct if so.
-func (o *outbox) claimDirect() bool {
+// at once, in term, the outbox holding nothing it must not overtake, and
+// counts it as direct if so.
+func (o *outbox) claimDirect(term uint64) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.queue) > 0 || o.held || len(o.retried) > 0 {
+	if len(o.queue) > 0 || o.held || len(o.retried) > 0 || o.direct > 0 && o.directTerm != term {
 		return false
 	}
 	o.direct++
+	o.directTerm = term
 	return true
 }
 
@@ -154,6 +160,9 @@ func (s *Set) proposeDirect(shard int, r *replica, items []forwardItem) {
 func (s *Set) proposeHeld(shard int, r *replica, batch []forwardItem) {
 	o := &s.outboxes[shard]
 	o.mu.Lock()
+	if o.direct == 0 {
+		o.directTerm = r.raft.CurrentTerm()
+	}
 	o.direct += len(batch)
 	o.mu.Unlock()
 	for batch != nil {

@@ -243,6 +243,7 @@ func TestReplanByLoadSpreadsIdleShardsLeaders(t *testing.T) {
 	load[1], load[6] = 20, 15
 	four := Replan(l, up(ps...), 3, load)
 	checkSpread(t, four, up(ps...), 3)
+	checkSpread(t, Replan(l, up(ps...), 3, make([]float64, 12)), up(ps...), 3) // every shard idle
 	if again := Replan(four, up(ps...), 3, load); again.Version != four.Version {
 		t.Fatalf("a second plan over the same load moved leaders again: %v, then %v", four.Shards, again.Shards)
 	}

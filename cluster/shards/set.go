@@ -359,7 +359,7 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
 	o := &s.outboxes[shard]
 	it := forwardItem{cmd: cmd, hops: hops, done: done}
-	if r := s.replica(shard); r != nil && r.isLeader() && o.claimDirect() {
+	if r := s.replica(shard); r != nil && r.isLeader() && o.claimDirect(r.raft.CurrentTerm()) {
 		s.proposeDirect(shard, r, []forwardItem{it})
 		return
 	}
