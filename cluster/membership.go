@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,14 +63,19 @@ type Member struct {
 // Membership is this node's view of the cluster: who is there, alive or
 // not, and a feed of changes.
 type Membership struct {
-	opts    Options
-	log     *slog.Logger
-	serf    *serf.Serf
-	events  chan serf.Event
-	done    chan struct{}
-	wg      sync.WaitGroup
-	refused atomic.Pointer[error]  // set by the merge delegate
-	self    atomic.Pointer[string] // the bound gossip address, once known
+	opts   Options
+	log    *slog.Logger
+	serf   *serf.Serf
+	events chan serf.Event
+	done   chan struct{}
+	wg     sync.WaitGroup
+	// refusals are the merges the merge check refused since the current
+	// join attempt began (join resets them).
+	refusals struct {
+		sync.Mutex // guards list
+		list       []refusal
+	}
+	self atomic.Pointer[string] // the bound gossip address, once known
 	// joinedCh is closed once the node has joined (setJoined): a seed
 	// answered, it has none, or another member joined it.
 	joinedCh chan struct{}
@@ -189,13 +195,15 @@ func (m *Membership) otherSeeds() []string {
 // join tries every seed once, each on its own so that an unreachable
 // seed is logged with its own error.
 func (m *Membership) join(seeds []string) error {
-	m.refused.Store(nil)
 	joined := false
 	var errs []error
 	for _, s := range seeds {
+		m.refusals.Lock()
+		m.refusals.list = nil
+		m.refusals.Unlock()
 		n, err := m.serf.Join([]string{s}, true)
-		if p := m.refused.Load(); p != nil {
-			return *p
+		if err := m.refusedJoining(s); err != nil {
+			return err
 		}
 		if n > 0 {
 			joined = true
@@ -474,14 +482,68 @@ func (m *Membership) shutdown() {
 // cluster and a second node with this node's id.
 type mergeCheck struct{ m *Membership }
 
+// refusal is a merge the merge check refused: why, and the gossip
+// addresses of the members it would have merged. A node joining through
+// a seed merges the seed's members, the seed among them; a refusal that
+// does not involve the seed is of a node that tried to join this one (a
+// node of another cluster naming it as its seed), not this node's own.
+type refusal struct {
+	err   error
+	addrs []string
+}
+
+// maxRefusals bounds the refusals kept between two join attempts.
+const maxRefusals = 16
+
+// refusedJoining returns the error of a refusal recorded since the join
+// through seed began that involves seed: this node's own.
+func (m *Membership) refusedJoining(seed string) error {
+	m.refusals.Lock()
+	list := slices.Clone(m.refusals.list)
+	m.refusals.Unlock()
+	for _, r := range list {
+		if r.involves(seed) {
+			return r.err
+		}
+	}
+	return nil
+}
+
+// involves reports whether the refused merge held the member at seed (an
+// address that cannot be resolved counts as involved).
+func (r *refusal) involves(seed string) bool {
+	host, port, err := net.SplitHostPort(seed)
+	if err != nil {
+		return true
+	}
+	ips := []string{host}
+	if net.ParseIP(host) == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if ips, err = net.DefaultResolver.LookupHost(ctx, host); err != nil {
+			return true
+		}
+	}
+	for _, ip := range ips {
+		if slices.Contains(r.addrs, net.JoinHostPort(ip, port)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 	o := c.m.opts
 	self := ""
 	if p := c.m.self.Load(); p != nil {
 		self = *p
 	}
-	for _, mem := range members {
-		addr := net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port)))
+	addrs := make([]string, len(members))
+	for i, mem := range members {
+		addrs[i] = net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port)))
+	}
+	for i, mem := range members {
+		addr := addrs[i]
 		var err error
 		switch {
 		case mem.Tags[tagCluster] != o.Cluster:
@@ -498,7 +560,12 @@ func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 		}
 		if err != nil {
 			c.m.log.Warn("cluster merge refused", "error", err)
-			c.m.refused.CompareAndSwap(nil, &err)
+			c.m.refusals.Lock()
+			if len(c.m.refusals.list) >= maxRefusals {
+				c.m.refusals.list = slices.Delete(c.m.refusals.list, 0, 1) // nobody is joining: keep the last few
+			}
+			c.m.refusals.list = append(c.m.refusals.list, refusal{err: err, addrs: addrs})
+			c.m.refusals.Unlock()
 			return err
 		}
 	}

@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,4 +169,49 @@ func TestJoinedByAnotherMember(t *testing.T) {
 	}
 	mustStart(t, "b", "demo", 2, a.GossipAddr())
 	testutil.Eventually(t, 10*time.Second, "a to count as joined once b joined it", func() bool { ok, _ := a.Ready(); return ok })
+}
+
+// TestForeignJoinDuringSeedRetryIsNotFatal: node a retries a seed that
+// accepts connections but never answers (each attempt waits TCPTimeout).
+// While a's join waits, a node of another cluster tries to join a: a's
+// merge check refuses it. a's own join must not take that refusal for
+// its own (it did, and a stopped: OnFatal).
+func TestForeignJoinDuringSeedRetryIsNotFatal(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // never answers
+		}
+	}()
+	timers := LocalTimers()
+	timers.JoinRetryMin, timers.JoinRetryMax = 10*time.Millisecond, 10*time.Millisecond
+	var fatal atomic.Value
+	a, err := Start(Options{NodeID: "a", Cluster: "demo", Gossip: "127.0.0.1:0", Seeds: []string{silent.Addr().String()},
+		BootstrapExpect: 1, Timers: timers, Logger: testutil.Logger().With("node", "a"),
+		OnFatal: func(err error) { fatal.Store(err.Error()) }})
+	if err != nil {
+		t.Fatalf("a: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	// A misconfigured node of another cluster names a as its seed; it
+	// tries again now and then (a restarts its own join every
+	// TCPTimeout, and clears the refusal when it does).
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ { // bounded: 5 s
+		if _, err := start(t, fmt.Sprintf("x%d", i), "other", 1, a.GossipAddr()); err == nil {
+			t.Fatal("a node of another cluster was not refused")
+		}
+		if v := fatal.Load(); v != nil {
+			t.Fatalf("after %d attempts of another cluster's node to join a, a was told it was refused by its own cluster: %v", i+1, v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
