@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqstream/mqstream/cluster"
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -100,6 +101,13 @@ func TestDeadNodeRemovedAndReplaced(t *testing.T) {
 	if code, _ := deleteNode(t, n1, "n3"); code != http.StatusOK {
 		t.Fatalf("removing a removed node again: %d, want 200", code)
 	}
+	notListed := func(what string) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, what, func() bool {
+			return !slices.ContainsFunc(n1.Members(), func(m cluster.Member) bool { return m.ID == "n3" })
+		})
+	}
+	notListed("the removed n3 gone from the member list")
 
 	// A new node takes n3's place.
 	c4 := clusterConfig(t, "n4", 3, cfgs[0].Cluster.Gossip)
@@ -128,6 +136,9 @@ func TestDeadNodeRemovedAndReplaced(t *testing.T) {
 		t.Fatal("the removed node did not stop")
 	}
 	sameRecords(t, []*Node{n1, n2, n4}, "crash", 60)
+	// Its refused start met the others' gossip and left again: it is not
+	// listed among the members (serf keeps a left member for hours).
+	notListed("the refused n3 gone from the member list again")
 }
 
 // holdersOf returns the nodes (of nodes) whose replica of stream's shard

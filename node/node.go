@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -526,9 +527,28 @@ func (n *Node) ClusterName() string { return n.cfg.Cluster.Name }
 // Members lists the cluster's members; a standalone node lists itself.
 func (n *Node) Members() []cluster.Member {
 	if n.members != nil {
-		return n.members.Members()
+		return n.withoutRemoved(n.members.Members())
 	}
 	return []cluster.Member{{ID: n.id, Status: "alive", MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version}}
+}
+
+// withoutRemoved drops from members the nodes removed for good (`mqstream
+// node remove`) that are not up: gossip keeps a member that left for a
+// while (a removed node's refused restart joins it briefly, then leaves),
+// and the metadata group knows it is gone. An up removed node stays
+// listed while it runs.
+func (n *Node) withoutRemoved(members []cluster.Member) []cluster.Member {
+	if n.repl == nil {
+		return members
+	}
+	m := n.repl.metaOpen.Load()
+	if m == nil {
+		return members
+	}
+	st := m.State()
+	return slices.DeleteFunc(members, func(mem cluster.Member) bool {
+		return st.IsRemoved(mem.ID) && mem.Status != "alive" && mem.Status != "suspect"
+	})
 }
 
 // StartedAt is when Start was called.
