@@ -123,37 +123,98 @@ func Replan(cur Layout, cands []Candidate, rf int, load []float64) Layout {
 // leaders (the first of each) are spread within one per node, moving as
 // few as it can.
 func spreadLeaders(l Layout) {
-	led := map[string]int{}
+	spreadChains(l, func(int, string, int) bool { return true }, func(int, string, string) {})
+}
+
+// spreadChains moves preferred leaders of l, in chains, until no node
+// leads two shards more than a node it can pass one to: shard a, led by
+// u, goes to its replica v, which passes one of its own shards b on to
+// w, and so on, so that only the chain's ends change their counts (a
+// direct swap is the chain of one). Between two nodes that share no
+// shard, only a chain evens the counts. can reports whether shard i's
+// leadership may go to node to when to passes shard passes on (-1: to is
+// the chain's end); moved is told of each move, in order.
+// The chains are the shortest, found in the order of node ids and shard
+// indexes, so every node computes the same moves.
+func spreadChains(l Layout, can func(i int, to string, passes int) bool, moved func(i int, from, to string)) {
+	count := map[string]int{}
+	var nodes []string
 	for _, peers := range l.Shards {
-		if len(peers) > 0 {
-			led[peers[0].ID]++
+		for k, p := range peers {
+			if _, ok := count[p.ID]; !ok {
+				nodes = append(nodes, p.ID)
+				count[p.ID] = 0
+			}
+			if k == 0 {
+				count[p.ID]++
+			}
 		}
 	}
-	for range len(l.Shards) * 2 {
-		changed := false
-		for i, peers := range l.Shards {
-			if len(peers) < 2 {
-				continue
-			}
-			// The replica of this shard that leads the fewest shards.
-			j := 0
-			for k := range peers {
-				if led[peers[k].ID] < led[peers[j].ID] {
-					j = k
+	slices.Sort(nodes)
+	// Each chain lowers the sum of the squared counts: this bounds them.
+	for range len(l.Shards) * len(l.Shards) {
+		chain := findChain(l, nodes, count, can)
+		if chain == nil {
+			return
+		}
+		for _, m := range chain {
+			peers := l.Shards[m.shard]
+			from := peers[0].ID
+			peers[0], peers[m.to] = peers[m.to], peers[0]
+			count[from]--
+			count[peers[0].ID]++
+			moved(m.shard, from, peers[0].ID)
+		}
+	}
+}
+
+// leaderMove gives shard's leadership to its replica at index to.
+type leaderMove struct{ shard, to int }
+
+// findChain returns the shortest chain of moves from a node leading the
+// most shards (then the next most, ...) to a node leading at least two
+// fewer than it, in the order to apply them; nil when there is none.
+func findChain(l Layout, nodes []string, count map[string]int, can func(int, string, int) bool) []leaderMove {
+	sources := slices.Clone(nodes)
+	slices.SortStableFunc(sources, func(a, b string) int { return count[b] - count[a] })
+	type step struct {
+		from string // the node the chain came from
+		move leaderMove
+	}
+	for _, src := range sources {
+		prev := map[string]step{src: {}}
+		queue := []string{src}
+		for len(queue) > 0 {
+			u := queue[0]
+			queue = queue[1:]
+			for i, peers := range l.Shards {
+				if len(peers) < 2 || peers[0].ID != u {
+					continue
+				}
+				if u != src && !can(prev[u].move.shard, u, i) {
+					continue // u may not take its shard while passing on this one
+				}
+				for j := 1; j < len(peers); j++ {
+					v := peers[j].ID
+					if _, seen := prev[v]; seen {
+						continue
+					}
+					if count[v] <= count[src]-2 && can(i, v, -1) {
+						prev[v] = step{from: u, move: leaderMove{i, j}}
+						var chain []leaderMove
+						for at := v; at != src; at = prev[at].from {
+							chain = append(chain, prev[at].move)
+						}
+						slices.Reverse(chain)
+						return chain
+					}
+					prev[v] = step{from: u, move: leaderMove{i, j}}
+					queue = append(queue, v)
 				}
 			}
-			if led[peers[0].ID]-led[peers[j].ID] > 1 {
-				led[peers[0].ID]--
-				led[peers[j].ID]++
-				peers[0], peers[j] = peers[j], peers[0]
-				l.Shards[i] = peers
-				changed = true
-			}
-		}
-		if !changed {
-			break
 		}
 	}
+	return nil
 }
 
 // sameShards reports whether a and b place the same replicas in the same
@@ -268,49 +329,24 @@ func Rebalance(l Layout, load []float64, canLead func(id string) bool) Layout {
 	return out
 }
 
-// spreadCounts moves preferred leaders of l from the node leading the
-// most shards to a replica leading at least two fewer, while one of its
-// shards can go to such a replica without taking that node's load (led)
-// past limit (an idle shard always can): the load stays balanced, and the counts come within one
-// per node as far as it allows (a node joining a cluster whose shards
-// are idle would otherwise lead whichever shards it was given first).
+// spreadCounts moves preferred leaders of l, in chains (spreadChains),
+// from nodes leading the most shards to nodes leading at least two fewer,
+// while no node on the way is taken past limit by the load of the shard
+// it is given, less that of the shard it passes on (an idle shard always
+// can be given): the load stays balanced, and
+// the counts come within one per node as far as it allows (a node joining
+// a cluster whose shards are idle would otherwise lead whichever shards
+// it was given first). led, each node's load, is kept up to date.
 func spreadCounts(l Layout, load []float64, led map[string]float64, nodes map[string]bool, limit float64) {
-	count := map[string]int{}
-	for _, peers := range l.Shards {
-		if len(peers) > 0 {
-			count[peers[0].ID]++
+	can := func(i int, to string, passes int) bool {
+		took := led[to] + load[i]
+		if passes >= 0 {
+			took -= load[passes]
 		}
+		return nodes[to] && (load[i] <= 0 || took <= limit)
 	}
-	for range len(l.Shards) {
-		moved := false
-		for i, peers := range l.Shards {
-			if len(peers) < 2 {
-				continue
-			}
-			from := peers[0].ID
-			best := -1
-			for j := 1; j < len(peers); j++ {
-				to := peers[j].ID
-				if !nodes[to] || count[from]-count[to] < 2 || load[i] > 0 && led[to]+load[i] > limit {
-					continue
-				}
-				if best < 0 || count[to] < count[peers[best].ID] {
-					best = j
-				}
-			}
-			if best < 0 {
-				continue
-			}
-			to := peers[best].ID
-			count[from]--
-			count[to]++
-			led[from] -= load[i]
-			led[to] += load[i]
-			peers[0], peers[best] = peers[best], peers[0]
-			moved = true
-		}
-		if !moved {
-			return
-		}
-	}
+	spreadChains(l, can, func(i int, from, to string) {
+		led[from] -= load[i]
+		led[to] += load[i]
+	})
 }
