@@ -229,6 +229,10 @@ func (r *replication) plan(founding shards.Layout) {
 		} else {
 			measured = time.Time{}
 			meter = loadMeter{}
+			// Whoever leads next starts every node's timer from its own
+			// first sighting: a node seen down in an earlier leadership
+			// may have been up since, unseen here.
+			r.down.forget()
 		}
 		select {
 		case <-r.done:
@@ -332,6 +336,14 @@ func (d *downSince) dead(id string, timeout time.Duration) bool {
 	defer d.mu.Unlock()
 	first, ok := d.since[id]
 	return ok && timeout > 0 && time.Since(first) > timeout
+}
+
+// forget drops every sighting: the planner calls it while it does not
+// lead, when it cannot see nodes come back.
+func (d *downSince) forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.since)
 }
 
 // deadFor notes which of ids are down now and returns those down for

@@ -270,3 +270,25 @@ func TestDeadNodeReplacedAfterTimeout(t *testing.T) {
 	publishSeq(t, nodes[1].MQTTAddr(), "after", "crash/x", "after", 20)
 	sameRecords(t, survivors, "crash", 40)
 }
+
+// A planner that stopped leading forgets its sightings of down nodes
+// (plan calls forget while it does not lead): when it leads again, a
+// node seen down in its earlier leadership, up since and down again only
+// now, is not given up for dead at once. Found by review: its replicas
+// were recreated elsewhere and its metadata vote handed over at the first
+// pass of the new leadership.
+func TestDownSinceForgetsEarlierSightings(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	var d downSince
+	ids := []string{"n1", "n2", "n3", "n4"}
+	alive := map[string]bool{"n1": true, "n2": true, "n3": true}
+	d.deadFor(ids, alive, timeout) // n4 seen down
+	time.Sleep(2 * timeout)
+	if !d.dead("n4", timeout) {
+		t.Fatal("n4, down for twice the timeout, is not dead")
+	}
+	d.forget() // another node leads for a while
+	if dead := d.deadFor(ids, alive, timeout); dead["n4"] || d.dead("n4", timeout) {
+		t.Fatal("n4, first seen down now by the new leadership, is given up for dead at once")
+	}
+}
