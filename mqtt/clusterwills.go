@@ -191,7 +191,9 @@ func (w *clusterWills) publish(node string, wills map[string]heldWill, why strin
 			if !ok {
 				return
 			}
-			if _, err := w.b.Publish(context.Background(), hw.msg); err != nil {
+			msg := hw.msg
+			msg.ClientID = client // stored as its client's, as on the client's node
+			if _, err := w.b.Publish(context.Background(), msg); err != nil {
 				w.b.log.Warn("will of a failed node's client not published", "client", client, "peer", node, "error", err)
 				return
 			}

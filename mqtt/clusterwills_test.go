@@ -72,6 +72,14 @@ func TestWillsOfAFailedNodeArePublished(t *testing.T) {
 	if r := received(); r[2] != "wills/c6=gone" {
 		t.Fatalf("got %v", r)
 	}
+	// Each is stored as its client's, as on the client's own node.
+	var publishers []string
+	for _, r := range streamRecords(t, n.store, "wills") {
+		publishers = append(publishers, r.ClientID)
+	}
+	if !slices.Equal(publishers, []string{"c1", "c4", "c6"}) {
+		t.Fatalf("stored as published by %v", publishers)
+	}
 	// Malformed frames are refused.
 	for _, bad := range [][]byte{{forwardWillSet}, {forwardWillClear, 1, 'n'}, append(encodeWillClear("n", 1, "c"), 0)} {
 		if err := b.peerWills.apply(bad); err == nil {

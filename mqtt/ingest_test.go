@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -483,8 +484,12 @@ func TestAPIPublish(t *testing.T) {
 	}
 	res, err := n.broker.Publish(context.Background(), Message{Topic: "jobs/1", Payload: []byte("hi"), QoS: 1,
 		ContentType: "text/plain", UserProperties: []streams.UserProperty{{Key: "a", Value: "b"}}})
-	if err != nil || !res.Stored || res.Stream != "jobs" || res.Offset != 0 {
+	if err != nil || !res.Stored || res.Stream != "jobs" || res.Offset == nil || *res.Offset != 0 {
 		t.Fatalf("%+v %v", res, err)
+	}
+	// The first record's offset is in the answer too.
+	if b, _ := json.Marshal(res); string(b) != `{"stored":true,"stream":"jobs","offset":0}` {
+		t.Fatalf("answer %s", b)
 	}
 	select {
 	case m := <-recv:
@@ -496,6 +501,13 @@ func TestAPIPublish(t *testing.T) {
 	}
 	recs := streamRecords(t, n.store, "jobs")
 	if len(recs) != 1 || recs[0].ClientID != "mqstream-api" || recs[0].ContentType != "text/plain" {
+		t.Fatalf("%+v", recs)
+	}
+	// A will published for a dead node's client names that client.
+	if _, err := n.broker.Publish(context.Background(), Message{Topic: "jobs/2", Payload: []byte("bye"), QoS: 1, ClientID: "willer"}); err != nil {
+		t.Fatal(err)
+	}
+	if recs := streamRecords(t, n.store, "jobs"); len(recs) != 2 || recs[1].ClientID != "willer" {
 		t.Fatalf("%+v", recs)
 	}
 	for _, bad := range []string{"", "a/+", "a/#", "$SYS/x"} {

@@ -23,13 +23,18 @@ type Message struct {
 	// NoStore delivers the message without storing it: its sender has
 	// stored it already (a continuous query's output).
 	NoStore bool
+	// ClientID is the publisher its record names: a will's client when
+	// another node publishes the will of a dead node's client; empty,
+	// the API's own id.
+	ClientID string
 }
 
 // PublishResult says where a published message was stored.
 type PublishResult struct {
 	Stored bool   `json:"stored"`
 	Stream string `json:"stream,omitempty"`
-	Offset uint64 `json:"offset,omitempty"`
+	// Offset is set when Stored (the first record of a stream has 0).
+	Offset *uint64 `json:"offset,omitempty"`
 }
 
 // apiClientID is the client id API publishes carry (for No Local and the
@@ -51,7 +56,11 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 	}
 	var res PublishResult
 	if stream, ok := b.ingest.mapper.StreamFor(m.Topic); ok && !m.NoStore {
-		rec := streams.Record{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, ClientID: apiClientID,
+		publisher := m.ClientID
+		if publisher == "" {
+			publisher = apiClientID
+		}
+		rec := streams.Record{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, ClientID: publisher,
 			ContentType: m.ContentType, ResponseTopic: m.ResponseTopic, CorrelationData: m.Correlation,
 			UserProperties: m.UserProperties}
 		type result struct {
@@ -68,7 +77,7 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 			if r.err != nil {
 				return res, r.err
 			}
-			res = PublishResult{Stored: true, Stream: stream, Offset: r.first}
+			res = PublishResult{Stored: true, Stream: stream, Offset: &r.first}
 			b.ingest.stored.Add(1)
 		case <-ctx.Done():
 			return res, ctx.Err()
