@@ -104,6 +104,11 @@ func (r *replication) tryJoin() error {
 }
 
 func (r *replication) removedErr() error {
+	if !r.n.holdsData() && !r.n.holdsLayout() {
+		// Started afresh: the data directory is not what stops it.
+		return fmt.Errorf("%w: node %q was removed from cluster %q with `mqstream node remove`, and a removed node.id is never used again; "+
+			"start this node with a new node.id (its data directory %s holds nothing yet)", ErrNodeRemoved, r.n.id, r.n.cfg.Cluster.Name, r.n.cfg.Node.DataDir)
+	}
 	return fmt.Errorf("%w: node %q was removed from cluster %q with `mqstream node remove` and cannot come back with its data; "+
 		"delete its data directory (%s) and start it with a new node.id", ErrNodeRemoved, r.n.id, r.n.cfg.Cluster.Name, r.n.cfg.Node.DataDir)
 }

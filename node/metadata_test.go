@@ -127,14 +127,28 @@ func TestDeadNodeRemovedAndReplaced(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- old.Run(context.Background(), 5*time.Second) }()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, ErrNodeRemoved) {
-			t.Fatalf("the removed node stopped with %v, want ErrNodeRemoved", err)
+	refused := func(want string) {
+		t.Helper()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, ErrNodeRemoved) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("the removed node stopped with %v, want ErrNodeRemoved saying %q", err, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the removed node did not stop")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the removed node did not stop")
 	}
+	refused("delete its data directory")
+	// With an empty data dir but the same node.id: refused, and the data
+	// dir is not blamed.
+	fresh := cfgs[2]
+	fresh.Node.DataDir = t.TempDir()
+	again, err := Open(fresh, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { errc <- again.Run(context.Background(), 5*time.Second) }()
+	refused("start this node with a new node.id (its data directory")
 	sameRecords(t, []*Node{n1, n2, n4}, "crash", 60)
 	// Its refused start met the others' gossip and left again: it is not
 	// listed among the members (serf keeps a left member for hours).
