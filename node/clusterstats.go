@@ -94,7 +94,8 @@ func (f nodesFigures) NodeFigures(ctx context.Context) map[string]api.NodeFigure
 // fromPeers calls service with req on every other member that is up, at
 // once, and decodes each JSON answer into a new T; it returns them by node
 // id. A member that fails or does not answer within statsTimeout (or ctx)
-// is left out and logged, and so is a failed member; when ctx is a SQL
+// is left out and logged (once every 10 s per member and service), and so
+// is a failed member; when ctx is a SQL
 // query's, its result says so (query.Warn).
 func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) map[string]T {
 	out := map[string]T{}
@@ -107,7 +108,9 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 	var wg sync.WaitGroup
 	for _, m := range n.members.Members() {
 		if m.Status == "failed" {
-			n.log.Warn("a failed node's answer is left out", "peer", m.ID, "service", service)
+			if ok, held := n.repl.logLimit.Allow("left out\x00" + m.ID + "\x00" + service); ok {
+				n.log.Warn("a failed node's answer is left out", "peer", m.ID, "service", service, "repeats_held_back", held)
+			}
 			query.Warn(ctx, fmt.Sprintf("node %s is failed: its figures are left out", m.ID))
 		}
 		if m.ID == n.id || m.RPC == "" || (m.Status != "alive" && m.Status != "suspect") {
@@ -122,7 +125,9 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 				err = json.Unmarshal(resp, &v)
 			}
 			if err != nil {
-				n.log.Warn("a node's answer is left out", "peer", m.ID, "service", service, "error", err)
+				if ok, held := n.repl.logLimit.Allow("no answer\x00" + m.ID + "\x00" + service); ok {
+					n.log.Warn("a node's answer is left out", "peer", m.ID, "service", service, "error", err, "repeats_held_back", held)
+				}
 				query.Warn(ctx, fmt.Sprintf("node %s did not answer (%v): its figures are left out", m.ID, err))
 				return
 			}

@@ -44,6 +44,10 @@ type limitState struct {
 // NewLogLimit returns an empty limit.
 func NewLogLimit() *LogLimit { return &LogLimit{seen: map[string]*limitState{}} }
 
+// Allow reports whether a line keyed key may be logged now (at most once
+// every 10 s), and how many were held back since it last was.
+func (l *LogLimit) Allow(key string) (bool, int) { return l.allow(key, time.Now()) }
+
 // allow reports whether the line keyed msg (a group and its message) may
 // be logged now, and how many were held back since it last was.
 func (l *LogLimit) allow(msg string, now time.Time) (bool, int) {
