@@ -69,6 +69,15 @@ func TestForwardRoundTrip(t *testing.T) {
 			t.Fatalf("%v came back as %v", sentinel, err)
 		}
 	}
+	// Forwarded on by a replica that is not the leader: the leader is
+	// named once.
+	twice, err := decodeForwardResult(encodeForwardResult(0, func() error {
+		_, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: \"beta\"", streams.ErrStreamExists)))
+		return err
+	}()))
+	if want := `stream already exists (from the shard's leader: stream already exists: "beta")`; twice != 0 || !errors.Is(err, streams.ErrStreamExists) || err.Error() != want {
+		t.Fatalf("an answer forwarded twice: %q, want %q", err, want)
+	}
 	if _, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: %w", ErrNoLeader, errNotProposed))); !errors.Is(err, errNotProposed) || !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("a not-proposed answer came back as %v", err)
 	}

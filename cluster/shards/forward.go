@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mqstream/mqstream/streams"
 )
@@ -156,5 +157,23 @@ func decodeForwardResult(b []byte) (uint64, error) {
 	default:
 		return 0, fmt.Errorf("shards: forwarded append: %s", msg)
 	}
-	return 0, fmt.Errorf("%w (from the shard's leader: %s)", sentinel, msg)
+	if strings.Contains(msg, fromLeader) {
+		// Forwarded on by a replica: the leader is named once.
+		return 0, leaderError{sentinel: sentinel, msg: msg}
+	}
+	return 0, fmt.Errorf("%w ("+fromLeader+"%s)", sentinel, msg)
 }
+
+// fromLeader introduces the message of an error the shard's leader
+// answered.
+const fromLeader = "from the shard's leader: "
+
+// leaderError is an error a shard's leader answered through another
+// replica, whose message names it already.
+type leaderError struct {
+	sentinel error
+	msg      string
+}
+
+func (e leaderError) Error() string { return e.msg }
+func (e leaderError) Unwrap() error { return e.sentinel }

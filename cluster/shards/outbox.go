@@ -280,6 +280,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			acancel()
 			if err != nil {
 				s.forwards.failed.Add(1)
+				s.passOver(shard, target.ID)
 				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
 				if !errors.Is(err, rpcmux.ErrNotSent) {
 					batch = s.unsent(batch, target, err)
@@ -290,6 +291,9 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			} else {
 				var again []forwardItem
 				for i, it := range batch {
+					if errors.Is(results[i].err, ErrNoLeader) && i == 0 {
+						s.passOver(shard, target.ID) // no leader there: ask another replica next
+					}
 					if errors.Is(results[i].err, errNotProposed) || errors.Is(results[i].err, errOutcomeUnknown) && it.cmd.retriable() {
 						// No leader took it, or the leader stopped or
 						// lost its leadership with it in flight: send it

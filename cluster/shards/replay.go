@@ -93,6 +93,12 @@ func (t *replayTally) entry(l *raft.Log, cmds []appendCmd, isNew []bool) {
 				continue // stored nothing
 			}
 			var r appendResult
+			if _, ok := t.streams[c.stream]; !ok && len(c.records) == 0 {
+				// Refused or not (auto_create), it changed nothing the
+				// check below could tell apart.
+				t.broken = fmt.Sprintf("entry %d: an append of no records to stream %q, which it may or may not have created", l.Index, c.stream)
+				return
+			}
 			if first, ok := t.streams[c.stream]; ok {
 				r.first = first
 				t.streams[c.stream] = first + uint64(len(c.records))

@@ -167,10 +167,12 @@ type Set struct {
 	notices atomic.Uint64
 	// changes wakes the callers of LeadershipChanged (kv.go).
 	changes broadcast.Signal
-	// next rotates forwards to a shard held elsewhere over its replicas.
+	// mu guards passed: for each shard held elsewhere, how many of its
+	// replicas (in layout order, this node left out) forwards pass over,
+	// from the preferred leader, because the ones before failed them.
 	mu struct {
 		sync.Mutex
-		next int
+		passed map[int]int
 	}
 }
 
@@ -270,6 +272,11 @@ const maxAppendBytes = 32 << 20
 
 // checkAppendSize refuses an append larger than maxAppendBytes.
 func checkAppendSize(cmd appendCmd) error {
+	if len(cmd.records) == 0 {
+		// It would store nothing, and its result could not be derived
+		// again when the log is replayed (replay.go).
+		return fmt.Errorf("shards: an append of no records to stream %q", cmd.stream)
+	}
 	if n := cmdSize(cmd); n > maxAppendBytes {
 		return fmt.Errorf("%w: an append of %d bytes to stream %q; a cluster node takes at most %d in one",
 			streams.ErrRecordTooLarge, n, cmd.stream, maxAppendBytes)
@@ -367,8 +374,10 @@ func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)
 }
 
 // target is where to forward an append of shard: its leader if this node
-// knows it, otherwise the next of its replicas in the current layout
-// (when this node holds none, or holds one its group has not added yet).
+// knows it, otherwise one of its replicas in the current layout (when
+// this node holds none, or holds one its group has not added yet): the
+// preferred leader, which leads once the shards are balanced, or the
+// next ones while forwards to it fail (passOver).
 func (s *Set) target(shard int) (Peer, bool) {
 	if r := s.replica(shard); r != nil {
 		p, ok := r.leader()
@@ -386,10 +395,32 @@ func (s *Set) target(shard int) (Peer, bool) {
 		return Peer{}, false
 	}
 	s.mu.Lock()
-	s.mu.next++
-	p := peers[s.mu.next%len(peers)]
+	p := peers[s.mu.passed[shard]%len(peers)]
 	s.mu.Unlock()
 	return p, true
+}
+
+// passOver notes that a forward of shard to node id failed, or found no
+// leader there: the next forward of the shard from this node goes to the
+// next replica, if id was the one target chose.
+func (s *Set) passOver(shard int, id string) {
+	if s.replica(shard) != nil {
+		return // target asks this node's replica
+	}
+	var peers []string
+	for _, p := range s.layout.Load().Shards[shard] {
+		if p.ID != s.opts.Self.ID {
+			peers = append(peers, p.ID)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(peers) > 0 && peers[s.mu.passed[shard]%len(peers)] == id {
+		if s.mu.passed == nil {
+			s.mu.passed = map[int]int{}
+		}
+		s.mu.passed[shard]++
+	}
 }
 
 // HandleForward serves a batch of appends forwarded by another node (the

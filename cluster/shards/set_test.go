@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,4 +619,49 @@ func TestAppendLargerThanANodeTakesIsRefused(t *testing.T) {
 	if _, err := set.Append(ctx, stream, records(maxAppendBytes/(800<<10)-1)...); err != nil {
 		t.Fatalf("an append within the limit: %v", err)
 	}
+	// An append of no records is refused too: it would store nothing,
+	// and a replay could not tell its result (found by review).
+	if err := set.Submit(streams.AppendRequest{Stream: "nothing", Done: func(uint64, error) { t.Error("an empty append was answered") }}); err == nil {
+		t.Fatal("an append of no records was taken")
+	}
+	tally := newReplayTally(0, 2, nil)
+	tally.entry(&raft.Log{Index: 1}, []appendCmd{{kind: kindAppend, stream: "q", id: appendID{7, 1}}}, []bool{true})
+	if tally.broken == "" {
+		t.Fatal("a replayed empty append to a stream not derived did not stop the derivation")
+	}
+}
+
+// A node holding no replica of a shard forwards its appends to the
+// shard's preferred leader (the leader once balanced) rather than to any
+// replica, which would forward them once more; while forwards to it fail,
+// to the next replicas in turn.
+func TestForwardsFromANonHolderGoToThePreferredLeader(t *testing.T) {
+	p := peersN(4)
+	s := &Set{replicas: make([]atomic.Pointer[replica], 1)}
+	s.opts.Self = p[3]
+	s.layout.Store(&Layout{Version: 1, Shards: [][]Peer{{p[1], p[0], p[2]}}})
+	for range 3 {
+		if got, ok := s.target(0); !ok || got.ID != "n2" {
+			t.Fatalf("target %v %v, want the preferred leader n2", got, ok)
+		}
+	}
+	s.passOver(0, "n3") // not the one chosen: nothing changes
+	if got, _ := s.target(0); got.ID != "n2" {
+		t.Fatalf("target %v after another node failed, want n2", got)
+	}
+	for _, want := range []string{"n1", "n3", "n2"} {
+		s.passOver(0, mustTarget(t, s).ID)
+		if got := mustTarget(t, s); got.ID != want {
+			t.Fatalf("target %v, want %s", got, want)
+		}
+	}
+}
+
+func mustTarget(t *testing.T, s *Set) Peer {
+	t.Helper()
+	p, ok := s.target(0)
+	if !ok {
+		t.Fatal("no target")
+	}
+	return p
 }
