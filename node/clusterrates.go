@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/query"
@@ -19,10 +20,13 @@ import (
 // for append_throughput, read_throughput or append_latency gathers every
 // node's figures (service stats.rates, fromPeers: a node that does not
 // answer within statsTimeout is left out and logged) and
-//   - counts a stream's appends once: from its own replica when it serves
-//     the stream's shard, else from the shard's leader, else from the
-//     serving replica with the smallest node id; a stream no serving
-//     replica answered for has no row;
+//   - counts a stream's appends once, from one replica that serves the
+//     stream's shard, the same whichever node is asked: the one whose
+//     sampler has run the longest (its 10-minute window the widest, in
+//     steps of spanStep), then the shard's leader, then the smallest node
+//     id. A node that restarted has counted the records it caught up on
+//     as appends, and its windows are short: its peers' figures are the
+//     stream's. A stream no serving replica answered for has no row;
 //   - sums a stream's reads over the nodes, each read being counted by the
 //     one store that served it;
 //   - lists append latencies one row per node, with its node.
@@ -105,7 +109,7 @@ func (c clusterStats) reports(ctx context.Context) map[string]rateReport {
 }
 
 func (c clusterStats) StreamRates(ctx context.Context) []stats.StreamRates {
-	return mergeRates(c.n.id, c.reports(ctx))
+	return mergeRates(c.reports(ctx))
 }
 
 func (c clusterStats) AppendLatencies(ctx context.Context) []query.NodeLatency {
@@ -117,13 +121,28 @@ func (c clusterStats) AppendLatencies(ctx context.Context) []query.NodeLatency {
 	return out
 }
 
+// spanStep is how much longer one replica's sampler must have run than
+// another's for mergeRates to prefer it regardless of leadership (the
+// nodes sample at their own moments).
+const spanStep = 30 * time.Second
+
 // mergeRates makes one row per stream from the nodes' reports, as the
-// comment at the top of this file says; self is the answering node.
-func mergeRates(self string, reports map[string]rateReport) []stats.StreamRates {
+// comment at the top of this file says.
+func mergeRates(reports map[string]rateReport) []stats.StreamRates {
 	type pick struct {
 		node  string
-		rank  int // 0: self, 1: the shard's leader, 2: another serving replica
+		steps time.Duration // the sampler's 10-minute span, in spanSteps
+		leads bool
 		rates stats.StreamRates
+	}
+	better := func(a, b pick) bool {
+		if a.steps != b.steps {
+			return a.steps > b.steps
+		}
+		if a.leads != b.leads {
+			return a.leads
+		}
+		return a.node < b.node
 	}
 	picked := map[string]pick{}
 	reads := map[string]stats.Rates{}
@@ -133,17 +152,12 @@ func mergeRates(self string, reports map[string]rateReport) []stats.StreamRates 
 			if !s.Serves {
 				continue
 			}
-			rank := 2
-			switch {
-			case node == self:
-				rank = 0
-			case s.Leads:
-				rank = 1
+			// Within a step of the whole window counts as whole.
+			steps := min(s.Append.M10.Span, stats.Window10m-spanStep) / spanStep
+			c := pick{node: node, steps: steps, leads: s.Leads, rates: s.StreamRates}
+			if p, ok := picked[s.Stream]; !ok || better(c, p) {
+				picked[s.Stream] = c
 			}
-			if p, ok := picked[s.Stream]; ok && (p.rank < rank || p.rank == rank && p.node < node) {
-				continue
-			}
-			picked[s.Stream] = pick{node: node, rank: rank, rates: s.StreamRates}
 		}
 	}
 	out := make([]stats.StreamRates, 0, len(picked))

@@ -13,40 +13,39 @@ import (
 )
 
 // TestMergeRatesCountsEachRecordOnce: a stream's appends come from one
-// replica that serves its shard (the answering node's, else the leader's,
-// else the smallest node id's), its reads are summed over the nodes, and
-// a stream no serving replica reported has no row.
+// replica that serves its shard, the same whichever node is asked: the
+// one whose sampler has run the longest, then the leader, then the
+// smallest node id; its reads are summed over the nodes, and a stream no
+// serving replica reported has no row.
 func TestMergeRatesCountsEachRecordOnce(t *testing.T) {
-	rates := func(stream string, appended, read float64, serves, leads bool) streamRates {
-		r := stats.Rate{RecordsPerSec: appended, BytesPerSec: 10 * appended, Span: time.Minute}
-		rd := stats.Rate{RecordsPerSec: read, BytesPerSec: 10 * read, Span: time.Minute}
+	rates := func(stream string, appended, read float64, serves, leads bool, span time.Duration) streamRates {
+		r := stats.Rate{RecordsPerSec: appended, BytesPerSec: 10 * appended, Span: span}
+		rd := stats.Rate{RecordsPerSec: read, BytesPerSec: 10 * read, Span: span}
 		return streamRates{StreamRates: stats.StreamRates{Stream: stream, Append: stats.Rates{M1: r, M5: r, M10: r},
 			Read: stats.Rates{M1: rd, M5: rd, M10: rd}}, Serves: serves, Leads: leads}
 	}
+	const full = 10 * time.Minute
 	reports := map[string]rateReport{
-		"n1": {Streams: []streamRates{rates("a", 1, 1, true, false), rates("stale", 7, 0, false, false)}},
-		"n2": {Streams: []streamRates{rates("a", 2, 2, true, true), rates("b", 3, 4, true, false)}},
-		"n3": {Streams: []streamRates{rates("b", 5, 8, true, false), rates("c", 6, 0, true, false), rates("a", 9, 0, false, false)}},
-		"n4": {Streams: []streamRates{rates("b", 7, 16, true, true), rates("c", 8, 0, true, false)}},
+		// n1 restarted a minute ago: it counted the records it caught up
+		// on (a: 50 a second), and leads d since.
+		"n1": {Streams: []streamRates{rates("a", 50, 1, true, false, time.Minute), rates("stale", 7, 0, false, false, full),
+			rates("d", 90, 0, true, true, time.Minute)}},
+		"n2": {Streams: []streamRates{rates("a", 2, 2, true, true, full), rates("b", 3, 4, true, false, full),
+			rates("d", 4, 0, true, false, full-10*time.Second)}},
+		"n3": {Streams: []streamRates{rates("b", 5, 8, true, false, full), rates("c", 6, 0, true, false, full),
+			rates("a", 9, 0, false, false, full), rates("d", 5, 0, true, false, full)}},
+		"n4": {Streams: []streamRates{rates("b", 7, 16, true, true, full), rates("c", 8, 0, true, false, full)}},
 	}
-	got := func(self string) string {
-		var out []string
-		for _, r := range mergeRates(self, reports) {
-			out = append(out, fmt.Sprintf("%s:%g/%g,%g/%g", r.Stream, r.Append.M1.RecordsPerSec, r.Append.M10.BytesPerSec,
-				r.Read.M5.RecordsPerSec, r.Read.M10.BytesPerSec))
-		}
-		return strings.Join(out, " ")
+	var out []string
+	for _, r := range mergeRates(reports) {
+		out = append(out, fmt.Sprintf("%s:%g/%g,%g/%g", r.Stream, r.Append.M1.RecordsPerSec, r.Append.M10.BytesPerSec,
+			r.Read.M5.RecordsPerSec, r.Read.M10.BytesPerSec))
 	}
-	for self, want := range map[string]string{
-		// a: n1's own replica; b: the leader n4; c: the smallest id, n3.
-		"n1": "a:1/10,3/30 b:7/70,28/280 c:6/60,0/0",
-		// a: the leader n2, not n3 (not serving); b and c: n3's own.
-		"n3": "a:2/20,3/30 b:5/50,28/280 c:6/60,0/0",
-		"n9": "a:2/20,3/30 b:7/70,28/280 c:6/60,0/0",
-	} {
-		if g := got(self); g != want {
-			t.Errorf("asked on %s: %s, want %s", self, g, want)
-		}
+	// a: the leader n2, not the restarted n1 nor n3 (not serving); b: the
+	// leader n4; c: the smallest id, n3; d: n2 (within a spanStep of n3's
+	// span, smaller id), not its restarted leader n1.
+	if got, want := strings.Join(out, " "), "a:2/20,3/30 b:7/70,28/280 c:6/60,0/0 d:4/40,0/0"; got != want {
+		t.Errorf("got %s, want %s", got, want)
 	}
 }
 
