@@ -83,6 +83,13 @@ func TestStatsTablesCoverEveryNode(t *testing.T) {
 	if got := query(nodes[1], "SELECT id FROM nodes WHERE disk_free_bytes >= 0 AND disk_total_bytes > 0 AND disk_free_bytes <= disk_total_bytes"); strings.Join(got, ",") != "n1,n2,n3" {
 		t.Fatalf("nodes with disk figures on n2: %v", got)
 	}
+	// Each node's shards, and each shard's term and lag, from any node.
+	if got := query(nodes[1], "SELECT id FROM nodes WHERE shards_held > 0 AND shards_led >= 0"); strings.Join(got, ",") != "n1,n2,n3" {
+		t.Fatalf("nodes holding shards on n2: %v", got)
+	}
+	testutil.Eventually(t, 10*time.Second, "every shard's term and lag in the shards table", func() bool {
+		return len(query(nodes[1], "SELECT id FROM shards WHERE term IS NULL OR `lag` IS NULL")) == 0
+	})
 	var cl struct {
 		Members []struct {
 			ID        string `json:"id"`

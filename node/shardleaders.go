@@ -46,8 +46,8 @@ func localLeaders(list []shards.ShardStatus) map[string]shardLeader {
 }
 
 // ClusterShards returns the shards as this node sees them, with the
-// leader of each shard it holds no replica of as that shard's replicas
-// see it (Term and Applied stay this node's: 0 there). Nil when the node
+// leader and term of each shard it holds no replica of as that shard's
+// replicas see it (Applied stays this node's: 0 there). Nil when the node
 // runs no shards.
 func (n *Node) ClusterShards(ctx context.Context) []shards.ShardStatus {
 	list := n.Shards()
@@ -82,7 +82,7 @@ func withLeaders(list []shards.ShardStatus, byNode map[string]map[string]shardLe
 				best = v
 			}
 		}
-		list[i].Leader = best.Leader
+		list[i].Leader, list[i].Term = best.Leader, best.Term
 	}
 	return list
 }
@@ -92,9 +92,16 @@ type shardRows struct{ n *Node }
 
 func (r shardRows) Shards(ctx context.Context) []query.ShardRow {
 	list := r.n.ClusterShards(ctx)
+	var lags map[int]uint64
+	if len(list) > 0 {
+		lags = r.n.ShardLags(ctx)
+	}
 	out := make([]query.ShardRow, len(list))
-	for i := range list {
-		out[i] = query.ShardRow(list[i])
+	for i, st := range list {
+		out[i] = query.ShardRow{ID: st.ID, Leader: st.Leader, Term: st.Term, Replicas: st.Replicas, Applied: st.Applied, Local: st.Local}
+		if lag, ok := lags[st.ID]; ok {
+			out[i].Lag = &lag
+		}
 	}
 	return out
 }

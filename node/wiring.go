@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/auth"
@@ -73,11 +74,24 @@ type nodeRows struct{ n *Node }
 func (r nodeRows) Nodes(ctx context.Context) []query.NodeRow {
 	members := r.n.Members()
 	figures := nodesFigures{r.n}.NodeFigures(ctx)
+	list := r.n.ClusterShards(ctx)
 	out := make([]query.NodeRow, len(members))
 	for i, m := range members {
 		out[i] = query.NodeRow{ID: m.ID, Status: m.Status, Gossip: m.Gossip, RPC: m.RPC, MQTT: m.MQTT, HTTP: m.HTTP, Version: m.Version}
 		if f, ok := figures[m.ID]; ok {
 			out[i].DiskFreeBytes, out[i].DiskTotalBytes = f.DiskFreeBytes, f.DiskTotalBytes
+		}
+		if len(list) > 0 {
+			var led, held int64
+			for _, st := range list {
+				if st.Leader == m.ID {
+					led++
+				}
+				if slices.Contains(st.Replicas, m.ID) {
+					held++
+				}
+			}
+			out[i].ShardsLed, out[i].ShardsHeld = &led, &held
 		}
 	}
 	return out

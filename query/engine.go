@@ -63,6 +63,9 @@ type NodeRow struct {
 	// the node's data directory (nil when unknown: the node did not answer
 	// or its filesystem reports none).
 	DiskFreeBytes, DiskTotalBytes *int64
+	// ShardsLed and ShardsHeld: the shards the member leads and holds a
+	// replica of (nil when standalone or before the cluster formed).
+	ShardsLed, ShardsHeld *int64
 }
 
 // Shards is what the engine reads of the cluster's shards (node adapts
@@ -79,6 +82,9 @@ type ShardRow struct {
 	Replicas []string // node ids, the preferred leader first
 	Applied  uint64   // last entry this node's replica applied
 	Local    bool     // this node holds a replica (Term and Applied are known)
+	// Lag: how many entries the shard's slowest replica has applied fewer
+	// than its most advanced one (nil when not known).
+	Lag *uint64
 }
 
 // Session is one MQTT session, connected or kept for an absent client: a

@@ -325,10 +325,12 @@ func (f fakeShards) Shards(context.Context) []ShardRow { return f }
 // without shards (standalone) has an empty table.
 func TestShardsTable(t *testing.T) {
 	n := startNode(t, nodeOptions{})
+	lag := uint64(5)
 	e, err := New(Options{Store: n.store, Shards: fakeShards{
-		{ID: 0, Leader: "n1", Term: 3, Replicas: []string{"n1", "n2", "n3"}, Applied: 42, Local: true},
+		{ID: 0, Leader: "n1", Term: 3, Replicas: []string{"n1", "n2", "n3"}, Applied: 42, Local: true, Lag: &lag},
 		{ID: 1, Term: 4, Replicas: []string{"n2", "n3", "n1"}, Applied: 7, Local: true},
 		{ID: 2, Replicas: []string{"n3", "n4", "n2"}},
+		{ID: 3, Leader: "n4", Term: 9, Replicas: []string{"n4", "n2", "n3"}}, // held elsewhere: the leader's term
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -338,9 +340,10 @@ func TestShardsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		`0 | n1 | 3 | ["n1","n2","n3"] | 42 | true`,
-		`1 | NULL | 4 | ["n2","n3","n1"] | 7 | true`,
-		`2 | NULL | NULL | ["n3","n4","n2"] | NULL | false`,
+		`0 | n1 | 3 | ["n1","n2","n3"] | 42 | true | 5`,
+		`1 | NULL | 4 | ["n2","n3","n1"] | 7 | true | NULL`,
+		`2 | NULL | NULL | ["n3","n4","n2"] | NULL | false | NULL`,
+		`3 | n4 | 9 | ["n4","n2","n3"] | NULL | false | NULL`,
 	}
 	if got := rows(res); !slices.Equal(got, want) {
 		t.Fatalf("shards:\n%s", render(res))
@@ -357,7 +360,7 @@ func TestShardsTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := standalone.Query(context.Background(), "SELECT * FROM shards"); err != nil || len(res.Rows) != 0 || len(res.Columns) != 6 {
+	if res, err := standalone.Query(context.Background(), "SELECT * FROM shards"); err != nil || len(res.Rows) != 0 || len(res.Columns) != 7 {
 		t.Fatalf("standalone shards: %v %v", res, err)
 	}
 }

@@ -103,14 +103,17 @@ func statTableDefs() []statTableDef {
 			{"version", TText, "mqstream version"},
 			{"disk_free_bytes", TInt, "bytes available on the filesystem of the node's data directory (NULL when unknown)"},
 			{"disk_total_bytes", TInt, "size in bytes of the filesystem of the node's data directory (NULL when unknown)"},
+			{"shards_led", TInt, "shards the node leads (NULL when standalone)"},
+			{"shards_held", TInt, "shards the node holds a replica of (NULL when standalone)"},
 		}},
 		{name: "shards", desc: "one row per shard of the cluster, as this node sees it (none when standalone)", cols: []colDef{
 			{"id", TInt, "shard number (a stream's shard is a hash of its name)"},
 			{"leader", TText, "node id of the shard's leader, asked of its replicas when this node holds none (NULL while none is known)"},
-			{"term", TInt, "Raft term of this node's replica (NULL when it holds none)"},
+			{"term", TInt, "Raft term of this node's replica, or of the leader its replicas name when this node holds none (NULL while none is known)"},
 			{"replicas", TJSON, "node ids holding a replica, the preferred leader first, as a JSON array"},
 			{"applied", TInt, "last Raft entry this node's replica applied (NULL when it holds none)"},
 			{"local", TBool, "this node holds a replica of the shard"},
+			{"lag", TInt, "Raft entries the shard's slowest replica has applied fewer than its most advanced one (NULL when fewer than two replicas answered; a reserved word: write `lag`)"},
 		}},
 		{name: "sessions", desc: "one row per MQTT session: connected clients and sessions kept for absent ones", cols: []colDef{
 			{"client_id", TText, "MQTT client id"},
@@ -279,7 +282,8 @@ func (e *Engine) statRows(ctx context.Context, name string) ([][]any, error) {
 		}
 		var rows [][]any
 		for _, n := range e.opts.Nodes.Nodes(ctx) {
-			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version, optInt(n.DiskFreeBytes), optInt(n.DiskTotalBytes)})
+			rows = append(rows, []any{n.ID, n.Status, n.Gossip, n.RPC, n.MQTT, n.HTTP, n.Version, optInt(n.DiskFreeBytes), optInt(n.DiskTotalBytes),
+				optInt(n.ShardsLed), optInt(n.ShardsHeld)})
 		}
 		return rows, nil
 	case "shards":
@@ -378,12 +382,18 @@ func shardRow(s ShardRow) []any {
 	}
 	if s.Local {
 		term, applied = int64(s.Term), int64(s.Applied)
+	} else if s.Term != 0 {
+		term = int64(s.Term) // as its replicas see it
 	}
 	replicas := make([]any, len(s.Replicas))
 	for i, id := range s.Replicas {
 		replicas[i] = id
 	}
-	return []any{int64(s.ID), leader, term, replicas, applied, s.Local}
+	var lag any
+	if s.Lag != nil {
+		lag = int64(*s.Lag)
+	}
+	return []any{int64(s.ID), leader, term, replicas, applied, s.Local, lag}
 }
 
 func groupRow(g shared.GroupStats) []any {
