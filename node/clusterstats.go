@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/api"
+	"github.com/mqstream/mqstream/cluster/rpcmux"
 	"github.com/mqstream/mqstream/mqtt"
 	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
@@ -128,7 +130,7 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 				if ok, held := n.repl.logLimit.Allow("no answer\x00" + m.ID + "\x00" + service); ok {
 					n.log.Warn("a node's answer is left out", "peer", m.ID, "service", service, "error", err, "repeats_held_back", held)
 				}
-				query.Warn(ctx, fmt.Sprintf("node %s did not answer (%v): its figures are left out", m.ID, err))
+				query.Warn(ctx, fmt.Sprintf("node %s did not answer (%s): its figures are left out", m.ID, whyNoAnswer(err)))
 				return
 			}
 			mu.Lock()
@@ -195,4 +197,19 @@ func (q queryTable) QueryRows(ctx context.Context) []query.NodeQuery {
 		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Node, b.Node))
 	})
 	return out
+}
+
+// whyNoAnswer says why a member did not answer, in words that do not name
+// the service asked: a query asking a member for several figures warns
+// of it once (query.Warn drops repeats).
+func whyNoAnswer(err error) string {
+	switch {
+	case errors.Is(err, rpcmux.ErrUnreachable):
+		return "unreachable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	case errors.Is(err, context.Canceled):
+		return "the query was cancelled"
+	}
+	return err.Error()
 }
