@@ -1,10 +1,12 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -232,4 +234,47 @@ func TestClusterStreamAdministrationThroughAnyNode(t *testing.T) {
 			return err != nil
 		})
 	}
+}
+
+// TestNodeClosesWhileItsPeersAreDown: the last node of three stops
+// promptly although its groups' appends to the stopped peers wait for
+// them to come back (appends.Options.PeerHold, a minute): its shards and
+// its metadata member release their transports before raft shuts down,
+// which waits for its replication.
+func TestNodeClosesWhileItsPeersAreDown(t *testing.T) {
+	nodes := startCluster(t)
+	publishSeq(t, nodes[2].MQTTAddr(), "pub", "held/x", "m", 10)
+	// The metadata group's leader stops last, so that its member's
+	// appends wait for the others too.
+	var leader string
+	testutil.Eventually(t, 10*time.Second, "a metadata leader", func() bool {
+		_, id, ok := nodes[0].Metadata()
+		leader = id
+		return ok && id != ""
+	})
+	slices.SortStableFunc(nodes, func(a, b *Node) int {
+		return cmp.Compare(boolInt(a.ID() == leader), boolInt(b.ID() == leader))
+	})
+	for _, n := range nodes[:2] {
+		if err := n.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- nodes[2].Close(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still stopping 30 s after its peers stopped", nodes[2].ID())
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -426,11 +426,14 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	if err != nil {
 		return shards.GroupDeps{}, fmt.Errorf("log cache of %s: %w", group, err)
 	}
+	deps := shards.GroupDeps{Logs: logs, Stable: store, Snapshots: snaps}
 	var trans raft.Transport = tr
 	if r.appends != nil {
 		trans = r.appends.Wrap(group, tr)
+		deps.Release = func() { appends.Release(trans) }
 	}
-	return shards.GroupDeps{Logs: logs, Stable: store, Snapshots: snaps, Transport: r.beats.Wrap(group, trans)}, nil
+	deps.Transport = r.beats.Wrap(group, trans)
+	return deps, nil
 }
 
 // groupTransport is a group's own Raft transport, over its channel of the

@@ -22,6 +22,8 @@ var (
 	// ErrNoAnswer: the peer's group gave no answer: it is not open
 	// there, or did not answer in time.
 	ErrNoAnswer = errors.New("appends: no answer from the group")
+	// ErrUnreachable: the peer node could not be dialed for DialHold.
+	ErrUnreachable = errors.New("appends: the peer cannot be reached")
 )
 
 // Options configure a Batcher.
@@ -45,6 +47,16 @@ type Options struct {
 	// about once a second, and a follower that restarts is reached
 	// within DialHold/10.
 	DialHold time.Duration
+	// PeerHold is how long a group's synchronous append to a peer that
+	// cannot be reached is sent again, DialHold after DialHold, before it
+	// fails (default 60 s, none when DialHold is negative; negative: it
+	// fails after one DialHold), unless
+	// the group is released (Release) or closed. Failed every DialHold,
+	// a follower down for a minute had made raft wait 10 s between its
+	// requests, and the follower caught up that much later once back;
+	// held, raft counts one failure a minute, and a follower back within
+	// minutes is reached within DialHold/10.
+	PeerHold time.Duration
 	// AnswerTimeout is how long the receiving side waits for a group to
 	// take and answer one request (default Timeout/2; a ticker of half
 	// of it checks, so a request fails between AnswerTimeout/2 and
@@ -78,6 +90,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.DialHold == 0 {
 		o.DialHold = time.Second
+	}
+	if o.PeerHold == 0 && o.DialHold > 0 {
+		o.PeerHold = time.Minute
 	}
 	if o.AnswerTimeout <= 0 {
 		o.AnswerTimeout = o.Timeout / 2

@@ -202,7 +202,7 @@ func TestGroupNotOpen(t *testing.T) {
 // to it succeed again.
 func TestPeerDownFailsWithoutBlockingOthers(t *testing.T) {
 	faults := rpcmux.NewFaults()
-	a := newNode(t, "a", faults, Options{})
+	a := newNode(t, "a", faults, Options{PeerHold: -1})
 	b, c := newNode(t, "b", faults, Options{}), newNode(t, "c", faults, Options{})
 	stop := make(chan struct{})
 	defer close(stop)
@@ -375,11 +375,12 @@ func TestPeerWithoutTheFeature(t *testing.T) {
 }
 
 // TestAppendWaitsForAPeerComingBack: an append to a peer that cannot be
-// reached waits for it, up to DialHold, rather than failing at once (raft
-// backs off longer after each failure); a peer that starts meanwhile on
-// that address answers it. With a negative DialHold it fails at once.
+// reached waits for it, up to PeerHold (dialed again through several
+// DialHolds), rather than failing at once (raft backs off longer after
+// each failure); a peer that starts meanwhile on that address answers
+// it. With a negative DialHold it fails at once; released, at once too.
 func TestAppendWaitsForAPeerComingBack(t *testing.T) {
-	a := newNode(t, "a", nil, Options{DialHold: 5 * time.Second})
+	a := newNode(t, "a", nil, Options{DialHold: 100 * time.Millisecond, PeerHold: 20 * time.Second})
 	down := newNode(t, "b", nil, Options{})
 	addr := down.addr()
 	_ = down.b.Close()
@@ -397,7 +398,7 @@ func TestAppendWaitsForAPeerComingBack(t *testing.T) {
 	select {
 	case err := <-errc:
 		t.Fatalf("the append to a peer that is down ended before it came back: %v", err)
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(500 * time.Millisecond): // five DialHolds
 	}
 	// The peer comes back on its address.
 	var mux *rpcmux.Mux
@@ -424,6 +425,40 @@ func TestAppendWaitsForAPeerComingBack(t *testing.T) {
 	var resp raft.AppendEntriesResponse
 	if err := c.group(t, "g").AppendEntries("d", "127.0.0.1:1", appendReq(1), &resp); err == nil {
 		t.Fatal("an append to an address nobody listens on succeeded")
+	}
+
+	// A group about to shut down is released: its append held for an
+	// unreachable peer fails, and so do the next ones, without waiting.
+	held := a.group(t, "h")
+	go func() {
+		var resp raft.AppendEntriesResponse
+		errc <- held.AppendEntries("d", "127.0.0.1:1", appendReq(1), &resp)
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("the append to an unreachable peer ended before its hold: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	Release(held)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("the released append failed with %v, want ErrUnreachable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the released append still waits")
+	}
+	go func() {
+		var resp raft.AppendEntriesResponse
+		errc <- held.AppendEntries("d", "127.0.0.1:1", appendReq(2), &resp)
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("an append after the release failed with %v, want ErrUnreachable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an append after the release waits for the peer")
 	}
 }
 

@@ -55,7 +55,12 @@
 // raft waits before its next request to a follower after each failure,
 // doubling the wait up to 10 s, so requests failed at once to a follower
 // down for ten seconds left its leader waiting up to ten more once it was
-// back; held, a follower that restarts is reached at once. A connection
+// back; held, a follower that restarts is reached at once. A group's
+// synchronous append (raft's replication to a follower that failed) is
+// sent again through DialHold after DialHold for up to Options.PeerHold
+// (a minute), so that raft counts one failure a minute of a follower's
+// absence rather than one a second; a group about to shut down is
+// released first (Release), since raft waits for its replication. A connection
 // that breaks, or stays silent for Options.Timeout (10 s) while requests
 // are in flight, is closed and its requests in flight fail, in the order
 // they were sent; the next request dials again. So is one on which a

@@ -149,7 +149,10 @@ func (l *link) flush(buf *[]byte) bool {
 	if cn == nil {
 		var err error
 		if cn, err = l.dialHeld(); err != nil {
-			l.failQueued(fmt.Errorf("appends: to %s: %w", l.addr, err))
+			if !errors.Is(err, ErrClosed) {
+				err = fmt.Errorf("%w: %s: %w", ErrUnreachable, l.addr, err)
+			}
+			l.failQueued(err)
 			return false
 		}
 	}

@@ -1,7 +1,9 @@
 package appends
 
 import (
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -18,7 +20,11 @@ type Transport struct {
 	rpcs   chan raft.RPC // Consumer: what raft handles
 	closed chan struct{} // closed by Close
 	once   sync.Once
-	wg     sync.WaitGroup // forward and serve
+	// released is closed by Release: appends to unreachable peers fail
+	// at once.
+	released    chan struct{}
+	releaseOnce sync.Once
+	wg          sync.WaitGroup // forward and serve
 
 	// The receiving side: appends from peers, in the order they came,
 	// handed to raft one at a time by serve.
@@ -47,7 +53,7 @@ func (t preVoteTransport) RequestPreVote(id raft.ServerID, target raft.ServerAdd
 // transport as the receiver of the group's appends.
 func (b *Batcher) Wrap(group string, inner raft.Transport) raft.Transport {
 	t := &Transport{Transport: inner, b: b, group: group, rpcs: make(chan raft.RPC),
-		closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+		closed: make(chan struct{}), released: make(chan struct{}), wake: make(chan struct{}, 1)}
 	b.mu.Lock()
 	b.mu.groups[group] = t
 	b.mu.Unlock()
@@ -92,6 +98,30 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	if l == nil {
 		return ErrClosed
 	}
+	hold := time.Now().Add(t.b.opts.PeerHold)
+	for {
+		err := t.appendOnce(l, args, resp)
+		if err == nil || !errors.Is(err, ErrUnreachable) || !time.Now().Before(hold) {
+			return err
+		}
+		// Wait for the peer rather than fail: see Options.PeerHold. The
+		// link held the request for DialHold already; this pause only
+		// matters when DialHold is negative.
+		pause := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-t.closed:
+			pause.Stop()
+			return ErrClosed
+		case <-t.released:
+			pause.Stop()
+			return err
+		case <-pause.C:
+		}
+	}
+}
+
+// appendOnce sends one append through link l and waits for its answer.
+func (t *Transport) appendOnce(l *link, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	type answer struct {
 		resp raft.AppendEntriesResponse
 		err  error
@@ -111,6 +141,22 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 		return ErrClosed
 	}
 }
+
+// Release makes the appends of tr, a transport Wrap returned, to peers
+// that cannot be reached fail from now on rather than wait for the peer
+// (Options.PeerHold): for a group about to shut down, whose raft waits
+// for its replication goroutines to return. Other transports are left
+// alone.
+func Release(tr raft.Transport) {
+	switch t := tr.(type) {
+	case *Transport:
+		t.release()
+	case preVoteTransport:
+		t.release()
+	}
+}
+
+func (t *Transport) release() { t.releaseOnce.Do(func() { close(t.released) }) }
 
 // AppendEntriesPipeline returns a pipeline of appends to target through
 // the Batcher.

@@ -62,6 +62,8 @@ type Meta struct {
 	// closing is closed when Close starts: operations started here from
 	// then on fail with ErrClosed.
 	closing chan struct{}
+	// release is the group transport's GroupDeps.Release (nil: none).
+	release func()
 	// raftDown is closed once Close has shut the group's Raft down.
 	raftDown  chan struct{}
 	closeOnce sync.Once
@@ -87,7 +89,7 @@ func Open(opts Options) (*Meta, error) {
 	if opts.HandOverTimeout <= 0 {
 		opts.HandOverTimeout = 2 * t.Election
 	}
-	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group),
+	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group), release: opts.Deps.Release,
 		handOver: opts.HandOverTimeout, closing: make(chan struct{}), raftDown: make(chan struct{})}
 	m.fsm = &fsm{changed: m.changes.Notify}
 	c := raft.DefaultConfig()
@@ -558,6 +560,9 @@ func (m *Meta) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.closing)
 		m.handOverLeader()
+		if m.release != nil {
+			m.release() // raft waits for its replication (GroupDeps.Release)
+		}
 		m.closeErr = m.raft.Shutdown().Error()
 		close(m.raftDown)
 		m.changes.Notify()

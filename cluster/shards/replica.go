@@ -21,6 +21,10 @@ type GroupDeps struct {
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
 	Transport raft.Transport
+	// Release, if set, is called before the group shuts down: raft waits
+	// for its replication to return, so a transport that waits for
+	// unreachable peers must stop waiting (appends.Release).
+	Release func()
 }
 
 // ErrNoLeader: a shard has no leader this node can reach (a majority of
@@ -46,6 +50,7 @@ type replica struct {
 	shard   int
 	name    string // the group's name and the store's applied-index key
 	raft    *raft.Raft
+	release func() // GroupDeps.Release; nil: none
 	fsm     *fsm
 	log     *slog.Logger
 	timeout time.Duration // how long a proposal may wait to be enqueued
@@ -89,7 +94,7 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(), notices *atomic.Uint64) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(), notices: notices,
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
-		settled: make(chan struct{}, 1)}
+		settled: make(chan struct{}, 1), release: deps.Release}
 	fc.stop = r.stop
 	var err error
 	if r.fsm, err = newFSM(fc); err != nil {
@@ -520,6 +525,9 @@ func (r *replica) close() error {
 	default:
 	}
 	close(r.stop)
+	if r.release != nil {
+		r.release()
+	}
 	err := r.raft.Shutdown().Error()
 	close(r.raftDown)
 	r.wg.Wait()
