@@ -338,6 +338,10 @@ func (m *Membership) GossipAddr() string {
 
 // Members lists the members this node knows of, by id, this node included.
 func (m *Membership) Members() []Member {
+	// memberlist v0.6 keeps a member's suspicion in its own node state,
+	// not in the Node.State its Members returns (always alive there), so
+	// this finds none yet (docs/operations.md); it will once memberlist
+	// fills that field.
 	suspect := map[string]bool{}
 	for _, n := range m.serf.Memberlist().Members() {
 		if n.State == memberlist.StateSuspect {
