@@ -430,36 +430,38 @@ func TestAppendWaitsForAPeerComingBack(t *testing.T) {
 	// A group about to shut down is released: its append held for an
 	// unreachable peer fails, and so do the next ones, without waiting.
 	held := a.group(t, "h")
-	go func() {
-		var resp raft.AppendEntriesResponse
-		errc <- held.AppendEntries("d", "127.0.0.1:1", appendReq(1), &resp)
-	}()
+	send1 := appendAsync(held, "127.0.0.1:1", 1)
 	select {
-	case err := <-errc:
+	case err := <-send1:
 		t.Fatalf("the append to an unreachable peer ended before its hold: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	Release(held)
-	select {
-	case err := <-errc:
-		if !errors.Is(err, ErrUnreachable) {
-			t.Fatalf("the released append failed with %v, want ErrUnreachable", err)
+	for i, what := range []string{"the released append", "an append after the release"} {
+		errs := send1
+		if i == 1 {
+			errs = appendAsync(held, "127.0.0.1:1", 2)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the released append still waits")
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrUnreachable) {
+				t.Fatalf("%s failed with %v, want ErrUnreachable", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s still waits for the peer", what)
+		}
 	}
+}
+
+// appendAsync sends append index to addr through tr and delivers its
+// error.
+func appendAsync(tr raft.Transport, addr raft.ServerAddress, index uint64) <-chan error {
+	errc := make(chan error, 1)
 	go func() {
 		var resp raft.AppendEntriesResponse
-		errc <- held.AppendEntries("d", "127.0.0.1:1", appendReq(2), &resp)
+		errc <- tr.AppendEntries("d", addr, appendReq(index), &resp)
 	}()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, ErrUnreachable) {
-			t.Fatalf("an append after the release failed with %v, want ErrUnreachable", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("an append after the release waits for the peer")
-	}
+	return errc
 }
 
 // TestMissingAnswerFailsItsConnection: a peer that answers every request
