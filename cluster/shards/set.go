@@ -404,9 +404,6 @@ func (s *Set) target(shard int) (Peer, bool) {
 // leader there: the next forward of the shard from this node goes to the
 // next replica, if id was the one target chose.
 func (s *Set) passOver(shard int, id string) {
-	if s.replica(shard) != nil {
-		return // target asks this node's replica
-	}
 	var peers []string
 	for _, p := range s.layout.Load().Shards[shard] {
 		if p.ID != s.opts.Self.ID {
