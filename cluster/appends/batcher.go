@@ -49,13 +49,13 @@ type Options struct {
 	DialHold time.Duration
 	// PeerHold is how long a group's synchronous append to a peer that
 	// cannot be reached is sent again, DialHold after DialHold, before it
-	// fails (default 60 s, none when DialHold is negative; negative: it
-	// fails after one DialHold), unless
-	// the group is released (Release) or closed. Failed every DialHold,
-	// a follower down for a minute had made raft wait 10 s between its
-	// requests, and the follower caught up that much later once back;
-	// held, raft counts one failure a minute, and a follower back within
-	// minutes is reached within DialHold/10.
+	// fails, unless the group is released (Release) or closed (default
+	// 60 s, none when DialHold is negative; negative: it fails after one
+	// DialHold). Failed every DialHold, a follower down for a minute had
+	// made raft wait 10 s between its requests, and the follower caught
+	// up that much later once back; held, raft counts one failure a
+	// minute, and a follower back within minutes is reached within
+	// DialHold/10.
 	PeerHold time.Duration
 	// AnswerTimeout is how long the receiving side waits for a group to
 	// take and answer one request (default Timeout/2; a ticker of half
