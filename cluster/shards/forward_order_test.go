@@ -29,17 +29,7 @@ import (
 // A2 must not be proposed in L's new term ahead of A1, put back in the
 // outbox (staleTerm).
 func TestQueuedAppendIsNotProposedInALaterTerm(t *testing.T) {
-	c := newSteadyCluster(t, 3)
-	leaders := c.waitLeaders()
-	l := c.nodes[leaders[0]]
-	r := l.set.replica(0)
-	stream := streamOfShard(t, 0, 1)
-	var term uint64
-	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
-		var ok bool
-		term, ok = r.lead()
-		return ok
-	})
+	c, l, r, stream, term := settledLeaderOfShard0(t)
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
@@ -333,16 +323,7 @@ func TestForwardNotSentIsSentAgain(t *testing.T) {
 // proposed once the slots free, is still unanswered: it waits in the
 // outbox (directTerm) and is sent after A1.
 func TestNewTermAppendWaitsForTheOldTermsOnes(t *testing.T) {
-	c := newSteadyCluster(t, 3)
-	leaders := c.waitLeaders()
-	l := c.nodes[leaders[0]]
-	r := l.set.replica(0)
-	stream := streamOfShard(t, 0, 1)
-	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
-		_, ok := r.lead()
-		return ok
-	})
-	term := r.raft.CurrentTerm()
+	c, l, r, stream, term := settledLeaderOfShard0(t)
 	release := make(chan struct{})
 	released := false
 	free := func() {
@@ -400,4 +381,22 @@ func TestNewTermAppendWaitsForTheOldTermsOnes(t *testing.T) {
 	o.mu.Unlock()
 	free()
 	expectInOrder(t, a1, a2)
+}
+
+// settledLeaderOfShard0 starts a steady three-node cluster with one shard
+// and waits until its leader leads in a settled term: it returns the
+// cluster, the leader, its replica, a stream of the shard and the term.
+func settledLeaderOfShard0(t *testing.T) (*cluster, *testNode, *replica, string, uint64) {
+	t.Helper()
+	c := newSteadyCluster(t, 3)
+	leaders := c.waitLeaders()
+	l := c.nodes[leaders[0]]
+	r := l.set.replica(0)
+	var term uint64
+	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
+		var ok bool
+		term, ok = r.lead()
+		return ok
+	})
+	return c, l, r, streamOfShard(t, 0, 1), term
 }
