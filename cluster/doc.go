@@ -15,6 +15,11 @@
 // this node's id at another address. A refused node is never listed; the
 // node that tried to join stops with an error naming both sides.
 //
+// A member gossip calls alive is shown as suspect once it has missed two
+// of this node's own pings in a row (memberlist keeps its suspicion out of
+// reach); Member.Up still counts it, so suspicion is for people, and only
+// gossip's failure detection changes what the node does with a member.
+//
 // Member events are coalesced by Serf before the change feed fires, so a
 // burst of joins is acted on once. Membership never alone decides which
 // node may write a shard: that needs agreement, not gossip.

@@ -60,6 +60,12 @@ type Member struct {
 	Vouched bool `json:"-"`
 }
 
+// Up reports whether gossip calls the member alive: its status is alive
+// or suspect. Placement, formation and joining go by Up, so that a member
+// missing a few pings (suspect) is not treated as gone before gossip's
+// failure detection says so (failed).
+func (m Member) Up() bool { return m.Status == "alive" || m.Status == "suspect" }
+
 // Membership is this node's view of the cluster: who is there, alive or
 // not, and a feed of changes.
 type Membership struct {
@@ -79,6 +85,8 @@ type Membership struct {
 	// joinedCh is closed once the node has joined (setJoined): a seed
 	// answered, it has none, or another member joined it.
 	joinedCh chan struct{}
+	// suspicion makes members that miss this node's pings suspect.
+	suspicion suspicion
 
 	mu struct {
 		sync.Mutex
@@ -121,8 +129,9 @@ func Start(opts Options) (*Membership, error) {
 	}
 	addr := m.GossipAddr()
 	m.self.Store(&addr)
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.watchEvents()
+	go m.probeMembers()
 	seeds := m.otherSeeds()
 	if len(seeds) == 0 {
 		m.setJoined()
@@ -259,7 +268,7 @@ func (m *Membership) retryJoin(seeds []string) {
 func (m *Membership) joinedBy() {
 	self := m.opts.NodeID
 	for _, mem := range m.Members() {
-		if mem.ID != self && (mem.Status == "alive" || mem.Status == "suspect") {
+		if mem.ID != self && mem.Up() {
 			m.setJoined()
 			return
 		}
@@ -338,16 +347,6 @@ func (m *Membership) GossipAddr() string {
 
 // Members lists the members this node knows of, by id, this node included.
 func (m *Membership) Members() []Member {
-	// memberlist v0.6 keeps a member's suspicion in its own node state,
-	// not in the Node.State its Members returns (always alive there), so
-	// this finds none yet (docs/operations.md); it will once memberlist
-	// fills that field.
-	suspect := map[string]bool{}
-	for _, n := range m.serf.Memberlist().Members() {
-		if n.State == memberlist.StateSuspect {
-			suspect[n.Name] = true
-		}
-	}
 	var out []Member
 	for _, sm := range m.serf.Members() {
 		if sm.Tags[tagCluster] != m.opts.Cluster {
@@ -360,7 +359,7 @@ func (m *Membership) Members() []Member {
 		case serf.StatusLeft, serf.StatusLeaving:
 			st = "left"
 		default:
-			if suspect[sm.Name] {
+			if m.suspicion.suspect(sm.Name) {
 				st = "suspect"
 			}
 		}
@@ -392,7 +391,7 @@ func (m *Membership) Ready() (ready bool, reason string) {
 	}
 	alive := 0
 	for _, mem := range m.Members() {
-		if mem.Status == "alive" || mem.Status == "suspect" {
+		if mem.Up() {
 			alive++
 		}
 	}

@@ -215,3 +215,63 @@ func TestForeignJoinDuringSeedRetryIsNotFatal(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestSuspicionCountsMissedPingsInARow(t *testing.T) {
+	var s suspicion
+	steps := []struct {
+		id       string
+		answered bool
+		changed  bool
+		suspect  bool
+	}{
+		{"b", false, false, false}, // one miss is not enough
+		{"b", true, false, false},  // and an answer starts over
+		{"b", false, false, false},
+		{"b", false, true, true},
+		{"c", false, false, false}, // counted per member
+		{"b", false, false, true},
+		{"b", true, true, false},
+	}
+	for i, st := range steps {
+		if changed := s.record(st.id, st.answered); changed != st.changed || s.suspect(st.id) != st.suspect {
+			t.Fatalf("step %d (%s answered %v): changed %v suspect %v, want %v %v", i, st.id, st.answered, changed, s.suspect(st.id), st.changed, st.suspect)
+		}
+	}
+	s.record("b", false)
+	s.record("b", false)
+	s.forget(map[string]bool{"c": true}) // b failed or left
+	if s.suspect("b") || s.record("b", false) {
+		t.Fatal("a member gossip gave up and that came back is suspect at once")
+	}
+}
+
+func TestACrashedMemberIsSuspectBeforeItFails(t *testing.T) {
+	timers := LocalTimers()
+	timers.SuspicionMult = 40 // gossip gives a crashed member up after 4 s
+	startSlow := func(id string, seeds ...string) *Membership {
+		m, err := Start(Options{NodeID: id, Cluster: "demo", Gossip: "127.0.0.1:0", RPC: "127.0.0.1:1" + id, Seeds: seeds,
+			BootstrapExpect: 2, Timers: timers, Logger: testutil.Logger().With("node", id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	a := startSlow("a")
+	b := startSlow("b", a.GossipAddr())
+	testutil.Eventually(t, 10*time.Second, "two alive members", func() bool { return statuses(a) == "a=alive b=alive" })
+	changed := a.Changed()
+	b.shutdown() // no leave: a crash
+	testutil.Eventually(t, 3*time.Second, "b seen as suspect", func() bool { return statuses(a) == "a=alive b=suspect" })
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the change feed did not fire")
+	}
+	for _, mem := range a.Members() {
+		if !mem.Up() {
+			t.Fatalf("%s is %s: a suspect still counts as up", mem.ID, mem.Status)
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "b seen as failed", func() bool { return statuses(a) == "a=alive b=failed" })
+}

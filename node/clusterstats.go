@@ -115,7 +115,7 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 			}
 			query.Warn(ctx, fmt.Sprintf("node %s is failed: its figures are left out", m.ID))
 		}
-		if m.ID == n.id || m.RPC == "" || (m.Status != "alive" && m.Status != "suspect") {
+		if m.ID == n.id || m.RPC == "" || !m.Up() {
 			continue
 		}
 		wg.Add(1)

@@ -89,7 +89,7 @@ func (r *replication) joinFormed() (shards.Layout, error) {
 func (r *replication) tryJoin() error {
 	var last error = errors.New("no other member is alive")
 	for _, m := range r.n.members.Members() {
-		if m.ID == r.n.id || m.Status != "alive" || m.RPC == "" {
+		if m.ID == r.n.id || !m.Up() || m.RPC == "" {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -293,7 +293,7 @@ func (r *replication) candidates(st meta.State) []shards.Candidate {
 	alive := map[string]bool{}
 	for _, m := range r.n.members.Members() {
 		members[m.ID] = shards.Peer{ID: m.ID, RPC: m.RPC}
-		alive[m.ID] = m.Status == "alive" && m.RPC != ""
+		alive[m.ID] = m.Up() && m.RPC != ""
 	}
 	var ids []string
 	for _, id := range append(layoutMembers(st.Layout), r.meta.Servers()...) {
@@ -406,7 +406,7 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 	for _, m := range n.members.Members() {
 		if m.ID == id {
 			known = true
-			if m.Status == "alive" || m.Status == "suspect" {
+			if m.Up() {
 				return fmt.Errorf("%w: stop %s before removing it (it is %s)", cluster.ErrNodeAlive, id, m.Status)
 			}
 		}

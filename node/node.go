@@ -547,7 +547,7 @@ func (n *Node) withoutRemoved(members []cluster.Member) []cluster.Member {
 	}
 	st := m.State()
 	return slices.DeleteFunc(members, func(mem cluster.Member) bool {
-		return st.IsRemoved(mem.ID) && mem.Status != "alive" && mem.Status != "suspect"
+		return st.IsRemoved(mem.ID) && !mem.Up()
 	})
 }
 

@@ -178,7 +178,7 @@ func (q clusterQueries) ask(ctx context.Context, req queryAdminRequest, notFound
 		return query.QueryInfo{}, notFound
 	}
 	for _, m := range q.n.members.Members() {
-		if m.ID == q.n.id || m.RPC == "" || (m.Status != "alive" && m.Status != "suspect") {
+		if m.ID == q.n.id || m.RPC == "" || !m.Up() {
 			continue
 		}
 		info, err := q.call(ctx, m.ID, req)

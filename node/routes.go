@@ -70,7 +70,7 @@ func (n *Node) followMembers() {
 			status := map[string]string{}
 			for _, m := range n.members.Members() {
 				status[m.ID] = m.Status
-				if m.ID != n.id && m.RPC != "" && (m.Status == "alive" || m.Status == "suspect") {
+				if m.ID != n.id && m.RPC != "" && m.Up() {
 					peers = append(peers, routes.Peer{ID: m.ID, Addr: m.RPC})
 					now[m.ID] = true
 				}

@@ -251,7 +251,7 @@ var errStopped = errors.New("stopped")
 func (r *replication) founders() ([]shards.Peer, error) {
 	members := r.n.members.Members() // sorted by id
 	for _, m := range members {
-		if m.ID == r.n.id || m.Status != "alive" || len(m.Founders) == 0 {
+		if m.ID == r.n.id || !m.Up() || len(m.Founders) == 0 {
 			continue
 		}
 		if !slices.Contains(m.Founders, r.n.id) {
@@ -269,7 +269,7 @@ func (r *replication) founders() ([]shards.Peer, error) {
 	}
 	var peers []shards.Peer
 	for _, m := range members {
-		if m.Status == "alive" && m.RPC != "" && len(peers) < r.n.cfg.Cluster.BootstrapExpect {
+		if m.Up() && m.RPC != "" && len(peers) < r.n.cfg.Cluster.BootstrapExpect {
 			peers = append(peers, shards.Peer{ID: m.ID, RPC: m.RPC})
 		}
 	}
@@ -493,7 +493,9 @@ func (n *Node) peerTakesBatchedAppends(target string) bool {
 // from memory. An entry holds at most 1 MiB of appends.
 const logCacheEntries = 64
 
-// alive reports whether member id is up.
+// alive reports whether member id is alive: not failed or left, and not
+// suspect either (routes.Options.Alive: a node acting for a failed one
+// does not wait for a suspect, which may be dead too).
 func (r *replication) alive(id string) bool {
 	for _, m := range r.n.members.Members() {
 		if m.ID == id {

@@ -108,7 +108,7 @@ func (r *replication) vouch() error {
 	for {
 		var vias []string
 		for _, m := range r.n.members.Members() {
-			if m.ID != r.n.id && m.Status == "alive" && m.RPC != "" && m.Vouched {
+			if m.ID != r.n.id && m.Up() && m.RPC != "" && m.Vouched {
 				vias = append(vias, m.RPC)
 			}
 		}

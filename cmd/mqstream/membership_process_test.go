@@ -61,19 +61,36 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 	}
 	n3.kill(t)
 	c.nodes = c.nodes[:2] // node3 is not stopped at the end: it is gone
-	for _, nd := range c.nodes {
-		waitFor(t, 30*time.Second, nd.id+" sees node3 down", func() (bool, string) {
+	// Each node shows node3 suspect (missed pings) a few seconds before
+	// gossip gives it up as failed.
+	seen := map[string][]string{} // node -> node3's statuses in the order seen
+	waitFor(t, 30*time.Second, "node1 and node2 see node3 down", func() (bool, string) {
+		down := 0
+		for _, nd := range c.nodes {
 			var cl struct {
 				Members []struct{ ID, Status string } `json:"members"`
 			}
 			_, _ = nd.getJSON("/v1/cluster", &cl)
+			st := "gone"
 			for _, m := range cl.Members {
 				if m.ID == "node3" {
-					return m.Status == "failed" || m.Status == "left", m.Status
+					st = m.Status
 				}
 			}
-			return true, "gone"
-		})
+			if l := seen[nd.id]; len(l) == 0 || l[len(l)-1] != st {
+				seen[nd.id] = append(seen[nd.id], st)
+			}
+			if st != "alive" && st != "suspect" {
+				down++
+			}
+		}
+		return down == len(c.nodes), fmt.Sprint(seen)
+	})
+	t.Logf("node3 as the others saw it: %v", seen)
+	for _, nd := range c.nodes {
+		if !slices.Contains(seen[nd.id], "suspect") {
+			t.Errorf("%s never showed node3 suspect before it was down: %v", nd.id, seen[nd.id])
+		}
 	}
 	out, err := runCmd(t, "node", "remove", "node3", "--server", n2.http)
 	if err != nil || !strings.Contains(out, "node node3 removed") {
