@@ -32,7 +32,12 @@ const (
 	tagFormed  = "formed"
 	tagVouched = "vouched"
 	tagFeature = "f:" // prefix of a feature the member announces (Options.Features)
+	tagParts   = "d:" // prefix of a setting's parts' fingerprints (Options.SettingParts)
 )
+
+// maxTagBytes is memberlist's limit on a member's metadata, which Serf
+// fills with the tags it encodes.
+const maxTagBytes = memberlist.MetaMaxSize
 
 // ErrRefused: the cluster refused this node (another cluster's name, or its
 // node id taken by another node).
@@ -183,10 +188,38 @@ func (m *Membership) serfConfig() (*serf.Config, error) {
 	for _, f := range o.Features {
 		conf.Tags[tagFeature+f] = "1"
 	}
+	for k, parts := range o.SettingParts {
+		prints := make([]string, len(parts))
+		for i, p := range parts {
+			prints[i] = p.Print
+		}
+		conf.Tags[tagParts+k] = strings.Join(prints, ".")
+	}
 	if o.Vouched {
 		conf.Tags[tagVouched] = "1"
 	}
+	m.fitTags(conf.Tags)
 	return conf, nil
+}
+
+// fitTags leaves the settings' parts out of tags when the tags would
+// exceed memberlist's limit with them (long addresses, many founders):
+// those only make a refusal's message more precise.
+func (m *Membership) fitTags(tags map[string]string) {
+	size := 5 // Serf's magic byte and the map's header, at most
+	for k, v := range tags {
+		size += len(k) + len(v) + 6 // each string's msgpack header: at most 3 bytes
+	}
+	if size <= maxTagBytes {
+		return
+	}
+	for k := range tags {
+		if strings.HasPrefix(k, tagParts) {
+			delete(tags, k)
+			m.log.Info("gossip tags near their limit: a refusal for differing settings will name the setting, not its keys",
+				"setting", strings.TrimPrefix(k, tagParts))
+		}
+	}
 }
 
 // otherSeeds are the seeds that are not this node's own gossip address.
@@ -413,6 +446,7 @@ func (m *Membership) Ready() (ready bool, reason string) {
 func (m *Membership) MarkFormed(founders []string) error {
 	tags := maps.Clone(m.serf.LocalMember().Tags)
 	tags[tagFormed] = strings.Join(founders, ",")
+	m.fitTags(tags)
 	if err := m.serf.SetTags(tags); err != nil {
 		return fmt.Errorf("cluster: announce the formed cluster: %w", err)
 	}
@@ -429,6 +463,7 @@ func (m *Membership) MarkVouched() error {
 		return nil
 	}
 	tags[tagVouched] = "1"
+	m.fitTags(tags)
 	if err := m.serf.SetTags(tags); err != nil {
 		return fmt.Errorf("cluster: announce the registered data directory: %w", err)
 	}
@@ -552,9 +587,9 @@ func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 		case mem.Tags[tagCluster] != o.Cluster:
 			err = fmt.Errorf("%w: member %s (%s) belongs to cluster %q, this node %s to cluster %q",
 				ErrRefused, mem.Name, addr, mem.Tags[tagCluster], o.NodeID, o.Cluster)
-		case len(differingSettings(o.Settings, mem.Tags)) > 0:
+		case len(differingSettings(o.Settings, o.SettingParts, mem.Tags)) > 0:
 			err = fmt.Errorf("%w: cluster-wide settings differ between this node %s and member %s (%s): %s",
-				ErrRefused, o.NodeID, mem.Name, addr, strings.Join(differingSettings(o.Settings, mem.Tags), ", "))
+				ErrRefused, o.NodeID, mem.Name, addr, strings.Join(differingSettings(o.Settings, o.SettingParts, mem.Tags), ", "))
 		case mem.Name == o.NodeID && self != "" && addr != self:
 			// (While the gossip member is being created, the only member
 			// with this id is this node itself.)
@@ -576,12 +611,15 @@ func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 }
 
 // differingSettings lists, sorted, the settings whose fingerprints differ
-// between ours and a member's tags (a key only one side has counts).
-func differingSettings(ours, tags map[string]string) []string {
+// between ours and a member's tags (a key only one side has counts). A
+// setting whose parts both sides announce, as many on each side, is
+// listed as the keys whose parts differ (as itself when none does: two
+// parts' short fingerprints can collide).
+func differingSettings(ours map[string]string, parts map[string][]SettingPart, tags map[string]string) []string {
 	var out []string
 	for k, v := range ours {
 		if tags[tagSetting+k] != v {
-			out = append(out, k)
+			out = append(out, differingParts(k, parts[k], tags[tagParts+k])...)
 		}
 	}
 	for t := range tags {
@@ -592,6 +630,26 @@ func differingSettings(ours, tags map[string]string) []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// differingParts lists the keys of setting k whose parts differ from
+// theirs (the parts' prints joined by '.'), or k itself when they cannot
+// be compared or none differs.
+func differingParts(k string, ours []SettingPart, theirs string) []string {
+	prints := strings.Split(theirs, ".")
+	if len(ours) == 0 || len(prints) != len(ours) {
+		return []string{k}
+	}
+	var out []string
+	for i, p := range ours {
+		if p.Print != prints[i] {
+			out = append(out, p.Key)
+		}
+	}
+	if len(out) == 0 {
+		return []string{k}
+	}
 	return out
 }
 

@@ -151,6 +151,70 @@ func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "a to see only c", func() bool { return statuses(a) == "a=alive c=alive" })
 }
 
+// TestDifferingKeysOfASettingAreNamed: a setting made of several keys
+// (the group defaults) is refused naming the keys that differ, when both
+// sides announce its parts; a node that does not (an earlier version)
+// is told the setting.
+func TestDifferingKeysOfASettingAreNamed(t *testing.T) {
+	parts := func(prints ...string) map[string][]SettingPart {
+		var ps []SettingPart
+		for i, p := range prints {
+			ps = append(ps, SettingPart{Key: fmt.Sprintf("groups.k%d", i), Print: p})
+		}
+		return map[string][]SettingPart{"groups": ps}
+	}
+	startWith := func(id, print string, parts map[string][]SettingPart, seeds ...string) (*Membership, error) {
+		m, err := Start(Options{NodeID: id, Cluster: "demo", Gossip: "127.0.0.1:0", Seeds: seeds,
+			Settings: map[string]string{"groups": print, "cluster.shards": "1111"}, SettingParts: parts,
+			Timers: LocalTimers(), Logger: testutil.Logger()})
+		if err == nil {
+			t.Cleanup(func() { _ = m.Close() })
+		}
+		return m, err
+	}
+	a, err := startWith("a", "aaaa", parts("111", "222", "333"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = startWith("b", "bbbb", parts("111", "999", "333"), a.GossipAddr())
+	if !errors.Is(err, ErrRefused) || !strings.HasSuffix(err.Error(), ": groups.k1") {
+		t.Fatalf("one group default differs: %v", err)
+	}
+	_, err = startWith("c", "cccc", nil, a.GossipAddr())
+	if !errors.Is(err, ErrRefused) || !strings.HasSuffix(err.Error(), ": groups") {
+		t.Fatalf("group defaults differ, the joining node has no parts: %v", err)
+	}
+
+	for _, tc := range []struct {
+		theirs string
+		want   string
+	}{
+		{"111.999.333", "groups.k1"},
+		{"999.222.999", "groups.k0 groups.k2"},
+		{"111.222.333", "groups"}, // the parts' prints collide
+		{"111.222", "groups"},     // another version's parts
+		{"", "groups"},
+	} {
+		if got := strings.Join(differingParts("groups", parts("111", "222", "333")["groups"], tc.theirs), " "); got != tc.want {
+			t.Errorf("theirs %q: %q, want %q", tc.theirs, got, tc.want)
+		}
+	}
+}
+
+func TestTagsOverTheLimitLeaveThePartsOut(t *testing.T) {
+	m := &Membership{log: testutil.Logger()}
+	tags := map[string]string{tagParts + "groups": "111.222", tagRPC: "127.0.0.1:7947"}
+	m.fitTags(tags)
+	if tags[tagParts+"groups"] == "" {
+		t.Fatal("short tags lost the parts")
+	}
+	tags[tagFormed] = strings.Repeat("a-long-node-id,", 33)
+	m.fitTags(tags)
+	if _, ok := tags[tagParts+"groups"]; ok || tags[tagRPC] == "" || tags[tagFormed] == "" {
+		t.Fatalf("tags over the limit: %v", tags)
+	}
+}
+
 // TestJoinedByAnotherMember: a node whose seeds are unreachable, waiting
 // long between retries, is joined by a member that reaches it; it counts
 // as joined at once (ready), without waiting for its next retry.

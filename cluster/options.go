@@ -34,6 +34,11 @@ type Options struct {
 	// (configuration key -> fingerprint); a member whose fingerprint of a
 	// key differs is refused, the key named.
 	Settings map[string]string
+	// SettingParts break a setting of Settings made of several keys into
+	// those keys' fingerprints, in an order the members share, so that a
+	// refusal names the keys that differ rather than the setting. They
+	// travel in the tags only while the tags fit memberlist's limit.
+	SettingParts map[string][]SettingPart
 	// Seeds are gossip addresses of members to join through.
 	Seeds []string
 	// BootstrapExpect is how many alive members make the cluster ready.
@@ -46,6 +51,10 @@ type Options struct {
 	OnFatal func(error)
 	Logger  *slog.Logger
 }
+
+// SettingPart is the fingerprint of one key of a cluster-wide setting.
+// Print must not contain '.'.
+type SettingPart struct{ Key, Print string }
 
 // Timers are the timings of gossip, failure detection and join retries.
 type Timers struct {

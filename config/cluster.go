@@ -109,10 +109,42 @@ func (c Config) ClusterWide() map[string]string {
 		"streams.default_retention":  c.Streams.DefaultRetention,
 		"groups":                     c.GroupDefaults(),
 	} {
-		b, _ := json.Marshal(v) // plain values and structs: cannot fail
-		h := fnv.New32a()
-		_, _ = h.Write(b)
-		out[key] = fmt.Sprintf("%08x", h.Sum32())
+		out[key] = fmt.Sprintf("%08x", fingerprint(v))
 	}
 	return out
+}
+
+// SettingPart is the fingerprint of one key of a cluster-wide setting
+// made of several.
+type SettingPart struct{ Key, Print string }
+
+// ClusterWideParts breaks the cluster-wide settings that ClusterWide
+// fingerprints as one (the group defaults, "groups") into their keys, in
+// an order every version that sends them shares, so that a node refused
+// for differing group defaults is told which keys differ. Each part's
+// fingerprint is three hex digits: short, since members carry them in
+// their gossip tags, which are limited to 512 bytes.
+func (c Config) ClusterWideParts() map[string][]SettingPart {
+	g := c.GroupDefaults()
+	var parts []SettingPart
+	for _, kv := range []struct {
+		key string
+		v   any
+	}{
+		{"groups.strategy", g.Strategy}, {"groups.ack_timeout", g.AckTimeout},
+		{"groups.max_deliveries", g.MaxDeliveries}, {"groups.dead_letter", g.DeadLetter},
+		{"groups.window", g.Window}, {"groups.max_window", g.MaxWindow},
+		{"groups.read_ahead", g.ReadAhead}, {"groups.max_unacked_span", g.MaxUnackedSpan},
+	} {
+		parts = append(parts, SettingPart{Key: kv.key, Print: fmt.Sprintf("%03x", fingerprint(kv.v)&0xfff)})
+	}
+	return map[string][]SettingPart{"groups": parts}
+}
+
+// fingerprint hashes v's JSON form.
+func fingerprint(v any) uint32 {
+	b, _ := json.Marshal(v) // plain values and structs: cannot fail
+	h := fnv.New32a()
+	_, _ = h.Write(b)
+	return h.Sum32()
 }

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqstream/mqstream/shared"
 )
 
 func TestClusterSectionLoads(t *testing.T) {
@@ -72,5 +75,30 @@ cluster: {name: demo, gossip: "127.0.0.1:7946", rpc: "127.0.0.1:7947"}
 				}
 			}
 		})
+	}
+}
+
+// TestClusterWidePartsNameEachGroupDefault: every group default has a
+// part of its own, and changing one changes only its part (and the
+// setting's fingerprint).
+func TestClusterWidePartsNameEachGroupDefault(t *testing.T) {
+	base := Default()
+	parts := base.ClusterWideParts()["groups"]
+	if n := reflect.TypeOf(shared.GroupOptions{}).NumField(); len(parts) != n {
+		t.Fatalf("%d parts for the %d group options", len(parts), n)
+	}
+	changed := base
+	changed.Groups.MaxWindow++
+	after := changed.ClusterWideParts()["groups"]
+	for i := range parts {
+		if differs := parts[i].Print != after[i].Print; differs != (parts[i].Key == "groups.max_window") {
+			t.Errorf("%s: %s -> %s", parts[i].Key, parts[i].Print, after[i].Print)
+		}
+		if strings.Contains(parts[i].Print, ".") || len(parts[i].Print) != 3 {
+			t.Errorf("%s: print %q", parts[i].Key, parts[i].Print)
+		}
+	}
+	if base.ClusterWide()["groups"] == changed.ClusterWide()["groups"] {
+		t.Error("the setting's fingerprint did not change")
 	}
 }

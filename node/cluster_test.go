@@ -150,8 +150,9 @@ func TestDifferentClusterWideSettingsAreRefused(t *testing.T) {
 	cfg := clusterConfig(t, "n2", 1, gossipAddr(n1))
 	cfg.Cluster.Shards = 24
 	cfg.Streams.DefaultRule = "none"
+	cfg.Groups.AckTimeout *= 2 // one of the group defaults, named as itself
 	_, err := Open(cfg, testutil.Logger())
-	if !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), "cluster.shards, streams.default_rule") {
+	if !errors.Is(err, cluster.ErrRefused) || !strings.Contains(err.Error(), "cluster.shards, groups.ack_timeout, streams.default_rule") {
 		t.Fatalf("n2 with other shards and default rule: %v", err)
 	}
 	if got := memberStatuses(n1.Members()); got != "n1=alive" {

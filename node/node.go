@@ -227,6 +227,18 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	return n, nil
 }
 
+// settingParts are cfg's cluster-wide settings made of several keys, as
+// membership announces them.
+func settingParts(cfg config.Config) map[string][]cluster.SettingPart {
+	out := map[string][]cluster.SettingPart{}
+	for k, parts := range cfg.ClusterWideParts() {
+		for _, p := range parts {
+			out[k] = append(out[k], cluster.SettingPart{Key: p.Key, Print: p.Print})
+		}
+	}
+	return out
+}
+
 // joinCluster starts the node's cluster membership (last: it advertises the
 // bound addresses; first to close: the node leaves gracefully).
 func (n *Node) joinCluster() error {
@@ -234,7 +246,7 @@ func (n *Node) joinCluster() error {
 	m, err := cluster.Start(cluster.Options{
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
 		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version, Features: clusterFeatures(),
-		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(), Vouched: n.repl.vouched(),
+		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(), SettingParts: settingParts(n.cfg), Vouched: n.repl.vouched(),
 		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
 		Logger:  n.log,
 	})
