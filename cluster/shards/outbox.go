@@ -45,7 +45,17 @@ type forwardItem struct {
 	cmd  appendCmd
 	hops int
 	done func(first uint64, err error)
+	// reached: an attempt may have put the append in a leader's log (a
+	// leader lost its leadership with it in flight, or a forward failed
+	// after it was sent). If the append then fails for want of a leader,
+	// its outcome is unknown: the entry may still be committed once the
+	// shard has a majority again (errMayBeStored).
+	reached bool
 }
+
+// errMayBeStored tells a writer whose append failed for want of a leader
+// that an earlier attempt reached one: Raft may still commit it.
+var errMayBeStored = errors.New("an earlier attempt reached the shard's leader, which may still store the records once the shard has a majority again (sent again, they may be stored twice)")
 
 // outbox is one shard's queue of appends to forward.
 type outbox struct {
@@ -144,6 +154,7 @@ func (s *Set) proposeDirect(shard int, r *replica, items []forwardItem) {
 	for _, it := range items {
 		r.propose(it.cmd, func(first uint64, err error) {
 			if errors.Is(err, errNotProposed) || errors.Is(err, errOutcomeUnknown) && it.cmd.retriable() {
+				it.reached = it.reached || errors.Is(err, errOutcomeUnknown)
 				o.answered(s, shard, it, true)
 				return
 			}
@@ -298,6 +309,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 						// No leader took it, or the leader stopped or
 						// lost its leadership with it in flight: send it
 						// again (deduplicated by its id).
+						it.reached = it.reached || errors.Is(results[i].err, errOutcomeUnknown)
 						again = append(again, it)
 						continue
 					}
@@ -314,7 +326,13 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			answerAll(batch, streams.ErrClosed)
 			return
 		case <-ctx.Done():
-			answerAll(batch, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout))
+			for _, it := range batch {
+				if it.reached {
+					it.done(0, fmt.Errorf("%w (waited %v): %w", ErrNoLeader, s.opts.WriteTimeout, errMayBeStored))
+				} else {
+					it.done(0, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout))
+				}
+			}
 			return
 		case <-time.After(wait):
 		}
@@ -333,6 +351,7 @@ func (s *Set) unsent(batch []forwardItem, target Peer, err error) []forwardItem 
 	var again []forwardItem
 	for _, it := range batch {
 		if it.cmd.retriable() {
+			it.reached = true
 			again = append(again, it)
 			continue
 		}

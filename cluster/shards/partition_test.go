@@ -87,16 +87,8 @@ func TestMinorityFollowerRejoins(t *testing.T) {
 // outcome on that node: it is sent again, to the new leader once the
 // partition heals within the write timeout, and stored once.
 func TestAppendInFlightWhenLeadershipIsLostIsSentAgain(t *testing.T) {
-	c := newCluster(t, 3, 1, 3)
-	leaders := c.waitLeaders()
-	stream := streamOfShard(t, 0, 1)
-	old := c.nodes[leaders[0]]
+	c, old, stream := cutOffLeader(t, 20*time.Second)
 	ctx := context.Background()
-	if _, err := old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
-	c.partition(old)
-	old.set.opts.WriteTimeout = 20 * time.Second
 	res := make(chan error, 1)
 	go func() {
 		_, err := old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("in flight")})
@@ -128,4 +120,45 @@ func TestAppendInFlightWhenLeadershipIsLostIsSentAgain(t *testing.T) {
 		t.Fatalf("append in flight on the old leader: %v", err)
 	}
 	c.sameEverywhere(stream, []string{"before", "majority", "in flight"})
+}
+
+// TestAppendThatReachedALeaderFailsAsMaybeStored: an append that fails
+// for want of a leader after an attempt reached one (proposed by a leader
+// cut off with it in flight) says that it may still be stored, since a
+// leader may commit that entry once the shard has a majority again; one
+// that never reached a leader fails without saying so.
+func TestAppendThatReachedALeaderFailsAsMaybeStored(t *testing.T) {
+	c, old, stream := cutOffLeader(t, 2*time.Second)
+	ctx := context.Background()
+	_, err := old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("in flight")})
+	if !errors.Is(err, ErrNoLeader) || !errors.Is(err, errMayBeStored) {
+		t.Fatalf("append proposed on the cut-off leader: %v, want no leader and maybe stored", err)
+	}
+	if old.set.replica(0).isLeader() {
+		t.Fatal("the cut-off leader still leads")
+	}
+	_, err = old.set.Append(ctx, stream, streams.Record{Topic: "t", Payload: []byte("never reached")})
+	if !errors.Is(err, ErrNoLeader) || errors.Is(err, errMayBeStored) {
+		t.Fatalf("append on the cut-off node after it stepped down: %v, want no leader, not maybe stored", err)
+	}
+	c.heal()
+	// The majority's new leader wrote over the entry of the old one.
+	c.sameEverywhere(stream, []string{"before"})
+}
+
+// cutOffLeader starts three nodes holding one shard, appends "before"
+// to a stream of it through its leader, and cuts that leader off from
+// the others, its appends waiting up to writeTimeout for a leader.
+func cutOffLeader(t *testing.T, writeTimeout time.Duration) (c *cluster, leader *testNode, stream string) {
+	t.Helper()
+	c = newCluster(t, 3, 1, 3)
+	leaders := c.waitLeaders()
+	stream = streamOfShard(t, 0, 1)
+	leader = c.nodes[leaders[0]]
+	if _, err := leader.set.Append(context.Background(), stream, streams.Record{Topic: "t", Payload: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	c.partition(leader)
+	leader.set.opts.WriteTimeout = writeTimeout
+	return c, leader, stream
 }
