@@ -93,12 +93,14 @@ func (f nodesFigures) NodeFigures(ctx context.Context) map[string]api.NodeFigure
 	return out
 }
 
-// fromPeers calls service with req on every other member that is up, at
-// once, and decodes each JSON answer into a new T; it returns them by node
-// id. A member that fails or does not answer within statsTimeout (or ctx)
-// is left out and logged (once every 10 s per member and service), and so
-// is a failed member; when ctx is a SQL
-// query's, its result says so (query.Warn).
+// fromPeers calls service with req on every other member that is alive,
+// at once, and decodes each JSON answer into a new T; it returns them by
+// node id. A member that fails or does not answer within statsTimeout (or
+// ctx) is left out and logged (once every 10 s per member and service),
+// and so is a failed or suspect member, without being asked: a suspect
+// (it missed its last pings: hung, or dead and not yet failed) would only
+// hold every caller for the whole timeout. When ctx is a SQL query's, its
+// result says so (query.Warn).
 func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) map[string]T {
 	out := map[string]T{}
 	if n.members == nil || n.repl == nil {
@@ -109,13 +111,13 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 	var mu sync.Mutex // guards out
 	var wg sync.WaitGroup
 	for _, m := range n.members.Members() {
-		if m.Status == "failed" {
+		if m.Status == "failed" || m.Status == "suspect" {
 			if ok, held := n.repl.logLimit.Allow("left out\x00" + m.ID + "\x00" + service); ok {
-				n.log.Warn("a failed node's answer is left out", "peer", m.ID, "service", service, "repeats_held_back", held)
+				n.log.Warn("a "+m.Status+" node's answer is left out", "peer", m.ID, "service", service, "repeats_held_back", held)
 			}
-			query.Warn(ctx, fmt.Sprintf("node %s is failed: its figures are left out", m.ID))
+			query.Warn(ctx, fmt.Sprintf("node %s is %s: its figures are left out", m.ID, m.Status))
 		}
-		if m.ID == n.id || m.RPC == "" || !m.Up() {
+		if m.ID == n.id || m.RPC == "" || m.Status != "alive" {
 			continue
 		}
 		wg.Add(1)

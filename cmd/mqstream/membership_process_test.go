@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,13 +60,16 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 	if out, err := runCmd(t, "node", "remove", "node2", "--server", n1.http); err == nil || !strings.Contains(err.Error(), "alive") {
 		t.Fatalf("removing an alive node: %v\n%s", err, out)
 	}
-	n3.kill(t)
-	c.nodes = c.nodes[:2] // node3 is not stopped at the end: it is gone
-	// Each node shows node3 suspect (missed pings) a few seconds before
-	// gossip gives it up as failed.
+	// node3 hangs (SIGSTOP), then dies (SIGKILL): each other node shows
+	// it suspect (missed pings) a few seconds before gossip gives it up
+	// as failed, and meanwhile leaves it out of the figures it gathers
+	// without asking it (asked, it would hold every query for a second).
+	if err := n3.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes = c.nodes[:2]         // node3 is not stopped at the end: it is gone
 	seen := map[string][]string{} // node -> node3's statuses in the order seen
-	waitFor(t, 30*time.Second, "node1 and node2 see node3 down", func() (bool, string) {
-		down := 0
+	statuses := func() (down int) {
 		for _, nd := range c.nodes {
 			var cl struct {
 				Members []struct{ ID, Status string } `json:"members"`
@@ -84,7 +88,21 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 				down++
 			}
 		}
-		return down == len(c.nodes), fmt.Sprint(seen)
+		return down
+	}
+	waitFor(t, 30*time.Second, "node1 to see node3 hang", func() (bool, string) {
+		statuses()
+		l := seen["node1"]
+		return len(l) > 0 && l[len(l)-1] != "alive", fmt.Sprint(seen)
+	})
+	out, err := runCmd(t, "sql", "--server", n1.http, "SELECT id, disk_free_bytes FROM nodes")
+	if err != nil || strings.Contains(out, "did not answer") || !strings.Contains(out, "node node3 is suspect: its figures are left out") &&
+		!strings.Contains(out, "node node3 is failed: its figures are left out") {
+		t.Fatalf("the nodes table while node3 hangs (node1 saw it %v): %v\n%s", seen["node1"], err, out)
+	}
+	n3.kill(t)
+	waitFor(t, 30*time.Second, "node1 and node2 see node3 down", func() (bool, string) {
+		return statuses() == len(c.nodes), fmt.Sprint(seen)
 	})
 	t.Logf("node3 as the others saw it: %v", seen)
 	for _, nd := range c.nodes {
@@ -92,7 +110,7 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 			t.Errorf("%s never showed node3 suspect before it was down: %v", nd.id, seen[nd.id])
 		}
 	}
-	out, err := runCmd(t, "node", "remove", "node3", "--server", n2.http)
+	out, err = runCmd(t, "node", "remove", "node3", "--server", n2.http)
 	if err != nil || !strings.Contains(out, "node node3 removed") {
 		t.Fatalf("node remove node3: %v\n%s", err, out)
 	}
