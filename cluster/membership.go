@@ -490,19 +490,36 @@ func (m *Membership) Forget(id string) error {
 // Close leaves the cluster gracefully (peers see "left", not "failed") and
 // stops gossip. Idempotent.
 func (m *Membership) Close() error {
-	m.mu.Lock()
-	if m.mu.closed {
-		m.mu.Unlock()
+	if !m.markClosed() {
 		return nil
 	}
-	m.mu.closed = true
-	m.mu.Unlock()
 	err := m.serf.Leave()
 	m.shutdown()
 	if err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	return nil
+}
+
+// Abandon stops gossip without leaving: peers see the node fail, as if
+// it had crashed. For a node the cluster refused after it joined (its id
+// removed, its data directory not the one the cluster knows): leaving
+// would show the node whose id it carries as left. Idempotent, and a no-op
+// after Close.
+func (m *Membership) Abandon() error {
+	if m.markClosed() {
+		m.shutdown()
+	}
+	return nil
+}
+
+// markClosed marks the membership closed; false if it already was.
+func (m *Membership) markClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	first := !m.mu.closed
+	m.mu.closed = true
+	return first
 }
 
 // shutdown stops gossip without leaving (peers see the node fail).

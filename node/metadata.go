@@ -104,6 +104,7 @@ func (r *replication) tryJoin() error {
 }
 
 func (r *replication) removedErr() error {
+	r.n.refused.Store(true)
 	if !r.n.holdsData() && !r.n.holdsLayout() {
 		// Started afresh: the data directory is not what stops it.
 		return fmt.Errorf("%w: node %q was removed from cluster %q with `mqstream node remove`, and a removed node.id is never used again; "+

@@ -150,8 +150,9 @@ func TestDeadNodeRemovedAndReplaced(t *testing.T) {
 	go func() { errc <- again.Run(context.Background(), 5*time.Second) }()
 	refused("start this node with a new node.id (its data directory")
 	sameRecords(t, []*Node{n1, n2, n4}, "crash", 60)
-	// Its refused start met the others' gossip and left again: it is not
-	// listed among the members (serf keeps a left member for hours).
+	// Its refused start met the others' gossip and went again (without
+	// leaving: the others see it fail): it is not listed among the members
+	// (serf keeps a failed or left member for hours).
 	notListed("the refused n3 gone from the member list again")
 }
 

@@ -66,6 +66,11 @@ type Node struct {
 	groupPlace *groupPlacement
 	routes     *routes.Router // nil when standalone
 	started    time.Time
+	// refused is set when the cluster refused this node's identity (a
+	// removed node.id, a lost data directory): the node then stops
+	// without leaving gracefully, since peers would show the node whose
+	// id it carries (crashed, or removed) as left rather than failed.
+	refused atomic.Bool
 
 	// groupPersisted, if set, is called whenever a consumer group's
 	// progress has been made durable (crash tests use it).
@@ -255,7 +260,12 @@ func (n *Node) joinCluster() error {
 	}
 	n.members = m
 	n.followMembers()
-	n.onClose("cluster", func(context.Context) error { return m.Close() })
+	n.onClose("cluster", func(context.Context) error {
+		if n.refused.Load() {
+			return m.Abandon()
+		}
+		return m.Close()
+	})
 	n.repl.start()
 	n.followGroupLeaders()
 	n.followQueryHomes()

@@ -150,6 +150,7 @@ func (r *replication) vouch() error {
 var ErrLostData = errors.New("this node's data directory is not the one the cluster knows")
 
 func (r *replication) lostDataErr(err error) error {
+	r.n.refused.Store(true)
 	return fmt.Errorf("%w: node %q of cluster %q ran with another data directory, and %s is new: its data was lost, or node.data_dir points to the wrong place. "+
 		"Taking part with it could undo acknowledged writes. If the data is elsewhere, set node.data_dir to it; if it is gone, run `mqstream node remove %s` on another node "+
 		"and start this one with a new node.id (%v)", ErrLostData, r.n.id, r.n.cfg.Cluster.Name, r.n.cfg.Node.DataDir, r.n.id, err)

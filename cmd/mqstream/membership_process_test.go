@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -109,6 +111,40 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 		if !slices.Contains(seen[nd.id], "suspect") {
 			t.Errorf("%s never showed node3 suspect before it was down: %v", nd.id, seen[nd.id])
 		}
+	}
+	// node3 started again before it is removed, on an empty data dir:
+	// refused (its data was lost), it stops without leaving, so that
+	// the others go on showing the crashed node3 failed, not left.
+	kept := filepath.Join(c.dir, "node3.kept")
+	if err := os.Rename(filepath.Join(c.dir, "node3"), kept); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t, n3)
+	select {
+	case <-n3.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("node3 on an empty data dir is still running")
+	}
+	if log := tailLines(n3.log, 20); !strings.Contains(log, "data directory is not the one the cluster knows") {
+		t.Fatalf("node3 on an empty data dir exited with %v:\n%s", n3.waitErr, log)
+	}
+	if err := os.RemoveAll(filepath.Join(c.dir, "node3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(kept, filepath.Join(c.dir, "node3")); err != nil {
+		t.Fatal(err)
+	}
+	// node1 sees the refused start join (alive), then go again.
+	seen["node1"] = nil
+	waitFor(t, 60*time.Second, "node1 to see node3's refused start come and go", func() (bool, string) {
+		statuses()
+		l := seen["node1"]
+		back := slices.IndexFunc(l, func(st string) bool { return st != "failed" })
+		last := l[len(l)-1]
+		return back >= 0 && (last == "failed" || last == "left"), fmt.Sprint(l)
+	})
+	if l := seen["node1"]; l[len(l)-1] != "failed" {
+		t.Fatalf("node3, crashed, then refused on an empty data dir, shows as %v, want failed in the end", l)
 	}
 	out, err = runCmd(t, "node", "remove", "node3", "--server", n2.http)
 	if err != nil || !strings.Contains(out, "node node3 removed") {
