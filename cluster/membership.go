@@ -254,6 +254,7 @@ func (m *Membership) join(seeds []string) error {
 		if err == nil {
 			err = errors.New("no answer")
 		}
+		err = oneLine(err)
 		errs = append(errs, fmt.Errorf("%s: %w", s, err))
 		m.mu.Lock()
 		if !m.mu.unreachable[s] {
@@ -268,6 +269,30 @@ func (m *Membership) join(seeds []string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// oneLine turns Serf's multi-error ("1 error occurred:\n\t* failed to
+// join ...") into one whose message is its errors' on one line, for the
+// log; errors.Is still sees them.
+func oneLine(err error) error {
+	multi, ok := err.(interface{ WrappedErrors() []error })
+	if !ok || len(multi.WrappedErrors()) == 0 {
+		return err
+	}
+	return lineErrors(multi.WrappedErrors())
+}
+
+// lineErrors are errors whose message is theirs joined by "; ".
+type lineErrors []error
+
+func (e lineErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e lineErrors) Unwrap() []error { return e }
 
 // retryJoin retries unreachable seeds with capped exponential backoff,
 // until one answers or another member joins this one (joinedBy).
@@ -342,8 +367,12 @@ func (m *Membership) watchEvents() {
 			if !ok {
 				continue
 			}
+			level := slog.LevelInfo
+			if me.Type == serf.EventMemberUpdate {
+				level = slog.LevelDebug // tags changed: every member announces its formed cluster, its vouched data dir
+			}
 			for _, mem := range me.Members {
-				m.log.Info("cluster membership changed", "event", me.Type.String(), "member", mem.Name,
+				m.log.Log(context.Background(), level, "cluster membership changed", "event", me.Type.String(), "member", mem.Name,
 					"gossip", net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
 			}
 			m.joinedBy()
@@ -432,7 +461,15 @@ func (m *Membership) Ready() (ready bool, reason string) {
 		return true, ""
 	}
 	if alive < m.opts.BootstrapExpect {
-		return false, fmt.Sprintf("waiting for the cluster to form: %d of %d expected nodes alive", alive, m.opts.BootstrapExpect)
+		reason := fmt.Sprintf("waiting for the cluster to form: %d of %d expected nodes alive", alive, m.opts.BootstrapExpect)
+		m.refusals.Lock()
+		if n := len(m.refusals.list); n > 0 {
+			// A founding node refused (another cluster, settings that
+			// differ) is often why the count stays short.
+			reason += "; the last node refused: " + m.refusals.list[n-1].err.Error()
+		}
+		m.refusals.Unlock()
+		return false, reason
 	}
 	m.mu.Lock()
 	m.mu.formed = true
@@ -605,7 +642,8 @@ func (c *mergeCheck) NotifyMerge(members []*serf.Member) error {
 			err = fmt.Errorf("%w: member %s (%s) belongs to cluster %q, this node %s to cluster %q",
 				ErrRefused, mem.Name, addr, mem.Tags[tagCluster], o.NodeID, o.Cluster)
 		case len(differingSettings(o.Settings, o.SettingParts, mem.Tags)) > 0:
-			err = fmt.Errorf("%w: cluster-wide settings differ between this node %s and member %s (%s): %s",
+			err = fmt.Errorf("%w: cluster-wide settings differ between this node %s and member %s (%s): %s "+
+				"(every member needs the same values; `mqstream serve --print-config` with a node's configuration shows its own)",
 				ErrRefused, o.NodeID, mem.Name, addr, strings.Join(differingSettings(o.Settings, o.SettingParts, mem.Tags), ", "))
 		case mem.Name == o.NodeID && self != "" && addr != self:
 			// (While the gossip member is being created, the only member
@@ -678,8 +716,10 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	level := slog.LevelDebug
 	switch {
-	case strings.Contains(line, "[ERR]"):
+	case strings.Contains(line, "[ERR]") && !expectedError(line):
 		level = slog.LevelError
+	case strings.Contains(line, "[ERR]"):
+		level = slog.LevelWarn
 	case strings.Contains(line, "[WARN]"):
 		level = slog.LevelWarn
 	}
@@ -688,6 +728,14 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*logWriter)(nil)
+
+// expectedError reports whether a memberlist error line is what a healthy
+// node logs when another fails or is refused (logged as a warning): a
+// probe's TCP fallback to a member that died, and a merge this node's
+// merge check refused (logged by the check too, with the reason).
+func expectedError(line string) bool {
+	return strings.Contains(line, "Failed fallback TCP ping") || strings.Contains(line, "Failed push/pull merge")
+}
 
 // features are the features a member's tags announce, sorted.
 func features(tags map[string]string) []string {

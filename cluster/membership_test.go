@@ -166,7 +166,7 @@ func TestDifferingKeysOfASettingAreNamed(t *testing.T) {
 	startWith := func(id, print string, parts map[string][]SettingPart, seeds ...string) (*Membership, error) {
 		m, err := Start(Options{NodeID: id, Cluster: "demo", Gossip: "127.0.0.1:0", Seeds: seeds,
 			Settings: map[string]string{"groups": print, "cluster.shards": "1111"}, SettingParts: parts,
-			Timers: LocalTimers(), Logger: testutil.Logger()})
+			BootstrapExpect: 2, Timers: LocalTimers(), Logger: testutil.Logger()})
 		if err == nil {
 			t.Cleanup(func() { _ = m.Close() })
 		}
@@ -177,11 +177,16 @@ func TestDifferingKeysOfASettingAreNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = startWith("b", "bbbb", parts("111", "999", "333"), a.GossipAddr())
-	if !errors.Is(err, ErrRefused) || !strings.HasSuffix(err.Error(), ": groups.k1") {
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), ": groups.k1 (every member needs the same values") {
 		t.Fatalf("one group default differs: %v", err)
 	}
+	// a, waiting for a second member, says why none came.
+	if ok, reason := a.Ready(); ok || !strings.Contains(reason, "1 of 2 expected nodes alive; the last node refused: ") ||
+		!strings.Contains(reason, "groups.k1") {
+		t.Fatalf("a after refusing b: ready %v %q", ok, reason)
+	}
 	_, err = startWith("c", "cccc", nil, a.GossipAddr())
-	if !errors.Is(err, ErrRefused) || !strings.HasSuffix(err.Error(), ": groups") {
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), ": groups (every member") {
 		t.Fatalf("group defaults differ, the joining node has no parts: %v", err)
 	}
 
@@ -338,4 +343,24 @@ func TestACrashedMemberIsSuspectBeforeItFails(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 15*time.Second, "b seen as failed", func() bool { return statuses(a) == "a=alive b=failed" })
+}
+
+// multiErr stands for Serf's multi-error.
+type multiErr []error
+
+func (m multiErr) Error() string          { return "2 errors occurred:\n\t* a\n\t* b\n\n" }
+func (m multiErr) WrappedErrors() []error { return m }
+
+func TestSeedErrorsOnOneLine(t *testing.T) {
+	sentinel := errors.New("dial tcp: connection refused")
+	err := oneLine(multiErr{fmt.Errorf("failed to join 127.0.0.1:1: %w", sentinel), errors.New("no answer")})
+	if err.Error() != "failed to join 127.0.0.1:1: dial tcp: connection refused; no answer" || !errors.Is(err, sentinel) {
+		t.Fatalf("%q (is the dial error: %v)", err, errors.Is(err, sentinel))
+	}
+	if plain := errors.New("plain"); oneLine(plain) != plain {
+		t.Fatal("a plain error changed")
+	}
+	if !expectedError("[ERR] memberlist: Failed fallback TCP ping: timeout") || expectedError("[ERR] memberlist: Failed to send ping") {
+		t.Fatal("expected memberlist errors")
+	}
 }

@@ -408,7 +408,7 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 		if m.ID == id {
 			known = true
 			if m.Up() {
-				return fmt.Errorf("%w: stop %s before removing it (it is %s)", cluster.ErrNodeAlive, id, m.Status)
+				return fmt.Errorf("%w (%s): stop %s before removing it", cluster.ErrNodeAlive, m.Status, id)
 			}
 		}
 	}

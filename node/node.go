@@ -256,7 +256,7 @@ func (n *Node) joinCluster() error {
 		Logger:  n.log,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: %w", err)
+		return err // says "cluster: ..." or "refused by the cluster: ..." already
 	}
 	n.members = m
 	n.followMembers()

@@ -413,7 +413,7 @@ func (r *replication) openGroup(group string) (shards.GroupDeps, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return shards.GroupDeps{}, err
 	}
-	logger := shards.RaftLogger(r.n.log, "raft-"+group, r.logLimit)
+	logger := shards.RaftLogger(r.n.log, group, r.logLimit) // as the group's own lines (set.go)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
 	if err != nil {
 		return shards.GroupDeps{}, fmt.Errorf("snapshots of %s: %w", group, err)
