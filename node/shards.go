@@ -494,8 +494,11 @@ func (n *Node) peerTakesBatchedAppends(target string) bool {
 const logCacheEntries = 64
 
 // alive reports whether member id is alive: not failed or left, and not
-// suspect either (routes.Options.Alive: a node acting for a failed one
-// does not wait for a suspect, which may be dead too).
+// suspect either, since a suspect may be dead too. The router's Alive (a
+// node acting for a failed one does not wait for a suspect) and the
+// shards' (a leader hands leadership over to, and adds as a replica,
+// only a member that is alive, and removes a replica the layout dropped
+// first when it is not).
 func (r *replication) alive(id string) bool {
 	for _, m := range r.n.members.Members() {
 		if m.ID == id {
