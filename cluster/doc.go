@@ -16,7 +16,7 @@
 // node that tried to join stops with an error naming both sides.
 //
 // A member gossip calls alive is shown as suspect once it has missed two
-// of this node's own pings in a row (memberlist keeps its suspicion out of
+// of this node's own pings in a row, spanning a second at least (memberlist keeps its suspicion out of
 // reach); Member.Up still counts it, so suspicion is for people, and only
 // gossip's failure detection changes what the node does with a member.
 //

@@ -125,6 +125,7 @@ func Start(opts Options) (*Membership, error) {
 		events: make(chan serf.Event, 64), joinedCh: make(chan struct{})}
 	m.mu.changed = make(chan struct{})
 	m.mu.unreachable = map[string]bool{}
+	m.suspicion.need = missesFor(opts.Timers.Probe)
 	conf, err := m.serfConfig()
 	if err != nil {
 		return nil, err

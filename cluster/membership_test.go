@@ -364,3 +364,19 @@ func TestSeedErrorsOnOneLine(t *testing.T) {
 		t.Fatal("expected memberlist errors")
 	}
 }
+
+func TestMissesToSuspectSpanASecond(t *testing.T) {
+	for _, tc := range []struct {
+		probe time.Duration
+		want  int
+	}{{time.Second, 2}, {2 * time.Second, 2}, {100 * time.Millisecond, 10}, {0, 2}} {
+		if got := missesFor(tc.probe); got != tc.want {
+			t.Errorf("probe %v: %d misses, want %d", tc.probe, got, tc.want)
+		}
+	}
+	s := suspicion{need: 3}
+	s.record("b", false)
+	if s.record("b", false) || !s.record("b", false) || !s.suspect("b") {
+		t.Fatal("three misses needed: the third makes the suspect")
+	}
+}

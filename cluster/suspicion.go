@@ -14,6 +14,20 @@ import (
 // crashed member up as failed after five or more.
 const missesToSuspect = 2
 
+// minSuspectAfter is the least time a member's misses must span: with
+// fast timers (tests), a busy machine would otherwise make members
+// suspect for a few slow answers.
+const minSuspectAfter = time.Second
+
+// missesFor is how many pings in a row a member must miss at probe
+// interval probe.
+func missesFor(probe time.Duration) int {
+	if probe <= 0 {
+		return missesToSuspect
+	}
+	return max(missesToSuspect, int(minSuspectAfter/probe))
+}
+
 // suspicion counts, per member, the pings of this node's own that went
 // unanswered in a row. memberlist v0.6 keeps its own suspicion of a
 // member in a node state its API does not reach (the Node.State its
@@ -26,8 +40,17 @@ const missesToSuspect = 2
 // which counts a suspect as up, so that a missed ping never moves a
 // replica or a leader: gossip's own failure detection decides that.
 type suspicion struct {
+	need   int            // misses in a row that make a suspect (missesFor); 0 = missesToSuspect
 	mu     sync.Mutex     // guards missed
 	missed map[string]int // member id -> pings missed in a row
+}
+
+// threshold is how many misses in a row make a suspect.
+func (s *suspicion) threshold() int {
+	if s.need > 0 {
+		return s.need
+	}
+	return missesToSuspect
 }
 
 // record notes the outcome of a ping to id and reports whether the
@@ -35,7 +58,7 @@ type suspicion struct {
 func (s *suspicion) record(id string, answered bool) (changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	before := s.missed[id] >= missesToSuspect
+	before := s.missed[id] >= s.threshold()
 	if answered {
 		delete(s.missed, id)
 	} else {
@@ -44,7 +67,7 @@ func (s *suspicion) record(id string, answered bool) (changed bool) {
 		}
 		s.missed[id]++
 	}
-	return before != (s.missed[id] >= missesToSuspect)
+	return before != (s.missed[id] >= s.threshold())
 }
 
 // forget drops what is known of the members not in keep (those gossip no
@@ -63,7 +86,7 @@ func (s *suspicion) forget(keep map[string]bool) {
 func (s *suspicion) suspect(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.missed[id] >= missesToSuspect
+	return s.missed[id] >= s.threshold()
 }
 
 // probeMembers pings every other member gossip calls alive once per
@@ -112,7 +135,7 @@ func (m *Membership) probeMembers() {
 		for id := range changed {
 			notify = true
 			if m.suspicion.suspect(id) {
-				m.log.Warn("member suspect: it missed its last pings", "member", id, "missed", missesToSuspect)
+				m.log.Warn("member suspect: it missed its last pings", "member", id, "missed", m.suspicion.threshold())
 			} else {
 				m.log.Info("member answers pings again", "member", id)
 			}
