@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -180,11 +182,12 @@ func TestDifferingKeysOfASettingAreNamed(t *testing.T) {
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), ": groups.k1 (every member needs the same values") {
 		t.Fatalf("one group default differs: %v", err)
 	}
-	// a, waiting for a second member, says why none came.
-	if ok, reason := a.Ready(); ok || !strings.Contains(reason, "1 of 2 expected nodes alive; the last node refused: ") ||
-		!strings.Contains(reason, "groups.k1") {
-		t.Fatalf("a after refusing b: ready %v %q", ok, reason)
-	}
+	// a, waiting for a second member, says why none came (once its own
+	// merge check has refused b: b's may have refused first).
+	testutil.Eventually(t, 5*time.Second, "a's reason to name the refusal", func() bool {
+		ok, reason := a.Ready()
+		return !ok && strings.Contains(reason, "1 of 2 expected nodes alive; the last node refused: ") && strings.Contains(reason, "groups.k1")
+	})
 	_, err = startWith("c", "cccc", nil, a.GossipAddr())
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), ": groups (every member") {
 		t.Fatalf("group defaults differ, the joining node has no parts: %v", err)
@@ -379,4 +382,93 @@ func TestMissesToSuspectSpanASecond(t *testing.T) {
 	if s.record("b", false) || !s.record("b", false) || !s.suspect("b") {
 		t.Fatal("three misses needed: the third makes the suspect")
 	}
+}
+
+// TestAMemberWhoseUDPIsLostAnswersOverTCP: b's UDP is dropped while its
+// TCP gets through (b advertises 127.0.0.2, where a proxy forwards TCP
+// to it and a socket swallows UDP), so memberlist keeps it alive through
+// its TCP fallback probes; a's own pings fall back to TCP too
+// (PingFallback), so b is suspect only while that fails as well.
+func TestAMemberWhoseUDPIsLostAnswersOverTCP(t *testing.T) {
+	port := 0
+	for try := 0; port == 0; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", p)); err == nil {
+			l2.Close()
+			port = p
+		} else if try > 10 {
+			t.Skipf("no port free on both 127.0.0.1 and 127.0.0.2: %v", err)
+		}
+	}
+	proxy, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	go func() {
+		for {
+			c, err := proxy.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				d, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					return
+				}
+				defer d.Close()
+				go func() { _, _ = io.Copy(d, c); d.Close() }()
+				_, _ = io.Copy(c, d)
+			}()
+		}
+	}()
+	swallow, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { swallow.Close() })
+	var swallowed atomic.Int64
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, _, err := swallow.ReadFrom(buf); err != nil {
+				return
+			}
+			swallowed.Add(1)
+		}
+	}()
+
+	var tcpAnswers atomic.Bool
+	tcpAnswers.Store(true)
+	a, err := Start(Options{NodeID: "a", Cluster: "demo", Gossip: "127.0.0.1:0", RPC: "127.0.0.1:1",
+		PingFallback: func(_ context.Context, rpc string) bool { return rpc == "127.0.0.1:2" && tcpAnswers.Load() },
+		Timers:       LocalTimers(), Logger: testutil.Logger().With("node", "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	b, err := Start(Options{NodeID: "b", Cluster: "demo", Gossip: fmt.Sprintf("127.0.0.1:%d", port), Advertise: "127.0.0.2",
+		RPC: "127.0.0.1:2", Seeds: []string{a.GossipAddr()}, Timers: LocalTimers(), Logger: testutil.Logger().With("node", "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+
+	// Once a has lost 150 UDP packets to b (gossip every 20 ms, and
+	// pings: two seconds' worth or so, twice what makes a suspect), b is
+	// alive all the same: it answers over TCP.
+	testutil.Eventually(t, 20*time.Second, "150 UDP packets to b lost", func() bool { return swallowed.Load() >= 150 })
+	if got := statuses(a); got != "a=alive b=alive" {
+		t.Fatalf("b answers over TCP, a shows %q", got)
+	}
+	tcpAnswers.Store(false)
+	testutil.Eventually(t, 10*time.Second, "b suspect once TCP fails too", func() bool { return statuses(a) == "a=alive b=suspect" })
+	tcpAnswers.Store(true)
+	testutil.Eventually(t, 10*time.Second, "b alive once it answers again", func() bool { return statuses(a) == "a=alive b=alive" })
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -45,6 +46,12 @@ type Options struct {
 	BootstrapExpect int
 	// Timers are the gossip and retry timings; zero means DefaultTimers.
 	Timers Timers
+	// PingFallback, if set, is asked whether the member whose RPC
+	// address is rpc answers over TCP when it missed a UDP ping (the
+	// node calls it over the cluster's RPC connections); it must return
+	// by ctx's deadline. Without it a member whose UDP is blocked would
+	// be suspect for as long as it runs.
+	PingFallback func(ctx context.Context, rpc string) bool
 	// OnFatal, if set, is called once when the node is refused by the
 	// cluster after it started (a seed reached later belongs to another
 	// cluster, or holds this node's id). It must not block.

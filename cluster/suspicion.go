@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -33,12 +34,15 @@ func missesFor(probe time.Duration) int {
 // member in a node state its API does not reach (the Node.State its
 // Members returns stays alive), so the status suspect comes from these
 // pings: a member gossip still calls alive that has missed
-// missesToSuspect pings in a row.
+// missesToSuspect pings in a row. As memberlist's own probes do, a ping
+// that gets no answer over UDP is tried again over TCP
+// (Options.PingFallback), so that a member whose UDP is blocked is not
+// suspect for as long as it runs.
 //
-// Suspicion is for people reading the member list. The code that
-// places replicas, forms the cluster or joins it reads Member.Up,
-// which counts a suspect as up, so that a missed ping never moves a
-// replica or a leader: gossip's own failure detection decides that.
+// The code that places replicas, forms the cluster or joins it reads
+// Member.Up, which counts a suspect as up, so that a missed ping never
+// moves a replica or a leader: gossip's own failure detection decides
+// that.
 type suspicion struct {
 	need   int            // misses in a row that make a suspect (missesFor); 0 = missesToSuspect
 	mu     sync.Mutex     // guards missed
@@ -104,8 +108,8 @@ func (m *Membership) probeMembers() {
 		case <-tick.C:
 		}
 		type target struct {
-			id   string
-			addr net.Addr
+			id, rpc string
+			addr    net.Addr
 		}
 		var targets []target
 		alive := map[string]bool{}
@@ -114,7 +118,7 @@ func (m *Membership) probeMembers() {
 				continue
 			}
 			alive[sm.Name] = true
-			targets = append(targets, target{sm.Name, &net.UDPAddr{IP: sm.Addr, Port: int(sm.Port)}})
+			targets = append(targets, target{sm.Name, sm.Tags[tagRPC], &net.UDPAddr{IP: sm.Addr, Port: int(sm.Port)}})
 		}
 		m.suspicion.forget(alive)
 		var wg sync.WaitGroup
@@ -124,7 +128,8 @@ func (m *Membership) probeMembers() {
 			go func() {
 				defer wg.Done()
 				_, err := m.serf.Memberlist().Ping(t.id, t.addr)
-				if m.suspicion.record(t.id, err == nil) {
+				answered := err == nil || m.answersOverTCP(t.rpc)
+				if m.suspicion.record(t.id, answered) {
 					changed <- t.id
 				}
 			}()
@@ -145,3 +150,18 @@ func (m *Membership) probeMembers() {
 		}
 	}
 }
+
+// answersOverTCP asks Options.PingFallback whether the member at rpc
+// answers over TCP, waiting up to fallbackTimeout; false without one.
+func (m *Membership) answersOverTCP(rpc string) bool {
+	if m.opts.PingFallback == nil || rpc == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(m.opts.Timers.ProbeTimeout, fallbackTimeout))
+	defer cancel()
+	return m.opts.PingFallback(ctx, rpc)
+}
+
+// fallbackTimeout is the least a ping over TCP waits: a new connection
+// costs a round trip more than a UDP ping.
+const fallbackTimeout = 500 * time.Millisecond

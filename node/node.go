@@ -206,6 +206,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	n.onClose("stats", func(context.Context) error { n.sampler.Close(); return nil })
 	if n.routes != nil {
 		n.serveRoutes()
+		n.servePing()
 		n.serveStats()
 		n.serveApplied()
 		n.serveLeaders()
@@ -252,8 +253,9 @@ func (n *Node) joinCluster() error {
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
 		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version, Features: clusterFeatures(),
 		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(), SettingParts: settingParts(n.cfg), Vouched: n.repl.vouched(),
-		OnFatal: func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
-		Logger:  n.log,
+		PingFallback: n.answersOverTCP,
+		OnFatal:      func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
+		Logger:       n.log,
 	})
 	if err != nil {
 		return err // says "cluster: ..." or "refused by the cluster: ..." already
