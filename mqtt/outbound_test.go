@@ -78,6 +78,11 @@ func TestOutboundOfflineSessionQueueInOrder(t *testing.T) {
 		pub.publish(0, 0, "away/t", "qos0-not-kept", false)
 		pub.expect(packets.Puback)
 	}
+	// The broker takes a client's packets in order: once this one is
+	// acknowledged, the last QoS 0 publish has been handled too (and not
+	// kept), before "away" comes back.
+	pub.publish(21, 1, "fence/t", "fence", false)
+	pub.expect(packets.Puback)
 	back := dialRaw(t, n.addr, 4)
 	back.connect("away", false, packets.Properties{})
 	got := readPublishes(back, true)

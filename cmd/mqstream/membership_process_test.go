@@ -146,6 +146,11 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 	if l := seen["node1"]; l[len(l)-1] != "failed" {
 		t.Fatalf("node3, crashed, then refused on an empty data dir, shows as %v, want failed in the end", l)
 	}
+	// node2, which removes node3 next, too (it refuses to remove a member
+	// that is up).
+	waitFor(t, 30*time.Second, "every node to see node3 down again", func() (bool, string) {
+		return statuses() == len(c.nodes), fmt.Sprint(seen)
+	})
 	out, err = runCmd(t, "node", "remove", "node3", "--server", n2.http)
 	if err != nil || !strings.Contains(out, "node node3 removed") {
 		t.Fatalf("node remove node3: %v\n%s", err, out)
