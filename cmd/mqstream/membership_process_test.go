@@ -66,6 +66,13 @@ func TestProcessNodeRemovedAndReplaced(t *testing.T) {
 	// it suspect (missed pings) a few seconds before gossip gives it up
 	// as failed, and meanwhile leaves it out of the figures it gathers
 	// without asking it (asked, it would hold every query for a second).
+	// (Once node3's data directory is registered: one lost before that,
+	// seconds after the cluster formed, would be taken for a new one; the
+	// empty-directory restart below relies on the registration.)
+	waitFor(t, 30*time.Second, "node3's data directory registered", func() (bool, string) {
+		b, err := os.ReadFile(n3.log)
+		return err == nil && strings.Contains(string(b), "data directory registered with the metadata group"), tailLines(n3.log, 3)
+	})
 	if err := n3.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
