@@ -23,6 +23,20 @@ func collectV3(t *testing.T, addr, id string) (paho3.Client, chan string) {
 	return c, got
 }
 
+// drainFor returns the topics that arrive on got within d.
+func drainFor(got <-chan string, d time.Duration) []string {
+	var out []string
+	deadline := time.After(d)
+	for {
+		select {
+		case tp := <-got:
+			out = append(out, tp)
+		case <-deadline:
+			return out
+		}
+	}
+}
+
 // untilMarker reads topics from got until marker arrives and returns the
 // ones before it. Messages published before the marker by the same
 // connection arrive before it, so the marker bounds the wait for messages
@@ -68,7 +82,12 @@ func TestConformanceHashMatchesParentAfterPlus(t *testing.T) {
 				return err
 			}
 			if !contains(before, c.want) {
-				errs = append(errs, fmt.Sprintf("%s did not receive %s", c.filter, c.want))
+				// Say what came, and whether the message came late (after
+				// the marker, published after it) or not at all: CI saw
+				// this fail once (2026-12-06) and 30 runs alone did not.
+				late := drainFor(c.got, 500*time.Millisecond)
+				errs = append(errs, fmt.Sprintf("%s did not receive %s before the marker %s (before it: %v; within 500 ms after it: %v)",
+					c.filter, c.want, c.marker, before, late))
 			}
 		}
 		if len(errs) > 0 {
