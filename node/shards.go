@@ -217,6 +217,7 @@ func (r *replication) start() {
 		set, err := shards.Start(shards.Options{
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
 			Open: r.openGroup, Drop: r.dropGroup, HasRaftState: r.hasRaftState, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
+			AdminIDs: func() bool { return r.everyMemberHas(featureAdminIDs) },
 		}, layout)
 		if err != nil {
 			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))
@@ -465,12 +466,35 @@ const batchAppends = true
 // batched appends (cluster.Options.Features).
 const featureAppends = "appends1"
 
+// featureAdminIDs is the cluster feature a node announces when its
+// shards decode stream creations and deletions that carry an id
+// (shards.Options.AdminIDs).
+const featureAdminIDs = "adminids1"
+
 // clusterFeatures are the features this node announces to its peers.
 func clusterFeatures() []string {
 	if batchAppends {
-		return []string{featureAppends}
+		return []string{featureAppends, featureAdminIDs}
 	}
-	return nil
+	return []string{featureAdminIDs}
+}
+
+// everyMemberHas reports whether every member the membership lists,
+// whatever its status (one failed or left may come back), announces
+// feature f.
+func (r *replication) everyMemberHas(f string) bool {
+	return allAnnounce(r.n.members.Members(), f)
+}
+
+// allAnnounce reports whether ms is not empty and each of its members
+// announces feature f.
+func allAnnounce(ms []cluster.Member, f string) bool {
+	for _, m := range ms {
+		if !slices.Contains(m.Features, f) {
+			return false
+		}
+	}
+	return len(ms) > 0
 }
 
 // peerTakesBatchedAppends tells whether the member at RPC address target

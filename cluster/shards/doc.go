@@ -40,7 +40,7 @@
 //
 // A snapshot holds no records: it says what the log up to its index made
 // of the shard (snapshot.go): the applied index, the window of recent
-// append ids with their results (dedupe.go, replay.go), for every stream of the shard its creation time (the
+// append ids (and those of stream creations and deletions) with their results (dedupe.go, replay.go), for every stream of the shard its creation time (the
 // leader's, the same on every replica), retention, next offset and newest
 // timestamp, and the shard's key/value namespace. A replica that was away while the others compacted the log
 // it missed is sent a snapshot instead, and is then behind it. It catches

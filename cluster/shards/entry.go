@@ -12,16 +12,19 @@ import (
 // Encodings of a Raft entry (version byte first): version 1 holds
 // appends, creations and deletions of streams; version 2 may also hold
 // key/value writes (kindKV); version 3 may also hold appends fenced by a
-// term (SubmitFenced). An entry is encoded in the lowest version that
-// holds it, byte for byte as before the higher versions existed. A node
-// that only knows a lower version cannot decode the entry (it logs and
-// skips it), so every node must run a version that knows it before the
-// shards' key/value namespaces are written, or queries run (fenced
-// appends).
+// term (SubmitFenced); version 4 may also hold creations and deletions
+// with an id (kindCreateID, kindDeleteID). An entry is encoded in the
+// lowest version that holds it, byte for byte as before the higher
+// versions existed. A node that only knows a lower version cannot decode
+// the entry (it logs and skips it), so every node must run a version
+// that knows it before the shards' key/value namespaces are written, or
+// queries run (fenced appends), or streams are created and deleted with
+// ids (Options.AdminIDs says when every member announces that it can).
 const (
 	entryVersion1 = 1
 	entryVersion2 = 2
 	entryVersion3 = 3
+	entryVersion4 = 4
 )
 
 // Command kinds.
@@ -30,6 +33,10 @@ const (
 	kindCreate = 2 // create a stream with a retention
 	kindDelete = 3 // delete a stream and its records
 	kindKV     = 4 // writes to the shard's key/value namespace (version 2)
+	// The encoding of a kindCreate or kindDelete with an id (version 4);
+	// decoded, the command's kind is kindCreate or kindDelete.
+	kindCreateID = 5
+	kindDeleteID = 6
 )
 
 // Append flags of the encoding.
@@ -61,7 +68,10 @@ type appendCmd struct {
 	// sequence number.
 	// A retried forward carries the same id, and the state machine
 	// answers it with the first append's result instead of storing the
-	// records again (dedupe.go).
+	// records again (dedupe.go). A kindCreate or kindDelete may carry
+	// one too (version 4), for the same reason: a retried creation is
+	// answered as the first one was, and a retried deletion does not
+	// delete the stream created anew since.
 	id        appendID
 	retention streams.Retention // kindCreate
 	// kindKV: the writes, and the term of the leadership that proposed
@@ -73,10 +83,11 @@ type appendCmd struct {
 }
 
 // retriable reports whether c may be proposed again after an attempt
-// whose outcome is unknown (errOutcomeUnknown): an unfenced append with
-// an id, which the state machine stores at most once.
+// whose outcome is unknown (errOutcomeUnknown): an unfenced append, a
+// creation or a deletion with an id, which the state machine applies at
+// most once.
 func (c *appendCmd) retriable() bool {
-	return c.kind == kindAppend && c.id.producer != 0 && c.term == 0
+	return (c.kind == kindAppend || admin(*c)) && c.id.producer != 0 && c.term == 0
 }
 
 // encodeRecords encodes records for an entry or a forward request.
@@ -98,7 +109,10 @@ func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 			n += len(r) + binary.MaxVarintLen32
 		}
 		if c.kind == kindAppend && c.term != 0 {
-			version = entryVersion3
+			version = max(version, entryVersion3)
+		}
+		if admin(c) && c.id.producer != 0 {
+			version = entryVersion4
 		}
 		if c.kind == kindKV {
 			version = max(version, entryVersion2)
@@ -118,8 +132,20 @@ func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 }
 
 func appendCmdTo(b []byte, c appendCmd) []byte {
-	b = append(b, c.kind)
+	withID := admin(c) && c.id.producer != 0
+	switch {
+	case withID && c.kind == kindCreate:
+		b = append(b, kindCreateID)
+	case withID:
+		b = append(b, kindDeleteID)
+	default:
+		b = append(b, c.kind)
+	}
 	b = appendBytes(b, []byte(c.stream))
+	if withID {
+		b = binary.AppendUvarint(b, c.id.producer)
+		b = binary.AppendUvarint(b, c.id.seq)
+	}
 	switch c.kind {
 	case kindCreate:
 		b = binary.AppendVarint(b, int64(c.retention.MaxAge))
@@ -175,7 +201,7 @@ func appendBytes(b, v []byte) []byte {
 func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 	d := decoder{b: b}
 	v := d.byte()
-	if d.err == nil && (v < entryVersion1 || v > entryVersion3) {
+	if d.err == nil && (v < entryVersion1 || v > entryVersion4) {
 		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
 	}
 	ts := time.Unix(0, d.varint())
@@ -188,6 +214,9 @@ func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 		}
 		if c.kind == kindAppend && c.term != 0 && v < entryVersion3 && d.err == nil {
 			d.err = fmt.Errorf("a fenced append in an entry of version %d", v)
+		}
+		if admin(c) && c.id.producer != 0 && v < entryVersion4 && d.err == nil {
+			d.err = fmt.Errorf("a creation or deletion with an id in an entry of version %d", v)
 		}
 		cmds = append(cmds, c)
 	}
@@ -270,6 +299,14 @@ func (d *decoder) bytes() []byte {
 func (d *decoder) appendCmd() appendCmd {
 	c := appendCmd{kind: d.byte()}
 	c.stream = string(d.bytes())
+	if c.kind == kindCreateID || c.kind == kindDeleteID {
+		c.kind -= kindCreateID - kindCreate
+		c.id.producer = d.uvarint()
+		c.id.seq = d.uvarint()
+		if c.id.producer == 0 && d.err == nil {
+			d.err = errors.New("a creation or deletion with producer 0")
+		}
+	}
 	switch c.kind {
 	case kindCreate:
 		c.retention = streams.Retention{MaxAge: time.Duration(d.varint()), MaxBytes: d.varint(), MaxRecords: d.varint()}

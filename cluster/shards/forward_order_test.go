@@ -239,12 +239,12 @@ func TestForwardedPairStaysInOrderThroughAFollower(t *testing.T) {
 
 // TestLostAnswerToAForwardedDeletionIsNotSentAgain: a follower forwards
 // a stream's deletion; the leader applies it but the answer is lost.
-// Sent again, the deletion (a command without an id, which the state
-// machine would apply again) could delete the stream another client
-// created anew meanwhile, with its acknowledged records: it is answered
-// with the outcome unknown instead.
+// In a cluster with a member of an earlier version the deletion has no
+// id, and sent again (the state machine would apply it again) it could
+// delete the stream another client created anew meanwhile, with its
+// acknowledged records: it is answered with the outcome unknown instead.
 func TestLostAnswerToAForwardedDeletionIsNotSentAgain(t *testing.T) {
-	c := newCluster(t, 3, 1, 3)
+	c := newClusterWith(t, 3, 1, 3, LocalTimers(), func(c *cluster) { c.noAdminIDs = true })
 	leaders := c.waitLeaders()
 	leader, follower := c.nodes[leaders[0]], c.nodes[(leaders[0]+1)%3]
 	stream := streamOfShard(t, 0, 1)

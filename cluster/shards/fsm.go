@@ -184,7 +184,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			if c.kind != kindAppend {
 				f.applyRun(run)
 				run = run[:0]
+				if e, dup := f.dd.lookup(c.id); dup {
+					// A retry of a creation or deletion applied
+					// before: its result, and nothing done again (a
+					// deletion would delete the stream created since).
+					if e.result != nil {
+						results[j] = *e.result
+					}
+					continue
+				}
 				results[j].err = f.admin(c, ts)
+				f.dd.add(c.id, &results[j])
 				continue
 			}
 			if fenced(c, l) {

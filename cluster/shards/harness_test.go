@@ -50,6 +50,9 @@ type cluster struct {
 	// noDrop: the nodes give no Options.Drop (a replica moved away keeps
 	// its Raft state).
 	noDrop bool
+	// noAdminIDs: the nodes create and delete streams without ids, as in
+	// a cluster with a member of an earlier version (Options.AdminIDs).
+	noAdminIDs bool
 }
 
 type testNode struct {
@@ -150,6 +153,7 @@ func (nd *testNode) start() {
 	opts := Options{
 		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, HasRaftState: nd.hasRaftState, Forward: nd.c,
 		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
+		AdminIDs: func() bool { return !nd.c.noAdminIDs },
 	}
 	if nd.c.noDrop {
 		opts.Drop = nil

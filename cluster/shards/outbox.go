@@ -341,12 +341,13 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 }
 
 // unsent handles a batch whose forward failed after it may have been
-// served (the answer lost, the connection broken midway): appends with
+// served (the answer lost, the connection broken midway): commands with
 // ids are returned to be sent again (a repeat is answered from the
-// state machine's window); the other commands (a stream's creation or
-// deletion, fenced appends), which the state machine would apply again,
-// are answered with the outcome unknown. Sent again, a deletion whose
-// first copy was applied could delete the stream created anew since.
+// state machine's window); the others (a stream's creation or deletion
+// without an id, from a cluster with members of an earlier version),
+// which the state machine would apply again, are answered with the
+// outcome unknown. Sent again, a deletion whose first copy was applied
+// could delete the stream created anew since.
 func (s *Set) unsent(batch []forwardItem, target Peer, err error) []forwardItem {
 	var again []forwardItem
 	for _, it := range batch {

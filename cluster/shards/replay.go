@@ -18,7 +18,9 @@ import (
 // are derived instead: the snapshot lists the shard's streams with their
 // next offsets, and each replayed append takes the next offset of its
 // stream as the state machine gave it when it applied the entry first.
-// Stream creations and deletions are followed too.
+// Stream creations and deletions are followed too, and those with ids
+// get their results derived the same way (created, or the stream exists;
+// deleted, or there was none).
 //
 // The derivation follows the store's rules only as far as offsets go: it
 // refuses an append to a missing stream of an invalid name, takes every
@@ -78,16 +80,28 @@ func (t *replayTally) entry(l *raft.Log, cmds []appendCmd, isNew []bool) {
 	}
 	t.last = l.Index
 	for j, c := range cmds {
+		if admin(c) && !isNew[j] {
+			continue // a retry of one in the window: it did nothing
+		}
 		switch c.kind {
 		case kindCreate:
-			if _, ok := t.streams[c.stream]; !ok && streams.ValidateName(c.stream) == nil {
+			var r appendResult
+			if _, ok := t.streams[c.stream]; ok {
+				r.err = streams.ErrStreamExists
+			} else if r.err = streams.ValidateName(c.stream); r.err == nil {
 				t.streams[c.stream] = 0
 			}
+			t.derive(c, r)
 		case kindDelete:
+			var r appendResult
+			if _, ok := t.streams[c.stream]; !ok {
+				r.err = streams.ErrStreamNotFound
+			}
 			// The store no longer holds what the derivation said of this
 			// stream: nothing derived for it can be checked any more.
 			delete(t.streams, c.stream)
 			t.derived = slices.DeleteFunc(t.derived, func(d derivedResult) bool { return d.stream == c.stream })
+			t.derive(c, r)
 		case kindAppend:
 			if fenced(c, l) || !isNew[j] {
 				continue // stored nothing
@@ -105,14 +119,21 @@ func (t *replayTally) entry(l *raft.Log, cmds []appendCmd, isNew []bool) {
 			} else if r.err = streams.ValidateName(c.stream); r.err == nil {
 				t.streams[c.stream] = uint64(len(c.records)) // created by its append
 			}
-			if c.id.producer != 0 {
-				t.derived = append(t.derived, derivedResult{id: c.id, stream: c.stream, result: r})
-				if len(t.derived) >= 2*dedupeWindow {
-					n := copy(t.derived, t.derived[len(t.derived)-dedupeWindow:])
-					t.derived = t.derived[:n]
-				}
-			}
+			t.derive(c, r)
 		}
+	}
+}
+
+// derive records r as the result of c, a command the state machine
+// applied (not a retry), if it has an id.
+func (t *replayTally) derive(c appendCmd, r appendResult) {
+	if c.id.producer == 0 {
+		return
+	}
+	t.derived = append(t.derived, derivedResult{id: c.id, stream: c.stream, result: r})
+	if len(t.derived) >= 2*dedupeWindow {
+		n := copy(t.derived, t.derived[len(t.derived)-dedupeWindow:])
+		t.derived = t.derived[:n]
 	}
 }
 
@@ -164,7 +185,7 @@ func (f *fsm) replayed(l *raft.Log, cmds []appendCmd) {
 		isNew = make([]bool, len(cmds))
 	}
 	for j, c := range cmds {
-		if c.kind == kindAppend && !fenced(c, l) {
+		if (c.kind == kindAppend || admin(c)) && !fenced(c, l) {
 			if _, dup := f.dd.lookup(c.id); !dup {
 				f.dd.add(c.id, nil)
 				if isNew != nil {

@@ -113,6 +113,13 @@ type Options struct {
 	// handed back only to a preferred leader that is, adds only replicas
 	// that are, and removes replicas that are not first. Nil: always.
 	Alive func(id string) bool
+	// AdminIDs reports whether every member can decode creations and
+	// deletions of streams that carry an id (entry version 4): only
+	// then are they given one, and sent again after an attempt whose
+	// outcome is unknown (a forward whose answer was lost, a leader that
+	// lost its leadership with one in flight) rather than answered with
+	// the outcome unknown. Nil: never.
+	AdminIDs func() bool
 	// WriteTimeout bounds how long an append waits for a shard leader
 	// (elections take a few seconds) and for its commit.
 	WriteTimeout time.Duration
@@ -346,6 +353,9 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 	case <-s.done:
 		return streams.ErrClosed
 	default:
+	}
+	if s.opts.AdminIDs != nil && s.opts.AdminIDs() {
+		cmd.id = appendID{producer: s.producer, seq: s.seq.Add(1)}
 	}
 	errc := make(chan error, 1)
 	s.route(ShardOf(cmd.stream, s.opts.Shards), cmd, 0, func(_ uint64, err error) { errc <- err })

@@ -151,7 +151,7 @@ func appendResults(b []byte, ids []appendID, results []*appendResult) []byte {
 // logResult reports whether err (nil included) is an append's result
 // that the log alone decides, the same on every replica.
 func logResult(err error) bool {
-	return err == nil || errors.Is(err, streams.ErrStreamNotFound) ||
+	return err == nil || errors.Is(err, streams.ErrStreamNotFound) || errors.Is(err, streams.ErrStreamExists) ||
 		errors.Is(err, streams.ErrInvalidName) || errors.Is(err, streams.ErrRecordTooLarge)
 }
 
