@@ -102,7 +102,12 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 			refused = true
 		case len(answer) > 1 && answer[0] == claimGranted:
 			if session != nil {
-				h.b.log.Warn("two nodes handed over a session for one client; the first is kept", "client", cl.ID)
+				// Two nodes kept a copy (one restored by a node that
+				// was down while the client moved on): the newer.
+				if movedStamp(cl.ID, answer[1:]).newer(movedStamp(cl.ID, session)) {
+					session = answer[1:]
+				}
+				h.b.log.Info("two nodes handed over a session for one client; the newer is kept", "client", cl.ID)
 				continue
 			}
 			session = answer[1:]
@@ -125,6 +130,10 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		h.b.log.Warn("a session handed over by another node is dropped: a newer connection with this client id won", "client", cl.ID)
 	case session != nil:
 		h.b.importSession(cl.ID, session)
+	}
+	if !lost && h.b.state != nil {
+		// The session this connection holds from now on is of its claim.
+		h.b.state.setStamp(cl.ID, c.stamp)
 	}
 }
 

@@ -73,13 +73,18 @@ func (b *Broker) importSession(id string, payload []byte) {
 		b.log.Warn("a session handed over by another node is dropped", "client", id, "error", err)
 		return
 	}
-	if _, ok := b.server.Clients.Get(id); ok {
-		// This node keeps a session of the client too: the client was
-		// here last, or is connected here again (mochi takes the local
-		// session over). The other copy is older: one restored by a node
-		// that was down while the client moved on (docs/operations.md).
-		b.log.Warn("a session handed over by another node is dropped: this node holds one for the client", "client", id)
-		return
+	if cur, ok := b.server.Clients.Get(id); ok {
+		// This node keeps a session of the client too. Of the two
+		// copies, the one of the newer claim is the client's latest: the
+		// other was restored by a node that was down while the client
+		// moved on (docs/operations.md). A connection here is the latest.
+		moved, own := stampOf(id, writes), b.state.stamp(id)
+		if !cur.Closed() || !moved.newer(own) {
+			b.log.Warn("a session handed over by another node is dropped: this node holds a newer one for the client", "client", id)
+			return
+		}
+		b.log.Info("this node's copy of a session is older than the one handed over: it is replaced", "client", id)
+		b.releaseSession(id, false)
 	}
 	if err := b.state.write(append(endWrites(id), writes...)...); err != nil {
 		b.log.Warn("a session handed over by another node is dropped: writing it failed", "client", id, "error", err)
@@ -105,6 +110,30 @@ func (b *Broker) importSession(id string, payload []byte) {
 		b.opts.Remote.SetClient(id, routedFilters(cl))
 	}
 	b.log.Info("session taken over from another node", "client", id, "subscriptions", rs.subscriptions, "queued", rs.queued)
+}
+
+// movedStamp returns the claim stamp of a handed-over session (zero when
+// it has none, or cannot be read).
+func movedStamp(id string, payload []byte) rversion {
+	writes, err := decodeSessionMove(id, payload)
+	if err != nil {
+		return rversion{}
+	}
+	return stampOf(id, writes)
+}
+
+// stampOf returns the claim stamp of the session record among a
+// handed-over session's writes (zero: none).
+func stampOf(id string, writes []streams.KVWrite) rversion {
+	key := clientKey(keySession, id, 0)
+	for _, w := range writes {
+		if bytes.Equal(w.Key, key) {
+			if r, err := decodeSession(w.Value); err == nil {
+				return r.Stamp
+			}
+		}
+	}
+	return rversion{}
 }
 
 // decodeSessionMove reads the key/value pairs of a handed-over session;

@@ -121,6 +121,9 @@ type stateStore struct {
 		// client restored at start): only the owner's departure may
 		// rewrite or end it, not an older connection's that was taken over.
 		owners map[string]*mochi.Client
+		// stamps holds the claim stamp of each session on disk whose
+		// connection had one (cluster mode; sessionRecord.Stamp).
+		stamps map[string]rversion
 	}
 	// done guards committed (the number of the latest completed
 	// submission) and failed (the number of the latest that failed).
@@ -135,6 +138,7 @@ type stateStore struct {
 func newStateStore(kv StateKV, log *slog.Logger) *stateStore {
 	st := &stateStore{kv: kv, log: log}
 	st.mu.owners = map[string]*mochi.Client{}
+	st.mu.stamps = map[string]rversion{}
 	st.done.cond.L = &st.done.Mutex
 	st.p.st = st
 	return st
@@ -257,7 +261,35 @@ func (st *stateStore) disown(id string, cl *mochi.Client) bool {
 		return false
 	}
 	delete(st.mu.owners, id)
+	delete(st.mu.stamps, id)
 	return true
+}
+
+// setStamp records the claim stamp of client id's session: the stamp of
+// the connection that holds it now, or of the copy restored from disk.
+func (st *stateStore) setStamp(id string, v rversion) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if v == (rversion{}) {
+		delete(st.mu.stamps, id)
+		return
+	}
+	st.mu.stamps[id] = v
+}
+
+// stamp returns the claim stamp of client id's session (zero: none).
+func (st *stateStore) stamp(id string) rversion {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.mu.stamps[id]
+}
+
+// record is what is kept of cl's session, with its stamp; left is when
+// it disconnected (unix seconds, 0 while connected).
+func (st *stateStore) record(cl *mochi.Client, left int64) *sessionRecord {
+	r := sessionOf(cl, left)
+	r.Stamp = st.stamp(cl.ID)
+	return r
 }
 
 // persistedCount returns the number of sessions on disk.

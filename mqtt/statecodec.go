@@ -196,6 +196,11 @@ type sessionRecord struct {
 	// come back, 0 if it is not pending.
 	Will    *mochi.Will
 	WillDue int64
+	// Stamp is the claim stamp (claims.go) of the connection that last
+	// held the session in a cluster (zero standalone, or written by an
+	// earlier version): of two copies of one client's session, kept by
+	// two nodes, the one with the newer stamp is the client's latest.
+	Stamp rversion
 }
 
 func encodeSession(r *sessionRecord) []byte {
@@ -206,6 +211,9 @@ func encodeSession(r *sessionRecord) []byte {
 	}
 	if r.Will != nil {
 		flags |= 2
+	}
+	if r.Stamp != (rversion{}) {
+		flags |= 4 // after the will (earlier versions ignore both)
 	}
 	b = append(b, flags)
 	b = appendBytes(b, r.Username)
@@ -226,6 +234,10 @@ func encodeSession(r *sessionRecord) []byte {
 		}
 		b = append(b, wf)
 		b = binary.AppendVarint(b, r.WillDue)
+	}
+	if flags&4 != 0 {
+		b = binary.AppendUvarint(b, r.Stamp.ts)
+		b = appendStr(b, r.Stamp.node)
 	}
 	return b
 }
@@ -255,6 +267,10 @@ func decodeSession(v []byte) (*sessionRecord, error) {
 		w.Qos, w.Retain = wf&3, wf&4 != 0
 		r.Will = w
 		r.WillDue = d.varint()
+	}
+	if flags&4 != 0 {
+		r.Stamp.ts = d.uvarint()
+		r.Stamp.node = d.str()
 	}
 	return r, d.err
 }

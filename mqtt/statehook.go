@@ -78,7 +78,7 @@ func (h *stateHook) saveSession(cl *mochi.Client, clean bool) {
 		kept = false
 	}
 	if !endsWithConnection(cl) || kept {
-		writes = append(writes, streams.KVWrite{Key: clientKey(keySession, cl.ID, 0), Value: encodeSession(sessionOf(cl, 0))})
+		writes = append(writes, streams.KVWrite{Key: clientKey(keySession, cl.ID, 0), Value: encodeSession(h.st.record(cl, 0))})
 		h.st.own(cl.ID, cl)
 	}
 	if len(writes) == 0 {
@@ -131,7 +131,7 @@ func (h *stateHook) leftSession(cl *mochi.Client) {
 	if left == 0 {
 		left = time.Now().Unix()
 	}
-	h.st.submit([]streams.KVWrite{{Key: clientKey(keySession, cl.ID, 0), Value: encodeSession(sessionOf(cl, left))}}, false, nil)
+	h.st.submit([]streams.KVWrite{{Key: clientKey(keySession, cl.ID, 0), Value: encodeSession(h.st.record(cl, left))}}, false, nil)
 }
 
 // OnWillSent: a delayed will was published; the session no longer has one.

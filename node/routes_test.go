@@ -538,3 +538,61 @@ func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
 		t.Fatalf("got %v: the old subscription came back", got)
 	}
 }
+
+// TestStaleSessionOfARestartedNodeIsReplacedThere: as above, but the
+// client's next connect is on n1, the node with the stale copy. The copy
+// n2 hands over is of a newer claim: n1 replaces its own with it, so the
+// client gets its subscription on live/new and what was queued for it on
+// n2, not the old subscription.
+func TestStaleSessionOfARestartedNodeIsReplacedThere(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, storedAndLive)
+	old, _ := connectCollector(t, nodes[0].MQTTAddr(), "returner", true)
+	if tok := old.c.Subscribe("live/old", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	old.c.Disconnect(0)
+	if err := nodes[0].Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "n2 no longer counts n1 up", func() bool {
+		for _, m := range nodes[1].Members() {
+			if m.ID == "n1" {
+				return m.Status != "alive" && m.Status != "suspect"
+			}
+		}
+		return true
+	})
+	moved, _ := connectCollector(t, nodes[1].MQTTAddr(), "returner", true)
+	if tok := moved.c.Subscribe("live/new", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	moved.c.Disconnect(0)
+
+	n1 := startNode(t, cfgs[0])
+	testutil.Eventually(t, 20*time.Second, "n1 ready again", n1.Ready)
+	if s, ok := sessionOn(n1, "returner"); !ok || s.Subscriptions != 1 {
+		t.Fatalf("n1 did not restore its old copy: %+v %v", s, ok)
+	}
+	testutil.Eventually(t, 10*time.Second, "n1 routes to n2", func() bool {
+		return slices.Contains(n1.routes.Stats().Peers, "n2")
+	})
+	publishWindow(t, nodes[2].MQTTAddr(), "live/new", "queued", 3, false) // queued on n2
+	testutil.Eventually(t, 10*time.Second, "3 queued on n2", func() bool {
+		s, _ := sessionOn(nodes[1], "returner")
+		return s.Queued == 3
+	})
+	back, present := connectCollector(t, n1.MQTTAddr(), "returner", true)
+	if !present {
+		t.Fatal("no session present on n1")
+	}
+	testutil.Eventually(t, 10*time.Second, "the 3 queued on n2", func() bool { return len(back.payloads()) >= 3 })
+	publishWindow(t, nodes[2].MQTTAddr(), "live/old", "old", 1, false)
+	publishWindow(t, nodes[2].MQTTAddr(), "live/new", "new", 1, false)
+	testutil.Eventually(t, 10*time.Second, "the next message on live/new", func() bool { return len(back.payloads()) >= 4 })
+	if got := back.payloads(); !slices.Equal(got, []string{"queued-0", "queued-1", "queued-2", "new-0"}) {
+		t.Fatalf("got %v: want n2's session (its queue, then live/new only)", got)
+	}
+	if _, ok := sessionOn(nodes[1], "returner"); ok {
+		t.Fatal("n2 still holds returner's session")
+	}
+}
