@@ -480,13 +480,15 @@ func sequenceOf(prefix string, n int) []string {
 	return out
 }
 
-// TestStaleSessionOfARestartedNodeYields: a client moves to n2 while n1,
-// which held its session, is down; n1 comes back with the old session
-// from its disk. At the client's next connect on n2 it keeps the session
-// it has there (its subscription, not the old one), and n1's copy ends.
-func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
+// strandSession leaves client id's session on n1 subscribed to live/old,
+// stops n1, has the client connect on n2 (no session present) and
+// subscribe to live/new there, then restarts n1, which restores its old
+// copy of the session from disk. It returns the nodes, the restarted n1
+// first.
+func strandSession(t *testing.T, id string) []*Node {
+	t.Helper()
 	nodes, cfgs := startClusterConfigs(t, storedAndLive)
-	old, _ := connectCollector(t, nodes[0].MQTTAddr(), "wanderer", true)
+	old, _ := connectCollector(t, nodes[0].MQTTAddr(), id, true)
 	if tok := old.c.Subscribe("live/old", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
@@ -502,7 +504,7 @@ func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
 		}
 		return true
 	})
-	moved, present := connectCollector(t, nodes[1].MQTTAddr(), "wanderer", true)
+	moved, present := connectCollector(t, nodes[1].MQTTAddr(), id, true)
 	if present {
 		t.Fatal("a session present on n2 although n1, which held it, was down")
 	}
@@ -513,10 +515,20 @@ func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
 
 	n1 := startNode(t, cfgs[0])
 	testutil.Eventually(t, 20*time.Second, "n1 ready again", n1.Ready)
-	if s, ok := sessionOn(n1, "wanderer"); !ok || s.Subscriptions != 1 {
+	if s, ok := sessionOn(n1, id); !ok || s.Subscriptions != 1 {
 		t.Fatalf("n1 did not restore its old copy: %+v %v", s, ok)
 	}
-	// Claims go to the nodes a node routes to: wait until n2 counts n1
+	return []*Node{n1, nodes[1], nodes[2]}
+}
+
+// TestStaleSessionOfARestartedNodeYields: a client moves to n2 while n1,
+// which held its session, is down; n1 comes back with the old session
+// from its disk. At the client's next connect on n2 it keeps the session
+// it has there (its subscription, not the old one), and n1's copy ends.
+func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
+	nodes := strandSession(t, "wanderer")
+	n1 := nodes[0]
+// Claims go to the nodes a node routes to: wait until n2 counts n1
 	// again (membership events reach it a moment after n1 is back).
 	testutil.Eventually(t, 10*time.Second, "n2 routes to n1 again", func() bool {
 		return slices.Contains(nodes[1].routes.Stats().Peers, "n1")
@@ -545,34 +557,8 @@ func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
 // client gets its subscription on live/new and what was queued for it on
 // n2, not the old subscription.
 func TestStaleSessionOfARestartedNodeIsReplacedThere(t *testing.T) {
-	nodes, cfgs := startClusterConfigs(t, storedAndLive)
-	old, _ := connectCollector(t, nodes[0].MQTTAddr(), "returner", true)
-	if tok := old.c.Subscribe("live/old", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	old.c.Disconnect(0)
-	if err := nodes[0].Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 10*time.Second, "n2 no longer counts n1 up", func() bool {
-		for _, m := range nodes[1].Members() {
-			if m.ID == "n1" {
-				return m.Status != "alive" && m.Status != "suspect"
-			}
-		}
-		return true
-	})
-	moved, _ := connectCollector(t, nodes[1].MQTTAddr(), "returner", true)
-	if tok := moved.c.Subscribe("live/new", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	moved.c.Disconnect(0)
-
-	n1 := startNode(t, cfgs[0])
-	testutil.Eventually(t, 20*time.Second, "n1 ready again", n1.Ready)
-	if s, ok := sessionOn(n1, "returner"); !ok || s.Subscriptions != 1 {
-		t.Fatalf("n1 did not restore its old copy: %+v %v", s, ok)
-	}
+	nodes := strandSession(t, "returner")
+	n1 := nodes[0]
 	testutil.Eventually(t, 10*time.Second, "n1 routes to n2", func() bool {
 		return slices.Contains(n1.routes.Stats().Peers, "n2")
 	})
