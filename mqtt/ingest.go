@@ -280,12 +280,18 @@ func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 		return
 	}
 	rec := recordFromPacket(cl.ID, &pk)
+	// Counted as pending, so a stopping broker waits for it (Wait): the
+	// wills of the clients it disconnects are stored before the store,
+	// or the cluster's shards, close.
+	h.pending.Add(1)
 	err := h.store.Submit(streams.AppendRequest{Stream: stream, Records: []streams.Record{rec}, Done: func(_ uint64, err error) {
+		defer h.pending.Done()
 		if err != nil {
 			h.log.Warn("will message not stored", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "error", err)
 		}
 	}})
 	if err != nil {
+		h.pending.Done()
 		h.log.Warn("will message not stored", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "error", err)
 	}
 }

@@ -233,6 +233,10 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 	return n, nil
 }
 
+// leaveDrainTimeout bounds how long a stopping node waits for the
+// messages it forwards to other nodes to be sent before it leaves.
+const leaveDrainTimeout = 2 * time.Second
+
 // settingParts are cfg's cluster-wide settings made of several keys, as
 // membership announces them.
 func settingParts(cfg config.Config) map[string][]cluster.SettingPart {
@@ -265,6 +269,16 @@ func (n *Node) joinCluster() error {
 	n.onClose("cluster", func(context.Context) error {
 		if n.refused.Load() {
 			return m.Abandon()
+		}
+		// Before leaving: the broker disconnects its clients while the
+		// shards still store and the other nodes are still peers, so
+		// their wills are stored and reach the subscribers elsewhere (a
+		// node that left is not acted for, as a failed one is).
+		if err := n.broker.Close(); err != nil {
+			n.log.Warn("closing the broker before leaving the cluster", "error", err)
+		}
+		if !n.routes.Drain(leaveDrainTimeout) {
+			n.log.Warn("messages for other nodes still queued when leaving the cluster", "after", leaveDrainTimeout)
 		}
 		return m.Close()
 	})

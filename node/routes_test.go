@@ -15,6 +15,7 @@ import (
 	"github.com/mqstream/mqstream/config"
 	"github.com/mqstream/mqstream/internal/testutil"
 	"github.com/mqstream/mqstream/mqtt"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // storedAndLive maps stored/# to the stream "stored" and stores nothing
@@ -528,7 +529,7 @@ func strandSession(t *testing.T, id string) []*Node {
 func TestStaleSessionOfARestartedNodeYields(t *testing.T) {
 	nodes := strandSession(t, "wanderer")
 	n1 := nodes[0]
-// Claims go to the nodes a node routes to: wait until n2 counts n1
+	// Claims go to the nodes a node routes to: wait until n2 counts n1
 	// again (membership events reach it a moment after n1 is back).
 	testutil.Eventually(t, 10*time.Second, "n2 routes to n1 again", func() bool {
 		return slices.Contains(nodes[1].routes.Stats().Peers, "n1")
@@ -581,4 +582,51 @@ func TestStaleSessionOfARestartedNodeIsReplacedThere(t *testing.T) {
 	if _, ok := sessionOn(nodes[1], "returner"); ok {
 		t.Fatal("n2 still holds returner's session")
 	}
+}
+
+// TestWillsOfAStoppingNodeAreStoredAndDelivered: a node stopped
+// gracefully disconnects its clients; their wills are stored (every one,
+// in streams over several shards, led here or elsewhere) and reach
+// subscribers on the other nodes, as a failed node's are. The node leaves
+// the cluster only after that: once it has left, nobody acts for it.
+func TestWillsOfAStoppingNodeAreStoredAndDelivered(t *testing.T) {
+	nodes := startCluster(t)
+	sub := subscribe(t, nodes[0].MQTTAddr(), "will-watcher", map[string]byte{"+/gone": 1})
+	const clients = 8
+	var topics []string
+	for i := range clients {
+		topic := fmt.Sprintf("will%d/gone", i) // stream will<i> (first-level)
+		topics = append(topics, topic)
+		o := paho3.NewClientOptions().AddBroker("tcp://"+nodes[2].MQTTAddr()).SetClientID(fmt.Sprintf("willing-%d", i)).
+			SetAutoReconnect(false).SetBinaryWill(topic, []byte("gone"), 1, false)
+		c := paho3.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	if err := nodes[2].Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "every will on n1's subscriber", func() bool { return sub.count() == clients })
+	for _, topic := range topics {
+		if got := sub.payloads(topic); !slices.Equal(got, []string{"gone"}) {
+			t.Fatalf("%s: %v", topic, got)
+		}
+	}
+	var missing []string
+	defer func() {
+		if t.Failed() && len(missing) > 0 {
+			t.Logf("wills not stored: %v", missing)
+		}
+	}()
+	testutil.Eventually(t, 5*time.Second, "every will stored", func() bool {
+		missing = missing[:0]
+		for i := range clients {
+			stream := fmt.Sprintf("will%d", i)
+			if recs, err := nodes[0].Store().Read(stream, 0, streams.ReadOptions{MaxRecords: 10}); err != nil || len(recs) != 1 {
+				missing = append(missing, stream)
+			}
+		}
+		return len(missing) == 0
+	})
 }

@@ -336,6 +336,13 @@ func (o *outbox) done() {
 	o.mu.Unlock()
 }
 
+// idle reports whether nothing is queued or being sent.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.msgs) == 0 && o.inflight == 0
+}
+
 // empty reports whether nothing is queued.
 func (o *outbox) empty() bool {
 	o.mu.Lock()

@@ -157,6 +157,27 @@ func New(o Options) *Router {
 	return r
 }
 
+// Drain waits until the messages queued for every peer have been sent,
+// or for timeout; it reports whether they were. A stopping node drains
+// before it leaves the cluster, so that what its last moments forwarded
+// (its clients' wills among them) reaches the other nodes.
+func (r *Router) Drain(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		idle := true
+		for _, p := range *r.peerSnap.Load() {
+			idle = idle && p.out.idle()
+		}
+		if idle {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Close stops every peer link; queued messages are dropped.
 func (r *Router) Close() {
 	r.cancel()
