@@ -13,11 +13,17 @@ import (
 )
 
 // collectV3 connects an MQTT 3.1.1 client that sends the topic of every
-// message it receives to the returned channel.
+// message it receives to the returned channel, in the order received.
+// untilMarker depends on that order: connectV3's SetOrderMatters(false)
+// makes paho call the handler on a new goroutine per message, and under
+// CPU load a later message (the marker) then reaches the channel before
+// an earlier one (CI saw "a/+/# did not receive a/b" once; the handler
+// only sends to a buffered channel, so it never blocks paho's router).
 func collectV3(t *testing.T, addr, id string) (paho3.Client, chan string) {
 	t.Helper()
 	got := make(chan string, 4096)
 	c := connectV3(t, "tcp://"+addr, id, func(o *paho3.ClientOptions) {
+		o.SetOrderMatters(true)
 		o.SetDefaultPublishHandler(func(_ paho3.Client, m paho3.Message) { got <- m.Topic() })
 	})
 	return c, got
