@@ -184,10 +184,16 @@ func (s *Set) clearLeftovers(shard int, deps GroupDeps) error {
 
 // manage runs until Close: each balancing period, and soon after a new
 // layout or a change of leadership, it moves the replicas toward the
-// layout (reconcile).
+// layout (reconcile). While a layout change waits on something that no
+// signal announces (a replica catching up, a group removing this node's
+// replica), it looks again every pendingRetry rather than only at the
+// next balancing period.
 func (s *Set) manage() {
 	t := time.NewTicker(s.opts.Timers.Balance)
 	defer t.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{}, raftLeft: map[int]time.Time{},
 		caughtUp: map[int]uint64{}}
 	for {
@@ -200,10 +206,20 @@ func (s *Set) manage() {
 			tick = true
 		case <-s.reconf:
 		case <-changed:
+		case <-retry.C:
 		}
+		m.pending = false
 		s.reconcile(m, tick)
+		retry.Stop()
+		if m.pending {
+			retry.Reset(min(pendingRetry, s.opts.Timers.Balance))
+		}
 	}
 }
+
+// pendingRetry is how soon the manager looks again at a layout change
+// that waits (manage).
+const pendingRetry = 500 * time.Millisecond
 
 // manager is the manager goroutine's state.
 type manager struct {
@@ -225,6 +241,10 @@ type manager struct {
 	// leader the layout dropped hands over: what the leader had applied
 	// once the replicas were all added (gate).
 	caughtUp map[int]uint64
+	// pending says the pass left a layout change waiting: a replica of
+	// the layout not caught up yet (gate), or a replica moved away that
+	// its group has not removed yet.
+	pending bool
 }
 
 // settle is how many balancing periods a leader leads before it hands
@@ -267,8 +287,12 @@ func (s *Set) reconcile(m *manager, tick bool) {
 		}
 		if !r.isLeader() {
 			m.led[i] = 0
-			if !l.Holds(i, self) && s.removed(r) {
-				s.retire(m, i, r)
+			if !l.Holds(i, self) {
+				if s.removed(r) {
+					s.retire(m, i, r)
+				} else {
+					m.pending = true // removed by the leader's manager soon
+				}
 			}
 			continue
 		}
@@ -371,7 +395,16 @@ func (s *Set) gate(m *manager, shard int, r *replica, want []Peer) bool {
 		// term's no-op, leave no trace in the stores).
 		m.caughtUp[shard] = max(r.fsm.applied.Load(), 1)
 	}
-	return s.caughtUp(shard, want, m.caughtUp[shard])
+	if s.caughtUp(shard, want, m.caughtUp[shard]) {
+		return true
+	}
+	// Not yet. A replica added before it had opened failed raft's
+	// AppendEntries, and raft tries it again only with the next entry or
+	// after the commit timeout (5 to 10 s with DefaultTimers): a commit
+	// notice is that next entry, and the manager looks again soon.
+	r.settle()
+	m.pending = true
+	return false
 }
 
 // caughtUp reports whether every other replica of want has applied
