@@ -36,7 +36,7 @@ type connectHook struct {
 func (h *connectHook) ID() string { return "mqstream-connect" }
 
 func (h *connectHook) Provides(b byte) bool {
-	return b == mochi.OnPacketRead || (b == mochi.OnPacketEncode && h.maxPacketSize > 0)
+	return b == mochi.OnPacketRead || b == mochi.OnPacketEncode
 }
 
 // OnPacketRead refuses the MQTT 3.1.1 CONNECTs 3.1.1 refuses, with its
@@ -67,10 +67,19 @@ func (h *connectHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets
 }
 
 // OnPacketEncode adds the Maximum Packet Size to an MQTT 5 CONNACK that
-// accepts the client.
-func (h *connectHook) OnPacketEncode(_ *mochi.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ProtocolVersion == 5 && pk.ReasonCode == packets.CodeSuccess.Code {
+// accepts the client, and keeps a DISCONNECT from an MQTT 3.1.1 client.
+// In 3.1.1 only the client sends DISCONNECT; mochi sends one to every
+// client it disconnects (a takeover, a server stopping), which 3.1.1
+// clients take for a protocol error (mosquitto_sub: "A network protocol
+// error occurred"). Its size limit set below the packet's, mochi does not
+// write it (ErrPacketTooLarge, which DisconnectClient ignores) and closes
+// the connection, which is how a 3.1.1 server ends one.
+func (h *connectHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	switch t := pk.FixedHeader.Type; {
+	case t == packets.Connack && pk.ProtocolVersion == 5 && pk.ReasonCode == packets.CodeSuccess.Code && h.maxPacketSize > 0:
 		pk.Properties.MaximumPacketSize = h.maxPacketSize
+	case t == packets.Disconnect && pk.ProtocolVersion < 5:
+		pk.Mods.MaxSize = 1 // a DISCONNECT is two bytes
 	}
 	return pk
 }

@@ -353,3 +353,35 @@ func TestTakeoverKeepsMessagesDeliveredMeanwhile(t *testing.T) {
 		t.Fatalf("got %q on %q, want the message published during the takeover", pk.Payload, pk.TopicName)
 	}
 }
+
+// TestDisconnectOnlyForMQTT5: a connection taken over, or closed by a
+// stopping server, gets a DISCONNECT with the reason in MQTT 5; in MQTT
+// 3.1.1, where only clients send DISCONNECT, it is closed without one.
+func TestDisconnectOnlyForMQTT5(t *testing.T) {
+	n := startBroker(t, nil, nil, nil)
+	for _, version := range []byte{4, 5} {
+		first := dialRaw(t, n.addr, version)
+		first.connect(fmt.Sprintf("taken-%d", version), true, packets.Properties{})
+		second := dialRaw(t, n.addr, version)
+		second.connect(fmt.Sprintf("taken-%d", version), true, packets.Properties{})
+		pk, err := first.read(5 * time.Second)
+		switch {
+		case version == 5 && (err != nil || pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrSessionTakenOver.Code):
+			t.Fatalf("MQTT 5 taken over: %+v, %v; want DISCONNECT 0x8E", pk.FixedHeader, err)
+		case version == 4 && err == nil:
+			t.Fatalf("MQTT 3.1.1 taken over: got packet type %d, want the connection closed", pk.FixedHeader.Type)
+		}
+	}
+	v3, v5 := dialRaw(t, n.addr, 4), dialRaw(t, n.addr, 5)
+	v3.connect("stopping-4", true, packets.Properties{})
+	v5.connect("stopping-5", true, packets.Properties{})
+	if err := n.broker.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if pk, err := v5.read(5 * time.Second); err != nil || pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrServerShuttingDown.Code {
+		t.Fatalf("MQTT 5 at shutdown: %+v, %v; want DISCONNECT 0x8B", pk.FixedHeader, err)
+	}
+	if pk, err := v3.read(5 * time.Second); err == nil {
+		t.Fatalf("MQTT 3.1.1 at shutdown: got packet type %d, want the connection closed", pk.FixedHeader.Type)
+	}
+}
