@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/mqstream/mqstream/cq"
 	"github.com/mqstream/mqstream/query"
@@ -47,20 +49,36 @@ type clusterQueries struct {
 // name or writes into it; then this node's manager drops it (checking its
 // own queries again, under its lock).
 func (q clusterQueries) DropStream(ctx context.Context, name string) error {
-	var readers, writers []string
-	for node, u := range fromPeers[queryUsers](ctx, q.n, queryUsersService, []byte(name)) {
-		for _, r := range u.Readers {
-			readers = append(readers, fmt.Sprintf("%s (on %s)", r, node))
-		}
-		for _, w := range u.Writers {
-			writers = append(writers, fmt.Sprintf("%s (on %s)", w, node))
-		}
-	}
-	if len(readers)+len(writers) > 0 {
+	peers := fromPeers[queryUsers](ctx, q.n, queryUsersService, []byte(name))
+	if len(peers) > 0 {
 		local, localW := q.Manager.Users(name)
-		return cq.InUse(name, append(readers, local...), append(writers, localW...))
+		readers, writers := mergeUsers(local, localW, peers)
+		if len(readers)+len(writers) > len(local)+len(localW) {
+			return cq.InUse(name, readers, writers)
+		}
 	}
 	return q.Manager.DropStream(ctx, name)
+}
+
+// mergeUsers lists this node's readers and writers of a stream, then the
+// other nodes' (in node order) with the node named, leaving out those this
+// node has too: a view is kept on every node, and named once.
+func mergeUsers(readers, writers []string, peers map[string]queryUsers) ([]string, []string) {
+	nodes := slices.Sorted(maps.Keys(peers))
+	add := func(out []string, node string, labels []string) []string {
+		for _, l := range labels {
+			if !slices.Contains(readers, l) && !slices.Contains(writers, l) {
+				out = append(out, fmt.Sprintf("%s (on %s)", l, node))
+			}
+		}
+		return out
+	}
+	var r, w []string
+	for _, node := range nodes {
+		r = add(r, node, peers[node].Readers)
+		w = add(w, node, peers[node].Writers)
+	}
+	return append(slices.Clone(readers), r...), append(slices.Clone(writers), w...)
 }
 
 // queriesFront is what SQL and the REST API use as the node's queries:
