@@ -75,7 +75,7 @@ func TestForwardRoundTrip(t *testing.T) {
 		_, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: \"beta\"", streams.ErrStreamExists)))
 		return err
 	}()))
-	if want := `stream already exists (from the shard's leader: stream already exists: "beta")`; twice != 0 || !errors.Is(err, streams.ErrStreamExists) || err.Error() != want {
+	if want := `stream already exists: "beta" (from the shard's leader)`; twice != 0 || !errors.Is(err, streams.ErrStreamExists) || err.Error() != want {
 		t.Fatalf("an answer forwarded twice: %q, want %q", err, want)
 	}
 	if _, err := decodeForwardResult(encodeForwardResult(0, fmt.Errorf("%w: %w", ErrNoLeader, errNotProposed))); !errors.Is(err, errNotProposed) || !errors.Is(err, ErrNoLeader) {

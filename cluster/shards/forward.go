@@ -157,16 +157,20 @@ func decodeForwardResult(b []byte) (uint64, error) {
 	default:
 		return 0, fmt.Errorf("shards: forwarded append: %s", msg)
 	}
-	if strings.Contains(msg, fromLeader) {
+	switch {
+	case strings.Contains(msg, fromLeader):
 		// Forwarded on by a replica: the leader is named once.
 		return 0, leaderError{sentinel: sentinel, msg: msg}
+	case strings.HasPrefix(msg, sentinel.Error()):
+		// The leader's message says what went wrong already: not twice.
+		return 0, leaderError{sentinel: sentinel, msg: msg + " (" + fromLeader + ")"}
 	}
-	return 0, fmt.Errorf("%w ("+fromLeader+"%s)", sentinel, msg)
+	return 0, fmt.Errorf("%w (%s: %s)", sentinel, fromLeader, msg)
 }
 
-// fromLeader introduces the message of an error the shard's leader
+// fromLeader says that an error's message is the one the shard's leader
 // answered.
-const fromLeader = "from the shard's leader: "
+const fromLeader = "from the shard's leader"
 
 // leaderError is an error a shard's leader answered through another
 // replica, whose message names it already.
