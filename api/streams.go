@@ -86,7 +86,20 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) (int, any,
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, toStreamJSON(info, streams.StreamCounters{}), nil
+	out := toStreamJSON(info, streams.StreamCounters{})
+	s.addPlacement(r, &out)
+	return http.StatusCreated, out, nil
+}
+
+// addPlacement gives a stream's JSON its shard, leader and replicas in a
+// cluster.
+func (s *Server) addPlacement(r *http.Request, out *streamJSON) {
+	if s.opts.Node == nil {
+		return
+	}
+	if shard, leader, replicas, ok := s.opts.Node.StreamPlacement(r.Context(), out.Name); ok {
+		out.Shard, out.Leader, out.Replicas = &shard, &leader, replicas
+	}
 }
 
 func (s *Server) getStream(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -95,11 +108,7 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request) (int, any, er
 		return 0, nil, err
 	}
 	out := toStreamJSON(info, s.opts.Store.Counters()[info.Name])
-	if s.opts.Node != nil {
-		if shard, leader, replicas, ok := s.opts.Node.StreamPlacement(r.Context(), info.Name); ok {
-			out.Shard, out.Leader, out.Replicas = &shard, &leader, replicas
-		}
-	}
+	s.addPlacement(r, &out)
 	return http.StatusOK, out, nil
 }
 

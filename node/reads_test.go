@@ -121,6 +121,16 @@ func TestReadsOfShardsHeldElsewhere(t *testing.T) {
 			}
 		}
 	}
+	// A stream created on any node is answered with its placement, as
+	// GET gives it.
+	for _, n := range nodes {
+		var p placementJSON
+		name := "made-on-" + n.ID()
+		if st := postAPI(t, n, "/v1/streams", fmt.Sprintf(`{"name":%q}`, name), &p); st != http.StatusCreated ||
+			p.Shard == nil || p.Leader == nil || !slices.Contains(p.Replicas, *p.Leader) || len(p.Replicas) != 2 {
+			t.Fatalf("%s: POST /v1/streams: %d, shard %v, leader %v of replicas %v", n.ID(), st, p.Shard, p.Leader, p.Replicas)
+		}
+	}
 	total := per * len(names)
 	testutil.Eventually(t, 30*time.Second, "every record delivered to the group's members", func() bool {
 		d, _ := distinctAcross("stored/", ws...)
