@@ -416,7 +416,7 @@ func convertExpr(src *source, e sqlparser.Expr) (expr, error) {
 		}
 		return &call{name: "timestampdiff", args: []expr{&literal{val: unit, pos: pos}, a, b}, pos: pos}, nil
 	case *sqlparser.Subquery, *sqlparser.ExistsExpr:
-		return nil, errorf(src.findKeyword("select"), "subqueries are not supported")
+		return nil, errorf(src.findSubquery(), "subqueries are not supported")
 	case *sqlparser.Argument, *sqlparser.Variable:
 		return nil, errorf(Pos{}, "variables and placeholders are not supported: %s", sqlparser.String(e))
 	}
@@ -475,7 +475,7 @@ func convertComparison(src *source, x *sqlparser.ComparisonExpr) (expr, error) {
 		return in, nil
 	}
 	if _, ok := x.Right.(*sqlparser.Subquery); ok {
-		return nil, errorf(src.findKeyword("select"), "subqueries are not supported")
+		return nil, errorf(src.findSubquery(), "subqueries are not supported")
 	}
 	r, err := convertExpr(src, x.Right)
 	if err != nil {

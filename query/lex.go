@@ -141,6 +141,22 @@ func (s *source) findKeyword(kw string) Pos {
 	return Pos{}
 }
 
+// findSubquery returns the position of the first SELECT that opens a
+// subquery (right after a '('), or of the first SELECT if none does.
+func (s *source) findSubquery() Pos {
+	prev := -1 // the previous significant token
+	for i, t := range s.toks {
+		if !significant(t) {
+			continue
+		}
+		if prev >= 0 && s.toks[prev].typ == '(' && strings.EqualFold(t.text, "select") {
+			return s.pos(t.start)
+		}
+		prev = i
+	}
+	return s.findKeyword("select")
+}
+
 // tokenEndingAt returns the index of the significant token that ends at
 // offset end, or -1.
 func (s *source) tokenEndingAt(end int) int {

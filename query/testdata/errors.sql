@@ -131,6 +131,15 @@ error sql_error 1:8: date_trunc unit "week" is not supported (use second, minute
 > SELECT a FROM (SELECT 1 AS a) AS s
 error sql_error 1:15: subqueries are not supported
 
+> SELECT (SELECT count(*) FROM jobs)
+error sql_error 1:9: subqueries are not supported
+
+> SELECT * FROM jobs WHERE EXISTS (SELECT _offset FROM devices)
+error sql_error 1:34: subqueries are not supported
+
+> SELECT * FROM jobs WHERE _offset = (SELECT max(_offset) FROM devices)
+error sql_error 1:37: subqueries are not supported
+
 > SELECT _offset FROM jobs UNION SELECT _offset FROM devices
 error sql_error 1:26: UNION is not supported: run the queries one at a time
 
