@@ -45,8 +45,14 @@ func (b *Broker) Sessions() []SessionInfo {
 		} else {
 			info.NeverExpires = info.Persistent
 		}
-		if t := cl.StopTime(); t > 0 && !info.Connected {
-			info.DisconnectedAt = time.Unix(t, 0)
+		if !info.Connected {
+			t := cl.StopTime()
+			if b.state != nil {
+				t = b.state.leftAt(cl) // restored: when it left before the restart
+			}
+			if t > 0 {
+				info.DisconnectedAt = time.Unix(t, 0)
+			}
 		}
 		if v, ok := b.delivery.out.sessions.Load(id); ok {
 			info.Queued, info.InFlight = v.(*session).counts()

@@ -124,6 +124,10 @@ type stateStore struct {
 		// stamps holds the claim stamp of each session on disk whose
 		// connection had one (cluster mode; sessionRecord.Stamp).
 		stamps map[string]rversion
+		// restoredLeft holds when the client of each session restored
+		// from disk left (its record's DisconnectedAt): mochi's stop
+		// time of a restored client is the restart's.
+		restoredLeft map[*mochi.Client]int64
 	}
 	// done guards committed (the number of the latest completed
 	// submission) and failed (the number of the latest that failed).
@@ -139,6 +143,7 @@ func newStateStore(kv StateKV, log *slog.Logger) *stateStore {
 	st := &stateStore{kv: kv, log: log}
 	st.mu.owners = map[string]*mochi.Client{}
 	st.mu.stamps = map[string]rversion{}
+	st.mu.restoredLeft = map[*mochi.Client]int64{}
 	st.done.cond.L = &st.done.Mutex
 	st.p.st = st
 	return st
@@ -240,7 +245,30 @@ func (st *stateStore) logError(msg string, err error) {
 func (st *stateStore) own(id string, cl *mochi.Client) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if old := st.mu.owners[id]; old != nil && old != cl {
+		delete(st.mu.restoredLeft, old)
+	}
 	st.mu.owners[id] = cl
+}
+
+// restored records when the client of a session restored from disk left
+// (unix seconds; cl is the restored client).
+func (st *stateStore) restored(cl *mochi.Client, left int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.mu.restoredLeft[cl] = left
+}
+
+// leftAt returns when cl, a disconnected client, left (unix seconds):
+// for a client restored from disk, when it left before the restart.
+func (st *stateStore) leftAt(cl *mochi.Client) int64 {
+	st.mu.Lock()
+	left, ok := st.mu.restoredLeft[cl]
+	st.mu.Unlock()
+	if ok {
+		return left
+	}
+	return cl.StopTime()
 }
 
 // owner returns the connection owning client id's session on disk (nil:
@@ -262,6 +290,7 @@ func (st *stateStore) disown(id string, cl *mochi.Client) bool {
 	}
 	delete(st.mu.owners, id)
 	delete(st.mu.stamps, id)
+	delete(st.mu.restoredLeft, owner)
 	return true
 }
 

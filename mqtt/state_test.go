@@ -513,3 +513,34 @@ func TestTakeoversUnderLoadLoseNothing(t *testing.T) {
 		t.Fatalf("received %d distinct messages of %d", len(seen), total)
 	}
 }
+
+// TestRestoredSessionKeepsWhenItsClientLeft: a session restored after a
+// restart says its client left when it did, not at the restart.
+func TestRestoredSessionKeepsWhenItsClientLeft(t *testing.T) {
+	n := startStateBroker(t, nil)
+	c := dialRaw(t, n.addr, 4)
+	c.connect("away", false, packets.Properties{})
+	c.subscribe(1, packets.Subscription{Filter: "a/b", Qos: 1})
+	c.drop()
+	waitGone(t, n.b, "away")
+	var left time.Time
+	for _, s := range n.b.Sessions() {
+		if s.ClientID == "away" {
+			left = s.DisconnectedAt
+		}
+	}
+	if left.IsZero() {
+		t.Fatal("no disconnection time before the restart")
+	}
+	testutil.Eventually(t, 5*time.Second, "the clock past the next second", func() bool { return time.Now().Unix() > left.Unix()+1 })
+	n.restart()
+	for _, s := range n.b.Sessions() {
+		if s.ClientID == "away" {
+			if !s.DisconnectedAt.Equal(left) {
+				t.Fatalf("restored: disconnected at %v, want %v (before the restart)", s.DisconnectedAt, left)
+			}
+			return
+		}
+	}
+	t.Fatal("the session was not restored")
+}

@@ -140,7 +140,7 @@ func (b *Broker) scheduleWill(pw pendingWill) {
 		if cl != nil && b.state.owner(pw.id) == cl {
 			// The session no longer has a will.
 			b.state.submit([]streams.KVWrite{{Key: clientKey(keySession, pw.id, 0),
-				Value: encodeSession(b.state.record(cl, cl.StopTime()))}}, false, nil)
+				Value: encodeSession(b.state.record(cl, b.state.leftAt(cl)))}}, false, nil)
 		}
 	}
 	b.willsMu.Lock()
@@ -184,6 +184,9 @@ func (b *Broker) restoreSessions(prefix func(kind byte) []byte, now int64, rs *r
 		clients[id] = cl
 		st.own(id, cl)
 		st.setStamp(id, r.Stamp)
+		if r.DisconnectedAt > 0 {
+			st.restored(cl, r.DisconnectedAt)
+		}
 		rs.sessions++
 		return nil
 	})
