@@ -72,14 +72,20 @@ func (h *stateHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []by
 func (h *stateHook) saveSession(cl *mochi.Client, clean bool) {
 	var writes []streams.KVWrite
 	kept := h.st.owner(cl.ID) != nil
+	// The claim hook stamped the session this connection holds (claims.go):
+	// ending the old one below must not take that stamp with it.
+	stamp := h.st.stamp(cl.ID)
 	if clean && kept {
 		h.st.disown(cl.ID, nil)
 		writes = endWrites(cl.ID)
 		kept = false
 	}
 	if !endsWithConnection(cl) || kept {
+		h.st.setStamp(cl.ID, stamp)
 		writes = append(writes, streams.KVWrite{Key: clientKey(keySession, cl.ID, 0), Value: encodeSession(h.st.record(cl, 0))})
 		h.st.own(cl.ID, cl)
+	} else {
+		h.st.setStamp(cl.ID, rversion{}) // nothing kept: no stamp either
 	}
 	if len(writes) == 0 {
 		return

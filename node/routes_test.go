@@ -488,6 +488,13 @@ func sequenceOf(prefix string, n int) []string {
 // first.
 func strandSession(t *testing.T, id string) []*Node {
 	t.Helper()
+	return strandSessionThen(t, id, nil)
+}
+
+// strandSessionThen is strandSession, running then (if not nil) once the
+// client's session on n2 is disconnected, before n1 restarts.
+func strandSessionThen(t *testing.T, id string, then func(nodes []*Node)) []*Node {
+	t.Helper()
 	nodes, cfgs := startClusterConfigs(t, storedAndLive)
 	old, _ := connectCollector(t, nodes[0].MQTTAddr(), id, true)
 	if tok := old.c.Subscribe("live/old", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -513,6 +520,9 @@ func strandSession(t *testing.T, id string) []*Node {
 		t.Fatal(tok.Error())
 	}
 	moved.c.Disconnect(0)
+	if then != nil {
+		then(nodes)
+	}
 
 	n1 := startNode(t, cfgs[0])
 	testutil.Eventually(t, 20*time.Second, "n1 ready again", n1.Ready)
@@ -629,4 +639,55 @@ func TestWillsOfAStoppingNodeAreStoredAndDelivered(t *testing.T) {
 		}
 		return len(missing) == 0
 	})
+}
+
+// TestCleanStartSessionKeepsItsStamp: as above, but before n1 comes back
+// the client starts clean on n2 (MQTT 5, with a session expiry) and
+// subscribes to live/newer. That new session carries its claim's stamp,
+// so when the client connects to n1 it gets n2's copy (live/newer only),
+// not n1's stale one (live/old).
+func TestCleanStartSessionKeepsItsStamp(t *testing.T) {
+	const id = "cleaner"
+	nodes := strandSessionThen(t, id, func(nodes []*Node) {
+		testutil.Eventually(t, 5*time.Second, "the session kept on n2", func() bool {
+			s, ok := sessionOn(nodes[1], id)
+			return ok && !s.Connected
+		})
+		conn, err := net.Dial("tcp", nodes[1].MQTTAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c5 := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		expiry := uint32(300)
+		if ca, err := c5.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil || ca.ReasonCode != 0 {
+			t.Fatalf("connect: %v %v", ca, err)
+		}
+		if _, err := c5.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "live/newer", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c5.Disconnect(&paho.Disconnect{})
+		testutil.Eventually(t, 5*time.Second, "n2's clean-start session disconnected", func() bool {
+			s, ok := sessionOn(nodes[1], id)
+			return ok && !s.Connected && s.Subscriptions == 1
+		})
+	})
+	n1 := nodes[0]
+	testutil.Eventually(t, 10*time.Second, "n1 routes to n2", func() bool {
+		return slices.Contains(n1.routes.Stats().Peers, "n2")
+	})
+	back, present := connectCollector(t, n1.MQTTAddr(), id, true)
+	if !present {
+		t.Fatal("no session present on n1")
+	}
+	// In this order from one publisher: were live/old subscribed, its
+	// message would come first.
+	publishWindow(t, nodes[2].MQTTAddr(), "live/old", "old", 1, false)
+	publishWindow(t, nodes[2].MQTTAddr(), "live/newer", "newer", 1, false)
+	testutil.Eventually(t, 10*time.Second, "a message", func() bool { return len(back.payloads()) >= 1 })
+	if got := back.payloads(); got[0] != "newer-0" {
+		t.Fatalf("got %v: the stale copy (live/old) won over n2's newer clean-start session (live/newer)", got)
+	}
 }

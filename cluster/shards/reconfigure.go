@@ -187,7 +187,9 @@ func (s *Set) clearLeftovers(shard int, deps GroupDeps) error {
 // layout (reconcile). While a layout change waits on something that no
 // signal announces (a replica catching up, a group removing this node's
 // replica), it looks again every pendingRetry rather than only at the
-// next balancing period.
+// next balancing period, for up to pendingWindow after the last new
+// layout or leadership change (one that waits longer is stuck on
+// something the balancing period looks at often enough).
 func (s *Set) manage() {
 	t := time.NewTicker(s.opts.Timers.Balance)
 	defer t.Stop()
@@ -196,6 +198,7 @@ func (s *Set) manage() {
 	defer retry.Stop()
 	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{}, raftLeft: map[int]time.Time{},
 		caughtUp: map[int]uint64{}}
+	lastChange := time.Now()
 	for {
 		changed := s.changes.Wait()
 		tick := false
@@ -205,21 +208,27 @@ func (s *Set) manage() {
 		case <-t.C:
 			tick = true
 		case <-s.reconf:
+			lastChange = time.Now()
 		case <-changed:
+			lastChange = time.Now()
 		case <-retry.C:
 		}
 		m.pending = false
 		s.reconcile(m, tick)
 		retry.Stop()
-		if m.pending {
+		if m.pending && time.Since(lastChange) < pendingWindow {
 			retry.Reset(min(pendingRetry, s.opts.Timers.Balance))
 		}
 	}
 }
 
 // pendingRetry is how soon the manager looks again at a layout change
-// that waits (manage).
-const pendingRetry = 500 * time.Millisecond
+// that waits, and pendingWindow for how long after the last change
+// (manage).
+const (
+	pendingRetry  = 500 * time.Millisecond
+	pendingWindow = 30 * time.Second
+)
 
 // manager is the manager goroutine's state.
 type manager struct {
@@ -401,7 +410,13 @@ func (s *Set) gate(m *manager, shard int, r *replica, want []Peer) bool {
 	// Not yet. A replica added before it had opened failed raft's
 	// AppendEntries, and raft tries it again only with the next entry or
 	// after the commit timeout (5 to 10 s with DefaultTimers): a commit
-	// notice is that next entry, and the manager looks again soon.
+	// notice is that next entry, and the manager looks again soon. Not
+	// while a replica of the layout is down: it catches up only once it
+	// is back (the balancing period looks again), and until then a
+	// notice every retry is a Raft write for nothing.
+	if slices.ContainsFunc(want, func(p Peer) bool { return p.ID != s.opts.Self.ID && !s.alive(p.ID) }) {
+		return false
+	}
 	r.settle()
 	m.pending = true
 	return false
