@@ -179,7 +179,13 @@ func (m *Membership) serfConfig() (*serf.Config, error) {
 	conf.EventCh = m.events
 	conf.CoalescePeriod, conf.QuiescentPeriod = t.Coalesce, t.Quiescent
 	conf.ReapInterval = t.Reap
-	conf.ReconnectInterval = max(t.Reap, time.Second)
+	// How often serf tries to reach a failed member again (with a
+	// probability of failed / alive members each time): the way a member
+	// seen failed through a partition is seen alive again when gossip
+	// from it does not arrive. A third of the reap interval (5 s with
+	// the default timers), not serf's 30 s: after a heal a node saw the
+	// member on the other side failed for over 30 s.
+	conf.ReconnectInterval = max(t.Reap/3, time.Second)
 	conf.LeavePropagateDelay = 2 * t.Gossip
 	conf.Merge = &mergeCheck{m: m}
 	conf.Tags = map[string]string{tagCluster: o.Cluster, tagRPC: o.RPC, tagMQTT: o.MQTT, tagHTTP: o.HTTP, tagVersion: o.Version}

@@ -245,7 +245,10 @@ func TestNetnsPartitionOfTheLeader(t *testing.T) {
 
 	net.heal(li)
 	t.Logf("healed after %s", time.Since(cutAt).Round(time.Millisecond))
-	waitFor(t, 30*time.Second, "three alive members on every node", func() (bool, string) {
+	// Memberlist may not carry the cut-off node's refutation to a node
+	// that declared it failed; that node's serf then reaches it again on
+	// its reconnect timer (5 s, taken with probability 1/2 each time).
+	waitFor(t, 60*time.Second, "three alive members on every node", func() (bool, string) {
 		for _, nd := range c.nodes {
 			var cl struct {
 				Members []struct{ ID, Status string } `json:"members"`
