@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -614,10 +615,28 @@ func TestWillsOfAStoppingNodeAreStoredAndDelivered(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 	}
+	// n3 forwards to n1 once it knows n1's filter (the subscriber's
+	// SUBACK waits for that at most routes.Options.SyncWait).
+	testutil.Eventually(t, 10*time.Second, "n3 knows n1's filter", func() bool {
+		return nodes[2].routes.Stats().RemoteFilters["n1"] >= 1
+	})
 	if err := nodes[2].Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "every will on n1's subscriber", func() bool { return sub.count() == clients })
+	st := nodes[2].routes.Stats()
+	received := func() string {
+		var out []string
+		for _, topic := range topics {
+			out = append(out, fmt.Sprintf("%s:%d", topic, len(sub.payloads(topic))))
+		}
+		return strings.Join(out, " ")
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("wills received by topic: %s; n3's routes when it stopped: forwarded %d, dropped %d", received(), st.Forwarded, st.Dropped)
+		}
+	}()
+	testutil.Eventually(t, 20*time.Second, "every will on n1's subscriber", func() bool { return sub.count() >= clients })
 	for _, topic := range topics {
 		if got := sub.payloads(topic); !slices.Equal(got, []string{"gone"}) {
 			t.Fatalf("%s: %v", topic, got)
