@@ -139,6 +139,9 @@ type Broker struct {
 	restoredOnce sync.Once
 
 	closeOnce sync.Once
+	// closing is set when Close starts: sessions other nodes hand over
+	// are refused from then on.
+	closing atomic.Bool
 	// sweepStop ends the retained-tombstone sweep (cluster mode) and
 	// sweepDone says it ended; set by Start.
 	sweepStop, sweepDone chan struct{}
@@ -492,6 +495,7 @@ func (b *Broker) Stats() Stats {
 // publish already received has been committed (or failed). It does not close
 // the store. It is idempotent.
 func (b *Broker) Close() error {
+	b.closing.Store(true)
 	b.restoredOnce.Do(func() { close(b.restored) })
 	if b.peerWills != nil {
 		b.peerWills.close()

@@ -45,7 +45,7 @@ type claimHook struct {
 	remote Remote
 	node   string
 
-	// mu guards claims, byConn and clock.
+	// mu guards claims, byConn, clock, recent, older, rotated and moves.
 	mu sync.Mutex
 	// claims holds, per client id, the claim of its connection here (from
 	// OnSessionEstablish until it disconnects or a newer claim wins).
@@ -53,7 +53,20 @@ type claimHook struct {
 	// byConn finds a connection's claim (also after a newer one won).
 	byConn map[*mochi.Client]*claim
 	clock  uint64
+	// recent and older hold the newest claim stamp made here or granted
+	// here per client id, over the last recentClaims at least (recent
+	// since rotated, older the period before): a session handed over
+	// that is older than one of them is refused (sessionhandover.go).
+	recent, older map[string]rversion
+	rotated       time.Time
+	// moves holds the client ids whose sessions are being handed over,
+	// each with a channel closed when its hand-over is answered.
+	moves map[string]chan struct{}
 }
+
+// recentClaims is how long claims are remembered at least, for sessions
+// handed over meanwhile.
+const recentClaims = time.Minute
 
 type claim struct {
 	stamp rversion
@@ -64,7 +77,58 @@ type claim struct {
 }
 
 func newClaimHook(b *Broker, remote Remote, node string) *claimHook {
-	return &claimHook{b: b, remote: remote, node: node, claims: map[string]*claim{}, byConn: map[*mochi.Client]*claim{}}
+	return &claimHook{b: b, remote: remote, node: node, claims: map[string]*claim{}, byConn: map[*mochi.Client]*claim{},
+		recent: map[string]rversion{}, older: map[string]rversion{}, rotated: time.Now(), moves: map[string]chan struct{}{}}
+}
+
+// noteClaimLocked remembers a claim of client id made or granted here.
+// h.mu is held.
+func (h *claimHook) noteClaimLocked(id string, v rversion) {
+	if now := time.Now(); now.Sub(h.rotated) > recentClaims {
+		h.older, h.recent, h.rotated = h.recent, map[string]rversion{}, now
+	}
+	if v.newer(h.recent[id]) {
+		h.recent[id] = v
+	}
+}
+
+// newerClaim reports whether a claim of client id newer than v was made
+// or granted here lately.
+func (h *claimHook) newerClaim(id string, v rversion) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.recent[id].newer(v) || h.older[id].newer(v)
+}
+
+// moving marks client id's session as being handed over; claims of the id
+// wait (at most handOverCallTimeout) until the returned func is called.
+func (h *claimHook) moving(id string) (done func()) {
+	ch := make(chan struct{})
+	h.mu.Lock()
+	h.moves[id] = ch
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		if h.moves[id] == ch {
+			delete(h.moves, id)
+		}
+		h.mu.Unlock()
+		close(ch)
+	}
+}
+
+// waitMove waits until a hand-over of client id's session under way is
+// answered (or handOverCallTimeout passed).
+func (h *claimHook) waitMove(id string) {
+	h.mu.Lock()
+	ch := h.moves[id]
+	h.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-time.After(handOverCallTimeout):
+		}
+	}
 }
 
 func (h *claimHook) ID() string { return "mqstream-claims" }
@@ -88,6 +152,7 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		delete(h.byConn, old.conn) // taken over here, by mochi
 	}
 	h.claims[cl.ID], h.byConn[cl] = c, c
+	h.noteClaimLocked(cl.ID, c.stamp)
 	h.mu.Unlock()
 
 	refused := false
@@ -129,7 +194,7 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		// (docs/operations.md).
 		h.b.log.Warn("a session handed over by another node is dropped: a newer connection with this client id won", "client", cl.ID)
 	case session != nil:
-		h.b.importSession(cl.ID, session)
+		_ = h.b.importSession(cl.ID, session) // logged
 	}
 	if !lost && h.b.state != nil {
 		// The session this connection holds from now on is of its claim.
@@ -196,6 +261,10 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
+	// A session of the id being handed over (this node is stopping) is
+	// either taken by the other node, which then answers this claim with
+	// it, or kept here for this answer.
+	h.waitMove(id)
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
 	c := h.claims[id]
@@ -203,6 +272,7 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		h.mu.Unlock()
 		return []byte{claimRefused}, nil
 	}
+	h.noteClaimLocked(id, stamp)
 	var conn *mochi.Client
 	if c != nil {
 		c.lost = true

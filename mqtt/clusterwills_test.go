@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -22,6 +23,9 @@ func (aloneRemote) Forward(string, []byte)               {}
 func (aloneRemote) Broadcast([]byte)                     {}
 func (aloneRemote) Claim([]byte, time.Duration) [][]byte { return nil }
 func (aloneRemote) Designated(except string) bool        { return except != "n1" }
+func (aloneRemote) HandOver(string, []byte, time.Duration) (string, []byte, error) {
+	return "", nil, errors.New("no other node")
+}
 
 // TestWillsOfAFailedNodeArePublished: the wills another node told of are
 // published when that node restarts (a new incarnation) or fails, once

@@ -34,6 +34,11 @@ type Remote interface {
 	// (Broker.HandleClaim there) and returns the answers of those that
 	// answered within timeout.
 	Claim(req []byte, timeout time.Duration) [][]byte
+	// HandOver sends a session this stopping node hands over (req, of
+	// client) to one other node (Broker.HandleHandOver there) and returns
+	// that node and its answer; an error when no node answered within
+	// timeout.
+	HandOver(client string, req []byte, timeout time.Duration) (node string, answer []byte, err error)
 	// Designated reports whether this node is the one to act for node
 	// except (which failed): the node with the lowest id among those up.
 	Designated(except string) bool

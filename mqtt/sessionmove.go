@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -62,16 +63,17 @@ func (b *Broker) exportSession(id string) []byte {
 
 // importSession installs a session another node handed over for client
 // id, replacing any this node kept for it, unless the client is connected
-// here (mochi then takes the local session over).
-func (b *Broker) importSession(id string, payload []byte) {
+// here (mochi then takes the local session over) or this node's copy is
+// newer (errNewerSession). Every outcome but success is logged.
+func (b *Broker) importSession(id string, payload []byte) error {
 	if b.state == nil {
 		b.log.Warn("a session handed over by another node is dropped: mqtt.persistence is off", "client", id)
-		return
+		return errors.New("mqtt: mqtt.persistence is off")
 	}
 	writes, err := decodeSessionMove(id, payload)
 	if err != nil {
 		b.log.Warn("a session handed over by another node is dropped", "client", id, "error", err)
-		return
+		return err
 	}
 	if cur, ok := b.server.Clients.Get(id); ok {
 		// This node keeps a session of the client too. Of the two
@@ -81,20 +83,20 @@ func (b *Broker) importSession(id string, payload []byte) {
 		moved, own := stampOf(id, writes), b.state.stamp(id)
 		if !cur.Closed() || !moved.newer(own) {
 			b.log.Warn("a session handed over by another node is dropped: this node holds a newer one for the client", "client", id)
-			return
+			return errNewerSession
 		}
 		b.log.Info("this node's copy of a session is older than the one handed over: it is replaced", "client", id)
 		b.releaseSession(id, false)
 	}
 	if err := b.state.write(append(endWrites(id), writes...)...); err != nil {
 		b.log.Warn("a session handed over by another node is dropped: writing it failed", "client", id, "error", err)
-		return
+		return fmt.Errorf("mqtt: writing a handed-over session: %w", err)
 	}
 	var rs restoreStats
 	stale, wills, err := b.restoreSessions(func(kind byte) []byte { return clientKey(kind, id, 0) }, time.Now().Unix(), &rs)
 	if err != nil {
 		b.log.Warn("a session handed over by another node is dropped: restoring it failed", "client", id, "error", err)
-		return
+		return fmt.Errorf("mqtt: restoring a handed-over session: %w", err)
 	}
 	if len(stale) > 0 {
 		if err := b.state.write(stale...); err != nil {
@@ -110,6 +112,7 @@ func (b *Broker) importSession(id string, payload []byte) {
 		b.opts.Remote.SetClient(id, routedFilters(cl))
 	}
 	b.log.Info("session taken over from another node", "client", id, "subscriptions", rs.subscriptions, "queued", rs.queued)
+	return nil
 }
 
 // movedStamp returns the claim stamp of a handed-over session (zero when

@@ -237,6 +237,10 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 // messages it forwards to other nodes to be sent before it leaves.
 const leaveDrainTimeout = 2 * time.Second
 
+// handOverTimeout bounds how long a stopping node hands its persistent
+// sessions over to the other nodes; those left keep on its disk.
+const handOverTimeout = 10 * time.Second
+
 // settingParts are cfg's cluster-wide settings made of several keys, as
 // membership announces them.
 func settingParts(cfg config.Config) map[string][]cluster.SettingPart {
@@ -277,6 +281,9 @@ func (n *Node) joinCluster() error {
 		if err := n.broker.Close(); err != nil {
 			n.log.Warn("closing the broker before leaving the cluster", "error", err)
 		}
+		// Its clients reconnect to other nodes: their persistent
+		// sessions wait for them there, not on this node's disk.
+		n.broker.HandOverSessions(handOverTimeout)
 		if !n.routes.Drain(leaveDrainTimeout) {
 			n.log.Warn("messages for other nodes still queued when leaving the cluster", "after", leaveDrainTimeout)
 		}

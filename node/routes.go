@@ -36,6 +36,7 @@ func (n *Node) serveRoutes() {
 	n.repl.mux.Handle(routes.SyncService, n.routes.HandleSync)
 	n.repl.mux.Handle(routes.DeliverService, n.routes.HandleDeliver)
 	n.repl.mux.Handle(routes.ClaimService, n.routes.HandleClaim)
+	n.repl.mux.Handle(routes.HandOverService, n.routes.HandleHandOver)
 }
 
 // forwardedTo hands the node's broker what other nodes send: messages for
@@ -51,6 +52,9 @@ func (f forwardedTo) DeliverForwarded(msg []byte) {
 }
 
 func (f forwardedTo) HandleClaim(req []byte) ([]byte, error) { return f.n.broker.HandleClaim(req) }
+func (f forwardedTo) HandleHandOver(req []byte) ([]byte, error) {
+	return f.n.broker.HandleHandOver(req)
+}
 
 // followMembers keeps the router's peers the members that are up (alive
 // or suspect: a suspect may come back; failed and left members are

@@ -483,7 +483,8 @@ func sequenceOf(prefix string, n int) []string {
 }
 
 // strandSession leaves client id's session on n1 subscribed to live/old,
-// stops n1, has the client connect on n2 (no session present) and
+// stops n1 as a crash would (stopWithoutLeaving: a node stopped
+// gracefully hands its sessions over), has the client connect on n2 (no session present) and
 // subscribe to live/new there, then restarts n1, which restores its old
 // copy of the session from disk. It returns the nodes, the restarted n1
 // first.
@@ -502,10 +503,8 @@ func strandSessionThen(t *testing.T, id string, then func(nodes []*Node)) []*Nod
 		t.Fatal(tok.Error())
 	}
 	old.c.Disconnect(0)
-	if err := nodes[0].Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 10*time.Second, "n2 no longer counts n1 up", func() bool {
+	stopWithoutLeaving(t, nodes[0])
+	testutil.Eventually(t, 20*time.Second, "n2 no longer counts n1 up", func() bool {
 		for _, m := range nodes[1].Members() {
 			if m.ID == "n1" {
 				return m.Status != "alive" && m.Status != "suspect"
@@ -531,6 +530,17 @@ func strandSessionThen(t *testing.T, id string, then func(nodes []*Node)) []*Nod
 		t.Fatalf("n1 did not restore its old copy: %+v %v", s, ok)
 	}
 	return []*Node{n1, nodes[1], nodes[2]}
+}
+
+// stopWithoutLeaving stops n as a crash would for the other nodes: it
+// neither leaves the cluster (they find it failed) nor hands its
+// persistent sessions over; its disk is closed cleanly.
+func stopWithoutLeaving(t *testing.T, n *Node) {
+	t.Helper()
+	n.refused.Store(true) // the cluster closer then abandons membership
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestStaleSessionOfARestartedNodeYields: a client moves to n2 while n1,

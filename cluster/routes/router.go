@@ -1,8 +1,11 @@
 package routes
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -17,9 +20,11 @@ type Caller interface {
 }
 
 // Claimer answers another node's claim of an MQTT client id
-// (mqtt.Broker.HandleClaim).
+// (mqtt.Broker.HandleClaim) and takes the sessions a stopping node hands
+// over (mqtt.Broker.HandleHandOver).
 type Claimer interface {
 	HandleClaim(req []byte) ([]byte, error)
+	HandleHandOver(req []byte) ([]byte, error)
 }
 
 // Deliverer takes a message another node forwarded, for this node's
@@ -486,6 +491,59 @@ func (r *Router) HandleClaim(_ context.Context, _ string, req []byte) ([]byte, e
 		return nil, errors.New("routes: this node does not take claims")
 	}
 	return r.opts.Claims.HandleClaim(req)
+}
+
+// HandOver sends req, a session of client id a stopping node hands over,
+// to one other node: the alive peers are tried one after the other, in an
+// order that depends on the client id (so the sessions of a node spread
+// over the others), until one answers within timeout. It returns that
+// peer and its answer; an error when none did.
+func (r *Router) HandOver(client string, req []byte, timeout time.Duration) (string, []byte, error) {
+	var ids []string
+	for id, p := range *r.peerSnap.Load() {
+		if !p.unreachable.Load() && (r.opts.Alive == nil || r.opts.Alive(id)) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil, errors.New("routes: no other node is alive")
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		return cmp.Compare(rendezvous(client, a), rendezvous(client, b))
+	})
+	var errs []error
+	for _, id := range ids {
+		p := (*r.peerSnap.Load())[id]
+		if p == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, timeout)
+		resp, err := r.opts.Caller.Call(ctx, p.addr, HandOverService, req)
+		cancel()
+		p.noteCall(err)
+		if err == nil {
+			return id, resp, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", id, err))
+	}
+	return "", nil, errors.Join(errs...)
+}
+
+// rendezvous ranks node for client (lowest first).
+func rendezvous(client, node string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(client))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(node))
+	return h.Sum64()
+}
+
+// HandleHandOver serves HandOverService.
+func (r *Router) HandleHandOver(_ context.Context, _ string, req []byte) ([]byte, error) {
+	if r.opts.Claims == nil {
+		return nil, errors.New("routes: this node does not take sessions")
+	}
+	return r.opts.Claims.HandleHandOver(req)
 }
 
 // Broadcast queues msg for every other node.

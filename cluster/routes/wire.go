@@ -17,6 +17,9 @@ const (
 	// ClaimService takes another node's claim of an MQTT client id that
 	// connected there.
 	ClaimService = "sessions.claim"
+	// HandOverService takes a persistent MQTT session a stopping node
+	// hands over.
+	HandOverService = "sessions.handover"
 )
 
 // ErrBadFrame: a request that does not decode.

@@ -1,0 +1,174 @@
+package mqtt
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// startClusterStateBroker is a broker with its state on disk, in cluster
+// mode as node id (alone: no other node answers).
+func startClusterStateBroker(t *testing.T, id string) *stateBroker {
+	t.Helper()
+	return startStateBroker(t, func(o *Options) { o.Remote, o.NodeID = aloneRemote{}, id })
+}
+
+// sessionInfo returns what b keeps of client id's session.
+func sessionInfo(b *Broker, id string) (SessionInfo, bool) {
+	for _, s := range b.Sessions() {
+		if s.ClientID == id {
+			return s, true
+		}
+	}
+	return SessionInfo{}, false
+}
+
+// exportedSession returns client id's session as src hands it over: the
+// client subscribed to filter and left, then queued messages q-0.. were
+// queued for it.
+func exportedSession(t *testing.T, src *stateBroker, id, filter string, queued int) []byte {
+	t.Helper()
+	c := dialRaw(t, src.addr, 4)
+	c.connect(id, false, packets.Properties{})
+	c.subscribe(1, packets.Subscription{Filter: filter, Qos: 1})
+	c.drop()
+	waitGone(t, src.b, id)
+	publishAcked(t, src.addr, filter, "q", queued)
+	testutil.Eventually(t, 5*time.Second, "the messages queued", func() bool {
+		s, _ := sessionInfo(src.b, id)
+		return s.Queued == queued
+	})
+	src.b.state.wait()
+	p := src.b.exportSession(id)
+	if p == nil {
+		t.Fatal("nothing exported")
+	}
+	return p
+}
+
+// TestHandedOverSessionIsInstalled: a session another node hands over is
+// installed; its client reconnects here to session present and its queue.
+func TestHandedOverSessionIsInstalled(t *testing.T) {
+	src, dst := startClusterStateBroker(t, "n1"), startClusterStateBroker(t, "n2")
+	payload := exportedSession(t, src, "mover", "live/x", 3)
+	answer, err := dst.b.HandleHandOver(encodeHandOver("mover", payload))
+	if err != nil || !slices.Equal(answer, []byte{handOverTaken}) {
+		t.Fatalf("hand-over: %v %v", answer, err)
+	}
+	if s, ok := sessionInfo(dst.b, "mover"); !ok || s.Subscriptions != 1 || s.Queued != 3 {
+		t.Fatalf("installed: %+v %v", s, ok)
+	}
+	c := dialRaw(t, dst.addr, 4)
+	if ca := c.connect("mover", false, packets.Properties{}); !ca.SessionPresent {
+		t.Fatal("no session present")
+	}
+	expectPublishes(t, c, "q", 3, true)
+}
+
+// TestHandedOverSessionOlderThanAClaimIsRefused: once a node granted a
+// claim of a client (it connected on a third node), a session of it
+// handed over with an older stamp is refused, so that the stopping node
+// keeps it for that claim; one newer than every claim is taken.
+func TestHandedOverSessionOlderThanAClaimIsRefused(t *testing.T) {
+	src, dst := startClusterStateBroker(t, "n1"), startClusterStateBroker(t, "n2")
+	payload := exportedSession(t, src, "racer", "live/r", 1)
+	moved := movedStamp("racer", payload)
+	if moved == (rversion{}) {
+		t.Fatal("the exported session has no stamp")
+	}
+	newer := rversion{ts: moved.ts + 1, node: "n3"}
+	if answer, err := dst.b.HandleClaim(encodeClaim("racer", newer, false, nil)); err != nil || answer[0] != claimGranted {
+		t.Fatalf("claim: %v %v", answer, err)
+	}
+	answer, err := dst.b.HandleHandOver(encodeHandOver("racer", payload))
+	if err != nil || !slices.Equal(answer, []byte{handOverRefused}) {
+		t.Fatalf("hand-over after a newer claim: %v %v", answer, err)
+	}
+	if _, ok := sessionInfo(dst.b, "racer"); ok {
+		t.Fatal("the refused session was installed")
+	}
+
+	// A claim older than the session does not stand in its way.
+	payload = exportedSession(t, src, "later", "live/l", 1)
+	older := rversion{ts: movedStamp("later", payload).ts - 1, node: "n3"}
+	if _, err := dst.b.HandleClaim(encodeClaim("later", older, false, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if answer, err := dst.b.HandleHandOver(encodeHandOver("later", payload)); err != nil || answer[0] != handOverTaken {
+		t.Fatalf("hand-over after an older claim: %v %v", answer, err)
+	}
+}
+
+// TestClaimWaitsForAHandOver: a claim of a client whose session is being
+// handed over is answered once the hand-over is, with the session when it
+// is still here.
+func TestClaimWaitsForAHandOver(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	c := dialRaw(t, n.addr, 4)
+	c.connect("waiter", false, packets.Properties{})
+	c.subscribe(1, packets.Subscription{Filter: "live/w", Qos: 1})
+	c.drop()
+	waitGone(t, n.b, "waiter")
+
+	done := n.b.claims.moving("waiter")
+	answered := make(chan []byte, 1)
+	go func() {
+		answer, err := n.b.HandleClaim(encodeClaim("waiter", rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}, false, nil))
+		if err != nil {
+			t.Error(err)
+		}
+		answered <- answer
+	}()
+	select {
+	case a := <-answered:
+		t.Fatalf("the claim was answered (%v) while the session was being handed over", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	done()
+	select {
+	case a := <-answered:
+		if len(a) < 2 || a[0] != claimGranted {
+			t.Fatalf("answer %v: want the session", a)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the claim was not answered after the hand-over")
+	}
+}
+
+// TestBadHandOversAreRefused: frames that do not decode, a session with a
+// key of another client, a standalone broker and a stopping one.
+func TestBadHandOversAreRefused(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	other := encodeHandOver("x", nil)[:0]
+	other = append(other, handOverVersion1)
+	other = appendStr(other, "a")
+	other = append(other, 1, 3, 'b'|0, 'z', 'z', 0) // one pair whose key is not a's
+	for name, req := range map[string][]byte{
+		"empty":          nil,
+		"version":        {9, 1, 'a', 0},
+		"no client":      {handOverVersion1, 0},
+		"another client": other,
+		"trailing":       append(encodeHandOver("a", []byte{0}), 7),
+		"no record":      encodeHandOver("a", []byte{0}),
+	} {
+		if _, err := n.b.HandleHandOver(req); !errors.Is(err, errBadForward) {
+			t.Errorf("%s: %v, want errBadForward", name, err)
+		}
+	}
+
+	payload := exportedSession(t, n, "a", "live/a", 0)
+	alone := startStateBroker(t, nil)
+	if _, err := alone.b.HandleHandOver(encodeHandOver("a", payload)); err == nil {
+		t.Error("a standalone broker took a session")
+	}
+	dst := startClusterStateBroker(t, "n2")
+	dst.b.Close()
+	if _, err := dst.b.HandleHandOver(encodeHandOver("a", payload)); err == nil {
+		t.Error("a stopping broker took a session")
+	}
+}
