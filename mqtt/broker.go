@@ -129,6 +129,9 @@ type Broker struct {
 	// them across the cluster (nil: standalone).
 	takeover *takeoverHook
 	claims   *claimHook
+	// departing are the sessions handed over to a claiming node and kept
+	// here until it settles the move (sessiondepart.go).
+	departing departures
 	// peerWills holds other nodes' clients' wills (nil: standalone).
 	peerWills *clusterWills
 	// badForwards counts messages from other nodes that did not decode.
@@ -521,6 +524,9 @@ func (b *Broker) Close() error {
 		// before we wait for the queued ones to commit.
 		b.server.Listeners.ClientsWg.Wait()
 		b.ingest.Wait()
+		// Sessions handed over a moment ago: their moves settle in
+		// milliseconds (sessiondepart.go).
+		b.departing.close(departuresWait)
 		if b.state != nil {
 			b.state.wait()
 		}
@@ -539,6 +545,10 @@ func (b *Broker) closeListeners() {
 // it took to be committed and acknowledged before it disconnects their
 // clients (ingestHook.drain).
 const drainTimeout = 5 * time.Second
+
+// departuresWait bounds how long a stopping broker waits for the moves of
+// sessions it handed over to be settled.
+const departuresWait = time.Second
 
 // limitsHook applies connection limits mochi has no option for.
 type limitsHook struct {

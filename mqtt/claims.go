@@ -59,8 +59,8 @@ type claimHook struct {
 	// that is older than one of them is refused (sessionhandover.go).
 	recent, older map[string]rversion
 	rotated       time.Time
-	// moves holds the client ids whose sessions are being handed over,
-	// each with a channel closed when its hand-over is answered.
+	// moves holds the client ids whose sessions are being handed over
+	// from or to this node, each with a channel closed when that ends.
 	moves map[string]chan struct{}
 }
 
@@ -92,21 +92,25 @@ func (h *claimHook) noteClaimLocked(id string, v rversion) {
 	}
 }
 
-// newerClaim reports whether a claim of client id newer than v was made
-// or granted here lately.
-func (h *claimHook) newerClaim(id string, v rversion) bool {
+// moving marks client id's session, of claim stamp v, as moving to or
+// from this node: claims of the id wait (at most handOverCallTimeout)
+// until done is called. It refuses (ok false) when a claim of the client
+// newer than v was made or granted here lately: the session is that
+// claim's. The check and the mark are one step, so a claim is either seen
+// by it or waits for the move.
+func (h *claimHook) moving(id string, v rversion) (done func(), ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.recent[id].newer(v) || h.older[id].newer(v)
+	if h.recent[id].newer(v) || h.older[id].newer(v) {
+		return nil, false
+	}
+	return h.moveLocked(id), true
 }
 
-// moving marks client id's session as being handed over; claims of the id
-// wait (at most handOverCallTimeout) until the returned func is called.
-func (h *claimHook) moving(id string) (done func()) {
+// moveLocked marks client id's session as moving. h.mu is held.
+func (h *claimHook) moveLocked(id string) (done func()) {
 	ch := make(chan struct{})
-	h.mu.Lock()
 	h.moves[id] = ch
-	h.mu.Unlock()
 	return func() {
 		h.mu.Lock()
 		if h.moves[id] == ch {
@@ -117,10 +121,12 @@ func (h *claimHook) moving(id string) (done func()) {
 	}
 }
 
-// waitMove waits until a hand-over of client id's session under way is
-// answered (or handOverCallTimeout passed).
-func (h *claimHook) waitMove(id string) {
+// noteClaim remembers another node's claim of client id at stamp v, then
+// waits until a move of the id's session under way ends (or
+// handOverCallTimeout passed).
+func (h *claimHook) noteClaim(id string, v rversion) {
 	h.mu.Lock()
+	h.noteClaimLocked(id, v)
 	ch := h.moves[id]
 	h.mu.Unlock()
 	if ch != nil {
@@ -157,25 +163,29 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 
 	refused := false
 	var session []byte
+	var from string   // the node that handed session over
+	var gave []string // every node that handed a copy over
 	var will []byte
 	if m, delay, ok := willOf(cl); ok {
 		will = encodeWillSet(h.b.peerWills.node, h.b.peerWills.incarnation, cl.ID, m, delay)
 	}
-	for _, answer := range h.remote.Claim(encodeClaim(cl.ID, c.stamp, pk.Connect.Clean, will), claimTimeout) {
+	nodes, answers := h.remote.Claim(encodeClaim(cl.ID, c.stamp, pk.Connect.Clean, will), claimTimeout)
+	for i, answer := range answers {
 		switch {
 		case len(answer) == 1 && answer[0] == claimRefused:
 			refused = true
 		case len(answer) > 1 && answer[0] == claimGranted:
+			gave = append(gave, nodes[i])
 			if session != nil {
 				// Two nodes kept a copy (one restored by a node that
 				// was down while the client moved on): the newer.
 				if movedStamp(cl.ID, answer[1:]).newer(movedStamp(cl.ID, session)) {
-					session = answer[1:]
+					session, from = answer[1:], nodes[i]
 				}
 				h.b.log.Info("two nodes handed over a session for one client; the newer is kept", "client", cl.ID)
 				continue
 			}
-			session = answer[1:]
+			session, from = answer[1:], nodes[i]
 		}
 	}
 	h.mu.Lock()
@@ -194,7 +204,15 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		// (docs/operations.md).
 		h.b.log.Warn("a session handed over by another node is dropped: a newer connection with this client id won", "client", cl.ID)
 	case session != nil:
-		_ = h.b.importSession(cl.ID, session) // logged
+		if h.b.importSession(cl.ID, session) != nil { // logged
+			from = ""
+		}
+	}
+	// Every node that handed a copy over keeps it until the move is
+	// settled: the copy installed here gets what was queued meanwhile,
+	// the others are ended.
+	for _, node := range gave {
+		h.b.settleMove(cl.ID, node, c.stamp, node == from)
 	}
 	if !lost && h.b.state != nil {
 		// The session this connection holds from now on is of its claim.
@@ -261,10 +279,13 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	// A session of the id being handed over (this node is stopping) is
-	// either taken by the other node, which then answers this claim with
-	// it, or kept here for this answer.
-	h.waitMove(id)
+	// A session of the id being handed over from this node (it is
+	// stopping) is either taken by the other node, which then answers
+	// this claim with it, or kept here for this answer; one being handed
+	// over to this node is installed first, then handed on in this
+	// answer. (Noted first: a hand-over to this node that starts after
+	// this is refused.)
+	h.noteClaim(id, stamp)
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
 	c := h.claims[id]
@@ -272,7 +293,6 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		h.mu.Unlock()
 		return []byte{claimRefused}, nil
 	}
-	h.noteClaimLocked(id, stamp)
 	var conn *mochi.Client
 	if c != nil {
 		c.lost = true
@@ -287,7 +307,15 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		unblockWrites(conn)
 		_ = b.server.DisconnectClient(conn, packets.ErrSessionTakenOver)
 	}
-	return append([]byte{claimGranted}, b.releaseSession(id, !clean)...), nil
+	if d := b.departing.get(id); d != nil {
+		// It went to another node a moment ago and moves on: that node
+		// holds the newer copy, this claim takes it from there.
+		_, _ = b.finishDeparture(id, d, false)
+	}
+	if clean {
+		return append([]byte{claimGranted}, b.releaseSession(id, false)...), nil
+	}
+	return append([]byte{claimGranted}, b.holdSession(id, stamp)...), nil
 }
 
 // releaseSession ends the session client id holds on this node, if any,
@@ -295,6 +323,23 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 // it had expired. With export, it returns what was kept on disk for it
 // first (exportSession; nil: nothing).
 func (b *Broker) releaseSession(id string, export bool) []byte {
+	cl := b.goneClient(id)
+	if cl == nil {
+		return nil
+	}
+	b.detachRoutes(cl)
+	var out []byte
+	if export && b.state != nil && b.state.owner(id) == cl {
+		b.state.wait() // its queue on disk
+		out, _ = b.exportSession(id)
+	}
+	b.dropClient(cl)
+	return out
+}
+
+// goneClient returns the client id holds here, once its connection is
+// gone (nil: none, or a newer connection here took it over meanwhile).
+func (b *Broker) goneClient(id string) *mochi.Client {
 	cl, ok := b.server.Clients.Get(id)
 	if !ok || cl.Net.Inline {
 		return nil
@@ -307,29 +352,33 @@ func (b *Broker) releaseSession(id string, export bool) []byte {
 		}
 	}
 	if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
-		return nil // a newer connection here took it over meanwhile
+		return nil
 	}
-	// Out of the topic index, so nothing more is queued for it; its
-	// subscriptions stay in the session (and on disk) to be handed over.
+	return cl
+}
+
+// detachRoutes takes cl out of the topic index, so nothing more is queued
+// for it, and tells the other nodes; its subscriptions stay in the session
+// (and on disk) to be handed over.
+func (b *Broker) detachRoutes(cl *mochi.Client) {
 	for filter := range cl.State.Subscriptions.GetAll() {
-		if b.server.Topics.Unsubscribe(filter, id) {
+		if b.server.Topics.Unsubscribe(filter, cl.ID) {
 			atomic.AddInt64(&b.server.Info.Subscriptions, -1)
 		}
-		b.sel.routes.remove(filter, id)
+		b.sel.routes.remove(filter, cl.ID)
 	}
-	b.opts.Remote.SetClient(id, nil)
-	var out []byte
-	if export && b.state != nil && b.state.owner(id) == cl {
-		b.state.wait() // its queue on disk
-		out = b.exportSession(id)
-	}
-	b.server.Clients.Delete(id)
+	b.opts.Remote.SetClient(cl.ID, nil)
+}
+
+// dropClient ends cl's session here: the client, its queue and what is
+// kept on disk for it.
+func (b *Broker) dropClient(cl *mochi.Client) {
+	b.server.Clients.Delete(cl.ID)
 	b.delivery.OnClientExpired(cl) // unsubscribes it for good too
 	b.ingest.OnClientExpired(cl)
 	if b.state != nil {
-		b.state.endSession(id, cl)
+		b.state.endSession(cl.ID, cl)
 	}
-	return out
 }
 
 const claimVersion1 = 1

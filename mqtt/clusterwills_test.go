@@ -17,12 +17,16 @@ import (
 // every failed node.
 type aloneRemote struct{}
 
-func (aloneRemote) SetClient(string, []string)           {}
-func (aloneRemote) Wanted(string) bool                   { return false }
-func (aloneRemote) Forward(string, []byte)               {}
-func (aloneRemote) Broadcast([]byte)                     {}
-func (aloneRemote) Claim([]byte, time.Duration) [][]byte { return nil }
-func (aloneRemote) Designated(except string) bool        { return except != "n1" }
+func (aloneRemote) SetClient(string, []string)                       {}
+func (aloneRemote) Wanted(string) bool                               { return false }
+func (aloneRemote) Forward(string, []byte)                           {}
+func (aloneRemote) Broadcast([]byte)                                 {}
+func (aloneRemote) Claim([]byte, time.Duration) ([]string, [][]byte) { return nil, nil }
+func (aloneRemote) Barrier(time.Duration)                            {}
+func (aloneRemote) Settle(string, []byte, time.Duration) ([]byte, error) {
+	return nil, errors.New("no other node")
+}
+func (aloneRemote) Designated(except string) bool { return except != "n1" }
 func (aloneRemote) HandOver(string, []byte, time.Duration) (string, []byte, error) {
 	return "", nil, errors.New("no other node")
 }

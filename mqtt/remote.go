@@ -32,8 +32,15 @@ type Remote interface {
 	Broadcast(msg []byte)
 	// Claim asks every other node to give up a client id
 	// (Broker.HandleClaim there) and returns the answers of those that
-	// answered within timeout.
-	Claim(req []byte, timeout time.Duration) [][]byte
+	// answered within timeout, each with the node that gave it.
+	Claim(req []byte, timeout time.Duration) (nodes []string, answers [][]byte)
+	// Settle tells node, which handed a session over in its answer to a
+	// claim, that the session is installed here (Broker.HandleSettle
+	// there), and returns its answer.
+	Settle(node string, req []byte, timeout time.Duration) ([]byte, error)
+	// Barrier waits until the messages every other node queued for this
+	// one before the call have been delivered here, or timeout passed.
+	Barrier(timeout time.Duration)
 	// HandOver sends a session this stopping node hands over (req, of
 	// client) to one other node (Broker.HandleHandOver there) and returns
 	// that node and its answer; an error when no node answered within

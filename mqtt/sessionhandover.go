@@ -29,7 +29,7 @@ import (
 // connects to claims the id from every node at once. The claim reaching
 // this node waits until the hand-over is answered; the receiving node
 // refuses a session older than a claim it granted or made for that client
-// (claimHook.newerClaim), and this node then keeps the session, so that
+// (claimHook.moving), and this node then keeps the session, so that
 // the waiting claim (or a later one) is answered with it here. Either way
 // the client's new node gets the session from exactly the node that holds
 // it.
@@ -74,7 +74,7 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 	b.state.wait() // what was queued for them is on disk
 	var ids []string
 	for id, cl := range b.server.Clients.GetAll() {
-		if !cl.Net.Inline && b.state.owner(id) == cl {
+		if !cl.Net.Inline && b.state.owner(id) == cl && b.departing.get(id) == nil {
 			ids = append(ids, id)
 		}
 	}
@@ -83,7 +83,8 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 		return res
 	}
 	deadline := time.Now().Add(timeout)
-	var mu sync.Mutex // guards res
+	var mu sync.Mutex // guards res and firstErr
+	var firstErr error
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range min(handOverParallel, len(ids)) {
@@ -91,7 +92,7 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 		go func() {
 			defer wg.Done()
 			for id := range work {
-				outcome := b.handOver(id)
+				outcome, err := b.handOver(id)
 				mu.Lock()
 				switch outcome {
 				case handOverTaken:
@@ -100,24 +101,37 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 					res.Refused++
 				default:
 					res.Failed++
+					if firstErr == nil {
+						firstErr = err
+					}
 				}
 				mu.Unlock()
 			}
 		}()
 	}
-	for i, id := range ids {
-		if time.Now().After(deadline) {
-			mu.Lock()
-			res.Failed += len(ids) - i
-			mu.Unlock()
+	sent := 0
+	for _, id := range ids {
+		mu.Lock()
+		// No node takes them (every other node is down, or of an
+		// earlier version): the rest are not tried.
+		hopeless := res.Failed >= handOverParallel && res.Taken == 0
+		mu.Unlock()
+		if hopeless || time.Now().After(deadline) {
 			break
 		}
 		work <- id
+		sent++
 	}
 	close(work)
 	wg.Wait()
-	b.log.Info("persistent sessions handed over to other nodes", "sessions", res.Sessions, "taken", res.Taken,
-		"kept_newer_elsewhere", res.Refused, "kept_here", res.Failed)
+	res.Failed += len(ids) - sent
+	if res.Failed > 0 {
+		b.log.Warn("persistent sessions not handed over: they stay on this node until it starts again", "sessions", res.Sessions,
+			"taken", res.Taken, "kept_newer_elsewhere", res.Refused, "kept_here", res.Failed, "first_error", firstErr)
+	} else {
+		b.log.Info("persistent sessions handed over to other nodes", "sessions", res.Sessions, "taken", res.Taken,
+			"kept_newer_elsewhere", res.Refused)
+	}
 	return res
 }
 
@@ -125,33 +139,35 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 const handOverFailed byte = 255
 
 // handOver sends client id's session to another node and ends it here once
-// taken; it returns the outcome.
-func (b *Broker) handOver(id string) byte {
-	done := b.claims.moving(id)
+// taken; it returns the outcome (and, when no node took it, why).
+func (b *Broker) handOver(id string) (byte, error) {
+	done, ok := b.claims.moving(id, b.state.stamp(id))
+	if !ok {
+		return handOverTaken, nil // a newer claim is taking it
+	}
 	defer done()
 	cl, ok := b.server.Clients.Get(id)
 	if !ok || b.state.owner(id) != cl {
-		return handOverTaken // claimed meanwhile: it moved with the claim
+		return handOverTaken, nil // claimed meanwhile: it moved with the claim
 	}
-	payload := b.exportSession(id)
+	payload, _ := b.exportSession(id)
 	if payload == nil {
-		return handOverFailed
+		return handOverFailed, fmt.Errorf("mqtt: session of %q: nothing to export", id)
 	}
 	node, answer, err := b.opts.Remote.HandOver(id, encodeHandOver(id, payload), handOverCallTimeout)
 	switch {
 	case err != nil:
-		b.log.Warn("session not handed over: no node took it; it stays here until the node starts again", "client", id, "error", err)
-		return handOverFailed
+		b.log.Debug("session not handed over: no node took it", "client", id, "error", err)
+		return handOverFailed, err
 	case len(answer) == 1 && answer[0] == handOverRefused:
 		b.log.Info("session not handed over: the other node knows a newer one of the client", "client", id, "node", node)
-		return handOverRefused
+		return handOverRefused, nil
 	case len(answer) != 1 || answer[0] != handOverTaken:
-		b.log.Warn("session not handed over: the other node's answer does not decode", "client", id, "node", node)
-		return handOverFailed
+		return handOverFailed, fmt.Errorf("mqtt: %s's answer to a hand-over does not decode", node)
 	}
 	b.log.Debug("session handed over", "client", id, "node", node)
 	b.releaseSession(id, false)
-	return handOverTaken
+	return handOverTaken, nil
 }
 
 // HandleHandOver installs a session a stopping node hands over (cluster
@@ -172,9 +188,11 @@ func (b *Broker) HandleHandOver(req []byte) ([]byte, error) {
 	if b.closing.Load() {
 		return nil, fmt.Errorf("mqtt: this node is stopping")
 	}
-	if b.claims.newerClaim(id, movedStamp(id, payload)) {
+	done, ok := b.claims.moving(id, movedStamp(id, payload))
+	if !ok {
 		return []byte{handOverRefused}, nil
 	}
+	defer done()
 	switch err := b.importSession(id, payload); {
 	case errors.Is(err, errNewerSession):
 		return []byte{handOverRefused}, nil

@@ -44,7 +44,7 @@ func exportedSession(t *testing.T, src *stateBroker, id, filter string, queued i
 		return s.Queued == queued
 	})
 	src.b.state.wait()
-	p := src.b.exportSession(id)
+	p, _ := src.b.exportSession(id)
 	if p == nil {
 		t.Fatal("nothing exported")
 	}
@@ -115,7 +115,10 @@ func TestClaimWaitsForAHandOver(t *testing.T) {
 	c.drop()
 	waitGone(t, n.b, "waiter")
 
-	done := n.b.claims.moving("waiter")
+	done, ok := n.b.claims.moving("waiter", n.b.state.stamp("waiter"))
+	if !ok {
+		t.Fatal("move refused")
+	}
 	answered := make(chan []byte, 1)
 	go func() {
 		answer, err := n.b.HandleClaim(encodeClaim("waiter", rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}, false, nil))
@@ -137,6 +140,106 @@ func TestClaimWaitsForAHandOver(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the claim was not answered after the hand-over")
+	}
+}
+
+// TestClaimDuringAnImportGetsTheSession: a claim that reaches a node
+// while a session handed over to it is being installed waits for the
+// install and is answered with that session, so no copy is left behind.
+func TestClaimDuringAnImportGetsTheSession(t *testing.T) {
+	src, dst := startClusterStateBroker(t, "n1"), startClusterStateBroker(t, "n2")
+	payload := exportedSession(t, src, "arriving", "live/i", 2)
+	done, ok := dst.b.claims.moving("arriving", movedStamp("arriving", payload))
+	if !ok {
+		t.Fatal("import refused")
+	}
+	answered := make(chan []byte, 1)
+	claim := rversion{ts: uint64(time.Now().UnixNano()), node: "n3"}
+	go func() {
+		answer, err := dst.b.HandleClaim(encodeClaim("arriving", claim, false, nil))
+		if err != nil {
+			t.Error(err)
+		}
+		answered <- answer
+	}()
+	select {
+	case a := <-answered:
+		t.Fatalf("the claim was answered (%v) while a session of its client was being installed", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := dst.b.importSession("arriving", payload); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	select {
+	case a := <-answered:
+		if len(a) < 2 || a[0] != claimGranted || movedStamp("arriving", a[1:]) != movedStamp("arriving", payload) {
+			t.Fatalf("answer %v: want the installed session", a)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the claim was not answered after the install")
+	}
+	// Kept until the claiming node settles the move.
+	if delta, err := dst.b.HandleSettle(encodeSettle("arriving", claim)); err != nil || delta != nil {
+		t.Fatalf("settle: %v %v", delta, err)
+	}
+	if _, ok := sessionInfo(dst.b, "arriving"); ok {
+		t.Fatal("a copy is left on n2 after the settle")
+	}
+	// And the claim is remembered: the same session handed over again
+	// is refused.
+	if answer, err := dst.b.HandleHandOver(encodeHandOver("arriving", payload)); err != nil || answer[0] != handOverRefused {
+		t.Fatalf("hand-over after the claim: %v %v", answer, err)
+	}
+}
+
+// TestSettleAnswersWhatWasQueuedMeanwhile: a node that handed a session
+// over in its answer to a claim keeps queueing for the client until the
+// claiming node settles the move, and answers the settle with those
+// messages; a settle of another claim gets nothing and ends nothing.
+func TestSettleAnswersWhatWasQueuedMeanwhile(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	exportedSession(t, n, "mover", "live/d", 2)
+	claim := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	answer, err := n.b.HandleClaim(encodeClaim("mover", claim, false, nil))
+	if err != nil || len(answer) < 2 || answer[0] != claimGranted {
+		t.Fatalf("claim: %v %v", answer, err)
+	}
+	publishAcked(t, n.addr, "live/d", "meanwhile", 3)
+	if s, ok := sessionInfo(n.b, "mover"); !ok || s.Queued != 5 {
+		t.Fatalf("held session: %+v %v", s, ok)
+	}
+	other := rversion{ts: claim.ts + 1, node: "n3"}
+	if delta, err := n.b.HandleSettle(encodeSettle("mover", other)); err != nil || delta != nil {
+		t.Fatalf("settle of another claim: %v %v", delta, err)
+	}
+	delta, err := n.b.HandleSettle(encodeSettle("mover", claim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes, err := decodeSessionMove("mover", delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range writes {
+		d, err := decodeDelivery(w.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(d.pk.Payload))
+	}
+	if !slices.Equal(got, []string{"meanwhile-0", "meanwhile-1", "meanwhile-2"}) {
+		t.Fatalf("settle answered %v", got)
+	}
+	if _, ok := sessionInfo(n.b, "mover"); ok {
+		t.Fatal("the session is still here after the settle")
+	}
+	if delta, err := n.b.HandleSettle(encodeSettle("mover", claim)); err != nil || delta != nil {
+		t.Fatalf("a second settle: %v %v", delta, err)
+	}
+	if _, _, err := decodeSettle([]byte{9}); !errors.Is(err, errBadForward) {
+		t.Fatalf("bad settle: %v", err)
 	}
 }
 

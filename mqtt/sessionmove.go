@@ -26,9 +26,9 @@ const maxSessionMove = 32 << 20
 var sessionKinds = []byte{keySession, keySubscription, keySent, keyQueue} // in-flight before queued: kept first when too large
 
 // exportSession encodes what the broker state holds for client id (its
-// writes must have completed).
-func (b *Broker) exportSession(id string) []byte {
-	var out []byte
+// writes must have completed); last is the key of the last queued
+// delivery in it (0: none).
+func (b *Broker) exportSession(id string) (out []byte, last uint64) {
 	n, size, dropped := 0, 0, 0
 	var pairs []byte
 	for _, kind := range sessionKinds {
@@ -37,28 +37,38 @@ func (b *Broker) exportSession(id string) []byte {
 				dropped++ // and every later one: no gap in the queue
 				return nil
 			}
-			pairs = binary.AppendUvarint(pairs, uint64(len(k)))
-			pairs = append(pairs, k...)
-			pairs = binary.AppendUvarint(pairs, uint64(len(v)))
-			pairs = append(pairs, v...)
+			pairs = appendPair(pairs, k, v)
 			n++
 			size += len(k) + len(v)
+			if kind == keyQueue {
+				if _, seq, ok := splitSeqKey(k); ok {
+					last = seq
+				}
+			}
 			return nil
 		})
 		if err != nil {
 			b.log.Warn("session not handed over: reading it failed", "client", id, "error", err)
-			return nil
+			return nil, 0
 		}
 	}
 	if n == 0 {
-		return nil
+		return nil, 0
 	}
 	if dropped > 0 {
 		b.log.Warn("session handed over without its newest queued messages: too large", "client", id,
 			"dropped", dropped, "limit_bytes", maxSessionMove)
 	}
 	out = binary.AppendUvarint(out, uint64(n))
-	return append(out, pairs...)
+	return append(out, pairs...), last
+}
+
+// appendPair frames a key/value pair of a handed-over session.
+func appendPair(b, k, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(k)))
+	b = append(b, k...)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 // importSession installs a session another node handed over for client

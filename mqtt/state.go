@@ -107,9 +107,7 @@ func splitSeqKey(k []byte) (id string, seq uint64, ok bool) {
 type stateStore struct {
 	kv  StateKV
 	log *slog.Logger
-	// pending counts writes submitted and not yet completed (wait).
-	pending sync.WaitGroup
-	p       persister
+	p   persister
 
 	mu struct {
 		sync.Mutex
@@ -152,7 +150,6 @@ func newStateStore(kv StateKV, log *slog.Logger) *stateStore {
 // submit queues writes in order and returns their submission number; done
 // (may be nil; runs on the committer, must not block) gets the outcome.
 func (st *stateStore) submit(writes []streams.KVWrite, noSync bool, done func(error)) uint64 {
-	st.pending.Add(1)
 	st.mu.Lock()
 	st.mu.submitted++
 	seq := st.mu.submitted
@@ -181,7 +178,6 @@ func (st *stateStore) completed(seq uint64, err error, done func(error)) {
 	}
 	st.done.cond.Broadcast()
 	st.done.Unlock()
-	st.pending.Done()
 }
 
 // syncedMark returns the number of the latest submission that asked for a
@@ -348,10 +344,11 @@ func (st *stateStore) endSession(id string, cl *mochi.Client) {
 	}
 }
 
-// wait blocks until every write submitted so far has completed.
+// wait blocks until every write submitted so far (and what the persister
+// holds) has completed. Safe while others submit (a barrier, not a wait
+// for the count of pending writes to reach zero).
 func (st *stateStore) wait() {
-	st.p.flush()
-	st.pending.Wait()
+	st.p.flush() // ends with a barrier
 }
 
 // persister writes what may be lost in a crash in the background, in

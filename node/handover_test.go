@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqstream/mqstream/internal/testutil"
 )
@@ -96,4 +99,75 @@ func TestSessionsOfAStoppingNodeMoveToAnother(t *testing.T) {
 	if got := heldBy([]*Node{n1}, busy); len(got) != 0 {
 		t.Fatalf("restarted n1 restored %s's session", busy)
 	}
+}
+
+// TestNothingIsLostWhileASessionMoves: a persistent subscriber moves from
+// node to node (it disconnects and connects to the next) while a
+// publisher on another node publishes without pause: every message
+// reaches it.
+func TestNothingIsLostWhileASessionMoves(t *testing.T) {
+	nodes := startClusterWith(t, storedAndLive)
+	const id = "roamer"
+	first, _ := connectCollector(t, nodes[0].MQTTAddr(), id, true)
+	if tok := first.c.Subscribe("live/roam", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	testutil.Eventually(t, 10*time.Second, "n3 knows n1's filter", func() bool {
+		return nodes[2].routes.Stats().RemoteFilters["n1"] >= 1
+	})
+	pub := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + nodes[2].MQTTAddr()).SetClientID("roam-pub").SetOrderMatters(true))
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(0)
+	const total = 3000
+	published := make(chan error, 1)
+	go func() {
+		for i := range total {
+			tok := pub.Publish("live/roam", 1, false, fmt.Sprintf("m-%d", i))
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				published <- fmt.Errorf("publish %d: %v", i, tok.Error())
+				return
+			}
+		}
+		published <- nil
+	}()
+	got := map[string]bool{}
+	all := []*collector{first} // a handler may still run after Disconnect
+	collect := func() {
+		for _, c := range all {
+			for _, p := range c.payloads() {
+				got[p] = true
+			}
+		}
+	}
+	cur := first
+	for hop := range 6 {
+		testutil.Eventually(t, 10*time.Second, "messages on this hop", func() bool { return len(cur.payloads()) >= 20 })
+		cur.c.Disconnect(0)
+		next, present := connectCollector(t, nodes[(hop+1)%2].MQTTAddr(), id, true)
+		if !present {
+			t.Fatalf("hop %d: no session present", hop)
+		}
+		cur = next
+		all = append(all, cur)
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			var missing []string
+			for i := range total {
+				if p := fmt.Sprintf("m-%d", i); !got[p] {
+					missing = append(missing, p)
+				}
+			}
+			t.Logf("%d of %d missing: %v", len(missing), total, missing)
+		}
+	}()
+	testutil.Eventually(t, 10*time.Second, "every message", func() bool {
+		collect()
+		return len(got) >= total
+	})
 }

@@ -36,6 +36,8 @@ func (n *Node) serveRoutes() {
 	n.repl.mux.Handle(routes.SyncService, n.routes.HandleSync)
 	n.repl.mux.Handle(routes.DeliverService, n.routes.HandleDeliver)
 	n.repl.mux.Handle(routes.ClaimService, n.routes.HandleClaim)
+	n.repl.mux.Handle(routes.SettleService, n.routes.HandleSettle)
+	n.repl.mux.Handle(routes.FlushService, n.routes.HandleFlush)
 	n.repl.mux.Handle(routes.HandOverService, n.routes.HandleHandOver)
 }
 
@@ -51,7 +53,8 @@ func (f forwardedTo) DeliverForwarded(msg []byte) {
 	f.n.broker.DeliverForwarded(msg)
 }
 
-func (f forwardedTo) HandleClaim(req []byte) ([]byte, error) { return f.n.broker.HandleClaim(req) }
+func (f forwardedTo) HandleClaim(req []byte) ([]byte, error)  { return f.n.broker.HandleClaim(req) }
+func (f forwardedTo) HandleSettle(req []byte) ([]byte, error) { return f.n.broker.HandleSettle(req) }
 func (f forwardedTo) HandleHandOver(req []byte) ([]byte, error) {
 	return f.n.broker.HandleHandOver(req)
 }

@@ -15,7 +15,8 @@ type taker struct {
 	got    chan string
 }
 
-func (k *taker) HandleClaim([]byte) ([]byte, error) { return nil, errors.New("no claims here") }
+func (k *taker) HandleClaim([]byte) ([]byte, error)  { return nil, errors.New("no claims here") }
+func (k *taker) HandleSettle([]byte) ([]byte, error) { return nil, errors.New("no claims here") }
 func (k *taker) HandleHandOver(req []byte) ([]byte, error) {
 	if k.refuse.Load() {
 		return nil, errors.New("stopping")

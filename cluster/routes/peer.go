@@ -263,20 +263,54 @@ const maxBatchBytes = 1 << 20
 
 // outbox holds the messages waiting for one peer, oldest first.
 type outbox struct {
-	mu sync.Mutex // guards msgs, bytes, inflight
+	mu sync.Mutex // guards msgs, bytes, inflight, inflightN, pushed, settled and progress
 	// msgs are the queued messages; bytes their size.
 	msgs  [][]byte
 	bytes int
 	// inflight is the size of the batch being sent (counted against the
-	// limit until it went through).
-	inflight int
-	limit    int
-	wake     chan struct{} // capacity 1
+	// limit until it went through), inflightN its length.
+	inflight, inflightN int
+	limit               int
+	wake                chan struct{} // capacity 1
+	// pushed counts the messages ever queued, settled those delivered
+	// or dropped since (in queue order); progress is closed (and
+	// replaced) whenever settled grows.
+	pushed, settled uint64
+	progress        chan struct{}
 }
 
 func (o *outbox) init(limit int) {
 	o.limit = limit
 	o.wake = make(chan struct{}, 1)
+	o.progress = make(chan struct{})
+}
+
+// settleLocked counts n more messages delivered or dropped. o.mu is held.
+func (o *outbox) settleLocked(n int) {
+	if n > 0 {
+		o.settled += uint64(n)
+		close(o.progress)
+		o.progress = make(chan struct{})
+	}
+}
+
+// waitQueued waits until every message queued so far has been delivered
+// (or dropped), or ctx is done; it reports whether they were.
+func (o *outbox) waitQueued(ctx context.Context) bool {
+	o.mu.Lock()
+	mark := o.pushed
+	for o.settled < mark {
+		ch := o.progress
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+		o.mu.Lock()
+	}
+	o.mu.Unlock()
+	return true
 }
 
 // push queues m; when the queue is over its limit the oldest messages are
@@ -285,12 +319,14 @@ func (o *outbox) push(m []byte) (dropped int) {
 	o.mu.Lock()
 	o.msgs = append(o.msgs, m)
 	o.bytes += len(m)
+	o.pushed++
 	for o.bytes+o.inflight > o.limit && len(o.msgs) > 1 {
 		o.bytes -= len(o.msgs[0])
 		o.msgs[0] = nil
 		o.msgs = o.msgs[1:]
 		dropped++
 	}
+	o.settleLocked(dropped)
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -316,7 +352,7 @@ func (o *outbox) take(ctx context.Context) [][]byte {
 				o.msgs = nil
 			}
 			o.bytes -= size
-			o.inflight = size
+			o.inflight, o.inflightN = size, n
 			o.mu.Unlock()
 			return batch
 		}
@@ -332,7 +368,8 @@ func (o *outbox) take(ctx context.Context) [][]byte {
 // done releases the batch that went through.
 func (o *outbox) done() {
 	o.mu.Lock()
-	o.inflight = 0
+	o.settleLocked(o.inflightN)
+	o.inflight, o.inflightN = 0, 0
 	o.mu.Unlock()
 }
 
@@ -356,5 +393,6 @@ func (o *outbox) discard() int {
 	defer o.mu.Unlock()
 	n := len(o.msgs)
 	o.msgs, o.bytes = nil, 0
+	o.settleLocked(n)
 	return n
 }

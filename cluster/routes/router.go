@@ -20,10 +20,12 @@ type Caller interface {
 }
 
 // Claimer answers another node's claim of an MQTT client id
-// (mqtt.Broker.HandleClaim) and takes the sessions a stopping node hands
-// over (mqtt.Broker.HandleHandOver).
+// (mqtt.Broker.HandleClaim) and the end of the session's move
+// (HandleSettle), and takes the sessions a stopping node hands over
+// (HandleHandOver).
 type Claimer interface {
 	HandleClaim(req []byte) ([]byte, error)
+	HandleSettle(req []byte) ([]byte, error)
 	HandleHandOver(req []byte) ([]byte, error)
 }
 
@@ -430,12 +432,12 @@ func (r *Router) HandleDeliver(_ context.Context, _ string, req []byte) ([]byte,
 }
 
 // Claim sends a claim of a client id to every other node at once and
-// returns the answers that came back within timeout; a node that did not
-// answer is logged and left out.
-func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
+// returns the answers that came back within timeout, each with the node
+// that gave it; a node that did not answer is logged and left out.
+func (r *Router) Claim(req []byte, timeout time.Duration) (nodes []string, answers [][]byte) {
 	peers := *r.peerSnap.Load()
 	if len(peers) == 0 {
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	defer cancel()
@@ -444,7 +446,7 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 		resp []byte
 		err  error
 	}
-	answers := make(chan answer, len(peers))
+	ch := make(chan answer, len(peers))
 	asked := 0
 	for id, p := range peers {
 		if p.unreachable.Load() {
@@ -457,19 +459,80 @@ func (r *Router) Claim(req []byte, timeout time.Duration) [][]byte {
 		go func() {
 			resp, err := r.opts.Caller.Call(ctx, p.addr, ClaimService, req)
 			p.noteCall(err)
-			answers <- answer{id, resp, err}
+			ch <- answer{id, resp, err}
 		}()
 	}
-	var out [][]byte
 	for range asked {
-		a := <-answers
+		a := <-ch
 		if a.err != nil {
 			r.log.Warn("a node did not answer a client id claim; the id may stay connected there", "peer", a.peer, "error", a.err)
 			continue
 		}
-		out = append(out, a.resp)
+		nodes = append(nodes, a.peer)
+		answers = append(answers, a.resp)
 	}
-	return out
+	return nodes, answers
+}
+
+// Settle sends req, the end of a session's move, to node (the node that
+// handed the session over in its answer to a claim) and returns its
+// answer.
+func (r *Router) Settle(node string, req []byte, timeout time.Duration) ([]byte, error) {
+	p := (*r.peerSnap.Load())[node]
+	if p == nil {
+		return nil, fmt.Errorf("routes: %s is not a peer", node)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	defer cancel()
+	resp, err := r.opts.Caller.Call(ctx, p.addr, SettleService, req)
+	p.noteCall(err)
+	return resp, err
+}
+
+// Barrier waits until the messages every other node queued for this one
+// before the call have been delivered here (or timeout passed). A node
+// that hands a client's session over calls it once the other nodes route
+// the client's messages to the session's new node: what they routed here
+// before that has then been queued here.
+func (r *Router) Barrier(timeout time.Duration) {
+	peers := *r.peerSnap.Load()
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for id, p := range peers {
+		if p.unreachable.Load() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.opts.Caller.Call(ctx, p.addr, FlushService, nil); err != nil {
+				r.log.Debug("a peer did not confirm it delivered what it queued here", "peer", id, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// HandleFlush serves FlushService: it returns once the messages queued
+// for the calling node so far have been delivered there.
+func (r *Router) HandleFlush(ctx context.Context, from string, _ []byte) ([]byte, error) {
+	p := (*r.peerSnap.Load())[from]
+	if p == nil {
+		return nil, nil // nothing is queued for a node that is not a peer
+	}
+	if !p.out.waitQueued(ctx) {
+		return nil, ctx.Err()
+	}
+	return nil, nil
+}
+
+// HandleSettle serves SettleService.
+func (r *Router) HandleSettle(_ context.Context, _ string, req []byte) ([]byte, error) {
+	if r.opts.Claims == nil {
+		return nil, errors.New("routes: this node does not take claims")
+	}
+	return r.opts.Claims.HandleSettle(req)
 }
 
 // Designated reports whether this node has the lowest id among the nodes
@@ -497,7 +560,9 @@ func (r *Router) HandleClaim(_ context.Context, _ string, req []byte) ([]byte, e
 // to one other node: the alive peers are tried one after the other, in an
 // order that depends on the client id (so the sessions of a node spread
 // over the others), until one answers within timeout. It returns that
-// peer and its answer; an error when none did.
+// peer and its answer; an error when none did (ErrNoPeer: none is alive).
+// A call that timed out ends the tries: that node may have taken the
+// session all the same.
 func (r *Router) HandOver(client string, req []byte, timeout time.Duration) (string, []byte, error) {
 	var ids []string
 	for id, p := range *r.peerSnap.Load() {
@@ -506,7 +571,7 @@ func (r *Router) HandOver(client string, req []byte, timeout time.Duration) (str
 		}
 	}
 	if len(ids) == 0 {
-		return "", nil, errors.New("routes: no other node is alive")
+		return "", nil, ErrNoPeer
 	}
 	slices.SortFunc(ids, func(a, b string) int {
 		return cmp.Compare(rendezvous(client, a), rendezvous(client, b))
@@ -525,9 +590,17 @@ func (r *Router) HandOver(client string, req []byte, timeout time.Duration) (str
 			return id, resp, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", id, err))
+		if timedOut(err) {
+			// It may have taken the session all the same: another
+			// node must not take it too.
+			break
+		}
 	}
 	return "", nil, errors.Join(errs...)
 }
+
+// ErrNoPeer: no other node is alive to take a session.
+var ErrNoPeer = errors.New("routes: no other node is alive")
 
 // rendezvous ranks node for client (lowest first).
 func rendezvous(client, node string) uint64 {

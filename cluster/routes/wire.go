@@ -17,6 +17,12 @@ const (
 	// ClaimService takes another node's claim of an MQTT client id that
 	// connected there.
 	ClaimService = "sessions.claim"
+	// FlushService returns once what the callee queued for the caller
+	// has been delivered.
+	FlushService = "routes.flush"
+	// SettleService ends the move of a session handed over in the answer
+	// to a claim: the claiming node has installed it.
+	SettleService = "sessions.settle"
 	// HandOverService takes a persistent MQTT session a stopping node
 	// hands over.
 	HandOverService = "sessions.handover"

@@ -1,0 +1,268 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+)
+
+// Moving a session without losing what is published meanwhile.
+//
+// A node that hands a persistent session over in its answer to a claim
+// (claims.go) does not end it at once: it keeps it, subscribed, so that
+// messages go on being queued for the client here, until the claiming
+// node has installed its copy and the other nodes route the client's
+// messages there (the copy's filters reach them before the claiming node
+// goes on). The claiming node then settles the move (Remote.Settle): this
+// node takes the client out of its topic index, ends the session and
+// answers with what was queued for it since the copy (the delta), which
+// the claiming node queues after the rest. Without a settle (the claiming
+// node died, or is of an earlier version) the session ends here after
+// settleTimeout, as it did before, and what was queued meanwhile is lost.
+// A message published in the moment of the move can reach the client
+// twice (queued on both nodes), or after one published later.
+
+// settleTimeout bounds how long a node keeps a session it handed over
+// while waiting for the claiming node to settle the move.
+const settleTimeout = 10 * time.Second
+
+// barrierTimeout bounds how long a settle waits for what other nodes
+// queued here for the client to arrive.
+const barrierTimeout = 2 * time.Second
+
+// departure is a session handed over and kept here until its move is
+// settled.
+type departure struct {
+	cl    *mochi.Client
+	stamp rversion // the claim it went to
+	last  uint64   // the key of the last queued delivery handed over
+	timer *time.Timer
+}
+
+// departures are the sessions handed over and not settled yet.
+type departures struct {
+	mu     sync.Mutex // guards m and closed
+	m      map[string]*departure
+	closed bool
+}
+
+func (ds *departures) get(id string) *departure {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.m[id]
+}
+
+// add records d unless the broker closed; it reports whether it did.
+func (ds *departures) add(id string, d *departure) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.closed {
+		return false
+	}
+	if ds.m == nil {
+		ds.m = map[string]*departure{}
+	}
+	ds.m[id] = d
+	return true
+}
+
+// take removes d, reporting whether it was there (a move ends once).
+func (ds *departures) take(id string, d *departure) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.m[id] != d {
+		return false
+	}
+	delete(ds.m, id)
+	d.timer.Stop()
+	return true
+}
+
+// close waits up to timeout for the moves under way to be settled, then
+// stops the timers of the others: those sessions stay on disk (a
+// restarted node restores them; the newer copy elsewhere wins).
+func (ds *departures) close(timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		ds.mu.Lock()
+		n := len(ds.m)
+		ds.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	ds.closed = true
+	for id, d := range ds.m {
+		d.timer.Stop()
+		delete(ds.m, id)
+	}
+}
+
+// holdSession is releaseSession with export for a claim at stamp: it
+// returns the session and keeps it here until the move is settled.
+func (b *Broker) holdSession(id string, stamp rversion) []byte {
+	if b.closing.Load() {
+		// Ended at once, as before settles: a stopping node does not
+		// wait for them.
+		return b.releaseSession(id, true)
+	}
+	cl := b.goneClient(id)
+	if cl == nil {
+		return nil
+	}
+	var out []byte
+	var last uint64
+	if b.state != nil && b.state.owner(id) == cl {
+		b.state.wait() // its queue on disk
+		out, last = b.exportSession(id)
+	}
+	if out == nil {
+		b.detachRoutes(cl)
+		b.dropClient(cl)
+		return nil
+	}
+	d := &departure{cl: cl, stamp: stamp, last: last}
+	d.timer = time.AfterFunc(settleTimeout, func() {
+		if ended, _ := b.finishDeparture(id, d, false); ended {
+			b.log.Warn("a session handed over to another node was not settled in time: ended here, without what was queued for it since", "client", id, "node", stamp.node)
+		}
+	})
+	if !b.departing.add(id, d) {
+		// The broker closed meanwhile: ended at once.
+		d.timer.Stop()
+		b.detachRoutes(cl)
+		b.dropClient(cl)
+	}
+	return out
+}
+
+// finishDeparture ends a session handed over (once): with delta, it
+// returns what was queued for it since (encoded as a handed-over
+// session's pairs; nil: nothing); ended reports whether this call ended it.
+func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended bool, out []byte) {
+	if !b.departing.take(id, d) {
+		return false, nil
+	}
+	if cur, ok := b.server.Clients.Get(id); !ok || cur != d.cl {
+		return true, nil // ended meanwhile
+	}
+	if delta {
+		// The other nodes route the client's messages to its new node
+		// now; those they routed here before are queued here first.
+		b.opts.Remote.Barrier(barrierTimeout)
+	}
+	b.detachRoutes(d.cl)
+	if delta && b.state.owner(id) == d.cl {
+		b.state.wait()
+		out = b.exportQueueAfter(id, d.last)
+	}
+	b.dropClient(d.cl)
+	return true, out
+}
+
+// exportQueueAfter encodes client id's queued deliveries after key last,
+// as exportSession does (nil: none).
+func (b *Broker) exportQueueAfter(id string, last uint64) []byte {
+	var pairs []byte
+	n, size := 0, 0
+	err := b.state.kv.Scan(clientKey(keyQueue, id, 0), func(k, v []byte) error {
+		if _, seq, ok := splitSeqKey(k); !ok || seq <= last || size+len(k)+len(v) > maxSessionMove {
+			return nil
+		}
+		pairs = appendPair(pairs, k, v)
+		n++
+		size += len(k) + len(v)
+		return nil
+	})
+	if err != nil {
+		b.log.Warn("reading what was queued for a session handed over failed", "client", id, "error", err)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	return append(binary.AppendUvarint(nil, uint64(n)), pairs...)
+}
+
+const settleVersion1 = 1
+
+func encodeSettle(id string, stamp rversion) []byte {
+	b := binary.AppendUvarint([]byte{settleVersion1}, stamp.ts)
+	b = appendStr(b, stamp.node)
+	return appendStr(b, id)
+}
+
+func decodeSettle(b []byte) (id string, stamp rversion, err error) {
+	if len(b) < 1 || b[0] != settleVersion1 {
+		return "", rversion{}, fmt.Errorf("%w: settle header", errBadForward)
+	}
+	d := &stateDecoder{b: b[1:]}
+	stamp.ts = d.uvarint()
+	stamp.node = d.str()
+	id = d.str()
+	if d.err != nil || id == "" || len(d.b) != 0 {
+		return "", rversion{}, fmt.Errorf("%w: settle body", errBadForward)
+	}
+	return id, stamp, nil
+}
+
+// HandleSettle ends the move of a session this node handed over in its
+// answer to the claim at the request's stamp, and answers with what was
+// queued for the client since (empty: nothing, or the move ended already).
+func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
+	id, stamp, err := decodeSettle(req)
+	if err != nil {
+		return nil, err
+	}
+	d := b.departing.get(id)
+	if d == nil || d.stamp != stamp {
+		return nil, nil
+	}
+	_, out := b.finishDeparture(id, d, true)
+	return out, nil
+}
+
+// settleMove settles the move of client id's session, handed over by
+// node for the claim at stamp; with installed (the copy installed here),
+// it queues what was queued for the client there meanwhile.
+func (b *Broker) settleMove(id, node string, stamp rversion, installed bool) {
+	answer, err := b.opts.Remote.Settle(node, encodeSettle(id, stamp), claimTimeout)
+	if err != nil {
+		b.log.Info("the node that handed a session over did not settle its move: what was queued for the client there meanwhile is not sent",
+			"client", id, "node", node, "error", err)
+		return
+	}
+	if len(answer) == 0 || !installed {
+		return
+	}
+	writes, err := decodeSessionMove(id, answer)
+	if err != nil {
+		b.log.Warn("what was queued for a session on the node that handed it over does not decode; dropped", "client", id, "node", node, "error", err)
+		return
+	}
+	v, ok := b.delivery.out.sessions.Load(id)
+	if !ok {
+		return
+	}
+	s := v.(*session)
+	prefix := clientKey(keyQueue, id, 0)
+	n := 0
+	for _, w := range writes {
+		if !bytes.HasPrefix(w.Key, prefix) {
+			continue
+		}
+		d, err := decodeDelivery(w.Value)
+		if err != nil {
+			continue
+		}
+		s.enqueue(d)
+		n++
+	}
+	b.state.wait()
+	b.log.Debug("session move settled", "client", id, "node", node, "queued_meanwhile", n)
+}
