@@ -524,9 +524,6 @@ func (b *Broker) Close() error {
 		// before we wait for the queued ones to commit.
 		b.server.Listeners.ClientsWg.Wait()
 		b.ingest.Wait()
-		// Sessions handed over a moment ago: their moves settle in
-		// milliseconds (sessiondepart.go).
-		b.departing.close(departuresWait)
 		if b.state != nil {
 			b.state.wait()
 		}

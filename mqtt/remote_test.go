@@ -95,7 +95,7 @@ func FuzzDecodeForwarded(f *testing.F) {
 		_, _, _, _, _ = decodeClaim(b)
 		_, _ = decodeSessionMove("c", b)
 		_, _, _ = decodeHandOver(b)
-		_, _, _ = decodeSettle(b)
+		_, _, _, _ = decodeSettle(b)
 		if len(b) > 0 && b[0] >= forwardWillSet && b[0] <= forwardHello {
 			w := &clusterWills{b: &Broker{opts: Options{Remote: quietRemote{}}}, peers: map[string]*peerWills{}, pending: map[string]*time.Timer{}}
 			_ = w.apply(b)

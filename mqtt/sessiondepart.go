@@ -106,11 +106,6 @@ func (ds *departures) close(timeout time.Duration) {
 // holdSession is releaseSession with export for a claim at stamp: it
 // returns the session and keeps it here until the move is settled.
 func (b *Broker) holdSession(id string, stamp rversion) []byte {
-	if b.closing.Load() {
-		// Ended at once, as before settles: a stopping node does not
-		// wait for them.
-		return b.releaseSession(id, true)
-	}
 	cl := b.goneClient(id)
 	if cl == nil {
 		return nil
@@ -133,7 +128,7 @@ func (b *Broker) holdSession(id string, stamp rversion) []byte {
 		}
 	})
 	if !b.departing.add(id, d) {
-		// The broker closed meanwhile: ended at once.
+		// The node is leaving (HandOverSessions ended): ended at once.
 		d.timer.Stop()
 		b.detachRoutes(cl)
 		b.dropClient(cl)
@@ -189,7 +184,14 @@ func (b *Broker) exportQueueAfter(id string, last uint64) []byte {
 	return append(binary.AppendUvarint(nil, uint64(n)), pairs...)
 }
 
-const settleVersion1 = 1
+// Settle frames: the end of a move the claiming node asks for
+// (settleVersion1), and the rest of a session a stopping node handed over
+// (restVersion1: what was queued for it between its export and the end
+// of it there).
+const (
+	settleVersion1 = 1
+	restVersion1   = 2
+)
 
 func encodeSettle(id string, stamp rversion) []byte {
 	b := binary.AppendUvarint([]byte{settleVersion1}, stamp.ts)
@@ -197,27 +199,50 @@ func encodeSettle(id string, stamp rversion) []byte {
 	return appendStr(b, id)
 }
 
-func decodeSettle(b []byte) (id string, stamp rversion, err error) {
-	if len(b) < 1 || b[0] != settleVersion1 {
-		return "", rversion{}, fmt.Errorf("%w: settle header", errBadForward)
+// encodeRest frames the rest of client id's session of claim stamp stamp
+// (pairs as exportQueueAfter encodes them).
+func encodeRest(id string, stamp rversion, pairs []byte) []byte {
+	b := binary.AppendUvarint([]byte{restVersion1}, stamp.ts)
+	b = appendStr(b, stamp.node)
+	b = appendStr(b, id)
+	return append(b, pairs...)
+}
+
+// decodeSettle reads a settle frame of either kind (rest: pairs follow).
+func decodeSettle(b []byte) (id string, stamp rversion, rest []byte, err error) {
+	if len(b) < 1 || (b[0] != settleVersion1 && b[0] != restVersion1) {
+		return "", rversion{}, nil, fmt.Errorf("%w: settle header", errBadForward)
 	}
 	d := &stateDecoder{b: b[1:]}
 	stamp.ts = d.uvarint()
 	stamp.node = d.str()
 	id = d.str()
-	if d.err != nil || id == "" || len(d.b) != 0 {
-		return "", rversion{}, fmt.Errorf("%w: settle body", errBadForward)
+	if d.err != nil || id == "" || (b[0] == settleVersion1) != (len(d.b) == 0) {
+		return "", rversion{}, nil, fmt.Errorf("%w: settle body", errBadForward)
 	}
-	return id, stamp, nil
+	if b[0] == settleVersion1 {
+		return id, stamp, nil, nil
+	}
+	if _, err := decodeSessionMove(id, d.b); err != nil {
+		return "", rversion{}, nil, err
+	}
+	return id, stamp, d.b, nil
 }
 
 // HandleSettle ends the move of a session this node handed over in its
 // answer to the claim at the request's stamp, and answers with what was
-// queued for the client since (empty: nothing, or the move ended already).
+// queued for the client since (empty: nothing, or the move ended already);
+// or it queues the rest of a session a stopping node handed over here.
 func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
-	id, stamp, err := decodeSettle(req)
+	id, stamp, rest, err := decodeSettle(req)
 	if err != nil {
 		return nil, err
+	}
+	if rest != nil {
+		if b.state != nil && b.state.stamp(id) == stamp {
+			b.queueMoved(id, "", rest)
+		}
+		return nil, nil
 	}
 	d := b.departing.get(id)
 	if d == nil || d.stamp != stamp {
@@ -240,7 +265,14 @@ func (b *Broker) settleMove(id, node string, stamp rversion, installed bool) {
 	if len(answer) == 0 || !installed {
 		return
 	}
-	writes, err := decodeSessionMove(id, answer)
+	b.queueMoved(id, node, answer)
+}
+
+// queueMoved queues for client id's session here the deliveries among
+// pairs (as exportQueueAfter encodes them), what was queued for it on
+// node, which handed it over, meanwhile.
+func (b *Broker) queueMoved(id, node string, pairs []byte) {
+	writes, err := decodeSessionMove(id, pairs)
 	if err != nil {
 		b.log.Warn("what was queued for a session on the node that handed it over does not decode; dropped", "client", id, "node", node, "error", err)
 		return
@@ -264,5 +296,5 @@ func (b *Broker) settleMove(id, node string, stamp rversion, installed bool) {
 		n++
 	}
 	b.state.wait()
-	b.log.Debug("session move settled", "client", id, "node", node, "queued_meanwhile", n)
+	b.log.Debug("queued what was queued for a moved session on its old node meanwhile", "client", id, "node", node, "messages", n)
 }

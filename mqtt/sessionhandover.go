@@ -64,7 +64,9 @@ type HandOverResult struct {
 
 // HandOverSessions hands every persistent session this broker keeps to
 // another node and ends it here (cluster mode, after Close: its clients
-// are disconnected). It returns once each was answered or timeout passed.
+// are disconnected). It returns once each was answered or timeout passed,
+// and the moves of sessions claimed meanwhile were settled (at most
+// departuresWait more); later claims end the session at once.
 func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 	var res HandOverResult
 	if b.claims == nil || b.state == nil {
@@ -80,6 +82,7 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 	}
 	res.Sessions = len(ids)
 	if len(ids) == 0 {
+		b.departing.close(departuresWait)
 		return res
 	}
 	deadline := time.Now().Add(timeout)
@@ -125,6 +128,7 @@ func (b *Broker) HandOverSessions(timeout time.Duration) HandOverResult {
 	close(work)
 	wg.Wait()
 	res.Failed += len(ids) - sent
+	b.departing.close(departuresWait)
 	if res.Failed > 0 {
 		b.log.Warn("persistent sessions not handed over: they stay on this node until it starts again", "sessions", res.Sessions,
 			"taken", res.Taken, "kept_newer_elsewhere", res.Refused, "kept_here", res.Failed, "first_error", firstErr)
@@ -141,7 +145,8 @@ const handOverFailed byte = 255
 // handOver sends client id's session to another node and ends it here once
 // taken; it returns the outcome (and, when no node took it, why).
 func (b *Broker) handOver(id string) (byte, error) {
-	done, ok := b.claims.moving(id, b.state.stamp(id))
+	stamp := b.state.stamp(id)
+	done, ok := b.claims.moving(id, stamp)
 	if !ok {
 		return handOverTaken, nil // a newer claim is taking it
 	}
@@ -150,7 +155,7 @@ func (b *Broker) handOver(id string) (byte, error) {
 	if !ok || b.state.owner(id) != cl {
 		return handOverTaken, nil // claimed meanwhile: it moved with the claim
 	}
-	payload, _ := b.exportSession(id)
+	payload, last := b.exportSession(id)
 	if payload == nil {
 		return handOverFailed, fmt.Errorf("mqtt: session of %q: nothing to export", id)
 	}
@@ -166,7 +171,21 @@ func (b *Broker) handOver(id string) (byte, error) {
 		return handOverFailed, fmt.Errorf("mqtt: %s's answer to a hand-over does not decode", node)
 	}
 	b.log.Debug("session handed over", "client", id, "node", node)
-	b.releaseSession(id, false)
+	// What the other nodes routed here before they knew of the session's
+	// new node is queued here first, then sent on with what was queued
+	// since the export.
+	b.opts.Remote.Barrier(barrierTimeout)
+	if cur, ok := b.server.Clients.Get(id); ok && cur == cl {
+		b.detachRoutes(cl)
+		b.state.wait()
+		rest := b.exportQueueAfter(id, last)
+		b.dropClient(cl)
+		if rest != nil {
+			if _, err := b.opts.Remote.Settle(node, encodeRest(id, stamp, rest), handOverCallTimeout); err != nil {
+				b.log.Info("what was queued for a session handed over since it left did not reach its new node", "client", id, "node", node, "error", err)
+			}
+		}
+	}
 	return handOverTaken, nil
 }
 

@@ -238,9 +238,45 @@ func TestSettleAnswersWhatWasQueuedMeanwhile(t *testing.T) {
 	if delta, err := n.b.HandleSettle(encodeSettle("mover", claim)); err != nil || delta != nil {
 		t.Fatalf("a second settle: %v %v", delta, err)
 	}
-	if _, _, err := decodeSettle([]byte{9}); !errors.Is(err, errBadForward) {
+	if _, _, _, err := decodeSettle([]byte{9}); !errors.Is(err, errBadForward) {
 		t.Fatalf("bad settle: %v", err)
 	}
+}
+
+// TestRestOfAHandedOverSessionIsQueued: what was queued for a session on
+// the stopping node between its export and its end there follows it to
+// the node that took it (a rest frame), after what came with it; a rest
+// of another copy of the session (another stamp) is ignored.
+func TestRestOfAHandedOverSessionIsQueued(t *testing.T) {
+	src, dst := startClusterStateBroker(t, "n1"), startClusterStateBroker(t, "n2")
+	payload := exportedSession(t, src, "mover", "live/r", 2)
+	_, last := src.b.exportSession("mover")
+	stamp := movedStamp("mover", payload)
+	if answer, err := dst.b.HandleHandOver(encodeHandOver("mover", payload)); err != nil || answer[0] != handOverTaken {
+		t.Fatalf("hand-over: %v %v", answer, err)
+	}
+	publishAcked(t, src.addr, "live/r", "later", 3)
+	src.b.state.wait()
+	rest := src.b.exportQueueAfter("mover", last)
+	other := rversion{ts: stamp.ts + 1, node: "n9"}
+	if _, err := dst.b.HandleSettle(encodeRest("mover", other, rest)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := sessionInfo(dst.b, "mover"); s.Queued != 2 {
+		t.Fatalf("a rest of another copy was queued: %+v", s)
+	}
+	if _, err := dst.b.HandleSettle(encodeRest("mover", stamp, rest)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := sessionInfo(dst.b, "mover"); s.Queued != 5 {
+		t.Fatalf("after the rest: %+v", s)
+	}
+	c := dialRaw(t, dst.addr, 4)
+	if ca := c.connect("mover", false, packets.Properties{}); !ca.SessionPresent {
+		t.Fatal("no session present")
+	}
+	expectPublishes(t, c, "q", 2, true)
+	expectPublishes(t, c, "later", 3, true)
 }
 
 // TestBadHandOversAreRefused: frames that do not decode, a session with a
