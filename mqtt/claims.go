@@ -212,7 +212,11 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	// settled: the copy installed here gets what was queued meanwhile,
 	// the others are ended.
 	for _, node := range gave {
-		h.b.settleMove(cl.ID, node, c.stamp, node == from)
+		if node == from {
+			h.b.settleMove(cl.ID, node, c.stamp, true)
+		} else {
+			go h.b.settleMove(cl.ID, node, c.stamp, false) // the CONNACK need not wait
+		}
 	}
 	if !lost && h.b.state != nil {
 		// The session this connection holds from now on is of its claim.

@@ -26,6 +26,11 @@ import (
 // A message published in the moment of the move can reach the client
 // twice (queued on both nodes), or after one published later.
 
+// EndMoves ends the wait for settles at once (a node that stops without
+// handing its sessions over): sessions handed over and not settled stay
+// on disk, and the newer copy elsewhere wins.
+func (b *Broker) EndMoves() { b.departing.close(0) }
+
 // settleTimeout bounds how long a node keeps a session it handed over
 // while waiting for the claiming node to settle the move.
 const settleTimeout = 10 * time.Second
@@ -45,9 +50,38 @@ type departure struct {
 
 // departures are the sessions handed over and not settled yet.
 type departures struct {
-	mu     sync.Mutex // guards m and closed
+	mu     sync.Mutex // guards m, handed and closed
 	m      map[string]*departure
 	closed bool
+	// handed holds the clients whose sessions a stopping node handed
+	// over (taken by another node) and is still ending here: a claim
+	// must not hand this copy out too.
+	handed map[string]*mochi.Client
+}
+
+// hand records that cl's session was taken by another node (done: it
+// ended here).
+func (ds *departures) hand(id string, cl *mochi.Client) (done func()) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.handed == nil {
+		ds.handed = map[string]*mochi.Client{}
+	}
+	ds.handed[id] = cl
+	return func() {
+		ds.mu.Lock()
+		defer ds.mu.Unlock()
+		if ds.handed[id] == cl {
+			delete(ds.handed, id)
+		}
+	}
+}
+
+// isHanded reports whether cl's session was taken by another node.
+func (ds *departures) isHanded(id string, cl *mochi.Client) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.handed[id] == cl
 }
 
 func (ds *departures) get(id string) *departure {
@@ -107,8 +141,8 @@ func (ds *departures) close(timeout time.Duration) {
 // returns the session and keeps it here until the move is settled.
 func (b *Broker) holdSession(id string, stamp rversion) []byte {
 	cl := b.goneClient(id)
-	if cl == nil {
-		return nil
+	if cl == nil || b.departing.isHanded(id, cl) {
+		return nil // the node that took it answers the claim
 	}
 	var out []byte
 	var last uint64
@@ -150,6 +184,9 @@ func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended boo
 		// The other nodes route the client's messages to its new node
 		// now; those they routed here before are queued here first.
 		b.opts.Remote.Barrier(barrierTimeout)
+		if cur, ok := b.server.Clients.Get(id); !ok || cur != d.cl {
+			return true, nil // taken over here meanwhile (a reconnect)
+		}
 	}
 	b.detachRoutes(d.cl)
 	if delta && b.state.owner(id) == d.cl {

@@ -171,6 +171,8 @@ func (b *Broker) handOver(id string) (byte, error) {
 		return handOverFailed, fmt.Errorf("mqtt: %s's answer to a hand-over does not decode", node)
 	}
 	b.log.Debug("session handed over", "client", id, "node", node)
+	// node answers claims of the client from now on, with its copy.
+	defer b.departing.hand(id, cl)()
 	// What the other nodes routed here before they knew of the session's
 	// new node is queued here first, then sent on with what was queued
 	// since the export.

@@ -272,6 +272,7 @@ func (n *Node) joinCluster() error {
 	n.followMembers()
 	n.onClose("cluster", func(context.Context) error {
 		if n.refused.Load() {
+			n.broker.EndMoves()
 			return m.Abandon()
 		}
 		// Before leaving: the broker disconnects its clients while the

@@ -203,6 +203,7 @@ func (p *peer) sendLoop() {
 			}
 			if p.ctx.Err() != nil {
 				r.dropped.Add(int64(len(batch)))
+				p.out.done() // dropped: a flush must not wait for it
 				return
 			}
 			if failures == 0 {
@@ -211,6 +212,7 @@ func (p *peer) sendLoop() {
 			failures++
 			if !sleep(p.ctx, backoff(failures)) {
 				r.dropped.Add(int64(len(batch)))
+				p.out.done() // dropped: a flush must not wait for it
 				return
 			}
 		}
@@ -263,7 +265,7 @@ const maxBatchBytes = 1 << 20
 
 // outbox holds the messages waiting for one peer, oldest first.
 type outbox struct {
-	mu sync.Mutex // guards msgs, bytes, inflight, inflightN, pushed, settled and progress
+	mu sync.Mutex // guards every field below but limit and wake
 	// msgs are the queued messages; bytes their size.
 	msgs  [][]byte
 	bytes int
@@ -272,11 +274,13 @@ type outbox struct {
 	inflight, inflightN int
 	limit               int
 	wake                chan struct{} // capacity 1
-	// pushed counts the messages ever queued, settled those delivered
-	// or dropped since (in queue order); progress is closed (and
-	// replaced) whenever settled grows.
-	pushed, settled uint64
-	progress        chan struct{}
+	// Positions in queue order: pushed counts the messages ever queued,
+	// removed those taken into a batch or dropped (always the oldest
+	// queued), batchStart is the position of the first message of the
+	// batch in flight. progress is closed (and replaced) whenever a batch
+	// ends or messages are dropped.
+	pushed, removed, batchStart uint64
+	progress                    chan struct{}
 }
 
 func (o *outbox) init(limit int) {
@@ -285,21 +289,30 @@ func (o *outbox) init(limit int) {
 	o.progress = make(chan struct{})
 }
 
-// settleLocked counts n more messages delivered or dropped. o.mu is held.
-func (o *outbox) settleLocked(n int) {
-	if n > 0 {
-		o.settled += uint64(n)
-		close(o.progress)
-		o.progress = make(chan struct{})
-	}
+// progressLocked wakes waitQueued. o.mu is held.
+func (o *outbox) progressLocked() {
+	close(o.progress)
+	o.progress = make(chan struct{})
 }
 
 // waitQueued waits until every message queued so far has been delivered
 // (or dropped), or ctx is done; it reports whether they were.
 func (o *outbox) waitQueued(ctx context.Context) bool {
+	return o.waitFor(ctx, o.mark())
+}
+
+// mark returns the position after the last message queued so far.
+func (o *outbox) mark() uint64 {
 	o.mu.Lock()
-	mark := o.pushed
-	for o.settled < mark {
+	defer o.mu.Unlock()
+	return o.pushed
+}
+
+// waitFor waits until every message before position mark has been
+// delivered (or dropped), or ctx is done; it reports whether they were.
+func (o *outbox) waitFor(ctx context.Context, mark uint64) bool {
+	o.mu.Lock()
+	for o.removed < mark || (o.inflightN > 0 && o.batchStart < mark) {
 		ch := o.progress
 		o.mu.Unlock()
 		select {
@@ -326,7 +339,10 @@ func (o *outbox) push(m []byte) (dropped int) {
 		o.msgs = o.msgs[1:]
 		dropped++
 	}
-	o.settleLocked(dropped)
+	if dropped > 0 {
+		o.removed += uint64(dropped)
+		o.progressLocked()
+	}
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -353,6 +369,8 @@ func (o *outbox) take(ctx context.Context) [][]byte {
 			}
 			o.bytes -= size
 			o.inflight, o.inflightN = size, n
+			o.batchStart = o.removed
+			o.removed += uint64(n)
 			o.mu.Unlock()
 			return batch
 		}
@@ -368,8 +386,8 @@ func (o *outbox) take(ctx context.Context) [][]byte {
 // done releases the batch that went through.
 func (o *outbox) done() {
 	o.mu.Lock()
-	o.settleLocked(o.inflightN)
 	o.inflight, o.inflightN = 0, 0
+	o.progressLocked()
 	o.mu.Unlock()
 }
 
@@ -393,6 +411,7 @@ func (o *outbox) discard() int {
 	defer o.mu.Unlock()
 	n := len(o.msgs)
 	o.msgs, o.bytes = nil, 0
-	o.settleLocked(n)
+	o.removed += uint64(n)
+	o.progressLocked()
 	return n
 }

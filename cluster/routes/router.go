@@ -485,7 +485,11 @@ func (r *Router) Settle(node string, req []byte, timeout time.Duration) ([]byte,
 	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	defer cancel()
 	resp, err := r.opts.Caller.Call(ctx, p.addr, SettleService, req)
-	p.noteCall(err)
+	if !timedOut(err) {
+		// A slow settle (its barrier waits for backlogs) does not make
+		// the peer unreachable for claims.
+		p.noteCall(err)
+	}
 	return resp, err
 }
 
@@ -521,6 +525,12 @@ func (r *Router) HandleFlush(ctx context.Context, from string, _ []byte) ([]byte
 	if p == nil {
 		return nil, nil // nothing is queued for a node that is not a peer
 	}
+	// ctx is the mux's (not the caller's): bound the wait, and end it
+	// when the peer leaves the set.
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CallTimeout)
+	defer cancel()
+	stop := context.AfterFunc(p.ctx, cancel)
+	defer stop()
 	if !p.out.waitQueued(ctx) {
 		return nil, ctx.Err()
 	}
