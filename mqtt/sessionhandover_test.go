@@ -33,11 +33,7 @@ func sessionInfo(b *Broker, id string) (SessionInfo, bool) {
 // queued for it.
 func exportedSession(t *testing.T, src *stateBroker, id, filter string, queued int) []byte {
 	t.Helper()
-	c := dialRaw(t, src.addr, 4)
-	c.connect(id, false, packets.Properties{})
-	c.subscribe(1, packets.Subscription{Filter: filter, Qos: 1})
-	c.drop()
-	waitGone(t, src.b, id)
+	awaySession(t, src, id, filter)
 	publishAcked(t, src.addr, filter, "q", queued)
 	testutil.Eventually(t, 5*time.Second, "the messages queued", func() bool {
 		s, _ := sessionInfo(src.b, id)
