@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -218,10 +219,14 @@ type Result struct {
 	ServerFaultsPerOp float64 `json:"server_page_faults_per_op,omitempty"`
 	// Received counts deliveries; Expected what should have arrived; Lost and
 	// Duplicated compare the two per (publisher, sequence).
-	Received   int64          `json:"received"`
-	Expected   int64          `json:"expected"`
-	RecvRate   float64        `json:"receive_rate"`
-	Lost       int64          `json:"lost"`
+	Received int64   `json:"received"`
+	Expected int64   `json:"expected"`
+	RecvRate float64 `json:"receive_rate"`
+	Lost     int64   `json:"lost"`
+	// Missing names what a subscriber did not get in e2e mode, as
+	// "sub S pub P seq A-B" ranges below the highest sequence any
+	// subscriber got from that publisher (at most maxMissing ranges).
+	Missing    []string       `json:"missing,omitempty"`
 	Duplicated int64          `json:"duplicated"`
 	Latency    *LatencyReport `json:"latency_us,omitempty"`
 	// AckLatency is the time from sending a QoS 1/2 publish to its
@@ -615,6 +620,9 @@ func (r *run) result(pubElapsed, total time.Duration) *Result {
 			res.Duplicated = res.Received - unique
 		}
 		res.Lost = max(res.Expected-unique, 0)
+		if o.Mode == ModeE2E && res.Lost > 0 {
+			res.Missing = missingRanges(r.subs)
+		}
 	}
 	res.Latency = latencyReport(lat)
 	return res
@@ -651,6 +659,48 @@ func uniqueAcross(subs []*subscriber) int64 {
 	return n
 }
 
+// maxMissing bounds Result.Missing.
+const maxMissing = 50
+
+// missingRanges lists, per subscriber and publisher, the sequences below
+// the highest one any subscriber got from that publisher that the
+// subscriber did not get (those after it were most likely never sent).
+func missingRanges(subs []*subscriber) []string {
+	for _, s := range subs {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	var out []string
+	for p := range subs[0].seen {
+		top := -1
+		for _, s := range subs {
+			for w := len(s.seen[p]) - 1; w >= 0; w-- {
+				if word := s.seen[p][w]; word != 0 {
+					top = max(top, w*64+63-bits.LeadingZeros64(word))
+					break
+				}
+			}
+		}
+		for i, s := range subs {
+			for seq := 0; seq < top; seq++ {
+				if s.seen[p][seq/64]&(1<<(seq%64)) != 0 {
+					continue
+				}
+				end := seq
+				for end+1 < top && s.seen[p][(end+1)/64]&(1<<((end+1)%64)) == 0 {
+					end++
+				}
+				if len(out) == maxMissing {
+					return append(out, "...")
+				}
+				out = append(out, fmt.Sprintf("sub %d pub %d seq %d-%d", i, p, seq, end))
+				seq = end
+			}
+		}
+	}
+	return out
+}
+
 func popcount(x uint64) int {
 	n := 0
 	for x != 0 {
@@ -675,6 +725,9 @@ func (res *Result) String() string {
 	if res.Mode != ModePub {
 		fmt.Fprintf(&b, "  received %d (expected %d), receive rate %.0f msg/s, lost %d, duplicated %d\n",
 			res.Received, res.Expected, res.RecvRate, res.Lost, res.Duplicated)
+		if len(res.Missing) > 0 {
+			fmt.Fprintf(&b, "  missing: %s\n", strings.Join(res.Missing, ", "))
+		}
 		if len(res.PerSubscriber) > 0 {
 			if n := len(res.PerSubscriber); n > 16 {
 				// A thousand fan-out subscribers: their spread, not a list.

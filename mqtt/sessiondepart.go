@@ -57,6 +57,50 @@ type departures struct {
 	// over (taken by another node) and is still ending here: a claim
 	// must not hand this copy out too.
 	handed map[string]*mochi.Client
+	// imported holds, per client id, the stamp of the session a stopping
+	// node handed over to this one, until its rest arrives (or about a
+	// minute passed): the rest goes into the client's session here even
+	// when the client connected here and took the session over since.
+	imported map[string]importedCopy
+	pruned   time.Time
+}
+
+type importedCopy struct {
+	stamp rversion
+	at    time.Time
+}
+
+// noteImport remembers that a session of client id at stamp was handed
+// over to this node.
+func (ds *departures) noteImport(id string, stamp rversion) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	now := time.Now()
+	if ds.imported == nil {
+		ds.imported = map[string]importedCopy{}
+	}
+	if now.Sub(ds.pruned) > recentClaims {
+		for k, c := range ds.imported {
+			if now.Sub(c.at) > recentClaims {
+				delete(ds.imported, k)
+			}
+		}
+		ds.pruned = now
+	}
+	ds.imported[id] = importedCopy{stamp: stamp, at: now}
+}
+
+// takeImport reports (once) whether the session of client id handed over
+// here was at stamp.
+func (ds *departures) takeImport(id string, stamp rversion) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	c, ok := ds.imported[id]
+	if !ok || c.stamp != stamp {
+		return false
+	}
+	delete(ds.imported, id)
+	return true
 }
 
 // hand records that cl's session was taken by another node (done: it
@@ -276,7 +320,7 @@ func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
 		return nil, err
 	}
 	if rest != nil {
-		if b.state != nil && b.state.stamp(id) == stamp {
+		if b.state != nil && b.departing.takeImport(id, stamp) {
 			b.queueMoved(id, "", rest)
 		}
 		return nil, nil

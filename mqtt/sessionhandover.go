@@ -209,7 +209,8 @@ func (b *Broker) HandleHandOver(req []byte) ([]byte, error) {
 	if b.closing.Load() {
 		return nil, fmt.Errorf("mqtt: this node is stopping")
 	}
-	done, ok := b.claims.moving(id, movedStamp(id, payload))
+	stamp := movedStamp(id, payload)
+	done, ok := b.claims.moving(id, stamp)
 	if !ok {
 		return []byte{handOverRefused}, nil
 	}
@@ -220,6 +221,7 @@ func (b *Broker) HandleHandOver(req []byte) ([]byte, error) {
 	case err != nil:
 		return nil, err
 	}
+	b.departing.noteImport(id, stamp) // its rest follows
 	return []byte{handOverTaken}, nil
 }
 
