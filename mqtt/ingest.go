@@ -77,7 +77,7 @@ type ingestHook struct {
 
 	stored  atomic.Int64 // records acknowledged as stored
 	refused atomic.Int64 // publishes refused (not stored, not acked as success)
-	pending sync.WaitGroup
+	pending inFlight     // submissions not yet completed (Wait)
 	// queued counts the entries taken into a connection's queue and not
 	// yet through its flush (acknowledged, or refused); draining turns
 	// away publishes while the broker stops (drain).
@@ -260,7 +260,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		return pk, taken
 	}
 	e.rec[0] = recordFromPacket(cl.ID, &pk)
-	h.pending.Add(1)
+	h.pending.add()
 	err := h.store.Submit(streams.AppendRequest{
 		Stream:  stream,
 		Records: e.rec[:],
@@ -283,15 +283,15 @@ func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 	// Counted as pending, so a stopping broker waits for it (Wait): the
 	// wills of the clients it disconnects are stored before the store,
 	// or the cluster's shards, close.
-	h.pending.Add(1)
+	h.pending.add()
 	err := h.store.Submit(streams.AppendRequest{Stream: stream, Records: []streams.Record{rec}, Done: func(_ uint64, err error) {
-		defer h.pending.Done()
+		defer h.pending.done()
 		if err != nil {
 			h.log.Warn("will message not stored", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "error", err)
 		}
 	}})
 	if err != nil {
-		h.pending.Done()
+		h.pending.done()
 		h.log.Warn("will message not stored", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "error", err)
 	}
 }
@@ -318,7 +318,7 @@ func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 }
 
 // Wait blocks until every submitted record has completed (shutdown).
-func (h *ingestHook) Wait() { h.pending.Wait() }
+func (h *ingestHook) Wait() { h.pending.wait() }
 
 func (h *ingestHook) conn(cl *mochi.Client) *conn {
 	if v, ok := h.conns.Load(cl); ok {
@@ -410,7 +410,7 @@ func (c *conn) complete(e *entry, err error) {
 		c.mu.flushing = true
 	}
 	c.mu.Unlock()
-	c.h.pending.Done()
+	c.h.pending.done()
 	if start {
 		go c.flush()
 	}
