@@ -134,6 +134,8 @@ type Broker struct {
 	departing departures
 	// peerWills holds other nodes' clients' wills (nil: standalone).
 	peerWills *clusterWills
+	// droppedWills publishes the wills mochi drops (droppedwills.go).
+	droppedWills *droppedWillsHook
 	// badForwards counts messages from other nodes that did not decode.
 	badForwards atomic.Int64
 	// restored is closed once Start restored the broker state (or Close
@@ -261,6 +263,12 @@ func New(opts Options) (*Broker, error) {
 	// After the selection hook: it delivers what the selection corrected.
 	if err := server.AddHook(delivery, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add delivery hook: %w", err)
+	}
+	// Before the state hook, which keeps a delayed will it hands back to
+	// a stopping broker's session (droppedwills.go).
+	b.droppedWills = newDroppedWillsHook(b)
+	if err := server.AddHook(b.droppedWills, nil); err != nil {
+		return nil, fmt.Errorf("mqtt: add dropped wills hook: %w", err)
 	}
 	if b.state != nil {
 		// After the delivery hook: a session is saved once its queue
@@ -503,6 +511,7 @@ func (b *Broker) Close() error {
 	if b.peerWills != nil {
 		b.peerWills.close()
 	}
+	b.droppedWills.close()
 	b.closeOnce.Do(func() {
 		if b.sweepStop != nil {
 			close(b.sweepStop)

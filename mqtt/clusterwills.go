@@ -77,11 +77,16 @@ func willOf(cl *mochi.Client) (Message, time.Duration, bool) {
 	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 || w.TopicName == "" {
 		return Message{}, 0, false
 	}
+	return willMessage(w), time.Duration(w.WillDelayInterval) * time.Second, true
+}
+
+// willMessage returns will as a message to publish.
+func willMessage(w mochi.Will) Message {
 	m := Message{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain}
 	for _, u := range w.User {
 		m.UserProperties = append(m.UserProperties, streams.UserProperty{Key: u.Key, Value: u.Val})
 	}
-	return m, time.Duration(w.WillDelayInterval) * time.Second, true
+	return m
 }
 
 // established tells the other nodes cl's will, if it has one.
