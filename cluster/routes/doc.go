@@ -22,7 +22,10 @@
 // a message published on any node after the SUBACK reaches the
 // subscriber. A peer that leaves the membership has its filters dropped
 // and the messages queued for it discarded; one that (re)joins is sent the
-// filters whole.
+// filters whole. A node takes filters only from its peers: one that does
+// not count the sender up yet (gossip of its restart has not arrived)
+// could not forward to it, so it answers "not a peer yet" and the sender
+// tries again; the sender's SUBACK waits for it like for any peer.
 //
 // # Forwarding
 //

@@ -111,6 +111,7 @@ func (p *peer) syncLoop() {
 	tick := time.NewTicker(r.opts.Resync)
 	defer tick.Stop()
 	failures := 0
+	warned := false // a failure was logged since the last success
 	for {
 		select {
 		case <-p.ctx.Done():
@@ -122,13 +123,19 @@ func (p *peer) syncLoop() {
 			err := p.syncOnce()
 			p.noteCall(err)
 			if err == nil {
-				if failures > 0 {
+				if warned {
 					r.log.Info("routes reach the peer again", "peer", p.id)
 				}
-				failures = 0
+				failures, warned = 0, false
 				break
 			}
-			if failures == 0 {
+			switch {
+			case errors.Is(err, errNotPeerYet):
+				// Usual for a moment after this node (re)joined:
+				// gossip has not reached the peer yet.
+				r.log.Debug("routes not taken by a peer yet; retrying", "peer", p.id)
+			case !warned:
+				warned = true
 				r.log.Warn("cannot send routes to a peer; retrying", "peer", p.id, "error", err)
 			}
 			failures++
@@ -141,6 +148,9 @@ func (p *peer) syncLoop() {
 
 // errStale: the peer asked for the filters whole twice in a row.
 var errStale = errors.New("routes: peer refused the full set")
+
+// errNotPeerYet: the peer does not count this node among its peers yet.
+var errNotPeerYet = errors.New("routes: the peer does not count this node up yet")
 
 // syncOnce brings the peer up to date (a delta, or everything if it
 // lacks the delta's base).
@@ -155,6 +165,9 @@ func (p *peer) syncOnce() error {
 		cancel()
 		if err != nil {
 			return err
+		}
+		if len(resp) == 1 && resp[0] == syncNotPeer {
+			return errNotPeerYet
 		}
 		r.mu.Lock()
 		if len(resp) == 1 && resp[0] == syncOK {

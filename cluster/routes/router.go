@@ -340,6 +340,13 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.peers[from] == nil {
+		// A node this one cannot forward to yet (one that restarted,
+		// before this node's membership saw it come up): taking its
+		// filters would make messages for its subscribers go nowhere,
+		// while its SetClient counted them as known here.
+		return []byte{syncNotPeer}, nil
+	}
 	rem := r.remotes[from]
 	if u.kind == syncDelta {
 		if rem == nil || rem.incarnation != u.incarnation || rem.version != u.base {

@@ -370,3 +370,40 @@ func TestHugeCountsAreRefused(t *testing.T) {
 		t.Fatalf("a full batch: %d, %v", len(got), err)
 	}
 }
+
+// TestFiltersWaitUntilThePeerCountsTheNodeUp: a node that restarted is up
+// in its own membership before the others' membership sees it. A peer that
+// does not count it up yet refuses its filters, so SetClient waits for that
+// peer, and returns once the peer counts it up and took them: from then on
+// the peer forwards to it. Before, the peer took the filters from a node
+// it had no link to, SetClient returned, and messages published there for
+// the node's subscribers went nowhere (TestStaleSessionOfARestartedNode...
+// lost its live/new message in CI).
+func TestFiltersWaitUntilThePeerCountsTheNodeUp(t *testing.T) {
+	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	a.r.SetPeers([]Peer{{ID: "b", Addr: b.addr()}}) // b does not count a up yet
+	set := make(chan struct{})
+	go func() {
+		defer close(set)
+		a.r.SetClient("sub1", []string{"t/+"})
+	}()
+	select {
+	case <-set:
+		t.Fatal("SetClient returned although b did not take the filter")
+	case <-time.After(300 * time.Millisecond): // well within SyncWait
+	}
+	if b.r.Wanted("t/1") {
+		t.Fatal("b took the filter of a node it cannot forward to")
+	}
+	b.r.SetPeers([]Peer{{ID: "a", Addr: a.addr()}})
+	select {
+	case <-set:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetClient did not return once b counted a up")
+	}
+	if !b.r.Wanted("t/1") {
+		t.Fatal("SetClient returned but b does not route t/1 to a")
+	}
+	b.r.Forward("t/1", []byte("m"))
+	testutil.Eventually(t, 5*time.Second, "a receives b's message", func() bool { return slices.Equal(a.in.got(), []string{"m"}) })
+}

@@ -53,6 +53,10 @@ const (
 const (
 	syncOK       byte = 0
 	syncNeedFull byte = 1 // the receiver does not hold the base version
+	// syncNotPeer: the receiver does not count the sender among its peers
+	// yet (its membership has not seen it come up): it could not forward
+	// to it, so it does not take its filters; the sender tries again.
+	syncNotPeer byte = 2
 )
 
 // update is one sync request: the sender's filters at version, either all
