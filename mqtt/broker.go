@@ -554,7 +554,7 @@ const drainTimeout = 5 * time.Second
 
 // departuresWait bounds how long a stopping broker waits for the moves of
 // sessions it handed over to be settled.
-const departuresWait = time.Second
+const departuresWait = 3 * time.Second
 
 // limitsHook applies connection limits mochi has no option for.
 type limitsHook struct {

@@ -275,6 +275,9 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		return nil, err
 	}
 	<-b.restored // the sessions kept on disk are back (or the broker closed)
+	// A stopping node waits for this answer before it stops keeping the
+	// sessions it hands out (departures.close).
+	defer b.departing.answer()()
 	b.peerWills.reconnected(id)
 	if will != nil {
 		// Known here before the client's CONNACK: if its node dies the

@@ -50,9 +50,15 @@ type departure struct {
 
 // departures are the sessions handed over and not settled yet.
 type departures struct {
-	mu     sync.Mutex // guards m, handed and closed
+	mu     sync.Mutex // guards m, answering, handed and closed
 	m      map[string]*departure
 	closed bool
+	// answering counts the claims being answered here: one may yet add
+	// a departure, so close waits for it (a stopping node that closed
+	// its departures first ended the session at once, and what other
+	// nodes routed here until the claiming node's filters were known
+	// was lost).
+	answering int
 	// handed holds the clients whose sessions a stopping node handed
 	// over (taken by another node) and is still ending here: a claim
 	// must not hand this copy out too.
@@ -134,6 +140,18 @@ func (ds *departures) get(id string) *departure {
 	return ds.m[id]
 }
 
+// answer counts a claim being answered until end is called.
+func (ds *departures) answer() (end func()) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	ds.answering++
+	return func() {
+		ds.mu.Lock()
+		defer ds.mu.Unlock()
+		ds.answering--
+	}
+}
+
 // add records d unless the broker closed; it reports whether it did.
 func (ds *departures) add(id string, d *departure) bool {
 	ds.mu.Lock()
@@ -160,13 +178,14 @@ func (ds *departures) take(id string, d *departure) bool {
 	return true
 }
 
-// close waits up to timeout for the moves under way to be settled, then
-// stops the timers of the others: those sessions stay on disk (a
-// restarted node restores them; the newer copy elsewhere wins).
+// close waits up to timeout for the claims being answered and the moves
+// under way to be settled, then stops the timers of the others: those
+// sessions stay on disk (a restarted node restores them; the newer copy
+// elsewhere wins).
 func (ds *departures) close(timeout time.Duration) {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		ds.mu.Lock()
-		n := len(ds.m)
+		n := len(ds.m) + ds.answering
 		ds.mu.Unlock()
 		if n == 0 {
 			break

@@ -305,3 +305,60 @@ func TestBadHandOversAreRefused(t *testing.T) {
 		t.Error("a stopping broker took a session")
 	}
 }
+
+// TestClaimAnsweredWhileTheHandOverEndsIsSettled: a stopping node that
+// ends its hand-over (departures.close) while a claim of one of its
+// sessions is being answered keeps that session until the claim's move
+// is settled, so what is routed here meanwhile follows the client. Before,
+// the claim found the departures closed and ended the session at once: in
+// the rolling restart, every client of the stopping node reconnected
+// elsewhere at the moment its hand-over ended, and messages published in
+// the next milliseconds reached neither node.
+func TestClaimAnsweredWhileTheHandOverEndsIsSettled(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	exportedSession(t, n, "late", "live/late", 1)
+	done, ok := n.b.claims.moving("late", n.b.state.stamp("late")) // a hand-over under way
+	if !ok {
+		t.Fatal("move refused")
+	}
+	claim := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	answered := make(chan []byte, 1)
+	go func() {
+		answer, err := n.b.HandleClaim(encodeClaim("late", claim, false, nil))
+		if err != nil {
+			t.Error(err)
+		}
+		answered <- answer
+	}()
+	testutil.Eventually(t, 5*time.Second, "the claim being answered", func() bool {
+		n.b.departing.mu.Lock()
+		defer n.b.departing.mu.Unlock()
+		return n.b.departing.answering == 1
+	})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		n.b.departing.close(departuresWait) // the hand-over ends
+	}()
+	done()
+	if a := <-answered; len(a) < 2 || a[0] != claimGranted {
+		t.Fatalf("answer %v: want the session", a)
+	}
+	publishAcked(t, n.addr, "live/late", "meanwhile", 2)
+	delta, err := n.b.HandleSettle(encodeSettle("late", claim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes, err := decodeSessionMove("late", delta)
+	if err != nil {
+		t.Fatalf("settle answered %v: %v; want what was queued meanwhile", delta, err)
+	}
+	if len(writes) != 2 {
+		t.Fatalf("settle answered %d deliveries, want 2", len(writes))
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hand-over's end still waits after the move was settled")
+	}
+}
