@@ -511,7 +511,6 @@ func (b *Broker) Close() error {
 	if b.peerWills != nil {
 		b.peerWills.close()
 	}
-	b.droppedWills.close()
 	b.closeOnce.Do(func() {
 		if b.sweepStop != nil {
 			close(b.sweepStop)

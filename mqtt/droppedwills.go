@@ -32,11 +32,12 @@ import (
 // published or discarded the will for a reason MQTT allows, publishes it
 // through Broker.Publish (stored, retained and delivered cluster-wide, as
 // the wills of a failed node's clients are; clusterwills.go). A will with
-// a Will Delay Interval is handed back to the session instead: a stopping
-// broker keeps it with the persistent session (published on restart,
-// staterestore.go) as it does the delayed wills mochi holds; a running
-// broker publishes it after its delay unless the client connects again
-// first [MQTT-3.1.3-9].
+// a Will Delay Interval is published at once when the session ends with
+// the connection; otherwise it is handed back to the session, whose record
+// then keeps it with its due time (a restarted node publishes it when
+// due, staterestore.go), and a running broker publishes it when due
+// unless the client connected again first, here or on another node
+// [MQTT-3.1.3-9] (scheduleWill).
 type droppedWillsHook struct {
 	mochi.HookBase
 	b *Broker
@@ -45,18 +46,12 @@ type droppedWillsHook struct {
 	// OnSessionEstablished to OnDisconnect.
 	wills sync.Map // *mochi.Client -> mochi.Will
 
-	mu sync.Mutex // guards delayed and closed
-	// delayed holds, by client id, the timers of delayed wills this hook
-	// publishes itself.
-	delayed map[string]*time.Timer
-	closed  bool
-
-	// published counts the wills published here (tests).
+	// published counts the wills published at once here (tests).
 	published atomic.Int64
 }
 
 func newDroppedWillsHook(b *Broker) *droppedWillsHook {
-	return &droppedWillsHook{b: b, delayed: map[string]*time.Timer{}}
+	return &droppedWillsHook{b: b}
 }
 
 func (h *droppedWillsHook) ID() string { return "mqstream-dropped-wills" }
@@ -65,19 +60,9 @@ func (h *droppedWillsHook) Provides(b byte) bool {
 	return b == mochi.OnSessionEstablished || b == mochi.OnDisconnect
 }
 
-// OnSessionEstablished keeps cl's will, and cancels a delayed will of an
-// earlier connection of the client.
+// OnSessionEstablished keeps cl's will.
 func (h *droppedWillsHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
-	if cl.Net.Inline {
-		return
-	}
-	h.mu.Lock()
-	if t := h.delayed[cl.ID]; t != nil {
-		t.Stop()
-		delete(h.delayed, cl.ID)
-	}
-	h.mu.Unlock()
-	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && cl.Properties.Will.TopicName != "" {
+	if !cl.Net.Inline && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && cl.Properties.Will.TopicName != "" {
 		h.wills.Store(cl, cl.Properties.Will)
 	}
 }
@@ -85,7 +70,7 @@ func (h *droppedWillsHook) OnSessionEstablished(cl *mochi.Client, _ packets.Pack
 // OnDisconnect publishes the will mochi dropped, if it did. It runs on the
 // client's goroutine before mochi forgets the client, so a stopping broker
 // waits for it (ClientsWg) before its store closes.
-func (h *droppedWillsHook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
+func (h *droppedWillsHook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
 	v, ok := h.wills.LoadAndDelete(cl)
 	if !ok || err != nil {
 		return // mochi published it (a failed read), or there was none
@@ -94,48 +79,27 @@ func (h *droppedWillsHook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
 		return // the client's DISCONNECT deleted it [MQTT-3.1.2-10]
 	}
 	will := v.(mochi.Will)
-	if will.WillDelayInterval > 0 {
+	if will.WillDelayInterval > 0 && !expire {
 		h.delay(cl, will)
 		return
 	}
 	h.publish(cl.ID, will)
 }
 
-// delay hands a delayed will back to a stopping broker's session record,
-// or publishes it after its delay.
+// delay hands a delayed will back to cl's persistent session and
+// schedules it.
 func (h *droppedWillsHook) delay(cl *mochi.Client, will mochi.Will) {
-	if errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+	if errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || cl.IsTakenOver() {
 		return // a newer connection resumes the session: no will [MQTT-3.1.3-9]
 	}
-	if h.b.closing.Load() {
-		// The state hook (after this one) keeps it with the session.
-		cl.Properties.Will = will
-		return
-	}
+	// The state hook (after this one) writes it into the session record.
+	cl.Properties.Will = will
 	delay := time.Duration(will.WillDelayInterval) * time.Second
-	if exp := cl.Properties.Props.SessionExpiryInterval; cl.Properties.ProtocolVersion == 5 && time.Duration(exp)*time.Second < delay {
-		delay = time.Duration(exp) * time.Second // the session ends first
+	if exp := time.Duration(cl.Properties.Props.SessionExpiryInterval) * time.Second; cl.Properties.ProtocolVersion == 5 && exp < delay {
+		delay = exp // the session ends first
 	}
-	id := cl.ID
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return
-	}
-	if t := h.delayed[id]; t != nil {
-		t.Stop()
-	}
-	var t *time.Timer
-	t = time.AfterFunc(delay, func() {
-		h.mu.Lock()
-		ok := h.delayed[id] == t && !h.closed
-		delete(h.delayed, id)
-		h.mu.Unlock()
-		if ok {
-			h.publish(id, will)
-		}
-	})
-	h.delayed[id] = t
+	// Not scheduled once the broker stops: the record keeps it.
+	h.b.scheduleWill(pendingWill{id: cl.ID, cl: cl, will: will, due: time.Now().Add(delay)})
 }
 
 // publish publishes client's will.
@@ -149,16 +113,4 @@ func (h *droppedWillsHook) publish(client string, will mochi.Will) {
 		return
 	}
 	h.published.Add(1)
-}
-
-// close stops the delayed wills not yet due (as mochi's own are when the
-// broker stops).
-func (h *droppedWillsHook) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for id, t := range h.delayed {
-		t.Stop()
-		delete(h.delayed, id)
-	}
 }

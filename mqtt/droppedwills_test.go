@@ -168,3 +168,26 @@ func TestWillOfAClientConnectingWhileTheBrokerStops(t *testing.T) {
 		t.Fatalf("stream dw after the stop: %v %v, want the will", recs, err)
 	}
 }
+
+// TestDelayedWillHandedBackSurvivesARestart: a delayed will mochi dropped
+// is kept in the persistent session's record, so a broker that restarts
+// within the delay publishes it when due. Before, it waited in a timer
+// of the stopped process only.
+func TestDelayedWillHandedBackSurvivesARestart(t *testing.T) {
+	n := startStateBroker(t, func(o *Options) { o.ReceiveMaximum = 3 })
+	c := dialRaw(t, n.addr, 5)
+	connectWithWill(t, c, "dw-restart", "dw/restart", 2)
+	overflowReceiveMaximum(t, c)
+	testutil.Eventually(t, 5*time.Second, "the client gone", func() bool {
+		cl, ok := n.b.server.Clients.Get("dw-restart")
+		return ok && cl.Closed()
+	})
+	n.close()
+	n.open()
+	watcher := dialRaw(t, n.addr, 5)
+	watcher.connect("dw-watcher", true, packets.Properties{})
+	watcher.subscribe(1, packets.Subscription{Filter: "dw/+", Qos: 1})
+	if pk := nextPublish(t, watcher, "the watcher"); string(pk.Payload) != "gone" || pk.TopicName != "dw/restart" {
+		t.Fatalf("watcher got %q on %s, want the will", pk.Payload, pk.TopicName)
+	}
+}

@@ -53,11 +53,12 @@ type departures struct {
 	mu     sync.Mutex // guards m, answering, handed and closed
 	m      map[string]*departure
 	closed bool
-	// answering counts the claims being answered here: one may yet add
-	// a departure, so close waits for it (a stopping node that closed
-	// its departures first ended the session at once, and what other
-	// nodes routed here until the claiming node's filters were known
-	// was lost).
+	// answering counts the claims and settles being answered here: a
+	// claim may yet add a departure, and a settle has taken its departure
+	// out before its barrier and delta, so close waits for them (a
+	// stopping node that closed its departures first ended the session at
+	// once, and what other nodes routed here until the claiming node's
+	// filters were known was lost).
 	answering int
 	// handed holds the clients whose sessions a stopping node handed
 	// over (taken by another node) and is still ending here: a claim
@@ -344,6 +345,10 @@ func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
 		}
 		return nil, nil
 	}
+	// A stopping node waits for the answer (departures.close): the
+	// departure is taken out below, long before the barrier is through
+	// and the delta read.
+	defer b.departing.answer()()
 	d := b.departing.get(id)
 	if d == nil || d.stamp != stamp {
 		return nil, nil

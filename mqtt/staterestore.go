@@ -129,15 +129,16 @@ func (b *Broker) scheduleWill(pw pendingWill) {
 		if (cl != nil && (!ok || cur != cl)) || (cl == nil && ok) {
 			return // the client came back (and may have left again)
 		}
-		m := Message{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain}
-		for _, u := range w.User {
-			m.UserProperties = append(m.UserProperties, streams.UserProperty{Key: u.Key, Value: u.Val})
-		}
+		m := willMessage(w)
+		m.ClientID = pw.id // stored as its client's
 		if _, err := b.Publish(context.Background(), m); err != nil {
-			b.log.Warn("restored will not published", "client", pw.id, "topic", w.TopicName, "error", err)
+			b.log.Warn("delayed will not published", "client", pw.id, "topic", w.TopicName, "error", err)
 			return
 		}
-		if cl != nil && b.state.owner(pw.id) == cl {
+		if cl != nil {
+			atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // one handed back (droppedwills.go)
+		}
+		if cl != nil && b.state != nil && b.state.owner(pw.id) == cl {
 			// The session no longer has a will.
 			b.state.submit([]streams.KVWrite{{Key: clientKey(keySession, pw.id, 0),
 				Value: encodeSession(b.state.record(cl, b.state.leftAt(cl)))}}, false, nil)
