@@ -264,8 +264,8 @@ func New(opts Options) (*Broker, error) {
 	if err := server.AddHook(delivery, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add delivery hook: %w", err)
 	}
-	// Before the state hook, which keeps a delayed will it hands back to
-	// a stopping broker's session (droppedwills.go).
+	// Before the state hook, which writes a delayed will it hands back
+	// into the session's record (droppedwills.go).
 	b.droppedWills = newDroppedWillsHook(b)
 	if err := server.AddHook(b.droppedWills, nil); err != nil {
 		return nil, fmt.Errorf("mqtt: add dropped wills hook: %w", err)
