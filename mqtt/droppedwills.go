@@ -23,9 +23,13 @@ import (
 // lost the wills of the clients connecting, seen in
 // TestWillsOfAStoppingNodeAreStoredAndDelivered) and to one stopped while
 // a packet of its is processed (a publisher disconnected by a stopping
-// broker, a protocol error found by ingest). MQTT wants the will
-// published whenever the connection closes without a DISCONNECT of reason
-// 0x00 from the client [MQTT-3.1.2-8] [MQTT-3.14.4-3].
+// broker, a protocol error found by ingest). mochi also deletes the will
+// after any DISCONNECT from the client but one of reason 0x04 (Disconnect
+// with Will Message), while MQTT discards it only for reason 0x00: a
+// client that ends with an error (0x80 and above) has its will published.
+// MQTT wants the will published whenever the connection closes without a
+// DISCONNECT of reason 0x00 from the client [MQTT-3.1.2-8]
+// [MQTT-3.14.4-3].
 //
 // droppedWillsHook keeps each connection's will from its session's
 // establishment on, and when mochi ends a connection without having
@@ -44,10 +48,20 @@ type droppedWillsHook struct {
 
 	// wills holds the will of each connection that has one, from
 	// OnSessionEstablished to OnDisconnect.
-	wills sync.Map // *mochi.Client -> mochi.Will
+	wills sync.Map // *mochi.Client -> *keptWill
 
 	// published counts the wills published at once here (tests).
 	published atomic.Int64
+}
+
+// keptWill is a connection's will, and whether the client's DISCONNECT
+// asked for it to be published.
+type keptWill struct {
+	will mochi.Will
+	// disconnectReason is the reason code of the client's DISCONNECT
+	// (MQTT 5), set on the client's read goroutine before mochi processes
+	// the packet and read on that goroutine in OnDisconnect.
+	disconnectReason byte
 }
 
 func newDroppedWillsHook(b *Broker) *droppedWillsHook {
@@ -57,14 +71,24 @@ func newDroppedWillsHook(b *Broker) *droppedWillsHook {
 func (h *droppedWillsHook) ID() string { return "mqstream-dropped-wills" }
 
 func (h *droppedWillsHook) Provides(b byte) bool {
-	return b == mochi.OnSessionEstablished || b == mochi.OnDisconnect
+	return b == mochi.OnSessionEstablished || b == mochi.OnDisconnect || b == mochi.OnPacketRead
 }
 
 // OnSessionEstablished keeps cl's will.
 func (h *droppedWillsHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	if !cl.Net.Inline && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && cl.Properties.Will.TopicName != "" {
-		h.wills.Store(cl, cl.Properties.Will)
+		h.wills.Store(cl, &keptWill{will: cl.Properties.Will})
 	}
+}
+
+// OnPacketRead notes the reason code of the client's DISCONNECT.
+func (h *droppedWillsHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Disconnect && pk.ReasonCode != packets.CodeSuccess.Code {
+		if v, ok := h.wills.Load(cl); ok {
+			v.(*keptWill).disconnectReason = pk.ReasonCode
+		}
+	}
+	return pk, nil
 }
 
 // OnDisconnect publishes the will mochi dropped, if it did. It runs on the
@@ -75,10 +99,12 @@ func (h *droppedWillsHook) OnDisconnect(cl *mochi.Client, err error, expire bool
 	if !ok || err != nil {
 		return // mochi published it (a failed read), or there was none
 	}
-	if cause := cl.StopCause(); cause == nil || errors.Is(cause, packets.CodeDisconnect) {
-		return // the client's DISCONNECT deleted it [MQTT-3.1.2-10]
+	kept := v.(*keptWill)
+	cause := cl.StopCause()
+	if cause == nil || (errors.Is(cause, packets.CodeDisconnect) && kept.disconnectReason == packets.CodeSuccess.Code) {
+		return // the client's DISCONNECT 0x00 deleted it [MQTT-3.1.2-10] [MQTT-3.14.4-3]
 	}
-	will := v.(mochi.Will)
+	will := kept.will
 	if will.WillDelayInterval > 0 && !expire {
 		h.delay(cl, will)
 		return

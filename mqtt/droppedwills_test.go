@@ -191,3 +191,43 @@ func TestDelayedWillHandedBackSurvivesARestart(t *testing.T) {
 		t.Fatalf("watcher got %q on %s, want the will", pk.Payload, pk.TopicName)
 	}
 }
+
+// TestWillAfterADisconnectWithAnErrorIsPublished: MQTT discards the will
+// only after a DISCONNECT of reason 0x00 [MQTT-3.14.4-3]. A client that
+// ends with 0x80 (Unspecified error) or 0x83 (Implementation specific
+// error) has its will published, at once or after its delay; one that
+// ends with 0x00 has none. mochi deleted it after any DISCONNECT but one
+// of 0x04.
+func TestWillAfterADisconnectWithAnErrorIsPublished(t *testing.T) {
+	n, watcher := startWillWatch(t)
+
+	normal := dialRaw(t, n.addr, 5)
+	connectWithWill(t, normal, "dw-normal", "dw/normal", 0)
+	normal.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ReasonCode: packets.CodeSuccess.Code})
+
+	failed := dialRaw(t, n.addr, 5)
+	connectWithWill(t, failed, "dw-failed", "dw/failed", 0)
+	failed.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ReasonCode: packets.ErrUnspecifiedError.Code})
+	if pk := nextPublish(t, watcher, "the watcher"); string(pk.Payload) != "gone" || pk.TopicName != "dw/failed" {
+		t.Fatalf("watcher got %q on %s, want dw-failed's will", pk.Payload, pk.TopicName)
+	}
+
+	late := dialRaw(t, n.addr, 5)
+	connectWithWill(t, late, "dw-late-error", "dw/late", 1)
+	late.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ReasonCode: packets.ErrImplementationSpecificError.Code})
+	start := time.Now()
+	if pk := nextPublish(t, watcher, "the watcher"); string(pk.Payload) != "gone" || pk.TopicName != "dw/late" {
+		t.Fatalf("watcher got %q on %s, want dw-late-error's will", pk.Payload, pk.TopicName)
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Fatalf("the will came after %v, before its delay of 1s", waited)
+	}
+	// dw-normal's will never comes.
+	if pk, err := watcher.read(time.Second); err == nil {
+		t.Fatalf("watcher got %q on %s, want nothing more", pk.Payload, pk.TopicName)
+	}
+	testutil.Eventually(t, 5*time.Second, "the two wills stored", func() bool {
+		recs, err := n.store.Read("dw", 0, streams.ReadOptions{MaxRecords: 10})
+		return err == nil && len(recs) == 2 && recs[0].ClientID == "dw-failed" && recs[1].ClientID == "dw-late-error"
+	})
+}
