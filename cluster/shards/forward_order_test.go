@@ -400,3 +400,87 @@ func settledLeaderOfShard0(t *testing.T) (*cluster, *testNode, *replica, string,
 	})
 	return c, l, r, streamOfShard(t, 0, 1), term
 }
+
+// TestLeadershipTakenWhileForwardingToTheOldLeader: follower B's sender
+// has an append on its way to leader A when A hands the shard's
+// leadership to B. B, now leading, must stop waiting for A and propose
+// the append itself: A, no longer able to propose it, forwards it on to
+// B, where it would queue behind the very batch B's sender waits for.
+// Before, only the forward attempt's timeout (2 s, the ack stall seen
+// when leadership went back to a restarted node) or the write timeout
+// ended the wait. Here the call is held at A's door until B gives up on
+// it: B must cancel it, not time out.
+func TestLeadershipTakenWhileForwardingToTheOldLeader(t *testing.T) {
+	timers := LocalTimers()
+	timers.Balance = time.Hour
+	timers.ForwardAttempt = time.Minute // longer than the write timeout (5 s)
+	c := newClusterWith(t, 3, 1, 3, timers)
+	a := c.nodes[c.waitLeaders()[0]]
+	var b *testNode
+	for _, nd := range c.nodes {
+		if nd != a {
+			b = nd
+			break
+		}
+	}
+	ctx := context.Background()
+	const stream = "handback"
+	if _, err := a.set.CreateStream(ctx, stream, streams.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	// B's first forward to A waits at A's door until B gives up on it,
+	// then is served by A, a follower by then.
+	entered, gaveUp := make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	c.mu.Lock()
+	c.forwardGate = func(ctx context.Context, addr string) error {
+		if addr != a.self.RPC {
+			return nil
+		}
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(entered)
+			<-ctx.Done()
+			gaveUp <- ctx.Err()
+		}
+		return nil
+	}
+	c.mu.Unlock()
+
+	type result struct {
+		first uint64
+		err   error
+	}
+	answered := make(chan result, 1)
+	if err := b.set.Submit(streams.AppendRequest{Stream: stream, Records: recs("X", 1),
+		Done: func(first uint64, err error) { answered <- result{first, err} }}); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	r := a.set.replica(0)
+	if err := r.raft.LeadershipTransferToServer(raft.ServerID(b.self.ID), raft.ServerAddress(b.self.RPC)).Error(); err != nil {
+		t.Fatalf("leadership transfer to %s: %v", b.self.ID, err)
+	}
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+		t.Fatalf("%s's forward to the old leader ended with %v, want it cancelled once %s led", b.self.ID, err, b.self.ID)
+	}
+	select {
+	case res := <-answered:
+		if res.err != nil {
+			t.Fatalf("the append forwarded to the old leader: %v", res.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the append forwarded to the old leader was never answered")
+	}
+	// Stored once, though both nodes proposed it.
+	testutil.Eventually(t, 5*time.Second, "the record once on every replica", func() bool {
+		for _, nd := range c.nodes {
+			got, err := nd.store.Read(stream, 0, streams.ReadOptions{MaxRecords: 10})
+			if err != nil || len(got) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -41,6 +41,10 @@ type cluster struct {
 	// forwardFault, if set, is asked before a forward to addr is
 	// delivered: an error fails it (the call may block first).
 	forwardFault func(addr string) error
+	// forwardGate, if set, is asked before a forward to addr is
+	// delivered, with the caller's context: it may hold the call until
+	// the caller gives up on it.
+	forwardGate func(ctx context.Context, addr string) error
 	// timers are the nodes' Raft timers (LocalTimers unless a test
 	// changes them before the nodes start).
 	timers Timers
@@ -333,6 +337,14 @@ func (c *cluster) Call(ctx context.Context, addr, service string, req []byte) ([
 		if nd.self.RPC == addr && set != nil && service == ForwardService {
 			if err := c.fault(&c.forwardFault, addr); err != nil {
 				return nil, err
+			}
+			c.mu.Lock()
+			gate := c.forwardGate
+			c.mu.Unlock()
+			if gate != nil {
+				if err := gate(ctx, addr); err != nil {
+					return nil, err
+				}
 			}
 			resp, err := set.HandleForward(ctx, "", req)
 			c.mu.Lock()

@@ -261,8 +261,8 @@ func (r *replica) lead() (uint64, bool) {
 // watchLeadership follows the shard's leadership: when this replica
 // becomes leader, it waits until it has applied every entry before its
 // term (a barrier) and records the term (led); it calls changed when the
-// leader, or whether this replica leads, changes.
-func (r *replica) watchLeadership(changed func()) {
+// leader, or whether this replica leads, changes, with whether it leads.
+func (r *replica) watchLeadership(changed func(leading bool)) {
 	defer r.wg.Done()
 	// Raft drops observations a full channel cannot take; the state is
 	// read again after each one taken, so a dropped one is covered by
@@ -291,7 +291,7 @@ func (r *replica) watchLeadership(changed func()) {
 		now.term, _ = r.lead()
 		if now != last {
 			last = now
-			changed()
+			changed(now.term != 0)
 		}
 		select {
 		case <-r.stop:

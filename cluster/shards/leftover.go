@@ -75,7 +75,7 @@ func (s *Set) HandleMembers(ctx context.Context, _ string, req []byte) ([]byte, 
 	if !r.isLeader() {
 		return []byte{memberUnknown}, nil
 	}
-	timeout := forwardAttemptTimeout
+	timeout := peerCallTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
@@ -129,7 +129,7 @@ func (s *Set) removedFrom(shard int) bool {
 		if p.ID == s.opts.Self.ID || !s.alive(p.ID) {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), forwardAttemptTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), peerCallTimeout)
 		resp, err := s.opts.Forward.Call(ctx, p.RPC, MembersService, req)
 		cancel()
 		if err != nil {

@@ -36,6 +36,18 @@ import (
 //     leadership was lost is put back ahead of everything that queued
 //     after it was proposed (answered), so a publisher's A1, in flight when
 //     the leader stepped down, is sent before its A2, queued afterwards.
+//
+// When this node takes the shard's leadership while its sender waits for
+// the old leader's answer, that wait is cut short (interrupt) and the
+// sender proposes what it holds here. Otherwise the two nodes would wait
+// for each other: the old leader, no longer able to propose the batch,
+// forwards it on to this node, where it queues behind the very batch the
+// sender is waiting for, until the attempt's timeout
+// (Timers.ForwardAttempt, 2 s) ends the wait. A leadership handed to a
+// node whose publishers' appends are on their way to the old leader (the
+// hand-back to a restarted node's preferred shards) stalled them 2 s.
+// What the old leader proposed of the batch before it stepped down is
+// answered from the state machine's window when proposed again here.
 
 // maxForwardBytes bounds one forward request.
 const maxForwardBytes = 4 << 20
@@ -81,6 +93,41 @@ type outbox struct {
 	// order), until the last direct one is answered: they then go to the
 	// front of the queue.
 	retried []forwardItem
+	// attempt cancels the sender's forward call under way, if any
+	// (interrupt).
+	attempt context.CancelFunc
+}
+
+// interrupt cuts short the sender's forward call under way, if any: this
+// node now leads the shard, and proposes the batch itself.
+func (o *outbox) interrupt() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.attempt != nil {
+		o.attempt()
+		o.attempt = nil
+	}
+}
+
+// setAttempt records the cancel func of the sender's forward call under
+// way (nil once it returned).
+func (o *outbox) setAttempt(cancel context.CancelFunc) {
+	o.mu.Lock()
+	o.attempt = cancel
+	o.mu.Unlock()
+}
+
+// leadershipChanged is shard's replica's callback at each change of its
+// leadership: it wakes the callers of LeadershipChanged and, when this
+// node now leads the shard, ends the wait of the shard's sender for the
+// old leader.
+func (s *Set) leadershipChanged(shard int) func(leading bool) {
+	return func(leading bool) {
+		s.changes.Notify()
+		if leading {
+			s.outboxes[shard].interrupt()
+		}
+	}
 }
 
 // add queues an append and starts the shard's sender if none runs and no
@@ -244,14 +291,12 @@ func (s *Set) sendForwards(shard int, o *outbox) {
 	}
 }
 
-// forwardAttemptTimeout bounds one forward call to a shard's leader.
-const forwardAttemptTimeout = 2 * time.Second
-
 // forwardBatch delivers a batch to the shard's leader (or proposes it, once
 // this node leads the shard) and answers each append.
 func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
+	o := &s.outboxes[shard]
 	wait := 20 * time.Millisecond
 	for len(batch) > 0 {
 		hops := 0
@@ -286,8 +331,16 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			// partition that drops packets answers nothing, and the
 			// batch must go to the new leader once there is one (a
 			// retried append is deduplicated by its id).
-			actx, acancel := context.WithTimeout(ctx, forwardAttemptTimeout)
+			actx, acancel := context.WithTimeout(ctx, s.opts.Timers.ForwardAttempt)
+			o.setAttempt(acancel)
+			if r := s.replica(shard); r != nil && r.isLeader() {
+				// Took the leadership since the check above, perhaps
+				// before the attempt could be interrupted: Raft's
+				// state changes before its observers hear of it.
+				acancel()
+			}
 			resp, err := s.opts.Forward.Call(actx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
+			o.setAttempt(nil)
 			acancel()
 			if err != nil {
 				s.forwards.failed.Add(1)
@@ -320,6 +373,9 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 		}
 		if len(batch) == 0 {
 			return
+		}
+		if r := s.replica(shard); r != nil && r.isLeader() {
+			continue // interrupted, or the leader now: propose the batch here
 		}
 		select {
 		case <-s.done:

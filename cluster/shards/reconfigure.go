@@ -128,7 +128,7 @@ func (s *Set) open(shard int, bootstrap, serving bool) error {
 		src = nil
 	}
 	fc := fsmConfig{shard: shard, shards: s.opts.Shards, store: s.opts.Store, logger: s.log.With("shard", shard), src: src}
-	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.changes.Notify, &s.notices)
+	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.leadershipChanged(shard), &s.notices)
 	if err != nil {
 		return err
 	}
@@ -434,7 +434,7 @@ func (s *Set) caughtUp(shard int, want []Peer, index uint64) bool {
 		if p.ID == s.opts.Self.ID {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), forwardAttemptTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), peerCallTimeout)
 		resp, err := s.opts.Forward.Call(ctx, p.RPC, FetchService, encodeFetchRequest(req))
 		cancel()
 		var page fetchPage

@@ -89,9 +89,9 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 // openReplica starts this node's replica of shard: its state machine over
 // fc.store (catching up from the peers of fc.src when it is behind) and
 // its Raft group. changed is called at each change of the shard's
-// leadership as this replica sees it (kv.go); notices counts the commit
-// notices it sends.
-func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(), notices *atomic.Uint64) (*replica, error) {
+// leadership as this replica sees it, with whether this replica now leads
+// (kv.go); notices counts the commit notices it sends.
+func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(leading bool), notices *atomic.Uint64) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(), notices: notices,
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
 		settled: make(chan struct{}, 1), release: deps.Release}

@@ -51,7 +51,16 @@ type Timers struct {
 	// it is dropped all the same (reconfigure.go): its group removed it
 	// while it was cut off, so it never learnt it.
 	Orphaned time.Duration
+	// ForwardAttempt bounds one call forwarding appends to a shard's
+	// leader (outbox.go): a leader cut off by a partition that drops
+	// packets answers nothing, and the appends must go to the next one.
+	ForwardAttempt time.Duration
 }
+
+// peerCallTimeout bounds one call asking a peer how far its replica is
+// (reconfigure.go) or whether its group still counts a node
+// (leftover.go).
+const peerCallTimeout = 2 * time.Second
 
 // DefaultTimers are hashicorp/raft's heartbeat and election timeouts
 // (sized for LAN round trips and busy machines; they decide how soon a
@@ -70,7 +79,7 @@ func DefaultTimers() Timers {
 	return Timers{Heartbeat: time.Second, Election: time.Second, LeaderLease: time.Second,
 		Commit: 5 * time.Second, MetaCommit: time.Second, Balance: 5 * time.Second,
 		SnapshotInterval: 2 * time.Minute, SnapshotThreshold: 16384, TrailingLogs: 65536,
-		Orphaned: time.Minute}
+		Orphaned: time.Minute, ForwardAttempt: 2 * time.Second}
 }
 
 // LocalTimers are fast timings for nodes on one machine (tests), though
@@ -80,7 +89,7 @@ func LocalTimers() Timers {
 	return Timers{Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 200 * time.Millisecond,
 		Commit: 10 * time.Millisecond, MetaCommit: 10 * time.Millisecond, Balance: 300 * time.Millisecond,
 		SnapshotInterval: 5 * time.Second, SnapshotThreshold: 16384, TrailingLogs: 65536,
-		Orphaned: 5 * time.Second}
+		Orphaned: 5 * time.Second, ForwardAttempt: 2 * time.Second}
 }
 
 // Options configure a node's shards.
@@ -202,6 +211,9 @@ func Start(opts Options, layout Layout) (*Set, error) {
 	}
 	if opts.Timers.Orphaned <= 0 {
 		opts.Timers.Orphaned = DefaultTimers().Orphaned
+	}
+	if opts.Timers.ForwardAttempt <= 0 {
+		opts.Timers.ForwardAttempt = DefaultTimers().ForwardAttempt
 	}
 	if err := layout.validate(opts.Shards); err != nil {
 		return nil, err
