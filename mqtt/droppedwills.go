@@ -26,7 +26,13 @@ import (
 // broker, a protocol error found by ingest). mochi also deletes the will
 // after any DISCONNECT from the client but one of reason 0x04 (Disconnect
 // with Will Message), while MQTT discards it only for reason 0x00: a
-// client that ends with an error (0x80 and above) has its will published.
+// client that ends with another reason (an error, 0x80 and above) has its
+// will published. And mochi reads no reason code from a DISCONNECT whose
+// Remaining Length is 1, the reason code alone (libmosquitto and the
+// Paho test client send a reason other than 0x00 so when they have no
+// properties to add), taking it for 0x00: such a DISCONNECT counts as
+// one with a reason other than 0x00, as MQTT lets a client leave out the
+// reason code when it is 0x00 and no properties follow (3.14.2.1).
 // MQTT wants the will published whenever the connection closes without a
 // DISCONNECT of reason 0x00 from the client [MQTT-3.1.2-8]
 // [MQTT-3.14.4-3].
@@ -58,10 +64,10 @@ type droppedWillsHook struct {
 // asked for it to be published.
 type keptWill struct {
 	will mochi.Will
-	// disconnectReason is the reason code of the client's DISCONNECT
-	// (MQTT 5), set on the client's read goroutine before mochi processes
-	// the packet and read on that goroutine in OnDisconnect.
-	disconnectReason byte
+	// publish: the client's DISCONNECT (MQTT 5) had a reason code other
+	// than 0x00. Set on the client's read goroutine before mochi
+	// processes the packet, read on that goroutine in OnDisconnect.
+	publish bool
 }
 
 func newDroppedWillsHook(b *Broker) *droppedWillsHook {
@@ -81,11 +87,14 @@ func (h *droppedWillsHook) OnSessionEstablished(cl *mochi.Client, _ packets.Pack
 	}
 }
 
-// OnPacketRead notes the reason code of the client's DISCONNECT.
+// OnPacketRead notes a DISCONNECT whose reason code is not 0x00,
+// including one of Remaining Length 1, whose reason code mochi does not
+// read.
 func (h *droppedWillsHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Disconnect && pk.ReasonCode != packets.CodeSuccess.Code {
+	if pk.FixedHeader.Type == packets.Disconnect && (pk.ReasonCode != packets.CodeSuccess.Code ||
+		pk.ProtocolVersion == 5 && pk.FixedHeader.Remaining == 1) {
 		if v, ok := h.wills.Load(cl); ok {
-			v.(*keptWill).disconnectReason = pk.ReasonCode
+			v.(*keptWill).publish = true
 		}
 	}
 	return pk, nil
@@ -101,7 +110,7 @@ func (h *droppedWillsHook) OnDisconnect(cl *mochi.Client, err error, expire bool
 	}
 	kept := v.(*keptWill)
 	cause := cl.StopCause()
-	if cause == nil || (errors.Is(cause, packets.CodeDisconnect) && kept.disconnectReason == packets.CodeSuccess.Code) {
+	if cause == nil || (errors.Is(cause, packets.CodeDisconnect) && !kept.publish) {
 		return // the client's DISCONNECT 0x00 deleted it [MQTT-3.1.2-10] [MQTT-3.14.4-3]
 	}
 	will := kept.will

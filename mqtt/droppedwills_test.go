@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -195,9 +196,11 @@ func TestDelayedWillHandedBackSurvivesARestart(t *testing.T) {
 // TestWillAfterADisconnectWithAnErrorIsPublished: MQTT discards the will
 // only after a DISCONNECT of reason 0x00 [MQTT-3.14.4-3]. A client that
 // ends with 0x80 (Unspecified error) or 0x83 (Implementation specific
-// error) has its will published, at once or after its delay; one that
-// ends with 0x00 has none. mochi deleted it after any DISCONNECT but one
-// of 0x04.
+// error) has its will published, at once or after its delay, also when
+// its DISCONNECT carries the reason code alone (Remaining Length 1, as
+// libmosquitto sends it), and so does one that ends with 0x04 (Disconnect
+// with Will Message), once; one that ends with 0x00 has none. mochi
+// deleted it after any DISCONNECT but one of 0x04 in the long form.
 func TestWillAfterADisconnectWithAnErrorIsPublished(t *testing.T) {
 	n, watcher := startWillWatch(t)
 
@@ -212,6 +215,26 @@ func TestWillAfterADisconnectWithAnErrorIsPublished(t *testing.T) {
 		t.Fatalf("watcher got %q on %s, want dw-failed's will", pk.Payload, pk.TopicName)
 	}
 
+	// The reason code alone: 0x80, then 0x04.
+	for _, reason := range []byte{packets.ErrUnspecifiedError.Code, packets.CodeDisconnectWillMessage.Code} {
+		id := fmt.Sprintf("dw-short-%02x", reason)
+		short := dialRaw(t, n.addr, 5)
+		connectWithWill(t, short, id, "dw/"+id, 0)
+		if _, err := short.conn.Write([]byte{packets.Disconnect << 4, 1, reason}); err != nil {
+			t.Fatal(err)
+		}
+		if pk := nextPublish(t, watcher, "the watcher"); string(pk.Payload) != "gone" || pk.TopicName != "dw/"+id {
+			t.Fatalf("watcher got %q on %s, want %s's will", pk.Payload, pk.TopicName, id)
+		}
+	}
+	// 0x04 in the long form (mochi publishes the will itself): once.
+	withWill := dialRaw(t, n.addr, 5)
+	connectWithWill(t, withWill, "dw-with-will", "dw/with-will", 0)
+	withWill.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ReasonCode: packets.CodeDisconnectWillMessage.Code})
+	if pk := nextPublish(t, watcher, "the watcher"); string(pk.Payload) != "gone" || pk.TopicName != "dw/with-will" {
+		t.Fatalf("watcher got %q on %s, want dw-with-will's will", pk.Payload, pk.TopicName)
+	}
+
 	late := dialRaw(t, n.addr, 5)
 	connectWithWill(t, late, "dw-late-error", "dw/late", 1)
 	late.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}, ReasonCode: packets.ErrImplementationSpecificError.Code})
@@ -222,12 +245,21 @@ func TestWillAfterADisconnectWithAnErrorIsPublished(t *testing.T) {
 	if waited := time.Since(start); waited < 500*time.Millisecond {
 		t.Fatalf("the will came after %v, before its delay of 1s", waited)
 	}
-	// dw-normal's will never comes.
+	// dw-normal's will never comes, nor a second copy of any.
 	if pk, err := watcher.read(time.Second); err == nil {
 		t.Fatalf("watcher got %q on %s, want nothing more", pk.Payload, pk.TopicName)
 	}
-	testutil.Eventually(t, 5*time.Second, "the two wills stored", func() bool {
+	want := []string{"dw-failed", "dw-short-80", "dw-short-04", "dw-with-will", "dw-late-error"}
+	testutil.Eventually(t, 5*time.Second, "the wills stored once each", func() bool {
 		recs, err := n.store.Read("dw", 0, streams.ReadOptions{MaxRecords: 10})
-		return err == nil && len(recs) == 2 && recs[0].ClientID == "dw-failed" && recs[1].ClientID == "dw-late-error"
+		if err != nil || len(recs) != len(want) {
+			return false
+		}
+		for i, r := range recs {
+			if r.ClientID != want[i] {
+				return false
+			}
+		}
+		return true
 	})
 }
