@@ -138,6 +138,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out // stopping
 	}
 	run := f.run[:0] // appends submitted together
+	// The retries of appends applied before, answered once every run is
+	// committed: the first copy may be in the run still (the same batch),
+	// its result not known yet. Committing the run then, as was done,
+	// split an entry into two units: its marker in the first, its later
+	// appends in the second, which a crash between them lost for good
+	// (the replay skips an entry under the marker).
+	var repeats []repeat
 	for i, l := range logs {
 		// Already in the store (a replay after a restart): only its
 		// append ids are remembered again, and their results derived.
@@ -182,6 +189,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				continue
 			}
 			if c.kind != kindAppend {
+				// What came before is committed first. A creation or
+				// deletion is only ever the first command of its
+				// entry (entryLength), so that is earlier entries
+				// only: no entry is split.
 				f.applyRun(run)
 				run = run[:0]
 				if e, dup := f.dd.lookup(c.id); dup {
@@ -205,10 +216,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			}
 			if e, dup := f.dd.lookup(c.id); dup {
 				// A retry of an append applied before: its result.
-				f.applyRun(run)
-				run = run[:0]
 				if e.result != nil {
-					results[j] = *e.result
+					repeats = append(repeats, repeat{to: &results[j], from: e.result})
 				}
 				continue
 			}
@@ -233,10 +242,16 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.applyRun(run)
 		f.applied.Store(last)
 	}
+	for _, r := range repeats {
+		*r.to = *r.from
+	}
 	clear(run) // let go of the records
 	f.run = run[:0]
 	return out
 }
+
+// repeat is a retried append's result, copied from its first copy's.
+type repeat struct{ to, from *appendResult }
 
 // fenced reports whether c is an append fenced by a term (SubmitFenced)
 // that entry l, of another term, must not apply.

@@ -1,12 +1,14 @@
 package shards
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -331,5 +333,86 @@ func TestSnapshotResultsEncoding(t *testing.T) {
 	b = append(b[:len(b)-6], 4, 2, 0, 1, 0, 0, 0)
 	if _, err := decodeSnapshot(b); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("4 results for 3 ids: %v", err)
+	}
+}
+
+// unitCounter counts the units a state machine opens, and calls
+// onUnit before each.
+type unitCounter struct {
+	*streams.Store
+	onUnit func(n int)
+	n      int
+}
+
+func (u *unitCounter) NewUnit() *streams.Unit {
+	u.n++
+	if u.onUnit != nil {
+		u.onUnit(u.n)
+	}
+	return u.Store.NewUnit()
+}
+
+// TestEntryWithARetryIsOneUnit: an entry holding a new append, a retry
+// of an append applied before and another new append goes to the store
+// as one unit. It went as two (the retry's result was fetched by
+// committing what came before it, under the entry's marker): a crash
+// after the first was made durable by someone's sync (another shard's
+// snapshot, a stream's creation) left the marker at the entry and the
+// last append lost, and the replay skips an entry under its marker.
+func TestEntryWithARetryIsOneUnit(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	store, err := streams.Open(streams.Options{Dir: "/db", FS: fs, AutoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &unitCounter{Store: store}
+	stop := make(chan struct{})
+	f, err := newFSM(fsmConfig{shards: 1, store: counted, logger: testutil.Logger(), stop: stop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := func(stream string, seq uint64) appendCmd {
+		return appendCmd{kind: kindAppend, stream: stream, id: appendID{7, seq},
+			records: encodeRecords([]streams.Record{{Topic: "t", Payload: []byte(stream)}})}
+	}
+	at := time.Unix(1_700_000_000, 0)
+	// a's append 1 is stored at offset 1.
+	f.ApplyBatch([]*raft.Log{{Index: 1, Type: raft.LogCommand, Data: encodeEntry(at, []appendCmd{app("a", 9), app("a", 1)})}})
+
+	// The second unit of entry 2, if any, opens after the first is
+	// synced: the process dies there.
+	var crashed *vfs.MemFS
+	counted.n = 0
+	counted.onUnit = func(n int) {
+		if n == 2 {
+			if err := store.Sync(context.Background()); err != nil {
+				t.Error(err)
+			}
+			crashed = fs.CrashClone(vfs.CrashCloneCfg{})
+		}
+	}
+	out := f.ApplyBatch([]*raft.Log{{Index: 2, Type: raft.LogCommand,
+		Data: encodeEntry(at.Add(time.Second), []appendCmd{app("s", 2), app("a", 1), app("u", 3)})}})
+	close(stop)
+	_ = store.Close()
+	results := out[0].([]appendResult)
+	for j, r := range results {
+		if r.err != nil {
+			t.Fatalf("entry 2, append %d: %v", j, r.err)
+		}
+	}
+	if results[1].first != 1 {
+		t.Fatalf("the retry was answered with offset %d, want its first copy's, 1", results[1].first)
+	}
+	if crashed != nil {
+		again, err := streams.Open(streams.Options{Dir: "/db", FS: crashed, AutoCreate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer again.Close()
+		applied, _ := again.AppliedIndexOf(groupName(0))
+		_, uerr := again.DescribeStream("u")
+		t.Fatalf("entry 2 went to the store as %d units; after a crash between them the marker is %d and stream u: %v",
+			counted.n, applied, uerr)
 	}
 }
