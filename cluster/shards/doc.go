@@ -152,20 +152,20 @@
 //     had (a fetch of no stream answers a store's applied index). A leader
 //     the layout dropped hands its leadership over first (after the same
 //     wait), and the new leader removes it. Each change is logged.
-//   - a replica the layout moved away closes once its group's
-//     configuration lacks it (the leader sends a removed server the entry
-//     that removes it), or after Timers.Orphaned without a leader (it was
-//     removed while cut off). The shard's part of the store goes: its
-//     streams (deleted locally, not through the log), its key/value
-//     namespace, its applied-index and restore markers, and, only when
-//     its group's configuration lacks this node, its Raft log and
-//     snapshots (Options.Drop, first). A replica retired on the Orphaned
-//     rule may still count as a voter, and a voter must never come back
-//     with an empty log (it could vote in a leader that lacks committed
-//     entries): its Raft state stays, and given back later it restarts
-//     from it like a replica that was away (its store catches up from the
-//     snapshot and its peers). A replica given back after a full drop
-//     starts clean; a store left with a shard's markers by a drop that
+//   - a replica the layout moved away closes once its group's leader
+//     confirms, over MembersService, that a committed configuration no
+//     longer lists this node (confirmRemoved). The replica asks when its
+//     own latest configuration lacks it (the leader sends a removed
+//     server the entry that removes it, maybe before that entry is
+//     committed) or after Timers.Orphaned without a leader (it was
+//     removed while cut off, or the group lost its leader and still needs
+//     this vote). The shard's part of the store goes: its streams
+//     (deleted locally, not through the log), its key/value namespace,
+//     its applied-index and restore markers, and its Raft log and
+//     snapshots (Options.Drop, first). A voter must never come back with
+//     an empty log (it could vote in a leader that lacks committed
+//     entries), nor close while its group needs it. A replica given back
+//     after a drop starts clean; a store left with a shard's markers by a drop that
 //     was interrupted is cleared before the replica opens (its group has
 //     no Raft state, or the clearing marker, set before the first stream
 //     goes and deleted with the other markers, is still there; while it

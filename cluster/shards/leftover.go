@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-// Raft state left behind. A replica the layout moved away keeps its Raft
-// state when its group may still count this node (retire), and so does
-// every shard moved away while this node was down (dropLeftover): a voter
-// must never come back with an empty log. The state is dropped once the
+// Raft state left behind. A shard moved away while this node was down
+// keeps its Raft state (dropLeftover), and a replica the layout moved
+// away closes only once the check below confirms its removal
+// (confirmRemoved): a voter must never come back with an empty log. The state is dropped once the
 // group's leader says a committed configuration no longer lists this
 // node: from then on the group needs nothing of this node's log, and a
 // replica given back later is added anew and starts clean.

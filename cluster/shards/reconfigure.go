@@ -196,7 +196,7 @@ func (s *Set) manage() {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{}, raftLeft: map[int]time.Time{},
+	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{}, raftLeft: map[int]time.Time{}, asked: map[int]time.Time{},
 		caughtUp: map[int]uint64{}}
 	lastChange := time.Now()
 	for {
@@ -245,6 +245,10 @@ type manager struct {
 	// does not place here and no replica holds, when to ask next whether
 	// their group still lists this node (dropLeftoverRaft).
 	raftLeft map[int]time.Time
+	// asked holds, for local replicas the layout moved away that look
+	// removed, when their group's leader was last asked to confirm it
+	// (confirmRemoved).
+	asked map[int]time.Time
 	// caughtUp holds, by shard, the log index the layout's replicas must
 	// have applied before a server the layout dropped is removed, or a
 	// leader the layout dropped hands over: what the leader had applied
@@ -297,7 +301,7 @@ func (s *Set) reconcile(m *manager, tick bool) {
 		if !r.isLeader() {
 			m.led[i] = 0
 			if !l.Holds(i, self) {
-				if s.removed(r) {
+				if s.removed(r) && s.confirmRemoved(m, i) {
 					s.retire(m, i, r)
 				} else {
 					m.pending = true // removed by the leader's manager soon
@@ -515,15 +519,39 @@ func (s *Set) removed(r *replica) bool {
 	return time.Since(last) > s.opts.Timers.Orphaned
 }
 
-// retire closes shard's replica r, which the layout moved away and its
-// group removed, and drops its data. Its Raft state goes too only when
-// the group's configuration no longer lists this node: a replica retired
-// because no leader was heard of for Timers.Orphaned may still count as
-// a voter, and a voter must never come back with an empty log (it could
-// vote for a candidate that lacks committed entries); given back later,
-// it restarts from its Raft state like a replica that was away.
+// confirmRemoved reports whether the leader of shard's group says that a
+// committed configuration no longer lists this node (removedFrom), asking
+// at most once a second per shard. A replica the layout moved away closes
+// only then. Its own latest configuration may lack it before that
+// configuration is committed (the leader sends the removal to the server
+// it removes first, Raft's separate replication to it), and a leader may
+// never be heard of again while the group still needs this replica's vote
+// (its leader died while a replica the layout added was catching up:
+// four voters, two of them unable to vote); closing then, and dropping
+// the data, could leave the shard without a majority for good, or lose
+// records only this replica and a dead one held.
+func (s *Set) confirmRemoved(m *manager, shard int) bool {
+	if s.opts.Forward == nil {
+		return true // no peers to ask (a single node)
+	}
+	if last, ok := m.asked[shard]; ok && time.Since(last) < time.Second {
+		return false
+	}
+	m.asked[shard] = time.Now()
+	if !s.removedFrom(shard) {
+		return false
+	}
+	delete(m.asked, shard)
+	return true
+}
+
+// retire closes shard's replica r, which the layout moved away and whose
+// group's leader confirmed that a committed configuration no longer
+// lists this node (confirmRemoved), and drops its data and Raft state:
+// the group needs nothing of this node any more, and a replica given back
+// later is added anew and starts clean.
 func (s *Set) retire(m *manager, shard int, r *replica) {
-	raftToo := !r.member(s.opts.Self.ID)
+	raftToo := true
 	s.log.Info("closing a replica the layout moved away; dropping its data", "shard", shard, "raft_state", raftToo)
 	s.replicas[shard].Store(nil)
 	if err := r.close(); err != nil {

@@ -45,6 +45,12 @@ func (n *tcpNode) listen(addr string) {
 		}
 		return nil, ErrNoLeader
 	})
+	n.mux.Handle(MembersService, func(ctx context.Context, from string, req []byte) ([]byte, error) {
+		if s := n.set.Load(); s != nil {
+			return s.HandleMembers(ctx, from, req)
+		}
+		return []byte{memberUnknown}, nil
+	})
 	n.mux.Handle(FetchService, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
 		store := n.store.Load()
 		if store == nil {
