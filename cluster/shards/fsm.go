@@ -324,7 +324,11 @@ func (f *fsm) stopContext() (context.Context, context.CancelFunc) {
 
 // pause waits before a retry; false once the replica stops.
 func (f *fsm) pause(err error) bool {
-	f.logger.Warn("store cannot apply shard entries; retrying", "error", err)
+	// The store's recovery reopens it from what reached the disk, and
+	// entries applied without fsync just before the failure may be gone
+	// from it: a restart replays them from the Raft log
+	// (docs/operations.md, "Disk faults").
+	f.logger.Warn("store cannot apply shard entries; retrying (restart this node once the store has recovered, so that its replicas replay what the store may have lost)", "error", err)
 	select {
 	case <-f.stop:
 		return false
