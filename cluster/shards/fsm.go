@@ -192,7 +192,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				// What came before is committed first. A creation or
 				// deletion is only ever the first command of its
 				// entry (entryLength), so that is earlier entries
-				// only: no entry is split.
+				// only: no entry is split. (Leaders built before
+				// ba68056 could put one after appends in an entry;
+				// such an entry is still split here.)
 				f.applyRun(run)
 				run = run[:0]
 				if e, dup := f.dd.lookup(c.id); dup {

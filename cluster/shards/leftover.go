@@ -116,19 +116,41 @@ func (s *Set) dropLeftoverRaft(m *manager, shard int) {
 	delete(m.raftLeft, shard)
 }
 
-// removedFrom asks the layout's replicas of shard whether the group still
-// lists this node; true once one (its leader) says a committed
-// configuration does not.
+// removedFrom asks whether shard's group still lists this node; true once
+// one (its leader) says a committed configuration does not. It asks the
+// leader the local replica knows of first, then the layout's replicas,
+// then the other servers of the local replica's configuration (the
+// leader may be a server the layout dropped and the group still has),
+// each that is up once, and stops asking when the set closes.
 func (s *Set) removedFrom(shard int) bool {
 	if s.opts.Forward == nil {
 		return false
 	}
-	l := s.layout.Load()
+	var ask []Peer
+	r := s.replica(shard)
+	if r != nil {
+		if p, ok := r.leader(); ok {
+			ask = append(ask, p)
+		}
+	}
+	ask = append(ask, s.layout.Load().Shards[shard]...)
+	if r != nil {
+		if cfg := r.raft.GetConfiguration(); cfg.Error() == nil {
+			for _, srv := range cfg.Configuration().Servers {
+				ask = append(ask, Peer{ID: string(srv.ID), RPC: string(srv.Address)})
+			}
+		}
+	}
 	req := encodeMembersRequest(shard, s.opts.Self.ID)
-	for _, p := range l.Shards[shard] {
-		if p.ID == s.opts.Self.ID || !s.alive(p.ID) {
+	asked := map[string]bool{s.opts.Self.ID: true}
+	for _, p := range ask {
+		if asked[p.ID] || !s.alive(p.ID) {
 			continue
 		}
+		if s.stopping() {
+			return false
+		}
+		asked[p.ID] = true
 		ctx, cancel := context.WithTimeout(context.Background(), peerCallTimeout)
 		resp, err := s.opts.Forward.Call(ctx, p.RPC, MembersService, req)
 		cancel()

@@ -32,18 +32,19 @@ import (
 //     two voters, never four of which two would be needed and one is
 //     dead. A leader the layout dropped hands its leadership to a
 //     replica of the layout first, and that one removes it.
-//   - a replica the layout no longer places here is closed once its group
-//     removed it (its latest configuration lacks this node), or once it
-//     has heard from no leader for Timers.Orphaned (removed while it was
-//     away, it never learnt it). Its part of the store goes with it: the
-//     shard's streams, its key/value namespace, its applied-index and
-//     restore markers; its Raft state (Options.Drop) only when the group's
-//     configuration no longer lists this node (a voter must never come
-//     back with an empty log: it could elect a leader lacking committed
-//     entries). A replica given back later starts clean, or from its
-//     kept Raft state like one that was away, and is caught up. The data
-//     of a shard moved away while this node was down (no replica opens
-//     for it) is dropped too, after Timers.Orphaned, its Raft state kept.
+//   - a replica the layout no longer places here is closed once its
+//     group's leader confirms that a committed configuration no longer
+//     lists this node (confirmRemoved). It asks when its latest
+//     configuration lacks this node, or once it has heard from no leader
+//     for Timers.Orphaned (removed while it was away, it never learnt
+//     it); until then it stays, its vote perhaps needed. Its part of the
+//     store goes with it: the shard's streams, its key/value namespace,
+//     its applied-index and restore markers, and its Raft state
+//     (Options.Drop; a voter must never come back with an empty log: it
+//     could elect a leader lacking committed entries). A replica given
+//     back later starts clean and is caught up. The data of a shard moved
+//     away while this node was down (no replica opens for it) is dropped
+//     too, after Timers.Orphaned, its Raft state kept (leftover.go).
 //
 // A server the layout dropped that is up is removed, and a leader the
 // layout dropped hands over, only once the layout's other replicas have
@@ -585,7 +586,7 @@ func (s *Set) dropLeftover(m *manager, shard int) {
 	}
 	s.log.Info("dropping the data of a shard the layout moved away while this node was down", "shard", shard, "applied", applied)
 	// The Raft state stays: whether the group still counts this node is
-	// unknown here (see retire).
+	// unknown here (dropLeftoverRaft asks).
 	if err := s.drop(shard, false); err != nil {
 		s.log.Warn("cannot drop the data of a shard moved away; retrying", "shard", shard, "error", err)
 		return

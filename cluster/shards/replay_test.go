@@ -416,3 +416,33 @@ func TestEntryWithARetryIsOneUnit(t *testing.T) {
 			counted.n, applied, uerr)
 	}
 }
+
+// TestRetryInTheSameBatchGetsTheFirstCopysResult: a retry whose first
+// copy is in an earlier entry of the same batch, not committed yet when
+// the retry is met, is answered with the first copy's result.
+func TestRetryInTheSameBatchGetsTheFirstCopysResult(t *testing.T) {
+	_, open := replayStore(t, true)
+	f := open()
+	app := func(seq uint64, n int) appendCmd {
+		recs := make([]streams.Record, n)
+		for i := range recs {
+			recs[i] = streams.Record{Topic: "t", Payload: fmt.Appendf(nil, "%d-%d", seq, i)}
+		}
+		return appendCmd{kind: kindAppend, stream: "a", id: appendID{7, seq}, records: encodeRecords(recs)}
+	}
+	at := time.Unix(1_700_000_000, 0)
+	out := f.ApplyBatch([]*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: encodeEntry(at, []appendCmd{app(1, 2), app(2, 3)})},
+		{Index: 2, Type: raft.LogCommand, Data: encodeEntry(at, []appendCmd{app(2, 3), app(3, 1)})},
+	})
+	first, second := out[0].([]appendResult), out[1].([]appendResult)
+	if first[1].err != nil || first[1].first != 2 {
+		t.Fatalf("append 2: %+v, want offset 2", first[1])
+	}
+	if second[0] != first[1] {
+		t.Fatalf("its retry in the next entry: %+v, want %+v", second[0], first[1])
+	}
+	if second[1].err != nil || second[1].first != 5 {
+		t.Fatalf("append 3: %+v, want offset 5 (the retry stored nothing)", second[1])
+	}
+}

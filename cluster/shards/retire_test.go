@@ -51,10 +51,10 @@ func TestReplicaMovedAwayStaysWhileItsGroupNeedsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, nd := range []*testNode{x, y} {
-		cfg := nd.set.replica(0).raft.GetConfiguration()
-		if cfg.Error() != nil || !isVoterIn(cfg.Configuration().Servers, "n4") {
-			t.Fatalf("%s does not count n4 as a voter: %+v", nd.self.ID, cfg.Configuration().Servers)
-		}
+		testutil.Eventually(t, 10*time.Second, nd.self.ID+" to count n4 as a voter", func() bool {
+			cfg := nd.set.replica(0).raft.GetConfiguration()
+			return cfg.Error() == nil && isVoterIn(cfg.Configuration().Servers, "n4")
+		})
 	}
 	// n4 and the leader are cut off: x and y are two of four.
 	c.partition(n4)
