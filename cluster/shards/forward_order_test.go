@@ -411,10 +411,18 @@ func settledLeaderOfShard0(t *testing.T) (*cluster, *testNode, *replica, string,
 // ended the wait. Here the call is held at A's door until B gives up on
 // it: B must cancel it, not time out.
 func TestLeadershipTakenWhileForwardingToTheOldLeader(t *testing.T) {
+	t.Run("appends with ids", func(t *testing.T) { testLeadershipTakenWhileForwarding(t, false) })
+	// A creation without an id (members of an earlier version) cannot be
+	// sent again safely: its forward is not cut short, it waits for its
+	// answer (here until the write timeout).
+	t.Run("a creation without an id", func(t *testing.T) { testLeadershipTakenWhileForwarding(t, true) })
+}
+
+func testLeadershipTakenWhileForwarding(t *testing.T, creationWithoutID bool) {
 	timers := LocalTimers()
 	timers.Balance = time.Hour
 	timers.ForwardAttempt = time.Minute // longer than the write timeout (5 s)
-	c := newClusterWith(t, 3, 1, 3, timers)
+	c := newClusterWith(t, 3, 1, 3, timers, func(c *cluster) { c.noAdminIDs = creationWithoutID })
 	a := c.nodes[c.waitLeaders()[0]]
 	var b *testNode
 	for _, nd := range c.nodes {
@@ -453,7 +461,12 @@ func TestLeadershipTakenWhileForwardingToTheOldLeader(t *testing.T) {
 		err   error
 	}
 	answered := make(chan result, 1)
-	if err := b.set.Submit(streams.AppendRequest{Stream: stream, Records: recs("X", 1),
+	if creationWithoutID {
+		go func() {
+			_, err := b.set.CreateStream(ctx, "other", streams.Retention{})
+			answered <- result{0, err}
+		}()
+	} else if err := b.set.Submit(streams.AppendRequest{Stream: stream, Records: recs("X", 1),
 		Done: func(first uint64, err error) { answered <- result{first, err} }}); err != nil {
 		t.Fatal(err)
 	}
@@ -467,6 +480,13 @@ func TestLeadershipTakenWhileForwardingToTheOldLeader(t *testing.T) {
 		}
 		return b.set.replica(0).isLeader()
 	})
+	if creationWithoutID {
+		if err := <-gaveUp; !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s's forward of a creation without an id ended with %v, want it to wait (until the write timeout)", b.self.ID, err)
+		}
+		<-answered
+		return
+	}
 	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
 		t.Fatalf("%s's forward to the old leader ended with %v, want it cancelled once %s led", b.self.ID, err, b.self.ID)
 	}

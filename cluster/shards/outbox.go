@@ -39,7 +39,8 @@ import (
 //
 // When this node takes the shard's leadership while its sender waits for
 // the old leader's answer, that wait is cut short (interrupt) and the
-// sender proposes what it holds here. Otherwise the two nodes would wait
+// sender proposes what it holds here (a batch whose appends all carry
+// ids; see forwardBatch). Otherwise the two nodes would wait
 // for each other: the old leader, no longer able to propose the batch,
 // forwards it on to this node, where it queues behind the very batch the
 // sender is waiting for, until the attempt's timeout
@@ -326,26 +327,43 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			for i, it := range batch {
 				cmds[i] = it.cmd
 			}
-			s.forwards.sent.Add(1)
 			// One attempt is bounded on its own: a leader cut off by a
 			// partition that drops packets answers nothing, and the
 			// batch must go to the new leader once there is one (a
 			// retried append is deduplicated by its id).
 			actx, acancel := context.WithTimeout(ctx, s.opts.Timers.ForwardAttempt)
-			o.setAttempt(acancel)
-			if r := s.replica(shard); r != nil && r.isLeader() {
-				// Took the leadership since the check above, perhaps
-				// before the attempt could be interrupted: Raft's
-				// state changes before its observers hear of it.
-				acancel()
+			// Only a batch that may be sent again is interrupted: the
+			// answer to a command without an id (from a cluster with
+			// members of an earlier version) is waited for, as cutting
+			// it short would leave its outcome unknown.
+			interruptible := allRetriable(batch)
+			if interruptible {
+				o.setAttempt(acancel)
+				if r := s.replica(shard); r != nil && r.isLeader() {
+					// Took the leadership since the check above,
+					// perhaps before the attempt could be interrupted:
+					// Raft's state changes before its observers hear
+					// of it.
+					o.setAttempt(nil)
+					acancel()
+					continue
+				}
 			}
+			s.forwards.sent.Add(1)
 			resp, err := s.opts.Forward.Call(actx, target.RPC, ForwardService, encodeForward(shard, hops+1, cmds))
-			o.setAttempt(nil)
+			if interruptible {
+				o.setAttempt(nil)
+			}
+			interrupted := errors.Is(actx.Err(), context.Canceled) && ctx.Err() == nil
 			acancel()
 			if err != nil {
-				s.forwards.failed.Add(1)
-				s.passOver(shard, target.ID)
-				s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
+				if interrupted {
+					s.log.Debug("forward cut short: this node leads the shard now", "shard", shard, "node", target.ID, "appends", len(batch))
+				} else {
+					s.forwards.failed.Add(1)
+					s.passOver(shard, target.ID)
+					s.log.Debug("forward failed", "shard", shard, "node", target.ID, "appends", len(batch), "error", err)
+				}
 				if !errors.Is(err, rpcmux.ErrNotSent) {
 					batch = s.unsent(batch, target, err)
 				}
@@ -415,6 +433,16 @@ func (s *Set) unsent(batch []forwardItem, target Peer, err error) []forwardItem 
 		it.done(0, fmt.Errorf("%w: %w: the forward to %s failed after it was sent (%v)", streams.ErrUnavailable, errOutcomeUnknown, target.ID, err))
 	}
 	return again
+}
+
+// allRetriable reports whether every append of batch may be sent again.
+func allRetriable(batch []forwardItem) bool {
+	for i := range batch {
+		if !batch[i].cmd.retriable() {
+			return false
+		}
+	}
+	return true
 }
 
 func answerAll(batch []forwardItem, err error) {
