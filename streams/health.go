@@ -96,9 +96,17 @@ func (s *Store) tryRecover() {
 		s.db = nil
 		return
 	}
+	s.recoveries.Add(1)
 	s.health.Store(nil)
 	s.log.Info("store recovered: writes accepted again", "dir", s.opts.Dir)
 }
+
+// Recoveries counts the store's recoveries from a failed write. Each one
+// reopened the database from what had reached the disk: writes committed
+// without fsync before the failure may be gone (a caller that keeps its
+// own redo log, as a shard's state machine has the Raft log, checks its
+// markers when this changes).
+func (s *Store) Recoveries() uint64 { return s.recoveries.Load() }
 
 // probeDisk writes and syncs a small file in the data directory.
 func (s *Store) probeDisk() error {

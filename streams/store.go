@@ -32,6 +32,8 @@ type Store struct {
 
 	// health is nil while the store accepts writes; otherwise why not.
 	health atomic.Pointer[error]
+	// recoveries counts the reopenings after a failed write (Recoveries).
+	recoveries atomic.Uint64
 
 	queue opQueue // appends and commands waiting for the committer
 	stats storeCounters

@@ -35,6 +35,9 @@ type Store interface {
 	// ForgetApplied deletes applied-index markers (a replica dropped
 	// from this node, reconfigure.go).
 	ForgetApplied(ctx context.Context, logs ...string) error
+	// Recoveries counts the store's recoveries from a failed write
+	// (lostApplied).
+	Recoveries() uint64
 }
 
 // appendResult is the outcome of one append of an entry, as the leader's
@@ -83,6 +86,11 @@ type fsm struct {
 	pageRecords int
 	// stop is closed when the replica shuts down: a blocked apply gives up.
 	stop <-chan struct{}
+	// stored is the highest applied index this state machine committed
+	// to the store (or found there), and recoveries the store's count of
+	// recoveries it last checked that against (lostApplied). Raft's
+	// goroutine only.
+	stored, recoveries uint64
 }
 
 // fsmConfig is what a replica's state machine works with.
@@ -97,12 +105,13 @@ type fsmConfig struct {
 func newFSM(c fsmConfig) (*fsm, error) {
 	f := &fsm{log: groupName(c.shard), shard: c.shard, shards: c.shards, store: c.store, logger: c.logger, src: c.src,
 		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, dd: newDedupe(),
-		kv: c.store.KV(kvNamespace(c.shard))}
+		kv: c.store.KV(kvNamespace(c.shard)), recoveries: c.store.Recoveries()}
 	idx, err := c.store.AppliedIndexOf(f.log)
 	if err != nil {
 		return nil, fmt.Errorf("shards: applied index of %s: %w", f.log, err)
 	}
 	f.applied.Store(idx)
+	f.stored = idx
 	if idx > 0 {
 		// Raft replays its log from the start unless it restores a
 		// snapshot first (Restore then starts from that).
@@ -135,6 +144,9 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	if f.behind() && !f.finishRestore() {
+		return out // stopping
+	}
+	if f.lostApplied() {
 		return out // stopping
 	}
 	run := f.run[:0] // appends submitted together
@@ -282,13 +294,43 @@ func (f *fsm) applyRun(run []pending) {
 		for i, err := range errs {
 			if retryable(err) {
 				again = append(again, run[i])
+			} else if err == nil {
+				f.stored = max(f.stored, run[i].req.AppliedIndex)
 			}
 		}
-		if len(again) == 0 || !f.pause(again[0].result.err) {
+		if len(again) == 0 || !f.pause(again[0].result.err) || f.lostApplied() {
 			return
 		}
 		run = again
 	}
+}
+
+// lostApplied checks, once the store has recovered from a failed write,
+// that it still holds what this state machine committed to it: the
+// recovery reopened it from what had reached the disk, and entries
+// applied without fsync may be gone. If some are, nothing more may be
+// applied on top (this replica's copy of the shard would lack them for
+// good): it logs why and waits until the replica stops, its shard's
+// writes through this node failing meanwhile; a restart replays the lost
+// entries from the Raft log, which is truncated only after the store was
+// synced. True when it stopped.
+func (f *fsm) lostApplied() bool {
+	n := f.store.Recoveries()
+	if n == f.recoveries {
+		return false
+	}
+	marker, err := f.store.AppliedIndexOf(f.log)
+	if err != nil {
+		return false // asked again at the next entry
+	}
+	if marker >= f.stored {
+		f.recoveries = n
+		return false
+	}
+	f.logger.Error("the store lost shard entries in its recovery from a failed write; this replica applies nothing more until the node restarts, which replays them from the Raft log",
+		"applied", f.stored, "store", marker)
+	<-f.stop
+	return true
 }
 
 // admin creates or deletes a stream, retrying while the store cannot
