@@ -57,6 +57,10 @@ type cluster struct {
 	// noAdminIDs: the nodes create and delete streams without ids, as in
 	// a cluster with a member of an earlier version (Options.AdminIDs).
 	noAdminIDs bool
+	// seenAlive holds node ids the nodes' Options.Alive reports up
+	// whether or not they run (membership that sees a node come back
+	// before it answers); under mu.
+	seenAlive map[string]bool
 }
 
 type testNode struct {
@@ -139,6 +143,9 @@ func (c *cluster) update(l Layout) {
 func (c *cluster) alive(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.seenAlive[id] {
+		return true
+	}
 	for _, nd := range c.nodes {
 		if nd.self.ID == id {
 			return nd.set != nil

@@ -26,12 +26,18 @@ import (
 //   - the leader of each shard changes its group's configuration toward
 //     the layout's replicas, one change at a time, each awaited: it
 //     removes the servers the layout dropped that are down, adds the
-//     layout's replicas that are up and not voters, then removes the
-//     other servers the layout dropped. Removing dead servers first keeps
-//     a majority reachable: replacing a dead node of three goes through
-//     two voters, never four of which two would be needed and one is
-//     dead. A leader the layout dropped hands its leadership to a
-//     replica of the layout first, and that one removes it.
+//     layout's replicas that are up and not in the group as non-voters
+//     and makes each a voter once it has caught up with the log
+//     (promotable), then removes the other servers the layout dropped.
+//     Removing dead servers first keeps a majority reachable: replacing a
+//     dead node of three goes through two voters, never four of which two
+//     would be needed and one is dead. Adding non-voters keeps a replica
+//     that has no copy of the log yet out of the majority: a dead node
+//     that comes back just as the planner replaces it is not removed
+//     first, and with it catching up too, four voters would need one of
+//     the two that cannot answer. A leader the layout dropped hands its
+//     leadership to a replica of the layout first, and that one removes
+//     it.
 //   - a replica the layout no longer places here is closed once its
 //     group's leader confirms that a committed configuration no longer
 //     lists this node (confirmRemoved). It asks when its latest
@@ -198,7 +204,7 @@ func (s *Set) manage() {
 	retry.Stop()
 	defer retry.Stop()
 	m := &manager{led: make([]int, s.opts.Shards), dropped: map[int]bool{}, leftover: map[int]time.Time{}, raftLeft: map[int]time.Time{}, asked: map[int]time.Time{},
-		caughtUp: map[int]uint64{}}
+		caughtUp: map[int]mark{}, promote: map[int]mark{}}
 	lastChange := time.Now()
 	for {
 		changed := s.changes.Wait()
@@ -254,7 +260,10 @@ type manager struct {
 	// have applied before a server the layout dropped is removed, or a
 	// leader the layout dropped hands over: what the leader had applied
 	// once the replicas were all added (gate).
-	caughtUp map[int]uint64
+	caughtUp map[int]mark
+	// promote holds, by shard, the log index a non-voter the layout
+	// places must have applied before it is made a voter (promotable).
+	promote map[int]mark
 	// pending says the pass left a layout change waiting: a replica of
 	// the layout not caught up yet (gate), or a replica moved away that
 	// its group has not removed yet.
@@ -355,7 +364,7 @@ func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 		}
 	}
 	// The layout's replicas that are up and not voters (or at another
-	// address).
+	// address): added as non-voters, made voters once caught up.
 	for _, p := range want {
 		k := slices.IndexFunc(servers, func(srv raft.Server) bool { return string(srv.ID) == p.ID })
 		if k >= 0 && servers[k].Suffrage == raft.Voter && string(servers[k].Address) == p.RPC {
@@ -364,9 +373,22 @@ func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 		if p.ID == self || !s.alive(p.ID) {
 			continue
 		}
+		id, addr := raft.ServerID(p.ID), raft.ServerAddress(p.RPC)
+		switch {
+		case k >= 0 && servers[k].Suffrage == raft.Voter:
+			delete(m.caughtUp, shard)
+			return s.change(shard, r, "updating a replica's address", p.ID, r.raft.AddVoter(id, addr, 0, s.opts.WriteTimeout))
+		case k < 0 || string(servers[k].Address) != p.RPC:
+			delete(m.caughtUp, shard)
+			delete(m.promote, shard)
+			return s.change(shard, r, "adding a replica the layout places, as a non-voter until it catches up", p.ID,
+				r.raft.AddNonvoter(id, addr, 0, s.opts.WriteTimeout))
+		case !s.promotable(m, shard, r, p):
+			continue
+		}
 		delete(m.caughtUp, shard)
-		return s.change(shard, r, "adding a replica the layout places", p.ID,
-			r.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RPC), 0, s.opts.WriteTimeout))
+		delete(m.promote, shard)
+		return s.change(shard, r, "making a replica that caught up a voter", p.ID, r.raft.AddVoter(id, addr, 0, s.opts.WriteTimeout))
 	}
 	if !wanted(raft.ServerID(self)) {
 		// Another replica of the layout leads, and removes this one,
@@ -399,17 +421,48 @@ func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 	return false
 }
 
+// mark is a log index replicas must reach, set by a leader in its term:
+// what its store had applied when the manager first asked (not its
+// Raft's last index: entries the state machine never sees, such as a new
+// term's no-op, leave no trace in the stores). A mark of an earlier term
+// (this node lost the leadership and won it back) is set again: the
+// group's configuration may have changed meanwhile.
+type mark struct {
+	term, index uint64
+}
+
+// markOf returns marks[shard], set anew unless this term set it.
+func markOf(marks map[int]mark, shard int, r *replica) uint64 {
+	term := r.raft.CurrentTerm()
+	if mk, ok := marks[shard]; ok && mk.term == term {
+		return mk.index
+	}
+	mk := mark{term: term, index: max(r.fsm.applied.Load(), 1)}
+	marks[shard] = mk
+	return mk.index
+}
+
+// promotable reports whether p, a non-voter of shard's group, has caught
+// up with the log to where it was when the manager first asked
+// (m.promote), and may vote. A replica added as a voter before it had a
+// copy of the log would count towards the group's majority without being
+// able to answer: with one voter down (a dead node returning just as the
+// planner replaces it), the group's writes would stall until it caught
+// up, which takes as long as fetching the shard's records.
+func (s *Set) promotable(m *manager, shard int, r *replica, p Peer) bool {
+	if s.caughtUp(shard, []Peer{p}, markOf(m.promote, shard, r)) {
+		return true
+	}
+	r.settle() // see gate
+	m.pending = true
+	return false
+}
+
 // gate reports whether the layout's replicas of shard, all voters of its
 // group, have caught up with the log (caughtUp) to where it was when
 // they were first found all added.
 func (s *Set) gate(m *manager, shard int, r *replica, want []Peer) bool {
-	if m.caughtUp[shard] == 0 {
-		// What this leader's store has applied (not its Raft's last
-		// index: entries the state machine never sees, such as a new
-		// term's no-op, leave no trace in the stores).
-		m.caughtUp[shard] = max(r.fsm.applied.Load(), 1)
-	}
-	if s.caughtUp(shard, want, m.caughtUp[shard]) {
+	if s.caughtUp(shard, want, markOf(m.caughtUp, shard, r)) {
 		return true
 	}
 	// Not yet. A replica added before it had opened failed raft's

@@ -590,3 +590,60 @@ func TestClearCutShortIsFinished(t *testing.T) {
 		t.Fatalf("clearing marker after the restart: %d %v", v, err)
 	}
 }
+
+// TestReplicaAddedAsANonVoterUntilCaughtUp: n3 dies, and membership sees
+// it come back (it does not answer yet) just as the layout replaces it
+// with n4, which is up but has not started either. n3 is not removed
+// first (it looks up), so each group gets n4 while n3 is still a voter:
+// as a voter, n4 would make four of which two cannot answer, and the
+// group's writes would stall. As a non-voter it leaves n1 and n2 a
+// majority: appends go on. Once n4 runs and has caught up, it is made a
+// voter and n3 is removed.
+func TestReplicaAddedAsANonVoterUntilCaughtUp(t *testing.T) {
+	const shards = 2
+	c := newCluster(t, 3, shards, 3)
+	c.waitLeaders()
+	n3 := c.nodes[2]
+	w := startWriter(t, shards, c.nodes[0], c.nodes[1])
+	w.waitMore(t, 20)
+	n3.stop()
+	w.waitMore(t, 20)
+
+	n4 := Peer{ID: "n4", RPC: "n4:7947"}
+	c.mu.Lock()
+	c.seenAlive = map[string]bool{"n3": true, "n4": true}
+	c.mu.Unlock()
+	c.update(replaced(c.layout, "n3", &n4))
+	testutil.Eventually(t, 15*time.Second, "n4 to be a non-voter of every shard's group", func() bool {
+		for i := 0; i < shards; i++ {
+			leader := c.leaderOf(i)
+			if leader == nil {
+				return false
+			}
+			cfg := leader.raft.GetConfiguration()
+			if cfg.Error() != nil || !slices.ContainsFunc(cfg.Configuration().Servers, func(srv raft.Server) bool {
+				return srv.ID == "n4" && srv.Suffrage == raft.Nonvoter
+			}) {
+				return false
+			}
+		}
+		return true
+	})
+	before := w.refused.Load()
+	w.waitMore(t, 40)
+	if n := w.refused.Load() - before; n > 0 {
+		t.Fatalf("%d appends refused while n4 was a non-voter (last: %v)", n, w.lastErr)
+	}
+
+	c.addNode(n4)
+	c.waitConfigured()
+	w.waitMore(t, 40)
+	w.stop()
+	c.identical()
+	for _, nd := range c.nodes {
+		if nd != n3 {
+			w.checkAcked(t, nd.self.ID, nd.store)
+		}
+	}
+	t.Logf("%d appends acknowledged, %d refused (the last: %v)", w.count(), w.refused.Load(), w.lastErr)
+}

@@ -10,9 +10,9 @@ import (
 )
 
 // TestReplicaMovedAwayStaysWhileItsGroupNeedsIt: the layout moves shard
-// 0 from x to n4; the leader adds n4, which has not caught up as far as
-// the leader knows, so x stays and the group has four voters and needs
-// three. Then n4 and the leader are cut off (n4 as if its catch-up
+// 0 from x to n4; the leader adds n4 and makes it a voter once caught up,
+// but then cannot learn that n4 caught up (its fetches fail), so x stays
+// and the group has four voters and needs three. Then n4 and the leader are cut off (n4 as if its catch-up
 // blocked it): x and y, two of four, elect no one. x, moved away and
 // hearing of no leader for Timers.Orphaned, must not close its replica:
 // its vote is one of the three the group needs once n4 is back (before,
@@ -31,10 +31,12 @@ func TestReplicaMovedAwayStaysWhileItsGroupNeedsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	n4 := c.addNode(Peer{ID: "n4", RPC: "n4:7947"})
-	// The leader never learns that n4 caught up, so x stays a voter.
+	// Once n4 votes, the leader never learns that it caught up, so x
+	// stays a voter.
 	c.mu.Lock()
 	c.fetchFault = func(addr string) error {
-		if addr == n4.self.RPC {
+		cfg := leader.set.replica(0).raft.GetConfiguration()
+		if addr == n4.self.RPC && cfg.Error() == nil && isVoterIn(cfg.Configuration().Servers, "n4") {
 			return errors.New("n4 is catching up")
 		}
 		return nil
