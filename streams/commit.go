@@ -67,7 +67,7 @@ const (
 type op struct {
 	kind      opKind
 	stream    string
-	req       AppendRequest // opAppend; opKV: its applied-index marker
+	req       AppendRequest // opAppend; opKV, opCreate, opDelete: its applied-index marker
 	retention Retention     // opCreate
 	created   int64         // opCreate: the creation time (unix ns); 0: the store's clock
 	install   *InstallRequest
@@ -426,9 +426,13 @@ func (g *group) commit(ops []*op) int {
 		case opAppend:
 			r.first, r.err = g.append(o)
 		case opCreate:
-			_, r.err = g.create(o.stream, o.retention, o.created)
+			if _, r.err = g.create(o.stream, o.retention, o.created); r.err == nil {
+				g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
+			}
 		case opDelete:
-			r.err = g.delete(o.stream)
+			if r.err = g.delete(o.stream); r.err == nil {
+				g.markApplied(o.req.AppliedLog, o.req.AppliedIndex)
+			}
 		case opTrim:
 			r.err = g.trim(o.trim)
 		case opKV:

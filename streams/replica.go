@@ -17,6 +17,15 @@ import (
 // then describes it alike, and a replica tells two streams of one name
 // apart (one deleted, the other created later) by it.
 func (s *Store) CreateStreamAt(ctx context.Context, name string, retention Retention, created time.Time) (StreamInfo, error) {
+	return s.CreateStreamApplied(ctx, name, retention, created, "", 0)
+}
+
+// CreateStreamApplied creates a stream like CreateStreamAt and, when it
+// creates it and index is not zero, sets the applied-index marker of log
+// (AppliedIndexOf) to index in the same synced batch: a replicated log's
+// entry that created a stream then tells, after a crash that came before
+// the rest of its entry was stored, that it did.
+func (s *Store) CreateStreamApplied(ctx context.Context, name string, retention Retention, created time.Time, log string, index uint64) (StreamInfo, error) {
 	if err := ValidateName(name); err != nil {
 		return StreamInfo{}, err
 	}
@@ -26,7 +35,7 @@ func (s *Store) CreateStreamAt(ctx context.Context, name string, retention Reten
 	if retention.IsZero() {
 		retention = s.opts.DefaultRetention
 	}
-	o := &op{kind: opCreate, stream: name, retention: retention}
+	o := &op{kind: opCreate, stream: name, retention: retention, req: AppendRequest{AppliedLog: log, AppliedIndex: index}}
 	if !created.IsZero() {
 		o.created = created.UnixNano()
 	}
@@ -34,6 +43,13 @@ func (s *Store) CreateStreamAt(ctx context.Context, name string, retention Reten
 		return StreamInfo{}, err
 	}
 	return s.DescribeStream(name)
+}
+
+// DeleteStreamApplied deletes a stream like DeleteStream and, when it
+// deletes it and index is not zero, sets the applied-index marker of log
+// to index in the same synced batch (CreateStreamApplied).
+func (s *Store) DeleteStreamApplied(ctx context.Context, name, log string, index uint64) error {
+	return s.runCommand(ctx, &op{kind: opDelete, stream: name, req: AppendRequest{AppliedLog: log, AppliedIndex: index}})
 }
 
 // StoredPage is a run of a stream's records in their stored encoding.

@@ -275,3 +275,44 @@ func TestForgetApplied(t *testing.T) {
 	want(s, "shard-1/restore", 0)
 	want(s, "shard-2", 4)
 }
+
+// TestStreamChangeSetsItsMarker: a creation or deletion given a marker
+// sets it with the change, kept across a reopen; one that fails (the
+// stream exists, or does not) leaves it.
+func TestStreamChangeSetsItsMarker(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	want := func(s *Store, index uint64) {
+		t.Helper()
+		if got, err := s.AppliedIndexOf("shard-1/admin"); err != nil || got != index {
+			t.Fatalf("applied index %d %v, want %d", got, err, index)
+		}
+	}
+	at := time.Unix(1_700_000_000, 0)
+	if _, err := s.CreateStreamApplied(ctx, "a", Retention{}, at, "shard-1/admin", 3); err != nil {
+		t.Fatal(err)
+	}
+	want(s, 3)
+	if _, err := s.CreateStreamApplied(ctx, "a", Retention{}, at, "shard-1/admin", 5); !errors.Is(err, ErrStreamExists) {
+		t.Fatalf("second creation: %v, want ErrStreamExists", err)
+	}
+	want(s, 3)
+	if err := s.DeleteStreamApplied(ctx, "b", "shard-1/admin", 6); !errors.Is(err, ErrStreamNotFound) {
+		t.Fatalf("deletion of a missing stream: %v, want ErrStreamNotFound", err)
+	}
+	want(s, 3)
+	if err := s.DeleteStreamApplied(ctx, "a", "shard-1/admin", 7); err != nil {
+		t.Fatal(err)
+	}
+	want(s, 7)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, nil)
+	want(s, 7)
+	if info, err := s.CreateStreamAt(ctx, "a", Retention{}, at); err != nil || !info.CreatedAt.Equal(at) {
+		t.Fatalf("creation after the reopen: %+v %v", info, err)
+	}
+	want(s, 7)
+}

@@ -43,6 +43,10 @@ const restoreSuffix = "/restore"
 // deleted.
 const clearingSuffix = "/clearing"
 
+// adminSuffix names the marker of the last entry whose stream creation or
+// deletion this node's store made (fsm.admin).
+const adminSuffix = "/admin"
+
 // fetchTimeout bounds one fetch from a peer.
 const fetchTimeout = 10 * time.Second
 

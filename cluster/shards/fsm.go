@@ -20,6 +20,10 @@ type Store interface {
 	Submit(req streams.AppendRequest) error
 	CreateStreamAt(ctx context.Context, name string, r streams.Retention, created time.Time) (streams.StreamInfo, error)
 	DeleteStream(ctx context.Context, name string) error
+	// CreateStreamApplied and DeleteStreamApplied set an applied-index
+	// marker with the change (admin).
+	CreateStreamApplied(ctx context.Context, name string, r streams.Retention, created time.Time, log string, index uint64) (streams.StreamInfo, error)
+	DeleteStreamApplied(ctx context.Context, name, log string, index uint64) error
 	DescribeStream(name string) (streams.StreamInfo, error)
 	ListStreams() []streams.StreamInfo
 	AppliedIndexOf(log string) (uint64, error)
@@ -218,7 +222,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 					}
 					continue
 				}
-				results[j].err = f.admin(c, ts)
+				results[j].err = f.admin(c, ts, l.Index)
 				f.dd.add(c.id, &results[j])
 				continue
 			}
@@ -333,18 +337,28 @@ func (f *fsm) lostApplied() bool {
 	return true
 }
 
-// admin creates or deletes a stream, retrying while the store cannot
-// write. Its errors (a stream that exists, or does not) are the same on
-// every replica.
-func (f *fsm) admin(c appendCmd, ts time.Time) error {
+// admin creates or deletes a stream as entry index says, retrying while
+// the store cannot write. Its errors (a stream that exists, or does not)
+// are the same on every replica.
+//
+// A change that succeeds sets the shard's admin marker (adminSuffix) to
+// index with it, synced, while the store's applied-index marker covers
+// the entry only once the rest of it is stored: after a crash in between,
+// the entry is applied again, and the marker tells that the change was
+// made (its result then is success, not "exists" or "not found", which a
+// retry of the change would be answered with).
+func (f *fsm) admin(c appendCmd, ts time.Time, index uint64) error {
+	if done, err := f.store.AppliedIndexOf(f.log + adminSuffix); err == nil && done >= index {
+		return nil
+	}
 	for {
 		ctx, cancel := f.stopContext()
 		var err error
 		if c.kind == kindCreate {
 			// At the leader's time, the same on every replica.
-			_, err = f.store.CreateStreamAt(ctx, c.stream, c.retention, ts)
+			_, err = f.store.CreateStreamApplied(ctx, c.stream, c.retention, ts, f.log+adminSuffix, index)
 		} else {
-			err = f.store.DeleteStream(ctx, c.stream)
+			err = f.store.DeleteStreamApplied(ctx, c.stream, f.log+adminSuffix, index)
 		}
 		cancel()
 		if !retryable(err) || !f.pause(err) {

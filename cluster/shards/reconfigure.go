@@ -680,7 +680,7 @@ func (s *Set) clearStore(shard int) error {
 	if err := replaceNamespace(s.opts.Store.KV(kvNamespace(shard)), nil); err != nil {
 		return fmt.Errorf("shards: %s: clear the key/value namespace: %w", group, err)
 	}
-	if err := s.opts.Store.ForgetApplied(ctx, group, group+restoreSuffix, group+clearingSuffix); err != nil {
+	if err := s.opts.Store.ForgetApplied(ctx, group, group+restoreSuffix, group+adminSuffix, group+clearingSuffix); err != nil {
 		return fmt.Errorf("shards: %s: forget the applied index: %w", group, err)
 	}
 	return nil

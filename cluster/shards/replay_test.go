@@ -446,3 +446,88 @@ func TestRetryInTheSameBatchGetsTheFirstCopysResult(t *testing.T) {
 		t.Fatalf("append 3: %+v, want offset 5 (the retry stored nothing)", second[1])
 	}
 }
+
+// TestStreamChangeAppliedAgainAfterACrashKeepsItsResult: an entry that
+// creates (or deletes) a stream and then appends is applied in two
+// steps, the change synced first. After a crash between the two the
+// store's marker does not cover the entry, which is applied again: its
+// change must be answered as made (a retry of it gets that answer from
+// the dedupe window), not "exists" or "not found", and its append stored.
+func TestStreamChangeAppliedAgainAfterACrashKeepsItsResult(t *testing.T) {
+	at := time.Unix(1_700_000_000, 0)
+	app := func(stream string, seq uint64) appendCmd {
+		return appendCmd{kind: kindAppend, stream: stream, id: appendID{7, seq},
+			records: encodeRecords([]streams.Record{{Topic: "t", Payload: []byte(stream)}})}
+	}
+	change := func(kind byte, stream string, seq uint64) appendCmd {
+		return appendCmd{kind: kind, stream: stream, id: appendID{7, seq}}
+	}
+	entries := []*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: encodeEntry(at, []appendCmd{change(kindCreate, "d", 1), app("d", 2)})},
+		{Index: 2, Type: raft.LogCommand, Data: encodeEntry(at.Add(time.Second), []appendCmd{change(kindCreate, "c", 3), app("c", 4)})},
+		{Index: 3, Type: raft.LogCommand, Data: encodeEntry(at.Add(2*time.Second), []appendCmd{change(kindDelete, "d", 5), app("c", 6)})},
+		// Retries of the two changes.
+		{Index: 4, Type: raft.LogCommand, Data: encodeEntry(at.Add(3*time.Second), []appendCmd{change(kindCreate, "c", 3)})},
+		{Index: 5, Type: raft.LogCommand, Data: encodeEntry(at.Add(4*time.Second), []appendCmd{change(kindDelete, "d", 5)})},
+	}
+	// run starts a state machine on the store in fs, applies entries up
+	// to crashAt one by one (all when 0) and, at crashAt, dies as the
+	// store's first unit of that entry opens (after its change was
+	// synced). It returns the results and what the disk held then.
+	run := func(fs *vfs.MemFS, crashAt uint64) ([][]appendResult, *vfs.MemFS) {
+		store, err := streams.Open(streams.Options{Dir: "/db", FS: fs, AutoCreate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := &unitCounter{Store: store}
+		stop := make(chan struct{})
+		defer func() {
+			close(stop)
+			_ = store.Close()
+		}()
+		f, err := newFSM(fsmConfig{shards: 1, store: counted, logger: testutil.Logger(), stop: stop})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [][]appendResult
+		for _, e := range entries {
+			var crashed *vfs.MemFS
+			counted.onUnit = func(int) {
+				if e.Index == crashAt && crashed == nil {
+					crashed = fs.CrashClone(vfs.CrashCloneCfg{})
+				}
+			}
+			res, _ := f.ApplyBatch([]*raft.Log{e})[0].([]appendResult) // none for an entry under the store's marker
+			out = append(out, res)
+			if crashed != nil {
+				return out, crashed
+			}
+			if err := store.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out, nil
+	}
+	for _, crashAt := range []uint64{2, 3} {
+		t.Run(fmt.Sprintf("crash in entry %d", crashAt), func(t *testing.T) {
+			_, crashed := run(vfs.NewCrashableMem(), crashAt)
+			if crashed == nil {
+				t.Fatalf("entry %d opened no unit", crashAt)
+			}
+			out, _ := run(crashed, 0)
+			for i, res := range out {
+				for j, r := range res {
+					if r.err != nil {
+						t.Errorf("entry %d, command %d, applied again after the crash: %v", i+1, j, r.err)
+					}
+				}
+			}
+			if len(out[1]) > 0 && out[1][1].first != 0 {
+				t.Errorf("c's first append stored at offset %d, want 0", out[1][1].first)
+			}
+			if got := out[2][1].first; got != 1 {
+				t.Errorf("c's second append stored at offset %d, want 1", got)
+			}
+		})
+	}
+}
