@@ -539,3 +539,31 @@ func TestMissingAnswerFailsItsConnection(t *testing.T) {
 		t.Fatal("an append whose answer is missing waits for ever while the connection carries other answers")
 	}
 }
+
+// TestRequestOfAGoneConnectionIsNotHandedToRaft: a request still queued
+// for its group when the connection it came on is gone (its sender
+// failed it and sends it again on a new one) does not reach raft; the
+// next one does.
+func TestRequestOfAGoneConnectionIsNotHandedToRaft(t *testing.T) {
+	n := newNode(t, "a", nil, Options{})
+	tr := n.group(t, "g").(preVoteTransport).Transport
+	gone := &serverConn{b: n.b, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	close(gone.done)
+	live := &serverConn{b: n.b, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	tr.receive(incoming{id: 1, req: appendReq(1), to: gone})
+	tr.receive(incoming{id: 2, req: appendReq(2), to: live})
+	select {
+	case rpc := <-tr.Consumer():
+		if got := rpc.Command.(*raft.AppendEntriesRequest).Entries[0].Index; got != 2 {
+			t.Fatalf("raft got the request of entry %d first, want the live connection's (2)", got)
+		}
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the live connection's request did not reach raft")
+	}
+	testutil.Eventually(t, 5*time.Second, "the live connection's answer", func() bool {
+		live.mu.Lock()
+		defer live.mu.Unlock()
+		return len(live.answers) == 1 && live.answers[0].id == 2 && live.answers[0].resp.Success
+	})
+}

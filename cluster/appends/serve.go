@@ -185,6 +185,14 @@ func (t *Transport) serve() {
 // handle hands one append to raft and queues raft's answer, or an error
 // if raft does not take it and answer within two ticks.
 func (t *Transport) handle(in incoming, tick <-chan time.Time) {
+	select {
+	case <-in.to.done:
+		// The connection it came on is gone, and its sender failed it
+		// already (raft sends it again): handing it to raft would only
+		// hold back the requests of the connection that replaced it.
+		return
+	default:
+	}
 	a := answer{id: in.id}
 	defer func() { in.to.answer(a) }()
 	ch := make(chan raft.RPCResponse, 1)

@@ -134,7 +134,8 @@ func appendRequest(b []byte, r *raft.AppendEntriesRequest) []byte {
 	return b
 }
 
-// decodeRequests decodes appendRequests's encoding. The requests' byte
+// decodeRequests decodes appendRequests's encoding. The entries' bytes
+// are copied, into one buffer per request; the requests' other byte
 // fields alias b.
 func decodeRequests(b []byte) ([]request, error) {
 	d := reader{bincode.Reader{B: b}}
@@ -184,6 +185,35 @@ func (d *reader) request(r *raft.AppendEntriesRequest) {
 			e.AppendedAt = time.Unix(0, at)
 		}
 		r.Entries[i] = e
+	}
+	ownEntries(logs)
+}
+
+// ownEntries copies the entries' bytes, which alias the frame, into one
+// buffer of their own. raft keeps a group's newest entries in its log
+// cache: aliasing the frame, each would keep the whole frame, up to
+// maxFrame of every group's requests to this node, in memory for as long
+// as its group's cache holds it (a quiet group's, until it writes again).
+func ownEntries(logs []raft.Log) {
+	size := 0
+	for i := range logs {
+		size += len(logs[i].Data) + len(logs[i].Extensions)
+	}
+	if size == 0 {
+		return
+	}
+	own := make([]byte, 0, size)
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		at := len(own)
+		own = append(own, b...)
+		return own[at:len(own):len(own)]
+	}
+	for i := range logs {
+		logs[i].Data = keep(logs[i].Data)
+		logs[i].Extensions = keep(logs[i].Extensions)
 	}
 }
 

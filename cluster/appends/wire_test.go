@@ -51,6 +51,28 @@ func TestRequestsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDecodedEntriesOwnTheirBytes: a decoded request's entries do not
+// alias the frame (raft's log cache keeps entries; aliasing, each would
+// keep its whole frame of every group's requests in memory).
+func TestDecodedEntriesOwnTheirBytes(t *testing.T) {
+	frame := appendRequests(nil, testRequests())
+	got, err := decodeRequests(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(frame)
+	entries := got[0].req.Entries
+	if string(entries[0].Data) != "payload" || string(entries[1].Data) != "\x00\x01" || string(entries[1].Extensions) != "ext" {
+		t.Fatalf("entries changed with the frame: %q %q %q", entries[0].Data, entries[1].Data, entries[1].Extensions)
+	}
+	if entries[0].Extensions != nil {
+		t.Fatalf("empty extensions decoded as %q, want nil", entries[0].Extensions)
+	}
+	if cap(entries[0].Data) != len(entries[0].Data) {
+		t.Fatalf("an entry's data has room for %d more bytes: appending to it would overwrite the next entry's", cap(entries[0].Data)-len(entries[0].Data))
+	}
+}
+
 func TestAnswersRoundTrip(t *testing.T) {
 	answers := []answer{
 		{id: 3, resp: raft.AppendEntriesResponse{RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("node2"), Addr: []byte("127.0.0.1:7957")},
