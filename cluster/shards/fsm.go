@@ -90,6 +90,11 @@ type fsm struct {
 	pageRecords int
 	// stop is closed when the replica shuts down: a blocked apply gives up.
 	stop <-chan struct{}
+	// lost is set once the store is found to have lost applied entries
+	// (lostApplied), and onLost called then: the replica must be opened
+	// again, which replays them from the Raft log.
+	lost   atomic.Bool
+	onLost func()
 	// stored is the highest applied index this state machine committed
 	// to the store (or found there), and recoveries the store's count of
 	// recoveries it last checked that against (lostApplied). Raft's
@@ -104,11 +109,12 @@ type fsmConfig struct {
 	logger        *slog.Logger
 	src           *peerSource // nil: no catch-up from peers
 	stop          <-chan struct{}
+	onLost        func() // see fsm.onLost; nil: none
 }
 
 func newFSM(c fsmConfig) (*fsm, error) {
 	f := &fsm{log: groupName(c.shard), shard: c.shard, shards: c.shards, store: c.store, logger: c.logger, src: c.src,
-		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, dd: newDedupe(),
+		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, onLost: c.onLost, dd: newDedupe(),
 		kv: c.store.KV(kvNamespace(c.shard)), recoveries: c.store.Recoveries()}
 	idx, err := c.store.AppliedIndexOf(f.log)
 	if err != nil {
@@ -302,7 +308,13 @@ func (f *fsm) applyRun(run []pending) {
 				f.stored = max(f.stored, run[i].req.AppliedIndex)
 			}
 		}
-		if len(again) == 0 || !f.pause(again[0].result.err) || f.lostApplied() {
+		if len(again) == 0 {
+			return
+		}
+		if !f.pause(again[0].result.err) || f.lostApplied() {
+			for _, p := range again {
+				p.result.err = errStoppedApplying
+			}
 			return
 		}
 		run = again
@@ -314,10 +326,10 @@ func (f *fsm) applyRun(run []pending) {
 // recovery reopened it from what had reached the disk, and entries
 // applied without fsync may be gone. If some are, nothing more may be
 // applied on top (this replica's copy of the shard would lack them for
-// good): it logs why and waits until the replica stops, its shard's
-// writes through this node failing meanwhile; a restart replays the lost
-// entries from the Raft log, which is truncated only after the store was
-// synced. True when it stopped.
+// good): it logs why, says so (lost, onLost) and waits until the replica
+// stops. The Set's manager then opens the replica again (a node's restart
+// does the same), and Raft replays the lost entries from its log, which
+// is truncated only after the store was synced. True when it stopped.
 func (f *fsm) lostApplied() bool {
 	n := f.store.Recoveries()
 	if n == f.recoveries {
@@ -331,8 +343,11 @@ func (f *fsm) lostApplied() bool {
 		f.recoveries = n
 		return false
 	}
-	f.logger.Error("the store lost shard entries in its recovery from a failed write; this replica applies nothing more until the node restarts, which replays them from the Raft log",
+	f.logger.Error("the store lost shard entries in its recovery from a failed write; the replica is opened again, to replay them from the Raft log",
 		"applied", f.stored, "store", marker)
+	if !f.lost.Swap(true) && f.onLost != nil {
+		f.onLost()
+	}
 	<-f.stop
 	return true
 }
@@ -361,8 +376,11 @@ func (f *fsm) admin(c appendCmd, ts time.Time, index uint64) error {
 			err = f.store.DeleteStreamApplied(ctx, c.stream, f.log+adminSuffix, index)
 		}
 		cancel()
-		if !retryable(err) || !f.pause(err) {
+		if !retryable(err) {
 			return err
+		}
+		if !f.pause(err) {
+			return errStoppedApplying
 		}
 	}
 }
@@ -384,9 +402,9 @@ func (f *fsm) stopContext() (context.Context, context.CancelFunc) {
 func (f *fsm) pause(err error) bool {
 	// The store's recovery reopens it from what reached the disk, and
 	// entries applied without fsync just before the failure may be gone
-	// from it: a restart replays them from the Raft log
-	// (docs/operations.md, "Disk faults").
-	f.logger.Warn("store cannot apply shard entries; retrying (restart this node once the store has recovered, so that its replicas replay what the store may have lost)", "error", err)
+	// from it: lostApplied finds out, and the replica is opened again to
+	// replay them from the Raft log (docs/operations.md, "Disk faults").
+	f.logger.Warn("store cannot apply shard entries; retrying", "error", err)
 	select {
 	case <-f.stop:
 		return false
@@ -394,6 +412,13 @@ func (f *fsm) pause(err error) bool {
 		return true
 	}
 }
+
+// errStoppedApplying answers the commands of an entry the replica stopped
+// retrying (it closes): the entry is committed, and the other replicas,
+// and this one once opened again, apply it. On the leader that outcome
+// is unknown to the appender, who sends it again with its id (a refusal
+// would be wrong: the records are stored).
+var errStoppedApplying = fmt.Errorf("%w: %w", streams.ErrClosed, errOutcomeUnknown)
 
 // retryable reports a store failure that says nothing about the entry.
 func retryable(err error) bool {

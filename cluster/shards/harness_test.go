@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/raft"
 
 	"github.com/mqstream/mqstream/cluster/rpcmux"
@@ -57,6 +59,9 @@ type cluster struct {
 	// noAdminIDs: the nodes create and delete streams without ids, as in
 	// a cluster with a member of an earlier version (Options.AdminIDs).
 	noAdminIDs bool
+	// faultyStores: each node's store is on a file system that fails
+	// the WAL's writes while the node's faults are on.
+	faultyStores bool
 	// seenAlive holds node ids the nodes' Options.Alive reports up
 	// whether or not they run (membership that sees a node come back
 	// before it answers); under mu.
@@ -69,6 +74,8 @@ type testNode struct {
 	dir   string
 	store *streams.Store
 	set   *Set
+	// faults fails its store's WAL writes while on (c.faultyStores).
+	faults *errorfs.Toggle
 	// Raft state per group, kept across restarts, deleted by Drop;
 	// under c.mu.
 	logs  map[string]*raft.InmemStore
@@ -157,7 +164,14 @@ func (c *cluster) alive(id string) bool {
 func (nd *testNode) start() {
 	t := nd.c.t
 	t.Helper()
-	store, err := streams.Open(streams.Options{Dir: nd.dir, AutoCreate: true, MaxRecordBytes: 1 << 20})
+	var fs vfs.FS
+	if nd.c.faultyStores {
+		if nd.faults == nil {
+			nd.faults = &errorfs.Toggle{Injector: errorfs.InjectorFunc(failWAL)}
+		}
+		fs = errorfs.Wrap(vfs.Default, nd.faults)
+	}
+	store, err := streams.Open(streams.Options{Dir: nd.dir, FS: fs, AutoCreate: true, MaxRecordBytes: 1 << 20, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

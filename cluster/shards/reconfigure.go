@@ -134,7 +134,13 @@ func (s *Set) open(shard int, bootstrap, serving bool) error {
 	if s.opts.Forward == nil {
 		src = nil
 	}
-	fc := fsmConfig{shard: shard, shards: s.opts.Shards, store: s.opts.Store, logger: s.log.With("shard", shard), src: src}
+	fc := fsmConfig{shard: shard, shards: s.opts.Shards, store: s.opts.Store, logger: s.log.With("shard", shard), src: src,
+		onLost: func() {
+			select {
+			case s.reconf <- struct{}{}: // the manager opens it again (reopen)
+			default:
+			}
+		}}
 	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.leadershipChanged(shard), &s.notices)
 	if err != nil {
 		return err
@@ -293,6 +299,10 @@ func (s *Set) reconcile(m *manager, tick bool) {
 			delete(m.dropped, i)
 		}
 		r := s.replica(i)
+		if r != nil && r.fsm.lost.Load() {
+			s.reopen(i, r)
+			r = s.replica(i)
+		}
 		if r == nil {
 			m.led[i] = 0
 			if l.Holds(i, self) {
@@ -597,6 +607,32 @@ func (s *Set) confirmRemoved(m *manager, shard int) bool {
 	}
 	delete(m.asked, shard)
 	return true
+}
+
+// reopen closes shard's replica r, whose store lost entries it had
+// applied (fsm.lostApplied), and opens it again: its Raft group replays
+// them from the log, as at a node's start. A leader hands its leadership
+// over first, so that the shard's writes wait for a transfer rather than
+// an election. An open that fails is tried again at the next pass (the
+// layout still places the shard here).
+func (s *Set) reopen(shard int, r *replica) {
+	s.log.Warn("reopening a replica whose store lost applied entries; it replays them from its Raft log", "shard", shard)
+	if r.isLeader() {
+		if err := s.await(r, r.raft.LeadershipTransfer()); err != nil {
+			s.log.Warn("leadership transfer failed", "shard", shard, "error", err)
+		}
+	}
+	s.replicas[shard].Store(nil)
+	if err := r.close(); err != nil {
+		s.log.Warn("closing a replica to open it again", "shard", shard, "error", err)
+	}
+	s.changes.Notify()
+	if !s.layout.Load().Holds(shard, s.opts.Self.ID) {
+		return // moved away meanwhile: its data goes as a leftover's
+	}
+	if err := s.open(shard, false, false); err != nil {
+		s.log.Warn("cannot open a replica again; retrying", "shard", shard, "error", err)
+	}
 }
 
 // retire closes shard's replica r, which the layout moved away and whose

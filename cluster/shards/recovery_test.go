@@ -14,6 +14,18 @@ import (
 	"github.com/mqstream/mqstream/streams"
 )
 
+// failWAL fails the writes and syncs of a store's WAL (and of its
+// recovery's probe file).
+func failWAL(op errorfs.Op) error {
+	if strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, "probe.tmp") {
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpCreate:
+			return errorfs.ErrInjected
+		}
+	}
+	return nil
+}
+
 // TestStoreRecoveryThatLostEntriesStopsTheReplica: entries 4-6 are
 // applied without fsync while the disk fails writes; a sync fails, and
 // the store recovers by reopening from what reached the disk, entries
@@ -23,15 +35,7 @@ import (
 // log. Before, entry 7 was stored at offset 3 under marker 7.
 func TestStoreRecoveryThatLostEntriesStopsTheReplica(t *testing.T) {
 	ctx := context.Background()
-	faults := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if strings.HasSuffix(op.Path, ".log") || strings.HasSuffix(op.Path, "probe.tmp") {
-			switch op.Kind {
-			case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpCreate:
-				return errorfs.ErrInjected
-			}
-		}
-		return nil
-	})}
+	faults := &errorfs.Toggle{Injector: errorfs.InjectorFunc(failWAL)}
 	store, err := streams.Open(streams.Options{Dir: "/db", FS: errorfs.Wrap(vfs.NewMem(), faults), AutoCreate: true, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -71,4 +75,44 @@ func TestStoreRecoveryThatLostEntriesStopsTheReplica(t *testing.T) {
 	if got, _ := store.AppliedIndexOf(groupName(0)); got != 3 || info.NextOffset != 3 {
 		t.Fatalf("entry 7 applied over the lost ones: marker %d, next offset %d; want 3 and 3", got, info.NextOffset)
 	}
+}
+
+// TestReplicaWhoseStoreLostEntriesIsOpenedAgain: the shard's leader x
+// applies entries while its disk fails the WAL's writes; a sync fails and
+// x's store recovers from what reached the disk, losing them. x's replica
+// stops applying (TestStoreRecoveryThatLostEntriesStopsTheReplica), and
+// the node opens it again: it hands the leadership over, Raft replays the
+// lost entries from its log, and the shard's writes go on. Before, x kept
+// the leadership with its state machine stalled, and the shard's writes
+// failed on every node until x restarted.
+func TestReplicaWhoseStoreLostEntriesIsOpenedAgain(t *testing.T) {
+	c := newClusterWith(t, 3, 1, 3, LocalTimers(), func(c *cluster) { c.faultyStores = true })
+	lead := c.waitLeaders()[0]
+	x := c.nodes[lead]
+	w := startWriter(t, 1, c.nodes[(lead+1)%3], c.nodes[(lead+2)%3])
+	w.waitMore(t, 20)
+	before := x.set.replica(0)
+
+	x.faults.On()
+	n := w.count()
+	deadline := time.Now().Add(2 * time.Second)
+	for w.count() < n+3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // appends applied by x with its WAL failing
+	}
+	if err := x.store.Sync(context.Background()); err == nil {
+		t.Fatal("a sync with the disk failing writes succeeded")
+	}
+	x.faults.Off()
+	testutil.Eventually(t, 15*time.Second, "x's replica to be opened again", func() bool {
+		r := x.set.replica(0)
+		return r != nil && r != before
+	})
+	w.waitMore(t, 40)
+	w.stop()
+	testutil.Eventually(t, 15*time.Second, "x's replica to serve reads again", func() bool { return x.set.Serves(0) })
+	c.identical()
+	for _, nd := range c.nodes {
+		w.checkAcked(t, nd.self.ID, nd.store)
+	}
+	t.Logf("%d appends acknowledged, %d refused (the last: %v)", w.count(), w.refused.Load(), w.lastErr)
 }
