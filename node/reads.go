@@ -38,17 +38,19 @@ func (p shardPlacement) ShardOf(stream string) int {
 	return shards.ShardOf(stream, n)
 }
 
-// Holders: local when this node's replica of shard i serves reads (open
-// and, when a layout change just placed it here, caught up); otherwise
-// the layout's other replicas, the preferred leader (most often the
-// leader) first.
+// Holders: local when the layout places shard i here and this node's
+// replica of it serves reads (open and caught up with its group);
+// otherwise the layout's other replicas, the preferred leader (most often
+// the leader) first. A replica the layout moved away still serves until
+// its group removes it, but gets no new entries once it has: its reads
+// would stall.
 func (p shardPlacement) Holders(i int) (bool, []string) {
 	s := p.r.set.Load()
 	if s == nil {
 		return true, nil
 	}
 	l := s.Layout()
-	if i >= len(l.Shards) || s.Serves(i) {
+	if i >= len(l.Shards) || (l.Holds(i, p.self) && s.Serves(i)) {
 		return true, nil
 	}
 	addrs := make([]string, 0, len(l.Shards[i]))
@@ -60,12 +62,22 @@ func (p shardPlacement) Holders(i int) (bool, []string) {
 	return false, addrs
 }
 
+// serves reports whether this node serves reads of shard i to others
+// (reads.Serve): as Holders says it reads it locally.
+func (p shardPlacement) serves(i int) bool {
+	if p.r.set.Load() == nil {
+		return false // the shards have not started
+	}
+	local, _ := p.Holders(i)
+	return local
+}
+
 // serveReads answers the other nodes' reads of this node's replicas.
 func (r *replication) serveReads() {
 	place := shardPlacement{r: r.store, self: r.n.id}
 	r.store.reads = reads.New(r.n.store, place, r.mux, r.n.log)
 	r.mux.Handle(reads.Service, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
-		return reads.Serve(ctx, r.n.store, place.ShardOf, req)
+		return reads.Serve(ctx, r.n.store, place.ShardOf, place.serves, req)
 	})
 }
 

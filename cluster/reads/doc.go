@@ -7,8 +7,11 @@
 // stream.
 //
 // A remote read sees what the answering replica has applied: the shard's
-// leader when this node knows it, else its other replicas in turn (a
-// follower applies an entry a moment after the leader acknowledged it).
+// holders are asked in the layout's order, the preferred leader (most
+// often the leader) first (a follower applies an entry a moment after the
+// leader acknowledged it). A holder whose replica does not serve reads
+// yet (not caught up with its group after a restart, or just added)
+// refuses (ErrNotServing), and the next one is asked.
 // Listing the streams asks one holder of every shard this node does not
 // hold, and the answer is kept for a short while, so that pages polling
 // the list do not multiply the calls. Waiting for a remote stream to grow

@@ -39,7 +39,11 @@ type node struct {
 	mux   *rpcmux.Mux
 }
 
-func startNode(t *testing.T, id string) node {
+func startNode(t *testing.T, id string) node { return startServing(t, id, nil) }
+
+// startServing starts a node that serves the reads of the shards serves
+// says (nil: all).
+func startServing(t *testing.T, id string, serves func(int) bool) node {
 	t.Helper()
 	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true})
 	if err != nil {
@@ -53,7 +57,7 @@ func startNode(t *testing.T, id string) node {
 	t.Cleanup(func() { _ = mux.Close() })
 	place := twoShards{}
 	mux.Handle(Service, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
-		return Serve(ctx, store, place.ShardOf, req)
+		return Serve(ctx, store, place.ShardOf, serves, req)
 	})
 	return node{store: store, mux: mux}
 }
@@ -151,8 +155,41 @@ func TestRemoteReadErrors(t *testing.T) {
 	if list, unlisted := r.Listing(); len(list) != 1 || unlisted != nil {
 		t.Fatalf("listing with every holder answering: %+v, unlisted %v", list, unlisted)
 	}
-	if _, err := Serve(context.Background(), b.store, twoShards{}.ShardOf, []byte{9, 0, 0}); !errors.Is(err, ErrBadRequest) {
+	if _, err := Serve(context.Background(), b.store, twoShards{}.ShardOf, nil, []byte{9, 0, 0}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("unknown operation: %v", err)
+	}
+}
+
+// TestHolderNotServingIsPassedOver: the first holder of a shard does not
+// serve its reads yet (a replica just added, or restarted, still
+// catching up, with none or an old state of the shard's streams): it
+// refuses, and the reader asks the next holder, rather than taking its
+// "not found" or short listing as the answer.
+func TestHolderNotServingIsPassedOver(t *testing.T) {
+	a := startNode(t, "a")
+	behind := startServing(t, "behind", func(int) bool { return false })
+	b := startNode(t, "b")
+	appendN(t, b.store, "beta", 10)
+	appendN(t, behind.store, "beta", 2) // an older state of the stream
+	r := New(a.store, twoShards{mine: 0, addrs: []string{behind.mux.Addr().String(), b.mux.Addr().String()}}, a.mux, testutil.Logger())
+	if info, err := r.DescribeStream("beta"); err != nil || info.Records != 10 {
+		t.Fatalf("describe: %+v %v, want the serving holder's 10 records", info, err)
+	}
+	if got, err := r.Read("beta", 0, streams.ReadOptions{}); err != nil || len(got) != 10 {
+		t.Fatalf("read: %d records %v, want 10", len(got), err)
+	}
+	if _, err := r.DescribeStream("gamma"); !errors.Is(err, streams.ErrStreamNotFound) {
+		t.Fatalf("describe of a stream no serving holder has: %v, want not found", err)
+	}
+	if list, unlisted := r.Listing(); len(list) != 1 || list[0].Records != 10 || unlisted != nil {
+		t.Fatalf("listing: %+v, unlisted %v", list, unlisted)
+	}
+	only := New(a.store, twoShards{mine: 0, addrs: []string{behind.mux.Addr().String()}}, a.mux, testutil.Logger())
+	if _, err := only.DescribeStream("beta"); !errors.Is(err, ErrNoHolder) {
+		t.Fatalf("describe with no holder serving: %v, want ErrNoHolder", err)
+	}
+	if _, unlisted := only.Listing(); fmt.Sprint(unlisted) != "[1]" {
+		t.Fatalf("listing with no holder serving: unlisted %v, want [1]", unlisted)
 	}
 }
 

@@ -2,6 +2,7 @@ package reads
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,12 +21,27 @@ type Store interface {
 	StreamsChanged() <-chan struct{}
 }
 
+// ErrNotServing: the node asked does not serve reads of the shard (it
+// does not hold it, or its replica has not caught up with its group); the
+// reader asks the shard's next holder.
+var ErrNotServing = errors.New("reads: this node does not serve reads of the shard")
+
 // Serve answers a remote read from store (the Service handler). shardOf
-// gives a stream's shard, for listing one shard's streams.
-func Serve(ctx context.Context, store Store, shardOf func(string) int, b []byte) ([]byte, error) {
+// gives a stream's shard, and serves whether this node serves reads of a
+// shard (nil: of all): a read of a shard it does not serve is refused
+// (ErrNotServing), not answered from what the store holds of it, which
+// may be nothing yet or a state the shard has left.
+func Serve(ctx context.Context, store Store, shardOf func(string) int, serves func(shard int) bool, b []byte) ([]byte, error) {
 	req, err := decodeRequest(b)
 	if err != nil {
 		return nil, err
+	}
+	shard := req.shard
+	if req.op != opList {
+		shard = shardOf(req.stream)
+	}
+	if serves != nil && !serves(shard) {
+		return nil, fmt.Errorf("%w: shard %d", ErrNotServing, shard)
 	}
 	switch req.op {
 	case opList:

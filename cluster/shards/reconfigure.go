@@ -109,10 +109,9 @@ func heldBy(l Layout, id string) []int {
 
 // open starts this node's replica of shard; bootstrap: with the current
 // layout's replicas as its group's first configuration (the founding
-// layout); serving: it serves reads at once (Start's replicas; one a
-// layout change adds serves once caught up). Start and the manager call
-// it.
-func (s *Set) open(shard int, bootstrap, serving bool) error {
+// layout). It serves reads once caught up with its group (awaitServing;
+// at once without a Forwarder: no peers). Start and the manager call it.
+func (s *Set) open(shard int, bootstrap bool) error {
 	group := groupName(shard)
 	deps, err := s.opts.Open(group)
 	if err != nil {
@@ -146,7 +145,12 @@ func (s *Set) open(shard int, bootstrap, serving bool) error {
 		return err
 	}
 	opened = true
-	r.serving.Store(serving)
+	if s.opts.Forward == nil {
+		r.serving.Store(true)
+	} else {
+		r.wg.Add(1)
+		go r.awaitServing(func(ctx context.Context, leader Peer) (uint64, error) { return s.appliedBy(ctx, shard, leader) })
+	}
 	s.replicas[shard].Store(r)
 	if bootstrap {
 		return r.bootstrap(s.layout.Load().Shards[shard])
@@ -309,7 +313,7 @@ func (s *Set) reconcile(m *manager, tick bool) {
 				delete(m.leftover, i)
 				delete(m.raftLeft, i)
 				s.log.Info("starting a replica the layout places here", "shard", i, "version", l.Version)
-				if err := s.open(i, false, false); err != nil {
+				if err := s.open(i, false); err != nil {
 					s.log.Warn("cannot start a replica the layout places here; retrying", "shard", i, "error", err)
 				}
 				continue
@@ -497,25 +501,35 @@ func (s *Set) caughtUp(shard int, want []Peer, index uint64) bool {
 	if s.opts.Forward == nil {
 		return true
 	}
-	req := fetchRequest{shard: shard}
 	for _, p := range want {
 		if p.ID == s.opts.Self.ID {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), peerCallTimeout)
-		resp, err := s.opts.Forward.Call(ctx, p.RPC, FetchService, encodeFetchRequest(req))
+		applied, err := s.appliedBy(ctx, shard, p)
 		cancel()
-		var page fetchPage
-		if err == nil {
-			page, err = decodeFetchPage(resp, req)
-		}
-		if err != nil || page.applied < index {
+		if err != nil || applied < index {
 			s.log.Debug("a replica of the layout has not caught up yet", "shard", shard, "node", p.ID,
-				"applied", page.applied, "index", index, "error", err)
+				"applied", applied, "index", index, "error", err)
 			return false
 		}
 	}
 	return true
+}
+
+// appliedBy returns what node p's store has applied of shard's log (a
+// fetch of no stream answers the applied index alone).
+func (s *Set) appliedBy(ctx context.Context, shard int, p Peer) (uint64, error) {
+	req := fetchRequest{shard: shard}
+	resp, err := s.opts.Forward.Call(ctx, p.RPC, FetchService, encodeFetchRequest(req))
+	if err != nil {
+		return 0, err
+	}
+	page, err := decodeFetchPage(resp, req)
+	if err != nil {
+		return 0, err
+	}
+	return page.applied, nil
 }
 
 // change awaits a configuration change and logs it; true if it was made.
@@ -630,7 +644,7 @@ func (s *Set) reopen(shard int, r *replica) {
 	if !s.layout.Load().Holds(shard, s.opts.Self.ID) {
 		return // moved away meanwhile: its data goes as a leftover's
 	}
-	if err := s.open(shard, false, false); err != nil {
+	if err := s.open(shard, false); err != nil {
 		s.log.Warn("cannot open a replica again; retrying", "shard", shard, "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package shards
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,10 +61,8 @@ type replica struct {
 	// has not answered by then it never will.
 	raftDown chan struct{}
 	wg       sync.WaitGroup
-	// serving latches once the replica serves reads: at once for a
-	// replica opened when the node started, and for one a layout change
-	// added once it has applied everything its group had committed when
-	// it first heard of it (Set.Serves).
+	// serving latches once the replica serves reads, when it has caught
+	// up with its group (awaitServing).
 	serving atomic.Bool
 	// led is the term in which this replica last became a leader that
 	// has applied every entry of the terms before (kv.go): it leads now
@@ -139,26 +138,71 @@ func (r *replica) member(id string) bool {
 	return slices.ContainsFunc(cfg.Configuration().Servers, func(srv raft.Server) bool { return string(srv.ID) == id })
 }
 
-// serves reports whether the replica serves reads (serving): once it has
-// applied every entry its group had committed when it asked. The state
-// machine sees commands and configurations only, so an idle shard's log
-// that ends with barriers (commit notices, a new leader's) or a no-op
-// leaves fsm.applied short of the commit index for good; raft's applied
-// index counts those too (it is where raft has handed every entry up to
-// it to the state machine, which applies them in order).
-func (r *replica) serves() bool {
-	if r.serving.Load() {
-		return true
+// serves reports whether the replica serves reads (serving).
+func (r *replica) serves() bool { return r.serving.Load() }
+
+// servingPoll is how often awaitServing looks again.
+const servingPoll = 50 * time.Millisecond
+
+// awaitServing latches r.serving once the replica has caught up with its
+// group: as a follower, once it has applied what its shard's leader had
+// applied when first asked (leaderApplied); as the leader, once a barrier
+// has gone through its state machine (everything committed before it is
+// applied). Until then the node reads the shard from another replica:
+// one opened at the node's start lacks what was written while the node
+// was down, one a layout change added lacks everything, and one catching
+// up from its peers (fsm.behind) is between two states of the log. Its
+// own commit index would not do: a follower's is the end of the last
+// batch of entries it received, and raft counts entries as applied once
+// they are handed to the state machine, before they are.
+func (r *replica) awaitServing(leaderApplied func(ctx context.Context, leader Peer) (uint64, error)) {
+	defer r.wg.Done()
+	tick := time.NewTicker(servingPoll)
+	defer tick.Stop()
+	var target uint64
+	known := false
+	for {
+		switch {
+		case r.fsm.behind():
+		case r.isLeader():
+			// A future raft does not answer when it shuts down with the
+			// barrier still queued for the state machine: not waited on
+			// past the replica's close.
+			errc := make(chan error, 1)
+			f := r.raft.Barrier(r.timeout)
+			go func() { errc <- f.Error() }()
+			select {
+			case err := <-errc:
+				if err == nil && r.isLeader() {
+					r.serving.Store(true)
+					return
+				}
+			case <-r.stop:
+				return
+			}
+		case known:
+			if r.fsm.applied.Load() >= target {
+				r.serving.Store(true)
+				return
+			}
+		default:
+			if p, ok := r.leader(); ok {
+				ctx, cancel := context.WithTimeout(context.Background(), peerCallTimeout)
+				t, err := leaderApplied(ctx, p)
+				cancel()
+				if err == nil {
+					target, known = t, true
+					continue
+				}
+				r.log.Debug("cannot ask the shard's leader what it applied", "node", p.ID, "error", err)
+			}
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		}
 	}
-	c := r.raft.CommitIndex()
-	if c == 0 || r.fsm.behind() {
-		return false
-	}
-	if r.fsm.applied.Load() >= c || r.raft.AppliedIndex() >= c {
-		r.serving.Store(true)
-		return true
-	}
-	return false
 }
 
 // isLeader reports whether this replica leads the shard now.

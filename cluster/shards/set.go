@@ -227,7 +227,7 @@ func Start(opts Options, layout Layout) (*Set, error) {
 		if !layout.Holds(i, opts.Self.ID) {
 			continue
 		}
-		if err := s.open(i, layout.Version == 0, true); err != nil {
+		if err := s.open(i, layout.Version == 0); err != nil {
 			_ = s.Close()
 			return nil, err
 		}
