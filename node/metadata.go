@@ -40,7 +40,7 @@ func (r *replication) openMeta() error {
 		return err
 	}
 	m, err := meta.Open(meta.Options{Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Deps: deps, Call: r.mux,
-		Logger: r.n.log, LogLimit: r.logLimit})
+		Logger: r.n.log, LogLimit: r.logLimit, Alive: r.alive})
 	if err != nil {
 		return err
 	}
@@ -176,9 +176,13 @@ func (r *replication) checkNotRemoved() {
 }
 
 // follow hands every new layout of the metadata group to the shards and
-// keeps it; it stops the node when the group says it was removed.
+// keeps it (a write that fails is tried again every second: a node that
+// restarted with an older layout than its shards followed would serve
+// and bootstrap by that one); it stops the node when the group says it
+// was removed.
 func (r *replication) follow(set *shards.Set) {
 	defer r.wg.Done()
+	kept := set.Layout().Version
 	for {
 		ch := r.meta.Changed()
 		st := r.meta.State()
@@ -191,16 +195,22 @@ func (r *replication) follow(set *shards.Set) {
 				r.n.log.Warn("cannot follow the new shard layout", "version", st.Layout.Version, "error", err)
 			} else {
 				r.n.log.Info("following a new shard layout", "version", st.Layout.Version, "held", heldCount(st.Layout, r.n.id))
-				if err := r.keepLayout(st.Layout); err != nil {
-					r.n.log.Warn("cannot keep the shard layout", "error", err)
-				}
+			}
+		}
+		wait := 10 * time.Second // a missed signal, at worst
+		if cur := set.Layout(); cur.Version > kept {
+			if err := r.keepLayout(cur); err != nil {
+				r.n.log.Warn("cannot keep the shard layout; retrying", "version", cur.Version, "error", err)
+				wait = time.Second
+			} else {
+				kept = cur.Version
 			}
 		}
 		select {
 		case <-r.done:
 			return
 		case <-ch:
-		case <-time.After(10 * time.Second): // a missed signal, at worst
+		case <-time.After(wait):
 		}
 	}
 }
@@ -415,6 +425,15 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 	for {
 		st := r.meta.State()
 		if st.IsRemoved(id) {
+			// Removed before, perhaps cut short between its steps:
+			// finished again (each is idempotent), so that the node
+			// leaves the group's configuration and membership.
+			if err := r.meta.Remove(ctx, id); err != nil {
+				return err
+			}
+			if err := n.members.Forget(id); err != nil {
+				n.log.Warn("membership still lists the removed node", "node", id, "error", err)
+			}
 			return nil
 		}
 		placed := slices.Contains(layoutMembers(st.Layout), id)

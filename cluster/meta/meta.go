@@ -42,6 +42,9 @@ type Options struct {
 	Logger *slog.Logger
 	// LogLimit holds back repeated Raft log lines (nil: none).
 	LogLimit *shards.LogLimit
+	// Alive reports whether a node is up, as membership sees it (nil: all
+	// are): a removed voter's vote goes to a live non-voter only.
+	Alive func(id string) bool
 	// HandOverTimeout bounds how long Close waits for another voter to
 	// take the leadership over (0: twice Timers.Election, the most raft
 	// itself gives a transfer: one election timeout for the target to
@@ -59,6 +62,8 @@ type Meta struct {
 	changes broadcast.Signal
 	// handOver bounds the leadership transfer on Close.
 	handOver time.Duration
+	// alive is Options.Alive, never nil.
+	alive func(id string) bool
 	// closing is closed when Close starts: operations started here from
 	// then on fail with ErrClosed.
 	closing chan struct{}
@@ -90,7 +95,10 @@ func Open(opts Options) (*Meta, error) {
 		opts.HandOverTimeout = 2 * t.Election
 	}
 	m := &Meta{self: opts.Self, call: opts.Call, log: opts.Logger.With("group", Group), release: opts.Deps.Release,
-		handOver: opts.HandOverTimeout, closing: make(chan struct{}), raftDown: make(chan struct{})}
+		handOver: opts.HandOverTimeout, closing: make(chan struct{}), raftDown: make(chan struct{}), alive: opts.Alive}
+	if m.alive == nil {
+		m.alive = func(string) bool { return true }
+	}
 	m.fsm = &fsm{changed: m.changes.Notify}
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(opts.Self.ID)
@@ -203,10 +211,14 @@ func (m *Meta) SetLayout(ctx context.Context, from uint64, l shards.Layout) erro
 
 // Remove removes node id for good: the layout must no longer place it
 // (the caller plans that first); it is dropped from the group and can
-// never join again.
+// never join again. Asked again for a node already removed, it drops it
+// from the group's configuration only (a removal cut short between the
+// two steps leaves it there, voting, until then).
 func (m *Meta) Remove(ctx context.Context, id string) error {
-	if err := m.do(ctx, request{Cmd: &command{Op: "remove", Node: id}}); err != nil {
-		return err
+	if !m.State().IsRemoved(id) {
+		if err := m.do(ctx, request{Cmd: &command{Op: "remove", Node: id}}); err != nil {
+			return err
+		}
 	}
 	return m.do(ctx, request{Forget: id})
 }
@@ -462,7 +474,10 @@ func (m *Meta) forget(ctx context.Context, id string, timeout time.Duration) err
 			found = true
 		case s.Suffrage == raft.Voter:
 			voters++
-		case promote.ID == "":
+		case promote.ID == "" && m.alive(string(s.ID)):
+			// Not a dead one: the group would count a vote that
+			// cannot be cast (KeepVoters tops the voters up later
+			// when no non-voter is up now).
 			promote = s
 		}
 	}
@@ -495,7 +510,11 @@ func (m *Meta) KeepVoters(alive, dead func(id string) bool) error {
 		return leaderErr(err)
 	}
 	var gone, spare *raft.Server
+	voters := 0
 	for _, s := range cfg.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
 		switch {
 		case s.Suffrage == raft.Voter && string(s.ID) != m.self.ID && dead(string(s.ID)) && gone == nil:
 			gone = &s
@@ -503,10 +522,20 @@ func (m *Meta) KeepVoters(alive, dead func(id string) bool) error {
 			spare = &s
 		}
 	}
+	const timeout = 10 * time.Second
+	if spare != nil && voters < maxVoters {
+		// Fewer voters than the group should have (a hand-over or a
+		// removal whose promotion failed, or found no live non-voter
+		// then): a live non-voter makes up the number.
+		if err := m.raft.AddVoter(spare.ID, spare.Address, 0, timeout).Error(); err != nil {
+			return leaderErr(err)
+		}
+		m.log.Info("node votes in the metadata group now, making up its voters", "node", string(spare.ID), "voters", voters+1)
+		return nil
+	}
 	if gone == nil || spare == nil {
 		return nil
 	}
-	const timeout = 10 * time.Second
 	if err := m.raft.DemoteVoter(gone.ID, 0, timeout).Error(); err != nil {
 		return leaderErr(err)
 	}
