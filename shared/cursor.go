@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync/atomic"
+	"time"
 )
 
 // cursor is a group's progress through one source stream. Offsets below
@@ -29,6 +30,10 @@ type cursor struct {
 	dirty bool
 	// gone is set when the stream was deleted.
 	gone bool
+	// created is the stream's creation time when the group started
+	// reading it (zero if unknown): a stream of the same name created
+	// later is another stream (group.watch).
+	created time.Time
 }
 
 func newCursor(stream string, start uint64) *cursor {

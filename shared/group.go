@@ -156,9 +156,12 @@ func (g *group) loadCursors() error {
 }
 
 func (g *group) addCursor(c *cursor) {
-	if info, err := g.m.opts.Store.DescribeStream(c.stream); err == nil && info.NextOffset > c.next {
-		c.next = info.NextOffset
-		c.nextSeen.Store(c.next)
+	if info, err := g.m.opts.Store.DescribeStream(c.stream); err == nil {
+		c.created = info.CreatedAt
+		if info.NextOffset > c.next {
+			c.next = info.NextOffset
+			c.nextSeen.Store(c.next)
+		}
 	}
 	g.cursors[c.stream] = c
 	g.order = append(g.order, c)
@@ -173,9 +176,26 @@ func (g *group) watch(c *cursor, stop chan struct{}) {
 	for {
 		ch, next, err := store.Notify(c.stream)
 		if err != nil {
-			if errors.Is(err, streams.ErrStreamNotFound) {
-				g.post(func() { g.removeCursor(c) })
+			if !errors.Is(err, streams.ErrStreamNotFound) {
+				return
 			}
+			// Asked again before the group drops its progress on the
+			// stream (and starts it over if it comes back): in cluster
+			// mode the answer may have come from a replica leaving the
+			// shard. The same stream (its creation time) still there
+			// is watched on.
+			select {
+			case <-time.After(notFoundRecheck):
+			case <-stop:
+				return
+			case <-g.quit:
+				return
+			}
+			if info, err := store.DescribeStream(c.stream); err == nil && !c.created.IsZero() && info.CreatedAt.Equal(c.created) {
+				g.log.Warn("a source stream reported missing is there; the group goes on reading it", "stream", c.stream)
+				continue
+			}
+			g.post(func() { g.removeCursor(c) })
 			return
 		}
 		c.nextSeen.Store(next)
@@ -189,6 +209,10 @@ func (g *group) watch(c *cursor, stop chan struct{}) {
 		}
 	}
 }
+
+// notFoundRecheck is how long after a source stream was reported missing
+// the group asks again before it drops the stream's cursor (watch).
+const notFoundRecheck = 500 * time.Millisecond
 
 // refreshSources adds cursors for source streams that appeared and drops
 // those of deleted streams.

@@ -42,6 +42,8 @@ type envOptions struct {
 	declared []Declaration
 	dir      string
 	owner    func(name, filter string) (uint64, bool)
+	// readVia, if set, is the store the groups read through.
+	readVia func(*streams.Store) Store
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
@@ -60,7 +62,11 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if o.defaults == (GroupOptions{}) {
 		o.defaults = DefaultGroupOptions()
 	}
-	m, err := New(Options{Store: store, Progress: store.KV("groups"), Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
+	var reads Store = store
+	if o.readVia != nil {
+		reads = o.readVia(store)
+	}
+	m, err := New(Options{Store: reads, Progress: store.KV("groups"), Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
 		FlushInterval: 20 * time.Millisecond, Logger: testLogger(), Owner: o.owner})
 	if err != nil {
 		t.Fatal(err)
