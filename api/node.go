@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/mqstream/mqstream/cluster"
@@ -194,7 +195,7 @@ type shardJSON struct {
 // NodeRemover removes a node from the cluster for good (the node, in
 // cluster mode).
 type NodeRemover interface {
-	RemoveNode(ctx context.Context, id string) error
+	RemoveNode(ctx context.Context, id string, force bool) error
 }
 
 // removeNode removes a node that is down from the cluster for good
@@ -205,9 +206,16 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) (int, any, e
 		return 0, nil, cluster.ErrStandalone
 	}
 	id := r.PathValue("id")
+	force := false
+	if v := r.URL.Query().Get("force"); v != "" {
+		var err error
+		if force, err = strconv.ParseBool(v); err != nil {
+			return 0, nil, fmt.Errorf("%w: force: %q is not a boolean", errBadRequest, v)
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := rm.RemoveNode(ctx, id); err != nil {
+	if err := rm.RemoveNode(ctx, id, force); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, map[string]string{"removed": id}, nil

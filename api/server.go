@@ -281,7 +281,8 @@ func classify(err error) (int, string) {
 	case errors.Is(err, cluster.ErrUnknownNode):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, streams.ErrStreamExists), errors.Is(err, shared.ErrGroupExists), errors.Is(err, cluster.ErrNodeAlive),
-		errors.Is(err, cluster.ErrRemoveSelf), errors.Is(err, cluster.ErrStandalone), errors.Is(err, query.ErrStreamInUse):
+		errors.Is(err, cluster.ErrRemoveSelf), errors.Is(err, cluster.ErrStandalone), errors.Is(err, query.ErrStreamInUse),
+		errors.Is(err, cluster.ErrNeededForMajority):
 		return http.StatusConflict, "conflict"
 	case errors.Is(err, errNotReady), errors.Is(err, streams.ErrClosed), errors.Is(err, streams.ErrWrite),
 		errors.Is(err, streams.ErrUnavailable), errors.Is(err, shared.ErrNotOwner):

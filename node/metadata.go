@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -389,6 +390,29 @@ func (d *downSince) deadFor(ids []string, alive map[string]bool, timeout time.Du
 	return dead
 }
 
+// needsNode says which shards of layout l that node id replicates have
+// fewer than a majority of their other replicas up (alive): "" if none.
+// Removing id then could leave such a shard without a majority for good,
+// where id coming back would have restored it.
+func needsNode(l shards.Layout, id string, alive func(string) bool) string {
+	var why []string
+	for i, peers := range l.Shards {
+		if !slices.ContainsFunc(peers, func(p shards.Peer) bool { return p.ID == id }) {
+			continue
+		}
+		var up []string
+		for _, p := range peers {
+			if p.ID != id && alive(p.ID) {
+				up = append(up, p.ID)
+			}
+		}
+		if len(up) < len(peers)/2+1 {
+			why = append(why, fmt.Sprintf("shard %d has %d of its %d replicas up besides %s %v", i, len(up), len(peers), id, up))
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
 // peerIn returns node id as layout l places it.
 func peerIn(l shards.Layout, id string) shards.Peer {
 	for _, peers := range l.Shards {
@@ -404,8 +428,10 @@ func peerIn(l shards.Layout, id string) shards.Peer {
 // RemoveNode removes node id from the cluster for good: the layout no
 // longer places it (its shards keep their other replicas, and a node that
 // joins later takes its place), it leaves the metadata group, and it can
-// never come back with its data. The node must be down.
-func (n *Node) RemoveNode(ctx context.Context, id string) error {
+// never come back with its data. The node must be down, and, unless
+// force, every shard it replicates must have a majority of its other
+// replicas up (needsNode).
+func (n *Node) RemoveNode(ctx context.Context, id string, force bool) error {
 	if n.repl == nil || n.repl.metaOpen.Load() == nil {
 		return cluster.ErrStandalone
 	}
@@ -439,6 +465,10 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 		placed := slices.Contains(layoutMembers(st.Layout), id)
 		if !known && !placed && !slices.Contains(r.meta.Servers(), id) {
 			return fmt.Errorf("%w: %q", cluster.ErrUnknownNode, id)
+		}
+		if why := needsNode(st.Layout, id, r.alive); why != "" && !force {
+			return fmt.Errorf("%w: %s; bring them back first, or force the removal (their records on %s are then lost to them for good)",
+				cluster.ErrNeededForMajority, why, id)
 		}
 		cands := slices.DeleteFunc(r.candidates(st), func(c shards.Candidate) bool { return c.ID == id })
 		next := shards.Replan(st.Layout, cands, n.cfg.Cluster.ReplicationFactor, r.loadRates())

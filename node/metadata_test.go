@@ -76,6 +76,9 @@ func TestDeadNodeRemovedAndReplaced(t *testing.T) {
 	if code, _ := deleteNode(t, n1, "nope"); code != http.StatusNotFound {
 		t.Fatalf("removing an unknown node: %d, want 404", code)
 	}
+	if code, msg := deleteNode(t, n1, "n3?force=maybe"); code != http.StatusBadRequest || !strings.Contains(msg, "force") {
+		t.Fatalf("force that is not a boolean: %d %q, want 400 naming force", code, msg)
+	}
 
 	if err := n3.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -305,5 +308,35 @@ func TestDownSinceForgetsEarlierSightings(t *testing.T) {
 	d.forget() // another node leads for a while
 	if dead := d.deadFor(ids, alive, timeout); dead["n4"] || d.dead("n4", timeout) {
 		t.Fatal("n4, first seen down now by the new leadership, is given up for dead at once")
+	}
+}
+
+// TestNodeNeededForAMajority: removing a node is refused (unless forced)
+// when a shard it replicates has fewer than a majority of its other
+// replicas up: removed, the node could never give that shard its
+// majority back.
+func TestNodeNeededForAMajority(t *testing.T) {
+	p := func(ids ...string) []shards.Peer {
+		var out []shards.Peer
+		for _, id := range ids {
+			out = append(out, shards.Peer{ID: id})
+		}
+		return out
+	}
+	l := shards.Layout{Shards: [][]shards.Peer{p("a", "b", "d"), p("a", "c", "e"), p("d"), p("b", "d")}}
+	up := map[string]bool{"a": true, "c": true, "e": true}
+	alive := func(id string) bool { return up[id] }
+	for _, tc := range []struct {
+		id, want string
+	}{
+		{"e", ""}, // shard 1: a and c up
+		{"c", ""}, // shard 1: a and e up
+		{"d", "shard 0 has 1 of its 3 replicas up besides d [a]; shard 2 has 0 of its 1 replicas up besides d []; shard 3 has 0 of its 2 replicas up besides d []"},
+		{"b", "shard 0 has 1 of its 3 replicas up besides b [a]; shard 3 has 0 of its 2 replicas up besides b []"},
+		{"x", ""}, // holds nothing
+	} {
+		if got := needsNode(l, tc.id, alive); got != tc.want {
+			t.Errorf("removing %s: %q, want %q", tc.id, got, tc.want)
+		}
 	}
 }

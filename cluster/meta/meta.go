@@ -417,12 +417,19 @@ func leaderErr(err error) error {
 // admit adds node p to the group: a voter while the group has fewer than
 // maxVoters, otherwise a non-voter. A removed node is refused; a member
 // already in the group with this address is left as it is.
+//
+// The removal is checked against everything committed (a barrier first:
+// a leader elected a moment ago may not have applied a removal yet), and
+// again once p is added: a removal committed in between finds p not in
+// the group yet (its forget does nothing), so admit takes p out again.
 func (m *Meta) admit(ctx context.Context, p shards.Peer, timeout time.Duration) error {
 	if p.ID == "" || p.RPC == "" {
 		return errors.New("meta: a join without a node id or address")
 	}
-	st := m.State()
-	if st.IsRemoved(p.ID) {
+	if err := m.wait(ctx, m.raft.Barrier(timeout)); err != nil {
+		return leaderErr(err)
+	}
+	if m.State().IsRemoved(p.ID) {
 		return fmt.Errorf("%w: %s", ErrRemoved, p.ID)
 	}
 	cfg := m.raft.GetConfiguration()
@@ -446,6 +453,16 @@ func (m *Meta) admit(ctx context.Context, p shards.Peer, timeout time.Duration) 
 	}
 	if err := m.wait(ctx, f); err != nil {
 		return leaderErr(err)
+	}
+	if err := m.wait(ctx, m.raft.Barrier(timeout)); err != nil {
+		return leaderErr(err)
+	}
+	if m.State().IsRemoved(p.ID) {
+		// Removed while it was being added.
+		if err := m.forget(ctx, p.ID, timeout); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s", ErrRemoved, p.ID)
 	}
 	m.log.Info("node joined the metadata group", "node", p.ID, "voter", voters < maxVoters)
 	return nil

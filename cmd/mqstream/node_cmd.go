@@ -43,18 +43,25 @@ func newNodeCmd() *cobra.Command {
 	}
 	addOutputFlag(status)
 	cmd.AddCommand(status)
-	cmd.AddCommand(&cobra.Command{
+	var force bool
+	remove := &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a node that is down from the cluster for good (its replicas are dropped; a node that joins later takes its place)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := call(cmd, "DELETE", "/v1/cluster/nodes/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			path := "/v1/cluster/nodes/" + url.PathEscape(args[0])
+			if force {
+				path += "?force=true"
+			}
+			if err := call(cmd, "DELETE", path, nil, nil); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "node %s removed from the cluster\n", args[0])
 			return err
 		},
-	})
+	}
+	remove.Flags().BoolVar(&force, "force", false, "remove the node even if a shard it replicates has fewer than a majority of its other replicas up (that shard may then never have a majority again)")
+	cmd.AddCommand(remove)
 	return cmd
 }
 
