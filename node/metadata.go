@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -390,6 +391,21 @@ func (d *downSince) deadFor(ids []string, alive map[string]bool, timeout time.Du
 	return dead
 }
 
+// memberViewService answers the status of every member as the node
+// asked sees it (RemoveNode).
+const memberViewService = "cluster.view"
+
+// serveMemberView registers memberViewService.
+func (n *Node) serveMemberView() {
+	n.repl.mux.Handle(memberViewService, func(context.Context, string, []byte) ([]byte, error) {
+		view := map[string]string{}
+		for _, m := range n.members.Members() {
+			view[m.ID] = m.Status
+		}
+		return json.Marshal(view)
+	})
+}
+
 // needsNode says which shards of layout l that node id replicates have
 // fewer than a majority of their other replicas up (alive): "" if none.
 // Removing id then could leave such a shard without a majority for good,
@@ -446,6 +462,13 @@ func (n *Node) RemoveNode(ctx context.Context, id string, force bool) error {
 			if m.Up() {
 				return fmt.Errorf("%w (%s): stop %s before removing it", cluster.ErrNodeAlive, m.Status, id)
 			}
+		}
+	}
+	// This node may be cut off from one that runs: the others must see
+	// it down too.
+	for peer, view := range fromPeers[map[string]string](ctx, n, memberViewService, nil) {
+		if st := view[id]; st == "alive" || st == "suspect" {
+			return fmt.Errorf("%w (%s as %s sees it): stop %s before removing it", cluster.ErrNodeAlive, st, peer, id)
 		}
 	}
 	for {

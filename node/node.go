@@ -209,6 +209,7 @@ func Open(cfg config.Config, logger *slog.Logger, options ...Option) (_ *Node, e
 		n.servePing()
 		n.serveStats()
 		n.serveApplied()
+		n.serveMemberView()
 		n.serveLeaders()
 		n.serveGroupAdmin()
 	}
