@@ -121,11 +121,16 @@ func (s *Store) ReadStored(name string, from, to uint64, maxRecords, maxBytes in
 // InstallRequest writes records a replica copied from a peer.
 type InstallRequest struct {
 	Stream string
-	// At is the offset of Records[0]: the stream's next offset, or beyond
-	// it when the records in between are gone from every peer (trimmed by
-	// retention); the stream then drops the records it holds and goes on
-	// at At.
+	// At is the offset of Records[0]: the stream's next offset, or, with
+	// Skip, beyond it.
 	At uint64
+	// Skip: the records from the stream's next offset up to At are gone
+	// from every peer (trimmed by retention); the stream drops the
+	// records it holds and goes on at At. Without it, an At past the next
+	// offset is refused (ErrOffsetMismatch): the caller installed records
+	// the store no longer holds (lost in a recovery from a failed write),
+	// and going on would leave a hole.
+	Skip bool
 	// Records are stored encodings as ReadStored returns them: they are
 	// stored as they are, timestamps included.
 	Records [][]byte
@@ -141,7 +146,8 @@ type InstallRequest struct {
 // Install writes records copied from a peer, without syncing, and waits
 // until they are committed. Nothing of the request is written when it
 // fails: ErrStreamNotFound, ErrOffsetMismatch (At is before the stream's
-// next offset), ErrCorrupt (a record is not a stored encoding).
+// next offset, or past it without Skip), ErrCorrupt (a record is not a
+// stored encoding).
 func (s *Store) Install(ctx context.Context, req InstallRequest) error {
 	return s.runCommand(ctx, &op{kind: opInstall, stream: req.Stream, install: &req, noSync: true})
 }
@@ -152,7 +158,7 @@ func (g *group) install(req *InstallRequest) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrStreamNotFound, req.Stream)
 	}
-	if req.At < st.work.next {
+	if req.At < st.work.next || (req.At > st.work.next && !req.Skip) {
 		return fmt.Errorf("%w: stream %q: records from %d, its next offset is %d", ErrOffsetMismatch, req.Stream, req.At, st.work.next)
 	}
 	lastTS := req.LastTimestamp.UnixNano()

@@ -119,7 +119,10 @@ func TestInstallSkipsTrimmedRecords(t *testing.T) {
 		t.Fatalf("page: %+v %v", p, err)
 	}
 	later := time.Now().Add(time.Hour)
-	if err := dst.Install(ctx, InstallRequest{Stream: "s", At: 10, Records: p.Records, LastTimestamp: later}); err != nil {
+	if err := dst.Install(ctx, InstallRequest{Stream: "s", At: 10, Records: p.Records, LastTimestamp: later}); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("install past the next offset without Skip: %v, want ErrOffsetMismatch", err)
+	}
+	if err := dst.Install(ctx, InstallRequest{Stream: "s", At: 10, Skip: true, Records: p.Records, LastTimestamp: later}); err != nil {
 		t.Fatal(err)
 	}
 	check := func(s *Store) {

@@ -23,8 +23,9 @@ import (
 // lacks (at their leader's creation time, which tells two streams of one
 // name apart), and fetches the records each stream lacks from a peer
 // replica (fetch.go), page by page, storing the bytes the peer stored.
-// The applied-index marker goes with the last page, so the store claims
-// the snapshot's index only once it holds all of it.
+// The applied-index marker is written once every page is in, synced and
+// checked, so the store claims the snapshot's index only once it holds
+// all of it.
 //
 // A crash, or a failure, midway leaves some streams ahead of the marker.
 // Applying the log over them would store records twice, so the first
@@ -135,18 +136,33 @@ func (f *fsm) catchUp(ctx context.Context, snap shardState) error {
 		}
 	}
 	c := &catchUpRun{f: f, ctx: ctx, snap: snap, peers: f.src.peers()}
-	for i, st := range snap.streams {
-		if err := c.stream(st, i == len(snap.streams)-1); err != nil {
+	for _, st := range snap.streams {
+		if err := c.stream(st); err != nil {
 			return err
 		}
 	}
-	if !c.marked {
-		if err := f.submitWait(streams.AppendRequest{AppliedLog: f.log, AppliedIndex: snap.index, NoSync: true}); err != nil {
-			return fmt.Errorf("shards: %s: applied index: %w", f.log, err)
-		}
-	}
+	// The pages were installed without a sync: once synced, every stream
+	// must be where the snapshot says before the marker says the store
+	// holds it. A recovery from a failed write in the meantime reopened
+	// the store from what had reached the disk and may have lost pages
+	// (an install after one refuses to leave a hole; the last pages would
+	// just be missing): the catch-up then fails, and is resumed from
+	// where the streams stand.
 	if err := f.store.Sync(ctx); err != nil {
 		return fmt.Errorf("shards: %s: sync after catching up: %w", f.log, err)
+	}
+	for _, st := range snap.streams {
+		info, err := f.store.DescribeStream(st.name)
+		if err != nil {
+			return fmt.Errorf("shards: %s: check %s after catching up: %w", f.log, st.name, err)
+		}
+		if info.NextOffset != st.next {
+			return fmt.Errorf("shards: %s: %s ends at %d after catching up, the snapshot's at %d (the store lost pages in a recovery?)",
+				f.log, st.name, info.NextOffset, st.next)
+		}
+	}
+	if err := f.submitWait(streams.AppendRequest{AppliedLog: f.log, AppliedIndex: snap.index}); err != nil {
+		return fmt.Errorf("shards: %s: applied index: %w", f.log, err)
 	}
 	f.logger.Info("replica caught up from its peers", "index", snap.index,
 		"streams", len(snap.streams), "records", c.records, "pages", c.pages)
@@ -160,15 +176,12 @@ type catchUpRun struct {
 	snap  shardState
 	peers []Peer
 	good  int // the peer that answered last: asked first
-	// marked: the applied-index marker went with the last page.
-	marked bool
 	// records and pages fetched, for the log.
 	records, pages int
 }
 
-// stream catches up one stream of the snapshot; last: it is the last, so
-// its last page carries the applied-index marker.
-func (c *catchUpRun) stream(want streamState, last bool) error {
+// stream catches up one stream of the snapshot.
+func (c *catchUpRun) stream(want streamState) error {
 	f := c.f
 	next, verify, err := c.prepare(want)
 	if err != nil {
@@ -216,15 +229,13 @@ func (c *catchUpRun) stream(want streamState, last bool) error {
 				"node", peer.ID, "from", next, "to", at)
 		}
 		end := at + uint64(len(page.records))
-		req2 := streams.InstallRequest{Stream: want.name, At: at, Records: page.records}
+		// Skip only past records the peer no longer has: a store that
+		// lost pages installed before (a recovery) is refused a hole.
+		req2 := streams.InstallRequest{Stream: want.name, At: at, Skip: at > next, Records: page.records}
 		if end >= want.next {
 			req2.LastTimestamp = timeOf(want.lastTS)
-			if last {
-				req2.AppliedLog, req2.AppliedIndex, c.marked = f.log, c.snap.index, true
-			}
 		}
 		if err := f.store.Install(c.ctx, req2); err != nil {
-			c.marked = false
 			if errors.Is(err, streams.ErrCorrupt) {
 				f.logger.Warn("a peer's page holds a corrupt record; asking another peer", "stream", want.name, "node", peer.ID, "error", err)
 				if corrupt++; corrupt >= len(c.peers) {

@@ -58,8 +58,11 @@
 // the layout; a peer that is unreachable, behind the snapshot (its stream
 // is another or shorter) or answers a malformed page is passed over, and
 // when none can help the restore fails and Raft sends the snapshot again.
-// The applied-index marker goes in the batch of the last page, so the
-// store claims the snapshot's index only once it holds all of it.
+// The applied-index marker is written once every page is in, synced, and
+// every stream was checked to end where the snapshot says (a recovery of
+// the store from a failed write may have lost pages installed without a
+// sync), so the store claims the snapshot's index only once it holds all
+// of it.
 //
 // A catch-up interrupted (a crash, peers gone) leaves some streams ahead
 // of the applied index, where applying the log again would store records

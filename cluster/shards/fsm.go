@@ -95,6 +95,8 @@ type fsm struct {
 	// again, which replays them from the Raft log.
 	lost   atomic.Bool
 	onLost func()
+	// onCatchUp is fsmConfig.onCatchUp.
+	onCatchUp func()
 	// stored is the highest applied index this state machine committed
 	// to the store (or found there), and recoveries the store's count of
 	// recoveries it last checked that against (lostApplied). Raft's
@@ -110,11 +112,14 @@ type fsmConfig struct {
 	src           *peerSource // nil: no catch-up from peers
 	stop          <-chan struct{}
 	onLost        func() // see fsm.onLost; nil: none
+	// onCatchUp is called (on Raft's goroutine) as a catch-up from peers
+	// to a snapshot begins; nil: none.
+	onCatchUp func()
 }
 
 func newFSM(c fsmConfig) (*fsm, error) {
 	f := &fsm{log: groupName(c.shard), shard: c.shard, shards: c.shards, store: c.store, logger: c.logger, src: c.src,
-		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, onLost: c.onLost, dd: newDedupe(),
+		retry: 100 * time.Millisecond, pageRecords: maxFetchRecords, stop: c.stop, onLost: c.onLost, onCatchUp: c.onCatchUp, dd: newDedupe(),
 		kv: c.store.KV(kvNamespace(c.shard)), recoveries: c.store.Recoveries()}
 	idx, err := c.store.AppliedIndexOf(f.log)
 	if err != nil {
@@ -543,6 +548,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.pending = &snap
 	f.logger.Info("replica behind a snapshot; catching up from its peers",
 		"applied", f.applied.Load(), "index", snap.index, "streams", len(snap.streams))
+	if f.onCatchUp != nil && f.src != nil {
+		f.onCatchUp()
+	}
 	ctx, cancel := f.stopContext()
 	defer cancel()
 	if err := f.restore(ctx, snap); err != nil {
@@ -561,6 +569,7 @@ func (f *fsm) restore(ctx context.Context, snap shardState) error {
 		return err
 	}
 	f.applied.Store(snap.index)
+	f.stored = snap.index // synced: lostApplied compares with it
 	f.setIDs(snap.ids, snap.results)
 	f.replay = nil
 	f.pending = nil

@@ -145,11 +145,11 @@ func (s *Set) open(shard int, bootstrap bool) error {
 		return err
 	}
 	opened = true
-	if s.opts.Forward == nil {
+	if fwd := s.opts.Forward; fwd == nil {
 		r.serving.Store(true)
 	} else {
 		r.wg.Add(1)
-		go r.awaitServing(func(ctx context.Context, leader Peer) (uint64, error) { return s.appliedBy(ctx, shard, leader) })
+		go r.awaitServing(func(ctx context.Context, leader Peer) (uint64, error) { return appliedBy(ctx, fwd, shard, leader) })
 	}
 	s.replicas[shard].Store(r)
 	if bootstrap {
@@ -506,7 +506,7 @@ func (s *Set) caughtUp(shard int, want []Peer, index uint64) bool {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), peerCallTimeout)
-		applied, err := s.appliedBy(ctx, shard, p)
+		applied, err := appliedBy(ctx, s.opts.Forward, shard, p)
 		cancel()
 		if err != nil || applied < index {
 			s.log.Debug("a replica of the layout has not caught up yet", "shard", shard, "node", p.ID,
@@ -517,11 +517,11 @@ func (s *Set) caughtUp(shard int, want []Peer, index uint64) bool {
 	return true
 }
 
-// appliedBy returns what node p's store has applied of shard's log (a
-// fetch of no stream answers the applied index alone).
-func (s *Set) appliedBy(ctx context.Context, shard int, p Peer) (uint64, error) {
+// appliedBy returns what node p's store has applied of shard's log, asked
+// through call (a fetch of no stream answers the applied index alone).
+func appliedBy(ctx context.Context, call Forwarder, shard int, p Peer) (uint64, error) {
 	req := fetchRequest{shard: shard}
-	resp, err := s.opts.Forward.Call(ctx, p.RPC, FetchService, encodeFetchRequest(req))
+	resp, err := call.Call(ctx, p.RPC, FetchService, encodeFetchRequest(req))
 	if err != nil {
 		return 0, err
 	}

@@ -62,8 +62,13 @@ type replica struct {
 	raftDown chan struct{}
 	wg       sync.WaitGroup
 	// serving latches once the replica serves reads, when it has caught
-	// up with its group (awaitServing).
+	// up with its group (awaitServing); a catch-up from peers unlatches
+	// it (unserve).
 	serving atomic.Bool
+	// unserve (capacity 1) wakes awaitServing after serving was
+	// unlatched, and catchUps counts the catch-ups that unlatched it.
+	unserve  chan struct{}
+	catchUps atomic.Uint64
 	// led is the term in which this replica last became a leader that
 	// has applied every entry of the terms before (kv.go): it leads now
 	// if raft says it leads in that term.
@@ -93,8 +98,9 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(leading bool), notices *atomic.Uint64) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(), notices: notices,
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
-		settled: make(chan struct{}, 1), release: deps.Release}
+		settled: make(chan struct{}, 1), release: deps.Release, unserve: make(chan struct{}, 1)}
 	fc.stop = r.stop
+	fc.onCatchUp = r.catchingUp
 	var err error
 	if r.fsm, err = newFSM(fc); err != nil {
 		return nil, err
@@ -138,8 +144,24 @@ func (r *replica) member(id string) bool {
 	return slices.ContainsFunc(cfg.Configuration().Servers, func(srv raft.Server) bool { return string(srv.ID) == id })
 }
 
-// serves reports whether the replica serves reads (serving).
-func (r *replica) serves() bool { return r.serving.Load() }
+// serves reports whether the replica serves reads (serving), and is not
+// in the middle of a catch-up from its peers (its store is then between
+// two states of the log).
+func (r *replica) serves() bool { return r.serving.Load() && !r.fsm.behind() }
+
+// catchingUp is told by the state machine that it is about to catch up
+// to a snapshot from its peers (the replica fell behind the others'
+// logs while serving, cut off from them): it serves reads again only
+// once it has caught up with its group anew (awaitServing). Raft's
+// goroutine.
+func (r *replica) catchingUp() {
+	r.catchUps.Add(1)
+	r.serving.Store(false)
+	select {
+	case r.unserve <- struct{}{}:
+	default:
+	}
+}
 
 // servingPoll is how often awaitServing looks again.
 const servingPoll = 50 * time.Millisecond
@@ -157,11 +179,38 @@ const servingPoll = 50 * time.Millisecond
 // they are handed to the state machine, before they are.
 func (r *replica) awaitServing(leaderApplied func(ctx context.Context, leader Peer) (uint64, error)) {
 	defer r.wg.Done()
+	for {
+		gen, ok := r.latchServing(leaderApplied)
+		if !ok {
+			return
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-r.unserve:
+		}
+		if r.catchUps.Load() != gen {
+			// A catch-up that began as serving latched: unlatched
+			// again (catchingUp's store may have come first).
+			r.serving.Store(false)
+		}
+	}
+}
+
+// latchServing waits until the replica has caught up (awaitServing) and
+// latches serving, and returns the count of catch-ups it saw; false if
+// the replica stops first.
+func (r *replica) latchServing(leaderApplied func(ctx context.Context, leader Peer) (uint64, error)) (uint64, bool) {
 	tick := time.NewTicker(servingPoll)
 	defer tick.Stop()
 	var target uint64
 	known := false
+	gen := r.catchUps.Load()
 	for {
+		if g := r.catchUps.Load(); g != gen {
+			// A catch-up began since the target was asked for.
+			gen, known = g, false
+		}
 		switch {
 		case r.fsm.behind():
 		case r.isLeader():
@@ -173,17 +222,17 @@ func (r *replica) awaitServing(leaderApplied func(ctx context.Context, leader Pe
 			go func() { errc <- f.Error() }()
 			select {
 			case err := <-errc:
-				if err == nil && r.isLeader() {
+				if err == nil && r.isLeader() && r.catchUps.Load() == gen {
 					r.serving.Store(true)
-					return
+					return gen, true
 				}
 			case <-r.stop:
-				return
+				return 0, false
 			}
 		case known:
-			if r.fsm.applied.Load() >= target {
+			if r.fsm.applied.Load() >= target && r.catchUps.Load() == gen {
 				r.serving.Store(true)
-				return
+				return gen, true
 			}
 		default:
 			if p, ok := r.leader(); ok {
@@ -199,7 +248,7 @@ func (r *replica) awaitServing(leaderApplied func(ctx context.Context, leader Pe
 		}
 		select {
 		case <-r.stop:
-			return
+			return 0, false
 		case <-tick.C:
 		}
 	}
