@@ -6,11 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
-
 	"github.com/mqstream/mqstream/internal/testutil"
-	"github.com/mqstream/mqstream/streams"
 )
 
 // hookedPeers calls hook with each fetch request before the peers serve
@@ -44,12 +40,7 @@ func TestCatchUpThatLostPagesIsResumed(t *testing.T) {
 	a := newTestReplica(t, "a", peers, testLayout)
 	a.feed(log, len(log))
 
-	faults := &errorfs.Toggle{Injector: errorfs.InjectorFunc(failWAL)}
-	store, err := streams.Open(streams.Options{Dir: "/db", FS: errorfs.Wrap(vfs.NewMem(), faults), AutoCreate: true, Logger: testutil.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, faults := openFailingStore(t)
 	stop := make(chan struct{})
 	defer close(stop)
 	h := &hookedPeers{fakePeers: peers}

@@ -26,6 +26,19 @@ func failWAL(op errorfs.Op) error {
 	return nil
 }
 
+// openFailingStore opens a store in memory whose WAL's writes fail while
+// the toggle is on; closed when the test ends.
+func openFailingStore(t *testing.T) (*streams.Store, *errorfs.Toggle) {
+	t.Helper()
+	faults := &errorfs.Toggle{Injector: errorfs.InjectorFunc(failWAL)}
+	store, err := streams.Open(streams.Options{Dir: "/db", FS: errorfs.Wrap(vfs.NewMem(), faults), AutoCreate: true, Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store, faults
+}
+
 // TestStoreRecoveryThatLostEntriesStopsTheReplica: entries 4-6 are
 // applied without fsync while the disk fails writes; a sync fails, and
 // the store recovers by reopening from what reached the disk, entries
@@ -35,12 +48,7 @@ func failWAL(op errorfs.Op) error {
 // log. Before, entry 7 was stored at offset 3 under marker 7.
 func TestStoreRecoveryThatLostEntriesStopsTheReplica(t *testing.T) {
 	ctx := context.Background()
-	faults := &errorfs.Toggle{Injector: errorfs.InjectorFunc(failWAL)}
-	store, err := streams.Open(streams.Options{Dir: "/db", FS: errorfs.Wrap(vfs.NewMem(), faults), AutoCreate: true, Logger: testutil.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, faults := openFailingStore(t)
 	stop := make(chan struct{})
 	f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: stop})
 	if err != nil {
