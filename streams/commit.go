@@ -80,6 +80,10 @@ type op struct {
 	// linked: the op is committed in the same group (one Pebble batch)
 	// as the op after it: a Unit's ops but the last.
 	linked bool
+	// guarded: the op is refused (ErrRecovered) unless the store's
+	// recovery count is recoveries (Unit.RequireRecoveries).
+	guarded    bool
+	recoveries uint64
 }
 
 // opQueue is the committer's inbox: producers append under mu and wake the
@@ -182,7 +186,18 @@ func (s *Store) Submit(req AppendRequest) error {
 type Unit struct {
 	s   *Store
 	ops []*op
+	// guarded, recoveries: RequireRecoveries.
+	guarded    bool
+	recoveries uint64
 }
+
+// RequireRecoveries makes the unit refused, each part with ErrRecovered
+// and nothing written, unless the store's recovery count (Recoveries) is
+// still n when it is committed. A caller with a redo log of its own (a
+// shard's state machine) thus never applies over writes a recovery lost
+// before it has checked for them: checking Recoveries before committing
+// would race with a recovery in between.
+func (u *Unit) RequireRecoveries(n uint64) { u.guarded, u.recoveries = true, n }
 
 // NewUnit starts an empty unit.
 func (s *Store) NewUnit() *Unit { return &Unit{s: s} }
@@ -217,6 +232,11 @@ func (u *Unit) Commit() error {
 	}
 	for _, o := range u.ops[:len(u.ops)-1] {
 		o.linked = true // committed in one group with the next
+	}
+	if u.guarded {
+		for _, o := range u.ops {
+			o.guarded, o.recoveries = true, u.recoveries
+		}
 	}
 	s := u.s
 	if !s.writer.TryLock() {
@@ -419,6 +439,13 @@ func (g *group) commit(ops []*op) int {
 		n++
 		g.ops = append(g.ops, o)
 		var r opResult
+		if o.guarded && o.recoveries != s.recoveries.Load() {
+			// Recoveries run in the committer's role too: none comes
+			// between this check and the batch's commit.
+			r.err = ErrRecovered
+			g.results = append(g.results, r)
+			continue
+		}
 		if o.kind != opAppend && o.kind != opKV && o.kind != opSync && o.kind != opRecover {
 			g.writeBlocks()
 		}

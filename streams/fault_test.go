@@ -152,3 +152,60 @@ func TestDiskUsage(t *testing.T) {
 		t.Fatalf("disk usage %+v, %v; want 10 free of 100", u, err)
 	}
 }
+
+// TestUnitRequiringRecoveriesIsRefusedAfterARecovery: a unit that
+// requires the recovery count the caller saw commits while the store has
+// not recovered since, and is refused whole (ErrRecovered, no record and
+// no marker written) once it has; with the new count it commits.
+func TestUnitRequiringRecoveriesIsRefusedAfterARecovery(t *testing.T) {
+	faults := walFaults()
+	s, err := Open(Options{Dir: "/db", FS: errorfs.Wrap(vfs.NewMem(), faults), AutoCreate: true, Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	commit := func(seen, index uint64) []error {
+		t.Helper()
+		u := s.NewUnit()
+		u.RequireRecoveries(seen)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		if err := u.Append(AppendRequest{Stream: "u", Records: []Record{rec("t", "x")}, NoSync: true, AppliedLog: "shard-0", AppliedIndex: index,
+			Done: func(_ uint64, err error) { errs[0] = err; wg.Done() }}); err != nil {
+			t.Fatal(err)
+		}
+		u.KV(s.KV("ns"), KVRequest{Writes: []KVWrite{{Key: []byte("k"), Value: []byte{byte(index)}}}, NoSync: true,
+			AppliedLog: "shard-0", AppliedIndex: index, Done: func(err error) { errs[1] = err; wg.Done() }})
+		if err := u.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		return errs
+	}
+	seen := s.Recoveries()
+	if errs := commit(seen, 1); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("a unit with no recovery since: %v", errs)
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	faults.On()
+	if err := s.Sync(context.Background()); err == nil {
+		t.Fatal("a sync with the disk failing succeeded")
+	}
+	faults.Off()
+	testutil.Eventually(t, 10*time.Second, "the store to recover", func() bool { return s.Healthy() == nil })
+	if errs := commit(seen, 2); !errors.Is(errs[0], ErrRecovered) || !errors.Is(errs[1], ErrRecovered) || !errors.Is(errs[0], ErrUnavailable) {
+		t.Fatalf("a unit after a recovery: %v, want ErrRecovered (an ErrUnavailable) for both parts", errs)
+	}
+	if got, _ := s.AppliedIndexOf("shard-0"); got != 1 {
+		t.Fatalf("marker %d after the refused unit, want 1", got)
+	}
+	if info, _ := s.DescribeStream("u"); info.NextOffset != 1 {
+		t.Fatalf("stream u holds %d records after the refused unit, want 1", info.NextOffset)
+	}
+	if errs := commit(s.Recoveries(), 2); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("a unit with the new count: %v", errs)
+	}
+}

@@ -14,6 +14,11 @@ import (
 // write or sync, or until the disk has free space again.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrRecovered refuses a unit whose caller required a recovery count the
+// store has left (Unit.RequireRecoveries): the store recovered from a
+// failed write since, and may have lost writes committed without a sync.
+var ErrRecovered = fmt.Errorf("%w: the store recovered from a failed write since the caller looked", ErrUnavailable)
+
 // ErrDiskFull: free space on the data directory's disk is below
 // Options.MinFreeBytes. It wraps syscall.ENOSPC.
 var ErrDiskFull = fmt.Errorf("%w: disk almost full (%w)", ErrUnavailable, syscall.ENOSPC)

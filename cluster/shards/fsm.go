@@ -465,6 +465,9 @@ func (f *fsm) submitAll(run []pending) []error {
 		}
 		if unit == nil {
 			unit = f.store.NewUnit()
+			// Not over what a recovery since lostApplied last looked
+			// may have lost: refused then (retryable), and looked at.
+			unit.RequireRecoveries(f.recoveries)
 		}
 		req := p.req
 		req.Done = func(first uint64, err error) {

@@ -101,20 +101,35 @@ func TestReplicaWhoseStoreLostEntriesIsOpenedAgain(t *testing.T) {
 	w.waitMore(t, 20)
 	before := x.set.replica(0)
 
-	x.faults.On()
-	n := w.count()
-	deadline := time.Now().Add(2 * time.Second)
-	for w.count() < n+3 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // appends applied by x with its WAL failing
-	}
-	if err := x.store.Sync(context.Background()); err == nil {
-		t.Fatal("a sync with the disk failing writes succeeded")
-	}
-	x.faults.Off()
-	testutil.Eventually(t, 15*time.Second, "x's replica to be opened again", func() bool {
+	// The premise: x applies entries while its WAL's writes fail, and
+	// the sync that fails then loses them. When the disk's failure
+	// surfaces at the first commit instead (nothing applied, nothing
+	// lost), the store recovers and the test tries again.
+	reopened := func() bool {
 		r := x.set.replica(0)
 		return r != nil && r != before
-	})
+	}
+	for try := 0; ; try++ {
+		if try == 10 {
+			t.Fatal("x never applied an entry while its WAL failed (the test's premise)")
+		}
+		applied := before.fsm.applied.Load()
+		x.faults.On()
+		deadline := time.Now().Add(time.Second)
+		for before.fsm.applied.Load() < applied+3 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond) // polled: x applying with its WAL failing
+		}
+		reached := before.fsm.applied.Load()
+		if err := x.store.Sync(context.Background()); err == nil {
+			t.Fatal("a sync with the disk failing writes succeeded")
+		}
+		x.faults.Off()
+		testutil.Eventually(t, 10*time.Second, "x's store to recover", func() bool { return x.store.Healthy() == nil })
+		if marker, _ := x.store.AppliedIndexOf(groupName(0)); marker < reached || reopened() {
+			break // lost: the premise holds
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "x's replica to be opened again", reopened)
 	w.waitMore(t, 40)
 	w.stop()
 	testutil.Eventually(t, 15*time.Second, "x's replica to serve reads again", func() bool { return x.set.Serves(0) })
