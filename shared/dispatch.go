@@ -29,7 +29,9 @@ func (g *group) pump() {
 		if hashed && p.count == 0 {
 			m := g.hashMember(p)
 			if len(m.queue) == 0 && m.room() > 0 {
-				g.deliver(m, p)
+				if !g.deliver(m, p) {
+					return
+				}
 			} else {
 				m.queue = append(m.queue, p)
 				g.assigned++
@@ -44,7 +46,12 @@ func (g *group) pump() {
 			g.unshift(p)
 			return
 		}
-		g.deliver(m, p)
+		if !g.deliver(m, p) {
+			// The member is gone and its leave is on its way (the
+			// group's inbox): this pass ends, so that it is taken in,
+			// rather than offer the record to the same member again.
+			return
+		}
 	}
 }
 
@@ -187,32 +194,35 @@ func (g *group) drainQueues() {
 			m.queue[0] = nil
 			m.queue = m.queue[1:]
 			g.assigned--
-			g.deliver(m, p)
+			if !g.deliver(m, p) {
+				break // gone: see pump
+			}
 		}
 	}
 }
 
-// deliver sends p to m.
-func (g *group) deliver(m *member, p *pending) {
+// deliver sends p to m; false if m refused it (the client is gone, its
+// leave on its way), p then back at the head of the redeliveries.
+func (g *group) deliver(m *member, p *pending) bool {
 	c := p.cur
 	qos := min(m.qos, p.rec.QoS)
 	dup := p.count > 0
 	if qos == 0 {
 		// At most once: done as soon as it is handed to the member.
 		if _, err := m.out.Deliver(&p.rec, 0, false, nil); err != nil {
-			g.unshift(p) // the client is gone; its leave is on its way
-			return
+			g.unshift(p)
+			return false
 		}
 		g.sent(m, p, dup)
 		c.markDone(p.rec.Offset)
-		return
+		return true
 	}
 	n := p.count + 1
 	acked := func(reason byte) { g.post(func() { g.ack(m, p, n, reason) }) }
 	cancel, err := m.out.Deliver(&p.rec, qos, dup, acked)
 	if err != nil {
 		g.unshift(p)
-		return
+		return false
 	}
 	g.sent(m, p, dup)
 	now := g.m.opts.Now()
@@ -222,6 +232,7 @@ func (g *group) deliver(m *member, p *pending) {
 	p.deadline = now.Add(g.opts.AckTimeout)
 	m.inflight[p] = struct{}{}
 	g.inflight.add(p)
+	return true
 }
 
 // sent counts a delivery of p to m.

@@ -53,9 +53,15 @@ func (p *proxy) Node() string        { return p.key.node }
 func (p *proxy) QoS() byte           { return p.qos }
 func (p *proxy) ReceiveMaximum() int { return p.rmax }
 
+// Room is none once the member left: its group, whose leave is under
+// way, must not offer it records that Deliver refuses (it would pick it
+// again and again).
 func (p *proxy) Room() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.left {
+		return 0
+	}
 	return max(p.room, 0)
 }
 

@@ -527,3 +527,31 @@ func TestSubscribedWhileNoDispatcherGetsWhatFollowed(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteMemberLeavingMidStreamDoesNotStallItsGroup: the only member
+// of a group, on another node, leaves while the group has a backlog for
+// it. Its proxy must report no room from then on: reporting room while
+// refusing deliveries made the group's pump offer it the same record
+// forever, never getting to the leave in its inbox (the group answered
+// nothing and spun a core).
+func TestRemoteMemberLeavingMidStreamDoesNotStallItsGroup(t *testing.T) {
+	for trial := 0; trial < 10; trial++ {
+		c := startCluster(t, time.Hour, "a", "b")
+		cl := &client{id: "w", window: 50}
+		leave, err := c.relays["b"].Join("g", "jobs/#", cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); c.publish("x", 400) }()
+		testutil.Eventually(t, 10*time.Second, "a first window delivered", func() bool { return len(cl.payloads()) >= 50 })
+		leave()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = c.groups["a"].Group(ctx, "g", "jobs/#")
+		cancel()
+		if err != nil {
+			t.Fatalf("trial %d: the group does not answer after its remote member left: %v", trial, err)
+		}
+	}
+}
