@@ -83,9 +83,12 @@ type Relay struct {
 	roomq    []*membership
 	roomKick chan struct{} // capacity 1
 
-	// pmu guards the dispatch side: proxies of members on other nodes.
-	pmu     sync.Mutex
-	proxies map[proxyKey]*proxy
+	// pmu guards the dispatch side: proxies of members on other nodes,
+	// and the refs of those dropped when their node was given up for gone
+	// (its detach frames could not reach it; sent if it comes back).
+	pmu      sync.Mutex
+	proxies  map[proxyKey]*proxy
+	goneRefs map[string][]uint64
 
 	kick chan struct{} // capacity 1: reconcile now
 	done chan struct{}
@@ -109,7 +112,7 @@ func New(o Options) *Relay {
 		// dispatcher may still hold (its frames would reach the wrong
 		// membership).
 		nextRef: rand.Uint64() >> 1,
-		proxies: map[proxyKey]*proxy{}, kick: make(chan struct{}, 1), roomKick: make(chan struct{}, 1), done: make(chan struct{})}
+		proxies: map[proxyKey]*proxy{}, goneRefs: map[string][]uint64{}, kick: make(chan struct{}, 1), roomKick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.wg.Add(2)
 	go r.loop()
 	go r.roomLoop()
@@ -382,7 +385,7 @@ func (r *Relay) loop() {
 // attached here, and moves this node's memberships off it (no leave call:
 // the node is gone).
 func (r *Relay) NodeGone(node string) {
-	r.dropProxies(node)
+	r.dropProxies(node, true)
 	for _, ms := range r.attachedTo(node) {
 		r.mu.Lock()
 		var pending map[uint64]func()
@@ -406,7 +409,7 @@ func (r *Relay) NodeGone(node string) {
 // there (a call) and attach again; state kept on either side that the
 // other may have lost is started afresh.
 func (r *Relay) NodeReset(node string) {
-	r.dropProxies(node)
+	r.dropProxies(node, false)
 	for _, ms := range r.attachedTo(node) {
 		r.detach(ms)
 	}
@@ -426,20 +429,36 @@ func (r *Relay) attachedTo(node string) []*membership {
 	return out
 }
 
-// dropProxies releases the members node attached here and tells it.
-func (r *Relay) dropProxies(node string) {
+// dropProxies releases the members node attached here and tells it
+// (detach frames). gone: the node is given up for gone, so the frames may
+// not reach it; their refs are kept and sent again if it comes back
+// (NodeReset): a node wrongly declared failed still believes its members
+// attached here, and one that is idle would never learn otherwise.
+func (r *Relay) dropProxies(node string, gone bool) {
 	r.pmu.Lock()
-	var gone []*proxy
+	var dropped []*proxy
 	for k, p := range r.proxies {
 		if k.node == node {
-			gone = append(gone, p)
+			dropped = append(dropped, p)
 			delete(r.proxies, k)
 		}
 	}
+	earlier := r.goneRefs[node]
+	delete(r.goneRefs, node)
+	if gone {
+		for _, p := range dropped {
+			r.goneRefs[node] = append(r.goneRefs[node], p.key.ref)
+		}
+		r.goneRefs[node] = append(r.goneRefs[node], earlier...)
+		earlier = nil
+	}
 	r.pmu.Unlock()
-	for _, p := range gone {
+	for _, p := range dropped {
 		p.leave()
 		r.opts.Transport.Send(node, encodeFrame(frame{kind: frameDetach, from: r.opts.Self, ref: p.key.ref}))
+	}
+	for _, ref := range earlier {
+		r.opts.Transport.Send(node, encodeFrame(frame{kind: frameDetach, from: r.opts.Self, ref: ref}))
 	}
 }
 

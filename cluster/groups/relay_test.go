@@ -555,3 +555,30 @@ func TestRemoteMemberLeavingMidStreamDoesNotStallItsGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberOfANodeWronglyGivenUpIsDetached: the dispatcher's node gives
+// the member's node up for failed (its routes drop it first, so the
+// detach frames NodeGone sends go nowhere), then sees it back (NodeReset).
+// The member's node never saw the dispatcher fail and keeps its
+// attachment: it must be told, or an idle worker gets nothing again.
+func TestMemberOfANodeWronglyGivenUpIsDetached(t *testing.T) {
+	c := startCluster(t, time.Hour, "a", "b")
+	cl := &client{id: "w", window: 8}
+	if _, err := c.relays["b"].Join("g", "jobs/#", cl); err != nil {
+		t.Fatal(err)
+	}
+	c.publish("x", 5)
+	testutil.Eventually(t, 10*time.Second, "5 acknowledged", func() bool { return c.acked("a") == 5 })
+
+	c.net.mu.Lock()
+	c.net.cut["b"] = true
+	c.net.mu.Unlock()
+	c.relays["a"].NodeGone("b")
+	c.net.mu.Lock()
+	c.net.cut["b"] = false
+	c.net.mu.Unlock()
+	c.relays["a"].NodeReset("b")
+
+	c.publish("y", 5)
+	testutil.Eventually(t, 10*time.Second, "10 acknowledged", func() bool { return c.acked("a") == 10 })
+}
