@@ -95,6 +95,19 @@ func (p *groupPlacement) owner(name, filter string) (uint64, bool) {
 type groupProgress struct {
 	r    *replicated
 	self string // this node's id
+	// term fences the writes (InEpoch); 0: the term this node leads the
+	// group's shard in when it writes.
+	term uint64
+}
+
+var _ shared.EpochProgress = groupProgress{}
+
+// InEpoch implements shared.EpochProgress: a group's writes under the
+// shard term it was started in (its ownership epoch), refused once the
+// shard has moved on to another term, even if this node leads it again.
+func (g groupProgress) InEpoch(epoch uint64) shared.ProgressStore {
+	g.term = epoch
+	return g
 }
 
 // errGroupsNotFormed: group progress was written before the shards started.
@@ -144,6 +157,9 @@ func (g groupProgress) Write(ctx context.Context, writes ...streams.KVWrite) err
 	term, ok := set.Lead(shard)
 	if !ok {
 		return fmt.Errorf("%w: shard %d is led by another node", shared.ErrNotOwner, shard)
+	}
+	if g.term != 0 && g.term != term {
+		return fmt.Errorf("%w: shard %d is led here in term %d, the group runs under term %d", shared.ErrNotOwner, shard, term, g.term)
 	}
 	return set.WriteKV(ctx, shard, term, writes)
 }

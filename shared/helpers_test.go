@@ -42,8 +42,10 @@ type envOptions struct {
 	declared []Declaration
 	dir      string
 	owner    func(name, filter string) (uint64, bool)
-	// readVia, if set, is the store the groups read through.
-	readVia func(*streams.Store) Store
+	// readVia, if set, is the store the groups read through, and
+	// progressVia the progress store they write to.
+	readVia     func(*streams.Store) Store
+	progressVia func(ProgressStore) ProgressStore
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
@@ -66,7 +68,11 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if o.readVia != nil {
 		reads = o.readVia(store)
 	}
-	m, err := New(Options{Store: reads, Progress: store.KV("groups"), Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
+	var progress ProgressStore = store.KV("groups")
+	if o.progressVia != nil {
+		progress = o.progressVia(progress)
+	}
+	m, err := New(Options{Store: reads, Progress: progress, Mapper: mapper, Defaults: o.defaults, Declared: o.declared,
 		FlushInterval: 20 * time.Millisecond, Logger: testLogger(), Owner: o.owner})
 	if err != nil {
 		t.Fatal(err)

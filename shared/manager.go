@@ -51,6 +51,25 @@ type ProgressStore interface {
 	Submit(writes []streams.KVWrite, noSync bool, done func(error)) error
 }
 
+// EpochProgress is a ProgressStore whose writes can be fenced by the
+// ownership epoch a group runs under (Options.Owner): in a cluster, a
+// group started here in an earlier epoch must not overwrite what the
+// group's owner wrote since, should this node own the group again in a
+// later one before the earlier group has stopped.
+type EpochProgress interface {
+	ProgressStore
+	// InEpoch returns the store whose writes succeed only under epoch.
+	InEpoch(epoch uint64) ProgressStore
+}
+
+// progressIn returns the progress store for writes under epoch.
+func (m *Manager) progressIn(epoch uint64) ProgressStore {
+	if ep, ok := m.kv.(EpochProgress); ok && epoch != 0 {
+		return ep.InEpoch(epoch)
+	}
+	return m.kv
+}
+
 // Mapper tells which streams can hold topics matching a filter.
 type Mapper interface {
 	Sources(filter string) (names []string, all bool)
@@ -408,11 +427,11 @@ func (m *Manager) create(ctx context.Context, k groupKey, start Position, o Grou
 	for _, c := range cursors {
 		writes = append(writes, streams.KVWrite{Key: cursorKey(k, c.stream), Value: c.encode()})
 	}
-	if err := m.kv.Write(ctx, writes...); err != nil {
+	epoch, _ := m.owns(k)
+	if err := m.progressIn(epoch).Write(ctx, writes...); err != nil {
 		return nil, fmt.Errorf("create group %s: %w", k, err)
 	}
 	m.log.Info("consumer group created", "group", k.name, "filter", k.filter, "start", start.String(), "strategy", o.Strategy)
-	epoch, _ := m.owns(k)
 	if g := m.startGroup(k, meta, start, epoch); g != nil {
 		return g, nil
 	}
@@ -502,6 +521,7 @@ func (m *Manager) positionOffset(stream string, info streams.StreamInfo, p Posit
 func (m *Manager) startGroup(k groupKey, meta groupMeta, start Position, epoch uint64) *group {
 	g := newGroup(m, k, meta, start)
 	g.epoch = epoch
+	g.kv = m.progressIn(epoch)
 	m.mu.Lock()
 	if existing, ok := m.mu.groups[k]; ok {
 		m.mu.Unlock()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // ownership is a test's Options.Owner: whether this node runs groups, in
@@ -83,5 +85,76 @@ func TestOwnershipMovesGroups(t *testing.T) {
 	sort.Strings(want)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after the hand-back got %v, want only the records published meanwhile %v", got, want)
+	}
+}
+
+// epochRecorder is a progress store that counts the writes made through
+// it by the epoch they were made in (0: not through InEpoch).
+type epochRecorder struct {
+	ProgressStore
+	mu     sync.Mutex // guards epochs
+	epochs map[uint64]int
+}
+
+func (r *epochRecorder) note(epoch uint64) {
+	r.mu.Lock()
+	r.epochs[epoch]++
+	r.mu.Unlock()
+}
+
+func (r *epochRecorder) counts() map[uint64]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.epochs)
+}
+
+func (r *epochRecorder) Write(ctx context.Context, writes ...streams.KVWrite) error {
+	r.note(0)
+	return r.ProgressStore.Write(ctx, writes...)
+}
+
+func (r *epochRecorder) Submit(writes []streams.KVWrite, noSync bool, done func(error)) error {
+	r.note(0)
+	return r.ProgressStore.Submit(writes, noSync, done)
+}
+
+func (r *epochRecorder) InEpoch(epoch uint64) ProgressStore { return epochWrites{r: r, epoch: epoch} }
+
+type epochWrites struct {
+	r     *epochRecorder
+	epoch uint64
+}
+
+func (w epochWrites) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	return w.r.ProgressStore.Scan(prefix, fn)
+}
+
+func (w epochWrites) Write(ctx context.Context, writes ...streams.KVWrite) error {
+	w.r.note(w.epoch)
+	return w.r.ProgressStore.Write(ctx, writes...)
+}
+
+func (w epochWrites) Submit(writes []streams.KVWrite, noSync bool, done func(error)) error {
+	w.r.note(w.epoch)
+	return w.r.ProgressStore.Submit(writes, noSync, done)
+}
+
+// TestGroupWritesInItsEpoch: with a progress store that fences writes by
+// epoch (a cluster's: the group's shard term), a group's creation and
+// its progress are written in the epoch it runs under, so that a group
+// of an earlier epoch still running here can never overwrite what was
+// written since.
+func TestGroupWritesInItsEpoch(t *testing.T) {
+	rec := &epochRecorder{epochs: map[uint64]int{}}
+	e := startEnv(t, envOptions{
+		owner:       func(string, string) (uint64, bool) { return 7, true },
+		progressVia: func(p ProgressStore) ProgressStore { rec.ProgressStore = p; return rec },
+	})
+	e.consumer("w", "$share/g/jobs/#", 1, false)
+	e.publish(constTopic("jobs/a"), "job", 0, 10)
+	testutil.Eventually(t, 10*time.Second, "10 acknowledged", func() bool { return e.stats("g", "jobs/#").Acked == 10 })
+	testutil.Eventually(t, 10*time.Second, "progress written in epoch 7", func() bool { return rec.counts()[7] >= 2 })
+	if got := rec.counts(); len(got) != 1 {
+		t.Fatalf("progress writes by epoch: %v, want all in epoch 7", got)
 	}
 }
