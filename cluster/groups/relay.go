@@ -545,8 +545,12 @@ func (r *Relay) memberFrame(f frame) {
 	}
 	detached := ms.ref != ref
 	r.mu.Unlock()
-	if detached && err == nil && open {
-		cancel() // detached meanwhile
+	if detached && err == nil {
+		// Detached meanwhile (a hand-over): the detach found no cancel
+		// to call yet (the place held a nil), and reset the places, so
+		// open says nothing here. The old dispatcher's delivery is
+		// withdrawn; the new one sends the record again.
+		cancel()
 	}
 }
 
