@@ -122,17 +122,20 @@ func TestOwnAppendBatchedWithATwiceForwardedOneGoesOn(t *testing.T) {
 	<-fwd
 }
 
-// callerForwarder wraps the test cluster's forwards of one node with a
-// hook that knows the caller.
+// callerForwarder is one node's view of the test cluster's forwards: it
+// asks the cluster's callerHook, which knows the caller, before each
+// forward.
 type callerForwarder struct {
 	c    *cluster
 	from string
-	hook func(from, addr string, req []byte) error
 }
 
 func (f *callerForwarder) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
-	if service == ForwardService {
-		if err := f.hook(f.from, addr, req); err != nil {
+	f.c.mu.Lock()
+	hook := f.c.callerHook
+	f.c.mu.Unlock()
+	if hook != nil && service == ForwardService {
+		if err := hook(f.from, addr, req); err != nil {
 			return nil, err
 		}
 	}
@@ -192,8 +195,9 @@ func TestForwardedPairStaysInOrderThroughAFollower(t *testing.T) {
 		}
 		return nil
 	}
-	o.set.opts.Forward = &callerForwarder{c: c, from: o.self.ID, hook: hook}
-	l.set.opts.Forward = &callerForwarder{c: c, from: l.self.ID, hook: hook}
+	c.mu.Lock()
+	c.callerHook = hook
+	c.mu.Unlock()
 
 	submit := func(set *Set, stream, payload string, n, size int) chan submitted {
 		ch := make(chan submitted, 1)

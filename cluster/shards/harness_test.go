@@ -47,6 +47,10 @@ type cluster struct {
 	// delivered, with the caller's context: it may hold the call until
 	// the caller gives up on it.
 	forwardGate func(ctx context.Context, addr string) error
+	// callerHook, if set, is asked before a forward from the node with
+	// id from to addr is delivered: an error fails it (the call may
+	// block first).
+	callerHook func(from, addr string, req []byte) error
 	// timers are the nodes' Raft timers (LocalTimers unless a test
 	// changes them before the nodes start).
 	timers Timers
@@ -176,7 +180,7 @@ func (nd *testNode) start() {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, HasRaftState: nd.hasRaftState, Forward: nd.c,
+		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, HasRaftState: nd.hasRaftState, Forward: &callerForwarder{c: nd.c, from: nd.self.ID},
 		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 		AdminIDs: func() bool { return !nd.c.noAdminIDs },
 	}
