@@ -2,6 +2,7 @@ package reads
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -157,6 +158,10 @@ func TestRemoteReadErrors(t *testing.T) {
 	}
 	if _, err := Serve(context.Background(), b.store, twoShards{}.ShardOf, nil, []byte{9, 0, 0}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("unknown operation: %v", err)
+	}
+	huge := binary.AppendUvarint([]byte{opList}, 1<<63)
+	if _, err := Serve(context.Background(), b.store, twoShards{}.ShardOf, nil, append(huge, 0)); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("a shard beyond an int: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mqstream/mqstream/internal/bincode"
@@ -61,7 +62,12 @@ var ErrBadRequest = errors.New("reads: malformed message")
 
 func decodeRequest(b []byte) (request, error) {
 	d := bincode.Reader{B: b}
-	r := request{op: d.Byte(), shard: int(d.Uvarint()), stream: string(d.Bytes())}
+	r := request{op: d.Byte()}
+	shard := d.Uvarint()
+	if d.Err == nil && shard > math.MaxInt32 {
+		d.Err = fmt.Errorf("shard %d out of range", shard)
+	}
+	r.shard, r.stream = int(shard), string(d.Bytes())
 	switch r.op {
 	case opList, opDescribe:
 	case opRead:

@@ -2,6 +2,8 @@ package shards
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,6 +98,28 @@ func TestForwardRoundTrip(t *testing.T) {
 	}
 	if _, _, _, err := decodeForward([]byte{1, 2}); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("short forward: %v", err)
+	}
+}
+
+// TestRequestsNamingAShardBeyondAnIntAreRefused: a shard index above
+// MaxInt64 was an int below zero, past the handlers' "shard >= Shards"
+// check, and indexing the outboxes with it killed the node.
+func TestRequestsNamingAShardBeyondAnIntAreRefused(t *testing.T) {
+	huge := func(version byte) []byte { return binary.AppendUvarint([]byte{version}, 1<<63) }
+	fwd := append(huge(entryVersion1), 0, 1)
+	fwd = appendCmdTo(fwd, appendCmd{kind: kindAppend, stream: "s", records: encodeRecords(recs("x", 1)), id: appendID{7, 1}})
+	if _, _, _, err := decodeForward(fwd); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("forward: %v", err)
+	}
+	if _, _, err := decodeMembersRequest(binary.AppendUvarint(huge(membersVersion1), 0)); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("membership check: %v", err)
+	}
+	if _, err := decodeFetchRequest(append(huge(fetchVersion1), 0, 0, 0, 0, 0)); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("fetch: %v", err)
+	}
+	s := &Set{opts: Options{Shards: 1}}
+	if _, err := s.HandleForward(context.Background(), "", fwd); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("HandleForward: %v", err)
 	}
 }
 

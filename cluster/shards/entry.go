@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mqstream/mqstream/streams"
@@ -277,6 +278,17 @@ func (d *decoder) varint() int64 {
 }
 
 // count reads a number of items, each at least one byte long.
+// shard reads a shard index: a uvarint that must fit an int32, so that
+// no request names a shard that turns negative as an int.
+func (d *decoder) shard() int {
+	v := d.uvarint()
+	if d.err == nil && v > math.MaxInt32 {
+		d.err = fmt.Errorf("shard %d out of range", v)
+		return 0
+	}
+	return int(v)
+}
+
 func (d *decoder) count() int {
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) {

@@ -67,7 +67,7 @@ func decodeFetchRequest(b []byte) (fetchRequest, error) {
 	if v := d.byte(); d.err == nil && v != fetchVersion1 {
 		return fetchRequest{}, fmt.Errorf("%w: fetch version %d", ErrBadEntry, v)
 	}
-	r := fetchRequest{shard: int(d.uvarint()), stream: string(d.bytes()), from: d.uvarint(), to: d.uvarint()}
+	r := fetchRequest{shard: d.shard(), stream: string(d.bytes()), from: d.uvarint(), to: d.uvarint()}
 	r.maxRecords, r.maxBytes = int(min(d.uvarint(), maxFetchRecords)), int(min(d.uvarint(), maxFetchBytes))
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))

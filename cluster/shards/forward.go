@@ -45,7 +45,7 @@ func decodeForward(b []byte) (shard, hops int, cmds []appendCmd, err error) {
 	if v := d.byte(); d.err == nil && v != entryVersion1 {
 		return 0, 0, nil, fmt.Errorf("%w: forward version %d", ErrBadEntry, v)
 	}
-	shard = int(d.uvarint())
+	shard = d.shard()
 	hops = int(d.byte())
 	n := d.count()
 	for i := 0; i < n && d.err == nil; i++ {

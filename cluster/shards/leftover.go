@@ -43,7 +43,7 @@ func decodeMembersRequest(b []byte) (shard int, node string, err error) {
 	if v := d.byte(); d.err == nil && v != membersVersion1 {
 		return 0, "", fmt.Errorf("%w: membership check version %d", ErrBadEntry, v)
 	}
-	shard, node = int(d.uvarint()), string(d.bytes())
+	shard, node = d.shard(), string(d.bytes())
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}

@@ -477,6 +477,9 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 // with its group once (before, the node reads the shard from another
 // replica, as one it does not hold).
 func (s *Set) Serves(i int) bool {
+	if i < 0 || i >= len(s.replicas) {
+		return false // a remote read naming a shard there is not
+	}
 	r := s.replica(i)
 	return r != nil && r.serves()
 }
