@@ -79,8 +79,11 @@ func (c Config) validateCluster(bad func(key, format string, args ...any)) {
 			bad("cluster.seeds["+strconv.Itoa(i)+"]", "%q is not a host:port address", s)
 		}
 	}
-	if c.MQTT.MaxPayload > MaxClusterPayload {
+	switch {
+	case c.MQTT.MaxPayload > MaxClusterPayload:
 		bad("mqtt.max_payload", "%d is over 32MiB, the most one message may be in cluster mode (it travels between nodes whole)", c.MQTT.MaxPayload)
+	case c.MQTT.MaxPayload == 0:
+		bad("mqtt.max_payload", "0 (no limit) is not allowed in cluster mode: one message may be at most 32MiB (it travels between nodes whole)")
 	}
 	if cl.BootstrapExpect < 1 {
 		bad("cluster.bootstrap_expect", "must be at least 1")

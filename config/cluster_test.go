@@ -62,6 +62,11 @@ node: {id: a}
 mqtt: {max_payload: 33MiB}
 cluster: {name: demo, gossip: "127.0.0.1:7946", rpc: "127.0.0.1:7947"}
 `, []string{"mqtt.max_payload", "32MiB"}},
+		{"no payload limit", `
+node: {id: a}
+mqtt: {max_payload: 0}
+cluster: {name: demo, gossip: "127.0.0.1:7946", rpc: "127.0.0.1:7947"}
+`, []string{"mqtt.max_payload", "no limit", "32MiB"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

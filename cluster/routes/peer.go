@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqstream/mqstream/cluster/rpcmux"
 )
 
 // peer is the link to one other node: a sync loop that keeps the node's
@@ -219,6 +221,13 @@ func (p *peer) sendLoop() {
 				p.out.done() // dropped: a flush must not wait for it
 				return
 			}
+			if permanent(err) {
+				// Sent again it fails again, and everything queued
+				// behind it would wait for good.
+				r.log.Error("messages the peer can never take dropped", "peer", p.id, "messages", len(batch), "bytes", len(req), "error", err)
+				r.dropped.Add(int64(len(batch)))
+				break
+			}
 			if failures == 0 {
 				r.log.Warn("cannot forward messages to a peer; retrying", "peer", p.id, "messages", len(batch), "error", err)
 			}
@@ -239,6 +248,13 @@ func (p *peer) sendLoop() {
 			r.mu.Unlock()
 		}
 	}
+}
+
+// permanent reports a deliver call that fails however often it is sent:
+// a batch over the largest frame, or one the peer's handler refused (it
+// refuses only a batch it cannot decode).
+func permanent(err error) bool {
+	return errors.Is(err, rpcmux.ErrTooLarge) || errors.Is(err, rpcmux.ErrRemote)
 }
 
 // noteCall records how the last call to the peer went.

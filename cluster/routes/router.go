@@ -324,6 +324,9 @@ func (r *Router) updateFor(p *peer) update {
 		return u
 	}
 	u.kind, u.base = syncFull, 0
+	if r.remotes[p.id] == nil {
+		u.base = fullHoldsNone
+	}
 	u.adds = make([]string, 0, len(l.refs))
 	for f := range l.refs {
 		u.adds = append(u.adds, f)
@@ -368,6 +371,20 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		if p := r.peers[from]; p != nil && p.acked > 0 {
 			p.acked = 0
 			p.kickSync()
+		}
+	} else {
+		if u.version < rem.version {
+			// An older full set that arrived after a newer one (a
+			// call timed out, and its retry overtook it).
+			return []byte{syncOK}, nil
+		}
+		if p := r.peers[from]; p != nil && p.acked > 0 && u.base == fullHoldsNone {
+			// The sender dropped this node (took it for failed) and
+			// took it back, while this node kept it: it lost this
+			// node's filters and what Joined sent it (wills).
+			p.acked = 0
+			p.kickSync()
+			r.joinedLocked(from)
 		}
 	}
 	if rem == nil {

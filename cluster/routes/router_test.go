@@ -214,6 +214,49 @@ func TestLeavingPeerIsDropped(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "b's filters come back", func() bool { return a.r.Wanted("x/1") })
 }
 
+// TestPeerDroppedOnOneSideGetsItsRoutesBackAtOnce: a's membership took b
+// for failed and back, while b kept a (it refuted the suspicion). a
+// dropped b's filters and, through Joined, what b had sent it (wills); b
+// must send both again when a takes it back, not at its next check.
+func TestPeerDroppedOnOneSideGetsItsRoutesBackAtOnce(t *testing.T) {
+	o := fastOptions()
+	o.Resync = time.Hour    // the next check is far away
+	var joined atomic.Int64 // b's Joined calls for a
+	ob := o
+	ob.Joined = func(peer string) {
+		if peer == "a" {
+			joined.Add(1)
+		}
+	}
+	a, b := startNode(t, "a", "", nil, o), startNode(t, "b", "", nil, ob)
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"x/#"})
+	if !a.r.Wanted("x/1") {
+		t.Fatal("a does not know b's filter once SetClient returned")
+	}
+	testutil.Eventually(t, 5*time.Second, "b's Joined for a", func() bool { return joined.Load() == 1 })
+	a.r.SetPeers(nil)
+	a.r.SetPeers([]Peer{{ID: "b", Addr: b.addr()}})
+	testutil.Eventually(t, 10*time.Second, "b's filters back on a", func() bool { return a.r.Wanted("x/1") })
+	testutil.Eventually(t, 10*time.Second, "b's Joined for a again", func() bool { return joined.Load() == 2 })
+}
+
+// TestOlderFullUpdateIsIgnored: a full set that timed out and arrives
+// after its retry carried a newer one must not undo the newer one.
+func TestOlderFullUpdateIsIgnored(t *testing.T) {
+	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"x/#"})
+	b.r.SetClient("cc", []string{"y/#"})
+	old := update{kind: syncFull, incarnation: b.r.incarnation, version: 1, adds: []string{"x/#"}}
+	if resp, err := a.r.HandleSync(context.Background(), "b", encodeUpdate(old)); err != nil || len(resp) != 1 || resp[0] != syncOK {
+		t.Fatalf("answer to the late full set: %v %v", resp, err)
+	}
+	if !a.r.Wanted("y/1") {
+		t.Fatal("a late full set of b's filters at version 1 undid version 2's")
+	}
+}
+
 func TestQueueBoundDropsOldest(t *testing.T) {
 	faults := rpcmux.NewFaults()
 	o := fastOptions()
@@ -244,6 +287,22 @@ func TestQueueBoundDropsOldest(t *testing.T) {
 	if !slices.IsSorted(got) {
 		t.Fatalf("out of order: %v", got)
 	}
+}
+
+// TestMessageThePeerCanNeverTakeIsDropped: a batch over the largest
+// frame fails however often it is sent; retried for ever, it held up
+// everything queued behind it for as long as the peer stayed.
+func TestMessageThePeerCanNeverTakeIsDropped(t *testing.T) {
+	a, b := startNode(t, "a", "", nil, fastOptions()), startNode(t, "b", "", nil, fastOptions())
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"t"})
+	a.r.Forward("t", make([]byte, rpcmux.MaxFrame+1))
+	testutil.Eventually(t, 10*time.Second, "the oversized message dropped", func() bool { return a.r.Stats().Dropped == 1 })
+	a.r.Forward("t", []byte("small"))
+	testutil.Eventually(t, 10*time.Second, "the next message arrives", func() bool {
+		got := b.in.got()
+		return len(got) == 1 && got[0] == "small"
+	})
 }
 
 func TestMalformedRequestsAreRefused(t *testing.T) {

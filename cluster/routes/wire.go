@@ -49,6 +49,13 @@ const (
 	syncFull  byte = 1
 )
 
+// fullHoldsNone, as a full update's base (which a full update does not
+// otherwise use; earlier versions send 0): the sender holds none of the
+// receiver's filters. It dropped them (its membership took the receiver
+// for failed) while the receiver kept it as a peer, so the receiver must
+// send its filters, and what Joined sends, again.
+const fullHoldsNone = 1
+
 // Answers to a sync request.
 const (
 	syncOK       byte = 0
