@@ -131,19 +131,28 @@ func (m *Manager) Reconcile() error {
 		p, want := m.wanted(d)
 		m.mu.Lock()
 		r := m.mu.queries[d.ID]
+		m.mu.Unlock()
+		if r == nil && !want || r != nil && want && m.keeps(r, d, p) { // keeps may compile: not under m.mu
+			continue
+		}
+		m.mu.Lock()
 		switch {
 		case m.mu.closed:
 			m.mu.Unlock()
 			return nil
-		case m.mu.busy[d.ID]:
+		case m.mu.busy[d.ID] || m.mu.queries[d.ID] != r:
 			m.mu.Unlock()
 			continue // being created or changed here: as it ends
-		case r == nil && !want, r != nil && want && (r.place.term == p.term || d.Everywhere):
-			m.mu.Unlock()
-			continue
 		}
 		m.mu.busy[d.ID] = true
 		m.mu.Unlock()
+		if want && !m.stillDefined(d) {
+			// A request changed or removed it since the list was read
+			// (TERMINATE, DROP VIEW, CREATE again): the next pass
+			// sees what it wrote.
+			m.release(d.ID)
+			continue
+		}
 		m.replace(d.ID, r, d, p, want)
 	}
 	m.mu.Lock()
@@ -159,9 +168,45 @@ func (m *Manager) Reconcile() error {
 		m.mu.Lock()
 		r := m.mu.queries[id]
 		m.mu.Unlock()
+		if r != nil && m.stillDefined(r.def) {
+			if p, want := m.wanted(r.def); want && m.keeps(r, r.def, p) {
+				m.release(id) // created since the list was read
+				continue
+			}
+		}
 		m.replace(id, r, definition{}, place{}, false)
 	}
 	return nil
+}
+
+// keeps reports whether runner r of definition d goes on running at p:
+// the same leadership term (a view: any), the same definition (a view
+// dropped and created again with the same name between two passes is
+// another), and not one that failed to compile and would now (a join
+// compiled before the view it looks up was seen here).
+func (m *Manager) keeps(r *runner, d definition, p place) bool {
+	switch {
+	case r.place.term != p.term && !d.Everywhere:
+		return false
+	case r.def.SQL != d.SQL || !r.def.Created.Equal(d.Created):
+		return false
+	case r.c == nil && !d.Paused:
+		_, err := query.CompileContinuousIn(d.SQL, m.resolve)
+		return err != nil
+	}
+	return true
+}
+
+// stillDefined reports whether the home of definition d still holds it
+// as it is, read again from the replica here; false too when it cannot
+// be read.
+func (m *Manager) stillDefined(d definition) bool {
+	v, ok, err := m.opts.Homes.KV(d.Home, 0).Get(defKey(d.ID))
+	if err != nil || !ok {
+		return false
+	}
+	cur, err := decodeDefinition(v)
+	return err == nil && cur.SQL == d.SQL && cur.Created.Equal(d.Created) && cur.Paused == d.Paused
 }
 
 // replace stops runner old of query id (if any) and, if want, starts d

@@ -298,7 +298,10 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 	// The definition first: a crash before the stream exists leaves a
 	// query that creates it when restored, never a stream without query.
 	// With it, where its publication starts: at its first output record.
-	writes := []streams.KVWrite{{Key: defKey(d.ID), Value: v}}
+	// Progress an earlier query of the id left (a hint written after
+	// its TERMINATE, by a runner of an earlier term) would make this one
+	// skip input: cleared in the same write.
+	writes := append(forgetProgress(d.ID), streams.KVWrite{Key: defKey(d.ID), Value: v})
 	if c.Publish {
 		writes = append(writes, streams.KVWrite{Key: pubKey(d.ID), Value: encodeHint(0)})
 	}
@@ -468,9 +471,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 		return err
 	}
 	r.terminate()
-	err = p.kv.Write(ctx, streams.KVWrite{Key: defKey(id), Delete: true}, streams.KVWrite{Key: hintKey(id), Delete: true},
-		streams.KVWrite{Key: inputKey(id), Delete: true}, streams.KVWrite{Key: pubKey(id), Delete: true}, streams.KVWrite{Key: sessionKey(id), Delete: true}, streams.KVWrite{Key: eventKey(id), Delete: true},
-		streams.KVWrite{Key: joinKey(id), Delete: true}, streams.KVWrite{Key: flushKey(id), Delete: true}, streams.KVWrite{Key: eventChangesKey(id), Delete: true})
+	err = p.kv.Write(ctx, append(forgetProgress(id), streams.KVWrite{Key: defKey(id), Delete: true})...)
 	if err != nil {
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}

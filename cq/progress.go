@@ -25,6 +25,16 @@ func sessionKey(id string) []byte { return []byte("s/" + id) }
 
 const defPrefix = "d/"
 
+// forgetProgress deletes every key of query id's progress (not its
+// definition).
+func forgetProgress(id string) []streams.KVWrite {
+	var writes []streams.KVWrite
+	for _, k := range [][]byte{hintKey(id), inputKey(id), pubKey(id), sessionKey(id), eventKey(id), joinKey(id), flushKey(id), eventChangesKey(id)} {
+		writes = append(writes, streams.KVWrite{Key: k, Delete: true})
+	}
+	return writes
+}
+
 // seqKey keeps the number of the last INSERT INTO query created.
 const seqKey = "n/insert"
 

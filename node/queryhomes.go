@@ -141,9 +141,9 @@ func (w fencedWriter) Submit(req streams.AppendRequest) error {
 }
 
 // heldDefinitions is the queries' cq.Options.KV in a cluster: Scan reads
-// every shard namespace this node's serving replicas hold (the definitions
-// Reconcile goes through); every other access goes through a query's
-// home (queryHomes.KV).
+// every shard namespace this node's serving replicas hold, and those of
+// the shards it leads (the definitions Reconcile goes through); every
+// other access goes through a query's home (queryHomes.KV).
 type heldDefinitions struct{ h queryHomes }
 
 var errNotHome = errors.New("continuous queries: a cluster keeps a query's state in its home shard")
@@ -155,9 +155,13 @@ func (d heldDefinitions) Scan(prefix []byte, fn func(key, value []byte) error) e
 	}
 	layout := set.Layout()
 	for i := range layout.Shards {
-		if !layout.Holds(i, d.h.n.id) || !set.Serves(i) {
+		_, leads := set.Lead(i)
+		if !leads && (!layout.Holds(i, d.h.n.id) || !set.Serves(i)) {
 			// Not here, or not open and caught up yet: nothing of it
-			// runs here (a leader's replica serves).
+			// runs here. A leader's replica serves, and one the layout
+			// moved away still leads until it hands the shard over,
+			// once the new replica caught up: its queries run on until
+			// then.
 			continue
 		}
 		if err := scanQueryKeys(set, i, prefix, fn); err != nil {
