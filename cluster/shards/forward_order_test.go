@@ -1,6 +1,7 @@
 package shards
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -513,4 +514,111 @@ func testLeadershipTakenWhileForwarding(t *testing.T, creationWithoutID bool) {
 		}
 		return true
 	})
+}
+
+// TestFailedLeadershipTransferKeepsAppendsInOrder: raft refuses the
+// entries proposed while a leadership transfer is under way, and those go
+// back to the outbox once the entries before them are answered. When the
+// transfer failed meanwhile, this node still led, and a later append of
+// the same publisher was proposed and stored before them (E0's answer is
+// slow here, so A1's refusal waits behind it while A2 is proposed). A
+// transfer now first waits for the entries in flight (giving up if they
+// take too long) and holds the replica's proposals while it runs.
+func TestFailedLeadershipTransferKeepsAppendsInOrder(t *testing.T) {
+	c, l, r, stream, term := settledLeaderOfShard0(t)
+	var target *testNode
+	for _, nd := range c.nodes {
+		if nd != l {
+			target = nd
+			break
+		}
+	}
+	c.partition(target) // the leader keeps a majority with the third node; a transfer to it fails
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	if err := l.set.SubmitFenced(streams.AppendRequest{Stream: stream, Records: recs("E0", 1),
+		Done: func(uint64, error) { <-release }}, term); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "E0 applied, its answer held", func() bool {
+		return r.queued() == 0 && r.raft.AppliedIndex() >= r.raft.LastIndex()
+	})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- r.transferLeadership(300*time.Millisecond, func() error {
+			return l.set.await(r, r.raft.LeadershipTransferToServer(raft.ServerID(target.self.ID), raft.ServerAddress(target.self.RPC)))
+		})
+	}()
+	a1 := submitOne(t, l.set, stream, "A1")
+	testutil.Eventually(t, 5*time.Second, "A1 proposed", func() bool { return r.queued() == 0 })
+	a2 := submitOne(t, l.set, stream, "A2")
+	if err := <-errc; err == nil {
+		t.Fatal("the leadership went to a node cut off from the others")
+	}
+	free()
+	expectInOrder(t, a1, a2)
+}
+
+// TestAppendsWaitingForALeaderFailAfterTheWriteTimeout: with no leader
+// reachable, the sender failed one batch (at most 4 MiB) per write
+// timeout, and the appends queued behind it started their wait only then:
+// ten appends of 900 KiB waited up to three write timeouts.
+func TestAppendsWaitingForALeaderFailAfterTheWriteTimeout(t *testing.T) {
+	c := newSteadyCluster(t, 3)
+	leaders := c.waitLeaders()
+	f := c.nodes[(leaders[0]+1)%3]
+	stream := streamOfShard(t, 0, 1)
+	c.partition(f)
+	c.mu.Lock()
+	c.forwardFault = func(addr string) error { return fmt.Errorf("%w: %s unreachable", rpcmux.ErrNotSent, addr) }
+	c.mu.Unlock()
+	big := bytes.Repeat([]byte("x"), 900<<10)
+	type answer struct {
+		waited time.Duration
+		err    error
+	}
+	answers := make(chan answer, 10)
+	for range 10 {
+		start := time.Now()
+		if err := f.set.Submit(streams.AppendRequest{Stream: stream, Records: []streams.Record{{Topic: "t", Payload: big}},
+			Done: func(_ uint64, err error) { answers <- answer{time.Since(start), err} }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timeout := f.set.opts.WriteTimeout
+	for range 10 {
+		a := <-answers
+		if !errors.Is(a.err, ErrNoLeader) {
+			t.Fatalf("an append with no leader reachable: %v", a.err)
+		}
+		if a.waited > 2*timeout {
+			t.Fatalf("an append waited %v for a leader, the write timeout being %v", a.waited, timeout)
+		}
+	}
+}
+
+// TestOutboxRefusesAppendsOverItsBound: appends queued for a leader that
+// takes none are bounded in bytes; the first is always taken.
+func TestOutboxRefusesAppendsOverItsBound(t *testing.T) {
+	o := &outbox{sending: true} // no sender is started
+	var refused []error
+	item := func(size int) forwardItem {
+		return forwardItem{cmd: appendCmd{kind: kindAppend, stream: "s", records: [][]byte{make([]byte, size)}},
+			done: func(_ uint64, err error) { refused = append(refused, err) }}
+	}
+	o.add(nil, 0, item(maxQueuedForward+1)) // alone: taken
+	o.add(nil, 0, item(1))
+	if len(refused) != 1 || !errors.Is(refused[0], streams.ErrUnavailable) || len(o.queue) != 1 {
+		t.Fatalf("queued %d, refused %v", len(o.queue), refused)
+	}
+	if batch := o.take(); len(batch) != 1 || o.queuedBytes != 0 {
+		t.Fatalf("took %d, %d bytes left counted", len(batch), o.queuedBytes)
+	}
+	o.add(nil, 0, item(maxQueuedForward/2))
+	o.add(nil, 0, item(maxQueuedForward/4))
+	if len(refused) != 1 || len(o.queue) != 2 {
+		t.Fatalf("queued %d, refused %v", len(o.queue), refused)
+	}
 }

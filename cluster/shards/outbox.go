@@ -64,6 +64,10 @@ type forwardItem struct {
 	// its outcome is unknown: the entry may still be committed once the
 	// shard has a majority again (errMayBeStored).
 	reached bool
+	// since is when the append came to this node (route): it waits for a
+	// leader at most the write timeout from then, however long it queued
+	// behind others.
+	since time.Time
 }
 
 // errMayBeStored tells a writer whose append failed for want of a leader
@@ -72,9 +76,12 @@ var errMayBeStored = errors.New("an earlier attempt reached the shard's leader, 
 
 // outbox is one shard's queue of appends to forward.
 type outbox struct {
-	mu      sync.Mutex // guards every field below
-	queue   []forwardItem
-	sending bool // a sender goroutine runs
+	mu    sync.Mutex // guards every field below
+	queue []forwardItem
+	// queuedBytes is the size of queue's appends (cmdSize): a new one is
+	// refused while it is over maxQueuedForward.
+	queuedBytes int
+	sending     bool // a sender goroutine runs
 	// held: the sender holds appends not yet proposed on this node nor
 	// answered (being forwarded, or waiting to be sent again). While it
 	// does, or while anything is queued or retried, appends queue behind
@@ -134,8 +141,16 @@ func (s *Set) leadershipChanged(shard int) func(leading bool) {
 // add queues an append and starts the shard's sender if none runs and no
 // append proposed here is unanswered.
 func (o *outbox) add(s *Set, shard int, it forwardItem) {
+	size := cmdSize(it.cmd)
 	o.mu.Lock()
+	if len(o.queue) > 0 && o.queuedBytes+size > maxQueuedForward {
+		queued := o.queuedBytes
+		o.mu.Unlock()
+		it.done(0, fmt.Errorf("%w: shard %d has no leader taking its appends: %d bytes already wait to be forwarded", streams.ErrUnavailable, shard, queued))
+		return
+	}
 	o.queue = append(o.queue, it)
+	o.queuedBytes += size
 	start := !o.sending && o.direct == 0
 	o.sending = o.sending || start
 	o.mu.Unlock()
@@ -182,6 +197,9 @@ func (o *outbox) answered(s *Set, shard int, it forwardItem, retry bool) {
 	if o.direct == 0 {
 		if len(o.retried) > 0 {
 			o.queue = append(o.retried, o.queue...)
+			for _, it := range o.retried {
+				o.queuedBytes += cmdSize(it.cmd)
+			}
 			o.retried = nil
 		}
 		start = len(o.queue) > 0 && !o.sending
@@ -241,7 +259,7 @@ func (o *outbox) handOver() []forwardItem {
 		return nil
 	}
 	more := o.queue
-	o.queue = nil
+	o.queue, o.queuedBytes = nil, 0
 	o.direct += len(more)
 	return more
 }
@@ -262,6 +280,7 @@ func (o *outbox) take() []forwardItem {
 		return nil
 	}
 	o.held = true
+	o.queuedBytes -= size
 	batch := make([]forwardItem, n)
 	copy(batch, o.queue)
 	clear(o.queue[:n])
@@ -271,6 +290,11 @@ func (o *outbox) take() []forwardItem {
 	}
 	return batch
 }
+
+// maxQueuedForward bounds what one shard's outbox holds: with no leader
+// taking them, appends would otherwise queue without limit (QoS 0
+// publishes have no in-flight bound). One append is always taken.
+const maxQueuedForward = 64 << 20
 
 func cmdSize(c appendCmd) int {
 	n := len(c.stream) + 24
@@ -295,7 +319,22 @@ func (s *Set) sendForwards(shard int, o *outbox) {
 // forwardBatch delivers a batch to the shard's leader (or proposes it, once
 // this node leads the shard) and answers each append.
 func (s *Set) forwardBatch(shard int, batch []forwardItem) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	for len(batch) > 0 {
+		batch = s.forwardUntil(shard, batch)
+	}
+}
+
+// forwardUntil is forwardBatch until the first of the batch's appends has
+// waited the write timeout: it fails those that have, and returns the
+// others.
+func (s *Set) forwardUntil(shard int, batch []forwardItem) []forwardItem {
+	first := batch[0].since
+	for _, it := range batch[1:] {
+		if it.since.Before(first) {
+			first = it.since
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), first.Add(s.opts.WriteTimeout))
 	defer cancel()
 	o := &s.outboxes[shard]
 	wait := 20 * time.Millisecond
@@ -306,7 +345,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 		}
 		if r := s.replica(shard); r != nil && r.isLeader() {
 			s.proposeHeld(shard, r, batch)
-			return
+			return nil
 		} else if hops >= maxHops {
 			// Forwarded here by a node that took this one for the leader:
 			// this node's view is no better, so let the sender look again
@@ -369,7 +408,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 				}
 			} else if results, err := decodeForwardResults(resp, len(batch)); err != nil {
 				answerAll(batch, err)
-				return
+				return nil
 			} else {
 				var again []forwardItem
 				for i, it := range batch {
@@ -390,7 +429,7 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 			}
 		}
 		if len(batch) == 0 {
-			return
+			return nil
 		}
 		if r := s.replica(shard); r != nil && r.isLeader() {
 			continue // interrupted, or the leader now: propose the batch here
@@ -398,20 +437,26 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 		select {
 		case <-s.done:
 			answerAll(batch, streams.ErrClosed)
-			return
+			return nil
 		case <-ctx.Done():
+			var rest []forwardItem
+			now := time.Now()
 			for _, it := range batch {
-				if it.reached {
+				switch {
+				case now.Sub(it.since) < s.opts.WriteTimeout:
+					rest = append(rest, it)
+				case it.reached:
 					it.done(0, fmt.Errorf("%w (waited %v): %w", ErrNoLeader, s.opts.WriteTimeout, errMayBeStored))
-				} else {
+				default:
 					it.done(0, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout))
 				}
 			}
-			return
+			return rest
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
+	return nil
 }
 
 // unsent handles a batch whose forward failed after it may have been

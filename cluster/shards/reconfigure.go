@@ -413,7 +413,9 @@ func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 		for _, p := range want {
 			if isVoterIn(servers, p.ID) && s.alive(p.ID) {
 				s.log.Info("handing the leadership of a shard the layout moved away to a replica of the layout", "shard", shard, "node", p.ID)
-				if err := s.await(r, r.raft.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.RPC))); err != nil {
+				if err := s.transfer(r, func() raft.Future {
+					return r.raft.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.RPC))
+				}); err != nil {
 					s.log.Warn("leadership transfer failed", "shard", shard, "node", p.ID, "error", err)
 				}
 				return false
@@ -557,6 +559,12 @@ func (s *Set) await(r *replica, f raft.Future) error {
 	}
 }
 
+// transfer starts the leadership transfer f gives, with r's proposals
+// held (replica.transferLeadership), and waits for it.
+func (s *Set) transfer(r *replica, f func() raft.Future) error {
+	return r.transferLeadership(s.opts.Timers.Election, func() error { return s.await(r, f()) })
+}
+
 // balance hands shard's leadership, which r holds, to its preferred
 // leader pref when that one is another node, up and a voter; true if it
 // tried.
@@ -570,7 +578,9 @@ func (s *Set) balance(shard int, r *replica, pref Peer) bool {
 	}
 	s.log.Info("handing shard leadership to its preferred leader", "shard", shard, "node", pref.ID)
 	s.handoffs.Add(1)
-	if err := s.await(r, r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC))); err != nil {
+	if err := s.transfer(r, func() raft.Future {
+		return r.raft.LeadershipTransferToServer(raft.ServerID(pref.ID), raft.ServerAddress(pref.RPC))
+	}); err != nil {
 		s.log.Warn("leadership transfer failed", "shard", shard, "node", pref.ID, "error", err)
 	}
 	return true
@@ -632,7 +642,7 @@ func (s *Set) confirmRemoved(m *manager, shard int) bool {
 func (s *Set) reopen(shard int, r *replica) {
 	s.log.Warn("reopening a replica whose store lost applied entries; it replays them from its Raft log", "shard", shard)
 	if r.isLeader() {
-		if err := s.await(r, r.raft.LeadershipTransfer()); err != nil {
+		if err := s.transfer(r, r.raft.LeadershipTransfer); err != nil {
 			s.log.Warn("leadership transfer failed", "shard", shard, "error", err)
 		}
 	}

@@ -86,6 +86,82 @@ type replica struct {
 	// the followers are told the commit index (commit notices, below).
 	settled chan struct{}
 	notices *atomic.Uint64 // the Set's count of commit notices sent
+	// transfers takes proposeLoop's hold for a leadership transfer
+	// (transferLeadership).
+	transfers chan transferHold
+}
+
+// transferHold is a leadership transfer's request to proposeLoop: have no
+// entry in flight (within wait), then propose none until done is closed.
+// ready is closed once it holds, refused if entries stayed in flight.
+type transferHold struct {
+	wait                 time.Duration
+	ready, refused, done chan struct{}
+}
+
+// errEntriesInFlight: a leadership transfer was not tried because the
+// shard's entries in flight were not answered in time.
+var errEntriesInFlight = errors.New("entries in flight were not answered in time; transfer not tried")
+
+// transferLeadership runs transfer, which hands this replica's leadership
+// over, while no entry of the replica is in flight and none is proposed.
+// Raft refuses the entries proposed while a transfer is under way
+// (ErrLeadershipTransferInProgress), and they go back to the outbox to be
+// sent again; should the transfer fail, this node still leads, and an
+// entry proposed after it would be stored before them: one publisher's
+// records out of order. Held, the appends wait in the replica's queue,
+// and are proposed in order once the transfer failed, or fail together,
+// in order, as proposed in an earlier term, once it succeeded. wait bounds
+// how long the entries in flight may take to be answered.
+func (r *replica) transferLeadership(wait time.Duration, transfer func() error) error {
+	h := transferHold{wait: wait, ready: make(chan struct{}), refused: make(chan struct{}), done: make(chan struct{})}
+	select {
+	case r.transfers <- h:
+	case <-r.stop:
+		return streams.ErrClosed
+	}
+	defer close(h.done)
+	select {
+	case <-h.ready:
+	case <-h.refused:
+		return errEntriesInFlight
+	case <-r.stop:
+		return streams.ErrClosed
+	}
+	return transfer()
+}
+
+// holdForTransfer serves h in proposeLoop: it takes every slot (no entry
+// in flight), tells the transfer, and keeps them until it is done. false:
+// the replica stopped.
+func (r *replica) holdForTransfer(h transferHold, slots chan struct{}) bool {
+	taken := 0
+	defer func() {
+		for range taken {
+			<-slots
+		}
+		r.settle() // a notice may be due, or appends queued meanwhile
+	}()
+	timer := time.NewTimer(h.wait)
+	defer timer.Stop()
+	for taken < cap(slots) {
+		select {
+		case slots <- struct{}{}:
+			taken++
+		case <-timer.C:
+			close(h.refused)
+			return true
+		case <-r.stop:
+			return false
+		}
+	}
+	close(h.ready)
+	select {
+	case <-h.done:
+		return true
+	case <-r.stop:
+		return false
+	}
 }
 
 func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
@@ -98,7 +174,7 @@ func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(leading bool), notices *atomic.Uint64) (*replica, error) {
 	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(), notices: notices,
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
-		settled: make(chan struct{}, 1), release: deps.Release, unserve: make(chan struct{}, 1)}
+		settled: make(chan struct{}, 1), release: deps.Release, unserve: make(chan struct{}, 1), transfers: make(chan transferHold)}
 	fc.stop = r.stop
 	fc.onCatchUp = r.catchingUp
 	var err error
@@ -414,6 +490,12 @@ func (r *replica) proposeLoop() {
 				notice.Reset(max(noticeWait(gap), time.Until(lastNotice.Add(noticeSpacing))))
 			}
 			continue
+		case h := <-r.transfers:
+			if !r.holdForTransfer(h, slots) {
+				r.failQueued(streams.ErrClosed)
+				return
+			}
+			continue
 		case <-notice.C:
 			if len(slots) == 0 && r.queued() == 0 && r.isLeader() {
 				lastNotice = time.Now()
@@ -600,11 +682,11 @@ func (r *replica) failQueued(err error) {
 // this node goes, instead of having none until its followers time out.
 // Appends being proposed here fail as not proposed and their senders
 // send them to the new leader.
-func (r *replica) handOver(log *slog.Logger, shard int) {
+func (r *replica) handOver(log *slog.Logger, shard int, wait time.Duration) {
 	if !r.isLeader() {
 		return
 	}
-	if err := r.raft.LeadershipTransfer().Error(); err != nil {
+	if err := r.transferLeadership(wait, func() error { return r.raft.LeadershipTransfer().Error() }); err != nil {
 		log.Debug("no leadership handover before stopping", "shard", shard, "error", err)
 		return
 	}

@@ -387,7 +387,7 @@ func (s *Set) admin(ctx context.Context, cmd appendCmd) error {
 // order.
 func (s *Set) route(shard int, cmd appendCmd, hops int, done func(uint64, error)) {
 	o := &s.outboxes[shard]
-	it := forwardItem{cmd: cmd, hops: hops, done: done}
+	it := forwardItem{cmd: cmd, hops: hops, done: done, since: time.Now()}
 	if r := s.replica(shard); r != nil && r.isLeader() && o.claimDirect(r.raft.CurrentTerm()) {
 		s.proposeDirect(shard, r, []forwardItem{it})
 		return
@@ -607,7 +607,7 @@ func (s *Set) Close() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r.handOver(s.log, i)
+				r.handOver(s.log, i, s.opts.Timers.Election)
 				if err := r.close(); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
