@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // The connection header; see the package doc.
@@ -143,18 +144,31 @@ func readResponse(r *bufio.Reader) (status byte, payload []byte, err error) {
 
 // readFrame reads a uint32 length and that many bytes (a request, or the
 // rest of a response), refusing lengths over MaxFrame before allocating.
+// A frame over frameStep is read into a buffer that grows with what
+// arrives: a peer announcing 64 MiB and sending nothing more holds no
+// more memory than it sent.
 func readFrame(r *bufio.Reader) ([]byte, error) {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return nil, err
 	}
-	size := binary.BigEndian.Uint32(n[:])
+	size := int(binary.BigEndian.Uint32(n[:]))
 	if size > MaxFrame {
 		return nil, fmt.Errorf("rpcmux: frame of %d bytes: %w", size, ErrTooLarge)
 	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
+	b := make([]byte, 0, min(size, frameStep))
+	for len(b) < size {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(size-len(b), cap(b)))
+		}
+		got, err := io.ReadFull(r, b[len(b):min(cap(b), size)])
+		b = b[:len(b)+got]
+		if err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }
+
+// frameStep is how much of a frame is allocated before any of it came.
+const frameStep = 1 << 20

@@ -3,6 +3,7 @@ package rpcmux
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -77,6 +78,37 @@ func TestFrames(t *testing.T) {
 	if _, _, err := readResponse(bufio.NewReader(bytes.NewReader([]byte{7, 0, 0, 0, 0}))); err == nil {
 		t.Fatal("response status 7 accepted")
 	}
+}
+
+// TestFrameIsAllocatedAsItArrives: a frame announced at MaxFrame whose
+// bytes do not come holds what came, not 64 MiB; one that comes whole
+// in pieces is read whole.
+func TestFrameIsAllocatedAsItArrives(t *testing.T) {
+	announced := binary.BigEndian.AppendUint32(nil, MaxFrame)
+	r := &countingReader{r: bytes.NewReader(append(announced, "only this"...))}
+	if _, err := readFrame(bufio.NewReader(r)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a cut frame: %v", err)
+	}
+	if r.largest > 2*frameStep {
+		t.Fatalf("a read into a buffer of %d bytes for a frame that sent 9", r.largest)
+	}
+	body := bytes.Repeat([]byte("0123456789abcdef"), (3*frameStep+5)/16)
+	whole := append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+	got, err := readFrame(bufio.NewReader(bytes.NewReader(whole)))
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("a %d-byte frame came back as %d bytes: %v", len(body), len(got), err)
+	}
+}
+
+// countingReader notes the largest buffer it was asked to fill.
+type countingReader struct {
+	r       io.Reader
+	largest int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.largest = max(c.largest, len(p))
+	return c.r.Read(p)
 }
 
 // TestGarbageIsRejected sends what is not a header, or a header and a bad
