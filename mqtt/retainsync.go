@@ -149,12 +149,19 @@ func (b *Broker) SendRetained(send func(msg []byte)) {
 	}
 	<-b.restored // what was kept on disk too (or the broker closed)
 	for _, topic := range r.sync.topics() {
+		var msg []byte
 		mu := r.lock(topic)
 		mu.Lock()
 		if v, ok := r.sync.version(topic); ok {
-			r.sendLocked(topic, v, send)
+			r.sendLocked(topic, v, func(m []byte) { msg = m })
 		}
 		mu.Unlock()
+		// Sent outside the topic's lock: send may wait for room in the
+		// peer's queue, and the state carries its version (a newer one
+		// sent meanwhile wins at the peer whatever the order).
+		if msg != nil {
+			send(msg)
+		}
 	}
 }
 

@@ -22,7 +22,12 @@ func (n *Node) openRoutes() {
 			send := func(msg []byte) { r.SendTo(peer, msg) }
 			send(n.broker.Hello())
 			n.broker.Wills(send)
-			n.broker.SendRetained(send)
+			// Paced: a retained set larger than the peer's queue
+			// must not drop its own start (and start the repair
+			// that sends it all again, for ever). Each state
+			// carries its version, so a newer one sent meanwhile
+			// wins whatever the order.
+			n.broker.SendRetained(func(msg []byte) { r.SendPaced(peer, msg) })
 		},
 		// Only a live node acts for a failed one (a suspect may be dead too).
 		Alive: func(peer string) bool { return n.repl.alive(peer) }})

@@ -380,6 +380,33 @@ func (o *outbox) push(m []byte) (dropped int) {
 	return dropped
 }
 
+// pushWait queues m once it fits under the limit beside what is queued
+// and in flight (at once when nothing is), waiting for batches to go
+// through meanwhile, so that it drops nothing; false if ctx ended first.
+func (o *outbox) pushWait(ctx context.Context, m []byte) bool {
+	for {
+		o.mu.Lock()
+		if len(o.msgs) == 0 && o.inflight == 0 || o.bytes+o.inflight+len(m) <= o.limit {
+			o.msgs = append(o.msgs, m)
+			o.bytes += len(m)
+			o.pushed++
+			o.mu.Unlock()
+			select {
+			case o.wake <- struct{}{}:
+			default:
+			}
+			return true
+		}
+		progress := o.progress
+		o.mu.Unlock()
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // take waits for queued messages and returns up to maxBatchBytes of them
 // (nil when ctx is done).
 func (o *outbox) take(ctx context.Context) [][]byte {

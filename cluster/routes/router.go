@@ -673,6 +673,21 @@ func (r *Router) SendTo(peer string, msg []byte) {
 	}
 }
 
+// SendPaced queues msg for peer like SendTo, but waits for room in the
+// peer's queue rather than drop older messages: for what Joined sends
+// (every retained message, the wills), which may be more than the queue
+// holds. Dropping it would start the repair that sends it all again, and
+// overflow again, for as long as the peer stays. It returns once msg is
+// queued, or the peer left.
+func (r *Router) SendPaced(peer string, msg []byte) {
+	if p := (*r.peerSnap.Load())[peer]; p != nil {
+		r.forwarded.Add(1)
+		if !p.out.pushWait(p.ctx, msg) {
+			r.dropped.Add(1)
+		}
+	}
+}
+
 // joinedLocked calls Options.Joined for peer on a goroutine. r.mu is held.
 func (r *Router) joinedLocked(peer string) {
 	if r.opts.Joined == nil || r.ctx.Err() != nil {

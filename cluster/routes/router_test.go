@@ -257,6 +257,36 @@ func TestOlderFullUpdateIsIgnored(t *testing.T) {
 	}
 }
 
+// TestPacedSendsDropNothing: what Joined sends (every retained message)
+// may be more than a peer's queue holds; sent with SendTo it dropped its
+// own start, which started the repair that sent it all again, and
+// overflowed again, for as long as the peer stayed.
+func TestPacedSendsDropNothing(t *testing.T) {
+	o := fastOptions()
+	o.MaxQueuedBytes = 1000
+	var joined atomic.Int64
+	var a *testNode
+	o.Joined = func(peer string) {
+		if peer != "b" {
+			return
+		}
+		joined.Add(1)
+		for i := range 200 { // 2,000 bytes: twice the bound
+			a.r.SendPaced(peer, []byte(fmt.Sprintf("%09d", i)))
+		}
+	}
+	a = startNode(t, "a", "", nil, o)
+	b := startNode(t, "b", "", nil, fastOptions())
+	mesh(a, b)
+	testutil.Eventually(t, 10*time.Second, "all 200 at b", func() bool { return len(b.in.got()) >= 200 })
+	if got := b.in.got(); len(got) != 200 || !slices.IsSorted(got) {
+		t.Fatalf("b got %d messages (sorted: %v)", len(got), slices.IsSorted(got))
+	}
+	if d := a.r.Stats().Dropped; d != 0 || joined.Load() != 1 {
+		t.Fatalf("dropped %d, Joined ran %d times", d, joined.Load())
+	}
+}
+
 func TestQueueBoundDropsOldest(t *testing.T) {
 	faults := rpcmux.NewFaults()
 	o := fastOptions()
