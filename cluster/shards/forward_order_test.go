@@ -622,3 +622,76 @@ func TestOutboxRefusesAppendsOverItsBound(t *testing.T) {
 		t.Fatalf("queued %d, refused %v", len(o.queue), refused)
 	}
 }
+
+// TestCopyOfAForwardBeingHandledIsNotProposedAgain: a slow (not dead)
+// leader; the follower's forward attempt times out and it sends the
+// batch again while the first copy still waits on the leader. Each copy
+// was proposed: written to the Raft log, replicated, and only then
+// answered from the deduplication window. The copy now waits for the
+// first's answer.
+func TestCopyOfAForwardBeingHandledIsNotProposedAgain(t *testing.T) {
+	timers := LocalTimers()
+	timers.Balance = time.Hour
+	timers.ForwardAttempt = 200 * time.Millisecond
+	c := newClusterWith(t, 3, 1, 3, timers)
+	l := c.nodes[c.waitLeaders()[0]]
+	r := l.set.replica(0)
+	var term uint64
+	testutil.Eventually(t, 5*time.Second, "the leader to settle", func() bool {
+		var ok bool
+		term, ok = r.lead()
+		return ok
+	})
+	stream := streamOfShard(t, 0, 1)
+	var f *testNode
+	for _, nd := range c.nodes {
+		if nd != l {
+			f = nd
+			break
+		}
+	}
+	// Two entries whose answers are held take both of the leader's
+	// slots: its proposer stalls, as behind a stalled disk.
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	for _, p := range []string{"E0", "E1"} {
+		if err := l.set.SubmitFenced(streams.AppendRequest{Stream: stream, Records: recs(p, 1),
+			Done: func(uint64, error) { <-release }}, term); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 5*time.Second, p+" proposed", func() bool { return r.queued() == 0 })
+	}
+	received := l.set.Counters().Received
+	a1 := submitOne(t, f.set, stream, "A1")
+	testutil.Eventually(t, 5*time.Second, "A1 sent again", func() bool { return l.set.Counters().Received >= received+3 })
+	free()
+	expectStored(t, "A1", a1)
+	copies := 0
+	testutil.Eventually(t, 5*time.Second, "the log read", func() bool {
+		c.mu.Lock()
+		logs := l.logs[groupName(0)]
+		c.mu.Unlock()
+		first, _ := logs.FirstIndex()
+		last, _ := logs.LastIndex()
+		copies = 0
+		for i := first; i <= last; i++ {
+			var e raft.Log
+			if logs.GetLog(i, &e) != nil || e.Type != raft.LogCommand {
+				continue
+			}
+			if _, cmds, err := decodeEntry(e.Data); err == nil {
+				for _, cm := range cmds {
+					if cm.kind == kindAppend && cm.term == 0 && string(cm.records[0]) != "" && cm.id.producer != 0 && cm.stream == stream {
+						copies++
+					}
+				}
+			}
+		}
+		return copies > 0
+	})
+	if copies != 1 {
+		t.Fatalf("A1 proposed %d times", copies)
+	}
+}

@@ -175,6 +175,11 @@ type Set struct {
 	ready atomic.Bool
 	// forwards count forward calls: made, served, failed (Counters).
 	forwards struct{ sent, received, failed atomic.Uint64 }
+	// copies holds the forwarded appends with ids being handled here
+	// (HandleForward), so that a copy sent again by a forwarder whose
+	// attempt timed out waits for the first instead of being proposed a
+	// second time.
+	copies pendingCopies
 	// handoffs counts the leadership transfers this node started to hand
 	// a shard to its preferred leader (balance).
 	handoffs atomic.Uint64
@@ -457,10 +462,18 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 	var wg sync.WaitGroup
 	wg.Add(len(cmds))
 	for i, c := range cmds {
-		s.route(shard, c, hops, func(first uint64, err error) {
+		done := func(first uint64, err error) {
 			results[i] = appendResult{first, err}
 			wg.Done()
-		})
+		}
+		if c.retriable() {
+			key := copyKey{shard, c.id}
+			if s.copies.join(key, done) {
+				continue // a copy of it is being handled here
+			}
+			done = s.copies.finisher(key)
+		}
+		s.route(shard, c, hops, done)
 	}
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()
@@ -469,6 +482,49 @@ func (s *Set) HandleForward(ctx context.Context, from string, req []byte) ([]byt
 		return encodeForwardResults(results), nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", streams.ErrUnavailable, ctx.Err())
+	}
+}
+
+// pendingCopies are the forwarded appends being handled on this node,
+// each with the answers its copies wait for.
+type pendingCopies struct {
+	mu sync.Mutex // guards m
+	m  map[copyKey][]func(uint64, error)
+}
+
+type copyKey struct {
+	shard int
+	id    appendID
+}
+
+// join adds done to the waiters of the copy of key being handled, and
+// reports whether there was one; if not, it records key as being handled
+// with done its first waiter.
+func (p *pendingCopies) join(key copyKey, done func(uint64, error)) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if waiters, ok := p.m[key]; ok {
+		p.m[key] = append(waiters, done)
+		return true
+	}
+	if p.m == nil {
+		p.m = map[copyKey][]func(uint64, error){}
+	}
+	p.m[key] = []func(uint64, error){done}
+	return false
+}
+
+// finisher returns the answer of key's append: it ends its handling and
+// answers every copy.
+func (p *pendingCopies) finisher(key copyKey) func(uint64, error) {
+	return func(first uint64, err error) {
+		p.mu.Lock()
+		waiters := p.m[key]
+		delete(p.m, key)
+		p.mu.Unlock()
+		for _, w := range waiters {
+			w(first, err)
+		}
 	}
 }
 
