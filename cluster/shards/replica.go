@@ -483,7 +483,7 @@ func (r *replica) proposeLoop() {
 	for {
 		select {
 		case <-r.stop:
-			r.failQueued(streams.ErrClosed)
+			r.failQueued(errClosedUnproposed)
 			return
 		case <-r.settled:
 			if len(slots) == 0 && r.queued() == 0 {
@@ -492,7 +492,7 @@ func (r *replica) proposeLoop() {
 			continue
 		case h := <-r.transfers:
 			if !r.holdForTransfer(h, slots) {
-				r.failQueued(streams.ErrClosed)
+				r.failQueued(errClosedUnproposed)
 				return
 			}
 			continue
@@ -513,7 +513,7 @@ func (r *replica) proposeLoop() {
 			lastWake = now
 		}
 		if !acquire() {
-			r.failQueued(streams.ErrClosed)
+			r.failQueued(errClosedUnproposed)
 			return
 		}
 		// Appends queued while waiting for the slot join this entry.
@@ -525,9 +525,9 @@ func (r *replica) proposeLoop() {
 		for len(queue) > 0 {
 			if !held && !acquire() {
 				for _, p := range queue {
-					p.done(0, streams.ErrClosed)
+					p.done(0, errClosedUnproposed)
 				}
-				r.failQueued(streams.ErrClosed)
+				r.failQueued(errClosedUnproposed)
 				return
 			}
 			held = false
@@ -632,7 +632,7 @@ func (r *replica) wait(f raft.Future) error {
 		case err := <-errc:
 			return err
 		default:
-			return fmt.Errorf("%w: shard %d: the entry's outcome is unknown", streams.ErrClosed, r.shard)
+			return fmt.Errorf("%w: %w: shard %d", streams.ErrClosed, errOutcomeUnknown, r.shard)
 		}
 	}
 }
@@ -660,10 +660,17 @@ func raftError(err error) error {
 	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w: %w (%v)", ErrNoLeader, errOutcomeUnknown, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return streams.ErrClosed
+		// Proposed, perhaps committed, before the group shut down.
+		return fmt.Errorf("%w: %w", streams.ErrClosed, errOutcomeUnknown)
 	}
 	return fmt.Errorf("%w: %w", streams.ErrUnavailable, err)
 }
+
+// errClosedUnproposed answers the appends a closing replica had queued,
+// never proposed: sent again elsewhere (through the outbox) when the
+// node goes on while the replica closes (moved away, reopened); failed
+// as closed when the node stops.
+var errClosedUnproposed = fmt.Errorf("%w: %w", streams.ErrClosed, errNotProposed)
 
 func (r *replica) failQueued(err error) {
 	r.mu.Lock()
@@ -706,6 +713,6 @@ func (r *replica) close() error {
 	err := r.raft.Shutdown().Error()
 	close(r.raftDown)
 	r.wg.Wait()
-	r.failQueued(streams.ErrClosed)
+	r.failQueued(errClosedUnproposed)
 	return err
 }
