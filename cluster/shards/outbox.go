@@ -328,6 +328,12 @@ func (s *Set) forwardBatch(shard int, batch []forwardItem) {
 // waited the write timeout: it fails those that have, and returns the
 // others.
 func (s *Set) forwardUntil(shard int, batch []forwardItem) []forwardItem {
+	// Those that waited their time queued, or on this node's replica,
+	// fail before an attempt (which would not be one: a passed
+	// deadline sends nothing, and would count against the leader).
+	if batch = s.expire(batch); len(batch) == 0 {
+		return nil
+	}
 	first := batch[0].since
 	for _, it := range batch[1:] {
 		if it.since.Before(first) {
@@ -439,24 +445,30 @@ func (s *Set) forwardUntil(shard int, batch []forwardItem) []forwardItem {
 			answerAll(batch, streams.ErrClosed)
 			return nil
 		case <-ctx.Done():
-			var rest []forwardItem
-			now := time.Now()
-			for _, it := range batch {
-				switch {
-				case now.Sub(it.since) < s.opts.WriteTimeout:
-					rest = append(rest, it)
-				case it.reached:
-					it.done(0, fmt.Errorf("%w (waited %v): %w", ErrNoLeader, s.opts.WriteTimeout, errMayBeStored))
-				default:
-					it.done(0, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout))
-				}
-			}
-			return rest
+			return s.expire(batch)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
 	return nil
+}
+
+// expire fails the appends of batch that have waited the write timeout
+// for a leader, and returns the others.
+func (s *Set) expire(batch []forwardItem) []forwardItem {
+	var rest []forwardItem
+	now := time.Now()
+	for _, it := range batch {
+		switch {
+		case now.Sub(it.since) < s.opts.WriteTimeout:
+			rest = append(rest, it)
+		case it.reached:
+			it.done(0, fmt.Errorf("%w (waited %v): %w", ErrNoLeader, s.opts.WriteTimeout, errMayBeStored))
+		default:
+			it.done(0, fmt.Errorf("%w (waited %v)", ErrNoLeader, s.opts.WriteTimeout))
+		}
+	}
+	return rest
 }
 
 // unsent handles a batch whose forward failed after it may have been

@@ -115,8 +115,12 @@ var errEntriesInFlight = errors.New("entries in flight were not answered in time
 // how long the entries in flight may take to be answered.
 func (r *replica) transferLeadership(wait time.Duration, transfer func() error) error {
 	h := transferHold{wait: wait, ready: make(chan struct{}), refused: make(chan struct{}), done: make(chan struct{})}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	select {
 	case r.transfers <- h:
+	case <-timer.C:
+		return errEntriesInFlight // proposeLoop waits for a slot
 	case <-r.stop:
 		return streams.ErrClosed
 	}
@@ -128,7 +132,31 @@ func (r *replica) transferLeadership(wait time.Duration, transfer func() error) 
 	case <-r.stop:
 		return streams.ErrClosed
 	}
-	return transfer()
+	err := transfer()
+	if err != nil {
+		r.awaitTransferEnd(wait)
+	}
+	return err
+}
+
+// awaitTransferEnd waits, at most wait, until raft no longer refuses
+// proposals for a transfer under way: it answers a failed transfer
+// before it clears its flag (after the TimeoutNow call it may still be
+// waiting for), and an entry proposed meanwhile would be refused while
+// the next one is taken.
+func (r *replica) awaitTransferEnd(wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		err := r.raft.Barrier(wait).Error()
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-r.stop:
+			return
+		}
+	}
 }
 
 // holdForTransfer serves h in proposeLoop: it takes every slot (no entry
