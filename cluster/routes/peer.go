@@ -37,6 +37,10 @@ type peer struct {
 	// until one goes through; a call refused at once costs nothing, so it
 	// does not count).
 	unreachable atomic.Bool
+	// link numbers this link among those the router made: sent with
+	// each full set, so that a peer that kept this node while this node
+	// dropped it and took it back sees a new link (HandleSync).
+	link uint64
 }
 
 // SetPeers replaces the set of other nodes (the alive members). A node
@@ -73,7 +77,8 @@ func (r *Router) SetPeers(peers []Peer) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1)}
+		r.links++
+		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1), link: r.links}
 		p.out.init(r.opts.MaxQueuedBytes)
 		r.peers[id] = p
 		changed = true
@@ -206,9 +211,12 @@ func (p *peer) sendLoop() {
 		req := encodeBatch(batch)
 		for {
 			ctx, cancel := context.WithTimeout(p.ctx, r.opts.CallTimeout)
-			_, err := r.opts.Caller.Call(ctx, p.addr, DeliverService, req)
+			resp, err := r.opts.Caller.Call(ctx, p.addr, DeliverService, req)
 			cancel()
 			p.noteCall(err)
+			if err == nil && len(resp) == 1 && resp[0] == deliverRefused {
+				err = errRefused
+			}
 			if err == nil {
 				if failures > 0 {
 					r.log.Info("messages reach the peer again", "peer", p.id)
@@ -226,6 +234,7 @@ func (p *peer) sendLoop() {
 				// behind it would wait for good.
 				r.log.Error("messages the peer can never take dropped", "peer", p.id, "messages", len(batch), "bytes", len(req), "error", err)
 				r.dropped.Add(int64(len(batch)))
+				failures = 0
 				break
 			}
 			if failures == 0 {
@@ -251,11 +260,16 @@ func (p *peer) sendLoop() {
 }
 
 // permanent reports a deliver call that fails however often it is sent:
-// a batch over the largest frame, or one the peer's handler refused (it
-// refuses only a batch it cannot decode).
+// a batch over the largest frame, or one the peer refused (it cannot
+// decode it). A call the peer failed (rpcmux.ErrRemote) is not: a node
+// that restarted on the same address answers "no handler" until its
+// router is registered.
 func permanent(err error) bool {
-	return errors.Is(err, rpcmux.ErrTooLarge) || errors.Is(err, rpcmux.ErrRemote)
+	return errors.Is(err, rpcmux.ErrTooLarge) || errors.Is(err, errRefused)
 }
+
+// errRefused: the peer answered that the batch does not decode.
+var errRefused = errors.New("routes: the peer refused the batch as malformed")
 
 // noteCall records how the last call to the peer went.
 func (p *peer) noteCall(err error) {
@@ -380,13 +394,14 @@ func (o *outbox) push(m []byte) (dropped int) {
 	return dropped
 }
 
-// pushWait queues m once it fits under the limit beside what is queued
-// and in flight (at once when nothing is), waiting for batches to go
-// through meanwhile, so that it drops nothing; false if ctx ended first.
+// pushWait queues m once it fits under half the limit beside what is
+// queued and in flight (at once when nothing is), waiting for batches to
+// go through meanwhile, so that it drops nothing and leaves room for the
+// messages pushed meanwhile; false if ctx ended first.
 func (o *outbox) pushWait(ctx context.Context, m []byte) bool {
 	for {
 		o.mu.Lock()
-		if len(o.msgs) == 0 && o.inflight == 0 || o.bytes+o.inflight+len(m) <= o.limit {
+		if len(o.msgs) == 0 && o.inflight == 0 || o.bytes+o.inflight+len(m) <= o.limit/2 {
 			o.msgs = append(o.msgs, m)
 			o.bytes += len(m)
 			o.pushed++

@@ -113,6 +113,12 @@ type Router struct {
 	remotes map[string]*remoteRoutes // by node id
 	index   trie                     // the remotes' filters
 	peers   map[string]*peer         // by node id
+	// joins holds the peers whose Joined runs (joinRunning), or runs and
+	// is to run again once it returned (joinAgain): one at a time per
+	// peer, since a run may wait for room in the peer's queue.
+	joins map[string]int8
+	// links numbers the peer links this router made (peer.link).
+	links uint64
 	// acked is closed (and replaced) whenever a peer acknowledges a
 	// version of the local filters, waking SetClient's waiters.
 	acked chan struct{}
@@ -148,7 +154,10 @@ type change struct {
 type remoteRoutes struct {
 	incarnation uint64
 	version     uint64
-	filters     map[string]struct{}
+	// link is the sender's number for its link to this node, from its
+	// last full set (0: an earlier version, which sends none).
+	link    uint64
+	filters map[string]struct{}
 }
 
 // New makes a router; it starts talking to peers once SetPeers names them.
@@ -156,7 +165,7 @@ func New(o Options) *Router {
 	o.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{opts: o, log: o.Logger.With("component", "routes"), incarnation: rand.Uint64() | 1,
-		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{},
+		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{}, joins: map[string]int8{},
 		acked: make(chan struct{})}
 	r.local = localRoutes{clients: map[string][]string{}, refs: map[string]int{}, since: map[string]uint64{}}
 	r.peerSnap.Store(&map[string]*peer{})
@@ -323,10 +332,7 @@ func (r *Router) updateFor(p *peer) update {
 		}
 		return u
 	}
-	u.kind, u.base = syncFull, 0
-	if r.remotes[p.id] == nil {
-		u.base = fullHoldsNone
-	}
+	u.kind, u.base = syncFull, p.link
 	u.adds = make([]string, 0, len(l.refs))
 	for f := range l.refs {
 		u.adds = append(u.adds, f)
@@ -378,10 +384,13 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 			// call timed out, and its retry overtook it).
 			return []byte{syncOK}, nil
 		}
-		if p := r.peers[from]; p != nil && p.acked > 0 && u.base == fullHoldsNone {
-			// The sender dropped this node (took it for failed) and
-			// took it back, while this node kept it: it lost this
-			// node's filters and what Joined sent it (wills).
+		if p := r.peers[from]; p != nil && u.base != 0 && rem.link != 0 && u.base != rem.link {
+			// The sender's link to this node is a new one: it dropped
+			// this node (took it for failed) and took it back, while
+			// this node kept it. It lost this node's filters and what
+			// Joined sent it (wills), whatever this node's
+			// acknowledged version says (an acknowledgement may even
+			// be on its way back).
 			p.acked = 0
 			p.kickSync()
 			r.joinedLocked(from)
@@ -406,6 +415,9 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		r.addRemote(rem, from, f)
 	}
 	rem.incarnation, rem.version = u.incarnation, u.version
+	if u.base != 0 {
+		rem.link = u.base
+	}
 	return []byte{syncOK}, nil
 }
 
@@ -443,10 +455,14 @@ func (r *Router) dropRemote(node string) {
 
 // HandleDeliver serves DeliverService: messages for this node's
 // subscribers, delivered in the order of the batch.
-func (r *Router) HandleDeliver(_ context.Context, _ string, req []byte) ([]byte, error) {
+func (r *Router) HandleDeliver(_ context.Context, from string, req []byte) ([]byte, error) {
 	msgs, err := decodeBatch(req)
 	if err != nil {
-		return nil, err
+		// Answered, not failed: the sender drops the batch rather than
+		// send it again for ever (a failed call may be a handler not
+		// registered yet, which it retries).
+		r.log.Error("forwarded messages refused: malformed batch", "peer", from, "error", err)
+		return []byte{deliverRefused}, nil
 	}
 	for _, m := range msgs {
 		r.opts.Deliver.DeliverForwarded(m)
@@ -688,17 +704,42 @@ func (r *Router) SendPaced(peer string, msg []byte) {
 	}
 }
 
-// joinedLocked calls Options.Joined for peer on a goroutine. r.mu is held.
+// joinedLocked calls Options.Joined for peer on a goroutine, or, while
+// one runs for peer, once more after it. r.mu is held.
 func (r *Router) joinedLocked(peer string) {
 	if r.opts.Joined == nil || r.ctx.Err() != nil {
 		return
 	}
+	if r.joins[peer] != 0 {
+		r.joins[peer] = joinAgain
+		return
+	}
+	r.joins[peer] = joinRunning
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.opts.Joined(peer)
+		for {
+			r.opts.Joined(peer)
+			r.mu.Lock()
+			again := r.joins[peer] == joinAgain && r.ctx.Err() == nil
+			if again {
+				r.joins[peer] = joinRunning
+			} else {
+				delete(r.joins, peer)
+			}
+			r.mu.Unlock()
+			if !again {
+				return
+			}
+		}
 	}()
 }
+
+// States of a peer's Joined (Router.joins).
+const (
+	joinRunning int8 = 1
+	joinAgain   int8 = 2
+)
 
 // Wanted reports whether a node other than this one has a subscription
 // matching topic.

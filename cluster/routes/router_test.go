@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -234,11 +235,12 @@ func TestPeerDroppedOnOneSideGetsItsRoutesBackAtOnce(t *testing.T) {
 	if !a.r.Wanted("x/1") {
 		t.Fatal("a does not know b's filter once SetClient returned")
 	}
-	testutil.Eventually(t, 5*time.Second, "b's Joined for a", func() bool { return joined.Load() == 1 })
+	testutil.Eventually(t, 5*time.Second, "b's Joined for a", func() bool { return joined.Load() >= 1 })
+	before := joined.Load()
 	a.r.SetPeers(nil)
 	a.r.SetPeers([]Peer{{ID: "b", Addr: b.addr()}})
 	testutil.Eventually(t, 10*time.Second, "b's filters back on a", func() bool { return a.r.Wanted("x/1") })
-	testutil.Eventually(t, 10*time.Second, "b's Joined for a again", func() bool { return joined.Load() == 2 })
+	testutil.Eventually(t, 10*time.Second, "b's Joined for a again", func() bool { return joined.Load() > before })
 }
 
 // TestOlderFullUpdateIsIgnored: a full set that timed out and arrives
@@ -271,19 +273,102 @@ func TestPacedSendsDropNothing(t *testing.T) {
 			return
 		}
 		joined.Add(1)
+		for deadline := time.Now().Add(5 * time.Second); !a.r.Wanted("live") && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond) // b's filter reaches a a moment after a counts b up
+		}
 		for i := range 200 { // 2,000 bytes: twice the bound
 			a.r.SendPaced(peer, []byte(fmt.Sprintf("%09d", i)))
+			if i%5 == 4 {
+				// A live message meanwhile finds room: the paced
+				// ones leave half the queue free.
+				a.r.Forward("live", []byte(fmt.Sprintf("live%05d", i/5)))
+			}
 		}
 	}
-	a = startNode(t, "a", "", nil, o)
+	faults := rpcmux.NewFaults()
+	a = startNode(t, "a", "", faults, o)
 	b := startNode(t, "b", "", nil, fastOptions())
-	mesh(a, b)
-	testutil.Eventually(t, 10*time.Second, "all 200 at b", func() bool { return len(b.in.got()) >= 200 })
-	if got := b.in.got(); len(got) != 200 || !slices.IsSorted(got) {
-		t.Fatalf("b got %d messages (sorted: %v)", len(got), slices.IsSorted(got))
+	faults.Delay(2 * time.Millisecond) // a's calls: the paced sends fill the queue
+	b.r.SetPeers([]Peer{{ID: "a", Addr: a.addr()}})
+	go b.r.SetClient("cb", []string{"live"}) // taken by a once a counts b up
+	a.r.SetPeers([]Peer{{ID: "b", Addr: b.addr()}})
+	testutil.Eventually(t, 10*time.Second, "all 240 at b", func() bool { return len(b.in.got()) >= 240 })
+	var paced, live []string
+	for _, m := range b.in.got() {
+		if strings.HasPrefix(m, "live") {
+			live = append(live, m)
+		} else {
+			paced = append(paced, m)
+		}
+	}
+	if len(paced) != 200 || !slices.IsSorted(paced) || len(live) != 40 || !slices.IsSorted(live) {
+		t.Fatalf("b got %d paced and %d live messages (sorted: %v, %v)", len(paced), len(live), slices.IsSorted(paced), slices.IsSorted(live))
 	}
 	if d := a.r.Stats().Dropped; d != 0 || joined.Load() != 1 {
 		t.Fatalf("dropped %d, Joined ran %d times", d, joined.Load())
+	}
+}
+
+// TestPacedPushLeavesHalfTheQueue: a paced message waits while the
+// queue holds half its bound or more, so messages pushed meanwhile find
+// room instead of pushing paced ones out (and starting a repair).
+func TestPacedPushLeavesHalfTheQueue(t *testing.T) {
+	var o outbox
+	o.init(100)
+	o.push(make([]byte, 40))
+	if !o.pushWait(context.Background(), make([]byte, 10)) {
+		t.Fatal("a paced message refused with half the queue free")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if o.pushWait(ctx, make([]byte, 10)) {
+		t.Fatal("a paced message queued past half the bound")
+	}
+	if dropped := o.push(make([]byte, 40)); dropped != 0 {
+		t.Fatalf("a live message pushed %d out", dropped)
+	}
+	var empty outbox
+	empty.init(100)
+	if !empty.pushWait(context.Background(), make([]byte, 500)) {
+		t.Fatal("a paced message larger than the bound refused by an empty queue")
+	}
+}
+
+// TestJoinedRunsOnceAtATimePerPeer: a run of Joined may wait for room
+// in the peer's queue; asked for again meanwhile (a repair, the peer
+// back), it runs once more after, not alongside.
+func TestJoinedRunsOnceAtATimePerPeer(t *testing.T) {
+	release := make(chan struct{})
+	var runs, concurrent, most atomic.Int64
+	o := fastOptions()
+	o.Joined = func(peer string) {
+		if peer != "b" {
+			return
+		}
+		n := concurrent.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		if runs.Add(1) == 1 {
+			<-release
+		}
+		concurrent.Add(-1)
+	}
+	a := startNode(t, "a", "", nil, o)
+	a.r.mu.Lock()
+	for range 3 {
+		a.r.joinedLocked("b")
+	}
+	a.r.mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, "the first run", func() bool { return runs.Load() == 1 })
+	close(release)
+	testutil.Eventually(t, 5*time.Second, "one more run", func() bool { return runs.Load() == 2 })
+	testutil.Eventually(t, 5*time.Second, "no run left", func() bool {
+		a.r.mu.Lock()
+		defer a.r.mu.Unlock()
+		return len(a.r.joins) == 0
+	})
+	if runs.Load() != 2 || most.Load() != 1 {
+		t.Fatalf("%d runs, %d at once", runs.Load(), most.Load())
 	}
 }
 
@@ -335,6 +420,45 @@ func TestMessageThePeerCanNeverTakeIsDropped(t *testing.T) {
 	})
 }
 
+// TestDeliveryToARouterNotRegisteredYetIsRetried: a node restarted on
+// the same address fails deliver calls ("no handler") until its router
+// is registered; the messages wait for it rather than being dropped.
+func TestDeliveryToARouterNotRegisteredYetIsRetried(t *testing.T) {
+	a := startNode(t, "a", "", nil, fastOptions())
+	log := testutil.Logger().With("node", "b")
+	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "b", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testNode{id: "b", mux: mux, in: &inbox{}}
+	o := fastOptions()
+	o.Self, o.Caller, o.Deliver, o.Logger = "b", mux, b.in, log
+	b.r = New(o)
+	var ready atomic.Bool
+	var refused atomic.Int64
+	mux.Handle(SyncService, b.r.HandleSync)
+	mux.Handle(DeliverService, func(ctx context.Context, from string, req []byte) ([]byte, error) {
+		if !ready.Load() {
+			refused.Add(1)
+			return nil, errors.New("no handler for the service yet")
+		}
+		return b.r.HandleDeliver(ctx, from, req)
+	})
+	t.Cleanup(b.stop)
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"t"})
+	a.r.Forward("t", []byte("m1"))
+	testutil.Eventually(t, 10*time.Second, "the call failed and sent again", func() bool { return refused.Load() >= 2 })
+	ready.Store(true)
+	testutil.Eventually(t, 10*time.Second, "m1 delivered once b serves", func() bool {
+		got := b.in.got()
+		return len(got) == 1 && got[0] == "m1"
+	})
+	if d := a.r.Stats().Dropped; d != 0 {
+		t.Fatalf("%d dropped", d)
+	}
+}
+
 func TestMalformedRequestsAreRefused(t *testing.T) {
 	a := startNode(t, "a", "", nil, fastOptions())
 	for _, req := range [][]byte{nil, {9}, {wireVersion1, 7}, {wireVersion1, syncFull, 1}, append(encodeUpdate(update{kind: syncFull, adds: []string{"x"}}), 0)} {
@@ -343,8 +467,8 @@ func TestMalformedRequestsAreRefused(t *testing.T) {
 		}
 	}
 	for _, req := range [][]byte{nil, {2}, {wireVersion1, 5, 1}, {wireVersion1, 1, 10, 'x'}} {
-		if _, err := a.r.HandleDeliver(context.Background(), "b", req); err == nil {
-			t.Errorf("batch %x accepted", req)
+		if resp, err := a.r.HandleDeliver(context.Background(), "b", req); err != nil || len(resp) != 1 || resp[0] != deliverRefused {
+			t.Errorf("batch %x answered %x, %v", req, resp, err)
 		}
 	}
 	if s := a.r.Stats(); len(s.RemoteFilters) != 0 || s.Received != 0 {

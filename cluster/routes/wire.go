@@ -49,12 +49,14 @@ const (
 	syncFull  byte = 1
 )
 
-// fullHoldsNone, as a full update's base (which a full update does not
-// otherwise use; earlier versions send 0): the sender holds none of the
-// receiver's filters. It dropped them (its membership took the receiver
-// for failed) while the receiver kept it as a peer, so the receiver must
-// send its filters, and what Joined sends, again.
-const fullHoldsNone = 1
+// A full update's base, which a full update does not otherwise use
+// (earlier versions send 0), carries the sender's number for its link to
+// the receiver (peer.link): a new number from the same process means the
+// sender dropped the receiver and took it back.
+
+// deliverRefused is the answer to a deliver call whose batch does not
+// decode (an empty answer: delivered). Sent again, it would fail again.
+const deliverRefused byte = 1
 
 // Answers to a sync request.
 const (
