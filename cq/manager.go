@@ -473,6 +473,20 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	r.terminate()
 	err = p.kv.Write(ctx, append(forgetProgress(id), streams.KVWrite{Key: defKey(id), Delete: true})...)
 	if err != nil {
+		// The definition stays: the query runs on, as before the
+		// request, rather than stay listed while stopped.
+		nr := m.prepareAt(r.def, r.place)
+		nr.carry(r)
+		m.mu.Lock()
+		m.mu.queries[id] = nr
+		switch {
+		case !nr.runnable():
+		case m.mu.closed:
+			nr.park()
+		default:
+			m.launch(nr) // under the lock: Close waits for what was launched before it
+		}
+		m.mu.Unlock()
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}
 	m.mu.Lock()

@@ -2,6 +2,8 @@ package cq
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +209,57 @@ func TestJoinThatFailedToCompileIsBuiltOnceItCan(t *testing.T) {
 	if st, msg := status(); st == "error" {
 		t.Fatalf("the join stays failed once its view runs here: %s", msg)
 	}
+}
+
+// failingHomes is fakeHomes whose key/value writes fail while fail is set.
+type failingHomes struct {
+	fakeHomes
+	fail *atomic.Bool
+}
+
+func (h failingHomes) KV(home string, term uint64) KV {
+	return failingKV{h.fakeHomes.KV(home, term), h.fail}
+}
+
+type failingKV struct {
+	KV
+	fail *atomic.Bool
+}
+
+func (k failingKV) Write(ctx context.Context, writes ...streams.KVWrite) error {
+	if k.fail.Load() {
+		return errors.New("injected: the write failed")
+	}
+	return k.KV.Write(ctx, writes...)
+}
+
+// TestTerminateThatFailedLeavesTheQueryRunning: TERMINATE stopped the
+// runner before deleting the definition; when the delete failed, the
+// query stayed listed, stopped, for the rest of the term.
+func TestTerminateThatFailedLeavesTheQueryRunning(t *testing.T) {
+	store := reconcileStore(t, "src")
+	f := newFakeLeadership(store, "a")
+	var fail atomic.Bool
+	m, err := New(Options{Reader: store, Writer: store, KV: store.KV("home"), Homes: failingHomes{fakeHomes{"a", f}, &fail},
+		IdleTimeout: 50 * time.Millisecond, Tick: 5 * time.Millisecond, HintInterval: time.Millisecond, Logger: testutil.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ctx := context.Background()
+	if _, err := m.Create(ctx, "CREATE STREAM out AS SELECT i FROM src WHERE i >= 0"); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if err := m.Terminate(ctx, "out"); err == nil {
+		t.Fatal("TERMINATE answered although its write failed")
+	}
+	fail.Store(false)
+	if _, err := store.Append(ctx, "src", streams.Record{Topic: "src", Payload: []byte(`{"i":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the query runs on", func() bool {
+		info, err := store.DescribeStream("out")
+		return err == nil && info.NextOffset == 1
+	})
 }
