@@ -125,6 +125,28 @@ func (m *Manager) Reconcile() error {
 	if err != nil {
 		return err
 	}
+	// The runners of queries to replace are all cancelled first, then
+	// replaced in turn: one slow to stop (an output write waiting for a
+	// shard's leader) does not hold up the others' stops.
+	type job struct {
+		id   string
+		old  *runner
+		d    definition
+		p    place
+		want bool
+	}
+	var jobs []job
+	add := func(j job) {
+		if j.old != nil {
+			j.old.cancel()
+		}
+		jobs = append(jobs, j)
+	}
+	replaceAll := func() {
+		for _, j := range jobs {
+			m.replace(j.id, j.old, j.d, j.p, j.want)
+		}
+	}
 	seen := make(map[string]bool, len(defs))
 	for _, d := range defs {
 		seen[d.ID] = true
@@ -139,6 +161,7 @@ func (m *Manager) Reconcile() error {
 		switch {
 		case m.mu.closed:
 			m.mu.Unlock()
+			replaceAll()
 			return nil
 		case m.mu.busy[d.ID] || m.mu.queries[d.ID] != r:
 			m.mu.Unlock()
@@ -153,7 +176,14 @@ func (m *Manager) Reconcile() error {
 			m.release(d.ID)
 			continue
 		}
-		m.replace(d.ID, r, d, p, want)
+		if d.Everywhere {
+			// A view at once (it writes nothing, so it stops at
+			// once): the joins decided after it (views come first)
+			// compile with it.
+			m.replace(d.ID, r, d, p, want)
+			continue
+		}
+		add(job{d.ID, r, d, p, want})
 	}
 	m.mu.Lock()
 	var gone []string
@@ -174,8 +204,9 @@ func (m *Manager) Reconcile() error {
 				continue
 			}
 		}
-		m.replace(id, r, definition{}, place{}, false)
+		add(job{id: id, old: r})
 	}
+	replaceAll()
 	return nil
 }
 
