@@ -3,6 +3,7 @@ package cq
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/mqstream/mqstream/query"
 )
@@ -319,6 +320,20 @@ func (m *Manager) definedElsewhere(id string) (bool, error) {
 		return nil
 	})
 	return found, err
+}
+
+// highestInsertSeq returns the highest number among the INSERT INTO
+// queries into stream whose definitions kv holds (0 if none).
+func highestInsertSeq(kv KV, stream string) (uint64, error) {
+	prefix := string(defKey(stream + "_insert_"))
+	var highest uint64
+	err := kv.Scan([]byte(prefix), func(k, _ []byte) error {
+		if n, err := strconv.ParseUint(string(k[len(prefix):]), 10, 64); err == nil {
+			highest = max(highest, n)
+		}
+		return nil
+	})
+	return highest, err
 }
 
 // nextInsertSeq returns the number of the last INSERT INTO query created

@@ -238,6 +238,15 @@ func (m *Manager) Create(ctx context.Context, sql string) (query.QueryInfo, erro
 		if kept, err = nextInsertSeq(p.kv); err != nil {
 			return query.QueryInfo{}, fmt.Errorf("cq: query numbers: %w", err)
 		}
+		if c.Kind == query.KindInsert {
+			// Two creations racing on the previous leader may have
+			// left the number of the first: never reuse a kept id.
+			highest, err := highestInsertSeq(p.kv, c.Name)
+			if err != nil {
+				return query.QueryInfo{}, fmt.Errorf("cq: query numbers: %w", err)
+			}
+			kept = max(kept, highest)
+		}
 		if c.Kind != query.KindInsert {
 			if dup, err := m.definedElsewhere(d.ID); err != nil || dup {
 				if err == nil {

@@ -3,6 +3,7 @@ package cq
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,4 +263,40 @@ func TestTerminateThatFailedLeavesTheQueryRunning(t *testing.T) {
 		info, err := store.DescribeStream("out")
 		return err == nil && info.NextOffset == 1
 	})
+}
+
+// TestInsertIntoNeverReusesAKeptID: two INSERT INTO creations racing on
+// a leader may leave the lower of their numbers kept; the next leader
+// then numbered its next one with the other's id, and overwrote that
+// query's definition before it ran there.
+func TestInsertIntoNeverReusesAKeptID(t *testing.T) {
+	store := reconcileStore(t, "src", "merged")
+	f := newFakeLeadership(store, "a")
+	a := fakeHomes{"a", f}.manager(t, time.Now)
+	ctx := context.Background()
+	first, err := a.Create(ctx, "INSERT INTO merged SELECT i FROM src WHERE i > 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other creation's write landed last: the kept number is below
+	// first's.
+	if err := store.KV("home").Write(ctx, streams.KVWrite{Key: []byte(seqKey), Value: encodeHint(0)}); err != nil {
+		t.Fatal(err)
+	}
+	f.moveTo("b")
+	b := managerOver(t, f, "b", store.KV("home")) // b has not run first yet
+	second, err := b.Create(ctx, "INSERT INTO merged SELECT i FROM src WHERE i > 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ID == first.ID {
+		t.Fatalf("the new query took the id %s of a kept one", first.ID)
+	}
+	v, ok, err := store.KV("home").Get(defKey(first.ID))
+	if err != nil || !ok {
+		t.Fatalf("%s's definition: %v %v", first.ID, ok, err)
+	}
+	if d, err := decodeDefinition(v); err != nil || !strings.Contains(d.SQL, "i > 0") {
+		t.Fatalf("%s's definition overwritten: %+v %v", first.ID, d, err)
+	}
 }
