@@ -108,12 +108,10 @@ func (w *clusterWills) disconnected(cl *mochi.Client) {
 
 // hello is what a node that joins (or restarted) is sent: this process's
 // incarnation.
-func (w *clusterWills) hello() []byte { return encodeHello(w.node, w.incarnation) }
-
-func encodeHello(node string, inc uint64) []byte {
+func (w *clusterWills) hello() []byte {
 	b := []byte{forwardHello}
-	b = appendStr(b, node)
-	return binary.AppendUvarint(b, inc)
+	b = appendStr(b, w.node)
+	return binary.AppendUvarint(b, w.incarnation)
 }
 
 // apply takes a will frame another node sent.
@@ -153,12 +151,6 @@ func (w *clusterWills) apply(msg []byte) error {
 		p.wills[client] = heldWill{msg: m, delay: delay}
 	case forwardWillClear:
 		delete(p.wills, client)
-	case forwardHello:
-		// The node sends its clients' wills next, in the same queue
-		// (node/routes.go, Joined): they replace what is held. Sent
-		// again after its queue to this node overflowed, they must
-		// not leave the will of a client whose clear was dropped.
-		clear(p.wills)
 	}
 	w.mu.Unlock()
 	if len(orphans) > 0 {

@@ -104,28 +104,3 @@ func appendUvarintString(s string, v uint64) []byte {
 	}
 	return append(b, byte(v))
 }
-
-// TestHelloReplacesTheWillsHeld: a node sends its hello, then every will
-// of its clients, when a peer joins and when its queue to the peer
-// overflowed (the repair). A will whose clear was among the dropped
-// messages must not survive the repair, to be published should the node
-// fail later.
-func TestHelloReplacesTheWillsHeld(t *testing.T) {
-	w := newClusterWills(nil, "self")
-	m := Message{Topic: "will", Payload: []byte("gone")}
-	for _, frame := range [][]byte{
-		encodeWillSet("n2", 7, "left", m, 0), // its clear is dropped
-		encodeWillSet("n2", 7, "stays", m, 0),
-		encodeHello("n2", 7), // the repair
-		encodeWillSet("n2", 7, "stays", m, 0),
-	} {
-		if err := w.apply(frame); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, ok := w.peers["n2"].wills["left"]; ok || len(w.peers["n2"].wills) != 1 {
-		t.Fatalf("wills held for n2 after its repair: %v", w.peers["n2"].wills)
-	}
-}
