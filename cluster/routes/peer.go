@@ -261,11 +261,13 @@ func (p *peer) sendLoop() {
 
 // permanent reports a deliver call that fails however often it is sent:
 // a batch over the largest frame, or one the peer refused (it cannot
-// decode it). A call the peer failed (rpcmux.ErrRemote) is not: a node
-// that restarted on the same address answers "no handler" until its
-// router is registered.
+// decode it: answered deliverRefused, or, by an earlier version, failed
+// by its handler). A call to a node that has no handler for the service
+// yet is not: a node restarted on the same address registers its router
+// a moment after it listens.
 func permanent(err error) bool {
-	return errors.Is(err, rpcmux.ErrTooLarge) || errors.Is(err, errRefused)
+	return errors.Is(err, rpcmux.ErrTooLarge) || errors.Is(err, errRefused) ||
+		errors.Is(err, rpcmux.ErrRemote) && !rpcmux.IsNoHandler(err)
 }
 
 // errRefused: the peer answered that the batch does not decode.
@@ -338,6 +340,14 @@ func (o *outbox) progressLocked() {
 	o.progress = make(chan struct{})
 }
 
+// wakeWaiters wakes those waiting for the queue's progress, to look
+// again (pushWait's stop).
+func (o *outbox) wakeWaiters() {
+	o.mu.Lock()
+	o.progressLocked()
+	o.mu.Unlock()
+}
+
 // waitQueued waits until every message queued so far has been delivered
 // (or dropped), or ctx is done; it reports whether they were.
 func (o *outbox) waitQueued(ctx context.Context) bool {
@@ -397,8 +407,9 @@ func (o *outbox) push(m []byte) (dropped int) {
 // pushWait queues m once it fits under half the limit beside what is
 // queued and in flight (at once when nothing is), waiting for batches to
 // go through meanwhile, so that it drops nothing and leaves room for the
-// messages pushed meanwhile; false if ctx ended first.
-func (o *outbox) pushWait(ctx context.Context, m []byte) bool {
+// messages pushed meanwhile; false if ctx ended first, or stop (if
+// given) said so while it waited.
+func (o *outbox) pushWait(ctx context.Context, m []byte, stop func() bool) bool {
 	for {
 		o.mu.Lock()
 		if len(o.msgs) == 0 && o.inflight == 0 || o.bytes+o.inflight+len(m) <= o.limit/2 {
@@ -417,6 +428,9 @@ func (o *outbox) pushWait(ctx context.Context, m []byte) bool {
 		select {
 		case <-progress:
 		case <-ctx.Done():
+			return false
+		}
+		if stop != nil && stop() {
 			return false
 		}
 	}

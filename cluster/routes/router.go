@@ -166,6 +166,7 @@ func New(o Options) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{opts: o, log: o.Logger.With("component", "routes"), incarnation: rand.Uint64() | 1,
 		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{}, joins: map[string]int8{},
+		links: 1, // the first link is 2: 1 meant something else to a build of 2026-12-07
 		acked: make(chan struct{})}
 	r.local = localRoutes{clients: map[string][]string{}, refs: map[string]int{}, since: map[string]uint64{}}
 	r.peerSnap.Store(&map[string]*peer{})
@@ -697,11 +698,26 @@ func (r *Router) SendTo(peer string, msg []byte) {
 // queued, or the peer left.
 func (r *Router) SendPaced(peer string, msg []byte) {
 	if p := (*r.peerSnap.Load())[peer]; p != nil {
+		if r.superseded(peer) {
+			// Joined is to run again (the peer restarted, or lost
+			// what it was sent): that run sends everything anew, and
+			// its hello and wills must not wait behind the rest of
+			// this one.
+			return
+		}
 		r.forwarded.Add(1)
-		if !p.out.pushWait(p.ctx, msg) {
-			r.dropped.Add(1)
+		if !p.out.pushWait(p.ctx, msg, func() bool { return r.superseded(peer) }) && !r.superseded(peer) {
+			r.dropped.Add(1) // the peer left
 		}
 	}
+}
+
+// superseded reports whether a run of Joined for peer is to be followed
+// by another.
+func (r *Router) superseded(peer string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.joins[peer] == joinAgain
 }
 
 // joinedLocked calls Options.Joined for peer on a goroutine, or, while
@@ -712,6 +728,9 @@ func (r *Router) joinedLocked(peer string) {
 	}
 	if r.joins[peer] != 0 {
 		r.joins[peer] = joinAgain
+		if p := r.peers[peer]; p != nil {
+			p.out.wakeWaiters() // a paced send waiting for room gives way
+		}
 		return
 	}
 	r.joins[peer] = joinRunning

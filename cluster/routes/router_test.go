@@ -316,12 +316,12 @@ func TestPacedPushLeavesHalfTheQueue(t *testing.T) {
 	var o outbox
 	o.init(100)
 	o.push(make([]byte, 40))
-	if !o.pushWait(context.Background(), make([]byte, 10)) {
+	if !o.pushWait(context.Background(), make([]byte, 10), nil) {
 		t.Fatal("a paced message refused with half the queue free")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if o.pushWait(ctx, make([]byte, 10)) {
+	if o.pushWait(ctx, make([]byte, 10), nil) {
 		t.Fatal("a paced message queued past half the bound")
 	}
 	if dropped := o.push(make([]byte, 40)); dropped != 0 {
@@ -329,7 +329,7 @@ func TestPacedPushLeavesHalfTheQueue(t *testing.T) {
 	}
 	var empty outbox
 	empty.init(100)
-	if !empty.pushWait(context.Background(), make([]byte, 500)) {
+	if !empty.pushWait(context.Background(), make([]byte, 500), nil) {
 		t.Fatal("a paced message larger than the bound refused by an empty queue")
 	}
 }
@@ -370,6 +370,41 @@ func TestJoinedRunsOnceAtATimePerPeer(t *testing.T) {
 	if runs.Load() != 2 || most.Load() != 1 {
 		t.Fatalf("%d runs, %d at once", runs.Load(), most.Load())
 	}
+}
+
+// TestPacedRunGivesWayToTheNextJoined: a run of Joined pacing a large
+// retained set into the queue of a peer that takes nothing stops once
+// another run is asked for (the peer restarted), so that the next run's
+// hello and wills do not wait behind the rest of it.
+func TestPacedRunGivesWayToTheNextJoined(t *testing.T) {
+	faults := rpcmux.NewFaults()
+	o := fastOptions()
+	o.MaxQueuedBytes = 100
+	var runs atomic.Int64
+	var a *testNode
+	o.Joined = func(peer string) {
+		if peer != "b" {
+			return
+		}
+		if runs.Add(1) == 1 {
+			for i := range 1000 { // never room for all: b takes nothing
+				a.r.SendPaced(peer, []byte(fmt.Sprintf("%09d", i)))
+			}
+		}
+	}
+	a = startNode(t, "a", "", faults, o)
+	b := startNode(t, "b", "", faults, fastOptions())
+	faults.Partition(a.addr(), b.addr())
+	a.r.SetPeers([]Peer{{ID: "b", Addr: b.addr()}})
+	testutil.Eventually(t, 5*time.Second, "the first run waits for room", func() bool {
+		a.r.mu.Lock()
+		defer a.r.mu.Unlock()
+		return runs.Load() == 1 && a.r.joins["b"] == joinRunning
+	})
+	a.r.mu.Lock()
+	a.r.joinedLocked("b") // b restarted
+	a.r.mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, "the second run", func() bool { return runs.Load() == 2 })
 }
 
 func TestQueueBoundDropsOldest(t *testing.T) {
@@ -424,39 +459,72 @@ func TestMessageThePeerCanNeverTakeIsDropped(t *testing.T) {
 // the same address fails deliver calls ("no handler") until its router
 // is registered; the messages wait for it rather than being dropped.
 func TestDeliveryToARouterNotRegisteredYetIsRetried(t *testing.T) {
-	a := startNode(t, "a", "", nil, fastOptions())
-	log := testutil.Logger().With("node", "b")
-	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "b", Logger: log})
+	log := testutil.Logger().With("node", "a")
+	mux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "a", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testNode{id: "b", mux: mux, in: &inbox{}}
+	a := &testNode{id: "a", mux: mux, in: &inbox{}}
+	calls := &failureCounter{Caller: mux}
 	o := fastOptions()
-	o.Self, o.Caller, o.Deliver, o.Logger = "b", mux, b.in, log
-	b.r = New(o)
-	var ready atomic.Bool
-	var refused atomic.Int64
-	mux.Handle(SyncService, b.r.HandleSync)
-	mux.Handle(DeliverService, func(ctx context.Context, from string, req []byte) ([]byte, error) {
-		if !ready.Load() {
-			refused.Add(1)
-			return nil, errors.New("no handler for the service yet")
-		}
-		return b.r.HandleDeliver(ctx, from, req)
-	})
-	t.Cleanup(b.stop)
-	mesh(a, b)
-	b.r.SetClient("cb", []string{"t"})
+	o.Self, o.Caller, o.Deliver, o.Logger = "a", calls, a.in, log
+	a.r = New(o)
+	mux.Handle(SyncService, a.r.HandleSync)
+	mux.Handle(DeliverService, a.r.HandleDeliver)
+	t.Cleanup(a.stop)
+	// c: a node whose router is not registered yet.
+	cmux, err := rpcmux.Listen("127.0.0.1:0", rpcmux.Options{NodeID: "c", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testNode{id: "c", mux: cmux, in: &inbox{}}
+	co := fastOptions()
+	co.Self, co.Caller, co.Deliver, co.Logger = "c", cmux, c.in, log
+	c.r = New(co)
+	cmux.Handle(SyncService, c.r.HandleSync) // not DeliverService yet
+	t.Cleanup(c.stop)
+	mesh(a, c)
+	c.r.SetClient("cc", []string{"t"})
 	a.r.Forward("t", []byte("m1"))
-	testutil.Eventually(t, 10*time.Second, "the call failed and sent again", func() bool { return refused.Load() >= 2 })
-	ready.Store(true)
-	testutil.Eventually(t, 10*time.Second, "m1 delivered once b serves", func() bool {
-		got := b.in.got()
+	testutil.Eventually(t, 10*time.Second, "a deliver call failed for want of a handler, and sent again", func() bool { return calls.failed.Load() >= 2 })
+	cmux.Handle(DeliverService, c.r.HandleDeliver)
+	testutil.Eventually(t, 10*time.Second, "m1 delivered once c serves", func() bool {
+		got := c.in.got()
 		return len(got) == 1 && got[0] == "m1"
 	})
 	if d := a.r.Stats().Dropped; d != 0 {
 		t.Fatalf("%d dropped", d)
 	}
+	// A handler's own failure (an earlier version refusing a batch it
+	// cannot decode) is not retried.
+	if !permanent(fmt.Errorf("%w: routes: bad batch", rpcmux.ErrRemote)) || permanent(calls.last()) {
+		t.Fatalf("a handler's failure is retried, or the missing handler is not: %v", calls.last())
+	}
+}
+
+// failureCounter counts the deliver calls that failed.
+type failureCounter struct {
+	Caller
+	failed  atomic.Int64
+	mu      sync.Mutex
+	lastErr error
+}
+
+func (f *failureCounter) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
+	resp, err := f.Caller.Call(ctx, addr, service, req)
+	if service == DeliverService && err != nil {
+		f.failed.Add(1)
+		f.mu.Lock()
+		f.lastErr = err
+		f.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (f *failureCounter) last() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
 }
 
 func TestMalformedRequestsAreRefused(t *testing.T) {

@@ -3,8 +3,10 @@ package rpcmux
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -179,13 +181,25 @@ func (m *Mux) serveCalls(c *muxConn, h header, log *slog.Logger) {
 	}
 }
 
+// noHandler is in the message of a call to a service the remote mux has
+// no handler for (yet: a process registers its services while it
+// starts).
+const noHandler = "no handler for service"
+
+// IsNoHandler reports whether err is a call's failure because the remote
+// mux had no handler for the service: a node that restarted may register
+// it a moment later, unlike a handler's own refusal.
+func IsNoHandler(err error) bool {
+	return errors.Is(err, ErrRemote) && strings.Contains(err.Error(), noHandler)
+}
+
 // serve runs the handler of h's service on req.
 func (m *Mux) serve(h header, req []byte) ([]byte, error) {
 	m.mu.Lock()
 	handler := m.mu.handlers[h.name]
 	m.mu.Unlock()
 	if handler == nil {
-		return nil, fmt.Errorf("rpcmux: no handler for service %q on %s", h.name, m.self)
+		return nil, fmt.Errorf("rpcmux: %s %q on %s", noHandler, h.name, m.self)
 	}
 	return handler(m.ctx, h.nodeID, req)
 }
