@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/mqstream/mqstream/query"
 )
@@ -127,8 +129,8 @@ func (m *Manager) Reconcile() error {
 		return err
 	}
 	// The runners of queries to replace are all cancelled first, then
-	// replaced in turn: one slow to stop (an output write waiting for a
-	// shard's leader) does not hold up the others' stops.
+	// replaced, each on its own: one slow to stop (an output write
+	// waiting for a shard's leader) holds up no other.
 	type job struct {
 		id   string
 		old  *runner
@@ -144,9 +146,17 @@ func (m *Manager) Reconcile() error {
 		jobs = append(jobs, j)
 	}
 	replaceAll := func() {
+		// Each on its own: a new runner starts once its own old one
+		// stopped, not once every one before it did.
+		var wg sync.WaitGroup
 		for _, j := range jobs {
-			m.replace(j.id, j.old, j.d, j.p, j.want)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.replace(j.id, j.old, j.d, j.p, j.want)
+			}()
 		}
+		wg.Wait()
 	}
 	seen := make(map[string]bool, len(defs))
 	for _, d := range defs {
@@ -320,6 +330,17 @@ func (m *Manager) definedElsewhere(id string) (bool, error) {
 		return nil
 	})
 	return found, err
+}
+
+// insertSeqOf returns the number in an INSERT INTO query's id
+// (<stream>_insert_<n>).
+func insertSeqOf(id string) (uint64, bool) {
+	i := strings.LastIndex(id, "_insert_")
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[i+len("_insert_"):], 10, 64)
+	return n, err == nil
 }
 
 // highestInsertSeq returns the highest number among the INSERT INTO

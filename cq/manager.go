@@ -480,7 +480,17 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 		return err
 	}
 	r.terminate()
-	err = p.kv.Write(ctx, append(forgetProgress(id), streams.KVWrite{Key: defKey(id), Delete: true})...)
+	writes := append(forgetProgress(id), streams.KVWrite{Key: defKey(id), Delete: true})
+	if n, ok := insertSeqOf(id); ok {
+		// The kept number never falls below a terminated INSERT INTO's
+		// (two creations racing may have kept the lower): its output
+		// records stay in the stream, and a new query of that id would
+		// take them for its progress.
+		if kept, err := nextInsertSeq(p.kv); err == nil && kept < n {
+			writes = append(writes, streams.KVWrite{Key: []byte(seqKey), Value: encodeHint(int64(n))})
+		}
+	}
+	err = p.kv.Write(ctx, writes...)
 	if err != nil {
 		// The definition stays: the query runs on, as before the
 		// request, rather than stay listed while stopped.

@@ -300,3 +300,33 @@ func TestInsertIntoNeverReusesAKeptID(t *testing.T) {
 		t.Fatalf("%s's definition overwritten: %+v %v", first.ID, d, err)
 	}
 }
+
+// TestInsertIntoNeverReusesATerminatedID: the kept number fell below a
+// query's (two creations racing), and that query was then terminated:
+// its definition is gone, its output records stay, and a new query of
+// its id would take them for its progress.
+func TestInsertIntoNeverReusesATerminatedID(t *testing.T) {
+	store := reconcileStore(t, "src", "merged")
+	f := newFakeLeadership(store, "a")
+	a := fakeHomes{"a", f}.manager(t, time.Now)
+	ctx := context.Background()
+	first, err := a.Create(ctx, "INSERT INTO merged SELECT i FROM src WHERE i > 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.KV("home").Write(ctx, streams.KVWrite{Key: []byte(seqKey), Value: encodeHint(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Terminate(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.moveTo("b")
+	b := managerOver(t, f, "b", store.KV("home"))
+	second, err := b.Create(ctx, "INSERT INTO merged SELECT i FROM src WHERE i > 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ID == first.ID {
+		t.Fatalf("the new query took the id %s of a terminated one", first.ID)
+	}
+}

@@ -133,7 +133,7 @@ func (r *replica) transferLeadership(wait time.Duration, transfer func() error) 
 		return streams.ErrClosed
 	}
 	err := transfer()
-	if err != nil {
+	if err != nil && !errors.Is(err, streams.ErrClosed) {
 		r.awaitTransferEnd(wait)
 	}
 	return err
@@ -145,14 +145,25 @@ func (r *replica) transferLeadership(wait time.Duration, transfer func() error) 
 // waiting for), and an entry proposed meanwhile would be refused while
 // the next one is taken.
 func (r *replica) awaitTransferEnd(wait time.Duration) {
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		err := r.raft.Barrier(wait).Error()
-		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		errc := make(chan error, 1)
+		go func() { errc <- r.wait(r.raft.Barrier(wait)) }()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+				return
+			}
+		case <-deadline.C:
+			return
+		case <-r.stop:
 			return
 		}
 		select {
 		case <-time.After(10 * time.Millisecond):
+		case <-deadline.C:
+			return
 		case <-r.stop:
 			return
 		}
