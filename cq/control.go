@@ -39,6 +39,24 @@ func (m *Manager) prepareAt(d definition, p place) *runner {
 	return r
 }
 
+// restartAs puts a runner of d in the place of query id's stopped runner
+// r, keeping r's figures, and launches it if it runs.
+func (m *Manager) restartAs(id string, r *runner, d definition) *runner {
+	nr := m.prepareAt(d, r.place)
+	nr.carry(r)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mu.queries[id] = nr
+	switch {
+	case !nr.runnable():
+	case m.mu.closed:
+		nr.park()
+	default:
+		m.launch(nr) // under the lock: Close waits for what was launched before it
+	}
+	return nr
+}
+
 // statusPaused is the status of a paused query.
 const statusPaused = "paused"
 
@@ -113,18 +131,7 @@ func (m *Manager) setPaused(ctx context.Context, id string, paused bool) (query.
 		return query.QueryInfo{}, fmt.Errorf("cq: keep query %s: %w", id, err)
 	}
 	r.terminate() // its output requests are durable or not made: see runner.output
-	nr := m.prepareAt(d, r.place)
-	nr.carry(r)
-	m.mu.Lock()
-	m.mu.queries[id] = nr
-	switch {
-	case !nr.runnable():
-	case m.mu.closed:
-		nr.park()
-	default:
-		m.launch(nr) // under the lock: Close waits for what was launched before it
-	}
-	m.mu.Unlock()
+	nr := m.restartAs(id, r, d)
 	m.log.Info("continuous query paused or resumed", "query", id, "paused", paused)
 	return nr.info(), nil
 }

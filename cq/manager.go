@@ -494,18 +494,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) error {
 	if err != nil {
 		// The definition stays: the query runs on, as before the
 		// request, rather than stay listed while stopped.
-		nr := m.prepareAt(r.def, r.place)
-		nr.carry(r)
-		m.mu.Lock()
-		m.mu.queries[id] = nr
-		switch {
-		case !nr.runnable():
-		case m.mu.closed:
-			nr.park()
-		default:
-			m.launch(nr) // under the lock: Close waits for what was launched before it
-		}
-		m.mu.Unlock()
+		m.restartAs(id, r, r.def)
 		return fmt.Errorf("cq: forget query %s: %w", id, err)
 	}
 	m.mu.Lock()

@@ -148,11 +148,7 @@ func (m *Manager) pauseForState(r *runner, reason string) {
 		m.log.Error("continuous query pause not kept", "query", id, "error", err)
 		return
 	}
-	nr := m.prepareAt(d, r.place)
-	nr.carry(r)
-	m.mu.Lock()
-	m.mu.queries[id] = nr
-	m.mu.Unlock()
+	m.restartAs(id, r, d) // paused: not launched
 }
 
 // carry keeps the figures of the runner nr replaces, but its status and
