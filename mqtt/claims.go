@@ -3,6 +3,8 @@ package mqtt
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +81,14 @@ type claim struct {
 func newClaimHook(b *Broker, remote Remote, node string) *claimHook {
 	return &claimHook{b: b, remote: remote, node: node, claims: map[string]*claim{}, byConn: map[*mochi.Client]*claim{},
 		recent: map[string]rversion{}, older: map[string]rversion{}, rotated: time.Now(), moves: map[string]chan struct{}{}}
+}
+
+// connecting returns the client ids with a claim here: connections from
+// their session's set-up until they end.
+func (h *claimHook) connecting() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Keys(h.claims))
 }
 
 // noteClaimLocked remembers a claim of client id made or granted here.

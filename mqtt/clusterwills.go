@@ -30,6 +30,18 @@ import (
 // wills go through Broker.Publish (stored, retained and delivered
 // cluster-wide; the records' publisher is the API's client id). A will
 // still waiting for its delay on a node that then fails is not published.
+//
+// A will clear can be lost on the way: a peer's queue that overflows drops
+// its oldest messages (cluster/routes). The repair that follows sends the
+// hello, every current will, then a sweep naming the clients whose wills
+// are current (and those connecting). The peer then forgets each will of
+// that node it received before the hello unless the sweep names its
+// client: what it keeps was either sent again after the hello or is still
+// current, and what it forgets is a will whose clear was dropped, which
+// would otherwise be published, should the node fail later, for a client
+// that left cleanly. A will received after the hello (a client that
+// connected meanwhile, a claim's) is never swept. Nodes of earlier
+// versions send no sweep, and log one they receive as undecodable.
 
 // Frames of will messages between nodes, after the kinds of remote.go and
 // retainsync.go.
@@ -37,6 +49,7 @@ const (
 	forwardWillSet   = 3 // a client's will while its connection lasts
 	forwardWillClear = 4 // its connection ended
 	forwardHello     = 5 // a broker process started (its incarnation)
+	forwardWillSweep = 6 // the clients whose wills are current, after a hello
 )
 
 // clusterWills holds the other nodes' clients' wills and publishes those of
@@ -46,9 +59,12 @@ type clusterWills struct {
 	node        string
 	incarnation uint64
 
-	mu sync.Mutex // guards peers and pending
+	mu sync.Mutex // guards peers, received and pending
 	// peers holds, per node, the wills of its connected clients.
 	peers map[string]*peerWills
+	// received counts the will frames applied: each held will and hello
+	// is stamped with the count when it arrived (a sweep's reference).
+	received uint64
 	// pending holds the wills of failed nodes waiting for their delay, by
 	// client id.
 	pending map[string]*time.Timer
@@ -60,11 +76,15 @@ type clusterWills struct {
 type peerWills struct {
 	incarnation uint64
 	wills       map[string]heldWill // by client id
+	// helloAt is when (clusterWills.received) the latest hello of this
+	// incarnation arrived; 0 before any.
+	helloAt uint64
 }
 
 type heldWill struct {
 	msg   Message
 	delay time.Duration
+	at    uint64 // when it arrived (clusterWills.received)
 }
 
 func newClusterWills(b *Broker, node string) *clusterWills {
@@ -108,10 +128,12 @@ func (w *clusterWills) disconnected(cl *mochi.Client) {
 
 // hello is what a node that joins (or restarted) is sent: this process's
 // incarnation.
-func (w *clusterWills) hello() []byte {
+func (w *clusterWills) hello() []byte { return encodeHello(w.node, w.incarnation) }
+
+func encodeHello(node string, inc uint64) []byte {
 	b := []byte{forwardHello}
-	b = appendStr(b, w.node)
-	return binary.AppendUvarint(b, w.incarnation)
+	b = appendStr(b, node)
+	return binary.AppendUvarint(b, inc)
 }
 
 // apply takes a will frame another node sent.
@@ -121,6 +143,7 @@ func (w *clusterWills) apply(msg []byte) error {
 	var client string
 	var m Message
 	var delay time.Duration
+	var keep map[string]bool
 	switch msg[0] {
 	case forwardWillSet:
 		client = d.str()
@@ -132,6 +155,15 @@ func (w *clusterWills) apply(msg []byte) error {
 		}
 	case forwardWillClear:
 		client = d.str()
+	case forwardWillSweep:
+		n := d.uvarint()
+		if n > uint64(len(d.b)) { // each id takes a byte at least
+			return fmt.Errorf("%w: will sweep of %d clients", errBadForward, n)
+		}
+		keep = make(map[string]bool, n)
+		for ; n > 0 && d.err == nil; n-- {
+			keep[d.str()] = true
+		}
 	}
 	if d.err != nil || len(d.b) != 0 || node == "" {
 		return fmt.Errorf("%w: will frame", errBadForward)
@@ -146,11 +178,20 @@ func (w *clusterWills) apply(msg []byte) error {
 		p = &peerWills{incarnation: inc, wills: map[string]heldWill{}}
 		w.peers[node] = p
 	}
+	w.received++
 	switch msg[0] {
 	case forwardWillSet:
-		p.wills[client] = heldWill{msg: m, delay: delay}
+		p.wills[client] = heldWill{msg: m, delay: delay, at: w.received}
 	case forwardWillClear:
 		delete(p.wills, client)
+	case forwardHello:
+		p.helloAt = w.received
+	case forwardWillSweep:
+		for id, hw := range p.wills {
+			if hw.at < p.helloAt && !keep[id] {
+				delete(p.wills, id) // its clear was lost
+			}
+		}
 	}
 	w.mu.Unlock()
 	if len(orphans) > 0 {
@@ -223,17 +264,27 @@ func (w *clusterWills) reconnected(client string) {
 	w.mu.Unlock()
 }
 
-// Wills are what a node that joined or restarted is sent: the wills of the
-// clients connected here (cluster mode).
+// Wills are what a node that joined or restarted is sent after the hello:
+// the wills of the clients connected here, then the sweep that makes it
+// forget those it held whose clears it missed (cluster mode).
 func (b *Broker) Wills(send func(msg []byte)) {
 	if b.peerWills == nil {
 		return
 	}
+	var current []string
 	for _, cl := range b.server.Clients.GetAll() {
 		if m, delay, ok := willOf(cl); ok && !cl.Net.Inline && !cl.Closed() {
 			send(encodeWillSet(b.peerWills.node, b.peerWills.incarnation, cl.ID, m, delay))
+			current = append(current, cl.ID)
 		}
 	}
+	if b.claims != nil {
+		// Connections whose sessions are being set up: their claims may
+		// have given the peer their wills before the hello arrived, and
+		// their own will frames follow.
+		current = append(current, b.claims.connecting()...)
+	}
+	send(encodeWillSweep(b.peerWills.node, b.peerWills.incarnation, current))
 }
 
 func (w *clusterWills) close() {
@@ -281,6 +332,17 @@ func encodeWillSet(node string, inc uint64, client string, m Message, delay time
 	for _, u := range m.UserProperties {
 		b = appendStr(b, u.Key)
 		b = appendStr(b, u.Value)
+	}
+	return b
+}
+
+func encodeWillSweep(node string, inc uint64, clients []string) []byte {
+	b := []byte{forwardWillSweep}
+	b = appendStr(b, node)
+	b = binary.AppendUvarint(b, inc)
+	b = binary.AppendUvarint(b, uint64(len(clients)))
+	for _, id := range clients {
+		b = appendStr(b, id)
 	}
 	return b
 }

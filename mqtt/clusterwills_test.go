@@ -104,3 +104,86 @@ func appendUvarintString(s string, v uint64) []byte {
 	}
 	return append(b, byte(v))
 }
+
+// TestRepairForgetsWillsWhoseClearWasLost: after a peer's queue
+// overflowed, the repair sends the hello, the current wills and a sweep
+// naming their clients. A will whose clear was among the dropped messages
+// is forgotten; one still current is kept even when its copy sent again
+// was dropped too, and one that arrived after the hello (a client that
+// connected meanwhile, a claim's) is kept whatever the sweep names.
+func TestRepairForgetsWillsWhoseClearWasLost(t *testing.T) {
+	w := newClusterWills(nil, "self")
+	m := Message{Topic: "will", Payload: []byte("gone")}
+	for _, frame := range [][]byte{
+		encodeWillSet("n2", 7, "left", m, 0),     // its clear is dropped
+		encodeWillSet("n2", 7, "stays", m, 0),    // sent again below
+		encodeWillSet("n2", 7, "resent", m, 0),   // sent again, dropped again
+		encodeWillSweep("n2", 7, nil),            // a sweep without a hello before it: forgets nothing
+		encodeHello("n2", 7),                     // the repair
+		encodeWillSet("n2", 7, "stays", m, 0),    // the current wills
+		encodeWillSet("n2", 7, "newcomer", m, 0), // connected after the sweep's list was made
+		encodeWillSweep("n2", 7, []string{"stays", "resent"}),
+	} {
+		if err := w.apply(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var held []string
+	for id := range w.peers["n2"].wills {
+		held = append(held, id)
+	}
+	slices.Sort(held)
+	if !slices.Equal(held, []string{"newcomer", "resent", "stays"}) {
+		t.Fatalf("wills held for n2 after its repair: %v", held)
+	}
+}
+
+// TestSweepOfAnEarlierHelloForgetsOnlyOlderWills: when a repair's hello is
+// itself dropped, its sweep measures against the hello before it, so a
+// will set between the two hellos is kept.
+func TestSweepOfAnEarlierHelloForgetsOnlyOlderWills(t *testing.T) {
+	w := newClusterWills(nil, "self")
+	m := Message{Topic: "will", Payload: []byte("gone")}
+	for _, frame := range [][]byte{
+		encodeWillSet("n2", 7, "stale", m, 0),
+		encodeHello("n2", 7),
+		encodeWillSet("n2", 7, "between", m, 0), // its clear is dropped
+		encodeWillSweep("n2", 7, nil),           // the second hello was dropped
+	} {
+		if err := w.apply(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.peers["n2"].wills["between"]; !ok || len(w.peers["n2"].wills) != 1 {
+		t.Fatalf("wills held for n2: %v", w.peers["n2"].wills)
+	}
+}
+
+// TestWillsEndWithTheSweep: what a joining peer is sent ends with a sweep
+// naming every connected client with a will, after their will frames.
+func TestWillsEndWithTheSweep(t *testing.T) {
+	n := startBroker(t, nil, func(o *Options) { o.Remote, o.NodeID = aloneRemote{}, "n1" }, nil)
+	connectV3(t, "tcp://"+n.addr, "with-will", func(o *paho3.ClientOptions) { o.SetWill("wills/w", "gone", 1, false) })
+	connectV3(t, "tcp://"+n.addr, "no-will", nil)
+	var frames [][]byte
+	n.broker.Wills(func(msg []byte) { frames = append(frames, msg) })
+	if len(frames) != 2 || frames[0][0] != forwardWillSet || frames[1][0] != forwardWillSweep {
+		t.Fatalf("sent %d frames: %x", len(frames), frames)
+	}
+	w := newClusterWills(nil, "other")
+	for _, frame := range [][]byte{encodeWillSet("n1", n.broker.peerWills.incarnation, "gone-client", Message{Topic: "x"}, 0), n.broker.Hello(), frames[0], frames[1]} {
+		if err := w.apply(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held := w.peers["n1"].wills; len(held) != 1 || held["with-will"].msg.Topic != "wills/w" {
+		t.Fatalf("held after the repair: %v", held)
+	}
+	if err := w.apply(append([]byte{forwardWillSweep}, append(appendUvarintString("n1", 1), 0x7f)...)); err == nil {
+		t.Fatal("a sweep announcing more clients than it has bytes was applied")
+	}
+}
