@@ -3,8 +3,6 @@ package mqtt
 import (
 	"encoding/binary"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,12 +81,18 @@ func newClaimHook(b *Broker, remote Remote, node string) *claimHook {
 		recent: map[string]rversion{}, older: map[string]rversion{}, rotated: time.Now(), moves: map[string]chan struct{}{}}
 }
 
-// connecting returns the client ids with a claim here: connections from
-// their session's set-up until they end.
+// connecting returns the client ids whose sessions are being set up here:
+// claimed, not yet established.
 func (h *claimHook) connecting() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Collect(maps.Keys(h.claims))
+	var ids []string
+	for id, c := range h.claims {
+		if !c.established {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // noteClaimLocked remembers a claim of client id made or granted here.
@@ -292,7 +296,7 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if will != nil {
 		// Known here before the client's CONNACK: if its node dies the
 		// moment after, its will is still published.
-		if err := b.peerWills.apply(will); err != nil {
+		if err := b.peerWills.applyClaimed(will); err != nil {
 			return nil, err
 		}
 	}

@@ -32,16 +32,24 @@ import (
 // still waiting for its delay on a node that then fails is not published.
 //
 // A will clear can be lost on the way: a peer's queue that overflows drops
-// its oldest messages (cluster/routes). The repair that follows sends the
-// hello, every current will, then a sweep naming the clients whose wills
-// are current (and those connecting). The peer then forgets each will of
-// that node it received before the hello unless the sweep names its
-// client: what it keeps was either sent again after the hello or is still
-// current, and what it forgets is a will whose clear was dropped, which
-// would otherwise be published, should the node fail later, for a client
-// that left cleanly. A will received after the hello (a client that
-// connected meanwhile, a claim's) is never swept. Nodes of earlier
-// versions send no sweep, and log one they receive as undecodable.
+// its oldest messages (cluster/routes). The repair that follows (and what
+// a joining peer is sent) is a run: a mark, every current will, then a
+// sweep naming the clients whose wills are current and those whose
+// sessions are being set up, both frames numbered with the run. The peer
+// forgets each will of that node that it received before the run's mark
+// and that the sweep does not name: what it forgets is a will whose clear
+// was dropped, which would otherwise be published, should the node fail
+// later, for a client that left cleanly. What the sweep spares:
+//   - a will received after the mark: its client connected after the
+//     list was taken, or its frame was sent again in the run;
+//   - a will a claim brought (claims.go) until the client's own will
+//     frame or clear replaces it: a claim goes straight to each node, so
+//     it can arrive before a mark queued ahead of it;
+//   - everything, when the sweep is not of the latest run whose mark
+//     arrived: a batch sent again can be applied late, after newer ones.
+//
+// Nodes of earlier versions send no marks or sweeps, and log those they
+// receive as undecodable (once).
 
 // Frames of will messages between nodes, after the kinds of remote.go and
 // retainsync.go.
@@ -49,8 +57,14 @@ const (
 	forwardWillSet   = 3 // a client's will while its connection lasts
 	forwardWillClear = 4 // its connection ended
 	forwardHello     = 5 // a broker process started (its incarnation)
-	forwardWillSweep = 6 // the clients whose wills are current, after a hello
+	forwardWillSweep = 6 // the clients whose wills are current, ending a run
+	forwardWillMark  = 7 // a run starts: the will frames sent from here on are current
 )
+
+// maxSweepBytes bounds a sweep frame: one larger is not sent (a will
+// whose clear was dropped then stays held, as without sweeps), so that
+// it cannot fill the peer's queue and start the repair again.
+const maxSweepBytes = 16 << 20
 
 // clusterWills holds the other nodes' clients' wills and publishes those of
 // a node that failed.
@@ -62,9 +76,11 @@ type clusterWills struct {
 	mu sync.Mutex // guards peers, received and pending
 	// peers holds, per node, the wills of its connected clients.
 	peers map[string]*peerWills
-	// received counts the will frames applied: each held will and hello
+	// received counts the will frames applied: each held will and mark
 	// is stamped with the count when it arrived (a sweep's reference).
 	received uint64
+	// runs numbers this node's runs of Wills (marks and sweeps).
+	runs atomic.Uint64
 	// pending holds the wills of failed nodes waiting for their delay, by
 	// client id.
 	pending map[string]*time.Timer
@@ -76,15 +92,18 @@ type clusterWills struct {
 type peerWills struct {
 	incarnation uint64
 	wills       map[string]heldWill // by client id
-	// helloAt is when (clusterWills.received) the latest hello of this
-	// incarnation arrived; 0 before any.
-	helloAt uint64
+	// markRun is the latest run whose mark arrived, and markAt when
+	// (clusterWills.received) it did; 0 before any.
+	markRun, markAt uint64
 }
 
 type heldWill struct {
 	msg   Message
 	delay time.Duration
 	at    uint64 // when it arrived (clusterWills.received)
+	// claimed: a claim brought it, and no will frame of its client came
+	// since. No sweep forgets it.
+	claimed bool
 }
 
 func newClusterWills(b *Broker, node string) *clusterWills {
@@ -136,13 +155,19 @@ func encodeHello(node string, inc uint64) []byte {
 	return binary.AppendUvarint(b, inc)
 }
 
-// apply takes a will frame another node sent.
-func (w *clusterWills) apply(msg []byte) error {
+// apply takes a will frame another node sent, in its queue to this node.
+func (w *clusterWills) apply(msg []byte) error { return w.applyFrame(msg, false) }
+
+// applyClaimed takes the will frame a claim of its client brought.
+func (w *clusterWills) applyClaimed(msg []byte) error { return w.applyFrame(msg, true) }
+
+func (w *clusterWills) applyFrame(msg []byte, claimed bool) error {
 	d := &stateDecoder{b: msg[1:]}
 	node, inc := d.str(), d.uvarint()
 	var client string
 	var m Message
 	var delay time.Duration
+	var run uint64
 	var keep map[string]bool
 	switch msg[0] {
 	case forwardWillSet:
@@ -155,7 +180,10 @@ func (w *clusterWills) apply(msg []byte) error {
 		}
 	case forwardWillClear:
 		client = d.str()
+	case forwardWillMark:
+		run = d.uvarint()
 	case forwardWillSweep:
+		run = d.uvarint()
 		n := d.uvarint()
 		if n > uint64(len(d.b)) { // each id takes a byte at least
 			return fmt.Errorf("%w: will sweep of %d clients", errBadForward, n)
@@ -165,7 +193,7 @@ func (w *clusterWills) apply(msg []byte) error {
 			keep[d.str()] = true
 		}
 	}
-	if d.err != nil || len(d.b) != 0 || node == "" {
+	if d.err != nil || len(d.b) != 0 || node == "" || claimed && msg[0] != forwardWillSet {
 		return fmt.Errorf("%w: will frame", errBadForward)
 	}
 	w.mu.Lock()
@@ -181,14 +209,19 @@ func (w *clusterWills) apply(msg []byte) error {
 	w.received++
 	switch msg[0] {
 	case forwardWillSet:
-		p.wills[client] = heldWill{msg: m, delay: delay, at: w.received}
+		p.wills[client] = heldWill{msg: m, delay: delay, at: w.received, claimed: claimed}
 	case forwardWillClear:
 		delete(p.wills, client)
-	case forwardHello:
-		p.helloAt = w.received
+	case forwardWillMark:
+		if run > p.markRun { // else a late copy of an earlier run's
+			p.markRun, p.markAt = run, w.received
+		}
 	case forwardWillSweep:
+		if run != p.markRun {
+			break // its mark was lost, or an earlier run's batch came late
+		}
 		for id, hw := range p.wills {
-			if hw.at < p.helloAt && !keep[id] {
+			if hw.at < p.markAt && !hw.claimed && !keep[id] {
 				delete(p.wills, id) // its clear was lost
 			}
 		}
@@ -264,27 +297,34 @@ func (w *clusterWills) reconnected(client string) {
 	w.mu.Unlock()
 }
 
-// Wills are what a node that joined or restarted is sent after the hello:
-// the wills of the clients connected here, then the sweep that makes it
-// forget those it held whose clears it missed (cluster mode).
+// Wills are what a node that joined or restarted is sent after the hello,
+// and again after its queue to this node overflowed: a run of the wills of
+// the clients connected here, which makes it forget those it held whose
+// clears it missed (cluster mode).
 func (b *Broker) Wills(send func(msg []byte)) {
-	if b.peerWills == nil {
+	w := b.peerWills
+	if w == nil {
 		return
 	}
+	run := w.runs.Add(1)
+	send(encodeWillMark(w.node, w.incarnation, run)) // before the list is taken
 	var current []string
 	for _, cl := range b.server.Clients.GetAll() {
 		if m, delay, ok := willOf(cl); ok && !cl.Net.Inline && !cl.Closed() {
-			send(encodeWillSet(b.peerWills.node, b.peerWills.incarnation, cl.ID, m, delay))
+			send(encodeWillSet(w.node, w.incarnation, cl.ID, m, delay))
 			current = append(current, cl.ID)
 		}
 	}
 	if b.claims != nil {
-		// Connections whose sessions are being set up: their claims may
-		// have given the peer their wills before the hello arrived, and
-		// their own will frames follow.
+		// Connections whose sessions are being set up: not listed yet,
+		// or without their will frames sent yet.
 		current = append(current, b.claims.connecting()...)
 	}
-	send(encodeWillSweep(b.peerWills.node, b.peerWills.incarnation, current))
+	if sweep := encodeWillSweep(w.node, w.incarnation, run, current); len(sweep) <= maxSweepBytes {
+		send(sweep)
+	} else {
+		b.log.Warn("wills held by a peer not swept: too many clients", "clients", len(current))
+	}
 }
 
 func (w *clusterWills) close() {
@@ -336,10 +376,18 @@ func encodeWillSet(node string, inc uint64, client string, m Message, delay time
 	return b
 }
 
-func encodeWillSweep(node string, inc uint64, clients []string) []byte {
+func encodeWillMark(node string, inc, run uint64) []byte {
+	b := []byte{forwardWillMark}
+	b = appendStr(b, node)
+	b = binary.AppendUvarint(b, inc)
+	return binary.AppendUvarint(b, run)
+}
+
+func encodeWillSweep(node string, inc, run uint64, clients []string) []byte {
 	b := []byte{forwardWillSweep}
 	b = appendStr(b, node)
 	b = binary.AppendUvarint(b, inc)
+	b = binary.AppendUvarint(b, run)
 	b = binary.AppendUvarint(b, uint64(len(clients)))
 	for _, id := range clients {
 		b = appendStr(b, id)

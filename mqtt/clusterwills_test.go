@@ -105,85 +105,141 @@ func appendUvarintString(s string, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-// TestRepairForgetsWillsWhoseClearWasLost: after a peer's queue
-// overflowed, the repair sends the hello, the current wills and a sweep
-// naming their clients. A will whose clear was among the dropped messages
-// is forgotten; one still current is kept even when its copy sent again
-// was dropped too, and one that arrived after the hello (a client that
-// connected meanwhile, a claim's) is kept whatever the sweep names.
-func TestRepairForgetsWillsWhoseClearWasLost(t *testing.T) {
-	w := newClusterWills(nil, "self")
-	m := Message{Topic: "will", Payload: []byte("gone")}
-	for _, frame := range [][]byte{
-		encodeWillSet("n2", 7, "left", m, 0),     // its clear is dropped
-		encodeWillSet("n2", 7, "stays", m, 0),    // sent again below
-		encodeWillSet("n2", 7, "resent", m, 0),   // sent again, dropped again
-		encodeWillSweep("n2", 7, nil),            // a sweep without a hello before it: forgets nothing
-		encodeHello("n2", 7),                     // the repair
-		encodeWillSet("n2", 7, "stays", m, 0),    // the current wills
-		encodeWillSet("n2", 7, "newcomer", m, 0), // connected after the sweep's list was made
-		encodeWillSweep("n2", 7, []string{"stays", "resent"}),
-	} {
-		if err := w.apply(frame); err != nil {
-			t.Fatal(err)
+// applyAll applies frames to w as they came in n2's queue; a frame
+// starting with 0 is a claim's will (its first byte then forwardWillSet).
+func applyAll(t *testing.T, w *clusterWills, frames ...[]byte) {
+	t.Helper()
+	for _, f := range frames {
+		var err error
+		if f[0] == 0 {
+			err = w.applyClaimed(f[1:])
+		} else {
+			err = w.apply(f)
+		}
+		if err != nil {
+			t.Fatalf("%x: %v", f, err)
 		}
 	}
+}
+
+// heldOf returns the clients whose wills w holds for node, sorted.
+func heldOf(w *clusterWills, node string) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var held []string
-	for id := range w.peers["n2"].wills {
-		held = append(held, id)
+	if p := w.peers[node]; p != nil {
+		for id := range p.wills {
+			held = append(held, id)
+		}
 	}
 	slices.Sort(held)
-	if !slices.Equal(held, []string{"newcomer", "resent", "stays"}) {
+	return held
+}
+
+// TestRepairForgetsWillsWhoseClearWasLost: after a peer's queue
+// overflowed, the repair sends a run: a mark, the current wills, and a
+// sweep naming their clients. A will whose clear was among the dropped
+// messages is forgotten; one still current is kept even when its copy
+// sent again was dropped too, and one that arrived after the mark (a
+// client that connected after the list was taken) is kept whatever the
+// sweep names.
+func TestRepairForgetsWillsWhoseClearWasLost(t *testing.T) {
+	w := newClusterWills(nil, "self")
+	m := Message{Topic: "will", Payload: []byte("gone")}
+	applyAll(t, w,
+		encodeWillSet("n2", 7, "left", m, 0),   // its clear is dropped
+		encodeWillSet("n2", 7, "stays", m, 0),  // sent again below
+		encodeWillSet("n2", 7, "resent", m, 0), // sent again, dropped again
+		encodeWillSweep("n2", 7, 1, nil),       // its mark was dropped: forgets nothing
+	)
+	if held := heldOf(w, "n2"); len(held) != 3 {
+		t.Fatalf("a sweep without its mark forgot wills: %v", held)
+	}
+	applyAll(t, w,
+		encodeWillMark("n2", 7, 2), // the repair
+		encodeWillSet("n2", 7, "stays", m, 0),
+		encodeWillSet("n2", 7, "newcomer", m, 0), // connected after the list was taken
+		encodeWillSweep("n2", 7, 2, []string{"stays", "resent"}),
+	)
+	if held := heldOf(w, "n2"); !slices.Equal(held, []string{"newcomer", "resent", "stays"}) {
 		t.Fatalf("wills held for n2 after its repair: %v", held)
 	}
 }
 
-// TestSweepOfAnEarlierHelloForgetsOnlyOlderWills: when a repair's hello is
-// itself dropped, its sweep measures against the hello before it, so a
-// will set between the two hellos is kept.
-func TestSweepOfAnEarlierHelloForgetsOnlyOlderWills(t *testing.T) {
+// TestSweepSparesAClaimsWillThatCameBeforeTheMark: a claim goes straight
+// to each node, so the will of a client that connected after the run's
+// list was taken can arrive before the run's mark. The sweep keeps it;
+// once the client's own will frame came, a later sweep can forget it.
+func TestSweepSparesAClaimsWillThatCameBeforeTheMark(t *testing.T) {
 	w := newClusterWills(nil, "self")
 	m := Message{Topic: "will", Payload: []byte("gone")}
-	for _, frame := range [][]byte{
-		encodeWillSet("n2", 7, "stale", m, 0),
-		encodeHello("n2", 7),
-		encodeWillSet("n2", 7, "between", m, 0), // its clear is dropped
-		encodeWillSweep("n2", 7, nil),           // the second hello was dropped
-	} {
-		if err := w.apply(frame); err != nil {
-			t.Fatal(err)
-		}
+	claimed := append([]byte{0}, encodeWillSet("n2", 7, "c", m, 0)...)
+	applyAll(t, w, claimed, encodeWillMark("n2", 7, 1), encodeWillSweep("n2", 7, 1, nil))
+	if held := heldOf(w, "n2"); !slices.Equal(held, []string{"c"}) {
+		t.Fatalf("the claim's will was swept: %v", held)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, ok := w.peers["n2"].wills["between"]; !ok || len(w.peers["n2"].wills) != 1 {
-		t.Fatalf("wills held for n2: %v", w.peers["n2"].wills)
+	// c's own will frame, then it leaves cleanly and its clear is dropped.
+	applyAll(t, w, encodeWillSet("n2", 7, "c", m, 0), encodeWillMark("n2", 7, 2), encodeWillSweep("n2", 7, 2, nil))
+	if held := heldOf(w, "n2"); len(held) != 0 {
+		t.Fatalf("a will whose clear was dropped survived the repair: %v", held)
+	}
+	// Only a will frame can come with a claim.
+	if err := w.applyClaimed(encodeWillClear("n2", 7, "c")); err == nil {
+		t.Fatal("a claim's clear was applied")
 	}
 }
 
-// TestWillsEndWithTheSweep: what a joining peer is sent ends with a sweep
-// naming every connected client with a will, after their will frames.
-func TestWillsEndWithTheSweep(t *testing.T) {
+// TestLateCopyOfARunForgetsNothingCurrent: a batch sent again after its
+// call timed out can be applied late, after newer batches. Its mark and
+// sweep must not forget a will that arrived in between, and a run older
+// than the latest whose mark arrived sweeps nothing.
+func TestLateCopyOfARunForgetsNothingCurrent(t *testing.T) {
+	w := newClusterWills(nil, "self")
+	m := Message{Topic: "will", Payload: []byte("gone")}
+	run1 := [][]byte{encodeWillMark("n2", 7, 1), encodeWillSet("n2", 7, "a", m, 0), encodeWillSweep("n2", 7, 1, []string{"a"})}
+	applyAll(t, w, run1...)                           // the copy sent again
+	applyAll(t, w, encodeWillSet("n2", 7, "c", m, 0)) // c connected after run 1's list
+	applyAll(t, w, run1...)                           // the first copy, late
+	if held := heldOf(w, "n2"); !slices.Equal(held, []string{"a", "c"}) {
+		t.Fatalf("held after a late copy of run 1: %v", held)
+	}
+	run2 := [][]byte{encodeWillMark("n2", 7, 2), encodeWillSet("n2", 7, "a", m, 0), encodeWillSet("n2", 7, "c", m, 0), encodeWillSweep("n2", 7, 2, []string{"a", "c"})}
+	applyAll(t, w, run2[0])
+	applyAll(t, w, run1[2]) // run 1's sweep, late, between run 2's mark and its wills
+	if held := heldOf(w, "n2"); !slices.Equal(held, []string{"a", "c"}) {
+		t.Fatalf("held after run 1's sweep came within run 2: %v", held)
+	}
+	applyAll(t, w, run2[1:]...)
+	applyAll(t, w, encodeWillSet("n2", 7, "d", m, 0))
+	applyAll(t, w, run1...) // older than the latest run: sweeps nothing
+	if held := heldOf(w, "n2"); !slices.Equal(held, []string{"a", "c", "d"}) {
+		t.Fatalf("held after a late copy of run 1 behind run 2: %v", held)
+	}
+}
+
+// TestWillsRunEndsWithTheSweep: what a joining peer is sent is a mark,
+// the will of every connected client that has one, and a sweep naming
+// those; a connected client without a will is not named, so a will held
+// for it from an earlier connection whose clear was lost is forgotten.
+func TestWillsRunEndsWithTheSweep(t *testing.T) {
 	n := startBroker(t, nil, func(o *Options) { o.Remote, o.NodeID = aloneRemote{}, "n1" }, nil)
 	connectV3(t, "tcp://"+n.addr, "with-will", func(o *paho3.ClientOptions) { o.SetWill("wills/w", "gone", 1, false) })
 	connectV3(t, "tcp://"+n.addr, "no-will", nil)
+	// Established once the hooks after the CONNACK ran.
+	testutil.Eventually(t, 5*time.Second, "sessions established", func() bool { return len(n.broker.claims.connecting()) == 0 })
 	var frames [][]byte
 	n.broker.Wills(func(msg []byte) { frames = append(frames, msg) })
-	if len(frames) != 2 || frames[0][0] != forwardWillSet || frames[1][0] != forwardWillSweep {
+	if len(frames) != 3 || frames[0][0] != forwardWillMark || frames[1][0] != forwardWillSet || frames[2][0] != forwardWillSweep {
 		t.Fatalf("sent %d frames: %x", len(frames), frames)
 	}
 	w := newClusterWills(nil, "other")
-	for _, frame := range [][]byte{encodeWillSet("n1", n.broker.peerWills.incarnation, "gone-client", Message{Topic: "x"}, 0), n.broker.Hello(), frames[0], frames[1]} {
-		if err := w.apply(frame); err != nil {
-			t.Fatal(err)
-		}
+	inc := n.broker.peerWills.incarnation
+	applyAll(t, w, encodeWillSet("n1", inc, "no-will", Message{Topic: "x"}, 0), n.broker.Hello())
+	applyAll(t, w, frames...)
+	if held := heldOf(w, "n1"); !slices.Equal(held, []string{"with-will"}) || w.peers["n1"].wills["with-will"].msg.Topic != "wills/w" {
+		t.Fatalf("held after the run: %v", held)
 	}
-	if held := w.peers["n1"].wills; len(held) != 1 || held["with-will"].msg.Topic != "wills/w" {
-		t.Fatalf("held after the repair: %v", held)
-	}
-	if err := w.apply(append([]byte{forwardWillSweep}, append(appendUvarintString("n1", 1), 0x7f)...)); err == nil {
+	if err := w.apply(append([]byte{forwardWillSweep}, append(appendUvarintString("n1", 1), 1, 0x7f)...)); err == nil {
 		t.Fatal("a sweep announcing more clients than it has bytes was applied")
 	}
 }

@@ -141,7 +141,7 @@ func (b *Broker) DeliverForwarded(msg []byte) {
 		b.applyRetained(msg)
 		return
 	}
-	if len(msg) > 0 && msg[0] >= forwardWillSet && msg[0] <= forwardWillSweep {
+	if len(msg) > 0 && msg[0] >= forwardWillSet && msg[0] <= forwardWillMark {
 		if b.peerWills == nil {
 			return
 		}
