@@ -85,6 +85,15 @@ type clusterWills struct {
 	// client id.
 	pending map[string]*time.Timer
 	closed  bool
+
+	// connMu guards conns, and is held while a will frame of this node's
+	// clients is queued, so that those of one client id go out in the
+	// order their connections' decisions were taken.
+	connMu sync.Mutex
+	// conns holds, per client id, the connection here whose will the
+	// other nodes were last told (from its establishment until it ends).
+	conns map[string]*mochi.Client
+
 	// published counts wills published for failed nodes (tests, logs).
 	published atomic.Int64
 }
@@ -107,7 +116,8 @@ type heldWill struct {
 }
 
 func newClusterWills(b *Broker, node string) *clusterWills {
-	return &clusterWills{b: b, node: node, incarnation: rand.Uint64() | 1, peers: map[string]*peerWills{}, pending: map[string]*time.Timer{}}
+	return &clusterWills{b: b, node: node, incarnation: rand.Uint64() | 1, peers: map[string]*peerWills{}, pending: map[string]*time.Timer{},
+		conns: map[string]*mochi.Client{}}
 }
 
 // willOf returns cl's will as a message, and whether it has one.
@@ -134,14 +144,35 @@ func (w *clusterWills) established(cl *mochi.Client) {
 	if !ok || cl.Net.Inline {
 		return
 	}
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
+	w.conns[cl.ID] = cl
 	w.b.opts.Remote.Broadcast(encodeWillSet(w.node, w.incarnation, cl.ID, m, delay))
 }
 
-// disconnected tells the other nodes to forget cl's will.
+// disconnected tells the other nodes to forget cl's will. When another
+// connection with its client id told them its own will since, they are
+// told that one again instead:
+//   - a connection taken over here can end after the one that took it
+//     over was established (mochi wakes it, and it runs its hooks on its
+//     own goroutine), and its clear, keyed by client id, would remove
+//     the new connection's will;
+//   - a connection that failed before it was established, its claim
+//     having replaced the current connection's will on every node with
+//     its own, would leave that one held.
 func (w *clusterWills) disconnected(cl *mochi.Client) {
 	if cl.Net.Inline {
 		return
 	}
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
+	if cur, ok := w.conns[cl.ID]; ok && cur != cl {
+		if m, delay, ok := willOf(cur); ok {
+			w.b.opts.Remote.Broadcast(encodeWillSet(w.node, w.incarnation, cur.ID, m, delay))
+		}
+		return
+	}
+	delete(w.conns, cl.ID)
 	w.b.opts.Remote.Broadcast(encodeWillClear(w.node, w.incarnation, cl.ID))
 }
 

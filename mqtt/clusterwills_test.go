@@ -8,6 +8,7 @@ import (
 	"time"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/mqstream/mqstream/internal/testutil"
 )
@@ -241,5 +242,72 @@ func TestWillsRunEndsWithTheSweep(t *testing.T) {
 	}
 	if err := w.apply(append([]byte{forwardWillSweep}, append(appendUvarintString("n1", 1), 1, 0x7f)...)); err == nil {
 		t.Fatal("a sweep announcing more clients than it has bytes was applied")
+	}
+}
+
+// broadcastRecorder is a Remote that records what is broadcast.
+type broadcastRecorder struct {
+	aloneRemote
+	mu   sync.Mutex
+	sent [][]byte
+}
+
+func (r *broadcastRecorder) Broadcast(msg []byte) {
+	r.mu.Lock()
+	r.sent = append(r.sent, msg)
+	r.mu.Unlock()
+}
+
+// TestTakenOverConnectionDoesNotClearTheNewWill: a connection taken over
+// on its own node can end after the new connection with its client id
+// was established; its clear, keyed by client id, must not follow the new
+// connection's will to the other nodes, which are told that will again.
+// So are they when a connection fails before it is established (its
+// claim replaced the current will). A connection that ends before the
+// next one is established clears its will.
+func TestTakenOverConnectionDoesNotClearTheNewWill(t *testing.T) {
+	rec := &broadcastRecorder{}
+	w := newClusterWills(&Broker{opts: Options{Remote: rec}}, "n1")
+	conn := func(topic string) *mochi.Client {
+		cl := &mochi.Client{ID: "x"}
+		cl.Properties.Will = mochi.Will{Flag: 1, TopicName: topic, Payload: []byte("gone")}
+		return cl
+	}
+	// sent returns what was broadcast since the last call: a will's
+	// topic, or "clear".
+	sent := func() (out []string) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, m := range rec.sent {
+			if m[0] == forwardWillClear {
+				out = append(out, "clear")
+				continue
+			}
+			d := &stateDecoder{b: m[1:]}
+			d.str()
+			d.uvarint()
+			d.str()
+			d.uvarint()
+			out = append(out, d.str())
+		}
+		rec.sent = nil
+		return out
+	}
+	first, second := conn("w/1"), conn("w/2")
+	w.established(first)
+	w.established(second) // took first over
+	w.disconnected(first) // ends late
+	if got := sent(); !slices.Equal(got, []string{"w/1", "w/2", "w/2"}) {
+		t.Fatalf("broadcast %v: the taken-over connection's clear followed the new will", got)
+	}
+	w.disconnected(second)
+	third, fourth := conn("w/3"), conn("w/4")
+	w.established(third)
+	w.disconnected(third) // ends before the next is established
+	w.established(fourth)
+	w.disconnected(conn("w/5")) // failed before it was established
+	w.disconnected(fourth)
+	if got := sent(); !slices.Equal(got, []string{"clear", "w/3", "clear", "w/4", "w/4", "clear"}) {
+		t.Fatalf("broadcast %v", got)
 	}
 }
