@@ -151,7 +151,11 @@ func (g groupAdmin) forward(ctx context.Context, req adminRequest) (adminAnswer,
 	if err != nil {
 		return ans, err
 	}
-	resp, err := relayTransport{g.n}.Call(ctx, node, groupAdminService, body)
+	// Bounded: rpcmux waits as long as the handler takes, and a hung
+	// node would hold the request for good.
+	call, cancel := context.WithTimeout(ctx, ownerWait)
+	defer cancel()
+	resp, err := relayTransport{g.n}.Call(call, node, groupAdminService, body)
 	if err != nil {
 		return ans, fmt.Errorf("%w: %s runs $share/%s/%s and did not answer: %v", shared.ErrNotOwner, node, req.Name, req.Filter, err)
 	}

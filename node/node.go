@@ -293,6 +293,7 @@ func (n *Node) joinCluster() error {
 	})
 	n.repl.start()
 	n.followGroupLeaders()
+	n.followLeadersElsewhere()
 	n.followQueryHomes()
 	return nil
 }

@@ -163,3 +163,80 @@ func TestReadsOfShardsHeldElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupOnANodeWithoutItsShard: with more nodes than the replication
+// factor, a node that holds no replica of a group's shard (so its own
+// replicas cannot tell it the shard's leader) still administers the group
+// over REST and relays an MQTT member connected to it to the node running
+// the group.
+func TestGroupOnANodeWithoutItsShard(t *testing.T) {
+	names, nodes := startSpreadCluster(t)
+	n := nodes[0]
+	held := map[int]bool{}
+	for _, s := range n.Shards() {
+		held[s.ID] = s.Local
+	}
+	group := ""
+	for i := 0; group == ""; i++ {
+		if g := fmt.Sprintf("g%d", i); !held[shards.ShardOf(groupShardKey(g, "stored/#"), len(held))] {
+			group = g
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "POST /v1/groups on "+n.ID()+", which holds no replica of the group's shard", func() bool {
+		var ans map[string]any
+		st := postAPI(t, n, "/v1/groups", fmt.Sprintf(`{"name":%q,"filter":"stored/#","start":"earliest"}`, group), &ans)
+		if st != http.StatusCreated && st != http.StatusServiceUnavailable {
+			t.Fatalf("POST /v1/groups: %d %v", st, ans)
+		}
+		return st == http.StatusCreated
+	})
+	var ans map[string]any
+	if st := getJSON(t, n, "/v1/groups/"+group+"?filter=stored%2F%23", &ans); st != http.StatusOK {
+		t.Fatalf("GET /v1/groups/%s on %s: %d %v", group, n.ID(), st, ans)
+	}
+	w := groupMember(t, n.MQTTAddr(), "far", "$share/"+group+"/stored/#")
+	const per = 10
+	publishAll(t, nodes[1].MQTTAddr(), "pub", 1, per, "stored/"+names[0]+"/x")
+	testutil.Eventually(t, 8*time.Second, "the member on "+n.ID()+" gets every record", func() bool {
+		d, _ := distinctAcross("stored/", w)
+		return d == per
+	})
+}
+
+// TestGroupReadsAStreamItsNodeHoldsNoReplicaOf: a group run by a node
+// that holds no replica of a source stream's shard reads that stream from
+// a node that does, as soon as it is created: its node started the
+// groups before the cluster formed, and learns of streams created
+// elsewhere only by looking again.
+func TestGroupReadsAStreamItsNodeHoldsNoReplicaOf(t *testing.T) {
+	names, nodes := startSpreadCluster(t)
+	var owner *Node
+	group := ""
+	testutil.Eventually(t, 10*time.Second, "a group led where "+names[0]+" is not held", func() bool {
+		for i := range 200 {
+			g := fmt.Sprintf("g%d", i)
+			sh := shards.ShardOf(groupShardKey(g, "stored/#"), 4)
+			for _, m := range nodes {
+				list := m.Shards()
+				if st := list[sh]; st.Local && st.Leader == m.ID() && !list[shards.ShardOf(names[0], 4)].Local {
+					owner, group = m, g
+					return true
+				}
+			}
+		}
+		return false
+	})
+	var ans map[string]any
+	if st := postAPI(t, owner, "/v1/groups", fmt.Sprintf(`{"name":%q,"filter":"stored/#","start":"earliest"}`, group), &ans); st != http.StatusCreated {
+		t.Fatalf("POST /v1/groups on %s: %d %v", owner.ID(), st, ans)
+	}
+	w := groupMember(t, owner.MQTTAddr(), "near", "$share/"+group+"/stored/#")
+	const per = 10
+	publishAll(t, nodes[1].MQTTAddr(), "pub", 1, per, "stored/"+names[0]+"/x")
+	// Well before the balancer would move the group's shard (and the
+	// group) at 20 s.
+	testutil.Eventually(t, 8*time.Second, "the member on "+owner.ID()+" gets every record", func() bool {
+		d, _ := distinctAcross("stored/", w)
+		return d == per
+	})
+}

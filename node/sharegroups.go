@@ -37,12 +37,21 @@ type leaders struct {
 type groupPlacement struct {
 	n    *Node
 	snap atomic.Pointer[leaders]
+	// elsewhere is the other members' view of the leaders of the shards
+	// they hold (leadersService), by node then shard, as last fetched
+	// (followLeadersElsewhere): only a shard's replicas know its leader,
+	// and a node that holds no replica of a group's shard still
+	// administers the group and relays its members there.
+	elsewhere atomic.Pointer[map[string]map[string]shardLeader]
 }
 
 // refresh takes a new snapshot of the shards' leaders; it reports
 // whether anything changed.
 func (p *groupPlacement) refresh(set *shards.Set) bool {
 	st := set.Status()
+	if v := p.elsewhere.Load(); v != nil && holdsNotAll(st) {
+		st = withLeaders(st, *v)
+	}
 	next := &leaders{self: p.n.id, nodes: make([]string, len(st)), terms: make([]uint64, len(st))}
 	for i, s := range st {
 		next.nodes[i] = s.Leader
@@ -251,6 +260,36 @@ func (n *Node) followGroupLeaders() {
 			n.relay.Reconcile()
 		}
 	})
+}
+
+// followLeadersElsewhere fetches, every second while this node holds no
+// replica of some shards, the other members' view of those shards'
+// leaders for the group placement; on a goroutine of its own, each fetch
+// bounded by figuresTimeout, so that a hung peer does not hold up the
+// placement's own changes.
+func (n *Node) followLeadersElsewhere() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	n.onClose("group leaders elsewhere", func(context.Context) error { cancel(); wg.Wait(); return nil })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if set := n.repl.store.set.Load(); set != nil && holdsNotAll(set.Status()) {
+				fetch, done := context.WithTimeout(ctx, figuresTimeout)
+				v := fromPeers[map[string]shardLeader](fetch, n, leadersService, nil)
+				done()
+				n.groupPlace.elsewhere.Store(&v)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 // followLeaders calls step once the shards started, then at every change

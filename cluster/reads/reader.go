@@ -272,30 +272,36 @@ func (r *Reader) Notify(name string) (<-chan struct{}, uint64, error) {
 }
 
 // changedEvery is how often the consumers of StreamsChanged look again
-// when streams are held elsewhere (their creations are not signalled).
-const changedEvery = time.Second
+// when streams are held elsewhere (their creations are not signalled),
+// or may be soon: the cluster has not formed yet. heldEvery is how often
+// they do when this node holds every shard, in case a layout change moved
+// some away meanwhile.
+const (
+	changedEvery = time.Second
+	heldEvery    = 10 * time.Second
+)
 
 // StreamsChanged returns a channel closed when a stream is created or
-// deleted here, or, when other nodes hold shards, after a second.
+// deleted here, or after a second when other nodes hold shards or the
+// cluster has not formed yet (a consumer that asked before it formed
+// would otherwise wait for a local change only, and never see the streams
+// of the shards held elsewhere), or after heldEvery otherwise.
 func (r *Reader) StreamsChanged() <-chan struct{} {
 	local := r.local.StreamsChanged()
-	if r.place.Shards() == 0 {
-		return local
-	}
-	all := true
-	for i := range r.place.Shards() {
-		if held, _ := r.place.Holders(i); !held {
-			all = false
-			break
+	every := changedEvery
+	if n := r.place.Shards(); n > 0 {
+		every = heldEvery
+		for i := range n {
+			if held, _ := r.place.Holders(i); !held {
+				every = changedEvery
+				break
+			}
 		}
-	}
-	if all {
-		return local
 	}
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)
-		t := time.NewTimer(changedEvery)
+		t := time.NewTimer(every)
 		defer t.Stop()
 		select {
 		case <-local:

@@ -213,3 +213,25 @@ func FuzzDecode(f *testing.F) {
 		_, _ = decodeStatus(b)
 	})
 }
+
+// notFormed is the placement of a node whose cluster has not formed yet.
+type notFormed struct{}
+
+func (notFormed) Shards() int                  { return 0 }
+func (notFormed) ShardOf(string) int           { return 0 }
+func (notFormed) Holders(int) (bool, []string) { return true, nil }
+
+// TestStreamsChangedLooksAgainBeforeTheClusterFormed: a consumer that
+// asks before the cluster formed (the consumer groups do, as the node
+// starts) is woken after a second, not only by a stream created here:
+// once formed, the streams of the shards held elsewhere are only seen by
+// looking again.
+func TestStreamsChangedLooksAgainBeforeTheClusterFormed(t *testing.T) {
+	a := startNode(t, "a")
+	r := New(a.store, notFormed{}, a.mux, testutil.Logger())
+	select {
+	case <-r.StreamsChanged():
+	case <-time.After(5 * changedEvery):
+		t.Fatal("StreamsChanged waited for a local change only before the cluster formed")
+	}
+}
