@@ -21,6 +21,8 @@ import (
 type shardPlacement struct {
 	r    *replicated
 	self string
+	// alive reports whether membership has a node up (nil: all are).
+	alive func(id string) bool
 }
 
 func (p shardPlacement) Shards() int {
@@ -40,8 +42,8 @@ func (p shardPlacement) ShardOf(stream string) int {
 
 // Holders: local when the layout places shard i here and this node's
 // replica of it serves reads (open and caught up with its group);
-// otherwise the layout's other replicas, the preferred leader (most often
-// the leader) first. A replica the layout moved away still serves until
+// otherwise the layout's other replicas, those membership has up first,
+// then the preferred leader (most often the leader) first. A replica the layout moved away still serves until
 // its group removes it, but gets no new entries once it has: its reads
 // would stall.
 func (p shardPlacement) Holders(i int) (bool, []string) {
@@ -54,12 +56,17 @@ func (p shardPlacement) Holders(i int) (bool, []string) {
 		return true, nil
 	}
 	addrs := make([]string, 0, len(l.Shards[i]))
+	var down []string // suspect, failed or left: asked last
 	for _, peer := range l.Shards[i] {
-		if peer.ID != p.self {
+		switch {
+		case peer.ID == p.self:
+		case p.alive != nil && !p.alive(peer.ID):
+			down = append(down, peer.RPC)
+		default:
 			addrs = append(addrs, peer.RPC)
 		}
 	}
-	return false, addrs
+	return false, append(addrs, down...)
 }
 
 // serves reports whether this node serves reads of shard i to others
@@ -74,7 +81,7 @@ func (p shardPlacement) serves(i int) bool {
 
 // serveReads answers the other nodes' reads of this node's replicas.
 func (r *replication) serveReads() {
-	place := shardPlacement{r: r.store, self: r.n.id}
+	place := shardPlacement{r: r.store, self: r.n.id, alive: r.alive}
 	r.store.reads = reads.New(r.n.store, place, r.mux, r.n.log)
 	r.mux.Handle(reads.Service, func(ctx context.Context, _ string, req []byte) ([]byte, error) {
 		return reads.Serve(ctx, r.n.store, place.ShardOf, place.serves, req)

@@ -524,6 +524,9 @@ const logCacheEntries = 64
 // only a member that is alive, and removes a replica the layout dropped
 // first when it is not).
 func (r *replication) alive(id string) bool {
+	if r.n.members == nil {
+		return false
+	}
 	for _, m := range r.n.members.Members() {
 		if m.ID == id {
 			return m.Status == "alive"

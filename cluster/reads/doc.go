@@ -7,14 +7,18 @@
 // stream.
 //
 // A remote read sees what the answering replica has applied: the shard's
-// holders are asked in the layout's order, the preferred leader (most
-// often the leader) first (a follower applies an entry a moment after the
-// leader acknowledged it). A holder whose replica does not serve reads
-// yet (not caught up with its group after a restart, or just added)
-// refuses (ErrNotServing), and the next one is asked.
+// holders are asked in the layout's order, those membership has up
+// first, the preferred leader (most often the leader) first among them (a
+// follower applies an entry a moment after the leader acknowledged it). A
+// holder whose replica does not serve reads yet (not caught up with its
+// group after a restart, or just added) refuses (ErrNotServing), and the
+// next one is asked; so is the next one when a holder has not answered
+// within half a second (a stopped or partitioned node that membership
+// has not noticed yet), the first answer winning.
 // Listing the streams asks one holder of every shard this node does not
-// hold, and the answer is kept for a short while, so that pages polling
-// the list do not multiply the calls. Waiting for a remote stream to grow
+// hold, all shards at once, and each shard's answer is kept for a short
+// while (and used only while the shard is still held elsewhere), so that
+// pages polling the list do not multiply the calls. Waiting for a remote stream to grow
 // (Notify) is a long poll: the holder answers when the stream grows past
 // the offset asked for, or after a few seconds, and the waiter reads
 // again either way.

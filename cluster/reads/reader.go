@@ -41,15 +41,27 @@ type Reader struct {
 	timeout time.Duration
 
 	mu struct {
-		sync.Mutex // guards the cached listing
-		listed     time.Time
-		infos      []streams.StreamInfo // the unheld shards' streams
-		unlisted   []int                // the unheld shards no holder listed
+		sync.Mutex // guards listed
+		// listed holds, per shard not held here when it was listed, its
+		// streams as a holder listed them (kept for listFor).
+		listed map[int]shardListing
 	}
+}
+
+// shardListing is a holder's listing of one shard's streams.
+type shardListing struct {
+	at    time.Time
+	infos []streams.StreamInfo
 }
 
 // listFor is how long a listing of the other nodes' streams is kept.
 const listFor = 500 * time.Millisecond
+
+// hedgeAfter is how long a read waits for a holder's answer before it
+// asks the next holder too (the first answer wins): a holder that hangs
+// (stopped, partitioned, before membership says so) then costs that
+// long, not the whole timeout.
+const hedgeAfter = 500 * time.Millisecond
 
 // New returns a reader over the local store and the nodes place names.
 func New(local Store, place Placement, call Caller, log *slog.Logger) *Reader {
@@ -74,23 +86,56 @@ func (r *Reader) where(stream string) []string {
 // ErrNoHolder: no node holding a stream's shard answered.
 var ErrNoHolder = fmt.Errorf("%w: no replica of the stream's shard answered", streams.ErrUnavailable)
 
-// ask sends req to the holders in turn and returns the first answer's
-// body (or the error it carries: a holder's "not found" is an answer).
+// ask sends req to the holders and returns the first answer's body (or
+// the error it carries: a holder's "not found" is an answer). It asks
+// them in turn, the next one as soon as a call fails or, unless req is a
+// long poll (its holder answers when it has something), once hedgeAfter
+// passed without an answer; calls still running when one answers are
+// cancelled.
 func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, error) {
 	if len(addrs) == 0 {
 		return nil, ErrNoHolder
 	}
 	b := encodeRequest(req)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the calls still running
+	type answer struct {
+		resp []byte
+		err  error
+	}
+	answers := make(chan answer, len(addrs))
+	running, next := 0, 0
+	start := func() {
+		addr := addrs[next]
+		next++
+		running++
+		go func() {
+			cctx, done := context.WithTimeout(ctx, r.timeout+req.wait)
+			defer done()
+			resp, err := r.call.Call(cctx, addr, Service, b)
+			answers <- answer{resp, err}
+		}()
+	}
+	start()
 	var last error
-	for _, addr := range addrs {
-		cctx, cancel := context.WithTimeout(ctx, r.timeout+req.wait)
-		resp, err := r.call.Call(cctx, addr, Service, b)
-		cancel()
-		if err != nil {
-			last = err
-			continue
+	for running > 0 {
+		var hedge <-chan time.Time
+		if req.wait == 0 && next < len(addrs) {
+			hedge = time.After(hedgeAfter)
 		}
-		return decodeStatus(resp)
+		select {
+		case a := <-answers:
+			running--
+			if a.err == nil {
+				return decodeStatus(a.resp)
+			}
+			last = a.err
+			if next < len(addrs) {
+				start()
+			}
+		case <-hedge:
+			start()
+		}
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoHolder, last)
 }
@@ -124,38 +169,70 @@ func (r *Reader) Listing() ([]streams.StreamInfo, []int) {
 }
 
 // remoteStreams lists the streams of the shards not held here, and the
-// shards no holder listed (both kept for listFor).
+// shards no holder listed. A shard's listing is kept for listFor and used
+// only while the shard is still held elsewhere; the shards whose listings
+// are missing or older are asked for all at once.
 func (r *Reader) remoteStreams(n int) ([]streams.StreamInfo, []int) {
-	r.mu.Lock()
-	if time.Since(r.mu.listed) < listFor {
-		infos, unlisted := slices.Clone(r.mu.infos), slices.Clone(r.mu.unlisted)
-		r.mu.Unlock()
-		return infos, unlisted
-	}
-	r.mu.Unlock()
 	var infos []streams.StreamInfo
 	var unlisted []int
-	ctx := context.Background()
+	type ask struct {
+		shard int
+		addrs []string
+	}
+	var asks []ask
+	r.mu.Lock()
 	for i := range n {
 		local, addrs := r.place.Holders(i)
 		if local {
 			continue
 		}
-		body, err := r.ask(ctx, addrs, request{op: opList, shard: i})
-		if err == nil {
-			var got []streams.StreamInfo
-			if got, err = decodeInfos(body); err == nil {
-				infos = append(infos, got...)
-				continue
-			}
+		if l, ok := r.mu.listed[i]; ok && time.Since(l.at) < listFor {
+			infos = append(infos, l.infos...)
+			continue
 		}
-		unlisted = append(unlisted, i)
-		r.log.Warn("cannot list the streams of a shard held elsewhere", "shard", i, "error", err)
+		asks = append(asks, ask{i, addrs})
 	}
-	r.mu.Lock()
-	r.mu.listed, r.mu.infos, r.mu.unlisted = time.Now(), infos, unlisted
 	r.mu.Unlock()
-	return slices.Clone(infos), slices.Clone(unlisted)
+	if len(asks) == 0 {
+		return infos, nil
+	}
+	got := make([][]streams.StreamInfo, len(asks))
+	errs := make([]error, len(asks))
+	var wg sync.WaitGroup
+	for j, a := range asks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, err := r.ask(context.Background(), a.addrs, request{op: opList, shard: a.shard})
+			if err == nil {
+				got[j], err = decodeInfos(body)
+			}
+			errs[j] = err
+		}()
+	}
+	wg.Wait()
+	now := time.Now()
+	r.mu.Lock()
+	if r.mu.listed == nil {
+		r.mu.listed = map[int]shardListing{}
+	}
+	for j, a := range asks {
+		if errs[j] != nil {
+			continue
+		}
+		r.mu.listed[a.shard] = shardListing{at: now, infos: got[j]}
+	}
+	r.mu.Unlock()
+	for j, a := range asks {
+		if errs[j] != nil {
+			unlisted = append(unlisted, a.shard)
+			r.log.Warn("cannot list the streams of a shard held elsewhere", "shard", a.shard, "error", errs[j])
+			continue
+		}
+		infos = append(infos, got[j]...)
+	}
+	slices.Sort(unlisted)
+	return infos, unlisted
 }
 
 // DescribeStream describes a stream wherever it is held.
