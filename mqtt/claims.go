@@ -95,6 +95,24 @@ func (h *claimHook) connecting() []string {
 	return ids
 }
 
+// claimedByOther reports whether another connection with cl's client id
+// is being set up here, its claim not lost.
+func (h *claimHook) claimedByOther(cl *mochi.Client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.claims[cl.ID]
+	return c != nil && c.conn != cl && !c.lost && !c.established
+}
+
+// newerSeen reports whether a claim of client id newer than stamp was
+// made or granted here lately.
+func (h *claimHook) newerSeen(id string, stamp rversion) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.claims[id]
+	return h.recent[id].newer(stamp) || h.older[id].newer(stamp) || c != nil && c.stamp.newer(stamp)
+}
+
 // noteClaimLocked remembers a claim of client id made or granted here.
 // h.mu is held.
 func (h *claimHook) noteClaimLocked(id string, v rversion) {
@@ -292,12 +310,17 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	// A stopping node waits for this answer before it stops keeping the
 	// sessions it hands out (departures.close).
 	defer b.departing.answer()()
-	b.peerWills.reconnected(id)
-	if will != nil {
-		// Known here before the client's CONNACK: if its node dies the
-		// moment after, its will is still published.
-		if err := b.peerWills.applyClaimed(will); err != nil {
-			return nil, err
+	// A claim older than one seen here (two connections with the id at
+	// once on two nodes; the older lost) must not replace the newer's
+	// will, nor remove it.
+	if !h.newerSeen(id, stamp) {
+		b.peerWills.reconnected(id)
+		if will != nil {
+			// Known here before the client's CONNACK: if its node dies
+			// the moment after, its will is still published.
+			if err := b.peerWills.applyClaimed(will); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// A session of the id being handed over from this node (it is

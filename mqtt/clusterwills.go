@@ -42,9 +42,11 @@ import (
 // later, for a client that left cleanly. What the sweep spares:
 //   - a will received after the mark: its client connected after the
 //     list was taken, or its frame was sent again in the run;
-//   - a will a claim brought (claims.go) until the client's own will
-//     frame or clear replaces it: a claim goes straight to each node, so
-//     it can arrive before a mark queued ahead of it;
+//   - a will a claim brought (claims.go), for claimedSpared after it
+//     came, unless the client's own will frame replaced it: a claim goes
+//     straight to each node, so it can arrive before a mark queued ahead
+//     of it (later, a will whose frame and clear were both dropped is
+//     swept like any other);
 //   - everything, when the sweep is not of the latest run whose mark
 //     arrived: a batch sent again can be applied late, after newer ones.
 //
@@ -60,6 +62,11 @@ const (
 	forwardWillSweep = 6 // the clients whose wills are current, ending a run
 	forwardWillMark  = 7 // a run starts: the will frames sent from here on are current
 )
+
+// claimedSpared is how long a will a claim brought is spared by sweeps
+// that do not name its client: far longer than a claim takes to be
+// followed by its connection's establishment, and by the next run's list.
+const claimedSpared = 30 * time.Second
 
 // maxSweepBytes bounds a sweep frame: one larger is not sent (a will
 // whose clear was dropped then stays held, as without sweeps), so that
@@ -87,12 +94,13 @@ type clusterWills struct {
 	closed  bool
 
 	// connMu guards conns, and is held while a will frame of this node's
-	// clients is queued, so that those of one client id go out in the
-	// order their connections' decisions were taken.
+	// clients is queued (and for a whole run of Wills), so that those of
+	// one client id go out in the order their connections' decisions
+	// were taken, and a run's list is what its frames say.
 	connMu sync.Mutex
 	// conns holds, per client id, the connection here whose will the
 	// other nodes were last told (from its establishment until it ends).
-	conns map[string]*mochi.Client
+	conns map[string]sentWill
 
 	// published counts wills published for failed nodes (tests, logs).
 	published atomic.Int64
@@ -111,13 +119,25 @@ type heldWill struct {
 	delay time.Duration
 	at    uint64 // when it arrived (clusterWills.received)
 	// claimed: a claim brought it, and no will frame of its client came
-	// since. No sweep forgets it.
+	// since. No sweep forgets it for claimedSpared after it came.
 	claimed bool
+	came    time.Time
+}
+
+// sentWill is the connection whose will the other nodes were told, and
+// the frame that told them (its will as it was then: mochi clears a
+// connection's will as it ends).
+type sentWill struct {
+	cl    *mochi.Client
+	frame []byte
+	// ended: cl ended while a newer connection with its id was being set
+	// up here, which decides what the other nodes are told (frame nil).
+	ended bool
 }
 
 func newClusterWills(b *Broker, node string) *clusterWills {
 	return &clusterWills{b: b, node: node, incarnation: rand.Uint64() | 1, peers: map[string]*peerWills{}, pending: map[string]*time.Timer{},
-		conns: map[string]*mochi.Client{}}
+		conns: map[string]sentWill{}}
 }
 
 // willOf returns cl's will as a message, and whether it has one.
@@ -138,42 +158,58 @@ func willMessage(w mochi.Will) Message {
 	return m
 }
 
-// established tells the other nodes cl's will, if it has one.
+// established tells the other nodes cl's will, if it has one. One that
+// has none, established while an earlier connection with its id here had
+// one, clears that (its claim did where it reached).
 func (w *clusterWills) established(cl *mochi.Client) {
-	m, delay, ok := willOf(cl)
-	if !ok || cl.Net.Inline {
+	if cl.Net.Inline {
 		return
 	}
+	m, delay, ok := willOf(cl)
 	w.connMu.Lock()
 	defer w.connMu.Unlock()
-	w.conns[cl.ID] = cl
-	w.b.opts.Remote.Broadcast(encodeWillSet(w.node, w.incarnation, cl.ID, m, delay))
+	if ok {
+		frame := encodeWillSet(w.node, w.incarnation, cl.ID, m, delay)
+		w.conns[cl.ID] = sentWill{cl: cl, frame: frame}
+		w.b.opts.Remote.Broadcast(frame)
+		return
+	}
+	if prev, had := w.conns[cl.ID]; had && prev.cl != cl {
+		delete(w.conns, cl.ID)
+		w.b.opts.Remote.Broadcast(encodeWillClear(w.node, w.incarnation, cl.ID))
+	}
 }
 
-// disconnected tells the other nodes to forget cl's will. When another
-// connection with its client id told them its own will since, they are
-// told that one again instead:
+// disconnected tells the other nodes to forget cl's will, unless another
+// connection with its client id here holds or claims it:
 //   - a connection taken over here can end after the one that took it
 //     over was established (mochi wakes it, and it runs its hooks on its
-//     own goroutine), and its clear, keyed by client id, would remove
-//     the new connection's will;
+//     own goroutine): the other nodes are told that one's will again,
+//     rather than a clear keyed by the client id that would remove it;
 //   - a connection that failed before it was established, its claim
 //     having replaced the current connection's will on every node with
-//     its own, would leave that one held.
+//     its own, has the current one told again;
+//   - a connection taken over by one still being set up sends nothing:
+//     that one's claim replaced the will wherever it reached, and its
+//     own will frame, or clear, follows.
 func (w *clusterWills) disconnected(cl *mochi.Client) {
 	if cl.Net.Inline {
 		return
 	}
 	w.connMu.Lock()
 	defer w.connMu.Unlock()
-	if cur, ok := w.conns[cl.ID]; ok && cur != cl {
-		if m, delay, ok := willOf(cur); ok {
-			w.b.opts.Remote.Broadcast(encodeWillSet(w.node, w.incarnation, cur.ID, m, delay))
-		}
-		return
+	cur, ok := w.conns[cl.ID]
+	switch {
+	case ok && cur.cl != cl && !cur.ended:
+		w.b.opts.Remote.Broadcast(cur.frame)
+	case w.b.claims != nil && w.b.claims.claimedByOther(cl):
+		// Until that one is established (its will frame, or a clear)
+		// or ends (a clear).
+		w.conns[cl.ID] = sentWill{cl: cl, ended: true}
+	default:
+		delete(w.conns, cl.ID)
+		w.b.opts.Remote.Broadcast(encodeWillClear(w.node, w.incarnation, cl.ID))
 	}
-	delete(w.conns, cl.ID)
-	w.b.opts.Remote.Broadcast(encodeWillClear(w.node, w.incarnation, cl.ID))
 }
 
 // hello is what a node that joins (or restarted) is sent: this process's
@@ -240,7 +276,11 @@ func (w *clusterWills) applyFrame(msg []byte, claimed bool) error {
 	w.received++
 	switch msg[0] {
 	case forwardWillSet:
-		p.wills[client] = heldWill{msg: m, delay: delay, at: w.received, claimed: claimed}
+		hw := heldWill{msg: m, delay: delay, at: w.received, claimed: claimed}
+		if claimed {
+			hw.came = time.Now()
+		}
+		p.wills[client] = hw
 	case forwardWillClear:
 		delete(p.wills, client)
 	case forwardWillMark:
@@ -252,7 +292,7 @@ func (w *clusterWills) applyFrame(msg []byte, claimed bool) error {
 			break // its mark was lost, or an earlier run's batch came late
 		}
 		for id, hw := range p.wills {
-			if hw.at < p.markAt && !hw.claimed && !keep[id] {
+			if hw.at < p.markAt && !keep[id] && !(hw.claimed && time.Since(hw.came) < claimedSpared) {
 				delete(p.wills, id) // its clear was lost
 			}
 		}
@@ -338,17 +378,22 @@ func (b *Broker) Wills(send func(msg []byte)) {
 		return
 	}
 	run := w.runs.Add(1)
-	send(encodeWillMark(w.node, w.incarnation, run)) // before the list is taken
-	var current []string
-	for _, cl := range b.server.Clients.GetAll() {
-		if m, delay, ok := willOf(cl); ok && !cl.Net.Inline && !cl.Closed() {
-			send(encodeWillSet(w.node, w.incarnation, cl.ID, m, delay))
-			current = append(current, cl.ID)
+	// A connection established or ended during the run has its frame
+	// queued wholly before the mark or wholly after the sweep.
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
+	send(encodeWillMark(w.node, w.incarnation, run))
+	current := make([]string, 0, len(w.conns))
+	for id, sw := range w.conns {
+		if !sw.ended {
+			send(sw.frame)
+			current = append(current, id)
 		}
 	}
 	if b.claims != nil {
-		// Connections whose sessions are being set up: not listed yet,
-		// or without their will frames sent yet.
+		// Connections whose sessions are being set up: their claims may
+		// have given the peer their wills, and their own will frames
+		// follow.
 		current = append(current, b.claims.connecting()...)
 	}
 	if sweep := encodeWillSweep(w.node, w.incarnation, run, current); len(sweep) <= maxSweepBytes {

@@ -311,3 +311,86 @@ func TestTakenOverConnectionDoesNotClearTheNewWill(t *testing.T) {
 		t.Fatalf("broadcast %v", got)
 	}
 }
+
+// TestClaimedWillIsSweptOnceItsSpareEnded: a will a claim brought is
+// spared by sweeps for a while (its connection's own frame follows), but
+// one whose frame and clear were both dropped is swept after that.
+func TestClaimedWillIsSweptOnceItsSpareEnded(t *testing.T) {
+	w := newClusterWills(nil, "self")
+	m := Message{Topic: "will", Payload: []byte("gone")}
+	applyAll(t, w, append([]byte{0}, encodeWillSet("n2", 7, "c", m, 0)...))
+	w.mu.Lock()
+	hw := w.peers["n2"].wills["c"]
+	hw.came = hw.came.Add(-claimedSpared)
+	w.peers["n2"].wills["c"] = hw
+	w.mu.Unlock()
+	applyAll(t, w, encodeWillMark("n2", 7, 1), encodeWillSweep("n2", 7, 1, nil))
+	if held := heldOf(w, "n2"); len(held) != 0 {
+		t.Fatalf("a claimed will long past its spare survived the sweep: %v", held)
+	}
+}
+
+// TestOlderClaimLeavesTheNewerWill: two connections with one id at once
+// on two nodes; the older claim, arriving after the newer one, neither
+// removes the newer connection's will nor replaces it.
+func TestOlderClaimLeavesTheNewerWill(t *testing.T) {
+	n := startBroker(t, nil, func(o *Options) { o.Remote, o.NodeID = aloneRemote{}, "n3" }, nil)
+	b := n.broker
+	newer := encodeWillSet("n2", 1, "c", Message{Topic: "wills/newer"}, 0)
+	older := encodeWillSet("n1", 1, "c", Message{Topic: "wills/older"}, 0)
+	if _, err := b.HandleClaim(encodeClaim("c", rversion{ts: 20, node: "n2"}, true, newer)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.HandleClaim(encodeClaim("c", rversion{ts: 10, node: "n1"}, true, older)); err != nil {
+		t.Fatal(err)
+	}
+	if held := heldOf(b.peerWills, "n2"); !slices.Equal(held, []string{"c"}) {
+		t.Fatalf("n2's will for c after an older claim: %v", held)
+	}
+	if held := heldOf(b.peerWills, "n1"); len(held) != 0 {
+		t.Fatalf("the older claim's will was taken: %v", held)
+	}
+}
+
+// TestWillFramesFollowTheConnectionsOfAnID: what a node tells the others
+// about one client id across connections here: a connection taken over
+// by one still being set up sends nothing (that one's claim replaced the
+// will); the new one, established without a will, clears; a run lists
+// only established connections' wills, as their frames said.
+func TestWillFramesFollowTheConnectionsOfAnID(t *testing.T) {
+	rec := &broadcastRecorder{}
+	b := &Broker{opts: Options{Remote: rec}}
+	b.claims = newClaimHook(b, rec, "n1")
+	w := newClusterWills(b, "n1")
+	b.peerWills = w
+	kinds := func() (k []byte) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, m := range rec.sent {
+			k = append(k, m[0])
+		}
+		rec.sent = nil
+		return k
+	}
+	first := &mochi.Client{ID: "x"}
+	first.Properties.Will = mochi.Will{Flag: 1, TopicName: "w/1", Payload: []byte("gone")}
+	w.established(first)
+	first.Properties.Will = mochi.Will{} // mochi clears it as the connection ends
+	second := &mochi.Client{ID: "x"}
+	b.claims.mu.Lock()
+	b.claims.claims["x"] = &claim{conn: second, stamp: rversion{ts: 2, node: "n1"}}
+	b.claims.mu.Unlock()
+	w.disconnected(first) // taken over by second, still being set up
+	if k := kinds(); !slices.Equal(k, []byte{forwardWillSet}) {
+		t.Fatalf("broadcast %v: the taken-over connection's end told the others", k)
+	}
+	var run [][]byte
+	b.Wills(func(msg []byte) { run = append(run, msg) })
+	if len(run) != 2 || run[0][0] != forwardWillMark || run[1][0] != forwardWillSweep {
+		t.Fatalf("a run sent %x", run)
+	}
+	w.established(second) // without a will
+	if k := kinds(); !slices.Equal(k, []byte{forwardWillClear}) {
+		t.Fatalf("broadcast %v when the new connection without a will was established", k)
+	}
+}
