@@ -104,3 +104,51 @@ func TestListingOfAShardThatCameHereIsNotCountedTwice(t *testing.T) {
 		t.Fatalf("after the shard came here: %+v", list)
 	}
 }
+
+// TestNotifyKeepsOnePollPerStream: callers that ask to be told of growth
+// after every batch (queries catching up) share the long poll under way
+// for the stream, rather than each leave one open on both nodes.
+func TestNotifyKeepsOnePollPerStream(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	appendN(t, b.store, "beta", 5)
+	c := &countingCaller{next: a.mux}
+	r := New(a.store, twoShards{mine: 0, addrs: []string{b.mux.Addr().String()}}, c, testutil.Logger())
+	var first <-chan struct{}
+	for i := range 50 {
+		ch, next, err := r.Notify("beta")
+		if err != nil || next != 5 {
+			t.Fatalf("Notify: %d, %v", next, err)
+		}
+		if i == 0 {
+			first = ch
+		} else if ch != first {
+			t.Fatalf("call %d got a poll of its own", i)
+		}
+	}
+	if n := c.waits.Load(); n != 1 {
+		t.Fatalf("%d long polls sent for one stream", n)
+	}
+	appendN(t, b.store, "beta", 1)
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shared poll did not end when the stream grew")
+	}
+	testutil.Eventually(t, 5*time.Second, "a new poll once the first ended", func() bool {
+		ch, _, err := r.Notify("beta")
+		return err == nil && ch != first
+	})
+}
+
+// countingCaller counts the long polls (wait requests) it passes on.
+type countingCaller struct {
+	next  Caller
+	waits atomic.Int32
+}
+
+func (c *countingCaller) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
+	if q, err := decodeRequest(req); err == nil && q.op == opWait {
+		c.waits.Add(1)
+	}
+	return c.next.Call(ctx, addr, service, req)
+}

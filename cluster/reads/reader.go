@@ -41,10 +41,13 @@ type Reader struct {
 	timeout time.Duration
 
 	mu struct {
-		sync.Mutex // guards listed
+		sync.Mutex // guards listed and polls
 		// listed holds, per shard not held here when it was listed, its
 		// streams as a holder listed them (kept for listFor).
 		listed map[int]shardListing
+		// polls holds, per stream held elsewhere, the channel of the long
+		// poll under way for it (Notify): one at a time per stream.
+		polls map[string]chan struct{}
 	}
 }
 
@@ -335,9 +338,29 @@ func (r *Reader) Notify(name string) (<-chan struct{}, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	// A poll under way for the stream serves this caller too: it was
+	// asked from an offset no later than this one, so it answers when the
+	// stream grows past this one, or at once. Callers that ask after each
+	// batch while catching up would otherwise each leave a poll open on
+	// both nodes for up to longPoll.
+	r.mu.Lock()
+	if ch, ok := r.mu.polls[name]; ok {
+		r.mu.Unlock()
+		return ch, info.NextOffset, nil
+	}
+	if r.mu.polls == nil {
+		r.mu.polls = map[string]chan struct{}{}
+	}
 	ch := make(chan struct{})
+	r.mu.polls[name] = ch
+	r.mu.Unlock()
 	go func() {
-		defer close(ch)
+		defer func() {
+			r.mu.Lock()
+			delete(r.mu.polls, name)
+			r.mu.Unlock()
+			close(ch)
+		}()
 		_, err := r.ask(context.Background(), addrs, request{op: opWait, shard: r.place.ShardOf(name), stream: name,
 			from: info.NextOffset, wait: longPoll})
 		if err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
