@@ -242,7 +242,12 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	}
 	// Every node that handed a copy over keeps it until the move is
 	// settled: the copy installed here gets what was queued meanwhile,
-	// the others are ended.
+	// the others are ended. A connection that lost settles nothing: the
+	// newer one may be on a node that handed a copy over, and take the
+	// session over there (a copy not taken ends after settleTimeout).
+	if lost {
+		gave = nil
+	}
 	for _, node := range gave {
 		if node == from {
 			h.b.settleMove(cl.ID, node, c.stamp, true)

@@ -353,6 +353,14 @@ func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
 	if d == nil || d.stamp != stamp {
 		return nil, nil
 	}
+	if b.claims != nil && b.claims.newerSeen(id, stamp) {
+		// A newer connection with the id claimed it here since: the
+		// claiming node's connection lost, and dropped its copy (a node
+		// of an earlier version settles all the same). The session is
+		// kept for the newer connection, which takes it over here (else
+		// it ends after settleTimeout).
+		return nil, nil
+	}
 	_, out := b.finishDeparture(id, d, true)
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +92,67 @@ func TestReconnectDuringASettleKeepsTheClient(t *testing.T) {
 	publishAcked(t, n.addr, "live/s", "after", 1)
 	if _, err := c2.read(2 * time.Second); err != nil {
 		t.Fatalf("the reconnected client, subscribed to live/s, got nothing: %v", err)
+	}
+}
+
+// heldClaimRemote holds the claims of client id hold (once set) until
+// release is closed (signalling entered), then grants them; it answers
+// every other claim as a node alone would.
+type heldClaimRemote struct {
+	aloneRemote
+	hold             atomic.Pointer[string]
+	entered, release chan struct{}
+}
+
+func (r *heldClaimRemote) Claim(req []byte, _ time.Duration) ([]string, [][]byte) {
+	if id, _, _, _, _ := decodeClaim(req); r.hold.Load() == nil || id != *r.hold.Load() {
+		return nil, nil
+	}
+	close(r.entered)
+	<-r.release
+	return []string{"n2"}, [][]byte{{claimGranted}}
+}
+
+// TestSettleOfALosingClaimKeepsTheSession: n1 holds a client's offline
+// session and hands it over in its answer to n2's claim; the client then
+// connects on n1 too, with a newer claim, and wins. n2's connection lost
+// and dropped its copy; its settle (which a node of an earlier version
+// still sends) must not end the session the winning connection here
+// takes over.
+func TestSettleOfALosingClaimKeepsTheSession(t *testing.T) {
+	rem := &heldClaimRemote{entered: make(chan struct{}), release: make(chan struct{})}
+	n := startStateBroker(t, func(o *Options) { o.Remote, o.NodeID = rem, "n1" })
+	awaySession(t, n, "racer", "live/r")
+	id := "racer"
+	rem.hold.Store(&id)
+	released := false
+	defer func() {
+		if !released {
+			close(rem.release)
+		}
+	}()
+	publishAcked(t, n.addr, "live/r", "q", 2)
+	n.b.state.wait()
+	older := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	if answer, err := n.b.HandleClaim(encodeClaim("racer", older, false, nil)); err != nil || len(answer) < 2 {
+		t.Fatalf("n2's claim: %x %v", answer, err)
+	}
+	c := dialRaw(t, n.addr, 4)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "racer", Keepalive: 30}})
+	<-rem.entered // the connection here claims, newer than n2's claim
+	if _, err := n.b.HandleSettle(encodeSettle("racer", older)); err != nil {
+		t.Fatal(err)
+	}
+	close(rem.release)
+	released = true
+	ack := c.expect(packets.Connack)
+	if s, ok := sessionInfo(n.b, "racer"); !ack.SessionPresent || !ok || s.Subscriptions != 1 {
+		t.Fatalf("the winning connection here: session present %v, session %+v %v", ack.SessionPresent, s, ok)
+	}
+	for i := range 2 {
+		if pk := c.expect(packets.Publish); string(pk.Payload) != fmt.Sprintf("q-%d", i) {
+			t.Fatalf("queued message %d: %q", i, pk.Payload)
+		}
 	}
 }
