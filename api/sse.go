@@ -26,7 +26,7 @@ const followRetry = time.Second
 
 // follow streams records from offset on as Server-Sent Events (event
 // "record", id = offset) until the client goes away or the stream is
-// deleted (event "end"). A read that fails otherwise (the stream's
+// deleted (event "end"). A read that fails as unavailable (the stream's
 // holders unreachable for a while) is tried again every followRetry,
 // the connection kept alive meanwhile: ending it would look to the
 // client like a follow that ended normally.
@@ -65,6 +65,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, fro
 	}
 	logged := false
 	failed := func(err error) bool {
+		if !errors.Is(err, streams.ErrUnavailable) {
+			return false // the store closed (the node stops), or a fault no wait mends
+		}
 		if !logged {
 			logged = true
 			s.log.Warn("following a stream: a read failed; trying again", "stream", name, "error", err)

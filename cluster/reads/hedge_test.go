@@ -2,11 +2,13 @@ package reads
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // stuckCaller never answers calls to addr stuck (a stopped or partitioned
@@ -151,4 +153,39 @@ func (c *countingCaller) Call(ctx context.Context, addr, service string, req []b
 		c.waits.Add(1)
 	}
 	return c.next.Call(ctx, addr, service, req)
+}
+
+// slowCaller delays the calls to addr slow by delay.
+type slowCaller struct {
+	slow  string
+	delay time.Duration
+	next  Caller
+}
+
+func (c *slowCaller) Call(ctx context.Context, addr, service string, req []byte) ([]byte, error) {
+	if addr == c.slow {
+		select {
+		case <-time.After(c.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.next.Call(ctx, addr, service, req)
+}
+
+// TestHedgedNotFoundWaitsForTheSlowerHolder: a holder asked because the
+// first was slow, and that has not applied the stream's creation yet,
+// answers "not found"; the first holder's answer is waited for.
+func TestHedgedNotFoundWaitsForTheSlowerHolder(t *testing.T) {
+	a, b, behind := startNode(t, "a"), startNode(t, "b"), startNode(t, "behind")
+	appendN(t, b.store, "beta", 2)
+	c := &slowCaller{slow: b.mux.Addr().String(), delay: 2 * hedgeAfter, next: a.mux}
+	r := New(a.store, allElsewhere{n: 2, addrs: []string{b.mux.Addr().String(), behind.mux.Addr().String()}}, c, testutil.Logger())
+	info, err := r.DescribeStream("beta")
+	if err != nil || info.Records != 2 {
+		t.Fatalf("describe: %+v, %v", info, err)
+	}
+	if _, err := r.DescribeStream("nowhere"); !errors.Is(err, streams.ErrStreamNotFound) {
+		t.Fatalf("a stream no holder has: %v", err)
+	}
 }

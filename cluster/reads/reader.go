@@ -90,9 +90,10 @@ func (r *Reader) where(stream string) []string {
 var ErrNoHolder = fmt.Errorf("%w: no replica of the stream's shard answered", streams.ErrUnavailable)
 
 // ask sends req to the holders and returns the first answer's body (or
-// the error it carries: a holder's "not found" is an answer). It asks
-// them in turn, the next one as soon as a call fails or, unless req is a
-// long poll (its holder answers when it has something), once hedgeAfter
+// the error it carries: a holder's "not found" is an answer, believed
+// once the calls under way when it came have answered too). It asks them
+// in turn, the next one as soon as a call fails or, unless req is a long
+// poll (its holder answers when it has something), once hedgeAfter
 // passed without an answer; calls still running when one answers are
 // cancelled.
 func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, error) {
@@ -121,6 +122,7 @@ func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, 
 	}
 	start()
 	var last error
+	var notFound []byte // a "not found" answer, believed once no call is left
 	for running > 0 {
 		var hedge <-chan time.Time
 		if req.wait == 0 && next < len(addrs) {
@@ -130,7 +132,15 @@ func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, 
 		case a := <-answers:
 			running--
 			if a.err == nil {
-				return decodeStatus(a.resp)
+				body, err := decodeStatus(a.resp)
+				if !errors.Is(err, streams.ErrStreamNotFound) || running == 0 && notFound == nil {
+					return body, err
+				}
+				// A holder behind the others (a follower that has not
+				// applied the stream's creation yet) must not answer
+				// for them: the calls under way are waited for.
+				notFound = a.resp
+				continue
 			}
 			last = a.err
 			if next < len(addrs) {
@@ -139,6 +149,9 @@ func (r *Reader) ask(ctx context.Context, addrs []string, req request) ([]byte, 
 		case <-hedge:
 			start()
 		}
+	}
+	if notFound != nil {
+		return decodeStatus(notFound)
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoHolder, last)
 }
