@@ -45,7 +45,8 @@ type claimHook struct {
 	remote Remote
 	node   string
 
-	// mu guards claims, byConn, clock, recent, older, rotated and moves.
+	// mu guards claims, byConn, clock, recent, older, rotated, moves and
+	// answering.
 	mu sync.Mutex
 	// claims holds, per client id, the claim of its connection here (from
 	// OnSessionEstablish until it disconnects or a newer claim wins).
@@ -62,6 +63,9 @@ type claimHook struct {
 	// moves holds the client ids whose sessions are being handed over
 	// from or to this node, each with a channel closed when that ends.
 	moves map[string]chan struct{}
+	// answering counts, per client id, the claims of other nodes being
+	// answered here (lostclaim.go).
+	answering map[string]*idAnswers
 }
 
 // recentClaims is how long claims are remembered at least, for sessions
@@ -78,7 +82,8 @@ type claim struct {
 
 func newClaimHook(b *Broker, remote Remote, node string) *claimHook {
 	return &claimHook{b: b, remote: remote, node: node, claims: map[string]*claim{}, byConn: map[*mochi.Client]*claim{},
-		recent: map[string]rversion{}, older: map[string]rversion{}, rotated: time.Now(), moves: map[string]chan struct{}{}}
+		recent: map[string]rversion{}, older: map[string]rversion{}, rotated: time.Now(), moves: map[string]chan struct{}{},
+		answering: map[string]*idAnswers{}}
 }
 
 // connecting returns the client ids whose sessions are being set up here:
@@ -229,6 +234,11 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	}
 	lost := c.lost // refused, or a newer claim won meanwhile
 	h.mu.Unlock()
+	if refused {
+		// mochi takes the session kept here over for it all the same
+		// (lostclaim.go).
+		h.b.departing.markLost(cl.ID, cl)
+	}
 	switch {
 	case session != nil && lost:
 		// Two connections with this id at once on two nodes, a third
@@ -267,17 +277,17 @@ func (h *claimHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	h.mu.Lock()
 	c := h.byConn[cl]
 	lost := c != nil && c.lost
+	var stamp rversion
 	if c != nil {
 		c.established = true
+		stamp = c.stamp
 	}
 	h.mu.Unlock()
 	if lost {
 		h.b.log.Info("client connected on another node at the same time; this connection is taken over", "client", cl.ID)
 		unblockWrites(cl)
 		_ = h.b.server.DisconnectClient(cl, packets.ErrSessionTakenOver)
-		// The newer claim found no session here to end: end it now, so
-		// it is not kept (and routed to) beside the winner's.
-		go h.b.releaseSession(cl.ID, false)
+		go h.b.afterLostClaim(cl, stamp)
 	}
 }
 
@@ -313,8 +323,10 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	}
 	<-b.restored // the sessions kept on disk are back (or the broker closed)
 	// A stopping node waits for this answer before it stops keeping the
-	// sessions it hands out (departures.close).
+	// sessions it hands out (departures.close); a connection here whose
+	// claim lost waits for it before it settles what it leaves.
 	defer b.departing.answer()()
+	defer h.answer(id)()
 	// A claim older than one seen here (two connections with the id at
 	// once on two nodes; the older lost) must not replace the newer's
 	// will, nor remove it.
@@ -342,15 +354,22 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		h.mu.Unlock()
 		return []byte{claimRefused}, nil
 	}
-	var conn *mochi.Client
+	var conn, losing *mochi.Client
 	if c != nil {
 		c.lost = true
 		delete(h.claims, id)
 		if c.established {
 			conn = c.conn
+		} else {
+			losing = c.conn
 		}
 	}
 	h.mu.Unlock()
+	if losing != nil {
+		// It is disconnected once established, and may take the session
+		// kept here over before that (lostclaim.go).
+		b.departing.markLost(id, losing)
+	}
 	if conn != nil {
 		// A client that stopped reading must not hold the DISCONNECT up.
 		unblockWrites(conn)

@@ -42,6 +42,8 @@ const barrierTimeout = 2 * time.Second
 // departure is a session handed over and kept here until its move is
 // settled.
 type departure struct {
+	// cl is the client whose session ends with the move. Guarded by
+	// departures.mu while the departure is in departures.m (follow).
 	cl    *mochi.Client
 	stamp rversion // the claim it went to
 	last  uint64   // the key of the last queued delivery handed over
@@ -70,6 +72,10 @@ type departures struct {
 	// when the client connected here and took the session over since.
 	imported map[string]importedCopy
 	pruned   time.Time
+	// lost holds, per client id, a connection here whose claim lost while
+	// it was being established, until what it leaves is settled
+	// (lostclaim.go).
+	lost map[string]*mochi.Client
 }
 
 type importedCopy struct {
@@ -167,16 +173,23 @@ func (ds *departures) add(id string, d *departure) bool {
 	return true
 }
 
-// take removes d, reporting whether it was there (a move ends once).
-func (ds *departures) take(id string, d *departure) bool {
+// take removes d, reporting whether it was there (a move ends once), and
+// returns the client whose session ends with it: d's, or cur, the client
+// id names here now, when that is a connection whose claim lost and that
+// took the session over since (lostclaim.go).
+func (ds *departures) take(id string, d *departure, cur *mochi.Client) (cl *mochi.Client, ok bool) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	if ds.m[id] != d {
-		return false
+		return nil, false
 	}
 	delete(ds.m, id)
 	d.timer.Stop()
-	return true
+	if cur != nil && cur != d.cl && ds.lost[id] == cur {
+		delete(ds.lost, id)
+		return cur, true
+	}
+	return d.cl, true
 }
 
 // close waits up to timeout for the claims being answered and the moves
@@ -238,26 +251,31 @@ func (b *Broker) holdSession(id string, stamp rversion) []byte {
 // returns what was queued for it since (encoded as a handed-over
 // session's pairs; nil: nothing); ended reports whether this call ended it.
 func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended bool, out []byte) {
-	if !b.departing.take(id, d) {
+	cur, _ := b.server.Clients.Get(id)
+	cl, ok := b.departing.take(id, d, cur)
+	if !ok {
 		return false, nil
 	}
-	if cur, ok := b.server.Clients.Get(id); !ok || cur != d.cl {
+	if cl != d.cl && b.goneClient(id) != cl {
+		return true, nil // the connection that lost took it over, and a newer one since
+	}
+	if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
 		return true, nil // ended meanwhile
 	}
 	if delta {
 		// The other nodes route the client's messages to its new node
 		// now; those they routed here before are queued here first.
 		b.opts.Remote.Barrier(barrierTimeout)
-		if cur, ok := b.server.Clients.Get(id); !ok || cur != d.cl {
+		if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
 			return true, nil // taken over here meanwhile (a reconnect)
 		}
 	}
-	b.detachRoutes(d.cl)
-	if delta && b.state.owner(id) == d.cl {
+	b.detachRoutes(cl)
+	if delta && b.state.owner(id) == cl {
 		b.state.wait()
 		out = b.exportQueueAfter(id, d.last)
 	}
-	b.dropClient(d.cl)
+	b.dropClient(cl)
 	return true, out
 }
 

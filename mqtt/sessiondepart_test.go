@@ -96,12 +96,14 @@ func TestReconnectDuringASettleKeepsTheClient(t *testing.T) {
 }
 
 // heldClaimRemote holds the claims of client id hold (once set) until
-// release is closed (signalling entered), then grants them; it answers
-// every other claim as a node alone would.
+// release is closed (signalling entered), then grants them (refuses them
+// with refuse: a newer claim of the id was made on "n2"); it answers every
+// other claim as a node alone would.
 type heldClaimRemote struct {
 	aloneRemote
 	hold             atomic.Pointer[string]
 	entered, release chan struct{}
+	refuse           bool
 }
 
 func (r *heldClaimRemote) Claim(req []byte, _ time.Duration) ([]string, [][]byte) {
@@ -110,6 +112,9 @@ func (r *heldClaimRemote) Claim(req []byte, _ time.Duration) ([]string, [][]byte
 	}
 	close(r.entered)
 	<-r.release
+	if r.refuse {
+		return []string{"n2"}, [][]byte{{claimRefused}}
+	}
 	return []string{"n2"}, [][]byte{{claimGranted}}
 }
 

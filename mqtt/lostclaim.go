@@ -1,0 +1,122 @@
+package mqtt
+
+import (
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+)
+
+// A connection here whose claim lost.
+//
+// Two connections with one client id at once, one of them here on the
+// node that keeps the id's session, the other's claim newer: the
+// connection here learns that it lost (the other node refused its claim,
+// or the other claim reached this node first), yet mochi takes the session
+// kept here over for it before its CONNACK, and it is disconnected as
+// taken over once established. The session is the winner's, so what the
+// connection here leaves is settled by the winning claim:
+//   - answered here with the session (a departure): the move's settle ends
+//     it here once the winner's node has it, with what was queued meanwhile,
+//     also when the connection here took it over after the answer (the
+//     departure follows it);
+//   - not here yet: the session is kept, and that claim takes it;
+//   - answered here without one (a clean start, or none was kept): the
+//     session the connection here started is ended, so it is not kept (and
+//     routed to) beside the winner's.
+//
+// Ending it at once instead, as before, lost the session to the winner's
+// claim arriving a moment later, or what was queued for it meanwhile.
+
+// idAnswers counts the claims of one client id being answered here.
+type idAnswers struct {
+	n    int
+	done chan struct{} // closed when n drops to 0
+}
+
+// answer counts a claim of client id being answered here until end is
+// called.
+func (h *claimHook) answer(id string) (end func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a := h.answering[id]
+	if a == nil {
+		a = &idAnswers{done: make(chan struct{})}
+		h.answering[id] = a
+	}
+	a.n++
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if a.n--; a.n == 0 {
+			delete(h.answering, id)
+			close(a.done)
+		}
+	}
+}
+
+// answered returns a channel closed once no claim of client id is being
+// answered here (nil: none is).
+func (h *claimHook) answered(id string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if a := h.answering[id]; a != nil {
+		return a.done
+	}
+	return nil
+}
+
+// markLost records that connection cl, whose claim of client id lost, may
+// take the session kept here over before it is disconnected.
+func (ds *departures) markLost(id string, cl *mochi.Client) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.lost == nil {
+		ds.lost = map[string]*mochi.Client{}
+	}
+	ds.lost[id] = cl
+}
+
+// settleLost takes the mark of connection cl (once; false: a settle took
+// it, or a newer connection whose claim lost replaced it) and makes the
+// departure of client id, if any, end cl's session; handed reports
+// whether there was one.
+func (ds *departures) settleLost(id string, cl *mochi.Client) (marked, handed bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.lost[id] != cl {
+		return false, false
+	}
+	delete(ds.lost, id)
+	if d := ds.m[id]; d != nil {
+		d.cl = cl
+		return true, true
+	}
+	return true, false
+}
+
+// afterLostClaim settles what connection cl, disconnected because its
+// claim at stamp lost while it was being established, leaves here: once
+// the claims of its client id being answered here are answered (at most
+// claimTimeout).
+func (b *Broker) afterLostClaim(cl *mochi.Client, stamp rversion) {
+	h := b.claims
+	deadline := time.NewTimer(claimTimeout)
+	defer deadline.Stop()
+wait:
+	for ch := h.answered(cl.ID); ch != nil; ch = h.answered(cl.ID) {
+		select {
+		case <-ch:
+		case <-deadline.C:
+			break wait
+		}
+	}
+	marked, handed := b.departing.settleLost(cl.ID, cl)
+	if !marked || handed || !h.newerSeen(cl.ID, stamp) {
+		return
+	}
+	if b.goneClient(cl.ID) != cl {
+		return // a newer connection here took it over
+	}
+	b.detachRoutes(cl)
+	b.dropClient(cl)
+}

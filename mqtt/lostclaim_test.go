@@ -1,0 +1,121 @@
+package mqtt
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstream/mqstream/internal/testutil"
+)
+
+// queuedPayloads returns the payloads of the queued deliveries among a
+// handed-over session's pairs (nil pairs: none).
+func queuedPayloads(t *testing.T, id string, pairs []byte) []string {
+	t.Helper()
+	if len(pairs) == 0 {
+		return nil
+	}
+	writes, err := decodeSessionMove(id, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range writes {
+		if !bytes.HasPrefix(w.Key, clientKey(keyQueue, id, 0)) {
+			continue
+		}
+		d, err := decodeDelivery(w.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(d.pk.Payload))
+	}
+	return got
+}
+
+// connectLosing connects client id on n while rem holds its claim; the
+// claim is released once during has run, and the connection, its claim
+// lost, gets its CONNACK and is disconnected as taken over.
+func connectLosing(t *testing.T, n *stateBroker, rem *heldClaimRemote, id string, during func()) {
+	t.Helper()
+	rem.hold.Store(&id)
+	c := dialRaw(t, n.addr, 4)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: id, Keepalive: 30}})
+	<-rem.entered
+	during()
+	close(rem.release)
+	c.expect(packets.Connack)
+	if _, err := c.read(5 * time.Second); err == nil {
+		t.Fatal("the connection whose claim lost was not disconnected")
+	}
+	waitGone(t, n.b, id)
+}
+
+// keptSessionOnN1 starts n1 keeping the offline session of client
+// "racer", subscribed to live/r, with q-0 and q-1 queued; other nodes
+// refuse its claims (rem.refuse) once rem releases them.
+func keptSessionOnN1(t *testing.T) (*stateBroker, *heldClaimRemote) {
+	t.Helper()
+	rem := &heldClaimRemote{entered: make(chan struct{}), release: make(chan struct{}), refuse: true}
+	n := startStateBroker(t, func(o *Options) { o.Remote, o.NodeID = rem, "n1" })
+	awaySession(t, n, "racer", "live/r")
+	publishAcked(t, n.addr, "live/r", "q", 2)
+	n.b.state.wait()
+	return n, rem
+}
+
+// TestLosingConnectionHereLeavesTheSessionToTheWinner: n1 holds a client's
+// offline session; the client connects on n1 and, at the same instant, on
+// n2 with a newer claim, which wins (n2 refuses n1's claim). The
+// connection here is disconnected; the session it took over must wait for
+// n2's claim, which takes it with what was queued, rather than end here.
+func TestLosingConnectionHereLeavesTheSessionToTheWinner(t *testing.T) {
+	n, rem := keptSessionOnN1(t)
+	connectLosing(t, n, rem, "racer", func() {})
+	n.b.state.wait()
+	newer := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	answer, err := n.b.HandleClaim(encodeClaim("racer", newer, false, nil))
+	if err != nil || len(answer) < 2 || answer[0] != claimGranted {
+		t.Fatalf("n2's claim: %x %v", answer, err)
+	}
+	if got := queuedPayloads(t, "racer", answer[1:]); !slices.Equal(got, []string{"q-0", "q-1"}) {
+		t.Fatalf("n2's claim got queued %v", got)
+	}
+}
+
+// TestSessionHandedOverWhileALosingConnectionTookItHere: n2's newer claim
+// takes a client's session from n1 while a connection of the client on
+// n1 is claiming; that connection lost, but takes the session over here
+// before it is disconnected. What is queued for the client here since n2
+// took its copy reaches n2 with the settle, and the session ends here.
+func TestSessionHandedOverWhileALosingConnectionTookItHere(t *testing.T) {
+	n, rem := keptSessionOnN1(t)
+	var newer rversion
+	connectLosing(t, n, rem, "racer", func() {
+		newer = rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+		answer, err := n.b.HandleClaim(encodeClaim("racer", newer, false, nil))
+		if err != nil || len(answer) < 2 {
+			t.Fatalf("n2's claim: %x %v", answer, err)
+		}
+		if got := queuedPayloads(t, "racer", answer[1:]); !slices.Equal(got, []string{"q-0", "q-1"}) {
+			t.Fatalf("n2's claim got queued %v", got)
+		}
+	})
+	publishAcked(t, n.addr, "live/r", "late", 1)
+	n.b.state.wait()
+	delta, err := n.b.HandleSettle(encodeSettle("racer", newer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedPayloads(t, "racer", delta); !slices.Equal(got, []string{"late-0"}) {
+		t.Fatalf("the settle answered %v", got)
+	}
+	testutil.Eventually(t, 5*time.Second, "the session to end here", func() bool {
+		_, ok := sessionInfo(n.b, "racer")
+		return !ok
+	})
+}
