@@ -220,6 +220,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("mqtt: add takeover hook: %w", err)
 	}
 	b.takeover = takeover
+	takeover.aborted = b.establishAborted
 	if opts.Remote != nil {
 		// After the takeover hook: a client id is claimed from the other
 		// nodes once a connection with it leaving here is gone.

@@ -291,15 +291,22 @@ func (h *claimHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	}
 }
 
-func (h *claimHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+func (h *claimHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.forget(cl) }
+
+// forget drops the claim of connection cl, which ended; lost reports
+// whether a newer claim had won over it (at stamp).
+func (h *claimHook) forget(cl *mochi.Client) (lost bool, stamp rversion) {
 	h.mu.Lock()
-	if c := h.byConn[cl]; c != nil {
-		delete(h.byConn, cl)
-		if h.claims[cl.ID] == c {
-			delete(h.claims, cl.ID)
-		}
+	defer h.mu.Unlock()
+	c := h.byConn[cl]
+	if c == nil {
+		return false, rversion{}
 	}
-	h.mu.Unlock()
+	delete(h.byConn, cl)
+	if h.claims[cl.ID] == c {
+		delete(h.claims, cl.ID)
+	}
+	return c.lost, c.stamp
 }
 
 // Answers to a claim.
@@ -435,7 +442,9 @@ func (b *Broker) detachRoutes(cl *mochi.Client) {
 		}
 		b.sel.routes.remove(filter, cl.ID)
 	}
-	b.opts.Remote.SetClient(cl.ID, nil)
+	if b.opts.Remote != nil {
+		b.opts.Remote.SetClient(cl.ID, nil)
+	}
 }
 
 // dropClient ends cl's session here: the client, its queue and what is

@@ -45,9 +45,16 @@ import (
 // waits (in OnSessionEstablish) until that one is gone, its deletion
 // included, before mochi takes over the session and adds it. "Gone" comes
 // from the listeners: mochi is done with a connection when its establish
-// function returns.
+// function returns. A connection gone while being established is one
+// mochi gave up on after OnSessionEstablish, calling neither
+// OnSessionEstablished nor OnDisconnect for it: aborted is told.
 type takeoverHook struct {
 	mochi.HookBase
+
+	// aborted (if set) is called with a connection mochi is done with
+	// while it was being established, on its goroutine, before the
+	// connections with its client id waiting for it go on.
+	aborted func(*mochi.Client)
 
 	conns sync.Map // net.Conn -> *connection, from open to its close
 
@@ -65,6 +72,8 @@ type connection struct {
 	// Guarded by takeoverHook.mu:
 	// id is the client id it is establishing or leaving under ("": neither).
 	id string
+	// cl is the client being established on it (nil: none was).
+	cl *mochi.Client
 	// established is closed when every hook's OnSessionEstablished has
 	// run for the connection (it is in mochi's client list, its session
 	// attached); made when it starts being established (OnSessionEstablish).
@@ -97,6 +106,21 @@ func (h *takeoverHook) open(conn net.Conn) (closed func()) {
 	c := &connection{gone: make(chan struct{})}
 	h.conns.Store(conn, c)
 	return func() {
+		if h.aborted != nil {
+			h.mu.Lock()
+			var aborted *mochi.Client
+			if ids, ok := h.mu.ids[c.id]; ok {
+				if _, ok := ids.establishing[c]; ok {
+					aborted = c.cl
+				}
+			}
+			h.mu.Unlock()
+			if aborted != nil {
+				// Still being established: the next connection with
+				// its id waits until this is done.
+				h.aborted(aborted)
+			}
+		}
 		h.conns.Delete(conn)
 		h.mu.Lock()
 		if ids, ok := h.mu.ids[c.id]; ok {
@@ -160,7 +184,7 @@ func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 			leaving = append(leaving, o)
 		}
 		if len(establishing) == 0 && len(leaving) == 0 {
-			c.id, c.established = cl.ID, make(chan struct{})
+			c.id, c.cl, c.established = cl.ID, cl, make(chan struct{})
 			ids.establishing[c] = struct{}{}
 			return
 		}
