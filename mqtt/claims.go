@@ -382,11 +382,16 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		unblockWrites(conn)
 		_ = b.server.DisconnectClient(conn, packets.ErrSessionTakenOver)
 	}
-	if d := b.departing.get(id); d != nil {
-		// It went to another node a moment ago and moves on: that node
-		// holds the newer copy, this claim takes it from there.
+	if d := b.departing.get(id); clean && d != nil {
+		// It went to another node a moment ago, unsettled: a clean start
+		// ends every copy.
 		_, _ = b.finishDeparture(id, d, false)
 	}
+	// A session handed over to another node's claim, unsettled, is handed
+	// over again (holdSession replaces the departure; that node's settle
+	// then ends nothing): that node may not have installed its copy yet
+	// (it waits for every node's answer before it does), and if it has,
+	// its copy lacks what was queued here since.
 	if clean {
 		return append([]byte{claimGranted}, b.releaseSession(id, false)...), nil
 	}

@@ -169,6 +169,9 @@ func (ds *departures) add(id string, d *departure) bool {
 	if ds.m == nil {
 		ds.m = map[string]*departure{}
 	}
+	if old := ds.m[id]; old != nil {
+		old.timer.Stop() // handed over again, to a newer claim
+	}
 	ds.m[id] = d
 	return true
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,5 +160,47 @@ func TestSettleOfALosingClaimKeepsTheSession(t *testing.T) {
 		if pk := c.expect(packets.Publish); string(pk.Payload) != fmt.Sprintf("q-%d", i) {
 			t.Fatalf("queued message %d: %q", i, pk.Payload)
 		}
+	}
+}
+
+// TestClaimWhileAMoveIsUnsettledGetsTheSession: n1 handed a client's
+// session to n2's claim, and the client connects on n3 before n2 settled
+// the move (n2 may not even have installed its copy: it waits for the
+// other nodes' answers). n3's claim gets the session as n1 keeps it, with
+// what was queued since n2's copy; n2's settle then ends nothing.
+func TestClaimWhileAMoveIsUnsettledGetsTheSession(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	exportedSession(t, n, "mover", "live/u", 2)
+	toN2 := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	if answer, err := n.b.HandleClaim(encodeClaim("mover", toN2, false, nil)); err != nil || len(answer) < 2 {
+		t.Fatalf("n2's claim: %v %v", answer, err)
+	}
+	publishAcked(t, n.addr, "live/u", "meanwhile", 1)
+	n.b.state.wait()
+	toN3 := rversion{ts: toN2.ts + 1, node: "n3"}
+	answer, err := n.b.HandleClaim(encodeClaim("mover", toN3, false, nil))
+	if err != nil || len(answer) < 2 || answer[0] != claimGranted {
+		t.Fatalf("n3's claim: %v %v", answer, err)
+	}
+	if got := queuedPayloads(t, "mover", answer[1:]); !slices.Equal(got, []string{"q-0", "q-1", "meanwhile-0"}) {
+		t.Fatalf("n3's claim got queued %v", got)
+	}
+	if delta, err := n.b.HandleSettle(encodeSettle("mover", toN2)); err != nil || delta != nil {
+		t.Fatalf("n2's settle: %v %v", delta, err)
+	}
+	if _, ok := sessionInfo(n.b, "mover"); !ok {
+		t.Fatal("n2's settle ended the session n3's claim holds")
+	}
+	publishAcked(t, n.addr, "live/u", "later", 1)
+	n.b.state.wait()
+	delta, err := n.b.HandleSettle(encodeSettle("mover", toN3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"later-0"}) {
+		t.Fatalf("n3's settle answered %v", got)
+	}
+	if _, ok := sessionInfo(n.b, "mover"); ok {
+		t.Fatal("the session is still here after n3's settle")
 	}
 }
