@@ -235,9 +235,10 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	lost := c.lost // refused, or a newer claim won meanwhile
 	h.mu.Unlock()
 	if refused {
-		// mochi takes the session kept here over for it all the same
-		// (lostclaim.go).
-		h.b.departing.markLost(cl.ID, cl)
+		// mochi takes the session kept here, if any, over for it all the
+		// same (lostclaim.go).
+		cur, kept := h.b.server.Clients.Get(cl.ID)
+		h.b.departing.markLost(cl.ID, cl, kept && cur != cl && !pk.Connect.Clean)
 	}
 	switch {
 	case session != nil && lost:
@@ -375,7 +376,7 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if losing != nil {
 		// It is disconnected once established, and may take the session
 		// kept here over before that (lostclaim.go).
-		b.departing.markLost(id, losing)
+		b.departing.markLost(id, losing, false)
 	}
 	if conn != nil {
 		// A client that stopped reading must not hold the DISCONNECT up.

@@ -18,11 +18,13 @@ import (
 //   - answered here with the session (a departure): the move's settle ends
 //     it here once the winner's node has it, with what was queued meanwhile,
 //     also when the connection here took it over after the answer (the
-//     departure follows it);
-//   - not here yet: the session is kept, and that claim takes it;
-//   - answered here without one (a clean start, or none was kept): the
-//     session the connection here started is ended, so it is not kept (and
-//     routed to) beside the winner's.
+//     departure follows it: a settle waits until that connection is gone,
+//     and the connection waits for the settles under way);
+//   - not here yet: a session this node kept is kept, and that claim
+//     takes it;
+//   - answered here without one (a clean start, or none was kept), or the
+//     session is one the connection here started: it is ended, so it is
+//     not kept (and routed to) beside the winner's.
 //
 // Ending it at once instead, as before, lost the session to the winner's
 // claim arriving a moment later, or what was queued for it meanwhile.
@@ -65,39 +67,88 @@ func (h *claimHook) answered(id string) <-chan struct{} {
 	return nil
 }
 
+// lostConn is a connection here whose claim lost; kept: it resumes a
+// session this node kept (not one it starts).
+type lostConn struct {
+	cl   *mochi.Client
+	kept bool
+}
+
 // markLost records that connection cl, whose claim of client id lost, may
 // take the session kept here over before it is disconnected.
-func (ds *departures) markLost(id string, cl *mochi.Client) {
+func (ds *departures) markLost(id string, cl *mochi.Client, kept bool) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	if ds.lost == nil {
-		ds.lost = map[string]*mochi.Client{}
+		ds.lost = map[string]lostConn{}
 	}
-	ds.lost[id] = cl
+	ds.lost[id] = lostConn{cl: cl, kept: kept}
 }
 
-// settleLost takes the mark of connection cl (once; false: a settle took
-// it, or a newer connection whose claim lost replaced it) and makes the
-// departure of client id, if any, end cl's session; handed reports
-// whether there was one.
-func (ds *departures) settleLost(id string, cl *mochi.Client) (marked, handed bool) {
+// lostConnection returns the connection marked for client id (nil: none).
+func (ds *departures) lostConnection(id string) *mochi.Client {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	if ds.lost[id] != cl {
-		return false, false
+	return ds.lost[id].cl
+}
+
+// takeLost takes the mark of connection cl (once), reporting whether it
+// was there.
+func (ds *departures) takeLost(id string, cl *mochi.Client) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if l, ok := ds.lost[id]; !ok || l.cl != cl {
+		return false
+	}
+	delete(ds.lost, id)
+	return true
+}
+
+// settleLost takes the mark of connection cl (once; marked false: a
+// settle took it, or a newer connection whose claim lost replaced it) and
+// makes the departure of client id, if any, end cl's session; handed
+// reports whether there was one.
+func (ds *departures) settleLost(id string, cl *mochi.Client) (marked, kept, handed bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	l, ok := ds.lost[id]
+	if !ok || l.cl != cl {
+		return false, false, false
 	}
 	delete(ds.lost, id)
 	if d := ds.m[id]; d != nil {
 		d.cl = cl
-		return true, true
+		return true, l.kept, true
 	}
-	return true, false
+	return true, l.kept, false
+}
+
+// followLost returns the client whose session a departure of client id
+// taken out with client cl ends: cl, or the connection here whose claim
+// lost, once it is gone, if it took the session over.
+func (b *Broker) followLost(id string, cl *mochi.Client) *mochi.Client {
+	lc := b.departing.lostConnection(id)
+	if lc == nil || lc == cl {
+		return cl
+	}
+	if c := b.takeover.connection(lc); c != nil {
+		// Still claiming, or disconnected as taken over once
+		// established; mochi takes the session over for it before that.
+		select {
+		case <-c.gone:
+		case <-time.After(claimTimeout):
+		}
+	}
+	if cur, ok := b.server.Clients.Get(id); ok && cur == lc && b.departing.takeLost(id, lc) {
+		return lc
+	}
+	return cl
 }
 
 // afterLostClaim settles what connection cl, disconnected because its
 // claim at stamp lost while it was being established, leaves here: once
-// the claims of its client id being answered here are answered (at most
-// claimTimeout).
+// the claims and settles of its client id being answered here are
+// answered (at most claimTimeout).
 func (b *Broker) afterLostClaim(cl *mochi.Client, stamp rversion) {
 	h := b.claims
 	deadline := time.NewTimer(claimTimeout)
@@ -110,8 +161,8 @@ wait:
 			break wait
 		}
 	}
-	marked, handed := b.departing.settleLost(cl.ID, cl)
-	if !marked || handed || !h.newerSeen(cl.ID, stamp) {
+	marked, kept, handed := b.departing.settleLost(cl.ID, cl)
+	if !marked || handed || kept && !h.newerSeen(cl.ID, stamp) {
 		return
 	}
 	if b.goneClient(cl.ID) != cl {

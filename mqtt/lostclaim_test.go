@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,4 +119,79 @@ func TestSessionHandedOverWhileALosingConnectionTookItHere(t *testing.T) {
 		_, ok := sessionInfo(n.b, "racer")
 		return !ok
 	})
+}
+
+// gatedBarrierRemote is a heldClaimRemote whose flush barrier, once armed,
+// waits until barrierGo is closed (signalling barrierIn).
+type gatedBarrierRemote struct {
+	heldClaimRemote
+	armed                atomic.Bool
+	barrierIn, barrierGo chan struct{}
+}
+
+func (r *gatedBarrierRemote) Barrier(time.Duration) {
+	if r.armed.CompareAndSwap(true, false) {
+		close(r.barrierIn)
+		<-r.barrierGo
+	}
+}
+
+// TestSettleBeforeTheLosingConnectionTookTheSessionOver: n2's claim takes
+// the session while a connection here is claiming, and n2's settle
+// arrives before that connection (which lost) took the session over here.
+// The settle still answers with what was queued since n2's copy.
+func TestSettleBeforeTheLosingConnectionTookTheSessionOver(t *testing.T) {
+	rem := &gatedBarrierRemote{heldClaimRemote: heldClaimRemote{entered: make(chan struct{}), release: make(chan struct{}), refuse: true},
+		barrierIn: make(chan struct{}), barrierGo: make(chan struct{})}
+	n := startStateBroker(t, func(o *Options) { o.Remote, o.NodeID = rem, "n1" })
+	awaySession(t, n, "racer", "live/r")
+	publishAcked(t, n.addr, "live/r", "q", 2)
+	n.b.state.wait()
+	type settleAnswer struct {
+		out []byte
+		err error
+	}
+	settled := make(chan settleAnswer, 1)
+	connectLosing(t, n, &rem.heldClaimRemote, "racer", func() {
+		newer := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+		if answer, err := n.b.HandleClaim(encodeClaim("racer", newer, false, nil)); err != nil || len(answer) < 2 {
+			t.Fatalf("n2's claim: %x %v", answer, err)
+		}
+		publishAcked(t, n.addr, "live/r", "late", 1)
+		n.b.state.wait()
+		rem.armed.Store(true)
+		go func() {
+			out, err := n.b.HandleSettle(encodeSettle("racer", newer))
+			settled <- settleAnswer{out, err}
+		}()
+	})
+	<-rem.barrierIn
+	close(rem.barrierGo)
+	r := <-settled
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := queuedPayloads(t, "racer", r.out); !slices.Equal(got, []string{"late-0"}) {
+		t.Fatalf("the settle answered %v", got)
+	}
+	testutil.Eventually(t, 5*time.Second, "the session to end here", func() bool {
+		_, ok := sessionInfo(n.b, "racer")
+		return !ok
+	})
+}
+
+// TestLosingConnectionEndsASessionItStarted: a connection here whose claim
+// lost, for a client this node kept no session of, started one: it is
+// ended, not handed to the winning claim as if it were the client's.
+func TestLosingConnectionEndsASessionItStarted(t *testing.T) {
+	n, rem := keptSessionOnN1(t)
+	connectLosing(t, n, rem, "fresh", func() {})
+	testutil.Eventually(t, 5*time.Second, "the session it started to end", func() bool {
+		_, ok := sessionInfo(n.b, "fresh")
+		return !ok
+	})
+	newer := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	if answer, err := n.b.HandleClaim(encodeClaim("fresh", newer, false, nil)); err != nil || len(answer) != 1 || answer[0] != claimGranted {
+		t.Fatalf("n2's claim: %x %v", answer, err)
+	}
 }

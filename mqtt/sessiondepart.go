@@ -75,7 +75,7 @@ type departures struct {
 	// lost holds, per client id, a connection here whose claim lost while
 	// it was being established, until what it leaves is settled
 	// (lostclaim.go).
-	lost map[string]*mochi.Client
+	lost map[string]lostConn
 }
 
 type importedCopy struct {
@@ -177,10 +177,9 @@ func (ds *departures) add(id string, d *departure) bool {
 }
 
 // take removes d, reporting whether it was there (a move ends once), and
-// returns the client whose session ends with it: d's, or cur, the client
-// id names here now, when that is a connection whose claim lost and that
-// took the session over since (lostclaim.go).
-func (ds *departures) take(id string, d *departure, cur *mochi.Client) (cl *mochi.Client, ok bool) {
+// returns the client whose session ends with it (followLost may change
+// that).
+func (ds *departures) take(id string, d *departure) (cl *mochi.Client, ok bool) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	if ds.m[id] != d {
@@ -188,10 +187,6 @@ func (ds *departures) take(id string, d *departure, cur *mochi.Client) (cl *moch
 	}
 	delete(ds.m, id)
 	d.timer.Stop()
-	if cur != nil && cur != d.cl && ds.lost[id] == cur {
-		delete(ds.lost, id)
-		return cur, true
-	}
 	return d.cl, true
 }
 
@@ -254,14 +249,11 @@ func (b *Broker) holdSession(id string, stamp rversion) []byte {
 // returns what was queued for it since (encoded as a handed-over
 // session's pairs; nil: nothing); ended reports whether this call ended it.
 func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended bool, out []byte) {
-	cur, _ := b.server.Clients.Get(id)
-	cl, ok := b.departing.take(id, d, cur)
+	cl, ok := b.departing.take(id, d)
 	if !ok {
 		return false, nil
 	}
-	if cl != d.cl && b.goneClient(id) != cl {
-		return true, nil // the connection that lost took it over, and a newer one since
-	}
+	cl = b.followLost(id, cl)
 	if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
 		return true, nil // ended meanwhile
 	}
@@ -269,6 +261,7 @@ func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended boo
 		// The other nodes route the client's messages to its new node
 		// now; those they routed here before are queued here first.
 		b.opts.Remote.Barrier(barrierTimeout)
+		cl = b.followLost(id, cl)
 		if cur, ok := b.server.Clients.Get(id); !ok || cur != cl {
 			return true, nil // taken over here meanwhile (a reconnect)
 		}
@@ -368,8 +361,12 @@ func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
 	}
 	// A stopping node waits for the answer (departures.close): the
 	// departure is taken out below, long before the barrier is through
-	// and the delta read.
+	// and the delta read. So does a connection here whose claim lost
+	// before it settles what it leaves (lostclaim.go).
 	defer b.departing.answer()()
+	if b.claims != nil {
+		defer b.claims.answer(id)()
+	}
 	d := b.departing.get(id)
 	if d == nil || d.stamp != stamp {
 		return nil, nil
