@@ -17,6 +17,9 @@ import (
 // end, calls it.
 func (b *Broker) establishAborted(cl *mochi.Client) {
 	b.log.Debug("a connection failed before it was established", "client", cl.ID)
+	if b.catchUp != nil {
+		b.catchUp.OnDisconnect(cl, nil, false)
+	}
 	if b.claims != nil {
 		if lost, stamp := b.claims.forget(cl); lost {
 			// What it took over here is the winning claim's

@@ -51,6 +51,11 @@ func TestConnectionGoneBeforeItsConnackLeavesNothing(t *testing.T) {
 			defer rem.rec.mu.Unlock()
 			return slices.ContainsFunc(rem.rec.sent, func(m []byte) bool { return m[0] == forwardWillClear })
 		})
+		left := 0
+		n.b.catchUp.since.Range(func(any, any) bool { left++; return true })
+		if left > 0 {
+			t.Fatalf("clean %v: the catch-up hook holds %d connections", clean, left)
+		}
 		if clean {
 			testutil.Eventually(t, 5*time.Second, "the clean session to end", func() bool {
 				_, ok := n.b.server.Clients.Get(id)

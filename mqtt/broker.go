@@ -136,6 +136,8 @@ type Broker struct {
 	peerWills *clusterWills
 	// droppedWills publishes the wills mochi drops (droppedwills.go).
 	droppedWills *droppedWillsHook
+	// catchUp (nil: none) notes per connection where its catch-ups start.
+	catchUp *catchUpHook
 	// badForwards counts messages from other nodes that did not decode.
 	badForwards atomic.Int64
 	// restored is closed once Start restored the broker state (or Close
@@ -302,8 +304,8 @@ func New(opts Options) (*Broker, error) {
 	}
 	if delivery.recent != nil {
 		// After the delivery and ingest hooks' OnSubscribed.
-		catchUp := &catchUpHook{recent: delivery.recent, subs: b.ingest.subs, delivery: delivery}
-		if err := server.AddHook(catchUp, nil); err != nil {
+		b.catchUp = &catchUpHook{recent: delivery.recent, subs: b.ingest.subs, delivery: delivery}
+		if err := server.AddHook(b.catchUp, nil); err != nil {
 			return nil, fmt.Errorf("mqtt: add catch-up hook: %w", err)
 		}
 	}

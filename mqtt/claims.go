@@ -45,8 +45,8 @@ type claimHook struct {
 	remote Remote
 	node   string
 
-	// mu guards claims, byConn, clock, recent, older, rotated, moves and
-	// answering.
+	// mu guards claims, byConn, clock, recent, older, granted,
+	// grantedOlder, rotated, moves and answering.
 	mu sync.Mutex
 	// claims holds, per client id, the claim of its connection here (from
 	// OnSessionEstablish until it disconnects or a newer claim wins).
@@ -59,7 +59,10 @@ type claimHook struct {
 	// since rotated, older the period before): a session handed over
 	// that is older than one of them is refused (sessionhandover.go).
 	recent, older map[string]rversion
-	rotated       time.Time
+	// granted and grantedOlder hold the same for claims of other nodes
+	// only.
+	granted, grantedOlder map[string]rversion
+	rotated               time.Time
 	// moves holds the client ids whose sessions are being handed over
 	// from or to this node, each with a channel closed when that ends.
 	moves map[string]chan struct{}
@@ -82,7 +85,8 @@ type claim struct {
 
 func newClaimHook(b *Broker, remote Remote, node string) *claimHook {
 	return &claimHook{b: b, remote: remote, node: node, claims: map[string]*claim{}, byConn: map[*mochi.Client]*claim{},
-		recent: map[string]rversion{}, older: map[string]rversion{}, rotated: time.Now(), moves: map[string]chan struct{}{},
+		recent: map[string]rversion{}, older: map[string]rversion{}, granted: map[string]rversion{}, grantedOlder: map[string]rversion{},
+		rotated: time.Now(), moves: map[string]chan struct{}{},
 		answering: map[string]*idAnswers{}}
 }
 
@@ -118,14 +122,26 @@ func (h *claimHook) newerSeen(id string, stamp rversion) bool {
 	return h.recent[id].newer(stamp) || h.older[id].newer(stamp) || c != nil && c.stamp.newer(stamp)
 }
 
-// noteClaimLocked remembers a claim of client id made or granted here.
-// h.mu is held.
-func (h *claimHook) noteClaimLocked(id string, v rversion) {
+// newerGranted reports whether a claim of client id newer than stamp was
+// granted here lately to another node.
+func (h *claimHook) newerGranted(id string, stamp rversion) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.granted[id].newer(stamp) || h.grantedOlder[id].newer(stamp)
+}
+
+// noteClaimLocked remembers a claim of client id made here or (other)
+// granted here. h.mu is held.
+func (h *claimHook) noteClaimLocked(id string, v rversion, other bool) {
 	if now := time.Now(); now.Sub(h.rotated) > recentClaims {
 		h.older, h.recent, h.rotated = h.recent, map[string]rversion{}, now
+		h.grantedOlder, h.granted = h.granted, map[string]rversion{}
 	}
 	if v.newer(h.recent[id]) {
 		h.recent[id] = v
+	}
+	if other && v.newer(h.granted[id]) {
+		h.granted[id] = v
 	}
 }
 
@@ -163,7 +179,7 @@ func (h *claimHook) moveLocked(id string) (done func()) {
 // handOverCallTimeout passed).
 func (h *claimHook) noteClaim(id string, v rversion) {
 	h.mu.Lock()
-	h.noteClaimLocked(id, v)
+	h.noteClaimLocked(id, v, true)
 	ch := h.moves[id]
 	h.mu.Unlock()
 	if ch != nil {
@@ -195,7 +211,7 @@ func (h *claimHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 		delete(h.byConn, old.conn) // taken over here, by mochi
 	}
 	h.claims[cl.ID], h.byConn[cl] = c, c
-	h.noteClaimLocked(cl.ID, c.stamp)
+	h.noteClaimLocked(cl.ID, c.stamp, false)
 	h.mu.Unlock()
 
 	refused := false
@@ -355,6 +371,11 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	// answer. (Noted first: a hand-over to this node that starts after
 	// this is refused.)
 	h.noteClaim(id, stamp)
+	if d := b.departing.get(id); d != nil && d.stamp.newer(stamp) {
+		// Handed over to a newer claim, not settled yet: the session is
+		// that claim's (the two connections started at once).
+		return []byte{claimRefused}, nil
+	}
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
 	c := h.claims[id]

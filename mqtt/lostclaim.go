@@ -162,10 +162,15 @@ wait:
 		}
 	}
 	marked, kept, handed := b.departing.settleLost(cl.ID, cl)
-	if !marked || handed || kept && !h.newerSeen(cl.ID, stamp) {
+	if !marked || handed || kept && !h.newerGranted(cl.ID, stamp) {
+		// A newer connection here, if any, takes a kept session over.
 		return
 	}
-	if b.goneClient(cl.ID) != cl {
+	// Ended with no establishment of the id here in between: a newer
+	// connection here takes over only what is left.
+	done := b.takeover.exclusive(cl.ID)
+	defer done()
+	if cur, ok := b.server.Clients.Get(cl.ID); !ok || cur != cl || !cl.Closed() {
 		return // a newer connection here took it over
 	}
 	b.detachRoutes(cl)

@@ -2,7 +2,10 @@ package mqtt
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -193,5 +196,103 @@ func TestLosingConnectionEndsASessionItStarted(t *testing.T) {
 	newer := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
 	if answer, err := n.b.HandleClaim(encodeClaim("fresh", newer, false, nil)); err != nil || len(answer) != 1 || answer[0] != claimGranted {
 		t.Fatalf("n2's claim: %x %v", answer, err)
+	}
+}
+
+// seqClaimRemote holds the claims of client id (once set) one by one: the
+// i-th waits for release[i] (signalling entered[i]) and gets answers[i]
+// from "n2"; it answers every other claim as a node alone would.
+type seqClaimRemote struct {
+	aloneRemote
+	mu               sync.Mutex
+	id               string
+	n                int
+	entered, release [2]chan struct{}
+	answers          [2][]byte
+}
+
+func (r *seqClaimRemote) Claim(req []byte, _ time.Duration) ([]string, [][]byte) {
+	id, _, _, _, _ := decodeClaim(req)
+	r.mu.Lock()
+	if id != r.id || r.n >= 2 {
+		r.mu.Unlock()
+		return nil, nil
+	}
+	i := r.n
+	r.n++
+	r.mu.Unlock()
+	close(r.entered[i])
+	<-r.release[i]
+	return []string{"n2"}, [][]byte{r.answers[i]}
+}
+
+// TestRetryHereResumesWhatALosingConnectionLeft: a connection here resumes
+// the session this node keeps and loses (n2 refuses its claim), and the
+// client, which reset it, connects here again at once. The retry, the
+// newest connection, resumes the session: what the losing connection
+// leaves is not ended under it.
+func TestRetryHereResumesWhatALosingConnectionLeft(t *testing.T) {
+	rem := &seqClaimRemote{answers: [2][]byte{{claimRefused}, {claimGranted}}}
+	for i := range 2 {
+		rem.entered[i], rem.release[i] = make(chan struct{}), make(chan struct{})
+	}
+	close(rem.release[1])
+	n := startStateBroker(t, func(o *Options) { o.Remote, o.NodeID = rem, "n1" })
+	awaySession(t, n, "racer", "live/r")
+	publishAcked(t, n.addr, "live/r", "q", 2)
+	n.b.state.wait()
+	rem.mu.Lock()
+	rem.id = "racer"
+	rem.mu.Unlock()
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "racer", Keepalive: 30}}
+	first := dialRaw(t, n.addr, 4)
+	first.send(connect)
+	<-rem.entered[0]
+	retry := dialRaw(t, n.addr, 4)
+	retry.send(connect)
+	testutil.Eventually(t, 5*time.Second, "the retry to wait for the first connection", func() bool { return n.b.takeover.waiting("racer") == 1 })
+	if err := first.conn.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	first.drop()
+	close(rem.release[0])
+	if ack := retry.expect(packets.Connack); !ack.SessionPresent {
+		t.Fatal("the retry got no session")
+	}
+	for i := range 2 {
+		pk := retry.expect(packets.Publish)
+		if want := fmt.Sprintf("q-%d", i); string(pk.Payload) != want {
+			t.Fatalf("got %q, want %s", pk.Payload, want)
+		}
+		retry.ack(packets.Puback, pk.PacketID)
+	}
+	if s, ok := sessionInfo(n.b, "racer"); !ok || s.Subscriptions != 1 {
+		t.Fatalf("the retry's session: %+v %v", s, ok)
+	}
+}
+
+// TestOlderClaimLeavesAnUnsettledMoveAlone: n1 handed a session to n2's
+// claim; a claim older than n2's (two connections at once) is refused and
+// ends nothing, and n2's settle still gets what was queued meanwhile.
+func TestOlderClaimLeavesAnUnsettledMoveAlone(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	exportedSession(t, n, "mover", "live/o", 1)
+	toN2 := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	if answer, err := n.b.HandleClaim(encodeClaim("mover", toN2, false, nil)); err != nil || len(answer) < 2 {
+		t.Fatalf("n2's claim: %v %v", answer, err)
+	}
+	older := rversion{ts: toN2.ts - 1, node: "n3"}
+	if answer, err := n.b.HandleClaim(encodeClaim("mover", older, false, nil)); err != nil || !slices.Equal(answer, []byte{claimRefused}) {
+		t.Fatalf("the older claim: %v %v", answer, err)
+	}
+	publishAcked(t, n.addr, "live/o", "meanwhile", 1)
+	n.b.state.wait()
+	delta, err := n.b.HandleSettle(encodeSettle("mover", toN2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"meanwhile-0"}) {
+		t.Fatalf("n2's settle answered %v", got)
 	}
 }

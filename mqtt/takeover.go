@@ -170,10 +170,35 @@ func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 	if c == nil {
 		return
 	}
+	h.enter(cl.ID, cl, c)
+}
+
+// exclusive waits as an establishment of client id does, then holds the
+// next establishment of the id back until done is called (a connection
+// here whose claim lost ends the session it took over: lostclaim.go).
+func (h *takeoverHook) exclusive(id string) (done func()) {
+	c := &connection{gone: make(chan struct{})}
+	h.enter(id, nil, c)
+	return func() {
+		h.mu.Lock()
+		if ids, ok := h.mu.ids[id]; ok {
+			delete(ids.establishing, c)
+			h.forgetLocked(id, ids)
+		}
+		close(c.established)
+		h.mu.Unlock()
+		close(c.gone)
+	}
+}
+
+// enter waits until the connections with client id being established are
+// established or gone, and those leaving are gone; then c (cl's, if not
+// nil) is being established.
+func (h *takeoverHook) enter(id string, cl *mochi.Client, c *connection) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for {
-		ids := h.idLocked(cl.ID)
+		ids := h.idLocked(id)
 		var establishing, leaving []*connection
 		for o := range ids.establishing {
 			if o != c {
@@ -184,7 +209,7 @@ func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 			leaving = append(leaving, o)
 		}
 		if len(establishing) == 0 && len(leaving) == 0 {
-			c.id, c.cl, c.established = cl.ID, cl, make(chan struct{})
+			c.id, c.cl, c.established = id, cl, make(chan struct{})
 			ids.establishing[c] = struct{}{}
 			return
 		}
