@@ -371,11 +371,6 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	// answer. (Noted first: a hand-over to this node that starts after
 	// this is refused.)
 	h.noteClaim(id, stamp)
-	if d := b.departing.get(id); d != nil && d.stamp.newer(stamp) {
-		// Handed over to a newer claim, not settled yet: the session is
-		// that claim's (the two connections started at once).
-		return []byte{claimRefused}, nil
-	}
 	h.mu.Lock()
 	h.clock = max(h.clock, stamp.ts)
 	c := h.claims[id]
@@ -407,13 +402,13 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 	if d := b.departing.get(id); clean && d != nil {
 		// It went to another node a moment ago, unsettled: a clean start
 		// ends every copy.
-		_, _ = b.finishDeparture(id, d, false)
+		_, _ = b.finishDeparture(id, d, false, 0)
 	}
 	// A session handed over to another node's claim, unsettled, is handed
-	// over again (holdSession replaces the departure; that node's settle
-	// then ends nothing): that node may not have installed its copy yet
-	// (it waits for every node's answer before it does), and if it has,
-	// its copy lacks what was queued here since.
+	// over again (holdSession replaces the departure, and either claim may
+	// settle it: the one that did not lose): that node may not have
+	// installed its copy yet (it waits for every node's answer before it
+	// does), and if it has, its copy lacks what was queued here since.
 	if clean {
 		return append([]byte{claimGranted}, b.releaseSession(id, false)...), nil
 	}

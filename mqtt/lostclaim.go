@@ -166,6 +166,18 @@ wait:
 		// A newer connection here, if any, takes a kept session over.
 		return
 	}
+	if endsWithConnection(cl) {
+		// mochi ends it after the connection's OnDisconnect (unless a
+		// newer connection took it over), or establishAborted did.
+		return
+	}
+	if c := b.takeover.connection(cl); c != nil {
+		// Its goroutine's own end first (its hooks' OnDisconnect).
+		select {
+		case <-c.gone:
+		case <-time.After(goneTimeout):
+		}
+	}
 	// Ended with no establishment of the id here in between: a newer
 	// connection here takes over only what is left.
 	done := b.takeover.exclusive(cl.ID)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstream/mqstream/internal/testutil"
@@ -272,10 +273,12 @@ func TestRetryHereResumesWhatALosingConnectionLeft(t *testing.T) {
 	}
 }
 
-// TestOlderClaimLeavesAnUnsettledMoveAlone: n1 handed a session to n2's
-// claim; a claim older than n2's (two connections at once) is refused and
-// ends nothing, and n2's settle still gets what was queued meanwhile.
-func TestOlderClaimLeavesAnUnsettledMoveAlone(t *testing.T) {
+// TestNewerClaimSettlesAMoveHandedOverAgainToAnOlderOne: n1 handed a
+// session to n2's claim; a claim older than n2's (two connections at
+// once, or n3's clock behind; n2 may have died) gets it too, and n2's
+// settle still gets what was queued meanwhile, while n3's settle (n2's
+// claim newer) is refused.
+func TestNewerClaimSettlesAMoveHandedOverAgainToAnOlderOne(t *testing.T) {
 	n := startClusterStateBroker(t, "n1")
 	exportedSession(t, n, "mover", "live/o", 1)
 	toN2 := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
@@ -283,16 +286,93 @@ func TestOlderClaimLeavesAnUnsettledMoveAlone(t *testing.T) {
 		t.Fatalf("n2's claim: %v %v", answer, err)
 	}
 	older := rversion{ts: toN2.ts - 1, node: "n3"}
-	if answer, err := n.b.HandleClaim(encodeClaim("mover", older, false, nil)); err != nil || !slices.Equal(answer, []byte{claimRefused}) {
+	answer, err := n.b.HandleClaim(encodeClaim("mover", older, false, nil))
+	if err != nil || len(answer) < 2 || answer[0] != claimGranted {
 		t.Fatalf("the older claim: %v %v", answer, err)
+	}
+	if got := queuedPayloads(t, "mover", answer[1:]); !slices.Equal(got, []string{"q-0"}) {
+		t.Fatalf("the older claim got queued %v", got)
 	}
 	publishAcked(t, n.addr, "live/o", "meanwhile", 1)
 	n.b.state.wait()
+	if delta, err := n.b.HandleSettle(encodeSettle("mover", older)); err != nil || delta != nil {
+		t.Fatalf("the older claim's settle: %v %v", delta, err)
+	}
 	delta, err := n.b.HandleSettle(encodeSettle("mover", toN2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"meanwhile-0"}) {
 		t.Fatalf("n2's settle answered %v", got)
+	}
+}
+
+// gateHook holds the first OnSessionEstablished of client id (after every
+// other hook's) until gate is closed, signalling in: that connection's
+// goroutine is slow to go on.
+type gateHook struct {
+	mochi.HookBase
+	id       string
+	once     sync.Once
+	in, gate chan struct{}
+}
+
+func (h *gateHook) ID() string           { return "test-gate" }
+func (h *gateHook) Provides(b byte) bool { return b == mochi.OnSessionEstablished }
+func (h *gateHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if cl.ID == h.id {
+		h.once.Do(func() {
+			close(h.in)
+			<-h.gate
+		})
+	}
+}
+
+// TestCleanLosingConnectionLeavesTheRetryListed: a clean-session
+// connection here loses its claim and its goroutine is slow to end; the
+// client's retry here takes over. The losing connection's end (mochi
+// deletes a clean session's client id after OnDisconnect unless taken
+// over) must not remove the retry from the client list.
+func TestCleanLosingConnectionLeavesTheRetryListed(t *testing.T) {
+	rem := &seqClaimRemote{answers: [2][]byte{{claimRefused}, {claimGranted}}}
+	for i := range 2 {
+		rem.entered[i], rem.release[i] = make(chan struct{}), make(chan struct{})
+		close(rem.release[i])
+	}
+	n := startStateBroker(t, func(o *Options) { o.Remote, o.NodeID = rem, "n1" })
+	gate := &gateHook{id: "racer", in: make(chan struct{}), gate: make(chan struct{})}
+	if err := n.b.server.AddHook(gate, nil); err != nil {
+		t.Fatal(err)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			close(gate.gate)
+		}
+	}()
+	rem.mu.Lock()
+	rem.id = "racer"
+	rem.mu.Unlock()
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "racer", Keepalive: 30, Clean: true}}
+	first := dialRaw(t, n.addr, 4)
+	first.send(connect)
+	<-gate.in
+	loser, _ := n.b.server.Clients.Get("racer")
+	testutil.Eventually(t, 5*time.Second, "what the losing connection leaves to be settled", func() bool {
+		return n.b.departing.lostConnection("racer") == nil
+	})
+	retry := dialRaw(t, n.addr, 4)
+	retry.connect("racer", true, packets.Properties{})
+	close(gate.gate)
+	opened = true
+	testutil.Eventually(t, 5*time.Second, "the losing connection to be gone", func() bool { return n.b.takeover.connection(loser) == nil })
+	if cur, ok := n.b.server.Clients.Get("racer"); !ok || cur == loser {
+		t.Fatalf("the retry is not in the client list: %v", ok)
+	}
+	retry.subscribe(1, packets.Subscription{Filter: "live/x", Qos: 1})
+	publishAcked(t, n.addr, "live/x", "m", 1)
+	if pk := retry.expect(packets.Publish); string(pk.Payload) != "m-0" {
+		t.Fatalf("the retry got %q", pk.Payload)
 	}
 }

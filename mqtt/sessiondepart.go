@@ -48,6 +48,23 @@ type departure struct {
 	stamp rversion // the claim it went to
 	last  uint64   // the key of the last queued delivery handed over
 	timer *time.Timer
+	// prev is the claim and last of the departure this one replaced
+	// (handed over again to another claim before it was settled): that
+	// claim may still settle if it is the newer (HandleSettle refuses a
+	// settle of a claim older than one seen since).
+	prev *departure
+}
+
+// settledBy returns the key of the last queued delivery handed over to
+// the claim at stamp, and whether d (or the one it replaced) went to it.
+func (d *departure) settledBy(stamp rversion) (last uint64, ok bool) {
+	switch {
+	case d.stamp == stamp:
+		return d.last, true
+	case d.prev != nil && d.prev.stamp == stamp:
+		return d.prev.last, true
+	}
+	return 0, false
 }
 
 // departures are the sessions handed over and not settled yet.
@@ -170,7 +187,8 @@ func (ds *departures) add(id string, d *departure) bool {
 		ds.m = map[string]*departure{}
 	}
 	if old := ds.m[id]; old != nil {
-		old.timer.Stop() // handed over again, to a newer claim
+		old.timer.Stop() // handed over again, to another claim
+		d.prev = &departure{stamp: old.stamp, last: old.last}
 	}
 	ds.m[id] = d
 	return true
@@ -232,7 +250,7 @@ func (b *Broker) holdSession(id string, stamp rversion) []byte {
 	}
 	d := &departure{cl: cl, stamp: stamp, last: last}
 	d.timer = time.AfterFunc(settleTimeout, func() {
-		if ended, _ := b.finishDeparture(id, d, false); ended {
+		if ended, _ := b.finishDeparture(id, d, false, 0); ended {
 			b.log.Warn("a session handed over to another node was not settled in time: ended here, without what was queued for it since", "client", id, "node", stamp.node)
 		}
 	})
@@ -248,7 +266,7 @@ func (b *Broker) holdSession(id string, stamp rversion) []byte {
 // finishDeparture ends a session handed over (once): with delta, it
 // returns what was queued for it since (encoded as a handed-over
 // session's pairs; nil: nothing); ended reports whether this call ended it.
-func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended bool, out []byte) {
+func (b *Broker) finishDeparture(id string, d *departure, delta bool, last uint64) (ended bool, out []byte) {
 	cl, ok := b.departing.take(id, d)
 	if !ok {
 		return false, nil
@@ -269,7 +287,7 @@ func (b *Broker) finishDeparture(id string, d *departure, delta bool) (ended boo
 	b.detachRoutes(cl)
 	if delta && b.state.owner(id) == cl {
 		b.state.wait()
-		out = b.exportQueueAfter(id, d.last)
+		out = b.exportQueueAfter(id, last)
 	}
 	b.dropClient(cl)
 	return true, out
@@ -368,7 +386,11 @@ func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
 		defer b.claims.answer(id)()
 	}
 	d := b.departing.get(id)
-	if d == nil || d.stamp != stamp {
+	if d == nil {
+		return nil, nil
+	}
+	last, ok := d.settledBy(stamp)
+	if !ok {
 		return nil, nil
 	}
 	if b.claims != nil && b.claims.newerSeen(id, stamp) {
@@ -379,7 +401,7 @@ func (b *Broker) HandleSettle(req []byte) ([]byte, error) {
 		// it ends after settleTimeout).
 		return nil, nil
 	}
-	_, out := b.finishDeparture(id, d, true)
+	_, out := b.finishDeparture(id, d, true, last)
 	return out, nil
 }
 
