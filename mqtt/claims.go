@@ -400,15 +400,20 @@ func (b *Broker) HandleClaim(req []byte) ([]byte, error) {
 		_ = b.server.DisconnectClient(conn, packets.ErrSessionTakenOver)
 	}
 	if d := b.departing.get(id); clean && d != nil {
+		if d.newerThan(stamp) {
+			// It went to a newer claim a moment ago, unsettled: this
+			// older clean start loses there, and ends nothing here.
+			return []byte{claimGranted}, nil
+		}
 		// It went to another node a moment ago, unsettled: a clean start
 		// ends every copy.
 		_, _ = b.finishDeparture(id, d, false, 0)
 	}
 	// A session handed over to another node's claim, unsettled, is handed
-	// over again (holdSession replaces the departure, and either claim may
-	// settle it: the one that did not lose): that node may not have
-	// installed its copy yet (it waits for every node's answer before it
-	// does), and if it has, its copy lacks what was queued here since.
+	// over again (holdSession replaces the departure, and the newer of the
+	// two claims may settle it): that node may not have installed its copy
+	// yet (it waits for every node's answer before it does), and if it
+	// has, its copy lacks what was queued here since.
 	if clean {
 		return append([]byte{claimGranted}, b.releaseSession(id, false)...), nil
 	}

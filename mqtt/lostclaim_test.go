@@ -376,3 +376,35 @@ func TestCleanLosingConnectionLeavesTheRetryListed(t *testing.T) {
 		t.Fatalf("the retry got %q", pk.Payload)
 	}
 }
+
+// TestOlderClaimsLeaveANewerMoveToSettle: n1 handed a session to n2's
+// claim, the newest; older claims then arrive before n2 settles (clocks
+// apart, or connections at once): two that resume the session get it too,
+// a clean one ends nothing, and n2's settle still gets what was queued.
+func TestOlderClaimsLeaveANewerMoveToSettle(t *testing.T) {
+	n := startClusterStateBroker(t, "n1")
+	exportedSession(t, n, "mover", "live/m", 1)
+	newest := rversion{ts: uint64(time.Now().UnixNano()), node: "n2"}
+	if answer, err := n.b.HandleClaim(encodeClaim("mover", newest, false, nil)); err != nil || len(answer) < 2 {
+		t.Fatalf("n2's claim: %v %v", answer, err)
+	}
+	for i, node := range []string{"n3", "n4"} {
+		older := rversion{ts: newest.ts - uint64(2-i), node: node}
+		if answer, err := n.b.HandleClaim(encodeClaim("mover", older, false, nil)); err != nil || len(answer) < 2 {
+			t.Fatalf("%s's claim: %v %v", node, answer, err)
+		}
+	}
+	clean := rversion{ts: newest.ts - 3, node: "n5"}
+	if answer, err := n.b.HandleClaim(encodeClaim("mover", clean, true, nil)); err != nil || !slices.Equal(answer, []byte{claimGranted}) {
+		t.Fatalf("the older clean claim: %v %v", answer, err)
+	}
+	publishAcked(t, n.addr, "live/m", "meanwhile", 1)
+	n.b.state.wait()
+	delta, err := n.b.HandleSettle(encodeSettle("mover", newest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"meanwhile-0"}) {
+		t.Fatalf("n2's settle answered %v", got)
+	}
+}

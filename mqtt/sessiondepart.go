@@ -55,6 +55,12 @@ type departure struct {
 	prev *departure
 }
 
+// newerThan reports whether d (or the one it replaced) went to a claim
+// newer than stamp.
+func (d *departure) newerThan(stamp rversion) bool {
+	return d.stamp.newer(stamp) || d.prev != nil && d.prev.stamp.newer(stamp)
+}
+
 // settledBy returns the key of the last queued delivery handed over to
 // the claim at stamp, and whether d (or the one it replaced) went to it.
 func (d *departure) settledBy(stamp rversion) (last uint64, ok bool) {
@@ -188,7 +194,11 @@ func (ds *departures) add(id string, d *departure) bool {
 	}
 	if old := ds.m[id]; old != nil {
 		old.timer.Stop() // handed over again, to another claim
+		// Of the claims it went to, only the newest may settle it.
 		d.prev = &departure{stamp: old.stamp, last: old.last}
+		if old.prev != nil && old.prev.stamp.newer(old.stamp) {
+			d.prev = old.prev
+		}
 	}
 	ds.m[id] = d
 	return true
