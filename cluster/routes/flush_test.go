@@ -66,3 +66,39 @@ func TestFlushWaitsForTheBatchInFlight(t *testing.T) {
 		t.Fatal("the wait did not end once the batch went through")
 	}
 }
+
+// TestFlushWaitsForAForwardUnderWay: a message whose targets were looked
+// up before another node's filters arrived goes only to the node that had
+// the filter before; a flush that node asks for once the new filters are
+// known here (a session moving away from it) returns only after that
+// message reached it, or it would be lost between the two nodes.
+func TestFlushWaitsForAForwardUnderWay(t *testing.T) {
+	a, old, next := startNode(t, "a", "", nil, fastOptions()), startNode(t, "old", "", nil, fastOptions()), startNode(t, "next", "", nil, fastOptions())
+	mesh(a, old, next)
+	old.r.SetClient("roamer", []string{"t"})
+	looked, resume := make(chan struct{}), make(chan struct{})
+	a.r.lookedUp = func() {
+		close(looked)
+		<-resume
+	}
+	go a.r.Forward("t", []byte("m"))
+	<-looked
+	a.r.lookedUp = nil
+	next.r.SetClient("roamer", []string{"t"}) // a knows of it when this returns
+
+	flushed := make(chan []string, 1)
+	go func() {
+		_, _ = a.r.HandleFlush(context.Background(), "old", nil)
+		flushed <- old.in.got()
+	}()
+	select {
+	case got := <-flushed: // returned before the forward queued its message
+		close(resume)
+		t.Fatalf("the flush returned before the forward under way queued its message for old (old had %q then)", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(resume)
+	if got := <-flushed; len(got) != 1 || got[0] != "m" {
+		t.Fatalf("old had %q when the flush returned, want [m]", got)
+	}
+}

@@ -127,6 +127,15 @@ type Router struct {
 	// modified) under mu.
 	peerSnap atomic.Pointer[map[string]*peer]
 	cache    matchCache
+	// forwarding is held for reading by Forward from the lookup of a
+	// message's targets until it is queued for them; HandleFlush takes it
+	// for writing, and lets go at once, so that a message routed by the
+	// table as it was before the flush is queued before the flush looks
+	// at the queue. It guards nothing else.
+	forwarding sync.RWMutex
+	// lookedUp, if set (tests), is called by Forward between the lookup
+	// of the targets and queueing the message.
+	lookedUp func()
 
 	forwarded atomic.Int64 // messages queued for another node
 	received  atomic.Int64 // messages delivered here from other nodes
@@ -560,7 +569,8 @@ func (r *Router) Barrier(timeout time.Duration) {
 }
 
 // HandleFlush serves FlushService: it returns once the messages queued
-// for the calling node so far have been delivered there.
+// for the calling node so far, and those of the forwards under way, have
+// been delivered there.
 func (r *Router) HandleFlush(ctx context.Context, from string, _ []byte) ([]byte, error) {
 	p := (*r.peerSnap.Load())[from]
 	if p == nil {
@@ -572,6 +582,11 @@ func (r *Router) HandleFlush(ctx context.Context, from string, _ []byte) ([]byte
 	defer cancel()
 	stop := context.AfterFunc(p.ctx, cancel)
 	defer stop()
+	// A forward that looked its targets up before the flush came (the
+	// calling node among them: a session moving away from it, whose new
+	// node's filters arrived here since) queues its message first.
+	r.forwarding.Lock()
+	r.forwarding.Unlock()
 	if !p.out.waitQueued(ctx) {
 		return nil, ctx.Err()
 	}
@@ -767,9 +782,14 @@ func (r *Router) Wanted(topic string) bool { return len(r.targets(topic)) > 0 }
 // Forward queues msg for every other node with a subscription matching
 // topic. Messages for one node leave in the order Forward was called.
 func (r *Router) Forward(topic string, msg []byte) {
+	r.forwarding.RLock()
+	defer r.forwarding.RUnlock()
 	targets := r.targets(topic)
 	if len(targets) == 0 {
 		return
+	}
+	if r.lookedUp != nil {
+		r.lookedUp()
 	}
 	peers := *r.peerSnap.Load()
 	for _, id := range targets {
