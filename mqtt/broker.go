@@ -118,6 +118,9 @@ type Broker struct {
 	// delivery sends to ordinary subscribers; sel corrects selections.
 	delivery *deliveryHook
 	sel      *selector
+	// routing is the fence a session's move waits at for the messages
+	// already routed to it (routingfence.go); nil in standalone mode.
+	routing *routingFence
 	// state writes broker state to disk (nil without Options.State).
 	state *stateStore
 	// willsMu guards wills (restored wills waiting for their delay) and
@@ -285,6 +288,9 @@ func New(opts Options) (*Broker, error) {
 		delivery.retained.sync = newRetainedSync(opts.Remote, opts.NodeID)
 	}
 	b.delivery, b.sel = delivery, sel
+	if opts.Remote != nil {
+		b.routing = &routingFence{}
+	}
 	b.ingest = &ingestHook{
 		server:     server,
 		store:      opts.Store,
@@ -297,6 +303,7 @@ func New(opts Options) (*Broker, error) {
 		order:      order,
 		publish:    delivery.publish,
 		recent:     delivery.recent,
+		routing:    b.routing,
 		st:         b.state,
 	}
 	if err := server.AddHook(b.ingest, nil); err != nil {

@@ -67,6 +67,9 @@ type ingestHook struct {
 	// recent numbers and keeps routed messages for catch-up (catchup.go;
 	// nil: off).
 	recent *recentPublishes
+	// routing is held from a message's lookup until it is queued
+	// (routingfence.go; nil: standalone).
+	routing *routingFence
 	// st is the broker state on disk (nil: none).
 	st   *stateStore
 	qos2 qos2Sessions // QoS 2 publishes waiting for PUBREL (inbound.go)
@@ -574,6 +577,8 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 // by re-publishing it through the publisher's inline client.
 func (h *ingestHook) fanout(c *conn, e *entry) {
 	e.sent = true
+	h.routing.enter()
+	defer h.routing.exit()
 	seq := h.recent.reserve() // before the lookup (catchup.go)
 	subs, has := h.subs.lookup(e.pk.TopicName)
 	if h.publish != nil && (subs == nil || len(subs.InlineSubscriptions) == 0) {

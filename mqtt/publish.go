@@ -95,18 +95,28 @@ func (b *Broker) Publish(ctx context.Context, m Message) (PublishResult, error) 
 		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: up.Key, Val: up.Value})
 	}
 	b.ingest.order.wait() // after the subscription changes read before it (order.go)
-	remote := b.opts.Remote != nil && b.opts.Remote.Wanted(m.Topic)
-	if m.Retain || remote || b.ingest.subs.hasSubscribers(m.Topic) {
-		if err := b.server.InjectPacket(b.apiClient, pk); err != nil {
+	injected, err := b.injectAPI(pk)
+	if err != nil {
+		return res, fmt.Errorf("deliver: %w", err)
+	}
+	if injected && b.state != nil {
+		// Queued for persistent sessions and retained: on disk before
+		// the caller is answered, like a publisher's PUBACK.
+		if err := b.state.durable(b.state.syncedMark()); err != nil {
 			return res, fmt.Errorf("deliver: %w", err)
-		}
-		if b.state != nil {
-			// Queued for persistent sessions and retained: on disk before
-			// the caller is answered, like a publisher's PUBACK.
-			if err := b.state.durable(b.state.syncedMark()); err != nil {
-				return res, fmt.Errorf("deliver: %w", err)
-			}
 		}
 	}
 	return res, nil
+}
+
+// injectAPI routes an API publish through the API's inline client when it
+// is retained or anyone may take it; it reports whether it did.
+func (b *Broker) injectAPI(pk packets.Packet) (bool, error) {
+	b.routing.enter()
+	defer b.routing.exit()
+	remote := b.opts.Remote != nil && b.opts.Remote.Wanted(pk.TopicName)
+	if !pk.FixedHeader.Retain && !remote && !b.ingest.subs.hasSubscribers(pk.TopicName) {
+		return false, nil
+	}
+	return true, b.server.InjectPacket(b.apiClient, pk)
 }

@@ -158,6 +158,8 @@ func (b *Broker) DeliverForwarded(msg []byte) {
 		return
 	}
 	d := b.delivery
+	b.routing.enter()
+	defer b.routing.exit()
 	seq := d.recent.reserve() // before the lookup (catchup.go)
 	subs, _ := b.ingest.subs.lookup(pk.TopicName)
 	d.deliverAll(&pk, origin, subs, seq)

@@ -296,6 +296,7 @@ func (b *Broker) finishDeparture(id string, d *departure, delta bool, last uint6
 	}
 	b.detachRoutes(cl)
 	if delta && b.state.owner(id) == cl {
+		b.routing.wait() // messages routed to it before are queued
 		b.state.wait()
 		out = b.exportQueueAfter(id, last)
 	}

@@ -179,6 +179,7 @@ func (b *Broker) handOver(id string) (byte, error) {
 	b.opts.Remote.Barrier(barrierTimeout)
 	if cur, ok := b.server.Clients.Get(id); ok && cur == cl {
 		b.detachRoutes(cl)
+		b.routing.wait() // messages routed to it before are queued
 		b.state.wait()
 		rest := b.exportQueueAfter(id, last)
 		b.dropClient(cl)
