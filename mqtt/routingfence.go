@@ -17,6 +17,9 @@ import "sync"
 // message is queued, and the move takes it for writing and lets go at
 // once (wait) between taking the client out of the index and reading the
 // queue. Messages mochi routes itself (wills, $SYS) are not covered.
+// mochi hooks and inline subscriptions added to the broker run inside a
+// routing: they must not publish through Broker.Publish (a second read
+// lock deadlocks once a move waits), and a slow one holds a move up.
 //
 // A nil *routingFence (a standalone node) does nothing.
 type routingFence struct {
