@@ -16,6 +16,18 @@ import (
 	"github.com/mqstream/mqstream/internal/testutil"
 )
 
+// settledPayloads settles the move of client id's session handed over
+// by n to the claim at stamp, and returns the payloads of the delta it
+// answers with.
+func settledPayloads(t *testing.T, n *stateBroker, id string, stamp rversion) []string {
+	t.Helper()
+	delta, err := n.b.HandleSettle(encodeSettle(id, stamp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return queuedPayloads(t, id, delta)
+}
+
 // queuedPayloads returns the payloads of the queued deliveries among a
 // handed-over session's pairs (nil pairs: none).
 func queuedPayloads(t *testing.T, id string, pairs []byte) []string {
@@ -112,11 +124,7 @@ func TestSessionHandedOverWhileALosingConnectionTookItHere(t *testing.T) {
 	})
 	publishAcked(t, n.addr, "live/r", "late", 1)
 	n.b.state.wait()
-	delta, err := n.b.HandleSettle(encodeSettle("racer", newer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := queuedPayloads(t, "racer", delta); !slices.Equal(got, []string{"late-0"}) {
+	if got := settledPayloads(t, n, "racer", newer); !slices.Equal(got, []string{"late-0"}) {
 		t.Fatalf("the settle answered %v", got)
 	}
 	testutil.Eventually(t, 5*time.Second, "the session to end here", func() bool {
@@ -298,11 +306,7 @@ func TestNewerClaimSettlesAMoveHandedOverAgainToAnOlderOne(t *testing.T) {
 	if delta, err := n.b.HandleSettle(encodeSettle("mover", older)); err != nil || delta != nil {
 		t.Fatalf("the older claim's settle: %v %v", delta, err)
 	}
-	delta, err := n.b.HandleSettle(encodeSettle("mover", toN2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"meanwhile-0"}) {
+	if got := settledPayloads(t, n, "mover", toN2); !slices.Equal(got, []string{"meanwhile-0"}) {
 		t.Fatalf("n2's settle answered %v", got)
 	}
 }
@@ -400,11 +404,7 @@ func TestOlderClaimsLeaveANewerMoveToSettle(t *testing.T) {
 	}
 	publishAcked(t, n.addr, "live/m", "meanwhile", 1)
 	n.b.state.wait()
-	delta, err := n.b.HandleSettle(encodeSettle("mover", newest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"meanwhile-0"}) {
+	if got := settledPayloads(t, n, "mover", newest); !slices.Equal(got, []string{"meanwhile-0"}) {
 		t.Fatalf("n2's settle answered %v", got)
 	}
 }

@@ -193,11 +193,7 @@ func TestClaimWhileAMoveIsUnsettledGetsTheSession(t *testing.T) {
 	}
 	publishAcked(t, n.addr, "live/u", "later", 1)
 	n.b.state.wait()
-	delta, err := n.b.HandleSettle(encodeSettle("mover", toN3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := queuedPayloads(t, "mover", delta); !slices.Equal(got, []string{"later-0"}) {
+	if got := settledPayloads(t, n, "mover", toN3); !slices.Equal(got, []string{"later-0"}) {
 		t.Fatalf("n3's settle answered %v", got)
 	}
 	if _, ok := sessionInfo(n.b, "mover"); ok {
