@@ -53,6 +53,9 @@ type outbound struct {
 	log            *slog.Logger
 
 	sessions sync.Map // client id -> *session
+	// loaded, if set (tests), is called by attach once a session's queue
+	// was read back from disk, before the connection is attached.
+	loaded func()
 
 	dropped atomic.Int64 // deliveries dropped because a session's queue was full
 	queued  atomic.Int64 // deliveries waiting beyond a window or on disk, all sessions
@@ -122,7 +125,7 @@ type session struct {
 			count int   // deliveries on disk only (the client is away)
 			bytes int64 // their topic and payload bytes
 		}
-		loading    bool // attach is reading the queue from disk
+		loading    bool // attach is reading the queue from disk, until it attaches
 		dropLogged bool // a full queue was logged
 		ended      bool // discarded: the session is over, nothing is queued any more
 		// wakers are the consumer-group members of the attached
@@ -490,8 +493,15 @@ func (s *session) attach(cl *mochi.Client) {
 	if s.mu.offline.count > 0 {
 		s.mu.Unlock()
 		s.load() // with sendMu held: no writer runs meanwhile
+		if s.o.loaded != nil {
+			s.o.loaded()
+		}
 		s.mu.Lock()
 	}
+	// Until now a delivery queued meanwhile stayed in memory too (load
+	// set loading): had it gone to disk only, as for an absent client,
+	// nothing would read it back for this connection.
+	s.mu.loading = false
 	s.mu.cl, s.mu.window = cl, s.o.window(cl)
 	s.resumePubrelsLocked()
 	s.mu.next, s.mu.inflight = s.mu.head, 0

@@ -89,7 +89,8 @@ func (s *session) spillLocked() {
 
 // load reads the session's queue back from disk, ahead of the deliveries
 // queued since (they were written too, with later keys, and are in
-// memory already). sendMu is held; s.mu is not.
+// memory already). It leaves loading set: attach clears it as it attaches
+// the connection. sendMu is held; s.mu is not.
 func (s *session) load() {
 	s.mu.Lock()
 	s.mu.loading = true // from now on new deliveries stay in memory as well
@@ -102,7 +103,6 @@ func (s *session) load() {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.mu.loading = false
 	queue := make([]*delivery, 0, len(loaded)+len(s.mu.queue)-s.mu.head)
 	for _, d := range loaded {
 		if d.id != 0 {
