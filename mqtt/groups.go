@@ -44,7 +44,7 @@ type GroupMember = interface {
 // errNotAttached: the member's connection no longer holds its session.
 var errNotAttached = errors.New("mqtt: group member's connection is gone")
 
-// errIDBusy: the packet id mochi offered is still tracked by the session.
+// errIDBusy: every packet id mochi offered is still tracked by the session.
 var errIDBusy = errors.New("mqtt: packet id still in use")
 
 // groupsHook joins and leaves the members of consumer groups.

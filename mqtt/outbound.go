@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -717,6 +718,31 @@ func (s *session) write() {
 	}
 }
 
+// nextID takes from cl a packet id that the session does not track
+// either, and returns with s.mu held. mochi releases an id as its ack
+// arrives, a moment before the session hears of the ack, and may offer it
+// again meanwhile: that one is skipped (never handed out twice), not a
+// reason to drop the delivery. The id is taken without s.mu:
+// NextPacketID takes the client's lock, which mochi holds across a
+// blocked socket write, and nothing may wait for that with s.mu held
+// (Room, enqueue and acks need it). Only the writer (holding sendMu)
+// allocates the session's ids.
+func (s *session) nextID(cl *mochi.Client) (uint16, error) {
+	for range math.MaxUint16 {
+		id, err := cl.NextPacketID()
+		s.mu.Lock()
+		if err != nil {
+			return 0, err
+		}
+		if _, busy := s.mu.byID[uint16(id)]; !busy {
+			return uint16(id), nil
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	return 0, errIDBusy
+}
+
 // encode gives the batch's new QoS 1/2 deliveries packet ids and appends
 // their packets to buf; it returns the number of packets.
 func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer) int {
@@ -729,21 +755,10 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 			continue
 		}
 		if d.qos > 0 && !resend {
-			// The id is chosen without s.mu: NextPacketID takes the
-			// client's lock, which mochi holds across a blocked socket
-			// write, and nothing may wait for that with s.mu held (Room,
-			// enqueue and acks need it). Only this writer (holding
-			// sendMu) allocates the session's ids.
-			id, err := cl.NextPacketID()
-			s.mu.Lock()
+			id, err := s.nextID(cl)
 			if d.done {
 				s.mu.Unlock()
 				continue // a group delivery withdrawn meanwhile: the id stays unused
-			}
-			if _, busy := s.mu.byID[uint16(id)]; err == nil && busy {
-				// mochi released the id (its ack is being reported) but
-				// the session still tracks it: never hand it out twice.
-				err = errIDBusy
 			}
 			if err != nil {
 				s.mu.Unlock()
@@ -751,8 +766,8 @@ func (s *session) encode(cl *mochi.Client, batch []*delivery, buf *bytes.Buffer)
 				s.o.drop(d)
 				continue
 			}
-			s.o.reserve(cl, d, uint16(id))
-			d.id = uint16(id)
+			s.o.reserve(cl, d, id)
+			d.id = id
 			s.mu.byID[d.id] = d
 			if d.qos == 2 {
 				s.sentLocked(d) // QoS 1 ids are written only when the client leaves
