@@ -41,6 +41,10 @@ type peer struct {
 	// each full set, so that a peer that kept this node while this node
 	// dropped it and took it back sees a new link (HandleSync).
 	link uint64
+	// relinked: the router had made a link to this node before this one
+	// (sent with each full set, so that a peer that never heard of that
+	// earlier link still runs Joined again).
+	relinked bool
 }
 
 // SetPeers replaces the set of other nodes (the alive members). A node
@@ -78,7 +82,8 @@ func (r *Router) SetPeers(peers []Peer) {
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
 		r.links++
-		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1), link: r.links}
+		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1), link: r.links, relinked: r.linked[id]}
+		r.linked[id] = true
 		p.out.init(r.opts.MaxQueuedBytes)
 		r.peers[id] = p
 		changed = true

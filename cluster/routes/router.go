@@ -119,6 +119,8 @@ type Router struct {
 	joins map[string]int8
 	// links numbers the peer links this router made (peer.link).
 	links uint64
+	// linked holds the nodes this router has made a link to (peer.relinked).
+	linked map[string]bool
 	// acked is closed (and replaced) whenever a peer acknowledges a
 	// version of the local filters, waking SetClient's waiters.
 	acked chan struct{}
@@ -175,8 +177,9 @@ func New(o Options) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{opts: o, log: o.Logger.With("component", "routes"), incarnation: rand.Uint64() | 1,
 		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{}, joins: map[string]int8{},
-		links: 1, // the first link is 2: 1 meant something else to a build of 2026-12-07
-		acked: make(chan struct{})}
+		linked: map[string]bool{},
+		links:  1, // the first link is 2: 1 meant something else to a build of 2026-12-07
+		acked:  make(chan struct{})}
 	r.local = localRoutes{clients: map[string][]string{}, refs: map[string]int{}, since: map[string]uint64{}}
 	r.peerSnap.Store(&map[string]*peer{})
 	r.cache.init()
@@ -343,6 +346,9 @@ func (r *Router) updateFor(p *peer) update {
 		return u
 	}
 	u.kind, u.base = syncFull, p.link
+	if p.relinked {
+		u.base |= relinkedBit
+	}
 	u.adds = make([]string, 0, len(l.refs))
 	for f := range l.refs {
 		u.adds = append(u.adds, f)
@@ -367,6 +373,7 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		return []byte{syncNotPeer}, nil
 	}
 	rem := r.remotes[from]
+	link, relinked := u.base&^relinkedBit, u.base&relinkedBit != 0 // a full set's
 	if u.kind == syncDelta {
 		if rem == nil || rem.incarnation != u.incarnation || rem.version != u.base {
 			return []byte{syncNeedFull}, nil
@@ -394,7 +401,7 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 			// call timed out, and its retry overtook it).
 			return []byte{syncOK}, nil
 		}
-		if p := r.peers[from]; p != nil && u.base != 0 && rem.link != 0 && u.base != rem.link {
+		if p := r.peers[from]; p != nil && link != 0 && rem.link != 0 && link != rem.link {
 			// The sender's link to this node is a new one: it dropped
 			// this node (took it for failed) and took it back, while
 			// this node kept it. It lost this node's filters and what
@@ -409,6 +416,13 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 	if rem == nil {
 		rem = &remoteRoutes{filters: map[string]struct{}{}}
 		r.remotes[from] = rem
+		if relinked {
+			// The sender had a link to this node before this one, and
+			// none of its sets reached this node: Joined may have sent
+			// that link what the sender dropped with it (this node's
+			// membership ran Joined when it counted the sender up).
+			r.joinedLocked(from)
+		}
 	} else if rem.incarnation != u.incarnation {
 		r.joinedLocked(from) // it restarted since it last sent its filters
 	}
@@ -425,8 +439,8 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		r.addRemote(rem, from, f)
 	}
 	rem.incarnation, rem.version = u.incarnation, u.version
-	if u.base != 0 {
-		rem.link = u.base
+	if link != 0 {
+		rem.link = link
 	}
 	return []byte{syncOK}, nil
 }

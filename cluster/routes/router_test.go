@@ -220,6 +220,22 @@ func TestLeavingPeerIsDropped(t *testing.T) {
 // dropped b's filters and, through Joined, what b had sent it (wills); b
 // must send both again when a takes it back, not at its next check.
 func TestPeerDroppedOnOneSideGetsItsRoutesBackAtOnce(t *testing.T) {
+	dropAndTakeBack(t, false)
+}
+
+// TestPeerDroppedBeforeItsFirstSetArrivedGetsJoinedAgain: the same, when
+// none of a's sets reached b before a dropped it (a's calls to b failed),
+// while b's membership counted a up and ran Joined for it, sending to a.
+// b hears of a's link for the first time, and must run Joined again all
+// the same.
+func TestPeerDroppedBeforeItsFirstSetArrivedGetsJoinedAgain(t *testing.T) {
+	dropAndTakeBack(t, true)
+}
+
+// dropAndTakeBack: b subscribes, a drops b and takes it back; b's filters
+// come back to a and b runs Joined for a again. firstUnheard: a's calls to
+// b fail until a took b back.
+func dropAndTakeBack(t *testing.T, firstUnheard bool) {
 	o := fastOptions()
 	o.Resync = time.Hour    // the next check is far away
 	var joined atomic.Int64 // b's Joined calls for a
@@ -229,9 +245,13 @@ func TestPeerDroppedOnOneSideGetsItsRoutesBackAtOnce(t *testing.T) {
 			joined.Add(1)
 		}
 	}
-	a, b := startNode(t, "a", "", nil, o), startNode(t, "b", "", nil, ob)
+	faults := rpcmux.NewFaults()
+	a, b := startNode(t, "a", "", faults, o), startNode(t, "b", "", faults, ob)
+	if firstUnheard {
+		faults.Block(a.addr(), b.addr())
+	}
 	mesh(a, b)
-	b.r.SetClient("cb", []string{"x/#"})
+	b.r.SetClient("cb", []string{"x/#"}) // b reaches a
 	if !a.r.Wanted("x/1") {
 		t.Fatal("a does not know b's filter once SetClient returned")
 	}
@@ -239,6 +259,7 @@ func TestPeerDroppedOnOneSideGetsItsRoutesBackAtOnce(t *testing.T) {
 	before := joined.Load()
 	a.r.SetPeers(nil)
 	a.r.SetPeers([]Peer{{ID: "b", Addr: b.addr()}})
+	faults.Heal()
 	testutil.Eventually(t, 10*time.Second, "b's filters back on a", func() bool { return a.r.Wanted("x/1") })
 	testutil.Eventually(t, 10*time.Second, "b's Joined for a again", func() bool { return joined.Load() > before })
 }

@@ -52,7 +52,13 @@ const (
 // A full update's base, which a full update does not otherwise use
 // (earlier versions send 0), carries the sender's number for its link to
 // the receiver (peer.link): a new number from the same process means the
-// sender dropped the receiver and took it back.
+// sender dropped the receiver and took it back. relinkedBit set in it
+// says the sender had an earlier link to the receiver (peer.relinked),
+// for a receiver that never heard of that link. A receiver of an earlier
+// version sees a link number it does not hold (and runs Joined); a
+// sender of an earlier version never sets the bit (link numbers count
+// links made, far fewer than 2^62).
+const relinkedBit = uint64(1) << 62
 
 // deliverRefused is the answer to a deliver call whose batch does not
 // decode (an empty answer: delivered). Sent again, it would fail again.
