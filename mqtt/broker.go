@@ -141,6 +141,9 @@ type Broker struct {
 	droppedWills *droppedWillsHook
 	// catchUp (nil: none) notes per connection where its catch-ups start.
 	catchUp *catchUpHook
+	// subscribed, if set (tests), is called by restoreSessions once the
+	// subscriptions it restored are in the topic index.
+	subscribed func()
 	// badForwards counts messages from other nodes that did not decode.
 	badForwards atomic.Int64
 	// restored is closed once Start restored the broker state (or Close

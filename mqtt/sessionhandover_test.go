@@ -362,3 +362,29 @@ func TestClaimAnsweredWhileTheHandOverEndsIsSettled(t *testing.T) {
 		t.Fatal("the hand-over's end still waits after the move was settled")
 	}
 }
+
+// TestMessageRoutedWhileAHandOverIsInstalledIsQueued: a message published
+// here as soon as a handed-over session's subscriptions are in the index
+// joins that session's queue, after what it brought: it does not make a
+// session of its own, which the install replaced (and whose keys
+// overwrote the queue's on disk).
+func TestMessageRoutedWhileAHandOverIsInstalledIsQueued(t *testing.T) {
+	src, dst := startClusterStateBroker(t, "n1"), startClusterStateBroker(t, "n2")
+	payload := exportedSession(t, src, "mover", "live/x", 3)
+	dst.b.subscribed = func() {
+		dst.b.subscribed = nil
+		publishAcked(t, dst.addr, "live/x", "during", 1)
+	}
+	if answer, err := dst.b.HandleHandOver(encodeHandOver("mover", payload)); err != nil || answer[0] != handOverTaken {
+		t.Fatalf("hand-over: %v %v", answer, err)
+	}
+	if s, ok := sessionInfo(dst.b, "mover"); !ok || s.Queued != 4 {
+		t.Fatalf("installed: %+v %v; want the 3 handed over and 1 published meanwhile", s, ok)
+	}
+	c := dialRaw(t, dst.addr, 4)
+	if ca := c.connect("mover", false, packets.Properties{}); !ca.SessionPresent {
+		t.Fatal("no session present")
+	}
+	expectPublishes(t, c, "q", 3, true)
+	expectPublishes(t, c, "during", 1, true)
+}

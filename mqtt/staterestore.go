@@ -195,33 +195,6 @@ func (b *Broker) restoreSessions(prefix func(kind byte) []byte, now int64, rs *r
 		return nil, nil, fmt.Errorf("mqtt: restore sessions: %w", err)
 	}
 
-	err = st.kv.Scan(prefix(keySubscription), func(k, v []byte) error {
-		id, filter, ok := splitClientKey(k)
-		cl := clients[id]
-		if !ok || cl == nil {
-			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-			return nil
-		}
-		sub, err := decodeSubscription(string(filter), v)
-		if err != nil {
-			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
-			return nil
-		}
-		if b.server.Topics.Subscribe(id, sub) {
-			atomic.AddInt64(&b.server.Info.Subscriptions, 1)
-		}
-		cl.State.Subscriptions.Add(sub.Filter, sub)
-		if isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
-			b.sel.remember(sub.Filter, id)
-		}
-		b.sel.routes.add(id, sub)
-		rs.subscriptions++
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("mqtt: restore subscriptions: %w", err)
-	}
-
 	// The queues: how many deliveries each session has on disk, and the
 	// last key used (of either kind: a new delivery must not reuse the key
 	// of a packet id left behind by a crash, which is deleted).
@@ -267,6 +240,40 @@ func (b *Broker) restoreSessions(prefix func(kind byte) []byte, now int64, rs *r
 		}
 		b.delivery.out.restoreSession(id, q.count, q.size, q.seq)
 		rs.queued += q.count
+	}
+
+	// The subscriptions last: a message routed to one of them (a
+	// session handed over while this node serves) finds its session with
+	// its queue, not a fresh one whose keys would overwrite the queue's
+	// and which restoreSession would then replace.
+	err = st.kv.Scan(prefix(keySubscription), func(k, v []byte) error {
+		id, filter, ok := splitClientKey(k)
+		cl := clients[id]
+		if !ok || cl == nil {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		sub, err := decodeSubscription(string(filter), v)
+		if err != nil {
+			stale = append(stale, streams.KVWrite{Key: k, Delete: true})
+			return nil
+		}
+		if b.server.Topics.Subscribe(id, sub) {
+			atomic.AddInt64(&b.server.Info.Subscriptions, 1)
+		}
+		cl.State.Subscriptions.Add(sub.Filter, sub)
+		if isPlusHash(sub.Filter) && !mochi.IsSharedFilter(sub.Filter) {
+			b.sel.remember(sub.Filter, id)
+		}
+		b.sel.routes.add(id, sub)
+		rs.subscriptions++
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mqtt: restore subscriptions: %w", err)
+	}
+	if b.subscribed != nil {
+		b.subscribed()
 	}
 	return stale, wills, nil
 }
