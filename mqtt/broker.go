@@ -213,6 +213,15 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, server: server, log: opts.Logger, restored: make(chan struct{})}
 	b.apiClient = server.NewClient(nil, fanoutListener, apiClientID, true)
 	b.apiClient.Properties.ProtocolVersion = 5
+	if opts.Remote != nil {
+		b.routing = &routingFence{}
+		// First: a will's routing holds the fence from before mochi
+		// looks its subscribers up, and lets go before the other hooks'
+		// OnWillSent (ingest stores the will).
+		if err := server.AddHook(&willFenceHook{f: b.routing}, nil); err != nil {
+			return nil, fmt.Errorf("mqtt: add will fence hook: %w", err)
+		}
+	}
 	sel := newSelector(server)
 	// First: subscription changes take their place in arrival order as
 	// soon as they are read (order.go).
@@ -291,9 +300,6 @@ func New(opts Options) (*Broker, error) {
 		delivery.retained.sync = newRetainedSync(opts.Remote, opts.NodeID)
 	}
 	b.delivery, b.sel = delivery, sel
-	if opts.Remote != nil {
-		b.routing = &routingFence{}
-	}
 	b.ingest = &ingestHook{
 		server:     server,
 		store:      opts.Store,

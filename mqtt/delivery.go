@@ -42,6 +42,9 @@ type deliveryHook struct {
 	// being processed (retained.go), from OnSubscribe to OnSubscribed. Only
 	// the client's read goroutine touches its entry.
 	subscribing sync.Map // *mochi.Client -> []retainedRequest
+	// selected, if set (tests), is called first by OnSelectSubscribers:
+	// mochi has looked the message's subscribers up.
+	selected atomic.Pointer[func(pk *packets.Packet)]
 }
 
 func (h *deliveryHook) ID() string { return "mqstream-delivery" }
@@ -60,6 +63,9 @@ func (h *deliveryHook) Provides(b byte) bool {
 // and leaves mochi nobody to send it to. Shared subscriptions are served by
 // consumer groups from the streams (groups.go), never live.
 func (h *deliveryHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
+	if f := h.selected.Load(); f != nil {
+		(*f)(&pk)
+	}
 	var msg *packets.Packet // one copy shared by every delivery
 	if delayedWill(&pk) {
 		pk.Expiry = 0 // mochi's due time, not an expiry (will.go)

@@ -1,6 +1,11 @@
 package mqtt
 
-import "sync"
+import (
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
 
 // routingFence lets a node that ends a session it handed over wait for
 // the messages already on their way into the session's queue.
@@ -16,7 +21,10 @@ import "sync"
 // of a message holds the fence for reading, from the lookup until the
 // message is queued, and the move takes it for writing and lets go at
 // once (wait) between taking the client out of the index and reading the
-// queue. Messages mochi routes itself (wills, $SYS) are not covered.
+// queue. A will mochi sends as its client leaves holds it from OnWill to
+// OnWillSent (willFenceHook). Not covered: $SYS messages, and a will
+// mochi sends after its delay (a will this node restored, or one of
+// another node's client, goes through Broker.Publish and is covered).
 // mochi hooks and inline subscriptions added to the broker run inside a
 // routing: they must not publish through Broker.Publish (a second read
 // lock deadlocks once a move waits), and a slow one holds a move up.
@@ -46,5 +54,37 @@ func (f *routingFence) wait() {
 	if f != nil {
 		f.mu.Lock()
 		f.mu.Unlock()
+	}
+}
+
+// willFenceHook holds the routing fence while mochi sends a will as its
+// client leaves (sendLWT: OnWill, retained, subscribers looked up and
+// queued, OnWillSent, all on the client's goroutine). A will with a
+// delay is only scheduled there; mochi sends it later without OnWill, so
+// it is not fenced.
+type willFenceHook struct {
+	mochi.HookBase
+	f *routingFence
+	// entered holds the clients whose will holds the fence (OnWill with no
+	// delay), so that OnWillSent lets go only of what it entered.
+	entered sync.Map // *mochi.Client -> struct{}
+}
+
+func (h *willFenceHook) ID() string { return "mqstream-will-fence" }
+
+func (h *willFenceHook) Provides(b byte) bool { return b == mochi.OnWill || b == mochi.OnWillSent }
+
+func (h *willFenceHook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	if cl.Properties.Will.WillDelayInterval == 0 { // sent now (sendLWT)
+		if _, loaded := h.entered.LoadOrStore(cl, struct{}{}); !loaded {
+			h.f.enter()
+		}
+	}
+	return will, nil
+}
+
+func (h *willFenceHook) OnWillSent(cl *mochi.Client, _ packets.Packet) {
+	if _, ok := h.entered.LoadAndDelete(cl); ok {
+		h.f.exit()
 	}
 }
