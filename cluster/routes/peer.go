@@ -41,10 +41,11 @@ type peer struct {
 	// each full set, so that a peer that kept this node while this node
 	// dropped it and took it back sees a new link (HandleSync).
 	link uint64
-	// relinked: the router had made a link to this node before this one
-	// (sent with each full set, so that a peer that never heard of that
-	// earlier link still runs Joined again).
-	relinked bool
+	// heard is the incarnation of the node whose sets the router had
+	// taken when it last dropped the node (Router.heard; 0: none), sent
+	// with each full set: a node that never heard of that earlier link
+	// still learns that what it sent then was dropped (HandleSync).
+	heard uint64
 }
 
 // SetPeers replaces the set of other nodes (the alive members). A node
@@ -71,6 +72,9 @@ func (r *Router) SetPeers(peers []Peer) {
 			r.dropped.Add(int64(p.out.discard()))
 			changed = true
 			if !ok {
+				if rem := r.remotes[id]; rem != nil {
+					r.heard[id] = rem.incarnation
+				}
 				r.dropRemote(id)
 				r.log.Info("node's routes dropped", "peer", id)
 			}
@@ -82,8 +86,7 @@ func (r *Router) SetPeers(peers []Peer) {
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
 		r.links++
-		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1), link: r.links, relinked: r.linked[id]}
-		r.linked[id] = true
+		p := &peer{r: r, id: id, addr: w.Addr, ctx: ctx, cancel: cancel, sync: make(chan struct{}, 1), link: r.links, heard: r.heard[id]}
 		p.out.init(r.opts.MaxQueuedBytes)
 		r.peers[id] = p
 		changed = true

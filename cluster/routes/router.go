@@ -119,8 +119,9 @@ type Router struct {
 	joins map[string]int8
 	// links numbers the peer links this router made (peer.link).
 	links uint64
-	// linked holds the nodes this router has made a link to (peer.relinked).
-	linked map[string]bool
+	// heard holds, for each node this router dropped while it held the
+	// node's filters, the incarnation those came from (peer.heard).
+	heard map[string]uint64
 	// acked is closed (and replaced) whenever a peer acknowledges a
 	// version of the local filters, waking SetClient's waiters.
 	acked chan struct{}
@@ -177,9 +178,9 @@ func New(o Options) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{opts: o, log: o.Logger.With("component", "routes"), incarnation: rand.Uint64() | 1,
 		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{}, joins: map[string]int8{},
-		linked: map[string]bool{},
-		links:  1, // the first link is 2: 1 meant something else to a build of 2026-12-07
-		acked:  make(chan struct{})}
+		heard: map[string]uint64{},
+		links: 1, // the first link is 2: 1 meant something else to a build of 2026-12-07
+		acked: make(chan struct{})}
 	r.local = localRoutes{clients: map[string][]string{}, refs: map[string]int{}, since: map[string]uint64{}}
 	r.peerSnap.Store(&map[string]*peer{})
 	r.cache.init()
@@ -346,8 +347,8 @@ func (r *Router) updateFor(p *peer) update {
 		return u
 	}
 	u.kind, u.base = syncFull, p.link
-	if p.relinked {
-		u.base |= relinkedBit
+	if p.heard != 0 {
+		u.removes = []string{heardMarker(p.heard)}
 	}
 	u.adds = make([]string, 0, len(l.refs))
 	for f := range l.refs {
@@ -373,7 +374,6 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		return []byte{syncNotPeer}, nil
 	}
 	rem := r.remotes[from]
-	link, relinked := u.base&^relinkedBit, u.base&relinkedBit != 0 // a full set's
 	if u.kind == syncDelta {
 		if rem == nil || rem.incarnation != u.incarnation || rem.version != u.base {
 			return []byte{syncNeedFull}, nil
@@ -401,7 +401,7 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 			// call timed out, and its retry overtook it).
 			return []byte{syncOK}, nil
 		}
-		if p := r.peers[from]; p != nil && link != 0 && rem.link != 0 && link != rem.link {
+		if p := r.peers[from]; p != nil && u.base != 0 && rem.link != 0 && u.base != rem.link {
 			// The sender's link to this node is a new one: it dropped
 			// this node (took it for failed) and took it back, while
 			// this node kept it. It lost this node's filters and what
@@ -416,11 +416,11 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 	if rem == nil {
 		rem = &remoteRoutes{filters: map[string]struct{}{}}
 		r.remotes[from] = rem
-		if relinked {
-			// The sender had a link to this node before this one, and
-			// none of its sets reached this node: Joined may have sent
-			// that link what the sender dropped with it (this node's
-			// membership ran Joined when it counted the sender up).
+		if heardIn(u.removes) == r.incarnation {
+			// The sender dropped this very process's filters with an
+			// earlier link, none of whose sets reached this node: it
+			// dropped too what Joined sent it when this node's
+			// membership counted it up.
 			r.joinedLocked(from)
 		}
 	} else if rem.incarnation != u.incarnation {
@@ -439,8 +439,8 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 		r.addRemote(rem, from, f)
 	}
 	rem.incarnation, rem.version = u.incarnation, u.version
-	if link != 0 {
-		rem.link = link
+	if u.base != 0 {
+		rem.link = u.base
 	}
 	return []byte{syncOK}, nil
 }

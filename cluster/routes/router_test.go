@@ -168,6 +168,20 @@ func TestChangesWhileUnreachableConverge(t *testing.T) {
 	})
 }
 
+// exchangedPair starts nodes a and b, each with a client subscribed to
+// from/<its id>, once each holds the other's filter.
+func exchangedPair(t *testing.T, o Options) (a, b *testNode) {
+	t.Helper()
+	a, b = startNode(t, "a", "", nil, o), startNode(t, "b", "", nil, o)
+	mesh(a, b)
+	a.r.SetClient("ca", []string{"from/a"})
+	b.r.SetClient("cb", []string{"from/b"})
+	if !b.r.Wanted("from/a") || !a.r.Wanted("from/b") {
+		t.Fatal("routes not exchanged")
+	}
+	return a, b
+}
+
 // TestRestartedNodeResyncs: a node that restarts (a new process on the
 // same address, knowing nothing) gets the others' filters whole, and the
 // others replace what they knew of it with its new, empty set.
@@ -176,13 +190,7 @@ func TestRestartedNodeResyncs(t *testing.T) {
 	// the filters as soon as it shows itself, not at the next check.
 	slow := fastOptions()
 	slow.Resync = time.Hour
-	a, b := startNode(t, "a", "", nil, slow), startNode(t, "b", "", nil, slow)
-	mesh(a, b)
-	a.r.SetClient("ca", []string{"from/a"})
-	b.r.SetClient("cb", []string{"from/b"})
-	if !b.r.Wanted("from/a") || !a.r.Wanted("from/b") {
-		t.Fatal("routes not exchanged")
-	}
+	a, b := exchangedPair(t, slow)
 	addr := b.addr()
 	b.stop()
 	b2 := startNode(t, "b", addr, nil, slow)
@@ -237,14 +245,8 @@ func TestPeerDroppedBeforeItsFirstSetArrivedGetsJoinedAgain(t *testing.T) {
 // b fail until a took b back.
 func dropAndTakeBack(t *testing.T, firstUnheard bool) {
 	o := fastOptions()
-	o.Resync = time.Hour    // the next check is far away
-	var joined atomic.Int64 // b's Joined calls for a
-	ob := o
-	ob.Joined = func(peer string) {
-		if peer == "a" {
-			joined.Add(1)
-		}
-	}
+	o.Resync = time.Hour // the next check is far away
+	ob, joined := countingJoined(o, "a")
 	faults := rpcmux.NewFaults()
 	a, b := startNode(t, "a", "", faults, o), startNode(t, "b", "", faults, ob)
 	if firstUnheard {
@@ -255,6 +257,13 @@ func dropAndTakeBack(t *testing.T, firstUnheard bool) {
 	if !a.r.Wanted("x/1") {
 		t.Fatal("a does not know b's filter once SetClient returned")
 	}
+	if !firstUnheard {
+		testutil.Eventually(t, 5*time.Second, "b holds a's link", func() bool {
+			b.r.mu.Lock()
+			defer b.r.mu.Unlock()
+			return b.r.remotes["a"] != nil
+		})
+	}
 	testutil.Eventually(t, 5*time.Second, "b's Joined for a", func() bool { return joined.Load() >= 1 })
 	before := joined.Load()
 	a.r.SetPeers(nil)
@@ -262,6 +271,42 @@ func dropAndTakeBack(t *testing.T, firstUnheard bool) {
 	faults.Heal()
 	testutil.Eventually(t, 10*time.Second, "b's filters back on a", func() bool { return a.r.Wanted("x/1") })
 	testutil.Eventually(t, 10*time.Second, "b's Joined for a again", func() bool { return joined.Load() > before })
+}
+
+// TestRestartedPeerRunsJoinedOnce: a dropped b, which then restarted; both
+// take each other (back). The new b runs Joined for a once: what a
+// dropped was the old b's, not anything the new one sent.
+func TestRestartedPeerRunsJoinedOnce(t *testing.T) {
+	o := fastOptions()
+	o.Resync = time.Hour
+	a, b := exchangedPair(t, o)
+	addr := b.addr()
+	b.stop()
+	a.r.SetPeers(nil)
+	ob, joined := countingJoined(o, "a")
+	b2 := startNode(t, "b", addr, nil, ob)
+	mesh(a, b2)
+	b2.r.SetClient("cb", []string{"from/b"})
+	testutil.Eventually(t, 10*time.Second, "the filters exchanged and b's Joined runs over", func() bool {
+		b2.r.mu.Lock()
+		running := len(b2.r.joins) > 0
+		b2.r.mu.Unlock()
+		return b2.r.Wanted("from/a") && a.r.Wanted("from/b") && !running && joined.Load() > 0
+	})
+	if n := joined.Load(); n != 1 {
+		t.Fatalf("the restarted b ran Joined for a %d times", n)
+	}
+}
+
+// countingJoined returns o with a Joined that counts its runs for peer.
+func countingJoined(o Options, peer string) (Options, *atomic.Int64) {
+	n := new(atomic.Int64)
+	o.Joined = func(p string) {
+		if p == peer {
+			n.Add(1)
+		}
+	}
+	return o, n
 }
 
 // TestOlderFullUpdateIsIgnored: a full set that timed out and arrives

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Services the router serves on the cluster's RPC mux.
@@ -52,13 +54,29 @@ const (
 // A full update's base, which a full update does not otherwise use
 // (earlier versions send 0), carries the sender's number for its link to
 // the receiver (peer.link): a new number from the same process means the
-// sender dropped the receiver and took it back. relinkedBit set in it
-// says the sender had an earlier link to the receiver (peer.relinked),
-// for a receiver that never heard of that link. A receiver of an earlier
-// version sees a link number it does not hold (and runs Joined); a
-// sender of an earlier version never sets the bit (link numbers count
-// links made, far fewer than 2^62).
-const relinkedBit = uint64(1) << 62
+// sender dropped the receiver and took it back.
+//
+// A full update's removes, which a full update does not otherwise use
+// (earlier versions ignore them), may hold one marker: the receiver's
+// incarnation whose filters the sender held when it last dropped the
+// receiver (peer.heard). No filter starts with a NUL byte.
+const heardPrefix = "\x00heard:"
+
+func heardMarker(incarnation uint64) string {
+	return heardPrefix + strconv.FormatUint(incarnation, 16)
+}
+
+// heardIn returns the incarnation a full update's removes carry (0: none).
+func heardIn(removes []string) uint64 {
+	for _, f := range removes {
+		if hex, ok := strings.CutPrefix(f, heardPrefix); ok {
+			if inc, err := strconv.ParseUint(hex, 16, 64); err == nil {
+				return inc
+			}
+		}
+	}
+	return 0
+}
 
 // deliverRefused is the answer to a deliver call whose batch does not
 // decode (an empty answer: delivered). Sent again, it would fail again.
