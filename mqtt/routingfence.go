@@ -83,7 +83,13 @@ func (h *willFenceHook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, e
 	return will, nil
 }
 
-func (h *willFenceHook) OnWillSent(cl *mochi.Client, _ packets.Packet) {
+func (h *willFenceHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
+	if delayedWill(&pk) {
+		// Sent by mochi's loop after its delay, to whichever connection
+		// holds the id now: never one this hook entered for, though
+		// that connection's own will (no delay) may be on its way.
+		return
+	}
 	if _, ok := h.entered.LoadAndDelete(cl); ok {
 		h.f.exit()
 	}

@@ -273,6 +273,8 @@ func (b *Broker) restoreSessions(prefix func(kind byte) []byte, now int64, rs *r
 		return nil, nil, fmt.Errorf("mqtt: restore subscriptions: %w", err)
 	}
 	if b.subscribed != nil {
+		// Right after the subscription scan: the first moment a
+		// message can be routed to the restored sessions.
 		b.subscribed()
 	}
 	return stale, wills, nil
