@@ -41,11 +41,12 @@ type peer struct {
 	// each full set, so that a peer that kept this node while this node
 	// dropped it and took it back sees a new link (HandleSync).
 	link uint64
-	// heard is the incarnation of the node whose sets the router had
-	// taken when it last dropped the node (Router.heard; 0: none), sent
-	// with each full set: a node that never heard of that earlier link
-	// still learns that what it sent then was dropped (HandleSync).
-	heard uint64
+	// heard is the node's process and link whose sets the router held
+	// when it last dropped the node (Router.heard; zero: none), sent with
+	// each full set: a node that never heard of this router's earlier
+	// link still learns that what it sent over its own link was dropped
+	// (HandleSync).
+	heard heardLink
 }
 
 // SetPeers replaces the set of other nodes (the alive members). A node
@@ -73,7 +74,7 @@ func (r *Router) SetPeers(peers []Peer) {
 			changed = true
 			if !ok {
 				if rem := r.remotes[id]; rem != nil {
-					r.heard[id] = rem.incarnation
+					r.heard[id] = heardLink{incarnation: rem.incarnation, link: rem.link}
 				}
 				r.dropRemote(id)
 				r.log.Info("node's routes dropped", "peer", id)

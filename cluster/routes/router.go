@@ -120,8 +120,8 @@ type Router struct {
 	// links numbers the peer links this router made (peer.link).
 	links uint64
 	// heard holds, for each node this router dropped while it held the
-	// node's filters, the incarnation those came from (peer.heard).
-	heard map[string]uint64
+	// node's filters, the process and link those came from (peer.heard).
+	heard map[string]heardLink
 	// acked is closed (and replaced) whenever a peer acknowledges a
 	// version of the local filters, waking SetClient's waiters.
 	acked chan struct{}
@@ -178,7 +178,7 @@ func New(o Options) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{opts: o, log: o.Logger.With("component", "routes"), incarnation: rand.Uint64() | 1,
 		ctx: ctx, cancel: cancel, remotes: map[string]*remoteRoutes{}, peers: map[string]*peer{}, joins: map[string]int8{},
-		heard: map[string]uint64{},
+		heard: map[string]heardLink{},
 		links: 1, // the first link is 2: 1 meant something else to a build of 2026-12-07
 		acked: make(chan struct{})}
 	r.local = localRoutes{clients: map[string][]string{}, refs: map[string]int{}, since: map[string]uint64{}}
@@ -347,8 +347,8 @@ func (r *Router) updateFor(p *peer) update {
 		return u
 	}
 	u.kind, u.base = syncFull, p.link
-	if p.heard != 0 {
-		u.removes = []string{heardMarker(p.heard)}
+	if p.heard != (heardLink{}) {
+		u.removes = []string{p.heard.marker()}
 	}
 	u.adds = make([]string, 0, len(l.refs))
 	for f := range l.refs {
@@ -416,11 +416,13 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 	if rem == nil {
 		rem = &remoteRoutes{filters: map[string]struct{}{}}
 		r.remotes[from] = rem
-		if heardIn(u.removes) == r.incarnation {
-			// The sender dropped this very process's filters with an
-			// earlier link, none of whose sets reached this node: it
-			// dropped too what Joined sent it when this node's
-			// membership counted it up.
+		if h := heardIn(u.removes); h.incarnation == r.incarnation && h.link == r.peers[from].link {
+			// The sender dropped the filters this process sent over its
+			// current link to it, with an earlier link of the sender's
+			// none of whose sets reached this node: it dropped too what
+			// Joined sent over this link. (After a drop of its own, this
+			// node ran Joined on its new link; a restarted one, on its
+			// first.)
 			r.joinedLocked(from)
 		}
 	} else if rem.incarnation != u.incarnation {

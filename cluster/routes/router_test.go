@@ -298,6 +298,47 @@ func TestRestartedPeerRunsJoinedOnce(t *testing.T) {
 	}
 }
 
+// TestJoinedRunsOncePerDrop: each node runs Joined for the other once per
+// drop that lost what it had sent: a drops b and takes it back; then b
+// alone drops a (a's set still names the link a dropped, which b has
+// since replaced); then both drop each other at once.
+func TestJoinedRunsOncePerDrop(t *testing.T) {
+	o := fastOptions()
+	o.Resync = time.Hour
+	oa, ja := countingJoined(o, "b") // a's runs for b
+	ob, jb := countingJoined(o, "a") // b's runs for a
+	a, b := startNode(t, "a", "", nil, oa), startNode(t, "b", "", nil, ob)
+	a.r.SetClient("ca", []string{"from/a"}) // no peers yet: sent once meshed
+	b.r.SetClient("cb", []string{"from/b"})
+	for _, step := range []struct {
+		name string
+		drop func()
+	}{
+		{"formed", func() {}},
+		{"a dropped b", func() { a.r.SetPeers(nil) }},
+		{"b dropped a", func() { b.r.SetPeers(nil) }},
+		{"both dropped", func() { a.r.SetPeers(nil); b.r.SetPeers(nil) }},
+	} {
+		forA, forB := jb.Load(), ja.Load()
+		step.drop()
+		mesh(a, b)
+		testutil.Eventually(t, 10*time.Second, step.name+": filters exchanged and Joined over", func() bool {
+			return a.r.Wanted("from/b") && b.r.Wanted("from/a") && joinsIdle(a) && joinsIdle(b) &&
+				jb.Load() > forA && ja.Load() > forB
+		})
+		if gotA, gotB := jb.Load()-forA, ja.Load()-forB; gotA != 1 || gotB != 1 {
+			t.Fatalf("%s: b ran Joined for a %d times, a for b %d times; want once each", step.name, gotA, gotB)
+		}
+	}
+}
+
+// joinsIdle reports whether no Joined runs on n.
+func joinsIdle(n *testNode) bool {
+	n.r.mu.Lock()
+	defer n.r.mu.Unlock()
+	return len(n.r.joins) == 0
+}
+
 // countingJoined returns o with a Joined that counts its runs for peer.
 func countingJoined(o Options, peer string) (Options, *atomic.Int64) {
 	n := new(atomic.Int64)

@@ -58,24 +58,36 @@ const (
 //
 // A full update's removes, which a full update does not otherwise use
 // (earlier versions ignore them), may hold one marker: the receiver's
-// incarnation whose filters the sender held when it last dropped the
-// receiver (peer.heard). No filter starts with a NUL byte.
+// incarnation and link number whose filters the sender held when it last
+// dropped the receiver (peer.heard). No filter starts with a NUL byte.
 const heardPrefix = "\x00heard:"
 
-func heardMarker(incarnation uint64) string {
-	return heardPrefix + strconv.FormatUint(incarnation, 16)
+// heardLink names a link of a node's process: its incarnation and its
+// number for the link (remoteRoutes.link).
+type heardLink struct{ incarnation, link uint64 }
+
+func (h heardLink) marker() string {
+	return heardPrefix + strconv.FormatUint(h.incarnation, 16) + ":" + strconv.FormatUint(h.link, 16)
 }
 
-// heardIn returns the incarnation a full update's removes carry (0: none).
-func heardIn(removes []string) uint64 {
+// heardIn returns the link a full update's removes name (zero: none).
+func heardIn(removes []string) heardLink {
 	for _, f := range removes {
-		if hex, ok := strings.CutPrefix(f, heardPrefix); ok {
-			if inc, err := strconv.ParseUint(hex, 16, 64); err == nil {
-				return inc
-			}
+		rest, ok := strings.CutPrefix(f, heardPrefix)
+		if !ok {
+			continue
+		}
+		inc, link, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		i, err1 := strconv.ParseUint(inc, 16, 64)
+		l, err2 := strconv.ParseUint(link, 16, 64)
+		if err1 == nil && err2 == nil {
+			return heardLink{incarnation: i, link: l}
 		}
 	}
-	return 0
+	return heardLink{}
 }
 
 // deliverRefused is the answer to a deliver call whose batch does not
