@@ -260,9 +260,12 @@ func (p *peer) sendLoop() {
 		if p.out.empty() && p.repair.CompareAndSwap(true, false) {
 			// The queue overflowed and has drained: what Joined sends
 			// (retained messages, wills) may have been among the dropped
-			// messages, so it is sent again.
+			// messages, so it is sent again, unless this link has been
+			// replaced or dropped meanwhile (a new link runs its own).
 			r.mu.Lock()
-			r.joinedLocked(p.id)
+			if r.peers[p.id] == p {
+				r.joinedLocked(p.id)
+			}
 			r.mu.Unlock()
 		}
 	}

@@ -396,9 +396,12 @@ func (r *Router) HandleSync(_ context.Context, from string, req []byte) ([]byte,
 			p.kickSync()
 		}
 	} else {
-		if u.version < rem.version {
+		if u.version < rem.version || (u.base != 0 && u.base < rem.link) {
 			// An older full set that arrived after a newer one (a
-			// call timed out, and its retry overtook it).
+			// call timed out, and its retry overtook it), or one of a
+			// link the sender has since replaced (its link numbers
+			// only grow): it would undo the newer one, and make its
+			// link look new again.
 			return []byte{syncOK}, nil
 		}
 		if p := r.peers[from]; p != nil && u.base != 0 && rem.link != 0 && u.base != rem.link {

@@ -322,14 +322,29 @@ func TestJoinedRunsOncePerDrop(t *testing.T) {
 		forA, forB := jb.Load(), ja.Load()
 		step.drop()
 		mesh(a, b)
-		testutil.Eventually(t, 10*time.Second, step.name+": filters exchanged and Joined over", func() bool {
-			return a.r.Wanted("from/b") && b.r.Wanted("from/a") && joinsIdle(a) && joinsIdle(b) &&
-				jb.Load() > forA && ja.Load() > forB
+		// Settled: every set acknowledged (a set whose answer asks for
+		// another, and the Joined it starts, are over) and no Joined runs.
+		testutil.Eventually(t, 10*time.Second, step.name+": sets acknowledged and Joined over", func() bool {
+			return a.r.Wanted("from/b") && b.r.Wanted("from/a") && setsAcked(a) && setsAcked(b) &&
+				joinsIdle(a) && joinsIdle(b) && jb.Load() > forA && ja.Load() > forB
 		})
 		if gotA, gotB := jb.Load()-forA, ja.Load()-forB; gotA != 1 || gotB != 1 {
 			t.Fatalf("%s: b ran Joined for a %d times, a for b %d times; want once each", step.name, gotA, gotB)
 		}
 	}
+}
+
+// setsAcked reports whether every peer of n acknowledged n's current
+// filters.
+func setsAcked(n *testNode) bool {
+	n.r.mu.Lock()
+	defer n.r.mu.Unlock()
+	for _, p := range n.r.peers {
+		if p.acked < n.r.local.version {
+			return false
+		}
+	}
+	return len(n.r.peers) > 0
 }
 
 // joinsIdle reports whether no Joined runs on n.
@@ -363,6 +378,39 @@ func TestOlderFullUpdateIsIgnored(t *testing.T) {
 	}
 	if !a.r.Wanted("y/1") {
 		t.Fatal("a late full set of b's filters at version 1 undid version 2's")
+	}
+}
+
+// TestFullSetOfAReplacedLinkIsIgnored: a full set b sent over a link it
+// has since dropped and replaced, arriving late (its version no older),
+// does not make a run Joined again nor take b's old link for a new one.
+func TestFullSetOfAReplacedLinkIsIgnored(t *testing.T) {
+	o := fastOptions()
+	o.Resync = time.Hour
+	oa, joined := countingJoined(o, "b")
+	a, b := startNode(t, "a", "", nil, oa), startNode(t, "b", "", nil, o)
+	mesh(a, b)
+	b.r.SetClient("cb", []string{"x/#"})
+	b.r.mu.Lock() // a full set over b's first link
+	late := update{kind: syncFull, incarnation: b.r.incarnation, base: b.r.peers["a"].link, version: b.r.local.version, adds: []string{"x/#"}}
+	b.r.mu.Unlock()
+	b.r.SetPeers(nil)
+	mesh(a, b) // b's second link
+	heldLink := func() uint64 {
+		a.r.mu.Lock()
+		defer a.r.mu.Unlock()
+		return a.r.remotes["b"].link
+	}
+	testutil.Eventually(t, 10*time.Second, "a holds b's new link and ran Joined for it", func() bool {
+		return heldLink() > late.base && joinsIdle(a) && joined.Load() == 2
+	})
+	held := heldLink()
+	if resp, err := a.r.HandleSync(context.Background(), "b", encodeUpdate(late)); err != nil || len(resp) != 1 || resp[0] != syncOK {
+		t.Fatalf("answer to the late full set: %v %v", resp, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "a's Joined idle", func() bool { return joinsIdle(a) })
+	if n, now := joined.Load(), heldLink(); n != 2 || now != held {
+		t.Fatalf("after the old link's late set: a ran Joined for b %d times (want 2) and holds link %d (was %d)", n, now, held)
 	}
 }
 
