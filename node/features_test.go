@@ -12,8 +12,10 @@ import (
 // or gone ones included, announces featureAdminIDs: a member of an
 // earlier version could not decode such an entry.
 func TestStreamIDsOnlyWhenEveryMemberDecodesThem(t *testing.T) {
-	if !slices.Contains(clusterFeatures(), featureAdminIDs) {
-		t.Fatalf("this node announces %v, without %s", clusterFeatures(), featureAdminIDs)
+	for _, f := range []string{featureAdminIDs, featureDedupeFloors} {
+		if !slices.Contains(clusterFeatures(), f) {
+			t.Fatalf("this node announces %v, without %s", clusterFeatures(), f)
+		}
 	}
 	now := []string{featureAppends, featureAdminIDs}
 	cases := []struct {

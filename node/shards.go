@@ -217,7 +217,8 @@ func (r *replication) start() {
 		set, err := shards.Start(shards.Options{
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
 			Open: r.openGroup, Drop: r.dropGroup, HasRaftState: r.hasRaftState, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
-			AdminIDs: func() bool { return r.everyMemberHas(featureAdminIDs) },
+			AdminIDs:     func() bool { return r.everyMemberHas(featureAdminIDs) },
+			DedupeFloors: func() bool { return r.everyMemberHas(featureDedupeFloors) },
 		}, layout)
 		if err != nil {
 			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))
@@ -471,12 +472,17 @@ const featureAppends = "appends1"
 // (shards.Options.AdminIDs).
 const featureAdminIDs = "adminids1"
 
+// featureDedupeFloors is the cluster feature a node announces when its
+// shards know entries of version 5, which refuse a retry older than the
+// shard's window of append ids (shards.Options.DedupeFloors).
+const featureDedupeFloors = "dedupefloors1"
+
 // clusterFeatures are the features this node announces to its peers.
 func clusterFeatures() []string {
 	if batchAppends {
-		return []string{featureAppends, featureAdminIDs}
+		return []string{featureAppends, featureAdminIDs, featureDedupeFloors}
 	}
-	return []string{featureAdminIDs}
+	return []string{featureAdminIDs, featureDedupeFloors}
 }
 
 // everyMemberHas reports whether every member the membership lists,

@@ -30,9 +30,28 @@ import (
 // once, as the retry asked (MQTT acknowledgements carry no offset; a REST
 // retry of that case reports 0).
 
-// dedupeWindow is how many appends' ids a shard remembers: minutes of
-// retries at thousands of appends per second.
+// dedupeWindow is how many appends' ids a shard remembers.
 const dedupeWindow = 1 << 16
+
+// Past the window. How long a retry can come after its first copy is a
+// matter of time (the write timeout, on each node a copy passed through),
+// and 65,536 appends are a few seconds of one busy stream. So the window
+// also keeps, per producer, the highest seq it evicted (its floor): a
+// retry not in the window at or below its producer's floor may have been
+// applied already, and is refused (ErrRetryTooLate) rather than stored a
+// second time. Its publisher hears that the write failed, as when a
+// shard has no leader; a producer's appends reach a shard nearly in seq
+// order, so an append refused this way that was never stored has waited
+// longer than the whole window. The floors are the log's too (evictions
+// follow the log), travel in snapshots (encoding 5), and are bounded:
+// the maxFloors producers whose floor rose last keep theirs (a producer
+// is a node's process, so that is many restarts). The rule applies to
+// entries of version 5 (entry.go), which a leader writes once every
+// member knows it, so that replicas of two versions never decide a retry
+// differently.
+
+// maxFloors bounds the producers whose floors a window keeps.
+const maxFloors = 1024
 
 // appendID names an append across retries.
 type appendID struct {
@@ -55,7 +74,19 @@ type dedupe struct {
 	ring      []appendID // the window, ring[next] the oldest once full
 	next      int        // where the next id goes once the ring is full
 	producers map[uint64]*producerWindow
+	// floors holds, per producer, the highest seq evicted from the
+	// window, and when it last rose (raised counts the rises): the
+	// oldest rise goes first when there are more than maxFloors.
+	floors map[uint64]floor
+	raised uint64
 }
+
+// floor is a producer's highest evicted seq; at orders the floors by
+// their last rise.
+type floor struct{ seq, at uint64 }
+
+// producerFloor is a producer's floor as a snapshot lists it.
+type producerFloor struct{ producer, seq uint64 }
 
 // producerWindow is one producer's ids in the window, sorted by seq:
 // entries[head:] are live.
@@ -81,7 +112,65 @@ type dedupeEntry struct {
 func newDedupe() *dedupe { return newDedupeWindow(dedupeWindow) }
 
 func newDedupeWindow(window int) *dedupe {
-	return &dedupe{window: window, ring: make([]appendID, 0, min(window, 1024)), producers: make(map[uint64]*producerWindow)}
+	return &dedupe{window: window, ring: make([]appendID, 0, min(window, 1024)), producers: make(map[uint64]*producerWindow),
+		floors: make(map[uint64]floor)}
+}
+
+// tooLate reports whether id, not in the window, is at or below its
+// producer's floor: an append that may have been applied and evicted.
+func (d *dedupe) tooLate(id appendID) bool {
+	if id.producer == 0 {
+		return false
+	}
+	f, ok := d.floors[id.producer]
+	return ok && id.seq <= f.seq
+}
+
+// raiseFloor records that id left the window.
+func (d *dedupe) raiseFloor(id appendID) {
+	f, ok := d.floors[id.producer]
+	if ok && id.seq <= f.seq {
+		return
+	}
+	d.raised++
+	d.floors[id.producer] = floor{seq: id.seq, at: d.raised}
+	if !ok && len(d.floors) > maxFloors {
+		oldest, at := uint64(0), uint64(0)
+		for p, f := range d.floors {
+			if at == 0 || f.at < at {
+				oldest, at = p, f.at
+			}
+		}
+		delete(d.floors, oldest)
+	}
+}
+
+// floorList returns the floors, oldest rise first (for a snapshot).
+func (d *dedupe) floorList() []producerFloor {
+	type ranked struct {
+		producerFloor
+		at uint64
+	}
+	all := make([]ranked, 0, len(d.floors))
+	for p, f := range d.floors {
+		all = append(all, ranked{producerFloor{p, f.seq}, f.at})
+	}
+	slices.SortFunc(all, func(a, b ranked) int { return cmp.Compare(a.at, b.at) })
+	out := make([]producerFloor, len(all))
+	for i, r := range all {
+		out[i] = r.producerFloor
+	}
+	return out
+}
+
+// setFloors replaces the floors with a snapshot's, oldest rise first.
+func (d *dedupe) setFloors(floors []producerFloor) {
+	clear(d.floors)
+	d.raised = 0
+	for _, f := range floors {
+		d.raised++
+		d.floors[f.producer] = floor{seq: f.seq, at: d.raised}
+	}
 }
 
 // lookup returns the entry of id, if it is in the window.
@@ -114,6 +203,7 @@ func (d *dedupe) add(id appendID, result *appendResult) {
 		d.ring = append(d.ring, id)
 	} else {
 		d.remove(d.ring[d.next])
+		d.raiseFloor(d.ring[d.next])
 		d.ring[d.next] = id
 		d.next = (d.next + 1) % d.window
 	}

@@ -43,9 +43,31 @@ func TestForwardWhoseAnswerIsLostIsStoredOnce(t *testing.T) {
 // applyEntry applies one entry at index to f and returns its results.
 func applyEntry(t *testing.T, f *fsm, index uint64, cmds ...appendCmd) []appendResult {
 	t.Helper()
-	out := f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: encodeEntry(time.Now(), cmds)}})
+	return applyEntryAs(t, f, index, entryVersion1, cmds...)
+}
+
+// applyEntryAs is applyEntry with the entry in at least version least.
+func applyEntryAs(t *testing.T, f *fsm, index uint64, least byte, cmds ...appendCmd) []appendResult {
+	t.Helper()
+	out := f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: encodeEntryAs(time.Now(), cmds, least)}})
 	res, _ := out[0].([]appendResult)
 	return res
+}
+
+// openTestFSM opens a store in a temporary directory and a state machine
+// of a one-shard cluster over it.
+func openTestFSM(t *testing.T) (*fsm, *streams.Store) {
+	t.Helper()
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	f, err := newFSM(fsmConfig{shards: 1, store: store, logger: testutil.Logger(), stop: make(chan struct{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, store
 }
 
 // TestStateMachineAnswersRetriesFromItsWindow: a repeated append id is

@@ -14,9 +14,11 @@ import (
 // appends, creations and deletions of streams; version 2 may also hold
 // key/value writes (kindKV); version 3 may also hold appends fenced by a
 // term (SubmitFenced); version 4 may also hold creations and deletions
-// with an id (kindCreateID, kindDeleteID). An entry is encoded in the
-// lowest version that holds it, byte for byte as before the higher
-// versions existed. A node that only knows a lower version cannot decode
+// with an id (kindCreateID, kindDeleteID); version 5 holds what 4 does,
+// and tells the state machine to refuse a retry older than its window
+// (dedupe.go: the floors). An entry is encoded in the lowest version that
+// holds it, byte for byte as before the higher versions existed, or in
+// version 5 once every member knows it (Options.DedupeFloors). A node that only knows a lower version cannot decode
 // the entry (it logs and skips it), so every node must run a version
 // that knows it before the shards' key/value namespaces are written, or
 // queries run (fenced appends), or streams are created and deleted with
@@ -26,6 +28,7 @@ const (
 	entryVersion2 = 2
 	entryVersion3 = 3
 	entryVersion4 = 4
+	entryVersion5 = 5
 )
 
 // Command kinds.
@@ -102,8 +105,13 @@ func encodeRecords(recs []streams.Record) [][]byte {
 
 // encodeEntry encodes the appends of one proposal, stamped ts.
 func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
+	return encodeEntryAs(ts, cmds, entryVersion1)
+}
+
+// encodeEntryAs is encodeEntry in at least version least.
+func encodeEntryAs(ts time.Time, cmds []appendCmd, least byte) []byte {
 	n := 16
-	version := byte(entryVersion1)
+	version := least
 	for _, c := range cmds {
 		n += len(c.stream) + 16
 		for _, r := range c.records {
@@ -113,7 +121,7 @@ func encodeEntry(ts time.Time, cmds []appendCmd) []byte {
 			version = max(version, entryVersion3)
 		}
 		if admin(c) && c.id.producer != 0 {
-			version = entryVersion4
+			version = max(version, entryVersion4)
 		}
 		if c.kind == kindKV {
 			version = max(version, entryVersion2)
@@ -200,10 +208,17 @@ func appendBytes(b, v []byte) []byte {
 
 // decodeEntry decodes an entry encoded by encodeEntry; the records alias b.
 func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
+	_, ts, cmds, err := decodeEntryVersion(b)
+	return ts, cmds, err
+}
+
+// decodeEntryVersion is decodeEntry that also returns the entry's
+// encoding version.
+func decodeEntryVersion(b []byte) (byte, time.Time, []appendCmd, error) {
 	d := decoder{b: b}
 	v := d.byte()
-	if d.err == nil && (v < entryVersion1 || v > entryVersion4) {
-		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
+	if d.err == nil && (v < entryVersion1 || v > entryVersion5) {
+		return 0, time.Time{}, nil, fmt.Errorf("%w: version %d", ErrBadEntry, v)
 	}
 	ts := time.Unix(0, d.varint())
 	n := d.count()
@@ -225,9 +240,9 @@ func decodeEntry(b []byte) (time.Time, []appendCmd, error) {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}
 	if d.err != nil {
-		return time.Time{}, nil, fmt.Errorf("%w: %v", ErrBadEntry, d.err)
+		return 0, time.Time{}, nil, fmt.Errorf("%w: %v", ErrBadEntry, d.err)
 	}
-	return ts, cmds, nil
+	return v, ts, cmds, nil
 }
 
 // decoder reads the entry encoding; the first error sticks.

@@ -181,18 +181,18 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		if l.Type != raft.LogCommand {
 			if replayed {
-				f.replayed(l, nil)
+				f.replayed(l, 0, nil)
 			}
 			continue
 		}
-		ts, cmds, err := decodeEntry(l.Data)
+		version, ts, cmds, err := decodeEntryVersion(l.Data)
 		if err != nil {
 			// Every replica decodes the same bytes the same way.
 			f.logger.Error("undecodable shard entry skipped", "index", l.Index, "error", err)
 			cmds = nil
 		}
 		if replayed {
-			f.replayed(l, cmds)
+			f.replayed(l, version, cmds)
 			continue
 		}
 		if err != nil {
@@ -233,6 +233,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 					}
 					continue
 				}
+				if version >= entryVersion5 && f.dd.tooLate(c.id) {
+					results[j].err = f.tooLate(c)
+					continue
+				}
 				results[j].err = f.admin(c, ts, l.Index)
 				f.dd.add(c.id, &results[j])
 				continue
@@ -248,6 +252,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				if e.result != nil {
 					repeats = append(repeats, repeat{to: &results[j], from: e.result})
 				}
+				continue
+			}
+			if version >= entryVersion5 && f.dd.tooLate(c.id) {
+				// Perhaps applied before the window's start: not
+				// stored again, nor remembered (the same on a replica
+				// that replays the entry).
+				results[j].err = f.tooLate(c)
 				continue
 			}
 			f.dd.add(c.id, &results[j])
@@ -508,6 +519,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		streams: shardStreams(f.store, f.shard, f.shards)}
 	// The results are never written again once their entry is applied.
 	st.results = f.dd.results(st.ids)
+	st.floors = f.dd.floorList()
 	// The namespace is small state, read here because the store holds
 	// the applied index's state only until the next apply.
 	err := f.kv.Scan(nil, func(k, v []byte) error {
@@ -537,7 +549,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("shards: %s: %w", f.log, err)
 	}
 	if have := f.applied.Load(); have >= snap.index {
-		f.setIDs(snap.ids, snap.results)
+		f.setWindow(snap)
 		f.replay = nil
 		if have > snap.index && snap.complete {
 			f.replay = newReplayTally(snap.index, have, snap.streams)
@@ -573,7 +585,7 @@ func (f *fsm) restore(ctx context.Context, snap shardState) error {
 	}
 	f.applied.Store(snap.index)
 	f.stored = snap.index // synced: lostApplied compares with it
-	f.setIDs(snap.ids, snap.results)
+	f.setWindow(snap)
 	f.replay = nil
 	f.pending = nil
 	return nil
@@ -607,17 +619,29 @@ func (f *fsm) finishRestore() bool {
 	}
 }
 
-// setIDs replaces the window with a snapshot's ids and their results
-// (nil, or one per id, nil where not known).
-func (f *fsm) setIDs(ids []appendID, results []*appendResult) {
+// ErrRetryTooLate: a retried append or stream change came after its id
+// left the shard's window of recent ids (dedupe.go). It may have been
+// applied already, so it is not applied again; its outcome is unknown.
+var ErrRetryTooLate = fmt.Errorf("%w: a retry came after the shard forgot the ids of its first copies, which may have been stored: it is not stored again", streams.ErrUnavailable)
+
+// tooLate is the result of c, a retry past the window.
+func (f *fsm) tooLate(c appendCmd) error {
+	f.logger.Warn("retry past the window of recent appends refused", "stream", c.stream, "producer", c.id.producer, "seq", c.id.seq)
+	return fmt.Errorf("shard %d: %w", f.shard, ErrRetryTooLate)
+}
+
+// setWindow replaces the window with a snapshot's ids, their results
+// (nil, or one per id, nil where not known) and its floors.
+func (f *fsm) setWindow(snap shardState) {
 	f.dd = newDedupe()
-	for i, id := range ids {
+	for i, id := range snap.ids {
 		var r *appendResult
-		if results != nil {
-			r = results[i]
+		if snap.results != nil {
+			r = snap.results[i]
 		}
 		f.dd.add(id, r)
 	}
+	f.dd.setFloors(snap.floors)
 }
 
 // ErrBehind: a replica's store is behind a snapshot it was sent and

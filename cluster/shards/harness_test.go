@@ -63,6 +63,9 @@ type cluster struct {
 	// noAdminIDs: the nodes create and delete streams without ids, as in
 	// a cluster with a member of an earlier version (Options.AdminIDs).
 	noAdminIDs bool
+	// noFloors: the leaders write no entries of version 5, as in a
+	// cluster with a member of an earlier version (Options.DedupeFloors).
+	noFloors bool
 	// faultyStores: each node's store is on a file system that fails
 	// the WAL's writes while the node's faults are on.
 	faultyStores bool
@@ -182,7 +185,8 @@ func (nd *testNode) start() {
 	opts := Options{
 		Self: nd.self, Shards: len(nd.c.layout.Shards), Store: store, Open: nd.open, Drop: nd.drop, HasRaftState: nd.hasRaftState, Forward: &callerForwarder{c: nd.c, from: nd.self.ID},
 		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
-		AdminIDs: func() bool { return !nd.c.noAdminIDs },
+		AdminIDs:     func() bool { return !nd.c.noAdminIDs },
+		DedupeFloors: func() bool { return !nd.c.noFloors },
 	}
 	if nd.c.noDrop {
 		opts.Drop = nil

@@ -140,7 +140,7 @@ func (s *Set) open(shard int, bootstrap bool) error {
 			default:
 			}
 		}}
-	r, err := openReplica(fc, s.raftConfig(group), deps, s.opts.WriteTimeout, s.leadershipChanged(shard), &s.notices)
+	r, err := openReplica(fc, s.raftConfig(group), deps, proposer{timeout: s.opts.WriteTimeout, floors: s.opts.DedupeFloors}, s.leadershipChanged(shard), &s.notices)
 	if err != nil {
 		return err
 	}

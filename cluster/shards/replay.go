@@ -179,14 +179,14 @@ func (f *fsm) finishReplay() {
 // replayed remembers the append ids of an entry the store holds already
 // and follows it in the derivation under way (cmds nil: an entry that is
 // not a command, or is undecodable).
-func (f *fsm) replayed(l *raft.Log, cmds []appendCmd) {
+func (f *fsm) replayed(l *raft.Log, version byte, cmds []appendCmd) {
 	var isNew []bool
 	if f.replay != nil {
 		isNew = make([]bool, len(cmds))
 	}
 	for j, c := range cmds {
 		if (c.kind == kindAppend || admin(c)) && !fenced(c, l) {
-			if _, dup := f.dd.lookup(c.id); !dup {
+			if _, dup := f.dd.lookup(c.id); !dup && !(version >= entryVersion5 && f.dd.tooLate(c.id)) {
 				f.dd.add(c.id, nil)
 				if isNew != nil {
 					isNew[j] = true

@@ -325,7 +325,7 @@ func TestSnapshotResultsEncoding(t *testing.T) {
 	}
 	s.ids = s.ids[:3] // the results' count no longer matches
 	s.results = s.results[:3]
-	b = encodeSnapshot(s)
+	b = encodeSnapshotAs(s, snapshotVersion4)
 	// The section is 3, then [2: ok, offset 1], [0], [0]; make it 4 results.
 	if tail := b[len(b)-6:]; fmt.Sprint(tail) != "[3 2 0 1 0 0]" {
 		t.Fatalf("results section %v", tail)

@@ -55,6 +55,7 @@ type replica struct {
 	fsm     *fsm
 	log     *slog.Logger
 	timeout time.Duration // how long a proposal may wait to be enqueued
+	floors  func() bool   // entries are written in version 5 (proposer.floors)
 	opened  time.Time     // when the replica started (reconfigure.go)
 	stop    chan struct{}
 	// raftDown is closed once Raft has shut down (close): a future it
@@ -205,13 +206,21 @@ func (r *replica) holdForTransfer(h transferHold, slots chan struct{}) bool {
 
 func groupName(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 
+// proposer holds how a replica proposes entries.
+type proposer struct {
+	timeout time.Duration // how long a proposal may wait to be enqueued
+	// floors reports whether to write entries of version 5
+	// (Options.DedupeFloors); nil: never.
+	floors func() bool
+}
+
 // openReplica starts this node's replica of shard: its state machine over
 // fc.store (catching up from the peers of fc.src when it is behind) and
 // its Raft group. changed is called at each change of the shard's
 // leadership as this replica sees it, with whether this replica now leads
 // (kv.go); notices counts the commit notices it sends.
-func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, timeout time.Duration, changed func(leading bool), notices *atomic.Uint64) (*replica, error) {
-	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: timeout, opened: time.Now(), notices: notices,
+func openReplica(fc fsmConfig, cfg *raft.Config, deps GroupDeps, p proposer, changed func(leading bool), notices *atomic.Uint64) (*replica, error) {
+	r := &replica{shard: fc.shard, name: groupName(fc.shard), log: fc.logger, timeout: p.timeout, floors: p.floors, opened: time.Now(), notices: notices,
 		stop: make(chan struct{}), raftDown: make(chan struct{}), wake: make(chan struct{}, 1),
 		settled: make(chan struct{}, 1), release: deps.Release, unserve: make(chan struct{}, 1), transfers: make(chan transferHold)}
 	fc.stop = r.stop
@@ -586,7 +595,11 @@ func (r *replica) proposeLoop() {
 				for i, p := range batch {
 					cmds[i] = p.cmd
 				}
-				f = r.raft.Apply(encodeEntry(time.Now(), cmds), r.timeout)
+				least := byte(entryVersion1)
+				if r.floors != nil && r.floors() {
+					least = entryVersion5
+				}
+				f = r.raft.Apply(encodeEntryAs(time.Now(), cmds, least), r.timeout)
 			}
 			before, done := answered, make(chan struct{})
 			answered = done

@@ -129,6 +129,10 @@ type Options struct {
 	// lost its leadership with one in flight) rather than answered with
 	// the outcome unknown. Nil: never.
 	AdminIDs func() bool
+	// DedupeFloors reports whether every member knows entries of
+	// version 5, whose retries older than a shard's window are refused
+	// (dedupe.go): only then does a leader write them. Nil: never.
+	DedupeFloors func() bool
 	// WriteTimeout bounds how long an append waits for a shard leader
 	// (elections take a few seconds) and for its commit.
 	WriteTimeout time.Duration

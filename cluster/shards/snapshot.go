@@ -41,11 +41,15 @@ import (
 //	   record too large) are written: other errors are not the log's.
 //	   A snapshot of an older encoding knows no results: retries of its
 //	   ids are answered with offset 0.
+//	5: as 4, then the window's floors (dedupe.go): count, then per
+//	   producer, the floor that rose longest ago first, the producer and
+//	   its floor (uvarints). A snapshot of an older encoding has none.
 const (
 	snapshotVersion1 = 1
 	snapshotVersion2 = 2
 	snapshotVersion3 = 3
 	snapshotVersion4 = 4
+	snapshotVersion5 = 5
 )
 
 // shardState is a decoded snapshot.
@@ -57,8 +61,9 @@ type shardState struct {
 	results []*appendResult
 	// complete: the snapshot lists the shard's streams (version 2 on).
 	complete bool
-	streams  []streamState // sorted by name
-	kv       []kvPair      // the key/value namespace, sorted by key
+	streams  []streamState   // sorted by name
+	kv       []kvPair        // the key/value namespace, sorted by key
+	floors   []producerFloor // the window's floors, oldest rise first
 }
 
 // kvPair is a key of a shard's key/value namespace and its value.
@@ -95,9 +100,9 @@ func shardStreams(store Store, shard, n int) []streamState {
 	return out
 }
 
-func encodeSnapshot(s shardState) []byte { return encodeSnapshotAs(s, snapshotVersion4) }
+func encodeSnapshot(s shardState) []byte { return encodeSnapshotAs(s, snapshotVersion5) }
 
-// encodeSnapshotAs writes s in encoding version (2 to 4), leaving out
+// encodeSnapshotAs writes s in encoding version (2 to 5), leaving out
 // what that encoding lacks: encodeSnapshot, and tests of the older ones.
 func encodeSnapshotAs(s shardState, version byte) []byte {
 	b := []byte{version}
@@ -128,7 +133,16 @@ func encodeSnapshotAs(s shardState, version byte) []byte {
 	if version < snapshotVersion4 {
 		return b
 	}
-	return appendResults(b, s.ids, s.results)
+	b = appendResults(b, s.ids, s.results)
+	if version < snapshotVersion5 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.floors)))
+	for _, f := range s.floors {
+		b = binary.AppendUvarint(b, f.producer)
+		b = binary.AppendUvarint(b, f.seq)
+	}
+	return b
 }
 
 // appendResults writes the results section of encoding 4.
@@ -156,7 +170,7 @@ func logResult(err error) bool {
 }
 
 func decodeSnapshot(b []byte) (shardState, error) {
-	if len(b) < 9 || b[0] < snapshotVersion1 || b[0] > snapshotVersion4 {
+	if len(b) < 9 || b[0] < snapshotVersion1 || b[0] > snapshotVersion5 {
 		return shardState{}, fmt.Errorf("%w: snapshot header", ErrBadEntry)
 	}
 	s := shardState{index: binary.BigEndian.Uint64(b[1:9]), complete: b[0] >= snapshotVersion2}
@@ -192,6 +206,21 @@ func decodeSnapshot(b []byte) (shardState, error) {
 	}
 	if b[0] >= snapshotVersion4 && d.err == nil {
 		s.results, d.err = decodeResults(&d, len(s.ids))
+	}
+	if b[0] >= snapshotVersion5 && d.err == nil {
+		n = d.count()
+		if d.err == nil && n > maxFloors {
+			d.err = fmt.Errorf("%d floors, at most %d", n, maxFloors)
+		}
+		seen := make(map[uint64]bool, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			f := producerFloor{producer: d.uvarint(), seq: d.uvarint()}
+			if d.err == nil && (f.producer == 0 || seen[f.producer]) {
+				d.err = fmt.Errorf("floor %d: producer %d", i, f.producer)
+			}
+			seen[f.producer] = true
+			s.floors = append(s.floors, f)
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
