@@ -125,6 +125,7 @@ func Start(opts Options) (*Membership, error) {
 		events: make(chan serf.Event, 64), joinedCh: make(chan struct{})}
 	m.mu.changed = make(chan struct{})
 	m.mu.unreachable = map[string]bool{}
+	m.mu.formed = opts.Formed
 	m.suspicion.need = missesFor(opts.Timers.Probe)
 	conf, err := m.serfConfig()
 	if err != nil {
@@ -443,9 +444,11 @@ func (m *Membership) Members() []Member {
 }
 
 // Ready reports whether the cluster has formed from this node's view: it
-// met a seed (or has none) and BootstrapExpect members were alive at once
-// (later failures do not undo that: losing members is for replication to
-// handle, not a reason to stop serving). reason says what is missing.
+// met a seed (or has none) and BootstrapExpect members were alive at once,
+// or it was a member of the formed cluster before it started
+// (Options.Formed); later failures do not undo that: losing members is for
+// replication to handle, not a reason to stop serving. reason says what is
+// missing.
 func (m *Membership) Ready() (ready bool, reason string) {
 	m.mu.Lock()
 	joined, formed := m.mu.joined, m.mu.formed

@@ -44,6 +44,11 @@ type Options struct {
 	Seeds []string
 	// BootstrapExpect is how many alive members make the cluster ready.
 	BootstrapExpect int
+	// Formed: this node was a member of the cluster once it had formed
+	// (its data dir keeps the shard layout), so it is ready as soon as it
+	// joined, however few members are alive: a restart while another
+	// node is down must not wait for that node.
+	Formed bool
 	// Timers are the gossip and retry timings; zero means DefaultTimers.
 	Timers Timers
 	// PingFallback, if set, is asked whether the member whose RPC

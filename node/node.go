@@ -262,6 +262,7 @@ func (n *Node) joinCluster() error {
 		NodeID: n.cfg.Node.ID, Cluster: cl.Name, Gossip: cl.Gossip, Advertise: cl.Advertise,
 		RPC: n.repl.rpcAddr(), MQTT: n.broker.TCPAddr(), HTTP: n.HTTPAddr(), Version: Version, Features: clusterFeatures(),
 		Seeds: cl.Seeds, BootstrapExpect: cl.BootstrapExpect, Settings: n.cfg.ClusterWide(), SettingParts: settingParts(n.cfg), Vouched: n.repl.vouched(),
+		Formed:       n.holdsLayout(),
 		PingFallback: n.answersOverTCP,
 		OnFatal:      func(err error) { n.fail(fmt.Errorf("cluster: %w", err)) },
 		Logger:       n.log,

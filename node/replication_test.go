@@ -272,6 +272,36 @@ func TestNodeClosesWhileItsPeersAreDown(t *testing.T) {
 	}
 }
 
+// TestRestartWhileANodeIsDownServes: with one node of three down, a
+// survivor that restarts (its data dir keeps the layout) is ready, and
+// lets MQTT clients in, once it joined the other survivor: it was a
+// member of the formed cluster, and two of three are a majority. Before,
+// it waited for bootstrap_expect members alive ("waiting for the cluster
+// to form: 2 of 3") however long the third stayed down.
+func TestRestartWhileANodeIsDownServes(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, nil)
+	publishSeq(t, nodes[0].MQTTAddr(), "pub", "down/x", "m", 5)
+	for _, i := range []int{2, 0} {
+		if err := nodes[i].Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n1 := startNode(t, cfgs[0])
+	last := ""
+	testutil.Eventually(t, 30*time.Second, "the restarted node to be ready with one node of three down", func() bool {
+		ok, reason := n1.Readiness()
+		if reason != last {
+			t.Logf("ready %v: %s", ok, reason)
+			last = reason
+		}
+		return ok
+	})
+	if code := connackCode(t, n1.MQTTAddr()); code != 0 {
+		t.Fatalf("CONNACK 0x%02x on the restarted node, want success", code)
+	}
+	publishSeq(t, n1.MQTTAddr(), "pub2", "down/x", "n", 5)
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
