@@ -42,6 +42,25 @@ func TestWaitGivesUpOnceRaftIsDown(t *testing.T) {
 	}
 }
 
+// TestAppliedEntryWithoutResultsIsSentAgain: an entry Raft committed
+// whose state machine returned no results (it stopped first, or found
+// writes lost) answers its appends with the outcome unknown, so that they
+// are sent again with their ids, not failed for good.
+func TestAppliedEntryWithoutResultsIsSentAgain(t *testing.T) {
+	r := &replica{shard: 2, name: groupName(2), raftDown: make(chan struct{})}
+	var errs []error
+	batch := []proposal{{done: func(_ uint64, err error) { errs = append(errs, err) }}, {done: func(_ uint64, err error) { errs = append(errs, err) }}}
+	r.answer(failedFuture{}, batch, nil)
+	if len(errs) != 2 {
+		t.Fatalf("%d of 2 appends answered", len(errs))
+	}
+	for _, err := range errs {
+		if !errors.Is(err, errOutcomeUnknown) {
+			t.Fatalf("answered %v, want the outcome unknown (sent again)", err)
+		}
+	}
+}
+
 // TestSubmitsRacingCloseAreAnswered: appends submitted (and forwards
 // served) while a node's set closes are each answered, and starting an
 // outbox sender never races with Close waiting for the senders (bench's

@@ -662,7 +662,12 @@ func (r *replica) answer(f raft.ApplyFuture, batch []proposal, before <-chan str
 	results, ok := f.Response().([]appendResult)
 	for i, p := range batch {
 		if !ok || i >= len(results) {
-			p.done(0, fmt.Errorf("shards: %s: no result for an applied entry", r.name))
+			// The state machine stopped before it applied the entry (it
+			// returns no results then): committed, but not known to be
+			// stored here. Sent again (with its id) rather than
+			// reported failed, which a client's own resend would store
+			// twice.
+			p.done(0, fmt.Errorf("shards: %s: no result for an applied entry: %w", r.name, errStoppedApplying))
 			continue
 		}
 		p.done(results[i].first, results[i].err)
