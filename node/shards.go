@@ -216,7 +216,7 @@ func (r *replication) start() {
 		cl := r.n.cfg.Cluster
 		set, err := shards.Start(shards.Options{
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
-			Open: r.openGroup, Drop: r.dropGroup, HasRaftState: r.hasRaftState, Forward: r.mux, Alive: r.alive, Logger: r.n.log, LogLimit: r.logLimit,
+			Open: r.openGroup, Drop: r.dropGroup, HasRaftState: r.hasRaftState, Forward: r.mux, Alive: r.alive, Down: r.isDown, Logger: r.n.log, LogLimit: r.logLimit,
 			AdminIDs:     func() bool { return r.everyMemberHas(featureAdminIDs) },
 			DedupeFloors: func() bool { return r.everyMemberHas(featureDedupeFloors) },
 		}, layout)
@@ -527,8 +527,7 @@ const logCacheEntries = 64
 // suspect either, since a suspect may be dead too. The router's Alive (a
 // node acting for a failed one does not wait for a suspect) and the
 // shards' (a leader hands leadership over to, and adds as a replica,
-// only a member that is alive, and removes a replica the layout dropped
-// first when it is not).
+// only a member that is alive).
 func (r *replication) alive(id string) bool {
 	if r.n.members == nil {
 		return false
@@ -539,6 +538,22 @@ func (r *replication) alive(id string) bool {
 		}
 	}
 	return false
+}
+
+// isDown reports whether member id is known to be down: failed, left, or
+// no longer listed (the shards' Down: a replica the layout dropped is
+// removed from its group at once only then, not while it is suspect,
+// which a busy host's missed pings make it for a few seconds).
+func (r *replication) isDown(id string) bool {
+	if r.n.members == nil {
+		return false
+	}
+	for _, m := range r.n.members.Members() {
+		if m.ID == id {
+			return m.Status == "failed" || m.Status == "left"
+		}
+	}
+	return true
 }
 
 func (r *replication) close(context.Context) error {

@@ -73,6 +73,9 @@ type cluster struct {
 	// whether or not they run (membership that sees a node come back
 	// before it answers); under mu.
 	seenAlive map[string]bool
+	// suspects holds node ids membership suspects (under mu): not alive,
+	// and not down either, whether or not they run.
+	suspects map[string]bool
 }
 
 type testNode struct {
@@ -157,6 +160,9 @@ func (c *cluster) update(l Layout) {
 func (c *cluster) alive(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.suspects[id] {
+		return false
+	}
 	if c.seenAlive[id] {
 		return true
 	}
@@ -166,6 +172,15 @@ func (c *cluster) alive(id string) bool {
 		}
 	}
 	return false
+}
+
+// down reports whether node id is down (the nodes' Options.Down): not
+// alive, and not a suspect.
+func (c *cluster) down(id string) bool {
+	c.mu.Lock()
+	suspect := c.suspects[id]
+	c.mu.Unlock()
+	return !suspect && !c.alive(id)
 }
 
 func (nd *testNode) start() {
@@ -187,6 +202,7 @@ func (nd *testNode) start() {
 		Alive: nd.c.alive, Timers: nd.c.timers, WriteTimeout: 5 * time.Second, Logger: testutil.Logger(),
 		AdminIDs:     func() bool { return !nd.c.noAdminIDs },
 		DedupeFloors: func() bool { return !nd.c.noFloors },
+		Down:         nd.c.down,
 	}
 	if nd.c.noDrop {
 		opts.Drop = nil

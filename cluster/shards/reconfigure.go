@@ -356,6 +356,13 @@ func (s *Set) stopping() bool {
 
 func (s *Set) alive(id string) bool { return s.opts.Alive == nil || s.opts.Alive(id) }
 
+func (s *Set) down(id string) bool {
+	if s.opts.Down == nil {
+		return !s.alive(id)
+	}
+	return s.opts.Down(id)
+}
+
 // reconfigure makes one change of shard's group configuration toward
 // want, the layout's replicas, if one is due, and reports whether it made
 // one. r leads the shard.
@@ -369,9 +376,10 @@ func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 	wanted := func(id raft.ServerID) bool {
 		return slices.ContainsFunc(want, func(p Peer) bool { return p.ID == string(id) })
 	}
-	// The servers the layout dropped that are down, first.
+	// The servers the layout dropped that are down, first (a suspect is
+	// not: it may be back in a moment, and the group may need it).
 	for _, srv := range servers {
-		if string(srv.ID) != self && !wanted(srv.ID) && !s.alive(string(srv.ID)) {
+		if string(srv.ID) != self && !wanted(srv.ID) && s.down(string(srv.ID)) {
 			delete(m.caughtUp, shard)
 			return s.change(shard, r, "removing a replica the layout dropped, which is down", string(srv.ID),
 				r.raft.RemoveServer(srv.ID, 0, s.opts.WriteTimeout))

@@ -119,9 +119,15 @@ type Options struct {
 	// Forward reaches other nodes.
 	Forward Forwarder
 	// Alive reports whether a member is up (membership); a leader is
-	// handed back only to a preferred leader that is, adds only replicas
-	// that are, and removes replicas that are not first. Nil: always.
+	// handed back only to a preferred leader that is, and adds only
+	// replicas that are. Nil: always.
 	Alive func(id string) bool
+	// Down reports whether a member is known to be down (failed or left,
+	// not merely suspect): a replica the layout dropped that is down is
+	// removed from its group at once, before the replicas replacing it
+	// caught up; one that is not waits for them, since the group may need
+	// it for a majority meanwhile. Nil: not Alive.
+	Down func(id string) bool
 	// AdminIDs reports whether every member can decode creations and
 	// deletions of streams that carry an id (entry version 4): only
 	// then are they given one, and sent again after an attempt whose
