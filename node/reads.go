@@ -25,11 +25,24 @@ type shardPlacement struct {
 	alive func(id string) bool
 }
 
-func (p shardPlacement) Shards() int {
+// layout returns the layout reads go by: the running shards' (s), or,
+// while they start on a node that ran in the formed cluster, the one its
+// data directory kept (s nil: none of its replicas serves reads yet, and
+// its store may be behind, or halfway through a catch-up); ok is false
+// before the cluster formed, when there is nothing elsewhere to read.
+func (p shardPlacement) layout() (l shards.Layout, s *shards.Set, ok bool) {
 	if s := p.r.set.Load(); s != nil {
-		return len(s.Layout().Shards)
+		return s.Layout(), s, true
 	}
-	return 0
+	if p.r.kept != nil {
+		return *p.r.kept, nil, true
+	}
+	return shards.Layout{}, nil, false
+}
+
+func (p shardPlacement) Shards() int {
+	l, _, _ := p.layout()
+	return len(l.Shards)
 }
 
 func (p shardPlacement) ShardOf(stream string) int {
@@ -47,12 +60,8 @@ func (p shardPlacement) ShardOf(stream string) int {
 // its group removes it, but gets no new entries once it has: its reads
 // would stall.
 func (p shardPlacement) Holders(i int) (bool, []string) {
-	s := p.r.set.Load()
-	if s == nil {
-		return true, nil
-	}
-	l := s.Layout()
-	if i >= len(l.Shards) || (l.Holds(i, p.self) && s.Serves(i)) {
+	l, s, ok := p.layout()
+	if !ok || i >= len(l.Shards) || (s != nil && l.Holds(i, p.self) && s.Serves(i)) {
 		return true, nil
 	}
 	addrs := make([]string, 0, len(l.Shards[i]))

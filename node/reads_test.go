@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,4 +246,41 @@ func TestGroupReadsAStreamItsNodeHoldsNoReplicaOf(t *testing.T) {
 		d, _ := distinctAcross("stored/", w)
 		return d == per
 	})
+}
+
+// TestRestartedNodeReadsFromPeersWhileItsShardsStart: a node restarted
+// after it missed writes reads its streams from the other replicas until
+// its own shards run (and its replicas caught up), not from its store,
+// which is behind (or halfway through a catch-up from a snapshot).
+func TestRestartedNodeReadsFromPeersWhileItsShardsStart(t *testing.T) {
+	nodes, cfgs := startClusterConfigs(t, nil)
+	publishSeq(t, nodes[1].MQTTAddr(), "pub", "kept/x", "a", 3)
+	sameRecords(t, nodes, "kept", 3)
+	if err := nodes[0].Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	publishSeq(t, nodes[1].MQTTAddr(), "pub", "kept/x", "b", 3) // n1 misses these
+
+	n1, err := Open(cfgs[0], testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.repl.holdShards = make(chan struct{})
+	release := sync.OnceFunc(func() { close(n1.repl.holdShards) })
+	t.Cleanup(func() { release(); _ = n1.Close(context.Background()) })
+	if err := n1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if local, _ := n1.Store().Read("kept", 0, streams.ReadOptions{MaxRecords: 100}); len(local) != 3 {
+		t.Fatalf("n1's own store holds %d records of kept, want the 3 from before it stopped", len(local))
+	}
+	got, err := n1.repl.store.Read("kept", 0, streams.ReadOptions{MaxRecords: 100})
+	if err != nil || len(got) != 6 {
+		t.Fatalf("read through n1 while its shards start: %d records (%v), want the 6 its peers hold", len(got), err)
+	}
+	release()
+	testutil.Eventually(t, 30*time.Second, "n1 ready after its shards started", n1.Ready)
+	if got, err := n1.repl.store.Read("kept", 0, streams.ReadOptions{MaxRecords: 100}); err != nil || len(got) != 6 {
+		t.Fatalf("read through n1 once ready: %d records (%v)", len(got), err)
+	}
 }

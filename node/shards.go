@@ -38,6 +38,10 @@ type replicated struct {
 	*streams.Store
 	set   atomic.Pointer[shards.Set] // nil until the cluster formed
 	reads *reads.Reader              // set once by serveReads
+	// kept is the layout the data directory kept (the node ran in the
+	// formed cluster; nil: it did not), set once at open: while the
+	// shards start, reads go by it to the other replicas (reads.go).
+	kept *shards.Layout
 }
 
 func (r *replicated) shards() (*shards.Set, error) {
@@ -83,9 +87,12 @@ func (r *replicated) DeleteStream(ctx context.Context, name string) error {
 // (Raft traffic and forwards), the Raft log shared by every shard group,
 // and the shards once the cluster has formed.
 type replication struct {
-	n     *Node
-	mux   *rpcmux.Mux
-	beats *heartbeat.Coalescer // the shard groups' heartbeats, batched per peer node
+	n   *Node
+	mux *rpcmux.Mux
+	// holdShards, when a test sets it before the node starts, holds the
+	// shards' start until it is closed.
+	holdShards chan struct{}
+	beats      *heartbeat.Coalescer // the shard groups' heartbeats, batched per peer node
 	// appends carries the shard groups' AppendEntries, batched per peer
 	// node over one connection; nil unless batchAppends.
 	appends *appends.Batcher
@@ -153,9 +160,9 @@ func (n *Node) openReplication() error {
 	// A new data directory opens its member of the metadata group only
 	// once the cluster has vouched for it (awaitLayout): a member with no
 	// state votes for any candidate.
-	if kept, err := r.keptLayout(); err != nil {
+	if kept, err := r.loadKeptLayout(); err != nil {
 		return err
-	} else if kept || r.hasRaftState(meta.Group) {
+	} else if r.store.kept = kept; kept != nil || r.hasRaftState(meta.Group) {
 		if err := r.openMeta(); err != nil {
 			return fmt.Errorf("metadata group: %w", err)
 		}
@@ -212,6 +219,13 @@ func (r *replication) start() {
 				r.n.fail(fmt.Errorf("cluster: %w", err))
 			}
 			return
+		}
+		if r.holdShards != nil {
+			select {
+			case <-r.holdShards:
+			case <-r.done:
+				return
+			}
 		}
 		cl := r.n.cfg.Cluster
 		set, err := shards.Start(shards.Options{
@@ -315,15 +329,10 @@ func heldCount(l shards.Layout, id string) int {
 // bootstrap_expect alive members by id) and keeps it, or joins the
 // formed cluster and takes the metadata group's layout.
 func (r *replication) awaitLayout() (shards.Layout, error) {
-	kv := r.n.store.KV("cluster")
-	if b, ok, err := kv.Get(layoutKey); err != nil {
+	if kept, err := r.loadKeptLayout(); err != nil {
 		return shards.Layout{}, err
-	} else if ok {
-		layout, err := shards.UnmarshalLayout(b)
-		if err != nil {
-			return shards.Layout{}, err
-		}
-		return layout, r.restarted(layout)
+	} else if kept != nil {
+		return *kept, r.restarted(*kept)
 	}
 	cl := r.n.cfg.Cluster
 	for {

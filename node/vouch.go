@@ -9,6 +9,7 @@ import (
 
 	"github.com/mqstream/mqstream/cluster/meta"
 	"github.com/mqstream/mqstream/cluster/raftlog"
+	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -66,11 +67,11 @@ func (r *replication) checkRaftDir() error {
 	case !errors.Is(err, raftlog.ErrKeyNotFound):
 		return fmt.Errorf("cluster: read the Raft log's incarnation: %w", err)
 	}
-	kept, err := r.keptLayout()
+	kept, err := r.loadKeptLayout()
 	if err != nil {
 		return err
 	}
-	if kept && !r.hasRaftState(meta.Group) {
+	if kept != nil && !r.hasRaftState(meta.Group) {
 		return fmt.Errorf("%w: node %q: the store in %s holds the node's shard layout, but the Raft log in %s is empty: its Raft state was lost. "+
 			"Taking part without it could undo acknowledged writes. Restore it, or run `mqstream node remove %s` on another node and start this one with a new node.id and an empty node.data_dir",
 			ErrLostData, r.n.id, r.n.cfg.Node.DataDir, raftDir, r.n.id)
@@ -81,14 +82,21 @@ func (r *replication) checkRaftDir() error {
 	return nil
 }
 
-// keptLayout reports whether the data directory holds a shard layout (the
-// node has run in a formed cluster).
-func (r *replication) keptLayout() (bool, error) {
-	_, ok, err := r.n.store.KV("cluster").Get(layoutKey)
+// loadKeptLayout returns the shard layout the data directory holds (the
+// node has run in a formed cluster), nil if none.
+func (r *replication) loadKeptLayout() (*shards.Layout, error) {
+	b, ok, err := r.n.store.KV("cluster").Get(layoutKey)
 	if err != nil {
-		return false, fmt.Errorf("cluster: read the kept shard layout: %w", err)
+		return nil, fmt.Errorf("cluster: read the kept shard layout: %w", err)
 	}
-	return ok, nil
+	if !ok {
+		return nil, nil
+	}
+	l, err := shards.UnmarshalLayout(b)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: the kept shard layout: %w", err)
+	}
+	return &l, nil
 }
 
 // vouched reports whether the metadata group registered this data
