@@ -61,6 +61,28 @@ func TestAppliedEntryWithoutResultsIsSentAgain(t *testing.T) {
 	}
 }
 
+// TestFailedTransferHoldsUntilRaftTakesProposals: after a failed
+// leadership transfer, the replica's proposals stay held while raft
+// still refuses them for the transfer (its flag outlives the transfer's
+// timeout until the TimeoutNow call returns), however long past the
+// transfer's own timeout that is.
+func TestFailedTransferHoldsUntilRaftTakesProposals(t *testing.T) {
+	r := &replica{shard: 1, log: testutil.Logger(), stop: make(chan struct{})}
+	refuseUntil := time.Now().Add(300 * time.Millisecond)
+	calls := 0
+	r.barrier = func(time.Duration) error {
+		calls++
+		if time.Now().Before(refuseUntil) {
+			return raft.ErrLeadershipTransferInProgress
+		}
+		return nil
+	}
+	r.awaitTransferEnd(50 * time.Millisecond) // the transfer's timeout
+	if time.Now().Before(refuseUntil) {
+		t.Fatalf("released the proposals while raft still refused them (after %d barriers)", calls)
+	}
+}
+
 // TestSubmitsRacingCloseAreAnswered: appends submitted (and forwards
 // served) while a node's set closes are each answered, and starting an
 // outbox sender never races with Close waiting for the senders (bench's

@@ -56,7 +56,10 @@ type replica struct {
 	log     *slog.Logger
 	timeout time.Duration // how long a proposal may wait to be enqueued
 	floors  func() bool   // entries are written in version 5 (proposer.floors)
-	opened  time.Time     // when the replica started (reconfigure.go)
+	// barrier, when a test sets it, stands for raft's Barrier in
+	// awaitTransferEnd.
+	barrier func(timeout time.Duration) error
+	opened  time.Time // when the replica started (reconfigure.go)
 	stop    chan struct{}
 	// raftDown is closed once Raft has shut down (close): a future it
 	// has not answered by then it never will.
@@ -140,23 +143,40 @@ func (r *replica) transferLeadership(wait time.Duration, transfer func() error) 
 	return err
 }
 
-// awaitTransferEnd waits, at most wait, until raft no longer refuses
-// proposals for a transfer under way: it answers a failed transfer
-// before it clears its flag (after the TimeoutNow call it may still be
-// waiting for), and an entry proposed meanwhile would be refused while
-// the next one is taken.
+// awaitTransferEnd waits until raft no longer refuses proposals for a
+// transfer under way. Raft answers a failed transfer when its timeout
+// (wait) passes but clears its flag only once the TimeoutNow call to the
+// target returned, which a slow target or a connection being made can
+// take the transport's timeout: released before, the hold would let the
+// appends it kept be refused and sent again, while the next ones are
+// taken once the flag is clear: one publisher's records out of order.
+// maxTransferEnd bounds the wait all the same.
 func (r *replica) awaitTransferEnd(wait time.Duration) {
-	deadline := time.NewTimer(wait)
+	barrier := r.barrier
+	if barrier == nil {
+		barrier = func(timeout time.Duration) error { return r.wait(r.raft.Barrier(timeout)) }
+	}
+	r.awaitProposable(func() error { return barrier(wait) }, maxTransferEnd)
+}
+
+// maxTransferEnd bounds how long a failed transfer holds the proposals.
+const maxTransferEnd = time.Minute
+
+// awaitProposable calls barrier until it is not refused for a transfer
+// in progress, at most limit (or until the replica stops).
+func (r *replica) awaitProposable(barrier func() error, limit time.Duration) {
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
 		errc := make(chan error, 1)
-		go func() { errc <- r.wait(r.raft.Barrier(wait)) }()
+		go func() { errc <- barrier() }()
 		select {
 		case err := <-errc:
 			if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 				return
 			}
 		case <-deadline.C:
+			r.log.Warn("a failed leadership transfer still holds the shard's proposals; releasing them", "shard", r.shard, "waited", limit)
 			return
 		case <-r.stop:
 			return
@@ -164,6 +184,7 @@ func (r *replica) awaitTransferEnd(wait time.Duration) {
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-deadline.C:
+			r.log.Warn("a failed leadership transfer still holds the shard's proposals; releasing them", "shard", r.shard, "waited", limit)
 			return
 		case <-r.stop:
 			return
