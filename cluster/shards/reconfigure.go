@@ -289,6 +289,7 @@ const settle = 3
 
 // reconcile is one pass of the manager over every shard.
 func (s *Set) reconcile(m *manager, tick bool) {
+	defer s.reconciled.Add(1)
 	l := s.layout.Load()
 	self := s.opts.Self.ID
 	for i := range l.Shards {
@@ -432,9 +433,14 @@ func (s *Set) reconfigure(m *manager, shard int, r *replica, want []Peer) bool {
 		return false
 	}
 	// The other servers the layout dropped, once the layout's replicas
-	// have caught up: until then the group may need them for a majority.
+	// are voters and have caught up: until then the group may need them
+	// for a majority (a replica of the layout is left a non-voter while
+	// it is suspect, and may have caught up all the same).
 	for _, srv := range servers {
 		if string(srv.ID) != self && !wanted(srv.ID) {
+			if slices.ContainsFunc(want, func(p Peer) bool { return p.ID != self && !isVoterIn(servers, p.ID) }) {
+				return false
+			}
 			if !s.gate(m, shard, r, want) {
 				return false
 			}

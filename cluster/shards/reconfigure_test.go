@@ -696,3 +696,60 @@ func (c *cluster) everyGroup(shards int, ok func(shard int, servers []raft.Serve
 func hasServer(servers []raft.Server, id raft.ServerID, suffrage raft.ServerSuffrage) bool {
 	return slices.ContainsFunc(servers, func(srv raft.Server) bool { return srv.ID == id && srv.Suffrage == suffrage })
 }
+
+// TestDroppedReplicaStaysUntilItsReplacementIsAVoter: the layout replaces
+// n3 with n4, which is added as a non-voter and then suspected (its
+// pings missed) while it runs and catches up. n3 stays until n4 is a
+// voter, which it is made only once it is alive again: removed once n4
+// had caught up, as it was, n3 left the group two voters and a
+// non-voter.
+func TestDroppedReplicaStaysUntilItsReplacementIsAVoter(t *testing.T) {
+	c := newCluster(t, 3, 1, 3)
+	c.waitLeaders()
+	w := startWriter(t, 1, c.nodes[0], c.nodes[1])
+	w.waitMore(t, 20)
+	n4 := Peer{ID: "n4", RPC: "n4:7947"}
+	c.mu.Lock()
+	c.seenAlive = map[string]bool{"n4": true}
+	c.mu.Unlock()
+	c.update(replaced(c.layout, "n3", &n4))
+	testutil.Eventually(t, 15*time.Second, "n4 to be a non-voter", func() bool {
+		return c.everyGroup(1, func(_ int, servers []raft.Server) bool { return hasServer(servers, "n4", raft.Nonvoter) })
+	})
+	c.mu.Lock()
+	c.suspects = map[string]bool{"n4": true}
+	c.mu.Unlock()
+	nd4 := c.addNode(n4)
+	testutil.Eventually(t, 15*time.Second, "n4 to catch up as a non-voter", func() bool {
+		leader := c.leaderOf(0)
+		_, store := nd4.running()
+		if leader == nil || store == nil {
+			return false
+		}
+		applied, err := store.AppliedIndexOf(groupName(0))
+		return err == nil && applied >= leader.fsm.applied.Load()
+	})
+	leaderSet := func() *Set {
+		for _, nd := range c.nodes {
+			if set, _ := nd.running(); set != nil && set.replica(0) != nil && set.replica(0).isLeader() {
+				return set
+			}
+		}
+		return nil
+	}
+	set := leaderSet()
+	passes := set.reconciled.Load()
+	testutil.Eventually(t, 15*time.Second, "five more passes of the leader's manager", func() bool {
+		return set.reconciled.Load() >= passes+5
+	})
+	if !c.everyGroup(1, func(_ int, servers []raft.Server) bool { return hasServer(servers, "n3", raft.Voter) }) {
+		t.Fatal("n3 was removed while its replacement n4 was still a non-voter")
+	}
+	c.mu.Lock()
+	c.suspects = nil
+	c.mu.Unlock()
+	c.waitConfigured()
+	w.waitMore(t, 20)
+	w.stop()
+	c.identical()
+}

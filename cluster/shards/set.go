@@ -198,6 +198,9 @@ type Set struct {
 	notices atomic.Uint64
 	// changes wakes the callers of LeadershipChanged (kv.go).
 	changes broadcast.Signal
+	// reconciled counts the manager's passes over the shards (tests wait
+	// for some to pass).
+	reconciled atomic.Uint64
 	// mu guards passed: for each shard held elsewhere, how many of its
 	// replicas (in layout order, this node left out) forwards pass over,
 	// from the preferred leader, because the ones before failed them.
