@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mqstream/mqstream/internal/testutil"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // hookedPeers calls hook with each fetch request before the peers serve
@@ -141,4 +142,43 @@ func TestReplicaCatchingUpFromPeersDoesNotServe(t *testing.T) {
 		return true
 	})
 	c.identical()
+}
+
+// clearedWhileRead is a store whose shard starts being cleared (its
+// marker set, the stream deleted) while a fetch reads it.
+type clearedWhileRead struct {
+	Store
+	t     *testing.T
+	group string
+}
+
+func (c clearedWhileRead) ReadStored(name string, from, to uint64, maxRecords, maxBytes int) (streams.StoredPage, error) {
+	if err := submitWait(c.Store, streams.AppendRequest{AppliedLog: c.group + clearingSuffix, AppliedIndex: 1}); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.Store.DeleteStream(context.Background(), name); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.Store.ReadStored(name, from, to, maxRecords, maxBytes)
+}
+
+// TestFetchFromAShardClearedMeanwhileIsRefused: a peer that starts
+// clearing the shard (it moved away) between its checks and its read of
+// the stream answers "unavailable", not "no such stream", which the
+// catching-up replica would believe and install the stream empty.
+func TestFetchFromAShardClearedMeanwhileIsRefused(t *testing.T) {
+	store, err := streams.Open(streams.Options{Dir: t.TempDir(), AutoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Append(context.Background(), "s", streams.Record{Topic: "t", Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	req := encodeFetchRequest(fetchRequest{shard: 0, stream: "s", to: 10, maxRecords: 10, maxBytes: 1 << 20})
+	resp, err := ServeFetch(context.Background(), clearedWhileRead{Store: store, t: t, group: groupName(0)}, req)
+	if !errors.Is(err, streams.ErrUnavailable) {
+		page, _ := decodeFetchPage(resp, fetchRequest{shard: 0, stream: "s", to: 10, maxRecords: 10})
+		t.Fatalf("fetch while the shard is being cleared: %v (stream exists: %v), want unavailable", err, page.exists)
+	}
 }

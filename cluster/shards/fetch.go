@@ -169,11 +169,20 @@ func ServeFetch(_ context.Context, store Store, req []byte) ([]byte, error) {
 		return nil, fmt.Errorf("shards: fetch: %w", err)
 	}
 	page, err := store.ReadStored(r.stream, r.from, r.to, r.maxRecords, r.maxBytes)
+	if err != nil && !errors.Is(err, streams.ErrStreamNotFound) {
+		return nil, fmt.Errorf("shards: fetch %s: %w", r.stream, err)
+	}
+	// A clearing begun (or done) since the checks above may have deleted
+	// the stream outside the log: "no stream" would then be believed.
+	if clearing, err := store.AppliedIndexOf(group + clearingSuffix); err != nil {
+		return nil, fmt.Errorf("shards: fetch: %w", err)
+	} else if now, err := store.AppliedIndexOf(group); err != nil {
+		return nil, fmt.Errorf("shards: fetch: %w", err)
+	} else if clearing != 0 || now < applied {
+		return nil, fmt.Errorf("%w: shard %d is being cleared from this node", streams.ErrUnavailable, r.shard)
+	}
 	if errors.Is(err, streams.ErrStreamNotFound) {
 		return encodeFetchPage(fetchPage{applied: applied}), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("shards: fetch %s: %w", r.stream, err)
 	}
 	return encodeFetchPage(fetchPage{applied: applied, exists: true, stream: streamStateOf(page.Stream),
 		first: page.Stream.FirstOffset, from: page.From, records: page.Records}), nil
