@@ -140,6 +140,12 @@ func TestClusterReplicatesPublishesAndSurvivesLeaderLoss(t *testing.T) {
 		publishSeq(t, n.MQTTAddr(), "pub-"+n.ID(), "crash/"+n.ID(), n.ID(), 30)
 	}
 	sameRecords(t, nodes, "crash", 90)
+	// Every member announces entries of version 5: the leaders write them.
+	for _, n := range nodes {
+		if known := n.repl.floors.has(n.members, featureDedupeFloors); !known() || !known() {
+			t.Fatalf("%s: not every member announces %s: %+v", n.ID(), featureDedupeFloors, n.members.Members())
+		}
+	}
 
 	var cl struct {
 		Shards []shards.ShardStatus `json:"shards"`

@@ -122,6 +122,8 @@ type replication struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
+	// floors caches whether every member knows entries of version 5.
+	floors featureCache
 }
 
 // layoutKey is where the shard layout is kept in the store's "cluster"
@@ -232,7 +234,7 @@ func (r *replication) start() {
 			Self: shards.Peer{ID: r.n.id, RPC: r.rpcAddr()}, Shards: cl.Shards, Store: r.n.store,
 			Open: r.openGroup, Drop: r.dropGroup, HasRaftState: r.hasRaftState, Forward: r.mux, Alive: r.alive, Down: r.isDown, Logger: r.n.log, LogLimit: r.logLimit,
 			AdminIDs:     func() bool { return r.everyMemberHas(featureAdminIDs) },
-			DedupeFloors: func() bool { return r.everyMemberHas(featureDedupeFloors) },
+			DedupeFloors: r.floors.has(r.n.members, featureDedupeFloors),
 		}, layout)
 		if err != nil {
 			r.n.fail(fmt.Errorf("cluster: start shards: %w", err))
@@ -492,6 +494,35 @@ func clusterFeatures() []string {
 		return []string{featureAppends, featureAdminIDs, featureDedupeFloors}
 	}
 	return []string{featureAdminIDs, featureDedupeFloors}
+}
+
+// featureCache remembers whether every member announces a feature until
+// the membership changes: asked for each Raft entry a leader proposes
+// (shards.Options.DedupeFloors), the members' list is too dear to build
+// each time.
+type featureCache struct {
+	mu      sync.Mutex // guards changed and ok
+	changed <-chan struct{}
+	ok      bool
+}
+
+// has returns the func that reports whether every member of m announces
+// f (allAnnounce), looked up again only once m changed.
+func (c *featureCache) has(m *cluster.Membership, f string) func() bool {
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.changed != nil {
+			select {
+			case <-c.changed:
+			default:
+				return c.ok
+			}
+		}
+		c.changed = m.Changed() // before the list: a change after it is seen next time
+		c.ok = allAnnounce(m.Members(), f)
+		return c.ok
+	}
 }
 
 // everyMemberHas reports whether every member the membership lists,
