@@ -63,10 +63,83 @@ func unmarkInbound(pk *packets.Packet) bool {
 }
 
 // qos2Sessions holds, per client id, the packet ids of QoS 2 publishes
-// acknowledged with PUBREC and waiting for their PUBREL.
+// acknowledged with PUBREC and waiting for their PUBREL, and those taken
+// whose outcome is not known yet (pending).
 type qos2Sessions struct {
-	mu  sync.Mutex // guards ids
+	mu  sync.Mutex // guards ids and pending
 	ids map[string]map[uint16]struct{}
+	// pending holds the QoS 2 publishes being stored, per client id and
+	// packet id, whatever connection of the client took them: a DUP
+	// resent on the client's next connection meanwhile waits for the
+	// first copy's outcome instead of being stored a second time.
+	pending map[string]map[uint16]*qos2Pending
+}
+
+// qos2Pending is a QoS 2 publish being stored, and the copies of it
+// resent meanwhile that wait for its outcome.
+type qos2Pending struct {
+	settled bool
+	err     error // the first copy's refusal; nil: stored
+	waiters []func(err error)
+}
+
+// pend registers the QoS 2 publish id of client as being stored. When a
+// copy is being stored already (taken on an earlier connection of the
+// client), it returns that one's record instead, which this copy is to
+// wait for (wait); nil when this copy is the first.
+func (s *qos2Sessions) pend(client string, id uint16) *qos2Pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pending[client][id]; p != nil {
+		return p
+	}
+	if s.pending == nil {
+		s.pending = map[string]map[uint16]*qos2Pending{}
+	}
+	m := s.pending[client]
+	if m == nil {
+		m = map[uint16]*qos2Pending{}
+		s.pending[client] = m
+	}
+	m[id] = &qos2Pending{}
+	return nil
+}
+
+// wait calls fn with the outcome of p's first copy once it is known
+// (now, if it is).
+func (s *qos2Sessions) wait(p *qos2Pending, fn func(err error)) {
+	s.mu.Lock()
+	if !p.settled {
+		p.waiters = append(p.waiters, fn)
+		s.mu.Unlock()
+		return
+	}
+	err := p.err
+	s.mu.Unlock()
+	fn(err)
+}
+
+// settle ends the pending QoS 2 publish id of client with its outcome
+// (after add, when stored: a DUP then finds it awaited) and tells the
+// copies waiting for it.
+func (s *qos2Sessions) settle(client string, id uint16, err error) {
+	s.mu.Lock()
+	p := s.pending[client][id]
+	if p == nil {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending[client], id)
+	if len(s.pending[client]) == 0 {
+		delete(s.pending, client)
+	}
+	p.settled, p.err = true, err
+	waiters := p.waiters
+	p.waiters = nil
+	s.mu.Unlock()
+	for _, fn := range waiters {
+		fn(err)
+	}
 }
 
 func (s *qos2Sessions) add(client string, id uint16) {

@@ -138,6 +138,7 @@ type entry struct {
 	sent   bool         // already delivered to subscribers
 	done   bool         // commit finished (or nothing to commit)
 	dedup  bool         // a QoS 2 publish registered in conn.mu.qos2
+	first  bool         // a QoS 2 publish registered as pending (qos2Sessions.pend)
 	err    error        // why it was refused
 	code   packets.Code // the reason code of a refusal
 	// state is the broker-state submission (retained message, deliveries
@@ -255,9 +256,23 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		// would otherwise find it done (not stored) and deliver it too.
 		h.fanout(c, e)
 	}
-	if !c.enqueue(e, qos == 2) {
-		return pk, taken // a DUP of a QoS 2 publish already queued
+	var firstCopy *qos2Pending
+	if qos == 2 {
+		if firstCopy = h.qos2.pend(cl.ID, pk.PacketID); firstCopy != nil {
+			// A copy is being stored (queued here, or taken on an
+			// earlier connection of the client): this one waits for its
+			// outcome, and is neither stored nor delivered again.
+			e.stored, e.sent, e.done, e.err = false, true, false, nil
+		}
 	}
+	if !c.enqueue(e, qos == 2) {
+		return pk, taken // a DUP of a QoS 2 publish queued on this connection
+	}
+	if firstCopy != nil {
+		h.qos2.wait(firstCopy, func(err error) { c.settle(e, err) })
+		return pk, taken
+	}
+	e.first = qos == 2
 	if e.done {
 		c.kick()
 		return pk, taken
@@ -402,6 +417,14 @@ func (c *conn) enqueue(e *entry, qos2 bool) bool {
 // complete records the outcome of a commit; it runs on the store's committer
 // goroutine and must not block.
 func (c *conn) complete(e *entry, err error) {
+	c.settle(e, err)
+	c.h.pending.done()
+}
+
+// settle records e's outcome (a commit's, or, for a QoS 2 publish resent
+// while its first copy was being stored, that copy's) and starts a flush
+// if the head of the FIFO is ready. It must not block.
+func (c *conn) settle(e *entry, err error) {
 	if err != nil {
 		e.err = err
 		e.code = reasonForStoreError(err)
@@ -413,7 +436,6 @@ func (c *conn) complete(e *entry, err error) {
 		c.mu.flushing = true
 	}
 	c.mu.Unlock()
-	c.h.pending.done()
 	if start {
 		go c.flush()
 	}
@@ -528,6 +550,11 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 		if e.dedup {
 			defer c.forgetQoS2(e.pk.PacketID)
 		}
+		if e.first {
+			// After the add below (stored): a copy resent meanwhile on
+			// another connection is then answered as awaited.
+			defer h.qos2.settle(c.cl.ID, e.pk.PacketID, e.err)
+		}
 		if e.err != nil {
 			h.refused.Add(1)
 			c.logRefusal(e)
@@ -556,6 +583,12 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 			h.stored.Add(1)
 		}
 		if disconnect != nil {
+			if qos == 2 {
+				// Stored, not acknowledged (an earlier publish was
+				// refused): the client sends it again, with DUP, and is
+				// answered with PUBREC, not stored a second time.
+				h.qos2.add(c.cl.ID, e.pk.PacketID)
+			}
 			continue
 		}
 		switch qos {
