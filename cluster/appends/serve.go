@@ -154,9 +154,9 @@ func (t *Transport) receive(in incoming) {
 // connection's requests), until the transport closes.
 func (t *Transport) serve() {
 	defer t.wg.Done()
-	// One ticker, not a timer per append: a request times out after two
-	// ticks, between AnswerTimeout/2 and AnswerTimeout after it was
-	// handed over.
+	// One ticker, not a timer per append: a request times out at the
+	// first tick at least AnswerTimeout/2 after it was handed over, so
+	// between AnswerTimeout/2 and AnswerTimeout after.
 	tick := time.NewTicker(t.b.opts.AnswerTimeout / 2)
 	defer tick.Stop()
 	var batch []incoming
@@ -183,7 +183,11 @@ func (t *Transport) serve() {
 }
 
 // handle hands one append to raft and queues raft's answer, or an error
-// if raft does not take it and answer within two ticks.
+// if raft does not take it and answer by the first tick at least
+// AnswerTimeout/2 after it began. Ticks are counted by the clock, not by
+// number: the ticker keeps one tick while serve is idle, which the next
+// append would otherwise count as its first, and time out at the next
+// (after no time at all).
 func (t *Transport) handle(in incoming, tick <-chan time.Time) {
 	select {
 	case <-in.to.done:
@@ -196,14 +200,15 @@ func (t *Transport) handle(in incoming, tick <-chan time.Time) {
 	a := answer{id: in.id}
 	defer func() { in.to.answer(a) }()
 	ch := make(chan raft.RPCResponse, 1)
-	ticks := 0
+	start := time.Now()
+	late := func() bool { return time.Since(start) >= t.b.opts.AnswerTimeout/2 }
 	rpc := raft.RPC{Command: in.req, RespChan: ch}
 	for sent := false; !sent; {
 		select {
 		case t.rpcs <- rpc:
 			sent = true
 		case <-tick:
-			if ticks++; ticks == 2 {
+			if late() {
 				a.err = fmt.Sprintf("group %s did not take the append within %s", t.group, t.b.opts.AnswerTimeout)
 				return
 			}
@@ -225,7 +230,7 @@ func (t *Transport) handle(in incoming, tick <-chan time.Time) {
 			}
 			return
 		case <-tick:
-			if ticks++; ticks == 2 {
+			if late() {
 				a.err = fmt.Sprintf("group %s did not answer within %s", t.group, t.b.opts.AnswerTimeout)
 				return
 			}
