@@ -87,11 +87,8 @@ func readFrame(r io.Reader) ([]byte, error) {
 	if n > maxFrame {
 		return nil, fmt.Errorf("%w: frame of %d bytes, at most %d", errMalformed, n, maxFrame)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
-	}
-	return body, nil
+	// Read as it comes: a length alone pins no 128 MiB.
+	return bincode.ReadBody(r, int(n))
 }
 
 // appendRequests encodes requests as one frame body: version, count, and

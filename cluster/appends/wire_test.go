@@ -2,9 +2,11 @@ package appends
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -170,4 +172,21 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFrameLengthAloneAllocatesLittle: a frame header claiming the
+// largest body, from a peer that then sends nothing more, makes
+// readFrame allocate about a step, not the 128 MiB it claims.
+func TestFrameLengthAloneAllocatesLittle(t *testing.T) {
+	hdr := binary.BigEndian.AppendUint32(nil, maxFrame)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := readFrame(bytes.NewReader(append(hdr, "only this"...)))
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a truncated frame was read")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Fatalf("allocated %d bytes for a frame that sent 9", grew)
+	}
 }

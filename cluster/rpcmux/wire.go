@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
+
+	"github.com/mqstream/mqstream/internal/bincode"
 )
 
 // The connection header; see the package doc.
@@ -156,19 +157,8 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	if size > MaxFrame {
 		return nil, fmt.Errorf("rpcmux: frame of %d bytes: %w", size, ErrTooLarge)
 	}
-	b := make([]byte, 0, min(size, frameStep))
-	for len(b) < size {
-		if len(b) == cap(b) {
-			b = slices.Grow(b, min(size-len(b), cap(b)))
-		}
-		got, err := io.ReadFull(r, b[len(b):min(cap(b), size)])
-		b = b[:len(b)+got]
-		if err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
+	return bincode.ReadBody(r, size)
 }
 
 // frameStep is how much of a frame is allocated before any of it came.
-const frameStep = 1 << 20
+const frameStep = bincode.BodyStep

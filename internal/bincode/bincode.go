@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 )
 
 // ErrShort: the input ended inside a field.
@@ -94,4 +96,27 @@ func AppendBytes(dst, b []byte) []byte {
 func AppendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
+}
+
+// BodyStep is how much of a frame ReadBody allocates before any of it
+// came.
+const BodyStep = 1 << 20
+
+// ReadBody reads the size bytes of a frame's body from r, into a buffer
+// that grows as they come (at most BodyStep ahead of them): a length
+// field alone, from a peer that then sends nothing, pins no more than
+// that.
+func ReadBody(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, min(size, BodyStep))
+	for len(b) < size {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(size-len(b), cap(b)))
+		}
+		got, err := io.ReadFull(r, b[len(b):min(cap(b), size)])
+		b = b[:len(b)+got]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
