@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 )
 
@@ -121,7 +122,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCommitErrors, float64(sc.CommitErrors))
 		ch <- latencyHistogram(sc.AppendLatency)
 		counters := store.Counters()
-		for _, info := range store.ListStreams() {
+		list := store.ListStreams
+		if l, ok := store.(localStreams); ok {
+			list = l.LocalStreams
+		}
+		for _, info := range list() {
 			gauge(descStreamRecords, float64(info.Records), info.Name)
 			gauge(descStreamBytes, float64(info.Bytes), info.Name)
 			cs := counters[info.Name]
@@ -133,7 +138,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if groups := s.opts.Groups; groups != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		for _, g := range groups.Groups(ctx) {
+		list := groups.Groups
+		if l, ok := groups.(localGroups); ok {
+			list = l.LocalGroups
+		}
+		for _, g := range list(ctx) {
 			l := []string{g.Name, g.Filter}
 			gauge(descGroupLag, float64(g.Lag), l...)
 			gauge(descGroupInflight, float64(g.InFlight), l...)
@@ -145,6 +154,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descGroupOldest, g.OldestUnackedAge.Seconds(), l...)
 		}
 	}
+}
+
+// localStreams is what a Streams spanning the cluster also offers: the
+// streams this node holds a replica of. A node's metrics cover those
+// only, so that a sum over the nodes' series counts each replica once,
+// not every stream once per node.
+type localStreams interface {
+	LocalStreams() []streams.StreamInfo
+}
+
+// localGroups is what a Groups spanning the cluster also offers: the
+// groups this node runs. A node's metrics cover those only, so that a sum
+// over the nodes' series counts each group once.
+type localGroups interface {
+	LocalGroups(ctx context.Context) []shared.GroupStats
 }
 
 // latencyHistogram folds the store's histogram into Prometheus buckets; a

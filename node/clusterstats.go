@@ -169,15 +169,21 @@ func sessionRows(infos []mqtt.SessionInfo, node string) []query.Session {
 type clusterGroups struct{ n *Node }
 
 func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
-	out := g.n.groups.Groups(ctx)
-	for i := range out {
-		out[i].Node = g.n.id
-	}
+	out := g.LocalGroups(ctx)
 	for node, groups := range fromPeers[[]shared.GroupStats](ctx, g.n, groupsService, nil) {
 		for _, gs := range groups {
 			gs.Node = node
 			out = append(out, gs)
 		}
+	}
+	return out
+}
+
+// LocalGroups returns the groups this node runs: what its metrics cover.
+func (g clusterGroups) LocalGroups(ctx context.Context) []shared.GroupStats {
+	out := g.n.groups.Groups(ctx)
+	for i := range out {
+		out[i].Node = g.n.id
 	}
 	return out
 }

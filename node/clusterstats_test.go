@@ -50,6 +50,14 @@ func TestStatsTablesCoverEveryNode(t *testing.T) {
 	if got := query(nodes[0], "SELECT `group`, node FROM groups WHERE `group` = 'workers'"); !slices.Equal(got, []string{"workers" + owner}) {
 		t.Fatalf("groups on n1: %v, want it once, on %s", got, owner)
 	}
+	// Its metrics come from that node only, so a sum over the nodes
+	// counts it once.
+	for _, n := range nodes {
+		has := strings.Contains(scrape(t, n), `mqstream_group_lag_records{filter="stored/#",group="workers"}`)
+		if has != (n.ID() == owner) {
+			t.Fatalf("%s's /metrics has the series of group workers (run by %s): %v", n.ID(), owner, has)
+		}
+	}
 	// The REST group detail says the member's node too, wherever the
 	// group runs.
 	var g struct {

@@ -99,6 +99,10 @@ func (r *replication) serveReads() {
 
 func (r *replicated) ListStreams() []streams.StreamInfo { return r.reads.ListStreams() }
 
+// LocalStreams lists the streams this node's store holds (its replicas):
+// what its metrics cover.
+func (r *replicated) LocalStreams() []streams.StreamInfo { return r.Store.ListStreams() }
+
 // ListStreamsContext lists the streams for the SQL streams table: the
 // shards none of whose holders answered are left out and warned of in the
 // query's result (query.ContextLister).
