@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +190,36 @@ func TestClusterViews(t *testing.T) {
 	check(gather(), map[string]float64{"mqstream_shard_leader_changes_total 0": 1})
 	if !slices.Contains(memberStatuses, "left") {
 		t.Fatal("member statuses")
+	}
+}
+
+// partialStreams lists one stream and says that shard 2's holders did
+// not answer, as a node whose peers holding shard 2 are down does.
+type partialStreams struct{ fakeStreams }
+
+func (partialStreams) Listing() ([]streams.StreamInfo, []int) {
+	return []streams.StreamInfo{{Name: "here"}}, []int{2}
+}
+
+// TestStreamListingSaysWhatIsLeftOut: a listing that lacks the streams of
+// a shard no holder answered for says so in "warnings", not only by
+// their absence.
+func TestStreamListingSaysWhatIsLeftOut(t *testing.T) {
+	srv := httptest.NewServer(New(Options{Store: partialStreams{}}).Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Streams  []struct{ Name string } `json:"streams"`
+		Warnings []string                `json:"warnings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/streams: %d %v", resp.StatusCode, err)
+	}
+	if len(got.Streams) != 1 || len(got.Warnings) != 1 || !strings.Contains(got.Warnings[0], "shard 2") {
+		t.Fatalf("listing %+v, want stream here and a warning about shard 2", got)
 	}
 }

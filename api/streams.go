@@ -58,13 +58,32 @@ func (r retentionJSON) parse() (streams.Retention, error) {
 	return out, nil
 }
 
+// streamListing is what a Streams spanning the cluster also offers: its
+// listing, with the shards none of whose holders answered.
+type streamListing interface {
+	Listing() (infos []streams.StreamInfo, unlisted []int)
+}
+
 func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	counters := s.opts.Store.Counters()
+	infos, unlisted := s.opts.Store.ListStreams(), []int(nil)
+	if l, ok := s.opts.Store.(streamListing); ok {
+		infos, unlisted = l.Listing()
+	}
 	list := []streamJSON{}
-	for _, info := range s.opts.Store.ListStreams() {
+	for _, info := range infos {
 		list = append(list, toStreamJSON(info, counters[info.Name]))
 	}
-	return http.StatusOK, map[string]any{"streams": list}, nil
+	out := map[string]any{"streams": list}
+	if len(unlisted) > 0 {
+		// Partial: say so, as SQL's streams table does.
+		warnings := make([]string, len(unlisted))
+		for i, shard := range unlisted {
+			warnings[i] = fmt.Sprintf("no replica of shard %d answered: its streams are left out", shard)
+		}
+		out["warnings"] = warnings
+	}
+	return http.StatusOK, out, nil
 }
 
 func (s *Server) createStream(w http.ResponseWriter, r *http.Request) (int, any, error) {

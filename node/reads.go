@@ -99,6 +99,10 @@ func (r *replication) serveReads() {
 
 func (r *replicated) ListStreams() []streams.StreamInfo { return r.reads.ListStreams() }
 
+// Listing lists every stream, and the shards none of whose holders
+// answered (their streams left out).
+func (r *replicated) Listing() ([]streams.StreamInfo, []int) { return r.reads.Listing() }
+
 // LocalStreams lists the streams this node's store holds (its replicas):
 // what its metrics cover.
 func (r *replicated) LocalStreams() []streams.StreamInfo { return r.Store.ListStreams() }
