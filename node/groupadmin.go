@@ -9,6 +9,7 @@ import (
 
 	"github.com/mqstream/mqstream/api"
 	"github.com/mqstream/mqstream/shared"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // Consumer-group administration in cluster mode: one node runs each group,
@@ -56,13 +57,15 @@ func adminKind(err error) string {
 		return "invalid"
 	case errors.Is(err, shared.ErrNotOwner):
 		return "not_owner"
+	case errors.Is(err, streams.ErrUnavailable):
+		return "unavailable" // its store or shard refuses writes: 503, as on this node
 	}
 	return ""
 }
 
 // adminSentinel is the sentinel error an answer's kind names (nil: none).
 func adminSentinel(kind string) error {
-	for _, err := range []error{shared.ErrGroupNotFound, shared.ErrGroupExists, shared.ErrNotStorable, shared.ErrInvalidGroup, shared.ErrNotOwner} {
+	for _, err := range []error{shared.ErrGroupNotFound, shared.ErrGroupExists, shared.ErrNotStorable, shared.ErrInvalidGroup, shared.ErrNotOwner, streams.ErrUnavailable} {
 		if adminKind(err) == kind {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/mqstream/mqstream/cluster/shards"
 	"github.com/mqstream/mqstream/cq"
 	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // Query administration in cluster mode: a query runs on the leader of its
@@ -44,8 +45,9 @@ type wireQueryError struct {
 	Line    int    `json:"line,omitempty"`
 	Column  int    `json:"column,omitempty"`
 	// Kind: not_found (query.ErrQueryNotFound), in_use
-	// (query.ErrStreamInUse), elsewhere (the query is not, or no longer,
-	// that node's: ask again), or empty.
+	// (query.ErrStreamInUse), unavailable (streams.ErrUnavailable: the
+	// node's store, or the home shard, refuses writes), elsewhere (the
+	// query is not, or no longer, that node's: ask again), or empty.
 	Kind      string `json:"kind,omitempty"`
 	Elsewhere string `json:"elsewhere,omitempty"` // the home stream, with kind elsewhere
 }
@@ -64,6 +66,8 @@ func toWire(err error) *wireQueryError {
 		w.Kind = "not_found"
 	case errors.Is(err, query.ErrStreamInUse):
 		w.Kind = "in_use"
+	case errors.Is(err, streams.ErrUnavailable):
+		w.Kind = "unavailable"
 	}
 	return w
 }
@@ -77,6 +81,8 @@ func (w *wireQueryError) err(node string) error {
 		sentinel = query.ErrQueryNotFound
 	case "in_use":
 		sentinel = query.ErrStreamInUse
+	case "unavailable":
+		sentinel = streams.ErrUnavailable
 	}
 	if w.Code != "" {
 		return &query.Error{Code: w.Code, Message: w.Message, Line: w.Line, Column: w.Column, Err: sentinel}
@@ -189,15 +195,24 @@ func (q clusterQueries) ask(ctx context.Context, req queryAdminRequest, notFound
 	return query.QueryInfo{}, notFound
 }
 
+// queryAdminWait bounds one call of query administration on another
+// node (a creation may have to create its output stream through the
+// shard's leader, within the write timeout).
+const queryAdminWait = 15 * time.Second
+
 // call runs req on node.
 func (q clusterQueries) call(ctx context.Context, node string, req queryAdminRequest) (query.QueryInfo, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return query.QueryInfo{}, err
 	}
+	// Bounded: a peer that takes a request and never answers must not
+	// hold the client (nor the walk over the members) for good.
+	ctx, cancel := context.WithTimeout(ctx, queryAdminWait)
+	defer cancel()
 	resp, err := relayTransport{q.n}.Call(ctx, node, queryAdminService, body)
 	if err != nil {
-		return query.QueryInfo{}, fmt.Errorf("continuous queries: %s did not answer: %w", node, err)
+		return query.QueryInfo{}, fmt.Errorf("%w: continuous queries: %s did not answer: %w", streams.ErrUnavailable, node, err)
 	}
 	var ans queryAdminAnswer
 	if err := json.Unmarshal(resp, &ans); err != nil {
