@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/mqstream/mqstream/query"
 	"github.com/mqstream/mqstream/shared"
 	"github.com/mqstream/mqstream/streams"
 )
@@ -70,11 +72,16 @@ func (s *Server) lagSeconds(g shared.GroupStats) float64 {
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	ctx, warnings := query.CollectWarnings(r.Context())
 	list := []groupJSON{}
-	for _, g := range s.opts.Groups.Groups(r.Context()) {
+	for _, g := range s.opts.Groups.Groups(ctx) {
 		list = append(list, s.toGroupJSON(g))
 	}
-	return http.StatusOK, map[string]any{"groups": list}, nil
+	out := map[string]any{"groups": list}
+	if w := warnings(); len(w) > 0 {
+		out["warnings"] = w // in a cluster: nodes that did not answer, shards electing a leader
+	}
+	return http.StatusOK, out, nil
 }
 
 // findGroup resolves /v1/groups/{name}[?filter=...]: the filter may be left
@@ -84,14 +91,19 @@ func (s *Server) findGroup(r *http.Request) (shared.GroupStats, error) {
 	if filter != "" {
 		return s.opts.Groups.Group(r.Context(), name, filter)
 	}
+	ctx, warnings := query.CollectWarnings(r.Context())
 	var found []shared.GroupStats
-	for _, g := range s.opts.Groups.Groups(r.Context()) {
+	for _, g := range s.opts.Groups.Groups(ctx) {
 		if g.Name == name {
 			found = append(found, g)
 		}
 	}
 	switch len(found) {
 	case 0:
+		if w := warnings(); len(w) > 0 {
+			// It may be among what was left out: not known not to exist.
+			return shared.GroupStats{}, fmt.Errorf("%w: group %q is not among the groups listed: %s", streams.ErrUnavailable, name, strings.Join(w, "; "))
+		}
 		return shared.GroupStats{}, fmt.Errorf("%w: group %q", shared.ErrGroupNotFound, name)
 	case 1:
 		return found[0], nil

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/mqstream/mqstream/query"
+	"github.com/mqstream/mqstream/streams"
 )
 
 // Queries are the node's continuous queries (created with CREATE STREAM
@@ -27,16 +29,37 @@ func (s *Server) queries() (Queries, error) {
 	return s.opts.Queries, nil
 }
 
+// contextLister is what Queries spanning the cluster also offer: the
+// list, warning (query.Warn) of what it left out.
+type contextLister interface {
+	ListContext(ctx context.Context) []query.QueryInfo
+}
+
+// listAll lists the queries, with the warnings of what was left out.
+func listAll(ctx context.Context, qs Queries) ([]query.QueryInfo, []string) {
+	l, ok := qs.(contextLister)
+	if !ok {
+		return qs.List(), nil
+	}
+	ctx, warnings := query.CollectWarnings(ctx)
+	list := l.ListContext(ctx)
+	return list, warnings()
+}
+
 func (s *Server) listQueries(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	qs, err := s.queries()
 	if err != nil {
 		return 0, nil, err
 	}
-	list := qs.List()
+	list, warnings := listAll(r.Context(), qs)
 	if list == nil {
 		list = []query.QueryInfo{}
 	}
-	return http.StatusOK, map[string]any{"queries": list}, nil
+	out := map[string]any{"queries": list}
+	if len(warnings) > 0 {
+		out["warnings"] = warnings
+	}
+	return http.StatusOK, out, nil
 }
 
 // pathQuery returns the queries and the one /v1/queries/{id} names, or
@@ -47,10 +70,15 @@ func (s *Server) pathQuery(r *http.Request) (Queries, query.QueryInfo, error) {
 		return nil, query.QueryInfo{}, err
 	}
 	id := r.PathValue("id")
-	for _, q := range qs.List() {
+	list, warnings := listAll(r.Context(), qs)
+	for _, q := range list {
 		if q.ID == id {
 			return qs, q, nil
 		}
+	}
+	if len(warnings) > 0 {
+		// It may be among what was left out: not known not to exist.
+		return nil, query.QueryInfo{}, fmt.Errorf("%w: query %q is not among the queries listed: %s", streams.ErrUnavailable, id, strings.Join(warnings, "; "))
 	}
 	return nil, query.QueryInfo{}, fmt.Errorf("%w: query %q", errNotFound, id)
 }

@@ -169,6 +169,7 @@ func sessionRows(infos []mqtt.SessionInfo, node string) []query.Session {
 type clusterGroups struct{ n *Node }
 
 func (g clusterGroups) Groups(ctx context.Context) []shared.GroupStats {
+	warnLeaderless(ctx, g.n, "groups")
 	out := g.LocalGroups(ctx)
 	for node, groups := range fromPeers[[]shared.GroupStats](ctx, g.n, groupsService, nil) {
 		for _, gs := range groups {
@@ -188,11 +189,34 @@ func (g clusterGroups) LocalGroups(ctx context.Context) []shared.GroupStats {
 	return out
 }
 
+// warnLeaderless warns (query.Warn) of each shard without a leader, or
+// whose leader, as this node last heard, is not up: what runs on a
+// shard's leader (its consumer groups, its continuous queries) runs
+// nowhere during its election, and a list of them lacks those.
+func warnLeaderless(ctx context.Context, n *Node, what string) {
+	if n.repl == nil || n.members == nil {
+		return
+	}
+	status := map[string]string{}
+	for _, m := range n.members.Members() {
+		status[m.ID] = m.Status
+	}
+	for _, st := range n.ClusterShards(ctx) {
+		switch {
+		case st.Leader == "":
+			query.Warn(ctx, fmt.Sprintf("shard %d has no leader (an election, or no majority): the %s it runs are left out", st.ID, what))
+		case st.Leader != n.id && status[st.Leader] != "alive":
+			query.Warn(ctx, fmt.Sprintf("shard %d's leader %s is not up (%s): the %s it runs are left out", st.ID, st.Leader, cmp.Or(status[st.Leader], "gone"), what))
+		}
+	}
+}
+
 // queryTable serves the queries table: this node's continuous queries
 // and every other node's (a query runs on the leader of its home shard).
 type queryTable struct{ n *Node }
 
 func (q queryTable) QueryRows(ctx context.Context) []query.NodeQuery {
+	warnLeaderless(ctx, q.n, "continuous queries")
 	all := fromPeers[[]query.QueryInfo](ctx, q.n, queriesService, nil)
 	all[q.n.id] = q.n.queries.List()
 	var out []query.NodeQuery

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -124,4 +125,49 @@ func connectCollectorTo(t *testing.T, addr, id string) paho3.Client {
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c
+}
+
+// TestGroupOnALeaderlessShardIsUnavailableNotMissing: a group runs on
+// its shard's leader; with two nodes of three gone, its shard has no
+// leader and no node runs it. Asked for by name, it is 503 (not known not
+// to exist), not 404, and the list of groups says what it left out.
+func TestGroupOnALeaderlessShardIsUnavailableNotMissing(t *testing.T) {
+	nodes := startCluster(t)
+	n := nodes[0]
+	testutil.Eventually(t, 15*time.Second, "group g1 declared", func() bool {
+		var ans map[string]any
+		st := postAPI(t, n, "/v1/groups", `{"name":"g1","filter":"stored/#","start":"earliest"}`, &ans)
+		if st != http.StatusCreated && st != http.StatusServiceUnavailable {
+			t.Fatalf("POST /v1/groups: %d %v", st, ans)
+		}
+		return st == http.StatusCreated
+	})
+	testutil.Eventually(t, 15*time.Second, "group g1 listed", func() bool {
+		var ans map[string]any
+		return getJSON(t, n, "/v1/groups/g1", &ans) == http.StatusOK
+	})
+	for _, other := range nodes[1:] {
+		if err := other.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, "GET /v1/groups/g1 to be 503 with its shard leaderless", func() bool {
+		var ans map[string]any
+		st := getJSON(t, n, "/v1/groups/g1", &ans)
+		if st == http.StatusNotFound {
+			t.Fatalf("GET /v1/groups/g1: 404 %v, while its shard has no leader", ans)
+		}
+		return st == http.StatusServiceUnavailable
+	})
+	var list struct {
+		Warnings []string `json:"warnings"`
+	}
+	if getJSON(t, n, "/v1/groups", &list); len(list.Warnings) == 0 {
+		t.Fatal("GET /v1/groups says nothing of the groups it left out")
+	}
+	// So for a continuous query: it may run on that shard's leader.
+	var ans map[string]any
+	if st := getJSON(t, n, "/v1/queries/q1", &ans); st != http.StatusServiceUnavailable {
+		t.Fatalf("GET /v1/queries/q1 with a shard leaderless: %d %v, want 503", st, ans)
+	}
 }

@@ -230,9 +230,14 @@ func (q clusterQueries) call(ctx context.Context, node string, req queryAdminReq
 // List returns every node's queries (SHOW QUERIES, GET /v1/queries):
 // each runs on one node; a node that does not answer within 2 s is left
 // out (logged).
-func (q clusterQueries) List() []query.QueryInfo {
+func (q clusterQueries) List() []query.QueryInfo { return q.ListContext(context.Background()) }
+
+// ListContext is List, warning (query.Warn) of the nodes left out and of
+// the shards without a leader, whose queries run nowhere meanwhile.
+func (q clusterQueries) ListContext(ctx context.Context) []query.QueryInfo {
+	warnLeaderless(ctx, q.n, "continuous queries")
 	var out []query.QueryInfo
-	for _, list := range fromPeers[[]query.QueryInfo](context.Background(), q.n, queriesService, nil) {
+	for _, list := range fromPeers[[]query.QueryInfo](ctx, q.n, queriesService, nil) {
 		out = append(out, list...)
 	}
 	out = append(out, q.Manager.List()...)

@@ -48,3 +48,12 @@ func (w *warnings) take() []string {
 	slices.Sort(out)
 	return out
 }
+
+// CollectWarnings returns ctx carrying a new collector of warnings, and
+// the func that returns those collected under it (sorted, nil if none):
+// for callers other than a query (the REST API's lists) that read
+// sources which Warn.
+func CollectWarnings(ctx context.Context) (context.Context, func() []string) {
+	ctx, w := withWarnings(ctx)
+	return ctx, w.take
+}
