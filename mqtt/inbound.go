@@ -66,13 +66,16 @@ func unmarkInbound(pk *packets.Packet) bool {
 // acknowledged with PUBREC and waiting for their PUBREL, and those taken
 // whose outcome is not known yet (pending).
 type qos2Sessions struct {
-	mu  sync.Mutex // guards ids and pending
+	mu  sync.Mutex // guards ids, pending and epochs
 	ids map[string]map[uint16]struct{}
 	// pending holds the QoS 2 publishes being stored, per client id and
 	// packet id, whatever connection of the client took them: a DUP
 	// resent on the client's next connection meanwhile waits for the
 	// first copy's outcome instead of being stored a second time.
 	pending map[string]map[uint16]*qos2Pending
+	// epochs counts the sessions of a client id that ended (drop): a copy
+	// taken in an earlier one records nothing in the new one (add).
+	epochs map[string]uint64
 }
 
 // qos2Pending is a QoS 2 publish being stored, and the copies of it
@@ -83,15 +86,28 @@ type qos2Pending struct {
 	waiters []func(err error)
 }
 
-// pend registers the QoS 2 publish id of client as being stored. When a
-// copy is being stored already (taken on an earlier connection of the
-// client), it returns that one's record instead, which this copy is to
-// wait for (wait); nil when this copy is the first.
-func (s *qos2Sessions) pend(client string, id uint16) *qos2Pending {
+// qos2Taken is what pend says of a QoS 2 publish just read.
+type qos2Taken struct {
+	awaiting bool         // stored and acknowledged with PUBREC already
+	wait     *qos2Pending // a DUP of a copy being stored: wait for it
+	first    *qos2Pending // else: this copy is being stored; settle it
+	epoch    uint64       // the session this copy belongs to (add)
+}
+
+// pend looks at the QoS 2 publish id of client, just read (dup: its DUP
+// flag), in one step with the flows' changes: it is awaiting its PUBREL;
+// or, a DUP of a copy being stored (taken on this or an earlier
+// connection of the client), it is to wait for that one's outcome; or it
+// is registered as being stored, replacing the record of a copy it is
+// not a DUP of (a new session reusing the id).
+func (s *qos2Sessions) pend(client string, id uint16, dup bool) qos2Taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.pending[client][id]; p != nil {
-		return p
+	if _, ok := s.ids[client][id]; ok {
+		return qos2Taken{awaiting: true}
+	}
+	if p := s.pending[client][id]; p != nil && dup {
+		return qos2Taken{wait: p, epoch: s.epochs[client]}
 	}
 	if s.pending == nil {
 		s.pending = map[string]map[uint16]*qos2Pending{}
@@ -101,8 +117,9 @@ func (s *qos2Sessions) pend(client string, id uint16) *qos2Pending {
 		m = map[uint16]*qos2Pending{}
 		s.pending[client] = m
 	}
-	m[id] = &qos2Pending{}
-	return nil
+	p := &qos2Pending{}
+	m[id] = p
+	return qos2Taken{first: p, epoch: s.epochs[client]}
 }
 
 // wait calls fn with the outcome of p's first copy once it is known
@@ -119,19 +136,16 @@ func (s *qos2Sessions) wait(p *qos2Pending, fn func(err error)) {
 	fn(err)
 }
 
-// settle ends the pending QoS 2 publish id of client with its outcome
+// settle ends p, the pending QoS 2 publish id of client, with its outcome
 // (after add, when stored: a DUP then finds it awaited) and tells the
-// copies waiting for it.
-func (s *qos2Sessions) settle(client string, id uint16, err error) {
+// copies waiting for it. The record goes only if it is still p's.
+func (s *qos2Sessions) settle(client string, id uint16, p *qos2Pending, err error) {
 	s.mu.Lock()
-	p := s.pending[client][id]
-	if p == nil {
-		s.mu.Unlock()
-		return
-	}
-	delete(s.pending[client], id)
-	if len(s.pending[client]) == 0 {
-		delete(s.pending, client)
+	if s.pending[client][id] == p {
+		delete(s.pending[client], id)
+		if len(s.pending[client]) == 0 {
+			delete(s.pending, client)
+		}
 	}
 	p.settled, p.err = true, err
 	waiters := p.waiters
@@ -142,9 +156,15 @@ func (s *qos2Sessions) settle(client string, id uint16, err error) {
 	}
 }
 
-func (s *qos2Sessions) add(client string, id uint16) {
+// add records that the QoS 2 publish id of client, taken in its session
+// epoch, is acknowledged with PUBREC (or stored and left unacknowledged)
+// and awaits its PUBREL; nothing if that session has ended since.
+func (s *qos2Sessions) add(client string, id uint16, epoch uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.epochs[client] != epoch {
+		return
+	}
 	if s.ids == nil {
 		s.ids = map[string]map[uint16]struct{}{}
 	}
@@ -187,11 +207,18 @@ func (s *qos2Sessions) release(client string, id uint16) bool {
 	return true
 }
 
-// drop forgets a session's flows (the session ended).
+// drop forgets a session's flows (the session ended): those awaiting
+// their PUBREL, and the records of those being stored, whose copies
+// record nothing in the next session (epochs).
 func (s *qos2Sessions) drop(client string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.ids, client)
+	delete(s.pending, client)
+	if s.epochs == nil {
+		s.epochs = map[string]uint64{}
+	}
+	s.epochs[client]++
 }
 
 // noop is the packet mochi gets instead of one mqstream handled: mochi

@@ -134,13 +134,17 @@ type conn struct {
 type entry struct {
 	pk     packets.Packet
 	rec    [1]streams.Record
-	stored bool         // the record goes to a stream
-	sent   bool         // already delivered to subscribers
-	done   bool         // commit finished (or nothing to commit)
-	dedup  bool         // a QoS 2 publish registered in conn.mu.qos2
-	first  bool         // a QoS 2 publish registered as pending (qos2Sessions.pend)
-	err    error        // why it was refused
-	code   packets.Code // the reason code of a refusal
+	stored bool // the record goes to a stream
+	sent   bool // already delivered to subscribers
+	done   bool // commit finished (or nothing to commit)
+	dedup  bool // a QoS 2 publish registered in conn.mu.qos2
+	// pending: a QoS 2 publish registered as being stored
+	// (qos2Sessions.pend), settled once its outcome is known; epoch is
+	// the client's session it was taken in.
+	pending *qos2Pending
+	epoch   uint64
+	err     error        // why it was refused
+	code    packets.Code // the reason code of a refusal
 	// state is the broker-state submission (retained message, deliveries
 	// queued for persistent sessions) to wait for before the ack.
 	state uint64
@@ -256,23 +260,39 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		// would otherwise find it done (not stored) and deliver it too.
 		h.fanout(c, e)
 	}
-	var firstCopy *qos2Pending
+	var wait *qos2Pending
 	if qos == 2 {
-		if firstCopy = h.qos2.pend(cl.ID, pk.PacketID); firstCopy != nil {
-			// A copy is being stored (queued here, or taken on an
-			// earlier connection of the client): this one waits for its
-			// outcome, and is neither stored nor delivered again.
+		taken2 := h.qos2.pend(cl.ID, pk.PacketID, pk.FixedHeader.Dup)
+		switch {
+		case taken2.awaiting:
+			// Acknowledged since the check above.
+			e.stored, e.sent, e.done, e.err = false, true, true, nil
+			c.enqueue(e, false)
+			c.kick()
+			return pk, taken
+		case taken2.wait != nil:
+			// A DUP of a copy being stored (queued here, or taken on
+			// an earlier connection of the client): it waits for that
+			// one's outcome, and is neither stored nor delivered again.
+			wait, e.epoch = taken2.wait, taken2.epoch
 			e.stored, e.sent, e.done, e.err = false, true, false, nil
+		default:
+			e.pending, e.epoch = taken2.first, taken2.epoch // before the entry is queued: a flush may take it at once
 		}
 	}
 	if !c.enqueue(e, qos == 2) {
+		if e.pending != nil {
+			// A copy is queued on this connection after all: what this
+			// one registered goes (the client sent an id in flight
+			// again, not as a DUP).
+			h.qos2.settle(cl.ID, pk.PacketID, e.pending, errResendQoS2)
+		}
 		return pk, taken // a DUP of a QoS 2 publish queued on this connection
 	}
-	if firstCopy != nil {
-		h.qos2.wait(firstCopy, func(err error) { c.settle(e, err) })
+	if wait != nil {
+		h.qos2.wait(wait, func(err error) { c.settle(e, err) })
 		return pk, taken
 	}
-	e.first = qos == 2
 	if e.done {
 		c.kick()
 		return pk, taken
@@ -507,11 +527,16 @@ func (c *conn) flush() {
 						c.h.qos2.release(c.cl.ID, e.pk.PacketID)
 					}
 				}
+				c.settlePending(ready, err)
 				c.cl.Stop(err)
 				c.h.queued.Add(-int64(len(ready)))
 				continue
 			}
 		}
+		// After process recorded them awaited, and after the broker
+		// state is durable: a copy resent on another connection is then
+		// answered with PUBREC.
+		c.settlePending(ready, nil)
 		c.writeAcks(acks.Bytes(), packetsOut)
 		c.h.queued.Add(-int64(len(ready)))
 		if disconnect != nil {
@@ -550,11 +575,6 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 		if e.dedup {
 			defer c.forgetQoS2(e.pk.PacketID)
 		}
-		if e.first {
-			// After the add below (stored): a copy resent meanwhile on
-			// another connection is then answered as awaited.
-			defer h.qos2.settle(c.cl.ID, e.pk.PacketID, e.err)
-		}
 		if e.err != nil {
 			h.refused.Add(1)
 			c.logRefusal(e)
@@ -587,7 +607,7 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 				// Stored, not acknowledged (an earlier publish was
 				// refused): the client sends it again, with DUP, and is
 				// answered with PUBREC, not stored a second time.
-				h.qos2.add(c.cl.ID, e.pk.PacketID)
+				h.qos2.add(c.cl.ID, e.pk.PacketID, e.epoch)
 			}
 			continue
 		}
@@ -597,7 +617,7 @@ func (c *conn) process(ready []*entry, acks *bytes.Buffer) (int, error) {
 			n++
 		case 2:
 			// Awaited before the PUBREC goes out: the PUBREL follows it.
-			h.qos2.add(c.cl.ID, e.pk.PacketID)
+			h.qos2.add(c.cl.ID, e.pk.PacketID, e.epoch)
 			acks.Write([]byte{packets.Pubrec << 4, 2, byte(e.pk.PacketID >> 8), byte(e.pk.PacketID)})
 			n++
 		}
@@ -635,6 +655,26 @@ func (h *ingestHook) fanout(c *conn, e *entry) {
 	// InjectPacket counted the message as received a second time.
 	atomic.AddInt64(&h.server.Info.PacketsReceived, -1)
 	atomic.AddInt64(&h.server.Info.MessagesReceived, -1)
+}
+
+// errResendQoS2 answers the copies that waited for a QoS 2 publish whose
+// outcome is not to be relied on: the client sends it again.
+var errResendQoS2 = fmt.Errorf("%w: the first copy of this QoS 2 publish was not acknowledged; send it again", streams.ErrUnavailable)
+
+// settlePending settles the QoS 2 publishes of ready that registered as
+// being stored, with their outcome, or with failed when not nil (nothing
+// of ready was acknowledged).
+func (c *conn) settlePending(ready []*entry, failed error) {
+	for _, e := range ready {
+		if e.pending == nil {
+			continue
+		}
+		err := e.err
+		if failed != nil && err == nil {
+			err = errResendQoS2
+		}
+		c.h.qos2.settle(c.cl.ID, e.pk.PacketID, e.pending, err)
+	}
 }
 
 func (c *conn) forgetQoS2(id uint16) {
