@@ -66,10 +66,16 @@ func (p shardPlacement) Holders(i int) (bool, []string) {
 	}
 	addrs := make([]string, 0, len(l.Shards[i]))
 	var down []string // suspect, failed or left: asked last
+	// Membership only once the shards run: while they start (the kept
+	// layout), the node may not have joined yet.
+	alive := p.alive
+	if s == nil {
+		alive = nil
+	}
 	for _, peer := range l.Shards[i] {
 		switch {
 		case peer.ID == p.self:
-		case p.alive != nil && !p.alive(peer.ID):
+		case alive != nil && !alive(peer.ID):
 			down = append(down, peer.RPC)
 		default:
 			addrs = append(addrs, peer.RPC)
