@@ -48,7 +48,9 @@ const dedupeWindow = 1 << 16
 // is a node's process, so that is many restarts). The rule applies to
 // entries of version 5 (entry.go), which a leader writes once every
 // member knows it, so that replicas of two versions never decide a retry
-// differently.
+// differently; the floors count from the first entry of version 5 after
+// entries of others (fsm.noteVersion), and only a snapshot taken after it
+// carries them (encoding 5).
 
 // maxFloors bounds the producers whose floors a window keeps.
 const maxFloors = 1024
@@ -161,6 +163,12 @@ func (d *dedupe) floorList() []producerFloor {
 		out[i] = r.producerFloor
 	}
 	return out
+}
+
+// clearFloors forgets the floors (noteVersion).
+func (d *dedupe) clearFloors() {
+	clear(d.floors)
+	d.raised = 0
 }
 
 // setFloors replaces the floors with a snapshot's, oldest rise first.

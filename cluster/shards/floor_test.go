@@ -60,13 +60,13 @@ func TestWindowKeepsTheFloorsOfWhatItEvicted(t *testing.T) {
 
 	// In snapshots: the floors in their order; a producer 0 or one listed
 	// twice is refused.
-	s := shardState{index: 5, complete: true, floors: d.floorList()}
+	s := shardState{index: 5, complete: true, floorsOn: true, floors: d.floorList()}
 	got, err := decodeSnapshot(encodeSnapshot(s))
 	if err != nil || !slices.Equal(got.floors, s.floors) {
 		t.Fatalf("decoded %d floors (%v), want %d", len(got.floors), err, len(s.floors))
 	}
 	for _, bad := range [][]producerFloor{{{0, 1}}, {{3, 1}, {3, 2}}} {
-		if _, err := decodeSnapshot(encodeSnapshot(shardState{index: 5, complete: true, floors: bad})); !errors.Is(err, ErrBadEntry) {
+		if _, err := decodeSnapshot(encodeSnapshot(shardState{index: 5, complete: true, floorsOn: true, floors: bad})); !errors.Is(err, ErrBadEntry) {
 			t.Errorf("floors %v: %v", bad, err)
 		}
 	}
@@ -135,6 +135,47 @@ func TestRetryPastTheWindowIsNotStoredAgain(t *testing.T) {
 		t.Fatalf("retry in an entry of version 1: %+v", r)
 	}
 	stored(8)
+}
+
+// TestFloorsStartAfreshWithVersion5: one replica saw ids evicted while
+// the cluster wrote entries of version 1 (its floors rose), another
+// restored a snapshot of the old encoding (the same window, no floors).
+// From the first entry of version 5 on, both decide a late retry alike:
+// the floors count from there on every replica. And until then, their
+// snapshots are of encoding 4, which members of earlier versions read.
+func TestFloorsStartAfreshWithVersion5(t *testing.T) {
+	a, storeA := openTestFSM(t)
+	b, storeB := openTestFSM(t)
+	cmd := func(seq uint64) appendCmd {
+		return appendCmd{kind: kindAppend, stream: "s", id: appendID{17, seq},
+			records: encodeRecords([]streams.Record{{Topic: "t", Payload: []byte{byte(seq)}}})}
+	}
+	a.dd = newDedupeWindow(4)
+	applyEntryAs(t, a, 1, entryVersion1, cmd(1), cmd(2), cmd(3), cmd(4), cmd(5), cmd(6))
+	applyEntryAs(t, b, 1, entryVersion1, cmd(1), cmd(2), cmd(3), cmd(4), cmd(5), cmd(6))
+	b.dd = newDedupeWindow(4) // as restored: a's window, no floors
+	for _, id := range a.dd.ids() {
+		b.dd.add(id, nil)
+	}
+	if !a.dd.tooLate(appendID{17, 1}) || b.dd.tooLate(appendID{17, 1}) {
+		t.Fatal("the replicas' floors should differ before version 5")
+	}
+	if snap, _ := a.Snapshot(); encodeSnapshot(snap.(*snapshot).state)[0] != snapshotVersion4 {
+		t.Fatal("a snapshot before version 5 is not of encoding 4")
+	}
+	ra := applyEntryAs(t, a, 2, entryVersion5, cmd(1), cmd(7))
+	rb := applyEntryAs(t, b, 2, entryVersion5, cmd(1), cmd(7))
+	if (ra[0].err == nil) != (rb[0].err == nil) || ra[0].first != rb[0].first {
+		t.Fatalf("the replicas decided the retry differently: %+v against %+v", ra[0], rb[0])
+	}
+	ia, _ := storeA.DescribeStream("s")
+	ib, _ := storeB.DescribeStream("s")
+	if ia.NextOffset != ib.NextOffset {
+		t.Fatalf("the replicas hold %d and %d records", ia.NextOffset, ib.NextOffset)
+	}
+	if snap, _ := a.Snapshot(); encodeSnapshot(snap.(*snapshot).state)[0] != snapshotVersion5 {
+		t.Fatal("a snapshot after an entry of version 5 is not of encoding 5")
+	}
 }
 
 // TestLeadersWriteVersion5OnceEveryMemberKnowsIt: with every member

@@ -68,6 +68,10 @@ type fsm struct {
 	kv      *streams.KV
 	applied atomic.Uint64 // the last index applied (or found in the store)
 	dd      *dedupe       // recent append ids (dedupe.go); Raft's goroutine only
+	// floorsOn: the last command entry applied was of version 5, whose
+	// retries past the window are refused (noteVersion); Raft's
+	// goroutine only.
+	floorsOn bool
 	// replay derives the results of the entries replayed from the store
 	// (replay.go); nil when none is under way. Raft's goroutine only.
 	replay *replayTally
@@ -190,6 +194,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			// Every replica decodes the same bytes the same way.
 			f.logger.Error("undecodable shard entry skipped", "index", l.Index, "error", err)
 			cmds = nil
+		} else {
+			f.noteVersion(version)
 		}
 		if replayed {
 			f.replayed(l, version, cmds)
@@ -519,7 +525,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		streams: shardStreams(f.store, f.shard, f.shards)}
 	// The results are never written again once their entry is applied.
 	st.results = f.dd.results(st.ids)
-	st.floors = f.dd.floorList()
+	if st.floorsOn = f.floorsOn; st.floorsOn {
+		st.floors = f.dd.floorList()
+	}
 	// The namespace is small state, read here because the store holds
 	// the applied index's state only until the next apply.
 	err := f.kv.Scan(nil, func(k, v []byte) error {
@@ -642,6 +650,21 @@ func (f *fsm) setWindow(snap shardState) {
 		f.dd.add(id, r)
 	}
 	f.dd.setFloors(snap.floors)
+	f.floorsOn = snap.floorsOn
+}
+
+// noteVersion follows the versions of the command entries applied or
+// replayed. The window's floors count from the first entry of version 5
+// after entries of others, the same log index on every replica: a
+// replica's floors from before depended on which snapshot it last
+// restored (those of an earlier encoding carry none), and a retry would
+// be refused on one replica and stored on another.
+func (f *fsm) noteVersion(v byte) {
+	on := v >= entryVersion5
+	if on && !f.floorsOn {
+		f.dd.clearFloors()
+	}
+	f.floorsOn = on
 }
 
 // ErrBehind: a replica's store is behind a snapshot it was sent and

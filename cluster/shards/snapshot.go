@@ -43,7 +43,10 @@ import (
 //	   ids are answered with offset 0.
 //	5: as 4, then the window's floors (dedupe.go): count, then per
 //	   producer, the floor that rose longest ago first, the producer and
-//	   its floor (uvarints). A snapshot of an older encoding has none.
+//	   its floor (uvarints). Written only when the last command entry was
+//	   of version 5 (shardState.floorsOn); a snapshot of an older encoding
+//	   has no floors, and the state machine counts them afresh from the
+//	   next entry of version 5.
 const (
 	snapshotVersion1 = 1
 	snapshotVersion2 = 2
@@ -61,9 +64,14 @@ type shardState struct {
 	results []*appendResult
 	// complete: the snapshot lists the shard's streams (version 2 on).
 	complete bool
-	streams  []streamState   // sorted by name
-	kv       []kvPair        // the key/value namespace, sorted by key
-	floors   []producerFloor // the window's floors, oldest rise first
+	streams  []streamState // sorted by name
+	kv       []kvPair      // the key/value namespace, sorted by key
+	// floorsOn: the last command entry was of version 5 (fsm.floorsOn),
+	// and floors are the window's floors, oldest rise first. Encoded in
+	// encoding 5, and only then: until the cluster writes entries of
+	// version 5, snapshots stay readable by members of earlier versions.
+	floorsOn bool
+	floors   []producerFloor
 }
 
 // kvPair is a key of a shard's key/value namespace and its value.
@@ -100,7 +108,12 @@ func shardStreams(store Store, shard, n int) []streamState {
 	return out
 }
 
-func encodeSnapshot(s shardState) []byte { return encodeSnapshotAs(s, snapshotVersion5) }
+func encodeSnapshot(s shardState) []byte {
+	if s.floorsOn {
+		return encodeSnapshotAs(s, snapshotVersion5)
+	}
+	return encodeSnapshotAs(s, snapshotVersion4)
+}
 
 // encodeSnapshotAs writes s in encoding version (2 to 5), leaving out
 // what that encoding lacks: encodeSnapshot, and tests of the older ones.
@@ -208,6 +221,7 @@ func decodeSnapshot(b []byte) (shardState, error) {
 		s.results, d.err = decodeResults(&d, len(s.ids))
 	}
 	if b[0] >= snapshotVersion5 && d.err == nil {
+		s.floorsOn = true
 		n = d.count()
 		if d.err == nil && n > maxFloors {
 			d.err = fmt.Errorf("%d floors, at most %d", n, maxFloors)
