@@ -78,7 +78,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) (int, any, e
 		list = append(list, s.toGroupJSON(g))
 	}
 	out := map[string]any{"groups": list}
-	if w := warnings(); len(w) > 0 {
+	if w, _ := warnings(); len(w) > 0 {
 		out["warnings"] = w // in a cluster: nodes that did not answer, shards electing a leader
 	}
 	return http.StatusOK, out, nil
@@ -100,7 +100,7 @@ func (s *Server) findGroup(r *http.Request) (shared.GroupStats, error) {
 	}
 	switch len(found) {
 	case 0:
-		if w := warnings(); len(w) > 0 {
+		if w, partial := warnings(); partial {
 			// It may be among what was left out: not known not to exist.
 			return shared.GroupStats{}, fmt.Errorf("%w: group %q is not among the groups listed: %s", streams.ErrUnavailable, name, strings.Join(w, "; "))
 		}

@@ -35,15 +35,17 @@ type contextLister interface {
 	ListContext(ctx context.Context) []query.QueryInfo
 }
 
-// listAll lists the queries, with the warnings of what was left out.
-func listAll(ctx context.Context, qs Queries) ([]query.QueryInfo, []string) {
+// listAll lists the queries, with the warnings of what was left out, and
+// whether a query asked for may be among it (partial).
+func listAll(ctx context.Context, qs Queries) ([]query.QueryInfo, []string, bool) {
 	l, ok := qs.(contextLister)
 	if !ok {
-		return qs.List(), nil
+		return qs.List(), nil, false
 	}
 	ctx, warnings := query.CollectWarnings(ctx)
 	list := l.ListContext(ctx)
-	return list, warnings()
+	w, partial := warnings()
+	return list, w, partial
 }
 
 func (s *Server) listQueries(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -51,7 +53,7 @@ func (s *Server) listQueries(w http.ResponseWriter, r *http.Request) (int, any, 
 	if err != nil {
 		return 0, nil, err
 	}
-	list, warnings := listAll(r.Context(), qs)
+	list, warnings, _ := listAll(r.Context(), qs)
 	if list == nil {
 		list = []query.QueryInfo{}
 	}
@@ -70,13 +72,13 @@ func (s *Server) pathQuery(r *http.Request) (Queries, query.QueryInfo, error) {
 		return nil, query.QueryInfo{}, err
 	}
 	id := r.PathValue("id")
-	list, warnings := listAll(r.Context(), qs)
+	list, warnings, partial := listAll(r.Context(), qs)
 	for _, q := range list {
 		if q.ID == id {
 			return qs, q, nil
 		}
 	}
-	if len(warnings) > 0 {
+	if partial {
 		// It may be among what was left out: not known not to exist.
 		return nil, query.QueryInfo{}, fmt.Errorf("%w: query %q is not among the queries listed: %s", streams.ErrUnavailable, id, strings.Join(warnings, "; "))
 	}

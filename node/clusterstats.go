@@ -115,7 +115,11 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 			if ok, held := n.repl.logLimit.Allow("left out\x00" + m.ID + "\x00" + service); ok {
 				n.log.Warn("a "+m.Status+" node's answer is left out", "peer", m.ID, "service", service, "repeats_held_back", held)
 			}
-			query.Warn(ctx, fmt.Sprintf("node %s is %s: its figures are left out", m.ID, m.Status))
+			if m.Status == "suspect" {
+				query.WarnPartial(ctx, fmt.Sprintf("node %s is %s: its figures are left out", m.ID, m.Status))
+			} else {
+				query.Warn(ctx, fmt.Sprintf("node %s is %s: its figures are left out", m.ID, m.Status)) // it runs nothing
+			}
 		}
 		if m.ID == n.id || m.RPC == "" || m.Status != "alive" {
 			continue
@@ -132,7 +136,7 @@ func fromPeers[T any](ctx context.Context, n *Node, service string, req []byte) 
 				if ok, held := n.repl.logLimit.Allow("no answer\x00" + m.ID + "\x00" + service); ok {
 					n.log.Warn("a node's answer is left out", "peer", m.ID, "service", service, "error", err, "repeats_held_back", held)
 				}
-				query.Warn(ctx, fmt.Sprintf("node %s did not answer (%s): its figures are left out", m.ID, whyNoAnswer(err)))
+				query.WarnPartial(ctx, fmt.Sprintf("node %s did not answer (%s): its figures are left out", m.ID, whyNoAnswer(err)))
 				return
 			}
 			mu.Lock()
@@ -204,9 +208,9 @@ func warnLeaderless(ctx context.Context, n *Node, what string) {
 	for _, st := range n.ClusterShards(ctx) {
 		switch {
 		case st.Leader == "":
-			query.Warn(ctx, fmt.Sprintf("shard %d has no leader (an election, or no majority): the %s it runs are left out", st.ID, what))
+			query.WarnPartial(ctx, fmt.Sprintf("shard %d has no leader (an election, or no majority): the %s it runs are left out", st.ID, what))
 		case st.Leader != n.id && status[st.Leader] != "alive":
-			query.Warn(ctx, fmt.Sprintf("shard %d's leader %s is not up (%s): the %s it runs are left out", st.ID, st.Leader, cmp.Or(status[st.Leader], "gone"), what))
+			query.WarnPartial(ctx, fmt.Sprintf("shard %d's leader %s is not up (%s): the %s it runs are left out", st.ID, st.Leader, cmp.Or(status[st.Leader], "gone"), what))
 		}
 	}
 }

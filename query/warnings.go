@@ -15,8 +15,11 @@ type warningsKey struct{}
 
 // warnings collects the warnings of one query.
 type warnings struct {
-	mu   sync.Mutex // guards list
+	mu   sync.Mutex // guards list and partial
 	list []string
+	// partial: a warning says that what was asked for may be among what
+	// was left out (WarnPartial), not only that some figures are.
+	partial bool
 }
 
 // Warn adds msg to the warnings of the query running under ctx, once
@@ -31,6 +34,18 @@ func Warn(ctx context.Context, msg string) {
 	defer w.mu.Unlock()
 	if !slices.Contains(w.list, msg) {
 		w.list = append(w.list, msg)
+	}
+}
+
+// WarnPartial is Warn for what may hide a row asked for: a node that did
+// not answer, or that runs things (a suspect: perhaps up), or a shard
+// without a leader; not a node known to be down, which runs nothing.
+func WarnPartial(ctx context.Context, msg string) {
+	Warn(ctx, msg)
+	if w, ok := ctx.Value(warningsKey{}).(*warnings); ok {
+		w.mu.Lock()
+		w.partial = true
+		w.mu.Unlock()
 	}
 }
 
@@ -50,10 +65,15 @@ func (w *warnings) take() []string {
 }
 
 // CollectWarnings returns ctx carrying a new collector of warnings, and
-// the func that returns those collected under it (sorted, nil if none):
-// for callers other than a query (the REST API's lists) that read
-// sources which Warn.
-func CollectWarnings(ctx context.Context) (context.Context, func() []string) {
+// the func that returns those collected under it (sorted, nil if none),
+// and whether one was given with WarnPartial: for callers other than a
+// query (the REST API's lists and lookups) that read sources which Warn.
+func CollectWarnings(ctx context.Context) (context.Context, func() (list []string, partial bool)) {
 	ctx, w := withWarnings(ctx)
-	return ctx, w.take
+	return ctx, func() ([]string, bool) {
+		list := w.take()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return list, w.partial
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/mqstream/mqstream/stats"
@@ -58,4 +59,22 @@ func TestWarningsOfPartialTables(t *testing.T) {
 	if _, ok := body["warnings"]; ok {
 		t.Fatalf("a complete result has a warnings key: %v", body)
 	}
+}
+
+// TestCollectedWarningsSayWhetherARowMayBeMissing: Warn collects a
+// warning; WarnPartial also says that what was asked for may be among
+// what was left out (a lookup then answers "unavailable", not "not
+// found").
+func TestCollectedWarningsSayWhetherARowMayBeMissing(t *testing.T) {
+	ctx, got := CollectWarnings(context.Background())
+	Warn(ctx, "node n3 is failed: its figures are left out")
+	if list, partial := got(); len(list) != 1 || partial {
+		t.Fatalf("after Warn: %v, partial %v", list, partial)
+	}
+	WarnPartial(ctx, "shard 2 has no leader")
+	Warn(ctx, "shard 2 has no leader")
+	if list, partial := got(); !slices.Equal(list, []string{"node n3 is failed: its figures are left out", "shard 2 has no leader"}) || !partial {
+		t.Fatalf("after WarnPartial: %v, partial %v", list, partial)
+	}
+	Warn(context.Background(), "outside a collection: dropped")
 }
